@@ -188,6 +188,58 @@ _start:
     SYS 0x71
     PRINT m_newline
 
+    # With an interface (a MAC above): an ARP request for QEMU's gateway 10.0.2.2 from
+    # 10.0.2.15 goes out through b_net_tx, and b_net_rx hands its answer back where it
+    # left it (RDI, an output, as BareMetal's driver buffer) with its length in RCX.
+    xor edx, edx
+    SYS 0x30
+    test rax, rax
+    jz 4f
+    bswap rax
+    shr rax, 16                         # the MAC's six bytes in memory order
+    mov [rip + arp_frame + 6], rax      # the source, and the sender's hardware address
+    mov [rip + arp_frame + 22], rax     # (each store runs 2 bytes over: put back below)
+    mov word ptr [rip + arp_frame + 12], 0x0608
+    mov dword ptr [rip + arp_frame + 28], 0x0F02000A
+    lea rsi, [rip + arp_frame]
+    mov ecx, 60
+    xor edx, edx
+    call qword ptr [B_NET_TX]
+    SYS 0x00
+    mov r14, rax
+2:  mov rdi, 0xD1                       # a sentinel: b_net_rx sets RDI
+    mov rsi, 0x51
+    mov ebx, 0xB0
+    xor edx, edx
+    call qword ptr [B_NET_RX]
+    cmp rbx, 0xB0
+    CHECK e, e_clobbered
+    cmp rsi, 0x51
+    CHECK e, e_clobbered
+    test rdx, rdx
+    CHECK z, e_clobbered
+    test rcx, rcx
+    jz 1f
+    cmp rdi, 0xD1
+    CHECK ne, e_net_rx_rdi
+    cmp rcx, 42
+    jb 1f
+    cmp word ptr [rdi + 12], 0x0608     # ARP
+    jne 1f
+    cmp word ptr [rdi + 20], 0x0200     # a reply
+    jne 1f
+    cmp dword ptr [rdi + 28], 0x0202000A  # from 10.0.2.2
+    je 3f
+1:  SYS 0x00                            # none yet, or another frame: poll for 2 s
+    sub rax, r14
+    mov r15, 2000000000
+    cmp rax, r15
+    CHECK b, e_arp
+    jmp 2b
+3:
+    PRINT m_arp
+4:
+
     # 0x14/0x15 lock and unlock keep RAX (BareMetal: all registers preserved).
     lea rbx, [rip + lock_word]
     mov rax, rbx
@@ -412,6 +464,15 @@ lock_word: .quad 0
 release:   .quad 0
 spinner_job: .quad 0
 sector:    .fill 4096, 1, 0
+# An ARP request (who has 10.0.2.2?), 60 bytes; the program writes in its MAC and
+# sender address 10.0.2.15.
+arp_frame:
+    .byte 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0, 0, 0, 0x08, 0x06
+    .byte 0x00, 0x01, 0x08, 0x00, 6, 4, 0x00, 0x01
+    .fill 10, 1, 0
+    .fill 6, 1, 0
+    .byte 10, 0, 2, 2
+    .fill 18, 1, 0
 
 STR dump_me, "BAREMETAL-DUMP!!"
 STR m_start, "baremetal-test: start\n"
@@ -420,12 +481,15 @@ STR m_cores, "baremetal-test: cores="
 STR m_rax, "baremetal-test: rax="
 STR m_mac, "baremetal-test: mac="
 STR m_pci, "baremetal-test: pci ok\n"
+STR m_arp, "baremetal-test: arp ok\n"
 STR m_newline, "\n"
 STR m_ok, "baremetal-test: ok\n"
 STR m_failed, "baremetal-test: FAILED "
 STR e_clobbered, "a call changed a register that is not its output"
 STR e_input, "b_input returned more than a byte"
 STR e_net_rx, "b_net_rx received a frame without a device"
+STR e_arp, "b_net_rx: no ARP answer from 10.0.2.2 within 2 s"
+STR e_net_rx_rdi, "b_net_rx returned a frame but left RDI unchanged"
 STR e_nvs, "b_nvs_read/write did sectors without a device"
 STR e_delay, "0x72 delay 10 ms: the timecounter moved less"
 STR e_tsc, "0x1F TSC did not advance"

@@ -922,6 +922,9 @@ pub const CASES: &[Case] = &[
             Check::Has("baremetal-test: cores=0000000000000004"),
             // q35's default e1000e, 52:54:00:12:34:56, its first byte the most significant.
             Check::Has("baremetal-test: mac=0000525400123456"),
+            // An ARP request to QEMU's user network, its answer read where b_net_rx left
+            // it (RDI).
+            Check::Has("baremetal-test: arp ok"),
             Check::Has("baremetal-test: pci ok"),
             Check::Has("baremetal-test: ok"),
             Check::Has("the app returned rax=0x0"),

@@ -1,12 +1,15 @@
 //! BareMetal's storage and network calls (`b_nvs_read`, `b_nvs_write`, `b_net_tx`,
-//! `b_net_rx`, and `b_system` 0x30 for the MAC address) on the registry's devices: the kernel's BareMetal call table forwards
-//! here with the app's buffers. Each call holds its device only for its own duration
-//! (as the holder `baremetal`), so a device an app holds is refused to BareMetal code.
-//! BareMetal counts storage in 4096-byte sectors. And the bookkeeping of the jobs
-//! `smp_set` gives cores ([`Jobs`]), which a load of a new binary must not run under.
+//! `b_net_rx`, and `b_system` 0x30 for the MAC address) on the registry's devices: the
+//! kernel's BareMetal call table forwards here with the app's buffers (`b_net_rx` leaves
+//! its frame in a buffer of the calling core's, [`ReceiveBuffers`], as BareMetal leaves it
+//! in its driver's). Each call holds its device only for its own duration (as the holder
+//! `baremetal`), so a device an app holds is refused to BareMetal code. BareMetal counts
+//! storage in 4096-byte sectors. And the bookkeeping of the jobs `smp_set` gives cores
+//! ([`Jobs`]), which a load of a new binary must not run under.
 
 use alloc::boxed::Box;
 use core::sync::atomic::{AtomicU64, Ordering};
+use spin::{Mutex, Once};
 
 use rexo_api::{BinaryError, BlockDevice, DeviceError, DeviceKind, OpenDevice, device::wait_for};
 
@@ -23,8 +26,40 @@ const HOLDER: crate::Holder = (0, "baremetal");
 /// How long `b_net_tx` waits for a free transmit buffer, in nanoseconds.
 const TX_WAIT_NS: u64 = 10_000_000;
 
-/// How many `b_net_rx` calls had no buffer (an unmapped address).
-static RECEIVES_WITHOUT_BUFFER: AtomicU64 = AtomicU64::new(0);
+/// The longest frame `b_net_rx` hands over (BareMetal's limit: an Ethernet frame with a
+/// VLAN tag, without its FCS); a longer one is dropped.
+pub const FRAME_BYTES: usize = 1522;
+
+/// Per core, the buffer `b_net_rx` leaves a received frame in and whose address it hands
+/// the program (RDI), as BareMetal hands out its driver's buffer: allocated by the core's
+/// first `b_net_rx` (from memory the program can read, the kernel's identity-mapped heap),
+/// kept for good, and overwritten by that core's next `b_net_rx`. One per core, so that
+/// programs polling on several cores never see each other's frames.
+pub struct ReceiveBuffers<const CORES: usize> {
+    /// Each core's buffer, once it received.
+    buffers: [Once<Box<Mutex<[u8; FRAME_BYTES]>>>; CORES],
+}
+
+impl<const CORES: usize> Default for ReceiveBuffers<CORES> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const CORES: usize> ReceiveBuffers<CORES> {
+    /// No buffer allocated yet.
+    pub const fn new() -> Self {
+        Self {
+            buffers: [const { Once::new() }; CORES],
+        }
+    }
+
+    /// Core `core`'s buffer (allocated on its first use); `None` for no such core.
+    fn of(&self, core: usize) -> Option<&Mutex<[u8; FRAME_BYTES]>> {
+        let buffer = self.buffers.get(core)?;
+        Some(buffer.call_once(|| Box::new(Mutex::new([0; FRAME_BYTES]))))
+    }
+}
 
 /// Direction of a storage call.
 pub enum Transfer<'a> {
@@ -143,28 +178,26 @@ impl Registry {
         })
     }
 
-    /// `b_net_rx`: the next received frame of interface `interface` into `buffer`;
-    /// returns its length (0: none; a frame longer than `buffer` is dropped). An empty
-    /// `buffer` (the app's address was not mapped) takes no frame; such calls are counted
-    /// and warned of at powers of two, as programs poll `b_net_rx` in tight loops. For
-    /// that reason, too, a missing interface is not logged at all.
-    pub fn baremetal_receive(&'static self, interface: usize, buffer: &mut [u8]) -> usize {
-        if buffer.is_empty() {
-            // A frame taken now could only be dropped.
-            let calls = RECEIVES_WITHOUT_BUFFER.fetch_add(1, Ordering::Relaxed) + 1;
-            if calls.is_power_of_two() {
-                log::warn!(
-                    "baremetal: interface {interface}: no buffer to receive into; {calls} \
-                     such calls so far"
-                );
-            }
-            return 0;
-        }
+    /// `b_net_rx`: the next received frame of interface `interface` into the calling
+    /// core's buffer of `buffers`; returns that buffer's address (also when no frame came,
+    /// 0 only for a core beyond `buffers`) and the frame's length (0: none; a frame longer
+    /// than [`FRAME_BYTES`] is dropped). A missing interface is not logged, as programs
+    /// poll `b_net_rx` in tight loops.
+    pub fn baremetal_receive<const CORES: usize>(
+        &'static self,
+        interface: usize,
+        buffers: &ReceiveBuffers<CORES>,
+    ) -> (u64, u64) {
+        let Some(buffer) = buffers.of(self.binder.core_index()) else {
+            return (0, 0);
+        };
+        let mut buffer = buffer.lock();
+        let address = buffer.as_ptr() as u64;
         let Ok(mut nic) = self
             .open(DeviceKind::Net, interface, HOLDER)
             .and_then(OpenDevice::into_net)
         else {
-            return 0;
+            return (address, 0);
         };
         let mut len = 0;
         let received = nic.receive(0, 1, &mut |frame| {
@@ -176,7 +209,7 @@ impl Registry {
         if let Err(error) = received {
             log::warn!("baremetal: interface {interface}: {error}");
         }
-        len
+        (address, len as u64)
     }
 }
 
@@ -610,22 +643,6 @@ mod tests {
     }
 
     #[test]
-    fn receiving_without_a_buffer_in_a_loop_warns_only_at_powers_of_two() {
-        record_logs();
-        let (registry, _) = shared();
-        for _ in 0..100 {
-            assert_eq!(registry.baremetal_receive(3, &mut []), 0);
-        }
-        let warned = LOGGED
-            .lock()
-            .iter()
-            .filter(|line| line.starts_with("baremetal: interface 3: no buffer"))
-            .count();
-        // Other tests' calls count too, so between one and log2(100 + theirs) + 1.
-        assert!((1..=8).contains(&warned), "{warned} warnings");
-    }
-
-    #[test]
     fn the_mac_address_reads_first_byte_first_and_is_0_without_an_interface() {
         let (registry, _) = shared();
         assert_eq!(registry.baremetal_mac(0), 0x0200_0000_0001);
@@ -635,12 +652,42 @@ mod tests {
     }
 
     #[test]
-    fn receiving_without_a_buffer_leaves_the_frame_waiting() {
+    fn a_frame_is_received_into_the_calling_cores_buffer_whose_address_is_returned() {
         let (registry, wire) = shared();
-        wire.lock().incoming.push_back(alloc::vec![7; 60]);
-        assert_eq!(registry.baremetal_receive(0, &mut []), 0);
-        let mut buffer = [0; 1514];
-        assert_eq!(registry.baremetal_receive(0, &mut buffer), 60);
-        assert_eq!(buffer[..60], [7; 60]);
+        let buffers: &'static ReceiveBuffers<64> = Box::leak(Box::default());
+        let (empty, none) = registry.baremetal_receive(0, buffers);
+        assert!(empty != 0 && none == 0, "no frame: the buffer, length 0");
+        let frame: Vec<u8> = (0..FRAME_BYTES).map(|i| i as u8).collect();
+        wire.lock().incoming.push_back(frame.clone());
+        let (address, len) = registry.baremetal_receive(0, buffers);
+        assert_eq!(
+            (address, len),
+            (empty, FRAME_BYTES as u64),
+            "the same buffer"
+        );
+        let buffer = buffers.of(registry.binder.core_index()).unwrap().lock();
+        assert_eq!(buffer.as_ptr() as u64, address);
+        assert!(
+            buffer[..] == frame[..],
+            "the whole frame, at the address returned"
+        );
+        drop(buffer);
+        wire.lock().incoming.push_back(alloc::vec![9; 60]);
+        let other = std::thread::spawn(move || registry.baremetal_receive(0, buffers).0);
+        let elsewhere = other.join().unwrap();
+        assert!(elsewhere != address, "another core has a buffer of its own");
+        wire.lock()
+            .incoming
+            .push_back(alloc::vec![7; FRAME_BYTES + 1]);
+        assert_eq!(
+            registry.baremetal_receive(0, buffers),
+            (address, 0),
+            "too long"
+        );
+        assert_eq!(
+            registry.baremetal_receive(1, buffers),
+            (address, 0),
+            "no interface 1"
+        );
     }
 }

@@ -6,7 +6,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use super::raw::{self, Regs};
 use crate::arch::cpu;
 use crate::arch::percpu::{self, MAX_CORES};
-use rexo_drivers::baremetal::{Jobs, Transfer};
+use rexo_drivers::baremetal::{Jobs, ReceiveBuffers, Transfer};
 
 /// What `b_system` returns for an unknown function or a bad argument: all ones.
 pub const ERROR: u64 = u64::MAX;
@@ -16,6 +16,8 @@ pub const SMP_SET_FAILED: u64 = 0;
 
 /// Each core's BareMetal job, and the loads that must not run under them.
 pub static JOBS: Jobs<MAX_CORES> = Jobs::new();
+/// Each core's buffer `b_net_rx` leaves frames in (RDI).
+static RECEIVED: ReceiveBuffers<MAX_CORES> = ReceiveBuffers::new();
 /// The callbacks an app registered (timer, network, keyboard), 0 for none.
 static CALLBACKS: [AtomicU64; 3] = [const { AtomicU64::new(0) }; 3];
 
@@ -28,10 +30,7 @@ pub fn dispatch(regs: &mut Regs) {
             let frame = raw::app_bytes(regs.rsi, regs.rcx).unwrap_or_default();
             registry().baremetal_transmit(regs.rdx as usize, frame, crate::time::now_ns);
         }
-        3 => {
-            let buffer = raw::app_bytes_mut(regs.rdi, 1514).unwrap_or_default();
-            regs.rcx = registry().baremetal_receive(regs.rdx as usize, buffer) as u64;
-        }
+        3 => (regs.rdi, regs.rcx) = registry().baremetal_receive(regs.rdx as usize, &RECEIVED),
         4 | 5 => regs.rcx = storage(regs),
         _ => regs.rax = system(regs.rcx, regs.rax, regs.rdx),
     }

@@ -12,8 +12,9 @@
 //!
 //! - `b_input`: RAX = the next byte from the serial line (or PS/2 keyboard), 0 if none.
 //! - `b_output`: RCX bytes at RSI to the consoles; an unmapped buffer prints nothing.
-//! - `b_net_tx` (RSI frame, RCX length, RDX interface) and `b_net_rx` (RDI buffer of
-//!   1514 bytes, RDX interface; RCX = the frame's length, 0 if none) on the network
+//! - `b_net_tx` (RSI frame, RCX length, RDX interface) and `b_net_rx` (RDX interface;
+//!   RDI = the frame, in a buffer of the calling core's that the kernel keeps and that
+//!   core's next `b_net_rx` overwrites, RCX = its length, 0 if none) on the network
 //!   interfaces `devices` lists; `b_nvs_read` (RAX first 4096-byte sector, RCX sectors,
 //!   RDX drive, RDI buffer) and `b_nvs_write` (RSI data) on its disks, in pieces of 256
 //!   sectors (1 MiB); RCX = sectors done: the pieces before the first that failed
@@ -21,9 +22,8 @@
 //!   disk's end does the sectors before it and counts them (refused whole if it starts
 //!   beyond).
 //!   `b_net_tx` logs a frame it could not send; `b_net_rx`, which programs poll in tight
-//!   loops, is silent for a missing interface and warns of an unmapped buffer only at
-//!   powers of two. Each call holds its device only while it runs
-//!   (`rexo_drivers::baremetal`), so a device an app holds is refused.
+//!   loops, is silent for a missing interface. Each call holds its device only while it
+//!   runs (`rexo_drivers::baremetal`), so a device an app holds is refused.
 //!
 //! # `b_system` (RCX = function, RAX and RDX = arguments, RAX = result)
 //!
