@@ -350,10 +350,21 @@ _start:
     mov edx, 0x0F
     SYS 0x51
     PRINT m_pci
+    # RDX = bus << 24 | device << 19 | function << 16 | register, as BareMetal's
+    # os_pci_convert: 00:1F.0 (q35's LPC bridge) register 0, printed for the test.
+    PRINT m_pci_lpc
+    mov edx, 0x1F << 19
+    SYS 0x50
+    SYS 0x71
+    PRINT m_newline
 6:  mov edx, 64
     SYS 0x50
     cmp rax, -1
     CHECK e, e_pci_bad
+    mov rdx, 1 << 32                    # segment 1: the ports reach segment 0 alone
+    SYS 0x50
+    cmp rax, -1
+    CHECK e, e_pci_segment
 
     # 0x60-0x62 callbacks: recorded (each returns the one before); 0x7D reset clears them.
     mov r12d, 0x60
@@ -481,6 +492,7 @@ STR m_cores, "baremetal-test: cores="
 STR m_rax, "baremetal-test: rax="
 STR m_mac, "baremetal-test: mac="
 STR m_pci, "baremetal-test: pci ok\n"
+STR m_pci_lpc, "baremetal-test: pci 00:1f.0="
 STR m_arp, "baremetal-test: arp ok\n"
 STR m_newline, "\n"
 STR m_ok, "baremetal-test: ok\n"
@@ -510,6 +522,7 @@ STR e_smp_get, "0x13 smp_get did not give the calling core's own job"
 STR e_busy, "0x16 busy missed a running job"
 STR e_pci, "0x50/0x51 PCI configuration read or write"
 STR e_pci_bad, "0x50 accepted register 64"
+STR e_pci_segment, "0x50 accepted PCI segment 1"
 STR e_callback, "0x60-0x62 callbacks not recorded"
 STR e_reset, "0x7D reset kept a callback"
 STR e_dump, "0x70/0x71 dump"

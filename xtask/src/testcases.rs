@@ -926,6 +926,8 @@ pub const CASES: &[Case] = &[
             // it (RDI).
             Check::Has("baremetal-test: arp ok"),
             Check::Has("baremetal-test: pci ok"),
+            // q35's LPC bridge (ICH9, 8086:2918) read by bus << 24 | devfn << 16 | register.
+            Check::Has("baremetal-test: pci 00:1f.0=0000000029188086"),
             Check::Has("baremetal-test: ok"),
             Check::Has("the app returned rax=0x0"),
         ],

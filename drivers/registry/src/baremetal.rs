@@ -213,6 +213,21 @@ impl Registry {
     }
 }
 
+/// The 0xCF8 configuration address for RDX as BareMetal's bus calls (`b_system` 0x50
+/// and 0x51) take it: segment << 32 | bus << 24 | device << 19 | function << 16 |
+/// register (16 bits, an index of 32-bit registers). `None` for a segment other than 0
+/// (the ports reach segment 0 alone), bits set above the segment's 16, or a register past
+/// the 256-byte configuration space (index 64 and up: PCIe's extended registers, which
+/// BareMetal reaches through ECAM, are not reached here).
+pub fn pci_address(rdx: u64) -> Option<u32> {
+    let register = rdx & 0xFFFF;
+    if rdx >> 32 != 0 || register >= 64 {
+        return None;
+    }
+    let bus_device_function = (rdx >> 16) & 0xFFFF;
+    Some(0x8000_0000 | (bus_device_function << 8) as u32 | (register << 2) as u32)
+}
+
 /// Runs one storage call on `disk`: 4096-byte sectors turned into the disk's own; the
 /// 4096-byte sectors done, fewer than asked where the request crosses the disk's end.
 fn storage(
@@ -640,6 +655,22 @@ mod tests {
         assert_eq!(refused, Ok(Err(BinaryError::Loading)));
         assert!(!ran, "a half-copied binary is not run");
         assert_eq!(jobs.run_main(|| 5), Ok(5), "after the load it runs");
+    }
+
+    #[test]
+    fn pci_addresses_are_decoded_as_baremetals_bus_calls_lay_them_out() {
+        assert_eq!(pci_address(0), Some(0x8000_0000));
+        // Bus 1, device 2, function 3, register 0x0F (byte offset 0x3C).
+        let rdx = 1 << 24 | 2 << 19 | 3 << 16 | 0x0F;
+        let address = 0x8000_0000 | 1 << 16 | 2 << 11 | 3 << 8 | 0x3C;
+        assert_eq!(pci_address(rdx), Some(address));
+        // q35's LPC bridge, 00:1F.0.
+        assert_eq!(pci_address(0x1F << 19), Some(0x8000_F800));
+        assert_eq!(pci_address(0xFF << 24 | 0xFF << 16 | 63), Some(0x80FF_FFFC));
+        assert_eq!(pci_address(64), None, "past the 256 bytes");
+        assert_eq!(pci_address(0x3FF), None, "a PCIe extended register");
+        assert_eq!(pci_address(1 << 32), None, "segment 1");
+        assert_eq!(pci_address(1 << 48), None, "above the segment");
     }
 
     #[test]

@@ -6,7 +6,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use super::raw::{self, Regs};
 use crate::arch::cpu;
 use crate::arch::percpu::{self, MAX_CORES};
-use rexo_drivers::baremetal::{Jobs, ReceiveBuffers, Transfer};
+use rexo_drivers::baremetal::{Jobs, ReceiveBuffers, Transfer, pci_address};
 
 /// What `b_system` returns for an unknown function or a bad argument: all ones.
 pub const ERROR: u64 = u64::MAX;
@@ -185,18 +185,6 @@ fn screen(function: u64) -> u64 {
         0x23 => u64::from(fb.pitch) / bytes_per_pixel,
         _ => u64::from(fb.bpp),
     }
-}
-
-/// The 0xCF8 configuration address for RDX = bus << 16 | device << 11 | function << 8 |
-/// register (a 32-bit register index, 0..=63); `None` if bits above 23 are set or the
-/// register is beyond the 256-byte configuration space.
-pub fn pci_address(rdx: u64) -> Option<u32> {
-    let rdx = u32::try_from(rdx).ok().filter(|v| v >> 24 == 0)?;
-    let register = rdx & 0xFF;
-    if register >= 64 {
-        return None;
-    }
-    Some(0x8000_0000 | (rdx & 0x00FF_FF00) | (register << 2))
 }
 
 /// `0x70`: prints `len` bytes from `addr` as hex, 16 per line. Returns `addr`, or [`ERROR`]

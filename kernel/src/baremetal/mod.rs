@@ -42,7 +42,7 @@
 //! | 0x1F | the TSC |
 //! | 0x20-0x24 | framebuffer address, width, height, pixels per line, bits per pixel; 0 without a framebuffer |
 //! | 0x30 | `b_net_status`: the MAC address of interface RDX, its first byte the most significant of 48 bits; 0 without one (or while an app holds it) |
-//! | 0x50, 0x51 | PCI configuration read / write (RAX = value) through ports 0xCF8/0xCFC; RDX = bus << 16, device << 11, function << 8, register index (0..=63, in 32-bit words) |
+//! | 0x50, 0x51 | PCI configuration read / write (RAX = value) through ports 0xCF8/0xCFC; RDX as BareMetal lays it out: segment << 32, bus << 24, device << 19, function << 16, register index (16 bits, in 32-bit words); ERROR for a segment other than 0 and for registers 64 and up (PCIe's extended space, which BareMetal reaches through ECAM) |
 //! | 0x60-0x62 | record the timer, network, keyboard callback (RAX); returns the previous one. No interrupts are delivered to apps yet, so callbacks are never called |
 //! | 0x70 | print RDX bytes at RAX in hex, 16 per line; RAX kept |
 //! | 0x71 | print RAX as 16 hex digits (no newline); returns RAX |
