@@ -37,8 +37,9 @@ pub fn disarm_revoked() {
 
 /// The kernel's half of leases: the vector a driver routed on the calling core
 /// (`mem::phys`), the capabilities (`caps`; a binding already gone when its app ended is
-/// not taken back twice), and an abort point for each call of the app's code inside a
-/// device call, whose app ends once the call has unlocked the device.
+/// not taken back twice), an abort point for each call of the app's code inside a
+/// device call, whose app ends once the call has unlocked the device, and the clock
+/// BareMetal calls wait for their device by.
 static BINDER: rexo_drivers::BinderFns = rexo_drivers::BinderFns {
     take_routed: || crate::mem::phys::ROUTED.take(crate::arch::percpu::core_index()),
     bind: |owner, vector| crate::caps::bind_interrupt(OwnerId(owner), vector),
@@ -48,6 +49,7 @@ static BINDER: rexo_drivers::BinderFns = rexo_drivers::BinderFns {
     run_app_code,
     end_aborted_app: crate::arch::abort::abort_current,
     core_index: crate::arch::percpu::core_index,
+    now_ns: crate::time::now_ns,
 };
 
 /// [`rexo_drivers::Binder::run_app_code`]: the app's `code` as an abort point of its own

@@ -3,18 +3,23 @@
 //! kernel's BareMetal call table forwards here with the app's buffers (`b_net_rx` leaves
 //! its frame in a buffer of the calling core's, [`ReceiveBuffers`], as BareMetal leaves it
 //! in its driver's). Each call holds its device only for its own duration (as the holder
-//! `baremetal`), so a device an app holds is refused to BareMetal code. BareMetal counts
-//! storage in 4096-byte sectors. And the bookkeeping of the jobs `smp_set` gives cores
+//! `baremetal`), so a device an app holds is refused to BareMetal code. Calls on one
+//! device from several cores take turns ([`Turn`]: a call waits up to 1 s for the others
+//! before it, as BareMetal's own wait for the interface's lock), rather than refusing
+//! each other as two holders would. BareMetal counts storage in 4096-byte sectors. And the bookkeeping of the jobs `smp_set` gives cores
 //! ([`Jobs`]), which a load of a new binary must not run under.
 
 use alloc::boxed::Box;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use spin::{Mutex, Once};
 
-use rexo_api::{BinaryError, BlockDevice, DeviceError, DeviceKind, OpenDevice, device::wait_for};
+use rexo_api::{
+    ApiError, BinaryError, BlockDevice, DeviceError, DeviceKind, NetDevice, OpenDevice,
+    device::wait_for,
+};
 
-use crate::Registry;
 use crate::exact::{submit_write_exact, wait_for_read_exact};
+use crate::{Binder, Registry};
 
 /// BareMetal's sector.
 pub const SECTOR: u64 = 4096;
@@ -25,6 +30,89 @@ pub const PIECE_BYTES: u64 = 256 * SECTOR;
 const HOLDER: crate::Holder = (0, "baremetal");
 /// How long `b_net_tx` waits for a free transmit buffer, in nanoseconds.
 const TX_WAIT_NS: u64 = 10_000_000;
+/// How long a BareMetal call waits for its turn on a device another core's BareMetal
+/// calls use, in nanoseconds (a storage call of many pieces may hold a disk that long).
+const TURN_WAIT_NS: u64 = 1_000_000_000;
+/// [`Turn`]'s value for no core.
+const NO_CORE: usize = usize::MAX;
+
+/// Which core's BareMetal call uses a device (each slot has one), and which core waits to
+/// be next: BareMetal calls on one device take turns. The core that waited longest goes
+/// next, so that a core calling in a tight loop (`b_net_rx`) does not keep the device
+/// from another core's call by taking it again at once.
+pub(crate) struct Turn {
+    /// The core whose call uses the device ([`NO_CORE`]: none).
+    core: AtomicUsize,
+    /// The core waiting to go next ([`NO_CORE`]: none); others wait until it went.
+    next: AtomicUsize,
+}
+
+impl Turn {
+    /// No call uses the device.
+    pub(crate) const fn new() -> Self {
+        Self {
+            core: AtomicUsize::new(NO_CORE),
+            next: AtomicUsize::new(NO_CORE),
+        }
+    }
+
+    /// Waits for a turn of core `core`, at most [`TURN_WAIT_NS`] on `binder`'s clock;
+    /// whether it came (the caller then gives it up with [`Turn::give_up`]).
+    fn take(&self, core: usize, binder: &dyn Binder) -> bool {
+        let start = binder.now_ns();
+        loop {
+            let next = self.next.load(Ordering::Acquire);
+            if (next == NO_CORE || next == core)
+                && (self.core)
+                    .compare_exchange(NO_CORE, core, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+            {
+                self.leave_line(core);
+                return true;
+            }
+            if binder.now_ns().saturating_sub(start) > TURN_WAIT_NS {
+                self.leave_line(core);
+                return false;
+            }
+            let _ =
+                (self.next).compare_exchange(NO_CORE, core, Ordering::AcqRel, Ordering::Relaxed);
+            core::hint::spin_loop();
+        }
+    }
+
+    /// Core `core` no longer waits to go next.
+    fn leave_line(&self, core: usize) {
+        let _ = (self.next).compare_exchange(core, NO_CORE, Ordering::AcqRel, Ordering::Relaxed);
+    }
+
+    /// Ends core `core`'s turn.
+    fn give_up(&self, core: usize) {
+        let _ = (self.core).compare_exchange(core, NO_CORE, Ordering::Release, Ordering::Relaxed);
+    }
+}
+
+/// A device a BareMetal call holds for its duration ([`Registry::open_for_call`]): the
+/// lease, then the call's turn, ended in that order as it is dropped.
+struct Held<D> {
+    /// The lease, of its kind (dropped first: fields drop in order).
+    device: D,
+    /// The call's turn on the device.
+    _turn: TurnHeld,
+}
+
+/// A core's turn on a device, given up when dropped.
+struct TurnHeld {
+    /// The device's turns.
+    turn: &'static Turn,
+    /// The core whose turn it is.
+    core: usize,
+}
+
+impl Drop for TurnHeld {
+    fn drop(&mut self) {
+        self.turn.give_up(self.core);
+    }
+}
 
 /// The longest frame `b_net_rx` hands over (BareMetal's limit: an Ethernet frame with a
 /// VLAN tag, without its FCS); a longer one is dropped.
@@ -70,6 +158,33 @@ pub enum Transfer<'a> {
 }
 
 impl Registry {
+    /// Opens device `index` of `kind` for a BareMetal call (as [`HOLDER`]) once the
+    /// calling core's turn on it came ([`Turn`]), as the handle `into` makes of it.
+    /// Refused at once for no such device or one an app holds; refused with
+    /// [`ApiError::DeviceBusy`] naming `baremetal` when other cores' BareMetal calls kept
+    /// it past [`TURN_WAIT_NS`].
+    fn open_for_call<D>(
+        &'static self,
+        kind: DeviceKind,
+        index: usize,
+        into: impl FnOnce(OpenDevice) -> Result<D, ApiError>,
+    ) -> Result<Held<D>, ApiError> {
+        let slot = self.slot(kind, index)?;
+        let core = self.binder.core_index();
+        if !slot.baremetal.take(core, self.binder) {
+            return Err(ApiError::DeviceBusy(HOLDER.1));
+        }
+        let turn = TurnHeld {
+            turn: &slot.baremetal,
+            core,
+        };
+        let device = self.open(kind, index, HOLDER).and_then(into)?;
+        Ok(Held {
+            device,
+            _turn: turn,
+        })
+    }
+
     /// `b_nvs_read` / `b_nvs_write`: `sectors` whole 4096-byte sectors from `sector` on
     /// disk `drive`, in pieces of at most [`PIECE_BYTES`]; `buffer(offset, len)` gives
     /// the app's bytes `offset..offset + len` of the request, `None` if they are not
@@ -106,7 +221,7 @@ impl Registry {
     fn storage_piece(
         &'static self,
         drive: usize,
-        disk: &mut Option<Box<dyn BlockDevice>>,
+        disk: &mut Option<Held<Box<dyn BlockDevice>>>,
         sector: u64,
         transfer: Option<Transfer<'_>>,
     ) -> u64 {
@@ -116,18 +231,15 @@ impl Registry {
         };
         let disk = match disk {
             Some(disk) => disk,
-            None => {
-                let opened = self.open(DeviceKind::Block, drive, HOLDER);
-                match opened.and_then(OpenDevice::into_block) {
-                    Ok(opened) => disk.insert(opened),
-                    Err(error) => {
-                        log::warn!("baremetal: disk {drive}: {error}");
-                        return 0;
-                    }
+            None => match self.open_for_call(DeviceKind::Block, drive, OpenDevice::into_block) {
+                Ok(opened) => disk.insert(opened),
+                Err(error) => {
+                    log::warn!("baremetal: disk {drive}: {error}");
+                    return 0;
                 }
-            }
+            },
         };
-        match storage(disk.as_mut(), sector, transfer) {
+        match storage(disk.device.as_mut(), sector, transfer) {
             Ok(done) => done,
             Err(error) => {
                 log::warn!("baremetal: disk {drive}, sector {sector}: {error}");
@@ -138,24 +250,19 @@ impl Registry {
 
     /// `b_net_tx`: sends `frame` on interface `interface`; false if it was not sent
     /// (logged: BareMetal's call returns nothing).
-    pub fn baremetal_transmit(
-        &'static self,
-        interface: usize,
-        frame: &[u8],
-        now_ns: impl Fn() -> u64,
-    ) -> bool {
-        let opened = self.open(DeviceKind::Net, interface, HOLDER);
-        let mut nic = match opened.and_then(OpenDevice::into_net) {
+    pub fn baremetal_transmit(&'static self, interface: usize, frame: &[u8]) -> bool {
+        let mut nic = match self.open_for_call(DeviceKind::Net, interface, OpenDevice::into_net) {
             Ok(nic) => nic,
             Err(error) => {
                 log::warn!("baremetal: interface {interface}: {error}");
                 return false;
             }
         };
-        let start = now_ns();
+        let nic: &mut dyn NetDevice = nic.device.as_mut();
+        let start = self.binder.now_ns();
         loop {
             match nic.transmit(0, frame.len(), &mut |buffer| buffer.copy_from_slice(frame)) {
-                Err(DeviceError::QueueFull) if now_ns() - start < TX_WAIT_NS => {
+                Err(DeviceError::QueueFull) if self.binder.now_ns() - start < TX_WAIT_NS => {
                     core::hint::spin_loop()
                 }
                 Ok(()) => return true,
@@ -172,9 +279,9 @@ impl Registry {
     /// use it (no such interface, or one an app holds), as BareMetal answers 0 without a
     /// network.
     pub fn baremetal_mac(&'static self, interface: usize) -> u64 {
-        let opened = self.open(DeviceKind::Net, interface, HOLDER);
-        opened.and_then(OpenDevice::into_net).map_or(0, |nic| {
-            (nic.info().mac.iter()).fold(0, |mac, &byte| mac << 8 | u64::from(byte))
+        let opened = self.open_for_call(DeviceKind::Net, interface, OpenDevice::into_net);
+        opened.map_or(0, |nic| {
+            (nic.device.info().mac.iter()).fold(0, |mac, &byte| mac << 8 | u64::from(byte))
         })
     }
 
@@ -193,14 +300,12 @@ impl Registry {
         };
         let mut buffer = buffer.lock();
         let address = buffer.as_ptr() as u64;
-        let Ok(mut nic) = self
-            .open(DeviceKind::Net, interface, HOLDER)
-            .and_then(OpenDevice::into_net)
+        let Ok(mut nic) = self.open_for_call(DeviceKind::Net, interface, OpenDevice::into_net)
         else {
             return (address, 0);
         };
         let mut len = 0;
-        let received = nic.receive(0, 1, &mut |frame| {
+        let received = nic.device.receive(0, 1, &mut |frame| {
             if let Some(target) = buffer.get_mut(..frame.len()) {
                 target.copy_from_slice(frame);
                 len = frame.len();
@@ -433,6 +538,7 @@ mod tests {
     use alloc::boxed::Box;
     use alloc::string::String;
     use alloc::vec::Vec;
+    use core::sync::atomic::AtomicBool;
     use rexo_devio::Found;
 
     #[test]
@@ -496,7 +602,7 @@ mod tests {
             "{:?}",
             LOGGED.lock()
         );
-        assert!(!registry.baremetal_transmit(9, &[0; 60], || 0));
+        assert!(!registry.baremetal_transmit(9, &[0; 60]));
         assert!(logged("baremetal: interface 9: "), "{:?}", LOGGED.lock());
     }
 
@@ -680,6 +786,119 @@ mod tests {
         assert_eq!(registry.baremetal_mac(1), 0, "no second interface");
         let _held = registry.open(DeviceKind::Net, 0, (7, "app")).unwrap();
         assert_eq!(registry.baremetal_mac(0), 0, "held by an app");
+    }
+
+    /// A registry of one disk in memory (4 MiB).
+    fn a_disk() -> &'static Registry {
+        let disk = rexo_api::testing::MemoryDisk::new(alloc::vec![0; 4 << 20]);
+        crate::tests::registry_with(Found::Block(Box::new(disk)), "memory")
+    }
+
+    /// Starts a `b_nvs_read` of 300 sectors on another thread (a core of its own) that
+    /// holds the disk, between its two pieces, until `open` is set; returns once it does.
+    fn reading_until(
+        registry: &'static Registry,
+        open: &'static AtomicBool,
+    ) -> std::thread::JoinHandle<u64> {
+        let entered: &'static AtomicBool = Box::leak(Box::default());
+        let buffer: &'static mut [u8] = alloc::vec![0; 300 * 4096].leak();
+        let reading = std::thread::spawn(move || {
+            let mut rest = buffer;
+            registry.baremetal_storage(0, 0, 300, |offset, len| {
+                if offset > 0 {
+                    entered.store(true, Ordering::Release);
+                    while !open.load(Ordering::Acquire) {
+                        std::thread::yield_now();
+                    }
+                }
+                let (piece, after) = core::mem::take(&mut rest).split_at_mut(len as usize);
+                rest = after;
+                Some(Transfer::Read(piece))
+            })
+        });
+        while !entered.load(Ordering::Acquire) {
+            std::thread::yield_now();
+        }
+        reading
+    }
+
+    /// A one-sector `b_nvs_read` of disk 0 on another thread; its sectors done.
+    fn read_one_sector(registry: &'static Registry) -> std::thread::JoinHandle<u64> {
+        std::thread::spawn(move || {
+            let mut buffer = alloc::vec![0; 4096];
+            let mut read = Some(Transfer::Read(&mut buffer));
+            registry.baremetal_storage(0, 0, 1, |_, _| read.take())
+        })
+    }
+
+    #[test]
+    fn a_call_waits_for_another_cores_call_on_the_device_instead_of_failing() {
+        let registry = a_disk();
+        let open: &'static AtomicBool = Box::leak(Box::default());
+        let reading = reading_until(registry, open);
+        let waiting = read_one_sector(registry);
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(!waiting.is_finished(), "waits for the other call");
+        open.store(true, Ordering::Release);
+        assert_eq!(reading.join().unwrap(), 300);
+        assert_eq!(waiting.join().unwrap(), 1, "done once the other call ended");
+    }
+
+    #[test]
+    fn a_call_waits_at_most_a_second_for_its_turn() {
+        record_logs();
+        let registry = a_disk();
+        let open: &'static AtomicBool = Box::leak(Box::default());
+        let reading = reading_until(registry, open);
+        let start = std::time::Instant::now();
+        assert_eq!(read_one_sector(registry).join().unwrap(), 0, "no turn came");
+        let waited = start.elapsed().as_nanos() as u64;
+        assert!(
+            (TURN_WAIT_NS..10 * TURN_WAIT_NS).contains(&waited),
+            "{waited} ns"
+        );
+        let refused = "baremetal: disk 0: the device is held by the app baremetal";
+        assert!(logged(refused), "{:?}", LOGGED.lock());
+        open.store(true, Ordering::Release);
+        assert_eq!(reading.join().unwrap(), 300);
+        assert_eq!(
+            read_one_sector(registry).join().unwrap(),
+            1,
+            "the next has its turn"
+        );
+    }
+
+    #[test]
+    fn a_device_an_app_holds_is_refused_to_baremetal_calls_at_once() {
+        let (registry, wire) = shared();
+        let _held = registry.open(DeviceKind::Net, 0, (7, "app")).unwrap();
+        let start = std::time::Instant::now();
+        assert!(!registry.baremetal_transmit(0, &[1; 60]));
+        assert_eq!(registry.baremetal_mac(0), 0);
+        assert!(
+            start.elapsed().as_nanos() < u128::from(TURN_WAIT_NS) / 2,
+            "at once"
+        );
+        assert!(wire.lock().sent.is_empty());
+    }
+
+    #[test]
+    fn a_receive_loop_on_one_core_loses_no_frame_another_core_sends() {
+        let (registry, wire) = shared();
+        let buffers: &'static ReceiveBuffers<64> = Box::leak(Box::default());
+        let stop: &'static core::sync::atomic::AtomicBool = Box::leak(Box::default());
+        let polling = std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                registry.baremetal_receive(0, buffers);
+            }
+        });
+        let sent = (0..200)
+            .filter(|_| registry.baremetal_transmit(0, &[2; 60]))
+            .count();
+        stop.store(true, Ordering::Relaxed);
+        polling.join().unwrap();
+        assert_eq!(sent, 200, "every b_net_tx went out");
+        assert_eq!(wire.lock().sent.len(), 200);
     }
 
     #[test]

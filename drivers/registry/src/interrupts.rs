@@ -54,6 +54,9 @@ pub trait Binder: Sync {
     fn end_aborted_app(&self) -> !;
     /// The machine's index of the calling core ([`crate::reentry`]).
     fn core_index(&self) -> usize;
+    /// Nanoseconds since boot (monotonic): how long a BareMetal call has waited for its
+    /// device ([`crate::baremetal`]).
+    fn now_ns(&self) -> u64;
 }
 
 /// A [`Binder`] made of the kernel's functions, one per method.
@@ -74,6 +77,8 @@ pub struct BinderFns {
     pub end_aborted_app: fn() -> !,
     /// [`Binder::core_index`].
     pub core_index: fn() -> usize,
+    /// [`Binder::now_ns`].
+    pub now_ns: fn() -> u64,
 }
 
 impl Binder for BinderFns {
@@ -100,6 +105,9 @@ impl Binder for BinderFns {
     }
     fn core_index(&self) -> usize {
         (self.core_index)()
+    }
+    fn now_ns(&self) -> u64 {
+        (self.now_ns)()
     }
 }
 
@@ -357,6 +365,14 @@ pub(crate) mod tests {
                 static CORE: usize = NEXT.fetch_add(1, Ordering::Relaxed);
             }
             CORE.with(|core| *core)
+        }
+        /// The host's clock, from the first reading.
+        fn now_ns(&self) -> u64 {
+            static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+            START
+                .get_or_init(std::time::Instant::now)
+                .elapsed()
+                .as_nanos() as u64
         }
     }
 

@@ -156,6 +156,8 @@ pub struct Slot {
     /// `unbound_in_call` may hold bindings: checked after every call, so that a call
     /// whose app dropped none takes no second lock.
     unbound_pending: core::sync::atomic::AtomicBool,
+    /// The turns of BareMetal calls on the device from several cores.
+    baremetal: baremetal::Turn,
 }
 
 impl Slot {
@@ -187,6 +189,7 @@ impl Slot {
             in_call: reentry::InCall::new(),
             unbound_in_call: spin::Mutex::new(Vec::new()),
             unbound_pending: core::sync::atomic::AtomicBool::new(false),
+            baremetal: baremetal::Turn::new(),
         }
     }
 }

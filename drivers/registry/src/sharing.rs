@@ -759,7 +759,7 @@ pub(crate) mod tests {
     #[derive(Default)]
     pub(crate) struct Wire {
         pub(crate) incoming: VecDeque<Vec<u8>>,
-        sent: Vec<Vec<u8>>,
+        pub(crate) sent: Vec<Vec<u8>>,
         /// Every send finds the transmit ring full.
         full: bool,
     }

@@ -28,7 +28,7 @@ pub fn dispatch(regs: &mut Regs) {
         1 => output(regs.rsi, regs.rcx),
         2 => {
             let frame = raw::app_bytes(regs.rsi, regs.rcx).unwrap_or_default();
-            registry().baremetal_transmit(regs.rdx as usize, frame, crate::time::now_ns);
+            registry().baremetal_transmit(regs.rdx as usize, frame);
         }
         3 => (regs.rdi, regs.rcx) = registry().baremetal_receive(regs.rdx as usize, &RECEIVED),
         4 | 5 => regs.rcx = storage(regs),

@@ -23,7 +23,9 @@
 //!   beyond).
 //!   `b_net_tx` logs a frame it could not send; `b_net_rx`, which programs poll in tight
 //!   loops, is silent for a missing interface. Each call holds its device only while it
-//!   runs (`rexo_drivers::baremetal`), so a device an app holds is refused.
+//!   runs (`rexo_drivers::baremetal`), so a device an app holds is refused; calls on one
+//!   device from several cores take turns, each waiting up to 1 s for the others (as
+//!   BareMetal's wait for the interface's lock), then refused (logged).
 //!
 //! # `b_system` (RCX = function, RAX and RDX = arguments, RAX = result)
 //!
