@@ -57,7 +57,7 @@ static BINDER: rexo_drivers::BinderFns = rexo_drivers::BinderFns {
 /// call goes on with them on again (a core with interrupts off would not answer another
 /// core's TLB shootdown). Outside any app (the kernel's own use of a device) it is a
 /// plain call: a panic there is the kernel's, reported as such. (A BareMetal load copies
-/// from the app's memory through it too.)
+/// from the app's memory through it too, and a BareMetal program runs under it.)
 pub(crate) fn run_app_code(code: &mut dyn FnMut()) -> bool {
     if !crate::arch::abort::can_abort() {
         code();

@@ -185,6 +185,34 @@ impl Registry {
         })
     }
 
+    /// Releases what the calling core's BareMetal calls held when they were abandoned (the
+    /// kernel ended the app in the middle of one: a panic, memory taken back by force):
+    /// each device's lease, ended as a lease's end does, and the call's turn on it, which
+    /// would otherwise leave the device held by `baremetal`, refused to every later call,
+    /// for good. The kernel calls it at the abort point around a BareMetal program, before
+    /// the app ends; BareMetal calls do not nest, so every call of this core is abandoned.
+    pub fn baremetal_release_abandoned(&'static self) {
+        let core = self.binder.core_index();
+        for slot in &self.slots {
+            slot.baremetal.leave_line(core);
+            if slot.baremetal.core.load(Ordering::Acquire) != core {
+                continue;
+            }
+            match crate::reentry::lock_whole(slot, core) {
+                Ok(state) if state.holder == Some(HOLDER) => {
+                    drop(crate::lease::end(slot, state, self.binder))
+                }
+                Ok(_) => {}
+                Err(error) => log::warn!("baremetal: {}: lease not ended: {error}", slot.address),
+            }
+            slot.baremetal.give_up(core);
+            log::info!(
+                "baremetal: {} released from an abandoned call",
+                slot.address
+            );
+        }
+    }
+
     /// `b_nvs_read` / `b_nvs_write`: `sectors` whole 4096-byte sectors from `sector` on
     /// disk `drive`, in pieces of at most [`PIECE_BYTES`]; `buffer(offset, len)` gives
     /// the app's bytes `offset..offset + len` of the request, `None` if they are not
@@ -880,6 +908,41 @@ mod tests {
             "at once"
         );
         assert!(wire.lock().sent.is_empty());
+    }
+
+    #[test]
+    fn what_a_call_abandoned_at_an_abort_held_is_released_on_its_own_core_only() {
+        let (registry, wire) = shared();
+        let app = (7, "app");
+        // As an abort leaves a call: its lease and turn never dropped, on another core.
+        let abandon = || {
+            let held = registry.open_for_call(DeviceKind::Net, 0, OpenDevice::into_net);
+            core::mem::forget(held.unwrap());
+        };
+        let (abandoned, release) = (std::sync::Barrier::new(2), std::sync::Barrier::new(2));
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                abandon();
+                abandoned.wait();
+                release.wait();
+                registry.baremetal_release_abandoned();
+            });
+            abandoned.wait();
+            registry.baremetal_release_abandoned();
+            let busy = registry.open(DeviceKind::Net, 0, app).err();
+            assert_eq!(
+                busy,
+                Some(ApiError::DeviceBusy("baremetal")),
+                "another core's"
+            );
+            release.wait();
+        });
+        drop(registry.open(DeviceKind::Net, 0, app).expect("released"));
+        assert!(
+            registry.baremetal_transmit(0, &[3; 60]),
+            "a call has its turn at once"
+        );
+        assert_eq!(wire.lock().sent.len(), 1);
     }
 
     #[test]

@@ -37,7 +37,7 @@ pub fn dispatch(regs: &mut Regs) {
 }
 
 /// The bound devices.
-fn registry() -> &'static rexo_drivers::Registry {
+pub(super) fn registry() -> &'static rexo_drivers::Registry {
     crate::devices::machine().registry()
 }
 

@@ -73,8 +73,10 @@
 //! the area and the load, then ends the app (`ApiError::Repossessed`); the binary loaded
 //! before is forgotten from the moment the area is overwritten (`exec`: `NotLoaded`, checked
 //! once no load can start, so an `exec` that looked before such a load began runs nothing).
-//! An area whose mapping fails goes back to the frame allocator. The app is
-//! called at 0xFFFF_8000_0000_0000 on the boot core;
+//! An area whose mapping fails goes back to the frame allocator. An app ended inside
+//! `exec` (a panic in a call, memory taken from it by force) leaves nothing behind: the
+//! run stops being counted and the devices its abandoned calls held are released
+//! ([`run_loaded`]). The app is called at 0xFFFF_8000_0000_0000 on the boot core;
 //! when it returns its RAX is logged and the machine powers off like after any app.
 
 mod calls;
@@ -86,6 +88,7 @@ use core::sync::atomic::Ordering::{Acquire, Release};
 use core::sync::atomic::{AtomicBool, AtomicU64};
 
 use crate::arch::paging;
+use crate::devices::run_app_code;
 use crate::mem::frames;
 use crate::mem::phys::IdentityMemory;
 use rexo_physmem::PhysMemory;
@@ -197,7 +200,7 @@ pub fn load(binary: Option<&[u8]>, mut record: impl FnMut(Option<u64>)) -> Resul
         COMPLETE.store(false, Release);
         area.fill(0);
         let copy = &mut || area[..image.len()].copy_from_slice(image);
-        let aborted = crate::devices::run_app_code(copy);
+        let aborted = run_app_code(copy);
         if !aborted {
             record(Some(image.len() as u64));
             COMPLETE.store(true, Release);
@@ -225,9 +228,17 @@ pub fn app(_kernel: &rexo_api::Kernel) -> Result<(), rexo_api::ApiError> {
 /// installed, and returns its RAX; `Loading` while a load runs (loads wait for it:
 /// [`calls::JOBS`]), `NotLoaded` unless the area holds a whole binary (checked once no
 /// load can start: a load that began after the caller looked, and was aborted mid-copy,
-/// left half a binary).
+/// left half a binary). The binary runs under an abort point of its own: if the app is
+/// ended in it (a panic in a call, memory taken from it by force), the run is no longer
+/// counted and the devices its abandoned calls held are released, then the app ends.
 pub fn run_loaded() -> Result<u64, LoadError> {
     raw::install_table();
-    let run = || COMPLETE.load(Acquire).then(|| raw::call_app(APP_BASE));
-    calls::JOBS.run_main(run)?.ok_or(LoadError::NotLoaded)
+    let mut rax = 0;
+    let call = &mut || rax = raw::call_app(APP_BASE);
+    let run = || COMPLETE.load(Acquire).then(|| run_app_code(call));
+    if calls::JOBS.run_main(run)?.ok_or(LoadError::NotLoaded)? {
+        calls::registry().baremetal_release_abandoned();
+        crate::arch::abort::abort_current();
+    }
+    Ok(rax)
 }

@@ -1023,6 +1023,52 @@ mod views {
             assert!(release_owner(owner).is_ok());
         }
     );
+
+    crate::kernel_test!(
+        fn a_baremetal_program_ended_in_a_call_leaves_no_run_counted_and_no_device_held() {
+            let owner = top_owner(16);
+            let api = api_as(owner);
+            let mut cap = api.allocate_memory(4096).expect("memory");
+            let start = map(owner, &mut cap).expect("mapped").as_ptr() as u64;
+            request_revocation(cap.cap().id(), crate::time::now_ns()).expect("asked");
+            assert!(revocation_requests(owner).is_empty(), "taken by force");
+            // b_net_tx of 60 bytes at `start`, then a read of its first byte: with an
+            // interface (q35's e1000e) the copy inside the call faults and the app ends once
+            // the call is done with the device, which its lease still holds; without one,
+            // the read faults.
+            let mut binary = alloc::vec![0x48, 0xBE]; // mov rsi, start
+            binary.extend(start.to_le_bytes());
+            binary.extend([0xB9, 60, 0, 0, 0]); // mov ecx, 60
+            binary.extend([0x31, 0xD2]); // xor edx, edx
+            binary.extend([0xFF, 0x14, 0x25, 0x20, 0x00, 0x10, 0x00]); // call [b_net_tx]
+            binary.extend([0x8A, 0x06, 0xC3]); // mov al, [rsi]; ret
+            let size = binary.len() as u64;
+            assert_eq!(crate::baremetal::load(Some(&binary), |_| ()), Ok(size));
+            let run = crate::apps::acting_as(&api, || {
+                run_abortable(|| {
+                    let _ = crate::baremetal::run_loaded();
+                })
+            });
+            assert_eq!(run, Err(Aborted), "the program faulted");
+            assert_eq!(
+                crate::apps::ended_reason(),
+                crate::apps::ENDED_BY_REPOSSESSION
+            );
+            assert_eq!(
+                crate::baremetal::load(Some(&[0xC3]), |_| ()),
+                Ok(1),
+                "no run of the ended program is counted"
+            );
+            let registry = crate::devices::machine().registry();
+            let nic = registry.open(rexo_api::DeviceKind::Net, 0, (owner.0, "test"));
+            assert!(
+                !matches!(nic, Err(ApiError::DeviceBusy(_))),
+                "the interface is not held by the ended call"
+            );
+            drop((nic, cap));
+            assert!(release_owner(owner).is_ok());
+        }
+    );
 }
 
 /// The timer enforces a revocation deadline that nobody calls the kernel after.
