@@ -361,6 +361,20 @@ pub fn pci_address(rdx: u64) -> Option<u32> {
     Some(0x8000_0000 | (bus_device_function << 8) as u32 | (register << 2) as u32)
 }
 
+/// A line of a `b_system` 0x70 memory dump: each byte as two upper-case hex digits,
+/// separated by spaces.
+pub struct HexBytes<'a>(pub &'a [u8]);
+
+impl core::fmt::Display for HexBytes<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        for (i, byte) in self.0.iter().enumerate() {
+            let gap = if i == 0 { "" } else { " " };
+            write!(f, "{gap}{byte:02X}")?;
+        }
+        Ok(())
+    }
+}
+
 /// Runs one storage call on `disk`: 4096-byte sectors turned into the disk's own; the
 /// 4096-byte sectors done, fewer than asked where the request crosses the disk's end.
 fn storage(
@@ -789,6 +803,13 @@ mod tests {
         assert_eq!(refused, Ok(Err(BinaryError::Loading)));
         assert!(!ran, "a half-copied binary is not run");
         assert_eq!(jobs.run_main(|| 5), Ok(5), "after the load it runs");
+    }
+
+    #[test]
+    fn a_dump_line_shows_each_byte_as_two_hex_digits() {
+        let line = alloc::format!("{}", HexBytes(b"BM\x00\xff\x0a"));
+        assert_eq!(line, "42 4D 00 FF 0A");
+        assert_eq!(alloc::format!("{}", HexBytes(&[])), "");
     }
 
     #[test]

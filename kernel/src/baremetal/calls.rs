@@ -6,7 +6,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use super::raw::{self, Regs};
 use crate::arch::cpu;
 use crate::arch::percpu::{self, MAX_CORES};
-use rexo_drivers::baremetal::{Jobs, ReceiveBuffers, Transfer, pci_address};
+use rexo_drivers::baremetal::{HexBytes, Jobs, ReceiveBuffers, Transfer, pci_address};
 
 /// What `b_system` returns for an unknown function or a bad argument: all ones.
 pub const ERROR: u64 = u64::MAX;
@@ -194,15 +194,7 @@ fn dump_memory(addr: u64, len: u64) -> u64 {
         return ERROR;
     };
     for (i, line) in bytes.chunks(16).enumerate() {
-        let mut text = [0u8; 16 * 3];
-        for (j, byte) in line.iter().enumerate() {
-            let hex = b"0123456789ABCDEF";
-            text[j * 3] = hex[usize::from(byte >> 4)];
-            text[j * 3 + 1] = hex[usize::from(byte & 15)];
-            text[j * 3 + 2] = b' ';
-        }
-        let shown = core::str::from_utf8(&text[..line.len() * 3]).unwrap_or("");
-        crate::kprintln!("{:016X}: {}", addr + 16 * i as u64, shown.trim_end());
+        crate::kprintln!("{:016X}: {}", addr + 16 * i as u64, HexBytes(line));
     }
     addr
 }
