@@ -107,6 +107,20 @@ _start:
     xor esi, esi
     mov ecx, 16
     call qword ptr [B_OUTPUT]
+    # Bytes go to the serial line unchanged: a character split across two calls arrives
+    # whole.
+    PRINT m_split
+    PRINT m_smile_start
+    PRINT m_smile_end
+    # A buffer over 1 MiB is printed whole: 1 MiB of zeros (the app area is zeroed) and a
+    # line after them.
+    lea rdi, [rip + big + (1 << 20)]
+    lea rsi, [rip + m_big]
+    mov ecx, OFFSET m_big_len
+    rep movsb
+    lea rsi, [rip + big]
+    mov ecx, (1 << 20) + OFFSET m_big_len
+    call qword ptr [B_OUTPUT]
 
     # b_input: a byte or 0 in AL; nothing else changes.
     SET_REGS
@@ -487,6 +501,10 @@ arp_frame:
 
 STR dump_me, "BAREMETAL-DUMP!!"
 STR m_start, "baremetal-test: start\n"
+STR m_split, "baremetal-test: split UTF-8 "
+STR m_smile_start, "\xF0\x9F"
+STR m_smile_end, "\x98\x80\n"
+STR m_big, "baremetal-test: output over 1 MiB\n"
 STR m_regs, "baremetal-test: registers\n"
 STR m_cores, "baremetal-test: cores="
 STR m_rax, "baremetal-test: rax="
@@ -526,3 +544,6 @@ STR e_pci_segment, "0x50 accepted PCI segment 1"
 STR e_callback, "0x60-0x62 callbacks not recorded"
 STR e_reset, "0x7D reset kept a callback"
 STR e_dump, "0x70/0x71 dump"
+
+.bss
+big: .skip (1 << 20) + 64

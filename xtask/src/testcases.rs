@@ -901,6 +901,10 @@ pub const CASES: &[Case] = &[
         exit: Some(0),
         checks: &[
             Check::Has("baremetal-test: cores=0000000000000002"),
+            // b_output sends bytes unchanged (a character split across two calls arrives
+            // whole) and a buffer over 1 MiB whole (1 MiB of zeros, then this line).
+            Check::Has("baremetal-test: split UTF-8 \u{1F600}"),
+            Check::Has("baremetal-test: output over 1 MiB"),
             // No PCI network interface on microvm: 0x30 answers 0.
             Check::Has("baremetal-test: mac=0000000000000000"),
             Check::Has("42 41 52 45 4D 45 54 41 4C 2D 44 55 4D 50 21 21"),

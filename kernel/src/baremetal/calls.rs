@@ -51,27 +51,18 @@ fn storage(regs: &Regs) -> u64 {
     registry().baremetal_storage(regs.rdx as usize, regs.rax, regs.rcx, buffer)
 }
 
-/// `b_output`: `count` bytes at `text` to the consoles (invalid UTF-8 shows as U+FFFD;
-/// an unmapped buffer prints nothing).
+/// `b_output`: `count` bytes at `text` to the consoles, in pieces of at most
+/// [`raw::MAX_ACCESS`] (unchanged on the serial line, invalid UTF-8 as U+FFFD on the
+/// framebuffer); an unmapped piece ends it.
 fn output(text: u64, count: u64) {
-    let Some(bytes) = raw::app_bytes(text, count) else {
-        return;
-    };
-    crate::console::write_fmt(format_args!("{}", Lossy(bytes)));
-}
-
-/// Bytes shown as text, invalid UTF-8 as U+FFFD.
-struct Lossy<'a>(&'a [u8]);
-
-impl core::fmt::Display for Lossy<'_> {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        for chunk in self.0.utf8_chunks() {
-            f.write_str(chunk.valid())?;
-            if !chunk.invalid().is_empty() {
-                f.write_str("\u{FFFD}")?;
-            }
-        }
-        Ok(())
+    let mut done = 0;
+    while done < count {
+        let piece = (count - done).min(raw::MAX_ACCESS);
+        let Some(bytes) = raw::app_bytes(text.wrapping_add(done), piece) else {
+            return;
+        };
+        crate::console::write_bytes(bytes);
+        done += piece;
     }
 }
 

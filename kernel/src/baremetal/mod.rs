@@ -11,7 +11,9 @@
 //! the frame allocator ([`TABLE_PAGE`]).
 //!
 //! - `b_input`: RAX = the next byte from the serial line (or PS/2 keyboard), 0 if none.
-//! - `b_output`: RCX bytes at RSI to the consoles; an unmapped buffer prints nothing.
+//! - `b_output`: RCX bytes at RSI to the consoles, unchanged on the serial line (as text on
+//!   the framebuffer, invalid UTF-8 as U+FFFD), in pieces of 1 MiB; an unmapped piece
+//!   ends it (an unmapped buffer prints nothing).
 //! - `b_net_tx` (RSI frame, RCX length, RDX interface) and `b_net_rx` (RDX interface;
 //!   RDI = the frame, in a buffer of the calling core's that the kernel keeps and that
 //!   core's next `b_net_rx` overwrites, RCX = its length, 0 if none) on the network

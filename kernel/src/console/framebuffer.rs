@@ -46,3 +46,10 @@ pub fn write_str(s: &str) {
         console.write_str(s);
     }
 }
+
+/// [`write_str`] for bytes, each invalid UTF-8 sequence drawn as U+FFFD.
+pub fn write_lossy(bytes: &[u8]) {
+    if let Some(Some(console)) = CONSOLE.try_lock().as_deref_mut() {
+        console.write_lossy(bytes);
+    }
+}

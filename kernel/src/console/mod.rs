@@ -44,6 +44,16 @@ pub fn write_str(text: &str) {
     write_with(|consoles| consoles.write_str(text));
 }
 
+/// Writes `bytes` to every console as [`write_fmt`] does: unchanged on the serial line,
+/// as text on the framebuffer (each invalid UTF-8 sequence as U+FFFD): `b_output`.
+pub fn write_bytes(bytes: &[u8]) {
+    write_with(|_| {
+        serial::write_bytes(bytes);
+        framebuffer::write_lossy(bytes);
+        Ok(())
+    });
+}
+
 fn write_with(write: impl FnOnce(&mut Consoles) -> fmt::Result) {
     let core = crate::arch::percpu::core_index();
     // A crash report, or a line written from inside this core's own line (which would

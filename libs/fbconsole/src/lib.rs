@@ -338,6 +338,18 @@ impl<'a> Console<'a> {
         }
     }
 
+    /// Writes bytes as text (see [`write_str`](Self::write_str)): their valid UTF-8 as it
+    /// is, each invalid sequence as one U+FFFD (a BareMetal program's `b_output`, whose
+    /// bytes the serial line gets unchanged).
+    pub fn write_lossy(&mut self, bytes: &[u8]) {
+        for chunk in bytes.utf8_chunks() {
+            self.write_str(chunk.valid());
+            if !chunk.invalid().is_empty() {
+                self.write_char('\u{FFFD}');
+            }
+        }
+    }
+
     /// Writes one character (see [`write_str`](Self::write_str)).
     fn write_char(&mut self, c: char) {
         match c {

@@ -517,3 +517,16 @@ fn glyphs_are_upright_unmirrored_and_rows_doubled() {
     );
     assert!((0..8).all(|x| !on(x, 14) && !on(x, 15)), "empty bottom row");
 }
+
+#[test]
+fn bytes_are_drawn_with_each_invalid_sequence_as_one_replacement_character() {
+    let g = geometry(64, 16, 64 * 4, bgr32());
+    let (mut lossy, mut text) = (buffer(&g, 0), buffer(&g, 0));
+    Console::new(&mut lossy, g)
+        .unwrap()
+        .write_lossy(b"a\xF0\x9F\xFFb\xC3\xA9");
+    Console::new(&mut text, g)
+        .unwrap()
+        .write_str("a\u{FFFD}\u{FFFD}b\u{E9}");
+    assert!(lossy == text, "drawn as the text with U+FFFD");
+}
