@@ -276,9 +276,10 @@ impl Registry {
         }
     }
 
-    /// `b_net_tx`: sends `frame` on interface `interface`; false if it was not sent
-    /// (logged: BareMetal's call returns nothing).
-    pub fn baremetal_transmit(&'static self, interface: usize, frame: &[u8]) -> bool {
+    /// `b_net_tx`: sends `frame` on the interface RDX names ([`interface_of`]); false if it
+    /// was not sent (logged: BareMetal's call returns nothing).
+    pub fn baremetal_transmit(&'static self, rdx: u64, frame: &[u8]) -> bool {
+        let interface = interface_of(rdx);
         let mut nic = match self.open_for_call(DeviceKind::Net, interface, OpenDevice::into_net) {
             Ok(nic) => nic,
             Err(error) => {
@@ -302,27 +303,29 @@ impl Registry {
         }
     }
 
-    /// `b_system` 0x30 (`b_net_status`): the MAC address of interface `interface`, its
-    /// first byte the most significant of the low 48 bits; 0 when BareMetal calls cannot
-    /// use it (no such interface, or one an app holds), as BareMetal answers 0 without a
-    /// network.
-    pub fn baremetal_mac(&'static self, interface: usize) -> u64 {
+    /// `b_system` 0x30 (`b_net_status`): the MAC address of the interface RDX names
+    /// ([`interface_of`]), its first byte the most significant of the low 48 bits; 0 when
+    /// BareMetal calls cannot use it (no such interface, or one an app holds), as
+    /// BareMetal answers 0 without a network.
+    pub fn baremetal_mac(&'static self, rdx: u64) -> u64 {
+        let interface = interface_of(rdx);
         let opened = self.open_for_call(DeviceKind::Net, interface, OpenDevice::into_net);
         opened.map_or(0, |nic| {
             (nic.device.info().mac.iter()).fold(0, |mac, &byte| mac << 8 | u64::from(byte))
         })
     }
 
-    /// `b_net_rx`: the next received frame of interface `interface` into the calling
-    /// core's buffer of `buffers`; returns that buffer's address (also when no frame came,
+    /// `b_net_rx`: the next received frame of the interface RDX names ([`interface_of`])
+    /// into the calling core's buffer of `buffers`; returns that buffer's address (also when no frame came,
     /// 0 only for a core beyond `buffers`) and the frame's length (0: none; a frame longer
     /// than [`FRAME_BYTES`] is dropped). A missing interface is not logged, as programs
     /// poll `b_net_rx` in tight loops.
     pub fn baremetal_receive<const CORES: usize>(
         &'static self,
-        interface: usize,
+        rdx: u64,
         buffers: &ReceiveBuffers<CORES>,
     ) -> (u64, u64) {
+        let interface = interface_of(rdx);
         let Some(buffer) = buffers.of(self.binder.core_index()) else {
             return (0, 0);
         };
@@ -344,6 +347,12 @@ impl Registry {
         }
         (address, len as u64)
     }
+}
+
+/// The network interface BareMetal's network calls (`b_net_tx`, `b_net_rx`, `b_system`
+/// 0x30) name in RDX: its low 8 bits, as BareMetal keeps them (the rest is ignored).
+pub fn interface_of(rdx: u64) -> usize {
+    (rdx & 0xFF) as usize
 }
 
 /// The 0xCF8 configuration address for RDX as BareMetal's bus calls (`b_system` 0x50
@@ -835,6 +844,19 @@ mod tests {
         assert_eq!(registry.baremetal_mac(1), 0, "no second interface");
         let _held = registry.open(DeviceKind::Net, 0, (7, "app")).unwrap();
         assert_eq!(registry.baremetal_mac(0), 0, "held by an app");
+    }
+
+    #[test]
+    fn network_calls_take_the_low_8_bits_of_rdx_as_the_interface() {
+        let (registry, wire) = shared();
+        let rdx = 0xFFFF_FF00;
+        assert_eq!(registry.baremetal_mac(rdx), 0x0200_0000_0001);
+        assert!(registry.baremetal_transmit(rdx, &[4; 60]));
+        assert_eq!(wire.lock().sent.len(), 1);
+        wire.lock().incoming.push_back(alloc::vec![5; 60]);
+        let buffers: &'static ReceiveBuffers<64> = Box::leak(Box::default());
+        assert_eq!(registry.baremetal_receive(rdx, buffers).1, 60);
+        assert_eq!(interface_of(0x1_01), 1);
     }
 
     /// A registry of one disk in memory (4 MiB).

@@ -28,9 +28,9 @@ pub fn dispatch(regs: &mut Regs) {
         1 => output(regs.rsi, regs.rcx),
         2 => {
             let frame = raw::app_bytes(regs.rsi, regs.rcx).unwrap_or_default();
-            registry().baremetal_transmit(regs.rdx as usize, frame);
+            registry().baremetal_transmit(regs.rdx, frame);
         }
-        3 => (regs.rdi, regs.rcx) = registry().baremetal_receive(regs.rdx as usize, &RECEIVED),
+        3 => (regs.rdi, regs.rcx) = registry().baremetal_receive(regs.rdx, &RECEIVED),
         4 | 5 => regs.rcx = storage(regs),
         _ => regs.rax = system(regs.rcx, regs.rax, regs.rdx),
     }
@@ -86,7 +86,7 @@ pub fn system(function: u64, rax: u64, rdx: u64) -> u64 {
         0x16 => u64::from(JOBS.busy_besides(percpu::core_index())),
         0x1F => cpu::rdtsc(),
         0x20..=0x24 => screen(function),
-        0x30 => registry().baremetal_mac(rdx as usize),
+        0x30 => registry().baremetal_mac(rdx),
         0x50 => pci_address(rdx).map_or(ERROR, |address| {
             u64::from(crate::devices::machine().bus().read_legacy(address))
         }),

@@ -14,10 +14,10 @@
 //! - `b_output`: RCX bytes at RSI to the consoles, unchanged on the serial line (as text on
 //!   the framebuffer, invalid UTF-8 as U+FFFD), in pieces of 1 MiB; an unmapped piece
 //!   ends it (an unmapped buffer prints nothing).
-//! - `b_net_tx` (RSI frame, RCX length, RDX interface) and `b_net_rx` (RDX interface;
-//!   RDI = the frame, in a buffer of the calling core's that the kernel keeps and that
-//!   core's next `b_net_rx` overwrites, RCX = its length, 0 if none) on the network
-//!   interfaces `devices` lists; `b_nvs_read` (RAX first 4096-byte sector, RCX sectors,
+//! - `b_net_tx` (RSI frame, RCX length, RDX interface: its low 8 bits, as BareMetal
+//!   reads it, here and in 0x30) and `b_net_rx` (RDX interface; RDI = the frame, in a
+//!   buffer of the calling core's that the kernel keeps and that core's next `b_net_rx`
+//!   overwrites, RCX = its length, 0 if none) on the network interfaces `devices` lists; `b_nvs_read` (RAX first 4096-byte sector, RCX sectors,
 //!   RDX drive, RDI buffer) and `b_nvs_write` (RSI data) on its disks, in pieces of 256
 //!   sectors (1 MiB); RCX = sectors done: the pieces before the first that failed
 //!   (logged: an unmapped buffer, no such disk, a device error); a request crossing the
