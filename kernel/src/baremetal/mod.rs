@@ -51,12 +51,18 @@
 //! | 0x70 | print RDX bytes at RAX in hex, 16 per line; RAX kept |
 //! | 0x71 | print RAX as 16 hex digits (no newline); returns RAX |
 //! | 0x72 | wait RAX microseconds; RAX kept |
-//! | 0x7D | reset: forget the callbacks (jobs already given run to completion); RAX kept |
+//! | 0x7D | reset: forget the callbacks and return, RAX kept (jobs already given run to completion): a divergence, below |
 //! | 0x7E | reboot |
 //! | 0x7F | power off (returns ERROR only if that failed) |
 //!
 //! 0x52/0x53 (replace the output routine) are not provided and return ERROR, as does
 //! 0x31, which BareMetal leaves empty.
+//!
+//! Other divergences from BareMetal: 0x7D returns, where BareMetal's resets every core,
+//! the caller's too, and never returns (Rexo's other apps and cores go on); `b_net_tx`
+//! sends frames up to the interface's largest, 1514 bytes, and logs and drops a longer
+//! one, where BareMetal accepts 1522 (a VLAN tag's 4 more); 0x50/0x51 reach registers
+//! 0..=63 of segment 0 only (above).
 //!
 //! # Loading
 //!
