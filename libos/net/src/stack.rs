@@ -469,8 +469,10 @@ pub struct Stack {
     /// hash ([`rexo_api::NetInfo::receive_steering`]): that hash and this pair. Replies
     /// to what this stack sends must hash to this pair, or its stack never sees them.
     steered_pair: Option<(ReceiveSteering, usize)>,
-    /// smoltcp's interface: addresses, routes, the ARP cache.
-    iface: Interface,
+    /// smoltcp's interface: addresses, routes, the ARP cache. Boxed: its ARP cache of
+    /// 256 neighbours makes it 6 KiB, which every move of the stack would copy on the
+    /// core's 128 KiB kernel stack that apps run on (kv's start overflowed it).
+    iface: Box<Interface>,
     /// Every socket.
     sockets: SocketSet<'static>,
     /// What the NIC can do, given to smoltcp with each frame.
@@ -625,7 +627,7 @@ impl Stack {
             backlog: &mut backlog,
             capabilities: capabilities.clone(),
         };
-        let iface = Interface::new(config, &mut tx, instant(now_ns));
+        let iface = Box::new(Interface::new(config, &mut tx, instant(now_ns)));
         let sockets = SocketSet::new(Vec::new());
         Self {
             nic,

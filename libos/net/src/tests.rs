@@ -641,6 +641,19 @@ fn checksum(bytes: &[u8]) -> u16 {
 /// A frame from B to A carrying an ICMP message of `kind` (code 0) with `rest` (its
 /// identifier and sequence number for an echo) and `data`, its checksums right.
 fn icmp_from_b_to_a(net: &Net, kind: u8, rest: [u8; 4], data: &[u8]) -> Vec<u8> {
+    let (from, to) = ((B, net.b.mac()), (A, net.a.mac()));
+    icmp_frame(from, to, kind, rest, data)
+}
+
+/// A frame from `from` to `to` (each an address and a MAC) carrying an ICMP message of
+/// `kind` (code 0) with `rest` and `data`, its checksums right.
+fn icmp_frame(
+    (source, source_mac): (Ipv4Addr, [u8; 6]),
+    (destination, destination_mac): (Ipv4Addr, [u8; 6]),
+    kind: u8,
+    rest: [u8; 4],
+    data: &[u8],
+) -> Vec<u8> {
     let mut icmp = vec![kind, 0, 0, 0];
     icmp.extend_from_slice(&rest);
     icmp.extend_from_slice(data);
@@ -649,12 +662,12 @@ fn icmp_from_b_to_a(net: &Net, kind: u8, rest: [u8; 4], data: &[u8]) -> Vec<u8> 
     let total = (20 + icmp.len()) as u16;
     let mut ip = vec![0x45, 0, 0, 0, 0, 0, 0, 0, 64, 1, 0, 0];
     ip[2..4].copy_from_slice(&total.to_be_bytes());
-    ip.extend_from_slice(&B.octets());
-    ip.extend_from_slice(&A.octets());
+    ip.extend_from_slice(&source.octets());
+    ip.extend_from_slice(&destination.octets());
     let sum = checksum(&ip);
     ip[10..12].copy_from_slice(&sum.to_be_bytes());
-    let mut frame = net.a.mac().to_vec();
-    frame.extend_from_slice(&net.b.mac());
+    let mut frame = destination_mac.to_vec();
+    frame.extend_from_slice(&source_mac);
     frame.extend_from_slice(&[0x08, 0x00]);
     frame.extend_from_slice(&ip);
     frame.extend_from_slice(&icmp);
@@ -3348,10 +3361,7 @@ const DHCP_SERVER: (Ipv4Addr, [u8; 6]) = (Ipv4Addr::new(10, 0, 0, 254), [2, 0, 0
 /// The ARP reply of `host` (its address and MAC) to `request` (a frame from A) if it
 /// asks for the host's address.
 fn arp_reply(request: &[u8], host: (Ipv4Addr, [u8; 6])) -> Option<Vec<u8>> {
-    use smoltcp::wire::{
-        ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol,
-        EthernetRepr,
-    };
+    use smoltcp::wire::{ArpOperation, ArpPacket, ArpRepr, EthernetFrame};
     let ethernet = EthernetFrame::new_checked(request).ok()?;
     let ArpRepr::EthernetIpv4 {
         operation: ArpOperation::Request,
@@ -3366,23 +3376,54 @@ fn arp_reply(request: &[u8], host: (Ipv4Addr, [u8; 6])) -> Option<Vec<u8>> {
     if target_protocol_addr != host.0 {
         return None;
     }
-    let reply = ArpRepr::EthernetIpv4 {
-        operation: ArpOperation::Reply,
-        source_hardware_addr: EthernetAddress(host.1),
-        source_protocol_addr: host.0,
-        target_hardware_addr: source_hardware_addr,
-        target_protocol_addr: source_protocol_addr,
+    let asker = (source_protocol_addr, source_hardware_addr.0);
+    Some(arp_frame(ArpOperation::Reply, host, asker, asker.1))
+}
+
+/// An ARP frame of `operation` from `sender` (its address and MAC) about `target` (an
+/// address and a MAC, zeros when unknown), sent to the Ethernet address `to`.
+fn arp_frame(
+    operation: smoltcp::wire::ArpOperation,
+    sender: (Ipv4Addr, [u8; 6]),
+    target: (Ipv4Addr, [u8; 6]),
+    to: [u8; 6],
+) -> Vec<u8> {
+    use smoltcp::wire::{
+        ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr,
     };
-    let mut frame = vec![0u8; 14 + reply.buffer_len()];
+    let arp = ArpRepr::EthernetIpv4 {
+        operation,
+        source_hardware_addr: EthernetAddress(sender.1),
+        source_protocol_addr: sender.0,
+        target_hardware_addr: EthernetAddress(target.1),
+        target_protocol_addr: target.0,
+    };
+    let mut frame = vec![0u8; 14 + arp.buffer_len()];
     let mut out = EthernetFrame::new_unchecked(&mut frame[..]);
     EthernetRepr {
-        src_addr: EthernetAddress(host.1),
-        dst_addr: source_hardware_addr,
+        src_addr: EthernetAddress(sender.1),
+        dst_addr: EthernetAddress(to),
         ethertype: EthernetProtocol::Arp,
     }
     .emit(&mut out);
-    reply.emit(&mut ArpPacket::new_unchecked(out.payload_mut()));
-    Some(frame)
+    arp.emit(&mut ArpPacket::new_unchecked(out.payload_mut()));
+    frame
+}
+
+/// Whether `frame` is an ARP request (asking for the address `for_address`, if given).
+fn is_arp_request(frame: &[u8], for_address: Option<Ipv4Addr>) -> bool {
+    frame.len() >= 42
+        && frame[12..14] == [0x08, 0x06]
+        && frame[20..22] == [0, 1]
+        && for_address.is_none_or(|address| frame[38..42] == address.octets())
+}
+
+/// Polls A once, 100 us after its last poll, and takes what it sent off the wire (B
+/// gets none of it).
+fn sent_by_a(net: &mut Net) -> Vec<Vec<u8>> {
+    net.a.poll(net.now_ns).unwrap();
+    net.now_ns += 100_000;
+    taken_off(&net.wire)
 }
 
 /// The stacks `attach_cores` splits from a DHCP lease keep it: pair 0's runs the DHCP
@@ -3438,5 +3479,39 @@ fn stacks_split_from_a_lease_renew_it_together_or_lose_it_together() {
             }
         }
         assert_eq!(lost, u64::from(!server_answers));
+    }
+}
+
+/// Twelve hosts of the link, each known to A from its ARP request for A's address,
+/// ping A in turn: each is answered at once, and A asks ARP for none of them. With
+/// smoltcp's default cache of 8 neighbours the first four were forgotten, their echo
+/// replies replaced by ARP requests.
+#[test]
+fn twelve_hosts_of_the_link_are_answered_in_turn_without_an_arp_request() {
+    use smoltcp::wire::ArpOperation::Request;
+    let mut net = Net::new(256, 0);
+    let a = (A, net.a.mac());
+    let hosts: Vec<(Ipv4Addr, [u8; 6])> = (0..12u8)
+        .map(|i| (Ipv4Addr::new(10, 0, 0, 50 + i), [2, 0, 0, 0, 1, i]))
+        .collect();
+    for &host in &hosts {
+        let request = arp_frame(Request, host, (A, [0; 6]), [0xff; 6]);
+        net.wire.deliver_to_a(request);
+    }
+    let answered = sent_by_a(&mut net);
+    assert_eq!(answered.len(), hosts.len(), "an ARP reply to each host");
+    for (seq, &host) in hosts.iter().enumerate() {
+        let rest = [0x12, 0x34, 0, seq as u8];
+        net.wire.deliver_to_a(icmp_frame(host, a, 8, rest, b"ping"));
+        let sent = sent_by_a(&mut net);
+        assert!(
+            !sent.iter().any(|frame| is_arp_request(frame, None)),
+            "A asked ARP for host {seq}"
+        );
+        let replies = sent
+            .iter()
+            .filter(|f| f[0..6] == host.1 && f.len() > 34 && f[23] == 1 && f[34] == 0)
+            .count();
+        assert_eq!(replies, 1, "host {seq}'s echo reply");
     }
 }
