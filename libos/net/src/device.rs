@@ -98,6 +98,12 @@ pub struct Counters {
     /// broadcast address: [`rexo_api::Ipv4Config::check`]), left out
     /// of the lease taken, which keeps the others in its order.
     pub dhcp_dns_servers_dropped: u64,
+    /// IPv4 frames dropped before the protocols saw them for addresses no host sends
+    /// from or to (RFC 1122): a source in 127/8, 224/4 or 240/4 or the network's
+    /// broadcast address, TCP to another address than the stack's (a broadcast or
+    /// multicast SYN) or from 0/8, and a unicast destination on an Ethernet group
+    /// address.
+    pub rx_misaddressed: u64,
 }
 
 impl core::ops::AddAssign for Counters {
@@ -118,6 +124,7 @@ impl core::ops::AddAssign for Counters {
         self.dhcp_leases_refused += other.dhcp_leases_refused;
         self.dhcp_leases_lost += other.dhcp_leases_lost;
         self.dhcp_dns_servers_dropped += other.dhcp_dns_servers_dropped;
+        self.rx_misaddressed += other.rx_misaddressed;
     }
 }
 

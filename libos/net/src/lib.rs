@@ -65,6 +65,7 @@ mod dns;
 /// A DNS responder for tests (host only).
 #[cfg(not(target_os = "none"))]
 pub mod dnsserver;
+mod ingress;
 mod lease;
 mod owntcp;
 mod stack;

@@ -876,7 +876,8 @@ impl Stack {
                 lease.take_answers(&mut ingest);
             }
         }
-        let address = self.iface.ipv4_addr().map(|a| a.octets());
+        let local = self.address();
+        let address = local.map(|(address, _)| address.octets());
         for _ in 0..RECEIVE_BATCHES {
             let Self {
                 nic,
@@ -914,6 +915,12 @@ impl Stack {
                     counters.rx_bytes += frame.len() as u64;
                     if let Some(arp) = arp.as_mut() {
                         arp.post(frame);
+                    }
+                    // Addresses no host sends from or to: neither smoltcp nor our own
+                    // TCP answers them (`ingress.rs`).
+                    if crate::ingress::misaddressed(frame, local) {
+                        counters.rx_misaddressed += 1;
+                        return;
                     }
                     // A DHCP server's answer is the renewer's, whichever pair it landed on.
                     if let Some(lease) = lease.as_mut()

@@ -1586,8 +1586,20 @@ fn spoofed_syn(mac_a: [u8; 6], source: Ipv4Addr, port: u16) -> Vec<u8> {
 
 /// A TCP SYN from `source`:`port` to A's port `to_port`, as [`spoofed_syn`].
 fn spoofed_syn_to(mac_a: [u8; 6], source: Ipv4Addr, port: u16, to_port: u16) -> Vec<u8> {
+    syn_frame(mac_a, source, port, A, to_port)
+}
+
+/// A TCP SYN from `source`:`port` to `destination`:`to_port`, sent to the Ethernet
+/// address `to` from [`SPOOFER`], with right checksums.
+fn syn_frame(
+    to: [u8; 6],
+    source: Ipv4Addr,
+    port: u16,
+    destination: Ipv4Addr,
+    to_port: u16,
+) -> Vec<u8> {
     let mut frame = vec![0u8; 14 + 20 + 20];
-    frame[0..6].copy_from_slice(&mac_a);
+    frame[0..6].copy_from_slice(&to);
     frame[6..12].copy_from_slice(&SPOOFER);
     frame[12..14].copy_from_slice(&[0x08, 0x00]);
     frame[14] = 0x45;
@@ -1595,7 +1607,7 @@ fn spoofed_syn_to(mac_a: [u8; 6], source: Ipv4Addr, port: u16, to_port: u16) -> 
     frame[22] = 64;
     frame[23] = 6;
     frame[26..30].copy_from_slice(&source.octets());
-    frame[30..34].copy_from_slice(&A.octets());
+    frame[30..34].copy_from_slice(&destination.octets());
     let ip = checksum(&frame[14..34]);
     frame[24..26].copy_from_slice(&ip.to_be_bytes());
     frame[34..36].copy_from_slice(&port.to_be_bytes());
@@ -2335,6 +2347,7 @@ fn counters_of_several_stacks_add_field_by_field() {
         dhcp_leases_refused: 13 * k,
         dhcp_leases_lost: 14 * k,
         dhcp_dns_servers_dropped: 15 * k,
+        rx_misaddressed: 16 * k,
     };
     let mut sum = one(1);
     sum += one(2);
@@ -3514,4 +3527,57 @@ fn twelve_hosts_of_the_link_are_answered_in_turn_without_an_arp_request() {
             .count();
         assert_eq!(replies, 1, "host {seq}'s echo reply");
     }
+}
+
+/// Frames whose addresses no host sends from or to get no answer and take no slot of
+/// a listener's backlog, and are counted: SYNs to the network's and the limited
+/// broadcast address and to a multicast group (RFC 1122 4.2.3.10), to another host, from
+/// 0/8, SYNs, datagrams and pings from 127/8 and 240/4 (3.2.1.3), and unicast IP on
+/// Ethernet's broadcast and a multicast address (3.3.6). Before, smoltcp answered the
+/// broadcast SYN from 10.0.0.255 (and ARPed for the SYN's sender), the loopback and
+/// reserved sources, and unicast IP on a group MAC, and a SYN held the only backlog slot.
+#[test]
+fn misaddressed_frames_get_no_answer_and_no_backlog_slot() {
+    let mut net = Net::new(256, 0);
+    let listener = net.a.listen(7, 1, TcpOptions::default()).unwrap();
+    let server = net.a.udp_bind(7, UdpOptions::default()).unwrap();
+    let (a_mac, broadcast, group) = (net.a.mac(), [0xff; 6], [1, 0, 0x5e, 0, 0, 1]);
+    let peer = Ipv4Addr::new(10, 0, 0, 66);
+    let loopback = Ipv4Addr::new(127, 0, 0, 1);
+    let reserved = Ipv4Addr::new(240, 0, 0, 1);
+    let frames = [
+        syn_frame(broadcast, peer, 1000, Ipv4Addr::new(10, 0, 0, 255), 7),
+        syn_frame(broadcast, peer, 1001, Ipv4Addr::BROADCAST, 7),
+        syn_frame(group, peer, 1002, Ipv4Addr::new(224, 0, 0, 1), 7),
+        syn_frame(a_mac, peer, 1003, Ipv4Addr::new(10, 0, 0, 3), 7),
+        syn_frame(a_mac, Ipv4Addr::new(0, 0, 0, 5), 1004, A, 7),
+        syn_frame(a_mac, loopback, 1005, A, 7),
+        syn_frame(a_mac, reserved, 1006, A, 7),
+        syn_frame(broadcast, peer, 1007, A, 7),
+        syn_frame(group, peer, 1008, A, 7),
+        udp_frame((loopback, SPOOFER, 9), (A, a_mac, 7), b"from loopback"),
+        udp_frame((reserved, SPOOFER, 9), (A, a_mac, 7), b"from 240/4"),
+        udp_frame(
+            (peer, SPOOFER, 9),
+            (A, broadcast, 7),
+            b"unicast on broadcast",
+        ),
+        icmp_frame((loopback, SPOOFER), (A, a_mac), 8, [0, 1, 0, 1], b"ping"),
+        icmp_frame((reserved, SPOOFER), (A, a_mac), 8, [0, 1, 0, 2], b"ping"),
+        icmp_frame((peer, SPOOFER), (A, broadcast), 8, [0, 1, 0, 3], b"ping"),
+    ];
+    let count = frames.len() as u64;
+    for frame in frames {
+        net.wire.deliver_to_a(frame);
+    }
+    for _ in 0..5 {
+        let sent = sent_by_a(&mut net);
+        assert!(sent.is_empty(), "A answered: {sent:x?}");
+    }
+    assert_eq!(net.a.counters().rx_misaddressed, count);
+    let mut buffer = [0u8; 64];
+    assert_eq!(net.a.recv_from(&server, &mut buffer), None);
+    // The backlog's one slot is free for a real client, at once.
+    let (accepted, client) = connect_and_accept(&mut net, &listener, 20);
+    assert!(accepted.is_some() && net.b.is_established(&client));
 }
