@@ -1533,6 +1533,9 @@ impl Stack {
     /// [`PING_MAX_DATA`] bytes and what one of the link's frames holds (its largest
     /// frame less the Ethernet, IPv4 and ICMP headers; IP fragmentation is not compiled
     /// in, and smoltcp would drop a larger request unsent), else [`NetError::TooLarge`];
+    /// [`NetError::Unreachable`] for a `to` the stack has no way to (its own address,
+    /// one no host has, its network's own, or off its network with no router, as for
+    /// [`send_to`](Self::send_to));
     /// [`NetError::RepliesToAnotherPair`] on a stack of one queue pair whose device puts
     /// `to`'s replies on another (never for a broadcast or multicast `to`, whose replies
     /// come from other hosts).
@@ -1547,9 +1550,10 @@ impl Stack {
         if data.len() > PING_MAX_DATA || data.len() > max_data {
             return Err(NetError::TooLarge);
         }
-        if self.address().is_none() {
+        let Some(local) = self.address() else {
             return Err(NetError::NoAddress);
-        }
+        };
+        self.check_destination(local, to)?;
         if let Replies::OnPair(_) = self.replies_from(to) {
             return Err(NetError::RepliesToAnotherPair);
         }
@@ -1644,7 +1648,10 @@ impl Stack {
     /// received always lands here (the device hashes the same addresses).
     /// [`NetError::WouldBlock`] when the send buffer is full, [`NetError::TooLarge`]
     /// when it can never fit (in the buffer, or in one frame: 1472 bytes on a 1500-byte
-    /// MTU), [`NetError::Unreachable`] when `to` is unusable.
+    /// MTU), [`NetError::Unreachable`] for port 0 or a `to` the stack has no way to,
+    /// sending nothing: its own address, an address no host has (0/8, 127/8 and 240/4
+    /// but the limited broadcast), its network's own address (on a network of prefix 30
+    /// or less) and, with no router, an address off its network.
     pub fn send_to(
         &mut self,
         socket: &UdpSocket,
@@ -1657,12 +1664,43 @@ impl Stack {
         // IP fragmentation is not compiled in, so a datagram must fit in one frame
         // (smoltcp would drop a larger one silently).
         let max_payload = self.max_frame.saturating_sub(14 + 20 + 8);
-        let socket = self.sockets.get_mut::<udp::Socket>(socket.0);
-        if data.len() > socket.payload_send_capacity() || data.len() > max_payload {
+        let capacity = self
+            .sockets
+            .get::<udp::Socket>(socket.0)
+            .payload_send_capacity();
+        if data.len() > capacity || data.len() > max_payload {
             return Err(NetError::TooLarge);
         }
+        self.check_destination(local, to.address)?;
+        let socket = self.sockets.get_mut::<udp::Socket>(socket.0);
         socket.send_slice(data, IpEndpoint::new(IpAddress::Ipv4(to.address), to.port))?;
         Ok(self.replies_to(Some(local), to.address, None))
+    }
+
+    /// Whether the stack, its address and prefix length `local`, has a way to `to`:
+    /// [`NetError::Unreachable`] for its own address, an address no host has (0/8,
+    /// 127/8 and 240/4 but the limited broadcast, RFC 1122 3.2.1.3), its network's own
+    /// address (on a network of prefix 30 or less, whose first address is no host's)
+    /// and, with no router, an address off its network. The broadcast addresses and
+    /// multicast groups are reachable. smoltcp would take a datagram or echo request
+    /// to any of these and hold it at the head of its socket for good, asking ARP for an
+    /// address no host answers for (its own included), or finding no route.
+    fn check_destination(
+        &self,
+        (address, prefix): (Ipv4Addr, u8),
+        to: Ipv4Addr,
+    ) -> Result<(), NetError> {
+        if to.is_broadcast() || to.is_multicast() {
+            return Ok(());
+        }
+        let network = Ipv4Cidr::new(address, prefix);
+        let no_host = matches!(to.octets()[0], 0 | 127 | 240..);
+        let network_own = prefix <= 30 && to == network.network().address();
+        let no_way = self.gateway.is_none() && !network.contains_addr(&to);
+        if to == address || no_host || network_own || no_way {
+            return Err(NetError::Unreachable);
+        }
+        Ok(())
     }
 
     /// Closes a UDP socket and frees its port.

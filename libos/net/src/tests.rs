@@ -3581,3 +3581,88 @@ fn misaddressed_frames_get_no_answer_and_no_backlog_slot() {
     let (accepted, client) = connect_and_accept(&mut net, &listener, 20);
     assert!(accepted.is_some() && net.b.is_established(&client));
 }
+
+/// A datagram or ping to a destination the stack cannot reach is refused as
+/// `Unreachable` and nothing goes out: its own address, an address no host has (0/8,
+/// 127/8, 240/4), its network's own address, and off its network with no router; the
+/// socket then still sends to B. With a router, off the network is reached through it.
+/// Before, each was queued, and smoltcp held it at the head of the socket for good
+/// (asking ARP for the address, or with no route, sending nothing).
+#[test]
+fn datagrams_and_pings_the_stack_cannot_deliver_are_refused_unsent() {
+    let mut net = Net::new(256, 0);
+    let socket = net.a.udp_bind(9, UdpOptions::default()).unwrap();
+    let ping = net.a.ping_open(7);
+    let off_network = Ipv4Addr::new(192, 168, 1, 1);
+    for to in [
+        A,
+        Ipv4Addr::new(0, 0, 0, 7),
+        Ipv4Addr::new(127, 0, 0, 1),
+        Ipv4Addr::new(240, 0, 0, 1),
+        Ipv4Addr::new(10, 0, 0, 0),
+        off_network,
+    ] {
+        let endpoint = Endpoint {
+            address: to,
+            port: 9,
+        };
+        assert_eq!(
+            net.a.send_to(&socket, b"x", endpoint),
+            Err(NetError::Unreachable),
+            "{to}"
+        );
+        assert_eq!(
+            net.a.ping_send(&ping, to, 1, b"x"),
+            Err(NetError::Unreachable),
+            "{to}"
+        );
+    }
+    assert!(sent_by_a(&mut net).is_empty(), "nothing sent");
+    // The broadcast addresses and a multicast group are reachable.
+    for to in [
+        Ipv4Addr::BROADCAST,
+        Ipv4Addr::new(10, 0, 0, 255),
+        Ipv4Addr::new(224, 0, 0, 9),
+    ] {
+        let endpoint = Endpoint {
+            address: to,
+            port: 9,
+        };
+        assert_eq!(net.a.send_to(&socket, b"x", endpoint), Ok(Replies::Here));
+        assert_eq!(net.a.ping_send(&ping, to, 2, b"x"), Ok(()), "{to}");
+    }
+    let sent = sent_by_a(&mut net);
+    assert_eq!(sent.len(), 6, "{sent:x?}");
+    // B gets a datagram from the same socket.
+    let at_b = net.b.udp_bind(9, UdpOptions::default()).unwrap();
+    let to_b = Endpoint {
+        address: B,
+        port: 9,
+    };
+    net.a.send_to(&socket, b"to b", to_b).unwrap();
+    let mut buffer = [0u8; 16];
+    let mut got = None;
+    for _ in 0..20 {
+        net.step();
+        got = got.or_else(|| net.b.recv_from(&at_b, &mut buffer));
+    }
+    assert_eq!(got.map(|(len, _)| &buffer[..len]), Some(&b"to b"[..]));
+    // With B as the router, off the network goes through B.
+    let (wire, end_a, _end_b) = Wire::new([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], 16);
+    let routed = Config::Static {
+        address: A,
+        prefix: 24,
+        gateway: Some(B),
+        dns: None,
+    };
+    let mut a = Stack::start(Box::new(end_a), 0, routed, 0).unwrap();
+    let socket = a.udp_bind(9, UdpOptions::default()).unwrap();
+    let endpoint = Endpoint {
+        address: off_network,
+        port: 9,
+    };
+    assert_eq!(a.send_to(&socket, b"x", endpoint), Ok(Replies::Here));
+    a.poll(0).unwrap();
+    let sent = taken_off(&wire);
+    assert!(is_arp_request(&sent[0], Some(B)), "{sent:x?}");
+}
