@@ -104,6 +104,11 @@ pub struct Counters {
     /// multicast SYN) or from 0/8, and a unicast destination on an Ethernet group
     /// address.
     pub rx_misaddressed: u64,
+    /// UDP datagrams dropped unsent because their next hop (the destination on the
+    /// link, else the router) did not answer ARP within 3 s of their first try, or
+    /// there was no route, and those queued to the same next hop before it was given
+    /// up on ([`crate::Stack::send_to`]).
+    pub udp_unresolved_dropped: u64,
 }
 
 impl core::ops::AddAssign for Counters {
@@ -125,6 +130,7 @@ impl core::ops::AddAssign for Counters {
         self.dhcp_leases_lost += other.dhcp_leases_lost;
         self.dhcp_dns_servers_dropped += other.dhcp_dns_servers_dropped;
         self.rx_misaddressed += other.rx_misaddressed;
+        self.udp_unresolved_dropped += other.udp_unresolved_dropped;
     }
 }
 

@@ -70,6 +70,7 @@ mod lease;
 mod owntcp;
 mod stack;
 mod tso;
+mod udp;
 /// A simulated wire between two NICs, for host tests (host only).
 #[cfg(not(target_os = "none"))]
 pub mod wire;

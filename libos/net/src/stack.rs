@@ -27,6 +27,7 @@ use crate::dns::{DnsPorts, DnsQuery, Resolver};
 use crate::lease::{DhcpClient, DhcpLease, LeaseShare};
 use crate::owntcp::{OwnCounters, OwnTcp};
 use crate::tso::Tso;
+use crate::udp::UdpSockets;
 
 /// Frames taken from the NIC per `NetDevice::receive` call: enough to amortise the
 /// driver's doorbell, few enough that the replies staged meanwhile stay small; also the
@@ -42,6 +43,9 @@ const RECEIVE_BATCHES: usize = 8;
 /// round, so a bulk sender needs several rounds to fill the transmit ring between two
 /// polls; the bound keeps one poll's work bounded.
 const SEND_ROUNDS: usize = 64;
+
+/// The Ethernet, IPv4 and UDP headers before a datagram's payload in a frame.
+const UDP_HEADERS: usize = 14 + 20 + 8;
 
 /// Local ports of outgoing connections and, without a block of its own
 /// ([`Stack::set_dns_ports`]), of DNS queries (RFC 6335's dynamic range).
@@ -312,7 +316,7 @@ impl fmt::Display for Endpoint {
 
 impl Endpoint {
     /// The endpoint of a smoltcp endpoint (always IPv4: the only protocol compiled in).
-    fn from_smoltcp(endpoint: IpEndpoint) -> Self {
+    pub(crate) fn from_smoltcp(endpoint: IpEndpoint) -> Self {
         let IpAddress::Ipv4(address) = endpoint.addr;
         Self {
             address,
@@ -397,7 +401,7 @@ pub struct Connection(SocketHandle);
 
 /// A bound UDP socket (a handle into its [`Stack`]).
 #[derive(Debug, PartialEq, Eq)]
-pub struct UdpSocket(SocketHandle);
+pub struct UdpSocket(usize);
 
 /// An ICMP echo (ping) socket: sends echo requests with its identifier and receives
 /// the replies carrying it (a handle into its [`Stack`]).
@@ -497,8 +501,8 @@ pub struct Stack {
     resolver: Resolver,
     /// Every listener made; an unlistened one stays, empty, so that handles stay valid.
     listeners: Vec<ListenerState>,
-    /// Ports bound by UDP sockets.
-    udp_ports: Vec<u16>,
+    /// The UDP sockets, each with its queue of datagrams to send (`udp.rs`).
+    udp: UdpSockets,
     /// Connections closed or aborted by the app, removed once smoltcp is done with them.
     closing: Vec<SocketHandle>,
     /// The key of the hash that places each peer's outgoing connections in the range
@@ -646,7 +650,7 @@ impl Stack {
             dhcp: None,
             resolver: Resolver::new(seed),
             listeners: Vec::new(),
-            udp_ports: Vec::new(),
+            udp: UdpSockets::new(info.max_frame.saturating_sub(UDP_HEADERS)),
             closing: Vec::new(),
             port_secret: mix(seed ^ PORT_SECRET_STIR),
             port_counter: 0,
@@ -718,7 +722,7 @@ impl Stack {
             servers,
             self.now_ns,
             &mut self.sockets,
-            &self.udp_ports,
+            &self.udp.ports(),
         )
     }
 
@@ -961,6 +965,13 @@ impl Stack {
         // Answers received take their queries' sockets away before the sending rounds;
         // queries whose time came are queued again for them.
         self.resolver.poll(now_ns, &mut self.sockets);
+        // A datagram that waited for its next hop too long is dropped before smoltcp
+        // tries it again, and each UDP socket is lent its next datagram in every round.
+        let (local, gateway) = (self.address(), self.gateway);
+        let next_hop = |to| next_hop(local, gateway, to);
+        let mut unresolved = 0;
+        self.udp
+            .give_up_unresolved(&mut self.sockets, now_ns, next_hop, &mut unresolved);
         let mut tx = NicTx {
             nic: self.nic.as_mut(),
             queue: self.queue,
@@ -969,11 +980,15 @@ impl Stack {
             capabilities: self.capabilities.clone(),
         };
         for _ in 0..SEND_ROUNDS {
+            self.udp.lend(&mut self.sockets, next_hop, &mut unresolved);
             if self.iface.poll_egress(now, &mut tx, &mut self.sockets) == iface::PollResult::None {
                 break;
             }
             changed = true;
         }
+        let nic_had_room = self.backlog.is_empty();
+        self.udp.note_waiting(&self.sockets, now_ns, nic_had_room);
+        self.counters.udp_unresolved_dropped += unresolved;
         self.poll_dhcp();
         self.refill_listeners(now_ns);
         self.reap_closed();
@@ -1610,19 +1625,11 @@ impl Stack {
         if port == 0 {
             return Err(NetError::PortZero);
         }
-        if self.udp_ports.contains(&port) || self.resolver.uses_port(port) {
+        if self.udp.ports().contains(&port) || self.resolver.uses_port(port) {
             return Err(NetError::PortInUse(port));
         }
-        let buffer = || {
-            udp::PacketBuffer::new(
-                vec![udp::PacketMetadata::EMPTY; options.datagrams.max(1)],
-                vec![0u8; options.buffer],
-            )
-        };
-        let mut socket = udp::Socket::new(buffer(), buffer());
-        socket.bind(port).map_err(|_| NetError::PortZero)?;
-        self.udp_ports.push(port);
-        Ok(UdpSocket(self.sockets.add(socket)))
+        let index = self.udp.bind(&mut self.sockets, port, options)?;
+        Ok(UdpSocket(index))
     }
 
     /// Takes the oldest received datagram: copies as much as fits in `buffer` (the rest
@@ -1632,11 +1639,7 @@ impl Stack {
         socket: &UdpSocket,
         buffer: &mut [u8],
     ) -> Option<(usize, Endpoint)> {
-        let socket = self.sockets.get_mut::<udp::Socket>(socket.0);
-        let (data, meta) = socket.recv().ok()?;
-        let len = data.len().min(buffer.len());
-        buffer[..len].copy_from_slice(&data[..len]);
-        Some((len, Endpoint::from_smoltcp(meta.endpoint)))
+        self.udp.recv(socket.0, &mut self.sockets, buffer)
     }
 
     /// Queues `data` as one datagram to `to`, sent on this stack's transmit queue
@@ -1645,7 +1648,11 @@ impl Stack {
     /// places flows by a hash of their addresses, [`Replies::OnPair`] names the other
     /// pair, whose stack gets them, and `socket` never sees them (fine for a datagram
     /// that wants no answer: a log line, a metric). An answer to a datagram this stack
-    /// received always lands here (the device hashes the same addresses).
+    /// received always lands here (the device hashes the same addresses). A datagram
+    /// whose next hop (`to` on the link, else the router) does not answer ARP within 3 s
+    /// of the first try is dropped unsent, counted in
+    /// [`Counters::udp_unresolved_dropped`], with those queued to it before then; the
+    /// socket's other datagrams go on.
     /// [`NetError::WouldBlock`] when the send buffer is full, [`NetError::TooLarge`]
     /// when it can never fit (in the buffer, or in one frame: 1472 bytes on a 1500-byte
     /// MTU), [`NetError::Unreachable`] for port 0 or a `to` the stack has no way to,
@@ -1663,17 +1670,15 @@ impl Stack {
         };
         // IP fragmentation is not compiled in, so a datagram must fit in one frame
         // (smoltcp would drop a larger one silently).
-        let max_payload = self.max_frame.saturating_sub(14 + 20 + 8);
-        let capacity = self
-            .sockets
-            .get::<udp::Socket>(socket.0)
-            .payload_send_capacity();
-        if data.len() > capacity || data.len() > max_payload {
+        let max_payload = self.max_frame.saturating_sub(UDP_HEADERS);
+        if data.len() > self.udp.send_capacity(socket.0) || data.len() > max_payload {
             return Err(NetError::TooLarge);
         }
+        if to.port == 0 {
+            return Err(NetError::Unreachable);
+        }
         self.check_destination(local, to.address)?;
-        let socket = self.sockets.get_mut::<udp::Socket>(socket.0);
-        socket.send_slice(data, IpEndpoint::new(IpAddress::Ipv4(to.address), to.port))?;
+        self.udp.send(socket.0, data, to, self.now_ns)?;
         Ok(self.replies_to(Some(local), to.address, None))
     }
 
@@ -1705,9 +1710,24 @@ impl Stack {
 
     /// Closes a UDP socket and frees its port.
     pub fn udp_close(&mut self, socket: UdpSocket) {
-        let port = self.sockets.get::<udp::Socket>(socket.0).endpoint().port;
-        self.udp_ports.retain(|&p| p != port);
-        self.sockets.remove(socket.0);
+        self.udp.close(socket.0, &mut self.sockets);
+    }
+}
+
+/// Where a datagram to `to` goes first from a stack whose address and prefix length are
+/// `local`, with the default router `gateway`: `to` itself on the link (a broadcast or
+/// multicast address too), else the router (`to` when there is none: the datagram then
+/// has no way, and waits as for a silent neighbour).
+fn next_hop(local: Option<(Ipv4Addr, u8)>, gateway: Option<Ipv4Addr>, to: Ipv4Addr) -> Ipv4Addr {
+    match (local, gateway) {
+        (Some((address, prefix)), Some(router))
+            if !to.is_broadcast()
+                && !to.is_multicast()
+                && !Ipv4Cidr::new(address, prefix).contains_addr(&to) =>
+        {
+            router
+        }
+        _ => to,
     }
 }
 

@@ -2348,6 +2348,7 @@ fn counters_of_several_stacks_add_field_by_field() {
         dhcp_leases_lost: 14 * k,
         dhcp_dns_servers_dropped: 15 * k,
         rx_misaddressed: 16 * k,
+        udp_unresolved_dropped: 17 * k,
     };
     let mut sum = one(1);
     sum += one(2);
@@ -3665,4 +3666,148 @@ fn datagrams_and_pings_the_stack_cannot_deliver_are_refused_unsent() {
     a.poll(0).unwrap();
     let sent = taken_off(&wire);
     assert!(is_arp_request(&sent[0], Some(B)), "{sent:x?}");
+}
+
+/// An address of the link nobody holds: no ARP answer ever comes for it.
+const SILENT: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 77);
+
+/// A datagram to A's port 11211 from [`SILENT`], as a forger sends it.
+fn forged_request(net: &Net) -> Vec<u8> {
+    udp_frame((SILENT, SPOOFER, 5000), (A, net.a.mac(), 11211), b"forged")
+}
+
+/// Answers every datagram A's `server` received with the same bytes, as a server does.
+fn echo_at_a(net: &mut Net, server: &crate::UdpSocket) {
+    let mut buffer = [0u8; 2048];
+    while let Some((len, from)) = net.a.recv_from(server, &mut buffer) {
+        net.a.send_to(server, &buffer[..len], from).unwrap();
+    }
+}
+
+/// Steps the net `steps` times 10 ms apart, A's `server` echoing what it receives.
+fn echoing_steps(net: &mut Net, server: &crate::UdpSocket, steps: usize) {
+    for _ in 0..steps {
+        echo_at_a(net, server);
+        net.step();
+        net.now_ns += 10_000_000;
+    }
+}
+
+/// A server's answers to 5 forged requests from a silent address of the link wait for
+/// ARP and are dropped together after 3 s (three ARP requests), counted; the 20
+/// requests a real client sent meanwhile are all answered, and the socket goes on
+/// serving. Before, smoltcp kept the first unsendable answer at the head of the socket
+/// for good: none of the 20 was answered.
+#[test]
+fn a_datagram_to_a_silent_neighbour_does_not_stop_the_socket() {
+    let mut net = Net::new(256, 0);
+    let server = net.a.udp_bind(11211, UdpOptions::default()).unwrap();
+    let client = net.b.udp_bind(40000, UdpOptions::default()).unwrap();
+    for _ in 0..5 {
+        net.wire.deliver_to_a(forged_request(&net));
+    }
+    echoing_steps(&mut net, &server, 2);
+    let to_a = Endpoint {
+        address: A,
+        port: 11211,
+    };
+    for i in 0..20u8 {
+        net.b.send_to(&client, &[i], to_a).unwrap();
+    }
+    let mut answers = Vec::new();
+    let mut buffer = [0u8; 16];
+    for _ in 0..500 {
+        echoing_steps(&mut net, &server, 1);
+        while let Some((len, from)) = net.b.recv_from(&client, &mut buffer) {
+            assert_eq!((len, from), (1, to_a));
+            answers.push(buffer[0]);
+        }
+    }
+    assert_eq!(answers, (0..20).collect::<Vec<u8>>());
+    assert_eq!(net.a.counters().udp_unresolved_dropped, 5);
+    let asked = net.seen.iter();
+    let asked = asked.filter(|f| is_arp_request(f, Some(SILENT))).count();
+    assert_eq!(asked, 3, "ARP requests for the silent address");
+    // The socket still answers.
+    net.b.send_to(&client, b"again", to_a).unwrap();
+    echoing_steps(&mut net, &server, 5);
+    let again = net.b.recv_from(&client, &mut buffer);
+    assert_eq!(again.map(|(len, _)| &buffer[..len]), Some(&b"again"[..]));
+}
+
+/// While a server's answer waits for a silent neighbour, a connection the server's
+/// stack opens to B, whose MAC address it must ask ARP for, is established within the
+/// 3 s the answer may wait (and the second's wait for ARP's turn). Before, the waiting
+/// answer took the stack's one ARP request a second first, every second, and the
+/// connection was never established.
+#[test]
+fn a_silent_neighbour_does_not_keep_others_from_being_resolved() {
+    let mut net = Net::new(256, 0);
+    let server = net.a.udp_bind(11211, UdpOptions::default()).unwrap();
+    let listener = net.b.listen(7, 4, TcpOptions::default()).unwrap();
+    net.wire.deliver_to_a(forged_request(&net));
+    echoing_steps(&mut net, &server, 2);
+    let to_b = Endpoint {
+        address: B,
+        port: 7,
+    };
+    let connection = net.a.connect(to_b, TcpOptions::default()).unwrap();
+    let mut steps = 0;
+    while !net.a.is_established(&connection) && steps < 1000 {
+        echoing_steps(&mut net, &server, 1);
+        steps += 1;
+    }
+    assert!(net.a.is_established(&connection), "not after 10 s");
+    assert!(steps <= 450, "established after {steps} steps of 10 ms");
+    net.step();
+    assert!(net.b.accept(&listener).is_some());
+}
+
+/// Datagrams a socket received and the app did not read while an answer of it waited
+/// for a silent neighbour are still read, in order, after the socket was replaced to
+/// drop that answer; datagrams queued after the neighbour was given up on get a try
+/// of their own.
+#[test]
+fn datagrams_received_by_a_socket_replaced_for_a_silent_neighbour_are_kept() {
+    let mut net = Net::new(256, 0);
+    let server = net.a.udp_bind(11211, UdpOptions::default()).unwrap();
+    let client = net.b.udp_bind(40000, UdpOptions::default()).unwrap();
+    net.wire.deliver_to_a(forged_request(&net));
+    echoing_steps(&mut net, &server, 2);
+    let to_a = Endpoint {
+        address: A,
+        port: 11211,
+    };
+    for i in 0..3u8 {
+        net.b.send_to(&client, &[i], to_a).unwrap();
+    }
+    // Past the 3 s without reading: the answer is dropped and the socket replaced.
+    for _ in 0..400 {
+        net.step();
+        net.now_ns += 10_000_000;
+    }
+    assert_eq!(net.a.counters().udp_unresolved_dropped, 1);
+    let mut buffer = [0u8; 16];
+    let read: Vec<(usize, u8)> = core::iter::from_fn(|| {
+        let (len, from) = net.a.recv_from(&server, &mut buffer)?;
+        assert_eq!(from.address, B);
+        Some((len, buffer[0]))
+    })
+    .collect();
+    assert_eq!(read, [(1, 0), (1, 1), (1, 2)]);
+    // A new answer to the silent address is tried again (ARP asked), then dropped.
+    let forged_from = Endpoint {
+        address: SILENT,
+        port: 5000,
+    };
+    net.a.send_to(&server, b"later", forged_from).unwrap();
+    let asked_before = net.seen.iter();
+    let asked_before = asked_before
+        .filter(|f| is_arp_request(f, Some(SILENT)))
+        .count();
+    echoing_steps(&mut net, &server, 400);
+    let asked = net.seen.iter();
+    let asked = asked.filter(|f| is_arp_request(f, Some(SILENT))).count();
+    assert_eq!(asked - asked_before, 3);
+    assert_eq!(net.a.counters().udp_unresolved_dropped, 2);
 }
