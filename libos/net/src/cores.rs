@@ -233,13 +233,13 @@ impl WholeDevice {
 }
 
 /// An ARP frame's length: the Ethernet header and the 28-byte IPv4 ARP packet.
-const ARP_FRAME: usize = 14 + 28;
+pub(crate) const ARP_FRAME: usize = 14 + 28;
 /// ARP frames the board keeps: a stack that polls less often than this many arrive
 /// misses the older ones and asks again (ARP's own retry).
 const ARP_KEPT: usize = 16;
 /// Where ARP's operation field is in the frame, and a reply's value.
-const ARP_OPERATION: usize = 14 + 6;
-const ARP_REPLY: [u8; 2] = [0, 2];
+pub(crate) const ARP_OPERATION: usize = 14 + 6;
+pub(crate) const ARP_REPLY: [u8; 2] = [0, 2];
 
 /// The ARP frames the stacks of one interface received, for the others. The device
 /// spreads frames by flow and ARP is no flow: the answer to a stack's ARP request, or

@@ -1,12 +1,17 @@
-//! What the stack drops before the protocols see a frame: IPv4 whose addresses no host
-//! sends from or to (RFC 1122), which smoltcp would take and answer. Its listener
-//! accepts a SYN to any destination its interface takes, broadcast and multicast
-//! included, and answers it from that destination; it also answers sources in 127/8
-//! and 240/4, and unicast IP that came on an Ethernet group address.
+//! What the stack does with a frame before the protocols see it. It drops IPv4 whose
+//! addresses no host sends from or to (RFC 1122), which smoltcp would take and answer:
+//! its listener accepts a SYN to any destination its interface takes, broadcast and
+//! multicast included, and answers it from that destination; it also answers sources in
+//! 127/8 and 240/4, and unicast IP that came on an Ethernet group address. And it
+//! handles the ARP smoltcp does not: smoltcp learns only from ARP whose target is the
+//! stack's address, so a neighbour announcing a new MAC address went unheard until the
+//! old entry expired.
 
 use core::net::Ipv4Addr;
 
 use rexo_api::device::ETHERNET_HEADER;
+
+use crate::cores::{ARP_FRAME, ARP_OPERATION, ARP_REPLY};
 
 /// The IP protocol number of TCP.
 const TCP: u8 = 6;
@@ -49,6 +54,66 @@ pub(crate) fn misaddressed(frame: &[u8], local: Option<(Ipv4Addr, u8)>) -> bool 
     let group_mac = frame[0] & 1 == 1;
     let dhcp_answer = protocol == UDP && payload.get(..4) == Some(&[0, 67, 0, 68]);
     group_mac && !is_group(destination) && !dhcp_answer
+}
+
+/// Where an ARP frame's fields start: the sender's MAC and address, the target's.
+const ARP_SENDER_MAC: usize = 22;
+const ARP_SENDER: usize = 28;
+const ARP_TARGET_MAC: usize = 32;
+const ARP_TARGET: usize = 38;
+/// The fixed start of ARP for IPv4 over Ethernet: hardware type 1, protocol type IPv4,
+/// address lengths 6 and 4.
+const ARP_IPV4_OVER_ETHERNET: [u8; 6] = [0, 1, 8, 0, 6, 4];
+/// ARP's request operation.
+const ARP_REQUEST: [u8; 2] = [0, 1];
+
+/// The first [`ARP_FRAME`] bytes of `frame` if it is ARP for IPv4 over Ethernet, a
+/// request or a reply, from a unicast MAC address other than `mac`.
+fn arp_from_another(frame: &[u8], mac: [u8; 6]) -> Option<[u8; ARP_FRAME]> {
+    let arp: [u8; ARP_FRAME] = frame.get(..ARP_FRAME)?.try_into().ok()?;
+    let operation = &arp[ARP_OPERATION..ARP_OPERATION + 2];
+    let sender_mac = &arp[ARP_SENDER_MAC..ARP_SENDER];
+    let is_arp = arp[12..14] == [0x08, 0x06] && arp[14..20] == ARP_IPV4_OVER_ETHERNET;
+    let operation_known = operation == ARP_REQUEST || operation == ARP_REPLY;
+    let other = sender_mac[0] & 1 == 0 && sender_mac != mac;
+    (is_arp && operation_known && other).then_some(arp)
+}
+
+/// The address at `at` in an ARP frame.
+fn arp_address(arp: &[u8; ARP_FRAME], at: usize) -> Ipv4Addr {
+    Ipv4Addr::new(arp[at], arp[at + 1], arp[at + 2], arp[at + 3])
+}
+
+/// `frame` as a reply to the stack (its MAC `mac`, its address and prefix length
+/// `local`) if it is a neighbour's ARP announcement (RFC 5227 2.3: a request or reply
+/// whose sender and target address are both the neighbour's, as a host sends when it
+/// takes an address or its MAC changes): smoltcp then learns the neighbour's MAC from it
+/// as from an answer to its own request, and answers nothing. smoltcp ignores ARP
+/// whose target is not the stack's address, so a neighbour's new MAC went unheard
+/// until the old entry expired (60 s). RFC 826 updates an entry the table already holds
+/// from any ARP frame; smoltcp's table cannot be asked what it holds, so an
+/// announcement is learnt whether the neighbour was known or not. The neighbour must be
+/// a host of the stack's network, not the stack's address.
+pub(crate) fn announcement_as_reply(
+    frame: &[u8],
+    local: Option<(Ipv4Addr, u8)>,
+    mac: [u8; 6],
+) -> Option<[u8; ARP_FRAME]> {
+    let (address, prefix) = local?;
+    let mut arp = arp_from_another(frame, mac)?;
+    let sender = arp_address(&arp, ARP_SENDER);
+    let network = smoltcp::wire::Ipv4Cidr::new(address, prefix);
+    let host_of_network = network.contains_addr(&sender)
+        && Some(sender) != network.broadcast()
+        && (prefix > 30 || sender != network.network().address());
+    if sender != arp_address(&arp, ARP_TARGET) || sender == address || !host_of_network {
+        return None;
+    }
+    arp[..6].copy_from_slice(&mac);
+    arp[ARP_OPERATION..ARP_OPERATION + 2].copy_from_slice(&ARP_REPLY);
+    arp[ARP_TARGET_MAC..ARP_TARGET].copy_from_slice(&mac);
+    arp[ARP_TARGET..].copy_from_slice(&address.octets());
+    Some(arp)
 }
 
 #[cfg(test)]
@@ -106,6 +171,83 @@ mod tests {
                 "{protocol} {source:?} to {destination:?} on {to:x?}"
             );
         }
+    }
+
+    /// The stack's MAC address in these tests.
+    const MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
+
+    /// An ARP frame of `operation` (1 request, 2 reply) from `sender` (its MAC and
+    /// address) for the address `target`, broadcast.
+    fn arp(operation: u8, sender: ([u8; 6], [u8; 4]), target: [u8; 4]) -> Vec<u8> {
+        let mut frame = vec![0xff; 6];
+        frame.extend_from_slice(&sender.0);
+        frame.extend_from_slice(&[0x08, 0x06]);
+        frame.extend_from_slice(&ARP_IPV4_OVER_ETHERNET);
+        frame.extend_from_slice(&[0, operation]);
+        frame.extend_from_slice(&sender.0);
+        frame.extend_from_slice(&sender.1);
+        frame.extend_from_slice(&[0; 6]);
+        frame.extend_from_slice(&target);
+        frame
+    }
+
+    #[test]
+    fn only_a_neighbours_own_announcement_is_learnt() {
+        let neighbour = [2, 0, 0, 0, 0, 9];
+        let learnt = |frame: &[u8]| announcement_as_reply(frame, LOCAL, MAC).is_some();
+        assert!(learnt(&arp(1, (neighbour, [10, 0, 0, 9]), [10, 0, 0, 9])));
+        assert!(learnt(&arp(2, (neighbour, [10, 0, 0, 9]), [10, 0, 0, 9])));
+        let reply = announcement_as_reply(
+            &arp(1, (neighbour, [10, 0, 0, 9]), [10, 0, 0, 9]),
+            LOCAL,
+            MAC,
+        );
+        let reply = reply.expect("learnt");
+        assert_eq!(reply[..6], MAC, "to the stack");
+        assert_eq!(reply[ARP_OPERATION..ARP_OPERATION + 2], ARP_REPLY);
+        assert_eq!(reply[ARP_SENDER_MAC..ARP_SENDER], neighbour);
+        assert_eq!(reply[ARP_SENDER..ARP_TARGET_MAC], [10, 0, 0, 9]);
+        assert_eq!(reply[ARP_TARGET_MAC..ARP_TARGET], MAC);
+        assert_eq!(reply[ARP_TARGET..], [10, 0, 0, 1]);
+        for (frame, why) in [
+            (
+                arp(1, (neighbour, [10, 0, 0, 9]), [10, 0, 0, 7]),
+                "a request for another host",
+            ),
+            (
+                arp(1, (neighbour, [10, 0, 0, 1]), [10, 0, 0, 1]),
+                "the stack's own address",
+            ),
+            (
+                arp(1, (neighbour, [10, 0, 1, 9]), [10, 0, 1, 9]),
+                "off the network",
+            ),
+            (
+                arp(1, (neighbour, [10, 0, 0, 255]), [10, 0, 0, 255]),
+                "the broadcast address",
+            ),
+            (
+                arp(1, (neighbour, [10, 0, 0, 0]), [10, 0, 0, 0]),
+                "the network's own address",
+            ),
+            (
+                arp(1, ([3, 0, 0, 0, 0, 9], [10, 0, 0, 9]), [10, 0, 0, 9]),
+                "a group MAC",
+            ),
+            (
+                arp(1, (MAC, [10, 0, 0, 9]), [10, 0, 0, 9]),
+                "the stack's own MAC",
+            ),
+            (
+                arp(3, (neighbour, [10, 0, 0, 9]), [10, 0, 0, 9]),
+                "no request or reply",
+            ),
+        ] {
+            assert!(!learnt(&frame), "{why}");
+        }
+        let short = arp(1, (neighbour, [10, 0, 0, 9]), [10, 0, 0, 9]);
+        assert!(!learnt(&short[..41]), "too short");
+        assert_eq!(announcement_as_reply(&short, None, MAC), None, "no address");
     }
 
     #[test]

@@ -853,8 +853,10 @@ impl Stack {
             reset_if_broken(sent, (), &self.whole_device, &mut self.counters)?;
         }
         // Frames the other stacks of the interface received for this one: ARP frames, as
-        // replies (smoltcp learns the sender's address and answers nothing), and for the
-        // stack that keeps the DHCP lease, the server's answers.
+        // replies (smoltcp learns the sender's address and answers nothing; an
+        // announcement as a reply to this stack, `ingress.rs`), and for the stack that
+        // keeps the DHCP lease, the server's answers.
+        let local = self.address();
         {
             let Self {
                 iface,
@@ -874,13 +876,17 @@ impl Stack {
                 iface.poll_ingress_single(now, &mut device, sockets);
             };
             if let Some(arp) = arp.as_mut() {
-                arp.take(&mut ingest);
+                arp.take(
+                    |frame| match crate::ingress::announcement_as_reply(frame, local, mac) {
+                        Some(reply) => ingest(&reply),
+                        None => ingest(frame),
+                    },
+                );
             }
             if let Some(lease) = lease.as_mut() {
                 lease.take_answers(&mut ingest);
             }
         }
-        let local = self.address();
         let address = local.map(|(address, _)| address.octets());
         for _ in 0..RECEIVE_BATCHES {
             let Self {
@@ -939,6 +945,10 @@ impl Stack {
                         changed = true;
                         return;
                     }
+                    // ARP smoltcp does not learn from (`ingress.rs`): a neighbour's
+                    // announcement goes to smoltcp as a reply to this stack.
+                    let announced = crate::ingress::announcement_as_reply(frame, local, mac);
+                    let frame = announced.as_ref().map_or(frame, |reply| &reply[..]);
                     let frame = match backlog.tso_mut() {
                         Some(tso) => tso.inbound(frame, address, |flow| {
                             receive_buffer(listeners, sockets, flow)

@@ -3811,3 +3811,84 @@ fn datagrams_received_by_a_socket_replaced_for_a_silent_neighbour_are_kept() {
     assert_eq!(asked - asked_before, 3);
     assert_eq!(net.a.counters().udp_unresolved_dropped, 2);
 }
+
+/// A neighbour announcing a new MAC address (RFC 5227's ARP announcement: a broadcast
+/// request for its own address) is sent to at the new address at once, and a host
+/// off the network announcing itself teaches nothing. Before, smoltcp learnt only from
+/// ARP whose target was A's address and kept sending to B's old MAC address until its
+/// entry expired (60 s).
+#[test]
+fn a_neighbours_announced_new_mac_address_is_used_at_once() {
+    use smoltcp::wire::ArpOperation::{Reply, Request};
+    let mut net = Net::new(256, 0);
+    let ping = net.a.ping_open(7);
+    let new_mac = [2, 0, 0, 0, 0, 0x22];
+    let sent_to = |net: &mut Net, seq: u16| -> Vec<[u8; 6]> {
+        net.a.ping_send(&ping, B, seq, b"x").unwrap();
+        let sent = sent_by_a(net);
+        let pings = sent.iter().filter(|f| f.len() > 34 && f[23] == 1);
+        pings
+            .map(|f| <[u8; 6]>::try_from(&f[..6]).unwrap())
+            .collect()
+    };
+    // A learns B's MAC address from B's request.
+    let b = (B, net.b.mac());
+    net.wire
+        .deliver_to_a(arp_frame(Request, b, (A, [0; 6]), [0xff; 6]));
+    assert_eq!(sent_to(&mut net, 1), [net.b.mac()]);
+    let announcement = arp_frame(Request, (B, new_mac), (B, [0; 6]), [0xff; 6]);
+    net.wire.deliver_to_a(announcement);
+    assert_eq!(sent_to(&mut net, 2), [new_mac]);
+    // A gratuitous reply is an announcement too.
+    net.wire.deliver_to_a(arp_frame(Reply, b, b, [0xff; 6]));
+    assert_eq!(sent_to(&mut net, 3), [net.b.mac()]);
+    // An off-network host's announcement is not learnt: A still asks ARP for it.
+    let far = Ipv4Addr::new(10, 0, 1, 9);
+    net.wire
+        .deliver_to_a(arp_frame(Request, (far, new_mac), (far, [0; 6]), [0xff; 6]));
+    assert!(
+        sent_by_a(&mut net).is_empty(),
+        "A answered the announcement"
+    );
+}
+
+/// On an interface split into a stack per queue pair, a neighbour's announcement that
+/// lands on one pair teaches both stacks its new MAC address (the ARP board carries it
+/// to the other).
+#[test]
+fn stacks_split_from_a_lease_both_learn_a_neighbours_announcement() {
+    use smoltcp::wire::ArpOperation::Request;
+    let (wires, mut stacks, now_ns) = split_after_lease(&[], false);
+    let address = SPLIT_LEASE.0;
+    let host = Ipv4Addr::new(10, 0, 0, 9);
+    let (old_mac, new_mac) = ([2, 0, 0, 0, 0, 0x44], [2, 0, 0, 0, 0, 0x45]);
+    let poll_all = |stacks: &mut [Stack], at_ns: u64| {
+        for stack in stacks.iter_mut() {
+            stack.poll(at_ns).unwrap();
+        }
+    };
+    // The host asks for the stacks' address on pair 0: both learn its MAC address.
+    let request = arp_frame(Request, (host, old_mac), (address, [0; 6]), [0xff; 6]);
+    wires[0].0.deliver_to_a(request);
+    poll_all(&mut stacks, now_ns);
+    poll_all(&mut stacks, now_ns + 1_000);
+    let announcement = arp_frame(Request, (host, new_mac), (host, [0; 6]), [0xff; 6]);
+    wires[0].0.deliver_to_a(announcement);
+    poll_all(&mut stacks, now_ns + 2_000);
+    poll_all(&mut stacks, now_ns + 3_000);
+    for (wire, _) in &wires {
+        taken_off(wire);
+    }
+    for (pair, stack) in stacks.iter_mut().enumerate() {
+        let ping = stack.ping_open(7);
+        stack.ping_send(&ping, host, 1, b"x").unwrap();
+        stack.poll(now_ns + 4_000).unwrap();
+        let sent = taken_off(&wires[pair].0);
+        let pings: Vec<&[u8]> = sent
+            .iter()
+            .filter(|f| f[23] == 1)
+            .map(|f| &f[..6])
+            .collect();
+        assert_eq!(pings, [&new_mac[..]], "pair {pair}");
+    }
+}
