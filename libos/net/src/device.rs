@@ -183,6 +183,12 @@ impl Staging {
         }
     }
 
+    /// Stages `reply`, made by the stack itself while a received frame was processed.
+    pub(crate) fn stage(&mut self, reply: &[u8]) {
+        self.bytes.extend_from_slice(reply);
+        self.lengths.push(reply.len());
+    }
+
     /// Sends every staged reply on `queue`, in order, after what `backlog` holds, and
     /// empties the staging area. A reply the NIC has no room for (or that meets the
     /// queue pair broken) joins the backlog, unless its bound for replies is reached: it

@@ -5,7 +5,7 @@
 //! 127/8 and 240/4, and unicast IP that came on an Ethernet group address. And it
 //! handles the ARP smoltcp does not: smoltcp learns only from ARP whose target is the
 //! stack's address, so a neighbour announcing a new MAC address went unheard until the
-//! old entry expired.
+//! old entry expired, and it answers no probe (sender address 0.0.0.0, RFC 5227).
 
 use core::net::Ipv4Addr;
 
@@ -114,6 +114,36 @@ pub(crate) fn announcement_as_reply(
     arp[ARP_TARGET_MAC..ARP_TARGET].copy_from_slice(&mac);
     arp[ARP_TARGET..].copy_from_slice(&address.octets());
     Some(arp)
+}
+
+/// The stack's reply (its MAC `mac`, its address and prefix length `local`) to `frame`
+/// if it is an ARP probe for the stack's address (RFC 5227 2.1.1: a request from sender
+/// address 0.0.0.0 by a host about to take the address), sent to the prober's MAC: the
+/// prober sees the address is in use. smoltcp drops ARP from a sender address that is
+/// not unicast, so a host probing for the stack's address took it.
+pub(crate) fn probe_reply(
+    frame: &[u8],
+    local: Option<(Ipv4Addr, u8)>,
+    mac: [u8; 6],
+) -> Option<[u8; ARP_FRAME]> {
+    let (address, _) = local?;
+    let probe = arp_from_another(frame, mac)?;
+    let is_probe = probe[ARP_OPERATION..ARP_OPERATION + 2] == ARP_REQUEST
+        && arp_address(&probe, ARP_SENDER).is_unspecified()
+        && arp_address(&probe, ARP_TARGET) == address;
+    if !is_probe {
+        return None;
+    }
+    let prober = &probe[ARP_SENDER_MAC..ARP_SENDER];
+    let mut reply = probe;
+    reply[..6].copy_from_slice(prober);
+    reply[6..12].copy_from_slice(&mac);
+    reply[ARP_OPERATION..ARP_OPERATION + 2].copy_from_slice(&ARP_REPLY);
+    reply[ARP_SENDER_MAC..ARP_SENDER].copy_from_slice(&mac);
+    reply[ARP_SENDER..ARP_TARGET_MAC].copy_from_slice(&address.octets());
+    reply[ARP_TARGET_MAC..ARP_TARGET].copy_from_slice(prober);
+    reply[ARP_TARGET..].copy_from_slice(&[0; 4]);
+    Some(reply)
 }
 
 #[cfg(test)]
@@ -248,6 +278,29 @@ mod tests {
         let short = arp(1, (neighbour, [10, 0, 0, 9]), [10, 0, 0, 9]);
         assert!(!learnt(&short[..41]), "too short");
         assert_eq!(announcement_as_reply(&short, None, MAC), None, "no address");
+    }
+
+    #[test]
+    fn only_a_probe_for_the_stacks_address_is_answered() {
+        let prober = [2, 0, 0, 0, 0, 9];
+        let answered = |frame: &[u8]| probe_reply(frame, LOCAL, MAC).is_some();
+        assert!(answered(&arp(1, (prober, [0; 4]), [10, 0, 0, 1])));
+        for (frame, why) in [
+            (arp(1, (prober, [0; 4]), [10, 0, 0, 2]), "another address"),
+            (arp(2, (prober, [0; 4]), [10, 0, 0, 1]), "a reply"),
+            (
+                arp(1, (prober, [10, 0, 0, 9]), [10, 0, 0, 1]),
+                "a request from an address",
+            ),
+            (
+                arp(1, (MAC, [0; 4]), [10, 0, 0, 1]),
+                "the stack's own probe",
+            ),
+        ] {
+            assert!(!answered(&frame), "{why}");
+        }
+        let probe = arp(1, (prober, [0; 4]), [10, 0, 0, 1]);
+        assert_eq!(probe_reply(&probe, None, MAC), None, "no address to defend");
     }
 
     #[test]

@@ -945,8 +945,13 @@ impl Stack {
                         changed = true;
                         return;
                     }
-                    // ARP smoltcp does not learn from (`ingress.rs`): a neighbour's
-                    // announcement goes to smoltcp as a reply to this stack.
+                    // ARP smoltcp neither answers nor learns from (`ingress.rs`): a
+                    // probe for this stack's address is answered here, and a
+                    // neighbour's announcement goes to smoltcp as a reply to this stack.
+                    if let Some(reply) = crate::ingress::probe_reply(frame, local, mac) {
+                        staging.stage(&reply);
+                        return;
+                    }
                     let announced = crate::ingress::announcement_as_reply(frame, local, mac);
                     let frame = announced.as_ref().map_or(frame, |reply| &reply[..]);
                     let frame = match backlog.tso_mut() {

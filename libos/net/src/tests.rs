@@ -3852,6 +3852,31 @@ fn a_neighbours_announced_new_mac_address_is_used_at_once() {
     );
 }
 
+/// A host probing for A's address before taking it (RFC 5227 2.1.1: an ARP request
+/// from sender address 0.0.0.0) gets A's reply at its MAC address, so it sees the
+/// address is taken; a probe for another address gets nothing. Before, smoltcp dropped
+/// the probe (its sender address is not unicast) and the prober took A's address.
+#[test]
+fn a_probe_for_the_stacks_address_is_answered() {
+    use smoltcp::wire::ArpOperation::Request;
+    let mut net = Net::new(256, 0);
+    let prober = [2, 0, 0, 0, 0, 0x33];
+    let unspecified = Ipv4Addr::UNSPECIFIED;
+    let probe = |target| arp_frame(Request, (unspecified, prober), (target, [0; 6]), [0xff; 6]);
+    net.wire.deliver_to_a(probe(A));
+    let sent = sent_by_a(&mut net);
+    let a_mac = net.a.mac();
+    let reply = arp_frame(
+        smoltcp::wire::ArpOperation::Reply,
+        (A, a_mac),
+        (unspecified, prober),
+        prober,
+    );
+    assert_eq!(sent, [reply]);
+    net.wire.deliver_to_a(probe(Ipv4Addr::new(10, 0, 0, 9)));
+    assert!(sent_by_a(&mut net).is_empty());
+}
+
 /// On an interface split into a stack per queue pair, a neighbour's announcement that
 /// lands on one pair teaches both stacks its new MAC address (the ARP board carries it
 /// to the other).
