@@ -3917,3 +3917,38 @@ fn stacks_split_from_a_lease_both_learn_a_neighbours_announcement() {
         assert_eq!(pings, [&new_mac[..]], "pair {pair}");
     }
 }
+
+/// IPv4 fragments are dropped unread, as docs/network.md says: the stack reassembles
+/// nothing (smoltcp, built without its fragmentation, refuses an IPv4 header with more
+/// fragments to come or an offset). A later fragment whose data begins like a UDP header
+/// with no checksum, and a first fragment whose UDP length fits it, reach no socket;
+/// the same datagram unfragmented does.
+#[test]
+fn ipv4_fragments_are_dropped_unread() {
+    let mut net = Net::new(256, 0);
+    let socket = net.a.udp_bind(7, UdpOptions::default()).unwrap();
+    let (b, a) = ((B, net.b.mac(), 9), (A, net.a.mac(), 7));
+    let fragment = |flags_and_offset: u16| {
+        let mut frame = udp_frame(b, a, b"data");
+        // No UDP checksum, so the datagram's bytes are not summed.
+        frame[40..42].fill(0);
+        frame[20..22].copy_from_slice(&flags_and_offset.to_be_bytes());
+        frame[24..26].fill(0);
+        let sum = checksum(&frame[14..34]);
+        frame[24..26].copy_from_slice(&sum.to_be_bytes());
+        frame
+    };
+    // A later fragment (at 1480 bytes), and a first one with more to come.
+    net.wire.deliver_to_a(fragment(185));
+    net.wire.deliver_to_a(fragment(0x2000));
+    for _ in 0..3 {
+        net.step();
+    }
+    let mut buffer = [0u8; 16];
+    assert_eq!(net.a.recv_from(&socket, &mut buffer), None);
+    // The same datagram unfragmented is delivered.
+    net.wire.deliver_to_a(fragment(0x4000));
+    net.step();
+    let got = net.a.recv_from(&socket, &mut buffer);
+    assert_eq!(got.map(|(len, _)| &buffer[..len]), Some(&b"data"[..]));
+}
