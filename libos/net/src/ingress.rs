@@ -56,10 +56,13 @@ pub(crate) fn misaddressed(frame: &[u8], local: Option<(Ipv4Addr, u8)>) -> bool 
     group_mac && !is_group(destination) && !dhcp_answer
 }
 
-/// Where an ARP frame's fields start: the sender's MAC and address, the target's.
+/// Where an ARP frame's sender MAC address starts.
 const ARP_SENDER_MAC: usize = 22;
+/// Where an ARP frame's sender IPv4 address starts.
 const ARP_SENDER: usize = 28;
+/// Where an ARP frame's target MAC address starts.
 const ARP_TARGET_MAC: usize = 32;
+/// Where an ARP frame's target IPv4 address starts (to the frame's end).
 const ARP_TARGET: usize = 38;
 /// The fixed start of ARP for IPv4 over Ethernet: hardware type 1, protocol type IPv4,
 /// address lengths 6 and 4.
@@ -165,8 +168,11 @@ mod tests {
         frame
     }
 
+    /// The stack's MAC address in these tests.
     const OURS: [u8; 6] = [2, 0, 0, 0, 0, 1];
+    /// Ethernet's broadcast address.
     const BROADCAST: [u8; 6] = [0xff; 6];
+    /// A multicast MAC address (224.0.0.1's).
     const MULTICAST: [u8; 6] = [1, 0, 0x5e, 0, 0, 1];
 
     #[test]
@@ -203,9 +209,6 @@ mod tests {
         }
     }
 
-    /// The stack's MAC address in these tests.
-    const MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
-
     /// An ARP frame of `operation` (1 request, 2 reply) from `sender` (its MAC and
     /// address) for the address `target`, broadcast.
     fn arp(operation: u8, sender: ([u8; 6], [u8; 4]), target: [u8; 4]) -> Vec<u8> {
@@ -224,20 +227,20 @@ mod tests {
     #[test]
     fn only_a_neighbours_own_announcement_is_learnt() {
         let neighbour = [2, 0, 0, 0, 0, 9];
-        let learnt = |frame: &[u8]| announcement_as_reply(frame, LOCAL, MAC).is_some();
+        let learnt = |frame: &[u8]| announcement_as_reply(frame, LOCAL, OURS).is_some();
         assert!(learnt(&arp(1, (neighbour, [10, 0, 0, 9]), [10, 0, 0, 9])));
         assert!(learnt(&arp(2, (neighbour, [10, 0, 0, 9]), [10, 0, 0, 9])));
         let reply = announcement_as_reply(
             &arp(1, (neighbour, [10, 0, 0, 9]), [10, 0, 0, 9]),
             LOCAL,
-            MAC,
+            OURS,
         );
         let reply = reply.expect("learnt");
-        assert_eq!(reply[..6], MAC, "to the stack");
+        assert_eq!(reply[..6], OURS, "to the stack");
         assert_eq!(reply[ARP_OPERATION..ARP_OPERATION + 2], ARP_REPLY);
         assert_eq!(reply[ARP_SENDER_MAC..ARP_SENDER], neighbour);
         assert_eq!(reply[ARP_SENDER..ARP_TARGET_MAC], [10, 0, 0, 9]);
-        assert_eq!(reply[ARP_TARGET_MAC..ARP_TARGET], MAC);
+        assert_eq!(reply[ARP_TARGET_MAC..ARP_TARGET], OURS);
         assert_eq!(reply[ARP_TARGET..], [10, 0, 0, 1]);
         for (frame, why) in [
             (
@@ -265,7 +268,7 @@ mod tests {
                 "a group MAC",
             ),
             (
-                arp(1, (MAC, [10, 0, 0, 9]), [10, 0, 0, 9]),
+                arp(1, (OURS, [10, 0, 0, 9]), [10, 0, 0, 9]),
                 "the stack's own MAC",
             ),
             (
@@ -277,13 +280,17 @@ mod tests {
         }
         let short = arp(1, (neighbour, [10, 0, 0, 9]), [10, 0, 0, 9]);
         assert!(!learnt(&short[..41]), "too short");
-        assert_eq!(announcement_as_reply(&short, None, MAC), None, "no address");
+        assert_eq!(
+            announcement_as_reply(&short, None, OURS),
+            None,
+            "no address"
+        );
     }
 
     #[test]
     fn only_a_probe_for_the_stacks_address_is_answered() {
         let prober = [2, 0, 0, 0, 0, 9];
-        let answered = |frame: &[u8]| probe_reply(frame, LOCAL, MAC).is_some();
+        let answered = |frame: &[u8]| probe_reply(frame, LOCAL, OURS).is_some();
         assert!(answered(&arp(1, (prober, [0; 4]), [10, 0, 0, 1])));
         for (frame, why) in [
             (arp(1, (prober, [0; 4]), [10, 0, 0, 2]), "another address"),
@@ -293,14 +300,18 @@ mod tests {
                 "a request from an address",
             ),
             (
-                arp(1, (MAC, [0; 4]), [10, 0, 0, 1]),
+                arp(1, (OURS, [0; 4]), [10, 0, 0, 1]),
                 "the stack's own probe",
             ),
         ] {
             assert!(!answered(&frame), "{why}");
         }
         let probe = arp(1, (prober, [0; 4]), [10, 0, 0, 1]);
-        assert_eq!(probe_reply(&probe, None, MAC), None, "no address to defend");
+        assert_eq!(
+            probe_reply(&probe, None, OURS),
+            None,
+            "no address to defend"
+        );
     }
 
     #[test]
