@@ -207,6 +207,11 @@ macro_rules! kernel_calls {
             /// [`ApiError::NoWallClock`] on a machine without one, or for 60 s after a
             /// failed reading, after which a call reads the clock again.
             fn unix_time_s(&self) -> Result<u64, ApiError>;
+            /// A random number from the CPU: RDSEED's where CPUID says it has the
+            /// instruction, else (or when 10 tries gave none) RDRAND's, tried 10 times
+            /// as Intel's DRNG guide advises. [`ApiError::NoRandom`] when the CPU has
+            /// neither or both kept failing: the caller decides what to do without.
+            fn random_u64(&self) -> Result<u64, ApiError>;
             /// Writes one log line (with the time and core number) to the consoles.
             fn log(&self, line: fmt::Arguments<'_>);
             /// Runs `task` once on every core of the app and returns when all have finished; the

@@ -273,6 +273,9 @@ pub enum ApiError {
     AlreadyRunning,
     /// The machine has no wall clock the kernel can read (the kernel's log says why).
     NoWallClock,
+    /// The machine gave no random number: its CPU has neither RDSEED nor RDRAND, or
+    /// both kept answering that they had none (CF=0) through every retry.
+    NoRandom,
     /// Two runs of the app named are going (two entries of one app in a boot manifest):
     /// the name does not say which is meant, so nothing was handed over.
     AmbiguousApp,
@@ -357,6 +360,9 @@ impl fmt::Display for ApiError {
             ApiError::TimerBusy => f.write_str("the core's timer is held already"),
             ApiError::AlreadyRunning => f.write_str("the app is running already"),
             ApiError::NoWallClock => f.write_str("the machine has no readable wall clock"),
+            ApiError::NoRandom => f.write_str(
+                "the machine gave no random number (no RDSEED or RDRAND, or they kept failing)",
+            ),
             ApiError::AmbiguousApp => {
                 f.write_str("two runs of that app are going: the name does not say which")
             }

@@ -395,6 +395,10 @@ impl KernelCalls for AppRun {
         crate::time::unix_time_s().map_err(|_| ApiError::NoWallClock)
     }
 
+    fn random_u64(&self) -> Result<u64, ApiError> {
+        crate::arch::cpu::random_u64().ok_or(ApiError::NoRandom)
+    }
+
     fn log(&self, line: core::fmt::Arguments<'_>) {
         // The app's `Display` code runs here, before the console lock is taken (text past
         // 506 bytes is cut, `rexo_logline::CUT_MARKER` making the line 512).

@@ -784,3 +784,25 @@ kernel_test!(
         }
     }
 );
+
+kernel_test!(
+    fn random_u64_answers_with_numbers_that_are_neither_equal_nor_a_counter() {
+        // QEMU's TCG implements RDRAND and RDSEED for -cpu max (the test runs' CPU).
+        let kernel = crate::apps::api_as(rexo_captable::OwnerId(0));
+        let draws: Vec<u64> = (0..64)
+            .map(|_| kernel.random_u64().expect("-cpu max has RDSEED and RDRAND"))
+            .collect();
+        assert!(
+            draws.windows(2).any(|pair| pair[0] != pair[1]),
+            "64 equal draws"
+        );
+        let steps: Vec<u64> = draws
+            .windows(2)
+            .map(|pair| pair[1].wrapping_sub(pair[0]))
+            .collect();
+        assert!(
+            steps.windows(2).any(|pair| pair[0] != pair[1]),
+            "a counter: {draws:x?}"
+        );
+    }
+);

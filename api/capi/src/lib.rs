@@ -45,7 +45,8 @@ pub const REXO_EBUSY: c_int = -6;
 pub const REXO_EPERM: c_int = -7;
 /// `REXO_ENOAPP`: the call needs a C app and none runs on this core.
 pub const REXO_ENOAPP: c_int = -8;
-/// `REXO_ENODEV`: no device of that kind and index.
+/// `REXO_ENODEV`: no device of that kind and index (or no wall clock, or no random
+/// number from the CPU).
 pub const REXO_ENODEV: c_int = -9;
 /// `REXO_EIO`: the device or its driver failed the request.
 pub const REXO_EIO: c_int = -10;
@@ -164,7 +165,7 @@ fn error_code(error: ApiError) -> c_int {
         | ApiError::TooManyBindings { .. }
         | ApiError::TooManyFilterTests { .. } => REXO_ENOMEM,
         ApiError::Refused(CapError::OutOfRange) => REXO_ERANGE,
-        ApiError::NoSuchDevice | ApiError::NoWallClock => REXO_ENODEV,
+        ApiError::NoSuchDevice | ApiError::NoWallClock | ApiError::NoRandom => REXO_ENODEV,
         ApiError::Device(error) => devices::device_code(error),
         ApiError::Refused(_)
         | ApiError::NoSuchApp

@@ -5,7 +5,7 @@
 //! each device module is responsible for touching only its own ports.
 
 use core::arch::asm;
-use core::arch::x86_64::{__cpuid_count, CpuidResult};
+use core::arch::x86_64::{__cpuid_count, _rdrand64_step, _rdseed64_step, CpuidResult};
 
 /// Reads a byte from an I/O port.
 pub fn inb(port: u16) -> u8 {
@@ -66,6 +66,19 @@ pub fn wrmsr(msr: u32, value: u64) {
 /// Executes CPUID for a leaf and sub-leaf.
 pub fn cpuid(leaf: u32, subleaf: u32) -> CpuidResult {
     __cpuid_count(leaf, subleaf)
+}
+
+/// A random number: RDSEED's where CPUID.(EAX=7,ECX=0):EBX[18] says the CPU has it, tried
+/// 10 times while it answers CF=0 (none ready), then RDRAND's where CPUID.01H:ECX[30]
+/// says so, tried 10 times as Intel's DRNG guide advises (try `n` is step `n / 10`);
+/// `None` without either, or when every try failed.
+pub fn random_u64() -> Option<u64> {
+    let (rdseed, mut out) = (cpuid(0, 0).eax >= 7 && cpuid(7, 0).ebx & (1 << 18) != 0, 0);
+    let has = [rdseed, cpuid(1, 0).ecx & (1 << 30) != 0];
+    let steps = [_rdseed64_step, _rdrand64_step];
+    // SAFETY: step `n / 10` runs only where CPUID said the CPU has its instruction
+    // (`has`); it writes `out` only.
+    (0..20).find_map(|n| (has[n / 10] && unsafe { steps[n / 10](&mut out) } == 1).then_some(out))
 }
 
 /// Reads the time stamp counter.
