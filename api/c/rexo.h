@@ -82,8 +82,9 @@ extern "C" {
 /* The call needs a C app (capabilities, devices, running on cores) but none runs on
  * this core. */
 #define REXO_ENOAPP (-8)
-/* No device of that kind and index (rexo_devices lists them), or no wall clock the
- * kernel can read (rexo_unix_time). */
+/* No device of that kind and index (rexo_devices lists them), no wall clock the
+ * kernel can read (rexo_unix_time), or no random number from the CPU
+ * (rexo_random_u64). */
 #define REXO_ENODEV (-9)
 /* The device or its driver failed the request (an error status, a timeout, the driver
  * reset the device while the request was in flight, a block transfer of another length
@@ -110,6 +111,12 @@ uint64_t rexo_now_ns(void);
  * the first call and assumed to keep UTC, plus the time since. REXO_ENODEV (negative) on a
  * machine without a clock the kernel can read. */
 int64_t rexo_unix_time(void);
+
+/* Stores a random number from the CPU at `out` (RDSEED where the CPU has it, else or
+ * when it has none ready RDRAND, each tried 10 times) and returns REXO_OK; REXO_ENODEV
+ * (nothing stored) when the CPU has neither or every try failed: the caller decides
+ * what to do without. REXO_EINVAL for `out` NULL, REXO_EFAULT outside usable RAM. */
+int rexo_random_u64(uint64_t *out);
 
 /* Writes `len` bytes of text at `buf` to the consoles as they are (no prefix, no newline
  * added; bytes that are not UTF-8 appear as U+FFFD). Returns REXO_OK, REXO_EINVAL (`buf`

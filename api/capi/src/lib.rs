@@ -320,6 +320,25 @@ pub extern "C" fn rexo_unix_time() -> i64 {
     })
 }
 
+/// `int rexo_random_u64(uint64_t *out)`.
+#[unsafe(no_mangle)]
+pub extern "C" fn rexo_random_u64(out: *mut u64) -> c_int {
+    store_random(out, || with_kernel(|kernel, _| kernel.random_u64()))
+}
+
+/// Stores the number `random` gives in C's `out`, checked before `random` runs
+/// (`REXO_EINVAL`, `REXO_EFAULT`); its error's code, nothing stored, when it gives none.
+fn store_random(out: *mut u64, random: impl FnOnce() -> Result<u64, ApiError>) -> c_int {
+    let out = match OutParam::new(out) {
+        Ok(out) => out,
+        Err(code) => return code,
+    };
+    match random() {
+        Ok(value) => out.store(value).map_or_else(|code| code, |()| REXO_OK),
+        Err(error) => error_code(error),
+    }
+}
+
 /// The longest log line the kernel keeps, its cut marker included (text past this less
 /// `rexo_logline::CUT_MARKER`'s 6 bytes is cut): `rexo_log` converts no more of the C
 /// app's text.
@@ -578,6 +597,24 @@ mod tests {
         if taken {
             all.push(at);
         }
+    }
+
+    #[test]
+    fn rexo_random_u64_checks_its_out_parameter_before_asking_and_stores_only_a_number() {
+        register_test_host();
+        let never = || -> Result<u64, ApiError> { panic!("asked the kernel") };
+        assert_eq!(store_random(core::ptr::null_mut(), never), REXO_EINVAL);
+        let mut value = 7u64;
+        take_by_force(&value, true);
+        assert_eq!(store_random(&mut value, never), REXO_EFAULT);
+        take_by_force(&value, false);
+        assert_eq!(
+            store_random(&mut value, || Err(ApiError::NoRandom)),
+            REXO_ENODEV
+        );
+        assert_eq!(value, 7, "nothing written");
+        assert_eq!(store_random(&mut value, || Ok(0x5eed)), REXO_OK);
+        assert_eq!(value, 0x5eed);
     }
 
     #[test]
