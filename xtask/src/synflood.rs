@@ -330,7 +330,10 @@ pub fn run(
         gateway: None,
         dns: None,
     };
-    let stack = Stack::start(Box::new(nic), 0, config, 0).map_err(|e| e.to_string())?;
+    // On the host the seed is std's per-process random hasher key, in place of the
+    // kernel's random number.
+    let seed = std::hash::BuildHasher::hash_one(&std::hash::RandomState::new(), mac);
+    let stack = Stack::start(Box::new(nic), 0, config, 0, Ok(seed)).map_err(|e| e.to_string())?;
     let mut host = Host {
         stack,
         started: Instant::now(),

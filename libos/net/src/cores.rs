@@ -150,7 +150,20 @@ fn per_pair(
     };
     let whole = Arc::new(WholeDevice::new(lease));
     let now_ns = kernel.now_ns();
-    let stacks = stacks_of_pairs(handles, fixed, &dns_servers, &whole, dhcp_client, now_ns)?;
+    let random = &mut || kernel.random_u64();
+    let stacks = stacks_of_pairs(
+        handles,
+        fixed,
+        &dns_servers,
+        &whole,
+        dhcp_client,
+        now_ns,
+        random,
+    )?;
+    let predictable = stacks.iter().filter_map(Stack::predictable_seed);
+    if let Some(error) = predictable.clone().next() {
+        crate::stack::warn_predictable_seed(kernel, error, predictable.count());
+    }
     Ok(Cores {
         stacks,
         one_core_because: None,
@@ -167,7 +180,8 @@ fn per_pair(
 /// `dhcp_client` that leased `config`, pair 0's stack runs it to keep the lease, and
 /// the stacks share it ([`LeaseBoard`]): the server's answers reach pair 0's stack
 /// whichever pair they land on, and every stack takes each lease it renews or learns
-/// again, or drops the address when the lease is lost.
+/// again, or drops the address when the lease is lost. Each stack's seed is a draw of
+/// `random` (the kernel's [`Kernel::random_u64`]).
 pub(crate) fn stacks_of_pairs(
     handles: Vec<Box<dyn NetDevice>>,
     config: Config,
@@ -175,6 +189,7 @@ pub(crate) fn stacks_of_pairs(
     whole: &Arc<WholeDevice>,
     mut dhcp_client: Option<DhcpClient>,
     now_ns: u64,
+    random: &mut dyn FnMut() -> Result<u64, ApiError>,
 ) -> Result<Vec<Stack>, NetError> {
     let board = Arc::new(ArpBoard::default());
     let lease_board = dhcp_client
@@ -184,7 +199,7 @@ pub(crate) fn stacks_of_pairs(
         .into_iter()
         .enumerate()
         .map(|(pair, handle)| {
-            let mut stack = Stack::start(handle, 0, config, now_ns)?;
+            let mut stack = Stack::start(handle, 0, config, now_ns, random())?;
             if !dns_servers.is_empty() {
                 stack.set_dns_servers(dns_servers);
             }

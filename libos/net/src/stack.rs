@@ -510,6 +510,9 @@ pub struct Stack {
     port_secret: u64,
     /// Local ports tried for outgoing connections so far ([`Stack::ephemeral_port`]).
     port_counter: u64,
+    /// Why the seed is the predictable fallback (the kernel's refusal of
+    /// [`Kernel::random_u64`]); `None` when the kernel's random number is the seed.
+    predictable_seed: Option<ApiError>,
     /// The ports served by our own TCP instead of smoltcp ([`Stack::serve_own`]).
     own: Option<OwnTcp>,
     /// The ARP frames shared with the other stacks of the interface, when there are
@@ -533,7 +536,10 @@ impl Stack {
         config: Config,
     ) -> Result<Self, NetError> {
         let start = kernel.now_ns();
-        let mut stack = Self::start(nic, queue, config, start)?;
+        let mut stack = Self::start(nic, queue, config, start, kernel.random_u64())?;
+        if let Some(error) = stack.predictable_seed() {
+            warn_predictable_seed(kernel, error, 1);
+        }
         if let Config::Dhcp { timeout_ns } = config {
             while stack.address().is_none() {
                 let now = kernel.now_ns();
@@ -552,13 +558,17 @@ impl Stack {
     /// Builds the stack without waiting, its clock at `now_ns`: with [`Config::Dhcp`]
     /// the DHCP client starts and the address comes with a later [`poll`](Self::poll)
     /// ([`address`](Self::address) says when); the timeout is the caller's to keep.
+    /// `random` is the kernel's answer to [`Kernel::random_u64`], the stack's seed; its
+    /// error leaves the stack a predictable seed, which
+    /// [`predictable_seed`](Self::predictable_seed) reports for the caller to log.
     pub fn start(
         nic: Box<dyn NetDevice>,
         queue: usize,
         config: Config,
         now_ns: u64,
+        random: Result<u64, ApiError>,
     ) -> Result<Self, NetError> {
-        let mut stack = Self::unconfigured(nic, queue, now_ns);
+        let mut stack = Self::unconfigured(nic, queue, now_ns, random);
         match config {
             Config::Static {
                 address,
@@ -581,8 +591,13 @@ impl Stack {
         Ok(stack)
     }
 
-    /// The stack with no address, its clock at `now_ns`.
-    fn unconfigured(mut nic: Box<dyn NetDevice>, queue: usize, now_ns: u64) -> Self {
+    /// The stack with no address, its clock at `now_ns`, seeded from `random`.
+    fn unconfigured(
+        mut nic: Box<dyn NetDevice>,
+        queue: usize,
+        now_ns: u64,
+        random: Result<u64, ApiError>,
+    ) -> Self {
         let info = nic.info();
         let mut capabilities = DeviceCapabilities::default();
         capabilities.medium = Medium::Ethernet;
@@ -606,20 +621,20 @@ impl Stack {
         // smoltcp draws TCP initial sequence numbers and DHCP transaction IDs from this
         // seed, and the key of outgoing connections' local ports is made from it
         // (`ephemeral_port`), and so are the resolver's query IDs and ports (`dns.rs`).
-        // Apps have no entropy source yet; the boot-relative time and the MAC make it
-        // differ between machines and boots, but an attacker who can guess both can
-        // predict the sequence numbers, the ports and the query IDs.
-        let seed = now_ns
-            ^ u64::from_le_bytes([
-                info.mac[0],
-                info.mac[1],
-                info.mac[2],
-                info.mac[3],
-                info.mac[4],
-                info.mac[5],
-                0,
-                0,
-            ]);
+        // It is the kernel's random number (RDSEED or RDRAND). Only when the kernel has
+        // none is it the boot-relative time XOR the MAC, which differs between machines
+        // and boots but lets an attacker who can guess both predict the sequence
+        // numbers, the ports and the query IDs (RFC 6528, RFC 5452): `predictable_seed`
+        // keeps why, for the warning.
+        let (seed, predictable_seed) = match random {
+            Ok(random) => (random, None),
+            Err(error) => {
+                let mac = info.mac;
+                let mac =
+                    u64::from_le_bytes([mac[0], mac[1], mac[2], mac[3], mac[4], mac[5], 0, 0]);
+                (now_ns ^ mac, Some(error))
+            }
+        };
         config.random_seed = mix(seed);
         let mut counters = Counters::default();
         let clamp = tso.as_ref().map(|tso| tso.local_mss);
@@ -654,6 +669,7 @@ impl Stack {
             closing: Vec::new(),
             port_secret: mix(seed ^ PORT_SECRET_STIR),
             port_counter: 0,
+            predictable_seed,
             own: None,
             arp: None,
             whole_device: None,
@@ -756,6 +772,13 @@ impl Stack {
         self.iface.ip_addrs().iter().next().map(|cidr| match cidr {
             IpCidr::Ipv4(v4) => (v4.address(), v4.prefix_len()),
         })
+    }
+
+    /// Why the stack's seed is the predictable fallback, the boot-relative time XOR the
+    /// MAC (the kernel's error from [`Kernel::random_u64`]); `None` when the kernel's
+    /// random number seeds it.
+    pub fn predictable_seed(&self) -> Option<ApiError> {
+        self.predictable_seed
     }
 
     /// The MAC address.
@@ -1886,6 +1909,30 @@ fn usable_lease(config: &dhcpv4::Config) -> DhcpNews {
 /// smoltcp's time for the kernel's nanoseconds since boot.
 fn instant(now_ns: u64) -> Instant {
     Instant::from_micros(i64::try_from(now_ns / 1000).unwrap_or(i64::MAX))
+}
+
+/// Logs, once for the `stacks` stacks just built, that their seed is the predictable
+/// fallback because the kernel gave no random number (`error`), and what that exposes.
+pub(crate) fn warn_predictable_seed(kernel: &Kernel, error: ApiError, stacks: usize) {
+    kernel.log(format_args!("{}", PredictableSeed { error, stacks }));
+}
+
+/// The warning of [`warn_predictable_seed`].
+pub(crate) struct PredictableSeed {
+    /// Why the kernel gave no random number.
+    pub(crate) error: ApiError,
+    /// How many stacks it concerns.
+    pub(crate) stacks: usize,
+}
+
+impl fmt::Display for PredictableSeed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "rexo-net: WARNING: no random number from the kernel ({}): the seed of {} stack(s) is the boot-relative time XOR the MAC, so who can guess both can predict their TCP sequence numbers, local ports and DNS query IDs",
+            self.error, self.stacks
+        )
+    }
 }
 
 /// Stirred into the stack's seed for the key of ephemeral ports, so that it differs

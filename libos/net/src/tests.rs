@@ -7,7 +7,7 @@ use std::vec::Vec;
 
 use rexo_api::device::PAIR_BROKEN;
 use rexo_api::{
-    DeviceError, ETHERNET_MAX_FRAME, NetDevice, NetInfo, RSS_EXAMPLE_KEY, ReceiveSteering,
+    ApiError, DeviceError, ETHERNET_MAX_FRAME, NetDevice, NetInfo, RSS_EXAMPLE_KEY, ReceiveSteering,
 };
 
 use crate::dns::{TYPE_A, resource_record, response_to};
@@ -52,6 +52,18 @@ struct Net {
 
 const A: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 const B: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+
+/// The number a test stack is seeded with in place of the kernel's random number
+/// (`Kernel::random_u64`, which host tests cannot call): fixed, so that runs repeat.
+const TEST_SEED: u64 = 0x7e57_5eed;
+
+/// The seed of a test stack with MAC `mac`, in place of the kernel's random number: the
+/// MAC as a number, so that stacks of two MACs differ, as the wire's do.
+fn mac_seed(mac: [u8; 6]) -> Result<u64, ApiError> {
+    Ok(u64::from_le_bytes([
+        mac[0], mac[1], mac[2], mac[3], mac[4], mac[5], 0, 0,
+    ]))
+}
 
 impl Net {
     fn new(ring: usize, loss: usize) -> Self {
@@ -105,8 +117,9 @@ impl Net {
             gateway: None,
             dns: (address == A).then_some(B),
         };
-        let a = Stack::start(Box::new(end_a), 0, config(A), 0).unwrap();
-        let b = Stack::start(Box::new(end_b), 0, config(B), 0).unwrap();
+        let (seed_a, seed_b) = (mac_seed(end_a.info().mac), mac_seed(end_b.info().mac));
+        let a = Stack::start(Box::new(end_a), 0, config(A), 0, seed_a).unwrap();
+        let b = Stack::start(Box::new(end_b), 0, config(B), 0, seed_b).unwrap();
         Self {
             a,
             b,
@@ -545,12 +558,13 @@ fn bad_configurations_are_refused() {
             dns: None,
         };
         assert_eq!(
-            Stack::start(end(), 0, config, 0).err(),
+            Stack::start(end(), 0, config, 0, Ok(TEST_SEED)).err(),
             Some(NetError::BadConfig(why)),
             "{address}/{prefix} via {gateway:?}"
         );
     }
-    let mut stack = Stack::start(end(), 0, Config::Dhcp { timeout_ns: 0 }, 0).unwrap();
+    let mut stack =
+        Stack::start(end(), 0, Config::Dhcp { timeout_ns: 0 }, 0, Ok(TEST_SEED)).unwrap();
     assert_eq!(stack.address(), None);
     assert_eq!(
         stack
@@ -895,11 +909,11 @@ fn a_static_configuration_gives_its_address_and_router() {
         gateway: Some(router),
         dns: None,
     };
-    let stack = Stack::start(end, 0, config, 0).unwrap();
+    let stack = Stack::start(end, 0, config, 0, Ok(TEST_SEED)).unwrap();
     assert_eq!(stack.address(), Some((A, 24)));
     assert_eq!(stack.gateway(), Some(router));
     let end = Box::new(Wire::new([2, 0, 0, 0, 0, 9], [2, 0, 0, 0, 0, 8], 8).1);
-    let dhcp = Stack::start(end, 0, Config::Dhcp { timeout_ns: 0 }, 0).unwrap();
+    let dhcp = Stack::start(end, 0, Config::Dhcp { timeout_ns: 0 }, 0, Ok(TEST_SEED)).unwrap();
     assert_eq!(dhcp.gateway(), None);
 }
 
@@ -2566,7 +2580,7 @@ fn stacks_whose_pairs_broke_together_reset_the_device_once() {
                 receives_until_overrun: None,
                 broken_together: Some(every_pair.clone()),
             };
-            let mut stack = Stack::start(Box::new(handle), 0, config, 0).unwrap();
+            let mut stack = Stack::start(Box::new(handle), 0, config, 0, Ok(TEST_SEED)).unwrap();
             stack.reset_through(whole.clone());
             stack
         })
@@ -3102,7 +3116,14 @@ fn discovers_while_serving(
 fn a_refused_dhcp_lease_rests_the_client_10_s_then_twice_as_long_each_time() {
     const SECOND: u64 = 1_000_000_000;
     let (wire, a, _b) = Wire::new([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], 256);
-    let mut stack = Stack::start(Box::new(a), 0, Config::Dhcp { timeout_ns: 0 }, 0).unwrap();
+    let mut stack = Stack::start(
+        Box::new(a),
+        0,
+        Config::Dhcp { timeout_ns: 0 },
+        0,
+        Ok(TEST_SEED),
+    )
+    .unwrap();
     let mask = Ipv4Addr::new(255, 255, 255, 0);
     // The router off the address's network.
     let unusable = (
@@ -3136,7 +3157,14 @@ fn a_refused_dhcp_lease_rests_the_client_10_s_then_twice_as_long_each_time() {
 fn a_renewal_the_stack_refuses_drops_the_address_and_rests_the_client() {
     const SECOND: u64 = 1_000_000_000;
     let (wire, a, _b) = Wire::new([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], 256);
-    let mut stack = Stack::start(Box::new(a), 0, Config::Dhcp { timeout_ns: 0 }, 0).unwrap();
+    let mut stack = Stack::start(
+        Box::new(a),
+        0,
+        Config::Dhcp { timeout_ns: 0 },
+        0,
+        Ok(TEST_SEED),
+    )
+    .unwrap();
     let mask = Ipv4Addr::new(255, 255, 255, 0);
     let good = (Ipv4Addr::new(10, 0, 0, 5), mask, Some(DHCP_SERVER.0));
     let unusable = (good.0, mask, Some(Ipv4Addr::new(10, 0, 1, 1)));
@@ -3214,7 +3242,14 @@ fn split_after_lease(
     keep_client: bool,
 ) -> (Vec<(Wire, WireEnd)>, Vec<Stack>, u64) {
     let (wire, a, _b) = Wire::new([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], 256);
-    let mut leased = Stack::start(Box::new(a), 0, Config::Dhcp { timeout_ns: 0 }, 0).unwrap();
+    let mut leased = Stack::start(
+        Box::new(a),
+        0,
+        Config::Dhcp { timeout_ns: 0 },
+        0,
+        Ok(TEST_SEED),
+    )
+    .unwrap();
     let mut now_ns = 0;
     serve_dhcp(&mut leased, &wire, SPLIT_LEASE, dns, &mut now_ns);
     let client = keep_client.then(|| leased.take_dhcp_client()).flatten();
@@ -3228,15 +3263,30 @@ fn split_after_lease(
         })
         .unzip();
     let config = config.expect("leased");
-    let stacks =
-        crate::cores::stacks_of_pairs(ends, config, &dns_servers, &whole, client, now_ns).unwrap();
+    let stacks = crate::cores::stacks_of_pairs(
+        ends,
+        config,
+        &dns_servers,
+        &whole,
+        client,
+        now_ns,
+        &mut || Ok(TEST_SEED),
+    )
+    .unwrap();
     (wires, stacks, now_ns)
 }
 
 #[test]
 fn a_dhcp_lease_no_host_could_use_is_refused_and_a_good_one_taken() {
     let (wire, a, _b) = Wire::new([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], 256);
-    let mut stack = Stack::start(Box::new(a), 0, Config::Dhcp { timeout_ns: 0 }, 0).unwrap();
+    let mut stack = Stack::start(
+        Box::new(a),
+        0,
+        Config::Dhcp { timeout_ns: 0 },
+        0,
+        Ok(TEST_SEED),
+    )
+    .unwrap();
     let mask = Ipv4Addr::new(255, 255, 255, 0);
     let good = (
         Ipv4Addr::new(10, 0, 0, 5),
@@ -3263,7 +3313,7 @@ fn a_dhcp_lease_no_host_could_use_is_refused_and_a_good_one_taken() {
     // What the stack took, a per-pair stack takes too (`attach_cores`).
     let (_nic, config, _dns_servers) = stack.into_parts();
     let end = Box::new(Wire::new([2, 0, 0, 0, 0, 9], [2, 0, 0, 0, 0, 8], 8).1);
-    assert!(Stack::start(end, 0, config.unwrap(), 0).is_ok());
+    assert!(Stack::start(end, 0, config.unwrap(), 0, Ok(TEST_SEED)).is_ok());
 }
 
 /// A lease whose DNS servers include ones no host could have (a loopback one, as a
@@ -3274,7 +3324,14 @@ fn a_dhcp_lease_no_host_could_use_is_refused_and_a_good_one_taken() {
 #[test]
 fn a_dhcp_lease_is_taken_without_its_unusable_dns_servers() {
     let (wire, a, _b) = Wire::new([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], 256);
-    let mut stack = Stack::start(Box::new(a), 0, Config::Dhcp { timeout_ns: 0 }, 0).unwrap();
+    let mut stack = Stack::start(
+        Box::new(a),
+        0,
+        Config::Dhcp { timeout_ns: 0 },
+        0,
+        Ok(TEST_SEED),
+    )
+    .unwrap();
     let lease = (
         Ipv4Addr::new(10, 0, 0, 5),
         Ipv4Addr::new(255, 255, 255, 0),
@@ -3308,7 +3365,14 @@ fn a_dhcp_lease_is_taken_without_its_unusable_dns_servers() {
 #[test]
 fn a_dhcp_lease_is_taken_without_dns_servers_at_its_networks_own_or_broadcast_address() {
     let (wire, a, _b) = Wire::new([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], 256);
-    let mut stack = Stack::start(Box::new(a), 0, Config::Dhcp { timeout_ns: 0 }, 0).unwrap();
+    let mut stack = Stack::start(
+        Box::new(a),
+        0,
+        Config::Dhcp { timeout_ns: 0 },
+        0,
+        Ok(TEST_SEED),
+    )
+    .unwrap();
     let lease = (
         Ipv4Addr::new(10, 0, 0, 5),
         Ipv4Addr::new(255, 255, 255, 0),
@@ -3348,7 +3412,7 @@ fn stacks_split_from_a_lease_fail_over_to_its_second_dns_server() {
         };
         let mut net = Net {
             a: stack,
-            b: Stack::start(Box::new(end_b), 0, b_config, now_ns).unwrap(),
+            b: Stack::start(Box::new(end_b), 0, b_config, now_ns, Ok(TEST_SEED)).unwrap(),
             wire,
             now_ns,
             loss: 0,
@@ -3656,7 +3720,7 @@ fn datagrams_and_pings_the_stack_cannot_deliver_are_refused_unsent() {
         gateway: Some(B),
         dns: None,
     };
-    let mut a = Stack::start(Box::new(end_a), 0, routed, 0).unwrap();
+    let mut a = Stack::start(Box::new(end_a), 0, routed, 0, Ok(TEST_SEED)).unwrap();
     let socket = a.udp_bind(9, UdpOptions::default()).unwrap();
     let endpoint = Endpoint {
         address: off_network,
@@ -3951,4 +4015,71 @@ fn ipv4_fragments_are_dropped_unread() {
     net.step();
     let got = net.a.recv_from(&socket, &mut buffer);
     assert_eq!(got.map(|(len, _)| &buffer[..len]), Some(&b"data"[..]));
+}
+
+#[test]
+fn the_kernels_random_number_seeds_the_stack_and_only_its_absence_the_time_and_mac() {
+    // A stack's first outgoing port is a keyed hash of its seed: the same seed gives the
+    // same port whatever the clock, another seed another port.
+    let first_port = |now_ns, random| {
+        let (wire, end_a, end_b) = Wire::new([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], 256);
+        let config = |address| Config::Static {
+            address,
+            prefix: 24,
+            gateway: None,
+            dns: None,
+        };
+        let a = Stack::start(Box::new(end_a), 0, config(A), now_ns, Ok(1)).unwrap();
+        let b = Stack::start(Box::new(end_b), 0, config(B), now_ns, random).unwrap();
+        let predictable = b.predictable_seed();
+        let mut net = Net {
+            a,
+            b,
+            wire,
+            now_ns,
+            loss: 0,
+            rng: Rng(0x9e37_79b9_7f4a_7c15),
+            seen: Vec::new(),
+        };
+        let peer = Endpoint {
+            address: A,
+            port: 7,
+        };
+        net.b.connect(peer, TcpOptions::default()).unwrap();
+        (next_syn_port(&mut net), predictable)
+    };
+    let (kernels, predictable) = first_port(1_000, Ok(0x1234_5678_9abc_def0));
+    assert_eq!(predictable, None);
+    assert_eq!(
+        first_port(2_000_000, Ok(0x1234_5678_9abc_def0)).0,
+        kernels,
+        "the clock is not used"
+    );
+    assert_ne!(
+        first_port(1_000, Ok(0x0fed_cba9_8765_4321)).0,
+        kernels,
+        "the kernel's number is"
+    );
+    // Without one: the time XOR the MAC, and the stack says why for the warning.
+    let (fallback, why) = first_port(1_000, Err(ApiError::NoRandom));
+    assert_eq!(why, Some(ApiError::NoRandom));
+    let mac = u64::from_le_bytes([2, 0, 0, 0, 0, 2, 0, 0]);
+    assert_eq!(first_port(1_000, Ok(1_000 ^ mac)).0, fallback);
+    let warning = crate::stack::PredictableSeed {
+        error: ApiError::NoRandom,
+        stacks: 2,
+    }
+    .to_string();
+    assert!(
+        warning.contains("WARNING") && warning.contains("no random number"),
+        "{warning}"
+    );
+    assert!(
+        warning.contains(&ApiError::NoRandom.to_string()),
+        "names the error: {warning}"
+    );
+    assert!(
+        warning.contains("2 stack(s) is the boot-relative time XOR the MAC"),
+        "{warning}"
+    );
 }

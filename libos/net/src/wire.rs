@@ -211,19 +211,21 @@ impl Wire {
 
     /// Two stacks, at the static addresses `a` and `b` (a /24, no router or DNS server;
     /// MACs 02:00:00:00:00:01 and 02), joined by a wire whose transmit rings (65,536
-    /// frames) no test fills: frames cross at every [`carry`](Self::carry).
+    /// frames) no test fills: frames cross at every [`carry`](Self::carry). A test wire
+    /// has no kernel to draw the stacks' seeds from: they are fixed, 1 and 2, so that
+    /// test runs repeat.
     pub fn joining(a: Ipv4Addr, b: Ipv4Addr) -> (Wire, crate::Stack, crate::Stack) {
         let (wire, end_a, end_b) = Wire::new([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], 1 << 16);
-        let stack = |end, address| {
+        let stack = |end, address, seed| {
             let config = crate::Config::Static {
                 address,
                 prefix: 24,
                 gateway: None,
                 dns: None,
             };
-            crate::Stack::start(Box::new(end), 0, config, 0).expect("a stack on the wire")
+            crate::Stack::start(Box::new(end), 0, config, 0, Ok(seed)).expect("a stack on the wire")
         };
-        (wire, stack(end_a, a), stack(end_b, b))
+        (wire, stack(end_a, a, 1), stack(end_b, b, 2))
     }
 
     /// Moves every frame sent so far to the other end; `arrives` sees each and says
