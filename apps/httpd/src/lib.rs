@@ -137,13 +137,32 @@ impl Places {
 /// `rexo-tcp`'s settings for one core: the buffers of [`TCP_OPTIONS`], a connection
 /// slot for each of the core's `places`, and the initial sequence numbers keyed by
 /// `secret`.
-fn rexo_tcp_config(secret: u64, places: Places) -> rexo_tcp::Config {
+fn rexo_tcp_config(secret: u128, places: Places) -> rexo_tcp::Config {
     rexo_tcp::Config {
         recv_buffer: TCP_OPTIONS.receive_buffer,
         backlog: places.backlog,
         max_connections: places.clients + places.draining + places.backlog,
-        secret: u128::from(secret),
+        secret,
         ..rexo_tcp::Config::default()
+    }
+}
+
+/// The 128-bit key of `rexo-tcp`'s initial sequence numbers (RFC 6528's secret): two
+/// of the kernel's random numbers (`random`). Only when the kernel gives none is it the
+/// boot-relative clock `now_ns` rotated and XORed with the MAC `mac`, no harder to
+/// guess than that clock reading; the kernel's error comes with it, for the warning.
+fn isn_secret(
+    mut random: impl FnMut() -> Result<u64, ApiError>,
+    now_ns: u64,
+    mac: [u8; 6],
+) -> (u128, Option<ApiError>) {
+    match (random(), random()) {
+        (Ok(high), Ok(low)) => ((u128::from(high) << 64) | u128::from(low), None),
+        (Err(error), _) | (_, Err(error)) => {
+            let mac =
+                u64::from_le_bytes([mac[0], mac[1], mac[2], mac[3], mac[4], mac[5], 0x5e, 0xed]);
+            (u128::from(now_ns.rotate_left(17) ^ mac), Some(error))
+        }
     }
 }
 
@@ -208,13 +227,13 @@ fn run(kernel: &Kernel, shutdown_hook: bool, tcp: Tcp) -> Result<(), ApiError> {
         site.files.len(),
         (kernel.now_ns() - started) / 1_000_000
     ));
-    // Apps have no entropy source yet: the boot-relative time and the MAC key the
-    // initial sequence numbers, as for smoltcp's seed (`rexo-net`).
-    let secret = stacks.first().map_or(0, |stack| {
-        let mac = stack.mac();
-        kernel.now_ns().rotate_left(17)
-            ^ u64::from_le_bytes([mac[0], mac[1], mac[2], mac[3], mac[4], mac[5], 0x5e, 0xed])
-    });
+    let mac = stacks.first().map_or([0; 6], Stack::mac);
+    let (secret, predictable) = isn_secret(|| kernel.random_u64(), kernel.now_ns(), mac);
+    if let Some(error) = predictable {
+        kernel.log(format_args!(
+            "httpd: WARNING: no random number from the kernel ({error}): the key of rexo-tcp's initial sequence numbers is the boot-relative clock XOR the MAC, so who can guess both can predict them"
+        ));
+    }
     // The bounds of [`MAX_CLIENTS`], [`MAX_DRAINING`] and [`BACKLOG`] are the app's,
     // shared by its cores.
     let places = Places::per_core(serving);

@@ -740,3 +740,18 @@ on_both! {
     answers_carry_the_date_field: answers_carry_the_date_field_on_smoltcp, answers_carry_the_date_field_on_rexo_tcp;
     the_stop_waits_for_answers_being_sent: the_stop_waits_for_answers_being_sent_on_smoltcp, the_stop_waits_for_answers_being_sent_on_rexo_tcp;
 }
+
+#[test]
+fn the_isn_key_is_two_kernel_random_numbers_and_only_without_them_the_clock_and_mac() {
+    let mac = [2, 0, 0, 0, 0, 1];
+    let mut draws = [0x1111_2222_3333_4444_u64, 0x5555_6666_7777_8888].into_iter();
+    let (key, predictable) = crate::isn_secret(|| Ok(draws.next().unwrap()), 1_000, mac);
+    assert_eq!(key, 0x1111_2222_3333_4444_5555_6666_7777_8888);
+    assert_eq!(predictable, None);
+    // Without them: the clock and the MAC, and the error for the warning.
+    let no_random = || Err(rexo_api::ApiError::NoRandom);
+    let (fallback, why) = crate::isn_secret(no_random, 1_000, mac);
+    assert_eq!(why, Some(rexo_api::ApiError::NoRandom));
+    let expected = 1_000_u64.rotate_left(17) ^ u64::from_le_bytes([2, 0, 0, 0, 0, 1, 0x5e, 0xed]);
+    assert_eq!(fallback, u128::from(expected));
+}
