@@ -98,13 +98,14 @@ impl PitWindow {
         self.0.add(pit_reading());
     }
 
-    /// The TSC frequency over a window of at least `micros`. `None` if the PIT's count does
-    /// not move (no PIT).
+    /// The TSC frequency over a window of at least `micros` whose ends were read quickly
+    /// enough to time it to 1% ([`rexo_pit::Window::tsc_hz`]). `None` if the PIT's count
+    /// does not move (no PIT).
     pub(crate) fn finish(mut self, micros: u64) -> Option<u64> {
         let wanted = rexo_pit::PIT_HZ * micros / 1_000_000;
         (0..WINDOW_READS).find(|_| {
             self.sample();
-            self.0.counted() >= wanted
+            self.0.counted() >= wanted && self.0.tsc_hz().is_some()
         })?;
         self.0.tsc_hz()
     }

@@ -40,6 +40,19 @@ pub struct Reading {
 }
 
 /// TSC ticks per PIT count, as a fraction.
+impl Reading {
+    /// The TSC ticks between the reading's two TSC reads, around its latch.
+    fn took(&self) -> u64 {
+        self.tsc_after.saturating_sub(self.tsc_before)
+    }
+}
+
+/// Whether `slack` TSC ticks of not knowing when the latches were is over 1% of a
+/// window of `ticks`.
+fn spoils(slack: u64, ticks: u64) -> bool {
+    u128::from(slack) * 100 > u128::from(ticks)
+}
+
 #[derive(Clone, Copy, Debug)]
 struct TicksPerCount {
     ticks: u64,
@@ -86,15 +99,23 @@ impl Window {
 
     /// Adds the counts since the last reading and returns true, if one number of turns
     /// alone fits the TSC ticks between the two; else starts the window again at
-    /// `reading` and returns false.
+    /// `reading` and returns false. It also starts again at `reading` (false) when the
+    /// first reading's own read took so long (the core held up between its TSC reads and
+    /// the latch) that it alone keeps the rate from [`tsc_hz`](Self::tsc_hz)'s 1% while
+    /// `reading` was read in a quarter of that time.
     pub fn add(&mut self, reading: Reading) -> bool {
+        let first_spoils = self.first.took() > 4 * reading.took()
+            && spoils(
+                self.first.took(),
+                reading.tsc_before - self.first.tsc_before,
+            );
         match self.counts_since_last(reading) {
-            Some(counts) => {
+            Some(counts) if !first_spoils => {
                 self.counted += counts;
                 self.last = reading;
                 true
             }
-            None => {
+            _ => {
                 *self = Self::new(reading);
                 false
             }
@@ -142,9 +163,16 @@ impl Window {
     }
 
     /// The TSC's rate over the window in Hz, timed by the TSC just before each latch (the
-    /// read nearest it); `None` before a count is counted.
+    /// read nearest it); `None` before a count is counted, and while the reads at the
+    /// window's two ends took so long that the latches could lie more than 1% of the
+    /// window away from those TSC reads (a vCPU descheduled in a read: one held up 214 ms
+    /// at the end of a 1 ms window gave 12 MHz for a 2,600 MHz TSC).
     pub fn tsc_hz(&self) -> Option<u64> {
-        let ticks = u128::from(self.last.tsc_before - self.first.tsc_before);
+        let ticks = self.last.tsc_before - self.first.tsc_before;
+        if spoils(self.first.took() + self.last.took(), ticks) {
+            return None;
+        }
+        let ticks = u128::from(ticks);
         let hz = (ticks * u128::from(PIT_HZ)).checked_div(u128::from(self.counted))?;
         u64::try_from(hz).ok()
     }
@@ -257,6 +285,48 @@ mod tests {
         let later = machine.reading_at(latch + machine.tsc_at_us(200_000));
         assert!(!window.add(later));
         assert_eq!(window, Window::new(later));
+    }
+
+    #[test]
+    fn a_window_whose_ends_were_read_slowly_has_no_rate_until_they_are_read_quickly() {
+        // The last reading's core held up 38 ms between its TSC read and its latch, at
+        // the end of a 2 ms window: its counts are right (the ticks after bound them),
+        // but timed by the read before, the rate came out at 1/20 of the TSC's.
+        let machine = Machine::AT_3_GHZ;
+        let mut window = Window::new(machine.reading_at(0));
+        assert!(window.add(machine.reading_at(machine.tsc_at_us(1_000))));
+        let latch = machine.tsc_at_us(40_000);
+        let held_up = Reading {
+            tsc_before: machine.tsc_at_us(2_000),
+            ..machine.reading_at(latch)
+        };
+        assert!(window.add(held_up));
+        assert_eq!(window.tsc_hz(), None);
+        // Readings read quickly after it give the rate again (the held-up reading's early
+        // TSC read leaves the ticks too loose to tell the next gap's turns: the window
+        // starts again there).
+        window.add(machine.reading_at(latch + machine.tsc_at_us(1_000)));
+        assert!(window.add(machine.reading_at(latch + machine.tsc_at_us(2_000))));
+        let hz = window.tsc_hz().unwrap();
+        assert!(
+            hz.abs_diff(machine.tsc_hz) < machine.tsc_hz / 1000,
+            "{hz} Hz"
+        );
+        // A first reading held up 30 ms starts the window again at the first quick one.
+        let slow_first = Reading {
+            tsc_before: 0,
+            ..machine.reading_at(machine.tsc_at_us(30_000))
+        };
+        let mut window = Window::new(slow_first);
+        let quick = machine.reading_at(machine.tsc_at_us(31_000));
+        assert!(!window.add(quick));
+        assert_eq!(window, Window::new(quick));
+        assert!(window.add(machine.reading_at(machine.tsc_at_us(33_000))));
+        let hz = window.tsc_hz().unwrap();
+        assert!(
+            hz.abs_diff(machine.tsc_hz) < machine.tsc_hz / 1000,
+            "{hz} Hz"
+        );
     }
 
     #[test]
