@@ -59,37 +59,38 @@ fn write_register(register: &GenericAddress, value: u64) -> bool {
 }
 
 /// Powers the machine off through ACPI (`\_S5`), every disk told first (and refusing
-/// requests from then on, even if the power-off fails). Returns only if that failed,
-/// saying why. The sleep request runs with interrupts off ([`cpu::without_interrupts`],
-/// which turns them back on if it returns), so that nothing runs between it and the
-/// power going; the disks are told before, with them on (a core waiting for a disk
-/// another core holds still answers that core's TLB shootdowns).
+/// requests from then on, even if the sleep request then fails; not when the machine has
+/// no way to ask for it, checked before). Returns only if that failed, saying why. The
+/// sleep request runs with interrupts off ([`cpu::without_interrupts`], which turns them
+/// back on if it returns), so that nothing runs between it and the power going; the
+/// disks are told before, with them on (a core waiting for a disk another core holds
+/// still answers that core's TLB shootdowns).
 pub fn power_off() -> &'static str {
+    let Some(info) = crate::platform::acpi() else {
+        return "no ACPI tables";
+    };
+    let Some(fadt) = info.fadt.as_ref() else {
+        return "no FADT";
+    };
+    let s5 = info.find_s5(&crate::mem::phys::IdentityMemory);
+    let Ok(Some((slp_typa, slp_typb))) = s5.inspect_err(|w| log::warn!("acpi: {w}")) else {
+        return "the DSDT has no \\_S5 sleep type";
+    };
+    log::debug!("power: S5 sleep type {slp_typa}/{slp_typb}, {fadt:?}");
+    let (sleep_control, pm1a) = (fadt.sleep_control.as_ref(), fadt.pm1a_control_block);
+    match (fadt.hardware_reduced, sleep_control, pm1a) {
+        (true, None, _) => return "hardware-reduced ACPI without a sleep control register",
+        (false, _, None) => return "no PM1a control block",
+        _ => {}
+    }
     let _disks = MACHINE.get().map(rexo_drivers::Machine::shut_down_disks);
     cpu::without_interrupts(|| {
-        let Some(info) = crate::platform::acpi() else {
-            return "no ACPI tables";
-        };
-        let Some(fadt) = info.fadt.as_ref() else {
-            return "no FADT";
-        };
-        let s5 = info.find_s5(&crate::mem::phys::IdentityMemory);
-        let Ok(Some((slp_typa, slp_typb))) = s5.inspect_err(|w| log::warn!("acpi: {w}")) else {
-            return "the DSDT has no \\_S5 sleep type";
-        };
-        log::debug!("power: S5 sleep type {slp_typa}/{slp_typb}, {fadt:?}");
-        if fadt.hardware_reduced {
-            let Some(control) = fadt.sleep_control.as_ref() else {
-                return "hardware-reduced ACPI without a sleep control register";
-            };
+        if let (true, Some(control)) = (fadt.hardware_reduced, sleep_control) {
             const SLP_EN_HW_REDUCED: u64 = 1 << 5;
             if !write_register(control, u64::from(slp_typa & 7) << 2 | SLP_EN_HW_REDUCED) {
                 return "the sleep control register is not writable";
             }
-        } else {
-            let Some(pm1a) = fadt.pm1a_control_block else {
-                return "no PM1a control block";
-            };
+        } else if let Some(pm1a) = pm1a {
             enable_acpi_mode(fadt);
             const SLP_EN: u16 = 1 << 13;
             let keep = inw(pm1a) & !(0x7 << 10 | SLP_EN);
