@@ -15,8 +15,6 @@ pub struct Machine {
     binder: &'static dyn crate::Binder,
     /// Configuration space, with the ECAM windows claimed.
     bus: PciBus,
-    /// The clock (the walk of the disks at power-off bounds its waits by it).
-    platform: &'static dyn Platform,
     /// The drivers bound to them.
     registry: spin::Once<Registry>,
 }
@@ -43,7 +41,6 @@ impl Machine {
         Self {
             binder,
             bus,
-            platform,
             registry: spin::Once::new(),
         }
     }
@@ -74,7 +71,7 @@ impl Machine {
     /// none when no driver was bound yet (this binds nothing).
     pub fn shut_down_disks(&self) -> ShutDown {
         self.registry.get().map_or(ShutDown::default(), |registry| {
-            registry.shut_down_disks(|| self.platform.now_ns())
+            registry.shut_down_disks(|| self.binder.now_ns())
         })
     }
 
