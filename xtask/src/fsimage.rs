@@ -233,7 +233,7 @@ fn repair(image: &Path) -> Result<()> {
 
 /// Copies all of `from` into the empty file `to`, leaving holes where `from` has them:
 /// only the ranges the host's file system holds data for (`SEEK_DATA`, `SEEK_HOLE`) are
-/// read, and the blocks of zeros in them are not written either.
+/// read, and the 4 KiB blocks of zeros in them are not written either.
 fn copy_keeping_holes(from: &File, to: &File) -> std::io::Result<()> {
     use rustix::fs::{SeekFrom, seek};
     const CHUNK: usize = 1 << 20;
@@ -253,8 +253,10 @@ fn copy_keeping_holes(from: &File, to: &File) -> std::io::Result<()> {
         while offset < end {
             let piece = &mut buffer[..(end - offset).min(CHUNK as u64) as usize];
             from.read_exact_at(piece, offset)?;
-            if piece.iter().any(|&byte| byte != 0) {
-                to.write_all_at(piece, offset)?;
+            for (block, at) in piece.chunks(4096).zip((offset..).step_by(4096)) {
+                if block.iter().any(|&byte| byte != 0) {
+                    to.write_all_at(block, at)?;
+                }
             }
             offset += piece.len() as u64;
         }
