@@ -79,7 +79,9 @@ pub fn grub_cfg(append: &str, modules: &[String]) -> String {
          menuentry \"Rexo\" {\n",
     );
     cfg.push_str("    multiboot2 /boot/rexo");
-    for word in append.split_whitespace() {
+    // Split on the space alone, as check_append's doc says (control characters are
+    // refused there; other Unicode spaces reach the kernel inside their word).
+    for word in append.split(' ').filter(|word| !word.is_empty()) {
         cfg.push_str(&format!(" '{word}'"));
     }
     cfg.push('\n');
