@@ -630,7 +630,10 @@ impl Xhci {
     /// fails is followed as [`after_failed_reset`](Self::after_failed_reset) says.
     /// Returns the Reset Endpoint it issued, if any: a hard one, whether `halted` asked for it or the endpoint was
     /// found Halted, reset the host's data toggle, and a report endpoint's device needs
-    /// CLEAR_FEATURE(ENDPOINT_HALT) to match.
+    /// CLEAR_FEATURE(ENDPOINT_HALT) to match. One that failed and was gone on from (the
+    /// endpoint found Stopped or Running) is returned too: the device may have sent a
+    /// STALL and needs the CLEAR_FEATURE to report again, though the host's toggle was
+    /// not reset, so the two may disagree for one report (dropped as a repeat).
     fn restart_endpoint(
         &mut self,
         device: usize,
