@@ -73,6 +73,10 @@ const ARP_REQUEST: [u8; 2] = [0, 1];
 /// The first [`ARP_FRAME`] bytes of `frame` if it is ARP for IPv4 over Ethernet, a
 /// request or a reply, from a unicast MAC address other than `mac`.
 fn arp_from_another(frame: &[u8], mac: [u8; 6]) -> Option<[u8; ARP_FRAME]> {
+    // Every frame comes here: the EtherType first, before copying anything.
+    if frame.get(12..14)? != [0x08, 0x06] {
+        return None;
+    }
     let arp: [u8; ARP_FRAME] = frame.get(..ARP_FRAME)?.try_into().ok()?;
     let operation = &arp[ARP_OPERATION..ARP_OPERATION + 2];
     let sender_mac = &arp[ARP_SENDER_MAC..ARP_SENDER];
