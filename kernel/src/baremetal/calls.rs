@@ -52,7 +52,7 @@ fn storage(regs: &Regs) -> u64 {
 }
 
 /// `b_output`: `count` bytes at `text` to the consoles, in pieces of at most
-/// [`raw::MAX_ACCESS`] (unchanged on the serial line, invalid UTF-8 as U+FFFD on the
+/// [`raw::MAX_ACCESS`] (unchanged on the serial line but `\n` sent as `\r\n`, invalid UTF-8 as U+FFFD on the
 /// framebuffer); an unmapped piece ends it.
 fn output(text: u64, count: u64) {
     let mut done = 0;

@@ -11,7 +11,7 @@
 //! the frame allocator ([`TABLE_PAGE`]).
 //!
 //! - `b_input`: RAX = the next byte from the serial line (or PS/2 keyboard), 0 if none.
-//! - `b_output`: RCX bytes at RSI to the consoles, unchanged on the serial line (as text on
+//! - `b_output`: RCX bytes at RSI to the consoles, unchanged on the serial line but `\n` sent as `\r\n` (as text on
 //!   the framebuffer, invalid UTF-8 as U+FFFD), in pieces of 1 MiB; an unmapped piece
 //!   ends it (an unmapped buffer prints nothing).
 //! - `b_net_tx` (RSI frame, RCX length, RDX interface: its low 8 bits, as BareMetal

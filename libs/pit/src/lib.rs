@@ -39,7 +39,6 @@ pub struct Reading {
     pub tsc_after: u64,
 }
 
-/// TSC ticks per PIT count, as a fraction.
 impl Reading {
     /// The TSC ticks between the reading's two TSC reads, around its latch.
     fn took(&self) -> u64 {
@@ -53,6 +52,7 @@ fn spoils(slack: u64, ticks: u64) -> bool {
     u128::from(slack) * 100 > u128::from(ticks)
 }
 
+/// TSC ticks per PIT count, as a fraction.
 #[derive(Clone, Copy, Debug)]
 struct TicksPerCount {
     ticks: u64,
