@@ -150,14 +150,38 @@ mod tests {
     /// Sectors of the test images (8 MiB).
     const SECTORS: u64 = 16384;
 
+    /// A test image in a folder of its own, removed with it.
+    struct TestImage(std::path::PathBuf);
+
+    impl std::ops::Deref for TestImage {
+        type Target = Path;
+        fn deref(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl AsRef<Path> for TestImage {
+        fn as_ref(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for TestImage {
+        fn drop(&mut self) {
+            if let Some(dir) = self.0.parent() {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
+    }
+
     /// An image of [`SECTORS`] in a fresh folder holding `table` at its end and its
     /// locator.
-    fn image_with(name: &str, table: &Table) -> std::path::PathBuf {
+    fn image_with(name: &str, table: &Table) -> TestImage {
         let dir = std::env::temp_dir().join(format!("rexo-xnimage-{}-{name}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("disk.img");
         write_image(&path, SECTORS * SECTOR_BYTES, table).unwrap();
-        path
+        TestImage(path)
     }
 
     /// The table the case's input makes: 0+64 owned by the monitor, 0+8 shared with
