@@ -329,15 +329,17 @@ impl Registry {
         let Some(buffer) = buffers.of(self.binder.core_index()) else {
             return (0, 0);
         };
-        let mut buffer = buffer.lock();
-        let address = buffer.as_ptr() as u64;
+        // The buffer is locked only while a frame is copied in, not across the wait for
+        // the device's turn and the driver's call: a driver that panics there ends the
+        // app at its abort point with nothing of this core's left locked.
+        let address = buffer.lock().as_ptr() as u64;
         let Ok(mut nic) = self.open_for_call(DeviceKind::Net, interface, OpenDevice::into_net)
         else {
             return (address, 0);
         };
         let mut len = 0;
         let received = nic.device.receive(0, 1, &mut |frame| {
-            if let Some(target) = buffer.get_mut(..frame.len()) {
+            if let Some(target) = buffer.lock().get_mut(..frame.len()) {
                 target.copy_from_slice(frame);
                 len = frame.len();
             }
