@@ -3323,29 +3323,12 @@ fn a_dhcp_lease_no_host_could_use_is_refused_and_a_good_one_taken() {
 /// stack had no address.
 #[test]
 fn a_dhcp_lease_is_taken_without_its_unusable_dns_servers() {
-    let (wire, a, _b) = Wire::new([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], 256);
-    let mut stack = Stack::start(
-        Box::new(a),
-        0,
-        Config::Dhcp { timeout_ns: 0 },
-        0,
-        Ok(TEST_SEED),
-    )
-    .unwrap();
-    let lease = (
-        Ipv4Addr::new(10, 0, 0, 5),
-        Ipv4Addr::new(255, 255, 255, 0),
-        Some(DHCP_SERVER.0),
-    );
     let usable = Ipv4Addr::new(10, 0, 0, 53);
-    let dns = [
+    let (stack, lease) = leased_naming_dns_servers([
         Ipv4Addr::new(127, 0, 0, 53),
         usable,
         Ipv4Addr::new(240, 0, 0, 1),
-    ];
-    let mut now_ns = 0;
-    serve_dhcp(&mut stack, &wire, lease, &dns, &mut now_ns);
-    assert_eq!(stack.address(), Some((lease.0, 24)));
+    ]);
     assert_eq!(stack.gateway(), lease.2);
     let counters = stack.counters();
     assert_eq!(counters.dhcp_leases_refused, 0);
@@ -3358,35 +3341,38 @@ fn a_dhcp_lease_is_taken_without_its_unusable_dns_servers() {
     assert_eq!(dns, Some(usable));
 }
 
+/// A stack on DHCP given the lease of 10.0.0.5/24 through [`DHCP_SERVER`] naming `dns`
+/// as its DNS servers, checked to hold that address; with the lease (address, mask,
+/// router).
+fn leased_naming_dns_servers(
+    dns: [Ipv4Addr; 3],
+) -> (Stack, (Ipv4Addr, Ipv4Addr, Option<Ipv4Addr>)) {
+    let (wire, a, _b) = Wire::new([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], 256);
+    let dhcp = Config::Dhcp { timeout_ns: 0 };
+    let mut stack = Stack::start(Box::new(a), 0, dhcp, 0, Ok(TEST_SEED)).unwrap();
+    let lease = (
+        Ipv4Addr::new(10, 0, 0, 5),
+        Ipv4Addr::new(255, 255, 255, 0),
+        Some(DHCP_SERVER.0),
+    );
+    let mut now_ns = 0;
+    serve_dhcp(&mut stack, &wire, lease, &dns, &mut now_ns);
+    assert_eq!(stack.address(), Some((lease.0, 24)));
+    (stack, lease)
+}
+
 /// A lease naming its own network's broadcast address (10.0.0.255 on 10.0.0.0/24, the
 /// directed broadcast, RFC 1122 3.2.1.3) or the network's own address as a DNS server
 /// is taken without them: a hostile or misconfigured server cannot point the resolver
 /// at every host of the network. Before, both were kept.
 #[test]
 fn a_dhcp_lease_is_taken_without_dns_servers_at_its_networks_own_or_broadcast_address() {
-    let (wire, a, _b) = Wire::new([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], 256);
-    let mut stack = Stack::start(
-        Box::new(a),
-        0,
-        Config::Dhcp { timeout_ns: 0 },
-        0,
-        Ok(TEST_SEED),
-    )
-    .unwrap();
-    let lease = (
-        Ipv4Addr::new(10, 0, 0, 5),
-        Ipv4Addr::new(255, 255, 255, 0),
-        Some(DHCP_SERVER.0),
-    );
     let usable = Ipv4Addr::new(10, 0, 0, 53);
-    let dns = [
+    let (stack, _lease) = leased_naming_dns_servers([
         Ipv4Addr::new(10, 0, 0, 255),
         usable,
         Ipv4Addr::new(10, 0, 0, 0),
-    ];
-    let mut now_ns = 0;
-    serve_dhcp(&mut stack, &wire, lease, &dns, &mut now_ns);
-    assert_eq!(stack.address(), Some((lease.0, 24)));
+    ]);
     assert_eq!(stack.counters().dhcp_dns_servers_dropped, 2);
     let (_nic, _config, dns_servers) = stack.into_parts();
     assert_eq!(dns_servers, [usable]);
