@@ -184,19 +184,11 @@ mod tests {
         let (hold_back, registry) = held_back_disk();
         let mut fs = lease_disk(registry, "fs");
         let let_go = hold_back.clone();
-        let readings = AtomicUsize::new(0);
         let (writing, walked) = hold_back.during(
             // Another core, inside a write on the disk: the slot's lock is held.
             move || fs.submit_write(0, 0, 1, &mut |b| b.fill(7)).map(drop),
-            move || {
-                // The walk waits: its third look at the clock lets the write end.
-                registry.shut_down_disks(|| {
-                    if readings.fetch_add(1, Ordering::Relaxed) == 2 {
-                        let_go.let_go();
-                    }
-                    0
-                })
-            },
+            // The walk waits: its third look at the clock lets the write end.
+            move || walk_letting_go_at_the_third_look(registry, &let_go),
         );
         assert_eq!(
             walked.expect("the walk ends"),
@@ -206,6 +198,21 @@ mod tests {
             }
         );
         assert_eq!(writing.join().unwrap(), Ok(()), "the write went first");
+    }
+
+    /// The power-off walk of `registry`, with a clock (always 0) whose third reading
+    /// lets `hold_back` go.
+    fn walk_letting_go_at_the_third_look(
+        registry: &Registry,
+        hold_back: &crate::tests::HoldBack,
+    ) -> ShutDown {
+        let readings = AtomicUsize::new(0);
+        registry.shut_down_disks(|| {
+            if readings.fetch_add(1, Ordering::Relaxed) == 2 {
+                hold_back.let_go();
+            }
+            0
+        })
     }
 
     #[test]
@@ -242,19 +249,11 @@ mod tests {
         let mut fs = lease_disk(registry, "fs");
         fs.submit_read(0, 0, 1).unwrap();
         let let_go = hold_back.clone();
-        let readings = AtomicUsize::new(0);
         // Dropping the lease drains its read outside the slot's lock, the disk out of it
         // (its stand-in in the slot, which is not the disk to tell).
         let (dropping, walked) = hold_back.during(
             move || drop(fs),
-            move || {
-                registry.shut_down_disks(|| {
-                    if readings.fetch_add(1, Ordering::Relaxed) == 2 {
-                        let_go.let_go();
-                    }
-                    0
-                })
-            },
+            move || walk_letting_go_at_the_third_look(registry, &let_go),
         );
         assert_eq!(
             walked.expect("the walk ends"),
