@@ -29,11 +29,12 @@ static int check_cores(void)
     EXPECT("the counter", __atomic_load_n(&tally.count, __ATOMIC_SEQ_CST), cores);
     uint64_t all = cores >= 64 ? ~(uint64_t)0 : ((uint64_t)1 << cores) - 1;
     EXPECT("the cores seen", __atomic_load_n(&tally.seen, __ATOMIC_SEQ_CST), all);
-    say("c-cores: cores=");
-    say_number(cores);
-    say(" counter=");
-    say_number(tally.count);
-    say("\n");
+    struct line line = {.length = 0};
+    line_text(&line, "c-cores: cores=");
+    line_number(&line, cores);
+    line_text(&line, " counter=");
+    line_number(&line, tally.count);
+    line_end(&line);
     return REXO_OK;
 }
 

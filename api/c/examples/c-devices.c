@@ -43,14 +43,15 @@ static int check_list(struct rexo_device *devices, int *count)
     *count = rexo_devices(devices, 8);
     EXPECT("rexo_devices(NULL, 0) counts", rexo_devices(NULL, 0), *count);
     for (int i = 0; i < *count && i < 8; i++) {
-        say("c-devices: device ");
-        say(devices[i].kind == REXO_DEVICE_NET ? "net " : devices[i].kind == REXO_DEVICE_BLOCK ? "block " : "keyboard ");
-        say_number(devices[i].index);
-        say(" ");
-        say(devices[i].driver);
-        say(" ");
-        say(devices[i].about);
-        say("\n");
+        struct line line = {.length = 0};
+        line_text(&line, "c-devices: device ");
+        line_text(&line, devices[i].kind == REXO_DEVICE_NET ? "net " : devices[i].kind == REXO_DEVICE_BLOCK ? "block " : "keyboard ");
+        line_number(&line, devices[i].index);
+        line_text(&line, " ");
+        line_text(&line, devices[i].driver);
+        line_text(&line, " ");
+        line_text(&line, devices[i].about);
+        line_end(&line);
     }
     return 0;
 }
@@ -89,11 +90,13 @@ static int check_disk(struct run *run, uint32_t index)
     EXPECT("rexo_dev_close(disk)", rexo_dev_close(disk), REXO_OK);
     EXPECT("rexo_block_read(closed)", rexo_block_read(disk, 0, 1, in, BLOCK), REXO_EBADF);
     EXPECT("rexo_dev_close(closed)", rexo_dev_close(disk), REXO_EBADF);
-    say("c-devices: disk ");
-    say_number(index);
-    say(": ");
-    say_number((int64_t)info.blocks);
-    say(" blocks of 512, wrote, flushed and read back 64 blocks\n");
+    struct line line = {.length = 0};
+    line_text(&line, "c-devices: disk ");
+    line_number(&line, index);
+    line_text(&line, ": ");
+    line_number(&line, (int64_t)info.blocks);
+    line_text(&line, " blocks of 512, wrote, flushed and read back 64 blocks");
+    line_end(&line);
     return 0;
 }
 
@@ -176,9 +179,11 @@ static int check_net(struct run *run, uint32_t index)
     EXPECT("rexo_block_flush(nic handle)", rexo_block_flush(nic), REXO_EBADF);
     EXPECT("rexo_net_bind while open", rexo_net_bind(index, &(struct rexo_atom){12, 2, 0, 0xFFFF, 0x88B5}, 1), REXO_EBUSY);
     EXPECT("rexo_dev_close(nic)", rexo_dev_close(nic), REXO_OK);
-    say("c-devices: nic ");
-    say_number(index);
-    say(": sent and received a frame to itself, opened whole\n");
+    struct line line = {.length = 0};
+    line_text(&line, "c-devices: nic ");
+    line_number(&line, index);
+    line_text(&line, ": sent and received a frame to itself, opened whole");
+    line_end(&line);
 
     /* Bound by a filter: UDP to port 7777, first fragments only (as `udp dport 7777`). */
     struct rexo_atom udp[5] = {
@@ -203,9 +208,10 @@ static int check_net(struct run *run, uint32_t index)
     len = udp_frame(frame, info.mac, 9999);
     EXPECT("rexo_net_send(another port)", rexo_net_send(bound, frame, len), REXO_EPERM);
     EXPECT("rexo_dev_close(bound)", rexo_dev_close(bound), REXO_OK);
-    say("c-devices: nic ");
-    say_number(index);
-    say(": bound to udp dport 7777, sent and received a frame to itself\n");
+    line_text(&line, "c-devices: nic ");
+    line_number(&line, index);
+    line_text(&line, ": bound to udp dport 7777, sent and received a frame to itself");
+    line_end(&line);
     return 0;
 }
 

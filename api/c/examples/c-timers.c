@@ -106,9 +106,11 @@ static int check_core_caps(int64_t *held, unsigned cores)
         say("c-timers: no core capabilities of its own (a run another app started)\n");
         return REXO_OK;
     }
-    say("c-timers: ");
-    say_number(cores);
-    say(" core capabilities\n");
+    struct line line = {.length = 0};
+    line_text(&line, "c-timers: ");
+    line_number(&line, cores);
+    line_text(&line, " core capabilities");
+    line_end(&line);
     return REXO_OK;
 }
 
@@ -148,11 +150,13 @@ static int check_timer(int64_t core_handle)
     EXPECT("rexo_timer_fired", fired, 1);
     if (woke < deadline)
         return fail("the time after the timer fired", (int64_t)woke, (int64_t)deadline);
-    say("c-timers: the timer fired ");
-    say_number((int64_t)((woke - deadline) / 1000));
-    say(" us after its deadline, after ");
-    say_number(naps);
-    say(" naps\n");
+    struct line line = {.length = 0};
+    line_text(&line, "c-timers: the timer fired ");
+    line_number(&line, (int64_t)((woke - deadline) / 1000));
+    line_text(&line, " us after its deadline, after ");
+    line_number(&line, naps);
+    line_text(&line, " naps");
+    line_end(&line);
 
     /* Calls on a handle of another kind: refused, and the timer stays. */
     if (core_handle > 0) {
@@ -226,9 +230,11 @@ static int check_wall_clock(void)
     int64_t again = rexo_unix_time();
     if (again < first || again > first + 1)
         return fail("rexo_unix_time read again", again, first);
-    say("c-timers: the wall clock reads ");
-    say_number(first);
-    say(" s since 1970\n");
+    struct line line = {.length = 0};
+    line_text(&line, "c-timers: the wall clock reads ");
+    line_number(&line, first);
+    line_text(&line, " s since 1970");
+    line_end(&line);
     return REXO_OK;
 }
 

@@ -1,4 +1,4 @@
-/* check.h: what the example C apps share: writing text and numbers to the console,
+/* check.h: what the example C apps share: writing lines of text and numbers to the console,
  * and EXPECT, which reports a failed check as "APP: FAILED what: got N, expected M"
  * and returns from the calling function. Define APP ("c-cores") before including it. */
 #ifndef CHECK_H
@@ -14,16 +14,33 @@ static size_t length(const char *text)
     return n;
 }
 
+/* Writes `text`, whole lines of it, with one rexo_write. */
 static void say(const char *text)
 {
     rexo_write(text, length(text));
 }
 
-/* Writes `value` in decimal. */
-static void say_number(int64_t value)
+/* A line built piece by piece and written whole with one rexo_write when it ends: each
+ * rexo_write is one console write, so the lines of runs on other cores never land inside
+ * it. Text past its room is cut off. */
+struct line {
+    char text[256];
+    size_t length;
+};
+
+/* Adds `text` to `line`. */
+static void line_text(struct line *line, const char *text)
+{
+    for (size_t i = 0; text[i] != '\0' && line->length < sizeof line->text - 1; i++)
+        line->text[line->length++] = text[i];
+}
+
+/* Adds `value` in decimal to `line`. */
+static void line_number(struct line *line, int64_t value)
 {
     char digits[24];
-    size_t at = sizeof digits;
+    size_t at = sizeof digits - 1;
+    digits[at] = '\0';
     uint64_t magnitude = value < 0 ? (uint64_t)0 - (uint64_t)value : (uint64_t)value;
     do {
         digits[--at] = (char)('0' + magnitude % 10);
@@ -31,19 +48,28 @@ static void say_number(int64_t value)
     } while (magnitude != 0);
     if (value < 0)
         digits[--at] = '-';
-    rexo_write(digits + at, sizeof digits - at);
+    line_text(line, digits + at);
+}
+
+/* Ends `line` with a newline, writes it and empties it for the next line. */
+static void line_end(struct line *line)
+{
+    line->text[line->length++] = '\n';
+    rexo_write(line->text, line->length);
+    line->length = 0;
 }
 
 /* Reports a failed check: what, what came back and what was expected. */
 static int fail(const char *what, int64_t got, int64_t expected)
 {
-    say(APP ": FAILED ");
-    say(what);
-    say(": got ");
-    say_number(got);
-    say(", expected ");
-    say_number(expected);
-    say("\n");
+    struct line line = {.length = 0};
+    line_text(&line, APP ": FAILED ");
+    line_text(&line, what);
+    line_text(&line, ": got ");
+    line_number(&line, got);
+    line_text(&line, ", expected ");
+    line_number(&line, expected);
+    line_end(&line);
     return REXO_EPERM;
 }
 
