@@ -224,7 +224,8 @@ macro_rules! kernel_calls {
             /// Keys arrive as a terminal sends them: `\r` for Enter, 0x7F for Backspace, `ESC [ A`
             /// for the up arrow.
             fn read_byte(&self) -> Option<u8>;
-            /// Writes text to the consoles as it is (no log prefix, no newline added).
+            /// Writes text to the consoles as it is (no log prefix, no newline added), whole:
+            /// other cores' output never lands inside one call's text.
             fn write_str(&self, text: &str);
             /// Halts the calling core until about `ns` nanoseconds passed or an interrupt came (a
             /// device's wake message after `NetDevice::wake_on_receive`, a cross-core wake),
