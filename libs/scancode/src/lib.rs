@@ -1,0 +1,123 @@
+//! The PS/2 keyboard's scan codes (set 1) as the bytes a terminal would send: ASCII, `\r`
+//! for Enter, 0x7F for Backspace, `ESC [ A`-style sequences for the arrow keys, Control
+//! with a letter as its control character. The kernel reads the 8042's ports and hands
+//! each code to a [`Decoder`]; the translation is here, where the host tests reach it.
+
+#![cfg_attr(target_os = "none", no_std)]
+
+use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+
+/// Unshifted and shifted characters of scan codes 0x00-0x39 (0: no character).
+const KEYS: [(u8, u8); 0x3A] = {
+    let mut keys = [(0u8, 0u8); 0x3A];
+    let rows: [(usize, &[u8], &[u8]); 4] = [
+        (0x02, b"1234567890-=", b"!@#$%^&*()_+"),
+        (0x10, b"qwertyuiop[]", b"QWERTYUIOP{}"),
+        (0x1E, b"asdfghjkl;'`", b"ASDFGHJKL:\"~"),
+        (0x2B, b"\\zxcvbnm,./", b"|ZXCVBNM<>?"),
+    ];
+    let mut r = 0;
+    while r < rows.len() {
+        let (first, plain, shifted) = rows[r];
+        let mut i = 0;
+        while i < plain.len() {
+            keys[first + i] = (plain[i], shifted[i]);
+            i += 1;
+        }
+        r += 1;
+    }
+    keys[0x01] = (0x1B, 0x1B); // Escape
+    keys[0x0E] = (0x7F, 0x7F); // Backspace (as terminals send it)
+    keys[0x0F] = (b'\t', b'\t');
+    keys[0x1C] = (b'\r', b'\r'); // Enter
+    keys[0x39] = (b' ', b' ');
+    keys
+};
+
+/// The keyboard's state between scan codes: Shift and Control held, a 0xE0 prefix seen,
+/// and the rest of an arrow key's escape sequence. Atomics, so that a `static` one serves
+/// every core that polls the keyboard without a lock.
+pub struct Decoder {
+    shift: AtomicBool,
+    control: AtomicBool,
+    extended: AtomicBool,
+    /// Bytes of an escape sequence still to hand out, last byte first (0: none).
+    pending: [AtomicU8; 2],
+}
+
+impl Default for Decoder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Decoder {
+    /// A keyboard with no key held.
+    pub const fn new() -> Self {
+        Self {
+            shift: AtomicBool::new(false),
+            control: AtomicBool::new(false),
+            extended: AtomicBool::new(false),
+            pending: [const { AtomicU8::new(0) }; 2],
+        }
+    }
+
+    /// The next byte of an arrow key's escape sequence still to hand out, if any (taken:
+    /// read it before the next scan code).
+    pub fn pending(&self) -> Option<u8> {
+        let take = |slot: &AtomicU8| slot.swap(0, Ordering::Relaxed);
+        self.pending.iter().rev().map(take).find(|&byte| byte != 0)
+    }
+
+    /// Turns one scan code into a byte, tracking Shift, Control and the 0xE0 prefix;
+    /// `None` for a prefix, a modifier, a release and a key with no byte. An arrow key
+    /// gives ESC, and [`Decoder::pending`] then `[` and its letter.
+    pub fn translate(&self, code: u8) -> Option<u8> {
+        if code == 0xE0 {
+            self.extended.store(true, Ordering::Relaxed);
+            return None;
+        }
+        let extended = self.extended.swap(false, Ordering::Relaxed);
+        let released = code & 0x80 != 0;
+        let key = code & 0x7F;
+        match key {
+            0x2A | 0x36 => {
+                self.shift.store(!released, Ordering::Relaxed);
+                return None;
+            }
+            0x1D => {
+                self.control.store(!released, Ordering::Relaxed);
+                return None;
+            }
+            _ if released => return None,
+            _ => {}
+        }
+        if extended {
+            let arrow = match key {
+                0x48 => b'A',
+                0x50 => b'B',
+                0x4D => b'C',
+                0x4B => b'D',
+                _ => return None,
+            };
+            // ESC [ X: hand out '[' and X on the next two calls.
+            self.pending[1].store(b'[', Ordering::Relaxed);
+            self.pending[0].store(arrow, Ordering::Relaxed);
+            return Some(0x1B);
+        }
+        let (plain, shifted) = *KEYS.get(usize::from(key))?;
+        let byte = if self.shift.load(Ordering::Relaxed) {
+            shifted
+        } else {
+            plain
+        };
+        match byte {
+            0 => None,
+            b'a'..=b'z' if self.control.load(Ordering::Relaxed) => Some(byte - b'a' + 1),
+            _ => Some(byte),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
