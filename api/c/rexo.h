@@ -19,9 +19,10 @@
  * Every call checks its arguments: a NULL pointer with a non-zero length, a buffer
  * outside RAM, an unknown handle or an out-of-range offset gives a negative error code
  * and changes nothing; it never crashes the kernel. Argument errors are reported before
- * anything else. Buffers are checked against the machine's usable RAM (page 0 and the
- * addresses past the end of RAM are refused); C apps run trusted, without page
- * protection, so a pointer into RAM the app does not own is not detected.
+ * anything else. Buffers are checked against the machine's usable RAM (page 0, the
+ * addresses past the end of RAM and the pages of it the kernel leaves unmapped, such as
+ * its stacks' guard pages, are refused); C apps run trusted, without page protection,
+ * so a pointer into RAM the app does not own is not detected.
  *
  * Memory, core and timer capabilities and open devices appear in C as opaque handles:
  * positive 64-bit numbers, private to the run of the app that got them and never
@@ -57,8 +58,9 @@ extern "C" {
  * out-parameter, a zero size. */
 #define REXO_EINVAL (-1)
 /* A buffer outside RAM: it starts in page 0, wraps around the address space, or does
- * not lie within one region of usable RAM; or it lies in memory the kernel took back by
- * force (a view past its revocation deadline). */
+ * not lie within one region of usable RAM; or a page of it is not mapped (a kernel
+ * stack's guard page); or it lies in memory the kernel took back by force (a view past
+ * its revocation deadline). */
 #define REXO_EFAULT (-2)
 /* No such handle for this app: never issued, already returned or closed, another
  * app's, or a handle of another kind (a disk handle given to a network call). */

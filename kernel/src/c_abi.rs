@@ -50,14 +50,16 @@ pub fn register() {
             let kernel = app.map_or_else(own, crate::apps::token);
             f(&kernel, app.map(|run| run.owner));
         },
-        // Usable RAM, and none of it taken by force from its holder (a C view past its
-        // deadline): the call would fault with a lock held instead of ending the app.
+        // Usable RAM, none of it taken by force from its holder (a C view past its
+        // deadline: the call would fault with a lock held instead of ending the app), and
+        // every page of it mapped (a stack's guard page is RAM too: the kernel would fault).
         usable_ram: |start, end| {
             let usable = |r: &rexo_memmap::Region| r.kind == rexo_memmap::RegionKind::Usable;
             let inside = |r: &rexo_memmap::Region| r.start <= start && end <= r.end;
             let ram = crate::mem::memory_map()
                 .is_some_and(|map| map.regions().iter().any(|r| usable(r) && inside(r)));
-            ram && !crate::caps::touches_revoked(start, end - start)
+            let taken = || crate::caps::touches_revoked(start, end - start);
+            ram && !taken() && crate::arch::paging::is_present(start..end)
         },
         core_index: crate::arch::percpu::core_index,
     });

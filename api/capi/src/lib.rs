@@ -3,16 +3,17 @@
 //!
 //! The kernel registers a [`Host`] once at boot: the kernel API of the app run each core
 //! acts for (a C call carries no `&Kernel`), and the check that a pointer range lies
-//! in usable RAM. A C app is a capability owner like a Rust app; its capabilities stay
-//! here, in a handle table: C sees positive handle numbers, never reused, private to the
-//! app; whatever the app still holds when it returns goes back to the kernel (which
-//! releases its owner).
+//! in usable RAM that the kernel's page tables map. A C app is a capability owner like a
+//! Rust app; its capabilities stay here, in a handle table: C sees positive handle
+//! numbers, never reused, private to the app; whatever the app still holds when it
+//! returns goes back to the kernel (which releases its owner).
 //!
 //! Every function checks its arguments before anything else and answers bad ones with a
 //! negative code of `rexo.h`, never a crash: a NULL pointer with a non-zero length, a
 //! buffer that is not inside one region of usable RAM (page 0, past the end of RAM,
-//! wrapping), an unknown handle or one of another kind, a range past the end of the memory,
-//! a timer deadline that is not in the future.
+//! wrapping) or not mapped there (a kernel stack's guard page), an unknown handle or one
+//! of another kind, a range past the end of the memory, a timer deadline that is not in
+//! the future.
 #![cfg_attr(target_os = "none", no_std)]
 #![allow(unsafe_code)] // exporting the `rexo_*` symbols, C's pointers as slices
 
@@ -30,7 +31,8 @@ pub const REXO_OK: c_int = 0;
 /// `REXO_EINVAL`: NULL pointer with a non-zero length, NULL function or out-parameter,
 /// zero size.
 pub const REXO_EINVAL: c_int = -1;
-/// `REXO_EFAULT`: a buffer outside usable RAM, or in memory taken back by force.
+/// `REXO_EFAULT`: a buffer outside usable RAM, in a page of it that is not mapped (a
+/// stack's guard page), or in memory taken back by force.
 pub const REXO_EFAULT: c_int = -2;
 /// `REXO_EBADF`: no such handle for this app.
 pub const REXO_EBADF: c_int = -3;
@@ -68,7 +70,8 @@ pub struct Host {
     /// run's owner; outside an app run, with the kernel's own API and `None`.
     pub acting_for: fn(f: ActingFn<'_>),
     /// Whether `start..end` (non-empty, `start` < `end`) lies inside one region of
-    /// usable RAM and outside memory the kernel took back by force.
+    /// usable RAM, outside memory the kernel took back by force, and every page of it is
+    /// mapped (the kernel walks its page tables: a stack's guard page is RAM too).
     pub usable_ram: fn(start: u64, end: u64) -> bool,
     /// The index of the core running the caller (a handle's lock records it: see
     /// [`release_abandoned`]).
@@ -204,8 +207,7 @@ fn taken_since_checked(buffer: &[u8]) -> bool {
 }
 
 /// Whether `[addr, addr + len)` (`len` > 0) lies above page 0 inside one region of usable
-/// RAM, none of it taken back by force. (The page tables are not walked: they are locked while another core changes
-/// them; C apps run trusted, so a pointer to a stack guard page faults.)
+/// RAM, none of it taken back by force, every page of it mapped ([`Host::usable_ram`]).
 fn check_ram(addr: usize, len: usize) -> Result<(), c_int> {
     let start = addr as u64;
     let end = start.checked_add(len as u64).ok_or(REXO_EFAULT)?;
@@ -225,7 +227,7 @@ fn c_bytes<'a>(ptr: *const c_void, len: usize) -> Result<&'a [u8], c_int> {
         return Err(REXO_EINVAL);
     }
     check_ram(ptr as usize, len)?;
-    // SAFETY: the range is non-empty usable RAM, identity-mapped (checked above). The C
+    // SAFETY: the range is non-empty usable RAM, every page mapped (checked above). The C
     // app hands the buffer to the kernel for this call only; the slice does not outlive it.
     Ok(unsafe { core::slice::from_raw_parts(ptr.cast::<u8>(), len) })
 }

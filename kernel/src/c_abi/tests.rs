@@ -241,3 +241,29 @@ crate::kernel_test!(
         assert_eq!(crate::caps::release_owner(owner), Ok(0));
     }
 );
+
+crate::kernel_test!(
+    fn a_buffer_in_a_stack_guard_page_is_refused_as_efault() {
+        // Guard pages are RAM from the frame allocator, unmapped: this core's kernel
+        // stack's, and the next interrupt stack's right above the first one's top.
+        let core = crate::arch::percpu::current();
+        let guard = core.stack().bottom - 4096;
+        let [first, next, ..] = core.interrupt_stacks();
+        assert_eq!(
+            first.top,
+            next.bottom - 4096,
+            "the interrupt stacks are one run"
+        );
+        crate::apps::acting_as(&crate::apps::api_as(top_owner(6)), || {
+            assert_eq!(rexo_write(guard as *const c_void, 16), REXO_EFAULT);
+            // Mapped at first, into the guard at its end.
+            let across = (first.top - 8) as *const c_char;
+            assert_eq!(rexo_log(across, 16), REXO_EFAULT);
+            let (mut usable, mut free) = (0u64, 0u64);
+            assert_eq!(rexo_memory(&raw mut usable, guard as *mut u64), REXO_EFAULT);
+            assert_eq!(usable, 0, "an error writes neither out-parameter");
+            assert_eq!(rexo_memory(&raw mut usable, &raw mut free), REXO_OK);
+            assert_eq!(rexo_random_u64((guard + 8) as *mut u64), REXO_EFAULT);
+        });
+    }
+);

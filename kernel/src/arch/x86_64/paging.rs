@@ -256,6 +256,32 @@ pub fn set_present(range: core::ops::Range<u64>, present: bool) -> Result<(), Pa
     Ok(())
 }
 
+/// The present entry that maps `addr` and the bytes of its page (1 GiB, 2 MiB or 4 KiB).
+fn leaf(addr: u64) -> Option<(u64, u64)> {
+    let mut entry = ROOT.load(Ordering::Relaxed);
+    for shift in [39, 30, 21, 12] {
+        entry = table(entry & ADDRESS_MASK)[(addr >> shift) as usize & 511];
+        if entry & PRESENT == 0 || entry & HUGE != 0 || shift == 12 {
+            return (entry & PRESENT != 0).then_some((entry, 1 << shift));
+        }
+    }
+    None
+}
+
+/// Whether every page of `range` is present in the identity map: RAM the kernel may touch
+/// for a C app (a stack's guard page and memory taken by force are RAM but not mapped).
+pub fn is_present(range: core::ops::Range<u64>) -> bool {
+    if range.end > 1 << IDENTITY_MAP_BITS {
+        return false; // the upper half's entries, not the identity map's
+    }
+    let _guard = LOCK.lock();
+    let mut addr = range.start;
+    while let Some((_, bytes)) = leaf(addr).filter(|_| addr < range.end) {
+        addr = (addr & !(bytes - 1)) + bytes;
+    }
+    addr >= range.end
+}
+
 /// Cores that have not flushed their TLB for the shootdown under way.
 static SHOOTDOWN_PENDING: AtomicU64 = AtomicU64::new(0);
 static SHOOTDOWN: spin::Mutex<()> = spin::Mutex::new(());

@@ -1,8 +1,6 @@
 //! What the kernel tests read of the page tables.
 
-use core::sync::atomic::Ordering;
-
-use super::{ADDRESS_MASK, Caching, GIB4, HUGE, LOCK, PRESENT, ROOT, WRITABLE, installed, table};
+use super::{Caching, GIB4, LOCK, WRITABLE, installed};
 
 /// Whether `addr` is mapped (what the kernel tests check of guard pages and the map).
 pub fn is_mapped(addr: u64) -> bool {
@@ -39,16 +37,5 @@ pub fn mapping(addr: u64) -> Option<Mapping> {
 /// The present entry that maps `addr` (a 1 GiB, 2 MiB or 4 KiB page).
 fn leaf_entry(addr: u64) -> Option<u64> {
     let _guard = LOCK.try_lock()?;
-    let pml4e = table(ROOT.load(Ordering::Relaxed))[(addr >> 39) as usize & 511];
-    if pml4e & PRESENT == 0 {
-        return None;
-    }
-    let mut entry = table(pml4e & ADDRESS_MASK)[(addr >> 30) as usize & 511];
-    for shift in [21, 12] {
-        if entry & PRESENT == 0 || entry & HUGE != 0 {
-            break;
-        }
-        entry = table(entry & ADDRESS_MASK)[(addr >> shift) as usize & 511];
-    }
-    (entry & PRESENT != 0).then_some(entry)
+    super::leaf(addr).map(|(entry, _)| entry)
 }
