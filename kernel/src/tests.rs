@@ -68,6 +68,50 @@ kernel_test!(
     }
 );
 
+/// Takes every frame the allocator has left, so that no page table can be made until they
+/// are freed (nothing may grow the heap meanwhile: the heap's frames come from there too).
+pub(crate) fn hold_every_frame() -> Vec<rexo_memmap::FrameRange> {
+    let mut held = Vec::with_capacity(1024);
+    let mut chunk = (mem::frames::free_bytes() & !4095).max(4096);
+    loop {
+        match mem::frames::allocate(chunk, 4096) {
+            Ok(frames) => held.push(frames),
+            Err(_) if chunk == 4096 => return held,
+            Err(_) => chunk = ((chunk / 2) & !4095).max(4096),
+        }
+    }
+}
+
+kernel_test!(
+    fn a_change_of_mapping_without_frames_for_its_page_tables_changes_no_page() {
+        // A 2 MiB page still whole, and the 2 MiB below it split into 4 KiB pages (setting
+        // a present page present again splits it and changes nothing else).
+        const MIB2: u64 = 2 << 20;
+        let frames = mem::frames::allocate(16 << 20, MIB2).expect("memory for the test");
+        let whole = (frames.start() + MIB2..frames.end())
+            .step_by(MIB2 as usize)
+            .find(|&at| paging::tests::page_bytes(at).is_some_and(|bytes| bytes >= MIB2))
+            .expect("a 2 MiB page not yet split");
+        let last_below = whole - 4096;
+        paging::set_present(last_below..whole, true).expect("a split");
+        assert_eq!(paging::tests::page_bytes(last_below), Some(4096));
+        // Unmapping the last small page and the first of the whole one needs a page table
+        // for the whole one, and no frame is left for it.
+        let held = hold_every_frame();
+        let result = paging::set_present(last_below..whole + 4096, false);
+        let mapped = [last_below, whole].map(paging::tests::is_mapped);
+        held.into_iter().for_each(mem::frames::free);
+        paging::set_present(last_below..whole + 4096, true).expect("mapped again");
+        mem::frames::free(frames);
+        assert_eq!(result, Err(paging::PagingError::OutOfMemory));
+        assert_eq!(
+            mapped,
+            [true, true],
+            "a page changed although the change failed"
+        );
+    }
+);
+
 kernel_test!(
     fn all_ram_is_identity_mapped() {
         let map = mem::memory_map().expect("known at boot");

@@ -241,9 +241,13 @@ fn unmap_page_locked(addr: u64) -> Result<(), PagingError> {
 
 /// Clears (`present` false) or sets again the identity-map entries of the 4 KiB pages of
 /// `range`, splitting 1 GiB and 2 MiB pages as needed; only this core's TLB is flushed
-/// ([`flush_every_core`] does the others).
+/// ([`flush_every_core`] does the others). All or nothing: every split is made before any
+/// entry changes, so a lack of frames for a page table (`OutOfMemory`) changes no page.
 pub fn set_present(range: core::ops::Range<u64>, present: bool) -> Result<(), PagingError> {
     let _guard = LOCK.lock();
+    for page in range.clone().step_by(KIB4 as usize) {
+        entry_4k(page & !(KIB4 - 1))?; // a split maps every address as before
+    }
     for page in range.step_by(KIB4 as usize) {
         let entry = entry_4k(page & !(KIB4 - 1))?;
         *entry = if present {

@@ -10,6 +10,13 @@ pub fn is_mapped(addr: u64) -> bool {
     mapping(addr).is_some()
 }
 
+/// The bytes of the page that maps `addr`: 1 GiB, 2 MiB or 4 KiB (`None`: not mapped,
+/// or the tables are busy).
+pub fn page_bytes(addr: u64) -> Option<u64> {
+    let _guard = LOCK.try_lock()?;
+    super::leaf(addr).map(|(_, bytes)| bytes)
+}
+
 /// How an address is mapped: what the kernel tests check of RAM and device memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Mapping {
