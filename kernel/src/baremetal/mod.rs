@@ -81,7 +81,8 @@
 //! the area and the load, then ends the app (`ApiError::Repossessed`); the binary loaded
 //! before is forgotten from the moment the area is overwritten (`exec`: `NotLoaded`, checked
 //! once no load can start, so an `exec` that looked before such a load began runs nothing).
-//! An area whose mapping fails goes back to the frame allocator. An app ended inside
+//! An area whose mapping fails (no frame for a page table) goes back to the frame
+//! allocator with nothing of it mapped: the mapping is all or nothing. An app ended inside
 //! `exec` (a panic in a call, memory taken from it by force) leaves nothing behind: the
 //! run stops being counted and the devices its abandoned calls held are released
 //! ([`run_loaded`]). The app is called at 0xFFFF_8000_0000_0000 on the boot core;

@@ -173,3 +173,31 @@ kernel_test!(
         }
     }
 );
+
+kernel_test!(
+    fn an_app_area_mapping_without_frames_for_its_page_tables_maps_nothing() {
+        use crate::arch::paging::{self, PagingError, tests::is_mapped};
+        use crate::mem::frames;
+        const MIB2: u64 = 2 << 20;
+        // The app area's tables map the first GiB at APP_BASE (an area is at most 64 MiB):
+        // its last 2 MiB has a page directory, the next one needs a new one.
+        drop(super::area().expect("the app area"));
+        let last = super::APP_BASE + (1 << 30) - MIB2;
+        assert!(
+            !is_mapped(last) && !is_mapped(last + MIB2),
+            "nothing maps them yet"
+        );
+        let ram = frames::allocate(2 * MIB2, MIB2).expect("memory for the test");
+        let held = crate::tests::hold_every_frame();
+        let result = paging::map_ram_at(last, ram.start(), 2 * MIB2);
+        let mapped = [last, last + MIB2].map(is_mapped);
+        held.into_iter().for_each(frames::free);
+        frames::free(ram);
+        assert_eq!(result, Err(PagingError::OutOfMemory));
+        assert_eq!(
+            mapped,
+            [false, false],
+            "freed RAM stays mapped in the upper half"
+        );
+    }
+);

@@ -385,7 +385,8 @@ pub fn map_device(phys: u64, len: u64) -> Result<(), PagingError> {
 /// 2 MiB pages (BareMetal apps run at 0xFFFF_8000_0000_0000). All three must be 2 MiB
 /// aligned and `virt` in the upper half (never the identity map). Entries already
 /// present are replaced and this core's TLB is flushed; the caller makes sure no other
-/// core uses the old mapping.
+/// core uses the old mapping. All or nothing: every page table is made before any page
+/// is mapped, so a lack of frames for one (`OutOfMemory`) maps nothing.
 pub fn map_ram_at(virt: u64, phys: u64, len: u64) -> Result<(), PagingError> {
     let _guard = LOCK.lock();
     if virt < 0xFFFF_8000_0000_0000 || virt.checked_add(len).is_none() {
@@ -400,21 +401,23 @@ pub fn map_ram_at(virt: u64, phys: u64, len: u64) -> Result<(), PagingError> {
     (phys.checked_add(len))
         .filter(|&end| end <= PHYS_LIMIT.load(Ordering::Relaxed))
         .ok_or(PagingError::BeyondPhysicalAddressWidth(phys))?;
-    let mut offset = 0;
-    while offset < len {
-        let addr = virt.wrapping_add(offset);
-        let pml4 = table(ROOT.load(Ordering::Relaxed));
-        let pml4e = &mut pml4[(addr >> 39) as usize & 511];
-        if *pml4e & PRESENT == 0 {
-            *pml4e = new_table()? | PRESENT | WRITABLE;
+    for map in [false, true] {
+        for offset in (0..len).step_by(MIB2 as usize) {
+            let addr = virt.wrapping_add(offset);
+            let pml4 = table(ROOT.load(Ordering::Relaxed));
+            let pml4e = &mut pml4[(addr >> 39) as usize & 511];
+            if *pml4e & PRESENT == 0 {
+                *pml4e = new_table()? | PRESENT | WRITABLE;
+            }
+            let pdpte = &mut table(*pml4e & ADDRESS_MASK)[(addr >> 30) as usize & 511];
+            if *pdpte & PRESENT == 0 || *pdpte & HUGE != 0 {
+                *pdpte = new_table()? | PRESENT | WRITABLE;
+            }
+            if map {
+                table(*pdpte & ADDRESS_MASK)[(addr >> 21) as usize & 511] =
+                    (phys + offset) | PRESENT | WRITABLE | HUGE | Caching::WriteBack.bits();
+            }
         }
-        let pdpte = &mut table(*pml4e & ADDRESS_MASK)[(addr >> 30) as usize & 511];
-        if *pdpte & PRESENT == 0 || *pdpte & HUGE != 0 {
-            *pdpte = new_table()? | PRESENT | WRITABLE;
-        }
-        table(*pdpte & ADDRESS_MASK)[(addr >> 21) as usize & 511] =
-            (phys + offset) | PRESENT | WRITABLE | HUGE | Caching::WriteBack.bits();
-        offset += MIB2;
     }
     flush_all();
     Ok(())
