@@ -248,6 +248,9 @@ struct Xhci {
     /// The controller lost events (a full event ring) since the report endpoints were
     /// last restarted: the next poll restarts them.
     events_lost: bool,
+    /// Commands that timed out unfetched and were made No Ops
+    /// ([`abort_command`](Self::abort_command)), by address, until their completion.
+    skipped: Vec<u64>,
 }
 
 /// Takes the controller from the firmware (xHCI 4.22.1): sets the OS Owned semaphore of
@@ -385,6 +388,7 @@ impl Xhci {
             strays: StrayEvents::default(),
             failed: None,
             events_lost: false,
+            skipped: Vec::new(),
         };
         let op = &xhci.registers.op;
         op.write32(op::CONFIG, u32::from(max_slots));
@@ -505,16 +509,30 @@ impl Xhci {
     /// code when it finished just before the abort: returned, so that it is not dropped
     /// as a stray one and a slot that Enable Slot gave is not lost). The next command's
     /// doorbell starts the ring again where it stopped. The write carries the next free
-    /// entry and its cycle state: a controller whose ring stopped before the write lands
-    /// takes it as its new dequeue pointer, right for the next command. When CRR is
-    /// already clear the ring is not running and there is nothing to abort (a command it
-    /// never fetched stays queued, and runs at the next doorbell: its completion is then
-    /// a stray one). An abort that does not finish (CRR still set, or no Command Ring
-    /// Stopped event, each within [`ABORT_TIMEOUT_MS`]) fails the controller: its
-    /// command ring is in a state the driver no longer knows.
+    /// entry and its cycle state, for a controller whose ring stopped before the write
+    /// lands and takes it as its new dequeue pointer (its bits 63:6 only: right for the
+    /// next command when that entry starts a 64-byte block). When CRR is already clear
+    /// the ring is stopped and the controller never fetched the command (CRR is set by
+    /// the command doorbell and cleared only by CS, CA or R/S = 0, xHCI 5.4.5): nothing
+    /// runs to be aborted, and the ring's dequeue pointer still names the command,
+    /// which the next doorbell would run first. Software may change a stopped ring's
+    /// TRBs (4.6.1.1, 4.6.1.2), but may set its dequeue pointer only to a 64-byte
+    /// boundary (CRCR's pointer is bits 63:6), not past one TRB, so the command is
+    /// turned into a No Op Command (4.6.2) in place: the next doorbell runs that, then
+    /// the next command, and the No Op's completion is expected
+    /// ([`skipped`](Self::skipped)), not a stray one. An abort that does not finish
+    /// (CRR still set, or no Command Ring Stopped event, each within
+    /// [`ABORT_TIMEOUT_MS`]) fails the controller: its command ring is in a state the
+    /// driver no longer knows.
     fn abort_command(&mut self, address: u64) -> Result<Option<Trb>, DeviceError> {
         let op = &self.registers.op;
         if op.read32(op::CRCR) & op::CRCR_RUNNING == 0 {
+            if let Some(index) = self.commands.entry_at(address) {
+                self.commands.overwrite(index, Trb::no_op_command());
+                if !self.skipped.contains(&address) {
+                    self.skipped.push(address);
+                }
+            }
             return Ok(None);
         }
         let (next, cycle) = self.commands.enqueue();
@@ -931,8 +949,7 @@ impl Xhci {
     /// the input context gave the controller the ring's address, and a Configure
     /// Endpoint that timed out may still have run unseen (one that completed just
     /// before its abort is answered by [`Xhci::command`], but its completion may be
-    /// among events the controller lost, or, the command ring not running at the
-    /// timeout, the command stayed queued and ran at Disable Slot's doorbell).
+    /// among events the controller lost).
     /// Configure Endpoint takes the endpoint from Disabled to Running (xHCI 4.6.6) with
     /// its TR Dequeue Pointer at this ring. A Running endpoint waits for its doorbell,
     /// which the driver never rings for it, but the controller holds the address and
@@ -995,15 +1012,22 @@ impl Xhci {
 
     /// Handles an event nobody waits for: a keyboard report is decoded into
     /// [`typed`](Self::typed) and its TRB queued again; a report error marks the
-    /// endpoint halted; a port status change is ignored (no hot-plugging); a Host
-    /// Controller Event is handled by [`host_controller_event`](Self::host_controller_event)
-    /// (the only error); anything else is a stray event, logged and dropped.
+    /// endpoint halted; a port status change is ignored (no hot-plugging); the
+    /// completion of a command skipped as a No Op is dropped, its wait long over; a
+    /// Host Controller Event is handled by
+    /// [`host_controller_event`](Self::host_controller_event) (the only error); anything
+    /// else is a stray event, logged and dropped.
     fn handle_event(&mut self, event: Trb) -> Result<(), DeviceError> {
         match event.kind() {
             trb::TRANSFER_EVENT => self.handle_report(event),
             trb::HOST_CONTROLLER_EVENT => return self.host_controller_event(&event),
             trb::PORT_STATUS_CHANGE => {}
-            trb::COMMAND_COMPLETION => self.drop_stray(Stray::NotThisCommand, &event),
+            trb::COMMAND_COMPLETION => {
+                match self.skipped.iter().position(|&at| at == event.parameter) {
+                    Some(skipped) => drop(self.skipped.swap_remove(skipped)),
+                    None => self.drop_stray(Stray::NotThisCommand, &event),
+                }
+            }
             _ => self.drop_stray(Stray::UnhandledType, &event),
         }
         Ok(())
@@ -1749,6 +1773,7 @@ mod tests {
             strays: StrayEvents::default(),
             failed: None,
             events_lost: false,
+            skipped: Vec::new(),
         };
         (xhci, platform)
     }
@@ -1938,6 +1963,74 @@ mod tests {
     }
 
     #[test]
+    fn a_command_the_controller_never_fetched_is_skipped_and_never_runs() {
+        use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering::Relaxed};
+        use std::sync::{Arc, Mutex};
+        let (mut xhci, platform) = controller(4);
+        let op = xhci.registers.op.clone();
+        let writer = EventWriter {
+            events: platform.device_view(xhci.events.memory()),
+            written: Arc::new(AtomicUsize::new(0)),
+        };
+        let commands = platform.device_view(xhci.commands.memory_mut());
+        let ring = xhci.commands.address_of(0);
+        let ran = Arc::new(Mutex::new(Vec::new()));
+        let ran_by_controller = ran.clone();
+        let (running, dequeue, slots) = (
+            AtomicBool::new(false),
+            AtomicUsize::new(0),
+            AtomicU8::new(0),
+        );
+        // The first command's doorbell is lost: the command ring stays stopped (CRR
+        // clear) until the second command's doorbell starts it at its dequeue pointer,
+        // entry 0. Then it runs every command it owns from there in turn, Enable Slot
+        // giving slots 1, 2...
+        platform.on_clock_reading(move || {
+            if !running.load(Relaxed) {
+                if commands.read32(trb::SIZE + 12) & trb::CYCLE != 0 {
+                    running.store(true, Relaxed);
+                    op.write32(op::CRCR, op::CRCR_RUNNING);
+                }
+                return;
+            }
+            let entry = dequeue.load(Relaxed);
+            let control = commands.read32(entry * trb::SIZE + 12);
+            if control & trb::CYCLE != 0 {
+                let kind = control >> 10 & 0x3F;
+                let slot = if kind == trb::ENABLE_SLOT {
+                    slots.fetch_add(1, Relaxed) + 1
+                } else {
+                    0
+                };
+                let at = ring + (entry * trb::SIZE) as u64;
+                let done = command_event(at, completion::SUCCESS);
+                writer.write(Trb {
+                    control: u32::from(slot) << 24 | done.control,
+                    ..done
+                });
+                ran_by_controller.lock().unwrap().push(kind);
+                dequeue.store(entry + 1, Relaxed);
+            }
+        });
+        captured_log::take();
+        assert_eq!(
+            xhci.command("Enable Slot", Trb::enable_slot()),
+            Err(DeviceError::Timeout {
+                what: "Enable Slot",
+                ms: COMMAND_TIMEOUT_MS
+            })
+        );
+        // The command never fetched does not run before the next one (taking a slot
+        // nobody would free): a No Op does, whose completion is no stray.
+        let done = xhci.command("Enable Slot", Trb::enable_slot());
+        assert_eq!(done.map(|event| event.slot()), Ok(1));
+        assert_eq!(*ran.lock().unwrap(), [trb::NO_OP_COMMAND, trb::ENABLE_SLOT]);
+        assert!(xhci.skipped.is_empty(), "the No Op's completion was seen");
+        assert!(xhci.failed.is_none());
+        assert_eq!(captured_log::take(), Vec::<String>::new());
+    }
+
+    #[test]
     fn enable_slot_giving_a_slot_in_use_is_refused_and_overwrites_nothing() {
         let (mut xhci, _) = controller(4);
         // The device on port 1 was given slot 2.
@@ -1968,7 +2061,7 @@ mod tests {
 
     #[test]
     fn a_stray_event_in_a_poll_is_logged_and_an_endpoint_halted_before_it_restarted() {
-        let (mut xhci, _) = controller_with_a_keyboard();
+        let (mut xhci, platform) = controller_with_a_keyboard();
         captured_log::take();
         let stalled = report_event(
             xhci.devices[0].keyboard.as_ref().unwrap(),
@@ -1983,7 +2076,10 @@ mod tests {
         };
         xhci.events.post(1, stray);
         // The stray event is dropped; the same poll restarts the endpoint (Reset
-        // Endpoint, which this controller never answers: the keyboard is given up).
+        // Endpoint, which this controller fails with a TRB Error, the endpoint not
+        // Halted in its context: the keyboard is given up).
+        let trb_error = &[5];
+        answer_commands(&mut xhci, platform, 2, trb_error);
         assert_eq!(xhci.read_byte(), Ok(None));
         let sent: Vec<u32> = commands_sent(&mut xhci).iter().map(Trb::kind).collect();
         assert_eq!(sent, [trb::RESET_ENDPOINT, trb::DISABLE_SLOT]);

@@ -174,6 +174,13 @@ impl ProducerRing {
         claim.index
     }
 
+    /// Rewrites entry `index`, pushed but not fetched by the controller (its ring
+    /// stopped), as `trb`, keeping the cycle bit that hands it to the controller.
+    pub fn overwrite(&mut self, index: usize, trb: Trb) {
+        let cycle = self.memory.read32(index * trb::SIZE + 12) & trb::CYCLE != 0;
+        write_trb(&mut self.memory, index, trb, cycle);
+    }
+
     /// The address of entry `index`.
     pub fn address_of(&self, index: usize) -> u64 {
         self.memory.phys() + (index * trb::SIZE) as u64
@@ -401,6 +408,21 @@ mod tests {
         assert!(!in_flight.complete(1) && !in_flight.complete(2));
         in_flight.pushed(); // entry 0
         assert!(!in_flight.complete(2) && in_flight.complete(0));
+    }
+
+    #[test]
+    fn an_overwritten_entry_keeps_the_cycle_bit_it_was_pushed_with() {
+        let platform = rexo_devio::host::HostPlatform::leaked();
+        let mut ring = ProducerRing::new(Dma::new(platform, 4 * trb::SIZE).unwrap(), 4);
+        // Entries 0-2 on the first pass (cycle 1), entry 0 again on the second (0).
+        for _ in 0..4 {
+            ring.push(Trb::enable_slot());
+        }
+        for (index, cycle) in [(0, 0), (1, trb::CYCLE)] {
+            ring.overwrite(index, Trb::no_op_command());
+            let control = ring.memory_mut().read32(index * trb::SIZE + 12);
+            assert_eq!(control, Trb::no_op_command().control | cycle);
+        }
     }
 
     #[test]

@@ -141,6 +141,8 @@ pub mod trb {
     pub const STOP_ENDPOINT: u32 = 15;
     /// Set TR Dequeue Pointer Command.
     pub const SET_DEQUEUE: u32 = 16;
+    /// No Op Command.
+    pub const NO_OP_COMMAND: u32 = 23;
     /// Transfer Event.
     pub const TRANSFER_EVENT: u32 = 32;
     /// Command Completion Event.
@@ -273,6 +275,11 @@ impl Trb {
     /// A Link TRB back to `target` (6.4.4.1), toggling the cycle state.
     pub fn link(target: u64) -> Self {
         Self::new(trb::LINK, target, 0, trb::TOGGLE_CYCLE)
+    }
+
+    /// No Op Command (4.6.2): the controller only answers it, with success.
+    pub fn no_op_command() -> Self {
+        Self::new(trb::NO_OP_COMMAND, 0, 0, 0)
     }
 
     /// Enable Slot (slot type 0: USB).
