@@ -201,10 +201,10 @@ struct Device {
     buffer: Dma,
     /// The boot keyboard, when it is one.
     keyboard: Option<Keyboard>,
-    /// Memory of a keyboard whose slot Disable Slot could not free, kept as long as the
-    /// controller may use it: the report ring when Configure Endpoint failed or timed
-    /// out too ([`Xhci::configure_keyboard`]), the ring and the report buffers of a
-    /// keyboard given up ([`Xhci::drop_keyboard`]).
+    /// Memory of a keyboard not used, kept as long as the controller may use it: the
+    /// report ring of a Configure Endpoint that failed or timed out, until the slot is
+    /// disabled ([`Xhci::configure_keyboard`]); the ring and the report buffers of a
+    /// keyboard given up whose slot Disable Slot could not free ([`Xhci::drop_keyboard`]).
     kept: Vec<Dma>,
 }
 
@@ -756,8 +756,12 @@ impl Xhci {
         endpoint_state::of(self.devices[device].output.read32(context))
     }
 
-    /// Resets root port `port` if it needs it and addresses its device; configures it
-    /// when it is a boot keyboard, returning its vendor and product IDs.
+    /// Resets root port `port` if it needs it and gives its device a slot (Enable Slot);
+    /// sets it up ([`set_up_device`](Self::set_up_device)), returning a boot keyboard's
+    /// vendor and product IDs. A set-up that fails disables the slot again
+    /// ([`disable_slot`](Self::disable_slot)): the slot is free for another device or a
+    /// retry, and the device's memory goes back (kept while the controller may still use
+    /// it, when Disable Slot fails too: logged).
     fn attach(&mut self, port: u8) -> Result<Option<(u16, u16)>, DeviceError> {
         let mut status = self.registers.portsc(port);
         if status & port::CONNECTED == 0 {
@@ -781,6 +785,20 @@ impl Xhci {
             rexo_devio::pause(self.platform, PORT_RECOVERY_NS);
         }
         let speed = ((status >> port::SPEED_SHIFT) & port::SPEED_MASK) as u8;
+        // The device's memory first: once Enable Slot gave a slot, no failure to get it
+        // leaves the slot enabled.
+        let mut device = Device {
+            slot: 0,
+            port,
+            speed,
+            output: self.dma(CONTEXT_BYTES)?,
+            input: self.dma(CONTEXT_BYTES)?,
+            control: ProducerRing::new(self.dma(CONTROL_RING_TRBS * trb::SIZE)?, CONTROL_RING_TRBS),
+            control_max_packet: usb::default_max_packet(speed),
+            buffer: self.dma(DESCRIPTOR_BUFFER)?,
+            keyboard: None,
+            kept: Vec::new(),
+        };
 
         let slot = self.command("Enable Slot", Trb::enable_slot())?.slot();
         let refused = if slot == 0 || slot > self.max_slots {
@@ -799,27 +817,30 @@ impl Xhci {
                 size: self.max_slots.into(),
             });
         }
-        let device = Device {
-            slot,
-            port,
-            speed,
-            output: self.dma(CONTEXT_BYTES)?,
-            input: self.dma(CONTEXT_BYTES)?,
-            control: ProducerRing::new(self.dma(CONTROL_RING_TRBS * trb::SIZE)?, CONTROL_RING_TRBS),
-            control_max_packet: usb::default_max_packet(speed),
-            buffer: self.dma(DESCRIPTOR_BUFFER)?,
-            keyboard: None,
-            kept: Vec::new(),
-        };
+        device.slot = slot;
         // The device joins the list before the controller hears of it: its memory then
         // lives as long as the controller runs.
         self.devices.push(device);
         let index = self.devices.len() - 1;
         let output = self.devices[index].output.phys();
         self.dcbaa.write64(usize::from(slot) * 8, output);
+        let set_up = self.set_up_device(index);
+        if set_up.is_err()
+            && let Err(error) = self.disable_slot(index)
+        {
+            log::warn!("{} xhci: slot {slot}: {error}", self.address);
+        }
+        set_up
+    }
 
+    /// Sets up device `index`, just given its slot: Address Device, endpoint 0's max
+    /// packet size, the device and configuration descriptors, and when it is a boot
+    /// keyboard [`set_up_boot_keyboard`](Self::set_up_boot_keyboard); returns the
+    /// keyboard's vendor and product IDs.
+    fn set_up_device(&mut self, index: usize) -> Result<Option<(u16, u16)>, DeviceError> {
         let context_size = self.context_size;
         let target = &mut self.devices[index];
+        let (slot, port, speed) = (target.slot, target.port, target.speed);
         let input = input_context(target, context_size, spec::ADD_SLOT_AND_EP0, 1);
         self.command("Address Device", Trb::address_device(input, slot))?;
         rexo_devio::pause(self.platform, ADDRESS_RECOVERY_NS);
@@ -940,25 +961,21 @@ impl Xhci {
     /// Adds `keyboard`'s report endpoint to device `index` with Configure Endpoint; the
     /// device keeps the keyboard when the command succeeds.
     ///
-    /// When it fails or times out, the device's slot is disabled (Disable Slot): once
-    /// that succeeds the controller has stopped the slot's endpoints and no longer uses
-    /// its contexts or rings (xHCI 4.6.4), so the device leaves the list, its memory
-    /// (the report ring too) goes back and its slot is free for another device.
-    ///
-    /// When Disable Slot fails too, the keyboard is dropped but not its transfer ring:
-    /// the input context gave the controller the ring's address, and a Configure
-    /// Endpoint that timed out may still have run unseen (one that completed just
-    /// before its abort is answered by [`Xhci::command`], but its completion may be
-    /// among events the controller lost).
-    /// Configure Endpoint takes the endpoint from Disabled to Running (xHCI 4.6.6) with
-    /// its TR Dequeue Pointer at this ring. A Running endpoint waits for its doorbell,
-    /// which the driver never rings for it, but the controller holds the address and
-    /// may read TRBs there (a prefetch, a stray doorbell): freed and reused, the memory
-    /// could read as TRBs that make the controller write into someone else's memory.
-    /// So the ring stays with the device as the driver left it (only its Link TRB,
-    /// cycle 0: nothing the controller may run) and goes with the device's other
-    /// memory, back once the controller halted, kept for good otherwise ([`Xhci`]'s
-    /// drop). The report buffers go back at once: no TRB names them yet.
+    /// When it fails or times out, the keyboard is dropped but not its transfer ring,
+    /// which stays with the device ([`Device::kept`]) until its slot is disabled
+    /// ([`attach`](Self::attach) does, [`disable_slot`](Self::disable_slot)): the input
+    /// context gave the controller the ring's address, and a Configure Endpoint that
+    /// timed out may still have run unseen (one that completed just before its abort is
+    /// answered by [`Xhci::command`], but its completion may be among events the
+    /// controller lost). Configure Endpoint takes the endpoint from Disabled to Running
+    /// (xHCI 4.6.6) with its TR Dequeue Pointer at this ring. A Running endpoint waits
+    /// for its doorbell, which the driver never rings for it, but the controller holds
+    /// the address and may read TRBs there (a prefetch, a stray doorbell): freed and
+    /// reused, the memory could read as TRBs that make the controller write into someone
+    /// else's memory. So the ring stays as the driver left it (only its Link TRB, cycle
+    /// 0: nothing the controller may run) and goes with the device's other memory: back
+    /// once Disable Slot succeeded or the controller halted, kept for good otherwise
+    /// ([`Xhci`]'s drop). The report buffers go back at once: no TRB names them yet.
     fn configure_keyboard(&mut self, index: usize, keyboard: Keyboard) -> Result<(), DeviceError> {
         let context_size = self.context_size;
         let target = &mut self.devices[index];
@@ -971,19 +988,24 @@ impl Xhci {
             }
             Err(error) => {
                 let ring = keyboard.ring.into_memory();
-                match self.command("Disable Slot", Trb::disable_slot(slot)) {
-                    Ok(_) => {
-                        self.dcbaa.write64(usize::from(slot) * 8, 0);
-                        self.devices.remove(index);
-                    }
-                    Err(disable) => {
-                        log::warn!("{} xhci: slot {slot}: {disable}", self.address);
-                        self.devices[index].kept.push(ring);
-                    }
-                }
+                self.devices[index].kept.push(ring);
                 Err(error)
             }
         }
+    }
+
+    /// Disables device `index`'s slot (Disable Slot): once that succeeds the controller
+    /// has stopped the slot's endpoints and no longer uses its contexts or rings (xHCI
+    /// 4.6.4), so the device leaves the list, its memory goes back and the slot is free
+    /// for another device. When Disable Slot fails or times out, its error is returned
+    /// and the device stays in the list with its memory, which the controller may still
+    /// use (back once it halted, [`Xhci`]'s drop).
+    fn disable_slot(&mut self, index: usize) -> Result<(), DeviceError> {
+        let slot = self.devices[index].slot;
+        self.command("Disable Slot", Trb::disable_slot(slot))?;
+        self.dcbaa.write64(usize::from(slot) * 8, 0);
+        self.devices.remove(index);
+        Ok(())
     }
 
     /// Queues [`REPORTS_IN_FLIGHT`] report TRBs on every keyboard and rings their doorbells.
@@ -1208,24 +1230,20 @@ impl Xhci {
         Ok(acted)
     }
 
-    /// Gives up device `index`'s keyboard, logging `why`: its slot is disabled (Disable
-    /// Slot), after which the controller no longer uses the slot's contexts or rings
-    /// (xHCI 4.6.4), so the device leaves the list, its memory goes back and the slot is
-    /// free. When Disable Slot fails or times out, the keyboard's ring and report
-    /// buffers stay with the device ([`Device::kept`]) as long as the controller may use
-    /// them, and its later events are stray ones. Only a failure of the controller as
-    /// a whole is returned.
+    /// Gives up device `index`'s keyboard, logging `why`: its slot is disabled
+    /// ([`disable_slot`](Self::disable_slot)), so the device leaves the list, its memory
+    /// goes back and the slot is free. When Disable Slot fails or times out, the
+    /// keyboard's ring and report buffers stay with the device ([`Device::kept`]) as
+    /// long as the controller may use them, and its later events are stray ones. Only
+    /// a failure of the controller as a whole is returned.
     fn drop_keyboard(&mut self, index: usize, why: &str) -> Result<(), DeviceError> {
         let (slot, port) = (self.devices[index].slot, self.devices[index].port);
         log::warn!(
             "{} xhci: port {port}: keyboard given up: {why}",
             self.address
         );
-        match self.command("Disable Slot", Trb::disable_slot(slot)) {
-            Ok(_) => {
-                self.dcbaa.write64(usize::from(slot) * 8, 0);
-                self.devices.remove(index);
-            }
+        match self.disable_slot(index) {
+            Ok(()) => {}
             Err(error) if self.failed.is_some() => return Err(error),
             Err(error) => {
                 log::warn!("{} xhci: slot {slot}: {error}", self.address);
@@ -2167,11 +2185,18 @@ mod tests {
             let ring = keyboard.ring.phys();
             assert_eq!(platform.live(), 9);
             // The controller never answers: Configure Endpoint and then Disable Slot
-            // time out.
+            // (attach's next step) time out.
             assert_eq!(
                 xhci.configure_keyboard(0, keyboard),
                 Err(DeviceError::Timeout {
                     what: "Configure Endpoint",
+                    ms: COMMAND_TIMEOUT_MS
+                })
+            );
+            assert_eq!(
+                xhci.disable_slot(0),
+                Err(DeviceError::Timeout {
+                    what: "Disable Slot",
                     ms: COMMAND_TIMEOUT_MS
                 })
             );
@@ -2198,7 +2223,8 @@ mod tests {
         xhci.devices.push(device);
         let keyboard = unqueued_keyboard(platform);
         assert_eq!(platform.live(), 9);
-        // Configure Endpoint fails (Bandwidth Error); Disable Slot succeeds.
+        // Configure Endpoint fails (Bandwidth Error); Disable Slot (attach's next step)
+        // succeeds.
         let bandwidth_error = 8;
         let configure = command_event(xhci.commands.address_of(0), bandwidth_error);
         xhci.events.post(0, configure);
@@ -2210,6 +2236,8 @@ mod tests {
                 status: bandwidth_error.into()
             })
         );
+        assert_eq!(platform.live(), 8, "the report ring stays with the device");
+        assert_eq!(xhci.disable_slot(0), Ok(()));
         let disable = xhci.commands.memory_mut().read32(trb::SIZE + 12);
         assert_eq!(disable & !trb::CYCLE, Trb::disable_slot(1).control);
         assert!(xhci.devices.is_empty(), "slot 1 is free again");
@@ -2976,5 +3004,78 @@ mod tests {
             waited >= ADDRESS_RECOVERY_NS,
             "first request {waited} ns after Address Device"
         );
+    }
+
+    /// Plays a controller of one device slot for [`Xhci::attach`] from the clock hook:
+    /// each command queued is answered in turn, Enable Slot with slot 1 while it is free
+    /// (else No Slots Available Error), Disable Slot freeing it, Address Device with
+    /// `address_code`, the others with success; no control transfer is answered.
+    fn play_one_slot(xhci: &mut Xhci, platform: &'static HostPlatform, address_code: u8) {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+        let writer = EventWriter {
+            events: platform.device_view(xhci.events.memory()),
+            written: std::sync::Arc::new(AtomicUsize::new(0)),
+        };
+        let commands = platform.device_view(xhci.commands.memory_mut());
+        let command_ring = xhci.commands.address_of(0);
+        let (answered, slot_in_use) = (AtomicUsize::new(0), AtomicBool::new(false));
+        platform.on_clock_reading(move || {
+            let entry = answered.load(Relaxed);
+            let control = commands.read32(entry * trb::SIZE + 12);
+            if control & trb::CYCLE == 0 {
+                return;
+            }
+            let no_slots_available = 9;
+            let (code, slot): (u8, u8) = match control >> 10 & 0x3F {
+                trb::ENABLE_SLOT if slot_in_use.swap(true, Relaxed) => (no_slots_available, 0),
+                trb::ENABLE_SLOT => (completion::SUCCESS, 1),
+                trb::DISABLE_SLOT => {
+                    slot_in_use.store(false, Relaxed);
+                    (completion::SUCCESS, 1)
+                }
+                trb::ADDRESS_DEVICE => (address_code, 1),
+                _ => (completion::SUCCESS, 1),
+            };
+            let done = command_event(command_ring + (entry * trb::SIZE) as u64, code);
+            writer.write(Trb {
+                control: u32::from(slot) << 24 | done.control,
+                ..done
+            });
+            answered.store(entry + 1, Relaxed);
+        });
+    }
+
+    #[test]
+    fn a_device_whose_set_up_fails_has_its_slot_disabled_and_memory_back() {
+        let address_failed = DeviceError::Status {
+            what: "Address Device",
+            status: completion::USB_TRANSACTION_ERROR.into(),
+        };
+        let descriptor_timed_out = DeviceError::Timeout {
+            what: "GET_DESCRIPTOR (device)",
+            ms: TRANSFER_TIMEOUT_MS,
+        };
+        for (address_code, error) in [
+            (completion::USB_TRANSACTION_ERROR, address_failed),
+            (completion::SUCCESS, descriptor_timed_out),
+        ] {
+            let (mut xhci, platform) = controller(1);
+            play_one_slot(&mut xhci, platform, address_code);
+            let live = platform.live();
+            // Tried twice, as a replugged device or a retry would be: the second gets
+            // the slot the first gave back.
+            for attempt in [1, 2] {
+                assert_eq!(xhci.attach(1), Err(error), "attempt {attempt}");
+                assert!(xhci.devices.is_empty(), "{error}");
+                assert_eq!(xhci.dcbaa.read64(8), 0, "{error}");
+                assert_eq!(
+                    platform.live(),
+                    live,
+                    "{error}: the device's memory went back"
+                );
+            }
+            assert_eq!(count_sent(&mut xhci, trb::DISABLE_SLOT), 2, "{error}");
+            assert!(xhci.failed.is_none());
+        }
     }
 }
