@@ -98,7 +98,7 @@ pub enum Arg {
     /// check refuses it, the files all read.
     DamagedRexoFsSiteDisk(&'static str),
     /// A `qemu-xhci` controller with a `usb-kbd` and QEMU's monitor on a socket: once
-    /// the serial shows the keyboard bound, these keys are typed on it (`sendkey`).
+    /// the serial shows the keyboard attached, these keys are typed on it (`sendkey`).
     UsbKeyboard(&'static [&'static str]),
     /// SIGKILL QEMU as soon as the serial shows `diskcheck: disk K: flushed` for every
     /// disk, before anything else can write the images: what the images then hold is

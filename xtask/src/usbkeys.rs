@@ -9,8 +9,12 @@ use std::time::Duration;
 
 use crate::Result;
 
-/// The serial line that says the USB keyboard is bound (`rexo-xhci`'s log).
-pub const BOUND: &str = "xhci: keyboard";
+/// The serial line that says the USB keyboard is attached: `rexo-xhci`'s `port N:
+/// keyboard VENDOR:PRODUCT` with the IDs of QEMU's `usb-kbd`, logged once its report
+/// endpoint is configured. The driver attaches it only after the connect debounce,
+/// 100 ms after its probe (the registry's `xhci: keyboard`): keys typed before its port
+/// reset would be lost, the reset emptying the `usb-kbd`'s queue.
+pub const BOUND: &str = ": keyboard 0627:0001";
 
 /// The gap between two keys: the keyboard's endpoint is polled every 8 ms, and each key
 /// is a press and a release report.

@@ -2,20 +2,24 @@
 //!
 //! The controller is taken from the firmware (USB Legacy Support capability), halted,
 //! reset and started with a command ring, one event ring segment on interrupter 0
-//! (polled: its interrupt stays off) and scratchpad buffers. Every root port with a
-//! device connected is reset and its device addressed; a device whose configuration has
+//! (polled: its interrupt stays off) and scratchpad buffers. A controller with a device
+//! connected to a root port at probe is one [`KeyboardDevice`], returned at once; its
+//! polls attach each such port once its connection has been stable for 100 ms (the
+//! connect debounce of USB 2.0 7.1.7.3, which thus holds up neither the probe nor the
+//! boot): the port is reset and its device addressed; a device whose configuration has
 //! a boot keyboard interface is configured (boot protocol, idle rate 0) and its
 //! interrupt IN endpoint keeps `REPORTS_IN_FLIGHT` Normal TRBs queued for 8-byte boot
-//! reports. All keyboards of a controller are one [`KeyboardDevice`]: reading it polls
-//! the event ring in DMA memory (no register access while nothing happens), turns new
-//! key presses into terminal bytes and queues the TRBs again (one doorbell per
-//! keyboard per poll). Hot-plugging is not followed: devices are found at probe, and a
-//! keyboard unplugged is given up.
+//! reports. Reading the keyboard device polls the event ring in DMA memory (no register
+//! access while nothing happens), turns new key presses into terminal bytes and queues
+//! the TRBs again (one doorbell per keyboard per poll); it types nothing when no device
+//! was a boot keyboard. Hot-plugging is not followed: devices are those connected at
+//! probe, and a keyboard unplugged is given up.
 #![cfg_attr(target_os = "none", no_std)]
 #![deny(unsafe_code)]
 
 extern crate alloc;
 
+mod debounce;
 mod hid;
 mod restarts;
 mod ring;
@@ -33,6 +37,7 @@ use rexo_api::{DeviceError, KeyboardDevice};
 use rexo_devio::{DeviceFunction, Dma, Found, Mmio, Platform, barrier, wait_until};
 use rexo_pci::{Address, Function};
 
+use crate::debounce::Connections;
 use crate::restarts::{Decision, Restarts};
 use crate::ring::{EventRing, InFlight, ProducerRing};
 use crate::spec::{Trb, cap, completion, endpoint, endpoint_state, ext, op, port, rt, trb};
@@ -92,7 +97,8 @@ pub fn matches(function: &Function) -> bool {
 }
 
 /// Starts the controller on `function`: one keyboard device for all the boot
-/// keyboards on its root ports, or none.
+/// keyboards on its root ports, attached by its polls once their connect debounce is
+/// over; none when no root port has a device connected.
 pub fn probe(mut function: DeviceFunction) -> Result<Vec<Found>, DeviceError> {
     function.enable()?;
     let bar = function.mmio(0)?;
@@ -105,20 +111,20 @@ pub fn probe(mut function: DeviceFunction) -> Result<Vec<Found>, DeviceError> {
         xhci.context_size,
         xhci.scratchpads
     );
+    // The connections seen now start their debounce; the polls attach the devices.
+    let now = xhci.platform.now_ns();
     for port in 1..=xhci.ports {
-        match xhci.attach(port) {
-            Ok(Some((vendor, product))) => {
-                log::info!("{address} xhci: port {port}: keyboard {vendor:04x}:{product:04x}")
-            }
-            Ok(None) => {}
-            Err(error) => log::warn!("{address} xhci: port {port}: {error}"),
+        let status = xhci.registers.portsc(port);
+        if status & port::CONNECTED != 0 {
+            xhci.registers
+                .set_portsc(port, status, port::CONNECT_CHANGE);
+            xhci.connections.seen(port, now);
         }
     }
-    if xhci.devices.iter().all(|d| d.keyboard.is_none()) {
+    if xhci.connections.is_empty() {
         // Dropping the controller halts it.
         return Ok(Vec::new());
     }
-    xhci.start_reports();
     Ok(vec![Found::Keyboard(Box::new(xhci))])
 }
 
@@ -248,6 +254,9 @@ struct Xhci {
     /// The controller lost events (a full event ring) since the report endpoints were
     /// last restarted: the next poll restarts them.
     events_lost: bool,
+    /// Root ports with a device connected at probe and not attached yet, until their
+    /// connect debounce is over ([`attach_debounced`](Self::attach_debounced)).
+    connections: Connections,
     /// Commands that timed out unfetched and were made No Ops
     /// ([`abort_command`](Self::abort_command)), by address, until their completion.
     skipped: Vec<u64>,
@@ -388,6 +397,7 @@ impl Xhci {
             strays: StrayEvents::default(),
             failed: None,
             events_lost: false,
+            connections: Connections::default(),
             skipped: Vec::new(),
         };
         let op = &xhci.registers.op;
@@ -754,6 +764,45 @@ impl Xhci {
     fn endpoint_state(&self, device: usize, dci: u8) -> u8 {
         let context = spec::context_offset(dci.into(), self.context_size);
         endpoint_state::of(self.devices[device].output.read32(context))
+    }
+
+    /// Attaches each root port whose connection has been stable for the connect debounce
+    /// ([`debounce`], USB 2.0 7.1.7.3: 100 ms from the connect seen to the port reset),
+    /// logging what it found, and queues the reports of the keyboards found. A port
+    /// whose connection changed meanwhile (PORTSC.CSC, cleared when the connection was
+    /// seen) waits the debounce again from now, or no more when nothing is connected
+    /// to it any more (no hot-plugging). Returns whether it looked at a port; an error
+    /// only when the controller failed.
+    fn attach_debounced(&mut self) -> Result<bool, DeviceError> {
+        let now = self.platform.now_ns();
+        let mut looked = false;
+        while let Some(port) = self.connections.take_due(now) {
+            looked = true;
+            let status = self.registers.portsc(port);
+            if status & port::CONNECT_CHANGE != 0 {
+                self.registers
+                    .set_portsc(port, status, port::CONNECT_CHANGE);
+                if status & port::CONNECTED != 0 {
+                    self.connections.seen(port, now);
+                }
+                continue;
+            }
+            let address = self.address;
+            match self.attach(port) {
+                Ok(Some((vendor, product))) => {
+                    log::info!("{address} xhci: port {port}: keyboard {vendor:04x}:{product:04x}")
+                }
+                Ok(None) => {}
+                Err(error) => log::warn!("{address} xhci: port {port}: {error}"),
+            }
+            if let Some(why) = self.failed {
+                return Err(DeviceError::Failed(why));
+            }
+        }
+        if looked {
+            self.start_reports();
+        }
+        Ok(looked)
     }
 
     /// Resets root port `port` if it needs it and gives its device a slot (Enable Slot);
@@ -1276,8 +1325,10 @@ impl Xhci {
     /// is returned); then, even with no events, restarts any keyboard report endpoint
     /// that halted and whose delay passed, and all of them after lost events (one that
     /// cannot be restarted gives its keyboard up;
-    /// [`restart_reports`](Self::restart_reports)); only when it handled no event and
-    /// restarted or gave up nothing, reads USBSTS, at most once per [`HEALTH_CHECK_NS`].
+    /// [`restart_reports`](Self::restart_reports)), and attaches the ports whose connect
+    /// debounce is over ([`attach_debounced`](Self::attach_debounced)); only when it
+    /// handled no event and restarted, gave up or attached nothing, reads USBSTS, at
+    /// most once per [`HEALTH_CHECK_NS`].
     fn poll(&mut self) -> Result<(), DeviceError> {
         let mut handled = false;
         let mut result = Ok(());
@@ -1300,7 +1351,8 @@ impl Xhci {
         if self.events_lost || self.devices.iter().any(halted) {
             restarted = self.restart_reports()?;
         }
-        if handled || restarted {
+        let attached = !self.connections.is_empty() && self.attach_debounced()?;
+        if handled || restarted || attached {
             return Ok(());
         }
         let now = self.platform.now_ns();
@@ -1791,6 +1843,7 @@ mod tests {
             strays: StrayEvents::default(),
             failed: None,
             events_lost: false,
+            connections: Connections::default(),
             skipped: Vec::new(),
         };
         (xhci, platform)
@@ -3076,6 +3129,63 @@ mod tests {
             }
             assert_eq!(count_sent(&mut xhci, trb::DISABLE_SLOT), 2, "{error}");
             assert!(xhci.failed.is_none());
+        }
+    }
+
+    #[test]
+    fn a_port_is_reset_only_once_its_connection_was_stable_for_100_ms() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+        for bounce in [false, true] {
+            let (mut xhci, platform) = controller(1);
+            let ports = xhci.registers.ports.clone();
+            let device_side = ports.clone();
+            ports.write32(0, port::CONNECTED);
+            let events = platform.device_view(xhci.events.memory());
+            let commands = platform.device_view(xhci.commands.memory_mut());
+            let ring = xhci.commands.address_of(0);
+            let resets = Arc::new(AtomicUsize::new(0));
+            let seen_by_hook = resets.clone();
+            // Port 1 (PORTSC at 0) needs a reset, which ends at once; PORTSC.CSC is
+            // write-1-to-clear (a write of it leaves the port connected); Enable Slot
+            // answers slot 0, refused, which ends the attach.
+            platform.on_clock_reading(move || {
+                let status = ports.read32(0);
+                if status & port::RESET != 0 {
+                    seen_by_hook.fetch_add(1, Relaxed);
+                    ports.write32(0, port::CONNECTED | port::ENABLED | port::RESET_CHANGE);
+                } else if status & (port::CONNECT_CHANGE | port::CONNECTED) == port::CONNECT_CHANGE
+                {
+                    ports.write32(0, port::CONNECTED);
+                }
+                if commands.read32(12) & trb::CYCLE != 0 && events.read32(12) == 0 {
+                    post_from_device(&events, 0, command_event(ring, completion::SUCCESS));
+                }
+            });
+            let since = platform.now_ns();
+            xhci.connections.seen(1, since);
+            let mut poll_at = |ms: u64| {
+                let now = platform.now_ns();
+                platform.advance_clock((since + ms * 1_000_000).saturating_sub(now));
+                assert_eq!(xhci.read_byte(), Ok(None));
+                resets.load(Relaxed)
+            };
+            assert_eq!(poll_at(0), 0);
+            if bounce {
+                // The device bounced at 50 ms: its debounce starts again when the poll
+                // after 100 ms sees it.
+                poll_at(50);
+                device_side.write32(0, port::CONNECTED | port::CONNECT_CHANGE);
+                assert_eq!(poll_at(99), 0);
+                assert_eq!(poll_at(101), 0, "the connection changed");
+                assert_eq!(poll_at(200), 0);
+                assert_eq!(poll_at(202), 1);
+            } else {
+                assert_eq!(poll_at(50), 0);
+                assert_eq!(poll_at(99), 0);
+                assert_eq!(poll_at(100), 1);
+            }
+            assert!(xhci.connections.is_empty());
         }
     }
 }

@@ -76,6 +76,8 @@ pub mod port {
     pub const SPEED_SHIFT: u32 = 10;
     /// The speed field's mask after shifting.
     pub const SPEED_MASK: u32 = 0xF;
+    /// CSC: the connect status changed (write 1 to clear).
+    pub const CONNECT_CHANGE: u32 = 1 << 17;
     /// PRC: the reset finished (write 1 to clear).
     pub const RESET_CHANGE: u32 = 1 << 21;
     /// The read-write bits a write must carry back unchanged: PP, PIC, WCE/WDE/WOE
