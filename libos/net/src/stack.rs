@@ -1444,18 +1444,29 @@ impl Stack {
 
     /// Opens a connection to `remote` from a free local port; it can be read and
     /// written once the handshake is done ([`is_established`](Self::is_established)),
-    /// and reads [`NetError::Closed`] if the peer refuses it.
+    /// and reads [`NetError::Closed`] if the peer refuses it. [`NetError::Unreachable`]
+    /// at once, sending nothing, for an address no connection can reach: one
+    /// [`send_to`](Self::send_to) refuses (its own address, 0/8, 127/8, 240/4, its
+    /// network's own address, off its network with no router) and a broadcast (limited
+    /// or its network's) or multicast address (RFC 1122 4.2.3.10: TCP MUST reject an
+    /// OPEN to one as an error).
     pub fn connect(
         &mut self,
         remote: Endpoint,
         options: TcpOptions,
     ) -> Result<Connection, NetError> {
-        if self.address().is_none() {
+        let Some(local) = self.address() else {
             return Err(NetError::NoAddress);
-        }
+        };
         if remote.port == 0 {
             return Err(NetError::PortZero);
         }
+        let to = remote.address;
+        let network_broadcast = Ipv4Cidr::new(local.0, local.1).broadcast();
+        if to.is_broadcast() || to.is_multicast() || network_broadcast == Some(to) {
+            return Err(NetError::Unreachable);
+        }
+        self.check_destination(local, to)?;
         let port = self.ephemeral_port(remote)?;
         let mut socket = new_tcp_socket(&options);
         socket

@@ -3718,6 +3718,56 @@ fn datagrams_and_pings_the_stack_cannot_deliver_are_refused_unsent() {
     assert!(is_arp_request(&sent[0], Some(B)), "{sent:x?}");
 }
 
+/// A connection to an address no connection can reach is refused at once as
+/// `Unreachable`, with no socket taken and nothing sent: the stack's own address, an
+/// address no host has (0/8, 127/8, 240/4), its network's own address, off its network
+/// with no router, and a broadcast (limited or the network's) or multicast address (RFC
+/// 1122 4.2.3.10). The stack still connects to B. Before, smoltcp refused only
+/// 0.0.0.0: each other was taken, its SYN held for an ARP answer or a route that never
+/// came, or sent to a group address no host answers, until the connection timed out.
+#[test]
+fn connections_the_stack_cannot_open_are_refused_at_once_unsent() {
+    let mut net = Net::new(256, 0);
+    let held = net.a.sockets_in_use();
+    for to in [
+        A,
+        Ipv4Addr::UNSPECIFIED,
+        Ipv4Addr::new(0, 0, 0, 7),
+        Ipv4Addr::LOCALHOST,
+        Ipv4Addr::new(127, 255, 255, 254),
+        Ipv4Addr::new(240, 0, 0, 1),
+        Ipv4Addr::new(10, 0, 0, 0),
+        Ipv4Addr::new(10, 0, 0, 255),
+        Ipv4Addr::BROADCAST,
+        Ipv4Addr::new(224, 0, 0, 9),
+        Ipv4Addr::new(239, 1, 2, 3),
+        Ipv4Addr::new(192, 168, 1, 1),
+    ] {
+        let remote = Endpoint {
+            address: to,
+            port: 7,
+        };
+        assert_eq!(
+            net.a.connect(remote, TcpOptions::default()).err(),
+            Some(NetError::Unreachable),
+            "{to}"
+        );
+    }
+    assert_eq!(net.a.sockets_in_use(), held, "no socket taken");
+    assert!(sent_by_a(&mut net).is_empty(), "nothing sent");
+    let listener = net.b.listen(7, 4, TcpOptions::default()).unwrap();
+    let to_b = Endpoint {
+        address: B,
+        port: 7,
+    };
+    let client = net.a.connect(to_b, TcpOptions::default()).unwrap();
+    for _ in 0..20 {
+        net.step();
+    }
+    assert!(net.a.is_established(&client));
+    assert!(net.b.accept(&listener).is_some());
+}
+
 /// An address of the link nobody holds: no ARP answer ever comes for it.
 const SILENT: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 77);
 
