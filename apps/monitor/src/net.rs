@@ -314,17 +314,17 @@ pub fn ping(kernel: &Kernel, to: Host<'_>, count: u16, say: &dyn Fn(&str)) -> Re
         if let Err(error) = stack.ping_send(&socket, to, seq, PING_DATA) {
             say(&format!("seq {seq}: not sent: {error}\r\n"));
         } else {
-            let mut reply = None;
-            while reply.is_none() && kernel.now_ns() - sent < PING_TIMEOUT_NS {
+            let mut reply = Ok(None);
+            while reply == Ok(None) && kernel.now_ns() - sent < PING_TIMEOUT_NS {
                 stack
                     .poll(kernel.now_ns())
                     .map_err(|e| format!("nic {}: {e}", device.index))?;
                 reply = stack
                     .ping_recv(&socket, PING_DATA)
-                    .filter(|r| r.seq == seq && r.from == to);
+                    .map(|reply| reply.filter(|r| r.seq == seq && r.from == to));
             }
             match reply {
-                Some(reply) if !reply.intact => {
+                Ok(Some(reply)) if !reply.intact => {
                     corrupt += 1;
                     say(&format!(
                         "seq {seq}: corrupt reply from {}: its {} data bytes are not the {} sent\r\n",
@@ -333,7 +333,7 @@ pub fn ping(kernel: &Kernel, to: Host<'_>, count: u16, say: &dyn Fn(&str)) -> Re
                         PING_DATA.len()
                     ));
                 }
-                Some(reply) => {
+                Ok(Some(reply)) => {
                     let us = (kernel.now_ns() - sent) / 1000;
                     answered += 1;
                     times_us.push(us);
@@ -345,7 +345,10 @@ pub fn ping(kernel: &Kernel, to: Host<'_>, count: u16, say: &dyn Fn(&str)) -> Re
                         us % 1000
                     ));
                 }
-                None => say(&format!("seq {seq}: no answer within 1 s\r\n")),
+                Ok(None) => say(&format!("seq {seq}: no answer within 1 s\r\n")),
+                // The next hop answered no ARP: this request and those before it to the
+                // same next hop were dropped unsent.
+                Err(error) => say(&format!("seq {seq}: {error}\r\n")),
             }
         }
         // A second between requests, answering ARP meanwhile; none after the last.

@@ -131,7 +131,15 @@ fn ping_gateway(kernel: &Kernel, stack: &mut Stack) -> Result<(), NetError> {
         stack.ping_send(&ping, GATEWAY, seq, PING_DATA)?;
         while kernel.now_ns() - sent < PING_TIMEOUT_NS {
             stack.poll(kernel.now_ns())?;
-            if let Some(reply) = stack.ping_recv(&ping, PING_DATA)
+            let reply = match stack.ping_recv(&ping, PING_DATA) {
+                Ok(reply) => reply,
+                // The router answered no ARP: the request was dropped unsent.
+                Err(error) => {
+                    kernel.log(format_args!("netdemo: seq {seq}: {error}"));
+                    break;
+                }
+            };
+            if let Some(reply) = reply
                 && reply.seq == seq
             {
                 if !reply.intact {

@@ -68,6 +68,7 @@ pub mod dnsserver;
 mod ingress;
 mod lease;
 mod owntcp;
+mod ping;
 mod stack;
 mod tso;
 mod udp;

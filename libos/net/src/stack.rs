@@ -14,7 +14,7 @@ use rexo_api::{ApiError, DeviceError, Filter, Ipv4Config, Kernel, NetDevice, Rec
 use smoltcp::iface::{self, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{Checksum, ChecksumCapabilities};
 use smoltcp::phy::{DeviceCapabilities, Medium};
-use smoltcp::socket::{dhcpv4, icmp, tcp, udp};
+use smoltcp::socket::{dhcpv4, tcp, udp};
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{
     EthernetAddress, HardwareAddress, Icmpv4Packet, Icmpv4Repr, IpAddress, IpCidr, IpEndpoint,
@@ -26,6 +26,7 @@ use crate::device::{Backlog, Counters, LentFrame, NicTx, Staging};
 use crate::dns::{DnsPorts, DnsQuery, Resolver};
 use crate::lease::{DhcpClient, DhcpLease, LeaseShare};
 use crate::owntcp::{OwnCounters, OwnTcp};
+use crate::ping::PingSockets;
 use crate::tso::Tso;
 use crate::udp::UdpSockets;
 
@@ -196,6 +197,13 @@ pub enum NetError {
     /// [`NetError::NotResolved`] when the answer holds the question, else this too). A
     /// server that answers one is not asked again; the next is, at once.
     DnsServerError(u8),
+    /// A ping's next hop (the destination on the link, else the router) answered none
+    /// of the ARP requests of 3 s, or there was no route: the socket's requests to it
+    /// were dropped unsent ([`Stack::ping_recv`]).
+    NoArpAnswer {
+        /// The next hop given up on.
+        next_hop: Ipv4Addr,
+    },
     /// The DNS server's answer was cut short (TC: too long for a UDP datagram of the
     /// size the query advertised) and what it kept holds no IPv4 address for the name;
     /// the resolver does not ask again over TCP.
@@ -255,6 +263,10 @@ impl fmt::Display for NetError {
                 };
                 write!(f, "the DNS server answered {what} (code {rcode})")
             }
+            Self::NoArpAnswer { next_hop } => write!(
+                f,
+                "{next_hop} answered no ARP request within 3 s (no host there): not sent"
+            ),
             Self::DnsTruncated => f.write_str(
                 "the DNS answer was cut short (truncated) before any IPv4 address, \
                  and DNS over TCP is not supported",
@@ -285,16 +297,6 @@ impl From<udp::SendError> for NetError {
         match error {
             udp::SendError::BufferFull => Self::WouldBlock,
             udp::SendError::Unaddressable => Self::Unreachable,
-        }
-    }
-}
-
-/// A full send buffer would block; an unusable destination is unreachable.
-impl From<icmp::SendError> for NetError {
-    fn from(error: icmp::SendError) -> Self {
-        match error {
-            icmp::SendError::BufferFull => Self::WouldBlock,
-            icmp::SendError::Unaddressable => Self::Unreachable,
         }
     }
 }
@@ -407,8 +409,8 @@ pub struct UdpSocket(usize);
 /// the replies carrying it (a handle into its [`Stack`]).
 #[derive(Debug, PartialEq, Eq)]
 pub struct PingSocket {
-    /// The socket.
-    handle: SocketHandle,
+    /// The socket's index among the stack's (`ping.rs`).
+    index: usize,
     /// The echo identifier its requests carry.
     ident: u16,
 }
@@ -427,8 +429,6 @@ pub struct EchoReply {
     pub intact: bool,
 }
 
-/// Echo requests and replies a ping socket buffers each way.
-const PING_PACKETS: usize = 8;
 /// How long a handshake may stay unfinished before its socket may be recycled for a new
 /// SYN when the listener is full (SYN flood safety).
 pub const HALF_OPEN_GRACE_NS: u64 = 1_000_000_000;
@@ -503,6 +503,8 @@ pub struct Stack {
     listeners: Vec<ListenerState>,
     /// The UDP sockets, each with its queue of datagrams to send (`udp.rs`).
     udp: UdpSockets,
+    /// The ping sockets, each with its queue of requests to send (`ping.rs`).
+    pings: PingSockets,
     /// Connections closed or aborted by the app, removed once smoltcp is done with them.
     closing: Vec<SocketHandle>,
     /// The key of the hash that places each peer's outgoing connections in the range
@@ -666,6 +668,7 @@ impl Stack {
             resolver: Resolver::new(seed),
             listeners: Vec::new(),
             udp: UdpSockets::new(info.max_frame.saturating_sub(UDP_HEADERS)),
+            pings: PingSockets::new(),
             closing: Vec::new(),
             port_secret: mix(seed ^ PORT_SECRET_STIR),
             port_counter: 0,
@@ -1010,6 +1013,8 @@ impl Stack {
         let mut unresolved = 0;
         self.udp
             .give_up_unresolved(&mut self.sockets, now_ns, next_hop, &mut unresolved);
+        self.pings
+            .give_up_unresolved(&mut self.sockets, now_ns, next_hop);
         let mut tx = NicTx {
             nic: self.nic.as_mut(),
             queue: self.queue,
@@ -1019,6 +1024,7 @@ impl Stack {
         };
         for _ in 0..SEND_ROUNDS {
             self.udp.lend(&mut self.sockets, next_hop, &mut unresolved);
+            self.pings.lend(&mut self.sockets);
             if self.iface.poll_egress(now, &mut tx, &mut self.sockets) == iface::PollResult::None {
                 break;
             }
@@ -1026,6 +1032,7 @@ impl Stack {
         }
         let nic_had_room = self.backlog.is_empty();
         self.udp.note_waiting(&self.sockets, now_ns, nic_had_room);
+        self.pings.note_waiting(&self.sockets, now_ns, nic_had_room);
         self.counters.udp_unresolved_dropped += unresolved;
         self.poll_dhcp();
         self.refill_listeners(now_ns);
@@ -1569,26 +1576,18 @@ impl Stack {
         self.closing.len()
     }
 
-    /// Sockets the stack holds: listening, connecting, connected, closing, UDP and a
-    /// running DHCP client's (the resolver's, one per query under way, are not counted,
-    /// nor is a DHCP client resting out of the sockets after a refused lease).
+    /// Sockets the stack holds: listening, connecting, connected, closing, UDP, ping
+    /// and a running DHCP client's (the resolver's, one per query under way, are not
+    /// counted, nor is a DHCP client resting out of the sockets after a refused lease).
     pub fn sockets_in_use(&self) -> usize {
-        self.sockets.iter().count() - self.resolver.sockets()
+        // A ping socket is two of smoltcp's (`ping.rs`).
+        self.sockets.iter().count() - self.resolver.sockets() - self.pings.open_count()
     }
 
     /// Opens a ping socket whose requests carry the echo identifier `ident`.
     pub fn ping_open(&mut self, ident: u16) -> PingSocket {
-        let buffer = || {
-            icmp::PacketBuffer::new(
-                vec![icmp::PacketMetadata::EMPTY; PING_PACKETS],
-                vec![0u8; PING_PACKETS * (PING_MAX_DATA + 8)],
-            )
-        };
-        let mut socket = icmp::Socket::new(buffer(), buffer());
-        // Binding fails only for an unspecified endpoint; an identifier is specified.
-        let _ = socket.bind(icmp::Endpoint::Ident(ident));
         PingSocket {
-            handle: self.sockets.add(socket),
+            index: self.pings.open(&mut self.sockets, ident),
             ident,
         }
     }
@@ -1602,7 +1601,10 @@ impl Stack {
     /// [`send_to`](Self::send_to));
     /// [`NetError::RepliesToAnotherPair`] on a stack of one queue pair whose device puts
     /// `to`'s replies on another (never for a broadcast or multicast `to`, whose replies
-    /// come from other hosts).
+    /// come from other hosts); [`NetError::WouldBlock`] while the socket holds 8
+    /// requests unsent. Requests go in order, at the next [`poll`](Self::poll)s; one
+    /// whose next hop does not answer ARP is given up on after 3 s
+    /// ([`ping_recv`](Self::ping_recv) says so).
     pub fn ping_send(
         &mut self,
         socket: &PingSocket,
@@ -1626,46 +1628,48 @@ impl Stack {
             seq_no: seq,
             data,
         };
-        let icmp = self.sockets.get_mut::<icmp::Socket>(socket.handle);
-        let buffer = icmp.send(request.buffer_len(), IpAddress::Ipv4(to))?;
+        let mut message = vec![0u8; request.buffer_len()];
         request.emit(
-            &mut Icmpv4Packet::new_unchecked(buffer),
+            &mut Icmpv4Packet::new_unchecked(&mut message[..]),
             &ChecksumCapabilities::default(),
         );
-        Ok(())
+        self.pings.send(socket.index, to, message)
     }
 
     /// The next echo reply to `socket`'s requests, if one came, its data compared with
     /// `sent` (the data of the request the caller waits for, [`EchoReply::intact`]);
     /// anything else the socket received (a malformed packet, another ICMP message) is
-    /// skipped.
-    pub fn ping_recv(&mut self, socket: &PingSocket, sent: &[u8]) -> Option<EchoReply> {
-        let icmp = self.sockets.get_mut::<icmp::Socket>(socket.handle);
-        while let Ok((packet, IpAddress::Ipv4(from))) = icmp.recv() {
-            let Ok(packet) = Icmpv4Packet::new_checked(packet) else {
-                continue;
-            };
-            if let Ok(Icmpv4Repr::EchoReply {
-                ident,
-                seq_no,
-                data,
-            }) = Icmpv4Repr::parse(&packet, &ChecksumCapabilities::default())
-                && ident == socket.ident
-            {
-                return Some(EchoReply {
-                    from,
-                    seq: seq_no,
-                    len: data.len(),
-                    intact: data == sent,
-                });
-            }
-        }
-        None
+    /// skipped. [`NetError::NoArpAnswer`] once when a request of the socket waited 3 s
+    /// for its next hop (the destination on the link, else the router), which answered
+    /// no ARP request meanwhile, or for a route: it was dropped unsent, with the
+    /// socket's other requests queued to that next hop, and its later requests go on.
+    pub fn ping_recv(
+        &mut self,
+        socket: &PingSocket,
+        sent: &[u8],
+    ) -> Result<Option<EchoReply>, NetError> {
+        self.pings
+            .recv(socket.index, &mut self.sockets, |packet, from| {
+                let packet = Icmpv4Packet::new_checked(packet).ok()?;
+                match Icmpv4Repr::parse(&packet, &ChecksumCapabilities::default()) {
+                    Ok(Icmpv4Repr::EchoReply {
+                        ident,
+                        seq_no,
+                        data,
+                    }) if ident == socket.ident => Some(EchoReply {
+                        from,
+                        seq: seq_no,
+                        len: data.len(),
+                        intact: data == sent,
+                    }),
+                    _ => None,
+                }
+            })
     }
 
-    /// Closes a ping socket.
+    /// Closes a ping socket, dropping the requests it holds unsent.
     pub fn ping_close(&mut self, socket: PingSocket) {
-        self.sockets.remove(socket.handle);
+        self.pings.close(socket.index, &mut self.sockets);
     }
 
     /// Binds a UDP socket to `port` with `options`' buffers ([`NetError::PortInUse`]

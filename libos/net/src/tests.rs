@@ -780,7 +780,10 @@ fn a_ping_socket_gets_the_replies_to_its_requests() {
         // The first request waits for ARP.
         for _ in 0..20 {
             net.step();
-            reply = net.b.ping_recv(&ping, &data[..usize::from(seq) * 500]);
+            reply = net
+                .b
+                .ping_recv(&ping, &data[..usize::from(seq) * 500])
+                .unwrap();
             if reply.is_some() {
                 break;
             }
@@ -823,7 +826,7 @@ fn a_ping_carries_as_much_data_as_one_frame_holds_and_no_more() {
         net.b.ping_send(&ping, A, 1, &data[..most]).unwrap();
         let reply = (0..20).find_map(|_| {
             net.step();
-            net.b.ping_recv(&ping, &data[..most])
+            net.b.ping_recv(&ping, &data[..most]).unwrap()
         });
         let answer = EchoReply {
             from: A,
@@ -855,7 +858,7 @@ fn a_ping_socket_skips_replies_with_another_identifier_and_broken_ones() {
     for (what, frame) in skipped {
         net.wire.deliver_to_a(frame);
         net.a.poll(net.now_ns).unwrap();
-        assert_eq!(net.a.ping_recv(&ping, b"data"), None, "{what}");
+        assert_eq!(net.a.ping_recv(&ping, b"data"), Ok(None), "{what}");
     }
     net.a.ping_close(ping);
 }
@@ -877,7 +880,7 @@ fn a_ping_reply_with_other_data_is_corrupt() {
         let id = [0x42, 0x42, 0, seq.to_be_bytes()[1]];
         net.wire.deliver_to_a(icmp_from_b_to_a(&net, 0, id, data));
         net.a.poll(net.now_ns).unwrap();
-        let reply = net.a.ping_recv(&ping, sent);
+        let reply = net.a.ping_recv(&ping, sent).unwrap();
         assert_eq!(
             reply,
             Some(EchoReply {
@@ -2887,7 +2890,7 @@ fn a_stack_of_one_steered_pair_refuses_pings_and_queries_answered_on_another() {
     let mut replies = None;
     for _ in 0..20 {
         net.step();
-        replies = replies.or(net.a.ping_recv(&ping, b"rexo"));
+        replies = replies.or(net.a.ping_recv(&ping, b"rexo").unwrap());
     }
     assert!(replies.is_some_and(|reply| reply.intact));
     let mut net = steered_net(1 - home);
@@ -3833,6 +3836,55 @@ fn a_datagram_to_a_silent_neighbour_does_not_stop_the_socket() {
     echoing_steps(&mut net, &server, 5);
     let again = net.b.recv_from(&client, &mut buffer);
     assert_eq!(again.map(|(len, _)| &buffer[..len]), Some(&b"again"[..]));
+}
+
+/// A ping to a silent address of the link (it answers no ARP) is given up 3 s after its
+/// first try, three ARP requests: the socket's next receive says so once, naming it
+/// (`NoArpAnswer`), a reply from B it received before is still read, the request queued
+/// to the same address behind it is dropped and one to B behind them goes at once, and
+/// the socket pings B again after. Before, smoltcp held the first request at the head
+/// of the socket for good, asking ARP each second, and no later request of it went out.
+#[test]
+fn a_ping_to_a_silent_neighbour_is_given_up_after_3_s_and_the_socket_pings_on() {
+    let mut net = Net::new(256, 0);
+    let ping = net.a.ping_open(7);
+    net.a.ping_send(&ping, B, 0, b"b").unwrap();
+    for _ in 0..20 {
+        net.step();
+    }
+    // Past smoltcp's second between the stack's ARP requests (B's was one).
+    net.now_ns += 1_000_000_000;
+    net.a.ping_send(&ping, SILENT, 1, b"x").unwrap();
+    net.a.ping_send(&ping, SILENT, 2, b"x").unwrap();
+    net.a.ping_send(&ping, B, 3, b"b").unwrap();
+    for _ in 0..350 {
+        net.step();
+        net.now_ns += 10_000_000;
+    }
+    let next = |net: &mut Net| {
+        let reply = net.a.ping_recv(&ping, b"b");
+        reply.map(|reply| reply.map(|reply| (reply.from, reply.seq, reply.intact)))
+    };
+    assert_eq!(
+        next(&mut net),
+        Err(NetError::NoArpAnswer { next_hop: SILENT })
+    );
+    assert_eq!(next(&mut net), Ok(Some((B, 0, true))));
+    assert_eq!(next(&mut net), Ok(Some((B, 3, true))));
+    assert_eq!(
+        next(&mut net),
+        Ok(None),
+        "told once, the second request dropped"
+    );
+    let asked = net.seen.iter();
+    let asked = asked.filter(|f| is_arp_request(f, Some(SILENT))).count();
+    assert_eq!(asked, 3, "ARP requests for the silent address");
+    net.a.ping_send(&ping, B, 4, b"b").unwrap();
+    let answer = (0..20).find_map(|_| {
+        net.step();
+        next(&mut net).unwrap()
+    });
+    assert_eq!(answer, Some((B, 4, true)));
 }
 
 /// While a server's answer waits for a silent neighbour, a connection the server's
