@@ -298,8 +298,9 @@ const NETDEMO: Case = Case {
     checks: &[
         Check::Has("by DHCP in"),
         Check::Has("bytes from 10.0.2.2"),
-        // Its closing counters name the leases lost (none: QEMU's lease lasts a day).
-        Check::Has(", 0 DHCP leases lost"),
+        // Its closing counters name the leases lost and refused (none: QEMU's lease lasts
+        // a day, and its address and router are good).
+        Check::Has(", 0 DHCP leases lost, 0 refused"),
         Check::Has("netdemo: done"),
         Check::Lacks("FAILED"),
     ],
@@ -2133,7 +2134,7 @@ const HTTPD: Case = Case {
     checks: &[
         Check::Has("httpd: serving http://10.0.2.15:80/"),
         Check::Has(" with rexo-tcp, test hook"),
-        Check::Has(", 0 DHCP leases lost"),
+        Check::Has(", 0 DHCP leases lost, 0 refused"),
         Check::Has("httpd: done"),
         Check::Lacks("FAILED"),
         Check::Lacks("panicked"),
@@ -2196,7 +2197,7 @@ const KV: Case = Case {
     checks: &[
         Check::Has("kv: serving memcached on"),
         Check::Has("kv: shutdown after"),
-        Check::Has(", 0 DHCP leases lost"),
+        Check::Has(", 0 DHCP leases lost, 0 refused"),
         Check::Lacks("FAILED"),
         Check::Lacks("panicked"),
     ],

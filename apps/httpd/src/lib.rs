@@ -435,7 +435,7 @@ fn log_stack(kernel: &Kernel, core: usize, serving: usize, stack: &mut Stack) {
         s.half_open_evicted + s.half_open_expired
     });
     kernel.log(format_args!(
-        "{who} NIC: received {} frames ({} bytes), sent {} frames ({} bytes), {} replies copied ({} bytes), {} dropped, {} DHCP leases lost; {stale} stale handshakes dropped",
+        "{who} NIC: received {} frames ({} bytes), sent {} frames ({} bytes), {} replies copied ({} bytes), {} dropped, {} DHCP leases lost, {} refused; {stale} stale handshakes dropped",
         n.rx_frames,
         n.rx_bytes,
         n.tx_frames,
@@ -444,6 +444,7 @@ fn log_stack(kernel: &Kernel, core: usize, serving: usize, stack: &mut Stack) {
         n.reply_bytes_copied,
         n.tx_dropped,
         n.dhcp_leases_lost,
+        n.dhcp_leases_refused,
     ));
     if let Some(s) = own {
         let o = stack.own_counters();

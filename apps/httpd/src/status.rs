@@ -217,6 +217,11 @@ fn write_page(page: &mut String, s: &Snapshot<'_>) -> core::fmt::Result {
         "DHCP leases lost",
         format_args!("{}", n.dhcp_leases_lost),
     )?;
+    row(
+        page,
+        "DHCP leases refused",
+        format_args!("{}", n.dhcp_leases_refused),
+    )?;
     page.push_str("</table>\n");
     if let Some(sharing) = &s.sharing {
         page.push_str("<h2>Packet filters</h2>\n<table>\n");
@@ -278,6 +283,7 @@ mod tests {
             address: Some((rexo_net::Ipv4Addr::new(10, 0, 2, 15), 24)),
             net: rexo_net::Counters {
                 dhcp_leases_lost: 2,
+                dhcp_leases_refused: 5,
                 ..rexo_net::Counters::default()
             },
             open: 3,
@@ -297,6 +303,7 @@ mod tests {
             "<tr><th>open</th><td>3</td></tr>",
             "<tr><th>accepted</th><td>7</td></tr>",
             "<tr><th>DHCP leases lost</th><td>2</td></tr>",
+            "<tr><th>DHCP leases refused</th><td>5</td></tr>",
         ] {
             assert!(page.contains(expected), "{expected} missing from\n{page}");
         }
