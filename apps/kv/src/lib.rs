@@ -170,27 +170,46 @@ fn failed(kernel: &Kernel, error: NetError) -> ApiError {
     }
 }
 
-/// Where the cache's clock stood at boot: the Unix time then (memcached's absolute
-/// exptimes, above 30 days, are Unix times), or [`CLOCK_START_S`] on a machine without a
-/// wall clock, where absolute exptimes count from boot (said in the log).
-fn clock_at_boot_s(kernel: &Kernel) -> u64 {
-    match kernel.unix_time_s() {
-        Ok(now) => {
-            let since_boot_s = kernel.now_ns() / 1_000_000_000;
-            now.saturating_sub(since_boot_s).max(CLOCK_START_S)
-        }
-        Err(error) => {
-            kernel.log(format_args!(
-                "kv: {error}: absolute exptimes count from boot"
-            ));
-            CLOCK_START_S
-        }
-    }
+/// The cache's clock, in seconds: memcached's `time` (protocol.txt: "current UNIX time
+/// according to the server"), from which `uptime` ("number of secs since the server
+/// started") and exptimes count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Clock {
+    /// The kernel's wall clock, read at each tick: its Unix time (memcached's absolute
+    /// exptimes, above 30 days, are Unix times), at least [`CLOCK_START_S`]. The kernel
+    /// keeps the first reading that succeeded and counts on from it, so every later call
+    /// answers too, a second that never goes back and turns when the Unix second does.
+    Wall,
+    /// [`CLOCK_START_S`] plus the whole seconds since boot, on a machine without a wall
+    /// clock (absolute exptimes then count from boot, said in the log).
+    FromBoot,
 }
 
-/// The cache's clock in seconds: [`clock_at_boot_s`] (`at_boot_s`) plus the time since.
-fn clock_s(kernel: &Kernel, at_boot_s: u64) -> u64 {
-    at_boot_s + kernel.now_ns() / 1_000_000_000
+impl Clock {
+    /// The wall clock if the kernel's first answer (`unix_time_s`) is a time, else the
+    /// boot's.
+    fn new(unix_time_s: Result<u64, ApiError>) -> Self {
+        match unix_time_s {
+            Ok(_) => Self::Wall,
+            Err(_) => Self::FromBoot,
+        }
+    }
+
+    /// The clock at `now_ns` after boot, the kernel's Unix time then being what
+    /// `unix_time_s` answers (asked for the wall clock only, which answers every call
+    /// once it answered one; the boot's seconds would stand in for a failure).
+    fn now_s(self, now_ns: u64, unix_time_s: impl FnOnce() -> Result<u64, ApiError>) -> u64 {
+        let from_boot = CLOCK_START_S + now_ns / 1_000_000_000;
+        match self {
+            Self::Wall => unix_time_s().map_or(from_boot, |unix| unix.max(CLOCK_START_S)),
+            Self::FromBoot => from_boot,
+        }
+    }
+
+    /// The clock now, by `kernel`'s clocks.
+    fn read(self, kernel: &Kernel) -> u64 {
+        self.now_s(kernel.now_ns(), || kernel.unix_time_s())
+    }
 }
 
 /// The most shards per serving core: with several times more shards than cores, two
@@ -237,10 +256,16 @@ fn serve_until_shutdown(kernel: &Kernel, settings: Settings) -> Result<(), ApiEr
     };
     let max_item = config.max_value + rexo_memcache::ITEM_OVERHEAD + rexo_memcache::MAX_KEY;
     let shards = shard_count(settings.cache_bytes, serving, max_item);
-    let clock_at_boot_s = clock_at_boot_s(kernel);
+    let unix_time_s = kernel.unix_time_s();
+    if let Err(error) = unix_time_s {
+        kernel.log(format_args!(
+            "kv: {error}: absolute exptimes count from boot"
+        ));
+    }
+    let clock = Clock::new(unix_time_s);
     let shared = Shared::new(
-        clock_at_boot_s,
-        Shards::new(config, shards, clock_s(kernel, clock_at_boot_s)),
+        clock,
+        Shards::new(config, shards, clock.read(kernel)),
         serving,
         (settings.buffer_bytes / serving).max(max_request_len(CacheConfig::default().max_value)),
         settings.idle_timeout_s,
@@ -263,7 +288,7 @@ fn serve_until_shutdown(kernel: &Kernel, settings: Settings) -> Result<(), ApiEr
     if let Some(error) = *shared.failure.lock() {
         return Err(failed(kernel, error));
     }
-    let stats = (&shared.store).stats(clock_s(kernel, shared.clock_at_boot_s));
+    let stats = (&shared.store).stats(shared.clock.read(kernel));
     kernel.log(format_args!(
         "kv: shutdown after {} connections: {} gets ({} hits), {} sets, {} items ({} bytes), {} evictions; UDP: {} datagrams answered, {} dropped",
         shared.total_connections.load(Ordering::Relaxed),
@@ -294,8 +319,8 @@ fn serve_until_shutdown(kernel: &Kernel, settings: Settings) -> Result<(), ApiEr
 
 /// What the serving cores share.
 struct Shared {
-    /// The cache's clock at boot ([`clock_at_boot_s`]).
-    clock_at_boot_s: u64,
+    /// The cache's clock.
+    clock: Clock,
     /// The cache, cut by key hash (one shard when one core serves).
     store: Shards,
     /// How many cores serve (memcached's `threads`).
@@ -323,14 +348,14 @@ struct Shared {
 impl Shared {
     /// What `serving` cores share over `store`, before anything was served.
     fn new(
-        clock_at_boot_s: u64,
+        clock: Clock,
         store: Shards,
         serving: usize,
         buffer_bytes: usize,
         idle_timeout_s: u64,
     ) -> Self {
         Self {
-            clock_at_boot_s,
+            clock,
             store,
             serving,
             buffer_bytes,
@@ -459,7 +484,7 @@ impl<'a> Server<'a> {
         let shared = self.shared;
         while !shared.stop.load(Ordering::Relaxed) {
             let mut busy = stack.poll(kernel.now_ns())?;
-            let now = clock_s(kernel, shared.clock_at_boot_s);
+            let now = shared.clock.read(kernel);
             busy |= self.accept_clients(stack, &listener, now);
             let info = shared.info();
             match self.step_clients(stack, now, &info) {

@@ -811,7 +811,7 @@ fn idle_connections_are_closed_after_the_timeout() {
 fn a_udp_flood_is_answered_a_socket_buffer_at_a_time() {
     let (wire, mut server, mut client, _listener) = listening(4);
     let store = Shards::new(CacheConfig::default(), 1, CLOCK_START_S);
-    let shared = Shared::new(CLOCK_START_S, store, 1, 1 << 20, 0);
+    let shared = Shared::new(Clock::FromBoot, store, 1, 1 << 20, 0);
     let mut kv = Server::new(&shared);
     let udp = server
         .udp_bind(
@@ -943,7 +943,7 @@ fn the_lead_follows_its_client_when_another_ends() {
     let data = [b'v'; 1000];
     for leader_ends in [false, true] {
         let store = Shards::new(CacheConfig::default(), 1, CLOCK_START_S);
-        let shared = Shared::new(CLOCK_START_S, store, 1, 10, 0);
+        let shared = Shared::new(Clock::FromBoot, store, 1, 10, 0);
         let mut kv = Server::new(&shared);
         let (wire, mut server, mut client, [first, second], mut now_ns) = two_clients(&mut kv);
         let info = ServerInfo::default();
@@ -1051,7 +1051,7 @@ fn connections_of_peers_that_never_read_hold_a_bounded_number_of_sockets() {
     };
     let listener = server.listen(PORT, BACKLOG, kv_options).unwrap();
     let store = Shards::new(CacheConfig::default(), 1, CLOCK_START_S);
-    let shared = Shared::new(CLOCK_START_S, store, 1, 1 << 20, IDLE_TIMEOUT_S);
+    let shared = Shared::new(Clock::FromBoot, store, 1, 1 << 20, IDLE_TIMEOUT_S);
     let mut kv = Server::new(&shared);
     let info = ServerInfo::default();
     let mut now_ns = 0;
@@ -1163,4 +1163,38 @@ fn a_shutdown_behind_answers_never_taken_stops_the_app_at_the_timeout() {
         t.step(START_S + IDLE_TIMEOUT_S + 1, usize::MAX, true),
         Progress::Shutdown
     );
+}
+
+/// kv's clock is the kernel's Unix time at every moment (memcached's `time`, "current
+/// UNIX time according to the server"), so `stats` gives that `time` and an `uptime`
+/// that turn together when the Unix second turns, never back nor a second early or late:
+/// here a wall clock whose seconds turn 0.1 s into each of the boot clock's, read every
+/// 10 ms for 5 s. Before, the clock was the Unix time at the start less the boot clock's
+/// whole seconds then, plus its whole seconds since: it turned with the boot clock's
+/// seconds, a second ahead of the Unix time for 0.9 s of each. Without a wall clock it
+/// counts from boot.
+#[test]
+fn the_cache_clock_is_the_kernels_unix_time_at_every_moment() {
+    let boot_unix_ns: u64 = 1_700_000_000_900_000_000;
+    let unix_time_s = |now_ns: u64| Ok((boot_unix_ns + now_ns) / 1_000_000_000);
+    let started_ns = 500_000_000;
+    let clock = Clock::new(unix_time_s(started_ns));
+    let cache = Cache::new(
+        CacheConfig::default(),
+        clock.now_s(started_ns, || unix_time_s(started_ns)),
+    );
+    let started = unix_time_s(started_ns).unwrap();
+    for now_ns in (started_ns..started_ns + 5_000_000_000).step_by(10_000_000) {
+        let stats = cache.stats(clock.now_s(now_ns, || unix_time_s(now_ns)));
+        let unix = unix_time_s(now_ns).unwrap();
+        assert_eq!(
+            (stats.time, stats.uptime),
+            (unix, unix - started),
+            "at {now_ns} ns"
+        );
+    }
+    let clock = Clock::new(Err(ApiError::NoWallClock));
+    assert_eq!(clock, Clock::FromBoot);
+    let no_wall_clock = || panic!("the wall clock is not asked");
+    assert_eq!(clock.now_s(2_500_000_000, no_wall_clock), CLOCK_START_S + 2);
 }
