@@ -205,11 +205,13 @@ fn run(kernel: &Kernel, shutdown_hook: bool, tcp: Tcp) -> Result<(), ApiError> {
     let serving = stacks.len();
     let started = kernel.now_ns();
     // Answers carry a `Date` field from the wall clock; without one, none (RFC 9110).
-    // Each core reads the clock itself as it starts serving: the kernel keeps a reading
-    // that succeeded, and answers a failed one's error for a minute before it reads the
-    // clock again, so the cores find what this call finds unless they start a minute later.
+    // Each core reads the clock itself as it starts serving and, while it gave no time,
+    // once a second after ([`DateClock`]): the kernel keeps a reading that succeeded, and
+    // answers a failed one's error for a minute before it reads the clock again.
     if let Err(error) = kernel.unix_time_s() {
-        kernel.log(format_args!("httpd: {error}: answers carry no Date"));
+        kernel.log(format_args!(
+            "httpd: {error}: answers carry no Date until the clock answers"
+        ));
     }
     let (disk_files, notes) = site::from_disk(kernel);
     for note in notes {
@@ -401,7 +403,7 @@ fn serve_core(kernel: &Kernel, core: usize, mut net: Transport, shared: &Shared)
         book: &shared.books[core],
         shutdown_asked_ns: None,
         connections: Connections::new(shared.places),
-        date: kernel.unix_time_s().ok().map(DateField::new),
+        date: DateClock::new(kernel.now_ns(), || kernel.unix_time_s()),
     };
     let result = server
         .serve(&mut net, can_sleep)
@@ -476,8 +478,56 @@ struct Server<'a> {
     /// The open connections.
     connections: Connections,
     /// The `Date` field of this second's answers (formatted once per second on each
-    /// core); `None` without a wall clock.
-    date: Option<DateField>,
+    /// core), none while the wall clock gives no time.
+    date: DateClock,
+}
+
+/// The `Date` field of one core's answers of this second, from the kernel's wall clock
+/// (RFC 9110 6.6.1: an origin server with a clock MUST send `Date`). While the clock
+/// gives no time it is asked again once a second of the boot clock (the kernel reads
+/// the CMOS clock again at most once a minute after a failed reading, answering the
+/// calls between at once), so answers carry `Date` from the second it first answers.
+struct DateClock {
+    /// The field, once the clock gave a time.
+    field: Option<DateField>,
+    /// The boot clock's second in which the clock was last asked while it gave no time.
+    asked_s: u64,
+}
+
+impl DateClock {
+    /// The field at `now_ns` after boot, if `unix_time_s` (the wall clock) gives a time.
+    fn new(now_ns: u64, unix_time_s: impl FnOnce() -> Result<u64, ApiError>) -> Self {
+        Self {
+            field: unix_time_s().ok().map(DateField::new),
+            asked_s: now_ns / 1_000_000_000,
+        }
+    }
+
+    /// Moves the field on to the time `unix_time_s` gives at `now_ns` after boot; without
+    /// a field, asks for one only in a boot-clock second it has not asked in. Whether the
+    /// clock gave its first time now.
+    fn tick(&mut self, now_ns: u64, unix_time_s: impl FnOnce() -> Result<u64, ApiError>) -> bool {
+        let second = now_ns / 1_000_000_000;
+        match &mut self.field {
+            Some(field) => {
+                if let Ok(now_s) = unix_time_s() {
+                    field.set(now_s);
+                }
+                false
+            }
+            None if second == self.asked_s => false,
+            None => {
+                self.asked_s = second;
+                self.field = unix_time_s().ok().map(DateField::new);
+                self.field.is_some()
+            }
+        }
+    }
+
+    /// The field of this second's answers; `None` while the clock gave no time.
+    fn field(&self) -> Option<&DateField> {
+        self.field.as_ref()
+    }
 }
 
 impl Server<'_> {
@@ -515,8 +565,12 @@ impl Server<'_> {
         *self.book.net.lock() = tcp.stack.counters();
         let open = self.connections.clients().len();
         self.book.open.store(open, Ordering::Relaxed);
-        if let (Some(date), Ok(now_s)) = (&mut self.date, self.kernel.unix_time_s()) {
-            date.set(now_s);
+        let kernel = self.kernel;
+        if self.date.tick(now_ns, || kernel.unix_time_s()) {
+            kernel.log(format_args!(
+                "httpd: core {}: the wall clock answered: answers carry Date from now",
+                kernel.core_index()
+            ));
         }
         let Server {
             kernel,
@@ -546,7 +600,7 @@ impl Server<'_> {
             _ => Page::Unhandled,
         };
         let site = &shared.site;
-        connections.step(tcp, site, &mut pages, date.as_ref(), &book.counters, now_ns)
+        connections.step(tcp, site, &mut pages, date.field(), &book.counters, now_ns)
     }
 
     /// Closes every connection and lets the FINs go out.

@@ -16,7 +16,8 @@ use crate::client::{Client, IDLE_TIMEOUT_NS, REQUEST_DEADLINE_NS, request_overdu
 use crate::connections::Connections;
 use crate::status::Counters;
 use crate::transport::{Tcp, Transport};
-use crate::{HTTP_PORT, Places, SHUTDOWN_GRACE_NS, TCP_OPTIONS};
+use crate::{DateClock, HTTP_PORT, Places, SHUTDOWN_GRACE_NS, TCP_OPTIONS};
+use rexo_api::ApiError;
 
 /// The server's address.
 const SERVER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
@@ -754,4 +755,29 @@ fn the_isn_key_is_two_kernel_random_numbers_and_only_without_them_the_clock_and_
     assert_eq!(why, Some(rexo_api::ApiError::NoRandom));
     let expected = 1_000_u64.rotate_left(17) ^ u64::from_le_bytes([2, 0, 0, 0, 0, 1, 0x5e, 0xed]);
     assert_eq!(fallback, u128::from(expected));
+}
+
+/// A core whose wall clock gave no time when it started serving asks again once a second
+/// and dates its answers from the second the clock answers (RFC 9110 6.6.1: an origin
+/// server with a clock MUST send `Date`), then moves the field on with it. Before, a core
+/// that found no clock at its start never asked again: its answers carried no `Date`
+/// for good, though the kernel reads the clock again a minute after a failed reading.
+#[test]
+fn answers_carry_date_from_the_second_the_wall_clock_first_answers() {
+    let shown = |clock: &DateClock| {
+        let line = clock.field().map(|field| field.line().bytes().to_vec());
+        line.map(|line| String::from_utf8(line).unwrap())
+    };
+    let mut clock = DateClock::new(300_000_000, || Err(ApiError::NoWallClock));
+    assert_eq!(shown(&clock), None);
+    let not_again = || panic!("asked twice in one second");
+    assert!(!clock.tick(900_000_000, not_again));
+    assert!(!clock.tick(1_000_000_000, || Err(ApiError::NoWallClock)));
+    assert_eq!(shown(&clock), None);
+    assert!(clock.tick(61_000_000_000, || Ok(1_700_000_000)));
+    let date = "Date: Tue, 14 Nov 2023 22:13:20 GMT\r\n\r\n";
+    assert_eq!(shown(&clock).as_deref(), Some(date));
+    assert!(!clock.tick(62_000_000_000, || Ok(1_700_000_001)));
+    let date = "Date: Tue, 14 Nov 2023 22:13:21 GMT\r\n\r\n";
+    assert_eq!(shown(&clock).as_deref(), Some(date));
 }
