@@ -109,6 +109,12 @@ pub struct Counters {
     /// there was no route, and those queued to the same next hop before it was given
     /// up on ([`crate::Stack::send_to`]).
     pub udp_unresolved_dropped: u64,
+    /// UDP datagrams a socket received that the app had not read, dropped when the
+    /// socket was replaced for a datagram that waited for its next hop
+    /// ([`udp_unresolved_dropped`](Self::udp_unresolved_dropped)) because the datagrams
+    /// kept from an earlier replacement, still unread, filled the socket's receive
+    /// buffer (its datagrams and bytes).
+    pub udp_unread_dropped: u64,
 }
 
 impl core::ops::AddAssign for Counters {
@@ -131,6 +137,7 @@ impl core::ops::AddAssign for Counters {
         self.dhcp_dns_servers_dropped += other.dhcp_dns_servers_dropped;
         self.rx_misaddressed += other.rx_misaddressed;
         self.udp_unresolved_dropped += other.udp_unresolved_dropped;
+        self.udp_unread_dropped += other.udp_unread_dropped;
     }
 }
 

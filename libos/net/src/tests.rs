@@ -2366,6 +2366,7 @@ fn counters_of_several_stacks_add_field_by_field() {
         dhcp_dns_servers_dropped: 15 * k,
         rx_misaddressed: 16 * k,
         udp_unresolved_dropped: 17 * k,
+        udp_unread_dropped: 18 * k,
     };
     let mut sum = one(1);
     sum += one(2);
@@ -3962,6 +3963,51 @@ fn datagrams_received_by_a_socket_replaced_for_a_silent_neighbour_are_kept() {
     let asked = asked.filter(|f| is_arp_request(f, Some(SILENT))).count();
     assert_eq!(asked - asked_before, 3);
     assert_eq!(net.a.counters().udp_unresolved_dropped, 2);
+}
+
+/// A socket replaced twice for answers to a silent neighbour, its app reading nothing,
+/// keeps the datagrams the first socket received, as many as its receive buffer holds
+/// (4 here), and drops those the second received, which no longer fit beside them,
+/// counted in `udp_unread_dropped`. Before, those were dropped uncounted.
+#[test]
+fn datagrams_that_no_longer_fit_beside_those_kept_are_counted_when_dropped() {
+    let mut net = Net::new(256, 0);
+    let options = UdpOptions {
+        buffer: 1024,
+        datagrams: 4,
+    };
+    let server = net.a.udp_bind(11211, options).unwrap();
+    let client = net.b.udp_bind(40000, UdpOptions::default()).unwrap();
+    let to_a = Endpoint {
+        address: A,
+        port: 11211,
+    };
+    let to_silent = Endpoint {
+        address: SILENT,
+        port: 5000,
+    };
+    for round in 0..2u8 {
+        net.a.send_to(&server, b"answer", to_silent).unwrap();
+        for i in 0..4 {
+            net.b.send_to(&client, &[round * 4 + i], to_a).unwrap();
+        }
+        // Past the 3 s without reading: the answer is dropped and the socket replaced.
+        for _ in 0..400 {
+            net.step();
+            net.now_ns += 10_000_000;
+        }
+    }
+    let counters = net.a.counters();
+    assert_eq!(counters.udp_unresolved_dropped, 2);
+    assert_eq!(counters.udp_unread_dropped, 4);
+    let mut buffer = [0u8; 16];
+    let read: Vec<u8> = core::iter::from_fn(|| {
+        let (len, _) = net.a.recv_from(&server, &mut buffer)?;
+        assert_eq!(len, 1);
+        Some(buffer[0])
+    })
+    .collect();
+    assert_eq!(read, [0, 1, 2, 3]);
 }
 
 /// A neighbour announcing a new MAC address (RFC 5227's ARP announcement: a broadcast

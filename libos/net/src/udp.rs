@@ -7,7 +7,9 @@
 //! queue of its own and smoltcp's socket is lent one at a time; one that waits for its
 //! neighbour [`UNRESOLVED_NS`] is dropped and counted, with those queued before then to
 //! the same next hop (they would wait for it as long), and smoltcp's socket is replaced
-//! by a fresh one on the same port, the datagrams it had received kept for the app.
+//! by a fresh one on the same port, the datagrams it had received kept for the app (as
+//! many as its receive buffer holds beside those kept before, the rest dropped and
+//! counted).
 
 use alloc::collections::VecDeque;
 use alloc::vec;
@@ -265,13 +267,16 @@ impl UdpSockets {
     /// [`UNRESOLVED_NS`] (counted in `dropped`): its next hop (`hop` names each
     /// destination's) is given up on for the datagrams queued before now, and their
     /// smoltcp socket, which would try it again each second, is replaced by a fresh one,
-    /// the datagrams it received kept for the app (as many as its receive buffer holds).
+    /// the datagrams it received kept for the app (as many as its receive buffer holds
+    /// beside those kept from an earlier replacement; the rest counted in
+    /// `unread_dropped`).
     pub(crate) fn give_up_unresolved(
         &mut self,
         sockets: &mut SocketSet<'static>,
         now_ns: u64,
         hop: impl Fn(Ipv4Addr) -> Ipv4Addr,
         dropped: &mut u64,
+        unread_dropped: &mut u64,
     ) {
         for slot in self.slots.iter_mut().flatten() {
             let (Some(lent), Some(since)) = (slot.lent, slot.waiting_since) else {
@@ -298,6 +303,8 @@ impl UdpSockets {
                     kept_bytes += data.len();
                     let from = Endpoint::from_smoltcp(meta.endpoint);
                     slot.kept.push_back((from, data.to_vec()));
+                } else {
+                    *unread_dropped += 1;
                 }
             }
             sockets.remove(slot.handle);
