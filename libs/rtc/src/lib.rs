@@ -24,8 +24,11 @@ const UPDATE_IN_PROGRESS: u8 = 0x80;
 const BINARY: u8 = 0x04;
 /// Status B: 24-hour clock, not 12-hour.
 const HOURS_24: u8 = 0x02;
-/// Reads of status A before a clock that stays in its update is given up on: an update
-/// lasts at most 2 ms (244 us of warning plus 1984 us), far fewer reads than this.
+/// How long status A may say "update in progress" before the clock is given up on: an
+/// update lasts at most 2 ms (244 us of warning plus 1984 us).
+const UPDATE_WAIT_NS: u64 = 10_000_000;
+/// Reads of status A after which a clock that stays in its update is given up on even
+/// if the monotonic clock did not move (far more than [`UPDATE_WAIT_NS`] takes).
 const UPDATE_READS: u32 = 1_000_000;
 /// Readings taken before a clock whose registers never agree twice in a row is given up
 /// on (it changes at most once a second).
@@ -33,8 +36,8 @@ const READINGS: u32 = 8;
 /// Nanoseconds in a second.
 const NS_PER_S: u64 = 1_000_000_000;
 /// How long after a failed reading the clock is read again (at the first call after
-/// that): the calls between return the failure at once, since a reading can cost a
-/// second or more (a clock stuck in its update, or stopped).
+/// that): the calls between return the failure at once, since a failed reading costs
+/// its caller time (a clock stuck in its update, 10 ms).
 const RETRY_AFTER_NS: u64 = 60 * NS_PER_S;
 
 /// Why the clock gave no time.
@@ -42,7 +45,7 @@ const RETRY_AFTER_NS: u64 = 60 * NS_PER_S;
 pub enum RtcError {
     /// Every register reads 0xFF: no clock answers at these ports.
     Absent,
-    /// Status A said "update in progress" for every one of a million reads.
+    /// Status A said "update in progress" for 10 ms (five times the longest update).
     StuckInUpdate,
     /// No two readings in a row agreed.
     Unsettled,
@@ -127,7 +130,7 @@ impl WallClock {
             {
                 return Err(why);
             }
-            let read = unix_time(cmos, century)
+            let read = unix_time(cmos, century, now_ns)
                 .map(|(unix_s, unset)| (BootTime::by_second_start(unix_s, now_ns()), unset));
             let (boot, unset_century) = read.inspect_err(|&why| {
                 warn(format_args!(
@@ -196,16 +199,18 @@ impl BootTime {
 /// Reads the clock through `cmos` (register index to value) and returns seconds since
 /// 1970; `century` is the FADT's century register index, if any. With them, what that
 /// register held if it held no century (19 to 99), the years then taken as 2000-2099.
+/// `now_ns` (the monotonic clock) bounds the wait for an update to end.
 fn unix_time(
     cmos: &mut dyn FnMut(u8) -> u8,
     century: Option<u8>,
+    now_ns: &dyn Fn() -> u64,
 ) -> Result<(u64, Option<u8>), RtcError> {
     if cmos(0x0B) == 0xFF && cmos(0x00) == 0xFF {
         return Err(RtcError::Absent);
     }
     let mut last = None;
     for _ in 0..READINGS {
-        wait_for_no_update(cmos)?;
+        wait_for_no_update(cmos, now_ns)?;
         let reading = Reading {
             second: cmos(0x00),
             minute: cmos(0x02),
@@ -224,12 +229,23 @@ fn unix_time(
     Err(RtcError::Unsettled)
 }
 
-/// Waits until status A says no update is in progress.
-fn wait_for_no_update(cmos: &mut dyn FnMut(u8) -> u8) -> Result<(), RtcError> {
-    (0..UPDATE_READS)
-        .find(|_| cmos(0x0A) & UPDATE_IN_PROGRESS == 0)
-        .map(|_| ())
-        .ok_or(RtcError::StuckInUpdate)
+/// Waits until status A says no update is in progress, for [`UPDATE_WAIT_NS`] of `now_ns`
+/// at most: a clock stuck in its update (or whose port reads are slow) costs its caller
+/// 10 ms, not a million reads (a second or more).
+fn wait_for_no_update(
+    cmos: &mut dyn FnMut(u8) -> u8,
+    now_ns: &dyn Fn() -> u64,
+) -> Result<(), RtcError> {
+    let give_up_ns = now_ns().saturating_add(UPDATE_WAIT_NS);
+    for _ in 0..UPDATE_READS {
+        if cmos(0x0A) & UPDATE_IN_PROGRESS == 0 {
+            return Ok(());
+        }
+        if now_ns() > give_up_ns {
+            break;
+        }
+    }
+    Err(RtcError::StuckInUpdate)
 }
 
 impl Reading {

@@ -46,7 +46,8 @@ impl Cmos {
         &mut self,
         century: Option<u8>,
     ) -> Result<(u64, Option<u8>), RtcError> {
-        unix_time(&mut |index| self.read(index), century)
+        // A clock that never moves: the wait for an update is bounded by reads alone.
+        unix_time(&mut |index| self.read(index), century, &|| 0)
     }
 }
 
@@ -192,6 +193,11 @@ fn no_clock_and_a_clock_stuck_in_its_update_are_errors() {
     let mut stuck = Cmos::new([0x05, 0x42, 0x17, 0x24, 0x11, 0x26], HOURS_24);
     stuck.updating_reads = u32::MAX;
     assert_eq!(stuck.time(None), Err(RtcError::StuckInUpdate));
+    assert_eq!(
+        stuck.reads,
+        1 + UPDATE_READS,
+        "given up on after a million reads"
+    );
     assert!(RtcError::StuckInUpdate.to_string().contains("update"));
 }
 
@@ -266,12 +272,14 @@ fn the_farthest_moments_are_dated_at_once() {
 /// A CMOS clock that runs: its registers (BCD, 24-hour) show the wall time
 /// `wall_at_boot_ns` plus the monotonic clock, which each register read moves on by
 /// `READ_NS`; status A says "update in progress" in the 244 us before each second.
+/// While `stuck_in_update`, status A says "update in progress".
 /// While `absent`, every register reads 0xFF.
 struct RunningClock {
     wall_at_boot_ns: u64,
     now_ns: Cell<u64>,
     reads: Cell<u64>,
     absent: Cell<bool>,
+    stuck_in_update: Cell<bool>,
 }
 
 /// How long one register read takes on a [`RunningClock`].
@@ -284,6 +292,7 @@ impl RunningClock {
             now_ns: Cell::new(0),
             reads: Cell::new(0),
             absent: Cell::new(false),
+            stuck_in_update: Cell::new(false),
         }
     }
 
@@ -304,6 +313,7 @@ impl RunningClock {
             0x07 => bcd(time.day),
             0x08 => bcd(time.month),
             0x09 => bcd((time.year % 100) as u8),
+            0x0A if self.stuck_in_update.get() => UPDATE_IN_PROGRESS,
             0x0A if wall_ns % NS_PER_S >= NS_PER_S - 244_000 => UPDATE_IN_PROGRESS,
             0x0B => HOURS_24,
             _ => 0,
@@ -428,4 +438,21 @@ fn a_failed_reading_is_tried_again_a_minute_later() {
         unix_s.map(|s| s + 600)
     );
     assert_eq!(clock.reads.get(), reads);
+}
+
+/// A clock stuck in its update is given up on after 10 ms of the monotonic clock, five
+/// times the longest update: the call that reads it (a serving core's, once a minute)
+/// waited a million reads before, 2 s here at 2 us a read.
+#[test]
+fn a_clock_stuck_in_its_update_costs_its_reader_10_ms() {
+    let clock = RunningClock::new(WHEN * NS_PER_S);
+    clock.stuck_in_update.set(true);
+    let (unix_s, warned) = clock.unix_time_s(&WallClock::new(), 0);
+    assert_eq!(unix_s, Err(RtcError::StuckInUpdate));
+    assert_eq!(warned.len(), 1);
+    let spent_ns = clock.now_ns.get();
+    assert!(
+        (UPDATE_WAIT_NS..UPDATE_WAIT_NS + 10 * READ_NS).contains(&spent_ns),
+        "{spent_ns} ns"
+    );
 }
