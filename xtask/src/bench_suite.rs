@@ -637,6 +637,22 @@ fn row(spec: &Spec, samples: &Samples, kernel: &Path, none: &linux::Baseline, pl
                     median(&samples.rexo, "memory-usable"),
                     median(&samples.linux, "memory-usable")
                 )),
+                Source::UdpEcho => {
+                    let total = |map: &BTreeMap<String, Vec<f64>>, key: &str| {
+                        map.get(key).map_or(0.0, |v| v.iter().sum())
+                    };
+                    notes.push(format!(
+                        "each datagram's echo waited for {} ms, after {} unmeasured; over \
+                         the rounds, datagrams unanswered within it: Rexo {}, Linux {}; \
+                         echoes that came later (discarded): Rexo {}, Linux {}",
+                        crate::benchclient::UDP_ECHO_WAIT.as_millis(),
+                        crate::benchclient::UDP_WARM_UP,
+                        total(&samples.rexo, "udp-echo-unanswered"),
+                        total(&samples.linux, "udp-echo-unanswered"),
+                        total(&samples.rexo, "udp-echo-late"),
+                        total(&samples.linux, "udp-echo-late")
+                    ));
+                }
                 Source::FileSystem("randread-file") => {
                     let ratio = |map: &BTreeMap<String, Vec<f64>>| {
                         let median = |key: &str| {
@@ -1006,7 +1022,7 @@ fn with_realtime(
 /// request and the UDP round trip.
 mod servers {
     use super::*;
-    use crate::benchclient::Measure;
+    use crate::benchclient::{Measure, Reading};
     use crate::netclient::Forwards;
     use crate::tapnet::TapNet;
     use std::net::SocketAddr;
@@ -1075,7 +1091,7 @@ mod servers {
 
         /// Makes `measure` where the guest is reachable: in this process, or as
         /// `xtask bench-client` inside the namespace.
-        fn measure(&self, measure: &Measure) -> Result<f64> {
+        fn measure(&self, measure: &Measure) -> Result<Reading> {
             let Self::Tap(tap) = self else {
                 return measure.run();
             };
@@ -1083,10 +1099,7 @@ mod servers {
             let mut command = tap.command(exe);
             command.arg("bench-client").args(measure.words());
             let what = format!("xtask bench-client {}", measure.words().join(" "));
-            let text = crate::loadgen::stdout_of(&mut command, &what)?;
-            text.trim()
-                .parse()
-                .map_err(|_| format!("bench-client printed `{}`", text.trim()))
+            Reading::parse(&crate::loadgen::stdout_of(&mut command, &what)?)
         }
     }
 
@@ -1245,10 +1258,12 @@ mod servers {
         let files = |names: [&'static str; 2]| {
             move |route: &Route, ready: Duration| -> Result<Figures> {
                 let address = route.tcp(80)?;
-                let first = route.measure(&Measure::FirstRequest {
-                    address,
-                    path: names[0].into(),
-                })?;
+                let first = route
+                    .measure(&Measure::FirstRequest {
+                        address,
+                        path: names[0].into(),
+                    })?
+                    .figure;
                 let mut figures = vec![(
                     "first-request".to_string(),
                     ready.as_secs_f64() * 1000.0 + first,
@@ -1258,12 +1273,14 @@ mod servers {
                     let rate =
                         crate::loadgen::wrk(route.netns(), &url, THREADS, CONNECTIONS, time)?;
                     figures.push((format!("http-{kib}k"), rate));
-                    let p99 = route.measure(&Measure::HttpP99 {
-                        address,
-                        path: path.to_string(),
-                        connections: CONNECTIONS,
-                        seconds: time.as_secs(),
-                    })?;
+                    let p99 = route
+                        .measure(&Measure::HttpP99 {
+                            address,
+                            path: path.to_string(),
+                            connections: CONNECTIONS,
+                            seconds: time.as_secs(),
+                        })?
+                        .figure;
                     figures.push((format!("http-{kib}k-p99"), p99));
                 }
                 Ok(figures)
@@ -1308,11 +1325,13 @@ mod servers {
                 VALUE_BYTES,
                 time,
             )?;
-            let p99 = route.measure(&Measure::MemcachedP99 {
-                address,
-                connections: CONNECTIONS,
-                seconds: time.as_secs(),
-            })?;
+            let p99 = route
+                .measure(&Measure::MemcachedP99 {
+                    address,
+                    connections: CONNECTIONS,
+                    seconds: time.as_secs(),
+                })?
+                .figure;
             Ok(vec![
                 ("memcached".into(), ops),
                 ("memcached-p99".into(), p99),
@@ -1337,11 +1356,16 @@ mod servers {
         );
     }
 
-    /// The median UDP round trip to the guest's port 7.
+    /// The median UDP round trip to the guest's port 7, with its counts of late echoes
+    /// and unanswered datagrams (`udp-echo-late`, `udp-echo-unanswered`).
     fn udp_echo(route: &Route, _ready: Duration) -> Result<Figures> {
         let address = route.udp(7)?;
-        let median = route.measure(&Measure::UdpEcho { address })?;
-        Ok(vec![("udp-echo".into(), median)])
+        let reading = route.measure(&Measure::UdpEcho { address })?;
+        let mut figures = vec![("udp-echo".to_string(), reading.figure)];
+        for (name, count) in reading.counts {
+            figures.push((format!("udp-echo-{name}"), count as f64));
+        }
+        Ok(figures)
     }
 
     /// Rexo's netdemo (UDP echo on port 7) and Linux's echo program.

@@ -4,6 +4,7 @@
 //! namespace (the guest at 10.0.2.15), printing its one figure.
 
 use crate::Result;
+use std::io::ErrorKind;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
@@ -39,8 +40,10 @@ pub enum Measure {
         /// How long.
         seconds: u64,
     },
-    /// [`UDP_ROUND_TRIPS`] 64-byte datagrams one at a time: the median round trip,
-    /// microseconds.
+    /// [`UDP_ROUND_TRIPS`] 64-byte datagrams one at a time, after [`UDP_WARM_UP`]
+    /// unmeasured ones: the median round trip, microseconds, with the echoes that came
+    /// after their wait ([`UDP_ECHO_WAIT`]) and the datagrams that got none within it
+    /// counted (`late`, `unanswered`).
     UdpEcho {
         /// The echo server.
         address: SocketAddr,
@@ -49,6 +52,60 @@ pub enum Measure {
 
 /// Round trips per UDP figure.
 pub const UDP_ROUND_TRIPS: usize = 1000;
+/// Datagrams echoed before the measured ones, unmeasured: the first pays the guest's ARP
+/// for the host and both ends' cold paths.
+pub const UDP_WARM_UP: usize = 10;
+/// How long each datagram's echo is waited for.
+pub const UDP_ECHO_WAIT: Duration = Duration::from_millis(200);
+/// Bytes of each UDP datagram: its sequence number (4 bytes, little-endian), then a byte
+/// that follows from it.
+const UDP_DATAGRAM: usize = 64;
+
+/// What a measurement gives: its figure, and counts that qualify it for the report's
+/// note.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Reading {
+    /// The figure.
+    pub figure: f64,
+    /// Named counts beside the figure.
+    pub counts: Vec<(String, u64)>,
+}
+
+impl Reading {
+    /// A figure with no counts.
+    fn figure(figure: f64) -> Self {
+        Self {
+            figure,
+            counts: Vec::new(),
+        }
+    }
+
+    /// The reading as `xtask bench-client` prints it: the figure, then `NAME=COUNT`.
+    pub fn text(&self) -> String {
+        let mut text = self.figure.to_string();
+        for (name, count) in &self.counts {
+            text.push_str(&format!(" {name}={count}"));
+        }
+        text
+    }
+
+    /// The reading [`Reading::text`] printed.
+    pub fn parse(text: &str) -> Result<Self> {
+        let mut words = text.split_whitespace();
+        let figure = words
+            .next()
+            .and_then(|word| word.parse().ok())
+            .ok_or_else(|| format!("bench-client printed `{text}`, not a figure first"))?;
+        let counts = words
+            .map(|word| {
+                word.split_once('=')
+                    .and_then(|(name, count)| Some((name.to_string(), count.parse().ok()?)))
+                    .ok_or_else(|| format!("bench-client printed `{word}`, not NAME=COUNT"))
+            })
+            .collect::<Result<_>>()?;
+        Ok(Self { figure, counts })
+    }
+}
 
 impl Measure {
     /// The words of `xtask bench-client` that ask for this measurement.
@@ -148,9 +205,9 @@ impl Measure {
         Ok(measure)
     }
 
-    /// Makes the measurement here: its figure.
-    pub fn run(&self) -> Result<f64> {
-        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    /// Makes the measurement here: its reading.
+    pub fn run(&self) -> Result<Reading> {
+        let ms = |d: Duration| Reading::figure(d.as_secs_f64() * 1000.0);
         match self {
             Self::FirstRequest { address, path } => {
                 crate::httpclient::first_response(*address, path).map(ms)
@@ -174,47 +231,114 @@ impl Measure {
                 Duration::from_secs(*seconds),
             )
             .map(|load| ms(load.p99)),
-            Self::UdpEcho { address } => udp_round_trips(*address),
+            Self::UdpEcho { address } => {
+                let run = udp_round_trips(*address, UDP_WARM_UP, UDP_ROUND_TRIPS)?;
+                Ok(Reading {
+                    figure: run.median_us,
+                    counts: vec![
+                        ("late".into(), run.late),
+                        ("unanswered".into(), run.unanswered),
+                    ],
+                })
+            }
         }
     }
 }
 
-/// `xtask bench-client MEASUREMENT ARGS...`: prints the figure.
+/// `xtask bench-client MEASUREMENT ARGS...`: prints the reading ([`Reading::text`]).
 pub fn command(words: Vec<String>) -> Result<()> {
-    let figure = Measure::parse(&words)?.run()?;
-    println!("{figure}");
+    let reading = Measure::parse(&words)?.run()?;
+    println!("{}", reading.text());
     Ok(())
 }
 
-/// The median round trip of [`UDP_ROUND_TRIPS`] 64-byte datagrams to the echo server at
-/// `echo`, one at a time, in microseconds.
-fn udp_round_trips(echo: SocketAddr) -> Result<f64> {
+/// What the UDP round trips measured.
+#[derive(Clone, Debug, PartialEq)]
+struct UdpRoundTrips {
+    /// The median round trip, microseconds.
+    median_us: f64,
+    /// Round trips measured.
+    measured: usize,
+    /// Echoes of earlier datagrams, come after their wait had ended (or repeated),
+    /// discarded.
+    late: u64,
+    /// Measured datagrams whose echo did not come within [`UDP_ECHO_WAIT`].
+    unanswered: u64,
+}
+
+/// Datagram `seq`: its sequence number, then `seq % 251` in every other byte.
+fn udp_datagram(seq: u32) -> [u8; UDP_DATAGRAM] {
+    let mut datagram = [(seq % 251) as u8; UDP_DATAGRAM];
+    datagram[..4].copy_from_slice(&seq.to_le_bytes());
+    datagram
+}
+
+/// The sequence number of the datagram `echo` repeats byte for byte, if it repeats one.
+fn echoed_seq(echo: &[u8]) -> Option<u32> {
+    let seq = u32::from_le_bytes(echo.get(..4)?.try_into().ok()?);
+    (echo == udp_datagram(seq)).then_some(seq)
+}
+
+/// Sends `warm_up` unmeasured datagrams, then `trips` measured ones, one at a time, to
+/// the echo server at `echo`, each waited for [`UDP_ECHO_WAIT`]: the round trips. An
+/// echo of an earlier datagram (its wait over) is counted late and discarded; one that
+/// repeats no datagram sent is an error.
+fn udp_round_trips(echo: SocketAddr, warm_up: usize, trips: usize) -> Result<UdpRoundTrips> {
     let socket = UdpSocket::bind("0.0.0.0:0").map_err(|e| e.to_string())?;
-    socket
-        .set_read_timeout(Some(Duration::from_millis(200)))
-        .map_err(|e| e.to_string())?;
     let mut times = Vec::new();
+    let (mut late, mut unanswered) = (0, 0);
     let mut buffer = [0u8; 2048];
-    for i in 0..UDP_ROUND_TRIPS {
-        let datagram = [(i % 251) as u8; 64];
+    for seq in 0..(warm_up + trips) as u32 {
+        let measured = seq as usize >= warm_up;
+        let datagram = udp_datagram(seq);
         let sent = Instant::now();
         socket.send_to(&datagram, echo).map_err(|e| e.to_string())?;
-        // A datagram lost on the way is not a round trip; a wrong echo is an error.
-        if let Ok((n, _)) = socket.recv_from(&mut buffer) {
-            if buffer[..n] != datagram {
-                return Err("a UDP echo differs from what was sent".into());
+        let deadline = sent + UDP_ECHO_WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let received = if left.is_zero() {
+                Err(ErrorKind::TimedOut.into())
+            } else {
+                socket
+                    .set_read_timeout(Some(left))
+                    .map_err(|e| e.to_string())?;
+                socket.recv_from(&mut buffer)
+            };
+            // A datagram lost on the way (or an error receiving) is not a round trip.
+            let Ok((n, _)) = received else {
+                unanswered += u64::from(measured);
+                break;
+            };
+            match echoed_seq(&buffer[..n]) {
+                Some(echoed) if echoed == seq => {
+                    if measured {
+                        times.push(sent.elapsed().as_secs_f64() * 1e6);
+                    }
+                    break;
+                }
+                Some(echoed) if echoed < seq => late += 1,
+                _ => {
+                    return Err(format!(
+                        "a UDP echo of {n} bytes repeats no datagram sent (datagram {seq} was the last)"
+                    ));
+                }
             }
-            times.push(sent.elapsed().as_secs_f64() * 1e6);
         }
     }
-    if times.len() < UDP_ROUND_TRIPS / 2 {
+    if times.len() < trips / 2 {
         return Err(format!(
-            "only {} of {UDP_ROUND_TRIPS} datagrams came back",
-            times.len()
+            "only {} of {trips} datagrams came back within {} ms",
+            times.len(),
+            UDP_ECHO_WAIT.as_millis()
         ));
     }
     times.sort_by(f64::total_cmp);
-    Ok(times[times.len() / 2])
+    Ok(UdpRoundTrips {
+        median_us: times[times.len() / 2],
+        measured: times.len(),
+        late,
+        unanswered,
+    })
 }
 
 #[cfg(test)]
@@ -244,6 +368,85 @@ mod tests {
         ] {
             assert_eq!(Measure::parse(&measure.words()).unwrap(), measure);
         }
+    }
+
+    /// An echo server on 127.0.0.1 for `datagrams` datagrams, answering the one it
+    /// receives `n`th with `answer(n, datagram)` after `delay(n)`: its address.
+    fn echo_server(
+        datagrams: usize,
+        delay: fn(usize) -> Duration,
+        answer: fn(usize, &[u8]) -> Vec<u8>,
+    ) -> SocketAddr {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let address = socket.local_addr().unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        std::thread::spawn(move || {
+            let mut buffer = [0u8; 2048];
+            for n in 0..datagrams {
+                let Ok((len, from)) = socket.recv_from(&mut buffer) else {
+                    return;
+                };
+                std::thread::sleep(delay(n));
+                socket.send_to(&answer(n, &buffer[..len]), from).unwrap();
+            }
+        });
+        address
+    }
+
+    #[test]
+    fn a_late_echo_is_discarded_and_counted_and_the_others_measured() {
+        // Datagram 12 (the third measured) is echoed 300 ms late, while the client
+        // waits for datagram 13's echo.
+        let server = echo_server(
+            UDP_WARM_UP + 40,
+            |n| Duration::from_millis(if n == 12 { 300 } else { 0 }),
+            |_, datagram| datagram.to_vec(),
+        );
+        let run = udp_round_trips(server, UDP_WARM_UP, 40).unwrap();
+        assert_eq!((run.measured, run.late, run.unanswered), (39, 1, 1));
+        assert!(run.median_us > 0.0 && run.median_us < 200_000.0, "{run:?}");
+    }
+
+    #[test]
+    fn an_echo_repeating_no_datagram_sent_is_an_error() {
+        for answer in [
+            // The bytes of datagram 5 but another sequence number's.
+            (|n, datagram: &[u8]| {
+                let mut echo = datagram.to_vec();
+                if n == 5 {
+                    echo[4] ^= 1;
+                }
+                echo
+            }) as fn(usize, &[u8]) -> Vec<u8>,
+            // A datagram not yet sent.
+            |n, datagram| {
+                if n == 5 {
+                    udp_datagram(6).to_vec()
+                } else {
+                    datagram.to_vec()
+                }
+            },
+        ] {
+            let server = echo_server(UDP_WARM_UP + 10, |_| Duration::ZERO, answer);
+            let err = udp_round_trips(server, UDP_WARM_UP, 10).unwrap_err();
+            assert!(err.contains("repeats no datagram sent"), "{err}");
+        }
+    }
+
+    #[test]
+    fn readings_round_trip_as_text() {
+        let reading = Reading {
+            figure: 61.25,
+            counts: vec![("late".into(), 2), ("unanswered".into(), 3)],
+        };
+        assert_eq!(reading.text(), "61.25 late=2 unanswered=3");
+        assert_eq!(Reading::parse(&reading.text()), Ok(reading));
+        assert_eq!(Reading::parse("7\n"), Ok(Reading::figure(7.0)));
+        assert!(Reading::parse("").is_err());
+        assert!(Reading::parse("7 late").is_err());
+        assert!(Reading::parse("7 late=x").is_err());
     }
 
     #[test]
