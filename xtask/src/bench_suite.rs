@@ -286,16 +286,26 @@ struct Boots {
     rexo_noise: bool,
     linux_none: bool,
     rexo_disk: bool,
+    /// Linux's `bench` service (its noise, empty poll and fio).
     linux_bench: bool,
     rexo_net: bool,
     /// Rexo's httpd and Linux's nginx.
     http: bool,
     /// Rexo's kv and Linux's memcached.
     memcached: bool,
-    /// Rexo's netdemo and Linux's UDP echo program.
+    /// Rexo's netdemo and Linux's UDP echo program (of the `bench` image, booted for
+    /// the echo alone, not as the `bench` service).
     udp_echo: bool,
     /// Rexo's fsbench and Linux's `fsbench` service.
     file_system: bool,
+}
+
+impl Boots {
+    /// Whether the Linux `bench` image is needed: for its service, or for its UDP echo
+    /// program.
+    fn bench_image(&self) -> bool {
+        self.linux_bench || self.udp_echo
+    }
 }
 
 fn boots_for(specs: &[&Spec]) -> Boots {
@@ -320,10 +330,7 @@ fn boots_for(specs: &[&Spec]) -> Boots {
             }
             Source::Http(_) | Source::HttpP99(_) | Source::FirstRequest => b.http = true,
             Source::Memcached | Source::MemcachedP99 => b.memcached = true,
-            Source::UdpEcho => {
-                b.udp_echo = true;
-                b.linux_bench = true;
-            }
+            Source::UdpEcho => b.udp_echo = true,
             Source::FileSystem(_) => b.file_system = true,
             Source::ImageSize => {}
         }
@@ -432,7 +439,7 @@ pub fn command(words: Vec<String>) -> Result<()> {
     } else {
         None
     };
-    let bench = if boots.linux_bench {
+    let bench = if boots.bench_image() {
         Some(linux::build(&root, "bench")?)
     } else {
         None
@@ -1716,8 +1723,10 @@ mod tests {
         assert!(b.http && !b.memcached && !b.rexo_noise && !b.linux_bench);
         assert!(of(&["memcached"]).memcached);
         assert!(of(&["memcached-p99"]).memcached && of(&["http-100k-p99"]).http);
+        // The echo needs the bench image, not a boot of its `bench` service.
         let b = of(&["udp-echo"]);
-        assert!(b.udp_echo && b.linux_bench && !b.http);
+        assert!(b.udp_echo && b.bench_image() && !b.linux_bench && !b.http);
+        assert!(of(&["noise"]).bench_image() && !of(&["http"]).bench_image());
         let b = of(&["boot-ready"]);
         assert!(b.rexo_noise && b.linux_none && !b.linux_bench && !b.rexo_disk);
         let b = of(&["randread"]);
