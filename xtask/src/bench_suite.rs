@@ -985,25 +985,43 @@ fn run_noise_window(
         Duration::from_secs(timeout_s),
         Some(log),
         |line, steer| {
-            if line.text.contains(noise::READY) {
-                let outcome = hostrt::set_realtime(steer.pid(), true);
-                if let Err(why) = &outcome {
-                    eprintln!("xtask: noise loop without real-time vCPU threads: {why}");
-                }
-                realtime = Some(outcome);
-                if let Err(why) = steer.type_bytes(noise::GO) {
-                    eprintln!("xtask: noise: {why} (the guest starts after its own wait)");
-                }
-            } else if line.text.contains(noise::MEASURED)
-                && matches!(realtime, Some(Ok(_)))
-                && let Err(why) = hostrt::set_realtime(steer.pid(), false)
+            let pid = steer.pid();
+            let mut switch = |on: bool| hostrt::set_realtime(pid, on);
+            if noise_window_line(&line.text, &mut realtime, &mut switch)
+                && let Err(why) = steer.type_bytes(noise::GO)
             {
-                eprintln!("xtask: noise: cannot end real-time scheduling: {why}");
+                eprintln!("xtask: noise: {why} (the guest starts after its own wait)");
             }
             line.text.contains("linux: failed:")
         },
     )?;
     Ok((capture, realtime))
+}
+
+/// What the noise window does at the guest's `line`, `switch` putting QEMU's threads
+/// real-time or back ([`hostrt::set_realtime`]): at [`noise::READY`] they go real-time,
+/// `realtime` keeping how that went, and the answer is true (the guest is to be told to
+/// start); at [`noise::MEASURED`] they go back, whatever going real-time gave (one that
+/// failed may have left threads it could not put back).
+fn noise_window_line(
+    line: &str,
+    realtime: &mut Option<Result<usize>>,
+    switch: &mut dyn FnMut(bool) -> Result<usize>,
+) -> bool {
+    if line.contains(noise::READY) {
+        let outcome = switch(true);
+        if let Err(why) = &outcome {
+            eprintln!("xtask: noise loop without real-time vCPU threads: {why}");
+        }
+        *realtime = Some(outcome);
+        return true;
+    }
+    if line.contains(noise::MEASURED)
+        && let Err(why) = switch(false)
+    {
+        eprintln!("xtask: noise: cannot end real-time scheduling: {why}");
+    }
+    false
 }
 
 /// `figures` of a noise boot with `noise-realtime`: 1 when the loop ran with real-time
@@ -1824,6 +1842,29 @@ mod tests {
             [("empty-poll".to_string(), 90.0)]
         );
         assert!(read_rexo_net(&capture(&[(1, "devbench nic 0 FAILED: x")])).is_err());
+    }
+
+    #[test]
+    fn the_noise_window_goes_back_at_measured_even_after_a_failed_switch() {
+        for outcome in [Ok(2), Err("chrt refused 13".to_string())] {
+            let mut switches = Vec::new();
+            let mut realtime = None;
+            let mut switch = |on: bool| {
+                switches.push(on);
+                if on { outcome.clone() } else { Ok(2) }
+            };
+            let ready = format!("[ 1 us c0] INFO  {}", noise::READY);
+            assert!(noise_window_line(&ready, &mut realtime, &mut switch));
+            assert!(!noise_window_line(
+                "noise core=0 ...",
+                &mut realtime,
+                &mut switch
+            ));
+            let measured = format!("[ 9 us c0] INFO  {}", noise::MEASURED);
+            assert!(!noise_window_line(&measured, &mut realtime, &mut switch));
+            assert_eq!(switches, [true, false], "{outcome:?}");
+            assert_eq!(realtime, Some(outcome));
+        }
     }
 
     #[test]
