@@ -3,8 +3,10 @@
 //!
 //! The ELF64 has one `PT_LOAD` (the whole file, at 1 MiB) and one `PT_NOTE` with the
 //! Xen PVH entry note (owner "Xen", type 18, a 4-byte 32-bit entry address). The code
-//! runs in 32-bit protected mode: an optional count-down loop, then `0x10` to the
-//! `isa-debug-exit` port 0xf4, so QEMU exits with status 33.
+//! runs in 32-bit protected mode: an optional count-down loop, then [`LINE`] to COM1
+//! (port 0x3f8, a byte at a time: QEMU's UART sends what is written without being set
+//! up), then `0x10` to the `isa-debug-exit` port 0xf4, so QEMU exits with status 33.
+//! `bench boot` times the floor to that line, as it times Rexo to its ready line.
 
 use crate::Result;
 use std::path::{Path, PathBuf};
@@ -25,14 +27,24 @@ const NOTE_OFFSET: usize = EHDR_LEN + 2 * PHDR_LEN;
 const NOTE_LEN: usize = 20;
 /// Offset of the code in the file.
 const CODE_OFFSET: usize = NOTE_OFFSET + NOTE_LEN;
+/// The line the code writes to COM1 before it exits (with a `\n`).
+pub const LINE: &str = "pvh: exiting";
+/// COM1's transmit register.
+const COM1: u16 = 0x3f8;
 
-/// The 32-bit code: `spin` iterations of `dec ecx; jnz` (none if 0), then exit.
+/// The 32-bit code: `spin` iterations of `dec ecx; jnz` (none if 0), [`LINE`] to COM1,
+/// then exit.
 fn code(spin: u32) -> Vec<u8> {
     let mut code = Vec::new();
     if spin > 0 {
         code.push(0xb9); // mov ecx, imm32
         code.extend_from_slice(&spin.to_le_bytes());
         code.extend_from_slice(&[0x49, 0x75, 0xfd]); // dec ecx; jnz -3
+    }
+    code.extend_from_slice(&[0x66, 0xba]); // mov dx, imm16
+    code.extend_from_slice(&COM1.to_le_bytes());
+    for byte in LINE.bytes().chain([b'\n']) {
+        code.extend_from_slice(&[0xb0, byte, 0xee]); // mov al, byte; out dx, al
     }
     code.extend_from_slice(&[0xb0, EXIT_VALUE]); // mov al, EXIT_VALUE
     code.extend_from_slice(&[0xe6, 0xf4]); // out 0xf4, al
@@ -123,11 +135,37 @@ mod tests {
         assert_eq!(first.name(), b"Xen");
         assert_eq!(first.n_type(Endianness::Little), XEN_ELFNOTE_PHYS32_ENTRY);
         assert_eq!(first.desc(), &(entry as u32).to_le_bytes());
-        // The entry address points at the code: `mov al, 0x10; out 0xf4, al`.
+        // The entry address points at the code: COM1's port into DX first.
         assert_eq!(
             &data[CODE_OFFSET..CODE_OFFSET + 4],
-            &[0xb0, 0x10, 0xe6, 0xf4]
+            &[0x66, 0xba, 0xf8, 0x03]
         );
+    }
+
+    /// The bytes the code writes to COM1 before its exit, read back from the
+    /// instructions `code` emits (`mov dx, 0x3f8`, then `mov al, BYTE; out dx, al` for
+    /// each), and that the exit follows them.
+    fn written_to_com1(mut code: &[u8]) -> Vec<u8> {
+        code = code
+            .strip_prefix(&[0x66, 0xba, 0xf8, 0x03])
+            .expect("mov dx, 0x3f8");
+        let mut written = Vec::new();
+        while let [0xb0, byte, 0xee, rest @ ..] = code {
+            written.push(*byte);
+            code = rest;
+        }
+        assert_eq!(&code[..4], &[0xb0, EXIT_VALUE, 0xe6, 0xf4], "then the exit");
+        written
+    }
+
+    #[test]
+    fn the_code_writes_its_line_to_com1_before_it_exits() {
+        let data = elf(0);
+        let line = written_to_com1(&data[CODE_OFFSET..]);
+        assert_eq!(line, format!("{LINE}\n").into_bytes());
+        // After the spin loop (mov ecx, imm32; dec ecx; jnz) in the spinning variant.
+        let data = elf(1000);
+        assert_eq!(written_to_com1(&data[CODE_OFFSET + 8..]), line);
     }
 
     #[test]

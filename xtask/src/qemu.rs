@@ -874,6 +874,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(capture.end, End::Exited(33), "{:?}", capture.tail(10));
+        let line = capture.serial().find(|l| l.text == crate::pvh::LINE);
+        let line =
+            line.unwrap_or_else(|| panic!("no `{}`: {:?}", crate::pvh::LINE, capture.tail(10)));
+        assert!(line.at > Duration::ZERO && line.at <= capture.wall);
     }
 
     #[test]
