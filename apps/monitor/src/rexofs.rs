@@ -82,10 +82,7 @@ fn dispatch(kernel: &Kernel, words: &str) -> Result<Vec<String>, String> {
             let file = arguments[0];
             on_first_file_system(kernel, |fs| {
                 let bytes = fs.read_all(file)?;
-                Ok(String::from_utf8_lossy(&bytes)
-                    .lines()
-                    .map(crate::visible)
-                    .collect())
+                Ok(shown_lines(&bytes))
             })
         }
         "mkdir" => {
@@ -151,5 +148,32 @@ fn dispatch(kernel: &Kernel, words: &str) -> Result<Vec<String>, String> {
             )])
         }),
         other => Err(format!("fs: unknown '{other}'; usage: {USAGE}")),
+    }
+}
+
+/// A file's `bytes` as `fs cat` shows them, a line at a time: split at each `\n` alone
+/// (a CR before it is part of the line, shown as `^M` as `cat` shows it), a last line
+/// without its `\n` kept, every control character shown ([`crate::visible`]).
+fn shown_lines(bytes: &[u8]) -> Vec<String> {
+    if bytes.is_empty() {
+        return Vec::new();
+    }
+    let text = String::from_utf8_lossy(bytes);
+    let text = text.strip_suffix('\n').unwrap_or(&text);
+    text.split('\n').map(crate::visible).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fs_cat_shows_a_cr_before_a_line_end_as_cat_does() {
+        assert_eq!(shown_lines(b"dos\r\nunix\n"), ["dos^M", "unix"]);
+        assert_eq!(shown_lines(b"a\r\n\r\n"), ["a^M", "^M"]);
+        assert_eq!(shown_lines(b"no end\x1b"), ["no end^["]);
+        assert_eq!(shown_lines(b"a\n\nb"), ["a", "", "b"]);
+        assert_eq!(shown_lines(b"\n"), [""]);
+        assert_eq!(shown_lines(b""), Vec::<String>::new());
     }
 }
