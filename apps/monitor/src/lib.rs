@@ -191,33 +191,44 @@ fn parse_host(text: &str) -> Option<Host<'_>> {
 /// text right after a closing quote, is an error naming it.
 fn split_words(line: &str) -> Result<Vec<&str>, String> {
     let mut words = Vec::new();
-    let mut rest = line.trim_start();
-    while !rest.is_empty() {
-        let (word, after) = match rest.strip_prefix('"') {
-            Some(quoted) => {
-                let end = quoted
-                    .find('"')
-                    .ok_or_else(|| format!("no closing quote in {rest}"))?;
-                let after = &quoted[end + 1..];
-                if after.starts_with(|c: char| !c.is_whitespace()) {
-                    return Err(format!("a closing quote must end its word: {rest}"));
-                }
-                (&quoted[..end], after)
-            }
-            None => {
-                let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
-                rest.split_at(end)
-            }
-        };
+    let mut rest = line;
+    while let Some((word, after)) = next_word(rest)? {
         words.push(word);
-        rest = after.trim_start();
+        rest = after;
     }
     Ok(words)
 }
 
+/// The first word of `text` (as [`split_words`] splits) and the text after it, as it is;
+/// `None` when `text` holds only blanks.
+fn next_word(text: &str) -> Result<Option<(&str, &str)>, String> {
+    let rest = text.trim_start();
+    if rest.is_empty() {
+        return Ok(None);
+    }
+    let word_and_after = match rest.strip_prefix('"') {
+        Some(quoted) => {
+            let end = quoted
+                .find('"')
+                .ok_or_else(|| format!("no closing quote in {rest}"))?;
+            let after = &quoted[end + 1..];
+            if after.starts_with(|c: char| !c.is_whitespace()) {
+                return Err(format!("a closing quote must end its word: {rest}"));
+            }
+            (&quoted[..end], after)
+        }
+        None => {
+            let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+            rest.split_at(end)
+        }
+    };
+    Ok(Some(word_and_after))
+}
+
 /// Parses a command line; the error is the message to show. Words are split at blanks,
 /// except inside double quotes ([`QUOTING`]); `extents` and `fs` take the rest of the
-/// line as it is.
+/// line as it is (`fs` splits it as the others are split, but `write`'s text:
+/// [`rexofs::refuse_extra_words`]).
 pub fn parse(line: &str) -> Result<Command<'_>, String> {
     let Some(first) = line.split_whitespace().next() else {
         return Ok(Command::Nothing);
@@ -725,6 +736,27 @@ mod tests {
             parse("cat \"a b\" c")
                 .unwrap_err()
                 .contains("unexpected 'c'")
+        );
+    }
+
+    #[test]
+    fn fs_paths_with_spaces_are_given_in_double_quotes() {
+        for line in [
+            "fs cat \"/my notes.txt\"",
+            "fs mv \"/a b\" \"/c d\"",
+            "fs ls \"/my docs\"",
+            "fs write \"/my notes.txt\" text \"quoted\" as  typed",
+        ] {
+            let words = line["fs ".len()..].trim();
+            assert_eq!(parse(line), Ok(Command::Fs(words)), "{line}");
+        }
+        assert_eq!(
+            parse("fs cat \"/a b\" /c"),
+            Err(String::from("fs cat: unexpected '/c'"))
+        );
+        assert_eq!(
+            parse("fs rm \"/a b"),
+            Err(String::from("no closing quote in \"/a b"))
         );
     }
 

@@ -15,7 +15,7 @@ pub const USAGE: &str = "fs ls [DIR] | cat FILE | mkdir DIR | write FILE TEXT | 
 
 /// Runs `fs WORDS`; the lines to show, or what went wrong (naming the command).
 pub fn run(kernel: &Kernel, words: &str) -> Result<Vec<String>, String> {
-    let verb = words.split_whitespace().next().unwrap_or("");
+    let verb = split(words).map_or("", |(verb, _, _)| verb);
     dispatch(kernel, words).map_err(|why| {
         if why.starts_with("fs") || why.starts_with("usage") {
             why
@@ -37,27 +37,47 @@ fn arity(verb: &str) -> Option<usize> {
     }
 }
 
-/// Refuses a word past the arguments the line's verb takes (`fs rm a b`), which would
-/// otherwise be dropped unseen; `write`'s text and unknown verbs take any words.
-pub fn refuse_extra_words(words: &str) -> Result<(), String> {
-    let mut parts = words.split_whitespace();
-    let verb = parts.next().unwrap_or("");
-    let Some(most) = arity(verb).filter(|_| verb != "write") else {
-        return Ok(());
+/// `fs WORDS` split as the monitor splits a line's words (a path holding spaces in
+/// double quotes: [`crate::QUOTING`]): the verb, as many arguments as it takes
+/// ([`arity`]; none for a verb `fs` does not know) and the text after them as typed,
+/// trimmed (`write`'s text).
+fn split(words: &str) -> Result<(&str, Vec<&str>, &str), String> {
+    let Some((verb, mut rest)) = crate::next_word(words)? else {
+        return Ok(("", Vec::new(), ""));
     };
-    match parts.nth(most) {
-        Some(extra) => Err(format!("fs {verb}: unexpected '{extra}'")),
+    let mut arguments = Vec::new();
+    for _ in 0..arity(verb).unwrap_or(0) {
+        let Some((argument, after)) = crate::next_word(rest)? else {
+            break;
+        };
+        arguments.push(argument);
+        rest = after;
+    }
+    Ok((verb, arguments, rest.trim()))
+}
+
+/// Refuses a word past the arguments the line's verb takes (`fs rm a b`), which would
+/// otherwise be dropped unseen, and a quote left open; `write`'s text and unknown verbs
+/// take any words.
+pub fn refuse_extra_words(words: &str) -> Result<(), String> {
+    let (verb, _, rest) = split(words)?;
+    if verb == "write" || arity(verb).is_none() {
+        return Ok(());
+    }
+    match crate::next_word(rest)? {
+        Some((extra, _)) => Err(format!("fs {verb}: unexpected '{extra}'")),
         None => Ok(()),
     }
 }
 
 /// [`run`]'s work.
 fn dispatch(kernel: &Kernel, words: &str) -> Result<Vec<String>, String> {
-    let mut parts = words.split_whitespace();
-    let verb = parts.next().ok_or_else(|| format!("usage: {USAGE}"))?;
+    let (verb, arguments, text) = split(words)?;
+    if verb.is_empty() {
+        return Err(format!("usage: {USAGE}"));
+    }
     // An unknown verb takes none, and is refused below.
     let wanted = arity(verb).unwrap_or(0);
-    let arguments: Vec<&str> = parts.take(wanted).collect();
     if arguments.len() < wanted && verb != "ls" {
         return Err(format!("fs {verb}: usage: {USAGE}"));
     }
@@ -92,14 +112,7 @@ fn dispatch(kernel: &Kernel, words: &str) -> Result<Vec<String>, String> {
         }
         "write" => {
             let file = arguments[0];
-            // The text is the rest of the line after the path, with a newline.
-            let text = words
-                .trim_start()
-                .strip_prefix("write")
-                .map(str::trim_start)
-                .and_then(|rest| rest.strip_prefix(file))
-                .map(str::trim)
-                .unwrap_or("");
+            // The text is the rest of the line after the path, as typed, with a newline.
             let data = format!("{text}\n");
             on_first_file_system(kernel, |fs| fs.replace(file, data.as_bytes()))?;
             Ok(vec![format!("{file}: {} bytes written", data.len())])
@@ -166,6 +179,24 @@ fn shown_lines(bytes: &[u8]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fs_splits_quoted_paths_and_keeps_writes_text_as_typed() {
+        assert_eq!(
+            split("cat \"/my notes.txt\""),
+            Ok(("cat", vec!["/my notes.txt"], ""))
+        );
+        assert_eq!(split("cp \"/a b\" /c"), Ok(("cp", vec!["/a b", "/c"], "")));
+        assert_eq!(
+            split(" write \"/my notes.txt\"  say \"hi\"  twice "),
+            Ok(("write", vec!["/my notes.txt"], "say \"hi\"  twice"))
+        );
+        assert_eq!(split("write /a"), Ok(("write", vec!["/a"], "")));
+        assert_eq!(split("ls"), Ok(("ls", vec![], "")));
+        assert_eq!(split("frob \"a b"), Ok(("frob", vec![], "\"a b")));
+        assert_eq!(split(""), Ok(("", vec![], "")));
+        assert!(split("rm \"/a").unwrap_err().contains("no closing quote"));
+    }
 
     #[test]
     fn fs_cat_shows_a_cr_before_a_line_end_as_cat_does() {
