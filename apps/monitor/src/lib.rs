@@ -30,6 +30,10 @@ pub const PROMPT: &str = "rexo> ";
 
 /// How long the monitor naps between looks at the input (it halts its core meanwhile).
 const POLL_NS: u64 = 1_000_000;
+/// The most bytes of a file the monitor writes with one console call: the kernel holds
+/// the consoles' lock for a call's whole text, and a KiB takes about 90 ms at 115200
+/// baud, while other cores' log lines wait.
+const CONSOLE_PIECE: usize = 1024;
 
 /// The commands, with their one-line help.
 pub const COMMANDS: &[(&str, &str)] = &[
@@ -346,6 +350,37 @@ fn visible(text: &str) -> String {
     shown
 }
 
+/// `text` in pieces for the console: a line at a time (with its `\n`), and a line
+/// longer than [`CONSOLE_PIECE`] bytes cut into pieces of at most that (at character
+/// boundaries).
+fn console_pieces(text: &str) -> impl Iterator<Item = &str> {
+    text.split_inclusive('\n').flat_map(|line| {
+        let mut rest = line;
+        core::iter::from_fn(move || {
+            if rest.is_empty() {
+                return None;
+            }
+            let mut end = rest.len().min(CONSOLE_PIECE);
+            while !rest.is_char_boundary(end) {
+                end -= 1;
+            }
+            let (piece, after) = rest.split_at(end);
+            rest = after;
+            Some(piece)
+        })
+    })
+}
+
+/// Shows a text file's `bytes` as `cat` does ([`visible`], a line end added when the
+/// file has none), through `say` a piece at a time ([`console_pieces`]).
+fn show_file(bytes: &[u8], say: &dyn Fn(&str)) {
+    let text = String::from_utf8_lossy(bytes);
+    console_pieces(&visible(&text)).for_each(say);
+    if !text.ends_with('\n') {
+        say("\r\n");
+    }
+}
+
 /// Runs one command, writing its output through `kernel`.
 pub fn execute(kernel: &Kernel, command: Command<'_>) {
     let say = |text: &str| kernel.write_str(text);
@@ -466,7 +501,10 @@ pub fn execute(kernel: &Kernel, command: Command<'_>) {
             }
         }
         Command::Fs(words) => match rexofs::run(kernel, words) {
-            Ok(lines) => lines.iter().for_each(|line| say(&format!("{line}\r\n"))),
+            // A line of `fs cat` may be a whole file.
+            Ok(lines) => lines
+                .iter()
+                .for_each(|line| console_pieces(&format!("{line}\r\n")).for_each(say)),
             Err(why) => say(&format!("{why}\r\n")),
         },
         Command::Extents(words) => match disk::extents(kernel, words) {
@@ -478,13 +516,7 @@ pub fn execute(kernel: &Kernel, command: Command<'_>) {
             Err(why) => say(&format!("ls: {why}\r\n")),
         },
         Command::Cat(name) => match disk::read_file(kernel, name) {
-            Ok(bytes) => {
-                let text = String::from_utf8_lossy(&bytes);
-                say(&visible(&text));
-                if !text.ends_with('\n') {
-                    say("\r\n");
-                }
-            }
+            Ok(bytes) => show_file(&bytes, &say),
             Err(why) => say(&format!("cat: {why}\r\n")),
         },
         Command::Rm(name) => match disk::remove(kernel, name) {
@@ -767,6 +799,24 @@ mod tests {
         assert_eq!(
             visible("\0\x07\x08\r\x1f\x7f \u{9b}2J é"),
             "^@^G^H^M^_^? \\u{9b}2J é"
+        );
+    }
+
+    #[test]
+    fn cat_writes_a_line_or_a_piece_at_a_time() {
+        let long = "é".repeat(1500);
+        let file = format!("first\n{long}\nlast, no line end");
+        let said = core::cell::RefCell::new(Vec::new());
+        show_file(file.as_bytes(), &|text: &str| {
+            said.borrow_mut().push(String::from(text))
+        });
+        let said = said.into_inner();
+        assert_eq!(said.concat(), visible(&file) + "\r\n");
+        assert!(said.iter().all(|piece| piece.len() <= CONSOLE_PIECE));
+        // The long line (3000 bytes and its line end) in three pieces.
+        assert_eq!(
+            said.iter().map(String::len).collect::<Vec<_>>(),
+            [7, 1024, 1024, 954, 17, 2]
         );
     }
 
