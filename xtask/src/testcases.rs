@@ -739,6 +739,30 @@ pub const CASES: &[Case] = &[
         ],
         ..BASE
     },
+    // Ctrl-C stops `ping` at its next look (here its first: everything is typed at
+    // once), before the address nobody has could time out; what was typed after it
+    // (`net`, `poweroff`) is kept for the command line.
+    Case {
+        name: "monitor::ping-ctrl-c",
+        machine: Machine::Q35,
+        append: "app=monitor",
+        qemu: &[Arg::UserNet {
+            model: "virtio-net-pci",
+            tcp: &[],
+            udp: &[],
+        }],
+        input: "ping 10.0.2.99 5\r\x03net\rpoweroff\r",
+        exit: Some(0),
+        timeout_s: 60,
+        checks: &[
+            Check::Has("PING 10.0.2.99 from 10.0.2.15 (nic 0)"),
+            Check::Has("^C"),
+            Check::Has("10.0.2.99: 1 sent, 0 answered, 100% lost"),
+            Check::Lacks("no answer within 1 s"),
+            Check::Has("nic 0: address 10.0.2.15/24"),
+        ],
+        ..BASE
+    },
     // `cargo xtask run` without `--app`: the monitor on core 0 and httpd on core 1 share
     // one interface by packet filters (the kernel word `ip=`); httpd's status page is
     // served through the forwarded port while the monitor pings the router through the

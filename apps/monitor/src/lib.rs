@@ -15,6 +15,8 @@ pub mod editor;
 mod net;
 mod rexofs;
 
+use alloc::boxed::Box;
+use alloc::collections::VecDeque;
 use alloc::format;
 use alloc::string::String;
 use alloc::sync::Arc;
@@ -22,7 +24,7 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use editor::{Editor, Event};
-use rexo_api::{ApiError, BinaryError, DeviceKind, Kernel};
+use rexo_api::{ApiError, BinaryError, DeviceKind, Kernel, KeyboardDevice};
 use rexo_net::Ipv4Addr;
 
 /// The prompt.
@@ -30,6 +32,8 @@ pub const PROMPT: &str = "rexo> ";
 
 /// How long the monitor naps between looks at the input (it halts its core meanwhile).
 const POLL_NS: u64 = 1_000_000;
+/// Ctrl-C, which stops a command that runs until stopped (`ping`).
+const CTRL_C: u8 = 0x03;
 /// The most bytes of a file the monitor writes with one console call: the kernel holds
 /// the consoles' lock for a call's whole text, and a KiB takes about 90 ms at 115200
 /// baud, while other cores' log lines wait.
@@ -381,8 +385,78 @@ fn show_file(bytes: &[u8], say: &dyn Fn(&str)) {
     }
 }
 
-/// Runs one command, writing its output through `kernel`.
-pub fn execute(kernel: &Kernel, command: Command<'_>) {
+/// What is typed at the monitor: the consoles' input (serial line, PS/2) and the
+/// keyboards that are devices (USB through xHCI), with the bytes typed while a command
+/// ran kept for the command line after it.
+pub struct Input<'k> {
+    kernel: &'k Kernel,
+    keyboards: Vec<Box<dyn KeyboardDevice>>,
+    /// Typed while a command ran, for the command line.
+    ahead: VecDeque<u8>,
+}
+
+impl<'k> Input<'k> {
+    /// The input of `kernel`'s consoles and of every keyboard device it can open.
+    pub fn open(kernel: &'k Kernel) -> Self {
+        let keyboards = kernel
+            .devices()
+            .iter()
+            .filter(|device| device.kind == DeviceKind::Keyboard)
+            .filter_map(|device| kernel.open_keyboard(device.index).ok())
+            .collect();
+        Self {
+            kernel,
+            keyboards,
+            ahead: VecDeque::new(),
+        }
+    }
+
+    /// The next byte for the command line: one typed while a command ran first.
+    pub fn next_byte(&mut self) -> Option<u8> {
+        let Self {
+            kernel,
+            keyboards,
+            ahead,
+        } = self;
+        ahead.pop_front().or_else(|| typed_now(kernel, keyboards))
+    }
+
+    /// Whether Ctrl-C was typed since the last look, for a command that runs until
+    /// stopped; the other bytes typed meanwhile are kept for the command line.
+    pub fn interrupted(&mut self) -> bool {
+        let Self {
+            kernel,
+            keyboards,
+            ahead,
+        } = self;
+        take_ctrl_c(core::iter::from_fn(|| typed_now(kernel, keyboards)), ahead)
+    }
+}
+
+/// The next byte typed on `kernel`'s consoles or on one of the `keyboards`, if any.
+fn typed_now(kernel: &Kernel, keyboards: &mut [Box<dyn KeyboardDevice>]) -> Option<u8> {
+    kernel.read_byte().or_else(|| {
+        keyboards
+            .iter_mut()
+            .find_map(|k| k.read_byte().ok().flatten())
+    })
+}
+
+/// Reads `typed` up to its first Ctrl-C (whether there was one), keeping every other
+/// byte in `ahead`; with no Ctrl-C, reads it all.
+fn take_ctrl_c(typed: impl Iterator<Item = u8>, ahead: &mut VecDeque<u8>) -> bool {
+    for byte in typed {
+        if byte == CTRL_C {
+            return true;
+        }
+        ahead.push_back(byte);
+    }
+    false
+}
+
+/// Runs one command, writing its output through `kernel`; a command that runs until
+/// stopped (`ping`) watches `input` for Ctrl-C.
+pub fn execute(kernel: &Kernel, command: Command<'_>, input: &mut Input<'_>) {
     let say = |text: &str| kernel.write_str(text);
     match command {
         Command::Nothing => {}
@@ -559,7 +633,7 @@ pub fn execute(kernel: &Kernel, command: Command<'_>) {
             .iter()
             .for_each(|line| say(&format!("{line}\r\n"))),
         Command::Ping { to, count } => {
-            if let Err(why) = net::ping(kernel, to, count, &say) {
+            if let Err(why) = net::ping(kernel, to, count, &say, input) {
                 say(&format!("ping: {why}\r\n"));
             }
         }
@@ -583,19 +657,9 @@ pub fn main(kernel: &Kernel) -> Result<(), ApiError> {
     kernel.write_str(PROMPT);
     // Keyboards that are devices (USB through xHCI) type too, beside the consoles' own
     // input (serial line, PS/2).
-    let mut keyboards: Vec<_> = kernel
-        .devices()
-        .iter()
-        .filter(|device| device.kind == DeviceKind::Keyboard)
-        .filter_map(|device| kernel.open_keyboard(device.index).ok())
-        .collect();
+    let mut input = Input::open(kernel);
     loop {
-        let typed = kernel.read_byte().or_else(|| {
-            keyboards
-                .iter_mut()
-                .find_map(|k| k.read_byte().ok().flatten())
-        });
-        let Some(byte) = typed else {
+        let Some(byte) = input.next_byte() else {
             kernel.sleep_ns(POLL_NS);
             continue;
         };
@@ -604,7 +668,7 @@ pub fn main(kernel: &Kernel) -> Result<(), ApiError> {
             Event::Line { echo, line } => {
                 kernel.write_str(&echo);
                 match parse(&line) {
-                    Ok(command) => execute(kernel, command),
+                    Ok(command) => execute(kernel, command, &mut input),
                     Err(message) => kernel.write_str(&format!("{message}\r\n")),
                 }
                 kernel.write_str(PROMPT);
@@ -818,6 +882,17 @@ mod tests {
             said.iter().map(String::len).collect::<Vec<_>>(),
             [7, 1024, 1024, 954, 17, 2]
         );
+    }
+
+    #[test]
+    fn ctrl_c_is_taken_and_the_other_bytes_kept_for_the_command_line() {
+        let mut ahead = VecDeque::from([b'm']);
+        let mut typed = b"em\x03\rx".iter().copied();
+        assert!(take_ctrl_c(&mut typed, &mut ahead));
+        assert_eq!(ahead, b"mem");
+        // What follows the Ctrl-C is left unread; without one, everything is kept.
+        assert!(!take_ctrl_c(&mut typed, &mut ahead));
+        assert_eq!(ahead, b"mem\rx");
     }
 
     #[test]

@@ -13,9 +13,9 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use rexo_api::{ApiError, DeviceInfo, DeviceKind, Kernel, NetSharing};
-use rexo_net::{Config, DnsPorts, Ipv4Addr, NetError, Stack};
+use rexo_net::{Config, DnsPorts, EchoReply, Ipv4Addr, NetError, PingSocket, Stack};
 
-use crate::Host;
+use crate::{Host, Input};
 
 /// How long DHCP may take before the command gives up.
 const DHCP_TIMEOUT_NS: u64 = 5_000_000_000;
@@ -25,6 +25,9 @@ const RESOLVE_TIMEOUT_NS: u64 = 11_000_000_000;
 const PING_TIMEOUT_NS: u64 = 1_000_000_000;
 /// How long `ping` waits between two requests (as the classic `ping`).
 const PING_INTERVAL_NS: u64 = 1_000_000_000;
+/// How long `ping` naps between two looks at the network and the keyboard (its core
+/// halts meanwhile); a round trip it says is late by up to this.
+const PING_NAP_NS: u64 = 100_000;
 /// The ICMP identifier of the monitor's echo requests.
 const PING_IDENT: u16 = 0x6d6e;
 /// The data each echo request carries.
@@ -284,9 +287,16 @@ fn configured(kernel: &Kernel) -> Result<[String; 2], String> {
 }
 
 /// `ping ADDRESS [COUNT]`: `count` echo requests a second apart, each answer (or its
-/// absence) said as it comes, then the summary. The error is for a command that could
-/// not start (no interface, no lease).
-pub fn ping(kernel: &Kernel, to: Host<'_>, count: u16, say: &dyn Fn(&str)) -> Result<(), String> {
+/// absence) said as it comes, then the summary; Ctrl-C on `input` stops it early (what
+/// else is typed meanwhile is kept for the command line). The error is for a command
+/// that could not start (no interface, no lease) or a NIC that failed.
+pub fn ping(
+    kernel: &Kernel,
+    to: Host<'_>,
+    count: u16,
+    say: &dyn Fn(&str),
+    input: &mut Input<'_>,
+) -> Result<(), String> {
     let answers = Answers {
         icmp: true,
         dns: matches!(to, Host::Name(_)),
@@ -307,25 +317,127 @@ pub fn ping(kernel: &Kernel, to: Host<'_>, count: u16, say: &dyn Fn(&str)) -> Re
         PING_DATA.len()
     ));
     let socket = stack.ping_open(PING_IDENT);
-    let (mut answered, mut corrupt) = (0u16, 0u16);
-    let mut times_us = Vec::new();
+    let mut link = StackLink {
+        kernel,
+        stack: &mut stack,
+        socket: &socket,
+        to,
+        nic: device.index,
+        input,
+    };
+    let tally = echo_requests(&mut link, count, say)?;
+    stack.ping_close(socket);
+    say(&ping_summary(to, &tally));
+    Ok(())
+}
+
+/// What `ping`'s requests go through: the network, the clock, the core's naps and the
+/// keyboard (a trait, so that host tests can drive [`echo_requests`]).
+trait PingLink {
+    /// Nanoseconds since boot.
+    fn now_ns(&self) -> u64;
+    /// Sends echo request `seq`.
+    fn send(&mut self, seq: u16) -> Result<(), String>;
+    /// Moves what the NIC holds and what waits to go (ARP answered meanwhile); an
+    /// error is the NIC's, and ends `ping`.
+    fn poll(&mut self) -> Result<(), String>;
+    /// The reply to request `seq`, if it has come; an error when the stack gave the
+    /// request up (its next hop answered no ARP).
+    fn reply(&mut self, seq: u16) -> Result<Option<EchoReply>, String>;
+    /// Halts the core for [`PING_NAP_NS`] (or until an interrupt).
+    fn nap(&mut self);
+    /// Whether Ctrl-C was typed since the last look.
+    fn interrupted(&mut self) -> bool;
+}
+
+/// The [`PingLink`] of a `ping` in Rexo: `stack`'s ping `socket` to `to`, on NIC `nic`.
+struct StackLink<'a, 'k> {
+    kernel: &'a Kernel,
+    stack: &'a mut Stack,
+    socket: &'a PingSocket,
+    to: Ipv4Addr,
+    nic: usize,
+    input: &'a mut Input<'k>,
+}
+
+impl PingLink for StackLink<'_, '_> {
+    fn now_ns(&self) -> u64 {
+        self.kernel.now_ns()
+    }
+
+    fn send(&mut self, seq: u16) -> Result<(), String> {
+        self.stack
+            .ping_send(self.socket, self.to, seq, PING_DATA)
+            .map_err(|error| format!("{error}"))
+    }
+
+    fn poll(&mut self) -> Result<(), String> {
+        self.stack
+            .poll(self.kernel.now_ns())
+            .map(|_| ())
+            .map_err(|e| format!("nic {}: {e}", self.nic))
+    }
+
+    fn reply(&mut self, seq: u16) -> Result<Option<EchoReply>, String> {
+        let to = self.to;
+        self.stack
+            .ping_recv(self.socket, PING_DATA)
+            .map(|reply| reply.filter(|r| r.seq == seq && r.from == to))
+            .map_err(|error| format!("{error}"))
+    }
+
+    fn nap(&mut self) {
+        self.kernel.sleep_ns(PING_NAP_NS);
+    }
+
+    fn interrupted(&mut self) -> bool {
+        self.input.interrupted()
+    }
+}
+
+/// What `ping`'s requests came to.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Tally {
+    /// Requests sent.
+    sent: u16,
+    /// Requests the stack refused to send.
+    not_sent: u16,
+    /// Replies that brought the request's data back.
+    answered: u16,
+    /// Replies whose data differed (neither answered nor lost).
+    corrupt: u16,
+    /// The answered ones' round trips, in microseconds.
+    times_us: Vec<u64>,
+}
+
+/// Sends `count` echo requests through `link` a second apart, each waited for
+/// [`PING_TIMEOUT_NS`], saying each answer (or its absence) as it comes; the core naps
+/// between looks, and Ctrl-C stops the requests at the next look.
+fn echo_requests(link: &mut dyn PingLink, count: u16, say: &dyn Fn(&str)) -> Result<Tally, String> {
+    let mut tally = Tally::default();
     for seq in 0..count {
-        let sent = kernel.now_ns();
-        if let Err(error) = stack.ping_send(&socket, to, seq, PING_DATA) {
+        let sent = link.now_ns();
+        let mut stopped = false;
+        if let Err(error) = link.send(seq) {
+            tally.not_sent += 1;
             say(&format!("seq {seq}: not sent: {error}\r\n"));
         } else {
-            let mut reply = Ok(None);
-            while reply == Ok(None) && kernel.now_ns() - sent < PING_TIMEOUT_NS {
-                stack
-                    .poll(kernel.now_ns())
-                    .map_err(|e| format!("nic {}: {e}", device.index))?;
-                reply = stack
-                    .ping_recv(&socket, PING_DATA)
-                    .map(|reply| reply.filter(|r| r.seq == seq && r.from == to));
-            }
+            tally.sent += 1;
+            let reply = loop {
+                link.poll()?;
+                let reply = link.reply(seq);
+                if !matches!(reply, Ok(None)) || link.now_ns() - sent >= PING_TIMEOUT_NS {
+                    break reply;
+                }
+                if link.interrupted() {
+                    stopped = true;
+                    break Ok(None);
+                }
+                link.nap();
+            };
             match reply {
                 Ok(Some(reply)) if !reply.intact => {
-                    corrupt += 1;
+                    tally.corrupt += 1;
                     say(&format!(
                         "seq {seq}: corrupt reply from {}: its {} data bytes are not the {} sent\r\n",
                         reply.from,
@@ -334,9 +446,9 @@ pub fn ping(kernel: &Kernel, to: Host<'_>, count: u16, say: &dyn Fn(&str)) -> Re
                     ));
                 }
                 Ok(Some(reply)) => {
-                    let us = (kernel.now_ns() - sent) / 1000;
-                    answered += 1;
-                    times_us.push(us);
+                    let us = (link.now_ns() - sent) / 1000;
+                    tally.answered += 1;
+                    tally.times_us.push(us);
                     say(&format!(
                         "{} bytes from {}: seq {seq}, time {}.{:03} ms\r\n",
                         reply.len,
@@ -345,6 +457,7 @@ pub fn ping(kernel: &Kernel, to: Host<'_>, count: u16, say: &dyn Fn(&str)) -> Re
                         us % 1000
                     ));
                 }
+                Ok(None) if stopped => {}
                 Ok(None) => say(&format!("seq {seq}: no answer within 1 s\r\n")),
                 // The next hop answered no ARP: this request and those before it to the
                 // same next hop were dropped unsent.
@@ -352,27 +465,40 @@ pub fn ping(kernel: &Kernel, to: Host<'_>, count: u16, say: &dyn Fn(&str)) -> Re
             }
         }
         // A second between requests, answering ARP meanwhile; none after the last.
-        while seq + 1 < count && kernel.now_ns() - sent < PING_INTERVAL_NS {
-            stack
-                .poll(kernel.now_ns())
-                .map_err(|e| format!("nic {}: {e}", device.index))?;
+        while !stopped && seq + 1 < count && link.now_ns() - sent < PING_INTERVAL_NS {
+            link.poll()?;
+            stopped = link.interrupted();
+            if !stopped {
+                link.nap();
+            }
+        }
+        if stopped {
+            say("^C\r\n");
+            break;
         }
     }
-    stack.ping_close(socket);
-    say(&ping_summary(to, count, answered, corrupt, &times_us));
-    Ok(())
+    Ok(tally)
 }
 
-/// `ping`'s last line: of `count` requests to `to`, `answered` got their data back (in
-/// `times_us`), `corrupt` got other data (said only when there were some; neither
-/// answered nor lost), the others nothing.
-fn ping_summary(to: Ipv4Addr, count: u16, answered: u16, corrupt: u16, times_us: &[u64]) -> String {
-    let lost = (count - answered - corrupt) * 100 / count.max(1);
-    let mut line = format!("{to}: {count} sent, {answered} answered");
-    if corrupt > 0 {
-        line.push_str(&format!(", {corrupt} corrupt"));
+/// `ping`'s last line, to `to`: the requests sent (those the stack refused said apart),
+/// those that got their data back (with their round trips), those that got other data
+/// (said only when there were some; neither answered nor lost), and the share of those
+/// sent that got nothing.
+fn ping_summary(to: Ipv4Addr, tally: &Tally) -> String {
+    let mut line = format!("{to}: {} sent", tally.sent);
+    if tally.not_sent > 0 {
+        line.push_str(&format!(", {} not sent", tally.not_sent));
     }
-    line.push_str(&format!(", {lost}% lost"));
+    line.push_str(&format!(", {} answered", tally.answered));
+    if tally.corrupt > 0 {
+        line.push_str(&format!(", {} corrupt", tally.corrupt));
+    }
+    if tally.sent > 0 {
+        let lost =
+            u32::from(tally.sent - tally.answered - tally.corrupt) * 100 / u32::from(tally.sent);
+        line.push_str(&format!(", {lost}% lost"));
+    }
+    let times_us = &tally.times_us;
     if let (Some(min), Some(max)) = (times_us.iter().min(), times_us.iter().max()) {
         let mean = times_us.iter().sum::<u64>() / times_us.len() as u64;
         line.push_str(&format!(
@@ -543,18 +669,153 @@ mod tests {
     #[test]
     fn the_summary_counts_corrupt_replies_apart() {
         let to = Ipv4Addr::new(10, 0, 2, 2);
+        let tally = |sent, answered, corrupt, times_us: &[u64]| Tally {
+            sent,
+            not_sent: 0,
+            answered,
+            corrupt,
+            times_us: times_us.to_vec(),
+        };
         assert_eq!(
-            ping_summary(to, 3, 3, 0, &[1500, 2000, 2500]),
+            ping_summary(to, &tally(3, 3, 0, &[1500, 2000, 2500])),
             "10.0.2.2: 3 sent, 3 answered, 0% lost; round trip min/mean/max 1.500/2.000/2.500 ms\r\n"
         );
         // A corrupt reply is neither an answer nor a loss.
         assert_eq!(
-            ping_summary(to, 4, 1, 2, &[1000]),
+            ping_summary(to, &tally(4, 1, 2, &[1000])),
             "10.0.2.2: 4 sent, 1 answered, 2 corrupt, 25% lost; round trip min/mean/max 1.000/1.000/1.000 ms\r\n"
         );
         assert_eq!(
-            ping_summary(to, 1, 0, 0, &[]),
+            ping_summary(to, &tally(1, 0, 0, &[])),
             "10.0.2.2: 1 sent, 0 answered, 100% lost\r\n"
         );
+    }
+
+    /// A [`PingLink`] whose clock moves 1 us at each look and [`PING_NAP_NS`] at each
+    /// nap: the stack refuses to send the requests in `refused`, a reply to those in
+    /// `answered` is there at the first poll after they went, and Ctrl-C is typed
+    /// after `ctrl_c_after` naps.
+    #[derive(Default)]
+    struct FakeLink {
+        now_ns: core::cell::Cell<u64>,
+        refused: Vec<u16>,
+        answered: Vec<u16>,
+        ctrl_c_after: Option<usize>,
+        sent: Vec<u16>,
+        polls: usize,
+        naps: usize,
+    }
+
+    impl PingLink for FakeLink {
+        fn now_ns(&self) -> u64 {
+            self.now_ns.set(self.now_ns.get() + 1000);
+            self.now_ns.get()
+        }
+
+        fn send(&mut self, seq: u16) -> Result<(), String> {
+            if self.refused.contains(&seq) {
+                return Err(String::from("unreachable"));
+            }
+            self.sent.push(seq);
+            Ok(())
+        }
+
+        fn poll(&mut self) -> Result<(), String> {
+            self.polls += 1;
+            Ok(())
+        }
+
+        fn reply(&mut self, seq: u16) -> Result<Option<EchoReply>, String> {
+            let answered = self.answered.contains(&seq) && self.sent.contains(&seq);
+            Ok(answered.then(|| EchoReply {
+                from: Ipv4Addr::new(10, 0, 2, 2),
+                seq,
+                len: PING_DATA.len(),
+                intact: true,
+            }))
+        }
+
+        fn nap(&mut self) {
+            self.naps += 1;
+            self.now_ns.set(self.now_ns.get() + PING_NAP_NS);
+        }
+
+        fn interrupted(&mut self) -> bool {
+            self.ctrl_c_after.is_some_and(|naps| self.naps >= naps)
+        }
+    }
+
+    /// [`echo_requests`] of `count` through `link`: the tally and what it said.
+    fn run(link: &mut FakeLink, count: u16) -> (Tally, String) {
+        let said = core::cell::RefCell::new(String::new());
+        let tally = echo_requests(link, count, &|text: &str| said.borrow_mut().push_str(text));
+        (tally.unwrap(), said.into_inner())
+    }
+
+    #[test]
+    fn a_request_the_stack_did_not_send_is_not_counted_as_sent() {
+        let mut link = FakeLink {
+            refused: vec![1],
+            answered: vec![0, 2],
+            ..FakeLink::default()
+        };
+        let (tally, said) = run(&mut link, 3);
+        assert!(said.contains("seq 1: not sent: unreachable"), "{said}");
+        assert_eq!(
+            (tally.sent, tally.not_sent, tally.answered),
+            (2, 1, 2),
+            "{said}"
+        );
+        let summary = ping_summary(Ipv4Addr::new(10, 0, 2, 2), &tally);
+        assert!(
+            summary.starts_with("10.0.2.2: 2 sent, 1 not sent, 2 answered, 0% lost;"),
+            "{summary}"
+        );
+        let none_sent = Tally {
+            not_sent: 4,
+            ..Tally::default()
+        };
+        assert_eq!(
+            ping_summary(Ipv4Addr::new(10, 0, 2, 2), &none_sent),
+            "10.0.2.2: 0 sent, 4 not sent, 0 answered\r\n"
+        );
+    }
+
+    #[test]
+    fn ping_naps_between_looks_at_the_network() {
+        let mut link = FakeLink::default();
+        let (tally, said) = run(&mut link, 2);
+        assert!(said.contains("seq 1: no answer within 1 s"), "{said}");
+        assert_eq!(tally.sent, 2);
+        // About a look per nap, not a busy loop of looks.
+        assert!(
+            link.naps > 0 && link.polls <= link.naps + 4,
+            "{} polls, {} naps",
+            link.polls,
+            link.naps
+        );
+    }
+
+    #[test]
+    fn ctrl_c_stops_ping_at_the_next_look() {
+        let mut link = FakeLink {
+            ctrl_c_after: Some(10),
+            ..FakeLink::default()
+        };
+        let (tally, said) = run(&mut link, 5);
+        assert_eq!((tally.sent, tally.answered), (1, 0), "{said}");
+        assert!(
+            said.ends_with("^C\r\n") && !said.contains("no answer"),
+            "{said}"
+        );
+        assert!(link.now_ns.get() < PING_TIMEOUT_NS, "stopped at once");
+        // Stopped in the pause between two requests, too.
+        let mut link = FakeLink {
+            answered: vec![0, 1],
+            ctrl_c_after: Some(10),
+            ..FakeLink::default()
+        };
+        let (tally, said) = run(&mut link, 5);
+        assert_eq!((tally.sent, tally.answered), (1, 1), "{said}");
     }
 }
