@@ -152,10 +152,10 @@ pub const PAIR_BROKEN: DeviceError = DeviceError::Failed(
 );
 
 /// What a disk answers to every submission, poll and arming of a wake-up once the kernel
-/// shut it down ([`BlockDevice::shut_down`]: the machine is powering off), whether or not
-/// the shutdown went through: its controller is sent nothing more.
+/// shut it down ([`BlockDevice::shut_down`]: the machine is powering off or rebooting),
+/// whether or not the shutdown went through: its controller is sent nothing more.
 pub const DISK_SHUT_DOWN: DeviceError =
-    DeviceError::Failed("the disk was shut down: the machine is powering off");
+    DeviceError::Failed("the disk was shut down: the machine is powering off or rebooting");
 
 /// The internet checksum, and where a TCP or UDP checksum goes: what a NIC's checksum
 /// offload computes ([`NetDevice::transmit_offloaded`]), for drivers and simulated NICs.
@@ -879,14 +879,16 @@ pub trait BlockDevice: Send {
     /// meanwhile) and when a holder gives up its own requests (the disk still the
     /// holder's).
     fn abandon_requests(&mut self);
-    /// The machine is powering off: tells the disk, as its kind asks, so that what was
-    /// written survives. The requests already submitted go to the device and are waited
-    /// for (their completions dropped: nobody polls after this), then the disk is made
-    /// to write its cache out and told of the power loss. Each wait is bounded by the
-    /// driver's timeouts (docs/drivers.md); the error says which step failed or timed
+    /// The machine is powering off or rebooting: tells the disk, as its kind asks, so
+    /// that what was written survives. The requests already submitted go to the device
+    /// and are waited for (their completions dropped: nobody polls after this), then the
+    /// disk is made to write its cache out and told of the power loss (the same at a
+    /// reboot, whose reset may reset the disk or cut its power). Each wait is bounded by
+    /// the driver's timeouts (docs/drivers.md); the error says which step failed or timed
     /// out. From then on, whatever it returned, every submission, poll and arming of a
     /// wake-up fails with [`DISK_SHUT_DOWN`]. Only the kernel calls it, through the
-    /// registry's walk of the disks before the ACPI sleep request; a lease refuses it
+    /// registry's walk of the disks before the ACPI sleep request or the reset; a lease
+    /// refuses it
     /// ([`DeviceError::Unsupported`]). What each driver sends: docs/drivers.md,
     /// "Power-off" (NVMe a shutdown notification, CC.SHN; AHCI and IDE disks FLUSH
     /// CACHE (EXT) then STANDBY IMMEDIATE; virtio-blk a FLUSH when negotiated).

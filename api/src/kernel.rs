@@ -239,7 +239,8 @@ macro_rules! kernel_calls {
             /// is left of the caller's memory quota; what it allocated and delegated to
             /// another app stays charged to the caller after it ends, until the frames go back.
             fn run_app(&self, name: &str) -> Result<(), ApiError>;
-            /// Reboots the machine.
+            /// Reboots the machine, every disk told first as at a power-off (each refuses
+            /// every request from then on).
             fn reboot(&self) -> !;
             /// Powers the machine off; returns only if that is impossible, saying why.
             fn power_off(&self) -> ApiError;

@@ -1,10 +1,12 @@
 //! Leaving the machine: power-off and reboot through ACPI (the keyboard controller and a
-//! triple fault are the reboot fallbacks), and QEMU's `isa-debug-exit` port for test
-//! results (only under a hypervisor; on hardware a failure halts every core).
+//! triple fault are the reboot fallbacks), every disk told before either, and QEMU's
+//! `isa-debug-exit` port for test results (only under a hypervisor; on hardware a
+//! failure halts every core, the disks not told).
 
 #![allow(unsafe_code)] // the deliberate triple fault
 
 use rexo_acpi::{AddressSpace, GenericAddress};
+use rexo_drivers::Leaving::{PowerOff, Reboot};
 
 use crate::arch::cpu::{self, inw, outb, outw};
 use crate::devices::MACHINE;
@@ -83,7 +85,7 @@ pub fn power_off() -> &'static str {
         (false, _, None) => return "no PM1a control block",
         _ => {}
     }
-    let _disks = MACHINE.get().map(rexo_drivers::Machine::shut_down_disks);
+    let _disks = MACHINE.get().map(|bound| bound.shut_down_disks(PowerOff));
     cpu::without_interrupts(|| {
         if let (true, Some(control)) = (fadt.hardware_reduced, sleep_control) {
             const SLP_EN_HW_REDUCED: u64 = 1 << 5;
@@ -123,8 +125,12 @@ fn enable_acpi_mode(fadt: &rexo_acpi::Fadt) {
     }
 }
 
-/// Reboots: the ACPI reset register, then the keyboard controller, then a triple fault.
+/// Reboots: every disk told first, as at a power-off (a reset may cut their power or
+/// reset them, and a disk's write cache goes with either), with interrupts on, as in
+/// [`power_off`]; then, with them off, the ACPI reset register, the keyboard controller,
+/// a triple fault.
 pub fn reboot() -> ! {
+    let _disks = MACHINE.get().map(|bound| bound.shut_down_disks(Reboot));
     cpu::disable_interrupts();
     let fadt = crate::platform::acpi().and_then(|info| info.fadt.as_ref());
     if let Some(reset) = fadt.and_then(|fadt| fadt.reset) {

@@ -463,6 +463,28 @@ pub const CASES: &[Case] = &[
         checks: &[Check::Has("reboot: resetting")],
         ..BASE
     },
+    // A reboot tells the disks as a power-off does: the monitor runs diskcheck over two
+    // disks, then `reboot`; each disk's line names the reboot, and the images hold every
+    // sector diskcheck wrote (throttled, as in drivers::two-disks).
+    Case {
+        name: "power::reboot-disks",
+        append: "app=monitor",
+        qemu: &[
+            Arg::Disk(Attach::Throttled("nvme,serial=rexo0")),
+            Arg::Disk(Attach::Throttled("virtio-blk-pci")),
+        ],
+        input: "run diskcheck\rreboot\r",
+        timeout_s: 180,
+        checks: &[
+            Check::Count(DISK_READ_BACK, 2),
+            Check::Has("diskcheck: done, 2 disk(s)"),
+            Check::Has(" disk 0: told of the reboot"),
+            Check::Has(" disk 1: told of the reboot"),
+            Check::Lacks("not told of the"),
+            Check::Lacks("FAILED"),
+        ],
+        ..DISK
+    },
     // Core counts (microvm).
     Case {
         name: "boot::cores-1",

@@ -229,7 +229,7 @@ enum Operation {
     Transfer(Direction),
     /// Flushes the write cache.
     Flush,
-    /// Puts the disk in standby (at power-off).
+    /// Puts the disk in standby (at power-off and reboot).
     Standby,
 }
 
@@ -294,8 +294,8 @@ pub struct AhciDisk {
     depth: usize,
     /// Set when the port could not be recovered; every call then fails.
     failed: Option<&'static str>,
-    /// Shut down for a power-off ([`BlockDevice::shut_down`]): every later request,
-    /// poll and arming is refused with [`DISK_SHUT_DOWN`].
+    /// Shut down for a power-off or reboot ([`BlockDevice::shut_down`]): every later
+    /// request, poll and arming is refused with [`DISK_SHUT_DOWN`].
     shut_down: bool,
     /// The clock.
     platform: &'static dyn Platform,

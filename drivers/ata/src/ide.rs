@@ -677,7 +677,7 @@ enum Operation {
     Transfer(Direction),
     /// Flushes the write cache.
     Flush,
-    /// Puts the drive in standby (at power-off).
+    /// Puts the drive in standby (at power-off and reboot).
     Standby,
 }
 
@@ -715,8 +715,8 @@ pub struct IdeDisk {
     next_tag: Tag,
     /// The most sectors per request.
     max_sectors: u32,
-    /// Shut down for a power-off ([`BlockDevice::shut_down`]): every later request,
-    /// poll and arming is refused with [`DISK_SHUT_DOWN`].
+    /// Shut down for a power-off or reboot ([`BlockDevice::shut_down`]): every later
+    /// request, poll and arming is refused with [`DISK_SHUT_DOWN`].
     shut_down: bool,
     /// The clock.
     platform: &'static dyn Platform,

@@ -11,8 +11,8 @@
 //! channel take turns). Data moves by bus-master DMA (BAR 4) when the controller has it
 //! (for one channel's disks only on a simplex-only controller), the drive has a DMA mode
 //! selected and its buffer and PRD table lie below 4 GiB, else by PIO through the data
-//! port. At power-off each drive gets FLUSH CACHE (EXT), then STANDBY IMMEDIATE
-//! (`BlockDevice::shut_down`).
+//! port. At power-off and reboot each drive gets FLUSH CACHE (EXT), then STANDBY
+//! IMMEDIATE (`BlockDevice::shut_down`).
 #![cfg_attr(target_os = "none", no_std)]
 #![deny(unsafe_code)]
 

@@ -9,8 +9,9 @@
 //! that holds a command past the I/O timeout is reset and its I/O queues created anew,
 //! `poll` by `poll` (the `recovery` module); the late request fails with a timeout only
 //! once the reset has disabled the controller, so it can never be carried out later. At
-//! power-off the I/O queues are deleted and the controller told of a normal shutdown
-//! (CC.SHN), awaited until CSTS.SHST says it is complete (`BlockDevice::shut_down`).
+//! power-off and reboot the I/O queues are deleted and the controller told of a normal
+//! shutdown (CC.SHN), awaited until CSTS.SHST says it is complete
+//! (`BlockDevice::shut_down`).
 #![cfg_attr(target_os = "none", no_std)]
 #![deny(unsafe_code)]
 
@@ -734,8 +735,8 @@ struct Nvme {
     platform: &'static dyn Platform,
     /// Why the controller stopped, once it did.
     failed: Option<&'static str>,
-    /// Shut down for a power-off ([`BlockDevice::shut_down`]): every later request,
-    /// poll and arming is refused with [`DISK_SHUT_DOWN`].
+    /// Shut down for a power-off or reboot ([`BlockDevice::shut_down`]): every later
+    /// request, poll and arming is refused with [`DISK_SHUT_DOWN`].
     shut_down: bool,
     /// How far a controller reset has come, while one runs.
     reset: Option<Reset>,

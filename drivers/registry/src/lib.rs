@@ -40,7 +40,7 @@ use rexo_pci::{Address, Function};
 
 pub use interrupts::{Binder, BinderFns, Sweep};
 pub use machine::Machine;
-pub use shutdown::ShutDown;
+pub use shutdown::{Leaving, ShutDown};
 
 /// One driver: which functions it takes and how it starts them.
 pub struct Driver {

@@ -7,7 +7,7 @@ use rexo_acpi::McfgSegment;
 use rexo_devio::{PciBus, Platform};
 use rexo_pci::Function;
 
-use crate::{Registry, ShutDown, Sweep};
+use crate::{Leaving, Registry, ShutDown, Sweep};
 
 /// The PCI bus, its functions and the drivers bound to them.
 pub struct Machine {
@@ -67,11 +67,12 @@ impl Machine {
             .map_or(Sweep::default(), Registry::disarm_revoked)
     }
 
-    /// Tells every disk the machine is powering off ([`Registry::shut_down_disks`]);
-    /// none when no driver was bound yet (this binds nothing).
-    pub fn shut_down_disks(&self) -> ShutDown {
+    /// Tells every disk the machine is `leaving` (powering off or rebooting:
+    /// [`Registry::shut_down_disks`]); none when no driver was bound yet (this binds
+    /// nothing).
+    pub fn shut_down_disks(&self, leaving: Leaving) -> ShutDown {
         self.registry.get().map_or(ShutDown::default(), |registry| {
-            registry.shut_down_disks(|| self.binder.now_ns())
+            registry.shut_down_disks(leaving, || self.binder.now_ns())
         })
     }
 

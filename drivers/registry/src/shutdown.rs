@@ -1,9 +1,10 @@
-//! Telling the disks the machine is powering off: the kernel walks them before its ACPI
-//! sleep request, and each driver's
+//! Telling the disks the machine is powering off or rebooting ([`Leaving`]): the kernel
+//! walks them before its ACPI sleep request or its reset, and each driver's
 //! [`BlockDevice::shut_down`](rexo_api::BlockDevice::shut_down) makes its disk write
 //! its cache out and tells it of the power loss (NVMe's shutdown notification, ATA's
 //! STANDBY IMMEDIATE, ...). A disk that cannot be reached in time, or whose shutdown
-//! fails, is logged with a warning naming it and passed by: the power-off goes ahead.
+//! fails, is logged with a warning naming it and passed by: the power-off or reboot
+//! goes ahead.
 //!
 //! A disk is reached through its slot's lock, which a call in progress holds. A call on
 //! another core gets [`REACH_WAIT_NS`] to end (a disk out of its slot, its abandoned
@@ -23,6 +24,25 @@ use crate::{Registry, Slot, SlotState};
 /// or its abandoned requests draining outside its slot) before it goes on without
 /// telling it: 1 s.
 const REACH_WAIT_NS: u64 = 1_000_000_000;
+
+/// What the machine does once the disks are told: what their log lines name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Leaving {
+    /// The ACPI sleep request (S5): the power goes.
+    PowerOff,
+    /// A reset (the ACPI reset register, the keyboard controller, a triple fault), which
+    /// may reset the disks or cut their power with the machine's.
+    Reboot,
+}
+
+impl fmt::Display for Leaving {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::PowerOff => "power-off",
+            Self::Reboot => "reboot",
+        })
+    }
+}
 
 /// What one walk of the disks did ([`Registry::shut_down_disks`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -61,15 +81,15 @@ impl fmt::Display for NotTold {
 }
 
 impl Registry {
-    /// Tells every disk the machine is powering off
-    /// ([`BlockDevice::shut_down`](rexo_api::BlockDevice::shut_down)), one after the
-    /// other, in binding order; `now_ns` is the clock. Each is logged: told, or not told
-    /// with why (a warning). A disk another core holds is waited for up to
+    /// Tells every disk the machine is `leaving` (powering off or rebooting:
+    /// [`BlockDevice::shut_down`](rexo_api::BlockDevice::shut_down)), one after the
+    /// other, in binding order; `now_ns` is the clock. Each is logged: told of the
+    /// power-off (or reboot), or not told with why (a warning). A disk another core holds is waited for up to
     /// [`REACH_WAIT_NS`], one the calling core holds in a call is passed by at once
     /// (module documentation). Every disk whose driver was asked refuses every later
     /// request ([`rexo_api::device::DISK_SHUT_DOWN`]), told or not. Never runs the
     /// app's code; a driver's shutdown is bounded by its own timeouts.
-    pub fn shut_down_disks(&self, now_ns: impl Fn() -> u64) -> ShutDown {
+    pub fn shut_down_disks(&self, leaving: Leaving, now_ns: impl Fn() -> u64) -> ShutDown {
         let core = self.binder.core_index();
         let mut walk = ShutDown::default();
         let disks = self
@@ -84,11 +104,11 @@ impl Registry {
             });
             match told {
                 Ok(()) => {
-                    log::info!("{address} {driver} disk {index}: told of the power-off");
+                    log::info!("{address} {driver} disk {index}: told of the {leaving}");
                     walk.told += 1;
                 }
                 Err(why) => {
-                    log::warn!("{address} {driver} disk {index}: not told of the power-off: {why}");
+                    log::warn!("{address} {driver} disk {index}: not told of the {leaving}: {why}");
                     walk.not_told += 1;
                 }
             }
@@ -145,7 +165,7 @@ mod tests {
 
     /// What `registry`'s walk says with a clock that moves 1 ns a reading.
     fn walk(registry: &Registry) -> (usize, usize) {
-        let walk = registry.shut_down_disks(clock(1));
+        let walk = registry.shut_down_disks(Leaving::PowerOff, clock(1));
         (walk.told, walk.not_told)
     }
 
@@ -207,7 +227,7 @@ mod tests {
         hold_back: &crate::tests::HoldBack,
     ) -> ShutDown {
         let readings = AtomicUsize::new(0);
-        registry.shut_down_disks(|| {
+        registry.shut_down_disks(Leaving::PowerOff, || {
             if readings.fetch_add(1, Ordering::Relaxed) == 2 {
                 hold_back.let_go();
             }
@@ -225,7 +245,7 @@ mod tests {
                 (fs, written)
             },
             // 100 ms a reading: past the wait after a dozen looks.
-            move || registry.shut_down_disks(clock(100_000_000)),
+            move || registry.shut_down_disks(Leaving::PowerOff, clock(100_000_000)),
         );
         assert_eq!(
             walked.expect("the walk ends"),
@@ -274,9 +294,9 @@ mod tests {
         fs.submit_write(0, 0, 1, &mut |b| {
             b.fill(7);
             // 100 ms a reading: a wait for the call would end after a dozen.
-            inside = Some(
-                registry.shut_down_disks(|| readings.fetch_add(1, Ordering::Relaxed) * 100_000_000),
-            );
+            inside = Some(registry.shut_down_disks(Leaving::PowerOff, || {
+                readings.fetch_add(1, Ordering::Relaxed) * 100_000_000
+            }));
         })
         .unwrap();
         assert_eq!(

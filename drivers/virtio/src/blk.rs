@@ -26,8 +26,8 @@
 //! sectors are then its blocks (`BlockInfo::sector_size`), each request's sector number
 //! and length converted to 512-byte units.
 //!
-//! At power-off (`BlockDevice::shut_down`) the requests queued are published and
-//! drained, then a FLUSH writes the device's cache out when VIRTIO_BLK_F_FLUSH was
+//! At power-off and reboot (`BlockDevice::shut_down`) the requests queued are published
+//! and drained, then a FLUSH writes the device's cache out when VIRTIO_BLK_F_FLUSH was
 //! negotiated (virtio-blk has no shutdown notification of its own).
 
 use alloc::boxed::Box;
@@ -650,8 +650,8 @@ pub struct VirtioBlk {
     wakes: QueueWakes,
     /// Resets of a stuck device, and whether it was given up ([`GIVEN_UP`]).
     recovery: Recovery,
-    /// Shut down for a power-off ([`BlockDevice::shut_down`]): every later request,
-    /// poll and arming is refused with [`DISK_SHUT_DOWN`].
+    /// Shut down for a power-off or reboot ([`BlockDevice::shut_down`]): every later
+    /// request, poll and arming is refused with [`DISK_SHUT_DOWN`].
     shut_down: bool,
 }
 
