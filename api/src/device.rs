@@ -836,7 +836,10 @@ pub trait BlockDevice: Send {
     /// writes at most [`MAX_ORDERED_BYTES`] of data: one more is
     /// [`DeviceError::QueueFull`] until `poll` completes the oldest. The kernel's block
     /// layer provides it on every disk it lends (its tags are 2^31 and up; it hands out
-    /// the other requests' tags below); a driver's own handle says `Unsupported`.
+    /// the other requests' tags below); a driver's own handle says `Unsupported`. The
+    /// layer sends the ordered writes it still holds before the machine powers off or
+    /// reboots (logging each one it could not write) and takes none after: then
+    /// [`DISK_SHUT_DOWN`].
     fn submit_write_ordered(
         &mut self,
         queue: usize,

@@ -22,7 +22,6 @@ use spin::MutexGuard;
 
 use crate::appcode::calling_app;
 use crate::lent::ClearedForHolder;
-use crate::ordered::OrderedWrites;
 use crate::reentry::{self, InCall};
 use crate::{Binder, Holder, Slot, SlotState, away};
 
@@ -58,6 +57,7 @@ pub(crate) fn end<'a>(
 ) -> MutexGuard<'a, SlotState> {
     state.holder = None;
     state.generation += 1;
+    state.ordered.clear();
     for gate in state.queues.drain(..) {
         // Waits for a call in progress on that queue, then cuts the handle.
         *gate.handle.lock() = None;
@@ -110,8 +110,6 @@ struct Lease {
     binder: &'static dyn Binder,
     /// The device as it was when opened.
     snapshot: Snapshot,
-    /// A disk's ordered writes and the requests they wait for.
-    ordered: OrderedWrites,
     /// A network interface's transmit memory cleared for the holder ([`crate::lent`]).
     cleared: RefCell<ClearedForHolder>,
 }
@@ -134,7 +132,6 @@ pub(crate) fn open(
         holder,
         binder,
         snapshot,
-        ordered: OrderedWrites::default(),
         cleared: RefCell::default(),
     };
     match lease.snapshot {
@@ -180,21 +177,28 @@ impl Lease {
         })
     }
 
-    /// Runs `call` on the disk if the lease is live and the disk's extent table lets the
-    /// holder touch `sectors` at `lba` (`write`: to write them).
-    fn disk_range<T>(
+    /// Submits a request on `queue` through `call` if the lease is live and the disk's
+    /// extent table lets the holder touch `range` (first sector, sectors, whether to
+    /// write them; `None` for a flush, which touches none), and notes it under the same
+    /// lock among the requests that later ordered writes on the queue wait for
+    /// ([`crate::ordered`]). The tag the app knows it by.
+    fn submit(
         &mut self,
-        (lba, sectors, write): (u64, u32, bool),
-        call: impl FnOnce(&mut dyn BlockDevice) -> Result<T, DeviceError>,
-    ) -> Result<T, DeviceError> {
+        queue: usize,
+        range: Option<(u64, u32, bool)>,
+        call: impl FnOnce(&mut dyn BlockDevice) -> Result<Tag, DeviceError>,
+    ) -> Result<Tag, DeviceError> {
         let core = self.binder.core_index();
         let mut state = live(self.slot, self.generation, core)?;
-        crate::xn::check(&state, self.holder.1, lba, sectors, write)?;
+        if let Some((lba, sectors, write)) = range {
+            crate::xn::check(&state, self.holder.1, lba, sectors, write)?;
+        }
         reentry::during(self.slot, &mut state, core, |state| {
-            match &mut state.device {
-                Found::Block(disk) => call(disk.as_mut()),
-                _ => Err(DeviceError::Revoked),
-            }
+            let Found::Block(disk) = &mut state.device else {
+                return Err(DeviceError::Revoked);
+            };
+            let tag = call(disk.as_mut())?;
+            Ok(state.ordered.submitted(queue, tag))
         })
     }
 
@@ -207,17 +211,6 @@ impl Lease {
             queue,
             core,
         )
-    }
-
-    /// Runs `call` on the disk if the lease is live.
-    fn disk<T>(
-        &mut self,
-        call: impl FnOnce(&mut dyn BlockDevice) -> Result<T, DeviceError>,
-    ) -> Result<T, DeviceError> {
-        self.with(|device| match device {
-            Found::Block(disk) => call(disk.as_mut()),
-            _ => Err(DeviceError::Revoked),
-        })
     }
 }
 
@@ -431,10 +424,9 @@ impl BlockDevice for Lease {
     }
 
     fn submit_read(&mut self, queue: usize, lba: u64, sectors: u32) -> Result<Tag, DeviceError> {
-        let tag = self.disk_range((lba, sectors, false), |disk| {
+        self.submit(queue, Some((lba, sectors, false)), |disk| {
             disk.submit_read(queue, lba, sectors)
-        })?;
-        Ok(self.ordered.submitted(queue, tag))
+        })
     }
 
     /// A `fill` that aborts withdraws the write: the disk keeps what it held. The buffer
@@ -446,20 +438,18 @@ impl BlockDevice for Lease {
         sectors: u32,
         fill: &mut dyn FnMut(&mut [u8]) -> bool,
     ) -> Result<Tag, DeviceError> {
-        let tag = calling_app(self.binder, |app| {
-            self.disk_range((lba, sectors, true), |disk| {
+        calling_app(self.binder, |app| {
+            self.submit(queue, Some((lba, sectors, true)), |disk| {
                 disk.submit_write_checked(queue, lba, sectors, &mut |buffer| {
                     buffer.fill(0);
                     app.run(|| fill(buffer)).unwrap_or(false)
                 })
             })
-        })?;
-        Ok(self.ordered.submitted(queue, tag))
+        })
     }
 
     fn submit_flush(&mut self, queue: usize) -> Result<Tag, DeviceError> {
-        let tag = self.disk(|disk| disk.submit_flush(queue))?;
-        Ok(self.ordered.submitted(queue, tag))
+        self.submit(queue, None, |disk| disk.submit_flush(queue))
     }
 
     fn submit_write_ordered(
@@ -490,15 +480,22 @@ impl BlockDevice for Lease {
         if queue >= queues {
             return Err(DeviceError::NoSuchQueue(queue));
         }
-        self.disk_range((lba, sectors, true), |_| Ok(()))?;
         let bytes = sectors as usize * sector_size as usize;
-        self.ordered.room(queue, bytes)?;
+        let core = self.binder.core_index();
+        {
+            let state = live(self.slot, self.generation, core)?;
+            crate::xn::check(&state, self.holder.1, lba, sectors, true)?;
+            state.ordered.room(queue, bytes)?;
+        }
         let mut data = Vec::new();
         data.try_reserve_exact(bytes)
             .map_err(|_| DeviceError::NoMemory)?;
         data.resize(bytes, 0);
         fill(&mut data);
-        Ok(self.ordered.queue_write(queue, lba, sectors, data))
+        // Looked at again: the disk may have been shut down while `fill` ran.
+        let mut state = live(self.slot, self.generation, core)?;
+        state.ordered.room(queue, bytes)?;
+        Ok(state.ordered.queue_write(queue, lba, sectors, data))
     }
 
     fn poll(&mut self, queue: usize, done: Completion<'_>) -> Result<usize, DeviceError> {
@@ -511,12 +508,11 @@ impl BlockDevice for Lease {
             let done = &mut |tag, result: Result<&[u8], DeviceError>| {
                 app.run(|| done(tag, result));
             };
-            let ordered = &mut self.ordered;
             reentry::during(self.slot, &mut state, core, |state| {
-                match &mut state.device {
-                    Found::Block(disk) => ordered.poll(disk.as_mut(), queue, done),
-                    _ => Err(DeviceError::Revoked),
-                }
+                let Found::Block(disk) = &mut state.device else {
+                    return Err(DeviceError::Revoked);
+                };
+                state.ordered.poll(disk.as_mut(), queue, done)
             })
         })
     }
@@ -537,9 +533,9 @@ impl BlockDevice for Lease {
     /// The drain runs outside the slot's lock ([`away::outside_the_lock`]), the disk
     /// still the holder's, as at the lease's [`end`].
     fn abandon_requests(&mut self) {
-        self.ordered.clear();
         // A dead lease has nothing to abandon: its requests were abandoned at revocation.
-        if let Ok(state) = live(self.slot, self.generation, self.binder.core_index()) {
+        if let Ok(mut state) = live(self.slot, self.generation, self.binder.core_index()) {
+            state.ordered.clear();
             away::outside_the_lock(self.slot, state, DRAINING, |disk| disk.abandon_requests());
         }
     }

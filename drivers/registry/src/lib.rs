@@ -134,6 +134,9 @@ struct SlotState {
     /// Whether the disk is out of the slot, in the kernel's use
     /// ([`away::outside_the_lock`]): `device` stands in for it meanwhile.
     away: bool,
+    /// A disk holder's ordered writes and the requests they wait for, kept in the slot
+    /// so that the walk before a power-off or reboot sends them ([`shutdown`]).
+    ordered: ordered::OrderedWrites,
 }
 
 /// One device and who holds it.
@@ -185,6 +188,7 @@ impl Slot {
                 interrupts: interrupts::Bindings::default(),
                 queues: Vec::new(),
                 away: false,
+                ordered: ordered::OrderedWrites::default(),
             }),
             in_call: reentry::InCall::new(),
             unbound_in_call: spin::Mutex::new(Vec::new()),

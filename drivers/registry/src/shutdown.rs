@@ -6,6 +6,12 @@
 //! fails, is logged with a warning naming it and passed by: the power-off or reboot
 //! goes ahead.
 //!
+//! Before a disk is told, the ordered writes its holder queued in the block layer are
+//! sent ([`OrderedWrites::send_all`](crate::ordered::OrderedWrites::send_all): the
+//! requests they wait for polled to their end, then each flushed, written, flushed),
+//! within [`SEND_WAIT_NS`](crate::ordered::SEND_WAIT_NS) (15 s); each that could not
+//! be written is counted in a warning naming the disk, never dropped unsaid.
+//!
 //! A disk is reached through its slot's lock, which a call in progress holds. A call on
 //! another core gets [`REACH_WAIT_NS`] to end (a disk out of its slot, its abandoned
 //! requests draining outside the lock, as long to come back); a call on the calling core
@@ -16,6 +22,7 @@ use core::fmt;
 
 use rexo_api::{DeviceError, DeviceKind};
 use rexo_devio::Found;
+use rexo_pci::Address;
 use spin::MutexGuard;
 
 use crate::{Registry, Slot, SlotState};
@@ -84,7 +91,9 @@ impl Registry {
     /// Tells every disk the machine is `leaving` (powering off or rebooting:
     /// [`BlockDevice::shut_down`](rexo_api::BlockDevice::shut_down)), one after the
     /// other, in binding order; `now_ns` is the clock. Each is logged: told of the
-    /// power-off (or reboot), or not told with why (a warning). A disk another core holds is waited for up to
+    /// power-off (or reboot), or not told with why (a warning). The ordered writes its
+    /// holder queued are sent first, those sent logged and each not written counted in
+    /// a warning (module documentation). A disk another core holds is waited for up to
     /// [`REACH_WAIT_NS`], one the calling core holds in a call is passed by at once
     /// (module documentation). Every disk whose driver was asked refuses every later
     /// request ([`rexo_api::device::DISK_SHUT_DOWN`]), told or not. Never runs the
@@ -97,24 +106,67 @@ impl Registry {
             .iter()
             .filter(|slot| slot.kind == DeviceKind::Block);
         for (index, slot) in disks.enumerate() {
-            let (address, driver) = (slot.address, slot.driver);
-            let told = reach(slot, core, &now_ns).and_then(|mut state| match &mut state.device {
-                Found::Block(disk) => disk.shut_down().map_err(NotTold::Device),
-                _ => unreachable!("a slot of kind Block holds a disk"),
-            });
+            let name = DiskName {
+                address: slot.address,
+                driver: slot.driver,
+                index,
+            };
+            let told = reach(slot, core, &now_ns)
+                .and_then(|mut state| send_and_tell(&mut state, &name, leaving, &now_ns));
             match told {
                 Ok(()) => {
-                    log::info!("{address} {driver} disk {index}: told of the {leaving}");
+                    log::info!("{name}: told of the {leaving}");
                     walk.told += 1;
                 }
                 Err(why) => {
-                    log::warn!("{address} {driver} disk {index}: not told of the {leaving}: {why}");
+                    log::warn!("{name}: not told of the {leaving}: {why}");
                     walk.not_told += 1;
                 }
             }
         }
         walk
     }
+}
+
+/// A disk as the walk's log lines name it: `00:04.0 nvme disk 0`.
+struct DiskName {
+    /// Its function.
+    address: Address,
+    /// Its driver.
+    driver: &'static str,
+    /// Its number among the disks.
+    index: usize,
+}
+
+impl fmt::Display for DiskName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {} disk {}", self.address, self.driver, self.index)
+    }
+}
+
+/// Sends the ordered writes queued on the disk in `state`
+/// ([`OrderedWrites::send_all`](crate::ordered::OrderedWrites::send_all), logged as
+/// `name`: those sent, and those not written with why, a warning), then tells the disk
+/// the machine is `leaving`.
+fn send_and_tell(
+    state: &mut SlotState,
+    name: &DiskName,
+    leaving: Leaving,
+    now_ns: &dyn Fn() -> u64,
+) -> Result<(), NotTold> {
+    let Found::Block(disk) = &mut state.device else {
+        unreachable!("a slot of kind Block holds a disk")
+    };
+    let sent = state.ordered.send_all(disk.as_mut(), now_ns);
+    if sent.written > 0 {
+        let written = sent.written;
+        log::info!("{name}: {written} ordered write(s) sent before the {leaving}");
+    }
+    if let Some(why) = sent.why {
+        let lost = sent.not_written;
+        log::warn!("{name}: {lost} ordered write(s) not written before the {leaving}: {why}");
+    }
+    disk.shut_down().map_err(NotTold::Device)
 }
 
 /// `slot`'s lock with its disk in it, for `core`: waited for while another core holds
@@ -153,9 +205,12 @@ mod tests {
     use super::*;
     use crate::tests::{MemoryDisk, held_back_disk, lease_disk, registry_with};
     use alloc::boxed::Box;
+    use alloc::sync::Arc;
+    use alloc::vec::Vec;
     use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
     use rexo_api::device::DISK_SHUT_DOWN;
-    use rexo_pci::Address;
+    use rexo_api::{BlockDevice, BlockInfo, Completion, Tag};
+    use std::sync::Mutex;
 
     /// A clock that moves `step_ns` on at each reading, from 0.
     fn clock(step_ns: u64) -> impl Fn() -> u64 + Send + 'static {
@@ -181,6 +236,126 @@ mod tests {
         assert_eq!(fs.submit_flush(0), Err(DISK_SHUT_DOWN));
         // Only the kernel shuts a disk down.
         assert!(matches!(fs.shut_down(), Err(DeviceError::Unsupported(_))));
+    }
+
+    /// What reached a [`Recording`] disk, in order.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    enum Event {
+        /// A write at this sector, its first byte this.
+        Write(u64, u8),
+        /// A flush.
+        Flush,
+        /// The shutdown.
+        ShutDown,
+    }
+
+    /// A disk in memory that records the writes, flushes and shutdown it is sent.
+    struct Recording {
+        /// The disk.
+        disk: rexo_api::testing::MemoryDisk,
+        /// What it was sent.
+        events: Arc<Mutex<Vec<Event>>>,
+    }
+
+    impl Recording {
+        /// A zeroed disk of 4 MiB taking 4 requests at once, and what it will be sent.
+        fn new() -> (Self, Arc<Mutex<Vec<Event>>>) {
+            let mut disk = rexo_api::testing::MemoryDisk::new(alloc::vec![0; 8192 * 512]);
+            disk.depth = 4;
+            let events = Arc::new(Mutex::new(Vec::new()));
+            let recording = Self {
+                disk,
+                events: events.clone(),
+            };
+            (recording, events)
+        }
+
+        /// Notes `event`.
+        fn record(&self, event: Event) {
+            self.events.lock().unwrap().push(event);
+        }
+    }
+
+    impl BlockDevice for Recording {
+        fn info(&self) -> BlockInfo {
+            self.disk.info()
+        }
+        fn submit_read(
+            &mut self,
+            queue: usize,
+            lba: u64,
+            sectors: u32,
+        ) -> Result<Tag, DeviceError> {
+            self.disk.submit_read(queue, lba, sectors)
+        }
+        fn submit_write_checked(
+            &mut self,
+            queue: usize,
+            lba: u64,
+            sectors: u32,
+            fill: &mut dyn FnMut(&mut [u8]) -> bool,
+        ) -> Result<Tag, DeviceError> {
+            let mut first = 0;
+            let tag = self
+                .disk
+                .submit_write_checked(queue, lba, sectors, &mut |buffer| {
+                    let kept = fill(buffer);
+                    first = buffer[0];
+                    kept
+                })?;
+            self.record(Event::Write(lba, first));
+            Ok(tag)
+        }
+        fn submit_flush(&mut self, queue: usize) -> Result<Tag, DeviceError> {
+            let tag = self.disk.submit_flush(queue)?;
+            self.record(Event::Flush);
+            Ok(tag)
+        }
+        fn poll(&mut self, queue: usize, done: Completion<'_>) -> Result<usize, DeviceError> {
+            self.disk.poll(queue, done)
+        }
+        fn wake_on_completion(
+            &mut self,
+            queue: usize,
+            core: Option<usize>,
+        ) -> Result<(), DeviceError> {
+            self.disk.wake_on_completion(queue, core)
+        }
+        fn abandon_requests(&mut self) {
+            self.disk.abandon_requests();
+        }
+        fn shut_down(&mut self) -> Result<(), DeviceError> {
+            self.record(Event::ShutDown);
+            self.disk.shut_down()
+        }
+    }
+
+    /// An ordered write the block layer still holds when the machine powers off (it
+    /// waits for a write the app never polled) is sent, flushed on both sides, before
+    /// the disk is told; the disk takes no more, into the layer's queue either.
+    #[test]
+    fn ordered_writes_still_queued_are_sent_before_the_disk_is_told() {
+        let (disk, events) = Recording::new();
+        let registry = registry_with(Found::Block(Box::new(disk)), "memory");
+        let mut fs = lease_disk(registry, "fs");
+        fs.submit_write(0, 2, 1, &mut |b| b.fill(5)).unwrap();
+        fs.submit_write_ordered(0, 3, 1, &mut |b| b.fill(6))
+            .unwrap();
+        assert_eq!(walk(registry), (1, 0));
+        assert_eq!(
+            *events.lock().unwrap(),
+            [
+                Event::Write(2, 5),
+                Event::Flush,
+                Event::Write(3, 6),
+                Event::Flush,
+                Event::ShutDown,
+            ]
+        );
+        assert_eq!(
+            fs.submit_write_ordered(0, 4, 1, &mut |b| b.fill(7)).err(),
+            Some(DISK_SHUT_DOWN)
+        );
     }
 
     #[test]
