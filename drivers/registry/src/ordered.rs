@@ -25,8 +25,8 @@
 //!
 //! The writes are kept in the disk's slot, not in the app's lease: before the machine
 //! powers off or reboots, the walk that shuts the disks down sends those still queued
-//! ([`OrderedWrites::send_all`]) and logs each one it could not, and the disk takes no
-//! more.
+//! ([`OrderedWrites::poll_before_shutdown`]) and logs each one it could not, and the
+//! disk takes no more ([`OrderedWrites::shut_down`]).
 
 use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::vec::Vec;
@@ -37,12 +37,6 @@ use rexo_api::{
 };
 
 use crate::exact::submit_write_exact;
-
-/// How long the walk before a shutdown goes on sending a disk's ordered writes
-/// ([`OrderedWrites::send_all`]): 15 s, past the drivers' 10 s request timeouts, so
-/// that a request a device holds is ended by its driver (and what depends on it fails
-/// as such) before the walk gives up on the rest.
-pub(crate) const SEND_WAIT_NS: u64 = 15_000_000_000;
 
 /// The first tag of an ordered write: the layer's tags have this bit set. A driver
 /// may hand out tags of 2^31 and up too; the app knows those without the bit
@@ -107,12 +101,12 @@ pub(crate) struct OrderedWrites {
     queues: BTreeMap<usize, Queue>,
     /// The next ordered write's tag.
     next_tag: Tag,
-    /// The disk was shut down ([`OrderedWrites::send_all`]): no more are taken.
+    /// The disk was shut down ([`OrderedWrites::shut_down`]): no more are taken.
     shut_down: bool,
 }
 
 /// What became of the ordered writes still queued when the disk was shut down
-/// ([`OrderedWrites::send_all`]).
+/// ([`OrderedWrites::poll_before_shutdown`], [`OrderedWrites::shut_down`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Sent {
     /// Written, flushed on both sides.
@@ -235,62 +229,54 @@ impl OrderedWrites {
         self.queues.clear();
     }
 
-    /// Sends the ordered writes still queued before `disk` is shut down (the machine
-    /// powering off or rebooting): polls each queue that holds one, round after round,
-    /// the completions of the app's requests dropped (nobody polls after the shutdown),
-    /// until none is left, a poll fails, or [`SEND_WAIT_NS`] passed by `now_ns`. Those
-    /// left then are not written; from then on no more are taken ([`Self::room`]
-    /// answers [`DISK_SHUT_DOWN`]). What became of them.
-    pub(crate) fn send_all(
+    /// Whether the holder has requests in flight or ordered writes queued, on any queue.
+    pub(crate) fn busy(&self) -> bool {
+        self.queues
+            .values()
+            .any(|state| !state.in_flight.is_empty() || !state.ordered.is_empty())
+    }
+
+    /// Moves everything on once before `disk` is shut down (the machine powering off or
+    /// rebooting: the walk calls it round after round, `crate::shutdown`): polls each
+    /// queue with requests in flight or ordered writes queued, the completions of the
+    /// app's requests dropped (nobody polls after the shutdown), the ordered writes'
+    /// counted in `sent`. The first poll that fails stops it, with its error.
+    pub(crate) fn poll_before_shutdown(
         &mut self,
         disk: &mut dyn BlockDevice,
-        now_ns: &dyn Fn() -> u64,
-    ) -> Sent {
-        let mut sent = Sent::default();
-        let start = now_ns();
-        let mut done = |tag: Tag, result: Result<&[u8], DeviceError>| {
-            if tag >= FIRST_ORDERED_TAG {
-                match result {
-                    Ok(_) => sent.written += 1,
-                    Err(error) => {
+        sent: &mut Sent,
+    ) -> Result<(), DeviceError> {
+        let busy: Vec<usize> = self
+            .queues
+            .iter()
+            .filter(|(_, state)| !state.in_flight.is_empty() || !state.ordered.is_empty())
+            .map(|(&queue, _)| queue)
+            .collect();
+        for queue in busy {
+            self.poll(
+                disk,
+                queue,
+                &mut |tag, result| match (tag >= FIRST_ORDERED_TAG, result) {
+                    (false, _) => {}
+                    (true, Ok(_)) => sent.written += 1,
+                    (true, Err(error)) => {
                         sent.not_written += 1;
                         sent.why.get_or_insert(error);
                     }
-                }
-            }
-        };
-        let mut stopped = None;
-        while stopped.is_none() {
-            let waiting: Vec<usize> = self
-                .queues
-                .iter()
-                .filter(|(_, state)| !state.ordered.is_empty())
-                .map(|(&queue, _)| queue)
-                .collect();
-            if waiting.is_empty() {
-                break;
-            }
-            for queue in waiting {
-                if let Err(error) = self.poll(disk, queue, &mut done) {
-                    stopped = Some(error);
-                    break;
-                }
-            }
-            if stopped.is_none() && now_ns().saturating_sub(start) > SEND_WAIT_NS {
-                stopped = Some(DeviceError::Timeout {
-                    what: "the ordered writes queued before the shutdown",
-                    ms: SEND_WAIT_NS / 1_000_000,
-                });
-            }
+                },
+            )?;
         }
-        let left: usize = self.queues.values().map(|state| state.ordered.len()).sum();
-        if let (Some(error), true) = (stopped, left > 0) {
-            sent.not_written += left;
-            sent.why.get_or_insert(error);
-        }
+        Ok(())
+    }
+
+    /// The disk is being shut down: what is tracked is forgotten, and no more ordered
+    /// writes are taken ([`Self::room`] answers [`DISK_SHUT_DOWN`]). Returns how many
+    /// were still queued: they will not be written.
+    pub(crate) fn shut_down(&mut self) -> usize {
+        let left = self.queues.values().map(|state| state.ordered.len()).sum();
         self.queues.clear();
         self.shut_down = true;
-        sent
+        left
     }
 }
 
@@ -375,8 +361,6 @@ mod tests {
         next: Tag,
         /// Shut down: every later request and poll refused.
         shut_down: bool,
-        /// Every request in flight completes at the next poll, as if released.
-        releasing: bool,
     }
 
     impl HeldDisk {
@@ -446,9 +430,6 @@ mod tests {
         fn poll(&mut self, _: usize, done: Completion<'_>) -> Result<usize, DeviceError> {
             if self.shut_down {
                 return Err(rexo_api::device::DISK_SHUT_DOWN);
-            }
-            if self.releasing {
-                self.release_all();
             }
             let finished = core::mem::take(&mut self.release);
             for &tag in &finished {
@@ -628,15 +609,10 @@ mod tests {
         }
     }
 
-    /// A clock that moves 1 s on at each reading, from 0.
-    fn seconds() -> impl Fn() -> u64 {
-        let now = core::cell::Cell::new(0);
-        move || now.replace(now.get() + 1_000_000_000)
-    }
-
     #[test]
     fn before_a_shutdown_every_ordered_write_is_sent_and_each_one_not_written_is_counted() {
-        // Sent on two queues, behind a write in flight, then nothing more is taken.
+        // Sent on its queue, behind a write in flight, round after round; then nothing
+        // is busy and nothing more is taken.
         let mut disk = rexo_api::testing::MemoryDisk::new(vec![0; 16 * 512]);
         disk.depth = 4;
         let mut ordered = OrderedWrites::default();
@@ -644,43 +620,42 @@ mod tests {
         ordered.submitted(0, tag);
         ordered.queue_write(0, 2, 1, vec![2; 512]);
         ordered.queue_write(0, 3, 1, vec![3; 512]);
-        let sent = ordered.send_all(&mut disk, &seconds());
+        let mut sent = Sent::default();
+        while ordered.busy() {
+            ordered.poll_before_shutdown(&mut disk, &mut sent).unwrap();
+        }
         let all_written = Sent {
             written: 2,
             not_written: 0,
             why: None,
         };
         assert_eq!(sent, all_written);
-        assert_eq!(
-            &disk.data()[2 * 512..4 * 512],
-            [[2; 512], [3; 512]].as_flattened()
-        );
+        let written = [[2; 512], [3; 512]];
+        assert_eq!(&disk.data()[2 * 512..4 * 512], written.as_flattened());
+        assert_eq!(ordered.shut_down(), 0);
         assert_eq!(ordered.room(0, 512), Err(DISK_SHUT_DOWN));
 
-        // A failed flush fails its write and the one behind it; a disk whose polls fail
-        // leaves the rest unsent; one that never completes is given up on at the wait.
+        // A failed flush fails its write and the one behind it.
         let (mut ordered, mut disk) = (OrderedWrites::default(), HeldDisk::default());
-        (disk.fail_flushes, disk.releasing) = (true, true);
+        disk.fail_flushes = true;
         ordered.queue_write(0, 3, 1, vec![3; 512]);
         ordered.queue_write(0, 5, 1, vec![5; 512]);
-        let sent = ordered.send_all(&mut disk, &seconds());
+        let mut sent = Sent::default();
+        ordered.poll_before_shutdown(&mut disk, &mut sent).unwrap();
+        disk.release_all();
+        ordered.poll_before_shutdown(&mut disk, &mut sent).unwrap();
         assert_eq!((sent.written, sent.not_written), (0, 2));
         assert!(matches!(sent.why, Some(DeviceError::Status { .. })));
-        let mut disk = rexo_api::testing::MemoryDisk::new(vec![0; 16 * 512]);
-        disk.polls_before_failing = Some(0);
-        let mut ordered = OrderedWrites::default();
-        ordered.queue_write(0, 3, 1, vec![3; 512]);
-        let sent = ordered.send_all(&mut disk, &seconds());
-        assert_eq!((sent.written, sent.not_written), (0, 1));
-        assert!(matches!(sent.why, Some(DeviceError::Timeout { ms: 5, .. })));
+        assert!(!ordered.busy());
+
+        // One whose flush never completes is still queued at the shutdown.
         let (mut ordered, mut disk) = (OrderedWrites::default(), HeldDisk::default());
         ordered.queue_write(0, 3, 1, vec![3; 512]);
-        let sent = ordered.send_all(&mut disk, &seconds());
-        let given_up = DeviceError::Timeout {
-            what: "the ordered writes queued before the shutdown",
-            ms: 15_000,
-        };
-        assert_eq!((sent.not_written, sent.why), (1, Some(given_up)));
+        ordered
+            .poll_before_shutdown(&mut disk, &mut Sent::default())
+            .unwrap();
+        assert!(ordered.busy());
+        assert_eq!(ordered.shut_down(), 1);
         assert_eq!(
             disk.events,
             [Event::Flush(1)],

@@ -6,11 +6,17 @@
 //! fails, is logged with a warning naming it and passed by: the power-off or reboot
 //! goes ahead.
 //!
-//! Before a disk is told, the ordered writes its holder queued in the block layer are
-//! sent ([`OrderedWrites::send_all`](crate::ordered::OrderedWrites::send_all): the
-//! requests they wait for polled to their end, then each flushed, written, flushed),
-//! within [`SEND_WAIT_NS`](crate::ordered::SEND_WAIT_NS) (15 s); each that could not
-//! be written is counted in a warning naming the disk, never dropped unsaid.
+//! The walk first reaches every disk and holds it to its end, so that no app submits
+//! anything more meanwhile. Then, before any disk is told, it polls the disks it holds,
+//! round after round, until none has a request of its holder in flight or an ordered
+//! write queued in the block layer ([`OrderedWrites::poll_before_shutdown`]: each
+//! ordered write sent once the requests it waits for ended, flushed, written,
+//! flushed), within [`DRAIN_WAIT_NS`]; each ordered write that could not be written is
+//! counted in a warning naming the disk, never dropped unsaid. Draining every disk
+//! before telling any matters where disks share a channel: an IDE drive takes no
+//! command while the other drive of its channel has one in flight, which only a poll
+//! of that drive ends, so a drive told while its partner's command waited for a poll
+//! nobody made would wait for the channel and not be told.
 //!
 //! A disk is reached through its slot's lock, which a call in progress holds. A call on
 //! another core gets [`REACH_WAIT_NS`] to end (a disk out of its slot, its abandoned
@@ -18,6 +24,7 @@
 //! itself (power-off asked from inside the app's own closure of a device call, which
 //! holds that disk) never ends while the walk waits, so that disk is passed by at once.
 
+use alloc::vec::Vec;
 use core::fmt;
 
 use rexo_api::{DeviceError, DeviceKind};
@@ -25,12 +32,26 @@ use rexo_devio::Found;
 use rexo_pci::Address;
 use spin::MutexGuard;
 
+use crate::ordered::{OrderedWrites, Sent};
 use crate::{Registry, Slot, SlotState};
 
 /// How long the walk waits for a disk another core is using (a call on it in progress,
 /// or its abandoned requests draining outside its slot) before it goes on without
 /// telling it: 1 s.
 const REACH_WAIT_NS: u64 = 1_000_000_000;
+
+/// How long the walk polls the disks it holds for their holders' requests in flight and
+/// ordered writes before it tells them all the same: 15 s, past the drivers' 10 s
+/// request timeouts, so that a request a device holds is ended by its driver (and what
+/// depends on it fails as such) before the walk gives up on the rest.
+const DRAIN_WAIT_NS: u64 = 15_000_000_000;
+
+/// Why the ordered writes a disk still holds when [`DRAIN_WAIT_NS`] ran out are not
+/// written.
+const DRAIN_TIMED_OUT: DeviceError = DeviceError::Timeout {
+    what: "the requests in flight and ordered writes queued before the shutdown",
+    ms: DRAIN_WAIT_NS / 1_000_000,
+};
 
 /// What the machine does once the disks are told: what their log lines name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,28 +112,41 @@ impl Registry {
     /// Tells every disk the machine is `leaving` (powering off or rebooting:
     /// [`BlockDevice::shut_down`](rexo_api::BlockDevice::shut_down)), one after the
     /// other, in binding order; `now_ns` is the clock. Each is logged: told of the
-    /// power-off (or reboot), or not told with why (a warning). The ordered writes its
-    /// holder queued are sent first, those sent logged and each not written counted in
-    /// a warning (module documentation). A disk another core holds is waited for up to
-    /// [`REACH_WAIT_NS`], one the calling core holds in a call is passed by at once
-    /// (module documentation). Every disk whose driver was asked refuses every later
-    /// request ([`rexo_api::device::DISK_SHUT_DOWN`]), told or not. Never runs the
-    /// app's code; a driver's shutdown is bounded by its own timeouts.
+    /// power-off (or reboot), or not told with why (a warning). Every disk is reached
+    /// first and held to the end, and before any is told, the requests in flight and the
+    /// ordered writes queued on them are seen to their end, the ordered writes sent
+    /// logged and each not written counted in a warning (module documentation). A disk
+    /// another core holds is waited for up to [`REACH_WAIT_NS`], one the calling core
+    /// holds in a call is passed by at once (module documentation). Every disk whose
+    /// driver was asked refuses every later request
+    /// ([`rexo_api::device::DISK_SHUT_DOWN`]), told or not. Never runs the app's code; a
+    /// driver's shutdown is bounded by its own timeouts.
     pub fn shut_down_disks(&self, leaving: Leaving, now_ns: impl Fn() -> u64) -> ShutDown {
         let core = self.binder.core_index();
-        let mut walk = ShutDown::default();
-        let disks = self
+        let mut disks: Vec<Disk<'_>> = self
             .slots
             .iter()
-            .filter(|slot| slot.kind == DeviceKind::Block);
-        for (index, slot) in disks.enumerate() {
-            let name = DiskName {
-                address: slot.address,
-                driver: slot.driver,
-                index,
-            };
-            let told = reach(slot, core, &now_ns)
-                .and_then(|mut state| send_and_tell(&mut state, &name, leaving, &now_ns));
+            .filter(|slot| slot.kind == DeviceKind::Block)
+            .enumerate()
+            .map(|(index, slot)| Disk {
+                name: DiskName {
+                    address: slot.address,
+                    driver: slot.driver,
+                    index,
+                },
+                reached: reach(slot, core, &now_ns),
+                sent: Sent::default(),
+                stopped: None,
+            })
+            .collect();
+        drain(&mut disks, &now_ns);
+        let mut walk = ShutDown::default();
+        for disk in disks {
+            let name = &disk.name;
+            let (sent, stopped) = (disk.sent, disk.stopped);
+            let told = disk
+                .reached
+                .and_then(|mut state| tell(&mut state, name, leaving, (sent, stopped)));
             match told {
                 Ok(()) => {
                     log::info!("{name}: told of the {leaving}");
@@ -144,20 +178,81 @@ impl fmt::Display for DiskName {
     }
 }
 
-/// Sends the ordered writes queued on the disk in `state`
-/// ([`OrderedWrites::send_all`](crate::ordered::OrderedWrites::send_all), logged as
-/// `name`: those sent, and those not written with why, a warning), then tells the disk
-/// the machine is `leaving`.
-fn send_and_tell(
+/// One disk of the walk.
+struct Disk<'a> {
+    /// How its log lines name it.
+    name: DiskName,
+    /// Its slot's lock, held to the walk's end, or why it could not be reached.
+    reached: Result<MutexGuard<'a, SlotState>, NotTold>,
+    /// What became of its ordered writes so far.
+    sent: Sent,
+    /// Why the walk stopped polling it with work left (a poll failed, or
+    /// [`DRAIN_WAIT_NS`] ran out).
+    stopped: Option<DeviceError>,
+}
+
+/// The disk and the ordered writes in a slot of kind Block.
+fn parts(state: &mut SlotState) -> (&mut dyn rexo_api::BlockDevice, &mut OrderedWrites) {
+    match &mut state.device {
+        Found::Block(disk) => (disk.as_mut(), &mut state.ordered),
+        _ => unreachable!("a slot of kind Block holds a disk"),
+    }
+}
+
+/// Polls the disks reached, round after round, until none has a request of its holder
+/// in flight or an ordered write queued, or [`DRAIN_WAIT_NS`] passed by `now_ns`; a disk
+/// whose poll fails is left out from then on. A disk with work left is marked stopped.
+fn drain(disks: &mut [Disk<'_>], now_ns: &dyn Fn() -> u64) {
+    // Read once work is found: a walk with nothing to drain does not look at the clock.
+    let mut start = None;
+    loop {
+        let mut busy = false;
+        for disk in disks.iter_mut() {
+            let (Ok(state), None) = (&mut disk.reached, &disk.stopped) else {
+                continue;
+            };
+            let (device, ordered) = parts(state);
+            if !ordered.busy() {
+                continue;
+            }
+            match ordered.poll_before_shutdown(device, &mut disk.sent) {
+                Ok(()) => busy |= ordered.busy(),
+                Err(error) => disk.stopped = Some(error),
+            }
+        }
+        if !busy {
+            return;
+        }
+        let start = *start.get_or_insert_with(now_ns);
+        if now_ns().saturating_sub(start) > DRAIN_WAIT_NS {
+            for disk in disks.iter_mut() {
+                if let Ok(state) = &mut disk.reached
+                    && parts(state).1.busy()
+                {
+                    disk.stopped.get_or_insert(DRAIN_TIMED_OUT);
+                }
+            }
+            return;
+        }
+        core::hint::spin_loop();
+    }
+}
+
+/// Tells the disk in `state` the machine is `leaving`, after logging as `name` what
+/// became of its ordered writes: `sent` by the drain, and those it left queued (not
+/// written: the drain `stopped` with work left), a warning with why.
+fn tell(
     state: &mut SlotState,
     name: &DiskName,
     leaving: Leaving,
-    now_ns: &dyn Fn() -> u64,
+    (mut sent, stopped): (Sent, Option<DeviceError>),
 ) -> Result<(), NotTold> {
-    let Found::Block(disk) = &mut state.device else {
-        unreachable!("a slot of kind Block holds a disk")
-    };
-    let sent = state.ordered.send_all(disk.as_mut(), now_ns);
+    let (disk, ordered) = parts(state);
+    let left = ordered.shut_down();
+    if left > 0 {
+        sent.not_written += left;
+        sent.why.get_or_insert(stopped.unwrap_or(DRAIN_TIMED_OUT));
+    }
     if sent.written > 0 {
         let written = sent.written;
         log::info!("{name}: {written} ordered write(s) sent before the {leaving}");
@@ -207,7 +302,7 @@ mod tests {
     use alloc::boxed::Box;
     use alloc::sync::Arc;
     use alloc::vec::Vec;
-    use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+    use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
     use rexo_api::device::DISK_SHUT_DOWN;
     use rexo_api::{BlockDevice, BlockInfo, Completion, Tag};
     use std::sync::Mutex;
@@ -255,6 +350,8 @@ mod tests {
         disk: rexo_api::testing::MemoryDisk,
         /// What it was sent.
         events: Arc<Mutex<Vec<Event>>>,
+        /// While on, no request completes: every poll finds none done.
+        silent: Arc<AtomicBool>,
     }
 
     impl Recording {
@@ -266,6 +363,7 @@ mod tests {
             let recording = Self {
                 disk,
                 events: events.clone(),
+                silent: Arc::default(),
             };
             (recording, events)
         }
@@ -312,6 +410,9 @@ mod tests {
             Ok(tag)
         }
         fn poll(&mut self, queue: usize, done: Completion<'_>) -> Result<usize, DeviceError> {
+            if self.silent.load(Ordering::Relaxed) {
+                return Ok(0);
+            }
             self.disk.poll(queue, done)
         }
         fn wake_on_completion(
@@ -356,6 +457,158 @@ mod tests {
             fs.submit_write_ordered(0, 4, 1, &mut |b| b.fill(7)).err(),
             Some(DISK_SHUT_DOWN)
         );
+    }
+
+    /// A disk that never completes the write an ordered write waits for holds the walk
+    /// up for the drain's wait only: the ordered write is not written (a warning says
+    /// so) and the disk is told.
+    #[test]
+    fn a_disk_that_completes_nothing_holds_the_walk_up_only_for_the_drains_wait() {
+        let (disk, events) = Recording::new();
+        let silent = disk.silent.clone();
+        let registry = registry_with(Found::Block(Box::new(disk)), "memory");
+        let mut fs = lease_disk(registry, "fs");
+        fs.submit_write(0, 2, 1, &mut |b| b.fill(5)).unwrap();
+        fs.submit_write_ordered(0, 3, 1, &mut |b| b.fill(6))
+            .unwrap();
+        silent.store(true, Ordering::Relaxed);
+        // 1 s a reading: past the wait after 16.
+        let walked = registry.shut_down_disks(Leaving::PowerOff, clock(1_000_000_000));
+        let told = ShutDown {
+            told: 1,
+            not_told: 0,
+        };
+        assert_eq!(walked, told);
+        assert_eq!(
+            *events.lock().unwrap(),
+            [Event::Write(2, 5), Event::ShutDown]
+        );
+    }
+
+    /// One of two drives sharing a channel, as an IDE channel's master and slave do: the
+    /// channel takes one command at a time, and only a poll of the drive whose command it
+    /// holds ends that command. A shutdown needs the channel for its flush: while the
+    /// other drive's command holds it, the drive is not told (ATA's driver waits 10 s
+    /// for the channel first; this one gives up at once).
+    struct ChannelDrive {
+        /// 0 or 1.
+        number: usize,
+        /// The drive whose command the channel holds, if any: shared by both.
+        channel: Arc<Mutex<Option<usize>>>,
+        /// The command in flight: its tag and sectors.
+        command: Option<(Tag, u32)>,
+        /// Shut down: everything after is refused.
+        shut_down: bool,
+    }
+
+    impl ChannelDrive {
+        /// Both drives of a channel.
+        fn pair() -> [Self; 2] {
+            let channel = Arc::new(Mutex::new(None));
+            [0, 1].map(|number| Self {
+                number,
+                channel: channel.clone(),
+                command: None,
+                shut_down: false,
+            })
+        }
+
+        /// Takes the channel for a command of `sectors` (`QueueFull` while the other
+        /// drive's holds it).
+        fn issue(&mut self, sectors: u32) -> Result<Tag, DeviceError> {
+            if self.shut_down {
+                return Err(DISK_SHUT_DOWN);
+            }
+            let mut channel = self.channel.lock().unwrap();
+            if channel.is_some() {
+                return Err(DeviceError::QueueFull);
+            }
+            *channel = Some(self.number);
+            self.command = Some((1, sectors));
+            Ok(1)
+        }
+    }
+
+    impl BlockDevice for ChannelDrive {
+        fn info(&self) -> BlockInfo {
+            BlockInfo {
+                sectors: 8192,
+                sector_size: 512,
+                max_sectors: 8,
+                queues: 1,
+                depth: 1,
+                model: alloc::string::String::new(),
+            }
+        }
+        fn submit_read(&mut self, _: usize, _: u64, sectors: u32) -> Result<Tag, DeviceError> {
+            self.issue(sectors)
+        }
+        fn submit_write_checked(
+            &mut self,
+            _: usize,
+            _: u64,
+            sectors: u32,
+            fill: &mut dyn FnMut(&mut [u8]) -> bool,
+        ) -> Result<Tag, DeviceError> {
+            if !fill(&mut alloc::vec![0; sectors as usize * 512]) {
+                return Err(DeviceError::Withdrawn);
+            }
+            self.issue(0)
+        }
+        fn submit_flush(&mut self, _: usize) -> Result<Tag, DeviceError> {
+            self.issue(0)
+        }
+        fn poll(&mut self, _: usize, done: Completion<'_>) -> Result<usize, DeviceError> {
+            if self.shut_down {
+                return Err(DISK_SHUT_DOWN);
+            }
+            let Some((tag, sectors)) = self.command.take() else {
+                return Ok(0);
+            };
+            *self.channel.lock().unwrap() = None;
+            done(tag, Ok(&alloc::vec![0; sectors as usize * 512]));
+            Ok(1)
+        }
+        fn wake_on_completion(&mut self, _: usize, _: Option<usize>) -> Result<(), DeviceError> {
+            Err(DeviceError::Unsupported("wake-ups on a simulated drive"))
+        }
+        fn abandon_requests(&mut self) {
+            let _ = self.poll(0, &mut |_, _| {});
+        }
+        /// Its own command drained, then the channel's flush; refused everything after.
+        fn shut_down(&mut self) -> Result<(), DeviceError> {
+            self.abandon_requests();
+            let flushed = self.issue(0).map_err(|_| DeviceError::Timeout {
+                what: "the channel, which the other drive's command holds",
+                ms: 10_000,
+            });
+            self.abandon_requests();
+            self.shut_down = true;
+            flushed.map(drop)
+        }
+    }
+
+    /// The second drive of a channel has a command its holder never polled when the
+    /// machine powers off: every disk's requests are seen to their end before any is
+    /// told, so the first drive finds the channel free and both are told.
+    #[test]
+    fn a_drive_whose_partner_holds_the_channel_with_an_unpolled_command_is_told() {
+        let address = Address::new(0, 0, 1, 1).unwrap();
+        let [master, slave] = ChannelDrive::pair();
+        let registry: &'static Registry = Box::leak(Box::new(Registry {
+            slots: alloc::vec![
+                Slot::new(address, "ata", Found::Block(Box::new(master))),
+                Slot::new(address, "ata", Found::Block(Box::new(slave))),
+            ],
+            bindings: Vec::new(),
+            binder: crate::interrupts::tests::TableBinder::leaked(),
+        }));
+        let mut fs = registry
+            .open(DeviceKind::Block, 1, (1, "fs"))
+            .and_then(rexo_api::OpenDevice::into_block)
+            .unwrap();
+        fs.submit_read(0, 0, 1).unwrap();
+        assert_eq!(walk(registry), (2, 0));
     }
 
     #[test]
