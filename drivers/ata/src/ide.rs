@@ -110,6 +110,10 @@ const BUS_MASTER_NOT_STOPPED: DeviceError = DeviceError::Failed(
      cleared; its DMA memory is kept, the channel takes no more commands)",
 );
 
+/// What [`IdeDisk::run_alone`]'s timeout names when the other drive's command held the
+/// channel for all of [`COMMAND_TIMEOUT_MS`].
+const CHANNEL_HELD: &str = "the IDE channel, which the other drive's command holds";
+
 /// Whether `[phys, phys + len)` lies below 4 GiB, where the bus master reaches (the PRD
 /// table register and the PRD entries hold 32-bit addresses).
 fn below_4gib(phys: u64, len: usize) -> bool {
@@ -868,17 +872,16 @@ impl IdeDisk {
     /// Runs `operation` (one without data: a flush, the standby) and polls until it
     /// ends: the channel is waited for while the other drive has a command in flight (up
     /// to [`COMMAND_TIMEOUT_MS`]: its holder's polls end it), then the command runs
-    /// within [`COMMAND_TIMEOUT_MS`] (past it the channel is reset). Its outcome.
+    /// within [`COMMAND_TIMEOUT_MS`] (past it the channel is reset). Its outcome (a
+    /// timeout naming [`CHANNEL_HELD`] when the channel never came free).
     fn run_alone(&mut self, operation: Operation) -> Result<(), DeviceError> {
         let platform = self.platform;
-        let what = "the IDE channel, which the other drive's command holds";
-        let tag = rexo_devio::wait_for(platform, what, COMMAND_TIMEOUT_MS, || {
-            match self.start(0, operation, 0, 0, &mut |_| true) {
-                Ok(tag) => Ok(Some(tag)),
-                Err(DeviceError::QueueFull) => Ok(None),
-                Err(error) => Err(error),
-            }
-        })?;
+        let take_channel = || match self.start(0, operation, 0, 0, &mut |_| true) {
+            Ok(tag) => Ok(Some(tag)),
+            Err(DeviceError::QueueFull) => Ok(None),
+            Err(error) => Err(error),
+        };
+        let tag = rexo_devio::wait_for(platform, CHANNEL_HELD, COMMAND_TIMEOUT_MS, take_channel)?;
         rexo_api::device::wait_for(self, 0, tag, &mut |_| {})
     }
 
@@ -1037,16 +1040,27 @@ impl BlockDevice for IdeDisk {
     /// drains it, then FLUSH CACHE (EXT) and STANDBY IMMEDIATE run in turn (what Linux
     /// sends an ATA disk at power-off: the cache written out, then the drive stopped),
     /// each within [`COMMAND_TIMEOUT_MS`] once the channel is free (the other drive's
-    /// command waited for as long). A flush that fails does not keep the standby back:
-    /// both are tried, and the first error returned. A failed channel's drive is not
-    /// told. The disk refuses everything after.
+    /// command waited for as long, once: a channel that stays held through the flush's
+    /// wait is not waited for again, the drive not told). A flush that fails does not
+    /// keep the standby back: both are tried, and the first error returned. A failed
+    /// channel's drive is not told. The disk refuses everything after.
     fn shut_down(&mut self) -> Result<(), DeviceError> {
         if self.shut_down {
             return Err(DISK_SHUT_DOWN);
         }
         self.abandon_requests();
         let flushed = self.run_alone(Operation::Flush);
-        let stopped = self.run_alone(Operation::Standby);
+        // A channel held through the flush's wait is held still: the standby would only
+        // wait as long again.
+        let channel_held = matches!(
+            flushed,
+            Err(DeviceError::Timeout { what, .. }) if what == CHANNEL_HELD
+        );
+        let stopped = if channel_held {
+            Ok(())
+        } else {
+            self.run_alone(Operation::Standby)
+        };
         self.shut_down = true;
         flushed.and(stopped)
     }
@@ -1904,6 +1918,42 @@ mod tests {
             "the channel free"
         );
         rexo_api::testing::assert_refuses_everything(&mut disk);
+    }
+
+    /// The other drive of the channel holds it with a command nobody polls (its holder
+    /// could not be reached): the drive waits for the channel once, up to the command
+    /// timeout, and is not told; its standby does not wait as long again.
+    #[test]
+    fn a_drive_whose_channel_stays_held_waits_for_it_once_and_is_not_told() {
+        let platform = HostPlatform::leaked();
+        let (mut master, command, _, _) = disk_on(platform, 0, 1 << 20, false, None);
+        let mut slave = IdeDisk::new(
+            Arc::clone(&master.channel),
+            1,
+            master.identity.clone(),
+            platform,
+        )
+        .unwrap();
+        assert_eq!(slave.submit_flush(0), Ok(0));
+        command.take_writes();
+        platform.on_clock_reading(move || platform.advance_clock(100 * NS_PER_MS));
+        let before = platform.now_ns();
+        assert_eq!(
+            master.shut_down(),
+            Err(DeviceError::Timeout {
+                what: "the IDE channel, which the other drive's command holds",
+                ms: COMMAND_TIMEOUT_MS,
+            })
+        );
+        let waited_ms = (platform.now_ns() - before) / NS_PER_MS;
+        assert!(
+            (COMMAND_TIMEOUT_MS..COMMAND_TIMEOUT_MS + 1_000).contains(&waited_ms),
+            "waited {waited_ms} ms"
+        );
+        assert_eq!(opcodes(&command), [], "nothing issued for the drive");
+        rexo_api::testing::assert_refuses_everything(&mut master);
+        // The other drive's command is its holder's still.
+        assert_eq!(slave.poll(0, &mut |_, _| {}), Ok(1));
     }
 
     #[test]
