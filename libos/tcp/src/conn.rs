@@ -2,6 +2,7 @@
 //! processing, the send queue of shared pieces, retransmission, and its timers.
 
 use crate::challenge::{ChallengeAcks, OutOfWindowAcks};
+use crate::icmp::{self, Outcome, Unreachable};
 use crate::piece::Piece;
 use crate::seq::Seq;
 use crate::time_wait;
@@ -66,6 +67,9 @@ pub struct Conn {
     pub(crate) rst_pending: bool,
     /// A segment to send even without data (an ACK or window update).
     pub(crate) ack_pending: bool,
+    /// The code of the last ICMP destination-unreachable message (not "fragmentation
+    /// needed") about a segment in flight since the peer last acknowledged new data.
+    pub(crate) unreachable: Option<u8>,
     /// When the connection ends by itself: TIME-WAIT's end, or FIN-WAIT-2's, counted
     /// from when the app released the connection or from when FIN-WAIT-2 began,
     /// whichever came later (one the app still reads from may wait for the peer).
@@ -173,6 +177,7 @@ impl Conn {
             error: None,
             rst_pending: false,
             ack_pending: false,
+            unreachable: None,
             close_at: None,
             snd_una: una,
             snd_nxt: una,
@@ -243,6 +248,55 @@ impl Conn {
     /// The send MSS.
     pub fn mss(&self) -> usize {
         self.mss
+    }
+
+    /// Takes an ICMP destination-unreachable message about one of its segments at `now`,
+    /// if the quoted sequence number lies in what was sent and not yet acknowledged (RFC
+    /// 5927, 4.1: a blind attacker must guess it). A "fragmentation needed" lowers the
+    /// MSS as Path MTU Discovery says ([`icmp::lowered_mss`]); any other code is only
+    /// noted for the app: a soft error never ends a connection (RFC 1122, 4.2.3.9), and
+    /// in a synchronized state a hard one is taken as soft (RFC 5927, 5.2), so a forged
+    /// one cannot reset it.
+    pub(crate) fn icmp_unreachable(&mut self, message: &Unreachable, now: u64) -> Outcome {
+        let in_flight = self.snd_max.since(self.snd_una);
+        if self.state == State::Closed || !message.seq.within(self.snd_una, in_flight) {
+            return Outcome::Dropped;
+        }
+        if message.code != icmp::FRAGMENTATION_NEEDED {
+            self.unreachable = Some(message.code);
+            return Outcome::Noted;
+        }
+        let (mtu, len) = (message.next_hop_mtu, message.quoted_len);
+        match icmp::lowered_mss(self.mss, mtu, len, message.quoted_header) {
+            Some(mss) => {
+                self.lower_mss(mss, now);
+                Outcome::MssLowered
+            }
+            None => Outcome::Dropped,
+        }
+    }
+
+    /// Takes `mss`, below the current, at `now`: a router dropped a segment in flight
+    /// as too large for the path, so everything in flight goes again at once in
+    /// segments of the new size (retransmission cuts them from the queue anew), timed
+    /// by a fresh retransmission timer. That was no congestion (RFC 1191, 6.4): the
+    /// congestion window stays (a fast recovery under way ends, its inflation undone,
+    /// as its last ACK would end it), no timeout or fast retransmit is counted, and
+    /// duplicate ACKs of what was sent before start no fast retransmit (as after a
+    /// timeout, RFC 6582), since the segments sent again draw them.
+    fn lower_mss(&mut self, mss: usize, now: u64) {
+        self.mss = mss;
+        self.snd_nxt = self.snd_una;
+        self.rtt_probe = None;
+        if self.in_recovery {
+            self.in_recovery = false;
+            self.cwnd = self.ssthresh;
+        }
+        self.recover = Some(self.snd_max);
+        // Behind a zero window the persist timer's probes stand in for retransmissions.
+        if self.persist_at.is_none() {
+            self.rtx_at = Some(now.saturating_add(self.rto));
+        }
     }
 
     /// Whether the connection is done with the network, its last segment sent: closed,
@@ -519,6 +573,7 @@ impl Conn {
                 self.fin_acked = true;
             }
             self.snd_una = seg.ack;
+            self.unreachable = None;
             if self.snd_nxt < self.snd_una {
                 self.snd_nxt = self.snd_una;
             }

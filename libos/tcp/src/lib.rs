@@ -20,10 +20,12 @@
 //! persist timer in place of the retransmission timer, with a limit on unanswered
 //! probes), keep-alive, orderly close in every FIN state with a compact, bounded
 //! TIME-WAIT table, abortive close, RFC 5961's checks on RST, SYN and ACK (with its
-//! challenge ACKs limited per connection), and counters
-//! ([`Stats`]) for everything dropped. Nagle's algorithm is not used; sender-side
-//! silly-window avoidance is. Not done: active open, SACK, timestamps, congestion control
-//! beyond NewReno, IP options on sent packets (see docs/network.md).
+//! challenge ACKs limited per connection), Path MTU Discovery (RFC 1191) from the ICMP
+//! messages the caller hands over ([`Endpoint::input_icmp`], checked against forgery
+//! as RFC 5927 says), and counters ([`Stats`]) for everything dropped. Nagle's
+//! algorithm is not used; sender-side silly-window avoidance is. Not done: active open,
+//! SACK, timestamps, congestion control beyond NewReno, IP options on sent packets, a
+//! probe for a larger path MTU once one was lowered (see docs/network.md).
 //!
 //! Segmentation offload: with [`Config::segmentation`] a connection hands out
 //! super-segments of up to that many payload bytes, whole MSS-sized segments within
@@ -41,6 +43,7 @@ extern crate alloc;
 mod challenge;
 pub mod checksum;
 mod conn;
+mod icmp;
 mod piece;
 mod seq;
 mod siphash;
@@ -53,6 +56,7 @@ pub const MAX_SEGMENTATION: usize = 65_535 - 40;
 
 pub use challenge::{CHALLENGE_ACKS_PER_SECOND, OUT_OF_WINDOW_ACK_INTERVAL_NS};
 pub use checksum::{BLOCK, Blob};
+pub use icmp::LEAST_PATH_MSS;
 pub use piece::Piece;
 pub use seq::Seq;
 pub use wire::{ACK, FIN, Header, Malformed, PSH, RST, SYN, Segment, parse};
@@ -322,6 +326,20 @@ pub struct Stats {
     pub time_wait_evicted: u64,
     /// TIME-WAIT entries ended by a new SYN for the same addresses and ports.
     pub time_wait_reused: u64,
+    /// ICMP "fragmentation needed" messages that lowered a connection's MSS (Path MTU
+    /// Discovery, [`Endpoint::input_icmp`]).
+    pub icmp_mss_lowered: u64,
+    /// Other ICMP destination-unreachable messages acted on: noted for the app
+    /// ([`Endpoint::unreachable`]), or a hard error ending a half-open connection.
+    pub icmp_unreachable: u64,
+    /// ICMP destination-unreachable messages about a listening port not acted on:
+    /// damaged (a checksum, a quote cut short), sent to another address than the
+    /// quoted segment's source, about no connection or no segment in flight (the
+    /// quoted sequence number outside what was sent and not yet acknowledged), naming
+    /// an MTU below 68, one the quoted datagram fits, or one not below the connection's
+    /// datagrams (the same MTU again, from the other segments of a burst), or one its
+    /// MSS cannot fall to.
+    pub icmp_dropped: u64,
 }
 
 impl Stats {
@@ -453,6 +471,8 @@ struct TimeWait {
 struct Gone {
     tuple: Tuple,
     mss: usize,
+    /// The connection's last ICMP destination-unreachable code ([`Endpoint::unreachable`]).
+    unreachable: Option<u8>,
     /// Why it ended abnormally; `None`: both sides closed.
     error: Option<Error>,
 }
@@ -720,6 +740,18 @@ impl Endpoint {
         self.read(id, Conn::mss, |gone| gone.mss)
     }
 
+    /// The code (RFC 792) of the last ICMP destination-unreachable message, other than
+    /// "fragmentation needed" (which lowers the MSS instead), about a segment of the
+    /// connection in flight since the peer last acknowledged new data: a router said
+    /// the peer is unreachable, which may be why the connection stalls or later times
+    /// out (RFC 1122, 4.2.3.9: made available to the app). It never ends a
+    /// connection, whatever the code: a soft error (0, 1, 5) must not, and a hard one
+    /// (2, 3) is taken as soft once the handshake is done, so that a forged one
+    /// cannot reset it (RFC 5927, 5.2).
+    pub fn unreachable(&self, id: ConnId) -> Result<Option<u8>, Error> {
+        self.read(id, |conn| conn.unreachable, |gone| gone.unreachable)
+    }
+
     /// The bytes queued on the connection and not yet acknowledged.
     pub fn unacknowledged(&self, id: ConnId) -> Result<usize, Error> {
         self.read(id, Conn::unacknowledged, |_| 0)
@@ -841,6 +873,7 @@ impl Endpoint {
         let gone = Gone {
             tuple: conn.tuple,
             mss: conn.mss(),
+            unreachable: conn.unreachable,
             error: conn.error,
         };
         let id = ConnId {
@@ -946,6 +979,71 @@ impl Endpoint {
             self.reply_reset(&tuple, &seg, link);
         }
         Sender::Unknown
+    }
+
+    /// Processes one received IPv4 packet carrying ICMP at `now`: `true` if it is a
+    /// destination-unreachable message quoting a TCP segment from one of the listening
+    /// ports, which is taken (acted on or dropped, counted in [`Stats`] either way);
+    /// `false` leaves anything else to the caller, nothing counted. Its checksums are
+    /// always checked (no NIC checks an ICMP message's), and it must quote a segment
+    /// in flight: sent to the quoted segment's source, about a connection's addresses
+    /// and ports, its sequence number within what was sent and not yet acknowledged
+    /// (RFC 5927, 4.1), or a half-open connection's SYN-ACK. Path MTU Discovery (RFC
+    /// 1191): a "fragmentation needed" naming a next-hop MTU below the connection's
+    /// datagrams (and the quoted one's) lowers its MSS to that MTU less 40 bytes
+    /// (never below [`LEAST_PATH_MSS`]; with no MTU named, the plateau below what was
+    /// refused), and what is in flight goes again at once in segments of the new
+    /// size, its congestion window unchanged. The MSS stays lowered for the connection's life
+    /// (no later probe for a larger path MTU). Other codes are noted for the app
+    /// ([`unreachable`](Endpoint::unreachable)); a hard one (protocol or port
+    /// unreachable) ends a half-open connection.
+    pub fn input_icmp(&mut self, now: u64, packet: &[u8]) -> bool {
+        let message = match icmp::read(packet) {
+            icmp::Read::Other => return false,
+            icmp::Read::Damaged(port) => {
+                let ours = self.listens(port);
+                self.stats.icmp_dropped += u64::from(ours);
+                return ours;
+            }
+            icmp::Read::Unreachable(message) => message,
+        };
+        if !self.listens(message.tuple.local_port) {
+            return false;
+        }
+        self.clock = self.clock.max(now);
+        *match self.act_on_unreachable(&message, now) {
+            icmp::Outcome::MssLowered => &mut self.stats.icmp_mss_lowered,
+            icmp::Outcome::Noted => &mut self.stats.icmp_unreachable,
+            icmp::Outcome::Dropped => &mut self.stats.icmp_dropped,
+        } += 1;
+        true
+    }
+
+    /// What a destination-unreachable `message` about a segment from a listening port
+    /// does at `now` ([`input_icmp`](Endpoint::input_icmp) says).
+    fn act_on_unreachable(&mut self, message: &icmp::Unreachable, now: u64) -> icmp::Outcome {
+        let tuple = &message.tuple;
+        if message.to != tuple.local {
+            return icmp::Outcome::Dropped;
+        }
+        if let Some(&index) = self.by_tuple.get(tuple)
+            && let Some(conn) = self.slots[index].conn.as_mut()
+        {
+            return conn.icmp_unreachable(message, now);
+        }
+        // A half-open connection has sent only its SYN-ACK; a hard error ends it (RFC
+        // 1122, 4.2.3.9), a soft one must not, and no MTU refuses a SYN-ACK.
+        let hard = matches!(
+            message.code,
+            icmp::PROTOCOL_UNREACHABLE | icmp::PORT_UNREACHABLE
+        );
+        match self.half_open.get(tuple) {
+            Some(half) if hard && message.seq == half.iss => {
+                self.half_open.remove(tuple);
+                icmp::Outcome::Noted
+            }
+            _ => icmp::Outcome::Dropped,
+        }
     }
 
     /// Queues the RST RFC 9293 (3.10.7.1) answers `seg` (from `link`, if known) with.

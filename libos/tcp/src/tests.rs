@@ -2725,3 +2725,293 @@ fn a_syn_with_fin_opens_nothing_and_is_not_answered() {
         assert!(poll(&mut ep, 0).is_empty(), "no SYN-ACK and no RST");
     }
 }
+
+/// A connection whose peer announced an MSS of 1460 and a window of 60,000, that queued
+/// 14,600 bytes and sent them all at 0 (its initial window: ten full segments), and
+/// those segments.
+fn ten_segments_in_flight() -> (Endpoint, ConnId, Peer, Vec<Vec<u8>>) {
+    let mut ep = server(Config::default());
+    let (id, peer) = connect(&mut ep, 0, 5000, Some(1460), None, 60_000);
+    ep.send(id, Piece::shared(blob(14_600), 0, 14_600).unwrap())
+        .unwrap();
+    let sent = poll(&mut ep, 0);
+    assert_eq!(lengths(&sent), [1460; 10]);
+    (ep, id, peer, sent)
+}
+
+/// A router's "fragmentation needed" naming `mtu` about `segment` (one the server sent),
+/// quoting its IPv4 header and first 8 bytes.
+fn too_big(segment: &[u8], mtu: u16) -> Vec<u8> {
+    icmp::message_about(SERVER, &segment[..28], icmp::FRAGMENTATION_NEEDED, mtu)
+}
+
+#[test]
+fn a_fragmentation_needed_for_a_segment_in_flight_resends_the_flight_at_the_smaller_size() {
+    let (mut ep, id, mut peer, sent) = ten_segments_in_flight();
+    // A router on the path forwards 1400 bytes: it refused the first segment.
+    assert!(ep.input_icmp(MS, &too_big(&sent[0], 1400)));
+    assert_eq!(ep.mss(id), Ok(1360));
+    // The whole flight again at once, cut anew, within the congestion window it had (a
+    // timeout's would have let one segment go).
+    let resent = poll(&mut ep, MS);
+    assert_eq!(lengths(&resent), [vec![1360; 10], vec![1000]].concat());
+    assert_eq!(view(&resent[0]).seq, peer.ack);
+    let stats = ep.stats();
+    assert_eq!(stats.icmp_mss_lowered, 1);
+    assert_eq!(stats.segments_retransmitted, 11);
+    assert_eq!(
+        (stats.retransmits, stats.fast_retransmits),
+        (0, 0),
+        "no loss counted"
+    );
+    // Its messages about the burst's other segments change nothing more (RFC 1191, 6.4).
+    for segment in &sent[1..] {
+        assert!(ep.input_icmp(MS, &too_big(segment, 1400)));
+    }
+    assert!(poll(&mut ep, MS).is_empty(), "nothing sent a third time");
+    assert_eq!(ep.stats().icmp_mss_lowered, 1);
+    assert_eq!(ep.stats().icmp_dropped, 9);
+    assert_eq!(ep.mss(id), Ok(1360));
+    // Duplicate ACKs, which segments sent again draw, start no fast retransmit.
+    for _ in 0..3 {
+        peer.send(&mut ep, 2 * MS, b"");
+    }
+    assert!(poll(&mut ep, 2 * MS).is_empty());
+    assert_eq!(ep.stats().duplicate_acks, 3);
+    assert_eq!(ep.stats().fast_retransmits, 0);
+    // The flight sent again is timed from then: a whole RTO (1 s) later.
+    assert_eq!(ep.next_deadline(), Some(1001 * MS));
+}
+
+#[test]
+fn forged_or_damaged_fragmentation_needed_messages_change_nothing_and_are_counted() {
+    let (mut ep, id, peer, sent) = ten_segments_in_flight();
+    let first = &sent[0][..28];
+    // The first segment's quote with the bytes at `at` replaced.
+    let edited = |at: usize, bytes: &[u8]| {
+        let mut quote = first.to_vec();
+        quote[at..at + bytes.len()].copy_from_slice(bytes);
+        quote
+    };
+    let about =
+        |quote: &[u8], mtu| icmp::message_about(SERVER, quote, icmp::FRAGMENTATION_NEEDED, mtu);
+    let acknowledged = peer.ack.plus(usize::MAX).0.to_be_bytes();
+    let unsent = peer.ack.plus(14_600).0.to_be_bytes();
+    let mut wrong_sum = about(first, 1400);
+    wrong_sum[30] ^= 1;
+    let forged = [
+        (
+            "the peer's port",
+            about(&edited(22, &5001u16.to_be_bytes()), 1400),
+        ),
+        ("our address", about(&edited(12, &[10, 0, 0, 9]), 1400)),
+        (
+            "the peer's address",
+            about(&edited(16, &[10, 0, 0, 9]), 1400),
+        ),
+        (
+            "sent to another address",
+            icmp::message_about([10, 0, 0, 9], first, icmp::FRAGMENTATION_NEEDED, 1400),
+        ),
+        (
+            "a byte acknowledged",
+            about(&edited(24, &acknowledged), 1400),
+        ),
+        ("a byte not sent", about(&edited(24, &unsent), 1400)),
+        (
+            "a quote cut before the sequence number",
+            about(&first[..24], 1400),
+        ),
+        ("a wrong checksum", wrong_sum),
+        ("an MTU below 68", about(first, 67)),
+        (
+            "an MTU the datagram fits",
+            about(&edited(2, &1400u16.to_be_bytes()), 1400),
+        ),
+        ("the connection's own MTU", about(first, 1500)),
+        ("a larger MTU", about(first, 9000)),
+    ];
+    for (count, (what, message)) in (1..).zip(&forged) {
+        assert!(ep.input_icmp(MS, message), "{what}: taken");
+        assert_eq!(ep.mss(id), Ok(1460), "{what}");
+        assert!(poll(&mut ep, MS).is_empty(), "{what}: nothing sent again");
+        assert_eq!(ep.stats().icmp_dropped, count, "{what}: counted");
+    }
+    // About a port nobody listens on, or about UDP: the caller's, counted nowhere.
+    for quote in [edited(20, &81u16.to_be_bytes()), edited(9, &[17])] {
+        assert!(!ep.input_icmp(MS, &about(&quote, 1400)));
+    }
+    let stats = ep.stats();
+    assert_eq!(
+        (
+            stats.icmp_dropped,
+            stats.icmp_mss_lowered,
+            stats.icmp_unreachable
+        ),
+        (forged.len() as u64, 0, 0)
+    );
+    // The genuine message still lowers it.
+    assert!(ep.input_icmp(MS, &too_big(&sent[0], 1400)));
+    assert_eq!(ep.mss(id), Ok(1360));
+}
+
+#[test]
+fn a_fragmentation_needed_naming_no_mtu_takes_the_plateau_below_the_refused_datagram() {
+    let (mut ep, id, mut peer, sent) = ten_segments_in_flight();
+    // From a router older than RFC 1191: 1492 (PPPoE), the plateau below 1500.
+    assert!(ep.input_icmp(MS, &too_big(&sent[0], 0)));
+    assert_eq!(ep.mss(id), Ok(1452));
+    let resent = poll(&mut ep, MS);
+    assert_eq!(lengths(&resent), [vec![1452; 10], vec![80]].concat());
+    // Its messages about the rest of the first burst say nothing new.
+    for segment in &sent[1..] {
+        assert!(ep.input_icmp(MS, &too_big(segment, 0)));
+    }
+    assert_eq!(ep.mss(id), Ok(1452));
+    assert!(poll(&mut ep, MS).is_empty());
+    // A path narrower still refuses a 1492-byte datagram: the next plateau, 1006.
+    assert!(ep.input_icmp(2 * MS, &too_big(&resent[0], 0)));
+    assert_eq!(ep.mss(id), Ok(966));
+    assert_eq!(ep.stats().icmp_mss_lowered, 2);
+    // All acknowledged: no round trip is timed from data sent again (Karn), so the
+    // RTO is still the initial 1 s.
+    peer.ack = peer.ack.plus(14_600);
+    peer.send(&mut ep, 300 * MS, b"");
+    assert_eq!(rto_of_next_send(&mut ep, id, 300 * MS), 1000 * MS);
+}
+
+#[test]
+fn other_unreachable_codes_are_noted_and_end_only_a_half_open_connection() {
+    let (mut ep, id, mut peer, sent) = ten_segments_in_flight();
+    // Host unreachable (soft) and port unreachable (hard): neither ends a connection.
+    for code in [1, icmp::PORT_UNREACHABLE] {
+        let message = icmp::message_about(SERVER, &sent[0][..28], code, 0);
+        assert!(ep.input_icmp(MS, &message));
+        assert_eq!(ep.unreachable(id), Ok(Some(code)));
+        assert_eq!(ep.state(id), Ok(State::Established));
+    }
+    assert!(poll(&mut ep, MS).is_empty(), "nothing sent again");
+    assert_eq!(ep.stats().icmp_unreachable, 2);
+    // The note holds until the peer acknowledges new data.
+    peer.ack = peer.ack.plus(1460);
+    peer.send(&mut ep, 2 * MS, b"");
+    assert_eq!(ep.unreachable(id), Ok(None));
+
+    let mut ep = server(Config::default());
+    ep.input(
+        0,
+        &packet(5000, SYN, Seq(1000), Seq(0), 1000, b"", None, None),
+    );
+    let synack = poll(&mut ep, 0).remove(0);
+    let about_synack = |code, seq: Seq| {
+        let mut quote = synack[..28].to_vec();
+        quote[24..28].copy_from_slice(&seq.0.to_be_bytes());
+        icmp::message_about(SERVER, &quote, code, 0)
+    };
+    let iss = view(&synack).seq;
+    // A soft error, or a hard one about another sequence number: it stays.
+    assert!(ep.input_icmp(MS, &about_synack(0, iss)));
+    assert!(ep.input_icmp(MS, &about_synack(icmp::PROTOCOL_UNREACHABLE, iss.plus(1))));
+    assert_eq!((ep.half_open(), ep.stats().icmp_dropped), (1, 2));
+    // A hard one about its SYN-ACK: gone.
+    assert!(ep.input_icmp(MS, &about_synack(icmp::PROTOCOL_UNREACHABLE, iss)));
+    assert_eq!((ep.half_open(), ep.stats().icmp_unreachable), (0, 1));
+}
+
+#[test]
+fn the_last_unreachable_code_is_kept_after_the_connection_times_out() {
+    let mut ep = server_with(|c| c.max_retransmits = 0);
+    let (id, _) = connect(&mut ep, 0, 5000, None, None, 10_000);
+    ep.send(id, Piece::owned(b"lost".to_vec())).unwrap();
+    let sent = poll(&mut ep, 0);
+    let message = icmp::message_about(SERVER, &sent[0][..28], 1, 0);
+    assert!(ep.input_icmp(MS, &message));
+    assert!(view(&poll(&mut ep, 1000 * MS)[0]).has(RST), "timed out");
+    assert_eq!(ep.recv(id, &mut [0; 4]), Err(Error::TimedOut));
+    assert_eq!(ep.connections(), 0, "only its record is left");
+    assert_eq!(ep.unreachable(id), Ok(Some(1)), "why, perhaps");
+}
+
+#[test]
+fn a_fragmentation_needed_behind_a_zero_window_leaves_the_resending_to_the_probes() {
+    let (mut ep, id, mut peer, sent) = ten_segments_in_flight();
+    // The peer takes the first segment and closes its window on the rest.
+    peer.ack = peer.ack.plus(1460);
+    peer.window = 0;
+    peer.send(&mut ep, MS, b"");
+    assert!(ep.input_icmp(2 * MS, &too_big(&sent[1], 1400)));
+    assert_eq!(ep.mss(id), Ok(1360));
+    assert!(
+        poll(&mut ep, 2 * MS).is_empty(),
+        "nothing fits a zero window"
+    );
+    // The persist timer's probe, and no retransmission timeout after it.
+    let at = ep.next_deadline().expect("the persist timer");
+    assert_eq!(lengths(&poll(&mut ep, at)), [1], "a probe");
+    assert!(poll(&mut ep, at + 10 * MS).is_empty());
+    assert_eq!((ep.stats().window_probes, ep.stats().retransmits), (1, 0));
+}
+
+#[test]
+fn a_fragmentation_needed_during_fast_recovery_ends_it_and_resends_within_its_window() {
+    let (mut ep, _, mut peer, sent) = ten_segments_in_flight();
+    for _ in 0..3 {
+        peer.send(&mut ep, MS, b"");
+    }
+    assert_eq!(lengths(&poll(&mut ep, MS)), [1460], "a fast retransmit");
+    // Recovery's window (7,300 bytes, inflated to 11,680 by the duplicates) ends as
+    // its last ACK would end it: 7,300 bytes go again (the rest of a segment waits, as
+    // silly-window avoidance says).
+    assert!(ep.input_icmp(2 * MS, &too_big(&sent[0], 1400)));
+    assert_eq!(lengths(&poll(&mut ep, 2 * MS)), [1360; 5]);
+    // A further duplicate ACK no longer lets a segment out.
+    peer.send(&mut ep, 3 * MS, b"");
+    assert!(poll(&mut ep, 3 * MS).is_empty());
+    assert_eq!(ep.stats().fast_retransmits, 1);
+}
+
+#[test]
+fn random_icmp_messages_never_panic_nor_move_the_mss_out_of_its_bounds() {
+    let (mut ep, id, mut peer, sent) = ten_segments_in_flight();
+    let mut state = 0x0fed_cba9_8765_4321u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for round in 0..20_000u64 {
+        let message = match round % 3 {
+            // Random bytes.
+            0 => (0..next() % 80).map(|_| next() as u8).collect(),
+            // A quote of a segment sent, mutated and cut, its checksums made right.
+            1 => {
+                let mut quote = sent[(round / 3 % 10) as usize][..28].to_vec();
+                for _ in 0..next() % 3 {
+                    let at = (next() as usize) % quote.len();
+                    quote[at] = next() as u8;
+                }
+                quote.truncate((next() % 29) as usize);
+                icmp::message_about(SERVER, &quote, next() as u8 % 6, next() as u16)
+            }
+            // A whole message with its bytes mutated.
+            _ => {
+                let mut message = too_big(&sent[0], next() as u16);
+                let at = (next() as usize) % message.len();
+                message[at] = next() as u8;
+                message
+            }
+        };
+        ep.input_icmp(round, &message);
+        let mss = ep.mss(id).unwrap();
+        assert!((LEAST_PATH_MSS..=1460).contains(&mss), "MSS {mss}");
+        if round % 1000 == 0 {
+            poll(&mut ep, round);
+        }
+    }
+    // The connection still delivers: all acknowledged, then the peer's data read.
+    peer.ack = peer.ack.plus(14_600);
+    peer.send(&mut ep, 30_000, b"still here");
+    assert_eq!(ep.unacknowledged(id), Ok(0));
+    assert_eq!(ep.recv(id, &mut [0; 16]), Ok(10));
+}
