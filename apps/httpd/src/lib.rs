@@ -451,7 +451,7 @@ fn log_stack(kernel: &Kernel, core: usize, serving: usize, stack: &mut Stack) {
     if let Some(s) = own {
         let o = stack.own_counters();
         kernel.log(format_args!(
-            "{who} rexo-tcp: {} segments in, {} out ({} retransmitted, {} pieces, {} super-segments cut by the NIC), {} SYNs, {} resets sent, {} bad segments, {} without a way back",
+            "{who} rexo-tcp: {} segments in, {} out ({} retransmitted, {} pieces, {} super-segments cut by the NIC), {} SYNs, {} resets sent, {} bad segments, {} without a way back; ICMP: {} lowered an MSS, {} noted unreachable, {} dropped",
             s.segments_in,
             s.segments_out,
             s.segments_retransmitted,
@@ -460,7 +460,10 @@ fn log_stack(kernel: &Kernel, core: usize, serving: usize, stack: &mut Stack) {
             s.syns,
             s.rst_sent,
             s.truncated + s.bad_header + s.not_tcp + s.bad_checksum,
-            o.no_neighbour
+            o.no_neighbour,
+            s.icmp_mss_lowered,
+            s.icmp_unreachable,
+            s.icmp_dropped,
         ));
     }
 }

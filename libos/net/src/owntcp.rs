@@ -4,8 +4,11 @@
 //! Receiving: [`Stack::poll`](crate::Stack::poll) shows each frame the NIC lends it to
 //! [`OwnTcp::input`] first. An IPv4 TCP segment to the stack's address and one of the
 //! served ports (not a later fragment) goes to the `rexo_tcp::Endpoint` in place, in
-//! the driver's buffer; everything else (ARP, ICMP, DHCP, UDP, other ports) goes on
-//! to smoltcp as before.
+//! the driver's buffer, and so does an ICMP destination-unreachable message to the
+//! stack's address about a segment from a served port (Path MTU Discovery: a router
+//! that cannot forward a full segment says so, and the connection's MSS falls,
+//! `Endpoint::input_icmp`); everything else (ARP, other ICMP, DHCP, UDP, other ports)
+//! goes on to smoltcp as before.
 //!
 //! Sending: at the start of each poll, before receiving, [`OwnTcp::output`] runs the
 //! endpoint's timers and hands each segment it emits to the NIC. Sending first lets
@@ -83,7 +86,9 @@ pub const PROVEN_NS: u64 = 30_000_000_000;
 /// count these frames too).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct OwnCounters {
-    /// Frames handed to `rexo-tcp`, in place.
+    /// Frames handed to `rexo-tcp`, in place: its segments, and ICMP messages about
+    /// them (what it made of those: its `Stats::icmp_mss_lowered`, `icmp_unreachable`
+    /// and `icmp_dropped`).
     pub rx_frames: u64,
     /// Frames sent for it.
     pub tx_frames: u64,
@@ -237,14 +242,17 @@ impl OwnTcp {
         self.endpoint.listen(port)
     }
 
-    /// Takes `frame` if it is an IPv4 TCP segment to `address` and a served port and
-    /// hands it to the endpoint in place; `false` leaves it to smoltcp.
+    /// Takes `frame` if it is an IPv4 TCP segment to `address` and a served port, or an
+    /// ICMP destination-unreachable message to `address` about a segment from a served
+    /// port, and hands it to the endpoint in place; `false` leaves it to smoltcp.
     pub(crate) fn input(&mut self, now_ns: u64, frame: &[u8], address: Option<[u8; 4]>) -> bool {
         let Some(address) = address else {
             return false;
         };
-        let Some((6, segment)) = crate::ipv4_payload(frame) else {
-            return false;
+        let segment = match crate::ipv4_payload(frame) {
+            Some((6, segment)) => segment,
+            Some((1, _)) => return self.input_icmp(now_ns, frame, address),
+            _ => return false,
         };
         let packet = &frame[ETHERNET_HEADER..];
         // A later fragment has no TCP header where one would be: not ours to judge.
@@ -271,6 +279,19 @@ impl OwnTcp {
         self.neighbours.learn(peer, source, sender, now_ns, |ip| {
             endpoint.talks_with(address, ip)
         });
+        true
+    }
+
+    /// Takes the ICMP message in `frame` (an IPv4 packet carrying ICMP) if it is sent to
+    /// `address` and the endpoint takes it (a destination-unreachable message about a
+    /// segment from a served port: Path MTU Discovery, `Endpoint::input_icmp`). Its
+    /// sender is a router, not a peer: it teaches no way back.
+    fn input_icmp(&mut self, now_ns: u64, frame: &[u8], address: [u8; 4]) -> bool {
+        let packet = &frame[ETHERNET_HEADER..];
+        if packet[16..20] != address || !self.endpoint.input_icmp(now_ns, packet) {
+            return false;
+        }
+        self.counters.rx_frames += 1;
         true
     }
 

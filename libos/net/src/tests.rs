@@ -48,6 +48,10 @@ struct Net {
     rng: Rng,
     /// Every frame carried, for the mutation test.
     seen: Vec<Vec<u8>>,
+    /// A router between A and B whose next hop forwards datagrams of up to `.0` bytes:
+    /// each longer one A sends is dropped there and answered with a "fragmentation
+    /// needed" naming `.1` as the next-hop MTU (0: a router older than RFC 1191).
+    narrow_path: Option<(u16, u16)>,
 }
 
 const A: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
@@ -128,6 +132,7 @@ impl Net {
             loss,
             rng: Rng(0x9e37_79b9_7f4a_7c15),
             seen: Vec::new(),
+            narrow_path: None,
         }
     }
 
@@ -136,12 +141,25 @@ impl Net {
         self.a.poll(self.now_ns).unwrap();
         self.b.poll(self.now_ns).unwrap();
         let (seen, loss, rng) = (&mut self.seen, self.loss, &mut self.rng);
+        let mut refused = Vec::new();
         self.wire.carry(|frame| {
             if seen.len() < 4096 {
                 seen.push(frame.to_vec());
             }
+            if let Some((mtu, named)) = self.narrow_path
+                && frame.len() > 14 + usize::from(mtu)
+                && frame[12..14] == [0x08, 0x00]
+                && frame[26..30] == A.octets()
+            {
+                assert_ne!(frame[20] & 0x40, 0, "every datagram has DF set");
+                refused.push(unreachable_about(frame, 4, named));
+                return false;
+            }
             loss == 0 || rng.below(loss) != 0
         });
+        for message in refused {
+            self.wire.deliver_to_a(message);
+        }
         self.now_ns += 100_000;
     }
 }
@@ -2325,6 +2343,95 @@ fn own_tcp_on_a_nic_without_segmentation_sends_no_frame_over_the_mtu() {
     assert!(net.wire.segmented(true).is_empty());
 }
 
+/// The router on the wire between A and B ([`Net::narrow_path`]).
+const ROUTER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 254);
+
+/// The router's ICMP destination-unreachable message with `code` (and next-hop `mtu`)
+/// about `frame`, a datagram A sent, back to A from the wire's B side: quoting as much
+/// of the datagram as a message of 576 bytes holds (RFC 1812), its checksums right.
+fn unreachable_about(frame: &[u8], code: u8, mtu: u16) -> Vec<u8> {
+    let quote = &frame[14..frame.len().min(14 + 576 - 28)];
+    let [high, low] = mtu.to_be_bytes();
+    let to_a = (A, frame[6..12].try_into().unwrap());
+    let from_router = (ROUTER, frame[..6].try_into().unwrap());
+    let mut message = icmp_frame(from_router, to_a, 3, [0, 0, high, low], quote);
+    message[35] = code;
+    message[36..38].fill(0);
+    let sum = checksum(&message[34..]);
+    message[36..38].copy_from_slice(&sum.to_be_bytes());
+    message
+}
+
+/// A path narrower than the link (a tunnel, PPPoE) between A's own TCP and B: the
+/// router refuses A's full segments and says so, A's MSS falls to what the path takes
+/// and the answer arrives, within the first RTO (before, A never read the router's
+/// messages and sent the same segments until it timed out).
+#[test]
+fn a_path_narrower_than_the_link_lowers_own_tcps_mss_and_the_answer_arrives() {
+    let segmenting = || {
+        let mut net = Net::segmenting(0);
+        net.a
+            .serve_own(80, rexo_tcp::Config::default())
+            .expect("port 80 is free");
+        net
+    };
+    // A router naming its next hop's MTU, one older than RFC 1191 naming none (the
+    // plateaus below: 1492, still too large, then 1006), and a NIC cutting
+    // super-segments at the MSS, at the lowered one once it fell.
+    let cases = [
+        ("named", own_tcp_net(0), 1400, 1, &[][..]),
+        ("none named", own_tcp_net(0), 0, 2, &[]),
+        ("segmentation offload", segmenting(), 1400, 1, &[1360, 1460]),
+    ];
+    for (case, mut net, named, lowered, cut_at) in cases {
+        net.narrow_path = Some((1400, named));
+        let (answer, expected) = own_tcp_file(34, 100_000);
+        let received = own_tcp_answer(&mut net, b"GET /f HTTP/1.1\r\n\r\n", answer);
+        assert!(received == expected, "{case}: every byte, in order");
+        let stats = net.a.own_tcp().unwrap().stats().clone();
+        assert_eq!(stats.icmp_mss_lowered, lowered, "{case}: {stats:?}");
+        assert_eq!(stats.retransmits, 0, "{case}: no timeout: {stats:?}");
+        assert!(net.now_ns < 1_000_000_000, "{case}: {} ns", net.now_ns);
+        assert!(net.a.own_counters().rx_frames > stats.segments_in, "{case}");
+        let cuts = net.wire.segmented(true).into_iter().map(|(_, mss)| mss);
+        let cuts: std::collections::BTreeSet<usize> = cuts.collect();
+        assert!(cuts.into_iter().eq(cut_at.iter().copied()), "{case}");
+    }
+}
+
+/// ICMP messages our own TCP does not take go on to smoltcp, counted nowhere by it:
+/// one about a port smoltcp serves, one sent to another address; one about a served
+/// port but no connection is taken and counted as dropped.
+#[test]
+fn own_tcp_takes_only_icmp_messages_to_its_address_about_its_ports() {
+    let mut net = own_tcp_net(0);
+    let mut segment = syn_frame(net.a.mac(), A, 80, B, 4000);
+    segment[6..12].copy_from_slice(&net.a.mac());
+    segment[..6].copy_from_slice(&net.b.mac());
+    let from_port = |port: u16| {
+        let mut segment = segment.clone();
+        segment[34..36].copy_from_slice(&port.to_be_bytes());
+        unreachable_about(&segment, 3, 0)
+    };
+    let mut elsewhere = from_port(80);
+    elsewhere[30..34].copy_from_slice(&[10, 0, 0, 9]);
+    elsewhere[24..26].fill(0);
+    let sum = checksum(&elsewhere[14..34]);
+    elsewhere[24..26].copy_from_slice(&sum.to_be_bytes());
+    for message in [from_port(7), elsewhere] {
+        net.wire.deliver_to_a(message);
+    }
+    net.step();
+    let taken = |net: &mut Net| {
+        let stats = net.a.own_tcp().unwrap().stats().clone();
+        (net.a.own_counters().rx_frames, stats.icmp_dropped)
+    };
+    assert_eq!(taken(&mut net), (0, 0));
+    net.wire.deliver_to_a(from_port(80));
+    net.step();
+    assert_eq!(taken(&mut net), (1, 1), "about no connection");
+}
+
 #[test]
 fn a_nic_that_cannot_cut_turns_offload_off_and_nothing_is_lost() {
     let mut net = Net::without_segmentation_buffers();
@@ -3408,6 +3515,7 @@ fn stacks_split_from_a_lease_fail_over_to_its_second_dns_server() {
             loss: 0,
             rng: Rng(1),
             seen: Vec::new(),
+            narrow_path: None,
         };
         assert_eq!(net.a.address(), Some((address, 24)), "pair {pair}");
         let server = net.b.udp_bind(53, UdpOptions::default()).unwrap();
@@ -4174,6 +4282,7 @@ fn the_kernels_random_number_seeds_the_stack_and_only_its_absence_the_time_and_m
             loss: 0,
             rng: Rng(0x9e37_79b9_7f4a_7c15),
             seen: Vec::new(),
+            narrow_path: None,
         };
         let peer = Endpoint {
             address: A,
