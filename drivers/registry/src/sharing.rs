@@ -15,6 +15,11 @@
 //!   later fragment (its ports are in its first fragment, whose flow it belongs to) is
 //!   dropped and counted, and a header with options (which moves the ports from where
 //!   the filters read them) goes to the default owner;
+//! - an ICMP error message to the interface's address (destination unreachable, time
+//!   exceeded, parameter problem) goes to the app whose filters take the answer to the
+//!   TCP or UDP datagram it quotes, whatever filter names ICMP: a router's
+//!   "fragmentation needed" reaches the stack that sent the datagram (Path MTU
+//!   Discovery); one whose quoted flow no app takes is judged like any frame;
 //! - a frame no filter takes goes to the default owner, the kernel: it answers ICMP
 //!   echo requests for the interface's address from a single host (RFC 1122 3.2.1.3),
 //!   and drops and counts the rest.
@@ -60,6 +65,13 @@ const IPV4: [u8; 2] = [0x08, 0x00];
 const IPV4_NO_OPTIONS: u8 = 0x45;
 /// EtherType of ARP.
 const ARP: [u8; 2] = [0x08, 0x06];
+/// The IPv4 protocol number of ICMP.
+const ICMP: u8 = 1;
+/// The ICMP types of error messages, which quote the datagram they are about (RFC
+/// 792): destination unreachable, time exceeded, parameter problem.
+const ICMP_ERRORS: [u8; 3] = [3, 11, 12];
+/// The IPv4 protocol numbers of TCP and UDP, whose ports the filters read.
+const PORT_PROTOCOLS: [u8; 2] = [6, 17];
 /// Bytes of an ARP packet for IPv4 over Ethernet, with its Ethernet header.
 const ARP_FRAME: usize = 42;
 
@@ -179,6 +191,39 @@ impl Sharing {
             return false;
         }
         true
+    }
+
+    /// The binding an ICMP error message to the interface's address is about: the one
+    /// whose filters take the answer to the datagram it quotes (the quoted IPv4 header,
+    /// without options, and first 8 bytes of a TCP or UDP datagram from the address,
+    /// with its two ends traded: what the peer would answer that datagram with). So a
+    /// router's "fragmentation needed" (Path MTU Discovery) or "port unreachable"
+    /// reaches the stack that sent the datagram, which RFC 1122 (3.2.2) has ICMP hand
+    /// it to, whatever filter names ICMP (a `ping`'s `icmp dst ADDRESS`). `None` for
+    /// any other frame, or one whose quoted flow no binding takes: the filters judge it.
+    fn quoted_flow_owner(&self, frame: &[u8]) -> Option<u64> {
+        let address = self.address.address.octets();
+        // Past a 20-byte IPv4 header (`take_unplaceable_ipv4` took those with options)
+        // and the 8-byte ICMP header.
+        let quote = frame.get(42..70)?;
+        let error = ethertype(frame) == Some(IPV4)
+            && frame[23] == ICMP
+            && frame[30..34] == address
+            && ICMP_ERRORS.contains(&frame[34]);
+        if !error || quote[0] != IPV4_NO_OPTIONS || quote[12..16] != address {
+            return None;
+        }
+        if !PORT_PROTOCOLS.contains(&quote[9]) {
+            return None;
+        }
+        let mut answer = frame[..14].to_vec();
+        answer.extend_from_slice(&quote[..12]);
+        answer.extend_from_slice(&quote[16..20]);
+        answer.extend_from_slice(&quote[12..16]);
+        answer.extend_from_slice(&quote[22..24]);
+        answer.extend_from_slice(&quote[20..22]);
+        answer.extend_from_slice(&quote[24..28]);
+        self.filters.classify(&answer)
     }
 
     /// The default owner's part for a frame no filter took: it answers ICMP echo
@@ -635,7 +680,8 @@ impl NetDevice for Bound {
                             if sharing.take_unplaceable_ipv4(frame) {
                                 return false;
                             }
-                            match sharing.filters.classify(frame) {
+                            let owner = sharing.quoted_flow_owner(frame);
+                            match owner.or_else(|| sharing.filters.classify(frame)) {
                                 Some(owner) if owner == id => true,
                                 Some(owner) => {
                                     sharing.queue_for(owner, frame);
@@ -1393,6 +1439,37 @@ pub(crate) mod tests {
         let sharing = registry.net_sharing(0).unwrap().unwrap();
         assert_eq!(sharing.bindings[1].dropped, 10);
         assert_eq!(poll(kv.as_mut()).len(), BACKLOG);
+    }
+
+    /// A router's ICMP error message of `kind` and `code` to the interface, quoting the
+    /// IPv4 header and first 8 bytes of `datagram` (a frame the interface sent).
+    fn icmp_error(kind: u8, code: u8, datagram: &[u8]) -> Vec<u8> {
+        let mut frame = ip_frame((PEER_MAC, MAC), (PEER, ADDRESS), 1, (0, 0));
+        frame.truncate(34);
+        frame.extend_from_slice(&[kind, code, 0, 0, 0, 0, 0x05, 0x78]);
+        frame.extend_from_slice(&datagram[14..42]);
+        frame
+    }
+
+    #[test]
+    fn an_icmp_error_goes_to_the_app_whose_datagram_it_quotes() {
+        let (registry, wire) = shared();
+        let mut httpd = bind(registry, 1, "httpd", &["tcp dport 80"]).unwrap();
+        let mut pinger = bind(registry, 2, "pinger", &["icmp dst 10.0.2.15"]).unwrap();
+        let mut kv = bind(registry, 3, "kv", &["udp dport 11211"]).unwrap();
+        // A "fragmentation needed" about httpd's segment, a "port unreachable" about
+        // kv's datagram, a "time exceeded" about a datagram from a port nobody binds
+        // (the pinger's filter judges it), and an echo reply (the pinger's).
+        let too_big = icmp_error(3, 4, &outgoing(6, 80));
+        let unreachable = icmp_error(3, 3, &outgoing(17, 11211));
+        let stray = icmp_error(11, 0, &outgoing(17, 5353));
+        let mut echo_reply = icmp_error(0, 0, &outgoing(6, 80));
+        echo_reply.truncate(42);
+        let frames = [&too_big, &unreachable, &stray, &echo_reply];
+        wire.lock().incoming.extend(frames.map(|f| f.clone()));
+        assert_eq!(poll(pinger.as_mut()), [stray, echo_reply]);
+        assert_eq!(poll(httpd.as_mut()), [too_big]);
+        assert_eq!(poll(kv.as_mut()), [unreachable]);
     }
 
     /// ARP's operation is 16 bits: 0x0101 and 0x0102 are neither request nor reply,
