@@ -280,7 +280,12 @@ fn tool_needs(
     if cases.iter().any(|c| c.boot.uefi()) {
         needs.push(Need::Ovmf);
     }
-    let on_tap = |arg: &Arg| matches!(arg, Arg::Tap(_) | Arg::TapPairs(_) | Arg::TapQueues(_));
+    let on_tap = |arg: &Arg| {
+        matches!(
+            arg,
+            Arg::Tap(_) | Arg::TapPairs(_) | Arg::TapQueues(_) | Arg::TapNarrowPath(_)
+        )
+    };
     if root && cases.iter().any(|c| c.qemu.iter().any(on_tap)) {
         needs.push(Need::IpRoute);
     }
@@ -1165,6 +1170,12 @@ fn run_case(root: &Path, elf: &Path, case: &Case, logs: &Path) -> Result<Outcome
                 extra.extend(net.qemu_args(model));
                 tap = Some(net);
             }
+            Arg::TapNarrowPath(model) => {
+                let net = crate::tapnet::TapNet::create("tap", 1)?;
+                let net = net.with_narrow_path(crate::tapnet::NARROW_PATH_MTU)?;
+                extra.extend(net.qemu_args(model));
+                tap = Some(net);
+            }
             Arg::UserNet { model, tcp, udp } => {
                 let ports = crate::netclient::Forwards::free(tcp, udp)?;
                 extra.extend(ports.qemu_args(forwards.len(), model));
@@ -1226,8 +1237,9 @@ fn run_case(root: &Path, elf: &Path, case: &Case, logs: &Path) -> Result<Outcome
                 && line.text.contains(client.after)
             {
                 let ports = ports.clone();
-                // On a tap the client talks to the guest from inside its namespace.
-                let netns = tap.as_ref().map(|net| net.netns().to_string());
+                // On a tap the client talks to the guest from inside its namespace (the
+                // far one behind a narrow path).
+                let netns = tap.as_ref().map(|net| net.client_netns().to_string());
                 client_thread = Some(std::thread::spawn(move || {
                     if let Some(netns) = &netns {
                         crate::tapnet::enter(netns)?;

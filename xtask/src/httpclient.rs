@@ -1100,6 +1100,16 @@ pub const HTTPD_PER_CORE: crate::netclient::Client = crate::netclient::Client {
     run: |_| on_tap_then_shut_down(check_per_core),
 };
 
+/// The `net::httpd-narrow-path` case's client, in the namespace behind the narrow path
+/// ([`TapNet::with_narrow_path`](crate::tapnet::TapNet::with_narrow_path)):
+/// [`check_narrow_path`] against the guest's port 80, once httpd says it serves.
+pub const HTTPD_NARROW_PATH: crate::netclient::Client = crate::netclient::Client {
+    name: "httpd narrow-path client",
+    needs: &[],
+    after: "httpd: serving",
+    run: |_| on_tap_then_shut_down(check_narrow_path),
+};
+
 /// Runs `check` against the guest's port 80 on the tap network, then stops the server
 /// with the test hook even after a failure, so that the case ends before its timeout.
 fn on_tap_then_shut_down(
@@ -1111,6 +1121,31 @@ fn on_tap_then_shut_down(
     let notes = checked?;
     stopped?;
     Ok(notes)
+}
+
+/// Answers across a path narrower than the link: from behind a router whose route takes
+/// 1,400-byte datagrams (this end announcing an MSS of 1460), one connection fetches
+/// `/100k.txt` and `/1m.txt` byte-exact within [`IO_TIMEOUT`] per read, which needs the
+/// server to lower its MSS when the router refuses its full segments (Path MTU
+/// Discovery: a server that does not waits for its retransmissions to time out, and
+/// the same segments are refused again).
+pub fn check_narrow_path(address: SocketAddr) -> Result<Vec<String>, String> {
+    let started = Instant::now();
+    let mut client = Client::connect_to(address)?;
+    let mut bytes = 0;
+    for path in ["/100k.txt", "/1m.txt"] {
+        let (content_type, content) = file(path);
+        client.send(get(path, "").as_bytes())?;
+        let answer = client.answer(true)?;
+        let head = ok_head(content_type, content, false);
+        expect(&format!("GET {path}"), &answer, &head, content)?;
+        bytes += content.len();
+    }
+    Ok(vec![format!(
+        "through a router whose route takes {}-byte datagrams: {bytes} bytes byte-exact in {} ms",
+        crate::tapnet::NARROW_PATH_MTU,
+        started.elapsed().as_millis()
+    )])
 }
 
 /// Connections fetching at once in [`check_tso`]: as many as the benchmarks', so that

@@ -21,6 +21,14 @@ const HOST: &str = "10.0.2.2/24";
 pub const TAP: &str = "tap0";
 /// Rexo's kernel command-line word for the same configuration.
 pub const REXO_IP: &str = "ip=10.0.2.15/24,10.0.2.2";
+/// The router's end of the narrow path ([`TapNet::with_narrow_path`]), in the tap's
+/// namespace.
+const ROUTER: Ipv4Addr = Ipv4Addr::new(10, 0, 3, 1);
+/// The far end of the narrow path, where the case's client then runs.
+pub const FAR: Ipv4Addr = Ipv4Addr::new(10, 0, 3, 2);
+/// The MTU of the narrow path of [`Arg::TapNarrowPath`](crate::testcases::Arg::TapNarrowPath)
+/// cases: a tunnel's, below Ethernet's 1500.
+pub const NARROW_PATH_MTU: u16 = 1400;
 
 /// What a process that is root or not (`root`) lacks to make a [`TapNet`]: root first,
 /// then the `ip` program and `/dev/net/tun`.
@@ -45,6 +53,8 @@ const NEEDS_ROOT: &str =
 pub struct TapNet {
     /// The namespace's name.
     netns: String,
+    /// The namespace behind a narrow path ([`TapNet::with_narrow_path`]), if made.
+    far: Option<String>,
     /// Whether `/dev/vhost-net` opens: QEMU then moves the frames in the host kernel.
     vhost: std::result::Result<(), String>,
     /// The tap device's queues (QEMU opens one file per queue).
@@ -79,6 +89,7 @@ impl TapNet {
             .map_err(|e| e.to_string());
         let tap = Self {
             netns,
+            far: None,
             vhost,
             queues,
         };
@@ -101,6 +112,75 @@ impl TapNet {
     /// The namespace's name.
     pub fn netns(&self) -> &str {
         &self.netns
+    }
+
+    /// Puts a second namespace, `rexo-far-PID-N`, behind the tap's as behind a router
+    /// whose next hop forwards datagrams of at most `mtu` bytes: a veth pair joins
+    /// [`ROUTER`] (in the tap's namespace, which forwards) to [`FAR`] (routed to the
+    /// guest's network through it), both ends with Ethernet's 1500-byte MTU, so that the
+    /// far end announces an MSS of 1460; only the tap's namespace's route to the far
+    /// network takes `mtu` bytes at most. A full-sized datagram with DF set from the
+    /// guest to the far end is refused there with an ICMP "fragmentation needed" naming
+    /// `mtu` (RFC 1191), as a tunnel or PPPoE link on a real path refuses it. The
+    /// case's client then runs in the far namespace ([`TapNet::client_netns`]).
+    pub fn with_narrow_path(mut self, mtu: u16) -> Result<Self> {
+        // `rexo-far-PID-N`, named after the tap's `rexo-PURPOSE-PID-N`.
+        let mut pid_and_count = self.netns.rsplitn(3, '-');
+        let count = pid_and_count.next().unwrap_or_default();
+        let pid = pid_and_count.next().unwrap_or_default();
+        let far = format!("rexo-far-{pid}-{count}");
+        ip(&["netns", "add", &far])?;
+        self.far = Some(far.clone());
+        let near = self.netns.clone();
+        let pair = [
+            "link", "add", "narrow0", "type", "veth", "peer", "name", "far0",
+        ];
+        ip_in(&near, &[&pair[..], &["netns", &far]].concat())?;
+        ip_in(
+            &near,
+            &["addr", "add", &format!("{ROUTER}/24"), "dev", "narrow0"],
+        )?;
+        ip_in(&near, &["link", "set", "narrow0", "up"])?;
+        ip_in(&far, &["link", "set", "lo", "up"])?;
+        ip_in(&far, &["addr", "add", &format!("{FAR}/24"), "dev", "far0"])?;
+        ip_in(&far, &["link", "set", "far0", "up"])?;
+        ip_in(
+            &far,
+            &["route", "add", "default", "via", &ROUTER.to_string()],
+        )?;
+        let mtu = mtu.to_string();
+        let far_network = "10.0.3.0/24";
+        ip_in(
+            &near,
+            &[
+                "route",
+                "replace",
+                far_network,
+                "dev",
+                "narrow0",
+                "mtu",
+                &mtu,
+            ],
+        )?;
+        // The tap's namespace forwards between the guest and the far end: its own
+        // /proc/sys/net, which a thread inside it opens.
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    enter(&near)?;
+                    std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")
+                        .map_err(|e| format!("cannot turn forwarding on in {near}: {e}"))
+                })
+                .join()
+                .map_err(|_| "the thread turning forwarding on panicked".to_string())?
+        })?;
+        Ok(self)
+    }
+
+    /// The namespace a case's client runs in: the far one behind a narrow path if
+    /// [`TapNet::with_narrow_path`] made it, else the tap's.
+    pub fn client_netns(&self) -> &str {
+        self.far.as_deref().unwrap_or(&self.netns)
     }
 
     /// The tap device's queues.
@@ -187,9 +267,11 @@ fn remove_stale_namespaces() {
 
 impl Drop for TapNet {
     fn drop(&mut self) {
-        // The tap device goes with its namespace.
-        if let Err(why) = ip(&["netns", "del", &self.netns]) {
-            eprintln!("xtask: warning: {why}");
+        // The tap device goes with its namespace, a veth pair with either end's.
+        for netns in self.far.iter().chain([&self.netns]) {
+            if let Err(why) = ip(&["netns", "del", netns]) {
+                eprintln!("xtask: warning: {why}");
+            }
         }
     }
 }
@@ -257,6 +339,36 @@ mod tests {
                 assert!(tap.qemu_args("virtio-net-pci")[1].contains("queues=2"));
                 drop(tap);
                 assert!(!listed().contains(&netns));
+            }
+            Err(why) => assert!(!crate::deps::is_root(), "as root: {why}"),
+        }
+    }
+
+    /// The far namespace behind a narrow path: routed through the tap's, whose route to
+    /// it takes datagrams of the path's MTU, and removed with it.
+    #[test]
+    fn a_narrow_path_leads_to_a_far_namespace_removed_with_the_tap() {
+        let listed = || {
+            let out = Command::new("ip").args(["netns", "list"]).output().unwrap();
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        let narrowed = TapNet::create("tap", 1).and_then(|tap| tap.with_narrow_path(1400));
+        match narrowed {
+            Ok(tap) => {
+                let far = tap.client_netns().to_string();
+                assert!(far.starts_with("rexo-far-") && listed().contains(&far));
+                let shown = |netns: &str, words: &[&str]| {
+                    let out = command_in(Some(netns), "ip").args(words).output().unwrap();
+                    String::from_utf8_lossy(&out.stdout).into_owned()
+                };
+                let route = shown(tap.netns(), &["route", "show", "10.0.3.0/24"]);
+                assert!(route.contains("mtu 1400"), "{route}");
+                let default = shown(&far, &["route", "show", "default"]);
+                assert!(default.contains("via 10.0.3.1"), "{default}");
+                let forwarding = shown(tap.netns(), &["netconf", "show", "dev", "narrow0"]);
+                assert!(forwarding.contains("forwarding on"), "{forwarding}");
+                drop(tap);
+                assert!(!listed().contains(&far));
             }
             Err(why) => assert!(!crate::deps::is_root(), "as root: {why}"),
         }

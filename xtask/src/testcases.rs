@@ -121,6 +121,12 @@ pub enum Arg {
     /// The same on a multi-queue tap device with two queues (the model needs `mq=on`
     /// to offer them as two queue pairs), the client in the namespace as for [`Arg::Tap`].
     TapPairs(&'static str),
+    /// The same as [`Arg::Tap`], with the client in a second namespace behind the tap's
+    /// (at [`tapnet::FAR`](crate::tapnet::FAR)), which routes to it over a path that
+    /// takes 1,400-byte datagrams ([`TapNet::with_narrow_path`](crate::tapnet::TapNet::with_narrow_path)):
+    /// the guest's full-sized datagrams to the client are refused there, with an ICMP
+    /// "fragmentation needed" naming 1,400.
+    TapNarrowPath(&'static str),
     /// A network interface of this model on QEMU's UDP `socket` backend with the SYN
     /// flood peer on the host end (`xtask/src/synflood.rs`): the guest must be
     /// `httpd-test` at `ip=10.0.2.15/24`; the case fails when the peer's check fails.
@@ -1984,6 +1990,27 @@ pub const CASES: &[Case] = &[
         ],
         ..HTTPD_TSO
     },
+    // Path MTU Discovery on rexo-tcp: the client sits behind a router whose route to it
+    // takes 1,400-byte datagrams (a tunnel), announcing an MSS of 1460; the router
+    // refuses httpd's full segments with ICMP "fragmentation needed", httpd lowers the
+    // connection's MSS and the 100 KiB and 1 MiB answers arrive byte-exact
+    // (xtask/src/httpclient.rs), and the closing log counts the lowering.
+    Case {
+        name: "net::httpd-narrow-path",
+        append: "app=httpd-test ip=10.0.2.15/24,10.0.2.2",
+        qemu: &[Arg::TapNarrowPath("virtio-net-pci")],
+        client: Some(crate::httpclient::HTTPD_NARROW_PATH),
+        checks: &[
+            Check::Has("httpd: serving http://10.0.2.15:80/"),
+            Check::Has(" with rexo-tcp, test hook"),
+            Check::Has(" lowered an MSS"),
+            Check::Lacks("ICMP: 0 lowered an MSS"),
+            Check::Has("httpd: done"),
+            Check::Lacks("FAILED"),
+            Check::Lacks("panicked"),
+        ],
+        ..HTTPD_TSO
+    },
     // The same on smoltcp's TCP (the stack raises the peer's MSS for smoltcp and the
     // NIC cuts its large segments: libos/net/src/tso.rs).
     Case {
@@ -2383,9 +2410,10 @@ mod tests {
     fn client_cases_forward_ports() {
         for case in CASES.iter().filter(|c| c.client.is_some()) {
             assert!(
-                case.qemu
-                    .iter()
-                    .any(|a| matches!(a, Arg::UserNet { .. } | Arg::Tap(_) | Arg::TapPairs(_))),
+                case.qemu.iter().any(|a| matches!(
+                    a,
+                    Arg::UserNet { .. } | Arg::Tap(_) | Arg::TapPairs(_) | Arg::TapNarrowPath(_)
+                )),
                 "{}",
                 case.name
             );
