@@ -105,7 +105,8 @@ impl PitWindow {
         let wanted = rexo_pit::PIT_HZ * micros / 1_000_000;
         (0..WINDOW_READS).find(|_| {
             self.sample();
-            self.0.counted() >= wanted && self.0.tsc_hz().is_some()
+            // `&`: one path for every reading (less code for an emulator to translate).
+            (self.0.counted() >= wanted) & self.0.tsc_hz().is_some()
         })?;
         self.0.tsc_hz()
     }

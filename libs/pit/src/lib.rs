@@ -104,10 +104,13 @@ impl Window {
     /// the latch) that it alone keeps the rate from [`tsc_hz`](Self::tsc_hz)'s 1% while
     /// `reading` was read in a quarter of that time.
     pub fn add(&mut self, reading: Reading) -> bool {
-        let first_spoils = self.first.took() > 4 * reading.took()
-            && spoils(
+        // `&`, not `&&`, here and below, and no branch on how much the window has counted:
+        // one path through the arithmetic for every reading, so that the boot runs (and an
+        // emulator translates) its code once.
+        let first_spoils = (self.first.took() > 4 * reading.took())
+            & spoils(
                 self.first.took(),
-                reading.tsc_before - self.first.tsc_before,
+                reading.tsc_before.saturating_sub(self.first.tsc_before),
             );
         match self.counts_since_last(reading) {
             Some(counts) if !first_spoils => {
@@ -126,19 +129,22 @@ impl Window {
     /// turns alone fits the ticks between them.
     fn counts_since_last(&self, reading: Reading) -> Option<u64> {
         let within_turn = u64::from(self.last.count.wrapping_sub(reading.count));
-        let most_ticks = reading.tsc_after.checked_sub(self.last.tsc_before)?;
+        let in_order = reading.tsc_after >= self.last.tsc_before;
+        let most_ticks = reading.tsc_after.saturating_sub(self.last.tsc_before);
         let least_ticks = reading.tsc_before.saturating_sub(self.last.tsc_after);
         let (fewest_per_count, most_per_count) = self.ticks_per_count();
         // The counts read differ from the count's true progress by less than one.
         let most = fewest_per_count.counts_in(most_ticks).saturating_add(1);
-        let least = most_per_count.map_or(0, |rate| rate.counts_in(least_ticks).saturating_sub(1));
+        let least = most_per_count.counts_in(least_ticks).saturating_sub(1);
         let first_fit = least + (within_turn + TURN - least % TURN) % TURN;
-        (first_fit <= most && most - first_fit < TURN).then_some(first_fit)
+        let fits = in_order & (first_fit <= most) & (most.wrapping_sub(first_fit) < TURN);
+        fits.then_some(first_fit)
     }
 
     /// Bounds on the ticks a count takes: the fewest (the readings' slowest TSC, never one
-    /// slower than [`SLOWEST_TSC_HZ`]) and the most (once two counts are counted).
-    fn ticks_per_count(&self) -> (TicksPerCount, Option<TicksPerCount>) {
+    /// slower than [`SLOWEST_TSC_HZ`]) and the most (once two counts are counted; before
+    /// then no counts in any ticks, which bounds nothing).
+    fn ticks_per_count(&self) -> (TicksPerCount, TicksPerCount) {
         let (first, last, counted) = (self.first, self.last, self.counted);
         let assumed = TicksPerCount {
             ticks: SLOWEST_TSC_HZ,
@@ -148,10 +154,16 @@ impl Window {
             ticks: last.tsc_before.saturating_sub(first.tsc_after),
             counts: counted + 1,
         };
-        let fastest = (counted >= 2).then(|| TicksPerCount {
-            ticks: last.tsc_after - first.tsc_before,
-            counts: counted - 1,
-        });
+        let fastest = match counted {
+            0 | 1 => TicksPerCount {
+                ticks: 1,
+                counts: 0,
+            },
+            _ => TicksPerCount {
+                ticks: last.tsc_after - first.tsc_before,
+                counts: counted - 1,
+            },
+        };
         (
             if slowest.exceeds(assumed) {
                 slowest
