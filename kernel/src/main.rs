@@ -131,7 +131,7 @@ extern "C" fn kernel_main(protocol: u32, info: u32, magic: u32) -> ! {
     // set up, as the PIT does since entry (read here too: the counts since entry tell the
     // turns its count makes while the memory is set up).
     let timing = time::cpuid_timing(features.hypervisor);
-    let cpuid_rate = timing.exact_tsc_hz(cpu::signature());
+    let cpuid_rate = timing.exact_tsc_hz(cpu::signature);
     let hpet = acpi
         .and_then(|a| a.hpet.as_ref())
         .filter(|_| cpuid_rate.is_none());

@@ -116,23 +116,23 @@ pub enum TscLeaf {
 impl TimingLeaves {
     /// The TSC's rate in Hz where CPUID gives it exactly, and the leaf that does: leaf 15H
     /// with its crystal's rate; else the hypervisor's leaf (the rate it runs the guest's
-    /// TSC at); else leaf 15H's ratio on the crystal the SDM names for `cpu`'s model
-    /// ([`nominal_crystal_hz`]). `None` when none does (leaf 16H gives no exact rate:
+    /// TSC at); else leaf 15H's ratio on the crystal the SDM names for the CPU's model
+    /// ([`nominal_crystal_hz`]). `cpu` gives the CPU's signature and is called only for
+    /// that last rule, where leaf 15H gives a ratio but no crystal rate: the boot reads no
+    /// more CPUID than it needs. `None` when none does (leaf 16H gives no exact rate:
     /// [`Self::base_hz`]), or each gives less than [`MIN_TSC_HZ`]: then it is measured.
-    pub fn exact_tsc_hz(&self, cpu: Signature) -> Option<(u64, TscLeaf)> {
+    pub fn exact_tsc_hz(&self, cpu: impl FnOnce() -> Signature) -> Option<(u64, TscLeaf)> {
         let [denominator, numerator, crystal_hz] = self.tsc_crystal.unwrap_or_default();
         let on_crystal = |hz: u64| (hz * u64::from(numerator)).checked_div(u64::from(denominator));
+        let exact = |hz: Option<u64>, leaf| Some((hz.filter(|&hz| hz >= MIN_TSC_HZ)?, leaf));
         let hypervisor_hz = self.hypervisor_tsc_khz.map(|khz| u64::from(khz) * 1000);
-        [
-            (on_crystal(u64::from(crystal_hz)), TscLeaf::Crystal),
-            (hypervisor_hz, TscLeaf::Hypervisor),
-            (
-                nominal_crystal_hz(cpu).and_then(on_crystal),
-                TscLeaf::ModelCrystal,
-            ),
-        ]
-        .into_iter()
-        .find_map(|(hz, leaf)| Some((hz.filter(|&hz| hz >= MIN_TSC_HZ)?, leaf)))
+        let ratio = denominator != 0 && numerator != 0;
+        exact(on_crystal(u64::from(crystal_hz)), TscLeaf::Crystal)
+            .or_else(|| exact(hypervisor_hz, TscLeaf::Hypervisor))
+            .or_else(|| {
+                let model_hz = ratio.then(cpu).and_then(nominal_crystal_hz);
+                exact(model_hz.and_then(on_crystal), TscLeaf::ModelCrystal)
+            })
     }
 
     /// Leaf 16H's base frequency in Hz: nominal (by the SDM not the actual rate of
@@ -236,14 +236,14 @@ mod tests {
             base_mhz: Some(3400),
             hypervisor_tsc_khz: None,
         };
-        let rate = leaves.exact_tsc_hz(intel(0x0005_06E3));
+        let rate = leaves.exact_tsc_hz(|| intel(0x0005_06E3));
         assert_eq!(rate, Some((3_408_000_000, TscLeaf::ModelCrystal)));
         // Goldmont (06_5CH) on its 19.2 MHz crystal.
         let goldmont = TimingLeaves {
             tsc_crystal: Some([1, 100, 0]),
             ..TimingLeaves::default()
         };
-        let rate = goldmont.exact_tsc_hz(intel(0x0005_06C9));
+        let rate = goldmont.exact_tsc_hz(|| intel(0x0005_06C9));
         assert_eq!(rate, Some((1_920_000_000, TscLeaf::ModelCrystal)));
     }
 
@@ -256,17 +256,17 @@ mod tests {
             base_mhz: Some(2100),
             hypervisor_tsc_khz: None,
         };
-        assert_eq!(leaves.exact_tsc_hz(intel(0x0005_0654)), None);
-        assert_eq!(leaves.exact_tsc_hz(intel(0x0009_06A3)), None);
+        assert_eq!(leaves.exact_tsc_hz(|| intel(0x0005_0654)), None);
+        assert_eq!(leaves.exact_tsc_hz(|| intel(0x0009_06A3)), None);
         assert_eq!(
-            leaves.exact_tsc_hz(Signature::new(Vendor::Amd, 0x0005_06E3)),
+            leaves.exact_tsc_hz(|| Signature::new(Vendor::Amd, 0x0005_06E3)),
             None
         );
         let base_only = TimingLeaves {
             base_mhz: Some(2100),
             ..TimingLeaves::default()
         };
-        assert_eq!(base_only.exact_tsc_hz(intel(0x0005_06E3)), None);
+        assert_eq!(base_only.exact_tsc_hz(|| intel(0x0005_06E3)), None);
         assert_eq!(base_only.base_hz(), Some(2_100_000_000));
         assert_eq!(TimingLeaves::default().base_hz(), None);
         let no_base = TimingLeaves {
@@ -284,14 +284,14 @@ mod tests {
             base_mhz: Some(3400),
             hypervisor_tsc_khz: Some(2_999_999),
         };
-        let rate = leaves.exact_tsc_hz(intel(0x0005_06E3));
+        let rate = leaves.exact_tsc_hz(|| intel(0x0005_06E3));
         assert_eq!(rate, Some((2_999_999_000, TscLeaf::Hypervisor)));
         // A crystal rate the CPU gives comes first (the VM's own leaf 15H).
         let given = TimingLeaves {
             tsc_crystal: Some([1, 100, 25_000_000]),
             ..leaves
         };
-        let rate = given.exact_tsc_hz(intel(0x0005_06E3));
+        let rate = given.exact_tsc_hz(|| intel(0x0005_06E3));
         assert_eq!(rate, Some((2_500_000_000, TscLeaf::Crystal)));
     }
 
@@ -304,13 +304,44 @@ mod tests {
             base_mhz: None,
             hypervisor_tsc_khz: Some(999),
         };
-        assert_eq!(leaves.exact_tsc_hz(intel(0x0005_06E3)), None);
+        assert_eq!(leaves.exact_tsc_hz(|| intel(0x0005_06E3)), None);
         let no_denominator = TimingLeaves {
             tsc_crystal: Some([0, 284, 24_000_000]),
             hypervisor_tsc_khz: Some(2_000_000),
             ..leaves
         };
-        let rate = no_denominator.exact_tsc_hz(intel(0x0005_06E3));
+        let rate = no_denominator.exact_tsc_hz(|| intel(0x0005_06E3));
         assert_eq!(rate, Some((2_000_000_000, TscLeaf::Hypervisor)));
+    }
+
+    #[test]
+    fn the_model_is_read_only_where_leaf_15h_gives_a_ratio_without_its_crystal() {
+        // No leaf 15H (QEMU's TCG), no ratio, a ratio with its crystal's rate, a
+        // hypervisor's rate: the model names no crystal that is used, and is not read.
+        let unread = || -> Signature { panic!("the CPU's model was read") };
+        assert_eq!(TimingLeaves::default().exact_tsc_hz(unread), None);
+        let no_ratio = TimingLeaves {
+            tsc_crystal: Some([0, 0, 0]),
+            ..TimingLeaves::default()
+        };
+        assert_eq!(no_ratio.exact_tsc_hz(unread), None);
+        let no_numerator = TimingLeaves {
+            tsc_crystal: Some([2, 0, 0]),
+            ..TimingLeaves::default()
+        };
+        assert_eq!(no_numerator.exact_tsc_hz(unread), None);
+        let crystal = TimingLeaves {
+            tsc_crystal: Some([1, 100, 25_000_000]),
+            ..TimingLeaves::default()
+        };
+        let rate = crystal.exact_tsc_hz(unread);
+        assert_eq!(rate, Some((2_500_000_000, TscLeaf::Crystal)));
+        let hypervisor = TimingLeaves {
+            tsc_crystal: Some([2, 284, 0]),
+            hypervisor_tsc_khz: Some(2_999_999),
+            ..TimingLeaves::default()
+        };
+        let rate = hypervisor.exact_tsc_hz(unread);
+        assert_eq!(rate, Some((2_999_999_000, TscLeaf::Hypervisor)));
     }
 }
