@@ -9,6 +9,13 @@ use crate::table::{SHRINK_BELOW, Table, hash};
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 
+mod meta;
+
+pub use meta::{
+    DeleteOutcome, Expiry, Inspection, MetaDelete, MetaDelta, MetaDeltaOutcome, MetaGet, MetaHit,
+    MetaStore, Retime,
+};
+
 /// The longest key memcached accepts, in bytes.
 pub const MAX_KEY: usize = 250;
 /// Exptimes up to this many seconds (30 days) are relative to now; larger ones are Unix
@@ -32,6 +39,11 @@ const SLAB_GROWTH_DIVISOR: usize = 8;
 const KEPT_SLAB_ENTRIES: usize = 64;
 /// No item: the end of the LRU list or of the free list.
 const NIL: u32 = u32::MAX;
+/// An item's state bit: read since it was stored (meta get's `h`, meta debug's `fetch`).
+const FETCHED: u8 = 1;
+/// An item's state bit: a client was told it won the right to recache the item (meta
+/// get's `W`); the others are told so (`Z`).
+const WIN_SENT: u8 = 2;
 
 /// A key memcached accepts: 1 to [`MAX_KEY`] bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -239,7 +251,11 @@ struct Item {
     newer: u32,
     /// Toward the least recently used item (and the next free slot).
     older: u32,
+    /// Unix second of the last read (or of the store): meta get's `l`.
+    accessed_at: u64,
     key_len: u8,
+    /// [`FETCHED`] and [`WIN_SENT`].
+    state: u8,
 }
 
 impl Item {
@@ -323,7 +339,7 @@ impl Cache {
             }
             Some(index) => {
                 self.stats.get_hits += 1;
-                self.bump(index);
+                self.access(index, now);
                 Some(self.found(index))
             }
             None => {
@@ -356,8 +372,33 @@ impl Cache {
         value: &[u8],
         now: u64,
     ) -> StoreOutcome {
+        let item = NewItem {
+            key,
+            flags,
+            exptime,
+            value,
+        };
+        self.store_item(mode, None, item, now).0
+    }
+
+    /// A storage command, an `append`/`prepend` stored only if the item's cas unique is
+    /// `append_cas` (when given and not 0: meta set's `C` in those modes), and the slab
+    /// index of the item stored.
+    fn store_item(
+        &mut self,
+        mode: StoreMode,
+        append_cas: Option<u64>,
+        new: NewItem<'_, '_>,
+        now: u64,
+    ) -> (StoreOutcome, Option<u32>) {
+        let NewItem {
+            key,
+            flags,
+            exptime,
+            value,
+        } = new;
         if value.len() > self.config.max_value {
-            return self.refuse_too_large(mode, key, now);
+            return (self.refuse_too_large(mode, key, now), None);
         }
         self.flush_if_due(now);
         self.stats.cmd_set += 1;
@@ -366,18 +407,25 @@ impl Cache {
         let (flags, expires_at, data) = match (mode, present) {
             (StoreMode::Add, Some(index)) => {
                 self.bump(index);
-                return StoreOutcome::NotStored;
+                return (StoreOutcome::NotStored, None);
             }
             (StoreMode::Replace | StoreMode::Append | StoreMode::Prepend, None) => {
-                return StoreOutcome::NotStored;
+                return (StoreOutcome::NotStored, None);
             }
             (StoreMode::Cas(_), None) => {
                 self.stats.cas_misses += 1;
-                return StoreOutcome::NotFound;
+                return (StoreOutcome::NotFound, None);
             }
             (StoreMode::Cas(unique), Some(index)) if self.items[index as usize].cas != unique => {
                 self.stats.cas_badval += 1;
-                return StoreOutcome::Exists;
+                return (StoreOutcome::Exists, None);
+            }
+            (StoreMode::Append | StoreMode::Prepend, Some(index))
+                if append_cas.is_some_and(|unique| {
+                    unique != 0 && unique != self.items[index as usize].cas
+                }) =>
+            {
+                return (StoreOutcome::Exists, None);
             }
             (StoreMode::Append | StoreMode::Prepend, Some(index)) => {
                 let old = &self.items[index as usize];
@@ -387,7 +435,7 @@ impl Cache {
                 if old.value().len() + value.len() > self.config.max_value
                     || combined + ITEM_OVERHEAD > self.config.max_bytes
                 {
-                    return StoreOutcome::NotStored;
+                    return (StoreOutcome::NotStored, None);
                 }
                 let data = if mode == StoreMode::Append {
                     join(&[key.bytes(), old.value(), value])
@@ -397,8 +445,7 @@ impl Cache {
                 (old.flags, old.expires_at, data)
             }
             (StoreMode::Set | StoreMode::Add | StoreMode::Replace | StoreMode::Cas(_), _) => {
-                let expires_at = self.expires_at(exptime, now);
-                (flags, expires_at, join(&[key.bytes(), value]))
+                (flags, expiry(exptime, now), join(&[key.bytes(), value]))
             }
         };
         if data.len() + ITEM_OVERHEAD > self.config.max_bytes {
@@ -407,7 +454,7 @@ impl Cache {
             if let (StoreMode::Set, Some(index)) = (mode, present) {
                 self.unlink(index, hash);
             }
-            return StoreOutcome::NoMemory;
+            return (StoreOutcome::NoMemory, None);
         }
         if let StoreMode::Cas(_) = mode {
             self.stats.cas_hits += 1;
@@ -415,9 +462,9 @@ impl Cache {
         if let Some(index) = present {
             self.unlink(index, hash);
         }
-        self.link(data, key, hash, flags, expires_at, now);
+        let index = self.link(data, key, hash, flags, expires_at, now);
         self.stats.total_items += 1;
-        StoreOutcome::Stored
+        (StoreOutcome::Stored, Some(index))
     }
 
     /// Counts a storage command refused because its value is above the item size limit
@@ -463,17 +510,38 @@ impl Cache {
         self.flush_if_due(now);
         let hash = self.hash(key);
         let Some(index) = self.live(key, hash, now) else {
-            if decrement {
-                self.stats.decr_misses += 1;
-            } else {
-                self.stats.incr_misses += 1;
-            }
+            self.count_delta_miss(decrement);
             return DeltaOutcome::NotFound;
         };
+        match self.change_number(index, hash, key, delta, decrement, now) {
+            Some((number, _)) => DeltaOutcome::Value(number),
+            None => DeltaOutcome::NonNumeric,
+        }
+    }
+
+    /// Counts an `incr` or `decr` of a missing key.
+    fn count_delta_miss(&mut self, decrement: bool) {
+        if decrement {
+            self.stats.decr_misses += 1;
+        } else {
+            self.stats.incr_misses += 1;
+        }
+    }
+
+    /// `incr` or `decr` of the live item at `index`: its value replaced by the new
+    /// number in a new item (flags and expiry kept), the number and the new item's slab
+    /// index; `None` (nothing changed) when the value is not a number.
+    fn change_number(
+        &mut self,
+        index: u32,
+        hash: u64,
+        key: Key<'_>,
+        delta: u64,
+        decrement: bool,
+        now: u64,
+    ) -> Option<(u64, u32)> {
         let old = &self.items[index as usize];
-        let Some(number) = parse_counter(old.value()) else {
-            return DeltaOutcome::NonNumeric;
-        };
+        let number = parse_counter(old.value())?;
         let number = if decrement {
             self.stats.decr_hits += 1;
             number.saturating_sub(delta)
@@ -485,8 +553,7 @@ impl Cache {
         let data = join(&[key.bytes(), decimal(number, &mut digits)]);
         let (flags, expires_at) = (old.flags, old.expires_at);
         self.unlink(index, hash);
-        self.link(data, key, hash, flags, expires_at, now);
-        DeltaOutcome::Value(number)
+        Some((number, self.link(data, key, hash, flags, expires_at, now)))
     }
 
     /// `flush_all`: invalidates every item now (`delay` 0 or negative) or at the time
@@ -498,7 +565,7 @@ impl Cache {
             self.flush_at = None;
             self.clear();
         } else {
-            self.flush_at = Some(self.expires_at(delay, now));
+            self.flush_at = Some(expiry(delay, now));
             self.flush_if_due(now);
         }
     }
@@ -573,8 +640,8 @@ impl Cache {
             return None;
         };
         self.stats.touch_hits += 1;
-        self.items[index as usize].expires_at = self.expires_at(exptime, now);
-        self.bump(index);
+        self.items[index as usize].expires_at = expiry(exptime, now);
+        self.access(index, now);
         Some(index)
     }
 
@@ -584,17 +651,6 @@ impl Cache {
             value: item.value(),
             flags: item.flags,
             cas: item.cas,
-        }
-    }
-
-    /// memcached's reading of an exptime: 0 never expires, negative is already expired,
-    /// up to 30 days is relative, above is a Unix time.
-    fn expires_at(&self, exptime: i64, now: u64) -> u64 {
-        match exptime {
-            0 => 0,
-            ..0 => 1,
-            1..=RELATIVE_EXPTIME_MAX => now + exptime as u64,
-            _ => exptime as u64,
         }
     }
 
@@ -618,7 +674,7 @@ impl Cache {
     }
 
     /// Adds a new item as the most recently used, evicting from the least recently used
-    /// end until it fits (the caller checked it fits in an empty cache).
+    /// end until it fits (the caller checked it fits in an empty cache); its slab index.
     fn link(
         &mut self,
         data: Box<[u8]>,
@@ -627,7 +683,7 @@ impl Cache {
         flags: u32,
         expires_at: u64,
         now: u64,
-    ) {
+    ) -> u32 {
         let cost = data.len() + INDEX_SHARE;
         while self.bytes() + cost + self.slab_growth() * SLAB_ENTRY > self.config.max_bytes
             && self.oldest != NIL
@@ -651,7 +707,9 @@ impl Cache {
             flags,
             newer: NIL,
             older: self.newest,
+            accessed_at: now,
             key_len: key.bytes().len() as u8,
+            state: 0,
         };
         let index = if self.free == NIL {
             self.items.reserve_exact(self.slab_growth());
@@ -672,6 +730,7 @@ impl Cache {
         self.table.insert(hash, index);
         self.bytes += cost;
         self.curr_items += 1;
+        index
     }
 
     /// Removes an item from the table and the LRU list and frees its slot.
@@ -689,6 +748,15 @@ impl Cache {
             // slab back (a small one is kept for the next items).
             self.clear();
         }
+    }
+
+    /// A read of an item: marks it fetched and accessed now, and makes it the most
+    /// recently used.
+    fn access(&mut self, index: u32, now: u64) {
+        let item = &mut self.items[index as usize];
+        item.state |= FETCHED;
+        item.accessed_at = now;
+        self.bump(index);
     }
 
     /// Makes an item the most recently used.
@@ -715,6 +783,26 @@ impl Cache {
             NIL => self.oldest = newer,
             older => self.items[older as usize].newer = newer,
         }
+    }
+}
+
+/// An item a storage command would make.
+struct NewItem<'k, 'v> {
+    key: Key<'k>,
+    flags: u32,
+    exptime: i64,
+    value: &'v [u8],
+}
+
+/// memcached's reading of an exptime as the Unix second the item expires at: 0 never
+/// expires (0 is returned), negative is already expired, up to 30 days is relative,
+/// above is a Unix time.
+pub(crate) fn expiry(exptime: i64, now: u64) -> u64 {
+    match exptime {
+        0 => 0,
+        ..0 => 1,
+        1..=RELATIVE_EXPTIME_MAX => now + exptime as u64,
+        _ => exptime as u64,
     }
 }
 

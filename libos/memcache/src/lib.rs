@@ -4,7 +4,8 @@
 //!
 //! - [`parse`]: the text protocol, one request at a time from a buffer that may hold
 //!   part of a request or several pipelined ones, keys and data borrowed from it
-//!   ([`parse_resumed`] searches each byte of a line arriving in many reads once);
+//!   ([`parse_resumed`] searches each byte of a line arriving in many reads once), the
+//!   meta commands (`mg`, `ms`, `md`, `ma`, `me`, `mn`) among them ([`meta`]);
 //! - [`Cache`]: items with flags, expiry and cas uniques, `incr`/`decr`, `touch`,
 //!   `flush_all`, LRU eviction within a byte budget, memcached's `stats` counters;
 //! - [`reply`]: memcached's answers byte for byte, a hit's value copied once, from the
@@ -24,6 +25,7 @@
 extern crate alloc;
 
 mod cache;
+pub mod meta;
 mod parse;
 pub mod reply;
 mod session;
@@ -32,8 +34,9 @@ mod table;
 pub mod udp;
 
 pub use cache::{
-    Cache, Config, DeltaOutcome, Found, ITEM_OVERHEAD, Key, MAX_KEY, RELATIVE_EXPTIME_MAX, Stats,
-    StoreMode, StoreOutcome,
+    Cache, Config, DeleteOutcome, DeltaOutcome, Expiry, Found, ITEM_OVERHEAD, Inspection, Key,
+    MAX_KEY, MetaDelete, MetaDelta, MetaDeltaOutcome, MetaGet, MetaHit, MetaStore,
+    RELATIVE_EXPTIME_MAX, Retime, Stats, StoreMode, StoreOutcome,
 };
 pub use parse::{
     BINARY_REQUEST_MAGIC, Command, Keys, MAX_LINE, MIN_MULTIGET_LINE, Parsed, ProtocolError,

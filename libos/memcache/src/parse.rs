@@ -11,18 +11,15 @@
 //! for every command that takes `noreply`. Two deliberate differences keep the stream
 //! in sync where memcached would lose it: a storage command refused for its key, flags
 //! or exptime still skips its data block, and a line is judged by its length alone (not by how it was split into reads).
-//! The engine speaks the classic text commands only: memcached 1.6's meta commands
-//! (`mg`, `ms`, `md`, `ma`, `mn`, `me`) are refused with
-//! `CLIENT_ERROR meta commands are not supported`, a meta set's data block (its line's
-//! second token, the datalen, as a storage command's byte count) skipped first, so
-//! none of its bytes run as commands; a meta set without a valid datalen is refused
-//! as a storage line with a bad byte count is, and the next line read as a command.
-//! It speaks no binary either: a request whose first byte is
+//! memcached 1.6's meta commands (`mg`, `ms`, `md`, `ma`, `mn`, `me`) are parsed by
+//! [`crate::meta`], which says what they do and answer.
+//! The engine speaks no binary protocol: a request whose first byte is
 //! [`BINARY_REQUEST_MAGIC`] (memcached's binary protocol, which memcached picks by a
 //! connection's first byte) is refused unanswered, at once, and the connection closed,
 //! rather than waited on as an unfinished line.
 
 use crate::cache::{Key, StoreMode};
+use crate::meta::{self, Meta};
 
 /// The longest command line (without its `\n`) outside of multi-key reads; a longer one
 /// is refused and the connection closed, as memcached does after 2048 bytes.
@@ -158,6 +155,10 @@ pub enum Command<'a> {
     },
     /// `quit`: close the connection.
     Quit,
+    /// A meta command: `mg`, `ms`, `md`, `ma` or `me`.
+    Meta(Meta<'a>),
+    /// `mn`, the meta no-op: answered `MN`.
+    MetaNoOp,
     /// A request refused with `error`.
     Invalid {
         /// The answer.
@@ -195,8 +196,36 @@ pub enum ProtocolError {
     BadDelta,
     /// `touch`/`gat` exptime not a number.
     BadExptime,
-    /// One of memcached 1.6's meta commands, which the engine does not implement.
-    MetaCommand,
+    /// A meta command's flag that is none of memcached's, or a flag without a token
+    /// followed by other bytes: `CLIENT_ERROR invalid flag`.
+    MetaInvalidFlag,
+    /// A meta command's flag given twice.
+    MetaDuplicateFlag,
+    /// Any flag error of `md` and `ma` but the opaque's and the mode's, as memcached
+    /// answers them.
+    MetaInvalidOrDuplicateFlag,
+    /// A meta flag's token (`N`, `T`, `R`, `C`) that is not a number.
+    MetaBadToken,
+    /// `J` not a 64-bit number.
+    MetaBadInitial,
+    /// `D` not a 64-bit number.
+    MetaBadDelta,
+    /// A `b` key that is no base64.
+    MetaKeyDecoding,
+    /// An opaque token (`O`) over 32 bytes.
+    MetaOpaqueTooLong,
+    /// An `M` token that is not one character.
+    MetaModeLength,
+    /// `ms`'s `M` none of `E`, `A`, `P`, `R`, `S`.
+    MetaSetMode,
+    /// `ma`'s `M` none of `I`, `+`, `D`, `-`.
+    MetaArithmeticMode,
+    /// An `mg` line of more than 19 tokens.
+    MetaGetFlagsTooLong,
+    /// An `ms`, `md` or `ma` line of more than 19 tokens.
+    MetaFlagsTooLong,
+    /// `I` (invalidation) on `ms` or `md`, which the engine does not implement.
+    MetaInvalidate,
     /// A line above the bound: answered, then the connection is closed.
     LineTooLong,
     /// A binary protocol request ([`BINARY_REQUEST_MAGIC`]): the connection is closed
@@ -216,7 +245,20 @@ impl ProtocolError {
             Self::BadDataChunk => b"CLIENT_ERROR bad data chunk\r\n",
             Self::BadDelta => b"CLIENT_ERROR invalid numeric delta argument\r\n",
             Self::BadExptime => b"CLIENT_ERROR invalid exptime argument\r\n",
-            Self::MetaCommand => b"CLIENT_ERROR meta commands are not supported\r\n",
+            Self::MetaInvalidFlag => b"CLIENT_ERROR invalid flag\r\n",
+            Self::MetaDuplicateFlag => b"CLIENT_ERROR duplicate flag\r\n",
+            Self::MetaInvalidOrDuplicateFlag => b"CLIENT_ERROR invalid or duplicate flag\r\n",
+            Self::MetaBadToken => b"CLIENT_ERROR bad token in command line format\r\n",
+            Self::MetaBadInitial => b"CLIENT_ERROR invalid numeric initial value\r\n",
+            Self::MetaBadDelta => b"CLIENT_ERROR invalid numeric delta value\r\n",
+            Self::MetaKeyDecoding => b"CLIENT_ERROR error decoding key\r\n",
+            Self::MetaOpaqueTooLong => b"CLIENT_ERROR opaque token too long\r\n",
+            Self::MetaModeLength => b"CLIENT_ERROR incorrect length for M token\r\n",
+            Self::MetaSetMode => b"CLIENT_ERROR invalid mode for ms M token\r\n",
+            Self::MetaArithmeticMode => b"CLIENT_ERROR invalid mode for ma M token\r\n",
+            Self::MetaGetFlagsTooLong => b"CLIENT_ERROR options flags are too long\r\n",
+            Self::MetaFlagsTooLong => b"CLIENT_ERROR options flags too long\r\n",
+            Self::MetaInvalidate => b"CLIENT_ERROR invalidation is not supported\r\n",
             Self::LineTooLong => b"CLIENT_ERROR line too long\r\n",
             Self::BinaryProtocol => b"",
         }
@@ -316,8 +358,9 @@ fn request(input: &[u8], newline: usize, max_value: usize) -> Parsed<'_> {
         b"version" => Ok(Command::Version),
         b"quit" => Ok(Command::Quit),
         b"verbosity" => verbosity(arguments),
-        b"ms" => return meta_set(line_end, arguments),
-        b"mg" | b"md" | b"ma" | b"mn" | b"me" => Err(ProtocolError::MetaCommand.into()),
+        b"mg" | b"ms" | b"md" | b"ma" | b"mn" | b"me" => {
+            return meta::parse(name, arguments, input, line_end, max_value);
+        }
         _ => Err(ProtocolError::UnknownCommand.into()),
     };
     let command =
@@ -363,7 +406,7 @@ impl From<ProtocolError> for Refusal {
 }
 
 /// A refused request of `consumed` bytes.
-fn invalid(consumed: usize, error: ProtocolError, noreply: bool) -> Parsed<'static> {
+pub(crate) fn invalid(consumed: usize, error: ProtocolError, noreply: bool) -> Parsed<'static> {
     Parsed::Request {
         consumed,
         swallow: 0,
@@ -373,7 +416,7 @@ fn invalid(consumed: usize, error: ProtocolError, noreply: bool) -> Parsed<'stat
 
 /// The first space-separated token and what follows it (memcached splits on spaces only
 /// and skips empty tokens).
-fn next_token(text: &[u8]) -> Option<(&[u8], &[u8])> {
+pub(crate) fn next_token(text: &[u8]) -> Option<(&[u8], &[u8])> {
     let start = text.iter().position(|&byte| byte != b' ')?;
     let text = &text[start..];
     let end = text
@@ -440,7 +483,7 @@ fn keys(text: &[u8]) -> Result<Keys<'_>, ProtocolError> {
 /// The length of the data block that the byte count `bytes` of a storage or meta set
 /// line announces, its `\r\n` included; `None` for a count that is not a number up to
 /// [`MAX_BYTE_COUNT`] (the line is `BadFormat`).
-fn data_block(bytes: &[u8]) -> Option<u64> {
+pub(crate) fn data_block(bytes: &[u8]) -> Option<u64> {
     unsigned(bytes)
         .filter(|&bytes| bytes <= MAX_BYTE_COUNT)
         .map(|bytes| bytes + 2)
@@ -514,27 +557,6 @@ fn store<'a>(
             exptime,
             value,
             noreply,
-        },
-    }
-}
-
-/// `ms KEY DATALEN FLAG...`, memcached 1.6's meta set, refused: its data block (`DATALEN`
-/// bytes and `\r\n`, however large) is skipped, as a refused storage command's is.
-/// Meta commands take no `noreply`: their errors are always answered.
-fn meta_set(line_end: usize, arguments: &[u8]) -> Parsed<'static> {
-    let ([_, bytes], count) = tokens::<2>(arguments);
-    if count == 0 {
-        return invalid(line_end, ProtocolError::UnknownCommand, false);
-    }
-    let Some(block) = data_block(bytes) else {
-        return invalid(line_end, ProtocolError::BadFormat, false);
-    };
-    Parsed::Request {
-        consumed: line_end,
-        swallow: block,
-        command: Command::Invalid {
-            error: ProtocolError::MetaCommand,
-            noreply: false,
         },
     }
 }
@@ -637,7 +659,7 @@ fn verbosity(arguments: &[u8]) -> Result<Command<'_>, Refusal> {
 }
 
 /// A decimal number without sign, fitting in 64 bits.
-fn unsigned(token: &[u8]) -> Option<u64> {
+pub(crate) fn unsigned(token: &[u8]) -> Option<u64> {
     if token.is_empty() {
         return None;
     }
@@ -649,7 +671,7 @@ fn unsigned(token: &[u8]) -> Option<u64> {
 
 /// An exptime: a decimal number with an optional `-` that fits in 32 bits, as memcached
 /// parses it (`int32_t`); one outside is refused rather than taken as another time.
-fn parse_exptime(token: &[u8]) -> Option<i64> {
+pub(crate) fn parse_exptime(token: &[u8]) -> Option<i64> {
     let value = match token.strip_prefix(b"-") {
         Some(digits) => 0i64.checked_sub_unsigned(unsigned(digits)?)?,
         None => i64::try_from(unsigned(token)?).ok()?,

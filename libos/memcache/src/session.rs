@@ -1,6 +1,7 @@
 //! One connection's request loop: parse what arrived, run it on the cache, answer.
 
 use crate::cache::{DeltaOutcome, StoreOutcome};
+use crate::meta;
 use crate::parse::{Command, Parsed, StatsGroup, parse_resumed};
 use crate::reply::{
     Output, Reply, ServerInfo, write_number, write_stats, write_value, write_version,
@@ -206,6 +207,14 @@ impl Session {
             }
             Command::Verbosity { noreply } => (!noreply).then_some(Reply::Ok),
             Command::Quit => return true,
+            Command::Meta(command) => {
+                meta::run(cache, command, now, out);
+                None
+            }
+            Command::MetaNoOp => {
+                out.put(b"MN\r\n");
+                None
+            }
             Command::Invalid { error, noreply } => {
                 if !noreply {
                     out.put(error.reply());

@@ -24,7 +24,8 @@ fn serve(store: &mut impl Store, input: &str, now: u64) -> Vec<u8> {
     out
 }
 
-/// Every command but `gets` and `stats` (whose answers hold cas uniques and clocks):
+/// Every command, but no `gets`, `stats`, meta `c` or `me` of an item (whose answers hold
+/// cas uniques and clocks):
 /// keys spread over the shards, each answered as by one cache.
 const SCRIPT: &[&str] = &[
     "set a 5 0 3\r\nabc\r\n",
@@ -53,6 +54,10 @@ const SCRIPT: &[&str] = &[
     "flush_all\r\n",
     "get a b q\r\n",
     "set e 0 -1 1\r\ne\r\nget e\r\n",
+    "ms m 2 F3 T100\r\nhi\r\nmg m v f t s k Oo\r\nmg nokey v q\r\nmn\r\n",
+    "mg v N30 v\r\nmg v v t\r\nms v 1 MA\r\n!\r\nmg v v\r\n",
+    "ms m 1 MA\r\n!\r\nmd m q\r\nmd m k\r\n",
+    "ma n N0 J5 v\r\nma n D3 MD v t\r\nma nokey Oo\r\nme nokey\r\n",
 ];
 
 #[test]
@@ -70,7 +75,7 @@ fn every_command_answers_as_on_one_cache() {
         );
     }
     // The script's keys lie in more than one shard, so the comparison crossed shards.
-    let used: std::collections::BTreeSet<_> = ["a", "b", "c", "d", "q", "nokey"]
+    let used: std::collections::BTreeSet<_> = ["a", "b", "c", "d", "q", "m", "n", "v", "nokey"]
         .iter()
         .map(|key| shards.shard_of(Key::new(key.as_bytes()).unwrap()))
         .collect();

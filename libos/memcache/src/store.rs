@@ -2,7 +2,10 @@
 
 use alloc::vec::Vec;
 
-use crate::cache::{Cache, Config, DeltaOutcome, Found, Key, Stats, StoreMode, StoreOutcome};
+use crate::cache::{
+    Cache, Config, DeleteOutcome, DeltaOutcome, Found, Inspection, Key, MetaDelete, MetaDelta,
+    MetaDeltaOutcome, MetaGet, MetaHit, MetaStore, Stats, StoreMode, StoreOutcome,
+};
 use crate::table::hash;
 
 /// The cache operations the protocol's commands run ([`Session`](crate::Session) takes
@@ -44,6 +47,28 @@ pub trait Store {
     fn stats(&self, now: u64) -> Stats;
     /// `stats reset`.
     fn reset_stats(&mut self);
+    /// `mg` ([`Cache::meta_get`]): hands what it found (or made) to `found`.
+    fn meta_get(
+        &mut self,
+        key: Key<'_>,
+        get: &MetaGet,
+        now: u64,
+        found: &mut dyn FnMut(Option<MetaHit<'_>>),
+    );
+    /// `ms` ([`Cache::meta_store`]).
+    fn meta_store(
+        &mut self,
+        key: Key<'_>,
+        store: &MetaStore,
+        value: &[u8],
+        now: u64,
+    ) -> (StoreOutcome, u64);
+    /// `md` ([`Cache::meta_delete`]).
+    fn meta_delete(&mut self, key: Key<'_>, delete: &MetaDelete, now: u64) -> DeleteOutcome;
+    /// `ma` ([`Cache::meta_delta`]).
+    fn meta_delta(&mut self, key: Key<'_>, delta: &MetaDelta, now: u64) -> MetaDeltaOutcome;
+    /// `me` ([`Cache::inspect`]).
+    fn inspect(&mut self, key: Key<'_>, now: u64) -> Option<Inspection>;
 }
 
 impl Store for Cache {
@@ -96,6 +121,33 @@ impl Store for Cache {
     }
     fn reset_stats(&mut self) {
         Cache::reset_stats(self)
+    }
+    fn meta_get(
+        &mut self,
+        key: Key<'_>,
+        get: &MetaGet,
+        now: u64,
+        found: &mut dyn FnMut(Option<MetaHit<'_>>),
+    ) {
+        found(Cache::meta_get(self, key, get, now));
+    }
+    fn meta_store(
+        &mut self,
+        key: Key<'_>,
+        store: &MetaStore,
+        value: &[u8],
+        now: u64,
+    ) -> (StoreOutcome, u64) {
+        Cache::meta_store(self, key, store, value, now)
+    }
+    fn meta_delete(&mut self, key: Key<'_>, delete: &MetaDelete, now: u64) -> DeleteOutcome {
+        Cache::meta_delete(self, key, delete, now)
+    }
+    fn meta_delta(&mut self, key: Key<'_>, delta: &MetaDelta, now: u64) -> MetaDeltaOutcome {
+        Cache::meta_delta(self, key, delta, now)
+    }
+    fn inspect(&mut self, key: Key<'_>, now: u64) -> Option<Inspection> {
+        Cache::inspect(self, key, now)
     }
 }
 
@@ -217,5 +269,32 @@ impl Store for &Shards {
         for shard in &self.shards {
             shard.lock().reset_stats();
         }
+    }
+    fn meta_get(
+        &mut self,
+        key: Key<'_>,
+        get: &MetaGet,
+        now: u64,
+        found: &mut dyn FnMut(Option<MetaHit<'_>>),
+    ) {
+        self.on(key, |cache| Store::meta_get(cache, key, get, now, found))
+    }
+    fn meta_store(
+        &mut self,
+        key: Key<'_>,
+        store: &MetaStore,
+        value: &[u8],
+        now: u64,
+    ) -> (StoreOutcome, u64) {
+        self.on(key, |cache| cache.meta_store(key, store, value, now))
+    }
+    fn meta_delete(&mut self, key: Key<'_>, delete: &MetaDelete, now: u64) -> DeleteOutcome {
+        self.on(key, |cache| cache.meta_delete(key, delete, now))
+    }
+    fn meta_delta(&mut self, key: Key<'_>, delta: &MetaDelta, now: u64) -> MetaDeltaOutcome {
+        self.on(key, |cache| cache.meta_delta(key, delta, now))
+    }
+    fn inspect(&mut self, key: Key<'_>, now: u64) -> Option<Inspection> {
+        self.on(key, |cache| cache.inspect(key, now))
     }
 }

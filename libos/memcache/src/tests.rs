@@ -8,6 +8,8 @@ use alloc::vec::Vec;
 use core::cell::Cell;
 use std::string::String;
 
+mod meta;
+
 std::thread_local! {
     /// Bytes the parser searched for a line's end, on this test's thread.
     static SEARCHED: Cell<usize> = const { Cell::new(0) };
@@ -597,52 +599,6 @@ fn malformed_lines_get_the_protocol_errors() {
     );
 }
 
-/// memcached 1.6's meta commands are refused with a clear error, and a meta set's data
-/// block is skipped as a refused set's is: none of its bytes run as commands.
-#[test]
-fn meta_commands_are_refused_and_a_meta_sets_data_skipped() {
-    let refused = "CLIENT_ERROR meta commands are not supported\r\n";
-    let mut server = Server::new();
-    // The 17 bytes of the block spell a command; it must not run.
-    assert_eq!(
-        server.say("set a 0 0 1\r\n1\r\nms k 17 T0\r\nflush_all noreply\r\nget a\r\n"),
-        std::format!("STORED\r\n{refused}VALUE a 0 1\r\n1\r\nEND\r\n")
-    );
-    for line in ["mg a v", "md a q", "ma a", "mn", "me a", "mg"] {
-        let input = std::format!("{line}\r\nget a\r\n");
-        assert_eq!(
-            server.say(&input),
-            std::format!("{refused}VALUE a 0 1\r\n1\r\nEND\r\n"),
-            "{line}"
-        );
-    }
-    // A block above the item size limit streams past, never held, as a set's does, and
-    // so does one after a key no set could name.
-    let mut request = b"ms k 2000000 F5 T0\r\n".to_vec();
-    request.resize(request.len() + 2_000_000, b'z');
-    request.extend_from_slice(b"\r\nms \x01 3\r\nget\r\nget a\r\n");
-    let out = server.in_pieces(&request);
-    assert_eq!(
-        text(&out),
-        std::format!("{refused}{refused}VALUE a 0 1\r\n1\r\nEND\r\n")
-    );
-    // Without a datalen there is no block to skip: the line alone is refused, as a set's
-    // is, and the next line is a command.
-    assert_eq!(server.say("ms\r\n"), "ERROR\r\n");
-    for line in ["ms k", "ms k x", "ms k -1", "ms k 2147483646 T0"] {
-        let input = std::format!("{line}\r\nget a\r\n");
-        assert_eq!(
-            server.say(&input),
-            "CLIENT_ERROR bad command line format\r\nVALUE a 0 1\r\n1\r\nEND\r\n",
-            "{line}"
-        );
-    }
-    assert_eq!(
-        text(&server.byte_at_a_time(b"ms k 5\r\nget a\r\nget a\r\n")),
-        std::format!("{refused}VALUE a 0 1\r\n1\r\nEND\r\n")
-    );
-}
-
 #[test]
 fn long_lines_close_the_connection() {
     let mut server = Server::new();
@@ -1027,8 +983,14 @@ fn a_trickled_line_is_searched_once() {
 /// bounded consumption.
 #[test]
 fn fuzz_the_parser() {
-    let seeds: [&[u8]; 12] = [
+    let seeds: [&[u8]; 18] = [
         b"set k 0 0 3\r\nabc\r\n",
+        b"ms k 3 T0 F1 MA C1 c k Oo q\r\nabc\r\n",
+        b"mg k v t c f s h l k Oo N5 R3 T9 u q\r\n",
+        b"ma k N0 J5 D2 MD v t c\r\n",
+        b"md k q C1 k\r\n",
+        b"me k b\r\n",
+        b"mn\r\n",
         b"cas k 1 2 3 4 noreply\r\nabc\r\n",
         b"get a b c\r\n",
         b"gats 10 a b\r\n",
@@ -1041,7 +1003,7 @@ fn fuzz_the_parser() {
         b"verbosity 1\r\n",
         b"set k 0 0 99999999\r\n",
     ];
-    let alphabet = b" \r\n0123456789-setgcaskdnoreplyxyz\x00\xff";
+    let alphabet = b" \r\n0123456789-setgcaskdnoreplyxyzmvqbTNRMCODJF=\x00\xff";
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let mut cache = Cache::new(
         Config {

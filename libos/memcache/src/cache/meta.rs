@@ -1,0 +1,386 @@
+//! The cache's side of memcached 1.6's meta commands (`mg`, `ms`, `md`, `ma`, `me`): what
+//! they read and change of an item beyond what the classic commands do, counted in the
+//! `stats` counters of the classic command each replaces.
+
+use super::{
+    Cache, FETCHED, ITEM_OVERHEAD, Key, NewItem, StoreMode, StoreOutcome, WIN_SENT, decimal,
+    expiry, join,
+};
+
+/// A change of an item's expiry asked for by one of a meta command's flags (`T`, `N`), or
+/// a threshold (`R`): `exptime` read as a storage command's, at `place`, the flag's index
+/// among the command's flags. Changes and the TTLs reported apply in the flags' order, as
+/// memcached applies them: a `t` before a `T` reports the TTL the item had.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retime {
+    /// The flag's index among the command's flags.
+    pub place: u8,
+    /// The exptime (memcached's are 32-bit).
+    pub exptime: i32,
+}
+
+/// An item's expiry through a meta command: before it, and after each of its flags.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Expiry {
+    /// The Unix second it expired at before the command (0: never).
+    before: u64,
+    /// `T`: its place and the Unix second it sets.
+    touch: Option<(u8, u64)>,
+    /// `N` when the command created the item: its place and the Unix second it sets.
+    vivify: Option<(u8, u64)>,
+    /// The clock.
+    now: u64,
+}
+
+impl Expiry {
+    /// The expiry of an item the command found (`created` false) or made, with the
+    /// command's `T` and `N` changes.
+    fn new(
+        before: u64,
+        touch: Option<Retime>,
+        vivify: Option<Retime>,
+        created: bool,
+        now: u64,
+    ) -> Self {
+        let at = |change: Retime| (change.place, expiry(change.exptime.into(), now));
+        Self {
+            before,
+            touch: touch.map(at),
+            vivify: vivify.filter(|_| created).map(at),
+            now,
+        }
+    }
+
+    /// The Unix second the item expires at (0: never) once the flags before `place` have
+    /// applied.
+    fn at(&self, place: u8) -> u64 {
+        [self.touch, self.vivify]
+            .into_iter()
+            .flatten()
+            .filter(|&(at, _)| at < place)
+            .max_by_key(|&(at, _)| at)
+            .map_or(self.before, |(_, second)| second)
+    }
+
+    /// The Unix second the item expires at after the command (0: never).
+    fn after(&self) -> u64 {
+        self.at(u8::MAX)
+    }
+
+    /// The item's remaining TTL in seconds once the flags before `place` have applied;
+    /// `None` when it never expires (memcached's `-1`).
+    pub fn ttl_at(&self, place: u8) -> Option<u64> {
+        match self.at(place) {
+            0 => None,
+            second => Some(second.saturating_sub(self.now)),
+        }
+    }
+}
+
+/// What a meta get (`mg`) does besides reading the item.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MetaGet {
+    /// `T`: a hit's new expiry (the command is then counted as a touch).
+    pub touch: Option<Retime>,
+    /// `N`: on a miss, create an empty item with this expiry, and win it (`W`).
+    pub vivify: Option<Retime>,
+    /// `R`: win a hit (if no client has) whose expiry at this place is below this one's.
+    pub recache: Option<Retime>,
+    /// `u`: leave the item unread: not marked fetched, its last access and LRU place
+    /// kept.
+    pub no_bump: bool,
+}
+
+/// An item a meta get found (or made), borrowed from the cache.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MetaHit<'a> {
+    /// The value's bytes.
+    pub value: &'a [u8],
+    /// The client's 32-bit flags.
+    pub flags: u32,
+    /// The cas unique.
+    pub cas: u64,
+    /// Its expiry through the command (`t`).
+    pub expiry: Expiry,
+    /// Whether it had been read before the command (`h`).
+    pub hit_before: bool,
+    /// Seconds since its last read (or store) before the command (`l`).
+    pub idle: u64,
+    /// A client had already won it before the command (`Z`).
+    pub win_sent: bool,
+    /// This client won it (`W`): it was created by `N`, or `R`'s threshold was met.
+    pub won: bool,
+}
+
+/// What a meta set (`ms`) stores.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MetaStore {
+    /// `M`: set, add, replace, append or prepend (not [`StoreMode::Cas`]: `C` is
+    /// `compare_cas`).
+    pub mode: StoreMode,
+    /// `C`: store only if the item's cas unique is this (a set or replace is then a
+    /// `cas`; an add ignores it; an append or prepend checks it unless it is 0, as
+    /// memcached does).
+    pub compare_cas: Option<u64>,
+    /// `F`: the client's flags.
+    pub flags: u32,
+    /// `T`: the exptime.
+    pub exptime: i64,
+}
+
+/// What a meta delete (`md`) deletes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MetaDelete {
+    /// `C`: delete only if the item's cas unique is this.
+    pub compare_cas: Option<u64>,
+}
+
+/// What a meta delete did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeleteOutcome {
+    /// Deleted (`HD`).
+    Deleted,
+    /// No such item (`NF`).
+    NotFound,
+    /// The cas unique did not match (`EX`).
+    Exists,
+}
+
+/// What a meta arithmetic (`ma`) does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MetaDelta {
+    /// `D`: the amount.
+    pub delta: u64,
+    /// `M` `D` or `-`: decrement (stopping at 0) rather than increment (wrapping).
+    pub decrement: bool,
+    /// `C`: change only if the item's cas unique is this (0: no check, as memcached).
+    pub compare_cas: Option<u64>,
+    /// `T`: the changed item's new expiry.
+    pub touch: Option<Retime>,
+    /// `N`: on a miss, create the item with value `initial` and this expiry.
+    pub vivify: Option<Retime>,
+    /// `J`: the value of an item `N` creates.
+    pub initial: u64,
+}
+
+/// What a meta arithmetic did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MetaDeltaOutcome {
+    /// The item's new value (or the value it was created with).
+    Value {
+        /// The number.
+        number: u64,
+        /// The item's new cas unique.
+        cas: u64,
+        /// Its expiry through the command (`t`).
+        expiry: Expiry,
+    },
+    /// No such item, and none created (`NF`).
+    NotFound,
+    /// The cas unique did not match (`EX`).
+    Exists,
+    /// The value is not a decimal 64-bit number.
+    NonNumeric,
+    /// The item `N` asked for does not fit in the whole budget.
+    NoMemory,
+}
+
+/// An item as meta debug (`me`) shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Inspection {
+    /// Remaining TTL in seconds; `None` for never.
+    pub ttl: Option<u64>,
+    /// Seconds since its last read (or store).
+    pub idle: u64,
+    /// The cas unique.
+    pub cas: u64,
+    /// Whether it has been read since it was stored.
+    pub fetched: bool,
+    /// The bytes it costs against the budget: key, value and [`ITEM_OVERHEAD`].
+    pub size: usize,
+}
+
+impl Cache {
+    /// `mg`: the live item of `key` (or, on a miss with [`MetaGet::vivify`], a new empty
+    /// one), changed as `get` asks; counted as a `get`, or with `T` as a `touch`.
+    pub fn meta_get(&mut self, key: Key<'_>, get: &MetaGet, now: u64) -> Option<MetaHit<'_>> {
+        self.flush_if_due(now);
+        let touch = get.touch.is_some();
+        if touch {
+            self.stats.cmd_touch += 1;
+        } else {
+            self.stats.cmd_get += 1;
+        }
+        let hash = self.hash(key);
+        let found = match self.find(key, hash) {
+            Some(index) if self.items[index as usize].is_expired(now) => {
+                if !touch {
+                    self.stats.get_expired += 1;
+                }
+                self.stats.reclaimed += 1;
+                self.unlink(index, hash);
+                None
+            }
+            found => found,
+        };
+        match (found, touch) {
+            (Some(_), true) => self.stats.touch_hits += 1,
+            (Some(_), false) => self.stats.get_hits += 1,
+            (None, true) => self.stats.touch_misses += 1,
+            (None, false) => self.stats.get_misses += 1,
+        }
+        let (index, created) = match found {
+            Some(index) => (index, false),
+            None => {
+                get.vivify?;
+                if key.bytes().len() + ITEM_OVERHEAD > self.config.max_bytes {
+                    return None;
+                }
+                let index = self.link(key.bytes().into(), key, hash, 0, 0, now);
+                self.stats.total_items += 1;
+                (index, true)
+            }
+        };
+        let item = &mut self.items[index as usize];
+        let expiry = Expiry::new(item.expires_at, get.touch, get.vivify, created, now);
+        let win_sent = item.state & WIN_SENT != 0;
+        let recache = get.recache.is_some_and(|recache| {
+            let at = expiry.at(recache.place);
+            !created && at != 0 && at < super::expiry(recache.exptime.into(), now)
+        });
+        let won = created || (recache && !win_sent);
+        let hit_before = item.state & FETCHED != 0;
+        let idle = now.saturating_sub(item.accessed_at);
+        item.expires_at = expiry.after();
+        if won {
+            item.state |= WIN_SENT;
+        }
+        if !get.no_bump {
+            self.access(index, now);
+        }
+        let item = &self.items[index as usize];
+        Some(MetaHit {
+            value: item.value(),
+            flags: item.flags,
+            cas: item.cas,
+            expiry,
+            hit_before,
+            idle,
+            win_sent,
+            won,
+        })
+    }
+
+    /// `ms`: stores `value` under `key` as `store` asks; what was done, and the stored
+    /// item's cas unique (0 when nothing was stored).
+    pub fn meta_store(
+        &mut self,
+        key: Key<'_>,
+        store: &MetaStore,
+        value: &[u8],
+        now: u64,
+    ) -> (StoreOutcome, u64) {
+        let mode = match (store.mode, store.compare_cas) {
+            (StoreMode::Set | StoreMode::Replace, Some(unique)) => StoreMode::Cas(unique),
+            (mode, _) => mode,
+        };
+        let item = NewItem {
+            key,
+            flags: store.flags,
+            exptime: store.exptime,
+            value,
+        };
+        let (outcome, index) = self.store_item(mode, store.compare_cas, item, now);
+        (
+            outcome,
+            index.map_or(0, |index| self.items[index as usize].cas),
+        )
+    }
+
+    /// `md`: removes `key`'s live item as `delete` asks; counted as a `delete` (a cas
+    /// mismatch as a miss, as memcached counts it).
+    pub fn meta_delete(&mut self, key: Key<'_>, delete: &MetaDelete, now: u64) -> DeleteOutcome {
+        self.flush_if_due(now);
+        let hash = self.hash(key);
+        let Some(index) = self.live(key, hash, now) else {
+            self.stats.delete_misses += 1;
+            return DeleteOutcome::NotFound;
+        };
+        if delete
+            .compare_cas
+            .is_some_and(|unique| unique != self.items[index as usize].cas)
+        {
+            self.stats.delete_misses += 1;
+            return DeleteOutcome::Exists;
+        }
+        self.stats.delete_hits += 1;
+        self.unlink(index, hash);
+        DeleteOutcome::Deleted
+    }
+
+    /// `ma`: `incr` or `decr` of `key`'s live item as `delta` asks (or, on a miss with
+    /// [`MetaDelta::vivify`], a new item of value [`MetaDelta::initial`], not changed by
+    /// the delta); counted as the `incr` or `decr` it replaces.
+    pub fn meta_delta(&mut self, key: Key<'_>, delta: &MetaDelta, now: u64) -> MetaDeltaOutcome {
+        self.flush_if_due(now);
+        let hash = self.hash(key);
+        let (number, index, before, created) = match self.live(key, hash, now) {
+            None => {
+                if delta.vivify.is_none() {
+                    self.count_delta_miss(delta.decrement);
+                    return MetaDeltaOutcome::NotFound;
+                }
+                let mut digits = [0u8; 20];
+                let data = join(&[key.bytes(), decimal(delta.initial, &mut digits)]);
+                if data.len() + ITEM_OVERHEAD > self.config.max_bytes {
+                    return MetaDeltaOutcome::NoMemory;
+                }
+                let index = self.link(data, key, hash, 0, 0, now);
+                self.stats.total_items += 1;
+                (delta.initial, index, 0, true)
+            }
+            Some(index) => {
+                let item = &self.items[index as usize];
+                if delta
+                    .compare_cas
+                    .is_some_and(|unique| unique != 0 && unique != item.cas)
+                {
+                    return MetaDeltaOutcome::Exists;
+                }
+                let before = item.expires_at;
+                let changed =
+                    self.change_number(index, hash, key, delta.delta, delta.decrement, now);
+                let Some((number, index)) = changed else {
+                    return MetaDeltaOutcome::NonNumeric;
+                };
+                (number, index, before, false)
+            }
+        };
+        let expiry = Expiry::new(before, delta.touch, delta.vivify, created, now);
+        let item = &mut self.items[index as usize];
+        item.expires_at = expiry.after();
+        MetaDeltaOutcome::Value {
+            number,
+            cas: item.cas,
+            expiry,
+        }
+    }
+
+    /// `me`: `key`'s live item as it is, neither read nor counted.
+    pub fn inspect(&mut self, key: Key<'_>, now: u64) -> Option<Inspection> {
+        self.flush_if_due(now);
+        let hash = self.hash(key);
+        let index = self.live(key, hash, now)?;
+        let item = &self.items[index as usize];
+        Some(Inspection {
+            ttl: match item.expires_at {
+                0 => None,
+                second => Some(second.saturating_sub(now)),
+            },
+            idle: now.saturating_sub(item.accessed_at),
+            cas: item.cas,
+            fetched: item.state & FETCHED != 0,
+            size: item.data.len() + ITEM_OVERHEAD,
+        })
+    }
+}

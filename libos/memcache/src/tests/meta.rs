@@ -1,0 +1,634 @@
+//! Host tests of the meta commands: answers byte for byte as memcached 1.6's
+//! protocol.txt documents them (each also checked against memcached 1.6.18 itself,
+//! where it behaves as documented), the stream kept in step after every error, and
+//! nothing else lost.
+
+use super::*;
+
+/// A server holding `a` (value `1`), which no refused request may lose.
+fn with_a() -> Server {
+    let mut server = Server::new();
+    assert_eq!(server.say("set a 0 0 1\r\n1\r\n"), "STORED\r\n");
+    server
+}
+
+/// `a` is still there, unchanged.
+const A_IS_THERE: &str = "VALUE a 0 1\r\n1\r\nEND\r\n";
+
+#[test]
+fn mn_answers_mn_and_ends_a_pipeline_of_quiet_gets() {
+    let mut server = with_a();
+    assert_eq!(server.say("mn\r\n"), "MN\r\n");
+    // As memcached does, whatever follows it is ignored.
+    assert_eq!(server.say("mn O1 k\r\n"), "MN\r\n");
+    assert_eq!(
+        server.say("mg a v q k\r\nmg nope v q k\r\nmg b v q\r\nmn\r\n"),
+        "VA 1 ka\r\n1\r\nMN\r\n"
+    );
+}
+
+#[test]
+fn meta_get_returns_the_flags_asked_for_in_order() {
+    let mut server = Server::new();
+    assert_eq!(server.say("ms foo 2 T90 F1\r\nhi\r\n"), "HD\r\n");
+    assert_eq!(
+        server.say("mg foo t f v s c k h l O123\r\n"),
+        "VA 2 t90 f1 s2 c1 kfoo h0 l0 O123\r\nhi\r\n"
+    );
+    // Without `v`, `HD` and no data block; `h` and `l` tell the state before this read.
+    server.now += 7;
+    assert_eq!(server.say("mg foo h l t\r\n"), "HD h1 l7 t83\r\n");
+    assert_eq!(server.say("mg foo\r\n"), "HD\r\n");
+    assert_eq!(
+        server.say("mg foo O1 k O2\r\n"),
+        "CLIENT_ERROR duplicate flag\r\n"
+    );
+    // A miss is `EN`, with the opaque and key echoed; `q` hides it (not a hit's `HD`).
+    assert_eq!(server.say("mg nope v\r\n"), "EN\r\n");
+    assert_eq!(server.say("mg nope v k Oo9\r\n"), "EN knope Oo9\r\n");
+    assert_eq!(server.say("mg nope v q k\r\n"), "");
+    assert_eq!(server.say("mg foo q\r\n"), "HD\r\n");
+    // An empty opaque and one of 32 bytes are echoed; 33 are too long.
+    assert_eq!(server.say("mg foo O\r\n"), "HD O\r\n");
+    let opaque = std::format!("O{}", "x".repeat(31));
+    assert_eq!(
+        server.say(&std::format!("mg foo {opaque}\r\n")),
+        std::format!("HD {opaque}\r\n")
+    );
+    assert_eq!(
+        server.say(&std::format!("mg foo {opaque}x\r\n")),
+        "CLIENT_ERROR opaque token too long\r\n"
+    );
+    // Items stored by the classic commands read alike: flags 0 unless set, no TTL.
+    server.say("set b 7 0 3\r\nxyz\r\n");
+    assert_eq!(server.say("mg b f t s v\r\n"), "VA 3 f7 t-1 s3\r\nxyz\r\n");
+    // Spaces between tokens are skipped, as memcached's tokenizer does.
+    assert_eq!(server.say("mg  b   v    f\r\n"), "VA 3 f7\r\nxyz\r\n");
+    let stats = server.cache.stats(server.now);
+    assert_eq!(
+        (stats.cmd_get, stats.get_hits, stats.get_misses),
+        (11, 8, 3)
+    );
+}
+
+/// `u` reads without marking the item read, its last access and LRU place kept; any
+/// other read (classic ones too) marks it.
+#[test]
+fn meta_get_u_leaves_the_item_unread() {
+    let mut server = Server::new();
+    server.say("ms a 1\r\nx\r\nms b 1\r\ny\r\n");
+    server.now += 5;
+    assert_eq!(server.say("mg a v u h l\r\n"), "VA 1 h0 l5\r\nx\r\n");
+    assert_eq!(server.say("mg a h l\r\n"), "HD h0 l5\r\n");
+    assert_eq!(server.say("mg a h l\r\n"), "HD h1 l0\r\n");
+    for read in ["get b\r\n", "gat 0 b\r\n", "touch b 0\r\n"] {
+        server.say("ms b 1\r\ny\r\n");
+        server.now += 2;
+        server.say(read);
+        assert_eq!(server.say("mg b h l u\r\n"), "HD h1 l0\r\n", "{read}");
+    }
+    // A store makes a new item, unread.
+    server.say("append a 0 0 1\r\n!\r\n");
+    assert_eq!(server.say("mg a h u\r\n"), "HD h0\r\n");
+    server.say("incr n 1\r\nset n 0 0 1\r\n1\r\nget n\r\nincr n 1\r\n");
+    assert_eq!(server.say("mg n h u\r\n"), "HD h0\r\n");
+    // `u` keeps the LRU place: in a cache full at three items, `a` read with `u` is
+    // still the oldest and goes first.
+    let item = 1 + 1 + ITEM_OVERHEAD;
+    let mut server = Server::with(Config {
+        max_bytes: 3 * item + item / 2,
+        ..Config::default()
+    });
+    server.say("ms a 1\r\nx\r\nms b 1\r\nx\r\nms c 1\r\nx\r\n");
+    server.say("mg a u\r\nms d 1\r\nx\r\n");
+    assert_eq!(server.say("mg a\r\nmg b\r\n"), "EN\r\nHD\r\n");
+}
+
+#[test]
+fn meta_get_touches_vivifies_and_wins_recaches() {
+    let mut server = Server::new();
+    server.say("ms a 1 T100\r\nx\r\n");
+    // `T` touches; a `t` before it reports the TTL the item had, one after the new.
+    assert_eq!(server.say("mg a t T30\r\n"), "HD t100\r\n");
+    assert_eq!(server.say("mg a T20 t\r\n"), "HD t20\r\n");
+    assert_eq!(server.say("mg a t\r\n"), "HD t20\r\n");
+    assert_eq!(server.say("mg nope T30\r\n"), "EN\r\n");
+    let stats = server.cache.stats(server.now);
+    assert_eq!(
+        (
+            stats.cmd_touch,
+            stats.touch_hits,
+            stats.touch_misses,
+            stats.cmd_get
+        ),
+        (3, 2, 1, 1)
+    );
+    // `N` makes an empty item on a miss, and this client wins it (`W`); later clients
+    // see it won (`Z`) until it is stored again.
+    assert_eq!(server.say("mg n N30 v t c\r\n"), "VA 0 t30 c2 W\r\n\r\n");
+    assert_eq!(server.say("mg n N30 v t\r\n"), "VA 0 t30 Z\r\n\r\n");
+    assert_eq!(server.say("mg n s\r\n"), "HD s0 Z\r\n");
+    assert_eq!(
+        server.say("ms n 2\r\nok\r\nmg n v\r\n"),
+        "HD\r\nVA 2\r\nok\r\n"
+    );
+    // Its TTL is set where `N` stands among the flags.
+    assert_eq!(server.say("mg m t N30\r\n"), "HD t-1 W\r\n");
+    assert_eq!(server.say("mg m t\r\n"), "HD t30 Z\r\n");
+    // `R`: the first client to find less TTL left than the token wins, once.
+    server.say("ms r 1 T10\r\nx\r\nms forever 1\r\nx\r\n");
+    assert_eq!(server.say("mg r R5 t\r\n"), "HD t10\r\n");
+    assert_eq!(server.say("mg r R30 t\r\n"), "HD t10 W\r\n");
+    assert_eq!(server.say("mg r R30 t\r\n"), "HD t10 Z\r\n");
+    assert_eq!(server.say("mg forever R30\r\n"), "HD\r\n");
+    // A `T` before `R` is what `R` compares.
+    assert_eq!(
+        server.say("ms s 1 T10\r\nx\r\nmg s T60 R30\r\n"),
+        "HD\r\nHD\r\n"
+    );
+    assert_eq!(
+        server.say("ms s 1 T10\r\nx\r\nmg s R30 T60 t\r\n"),
+        "HD\r\nHD t60 W\r\n"
+    );
+    // No room even for an empty item: a miss.
+    let mut tiny = Server::with(Config {
+        max_bytes: ITEM_OVERHEAD,
+        ..Config::default()
+    });
+    assert_eq!(tiny.say("mg n N30 v\r\n"), "EN\r\n");
+}
+
+#[test]
+fn meta_set_stores_in_every_mode() {
+    let mut server = Server::new();
+    assert_eq!(server.say("ms a 3 T100 F5\r\nabc\r\n"), "HD\r\n");
+    assert_eq!(server.say("get a\r\n"), "VALUE a 5 3\r\nabc\r\nEND\r\n");
+    assert_eq!(server.say("mg a t\r\n"), "HD t100\r\n");
+    // `k`, `O` and `c` are echoed in order, `c` the new cas unique (0 when nothing was
+    // stored); other flags are not (`s`).
+    assert_eq!(server.say("ms a 3 c k O5 s\r\nxyz\r\n"), "HD c2 ka O5\r\n");
+    assert_eq!(server.say("ms a 1 ME c Oo\r\nx\r\n"), "NS c0 Oo\r\n");
+    assert_eq!(server.say("ms b 1 MR\r\nx\r\n"), "NS\r\n");
+    assert_eq!(server.say("ms b 1 MA\r\nx\r\n"), "NS\r\n");
+    assert_eq!(server.say("ms b 1 MP\r\nx\r\n"), "NS\r\n");
+    assert_eq!(server.say("ms b 2 ME F3\r\nbb\r\n"), "HD\r\n");
+    assert_eq!(server.say("ms b 1 MR F4\r\nB\r\n"), "HD\r\n");
+    // Append and prepend keep the flags and TTL.
+    assert_eq!(
+        server.say("ms b 1 MA F9 T5\r\n>\r\nms b 1 MP\r\n<\r\nmg b v f t\r\n"),
+        "HD\r\nHD\r\nVA 3 f4 t-1\r\n<B>\r\n"
+    );
+    assert_eq!(
+        server.say("ms b 1 MS\r\nS\r\nmg b v\r\n"),
+        "HD\r\nVA 1\r\nS\r\n"
+    );
+    // `C`: a set or replace is a `cas`; an append or prepend checks it (unless 0); an
+    // add ignores it.
+    assert_eq!(server.say("ms a 1 C999\r\nx\r\n"), "EX\r\n");
+    assert_eq!(server.say("ms zz 1 C2 c k\r\nx\r\n"), "NF c0 kzz\r\n");
+    assert_eq!(server.say("ms zz 1 MR C2\r\nx\r\n"), "NF\r\n");
+    assert_eq!(server.say("ms a 1 C2 c\r\nx\r\n"), "HD c8\r\n");
+    assert_eq!(server.say("ms a 1 MA C2\r\ny\r\n"), "EX\r\n");
+    assert_eq!(server.say("ms a 1 MA C8\r\ny\r\n"), "HD\r\n");
+    assert_eq!(server.say("ms a 1 MP C0\r\nw\r\n"), "HD\r\n");
+    assert_eq!(server.say("ms a 1 ME C1\r\nv\r\n"), "NS\r\n");
+    assert_eq!(server.say("mg a v\r\n"), "VA 3\r\nwxy\r\n");
+    // `q` hides `HD` only.
+    assert_eq!(
+        server.say("ms a 1 q\r\nx\r\nms a 1 q ME\r\nx\r\nms a 1 q C1\r\nx\r\nmn\r\n"),
+        "NS\r\nEX\r\nMN\r\n"
+    );
+    // Empty values; values holding `\r\n`.
+    assert_eq!(
+        server.say("ms e 0\r\n\r\nmg e v s\r\n"),
+        "HD\r\nVA 0 s0\r\n\r\n"
+    );
+    assert_eq!(
+        server.say("ms e 4\r\n\r\n\r\n\r\nget e\r\n"),
+        "HD\r\nVALUE e 0 4\r\n\r\n\r\n\r\nEND\r\n"
+    );
+    let stats = server.cache.stats(server.now);
+    assert_eq!(
+        (stats.cas_hits, stats.cas_badval, stats.cas_misses),
+        (1, 2, 2)
+    );
+}
+
+#[test]
+fn meta_set_refusals_keep_the_stream_in_step() {
+    let mut server = with_a();
+    // A block of the wrong length: `CLIENT_ERROR bad data chunk`, the line and as many
+    // bytes as it named used, as for `set` (the rest is a line of its own).
+    assert_eq!(
+        server.say("ms k 2\r\nabc\r\nget a\r\n"),
+        std::format!("CLIENT_ERROR bad data chunk\r\nERROR\r\n{A_IS_THERE}")
+    );
+    assert_eq!(
+        server.say("ms k 4\r\nabc\r\nmn\r\nget a\r\n"),
+        std::format!("CLIENT_ERROR bad data chunk\r\nERROR\r\n{A_IS_THERE}")
+    );
+    // A refused line's block is skipped, however it is refused: its bytes, which spell
+    // a command here, never run.
+    for line in [
+        "ms k 17 zz",
+        "ms k 17 v v",
+        "ms k 17 MZ",
+        "ms k 17 MEE",
+        "ms k 17 Tx",
+        "ms k 17 F4294967296",
+        "ms k 17 b",
+        "ms k 17 I",
+        "ms k 17 c f h k l O1 q s t u v P L T1 N1 R1 F1",
+    ] {
+        let input = std::format!("{line}\r\nflush_all noreply\r\nget a\r\n");
+        let out = server.say(&input);
+        assert!(
+            out.starts_with("CLIENT_ERROR ") && out.ends_with(A_IS_THERE),
+            "{line}: {out}"
+        );
+        assert_eq!(out.matches("\r\n").count(), 4, "{line}: {out}");
+    }
+    let key = "k".repeat(MAX_KEY + 1);
+    assert_eq!(
+        server.say(&std::format!(
+            "ms {key} 17\r\nflush_all noreply\r\nget a\r\n"
+        )),
+        std::format!("CLIENT_ERROR bad command line format\r\n{A_IS_THERE}")
+    );
+    // Without a datalen there is no block to skip: the next line is a command.
+    assert_eq!(server.say("ms\r\n"), "ERROR\r\n");
+    for line in ["ms k", "ms k x", "ms k -1", "ms k 2147483646 T0"] {
+        assert_eq!(
+            server.say(&std::format!("{line}\r\nget a\r\n")),
+            std::format!("CLIENT_ERROR bad command line format\r\n{A_IS_THERE}"),
+            "{line}"
+        );
+    }
+    // A block above the item size limit is refused at once and streams past, never
+    // held; a set of `k` leaves no old value, an append of it leaves `a` alone.
+    server.say("ms k 1\r\nk\r\n");
+    let mut request = b"ms k 2000000 T0\r\n".to_vec();
+    request.resize(request.len() + 2_000_000, b'z');
+    request.extend_from_slice(b"\r\nms a 2000000 MA\r\n");
+    request.resize(request.len() + 2_000_000, b'z');
+    request.extend_from_slice(b"\r\nmg k\r\nget a\r\n");
+    let too_large = "SERVER_ERROR object too large for cache\r\n";
+    assert_eq!(
+        text(&server.in_pieces(&request)),
+        std::format!("{too_large}{too_large}EN\r\n{A_IS_THERE}")
+    );
+    assert_eq!(server.cache.stats(server.now).store_too_large, 2);
+    // Byte at a time, the same.
+    assert_eq!(
+        text(&server.byte_at_a_time(b"ms k 5 v v\r\nget a\r\nget a\r\nms k 1\r\nx\r\n")),
+        std::format!("CLIENT_ERROR duplicate flag\r\n{A_IS_THERE}HD\r\n")
+    );
+}
+
+#[test]
+fn meta_delete_answers_and_echoes() {
+    let mut server = with_a();
+    server.say("ms k 1\r\nx\r\n");
+    assert_eq!(server.say("md k C999 k O2\r\n"), "EX kk O2\r\n");
+    assert_eq!(server.say("md k k O2 T5\r\n"), "HD kk O2\r\n");
+    assert_eq!(server.say("md k k O2\r\n"), "NF kk O2\r\n");
+    assert_eq!(server.say("mg k\r\n"), "EN\r\n");
+    // `q` hides `HD` only, as protocol.txt says (and memcached does).
+    server.say("ms k 1\r\nx\r\n");
+    assert_eq!(
+        server.say("md k q\r\nmd k q\r\nms k 1\r\nx\r\nmd k q C9\r\nmn\r\n"),
+        "NF\r\nHD\r\nEX\r\nMN\r\n"
+    );
+    assert_eq!(server.say("md k C4 q\r\nmg k\r\n"), "EN\r\n");
+    assert_eq!(server.say("get a\r\n"), A_IS_THERE);
+    let stats = server.cache.stats(server.now);
+    assert_eq!((stats.delete_hits, stats.delete_misses), (3, 4));
+}
+
+#[test]
+fn meta_arithmetic_increments_decrements_and_creates() {
+    let mut server = Server::new();
+    server.say("ms n 2 T100\r\n10\r\n");
+    assert_eq!(server.say("ma n\r\n"), "HD\r\n");
+    assert_eq!(server.say("ma n v\r\n"), "VA 2\r\n12\r\n");
+    assert_eq!(server.say("ma n D8 MI v\r\n"), "VA 2\r\n20\r\n");
+    assert_eq!(server.say("ma n D5 M+ v\r\n"), "VA 2\r\n25\r\n");
+    assert_eq!(server.say("ma n MD v\r\n"), "VA 2\r\n24\r\n");
+    assert_eq!(
+        server.say("ma n M- D100 v t c\r\n"),
+        "VA 1 t100 c7\r\n0\r\n"
+    );
+    assert_eq!(
+        server.say("ma n D18446744073709551615 MI v\r\n"),
+        "VA 20\r\n18446744073709551615\r\n"
+    );
+    assert_eq!(server.say("ma n v\r\n"), "VA 1\r\n0\r\n");
+    // `T` at its place: a `t` before it reports the old TTL.
+    assert_eq!(server.say("ma n t T30\r\n"), "HD t100\r\n");
+    assert_eq!(server.say("mg n t v\r\n"), "VA 1 t30\r\n1\r\n");
+    assert_eq!(server.say("ma n MD T20 t v\r\n"), "VA 1 t20\r\n0\r\n");
+    assert_eq!(server.say("ma n v\r\n"), "VA 1\r\n1\r\n");
+    // A miss is `NF` (with the opaque and key), unless `N` creates the item: with value
+    // `J` (0 by default), the delta not applied, its TTL set where `N` stands.
+    assert_eq!(server.say("ma nope k O3\r\n"), "NF knope O3\r\n");
+    assert_eq!(server.say("ma new N0 J5 v t\r\n"), "VA 1 t-1\r\n5\r\n");
+    assert_eq!(server.say("ma new2 t N60 v\r\n"), "VA 1 t-1\r\n0\r\n");
+    assert_eq!(server.say("ma new2 v t\r\n"), "VA 1 t60\r\n1\r\n");
+    // `C`: only if the cas unique matches (0: no check, as memcached does).
+    assert_eq!(server.say("ma n C999 k O1\r\n"), "EX kn O1\r\n");
+    assert_eq!(server.say("ma n C0 v c\r\n"), "VA 1 c16\r\n2\r\n");
+    assert_eq!(server.say("ma n C16 v c\r\n"), "VA 1 c17\r\n3\r\n");
+    // `q` hides `HD` only, as protocol.txt says ("see details under mset"): the `VA`
+    // asked for with `v` is sent, and so are `NF` and `EX`.
+    assert_eq!(
+        server.say("ma n q\r\nma n q v\r\nma nope q\r\nma n q C1\r\nmn\r\n"),
+        "VA 1\r\n5\r\nNF\r\nEX\r\nMN\r\n"
+    );
+    // A value that is no number is refused, and kept.
+    server.say("ms s 3\r\nabc\r\n");
+    assert_eq!(
+        server.say("ma s v\r\nmg s v\r\n"),
+        "CLIENT_ERROR cannot increment or decrement non-numeric value\r\nVA 3\r\nabc\r\n"
+    );
+    let stats = server.cache.stats(server.now);
+    assert_eq!(
+        (stats.incr_hits, stats.decr_hits, stats.incr_misses),
+        (13, 3, 2)
+    );
+    // No room for the item `N` would create.
+    let mut tiny = Server::with(Config {
+        max_bytes: ITEM_OVERHEAD,
+        ..Config::default()
+    });
+    assert_eq!(
+        tiny.say("ma n N0 v\r\n"),
+        "SERVER_ERROR Out of memory allocating new item\r\n"
+    );
+}
+
+#[test]
+fn meta_debug_shows_the_item() {
+    let mut server = Server::new();
+    server.say("ms a 1 T100\r\nx\r\n");
+    let size = 2 + ITEM_OVERHEAD;
+    assert_eq!(
+        server.say("me a\r\n"),
+        std::format!("ME a exp=100 la=0 cas=1 fetch=no size={size}\r\n")
+    );
+    server.now += 4;
+    server.say("mg a\r\nms b 1\r\ny\r\n");
+    server.now += 3;
+    // `me` reads without touching: neither `la` nor `fetch` change.
+    for _ in 0..2 {
+        assert_eq!(
+            server.say("me a\r\n"),
+            std::format!("ME a exp=93 la=3 cas=1 fetch=yes size={size}\r\n")
+        );
+    }
+    assert_eq!(
+        server.say("me b\r\n"),
+        std::format!("ME b exp=-1 la=3 cas=2 fetch=no size={size}\r\n")
+    );
+    assert_eq!(
+        server.say("me YQ== b\r\n"),
+        std::format!("ME YQ== exp=93 la=3 cas=1 fetch=yes size={size}\r\n")
+    );
+    assert_eq!(server.say("me nope\r\n"), "EN\r\n");
+    assert_eq!(
+        server.say("me\r\n"),
+        "CLIENT_ERROR bad command line format\r\n"
+    );
+    assert_eq!(
+        server.say("me a b\r\n"),
+        "CLIENT_ERROR bad command line format\r\n"
+    );
+    assert_eq!(server.say("me a x\r\n"), "CLIENT_ERROR invalid flag\r\n");
+    assert_eq!(server.say("me a b b\r\n"), "CLIENT_ERROR invalid flag\r\n");
+    let stats = server.cache.stats(server.now);
+    assert_eq!((stats.cmd_get, stats.get_hits), (1, 1));
+}
+
+/// `b` keys: base64 decoded before use, the same item as the key sent plain, echoed as
+/// sent with ` b`; a key that is no base64 is refused with each command's error.
+#[test]
+fn base64_keys() {
+    let mut server = Server::new();
+    assert_eq!(server.say("ms Zm9v 2 b k c\r\nhi\r\n"), "HD kZm9v b c1\r\n");
+    assert_eq!(server.say("get foo\r\n"), "VALUE foo 0 2\r\nhi\r\nEND\r\n");
+    assert_eq!(server.say("mg Zm9v b v k\r\n"), "VA 2 kZm9v b\r\nhi\r\n");
+    assert_eq!(server.say("mg Zm9vYg== b k\r\n"), "EN kZm9vYg== b\r\n");
+    // Any byte: a key no plain line could name.
+    assert_eq!(
+        server.say("ms AA0KIA== 1 b\r\nx\r\nmg AA0KIA== b v\r\n"),
+        "HD\r\nVA 1\r\nx\r\n"
+    );
+    assert_eq!(server.say("ma AA0KIQ== b N0 J7 v\r\n"), "VA 1\r\n7\r\n");
+    assert_eq!(server.say("md AA0KIQ== b k\r\n"), "HD kAA0KIQ== b\r\n");
+    assert_eq!(server.say("md AA0KIQ== b k\r\n"), "NF kAA0KIQ== b\r\n");
+    assert_eq!(
+        server.say("md Zm9v b k\r\nget foo\r\n"),
+        "HD kZm9v b\r\nEND\r\n"
+    );
+    // The key's limit holds before decoding: 248 characters of base64 are fine, 252
+    // are refused, though they decode to 187 bytes.
+    let fits = "AQEB".repeat(61) + "AQ==";
+    let long = "AQEB".repeat(62) + "AQ==";
+    assert_eq!((fits.len(), long.len()), (248, 252));
+    assert_eq!(
+        server.say(&std::format!("ms {fits} 1 b\r\nx\r\nmg {fits} b s\r\n")),
+        "HD\r\nHD s1\r\n"
+    );
+    assert_eq!(
+        server.say(&std::format!("mg {long} b s\r\n")),
+        "CLIENT_ERROR bad command line format\r\n"
+    );
+    // Not base64: bad characters, bad length, too much padding, unused bits set, none.
+    for key in ["!!!!", "Zm9", "Zm9vYmFy==", "Zm9=", "====", "Zm9v\x01YmFy"] {
+        for (line, error) in [
+            ("mg {} b v", "CLIENT_ERROR error decoding key"),
+            ("md {} b", "CLIENT_ERROR invalid or duplicate flag"),
+            ("ma {} b", "CLIENT_ERROR invalid or duplicate flag"),
+            ("me {} b", "CLIENT_ERROR bad command line format"),
+        ] {
+            let line = line.replace("{}", key);
+            assert_eq!(
+                server.say(&std::format!("{line}\r\n")),
+                std::format!("{error}\r\n"),
+                "{line}"
+            );
+        }
+        assert_eq!(
+            server.say(&std::format!("ms {key} 1 b\r\nx\r\nmn\r\n")),
+            "CLIENT_ERROR error decoding key\r\nMN\r\n",
+            "{key}"
+        );
+    }
+}
+
+/// Malformed meta lines get memcached's errors, even under `q`, and lose nothing: the
+/// next request is served and `a` is still there.
+#[test]
+fn malformed_meta_lines_get_memcacheds_errors() {
+    let mut server = with_a();
+    let long_key = "k".repeat(MAX_KEY + 1);
+    let too_many = "c f h k l O1 s t u v P L T1 N1 R1 F1 C1 J1";
+    for (line, error) in [
+        ("mg", "ERROR"),
+        ("md", "ERROR"),
+        ("ma", "ERROR"),
+        ("mx a", "ERROR"),
+        ("mg a zz", "CLIENT_ERROR invalid flag"),
+        ("mg a @", "CLIENT_ERROR invalid flag"),
+        ("mg a E5", "CLIENT_ERROR invalid flag"),
+        ("mg a x", "CLIENT_ERROR invalid flag"),
+        ("mg a W", "CLIENT_ERROR invalid flag"),
+        ("mg a vx", "CLIENT_ERROR invalid flag"),
+        ("mg a \u{e9}", "CLIENT_ERROR invalid flag"),
+        ("mg a v v", "CLIENT_ERROR duplicate flag"),
+        ("mg a T", "CLIENT_ERROR bad token in command line format"),
+        ("mg a Tx", "CLIENT_ERROR bad token in command line format"),
+        (
+            "mg a T2147483648",
+            "CLIENT_ERROR bad token in command line format",
+        ),
+        ("mg a N", "CLIENT_ERROR bad token in command line format"),
+        ("mg a R1x", "CLIENT_ERROR bad token in command line format"),
+        ("mg a C-1", "CLIENT_ERROR bad token in command line format"),
+        ("mg a Jx", "CLIENT_ERROR invalid numeric initial value"),
+        ("mg a D", "CLIENT_ERROR invalid numeric delta value"),
+        ("mg a F-1", "CLIENT_ERROR bad command line format"),
+        ("mg a M", "CLIENT_ERROR incorrect length for M token"),
+        (
+            "mg a O123456789012345678901234567890123",
+            "CLIENT_ERROR opaque token too long",
+        ),
+        (
+            &std::format!("mg a {too_many}"),
+            "CLIENT_ERROR options flags are too long",
+        ),
+        (
+            &std::format!("mg {long_key}"),
+            "CLIENT_ERROR bad command line format",
+        ),
+        ("md a zz", "CLIENT_ERROR invalid or duplicate flag"),
+        ("md a q q", "CLIENT_ERROR invalid or duplicate flag"),
+        ("md a C", "CLIENT_ERROR invalid or duplicate flag"),
+        ("md a Mxx", "CLIENT_ERROR invalid or duplicate flag"),
+        ("md a I", "CLIENT_ERROR invalidation is not supported"),
+        (
+            "md a O123456789012345678901234567890123",
+            "CLIENT_ERROR opaque token too long",
+        ),
+        (
+            &std::format!("md a {too_many}"),
+            "CLIENT_ERROR options flags too long",
+        ),
+        (
+            &std::format!("md {long_key}"),
+            "CLIENT_ERROR bad command line format",
+        ),
+        ("ma a zz", "CLIENT_ERROR invalid or duplicate flag"),
+        ("ma a Dabc", "CLIENT_ERROR invalid or duplicate flag"),
+        (
+            "ma a D18446744073709551616",
+            "CLIENT_ERROR invalid or duplicate flag",
+        ),
+        ("ma a Jx", "CLIENT_ERROR invalid or duplicate flag"),
+        ("ma a Mxx", "CLIENT_ERROR invalid or duplicate flag"),
+        ("ma a MX", "CLIENT_ERROR invalid mode for ma M token"),
+        (
+            &std::format!("ma a {too_many}"),
+            "CLIENT_ERROR options flags too long",
+        ),
+        (
+            &std::format!("ma {long_key}"),
+            "CLIENT_ERROR bad command line format",
+        ),
+        (
+            &std::format!("me {long_key}"),
+            "CLIENT_ERROR bad command line format",
+        ),
+    ] {
+        for quiet in ["", " q"] {
+            if !quiet.is_empty() && !line.contains(' ') {
+                // `mg q` would name the key `q`.
+                continue;
+            }
+            let input = std::format!("{line}{quiet}\r\nget a\r\n");
+            assert_eq!(
+                server.say(&input),
+                std::format!("{error}\r\n{A_IS_THERE}"),
+                "{line}{quiet}"
+            );
+        }
+    }
+    // The flags of the other commands and the proxy hints are accepted and ignored.
+    assert_eq!(
+        server.say("mg a v F5 D1 J2 M+ C3 I Pfoo Lbar\r\nmd nope F5 D1 J2 MS v s\r\n"),
+        "VA 1\r\n1\r\nNF\r\n"
+    );
+    assert_eq!(
+        server.say("ma n N0 I F1 s\r\nms b 1 N5 J1 D1 R1 v u s\r\nx\r\n"),
+        "HD\r\nHD\r\n"
+    );
+    // 19 tokens are fine.
+    assert_eq!(
+        server.say("mg a c f h k l O1 q s t u v P L T0 N1 R1 F1\r\n"),
+        "VA 1 c1 f0 h1 ka l0 O1 s1 t-1\r\n1\r\n"
+    );
+}
+
+#[test]
+fn invalidation_is_refused_on_set_and_delete() {
+    let mut server = with_a();
+    assert_eq!(
+        server.say("md a I\r\nms a 1 I C1\r\n2\r\nget a\r\n"),
+        std::format!(
+            "CLIENT_ERROR invalidation is not supported\r\n\
+             CLIENT_ERROR invalidation is not supported\r\n{A_IS_THERE}"
+        )
+    );
+}
+
+/// Meta and classic commands, pipelined, give the same answers however the stream is
+/// split.
+#[test]
+fn split_meta_streams_give_the_same_answers() {
+    let stream: &[u8] = b"ms a 5 T100 F3\r\nhel\r\n\r\nmg a v f t k Oo\r\nmg b v q\r\nmn\r\n\
+        ms a 2 MA c\r\n!!\r\nget a\r\nma n N0 J9 v\r\nma n D2 MD v t\r\nmd a q\r\nmd a\r\n\
+        ms big 12\r\n123456789012\r\nms k 3 v v\r\nabc\r\nms k 1\r\nxyz\r\nme n\r\n\
+        mg Zm9v b N5 k v\r\nmg foo v\r\nmn\r\n";
+    let small = Config {
+        max_value: 10,
+        ..Config::default()
+    };
+    let mut reference = Server::with(small);
+    let expected = text(&reference.send(stream));
+    assert_eq!(
+        expected,
+        std::format!(
+            "HD\r\nVA 5 f3 t100 ka Oo\r\nhel\r\n\r\nMN\r\nHD c2\r\nVALUE a 3 7\r\nhel\r\n!!\r\nEND\r\n\
+             VA 1\r\n9\r\nVA 1 t-1\r\n7\r\nNF\r\nSERVER_ERROR object too large for cache\r\n\
+             CLIENT_ERROR duplicate flag\r\nCLIENT_ERROR bad data chunk\r\nERROR\r\n\
+             ME n exp=-1 la=0 cas=4 fetch=no size={}\r\nVA 0 kZm9v b W\r\n\r\nVA 0 Z\r\n\r\nMN\r\n",
+            1 + 1 + ITEM_OVERHEAD
+        )
+    );
+    for split in 0..=stream.len() {
+        let mut server = Server::with(small);
+        let mut out = Vec::new();
+        let mut buffer = stream[..split].to_vec();
+        let served =
+            server
+                .session
+                .serve(&mut server.cache, &buffer, START, &server.info, &mut out);
+        buffer.drain(..served.consumed);
+        buffer.extend_from_slice(&stream[split..]);
+        let served =
+            server
+                .session
+                .serve(&mut server.cache, &buffer, START, &server.info, &mut out);
+        assert_eq!(served.consumed, buffer.len(), "split at {split}");
+        assert_eq!(text(&out), expected, "split at {split}");
+    }
+}
