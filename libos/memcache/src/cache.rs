@@ -44,6 +44,9 @@ const FETCHED: u8 = 1;
 /// An item's state bit: a client was told it won the right to recache the item (meta
 /// get's `W`); the others are told so (`Z`).
 const WIN_SENT: u8 = 2;
+/// An item's state bit: marked stale by a meta delete's `I` (meta get's `X`): its value
+/// may be served while one client, the first to read it, recaches it.
+const STALE: u8 = 4;
 
 /// A key memcached accepts: 1 to [`MAX_KEY`] bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -254,7 +257,7 @@ struct Item {
     /// Unix second of the last read (or of the store): meta get's `l`.
     accessed_at: u64,
     key_len: u8,
-    /// [`FETCHED`] and [`WIN_SENT`].
+    /// [`FETCHED`], [`WIN_SENT`] and [`STALE`].
     state: u8,
 }
 
@@ -378,16 +381,15 @@ impl Cache {
             exptime,
             value,
         };
-        self.store_item(mode, None, item, now).0
+        self.store_item(mode, Conditions::default(), item, now).0
     }
 
-    /// A storage command, an `append`/`prepend` stored only if the item's cas unique is
-    /// `append_cas` (when given and not 0: meta set's `C` in those modes), and the slab
-    /// index of the item stored.
+    /// A storage command under a meta set's `conditions`, and the slab index of the item
+    /// stored.
     fn store_item(
         &mut self,
         mode: StoreMode,
-        append_cas: Option<u64>,
+        conditions: Conditions,
         new: NewItem<'_, '_>,
         now: u64,
     ) -> (StoreOutcome, Option<u32>) {
@@ -404,6 +406,8 @@ impl Cache {
         self.stats.cmd_set += 1;
         let hash = self.hash(key);
         let present = self.live(key, hash, now);
+        // The state a stale store keeps.
+        let mut stale = None;
         let (flags, expires_at, data) = match (mode, present) {
             (StoreMode::Add, Some(index)) => {
                 self.bump(index);
@@ -417,11 +421,18 @@ impl Cache {
                 return (StoreOutcome::NotFound, None);
             }
             (StoreMode::Cas(unique), Some(index)) if self.items[index as usize].cas != unique => {
-                self.stats.cas_badval += 1;
-                return (StoreOutcome::Exists, None);
+                let old = &self.items[index as usize];
+                if !conditions.stale_if_older || unique > old.cas {
+                    self.stats.cas_badval += 1;
+                    return (StoreOutcome::Exists, None);
+                }
+                // memcached's do_store_item: stored, but still stale, its TTL and win
+                // kept.
+                stale = Some(STALE | (old.state & WIN_SENT));
+                (flags, old.expires_at, join(&[key.bytes(), value]))
             }
             (StoreMode::Append | StoreMode::Prepend, Some(index))
-                if append_cas.is_some_and(|unique| {
+                if conditions.append_cas.is_some_and(|unique| {
                     unique != 0 && unique != self.items[index as usize].cas
                 }) =>
             {
@@ -463,6 +474,9 @@ impl Cache {
             self.unlink(index, hash);
         }
         let index = self.link(data, key, hash, flags, expires_at, now);
+        if let Some(state) = stale {
+            self.items[index as usize].state = state;
+        }
         self.stats.total_items += 1;
         (StoreOutcome::Stored, Some(index))
     }
@@ -529,8 +543,9 @@ impl Cache {
     }
 
     /// `incr` or `decr` of the live item at `index`: its value replaced by the new
-    /// number in a new item (flags and expiry kept), the number and the new item's slab
-    /// index; `None` (nothing changed) when the value is not a number.
+    /// number in a new item (flags, expiry, state and last access kept: memcached changes
+    /// the number in place), the number and the new item's slab index; `None` (nothing
+    /// changed) when the value is not a number.
     fn change_number(
         &mut self,
         index: u32,
@@ -552,8 +567,12 @@ impl Cache {
         let mut digits = [0u8; 20];
         let data = join(&[key.bytes(), decimal(number, &mut digits)]);
         let (flags, expires_at) = (old.flags, old.expires_at);
+        let (state, accessed_at) = (old.state, old.accessed_at);
         self.unlink(index, hash);
-        Some((number, self.link(data, key, hash, flags, expires_at, now)))
+        let index = self.link(data, key, hash, flags, expires_at, now);
+        let item = &mut self.items[index as usize];
+        (item.state, item.accessed_at) = (state, accessed_at);
+        Some((number, index))
     }
 
     /// `flush_all`: invalidates every item now (`delay` 0 or negative) or at the time
@@ -784,6 +803,17 @@ impl Cache {
             older => self.items[older as usize].newer = newer,
         }
     }
+}
+
+/// What a meta set asks of a storage command beyond the classic ones.
+#[derive(Clone, Copy, Debug, Default)]
+struct Conditions {
+    /// An `append`/`prepend` stores only if the item's cas unique is this (when given and
+    /// not 0: meta set's `C` in those modes).
+    append_cas: Option<u64>,
+    /// A `cas` whose unique is below the item's stores all the same, the item staying
+    /// stale (meta set's `I`).
+    stale_if_older: bool,
 }
 
 /// An item a storage command would make.

@@ -9,23 +9,24 @@
 //!   `l` (seconds since last access), `O` (opaque), `q` (no `EN` on a miss), `s` (size),
 //!   `t` (TTL left, `-1` for none), `u` (no LRU bump, not marked read), `v` (value),
 //!   `N` (vivify on miss), `R` (win a recache below a TTL), `T` (touch). Besides those
-//!   asked for, a hit's line ends with `Z` when another client has won the item and `W`
-//!   when this one just did.
-//! - `ms`: `b`, `c`, `C` (compare cas), `F` (client flags), `k`, `O`, `q` (no `HD`),
-//!   `T` (TTL), `M` (mode: `E` add, `A` append, `P` prepend, `R` replace, `S` set).
-//! - `md`: `b`, `C`, `k`, `O`, `q` (no `HD`).
+//!   asked for, a hit's line ends with `Z` when another client has won the item, `X`
+//!   when it is stale and `W` when this client just won it (the first reader of a stale
+//!   item does).
+//! - `ms`: `b`, `c`, `C` (compare cas), `F` (client flags), `I` (with `C`: a cas below
+//!   the item's stores all the same, the item kept stale), `k`, `O`, `q` (no `HD`), `T`
+//!   (TTL), `M` (mode: `E` add, `A` append, `P` prepend, `R` replace, `S` set).
+//! - `md`: `b`, `C`, `I` (mark stale with a new cas rather than delete), `k`, `O`, `q`
+//!   (no `HD`), `T` (with `I`: the stale item's TTL).
 //! - `ma`: `b`, `c`, `C`, `D` (delta), `J` (initial value), `k`, `M` (`I` or `+`
 //!   increment, `D` or `-` decrement), `N` (create on miss), `O`, `q` (no `HD`), `t`,
 //!   `T`, `v`.
 //! - `me`: `b`; `mn` takes nothing (and, as in memcached, ignores what follows it).
 //!
 //! Every command accepts the other flags memcached knows (`P` and `L`, proxy hints, and
-//! the flags of the other commands) and ignores them, as memcached does. `I`
-//! (invalidation: `ms` and `md`) is refused with `CLIENT_ERROR invalidation is not
-//! supported`. `E` (a cas unique chosen by the client, memcached 1.6.27's) and any other
-//! flag are refused with `CLIENT_ERROR invalid flag`, as memcached 1.6.18 refuses them;
-//! so is a flag without a token followed by other bytes (`vx`, which memcached reads as
-//! `v`). The errors are memcached's: a repeated flag, a bad token, an opaque token over
+//! the flags of the other commands) and ignores them, as memcached does. `E` (a cas
+//! unique chosen by the client, memcached 1.6.27's) and any other flag are refused with
+//! `CLIENT_ERROR invalid flag`, as memcached 1.6.18 refuses them; so is a flag without a
+//! token followed by other bytes (`vx`, which memcached reads as `v`). The errors are memcached's: a repeated flag, a bad token, an opaque token over
 //! 32 bytes, a bad mode, more than 19 tokens on the line, a key over 250 bytes (before
 //! decoding) or one that is no base64 under `b` (strict RFC 4648 base64 with padding);
 //! `md` and `ma` answer every flag error but the opaque's and the mode's with
@@ -100,6 +101,8 @@ struct Options {
     value: bool,
     /// `u`.
     no_bump: bool,
+    /// `I`.
+    invalidate: bool,
     /// `F`.
     client_flags: u32,
     /// `C`.
@@ -126,6 +129,7 @@ impl Default for Options {
             quiet: false,
             value: false,
             no_bump: false,
+            invalidate: false,
             client_flags: 0,
             compare_cas: None,
             touch: None,
@@ -360,10 +364,8 @@ fn options(verb: Verb, flags: &[u8]) -> Result<(Options, bool), ProtocolError> {
             b'q' => options.quiet = true,
             b'v' => options.value = true,
             b'u' => options.no_bump = true,
-            b'I' if matches!(verb, Verb::Set | Verb::Delete) => {
-                return Err(ProtocolError::MetaInvalidate);
-            }
-            b'c' | b'f' | b'h' | b'k' | b'l' | b's' | b't' | b'I' | b'P' | b'L' => {}
+            b'I' => options.invalidate = true,
+            b'c' | b'f' | b'h' | b'k' | b'l' | b's' | b't' | b'P' | b'L' => {}
             b'N' => options.vivify = Some(retime()?),
             b'T' => options.touch = Some(retime()?),
             b'R' => options.recache = Some(retime()?),
@@ -491,6 +493,7 @@ pub(crate) fn run(cache: &mut impl Store, meta: Meta<'_>, now: u64, out: &mut im
                 compare_cas: options.compare_cas,
                 flags: options.client_flags,
                 exptime: options.touch.map_or(0, |touch| touch.exptime.into()),
+                invalidate: options.invalidate,
             };
             let (outcome, cas) = cache.meta_store(key, &store, value, now);
             let status: &[u8] = match outcome {
@@ -516,6 +519,8 @@ pub(crate) fn run(cache: &mut impl Store, meta: Meta<'_>, now: u64, out: &mut im
         Action::Delete => {
             let delete = MetaDelete {
                 compare_cas: options.compare_cas,
+                invalidate: options.invalidate,
+                exptime: options.touch.map(|touch| touch.exptime.into()),
             };
             let status: &[u8] = match cache.meta_delete(key, &delete, now) {
                 DeleteOutcome::Deleted if options.quiet => return,
@@ -647,6 +652,9 @@ fn write_hit(out: &mut impl Output, meta: &Meta<'_>, hit: &MetaHit<'_>) {
     }
     if hit.win_sent {
         out.put(b" Z");
+    }
+    if hit.stale {
+        out.put(b" X");
     }
     if hit.won {
         out.put(b" W");

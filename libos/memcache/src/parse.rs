@@ -224,8 +224,6 @@ pub enum ProtocolError {
     MetaGetFlagsTooLong,
     /// An `ms`, `md` or `ma` line of more than 19 tokens.
     MetaFlagsTooLong,
-    /// `I` (invalidation) on `ms` or `md`, which the engine does not implement.
-    MetaInvalidate,
     /// A line above the bound: answered, then the connection is closed.
     LineTooLong,
     /// A binary protocol request ([`BINARY_REQUEST_MAGIC`]): the connection is closed
@@ -258,7 +256,6 @@ impl ProtocolError {
             Self::MetaArithmeticMode => b"CLIENT_ERROR invalid mode for ma M token\r\n",
             Self::MetaGetFlagsTooLong => b"CLIENT_ERROR options flags are too long\r\n",
             Self::MetaFlagsTooLong => b"CLIENT_ERROR options flags too long\r\n",
-            Self::MetaInvalidate => b"CLIENT_ERROR invalidation is not supported\r\n",
             Self::LineTooLong => b"CLIENT_ERROR line too long\r\n",
             Self::BinaryProtocol => b"",
         }

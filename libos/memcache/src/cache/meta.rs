@@ -3,8 +3,8 @@
 //! `stats` counters of the classic command each replaces.
 
 use super::{
-    Cache, FETCHED, ITEM_OVERHEAD, Key, NewItem, StoreMode, StoreOutcome, WIN_SENT, decimal,
-    expiry, join,
+    Cache, Conditions, FETCHED, ITEM_OVERHEAD, Key, NewItem, STALE, StoreMode, StoreOutcome,
+    WIN_SENT, decimal, expiry, join,
 };
 
 /// A change of an item's expiry asked for by one of a meta command's flags (`T`, `N`), or
@@ -108,7 +108,10 @@ pub struct MetaHit<'a> {
     pub idle: u64,
     /// A client had already won it before the command (`Z`).
     pub win_sent: bool,
-    /// This client won it (`W`): it was created by `N`, or `R`'s threshold was met.
+    /// It is stale (`X`).
+    pub stale: bool,
+    /// This client won it (`W`): it was created by `N`, or `R`'s threshold was met, or
+    /// it is stale, and no client had won it.
     pub won: bool,
 }
 
@@ -126,6 +129,10 @@ pub struct MetaStore {
     pub flags: u32,
     /// `T`: the exptime.
     pub exptime: i64,
+    /// `I` with `C`: a set or replace whose `C` is below the item's cas unique is stored
+    /// all the same, the item staying stale with its TTL and win (a stale value may be
+    /// recached by a client that read it before it was invalidated).
+    pub invalidate: bool,
 }
 
 /// What a meta delete (`md`) deletes.
@@ -133,12 +140,17 @@ pub struct MetaStore {
 pub struct MetaDelete {
     /// `C`: delete only if the item's cas unique is this.
     pub compare_cas: Option<u64>,
+    /// `I`: rather than delete the item, mark it stale with a new cas unique; its next
+    /// reader wins it (`W`).
+    pub invalidate: bool,
+    /// `T` with `I`: the stale item's new expiry.
+    pub exptime: Option<i64>,
 }
 
 /// What a meta delete did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DeleteOutcome {
-    /// Deleted (`HD`).
+    /// Deleted, or marked stale (`HD`).
     Deleted,
     /// No such item (`NF`).
     NotFound,
@@ -244,11 +256,12 @@ impl Cache {
         let item = &mut self.items[index as usize];
         let expiry = Expiry::new(item.expires_at, get.touch, get.vivify, created, now);
         let win_sent = item.state & WIN_SENT != 0;
+        let stale = item.state & STALE != 0;
         let recache = get.recache.is_some_and(|recache| {
             let at = expiry.at(recache.place);
             !created && at != 0 && at < super::expiry(recache.exptime.into(), now)
         });
-        let won = created || (recache && !win_sent);
+        let won = created || ((recache || stale) && !win_sent);
         let hit_before = item.state & FETCHED != 0;
         let idle = now.saturating_sub(item.accessed_at);
         item.expires_at = expiry.after();
@@ -267,6 +280,7 @@ impl Cache {
             hit_before,
             idle,
             win_sent,
+            stale,
             won,
         })
     }
@@ -290,15 +304,20 @@ impl Cache {
             exptime: store.exptime,
             value,
         };
-        let (outcome, index) = self.store_item(mode, store.compare_cas, item, now);
+        let conditions = Conditions {
+            append_cas: store.compare_cas,
+            stale_if_older: store.invalidate,
+        };
+        let (outcome, index) = self.store_item(mode, conditions, item, now);
         (
             outcome,
             index.map_or(0, |index| self.items[index as usize].cas),
         )
     }
 
-    /// `md`: removes `key`'s live item as `delete` asks; counted as a `delete` (a cas
-    /// mismatch as a miss, as memcached counts it).
+    /// `md`: removes (or marks stale) `key`'s live item as `delete` asks; counted as a
+    /// `delete` (a cas mismatch as a miss, as memcached counts it; marking stale not at
+    /// all).
     pub fn meta_delete(&mut self, key: Key<'_>, delete: &MetaDelete, now: u64) -> DeleteOutcome {
         self.flush_if_due(now);
         let hash = self.hash(key);
@@ -312,6 +331,16 @@ impl Cache {
         {
             self.stats.delete_misses += 1;
             return DeleteOutcome::Exists;
+        }
+        if delete.invalidate {
+            self.last_cas += 1;
+            let item = &mut self.items[index as usize];
+            item.state = (item.state | STALE) & !WIN_SENT;
+            item.cas = self.last_cas;
+            if let Some(exptime) = delete.exptime {
+                item.expires_at = expiry(exptime, now);
+            }
+            return DeleteOutcome::Deleted;
         }
         self.stats.delete_hits += 1;
         self.unlink(index, hash);

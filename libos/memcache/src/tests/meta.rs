@@ -87,11 +87,14 @@ fn meta_get_u_leaves_the_item_unread() {
         server.say(read);
         assert_eq!(server.say("mg b h l u\r\n"), "HD h1 l0\r\n", "{read}");
     }
-    // A store makes a new item, unread.
+    // A store makes a new item, unread; `incr` and `ma` change the number in place, as
+    // memcached does, the item read as before and its last access kept.
     server.say("append a 0 0 1\r\n!\r\n");
     assert_eq!(server.say("mg a h u\r\n"), "HD h0\r\n");
-    server.say("incr n 1\r\nset n 0 0 1\r\n1\r\nget n\r\nincr n 1\r\n");
-    assert_eq!(server.say("mg n h u\r\n"), "HD h0\r\n");
+    server.say("set n 0 0 1\r\n1\r\nget n\r\n");
+    server.now += 3;
+    server.say("incr n 1\r\nma n\r\n");
+    assert_eq!(server.say("mg n h l v u\r\n"), "VA 1 h1 l3\r\n3\r\n");
     // `u` keeps the LRU place: in a cache full at three items, `a` read with `u` is
     // still the oldest and goes first.
     let item = 1 + 1 + ITEM_OVERHEAD;
@@ -237,7 +240,6 @@ fn meta_set_refusals_keep_the_stream_in_step() {
         "ms k 17 Tx",
         "ms k 17 F4294967296",
         "ms k 17 b",
-        "ms k 17 I",
         "ms k 17 c f h k l O1 q s t u v P L T1 N1 R1 F1",
     ] {
         let input = std::format!("{line}\r\nflush_all noreply\r\nget a\r\n");
@@ -514,7 +516,6 @@ fn malformed_meta_lines_get_memcacheds_errors() {
         ("md a q q", "CLIENT_ERROR invalid or duplicate flag"),
         ("md a C", "CLIENT_ERROR invalid or duplicate flag"),
         ("md a Mxx", "CLIENT_ERROR invalid or duplicate flag"),
-        ("md a I", "CLIENT_ERROR invalidation is not supported"),
         (
             "md a O123456789012345678901234567890123",
             "CLIENT_ERROR opaque token too long",
@@ -578,15 +579,56 @@ fn malformed_meta_lines_get_memcacheds_errors() {
     );
 }
 
+/// `md I` marks an item stale with a new cas unique instead of deleting it: its first
+/// reader wins it (`W`), the others see it won (`Z`), all see it stale (`X`) until it is
+/// stored again; `ms I` with an older cas stores all the same, the item kept stale.
 #[test]
-fn invalidation_is_refused_on_set_and_delete() {
-    let mut server = with_a();
+fn invalidation_marks_items_stale_and_hands_out_one_win() {
+    let mut server = Server::new();
+    server.say("ms k 1 T100\r\nx\r\n");
+    assert_eq!(server.say("md k I T30\r\n"), "HD\r\n");
+    assert_eq!(server.say("mg k c t v\r\n"), "VA 1 c2 t30 X W\r\nx\r\n");
+    assert_eq!(server.say("mg k c\r\n"), "HD c2 Z X\r\n");
+    assert_eq!(server.say("get k\r\n"), "VALUE k 0 1\r\nx\r\nEND\r\n");
+    // A set with the cas the item had before it was invalidated: stored, still stale,
+    // its TTL and win kept (memcached's answers, byte for byte).
+    assert_eq!(server.say("ms k 1 I C1 F4 T500\r\ny\r\n"), "HD\r\n");
     assert_eq!(
-        server.say("md a I\r\nms a 1 I C1\r\n2\r\nget a\r\n"),
-        std::format!(
-            "CLIENT_ERROR invalidation is not supported\r\n\
-             CLIENT_ERROR invalidation is not supported\r\n{A_IS_THERE}"
-        )
+        server.say("mg k c t f v\r\n"),
+        "VA 1 c3 t30 f4 Z X\r\ny\r\n"
+    );
+    // Invalidated again, the next reader wins again.
+    assert_eq!(
+        server.say("md k I\r\nmg k c v\r\n"),
+        "HD\r\nVA 1 c4 X W\r\ny\r\n"
+    );
+    // A newer cas is refused; the current one stores a fresh item.
+    assert_eq!(server.say("ms k 1 I C9\r\nz\r\n"), "EX\r\n");
+    assert_eq!(server.say("ms k 1 I C4 c\r\nz\r\n"), "HD c5\r\n");
+    assert_eq!(server.say("mg k v t\r\n"), "VA 1 t-1\r\nz\r\n");
+    // Without `C`, or in another mode, `I` changes nothing.
+    server.say("md k I\r\n");
+    assert_eq!(
+        server.say("ms k 1 I\r\nw\r\nmg k v\r\n"),
+        "HD\r\nVA 1\r\nw\r\n"
+    );
+    server.say("md k I\r\n");
+    assert_eq!(server.say("ms k 1 MA I C1\r\n!\r\n"), "EX\r\n");
+    // `md I` answers as `md` does otherwise: `NF`, `EX` with `C`, `q` hiding `HD`.
+    assert_eq!(
+        server.say("md nope I\r\nmd k I C1 k\r\nmd k I q\r\nmn\r\n"),
+        "NF\r\nEX kk\r\nMN\r\n"
+    );
+    // A stale counter changed by `ma` or `incr` stays stale, its win kept.
+    server.say("ms n 1\r\n5\r\nmd n I\r\n");
+    assert_eq!(
+        server.say("ma n v\r\nmg n v\r\nincr n 1\r\nmg n v\r\n"),
+        "VA 1\r\n6\r\nVA 1 X W\r\n6\r\n7\r\nVA 1 Z X\r\n7\r\n"
+    );
+    let stats = server.cache.stats(server.now);
+    assert_eq!(
+        (stats.cas_hits, stats.cas_badval, stats.delete_hits),
+        (2, 1, 0)
     );
 }
 
