@@ -613,8 +613,79 @@ fn protocol(tcp: SocketAddr, udp: SocketAddr) -> Result<Vec<String>> {
     notes.push(binary_values(&mut s)?);
     notes.push(expiry(&mut s)?);
     notes.push(pipelined(&mut s)?);
+    notes.push(meta_commands(&mut s)?);
     notes.push(over_udp(&mut s, udp)?);
     Ok(notes)
+}
+
+/// memcached 1.6's meta commands, byte-exact: the answers memcached 1.6.18 gives to the
+/// same requests (but the cas uniques, read back first).
+fn meta_commands(s: &mut Stream) -> Result<String> {
+    s.exchange(b"mn\r\n", b"MN\r\n")?;
+    s.exchange(b"ms mk 2 F5\r\nhi\r\n", b"HD\r\n")?;
+    s.exchange(
+        b"mg mk s v f t k Oop h\r\n",
+        b"VA 2 s2 f5 t-1 kmk Oop h0\r\nhi\r\n",
+    )?;
+    s.exchange(b"mg mk h\r\n", b"HD h1\r\n")?;
+    // A miss: `EN` with the opaque and key; `q` hides it, `mn` ends the pipeline.
+    s.exchange(b"mg nothing v k O7\r\n", b"EN knothing O7\r\n")?;
+    s.exchange(b"mg nothing v q\r\nmg mk q\r\nmn\r\n", b"HD\r\nMN\r\n")?;
+    // Compare and swap by cas unique, the modes of `M`, `q` hiding `HD` only.
+    s.send(b"mg mk c\r\n")?;
+    let line = s.line()?;
+    let unique: u64 = std::str::from_utf8(&line)
+        .ok()
+        .and_then(|line| line.strip_prefix("HD c")?.trim_end().parse().ok())
+        .ok_or_else(|| format!("`mg mk c` answered {}", shown(&line)))?;
+    s.exchange(
+        format!("ms mk 3 C{} c\r\nnew\r\n", unique + 1000).as_bytes(),
+        b"EX c0\r\n",
+    )?;
+    s.exchange(
+        format!("ms mk 3 C{unique}\r\nnew\r\n").as_bytes(),
+        b"HD\r\n",
+    )?;
+    s.exchange(b"ms mk 1 MA\r\n!\r\nms mk 1 ME\r\nx\r\n", b"HD\r\nNS\r\n")?;
+    s.exchange(b"ms nothing 1 MR\r\nx\r\n", b"NS\r\n")?;
+    s.exchange(
+        b"get mk\r\n",
+        &[value("mk", 0, b"new!"), b"END\r\n".to_vec()].concat(),
+    )?;
+    s.exchange(
+        b"ms mq 1 q\r\nx\r\nms mq 1 q ME\r\ny\r\nmn\r\n",
+        b"NS\r\nMN\r\n",
+    )?;
+    s.exchange(b"md mk q\r\nmd mk\r\nmn\r\n", b"NF\r\nMN\r\n")?;
+    // Arithmetic: created on a miss with `N` and `J`, `D`, `M`.
+    s.exchange(b"ma mn N0 J10 v\r\n", b"VA 2\r\n10\r\n")?;
+    s.exchange(b"ma mn D5 v\r\n", b"VA 2\r\n15\r\n")?;
+    s.exchange(b"ma mn MD D100 v\r\n", b"VA 1\r\n0\r\n")?;
+    s.exchange(b"ma nothing\r\n", b"NF\r\n")?;
+    // Vivify on a miss, invalidate: one client wins each time (`W`), the others see it
+    // won (`Z`), all see it stale (`X`).
+    s.exchange(b"mg mv N30 s\r\n", b"HD s0 W\r\n")?;
+    s.exchange(b"mg mv s\r\n", b"HD s0 Z\r\n")?;
+    s.exchange(b"ms mv 2\r\nok\r\nmd mv I\r\n", b"HD\r\nHD\r\n")?;
+    s.exchange(b"mg mv v\r\n", b"VA 2 X W\r\nok\r\n")?;
+    s.exchange(b"mg mv\r\n", b"HD Z X\r\n")?;
+    // A base64 key holding a NUL, `\r\n` and a space.
+    s.exchange(
+        b"ms AA0KIA== 2 b\r\nhi\r\nmg AA0KIA== b k v\r\n",
+        b"HD\r\nVA 2 kAA0KIA== b\r\nhi\r\n",
+    )?;
+    s.send(b"me mn\r\n")?;
+    let debug = s.line()?;
+    if !debug.starts_with(b"ME mn exp=-1 la=") || !shown(&debug).contains(" fetch=no size=") {
+        return Err(format!("`me mn` answered {}", shown(&debug)));
+    }
+    // Errors, the stream in step: a refused meta set's block is skipped.
+    s.exchange(b"mg mk zz\r\n", b"CLIENT_ERROR invalid flag\r\n")?;
+    s.exchange(
+        b"ms mk 2 v v\r\nhi\r\nmn\r\n",
+        b"CLIENT_ERROR duplicate flag\r\nMN\r\n",
+    )?;
+    Ok("meta commands byte-exact over TCP: mn, mg (flags in order, q, N/W/Z, I/X), ms (modes, C, q), md, ma (N, J, D, M), me, a base64 key, errors".into())
 }
 
 /// Values of 0 B to 1 MiB holding every byte value, stored and read back byte-exact; one
@@ -822,6 +893,10 @@ fn over_udp(s: &mut Stream, udp: SocketAddr) -> Result<String> {
     check(b"touch u 100\r\n", b"TOUCHED\r\n")?;
     check(b"delete u noreply\r\nget u\r\n", b"END\r\n")?;
     check(
+        b"ms mu 2 T0\r\nhi\r\nmg mu v k\r\nmg nothing v q\r\nmn\r\n",
+        b"HD\r\nVA 2 kmu\r\nhi\r\nMN\r\n",
+    )?;
+    check(
         b"version\r\n",
         format!("VERSION {}\r\n", "1.6.21-rexo").as_bytes(),
     )?;
@@ -844,7 +919,7 @@ fn over_udp(s: &mut Stream, udp: SocketAddr) -> Result<String> {
     // A datagram shorter than the header gets nothing, and the next is served.
     socket.send(&[1, 2, 3]).map_err(|e| e.to_string())?;
     check(b"get nothing\r\n", b"END\r\n")?;
-    Ok("over UDP: storage, get, incr, touch, delete noreply, version, a 20000-byte value in 15 datagrams, a multi-datagram request refused, a short datagram dropped".into())
+    Ok("over UDP: storage, get, incr, touch, delete noreply, meta set and gets, version, a 20000-byte value in 15 datagrams, a multi-datagram request refused, a short datagram dropped".into())
 }
 
 /// The bad input of the issue: each gets the protocol's error, and another connection
@@ -874,11 +949,29 @@ fn bad_input(tcp: SocketAddr, _udp: SocketAddr) -> Result<Vec<String>> {
         b"CLIENT_ERROR bad command line format\r\n",
     )?;
     s.exchange(b"set\r\n", b"ERROR\r\n")?;
+    // The same for meta commands: a data block of the wrong length, a 251-byte key (its
+    // meta set's block skipped), a key that is no base64, an unknown flag.
+    s.exchange(
+        b"ms w 3\r\nabcde\r\nmg w v\r\n",
+        b"CLIENT_ERROR bad data chunk\r\nERROR\r\nEN\r\n",
+    )?;
+    s.exchange(
+        format!("mg {long_key} v\r\nms {long_key} 9\r\nset w 0 0\r\nmg w v\r\n").as_bytes(),
+        b"CLIENT_ERROR bad command line format\r\nCLIENT_ERROR bad command line format\r\nEN\r\n",
+    )?;
+    s.exchange(b"mg w b v\r\n", b"CLIENT_ERROR error decoding key\r\n")?;
+    s.exchange(b"md w x\r\n", b"CLIENT_ERROR invalid or duplicate flag\r\n")?;
     bystander.exchange(b"get calm\r\n", &calm)?;
     // A value over the limit announced but never sent in full: refused at once, its
     // data skipped as it arrives.
     s.exchange(
         b"set huge 0 0 5000000\r\n",
+        b"SERVER_ERROR object too large for cache\r\n",
+    )?;
+    s.send(&vec![b'h'; 5_000_002])?;
+    s.exchange(b"get calm\r\n", &calm)?;
+    s.exchange(
+        b"ms huge 5000000 T0\r\n",
         b"SERVER_ERROR object too large for cache\r\n",
     )?;
     s.send(&vec![b'h'; 5_000_002])?;
@@ -901,13 +994,13 @@ fn bad_input(tcp: SocketAddr, _udp: SocketAddr) -> Result<Vec<String>> {
     }
     bystander.exchange(b"get half calm\r\n", &calm)?;
     let map = stats(&mut bystander)?;
-    stat_is(&map, "store_too_large", 1)?;
+    stat_is(&map, "store_too_large", 2)?;
     drop(s);
     let crowd = too_many_connections(tcp)?;
     bystander.exchange(b"get calm\r\n", &calm)?;
     Ok(vec![
         format!(
-            "bad input: wrong byte count, bad numbers, a 251-byte key, a 5 MB value refused and skipped, 2 MB lines ({answer}), a client gone mid-request; the other connection served throughout"
+            "bad input: wrong byte count, bad numbers, a 251-byte key, bad meta lines, a 5 MB value refused and skipped (set and meta set), 2 MB lines ({answer}), a client gone mid-request; the other connection served throughout"
         ),
         crowd,
     ])

@@ -194,8 +194,9 @@ fn stream_cache() -> Cache {
     )
 }
 
-/// A random stream of whole requests, good and bad (no `quit`, no line too long: those
-/// end the connection), with values that cross reads and refused data blocks.
+/// A random stream of whole requests, classic and meta, good and bad (no `quit`, no line
+/// too long: those end the connection), with values that cross reads and refused data
+/// blocks.
 fn request_stream(rng: &mut Rng, requests: usize) -> Vec<u8> {
     let mut stream = Vec::new();
     for _ in 0..requests {
@@ -203,6 +204,7 @@ fn request_stream(rng: &mut Rng, requests: usize) -> Vec<u8> {
         let len = [0, 1, 5, 200, 999, 1000, 1001, 3000][rng.below(8)];
         let exptime = [0, 100, -1][rng.below(3)];
         let noreply = if rng.below(4) == 0 { " noreply" } else { "" };
+        let quiet = if noreply.is_empty() { "" } else { " q" };
         let mut data = vec![b'v'; len];
         if len > 0 {
             data[len / 2] = b'\n';
@@ -214,7 +216,7 @@ fn request_stream(rng: &mut Rng, requests: usize) -> Vec<u8> {
             r.extend_from_slice(b"\r\n");
             r
         };
-        let request = match rng.below(14) {
+        let request = match rng.below(18) {
             0 => store("set", ""),
             1 => store("add", ""),
             2 => store("append", ""),
@@ -233,7 +235,27 @@ fn request_stream(rng: &mut Rng, requests: usize) -> Vec<u8> {
                 r
             }
             12 => b"stats\r\nversion\r\nfrobnicate\r\n".to_vec(),
-            _ => b"flush_all\r\n".to_vec(),
+            13 => b"flush_all\r\n".to_vec(),
+            14 => {
+                let mode = ["", " ME", " MA", " MP", " MR"][rng.below(5)];
+                let mut r = format!("ms {key} {len} T{exptime} F3{mode}{quiet}\r\n").into_bytes();
+                r.extend_from_slice(&data);
+                r.extend_from_slice(b"\r\n");
+                r
+            }
+            15 => format!("mg {key} v k c f s Oo N{exptime}{quiet}\r\nmn\r\n").into_bytes(),
+            16 => format!(
+                "ma {key} N0 J7 D{} v\r\nmd {key} I{quiet}\r\n",
+                rng.below(9)
+            )
+            .into_bytes(),
+            // A refused meta set: its data block is skipped.
+            _ => {
+                let mut r = format!("ms {key} {len} v v\r\n").into_bytes();
+                r.extend_from_slice(&data);
+                r.extend_from_slice(b"\r\n");
+                r
+            }
         };
         stream.extend(request);
     }
@@ -334,6 +356,7 @@ fn serve_over_the_wire(rng: &mut Rng, stream: &[u8], expected_len: usize, leader
 #[test]
 fn streams_are_answered_as_the_engine_answers_them() {
     let mut rng = Rng(0x243f_6a88_85a3_08d3);
+    let mut meta_answers = 0;
     for round in 0..40 {
         let stream = request_stream(&mut rng, 60);
         let mut reference = Vec::new();
@@ -345,6 +368,10 @@ fn streams_are_answered_as_the_engine_answers_them() {
             &mut reference,
         );
         assert_eq!(served.consumed, stream.len(), "round {round}");
+        meta_answers += reference
+            .windows(4)
+            .filter(|&four| four == b"MN\r\n")
+            .count();
         let answers = serve_over_the_wire(&mut rng, &stream, reference.len(), round % 2 == 0);
         assert!(
             answers == reference,
@@ -354,6 +381,7 @@ fn streams_are_answered_as_the_engine_answers_them() {
             answers.iter().zip(&reference).position(|(a, b)| a != b)
         );
     }
+    assert!(meta_answers > 0, "the streams hold meta commands");
 }
 
 /// Steps kv's `clients` once as the app's loop does: what they hold counted against
