@@ -37,19 +37,37 @@
 //! [`NetError::DnsServerError`]. Up to 4 A records are taken, for the name or a name
 //! along its CNAME chain. A malformed answer (a read past its end, a compression
 //! pointer that does not point back, a reserved label type (0x40, 0x80), a name over
-//! 255 bytes) is ignored. A truncated one (TC) gives the A records it holds whole;
-//! with none it ends the query, [`NetError::DnsTruncated`]: the resolver does not ask
-//! again over TCP, and another server would cut the same answer.
+//! 255 bytes) is ignored.
+//!
+//! # Over TCP
+//!
+//! A truncated answer (TC) is not read (RFC 2181 9: its records may be a part of what
+//! was asked): the resolver asks that server the same query over TCP (RFC 7766 5, RFC
+//! 1035 4.2.2), one server at a time, and stops sending over UDP meanwhile; a later full
+//! answer over UDP still counts, and ends the connection. The stack opens the
+//! connection as it opens its own (smoltcp's connect, from a port of the DNS port block
+//! or of the dynamic range whose replies land on the stack: [`DnsPorts::tcp_filter`]),
+//! and the query goes with a 2-byte length prefix; the answer is read to the length
+//! its own prefix gives and checked as one over UDP (the same ID, QR, opcode 0, the
+//! same question). The exchange is given up 5 s after the truncated answer came.
+//! Whatever goes wrong fails that server as an error code does, with a
+//! [`NetError::DnsOverTcp`] naming why ([`DnsTcpFailure`]: refused, closed early, not
+//! the answer, timed out; an answer over TCP truncated too is
+//! [`NetError::DnsTruncated`]): the query goes on with the next server that has not
+//! failed, and the last failure is its outcome when none is left. The connection,
+//! done, closes as one the app closed does ([`crate::Stack::closing_sockets`]).
 
 use alloc::format;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
+use core::fmt;
 use core::net::Ipv4Addr;
+use core::ops::RangeInclusive;
 
 use smoltcp::iface::{SocketHandle, SocketSet};
-use smoltcp::socket::udp;
+use smoltcp::socket::{tcp, udp};
 use smoltcp::wire::{IpAddress, IpEndpoint};
 
 use crate::stack::{EPHEMERAL_PORTS, NetError, mix};
@@ -106,9 +124,60 @@ const OPT_RECORD: [u8; 11] = {
 };
 /// Datagrams a query's socket receives between polls (spoofed ones included).
 const SOCKET_DATAGRAMS: usize = 4;
+/// How long a query's exchange over TCP may take, from the truncated answer that asked
+/// for it to the whole answer read: the handshake, the query and the answer, with room
+/// for a SYN or two lost (smoltcp sends a SYN again after 1 s, then 2 s).
+const TCP_GIVE_UP_AFTER_NS: u64 = 5_000_000_000;
+/// The receive buffer of a query's TCP connection. The answer is taken out of it as it
+/// comes, so it bounds the window, not the answer (up to 65,535 bytes, the most its
+/// length prefix says).
+pub(crate) const TCP_RECEIVE_BYTES: usize = 4096;
+/// The length prefix before a message over TCP (RFC 1035 4.2.2).
+const TCP_PREFIX_BYTES: usize = 2;
 /// Stirred into the stack's seed for the resolver's IDs and ports, so that they differ
 /// from smoltcp's and the TCP ports'.
 const RESOLVER_STIR: u64 = 0x646e_7320_7175_6572;
+
+/// Why a query's exchange over TCP with a server failed ([`NetError::DnsOverTcp`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DnsTcpFailure {
+    /// The server refused the connection (a reset to the SYN) or it closed before its
+    /// handshake was done.
+    Refused,
+    /// The connection closed, or was reset, before the whole answer came.
+    ClosedEarly {
+        /// The answer's length as its prefix gave it, if the prefix came.
+        length: Option<u16>,
+        /// The answer's bytes that came, the prefix not counted.
+        received: usize,
+    },
+    /// What came is not an answer to the query: another ID or question, not a
+    /// response, another opcode, or malformed.
+    NotTheAnswer,
+    /// The handshake, the query and the whole answer took over 5 s.
+    TimedOut,
+}
+
+impl fmt::Display for DnsTcpFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Refused => f.write_str("the server refused the connection"),
+            Self::ClosedEarly {
+                length: None,
+                received: _,
+            } => f.write_str("the connection closed before the answer's length came"),
+            Self::ClosedEarly {
+                length: Some(length),
+                received,
+            } => write!(
+                f,
+                "the connection closed after {received} of the answer's {length} bytes"
+            ),
+            Self::NotTheAnswer => f.write_str("what came is not an answer to the query"),
+            Self::TimedOut => f.write_str("no whole answer within 5 s"),
+        }
+    }
+}
 
 /// A block of UDP ports the resolver sends queries from: `count` ports from `first`,
 /// `count` a power of two and `first` a multiple of it, so that one masked compare of
@@ -158,6 +227,26 @@ impl DnsPorts {
             self.first
         )
     }
+
+    /// The packet filter that takes the answers to queries asked again over TCP from
+    /// this block's ports (a truncated answer's, which the stack sends from a port of
+    /// the block when it has one, [`crate::Stack::set_dns_ports`]): TCP from port 53 to
+    /// `address` and a port of the block (`tcp sport 53 dst 10.0.2.15 & 36:2/0xffc0=0xc000`
+    /// for the 64 ports from 49152). Its transmit rule lets the app send segments from
+    /// the block to port 53 only. Without it on a shared interface, the kernel withdraws
+    /// the connection's SYN and the server's exchange over TCP fails when it times out.
+    pub fn tcp_filter(&self, address: Ipv4Addr) -> String {
+        let mask = !(self.count - 1);
+        format!(
+            "tcp sport {DNS_PORT} dst {address} & 36:2/{mask:#06x}={:#06x}",
+            self.first
+        )
+    }
+
+    /// The ports, first to last.
+    pub(crate) fn range(&self) -> RangeInclusive<u16> {
+        self.first..=self.first + (self.count - 1)
+    }
 }
 
 /// A name being resolved ([`crate::Stack::resolve_start`]); ask the stack that started
@@ -179,10 +268,11 @@ struct Query {
     /// The index in `servers` of the one it was last sent to.
     asked: usize,
     /// The server to send to at the next poll, whatever the time: the next after one
-    /// that answered an error code, or one that answered FORMERR to the OPT record.
+    /// that failed, or one that answered FORMERR to the OPT record.
     ask_at_once: Option<usize>,
-    /// The error code of the last server that failed, if one did.
-    last_failure: Option<u8>,
+    /// Why the last server that failed did (its error code, or its exchange over TCP's
+    /// failure), if one did.
+    last_failure: Option<NetError>,
     /// The message sent (and sent again).
     message: Vec<u8>,
     /// The local port it goes from.
@@ -195,6 +285,9 @@ struct Query {
     sent_ns: u64,
     /// How many times it was sent again when no answer came in time.
     retransmissions: usize,
+    /// The exchange over TCP a truncated answer started, until it ends; the query is
+    /// not sent over UDP meanwhile.
+    tcp: Option<TcpExchange>,
     /// The answer (or why there is none), once there is one.
     outcome: Option<Result<Vec<Ipv4Addr>, NetError>>,
 }
@@ -205,9 +298,96 @@ struct QueryServer {
     address: Ipv4Addr,
     /// Whether the query was sent to it: its answers count from then on.
     sent: bool,
-    /// Whether it answered an error code (but NXDOMAIN): it is not asked again, and its
-    /// later answers do not count.
+    /// Whether it answered an error code (but NXDOMAIN), or its exchange over TCP
+    /// failed: it is not asked again, and its later answers do not count.
     failed: bool,
+}
+
+/// A query's exchange over TCP with a server that answered it truncated.
+struct TcpExchange {
+    /// The index of the server among the query's.
+    server: usize,
+    /// The connection, once the stack opened it ([`Resolver::tcp_wanted`]).
+    socket: Option<SocketHandle>,
+    /// When the truncated answer came.
+    started_ns: u64,
+    /// The query after its length prefix.
+    request: Vec<u8>,
+    /// How many bytes of `request` the connection took.
+    written: usize,
+    /// Whether the connection's handshake was done.
+    connected: bool,
+    /// The bytes of the answer read so far, its length prefix first.
+    received: Vec<u8>,
+}
+
+impl TcpExchange {
+    /// The exchange with server `server` (by index) for `message`, started at `now_ns`.
+    fn new(server: usize, message: &[u8], now_ns: u64) -> Self {
+        let mut request = Vec::with_capacity(TCP_PREFIX_BYTES + message.len());
+        // A query is at most 12 + 255 + 4 + 11 bytes: its length fits the prefix.
+        request.extend_from_slice(&(message.len() as u16).to_be_bytes());
+        request.extend_from_slice(message);
+        Self {
+            server,
+            socket: None,
+            started_ns: now_ns,
+            request,
+            written: 0,
+            connected: false,
+            received: Vec::new(),
+        }
+    }
+
+    /// The answer's length as its prefix gives it, once the prefix came.
+    fn length(&self) -> Option<u16> {
+        let prefix = self.received.get(..TCP_PREFIX_BYTES)?;
+        Some(u16::from_be_bytes([prefix[0], prefix[1]]))
+    }
+
+    /// How many bytes the exchange reads in all: the prefix, then the answer it gives.
+    fn wanted(&self) -> usize {
+        TCP_PREFIX_BYTES + self.length().map_or(0, usize::from)
+    }
+
+    /// Writes the query into `socket` once it is connected and reads what came of the
+    /// answer (no byte past it): the answer once it came whole, why it cannot come
+    /// once the connection closed or was refused without it, `None` meanwhile.
+    fn step(&mut self, socket: &mut tcp::Socket<'_>) -> Option<Result<&[u8], DnsTcpFailure>> {
+        self.connected |= !matches!(
+            socket.state(),
+            tcp::State::Closed | tcp::State::SynSent | tcp::State::SynReceived
+        );
+        if self.written < self.request.len() && socket.may_send() {
+            self.written += socket
+                .send_slice(&self.request[self.written..])
+                .unwrap_or(0);
+        }
+        while socket.can_recv() && self.received.len() < self.wanted() {
+            let room = self.wanted() - self.received.len();
+            let received = &mut self.received;
+            let taken = socket.recv(|data| {
+                let taken = data.len().min(room);
+                received.extend_from_slice(&data[..taken]);
+                (taken, ())
+            });
+            if taken.is_err() {
+                break;
+            }
+        }
+        if self.length().is_some() && self.received.len() == self.wanted() {
+            return Some(Ok(&self.received[TCP_PREFIX_BYTES..]));
+        }
+        let closed = socket.state() == tcp::State::Closed || !socket.may_recv() && self.connected;
+        match (closed, self.connected) {
+            (false, _) => None,
+            (true, false) => Some(Err(DnsTcpFailure::Refused)),
+            (true, true) => Some(Err(DnsTcpFailure::ClosedEarly {
+                length: self.length(),
+                received: self.received.len().saturating_sub(TCP_PREFIX_BYTES),
+            })),
+        }
+    }
 }
 
 impl Query {
@@ -235,6 +415,9 @@ impl Query {
     /// in turn that has not failed, when the retransmission's wait since the last
     /// sending is over.
     fn due(&self, now_ns: u64) -> Option<usize> {
+        if self.tcp.is_some() {
+            return None;
+        }
         if self.ask_at_once.is_some() {
             return self.ask_at_once;
         }
@@ -257,20 +440,77 @@ impl Query {
         true
     }
 
-    /// Takes server `index`'s error code `rcode`: the server has failed; with none left
-    /// the code is the outcome. The next that has not failed is asked at once only if
-    /// the failed one was the last asked (or the one to be asked at once): a late error
-    /// from a server asked before leaves the turn of the one asked since as it was.
-    fn fail(&mut self, index: usize, rcode: u8) {
+    /// Takes server `index`'s failure, `why` (its error code, or its exchange over TCP's
+    /// failure): the server has failed; with none left `why` is the outcome. The next
+    /// that has not failed is asked at once only if the failed one was the last asked
+    /// (or the one to be asked at once): a late error from a server asked before leaves
+    /// the turn of the one asked since as it was.
+    fn fail(&mut self, index: usize, why: NetError) {
         self.servers[index].failed = true;
-        self.last_failure = Some(rcode);
+        self.last_failure = Some(why);
         let next = self.next_unfailed(index);
         if next.is_none() {
-            self.outcome = Some(Err(NetError::DnsServerError(rcode)));
+            self.outcome = Some(Err(why));
         }
         if index == self.asked || self.ask_at_once == Some(index) {
             self.ask_at_once = next;
         }
+    }
+
+    /// Moves the exchange over TCP on, if there is one: once the answer came it is the
+    /// outcome, or that server's failure (an error code, truncated again, not the
+    /// answer); a connection that closed without it, or 5 s gone, fails the server.
+    /// An exchange that ends gives its connection to `closing`.
+    fn exchange_over_tcp(
+        &mut self,
+        now_ns: u64,
+        sockets: &mut SocketSet<'static>,
+        closing: &mut Vec<SocketHandle>,
+    ) {
+        let Some(tcp) = &mut self.tcp else {
+            return;
+        };
+        let timed_out = now_ns.saturating_sub(tcp.started_ns) >= TCP_GIVE_UP_AFTER_NS;
+        let server = tcp.server;
+        let stepped = match tcp.socket {
+            Some(handle) => tcp.step(sockets.get_mut::<tcp::Socket>(handle)),
+            None => None,
+        };
+        let verdict = match stepped {
+            Some(Ok(answer)) => match read_answer(answer, &self.message) {
+                None => Err(NetError::DnsOverTcp(DnsTcpFailure::NotTheAnswer)),
+                Some(Err(why @ (NetError::DnsServerError(_) | NetError::DnsTruncated))) => Err(why),
+                Some(outcome) => Ok(outcome),
+            },
+            Some(Err(failure)) => Err(NetError::DnsOverTcp(failure)),
+            None if timed_out => Err(NetError::DnsOverTcp(DnsTcpFailure::TimedOut)),
+            None => return,
+        };
+        self.end_tcp(sockets, closing, verdict.is_ok());
+        match verdict {
+            Ok(outcome) => self.outcome = Some(outcome),
+            Err(why) => self.fail(server, why),
+        }
+    }
+
+    /// Ends the exchange over TCP, if there is one, giving its connection to `closing`:
+    /// closed in order after the answer came (`answered`), else reset.
+    fn end_tcp(
+        &mut self,
+        sockets: &mut SocketSet<'static>,
+        closing: &mut Vec<SocketHandle>,
+        answered: bool,
+    ) {
+        let Some(handle) = self.tcp.take().and_then(|tcp| tcp.socket) else {
+            return;
+        };
+        let socket = sockets.get_mut::<tcp::Socket>(handle);
+        if answered {
+            socket.close();
+        } else {
+            socket.abort();
+        }
+        closing.push(handle);
     }
 }
 
@@ -320,9 +560,51 @@ impl Resolver {
             .any(|q| q.socket.is_some() && q.port == port)
     }
 
-    /// The UDP sockets of queries under way.
+    /// The sockets of queries under way: UDP, and TCP for an exchange over TCP.
     pub(crate) fn sockets(&self) -> usize {
-        self.queries.iter().filter(|q| q.socket.is_some()).count()
+        let udp = self.queries.iter().filter(|q| q.socket.is_some());
+        let tcp = self.queries.iter().filter_map(|q| q.tcp.as_ref()?.socket);
+        udp.count() + tcp.count()
+    }
+
+    /// The ports queries go from: the block, or without one the dynamic range; their
+    /// exchanges over TCP go from a free one of them too.
+    pub(crate) fn port_range(&self) -> RangeInclusive<u16> {
+        self.ports.map_or(EPHEMERAL_PORTS, |ports| ports.range())
+    }
+
+    /// The exchanges over TCP waiting for the stack to open their connection: each
+    /// query's place, the server, and how many bytes the connection is to send (the
+    /// query with its length prefix). The stack answers each with
+    /// [`tcp_opened`](Self::tcp_opened) before the next [`poll`](Self::poll).
+    pub(crate) fn tcp_wanted(&self) -> Vec<(usize, Ipv4Addr, usize)> {
+        self.queries
+            .iter()
+            .enumerate()
+            .filter(|(_, query)| Arc::strong_count(&query.mark) > 1 && query.outcome.is_none())
+            .filter_map(|(slot, query)| {
+                let tcp = query.tcp.as_ref().filter(|tcp| tcp.socket.is_none())?;
+                Some((slot, query.servers[tcp.server].address, tcp.request.len()))
+            })
+            .collect()
+    }
+
+    /// Gives the exchange over TCP of the query at `slot` ([`tcp_wanted`](Self::tcp_wanted))
+    /// the connection the stack opened for it, or fails its server with why the stack
+    /// could open none.
+    pub(crate) fn tcp_opened(&mut self, slot: usize, opened: Result<SocketHandle, NetError>) {
+        let query = &mut self.queries[slot];
+        let Some(tcp) = &mut query.tcp else {
+            return;
+        };
+        match opened {
+            Ok(handle) => tcp.socket = Some(handle),
+            Err(why) => {
+                let server = tcp.server;
+                query.tcp = None;
+                query.fail(server, why);
+            }
+        }
     }
 
     /// The next random number.
@@ -334,13 +616,8 @@ impl Resolver {
     /// A free port of the block (or of the dynamic range without one), drawn at random:
     /// not one of `taken` (the stack's UDP sockets) nor another query's.
     fn draw_port(&mut self, taken: &[u16]) -> Option<u16> {
-        let (first, count) = match self.ports {
-            Some(ports) => (ports.first, u32::from(ports.count)),
-            None => (
-                *EPHEMERAL_PORTS.start(),
-                u32::from(*EPHEMERAL_PORTS.end() - *EPHEMERAL_PORTS.start()) + 1,
-            ),
-        };
+        let range = self.port_range();
+        let (first, count) = (*range.start(), u32::from(range.end() - range.start()) + 1);
         let offset = (self.next_random() % u64::from(count)) as u32;
         (0..count)
             .map(|step| first + ((offset + step) % count) as u16)
@@ -357,11 +634,12 @@ impl Resolver {
         servers: Vec<Ipv4Addr>,
         now_ns: u64,
         sockets: &mut SocketSet<'static>,
+        closing: &mut Vec<SocketHandle>,
         taken: &[u16],
     ) -> Result<DnsQuery, NetError> {
         let &server = servers.first().ok_or(NetError::NoDnsServer)?;
         let question = encode_name(name).ok_or(NetError::BadName)?;
-        self.reap_dropped(sockets);
+        self.reap_dropped(sockets, closing);
         if self.queries.len() >= MAX_QUERIES {
             return Err(NetError::TooManyQueries);
         }
@@ -391,17 +669,26 @@ impl Resolver {
             started_ns: now_ns,
             sent_ns: now_ns,
             retransmissions: 0,
+            tcp: None,
             outcome: None,
         });
         Ok(DnsQuery { mark: Some(mark) })
     }
 
-    /// Reads the answers the queries' sockets received, sends a query whose server
-    /// failed to the next at once, sends again the queries whose time came (each to its
-    /// next server) and gives up those past [`GIVE_UP_AFTER_NS`]; frees the slots of
-    /// dropped queries. A query with an outcome gives its socket (and port) back.
-    pub(crate) fn poll(&mut self, now_ns: u64, sockets: &mut SocketSet<'static>) {
-        self.reap_dropped(sockets);
+    /// Reads the answers the queries' sockets received (a truncated one starts an
+    /// exchange over TCP, whose connection the stack opens: [`tcp_wanted`](Self::tcp_wanted)),
+    /// moves the exchanges over TCP on, sends a query whose server failed to the next at
+    /// once, sends again the queries whose time came (each to its next server) and gives
+    /// up those past [`GIVE_UP_AFTER_NS`]; frees the slots of dropped queries. A query
+    /// with an outcome gives its UDP socket (and port) back, and its TCP connection to
+    /// `closing`.
+    pub(crate) fn poll(
+        &mut self,
+        now_ns: u64,
+        sockets: &mut SocketSet<'static>,
+        closing: &mut Vec<SocketHandle>,
+    ) {
+        self.reap_dropped(sockets, closing);
         for query in &mut self.queries {
             let Some(mut handle) = query.socket else {
                 continue;
@@ -419,15 +706,23 @@ impl Resolver {
                     {
                         query.ask_at_once = Some(from);
                     }
-                    Some(Err(NetError::DnsServerError(rcode))) => query.fail(from, rcode),
+                    Some(Err(why @ NetError::DnsServerError(_))) => query.fail(from, why),
+                    // Cut short: that server is asked over TCP, once (RFC 7766 5); a
+                    // truncated answer while it is asked over TCP is not read.
+                    Some(Err(NetError::DnsTruncated)) => {
+                        if query.tcp.is_none() {
+                            query.tcp = Some(TcpExchange::new(from, &query.message, now_ns));
+                        }
+                    }
                     outcome => query.outcome = outcome,
                 }
             }
             if query.outcome.is_none() {
+                query.exchange_over_tcp(now_ns, sockets, closing);
+            }
+            if query.outcome.is_none() && query.tcp.is_none() {
                 if now_ns.saturating_sub(query.started_ns) >= GIVE_UP_AFTER_NS {
-                    let outcome = query
-                        .last_failure
-                        .map_or(NetError::DnsTimeout, NetError::DnsServerError);
+                    let outcome = query.last_failure.unwrap_or(NetError::DnsTimeout);
                     query.outcome = Some(Err(outcome));
                 } else if let Some(next) = query.due(now_ns) {
                     // Each sending on a fresh socket of the query's port: the last one
@@ -449,6 +744,7 @@ impl Resolver {
             }
             query.socket = if query.outcome.is_some() {
                 sockets.remove(handle);
+                query.end_tcp(sockets, closing, false);
                 None
             } else {
                 Some(handle)
@@ -456,12 +752,20 @@ impl Resolver {
         }
     }
 
-    /// Ends the queries whose [`DnsQuery`] was dropped, freeing their sockets.
-    pub(crate) fn reap_dropped(&mut self, sockets: &mut SocketSet<'static>) {
-        self.queries.retain(|query| {
+    /// Ends the queries whose [`DnsQuery`] was dropped, freeing their sockets (a TCP
+    /// connection reset, given to `closing`).
+    pub(crate) fn reap_dropped(
+        &mut self,
+        sockets: &mut SocketSet<'static>,
+        closing: &mut Vec<SocketHandle>,
+    ) {
+        self.queries.retain_mut(|query| {
             let dropped = Arc::strong_count(&query.mark) == 1;
-            if dropped && let Some(handle) = query.socket {
-                sockets.remove(handle);
+            if dropped {
+                if let Some(handle) = query.socket {
+                    sockets.remove(handle);
+                }
+                query.end_tcp(sockets, closing, false);
             }
             !dropped
         });
@@ -609,10 +913,10 @@ impl<'a> Reader<'a> {
 }
 
 /// What `answer` says to the query `asked` (as [`query_message`] made it): the
-/// addresses, or why there are none (an error code without the question, too; cut short
-/// before any address, [`NetError::DnsTruncated`]). `None` when it is no answer to that
-/// query (another ID or question, not a response, another opcode) or malformed: it is
-/// ignored.
+/// addresses, or why there are none (an error code without the question, too; cut short,
+/// TC, [`NetError::DnsTruncated`], its records not read: RFC 2181 9). `None` when it is
+/// no answer to that query (another ID or question, not a response, another opcode) or
+/// malformed: it is ignored.
 fn read_answer(answer: &[u8], asked: &[u8]) -> Option<Result<Vec<Ipv4Addr>, NetError>> {
     let mut reader = Reader {
         message: answer,
@@ -651,17 +955,13 @@ fn read_answer(answer: &[u8], asked: &[u8]) -> Option<Result<Vec<Ipv4Addr>, NetE
         RCODE_NXDOMAIN => return Some(Err(NetError::NotResolved)),
         other => return Some(Err(NetError::DnsServerError(other))),
     }
+    if flags & FLAG_TRUNCATED != 0 {
+        return Some(Err(NetError::DnsTruncated));
+    }
     // Every record's owner, type and data (A: the address; CNAME: the name it gives).
-    let truncated = flags & FLAG_TRUNCATED != 0;
     let mut records = Vec::new();
     for _ in 0..answers {
-        match read_record(&mut reader) {
-            Some(Some(record)) => records.push(record),
-            Some(None) => {}
-            // A truncated answer ends where it was cut; the records before count.
-            None if truncated => break,
-            None => return None,
-        }
+        records.extend(read_record(&mut reader)?);
     }
     let mut chain = vec![asked_name];
     while chain.len() <= MAX_CNAME_HOPS {
@@ -685,7 +985,6 @@ fn read_answer(answer: &[u8], asked: &[u8]) -> Option<Result<Vec<Ipv4Addr>, NetE
         .collect();
     match addresses.is_empty() {
         false => Some(Ok(addresses)),
-        true if truncated => Some(Err(NetError::DnsTruncated)),
         true => Some(Err(NetError::NotResolved)),
     }
 }
@@ -913,7 +1212,7 @@ mod tests {
     }
 
     #[test]
-    fn malformed_answers_are_ignored_and_truncated_ones_give_the_addresses_they_hold() {
+    fn malformed_answers_are_ignored_and_truncated_ones_are_not_read() {
         let query = asked("a.test");
         let good = resource_record(&[0xC0, 12], TYPE_A, &[10, 0, 0, 7]);
         // Each malformed record as written at offset `at`.
@@ -950,22 +1249,23 @@ mod tests {
             let records = written_at(records_at(&query) as u8);
             let answer = response_to(&query, 0, 1, &records);
             assert_eq!(read_answer(&answer, &query), None, "{what}");
-            // Truncated (TC), a message counts by the records before the cut only.
-            let truncated = response_to(&query, FLAG_TRUNCATED, 1, &records);
-            assert_eq!(
-                read_answer(&truncated, &query),
-                Some(Err(NetError::DnsTruncated)),
-                "{what}, truncated"
-            );
+            // Truncated (TC), a message is not read, whatever it holds (RFC 2181 9: it
+            // may hold part of what was asked): the query is to be asked over TCP.
             let mut records = good.clone();
             records.extend(written_at((records_at(&query) + good.len()) as u8));
             let truncated = response_to(&query, FLAG_TRUNCATED, 2, &records);
             assert_eq!(
                 read_answer(&truncated, &query),
-                Some(Ok(vec![Ipv4Addr::new(10, 0, 0, 7)])),
+                Some(Err(NetError::DnsTruncated)),
                 "{what}, truncated after an address"
             );
         }
+        let truncated = response_to(&query, FLAG_TRUNCATED, 1, &good);
+        assert_eq!(
+            read_answer(&truncated, &query),
+            Some(Err(NetError::DnsTruncated)),
+            "a whole address, truncated"
+        );
         // A pointer loop in a CNAME's data (two pointers to each other) and a long
         // chain of pointers each one back: refused, not followed for ever.
         let at = records_at(&query) as u8;

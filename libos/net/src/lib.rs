@@ -79,7 +79,7 @@ pub mod wire;
 pub use core::net::Ipv4Addr;
 pub use cores::{Cores, attach_cores, serve_on_cores};
 pub use device::Counters;
-pub use dns::{DnsPorts, DnsQuery};
+pub use dns::{DnsPorts, DnsQuery, DnsTcpFailure};
 pub use owntcp::{NEIGHBOURS, OwnCounters};
 /// Our own TCP, for the ports [`Stack::serve_own`] serves with it.
 pub use rexo_tcp;

@@ -8,6 +8,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt;
 use core::net::Ipv4Addr;
+use core::ops::RangeInclusive;
 
 use rexo_api::device::PAIR_BROKEN;
 use rexo_api::{ApiError, DeviceError, Filter, Ipv4Config, Kernel, NetDevice, ReceiveSteering};
@@ -23,7 +24,7 @@ use smoltcp::wire::{
 
 use crate::cores::{ArpShare, WholeDevice};
 use crate::device::{Backlog, Counters, LentFrame, NicTx, Staging};
-use crate::dns::{DnsPorts, DnsQuery, Resolver};
+use crate::dns::{DnsPorts, DnsQuery, DnsTcpFailure, Resolver, TCP_RECEIVE_BYTES};
 use crate::lease::{DhcpClient, DhcpLease, LeaseShare};
 use crate::owntcp::{OwnCounters, OwnTcp};
 use crate::ping::PingSockets;
@@ -50,7 +51,7 @@ const UDP_HEADERS: usize = 14 + 20 + 8;
 
 /// Local ports of outgoing connections and, without a block of its own
 /// ([`Stack::set_dns_ports`]), of DNS queries (RFC 6335's dynamic range).
-pub(crate) const EPHEMERAL_PORTS: core::ops::RangeInclusive<u16> = 49152..=65535;
+pub(crate) const EPHEMERAL_PORTS: RangeInclusive<u16> = 49152..=65535;
 
 /// How often [`Stack::new`] polls while it waits for a DHCP lease.
 const DHCP_POLL_NS: u64 = 1_000_000;
@@ -191,9 +192,9 @@ pub enum NetError {
     /// No DNS server answered within 10 s (the query sent 4 times, to each server in
     /// turn).
     DnsTimeout,
-    /// Every DNS server asked answered with an error code, or none answered otherwise
-    /// within 10 s and one did: the last such code (RFC 1035 4.1.1: 1 format error, 2
-    /// server failure, 4 not implemented, 5 refused; 3, NXDOMAIN, is
+    /// Every DNS server asked failed, or none answered otherwise within 10 s and one
+    /// did, and the last to fail answered this error code (RFC 1035 4.1.1: 1 format
+    /// error, 2 server failure, 4 not implemented, 5 refused; 3, NXDOMAIN, is
     /// [`NetError::NotResolved`] when the answer holds the question, else this too). A
     /// server that answers one is not asked again; the next is, at once.
     DnsServerError(u8),
@@ -204,10 +205,14 @@ pub enum NetError {
         /// The next hop given up on.
         next_hop: Ipv4Addr,
     },
-    /// The DNS server's answer was cut short (TC: too long for a UDP datagram of the
-    /// size the query advertised) and what it kept holds no IPv4 address for the name;
-    /// the resolver does not ask again over TCP.
+    /// The DNS server's answer over TCP, asked for because its answer over UDP was cut
+    /// short (TC), was cut short too: that server failed so, as
+    /// [`NetError::DnsServerError`] says, and was the last to fail.
     DnsTruncated,
+    /// The exchange over TCP with the DNS server that answered truncated over UDP
+    /// failed, as the [`DnsTcpFailure`] says: that server failed so, as
+    /// [`NetError::DnsServerError`] says, and was the last to fail.
+    DnsOverTcp(DnsTcpFailure),
     /// Every resolver slot is busy with a query, or every port of the stack's DNS port
     /// block ([`Stack::set_dns_ports`]) is; finish one first.
     TooManyQueries,
@@ -267,9 +272,12 @@ impl fmt::Display for NetError {
                 f,
                 "{next_hop} answered no ARP request within 3 s (no host there): not sent"
             ),
-            Self::DnsTruncated => f.write_str(
-                "the DNS answer was cut short (truncated) before any IPv4 address, \
-                 and DNS over TCP is not supported",
+            Self::DnsTruncated => {
+                f.write_str("the DNS answer was cut short (truncated), over TCP too")
+            }
+            Self::DnsOverTcp(failure) => write!(
+                f,
+                "the DNS answer was cut short over UDP, and asking over TCP failed: {failure}"
             ),
             Self::TooManyQueries => f.write_str("every resolver slot or DNS port is busy"),
             Self::ForeignQuery => f.write_str("the DNS query belongs to another stack"),
@@ -720,7 +728,8 @@ impl Stack {
     /// Starts resolving `name` to IPv4 addresses: an A query to the DNS servers (up to
     /// 3 from a DHCP lease), sent again after 1, 2 and 4 s, each time to the next
     /// server, at once to the next after one that answered an error code, and given up
-    /// after 10 s (`dns.rs`); [`resolve_poll`](Self::resolve_poll)
+    /// after 10 s; a truncated answer has the query asked again over TCP, given up 5 s
+    /// later (`dns.rs`); [`resolve_poll`](Self::resolve_poll)
     /// gives the answer. At most 4 queries at once ([`NetError::TooManyQueries`]), each
     /// from its own port. On a stack of one queue pair only the servers whose answers
     /// the device puts on this pair are asked; [`NetError::RepliesToAnotherPair`] when
@@ -741,6 +750,7 @@ impl Stack {
             servers,
             self.now_ns,
             &mut self.sockets,
+            &mut self.closing,
             &self.udp.ports(),
         )
     }
@@ -762,7 +772,8 @@ impl Stack {
     /// [`DnsQuery`] dropped).
     pub fn resolve_cancel(&mut self, query: DnsQuery) {
         drop(query);
-        self.resolver.reap_dropped(&mut self.sockets);
+        self.resolver
+            .reap_dropped(&mut self.sockets, &mut self.closing);
     }
 
     /// The default router, once the interface has one.
@@ -1004,8 +1015,11 @@ impl Stack {
             }
         }
         // Answers received take their queries' sockets away before the sending rounds;
-        // queries whose time came are queued again for them.
-        self.resolver.poll(now_ns, &mut self.sockets);
+        // queries whose time came are queued again for them. A truncated answer the last
+        // poll read has its query asked over TCP, connecting now.
+        self.open_dns_connections();
+        self.resolver
+            .poll(now_ns, &mut self.sockets, &mut self.closing);
         // A datagram that waited for its next hop too long is dropped before smoltcp
         // tries it again, and each UDP socket is lent its next datagram in every round.
         let (local, gateway) = (self.address(), self.gateway);
@@ -1468,6 +1482,37 @@ impl Stack {
         remote: Endpoint,
         options: TcpOptions,
     ) -> Result<Connection, NetError> {
+        self.connect_from(EPHEMERAL_PORTS, remote, options)
+    }
+
+    /// Opens the connections the resolver wants for queries whose answer came truncated
+    /// (`dns.rs`), as [`connect`](Self::connect) opens one, from a port of the
+    /// resolver's own (its DNS port block, else the dynamic range), or fails that
+    /// server with why none could be opened.
+    fn open_dns_connections(&mut self) {
+        for (slot, server, request_bytes) in self.resolver.tcp_wanted() {
+            let options = TcpOptions {
+                receive_buffer: TCP_RECEIVE_BYTES,
+                send_buffer: request_bytes,
+                ..TcpOptions::default()
+            };
+            let server = Endpoint {
+                address: server,
+                port: 53,
+            };
+            let opened = self.connect_from(self.resolver.port_range(), server, options);
+            self.resolver
+                .tcp_opened(slot, opened.map(|connection| connection.0));
+        }
+    }
+
+    /// [`connect`](Self::connect) from a free local port of `ports`.
+    fn connect_from(
+        &mut self,
+        ports: RangeInclusive<u16>,
+        remote: Endpoint,
+        options: TcpOptions,
+    ) -> Result<Connection, NetError> {
         let Some(local) = self.address() else {
             return Err(NetError::NoAddress);
         };
@@ -1480,7 +1525,7 @@ impl Stack {
             return Err(NetError::Unreachable);
         }
         self.check_destination(local, to)?;
-        let port = self.ephemeral_port(remote)?;
+        let port = self.ephemeral_port(ports, remote)?;
         let mut socket = new_tcp_socket(&options);
         socket
             .connect(
@@ -1492,17 +1537,24 @@ impl Stack {
         Ok(Connection(self.sockets.add(socket)))
     }
 
-    /// A local port for an outgoing connection to `remote`, as RFC 6056's algorithm 3
-    /// picks one: from an offset in the dynamic range that a keyed hash of `remote`
-    /// gives (unguessable without the stack's seed, different for each peer), plus a
-    /// counter every port tried advances, so a peer sees the same port again only
-    /// after 16,384 tries. Ports a listener, our own TCP or any live TCP socket of the
+    /// A local port of `ports` (the dynamic range, or the resolver's DNS port block) for
+    /// an outgoing connection to `remote`, as RFC 6056's algorithm 3 picks one: from an
+    /// offset in the range that a keyed hash of `remote` gives (unguessable without the
+    /// stack's seed, different for each peer), plus a counter every port tried
+    /// advances, so a peer sees the same port again only after as many tries as the
+    /// range has ports (16,384 in the dynamic range; in a DNS port block, a stray
+    /// segment of an earlier exchange would carry another query's ID, which the
+    /// resolver refuses). Ports a listener, our own TCP or any live TCP socket of the
     /// stack uses are skipped (a SYN-ACK to a port our own TCP serves would be reset
     /// by it; a port still held by a connection to the same peer would repeat its
     /// four-tuple), and on one pair of a device that places flows by hash, ports whose
     /// replies would land on another pair ([`replies_to`](Self::replies_to)).
     /// [`NetError::NoFreePort`] when every port of the range is taken.
-    fn ephemeral_port(&mut self, remote: Endpoint) -> Result<u16, NetError> {
+    fn ephemeral_port(
+        &mut self,
+        ports: RangeInclusive<u16>,
+        remote: Endpoint,
+    ) -> Result<u16, NetError> {
         let mut used: Vec<u16> = self
             .sockets
             .iter()
@@ -1513,8 +1565,8 @@ impl Stack {
             .collect();
         used.sort_unstable();
         used.dedup();
-        let first = *EPHEMERAL_PORTS.start();
-        let count = u64::from(*EPHEMERAL_PORTS.end() - first) + 1;
+        let first = *ports.start();
+        let count = u64::from(*ports.end() - first) + 1;
         let peer = u64::from(remote.address.to_bits()) << 16 | u64::from(remote.port);
         let offset = mix(self.port_secret ^ peer);
         let local = self.address();
@@ -1583,8 +1635,9 @@ impl Stack {
     }
 
     /// Sockets the stack holds: listening, connecting, connected, closing, UDP, ping
-    /// and a running DHCP client's (the resolver's, one per query under way, are not
-    /// counted, nor is a DHCP client resting out of the sockets after a refused lease).
+    /// and a running DHCP client's (the resolver's, one per query under way and one per
+    /// exchange over TCP until it ends, then closing, are not counted, nor is a DHCP
+    /// client resting out of the sockets after a refused lease).
     pub fn sockets_in_use(&self) -> usize {
         // A ping socket is two of smoltcp's (`ping.rs`).
         self.sockets.iter().count() - self.resolver.sockets() - self.pings.open_count()

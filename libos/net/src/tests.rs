@@ -1561,19 +1561,267 @@ fn a_name_the_server_does_not_know_is_not_resolved_and_a_refusal_says_so() {
     );
 }
 
-/// An answer cut short (TC) with no address in what it kept ends the query at once
-/// with its own error: the resolver does not ask again over TCP. Before, it was ignored
-/// and the query timed out after 10 s.
-#[test]
-fn a_truncated_answer_without_an_address_ends_the_query_at_once() {
-    let (mut net, server, mut query, asked, resolver) = asking("big.test");
-    // TC (0x0200), no answer records.
-    let truncated = response_to(&asked, 0x0200, 0, &[]);
+/// How B, as a DNS server over TCP, answers the query it read (`reply` gets it without
+/// its length prefix): the bytes it writes, and whether it then closes at once.
+type TcpReply<'a> = &'a dyn Fn(&[u8]) -> (Vec<u8>, bool);
+
+/// What came of a query B answered truncated over UDP ([`truncated_then_over_tcp`]).
+struct OverTcp {
+    /// The outcome, if one came.
+    outcome: Option<Result<Vec<Ipv4Addr>, NetError>>,
+    /// When, after the truncated answer went.
+    at_ns: u64,
+    /// What B read over TCP.
+    request: Vec<u8>,
+    /// The pair.
+    net: Net,
+    /// B's end of the connection, if B accepted one and did not close it.
+    b_end: Option<Connection>,
+}
+
+/// What A's resolver makes of "rexo.test" when B answers its query over UDP truncated
+/// (TC, holding the address 10.0.0.7 only), B listening on TCP port 53 when `listen`
+/// and answering the query it reads there as `reply` says; A's queries from `block`,
+/// if given. Steps of 1 ms for up to 7 s.
+fn truncated_then_over_tcp(
+    block: Option<crate::DnsPorts>,
+    listen: bool,
+    reply: TcpReply<'_>,
+) -> OverTcp {
+    let mut net = Net::new(256, 0);
+    let server = net.b.udp_bind(53, UdpOptions::default()).unwrap();
+    if let Some(block) = block {
+        net.a.set_dns_ports(block);
+    }
+    let mut query = net.a.resolve_start("rexo.test").unwrap();
+    let mut buffer = [0u8; 1500];
+    let (len, resolver) = (0..50)
+        .find_map(|_| {
+            net.step();
+            net.b.recv_from(&server, &mut buffer)
+        })
+        .expect("no query");
+    let asked = buffer[..len].to_vec();
+    let listener = listen.then(|| net.b.listen(53, 4, TcpOptions::default()).unwrap());
+    let part = resource_record(&[0xC0, 12], TYPE_A, &[10, 0, 0, 7]);
+    let truncated = response_to(&asked, 0x0200, 1, &part);
     net.b.send_to(&server, &truncated, resolver).unwrap();
-    assert_eq!(
-        resolver_result(&mut net, &mut query),
-        Some(Err(NetError::DnsTruncated))
+    let started_ns = net.now_ns;
+    let (mut connection, mut request, mut replied) = (None, Vec::new(), false);
+    loop {
+        net.step();
+        net.now_ns += 900_000;
+        if let Some(listener) = &listener
+            && connection.is_none()
+            && !replied
+        {
+            connection = net.b.accept(listener);
+        }
+        if let Some(open) = &connection {
+            if let Ok(len) = net.b.read(open, &mut buffer) {
+                request.extend_from_slice(&buffer[..len]);
+            }
+            let length = request
+                .get(..2)
+                .map(|p| 2 + usize::from(u16::from_be_bytes([p[0], p[1]])));
+            if !replied && length == Some(request.len()) {
+                replied = true;
+                let (bytes, close) = reply(&request[2..]);
+                assert_eq!(net.b.write(open, &bytes), Ok(bytes.len()));
+                if close {
+                    net.b.close(connection.take().unwrap());
+                }
+            }
+        }
+        let outcome = net.a.resolve_poll(&mut query);
+        if outcome.is_some() || net.now_ns - started_ns >= 7_000_000_000 {
+            return OverTcp {
+                outcome,
+                at_ns: net.now_ns - started_ns,
+                request,
+                net,
+                b_end: connection,
+            };
+        }
+    }
+}
+
+/// `answer` as a message over TCP: its length, then it.
+fn with_length(answer: &[u8]) -> Vec<u8> {
+    let mut message = (answer.len() as u16).to_be_bytes().to_vec();
+    message.extend_from_slice(answer);
+    message
+}
+
+/// An answer cut short (TC) is not read (RFC 2181 9): the server is asked the same
+/// query over TCP (RFC 7766 5), with its length first (RFC 1035 4.2.2), from a port of
+/// the stack's DNS block, which that block's TCP filter takes the answers to; the
+/// whole answer over TCP is the outcome, and no more queries go over UDP meanwhile. The
+/// connection then closes and its socket goes. Before, the truncated answer's one
+/// address was the outcome (with none, `DnsTruncated`) and nothing went over TCP.
+#[test]
+fn a_truncated_answer_is_asked_again_over_tcp_and_the_whole_answer_counts() {
+    const MS: u64 = 1_000_000;
+    let whole = [Ipv4Addr::new(10, 0, 0, 7), Ipv4Addr::new(10, 0, 0, 8)];
+    let table: &[(&str, &[Ipv4Addr])] = &[("rexo.test", &whole)];
+    let block = crate::DnsPorts::new(49216, 64).unwrap();
+    let answer = |query: &[u8]| {
+        let answer = crate::dnsserver::answer(query, table).unwrap();
+        (with_length(&answer), false)
+    };
+    let OverTcp {
+        outcome,
+        at_ns,
+        request,
+        mut net,
+        b_end,
+    } = truncated_then_over_tcp(Some(block), true, &answer);
+    assert_eq!(outcome, Some(Ok(whole.to_vec())));
+    assert!(at_ns < 100 * MS, "answered at {at_ns} ns");
+    // The same query (its ID, its question, its OPT record) after its length.
+    let (queries, _) = dns_frames(&net.seen);
+    assert_eq!(queries.len(), 1, "asked over UDP once");
+    assert_eq!(request, with_length(&queries[0][42..]));
+    // Every segment of the exchange: A's from a port of the block to port 53, which the
+    // block's TCP filter lets it send; B's, which the filter takes.
+    let filter = rexo_api::Filter::parse(&block.tcp_filter(A)).unwrap();
+    let tcp = |f: &&Vec<u8>| f.len() >= 54 && f[12..14] == [8, 0] && f[23] == 6;
+    let (to_b, to_a): (Vec<&Vec<u8>>, Vec<&Vec<u8>>) = net
+        .seen
+        .iter()
+        .filter(tcp)
+        .partition(|f| f[36..38] == [0, 53]);
+    assert!(
+        to_b.len() >= 2 && to_a.len() >= 2,
+        "{} {}",
+        to_b.len(),
+        to_a.len()
     );
+    for segment in &to_b {
+        let port = u16::from_be_bytes([segment[34], segment[35]]);
+        assert!(
+            block.first() <= port && port < block.first() + block.count(),
+            "{port}"
+        );
+        assert!(
+            filter.transmit_rule().matches(segment),
+            "a segment the kernel would withdraw"
+        );
+    }
+    for segment in &to_a {
+        assert!(
+            filter.matches(segment),
+            "a segment the filter would not take"
+        );
+    }
+    // A closes its end in order; once B closes its own, A's socket is gone.
+    let b_end = b_end.expect("B's end");
+    let mut buffer = [0u8; 16];
+    for _ in 0..50 {
+        net.step();
+    }
+    assert_eq!(net.b.read(&b_end, &mut buffer), Err(NetError::Closed));
+    assert_eq!(net.a.closing_sockets(), 1);
+    net.b.close(b_end);
+    for _ in 0..50 {
+        net.step();
+    }
+    assert_eq!(net.a.closing_sockets(), 0);
+    assert_eq!(net.a.sockets_in_use(), 0);
+}
+/// A bad exchange over TCP fails the server, with an error that says what went wrong:
+/// an answer with another ID or question, a length prefix longer than what came before
+/// the server closed, a server that closed before answering or refused the connection,
+/// an answer truncated again or an error code, and a server silent for 5 s. With one
+/// server that failure is the outcome. Before, nothing went over TCP: the truncated
+/// answer's address was the outcome.
+#[test]
+fn a_bad_exchange_over_tcp_fails_with_what_went_wrong() {
+    use crate::DnsTcpFailure::{ClosedEarly, NotTheAnswer, Refused, TimedOut};
+    const MS: u64 = 1_000_000;
+    let table: &[(&str, &[Ipv4Addr])] = &[("rexo.test", &[Ipv4Addr::new(10, 0, 0, 7)])];
+    let whole = |query: &[u8]| crate::dnsserver::answer(query, table).unwrap();
+    let other_id = |query: &[u8]| {
+        let mut answer = whole(query);
+        answer[1] ^= 1;
+        (with_length(&answer), false)
+    };
+    let other_question = |query: &[u8]| {
+        let mut answer = whole(query);
+        answer[13] = b'x';
+        (with_length(&answer), false)
+    };
+    let longer_prefix = |query: &[u8]| {
+        let answer = whole(query);
+        let mut bytes = with_length(&answer);
+        bytes[..2].copy_from_slice(&(answer.len() as u16 + 10).to_be_bytes());
+        (bytes, true)
+    };
+    let closes = |_: &[u8]| (Vec::new(), true);
+    let truncated_again = |query: &[u8]| (with_length(&response_to(query, 0x0200, 0, &[])), false);
+    let server_failure = |query: &[u8]| (with_length(&response_to(query, 2, 0, &[])), false);
+    let silent = |_: &[u8]| (Vec::new(), false);
+    // The answer copies the question, not the OPT record.
+    let length = whole(&dns_query(&[b"rexo", b"test"])).len() as u16;
+    let cases: [(&str, bool, TcpReply<'_>, NetError); 8] = [
+        (
+            "another ID",
+            true,
+            &other_id,
+            NetError::DnsOverTcp(NotTheAnswer),
+        ),
+        (
+            "another question",
+            true,
+            &other_question,
+            NetError::DnsOverTcp(NotTheAnswer),
+        ),
+        (
+            "a length past the data",
+            true,
+            &longer_prefix,
+            NetError::DnsOverTcp(ClosedEarly {
+                length: Some(length + 10),
+                received: usize::from(length),
+            }),
+        ),
+        (
+            "closed unanswered",
+            true,
+            &closes,
+            NetError::DnsOverTcp(ClosedEarly {
+                length: None,
+                received: 0,
+            }),
+        ),
+        ("no listener", false, &silent, NetError::DnsOverTcp(Refused)),
+        (
+            "truncated again",
+            true,
+            &truncated_again,
+            NetError::DnsTruncated,
+        ),
+        (
+            "server failure",
+            true,
+            &server_failure,
+            NetError::DnsServerError(2),
+        ),
+        ("silent", true, &silent, NetError::DnsOverTcp(TimedOut)),
+    ];
+    for (what, listen, reply, error) in cases {
+        let over_tcp = truncated_then_over_tcp(None, listen, reply);
+        assert_eq!(over_tcp.outcome, Some(Err(error)), "{what}");
+        let at_ms = over_tcp.at_ns / MS;
+        match error {
+            NetError::DnsOverTcp(TimedOut) => assert_eq!(at_ms / 100, 50, "{what}: {at_ms} ms"),
+            _ => assert!(at_ms < 100, "{what}: {at_ms} ms"),
+        }
+        assert_eq!(
+            over_tcp.net.a.sockets_in_use(),
+            over_tcp.net.a.closing_sockets()
+        );
+    }
 }
 
 /// A server that answers FORMERR to a query carrying the EDNS(0) OPT record, as RFC
