@@ -19,10 +19,13 @@
 //! (QTYPE A, QCLASS IN, the name as the caller spelt it) and an EDNS(0) OPT record
 //! saying the resolver takes answers of up to 1232 bytes (RFC 6891), not RFC 1035's
 //! 512, so that fewer come truncated; a server that answers it FORMERR, as one without
-//! EDNS does (RFC 6891 7), is asked again at once without it, as are the query's later
-//! sendings (RFC 6891 6.2.2), and only FORMERR to that is its failure. It is sent at
-//! once, again after 1, 2 and 4 more seconds, and given up 10 s after it started
-//! ([`NetError::DnsTimeout`]). With several servers each sending goes to the next
+//! EDNS does (RFC 6891 7), is asked again at once without it, and only FORMERR to that
+//! is its failure. The resolver remembers such a server (RFC 6891 6.2.2: a requestor
+//! may record that a server does not speak EDNS) for 15 minutes, or until its list of
+//! servers changes (a new lease or configuration): every query meanwhile goes to it
+//! without the OPT record, and to the others with it, costing no round trip more. A
+//! query is sent at once, again after 1, 2 and 4 more seconds, and given up 10 s after
+//! it started ([`NetError::DnsTimeout`]). With several servers each sending goes to the next
 //! (the first server, then the second after 1 s, ...), so a server that does not
 //! answer costs a second, not the query. An answer counts from any server the query
 //! was sent to, port 53, to the query's port, with its ID, QR set, opcode 0 and the
@@ -132,6 +135,11 @@ const TCP_GIVE_UP_AFTER_NS: u64 = 5_000_000_000;
 /// comes, so it bounds the window, not the answer (up to 65,535 bytes, the most its
 /// length prefix says).
 pub(crate) const TCP_RECEIVE_BYTES: usize = 4096;
+/// How long the resolver remembers that a server answered FORMERR to the OPT record
+/// (RFC 6891 6.2.2), asking it without one meanwhile: as long as Unbound keeps what it
+/// learnt of a server (`infra-host-ttl`, 900 s), so that a server whose software was
+/// upgraded is asked with EDNS again within a quarter of an hour.
+const PLAIN_SERVER_KEPT_NS: u64 = 15 * 60 * 1_000_000_000;
 /// The length prefix before a message over TCP (RFC 1035 4.2.2).
 const TCP_PREFIX_BYTES: usize = 2;
 /// Stirred into the stack's seed for the resolver's IDs and ports, so that they differ
@@ -273,8 +281,10 @@ struct Query {
     /// Why the last server that failed did (its error code, or its exchange over TCP's
     /// failure), if one did.
     last_failure: Option<NetError>,
-    /// The message sent (and sent again).
+    /// The message sent (and sent again), with the OPT record.
     message: Vec<u8>,
+    /// The message sent to a server that does not speak EDNS: without the OPT record.
+    plain: Vec<u8>,
     /// The local port it goes from.
     port: u16,
     /// Its UDP socket, until it has an outcome.
@@ -298,6 +308,9 @@ struct QueryServer {
     address: Ipv4Addr,
     /// Whether the query was sent to it: its answers count from then on.
     sent: bool,
+    /// Whether it goes to it without the OPT record: the resolver remembered it does
+    /// not speak EDNS when the query started, or it answered FORMERR to the record.
+    plain: bool,
     /// Whether it answered an error code (but NXDOMAIN), or its exchange over TCP
     /// failed: it is not asked again, and its later answers do not count.
     failed: bool,
@@ -428,16 +441,13 @@ impl Query {
         self.next_unfailed(self.asked)
     }
 
-    /// Drops the OPT record from the message, if it has one (a server answered FORMERR
-    /// to it, as one that does not implement EDNS does, RFC 6891 7); says whether it
-    /// had one. Later sendings go without it (RFC 6891 6.2.2).
-    fn without_opt_record(&mut self) -> bool {
-        if self.message[10..12] != [0, 1] {
-            return false;
+    /// The message sent to server `index`: without the OPT record if it does not speak
+    /// EDNS.
+    fn message_to(&self, index: usize) -> &[u8] {
+        match self.servers[index].plain {
+            true => &self.plain,
+            false => &self.message,
         }
-        self.message.truncate(self.message.len() - OPT_RECORD.len());
-        self.message[10..12].copy_from_slice(&[0, 0]);
-        true
     }
 
     /// Takes server `index`'s failure, `why` (its error code, or its exchange over TCP's
@@ -524,6 +534,10 @@ pub(crate) struct Resolver {
     random: u64,
     /// Queries started and not yet taken, cancelled or dropped.
     queries: Vec<Query>,
+    /// Servers that answered FORMERR to the OPT record, as one that does not speak
+    /// EDNS does, each with when that is forgotten ([`PLAIN_SERVER_KEPT_NS`] later):
+    /// queries go to them without it. Only servers of `servers` are kept.
+    plain_servers: Vec<(Ipv4Addr, u64)>,
 }
 
 impl Resolver {
@@ -534,13 +548,40 @@ impl Resolver {
             ports: None,
             random: mix(seed ^ RESOLVER_STIR),
             queries: Vec::new(),
+            plain_servers: Vec::new(),
         }
     }
 
     /// Points the resolver at the first [`MAX_SERVERS`] of `servers` (none: resolving
     /// says [`NetError::NoDnsServer`]). Queries under way keep the servers they ask.
+    /// Another list than the one it had (a new lease or configuration) forgets which
+    /// servers do not speak EDNS; the same list (a lease renewed) keeps that.
     pub(crate) fn set_servers(&mut self, servers: &[Ipv4Addr]) {
-        self.servers = servers.iter().copied().take(MAX_SERVERS).collect();
+        let servers: Vec<Ipv4Addr> = servers.iter().copied().take(MAX_SERVERS).collect();
+        if servers != self.servers {
+            self.plain_servers.clear();
+        }
+        self.servers = servers;
+    }
+
+    /// Whether queries go to `server` without the OPT record at `now_ns`: it answered
+    /// FORMERR to one less than [`PLAIN_SERVER_KEPT_NS`] ago.
+    fn speaks_plain(&self, server: Ipv4Addr, now_ns: u64) -> bool {
+        self.plain_servers
+            .iter()
+            .any(|&(plain, until_ns)| plain == server && now_ns < until_ns)
+    }
+
+    /// Remembers from `now_ns` that `server` answered FORMERR to the OPT record, if it is
+    /// one of the resolver's servers (a query under way may ask one it no longer has).
+    fn remember_plain(&mut self, server: Ipv4Addr, now_ns: u64) {
+        if !self.servers.contains(&server) {
+            return;
+        }
+        self.plain_servers
+            .retain(|&(plain, until_ns)| plain != server && now_ns < until_ns);
+        self.plain_servers
+            .push((server, now_ns + PLAIN_SERVER_KEPT_NS));
     }
 
     /// The servers queries go to, in turn.
@@ -646,7 +687,11 @@ impl Resolver {
         let port = self.draw_port(taken).ok_or(NetError::TooManyQueries)?;
         let id = self.next_random() as u16;
         let message = query_message(id, &question);
-        let socket = sending(port, server, &message)?;
+        let mut plain = message[..message.len() - OPT_RECORD.len()].to_vec();
+        // No additional record.
+        plain[10..12].copy_from_slice(&[0, 0]);
+        let first_plain = self.speaks_plain(server, now_ns);
+        let socket = sending(port, server, if first_plain { &plain } else { &message })?;
         let mark = Arc::new(());
         let servers = servers
             .into_iter()
@@ -655,6 +700,7 @@ impl Resolver {
                 address,
                 sent: index == 0,
                 failed: false,
+                plain: self.speaks_plain(address, now_ns),
             })
             .collect();
         self.queries.push(Query {
@@ -664,6 +710,7 @@ impl Resolver {
             ask_at_once: None,
             last_failure: None,
             message,
+            plain,
             port,
             socket: Some(sockets.add(socket)),
             started_ns: now_ns,
@@ -689,6 +736,7 @@ impl Resolver {
         closing: &mut Vec<SocketHandle>,
     ) {
         self.reap_dropped(sockets, closing);
+        let mut learnt_plain = Vec::new();
         for query in &mut self.queries {
             let Some(mut handle) = query.socket else {
                 continue;
@@ -701,9 +749,13 @@ impl Resolver {
                     continue;
                 };
                 match read_answer(datagram, &query.message) {
+                    // Sent the OPT record, answered FORMERR: asked again at once
+                    // without it (RFC 6891 7), and remembered.
                     Some(Err(NetError::DnsServerError(RCODE_FORMERR)))
-                        if query.without_opt_record() =>
+                        if !query.servers[from].plain =>
                     {
+                        query.servers[from].plain = true;
+                        learnt_plain.push(query.servers[from].address);
                         query.ask_at_once = Some(from);
                     }
                     Some(Err(why @ NetError::DnsServerError(_))) => query.fail(from, why),
@@ -711,7 +763,8 @@ impl Resolver {
                     // truncated answer while it is asked over TCP is not read.
                     Some(Err(NetError::DnsTruncated)) => {
                         if query.tcp.is_none() {
-                            query.tcp = Some(TcpExchange::new(from, &query.message, now_ns));
+                            let message = query.message_to(from);
+                            query.tcp = Some(TcpExchange::new(from, message, now_ns));
                         }
                     }
                     outcome => query.outcome = outcome,
@@ -730,7 +783,7 @@ impl Resolver {
                     // that is down), which would hold the next one up. One that cannot
                     // be sent is tried again at the next poll.
                     let server = query.servers[next].address;
-                    if let Ok(fresh) = sending(query.port, server, &query.message) {
+                    if let Ok(fresh) = sending(query.port, server, query.message_to(next)) {
                         sockets.remove(handle);
                         handle = sockets.add(fresh);
                         query.servers[next].sent = true;
@@ -749,6 +802,9 @@ impl Resolver {
             } else {
                 Some(handle)
             };
+        }
+        for server in learnt_plain {
+            self.remember_plain(server, now_ns);
         }
     }
 

@@ -1858,6 +1858,67 @@ fn a_server_answering_formerr_to_the_opt_record_is_asked_again_without_it() {
     }
 }
 
+/// A server that answered FORMERR to the OPT record is remembered not to speak EDNS
+/// (RFC 6891 6.2.2) for 15 minutes: the next queries go to it without the record, at
+/// once, costing no FORMERR round trip; a lease renewed with the same servers keeps
+/// that, and so does a query to another server, which still carries the record. Then,
+/// or once the servers change, it is asked with EDNS again. Before, every query went
+/// with the record first, and each paid a FORMERR.
+#[test]
+fn a_server_that_answered_formerr_to_the_opt_record_is_asked_without_it_for_15_minutes() {
+    const MINUTE: u64 = 60_000_000_000;
+    let address = Ipv4Addr::new(10, 0, 0, 7);
+    let table: &[(&str, &[Ipv4Addr])] = &[("rexo.test", &[address])];
+    let mut net = Net::new(256, 0);
+    let server = net.b.udp_bind(53, UdpOptions::default()).unwrap();
+    // Resolves "rexo.test" through B, which answers FORMERR to every query carrying the
+    // OPT record: whether the first sending carried it, and how many sendings B got.
+    let ask = |net: &mut Net| {
+        let mut query = net.a.resolve_start("rexo.test").unwrap();
+        let mut buffer = [0u8; 512];
+        let mut with_opt = Vec::new();
+        for _ in 0..100 {
+            net.step();
+            while let Some((len, from)) = net.b.recv_from(&server, &mut buffer) {
+                let message = &buffer[..len];
+                with_opt.push(message[10..12] == [0, 1]);
+                let reply = match with_opt[with_opt.len() - 1] {
+                    true => response_to(message, 1, 0, &[]),
+                    false => crate::dnsserver::answer(message, table).unwrap(),
+                };
+                net.b.send_to(&server, &reply, from).unwrap();
+            }
+            if let Some(outcome) = net.a.resolve_poll(&mut query) {
+                assert_eq!(outcome, Ok(vec![address]));
+                return (with_opt[0], with_opt.len());
+            }
+        }
+        panic!("no answer");
+    };
+    assert_eq!(
+        ask(&mut net),
+        (true, 2),
+        "the first query: FORMERR, then plain"
+    );
+    assert_eq!(ask(&mut net), (false, 1), "the next goes plain at once");
+    // The stack's clock is the last poll's: a step after each jump.
+    net.now_ns += 14 * MINUTE;
+    net.step();
+    net.a.set_dns_servers(&[B]);
+    assert_eq!(
+        ask(&mut net),
+        (false, 1),
+        "14 minutes on, the lease renewed"
+    );
+    net.now_ns += MINUTE;
+    net.step();
+    assert_eq!(ask(&mut net), (true, 2), "15 minutes on: EDNS again");
+    assert_eq!(ask(&mut net), (false, 1), "remembered again");
+    // Other servers (B still first): B is asked with EDNS again.
+    net.a.set_dns_servers(&[B, C.0]);
+    assert_eq!(ask(&mut net), (true, 2), "the servers changed");
+}
+
 /// The made-up MAC spoofed frames come from.
 const SPOOFER: [u8; 6] = [2, 0, 0, 0, 0, 0x66];
 
