@@ -46,7 +46,8 @@ impl Cores {
 /// per pair: with DHCP the lease is taken once over the whole interface (every receive
 /// queue polled, wherever the server's answer lands), then every stack is configured
 /// with its address and every DNS server it names, and pair 0's stack runs the DHCP
-/// client on: the server's answers reach it from whichever pair they land on, and every
+/// client on, starting from the counters of the stack that took the lease (the leases
+/// it refused, the frames it moved): the server's answers reach it from whichever pair they land on, and every
 /// stack takes each lease it renews or learns again, or drops the address when the
 /// lease is lost ([`crate::Counters::dhcp_leases_lost`]); with
 /// `ip=` every stack has that address, and each answers ARP and ping for what its pair
@@ -138,28 +139,19 @@ fn per_pair(
     dhcp_timeout_ns: u64,
 ) -> Result<Cores, NetError> {
     let config = Config::from_kernel(kernel, dhcp_timeout_ns);
-    let (lease, fixed, dns_servers, dhcp_client) = match config {
-        Config::Static { .. } => (lease, config, Vec::new(), None),
+    let random = &mut || kernel.random_u64();
+    let (whole, stacks) = match config {
+        Config::Static { .. } => {
+            let whole = Arc::new(WholeDevice::new(lease));
+            let now_ns = kernel.now_ns();
+            let stacks = stacks_of_pairs(handles, config, &[], &whole, None, now_ns, random)?;
+            (whole, stacks)
+        }
         Config::Dhcp { .. } => {
-            let mut leased = Stack::new(kernel, lease, 0, config)?;
-            let dhcp_client = leased.take_dhcp_client();
-            let (lease, leased, dns_servers) = leased.into_parts();
-            let fixed = leased.ok_or(NetError::NoAddress)?;
-            (lease, fixed, dns_servers, dhcp_client)
+            let leased = Stack::new(kernel, lease, 0, config)?;
+            stacks_after_lease(leased, handles, kernel.now_ns(), random)?
         }
     };
-    let whole = Arc::new(WholeDevice::new(lease));
-    let now_ns = kernel.now_ns();
-    let random = &mut || kernel.random_u64();
-    let stacks = stacks_of_pairs(
-        handles,
-        fixed,
-        &dns_servers,
-        &whole,
-        dhcp_client,
-        now_ns,
-        random,
-    )?;
     let predictable = stacks.iter().filter_map(Stack::predictable_seed);
     if let Some(error) = predictable.clone().next() {
         crate::stack::warn_predictable_seed(kernel, error, predictable.count());
@@ -170,6 +162,39 @@ fn per_pair(
         config,
         _lease: Some(whole),
     })
+}
+
+/// A stack per handle (handle `i` is pair `i`, its clock at `now_ns`, seeded by draws of
+/// `random`) after `leased`, the stack that took a DHCP lease over the whole interface:
+/// each with the address leased and every DNS server the lease named, pair 0's running
+/// `leased`'s DHCP client on and starting from its counters (the leases it refused, the
+/// frames it moved while it leased), which would otherwise be lost with it; with the
+/// whole interface, shared ([`stacks_of_pairs`]). [`NetError::NoAddress`] when `leased`
+/// has no address.
+pub(crate) fn stacks_after_lease(
+    mut leased: Stack,
+    handles: Vec<Box<dyn NetDevice>>,
+    now_ns: u64,
+    random: &mut dyn FnMut() -> Result<u64, ApiError>,
+) -> Result<(Arc<WholeDevice>, Vec<Stack>), NetError> {
+    let dhcp_client = leased.take_dhcp_client();
+    let counters = leased.counters();
+    let (lease, config, dns_servers) = leased.into_parts();
+    let config = config.ok_or(NetError::NoAddress)?;
+    let whole = Arc::new(WholeDevice::new(lease));
+    let mut stacks = stacks_of_pairs(
+        handles,
+        config,
+        &dns_servers,
+        &whole,
+        dhcp_client,
+        now_ns,
+        random,
+    )?;
+    if let Some(renewer) = stacks.get_mut(RENEWER_PAIR) {
+        renewer.carry_counters(counters);
+    }
+    Ok((whole, stacks))
 }
 
 /// A stack per handle (handle `i` is pair `i`), its clock at `now_ns`, each with the

@@ -852,6 +852,13 @@ impl Stack {
         self.counters
     }
 
+    /// Adds `earlier` to the counters: what the stack that took the DHCP lease over the
+    /// whole interface counted before the stacks of its queue pairs took over
+    /// ([`crate::attach_cores`]).
+    pub(crate) fn carry_counters(&mut self, earlier: Counters) {
+        self.counters += earlier;
+    }
+
     /// Arms the NIC so that the next frame on any of its receive queues wakes core
     /// `core` from `Kernel::sleep_ns` (`None` disarms them): call it before every nap,
     /// since a wake is one-shot (`NetDevice::wake_on_receive`). `Unsupported` for a NIC
