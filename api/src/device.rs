@@ -418,7 +418,9 @@ pub struct NetInfo {
     pub max_frame: usize,
     /// Receive/transmit queue pairs.
     pub queues: usize,
-    /// Whether the link is up.
+    /// Whether the link is up: as the driver reads it at each call, but through an
+    /// app's lease as it was when the lease began (the registry answers `info` from a
+    /// snapshot, without a lock), so a link lost later does not show here.
     pub link_up: bool,
     /// Whether the device computes the TCP and UDP checksums of IPv4 frames sent with
     /// [`NetDevice::transmit_offloaded`].

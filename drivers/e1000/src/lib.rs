@@ -25,7 +25,10 @@
 //! that finds it holding frames for 2 s with the link down has the device reset the same
 //! way to drop them (counted as a link loss, not a hang), and until a send finds the
 //! link up again every send drops its frame (counted) instead of queueing it, so the
-//! ring never stalls and the device is not reset again while the cable is out.
+//! ring never stalls and the device is not reset again while the cable is out. A
+//! receive that finds nothing looks at the link every 100 ms, so a loss while nothing
+//! is queued is counted and logged too: every loss after a look found the link up,
+//! once, whichever pair or path finds it.
 //!
 //! [`PAIR_BROKEN`]: rexo_api::device::PAIR_BROKEN
 #![cfg_attr(target_os = "none", no_std)]
@@ -79,6 +82,11 @@ const EEPROM_TIMEOUT_MS: u64 = 10;
 /// six times the slowest honest drain and frees a stuck interface well before TCP's
 /// retransmissions give up.
 const TX_HANG_TIMEOUT_MS: u64 = 2_000;
+/// How often a receive that finds nothing looks at the link (STATUS.LU), so that a link
+/// lost while nothing is queued is counted: ten register reads a second on an idle
+/// interface, none while frames come. A loss shorter than this may go unseen (the
+/// driver polls; the link-change interrupt cause shares ICR, which the wake-ups clear).
+const LINK_LOOK_MS: u64 = 100;
 /// Every call's answer once the device did not come back from a reset.
 const GIVEN_UP: DeviceError =
     DeviceError::Failed("e1000: the device did not come back from a reset (given up)");
@@ -312,11 +320,54 @@ struct Link {
     /// first send that finds it up again (STATUS.LU): until then every send reads
     /// STATUS and drops its frame rather than queue it where it would stall.
     down: AtomicBool,
-    /// Times a look found the link down with frames held.
+    /// Whether the last look at STATUS.LU found the link up (not before a look did).
+    up: AtomicBool,
+    /// When a receive that finds nothing may look at STATUS.LU again (0: at once).
+    next_look_ns: AtomicU64,
+    /// Times a look found the link down after one found it up, whether frames were
+    /// held or not ([`Link::saw`]).
     losses: AtomicU64,
     /// Frames dropped for want of a link: those held when it was found down (lost to
     /// the reset that flushes them) and those sent while it was down.
     dropped: AtomicU64,
+}
+
+impl Link {
+    /// Takes what a look at STATUS.LU found, `up`: the link found down after a look
+    /// found it up is a loss, counted and logged (with how it was found, `how`, and
+    /// `queue`); found up again after a loss, that is logged too. Whichever pair or
+    /// path looks first counts a loss, once.
+    fn saw(&self, up: bool, queue: usize, how: &str) {
+        if self.up.swap(up, Ordering::AcqRel) == up {
+            return;
+        }
+        if up {
+            if self.losses.load(Ordering::Relaxed) > 0 {
+                log::info!("e1000: queue {queue}: link up again ({how})");
+            }
+            return;
+        }
+        let losses = self.losses.fetch_add(1, Ordering::Relaxed) + 1;
+        log::warn!("e1000: queue {queue}: link down ({how}; lost {losses} time(s) since start)");
+    }
+
+    /// Has a receive on `queue` that found nothing look at STATUS.LU through `regs`
+    /// at `now_ns`, if [`LINK_LOOK_MS`] passed since such a look (one pair looks then):
+    /// a link lost while nothing is queued, which no send notices, is counted too.
+    /// A receive that found frames needs no look: they came over the link.
+    fn look(&self, regs: &Mmio, now_ns: u64, queue: usize) {
+        let due_ns = self.next_look_ns.load(Ordering::Relaxed);
+        let next_ns = now_ns.saturating_add(LINK_LOOK_MS * NS_PER_MS);
+        if now_ns < due_ns
+            || (self.next_look_ns)
+                .compare_exchange(due_ns, next_ns, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        let up = regs.read32(STATUS) & STATUS_LU != 0;
+        self.saw(up, queue, "found by a receive");
+    }
 }
 
 impl AsMut<PairHealth> for Queue {
@@ -397,6 +448,8 @@ impl Queue {
         }
         let status = self.regs.read32(STATUS);
         if status & STATUS_LU == 0 {
+            let queue = self.registers / QUEUE_STRIDE;
+            self.link.saw(false, queue, "found with frames held");
             return Err(self.mark_link_lost());
         }
         if status & STATUS_TXOFF != 0 {
@@ -409,20 +462,19 @@ impl Queue {
     /// The link is down with frames held: a transmit unit without a link stops its DMA
     /// and never sends them (Intel's Linux drivers reset the controller to flush them).
     /// Marks the link down and the pair broken for a reset that drops them
-    /// ([`TransmitFault::LinkLost`]); the first pair to find it so counts the loss and
-    /// says so in the log. [`rexo_api::device::PAIR_BROKEN`].
+    /// ([`TransmitFault::LinkLost`]); the first pair to find it so says so in the log
+    /// (the loss is counted by [`Link::saw`]). [`rexo_api::device::PAIR_BROKEN`].
     #[cold]
     #[inline(never)]
     fn mark_link_lost(&mut self) -> DeviceError {
         if !self.link.down.swap(true, Ordering::AcqRel) {
-            let losses = self.link.losses.fetch_add(1, Ordering::Relaxed) + 1;
             log::warn!(
                 "e1000: queue {}: link down with {} frame(s) held for over \
                  {TX_HANG_TIMEOUT_MS} ms (without a link the transmit unit never sends \
                  them): the whole device is reset to drop them (at once when this call came \
                  through the device, else by its next receive, send or transmit_pending \
                  through it), and frames sent until the link is back are dropped and \
-                 counted (link lost {losses} time(s) with frames held since start)",
+                 counted",
                 self.registers / QUEUE_STRIDE,
                 self.tx.frames_in_flight(),
             );
@@ -438,12 +490,15 @@ impl Queue {
         if !self.link.down.load(Ordering::Acquire) {
             return false;
         }
-        if self.regs.read32(STATUS) & STATUS_LU == 0 {
+        let up = self.regs.read32(STATUS) & STATUS_LU != 0;
+        self.link
+            .saw(up, self.registers / QUEUE_STRIDE, "found by a send");
+        if !up {
             return true;
         }
         if self.link.down.swap(false, Ordering::AcqRel) {
             log::info!(
-                "e1000: link up again; {} frame(s) dropped for want of a link since start",
+                "e1000: sends go out again; {} frame(s) dropped for want of a link since start",
                 self.link.dropped.load(Ordering::Relaxed)
             );
         }
@@ -554,6 +609,10 @@ impl Queue {
         if let Some(tail) = self.rx.tail_to_post(RX_POST_BATCH) {
             barrier();
             self.regs.write32(RDT + self.registers, tail as u32);
+        }
+        if received.descriptors == 0 {
+            let queue = self.registers / QUEUE_STRIDE;
+            self.link.look(&self.regs, self.platform.now_ns(), queue);
         }
         Ok(received)
     }
@@ -1299,6 +1358,9 @@ mod tests {
             let (platform, mut nic) = nic_that_resets(id);
             let name = nic.model.name;
             let mut started = registers_of(&nic.regs);
+            // A receive finds nothing and sees the link up, as a stack's first poll does
+            // (a loss is the link found down after it was found up).
+            assert_eq!(nic.receive(0, 1, &mut |_| {}), Ok(0), "{name}");
             for _ in 0..3 {
                 nic.transmit(0, 60, &mut |_| {}).unwrap();
             }
@@ -1346,6 +1408,51 @@ mod tests {
             finish_transmits(&mut nic.queues[0].lock(), 0..1);
             assert_eq!(nic.transmit_pending(0), Ok(0), "{name}");
             assert_eq!(counts(&nic), (1, dropped), "{name}");
+        }
+    }
+
+    /// Before: a link lost while nothing was queued was counted nowhere (only a look
+    /// past the hang timeout with frames held counted a loss), so a cable pulled from
+    /// an idle interface left no trace. Now a receive that finds nothing looks at the
+    /// link every 100 ms: each loss after the link was seen up is counted once, on
+    /// whichever pair looks, and a loss found so is not counted again when frames held
+    /// without the link reset the device.
+    #[test]
+    fn a_link_lost_while_nothing_is_queued_is_counted_once_per_loss() {
+        const LOOK_NS: u64 = LINK_LOOK_MS * NS_PER_MS;
+        for id in [0x100E, 0x10D3] {
+            let (platform, mut nic) = nic_that_resets(id);
+            let name = nic.model.name;
+            let other = nic.queues.len() - 1;
+            let losses = |nic: &E1000| nic.link.losses.load(Ordering::Relaxed);
+            let idle_receive = |nic: &mut E1000, queue: usize| {
+                assert_eq!(nic.receive(queue, 8, &mut |_| {}), Ok(0), "{name}");
+            };
+            idle_receive(&mut nic, 0);
+            nic.regs.write32(STATUS, 0);
+            idle_receive(&mut nic, 0);
+            assert_eq!(losses(&nic), 0, "{name}: not looked at again within 100 ms");
+            platform.advance_clock(LOOK_NS);
+            idle_receive(&mut nic, 0);
+            assert_eq!(losses(&nic), 1, "{name}: lost with nothing queued");
+            platform.advance_clock(LOOK_NS);
+            idle_receive(&mut nic, other);
+            assert_eq!(losses(&nic), 1, "{name}: still down, on any pair");
+            nic.regs.write32(STATUS, STATUS_LU);
+            platform.advance_clock(LOOK_NS);
+            idle_receive(&mut nic, other);
+            nic.regs.write32(STATUS, 0);
+            platform.advance_clock(LOOK_NS);
+            idle_receive(&mut nic, other);
+            assert_eq!(losses(&nic), 2, "{name}: lost again");
+            // Frames held with that link down reset the device, the loss counted once.
+            for _ in 0..3 {
+                nic.transmit(0, 60, &mut |_| {}).unwrap();
+            }
+            assert_eq!(nic.transmit_pending(0), Ok(3), "{name}");
+            platform.advance_clock(HANG_NS + LOOK_NS);
+            assert_eq!(nic.transmit_pending(0), Ok(0), "{name}: dropped by a reset");
+            assert_eq!(losses(&nic), 2, "{name}: the same loss");
         }
     }
 
