@@ -101,7 +101,7 @@ fn bring_up(
                         device.index
                     )
                 })?;
-                filters.push(next.filter(address));
+                filters.extend(dns_filters(&next, address));
                 block = Some(next);
             }
         }
@@ -114,7 +114,7 @@ fn bring_up(
         let block_taken = matches!(error, NetError::Kernel(ApiError::FilterOverlap(_)))
             && block.is_some()
             && sharing().is_some_and(|sharing| {
-                !overlaps(&filters[filters.len() - 1..], &sharing).is_empty()
+                !overlaps(&filters[filters.len() - 2..], &sharing).is_empty()
             });
         tries += 1;
         if !block_taken || tries == DNS_BLOCK_TRIES {
@@ -132,11 +132,10 @@ fn bring_up(
 
 /// The block of [`DNS_BLOCK_PORTS`] ports in the dynamic range for the monitor's DNS
 /// queries to go from: the first after `after` (from the first block without it)
-/// whose filter for answers to `address` overlaps no filter of the apps sharing the
-/// interface as `sharing` says (an app resolving names with its own block, kv's `udp
-/// dport 11211`). The monitor opens no TCP connection, so its stack's ephemeral TCP
-/// ports never meet the block (a UDP filter). `None` when every block from there
-/// overlaps, or `after` is the last block (65472-65535).
+/// whose filters for answers to `address` ([`dns_filters`]) overlap no filter of the
+/// apps sharing the interface as `sharing` says (an app resolving names with its own
+/// block, kv's `udp dport 11211`). `None` when every block from there overlaps, or
+/// `after` is the last block (65472-65535).
 fn dns_block(
     address: Ipv4Addr,
     sharing: Option<&NetSharing>,
@@ -150,8 +149,15 @@ fn dns_block(
         .step_by(usize::from(DNS_BLOCK_PORTS))
         .filter_map(|first| DnsPorts::new(u16::try_from(first).ok()?, DNS_BLOCK_PORTS).ok())
         .find(|block| {
-            sharing.is_none_or(|sharing| overlaps(&[block.filter(address)], sharing).is_empty())
+            sharing.is_none_or(|sharing| overlaps(&dns_filters(block, address), sharing).is_empty())
         })
+}
+
+/// The filters that take the answers to the monitor's DNS queries from `block` sent from
+/// `address`: over UDP, and over TCP for a truncated answer asked again (without the
+/// second, the kernel withdraws that connection's SYN on a shared interface).
+fn dns_filters(block: &DnsPorts, address: Ipv4Addr) -> [String; 2] {
+    [block.filter(address), block.tcp_filter(address)]
 }
 
 /// The words for `error`, which `attach` answered for our filters `ours`: when a filter
@@ -614,8 +620,16 @@ mod tests {
         ]);
         let block = dns_block(address, Some(&sharing), None).unwrap();
         assert_eq!((block.first(), block.count()), (49216, 64));
-        let ours = [block.filter(address)];
-        assert_eq!(overlaps(&ours, &sharing), Vec::<String>::new());
+        assert_eq!(
+            overlaps(&dns_filters(&block, address), &sharing),
+            Vec::<String>::new()
+        );
+        // An app taking TCP answers from port 53 to the first two blocks (its own
+        // lookups over TCP): the block after them, whose answers over TCP come to us.
+        let tcp_resolver = DnsPorts::new(49152, 128).unwrap().tcp_filter(address);
+        let tcp_sharing = shared_by(&[("resolver", &[&tcp_resolver])]);
+        let beside_tcp = dns_block(address, Some(&tcp_sharing), None).unwrap();
+        assert_eq!(beside_tcp.first(), 49280);
         // Tried again (an app bound an overlapping filter meanwhile): the one after.
         let next = dns_block(address, Some(&sharing), Some(block)).unwrap();
         assert_eq!(next.first(), 49280);
