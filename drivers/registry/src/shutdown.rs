@@ -6,23 +6,28 @@
 //! fails, is logged with a warning naming it and passed by: the power-off or reboot
 //! goes ahead.
 //!
-//! The walk first reaches every disk and holds it to its end, so that no app submits
-//! anything more meanwhile. Then, before any disk is told, it polls the disks it holds,
-//! round after round, until none has a request of its holder in flight or an ordered
-//! write queued in the block layer ([`OrderedWrites::poll_before_shutdown`]: each
-//! ordered write sent once the requests it waits for ended, flushed, written,
-//! flushed), within [`DRAIN_WAIT_NS`]; each ordered write that could not be written is
-//! counted in a warning naming the disk, never dropped unsaid. Draining every disk
-//! before telling any matters where disks share a channel: an IDE drive takes no
-//! command while the other drive of its channel has one in flight, which only a poll
-//! of that drive ends, so a drive told while its partner's command waited for a poll
-//! nobody made would wait for the channel and not be told.
+//! The walk first reaches every disk and holds it until that disk is told (then lets it
+//! go), so that no app submits anything more meanwhile. Then, before any disk is told,
+//! it polls the disks it holds, round after round, until none has a request of its
+//! holder in flight or an ordered write queued in the block layer
+//! ([`OrderedWrites::poll_before_shutdown`]: each ordered write sent once the requests
+//! it waits for ended, flushed, written, flushed), within [`DRAIN_WAIT_NS`]; each
+//! ordered write that could not be written is counted in a warning naming the disk,
+//! never dropped unsaid. Draining every disk before telling any matters where disks
+//! share a channel: an IDE drive takes no command while the other drive of its channel
+//! has one in flight, which only a poll of that drive ends, so a drive told while its
+//! partner's command waited for a poll nobody made would wait for the channel and not be
+//! told.
 //!
 //! A disk is reached through its slot's lock, which a call in progress holds. A call on
 //! another core gets [`REACH_WAIT_NS`] to end (a disk out of its slot, its abandoned
-//! requests draining outside the lock, as long to come back); a call on the calling core
-//! itself (power-off asked from inside the app's own closure of a device call, which
-//! holds that disk) never ends while the walk waits, so that disk is passed by at once.
+//! requests draining outside the lock, as long to come back). A disk still held then is
+//! looked for once more, as long, when its turn to be told comes, and drained alone: the
+//! disks before it are told and let go by then, so a call on it whose closure waited for
+//! one of them (submitting to it, refused once it is told) has ended. A call on the
+//! calling core itself (power-off asked from inside the app's own closure of a device
+//! call, which holds that disk) never ends while the walk waits, so that disk is passed
+//! by at once.
 
 use alloc::vec::Vec;
 use core::fmt;
@@ -113,14 +118,14 @@ impl Registry {
     /// [`BlockDevice::shut_down`](rexo_api::BlockDevice::shut_down)), one after the
     /// other, in binding order; `now_ns` is the clock. Each is logged: told of the
     /// power-off (or reboot), or not told with why (a warning). Every disk is reached
-    /// first and held to the end, and before any is told, the requests in flight and the
-    /// ordered writes queued on them are seen to their end, the ordered writes sent
-    /// logged and each not written counted in a warning (module documentation). A disk
-    /// another core holds is waited for up to [`REACH_WAIT_NS`], one the calling core
-    /// holds in a call is passed by at once (module documentation). Every disk whose
-    /// driver was asked refuses every later request
-    /// ([`rexo_api::device::DISK_SHUT_DOWN`]), told or not. Never runs the app's code; a
-    /// driver's shutdown is bounded by its own timeouts.
+    /// first and held until it is told, and before any is told, the requests in flight
+    /// and the ordered writes queued on them are seen to their end, the ordered writes
+    /// sent logged and each not written counted in a warning (module documentation). A
+    /// disk another core holds is waited for up to [`REACH_WAIT_NS`], and once more as
+    /// long when its turn to be told comes, one the calling core holds in a call is
+    /// passed by at once (module documentation). Every disk whose driver was asked
+    /// refuses every later request ([`rexo_api::device::DISK_SHUT_DOWN`]), told or not.
+    /// Never runs the app's code; a driver's shutdown is bounded by its own timeouts.
     pub fn shut_down_disks(&self, leaving: Leaving, now_ns: impl Fn() -> u64) -> ShutDown {
         let core = self.binder.core_index();
         let mut disks: Vec<Disk<'_>> = self
@@ -129,6 +134,7 @@ impl Registry {
             .filter(|slot| slot.kind == DeviceKind::Block)
             .enumerate()
             .map(|(index, slot)| Disk {
+                slot,
                 name: DiskName {
                     address: slot.address,
                     driver: slot.driver,
@@ -141,7 +147,14 @@ impl Registry {
             .collect();
         drain(&mut disks, &now_ns);
         let mut walk = ShutDown::default();
-        for disk in disks {
+        for mut disk in disks {
+            if matches!(disk.reached, Err(NotTold::HeldElsewhere)) {
+                // The disks before it are told and released by now: a call on it that
+                // waited for one of them (the app's closure submitting to it) has ended
+                // with DISK_SHUT_DOWN, so it is looked for once more and drained alone.
+                disk.reached = reach(disk.slot, core, &now_ns);
+                drain(core::slice::from_mut(&mut disk), &now_ns);
+            }
             let name = &disk.name;
             let (sent, stopped) = (disk.sent, disk.stopped);
             let told = disk
@@ -180,9 +193,11 @@ impl fmt::Display for DiskName {
 
 /// One disk of the walk.
 struct Disk<'a> {
+    /// Its slot, looked for once more when another core held it past the first wait.
+    slot: &'a Slot,
     /// How its log lines name it.
     name: DiskName,
-    /// Its slot's lock, held to the walk's end, or why it could not be reached.
+    /// Its slot's lock, held until it is told, or why it could not be reached.
     reached: Result<MutexGuard<'a, SlotState>, NotTold>,
     /// What became of its ordered writes so far.
     sent: Sent,
@@ -688,6 +703,77 @@ mod tests {
             fs.poll(0, &mut |_, _| {}),
             Ok(1),
             "the disk not told works on"
+        );
+    }
+
+    /// An app on another core is inside a call on disk 1 whose closure submits to disk
+    /// 0, which the walk holds while it waits for disk 1: disk 1 is passed by at first,
+    /// then looked for once more after disk 0 is told and let go (the closure's call on
+    /// it refused, so the call on disk 1 ends), and told.
+    #[test]
+    fn a_disk_whose_call_waits_for_a_disk_told_before_it_is_looked_for_again_and_told() {
+        let address = Address::new(0, 0, 3, 0).unwrap();
+        let registry: &'static Registry = Box::leak(Box::new(Registry {
+            slots: [0, 1]
+                .map(|_| Slot::new(address, "memory", Found::Block(Box::new(MemoryDisk::new()))))
+                .into(),
+            bindings: Vec::new(),
+            binder: crate::interrupts::tests::TableBinder::leaked(),
+        }));
+        let open = |index| {
+            registry
+                .open(DeviceKind::Block, index, (1, "fs"))
+                .and_then(rexo_api::OpenDevice::into_block)
+                .unwrap()
+        };
+        let (mut first, mut second) = (open(0), open(1));
+        // The app is inside its call on disk 1; the walk holds disk 0.
+        let (inside, holding) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let (inside_app, holding_app) = (inside.clone(), holding.clone());
+        let app = std::thread::spawn(move || {
+            let mut nested = None;
+            let written = second.submit_write(0, 0, 1, &mut |b| {
+                b.fill(7);
+                inside_app.store(true, Ordering::Release);
+                while !holding_app.load(Ordering::Acquire) {
+                    std::thread::yield_now();
+                }
+                nested = Some(first.submit_write(0, 0, 1, &mut |b| b.fill(8)).map(drop));
+            });
+            (written.map(drop), nested)
+        });
+        while !inside.load(Ordering::Acquire) {
+            std::thread::yield_now();
+        }
+        let (send, answer) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let readings = AtomicU64::new(0);
+            // 100 ms a reading, up to 1.5 s: the first wait for disk 1 gives up after a
+            // dozen looks, a second one waits as long as the app's call lasts.
+            let walked = registry.shut_down_disks(Leaving::PowerOff, || {
+                let reading = readings.fetch_add(1, Ordering::Relaxed);
+                // The second reading starts the wait for disk 1, disk 0 held.
+                if reading == 1 {
+                    holding.store(true, Ordering::Release);
+                }
+                std::thread::yield_now();
+                reading.min(15) * 100_000_000
+            });
+            let _ = send.send(walked);
+        });
+        let walked = answer.recv_timeout(std::time::Duration::from_secs(5));
+        let told = ShutDown {
+            told: 2,
+            not_told: 0,
+        };
+        assert_eq!(walked, Ok(told));
+        assert_eq!(
+            app.join().unwrap(),
+            (Ok(()), Some(Err(DISK_SHUT_DOWN))),
+            "the call on disk 1 went first, its closure's on disk 0 refused"
         );
     }
 
