@@ -770,7 +770,8 @@ impl Xhci {
     /// ([`debounce`], USB 2.0 7.1.7.3: 100 ms from the connect seen to the port reset),
     /// logging what it found, and queues the reports of the keyboards found. A port
     /// whose connection changed meanwhile (PORTSC.CSC, cleared when the connection was
-    /// seen) waits the debounce again from now, or no more when nothing is connected
+    /// seen) waits the debounce again from when the change is seen (a clock read then,
+    /// after the ports attached before it), or no more when nothing is connected
     /// to it any more (no hot-plugging). Returns whether it looked at a port; an error
     /// only when the controller failed.
     fn attach_debounced(&mut self) -> Result<bool, DeviceError> {
@@ -783,7 +784,9 @@ impl Xhci {
                 self.registers
                     .set_portsc(port, status, port::CONNECT_CHANGE);
                 if status & port::CONNECTED != 0 {
-                    self.connections.seen(port, now);
+                    // Read afresh: attaching the ports before it may have taken tens of
+                    // milliseconds since `now`, and the change happened in them.
+                    self.connections.seen(port, self.platform.now_ns());
                 }
                 continue;
             }
@@ -3130,6 +3133,68 @@ mod tests {
             assert_eq!(count_sent(&mut xhci, trb::DISABLE_SLOT), 2, "{error}");
             assert!(xhci.failed.is_none());
         }
+    }
+
+    /// Port 1's attach takes 40 ms (its reset 30), during which port 2's device bounces:
+    /// port 2's debounce starts again from when its change is seen, after port 1's
+    /// attach, not from the poll's start, so it is reset 100 ms after that.
+    #[test]
+    fn a_port_that_bounced_while_another_attached_waits_100_ms_from_the_bounce() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+        let (mut xhci, platform) = controller(1);
+        let ports = xhci.registers.ports.clone();
+        let stride = op::PORT_STRIDE;
+        ports.write32(0, port::CONNECTED);
+        ports.write32(stride, port::CONNECTED);
+        let events = platform.device_view(xhci.events.memory());
+        let commands = platform.device_view(xhci.commands.memory_mut());
+        let ring = xhci.commands.address_of(0);
+        // Resets of ports 1 and 2.
+        let resets = Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);
+        let seen_by_hook = resets.clone();
+        // A reset ends at once, port 1's 30 ms on, port 2's device bouncing meanwhile;
+        // PORTSC.CSC is write-1-to-clear; each Enable Slot answers slot 0, refused,
+        // which ends the attach.
+        platform.on_clock_reading(move || {
+            for (index, at) in [0, stride].into_iter().enumerate() {
+                let status = ports.read32(at);
+                if status & port::RESET != 0 {
+                    seen_by_hook[index].fetch_add(1, Relaxed);
+                    ports.write32(at, port::CONNECTED | port::ENABLED | port::RESET_CHANGE);
+                    if index == 0 {
+                        platform.advance_clock(30_000_000);
+                        ports.write32(stride, port::CONNECTED | port::CONNECT_CHANGE);
+                    }
+                } else if status & (port::CONNECT_CHANGE | port::CONNECTED) == port::CONNECT_CHANGE
+                {
+                    ports.write32(at, port::CONNECTED);
+                }
+            }
+            for entry in 0..2 {
+                let control = entry * trb::SIZE + 12;
+                if commands.read32(control) & trb::CYCLE != 0 && events.read32(control) == 0 {
+                    let at = ring + (entry * trb::SIZE) as u64;
+                    post_from_device(&events, entry, command_event(at, completion::SUCCESS));
+                }
+            }
+        });
+        let since = platform.now_ns();
+        xhci.connections.seen(1, since);
+        xhci.connections.seen(2, since);
+        let mut poll_at = |ms: u64| {
+            let now = platform.now_ns();
+            platform.advance_clock((since + ms * 1_000_000).saturating_sub(now));
+            assert_eq!(xhci.read_byte(), Ok(None));
+            [0, 1].map(|index| resets[index].load(Relaxed))
+        };
+        // Port 1's attach ends at 140 ms (its reset, then the 10 ms reset recovery),
+        // when port 2's change is seen.
+        assert_eq!(poll_at(100), [1, 0], "port 1 attached, port 2 bounced");
+        assert_eq!(poll_at(201), [1, 0], "port 2 stable for 61 ms only");
+        assert_eq!(poll_at(239), [1, 0], "port 2 stable for 99 ms only");
+        assert_eq!(poll_at(241), [1, 1]);
+        assert!(xhci.connections.is_empty());
     }
 
     #[test]
