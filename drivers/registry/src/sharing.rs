@@ -216,13 +216,15 @@ impl Sharing {
         if !PORT_PROTOCOLS.contains(&quote[9]) {
             return None;
         }
-        let mut answer = frame[..14].to_vec();
-        answer.extend_from_slice(&quote[..12]);
-        answer.extend_from_slice(&quote[16..20]);
-        answer.extend_from_slice(&quote[12..16]);
-        answer.extend_from_slice(&quote[22..24]);
-        answer.extend_from_slice(&quote[20..22]);
-        answer.extend_from_slice(&quote[24..28]);
+        // On the stack: this runs for every ICMP error frame, under the sharing lock.
+        let mut answer = [0; 42];
+        answer[..14].copy_from_slice(&frame[..14]);
+        answer[14..26].copy_from_slice(&quote[..12]);
+        answer[26..30].copy_from_slice(&quote[16..20]);
+        answer[30..34].copy_from_slice(&quote[12..16]);
+        answer[34..36].copy_from_slice(&quote[22..24]);
+        answer[36..38].copy_from_slice(&quote[20..22]);
+        answer[38..42].copy_from_slice(&quote[24..28]);
         self.filters.classify(&answer)
     }
 
