@@ -1461,15 +1461,20 @@ pub(crate) mod tests {
         let mut kv = bind(registry, 3, "kv", &["udp dport 11211"]).unwrap();
         // A "fragmentation needed" about httpd's segment, a "port unreachable" about
         // kv's datagram, a "time exceeded" about a datagram from a port nobody binds
-        // (the pinger's filter judges it), and an echo reply (the pinger's).
+        // (the pinger's filter judges it), one quoting a segment from port 80 of
+        // another address (not the interface's datagram: the pinger's too), and an echo
+        // reply (the pinger's).
         let too_big = icmp_error(3, 4, &outgoing(6, 80));
         let unreachable = icmp_error(3, 3, &outgoing(17, 11211));
         let stray = icmp_error(11, 0, &outgoing(17, 5353));
+        let mut elsewhere = outgoing(6, 80);
+        elsewhere[26..30].copy_from_slice(&[10, 0, 2, 99]);
+        let forged = icmp_error(3, 4, &elsewhere);
         let mut echo_reply = icmp_error(0, 0, &outgoing(6, 80));
         echo_reply.truncate(42);
-        let frames = [&too_big, &unreachable, &stray, &echo_reply];
+        let frames = [&too_big, &unreachable, &stray, &forged, &echo_reply];
         wire.lock().incoming.extend(frames.map(|f| f.clone()));
-        assert_eq!(poll(pinger.as_mut()), [stray, echo_reply]);
+        assert_eq!(poll(pinger.as_mut()), [stray, forged, echo_reply]);
         assert_eq!(poll(httpd.as_mut()), [too_big]);
         assert_eq!(poll(kv.as_mut()), [unreachable]);
     }
