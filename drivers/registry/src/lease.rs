@@ -521,12 +521,12 @@ impl BlockDevice for Lease {
         self.wake(queue, core)
     }
 
-    /// Refused: only the kernel shuts a disk down, at power-off
+    /// Refused: only the kernel shuts a disk down, at power-off and reboot
     /// ([`Registry::shut_down_disks`](crate::Registry::shut_down_disks)); the disk may
     /// hold other apps' extents.
     fn shut_down(&mut self) -> Result<(), DeviceError> {
         Err(DeviceError::Unsupported(
-            "shutting a disk down (the kernel does, at power-off)",
+            "shutting a disk down (the kernel does, at power-off and reboot)",
         ))
     }
 

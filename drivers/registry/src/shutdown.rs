@@ -12,12 +12,13 @@
 //! holder in flight or an ordered write queued in the block layer
 //! ([`OrderedWrites::poll_before_shutdown`]: each ordered write sent once the requests
 //! it waits for ended, flushed, written, flushed), within [`DRAIN_WAIT_NS`]; each
-//! ordered write that could not be written is counted in a warning naming the disk,
-//! never dropped unsaid. Draining every disk before telling any matters where disks
-//! share a channel: an IDE drive takes no command while the other drive of its channel
-//! has one in flight, which only a poll of that drive ends, so a drive told while its
-//! partner's command waited for a poll nobody made would wait for the channel and not be
-//! told.
+//! ordered write that could not be written is counted in a warning naming the disk. A
+//! disk the walk could not reach is neither polled nor told: its ordered writes are
+//! neither sent nor counted, its warning saying only that it was not told and why.
+//! Draining every disk before telling any matters where disks share a channel: an IDE
+//! drive takes no command while the other drive of its channel has one in flight, which
+//! only a poll of that drive ends, so a drive told while its partner's command waited
+//! for a poll nobody made would wait for the channel and not be told.
 //!
 //! A disk is reached through its slot's lock, which a call in progress holds. A call on
 //! another core gets [`REACH_WAIT_NS`] to end (a disk out of its slot, its abandoned
@@ -101,9 +102,9 @@ enum NotTold {
 impl fmt::Display for NotTold {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::InCallHere => {
-                f.write_str("the power-off was asked from inside a call on it on this core")
-            }
+            Self::InCallHere => f.write_str(
+                "the power-off or reboot was asked from inside a call on it on this core",
+            ),
             Self::HeldElsewhere => f.write_str(
                 "another core held it (a call on it, or its abandoned requests draining) for \
                  over 1 s",
