@@ -94,6 +94,13 @@ struct Queue {
     ordered: VecDeque<Ordered>,
 }
 
+impl Queue {
+    /// Whether it has requests of the app in flight or ordered writes queued.
+    fn busy(&self) -> bool {
+        !self.in_flight.is_empty() || !self.ordered.is_empty()
+    }
+}
+
 /// The ordered writes of one holder of one disk.
 #[derive(Default)]
 pub(crate) struct OrderedWrites {
@@ -231,9 +238,7 @@ impl OrderedWrites {
 
     /// Whether the holder has requests in flight or ordered writes queued, on any queue.
     pub(crate) fn busy(&self) -> bool {
-        self.queues
-            .values()
-            .any(|state| !state.in_flight.is_empty() || !state.ordered.is_empty())
+        self.queues.values().any(Queue::busy)
     }
 
     /// Moves everything on once before `disk` is shut down (the machine powering off or
@@ -249,7 +254,7 @@ impl OrderedWrites {
         let busy: Vec<usize> = self
             .queues
             .iter()
-            .filter(|(_, state)| !state.in_flight.is_empty() || !state.ordered.is_empty())
+            .filter(|(_, state)| state.busy())
             .map(|(&queue, _)| queue)
             .collect();
         for queue in busy {
