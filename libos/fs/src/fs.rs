@@ -11,8 +11,8 @@ use crate::extents::{cut, mapped_blocks, physical_of, unmapped_runs};
 use crate::file::next_mount;
 use crate::format::{
     BITMAP_MAGIC, BITS_PER_BITMAP_BLOCK, Block, EXTENTS_PER_OVERFLOW_BLOCK, Extent, FileKind,
-    INLINE_EXTENTS, Inode, Layout, Superblock, bit_is_set, bitmap_position, check_header_as, seal,
-    seal_checksum, set_bit, try_zeroed, zeroed,
+    INLINE_EXTENTS, Inode, Layout, SUPERBLOCK_MAGIC, Superblock, bit_is_set, bitmap_position,
+    check_header_as, seal, seal_checksum, set_bit, try_zeroed, zeroed,
 };
 use crate::fsck::{FsckReport, check};
 use crate::journal::{Journal, Replay, encode_header, scan, transaction_length, write_transaction};
@@ -92,15 +92,32 @@ impl<D: BlockStore> FileSystem<D> {
     /// Writes an empty file system (an empty root directory) over the whole disk; the
     /// whole journal is cleared, so nothing an earlier file system left there replays.
     ///
-    /// Not crash-safe: block 0 is cleared (and flushed) before anything else is
-    /// written and the superblock written last, so an interrupted format leaves the old
-    /// file system untouched or a disk that mount refuses as `NotFormatted` (or, when a
-    /// crash tore a write of block 0, as damaged: superblock checksum mismatch).
+    /// A crash at any write, one torn at 512-byte sector boundaries too, leaves the old
+    /// file system, the new one, or a disk that mount refuses as `NotFormatted` (format
+    /// it again): an old superblock first loses its magic alone (its first sector, the
+    /// only one that changes), flushed, before anything else is written; then the new
+    /// superblock is written without its magic, with the bitmap and journal, and
+    /// flushed; its magic, the first sector again, is the last write.
     pub fn format(mut disk: D) -> Result<Self, FsError> {
         let layout = Layout::for_disk(disk.blocks())?;
-        write_disk(&mut disk, 0, &zeroed())?;
-        // Before the bitmap and journal change under an old superblock still there.
-        flush_disk(&mut disk)?;
+        // An unreadable block 0 holds no superblock to take the magic from.
+        if let Ok(mut old) = read_disk(&mut disk, 0)
+            && old[..SUPERBLOCK_MAGIC.len()] == SUPERBLOCK_MAGIC
+        {
+            old[..SUPERBLOCK_MAGIC.len()].fill(0);
+            write_disk(&mut disk, 0, &old)?;
+            // Before the bitmap and journal change under the old superblock.
+            flush_disk(&mut disk)?;
+        }
+        let superblock = Superblock {
+            layout,
+            root: Inode::new(FileKind::Directory, 0),
+        };
+        let mut sealed = superblock.encode();
+        seal_checksum(&mut sealed);
+        let mut unmarked = sealed.clone();
+        unmarked[..SUPERBLOCK_MAGIC.len()].fill(0);
+        write_disk(&mut disk, 0, &unmarked)?;
         for index in 0..layout.bitmap_blocks {
             let number = layout.bitmap_start + index;
             write_disk(&mut disk, number, &initial_bitmap(&layout, number))?;
@@ -115,12 +132,6 @@ impl<D: BlockStore> FileSystem<D> {
         // otherwise be replayed after the new ones.
         zero_blocks(&mut disk, layout.journal_start + 1, layout.journal_end())?;
         flush_disk(&mut disk)?;
-        let superblock = Superblock {
-            layout,
-            root: Inode::new(FileKind::Directory, 0),
-        };
-        let mut sealed = superblock.encode();
-        seal_checksum(&mut sealed);
         write_disk(&mut disk, 0, &sealed)?;
         flush_disk(&mut disk)?;
         Ok(Self {

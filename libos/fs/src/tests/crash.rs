@@ -123,6 +123,35 @@ fn torn(old: &[u8], new: &[u8], written: u8) -> Vec<u8> {
         .collect()
 }
 
+/// The disks a crash at a sector boundary of the writes of `log` (applied to `base` in
+/// order) could leave, handed to `check` with the index of the write cut: before each
+/// write the disk with every earlier write whole, and that write cut after each of its
+/// sectors, its first k of eight sectors written or its last k (k = 1 to 7: a disk
+/// writes a request's sectors in any order), the others as they were; and the disk
+/// after the last write.
+fn for_each_sector_cut(base: &MemoryDisk, log: &[Event], mut check: impl FnMut(usize, MemoryDisk)) {
+    let mut image = base.clone();
+    for (index, event) in log.iter().enumerate() {
+        let Event::Write(block, data) = event else {
+            continue;
+        };
+        check(index, image.clone());
+        let old = crate::store::read_disk(&mut image, *block).unwrap();
+        for sectors in 1..8 {
+            let first: u8 = (1 << sectors) - 1;
+            for written in [first, !first] {
+                let mut crashed = image.clone();
+                crashed
+                    .write(*block, &torn(&old[..], data, written))
+                    .unwrap();
+                check(index, crashed);
+            }
+        }
+        image.write(*block, data).unwrap();
+    }
+    check(log.len(), image);
+}
+
 /// `base` with the writes of `events` applied: what the disk holds once they are all
 /// done.
 fn with_writes(base: &MemoryDisk, events: &[Event]) -> MemoryDisk {
@@ -452,31 +481,36 @@ fn a_new_format_replays_none_of_the_old_file_systems_transactions() {
     );
 }
 
-/// A crash at any point of a format over a file system (any of the writes since the
-/// last flush lost) leaves the old file system whole or a disk that mount refuses as
-/// `NotFormatted`, until the new one is complete: block 0 is cleared, and that
-/// flushed, before anything else is written. It used to be flushed only with the
+/// A crash at any point of a format over a file system leaves the old file system
+/// whole, the new one, or a disk that mount refuses as `NotFormatted` (format it again):
+/// any of the writes since the last flush lost (block 0 loses its magic, and that is
+/// flushed, before anything else is written; it used to be flushed only with the
 /// bitmap and journal, so a crash could leave the old superblock over a new bitmap,
-/// which mount refused as corrupt.
+/// which mount refused as corrupt), or the write at the cut torn at any sector
+/// boundary. Block 0's writes change its first sector alone when it matters: clearing
+/// the old magic, and writing the new one over the rest of the new superblock, already
+/// flushed. Block 0 was zeroed whole and the new superblock written whole, and a tear
+/// left a block with the magic but not its CRC: refused as damaged (superblock
+/// checksum mismatch), which repair refuses too.
 #[test]
-fn a_crash_during_a_format_leaves_the_old_file_system_or_an_unformatted_disk() {
+fn a_crash_during_a_format_leaves_the_old_file_system_the_new_one_or_an_unformatted_disk() {
     let mut old = super::ops::fresh(512);
     old.mkdir("/kept").unwrap();
     old.create("/kept/file").unwrap();
     old.write("/kept/file", 0, &[3; 9000]).unwrap();
     old.sync().unwrap();
-    let old_tree = snapshot(&mut old).unwrap();
-    let base = old.into_disk();
-    let mut recording = Recorder::new(base.clone());
-    let new_tree = snapshot(&mut FileSystem::format(&mut recording).unwrap()).unwrap();
-    let mut rng = Rng::new(7);
-    let (mut unformatted, mut kept) = (0, 0);
-    for_each_crash(
-        &base,
-        &recording.log,
-        &mut rng,
-        false,
-        |cut, crashed| match FileSystem::mount(crashed) {
+    let synced_tree = snapshot(&mut old).unwrap();
+    let synced = old.into_disk();
+    // The same with operations in the journal, block 0's image among them.
+    let mut old = FileSystem::mount(synced.clone()).unwrap();
+    old.mkdir("/journaled").unwrap();
+    let journaled_tree = snapshot(&mut old).unwrap();
+    let journaled = old.into_disk();
+    let (mut unformatted, mut kept, mut new) = (0, 0, 0);
+    for (base, old_tree) in [(synced, synced_tree), (journaled, journaled_tree)] {
+        let mut recording = Recorder::new(base.clone());
+        let new_tree = snapshot(&mut FileSystem::format(&mut recording).unwrap()).unwrap();
+        let mut judge = |cut: usize, crashed: MemoryDisk| match FileSystem::mount(crashed) {
             Err(FsError::NotFormatted) => unformatted += 1,
             Ok(mut fs) => {
                 let tree = snapshot(&mut fs).unwrap();
@@ -485,13 +519,16 @@ fn a_crash_during_a_format_leaves_the_old_file_system_or_an_unformatted_disk() {
                     "cut {cut}: neither the old nor the new tree"
                 );
                 kept += usize::from(tree == old_tree);
+                new += usize::from(tree == new_tree);
             }
             Err(error) => panic!("cut {cut}: {error}"),
-        },
-    );
+        };
+        for_each_crash(&base, &recording.log, &mut Rng::new(7), true, &mut judge);
+        for_each_sector_cut(&base, &recording.log, &mut judge);
+    }
     assert!(
-        unformatted > 0 && kept > 0,
-        "{unformatted} unformatted, {kept} kept"
+        unformatted > 0 && kept > 0 && new > 0,
+        "{unformatted} unformatted, {kept} kept, {new} new"
     );
 }
 
