@@ -15,7 +15,9 @@
 //!      is already in use ends the extent chain there;
 //!    - an empty, out-of-order, overlapping or out-of-region extent is dropped;
 //!    - a file block already used by another file is copied, so both files keep their
-//!      bytes; one already used by metadata becomes a hole;
+//!      bytes (the walk notes the block; step 3 reads it as it writes the copy, so one
+//!      copied block is in memory at a time); one already used by metadata becomes a
+//!      hole;
 //!    - a file whose extents reach past its size grows to cover them;
 //!    - a second entry of a name is kept under a new name (`NAME~2`, ...).
 //! 3. The journal's blocks are written home (file data is journaled too), a fresh
@@ -42,7 +44,7 @@ use alloc::vec::Vec;
 use crate::disk::{BLOCK_SIZE, BlockStore};
 use crate::error::FsError;
 use crate::format::{
-    Block, DirectoryBlock, Extent, FileKind, Inode, Layout, MAX_NAME, OverflowBlock, Superblock,
+    DirectoryBlock, Extent, FileKind, Inode, Layout, MAX_NAME, OverflowBlock, Superblock,
 };
 use crate::fs::{CommitPolicy, FileSystem, home_superblock};
 use crate::fsck::UsedBlocks;
@@ -54,8 +56,9 @@ use crate::{FsckReport, MAX_FILE_SIZE};
 /// Bytes per block, as a u64.
 const BLOCK: u64 = BLOCK_SIZE as u64;
 
-/// The most blocks shared between files that repair copies (256 MiB, held in memory
-/// until they are written); blocks shared past that become holes, said in the report.
+/// The most blocks shared between files that repair copies (256 MiB of the disk); blocks
+/// shared past that become holes, said in the report. The walk notes each copy (16
+/// bytes) and the rebuild reads its block as it writes the copy, one at a time.
 pub const MAX_COPIED_BLOCKS: usize = 65_536;
 
 /// What [`FileSystem::repair`] found and did.
@@ -79,8 +82,9 @@ struct Salvaged {
     size: u64,
     /// A file's surviving extents (directories are rebuilt).
     extents: Vec<Extent>,
-    /// Blocks it shared with another file: logical block and the bytes read.
-    copies: Vec<(u64, Block)>,
+    /// Blocks it shared with another file: logical block, and the physical block the
+    /// other file keeps, read when the copy is written.
+    copies: Vec<(u64, u64)>,
 }
 
 /// The salvage walk's state.
@@ -193,7 +197,9 @@ impl<D: BlockStore> FileSystem<D> {
             }
         }
         for node in nodes {
-            for (logical, bytes) in &node.copies {
+            for (logical, shared) in &node.copies {
+                // The other file adopted the block where it lies: nothing wrote it since.
+                let bytes = self.store.read_data(*shared, false)?;
                 let offset = logical * BLOCK;
                 let length = (node.size - offset).min(BLOCK) as usize;
                 self.write(&node.path, offset, bytes.get(..length).unwrap_or_default())?;
@@ -265,7 +271,7 @@ impl<'a, D: BlockStore> Salvager<'a, D> {
                     ));
                     false
                 } else if !self.data.insert(physical) {
-                    self.copy_shared(&path, logical, physical, &mut copies)?;
+                    self.copy_shared(&path, logical, physical, &mut copies);
                     false
                 } else {
                     true
@@ -315,26 +321,25 @@ impl<'a, D: BlockStore> Salvager<'a, D> {
         Ok(())
     }
 
-    /// Keeps a copy of file block `logical` at `physical`, which another file owns.
+    /// Notes a copy of file block `logical` at `physical`, which another file owns.
     fn copy_shared(
         &mut self,
         path: &str,
         logical: u64,
         physical: u64,
-        copies: &mut Vec<(u64, Block)>,
-    ) -> Result<(), FsError> {
+        copies: &mut Vec<(u64, u64)>,
+    ) {
         if self.copied >= MAX_COPIED_BLOCKS {
             self.fixes.push(format!(
                 "{path}: block {physical} (file block {logical}) is another file's, and {MAX_COPIED_BLOCKS} blocks are copied already; it becomes a hole"
             ));
-            return Ok(());
+            return;
         }
         self.fixes.push(format!(
             "{path}: block {physical} (file block {logical}) is also another file's; copied"
         ));
-        copies.push((logical, self.store.read(physical)?));
+        copies.push((logical, physical));
         self.copied += 1;
-        Ok(())
     }
 
     /// Salvages a directory: the entries of its readable blocks, to walk next.

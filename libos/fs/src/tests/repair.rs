@@ -218,6 +218,60 @@ fn a_block_shared_by_two_files_is_copied() {
     assert!(block.get(..3).is_some_and(|bytes| bytes == [1, 1, 1]));
 }
 
+/// A disk whose block `block` cannot be read until something has been written.
+struct UnreadableUntilWritten {
+    disk: MemoryDisk,
+    block: u64,
+    written: bool,
+}
+
+impl crate::disk::BlockStore for UnreadableUntilWritten {
+    fn blocks(&self) -> u64 {
+        self.disk.blocks()
+    }
+    fn read(&mut self, block: u64, buf: &mut [u8]) -> Result<(), String> {
+        if block == self.block && !self.written {
+            return Err("not yet".into());
+        }
+        self.disk.read(block, buf)
+    }
+    fn write(&mut self, block: u64, data: &[u8]) -> Result<(), String> {
+        self.written = true;
+        self.disk.write(block, data)
+    }
+    fn flush(&mut self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// The walk reads no file data: it notes the blocks it will copy, and the rebuild
+/// reads each as it writes its copy, so a repair holds one copied block at a time. The
+/// walk read them all and held them until the rebuild (up to `MAX_COPIED_BLOCKS`, 256
+/// MiB), so this disk, whose shared blocks read only once the repair writes, failed it.
+#[test]
+fn the_blocks_repair_copies_are_read_as_it_writes_them() {
+    let mut disk = sample();
+    let root_block = first_block(&disk, &[]);
+    let f_block = first_block(&disk, &["a", "b", "f"]);
+    edit_entry(&mut disk, root_block, "g", |inode| {
+        inode.inline[0].physical = f_block;
+        inode.inline[0].count = 2;
+        inode.size = 8000;
+    });
+    for shared in [f_block, f_block + 1] {
+        let watched = UnreadableUntilWritten {
+            disk: disk.clone(),
+            block: shared,
+            written: false,
+        };
+        let (fs, report) = FileSystem::repair(watched).expect("repair");
+        said(&report, "is also another file's; copied");
+        let (tree, _) = repaired(fs.into_disk().disk);
+        assert_eq!(file(&tree, "/g"), file(&tree, "/a/b/f"), "block {shared}");
+        assert_eq!(file(&tree, "/a/b/f"), file(&original(), "/a/b/f"));
+    }
+}
+
 #[test]
 fn a_damaged_overflow_block_keeps_the_inline_extents() {
     let mut disk = sample();
