@@ -195,6 +195,7 @@ impl<D: BlockStore> FileSystem<D> {
         for spare in chain.split_off(pieces.len().min(chain.len())) {
             self.free_run(spare, 1)?;
         }
+        let kept = chain.len();
         while chain.len() < pieces.len() {
             let (block, _) = self.allocate_run(goal, 1)?;
             chain.push(block);
@@ -208,8 +209,10 @@ impl<D: BlockStore> FileSystem<D> {
                 extents: piece.to_vec(),
             };
             let image = overflow.encode(number);
-            // Compared without the CRC, which a staged image gets only at commit.
-            if self.store.read(number)?[..CRC_AT] != image[..CRC_AT] {
+            // A block of the chain, verified when it was loaded, is left as it is when
+            // only its CRC (which a staged image gets at commit) could differ; a block
+            // just allocated holds whatever was left there (a write a crash tore, say).
+            if index >= kept || self.store.read(number)?[..CRC_AT] != image[..CRC_AT] {
                 self.store.stage_metadata(number, image);
             }
         }
