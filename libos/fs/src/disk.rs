@@ -15,7 +15,8 @@ pub const BLOCK_SIZE: usize = 4096;
 /// The file system's guarantees hold over that (a torn journal block fails its
 /// transaction's CRC, every block a checkpoint writes home is still in the journal, and
 /// the journal header lies in its first sector; `format` writes the superblock's magic,
-/// block 0's first sector alone, last); repair's rebuild is not crash-safe.
+/// block 0's first sector alone, last; repair commits its rebuilt tree through the
+/// journal).
 /// Writes may reach the medium in any order until `flush`.
 pub trait BlockStore {
     /// Blocks on the disk.

@@ -86,6 +86,9 @@ pub struct FileSystem<D: BlockStore> {
     /// Counts the operations that changed something, so that a handle knows when
     /// what it holds may be out of date.
     pub(crate) version: u64,
+    /// Set while repair builds a salvaged tree ([`FileSystem::for_rebuild`]): a commit
+    /// writes the running transaction home in place, but block 0, which stays in it.
+    rebuilding: bool,
 }
 
 impl<D: BlockStore> FileSystem<D> {
@@ -145,7 +148,64 @@ impl<D: BlockStore> FileSystem<D> {
             placement: None,
             mount: next_mount(),
             version: 0,
+            rebuilding: false,
         })
+    }
+
+    /// An empty file system for repair to build a salvaged tree in, over the disk of
+    /// `layout` whose journal's blocks are home (written and flushed). The journal is
+    /// emptied first: the log's first block zeroed and flushed, so that nothing replays
+    /// (a first transaction left whole over later ones zeroed would lay its older images
+    /// over the newer ones already home), then the rest of it (no transaction left there
+    /// is ever replayed after the rebuild's), flushed, then its header (sequence 1, in one
+    /// sector), flushed. The new superblock and bitmap start in the running transaction,
+    /// and until [`FileSystem::finish_rebuild`] commits write what it holds home in
+    /// place, but block 0: the old superblock, and the old tree under it, stay as they
+    /// are unless the rebuild writes over the old tree's blocks, which repair keeps it
+    /// from.
+    pub(crate) fn for_rebuild(mut disk: D, layout: Layout) -> Result<Self, FsError> {
+        let log = layout.journal_start + 1;
+        zero_blocks(&mut disk, log, log + 1)?;
+        flush_disk(&mut disk)?;
+        zero_blocks(&mut disk, log + 1, layout.journal_end())?;
+        flush_disk(&mut disk)?;
+        let header = encode_header(layout.journal_start, 1);
+        write_disk(&mut disk, layout.journal_start, &header)?;
+        flush_disk(&mut disk)?;
+        let mut fs = Self {
+            store: Store::new(disk, BTreeMap::new(), &layout),
+            layout,
+            journal: Journal::empty(&layout, 1),
+            free_blocks: layout.data_blocks(),
+            failed: None,
+            read_only: None,
+            policy: CommitPolicy::OnCommit,
+            placement: None,
+            mount: next_mount(),
+            version: 0,
+            rebuilding: true,
+        };
+        let superblock = Superblock {
+            layout,
+            root: Inode::new(FileKind::Directory, 0),
+        };
+        fs.store.stage_metadata(0, superblock.encode());
+        for number in layout.bitmap_start..layout.bitmap_start + layout.bitmap_blocks {
+            fs.store.stage(number, initial_bitmap(&layout, number));
+        }
+        fs.store.absorb_staged();
+        Ok(fs)
+    }
+
+    /// Ends [`FileSystem::for_rebuild`]: writes home in place what the running
+    /// transaction holds but block 0 and flushes, then commits block 0 alone to the
+    /// journal (the commit: a crash before it leaves the old superblock, one after it the
+    /// new tree) and checkpoints it as any commit is (torn at home, it is read from the
+    /// journal).
+    pub(crate) fn finish_rebuild(&mut self) -> Result<(), FsError> {
+        self.commit_running()?;
+        self.rebuilding = false;
+        self.sync()
     }
 
     /// Mounts the file system on `disk`: replays the journal's committed transactions,
@@ -236,6 +296,7 @@ impl<D: BlockStore> FileSystem<D> {
             placement: None,
             mount: next_mount(),
             version: 0,
+            rebuilding: false,
         };
         Ok((fs, checked.err()))
     }
@@ -759,6 +820,9 @@ impl<D: BlockStore> FileSystem<D> {
     fn commit_running_with(&mut self, fresh: Vec<u64>) -> Result<(), FsError> {
         // Never empty here: commit_running checked, join_running has just absorbed.
         self.store.seal_running();
+        if self.rebuilding {
+            return self.write_rebuilt_in_place();
+        }
         self.write_fresh_in_place(fresh)?;
         if self.store.running.is_empty() {
             return Ok(());
@@ -813,11 +877,37 @@ impl<D: BlockStore> FileSystem<D> {
         Ok(())
     }
 
+    /// A commit while repair rebuilds ([`FileSystem::for_rebuild`]): writes the running
+    /// transaction's blocks home, but block 0, which stays in it, and flushes. None of
+    /// them is a block the old tree uses (nor its superblock), so a crash leaves it as
+    /// it was.
+    fn write_rebuilt_in_place(&mut self) -> Result<(), FsError> {
+        let superblock = self.store.running.remove(&0);
+        let running = core::mem::take(&mut self.store.running);
+        let result = write_sorted(
+            &mut self.store.disk,
+            running.iter().map(|(number, block)| (*number, block)),
+        )
+        .and_then(|()| flush_disk(&mut self.store.disk));
+        self.stop_on_error(result)?;
+        for (number, block) in running {
+            self.store.cache.insert_written(number, block);
+        }
+        self.store
+            .running
+            .extend(superblock.map(|block| (0, block)));
+        Ok(())
+    }
+
     /// The blocks of the running transaction (and, when `with_staged`, of the
     /// operation in progress, about to join it) that are fresh (see
     /// [`FileSystem::write_fresh_in_place`]), in increasing order. Reads the bitmap as
     /// the last commit left it: the one step of a commit that can fail on a read.
     fn fresh_blocks(&mut self, with_staged: bool) -> Result<Vec<u64>, FsError> {
+        if self.rebuilding {
+            // Every block goes home in place then: there is no bitmap to read yet.
+            return Ok(Vec::new());
+        }
         let staged = with_staged.then_some(&self.store.staged);
         let mut candidates: Vec<u64> = self
             .store

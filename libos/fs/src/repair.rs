@@ -20,11 +20,16 @@
 //!      hole;
 //!    - a file whose extents reach past its size grows to cover them;
 //!    - a second entry of a name is kept under a new name (`NAME~2`, ...).
-//! 3. The journal's blocks are written home (file data is journaled too), a fresh
-//!    file system is written over the superblock, journal and bitmap, and the
-//!    salvaged tree is built in it through the ordinary operations: directories anew,
-//!    each file adopting its surviving data blocks where they are (no data is moved
-//!    but the copies above), then checked.
+//! 3. The journal's blocks are written home (file data is journaled too) and the
+//!    journal emptied; the salvaged tree is built through the ordinary operations in
+//!    an empty file system ([`FileSystem::for_rebuild`]): directories anew, each file
+//!    adopting its surviving data blocks where they are (no data is moved but the
+//!    copies above). Every block it writes is one the damaged tree does not use (the
+//!    directory and overflow blocks the walk read are kept apart until the end), and
+//!    all of it is written home and flushed before the new superblock, block 0, is
+//!    committed alone through the journal: a crash before that commit leaves the
+//!    damaged tree as the walk found it (a repair then walks it again to the same
+//!    result), one after it the repaired tree. The result is checked.
 //!
 //! A consistent file system is left as it is: nothing is written. So is one whose check
 //! the disk fails (a read, of the journal or any block, failing perhaps only once): the
@@ -32,9 +37,9 @@
 //! (`Disk`). Repair needs the
 //! superblock (it holds the root directory): a damaged one is refused and nothing is
 //! written, unless a crash tore its write while the journal holds its image
-//! ([`crate::fs::layout_and_journal`]), which is used then. Step 3 writes in place and
-//! is not crash-safe: the host tool repairs a copy of the image and renames it over the
-//! original.
+//! ([`crate::fs::layout_and_journal`]), which is used then. Building beside the
+//! damaged tree takes free blocks for the new directory and overflow blocks and the
+//! copies: without them repair fails with `NoSpace`, the damaged tree left as it was.
 
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::format;
@@ -87,6 +92,18 @@ struct Salvaged {
     copies: Vec<(u64, u64)>,
 }
 
+/// What the salvage walk found.
+struct Salvage {
+    /// Everything salvaged, each directory before its entries.
+    nodes: Vec<Salvaged>,
+    /// The damaged tree's directory and overflow blocks the walk read (no salvaged file
+    /// keeps them): the rebuild leaves them as they are until it commits, so that a
+    /// repair after a crash walks the same tree.
+    kept_apart: Vec<u64>,
+    /// Each problem met and what was done about it.
+    fixes: Vec<String>,
+}
+
 /// The salvage walk's state.
 struct Salvager<'a, D> {
     store: &'a mut Store<D>,
@@ -97,6 +114,10 @@ struct Salvager<'a, D> {
     data: UsedBlocks,
     /// File data blocks a directory turned out to own: dropped from files at the end.
     taken_back: BTreeSet<u64>,
+    /// The data region's blocks the walk read as directory or overflow blocks, whatever
+    /// it made of them; no file keeps them (a directory's block a file claimed first is
+    /// taken back, and a file's block claimed after them becomes a hole).
+    walked: Vec<u64>,
     /// Everything salvaged, each directory before its entries.
     nodes: Vec<Salvaged>,
     /// Blocks copied so far.
@@ -111,7 +132,9 @@ impl<D: BlockStore> FileSystem<D> {
     /// damaged (and not torn by a crash with its image in the journal), the disk fails
     /// a read of the check (the journal's, or any block's) or of the journal, or the app
     /// cannot get the memory to hold the journal's transactions or the map of used
-    /// blocks; fails if the disk fails.
+    /// blocks; fails if the disk fails, and with `NoSpace` if the disk has not the free
+    /// blocks to build the tree beside the damaged one. A crash, or any failure, before
+    /// the rebuilt tree is committed leaves the damaged tree as it was.
     pub fn repair(mut disk: D) -> Result<(Self, RepairReport), FsError> {
         let found = match Self::fsck(&mut disk) {
             Ok(result) => {
@@ -157,22 +180,24 @@ impl<D: BlockStore> FileSystem<D> {
                 fixes.push(format!(
                     "journal: its superblock is damaged ({error}); the one on disk is used"
                 ));
+                // Not written home: the old superblock stays until the rebuild commits.
+                store.pending.remove(&0);
                 home.root
             }
             (Err(_), Err(torn)) => return Err(needs_superblock(torn)),
         };
-        let (nodes, salvage_fixes) = Salvager::run(&mut store, &layout, root)?;
-        fixes.extend(salvage_fixes);
-        // File data lives in the journal too: what it holds goes home before the
-        // fresh journal replaces it.
+        let salvage = Salvager::run(&mut store, &layout, root)?;
+        fixes.extend(salvage.fixes);
+        // File data lives in the journal too: what it holds goes home (a checkpoint:
+        // the journal still holds it) before the emptied journal replaces it.
         let mut disk = store.disk;
         write_sorted(
             &mut disk,
             store.pending.iter().map(|(number, block)| (*number, block)),
         )?;
         flush_disk(&mut disk)?;
-        let mut fs = Self::format(disk)?;
-        fs.rebuild(&nodes)?;
+        let mut fs = Self::for_rebuild(disk, layout)?;
+        fs.rebuild(&salvage.nodes, &salvage.kept_apart)?;
         let result = fs.check().map_err(|error| {
             FsError::corrupt(
                 0,
@@ -182,14 +207,19 @@ impl<D: BlockStore> FileSystem<D> {
         Ok((fs, RepairReport { fixes, result }))
     }
 
-    /// Builds the salvaged tree in this empty file system and writes it home.
-    fn rebuild(&mut self, nodes: &[Salvaged]) -> Result<(), FsError> {
-        self.set_commit_policy(CommitPolicy::OnCommit)?;
+    /// Builds the salvaged tree in this empty file system ([`FileSystem::for_rebuild`]),
+    /// keeping the blocks `kept_apart` as they are, then commits it and writes it home.
+    fn rebuild(&mut self, nodes: &[Salvaged], kept_apart: &[u64]) -> Result<(), FsError> {
         for node in nodes {
             for extent in &node.extents {
                 self.transact(|fs| fs.claim_run(extent.physical, extent.count))?;
             }
         }
+        self.transact(|fs| {
+            kept_apart
+                .iter()
+                .try_for_each(|&block| fs.claim_run(block, 1))
+        })?;
         for node in nodes.iter().skip(1) {
             match node.kind {
                 FileKind::Directory => self.mkdir(&node.path)?,
@@ -205,7 +235,12 @@ impl<D: BlockStore> FileSystem<D> {
                 self.write(&node.path, offset, bytes.get(..length).unwrap_or_default())?;
             }
         }
-        self.sync()?;
+        self.transact(|fs| {
+            kept_apart
+                .iter()
+                .try_for_each(|&block| fs.free_run(block, 1))
+        })?;
+        self.finish_rebuild()?;
         self.set_commit_policy(CommitPolicy::EachOperation)
     }
 
@@ -228,17 +263,14 @@ impl<D: BlockStore> FileSystem<D> {
 
 impl<'a, D: BlockStore> Salvager<'a, D> {
     /// Walks the tree under `root`: what survives, and what was done on the way.
-    fn run(
-        store: &'a mut Store<D>,
-        layout: &Layout,
-        root: Inode,
-    ) -> Result<(Vec<Salvaged>, Vec<String>), FsError> {
+    fn run(store: &'a mut Store<D>, layout: &Layout, root: Inode) -> Result<Salvage, FsError> {
         let mut salvager = Salvager {
             store,
             layout: *layout,
             metadata: UsedBlocks::new(layout.blocks)?,
             data: UsedBlocks::new(layout.blocks)?,
             taken_back: BTreeSet::new(),
+            walked: Vec::new(),
             nodes: Vec::new(),
             copied: 0,
             fixes: Vec::new(),
@@ -254,7 +286,11 @@ impl<'a, D: BlockStore> Salvager<'a, D> {
             }
         }
         salvager.give_back_taken_blocks();
-        Ok((salvager.nodes, salvager.fixes))
+        Ok(Salvage {
+            nodes: salvager.nodes,
+            kept_apart: salvager.walked,
+            fixes: salvager.fixes,
+        })
     }
 
     /// Salvages a file: its extents, copies of blocks it shares, a size covering them.
@@ -354,6 +390,7 @@ impl<'a, D: BlockStore> Salvager<'a, D> {
                     ));
                     continue;
                 }
+                self.walked.push(block);
                 let read = self.store.read(block)?;
                 let entries = match DirectoryBlock::salvage(&read, block) {
                     Ok((entries, problems)) => {
@@ -405,6 +442,7 @@ impl<'a, D: BlockStore> Salvager<'a, D> {
             } else if !self.metadata.insert(next) || self.data.contains(next) {
                 Some(String::from("is already in use"))
             } else {
+                self.walked.push(next);
                 match OverflowBlock::decode(&self.store.read(next)?, next) {
                     Ok(overflow) => {
                         found.extend(overflow.extents);

@@ -22,7 +22,12 @@ use crate::{FsError, MemoryDisk};
 /// A small tree, synced: `/a/b/f` (two blocks), `/g` (one block), `/frag` (six
 /// extents: an overflow block).
 pub(super) fn sample() -> MemoryDisk {
-    let mut fs = fresh(1024);
+    sample_on(1024)
+}
+
+/// [`sample`] on a disk of `blocks` blocks.
+pub(super) fn sample_on(blocks: u64) -> MemoryDisk {
+    let mut fs = fresh(blocks);
     fs.mkdir("/a").unwrap();
     fs.mkdir("/a/b").unwrap();
     fs.create("/a/b/f").unwrap();

@@ -128,7 +128,9 @@ fn torn(old: &[u8], new: &[u8], written: u8) -> Vec<u8> {
 /// write the disk with every earlier write whole, and that write cut after each of its
 /// sectors, its first k of eight sectors written or its last k (k = 1 to 7: a disk
 /// writes a request's sectors in any order), the others as they were; and the disk
-/// after the last write.
+/// after the last write. A cut that leaves the block as it was or as it is after the
+/// write (only the sectors on one side of it change), or as another cut of the same
+/// write left it, is the same disk and is checked once.
 fn for_each_sector_cut(base: &MemoryDisk, log: &[Event], mut check: impl FnMut(usize, MemoryDisk)) {
     let mut image = base.clone();
     for (index, event) in log.iter().enumerate() {
@@ -137,13 +139,17 @@ fn for_each_sector_cut(base: &MemoryDisk, log: &[Event], mut check: impl FnMut(u
         };
         check(index, image.clone());
         let old = crate::store::read_disk(&mut image, *block).unwrap();
+        let mut seen = vec![old.to_vec(), data.clone()];
         for sectors in 1..8 {
             let first: u8 = (1 << sectors) - 1;
             for written in [first, !first] {
+                let cut = torn(&old[..], data, written);
+                if seen.contains(&cut) {
+                    continue;
+                }
                 let mut crashed = image.clone();
-                crashed
-                    .write(*block, &torn(&old[..], data, written))
-                    .unwrap();
+                crashed.write(*block, &cut).unwrap();
+                seen.push(cut);
                 check(index, crashed);
             }
         }
@@ -667,6 +673,133 @@ fn a_journal_header_torn_at_a_checkpoint_leaves_the_old_or_the_new_one() {
         let (tree, _) = recover(crashed, &context);
         assert!(tree == expected, "{context}: another tree");
     }
+}
+
+/// Damaged disks for [`a_crash_during_a_repair_leaves_the_damaged_file_system_or_the_repaired_one`]:
+/// what each holds wrong.
+fn damaged_disks() -> Vec<(&'static str, MemoryDisk)> {
+    use super::corrupt::{edit_block, edit_entry, first_block, sample_on};
+    // Small disks: each crash image is a copy of one.
+    let sample = || sample_on(256);
+    let layout = crate::format::Layout::for_disk(sample().blocks()).unwrap();
+    let sample_with_journaled = |path: &str, data: &[u8]| {
+        let mut fs = FileSystem::mount(sample()).unwrap();
+        fs.create(path).unwrap();
+        fs.write(path, 0, data).unwrap();
+        fs.into_disk()
+    };
+    let mut journaled = sample_with_journaled("/journaled", &[5; 9000]);
+    super::repair::damage_directory_a(&mut journaled);
+    // /g takes 60 blocks of /big: the copies outgrow the 64-block journal, so the
+    // rebuild writes in place before its end.
+    let mut fs = FileSystem::mount(sample()).unwrap();
+    fs.create("/big").unwrap();
+    let big: Vec<u8> = (0..64 * BLOCK_SIZE)
+        .map(|i| (i / BLOCK_SIZE) as u8)
+        .collect();
+    fs.write("/big", 0, &big).unwrap();
+    fs.sync().unwrap();
+    let mut shared = fs.into_disk();
+    let root_block = first_block(&shared, &[]);
+    let big_block = first_block(&shared, &["big"]);
+    edit_entry(&mut shared, root_block, "g", |inode| {
+        inode.inline[0].physical = big_block + 2;
+        inode.inline[0].count = 60;
+        inode.size = 60 * BLOCK_SIZE as u64;
+    });
+    let mut bitmap = sample();
+    let g_block = first_block(&bitmap, &["g"]);
+    edit_block(
+        &mut bitmap,
+        layout.bitmap_start,
+        crate::format::BITMAP_MAGIC,
+        |block| {
+            let (_, byte, bit) = crate::format::bitmap_position(&layout, g_block);
+            crate::format::set_bit(block, byte, bit, false);
+        },
+    );
+    // A transaction whose CRC-32C holds: one naming a journal block, and one whose
+    // image of block 0 is a damaged superblock (its root a file).
+    let journal_with = |staged: alloc::collections::BTreeMap<u64, crate::format::Block>| {
+        let mut disk = sample_with_journaled("/journaled", b"dropped");
+        let header = crate::store::read_disk(&mut disk, layout.journal_start).unwrap();
+        let sequence = crate::journal::decode_header(&header, layout.journal_start).unwrap();
+        crate::journal::write_transaction(&mut disk, layout.journal_start + 1, sequence, &staged)
+            .unwrap();
+        disk
+    };
+    let journal = journal_with([(layout.journal_start + 8, crate::format::zeroed())].into());
+    let mut superblock = crate::store::read_disk(&mut sample(), 0).unwrap();
+    superblock[128] = 1;
+    crate::format::seal(&mut superblock, crate::format::SUPERBLOCK_MAGIC, 0);
+    let journaled_superblock = journal_with([(0, superblock)].into());
+    vec![
+        (
+            "a damaged directory under operations in the journal",
+            journaled,
+        ),
+        ("60 blocks of a file another file owns", shared),
+        ("a wrong bitmap", bitmap),
+        ("a damaged journal", journal),
+        ("a damaged superblock in the journal", journaled_superblock),
+    ]
+}
+
+/// A crash at any point of a repair (any write since the last flush lost, or the
+/// write at the cut torn at any sector boundary) leaves the damaged file system, which
+/// mount refuses as corrupt and repair then repairs to the same tree, or the repaired
+/// one: never a disk that mounts with another tree, nor one repair cannot repair. The
+/// rebuild writes only blocks the damaged tree does not use, then commits the new
+/// superblock through the journal. It formatted the disk and built the tree through
+/// the ordinary operations, so a crash could leave a disk refused as `NotFormatted`,
+/// which repair refuses too, or an empty or partly built tree that mounted, the damaged
+/// one's files lost.
+#[test]
+fn a_crash_during_a_repair_leaves_the_damaged_file_system_or_the_repaired_one() {
+    let (mut refused, mut repaired) = (0, 0);
+    let mut most_bitmap_writes = 0;
+    for (damage, disk) in damaged_disks() {
+        let bitmap = crate::format::Layout::for_disk(disk.blocks())
+            .unwrap()
+            .bitmap_start;
+        let (mut fs, _) = FileSystem::repair(disk.clone()).unwrap();
+        let expected = snapshot(&mut fs).unwrap();
+        let mut recording = Recorder::new(disk.clone());
+        drop(FileSystem::repair(&mut recording).unwrap());
+        let mut judge = |cut: usize, crashed: MemoryDisk| {
+            let context = alloc::format!("{damage}, cut {cut}");
+            match FileSystem::mount(crashed.clone()) {
+                Ok(mut fs) => {
+                    let tree = snapshot(&mut fs).unwrap();
+                    assert!(tree == expected, "{context}: mounted another tree");
+                    repaired += 1;
+                }
+                Err(FsError::Corrupt { .. }) => {
+                    let (mut fs, _) = FileSystem::repair(crashed)
+                        .unwrap_or_else(|e| panic!("{context}: repair failed: {e}"));
+                    let tree = snapshot(&mut fs).unwrap();
+                    assert!(tree == expected, "{context}: repaired to another tree");
+                    refused += 1;
+                }
+                Err(error) => panic!("{context}: {error}"),
+            }
+        };
+        for_each_crash(&disk, &recording.log, &mut Rng::new(11), true, &mut judge);
+        for_each_sector_cut(&disk, &recording.log, &mut judge);
+        let bitmap_writes = (recording.log.iter())
+            .filter(|event| matches!(event, Event::Write(block, _) if *block == bitmap))
+            .count();
+        most_bitmap_writes = most_bitmap_writes.max(bitmap_writes);
+    }
+    assert!(
+        refused > 0 && repaired > 0,
+        "{refused} refused, {repaired} repaired"
+    );
+    // One rebuild outgrew the journal and wrote in place before its last commit.
+    assert!(
+        most_bitmap_writes >= 2,
+        "the bitmap written {most_bitmap_writes} times"
+    );
 }
 
 /// An overflow extent block is written when it is allocated, whatever the block held:

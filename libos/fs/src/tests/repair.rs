@@ -581,3 +581,38 @@ fn an_extent_list_is_split_around_blocks_a_directory_owns() {
     expected.blocks.remove(&0);
     assert_eq!(file(&tree, "/frag"), &expected);
 }
+
+/// The rebuild writes none of the damaged tree's blocks before it commits, so it needs
+/// free blocks for the new directories and overflow blocks beside the old ones: on a
+/// disk too full for them repair fails with `NoSpace`, and the damaged file system is
+/// left as it was, read as before by a read-only mount. (It formatted the disk and
+/// rebuilt over the old blocks: this disk was repaired then, but a crash lost it.)
+#[test]
+fn a_repair_without_room_beside_the_damaged_tree_fails_and_loses_nothing() {
+    let mut fs = FileSystem::mount(super::corrupt::sample_on(256)).unwrap();
+    let free = fs.statfs().free_blocks as usize;
+    fs.create("/big").unwrap();
+    fs.write("/big", 0, &alloc::vec![9; (free - 2) * 4096])
+        .unwrap();
+    fs.sync().unwrap();
+    let mut disk = fs.into_disk();
+    let root_block = first_block(&disk, &[]);
+    let f_block = first_block(&disk, &["a", "b", "f"]);
+    edit_entry(&mut disk, root_block, "g", |inode| {
+        inode.inline[0].physical = f_block + 1
+    });
+    let read = |disk: &MemoryDisk| {
+        let (mut fs, found) = FileSystem::mount_read_only(disk.clone()).unwrap();
+        let files: Vec<Vec<u8>> = ["/a/b/f", "/g", "/big", "/frag"]
+            .iter()
+            .map(|path| fs.read_all(path).unwrap())
+            .collect();
+        (files, found)
+    };
+    let before = read(&disk);
+    assert_eq!(
+        FileSystem::repair(&mut disk).map(drop),
+        Err(FsError::NoSpace)
+    );
+    assert!(read(&disk) == before, "the damaged tree reads otherwise");
+}
