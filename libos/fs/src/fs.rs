@@ -272,8 +272,9 @@ impl<D: BlockStore> FileSystem<D> {
     /// answers [`FsError::ReadOnly`]. Also returns what the check found (`None`: the file
     /// system is sound). Reading is safe where the damage is not: every metadata block
     /// is verified as it is read, so a read that meets damage fails with `Corrupt`
-    /// naming it, and the rest reads as it is. The superblock and the journal must be
-    /// readable; nothing is ever written to the disk.
+    /// naming it, and the rest reads as it is. The superblock (or, torn by a crash or
+    /// unreadable, its image in the journal) and the journal must be readable; nothing
+    /// is ever written to the disk.
     pub fn mount_read_only(disk: D) -> Result<(Self, Option<FsError>), FsError> {
         let mut disk = disk;
         let (layout, replay) = layout_and_journal(&mut disk)?;
@@ -1201,13 +1202,15 @@ impl<D: BlockStore> FileSystem<D> {
 
 /// The layout of the file system on `disk` and its journal's committed transactions,
 /// read without writing anything. The superblock gives the layout, unless a crash tore
-/// its write at a checkpoint ([`Superblock::is_torn`]) while the journal still holds
-/// its image (it does until the checkpoint has written every block home and flushed):
-/// then the layout is the disk size's, which a sound superblock's must equal anyway,
-/// and the superblock read through the replay is the journal's. A torn superblock the
-/// journal holds no sound image of is refused as damaged, as before; a journal that
-/// cannot be read (the disk fails, or the app lacks the memory to hold it) fails as it
-/// does under a sound superblock.
+/// its write at a checkpoint ([`Superblock::is_torn`]), or block 0 cannot be read (a
+/// sector a crash tore may read so), while the journal still holds its image (it does
+/// until the checkpoint has written every block home and flushed): then the layout is
+/// the disk size's, which a sound superblock's must equal anyway, and the superblock
+/// read through the replay is the journal's (mount writes it home). A torn superblock
+/// the journal holds no sound image of is refused as damaged, as before, and an
+/// unreadable one fails with the disk's error; a journal that cannot be read (the disk
+/// fails, or the app lacks the memory to hold it) fails as it does under a sound
+/// superblock.
 pub(crate) fn layout_and_journal<D: BlockStore>(disk: &mut D) -> Result<(Layout, Replay), FsError> {
     let (layout, torn) = match home_superblock(disk)? {
         (layout, Ok(_)) => return Ok((layout, scan(disk, &layout)?)),
@@ -1226,15 +1229,22 @@ pub(crate) fn layout_and_journal<D: BlockStore>(disk: &mut D) -> Result<(Layout,
 }
 
 /// The layout of the file system on `disk` and its superblock as block 0 holds it, or
-/// the error that refuses a superblock a crash tore ([`Superblock::is_torn`]), whose
-/// layout is then the disk size's (a sound superblock's must equal it). Fails if block
-/// 0 cannot be read or holds no superblock, a damaged one not torn, or a torn one on a
-/// disk too small for a layout (with the torn superblock's error).
+/// the error that refuses a superblock a crash tore ([`Superblock::is_torn`]) or the
+/// disk's error reading block 0, whose layout is then the disk size's (a sound
+/// superblock's must equal it). Fails if block 0 holds no superblock, a damaged one not
+/// torn, or if the disk is too small for a layout (with the torn superblock's error, or
+/// the disk's).
 pub(crate) fn home_superblock<D: BlockStore>(
     disk: &mut D,
 ) -> Result<(Layout, Result<Superblock, FsError>), FsError> {
     let blocks = disk.blocks();
-    let home = read_disk(disk, 0)?;
+    let home = match read_disk(disk, 0) {
+        Ok(home) => home,
+        Err(unreadable) => {
+            let layout = Layout::for_disk(blocks).map_err(|_| unreadable.clone())?;
+            return Ok((layout, Err(unreadable)));
+        }
+    };
     match Superblock::decode(&home, blocks) {
         Ok(superblock) => Ok((superblock.layout, Ok(superblock))),
         Err(torn) if Superblock::is_torn(&home) => {

@@ -36,8 +36,9 @@
 //! check could not say it is damaged, and the repair fails with the disk's error
 //! (`Disk`). Repair needs the
 //! superblock (it holds the root directory): a damaged one is refused and nothing is
-//! written, unless a crash tore its write while the journal holds its image
-//! ([`crate::fs::layout_and_journal`]), which is used then. Building beside the
+//! written, unless a crash tore its write (or left it unreadable) while the journal
+//! holds its image ([`crate::fs::layout_and_journal`]), which is used then and written
+//! back. Building beside the
 //! damaged tree takes free blocks for the new directory and overflow blocks and the
 //! copies: without them repair fails with `NoSpace`, the damaged tree left as it was.
 
@@ -129,7 +130,8 @@ impl<D: BlockStore> FileSystem<D> {
     /// Repairs the file system on `disk` and mounts the result; see the module notes
     /// for what is salvaged and how. A consistent file system is mounted untouched
     /// (the report lists no fixes). Fails, writing nothing, when the superblock is
-    /// damaged (and not torn by a crash with its image in the journal), the disk fails
+    /// damaged or unreadable (and not torn by a crash, or unreadable, with its image in
+    /// the journal, which is then used and written back), the disk fails
     /// a read of the check (the journal's, or any block's) or of the journal, or the app
     /// cannot get the memory to hold the journal's transactions or the map of used
     /// blocks; fails if the disk fails, and with `NoSpace` if the disk has not the free

@@ -637,6 +637,111 @@ fn a_torn_superblock_whose_journal_cannot_be_read_fails_repair_with_the_disk_err
     assert!(snapshot(&mut repaired).unwrap() == expected);
 }
 
+/// A disk whose block `block` cannot be read until it is written again (a sector a
+/// crash tore mid-write, whose checksum the drive then refuses).
+struct UnreadableUntilRewritten {
+    disk: MemoryDisk,
+    block: u64,
+    rewritten: bool,
+}
+
+impl UnreadableUntilRewritten {
+    fn new(disk: MemoryDisk, block: u64) -> Self {
+        Self {
+            disk,
+            block,
+            rewritten: false,
+        }
+    }
+}
+
+impl BlockStore for UnreadableUntilRewritten {
+    fn blocks(&self) -> u64 {
+        self.disk.blocks()
+    }
+    fn read(&mut self, block: u64, buf: &mut [u8]) -> Result<(), alloc::string::String> {
+        if block == self.block && !self.rewritten {
+            return Err("unreadable".into());
+        }
+        self.disk.read(block, buf)
+    }
+    fn write(&mut self, block: u64, data: &[u8]) -> Result<(), alloc::string::String> {
+        self.rewritten |= block == self.block;
+        self.disk.write(block, data)
+    }
+    fn flush(&mut self) -> Result<(), alloc::string::String> {
+        Ok(())
+    }
+}
+
+/// Block 0 unreadable (a crash at a checkpoint tore its sector, say) while the journal
+/// holds its image is read from the journal, as a torn superblock is: mount, `fsck`,
+/// the read-only mount and repair (of the disk damaged elsewhere too) work, and mount
+/// and repair write it back; the read-only mount and `fsck` write nothing. Every one of
+/// them failed with the disk's error and nothing wrote block 0 back. With no image of
+/// block 0 in the journal they still fail with the disk's error, writing nothing.
+#[test]
+fn an_unreadable_block_0_is_read_from_the_journal_and_written_back() {
+    let (expected, journaled) = {
+        let mut fs = super::ops::fresh(256);
+        fs.mkdir("/a").unwrap();
+        (snapshot(&mut fs).unwrap(), fs.into_disk())
+    };
+    let unreadable = || UnreadableUntilRewritten::new(journaled.clone(), 0);
+    let mut disk = unreadable();
+    assert!(FileSystem::fsck(&mut disk).is_ok());
+    let (mut fs, found) = FileSystem::mount_read_only(disk).unwrap();
+    assert_eq!(found, None);
+    assert!(snapshot(&mut fs).unwrap() == expected);
+    assert!(!fs.into_disk().rewritten, "a read-only mount wrote block 0");
+    let mut fs = FileSystem::mount(unreadable()).unwrap();
+    assert!(snapshot(&mut fs).unwrap() == expected);
+    let disk = fs.into_disk();
+    assert!(disk.rewritten, "mount did not write block 0 back");
+    let (tree, _) = recover(disk.disk, "after mount");
+    assert!(tree == expected);
+    let (mut fs, report) = FileSystem::repair(unreadable()).unwrap();
+    assert!(report.fixes.is_empty(), "{:?}", report.fixes);
+    assert!(snapshot(&mut fs).unwrap() == expected);
+    assert!(
+        fs.into_disk().rewritten,
+        "repair did not write block 0 back"
+    );
+    // Damaged elsewhere too (a directory not in the journal, which holds block 0's
+    // image: the root grew a block): repair rebuilds, block 0 from the journal's image.
+    let mut fs = FileSystem::mount(super::corrupt::sample_on(256)).unwrap();
+    fs.set_commit_policy(CommitPolicy::OnCommit).unwrap();
+    for index in 0..10 {
+        fs.mkdir(&alloc::format!("/{index}{}", "n".repeat(250)))
+            .unwrap();
+    }
+    fs.commit().unwrap();
+    let mut damaged = fs.into_disk();
+    super::repair::damage_directory_a(&mut damaged);
+    let (mut fs, _) = FileSystem::repair(damaged.clone()).unwrap();
+    let expected = snapshot(&mut fs).unwrap();
+    let (mut fs, report) = FileSystem::repair(UnreadableUntilRewritten::new(damaged, 0)).unwrap();
+    assert!(!report.fixes.is_empty());
+    assert!(snapshot(&mut fs).unwrap() == expected);
+    let disk = fs.into_disk();
+    assert!(disk.rewritten, "repair did not write block 0 back");
+    let (tree, _) = recover(disk.disk, "after repair");
+    assert!(tree == expected);
+    // No image of block 0 in the journal: nothing to read the root from.
+    let mut synced = FileSystem::mount(journaled).unwrap();
+    synced.sync().unwrap();
+    let unreadable = || UnreadableUntilRewritten::new(synced.store.disk.clone(), 0);
+    let error = FsError::Disk(alloc::string::String::from("reading block 0: unreadable"));
+    assert_eq!(
+        FileSystem::fsck(&mut unreadable()).err(),
+        Some(error.clone())
+    );
+    assert_eq!(FileSystem::mount(unreadable()).err(), Some(error.clone()));
+    let mut disk = unreadable();
+    assert_eq!(FileSystem::repair(&mut disk).err(), Some(error));
+    assert!(!disk.rewritten, "a failed repair wrote block 0");
+}
+
 /// A checkpoint's last write is the journal header's, once every home write is
 /// durable. On a disk of 512-byte sectors a crash can tear it; the header lies whole in
 /// its first sector (format version 2), so a torn write leaves the old header (the
