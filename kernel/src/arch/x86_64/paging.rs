@@ -245,8 +245,8 @@ fn unmap_page_locked(addr: u64) -> Result<(), PagingError> {
 /// entry changes, so a lack of frames for a page table (`OutOfMemory`) changes no page.
 pub fn set_present(range: core::ops::Range<u64>, present: bool) -> Result<(), PagingError> {
     let _guard = LOCK.lock();
-    for page in range.clone().step_by(KIB4 as usize) {
-        entry_4k(page & !(KIB4 - 1))?; // a split maps every address as before
+    for at in (range.start & !(MIB2 - 1)..range.end).step_by(MIB2 as usize) {
+        entry_4k(at.max(range.start))?; // splits what a 2 MiB region's pages need; no change
     }
     for page in range.step_by(KIB4 as usize) {
         let entry = entry_4k(page & !(KIB4 - 1))?;
