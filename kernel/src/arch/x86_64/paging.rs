@@ -274,13 +274,15 @@ fn leaf(addr: u64) -> Option<(u64, u64)> {
 
 /// Whether every page of `range` is present in the identity map: RAM the kernel may touch
 /// for a C app (a stack's guard page and memory taken by force are RAM but not mapped).
+/// Takes the page-table lock per call, so per check of a C app's buffer: a known cost.
 pub fn is_present(range: core::ops::Range<u64>) -> bool {
     if range.end > 1 << IDENTITY_MAP_BITS {
         return false; // the upper half's entries, not the identity map's
     }
     let _guard = LOCK.lock();
     let mut addr = range.start;
-    while let Some((_, bytes)) = leaf(addr).filter(|_| addr < range.end) {
+    // No entry is read past the range's end (which may be the upper half's first).
+    while let Some((_, bytes)) = Some(addr).filter(|&at| at < range.end).and_then(leaf) {
         addr = (addr & !(bytes - 1)) + bytes;
     }
     addr >= range.end
