@@ -7,7 +7,8 @@ use rexo_drivers::Machine;
 use crate::{mem::phys::DRIVER_PLATFORM, platform};
 
 /// The bus, its functions and their drivers (unset until first used: [`machine`] binds
-/// them, [`crate::power::power_off`] only tells the disks of a machine bound already).
+/// them; [`crate::power::power_off`] and [`crate::power::reboot`] only tell the disks of
+/// a machine bound already).
 pub(crate) static MACHINE: spin::Once<Machine> = spin::Once::new();
 
 /// The bus (its ECAM windows claimed on first use), its functions (walked once) and the
