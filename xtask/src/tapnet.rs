@@ -129,6 +129,8 @@ impl TapNet {
         let count = pid_and_count.next().unwrap_or_default();
         let pid = pid_and_count.next().unwrap_or_default();
         let far = format!("rexo-far-{pid}-{count}");
+        // A namespace of an earlier run with the same process id: start afresh.
+        let _ = ip(&["netns", "del", &far]);
         ip(&["netns", "add", &far])?;
         self.far = Some(far.clone());
         let near = self.netns.clone();
@@ -372,6 +374,21 @@ mod tests {
             }
             Err(why) => assert!(!crate::deps::is_root(), "as root: {why}"),
         }
+    }
+
+    /// A far namespace of an earlier run whose process id this one reuses (not swept: its
+    /// creator looks alive) is replaced, as the tap's namespace is.
+    #[test]
+    fn a_far_namespace_left_by_a_run_with_the_same_process_id_is_replaced() {
+        let Ok(tap) = TapNet::create("tap", 1) else {
+            return assert!(!crate::deps::is_root(), "as root, no namespace");
+        };
+        let far = tap.netns().replacen("rexo-tap-", "rexo-far-", 1);
+        ip(&["netns", "add", &far]).unwrap();
+        let narrowed = tap
+            .with_narrow_path(1400)
+            .expect("the stale namespace replaced");
+        assert_eq!(narrowed.client_netns(), far);
     }
 
     #[test]
