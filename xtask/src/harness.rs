@@ -280,13 +280,7 @@ fn tool_needs(
     if cases.iter().any(|c| c.boot.uefi()) {
         needs.push(Need::Ovmf);
     }
-    let on_tap = |arg: &Arg| {
-        matches!(
-            arg,
-            Arg::Tap(_) | Arg::TapPairs(_) | Arg::TapQueues(_) | Arg::TapNarrowPath(_)
-        )
-    };
-    if root && cases.iter().any(|c| c.qemu.iter().any(on_tap)) {
+    if root && cases.iter().any(|c| c.qemu.iter().any(Arg::on_tap)) {
         needs.push(Need::IpRoute);
     }
     needs
