@@ -347,9 +347,9 @@ trait PingLink {
     /// Moves what the NIC holds and what waits to go (ARP answered meanwhile); an
     /// error is the NIC's, and ends `ping`.
     fn poll(&mut self) -> Result<(), String>;
-    /// The reply to request `seq`, if it has come; an error when the stack gave the
-    /// request up (its next hop answered no ARP).
-    fn reply(&mut self, seq: u16) -> Result<Option<EchoReply>, String>;
+    /// The reply to request `seq`, if it has come; an error when the stack gave
+    /// requests up ([`NetError::NoArpAnswer`]: their next hop answered no ARP).
+    fn reply(&mut self, seq: u16) -> Result<Option<EchoReply>, NetError>;
     /// Halts the core for [`PING_NAP_NS`] (or until an interrupt).
     fn nap(&mut self);
     /// Whether Ctrl-C was typed since the last look.
@@ -384,12 +384,11 @@ impl PingLink for StackLink<'_, '_> {
             .map_err(|e| format!("nic {}: {e}", self.nic))
     }
 
-    fn reply(&mut self, seq: u16) -> Result<Option<EchoReply>, String> {
+    fn reply(&mut self, seq: u16) -> Result<Option<EchoReply>, NetError> {
         let to = self.to;
         self.stack
             .ping_recv(self.socket, PING_DATA)
             .map(|reply| reply.filter(|r| r.seq == seq && r.from == to))
-            .map_err(|error| format!("{error}"))
     }
 
     fn nap(&mut self) {
@@ -465,9 +464,18 @@ fn echo_requests(link: &mut dyn PingLink, count: u16, say: &dyn Fn(&str)) -> Res
                 }
                 Ok(None) if stopped => {}
                 Ok(None) => say(&format!("seq {seq}: no answer within 1 s\r\n")),
-                // The next hop answered no ARP: this request and those before it to the
-                // same next hop were dropped unsent.
-                Err(error) => say(&format!("seq {seq}: {error}\r\n")),
+                // The next hop answered no ARP: the requests the stack dropped unsent
+                // (this one, if it was queued yet, and those before it to that next
+                // hop, answered by none) were not sent after all.
+                Err(error) => {
+                    if let NetError::NoArpAnswer { dropped, .. } = error {
+                        let dropped = u16::try_from(dropped).unwrap_or(u16::MAX);
+                        let dropped = dropped.min(tally.sent);
+                        tally.sent -= dropped;
+                        tally.not_sent += dropped;
+                    }
+                    say(&format!("seq {seq}: {error}\r\n"));
+                }
             }
         }
         // A second between requests, answering ARP meanwhile; none after the last.
@@ -707,12 +715,14 @@ mod tests {
 
     /// A [`PingLink`] whose clock moves 1 us at each look and [`PING_NAP_NS`] at each
     /// nap: the stack refuses to send the requests in `refused`, a reply to those in
-    /// `answered` is there at the first poll after they went, and Ctrl-C is typed
-    /// after `ctrl_c_after` naps.
+    /// `answered` is there at the first poll after they went, the stack says it dropped
+    /// `dropped` requests unsent (`NoArpAnswer`) while request `at` of `given_up` is
+    /// waited for, and Ctrl-C is typed after `ctrl_c_after` naps.
     #[derive(Default)]
     struct FakeLink {
         now_ns: core::cell::Cell<u64>,
         refused: Vec<u16>,
+        given_up: Option<(u16, usize)>,
         answered: Vec<u16>,
         ctrl_c_after: Option<usize>,
         sent: Vec<u16>,
@@ -739,7 +749,15 @@ mod tests {
             Ok(())
         }
 
-        fn reply(&mut self, seq: u16) -> Result<Option<EchoReply>, String> {
+        fn reply(&mut self, seq: u16) -> Result<Option<EchoReply>, NetError> {
+            if let Some((at, dropped)) = self.given_up
+                && at == seq
+            {
+                return Err(NetError::NoArpAnswer {
+                    next_hop: Ipv4Addr::new(10, 0, 2, 9),
+                    dropped,
+                });
+            }
             let answered = self.answered.contains(&seq) && self.sent.contains(&seq);
             Ok(answered.then(|| EchoReply {
                 from: Ipv4Addr::new(10, 0, 2, 2),
@@ -792,6 +810,38 @@ mod tests {
         assert_eq!(
             ping_summary(Ipv4Addr::new(10, 0, 2, 2), &none_sent),
             "10.0.2.2: 0 sent, 4 not sent, 0 answered\r\n"
+        );
+    }
+
+    /// The requests the stack dropped for want of an ARP answer, the one waited for
+    /// and those before it, are counted as not sent, not as sent and lost.
+    #[test]
+    fn requests_dropped_for_want_of_an_arp_answer_are_not_counted_as_sent() {
+        let mut link = FakeLink {
+            given_up: Some((3, 4)),
+            ..FakeLink::default()
+        };
+        let (tally, said) = run(&mut link, 4);
+        assert!(
+            said.contains("seq 3: 10.0.2.9 answered no ARP request within 3 s"),
+            "{said}"
+        );
+        assert_eq!((tally.sent, tally.not_sent, tally.answered), (0, 4, 0));
+        assert_eq!(
+            ping_summary(Ipv4Addr::new(10, 0, 2, 2), &tally),
+            "10.0.2.2: 0 sent, 4 not sent, 0 answered\r\n"
+        );
+        // Only the dropped ones: a request answered before stays sent.
+        let mut link = FakeLink {
+            answered: vec![0],
+            given_up: Some((2, 1)),
+            ..FakeLink::default()
+        };
+        let (tally, said) = run(&mut link, 3);
+        assert_eq!(
+            (tally.sent, tally.not_sent, tally.answered),
+            (2, 1, 1),
+            "{said}"
         );
     }
 

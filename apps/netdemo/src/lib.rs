@@ -134,7 +134,8 @@ fn ping_gateway(kernel: &Kernel, stack: &mut Stack) -> Result<(), NetError> {
             stack.poll(kernel.now_ns())?;
             let reply = match stack.ping_recv(&ping, PING_DATA) {
                 Ok(reply) => reply,
-                // The router answered no ARP: the request was dropped unsent.
+                // The router answered no ARP: the requests to it the stack held were
+                // dropped unsent (this one, if queued yet, and any before it).
                 Err(error) => {
                     kernel.log(format_args!("netdemo: seq {seq}: {error}"));
                     break;

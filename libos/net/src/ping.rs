@@ -9,7 +9,7 @@
 //! [`UNRESOLVED_NS`] is dropped with those queued to the same next hop, the sending
 //! socket is replaced by a fresh one (the receiving one, with the replies the app has not
 //! read, stays), and the app's next [`crate::Stack::ping_recv`] on the socket is
-//! [`NetError::NoArpAnswer`] naming that next hop.
+//! [`NetError::NoArpAnswer`] naming that next hop and how many requests were dropped.
 
 use alloc::collections::VecDeque;
 use alloc::vec;
@@ -41,8 +41,9 @@ struct Slot {
     /// When a poll first found that request unsent with room in the NIC (waiting for
     /// its next hop's MAC address, or with no route).
     waiting_since: Option<u64>,
-    /// The next hop last given up on, until the app is told.
-    given_up: Option<Ipv4Addr>,
+    /// The next hop last given up on and the requests dropped since the app was last
+    /// told (to that next hop and any given up on before it), until the app is told.
+    given_up: Option<(Ipv4Addr, usize)>,
 }
 
 /// The stack's ping sockets, by the index a [`crate::PingSocket`] holds.
@@ -143,8 +144,8 @@ impl PingSockets {
         mut take: impl FnMut(&[u8], Ipv4Addr) -> Option<T>,
     ) -> Result<Option<T>, NetError> {
         let slot = self.slot(index);
-        if let Some(next_hop) = slot.given_up.take() {
-            return Err(NetError::NoArpAnswer { next_hop });
+        if let Some((next_hop, dropped)) = slot.given_up.take() {
+            return Err(NetError::NoArpAnswer { next_hop, dropped });
         }
         let socket = sockets.get_mut::<icmp::Socket>(slot.receive);
         while let Ok((packet, IpAddress::Ipv4(from))) = socket.recv() {
@@ -221,8 +222,11 @@ impl PingSockets {
                 continue;
             }
             let next_hop = hop(lent);
+            let queued = slot.queue.len();
             slot.queue.retain(|&(to, _)| hop(to) != next_hop);
-            slot.given_up = Some(next_hop);
+            let dropped = 1 + queued - slot.queue.len();
+            let before = slot.given_up.map_or(0, |(_, dropped)| dropped);
+            slot.given_up = Some((next_hop, before + dropped));
             slot.lent = None;
             slot.waiting_since = None;
             sockets.remove(slot.send);

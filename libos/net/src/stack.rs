@@ -204,6 +204,10 @@ pub enum NetError {
     NoArpAnswer {
         /// The next hop given up on.
         next_hop: Ipv4Addr,
+        /// How many of the socket's requests were dropped unsent since it last said
+        /// so: the one that waited and those queued to the same next hop (and those of
+        /// any next hop given up on before, unsaid).
+        dropped: usize,
     },
     /// The DNS server's answer over TCP, asked for because its answer over UDP was cut
     /// short (TC), was cut short too: that server failed so, as
@@ -268,9 +272,10 @@ impl fmt::Display for NetError {
                 };
                 write!(f, "the DNS server answered {what} (code {rcode})")
             }
-            Self::NoArpAnswer { next_hop } => write!(
+            Self::NoArpAnswer { next_hop, dropped } => write!(
                 f,
-                "{next_hop} answered no ARP request within 3 s (no host there): not sent"
+                "{next_hop} answered no ARP request within 3 s (no host there): \
+                 {dropped} not sent"
             ),
             Self::DnsTruncated => {
                 f.write_str("the DNS answer was cut short (truncated), over TCP too")

@@ -4276,9 +4276,9 @@ fn a_datagram_to_a_silent_neighbour_does_not_stop_the_socket() {
 
 /// A ping to a silent address of the link (it answers no ARP) is given up 3 s after its
 /// first try, three ARP requests: the socket's next receive says so once, naming it
-/// (`NoArpAnswer`), a reply from B it received before is still read, the request queued
-/// to the same address behind it is dropped and one to B behind them goes at once, and
-/// the socket pings B again after. Before, smoltcp held the first request at the head
+/// (`NoArpAnswer`) with the two requests dropped, a reply from B it received before is
+/// still read, the request queued to the same address behind it is dropped and one to B
+/// behind them goes at once, and the socket pings B again after. Before, smoltcp held the first request at the head
 /// of the socket for good, asking ARP each second, and no later request of it went out.
 #[test]
 fn a_ping_to_a_silent_neighbour_is_given_up_after_3_s_and_the_socket_pings_on() {
@@ -4303,7 +4303,10 @@ fn a_ping_to_a_silent_neighbour_is_given_up_after_3_s_and_the_socket_pings_on() 
     };
     assert_eq!(
         next(&mut net),
-        Err(NetError::NoArpAnswer { next_hop: SILENT })
+        Err(NetError::NoArpAnswer {
+            next_hop: SILENT,
+            dropped: 2
+        })
     );
     assert_eq!(next(&mut net), Ok(Some((B, 0, true))));
     assert_eq!(next(&mut net), Ok(Some((B, 3, true))));
