@@ -5,11 +5,12 @@
 //! request of it waiting behind, and held up the stack's other neighbour resolutions. So
 //! a ping socket is two of smoltcp's: one bound to its identifier receives, and one bound
 //! to nothing (it takes no packet) sends, lent one request at a time from a queue of the
-//! socket's own, as UDP's datagrams are (`udp.rs`). A request that waits for its next hop
-//! [`UNRESOLVED_NS`] is dropped with those queued to the same next hop, the sending
-//! socket is replaced by a fresh one (the receiving one, with the replies the app has not
-//! read, stays), and the app's next [`crate::Stack::ping_recv`] on the socket is
-//! [`NetError::NoArpAnswer`] naming that next hop and how many requests were dropped.
+//! socket's own, as UDP's datagrams are (`udp.rs`, whose [`Lending`] both keep). A
+//! request that waits for its next hop [`crate::udp::UNRESOLVED_NS`] is dropped with
+//! those queued to the same next hop, the sending socket is replaced by a fresh one (the
+//! receiving one, with the replies the app has not read, stays), and the app's next
+//! [`crate::Stack::ping_recv`] on the socket is [`NetError::NoArpAnswer`] naming that
+//! next hop and how many requests were dropped.
 
 use alloc::collections::VecDeque;
 use alloc::vec;
@@ -21,7 +22,7 @@ use smoltcp::socket::icmp;
 use smoltcp::wire::IpAddress;
 
 use crate::stack::{NetError, PING_MAX_DATA};
-use crate::udp::UNRESOLVED_NS;
+use crate::udp::Lending;
 
 /// Echo requests a ping socket holds to send (the one lent to smoltcp included), and
 /// packets it holds received.
@@ -36,11 +37,9 @@ struct Slot {
     /// The requests (ICMP messages) to send after the one smoltcp holds, oldest first,
     /// with their destinations.
     queue: VecDeque<(Ipv4Addr, Vec<u8>)>,
-    /// The destination of the request smoltcp's sending socket holds, if any.
-    lent: Option<Ipv4Addr>,
-    /// When a poll first found that request unsent with room in the NIC (waiting for
-    /// its next hop's MAC address, or with no route).
-    waiting_since: Option<u64>,
+    /// The destination of the request smoltcp's sending socket holds, if any, and how
+    /// long it has waited.
+    lending: Lending<Ipv4Addr>,
     /// The next hop last given up on and the requests dropped since the app was last
     /// told (to that next hop and any given up on before it), until the app is told.
     given_up: Option<(Ipv4Addr, usize)>,
@@ -94,8 +93,7 @@ impl PingSockets {
             receive: sockets.add(receiving_socket(ident)),
             send: sockets.add(sending_socket()),
             queue: VecDeque::new(),
-            lent: None,
-            waiting_since: None,
+            lending: Lending::new(),
             given_up: None,
         };
         match self.slots.iter().position(Option::is_none) {
@@ -127,7 +125,7 @@ impl PingSockets {
         message: Vec<u8>,
     ) -> Result<(), NetError> {
         let slot = self.slot(index);
-        if slot.queue.len() + usize::from(slot.lent.is_some()) >= PING_PACKETS {
+        if slot.queue.len() + usize::from(slot.lending.is_lent()) >= PING_PACKETS {
             return Err(NetError::WouldBlock);
         }
         slot.queue.push_back((to, message));
@@ -168,19 +166,15 @@ impl PingSockets {
     pub(crate) fn lend(&mut self, sockets: &mut SocketSet<'static>) {
         for slot in self.slots.iter_mut().flatten() {
             let socket = sockets.get_mut::<icmp::Socket>(slot.send);
-            if slot.lent.is_some() && socket.can_send() {
-                // Sent (or dropped by smoltcp with no address to send from).
-                slot.lent = None;
-                slot.waiting_since = None;
-            }
-            if slot.lent.is_some() {
+            slot.lending.note_sent(socket.can_send());
+            if slot.lending.is_lent() {
                 continue;
             }
             if let Some((to, message)) = slot.queue.pop_front() {
                 // Cannot fail: smoltcp's socket holds nothing and has room for the
                 // largest request, and the stack refused unspecified destinations.
                 let _ = socket.send_slice(&message, IpAddress::Ipv4(to));
-                slot.lent = Some(to);
+                slot.lending.lend(to);
             }
         }
     }
@@ -195,18 +189,14 @@ impl PingSockets {
         nic_had_room: bool,
     ) {
         for slot in self.slots.iter_mut().flatten() {
-            if sockets.get::<icmp::Socket>(slot.send).can_send() {
-                slot.lent = None;
-                slot.waiting_since = None;
-            } else if nic_had_room {
-                slot.waiting_since.get_or_insert(now_ns);
-            }
+            let can_send = sockets.get::<icmp::Socket>(slot.send).can_send();
+            slot.lending.note_waiting(can_send, now_ns, nic_had_room);
         }
     }
 
     /// Gives up, at `now_ns`, on each request that waited for its next hop (`hop` names
-    /// each destination's) [`UNRESOLVED_NS`]: it and the requests queued to the same
-    /// next hop are dropped, the socket's next receive says so, and its sending socket,
+    /// each destination's) [`crate::udp::UNRESOLVED_NS`]: it and the requests queued to
+    /// the same next hop are dropped, the socket's next receive says so, and its sending socket,
     /// which would try the request again each second, is replaced by a fresh one.
     pub(crate) fn give_up_unresolved(
         &mut self,
@@ -215,20 +205,16 @@ impl PingSockets {
         hop: impl Fn(Ipv4Addr) -> Ipv4Addr,
     ) {
         for slot in self.slots.iter_mut().flatten() {
-            let (Some(lent), Some(since)) = (slot.lent, slot.waiting_since) else {
+            let Some(lent) = slot.lending.overdue(now_ns) else {
                 continue;
             };
-            if now_ns.saturating_sub(since) < UNRESOLVED_NS {
-                continue;
-            }
             let next_hop = hop(lent);
             let queued = slot.queue.len();
             slot.queue.retain(|&(to, _)| hop(to) != next_hop);
             let dropped = 1 + queued - slot.queue.len();
             let before = slot.given_up.map_or(0, |(_, dropped)| dropped);
             slot.given_up = Some((next_hop, before + dropped));
-            slot.lent = None;
-            slot.waiting_since = None;
+            slot.lending.end();
             sockets.remove(slot.send);
             slot.send = sockets.add(sending_socket());
         }

@@ -28,6 +28,72 @@ use crate::stack::{Endpoint, NetError, UdpOptions};
 /// requests a second apart, as Linux asks before it gives a neighbour up.
 pub(crate) const UNRESOLVED_NS: u64 = 3_000_000_000;
 
+/// What a socket of ours has lent smoltcp's sending socket (a UDP datagram, a ping's
+/// request) and how long that has waited for its next hop, shared by `udp.rs` and
+/// `ping.rs`.
+pub(crate) struct Lending<D> {
+    /// What smoltcp's socket holds, if anything.
+    lent: Option<D>,
+    /// When a poll first found it unsent with room in the NIC (waiting for its next
+    /// hop's MAC address, or with no route).
+    waiting_since: Option<u64>,
+}
+
+impl<D: Copy> Lending<D> {
+    /// Nothing lent.
+    pub(crate) fn new() -> Self {
+        Self {
+            lent: None,
+            waiting_since: None,
+        }
+    }
+
+    /// Whether smoltcp's socket holds something of ours.
+    pub(crate) fn is_lent(&self) -> bool {
+        self.lent.is_some()
+    }
+
+    /// Notes `lent` handed to smoltcp's socket, which held nothing.
+    pub(crate) fn lend(&mut self, lent: D) {
+        self.lent = Some(lent);
+    }
+
+    /// Ends the lending: smoltcp's socket sent what it held (or dropped it with no
+    /// address to send from), or it was given up.
+    pub(crate) fn end(&mut self) {
+        self.lent = None;
+        self.waiting_since = None;
+    }
+
+    /// Before lending: ends the lending if smoltcp's socket has room again
+    /// (`can_send`), what it held gone.
+    pub(crate) fn note_sent(&mut self, can_send: bool) {
+        if self.lent.is_some() && can_send {
+            self.end();
+        }
+    }
+
+    /// After the sending rounds at `now_ns`: what smoltcp's socket still holds (it
+    /// cannot `can_send`) though the NIC had room (`nic_had_room`) waits for its next
+    /// hop, from this poll on unless it already did.
+    pub(crate) fn note_waiting(&mut self, can_send: bool, now_ns: u64, nic_had_room: bool) {
+        if can_send {
+            self.end();
+        } else if nic_had_room {
+            self.waiting_since.get_or_insert(now_ns);
+        }
+    }
+
+    /// What smoltcp's socket holds if, at `now_ns`, it has waited for its next hop
+    /// [`UNRESOLVED_NS`], to be given up.
+    pub(crate) fn overdue(&self, now_ns: u64) -> Option<D> {
+        let (Some(lent), Some(since)) = (self.lent, self.waiting_since) else {
+            return None;
+        };
+        (now_ns.saturating_sub(since) >= UNRESOLVED_NS).then_some(lent)
+    }
+}
+
 /// A datagram queued to be sent: where to, and when it was queued.
 #[derive(Clone, Copy, Debug)]
 struct Queued {
@@ -47,11 +113,8 @@ struct Slot {
     options: UdpOptions,
     /// The datagrams to send after the one smoltcp holds, oldest first.
     queue: PacketBuffer<'static, Queued>,
-    /// The datagram smoltcp's socket holds, if any.
-    lent: Option<Queued>,
-    /// When a poll first found that datagram unsent with room in the NIC (waiting for
-    /// its next hop's MAC address, or with no route).
-    waiting_since: Option<u64>,
+    /// The datagram smoltcp's socket holds, if any, and how long it has waited.
+    lending: Lending<Queued>,
     /// Next hops given up on and when: a datagram queued to one before then is
     /// dropped unsent. Only entries a datagram still queued could match are kept.
     given_up: Vec<(Ipv4Addr, u64)>,
@@ -117,8 +180,7 @@ impl UdpSockets {
                 vec![PacketMetadata::EMPTY; options.datagrams.max(1)],
                 vec![0u8; options.buffer],
             ),
-            lent: None,
-            waiting_since: None,
+            lending: Lending::new(),
             given_up: Vec::new(),
             kept: VecDeque::new(),
         };
@@ -209,12 +271,8 @@ impl UdpSockets {
     ) {
         for slot in self.slots.iter_mut().flatten() {
             let socket = sockets.get_mut::<udp::Socket>(slot.handle);
-            if slot.lent.is_some() && socket.can_send() {
-                // Sent (or dropped by smoltcp with no address to send from).
-                slot.lent = None;
-                slot.waiting_since = None;
-            }
-            if slot.lent.is_some() {
+            slot.lending.note_sent(socket.can_send());
+            if slot.lending.is_lent() {
                 continue;
             }
             while let Ok((queued, data)) = slot.queue.dequeue() {
@@ -235,7 +293,7 @@ impl UdpSockets {
                 // datagram one frame carries, and the stack refused port 0 and
                 // unspecified destinations before queuing.
                 let _ = socket.send_slice(data, queued.to);
-                slot.lent = Some(queued);
+                slot.lending.lend(queued);
                 break;
             }
             if slot.queue.is_empty() {
@@ -254,12 +312,8 @@ impl UdpSockets {
         nic_had_room: bool,
     ) {
         for slot in self.slots.iter_mut().flatten() {
-            if sockets.get::<udp::Socket>(slot.handle).can_send() {
-                slot.lent = None;
-                slot.waiting_since = None;
-            } else if nic_had_room {
-                slot.waiting_since.get_or_insert(now_ns);
-            }
+            let can_send = sockets.get::<udp::Socket>(slot.handle).can_send();
+            slot.lending.note_waiting(can_send, now_ns, nic_had_room);
         }
     }
 
@@ -279,20 +333,16 @@ impl UdpSockets {
         unread_dropped: &mut u64,
     ) {
         for slot in self.slots.iter_mut().flatten() {
-            let (Some(lent), Some(since)) = (slot.lent, slot.waiting_since) else {
+            let Some(lent) = slot.lending.overdue(now_ns) else {
                 continue;
             };
-            if now_ns.saturating_sub(since) < UNRESOLVED_NS {
-                continue;
-            }
             // Binding fails only for port 0, which no socket is bound to.
             let Ok(fresh) = smoltcp_socket(slot.port, slot.options, self.max_payload) else {
                 continue;
             };
             let IpAddress::Ipv4(address) = lent.to.addr;
             slot.given_up.push((hop(address), now_ns));
-            slot.lent = None;
-            slot.waiting_since = None;
+            slot.lending.end();
             *dropped += 1;
             let old = sockets.get_mut::<udp::Socket>(slot.handle);
             let mut kept_bytes: usize = slot.kept.iter().map(|(_, data)| data.len()).sum();
