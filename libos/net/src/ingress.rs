@@ -40,10 +40,7 @@ pub(crate) fn misaddressed(frame: &[u8], local: Option<(Ipv4Addr, u8)>) -> bool 
     let packet = &frame[ETHERNET_HEADER..];
     let source = Ipv4Addr::new(packet[12], packet[13], packet[14], packet[15]);
     let destination = Ipv4Addr::new(packet[16], packet[17], packet[18], packet[19]);
-    let network_broadcast = local
-        .and_then(|(address, prefix)| smoltcp::wire::Ipv4Cidr::new(address, prefix).broadcast());
-    let is_group =
-        |ip: Ipv4Addr| ip.is_broadcast() || ip.is_multicast() || network_broadcast == Some(ip);
+    let is_group = |ip: Ipv4Addr| is_group(ip, local);
     let [first, ..] = source.octets();
     if first == 127 || first >= 224 || is_group(source) {
         return true;
@@ -54,6 +51,14 @@ pub(crate) fn misaddressed(frame: &[u8], local: Option<(Ipv4Addr, u8)>) -> bool 
     let group_mac = frame[0] & 1 == 1;
     let dhcp_answer = protocol == UDP && payload.get(..4) == Some(&[0, 67, 0, 68]);
     group_mac && !is_group(destination) && !dhcp_answer
+}
+
+/// Whether `ip` names a group of hosts, not one: the limited broadcast, a multicast
+/// address, or the broadcast of the network of `local` (an address and prefix length).
+pub(crate) fn is_group(ip: Ipv4Addr, local: Option<(Ipv4Addr, u8)>) -> bool {
+    let network_broadcast = local
+        .and_then(|(address, prefix)| smoltcp::wire::Ipv4Cidr::new(address, prefix).broadcast());
+    ip.is_broadcast() || ip.is_multicast() || network_broadcast == Some(ip)
 }
 
 /// Where an ARP frame's sender MAC address starts.

@@ -25,6 +25,7 @@ use smoltcp::wire::{
 use crate::cores::{ArpShare, WholeDevice};
 use crate::device::{Backlog, Counters, LentFrame, NicTx, Staging};
 use crate::dns::{DnsPorts, DnsQuery, DnsTcpFailure, Resolver, TCP_RECEIVE_BYTES};
+use crate::ingress::is_group;
 use crate::lease::{DhcpClient, DhcpLease, LeaseShare};
 use crate::owntcp::{OwnCounters, OwnTcp};
 use crate::ping::PingSockets;
@@ -1532,8 +1533,7 @@ impl Stack {
             return Err(NetError::PortZero);
         }
         let to = remote.address;
-        let network_broadcast = Ipv4Cidr::new(local.0, local.1).broadcast();
-        if to.is_broadcast() || to.is_multicast() || network_broadcast == Some(to) {
+        if is_group(to, Some(local)) {
             return Err(NetError::Unreachable);
         }
         self.check_destination(local, to)?;
@@ -1621,11 +1621,10 @@ impl Stack {
         peer: Ipv4Addr,
         tcp_ports: Option<(u16, u16)>,
     ) -> Replies {
-        let (Some((steering, pair)), Some((address, prefix))) = (&self.steered_pair, local) else {
+        let (Some((steering, pair)), Some((address, _))) = (&self.steered_pair, local) else {
             return Replies::Here;
         };
-        let network_broadcast = Ipv4Cidr::new(address, prefix).broadcast();
-        if peer.is_broadcast() || peer.is_multicast() || network_broadcast == Some(peer) {
+        if is_group(peer, local) {
             return Replies::Scattered;
         }
         match steering.pair_of(peer, address, tcp_ports) {
