@@ -155,12 +155,10 @@ pub struct Conn {
 impl Conn {
     /// A connection whose handshake just completed at `now`.
     pub fn new(setup: &Setup, config: &Config, now: u64) -> Conn {
-        let mss = usize::from(
-            setup
-                .peer_mss
-                .unwrap_or(536)
-                .clamp(crate::MIN_MSS, config.mss),
-        );
+        let mss = setup
+            .peer_mss
+            .map_or(crate::LEAST_PATH_MSS, usize::from)
+            .clamp(usize::from(crate::MIN_MSS), usize::from(config.mss));
         let (rcv_shift, snd_shift) = setup.shifts.unwrap_or((0, 0));
         let una = setup.iss.plus(1);
         let rto = if setup.syn_retransmitted {

@@ -5,7 +5,7 @@
 use crate::Tuple;
 use crate::checksum;
 use crate::seq::Seq;
-use crate::wire::IPV4_HEADER;
+use crate::wire::{self, IPV4_HEADER, TCP, TCP_HEADER};
 
 /// ICMP's type of destination-unreachable messages.
 const DESTINATION_UNREACHABLE: u8 = 3;
@@ -18,19 +18,18 @@ pub const PROTOCOL_UNREACHABLE: u8 = 2;
 pub const PORT_UNREACHABLE: u8 = 3;
 /// The IPv4 protocol number of ICMP.
 const ICMP: u8 = 1;
-/// The IPv4 protocol number of TCP.
-const TCP: u8 = 6;
 /// The ICMP header: type, code, checksum, and the field that holds the next-hop MTU.
 const ICMP_HEADER: usize = 8;
 /// The IPv4 and TCP headers, without options, that a datagram carries besides a
 /// segment's payload: an MTU less these is the MSS it takes.
-const HEADERS: usize = 40;
+const HEADERS: usize = IPV4_HEADER + TCP_HEADER;
 /// The least MTU of any link (RFC 791): no router names less (RFC 1191, 4), so a
 /// message that does is bogus.
 const LEAST_MTU: usize = 68;
 /// The least MSS Path MTU Discovery lowers a connection to: that of the 576-byte
-/// datagrams every host takes (RFC 791; RFC 879's default MSS), so that a forged
-/// message cannot make a connection crawl in tiny segments (RFC 5927, 7).
+/// datagrams every host takes (RFC 791; RFC 879's default MSS, which a connection
+/// whose peer sent no MSS option takes too), so that a forged message cannot make a
+/// connection crawl in tiny segments (RFC 5927, 7).
 pub const LEAST_PATH_MSS: usize = 536;
 /// RFC 1191's (7) plateaus of common MTUs, largest first: a router that names no
 /// next-hop MTU (RFC 1191, 5) gets the largest below what the path is known to refuse.
@@ -119,17 +118,7 @@ pub fn read(packet: &[u8]) -> Read {
 /// The IPv4 header and the ICMP message of `packet`, if it is a whole IPv4 packet (not
 /// a fragment) carrying ICMP; bytes past its total length are ignored.
 fn icmp_of(packet: &[u8]) -> Option<(&[u8], &[u8])> {
-    if packet.len() < IPV4_HEADER || packet[0] >> 4 != 4 || packet[9] != ICMP {
-        return None;
-    }
-    let header = usize::from(packet[0] & 0x0f) * 4;
-    let total = usize::from(u16::from_be_bytes([packet[2], packet[3]]));
-    let fragment = u16::from_be_bytes([packet[6], packet[7]]) & 0x3fff != 0;
-    if header < IPV4_HEADER || total < header || fragment {
-        return None;
-    }
-    let packet = packet.get(..total)?;
-    Some(packet.split_at(header))
+    wire::ipv4(packet, ICMP).ok()
 }
 
 /// The MSS a connection sending segments of `mss` payload bytes (datagrams of `mss`

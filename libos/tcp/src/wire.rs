@@ -81,10 +81,14 @@ impl Segment<'_> {
     }
 }
 
-/// Reads the IPv4 packet `packet` (from its IPv4 header on; bytes past the IPv4 total
-/// length, such as Ethernet padding, are ignored) as a TCP segment; with `verify`, the
-/// IPv4 header checksum and the TCP checksum are checked too.
-pub fn parse(packet: &[u8], verify: bool) -> Result<Segment<'_>, Malformed> {
+/// The IPv4 protocol number of TCP.
+pub(crate) const TCP: u8 = 6;
+
+/// The IPv4 header and payload of `packet` (from its IPv4 header on; bytes past the
+/// IPv4 total length, such as Ethernet padding, are ignored) if it is a whole IPv4
+/// packet (not a fragment) carrying `protocol`, else what is wrong with it
+/// ([`Malformed::NotTcp`] for another protocol); the header checksum is not checked.
+pub(crate) fn ipv4(packet: &[u8], protocol: u8) -> Result<(&[u8], &[u8]), Malformed> {
     if packet.len() < IPV4_HEADER {
         return Err(Malformed::Truncated);
     }
@@ -99,17 +103,24 @@ pub fn parse(packet: &[u8], verify: bool) -> Result<Segment<'_>, Malformed> {
     if packet.len() < total {
         return Err(Malformed::Truncated);
     }
-    if packet[9] != 6 {
+    if packet[9] != protocol {
         return Err(Malformed::NotTcp);
     }
-    // More fragments, or a fragment offset: either way not a whole segment.
+    // More fragments, or a fragment offset: either way not a whole packet.
     if u16::from_be_bytes([packet[6], packet[7]]) & 0x3fff != 0 {
         return Err(Malformed::Fragment);
     }
-    if verify && checksum::sum(&packet[..ihl]) != 0xffff {
+    Ok(packet[..total].split_at(ihl))
+}
+
+/// Reads the IPv4 packet `packet` (from its IPv4 header on; bytes past the IPv4 total
+/// length, such as Ethernet padding, are ignored) as a TCP segment; with `verify`, the
+/// IPv4 header checksum and the TCP checksum are checked too.
+pub fn parse(packet: &[u8], verify: bool) -> Result<Segment<'_>, Malformed> {
+    let (header, tcp) = ipv4(packet, TCP)?;
+    if verify && checksum::sum(header) != 0xffff {
         return Err(Malformed::BadChecksum);
     }
-    let tcp = &packet[ihl..total];
     if tcp.len() < TCP_HEADER {
         return Err(Malformed::Truncated);
     }
