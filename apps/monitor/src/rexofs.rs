@@ -168,12 +168,12 @@ fn dispatch(kernel: &Kernel, words: &str) -> Result<Vec<String>, String> {
 /// (a CR before it is part of the line, shown as `^M` as `cat` shows it), a last line
 /// without its `\n` kept, every control character shown ([`crate::visible`]).
 fn shown_lines(bytes: &[u8]) -> Vec<String> {
-    if bytes.is_empty() {
-        return Vec::new();
-    }
-    let text = String::from_utf8_lossy(bytes);
-    let text = text.strip_suffix('\n').unwrap_or(&text);
-    text.split('\n').map(crate::visible).collect()
+    // `visible` ends each line with `\r\n` and shows every CR of the file as `^M`, so
+    // `lines` splits at the file's line ends only.
+    crate::visible(&String::from_utf8_lossy(bytes))
+        .lines()
+        .map(String::from)
+        .collect()
 }
 
 #[cfg(test)]
