@@ -195,20 +195,27 @@ impl Clock {
         }
     }
 
-    /// The clock at `now_ns` after boot, the kernel's Unix time then being what
-    /// `unix_time_s` answers (asked for the wall clock only, which answers every call
-    /// once it answered one; the boot's seconds would stand in for a failure).
-    fn now_s(self, now_ns: u64, unix_time_s: impl FnOnce() -> Result<u64, ApiError>) -> u64 {
-        let from_boot = CLOCK_START_S + now_ns / 1_000_000_000;
+    /// The clock now, `now_ns` answering the nanoseconds since boot and `unix_time_s`
+    /// the kernel's Unix time, each asked only if needed: the wall clock's asks
+    /// `unix_time_s` only (it answers every call once it answered one; the boot's
+    /// seconds would stand in for a failure), the boot's `now_ns` only.
+    fn now_s(
+        self,
+        now_ns: impl FnOnce() -> u64,
+        unix_time_s: impl FnOnce() -> Result<u64, ApiError>,
+    ) -> u64 {
+        let from_boot = || CLOCK_START_S + now_ns() / 1_000_000_000;
         match self {
-            Self::Wall => unix_time_s().map_or(from_boot, |unix| unix.max(CLOCK_START_S)),
-            Self::FromBoot => from_boot,
+            Self::Wall => {
+                unix_time_s().map_or_else(|_| from_boot(), |unix| unix.max(CLOCK_START_S))
+            }
+            Self::FromBoot => from_boot(),
         }
     }
 
-    /// The clock now, by `kernel`'s clocks.
+    /// The clock now, by `kernel`'s clocks (one of them read, as a rule).
     fn read(self, kernel: &Kernel) -> u64 {
-        self.now_s(kernel.now_ns(), || kernel.unix_time_s())
+        self.now_s(|| kernel.now_ns(), || kernel.unix_time_s())
     }
 }
 

@@ -1209,11 +1209,11 @@ fn the_cache_clock_is_the_kernels_unix_time_at_every_moment() {
     let clock = Clock::new(unix_time_s(started_ns));
     let cache = Cache::new(
         CacheConfig::default(),
-        clock.now_s(started_ns, || unix_time_s(started_ns)),
+        clock.now_s(|| started_ns, || unix_time_s(started_ns)),
     );
     let started = unix_time_s(started_ns).unwrap();
     for now_ns in (started_ns..started_ns + 5_000_000_000).step_by(10_000_000) {
-        let stats = cache.stats(clock.now_s(now_ns, || unix_time_s(now_ns)));
+        let stats = cache.stats(clock.now_s(|| now_ns, || unix_time_s(now_ns)));
         let unix = unix_time_s(now_ns).unwrap();
         assert_eq!(
             (stats.time, stats.uptime),
@@ -1224,5 +1224,8 @@ fn the_cache_clock_is_the_kernels_unix_time_at_every_moment() {
     let clock = Clock::new(Err(ApiError::NoWallClock));
     assert_eq!(clock, Clock::FromBoot);
     let no_wall_clock = || panic!("the wall clock is not asked");
-    assert_eq!(clock.now_s(2_500_000_000, no_wall_clock), CLOCK_START_S + 2);
+    assert_eq!(
+        clock.now_s(|| 2_500_000_000, no_wall_clock),
+        CLOCK_START_S + 2
+    );
 }
