@@ -1037,15 +1037,14 @@ impl Stack {
         // tries it again, and each UDP socket is lent its next datagram in every round.
         let (local, gateway) = (self.address(), self.gateway);
         let next_hop = |to| next_hop(local, gateway, to);
-        let (mut unresolved, mut unread) = (0, 0);
+        let mut unresolved = 0;
         self.udp.give_up_unresolved(
             &mut self.sockets,
             now_ns,
             next_hop,
             &mut unresolved,
-            &mut unread,
+            &mut self.counters.udp_unread_dropped,
         );
-        self.counters.udp_unread_dropped += unread;
         self.pings
             .give_up_unresolved(&mut self.sockets, now_ns, next_hop);
         let mut tx = NicTx {
