@@ -2,8 +2,8 @@
 //! own records: the memory map, the command line (copied: low memory is reused for the
 //! AP trampoline), modules, the RSDP and the framebuffer.
 
-use rexo_bootinfo::{BootInfo, RawKind};
-use rexo_memmap::{MemoryMap, Region, RegionKind};
+use rexo_bootinfo::BootInfo;
+use rexo_memmap::{MemoryMap, Region};
 
 use crate::arch::entry::{PROTOCOL_MULTIBOOT2, PROTOCOL_PVH};
 use crate::mem::phys::IdentityMemory;
@@ -38,7 +38,7 @@ pub enum BootError {
     Info(rexo_bootinfo::BootInfoError),
     /// The command line is longer than the kernel keeps.
     CommandLineTooLong(usize),
-    /// The memory map has more regions than the kernel keeps.
+    /// The memory map has more regions than the kernel keeps (it names how many).
     MemoryMap(rexo_memmap::MapError),
 }
 
@@ -77,26 +77,12 @@ pub fn keep_cmdline(cmdline: &str) -> Result<&'static str, BootError> {
 /// The loader's memory map, normalised: sorted, merged, overlaps resolved in favour of
 /// the stricter kind (reserved ranges inside RAM stay reserved), cut at the CPU's
 /// physical address width of `phys_bits` (taken as at least 36: 64 GiB) or the identity
-/// map's reach; what the boot information's parse cut is warned of here too.
-pub fn memory_map(boot: &BootInfo<'_>, phys_bits: u8) -> Result<MemoryMap, BootError> {
+/// map's reach, and kept for the kernel's life; what the boot information's parse cut is
+/// warned of here too.
+pub fn memory_map(boot: &BootInfo<'_>, phys_bits: u8) -> Result<&'static MemoryMap, BootError> {
     let limit = 1 << phys_bits.clamp(36, crate::arch::paging::IDENTITY_MAP_BITS);
-    let mut map = MemoryMap::below(limit);
-    for raw in boot.memory_map() {
-        let kind = match raw.kind {
-            RawKind::Usable => RegionKind::Usable,
-            RawKind::AcpiReclaimable => RegionKind::AcpiReclaimable,
-            RawKind::AcpiNvs => RegionKind::AcpiNvs,
-            RawKind::Bad => RegionKind::Bad,
-            _ => RegionKind::Reserved,
-        };
-        let end = raw.start.saturating_add(raw.len);
-        map.add(Region {
-            start: raw.start,
-            end,
-            kind,
-        })
-        .map_err(BootError::MemoryMap)?;
-    }
+    let regions = boot.memory_map().map(Region::from);
+    let map = crate::mem::set_memory_map(limit, regions).map_err(BootError::MemoryMap)?;
     // One test on the normal path for what the parse and the map cut.
     if map.was_cut() | boot.warning.is_some() {
         if let Some(warning) = boot.warning {
@@ -106,6 +92,5 @@ pub fn memory_map(boot: &BootInfo<'_>, phys_bits: u8) -> Result<MemoryMap, BootE
             log::warn!("memory map: past {limit:#x}, beyond the CPU's addresses: ignored");
         }
     }
-    map.normalize();
     Ok(map)
 }

@@ -125,7 +125,6 @@ extern "C" fn kernel_main(protocol: u32, info: u32, magic: u32) -> ! {
     // devices), then what must never be handed out, the allocator, the page tables.
     let map =
         boot::memory_map(&boot, features.phys_bits).unwrap_or_else(|e| fatal(format_args!("{e}")));
-    let map = mem::set_memory_map(map);
     let acpi = platform::init_acpi(boot.rsdp);
     // Unless CPUID gives the TSC's rate exactly, the HPET measures it while the memory is
     // set up, as the PIT does since entry (read here too: the counts since entry tell the

@@ -1,9 +1,10 @@
 //! What the boot loader handed over, for both boot protocols Rexo supports: PVH (QEMU
 //! `-kernel`, `hvm_start_info`) and Multiboot2 (GRUB). [`parse_pvh`] and [`parse_multiboot2`]
-//! turn either into one [`BootInfo`] with fixed-capacity lists (no heap: this runs before the
-//! kernel has one). Every structure is bounds-checked; malformed input gives a
-//! [`BootInfoError`], never a panic or an endless loop, except what the parse can cut and go
-//! past, which it records as a [`BootInfoWarning`] (docs/boot.md, "Bad input from the loader").
+//! turn either into one [`BootInfo`] with fixed-capacity lists and the memory map read in
+//! place (no heap: this runs before the kernel has one). Every structure is bounds-checked;
+//! malformed input gives a [`BootInfoError`], never a panic or an endless loop, except what
+//! the parse can cut and go past, which it records as a [`BootInfoWarning`] (docs/boot.md,
+//! "Bad input from the loader").
 #![cfg_attr(target_os = "none", no_std)]
 
 mod multiboot2;
@@ -12,7 +13,8 @@ mod pvh;
 use core::fmt;
 use core::ops::Range;
 
-use rexo_physmem::{PhysMemory, read_u8};
+use rexo_memmap::{Region, RegionKind};
+use rexo_physmem::{PhysMemory, read_u8, read_u32, read_u64};
 
 pub use multiboot2::parse_multiboot2;
 pub use pvh::parse_pvh;
@@ -22,10 +24,6 @@ pub const PVH_MAGIC: u32 = 0x336e_c578;
 /// Value of EAX at a Multiboot2 entry.
 pub const MULTIBOOT2_MAGIC: u32 = 0x36d7_6289;
 
-/// How many memory map regions [`BootInfo`] holds (adjacent regions of one kind are merged;
-/// past it, usable ones are left out: [`BootInfoWarning::RegionsLeftOut`]). At most the
-/// kernel's `rexo_memmap::MemoryMap::CAPACITY`, which takes them all.
-pub const MAX_REGIONS: usize = 128;
 /// How many modules [`BootInfo`] holds.
 pub const MAX_MODULES: usize = 16;
 /// How many boot structure ranges [`BootInfo::info_ranges`] holds.
@@ -74,9 +72,21 @@ impl RawKind {
             _ => Self::Reserved,
         }
     }
+
+    /// The kind of an EFI memory type. Loader and boot services memory is free once the
+    /// kernel runs (the boot structures in it are listed in `info_ranges`).
+    fn from_efi(t: u32) -> Self {
+        match t {
+            1..=4 | 7 => Self::Usable,
+            8 => Self::Bad,
+            9 => Self::AcpiReclaimable,
+            10 => Self::AcpiNvs,
+            _ => Self::Reserved,
+        }
+    }
 }
 
-/// One memory map entry as the loader reported it.
+/// One memory map region as the loader reported it (adjacent entries of one kind merged).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RawRegion {
     /// First physical address.
@@ -85,6 +95,138 @@ pub struct RawRegion {
     pub len: u64,
     /// What the region is.
     pub kind: RawKind,
+}
+
+impl From<RawRegion> for Region {
+    /// The region as the kernel's memory map takes it (its end saturates at the top of the
+    /// address space; [`BootInfo::memory_map`] cuts its regions there anyway).
+    fn from(raw: RawRegion) -> Self {
+        let kind = match raw.kind {
+            RawKind::Usable => RegionKind::Usable,
+            RawKind::Reserved => RegionKind::Reserved,
+            RawKind::AcpiReclaimable => RegionKind::AcpiReclaimable,
+            RawKind::AcpiNvs => RegionKind::AcpiNvs,
+            RawKind::Bad => RegionKind::Bad,
+        };
+        let end = raw.start.saturating_add(raw.len);
+        Self {
+            start: raw.start,
+            end,
+            kind,
+        }
+    }
+}
+
+/// Bytes of an entry in E820's layout (PVH's `hvm_memmap_table_entry`, Multiboot2's tag 6):
+/// start and length (`u64` each), type (`u32`), a reserved `u32`.
+const E820_ENTRY: usize = 24;
+/// EFI page size.
+const EFI_PAGE: u64 = 4096;
+
+/// Where the loader's memory map lies, read in place by [`BootInfo::memory_map`]: no copy,
+/// so no cap on its length.
+#[derive(Clone, Copy, Debug)]
+enum MapSource<'a> {
+    /// Entries of `size` bytes (at least [`E820_ENTRY`]) in E820's layout.
+    E820 {
+        /// The entries, whole ones only.
+        entries: &'a [u8],
+        /// Bytes of each.
+        size: usize,
+    },
+    /// EFI memory descriptors of `size` bytes: type (`u32`), physical start (`u64` at 8),
+    /// page count (`u64` at 24).
+    Efi {
+        /// The descriptors, whole ones only.
+        entries: &'a [u8],
+        /// Bytes of each (at least 40).
+        size: usize,
+    },
+    /// Multiboot2's basic memory information: KiB of RAM from 0 and from 1 MiB.
+    Basic {
+        /// KiB from 0.
+        lower_kib: u32,
+        /// KiB from 1 MiB.
+        upper_kib: u32,
+    },
+}
+
+impl MapSource<'_> {
+    /// How many entries it has.
+    fn len(self) -> usize {
+        match self {
+            Self::E820 { entries, size } | Self::Efi { entries, size } => entries.len() / size,
+            Self::Basic { .. } => 2,
+        }
+    }
+
+    /// Entry `index`: its start, its bytes (`None`: an EFI page count of more bytes than a
+    /// `u64` holds) and its kind; `None` past the last one.
+    fn entry(self, index: usize) -> Option<(u64, Option<u64>, RawKind)> {
+        let kib = |k: u32| Some(u64::from(k) * 1024);
+        match self {
+            Self::E820 { entries, size } => {
+                let e = entries.get(index.checked_mul(size)?..)?;
+                let kind = RawKind::from_e820(read_u32(e, 16)?);
+                Some((read_u64(e, 0)?, Some(read_u64(e, 8)?), kind))
+            }
+            Self::Efi { entries, size } => {
+                let d = entries.get(index.checked_mul(size)?..)?;
+                let pages = read_u64(d, 24)?;
+                let kind = RawKind::from_efi(read_u32(d, 0)?);
+                Some((read_u64(d, 8)?, pages.checked_mul(EFI_PAGE), kind))
+            }
+            Self::Basic {
+                lower_kib,
+                upper_kib,
+            } => match index {
+                0 => Some((0, kib(lower_kib), RawKind::Usable)),
+                1 => Some((0x10_0000, kib(upper_kib), RawKind::Usable)),
+                _ => None,
+            },
+        }
+    }
+
+    /// Entry `index` as a region cut at the top of the address space.
+    fn region(self, index: usize) -> Option<RawRegion> {
+        let (start, len, kind) = self.entry(index)?;
+        let len = len.unwrap_or(u64::MAX).min(u64::MAX - start);
+        Some(RawRegion { start, len, kind })
+    }
+}
+
+/// The memory map's regions ([`BootInfo::memory_map`]).
+#[derive(Clone, Debug)]
+pub struct MemoryRegions<'a> {
+    map: MapSource<'a>,
+    /// The next entry to read.
+    next: usize,
+}
+
+impl Iterator for MemoryRegions<'_> {
+    type Item = RawRegion;
+
+    fn next(&mut self) -> Option<RawRegion> {
+        let mut region = loop {
+            let region = self.map.region(self.next)?;
+            self.next += 1;
+            if region.len != 0 {
+                break region;
+            }
+        };
+        // Then every later one that is empty, or adjacent and of its kind. Both are cut at
+        // the top of the address space, so neither sum can overflow.
+        while let Some(next) = self.map.region(self.next) {
+            if next.len != 0 {
+                if region.start + region.len != next.start || next.kind != region.kind {
+                    break;
+                }
+                region.len += next.len;
+            }
+            self.next += 1;
+        }
+        Some(region)
+    }
 }
 
 /// A module (initial ramdisk, app image...) loaded next to the kernel.
@@ -310,16 +452,6 @@ pub enum BootInfoWarning {
         /// Its length as the loader gave it (`u64::MAX` for an EFI page count past it).
         len: u64,
     },
-    /// More distinct memory map regions than [`MAX_REGIONS`]: usable regions were left
-    /// out, the smallest first, to keep every other kind (a reserved range inside RAM must
-    /// stay reserved). Their RAM goes unused: a range the map does not list is no RAM to
-    /// the kernel. (Only a map without usable RAM left to give way loses another kind.)
-    RegionsLeftOut {
-        /// How many regions were left out.
-        regions: u32,
-        /// The bytes of usable RAM among them.
-        usable_bytes: u64,
-    },
     /// A Multiboot2 memory map tag (type 6 or 17) whose body ends in part of an entry:
     /// that part is dropped.
     PartialMapEntry {
@@ -338,15 +470,6 @@ impl fmt::Display for BootInfoWarning {
             Self::RegionPastAddressSpace { start, len } => write!(
                 f,
                 "memory map region at {start:#x} of {len:#x} bytes runs past 2^64: cut there"
-            ),
-            Self::RegionsLeftOut {
-                regions,
-                usable_bytes,
-            } => write!(
-                f,
-                "more than {MAX_REGIONS} memory map regions: {regions} left out, the smallest \
-                 usable ones first ({} KiB of RAM unused)",
-                usable_bytes >> 10
             ),
             Self::PartialMapEntry {
                 tag_type,
@@ -376,8 +499,7 @@ pub struct BootInfo<'a> {
     pub framebuffer: Option<Framebuffer>,
     /// The first thing the parse cut and went past, if any (for the kernel to warn of).
     pub warning: Option<BootInfoWarning>,
-    memory_map: [RawRegion; MAX_REGIONS],
-    regions: usize,
+    memory_map: MapSource<'a>,
     modules: [Module<'a>; MAX_MODULES],
     module_count: usize,
     info_ranges: [Range<u64>; MAX_INFO_RANGES],
@@ -392,12 +514,10 @@ const EMPTY: BootInfo<'static> = BootInfo {
     rsdp: None,
     framebuffer: None,
     warning: None,
-    memory_map: [RawRegion {
-        start: 0,
-        len: 0,
-        kind: RawKind::Reserved,
-    }; MAX_REGIONS],
-    regions: 0,
+    memory_map: MapSource::E820 {
+        entries: &[],
+        size: E820_ENTRY,
+    },
     modules: [Module {
         start: 0,
         end: 0,
@@ -425,9 +545,16 @@ impl<'a> BootInfo<'a> {
         Self { protocol, ..EMPTY }
     }
 
-    /// The memory map in the loader's order; adjacent regions of the same kind are merged.
-    pub fn memory_map(&self) -> &[RawRegion] {
-        self.memory_map.get(..self.regions).unwrap_or(&[])
+    /// The memory map in the loader's order, read where the loader left it (whatever its
+    /// length: UEFI firmware hands over hundreds of descriptors). Adjacent regions of the
+    /// same kind are merged; a region past the address space is cut at its top (a region
+    /// ending exactly at 2^64 too, since a `u64` end cannot say 2^64: the parse warned of
+    /// the first that ran past it), and empty ones are left out.
+    pub fn memory_map(&self) -> MemoryRegions<'a> {
+        MemoryRegions {
+            map: self.memory_map,
+            next: 0,
+        }
     }
 
     /// The modules in the loader's order.
@@ -441,82 +568,18 @@ impl<'a> BootInfo<'a> {
         self.info_ranges.get(..self.info_range_count).unwrap_or(&[])
     }
 
-    /// Appends a region, merging it into the previous one when contiguous and of one kind.
-    /// One whose end is past the address space is cut at its top (with a warning; one
-    /// ending exactly at 2^64 is cut there too, since a `u64` end cannot say 2^64, but
-    /// silently); empty regions (also what a cut leaves of one that starts at the top)
-    /// are dropped. Past [`MAX_REGIONS`] the smallest usable region, kept or this one,
-    /// is left out ([`Self::make_room`]).
-    fn push_region(&mut self, mut region: RawRegion) {
-        let room = u64::MAX - region.start;
-        if region.len > room {
-            // `len` is at least 1 here, and `len - 1 == room` ends exactly at 2^64.
-            if region.len - 1 > room {
-                self.warn(BootInfoWarning::RegionPastAddressSpace {
-                    start: region.start,
-                    len: region.len,
-                });
-            }
-            region.len = room;
-        }
-        if region.len == 0 {
-            return;
-        }
-        if let Some(last) = self
-            .regions
-            .checked_sub(1)
-            .and_then(|i| self.memory_map.get_mut(i))
-            && last.kind == region.kind
-            && last.start.checked_add(last.len) == Some(region.start)
-            && let Some(len) = last.len.checked_add(region.len)
-        {
-            last.len = len;
-            return;
-        }
-        if self.regions == MAX_REGIONS && !self.make_room(region) {
-            return;
-        }
-        if let Some(slot) = self.memory_map.get_mut(self.regions) {
-            *slot = region;
-            self.regions += 1;
-        }
-    }
-
-    /// Makes room in the full map for `region` by leaving out the smallest usable region
-    /// kept, if `region` is not usable or larger; else leaves `region` out. Either way
-    /// warns of it, and returns whether there is room now. A region of any other kind is
-    /// kept as long as a usable one is left to give way: leaving out RAM is safe (it goes
-    /// unused), leaving out a reserved range inside RAM is not. When none is left (the map
-    /// holds no usable RAM, too little to boot on), `region` is left out whatever its
-    /// kind: no usable region can overlap it then.
-    fn make_room(&mut self, region: RawRegion) -> bool {
-        let smallest = (self.memory_map().iter().enumerate())
-            .filter(|(_, kept)| kept.kind == RawKind::Usable)
-            .min_by_key(|(_, kept)| kept.len)
-            .map(|(index, kept)| (index, kept.len));
-        let (usable, room) = match smallest {
-            Some((index, len)) if region.kind != RawKind::Usable || len < region.len => {
-                self.memory_map.copy_within(index + 1.., index);
-                self.regions -= 1;
-                (len, true)
-            }
-            _ if region.kind == RawKind::Usable => (region.len, false),
-            _ => (0, false),
+    /// Takes `map` as the memory map, warning of its first entry that runs past the
+    /// address space (one ending exactly at 2^64 does not).
+    fn set_memory_map(&mut self, map: MapSource<'a>) {
+        self.memory_map = map;
+        let runs_past = |&(start, len, _): &(u64, Option<u64>, RawKind)| {
+            len.is_none_or(|len| len.saturating_sub(1) > u64::MAX - start)
         };
-        match &mut self.warning {
-            Some(BootInfoWarning::RegionsLeftOut {
-                regions,
-                usable_bytes,
-            }) => {
-                *regions = regions.saturating_add(1);
-                *usable_bytes = usable_bytes.saturating_add(usable);
-            }
-            _ => self.warn(BootInfoWarning::RegionsLeftOut {
-                regions: 1,
-                usable_bytes: usable,
-            }),
+        let mut entries = (0..map.len()).filter_map(|index| map.entry(index));
+        if let Some((start, len, _)) = entries.find(runs_past) {
+            let len = len.unwrap_or(u64::MAX);
+            self.warn(BootInfoWarning::RegionPastAddressSpace { start, len });
         }
-        room
     }
 
     /// Records `warning` unless an earlier one is recorded.

@@ -1,12 +1,10 @@
 //! Multiboot2: the boot information block and its tags.
 
-use core::slice::ChunksExact;
-
 use rexo_physmem::{PhysMemory, read_u8, read_u32, read_u64};
 
 use crate::{
-    BootInfo, BootInfoError, BootInfoWarning, Framebuffer, MAX_MODULES, Module, PAGE_ZERO_END,
-    Protocol, RawKind, RawRegion, StringKind, Structure, c_str,
+    BootInfo, BootInfoError, BootInfoWarning, Framebuffer, MAX_MODULES, MapSource, Module,
+    PAGE_ZERO_END, Protocol, StringKind, Structure, c_str,
 };
 
 /// Tag types this parser reads.
@@ -30,8 +28,6 @@ const MMAP_ENTRY_MIN: u32 = 24;
 const EFI_DESCRIPTOR_MIN: u32 = 40;
 /// Framebuffer type with direct RGB pixels.
 const FB_TYPE_RGB: u8 = 1;
-/// EFI page size.
-const EFI_PAGE: u64 = 4096;
 /// Smallest ACPI tag holding an ACPI 1.0 RSDP (tag header and 20 bytes).
 const ACPI_OLD_TAG_MIN: usize = 8 + 20;
 /// Smallest ACPI tag holding an ACPI 2.0 RSDP (tag header and 36 bytes).
@@ -173,54 +169,23 @@ pub fn parse_multiboot2<'a>(
     }
     boot.rsdp = rsdp_new.or(rsdp_old);
 
-    if let Some((tag, entry_size)) = mmap {
-        for e in map_entries(&mut boot, tag, entry_size)? {
-            let (Some(start), Some(len), Some(kind)) =
-                (read_u64(e, 0), read_u64(e, 8), read_u32(e, 16))
-            else {
-                continue;
-            };
-            boot.push_region(RawRegion {
-                start,
-                len,
-                kind: RawKind::from_e820(kind),
-            });
-        }
+    let map = if let Some((tag, entry_size)) = mmap {
+        let entries = map_entries(&mut boot, tag, entry_size)?;
+        let size = entry_size as usize;
+        MapSource::E820 { entries, size }
     } else if let Some((tag, desc_size)) = efi_mmap {
-        for d in map_entries(&mut boot, tag, desc_size)? {
-            let (Some(kind), Some(start), Some(pages)) =
-                (read_u32(d, 0), read_u64(d, 8), read_u64(d, 24))
-            else {
-                continue;
-            };
-            // A page count of more bytes than a `u64` holds runs past 2^64 whatever the
-            // start: warned of here (`push_region` cannot tell it from `u64::MAX` bytes).
-            let len = pages.checked_mul(EFI_PAGE).unwrap_or_else(|| {
-                let len = u64::MAX;
-                boot.warn(BootInfoWarning::RegionPastAddressSpace { start, len });
-                len
-            });
-            boot.push_region(RawRegion {
-                start,
-                len,
-                kind: efi_kind(kind),
-            });
+        let entries = map_entries(&mut boot, tag, desc_size)?;
+        let size = desc_size as usize;
+        MapSource::Efi { entries, size }
+    } else if let Some((lower_kib, upper_kib)) = meminfo {
+        MapSource::Basic {
+            lower_kib,
+            upper_kib,
         }
-    } else if let Some((lower, upper)) = meminfo {
-        let kib = |k: u32| u64::from(k) * 1024;
-        boot.push_region(RawRegion {
-            start: 0,
-            len: kib(lower),
-            kind: RawKind::Usable,
-        });
-        boot.push_region(RawRegion {
-            start: 0x10_0000,
-            len: kib(upper),
-            kind: RawKind::Usable,
-        });
     } else {
         return Err(BootInfoError::NoMemoryMap);
-    }
+    };
+    boot.set_memory_map(map);
     Ok(boot)
 }
 
@@ -231,16 +196,16 @@ fn map_entries<'t>(
     boot: &mut BootInfo<'_>,
     tag: &'t [u8],
     entry_size: u32,
-) -> Result<ChunksExact<'t, u8>, BootInfoError> {
+) -> Result<&'t [u8], BootInfoError> {
     let body = tag.get(MAP_TAG_HEAD..).unwrap_or(&[]);
-    let entries = body.chunks_exact(entry_size as usize);
-    let no_whole_entry = body.len() < entry_size as usize;
+    let size = entry_size as usize;
+    let whole = body.len() - body.len() % size;
     // One test on the normal path for both problems.
-    if no_whole_entry || !entries.remainder().is_empty() {
+    if whole == 0 || whole != body.len() {
         let tag_type = read_u32(tag, 0).unwrap_or(0);
         // The body is inside the information block, whose size is a u32.
         let body_size = u32::try_from(body.len()).unwrap_or(u32::MAX);
-        if no_whole_entry {
+        if whole == 0 {
             return Err(BootInfoError::MapTagWithoutEntries {
                 tag_type,
                 entry_size,
@@ -253,7 +218,7 @@ fn map_entries<'t>(
             body_size,
         });
     }
-    Ok(entries)
+    Ok(body.get(..whole).unwrap_or(&[]))
 }
 
 /// The framebuffer tag: `Some(None)` for indexed or EGA text modes, `None` if too short.
@@ -284,16 +249,4 @@ fn framebuffer(tag: &[u8]) -> Option<Option<Framebuffer>> {
         blue_shift: c(4)?,
         blue_bits: c(5)?,
     }))
-}
-
-/// The kind of an EFI memory type. Loader and boot services memory is free once the kernel
-/// runs (the boot structures in it are listed in `info_ranges`).
-fn efi_kind(t: u32) -> RawKind {
-    match t {
-        1..=4 | 7 => RawKind::Usable,
-        8 => RawKind::Bad,
-        9 => RawKind::AcpiReclaimable,
-        10 => RawKind::AcpiNvs,
-        _ => RawKind::Reserved,
-    }
 }

@@ -3,8 +3,8 @@
 use rexo_physmem::{PhysMemory, read_u32, read_u64};
 
 use crate::{
-    BootInfo, BootInfoError, MAX_MODULES, Module, PAGE_ZERO_END, PVH_MAGIC, Protocol, RawKind,
-    RawRegion, StringKind, Structure, c_str_at,
+    BootInfo, BootInfoError, E820_ENTRY, MAX_MODULES, MapSource, Module, PAGE_ZERO_END, PVH_MAGIC,
+    Protocol, StringKind, Structure, c_str_at,
 };
 
 /// Size of `hvm_start_info` version 0 (no memory map fields).
@@ -13,8 +13,6 @@ const START_INFO_V0: usize = 40;
 const START_INFO_V1: usize = 56;
 /// Size of one `hvm_modlist_entry` (paddr, size, cmdline_paddr, reserved).
 const MODLIST_ENTRY: usize = 32;
-/// Size of one `hvm_memmap_table_entry` (addr, size, type, reserved).
-const MEMMAP_ENTRY: usize = 24;
 
 /// Reads the PVH `hvm_start_info` at `start_info` (the EBX value at the PVH entry).
 pub fn parse_pvh<'a>(
@@ -52,22 +50,14 @@ pub fn parse_pvh<'a>(
         return Err(BootInfoError::NoMemoryMap);
     }
     let map_len = (entries as usize)
-        .checked_mul(MEMMAP_ENTRY)
+        .checked_mul(E820_ENTRY)
         .ok_or(unreadable(Structure::MemoryMap, memmap))?;
     let map = read_exact(mem, memmap, map_len).ok_or(unreadable(Structure::MemoryMap, memmap))?;
     info.push_info_range(memmap, map_len as u64);
-    for e in map.chunks_exact(MEMMAP_ENTRY) {
-        let (Some(start), Some(len), Some(kind)) =
-            (read_u64(e, 0), read_u64(e, 8), read_u32(e, 16))
-        else {
-            continue;
-        };
-        info.push_region(RawRegion {
-            start,
-            len,
-            kind: RawKind::from_e820(kind),
-        });
-    }
+    info.set_memory_map(MapSource::E820 {
+        entries: map,
+        size: E820_ENTRY,
+    });
 
     if cmdline != 0 {
         let (s, size) = c_str_at(mem, cmdline, StringKind::Cmdline)?;

@@ -4,6 +4,7 @@ use rexo_bootinfo::{
     BootInfoError, BootInfoWarning, Framebuffer, Module, Protocol, RawKind, RawRegion, StringKind,
     StringProblem, Structure, parse_multiboot2,
 };
+use rexo_memmap::{FrameAllocator, MemoryMap, Region};
 use rexo_physmem::SparseMemory;
 use rexo_testkit::Rng;
 
@@ -118,7 +119,7 @@ fn parses_every_field() {
     );
     let r = |start, len, kind| RawRegion { start, len, kind };
     assert_eq!(
-        info.memory_map(),
+        info.memory_map().collect::<Vec<_>>(),
         &[
             r(0, 0x9FC00, RawKind::Usable),
             r(0x9FC00, 0x400, RawKind::Reserved),
@@ -198,7 +199,7 @@ fn larger_map_entries_are_stepped_by_entry_size() {
     )]));
     let info = parse_multiboot2(&m, INFO).unwrap();
     assert_eq!(
-        info.memory_map()[1],
+        info.memory_map().collect::<Vec<_>>()[1],
         RawRegion {
             start: 0x2000,
             len: 0x1000,
@@ -223,6 +224,64 @@ fn efi_tag(desc_size: u32, descs: &[(u32, u64, u64)]) -> Vec<u8> {
     tag(17, &body)
 }
 
+/// A UEFI map of 400 descriptors from 1 MiB, fragmented as firmware's are: in each four,
+/// conventional memory and boot services data (usable RAM, one region), runtime services
+/// data, and ACPI tables, ACPI NVS or MMIO in turn (MMIO is reserved like runtime
+/// services data, so the two are one region).
+fn fragmented_efi_map() -> Vec<(u32, u64, u64)> {
+    let mut start = 0x10_0000;
+    let mut descs = Vec::new();
+    for i in 0..100u64 {
+        for (kind, pages) in [
+            (7, i % 5 + 1),
+            (4, i % 3 + 1),
+            (6, 1),
+            ([9, 10, 11][i as usize % 3], 2),
+        ] {
+            descs.push((kind, start, pages));
+            start += pages * 0x1000;
+        }
+    }
+    descs
+}
+
+#[test]
+fn a_fragmented_efi_map_of_400_descriptors_keeps_all_its_ram() {
+    let descs = fragmented_efi_map();
+    let m = mem(block(&[efi_tag(48, &descs)]));
+    let info = parse_multiboot2(&m, INFO).unwrap();
+    assert_eq!(info.warning, None);
+    let map: Vec<RawRegion> = info.memory_map().collect();
+    let pages_of = |kinds: &[u32]| -> u64 {
+        let pages = descs.iter().filter(|(kind, ..)| kinds.contains(kind));
+        pages.map(|&(_, _, pages)| pages * 0x1000).sum()
+    };
+    let usable = pages_of(&[7, 4]);
+    assert_eq!(
+        map.len(),
+        100 * 3 - 100 / 3,
+        "an MMIO range merges with the one before"
+    );
+    let bytes = |kind| {
+        map.iter()
+            .filter(|r| r.kind == kind)
+            .map(|r| r.len)
+            .sum::<u64>()
+    };
+    assert_eq!(bytes(RawKind::Usable), usable);
+    assert_eq!(bytes(RawKind::AcpiReclaimable), pages_of(&[9]));
+    assert_eq!(bytes(RawKind::AcpiNvs), pages_of(&[10]));
+    assert_eq!(bytes(RawKind::Reserved), pages_of(&[6, 11]));
+    // The kernel's memory map and frame allocator take all of it.
+    let mut kernel_map = MemoryMap::new();
+    kernel_map
+        .fill(1 << 40, map.iter().map(|&r| Region::from(r)))
+        .unwrap();
+    assert_eq!(kernel_map.usable_bytes(), usable);
+    let frames = FrameAllocator::new(&kernel_map, &[]).unwrap();
+    assert_eq!(frames.free_bytes(), usable);
+}
+
 #[test]
 fn efi_map_when_no_mmap_tag() {
     let descs = [
@@ -238,7 +297,7 @@ fn efi_map_when_no_mmap_tag() {
     let info = parse_multiboot2(&m, INFO).unwrap();
     let r = |start, len, kind| RawRegion { start, len, kind };
     assert_eq!(
-        info.memory_map(),
+        info.memory_map().collect::<Vec<_>>(),
         &[
             r(0, 0xA0000, RawKind::Usable),
             r(0x10_0000, 0x2000, RawKind::AcpiReclaimable),
@@ -253,7 +312,7 @@ fn efi_map_when_no_mmap_tag() {
         efi_tag(48, &descs),
         mmap_tag(24, &[(0, 0x1000, 1)]),
     ]));
-    assert_eq!(parse_multiboot2(&m, INFO).unwrap().memory_map().len(), 1);
+    assert_eq!(parse_multiboot2(&m, INFO).unwrap().memory_map().count(), 1);
     // Descriptor size below 40.
     let m = mem(block(&[efi_tag(32, &[])]));
     assert_eq!(
@@ -271,7 +330,7 @@ fn a_region_past_the_address_space_is_cut_at_its_top_with_a_warning() {
     let m = mem(block(&[mmap_tag(24, &[(0, 0x1000, 1), (top, 0x2000, 1)])]));
     let info = parse_multiboot2(&m, INFO).unwrap();
     assert_eq!(
-        info.memory_map(),
+        info.memory_map().collect::<Vec<_>>(),
         &[r(0, 0x1000, RawKind::Usable), cut_at_the_top]
     );
     assert_eq!(info.warning, past(0x2000));
@@ -279,7 +338,7 @@ fn a_region_past_the_address_space_is_cut_at_its_top_with_a_warning() {
     for pages in [2, u64::MAX] {
         let m = mem(block(&[efi_tag(40, &[(7, top, pages)])]));
         let info = parse_multiboot2(&m, INFO).unwrap();
-        assert_eq!(info.memory_map(), &[cut_at_the_top]);
+        assert_eq!(info.memory_map().collect::<Vec<_>>(), &[cut_at_the_top]);
         assert_eq!(info.warning, past(pages.saturating_mul(4096)));
     }
     // A region starting at the last byte leaves nothing; the first warning is kept.
@@ -289,7 +348,7 @@ fn a_region_past_the_address_space_is_cut_at_its_top_with_a_warning() {
     )]));
     let info = parse_multiboot2(&m, INFO).unwrap();
     assert_eq!(
-        info.memory_map(),
+        info.memory_map().collect::<Vec<_>>(),
         &[cut_at_the_top, r(0, 0x1000, RawKind::Usable)]
     );
     assert_eq!(info.warning, past(0x2000));
@@ -298,13 +357,16 @@ fn a_region_past_the_address_space_is_cut_at_its_top_with_a_warning() {
     for len in [0xFFF, 0x1000] {
         let m = mem(block(&[mmap_tag(24, &[(top, len, 1)])]));
         let info = parse_multiboot2(&m, INFO).unwrap();
-        assert_eq!(info.memory_map(), &[cut_at_the_top]);
+        assert_eq!(info.memory_map().collect::<Vec<_>>(), &[cut_at_the_top]);
         assert_eq!(info.warning, None, "{len:#x} bytes");
     }
     // An EFI page count of more bytes than a u64 holds runs past 2^64 even from 0.
     let m = mem(block(&[efi_tag(40, &[(7, 0, u64::MAX / 4096 + 1)])]));
     let info = parse_multiboot2(&m, INFO).unwrap();
-    assert_eq!(info.memory_map(), &[r(0, u64::MAX, RawKind::Usable)]);
+    assert_eq!(
+        info.memory_map().collect::<Vec<_>>(),
+        &[r(0, u64::MAX, RawKind::Usable)]
+    );
     assert_eq!(
         info.warning,
         Some(BootInfoWarning::RegionPastAddressSpace {
@@ -332,7 +394,7 @@ fn a_part_entry_at_the_end_of_a_memory_map_tag_is_dropped_with_a_warning() {
     let whole = mmap_tag(24, &[(0, 0x1000, 1), (0x2000, 0x1000, 2)]);
     let m = mem(block(&[with_bytes_past_the_entries(whole, 20)]));
     let info = parse_multiboot2(&m, INFO).unwrap();
-    assert_eq!(info.memory_map().len(), 2);
+    assert_eq!(info.memory_map().count(), 2);
     let warning = BootInfoWarning::PartialMapEntry {
         tag_type: 6,
         entry_size: 24,
@@ -344,7 +406,7 @@ fn a_part_entry_at_the_end_of_a_memory_map_tag_is_dropped_with_a_warning() {
     let efi = efi_tag(48, &[(7, 0, 16)]);
     let m = mem(block(&[with_bytes_past_the_entries(efi, 47)]));
     let info = parse_multiboot2(&m, INFO).unwrap();
-    assert_eq!(info.memory_map().len(), 1);
+    assert_eq!(info.memory_map().count(), 1);
     assert_eq!(
         info.warning,
         Some(BootInfoWarning::PartialMapEntry {
@@ -409,7 +471,7 @@ fn basic_meminfo_as_last_resort_and_no_map() {
     let m = mem(block(&[tag(4, &[0x7F, 2, 0, 0, 0x00, 0xFC, 0, 0])]));
     let info = parse_multiboot2(&m, INFO).unwrap();
     assert_eq!(
-        info.memory_map(),
+        info.memory_map().collect::<Vec<_>>(),
         &[
             RawRegion {
                 start: 0,
@@ -565,7 +627,7 @@ fn random_byte_flips_never_panic() {
             let i = (rng.next_u64() % b.len() as u64) as usize;
             b[i] ^= 1 << (rng.next_u64() % 8);
         }
-        let _ = parse_multiboot2(&mem(b), INFO).map(|i| i.memory_map().len());
+        let _ = parse_multiboot2(&mem(b), INFO).map(|i| i.memory_map().count());
     }
 }
 
@@ -608,16 +670,16 @@ fn the_first_basic_memory_information_tag_wins() {
         tag(4, &[0; 4]),
     ]));
     let info = parse_multiboot2(&m, INFO).unwrap();
-    let upper = info.memory_map()[1];
+    let upper = info.memory_map().collect::<Vec<_>>()[1];
     assert_eq!((upper.start, upper.len), (0x10_0000, 0x1000 * 1024));
-    assert_eq!(info.memory_map()[0].len, 639 * 1024);
+    assert_eq!(info.memory_map().collect::<Vec<_>>()[0].len, 639 * 1024);
 }
 
 /// The memory map read from `map_tags`: as the test maps below give it, one usable page
 /// at 0 if the first tag wins.
 fn map_of(map_tags: [Vec<u8>; 3]) -> Vec<RawRegion> {
     let m = mem(block(&map_tags));
-    parse_multiboot2(&m, INFO).unwrap().memory_map().to_vec()
+    parse_multiboot2(&m, INFO).unwrap().memory_map().collect()
 }
 
 const ONE_USABLE_PAGE: RawRegion = RawRegion {

@@ -95,13 +95,18 @@ impl Region {
     }
 }
 
-/// Why [`MemoryMap::add`] refused a region.
+/// Why [`MemoryMap::add`] refused a region, or [`MemoryMap::fill`] a map.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MapError {
     /// The map already holds [`MemoryMap::CAPACITY`] regions.
     Full,
     /// The region ends before it starts.
     Inverted,
+    /// [`MemoryMap::fill`] was given more regions than [`MemoryMap::CAPACITY`].
+    TooManyRegions {
+        /// How many it was given (empty ones and those past the limit not counted).
+        given: usize,
+    },
 }
 
 impl fmt::Display for MapError {
@@ -113,6 +118,11 @@ impl fmt::Display for MapError {
                 MemoryMap::CAPACITY
             ),
             Self::Inverted => f.write_str("memory map region ends before it starts"),
+            Self::TooManyRegions { given } => write!(
+                f,
+                "{given} memory map regions, at most {} supported",
+                MemoryMap::CAPACITY
+            ),
         }
     }
 }
@@ -167,8 +177,9 @@ impl fmt::Debug for MemoryMap {
 }
 
 impl MemoryMap {
-    /// How many regions [`add`](Self::add) accepts.
-    pub const CAPACITY: usize = 128;
+    /// How many regions [`add`](Self::add) accepts: real UEFI firmware hands over 100 to
+    /// 300 descriptors, fragmented by boot and runtime services, ACPI and MMIO ranges.
+    pub const CAPACITY: usize = 512;
 
     /// An empty map.
     pub const fn new() -> Self {
@@ -211,6 +222,33 @@ impl MemoryMap {
         }
         self.regions[self.len] = region;
         self.len += 1;
+        Ok(())
+    }
+
+    /// Empties the map, then takes `regions` below `limit` as [`below`](Self::below) and
+    /// [`add`](Self::add) would, and normalizes it; in place, so that a map in a `static`
+    /// is filled without a copy on the stack (its storage is 24 KiB). More regions than
+    /// [`CAPACITY`](Self::CAPACITY) are refused whole ([`MapError::TooManyRegions`], counting
+    /// them all), never cut short: a region left out could be a reserved range inside RAM.
+    pub fn fill(
+        &mut self,
+        limit: u64,
+        regions: impl IntoIterator<Item = Region>,
+    ) -> Result<(), MapError> {
+        (self.len, self.limit, self.cut) = (0, limit, false);
+        let mut regions = regions.into_iter();
+        for region in regions.by_ref() {
+            match self.add(region) {
+                Ok(()) => {}
+                Err(MapError::Full) => {
+                    let more = regions.filter(|r| r.end.min(limit) > r.start).count();
+                    let given = Self::CAPACITY + 1 + more;
+                    return Err(MapError::TooManyRegions { given });
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        self.normalize();
         Ok(())
     }
 
@@ -449,7 +487,60 @@ mod tests {
             Err(MapError::Full)
         );
         assert_eq!(map.regions().len(), MemoryMap::CAPACITY);
-        assert!(MapError::Full.to_string().contains("128"));
+        assert!(MapError::Full.to_string().contains("512"));
+    }
+
+    /// `count` contiguous regions from 1 MiB alternating usable (1 to 7 pages) and
+    /// reserved or ACPI (one page), as fragmented firmware maps are.
+    fn fragmented(count: u64) -> Vec<Region> {
+        let mut start = 0x10_0000;
+        let kinds = [Usable, Reserved, Usable, AcpiReclaimable, Usable, AcpiNvs];
+        (0..count)
+            .map(|i| {
+                let len = if i % 2 == 0 {
+                    (i * 5 % 7 + 1) * 0x1000
+                } else {
+                    0x1000
+                };
+                start += len;
+                r(start - len, start, kinds[i as usize % kinds.len()])
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_fragmented_map_of_400_regions_is_kept_whole() {
+        let given = fragmented(400);
+        let mut map = MemoryMap::new();
+        map.add(r(0, 0x1000, Bad)).unwrap();
+        map.fill(1 << 40, given.iter().copied()).unwrap();
+        assert_eq!(
+            map.regions(),
+            given,
+            "every region, the earlier content gone"
+        );
+        let usable = given.iter().filter(|r| r.kind == Usable).map(Region::size);
+        assert_eq!(map.usable_bytes(), usable.sum::<u64>());
+    }
+
+    #[test]
+    fn a_map_of_more_regions_than_it_holds_is_refused_whole_naming_them() {
+        let mut map = MemoryMap::new();
+        let mut given = fragmented(MemoryMap::CAPACITY as u64 + 10);
+        // Neither an empty region nor one past the limit counts.
+        given.push(r(1 << 41, 1 << 41, Usable));
+        given.push(r(1 << 40, 1 << 41, Usable));
+        let refused = map.fill(1 << 40, given);
+        let error = MapError::TooManyRegions {
+            given: MemoryMap::CAPACITY + 10,
+        };
+        assert_eq!(refused, Err(error));
+        assert_eq!(
+            error.to_string(),
+            "522 memory map regions, at most 512 supported"
+        );
+        assert_eq!(map.fill(1 << 40, fragmented(3)), Ok(()), "and filled again");
+        assert_eq!(map.regions(), fragmented(3));
     }
 
     #[test]
@@ -562,16 +653,17 @@ mod tests {
 
     #[test]
     fn normalize_full_map_of_nested_overlaps_and_again() {
-        // 64 large usable regions each with a reserved hole inside: 128 inputs whose
-        // normalized form has 64 * 3 - 0 = 192 entries (more than CAPACITY).
+        // CAPACITY / 2 large usable regions each with a reserved hole inside: CAPACITY
+        // inputs whose normalized form has 3 entries for each (more than CAPACITY).
+        const HALF: u64 = MemoryMap::CAPACITY as u64 / 2;
         let mut map = MemoryMap::new();
-        for i in 0..64u64 {
+        for i in 0..HALF {
             let base = i * 0x10_0000;
             map.add(r(base + 0x1000, base + 0x3000, Reserved)).unwrap();
             map.add(r(base, base + 0x8_0000, Usable)).unwrap();
         }
         map.normalize();
-        assert_eq!(map.regions().len(), 192);
+        assert_eq!(map.regions().len(), 3 * HALF as usize);
         assert_eq!(
             map.add(r(1 << 40, (1 << 40) + 1, Usable)),
             Err(MapError::Full)
@@ -579,15 +671,17 @@ mod tests {
         let before = map.clone();
         map.normalize();
         assert_eq!(map.regions(), before.regions());
-        assert_eq!(map.usable_bytes(), 64 * (0x8_0000 - 0x2000));
+        assert_eq!(map.usable_bytes(), HALF * (0x8_0000 - 0x2000));
     }
 
     #[test]
     fn normalize_worst_case_single_usable_with_many_holes() {
-        // One usable region plus 127 disjoint reserved holes inside it: 255 output regions.
+        // One usable region plus CAPACITY - 1 disjoint reserved holes inside it: twice
+        // CAPACITY less one output regions.
+        const HOLES: u64 = MemoryMap::CAPACITY as u64 - 1;
         let mut map = MemoryMap::new();
         map.add(r(0, 1 << 30, Usable)).unwrap();
-        for i in 0..127u64 {
+        for i in 0..HOLES {
             map.add(r(
                 0x10_0000 * (i + 1),
                 0x10_0000 * (i + 1) + 0x1000,
@@ -596,8 +690,8 @@ mod tests {
             .unwrap();
         }
         map.normalize();
-        assert_eq!(map.regions().len(), 255);
-        assert_eq!(map.usable_bytes(), (1 << 30) - 127 * 0x1000);
+        assert_eq!(map.regions().len(), 2 * HOLES as usize + 1);
+        assert_eq!(map.usable_bytes(), (1 << 30) - HOLES * 0x1000);
     }
 
     #[test]
