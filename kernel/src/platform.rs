@@ -2,6 +2,7 @@
 //! registers), parsed by `rexo-acpi` over the identity map and kept for the kernel's life.
 
 use rexo_acpi::AcpiInfo;
+use rexo_bootinfo::Rsdp;
 
 use crate::arch::apic::IoApic;
 use crate::arch::idt::FIRST_LINE_VECTOR;
@@ -11,16 +12,20 @@ use core::sync::atomic::Ordering::Relaxed;
 
 static ACPI: spin::Once<Option<AcpiInfo>> = spin::Once::new();
 
-/// Finds and parses the ACPI tables (the RSDP from the boot loader, else the BIOS areas).
-/// Broken tables are skipped with a warning; no usable tables at all is a warning too, and
-/// the machine then runs on one core.
-pub fn init_acpi(rsdp_from_loader: Option<u64>) -> Option<&'static AcpiInfo> {
+/// Finds and parses the ACPI tables (the RSDP from the boot loader, else the BIOS areas;
+/// of a copy of its ACPI 1.0 part alone, only that is read). Broken tables are skipped with
+/// a warning; no usable tables at all is a warning too, and the machine then runs on one
+/// core.
+pub fn init_acpi(rsdp_from_loader: Option<Rsdp>) -> Option<&'static AcpiInfo> {
     ACPI.call_once(|| {
-        let Some(rsdp) = rsdp_from_loader.or_else(|| rexo_acpi::find_rsdp_bios(&IdentityMemory)) else {
+        let from_bios = || rexo_acpi::find_rsdp_bios(&IdentityMemory).map(|a| (a, false));
+        let loader = rsdp_from_loader.map(|rsdp| (rsdp.address, rsdp.acpi1_only));
+        let Some((rsdp, acpi1_only)) = loader.or_else(from_bios) else {
             log::warn!("acpi: no RSDP found: no ACPI tables, running on the boot core only");
             return None;
         };
-        match rexo_acpi::parse(&IdentityMemory, rsdp) {
+        let parse = if acpi1_only { rexo_acpi::parse_acpi1 } else { rexo_acpi::parse };
+        match parse(&IdentityMemory, rsdp) {
             Ok(info) => {
                 info.warnings().for_each(|warning| log::warn!("acpi: {warning}"));
                 Some(info)

@@ -2,8 +2,9 @@
 //! and a bad table reported as a [`Warning`] instead of a failed boot.
 //!
 //! [`find_rsdp_bios`] locates the RSDP on BIOS machines (boot loaders usually hand its address
-//! over instead); [`parse`] follows it to the root table (XSDT preferred over RSDT) and reads the
-//! MADT, HPET, MCFG and FADT, and through the FADT the DSDT and the FACS; the DSDT's `\_S5`
+//! over instead, or a copy of it, which [`check_copy`] checks); [`parse`] follows it to the
+//! root table (XSDT preferred over RSDT; [`parse_acpi1`] from the RSDT of a copy of the RSDP's
+//! ACPI 1.0 part alone) and reads the MADT, HPET, MCFG and FADT, and through the FADT the DSDT and the FACS; the DSDT's `\_S5`
 //! sleep type is searched for only when power-off asks ([`AcpiInfo::find_s5`]). Only a broken
 //! RSDP (its ACPI 1.0 part, or its revision 2+ part without an RSDT to fall back on) or
 //! root table is an [`AcpiError`]; everything else that is wrong is skipped and
@@ -31,7 +32,7 @@ pub use info::{
     LocalApic, LocalApicNmi, McfgSegment, Polarity, TableInfo, TriggerMode, Warning,
     io_apic_entries, io_apic_serves,
 };
-pub use rsdp::find_rsdp_bios;
+pub use rsdp::{RsdpCopy, check_copy, find_rsdp_bios};
 
 /// How many local APICs [`AcpiInfo`] keeps.
 pub const MAX_LOCAL_APICS: usize = 256;
@@ -166,7 +167,19 @@ impl fmt::Display for AcpiError {
 /// a valid RSDT is a warning). Each table the root lists is checked (readable, length,
 /// checksum) and skipped with a warning if bad.
 pub fn parse(mem: &impl PhysMemory, rsdp: u64) -> Result<AcpiInfo, AcpiError> {
-    let ptr = rsdp::check(mem, rsdp)?;
+    parse_from(mem, rsdp, false)
+}
+
+/// [`parse`] from the ACPI 1.0 part of the RSDP at `rsdp` alone (its first 20 bytes, its
+/// RSDT), whatever its revision says: for a copy of those bytes only, such as Multiboot2's
+/// tag 14, after which lies something else than the RSDP's revision 2 part.
+pub fn parse_acpi1(mem: &impl PhysMemory, rsdp: u64) -> Result<AcpiInfo, AcpiError> {
+    parse_from(mem, rsdp, true)
+}
+
+/// [`parse`], or [`parse_acpi1`] with `acpi1_only`.
+fn parse_from(mem: &impl PhysMemory, rsdp: u64, acpi1_only: bool) -> Result<AcpiInfo, AcpiError> {
+    let ptr = rsdp::check(mem, rsdp, acpi1_only)?;
     let mut info = AcpiInfo::new(rsdp, ptr.revision, ptr.oem_id);
 
     let rsdt = Some(u64::from(ptr.rsdt)).filter(|&a| a != 0);

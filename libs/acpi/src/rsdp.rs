@@ -21,22 +21,59 @@ pub(crate) struct Rsdp {
     pub v2_error: Option<AcpiError>,
 }
 
-/// Checks the RSDP at `addr`: signature and checksum, an error if wrong; for revision 2+
-/// the length and the extended checksum, recorded in [`Rsdp::v2_error`] if wrong.
-pub(crate) fn check(mem: &impl PhysMemory, addr: u64) -> Result<Rsdp, AcpiError> {
-    // Fixed-size arrays: the field reads below cannot fail, so they compile to no checks.
-    let v1: &[u8; V1_LEN] = fetch(mem, addr, V1_LEN)
-        .and_then(|b| b.try_into().ok())
-        .ok_or(AcpiError::RsdpUnreadable { address: addr })?;
+/// How much of an RSDP a copy of one holds, valid ([`check_copy`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RsdpCopy {
+    /// Its ACPI 1.0 part (20 bytes, naming the RSDT), and no more of it: a revision 0
+    /// RSDP, or one whose revision 2+ part is missing or broken.
+    Acpi1Part,
+    /// A revision 2+ RSDP whole (naming the XSDT): its length and extended checksum right.
+    Whole,
+}
+
+/// How much of an RSDP `copy` holds valid (signature and checksum of its first 20 bytes;
+/// for [`RsdpCopy::Whole`] a revision of 2 or more, a length of at least 36 within `copy`
+/// and the extended checksum over it), or `None` when not even its ACPI 1.0 part: the
+/// check of a boot loader's copy (Multiboot2's tags 14 and 15), which reads nothing past it.
+pub fn check_copy(copy: &[u8]) -> Option<RsdpCopy> {
+    let v1: &[u8; V1_LEN] = copy.get(..V1_LEN)?.try_into().ok()?;
+    check_v1(v1, 0).ok()?;
+    let length = read_u32(copy, 20).and_then(|length| usize::try_from(length).ok());
+    let whole = length
+        .filter(|&length| read_u8(v1, 15) >= Some(2) && length >= V2_LEN)
+        .and_then(|length| copy.get(..length))
+        .is_some_and(checksum_ok);
+    Some(if whole {
+        RsdpCopy::Whole
+    } else {
+        RsdpCopy::Acpi1Part
+    })
+}
+
+/// Checks the RSDP's ACPI 1.0 part, at `addr`: its signature and checksum.
+fn check_v1(v1: &[u8; V1_LEN], addr: u64) -> Result<(), AcpiError> {
     if read_array(v1, 0) != Some(*b"RSD PTR ") {
         return Err(AcpiError::RsdpBadSignature { address: addr });
     }
     if !checksum_ok(v1) {
         return Err(AcpiError::RsdpBadChecksum { address: addr });
     }
+    Ok(())
+}
+
+/// Checks the RSDP at `addr`: signature and checksum, an error if wrong; for revision 2+
+/// the length and the extended checksum, recorded in [`Rsdp::v2_error`] if wrong. With
+/// `acpi1_only`, only its ACPI 1.0 part is read, whatever its revision (a copy of those 20
+/// bytes alone): it names no XSDT then.
+pub(crate) fn check(mem: &impl PhysMemory, addr: u64, acpi1_only: bool) -> Result<Rsdp, AcpiError> {
+    // Fixed-size arrays: the field reads below cannot fail, so they compile to no checks.
+    let v1: &[u8; V1_LEN] = fetch(mem, addr, V1_LEN)
+        .and_then(|b| b.try_into().ok())
+        .ok_or(AcpiError::RsdpUnreadable { address: addr })?;
+    check_v1(v1, addr)?;
     let revision = read_u8(v1, 15).unwrap_or(0);
     let (xsdt, v2_error) = match revision {
-        2.. => match check_v2(mem, addr) {
+        2.. if !acpi1_only => match check_v2(mem, addr) {
             Ok(xsdt) => (xsdt, None),
             Err(error) => (None, Some(error)),
         },
@@ -87,7 +124,7 @@ pub fn find_rsdp_bios(mem: &impl PhysMemory) -> Option<u64> {
     let mut acpi1_part_only = None;
     let candidates = ebda_scan.chain((0xE_0000..0x10_0000).step_by(16));
     for address in candidates.filter(|&a| is_rsdp_candidate(mem, a)) {
-        match check(mem, address) {
+        match check(mem, address, false) {
             Ok(rsdp) if rsdp.v2_error.is_none() => return Some(address),
             Ok(_) => _ = acpi1_part_only.get_or_insert(address),
             Err(_) => {}

@@ -5,8 +5,9 @@ mod common;
 use common::*;
 use rexo_acpi::{
     AcpiError, Capacity, DEFAULT_LOCAL_APIC_ADDRESS, MAX_IO_APICS, MAX_LOCAL_APICS, MAX_OVERRIDES,
-    MAX_TABLES, MAX_WARNINGS, Signature, Unaddressable, Warning, find_rsdp_bios,
-    interrupt_destination, io_apic_entries, io_apic_serves, ipi_destination, parse,
+    MAX_TABLES, MAX_WARNINGS, RsdpCopy, Signature, Unaddressable, Warning, check_copy,
+    find_rsdp_bios, interrupt_destination, io_apic_entries, io_apic_serves, ipi_destination, parse,
+    parse_acpi1,
 };
 use rexo_physmem::SparseMemory;
 use rexo_testkit::Rng;
@@ -212,6 +213,75 @@ fn a_broken_revision_2_part_leaves_the_rsdt_in_use() {
         assert_eq!(warnings, [Warning::BadXsdt(error)]);
         assert!(warnings[0].to_string().contains("using the RSDT"));
     }
+}
+
+#[test]
+fn a_copy_of_the_acpi_1_part_alone_is_read_no_further() {
+    // Multiboot2's tag 14: the first 20 bytes of a revision 2 RSDP, then the block's other
+    // bytes (here the tag's padding and the next tag, a tag 15 of the same RSDP).
+    let mut tag_14 = rsdp_v2(0x2000, 0x1000)[..20].to_vec();
+    tag_14.extend_from_slice(&[0, 0, 0, 0, 15, 0, 0, 0, 44, 0, 0, 0]);
+    tag_14.extend_from_slice(&rsdp_v2(0x2000, 0x1000));
+    let mem = SparseMemory::new()
+        .with(0x9010, tag_14)
+        .unwrap()
+        .with(0x2000, table(b"RSDT", 1, &rsdt_body(&[0x3000])))
+        .unwrap()
+        .with(0x3000, table(b"APIC", 1, &madt_body(&[lapic(0, 0, 1)])))
+        .unwrap();
+    let info = parse_acpi1(&mem, 0x9010).unwrap();
+    assert_eq!((info.revision, info.root_table), (2, 0x2000));
+    assert_eq!(info.local_apics().len(), 1, "the MADT is read");
+    assert_eq!(info.warnings().count(), 0, "nothing read past the copy");
+    // `parse` takes the bytes after it for the revision 2 part.
+    let warnings: Vec<_> = parse(&mem, 0x9010).unwrap().warnings().collect();
+    let length_0 = AcpiError::RsdpBadLength {
+        address: 0x9010,
+        length: 0,
+    };
+    assert_eq!(warnings, [Warning::BadXsdt(length_0)]);
+    // A broken ACPI 1.0 part is an error still.
+    let mut bad = rsdp_v1(0x2000);
+    bad[8] ^= 1;
+    let mem = SparseMemory::new().with(0x9010, bad).unwrap();
+    let error = AcpiError::RsdpBadChecksum { address: 0x9010 };
+    assert_eq!(parse_acpi1(&mem, 0x9010).unwrap_err(), error);
+}
+
+#[test]
+fn a_copy_is_checked_within_its_own_bytes() {
+    let whole = rsdp_v2(0x2000, 0x1000);
+    assert_eq!(check_copy(&whole), Some(RsdpCopy::Whole));
+    assert_eq!(
+        check_copy(&[&whole[..], &[0xAA; 8]].concat()),
+        Some(RsdpCopy::Whole),
+        "the length says where it ends"
+    );
+    let part = Some(RsdpCopy::Acpi1Part);
+    assert_eq!(check_copy(&whole[..20]), part, "a tag 14 copy");
+    assert_eq!(check_copy(&whole[..35]), part, "its length past the copy");
+    assert_eq!(check_copy(&rsdp_v1(0x2000)), part, "revision 0");
+    // A revision 0 RSDP followed by what would pass as a revision 2 part.
+    let mut revision_0 = whole.clone();
+    revision_0[15] = 0;
+    fix_checksum(&mut revision_0[..20], 8);
+    fix_checksum(&mut revision_0, 32);
+    assert_eq!(check_copy(&revision_0), part);
+    let mut bad_extended_checksum = whole.clone();
+    bad_extended_checksum[33] ^= 1;
+    assert_eq!(check_copy(&bad_extended_checksum), part);
+    let mut length_35 = whole.clone();
+    length_35[20] = 35;
+    fix_checksum(&mut length_35, 32);
+    assert_eq!(check_copy(&length_35), part);
+    let mut bad_checksum = whole.clone();
+    bad_checksum[8] ^= 1;
+    assert_eq!(check_copy(&bad_checksum), None);
+    let mut bad_signature = whole.clone();
+    bad_signature[0] = b'X';
+    assert_eq!(check_copy(&bad_signature), None);
+    assert_eq!(check_copy(&whole[..19]), None);
+    assert_eq!(check_copy(&[]), None);
 }
 
 #[test]

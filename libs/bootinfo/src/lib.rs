@@ -229,6 +229,18 @@ impl Iterator for MemoryRegions<'_> {
     }
 }
 
+/// The ACPI RSDP the loader handed over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rsdp {
+    /// Its physical address.
+    pub address: u64,
+    /// Whether only its ACPI 1.0 part (20 bytes, naming the RSDT) may be read there, as
+    /// `rexo_acpi::parse_acpi1` does: Multiboot2's tag 14 copies no more whatever the
+    /// revision byte says (the bytes after it are the block's), and a tag 15 whose revision
+    /// 2 part is broken is used so.
+    pub acpi1_only: bool,
+}
+
 /// A module (initial ramdisk, app image...) loaded next to the kernel.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Module<'a> {
@@ -452,6 +464,15 @@ pub enum BootInfoWarning {
         /// Its length as the loader gave it (`u64::MAX` for an EFI page count past it).
         len: u64,
     },
+    /// A Multiboot2 ACPI tag whose RSDP copy is not valid (`rexo_acpi::check_copy`): tag 15
+    /// without a revision 2+ RSDP whole (signature, both checksums, its length within the
+    /// tag), or, with no such tag 15, tag 14 without a valid ACPI 1.0 part (signature and
+    /// checksum). The RSDP is then tag 14's, else tag 15's ACPI 1.0 part, else none (the
+    /// kernel searches the BIOS areas).
+    BadRsdpCopy {
+        /// The tag's type: 14 (ACPI 1.0) or 15 (ACPI 2.0+).
+        tag_type: u32,
+    },
     /// A Multiboot2 memory map tag (type 6 or 17) whose body ends in part of an entry:
     /// that part is dropped.
     PartialMapEntry {
@@ -470,6 +491,15 @@ impl fmt::Display for BootInfoWarning {
             Self::RegionPastAddressSpace { start, len } => write!(
                 f,
                 "memory map region at {start:#x} of {len:#x} bytes runs past 2^64: cut there"
+            ),
+            Self::BadRsdpCopy { tag_type } => write!(
+                f,
+                "Multiboot2 ACPI tag {tag_type} holds no valid {}",
+                if tag_type == 15 {
+                    "revision 2 RSDP whole"
+                } else {
+                    "ACPI 1.0 RSDP"
+                }
             ),
             Self::PartialMapEntry {
                 tag_type,
@@ -493,8 +523,8 @@ pub struct BootInfo<'a> {
     pub loader_name: &'a str,
     /// The kernel command line ("" if none).
     pub cmdline: &'a str,
-    /// Physical address of the ACPI RSDP, if the loader gave one.
-    pub rsdp: Option<u64>,
+    /// The ACPI RSDP, if the loader gave one.
+    pub rsdp: Option<Rsdp>,
     /// The RGB framebuffer, if the loader set one up.
     pub framebuffer: Option<Framebuffer>,
     /// The first thing the parse cut and went past, if any (for the kernel to warn of).

@@ -4,8 +4,9 @@ use rexo_physmem::{PhysMemory, read_u8, read_u32, read_u64};
 
 use crate::{
     BootInfo, BootInfoError, BootInfoWarning, Framebuffer, MAX_MODULES, MapSource, Module,
-    PAGE_ZERO_END, Protocol, StringKind, Structure, c_str,
+    PAGE_ZERO_END, Protocol, Rsdp, StringKind, Structure, c_str,
 };
+use rexo_acpi::RsdpCopy;
 
 /// Tag types this parser reads.
 const TAG_END: u32 = 0;
@@ -28,18 +29,15 @@ const MMAP_ENTRY_MIN: u32 = 24;
 const EFI_DESCRIPTOR_MIN: u32 = 40;
 /// Framebuffer type with direct RGB pixels.
 const FB_TYPE_RGB: u8 = 1;
-/// Smallest ACPI tag holding an ACPI 1.0 RSDP (tag header and 20 bytes).
-const ACPI_OLD_TAG_MIN: usize = 8 + 20;
-/// Smallest ACPI tag holding an ACPI 2.0 RSDP (tag header and 36 bytes).
-const ACPI_NEW_TAG_MIN: usize = 8 + 36;
 
 /// Reads the Multiboot2 information block at `info` (the EBX value at a Multiboot2 entry).
 ///
 /// The memory map comes from tag 6, else from the EFI memory map (tag 17), else from the
 /// basic memory information (tag 4); a map tag without one whole entry is refused, and a
-/// part entry at its end is dropped with a warning. The RSDP is the copy inside tag 15 (ACPI 2.0+), else
-/// inside tag 14; an ACPI tag too short to hold its RSDP whole is ignored (the kernel then
-/// searches the BIOS areas for one). Of several tags of one type the first is read and the
+/// part entry at its end is dropped with a warning. The RSDP is the copy inside tag 15 (ACPI
+/// 2.0+) when it is valid whole, else the ACPI 1.0 part inside tag 14 or tag 15, checked by
+/// `rexo_acpi::check_copy` ([`BootInfo::rsdp`]; a tag passed over is warned of, and with
+/// none valid the kernel searches the BIOS areas for one). Of several tags of one type the first is read and the
 /// others skipped unread, for every type but modules (tag 3: every one is a module).
 pub fn parse_multiboot2<'a>(
     mem: &'a impl PhysMemory,
@@ -147,12 +145,8 @@ pub fn parse_multiboot2<'a>(
                 mmap = Some((tag, entry_size));
             }
             TAG_FRAMEBUFFER => boot.framebuffer = framebuffer(tag).ok_or(short)?,
-            TAG_ACPI_OLD if tag.len() >= ACPI_OLD_TAG_MIN => {
-                rsdp_old = Some(info.saturating_add(offset as u64 + 8))
-            }
-            TAG_ACPI_NEW if tag.len() >= ACPI_NEW_TAG_MIN => {
-                rsdp_new = Some(info.saturating_add(offset as u64 + 8))
-            }
+            TAG_ACPI_OLD => rsdp_old = rsdp_tag(info, offset, tag),
+            TAG_ACPI_NEW => rsdp_new = rsdp_tag(info, offset, tag),
             TAG_EFI_MMAP => {
                 let desc_size = read_u32(tag, 8).ok_or(short)?;
                 if desc_size < EFI_DESCRIPTOR_MIN {
@@ -167,7 +161,7 @@ pub fn parse_multiboot2<'a>(
             .checked_add((size as usize).next_multiple_of(8))
             .ok_or(truncated)?;
     }
-    boot.rsdp = rsdp_new.or(rsdp_old);
+    boot.rsdp = rsdp(&mut boot, rsdp_old, rsdp_new);
 
     let map = if let Some((tag, entry_size)) = mmap {
         let entries = map_entries(&mut boot, tag, entry_size)?;
@@ -187,6 +181,43 @@ pub fn parse_multiboot2<'a>(
     };
     boot.set_memory_map(map);
     Ok(boot)
+}
+
+/// An ACPI tag's RSDP copy: its address and what [`rexo_acpi::check_copy`] found valid.
+type RsdpTag = Option<(u64, Option<RsdpCopy>)>;
+
+/// The RSDP copy of the ACPI tag `tag` at `offset` in the block at `info`, checked.
+fn rsdp_tag(info: u64, offset: usize, tag: &[u8]) -> RsdpTag {
+    let address = info.saturating_add(offset as u64 + 8);
+    Some((address, rexo_acpi::check_copy(tag.get(8..)?)))
+}
+
+/// The RSDP of the ACPI tags read: tag 15's if it holds a valid RSDP whole, else tag 14's
+/// (its ACPI 1.0 part: all it copies, whatever the revision byte says), else tag 15's ACPI
+/// 1.0 part (its revision 2 part broken); none without a valid one. The first tag passed
+/// over as not valid is warned of (tag 14 only when no whole tag 15 is there).
+fn rsdp(boot: &mut BootInfo<'_>, old: RsdpTag, new: RsdpTag) -> Option<Rsdp> {
+    let whole = new.filter(|&(_, copy)| copy == Some(RsdpCopy::Whole));
+    let bad_new = new.is_some() && whole.is_none();
+    let bad_old = whole.is_none() && old.is_some_and(|(_, copy)| copy.is_none());
+    if let Some(tag_type) = [(bad_new, TAG_ACPI_NEW), (bad_old, TAG_ACPI_OLD)]
+        .into_iter()
+        .find_map(|(bad, tag_type)| bad.then_some(tag_type))
+    {
+        boot.warn(BootInfoWarning::BadRsdpCopy { tag_type });
+    }
+    let whole = whole.map(|(address, _)| Rsdp {
+        address,
+        acpi1_only: false,
+    });
+    let acpi1_part = [old, new]
+        .into_iter()
+        .flatten()
+        .find(|(_, copy)| copy.is_some());
+    whole.or(acpi1_part.map(|(address, _)| Rsdp {
+        address,
+        acpi1_only: true,
+    }))
 }
 
 /// The entries of the memory map tag `tag` (type 6 or 17), of `entry_size` bytes each (not

@@ -4,7 +4,7 @@ use rexo_physmem::{PhysMemory, read_u32, read_u64};
 
 use crate::{
     BootInfo, BootInfoError, E820_ENTRY, MAX_MODULES, MapSource, Module, PAGE_ZERO_END, PVH_MAGIC,
-    Protocol, StringKind, Structure, c_str_at,
+    Protocol, Rsdp, StringKind, Structure, c_str_at,
 };
 
 /// Size of `hvm_start_info` version 0 (no memory map fields).
@@ -35,7 +35,10 @@ pub fn parse_pvh<'a>(
     let rsdp = field64(32);
 
     let mut info = BootInfo::new(Protocol::Pvh);
-    info.rsdp = Some(rsdp).filter(|&a| a != 0);
+    info.rsdp = (rsdp != 0).then_some(Rsdp {
+        address: rsdp,
+        acpi1_only: false,
+    });
 
     // The memory map (version 1+).
     if version == 0 {

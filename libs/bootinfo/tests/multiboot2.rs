@@ -1,8 +1,8 @@
 //! Synthetic Multiboot2 information blocks.
 
 use rexo_bootinfo::{
-    BootInfoError, BootInfoWarning, Framebuffer, Module, Protocol, RawKind, RawRegion, StringKind,
-    StringProblem, Structure, parse_multiboot2,
+    BootInfoError, BootInfoWarning, Framebuffer, Module, Protocol, RawKind, RawRegion, Rsdp,
+    StringKind, StringProblem, Structure, parse_multiboot2,
 };
 use rexo_memmap::{FrameAllocator, MemoryMap, Region};
 use rexo_physmem::SparseMemory;
@@ -87,9 +87,54 @@ fn standard_tags() -> Vec<Vec<u8>> {
             ],
         ),
         framebuffer_tag(1),
-        tag(14, &[0u8; 20]),
-        tag(15, &[0u8; 36]),
+        tag(14, &rsdp_v1(0x2000)),
+        tag(15, &rsdp_v2(0x2000, 0x3000)),
     ]
+}
+
+/// Sets `bytes[at]` so that the bytes sum to 0 (an ACPI checksum).
+fn fix_checksum(bytes: &mut [u8], at: usize) {
+    bytes[at] = 0;
+    let sum = bytes.iter().fold(0u8, |sum, &b| sum.wrapping_add(b));
+    bytes[at] = sum.wrapping_neg();
+}
+
+/// An ACPI 1.0 RSDP (revision 0, 20 bytes) naming the RSDT at `rsdt`.
+fn rsdp_v1(rsdt: u32) -> Vec<u8> {
+    let mut r = b"RSD PTR \0REXOTS\0".to_vec();
+    r.extend_from_slice(&rsdt.to_le_bytes());
+    fix_checksum(&mut r, 8);
+    r
+}
+
+/// An ACPI 2.0 RSDP (revision 2, 36 bytes) naming `rsdt` and `xsdt`, both checksums right.
+fn rsdp_v2(rsdt: u32, xsdt: u64) -> Vec<u8> {
+    let mut r = rsdp_v1(rsdt);
+    r[15] = 2;
+    fix_checksum(&mut r, 8);
+    r.extend_from_slice(&36u32.to_le_bytes());
+    r.extend_from_slice(&xsdt.to_le_bytes());
+    r.extend_from_slice(&[0; 4]);
+    fix_checksum(&mut r, 32);
+    r
+}
+
+/// The RSDP at `address`, read whole (a valid tag 15's).
+fn whole(address: u64) -> Option<Rsdp> {
+    let acpi1_only = false;
+    Some(Rsdp {
+        address,
+        acpi1_only,
+    })
+}
+
+/// The ACPI 1.0 part of the RSDP at `address` alone.
+fn acpi1_part(address: u64) -> Option<Rsdp> {
+    let acpi1_only = true;
+    Some(Rsdp {
+        address,
+        acpi1_only,
+    })
 }
 
 #[test]
@@ -149,7 +194,7 @@ fn parses_every_field() {
     // The RSDP copy inside tag 15 (the new one wins over tag 14): find the tag's offset.
     let tags = standard_tags();
     let off15: usize = 8 + tags[..8].iter().map(Vec::len).sum::<usize>();
-    assert_eq!(info.rsdp, Some(INFO + off15 as u64 + 8));
+    assert_eq!(info.rsdp, whole(INFO + off15 as u64 + 8));
     assert_eq!(info.info_ranges().len(), 1);
     assert_eq!(info.info_ranges()[0], INFO..INFO + total);
 }
@@ -157,12 +202,12 @@ fn parses_every_field() {
 #[test]
 fn old_rsdp_and_text_framebuffer() {
     let m = mem(block(&[
-        tag(14, &[0u8; 20]),
+        tag(14, &rsdp_v1(0x2000)),
         framebuffer_tag(2),
         mmap_tag(24, &[(0, 0x1000, 1)]),
     ]));
     let info = parse_multiboot2(&m, INFO).unwrap();
-    assert_eq!(info.rsdp, Some(INFO + 16));
+    assert_eq!(info.rsdp, acpi1_part(INFO + 16));
     assert_eq!(info.framebuffer, None);
     assert_eq!(info.cmdline, "");
     // Indexed colour is not RGB either.
@@ -174,21 +219,107 @@ fn old_rsdp_and_text_framebuffer() {
 }
 
 #[test]
-fn an_acpi_tag_too_short_for_its_rsdp_is_ignored() {
+fn an_acpi_tag_too_short_for_its_rsdp_is_ignored_with_a_warning() {
     // The RSDP copy would run past its tag (here past the block's end tag): no RSDP, so
     // that the kernel searches for one itself.
     let map = mmap_tag(24, &[(0, 0x1000, 1)]);
-    for short in [
-        tag(14, &[0u8; 19]),
-        tag(15, &[0u8; 35]),
-        tag(15, &[0u8; 20]),
+    for (short, tag_type) in [
+        (tag(14, &rsdp_v1(0x2000)[..19]), 14),
+        (tag(15, &rsdp_v1(0x2000)[..19]), 15),
     ] {
         let m = mem(block(&[map.clone(), short.clone()]));
-        assert_eq!(parse_multiboot2(&m, INFO).unwrap().rsdp, None, "{short:?}");
+        let info = parse_multiboot2(&m, INFO).unwrap();
+        assert_eq!(info.rsdp, None, "{short:?}");
+        let warning = BootInfoWarning::BadRsdpCopy { tag_type };
+        assert_eq!(info.warning, Some(warning));
     }
     // A whole ACPI 1.0 RSDP is still found beside a short tag 15.
-    let m = mem(block(&[tag(14, &[0u8; 20]), tag(15, &[0u8; 20]), map]));
-    assert_eq!(parse_multiboot2(&m, INFO).unwrap().rsdp, Some(INFO + 16));
+    let tags = [
+        tag(14, &rsdp_v1(0x2000)),
+        tag(15, &rsdp_v2(0x2000, 0x3000)[..35]),
+        map,
+    ];
+    let memory = mem(block(&tags));
+    let info = parse_multiboot2(&memory, INFO).unwrap();
+    assert_eq!(info.rsdp, acpi1_part(INFO + 16));
+    let warning = BootInfoWarning::BadRsdpCopy { tag_type: 15 };
+    assert_eq!(info.warning, Some(warning));
+    assert!(
+        warning
+            .to_string()
+            .contains("tag 15 holds no valid revision 2 RSDP whole")
+    );
+}
+
+#[test]
+fn a_tag_14_copy_of_a_revision_2_rsdp_is_its_acpi_1_part_alone() {
+    // GRUB copies the first 20 bytes of the RSDP into tag 14, whatever its revision.
+    let tags = [a_map(), tag(14, &rsdp_v2(0x2000, 0x3000)[..20])];
+    let memory = mem(block(&tags));
+    let info = parse_multiboot2(&memory, INFO).unwrap();
+    assert_eq!(info.rsdp, acpi1_part(body_address(&tags, 1)));
+    assert_eq!(info.warning, None);
+}
+
+#[test]
+fn a_valid_tag_15_is_preferred_else_tag_14_else_the_acpi_1_part_of_tag_15() {
+    let v1 = tag(14, &rsdp_v1(0x2000));
+    let v2 = rsdp_v2(0x2000, 0x3000);
+    let mut bad_checksum = v2.clone();
+    bad_checksum[8] ^= 1;
+    let mut bad_extended_checksum = v2.clone();
+    bad_extended_checksum[32] ^= 1;
+    let mut past_the_tag = v2.clone();
+    past_the_tag[20] = 37;
+    fix_checksum(&mut past_the_tag, 32);
+    let bad_v1 = tag(14, &bad_checksum[..20]);
+    let bad_15 = Some(BootInfoWarning::BadRsdpCopy { tag_type: 15 });
+    let bad_14 = Some(BootInfoWarning::BadRsdpCopy { tag_type: 14 });
+    let cases = [
+        // Both valid, in either order: tag 15, whole; tag 14's validity does not matter.
+        (vec![v1.clone(), tag(15, &v2)], 1, false, None),
+        (vec![tag(15, &v2), v1.clone()], 0, false, None),
+        (vec![bad_v1.clone(), tag(15, &v2)], 1, false, None),
+        // Tag 15 broken: tag 14's ACPI 1.0 part.
+        (vec![v1.clone(), tag(15, &bad_checksum)], 0, true, bad_15),
+        (
+            vec![tag(15, &bad_extended_checksum), v1.clone()],
+            1,
+            true,
+            bad_15,
+        ),
+        (vec![tag(15, &past_the_tag), v1.clone()], 1, true, bad_15),
+        // Without a valid tag 14: the ACPI 1.0 part of a tag 15 whose revision 2 part is
+        // broken.
+        (vec![tag(15, &bad_extended_checksum)], 0, true, bad_15),
+        (
+            vec![bad_v1.clone(), tag(15, &past_the_tag)],
+            1,
+            true,
+            bad_15,
+        ),
+    ];
+    for (acpi_tags, used, acpi1_only, warning) in cases {
+        let tags = [&acpi_tags[..], &[a_map()]].concat();
+        let memory = mem(block(&tags));
+        let info = parse_multiboot2(&memory, INFO).unwrap();
+        let address = body_address(&tags, used);
+        let expected = Rsdp {
+            address,
+            acpi1_only,
+        };
+        assert_eq!(info.rsdp, Some(expected), "{acpi_tags:?}");
+        assert_eq!(info.warning, warning, "{acpi_tags:?}");
+    }
+    // Neither valid: none (the kernel searches the BIOS areas), tag 15 warned of first.
+    let tags = [bad_v1.clone(), tag(15, &bad_checksum), a_map()];
+    let memory = mem(block(&tags));
+    let info = parse_multiboot2(&memory, INFO).unwrap();
+    assert_eq!((info.rsdp, info.warning), (None, bad_15));
+    let tags = [bad_v1, a_map()];
+    let memory = mem(block(&tags));
+    let info = parse_multiboot2(&memory, INFO).unwrap();
+    assert_eq!((info.rsdp, info.warning), (None, bad_14));
 }
 
 #[test]
@@ -727,24 +858,36 @@ fn the_first_framebuffer_tag_wins() {
 
 #[test]
 fn the_first_acpi_1_tag_wins() {
-    let tags = [a_map(), tag(14, &[0u8; 20]), tag(14, &[0u8; 20])];
+    let tags = [
+        a_map(),
+        tag(14, &rsdp_v1(0x2000)),
+        tag(14, &rsdp_v1(0x4000)),
+    ];
     let m = mem(block(&tags));
     assert_eq!(
         parse_multiboot2(&m, INFO).unwrap().rsdp,
-        Some(body_address(&tags, 1))
+        acpi1_part(body_address(&tags, 1))
     );
     // A first tag too short for its RSDP wins too: no RSDP from it (the kernel searches).
-    let m = mem(block(&[tag(14, &[0u8; 19]), tag(14, &[0u8; 20]), a_map()]));
+    let m = mem(block(&[
+        tag(14, &rsdp_v1(0x2000)[..19]),
+        tag(14, &rsdp_v1(0x2000)),
+        a_map(),
+    ]));
     assert_eq!(parse_multiboot2(&m, INFO).unwrap().rsdp, None);
 }
 
 #[test]
 fn the_first_acpi_2_tag_wins() {
-    let tags = [tag(15, &[0u8; 36]), a_map(), tag(15, &[0u8; 36])];
+    let tags = [
+        tag(15, &rsdp_v2(0x2000, 0x3000)),
+        a_map(),
+        tag(15, &rsdp_v2(0x4000, 0x5000)),
+    ];
     let m = mem(block(&tags));
     assert_eq!(
         parse_multiboot2(&m, INFO).unwrap().rsdp,
-        Some(body_address(&tags, 0))
+        whole(body_address(&tags, 0))
     );
 }
 

@@ -2,7 +2,7 @@
 
 use rexo_bootinfo::{
     BootInfoError, BootInfoWarning, MAX_MODULES, MAX_STRING, Module, PVH_MAGIC, Protocol, RawKind,
-    RawRegion, StringKind, StringProblem, Structure, parse_pvh,
+    RawRegion, Rsdp, StringKind, StringProblem, Structure, parse_pvh,
 };
 use rexo_physmem::SparseMemory;
 
@@ -99,7 +99,11 @@ fn parses_every_field() {
     assert_eq!(info.loader_name, "");
     assert_eq!(info.loader(), "an unnamed loader");
     assert_eq!(info.cmdline, "console=ttyS0 app=hello");
-    assert_eq!(info.rsdp, Some(0xF59E0));
+    let rsdp = Rsdp {
+        address: 0xF59E0,
+        acpi1_only: false,
+    };
+    assert_eq!(info.rsdp, Some(rsdp), "the firmware's, read whole");
     assert_eq!(info.framebuffer, None);
     let r = |start, len, kind| RawRegion { start, len, kind };
     assert_eq!(
