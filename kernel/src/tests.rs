@@ -113,6 +113,40 @@ kernel_test!(
 );
 
 kernel_test!(
+    /// A 2 MiB page that holds RAM and device space (on the PC machines the first: RAM to
+    /// 0x9FC00, then the unlisted VGA window and the BIOS) is mapped in 4 KiB pages:
+    /// uncached where a page holds no RAM, write-back where it holds some. Without such a
+    /// page (microvm) it checks nothing (`boot::device-space-beside-ram-q35` fails on its
+    /// line).
+    fn device_space_in_a_2_mib_page_with_ram_is_uncached() {
+        use paging::Caching::{Uncached, WriteBack};
+        use rexo_memmap::Contents;
+        const MIB2: u64 = 2 << 20;
+        let map = mem::memory_map().expect("known at boot");
+        let mut pages = (0..paging::mapped_top()).step_by(MIB2 as usize);
+        let Some(mixed) = pages.find(|&at| map.contents(at..at + MIB2) == Contents::Mixed) else {
+            crate::kprintln!("tests: no 2 MiB page holds both RAM and device space");
+            return;
+        };
+        let mut uncached = 0;
+        for page in (mixed..mixed + MIB2).step_by(4096) {
+            // Page 0 and stack guard pages are not mapped at all.
+            let Some(mapping) = paging::tests::mapping(page) else {
+                continue;
+            };
+            let no_ram = map.contents(page..page + 4096) == Contents::NoRam;
+            let expected = if no_ram { Uncached } else { WriteBack };
+            assert_eq!(mapping.caching, expected, "the page at {page:#x}");
+            uncached += usize::from(no_ram);
+        }
+        assert!(uncached > 0, "no page without RAM mapped");
+        crate::kprintln!(
+            "tests: {uncached} pages without RAM in the 2 MiB at {mixed:#x} are uncached"
+        );
+    }
+);
+
+kernel_test!(
     fn all_ram_is_identity_mapped() {
         let map = mem::memory_map().expect("known at boot");
         for region in map

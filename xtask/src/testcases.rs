@@ -578,6 +578,20 @@ pub const CASES: &[Case] = &[
         ],
         ..BASE
     },
+    // A 2 MiB page holding RAM and device space (q35's first: the VGA window and the BIOS
+    // beside low RAM) is mapped in 4 KiB pages, its device space uncached.
+    Case {
+        name: "boot::device-space-beside-ram-q35",
+        machine: Machine::Q35,
+        append: "test=tests::device_space_in_a_2_mib_page_with_ram_is_uncached",
+        timeout_s: 60,
+        exit: Some(33),
+        checks: &[
+            Check::Has("pages without RAM in the 2 MiB at 0x0 are uncached"),
+            Check::Has("test tests::device_space_in_a_2_mib_page_with_ram_is_uncached ... ok"),
+        ],
+        ..BASE
+    },
     // The identity map above 4 GiB (write-back, writable) and of device memory (uncached).
     Case {
         name: "boot::identity-map-6g",

@@ -3,6 +3,8 @@
 use core::fmt;
 use core::ops::Range;
 
+use crate::{FRAME_SIZE, align_down, align_up};
+
 /// What a region of physical memory may be used for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RegionKind {
@@ -354,6 +356,42 @@ impl MemoryMap {
         }
     }
 
+    /// The runs of whole frames in `range` that hold no RAM ([`RegionKind::is_ram`]; a frame
+    /// partly RAM counts as RAM), in order: the device space of a range
+    /// [`contents`](Self::contents) finds [`Contents::Mixed`], to be mapped uncached beside
+    /// its RAM (exact for a normalized map).
+    pub fn frames_without_ram(&self, range: Range<u64>) -> impl Iterator<Item = Range<u64>> + '_ {
+        let mut ram = (self.regions().iter())
+            .filter(move |r| r.kind.is_ram() && r.start < range.end && r.end > range.start)
+            .map(|r| r.start..r.end);
+        let mut from = range.start;
+        core::iter::from_fn(move || {
+            while from < range.end {
+                let next_ram = ram.next().unwrap_or(range.end..range.end);
+                let gap = align_up(from, FRAME_SIZE).unwrap_or(u64::MAX)
+                    ..align_down(next_ram.start.min(range.end), FRAME_SIZE);
+                from = from.max(next_ram.end);
+                if gap.start < gap.end {
+                    return Some(gap);
+                }
+            }
+            None
+        })
+    }
+
+    /// Each frame of `range` (its start a frame's) and whether it holds RAM: false in the
+    /// runs of [`frames_without_ram`](Self::frames_without_ram).
+    pub fn frames_holding_ram(&self, range: Range<u64>) -> impl Iterator<Item = (u64, bool)> + '_ {
+        let mut without = self.frames_without_ram(range.clone()).peekable();
+        (range.step_by(FRAME_SIZE as usize)).map(move |frame| {
+            while without.next_if(|run| run.end <= frame).is_some() {}
+            (
+                frame,
+                !without.peek().is_some_and(|run| run.contains(&frame)),
+            )
+        })
+    }
+
     /// The `len` bytes at `start`, if they may be a device's memory (a window or a
     /// register): past page 0, ending at or below `limit` without wrapping past the top of
     /// the address space, and holding no RAM of any kind ([`RegionKind::is_ram`]: ACPI
@@ -361,7 +399,7 @@ impl MemoryMap {
     pub fn device_range(&self, start: u64, len: u64, limit: u64) -> Result<Range<u64>, NotDevice> {
         let end = start.checked_add(len).filter(|&end| end <= limit);
         let range = end
-            .filter(|_| start >= crate::FRAME_SIZE)
+            .filter(|_| start >= FRAME_SIZE)
             .map(|end| start..end)
             .ok_or(NotDevice::OutOfReach)?;
         match self.contents(range.clone()) {
@@ -465,6 +503,61 @@ mod tests {
     }
 
     const GIB: u64 = 1 << 30;
+
+    #[test]
+    fn frames_without_ram_are_the_device_space_beside_ram() {
+        const MIB2: u64 = 2 << 20;
+        // The first 2 MiB of a PC: RAM to 0x9FC00, the EBDA reserved, the VGA window
+        // unlisted, the BIOS reserved, RAM again from 1 MiB.
+        let pc = map(&[
+            r(0, 0x9_FC00, Usable),
+            r(0x9_FC00, 0xA_0000, Reserved),
+            r(0xF_0000, 0x10_0000, Reserved),
+            r(0x10_0000, 0x800_0000, Usable),
+        ]);
+        assert_eq!(pc.contents(0..MIB2), Contents::Mixed);
+        let mut without = pc.frames_without_ram(0..MIB2);
+        let first = without.next();
+        assert_eq!(
+            first,
+            Some(0xA_0000..0x10_0000),
+            "the frame partly RAM is RAM"
+        );
+        assert_eq!(without.next(), None);
+        assert_eq!(pc.frames_without_ram(MIB2..2 * MIB2).count(), 0, "all RAM");
+        // Device space before, between and after RAM of every kind, and an ACPI region
+        // touching usable RAM: no gap there.
+        let mixed = map(&[
+            r(0x1_0000, 0x2_0000, Usable),
+            r(0x2_0000, 0x3_0000, AcpiReclaimable),
+            r(0x4_0800, 0x5_0000, AcpiNvs),
+            r(0x5_0000, 0x6_0000, Bad),
+            r(0x8_0000, 0x8_1000, Usable),
+        ]);
+        let without: Vec<_> = mixed.frames_without_ram(0..MIB2).collect();
+        assert_eq!(
+            without,
+            [
+                0..0x1_0000,
+                0x3_0000..0x4_0000,
+                0x5_0000..0x8_0000,
+                0x8_1000..MIB2
+            ]
+        );
+        // Only inside the range asked about, RAM reaching into it from either side.
+        let without: Vec<_> = mixed.frames_without_ram(0x1_8000..0x8_0800).collect();
+        assert_eq!(without, [0x3_0000..0x4_0000, 0x5_0000..0x8_0000]);
+        let holding: Vec<_> = mixed.frames_holding_ram(0x2_F000..0x4_2000).collect();
+        let ram = |frame: u64| !(0x3_0000..0x4_0000).contains(&frame);
+        let expected: Vec<_> = (0x2_F000..0x4_2000)
+            .step_by(0x1000)
+            .map(|f| (f, ram(f)))
+            .collect();
+        assert_eq!(holding, expected);
+        let empty = MemoryMap::new();
+        let without: Vec<_> = empty.frames_without_ram(0..0x2000).collect();
+        assert_eq!(without, vec![0..0x2000], "nothing is RAM");
+    }
 
     #[test]
     fn add_rejects_inverted_and_ignores_empty() {

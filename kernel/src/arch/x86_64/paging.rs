@@ -1,6 +1,7 @@
 //! The kernel's one address space: an identity map of all RAM (write-back) and of the
 //! device holes below 4 GiB (uncached), with 1 GiB pages where the CPU has them and a
-//! whole gigabyte is of one kind, else 2 MiB pages. Page 0 stays unmapped so that a null
+//! whole gigabyte is of one kind, else 2 MiB pages, split into 4 KiB pages where one holds
+//! both RAM and device space. Page 0 stays unmapped so that a null
 //! pointer faults. Finer 4 KiB mappings are made on demand (stack guard pages, memory
 //! revoked by force from an app that mapped it).
 //!
@@ -104,12 +105,23 @@ fn new_table() -> Result<u64, PagingError> {
 }
 
 /// Device space (no RAM at all) is uncached; anything holding RAM is write-back.
-fn caching(contents: Contents) -> Caching {
-    if contents == Contents::NoRam {
-        Caching::Uncached
-    } else {
+fn caching(holds_ram: bool) -> Caching {
+    if holds_ram {
         Caching::WriteBack
+    } else {
+        Caching::Uncached
     }
+}
+
+/// A page table mapping the 2 MiB at `start`, which hold RAM and device space, in 4 KiB
+/// pages: write-back, but uncached where a page holds no RAM (a device's registers).
+fn mixed_table(map: &MemoryMap, start: u64) -> Result<u64, PagingError> {
+    let pt = new_table()?;
+    let pages = map.frames_holding_ram(start..start + MIB2);
+    for (entry, (page, ram)) in table(pt).iter_mut().zip(pages) {
+        *entry = page | PRESENT | WRITABLE | caching(ram).bits();
+    }
+    Ok(pt)
 }
 
 /// Builds the identity map for `map` and switches this core to it (its top:
@@ -132,7 +144,8 @@ pub fn init(map: &MemoryMap, features: &Features) -> Result<(), PagingError> {
         let pdpt_index = (gib >> 30) as usize & 511;
         let whole = map.contents(gib..gib + GIB1);
         if features.huge_1g && whole != Contents::Mixed {
-            pdpt[pdpt_index] = gib | PRESENT | WRITABLE | HUGE | caching(whole).bits();
+            pdpt[pdpt_index] =
+                gib | PRESENT | WRITABLE | HUGE | caching(whole == Contents::Ram).bits();
         } else {
             let pd_phys = new_table()?;
             let pd = table(pd_phys);
@@ -142,7 +155,10 @@ pub fn init(map: &MemoryMap, features: &Features) -> Result<(), PagingError> {
                     Contents::Mixed => map.contents(start..start + MIB2),
                     one_kind => one_kind,
                 };
-                *entry = start | PRESENT | WRITABLE | HUGE | caching(kind).bits();
+                *entry = match kind {
+                    Contents::Mixed => mixed_table(map, start)? | PRESENT | WRITABLE,
+                    _ => start | PRESENT | WRITABLE | HUGE | caching(kind == Contents::Ram).bits(),
+                };
             }
             pdpt[pdpt_index] = pd_phys | PRESENT | WRITABLE;
         }
