@@ -12,9 +12,12 @@ use crate::{mem::phys::DRIVER_PLATFORM, platform};
 pub(crate) static MACHINE: spin::Once<Machine> = spin::Once::new();
 
 /// The bus (its ECAM windows claimed on first use), its functions (walked once) and the
-/// drivers bound to them (bound once).
+/// drivers bound to them (bound once); first, the ports of ACPI's fixed hardware are kept
+/// from every driver (`rexo_acpi::Fadt::io_ports`).
 pub fn machine() -> &'static Machine {
     MACHINE.call_once(|| {
+        let fadt = platform::acpi().and_then(|acpi| acpi.fadt);
+        rexo_devio::port::hold_for_kernel(fadt.iter().flat_map(rexo_acpi::Fadt::io_ports));
         let windows = platform::acpi().map_or(&[][..], |acpi| acpi.mcfg_segments());
         Machine::new(&DRIVER_PLATFORM, &BINDER, windows)
     })

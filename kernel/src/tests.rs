@@ -147,6 +147,29 @@ kernel_test!(
 );
 
 kernel_test!(
+    /// The I/O ports of ACPI's fixed hardware the FADT names are the kernel's once the bus
+    /// is made: no driver is given the PM1a control block (a write there powers the
+    /// machine off) nor any other of them. Without a PM1a control block (microvm's
+    /// hardware-reduced ACPI) it checks nothing (`boot::acpi-ports-are-the-kernels-q35`
+    /// fails on its line).
+    fn acpi_fixed_hardware_ports_go_to_no_driver() {
+        crate::devices::machine();
+        let fadt = platform::acpi().and_then(|acpi| acpi.fadt);
+        let Some((fadt, pm1a)) = fadt.and_then(|f| Some((f, f.pm1a_control_block?))) else {
+            crate::kprintln!("tests: no PM1a control block");
+            return;
+        };
+        let kernels = Err("its ports are the kernel's");
+        assert_eq!(rexo_devio::port::check_free(pm1a, 2), kernels);
+        for (first, count) in fadt.io_ports().into_iter().filter(|&(_, count)| count > 0) {
+            let free = rexo_devio::port::check_free(first, count);
+            assert_eq!(free, kernels, "{count} ports at {first:#x}");
+        }
+        crate::kprintln!("tests: the PM1a control block at {pm1a:#x} is the kernel's");
+    }
+);
+
+kernel_test!(
     fn all_ram_is_identity_mapped() {
         let map = mem::memory_map().expect("known at boot");
         for region in map

@@ -592,6 +592,20 @@ pub const CASES: &[Case] = &[
         ],
         ..BASE
     },
+    // The ports of ACPI's fixed hardware (q35's PM1a control block at 0x604 among them) go
+    // to no driver.
+    Case {
+        name: "boot::acpi-ports-are-the-kernels-q35",
+        machine: Machine::Q35,
+        append: "test=tests::acpi_fixed_hardware_ports_go_to_no_driver",
+        timeout_s: 60,
+        exit: Some(33),
+        checks: &[
+            Check::Has("the PM1a control block at 0x604 is the kernel's"),
+            Check::Has("test tests::acpi_fixed_hardware_ports_go_to_no_driver ... ok"),
+        ],
+        ..BASE
+    },
     // The identity map above 4 GiB (write-back, writable) and of device memory (uncached).
     Case {
         name: "boot::identity-map-6g",

@@ -225,7 +225,8 @@ impl DeviceFunction {
 
     /// I/O BAR `index` as a port window; [`DeviceError::BadBar`] when its ports run past
     /// 0xFFFF, cover a port the kernel drives (the PICs, the PIT, the keyboard
-    /// controller, COM1, the configuration ports, ...) or another function's window.
+    /// controller, COM1, the configuration ports, ..., and ACPI's fixed hardware where it
+    /// holds it: [`crate::port::hold_for_kernel`]) or another function's window.
     pub fn ports(&self, index: usize) -> Result<PortWindow, DeviceError> {
         let bar = self.bar(index)?;
         let bad = |why| DeviceError::BadBar {

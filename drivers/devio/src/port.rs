@@ -33,6 +33,45 @@ const KERNEL_PORTS: [(u16, u16); 9] = [
 
 /// The port windows handed to drivers, each with the function it went to.
 static CLAIMED: spin::Mutex<Vec<(Range<u32>, Address)>> = spin::Mutex::new(Vec::new());
+/// The ports the kernel drives where the firmware says ([`hold_for_kernel`]), kept from
+/// drivers as [`KERNEL_PORTS`] are.
+static HELD_FOR_KERNEL: spin::Mutex<Vec<Range<u32>>> = spin::Mutex::new(Vec::new());
+
+/// Why no window may cover a port the kernel drives.
+const KERNELS: &str = "its ports are the kernel's";
+/// Why no window may cover a port another function's window covers.
+const ANOTHER_FUNCTIONS: &str = "another function holds its ports";
+
+/// Keeps the ports of `windows` ((first port, count) each; an empty one keeps none) from
+/// every driver from now on, as the kernel's own: the ports the firmware's tables name for
+/// the kernel, such as ACPI's fixed hardware (a driver given the PM1a control block could
+/// power the machine off). Called before the bus binds a driver: a window a function was
+/// given already stays with it.
+pub fn hold_for_kernel(windows: impl IntoIterator<Item = (u16, u16)>) {
+    let ports = windows
+        .into_iter()
+        .map(|(first, count)| range(first, count));
+    HELD_FOR_KERNEL
+        .lock()
+        .extend(ports.filter(|ports| !ports.is_empty()));
+}
+
+/// Whether a driver could be given the ports `[base, base + len)` now, or why not, as
+/// [`DeviceFunction::ports`](crate::DeviceFunction::ports) says: they run past the last
+/// port, cover a port the kernel drives (its fixed ones, or those it holds:
+/// [`hold_for_kernel`]), or share a port with a window a function was given.
+pub fn check_free(base: u16, len: u16) -> Result<(), &'static str> {
+    let ports = checked(base, len)?;
+    if CLAIMED.lock().iter().any(|(held, _)| overlap(held, &ports)) {
+        return Err(ANOTHER_FUNCTIONS);
+    }
+    Ok(())
+}
+
+/// The ports `[first, first + count)`, as `u32`: a range may end at [`PORT_SPACE`].
+fn range(first: u16, count: u16) -> Range<u32> {
+    u32::from(first)..u32::from(first) + u32::from(count)
+}
 
 /// Whether the port ranges `a` and `b` share a port.
 fn overlap(a: &Range<u32>, b: &Range<u32>) -> bool {
@@ -40,20 +79,21 @@ fn overlap(a: &Range<u32>, b: &Range<u32>) -> bool {
 }
 
 /// The ports `[base, base + len)`, or why no window may cover them: they run past the
-/// last port or cover a port the kernel drives.
+/// last port or cover a port the kernel drives (a fixed one, or one it holds).
 fn checked(base: u16, len: u16) -> Result<Range<u32>, &'static str> {
-    let ports = u32::from(base)..u32::from(base) + u32::from(len);
+    let ports = range(base, len);
     if ports.end > PORT_SPACE {
         return Err("it runs past port 0xFFFF");
     }
-    let kernel =
-        |&(first, count): &(u16, u16)| u32::from(first)..u32::from(first) + u32::from(count);
-    if KERNEL_PORTS
+    let fixed = KERNEL_PORTS
         .iter()
-        .map(kernel)
-        .any(|fixed| overlap(&ports, &fixed))
+        .map(|&(first, count)| range(first, count));
+    let held = HELD_FOR_KERNEL.lock();
+    if fixed
+        .chain(held.iter().cloned())
+        .any(|kernel| overlap(&ports, &kernel))
     {
-        return Err("its ports are the kernel's");
+        return Err(KERNELS);
     }
     Ok(ports)
 }
@@ -74,7 +114,7 @@ pub(crate) fn claim<const N: usize>(
         let other =
             |(held, holder): &(Range<u32>, Address)| *holder != owner && overlap(held, ports);
         if claimed.iter().any(other) {
-            return Err("another function holds its ports");
+            return Err(ANOTHER_FUNCTIONS);
         }
     }
     for ports in ranges.into_iter().flatten() {
@@ -322,6 +362,35 @@ pub(crate) mod tests {
         }
         assert_eq!(claim(second, 0xFFF8, 16), Err("it runs past port 0xFFFF"));
         assert_eq!(claims_of(first), 1, "claimed twice, recorded once");
+    }
+
+    #[test]
+    fn ports_held_for_the_kernel_go_to_no_function() {
+        let function = Address::new(0, 12, 1, 0).unwrap();
+        // The ACPI fixed hardware as q35's FADT names it: PM1a events and control, the PM
+        // timer, GPE0; an empty window holds nothing.
+        super::hold_for_kernel([(0x600, 4), (0x604, 2), (0x608, 4), (0x620, 16), (0x700, 0)]);
+        for (base, len) in [(0x604, 2), (0x5F0, 0x20), (0x60C, 0x20), (0x620, 1)] {
+            assert_eq!(
+                claim(function, base, len),
+                Err("its ports are the kernel's")
+            );
+            assert_eq!(
+                super::check_free(base, len),
+                Err("its ports are the kernel's")
+            );
+        }
+        assert_eq!(claims_of(function), 0);
+        assert_eq!(super::check_free(0x700, 0x10), Ok(()), "the empty window");
+        assert!(claim(function, 0x630, 0x10).is_ok(), "just past GPE0");
+        assert_eq!(
+            super::check_free(0x630, 1),
+            Err("another function holds its ports")
+        );
+        assert_eq!(
+            super::check_free(0xFFF8, 16),
+            Err("it runs past port 0xFFFF")
+        );
     }
 
     #[test]

@@ -150,6 +150,20 @@ pub struct Fadt {
     pub pm1a_control_block: Option<u16>,
     /// PM1b control block port.
     pub pm1b_control_block: Option<u16>,
+    /// PM1 control block length in bytes.
+    pub pm1_control_length: u8,
+    /// PM2 control block port (the arbiter's disable bit).
+    pub pm2_control_block: Option<u16>,
+    /// PM2 control block length in bytes.
+    pub pm2_control_length: u8,
+    /// General-purpose event block 0's port (its status and enable registers).
+    pub gpe0_block: Option<u16>,
+    /// GPE0 block length in bytes.
+    pub gpe0_length: u8,
+    /// General-purpose event block 1's port.
+    pub gpe1_block: Option<u16>,
+    /// GPE1 block length in bytes.
+    pub gpe1_length: u8,
     /// The PM timer, if the FADT names one.
     pub pm_timer: Option<PmTimer>,
     /// The reset register, if the FADT is long enough and `RESET_REG_SUP` is set.
@@ -184,7 +198,44 @@ const FIRST_FREE_CMOS_INDEX: u8 = 0x0E;
 const CMOS_BANK_SIZE: u8 = 0x80;
 /// Where the fields read past [`V1_LEN`] end, ascending; the reset register and its value
 /// count as one field (the register is used only with its value).
-const FIELD_ENDS: [usize; 10] = [129, 140, 148, 160, 172, 184, 196, 220, 256, READ_LEN];
+const FIELD_ENDS: [usize; 13] = [
+    129, 140, 148, 160, 172, 184, 196, 208, 220, 232, 244, 256, READ_LEN,
+];
+
+impl Fadt {
+    /// How many port ranges [`io_ports`](Self::io_ports) gives.
+    pub const IO_PORT_RANGES: usize = 10;
+
+    /// The I/O ports of the ACPI fixed hardware the FADT names, as (first port, count):
+    /// the PM1a and PM1b event and control blocks, the PM2 control block, the PM timer, the
+    /// GPE0 and GPE1 blocks, the SMI command port and the reset register where it is a
+    /// port; (0, 0) for one it does not name. A block's length is the FADT's, at least
+    /// the least the ACPI specification allows (4 bytes of PM1 events, 2 of PM1 control,
+    /// 1 of PM2 control, 2 of a GPE block; the PM timer's is 4). Only the kernel may touch
+    /// them: a write there can put the machine to sleep, power it off, or take ACPI mode
+    /// from the OS.
+    pub fn io_ports(&self) -> [(u16, u16); Self::IO_PORT_RANGES] {
+        let block = |port: Option<u16>, len: u8, least: u16| {
+            port.map_or((0, 0), |port| (port, u16::from(len).max(least)))
+        };
+        let smi_command = u16::try_from(self.smi_command_port)
+            .ok()
+            .filter(|&p| p != 0);
+        let reset = self.reset.and_then(|reset| reset.register.io_port());
+        [
+            block(self.pm1a_event_block, self.pm1_event_length, 4),
+            block(self.pm1b_event_block, self.pm1_event_length, 4),
+            block(self.pm1a_control_block, self.pm1_control_length, 2),
+            block(self.pm1b_control_block, self.pm1_control_length, 2),
+            block(self.pm2_control_block, self.pm2_control_length, 1),
+            block(self.pm_timer.map(|timer| timer.port), 4, 4),
+            block(self.gpe0_block, self.gpe0_length, 2),
+            block(self.gpe1_block, self.gpe1_length, 2),
+            block(smi_command, 1, 1),
+            block(reset, 1, 1),
+        ]
+    }
+}
 
 /// Reads the FADT, then lists the FACS and DSDT (its `\_S5` is found only when asked for,
 /// by [`AcpiInfo::find_s5`]).
@@ -251,6 +302,13 @@ pub(crate) fn parse(mem: &impl PhysMemory, info: &mut AcpiInfo, table: &[u8]) {
         pm1_event_length: u8_at(88),
         pm1a_control_block: port(64, 172),
         pm1b_control_block: port(68, 184),
+        pm1_control_length: u8_at(89),
+        pm2_control_block: port(72, 196),
+        pm2_control_length: u8_at(90),
+        gpe0_block: port(80, 220),
+        gpe0_length: u8_at(92),
+        gpe1_block: port(84, 232),
+        gpe1_length: u8_at(93),
         pm_timer,
         reset,
         sleep_control: nonzero(244),

@@ -813,6 +813,61 @@ fn a_short_fadt_lacks_exactly_the_fields_it_cuts_off() {
 }
 
 #[test]
+fn the_fixed_hardwares_ports_are_the_fadts_blocks_of_at_least_their_least_length() {
+    let at = |o: usize| o - 36;
+    let mut body = fadt6(1 << 10, 0);
+    // Legacy blocks: PM1a/PM1b events, PM1b control, PM2 control, GPE0, GPE1; the SMI
+    // command port; lengths PM1 events 8, PM1 control 0 (too short: 2), PM2 1, GPE0 16,
+    // GPE1 0 (too short: 2). X_GPE1_BLK overrides its 32-bit field. The reset register
+    // in I/O space at 0x504 (PM1b control's port: each range is listed as the FADT says).
+    for (offset, port) in [
+        (56, 0x400),
+        (60, 0x500),
+        (68, 0x504),
+        (72, 0x450),
+        (80, 0x420),
+    ] {
+        body[at(offset)..at(offset + 4)].copy_from_slice(&(port as u32).to_le_bytes());
+    }
+    body[at(84)..at(88)].copy_from_slice(&0x430u32.to_le_bytes());
+    body[at(232)] = 1;
+    body[at(236)..at(244)].copy_from_slice(&0x440u64.to_le_bytes());
+    body[at(48)..at(52)].copy_from_slice(&0xB2u32.to_le_bytes());
+    body[at(88)..at(94)].copy_from_slice(&[8, 0, 1, 4, 16, 0]);
+    body[at(116)] = 1;
+    body[at(120)..at(128)].copy_from_slice(&0x504u64.to_le_bytes());
+    let fadt = |body: &[u8]| {
+        let info = parse(&synthetic(&[table(b"FACP", 6, body)]), RSDP).unwrap();
+        info.fadt.unwrap()
+    };
+    assert_eq!(
+        fadt(&body).io_ports(),
+        [
+            (0x400, 8),
+            (0x500, 8),
+            (0x404, 2),
+            (0x504, 2),
+            (0x450, 1),
+            (0x408, 4),
+            (0x420, 16),
+            (0x440, 2),
+            (0xB2, 1),
+            (0x504, 1)
+        ]
+    );
+    // An FADT of ACPI 1.0's length names the 32-bit fields' ports alone.
+    let short = fadt(&body[..at(116)]).io_ports();
+    assert_eq!((short[2], short[5], short[7]), ((0, 0), (0, 0), (0x430, 2)));
+    // One that names none gives none.
+    assert!(
+        fadt(&vec![0; at(116)])
+            .io_ports()
+            .iter()
+            .all(|&ports| ports == (0, 0))
+    );
+}
+
+#[test]
 fn a_century_index_ports_0x70_and_0x71_cannot_read_is_dropped_with_a_warning() {
     let century_of = |index: u8| {
         let mut body = fadt6(0, 0);

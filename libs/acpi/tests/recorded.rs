@@ -122,6 +122,25 @@ fn check_common(machine: &str, rsdp: u64, cpus: u32) -> rexo_acpi::AcpiInfo {
         })
     );
     assert_eq!(fadt.century, Some(0x32));
+    // The fixed hardware's ports, for the kernel alone (QEMU's PIIX4 and ICH9 both at the
+    // PM base 0x600, GPE0 at 0xAFE0 on pc, 0x620 on q35; q35's reset register is 0xCF9).
+    let [
+        pm1a_event,
+        pm1b_event,
+        pm1a_control,
+        _,
+        _,
+        timer,
+        gpe0,
+        gpe1,
+        smi,
+        reset,
+    ] = fadt.io_ports();
+    assert!(matches!(reset, (0, 0) | (0xCF9, 1)), "{reset:x?}");
+    assert_eq!((pm1a_event, pm1b_event), ((0x600, 4), (0, 0)));
+    assert_eq!((pm1a_control, timer), ((0x604, 2), (0x608, 4)));
+    assert!(matches!(gpe0, (0xAFE0, 4) | (0x620, 16)), "{gpe0:x?}");
+    assert_eq!((gpe1, smi), ((0, 0), (0xB2, 1)));
     assert!(!fadt.hardware_reduced);
     assert_eq!((fadt.sleep_control, fadt.sleep_status), (None, None));
     assert_eq!(info.find_s5(&mem), Ok(Some((0, 0))));
