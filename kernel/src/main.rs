@@ -394,14 +394,15 @@ fn await_other_cores(starting: Option<&smp::Starting>) -> usize {
 extern "C" fn ap_entry(ticket: u64) -> ! {
     smp::adopt_boot_core_tsc_adjust(); // before anything reads the clock
     let index = ticket as usize;
-    // (The plan never exceeds MAX_CORES, so no index past the per-core data goes on.)
+    // Its tables first (a ticket past the plan, which never exceeds MAX_CORES, parked in
+    // the trampoline), so that a core halted here takes a crash report's NMI as the others.
+    percpu::install(index, apic::id_from_cpuid());
+    arch::load_core_tables(index);
     if index >= PLANNED_CORES.load(Ordering::Acquire)
         || index == STALLED_CORE.load(Ordering::Relaxed)
     {
         cpu::halt_forever();
     }
-    percpu::install(index, apic::id_from_cpuid());
-    arch::load_core_tables(index);
     apic::init_local();
     let apic_id = apic::id();
     percpu::install(index, apic_id);

@@ -935,6 +935,23 @@ pub const CASES: &[Case] = &[
         ],
         ..BASE
     },
+    // A crash while a core stopped starting (`smp.stall=`, halted in `ap_entry`): the crash
+    // report's NMI reaches that core too, which must take it on the kernel's IDT and halt,
+    // not triple-fault and reset the machine in the middle of the report.
+    Case {
+        name: "badinput::crash-beside-a-stalled-core",
+        cores: Cores::N(3),
+        append: "smp.stall=2 app=hello crash=panic",
+        timeout_s: 60,
+        exit: CRASH_EXIT,
+        checks: &[
+            ready_cores(Cores::N(2)),
+            Check::Has("did not start within 2000000 us"),
+            Check::Has("backtrace:"),
+            Check::Has("!!! rexo: halted"),
+        ],
+        ..BASE
+    },
     // A core the kernel did not start (one past `cores=`) sent a start-up IPI, as a stray
     // one would: it must park in the AP trampoline (its ticket has no stack), not triple-
     // fault and reset the machine (until a crash report's NMI, which it cannot take:
