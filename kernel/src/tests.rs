@@ -727,9 +727,9 @@ kernel_test!(
     /// Sends INIT and start-up IPIs to a core the kernel did not start (one past
     /// `cores=`; `badinput::stray-core` boots so), as a stray start-up IPI would: its
     /// ticket has no stack, so it must park in the trampoline, not load a null stack and
-    /// triple-fault (which resets the whole machine). Parked, it has no IDT: it runs on
-    /// only until a crash report's NMI (docs/boot.md). Without such a core it checks
-    /// nothing (`badinput::stray-core` fails on its line).
+    /// triple-fault (which resets the whole machine). Parked, it takes an NMI (a crash
+    /// report's) on the trampoline's park IDT and stays parked. Without such a core it
+    /// checks nothing (`badinput::stray-core` fails on its line).
     fn a_core_past_the_plan_parks_in_the_trampoline() {
         use crate::arch::apic::{Ipi, send_ipi};
         let running =
@@ -750,6 +750,11 @@ kernel_test!(
         // Long enough for the core to reach its ticket (a triple fault ends the boot).
         time::delay_us(100_000);
         sched::run_on_cores(smp_cores(), |_| {}).expect("every core still answers");
+        // And to take an NMI there (without an IDT it triple-faults, resetting the machine).
+        send_ipi(spare, Ipi::Nmi);
+        time::delay_us(100_000);
+        sched::run_on_cores(smp_cores(), |_| {}).expect("every core still answers");
+        crate::kprintln!("tests: the parked core took an NMI and stayed parked");
     }
 );
 

@@ -132,6 +132,8 @@ pub enum Ipi {
     Init,
     /// Start-up at physical address `page * 4096`.
     Startup(u8),
+    /// A non-maskable interrupt (vector 2).
+    Nmi,
 }
 
 /// Sends an IPI to the core with local APIC id `apic_id`.
@@ -140,6 +142,7 @@ pub fn send_ipi(apic_id: u32, ipi: Ipi) {
         Ipi::Fixed(vector) => u32::from(vector),
         Ipi::Init => 0b101 << 8 | 1 << 14,
         Ipi::Startup(page) => 0b110 << 8 | u32::from(page),
+        Ipi::Nmi => 0b100 << 8 | 1 << 14,
     };
     if is_x2apic() {
         wrmsr(0x830, u64::from(apic_id) << 32 | u64::from(low));

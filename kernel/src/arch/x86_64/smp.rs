@@ -20,6 +20,14 @@ pub const TRAMPOLINE: u64 = 0x8000;
 const SIPI_PAGE: u8 = (TRAMPOLINE >> 12) as u8;
 
 // Offsets of the data the boot core fills in, relative to the trampoline's start.
+//
+// A parked core loads the park IDT: vectors 0 to 18 (every exception, the NMI and the
+// machine check; a vector past it is a #GP, vector 13) are interrupt gates in the
+// trampoline's 64-bit code segment to `rexo_ap_halt`, which halts for good and never
+// returns, on a stack at the top of the trampoline's page (0x9000 down; parked cores may
+// share it, since nothing reads what the CPU pushes there). Without it, an NMI (a crash
+// report's, sent to every other core) reached the real-mode IDT register left by INIT
+// (base 0, unmapped page 0) and triple-faulted, resetting the machine.
 global_asm!(
     r#"
     .section .rodata.rexo_ap_trampoline, "a"
@@ -78,7 +86,7 @@ rexo_ap_64:
     movl $1, %eax
     lock xaddl %eax, (0x8000 + rexo_ap_ticket - rexo_ap_trampoline_start)
     // A core past the plan (one the kernel did not start, a stray start-up IPI) has no
-    // stack: it parks here before reading one.
+    // stack: it parks here before reading one, on the park IDT and stack.
     cmpl (0x8000 + rexo_ap_planned - rexo_ap_trampoline_start), %eax
     jae rexo_ap_park
     movl %eax, %edi
@@ -89,9 +97,12 @@ rexo_ap_64:
     callq *%rax
     ud2
 rexo_ap_park:
+    lidt (0x8000 + rexo_ap_park_idt - rexo_ap_trampoline_start)
+    movl $0x9000, %esp
+rexo_ap_halt:
     cli
     hlt
-    jmp rexo_ap_park
+    jmp rexo_ap_halt
 
     .balign 8
 rexo_ap_gdt:
@@ -121,8 +132,14 @@ rexo_ap_planned:
     .quad 0
     .global rexo_ap_ticket
 rexo_ap_ticket:
-    .long 0
-    .balign 8
+    .quad 0
+rexo_ap_park_idt:
+    .short 19 * 16 - 1
+    .quad 0x8000 + rexo_ap_park_gates - rexo_ap_trampoline_start
+rexo_ap_park_gates:
+    .rept 19
+    .short 0x8000 + rexo_ap_halt - rexo_ap_trampoline_start, 0x08, 0x8E00, 0, 0, 0, 0, 0
+    .endr
 rexo_ap_trampoline_end:
     .text
     "#,
