@@ -98,20 +98,12 @@ impl<D: BlockStore> FileSystem<D> {
     /// A crash at any write, one torn at 512-byte sector boundaries too, leaves the old
     /// file system, the new one, or a disk that mount refuses as `NotFormatted` (format
     /// it again): an old superblock first loses its magic alone (its first sector, the
-    /// only one that changes), flushed, before anything else is written; then the new
+    /// only one that changes), flushed, before anything else is written (an unreadable
+    /// block 0 gets the new superblock without its magic, flushed); then the new
     /// superblock is written without its magic, with the bitmap and journal, and
     /// flushed; its magic, the first sector again, is the last write.
     pub fn format(mut disk: D) -> Result<Self, FsError> {
         let layout = Layout::for_disk(disk.blocks())?;
-        // An unreadable block 0 holds no superblock to take the magic from.
-        if let Ok(mut old) = read_disk(&mut disk, 0)
-            && old[..SUPERBLOCK_MAGIC.len()] == SUPERBLOCK_MAGIC
-        {
-            old[..SUPERBLOCK_MAGIC.len()].fill(0);
-            write_disk(&mut disk, 0, &old)?;
-            // Before the bitmap and journal change under the old superblock.
-            flush_disk(&mut disk)?;
-        }
         let superblock = Superblock {
             layout,
             root: Inode::new(FileKind::Directory, 0),
@@ -120,6 +112,21 @@ impl<D: BlockStore> FileSystem<D> {
         seal_checksum(&mut sealed);
         let mut unmarked = sealed.clone();
         unmarked[..SUPERBLOCK_MAGIC.len()].fill(0);
+        // Before the bitmap and journal change under the old superblock, flushed: the
+        // old one without its magic, or, where block 0 cannot be read (mount would take
+        // the old superblock from the old journal), the new one without its magic.
+        match read_disk(&mut disk, 0) {
+            Ok(mut old) if old[..SUPERBLOCK_MAGIC.len()] == SUPERBLOCK_MAGIC => {
+                old[..SUPERBLOCK_MAGIC.len()].fill(0);
+                write_disk(&mut disk, 0, &old)?;
+                flush_disk(&mut disk)?;
+            }
+            Ok(_) => {}
+            Err(_) => {
+                write_disk(&mut disk, 0, &unmarked)?;
+                flush_disk(&mut disk)?;
+            }
+        }
         write_disk(&mut disk, 0, &unmarked)?;
         for index in 0..layout.bitmap_blocks {
             let number = layout.bitmap_start + index;

@@ -639,14 +639,14 @@ fn a_torn_superblock_whose_journal_cannot_be_read_fails_repair_with_the_disk_err
 
 /// A disk whose block `block` cannot be read until it is written again (a sector a
 /// crash tore mid-write, whose checksum the drive then refuses).
-struct UnreadableUntilRewritten {
-    disk: MemoryDisk,
+struct UnreadableUntilRewritten<D = MemoryDisk> {
+    disk: D,
     block: u64,
     rewritten: bool,
 }
 
-impl UnreadableUntilRewritten {
-    fn new(disk: MemoryDisk, block: u64) -> Self {
+impl<D> UnreadableUntilRewritten<D> {
+    fn new(disk: D, block: u64) -> Self {
         Self {
             disk,
             block,
@@ -655,7 +655,7 @@ impl UnreadableUntilRewritten {
     }
 }
 
-impl BlockStore for UnreadableUntilRewritten {
+impl<D: BlockStore> BlockStore for UnreadableUntilRewritten<D> {
     fn blocks(&self) -> u64 {
         self.disk.blocks()
     }
@@ -670,8 +670,48 @@ impl BlockStore for UnreadableUntilRewritten {
         self.disk.write(block, data)
     }
     fn flush(&mut self) -> Result<(), alloc::string::String> {
-        Ok(())
+        self.disk.flush()
     }
+}
+
+/// A format over a disk whose block 0 cannot be read (a sector a crash tore) while the
+/// old journal holds its image: a crash at any write of it leaves the old file system,
+/// the new one or `NotFormatted`. Block 0 is written without its magic and flushed
+/// first; written with the bitmap and journal, a crash that left it unreadable beside
+/// the new bitmap had mount take the old superblock from the old journal and refuse the
+/// disk as corrupt.
+#[test]
+fn a_crash_during_a_format_over_an_unreadable_block_0_leaves_old_new_or_unformatted() {
+    // The journal holds block 0's image (the root grew); what block 0 holds at home is
+    // never read while it is unreadable: bytes no write of format makes, so that a
+    // crashed disk's block 0 tells whether a write of it landed.
+    let mut old = super::ops::fresh(256);
+    old.mkdir("/a").unwrap();
+    let old_tree = snapshot(&mut old).unwrap();
+    let mut base = old.into_disk();
+    base.write(0, &[0xEE; BLOCK_SIZE]).unwrap();
+    let mut recording = UnreadableUntilRewritten::new(Recorder::new(base.clone()), 0);
+    let new_tree = snapshot(&mut FileSystem::format(&mut recording).unwrap()).unwrap();
+    let old_block_0 = crate::store::read_disk(&mut base.clone(), 0).unwrap();
+    let mut judge = |cut: usize, crashed: MemoryDisk| {
+        // Block 0 stays unreadable until a write of it landed.
+        let mut disk = UnreadableUntilRewritten::new(crashed.clone(), 0);
+        disk.rewritten = crate::store::read_disk(&mut crashed.clone(), 0).unwrap() != old_block_0;
+        match FileSystem::mount(disk) {
+            Err(FsError::NotFormatted) => {}
+            Ok(mut fs) => {
+                let tree = snapshot(&mut fs).unwrap();
+                assert!(
+                    tree == old_tree || tree == new_tree,
+                    "cut {cut}: neither tree"
+                );
+            }
+            Err(error) => panic!("cut {cut}: {error}"),
+        }
+    };
+    let log = &recording.disk.log;
+    for_each_crash(&base, log, &mut Rng::new(7), true, &mut judge);
+    for_each_sector_cut(&base, log, &mut judge);
 }
 
 /// Block 0 unreadable (a crash at a checkpoint tore its sector, say) while the journal
