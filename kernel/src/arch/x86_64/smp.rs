@@ -73,6 +73,10 @@ rexo_ap_32:
 
     .code64
 rexo_ap_64:
+    // The park IDT and stack until the core loads its own (ap_entry): an NMI (a crash
+    // report's) to a core starting up halts it instead of triple-faulting the machine.
+    lidt (0x8000 + rexo_ap_park_idt - rexo_ap_trampoline_start)
+    movl $0x9000, %esp
     movw $0x10, %ax
     movw %ax, %ds
     movw %ax, %es
@@ -86,9 +90,9 @@ rexo_ap_64:
     movl $1, %eax
     lock xaddl %eax, (0x8000 + rexo_ap_ticket - rexo_ap_trampoline_start)
     // A core past the plan (one the kernel did not start, a stray start-up IPI) has no
-    // stack: it parks here before reading one, on the park IDT and stack.
+    // stack: it parks here before reading one, on the park IDT and stack it loaded.
     cmpl (0x8000 + rexo_ap_planned - rexo_ap_trampoline_start), %eax
-    jae rexo_ap_park
+    jae rexo_ap_halt
     movl %eax, %edi
     movq (0x8000 + rexo_ap_stacks - rexo_ap_trampoline_start), %rbx
     movq (%rbx, %rdi, 8), %rsp
@@ -96,9 +100,6 @@ rexo_ap_64:
     movq (0x8000 + rexo_ap_entry - rexo_ap_trampoline_start), %rax
     callq *%rax
     ud2
-rexo_ap_park:
-    lidt (0x8000 + rexo_ap_park_idt - rexo_ap_trampoline_start)
-    movl $0x9000, %esp
 rexo_ap_halt:
     cli
     hlt
