@@ -59,7 +59,9 @@ impl Turn {
     /// Waits for a turn of core `core`, at most [`TURN_WAIT_NS`] on `binder`'s clock;
     /// whether it came (the caller then gives it up with [`Turn::give_up`]).
     fn take(&self, core: usize, binder: &dyn Binder) -> bool {
-        let start = binder.now_ns();
+        // The clock is read only once the turn is found taken: an untaken one (the
+        // usual case, a program polling b_net_rx) costs no clock read.
+        let mut start = None;
         loop {
             let next = self.next.load(Ordering::Acquire);
             if (next == NO_CORE || next == core)
@@ -70,7 +72,8 @@ impl Turn {
                 self.leave_line(core);
                 return true;
             }
-            if binder.now_ns().saturating_sub(start) > TURN_WAIT_NS {
+            let now = binder.now_ns();
+            if now.saturating_sub(*start.get_or_insert(now)) > TURN_WAIT_NS {
                 self.leave_line(core);
                 return false;
             }
