@@ -85,7 +85,7 @@ fn arp_from_another(frame: &[u8], mac: [u8; 6]) -> Option<[u8; ARP_FRAME]> {
     let arp: [u8; ARP_FRAME] = frame.get(..ARP_FRAME)?.try_into().ok()?;
     let operation = &arp[ARP_OPERATION..ARP_OPERATION + 2];
     let sender_mac = &arp[ARP_SENDER_MAC..ARP_SENDER];
-    let is_arp = arp[12..14] == [0x08, 0x06] && arp[14..20] == ARP_IPV4_OVER_ETHERNET;
+    let is_arp = arp[14..20] == ARP_IPV4_OVER_ETHERNET;
     let operation_known = operation == ARP_REQUEST || operation == ARP_REPLY;
     let other = sender_mac[0] & 1 == 0 && sender_mac != mac;
     (is_arp && operation_known && other).then_some(arp)
