@@ -44,8 +44,9 @@ pub fn write_str(text: &str) {
     write_with(|consoles| consoles.write_str(text));
 }
 
-/// Writes `bytes` to every console as [`write_fmt`] does: unchanged on the serial line (but `\n` sent as `\r\n`),
-/// as text on the framebuffer (each invalid UTF-8 sequence as U+FFFD): `b_output`.
+/// Writes `bytes` to every console as [`write_fmt`] does (BareMetal's `b_output`):
+/// unchanged on the serial line (but `\n` sent as `\r\n`), as text on the framebuffer
+/// (each invalid UTF-8 sequence as U+FFFD).
 pub fn write_bytes(bytes: &[u8]) {
     write_with(|_| {
         serial::write_bytes(bytes);
