@@ -75,7 +75,8 @@ pub enum Read {
 /// ICMP message's). A quote holds the segment's IPv4 header and at least its first 8
 /// bytes (RFC 792): the ports and the sequence number.
 pub fn read(packet: &[u8]) -> Read {
-    let Some((header, icmp)) = icmp_of(packet) else {
+    // Its IPv4 header and ICMP message, if it is a whole IPv4 packet carrying ICMP.
+    let Ok((header, icmp)) = wire::ipv4(packet, ICMP) else {
         return Read::Other;
     };
     if icmp.len() < ICMP_HEADER || icmp[0] != DESTINATION_UNREACHABLE {
@@ -113,12 +114,6 @@ pub fn read(packet: &[u8]) -> Read {
         quoted_header,
         seq: Seq(u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]])),
     })
-}
-
-/// The IPv4 header and the ICMP message of `packet`, if it is a whole IPv4 packet (not
-/// a fragment) carrying ICMP; bytes past its total length are ignored.
-fn icmp_of(packet: &[u8]) -> Option<(&[u8], &[u8])> {
-    wire::ipv4(packet, ICMP).ok()
 }
 
 /// The MSS a connection sending segments of `mss` payload bytes (datagrams of `mss`
