@@ -84,6 +84,11 @@ pub struct Conn {
     snd_wl2: Seq,
     snd_shift: u8,
     mss: usize,
+    /// The MSS the handshake gave, which a lowered [`mss`](Conn::mss) returns to.
+    handshake_mss: usize,
+    /// When a lowered MSS is raised to the handshake's again ([`icmp::PMTU_RAISE_NS`]
+    /// after it last fell); `None` while it is not lowered.
+    mss_raise_at: Option<u64>,
     queue: VecDeque<Piece>,
     queued: usize,
     fin_queued: bool,
@@ -186,6 +191,8 @@ impl Conn {
             snd_wl2: una,
             snd_shift,
             mss,
+            handshake_mss: mss,
+            mss_raise_at: None,
             queue: VecDeque::new(),
             queued: 0,
             fin_queued: false,
@@ -282,8 +289,10 @@ impl Conn {
     /// as its last ACK would end it), no timeout or fast retransmit is counted, and
     /// duplicate ACKs of what was sent before start no fast retransmit (as after a
     /// timeout, RFC 6582), since the segments sent again draw them.
+    /// The handshake's MSS is tried again [`icmp::PMTU_RAISE_NS`] later (RFC 1191, 6.3).
     fn lower_mss(&mut self, mss: usize, now: u64) {
         self.mss = mss;
+        self.mss_raise_at = Some(now.saturating_add(icmp::PMTU_RAISE_NS));
         self.snd_nxt = self.snd_una;
         self.rtt_probe = None;
         if self.in_recovery {
@@ -850,6 +859,11 @@ impl Conn {
             self.in_recovery = false;
             self.rtx_at = Some(now.saturating_add(self.rto));
         }
+        if self.mss_raise_at.is_some_and(|at| at <= now) {
+            stats.mss_raised += 1;
+            self.mss = self.handshake_mss;
+            self.mss_raise_at = None;
+        }
         if self.release_deadline(config).is_some_and(|at| at <= now)
             || (self.persist_at.is_some_and(|at| at <= now)
                 && self.probes >= config.max_retransmits)
@@ -905,6 +919,7 @@ impl Conn {
             self.rtx_at,
             self.persist_at,
             self.runt_at,
+            self.mss_raise_at,
             keepalive,
         ]
         .into_iter()

@@ -31,6 +31,12 @@ const LEAST_MTU: usize = 68;
 /// whose peer sent no MSS option takes too), so that a forged message cannot make a
 /// connection crawl in tiny segments (RFC 5927, 7).
 pub const LEAST_PATH_MSS: usize = 536;
+/// How long after Path MTU Discovery lowered a connection's MSS it tries the MSS its
+/// handshake gave again (the first-hop MTU's, within the peer's): RFC 1191 (3) forbids
+/// trying a larger PMTU less than 5 minutes after a "fragmentation needed" and
+/// recommends 10 minutes; a path still narrow refuses the next full segment and the
+/// MSS falls again.
+pub const PMTU_RAISE_NS: u64 = 10 * 60 * 1_000_000_000;
 /// RFC 1191's (7) plateaus of common MTUs, largest first: a router that names no
 /// next-hop MTU (RFC 1191, 5) gets the largest below what the path is known to refuse.
 const PLATEAUS: [usize; 11] = [

@@ -24,8 +24,8 @@
 //! messages the caller hands over ([`Endpoint::input_icmp`], checked against forgery
 //! as RFC 5927 says), and counters ([`Stats`]) for everything dropped. Nagle's
 //! algorithm is not used; sender-side silly-window avoidance is. Not done: active open,
-//! SACK, timestamps, congestion control beyond NewReno, IP options on sent packets, a
-//! probe for a larger path MTU once one was lowered (see docs/network.md).
+//! SACK, timestamps, congestion control beyond NewReno, IP options on sent packets (see
+//! docs/network.md).
 //!
 //! Segmentation offload: with [`Config::segmentation`] a connection hands out
 //! super-segments of up to that many payload bytes, whole MSS-sized segments within
@@ -56,7 +56,7 @@ pub const MAX_SEGMENTATION: usize = 65_535 - 40;
 
 pub use challenge::{CHALLENGE_ACKS_PER_SECOND, OUT_OF_WINDOW_ACK_INTERVAL_NS};
 pub use checksum::{BLOCK, Blob};
-pub use icmp::LEAST_PATH_MSS;
+pub use icmp::{LEAST_PATH_MSS, PMTU_RAISE_NS};
 pub use piece::Piece;
 pub use seq::Seq;
 pub use wire::{ACK, FIN, Header, Malformed, PSH, RST, SYN, Segment, parse};
@@ -329,6 +329,9 @@ pub struct Stats {
     /// ICMP "fragmentation needed" messages that lowered a connection's MSS (Path MTU
     /// Discovery, [`Endpoint::input_icmp`]).
     pub icmp_mss_lowered: u64,
+    /// Lowered MSSs raised to their handshake's again, [`PMTU_RAISE_NS`] after they last
+    /// fell (RFC 1191, 6.3).
+    pub mss_raised: u64,
     /// Other ICMP destination-unreachable messages acted on: noted for the app
     /// ([`Endpoint::unreachable`]), or a hard error ending a half-open connection.
     pub icmp_unreachable: u64,
@@ -993,8 +996,8 @@ impl Endpoint {
     /// datagrams (and the quoted one's) lowers its MSS to that MTU less 40 bytes
     /// (never below [`LEAST_PATH_MSS`]; with no MTU named, the plateau below what was
     /// refused), and what is in flight goes again at once in segments of the new
-    /// size, its congestion window unchanged. The MSS stays lowered for the connection's life
-    /// (no later probe for a larger path MTU). Other codes are noted for the app
+    /// size, its congestion window unchanged. [`PMTU_RAISE_NS`] after it last fell, the
+    /// MSS the handshake gave is tried again (RFC 1191, 6.3). Other codes are noted for the app
     /// ([`unreachable`](Endpoint::unreachable)); a hard one (protocol or port
     /// unreachable) ends a half-open connection.
     pub fn input_icmp(&mut self, now: u64, packet: &[u8]) -> bool {

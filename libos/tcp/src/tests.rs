@@ -2783,6 +2783,48 @@ fn a_fragmentation_needed_for_a_segment_in_flight_resends_the_flight_at_the_smal
     assert_eq!(ep.next_deadline(), Some(1001 * MS));
 }
 
+/// RFC 1191 (6.3): ten minutes after a "fragmentation needed" lowered the MSS, the
+/// handshake's MSS is tried again; a path still narrow lowers it again, and the next
+/// raise is ten minutes after that. Before, the lowered MSS stayed for the
+/// connection's life.
+#[test]
+fn a_lowered_mss_is_raised_to_the_handshakes_ten_minutes_after_it_fell() {
+    let (mut ep, id, mut peer, sent) = ten_segments_in_flight();
+    assert!(ep.input_icmp(MS, &too_big(&sent[0], 1400)));
+    assert_eq!(
+        lengths(&poll(&mut ep, MS)),
+        [vec![1360; 10], vec![1000]].concat()
+    );
+    peer.ack = peer.ack.plus(14_600);
+    peer.send(&mut ep, 2 * MS, b"");
+    assert!(poll(&mut ep, 2 * MS).is_empty());
+    // Nothing else is due: the raise is the next deadline, and not a moment earlier.
+    let raise_at = MS + PMTU_RAISE_NS;
+    assert_eq!(ep.next_deadline(), Some(raise_at));
+    poll(&mut ep, raise_at - 1);
+    assert_eq!(ep.mss(id), Ok(1360));
+    poll(&mut ep, raise_at);
+    assert_eq!(ep.mss(id), Ok(1460));
+    assert_eq!(ep.stats().mss_raised, 1);
+    assert_eq!(ep.next_deadline(), None);
+    // Full segments again; the path still takes 1400 bytes only, so down it goes.
+    ep.send(id, Piece::shared(blob(2920), 0, 2920).unwrap())
+        .unwrap();
+    let sent = poll(&mut ep, raise_at);
+    assert_eq!(lengths(&sent), [1460; 2]);
+    let again = raise_at + 10 * MS;
+    assert!(ep.input_icmp(again, &too_big(&sent[0], 1400)));
+    assert_eq!(ep.mss(id), Ok(1360));
+    assert_eq!(ep.stats().icmp_mss_lowered, 2);
+    peer.ack = peer.ack.plus(2920);
+    poll(&mut ep, again);
+    peer.send(&mut ep, again + MS, b"");
+    assert_eq!(ep.next_deadline(), Some(again + PMTU_RAISE_NS));
+    poll(&mut ep, again + PMTU_RAISE_NS);
+    assert_eq!(ep.mss(id), Ok(1460));
+    assert_eq!(ep.stats().mss_raised, 2);
+}
+
 #[test]
 fn forged_or_damaged_fragmentation_needed_messages_change_nothing_and_are_counted() {
     let (mut ep, id, peer, sent) = ten_segments_in_flight();
