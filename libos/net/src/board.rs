@@ -1,6 +1,7 @@
 //! A board the stacks of one interface's queue pairs ([`crate::attach_cores`]) post
-//! frames on for each other: the ARP frames each receives (`cores.rs`), and the DHCP
-//! server's answers for the stack that keeps the lease (`lease.rs`).
+//! frames on for each other: the ARP frames each receives and the ICMP errors about
+//! another stack's connections (`cores.rs`), and the DHCP server's answers for the
+//! stack that keeps the lease (`lease.rs`).
 
 use alloc::collections::VecDeque;
 use alloc::sync::Arc;
@@ -36,6 +37,8 @@ pub(crate) struct Seat<F, const KEPT: usize> {
     pair: usize,
     /// The number of the last frame taken.
     seen: u64,
+    /// Frames it posted numbered past `seen`, which it does not take.
+    own_unseen: u64,
 }
 
 impl<F: Clone, const KEPT: usize> Seat<F, KEPT> {
@@ -45,6 +48,7 @@ impl<F: Clone, const KEPT: usize> Seat<F, KEPT> {
             board,
             pair,
             seen: 0,
+            own_unseen: 0,
         }
     }
 
@@ -60,25 +64,31 @@ impl<F: Clone, const KEPT: usize> Seat<F, KEPT> {
         // Its own frame needs no second look.
         if self.seen + 1 == number {
             self.seen = number;
+        } else {
+            self.own_unseen += 1;
         }
     }
 
     /// Hands `take` every frame the other stacks posted since the last call, oldest
-    /// first, after letting the board go.
-    pub(crate) fn take(&mut self, take: impl FnMut(F)) {
+    /// first, after letting the board go; returns how many of theirs it missed, pushed
+    /// out by later ones before this call.
+    pub(crate) fn take(&mut self, take: impl FnMut(F)) -> u64 {
         if self.board.posted.load(Ordering::Acquire) == self.seen {
-            return;
+            return 0;
         }
-        let new: Vec<F> = {
+        let (new, missed) = {
             let frames = self.board.frames.lock();
-            let new = frames
+            let new: Vec<F> = frames
                 .iter()
                 .filter(|(number, pair, _)| *number > self.seen && *pair != self.pair)
                 .map(|(.., frame)| frame.clone())
                 .collect();
-            self.seen = frames.back().map_or(self.seen, |(number, ..)| *number);
-            new
+            let last = frames.back().map_or(self.seen, |(number, ..)| *number);
+            let missed = (last - self.seen).saturating_sub(self.own_unseen + new.len() as u64);
+            (self.seen, self.own_unseen) = (last, 0);
+            (new, missed)
         };
         new.into_iter().for_each(take);
+        missed
     }
 }

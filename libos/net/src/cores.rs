@@ -53,7 +53,8 @@ impl Cores {
 /// `ip=` every stack has that address, and each answers ARP and ping for what its pair
 /// receives (the interface is then the app's alone: an app that binds to it later is
 /// refused). The stacks share the ARP frames they receive, since the device puts ARP
-/// on one pair, and the whole interface: a stack whose pair the device broke
+/// on one pair, the ICMP errors about our own TCP's connections that land on another
+/// stack's pair than the connection's, and the whole interface: a stack whose pair the device broke
 /// ([`PAIR_BROKEN`]) resets the device through it and goes on. Otherwise one stack
 /// over [`attach`] (`filters` are its packet filters on a shared interface), and
 /// [`Cores::one_core_because`] says why.
@@ -201,7 +202,8 @@ pub(crate) fn stacks_after_lease(
 /// fixed `config` and asking every one of `dns_servers` in turn (all a lease named,
 /// so that each stack's resolver fails over as a single stack's does; none: the
 /// config's own DNS server, which `Stack::start` set), sharing the
-/// ARP frames they receive and resetting the device through `whole`. With the
+/// ARP frames they receive and the ICMP errors about each other's connections of our
+/// own TCP ([`IcmpBoard`]), and resetting the device through `whole`. With the
 /// `dhcp_client` that leased `config`, pair 0's stack runs it to keep the lease, and
 /// the stacks share it ([`LeaseBoard`]): the server's answers reach pair 0's stack
 /// whichever pair they land on, and every stack takes each lease it renews or learns
@@ -217,6 +219,7 @@ pub(crate) fn stacks_of_pairs(
     random: &mut dyn FnMut() -> Result<u64, ApiError>,
 ) -> Result<Vec<Stack>, NetError> {
     let board = Arc::new(ArpBoard::default());
+    let icmp_board = Arc::new(IcmpBoard::default());
     let lease_board = dhcp_client
         .is_some()
         .then(|| Arc::new(LeaseBoard::default()));
@@ -229,6 +232,7 @@ pub(crate) fn stacks_of_pairs(
                 stack.set_dns_servers(dns_servers);
             }
             stack.share_arp(ArpShare::new(board.clone(), pair));
+            stack.share_icmp(IcmpShare::new(icmp_board.clone(), pair));
             stack.reset_through(whole.clone());
             if let Some(lease_board) = &lease_board {
                 let client = (pair == RENEWER_PAIR).then(|| dhcp_client.take()).flatten();
@@ -317,6 +321,38 @@ impl ArpShare {
     }
 }
 
+/// ICMP errors the board keeps: a stack that polls less often than this many arrive
+/// misses the older ones ([`crate::OwnCounters::icmp_missed`]).
+const ICMP_KEPT: usize = 16;
+
+/// The ICMP destination-unreachable messages about our own TCP's segments that landed on
+/// a stack without the quoted connection, for the stack that holds it. The device
+/// places an ICMP message by its own addresses (the router's and ours), not by the
+/// flow it quotes, so a "fragmentation needed" about one stack's connection lands on
+/// any pair (RSS on the 82574; a multi-queue tap's hash of a flow it never saw sent).
+pub(crate) type IcmpBoard = Board<rexo_tcp::Unreachable, ICMP_KEPT>;
+
+/// A stack's place on its interface's [`IcmpBoard`].
+pub(crate) struct IcmpShare(Seat<rexo_tcp::Unreachable, ICMP_KEPT>);
+
+impl IcmpShare {
+    /// The place of the stack of queue pair `pair` on `board`.
+    pub(crate) fn new(board: Arc<IcmpBoard>, pair: usize) -> Self {
+        Self(Seat::new(board, pair))
+    }
+
+    /// Posts `message` for the other stacks.
+    pub(crate) fn post(&mut self, message: rexo_tcp::Unreachable) {
+        self.0.post(message);
+    }
+
+    /// Hands every message the other stacks posted since the last call to `take`;
+    /// returns how many it missed, pushed out by later ones.
+    pub(crate) fn take(&mut self, take: impl FnMut(rexo_tcp::Unreachable)) -> u64 {
+        self.0.take(take)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -364,5 +400,51 @@ mod tests {
         let last = taken(&mut one);
         assert_eq!(last.len(), ARP_KEPT);
         assert_eq!(last[ARP_KEPT - 1][27], 39);
+    }
+
+    /// A "fragmentation needed" about the connection from port 80 to `port`.
+    fn too_big(port: u16) -> rexo_tcp::Unreachable {
+        rexo_tcp::Unreachable {
+            code: 4,
+            next_hop_mtu: 1400,
+            to: [10, 0, 0, 1],
+            tuple: rexo_tcp::Tuple {
+                local: [10, 0, 0, 1],
+                local_port: 80,
+                remote: [10, 0, 0, 2],
+                remote_port: port,
+            },
+            quoted_len: 1500,
+            quoted_header: 20,
+            seq: rexo_tcp::Seq(7),
+        }
+    }
+
+    #[test]
+    fn icmp_errors_reach_the_other_stacks_and_those_pushed_out_are_counted_missed() {
+        let board = Arc::new(IcmpBoard::default());
+        let (mut zero, mut one) = (IcmpShare::new(board.clone(), 0), IcmpShare::new(board, 1));
+        let taken = |share: &mut IcmpShare| {
+            let mut ports = Vec::new();
+            let missed = share.take(|message| ports.push(message.tuple.remote_port));
+            (ports, missed)
+        };
+        zero.post(too_big(1));
+        one.post(too_big(2));
+        assert_eq!(taken(&mut one), (alloc::vec![1], 0));
+        assert_eq!(taken(&mut zero), (alloc::vec![2], 0));
+        assert_eq!(taken(&mut one), (alloc::vec![], 0));
+        // Both poll late: of pair 0's 20 and pair 1's 4, the board keeps the last 16,
+        // 14 of pair 0's and 2 of pair 1's; a stack's own are no loss to it.
+        for port in 0..20 {
+            zero.post(too_big(100 + port));
+            if port % 5 == 0 {
+                one.post(too_big(200 + port));
+            }
+        }
+        let (ports, missed) = taken(&mut one);
+        assert_eq!(ports, (106..120).collect::<Vec<_>>());
+        assert_eq!(missed, 6);
+        assert_eq!(taken(&mut zero), (alloc::vec![210, 215], 2));
     }
 }

@@ -41,8 +41,10 @@
 //! several cores, [`attach_cores`] splits the NIC into one handle per queue pair
 //! (`NetDevice::split_queues`) and builds a stack per pair, all with the interface's
 //! MAC and address: each core polls its own pair with no lock another core takes (but
-//! the shared ARP board's, for ARP frames only, and the lease board's, for DHCP answers
-//! and lease changes, pair 0's stack keeping a DHCP lease for all), and
+//! the shared ARP board's, for ARP frames only, the ICMP board's, for ICMP errors about
+//! our own TCP's connections that land on another pair than theirs, and the lease
+//! board's, for DHCP answers and lease changes, pair 0's stack keeping a DHCP lease for
+//! all), and
 //! a TCP connection stays on the core whose pair received its SYN, since the device
 //! keeps a flow on one pair. Listening on the same port on every stack is fine: each
 //! sees only its pair's flows. A connection a stack opens takes a local port whose

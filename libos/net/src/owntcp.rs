@@ -8,7 +8,11 @@
 //! stack's address about a segment from a served port (Path MTU Discovery: a router
 //! that cannot forward a full segment says so, and the connection's MSS falls,
 //! `Endpoint::input_icmp`); everything else (ARP, other ICMP, DHCP, UDP, other ports)
-//! goes on to smoltcp as before.
+//! goes on to smoltcp as before. On an interface split into a stack per queue pair
+//! ([`crate::attach_cores`]) such a message may land on another stack than the
+//! connection it quotes (the device places it by its own addresses): a stack without
+//! that connection hands it to the others (`cores::IcmpBoard`), and the one holding it
+//! acts on it at its next poll.
 //!
 //! Sending: at the start of each poll, before receiving, [`OwnTcp::output`] runs the
 //! endpoint's timers and hands each segment it emits to the NIC. Sending first lets
@@ -74,6 +78,7 @@ use rexo_api::device::{ETHERNET_HEADER, PAIR_BROKEN};
 use rexo_api::{DeviceError, NetDevice};
 use rexo_tcp::{Endpoint, Outgoing, Sender};
 
+use crate::cores::IcmpShare;
 use crate::device::Counters;
 
 /// Addresses per generation of the neighbour table.
@@ -102,6 +107,13 @@ pub struct OwnCounters {
     /// Times the NIC refused a super-segment for good, which turned segmentation
     /// offload off for the endpoint.
     pub offload_refused: u64,
+    /// ICMP destination-unreachable messages about a connection this stack does not
+    /// hold, handed on to the other stacks of a split interface
+    /// ([`crate::attach_cores`]); the one holding it acts on it.
+    pub icmp_handed_on: u64,
+    /// Such messages from the other stacks that this one missed, pushed out by later
+    /// ones before its poll took them (the board keeps 16).
+    pub icmp_missed: u64,
 }
 
 /// The largest TCP payload a frame of `max_frame` bytes carries: the frame less its
@@ -244,14 +256,22 @@ impl OwnTcp {
 
     /// Takes `frame` if it is an IPv4 TCP segment to `address` and a served port, or an
     /// ICMP destination-unreachable message to `address` about a segment from a served
-    /// port, and hands it to the endpoint in place; `false` leaves it to smoltcp.
-    pub(crate) fn input(&mut self, now_ns: u64, frame: &[u8], address: Option<[u8; 4]>) -> bool {
+    /// port, and hands it to the endpoint in place (or such a message about a
+    /// connection the endpoint does not hold to the other stacks, through `icmp`);
+    /// `false` leaves it to smoltcp.
+    pub(crate) fn input(
+        &mut self,
+        now_ns: u64,
+        frame: &[u8],
+        address: Option<[u8; 4]>,
+        icmp: Option<&mut IcmpShare>,
+    ) -> bool {
         let Some(address) = address else {
             return false;
         };
         let segment = match crate::ipv4_payload(frame) {
             Some((6, segment)) => segment,
-            Some((1, _)) => return self.input_icmp(now_ns, frame, address),
+            Some((1, _)) => return self.input_icmp(now_ns, frame, address, icmp),
             _ => return false,
         };
         let packet = &frame[ETHERNET_HEADER..];
@@ -285,14 +305,44 @@ impl OwnTcp {
     /// Takes the ICMP message in `frame` (an IPv4 packet carrying ICMP) if it is sent to
     /// `address` and the endpoint takes it (a destination-unreachable message about a
     /// segment from a served port: Path MTU Discovery, `Endpoint::input_icmp`). Its
-    /// sender is a router, not a peer: it teaches no way back.
-    fn input_icmp(&mut self, now_ns: u64, frame: &[u8], address: [u8; 4]) -> bool {
+    /// sender is a router, not a peer: it teaches no way back. One about a connection
+    /// the endpoint does not hold goes to the other stacks through `icmp`, when the
+    /// interface is split: the device placed it by its own addresses, not by the
+    /// connection's flow.
+    fn input_icmp(
+        &mut self,
+        now_ns: u64,
+        frame: &[u8],
+        address: [u8; 4],
+        icmp: Option<&mut IcmpShare>,
+    ) -> bool {
         let packet = &frame[ETHERNET_HEADER..];
-        if packet[16..20] != address || !self.endpoint.input_icmp(now_ns, packet) {
+        if packet[16..20] != address {
+            return false;
+        }
+        if let Some(icmp) = icmp
+            && let Some(message) = self.endpoint.unreachable_about(packet)
+            && !self.endpoint.holds(&message)
+        {
+            icmp.post(message);
+            self.counters.icmp_handed_on += 1;
+        } else if !self.endpoint.input_icmp(now_ns, packet) {
             return false;
         }
         self.counters.rx_frames += 1;
         true
+    }
+
+    /// Acts on the ICMP messages the other stacks of a split interface handed on since
+    /// the last call, each about a connection of theirs or this endpoint's: those about
+    /// this endpoint's, as if received here (`Endpoint::input_unreachable`).
+    pub(crate) fn take_icmp(&mut self, now_ns: u64, icmp: &mut IcmpShare) {
+        let endpoint = &mut self.endpoint;
+        self.counters.icmp_missed += icmp.take(|message| {
+            if endpoint.holds(&message) {
+                endpoint.input_unreachable(now_ns, &message);
+            }
+        });
     }
 
     /// Runs the endpoint's timers and sends what it has on `queue` from `mac`, until it

@@ -22,7 +22,7 @@ use smoltcp::wire::{
     Ipv4Cidr,
 };
 
-use crate::cores::{ArpShare, WholeDevice};
+use crate::cores::{ArpShare, IcmpShare, WholeDevice};
 use crate::device::{Backlog, Counters, LentFrame, NicTx, Staging};
 use crate::dns::{DnsPorts, DnsQuery, DnsTcpFailure, Resolver, TCP_RECEIVE_BYTES};
 use crate::ingress::is_group;
@@ -534,6 +534,9 @@ pub struct Stack {
     /// The ARP frames shared with the other stacks of the interface, when there are
     /// several ([`crate::attach_cores`]).
     arp: Option<ArpShare>,
+    /// The ICMP errors about our own TCP's connections shared with the other stacks of
+    /// the interface, when there are several ([`crate::attach_cores`]).
+    icmp: Option<IcmpShare>,
     /// The whole interface this stack's queue pair was split from, to reset the device
     /// when the pair answers [`PAIR_BROKEN`] ([`crate::attach_cores`]).
     whole_device: Option<Arc<WholeDevice>>,
@@ -689,6 +692,7 @@ impl Stack {
             predictable_seed,
             own: None,
             arp: None,
+            icmp: None,
             whole_device: None,
             lease: None,
         }
@@ -829,6 +833,13 @@ impl Stack {
         self.arp = Some(share);
     }
 
+    /// Hands the ICMP errors about our own TCP's connections that this stack receives
+    /// but does not hold to the other stacks of its interface, and acts on theirs
+    /// ([`crate::attach_cores`]).
+    pub(crate) fn share_icmp(&mut self, share: IcmpShare) {
+        self.icmp = Some(share);
+    }
+
     /// Takes the DHCP client away, with the lease it holds and the times to renew it, for
     /// a stack of one of the NIC's queue pairs to keep renewing it ([`crate::attach_cores`]);
     /// `None` with a fixed address. This stack no longer renews.
@@ -937,6 +948,14 @@ impl Stack {
                 lease.take_answers(&mut ingest);
             }
         }
+        // And the ICMP errors about our own TCP's connections that landed on another
+        // stack's pair: those about this stack's are acted on.
+        if let Some(icmp) = self.icmp.as_mut() {
+            match self.own.as_mut() {
+                Some(own) => own.take_icmp(now_ns, icmp),
+                None => _ = icmp.take(|_| {}),
+            }
+        }
         let address = local.map(|(address, _)| address.octets());
         for _ in 0..RECEIVE_BATCHES {
             let Self {
@@ -952,6 +971,7 @@ impl Stack {
                 listeners,
                 own,
                 arp,
+                icmp,
                 whole_device,
                 lease,
                 ..
@@ -990,7 +1010,7 @@ impl Stack {
                     }
                     // The ports served by our own TCP take their segments first.
                     if let Some(own) = own.as_mut()
-                        && own.input(now_ns, frame, address)
+                        && own.input(now_ns, frame, address, icmp.as_mut())
                     {
                         changed = true;
                         return;

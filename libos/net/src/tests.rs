@@ -52,6 +52,10 @@ struct Net {
     /// each longer one A sends is dropped there and answered with a "fragmentation
     /// needed" naming `.1` as the next-hop MTU (0: a router older than RFC 1191).
     narrow_path: Option<(u16, u16)>,
+    /// The stack of A's other queue pair, when A is one pair's stack of a split
+    /// interface, with the wire of its pair: polled with A, and the router's messages
+    /// land on it (the device places an ICMP message by its own addresses).
+    other_pair: Option<(Stack, Wire)>,
 }
 
 const A: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
@@ -133,12 +137,16 @@ impl Net {
             rng: Rng(0x9e37_79b9_7f4a_7c15),
             seen: Vec::new(),
             narrow_path: None,
+            other_pair: None,
         }
     }
 
     /// Polls both stacks, then moves every frame in flight across, 100 us later.
     fn step(&mut self) {
         self.a.poll(self.now_ns).unwrap();
+        if let Some((other, _)) = &mut self.other_pair {
+            other.poll(self.now_ns).unwrap();
+        }
         self.b.poll(self.now_ns).unwrap();
         let (seen, loss, rng) = (&mut self.seen, self.loss, &mut self.rng);
         let mut refused = Vec::new();
@@ -157,8 +165,12 @@ impl Net {
             }
             loss == 0 || rng.below(loss) != 0
         });
+        let lands_on = self
+            .other_pair
+            .as_ref()
+            .map_or(&self.wire, |(_, wire)| wire);
         for message in refused {
-            self.wire.deliver_to_a(message);
+            lands_on.deliver_to_a(message);
         }
         self.now_ns += 100_000;
     }
@@ -2708,6 +2720,68 @@ fn a_path_narrower_than_the_link_lowers_own_tcps_mss_and_the_answer_arrives() {
     }
 }
 
+/// On an interface split into a stack per queue pair, the router's "fragmentation
+/// needed" about a connection of pair 1's stack lands on pair 0's (the device placed it
+/// by the router's address and ours, not by the connection's flow): pair 0's stack
+/// hands it on and pair 1's lowers the connection's MSS, so the answer arrives within
+/// the first RTO. Before, pair 0's stack dropped it (no such connection) and the same
+/// full segments went again until the connection timed out.
+#[test]
+fn a_fragmentation_needed_landing_on_another_pairs_stack_lowers_the_mss_there() {
+    let mac_a = [2, 0, 0, 0, 0, 1];
+    let (wire, end_a, end_b) = Wire::new(mac_a, [2, 0, 0, 0, 0, 2], 256);
+    let (other_wire, other_end, _) = Wire::new(mac_a, [2, 0, 0, 0, 0, 3], 256);
+    let (_, whole, _) = Wire::new(mac_a, [2, 0, 0, 0, 0, 4], 256);
+    let whole = Arc::new(crate::cores::WholeDevice::new(Box::new(whole)));
+    let handles: Vec<Box<dyn NetDevice>> = vec![Box::new(other_end), Box::new(end_a)];
+    let config = Config::Static {
+        address: A,
+        prefix: 24,
+        gateway: None,
+        dns: None,
+    };
+    let stacks =
+        crate::cores::stacks_of_pairs(handles, config, &[], &whole, None, 0, &mut || Ok(TEST_SEED));
+    let [mut other, mut a] = <[Stack; 2]>::try_from(stacks.unwrap()).ok().unwrap();
+    for stack in [&mut other, &mut a] {
+        stack
+            .serve_own(80, rexo_tcp::Config::default())
+            .expect("port 80 is free");
+    }
+    let b_config = Config::Static {
+        address: B,
+        prefix: 24,
+        gateway: None,
+        dns: None,
+    };
+    let b = Stack::start(Box::new(end_b), 0, b_config, 0, Ok(TEST_SEED)).unwrap();
+    let mut net = Net {
+        a,
+        b,
+        wire,
+        now_ns: 0,
+        loss: 0,
+        rng: Rng(0x9e37_79b9_7f4a_7c15),
+        seen: Vec::new(),
+        narrow_path: Some((1400, 1400)),
+        other_pair: Some((other, other_wire)),
+    };
+    let (answer, expected) = own_tcp_file(35, 100_000);
+    let received = own_tcp_answer(&mut net, b"GET /f HTTP/1.1\r\n\r\n", answer);
+    assert!(received == expected, "every byte, in order");
+    let stats = net.a.own_tcp().unwrap().stats().clone();
+    assert_eq!(stats.icmp_mss_lowered, 1, "{stats:?}");
+    assert_eq!(stats.retransmits, 0, "no timeout: {stats:?}");
+    assert!(net.now_ns < 1_000_000_000, "{} ns", net.now_ns);
+    let (other, _) = net.other_pair.as_mut().unwrap();
+    let handed_on = other.own_counters().icmp_handed_on;
+    assert!(handed_on >= 1, "{:?}", other.own_counters());
+    assert_eq!(other.own_tcp().unwrap().stats().icmp_dropped, 0);
+    assert_eq!(net.a.own_counters().icmp_missed, 0);
+    // The messages about the burst's other segments changed nothing more there.
+    assert_eq!(stats.icmp_dropped, handed_on - 1, "{stats:?}");
+}
+
 /// ICMP messages our own TCP does not take go on to smoltcp, counted nowhere by it:
 /// one about a port smoltcp serves, one sent to another address; one about a served
 /// port but no connection is taken and counted as dropped.
@@ -3843,6 +3917,7 @@ fn stacks_split_from_a_lease_fail_over_to_its_second_dns_server() {
             rng: Rng(1),
             seen: Vec::new(),
             narrow_path: None,
+            other_pair: None,
         };
         assert_eq!(net.a.address(), Some((address, 24)), "pair {pair}");
         let server = net.b.udp_bind(53, UdpOptions::default()).unwrap();
@@ -4613,6 +4688,7 @@ fn the_kernels_random_number_seeds_the_stack_and_only_its_absence_the_time_and_m
             rng: Rng(0x9e37_79b9_7f4a_7c15),
             seen: Vec::new(),
             narrow_path: None,
+            other_pair: None,
         };
         let peer = Endpoint {
             address: A,

@@ -56,7 +56,7 @@ pub const MAX_SEGMENTATION: usize = 65_535 - 40;
 
 pub use challenge::{CHALLENGE_ACKS_PER_SECOND, OUT_OF_WINDOW_ACK_INTERVAL_NS};
 pub use checksum::{BLOCK, Blob};
-pub use icmp::{LEAST_PATH_MSS, PMTU_RAISE_NS};
+pub use icmp::{LEAST_PATH_MSS, PMTU_RAISE_NS, Unreachable};
 pub use piece::Piece;
 pub use seq::Seq;
 pub use wire::{ACK, FIN, Header, Malformed, PSH, RST, SYN, Segment, parse};
@@ -1013,13 +1013,41 @@ impl Endpoint {
         if !self.listens(message.tuple.local_port) {
             return false;
         }
+        self.input_unreachable(now, &message);
+        true
+    }
+
+    /// The IPv4 packet `packet` read as [`input_icmp`](Endpoint::input_icmp) reads it,
+    /// without acting on it: a whole destination-unreachable message, its checksums
+    /// right, quoting a segment from a listening port; `None` for anything else. For a
+    /// caller that hands such a message to the endpoint holding its connection
+    /// ([`holds`](Endpoint::holds), [`input_unreachable`](Endpoint::input_unreachable)).
+    pub fn unreachable_about(&self, packet: &[u8]) -> Option<Unreachable> {
+        match icmp::read(packet) {
+            icmp::Read::Unreachable(message) if self.listens(message.tuple.local_port) => {
+                Some(message)
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether the connection `message` quotes is this endpoint's, established or
+    /// half-open.
+    pub fn holds(&self, message: &Unreachable) -> bool {
+        let tuple = &message.tuple;
+        self.by_tuple.contains_key(tuple) || self.half_open.contains_key(tuple)
+    }
+
+    /// Acts on `message` at `now` as [`input_icmp`](Endpoint::input_icmp) does on the
+    /// packet it was read from ([`unreachable_about`](Endpoint::unreachable_about)),
+    /// counted in [`Stats`].
+    pub fn input_unreachable(&mut self, now: u64, message: &Unreachable) {
         self.clock = self.clock.max(now);
-        *match self.act_on_unreachable(&message, now) {
+        *match self.act_on_unreachable(message, now) {
             icmp::Outcome::MssLowered => &mut self.stats.icmp_mss_lowered,
             icmp::Outcome::Noted => &mut self.stats.icmp_unreachable,
             icmp::Outcome::Dropped => &mut self.stats.icmp_dropped,
         } += 1;
-        true
     }
 
     /// What a destination-unreachable `message` about a segment from a listening port
