@@ -75,28 +75,35 @@ const ARP_IPV4_OVER_ETHERNET: [u8; 6] = [0, 1, 8, 0, 6, 4];
 /// ARP's request operation.
 const ARP_REQUEST: [u8; 2] = [0, 1];
 
-/// The first [`ARP_FRAME`] bytes of `frame` if it is ARP for IPv4 over Ethernet, a
-/// request or a reply, from a unicast MAC address other than `mac`.
-fn arp_from_another(frame: &[u8], mac: [u8; 6]) -> Option<[u8; ARP_FRAME]> {
-    // Every frame comes here: the EtherType first, before copying anything.
-    if frame.get(12..14)? != [0x08, 0x06] {
-        return None;
+/// ARP for IPv4 over Ethernet, a request or a reply, from a unicast MAC address other
+/// than the stack's: the first [`ARP_FRAME`] bytes of a received frame, read once for
+/// both [`probe_reply`] and [`announcement_as_reply`].
+pub(crate) struct ArpFromAnother([u8; ARP_FRAME]);
+
+impl ArpFromAnother {
+    /// `frame` as such ARP, if it is, for a stack whose MAC address is `mac`.
+    pub(crate) fn read(frame: &[u8], mac: [u8; 6]) -> Option<Self> {
+        // Every frame comes here: the EtherType first, before copying anything.
+        if frame.get(12..14)? != [0x08, 0x06] {
+            return None;
+        }
+        let arp: [u8; ARP_FRAME] = frame.get(..ARP_FRAME)?.try_into().ok()?;
+        let operation = &arp[ARP_OPERATION..ARP_OPERATION + 2];
+        let sender_mac = &arp[ARP_SENDER_MAC..ARP_SENDER];
+        let is_arp = arp[14..20] == ARP_IPV4_OVER_ETHERNET;
+        let operation_known = operation == ARP_REQUEST || operation == ARP_REPLY;
+        let other = sender_mac[0] & 1 == 0 && sender_mac != mac;
+        (is_arp && operation_known && other).then_some(Self(arp))
     }
-    let arp: [u8; ARP_FRAME] = frame.get(..ARP_FRAME)?.try_into().ok()?;
-    let operation = &arp[ARP_OPERATION..ARP_OPERATION + 2];
-    let sender_mac = &arp[ARP_SENDER_MAC..ARP_SENDER];
-    let is_arp = arp[14..20] == ARP_IPV4_OVER_ETHERNET;
-    let operation_known = operation == ARP_REQUEST || operation == ARP_REPLY;
-    let other = sender_mac[0] & 1 == 0 && sender_mac != mac;
-    (is_arp && operation_known && other).then_some(arp)
+
+    /// The address at `at`.
+    fn address(&self, at: usize) -> Ipv4Addr {
+        let arp = &self.0;
+        Ipv4Addr::new(arp[at], arp[at + 1], arp[at + 2], arp[at + 3])
+    }
 }
 
-/// The address at `at` in an ARP frame.
-fn arp_address(arp: &[u8; ARP_FRAME], at: usize) -> Ipv4Addr {
-    Ipv4Addr::new(arp[at], arp[at + 1], arp[at + 2], arp[at + 3])
-}
-
-/// `frame` as a reply to the stack (its MAC `mac`, its address and prefix length
+/// `arp` as a reply to the stack (its MAC `mac`, its address and prefix length
 /// `local`) if it is a neighbour's ARP announcement (RFC 5227 2.3: a request or reply
 /// whose sender and target address are both the neighbour's, as a host sends when it
 /// takes an address or its MAC changes): smoltcp then learns the neighbour's MAC from it
@@ -107,47 +114,47 @@ fn arp_address(arp: &[u8; ARP_FRAME], at: usize) -> Ipv4Addr {
 /// announcement is learnt whether the neighbour was known or not. The neighbour must be
 /// a host of the stack's network, not the stack's address.
 pub(crate) fn announcement_as_reply(
-    frame: &[u8],
+    arp: &ArpFromAnother,
     local: Option<(Ipv4Addr, u8)>,
     mac: [u8; 6],
 ) -> Option<[u8; ARP_FRAME]> {
     let (address, prefix) = local?;
-    let mut arp = arp_from_another(frame, mac)?;
-    let sender = arp_address(&arp, ARP_SENDER);
+    let sender = arp.address(ARP_SENDER);
     let network = smoltcp::wire::Ipv4Cidr::new(address, prefix);
     let host_of_network = network.contains_addr(&sender)
         && Some(sender) != network.broadcast()
         && (prefix > 30 || sender != network.network().address());
-    if sender != arp_address(&arp, ARP_TARGET) || sender == address || !host_of_network {
+    if sender != arp.address(ARP_TARGET) || sender == address || !host_of_network {
         return None;
     }
-    arp[..6].copy_from_slice(&mac);
-    arp[ARP_OPERATION..ARP_OPERATION + 2].copy_from_slice(&ARP_REPLY);
-    arp[ARP_TARGET_MAC..ARP_TARGET].copy_from_slice(&mac);
-    arp[ARP_TARGET..].copy_from_slice(&address.octets());
-    Some(arp)
+    let mut reply = arp.0;
+    reply[..6].copy_from_slice(&mac);
+    reply[ARP_OPERATION..ARP_OPERATION + 2].copy_from_slice(&ARP_REPLY);
+    reply[ARP_TARGET_MAC..ARP_TARGET].copy_from_slice(&mac);
+    reply[ARP_TARGET..].copy_from_slice(&address.octets());
+    Some(reply)
 }
 
-/// The stack's reply (its MAC `mac`, its address and prefix length `local`) to `frame`
+/// The stack's reply (its MAC `mac`, its address and prefix length `local`) to `arp`
 /// if it is an ARP probe for the stack's address (RFC 5227 2.1.1: a request from sender
 /// address 0.0.0.0 by a host about to take the address), sent to the prober's MAC: the
 /// prober sees the address is in use. smoltcp drops ARP from a sender address that is
 /// not unicast, so a host probing for the stack's address took it.
 pub(crate) fn probe_reply(
-    frame: &[u8],
+    arp: &ArpFromAnother,
     local: Option<(Ipv4Addr, u8)>,
     mac: [u8; 6],
 ) -> Option<[u8; ARP_FRAME]> {
     let (address, _) = local?;
-    let probe = arp_from_another(frame, mac)?;
+    let probe = &arp.0;
     let is_probe = probe[ARP_OPERATION..ARP_OPERATION + 2] == ARP_REQUEST
-        && arp_address(&probe, ARP_SENDER).is_unspecified()
-        && arp_address(&probe, ARP_TARGET) == address;
+        && arp.address(ARP_SENDER).is_unspecified()
+        && arp.address(ARP_TARGET) == address;
     if !is_probe {
         return None;
     }
     let prober = &probe[ARP_SENDER_MAC..ARP_SENDER];
-    let mut reply = probe;
+    let mut reply = *probe;
     reply[..6].copy_from_slice(prober);
     reply[6..12].copy_from_slice(&mac);
     reply[ARP_OPERATION..ARP_OPERATION + 2].copy_from_slice(&ARP_REPLY);
@@ -233,17 +240,24 @@ mod tests {
         frame
     }
 
+    /// [`announcement_as_reply`] to `frame` read as ARP, for the stack of `local` and
+    /// [`OURS`].
+    fn announcement(frame: &[u8], local: Option<(Ipv4Addr, u8)>) -> Option<[u8; ARP_FRAME]> {
+        announcement_as_reply(&ArpFromAnother::read(frame, OURS)?, local, OURS)
+    }
+
+    /// [`probe_reply`] to `frame` read as ARP, for the stack of `local` and [`OURS`].
+    fn probe_answer(frame: &[u8], local: Option<(Ipv4Addr, u8)>) -> Option<[u8; ARP_FRAME]> {
+        probe_reply(&ArpFromAnother::read(frame, OURS)?, local, OURS)
+    }
+
     #[test]
     fn only_a_neighbours_own_announcement_is_learnt() {
         let neighbour = [2, 0, 0, 0, 0, 9];
-        let learnt = |frame: &[u8]| announcement_as_reply(frame, LOCAL, OURS).is_some();
+        let learnt = |frame: &[u8]| announcement(frame, LOCAL).is_some();
         assert!(learnt(&arp(1, (neighbour, [10, 0, 0, 9]), [10, 0, 0, 9])));
         assert!(learnt(&arp(2, (neighbour, [10, 0, 0, 9]), [10, 0, 0, 9])));
-        let reply = announcement_as_reply(
-            &arp(1, (neighbour, [10, 0, 0, 9]), [10, 0, 0, 9]),
-            LOCAL,
-            OURS,
-        );
+        let reply = announcement(&arp(1, (neighbour, [10, 0, 0, 9]), [10, 0, 0, 9]), LOCAL);
         let reply = reply.expect("learnt");
         assert_eq!(reply[..6], OURS, "to the stack");
         assert_eq!(reply[ARP_OPERATION..ARP_OPERATION + 2], ARP_REPLY);
@@ -289,17 +303,13 @@ mod tests {
         }
         let short = arp(1, (neighbour, [10, 0, 0, 9]), [10, 0, 0, 9]);
         assert!(!learnt(&short[..41]), "too short");
-        assert_eq!(
-            announcement_as_reply(&short, None, OURS),
-            None,
-            "no address"
-        );
+        assert_eq!(announcement(&short, None), None, "no address");
     }
 
     #[test]
     fn only_a_probe_for_the_stacks_address_is_answered() {
         let prober = [2, 0, 0, 0, 0, 9];
-        let answered = |frame: &[u8]| probe_reply(frame, LOCAL, OURS).is_some();
+        let answered = |frame: &[u8]| probe_answer(frame, LOCAL).is_some();
         assert!(answered(&arp(1, (prober, [0; 4]), [10, 0, 0, 1])));
         for (frame, why) in [
             (arp(1, (prober, [0; 4]), [10, 0, 0, 2]), "another address"),
@@ -316,11 +326,7 @@ mod tests {
             assert!(!answered(&frame), "{why}");
         }
         let probe = arp(1, (prober, [0; 4]), [10, 0, 0, 1]);
-        assert_eq!(
-            probe_reply(&probe, None, OURS),
-            None,
-            "no address to defend"
-        );
+        assert_eq!(probe_answer(&probe, None), None, "no address to defend");
     }
 
     #[test]

@@ -25,7 +25,7 @@ use smoltcp::wire::{
 use crate::cores::{ArpShare, IcmpShare, WholeDevice};
 use crate::device::{Backlog, Counters, LentFrame, NicTx, Staging};
 use crate::dns::{DnsPorts, DnsQuery, DnsTcpFailure, Resolver, TCP_RECEIVE_BYTES};
-use crate::ingress::is_group;
+use crate::ingress::{ArpFromAnother, is_group};
 use crate::lease::{DhcpClient, DhcpLease, LeaseShare};
 use crate::owntcp::{OwnCounters, OwnTcp};
 use crate::ping::PingSockets;
@@ -937,12 +937,14 @@ impl Stack {
                 iface.poll_ingress_single(now, &mut device, sockets);
             };
             if let Some(arp) = arp.as_mut() {
-                arp.take(
-                    |frame| match crate::ingress::announcement_as_reply(frame, local, mac) {
+                arp.take(|frame| {
+                    let announced = ArpFromAnother::read(frame, mac)
+                        .and_then(|arp| crate::ingress::announcement_as_reply(&arp, local, mac));
+                    match announced {
                         Some(reply) => ingest(&reply),
                         None => ingest(frame),
-                    },
-                );
+                    }
+                });
             }
             if let Some(lease) = lease.as_mut() {
                 lease.take_answers(&mut ingest);
@@ -1018,11 +1020,16 @@ impl Stack {
                     // ARP smoltcp neither answers nor learns from (`ingress.rs`): a
                     // probe for this stack's address is answered here, and a
                     // neighbour's announcement goes to smoltcp as a reply to this stack.
-                    if let Some(reply) = crate::ingress::probe_reply(frame, local, mac) {
+                    let from_another = ArpFromAnother::read(frame, mac);
+                    if let Some(reply) = from_another
+                        .as_ref()
+                        .and_then(|arp| crate::ingress::probe_reply(arp, local, mac))
+                    {
                         staging.stage(&reply);
                         return;
                     }
-                    let announced = crate::ingress::announcement_as_reply(frame, local, mac);
+                    let announced = from_another
+                        .and_then(|arp| crate::ingress::announcement_as_reply(&arp, local, mac));
                     let frame = announced.as_ref().map_or(frame, |reply| &reply[..]);
                     let frame = match backlog.tso_mut() {
                         Some(tso) => tso.inbound(frame, address, |flow| {
