@@ -10,6 +10,7 @@
 use core::net::Ipv4Addr;
 
 use rexo_api::device::ETHERNET_HEADER;
+use smoltcp::wire::Ipv4Cidr;
 
 use crate::cores::{ARP_FRAME, ARP_OPERATION, ARP_REPLY};
 
@@ -56,9 +57,16 @@ pub(crate) fn misaddressed(frame: &[u8], local: Option<(Ipv4Addr, u8)>) -> bool 
 /// Whether `ip` names a group of hosts, not one: the limited broadcast, a multicast
 /// address, or the broadcast of the network of `local` (an address and prefix length).
 pub(crate) fn is_group(ip: Ipv4Addr, local: Option<(Ipv4Addr, u8)>) -> bool {
-    let network_broadcast = local
-        .and_then(|(address, prefix)| smoltcp::wire::Ipv4Cidr::new(address, prefix).broadcast());
+    let network_broadcast =
+        local.and_then(|(address, prefix)| Ipv4Cidr::new(address, prefix).broadcast());
     ip.is_broadcast() || ip.is_multicast() || network_broadcast == Some(ip)
+}
+
+/// Whether `ip` is the own address of `network`: its first address, which is no host's
+/// on a network of prefix 30 or less (RFC 1122 3.2.1.3; both addresses of a /31 are
+/// hosts', RFC 3021).
+pub(crate) fn is_network_own(ip: Ipv4Addr, network: Ipv4Cidr) -> bool {
+    network.prefix_len() <= 30 && ip == network.network().address()
 }
 
 /// Where an ARP frame's sender MAC address starts.
@@ -120,10 +128,10 @@ pub(crate) fn announcement_as_reply(
 ) -> Option<[u8; ARP_FRAME]> {
     let (address, prefix) = local?;
     let sender = arp.address(ARP_SENDER);
-    let network = smoltcp::wire::Ipv4Cidr::new(address, prefix);
+    let network = Ipv4Cidr::new(address, prefix);
     let host_of_network = network.contains_addr(&sender)
         && Some(sender) != network.broadcast()
-        && (prefix > 30 || sender != network.network().address());
+        && !is_network_own(sender, network);
     if sender != arp.address(ARP_TARGET) || sender == address || !host_of_network {
         return None;
     }

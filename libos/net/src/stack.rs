@@ -25,7 +25,7 @@ use smoltcp::wire::{
 use crate::cores::{ArpShare, IcmpShare, WholeDevice};
 use crate::device::{Backlog, Counters, LentFrame, NicTx, Staging};
 use crate::dns::{DnsPorts, DnsQuery, DnsTcpFailure, Resolver, TCP_RECEIVE_BYTES};
-use crate::ingress::{ArpFromAnother, is_group};
+use crate::ingress::{ArpFromAnother, is_group, is_network_own};
 use crate::lease::{DhcpClient, DhcpLease, LeaseShare};
 use crate::owntcp::{OwnCounters, OwnTcp};
 use crate::ping::PingSockets;
@@ -1849,7 +1849,7 @@ impl Stack {
         }
         let network = Ipv4Cidr::new(address, prefix);
         let no_host = matches!(to.octets()[0], 0 | 127 | 240..);
-        let network_own = prefix <= 30 && to == network.network().address();
+        let network_own = is_network_own(to, network);
         let no_way = self.gateway.is_none() && !network.contains_addr(&to);
         if to == address || no_host || network_own || no_way {
             return Err(NetError::Unreachable);
