@@ -1819,8 +1819,7 @@ impl Stack {
         };
         // IP fragmentation is not compiled in, so a datagram must fit in one frame
         // (smoltcp would drop a larger one silently).
-        let max_payload = self.max_frame.saturating_sub(UDP_HEADERS);
-        if data.len() > self.udp.send_capacity(socket.0) || data.len() > max_payload {
+        if data.len() > self.udp.send_capacity(socket.0) || data.len() > self.udp.max_payload() {
             return Err(NetError::TooLarge);
         }
         if to.port == 0 {

@@ -158,6 +158,11 @@ impl UdpSockets {
         }
     }
 
+    /// The largest datagram one frame carries (its payload).
+    pub(crate) fn max_payload(&self) -> usize {
+        self.max_payload
+    }
+
     /// The ports bound.
     pub(crate) fn ports(&self) -> Vec<u16> {
         self.slots.iter().flatten().map(|slot| slot.port).collect()
