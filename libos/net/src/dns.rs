@@ -655,20 +655,20 @@ impl Resolver {
     }
 
     /// A free port of the block (or of the dynamic range without one), drawn at random:
-    /// not one of `taken` (the stack's UDP sockets) nor another query's.
-    fn draw_port(&mut self, taken: &[u16]) -> Option<u16> {
+    /// not one `taken` says is (the stack's UDP sockets') nor another query's.
+    fn draw_port(&mut self, taken: impl Fn(u16) -> bool) -> Option<u16> {
         let range = self.port_range();
         let (first, count) = (*range.start(), u32::from(range.end() - range.start()) + 1);
         let offset = (self.next_random() % u64::from(count)) as u32;
         (0..count)
             .map(|step| first + ((offset + step) % count) as u16)
-            .find(|&port| !taken.contains(&port) && !self.uses_port(port))
+            .find(|&port| !taken(port) && !self.uses_port(port))
     }
 
     /// Starts an A query for `name` to `servers` (the resolver's, or those of them the
     /// stack gets answers from) at `now_ns`, its first sending, to the first of them,
-    /// queued on a socket of its own in `sockets`; `taken` are the ports of the stack's
-    /// UDP sockets.
+    /// queued on a socket of its own in `sockets`; `taken` says whether a UDP socket of
+    /// the stack is bound to a port.
     pub(crate) fn start(
         &mut self,
         name: &str,
@@ -676,7 +676,7 @@ impl Resolver {
         now_ns: u64,
         sockets: &mut SocketSet<'static>,
         closing: &mut Vec<SocketHandle>,
-        taken: &[u16],
+        taken: impl Fn(u16) -> bool,
     ) -> Result<DnsQuery, NetError> {
         let &server = servers.first().ok_or(NetError::NoDnsServer)?;
         let question = encode_name(name).ok_or(NetError::BadName)?;

@@ -755,13 +755,14 @@ impl Stack {
         if servers.is_empty() && !self.resolver.servers().is_empty() {
             return Err(NetError::RepliesToAnotherPair);
         }
+        let udp = &self.udp;
         self.resolver.start(
             name,
             servers,
             self.now_ns,
             &mut self.sockets,
             &mut self.closing,
-            &self.udp.ports(),
+            |port| udp.is_bound(port),
         )
     }
 
@@ -1774,7 +1775,7 @@ impl Stack {
         if port == 0 {
             return Err(NetError::PortZero);
         }
-        if self.udp.ports().contains(&port) || self.resolver.uses_port(port) {
+        if self.udp.is_bound(port) || self.resolver.uses_port(port) {
             return Err(NetError::PortInUse(port));
         }
         let index = self.udp.bind(&mut self.sockets, port, options)?;

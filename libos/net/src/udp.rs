@@ -163,9 +163,9 @@ impl UdpSockets {
         self.max_payload
     }
 
-    /// The ports bound.
-    pub(crate) fn ports(&self) -> Vec<u16> {
-        self.slots.iter().flatten().map(|slot| slot.port).collect()
+    /// Whether a socket is bound to `port`.
+    pub(crate) fn is_bound(&self, port: u16) -> bool {
+        self.slots.iter().flatten().any(|slot| slot.port == port)
     }
 
     /// Binds a socket to `port` (not checked against the others: the stack's to do) with
