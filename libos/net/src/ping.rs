@@ -22,7 +22,7 @@ use smoltcp::socket::icmp;
 use smoltcp::wire::IpAddress;
 
 use crate::stack::{NetError, PING_MAX_DATA};
-use crate::udp::Lending;
+use crate::udp::{Lending, place_in_first_free};
 
 /// Echo requests a ping socket holds to send (the one lent to smoltcp included), and
 /// packets it holds received.
@@ -96,16 +96,7 @@ impl PingSockets {
             lending: Lending::new(),
             given_up: None,
         };
-        match self.slots.iter().position(Option::is_none) {
-            Some(free) => {
-                self.slots[free] = Some(slot);
-                free
-            }
-            None => {
-                self.slots.push(Some(slot));
-                self.slots.len() - 1
-            }
-        }
+        place_in_first_free(&mut self.slots, slot)
     }
 
     /// The socket at `index`; a [`crate::PingSocket`] is given back only by closing it,

@@ -94,6 +94,21 @@ impl<D: Copy> Lending<D> {
     }
 }
 
+/// Puts `slot` in the first free place of `slots` (one a closed socket left), else after
+/// the last; its index. Shared by `udp.rs` and `ping.rs`.
+pub(crate) fn place_in_first_free<T>(slots: &mut Vec<Option<T>>, slot: T) -> usize {
+    match slots.iter().position(Option::is_none) {
+        Some(free) => {
+            slots[free] = Some(slot);
+            free
+        }
+        None => {
+            slots.push(Some(slot));
+            slots.len() - 1
+        }
+    }
+}
+
 /// A datagram queued to be sent: where to, and when it was queued.
 #[derive(Clone, Copy, Debug)]
 struct Queued {
@@ -189,16 +204,7 @@ impl UdpSockets {
             given_up: Vec::new(),
             kept: VecDeque::new(),
         };
-        match self.slots.iter().position(Option::is_none) {
-            Some(free) => {
-                self.slots[free] = Some(slot);
-                Ok(free)
-            }
-            None => {
-                self.slots.push(Some(slot));
-                Ok(self.slots.len() - 1)
-            }
-        }
+        Ok(place_in_first_free(&mut self.slots, slot))
     }
 
     /// The socket at `index`; a [`crate::UdpSocket`] is given back only by closing it,
