@@ -690,10 +690,7 @@ impl Resolver {
         let mut plain = message[..message.len() - OPT_RECORD.len()].to_vec();
         // No additional record.
         plain[10..12].copy_from_slice(&[0, 0]);
-        let first_plain = self.speaks_plain(server, now_ns);
-        let socket = sending(port, server, if first_plain { &plain } else { &message })?;
-        let mark = Arc::new(());
-        let servers = servers
+        let servers: Vec<QueryServer> = servers
             .into_iter()
             .enumerate()
             .map(|(index, address)| QueryServer {
@@ -703,6 +700,9 @@ impl Resolver {
                 plain: self.speaks_plain(address, now_ns),
             })
             .collect();
+        let first = if servers[0].plain { &plain } else { &message };
+        let socket = sending(port, server, first)?;
+        let mark = Arc::new(());
         self.queries.push(Query {
             mark: mark.clone(),
             servers,
