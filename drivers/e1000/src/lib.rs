@@ -408,6 +408,11 @@ impl Queue {
         Ok(queue)
     }
 
+    /// This queue's index, as the log names it.
+    fn index(&self) -> usize {
+        self.registers / QUEUE_STRIDE
+    }
+
     /// Puts the rings in their starting state, for a new pair or a device that was
     /// reset: every descriptor pointing at its buffer with its status cleared, nothing
     /// received or queued, no checksum context. Returns the frames that were in flight
@@ -448,8 +453,7 @@ impl Queue {
         }
         let status = self.regs.read32(STATUS);
         if status & STATUS_LU == 0 {
-            let queue = self.registers / QUEUE_STRIDE;
-            self.link.saw(false, queue, "found with frames held");
+            self.link.saw(false, self.index(), "found with frames held");
             return Err(self.mark_link_lost());
         }
         if status & STATUS_TXOFF != 0 {
@@ -475,7 +479,7 @@ impl Queue {
                  through the device, else by its next receive, send or transmit_pending \
                  through it), and frames sent until the link is back are dropped and \
                  counted",
-                self.registers / QUEUE_STRIDE,
+                self.index(),
                 self.tx.frames_in_flight(),
             );
         }
@@ -491,8 +495,7 @@ impl Queue {
             return false;
         }
         let up = self.regs.read32(STATUS) & STATUS_LU != 0;
-        self.link
-            .saw(up, self.registers / QUEUE_STRIDE, "found by a send");
+        self.link.saw(up, self.index(), "found by a send");
         if !up {
             return true;
         }
@@ -518,7 +521,7 @@ impl Queue {
              whole device is reset (at once when this call came through the device, else \
              by its next receive, send or transmit_pending through it); the pair fails until \
              then",
-            self.registers / QUEUE_STRIDE,
+            self.index(),
             self.tx.frames_in_flight(),
             self.regs.read32(TDH + self.registers),
             self.regs.read32(TDT + self.registers),
@@ -611,8 +614,8 @@ impl Queue {
             self.regs.write32(RDT + self.registers, tail as u32);
         }
         if received.descriptors == 0 {
-            let queue = self.registers / QUEUE_STRIDE;
-            self.link.look(&self.regs, self.platform.now_ns(), queue);
+            self.link
+                .look(&self.regs, self.platform.now_ns(), self.index());
         }
         Ok(received)
     }
