@@ -103,12 +103,10 @@ impl PitWindow {
     /// does not move (no PIT).
     pub(crate) fn finish(mut self, micros: u64) -> Option<u64> {
         let wanted = rexo_pit::PIT_HZ * micros / 1_000_000;
-        (0..WINDOW_READS).find(|_| {
+        (0..WINDOW_READS).find_map(|_| {
             self.sample();
-            // `&`: one path for every reading (less code for an emulator to translate).
-            (self.0.counted() >= wanted) & self.0.tsc_hz().is_some()
-        })?;
-        self.0.tsc_hz()
+            self.0.tsc_hz().filter(|_| self.0.counted() >= wanted)
+        })
     }
 }
 
