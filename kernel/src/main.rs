@@ -69,7 +69,6 @@ struct BootState {
     cmdline: &'static str,
     /// How the TSC's rate was found.
     tsc_source: time::TscSource,
-    features: cpu::Features,
     /// The other cores, started before the boot core's last steps (`None`: no MADT, or
     /// no other core to start).
     starting: Option<smp::Starting>,
@@ -120,7 +119,7 @@ extern "C" fn kernel_main(protocol: u32, info: u32, magic: u32) -> ! {
         no_such_app(format_args!(""), options.app);
     }
 
-    let features = cpu::Features::read();
+    let features = cpu::features();
     // Memory: the map first (the HPET's register checks below need it to tell RAM from
     // devices), then what must never be handed out, the allocator, the page tables.
     let map =
@@ -181,7 +180,7 @@ extern "C" fn kernel_main(protocol: u32, info: u32, magic: u32) -> ! {
         "memory: frame allocator ready, {} KiB free",
         mem::frames::free_bytes() >> 10
     );
-    paging::init(map, &features).unwrap_or_else(|e| fatal(format_args!("page tables: {e}")));
+    paging::init(map, features).unwrap_or_else(|e| fatal(format_args!("page tables: {e}")));
     paging::unmap_page(arch::entry::boot_stack_guard())
         .unwrap_or_else(|e| fatal(format_args!("boot stack guard: {e}")));
     log::debug!("memory: page tables installed");
@@ -229,7 +228,6 @@ extern "C" fn kernel_main(protocol: u32, info: u32, magic: u32) -> ! {
         boot,
         cmdline,
         tsc_source,
-        features,
         starting,
     });
     cpu::switch_stack(stack.top, boot_core_on_its_stack)
@@ -418,7 +416,7 @@ extern "C" fn ap_entry(ticket: u64) -> ! {
 /// slowest thing a boot does (a VM exit per byte under a hypervisor), and under emulation
 /// the first formatted text pays for translating `core::fmt` (docs/boot.md).
 fn log_boot_report(state: &BootState) {
-    let (boot, features, usable) = (&state.boot, &state.features, state.usable_bytes);
+    let (boot, features, usable) = (&state.boot, cpu::features(), state.usable_bytes);
     let (loader, protocol, cmdline) = (boot.loader(), boot.protocol, state.cmdline);
     log::info!("rexo: booted by {loader} ({protocol:?}), command line '{cmdline}'");
     let (mhz, source) = (time::tsc_hz() / 1_000_000, state.tsc_source);

@@ -19,7 +19,7 @@ const DEBUG_EXIT_SUCCESS: u8 = 0x10;
 const DEBUG_EXIT_FAILURE: u8 = 0x11;
 
 fn debug_exit(value: u8) {
-    if cpu::Features::read().hypervisor {
+    if cpu::features().hypervisor {
         outb(DEBUG_EXIT_PORT, value);
     }
 }

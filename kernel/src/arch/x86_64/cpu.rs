@@ -68,13 +68,12 @@ pub fn cpuid(leaf: u32, subleaf: u32) -> CpuidResult {
     __cpuid_count(leaf, subleaf)
 }
 
-/// A random number: RDSEED's where CPUID.(EAX=7,ECX=0):EBX[18] says the CPU has it, tried
-/// 10 times while it answers CF=0 (none ready), then RDRAND's where CPUID.01H:ECX[30]
-/// says so, tried 10 times as Intel's DRNG guide advises (try `n` is step `n / 10`);
-/// `None` without either, or when every try failed.
+/// A random number: RDSEED's where the CPU has it ([`Features::rdseed`]), tried 10 times
+/// while it answers CF=0 (none ready), then RDRAND's where it has that
+/// ([`Features::rdrand`]), tried 10 times as Intel's DRNG guide advises (try `n` is step
+/// `n / 10`); `None` without either, or when every try failed.
 pub fn random_u64() -> Option<u64> {
-    let (rdseed, mut out) = (cpuid(0, 0).eax >= 7 && cpuid(7, 0).ebx & (1 << 18) != 0, 0);
-    let has = [rdseed, cpuid(1, 0).ecx & (1 << 30) != 0];
+    let (has, mut out) = ([features().rdseed, features().rdrand], 0);
     let steps = [_rdseed64_step, _rdrand64_step];
     // SAFETY: step `n / 10` runs only where CPUID said the CPU has its instruction
     // (`has`); it writes `out` only.
@@ -175,7 +174,7 @@ pub fn signature() -> rexo_cpuid::Signature {
     rexo_cpuid::Signature::new(vendor, cpuid(1, 0).eax)
 }
 
-/// CPU features the kernel uses, read once through CPUID.
+/// CPU features the kernel uses, read once through CPUID ([`features`]).
 #[derive(Clone, Copy, Debug)]
 pub struct Features {
     /// 1 GiB pages (`pdpe1gb`).
@@ -190,38 +189,41 @@ pub struct Features {
     pub phys_bits: u8,
     /// Running under a hypervisor.
     pub hypervisor: bool,
+    /// RDSEED (CPUID.(EAX=7,ECX=0):EBX[18]).
+    pub rdseed: bool,
+    /// RDRAND (CPUID.01H:ECX[30]).
+    pub rdrand: bool,
+    /// The IA32_TSC_ADJUST MSR (CPUID.(EAX=7,ECX=0):EBX[1]).
+    pub tsc_adjust: bool,
 }
 
 impl Features {
-    /// Reads the features of the current CPU.
-    pub fn read() -> Self {
-        let max_ext = cpuid(0x8000_0000, 0).eax;
-        let leaf1 = cpuid(1, 0);
-        let ext1 = if max_ext >= 0x8000_0001 {
-            cpuid(0x8000_0001, 0)
-        } else {
-            CpuidResult {
-                eax: 0,
-                ebx: 0,
-                ecx: 0,
-                edx: 0,
-            }
-        };
-        let phys_bits = if max_ext >= 0x8000_0008 {
-            cpuid(0x8000_0008, 0).eax as u8
-        } else {
-            36
-        };
-        let invariant_tsc = max_ext >= 0x8000_0007 && cpuid(0x8000_0007, 0).edx & (1 << 8) != 0;
+    /// Reads the features of the current CPU (a leaf past its range's highest reads as
+    /// none of them; 36 physical address bits without leaf 0x8000_0008).
+    fn read() -> Self {
+        let (max, max_ext) = (cpuid(0, 0).eax, cpuid(0x8000_0000, 0).eax);
+        let leaf = |n, highest| (highest >= n).then(|| cpuid(n, 0));
+        let (leaf1, leaf7_ebx) = (cpuid(1, 0), leaf(7, max).map_or(0, |l| l.ebx));
         Self {
-            huge_1g: ext1.edx & (1 << 26) != 0,
+            huge_1g: leaf(0x8000_0001, max_ext).is_some_and(|l| l.edx & (1 << 26) != 0),
             x2apic: leaf1.ecx & (1 << 21) != 0,
             tsc_deadline: leaf1.ecx & (1 << 24) != 0,
-            invariant_tsc,
-            phys_bits,
+            invariant_tsc: leaf(0x8000_0007, max_ext).is_some_and(|l| l.edx & (1 << 8) != 0),
+            phys_bits: leaf(0x8000_0008, max_ext).map_or(36, |l| l.eax as u8),
             hypervisor: leaf1.ecx & (1 << 31) != 0,
+            rdseed: leaf7_ebx & (1 << 18) != 0,
+            rdrand: leaf1.ecx & (1 << 30) != 0,
+            tsc_adjust: leaf7_ebx & (1 << 1) != 0,
         }
     }
+}
+
+/// The CPU's features, read through CPUID on the first call (on the boot core, early in
+/// the boot; every core is taken to have the same) and kept: later calls (one per random
+/// number an app asks for) run no CPUID.
+pub fn features() -> &'static Features {
+    static FEATURES: spin::Once<Features> = spin::Once::new();
+    FEATURES.call_once(Features::read)
 }
 
 /// Model-specific register numbers the kernel uses.

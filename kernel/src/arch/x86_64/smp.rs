@@ -11,7 +11,7 @@ use core::arch::global_asm;
 use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use super::apic::{self, Ipi};
-use super::cpu::{cpuid, msr, rdmsr, wrmsr};
+use super::cpu::{features, msr, rdmsr, wrmsr};
 use super::percpu::MAX_CORES;
 
 /// Physical address the trampoline runs at (SIPI vector 0x08).
@@ -207,8 +207,7 @@ static BOOT_TSC_ADJUST: spin::Once<Option<u64>> = spin::Once::new();
 /// a core whose ticket has no stack here parks in the trampoline. Called once, before
 /// [`start_cores`].
 pub fn prepare(stack_tops: &[u64], entry: extern "C" fn(u64) -> !) {
-    let has_tsc_adjust = cpuid(0, 0).eax >= 7 && cpuid(7, 0).ebx & 1 << 1 != 0;
-    BOOT_TSC_ADJUST.call_once(|| has_tsc_adjust.then(|| rdmsr(msr::TSC_ADJUST)));
+    BOOT_TSC_ADJUST.call_once(|| features().tsc_adjust.then(|| rdmsr(msr::TSC_ADJUST)));
     for (i, &top) in stack_tops.iter().enumerate() {
         STACK_TOPS[i].store(top, Ordering::Relaxed);
     }
