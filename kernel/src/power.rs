@@ -5,7 +5,7 @@
 
 #![allow(unsafe_code)] // the deliberate triple fault
 
-use rexo_acpi::{AddressSpace, GenericAddress};
+use rexo_acpi::{AddressSpace, GenericAddress, SleepRegister};
 use rexo_drivers::Leaving::{PowerOff, Reboot};
 
 use crate::arch::cpu::{self, inw, outb, outw};
@@ -79,26 +79,27 @@ pub fn power_off() -> &'static str {
         return "the DSDT has no \\_S5 sleep type";
     };
     log::debug!("power: S5 sleep type {slp_typa}/{slp_typb}, {fadt:?}");
-    let (sleep_control, pm1a) = (fadt.sleep_control.as_ref(), fadt.pm1a_control_block);
-    match (fadt.hardware_reduced, sleep_control, pm1a) {
-        (true, None, _) => return "hardware-reduced ACPI without a sleep control register",
-        (false, _, None) => return "no PM1a control block",
-        _ => {}
-    }
+    let register = match fadt.sleep_register() {
+        Ok(register) => register,
+        Err(missing) => return missing,
+    };
     let _disks = MACHINE.get().map(|bound| bound.shut_down_disks(PowerOff));
     cpu::without_interrupts(|| {
-        if let (true, Some(control)) = (fadt.hardware_reduced, sleep_control) {
-            const SLP_EN_HW_REDUCED: u64 = 1 << 5;
-            if !write_register(control, u64::from(slp_typa & 7) << 2 | SLP_EN_HW_REDUCED) {
-                return "the sleep control register is not writable";
+        match register {
+            SleepRegister::Control(control) => {
+                const SLP_EN_HW_REDUCED: u64 = 1 << 5;
+                if !write_register(control, u64::from(slp_typa & 7) << 2 | SLP_EN_HW_REDUCED) {
+                    return "the sleep control register is not writable";
+                }
             }
-        } else if let Some(pm1a) = pm1a {
-            enable_acpi_mode(fadt);
-            const SLP_EN: u16 = 1 << 13;
-            let keep = inw(pm1a) & !(0x7 << 10 | SLP_EN);
-            outw(pm1a, keep | u16::from(slp_typa & 7) << 10 | SLP_EN);
-            if let Some(pm1b) = fadt.pm1b_control_block {
-                outw(pm1b, u16::from(slp_typb & 7) << 10 | SLP_EN);
+            SleepRegister::Pm1a(pm1a) => {
+                enable_acpi_mode(fadt);
+                const SLP_EN: u16 = 1 << 13;
+                let keep = inw(pm1a) & !(0x7 << 10 | SLP_EN);
+                outw(pm1a, keep | u16::from(slp_typa & 7) << 10 | SLP_EN);
+                if let Some(pm1b) = fadt.pm1b_control_block {
+                    outw(pm1b, u16::from(slp_typb & 7) << 10 | SLP_EN);
+                }
             }
         }
         crate::time::delay_us(100_000);

@@ -190,6 +190,17 @@ pub struct Fadt {
     pub dsdt: Option<u64>,
 }
 
+/// Where an ACPI sleep request (a sleep type with its enable bit) is written
+/// ([`Fadt::sleep_register`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SleepRegister<'a> {
+    /// Hardware-reduced ACPI's sleep control register ([`Fadt::sleep_control`]).
+    Control(&'a GenericAddress),
+    /// The PM1a control block's port ([`Fadt::pm1a_control_block`]); the PM1b control
+    /// block, where the FADT names one, takes the request too.
+    Pm1a(u16),
+}
+
 /// How far into the FADT the fields read here reach (the end of the sleep status register).
 const READ_LEN: usize = 268;
 /// The first CMOS index past the clock's own registers (time 0x00-0x09, status 0x0A-0x0D).
@@ -205,6 +216,18 @@ const FIELD_ENDS: [usize; 13] = [
 impl Fadt {
     /// How many port ranges [`io_ports`](Self::io_ports) gives.
     pub const IO_PORT_RANGES: usize = 10;
+
+    /// Where a sleep request goes: the sleep control register on hardware-reduced ACPI,
+    /// else the PM1a control block; `Err` says which of them the FADT lacks.
+    pub fn sleep_register(&self) -> Result<SleepRegister<'_>, &'static str> {
+        let (control, pm1a) = (self.sleep_control.as_ref(), self.pm1a_control_block);
+        match (self.hardware_reduced, control, pm1a) {
+            (true, Some(control), _) => Ok(SleepRegister::Control(control)),
+            (true, None, _) => Err("hardware-reduced ACPI without a sleep control register"),
+            (false, _, Some(pm1a)) => Ok(SleepRegister::Pm1a(pm1a)),
+            (false, _, None) => Err("no PM1a control block"),
+        }
+    }
 
     /// The I/O ports of the ACPI fixed hardware the FADT names, as (first port, count):
     /// the PM1a and PM1b event and control blocks, the PM2 control block, the PM timer, the

@@ -26,7 +26,9 @@ use core::fmt;
 use rexo_physmem::{PhysMemory, read_array, read_u32, read_u64};
 
 pub use destination::{Unaddressable, interrupt_destination, ipi_destination};
-pub use fadt::{AddressSpace, BootArch, Fadt, GenericAddress, PmTimer, ResetRegister};
+pub use fadt::{
+    AddressSpace, BootArch, Fadt, GenericAddress, PmTimer, ResetRegister, SleepRegister,
+};
 pub use info::{
     AcpiInfo, Capacity, DEFAULT_LOCAL_APIC_ADDRESS, Hpet, InterruptOverride, IoApic, IsaRoute,
     LocalApic, LocalApicNmi, McfgSegment, Polarity, TableInfo, TriggerMode, Warning,

@@ -5,9 +5,9 @@ mod common;
 use common::*;
 use rexo_acpi::{
     AcpiError, Capacity, DEFAULT_LOCAL_APIC_ADDRESS, MAX_IO_APICS, MAX_LOCAL_APICS, MAX_OVERRIDES,
-    MAX_TABLES, MAX_WARNINGS, RsdpCopy, Signature, Unaddressable, Warning, check_copy,
-    find_rsdp_bios, interrupt_destination, io_apic_entries, io_apic_serves, ipi_destination, parse,
-    parse_acpi1,
+    MAX_TABLES, MAX_WARNINGS, RsdpCopy, Signature, SleepRegister, Unaddressable, Warning,
+    check_copy, find_rsdp_bios, interrupt_destination, io_apic_entries, io_apic_serves,
+    ipi_destination, parse, parse_acpi1,
 };
 use rexo_physmem::SparseMemory;
 use rexo_testkit::Rng;
@@ -782,6 +782,36 @@ fn hardware_reduced_fadt_and_bad_dsdt_pointer() {
     );
     // The DSDT that was not one at boot has no `\_S5` at power-off either.
     assert_eq!(info.find_s5(&mem), Ok(None));
+}
+
+#[test]
+fn a_sleep_request_goes_to_the_sleep_control_register_on_hardware_reduced_acpi_else_pm1a() {
+    let hw_reduced = 1 << 20;
+    let fadt = table(b"FACP", 6, &fadt6(hw_reduced, 0));
+    let f = parse(&synthetic(&[fadt]), RSDP).unwrap().fadt.unwrap();
+    // Hardware-reduced ACPI sleeps through its sleep control register alone (the FADT
+    // names a PM1a control block too); a FADT without the register its kind of ACPI
+    // sleeps through says which it lacks.
+    let control = f.sleep_control.as_ref().unwrap();
+    assert_eq!(f.sleep_register(), Ok(SleepRegister::Control(control)));
+    let without_control = rexo_acpi::Fadt {
+        sleep_control: None,
+        ..f
+    };
+    assert_eq!(
+        without_control.sleep_register(),
+        Err("hardware-reduced ACPI without a sleep control register")
+    );
+    let legacy = |pm1a_control_block| rexo_acpi::Fadt {
+        hardware_reduced: false,
+        pm1a_control_block,
+        ..f
+    };
+    assert_eq!(
+        legacy(Some(0x404)).sleep_register(),
+        Ok(SleepRegister::Pm1a(0x404))
+    );
+    assert_eq!(legacy(None).sleep_register(), Err("no PM1a control block"));
 }
 
 #[test]

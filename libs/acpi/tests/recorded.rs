@@ -5,8 +5,8 @@ mod common;
 use common::recorded;
 use rexo_acpi::{
     AddressSpace, BootArch, GenericAddress, InterruptOverride, IoApic, IsaRoute, LocalApic,
-    LocalApicNmi, McfgSegment, PmTimer, Polarity, ResetRegister, TriggerMode, find_rsdp_bios,
-    parse,
+    LocalApicNmi, McfgSegment, PmTimer, Polarity, ResetRegister, SleepRegister, TriggerMode,
+    find_rsdp_bios, parse,
 };
 
 /// Checks everything QEMU's SeaBIOS tables have in common across machine types.
@@ -143,6 +143,7 @@ fn check_common(machine: &str, rsdp: u64, cpus: u32) -> rexo_acpi::AcpiInfo {
     assert_eq!((gpe1, smi), ((0, 0), (0xB2, 1)));
     assert!(!fadt.hardware_reduced);
     assert_eq!((fadt.sleep_control, fadt.sleep_status), (None, None));
+    assert_eq!(fadt.sleep_register(), Ok(SleepRegister::Pm1a(0x604)));
     assert_eq!(info.find_s5(&mem), Ok(Some((0, 0))));
 
     let facs = info.table(b"FACS").unwrap();
