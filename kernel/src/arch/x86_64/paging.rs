@@ -92,7 +92,7 @@ pub const IDENTITY_MAP_BITS: u8 = 47;
 fn table(phys: u64) -> &'static mut [u64; 512] {
     // SAFETY: `phys` is a page-table frame owned by the paging layer (allocated below and
     // never freed) and identity-mapped; the paging layer is only used under `LOCK`, so no
-    // two references to the same table exist at once.
+    // two references to the same table exist at once (`leaf` reads through no reference).
     unsafe { &mut *(phys as *mut [u64; 512]) }
 }
 
@@ -276,11 +276,27 @@ pub fn set_present(range: core::ops::Range<u64>, present: bool) -> Result<(), Pa
     Ok(())
 }
 
-/// The present entry that maps `addr` and the bytes of its page (1 GiB, 2 MiB or 4 KiB).
+/// The present entry that maps `addr` and the bytes of its page (1 GiB, 2 MiB or 4 KiB),
+/// read without the page-table lock as another core's MMU reads them: top down, each
+/// entry once, as a whole.
 fn leaf(addr: u64) -> Option<(u64, u64)> {
     let mut entry = ROOT.load(Ordering::Relaxed);
     for shift in [39, 30, 21, 12] {
-        entry = table(entry & ADDRESS_MASK)[(addr >> shift) as usize & 511];
+        let entries = (entry & ADDRESS_MASK) as *mut u64;
+        let at = entries.wrapping_add((addr >> shift) as usize & 511);
+        // SAFETY: `at` is an aligned entry of a page table reached from the root: a frame
+        // never freed nor reused (`frames::allocate_page_table`), identity-mapped. The
+        // load is atomic; the writers, under `LOCK`, store each entry whole, one aligned
+        // u64 (a single store, atomic on x86-64), but as plain stores: a race outside
+        // Rust's model that every other core's MMU runs already, reading the same entries
+        // the same way. The writers: `init`, before any other core or app runs;
+        // `entry_4k`'s split, which fills its new table before it stores the entry that
+        // links it (as those MMUs need too); `set_present` and `unmap_page_locked`, which
+        // flip `PRESENT` alone; `map_device`, which zeroes each new table before linking
+        // it; `map_ram_at`, in the upper half only (PML4 entries 256 up, never reached
+        // from `is_present`, whose range ends at 2^47). So each entry is read as before
+        // or after a change, and a table reached is filled.
+        entry = unsafe { AtomicU64::from_ptr(at) }.load(Ordering::Relaxed);
         if entry & PRESENT == 0 || entry & HUGE != 0 || shift == 12 {
             return (entry & PRESENT != 0).then_some((entry, 1 << shift));
         }
@@ -290,12 +306,13 @@ fn leaf(addr: u64) -> Option<(u64, u64)> {
 
 /// Whether every page of `range` is present in the identity map: RAM the kernel may touch
 /// for a C app (a stack's guard page and memory taken by force are RAM but not mapped).
-/// Takes the page-table lock per call, so per check of a C app's buffer: a known cost.
+/// Takes no lock (it runs per check of a C app's buffer, on every core): a page whose
+/// entry changes meanwhile counts as it was before or after the change (a lock would not
+/// keep the answer true until it is used either).
 pub fn is_present(range: core::ops::Range<u64>) -> bool {
     if range.end > 1 << IDENTITY_MAP_BITS {
         return false; // the upper half's entries, not the identity map's
     }
-    let _guard = LOCK.lock();
     let mut addr = range.start;
     // No entry is read past the range's end (which may be the upper half's first).
     while let Some((_, bytes)) = Some(addr).filter(|&at| at < range.end).and_then(leaf) {

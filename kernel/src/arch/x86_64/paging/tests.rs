@@ -1,6 +1,6 @@
 //! What the kernel tests read of the page tables.
 
-use super::{Caching, GIB4, LOCK, WRITABLE, installed};
+use super::{Caching, GIB4, WRITABLE, installed};
 
 /// Whether `addr` is mapped (what the kernel tests check of guard pages and the map).
 pub fn is_mapped(addr: u64) -> bool {
@@ -10,10 +10,8 @@ pub fn is_mapped(addr: u64) -> bool {
     mapping(addr).is_some()
 }
 
-/// The bytes of the page that maps `addr`: 1 GiB, 2 MiB or 4 KiB (`None`: not mapped,
-/// or the tables are busy).
+/// The bytes of the page that maps `addr`: 1 GiB, 2 MiB or 4 KiB (`None`: not mapped).
 pub fn page_bytes(addr: u64) -> Option<u64> {
-    let _guard = LOCK.try_lock()?;
     super::leaf(addr).map(|(_, bytes)| bytes)
 }
 
@@ -26,10 +24,10 @@ pub struct Mapping {
     pub caching: Caching,
 }
 
-/// How `addr` is mapped in the installed tables (`None`: not mapped, or the tables are
-/// busy); the entry that maps it, at whichever level, decides.
+/// How `addr` is mapped in the installed tables (`None`: not mapped); the entry that maps
+/// it, at whichever level, decides.
 pub fn mapping(addr: u64) -> Option<Mapping> {
-    let leaf = leaf_entry(addr)?;
+    let (leaf, _) = super::leaf(addr)?;
     let uncached = Caching::Uncached.bits();
     Some(Mapping {
         writable: leaf & WRITABLE != 0,
@@ -39,10 +37,4 @@ pub fn mapping(addr: u64) -> Option<Mapping> {
             Caching::WriteBack
         },
     })
-}
-
-/// The present entry that maps `addr` (a 1 GiB, 2 MiB or 4 KiB page).
-fn leaf_entry(addr: u64) -> Option<u64> {
-    let _guard = LOCK.try_lock()?;
-    super::leaf(addr).map(|(entry, _)| entry)
 }
