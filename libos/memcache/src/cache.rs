@@ -485,15 +485,32 @@ impl Cache {
     /// (the parser refuses those before their data arrives); a refused `set` also removes
     /// the key's old item, as memcached does, so that a stale value does not stay readable.
     pub fn refuse_too_large(&mut self, mode: StoreMode, key: Key<'_>, now: u64) -> StoreOutcome {
+        self.refuse_for_size(key, StoreOutcome::TooLarge, mode == StoreMode::Set, now)
+    }
+
+    /// Counts a store refused for its size, `refusal` ([`StoreOutcome::TooLarge`] or
+    /// [`StoreOutcome::NoMemory`]), removing the key's old item when `unlink_old`; the
+    /// refusal.
+    fn refuse_for_size(
+        &mut self,
+        key: Key<'_>,
+        refusal: StoreOutcome,
+        unlink_old: bool,
+        now: u64,
+    ) -> StoreOutcome {
         self.flush_if_due(now);
-        self.stats.store_too_large += 1;
-        if mode == StoreMode::Set {
+        if refusal == StoreOutcome::TooLarge {
+            self.stats.store_too_large += 1;
+        } else {
+            self.stats.store_no_memory += 1;
+        }
+        if unlink_old {
             let hash = self.hash(key);
             if let Some(index) = self.live(key, hash, now) {
                 self.unlink(index, hash);
             }
         }
-        StoreOutcome::TooLarge
+        refusal
     }
 
     /// `delete`: removes `key`'s live item; false if there is none.

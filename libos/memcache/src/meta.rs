@@ -508,12 +508,7 @@ pub(crate) fn run(cache: &mut impl Store, meta: Meta<'_>, now: u64, out: &mut im
             write_status(out, &meta, status, &[(b'c', cas)]);
         }
         Action::SetTooLarge => {
-            // Only a plain set loses the old item, as a too large `set` does.
-            let mode = match (options.set_mode, options.compare_cas) {
-                (SetMode::Set, Some(unique)) => StoreMode::Cas(unique),
-                (mode, _) => mode.store_mode(),
-            };
-            cache.refuse_too_large(mode, key, now);
+            cache.meta_refuse_too_large(key, now);
             out.put(Reply::TooLarge.bytes());
         }
         Action::Delete => {

@@ -63,6 +63,8 @@ pub trait Store {
         value: &[u8],
         now: u64,
     ) -> (StoreOutcome, u64);
+    /// `ms` of a value above the item size limit ([`Cache::meta_refuse_too_large`]).
+    fn meta_refuse_too_large(&mut self, key: Key<'_>, now: u64) -> StoreOutcome;
     /// `md` ([`Cache::meta_delete`]).
     fn meta_delete(&mut self, key: Key<'_>, delete: &MetaDelete, now: u64) -> DeleteOutcome;
     /// `ma` ([`Cache::meta_delta`]).
@@ -139,6 +141,9 @@ impl Store for Cache {
         now: u64,
     ) -> (StoreOutcome, u64) {
         Cache::meta_store(self, key, store, value, now)
+    }
+    fn meta_refuse_too_large(&mut self, key: Key<'_>, now: u64) -> StoreOutcome {
+        Cache::meta_refuse_too_large(self, key, now)
     }
     fn meta_delete(&mut self, key: Key<'_>, delete: &MetaDelete, now: u64) -> DeleteOutcome {
         Cache::meta_delete(self, key, delete, now)
@@ -287,6 +292,9 @@ impl Store for &Shards {
         now: u64,
     ) -> (StoreOutcome, u64) {
         self.on(key, |cache| cache.meta_store(key, store, value, now))
+    }
+    fn meta_refuse_too_large(&mut self, key: Key<'_>, now: u64) -> StoreOutcome {
+        self.on(key, |cache| cache.meta_refuse_too_large(key, now))
     }
     fn meta_delete(&mut self, key: Key<'_>, delete: &MetaDelete, now: u64) -> DeleteOutcome {
         self.on(key, |cache| cache.meta_delete(key, delete, now))

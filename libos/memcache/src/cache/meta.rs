@@ -286,7 +286,10 @@ impl Cache {
     }
 
     /// `ms`: stores `value` under `key` as `store` asks; what was done, and the stored
-    /// item's cas unique (0 when nothing was stored).
+    /// item's cas unique (0 when nothing was stored). An item that cannot be made (its
+    /// value above the item size limit, or key and value alone above the budget) is
+    /// refused before the mode is looked at, and the key's old item removed whatever the
+    /// mode, as memcached's meta set does (a classic store removes it for `set` only).
     pub fn meta_store(
         &mut self,
         key: Key<'_>,
@@ -294,6 +297,15 @@ impl Cache {
         value: &[u8],
         now: u64,
     ) -> (StoreOutcome, u64) {
+        if value.len() > self.config.max_value {
+            return (self.meta_refuse_too_large(key, now), 0);
+        }
+        if key.bytes().len() + value.len() + ITEM_OVERHEAD > self.config.max_bytes {
+            return (
+                self.refuse_for_size(key, StoreOutcome::NoMemory, true, now),
+                0,
+            );
+        }
         let mode = match (store.mode, store.compare_cas) {
             (StoreMode::Set | StoreMode::Replace, Some(unique)) => StoreMode::Cas(unique),
             (mode, _) => mode,
@@ -313,6 +325,12 @@ impl Cache {
             outcome,
             index.map_or(0, |index| self.items[index as usize].cas),
         )
+    }
+
+    /// `ms` of a value above the item size limit (its data block skipped unread): counted,
+    /// and the key's old item removed in every mode, as memcached's meta set does.
+    pub fn meta_refuse_too_large(&mut self, key: Key<'_>, now: u64) -> StoreOutcome {
+        self.refuse_for_size(key, StoreOutcome::TooLarge, true, now)
     }
 
     /// `md`: removes (or marks stale) `key`'s live item as `delete` asks; counted as a

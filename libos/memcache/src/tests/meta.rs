@@ -267,7 +267,7 @@ fn meta_set_refusals_keep_the_stream_in_step() {
         );
     }
     // A block above the item size limit is refused at once and streams past, never
-    // held; a set of `k` leaves no old value, an append of it leaves `a` alone.
+    // held; a set of `k` and an append to `a` leave no old value (below).
     server.say("ms k 1\r\nk\r\n");
     let mut request = b"ms k 2000000 T0\r\n".to_vec();
     request.resize(request.len() + 2_000_000, b'z');
@@ -277,13 +277,56 @@ fn meta_set_refusals_keep_the_stream_in_step() {
     let too_large = "SERVER_ERROR object too large for cache\r\n";
     assert_eq!(
         text(&server.in_pieces(&request)),
-        std::format!("{too_large}{too_large}EN\r\n{A_IS_THERE}")
+        std::format!("{too_large}{too_large}EN\r\nEND\r\n")
     );
     assert_eq!(server.cache.stats(server.now).store_too_large, 2);
+    server.say("set a 0 0 1\r\n1\r\n");
     // Byte at a time, the same.
     assert_eq!(
         text(&server.byte_at_a_time(b"ms k 5 v v\r\nget a\r\nget a\r\nms k 1\r\nx\r\n")),
         std::format!("CLIENT_ERROR duplicate flag\r\n{A_IS_THERE}HD\r\n")
+    );
+}
+
+/// A meta set whose item cannot be made, its value above the item size limit or key
+/// and value alone above the budget, removes the key's old item whatever its mode, as
+/// memcached's meta set does (a classic store removes it for `set` only): the refused
+/// value must not leave a stale one readable.
+#[test]
+fn a_meta_set_refused_for_its_size_removes_the_old_item_in_every_mode() {
+    let item = 1 + 1 + ITEM_OVERHEAD;
+    let small_items = Config {
+        max_value: 10,
+        ..Config::default()
+    };
+    let small_budget = Config {
+        max_bytes: 4 * item,
+        ..Config::default()
+    };
+    let too_large = "SERVER_ERROR object too large for cache\r\n";
+    let no_memory = "SERVER_ERROR out of memory storing object\r\n";
+    let above_the_budget = "x".repeat(4 * item - ITEM_OVERHEAD);
+    for (config, value, refusal) in [
+        (small_items, "y".repeat(11), too_large),
+        (small_budget, above_the_budget, no_memory),
+    ] {
+        let mut server = Server::with(config);
+        for mode in [
+            "", "MS", "ME", "MA", "MP", "MR", "C1", "MR C1", "MA C1", "I C1",
+        ] {
+            server.say("ms a 1\r\n1\r\n");
+            let line = std::format!("ms a {} {mode}\r\n{value}\r\nmg a v\r\n", value.len());
+            assert_eq!(server.say(&line), std::format!("{refusal}EN\r\n"), "{mode}");
+        }
+        let stats = server.cache.stats(server.now);
+        assert_eq!(stats.store_too_large + stats.store_no_memory, 10);
+    }
+    // A classic append too large keeps the old item, as memcached's does.
+    let mut server = Server::with(small_items);
+    server.say("ms a 1\r\n1\r\n");
+    assert_eq!(
+        server.say("append a 0 0 11\r\nyyyyyyyyyyy\r\nget a\r\n"),
+        std::format!("{too_large}{A_IS_THERE}")
     );
 }
 
