@@ -214,7 +214,8 @@ pub struct Inspection {
 
 impl Cache {
     /// `mg`: the live item of `key` (or, on a miss with [`MetaGet::vivify`], a new empty
-    /// one), changed as `get` asks; counted as a `get`, or with `T` as a `touch`.
+    /// one), changed as `get` asks; counted as a `get`, or with `T` as a `touch`, a hit
+    /// when it returns an item (one it made too, as memcached counts it).
     pub fn meta_get(&mut self, key: Key<'_>, get: &MetaGet, now: u64) -> Option<MetaHit<'_>> {
         self.flush_if_due(now);
         let touch = get.touch.is_some();
@@ -235,24 +236,30 @@ impl Cache {
             }
             found => found,
         };
-        match (found, touch) {
-            (Some(_), true) => self.stats.touch_hits += 1,
-            (Some(_), false) => self.stats.get_hits += 1,
-            (None, true) => self.stats.touch_misses += 1,
-            (None, false) => self.stats.get_misses += 1,
-        }
         let (index, created) = match found {
             Some(index) => (index, false),
-            None => {
-                get.vivify?;
-                if key.bytes().len() + ITEM_OVERHEAD > self.config.max_bytes {
-                    return None;
-                }
+            None if get.vivify.is_some()
+                && key.bytes().len() + ITEM_OVERHEAD <= self.config.max_bytes =>
+            {
                 let index = self.link(key.bytes().into(), key, hash, 0, 0, now);
                 self.stats.total_items += 1;
                 (index, true)
             }
+            None => {
+                if touch {
+                    self.stats.touch_misses += 1;
+                } else {
+                    self.stats.get_misses += 1;
+                }
+                return None;
+            }
         };
+        // An item `N` made counts as a hit, as memcached counts it.
+        if touch {
+            self.stats.touch_hits += 1;
+        } else {
+            self.stats.get_hits += 1;
+        }
         let item = &mut self.items[index as usize];
         let expiry = Expiry::new(item.expires_at, get.touch, get.vivify, created, now);
         let win_sent = item.state & WIN_SENT != 0;

@@ -161,6 +161,31 @@ fn meta_get_touches_vivifies_and_wins_recaches() {
     assert_eq!(tiny.say("mg n N30 v\r\n"), "EN\r\n");
 }
 
+/// `mg` with `N` counts the item it makes as a hit (`get_hits`, or `touch_hits` with
+/// `T`), as memcached counts it; with no room to make one it is a miss.
+#[test]
+fn meta_get_counts_the_item_n_makes_as_a_hit() {
+    let mut server = Server::new();
+    assert_eq!(
+        server.say("mg n N30\r\nmg t N30 T60\r\n"),
+        "HD W\r\nHD W\r\n"
+    );
+    let stats = server.cache.stats(server.now);
+    assert_eq!((stats.cmd_get, stats.get_hits, stats.get_misses), (1, 1, 0));
+    assert_eq!(
+        (stats.cmd_touch, stats.touch_hits, stats.touch_misses),
+        (1, 1, 0)
+    );
+    let mut tiny = Server::with(Config {
+        max_bytes: ITEM_OVERHEAD,
+        ..Config::default()
+    });
+    assert_eq!(tiny.say("mg n N30\r\nmg t N30 T60\r\n"), "EN\r\nEN\r\n");
+    let stats = tiny.cache.stats(tiny.now);
+    assert_eq!((stats.get_hits, stats.get_misses), (0, 1));
+    assert_eq!((stats.touch_hits, stats.touch_misses), (0, 1));
+}
+
 #[test]
 fn meta_set_stores_in_every_mode() {
     let mut server = Server::new();
