@@ -37,7 +37,8 @@
 //! Flags that report (`c`, `k`, `t`, ...) are answered in the order they were sent, and
 //! `T` and `N` change the item's expiry at their place among the flags: `mg k t T30`
 //! reports the TTL the item had. `ma`'s `q` hides `HD` only, as protocol.txt says (its
-//! `VA` is sent; memcached 1.6.18 hides that too). A `k` echoes the key as it was sent
+//! `VA` is sent; memcached 1.6.18 hides that too), the `HD` of an item `N` made as well,
+//! as memcached's current source does (1.6.18 sent it). A `k` echoes the key as it was sent
 //! (with ` b` after a base64 key). `me` answers `ME <key> exp=<TTL left, -1 for none>
 //! la=<seconds since last access> cas=<cas> fetch=<yes|no> size=<bytes the item costs>`:
 //! memcached's keys, less its slab class (`cls`), which this cache has none of

@@ -414,6 +414,11 @@ fn meta_arithmetic_increments_decrements_and_creates() {
         server.say("ma n q\r\nma n q v\r\nma nope q\r\nma n q C1\r\nmn\r\n"),
         "VA 1\r\n5\r\nNF\r\nEX\r\nMN\r\n"
     );
+    // So is the `HD` of an item `N` makes.
+    assert_eq!(
+        server.say("ma made N0 q\r\nma made q v\r\nmn\r\n"),
+        "VA 1\r\n1\r\nMN\r\n"
+    );
     // A value that is no number is refused, and kept.
     server.say("ms s 3\r\nabc\r\n");
     assert_eq!(
@@ -423,7 +428,7 @@ fn meta_arithmetic_increments_decrements_and_creates() {
     let stats = server.cache.stats(server.now);
     assert_eq!(
         (stats.incr_hits, stats.decr_hits, stats.incr_misses),
-        (13, 3, 2)
+        (14, 3, 2)
     );
     // No room for the item `N` would create.
     let mut tiny = Server::with(Config {
