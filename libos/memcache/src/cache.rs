@@ -473,7 +473,8 @@ impl Cache {
         if let Some(index) = present {
             self.unlink(index, hash);
         }
-        let index = self.link(data, key, hash, flags, expires_at, now);
+        let cas = self.cas_of_change(conditions.new_cas);
+        let index = self.link(data, key, hash, flags, expires_at, cas, now);
         if let Some(state) = stale {
             self.items[index as usize].state = state;
         }
@@ -586,7 +587,8 @@ impl Cache {
         let (flags, expires_at) = (old.flags, old.expires_at);
         let (state, accessed_at) = (old.state, old.accessed_at);
         self.unlink(index, hash);
-        let index = self.link(data, key, hash, flags, expires_at, now);
+        let cas = self.cas_of_change(None);
+        let index = self.link(data, key, hash, flags, expires_at, cas, now);
         let item = &mut self.items[index as usize];
         (item.state, item.accessed_at) = (state, accessed_at);
         Some((number, index))
@@ -709,8 +711,19 @@ impl Cache {
         self.curr_items = 0;
     }
 
-    /// Adds a new item as the most recently used, evicting from the least recently used
-    /// end until it fits (the caller checked it fits in an empty cache); its slab index.
+    /// The cas unique of a change: `chosen` by the client (meta `E`), or else the next
+    /// of the cache's own.
+    fn cas_of_change(&mut self, chosen: Option<u64>) -> u64 {
+        chosen.unwrap_or_else(|| {
+            self.last_cas += 1;
+            self.last_cas
+        })
+    }
+
+    /// Adds a new item with cas unique `cas` as the most recently used, evicting from
+    /// the least recently used end until it fits (the caller checked it fits in an
+    /// empty cache); its slab index.
+    #[allow(clippy::too_many_arguments)]
     fn link(
         &mut self,
         data: Box<[u8]>,
@@ -718,6 +731,7 @@ impl Cache {
         hash: u64,
         flags: u32,
         expires_at: u64,
+        cas: u64,
         now: u64,
     ) -> u32 {
         let cost = data.len() + INDEX_SHARE;
@@ -735,11 +749,10 @@ impl Cache {
             let victim_hash = hash_of(self.config.hash_seed, item);
             self.unlink(victim, victim_hash);
         }
-        self.last_cas += 1;
         let item = Item {
             data,
             expires_at,
-            cas: self.last_cas,
+            cas,
             flags,
             newer: NIL,
             older: self.newest,
@@ -831,6 +844,8 @@ struct Conditions {
     /// A `cas` whose unique is below the item's stores all the same, the item staying
     /// stale (meta set's `I`).
     stale_if_older: bool,
+    /// The stored item's cas unique, chosen by the client (meta set's `E`).
+    new_cas: Option<u64>,
 }
 
 /// An item a storage command would make.

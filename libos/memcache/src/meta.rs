@@ -8,25 +8,31 @@
 //! - `mg`: `b` (base64 key), `c` (cas), `f` (client flags), `h` (hit before), `k` (key),
 //!   `l` (seconds since last access), `O` (opaque), `q` (no `EN` on a miss), `s` (size),
 //!   `t` (TTL left, `-1` for none), `u` (no LRU bump, not marked read), `v` (value),
-//!   `N` (vivify on miss), `R` (win a recache below a TTL), `T` (touch). Besides those
+//!   `N` (vivify on miss), `E` (the cas unique of the item `N` makes), `R` (win a
+//!   recache below a TTL), `T` (touch). Besides those
 //!   asked for, a hit's line ends with `Z` when another client has won the item, `X`
 //!   when it is stale and `W` when this client just won it (the first reader of a stale
 //!   item does).
-//! - `ms`: `b`, `c`, `C` (compare cas), `F` (client flags), `I` (with `C`: a cas below
-//!   the item's stores all the same, the item kept stale), `k`, `O`, `q` (no `HD`), `T`
-//!   (TTL), `M` (mode: `E` add, `A` append, `P` prepend, `R` replace, `S` set).
-//! - `md`: `b`, `C`, `I` (mark stale with a new cas rather than delete), `k`, `O`, `q`
-//!   (no `HD`), `T` (with `I`: the stale item's TTL).
-//! - `ma`: `b`, `c`, `C`, `D` (delta), `J` (initial value), `k`, `M` (`I` or `+`
-//!   increment, `D` or `-` decrement), `N` (create on miss), `O`, `q` (no `HD`), `t`,
-//!   `T`, `v`.
+//! - `ms`: `b`, `c`, `C` (compare cas), `E` (the stored item's cas unique), `F` (client
+//!   flags), `I` (with `C`: a cas below the item's stores all the same, the item kept
+//!   stale), `k`, `O`, `q` (no `HD`), `T` (TTL), `M` (mode: `E` add, `A` append, `P`
+//!   prepend, `R` replace, `S` set).
+//! - `md`: `b`, `C`, `I` (mark stale with a new cas rather than delete), `E` (with `I`:
+//!   that new cas), `k`, `O`, `q` (no `HD`), `T` (with `I`: the stale item's TTL).
+//! - `ma`: `b`, `c`, `C`, `D` (delta), `E` (the changed or created item's cas unique),
+//!   `J` (initial value), `k`, `M` (`I` or `+` increment, `D` or `-` decrement), `N`
+//!   (create on miss), `O`, `q` (no `HD`), `t`, `T`, `v`.
+//!
+//! `E` is memcached's client-chosen cas unique (protocol.txt: "use token as new CAS
+//! value"): the item the command changes or makes takes it instead of the cache's next
+//! cas unique, which is not used up (an `ma` that changes a number uses one up and
+//! replaces it, as memcached does); a command that changes nothing ignores it.
 //! - `me`: `b`; `mn` takes nothing (and, as in memcached, ignores what follows it).
 //!
 //! Every command accepts the other flags memcached knows (`P` and `L`, proxy hints, and
-//! the flags of the other commands) and ignores them, as memcached does. `E` (a cas
-//! unique chosen by the client, memcached 1.6.27's) and any other flag are refused with
-//! `CLIENT_ERROR invalid flag`, as memcached 1.6.18 refuses them; so is a flag without a
-//! token followed by other bytes (`vx`, which memcached reads as `v`). The errors are memcached's: a repeated flag, a bad token, an opaque token over
+//! the flags of the other commands) and ignores them, as memcached does. Any other flag
+//! is refused with `CLIENT_ERROR invalid flag`, as memcached refuses it; so is a flag
+//! without a token followed by other bytes (`vx`, which memcached reads as `v`). The errors are memcached's: a repeated flag, a bad token, an opaque token over
 //! 32 bytes, a bad mode, more than 19 tokens on the line, a key over 250 bytes (before
 //! decoding) or one that is no base64 under `b` (strict RFC 4648 base64 with padding);
 //! `md` and `ma` answer every flag error but the opaque's and the mode's with
@@ -108,6 +114,8 @@ struct Options {
     client_flags: u32,
     /// `C`.
     compare_cas: Option<u64>,
+    /// `E`.
+    new_cas: Option<u64>,
     /// `T`.
     touch: Option<Retime>,
     /// `N`.
@@ -133,6 +141,7 @@ impl Default for Options {
             invalidate: false,
             client_flags: 0,
             compare_cas: None,
+            new_cas: None,
             touch: None,
             vivify: None,
             recache: None,
@@ -374,6 +383,10 @@ fn options(verb: Verb, flags: &[u8]) -> Result<(Options, bool), ProtocolError> {
                 let unique = unsigned(argument).ok_or(refuse(ProtocolError::MetaBadToken))?;
                 options.compare_cas = Some(unique);
             }
+            b'E' => {
+                let unique = unsigned(argument).ok_or(refuse(ProtocolError::MetaBadToken))?;
+                options.new_cas = Some(unique);
+            }
             b'F' => {
                 let client_flags = unsigned(argument).and_then(|flags| u32::try_from(flags).ok());
                 options.client_flags = client_flags.ok_or(refuse(ProtocolError::BadFormat))?;
@@ -481,6 +494,7 @@ pub(crate) fn run(cache: &mut impl Store, meta: Meta<'_>, now: u64, out: &mut im
                 vivify: options.vivify,
                 recache: options.recache,
                 no_bump: options.no_bump,
+                new_cas: options.new_cas,
             };
             cache.meta_get(key, &get, now, &mut |hit| match hit {
                 Some(hit) => write_hit(out, &meta, &hit),
@@ -495,6 +509,7 @@ pub(crate) fn run(cache: &mut impl Store, meta: Meta<'_>, now: u64, out: &mut im
                 flags: options.client_flags,
                 exptime: options.touch.map_or(0, |touch| touch.exptime.into()),
                 invalidate: options.invalidate,
+                new_cas: options.new_cas,
             };
             let (outcome, cas) = cache.meta_store(key, &store, value, now);
             let status: &[u8] = match outcome {
@@ -517,6 +532,7 @@ pub(crate) fn run(cache: &mut impl Store, meta: Meta<'_>, now: u64, out: &mut im
                 compare_cas: options.compare_cas,
                 invalidate: options.invalidate,
                 exptime: options.touch.map(|touch| touch.exptime.into()),
+                new_cas: options.new_cas,
             };
             let status: &[u8] = match cache.meta_delete(key, &delete, now) {
                 DeleteOutcome::Deleted if options.quiet => return,
@@ -534,6 +550,7 @@ pub(crate) fn run(cache: &mut impl Store, meta: Meta<'_>, now: u64, out: &mut im
                 touch: options.touch,
                 vivify: options.vivify,
                 initial: options.initial,
+                new_cas: options.new_cas,
             };
             match cache.meta_delta(key, &delta, now) {
                 MetaDeltaOutcome::Value { .. } if options.quiet && !options.value => {}

@@ -89,6 +89,8 @@ pub struct MetaGet {
     /// `u`: leave the item unread: not marked fetched, its last access and LRU place
     /// kept.
     pub no_bump: bool,
+    /// `E`: the cas unique of an item `N` makes (else the cache's next).
+    pub new_cas: Option<u64>,
 }
 
 /// An item a meta get found (or made), borrowed from the cache.
@@ -133,6 +135,8 @@ pub struct MetaStore {
     /// all the same, the item staying stale with its TTL and win (a stale value may be
     /// recached by a client that read it before it was invalidated).
     pub invalidate: bool,
+    /// `E`: the stored item's cas unique (else the cache's next).
+    pub new_cas: Option<u64>,
 }
 
 /// What a meta delete (`md`) deletes.
@@ -145,6 +149,8 @@ pub struct MetaDelete {
     pub invalidate: bool,
     /// `T` with `I`: the stale item's new expiry.
     pub exptime: Option<i64>,
+    /// `E` with `I`: the stale item's new cas unique (else the cache's next).
+    pub new_cas: Option<u64>,
 }
 
 /// What a meta delete did.
@@ -173,6 +179,8 @@ pub struct MetaDelta {
     pub vivify: Option<Retime>,
     /// `J`: the value of an item `N` creates.
     pub initial: u64,
+    /// `E`: the changed or created item's cas unique (else the cache's next).
+    pub new_cas: Option<u64>,
 }
 
 /// What a meta arithmetic did.
@@ -241,7 +249,8 @@ impl Cache {
             None if get.vivify.is_some()
                 && key.bytes().len() + ITEM_OVERHEAD <= self.config.max_bytes =>
             {
-                let index = self.link(key.bytes().into(), key, hash, 0, 0, now);
+                let cas = self.cas_of_change(get.new_cas);
+                let index = self.link(key.bytes().into(), key, hash, 0, 0, cas, now);
                 self.stats.total_items += 1;
                 (index, true)
             }
@@ -326,6 +335,7 @@ impl Cache {
         let conditions = Conditions {
             append_cas: store.compare_cas,
             stale_if_older: store.invalidate,
+            new_cas: store.new_cas,
         };
         let (outcome, index) = self.store_item(mode, conditions, item, now);
         (
@@ -358,10 +368,10 @@ impl Cache {
             return DeleteOutcome::Exists;
         }
         if delete.invalidate {
-            self.last_cas += 1;
+            let cas = self.cas_of_change(delete.new_cas);
             let item = &mut self.items[index as usize];
             item.state = (item.state | STALE) & !WIN_SENT;
-            item.cas = self.last_cas;
+            item.cas = cas;
             if let Some(exptime) = delete.exptime {
                 item.expires_at = expiry(exptime, now);
             }
@@ -389,7 +399,8 @@ impl Cache {
                 if data.len() + ITEM_OVERHEAD > self.config.max_bytes {
                     return MetaDeltaOutcome::NoMemory;
                 }
-                let index = self.link(data, key, hash, 0, 0, now);
+                let cas = self.cas_of_change(delta.new_cas);
+                let index = self.link(data, key, hash, 0, 0, cas, now);
                 self.stats.total_items += 1;
                 (delta.initial, index, 0, true)
             }
@@ -413,6 +424,10 @@ impl Cache {
         let expiry = Expiry::new(before, delta.touch, delta.vivify, created, now);
         let item = &mut self.items[index as usize];
         item.expires_at = expiry.after();
+        if let Some(cas) = delta.new_cas {
+            // memcached's too: the change took the next cas unique, which `E` replaces.
+            item.cas = cas;
+        }
         MetaDeltaOutcome::Value {
             number,
             cas: item.cas,

@@ -554,7 +554,6 @@ fn malformed_meta_lines_get_memcacheds_errors() {
         ("mx a", "ERROR"),
         ("mg a zz", "CLIENT_ERROR invalid flag"),
         ("mg a @", "CLIENT_ERROR invalid flag"),
-        ("mg a E5", "CLIENT_ERROR invalid flag"),
         ("mg a x", "CLIENT_ERROR invalid flag"),
         ("mg a W", "CLIENT_ERROR invalid flag"),
         ("mg a vx", "CLIENT_ERROR invalid flag"),
@@ -569,6 +568,8 @@ fn malformed_meta_lines_get_memcacheds_errors() {
         ("mg a N", "CLIENT_ERROR bad token in command line format"),
         ("mg a R1x", "CLIENT_ERROR bad token in command line format"),
         ("mg a C-1", "CLIENT_ERROR bad token in command line format"),
+        ("mg a E", "CLIENT_ERROR bad token in command line format"),
+        ("mg a E1x", "CLIENT_ERROR bad token in command line format"),
         ("mg a Jx", "CLIENT_ERROR invalid numeric initial value"),
         ("mg a D", "CLIENT_ERROR invalid numeric delta value"),
         ("mg a F-1", "CLIENT_ERROR bad command line format"),
@@ -588,6 +589,7 @@ fn malformed_meta_lines_get_memcacheds_errors() {
         ("md a zz", "CLIENT_ERROR invalid or duplicate flag"),
         ("md a q q", "CLIENT_ERROR invalid or duplicate flag"),
         ("md a C", "CLIENT_ERROR invalid or duplicate flag"),
+        ("md a E-1", "CLIENT_ERROR invalid or duplicate flag"),
         ("md a Mxx", "CLIENT_ERROR invalid or duplicate flag"),
         (
             "md a O123456789012345678901234567890123",
@@ -608,6 +610,10 @@ fn malformed_meta_lines_get_memcacheds_errors() {
             "CLIENT_ERROR invalid or duplicate flag",
         ),
         ("ma a Jx", "CLIENT_ERROR invalid or duplicate flag"),
+        (
+            "ma a E18446744073709551616",
+            "CLIENT_ERROR invalid or duplicate flag",
+        ),
         ("ma a Mxx", "CLIENT_ERROR invalid or duplicate flag"),
         ("ma a MX", "CLIENT_ERROR invalid mode for ma M token"),
         (
@@ -703,6 +709,49 @@ fn invalidation_marks_items_stale_and_hands_out_one_win() {
         (stats.cas_hits, stats.cas_badval, stats.delete_hits),
         (2, 1, 0)
     );
+}
+
+/// `E` gives the item a command changes or makes the client's cas unique in place of
+/// the cache's next one, which is not used up (an `ma` changing a number uses one up and
+/// replaces it, as memcached does); a command that changes nothing ignores it.
+#[test]
+fn e_gives_the_changed_item_the_clients_cas_unique() {
+    let mut server = Server::new();
+    assert_eq!(server.say("ms a 1 E100 c\r\nx\r\n"), "HD c100\r\n");
+    assert_eq!(
+        server.say("mg a c\r\ngets a\r\n"),
+        "HD c100\r\nVALUE a 0 1 100\r\nx\r\nEND\r\n"
+    );
+    // The cache's own cas uniques go on from where they were.
+    assert_eq!(server.say("ms b 1 c\r\nx\r\n"), "HD c1\r\n");
+    // Every mode takes it; `C` compares with the chosen one.
+    assert_eq!(server.say("ms a 1 C100 E200 c\r\ny\r\n"), "HD c200\r\n");
+    assert_eq!(server.say("ms a 1 MA E201 c\r\n!\r\n"), "HD c201\r\n");
+    assert_eq!(server.say("ms a 1 MP C201 E202 c\r\n<\r\n"), "HD c202\r\n");
+    assert_eq!(server.say("ms a 3 MR E203 c\r\nabc\r\n"), "HD c203\r\n");
+    assert_eq!(server.say("ms c 1 ME E300 c\r\nx\r\n"), "HD c300\r\n");
+    // Nothing stored, nothing changed.
+    assert_eq!(server.say("ms a 1 ME E999 c\r\nx\r\n"), "NS c0\r\n");
+    assert_eq!(server.say("ms a 1 C1 E999\r\nx\r\n"), "EX\r\n");
+    assert_eq!(
+        server.say("md a C1 E999\r\nmg a c v\r\n"),
+        "EX\r\nVA 3 c203\r\nabc\r\n"
+    );
+    // `md I` marks the item stale with it; an `ms I` with an older `C` stores with it.
+    assert_eq!(
+        server.say("md a I E400\r\nmg a c\r\n"),
+        "HD\r\nHD c400 X W\r\n"
+    );
+    assert_eq!(server.say("ms a 1 I C203 E401 c\r\nz\r\n"), "HD c401\r\n");
+    assert_eq!(server.say("mg a c\r\n"), "HD c401 Z X\r\n");
+    // `ma` changing a number uses one of the cache's up (cas 3 here) and replaces it;
+    // making one with `N`, and `mg`'s `N`, take it alone.
+    assert_eq!(server.say("ms n 1 c\r\n5\r\n"), "HD c2\r\n");
+    assert_eq!(server.say("ma n E500 c v\r\n"), "VA 1 c500\r\n6\r\n");
+    assert_eq!(server.say("ma m N0 J7 E600 c v\r\n"), "VA 1 c600\r\n7\r\n");
+    assert_eq!(server.say("mg v N30 E700 c\r\n"), "HD c700 W\r\n");
+    assert_eq!(server.say("mg v E800 c\r\n"), "HD c700 Z\r\n");
+    assert_eq!(server.say("ms d 1 c\r\nx\r\n"), "HD c4\r\n");
 }
 
 /// Meta and classic commands, pipelined, give the same answers however the stream is
