@@ -332,20 +332,16 @@ impl Cache {
         self.flush_if_due(now);
         self.stats.cmd_get += 1;
         let hash = self.hash(key);
-        match self.find(key, hash) {
-            Some(index) if self.items[index as usize].is_expired(now) => {
-                self.stats.get_expired += 1;
-                self.stats.get_misses += 1;
-                self.stats.reclaimed += 1;
-                self.unlink(index, hash);
-                None
-            }
-            Some(index) => {
+        match self.find_live(key, hash, now) {
+            Ok(index) => {
                 self.stats.get_hits += 1;
                 self.access(index, now);
                 Some(self.found(index))
             }
-            None => {
+            Err(missing) => {
+                if missing == Missing::Expired {
+                    self.stats.get_expired += 1;
+                }
                 self.stats.get_misses += 1;
                 None
             }
@@ -660,13 +656,19 @@ impl Cache {
 
     /// The item of `key` if it is live; an expired one is removed on the way.
     fn live(&mut self, key: Key<'_>, hash: u64, now: u64) -> Option<u32> {
-        let index = self.find(key, hash)?;
+        self.find_live(key, hash, now).ok()
+    }
+
+    /// The item of `key` if it is live, else why there is none; an expired one is
+    /// removed on the way.
+    fn find_live(&mut self, key: Key<'_>, hash: u64, now: u64) -> Result<u32, Missing> {
+        let index = self.find(key, hash).ok_or(Missing::Absent)?;
         if self.items[index as usize].is_expired(now) {
             self.stats.reclaimed += 1;
             self.unlink(index, hash);
-            return None;
+            return Err(Missing::Expired);
         }
-        Some(index)
+        Ok(index)
     }
 
     fn touch_item(&mut self, key: Key<'_>, exptime: i64, now: u64) -> Option<u32> {
@@ -833,6 +835,15 @@ impl Cache {
             older => self.items[older as usize].newer = newer,
         }
     }
+}
+
+/// Why a key has no live item.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Missing {
+    /// None was stored, or it is gone.
+    Absent,
+    /// It had expired; the lookup removed it.
+    Expired,
 }
 
 /// What a meta set asks of a storage command beyond the classic ones.

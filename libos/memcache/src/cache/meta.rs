@@ -3,8 +3,8 @@
 //! `stats` counters of the classic command each replaces.
 
 use super::{
-    Cache, Conditions, FETCHED, ITEM_OVERHEAD, Key, NewItem, STALE, StoreMode, StoreOutcome,
-    WIN_SENT, decimal, expiry, join,
+    Cache, Conditions, FETCHED, ITEM_OVERHEAD, Key, Missing, NewItem, STALE, StoreMode,
+    StoreOutcome, WIN_SENT, decimal, expiry, join,
 };
 
 /// A change of an item's expiry asked for by one of a meta command's flags (`T`, `N`), or
@@ -70,10 +70,16 @@ impl Expiry {
     /// The item's remaining TTL in seconds once the flags before `place` have applied;
     /// `None` when it never expires (memcached's `-1`).
     pub fn ttl_at(&self, place: u8) -> Option<u64> {
-        match self.at(place) {
-            0 => None,
-            second => Some(second.saturating_sub(self.now)),
-        }
+        ttl_left(self.at(place), self.now)
+    }
+}
+
+/// The TTL left at `now` of an item expiring at Unix second `expires_at` (0: never,
+/// `None`).
+fn ttl_left(expires_at: u64, now: u64) -> Option<u64> {
+    match expires_at {
+        0 => None,
+        second => Some(second.saturating_sub(now)),
     }
 }
 
@@ -233,18 +239,11 @@ impl Cache {
             self.stats.cmd_get += 1;
         }
         let hash = self.hash(key);
-        let found = match self.find(key, hash) {
-            Some(index) if self.items[index as usize].is_expired(now) => {
-                if !touch {
-                    self.stats.get_expired += 1;
-                }
-                self.stats.reclaimed += 1;
-                self.unlink(index, hash);
-                None
-            }
-            found => found,
-        };
-        let (index, created) = match found {
+        let found = self.find_live(key, hash, now);
+        if found == Err(Missing::Expired) && !touch {
+            self.stats.get_expired += 1;
+        }
+        let (index, created) = match found.ok() {
             Some(index) => (index, false),
             None if get.vivify.is_some()
                 && key.bytes().len() + ITEM_OVERHEAD <= self.config.max_bytes =>
@@ -442,10 +441,7 @@ impl Cache {
         let index = self.live(key, hash, now)?;
         let item = &self.items[index as usize];
         Some(Inspection {
-            ttl: match item.expires_at {
-                0 => None,
-                second => Some(second.saturating_sub(now)),
-            },
+            ttl: ttl_left(item.expires_at, now),
             idle: now.saturating_sub(item.accessed_at),
             cas: item.cas,
             fetched: item.state & FETCHED != 0,
