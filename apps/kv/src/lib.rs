@@ -149,8 +149,8 @@ pub fn cache_budget(memory: usize) -> usize {
 
 /// The largest cache budget: items of [`ITEM_OVERHEAD`](rexo_memcache::ITEM_OVERHEAD)
 /// bytes each fill at most half the `u32` slab indexes and table tags the cache numbers
-/// them by (about 240 GiB; with no quota, a budget above some 480 GiB would allow more
-/// items than a `u32` numbers).
+/// them by (224 GiB; with no quota, a budget above 448 GiB would allow more items than
+/// a `u32` numbers).
 pub const MAX_CACHE_BYTES: usize = u32::MAX as usize / 2 * rexo_memcache::ITEM_OVERHEAD;
 const _: () = assert!(MAX_CACHE_BYTES / rexo_memcache::ITEM_OVERHEAD <= u32::MAX as usize / 2);
 

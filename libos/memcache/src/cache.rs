@@ -37,6 +37,12 @@ const SLAB_GROWTH_DIVISOR: usize = 8;
 /// that a cache of an item or a few does not free and reallocate its slab on every
 /// replace, `incr` or delete and set (`flush_all` gives everything back).
 const KEPT_SLAB_ENTRIES: usize = 64;
+/// How long before the cache's creation its epoch is, the second its items' times count
+/// from in 32 bits (memcached's `rel_time_t` counts from its start likewise): 68 years,
+/// half the range, so that those times hold the Unix seconds from 68 years before the
+/// cache started to 68 years after it (from the Unix epoch to 136 years after it for a
+/// clock counting from boot), every 32-bit exptime among them.
+const EPOCH_LEAD: u64 = 1 << 31;
 /// No item: the end of the LRU list or of the free list.
 const NIL: u32 = u32::MAX;
 /// An item's state bit: read since it was stored (meta get's `h`, meta debug's `fetch`).
@@ -246,16 +252,18 @@ impl Stats {
 struct Item {
     /// The key followed by the value: one allocation per item.
     data: Box<[u8]>,
-    /// Unix second from which the item is expired; 0 for never.
-    expires_at: u64,
+    /// The second from which the item is expired, counted from the cache's epoch
+    /// ([`Cache::epoch`]); 0 for never.
+    expires_at: u32,
     cas: u64,
     flags: u32,
     /// Toward the most recently used item.
     newer: u32,
     /// Toward the least recently used item (and the next free slot).
     older: u32,
-    /// Unix second of the last read (or of the store): meta get's `l`.
-    accessed_at: u64,
+    /// The second of the last read (or of the store), from the cache's epoch: meta get's
+    /// `l`.
+    accessed_at: u32,
     key_len: u8,
     /// [`FETCHED`], [`WIN_SENT`] and [`STALE`].
     state: u8,
@@ -276,7 +284,8 @@ impl Item {
         self.data.len() + INDEX_SHARE
     }
 
-    fn is_expired(&self, now: u64) -> bool {
+    /// Whether the item has expired at `now`, a second from the cache's epoch.
+    fn is_expired(&self, now: u32) -> bool {
         self.expires_at != 0 && self.expires_at <= now
     }
 }
@@ -451,9 +460,11 @@ impl Cache {
                 };
                 (old.flags, old.expires_at, data)
             }
-            (StoreMode::Set | StoreMode::Add | StoreMode::Replace | StoreMode::Cas(_), _) => {
-                (flags, expiry(exptime, now), join(&[key.bytes(), value]))
-            }
+            (StoreMode::Set | StoreMode::Add | StoreMode::Replace | StoreMode::Cas(_), _) => (
+                flags,
+                self.item_expiry(expiry(exptime, now)),
+                join(&[key.bytes(), value]),
+            ),
         };
         if data.len() + ITEM_OVERHEAD > self.config.max_bytes {
             self.stats.store_no_memory += 1;
@@ -644,6 +655,34 @@ impl Cache {
         data + self.items.capacity() * SLAB_ENTRY + self.table.allocated()
     }
 
+    /// The Unix second the items' times count from: [`EPOCH_LEAD`] before the cache's
+    /// creation (at the latest the Unix epoch).
+    fn epoch(&self) -> u64 {
+        self.created_at.saturating_sub(EPOCH_LEAD)
+    }
+
+    /// Unix second `second` counted from the epoch (past 2^32 - 1 seconds after it, that).
+    fn since_epoch(&self, second: u64) -> u32 {
+        u32::try_from(second.saturating_sub(self.epoch())).unwrap_or(u32::MAX)
+    }
+
+    /// An expiry, a Unix second (0: never), as an item keeps it: 0 for never, else at
+    /// least 1, so that a second before the epoch is still a time.
+    fn item_expiry(&self, second: u64) -> u32 {
+        match second {
+            0 => 0,
+            second => self.since_epoch(second).max(1),
+        }
+    }
+
+    /// An item's expiry as a Unix second (0: never).
+    fn unix_expiry(&self, expires_at: u32) -> u64 {
+        match expires_at {
+            0 => 0,
+            since_epoch => self.epoch() + u64::from(since_epoch),
+        }
+    }
+
     fn hash(&self, key: Key<'_>) -> u64 {
         hash(self.config.hash_seed, key.bytes())
     }
@@ -663,7 +702,7 @@ impl Cache {
     /// removed on the way.
     fn find_live(&mut self, key: Key<'_>, hash: u64, now: u64) -> Result<u32, Missing> {
         let index = self.find(key, hash).ok_or(Missing::Absent)?;
-        if self.items[index as usize].is_expired(now) {
+        if self.items[index as usize].is_expired(self.since_epoch(now)) {
             self.stats.reclaimed += 1;
             self.unlink(index, hash);
             return Err(Missing::Expired);
@@ -680,7 +719,7 @@ impl Cache {
             return None;
         };
         self.stats.touch_hits += 1;
-        self.items[index as usize].expires_at = expiry(exptime, now);
+        self.items[index as usize].expires_at = self.item_expiry(expiry(exptime, now));
         self.access(index, now);
         Some(index)
     }
@@ -732,10 +771,11 @@ impl Cache {
         key: Key<'_>,
         hash: u64,
         flags: u32,
-        expires_at: u64,
+        expires_at: u32,
         cas: u64,
         now: u64,
     ) -> u32 {
+        let now = self.since_epoch(now);
         let cost = data.len() + INDEX_SHARE;
         while self.bytes() + cost + self.slab_growth() * SLAB_ENTRY > self.config.max_bytes
             && self.oldest != NIL
@@ -804,6 +844,7 @@ impl Cache {
     /// A read of an item: marks it fetched and accessed now, and makes it the most
     /// recently used.
     fn access(&mut self, index: u32, now: u64) {
+        let now = self.since_epoch(now);
         let item = &mut self.items[index as usize];
         item.state |= FETCHED;
         item.accessed_at = now;

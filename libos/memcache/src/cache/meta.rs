@@ -268,8 +268,10 @@ impl Cache {
         } else {
             self.stats.get_hits += 1;
         }
+        let before = self.unix_expiry(self.items[index as usize].expires_at);
+        let expiry = Expiry::new(before, get.touch, get.vivify, created, now);
+        let (expires_at, now_at) = (self.item_expiry(expiry.after()), self.since_epoch(now));
         let item = &mut self.items[index as usize];
-        let expiry = Expiry::new(item.expires_at, get.touch, get.vivify, created, now);
         let win_sent = item.state & WIN_SENT != 0;
         let stale = item.state & STALE != 0;
         let recache = get.recache.is_some_and(|recache| {
@@ -278,8 +280,8 @@ impl Cache {
         });
         let won = created || ((recache || stale) && !win_sent);
         let hit_before = item.state & FETCHED != 0;
-        let idle = now.saturating_sub(item.accessed_at);
-        item.expires_at = expiry.after();
+        let idle = u64::from(now_at.saturating_sub(item.accessed_at));
+        item.expires_at = expires_at;
         if won {
             item.state |= WIN_SENT;
         }
@@ -368,11 +370,14 @@ impl Cache {
         }
         if delete.invalidate {
             let cas = self.cas_of_change(delete.new_cas);
+            let expires_at = delete
+                .exptime
+                .map(|exptime| self.item_expiry(expiry(exptime, now)));
             let item = &mut self.items[index as usize];
             item.state = (item.state | STALE) & !WIN_SENT;
             item.cas = cas;
-            if let Some(exptime) = delete.exptime {
-                item.expires_at = expiry(exptime, now);
+            if let Some(expires_at) = expires_at {
+                item.expires_at = expires_at;
             }
             return DeleteOutcome::Deleted;
         }
@@ -411,7 +416,7 @@ impl Cache {
                 {
                     return MetaDeltaOutcome::Exists;
                 }
-                let before = item.expires_at;
+                let before = self.unix_expiry(item.expires_at);
                 let changed =
                     self.change_number(index, hash, key, delta.delta, delta.decrement, now);
                 let Some((number, index)) = changed else {
@@ -421,8 +426,9 @@ impl Cache {
             }
         };
         let expiry = Expiry::new(before, delta.touch, delta.vivify, created, now);
+        let expires_at = self.item_expiry(expiry.after());
         let item = &mut self.items[index as usize];
-        item.expires_at = expiry.after();
+        item.expires_at = expires_at;
         if let Some(cas) = delta.new_cas {
             // memcached's too: the change took the next cas unique, which `E` replaces.
             item.cas = cas;
@@ -441,8 +447,8 @@ impl Cache {
         let index = self.live(key, hash, now)?;
         let item = &self.items[index as usize];
         Some(Inspection {
-            ttl: ttl_left(item.expires_at, now),
-            idle: now.saturating_sub(item.accessed_at),
+            ttl: ttl_left(self.unix_expiry(item.expires_at), now),
+            idle: u64::from(self.since_epoch(now).saturating_sub(item.accessed_at)),
             cas: item.cas,
             fetched: item.state & FETCHED != 0,
             size: item.data.len() + ITEM_OVERHEAD,

@@ -483,6 +483,60 @@ fn meta_debug_shows_the_item() {
     assert_eq!((stats.cmd_get, stats.get_hits), (1, 1));
 }
 
+/// An item costs [`ITEM_OVERHEAD`], 112 bytes, beside its key and value: its expiry and
+/// last read are kept in 32 bits counted from the cache's epoch, 68 years before it
+/// started, and every 32-bit exptime, a clock set back, one decades on and one counting
+/// from boot read as they did in 64 bits.
+#[test]
+fn item_times_in_32_bits_keep_every_exptime_and_clock() {
+    assert_eq!(ITEM_OVERHEAD, 112);
+    let mut server = Server::new();
+    assert_eq!(
+        server.say("ms a 1\r\nx\r\nme a\r\n"),
+        "HD\r\nME a exp=-1 la=0 cas=1 fetch=no size=114\r\n"
+    );
+    // The latest exptime, a Unix time in 2038; one in the past and a negative one
+    // expire at once.
+    let latest = u64::from(i32::MAX.unsigned_abs());
+    server.say(&std::format!("set f 0 {latest} 1\r\nx\r\n"));
+    assert_eq!(
+        server.say("mg f t\r\n"),
+        std::format!("HD t{}\r\n", latest - START)
+    );
+    assert_eq!(
+        server.say("set p 0 1000000000 1\r\nx\r\nset n 0 -1 1\r\nx\r\nget p n\r\n"),
+        "STORED\r\nSTORED\r\nEND\r\n"
+    );
+    let year = 365 * 24 * 60 * 60;
+    for (now, f) in [
+        (
+            START - year,
+            std::format!("HD t{}\r\n", latest - START + year),
+        ),
+        (START + 60 * year, "EN\r\n".into()),
+    ] {
+        server.now = now;
+        assert_eq!(server.say("mg f t\r\n"), f);
+        assert_eq!(
+            server.say("set s 0 100 1\r\nx\r\nmg s t l\r\n"),
+            "STORED\r\nHD t100 l0\r\n"
+        );
+        server.now += 7;
+        assert_eq!(server.say("mg s t l\r\n"), "HD t93 l7\r\n");
+        server.now += 93;
+        assert_eq!(server.say("mg s\r\n"), "EN\r\n");
+    }
+    // A clock counting from boot: relative and absolute exptimes alike.
+    server.cache = Cache::new(Config::default(), 0);
+    server.now = 0;
+    assert_eq!(
+        server.say("set r 0 30 1\r\nx\r\nset u 0 2592001 1\r\nx\r\nmg r t\r\nmg u t\r\n"),
+        "STORED\r\nSTORED\r\nHD t30\r\nHD t2592001\r\n"
+    );
+    server.now = 30;
+    assert_eq!(server.say("mg r\r\nmg u t\r\n"), "EN\r\nHD t2591971\r\n");
+}
+
 /// `b` keys: base64 decoded before use, the same item as the key sent plain, echoed as
 /// sent with ` b`; a key that is no base64 is refused with each command's error.
 #[test]
