@@ -312,7 +312,7 @@ pub fn check_tcp_segmentation(
     if frame[tcp + 13] & 0xA6 != 0 {
         return refuse("a SYN, RST, URG or CWR segment is not cut");
     }
-    if mss == 0 || header_len + mss > max_frame {
+    if mss == 0 || mss > max_frame.saturating_sub(header_len) {
         return refuse("the segment size is 0 or a segment would not fit in a frame");
     }
     Ok(TcpSegmentation {
@@ -1308,8 +1308,9 @@ mod tests {
         assert_eq!((cut.checksum.start, cut.checksum.offset), (34, 16));
         let seed = u16::from_be_bytes([frame[50], frame[51]]);
         assert_eq!(seed, transport_checksum(&frame).unwrap().seed);
-        // Each segment must fit: 54 + 1461 > 1514; no segment size at all.
-        for mss in [1461, 0] {
+        // Each segment must fit: 54 + 1461 > 1514, nor wrap past it (54 + usize::MAX
+        // wrapped to 53); no segment size at all.
+        for mss in [1461, usize::MAX, usize::MAX - 53, 0] {
             assert!(matches!(
                 tcp_segmentation(&mut tcp_frame(10_000, 0x10), mss, 1514),
                 Err(DeviceError::NotSegmentable(_))
