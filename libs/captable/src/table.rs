@@ -117,7 +117,7 @@ pub enum RevokeReason {
     /// ends the holder that touches such an entry again).
     DeadlinePassed,
     /// An ancestor held by another owner was taken at a revocation deadline that owner
-    /// missed (no request was addressed to this holder, so it is not to blame).
+    /// missed (no request to this holder had passed its deadline, so it is not to blame).
     AncestorTaken,
     /// The holder of an ancestor (with [`Rights::REVOKE`]) revoked it.
     Holder,
@@ -195,6 +195,11 @@ pub(crate) struct Entry {
 }
 
 impl Entry {
+    /// Whether it was asked back by a deadline at or before `now_ns`.
+    fn expired_by(&self, now_ns: u64) -> bool {
+        matches!(self.state, EntryState::RevokeRequested { deadline_ns } if deadline_ns <= now_ns)
+    }
+
     /// Whether the entry is lent to its holder: derived (it has a parent) at another
     /// owner's request, or minted by the kernel as a share of its own root, and handed
     /// over, so the holder of an ancestor may take it back by name
@@ -494,28 +499,22 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
         reason: RevokeReason,
     ) -> Result<Revocation, CapError> {
         let (i, e) = self.find(target)?;
-        Ok(self.remove_subtree((i, e.resource), reason, None))
+        Ok(self.remove_subtree((i, e.resource), Taking::For(reason), None))
     }
 
     /// Revokes by force one entry whose revocation deadline is at or before `now_ns`, with
     /// its descendants; `None` when no deadline has passed. Call it until `None` to enforce
-    /// every deadline. The entry's holder gets [`RevokeReason::DeadlinePassed`] records for
-    /// what it held of the subtree; other holders of descendants, who were asked nothing,
-    /// get [`RevokeReason::AncestorTaken`].
+    /// every deadline. Each holder that missed a deadline of its own in the subtree (the
+    /// entry's, or a descendant's asked back too) gets [`RevokeReason::DeadlinePassed`]
+    /// records for what it held there from that entry down; other holders of descendants,
+    /// who missed nothing, get [`RevokeReason::AncestorTaken`].
     pub fn revoke_next_expired(&mut self, _authority: &A, now_ns: u64) -> Option<Revocation> {
-        let root = self
-            .slots
-            .iter()
-            .enumerate()
-            .find_map(|(i, s)| match s.entry {
-                Some(Entry {
-                    state: EntryState::RevokeRequested { deadline_ns },
-                    resource,
-                    ..
-                }) if deadline_ns <= now_ns => Some((i, resource)),
-                _ => None,
-            })?;
-        Some(self.remove_subtree(root, RevokeReason::DeadlinePassed, None))
+        let root = (self.slots.iter().enumerate()).find_map(|(i, s)| {
+            s.entry
+                .filter(|e| e.expired_by(now_ns))
+                .map(|e| (i, e.resource))
+        })?;
+        Some(self.remove_subtree(root, Taking::DeadlinesBy(now_ns), None))
     }
 
     /// Marks `owner` running (an app run starts), until [`release_owner`](Self::release_owner):
@@ -560,7 +559,7 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
                 .map(|e| (i, e.resource))
         }) {
             count += self
-                .remove_subtree(root, RevokeReason::OwnerReleased, Some(owner))
+                .remove_subtree(root, Taking::For(RevokeReason::OwnerReleased), Some(owner))
                 .entries;
         }
         if let Some(log) = self.logs.get_mut(usize::from(owner.0)) {
@@ -814,7 +813,11 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
         let (i, e) = self.owned(caller, cap)?;
         let root = (i, e.resource);
         Ok(self
-            .remove_subtree(root, RevokeReason::AncestorReturned, Some(caller))
+            .remove_subtree(
+                root,
+                Taking::For(RevokeReason::AncestorReturned),
+                Some(caller),
+            )
             .entries)
     }
 
@@ -838,7 +841,7 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
             match up {
                 Some(p) if p == ancestor.id => {
                     let root = (t, target_entry.resource);
-                    return Ok(self.remove_subtree(root, RevokeReason::Holder, None));
+                    return Ok(self.remove_subtree(root, Taking::For(RevokeReason::Holder), None));
                 }
                 Some(p) => up = self.find(p).ok().and_then(|(_, e)| e.parent),
                 None => break,
@@ -1115,20 +1118,36 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
         }
     }
 
-    /// Removes the entry in slot `root` and all its descendants, logging a record with
-    /// `reason` for each holder except `quiet` (who gave it up or is ending); with
-    /// [`RevokeReason::DeadlinePassed`], only the root's holder gets that reason, the
-    /// others [`RevokeReason::AncestorTaken`].
+    /// Whether the holder of the dying entry in slot `i` missed a deadline of its own by
+    /// `now_ns` on it or on a dying ancestor it also holds.
+    fn missed_own_deadline(&self, i: usize, now_ns: u64) -> bool {
+        let Some(owner) = self.slots[i].entry.map(|e| e.owner) else {
+            return false;
+        };
+        let mut at = Some(i);
+        // The chain of dying entries is at most N long.
+        for _ in 0..N {
+            let Some(e) = at.and_then(|k| self.slots[k].entry).filter(|e| e.dying) else {
+                return false;
+            };
+            if e.owner == owner && e.expired_by(now_ns) {
+                return true;
+            }
+            at = e.parent.and_then(|p| self.find(p).ok()).map(|(k, _)| k);
+        }
+        false
+    }
+
+    /// Removes the entry in slot `root` and all its descendants, logging a record of why
+    /// for each holder except `quiet` (who gave it up or is ending).
     fn remove_subtree(
         &mut self,
         (root, resource): (usize, Resource),
-        reason: RevokeReason,
+        taking: Taking,
         quiet: Option<OwnerId>,
     ) -> Revocation {
-        let mut root_holder = None;
         if let Some(e) = self.slots.get_mut(root).and_then(|s| s.entry.as_mut()) {
             e.dying = true;
-            root_holder = Some(e.owner);
         }
         // Mark descendants level by level: a pass marks every entry whose parent is marked.
         loop {
@@ -1153,37 +1172,53 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
                 break;
             }
         }
-        let mut entries = 0;
+        // Every record is made before any entry goes: a reason looks at ancestors.
         for i in 0..N {
-            let Some(e) = self.slots[i].entry else {
+            let Some(e) = self.slots[i]
+                .entry
+                .filter(|e| e.dying && quiet != Some(e.owner))
+            else {
                 continue;
             };
-            if !e.dying {
-                continue;
+            let record = Repossession {
+                owner: e.owner,
+                entry: self.id_of(i),
+                resource: e.resource,
+                rights: e.rights,
+                reason: match taking {
+                    Taking::For(reason) => reason,
+                    Taking::DeadlinesBy(now_ns) if self.missed_own_deadline(i, now_ns) => {
+                        RevokeReason::DeadlinePassed
+                    }
+                    Taking::DeadlinesBy(_) => RevokeReason::AncestorTaken,
+                },
+            };
+            if record.reason == RevokeReason::DeadlinePassed {
+                self.record_forfeit(e.owner, record.entry);
             }
-            if quiet != Some(e.owner) {
-                let record = Repossession {
-                    owner: e.owner,
-                    entry: self.id_of(i),
-                    resource: e.resource,
-                    rights: e.rights,
-                    reason: match reason {
-                        RevokeReason::DeadlinePassed if root_holder != Some(e.owner) => {
-                            RevokeReason::AncestorTaken
-                        }
-                        reason => reason,
-                    },
-                };
-                if record.reason == RevokeReason::DeadlinePassed {
-                    self.record_forfeit(e.owner, record.entry);
-                }
-                if let Some(log) = self.logs.get_mut(usize::from(e.owner.0)) {
-                    log.push(record);
-                }
+            if let Some(log) = self.logs.get_mut(usize::from(e.owner.0)) {
+                log.push(record);
             }
-            self.free(i);
-            entries += 1;
+        }
+        let mut entries = 0;
+        for i in 0..N {
+            if self.slots[i].entry.is_some_and(|e| e.dying) {
+                self.free(i);
+                entries += 1;
+            }
         }
         Revocation { resource, entries }
     }
+}
+
+/// Why [`CapTable::remove_subtree`] takes a subtree: for a reason every holder is told,
+/// or at the revocation deadlines passed by a time (each holder that missed one of its
+/// own is told [`RevokeReason::DeadlinePassed`], the others
+/// [`RevokeReason::AncestorTaken`]).
+#[derive(Clone, Copy)]
+enum Taking {
+    /// Every holder is told this reason.
+    For(RevokeReason),
+    /// The deadlines at or before this time (ns) passed.
+    DeadlinesBy(u64),
 }

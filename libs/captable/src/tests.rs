@@ -880,6 +880,58 @@ fn a_missed_deadline_blames_only_the_holder_asked() {
 }
 
 #[test]
+fn a_holder_that_missed_its_own_deadline_forfeits_when_an_ancestors_is_enforced_first() {
+    // APP lends c (from its root, slot 0) to OTHER, asked for c by 50 and the root by
+    // 100, and lends `later` to OTHER too, asked by 200; OTHER lends d (below c) on to
+    // THIRD, asked nothing. Enforcement first runs at 100 and takes the root's subtree.
+    const THIRD: OwnerId = OwnerId(3);
+    let (mut t, root) = setup(Rights::ALL);
+    t.start_owner(&Kernel, THIRD).expect("start THIRD");
+    let c = t
+        .derive(APP, &root, 0x10_0000, 0x2000, Rights::ALL)
+        .expect("derive");
+    let later = page(&mut t, &root, 0x10_2000);
+    t.delegate(APP, &c, OTHER).expect("lend c");
+    t.delegate(APP, &later, OTHER).expect("lend later");
+    let own = t.derive(OTHER, &c, 0x10_0000, 0x1000, RW).expect("derive");
+    let d = t
+        .derive(OTHER, &c, 0x10_1000, 0x1000, Rights::ALL)
+        .expect("derive");
+    t.delegate(OTHER, &d, THIRD).expect("lend d");
+    t.request_revocation(&Kernel, c.id(), 50).expect("ask c");
+    t.request_revocation(&Kernel, root.id(), 100)
+        .expect("ask root");
+    t.request_revocation(&Kernel, later.id(), 200)
+        .expect("ask later");
+    assert_eq!(root.id().index(), 0);
+    assert!(t.revoke_next_expired(&Kernel, 100).is_some());
+    assert_eq!(t.revoke_next_expired(&Kernel, 100), None);
+    let reason = |t: &Table, owner, id| {
+        let mut log = t.repossessions(owner).expect("log");
+        log.find(|r| r.entry == id).map(|r| r.reason)
+    };
+    for (owner, cap, expected) in [
+        (APP, &root, RevokeReason::DeadlinePassed),
+        (OTHER, &c, RevokeReason::DeadlinePassed),
+        (OTHER, &own, RevokeReason::DeadlinePassed),
+        (OTHER, &later, RevokeReason::AncestorTaken),
+        (THIRD, &d, RevokeReason::AncestorTaken),
+    ] {
+        assert_eq!(
+            reason(&t, owner, cap.id()),
+            Some(expected),
+            "{owner:?} {cap:?}"
+        );
+        let forfeit = if expected == RevokeReason::DeadlinePassed {
+            Forfeit::Recorded
+        } else {
+            Forfeit::NotForfeited
+        };
+        assert_eq!(t.forfeited(owner, cap.id()), forfeit, "{owner:?} {cap:?}");
+    }
+}
+
+#[test]
 fn an_owner_runs_from_its_start_to_its_release() {
     let mut t = Table::new();
     assert_eq!(t.running(OTHER), Err(CapError::NotRunning(OTHER)));

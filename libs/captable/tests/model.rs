@@ -88,10 +88,40 @@ impl Model {
         out
     }
 
+    /// Kills `i` and its subtree, telling every holder but `quiet` `reason`.
     fn kill(&mut self, i: usize, reason: RevokeReason, quiet: Option<OwnerId>) -> usize {
+        self.kill_with(i, quiet, |_, _| reason)
+    }
+
+    /// Kills `i` and its subtree at the deadlines passed by `now`: `DeadlinePassed` for
+    /// what a holder held from an entry of its own asked back by then down, else
+    /// `AncestorTaken`.
+    fn kill_expired(&mut self, i: usize, now: u64) -> usize {
+        self.kill_with(i, None, |m, j| {
+            let owner = m.entries[j].owner;
+            let mut at = j;
+            loop {
+                let e = &m.entries[at];
+                if e.owner == owner && e.deadline.is_some_and(|d| d <= now) {
+                    return RevokeReason::DeadlinePassed;
+                }
+                if at == i {
+                    return RevokeReason::AncestorTaken;
+                }
+                at = e.parent.expect("an entry below the root has a parent");
+            }
+        })
+    }
+
+    fn kill_with(
+        &mut self,
+        i: usize,
+        quiet: Option<OwnerId>,
+        reason_of: impl Fn(&Model, usize) -> RevokeReason,
+    ) -> usize {
         let tree = self.subtree(i);
-        let root_holder = self.entries[i].owner;
-        for &j in &tree {
+        let reasons: Vec<_> = tree.iter().map(|&j| reason_of(self, j)).collect();
+        for (&j, reason) in tree.iter().zip(reasons) {
             let e = &mut self.entries[j];
             e.alive = false;
             if quiet != Some(e.owner) {
@@ -100,11 +130,7 @@ impl Model {
                     entry: e.cap.id(),
                     resource: Resource::new(e.kind, e.start, e.len).expect("valid"),
                     rights: e.rights,
-                    reason: if reason == RevokeReason::DeadlinePassed && e.owner != root_holder {
-                        RevokeReason::AncestorTaken
-                    } else {
-                        reason
-                    },
+                    reason,
                 };
                 if record.reason == RevokeReason::DeadlinePassed {
                     self.entries[j].forfeited = self.room_for_forfeit_of(record.owner);
@@ -549,7 +575,7 @@ fn step(rng: &mut Rng, t: &mut Table, m: &mut Model) {
             });
             assert_eq!(expect, t.revoke_next_expired(&Kernel, now));
             if let Some(k) = due {
-                m.kill(k, RevokeReason::DeadlinePassed, None);
+                m.kill_expired(k, now);
             }
         }
         10 => {
