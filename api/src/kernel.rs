@@ -121,7 +121,7 @@ impl Kernel {
     ///         bytes[0]
     ///     })?;
     ///     assert_eq!(first, b'h');
-    ///     kernel.return_memory(cap)
+    ///     kernel.return_memory(cap).map_err(|(error, _cap)| error)
     /// }
     /// ```
     ///
@@ -274,7 +274,9 @@ macro_rules! kernel_calls {
             fn with_memory(&self, cap: &mut MemoryCap, work: &mut dyn FnMut(&mut [u8]))
                 -> Result<(), ApiError>;
             /// Gives the memory back; the capability (and all derived from it) stops working.
-            fn return_memory(&self, cap: MemoryCap) -> Result<(), ApiError>;
+            /// A refused return gives the capability back with the reason (a capability of
+            /// another kind, [`CapError::WrongKind`](crate::CapError::WrongKind), stays live).
+            fn return_memory(&self, cap: MemoryCap) -> Result<(), (ApiError, MemoryCap)>;
             /// Derives, splits, merges or takes back by force (what `op` says) with the memory
             /// capability `cap`; derive and split give the new capability, and are refused
             /// past the table's limits as [`allocate_memory`](Kernel::allocate_memory) is.
@@ -298,7 +300,8 @@ macro_rules! kernel_calls {
             fn core_caps(&self) -> Vec<CoreCap>;
             /// Gives a core back: from then on [`run_on_every_core`](Kernel::run_on_every_core)
             /// and [`arm_timer`](Kernel::arm_timer) answer [`ApiError::CoreNotHeld`] for it.
-            fn return_core(&self, cap: CoreCap) -> Result<(), ApiError>;
+            /// A refused return gives the capability back with the reason.
+            fn return_core(&self, cap: CoreCap) -> Result<(), (ApiError, CoreCap)>;
             /// Arms the calling core's timer for monotonic time `deadline_ns`: a one-shot deadline
             /// on a core the app holds ([`ApiError::CoreNotHeld`] otherwise), in the future
             /// ([`ApiError::DeadlinePassed`]), one per core at a time, fired or not, until it is
@@ -308,17 +311,20 @@ macro_rules! kernel_calls {
             fn arm_timer(&self, deadline_ns: u64) -> Result<TimerCap, ApiError>;
             /// Whether the timer's core took its timer interrupt at or after the deadline.
             fn timer_fired(&self, timer: &TimerCap) -> Result<bool, ApiError>;
-            /// Gives the timer back, cancelling its deadline if it has not fired.
-            fn return_timer(&self, timer: TimerCap) -> Result<(), ApiError>;
+            /// Gives the timer back, cancelling its deadline if it has not fired. A refused
+            /// return gives the capability back with the reason.
+            fn return_timer(&self, timer: TimerCap) -> Result<(), (ApiError, TimerCap)>;
             /// The interrupt bindings minted for the app since it last asked, each handed out
             /// once: one per queue of a leased device whose wake-up it armed
             /// (`wake_on_receive`, `wake_on_completion`); `DeviceInfo::interrupts` says which.
             fn interrupt_caps(&self) -> Vec<InterruptCap>;
             /// Gives an interrupt binding back: the source is masked, and arming the queue
             /// again answers [`DeviceError::Unbound`](crate::DeviceError::Unbound) until the
-            /// device is opened anew. A capability of another kind is refused
-            /// ([`CapError::WrongKind`](crate::CapError::WrongKind)) and stays live.
-            fn return_interrupt(&self, cap: InterruptCap) -> Result<(), ApiError>;
+            /// device is opened anew. A refused return gives the capability back with the
+            /// reason: one of another kind
+            /// ([`CapError::WrongKind`](crate::CapError::WrongKind)) stays live.
+            fn return_interrupt(&self, cap: InterruptCap)
+                -> Result<(), (ApiError, InterruptCap)>;
             /// The kernel's requests to give capabilities back (visible revocation): each names
             /// the capability and its deadline (`state`). Return them with `return_memory` before
             /// the deadline; after it the kernel takes them, and using one then ends the app.

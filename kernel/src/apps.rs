@@ -364,14 +364,15 @@ fn refusal_of(
     ApiError::refusal(error)
 }
 
-/// `owner` gives `cap`, of `kind`, back (under the abort protocol).
-fn give_back(
+/// `owner` gives `cap` back through `give` (under the abort protocol); a refusal gives it
+/// back, made by `wrap`, with the reason.
+fn give_back<C>(
     owner: OwnerId,
-    cap: rexo_api::Cap,
-    kind: rexo_captable::ResourceKind,
-) -> Result<(), ApiError> {
+    (cap, wrap): (rexo_api::Cap, fn(rexo_api::Cap) -> C),
+    give: impl FnOnce(rexo_api::Cap) -> Result<(), (rexo_api::CapError, rexo_api::Cap)>,
+) -> Result<(), (ApiError, C)> {
     let entry = [cap.id()];
-    crate::caps::return_cap(owner, cap, kind).map_err(|error| refusal_of(owner, &entry, error))
+    give(cap).map_err(|(error, cap)| (refusal_of(owner, &entry, error), wrap(cap)))
 }
 
 impl KernelCalls for AppRun {
@@ -520,8 +521,9 @@ impl KernelCalls for AppRun {
         Ok(())
     }
 
-    fn return_memory(&self, cap: MemoryCap) -> Result<(), ApiError> {
-        give_back(self.owner, cap.into_cap(), Memory)
+    fn return_memory(&self, cap: MemoryCap) -> Result<(), (ApiError, MemoryCap)> {
+        let give = |cap| crate::caps::return_cap(self.owner, cap, Memory);
+        give_back(self.owner, (cap.into_cap(), MemoryCap::new), give)
     }
 
     fn memory_op(
@@ -573,8 +575,9 @@ impl KernelCalls for AppRun {
         caps.into_iter().map(CoreCap::new).collect()
     }
 
-    fn return_core(&self, cap: CoreCap) -> Result<(), ApiError> {
-        give_back(self.owner, cap.into_cap(), Core)
+    fn return_core(&self, cap: CoreCap) -> Result<(), (ApiError, CoreCap)> {
+        let give = |cap| crate::caps::return_cap(self.owner, cap, Core);
+        give_back(self.owner, (cap.into_cap(), CoreCap::new), give)
     }
 
     fn arm_timer(&self, deadline_ns: u64) -> Result<TimerCap, ApiError> {
@@ -586,8 +589,9 @@ impl KernelCalls for AppRun {
         fired.map_err(|error| refusal_of(self.owner, &[timer.cap().id()], error))
     }
 
-    fn return_timer(&self, timer: TimerCap) -> Result<(), ApiError> {
-        give_back(self.owner, timer.into_cap(), Timer)
+    fn return_timer(&self, timer: TimerCap) -> Result<(), (ApiError, TimerCap)> {
+        let give = |cap| crate::caps::return_cap(self.owner, cap, Timer);
+        give_back(self.owner, (timer.into_cap(), TimerCap::new), give)
     }
 
     fn interrupt_caps(&self) -> Vec<InterruptCap> {
@@ -595,10 +599,10 @@ impl KernelCalls for AppRun {
         caps.into_iter().map(InterruptCap::new).collect()
     }
 
-    fn return_interrupt(&self, cap: InterruptCap) -> Result<(), ApiError> {
-        let (registry, entry) = (crate::devices::machine().registry(), [cap.cap().id()]);
-        let returned = registry.return_interrupt(self.owner.0, cap.into_cap());
-        returned.map_err(|error| refusal_of(self.owner, &entry, error))
+    fn return_interrupt(&self, cap: InterruptCap) -> Result<(), (ApiError, InterruptCap)> {
+        let registry = crate::devices::machine().registry();
+        let give = |cap| registry.return_interrupt(self.owner.0, cap);
+        give_back(self.owner, (cap.into_cap(), InterruptCap::new), give)
     }
 
     fn pci_functions(&self) -> Vec<PciFunction> {

@@ -558,7 +558,12 @@ pub extern "C" fn rexo_mem_return(handle: i64) -> c_int {
             _ => Err(REXO_EBADF),
         });
         match taken {
-            Ok(Object::Memory(memory)) => status(kernel.return_memory(memory.cap)),
+            // As `cores::give_back`: a refusal (`Revoked`) gives back nothing to keep.
+            Ok(Object::Memory(memory)) => status(
+                kernel
+                    .return_memory(memory.cap)
+                    .map_err(|(error, _taken)| error),
+            ),
             Ok(_) => REXO_EBADF,
             Err(code) => code,
         }

@@ -329,7 +329,8 @@ fn binding_check(kernel: &Kernel, index: usize, disk: &mut dyn BlockDevice) -> R
     if let Some(core) = kernel.core_caps().pop() {
         let core_id = core.cap().id();
         match kernel.return_interrupt(InterruptCap::new(core.into_cap())) {
-            Err(ApiError::Refused(CapError::WrongKind)) if listed_id(kernel, core_id) => {}
+            Err((ApiError::Refused(CapError::WrongKind), back))
+                if back.cap().id() == core_id && listed_id(kernel, core_id) => {}
             other => {
                 return Err(format!(
                     "a core capability given back as a binding: {other:?}"
@@ -339,7 +340,7 @@ fn binding_check(kernel: &Kernel, index: usize, disk: &mut dyn BlockDevice) -> R
     }
     kernel
         .return_interrupt(cap)
-        .map_err(|e| format!("returning the interrupt binding: {e}"))?;
+        .map_err(|(e, _)| format!("returning the interrupt binding: {e}"))?;
     if listed_id(kernel, id) {
         return Err(String::from("the returned binding is still in the table"));
     }

@@ -40,9 +40,9 @@ pub trait Binder: Sync {
     fn bind(&self, owner: u16, vector: u8) -> Result<EntryId, CapError>;
     /// Whether `entry` is still live (not returned, not revoked).
     fn live(&self, entry: EntryId) -> bool;
-    /// The holder `owner` gives `cap` back; refused when `cap` is not its live
-    /// interrupt capability (another kind stays live).
-    fn give_back(&self, owner: u16, cap: Cap) -> Result<(), CapError>;
+    /// The holder `owner` gives `cap` back; refused, with `cap` given back, when it is not
+    /// its live interrupt capability (another kind stays live).
+    fn give_back(&self, owner: u16, cap: Cap) -> Result<(), (CapError, Cap)>;
     /// The kernel takes `entry` back (its lease ended).
     fn take_back(&self, entry: EntryId);
     /// Runs `code`, the app's, under an abort point of its own: `true` if the app panicked
@@ -68,7 +68,7 @@ pub struct BinderFns {
     /// [`Binder::live`].
     pub live: fn(EntryId) -> bool,
     /// [`Binder::give_back`].
-    pub give_back: fn(u16, Cap) -> Result<(), CapError>,
+    pub give_back: fn(u16, Cap) -> Result<(), (CapError, Cap)>,
     /// [`Binder::take_back`].
     pub take_back: fn(EntryId),
     /// [`Binder::run_app_code`].
@@ -91,7 +91,7 @@ impl Binder for BinderFns {
     fn live(&self, entry: EntryId) -> bool {
         (self.live)(entry)
     }
-    fn give_back(&self, owner: u16, cap: Cap) -> Result<(), CapError> {
+    fn give_back(&self, owner: u16, cap: Cap) -> Result<(), (CapError, Cap)> {
         (self.give_back)(owner, cap)
     }
     fn take_back(&self, entry: EntryId) {
@@ -335,13 +335,16 @@ pub(crate) mod tests {
         fn live(&self, entry: EntryId) -> bool {
             self.table.lock().0.entries().any(|e| e.id == entry)
         }
-        fn give_back(&self, owner: u16, cap: Cap) -> Result<(), CapError> {
+        fn give_back(&self, owner: u16, cap: Cap) -> Result<(), (CapError, Cap)> {
             let table = &mut self.table.lock().0;
-            let info = table.check(OwnerId(owner), &cap, Rights::NONE)?;
-            if info.resource.kind() != ResourceKind::InterruptVector {
-                return Err(CapError::WrongKind);
-            }
-            table.return_cap(OwnerId(owner), &cap).map(|_| ())
+            let info = table.check(OwnerId(owner), &cap, Rights::NONE);
+            let returned = info.and_then(|info| {
+                if info.resource.kind() != ResourceKind::InterruptVector {
+                    return Err(CapError::WrongKind);
+                }
+                table.return_cap(OwnerId(owner), &cap).map(|_| ())
+            });
+            returned.map_err(|error| (error, cap))
         }
         fn take_back(&self, entry: EntryId) {
             let _ = self
@@ -477,8 +480,10 @@ pub(crate) mod tests {
         // A capability of another kind is refused; the binding and the core stay.
         let core = binder.core_cap(1);
         let core_id = core.id();
-        let refused = registry.return_interrupt(1, core);
-        assert_eq!(refused, Err(CapError::WrongKind));
+        let Err((CapError::WrongKind, core)) = registry.return_interrupt(1, core) else {
+            panic!("a core capability returned as a binding was not refused with it back");
+        };
+        assert_eq!(core.id(), core_id);
         assert!(binder.live(core_id) && binder.live(cap.id()));
         assert_eq!(*armed[0].lock(), Some(3), "still armed");
         // Returned: disarmed, gone from the table and the listing, and arming refused.

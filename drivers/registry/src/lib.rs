@@ -374,14 +374,18 @@ impl Registry {
     /// The holder `owner` gives back the interrupt binding `cap`
     /// (`Kernel::return_interrupt`): its queue's source is disarmed and refuses to arm
     /// again under this lease. Anything but a live interrupt capability of `owner` is
-    /// refused with nothing changed; the refusal is the table's, for the kernel to check
-    /// against the abort protocol once no slot is locked. Returned from inside a call on
+    /// refused with nothing changed and given back; the refusal is the table's, for the
+    /// kernel to check against the abort protocol once no slot is locked. Returned from inside a call on
     /// its device (whose lock, or one of whose queue pairs' gates, the calling core
     /// holds, [`reentry`]), it is given back all the same, and its source stays armed
     /// (and `devices()` lists the binding) until the device's next arm of the queue, the
     /// lease's end or a sweep of the kernel's ([`Registry::disarm_revoked`], which the
     /// kernel asks for only after a forced revocation), whichever comes first.
-    pub fn return_interrupt(&self, owner: u16, cap: rexo_api::Cap) -> Result<(), CapError> {
+    pub fn return_interrupt(
+        &self,
+        owner: u16,
+        cap: rexo_api::Cap,
+    ) -> Result<(), (CapError, rexo_api::Cap)> {
         let id = cap.id();
         let core = self.binder.core_index();
         for slot in &self.slots {

@@ -479,14 +479,16 @@ pub fn revoked_region(addr: u64) -> Option<(Resource, OwnerId)> {
     Some((resource, region.holder))
 }
 
-/// The holder gives `cap`, a capability of `kind`, back (with everything derived from it).
-pub fn return_cap(owner: OwnerId, cap: Cap, kind: ResourceKind) -> Result<(), CapError> {
-    with_state(|state| {
+/// The holder gives `cap`, a capability of `kind`, back (with everything derived from it);
+/// a refusal gives it back with the reason.
+pub fn return_cap(owner: OwnerId, cap: Cap, kind: ResourceKind) -> Result<(), (CapError, Cap)> {
+    let returned = with_state(|state| {
         state.table.check_kind(owner, &cap, Rights::NONE, kind)?;
         state.table.return_cap(owner, &cap)?;
         reclaim_frames(state, false, None);
         Ok(())
-    })
+    });
+    returned.map_err(|error| (error, cap))
 }
 
 /// Revokes `entry` by force (with its descendants) and frees what it held.

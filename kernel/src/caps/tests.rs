@@ -4,6 +4,11 @@ use crate::apps::App;
 use crate::kernel_test;
 use rexo_api::ApiError;
 
+/// The reason of a refused return, the capability it gave back dropped.
+fn refused<C>((error, _given_back): (ApiError, C)) -> ApiError {
+    error
+}
+
 /// Whether the table holds only what the kernel keeps for itself (its root over the
 /// interrupt vectors): every app's capabilities are gone.
 pub(crate) fn only_the_kernels_left() -> bool {
@@ -151,7 +156,7 @@ kernel_test!(
         );
         assert_eq!(byte, [7], "a refused read leaves the buffer alone");
         assert_eq!(
-            return_cap(TEST_OWNER, cap, ResourceKind::Memory),
+            return_cap(TEST_OWNER, cap, ResourceKind::Memory).map_err(|(error, _)| error),
             Err(CapError::Revoked)
         );
         assert!(!entries().iter().any(|e| e.id == id));
@@ -410,7 +415,7 @@ kernel_test!(
 fn runs_memdemo_on_what_is_left(kernel: &rexo_api::Kernel) -> Result<(), ApiError> {
     let most = kernel.allocate_memory(15 << 19)?;
     assert_eq!(kernel.run_app("memdemo"), Err(ApiError::AppFailed(1)));
-    kernel.return_memory(most)?;
+    kernel.return_memory(most).map_err(refused)?;
     kernel.run_app("memdemo")
 }
 
@@ -574,7 +579,10 @@ mod sharing {
                 kernel.read_memory(&lent, 0, &mut word).err(),
                 Some(ApiError::Refused(CapError::Revoked))
             );
-            kernel.return_memory(parent).expect("returned");
+            kernel
+                .return_memory(parent)
+                .map_err(refused)
+                .expect("returned");
         }
     );
 }
@@ -590,7 +598,7 @@ fn compliant_app(kernel: &rexo_api::Kernel) -> Result<(), ApiError> {
         "the app sees the request: {requests:?}"
     );
     kernel.write_memory(&memory, 0, b"still mine until I return it")?;
-    kernel.return_memory(memory)?;
+    kernel.return_memory(memory).map_err(refused)?;
     assert!(kernel.revocation_requests().is_empty(), "answered");
     Ok(())
 }
@@ -666,7 +674,7 @@ mod views {
             &word, b"zero copy",
             "the copying calls see what the view wrote"
         );
-        kernel.return_memory(cap)?;
+        kernel.return_memory(cap).map_err(refused)?;
         assert!(kernel.revocation_requests().is_empty(), "answered");
         // Memory another capability also names is not mapped for one holder alone.
         let mut parent = kernel.allocate_memory(8192)?;
@@ -695,7 +703,7 @@ mod views {
             kernel.map_memory(&mut reader, |_| ()).err(),
             Some(ApiError::Refused(CapError::NoRight(Rights::WRITE)))
         );
-        kernel.return_memory(parent)?;
+        kernel.return_memory(parent).map_err(refused)?;
         assert_eq!(
             kernel.map_memory(&mut child, |_| ()).err(),
             Some(ApiError::Refused(CapError::Revoked)),
@@ -841,7 +849,7 @@ mod views {
             assert_eq!(kernel.write_memory(&other, 0, bytes), refused);
             assert_eq!(kernel.read_memory(&other, 0, bytes), refused);
         })?;
-        kernel.return_memory(other)
+        kernel.return_memory(other).map_err(refused)
     }
 
     crate::kernel_test!(
@@ -917,7 +925,7 @@ mod views {
             assert_eq!(&view[..6], b"mine!!", "the bystander's memory is untouched");
             Ok(())
         })??;
-        kernel.return_memory(cap)
+        kernel.return_memory(cap).map_err(refused)
     }
 
     crate::kernel_test!(
@@ -1136,7 +1144,7 @@ mod timer {
             assert!(was_repossessed(SPINNER_OWNER, id), "recorded as forfeited");
             assert_eq!(&view[..6], b"mine!!", "the bystander's memory is untouched");
         })?;
-        kernel.return_memory(cap)
+        kernel.return_memory(cap).map_err(refused)
     }
 
     crate::kernel_test!(
@@ -1225,7 +1233,7 @@ mod memlibos {
 mod cores_and_timers {
     use super::*;
     use crate::apps::{App, CoreSpan, run_as};
-    use rexo_api::{Kernel, MemoryCap, TimerCap};
+    use rexo_api::{CoreCap, InterruptCap, Kernel, MemoryCap, TimerCap};
 
     const OWNER: OwnerId = top_owner(11);
     const TEN_SECONDS: u64 = 10_000_000_000;
@@ -1266,14 +1274,16 @@ mod cores_and_timers {
         assert_eq!(busy, Some(ApiError::TimerBusy));
         assert!(fired(kernel, &timer)?, "the core's timer fired");
         let id = timer.cap().id();
-        kernel.return_timer(timer)?;
+        kernel.return_timer(timer).map_err(refused)?;
         let returned =
             TimerCap::new(MemoryCap::new(kernel.allocate_memory(4096)?.into_cap()).into_cap());
         assert_eq!(
             kernel.timer_fired(&returned),
             Err(ApiError::Refused(CapError::WrongKind))
         );
-        kernel.return_memory(MemoryCap::new(returned.into_cap()))?;
+        kernel
+            .return_memory(MemoryCap::new(returned.into_cap()))
+            .map_err(refused)?;
         assert!(kernel.capabilities().iter().all(|e| e.id != id), "returned");
         // Returning a timer that has not fired cancels it, and the core is free again.
         let far = kernel.arm_timer(kernel.now_ns() + TEN_SECONDS)?;
@@ -1284,22 +1294,24 @@ mod cores_and_timers {
             kernel.memory_op(&posing, split).err(),
             Some(ApiError::Refused(CapError::WrongKind))
         );
-        kernel.return_timer(TimerCap::new(posing.into_cap()))?;
+        kernel
+            .return_timer(TimerCap::new(posing.into_cap()))
+            .map_err(refused)?;
         let near = kernel.arm_timer(kernel.now_ns() + 1_000_000)?;
         assert!(fired(kernel, &near)?, "armed again after the cancel");
-        kernel.return_timer(near)?;
+        kernel.return_timer(near).map_err(refused)?;
         // Work goes to the cores the app holds, and only while it holds them all.
         kernel.run_on_every_core(alloc::sync::Arc::new(|_, _| {}))?;
         let last = cores.pop().expect("a core");
         let last_core = crate::smp_cores() - 1;
-        kernel.return_core(last)?;
-        let refused = kernel.run_on_every_core(alloc::sync::Arc::new(|_, _| {
+        kernel.return_core(last).map_err(refused)?;
+        let not_held = kernel.run_on_every_core(alloc::sync::Arc::new(|_, _| {
             panic!("ran on a core the app gave back")
         }));
-        assert_eq!(refused, Err(ApiError::CoreNotHeld(last_core)));
+        assert_eq!(not_held, Err(ApiError::CoreNotHeld(last_core)));
         if last_core != 0 {
             let first = cores.remove(0);
-            kernel.return_core(first)?;
+            kernel.return_core(first).map_err(refused)?;
         }
         let here = kernel.arm_timer(kernel.now_ns() + 1_000_000).err();
         assert_eq!(
@@ -1331,7 +1343,7 @@ mod cores_and_timers {
             kernel.timer_fired(&timer)?,
             "the app's timer fired after it"
         );
-        kernel.return_timer(timer)
+        kernel.return_timer(timer).map_err(refused)
     }
 
     crate::kernel_test!(
@@ -1340,6 +1352,61 @@ mod cores_and_timers {
                 name: "timer-under-revocation",
                 about: "a timer armed past a revocation deadline the kernel enforces",
                 main: timer_under_a_revocation_app,
+            };
+            let here = CoreSpan { first: 0, count: 1 };
+            assert_eq!(run_as(&app, OWNER, here, None), Ok(()));
+            assert!(only_the_kernels_left(), "nothing is left in the table");
+        }
+    );
+
+    /// Hands each return call a capability of another kind, re-wrapped: each is refused
+    /// with `WrongKind` and gives the capability back, the same live entry, which its own
+    /// call then returns.
+    fn wrong_kind_return_app(kernel: &Kernel) -> Result<(), ApiError> {
+        let listed = |id| kernel.capabilities().iter().any(|e| e.id == id);
+        let memory = kernel.allocate_memory(4096)?;
+        let id = memory.cap().id();
+        let Err((ApiError::Refused(CapError::WrongKind), back)) =
+            kernel.return_interrupt(InterruptCap::new(memory.into_cap()))
+        else {
+            panic!("memory returned as an interrupt binding was not refused and given back");
+        };
+        let Err((ApiError::Refused(CapError::WrongKind), back)) =
+            kernel.return_timer(TimerCap::new(back.into_cap()))
+        else {
+            panic!("memory returned as a timer was not refused and given back");
+        };
+        let Err((ApiError::Refused(CapError::WrongKind), back)) =
+            kernel.return_core(CoreCap::new(back.into_cap()))
+        else {
+            panic!("memory returned as a core was not refused and given back");
+        };
+        assert!(back.cap().id() == id && listed(id), "the same live entry");
+        kernel
+            .return_memory(MemoryCap::new(back.into_cap()))
+            .map_err(refused)?;
+        assert!(!listed(id), "returned");
+        let timer = kernel.arm_timer(kernel.now_ns() + TEN_SECONDS)?;
+        let id = timer.cap().id();
+        let Err((ApiError::Refused(CapError::WrongKind), back)) =
+            kernel.return_memory(MemoryCap::new(timer.into_cap()))
+        else {
+            panic!("a timer returned as memory was not refused and given back");
+        };
+        assert!(back.cap().id() == id && listed(id), "the same live entry");
+        kernel
+            .return_timer(TimerCap::new(back.into_cap()))
+            .map_err(refused)?;
+        assert!(!listed(id), "returned");
+        Ok(())
+    }
+
+    crate::kernel_test!(
+        fn a_return_of_the_wrong_kind_gives_the_capability_back() {
+            let app = App {
+                name: "wrong-kind-return",
+                about: "capabilities returned through another kind's call",
+                main: wrong_kind_return_app,
             };
             let here = CoreSpan { first: 0, count: 1 };
             assert_eq!(run_as(&app, OWNER, here, None), Ok(()));

@@ -32,8 +32,8 @@ pub trait Frames {
     /// Gives `region` back. A refusal hands the region back with the error when the
     /// caller still holds it, and the heap keeps it; without it the region is gone, no
     /// longer the caller's. [`KernelFrames`] never hands it back: the kernel's
-    /// `return_memory` consumes the capability either way and refuses only one that is no
-    /// longer the app's, so with the kernel a refused arena is gone.
+    /// `return_memory` refuses an arena's capability only when it is no longer the app's
+    /// (taken by force), so with the kernel a refused arena is gone.
     fn give_back(&self, region: Self::Region) -> Result<(), (ApiError, Option<Self::Region>)>;
     /// Runs `work` on the region's bytes, in place, and gives back what it returns.
     fn map<R>(
@@ -63,7 +63,9 @@ impl Frames for KernelFrames<'_> {
 
     fn give_back(&self, region: MemoryCap) -> Result<(), (ApiError, Option<MemoryCap>)> {
         // Refused only when the capability is no longer the app's: nothing to keep.
-        self.0.return_memory(region).map_err(|error| (error, None))
+        self.0
+            .return_memory(region)
+            .map_err(|(error, _gone)| (error, None))
     }
 
     fn map<R>(
