@@ -12,8 +12,7 @@ static WAITING: Mutex<alloc::vec::Vec<FrameRange>> = Mutex::new(alloc::vec::Vec:
 
 /// Starts the allocator over the usable regions of `map`, less `reserved`.
 pub fn init(map: &MemoryMap, reserved: &[core::ops::Range<u64>]) -> Result<(), AllocError> {
-    *ALLOCATOR.lock() = FrameAllocator::new(map, reserved)?;
-    Ok(())
+    ALLOCATOR.lock().fill(map, reserved)
 }
 
 /// Allocates `bytes` (rounded up to whole frames) aligned to `align`.

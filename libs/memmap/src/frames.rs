@@ -4,7 +4,7 @@ use alloc::vec::Vec;
 use core::fmt;
 use core::ops::Range;
 
-use crate::{FRAME_SIZE, MemoryMap, RegionKind, align_down, align_up};
+use crate::{FRAME_SIZE, MemoryMap, RegionKind, ReservedRanges, align_down, align_up};
 
 /// The page sizes of x86-64 paging.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -174,8 +174,14 @@ impl fmt::Debug for FrameAllocator {
 }
 
 impl FrameAllocator {
-    /// How many separate free ranges the allocator can track.
-    pub const CAPACITY: usize = 256;
+    /// How many separate free ranges the allocator can track: enough for [`new`](Self::new)
+    /// over any [`MemoryMap`] less up to [`ReservedRanges::CAPACITY`] ranges. Each free
+    /// range starts where a usable region starts or where a region or range it must not
+    /// hand out ends inside usable memory: a normalized map has at most
+    /// [`MemoryMap::CAPACITY`] usable regions and no other region ends inside one, an
+    /// unnormalized one at most `MemoryMap::CAPACITY` regions in all, and each reserved
+    /// range adds at most one.
+    pub const CAPACITY: usize = MemoryMap::CAPACITY + ReservedRanges::CAPACITY;
 
     /// An allocator with no memory.
     pub const fn empty() -> Self {
@@ -190,15 +196,24 @@ impl FrameAllocator {
     /// ACPI tables, page tables, low memory...), each widened outward to frame boundaries.
     ///
     /// The result is right for an unnormalized map too (overlaps are subtracted), but a
-    /// normalized one is cheaper. Empty reserved ranges are ignored.
+    /// normalized one is cheaper. Empty reserved ranges are ignored. Up to
+    /// [`ReservedRanges::CAPACITY`] of them always fit ([`CAPACITY`](Self::CAPACITY)).
     pub fn new(map: &MemoryMap, reserved: &[Range<u64>]) -> Result<Self, AllocError> {
+        let mut this = Self::empty();
+        this.fill(map, reserved)?;
+        Ok(this)
+    }
+
+    /// [`new`](Self::new), in place: the allocator is 10 KiB, so one in a `static` is
+    /// filled without a copy on the stack. On an error it is left empty.
+    pub fn fill(&mut self, map: &MemoryMap, reserved: &[Range<u64>]) -> Result<(), AllocError> {
+        self.len = 0;
         if let Some(bad) = reserved.iter().find(|r| r.start > r.end) {
             return Err(AllocError::BadRange {
                 start: bad.start,
                 end: bad.end,
             });
         }
-        let mut this = Self::empty();
         for region in map.regions() {
             if region.kind != RegionKind::Usable {
                 continue;
@@ -216,15 +231,18 @@ impl FrameAllocator {
                     continue;
                 }
                 let next = next.min(end);
-                this.insert(Free {
+                let inserted = self.insert(Free {
                     start: cursor,
                     end: next,
-                })
-                .map_err(|_| AllocError::TooFragmented)?;
+                });
+                if inserted.is_err() {
+                    self.len = 0;
+                    return Err(AllocError::TooFragmented);
+                }
                 cursor = next;
             }
         }
-        Ok(this)
+        Ok(())
     }
 
     /// Allocates `bytes` rounded up to whole frames, starting at a multiple of `align` (a power
@@ -698,14 +716,49 @@ mod tests {
 
     #[test]
     fn too_many_pieces_for_new() {
+        // Each reserved 4 KiB at a MiB boundary splits the one usable region once more.
         let m = map(&[(0, GIB, Usable)]);
-        let holes: Vec<Range<u64>> = (1..=256u64)
-            .map(|i| i * 0x10_0000 - 0x1000..i * 0x10_0000)
-            .collect();
+        let holes = |count: u64| -> Vec<Range<u64>> {
+            (1..=count)
+                .map(|i| i * 0x10_0000 - 0x1000..i * 0x10_0000)
+                .collect()
+        };
+        let most = FrameAllocator::CAPACITY as u64 - 1;
+        let full = FrameAllocator::new(&m, &holes(most)).unwrap();
+        assert_eq!(full.free_ranges().count(), FrameAllocator::CAPACITY);
         assert!(matches!(
-            FrameAllocator::new(&m, &holes),
+            FrameAllocator::new(&m, &holes(most + 1)),
             Err(AllocError::TooFragmented)
         ));
+        let mut refilled = full;
+        assert_eq!(
+            refilled.fill(&m, &holes(most + 1)),
+            Err(AllocError::TooFragmented)
+        );
+        assert_eq!(refilled.free_bytes(), 0, "left empty, not half filled");
+    }
+
+    #[test]
+    fn a_full_map_less_every_reserved_range_fits() {
+        // MemoryMap::CAPACITY usable regions apart from each other, the first
+        // ReservedRanges::CAPACITY of them each split in two by a reserved frame.
+        let usable = (0..MemoryMap::CAPACITY as u64).map(|i| Region {
+            start: i * 0x4000,
+            end: i * 0x4000 + 0x3000,
+            kind: Usable,
+        });
+        let mut m = MemoryMap::new();
+        m.fill(u64::MAX, usable).unwrap();
+        assert_eq!(m.regions().len(), MemoryMap::CAPACITY);
+        let mut reserved = ReservedRanges::new();
+        for i in 0..ReservedRanges::CAPACITY as u64 {
+            reserved.push(i * 0x4000 + 0x1000..i * 0x4000 + 0x2000);
+        }
+        assert_eq!(reserved.problem(), None);
+        let a = FrameAllocator::new(&m, reserved.as_slice()).unwrap();
+        assert_eq!(a.free_ranges().count(), FrameAllocator::CAPACITY);
+        let frames = 3 * MemoryMap::CAPACITY - ReservedRanges::CAPACITY;
+        assert_eq!(a.free_bytes(), frames as u64 * FRAME_SIZE);
     }
 
     #[test]
@@ -737,13 +790,19 @@ mod tests {
 
     #[test]
     fn full_free_list() {
-        let m = map(&[(0, 0x40_0000, Usable)]);
+        const SINGLES: u64 = FrameAllocator::CAPACITY as u64 - 1;
+        // Past the single frames: the big range, with the 1 MiB boundary 0x50_0000 and the
+        // 2 MiB one 0x60_0000 strictly inside it.
+        const BIG: u64 = (2 * SINGLES + 1) * 0x1000;
+        const TOP: u64 = 0x80_0000;
+        const { assert!(BIG < 0x50_0000) };
+        let m = map(&[(0, TOP, Usable)]);
         let mut a = FrameAllocator::new(&m, &[]).unwrap();
-        // Keep the even frames of the first 2 MiB and free the odd ones but the last, which
-        // merges with [2 MiB, 4 MiB): 255 single frames and one big range fill the list.
-        let mut rest = a.allocate(0x20_0000, FRAME_SIZE).unwrap();
+        // Keep the even frames below BIG and free the odd ones, and the last, which merges
+        // with the rest up to TOP: CAPACITY - 1 single frames and one big range fill the list.
+        let mut rest = a.allocate(TOP, FRAME_SIZE).unwrap();
         let mut held = Vec::new();
-        for _ in 0..255 {
+        for _ in 0..SINGLES {
             let (keep, tail) = rest.split_at(0x1000).unwrap();
             let (one, tail) = tail.split_at(0x1000).unwrap();
             held.push(keep);
@@ -754,7 +813,7 @@ mod tests {
         held.push(keep);
         a.try_free(tail).unwrap();
         assert_eq!(a.free_ranges().count(), FrameAllocator::CAPACITY);
-        assert_eq!(a.free_ranges().last(), Some(0x1f_f000..0x40_0000));
+        assert_eq!(a.free_ranges().last(), Some(BIG..TOP));
         // A 2 MiB-aligned frame would sit strictly inside the big range and split it.
         assert_eq!(
             a.allocate(0x1000, 0x20_0000),
@@ -762,18 +821,18 @@ mod tests {
         );
         // ...unless the range's end is past a limit the fit must stay below.
         assert_eq!(
-            a.allocate_below(0x10_0000, 0x10_0000, 0x3f_f000),
+            a.allocate_below(0x10_0000, 0x10_0000, TOP - 0x1000),
             Err(AllocError::TooFragmented)
         );
         // A fit that ends at the range's end still works (the high placement).
         let high = a.allocate(0x10_0000, 0x10_0000).unwrap();
-        assert_eq!(high.start(), 0x30_0000);
+        assert_eq!(high.start(), TOP - 0x10_0000);
         // Taking a whole single frame frees a slot...
         let single = a.allocate(0x1000, FRAME_SIZE).unwrap();
         assert_eq!(single.start(), 0x1000);
         // ...which the split needs.
         let inside = a.allocate(0x1000, 0x20_0000).unwrap();
-        assert_eq!(inside.start(), 0x20_0000);
+        assert_eq!(inside.start(), 0x60_0000);
         assert_eq!(a.free_ranges().count(), FrameAllocator::CAPACITY);
         // Frames that touch no free range cannot go into a full list: try_free hands them
         // back.
@@ -784,18 +843,20 @@ mod tests {
         a.try_free(inside).unwrap();
         a.try_free(high).unwrap();
         assert_eq!(a.free_bytes(), before + 0x10_1000);
-        assert_eq!(a.free_ranges().last(), Some(0x1f_f000..0x40_0000));
-        assert_eq!(held.len(), 256);
+        assert_eq!(a.free_ranges().last(), Some(BIG..TOP));
+        assert_eq!(held.len(), FrameAllocator::CAPACITY);
     }
 
     #[test]
     fn frames_a_full_free_list_refuses_wait_and_none_is_lost() {
-        let m = map(&[(0, 0x40_0000, Usable)]);
+        const GRANTS: usize = 2 * FrameAllocator::CAPACITY + 2;
+        let m = map(&[(0, 0x80_0000, Usable)]);
         let mut a = FrameAllocator::new(&m, &[]).unwrap();
         let total = a.free_bytes();
-        // An app takes 4 KiB grants and returns every other one: 255 single-frame ranges and
-        // the rest of memory fill the free list (the last return merges with that rest).
-        let grants: Vec<FrameRange> = (0..514)
+        // An app takes 4 KiB grants and returns every other one: CAPACITY - 1 single-frame
+        // ranges and the rest of memory fill the free list (the last return merges with
+        // that rest).
+        let grants: Vec<FrameRange> = (0..GRANTS)
             .map(|_| a.allocate(0x1000, FRAME_SIZE).unwrap())
             .collect();
         let (mut kept, mut waiting) = (Vec::new(), Vec::new());
@@ -808,7 +869,7 @@ mod tests {
         }
         assert_eq!(a.free_ranges().count(), FrameAllocator::CAPACITY);
         // A free of a separate range is refused: it waits, it is not lost.
-        assert_eq!(waiting.len(), 1, "the 256th single frame");
+        assert_eq!(waiting.len(), 1, "the CAPACITY-th single frame");
         let bytes = |list: &Vec<FrameRange>| list.iter().map(FrameRange::len).sum::<u64>();
         assert_eq!(a.free_bytes() + bytes(&waiting) + bytes(&kept), total);
         a.free_waiting(&mut waiting);
