@@ -104,7 +104,8 @@ pub enum MapError {
     Full,
     /// The region ends before it starts.
     Inverted,
-    /// [`MemoryMap::fill`] was given more regions than [`MemoryMap::CAPACITY`].
+    /// [`MemoryMap::fill`] was given more regions than it holds: those before the one
+    /// refused, normalized, still numbered [`MemoryMap::CAPACITY`] or more.
     TooManyRegions {
         /// How many it was given (empty ones and those past the limit not counted).
         given: usize,
@@ -122,7 +123,7 @@ impl fmt::Display for MapError {
             Self::Inverted => f.write_str("memory map region ends before it starts"),
             Self::TooManyRegions { given } => write!(
                 f,
-                "{given} memory map regions, at most {} supported",
+                "{given} memory map regions, too many for the {} held once overlaps and neighbours merge",
                 MemoryMap::CAPACITY
             ),
         }
@@ -229,22 +230,29 @@ impl MemoryMap {
 
     /// Empties the map, then takes `regions` below `limit` as [`below`](Self::below) and
     /// [`add`](Self::add) would, and normalizes it; in place, so that a map in a `static`
-    /// is filled without a copy on the stack (its storage is 24 KiB). More regions than
-    /// [`CAPACITY`](Self::CAPACITY) are refused whole ([`MapError::TooManyRegions`], counting
-    /// them all), never cut short: a region left out could be a reserved range inside RAM.
+    /// is filled without a copy on the stack (its storage is 24 KiB). Whenever the map
+    /// fills it is normalized and the filling goes on, so duplicate, overlapping and
+    /// touching regions of one kind count once. A map is refused whole
+    /// ([`MapError::TooManyRegions`], counting every region given) if the regions so far,
+    /// normalized, still number [`CAPACITY`](Self::CAPACITY) with more to come; never cut
+    /// short: a region left out could be a reserved range inside RAM.
     pub fn fill(
         &mut self,
         limit: u64,
         regions: impl IntoIterator<Item = Region>,
     ) -> Result<(), MapError> {
         (self.len, self.limit, self.cut) = (0, limit, false);
+        let counted = |r: &Region| r.end.min(limit) > r.start;
+        let mut taken = 0;
         let mut regions = regions.into_iter();
         for region in regions.by_ref() {
+            if self.len >= Self::CAPACITY {
+                self.normalize();
+            }
             match self.add(region) {
-                Ok(()) => {}
+                Ok(()) => taken += usize::from(counted(&region)),
                 Err(MapError::Full) => {
-                    let more = regions.filter(|r| r.end.min(limit) > r.start).count();
-                    let given = Self::CAPACITY + 1 + more;
+                    let given = taken + 1 + regions.filter(counted).count();
                     return Err(MapError::TooManyRegions { given });
                 }
                 Err(error) => return Err(error),
@@ -630,10 +638,36 @@ mod tests {
         assert_eq!(refused, Err(error));
         assert_eq!(
             error.to_string(),
-            "522 memory map regions, at most 512 supported"
+            "522 memory map regions, too many for the 512 held once overlaps and neighbours merge"
         );
         assert_eq!(map.fill(1 << 40, fragmented(3)), Ok(()), "and filled again");
         assert_eq!(map.regions(), fragmented(3));
+    }
+
+    #[test]
+    fn a_map_of_many_duplicate_and_overlapping_regions_counts_them_once() {
+        // 1,000 loader entries: low RAM, the BIOS and high RAM, each given in overlapping
+        // and repeated pieces.
+        let given = (0..1000u64).map(|i| match i % 3 {
+            0 => r((i % 8) * 0x1000, 0x9_F000 - (i % 5) * 0x1000, Usable),
+            1 => r(0xF_0000 + (i % 16) * 0x1000, 0x10_0000, Reserved),
+            _ => r(0x10_0000 + (i % 7) * 0x10_0000, 0x800_0000, Usable),
+        });
+        let mut map = MemoryMap::new();
+        map.fill(1 << 40, given).unwrap();
+        assert_eq!(
+            map.regions(),
+            [
+                r(0, 0x9_F000, Usable),
+                r(0xF_0000, 0x10_0000, Reserved),
+                r(0x10_0000, 0x800_0000, Usable),
+            ]
+        );
+        // A map nearly full of distinct regions, then each of them again.
+        let distinct = fragmented(MemoryMap::CAPACITY as u64 - 8);
+        let twice = distinct.iter().chain(&distinct).copied();
+        map.fill(1 << 40, twice).unwrap();
+        assert_eq!(map.regions(), distinct);
     }
 
     #[test]
