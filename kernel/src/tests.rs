@@ -113,6 +113,23 @@ kernel_test!(
 );
 
 kernel_test!(
+    fn a_device_window_without_frames_for_its_page_tables_maps_nothing() {
+        // Above the boot-time map: the last 2 MiB of its first gigabyte gets a page
+        // directory now, the 2 MiB after it needs a new one.
+        const MIB2: u64 = 2 << 20;
+        let last = paging::mapped_top() + (1 << 30) - MIB2;
+        paging::map_device(last - MIB2, MIB2).expect("a page directory");
+        assert!(!paging::tests::is_mapped(last), "nothing maps it yet");
+        let held = hold_every_frame();
+        let result = paging::map_device(last, 2 * MIB2);
+        let mapped = [last, last + MIB2].map(paging::tests::is_mapped);
+        held.into_iter().for_each(mem::frames::free);
+        assert_eq!(result, Err(paging::PagingError::OutOfMemory));
+        assert_eq!(mapped, [false, false], "a window mapped in part");
+    }
+);
+
+kernel_test!(
     /// A 2 MiB page that holds RAM and device space (on the PC machines the first: RAM to
     /// 0x9FC00, then the unlisted VGA window and the BIOS) is mapped in 4 KiB pages:
     /// uncached where a page holds no RAM, write-back where it holds some. Without such a

@@ -387,31 +387,32 @@ pub fn unmap_page(addr: u64) -> Result<(), PagingError> {
 
 /// Maps a device window `[phys, phys + len)` uncached, identity, with 2 MiB pages (for
 /// windows above the boot-time map, such as 64-bit PCI BARs). Already-mapped parts keep
-/// their mapping.
+/// their mapping. All or nothing: every page table is made before any page is mapped, so
+/// a lack of frames for one (`OutOfMemory`) maps nothing.
 pub fn map_device(phys: u64, len: u64) -> Result<(), PagingError> {
     let _guard = LOCK.lock();
     let limit = PHYS_LIMIT.load(Ordering::Relaxed);
     let end = (phys.checked_add(len))
         .filter(|&end| end <= limit)
         .ok_or(PagingError::BeyondPhysicalAddressWidth(phys))?;
-    let mut addr = phys & !(MIB2 - 1);
-    while addr < end {
-        let pml4 = table(ROOT.load(Ordering::Relaxed));
-        let pml4e = &mut pml4[(addr >> 39) as usize & 511];
-        if *pml4e & PRESENT == 0 {
-            *pml4e = new_table()? | PRESENT | WRITABLE;
-        }
-        let pdpte = &mut table(*pml4e & ADDRESS_MASK)[(addr >> 30) as usize & 511];
-        if *pdpte & PRESENT == 0 {
-            *pdpte = new_table()? | PRESENT | WRITABLE;
-        }
-        if *pdpte & HUGE == 0 {
-            let pde = &mut table(*pdpte & ADDRESS_MASK)[(addr >> 21) as usize & 511];
-            if *pde & PRESENT == 0 {
-                *pde = addr | PRESENT | WRITABLE | HUGE | Caching::Uncached.bits();
+    for map in [false, true] {
+        for addr in (phys & !(MIB2 - 1)..end).step_by(MIB2 as usize) {
+            let pml4 = table(ROOT.load(Ordering::Relaxed));
+            let pml4e = &mut pml4[(addr >> 39) as usize & 511];
+            if *pml4e & PRESENT == 0 {
+                *pml4e = new_table()? | PRESENT | WRITABLE;
+            }
+            let pdpte = &mut table(*pml4e & ADDRESS_MASK)[(addr >> 30) as usize & 511];
+            if *pdpte & PRESENT == 0 {
+                *pdpte = new_table()? | PRESENT | WRITABLE;
+            }
+            if map && *pdpte & HUGE == 0 {
+                let pde = &mut table(*pdpte & ADDRESS_MASK)[(addr >> 21) as usize & 511];
+                if *pde & PRESENT == 0 {
+                    *pde = addr | PRESENT | WRITABLE | HUGE | Caching::Uncached.bits();
+                }
             }
         }
-        addr += MIB2;
     }
     Ok(())
 }
