@@ -365,10 +365,10 @@ impl MemoryMap {
     }
 
     /// The runs of whole frames in `range` that hold no RAM ([`RegionKind::is_ram`]; a frame
-    /// partly RAM counts as RAM), in order: the device space of a range
-    /// [`contents`](Self::contents) finds [`Contents::Mixed`], to be mapped uncached beside
-    /// its RAM (exact for a normalized map).
-    pub fn frames_without_ram(&self, range: Range<u64>) -> impl Iterator<Item = Range<u64>> + '_ {
+    /// partly RAM counts as RAM), in order, for
+    /// [`frames_holding_ram`](Self::frames_holding_ram). Exact for a normalized map only:
+    /// RAM regions out of order would leave RAM frames in a run.
+    fn frames_without_ram(&self, range: Range<u64>) -> impl Iterator<Item = Range<u64>> + '_ {
         let mut ram = (self.regions().iter())
             .filter(move |r| r.kind.is_ram() && r.start < range.end && r.end > range.start)
             .map(|r| r.start..r.end);
@@ -387,8 +387,10 @@ impl MemoryMap {
         })
     }
 
-    /// Each frame of `range` (its start a frame's) and whether it holds RAM: false in the
-    /// runs of [`frames_without_ram`](Self::frames_without_ram).
+    /// Each frame of `range` (its start a frame's) and whether it holds RAM
+    /// ([`RegionKind::is_ram`]; a frame partly RAM holds RAM), exact for a normalized map:
+    /// which 4 KiB pages of a range [`contents`](Self::contents) finds [`Contents::Mixed`]
+    /// are device space, to be mapped uncached beside its RAM.
     pub fn frames_holding_ram(&self, range: Range<u64>) -> impl Iterator<Item = (u64, bool)> + '_ {
         let mut without = self.frames_without_ram(range.clone()).peekable();
         (range.step_by(FRAME_SIZE as usize)).map(move |frame| {
