@@ -11,6 +11,7 @@ use rexo_api::device::DISK_SHUT_DOWN;
 use rexo_api::{BlockDevice, BlockInfo, Completion, DeviceError, Tag};
 use rexo_ata::command::{self, Command, Direction, Protocol, STATUS_BSY, STATUS_DRQ};
 use rexo_ata::identify::{IDENTIFY_BYTES, Identity, SECTOR_BYTES};
+use rexo_ata::shutdown::Step;
 use rexo_devio::{Dma, Mmio, NS_PER_MS, Platform, barrier, pause};
 
 use crate::fis::{FIS_BYTES, register_h2d};
@@ -231,6 +232,15 @@ enum Operation {
     Flush,
     /// Puts the disk in standby (at power-off and reboot).
     Standby,
+}
+
+impl From<Step> for Operation {
+    fn from(step: Step) -> Self {
+        match step {
+            Step::Flush => Self::Flush,
+            Step::Standby => Self::Standby,
+        }
+    }
 }
 
 /// A request holding a slot.
@@ -842,11 +852,9 @@ impl BlockDevice for AhciDisk {
     }
 
     /// The requests submitted are issued and drained as
-    /// [`abandon_requests`](Self::abandon_requests) drains them, then FLUSH CACHE (EXT)
-    /// and STANDBY IMMEDIATE run in turn (what Linux sends a SATA disk at power-off:
-    /// the cache written out, then the drive stopped), each within
-    /// [`COMMAND_TIMEOUT_MS`]. A flush that fails does not keep the standby back: both
-    /// are tried, and the first error returned. The port's interrupt is turned off; the
+    /// [`abandon_requests`](Self::abandon_requests) drains them, then the disk is told
+    /// as [`rexo_ata::shutdown::tell`] says (FLUSH CACHE (EXT), STANDBY IMMEDIATE), each
+    /// command within [`COMMAND_TIMEOUT_MS`]. The port's interrupt is turned off; the
     /// disk refuses everything after.
     fn shut_down(&mut self) -> Result<(), DeviceError> {
         if self.shut_down {
@@ -856,10 +864,9 @@ impl BlockDevice for AhciDisk {
         if self.armed {
             self.disarm();
         }
-        let flushed = self.run_alone(Operation::Flush);
-        let stopped = self.run_alone(Operation::Standby);
+        let told = rexo_ata::shutdown::tell(|step| self.run_alone(step.into()), |_| false);
         self.shut_down = true;
-        flushed.and(stopped)
+        told
     }
 
     /// Points the HBA's message at `core` and enables the port's completion and error

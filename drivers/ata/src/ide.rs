@@ -14,6 +14,7 @@ use crate::command::{
     self, Command, Direction, Protocol, STATUS_BSY, STATUS_DF, STATUS_DRQ, STATUS_ERR,
 };
 use crate::identify::{IDENTIFY_BYTES, Identity, SECTOR_BYTES};
+use crate::shutdown::Step;
 
 /// Command block: the 16-bit data port.
 const REG_DATA: u16 = 0;
@@ -685,6 +686,15 @@ enum Operation {
     Standby,
 }
 
+impl From<Step> for Operation {
+    fn from(step: Step) -> Self {
+        match step {
+            Step::Flush => Self::Flush,
+            Step::Standby => Self::Standby,
+        }
+    }
+}
+
 /// The one request in flight on a drive.
 struct Request {
     /// Its tag.
@@ -1037,32 +1047,22 @@ impl BlockDevice for IdeDisk {
     }
 
     /// The command in flight is drained as [`abandon_requests`](Self::abandon_requests)
-    /// drains it, then FLUSH CACHE (EXT) and STANDBY IMMEDIATE run in turn (what Linux
-    /// sends an ATA disk at power-off: the cache written out, then the drive stopped),
-    /// each within [`COMMAND_TIMEOUT_MS`] once the channel is free (the other drive's
-    /// command waited for as long, once: a channel that stays held through the flush's
-    /// wait is not waited for again, the drive not told). A flush that fails does not
-    /// keep the standby back: both are tried, and the first error returned. A failed
-    /// channel's drive is not told. The disk refuses everything after.
+    /// drains it, then the drive is told as [`crate::shutdown::tell`] says (FLUSH CACHE
+    /// (EXT), STANDBY IMMEDIATE), each command within [`COMMAND_TIMEOUT_MS`] once the
+    /// channel is free (the other drive's command waited for as long, once: a channel
+    /// that stays held through the flush's wait is not waited for again, the drive not
+    /// told). A failed channel's drive is not told. The disk refuses everything after.
     fn shut_down(&mut self) -> Result<(), DeviceError> {
         if self.shut_down {
             return Err(DISK_SHUT_DOWN);
         }
         self.abandon_requests();
-        let flushed = self.run_alone(Operation::Flush);
         // A channel held through the flush's wait is held still: the standby would only
         // wait as long again.
-        let channel_held = matches!(
-            flushed,
-            Err(DeviceError::Timeout { what, .. }) if what == CHANNEL_HELD
-        );
-        let stopped = if channel_held {
-            Ok(())
-        } else {
-            self.run_alone(Operation::Standby)
-        };
+        let channel_held = |error: &DeviceError| matches!(error, DeviceError::Timeout { what, .. } if *what == CHANNEL_HELD);
+        let told = crate::shutdown::tell(|step| self.run_alone(step.into()), channel_held);
         self.shut_down = true;
-        flushed.and(stopped)
+        told
     }
 
     fn info(&self) -> BlockInfo {

@@ -1,8 +1,8 @@
 //! ATA/IDE disks on a PCI IDE controller (PIIX of -machine pc): PIO and bus-master DMA.
 //!
 //! The ATA command set both this driver and `rexo-ahci` speak lives here too:
-//! [`command`] (opcodes, status bits, task-file values, range checks) and [`identify`]
-//! (IDENTIFY DEVICE decoding). Settling delays and bounded waits are
+//! [`command`] (opcodes, status bits, task-file values, range checks), [`identify`]
+//! (IDENTIFY DEVICE decoding) and [`shutdown`] (what a disk is told at power-off). Settling delays and bounded waits are
 //! [`rexo_devio::pause`] and [`rexo_devio::wait_until`].
 //!
 //! Each channel in compatibility mode is reset, its master and slave identified (ATAPI
@@ -12,7 +12,7 @@
 //! (for one channel's disks only on a simplex-only controller), the drive has a DMA mode
 //! selected and its buffer and PRD table lie below 4 GiB, else by PIO through the data
 //! port. At power-off and reboot each drive gets FLUSH CACHE (EXT), then STANDBY
-//! IMMEDIATE (`BlockDevice::shut_down`).
+//! IMMEDIATE (`BlockDevice::shut_down`, [`shutdown`]).
 #![cfg_attr(target_os = "none", no_std)]
 #![deny(unsafe_code)]
 
@@ -21,6 +21,7 @@ extern crate alloc;
 pub mod command;
 mod ide;
 pub mod identify;
+pub mod shutdown;
 
 use alloc::boxed::Box;
 use alloc::sync::Arc;
