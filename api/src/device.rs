@@ -151,6 +151,26 @@ pub const PAIR_BROKEN: DeviceError = DeviceError::Failed(
      reset, which the next receive, send or transmit_pending through the whole device does",
 );
 
+/// What the machine does once its disks are told ([`BlockDevice::shut_down`]): what the
+/// drivers send depends on it, and the kernel's log lines name it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Leaving {
+    /// The ACPI sleep request (S5): the power goes.
+    PowerOff,
+    /// A reset (the ACPI reset register, the keyboard controller, a triple fault), which
+    /// may reset the disks or cut their power with the machine's.
+    Reboot,
+}
+
+impl fmt::Display for Leaving {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::PowerOff => "power-off",
+            Self::Reboot => "reboot",
+        })
+    }
+}
+
 /// What a disk answers to every submission, poll and arming of a wake-up once the kernel
 /// shut it down ([`BlockDevice::shut_down`]: the machine is powering off or rebooting),
 /// whether or not the shutdown went through: its controller is sent nothing more.
@@ -884,11 +904,13 @@ pub trait BlockDevice: Send {
     /// meanwhile) and when a holder gives up its own requests (the disk still the
     /// holder's).
     fn abandon_requests(&mut self);
-    /// The machine is powering off or rebooting: tells the disk, as its kind asks, so
-    /// that what was written survives. The requests already submitted go to the device
-    /// and are waited for (their completions dropped: nobody polls after this), then the
-    /// disk is made to write its cache out and told of the power loss (the same at a
-    /// reboot, whose reset may reset the disk or cut its power). Each wait is bounded by
+    /// The machine is `leaving` (powering off or rebooting): tells the disk, as its kind
+    /// asks, so that what was written survives. The requests already submitted go to the
+    /// device and are waited for (their completions dropped: nobody polls after this),
+    /// then the disk is made to write its cache out and, where its kind asks for it,
+    /// told of the power loss (at a reboot too where a reset may cut its power without
+    /// it: NVMe's shutdown notification; an ATA disk is only flushed at a reboot, as
+    /// Linux does, its standby kept for the power-off). Each wait is bounded by
     /// the driver's timeouts (docs/drivers.md); the error says which step failed or timed
     /// out. From then on, whatever it returned, every submission, poll and arming of a
     /// wake-up fails with [`DISK_SHUT_DOWN`]. Only the kernel calls it, through the
@@ -896,8 +918,9 @@ pub trait BlockDevice: Send {
     /// refuses it
     /// ([`DeviceError::Unsupported`]). What each driver sends: docs/drivers.md,
     /// "Power-off" (NVMe a shutdown notification, CC.SHN; AHCI and IDE disks FLUSH
-    /// CACHE (EXT) then STANDBY IMMEDIATE; virtio-blk a FLUSH when negotiated).
-    fn shut_down(&mut self) -> Result<(), DeviceError>;
+    /// CACHE (EXT), then STANDBY IMMEDIATE at a power-off; virtio-blk a FLUSH when
+    /// negotiated).
+    fn shut_down(&mut self, leaving: Leaving) -> Result<(), DeviceError>;
 }
 
 /// A keyboard, opened by one app (the consoles' keyboards are read through

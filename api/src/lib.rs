@@ -28,10 +28,10 @@ pub use kernel::{AppRun, CoreSpan, Kernel, OwnerId};
 
 pub use device::{
     BlockDevice, BlockInfo, Completion, DeviceError, DeviceInfo, DeviceKind, DiskExtent,
-    ETHERNET_MAX_FRAME, ExtentError, ExtentOp, InterruptBinding, KeyboardDevice, MAX_APP_BINDINGS,
-    MAX_BINDING_FILTERS, MAX_INTERFACE_BINDINGS, MAX_ORDERED_BYTES, MAX_ORDERED_PER_QUEUE,
-    MAX_SEGMENTS, NetBinding, NetDevice, NetInfo, NetSharing, OpenDevice, RSS_EXAMPLE_KEY,
-    ReceiveSteering, Tag, toeplitz_hash,
+    ETHERNET_MAX_FRAME, ExtentError, ExtentOp, InterruptBinding, KeyboardDevice, Leaving,
+    MAX_APP_BINDINGS, MAX_BINDING_FILTERS, MAX_INTERFACE_BINDINGS, MAX_ORDERED_BYTES,
+    MAX_ORDERED_PER_QUEUE, MAX_SEGMENTS, NetBinding, NetDevice, NetInfo, NetSharing, OpenDevice,
+    RSS_EXAMPLE_KEY, ReceiveSteering, Tag, toeplitz_hash,
 };
 
 /// Packet filters in the filter language (`tcp dport 80`, `udp dport 11211`): what an

@@ -25,7 +25,7 @@ use alloc::vec::Vec;
 use core::ops::Range;
 
 use crate::device::DISK_SHUT_DOWN;
-use crate::{BlockDevice, BlockInfo, Completion, DeviceError, Tag};
+use crate::{BlockDevice, BlockInfo, Completion, DeviceError, Leaving, Tag};
 
 /// Asserts what every disk owes once it was shut down ([`BlockDevice::shut_down`]): a
 /// read, a write and a flush submitted on queue 0, a poll of it and an arming of its
@@ -40,7 +40,11 @@ pub fn assert_refuses_everything(disk: &mut dyn BlockDevice) {
     assert_eq!(disk.submit_flush(0), Err(DISK_SHUT_DOWN));
     assert_eq!(disk.poll(0, &mut |_, _| {}), Err(DISK_SHUT_DOWN));
     assert_eq!(disk.wake_on_completion(0, Some(0)), Err(DISK_SHUT_DOWN));
-    assert_eq!(disk.shut_down(), Err(DISK_SHUT_DOWN), "told once");
+    assert_eq!(
+        disk.shut_down(Leaving::PowerOff),
+        Err(DISK_SHUT_DOWN),
+        "told once"
+    );
 }
 
 /// Bytes per sector of a [`MemoryDisk`].
@@ -301,7 +305,7 @@ impl BlockDevice for MemoryDisk {
 
     /// Its writes landed when they were taken: the requests in flight are dropped, and
     /// the disk refuses everything after.
-    fn shut_down(&mut self) -> Result<(), DeviceError> {
+    fn shut_down(&mut self, _: Leaving) -> Result<(), DeviceError> {
         if self.shut_down {
             return Err(DISK_SHUT_DOWN);
         }
@@ -360,7 +364,7 @@ mod tests {
     fn a_disk_shut_down_refuses_every_later_request_and_poll() {
         let mut disk = MemoryDisk::new(vec![5; 2 * 512]);
         disk.submit_write(0, 0, 1, &mut |b| b.fill(9)).unwrap();
-        assert_eq!(disk.shut_down(), Ok(()));
+        assert_eq!(disk.shut_down(Leaving::PowerOff), Ok(()));
         assert!(disk.is_shut_down());
         assert_eq!(disk.in_flight(), 0);
         assert_eq!(disk.data[..512], [9; 512], "the write landed");

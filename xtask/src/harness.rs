@@ -838,6 +838,7 @@ impl Checker {
                 Check::Logged(messages) => messages
                     .get(self.hits[i])
                     .is_some_and(|&message| is_logged(line, message)),
+                Check::QemuSaid(_) | Check::QemuNeverSaid(_) => false,
             };
             if hit {
                 self.hits[i] += 1;
@@ -849,11 +850,24 @@ impl Checker {
         }
     }
 
+    /// Takes a line of QEMU's own output (its stderr), which only the `Qemu*` checks
+    /// look at.
+    fn feed_qemu(&mut self, line: &str) {
+        for i in 0..self.checks.len() {
+            if let Check::QemuSaid(text) | Check::QemuNeverSaid(text) = self.checks[i]
+                && line.contains(text)
+            {
+                self.hits[i] += 1;
+                self.first_hit[i].get_or_insert_with(|| line.trim().to_string());
+            }
+        }
+    }
+
     /// Whether check `i` holds so far.
     fn met(&self, i: usize) -> bool {
         match self.checks[i] {
             Check::Count(_, n) => self.hits[i] >= n,
-            Check::Lacks(_) => self.hits[i] == 0,
+            Check::Lacks(_) | Check::QemuNeverSaid(_) => self.hits[i] == 0,
             Check::Logged(messages) => self.hits[i] == messages.len(),
             _ => self.hits[i] > 0,
         }
@@ -902,6 +916,11 @@ impl Checker {
                 Check::Logged(messages) => format!(
                     "the log lines {messages:?} in this order (got the first {})",
                     self.hits[i]
+                ),
+                Check::QemuSaid(text) => format!("QEMU's `{text}`"),
+                Check::QemuNeverSaid(text) => format!(
+                    "no QEMU line with `{text}` (got `{}`)",
+                    self.first_hit[i].as_deref().unwrap_or_default()
                 ),
             })
             .chain(extra_ready)
@@ -1262,6 +1281,9 @@ fn run_case(root: &Path, elf: &Path, case: &Case, logs: &Path) -> Result<Outcome
         },
     )?;
     let time = started.elapsed();
+    for line in capture.lines.iter().filter(|line| line.stderr) {
+        checker.feed_qemu(&line.text);
+    }
     let missing = checker.missing();
     let mut reasons: Vec<String> = end_problem(case, &capture.end).into_iter().collect();
     if let Some(patcher) = patcher {
@@ -1808,6 +1830,28 @@ error: 1 target failed:
             c.missing(),
             vec![
                 "no line with `FAILED` (got `diskcheck: disk 2: FAILED: flush: timeout`)"
+                    .to_string()
+            ]
+        );
+    }
+
+    #[test]
+    fn qemu_checks_look_at_qemus_own_lines_only() {
+        let checks = [
+            Check::QemuSaid("cmd 0xea"),
+            Check::QemuNeverSaid("cmd 0xe0"),
+        ];
+        let mut c = Checker::new(&checks, None);
+        c.feed("the guest says cmd 0xea and cmd 0xe0");
+        assert_eq!(c.missing(), vec!["QEMU's `cmd 0xea`".to_string()]);
+        c.feed_qemu("ide_exec_cmd IDE exec cmd: bus 0x1; state 0x2; cmd 0xea");
+        assert!(c.all_met());
+        c.feed_qemu("ide_exec_cmd IDE exec cmd: bus 0x1; state 0x2; cmd 0xe0");
+        assert_eq!(
+            c.missing(),
+            vec![
+                "no QEMU line with `cmd 0xe0` (got `ide_exec_cmd IDE exec cmd: bus 0x1; state \
+                 0x2; cmd 0xe0`)"
                     .to_string()
             ]
         );

@@ -191,6 +191,11 @@ pub enum Check {
     /// Kernel log lines whose whole messages (after `[T us cN] LEVEL `) are these, in this
     /// order (other lines between); a `*` in one stands for any text.
     Logged(&'static [&'static str]),
+    /// A line of QEMU's own output (its stderr: `-trace` events) containing this text,
+    /// looked for once the run ended (so only in cases that run to an exit).
+    QemuSaid(&'static str),
+    /// No line of QEMU's own output containing this text, for the whole run.
+    QemuNeverSaid(&'static str),
 }
 
 /// One QEMU test.
@@ -500,6 +505,28 @@ pub const CASES: &[Case] = &[
             Check::Lacks("not told of the"),
             Check::Lacks("FAILED"),
         ],
+        ..DISK
+    },
+    // A reboot flushes an ATA disk and leaves it spinning, as Linux does (STANDBY
+    // IMMEDIATE is for the power-off): QEMU's trace of the ATA commands the disk ran
+    // (AHCI's go through the same path) shows FLUSH CACHE EXT (0xea) and no 0xe0.
+    Case {
+        name: "power::reboot-flushes-ahci",
+        append: "app=monitor",
+        qemu_args: &["-nic", "none", "-trace", "ide_exec_cmd"],
+        qemu: &[Arg::ScratchDisk("ide-hd,bus=ide.0")],
+        input: "devices\rreboot\r",
+        checks: REBOOT_FLUSHES,
+        ..DISK
+    },
+    Case {
+        name: "power::reboot-flushes-ata-pc",
+        machine: Machine::Pc,
+        append: "app=monitor",
+        qemu_args: &["-nic", "none", "-trace", "ide_exec_cmd"],
+        qemu: &[Arg::ScratchDisk("ide-hd,bus=ide.0")],
+        input: "devices\rreboot\r",
+        checks: REBOOT_FLUSHES,
         ..DISK
     },
     // Core counts (microvm).
@@ -2361,6 +2388,16 @@ const DISK_READ_BACK: &str = "read back 16384 sectors byte-exact";
 const DISK_TOLD: &str = " disk 0: told of the power-off";
 /// The kernel's warning for a disk not told of the power-off.
 const DISK_NOT_TOLD: &str = "not told of the power-off";
+
+/// What the `power::reboot-flushes-*` cases check: the disk told of the reboot, its
+/// cache flushed (QEMU's `ide_exec_cmd` trace, FLUSH CACHE EXT) and no STANDBY
+/// IMMEDIATE sent.
+const REBOOT_FLUSHES: &[Check] = &[
+    Check::Has(" disk 0: told of the reboot"),
+    Check::QemuSaid("cmd 0xea"),
+    Check::QemuNeverSaid("cmd 0xe0"),
+    Check::Lacks("not told of the"),
+];
 
 /// A [`DISK`] case whose disk can wake a core (MSI-X, MSI, or IDE's IRQ 14; attach it
 /// [`Attach::Throttled`] or [`Attach::LegacyIde`]): diskcheck slept during reads, woken

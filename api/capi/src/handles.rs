@@ -351,7 +351,7 @@ mod tests {
             self.0.fetch_add(1, Ordering::Relaxed);
         }
         /// It takes no request: nothing to write out.
-        fn shut_down(&mut self) -> Result<(), DeviceError> {
+        fn shut_down(&mut self, _: rexo_api::Leaving) -> Result<(), DeviceError> {
             Ok(())
         }
     }

@@ -6,8 +6,8 @@
 //! becomes its own block device (ATAPI, enclosure and port-multiplier signatures and
 //! empty ports are logged and skipped). A disk runs READ/WRITE FPDMA QUEUED with up to
 //! 32 commands in flight when it and the HBA have NCQ, else READ/WRITE DMA EXT one at a
-//! time. At power-off and reboot each disk gets FLUSH CACHE (EXT), then STANDBY
-//! IMMEDIATE (`BlockDevice::shut_down`). Register layout: AHCI 1.3.1 (sections 3 and 4); the ATA
+//! time. At power-off and reboot each disk gets FLUSH CACHE (EXT), then at a power-off
+//! STANDBY IMMEDIATE (`BlockDevice::shut_down`). Register layout: AHCI 1.3.1 (sections 3 and 4); the ATA
 //! command set comes from `rexo-ata`.
 #![cfg_attr(target_os = "none", no_std)]
 #![deny(unsafe_code)]

@@ -8,7 +8,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use rexo_api::device::DISK_SHUT_DOWN;
-use rexo_api::{BlockDevice, BlockInfo, Completion, DeviceError, Tag};
+use rexo_api::{BlockDevice, BlockInfo, Completion, DeviceError, Leaving, Tag};
 use rexo_ata::command::{self, Command, Direction, Protocol, STATUS_BSY, STATUS_DRQ};
 use rexo_ata::identify::{IDENTIFY_BYTES, Identity, SECTOR_BYTES};
 use rexo_ata::shutdown::Step;
@@ -853,10 +853,10 @@ impl BlockDevice for AhciDisk {
 
     /// The requests submitted are issued and drained as
     /// [`abandon_requests`](Self::abandon_requests) drains them, then the disk is told
-    /// as [`rexo_ata::shutdown::tell`] says (FLUSH CACHE (EXT), STANDBY IMMEDIATE), each
-    /// command within [`COMMAND_TIMEOUT_MS`]. The port's interrupt is turned off; the
-    /// disk refuses everything after.
-    fn shut_down(&mut self) -> Result<(), DeviceError> {
+    /// as [`rexo_ata::shutdown::tell`] says (FLUSH CACHE (EXT), then STANDBY IMMEDIATE
+    /// at a power-off), each command within [`COMMAND_TIMEOUT_MS`]. The port's
+    /// interrupt is turned off; the disk refuses everything after.
+    fn shut_down(&mut self, leaving: Leaving) -> Result<(), DeviceError> {
         if self.shut_down {
             return Err(DISK_SHUT_DOWN);
         }
@@ -864,7 +864,7 @@ impl BlockDevice for AhciDisk {
         if self.armed {
             self.disarm();
         }
-        let told = rexo_ata::shutdown::tell(|step| self.run_alone(step.into()), |_| false);
+        let told = rexo_ata::shutdown::tell(leaving, |step| self.run_alone(step.into()), |_| false);
         self.shut_down = true;
         told
     }
@@ -1515,7 +1515,7 @@ mod tests {
         let issued = hba_finishing_commands(&disk, &registers, platform, |_| false, |_| false);
         // A write submitted and never polled: its holder went quiet.
         disk.submit_write(0, 8, 1, &mut |b| b.fill(0x5A)).unwrap();
-        assert_eq!(disk.shut_down(), Ok(()));
+        assert_eq!(disk.shut_down(Leaving::PowerOff), Ok(()));
         assert_eq!(
             *issued.lock(),
             [
@@ -1523,6 +1523,21 @@ mod tests {
                 command::FLUSH_CACHE_EXT,
                 command::STANDBY_IMMEDIATE
             ]
+        );
+        rexo_api::testing::assert_refuses_everything(&mut disk);
+    }
+
+    /// At a reboot the disk writes its cache out and keeps spinning, as Linux leaves a
+    /// SATA disk at a reboot: the firmware's first read needs no spin-up.
+    #[test]
+    fn a_reboot_issues_what_was_submitted_then_flushes_the_disk_without_stopping_it() {
+        let (mut disk, registers, platform) = port_of_depth_with_fake_hba(1);
+        let issued = hba_finishing_commands(&disk, &registers, platform, |_| false, |_| false);
+        disk.submit_write(0, 8, 1, &mut |b| b.fill(0x5A)).unwrap();
+        assert_eq!(disk.shut_down(Leaving::Reboot), Ok(()));
+        assert_eq!(
+            *issued.lock(),
+            [command::WRITE_DMA_EXT, command::FLUSH_CACHE_EXT]
         );
         rexo_api::testing::assert_refuses_everything(&mut disk);
     }
@@ -1541,7 +1556,7 @@ mod tests {
             what: "the AHCI command",
             status: TFD_ABORTED,
         };
-        assert_eq!(disk.shut_down(), Err(flush_failed));
+        assert_eq!(disk.shut_down(Leaving::PowerOff), Err(flush_failed));
         assert_eq!(
             *issued.lock(),
             [command::FLUSH_CACHE_EXT, command::STANDBY_IMMEDIATE]
@@ -1560,7 +1575,7 @@ mod tests {
             what: "the AHCI command",
             ms: COMMAND_TIMEOUT_MS,
         };
-        assert_eq!(disk.shut_down(), Err(timeout));
+        assert_eq!(disk.shut_down(Leaving::PowerOff), Err(timeout));
         assert_eq!(
             *issued.lock(),
             [command::FLUSH_CACHE_EXT, command::STANDBY_IMMEDIATE]

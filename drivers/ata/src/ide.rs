@@ -7,7 +7,7 @@ use alloc::sync::Arc;
 use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use rexo_api::device::DISK_SHUT_DOWN;
-use rexo_api::{BlockDevice, BlockInfo, Completion, DeviceError, Tag};
+use rexo_api::{BlockDevice, BlockInfo, Completion, DeviceError, Leaving, Tag};
 use rexo_devio::{Dma, LineWake, NS_PER_MS, Platform, PortWindow, barrier, pause};
 
 use crate::command::{
@@ -1048,11 +1048,12 @@ impl BlockDevice for IdeDisk {
 
     /// The command in flight is drained as [`abandon_requests`](Self::abandon_requests)
     /// drains it, then the drive is told as [`crate::shutdown::tell`] says (FLUSH CACHE
-    /// (EXT), STANDBY IMMEDIATE), each command within [`COMMAND_TIMEOUT_MS`] once the
-    /// channel is free (the other drive's command waited for as long, once: a channel
-    /// that stays held through the flush's wait is not waited for again, the drive not
-    /// told). A failed channel's drive is not told. The disk refuses everything after.
-    fn shut_down(&mut self) -> Result<(), DeviceError> {
+    /// (EXT), then STANDBY IMMEDIATE at a power-off), each command within
+    /// [`COMMAND_TIMEOUT_MS`] once the channel is free (the other drive's command waited
+    /// for as long, once: a channel that stays held through the flush's wait is not
+    /// waited for again, the drive not told). A failed channel's drive is not told. The
+    /// disk refuses everything after.
+    fn shut_down(&mut self, leaving: Leaving) -> Result<(), DeviceError> {
         if self.shut_down {
             return Err(DISK_SHUT_DOWN);
         }
@@ -1060,7 +1061,7 @@ impl BlockDevice for IdeDisk {
         // A channel held through the flush's wait is held still: the standby would only
         // wait as long again.
         let channel_held = |error: &DeviceError| matches!(error, DeviceError::Timeout { what, .. } if *what == CHANNEL_HELD);
-        let told = crate::shutdown::tell(|step| self.run_alone(step.into()), channel_held);
+        let told = crate::shutdown::tell(leaving, |step| self.run_alone(step.into()), channel_held);
         self.shut_down = true;
         told
     }
@@ -1904,7 +1905,7 @@ mod tests {
         let (mut disk, command, _) = pio_disk(1 << 20);
         // The holder's own flush, started and never polled.
         assert_eq!(disk.submit_flush(0), Ok(0));
-        assert_eq!(disk.shut_down(), Ok(()));
+        assert_eq!(disk.shut_down(Leaving::PowerOff), Ok(()));
         assert_eq!(
             opcodes(&command),
             [
@@ -1916,6 +1917,20 @@ mod tests {
         assert!(
             !disk.channel.busy.load(Ordering::Relaxed),
             "the channel free"
+        );
+        rexo_api::testing::assert_refuses_everything(&mut disk);
+    }
+
+    /// At a reboot the drive writes its cache out and keeps spinning, as Linux leaves
+    /// an ATA disk at a reboot.
+    #[test]
+    fn a_reboot_drains_the_command_in_flight_then_flushes_the_drive_without_stopping_it() {
+        let (mut disk, command, _) = pio_disk(1 << 20);
+        assert_eq!(disk.submit_flush(0), Ok(0));
+        assert_eq!(disk.shut_down(Leaving::Reboot), Ok(()));
+        assert_eq!(
+            opcodes(&command),
+            [command::FLUSH_CACHE, command::FLUSH_CACHE]
         );
         rexo_api::testing::assert_refuses_everything(&mut disk);
     }
@@ -1939,7 +1954,7 @@ mod tests {
         platform.on_clock_reading(move || platform.advance_clock(100 * NS_PER_MS));
         let before = platform.now_ns();
         assert_eq!(
-            master.shut_down(),
+            master.shut_down(Leaving::PowerOff),
             Err(DeviceError::Timeout {
                 what: "the IDE channel, which the other drive's command holds",
                 ms: COMMAND_TIMEOUT_MS,
@@ -1966,7 +1981,7 @@ mod tests {
             what: "the ATA command",
             status: command::error_value(STATUS_READY | STATUS_ERR, 0x04),
         };
-        assert_eq!(disk.shut_down(), Err(refused));
+        assert_eq!(disk.shut_down(Leaving::PowerOff), Err(refused));
         assert_eq!(
             opcodes(&command),
             [command::FLUSH_CACHE, command::STANDBY_IMMEDIATE]

@@ -2,7 +2,7 @@
 //!
 //! The ATA command set both this driver and `rexo-ahci` speak lives here too:
 //! [`command`] (opcodes, status bits, task-file values, range checks), [`identify`]
-//! (IDENTIFY DEVICE decoding) and [`shutdown`] (what a disk is told at power-off). Settling delays and bounded waits are
+//! (IDENTIFY DEVICE decoding) and [`shutdown`] (what a disk is told at power-off and reboot). Settling delays and bounded waits are
 //! [`rexo_devio::pause`] and [`rexo_devio::wait_until`].
 //!
 //! Each channel in compatibility mode is reset, its master and slave identified (ATAPI
@@ -11,8 +11,8 @@
 //! channel take turns). Data moves by bus-master DMA (BAR 4) when the controller has it
 //! (for one channel's disks only on a simplex-only controller), the drive has a DMA mode
 //! selected and its buffer and PRD table lie below 4 GiB, else by PIO through the data
-//! port. At power-off and reboot each drive gets FLUSH CACHE (EXT), then STANDBY
-//! IMMEDIATE (`BlockDevice::shut_down`, [`shutdown`]).
+//! port. At power-off and reboot each drive gets FLUSH CACHE (EXT), then at a power-off
+//! STANDBY IMMEDIATE (`BlockDevice::shut_down`, [`shutdown`]).
 #![cfg_attr(target_os = "none", no_std)]
 #![deny(unsafe_code)]
 

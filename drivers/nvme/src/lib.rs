@@ -26,7 +26,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use rexo_api::device::DISK_SHUT_DOWN;
-use rexo_api::{BlockDevice, BlockInfo, Completion, DeviceError, Tag};
+use rexo_api::{BlockDevice, BlockInfo, Completion, DeviceError, Leaving, Tag};
 use rexo_devio::{DeviceFunction, Dma, Found, Mmio, MsixTable, Platform, QueueWakes};
 use rexo_pci::{Address, Function};
 
@@ -1072,9 +1072,11 @@ impl BlockDevice for Nvme {
     /// [`abandon_requests`](Self::abandon_requests) drains (each completed, or freed by a
     /// controller reset when held past [`IO_TIMEOUT_NS`]); then the controller is shut
     /// down ([`Nvme::notify_shutdown`]: the I/O queues deleted, CC.SHN a normal shutdown,
-    /// CSTS.SHST complete within RTD3E, at least 5 s and at most 60 s). A controller that
-    /// failed for good is not told (its `Failed`). The disk refuses everything after.
-    fn shut_down(&mut self) -> Result<(), DeviceError> {
+    /// CSTS.SHST complete within RTD3E, at least 5 s and at most 60 s), at a reboot as at
+    /// a power-off (NVMe Base 2.0, 3.6: the normal shutdown whenever the power may go,
+    /// and a reset may cut it). A controller that failed for good is not told (its
+    /// `Failed`). The disk refuses everything after.
+    fn shut_down(&mut self, _: Leaving) -> Result<(), DeviceError> {
         if self.shut_down {
             return Err(DISK_SHUT_DOWN);
         }
@@ -1991,7 +1993,7 @@ mod tests {
         controller.complete(&mut disk.queues[0].pair, id, 0);
         let mut admin = answer_admin_commands(&mut disk, 2);
         finish_shutdowns(&disk, platform);
-        assert_eq!(disk.shut_down(), Ok(()));
+        assert_eq!(disk.shut_down(Leaving::PowerOff), Ok(()));
         let write = controller.take_command(&disk.queues[0].pair);
         assert_eq!(
             write.map(|command| (command.0[0] as u8, command.id(), command.0[10])),
@@ -2023,7 +2025,7 @@ mod tests {
         // CSTS.SHST never says complete; 100 ms go by at each look.
         platform.on_clock_reading(move || platform.advance_clock(100_000_000));
         assert_eq!(
-            disk.shut_down(),
+            disk.shut_down(Leaving::PowerOff),
             Err(DeviceError::Timeout {
                 what: "the controller's shutdown (CSTS.SHST complete)",
                 ms: spec::SHUTDOWN_TIMEOUT_MIN_MS
@@ -2037,7 +2039,7 @@ mod tests {
         let (mut disk, _) = ready_disk(1);
         disk.failed = Some("the controller no longer answers");
         assert_eq!(
-            disk.shut_down(),
+            disk.shut_down(Leaving::PowerOff),
             Err(DeviceError::Failed("the controller no longer answers"))
         );
         let configuration = disk.controller.registers.read32(spec::REG_CC);

@@ -3,7 +3,7 @@
 
 use alloc::boxed::Box;
 
-use rexo_api::{BlockDevice, BlockInfo, DeviceError};
+use rexo_api::{BlockDevice, BlockInfo, DeviceError, Leaving};
 use rexo_devio::Found;
 use spin::MutexGuard;
 
@@ -44,7 +44,7 @@ impl BlockDevice for Away {
         Err(AWAY)
     }
     fn abandon_requests(&mut self) {}
-    fn shut_down(&mut self) -> Result<(), DeviceError> {
+    fn shut_down(&mut self, _: Leaving) -> Result<(), DeviceError> {
         Err(AWAY)
     }
 }

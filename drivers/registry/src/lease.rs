@@ -14,7 +14,7 @@ use core::cell::RefCell;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use rexo_api::{
-    BlockDevice, BlockInfo, Completion, DeviceError, KeyboardDevice, NetDevice, NetInfo,
+    BlockDevice, BlockInfo, Completion, DeviceError, KeyboardDevice, Leaving, NetDevice, NetInfo,
     OpenDevice, Tag,
 };
 use rexo_devio::Found;
@@ -524,7 +524,7 @@ impl BlockDevice for Lease {
     /// Refused: only the kernel shuts a disk down, at power-off and reboot
     /// ([`Registry::shut_down_disks`](crate::Registry::shut_down_disks)); the disk may
     /// hold other apps' extents.
-    fn shut_down(&mut self) -> Result<(), DeviceError> {
+    fn shut_down(&mut self, _: Leaving) -> Result<(), DeviceError> {
         Err(DeviceError::Unsupported(
             "shutting a disk down (the kernel does, at power-off and reboot)",
         ))

@@ -40,7 +40,8 @@ use rexo_pci::{Address, Function};
 
 pub use interrupts::{Binder, BinderFns, Sweep};
 pub use machine::Machine;
-pub use shutdown::{Leaving, ShutDown};
+pub use rexo_api::Leaving;
+pub use shutdown::ShutDown;
 
 /// One driver: which functions it takes and how it starts them.
 pub struct Driver {
@@ -612,7 +613,7 @@ pub(crate) mod tests {
         }
         /// It keeps nothing (every request is done at once, with no data): nothing to
         /// write out.
-        fn shut_down(&mut self) -> Result<(), DeviceError> {
+        fn shut_down(&mut self, _: Leaving) -> Result<(), DeviceError> {
             Ok(())
         }
     }
@@ -857,7 +858,7 @@ pub(crate) mod tests {
         /// Its writes landed when they were taken: the requests in flight are dropped,
         /// and everything after is refused. While flushes fail, so does the shutdown
         /// (the cache not written out).
-        fn shut_down(&mut self) -> Result<(), DeviceError> {
+        fn shut_down(&mut self, _: Leaving) -> Result<(), DeviceError> {
             let flushed = self.submit_flush(0);
             self.done.clear();
             self.shut_down = true;
@@ -1445,9 +1446,9 @@ pub(crate) mod tests {
         }
         /// The memory disk's: its writes landed when taken, and it refuses everything
         /// after (the requests lagging here are dropped).
-        fn shut_down(&mut self) -> Result<(), DeviceError> {
+        fn shut_down(&mut self, leaving: Leaving) -> Result<(), DeviceError> {
             self.abandon_requests();
-            self.disk.shut_down()
+            self.disk.shut_down(leaving)
         }
     }
 

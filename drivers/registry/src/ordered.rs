@@ -458,7 +458,7 @@ mod tests {
         }
         fn abandon_requests(&mut self) {}
         /// The requests it holds are dropped, and it refuses everything after.
-        fn shut_down(&mut self) -> Result<(), DeviceError> {
+        fn shut_down(&mut self, _: rexo_api::Leaving) -> Result<(), DeviceError> {
             self.in_flight.clear();
             self.release.clear();
             self.shut_down = true;

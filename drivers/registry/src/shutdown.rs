@@ -1,8 +1,8 @@
 //! Telling the disks the machine is powering off or rebooting ([`Leaving`]): the kernel
 //! walks them before its ACPI sleep request or its reset, and each driver's
 //! [`BlockDevice::shut_down`](rexo_api::BlockDevice::shut_down) makes its disk write
-//! its cache out and tells it of the power loss (NVMe's shutdown notification, ATA's
-//! STANDBY IMMEDIATE, ...). A disk that cannot be reached in time, or whose shutdown
+//! its cache out and tells it of the power loss as its kind asks (NVMe's shutdown
+//! notification; ATA's STANDBY IMMEDIATE at a power-off only, ...). A disk that cannot be reached in time, or whose shutdown
 //! fails, is logged with a warning naming it and passed by: the power-off or reboot
 //! goes ahead.
 //!
@@ -33,7 +33,7 @@
 use alloc::vec::Vec;
 use core::fmt;
 
-use rexo_api::{DeviceError, DeviceKind};
+use rexo_api::{DeviceError, DeviceKind, Leaving};
 use rexo_devio::Found;
 use rexo_pci::Address;
 use spin::MutexGuard;
@@ -58,25 +58,6 @@ const DRAIN_TIMED_OUT: DeviceError = DeviceError::Timeout {
     what: "the requests in flight and ordered writes queued before the shutdown",
     ms: DRAIN_WAIT_NS / 1_000_000,
 };
-
-/// What the machine does once the disks are told: what their log lines name.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Leaving {
-    /// The ACPI sleep request (S5): the power goes.
-    PowerOff,
-    /// A reset (the ACPI reset register, the keyboard controller, a triple fault), which
-    /// may reset the disks or cut their power with the machine's.
-    Reboot,
-}
-
-impl fmt::Display for Leaving {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::PowerOff => "power-off",
-            Self::Reboot => "reboot",
-        })
-    }
-}
 
 /// What one walk of the disks did ([`Registry::shut_down_disks`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -277,7 +258,7 @@ fn tell(
         let lost = sent.not_written;
         log::warn!("{name}: {lost} ordered write(s) not written before the {leaving}: {why}");
     }
-    disk.shut_down().map_err(NotTold::Device)
+    disk.shut_down(leaving).map_err(NotTold::Device)
 }
 
 /// `slot`'s lock with its disk in it, for `core`: waited for while another core holds
@@ -346,7 +327,10 @@ mod tests {
         assert_eq!(fs.submit_read(0, 0, 1), Err(DISK_SHUT_DOWN));
         assert_eq!(fs.submit_flush(0), Err(DISK_SHUT_DOWN));
         // Only the kernel shuts a disk down.
-        assert!(matches!(fs.shut_down(), Err(DeviceError::Unsupported(_))));
+        assert!(matches!(
+            fs.shut_down(Leaving::PowerOff),
+            Err(DeviceError::Unsupported(_))
+        ));
     }
 
     /// What reached a [`Recording`] disk, in order.
@@ -356,8 +340,8 @@ mod tests {
         Write(u64, u8),
         /// A flush.
         Flush,
-        /// The shutdown.
-        ShutDown,
+        /// The shutdown, for a power-off or a reboot.
+        ShutDown(Leaving),
     }
 
     /// A disk in memory that records the writes, flushes and shutdown it is sent.
@@ -441,9 +425,9 @@ mod tests {
         fn abandon_requests(&mut self) {
             self.disk.abandon_requests();
         }
-        fn shut_down(&mut self) -> Result<(), DeviceError> {
-            self.record(Event::ShutDown);
-            self.disk.shut_down()
+        fn shut_down(&mut self, leaving: Leaving) -> Result<(), DeviceError> {
+            self.record(Event::ShutDown(leaving));
+            self.disk.shut_down(leaving)
         }
     }
 
@@ -466,13 +450,24 @@ mod tests {
                 Event::Flush,
                 Event::Write(3, 6),
                 Event::Flush,
-                Event::ShutDown,
+                Event::ShutDown(Leaving::PowerOff),
             ]
         );
         assert_eq!(
             fs.submit_write_ordered(0, 4, 1, &mut |b| b.fill(7)).err(),
             Some(DISK_SHUT_DOWN)
         );
+    }
+
+    /// A reboot's walk tells each disk it is a reboot, not a power-off (an ATA disk is
+    /// then flushed and not stopped).
+    #[test]
+    fn a_reboots_walk_tells_the_disks_of_the_reboot() {
+        let (disk, events) = Recording::new();
+        let registry = registry_with(Found::Block(Box::new(disk)), "memory");
+        let walked = registry.shut_down_disks(Leaving::Reboot, clock(1));
+        assert_eq!((walked.told, walked.not_told), (1, 0));
+        assert_eq!(*events.lock().unwrap(), [Event::ShutDown(Leaving::Reboot)]);
     }
 
     /// A disk that never completes the write an ordered write waits for holds the walk
@@ -497,7 +492,7 @@ mod tests {
         assert_eq!(walked, told);
         assert_eq!(
             *events.lock().unwrap(),
-            [Event::Write(2, 5), Event::ShutDown]
+            [Event::Write(2, 5), Event::ShutDown(Leaving::PowerOff)]
         );
     }
 
@@ -592,7 +587,7 @@ mod tests {
             let _ = self.poll(0, &mut |_, _| {});
         }
         /// Its own command drained, then the channel's flush; refused everything after.
-        fn shut_down(&mut self) -> Result<(), DeviceError> {
+        fn shut_down(&mut self, _: Leaving) -> Result<(), DeviceError> {
             self.abandon_requests();
             let flushed = self.issue(0).map_err(|_| DeviceError::Timeout {
                 what: "the channel, which the other drive's command holds",

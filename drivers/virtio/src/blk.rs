@@ -36,7 +36,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use rexo_api::device::DISK_SHUT_DOWN;
-use rexo_api::{BlockDevice, BlockInfo, Completion, DeviceError, Tag};
+use rexo_api::{BlockDevice, BlockInfo, Completion, DeviceError, Leaving, Tag};
 use rexo_devio::{DeviceFunction, Dma, Found, MsixTable, Platform, QueueWakes};
 use rexo_pci::{Address, Function};
 
@@ -891,9 +891,9 @@ impl BlockDevice for VirtioBlk {
     /// VIRTIO_BLK_F_FLUSH was negotiated, one FLUSH on queue 0 writes the device's cache
     /// out (every write has completed by then, on whichever queue), waited for as any
     /// request (a device that holds it past the timeout is reset, and the flush fails).
-    /// virtio-blk has no shutdown notification of its own. A device given up is not
-    /// told. The disk refuses everything after.
-    fn shut_down(&mut self) -> Result<(), DeviceError> {
+    /// virtio-blk has no shutdown notification of its own: the same at a reboot as at a
+    /// power-off. A device given up is not told. The disk refuses everything after.
+    fn shut_down(&mut self, _: Leaving) -> Result<(), DeviceError> {
         let told = self.usable().and_then(|()| {
             for queue in 0..self.queues.len() {
                 let _ = self.poll(queue, &mut |_, _| {});
@@ -1654,7 +1654,7 @@ mod tests {
             let seen = device_finishing_requests(&disk, platform);
             // A write queued and never polled: its holder went quiet.
             disk.submit_write(0, 8, 1, &mut |b| b.fill(0x55)).unwrap();
-            assert_eq!(disk.shut_down(), Ok(()));
+            assert_eq!(disk.shut_down(Leaving::PowerOff), Ok(()));
             let expected: &[u32] = if takes_flushes {
                 &[T_OUT, T_FLUSH]
             } else {
@@ -1700,7 +1700,11 @@ mod tests {
         assert_eq!(disk.poll(0, &mut |_, _| seen += 1), Err(GIVEN_UP));
         assert_eq!(disk.wake_on_completion(0, Some(0)), Err(GIVEN_UP));
         assert_eq!(seen, 0);
-        assert_eq!(disk.shut_down(), Err(GIVEN_UP), "not told at power-off");
+        assert_eq!(
+            disk.shut_down(Leaving::PowerOff),
+            Err(GIVEN_UP),
+            "not told at power-off"
+        );
         assert_eq!(disk.submit_read(0, 0, 1), Err(DISK_SHUT_DOWN));
     }
 
