@@ -591,8 +591,8 @@ impl<const CORES: usize> Jobs<CORES> {
 mod tests {
     use super::*;
     use crate::sharing::tests::shared;
+    use crate::tests::{LOGGED, logged, record_logs};
     use alloc::boxed::Box;
-    use alloc::string::String;
     use alloc::vec::Vec;
     use core::sync::atomic::AtomicBool;
     use rexo_devio::Found;
@@ -615,33 +615,6 @@ mod tests {
                 "nothing written"
             );
         }
-    }
-
-    /// Every message logged in this test process.
-    static LOGGED: spin::Mutex<Vec<String>> = spin::Mutex::new(Vec::new());
-
-    /// The logger that keeps messages in [`LOGGED`].
-    struct Recorder;
-
-    impl log::Log for Recorder {
-        fn enabled(&self, _: &log::Metadata<'_>) -> bool {
-            true
-        }
-        fn log(&self, record: &log::Record<'_>) {
-            LOGGED.lock().push(alloc::format!("{}", record.args()));
-        }
-        fn flush(&self) {}
-    }
-
-    /// Whether a message starting with `start` was logged since the test process began.
-    fn logged(start: &str) -> bool {
-        LOGGED.lock().iter().any(|line| line.starts_with(start))
-    }
-
-    /// Keeps warnings in [`LOGGED`] (the logger may be set already by another test).
-    fn record_logs() {
-        let _ = log::set_logger(&Recorder);
-        log::set_max_level(log::LevelFilter::Warn);
     }
 
     #[test]

@@ -162,6 +162,9 @@ pub struct Slot {
     unbound_pending: core::sync::atomic::AtomicBool,
     /// The turns of BareMetal calls on the device from several cores.
     baremetal: baremetal::Turn,
+    /// How many ordered writes its disk has queued, read without the lock
+    /// ([`ordered::OrderedWrites::queued_count`]).
+    ordered_queued: alloc::sync::Arc<core::sync::atomic::AtomicUsize>,
 }
 
 impl Slot {
@@ -172,11 +175,13 @@ impl Slot {
             Found::Block(_) => DeviceKind::Block,
             Found::Keyboard(_) => DeviceKind::Keyboard,
         };
+        let ordered = ordered::OrderedWrites::default();
         Self {
             kind,
             address,
             driver,
             about: describe(&device),
+            ordered_queued: ordered.queued_count(),
             state: spin::Mutex::new(SlotState {
                 protection: match device {
                     Found::Block(_) => xn::Protection::Unknown,
@@ -189,7 +194,7 @@ impl Slot {
                 interrupts: interrupts::Bindings::default(),
                 queues: Vec::new(),
                 away: false,
-                ordered: ordered::OrderedWrites::default(),
+                ordered,
             }),
             in_call: reentry::InCall::new(),
             unbound_in_call: spin::Mutex::new(Vec::new()),
@@ -1115,6 +1120,33 @@ pub(crate) mod tests {
         name: &'static str,
     ) -> Box<dyn rexo_api::BlockDevice> {
         lease_disk_to(registry, (1, name))
+    }
+
+    /// Every message logged in this test process.
+    pub(crate) static LOGGED: spin::Mutex<Vec<String>> = spin::Mutex::new(Vec::new());
+
+    /// The logger that keeps messages in [`LOGGED`].
+    struct Recorder;
+
+    impl log::Log for Recorder {
+        fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+            true
+        }
+        fn log(&self, record: &log::Record<'_>) {
+            LOGGED.lock().push(alloc::format!("{}", record.args()));
+        }
+        fn flush(&self) {}
+    }
+
+    /// Whether a message starting with `start` was logged since the test process began.
+    pub(crate) fn logged(start: &str) -> bool {
+        LOGGED.lock().iter().any(|line| line.starts_with(start))
+    }
+
+    /// Keeps warnings in [`LOGGED`] (the logger may be set already by another test).
+    pub(crate) fn record_logs() {
+        let _ = log::set_logger(&Recorder);
+        log::set_max_level(log::LevelFilter::Warn);
     }
 
     /// Disk 0 of `registry` leased to `holder` (owner id, app name).

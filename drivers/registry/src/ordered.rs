@@ -29,7 +29,9 @@
 //! disk takes no more ([`OrderedWrites::shut_down`]).
 
 use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
+use alloc::sync::Arc;
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 use rexo_api::device::DISK_SHUT_DOWN;
 use rexo_api::{
@@ -110,6 +112,9 @@ pub(crate) struct OrderedWrites {
     next_tag: Tag,
     /// The disk was shut down ([`OrderedWrites::shut_down`]): no more are taken.
     shut_down: bool,
+    /// How many ordered writes are queued over all queues, readable without the slot's
+    /// lock ([`OrderedWrites::queued_count`]).
+    queued: Arc<AtomicUsize>,
 }
 
 /// What became of the ordered writes still queued when the disk was shut down
@@ -126,6 +131,14 @@ pub(crate) struct Sent {
 }
 
 impl OrderedWrites {
+    /// How many ordered writes are queued, kept up to date as they are queued, complete,
+    /// fail or are given up: the walk at power-off and reboot reads it for a disk whose
+    /// lock another call holds, whose ordered writes it cannot send (a snapshot: that
+    /// call may change it meanwhile).
+    pub(crate) fn queued_count(&self) -> Arc<AtomicUsize> {
+        Arc::clone(&self.queued)
+    }
+
     /// Notes that the app's request went to the driver on `queue` as its request `tag`;
     /// the tag the app knows it by ([`app_tag`]).
     pub(crate) fn submitted(&mut self, queue: usize, tag: Tag) -> Tag {
@@ -172,6 +185,7 @@ impl OrderedWrites {
     ) -> Tag {
         let tag = FIRST_ORDERED_TAG | (self.next_tag & (FIRST_ORDERED_TAG - 1));
         self.next_tag = self.next_tag.wrapping_add(1);
+        self.queued.fetch_add(1, Ordering::Relaxed);
         let state = self.queues.entry(queue).or_default();
         state.ordered.push_back(Ordered {
             tag,
@@ -195,6 +209,7 @@ impl OrderedWrites {
         done: Completion<'_>,
     ) -> Result<usize, DeviceError> {
         let state = self.queues.entry(queue).or_default();
+        let queued = state.ordered.len();
         let mut count = 0;
         let mut internal = None;
         let busy = state.ordered.front().and_then(|head| match head.stage {
@@ -228,12 +243,16 @@ impl OrderedWrites {
                 }
             }
         }
-        Ok(count + advance(state, disk, queue, done))
+        count += advance(state, disk, queue, done);
+        self.queued
+            .fetch_sub(queued - state.ordered.len(), Ordering::Relaxed);
+        Ok(count)
     }
 
     /// The holder changed: everything tracked belongs to no one.
     pub(crate) fn clear(&mut self) {
         self.queues.clear();
+        self.queued.store(0, Ordering::Relaxed);
     }
 
     /// Whether the holder has requests in flight or ordered writes queued, on any queue.
@@ -279,7 +298,7 @@ impl OrderedWrites {
     /// were still queued: they will not be written.
     pub(crate) fn shut_down(&mut self) -> usize {
         let left = self.queues.values().map(|state| state.ordered.len()).sum();
-        self.queues.clear();
+        self.clear();
         self.shut_down = true;
         left
     }
@@ -544,6 +563,36 @@ mod tests {
         assert_eq!(ordered.room(2, half + 1), Err(DeviceError::QueueFull));
         ordered.clear();
         assert_eq!(ordered.room(2, MAX_ORDERED_BYTES), Ok(()), "given up");
+    }
+
+    /// The count read without the lock follows the writes queued, completed, failed
+    /// and given up.
+    #[test]
+    fn the_queued_count_follows_the_ordered_writes() {
+        let (mut ordered, mut disk) = (OrderedWrites::default(), HeldDisk::default());
+        let count = ordered.queued_count();
+        let queued = || count.load(Ordering::Relaxed);
+        let data = write(&mut ordered, &mut disk, 1, 0xD1);
+        for lba in [2, 3] {
+            ordered.queue_write(0, lba, 1, vec![0xB2; 512]);
+        }
+        ordered.queue_write(1, 4, 1, vec![0xB4; 512]);
+        assert_eq!(queued(), 3);
+        // Queue 1's goes through: flush, write, flush.
+        for _ in 0..4 {
+            ordered.poll(&mut disk, 1, &mut |_, _| {}).unwrap();
+            disk.release_all();
+        }
+        assert_eq!(queued(), 2);
+        // Queue 0's fail behind the failed write.
+        disk.failing.push(data);
+        disk.release(&[data]);
+        poll(&mut ordered, &mut disk);
+        assert_eq!(queued(), 0);
+        ordered.queue_write(0, 5, 1, vec![0xB5; 512]);
+        assert_eq!(queued(), 1);
+        ordered.clear();
+        assert_eq!(queued(), 0, "given up");
     }
 
     #[test]

@@ -14,7 +14,8 @@
 //! it waits for ended, flushed, written, flushed), within [`DRAIN_WAIT_NS`]; each
 //! ordered write that could not be written is counted in a warning naming the disk. A
 //! disk the walk could not reach is neither polled nor told: its ordered writes are
-//! neither sent nor counted, its warning saying only that it was not told and why.
+//! not sent, but counted (read without its lock) in a warning naming the disk, beside
+//! the one saying it was not told and why.
 //! Draining every disk before telling any matters where disks share a channel: an IDE
 //! drive takes no command while the other drive of its channel has one in flight, which
 //! only a poll of that drive ends, so a drive told while its partner's command waited
@@ -138,6 +139,9 @@ impl Registry {
                 drain(core::slice::from_mut(&mut disk), &now_ns);
             }
             let name = &disk.name;
+            if let Err(why) = &disk.reached {
+                lost_unreached(disk.slot, name, leaving, why);
+            }
             let (sent, stopped) = (disk.sent, disk.stopped);
             let told = disk
                 .reached
@@ -259,6 +263,20 @@ fn tell(
         log::warn!("{name}: {lost} ordered write(s) not written before the {leaving}: {why}");
     }
     disk.shut_down(leaving).map_err(NotTold::Device)
+}
+
+/// Logs as `name` the ordered writes queued on the disk in `slot`, which the walk could
+/// not reach (`why`): neither sent nor written, their count read without the lock.
+fn lost_unreached(slot: &Slot, name: &DiskName, leaving: Leaving, why: &NotTold) {
+    let lost = slot
+        .ordered_queued
+        .load(core::sync::atomic::Ordering::Relaxed);
+    if lost > 0 {
+        log::warn!(
+            "{name}: {lost} ordered write(s) not written before the {leaving}: the disk could \
+             not be reached ({why})"
+        );
+    }
 }
 
 /// `slot`'s lock with its disk in it, for `core`: waited for while another core holds
@@ -700,6 +718,38 @@ mod tests {
             Ok(1),
             "the disk not told works on"
         );
+    }
+
+    /// A disk another core holds past the wait keeps its ordered writes queued: not
+    /// sent, and counted in a warning naming the disk.
+    #[test]
+    fn the_ordered_writes_of_a_disk_passed_by_are_counted_as_lost() {
+        crate::tests::record_logs();
+        let (hold_back, registry) = held_back_disk();
+        let mut fs = lease_disk(registry, "fs");
+        // Two ordered writes waiting behind a write the app has not polled yet.
+        fs.submit_write(0, 0, 1, &mut |b| b.fill(7)).unwrap();
+        for lba in [1, 2] {
+            fs.submit_write_ordered(0, lba, 1, &mut |b| b.fill(8))
+                .unwrap();
+        }
+        let (writing, walked) = hold_back.during(
+            move || {
+                let written = fs.submit_write(0, 3, 1, &mut |b| b.fill(9)).map(drop);
+                (fs, written)
+            },
+            move || registry.shut_down_disks(Leaving::Reboot, clock(100_000_000)),
+        );
+        let walked = walked.expect("the walk ends");
+        assert_eq!((walked.told, walked.not_told), (0, 1));
+        let lost = "00:03.0 memory disk 0: 2 ordered write(s) not written before the reboot: \
+                    the disk could not be reached (another core held it";
+        assert!(
+            crate::tests::logged(lost),
+            "{:?}",
+            crate::tests::LOGGED.lock()
+        );
+        drop(writing.join().unwrap());
     }
 
     /// An app on another core is inside a call on disk 1 whose closure submits to disk
