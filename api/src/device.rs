@@ -861,7 +861,9 @@ pub trait BlockDevice: Send {
     /// the other requests' tags below); a driver's own handle says `Unsupported`. The
     /// layer sends the ordered writes it still holds before the machine powers off or
     /// reboots (logging each one it could not write) and takes none after: then
-    /// [`DISK_SHUT_DOWN`].
+    /// [`DISK_SHUT_DOWN`]. Those still queued when the holder gives up its requests
+    /// ([`BlockDevice::abandon_requests`]) or its lease ends are not written, their
+    /// count logged.
     fn submit_write_ordered(
         &mut self,
         queue: usize,

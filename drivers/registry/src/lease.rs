@@ -55,9 +55,9 @@ pub(crate) fn end<'a>(
     mut state: MutexGuard<'a, SlotState>,
     binder: &dyn Binder,
 ) -> MutexGuard<'a, SlotState> {
-    state.holder = None;
+    let holder = state.holder.take().map_or("no app", |(_, name)| name);
+    give_up_ordered(slot, &mut state, holder, "its lease ended");
     state.generation += 1;
-    state.ordered.clear();
     for gate in state.queues.drain(..) {
         // Waits for a call in progress on that queue, then cuts the handle.
         *gate.handle.lock() = None;
@@ -67,6 +67,20 @@ pub(crate) fn end<'a>(
         let _ = crate::interrupts::driver_arm(&mut state.device, queue, None);
     }
     away::outside_the_lock(slot, state, DRAINING, |disk| disk.abandon_requests()).0
+}
+
+/// Gives up the ordered writes `holder` has queued on the disk in `slot` (`state`, its
+/// lock), unwritten, as they were never sent: a warning counts them, naming the disk,
+/// the holder and `why`.
+fn give_up_ordered(slot: &Slot, state: &mut SlotState, holder: &str, why: &str) {
+    let given_up = state.ordered.clear();
+    if given_up > 0 {
+        log::warn!(
+            "{} {}: {given_up} ordered write(s) of {holder} given up unwritten: {why}",
+            slot.address,
+            slot.driver
+        );
+    }
 }
 
 /// Arms or disarms `queue`'s wake-up on `slot` if the lease `(binder, owner,
@@ -535,7 +549,8 @@ impl BlockDevice for Lease {
     fn abandon_requests(&mut self) {
         // A dead lease has nothing to abandon: its requests were abandoned at revocation.
         if let Ok(mut state) = live(self.slot, self.generation, self.binder.core_index()) {
-            state.ordered.clear();
+            let why = "it gave up its requests";
+            give_up_ordered(self.slot, &mut state, self.holder.1, why);
             away::outside_the_lock(self.slot, state, DRAINING, |disk| disk.abandon_requests());
         }
     }

@@ -1620,6 +1620,35 @@ pub(crate) mod tests {
         rexo_api::device::wait_for(disk.as_mut(), 0, tag, &mut |_| {}).unwrap();
     }
 
+    /// Ordered writes still queued when their holder gives them up, or its lease ends,
+    /// are not written (nobody would be told how they ended): a warning counts them,
+    /// naming the disk and the holder.
+    #[test]
+    fn ordered_writes_given_up_or_left_at_the_leases_end_are_counted_in_a_warning() {
+        record_logs();
+        let registry = registry_with(Found::Block(Box::new(MemoryDisk::new())), "memory");
+        let queue_behind_a_write = |disk: &mut dyn rexo_api::BlockDevice, count| {
+            disk.submit_write(0, 0, 1, &mut |b| b.fill(1)).unwrap();
+            for lba in 1..=count {
+                disk.submit_write_ordered(0, lba, 1, &mut |b| b.fill(2))
+                    .unwrap();
+            }
+        };
+        let mut disk = lease_disk_to(registry, (1, "giver"));
+        queue_behind_a_write(disk.as_mut(), 2);
+        disk.abandon_requests();
+        let gave_up = "00:03.0 memory: 2 ordered write(s) of giver given up unwritten: it gave \
+                       up its requests";
+        assert!(logged(gave_up), "{:?}", LOGGED.lock());
+        drop(disk);
+        let mut disk = lease_disk_to(registry, (2, "leaver"));
+        queue_behind_a_write(disk.as_mut(), 3);
+        drop(disk);
+        let ended = "00:03.0 memory: 3 ordered write(s) of leaver given up unwritten: its lease \
+                     ended";
+        assert!(logged(ended), "{:?}", LOGGED.lock());
+    }
+
     /// The copies of an ordered write's data a lease holds are bounded in bytes too: the
     /// bound in number alone let an app hold 64 requests' worth per queue (megabytes per
     /// disk) of the kernel's heap, charged to nobody. Past it the app is told to poll

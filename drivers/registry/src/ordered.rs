@@ -249,10 +249,11 @@ impl OrderedWrites {
         Ok(count)
     }
 
-    /// The holder changed: everything tracked belongs to no one.
-    pub(crate) fn clear(&mut self) {
+    /// The holder changed, or gave up on its requests: everything tracked belongs to no
+    /// one. Returns how many ordered writes were still queued: they will not be written.
+    pub(crate) fn clear(&mut self) -> usize {
         self.queues.clear();
-        self.queued.store(0, Ordering::Relaxed);
+        self.queued.swap(0, Ordering::Relaxed)
     }
 
     /// Whether the holder has requests in flight or ordered writes queued, on any queue.
@@ -297,10 +298,8 @@ impl OrderedWrites {
     /// writes are taken ([`Self::room`] answers [`DISK_SHUT_DOWN`]). Returns how many
     /// were still queued: they will not be written.
     pub(crate) fn shut_down(&mut self) -> usize {
-        let left = self.queues.values().map(|state| state.ordered.len()).sum();
-        self.clear();
         self.shut_down = true;
-        left
+        self.clear()
     }
 }
 
