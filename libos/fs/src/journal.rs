@@ -16,6 +16,18 @@
 //! allocated for it; one whose images the app has not the memory to hold is
 //! `FsError::NoMemory` once its CRC verifies (a torn one still ends the log; reading
 //! takes a buffer of up to 1 MiB, whose lack is `NoMemory` too).
+//!
+//! Images are the bytes of files as well as metadata, chosen by whoever writes a file,
+//! and the log restarts at the second block after each checkpoint, so a later, shorter
+//! transaction leaves older images where the scan looks for the next descriptor. An
+//! image beginning with the journal's magic prefix (every magic the scan accepts
+//! begins with it) is therefore escaped, as jbd2 escapes its own: written with that
+//! prefix zeroed and [`ESCAPED`] set in its home block number in the descriptor, and
+//! given the prefix back on replay, so that no image reads as a descriptor or commit
+//! block. An escape rather than a secret in every descriptor and commit block: it
+//! needs nothing kept from whoever reads the disk, and no change of format, since the
+//! flag is a bit that home block numbers (below the disk's size) never set, so a
+//! journal written before it replays unchanged.
 
 use alloc::collections::BTreeMap;
 use alloc::format;
@@ -38,6 +50,13 @@ const TOTAL_AT: usize = 24;
 const INDEX_AT: usize = 28;
 const COMMIT_CRC_AT: usize = 28;
 const TARGETS_AT: usize = 32;
+/// The first bytes of every magic the scan accepts (the header's, a descriptor's, a
+/// commit block's): an image beginning with them is escaped.
+const JOURNAL_MAGIC_PREFIX: &[u8] = b"RXFS-J";
+/// Set in a descriptor's home block number whose image began with
+/// [`JOURNAL_MAGIC_PREFIX`] and is written with those bytes zeroed. A home block number
+/// is below the disk's size, so writers before the escape never set it.
+const ESCAPED: u64 = 1 << 63;
 /// Home block numbers one descriptor block lists.
 pub(crate) const TARGETS_PER_DESCRIPTOR: u64 = ((CRC_AT - TARGETS_AT) / 8) as u64;
 
@@ -132,7 +151,22 @@ pub(crate) fn write_transaction<D: BlockStore>(
     staged: &BTreeMap<u64, Block>,
 ) -> Result<u64, FsError> {
     let total = staged.len() as u64;
-    let targets: Vec<u64> = staged.keys().copied().collect();
+    let mut targets: Vec<u64> = Vec::new();
+    let mut escaped: BTreeMap<u64, Block> = BTreeMap::new();
+    for (&target, image) in staged {
+        if image.starts_with(JOURNAL_MAGIC_PREFIX) {
+            let mut written = image.clone();
+            written[..JOURNAL_MAGIC_PREFIX.len()].fill(0);
+            escaped.insert(target, written);
+            targets.push(target | ESCAPED);
+        } else {
+            targets.push(target);
+        }
+    }
+    let images: Vec<&Block> = staged
+        .iter()
+        .map(|(target, image)| escaped.get(target).unwrap_or(image))
+        .collect();
     let mut crc = Crc32::castagnoli();
     let mut blocks: Vec<Block> = Vec::new();
     for (index, chunk) in targets.chunks(TARGETS_PER_DESCRIPTOR as usize).enumerate() {
@@ -151,7 +185,7 @@ pub(crate) fn write_transaction<D: BlockStore>(
         crc.update(&descriptor[..]);
         blocks.push(descriptor);
     }
-    for image in staged.values() {
+    for image in &images {
         crc.update(&image[..]);
     }
     let at = position + blocks.len() as u64 + total;
@@ -161,10 +195,7 @@ pub(crate) fn write_transaction<D: BlockStore>(
     put(&mut commit[..], COMMIT_CRC_AT, &crc.finish().to_le_bytes());
     seal(&mut commit, COMMIT_MAGIC, at);
     // Descriptors, images and commit block are one contiguous run of the journal.
-    let all = blocks
-        .iter()
-        .chain(staged.values())
-        .chain(core::iter::once(&commit));
+    let all = blocks.iter().chain(images).chain(core::iter::once(&commit));
     write_sorted(disk, (position..).zip(all))?;
     Ok(at + 1 - position)
 }
@@ -324,6 +355,13 @@ fn read_transaction<D: BlockStore>(
     if !committed {
         return Ok(None);
     }
+    let escaped: Vec<bool> = targets
+        .iter()
+        .map(|&target| target & ESCAPED != 0)
+        .collect();
+    for target in &mut targets {
+        *target &= !ESCAPED;
+    }
     if let Some(bad) = targets
         .iter()
         .find(|&&target| target >= layout.blocks || (layout.journal_start..end).contains(&target))
@@ -337,6 +375,23 @@ fn read_transaction<D: BlockStore>(
     }
     if !kept_all {
         return Err(no_memory());
+    }
+    for ((image, target), _) in images
+        .iter_mut()
+        .zip(&targets)
+        .zip(&escaped)
+        .filter(|(_, escaped)| **escaped)
+    {
+        let prefix = &mut image[..JOURNAL_MAGIC_PREFIX.len()];
+        if prefix.iter().any(|&byte| byte != 0) {
+            return Err(FsError::corrupt(
+                position,
+                format!(
+                    "journal transaction {sequence} escapes its image of block {target}, which does not begin with zeros"
+                ),
+            ));
+        }
+        prefix.copy_from_slice(JOURNAL_MAGIC_PREFIX);
     }
     Ok(Some(Committed {
         targets,
@@ -377,6 +432,61 @@ mod tests {
         write_disk(&mut disk, 3, &sealed(DIRECTORY_MAGIC, 100, 9)).unwrap();
         let replay = scan(&mut disk, &layout).unwrap();
         assert_eq!((replay.transactions, replay.next_sequence), (0, 7));
+    }
+
+    #[test]
+    fn an_image_beginning_with_a_journal_magic_is_escaped_and_replays_byte_for_byte() {
+        let layout = Layout::for_disk(256).unwrap();
+        for magic in [JOURNAL_HEADER_MAGIC, DESCRIPTOR_MAGIC, COMMIT_MAGIC] {
+            assert!(
+                magic.starts_with(JOURNAL_MAGIC_PREFIX),
+                "every magic the scan accepts"
+            );
+            let mut disk = MemoryDisk::new(256);
+            write_disk(&mut disk, 1, &encode_header(1, 7)).unwrap();
+            // Block 100's image is written at journal block 3, as that block sealed: the
+            // descriptor, header or commit the scan would take there.
+            let mut staged = BTreeMap::new();
+            staged.insert(100, sealed(magic, 3, 1));
+            staged.insert(101, sealed(EXTENTS_MAGIC, 101, 2));
+            assert_eq!(write_transaction(&mut disk, 2, 7, &staged).unwrap(), 4);
+            let written = read_disk(&mut disk, 3).unwrap();
+            assert_eq!(written[..6], [0; 6], "{magic:?} is escaped in the journal");
+            assert_eq!(written[6..], staged[&100][6..]);
+            assert_eq!(read_disk(&mut disk, 4).unwrap()[..], staged[&101][..]);
+            let replay = scan(&mut disk, &layout).unwrap();
+            assert_eq!((replay.transactions, replay.next_sequence), (1, 8));
+            assert_eq!(replay.blocks, staged, "{magic:?} replays byte for byte");
+        }
+    }
+
+    #[test]
+    fn an_escaped_image_that_does_not_begin_with_zeros_is_corrupt() {
+        let layout = Layout::for_disk(256).unwrap();
+        let mut disk = MemoryDisk::new(256);
+        write_disk(&mut disk, 1, &encode_header(1, 7)).unwrap();
+        let staged = BTreeMap::from([(100, sealed(EXTENTS_MAGIC, 100, 1))]);
+        write_transaction(&mut disk, 2, 7, &staged).unwrap();
+        // The descriptor says block 100's image is escaped, and the CRC-32C agrees.
+        let mut descriptor = read_disk(&mut disk, 2).unwrap();
+        put(
+            &mut descriptor[..],
+            TARGETS_AT,
+            &(100 | ESCAPED).to_le_bytes(),
+        );
+        seal(&mut descriptor, DESCRIPTOR_MAGIC, 2);
+        write_disk(&mut disk, 2, &descriptor).unwrap();
+        let mut crc = Crc32::castagnoli();
+        crc.update(&descriptor[..]);
+        crc.update(&staged[&100][..]);
+        let mut commit = read_disk(&mut disk, 4).unwrap();
+        put(&mut commit[..], COMMIT_CRC_AT, &crc.finish().to_le_bytes());
+        seal(&mut commit, COMMIT_MAGIC, 4);
+        write_disk(&mut disk, 4, &commit).unwrap();
+        let Err(FsError::Corrupt { block: 2, what }) = scan(&mut disk, &layout) else {
+            panic!("an escaped image beginning with its magic replayed");
+        };
+        assert!(what.contains("escapes its image of block 100"), "{what}");
     }
 
     #[test]

@@ -854,6 +854,65 @@ fn operations_are_durable_without_sync_and_sync_empties_the_journal() {
     assert_eq!(fs.read_all("/d/f").unwrap(), b"Journaled");
 }
 
+/// A file's blocks go through the journal as they are, and after a checkpoint the log
+/// starts again at its second block, so a shorter transaction leaves them where the
+/// scan looks for the next one. A file holding a transaction numbered two past the next
+/// (descriptor, image, commit; its number read off a change stamp) wrote any block at
+/// the mount after next: /secret read the forged 'P's. Journal images beginning with a
+/// journal magic are escaped now.
+#[test]
+fn a_files_bytes_written_through_the_journal_never_replay_as_a_transaction() {
+    use crate::journal::write_transaction;
+    use crate::store::read_disk;
+    let mut fs = fresh(1024);
+    fs.create("/secret").unwrap();
+    fs.write("/secret", 0, &[b'S'; 4096]).unwrap();
+    fs.create("/x").unwrap();
+    fs.write("/x", 0, &[0; 8 * 4096]).unwrap();
+    fs.sync().unwrap();
+    let secret = fs.lookup(&["secret"]).unwrap().inode;
+    let secret_block = secret.inline[0].physical;
+    let next = fs.stat("/x").unwrap().changed + 1;
+    assert_eq!(
+        next, fs.journal.next_sequence,
+        "the next number is learnt from a stamp"
+    );
+    // Transaction next + 2 at journal block 5: a descriptor, an image of /secret's
+    // block, a commit; made on a scratch disk and written as /x's blocks 1 to 3.
+    let mut scratch = MemoryDisk::new(1024);
+    let forged = alloc::collections::BTreeMap::from([(secret_block, {
+        let mut block = zeroed();
+        block.fill(b'P');
+        block
+    })]);
+    write_transaction(&mut scratch, 5, next + 2, &forged).unwrap();
+    let mut bytes = vec![0; 8 * 4096];
+    for (chunk, position) in bytes.chunks_mut(4096).skip(1).zip(5..8) {
+        chunk.copy_from_slice(&read_disk(&mut scratch, position).unwrap()[..]);
+    }
+    // Transaction `next` at journal block 2: its descriptor, the root directory's
+    // block, then /x's blocks 0 to 7, so /x's block 1 at journal block 5.
+    fs.write("/x", 0, &bytes).unwrap();
+    fs.sync().unwrap();
+    // Transaction next + 1 at journal block 2 takes blocks 2 to 4: the scan looks for
+    // next + 2 at block 5, where the forged descriptor lies but for its magic.
+    fs.create("/y").unwrap();
+    let mut disk = fs.into_disk();
+    assert_eq!(
+        read_disk(&mut disk, 5).unwrap()[6..],
+        read_disk(&mut scratch, 5).unwrap()[6..],
+        "the forged descriptor is where the scan looks"
+    );
+    let mut fs = FileSystem::mount(disk).unwrap();
+    let secret = fs.read_all("/secret").unwrap();
+    assert!(
+        secret.iter().all(|&byte| byte == b'S'),
+        "/x's bytes replayed: /secret begins {:?}",
+        &secret[..8]
+    );
+    assert!(fs.read_all("/x").unwrap() == bytes, "/x reads as written");
+}
+
 #[test]
 fn a_full_journal_is_checkpointed_on_the_way() {
     let mut fs = fresh(512);
