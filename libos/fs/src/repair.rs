@@ -13,6 +13,8 @@
 //!      read);
 //!    - an overflow extent block that does not parse, lies outside the data region or
 //!      is already in use ends the extent chain there;
+//!    - a block a directory's extent or an overflow pointer names that does not parse
+//!      is no metadata: a file that claims it, before or after, keeps it;
 //!    - an empty, out-of-order, overlapping or out-of-region extent is dropped;
 //!    - a file block already used by another file is copied, so both files keep their
 //!      bytes (the walk notes the block; step 3 reads it as it writes the copy, so one
@@ -97,9 +99,10 @@ struct Salvaged {
 struct Salvage {
     /// Everything salvaged, each directory before its entries.
     nodes: Vec<Salvaged>,
-    /// The damaged tree's directory and overflow blocks the walk read (no salvaged file
-    /// keeps them): the rebuild leaves them as they are until it commits, so that a
-    /// repair after a crash walks the same tree.
+    /// The damaged tree's directory and overflow blocks the walk read, those that parse
+    /// and those that do not, but those a salvaged file keeps: the rebuild leaves them
+    /// as they are until it commits, so that a repair after a crash walks the same
+    /// tree. In increasing order, each once.
     kept_apart: Vec<u64>,
     /// Each problem met and what was done about it.
     fixes: Vec<String>,
@@ -109,15 +112,16 @@ struct Salvage {
 struct Salvager<'a, D> {
     store: &'a mut Store<D>,
     layout: Layout,
-    /// Blocks taken by metadata (the regions, directory and overflow blocks).
+    /// Blocks taken by metadata (the regions, directory and overflow blocks that parse).
     metadata: UsedBlocks,
     /// Blocks taken by file data.
     data: UsedBlocks,
     /// File data blocks a directory turned out to own: dropped from files at the end.
     taken_back: BTreeSet<u64>,
     /// The data region's blocks the walk read as directory or overflow blocks, whatever
-    /// it made of them; no file keeps them (a directory's block a file claimed first is
-    /// taken back, and a file's block claimed after them becomes a hole).
+    /// it made of them. One that parses is metadata and no file keeps it (a file that
+    /// claimed it first gives it back, one that claims it after gets a hole); one that
+    /// does not parse is not, and a file that claims it keeps it.
     walked: Vec<u64>,
     /// Everything salvaged, each directory before its entries.
     nodes: Vec<Salvaged>,
@@ -288,9 +292,16 @@ impl<'a, D: BlockStore> Salvager<'a, D> {
             }
         }
         salvager.give_back_taken_blocks();
+        let mut kept_apart = core::mem::take(&mut salvager.walked);
+        // A walked block that parsed and that a file claimed was given back; one that
+        // did not parse and that a file claimed stays that file's, adopted in place.
+        kept_apart
+            .retain(|&block| salvager.metadata.contains(block) || !salvager.data.contains(block));
+        kept_apart.sort_unstable();
+        kept_apart.dedup();
         Ok(Salvage {
             nodes: salvager.nodes,
-            kept_apart: salvager.walked,
+            kept_apart,
             fixes: salvager.fixes,
         })
     }
@@ -386,7 +397,7 @@ impl<'a, D: BlockStore> Salvager<'a, D> {
         let mut children = Vec::new();
         for extent in self.extents(&path, inode)? {
             for block in extent.physical..extent.physical_end() {
-                if !self.metadata.insert(block) {
+                if self.metadata.contains(block) {
                     self.fixes.push(format!(
                         "{path}: directory block {block} is already in use (another directory's, or an ancestor's); skipped"
                     ));
@@ -408,6 +419,7 @@ impl<'a, D: BlockStore> Salvager<'a, D> {
                         continue;
                     }
                 };
+                self.metadata.insert(block);
                 if self.data.contains(block) {
                     self.taken_back.insert(block);
                 }
@@ -441,12 +453,13 @@ impl<'a, D: BlockStore> Salvager<'a, D> {
         while next != 0 {
             let problem = if !self.layout.in_data(next, 1) {
                 Some(String::from("lies outside the data region"))
-            } else if !self.metadata.insert(next) || self.data.contains(next) {
+            } else if self.metadata.contains(next) || self.data.contains(next) {
                 Some(String::from("is already in use"))
             } else {
                 self.walked.push(next);
                 match OverflowBlock::decode(&self.store.read(next)?, next) {
                     Ok(overflow) => {
+                        self.metadata.insert(next);
                         found.extend(overflow.extents);
                         next = overflow.next;
                         None
