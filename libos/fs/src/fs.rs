@@ -164,25 +164,29 @@ impl<D: BlockStore> FileSystem<D> {
     /// emptied first: the log's first block zeroed and flushed, so that nothing replays
     /// (a first transaction left whole over later ones zeroed would lay its older images
     /// over the newer ones already home), then the rest of it (no transaction left there
-    /// is ever replayed after the rebuild's), flushed, then its header (sequence 1, in one
-    /// sector), flushed. The new superblock and bitmap start in the running transaction,
-    /// and until [`FileSystem::finish_rebuild`] commits write what it holds home in
-    /// place, but block 0: the old superblock, and the old tree under it, stay as they
-    /// are unless the rebuild writes over the old tree's blocks, which repair keeps it
-    /// from.
-    pub(crate) fn for_rebuild(mut disk: D, layout: Layout) -> Result<Self, FsError> {
+    /// is ever replayed after the rebuild's), flushed, then its header (sequence
+    /// `next_sequence`, in one sector), flushed. The new superblock and bitmap start in
+    /// the running transaction, and until [`FileSystem::finish_rebuild`] commits write
+    /// what it holds home in place, but block 0: the old superblock, and the old tree
+    /// under it, stay as they are unless the rebuild writes over the old tree's blocks,
+    /// which repair keeps it from.
+    pub(crate) fn for_rebuild(
+        mut disk: D,
+        layout: Layout,
+        next_sequence: u64,
+    ) -> Result<Self, FsError> {
         let log = layout.journal_start + 1;
         zero_blocks(&mut disk, log, log + 1)?;
         flush_disk(&mut disk)?;
         zero_blocks(&mut disk, log + 1, layout.journal_end())?;
         flush_disk(&mut disk)?;
-        let header = encode_header(layout.journal_start, 1);
+        let header = encode_header(layout.journal_start, next_sequence);
         write_disk(&mut disk, layout.journal_start, &header)?;
         flush_disk(&mut disk)?;
         let mut fs = Self {
             store: Store::new(disk, BTreeMap::new(), &layout),
             layout,
-            journal: Journal::empty(&layout, 1),
+            journal: Journal::empty(&layout, next_sequence),
             free_blocks: layout.data_blocks(),
             failed: None,
             read_only: None,

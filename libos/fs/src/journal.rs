@@ -142,6 +142,24 @@ pub(crate) fn decode_header(block: &Block, start: u64) -> Result<u64, FsError> {
     Ok(sequence)
 }
 
+/// The first sequence number past every one the journal of `layout` on `disk` holds
+/// or handed out as a change stamp, for repair, which empties the journal: the header's
+/// plus the blocks after it (a transaction takes three at least, so none in the log
+/// reaches it, nor any stamp one left on the disk; the scan's next number would not do
+/// after a repair cut by a crash once the log's transactions were home and it was
+/// zeroed, nor past a damaged transaction, whose number may have been seen), kept
+/// below [`MAX_SEQUENCE`]; 1 when the header does not read as one.
+pub(crate) fn sequence_past_journal<D: BlockStore>(
+    disk: &mut D,
+    layout: &Layout,
+) -> Result<u64, FsError> {
+    let header = read_disk(disk, layout.journal_start)?;
+    Ok(match decode_header(&header, layout.journal_start) {
+        Ok(sequence) => (sequence + layout.journal_blocks).min(MAX_SEQUENCE - 1),
+        Err(_) => 1,
+    })
+}
+
 /// Writes the transaction `staged` (home block number to new image) as number
 /// `sequence` at `position`; the caller flushes. Returns the journal blocks written.
 pub(crate) fn write_transaction<D: BlockStore>(

@@ -23,7 +23,8 @@
 //!    - a file whose extents reach past its size grows to cover them;
 //!    - a second entry of a name is kept under a new name (`NAME~2`, ...).
 //! 3. The journal's blocks are written home (file data is journaled too) and the
-//!    journal emptied; the salvaged tree is built through the ordinary operations in
+//!    journal emptied, its numbers going on past every one it may hold, so that every
+//!    change stamp the rebuild writes is above the damaged tree's; the salvaged tree is built through the ordinary operations in
 //!    an empty file system ([`FileSystem::for_rebuild`]): directories anew, each file
 //!    adopting its surviving data blocks where they are (no data is moved but the
 //!    copies above). Every block it writes is one the damaged tree does not use (the
@@ -56,7 +57,7 @@ use crate::format::{
 };
 use crate::fs::{CommitPolicy, FileSystem, home_superblock};
 use crate::fsck::UsedBlocks;
-use crate::journal::scan;
+use crate::journal::{scan, sequence_past_journal};
 use crate::path::{child, parse};
 use crate::store::{Store, flush_disk, write_sorted};
 use crate::{FsckReport, MAX_FILE_SIZE};
@@ -179,6 +180,8 @@ impl<D: BlockStore> FileSystem<D> {
             // operations.
             Err(error) => return Err(error),
         };
+        // The stamps the rebuild writes are above every one the damaged tree holds.
+        let next_sequence = sequence_past_journal(&mut disk, &layout)?;
         let mut store = Store::new(disk, pending, &layout);
         let root = match (Superblock::decode(&store.read(0)?, blocks), home) {
             (Ok(replayed), _) => replayed.root,
@@ -202,7 +205,7 @@ impl<D: BlockStore> FileSystem<D> {
             store.pending.iter().map(|(number, block)| (*number, block)),
         )?;
         flush_disk(&mut disk)?;
-        let mut fs = Self::for_rebuild(disk, layout)?;
+        let mut fs = Self::for_rebuild(disk, layout, next_sequence)?;
         fs.rebuild(&salvage.nodes, &salvage.kept_apart)?;
         let result = fs.check().map_err(|error| {
             FsError::corrupt(

@@ -667,3 +667,66 @@ fn an_overflow_pointer_at_a_file_block_leaves_the_block_to_the_file() {
     assert!(file(&tree, "/g") == file(&whole, "/g"), "/g lost its block");
     same_tree(&without(&tree, "/frag"), &without(&whole, "/frag"));
 }
+
+/// The change stamp of every file and directory of `fs`, the root's among them.
+fn stamps(fs: &mut FileSystem<MemoryDisk>) -> Vec<u64> {
+    let paths: Vec<String> = snapshot(fs).unwrap().into_keys().collect();
+    paths
+        .iter()
+        .map(|path| fs.stat(path).unwrap().changed)
+        .collect()
+}
+
+/// Every change stamp after a repair is above every one before it, so that a tool that
+/// kept one sees the repaired inodes as changed: the rebuild's journal began at
+/// sequence 1 again, stamping every inode 1. Disks whose stamps pass 500: operations in
+/// the journal, a damaged journal (its transactions dropped), and a repair cut by a
+/// crash after it wrote the journal's blocks home and zeroed its log, before it
+/// rewrote the header (the scan then finds no transaction past the old header's
+/// number, below the stamps on the disk).
+#[test]
+fn change_stamps_after_a_repair_are_above_every_stamp_before() {
+    let mut fs = FileSystem::mount(sample()).unwrap();
+    for round in 0..500u32 {
+        fs.write("/g", 0, &round.to_le_bytes()).unwrap();
+    }
+    fs.create("/late").unwrap();
+    let before = stamps(&mut fs).into_iter().max().unwrap();
+    assert!(before > 500, "{before}");
+    let journaled = fs.into_disk();
+
+    let mut fs = FileSystem::mount(journaled.clone()).unwrap();
+    fs.sync().unwrap();
+    let mut damaged_journal = fs.into_disk();
+    let sequence = crate::journal::decode_header(&raw(&mut damaged_journal, 1), 1).unwrap();
+    let staged = alloc::collections::BTreeMap::from([(10, crate::format::zeroed())]);
+    write_transaction(&mut damaged_journal, 2, sequence, &staged).unwrap();
+
+    let mut cut = journaled.clone();
+    let layout = crate::format::Layout::for_disk(1024).unwrap();
+    let replay = crate::journal::scan(&mut cut, &layout).unwrap();
+    assert!(replay.transactions > 0);
+    for (number, block) in &replay.blocks {
+        put_raw(&mut cut, *number, block);
+    }
+    put_raw(&mut cut, 2, &crate::format::zeroed());
+
+    let mut damaged_directory = journaled;
+    damage_directory_a(&mut damaged_directory);
+    damage_directory_a(&mut cut);
+    for (name, disk) in [
+        ("operations in the journal", damaged_directory),
+        ("a damaged journal", damaged_journal),
+        ("a repair cut after the journal went home", cut),
+    ] {
+        let (mut fs, _) = FileSystem::repair(disk).unwrap();
+        let after = stamps(&mut fs);
+        assert!(
+            after.iter().all(|&stamp| stamp > before),
+            "{name}: stamps {after:?}, {before} before"
+        );
+        let mut fs = FileSystem::mount(fs.into_disk()).unwrap();
+        fs.create("/new").unwrap();
+        assert!(fs.stat("/new").unwrap().changed > before, "{name}");
+    }
+}
