@@ -98,6 +98,11 @@ pub struct Counters {
     /// broadcast address: [`rexo_api::Ipv4Config::check`]), left out
     /// of the lease taken, which keeps the others in its order.
     pub dhcp_dns_servers_dropped: u64,
+    /// DHCP server answers (offers and acknowledgements) to the stack's client dropped
+    /// before its DHCP client (smoltcp's) saw them, because their timers would have
+    /// made it panic: T1 (option 58) past the lease (option 51, 120 s when absent) with
+    /// no T2 (option 59). Anyone on the link can send one.
+    pub dhcp_answers_refused: u64,
     /// IPv4 frames dropped before the protocols saw them for addresses no host sends
     /// from or to (RFC 1122): a source in 127/8, 224/4 or 240/4 or the network's
     /// broadcast address, TCP to another address than the stack's (a broadcast or
@@ -135,6 +140,7 @@ impl core::ops::AddAssign for Counters {
         self.dhcp_leases_refused += other.dhcp_leases_refused;
         self.dhcp_leases_lost += other.dhcp_leases_lost;
         self.dhcp_dns_servers_dropped += other.dhcp_dns_servers_dropped;
+        self.dhcp_answers_refused += other.dhcp_answers_refused;
         self.rx_misaddressed += other.rx_misaddressed;
         self.udp_unresolved_dropped += other.udp_unresolved_dropped;
         self.udp_unread_dropped += other.udp_unread_dropped;

@@ -5,12 +5,14 @@
 //! 127/8 and 240/4, and unicast IP that came on an Ethernet group address. And it
 //! handles the ARP smoltcp does not: smoltcp learns only from ARP whose target is the
 //! stack's address, so a neighbour announcing a new MAC address went unheard until the
-//! old entry expired, and it answers no probe (sender address 0.0.0.0, RFC 5227).
+//! old entry expired, and it answers no probe (sender address 0.0.0.0, RFC 5227). It
+//! also reads a DHCP server's answer to the stack's client as smoltcp's client will
+//! ([`DhcpAnswer`]), to drop one whose timers would make that client panic.
 
 use core::net::Ipv4Addr;
 
 use rexo_api::device::ETHERNET_HEADER;
-use smoltcp::wire::Ipv4Cidr;
+use smoltcp::wire::{DhcpMessageType, DhcpPacket, DhcpRepr, Ipv4Cidr};
 
 use crate::cores::{ARP_FRAME, ARP_OPERATION, ARP_REPLY};
 
@@ -171,6 +173,68 @@ pub(crate) fn probe_reply(
     reply[ARP_TARGET_MAC..ARP_TARGET].copy_from_slice(prober);
     reply[ARP_TARGET..].copy_from_slice(&[0; 4]);
     Some(reply)
+}
+
+/// A DHCP server's answer to this stack's client, read as smoltcp's client reads it
+/// (`smoltcp::wire::DhcpRepr::parse` of the UDP payload), before smoltcp sees it.
+pub(crate) struct DhcpAnswer {
+    /// The message type (option 53).
+    kind: DhcpMessageType,
+    /// The lease time in seconds (option 51), if given.
+    lease_s: Option<u32>,
+    /// T1, the renewal time in seconds (option 58), if given.
+    renew_s: Option<u32>,
+    /// T2, the rebinding time in seconds (option 59), if given.
+    rebind_s: Option<u32>,
+}
+
+/// The lease smoltcp's DHCP client assumes when an acknowledgement gives no lease time
+/// (option 51): 120 s (its `DEFAULT_LEASE_DURATION`).
+const SMOLTCP_DEFAULT_LEASE_S: u32 = 120;
+
+impl DhcpAnswer {
+    /// `frame` read as a DHCP server's answer (IPv4, UDP from port 67 to port 68) to the
+    /// client of MAC address `mac`, if it is one smoltcp's parser takes; anything else
+    /// is left to smoltcp, which drops what it cannot parse.
+    pub(crate) fn read(frame: &[u8], mac: [u8; 6]) -> Option<Self> {
+        let (UDP, udp) = crate::ipv4_payload(frame)? else {
+            return None;
+        };
+        if udp.get(..4)? != [0, 67, 0, 68] {
+            return None;
+        }
+        // smoltcp reads the payload the UDP length gives (it drops a datagram longer
+        // than its packet).
+        let length = usize::from(u16::from_be_bytes([udp[4], udp[5]]));
+        let payload = udp.get(8..length)?;
+        let packet = DhcpPacket::new_checked(payload).ok()?;
+        let answer = DhcpRepr::parse(&packet).ok()?;
+        if answer.client_hardware_address.0 != mac {
+            return None;
+        }
+        Some(Self {
+            kind: answer.message_type,
+            lease_s: answer.lease_duration,
+            renew_s: answer.renew_duration,
+            rebind_s: answer.rebind_duration,
+        })
+    }
+
+    /// Whether smoltcp 0.12's client would panic taking this answer's timers: with T1
+    /// and no T2 it computes T2 as T1 + (lease - T1) * 3/4, whose subtraction panics
+    /// when T1 is past the lease (smoltcp issue 1028, fixed after 0.12.0); the lease is
+    /// 120 s when the answer names none, so T1 alone above 120 s does it. An offer with
+    /// such timers is refused too: its server would acknowledge them. smoltcp's other
+    /// arithmetic on an answer's values cannot fail: T1, T2 and the lease are each at
+    /// most 2^32 - 1 s, which its microsecond durations and instants hold many times
+    /// over, and its differences between instants take their absolute value.
+    pub(crate) fn has_timers_smoltcp_cannot_take(&self) -> bool {
+        let offer_or_ack = matches!(self.kind, DhcpMessageType::Offer | DhcpMessageType::Ack);
+        let lease_s = self.lease_s.unwrap_or(SMOLTCP_DEFAULT_LEASE_S);
+        offer_or_ack
+            && self.rebind_s.is_none()
+            && self.renew_s.is_some_and(|renew_s| renew_s > lease_s)
+    }
 }
 
 #[cfg(test)]

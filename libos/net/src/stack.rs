@@ -25,7 +25,7 @@ use smoltcp::wire::{
 use crate::cores::{ArpShare, IcmpShare, WholeDevice};
 use crate::device::{Backlog, Counters, LentFrame, NicTx, Staging};
 use crate::dns::{DnsPorts, DnsQuery, DnsTcpFailure, Resolver, TCP_RECEIVE_BYTES};
-use crate::ingress::{ArpFromAnother, is_group, is_network_own};
+use crate::ingress::{ArpFromAnother, DhcpAnswer, is_group, is_network_own};
 use crate::lease::{DhcpClient, DhcpLease, LeaseShare};
 use crate::owntcp::{OwnCounters, OwnTcp};
 use crate::ping::PingSockets;
@@ -927,6 +927,7 @@ impl Stack {
                 capabilities,
                 arp,
                 lease,
+                counters,
                 ..
             } = self;
             let mut ingest = |frame: &[u8]| {
@@ -948,7 +949,11 @@ impl Stack {
                 });
             }
             if let Some(lease) = lease.as_mut() {
-                lease.take_answers(&mut ingest);
+                lease.take_answers(|frame| {
+                    if !refuses_dhcp_answer(frame, mac, counters) {
+                        ingest(frame);
+                    }
+                });
             }
         }
         // And the ICMP errors about our own TCP's connections that landed on another
@@ -1009,6 +1014,9 @@ impl Stack {
                     if let Some(lease) = lease.as_mut()
                         && lease.post_answer(frame)
                     {
+                        return;
+                    }
+                    if refuses_dhcp_answer(frame, mac, counters) {
                         return;
                     }
                     // The ports served by our own TCP take their segments first.
@@ -2015,6 +2023,18 @@ fn usable_lease(config: &dhcpv4::Config) -> DhcpNews {
             dns_servers,
         },
     }
+}
+
+/// Whether the stack of MAC address `mac` drops `frame` unseen by smoltcp, counting it
+/// in `counters`: a DHCP server's answer to its client whose timers smoltcp's client
+/// cannot take ([`crate::ingress::DhcpAnswer::has_timers_smoltcp_cannot_take`]: it
+/// would panic, and anyone on the link can send such an answer, the transaction ID and
+/// MAC address being in the client's broadcast DISCOVER).
+fn refuses_dhcp_answer(frame: &[u8], mac: [u8; 6], counters: &mut Counters) -> bool {
+    let refused =
+        DhcpAnswer::read(frame, mac).is_some_and(|answer| answer.has_timers_smoltcp_cannot_take());
+    counters.dhcp_answers_refused += u64::from(refused);
+    refused
 }
 
 /// smoltcp's time for the kernel's nanoseconds since boot.

@@ -2856,6 +2856,7 @@ fn counters_of_several_stacks_add_field_by_field() {
         dhcp_dns_servers_dropped: 15 * k,
         rx_misaddressed: 16 * k,
         udp_unresolved_dropped: 17 * k,
+        dhcp_answers_refused: 19 * k,
         udp_unread_dropped: 18 * k,
     };
     let mut sum = one(1);
@@ -3460,18 +3461,42 @@ type Lease = (Ipv4Addr, Ipv4Addr, Option<Ipv4Addr>);
 
 /// A DHCP server's answer to the client's `request` (a frame from the client): `kind`
 /// offering or acknowledging `address` with `mask`, `router` and `dns` servers, from
-/// 10.0.0.254; none if `request` is no DHCP request.
+/// 10.0.0.254, for an hour; none if `request` is no DHCP request.
 fn dhcp_answer(
+    request: &[u8],
+    kind: smoltcp::wire::DhcpMessageType,
+    lease: Lease,
+    dns: &[Ipv4Addr],
+) -> Option<Vec<u8>> {
+    dhcp_answer_with_timers(request, kind, lease, dns, (Some(3600), None, None))
+}
+
+/// The timers of a DHCP server's answer, in seconds, each if given: the lease (option
+/// 51), T1 (option 58) and T2 (option 59).
+type Timers = (Option<u32>, Option<u32>, Option<u32>);
+
+/// [`dhcp_answer`] with `timers` in place of an hour's lease.
+fn dhcp_answer_with_timers(
     request: &[u8],
     kind: smoltcp::wire::DhcpMessageType,
     (address, mask, router): Lease,
     dns: &[Ipv4Addr],
+    (lease_s, renew_s, rebind_s): Timers,
 ) -> Option<Vec<u8>> {
-    use smoltcp::wire::{DhcpPacket, DhcpRepr};
+    use smoltcp::wire::{DhcpOption, DhcpPacket, DhcpRepr};
     let (transaction_id, client) = read_dhcp_request(request, |asked| {
         (asked.transaction_id, asked.client_hardware_address)
     })?;
     let server = Ipv4Addr::new(10, 0, 0, 254);
+    // smoltcp emits no T1 nor T2 of its own.
+    let (renew, rebind) = (
+        renew_s.map(u32::to_be_bytes),
+        rebind_s.map(u32::to_be_bytes),
+    );
+    let timers: Vec<DhcpOption> = [(58, renew.as_ref()), (59, rebind.as_ref())]
+        .into_iter()
+        .filter_map(|(kind, data)| Some(DhcpOption { kind, data: data? }))
+        .collect();
     let answer = DhcpRepr {
         message_type: kind,
         transaction_id,
@@ -3490,10 +3515,10 @@ fn dhcp_answer(
         parameter_request_list: None,
         dns_servers: (!dns.is_empty()).then(|| dns.iter().copied().collect()),
         max_size: None,
-        lease_duration: Some(3600),
+        lease_duration: lease_s,
         renew_duration: None,
         rebind_duration: None,
-        additional_options: &[],
+        additional_options: &timers,
     };
     let mut payload = vec![0u8; answer.buffer_len()];
     answer
@@ -4731,4 +4756,100 @@ fn the_kernels_random_number_seeds_the_stack_and_only_its_absence_the_time_and_m
         warning.contains("2 stack(s) is the boot-relative time XOR the MAC"),
         "{warning}"
     );
+}
+
+/// The lease the timer tests' DHCP server gives: 10.0.0.5/24 through 10.0.0.254.
+const TIMED_LEASE: Lease = (
+    Ipv4Addr::new(10, 0, 0, 5),
+    Ipv4Addr::new(255, 255, 255, 0),
+    Some(DHCP_SERVER.0),
+);
+
+/// A DHCP server on A's end of `wire` for `span_ns` from `*now_ns`, `stack` polled every
+/// 10 ms: it offers [`TIMED_LEASE`] with `offered` timers to each DISCOVER, answers each
+/// REQUEST with `answer` (an ACK, or a NAK) carrying `answered` timers, and answers ARP
+/// for its own address. How many DISCOVERs and REQUESTs came.
+fn serve_with_timers(
+    stack: &mut Stack,
+    wire: &Wire,
+    offered: Timers,
+    (answer, answered): (smoltcp::wire::DhcpMessageType, Timers),
+    now_ns: &mut u64,
+    span_ns: u64,
+) -> (usize, usize) {
+    use smoltcp::wire::DhcpMessageType::{Discover, Offer, Request};
+    let end = *now_ns + span_ns;
+    let (mut discovers, mut requests) = (0, 0);
+    while *now_ns < end {
+        stack.poll(*now_ns).unwrap();
+        for frame in taken_off(wire) {
+            if let Some(reply) = arp_reply(&frame, DHCP_SERVER) {
+                wire.deliver_to_a(reply);
+            }
+            let (kind, timers) = match read_dhcp_request(&frame, |asked| asked.message_type) {
+                Some(Discover) => (Offer, offered),
+                Some(Request) => (answer, answered),
+                _ => continue,
+            };
+            *(if kind == Offer {
+                &mut discovers
+            } else {
+                &mut requests
+            }) += 1;
+            let reply = dhcp_answer_with_timers(&frame, kind, TIMED_LEASE, &[], timers);
+            wire.deliver_to_a(reply.unwrap());
+        }
+        *now_ns += 10_000_000;
+    }
+    (discovers, requests)
+}
+
+/// A DHCP stack on A's end of a new wire, started at time 0.
+fn dhcp_stack() -> (Wire, Stack) {
+    let (wire, a, _b) = Wire::new([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], 256);
+    let config = Config::Dhcp { timeout_ns: 0 };
+    let stack = Stack::start(Box::new(a), 0, config, 0, Ok(TEST_SEED)).unwrap();
+    (wire, stack)
+}
+
+/// An acknowledgement whose T1 is past its lease and that has no T2 (a lease of 60 s
+/// with T1 120 s; T1 1800 s with no lease time, which smoltcp takes as 120 s) is refused
+/// and counted, while the client requests (the offer was fine) and while it renews: the
+/// stack keeps running, its lease kept until it ends. Before, smoltcp 0.12's client
+/// panicked computing T2 as T1 + (lease - T1) * 3/4 and the app ended Panicked; anyone
+/// on the link can send such an answer.
+#[test]
+fn a_dhcp_ack_with_t1_past_its_lease_and_no_t2_is_refused_not_a_panic() {
+    use smoltcp::wire::DhcpMessageType::Ack;
+    const SECOND: u64 = 1_000_000_000;
+    let hour = (Some(3600), None, None);
+    for bad in [(Some(60), Some(120), None), (None, Some(1800), None)] {
+        // Requesting: the offer is fine, its acknowledgement is not.
+        let (wire, mut stack) = dhcp_stack();
+        let mut now_ns = 0;
+        let (_, requests) =
+            serve_with_timers(&mut stack, &wire, hour, (Ack, bad), &mut now_ns, 5 * SECOND);
+        assert!(requests >= 1, "{bad:?}");
+        assert_eq!(stack.address(), None, "{bad:?}");
+        assert_eq!(
+            stack.counters().dhcp_answers_refused,
+            requests as u64,
+            "{bad:?}"
+        );
+        // Renewing: a lease of an hour taken, its renewal acknowledged with `bad`.
+        let (wire, mut stack) = dhcp_stack();
+        let mut now_ns = 0;
+        serve_with_timers(&mut stack, &wire, hour, (Ack, hour), &mut now_ns, SECOND);
+        assert_eq!(stack.address(), Some((TIMED_LEASE.0, 24)), "{bad:?}");
+        now_ns = 1900 * SECOND;
+        let (_, renewals) =
+            serve_with_timers(&mut stack, &wire, hour, (Ack, bad), &mut now_ns, 5 * SECOND);
+        assert!(renewals >= 1, "{bad:?}");
+        assert_eq!(
+            stack.counters().dhcp_answers_refused,
+            renewals as u64,
+            "{bad:?}"
+        );
+        assert_eq!(stack.address(), Some((TIMED_LEASE.0, 24)), "{bad:?}");
+    }
 }
