@@ -83,15 +83,17 @@ pub struct Counters {
     pub pair_resets: u64,
     /// DHCP leases refused because no host could use them (a prefix of 0, a router off
     /// the address's network, the network's own or broadcast address as the address, a
-    /// loopback one: [`rexo_api::Ipv4Config::check`]);
+    /// loopback one: [`rexo_api::Ipv4Config::check`]) or because they ended before the
+    /// stack took them (a lease of 0 s);
     /// the client rests (10 s, doubling for each refusal in a row up to 320 s), then
     /// asks for another.
     pub dhcp_leases_refused: u64,
-    /// DHCP leases lost: expired without renewal, ended by the server (a NAK) or
-    /// refused at renewal (counted in `dhcp_leases_refused` too), the address dropped.
-    /// Counted by the stack that runs the DHCP client (the one stack, or pair 0's of the
-    /// stacks [`crate::attach_cores`] splits, whose others drop the address with it);
-    /// the client then asks for a new lease.
+    /// DHCP leases lost: expired without renewal, ended by the server (a NAK, counted
+    /// in `dhcp_naks` too) or refused at renewal (counted in `dhcp_leases_refused`
+    /// too), the address dropped. Counted by the stack that runs the DHCP client (the
+    /// one stack, or pair 0's of the stacks [`crate::attach_cores`] splits, whose others
+    /// drop the address with it); the client then asks for a new lease (after its rest,
+    /// for a NAK or a refusal).
     pub dhcp_leases_lost: u64,
     /// DNS servers a DHCP lease named that no host could have (not a unicast host
     /// address, in 0/8, 127/8 or 240/4, or the leased address's network's own or
@@ -103,6 +105,10 @@ pub struct Counters {
     /// made it panic: T1 (option 58) past the lease (option 51, 120 s when absent) with
     /// no T2 (option 59). Anyone on the link can send one.
     pub dhcp_answers_refused: u64,
+    /// DHCP NAKs to the client's REQUESTs: the server refused the lease asked for or
+    /// being renewed (an address held is dropped, counted in `dhcp_leases_lost` too);
+    /// the client rests as after a refused lease, then asks for another.
+    pub dhcp_naks: u64,
     /// IPv4 frames dropped before the protocols saw them for addresses no host sends
     /// from or to (RFC 1122): a source in 127/8, 224/4 or 240/4 or the network's
     /// broadcast address, TCP to another address than the stack's (a broadcast or
@@ -141,6 +147,7 @@ impl core::ops::AddAssign for Counters {
         self.dhcp_leases_lost += other.dhcp_leases_lost;
         self.dhcp_dns_servers_dropped += other.dhcp_dns_servers_dropped;
         self.dhcp_answers_refused += other.dhcp_answers_refused;
+        self.dhcp_naks += other.dhcp_naks;
         self.rx_misaddressed += other.rx_misaddressed;
         self.udp_unresolved_dropped += other.udp_unresolved_dropped;
         self.udp_unread_dropped += other.udp_unread_dropped;
@@ -564,6 +571,10 @@ pub(crate) struct NicTx<'a> {
     pub(crate) backlog: &'a mut Backlog,
     /// The NIC's capabilities.
     pub(crate) capabilities: DeviceCapabilities,
+    /// The transaction ID of the last DHCP message the stack's client sent, if it was a
+    /// REQUEST: the only one whose NAK the client acts on
+    /// ([`crate::ingress::note_dhcp_request`]).
+    pub(crate) dhcp_request: &'a mut Option<u32>,
 }
 
 impl phy::Device for NicTx<'_> {
@@ -596,6 +607,7 @@ impl phy::Device for NicTx<'_> {
             queue: self.queue,
             counters: &mut *self.counters,
             backlog: &mut *self.backlog,
+            dhcp_request: &mut *self.dhcp_request,
         })
     }
 
@@ -617,6 +629,8 @@ pub(crate) struct NicTxToken<'a> {
     backlog: &'a mut Backlog,
     /// The NIC computes the transport checksums.
     offload: bool,
+    /// See [`NicTx::dhcp_request`].
+    dhcp_request: &'a mut Option<u32>,
 }
 
 impl phy::TxToken for NicTxToken<'_> {
@@ -654,6 +668,7 @@ impl phy::TxToken for NicTxToken<'_> {
                     &mut |buffer| {
                         if let Some(build) = build.take() {
                             result = Some(build(buffer));
+                            crate::ingress::note_dhcp_request(buffer, self.dhcp_request);
                         }
                     },
                 );
@@ -687,6 +702,7 @@ impl phy::TxToken for NicTxToken<'_> {
                 let held = backlog.hold(counters, len, kind);
                 if let Some(build) = build.take() {
                     result = Some(build(held));
+                    crate::ingress::note_dhcp_request(held, self.dhcp_request);
                 }
                 if let (Kind::Small { .. }, Some(tso)) = (kind, &backlog.tso) {
                     let mss = tso.local_mss;
@@ -753,6 +769,7 @@ mod tests {
             counters: &mut counters,
             backlog: &mut backlog,
             capabilities: DeviceCapabilities::default(),
+            dhcp_request: &mut None,
         };
         let token = tx.transmit(Instant::ZERO).expect("a token");
         token.consume(frame.len(), |buffer| buffer.copy_from_slice(&frame));

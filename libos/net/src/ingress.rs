@@ -180,6 +180,10 @@ pub(crate) fn probe_reply(
 pub(crate) struct DhcpAnswer {
     /// The message type (option 53).
     kind: DhcpMessageType,
+    /// The transaction ID (xid).
+    transaction_id: u32,
+    /// Whether it names its server (option 54), without which smoltcp ignores it.
+    names_server: bool,
     /// The lease time in seconds (option 51), if given.
     lease_s: Option<u32>,
     /// T1, the renewal time in seconds (option 58), if given.
@@ -214,6 +218,8 @@ impl DhcpAnswer {
         }
         Some(Self {
             kind: answer.message_type,
+            transaction_id: answer.transaction_id,
+            names_server: answer.server_identifier.is_some(),
             lease_s: answer.lease_duration,
             renew_s: answer.renew_duration,
             rebind_s: answer.rebind_duration,
@@ -235,6 +241,36 @@ impl DhcpAnswer {
             && self.rebind_s.is_none()
             && self.renew_s.is_some_and(|renew_s| renew_s > lease_s)
     }
+
+    /// Whether this is a NAK smoltcp's client would act on: naming its server, to the
+    /// REQUEST of transaction ID `request` (the client's last message,
+    /// [`note_dhcp_request`]; `None` when its last was no REQUEST). smoltcp's client,
+    /// NAKed, starts over at once and says nothing of it, so a server that NAKs every
+    /// REQUEST had it discover and request again every poll, forever; the stack rests
+    /// it instead.
+    pub(crate) fn is_nak_to(&self, request: Option<u32>) -> bool {
+        self.kind == DhcpMessageType::Nak
+            && self.names_server
+            && Some(self.transaction_id) == request
+    }
+}
+
+/// Notes in `request` the transaction ID of `frame` if it is a DHCP client's REQUEST
+/// (IPv4, UDP from port 68 to port 67), or `None` if it is another client message: the
+/// stack's client sends one at a time, and acts only on a NAK to its last, a REQUEST.
+/// Any other frame leaves `request` alone.
+pub(crate) fn note_dhcp_request(frame: &[u8], request: &mut Option<u32>) {
+    let Some((UDP, udp)) = crate::ipv4_payload(frame) else {
+        return;
+    };
+    if udp.get(..4) != Some(&[0, 68, 0, 67]) {
+        return;
+    }
+    *request = udp.get(8..).and_then(|payload| {
+        let packet = DhcpPacket::new_checked(payload).ok()?;
+        let message = DhcpRepr::parse(&packet).ok()?;
+        (message.message_type == DhcpMessageType::Request).then_some(message.transaction_id)
+    });
 }
 
 #[cfg(test)]

@@ -52,8 +52,12 @@ enum ClientSocket {
 impl DhcpClient {
     /// A client that runs in `sockets`, discovering.
     pub(crate) fn new(sockets: &mut SocketSet<'static>) -> Self {
+        let mut socket = dhcpv4::Socket::new();
+        // A new client reports it has no lease at its first poll; any later such report
+        // is of a lease gone.
+        let _ = socket.poll();
         Self {
-            socket: ClientSocket::Running(sockets.add(dhcpv4::Socket::new())),
+            socket: ClientSocket::Running(sockets.add(socket)),
             next_rest_ns: REFUSED_LEASE_REST_NS,
         }
     }

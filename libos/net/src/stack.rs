@@ -543,6 +543,9 @@ pub struct Stack {
     /// The DHCP lease shared with the other stacks of the interface, when there are
     /// several and the address is leased ([`crate::attach_cores`]).
     lease: Option<LeaseShare>,
+    /// The transaction ID of the DHCP client's last message if it was a REQUEST: a NAK
+    /// with it ends the lease asked for ([`NicTx::dhcp_request`]).
+    dhcp_request: Option<u32>,
 }
 
 impl Stack {
@@ -664,6 +667,7 @@ impl Stack {
             counters: &mut counters,
             backlog: &mut backlog,
             capabilities: capabilities.clone(),
+            dhcp_request: &mut None,
         };
         let iface = Box::new(Interface::new(config, &mut tx, instant(now_ns)));
         let sockets = SocketSet::new(Vec::new());
@@ -695,6 +699,7 @@ impl Stack {
             icmp: None,
             whole_device: None,
             lease: None,
+            dhcp_request: None,
         }
     }
 
@@ -919,6 +924,9 @@ impl Stack {
         // announcement as a reply to this stack, `ingress.rs`), and for the stack that
         // keeps the DHCP lease, the server's answers.
         let local = self.address();
+        // A NAK to the DHCP client's REQUEST, kept from smoltcp and acted on before it
+        // sends anything.
+        let (request, mut nak) = (self.dhcp_request, false);
         {
             let Self {
                 iface,
@@ -949,10 +957,10 @@ impl Stack {
                 });
             }
             if let Some(lease) = lease.as_mut() {
-                lease.take_answers(|frame| {
-                    if !refuses_dhcp_answer(frame, mac, counters) {
-                        ingest(frame);
-                    }
+                lease.take_answers(|frame| match screen_dhcp(frame, mac, request, counters) {
+                    DhcpScreen::Hand => ingest(frame),
+                    DhcpScreen::Refused => {}
+                    DhcpScreen::Nak => nak = true,
                 });
             }
         }
@@ -1016,8 +1024,13 @@ impl Stack {
                     {
                         return;
                     }
-                    if refuses_dhcp_answer(frame, mac, counters) {
-                        return;
+                    match screen_dhcp(frame, mac, request, counters) {
+                        DhcpScreen::Hand => {}
+                        DhcpScreen::Refused => return,
+                        DhcpScreen::Nak => {
+                            nak = true;
+                            return;
+                        }
                     }
                     // The ports served by our own TCP take their segments first.
                     if let Some(own) = own.as_mut()
@@ -1063,6 +1076,9 @@ impl Stack {
                 break;
             }
         }
+        if nak {
+            self.nak_taken();
+        }
         // Answers received take their queries' sockets away before the sending rounds;
         // queries whose time came are queued again for them. A truncated answer the last
         // poll read has its query asked over TCP, connecting now.
@@ -1089,6 +1105,7 @@ impl Stack {
             counters: &mut self.counters,
             backlog: &mut self.backlog,
             capabilities: self.capabilities.clone(),
+            dhcp_request: &mut self.dhcp_request,
         };
         for _ in 0..SEND_ROUNDS {
             self.udp.lend(&mut self.sockets, next_hop, &mut unresolved);
@@ -1137,8 +1154,8 @@ impl Stack {
     /// configuration could not have ([`Ipv4Config::check`], as [`Stack::start`] checks
     /// one) is refused and counted ([`Counters::dhcp_leases_refused`]); a DNS server a
     /// fixed configuration could not name is left out of the lease taken and counted
-    /// ([`Counters::dhcp_dns_servers_dropped`]), the others kept in order. A refused
-    /// lease drops the address an earlier one gave, if any, and the client rests out of
+    /// ([`Counters::dhcp_dns_servers_dropped`]), the others kept in order. A lease gone
+    /// before the stack took it (one of 0 s) is refused too. A refused lease drops the address an earlier one gave, if any, and the client rests out of
     /// the sockets before it discovers again, 10 s after the first refusal, twice as long after each
     /// in a row up to 320 s, 10 s again once a lease was taken (RFC 2131 3.1 step 5;
     /// [`DhcpClient::rested`]). An address taken here is one
@@ -1179,9 +1196,41 @@ impl Stack {
                 client = client.rested(&mut self.sockets, self.now_ns);
                 None
             }
+            // A lease gone before the stack took it (one of 0 s, expired in the poll
+            // that acknowledged it) is a refusal: the client would start over at once.
+            Some(DhcpNews::Gone) if self.address().is_none() => {
+                self.counters.dhcp_leases_refused += 1;
+                client = client.rested(&mut self.sockets, self.now_ns);
+                None
+            }
             Some(DhcpNews::Gone) => None,
         };
         self.dhcp = Some(client);
+        self.lease_changed(lease);
+    }
+
+    /// The DHCP server NAKed the client's last REQUEST ([`DhcpScreen::Nak`]), counted
+    /// ([`Counters::dhcp_naks`]): the lease asked for or renewed is refused, an address
+    /// held dropped (a lease lost), and the client rests as after a lease the stack
+    /// refused ([`DhcpClient::rested`]; RFC 2131 3.1 has a client wait before it starts
+    /// over, to avoid looping, and 4.1 back off exponentially). smoltcp's client, NAKed
+    /// while requesting, started over at once and said nothing, so a server that NAKs
+    /// every REQUEST had a DISCOVER and a REQUEST every poll, forever.
+    fn nak_taken(&mut self) {
+        let Some(client) = self.dhcp.take() else {
+            return;
+        };
+        self.counters.dhcp_naks += 1;
+        self.dhcp = Some(client.rested(&mut self.sockets, self.now_ns));
+        self.dhcp_request = None;
+        if self.address().is_some() {
+            self.lease_changed(None);
+        }
+    }
+
+    /// Takes `lease` (`None`: drops the address held, a lease lost, if any) and posts it
+    /// for the other stacks of the interface.
+    fn lease_changed(&mut self, lease: Option<DhcpLease>) {
         if lease.is_none() && self.address().is_some() {
             self.counters.dhcp_leases_lost += 1;
         }
@@ -2025,16 +2074,41 @@ fn usable_lease(config: &dhcpv4::Config) -> DhcpNews {
     }
 }
 
-/// Whether the stack of MAC address `mac` drops `frame` unseen by smoltcp, counting it
-/// in `counters`: a DHCP server's answer to its client whose timers smoltcp's client
-/// cannot take ([`crate::ingress::DhcpAnswer::has_timers_smoltcp_cannot_take`]: it
-/// would panic, and anyone on the link can send such an answer, the transaction ID and
-/// MAC address being in the client's broadcast DISCOVER).
-fn refuses_dhcp_answer(frame: &[u8], mac: [u8; 6], counters: &mut Counters) -> bool {
-    let refused =
-        DhcpAnswer::read(frame, mac).is_some_and(|answer| answer.has_timers_smoltcp_cannot_take());
-    counters.dhcp_answers_refused += u64::from(refused);
-    refused
+/// What the stack does with a frame before smoltcp sees it, as far as DHCP goes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum DhcpScreen {
+    /// Hand it to smoltcp: no DHCP answer to the stack's client, or one it can take.
+    Hand,
+    /// Drop it, counted: an answer whose timers smoltcp's client cannot take
+    /// ([`DhcpAnswer::has_timers_smoltcp_cannot_take`]: it would panic, and anyone on
+    /// the link can send such an answer, the transaction ID and MAC address being in
+    /// the client's broadcast DISCOVER).
+    Refused,
+    /// A NAK to the client's last REQUEST ([`DhcpAnswer::is_nak_to`]): the stack drops
+    /// the lease asked for or held and rests the client ([`Stack::nak_taken`]).
+    Nak,
+}
+
+/// What the stack of MAC address `mac`, whose client's last message was the REQUEST of
+/// transaction ID `request` if any, does with `frame` ([`DhcpScreen`]), a refusal
+/// counted in `counters`.
+fn screen_dhcp(
+    frame: &[u8],
+    mac: [u8; 6],
+    request: Option<u32>,
+    counters: &mut Counters,
+) -> DhcpScreen {
+    let Some(answer) = DhcpAnswer::read(frame, mac) else {
+        return DhcpScreen::Hand;
+    };
+    if answer.has_timers_smoltcp_cannot_take() {
+        counters.dhcp_answers_refused += 1;
+        DhcpScreen::Refused
+    } else if answer.is_nak_to(request) {
+        DhcpScreen::Nak
+    } else {
+        DhcpScreen::Hand
+    }
 }
 
 /// smoltcp's time for the kernel's nanoseconds since boot.

@@ -2857,6 +2857,7 @@ fn counters_of_several_stacks_add_field_by_field() {
         rx_misaddressed: 16 * k,
         udp_unresolved_dropped: 17 * k,
         dhcp_answers_refused: 19 * k,
+        dhcp_naks: 20 * k,
         udp_unread_dropped: 18 * k,
     };
     let mut sum = one(1);
@@ -4852,4 +4853,86 @@ fn a_dhcp_ack_with_t1_past_its_lease_and_no_t2_is_refused_not_a_panic() {
         );
         assert_eq!(stack.address(), Some((TIMED_LEASE.0, 24)), "{bad:?}");
     }
+}
+
+/// A server that NAKs every REQUEST, and one that acknowledges a lease of 0 s, get 3
+/// DISCOVERs in a minute: the client rests 10 s, 20 s, then 40 s after each, as after a
+/// lease the stack refuses (RFC 2131 3.1: wait before starting over, to avoid looping;
+/// 4.1: back off exponentially). Before, smoltcp's client started over at once and said
+/// nothing: the NAKing server got a DISCOVER and a REQUEST every poll (500 of each in a
+/// second of 1 ms polls), the lease of 0 s one every few polls, its leases never taken
+/// nor counted.
+#[test]
+fn a_dhcp_nak_or_a_lease_of_0_s_rests_the_client() {
+    use smoltcp::wire::DhcpMessageType::{Ack, Nak};
+    const SECOND: u64 = 1_000_000_000;
+    let hour = (Some(3600), None, None);
+    for (answer, timers) in [(Ack, (Some(0), None, None)), (Nak, hour)] {
+        let (wire, mut stack) = dhcp_stack();
+        let mut now_ns = 0;
+        let (discovers, requests) = serve_with_timers(
+            &mut stack,
+            &wire,
+            hour,
+            (answer, timers),
+            &mut now_ns,
+            60 * SECOND,
+        );
+        assert_eq!((discovers, requests), (3, 3), "{answer:?}");
+        assert_eq!(stack.address(), None, "{answer:?}");
+        let counters = stack.counters();
+        let (naks, refused) = (counters.dhcp_naks, counters.dhcp_leases_refused);
+        let expected = if answer == Nak { (3, 0) } else { (0, 3) };
+        assert_eq!((naks, refused), expected, "{answer:?}");
+    }
+}
+
+/// A NAK to a renewal drops the address (a lease lost) and rests the client; a NAK
+/// with another transaction ID than the client's last REQUEST's is not the client's and
+/// is left to smoltcp, which ignores it.
+#[test]
+fn a_dhcp_nak_at_renewal_drops_the_lease_and_a_stray_one_is_ignored() {
+    use smoltcp::wire::DhcpMessageType::{Ack, Nak};
+    const SECOND: u64 = 1_000_000_000;
+    let hour = (Some(3600), None, None);
+    let (wire, mut stack) = dhcp_stack();
+    let mut now_ns = 0;
+    serve_with_timers(&mut stack, &wire, hour, (Ack, hour), &mut now_ns, SECOND);
+    assert_eq!(stack.address(), Some((TIMED_LEASE.0, 24)));
+    // A NAK to a transaction the client never asked in.
+    let mut stray = None;
+    now_ns = 1900 * SECOND;
+    while stray.is_none() {
+        stack.poll(now_ns).unwrap();
+        for frame in taken_off(&wire) {
+            if let Some(reply) = arp_reply(&frame, DHCP_SERVER) {
+                wire.deliver_to_a(reply);
+            }
+            let mut request = frame.clone();
+            if read_dhcp_request(&frame, |_| ()).is_some() {
+                // The transaction ID, one off.
+                request[46] ^= 1;
+                stray = dhcp_answer_with_timers(&request, Nak, TIMED_LEASE, &[], hour);
+            }
+        }
+        now_ns += 10_000_000;
+    }
+    wire.deliver_to_a(stray.unwrap());
+    stack.poll(now_ns).unwrap();
+    assert_eq!(stack.address(), Some((TIMED_LEASE.0, 24)));
+    assert_eq!(stack.counters().dhcp_naks, 0);
+    // The server NAKs the next renewal.
+    now_ns = 3200 * SECOND;
+    let (discovers, _) = serve_with_timers(
+        &mut stack,
+        &wire,
+        hour,
+        (Nak, hour),
+        &mut now_ns,
+        5 * SECOND,
+    );
+    assert_eq!(stack.address(), None);
+    assert_eq!(discovers, 0, "resting");
+    let counters = stack.counters();
+    assert_eq!((counters.dhcp_naks, counters.dhcp_leases_lost), (1, 1));
 }
