@@ -109,6 +109,11 @@ pub struct Counters {
     /// being renewed (an address held is dropped, counted in `dhcp_leases_lost` too);
     /// the client rests as after a refused lease, then asks for another.
     pub dhcp_naks: u64,
+    /// DHCP server answers to the stack's client that put options in their `file` or
+    /// `sname` field (option 52, option overload), which the client (smoltcp's) never
+    /// reads: it works with the options field alone, so such an answer whose subnet
+    /// mask, say, is out there gives no lease. Handed on all the same.
+    pub dhcp_answers_overloaded: u64,
     /// IPv4 frames dropped before the protocols saw them for addresses no host sends
     /// from or to (RFC 1122): a source in 127/8, 224/4 or 240/4 or the network's
     /// broadcast address, TCP to another address than the stack's (a broadcast or
@@ -148,6 +153,7 @@ impl core::ops::AddAssign for Counters {
         self.dhcp_dns_servers_dropped += other.dhcp_dns_servers_dropped;
         self.dhcp_answers_refused += other.dhcp_answers_refused;
         self.dhcp_naks += other.dhcp_naks;
+        self.dhcp_answers_overloaded += other.dhcp_answers_overloaded;
         self.rx_misaddressed += other.rx_misaddressed;
         self.udp_unresolved_dropped += other.udp_unresolved_dropped;
         self.udp_unread_dropped += other.udp_unread_dropped;

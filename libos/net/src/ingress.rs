@@ -190,7 +190,13 @@ pub(crate) struct DhcpAnswer {
     renew_s: Option<u32>,
     /// T2, the rebinding time in seconds (option 59), if given.
     rebind_s: Option<u32>,
+    /// Whether it carries option 52 (option overload, RFC 2132 9.3): more options in
+    /// its `file` or `sname` field, which smoltcp never reads.
+    overloaded: bool,
 }
+
+/// DHCP's option overload (RFC 2132 9.3).
+const OPTION_OVERLOAD: u8 = 52;
 
 /// The lease smoltcp's DHCP client assumes when an acknowledgement gives no lease time
 /// (option 51): 120 s (its `DEFAULT_LEASE_DURATION`).
@@ -223,6 +229,9 @@ impl DhcpAnswer {
             lease_s: answer.lease_duration,
             renew_s: answer.renew_duration,
             rebind_s: answer.rebind_duration,
+            overloaded: packet
+                .options()
+                .any(|option| option.kind == OPTION_OVERLOAD),
         })
     }
 
@@ -240,6 +249,13 @@ impl DhcpAnswer {
         offer_or_ack
             && self.rebind_s.is_none()
             && self.renew_s.is_some_and(|renew_s| renew_s > lease_s)
+    }
+
+    /// Whether the answer puts options in its `file` or `sname` field (option 52),
+    /// which smoltcp's client never reads: a subnet mask there, say, is missed and the
+    /// acknowledgement ignored.
+    pub(crate) fn is_overloaded(&self) -> bool {
+        self.overloaded
     }
 
     /// Whether this is a NAK smoltcp's client would act on: naming its server, to the

@@ -2101,6 +2101,7 @@ fn screen_dhcp(
     let Some(answer) = DhcpAnswer::read(frame, mac) else {
         return DhcpScreen::Hand;
     };
+    counters.dhcp_answers_overloaded += u64::from(answer.is_overloaded());
     if answer.has_timers_smoltcp_cannot_take() {
         counters.dhcp_answers_refused += 1;
         DhcpScreen::Refused

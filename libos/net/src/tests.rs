@@ -2858,6 +2858,7 @@ fn counters_of_several_stacks_add_field_by_field() {
         udp_unresolved_dropped: 17 * k,
         dhcp_answers_refused: 19 * k,
         dhcp_naks: 20 * k,
+        dhcp_answers_overloaded: 21 * k,
         udp_unread_dropped: 18 * k,
     };
     let mut sum = one(1);
@@ -3469,20 +3470,21 @@ fn dhcp_answer(
     lease: Lease,
     dns: &[Ipv4Addr],
 ) -> Option<Vec<u8>> {
-    dhcp_answer_with_timers(request, kind, lease, dns, (Some(3600), None, None))
+    dhcp_answer_with_timers(request, kind, lease, dns, (Some(3600), None, None), &[])
 }
 
 /// The timers of a DHCP server's answer, in seconds, each if given: the lease (option
 /// 51), T1 (option 58) and T2 (option 59).
 type Timers = (Option<u32>, Option<u32>, Option<u32>);
 
-/// [`dhcp_answer`] with `timers` in place of an hour's lease.
+/// [`dhcp_answer`] with `timers` in place of an hour's lease, and the `extra` options.
 fn dhcp_answer_with_timers(
     request: &[u8],
     kind: smoltcp::wire::DhcpMessageType,
     (address, mask, router): Lease,
     dns: &[Ipv4Addr],
     (lease_s, renew_s, rebind_s): Timers,
+    extra: &[smoltcp::wire::DhcpOption],
 ) -> Option<Vec<u8>> {
     use smoltcp::wire::{DhcpOption, DhcpPacket, DhcpRepr};
     let (transaction_id, client) = read_dhcp_request(request, |asked| {
@@ -3497,6 +3499,7 @@ fn dhcp_answer_with_timers(
     let timers: Vec<DhcpOption> = [(58, renew.as_ref()), (59, rebind.as_ref())]
         .into_iter()
         .filter_map(|(kind, data)| Some(DhcpOption { kind, data: data? }))
+        .chain(extra.iter().copied())
         .collect();
     let answer = DhcpRepr {
         message_type: kind,
@@ -4797,7 +4800,7 @@ fn serve_with_timers(
             } else {
                 &mut requests
             }) += 1;
-            let reply = dhcp_answer_with_timers(&frame, kind, TIMED_LEASE, &[], timers);
+            let reply = dhcp_answer_with_timers(&frame, kind, TIMED_LEASE, &[], timers, &[]);
             wire.deliver_to_a(reply.unwrap());
         }
         *now_ns += 10_000_000;
@@ -4912,7 +4915,7 @@ fn a_dhcp_nak_at_renewal_drops_the_lease_and_a_stray_one_is_ignored() {
             if read_dhcp_request(&frame, |_| ()).is_some() {
                 // The transaction ID, one off.
                 request[46] ^= 1;
-                stray = dhcp_answer_with_timers(&request, Nak, TIMED_LEASE, &[], hour);
+                stray = dhcp_answer_with_timers(&request, Nak, TIMED_LEASE, &[], hour, &[]);
             }
         }
         now_ns += 10_000_000;
@@ -4935,4 +4938,35 @@ fn a_dhcp_nak_at_renewal_drops_the_lease_and_a_stray_one_is_ignored() {
     assert_eq!(discovers, 0, "resting");
     let counters = stack.counters();
     assert_eq!((counters.dhcp_naks, counters.dhcp_leases_lost), (1, 1));
+}
+
+/// An offer and an acknowledgement that overload their options (option 52: more in the
+/// `file` field), which smoltcp's client never reads, are counted; this lease's options
+/// are all in the options field, so it is taken all the same.
+#[test]
+fn dhcp_answers_overloading_their_options_are_counted() {
+    use smoltcp::wire::DhcpMessageType::{Discover, Offer, Request};
+    use smoltcp::wire::{DhcpMessageType, DhcpOption};
+    let (wire, mut stack) = dhcp_stack();
+    let overload = [DhcpOption {
+        kind: 52,
+        data: &[1],
+    }];
+    let mut now_ns = 0;
+    while stack.address().is_none() && now_ns < 1_000_000_000 {
+        stack.poll(now_ns).unwrap();
+        for frame in taken_off(&wire) {
+            let kind = match read_dhcp_request(&frame, |asked| asked.message_type) {
+                Some(Discover) => Offer,
+                Some(Request) => DhcpMessageType::Ack,
+                _ => continue,
+            };
+            let hour = (Some(3600), None, None);
+            let answer = dhcp_answer_with_timers(&frame, kind, TIMED_LEASE, &[], hour, &overload);
+            wire.deliver_to_a(answer.unwrap());
+        }
+        now_ns += 10_000_000;
+    }
+    assert_eq!(stack.address(), Some((TIMED_LEASE.0, 24)));
+    assert_eq!(stack.counters().dhcp_answers_overloaded, 2);
 }
