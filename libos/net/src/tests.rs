@@ -4970,3 +4970,29 @@ fn dhcp_answers_overloading_their_options_are_counted() {
     assert_eq!(stack.address(), Some((TIMED_LEASE.0, 24)));
     assert_eq!(stack.counters().dhcp_answers_overloaded, 2);
 }
+
+/// Timers smoltcp's client can take are handed to it and the lease taken: T1 past T2
+/// (both given, nothing computed from them) and an infinite lease (0xffff_ffff s, whose
+/// T1 and T2 smoltcp computes in microseconds without overflow). Only T1 past the lease
+/// without T2 is refused ([`a_dhcp_ack_with_t1_past_its_lease_and_no_t2_is_refused_not_a_panic`]).
+#[test]
+fn dhcp_acks_with_t1_past_t2_or_an_infinite_lease_are_taken() {
+    use smoltcp::wire::DhcpMessageType::Ack;
+    for timers in [
+        (Some(3600), Some(3000), Some(100)),
+        (Some(u32::MAX), None, None),
+    ] {
+        let (wire, mut stack) = dhcp_stack();
+        let mut now_ns = 0;
+        serve_with_timers(
+            &mut stack,
+            &wire,
+            timers,
+            (Ack, timers),
+            &mut now_ns,
+            1_000_000_000,
+        );
+        assert_eq!(stack.address(), Some((TIMED_LEASE.0, 24)), "{timers:?}");
+        assert_eq!(stack.counters().dhcp_answers_refused, 0, "{timers:?}");
+    }
+}
