@@ -23,6 +23,7 @@
 //! LBA u64, sector count u16, load segment u16 = 0x0820), preset to start at LBA 2.
 
 use crate::Result;
+use crate::staged::WorkTree;
 use std::path::Path;
 use std::process::Command;
 
@@ -146,11 +147,9 @@ pub fn install(path: &Path, kernel: &Path, append: &str, first: u64, sectors: u6
     use std::os::unix::fs::FileExt;
     let io =
         |what: &str, at: &Path, e: std::io::Error| format!("cannot {what} {}: {e}", at.display());
-    let work = path.with_extension("boot-tree");
-    if work.exists() {
-        std::fs::remove_dir_all(&work).map_err(|e| io("remove", &work, e))?;
-    }
-    std::fs::create_dir_all(&work).map_err(|e| io("create", &work, e))?;
+    // Removed when dropped, so on every path out (a GRUB or mtools tool that fails too).
+    let tree = WorkTree::create(path.with_extension("boot-tree"))?;
+    let work = tree.path();
     let core_path = work.join("core.img");
     let efi = work.join("BOOTX64.EFI");
     let cfg = work.join("grub.cfg");
@@ -207,8 +206,7 @@ pub fn install(path: &Path, kernel: &Path, append: &str, first: u64, sectors: u6
     disk.write_all_at(&core, SECTOR as u64)
         .and_then(|()| disk.write_all_at(&fat_bytes, first * SECTOR as u64))
         .and_then(|()| disk.write_all_at(&mbr, 0))
-        .map_err(|e| io("write", path, e))?;
-    std::fs::remove_dir_all(&work).map_err(|e| io("remove", &work, e))
+        .map_err(|e| io("write", path, e))
 }
 
 #[cfg(test)]
@@ -278,6 +276,21 @@ mod tests {
         other[BLOCK_LIST] = 5;
         assert!(core_image(&other, 2048).unwrap_err().contains("diskboot"));
         assert!(core_image(&[0u8; 100], 2048).is_err());
+    }
+
+    /// A tool that fails part way (here `mcopy`, given a kernel that is not there, after
+    /// both `grub-mkimage` runs) leaves no `IMAGE.boot-tree` behind: it was removed only
+    /// after a complete install.
+    #[test]
+    fn a_failing_install_leaves_no_boot_tree() {
+        let dir = std::env::temp_dir().join(format!("rexo-boot-tree-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let image = dir.join("disk.img");
+        std::fs::write(&image, vec![0u8; 1 << 20]).unwrap();
+        let err = install(&image, &dir.join("no-kernel"), "", 2048, 16384).unwrap_err();
+        assert!(err.contains("failed"), "{err}");
+        assert!(!dir.join("disk.boot-tree").exists(), "the tree was left");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Files built beside the file they replace and renamed over it once complete, so that a
 //! command failing half-way (a bad argument found late, a full disk, a tool that fails)
-//! leaves the old file as it was and no half-made one.
+//! leaves the old file as it was and no half-made one; and the folders of intermediate
+//! files such a build uses, removed however it ends.
 
 use crate::Result;
 use std::fs::{File, OpenOptions};
@@ -108,6 +109,38 @@ impl Drop for Staged {
     }
 }
 
+/// A folder of intermediate files (a GRUB tool's input and output), made empty beside
+/// what is being built and removed with everything in it when dropped, so that no path
+/// out of the build (a tool that fails, an error of the build's own) leaves it behind.
+pub struct WorkTree {
+    /// The folder.
+    path: PathBuf,
+}
+
+impl WorkTree {
+    /// Makes the empty folder `path`, first removing one a killed run left there.
+    pub fn create(path: PathBuf) -> Result<Self> {
+        if path.exists() {
+            std::fs::remove_dir_all(&path)
+                .map_err(|e| format!("cannot remove {}: {e}", path.display()))?;
+        }
+        std::fs::create_dir_all(&path)
+            .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+        Ok(Self { path })
+    }
+
+    /// The folder.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for WorkTree {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,6 +173,21 @@ mod tests {
 
         let err = Staged::create(&base, "creating").map(|_| ()).unwrap_err();
         assert!(err.contains("not a regular file"), "{err}");
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn a_work_tree_starts_empty_and_is_removed_when_dropped() {
+        let base = std::env::temp_dir().join(format!("rexo-work-tree-{}", std::process::id()));
+        let path = base.join("disk.boot-tree");
+        std::fs::create_dir_all(&path).unwrap();
+        std::fs::write(path.join("left"), b"by a killed run").unwrap();
+        let tree = WorkTree::create(path.clone()).unwrap();
+        assert_eq!(std::fs::read_dir(tree.path()).unwrap().count(), 0);
+        std::fs::create_dir_all(path.join("boot/grub")).unwrap();
+        std::fs::write(path.join("boot/grub/grub.cfg"), b"cfg").unwrap();
+        drop(tree);
+        assert!(!path.exists(), "the tree was left");
         std::fs::remove_dir_all(&base).unwrap();
     }
 }
