@@ -4,6 +4,7 @@
 use crate::Result;
 use crate::args::Args;
 use crate::deps::{self, Need};
+use crate::staged::WorkTree;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -124,14 +125,13 @@ pub fn build_iso(kernel: &Path, append: &str, modules: &[PathBuf], out: &Path) -
         .and_then(|n| n.to_str())
         .ok_or_else(|| format!("bad output path {}", out.display()))?;
     // The staging tree sits beside the ISO, so that two ISOs built at once (the test
-    // cases run in parallel, each in its own folder) never share one.
-    let tree = out.with_file_name(format!("{stem}.tree"));
+    // cases run in parallel, each in its own folder) never share one; it is removed
+    // when dropped, whether grub-mkrescue made the ISO or failed.
+    let work = WorkTree::create(out.with_file_name(format!("{stem}.tree")))?;
+    let tree = work.path();
     let io = |what: &str, path: &Path, e: std::io::Error| {
         format!("cannot {what} {}: {e}", path.display())
     };
-    if tree.exists() {
-        std::fs::remove_dir_all(&tree).map_err(|e| io("remove", &tree, e))?;
-    }
     let grub = tree.join("boot/grub");
     let mods = tree.join("boot/modules");
     std::fs::create_dir_all(&grub).map_err(|e| io("create", &grub, e))?;
@@ -148,7 +148,7 @@ pub fn build_iso(kernel: &Path, append: &str, modules: &[PathBuf], out: &Path) -
     let output = Command::new("grub-mkrescue")
         .arg("-o")
         .arg(out)
-        .arg(&tree)
+        .arg(tree)
         .output()
         .map_err(|e| format!("cannot run grub-mkrescue ({e}); install grub-common"))?;
     if !output.status.success() {
@@ -221,6 +221,27 @@ mod tests {
             module_names(&[PathBuf::from("/x/a"), PathBuf::from("b")]),
             Ok(vec!["a".to_string(), "b".to_string()])
         );
+    }
+
+    /// The staging tree (`ISO.tree`, a copy of the kernel and modules in it) is removed
+    /// whether grub-mkrescue makes the ISO or fails (here over a folder in the ISO's
+    /// place): it was left on both paths.
+    #[test]
+    fn the_staging_tree_is_removed_after_grub_mkrescue() {
+        let dir = std::env::temp_dir().join(format!("rexo-iso-tree-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("taken.iso")).unwrap();
+        let kernel = dir.join("kernel.elf");
+        std::fs::write(&kernel, b"not booted").unwrap();
+        let err = build_iso(&kernel, "", &[], &dir.join("taken.iso")).unwrap_err();
+        assert!(err.contains("grub-mkrescue failed"), "{err}");
+        assert!(!dir.join("taken.iso.tree").exists(), "left after a failure");
+        build_iso(&kernel, "", &[], &dir.join("made.iso")).unwrap();
+        assert!(dir.join("made.iso").is_file());
+        assert!(
+            !dir.join("made.iso.tree").exists(),
+            "left after the ISO was made"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
