@@ -49,11 +49,7 @@ fn blkdebug_rules() -> String {
 
 /// QEMU's arguments that attach the image `path` as disk number `index`.
 pub fn args(index: usize, attach: Attach, path: &Path) -> Result<Vec<String>> {
-    let file = path
-        .to_str()
-        .ok_or_else(|| format!("path {} is not UTF-8", path.display()))?;
-    // QEMU reads commas in option values as separators unless doubled.
-    let file = file.replace(',', ",,");
+    let file = crate::qemu::option_path(path)?;
     Ok(match attach {
         Attach::Device(device) => vec![
             "-drive".into(),
@@ -79,10 +75,7 @@ pub fn args(index: usize, attach: Attach, path: &Path) -> Result<Vec<String>> {
             let rules = path.with_extension("blkdebug");
             std::fs::write(&rules, blkdebug_rules())
                 .map_err(|e| format!("cannot write {}: {e}", rules.display()))?;
-            let rules = rules
-                .to_str()
-                .ok_or("the blkdebug rules' path is not UTF-8")?
-                .replace(',', ",,");
+            let rules = crate::qemu::option_path(&rules)?;
             vec![
                 "-drive".into(),
                 format!(

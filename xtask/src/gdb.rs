@@ -292,7 +292,7 @@ mod tests {
         std::fs::write(&table, crate::harness::bad_acpi_table()).unwrap();
         let extra = [
             "-acpitable".to_string(),
-            format!("file={}", table.display()),
+            format!("file={}", crate::qemu::option_path(&table).unwrap()),
         ];
         let result = patch_trivial("test-gdb-pvh2.elf", &extra);
         let _ = std::fs::remove_file(&table);

@@ -1155,7 +1155,7 @@ fn run_case(root: &Path, elf: &Path, case: &Case, logs: &Path) -> Result<Outcome
                 made_disk("site.img", &crate::disk::image_of_site, device, &mut extra)?;
             }
             Arg::UsbKeyboard(keys) => {
-                let (args, socket) = crate::usbkeys::qemu_args(&scratch);
+                let (args, socket) = crate::usbkeys::qemu_args(&scratch)?;
                 extra.extend(args);
                 keyboard = Some((socket, *keys));
             }
@@ -1195,13 +1195,15 @@ fn run_case(root: &Path, elf: &Path, case: &Case, logs: &Path) -> Result<Outcome
                 forwards.push(ports);
             }
             Arg::BadChecksumTable => {
-                let path = scratch.join("bad-checksum.aml");
+                // The comma in its name is QEMU's to read as part of the value
+                // (`option_path` doubles it), so the case checks that escape.
+                let path = scratch.join("bad,checksum.aml");
                 std::fs::write(&path, bad_acpi_table())
                     .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
                 let port = crate::gdb::free_port()?;
                 extra.extend([
                     "-acpitable".into(),
-                    format!("file={}", path.display()),
+                    format!("file={}", crate::qemu::option_path(&path)?),
                     "-S".into(),
                     "-gdb".into(),
                     format!("tcp:127.0.0.1:{port}"),

@@ -173,7 +173,7 @@ impl Vm {
                 device,
                 firmware,
             } => {
-                let file = option_path_arg(image)?;
+                let file = option_path(image)?;
                 args.extend([
                     "-drive".into(),
                     format!("file={file},if=none,id=boot,format=raw"),
@@ -204,13 +204,10 @@ fn firmware_args(firmware: Option<&Firmware>, scratch: &Path) -> Result<Vec<Stri
                 "-drive".into(),
                 format!(
                     "if=pflash,format=raw,unit=0,readonly=on,file={}",
-                    option_path_arg(code)?
+                    option_path(code)?
                 ),
                 "-drive".into(),
-                format!(
-                    "if=pflash,format=raw,unit=1,file={}",
-                    option_path_arg(&copy)?
-                ),
+                format!("if=pflash,format=raw,unit=1,file={}", option_path(&copy)?),
             ]
         }
     })
@@ -222,9 +219,10 @@ fn path_arg(path: &Path) -> Result<String> {
         .ok_or_else(|| format!("path {} is not UTF-8", path.display()))
 }
 
-/// `path` as the value of a QEMU option list's `file=` (`-drive`), where a comma ends
-/// the value unless doubled.
-fn option_path_arg(path: &Path) -> Result<String> {
+/// `path` as a value inside a QEMU option list (`-drive file=`, `-acpitable file=`, a
+/// chardev's `unix:PATH,server`), where a comma ends the value: each comma doubled,
+/// which QEMU's option parser reads as one comma of the value.
+pub fn option_path(path: &Path) -> Result<String> {
     Ok(path_arg(path)?.replace(',', ",,"))
 }
 
@@ -736,6 +734,19 @@ fn kvm_verdict(kvm: &Capture, tcg: Duration) -> (Accel, String) {
 mod tests {
     use super::*;
 
+    /// Every comma of a path is doubled, and nothing else changes; a path that is not
+    /// UTF-8 is refused.
+    #[test]
+    fn option_paths_double_their_commas() {
+        assert_eq!(option_path(Path::new("/a/b.img")).unwrap(), "/a/b.img");
+        assert_eq!(
+            option_path(Path::new("/a,b/,c,,d.aml")).unwrap(),
+            "/a,,b/,,c,,,,d.aml"
+        );
+        let not_utf8 = <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(b"/\xff");
+        assert!(option_path(Path::new(not_utf8)).is_err());
+    }
+
     /// The OVMF code and variable store in a folder whose name holds a comma: their
     /// `-drive` values double it, as the boot disk's does (a lone comma ended `file=`, and
     /// QEMU took the rest of the path as an option).
@@ -751,7 +762,7 @@ mod tests {
             vars,
         };
         let args = firmware_args(Some(&firmware), &dir.join("scratch")).unwrap();
-        let doubled = |path: &Path| path.to_str().unwrap().replace(',', ",,");
+        let doubled = |path: &Path| option_path(path).unwrap();
         assert_eq!(
             args[1],
             format!(

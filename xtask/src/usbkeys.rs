@@ -22,8 +22,9 @@ const GAP: Duration = Duration::from_millis(150);
 
 /// QEMU's arguments for a `qemu-xhci` controller with a `usb-kbd`, and a human monitor
 /// on a socket in `scratch` (its path is the second value).
-pub fn qemu_args(scratch: &Path) -> (Vec<String>, PathBuf) {
+pub fn qemu_args(scratch: &Path) -> Result<(Vec<String>, PathBuf)> {
     let socket = scratch.join("monitor.sock");
+    let monitor = format!("unix:{},server,nowait", crate::qemu::option_path(&socket)?);
     let args = [
         "-device",
         "qemu-xhci,id=xhci",
@@ -33,9 +34,9 @@ pub fn qemu_args(scratch: &Path) -> (Vec<String>, PathBuf) {
     ]
     .iter()
     .map(|a| a.to_string())
-    .chain([format!("unix:{},server,nowait", socket.display())])
+    .chain([monitor])
     .collect();
-    (args, socket)
+    Ok((args, socket))
 }
 
 /// Types `keys` (QEMU key names: `h`, `ret`, `shift-a`) through the monitor at `socket`.
@@ -57,7 +58,7 @@ mod tests {
 
     #[test]
     fn the_keyboard_and_its_monitor_are_attached() {
-        let (args, socket) = qemu_args(Path::new("/tmp/case"));
+        let (args, socket) = qemu_args(Path::new("/tmp/case")).unwrap();
         assert_eq!(socket, Path::new("/tmp/case/monitor.sock"));
         assert!(
             args.windows(2)
@@ -66,6 +67,11 @@ mod tests {
         assert_eq!(
             args.last().map(String::as_str),
             Some("unix:/tmp/case/monitor.sock,server,nowait")
+        );
+        let (args, _) = qemu_args(Path::new("/tmp/a,b")).unwrap();
+        assert_eq!(
+            args.last().map(String::as_str),
+            Some("unix:/tmp/a,,b/monitor.sock,server,nowait")
         );
     }
 }
