@@ -492,6 +492,14 @@ pub(crate) struct Superblock {
 }
 
 impl Superblock {
+    /// The superblock of a new, empty file system of `layout`: an empty root directory.
+    pub(crate) fn empty(layout: Layout) -> Self {
+        Self {
+            layout,
+            root: Inode::new(FileKind::Directory, 0),
+        }
+    }
+
     /// Parses block 0 of a disk of `disk_blocks` blocks, checking the layout against it.
     pub(crate) fn decode(block: &Block, disk_blocks: u64) -> Result<Self, FsError> {
         Self::decode_as(block, disk_blocks, Trust::Verify)

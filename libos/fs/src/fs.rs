@@ -104,11 +104,7 @@ impl<D: BlockStore> FileSystem<D> {
     /// flushed; its magic, the first sector again, is the last write.
     pub fn format(mut disk: D) -> Result<Self, FsError> {
         let layout = Layout::for_disk(disk.blocks())?;
-        let superblock = Superblock {
-            layout,
-            root: Inode::new(FileKind::Directory, 0),
-        };
-        let mut sealed = superblock.encode();
+        let mut sealed = Superblock::empty(layout).encode();
         seal_checksum(&mut sealed);
         let mut unmarked = sealed.clone();
         unmarked[..SUPERBLOCK_MAGIC.len()].fill(0);
@@ -144,11 +140,23 @@ impl<D: BlockStore> FileSystem<D> {
         flush_disk(&mut disk)?;
         write_disk(&mut disk, 0, &sealed)?;
         flush_disk(&mut disk)?;
-        Ok(Self {
-            store: Store::new(disk, BTreeMap::new(), &layout),
+        Ok(Self::with_store(
+            Store::new(disk, BTreeMap::new(), &layout),
             layout,
-            journal: Journal::empty(&layout, 1),
-            free_blocks: layout.data_blocks(),
+            Journal::empty(&layout, 1),
+            layout.data_blocks(),
+        ))
+    }
+
+    /// A file system of `layout` over `store`, its journal writing next as `journal`
+    /// says, with `free_blocks` free data blocks: writable, committing each operation,
+    /// not rebuilding; a new mount number.
+    fn with_store(store: Store<D>, layout: Layout, journal: Journal, free_blocks: u64) -> Self {
+        Self {
+            store,
+            layout,
+            journal,
+            free_blocks,
             failed: None,
             read_only: None,
             policy: CommitPolicy::EachOperation,
@@ -156,7 +164,7 @@ impl<D: BlockStore> FileSystem<D> {
             mount: next_mount(),
             version: 0,
             rebuilding: false,
-        })
+        }
     }
 
     /// An empty file system for repair to build a salvaged tree in, over the disk of
@@ -183,24 +191,16 @@ impl<D: BlockStore> FileSystem<D> {
         let header = encode_header(layout.journal_start, next_sequence);
         write_disk(&mut disk, layout.journal_start, &header)?;
         flush_disk(&mut disk)?;
-        let mut fs = Self {
-            store: Store::new(disk, BTreeMap::new(), &layout),
+        let mut fs = Self::with_store(
+            Store::new(disk, BTreeMap::new(), &layout),
             layout,
-            journal: Journal::empty(&layout, next_sequence),
-            free_blocks: layout.data_blocks(),
-            failed: None,
-            read_only: None,
-            policy: CommitPolicy::OnCommit,
-            placement: None,
-            mount: next_mount(),
-            version: 0,
-            rebuilding: true,
-        };
-        let superblock = Superblock {
-            layout,
-            root: Inode::new(FileKind::Directory, 0),
-        };
-        fs.store.stage_metadata(0, superblock.encode());
+            Journal::empty(&layout, next_sequence),
+            layout.data_blocks(),
+        );
+        fs.policy = CommitPolicy::OnCommit;
+        fs.rebuilding = true;
+        fs.store
+            .stage_metadata(0, Superblock::empty(layout).encode());
         for number in layout.bitmap_start..layout.bitmap_start + layout.bitmap_blocks {
             fs.store.stage(number, initial_bitmap(&layout, number));
         }
@@ -297,19 +297,9 @@ impl<D: BlockStore> FileSystem<D> {
             Ok(_) => String::from("asked for"),
             Err(error) => alloc::format!("{error}"),
         };
-        let fs = Self {
-            store,
-            layout,
-            journal,
-            free_blocks: checked.as_ref().map_or(0, |report| report.free_blocks),
-            failed: None,
-            read_only: Some(why),
-            policy: CommitPolicy::EachOperation,
-            placement: None,
-            mount: next_mount(),
-            version: 0,
-            rebuilding: false,
-        };
+        let free_blocks = checked.as_ref().map_or(0, |report| report.free_blocks);
+        let mut fs = Self::with_store(store, layout, journal, free_blocks);
+        fs.read_only = Some(why);
         Ok((fs, checked.err()))
     }
 
