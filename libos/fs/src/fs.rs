@@ -99,9 +99,10 @@ impl<D: BlockStore> FileSystem<D> {
     /// file system, the new one, or a disk that mount refuses as `NotFormatted` (format
     /// it again): an old superblock first loses its magic alone (its first sector, the
     /// only one that changes), flushed, before anything else is written (an unreadable
-    /// block 0 gets the new superblock without its magic, flushed); then the new
-    /// superblock is written without its magic, with the bitmap and journal, and
-    /// flushed; its magic, the first sector again, is the last write.
+    /// block 0 gets the new superblock without its magic, flushed, and keeps it); then
+    /// the new superblock is written without its magic (unless it is there already),
+    /// with the bitmap and journal, and flushed; its magic, the first sector again, is
+    /// the last write.
     pub fn format(mut disk: D) -> Result<Self, FsError> {
         let layout = Layout::for_disk(disk.blocks())?;
         let mut sealed = Superblock::empty(layout).encode();
@@ -110,20 +111,21 @@ impl<D: BlockStore> FileSystem<D> {
         unmarked[..SUPERBLOCK_MAGIC.len()].fill(0);
         // Before the bitmap and journal change under the old superblock, flushed: the
         // old one without its magic, or, where block 0 cannot be read (mount would take
-        // the old superblock from the old journal), the new one without its magic.
+        // the old superblock from the old journal), the new one without its magic, which
+        // is then written once. Else the new one without its magic goes with them.
         match read_disk(&mut disk, 0) {
             Ok(mut old) if old[..SUPERBLOCK_MAGIC.len()] == SUPERBLOCK_MAGIC => {
                 old[..SUPERBLOCK_MAGIC.len()].fill(0);
                 write_disk(&mut disk, 0, &old)?;
                 flush_disk(&mut disk)?;
+                write_disk(&mut disk, 0, &unmarked)?;
             }
-            Ok(_) => {}
+            Ok(_) => write_disk(&mut disk, 0, &unmarked)?,
             Err(_) => {
                 write_disk(&mut disk, 0, &unmarked)?;
                 flush_disk(&mut disk)?;
             }
         }
-        write_disk(&mut disk, 0, &unmarked)?;
         for index in 0..layout.bitmap_blocks {
             let number = layout.bitmap_start + index;
             write_disk(&mut disk, number, &initial_bitmap(&layout, number))?;

@@ -692,6 +692,12 @@ fn a_crash_during_a_format_over_an_unreadable_block_0_leaves_old_new_or_unformat
     base.write(0, &[0xEE; BLOCK_SIZE]).unwrap();
     let mut recording = UnreadableUntilRewritten::new(Recorder::new(base.clone()), 0);
     let new_tree = snapshot(&mut FileSystem::format(&mut recording).unwrap()).unwrap();
+    // Block 0 is written twice: the new superblock without its magic (flushed before
+    // the bitmap and journal), then with it; not a second time without it.
+    let block_0_writes = (recording.disk.log.iter())
+        .filter(|event| matches!(event, Event::Write(0, _)))
+        .count();
+    assert_eq!(block_0_writes, 2, "format's writes of block 0");
     let old_block_0 = crate::store::read_disk(&mut base.clone(), 0).unwrap();
     let mut judge = |cut: usize, crashed: MemoryDisk| {
         // Block 0 stays unreadable until a write of it landed.
