@@ -172,13 +172,15 @@ fn new_volume(path: &Path, bytes: u64) -> Result<Volume<FileDisk>> {
     Ok(volume)
 }
 
-/// Opens `image` as a disk (its BMFS partition, if it has one).
+/// Opens `image` as a disk (its BMFS partition, if it has one), locked against other
+/// processes while it is open (`imagelock`: refused when a QEMU has it).
 fn open_disk(image: &Path) -> Result<FileDisk> {
     let file = OpenOptions::new()
         .read(true)
         .write(true)
         .open(image)
         .map_err(|e| format!("{}: {e}", image.display()))?;
+    crate::imagelock::hold(&file, image)?;
     let size = file
         .metadata()
         .map_err(|e| format!("{}: {e}", image.display()))?

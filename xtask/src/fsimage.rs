@@ -58,13 +58,16 @@ impl BlockStore for FileStore {
     }
 }
 
-/// The image at `path` as blocks (its Rexo file system partition, if it has one).
+/// The image at `path` as blocks (its Rexo file system partition, if it has one),
+/// locked against other processes while it is open (`imagelock`: refused when a QEMU
+/// has it).
 fn store(path: &Path) -> Result<FileStore> {
     let file = OpenOptions::new()
         .read(true)
         .write(true)
         .open(path)
         .map_err(|e| format!("{}: {e}", path.display()))?;
+    crate::imagelock::hold(&file, path)?;
     let size = file
         .metadata()
         .map_err(|e| format!("{}: {e}", path.display()))?
@@ -200,13 +203,16 @@ pub fn command(argv: &[String]) -> Result<()> {
 /// removed on every error, and a consistent image is left untouched.
 fn repair(image: &Path) -> Result<()> {
     let name = image.display();
-    if FileSystem::fsck(&mut store(image)?).is_ok() {
+    // Held (and with it the image's lock) until the repaired copy replaces the image;
+    // the copy is read through it, as closing another descriptor of the image would
+    // end the lock.
+    let mut original = store(image)?;
+    if FileSystem::fsck(&mut original).is_ok() {
         println!("{name}: consistent, nothing to repair");
         return Ok(());
     }
     let copy = Staged::create(image, "repairing")?;
-    let original = File::open(image).map_err(|e| format!("{name}: {e}"))?;
-    copy_keeping_holes(&original, copy.file())
+    copy_keeping_holes(&original.file, copy.file())
         .map_err(|e| format!("{name}: copying it to repair: {e}"))?;
     let disk = store(copy.path())?;
     let (fs, report) = FileSystem::repair(disk).map_err(|e| format!("{name}: {e}"))?;

@@ -25,6 +25,7 @@ mod harness;
 mod hostrt;
 mod httpclient;
 mod image;
+mod imagelock;
 mod kvtests;
 mod linux;
 mod loadgen;

@@ -16,6 +16,9 @@ pub struct Staged {
     destination: PathBuf,
     /// The open file.
     file: File,
+    /// The destination when there is one, open and locked against other processes (a
+    /// QEMU: [`crate::imagelock`]) until the new file replaces it.
+    _held: Option<File>,
     /// Whether it was renamed into place (nothing left to remove).
     committed: bool,
 }
@@ -23,11 +26,13 @@ pub struct Staged {
 impl Staged {
     /// Starts replacing `destination` (or making it, if there is none): an empty file
     /// `DESTINATION.SUFFIX` beside it, replacing one a killed run left there. A
-    /// destination that exists must be a regular file this user may write; the new file
-    /// takes its permissions.
+    /// destination that exists must be a regular file this user may write and no other
+    /// process holds (a QEMU using it as a disk: [`crate::imagelock`]), which is then
+    /// locked until it is replaced; the new file takes its permissions.
     pub fn create(destination: &Path, suffix: &str) -> Result<Self> {
         let name = destination.display();
         let existing = std::fs::canonicalize(destination).ok();
+        let mut held = None;
         if let Some(target) = &existing {
             let meta = std::fs::metadata(target).map_err(|e| format!("{name}: {e}"))?;
             if !meta.is_file() {
@@ -36,10 +41,12 @@ impl Staged {
                 ));
             }
             // Opened for writing, not truncated: refused as the old file would have been.
-            OpenOptions::new()
+            let old = OpenOptions::new()
                 .write(true)
                 .open(target)
                 .map_err(|e| format!("{name}: {e}"))?;
+            crate::imagelock::hold(&old, destination)?;
+            held = Some(old);
         }
         let destination = existing.unwrap_or_else(|| destination.to_path_buf());
         let file_name = destination
@@ -59,6 +66,7 @@ impl Staged {
             path,
             destination,
             file,
+            _held: held,
             committed: false,
         };
         if let Ok(meta) = std::fs::metadata(&staged.destination) {
