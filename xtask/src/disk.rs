@@ -151,17 +151,14 @@ pub fn read_file(path: &Path, name: &str) -> Result<Vec<u8>> {
 }
 
 /// A new image of `bytes` at `path` holding an empty BMFS, replacing any file there once
-/// it is made: a size too small for BMFS is refused before anything is written, and an
-/// image that cannot be made (too large for the host's file system, ...) leaves the old
-/// file as it was.
+/// it is made: a size too small for BMFS, or past the host's file system holding it
+/// (`Staged::create_sized`), is refused before anything is written, and an image that
+/// cannot be made (past the largest file the host allows, ...) leaves the old file as
+/// it was.
 fn new_volume(path: &Path, bytes: u64) -> Result<Volume<FileDisk>> {
     let name = path.display();
     large_enough_for_bmfs(bytes).map_err(|e| format!("{name}: {e}"))?;
-    let staged = Staged::create(path, "creating")?;
-    staged
-        .file()
-        .set_len(bytes)
-        .map_err(|e| format!("{name}: making a file of {bytes} bytes: {e}"))?;
+    let staged = Staged::create_sized(path, "creating", bytes)?;
     let disk = FileDisk {
         file: staged.handle()?,
         size: bytes,
@@ -273,8 +270,9 @@ fn partition_layout(path: &Path, size: u64, bmfs: u64, boot_bytes: u64) -> Resul
 /// BMFS of `bmfs` bytes and an empty Rexo file system in the rest, each aligned to
 /// 1 MiB; with `boot`, a boot partition comes first (partition 1, so BMFS is 2 and the
 /// Rexo file system 3) with GRUB and the kernel installed (`bootdisk`). Sizes whose
-/// partitions do not fit or an MBR cannot describe (past 2 TiB), and a command line
-/// GRUB would not carry, are refused before anything is written; the image is built
+/// partitions do not fit or an MBR cannot describe (past 2 TiB) or past the host's file
+/// system holding the image, and a command line GRUB would not carry, are refused
+/// before anything is written; the image is built
 /// beside the path (`PATH.creating`, removed on every error) and renamed over any file
 /// there once complete.
 pub fn partitioned(path: &Path, size: u64, bmfs: u64, boot: Option<BootKernel>) -> Result<()> {
@@ -287,10 +285,8 @@ pub fn partitioned(path: &Path, size: u64, bmfs: u64, boot: Option<BootKernel>) 
         None => 0,
     };
     let layout = partition_layout(path, size, bmfs, boot_bytes)?;
-    let staged = Staged::create(path, "creating")?;
-    let file = staged.file();
-    file.set_len(size)
-        .and_then(|()| file.write_all_at(&layout.table, 0))
+    let staged = Staged::create_sized(path, "creating", size)?;
+    (staged.file().write_all_at(&layout.table, 0))
         .map_err(|e| format!("{}: {e}", path.display()))?;
     let disk = FileDisk {
         file: staged.handle()?,
@@ -631,8 +627,8 @@ mod tests {
         std::fs::remove_file(&image).unwrap();
     }
 
-    /// A `disk create` the host cannot make (a file past 2^63 bytes) leaves the image
-    /// there as it was, and no half-made one: it used to be truncated first.
+    /// A `disk create` the host cannot hold (2^64 bytes) leaves the image there as it
+    /// was, and no half-made one: it used to be truncated first.
     #[test]
     fn a_create_that_fails_leaves_the_image_there_as_it_was() {
         let dir = std::env::temp_dir().join(format!("rexo-disk-create-{}", std::process::id()));
@@ -644,7 +640,7 @@ mod tests {
         for size in ["5M".to_string(), u64::MAX.to_string()] {
             let err = command(vec!["create".into(), s.clone(), size.clone()]).unwrap_err();
             assert!(
-                err.contains("too small") || err.contains("making a file of"),
+                err.contains("too small") || err.contains("could ever store"),
                 "{err}"
             );
             assert!(

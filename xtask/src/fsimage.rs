@@ -103,9 +103,10 @@ pub fn partitioned_for_monitor(path: &Path) -> Result<()> {
 }
 
 /// A new image of `bytes` at `path`, formatted whole, replacing any file there once it
-/// is made: a size too small for the file system is refused before anything is written,
-/// and an image that cannot be made (too large for the host's file system, ...) leaves
-/// the old file as it was.
+/// is made: a size too small for the file system, or past the host's file system
+/// holding it (`Staged::create_sized`), is refused before anything is written, and an
+/// image that cannot be made (past the largest file the host allows, ...) leaves the
+/// old file as it was.
 pub fn format_new(path: &Path, bytes: u64) -> Result<FileSystem<FileStore>> {
     let name = path.display();
     let min_bytes = rexo_fs::MIN_DISK_BLOCKS * BLOCK_SIZE as u64;
@@ -116,11 +117,7 @@ pub fn format_new(path: &Path, bytes: u64) -> Result<FileSystem<FileStore>> {
             min_bytes >> 10
         ));
     }
-    let staged = Staged::create(path, "creating")?;
-    staged
-        .file()
-        .set_len(bytes)
-        .map_err(|e| format!("{name}: making a file of {bytes} bytes: {e}"))?;
+    let staged = Staged::create_sized(path, "creating", bytes)?;
     let disk = FileStore {
         file: staged.handle()?,
         blocks: bytes / BLOCK_SIZE as u64,
@@ -570,8 +567,8 @@ mod tests {
     }
 
     /// `fs IMAGE create SIZE` refuses a size under the file system's minimum, naming it,
-    /// before the image there is touched, and one the host cannot make (a file past
-    /// 2^63 bytes) leaves the image as it was: both used to truncate it first.
+    /// before the image there is touched, and one the host cannot hold (2^64 bytes)
+    /// leaves the image as it was: both used to truncate it first.
     #[test]
     fn a_create_that_fails_leaves_the_image_there_as_it_was() {
         let base = std::env::temp_dir().join(format!("rexo-fs-create-{}", std::process::id()));
@@ -588,7 +585,7 @@ mod tests {
             "1K: the image changed"
         );
         let err = create(&u64::MAX.to_string()).unwrap_err();
-        assert!(err.contains("making a file of"), "{err}");
+        assert!(err.contains("could ever store"), "{err}");
         assert!(
             std::fs::read(&image).unwrap() == before,
             "2^64: the image changed"
@@ -599,6 +596,40 @@ mod tests {
         );
         create("392K").unwrap();
         assert!(mount(&image).unwrap().list("/").unwrap().is_empty());
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    /// `fs IMAGE create`, `disk create` and `disk partition` refuse a size past the whole
+    /// of the host's file system that would hold the image before the image is made:
+    /// such an image was made sparse and formatted, and could never be filled.
+    #[test]
+    fn a_size_past_the_host_file_system_is_refused() {
+        let base = std::env::temp_dir().join(format!("rexo-past-host-{}", std::process::id()));
+        std::fs::create_dir_all(&base).unwrap();
+        let host = rustix::fs::statvfs(&base).unwrap();
+        let past = (host.f_blocks * host.f_frsize + (1 << 20)).to_string();
+        let image = base.join("big.img");
+        let img = image.display().to_string();
+        let disk = |words: &[&str]| {
+            crate::disk::command(words.iter().map(|w| w.to_string()).collect()).unwrap_err()
+        };
+        for (what, err) in [
+            (
+                "fs create",
+                command(&[img.clone(), "create".into(), past.clone()]).unwrap_err(),
+            ),
+            ("disk create", disk(&["create", &img, &past])),
+            ("disk partition", disk(&["partition", &img, &past, "6M"])),
+        ] {
+            // A host file system past 2 TiB: the MBR's limit refuses the partitions first.
+            let mbr = what == "disk partition" && err.contains("what an MBR can describe");
+            assert!(err.contains("could ever store") || mbr, "{what}: {err}");
+            assert!(!image.exists(), "{what}: an image was made");
+            assert!(
+                !base.join("big.img.creating").exists(),
+                "{what}: one was left"
+            );
+        }
         std::fs::remove_dir_all(&base).unwrap();
     }
 

@@ -78,6 +78,29 @@ impl Staged {
         Ok(staged)
     }
 
+    /// [`Staged::create`] for a new image of `bytes` bytes, made that long (sparse: its
+    /// holes take no room yet). A size past what the host's file system holding it
+    /// could ever store (its whole size: such an image could never be filled, and the
+    /// guest would meet write errors where it saw free room) is refused before the
+    /// image is made; one past the largest file the host's file system allows fails as
+    /// the file is made, and leaves nothing either.
+    pub fn create_sized(destination: &Path, suffix: &str, bytes: u64) -> Result<Self> {
+        let name = destination.display();
+        let staged = Self::create(destination, suffix)?;
+        let host = rustix::fs::fstatvfs(&staged.file).map_err(|e| format!("{name}: {e}"))?;
+        let host_bytes = host.f_blocks.saturating_mul(host.f_frsize);
+        if bytes > host_bytes {
+            return Err(format!(
+                "{name}: {bytes} bytes are more than the host's file system holding the                  image could ever store ({host_bytes} bytes in all); nothing was written"
+            ));
+        }
+        staged
+            .file
+            .set_len(bytes)
+            .map_err(|e| format!("{name}: making a file of {bytes} bytes: {e}"))?;
+        Ok(staged)
+    }
+
     /// Where the file is built.
     pub fn path(&self) -> &Path {
         &self.path
