@@ -260,9 +260,11 @@ fn setup_failure(
 }
 
 /// The host tools the selected tests need: QEMU for the host tests (a few of xtask's
-/// boot tiny kernels) and when QEMU tests run (`boots_qemu`), GRUB and OVMF for the cases that boot
-/// through them, and `ip` for the tap cases when this process is `root` (without root
-/// they fail for that reason anyway).
+/// boot tiny kernels, one holds an image open) and when QEMU tests run (`boots_qemu`),
+/// GRUB for the host tests (xtask's own make an ISO and install a boot disk) and the
+/// cases that boot through it, OVMF for those that boot through it, and `ip` for the
+/// tap cases when this process is `root` (without root they fail for that reason
+/// anyway).
 fn tool_needs(
     host_tests: bool,
     boots_qemu: bool,
@@ -274,7 +276,7 @@ fn tool_needs(
     if host_tests || boots_qemu {
         needs.push(Need::Qemu);
     }
-    if cases.iter().any(|c| c.boot != Boot::Pvh) || self_tests.iter().any(|t| t.iso) {
+    if host_tests || cases.iter().any(|c| c.boot != Boot::Pvh) || self_tests.iter().any(|t| t.iso) {
         needs.push(Need::Iso);
     }
     if cases.iter().any(|c| c.boot.uefi()) {
@@ -1678,8 +1680,11 @@ error: 1 target failed:
 
     #[test]
     fn selected_tests_get_the_tools_they_run() {
-        // Host tests alone: xtask's own tests start QEMU.
-        assert_eq!(tool_needs(true, false, &[], &[], false), [Need::Qemu]);
+        // Host tests alone: xtask's own tests start QEMU and run GRUB's tools.
+        assert_eq!(
+            tool_needs(true, false, &[], &[], false),
+            [Need::Qemu, Need::Iso]
+        );
         assert_eq!(tool_needs(false, false, &[], &[], true), []);
         let tap_case = CASES
             .iter()
