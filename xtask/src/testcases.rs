@@ -1400,6 +1400,26 @@ pub const CASES: &[Case] = &[
         ..BASE
     },
     Case {
+        // A usb-tablet on a qemu-xhci controller (on its first USB 2 port, 5) is no boot keyboard: once its
+        // descriptors were read its slot is disabled again (Disable Slot).
+        name: "monitor::xhci-tablet-not-a-keyboard",
+        machine: Machine::Q35,
+        append: "app=monitor",
+        qemu_args: &[
+            "-device",
+            "qemu-xhci,id=xhci",
+            "-device",
+            "usb-tablet,bus=xhci.0",
+        ],
+        timeout_s: 60,
+        checks: &[
+            Check::Has("is not a boot keyboard"),
+            Check::Has("slot 1 given back (no boot keyboard)"),
+            Check::Lacks("panicked"),
+        ],
+        ..BASE
+    },
+    Case {
         name: "monitor::load-exec-baremetal",
         append: "app=monitor",
         qemu_args: &["-initrd", "target/baremetal/test.bin"],

@@ -809,11 +809,8 @@ impl Xhci {
     }
 
     /// Resets root port `port` if it needs it and gives its device a slot (Enable Slot);
-    /// sets it up ([`set_up_device`](Self::set_up_device)), returning a boot keyboard's
-    /// vendor and product IDs. A set-up that fails disables the slot again
-    /// ([`disable_slot`](Self::disable_slot)): the slot is free for another device or a
-    /// retry, and the device's memory goes back (kept while the controller may still use
-    /// it, when Disable Slot fails too: logged).
+    /// sets it up ([`set_up_or_give_back`](Self::set_up_or_give_back)), returning a boot
+    /// keyboard's vendor and product IDs.
     fn attach(&mut self, port: u8) -> Result<Option<(u16, u16)>, DeviceError> {
         let mut status = self.registers.portsc(port);
         if status & port::CONNECTED == 0 {
@@ -876,11 +873,28 @@ impl Xhci {
         let index = self.devices.len() - 1;
         let output = self.devices[index].output.phys();
         self.dcbaa.write64(usize::from(slot) * 8, output);
+        self.set_up_or_give_back(index)
+    }
+
+    /// Sets up device `index`, just given its slot
+    /// ([`set_up_device`](Self::set_up_device)), returning a boot keyboard's vendor and
+    /// product IDs. A set-up that fails, or a device that is not a boot keyboard, has
+    /// its slot disabled again ([`disable_slot`](Self::disable_slot)): the slot is free
+    /// for another device or a retry, and the device's memory goes back (kept while the
+    /// controller may still use it, when Disable Slot fails too: logged).
+    fn set_up_or_give_back(&mut self, index: usize) -> Result<Option<(u16, u16)>, DeviceError> {
+        let (slot, port) = (self.devices[index].slot, self.devices[index].port);
         let set_up = self.set_up_device(index);
-        if set_up.is_err()
-            && let Err(error) = self.disable_slot(index)
-        {
-            log::warn!("{} xhci: slot {slot}: {error}", self.address);
+        if matches!(set_up, Ok(Some(_))) {
+            return set_up;
+        }
+        match self.disable_slot(index) {
+            Ok(()) if set_up.is_ok() => log::info!(
+                "{} xhci: port {port}: slot {slot} given back (no boot keyboard)",
+                self.address
+            ),
+            Ok(()) => {}
+            Err(error) => log::warn!("{} xhci: slot {slot}: {error}", self.address),
         }
         set_up
     }
@@ -2543,6 +2557,20 @@ mod tests {
         control_codes: &'static [u8],
         act: impl Fn(Trb, &EventWriter) + Send + Sync + 'static,
     ) -> EventWriter {
+        play_device(xhci, platform, command_codes, control_codes, &[], act)
+    }
+
+    /// [`play_controller_acting`], device 0 answering each GET_DESCRIPTOR with the
+    /// first bytes it asks for of the one of `descriptors` of its type (byte 1), written
+    /// into its descriptor buffer, where every data stage of the driver's receives.
+    fn play_device(
+        xhci: &mut Xhci,
+        platform: &'static HostPlatform,
+        command_codes: &'static [u8],
+        control_codes: &'static [u8],
+        descriptors: &'static [&'static [u8]],
+        act: impl Fn(Trb, &EventWriter) + Send + Sync + 'static,
+    ) -> EventWriter {
         use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
         let writer = EventWriter {
             events: platform.device_view(xhci.events.memory()),
@@ -2554,6 +2582,7 @@ mod tests {
         let slot = device.slot;
         let control = platform.device_view(device.control.memory_mut());
         let control_ring = device.control.address_of(0);
+        let buffer = platform.device_view(&device.buffer);
         let (answered, looked_at, ended) = (
             AtomicUsize::new(0),
             AtomicUsize::new(0),
@@ -2585,6 +2614,15 @@ mod tests {
             let written = control.read32(entry * trb::SIZE + 12);
             if written & trb::CYCLE != 0 && !stuck.load(Relaxed) {
                 looked_at.store(entry + 1, Relaxed);
+                let request = control.read64(entry * trb::SIZE).to_le_bytes();
+                let get_descriptor = request[..2] == [0x80, 6];
+                if written >> 10 & 0x3F == trb::SETUP && get_descriptor {
+                    let asked = usize::from(u16::from_le_bytes([request[6], request[7]]));
+                    let found = descriptors.iter().find(|d| d.get(1) == Some(&request[3]));
+                    for (at, &byte) in found.iter().flat_map(|d| d.iter().take(asked)).enumerate() {
+                        buffer.write8(at, byte);
+                    }
+                }
                 if written >> 10 & 0x3F == trb::STATUS {
                     let at = control_ring + (entry * trb::SIZE) as u64;
                     let code = control_codes.get(ended.fetch_add(1, Relaxed)).copied();
@@ -3133,6 +3171,66 @@ mod tests {
             assert_eq!(count_sent(&mut xhci, trb::DISABLE_SLOT), 2, "{error}");
             assert!(xhci.failed.is_none());
         }
+    }
+
+    /// A full-speed device descriptor (USB 2.0 9.6.1): endpoint 0 of 8 bytes, vendor
+    /// 0x46f4, product 0x0001, one configuration.
+    const DEVICE_DESCRIPTOR: [u8; 18] = [
+        18, 1, 0x00, 0x02, 0, 0, 0, 8, 0xF4, 0x46, 0x01, 0x00, 0, 0, 0, 0, 0, 1,
+    ];
+
+    /// A mass-storage configuration (class 8, SCSI, bulk-only): no boot keyboard.
+    const STORAGE_CONFIGURATION: [u8; 32] = [
+        9, 2, 32, 0, 1, 1, 0, 0x80, 50, //
+        9, 4, 0, 0, 2, 8, 6, 0x50, 0, //
+        7, 5, 0x81, 2, 64, 0, 0, //
+        7, 5, 0x02, 2, 64, 0, 0,
+    ];
+
+    /// A boot keyboard configuration, as QEMU's usb-kbd's: interface 0 (3/1/1), its HID
+    /// descriptor, endpoint 0x81 (8 bytes, every 10 ms).
+    const KEYBOARD_CONFIGURATION: [u8; 34] = [
+        9, 2, 34, 0, 1, 1, 0, 0xA0, 50, //
+        9, 4, 0, 0, 1, 3, 1, 1, 0, //
+        9, 0x21, 0x11, 1, 0, 1, 0x22, 63, 0, //
+        7, 5, 0x81, 3, 8, 0, 10,
+    ];
+
+    #[test]
+    fn a_device_that_is_not_a_boot_keyboard_has_its_slot_disabled_and_memory_back() {
+        let storage: &'static [&'static [u8]] = &[&DEVICE_DESCRIPTOR, &STORAGE_CONFIGURATION];
+        let (mut xhci, platform) = controller(1);
+        let live = platform.live();
+        xhci.devices.push(device_on(&xhci, 1, 1));
+        xhci.dcbaa.write64(8, xhci.devices[0].output.phys());
+        play_device(&mut xhci, platform, &[], &[], storage, |_, _| {});
+        captured_log::take();
+        assert_eq!(xhci.set_up_or_give_back(0), Ok(None));
+        let kinds: Vec<u32> = commands_sent(&mut xhci).iter().map(Trb::kind).collect();
+        assert_eq!(kinds, [trb::ADDRESS_DEVICE, trb::DISABLE_SLOT]);
+        assert!(xhci.devices.is_empty());
+        assert_eq!(xhci.dcbaa.read64(8), 0);
+        assert_eq!(platform.live(), live, "the device's memory went back");
+        let logged = captured_log::take();
+        for said in [
+            "port 1: device 46f4:0001 is not a boot keyboard",
+            "port 1: slot 1 given back (no boot keyboard)",
+        ] {
+            assert!(logged.iter().any(|line| line.contains(said)), "{logged:?}");
+        }
+        assert!(xhci.failed.is_none());
+    }
+
+    #[test]
+    fn a_boot_keyboard_keeps_its_slot() {
+        let keyboard: &'static [&'static [u8]] = &[&DEVICE_DESCRIPTOR, &KEYBOARD_CONFIGURATION];
+        let (mut xhci, platform) = controller(1);
+        xhci.devices.push(device_on(&xhci, 1, 1));
+        play_device(&mut xhci, platform, &[], &[], keyboard, |_, _| {});
+        assert_eq!(xhci.set_up_or_give_back(0), Ok(Some((0x46f4, 1))));
+        let kinds: Vec<u32> = commands_sent(&mut xhci).iter().map(Trb::kind).collect();
+        assert_eq!(kinds, [trb::ADDRESS_DEVICE, trb::CONFIGURE_ENDPOINT]);
+        assert!(xhci.devices[0].keyboard.is_some());
     }
 
     /// Port 1's attach takes 40 ms (its reset 30), during which port 2's device bounces:
