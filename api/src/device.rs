@@ -931,6 +931,10 @@ pub trait KeyboardDevice: Send {
     /// The next byte of typed input, as a terminal sends it (`\r` for Enter, 0x7F for
     /// Backspace, `ESC [ A` for the up arrow), without waiting.
     fn read_byte(&mut self) -> Result<Option<u8>, DeviceError>;
+    /// What types through this device now, for the device list, asked each time it is
+    /// listed: the keyboards attached (`USB keyboard on port 1`), or that none is
+    /// (`USB controller: no keyboard attached`).
+    fn attached(&self) -> Result<String, DeviceError>;
 }
 
 /// A device an app opened: it holds it alone until it drops the handle.

@@ -8,6 +8,7 @@
 //! there ends as that call returns ([`crate::reentry`]).
 
 use alloc::boxed::Box;
+use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::cell::RefCell;
@@ -560,6 +561,13 @@ impl KeyboardDevice for Lease {
     fn read_byte(&mut self) -> Result<Option<u8>, DeviceError> {
         self.with(|device| match device {
             Found::Keyboard(keyboard) => keyboard.read_byte(),
+            _ => Err(DeviceError::Revoked),
+        })
+    }
+
+    fn attached(&self) -> Result<String, DeviceError> {
+        self.with(|device| match device {
+            Found::Keyboard(keyboard) => keyboard.attached(),
             _ => Err(DeviceError::Revoked),
         })
     }

@@ -148,7 +148,8 @@ pub struct Slot {
     address: Address,
     /// Its driver.
     driver: &'static str,
-    /// Model, MAC or size, for listings.
+    /// Model, MAC or size, for listings (a keyboard's is asked again at each listing,
+    /// [`describe`]).
     about: String,
     /// The device and its holder.
     state: spin::Mutex<SlotState>,
@@ -214,7 +215,8 @@ pub struct Registry {
     binder: &'static dyn Binder,
 }
 
-/// A device's one-line description.
+/// A device's one-line description; a keyboard's says what is attached now
+/// ([`KeyboardDevice::attached`]).
 fn describe(found: &Found) -> String {
     match found {
         Found::Net(net) => {
@@ -232,7 +234,10 @@ fn describe(found: &Found) -> String {
                 if info.link_up { "up" } else { "down" }
             )
         }
-        Found::Keyboard(_) => String::from("keyboard"),
+        Found::Keyboard(keyboard) => match keyboard.attached() {
+            Ok(attached) => attached,
+            Err(error) => format!("keyboard ({error})"),
+        },
         Found::Block(disk) => {
             let info = disk.info();
             let mib = info.sectors.saturating_mul(u64::from(info.sector_size)) >> 20;
@@ -300,22 +305,27 @@ impl Registry {
                 let counter = &mut counts[slot.kind as usize];
                 let index = *counter;
                 *counter += 1;
-                let (holder, interrupts) = match reentry::lock(slot, core) {
+                let (holder, interrupts, about) = match reentry::lock(slot, core) {
                     Ok(state) => (
                         state
                             .holder
                             .or_else(|| sharing::first_holder(&state))
                             .map(|(_, name)| name),
                         state.interrupts.list(),
+                        match &state.device {
+                            // What is attached changes after binding.
+                            keyboard @ Found::Keyboard(_) => describe(keyboard),
+                            _ => slot.about.clone(),
+                        },
                     ),
-                    Err(_) => (Some(IN_CALL), Vec::new()),
+                    Err(_) => (Some(IN_CALL), Vec::new(), slot.about.clone()),
                 };
                 DeviceInfo {
                     index,
                     kind: slot.kind,
                     address: slot.address,
                     driver: slot.driver,
-                    about: slot.about.clone(),
+                    about,
                     holder,
                     interrupts,
                 }
@@ -2826,6 +2836,37 @@ pub(crate) mod tests {
 
     fn registry() -> &'static Registry {
         registry_with(Found::Net(Box::new(Counting(0, Wake::Never))), "test-net")
+    }
+
+    /// A keyboard whose answer to [`KeyboardDevice::attached`] the test changes.
+    struct Plugged(alloc::sync::Arc<spin::Mutex<&'static str>>);
+
+    impl rexo_api::KeyboardDevice for Plugged {
+        fn read_byte(&mut self) -> Result<Option<u8>, DeviceError> {
+            Ok(None)
+        }
+
+        fn attached(&self) -> Result<String, DeviceError> {
+            Ok(String::from(*self.0.lock()))
+        }
+    }
+
+    #[test]
+    fn a_keyboard_is_listed_with_what_is_attached_when_listed() {
+        let now = alloc::sync::Arc::new(spin::Mutex::new("USB controller: no keyboard attached"));
+        let keyboard = Found::Keyboard(Box::new(Plugged(now.clone())));
+        let registry = registry_with(keyboard, "xhci");
+        let about = || registry.devices()[0].about.clone();
+        assert_eq!(about(), "USB controller: no keyboard attached");
+        *now.lock() = "USB keyboard on port 1";
+        assert_eq!(about(), "USB keyboard on port 1");
+        let lease = registry
+            .open(DeviceKind::Keyboard, 0, (1, "monitor"))
+            .and_then(OpenDevice::into_keyboard)
+            .unwrap();
+        assert_eq!(lease.attached(), Ok(String::from("USB keyboard on port 1")));
+        *now.lock() = "USB controller: no keyboard attached";
+        assert_eq!(about(), "USB controller: no keyboard attached", "held");
     }
 
     #[test]

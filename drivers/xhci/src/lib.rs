@@ -30,6 +30,7 @@ mod usb;
 use alloc::boxed::Box;
 use alloc::collections::VecDeque;
 use alloc::format;
+use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 
@@ -1565,6 +1566,25 @@ impl KeyboardDevice for Xhci {
         }
         self.poll()?;
         Ok(self.typed.pop_front())
+    }
+
+    fn attached(&self) -> Result<String, DeviceError> {
+        if let Some(why) = self.failed {
+            return Err(DeviceError::Failed(why));
+        }
+        let ports: Vec<String> = self
+            .devices
+            .iter()
+            .filter(|device| device.keyboard.is_some())
+            .map(|device| format!("port {}", device.port))
+            .collect();
+        Ok(if !ports.is_empty() {
+            format!("USB keyboard on {}", ports.join(", "))
+        } else if !self.connections.is_empty() {
+            String::from("USB controller: no keyboard attached yet (a device is connecting)")
+        } else {
+            String::from("USB controller: no keyboard attached")
+        })
     }
 }
 
@@ -3219,6 +3239,25 @@ mod tests {
             assert!(logged.iter().any(|line| line.contains(said)), "{logged:?}");
         }
         assert!(xhci.failed.is_none());
+    }
+
+    #[test]
+    fn the_device_says_which_ports_have_a_keyboard_attached() {
+        let (mut xhci, platform) = controller(2);
+        let none = String::from("USB controller: no keyboard attached");
+        assert_eq!(xhci.attached(), Ok(none.clone()));
+        xhci.connections.seen(2, 0);
+        let connecting = "USB controller: no keyboard attached yet (a device is connecting)";
+        assert_eq!(xhci.attached(), Ok(String::from(connecting)));
+        xhci.connections.take_due(debounce::DEBOUNCE_NS);
+        xhci.devices.push(device_on(&xhci, 1, 1));
+        assert_eq!(xhci.attached(), Ok(none), "a device, no keyboard");
+        let mut keyboard = device_on(&xhci, 2, 2);
+        keyboard.keyboard = Some(unqueued_keyboard(platform));
+        xhci.devices.push(keyboard);
+        assert_eq!(xhci.attached(), Ok(String::from("USB keyboard on port 2")));
+        xhci.failed = Some("gone");
+        assert_eq!(xhci.attached(), Err(DeviceError::Failed("gone")));
     }
 
     #[test]
