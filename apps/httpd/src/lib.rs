@@ -437,7 +437,7 @@ fn log_stack(kernel: &Kernel, core: usize, serving: usize, stack: &mut Stack) {
         s.half_open_evicted + s.half_open_expired
     });
     kernel.log(format_args!(
-        "{who} NIC: received {} frames ({} bytes), sent {} frames ({} bytes), {} replies copied ({} bytes), {} dropped, {} DHCP leases lost, {} refused; {stale} stale handshakes dropped",
+        "{who} NIC: received {} frames ({} bytes), sent {} frames ({} bytes), {} replies copied ({} bytes), {} dropped, {} DHCP leases lost, {} refused, {} address conflicts ({} defended, {} given up); {stale} stale handshakes dropped",
         n.rx_frames,
         n.rx_bytes,
         n.tx_frames,
@@ -447,6 +447,9 @@ fn log_stack(kernel: &Kernel, core: usize, serving: usize, stack: &mut Stack) {
         n.tx_dropped,
         n.dhcp_leases_lost,
         n.dhcp_leases_refused,
+        n.address_conflicts,
+        n.address_defences,
+        n.addresses_given_up,
     ));
     if let Some(s) = own {
         let o = stack.own_counters();

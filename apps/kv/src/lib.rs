@@ -310,14 +310,17 @@ fn serve_until_shutdown(kernel: &Kernel, settings: Settings) -> Result<(), ApiEr
     ));
     let c = *shared.frames.lock();
     kernel.log(format_args!(
-        "kv: received {} frames ({} bytes), sent {} frames ({} bytes), {} dropped, {} DHCP leases lost, {} refused",
+        "kv: received {} frames ({} bytes), sent {} frames ({} bytes), {} dropped, {} DHCP leases lost, {} refused, {} address conflicts ({} defended, {} given up)",
         c.rx_frames,
         c.rx_bytes,
         c.tx_frames,
         c.tx_bytes,
         c.tx_dropped,
         c.dhcp_leases_lost,
-        c.dhcp_leases_refused
+        c.dhcp_leases_refused,
+        c.address_conflicts,
+        c.address_defences,
+        c.addresses_given_up
     ));
     // The stacks are gone: the lease their handles were split from may end.
     drop(attached);

@@ -98,7 +98,7 @@ pub fn main(kernel: &Kernel) -> Result<(), ApiError> {
     serve(kernel, &mut stack).map_err(|error| failed(kernel, error))?;
     let c = stack.counters();
     kernel.log(format_args!(
-        "netdemo: received {} frames ({} bytes, processed in place); sent {} frames ({} bytes), of which {} replies ({} bytes) copied from staging; {} dropped, {} DHCP leases lost, {} refused",
+        "netdemo: received {} frames ({} bytes, processed in place); sent {} frames ({} bytes), of which {} replies ({} bytes) copied from staging; {} dropped, {} DHCP leases lost, {} refused, {} address conflicts ({} defended, {} given up)",
         c.rx_frames,
         c.rx_bytes,
         c.tx_frames,
@@ -107,7 +107,10 @@ pub fn main(kernel: &Kernel) -> Result<(), ApiError> {
         c.reply_bytes_copied,
         c.tx_dropped,
         c.dhcp_leases_lost,
-        c.dhcp_leases_refused
+        c.dhcp_leases_refused,
+        c.address_conflicts,
+        c.address_defences,
+        c.addresses_given_up
     ));
     kernel.log(format_args!("netdemo: done"));
     Ok(())

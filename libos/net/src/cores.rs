@@ -234,6 +234,9 @@ pub(crate) fn stacks_of_pairs(
             stack.share_arp(ArpShare::new(board.clone(), pair));
             stack.share_icmp(IcmpShare::new(icmp_board.clone(), pair));
             stack.reset_through(whole.clone());
+            if pair != RENEWER_PAIR {
+                stack.leave_guard();
+            }
             if let Some(lease_board) = &lease_board {
                 let client = (pair == RENEWER_PAIR).then(|| dhcp_client.take()).flatten();
                 let share = LeaseShare::new(lease_board.clone(), pair, client.is_some());

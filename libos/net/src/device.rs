@@ -131,6 +131,17 @@ pub struct Counters {
     /// kept from an earlier replacement, still unread, filled the socket's receive
     /// buffer (its datagrams and bytes).
     pub udp_unread_dropped: u64,
+    /// ARP from another MAC address claiming the stack's address (its sender address,
+    /// RFC 5227 2.4): another host uses it. Counted by the stack that guards the address
+    /// (the one stack, or pair 0's of the stacks [`crate::attach_cores`] splits).
+    pub address_conflicts: u64,
+    /// Conflicts answered with an announcement of the address (the first, or one 10 s
+    /// or more after the last defence): the stack keeps it.
+    pub address_defences: u64,
+    /// Leased addresses given up for a second conflict within 10 s of a defence: the
+    /// lease is dropped (counted in `dhcp_leases_lost` too) and the client rests as
+    /// after a refused lease, then asks for another. A fixed address is never given up.
+    pub addresses_given_up: u64,
 }
 
 impl core::ops::AddAssign for Counters {
@@ -157,6 +168,9 @@ impl core::ops::AddAssign for Counters {
         self.rx_misaddressed += other.rx_misaddressed;
         self.udp_unresolved_dropped += other.udp_unresolved_dropped;
         self.udp_unread_dropped += other.udp_unread_dropped;
+        self.address_conflicts += other.address_conflicts;
+        self.address_defences += other.address_defences;
+        self.addresses_given_up += other.addresses_given_up;
     }
 }
 

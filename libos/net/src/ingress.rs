@@ -106,6 +106,12 @@ impl ArpFromAnother {
         (is_arp && operation_known && other).then_some(Self(arp))
     }
 
+    /// Whether this ARP claims `address` (its sender address is `address`): another
+    /// host uses it, a conflict (RFC 5227 2.4). A probe, from 0.0.0.0, claims nothing.
+    pub(crate) fn claims(&self, address: Ipv4Addr) -> bool {
+        self.address(ARP_SENDER) == address
+    }
+
     /// The address at `at`.
     fn address(&self, at: usize) -> Ipv4Addr {
         let arp = &self.0;
@@ -143,6 +149,23 @@ pub(crate) fn announcement_as_reply(
     reply[ARP_TARGET_MAC..ARP_TARGET].copy_from_slice(&mac);
     reply[ARP_TARGET..].copy_from_slice(&address.octets());
     Some(reply)
+}
+
+/// The ARP announcement (RFC 5227 2.3) of `address` by the stack of MAC `mac`: a
+/// broadcast request whose sender and target address are both `address`, its target
+/// MAC zero. The link's hosts learn the stack's MAC for the address, and one that
+/// holds it too sees the conflict.
+pub(crate) fn announcement(mac: [u8; 6], address: Ipv4Addr) -> [u8; ARP_FRAME] {
+    let mut frame = [0; ARP_FRAME];
+    frame[..6].copy_from_slice(&[0xff; 6]);
+    frame[6..12].copy_from_slice(&mac);
+    frame[12..14].copy_from_slice(&[0x08, 0x06]);
+    frame[14..20].copy_from_slice(&ARP_IPV4_OVER_ETHERNET);
+    frame[ARP_OPERATION..ARP_OPERATION + 2].copy_from_slice(&ARP_REQUEST);
+    frame[ARP_SENDER_MAC..ARP_SENDER].copy_from_slice(&mac);
+    frame[ARP_SENDER..ARP_TARGET_MAC].copy_from_slice(&address.octets());
+    frame[ARP_TARGET..].copy_from_slice(&address.octets());
+    frame
 }
 
 /// The stack's reply (its MAC `mac`, its address and prefix length `local`) to `arp`
@@ -428,6 +451,27 @@ mod tests {
         let short = arp(1, (neighbour, [10, 0, 0, 9]), [10, 0, 0, 9]);
         assert!(!learnt(&short[..41]), "too short");
         assert_eq!(announcement(&short, None), None, "no address");
+    }
+
+    #[test]
+    fn only_another_macs_arp_from_the_stacks_address_claims_it() {
+        let us = Ipv4Addr::new(10, 0, 0, 1);
+        let other = [2, 0, 0, 0, 0, 9];
+        let claims = |frame: &[u8]| ArpFromAnother::read(frame, OURS).is_some_and(|a| a.claims(us));
+        assert!(claims(&arp(1, (other, [10, 0, 0, 1]), [10, 0, 0, 1])));
+        assert!(claims(&arp(2, (other, [10, 0, 0, 1]), [10, 0, 0, 7])));
+        assert!(claims(&arp(1, (other, [10, 0, 0, 1]), [10, 0, 0, 7])));
+        assert!(
+            !claims(&arp(1, (OURS, [10, 0, 0, 1]), [10, 0, 0, 1])),
+            "our MAC"
+        );
+        assert!(
+            !claims(&arp(1, (other, [10, 0, 0, 9]), [10, 0, 0, 1])),
+            "asks for us"
+        );
+        assert!(!claims(&arp(1, (other, [0; 4]), [10, 0, 0, 1])), "a probe");
+        let ours = super::announcement(OURS, us);
+        assert_eq!(ours[..], arp(1, (OURS, [10, 0, 0, 1]), [10, 0, 0, 1])[..]);
     }
 
     #[test]

@@ -61,6 +61,7 @@
 extern crate alloc;
 
 mod board;
+mod conflict;
 mod cores;
 mod device;
 mod dns;

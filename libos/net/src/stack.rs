@@ -22,6 +22,7 @@ use smoltcp::wire::{
     Ipv4Cidr,
 };
 
+use crate::conflict::{AddressGuard, Verdict};
 use crate::cores::{ArpShare, IcmpShare, WholeDevice};
 use crate::device::{Backlog, Counters, LentFrame, NicTx, Staging};
 use crate::dns::{DnsPorts, DnsQuery, DnsTcpFailure, Resolver, TCP_RECEIVE_BYTES};
@@ -546,6 +547,10 @@ pub struct Stack {
     /// The transaction ID of the DHCP client's last message if it was a REQUEST: a NAK
     /// with it ends the lease asked for ([`NicTx::dhcp_request`]).
     dhcp_request: Option<u32>,
+    /// The address this stack announces and defends against other hosts claiming it
+    /// (`conflict.rs`, RFC 5227); `None` on a stack that leaves that to another of its
+    /// interface ([`Stack::leave_guard`]).
+    guard: Option<AddressGuard>,
 }
 
 impl Stack {
@@ -607,6 +612,9 @@ impl Stack {
                 checked.check().map_err(NetError::BadConfig)?;
                 stack.configure(Ipv4Cidr::new(address, prefix), gateway);
                 stack.set_dns_servers(dns.as_slice());
+                if let Some(guard) = stack.guard.as_mut() {
+                    guard.hold(Some(address), now_ns);
+                }
             }
             Config::Dhcp { .. } => stack.dhcp = Some(DhcpClient::new(&mut stack.sockets)),
         }
@@ -700,6 +708,7 @@ impl Stack {
             whole_device: None,
             lease: None,
             dhcp_request: None,
+            guard: Some(AddressGuard::default()),
         }
     }
 
@@ -864,6 +873,13 @@ impl Stack {
         }
     }
 
+    /// Leaves announcing and defending the address to another stack of the interface
+    /// (pair 0's, [`crate::attach_cores`]), which sees every ARP frame too: one stack
+    /// answers for the address, once.
+    pub(crate) fn leave_guard(&mut self) {
+        self.guard = None;
+    }
+
     /// Resets the device through `whole`, the interface this stack's queue pair was split
     /// from, when the pair answers [`PAIR_BROKEN`] ([`crate::attach_cores`]).
     pub(crate) fn reset_through(&mut self, whole: Arc<WholeDevice>) {
@@ -927,6 +943,17 @@ impl Stack {
         // A NAK to the DHCP client's REQUEST, kept from smoltcp and acted on before it
         // sends anything.
         let (request, mut nak) = (self.dhcp_request, false);
+        // ARP from other hosts claiming the address this stack guards (RFC 5227 2.4),
+        // acted on once the frames are in.
+        let guarded = self.guard.as_ref().and_then(AddressGuard::address);
+        let mut conflicts = 0u32;
+        let mut claims_guarded = |arp: Option<&ArpFromAnother>| {
+            if let (Some(arp), Some(address)) = (arp, guarded)
+                && arp.claims(address)
+            {
+                conflicts += 1;
+            }
+        };
         {
             let Self {
                 iface,
@@ -948,7 +975,9 @@ impl Stack {
             };
             if let Some(arp) = arp.as_mut() {
                 arp.take(|frame| {
-                    let announced = ArpFromAnother::read(frame, mac)
+                    let from_another = ArpFromAnother::read(frame, mac);
+                    claims_guarded(from_another.as_ref());
+                    let announced = from_another
                         .and_then(|arp| crate::ingress::announcement_as_reply(&arp, local, mac));
                     match announced {
                         Some(reply) => ingest(&reply),
@@ -1043,6 +1072,7 @@ impl Stack {
                     // probe for this stack's address is answered here, and a
                     // neighbour's announcement goes to smoltcp as a reply to this stack.
                     let from_another = ArpFromAnother::read(frame, mac);
+                    claims_guarded(from_another.as_ref());
                     if let Some(reply) = from_another
                         .as_ref()
                         .and_then(|arp| crate::ingress::probe_reply(arp, local, mac))
@@ -1078,6 +1108,9 @@ impl Stack {
         }
         if nak {
             self.nak_taken();
+        }
+        for _ in 0..conflicts {
+            self.address_conflict();
         }
         // Answers received take their queries' sockets away before the sending rounds;
         // queries whose time came are queued again for them. A truncated answer the last
@@ -1120,6 +1153,7 @@ impl Stack {
         self.pings.note_waiting(&self.sockets, now_ns, nic_had_room);
         self.counters.udp_unresolved_dropped += unresolved;
         self.poll_dhcp();
+        self.announce()?;
         self.refill_listeners(now_ns);
         self.reap_closed();
         if let Some(tso) = self.backlog.tso_mut() {
@@ -1228,11 +1262,77 @@ impl Stack {
         }
     }
 
+    /// Another host's ARP claimed the address the stack guards (RFC 5227 2.4), counted
+    /// ([`Counters::address_conflicts`]). The first conflict, or one 10 s or more after
+    /// the last defence, is defended: the address is announced once
+    /// ([`Counters::address_defences`]). One sooner gives a leased address up
+    /// ([`Counters::addresses_given_up`]): the lease is dropped (a lease lost) and the
+    /// client rests as after a refused lease before it discovers again. Nothing is sent
+    /// to the server: a DHCPRELEASE would tell it the address is free, to hand to the
+    /// next client while another host holds it, and RFC 2131 (3.1 step 5) has a client
+    /// send a DHCPDECLINE for an address it found in use before using it, not for one it
+    /// used (smoltcp's client sends none either); the server keeps the binding until the
+    /// lease ends. A fixed address has no other to fall back on, so it is defended
+    /// indefinitely, once per 10 s at most (2.4 (c)).
+    fn address_conflict(&mut self) {
+        let Some(guard) = self.guard.as_mut() else {
+            return;
+        };
+        if guard.address().is_none() {
+            return;
+        }
+        self.counters.address_conflicts += 1;
+        match guard.conflict(self.now_ns, self.dhcp.is_some()) {
+            Verdict::Defend => self.counters.address_defences += 1,
+            Verdict::Keep => {}
+            Verdict::GiveUp => {
+                self.counters.addresses_given_up += 1;
+                if let Some(client) = self.dhcp.take() {
+                    self.dhcp = Some(client.rested(&mut self.sockets, self.now_ns));
+                    self.dhcp_request = None;
+                }
+                self.lease_changed(None);
+            }
+        }
+    }
+
+    /// Sends the announcement of the guarded address due now, if any (RFC 5227 2.3 and
+    /// a defence, 2.4).
+    fn announce(&mut self) -> Result<(), NetError> {
+        let Some(address) = self
+            .guard
+            .as_mut()
+            .and_then(|guard| guard.announcement_due(self.now_ns))
+        else {
+            return Ok(());
+        };
+        let mac = self.mac();
+        self.staging
+            .stage(&crate::ingress::announcement(mac, address));
+        let offload = crate::device::offloads(&self.capabilities);
+        let flushed = self.staging.flush(
+            self.nic.as_mut(),
+            self.queue,
+            offload,
+            &mut self.counters,
+            &mut self.backlog,
+        );
+        reset_if_broken(flushed, (), &self.whole_device, &mut self.counters)?;
+        Ok(())
+    }
+
     /// Takes `lease` (`None`: drops the address held, a lease lost, if any) and posts it
-    /// for the other stacks of the interface.
+    /// for the other stacks of the interface; the address taken is announced and
+    /// guarded ([`Stack::address_conflict`]).
     fn lease_changed(&mut self, lease: Option<DhcpLease>) {
         if lease.is_none() && self.address().is_some() {
             self.counters.dhcp_leases_lost += 1;
+        }
+        if let Some(guard) = self.guard.as_mut() {
+            guard.hold(
+                lease.as_ref().map(|lease| lease.cidr.address()),
+                self.now_ns,
+            );
         }
         self.apply_lease(lease.as_ref());
         if let Some(share) = &self.lease {

@@ -2860,6 +2860,9 @@ fn counters_of_several_stacks_add_field_by_field() {
         dhcp_naks: 20 * k,
         dhcp_answers_overloaded: 21 * k,
         udp_unread_dropped: 18 * k,
+        address_conflicts: 22 * k,
+        address_defences: 23 * k,
+        addresses_given_up: 24 * k,
     };
     let mut sum = one(1);
     sum += one(2);
@@ -3039,7 +3042,7 @@ impl NetDevice for WholeOfPairs {
 #[test]
 fn a_stack_whose_pair_the_device_broke_resets_the_device_and_tcp_goes_on() {
     let device = Arc::new(Mutex::new(SplitDevice::default()));
-    let mut net = net_over_a_pair(&device, Some(60));
+    let mut net = net_over_a_pair(&device, Some(62));
     let payload = Rng(31).bytes(100_000);
     tcp_echo(&mut net, &payload);
     let device = device.lock().unwrap();
@@ -4025,12 +4028,16 @@ fn is_arp_request(frame: &[u8], for_address: Option<Ipv4Addr>) -> bool {
         && for_address.is_none_or(|address| frame[38..42] == address.octets())
 }
 
-/// Polls A once, 100 us after its last poll, and takes what it sent off the wire (B
+/// Polls A once, 100 us after its last poll, and takes what it sent off the wire but its
+/// announcements of its address (B
 /// gets none of it).
 fn sent_by_a(net: &mut Net) -> Vec<Vec<u8>> {
     net.a.poll(net.now_ns).unwrap();
     net.now_ns += 100_000;
-    taken_off(&net.wire)
+    let mut sent = taken_off(&net.wire);
+    // A announces its address as it starts (RFC 5227 2.3), whatever the test sends it.
+    sent.retain(|frame| !is_announcement(frame, A));
+    sent
 }
 
 /// The stacks `attach_cores` splits from a DHCP lease keep it: pair 0's runs the DHCP
@@ -4995,4 +5002,222 @@ fn dhcp_acks_with_t1_past_t2_or_an_infinite_lease_are_taken() {
         assert_eq!(stack.address(), Some((TIMED_LEASE.0, 24)), "{timers:?}");
         assert_eq!(stack.counters().dhcp_answers_refused, 0, "{timers:?}");
     }
+}
+
+/// Another host of the link: it claims the stack's leased address in the conflict tests.
+const CLAIMANT: [u8; 6] = [2, 0, 0, 0, 0, 9];
+
+/// Whether `frame` is the stack's ARP announcement of `address` (RFC 5227 2.3): a
+/// broadcast request from A's MAC whose sender and target address are both `address`.
+fn is_announcement(frame: &[u8], address: Ipv4Addr) -> bool {
+    frame.len() >= 42
+        && frame[..6] == [0xff; 6]
+        && frame[6..12] == [2, 0, 0, 0, 0, 1]
+        && frame[12..14] == [0x08, 0x06]
+        && frame[20..22] == [0, 1]
+        && frame[22..28] == [2, 0, 0, 0, 0, 1]
+        && frame[28..32] == address.octets()
+        && frame[38..42] == address.octets()
+}
+
+/// A DHCP server on A's end of `wire` leasing [`TIMED_LEASE`] for an hour, `stack`
+/// polled every 10 ms for `span_ns` from `*now_ns`; at each time of `arriving` its
+/// frame is delivered to the stack. The times the stack announced the leased address,
+/// and how many DISCOVERs it sent.
+fn lease_watching_announcements(
+    stack: &mut Stack,
+    wire: &Wire,
+    now_ns: &mut u64,
+    span_ns: u64,
+    arriving: &[(u64, Vec<u8>)],
+) -> (Vec<u64>, usize) {
+    use smoltcp::wire::DhcpMessageType::{Ack, Discover, Offer, Request};
+    let hour = (Some(3600), None, None);
+    let end = *now_ns + span_ns;
+    let (mut announced, mut discovers) = (Vec::new(), 0);
+    while *now_ns < end {
+        for (at, frame) in arriving {
+            if (*now_ns..*now_ns + 10_000_000).contains(at) {
+                wire.deliver_to_a(frame.clone());
+            }
+        }
+        stack.poll(*now_ns).unwrap();
+        for frame in taken_off(wire) {
+            if is_announcement(&frame, TIMED_LEASE.0) {
+                announced.push(*now_ns);
+            }
+            if let Some(reply) = arp_reply(&frame, DHCP_SERVER) {
+                wire.deliver_to_a(reply);
+            }
+            let kind = match read_dhcp_request(&frame, |asked| asked.message_type) {
+                Some(Discover) => {
+                    discovers += 1;
+                    Offer
+                }
+                Some(Request) => Ack,
+                _ => continue,
+            };
+            let reply = dhcp_answer_with_timers(&frame, kind, TIMED_LEASE, &[], hour, &[]);
+            wire.deliver_to_a(reply.unwrap());
+        }
+        *now_ns += 10_000_000;
+    }
+    (announced, discovers)
+}
+
+/// An ARP frame of `operation` from [`CLAIMANT`] with sender address `sender` about
+/// `target`, broadcast.
+fn claim(operation: smoltcp::wire::ArpOperation, sender: Ipv4Addr, target: Ipv4Addr) -> Vec<u8> {
+    arp_frame(operation, (sender, CLAIMANT), (target, [0; 6]), [0xff; 6])
+}
+
+/// A leased address is announced twice, 2 s apart, from the poll that took the lease
+/// (RFC 5227 2.3); a renewal is not announced again. Before, nothing was announced.
+#[test]
+fn a_leased_address_is_announced_twice_2_s_apart() {
+    const SECOND: u64 = 1_000_000_000;
+    let (wire, mut stack) = dhcp_stack();
+    let mut now_ns = 0;
+    let (announced, _) =
+        lease_watching_announcements(&mut stack, &wire, &mut now_ns, 10 * SECOND, &[]);
+    assert_eq!(stack.address(), Some((TIMED_LEASE.0, 24)));
+    assert_eq!(announced.len(), 2, "{announced:?}");
+    assert_eq!(announced[1] - announced[0], 2 * SECOND);
+    assert!(announced[0] < SECOND, "at once: {announced:?}");
+}
+
+/// Another host's ARP claiming the leased address is a conflict (RFC 5227 2.4): the
+/// first is defended with one announcement, the address kept; a second within 10 s gives
+/// the lease up: the stack holds no address and the client rests 10 s before it
+/// discovers and takes a lease again. Before, conflicts went unseen and both hosts used
+/// the address.
+#[test]
+fn a_conflict_is_defended_once_and_a_second_within_10_s_gives_the_lease_up() {
+    use smoltcp::wire::ArpOperation::{Reply, Request};
+    const SECOND: u64 = 1_000_000_000;
+    let (wire, mut stack) = dhcp_stack();
+    let mut now_ns = 0;
+    let address = TIMED_LEASE.0;
+    let arriving = [
+        (5 * SECOND, claim(Reply, address, DHCP_SERVER.0)),
+        (8 * SECOND, claim(Request, address, address)),
+    ];
+    let (announced, discovers) =
+        lease_watching_announcements(&mut stack, &wire, &mut now_ns, 8 * SECOND, &arriving[..1]);
+    assert_eq!(discovers, 1);
+    assert_eq!(announced.len(), 3, "two, and the defence: {announced:?}");
+    assert_eq!(announced[2], 5 * SECOND, "defended at once");
+    assert_eq!(stack.address(), Some((address, 24)), "kept");
+    let c = stack.counters();
+    assert_eq!(
+        (
+            c.address_conflicts,
+            c.address_defences,
+            c.addresses_given_up
+        ),
+        (1, 1, 0)
+    );
+    let (announced, discovers) =
+        lease_watching_announcements(&mut stack, &wire, &mut now_ns, SECOND, &arriving[1..]);
+    assert_eq!((announced.len(), discovers), (0, 0), "{announced:?}");
+    assert_eq!(stack.address(), None, "given up");
+    let c = stack.counters();
+    assert_eq!(
+        (
+            c.address_conflicts,
+            c.address_defences,
+            c.addresses_given_up
+        ),
+        (2, 1, 1)
+    );
+    assert_eq!(c.dhcp_leases_lost, 1);
+    // The client rests 10 s, then takes a lease again and announces it.
+    let (_, discovers) =
+        lease_watching_announcements(&mut stack, &wire, &mut now_ns, 8 * SECOND, &[]);
+    assert_eq!((discovers, stack.address()), (0, None), "resting");
+    let (announced, discovers) =
+        lease_watching_announcements(&mut stack, &wire, &mut now_ns, 5 * SECOND, &[]);
+    assert_eq!(discovers, 1);
+    assert_eq!(stack.address(), Some((address, 24)));
+    assert_eq!(announced.len(), 2, "{announced:?}");
+}
+
+/// A conflict 10 s or more after the last defence is defended again (RFC 5227 2.4 (b)),
+/// and ARP that does not claim the address is no conflict: from the stack's own MAC,
+/// from another host about another address or asking for the stack's, or a probe (from
+/// 0.0.0.0).
+#[test]
+fn conflicts_10_s_apart_are_each_defended_and_other_arp_is_no_conflict() {
+    use smoltcp::wire::ArpOperation::{Reply, Request};
+    const SECOND: u64 = 1_000_000_000;
+    let (wire, mut stack) = dhcp_stack();
+    let mut now_ns = 0;
+    let address = TIMED_LEASE.0;
+    let neighbour = Ipv4Addr::new(10, 0, 0, 9);
+    let arriving = [
+        (3 * SECOND, claim(Request, neighbour, address)),
+        (3 * SECOND, claim(Reply, neighbour, neighbour)),
+        (3 * SECOND, claim(Request, Ipv4Addr::UNSPECIFIED, address)),
+        (
+            3 * SECOND,
+            arp_frame(
+                Request,
+                (address, [2, 0, 0, 0, 0, 1]),
+                (address, [0; 6]),
+                [0xff; 6],
+            ),
+        ),
+        (5 * SECOND, claim(Request, address, address)),
+        (15 * SECOND, claim(Reply, address, DHCP_SERVER.0)),
+    ];
+    let (announced, _) =
+        lease_watching_announcements(&mut stack, &wire, &mut now_ns, 20 * SECOND, &arriving);
+    assert_eq!(stack.address(), Some((address, 24)), "kept");
+    assert_eq!(announced.len(), 4, "two, and two defences: {announced:?}");
+    assert_eq!(announced[2..], [5 * SECOND, 15 * SECOND]);
+    let c = stack.counters();
+    assert_eq!(
+        (
+            c.address_conflicts,
+            c.address_defences,
+            c.addresses_given_up
+        ),
+        (2, 2, 0)
+    );
+}
+
+/// A fixed address is announced when the stack starts and defended indefinitely, at
+/// most once per 10 s, never given up (RFC 5227 2.4 (c)): it has no other to take.
+#[test]
+fn a_fixed_address_is_defended_and_never_given_up() {
+    use smoltcp::wire::ArpOperation::Request;
+    const SECOND: u64 = 1_000_000_000;
+    let (wire, a, _b) = Wire::new([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], 256);
+    let address = TIMED_LEASE.0;
+    let config = Config::Static {
+        address,
+        prefix: 24,
+        gateway: None,
+        dns: None,
+    };
+    let mut stack = Stack::start(Box::new(a), 0, config, 0, Ok(TEST_SEED)).unwrap();
+    let mut now_ns = 0;
+    let arriving = [
+        (5 * SECOND, claim(Request, address, address)),
+        (6 * SECOND, claim(Request, address, address)),
+        (7 * SECOND, claim(Request, address, address)),
+    ];
+    let (announced, _) =
+        lease_watching_announcements(&mut stack, &wire, &mut now_ns, 10 * SECOND, &arriving);
+    assert_eq!(announced, [0, 2 * SECOND, 5 * SECOND]);
+    assert_eq!(stack.address(), Some((address, 24)));
+    let c = stack.counters();
+    assert_eq!(
+        (
+            c.address_conflicts,
+            c.address_defences,
+            c.addresses_given_up
+        ),
+        (3, 1, 0)
+    );
 }
