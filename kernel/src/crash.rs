@@ -101,7 +101,7 @@ fn finish_report() -> ! {
 /// Called by the interrupt dispatcher for vectors 0-31.
 pub fn exception(frame: &InterruptFrame) {
     let vector = frame.vector as u8;
-    if vector == exception::NMI && crate::console::crash_in_progress() {
+    if vector == exception::NMI && crate::console::crashing_core().is_some() {
         stopped_by_other_core();
     }
     if vector == exception::PAGE_FAULT && crate::arch::abort::can_abort() {
@@ -142,8 +142,14 @@ fn print_registers(frame: &InterruptFrame, cr2: u64) {
     kprintln!("{}", Registers { frame, cr });
 }
 
-/// The other side of the crash NMI: this core stops because another one crashed.
+/// The other side of the crash NMI: this core stops because another one crashed. The
+/// crashing core comes here only if it crashed again inside its own report: it says so
+/// and ends the run at once, without a backtrace (which may be what crashed).
 pub fn stopped_by_other_core() -> ! {
+    if let Some(core) = crate::console::crashing_core().filter(|&c| c == percpu::core_index()) {
+        kprintln!("\n!!! rexo: crash inside the crash report on core {core}");
+        crate::power::exit_failure()
+    }
     cpu::halt_forever()
 }
 
@@ -152,7 +158,7 @@ pub fn stopped_by_other_core() -> ! {
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     let registers = registers_here();
     cpu::disable_interrupts();
-    if crate::arch::abort::can_abort() && !crate::console::crash_in_progress() {
+    if crate::arch::abort::can_abort() && crate::console::crashing_core().is_none() {
         app_panic(info, &registers);
     }
     if !start_report() {
@@ -245,6 +251,7 @@ pub fn provoke(kind: rexo_cmdline::Crash) -> ! {
             panic!("dividing by zero did not raise a divide error");
         }
         rexo_cmdline::Crash::Panic => panic!("crash test: the kernel panics on request"),
+        rexo_cmdline::Crash::NestedPanic => panic!("{}", core::fmt::from_fn(|_| panic!("inside"))),
         rexo_cmdline::Crash::StackOverflow => {
             let depth = recurse(0);
             panic!("recursed {depth} times without reaching the stack guard page");

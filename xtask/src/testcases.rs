@@ -700,6 +700,19 @@ pub const CASES: &[Case] = &[
         ],
         ..BASE
     },
+    // A panic whose message panics again as the report formats it: the crashing core
+    // crashed inside its own report, which ends at once (no backtrace) with exit 35.
+    Case {
+        name: "crash::nested-panic",
+        append: "app=hello crash=nested-panic",
+        exit: CRASH_EXIT,
+        checks: &[
+            Check::Has("!!! rexo: panic on core 0 at "),
+            Check::Has("!!! rexo: crash inside the crash report on core 0"),
+            Check::Lacks("backtrace:"),
+        ],
+        ..BASE
+    },
     Case {
         name: "crash::stack-overflow",
         append: "app=hello crash=stackoverflow",

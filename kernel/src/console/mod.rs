@@ -9,16 +9,16 @@ pub mod keyboard;
 pub mod serial;
 
 use core::fmt::{self, Write};
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicUsize, Ordering, Ordering::SeqCst};
 use spin::Mutex;
 
 /// Guards both consoles; holds nothing, it only serialises writers.
 static CONSOLE_LOCK: Mutex<()> = Mutex::new(());
 /// The core that holds `CONSOLE_LOCK` (`usize::MAX`: none).
 static HOLDER: AtomicUsize = AtomicUsize::new(usize::MAX);
-/// Set once a crash report starts: from then on only the crashing core writes, without
-/// the lock (the core that held it may be the one that crashed).
-static CRASHING: AtomicBool = AtomicBool::new(false);
+/// The core writing a crash report (`usize::MAX`: none): from then on only it writes,
+/// without the lock (the core that held it may be the one that crashed).
+static CRASHING: AtomicUsize = AtomicUsize::new(usize::MAX);
 
 struct Consoles;
 
@@ -59,7 +59,7 @@ fn write_with(write: impl FnOnce(&mut Consoles) -> fmt::Result) {
     let core = crate::arch::percpu::core_index();
     // A crash report, or a line written from inside this core's own line (which would
     // wait for itself forever): no lock.
-    if CRASHING.load(Ordering::Relaxed) || HOLDER.load(Ordering::Relaxed) == core {
+    if crashing_core().is_some() || HOLDER.load(Ordering::Relaxed) == core {
         let _ = write(&mut Consoles);
         return;
     }
@@ -82,7 +82,7 @@ pub fn is_free() -> bool {
 /// `apps::on_page_fault`) abandons a writer that holds it.
 pub fn release_after_abort() {
     if HOLDER.load(Ordering::Relaxed) == crate::arch::percpu::core_index() {
-        if framebuffer::CONSOLE.is_locked() && !crash_in_progress() {
+        if framebuffer::CONSOLE.is_locked() && crashing_core().is_none() {
             // SAFETY: while this core holds the console lock, and no crash report writes
             // without it, only this core's writers (the abandoned one, or a line nested in
             // it) can hold the framebuffer console, and none of them runs again. It is
@@ -97,19 +97,20 @@ pub fn release_after_abort() {
 }
 
 /// Takes the consoles over for a crash report and returns whether this core is the first
-/// to crash (a second crashing core stays silent).
+/// to crash (a second crashing core stays silent; [`crashing_core`] tells it which was).
 pub fn begin_crash_report() -> bool {
-    !CRASHING.swap(true, Ordering::AcqRel)
+    let core = crate::arch::percpu::core_index();
+    CRASHING.compare_exchange(usize::MAX, core, SeqCst, SeqCst) == Ok(usize::MAX)
+}
+
+/// The core writing a crash report, if one is being written.
+pub fn crashing_core() -> Option<usize> {
+    Some(CRASHING.load(SeqCst)).filter(|&core| core != usize::MAX)
 }
 
 /// The next byte of console input, from the serial line or the PS/2 keyboard (never blocks).
 pub fn read_byte() -> Option<u8> {
     serial::try_read_byte().or_else(keyboard::try_read_byte)
-}
-
-/// Whether a crash report is being written.
-pub fn crash_in_progress() -> bool {
-    CRASHING.load(Ordering::Relaxed)
 }
 
 /// Prints to every console, like `print!`.

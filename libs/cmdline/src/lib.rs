@@ -95,6 +95,8 @@ pub enum Crash {
     Divide,
     /// Call `panic!`.
     Panic,
+    /// Call `panic!` with a message whose formatting panics again, inside the report.
+    NestedPanic,
     /// Recurse until the stack runs into its guard page.
     StackOverflow,
     /// Call `panic!` in a task on the last core (not the boot core).
@@ -103,10 +105,11 @@ pub enum Crash {
 
 impl Crash {
     /// The accepted `crash=` values.
-    pub const NAMES: [&str; 5] = [
+    pub const NAMES: [&str; 6] = [
         "pagefault",
         "divide",
         "panic",
+        "nested-panic",
         "stackoverflow",
         "panic-other-core",
     ];
@@ -117,6 +120,7 @@ impl Crash {
             Self::PageFault => "pagefault",
             Self::Divide => "divide",
             Self::Panic => "panic",
+            Self::NestedPanic => "nested-panic",
             Self::StackOverflow => "stackoverflow",
             Self::PanicOnOtherCore => "panic-other-core",
         }
@@ -127,6 +131,7 @@ impl Crash {
             "pagefault" => Self::PageFault,
             "divide" => Self::Divide,
             "panic" => Self::Panic,
+            "nested-panic" => Self::NestedPanic,
             "stackoverflow" => Self::StackOverflow,
             "panic-other-core" => Self::PanicOnOtherCore,
             _ => return None,
@@ -611,7 +616,8 @@ const APPS_VALUES: &str = "NAME:CORES:MEMORY[,NAME:CORES:MEMORY...] (hello:0-1:1
 const CORES_VALUES: &str = "a decimal number from 1 to 64";
 const TEST_AFTER_VALUES: &str = "a test name";
 const STALL_VALUES: &str = "a core index from 1 to 63";
-const CRASH_VALUES: &str = "one of pagefault, divide, panic, stackoverflow, panic-other-core";
+const CRASH_VALUES: &str =
+    "one of pagefault, divide, panic, nested-panic, stackoverflow, panic-other-core";
 const BENCH_VALUES: &str = "api";
 const IP_VALUES: &str = "ADDRESS/PREFIX[,ROUTER[,DNS]]: a host address (not in 0/8, 127/8 or 240/4), a prefix of 1 to 32 bits, a router on that network, a DNS server (10.0.2.15/24,10.0.2.2,10.0.2.3)";
 
@@ -1026,6 +1032,7 @@ mod tests {
             Crash::PageFault,
             Crash::Divide,
             Crash::Panic,
+            Crash::NestedPanic,
             Crash::StackOverflow,
             Crash::PanicOnOtherCore,
         ]) {
