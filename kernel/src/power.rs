@@ -25,9 +25,12 @@ fn debug_exit(value: u8) {
 }
 
 /// Ends the run successfully (QEMU status 33), or halts on hardware (also used when the
-/// machine cannot power off).
+/// machine cannot power off). With another core's crash report under way it only halts:
+/// that core ends the run, as failed, once its report is whole.
 pub fn exit_success() -> ! {
-    debug_exit(DEBUG_EXIT_SUCCESS);
+    if crate::console::crashing_core().is_none() {
+        debug_exit(DEBUG_EXIT_SUCCESS);
+    }
     cpu::halt_forever()
 }
 
