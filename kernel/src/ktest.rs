@@ -1,7 +1,8 @@
 //! Kernel tests: functions registered through the `.rexo_tests` link section with
 //! [`kernel_test!`](crate::kernel_test), run inside QEMU by `test` on the command line.
-//! Each prints `test NAME ...` as it starts and `test NAME ... ok` when it passes; a
-//! failing assertion panics, and the crash report starts with `test NAME ... FAILED`.
+//! Each prints `test NAME ...` as it starts and `test NAME ... ok` when it passes (once
+//! the work it left on any core has run); a failing assertion panics, in the test or in
+//! that work, and the crash report starts with `test NAME ... FAILED`.
 //! `cargo xtask test` reads these lines: a test that hangs or resets the machine is the
 //! one that started last.
 
@@ -90,6 +91,10 @@ pub fn run(filter: &str, after: Option<&str>) -> ! {
         kprintln!("test {name} ...");
         CURRENT.store(index, Ordering::Relaxed);
         (test.run)();
+        // Work the test left on other cores fails under its name, not a later test's: the
+        // queued tasks run here, and each core's no-op after the task it is running.
+        while crate::sched::run_one(crate::arch::percpu::core_index()) {}
+        crate::sched::run_on_cores(crate::smp_cores(), |_| {}).expect("every core answers");
         CURRENT.store(NONE, Ordering::Relaxed);
         kprintln!("test {name} ... ok");
         passed += 1;
