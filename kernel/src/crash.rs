@@ -83,14 +83,13 @@ fn print_backtrace(rip: u64, rbp: u64) {
     }
 }
 
-/// Marks a crash under way and, the first time, stops the other cores with an NMI;
-/// whether this was the first.
-pub(crate) fn start_report() -> bool {
-    let first = crate::console::begin_crash_report();
-    if first && crate::smp_started() {
-        crate::arch::apic::nmi_all_others();
+/// Marks this core's crash under way and stops the other cores with an NMI; a core that
+/// finds a crash under way already stops here instead ([`stopped_by_other_core`]).
+fn start_report() {
+    if !crate::console::begin_crash_report() {
+        stopped_by_other_core();
     }
-    first
+    crate::arch::smp::nmi_other_cores();
 }
 
 fn finish_report() -> ! {
@@ -107,9 +106,7 @@ pub fn exception(frame: &InterruptFrame) {
     if vector == exception::PAGE_FAULT && crate::arch::abort::can_abort() {
         crate::apps::on_page_fault(cpu::cr2());
     }
-    if !start_report() {
-        stopped_by_other_core();
-    }
+    start_report();
     crate::ktest::report_failure_if_running();
     let core = percpu::core_index();
     let cr2 = cpu::cr2();
@@ -161,9 +158,7 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     if crate::arch::abort::can_abort() && crate::console::crashing_core().is_none() {
         app_panic(info, &registers);
     }
-    if !start_report() {
-        stopped_by_other_core();
-    }
+    start_report();
     crate::ktest::report_failure_if_running();
     print_panic_headline(
         format_args!("!!! rexo: panic on core {}", percpu::core_index()),

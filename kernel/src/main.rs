@@ -27,7 +27,7 @@ mod sched;
 mod tests;
 mod time;
 
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 use arch::smp;
 use arch::{apic, cpu, gdt, paging, percpu};
@@ -42,7 +42,6 @@ const MIN_MEMORY_MIB: u64 = 8;
 /// How long the boot core waits for the other cores' signs of life.
 const CORE_START_TIMEOUT_US: u64 = 2_000_000;
 
-static SMP_STARTED: AtomicBool = AtomicBool::new(false);
 /// Cores the boot core planned to start (tickets at or above this halt at once).
 static PLANNED_CORES: AtomicUsize = AtomicUsize::new(1);
 /// How many cores run the work loop: 1 until the others have started.
@@ -53,11 +52,6 @@ static STALLED_CORE: AtomicUsize = AtomicUsize::new(usize::MAX);
 /// How many cores run the work loop (core indices `0..smp_cores()`).
 pub fn smp_cores() -> usize {
     CORES.load(Ordering::Acquire)
-}
-
-/// Whether the other cores have been started (so a crash must stop them).
-pub fn smp_started() -> bool {
-    SMP_STARTED.load(Ordering::Acquire)
 }
 
 /// What the boot core learnt before it moved to its guarded stack.
@@ -355,7 +349,6 @@ fn start_other_cores(bsp_apic_id: u32, limit: Option<usize>) -> Option<smp::Star
         *top = stack.top;
     }
     PLANNED_CORES.store(planned, Ordering::Release);
-    SMP_STARTED.store(true, Ordering::Release);
     smp::prepare(&stack_tops[..planned], ap_entry);
     Some(smp::start_cores(
         &targets[1..planned],
@@ -393,7 +386,8 @@ extern "C" fn ap_entry(ticket: u64) -> ! {
     smp::adopt_boot_core_tsc_adjust(); // before anything reads the clock
     let index = ticket as usize;
     // Its tables first (a ticket past the plan, which never exceeds MAX_CORES, parked in
-    // the trampoline), so that a core halted here takes a crash report's NMI as the others.
+    // the trampoline), so that a core halted here takes an NMI and halts again (a stray
+    // one: a crash report's go only to the cores that gave their sign of life).
     percpu::install(index, apic::id_from_cpuid());
     arch::load_core_tables(index);
     if index >= PLANNED_CORES.load(Ordering::Acquire)
@@ -405,8 +399,9 @@ extern "C" fn ap_entry(ticket: u64) -> ! {
     let apic_id = apic::id();
     percpu::install(index, apic_id);
     smp::mark_alive(index, apic_id);
-    // Alive behind a hole the boot core found: not one of the cores.
-    if index >= PLANNED_CORES.load(Ordering::SeqCst) {
+    // Alive behind a hole the boot core found (not one of the cores), or after a crash
+    // began, whose NMI went only to the cores alive then (`smp::nmi_other_cores`).
+    if index >= PLANNED_CORES.load(Ordering::SeqCst) || console::crashing_core().is_some() {
         cpu::halt_forever();
     }
     sched::run(index)

@@ -39,8 +39,10 @@ pub fn exit_failure() -> ! {
     debug_exit(DEBUG_EXIT_FAILURE);
     crate::kprintln!("rexo: halting every core");
     // Marked as a crash, so that the other cores halt quietly on the NMI (which a crash
-    // report has sent already).
-    let _ = crate::crash::start_report();
+    // report has sent already, and which goes now otherwise).
+    if crate::console::begin_crash_report() {
+        crate::arch::smp::nmi_other_cores();
+    }
     cpu::halt_forever()
 }
 

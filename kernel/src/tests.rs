@@ -768,7 +768,7 @@ kernel_test!(
         time::delay_us(100_000);
         sched::run_on_cores(smp_cores(), |_| {}).expect("every core still answers");
         // And to take an NMI there (without an IDT it triple-faults, resetting the machine).
-        send_ipi(spare, Ipi::Nmi);
+        crate::arch::apic::send_nmi(spare);
         time::delay_us(100_000);
         sched::run_on_cores(smp_cores(), |_| {}).expect("every core still answers");
         crate::kprintln!("tests: the parked core took an NMI and stayed parked");

@@ -132,8 +132,6 @@ pub enum Ipi {
     Init,
     /// Start-up at physical address `page * 4096`.
     Startup(u8),
-    /// A non-maskable interrupt (vector 2).
-    Nmi,
 }
 
 /// Sends an IPI to the core with local APIC id `apic_id`.
@@ -142,32 +140,36 @@ pub fn send_ipi(apic_id: u32, ipi: Ipi) {
         Ipi::Fixed(vector) => u32::from(vector),
         Ipi::Init => 0b101 << 8 | 1 << 14,
         Ipi::Startup(page) => 0b110 << 8 | u32::from(page),
-        Ipi::Nmi => 0b100 << 8 | 1 << 14,
     };
     if is_x2apic() {
-        wrmsr(0x830, u64::from(apic_id) << 32 | u64::from(low));
-        return;
+        write_icr(apic_id, low);
+    } else {
+        // Interrupts off while the lock is held: handlers send IPIs too.
+        cpu::without_interrupts(|| {
+            let _guard = ICR_LOCK.lock();
+            write_icr(apic_id, low);
+        });
     }
-    // Interrupts off while the lock is held: handlers send IPIs too.
-    cpu::without_interrupts(|| {
-        let _guard = ICR_LOCK.lock();
+}
+
+/// Sends a non-maskable interrupt (vector 2) to the core with local APIC id `apic_id`.
+/// It takes no lock (the crash path sends these, and the crashing core, or one already
+/// halted by an earlier NMI, may hold it).
+pub fn send_nmi(apic_id: u32) {
+    write_icr(apic_id, 0b100 << 8 | 1 << 14);
+}
+
+/// Writes the interrupt command register: IPI `low` to `apic_id`, waiting in xAPIC mode
+/// until it has gone (the register must be idle before the next).
+fn write_icr(apic_id: u32, low: u32) {
+    if is_x2apic() {
+        wrmsr(0x830, u64::from(apic_id) << 32 | u64::from(low));
+    } else {
         write(REG_ICR_HIGH, apic_id << 24);
         write(REG_ICR_LOW, low);
         while read(REG_ICR_LOW) & ICR_DELIVERY_PENDING != 0 {
             cpu::pause();
         }
-    });
-}
-
-/// Sends an NMI to every other core (used by the crash path; takes no lock, since the
-/// crashing core may hold it).
-pub fn nmi_all_others() {
-    const ALL_EXCLUDING_SELF: u32 = 0b11 << 18;
-    let low = ALL_EXCLUDING_SELF | 0b100 << 8 | 1 << 14;
-    if is_x2apic() {
-        wrmsr(0x830, u64::from(low));
-    } else {
-        write(REG_ICR_LOW, low);
     }
 }
 

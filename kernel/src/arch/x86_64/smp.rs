@@ -208,6 +208,7 @@ static BOOT_TSC_ADJUST: spin::Once<Option<u64>> = spin::Once::new();
 /// [`start_cores`].
 pub fn prepare(stack_tops: &[u64], entry: extern "C" fn(u64) -> !) {
     BOOT_TSC_ADJUST.call_once(|| features().tsc_adjust.then(|| rdmsr(msr::TSC_ADJUST)));
+    ALIVE[0].store(apic::id() + 1, Ordering::SeqCst); // the boot core, for a crash's NMI
     for (i, &top) in stack_tops.iter().enumerate() {
         STACK_TOPS[i].store(top, Ordering::Relaxed);
     }
@@ -321,6 +322,18 @@ pub fn mark_alive(index: usize, apic_id: u32) {
     ALIVE[index].store(apic_id + 1, Ordering::SeqCst);
     if RUNNING.fetch_add(1, Ordering::AcqRel) + 1 == EXPECTED.load(Ordering::Acquire) {
         rexo_workqueue::Waker::wake(&crate::sched::IpiWaker, 0);
+    }
+}
+
+/// Sends an NMI to every other core that has loaded its own IDT (the crash path's): the
+/// boot core and each core that gave its sign of life. A core still starting may have no
+/// IDT yet (an NMI in the trampoline's real or protected mode would vector through
+/// INIT's, at 0): it gets none, and halts at its sign of life once it sees the crash.
+pub fn nmi_other_cores() {
+    let this_core = ALIVE[super::percpu::core_index()].load(Ordering::SeqCst);
+    let signs = ALIVE.iter().map(|alive| alive.load(Ordering::SeqCst));
+    for sign in signs.filter(|&sign| sign != 0 && sign != this_core) {
+        apic::send_nmi(sign - 1);
     }
 }
 
