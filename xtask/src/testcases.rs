@@ -272,6 +272,12 @@ const fn ready_cores(cores: Cores) -> Check {
 /// What every crash report shows.
 const CRASH_EXIT: Option<i32> = Some(35);
 
+/// QEMU's trace of a shutdown the guest asked for (ACPI's sleep request), on its stderr.
+/// A reset under `-no-reboot` also ends QEMU with status 0 but does not pass through it.
+const SHUTDOWN_TRACE: &[&str] = &["-trace", "qemu_system_shutdown_request"];
+/// The traced line's cause: `SHUTDOWN_CAUSE_GUEST_SHUTDOWN` (6 in QEMU's `ShutdownCause`).
+const GUEST_SHUTDOWN: Check = Check::QemuSaid("qemu_system_shutdown_request reason=6");
+
 /// What a `netqueues` case checks after its driver's line `pairs` (two queue pairs) and
 /// `netqueues`' first line `nic`: queue 2 refused both ways, 300 frames out on each
 /// queue, the host's 512 datagrams in on both (netqueues fails if a receive queue gets
@@ -436,36 +442,43 @@ pub const CASES: &[Case] = &[
         checks: &[Check::Has("rexo: tests done")],
         ..BASE
     },
-    // Leaving the machine: the app returns and ACPI powers off (QEMU exits 0; a failed
+    // Leaving the machine: the app returns and ACPI powers off (QEMU exits 0, and traces
+    // the guest's shutdown request, which a reset under -no-reboot does not; a failed
     // power-off exits 33); reboot through the ACPI reset register, else the keyboard
     // controller, else a triple fault (-no-reboot turns any of them into exit 0, so the
     // reboot cases show that one worked, not which: docs/testing.md).
     Case {
         name: "power::off-microvm",
+        qemu_args: SHUTDOWN_TRACE,
         exit: Some(0),
         checks: &[
             Check::Has("all 2 cores answered"),
             Check::Has("powering off"),
+            GUEST_SHUTDOWN,
         ],
         ..BASE
     },
     Case {
         name: "power::off-q35",
         machine: Machine::Q35,
+        qemu_args: SHUTDOWN_TRACE,
         exit: Some(0),
         checks: &[
             Check::Has("all 2 cores answered"),
             Check::Has("powering off"),
+            GUEST_SHUTDOWN,
         ],
         ..BASE
     },
     Case {
         name: "power::off-pc",
         machine: Machine::Pc,
+        qemu_args: SHUTDOWN_TRACE,
         exit: Some(0),
         checks: &[
             Check::Has("all 2 cores answered"),
             Check::Has("powering off"),
+            GUEST_SHUTDOWN,
         ],
         ..BASE
     },
