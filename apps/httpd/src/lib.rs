@@ -135,13 +135,16 @@ impl Places {
 }
 
 /// `rexo-tcp`'s settings for one core: the buffers of [`TCP_OPTIONS`], a connection
-/// slot for each of the core's `places`, and the initial sequence numbers keyed by
-/// `secret`.
+/// slot for each of the core's `places`, as many again for connections given back
+/// while they finish with their clients (FIN-WAIT-2 waits 30 s for a client that never
+/// closes), and the initial sequence numbers keyed by `secret`.
 fn rexo_tcp_config(secret: u128, places: Places) -> rexo_tcp::Config {
+    let slots = places.clients + places.draining + places.backlog;
     rexo_tcp::Config {
         recv_buffer: TCP_OPTIONS.receive_buffer,
         backlog: places.backlog,
-        max_connections: places.clients + places.draining + places.backlog,
+        max_connections: slots,
+        max_released: slots,
         secret,
         ..rexo_tcp::Config::default()
     }

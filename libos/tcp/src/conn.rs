@@ -61,6 +61,9 @@ pub struct Conn {
     pub(crate) state: State,
     /// Set when the app gave the connection up (`close`, `abort`).
     pub(crate) released: bool,
+    /// When the app gave the connection up (the endpoint's clock then; 0 before): the
+    /// oldest released connection is the first reset when they are too many.
+    pub(crate) released_at: u64,
     /// Why the connection ended abnormally.
     pub(crate) error: Option<Error>,
     /// A RST to send (after an abort or a fatal timeout).
@@ -177,6 +180,7 @@ impl Conn {
             tuple: setup.tuple,
             state: State::Established,
             released: false,
+            released_at: 0,
             error: None,
             rst_pending: false,
             ack_pending: false,
@@ -412,8 +416,10 @@ impl Conn {
     /// and not read are dropped, as is all the peer still sends (acknowledged: a
     /// lingering close), so the window opens, and the peer hears so if it may still
     /// send; in FIN-WAIT-2 it ends at `fin_wait2_end` unless the peer's FIN comes first.
-    pub(crate) fn release(&mut self, fin_wait2_end: u64) {
+    /// `now` is when (the endpoint's clock).
+    pub(crate) fn release(&mut self, now: u64, fin_wait2_end: u64) {
         self.released = true;
+        self.released_at = now;
         if self.state == State::FinWait2 {
             self.close_at = Some(fin_wait2_end);
         }

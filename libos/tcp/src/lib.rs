@@ -90,8 +90,17 @@ pub struct Config {
     /// records are kept: beyond, an ended connection whose handle is held keeps its
     /// slot until released, so that an app that never releases its handles (like one
     /// leaking file descriptors) has new connections refused once the slots are taken
-    /// too, while every handle still answers as its own connection ended.
+    /// too, while every handle still answers as its own connection ended. Connections
+    /// the app released ([`Endpoint::close`], [`Endpoint::abort`]) that are still
+    /// finishing with the peer (FIN-WAIT-1 or 2, CLOSING, LAST-ACK, a RST owed) do not
+    /// count: [`Config::max_released`] bounds them.
     pub max_connections: usize,
+    /// The most connections the app released that may still be finishing with the
+    /// peer (their FIN unacknowledged, or the peer's FIN awaited in FIN-WAIT-2 for up
+    /// to [`Config::fin_wait2_ns`]) beside the [`Config::max_connections`] the app
+    /// holds: beyond, the one released longest ago is reset (a RST,
+    /// [`Stats::released_evicted`]), as a full TIME-WAIT table forgets its oldest.
+    pub max_released: usize,
     /// The most connections kept in TIME-WAIT; the oldest is forgotten beyond.
     pub time_wait_entries: usize,
     /// How long TIME-WAIT lasts.
@@ -151,6 +160,7 @@ impl Default for Config {
             half_open: 256,
             backlog: 64,
             max_connections: 1024,
+            max_released: 1024,
             time_wait_entries: 1024,
             time_wait_ns: 10_000_000_000,
             fin_wait2_ns: 30_000_000_000,
@@ -282,7 +292,7 @@ pub struct Stats {
     pub half_open_expired: u64,
     /// Completed handshakes dropped because the backlog or connection table was full
     /// (ended connections whose handles the app holds fill it once their records do,
-    /// [`Config::max_connections`]).
+    /// [`Config::max_connections`]; connections the app released never do).
     pub backlog_full: u64,
     /// RSTs sent.
     pub rst_sent: u64,
@@ -324,6 +334,9 @@ pub struct Stats {
     pub fin_wait2_timeouts: u64,
     /// TIME-WAIT entries forgotten early because the table was full.
     pub time_wait_evicted: u64,
+    /// Connections the app released, still finishing with the peer, reset because
+    /// [`Config::max_released`] such were there.
+    pub released_evicted: u64,
     /// TIME-WAIT entries ended by a new SYN for the same addresses and ports.
     pub time_wait_reused: u64,
     /// ICMP "fragmentation needed" messages that lowered a connection's MSS (Path MTU
@@ -549,6 +562,9 @@ pub struct Endpoint {
     slots: Vec<Slot>,
     free: Vec<usize>,
     by_tuple: BTreeMap<Tuple, usize>,
+    /// How many slots hold a connection the app released (still finishing with the
+    /// peer): not counted against [`Config::max_connections`].
+    released: usize,
     /// The handles whose connection left the table and its slot (by index and
     /// generation): a new connection in the slot has another generation, so a stale
     /// handle reaches only this. At most [`Config::max_connections`] records.
@@ -614,6 +630,7 @@ impl Endpoint {
             slots: Vec::new(),
             free: Vec::new(),
             by_tuple: BTreeMap::new(),
+            released: 0,
             gone: BTreeMap::new(),
             time_wait: BTreeMap::new(),
             replies: VecDeque::new(),
@@ -662,9 +679,17 @@ impl Endpoint {
     /// How many connections hold a slot: accepted or waiting, and those that left the
     /// table (reset, timed out or closed by the peer) while their bytes wait for the app
     /// to read them, or while the records of ended connections whose handles the app
-    /// holds are full. [`Config::max_connections`] bounds it.
+    /// holds are full; and those the app released while they finish with the peer
+    /// ([`released`](Self::released)). [`Config::max_connections`] bounds those the
+    /// app did not release, [`Config::max_released`] the others.
     pub fn connections(&self) -> usize {
         self.slots.len() - self.free.len()
+    }
+
+    /// How many connections the app released still hold a slot while they finish with
+    /// the peer (their FIN unacknowledged, the peer's awaited, a RST owed).
+    pub fn released(&self) -> usize {
+        self.released
     }
 
     /// How many connections are half-open.
@@ -824,7 +849,8 @@ impl Endpoint {
     /// table (it waited only for the app to read) frees its slot at once, and what is
     /// left of one that left its slot too is forgotten.
     fn release(&mut self, id: ConnId, last: impl FnOnce(&mut Conn)) -> Result<(), Error> {
-        let fin_wait2_end = self.clock.saturating_add(self.config.fin_wait2_ns);
+        let now = self.clock;
+        let fin_wait2_end = now.saturating_add(self.config.fin_wait2_ns);
         let conn = match self.conn_mut(id) {
             Ok(conn) => conn,
             Err(error) => {
@@ -835,14 +861,49 @@ impl Endpoint {
             }
         };
         last(conn);
-        conn.release(fin_wait2_end);
+        conn.release(now, fin_wait2_end);
         let (tuple, closed) = (conn.tuple, conn.state == State::Closed);
+        self.released += 1;
         let index = id.index as usize;
         // A connection not closed is in the table: no search on a close.
         if closed && self.by_tuple.get(&tuple) != Some(&index) {
             self.free_slot(index);
         }
+        self.reset_oldest_released();
         Ok(())
+    }
+
+    /// Resets the connection released longest ago if more than
+    /// [`Config::max_released`] released ones are still finishing with the peer (those
+    /// whose RST is owed already are not): its RST goes on the next poll, which frees
+    /// its slot.
+    fn reset_oldest_released(&mut self) {
+        if self.released <= self.config.max_released {
+            return;
+        }
+        let finishing = |conn: &&mut Conn| {
+            conn.released && !matches!(conn.state, State::Closed | State::TimeWait)
+        };
+        let mut finishing_conns = self
+            .slots
+            .iter_mut()
+            .filter_map(|slot| slot.conn.as_mut())
+            .filter(finishing);
+        let mut oldest = match finishing_conns.next() {
+            Some(conn) => conn,
+            None => return,
+        };
+        let mut count = 1;
+        for conn in finishing_conns {
+            count += 1;
+            if conn.released_at < oldest.released_at {
+                oldest = conn;
+            }
+        }
+        if count > self.config.max_released {
+            oldest.reset(Error::Reset, true);
+            self.stats.released_evicted += 1;
+        }
     }
 
     /// Empties the slot `index`, which holds a connection (every caller checked), and
@@ -853,6 +914,9 @@ impl Endpoint {
             .take()
             .expect("free_slot: the caller checked the slot holds a connection");
         self.free.push(index);
+        if conn.released {
+            self.released -= 1;
+        }
         conn
     }
 
@@ -1204,7 +1268,7 @@ impl Endpoint {
         link: Option<LinkAddress>,
     ) -> Sender {
         let window = self.handshake_window();
-        let connections = self.connections();
+        let held = self.connections() - self.released;
         let Some(half) = self.half_open.get_mut(&tuple) else {
             return Sender::Unknown;
         };
@@ -1250,9 +1314,7 @@ impl Endpoint {
             self.reply_reset(&tuple, seg, link);
             return Sender::Unknown;
         }
-        if self.accept_queue.len() >= self.config.backlog
-            || connections >= self.config.max_connections
-        {
+        if self.accept_queue.len() >= self.config.backlog || held >= self.config.max_connections {
             // Kept half-open: the SYN-ACK's retransmission asks the peer again.
             self.stats.backlog_full += 1;
             return Sender::Peer;

@@ -1461,6 +1461,49 @@ fn ended_connections_whose_handles_are_held_are_bounded_by_max_connections() {
 }
 
 #[test]
+fn connections_released_into_fin_wait_2_leave_room_for_new_handshakes() {
+    let mut ep = server_with(|c| {
+        c.max_connections = 2;
+        c.max_released = 2;
+    });
+    // Two clients served, then given up: their FINs acknowledged, FIN-WAIT-2 waits
+    // 30 s for peers that never close.
+    for (i, port) in [5000, 5001].into_iter().enumerate() {
+        let now = i as u64 * MS;
+        let (id, mut peer) = connect(&mut ep, now, port, None, None, 1000);
+        ep.close(id).unwrap();
+        poll(&mut ep, now);
+        peer.ack = peer.ack.plus(1);
+        peer.send(&mut ep, now, b"");
+    }
+    assert_eq!((ep.connections(), ep.released()), (2, 2));
+    // Two more are served, as many as max_connections, a third is not.
+    let (third, _) = connect(&mut ep, 2 * MS, 5002, None, None, 1000);
+    let (fourth, _) = connect(&mut ep, 2 * MS, 5003, None, None, 1000);
+    assert_eq!(
+        ep.stats().backlog_full,
+        0,
+        "the released ones take no place"
+    );
+    let ack = handshake_up_to_its_last_ack(&mut ep, 5004);
+    ep.input(2 * MS, &ack);
+    assert_eq!(ep.stats().backlog_full, 1, "max_connections are served");
+    // One more released than max_released: the one released longest ago is reset.
+    ep.close(third).unwrap();
+    let sent = poll(&mut ep, 3 * MS);
+    let resets: Vec<u16> = sent
+        .iter()
+        .map(|p| view(p))
+        .filter(|seg| seg.has(RST))
+        .map(|seg| seg.dst_port)
+        .collect();
+    assert_eq!(resets, [5000]);
+    assert_eq!(ep.stats().released_evicted, 1);
+    assert_eq!((ep.connections(), ep.released()), (3, 2));
+    assert_eq!(ep.state(fourth), Ok(State::Established));
+}
+
+#[test]
 fn a_connection_reset_before_it_was_accepted_leaves_the_backlog() {
     let mut ep = server_with(|c| c.backlog = 1);
     let ack = handshake_up_to_its_last_ack(&mut ep, 5000);
