@@ -884,6 +884,8 @@ pub trait BlockDevice: Send {
     /// [`DeviceError::Reset`]. Never waits, with one exception: the poll in which a
     /// driver resets a device it judged stuck may wait for the device to acknowledge
     /// the reset, up to that driver's reset timeout (virtio-blk: 1 s; docs/drivers.md).
+    /// An error may come after some requests were handed to `done` (a driver giving
+    /// the device up in that poll): those finished all the same.
     fn poll(&mut self, queue: usize, done: Completion<'_>) -> Result<usize, DeviceError>;
     /// Arms `queue` so that the next request finishing on it wakes core `core` (the
     /// machine's index) from `Kernel::sleep_ns` through the device's MSI or MSI-X

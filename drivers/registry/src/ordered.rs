@@ -201,7 +201,11 @@ impl OrderedWrites {
 
     /// Polls `disk`'s `queue`: hands the app's completions to `done` (ordered writes'
     /// among them, once durable), moves the oldest ordered write on, and returns how
-    /// many completions `done` got.
+    /// many completions `done` got. When the disk's poll fails after it handed
+    /// completions out (a driver giving the device up in that poll), what it handed
+    /// out still counts, the oldest ordered write's step among them (its write
+    /// completes if that was its last flush), and the error is returned, nothing more
+    /// submitted.
     pub(crate) fn poll(
         &mut self,
         disk: &mut dyn BlockDevice,
@@ -216,7 +220,7 @@ impl OrderedWrites {
             Stage::Flushing(tag) | Stage::Writing(tag) | Stage::Syncing(tag) => Some(tag),
             _ => None,
         });
-        disk.poll(queue, &mut |tag, result| {
+        let polled = disk.poll(queue, &mut |tag, result| {
             if Some(tag) == busy {
                 internal = Some(result.map(|_| ()));
                 return;
@@ -230,7 +234,7 @@ impl OrderedWrites {
             }
             done(tag, result);
             count += 1;
-        })?;
+        });
         if let (Some(result), Some(head)) = (internal, state.ordered.front_mut()) {
             match (result, head.stage) {
                 (Err(error), _) => count += state.fail_oldest(error, done),
@@ -243,10 +247,12 @@ impl OrderedWrites {
                 }
             }
         }
-        count += advance(state, disk, queue, done);
+        if polled.is_ok() {
+            count += advance(state, disk, queue, done);
+        }
         self.queued
             .fetch_sub(queued - state.ordered.len(), Ordering::Relaxed);
-        Ok(count)
+        polled.map(|_| count)
     }
 
     /// The holder changed, or gave up on its requests: everything tracked belongs to no
@@ -384,6 +390,9 @@ mod tests {
         next: Tag,
         /// Shut down: every later request and poll refused.
         shut_down: bool,
+        /// The next poll fails with this after handing out its completions (a driver
+        /// giving the device up in that poll).
+        fail_after_completions: Option<DeviceError>,
     }
 
     impl HeldDisk {
@@ -469,7 +478,10 @@ mod tests {
                     done(tag, Ok(&[]));
                 }
             }
-            Ok(finished.len())
+            match self.fail_after_completions.take() {
+                Some(error) => Err(error),
+                None => Ok(finished.len()),
+            }
         }
         fn wake_on_completion(&mut self, _: usize, _: Option<usize>) -> Result<(), DeviceError> {
             Err(DeviceError::Unsupported("wake-ups on a simulated disk"))
@@ -539,6 +551,33 @@ mod tests {
                 Event::Flush(flush_before + 2),
             ]
         );
+    }
+
+    #[test]
+    fn an_ordered_write_whose_last_flush_came_in_a_poll_that_failed_completes() {
+        let (mut ordered, mut disk) = (OrderedWrites::default(), HeldDisk::default());
+        let commit = ordered.queue_write(0, 9, 1, vec![0xC0; 512]);
+        // Flushed, written, then synced.
+        for step in 0..3 {
+            disk.release_all();
+            assert!(poll(&mut ordered, &mut disk).is_empty(), "step {step}");
+        }
+        assert!(matches!(
+            ordered.queues[&0].ordered[0].stage,
+            Stage::Syncing(_)
+        ));
+        // The sync completes in the poll in which the driver gives the device up.
+        let given_up = DeviceError::Failed("the device was given up");
+        disk.release_all();
+        disk.fail_after_completions = Some(given_up);
+        let mut seen = Vec::new();
+        let polled = ordered.poll(&mut disk, 0, &mut |tag, result| {
+            seen.push((tag, result.is_ok()))
+        });
+        assert_eq!(polled, Err(given_up));
+        assert_eq!(seen, [(commit, true)], "durable: completed");
+        assert_eq!(ordered.queued_count().load(Ordering::Relaxed), 0);
+        assert_eq!(ordered.clear(), 0, "nothing left to give up unwritten");
     }
 
     #[test]
