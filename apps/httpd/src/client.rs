@@ -62,9 +62,12 @@ pub enum Progress {
 /// One connection. After an answer that closes the connection because the request was
 /// refused (400, 413, 431...), the client may still be sending (the rest of a 100 KB
 /// head): closing at once would leave those bytes unread, and peers answer unread bytes
-/// with a reset that can destroy the answer in flight. So the connection lingers,
-/// reading and discarding, until the peer closes or goes quiet, as Apache's lingering
-/// close does.
+/// with a reset that can destroy the answer in flight. So, as RFC 9112 9.6 says, the
+/// write side closes first and what the peer still sends is read and discarded: on
+/// `rexo-tcp` the FIN is queued behind the answer at once (the connection drains, and
+/// `rexo-tcp` goes on taking and dropping the peer's bytes once it is given back); on
+/// smoltcp, which has no half-close, the connection lingers, reading and discarding,
+/// until the peer closes or goes quiet, as Apache's lingering close does, then closes.
 pub struct Client {
     /// The connection.
     link: Link,
@@ -108,8 +111,8 @@ pub struct Client {
 enum Phase {
     /// It reads requests and answers them.
     Open,
-    /// After a refusal that closes it, it reads and discards what the peer still sends
-    /// ([`Client::linger`]).
+    /// After a refusal that closes it, on a TCP without half-close (smoltcp), it reads
+    /// and discards what the peer still sends before its FIN ([`Client::linger`]).
     Lingering {
         /// When the connection started lingering.
         since_ns: u64,
@@ -226,7 +229,11 @@ impl Client {
                 let refused = sending.status >= 400;
                 let closes = sending.closes;
                 self.sending = None;
-                if closes && refused && !self.peer_closed {
+                // RFC 9112 9.6: the write side closes first, what the client still
+                // sends is read until it closes. Where the TCP half-closes (`rexo-tcp`)
+                // the FIN goes at once, the connection draining; on smoltcp, which
+                // cannot, it lingers until the client went quiet, then closes.
+                if closes && refused && !self.peer_closed && !tcp.half_closes(&self.link) {
                     self.phase = Phase::Lingering {
                         since_ns: now_ns,
                         last_byte_ns: now_ns,
@@ -264,7 +271,8 @@ impl Client {
                 self.page_in_flight = false;
             }
             // An answer, or for too slow a request (slowloris) `408 Request Timeout` in
-            // place of all it sent, then the lingering close of any refusal that closes.
+            // place of all it sent, then the close of any refusal that closes (half-closed
+            // at once, or lingering on smoltcp).
             let mut rendered = false;
             let mut render = |path: &[u8], head_only| {
                 let page = pages(path, head_only);

@@ -28,7 +28,7 @@ pub struct Counters {
     /// [`REQUEST_DEADLINE_NS`](crate::client::REQUEST_DEADLINE_NS) of its first byte.
     pub slow_closed: u64,
     /// Connections that had to be reset because their peer kept sending after an
-    /// answer that closes.
+    /// answer that closes (lingering, on smoltcp).
     pub linger_reset: u64,
     /// Connections reset at their close, when they would have drained their last
     /// answer, because the core's share of [`MAX_DRAINING`](crate::MAX_DRAINING) others

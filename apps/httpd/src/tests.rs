@@ -12,7 +12,9 @@ use rexo_http::{DateField, Page, Site, Step};
 use rexo_net::wire::Wire;
 use rexo_net::{Connection, Endpoint, Ipv4Addr, Stack, TcpOptions};
 
-use crate::client::{Client, IDLE_TIMEOUT_NS, REQUEST_DEADLINE_NS, request_overdue};
+use crate::client::{
+    Client, IDLE_TIMEOUT_NS, LINGER_QUIET_NS, REQUEST_DEADLINE_NS, request_overdue,
+};
 use crate::connections::Connections;
 use crate::status::Counters;
 use crate::transport::{Tcp, Transport};
@@ -286,7 +288,29 @@ fn a_100_kb_head_is_answered_431_and_the_rest_discarded(tcp: Tcp) {
         text.len()
     );
     assert_eq!(answer, [head.as_bytes(), text.as_bytes()].concat());
-    // It lingered until the peer went quiet, then closed in order.
+    // It closed its side at once (rexo-tcp) or lingered until the peer went quiet
+    // (smoltcp), reading the rest; then it closed in order.
+    assert!(world.clients().is_empty());
+    assert_eq!(world.counters.lock().linger_reset, 0);
+}
+
+#[test]
+fn a_refusal_that_closes_sends_its_fin_at_once_on_rexo_tcp() {
+    let mut world = World::new(Tcp::Rexo);
+    let connection = world.connect();
+    world.send(&connection, b"GET /nope HTTP/1.0\r\n\r\n");
+    let asked_ns = world.now_ns;
+    let answer = world.receive(&connection, None);
+    assert!(answer.starts_with(b"HTTP/1.1 404 Not Found\r\n"));
+    // The end of stream came with the answer, not after the client was quiet 250 ms.
+    let took_ns = world.now_ns - asked_ns;
+    assert!(
+        took_ns < LINGER_QUIET_NS / 10,
+        "the FIN came {took_ns} ns later"
+    );
+    for _ in 0..100 {
+        world.round();
+    }
     assert!(world.clients().is_empty());
     assert_eq!(world.counters.lock().linger_reset, 0);
 }

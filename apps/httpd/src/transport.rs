@@ -257,6 +257,12 @@ impl Transport {
         }
     }
 
+    /// Whether [`shutdown`](Self::shutdown) can queue the connection's FIN while the app
+    /// keeps reading it: on `rexo-tcp`, not on smoltcp.
+    pub fn half_closes(&self, link: &Link) -> bool {
+        matches!(link, Link::Rexo(_))
+    }
+
     /// Queues a FIN after what is queued while the app keeps the connection, so that it
     /// can see the last answer acknowledged before it gives the connection back with
     /// [`finish`](Self::finish); whether it did. Only on `rexo-tcp`: `rexo-net` offers no
