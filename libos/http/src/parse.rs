@@ -72,7 +72,8 @@ pub struct Request<'b> {
     /// The request target as sent.
     pub target: &'b [u8],
     /// The path of the target: the origin form without its query, or the path of an
-    /// absolute form (`http://host/path`); still percent-encoded.
+    /// absolute form (`http://host/path`); still percent-encoded. `*` for the asterisk
+    /// form, which only `OPTIONS` may send (RFC 9112 3.2.4).
     pub path: &'b [u8],
     /// The version.
     pub version: Version,
@@ -674,10 +675,15 @@ fn parse_request_line(
         _ => return Err(Status::BadRequest),
     };
     let target_span = Span::of(line, start, target);
+    // RFC 9112 3.2.4: the asterisk form, for a server-wide OPTIONS only.
+    let path = match target {
+        b"*" if method == b"OPTIONS" => Some(target),
+        _ => target_path(target)?,
+    };
     Ok(JudgedRequestLine {
         method: Span::of(line, start, method),
         target: target_span,
-        path: target_path(target)?.map(|path| Span::of(target, target_span.start, path)),
+        path: path.map(|path| Span::of(target, target_span.start, path)),
         fields_start,
         version,
     })

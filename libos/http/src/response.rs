@@ -379,6 +379,15 @@ impl Response {
         Response::error(Status::RequestTimeout, Persistence::Close, head_only, &[])
     }
 
+    /// `200 OK` to `OPTIONS *` (RFC 9110 9.3.7): the methods the server serves
+    /// (`Allow: GET, HEAD`), no content.
+    fn server_options(persistence: Persistence) -> Self {
+        let mut head = HeadBuilder::new(Status::Ok);
+        head.field(b"Allow", b"GET, HEAD");
+        head.number(b"Content-Length", 0);
+        Response::built(Status::Ok, persistence, head, Body::Empty)
+    }
+
     /// An answer with a short text body naming the status (none for HEAD), plus `extra`
     /// fields.
     fn error(
@@ -514,6 +523,9 @@ impl Site {
         let head_only = match request.method {
             Method::Get => false,
             Method::Head => true,
+            Method::Other(b"OPTIONS") if request.target == b"*" => {
+                return Response::server_options(persistence);
+            }
             Method::Other(_) => {
                 let allow: [(&[u8], &[u8]); 1] = [(b"Allow", b"GET, HEAD")];
                 return Response::error(Status::MethodNotAllowed, persistence, false, &allow);

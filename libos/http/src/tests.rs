@@ -223,6 +223,27 @@ fn error_answers_are_byte_exact() {
     );
 }
 
+/// RFC 9112 3.2.4: `OPTIONS *` asks about the server as a whole; it gets 200 with the
+/// methods served and keeps the connection. No other method may send the asterisk form.
+#[test]
+fn options_asterisk_is_answered_with_the_methods_served() {
+    let (out, closed) = converse(
+        &site(),
+        b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\nGET /app.js HTTP/1.1\r\nHost: x\r\n\r\n",
+    );
+    let options =
+        "HTTP/1.1 200 OK\r\nServer: Rexo\r\nAllow: GET, HEAD\r\nContent-Length: 0\r\n\r\n";
+    assert!(!closed);
+    assert!(out.starts_with(options), "{out}");
+    assert!(out[options.len()..].starts_with("HTTP/1.1 200 OK\r\n"));
+    assert!(out.ends_with("run()"));
+    assert!(answer("GET * HTTP/1.1\r\nHost: x\r\n\r\n").starts_with("HTTP/1.1 400 "));
+    assert!(
+        answer("OPTIONS /app.js HTTP/1.1\r\nHost: x\r\n\r\n")
+            .starts_with("HTTP/1.1 405 Method Not Allowed\r\n")
+    );
+}
+
 /// RFC 9110 9.3.2: no answer to HEAD has content, a refusal from the head (once its
 /// request line was read) included; its head is the GET's.
 #[test]
