@@ -51,7 +51,9 @@ pub enum Method<'b> {
     Get,
     /// `HEAD`.
     Head,
-    /// Any other method token (case matters: `get` is not `GET`), answered `405`.
+    /// Any other method token (case matters: `get` is not `GET`), answered `405` if the
+    /// engine knows it (POST, PUT, DELETE, PATCH, CONNECT, TRACE, OPTIONS), `501` if
+    /// not.
     Other(&'b [u8]),
 }
 

@@ -11,6 +11,13 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use rexo_tcp::{Blob, Piece};
 
+/// The methods other than GET and HEAD that the engine knows (RFC 9110 9.3, RFC 5789's
+/// PATCH) and answers `405 Method Not Allowed`; any other method is not implemented
+/// (`501`, RFC 9110 9.1).
+const KNOWN_METHODS: [&[u8]; 7] = [
+    b"POST", b"PUT", b"DELETE", b"PATCH", b"CONNECT", b"TRACE", b"OPTIONS",
+];
+
 /// The blank line that ends a head.
 const BLANK_LINE: &[u8] = b"\r\n";
 
@@ -29,7 +36,8 @@ pub enum Status {
     BadRequest,
     /// 404: no such file or page.
     NotFound,
-    /// 405: a method other than GET and HEAD.
+    /// 405: a method the engine knows but serves no resource with (POST, PUT, DELETE,
+    /// PATCH, CONNECT, TRACE, OPTIONS but `OPTIONS *`), with `Allow: GET, HEAD`.
     MethodNotAllowed,
     /// 408: a request that did not come whole in time; the connection closes.
     RequestTimeout,
@@ -48,8 +56,9 @@ pub enum Status {
     HeaderFieldsTooLarge,
     /// 500: the app's page hook failed.
     InternalServerError,
-    /// 501: a request body with a transfer coding before `chunked`, which the engine
-    /// does not know; the connection closes.
+    /// 501: a method the engine does not know (RFC 9110 9.1), the connection kept; or a
+    /// request body with a transfer coding before `chunked`, which the engine does not
+    /// know, and the connection closes.
     NotImplemented,
     /// 505: an HTTP major version other than 1; the connection closes.
     VersionNotSupported,
@@ -526,9 +535,12 @@ impl Site {
             Method::Other(b"OPTIONS") if request.target == b"*" => {
                 return Response::server_options(persistence);
             }
-            Method::Other(_) => {
+            Method::Other(method) if KNOWN_METHODS.contains(&method) => {
                 let allow: [(&[u8], &[u8]); 1] = [(b"Allow", b"GET, HEAD")];
                 return Response::error(Status::MethodNotAllowed, persistence, false, &allow);
+            }
+            Method::Other(_) => {
+                return Response::error(Status::NotImplemented, persistence, false, &[]);
             }
         };
         let Some(path) = percent_decode(request.path).and_then(remove_dot_segments) else {

@@ -223,6 +223,40 @@ fn error_answers_are_byte_exact() {
     );
 }
 
+/// RFC 9110 9.1 and 15.6.2: a method the server does not know is not implemented
+/// (501); one it knows but serves nothing with is not allowed (405, with `Allow`). The
+/// connection stays open either way (the request's framing was read).
+#[test]
+fn unknown_methods_get_501_and_known_ones_405() {
+    for method in [
+        "POST", "PUT", "DELETE", "PATCH", "CONNECT", "TRACE", "OPTIONS",
+    ] {
+        let (out, closed) = converse(
+            &site(),
+            format!("{method} /app.js HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
+        );
+        assert!(!closed, "{method}");
+        assert!(
+            out.starts_with("HTTP/1.1 405 Method Not Allowed\r\n")
+                && out.contains("\r\nAllow: GET, HEAD\r\n"),
+            "{method}: {out}"
+        );
+    }
+    for method in ["BREW", "PROPFIND", "get"] {
+        let (out, closed) = converse(
+            &site(),
+            format!("{method} /app.js HTTP/1.1\r\nHost: x\r\n\r\nGET /app.js HTTP/1.1\r\nHost: x\r\n\r\n")
+                .as_bytes(),
+        );
+        assert!(!closed, "{method}");
+        let refusal = "HTTP/1.1 501 Not Implemented\r\nServer: Rexo\r\n\
+                       Content-Type: text/plain; charset=utf-8\r\nContent-Length: 20\r\n\r\n\
+                       501 Not Implemented\n";
+        assert!(out.starts_with(refusal), "{method}: {out}");
+        assert!(out.ends_with("run()"), "{method}: the next request served");
+    }
+}
+
 /// RFC 9112 3.2.4: `OPTIONS *` asks about the server as a whole; it gets 200 with the
 /// methods served and keeps the connection. No other method may send the asterisk form.
 #[test]
