@@ -113,8 +113,8 @@ pub enum RevokeReason {
     /// The kernel revoked it by force.
     Kernel,
     /// A revocation request's deadline passed before the holder returned it (only the
-    /// holder asked, and what it derived for itself, get this reason: the abort protocol
-    /// ends the holder that touches such an entry again).
+    /// holder asked, for the entry or for an ancestor it holds too, gets this reason: the
+    /// abort protocol ends the holder that touches such an entry again).
     DeadlinePassed,
     /// An ancestor held by another owner was taken at a revocation deadline that owner
     /// missed (no request to this holder had passed its deadline, so it is not to blame).
@@ -504,10 +504,11 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
 
     /// Revokes by force one entry whose revocation deadline is at or before `now_ns`, with
     /// its descendants; `None` when no deadline has passed. Call it until `None` to enforce
-    /// every deadline. Each holder that missed a deadline of its own in the subtree (the
-    /// entry's, or a descendant's asked back too) gets [`RevokeReason::DeadlinePassed`]
-    /// records for what it held there from that entry down; other holders of descendants,
-    /// who missed nothing, get [`RevokeReason::AncestorTaken`].
+    /// every deadline. The holder of an entry of the subtree that was asked back by then
+    /// for it or for an ancestor it also holds (in the subtree or above it, up to the top
+    /// of the tree) gets [`RevokeReason::DeadlinePassed`]; other holders of descendants,
+    /// who missed nothing, get [`RevokeReason::AncestorTaken`]. So a holder's reasons do
+    /// not depend on the order expired entries are taken in (their slots').
     pub fn revoke_next_expired(&mut self, _authority: &A, now_ns: u64) -> Option<Revocation> {
         let root = (self.slots.iter().enumerate()).find_map(|(i, s)| {
             s.entry
@@ -1119,15 +1120,17 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
     }
 
     /// Whether the holder of the dying entry in slot `i` missed a deadline of its own by
-    /// `now_ns` on it or on a dying ancestor it also holds.
+    /// `now_ns` on it or on an ancestor it also holds, up to the top of its tree (dying or
+    /// not: an expired ancestor above the subtree taken is taken next, so the answer does
+    /// not depend on which expired subtree is taken first).
     fn missed_own_deadline(&self, i: usize, now_ns: u64) -> bool {
         let Some(owner) = self.slots[i].entry.map(|e| e.owner) else {
             return false;
         };
         let mut at = Some(i);
-        // The chain of dying entries is at most N long.
+        // The chain of ancestors is at most N long.
         for _ in 0..N {
-            let Some(e) = at.and_then(|k| self.slots[k].entry).filter(|e| e.dying) else {
+            let Some(e) = at.and_then(|k| self.slots[k].entry) else {
                 return false;
             };
             if e.owner == owner && e.expired_by(now_ns) {

@@ -932,6 +932,43 @@ fn a_holder_that_missed_its_own_deadline_forfeits_when_an_ancestors_is_enforced_
 }
 
 #[test]
+fn a_holder_lent_back_what_it_lent_forfeits_whichever_expired_entry_is_taken_first() {
+    // APP holds a (asked back by 50) and lends b, from a, to OTHER (asked by 30), which
+    // lends c, from b, back to APP. A freed low slot puts b below a, so b's subtree is
+    // taken first: APP missed a's deadline, an ancestor of c, so it forfeits c too.
+    let (mut t, root) = setup(Rights::ALL);
+    let spare = page(&mut t, &root, 0x10_0000);
+    let a = t
+        .derive(APP, &root, 0x10_2000, 0x2000, Rights::ALL)
+        .expect("derive a");
+    t.return_cap(APP, &spare).expect("return spare");
+    let b = t
+        .derive(APP, &a, 0x10_2000, 0x2000, Rights::ALL)
+        .expect("derive b");
+    assert!(b.id().index() < a.id().index(), "b takes the freed slot");
+    t.delegate(APP, &b, OTHER).expect("lend b");
+    let c = t
+        .derive(OTHER, &b, 0x10_2000, 0x1000, Rights::ALL)
+        .expect("derive c");
+    t.delegate(OTHER, &c, APP).expect("lend c back");
+    t.request_revocation(&Kernel, a.id(), 50).expect("ask a");
+    t.request_revocation(&Kernel, b.id(), 30).expect("ask b");
+    assert!(t.revoke_next_expired(&Kernel, 50).is_some());
+    assert!(t.revoke_next_expired(&Kernel, 50).is_some());
+    assert_eq!(t.revoke_next_expired(&Kernel, 50), None);
+    for (owner, cap) in [(APP, &a), (OTHER, &b), (APP, &c)] {
+        let mut log = t.repossessions(owner).expect("log");
+        let reason = log.find(|r| r.entry == cap.id()).map(|r| r.reason);
+        assert_eq!(
+            reason,
+            Some(RevokeReason::DeadlinePassed),
+            "{owner:?} {cap:?}"
+        );
+        assert_eq!(t.forfeited(owner, cap.id()), Forfeit::Recorded, "{owner:?}");
+    }
+}
+
+#[test]
 fn an_owner_runs_from_its_start_to_its_release() {
     let mut t = Table::new();
     assert_eq!(t.running(OTHER), Err(CapError::NotRunning(OTHER)));

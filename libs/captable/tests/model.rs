@@ -94,22 +94,19 @@ impl Model {
     }
 
     /// Kills `i` and its subtree at the deadlines passed by `now`: `DeadlinePassed` for
-    /// what a holder held from an entry of its own asked back by then down, else
-    /// `AncestorTaken`.
+    /// what a holder held from an entry of its own asked back by then down (`i`'s
+    /// ancestors too, up to the top of the tree), else `AncestorTaken`.
     fn kill_expired(&mut self, i: usize, now: u64) -> usize {
         self.kill_with(i, None, |m, j| {
             let owner = m.entries[j].owner;
-            let mut at = j;
-            loop {
-                let e = &m.entries[at];
+            let mut at = Some(j);
+            while let Some(e) = at.map(|k| &m.entries[k]) {
                 if e.owner == owner && e.deadline.is_some_and(|d| d <= now) {
                     return RevokeReason::DeadlinePassed;
                 }
-                if at == i {
-                    return RevokeReason::AncestorTaken;
-                }
-                at = e.parent.expect("an entry below the root has a parent");
+                at = e.parent;
             }
+            RevokeReason::AncestorTaken
         })
     }
 
