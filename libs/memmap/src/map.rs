@@ -235,7 +235,11 @@ impl MemoryMap {
     /// touching regions of one kind count once. A map is refused whole
     /// ([`MapError::TooManyRegions`], counting every region given) if the regions so far,
     /// normalized, still number [`CAPACITY`](Self::CAPACITY) with more to come; never cut
-    /// short: a region left out could be a reserved range inside RAM.
+    /// short: a region left out could be a reserved range inside RAM. The cost: one
+    /// normalization at the end for a map of at most `CAPACITY` regions given (nothing to
+    /// do for one already sorted, disjoint and merged); past that, one each time the map
+    /// fills, at worst one per region past `CAPACITY` (a map that normalizes to nearly
+    /// `CAPACITY` fills again at the next region), each up to O(`CAPACITY`²).
     pub fn fill(
         &mut self,
         limit: u64,
