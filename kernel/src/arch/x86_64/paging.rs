@@ -98,6 +98,14 @@ fn table(phys: u64) -> &'static mut [u64; 512] {
 
 static LOCK: spin::Mutex<()> = spin::Mutex::new(());
 
+/// Stores `value` in `entry`, linking a table already filled: a release store, so a walk
+/// without the lock ([`leaf`]) that reads the link sees the table's fill.
+fn link(entry: &mut u64, value: u64) {
+    // SAFETY: `entry` is valid and aligned (a u64's alignment is AtomicU64's on x86-64),
+    // and held alone here (`&mut`): the only other access, `leaf`'s, is atomic too.
+    unsafe { AtomicU64::from_ptr(entry) }.store(value, Ordering::Release);
+}
+
 fn new_table() -> Result<u64, PagingError> {
     let frame = frames::allocate_page_table().ok_or(PagingError::OutOfMemory)?;
     table(frame).fill(0);
@@ -213,7 +221,7 @@ fn entry_4k(addr: u64) -> Result<&'static mut u64, PagingError> {
         for (i, entry) in table(pd).iter_mut().enumerate() {
             *entry = (base + i as u64 * MIB2) | flags;
         }
-        *pdpte = pd | PRESENT | WRITABLE;
+        link(pdpte, pd | PRESENT | WRITABLE);
     }
     let pd = table(*pdpte & ADDRESS_MASK);
     let pde = &mut pd[(addr >> 21) as usize & 511];
@@ -227,7 +235,7 @@ fn entry_4k(addr: u64) -> Result<&'static mut u64, PagingError> {
         for (i, entry) in table(pt).iter_mut().enumerate() {
             *entry = (base + i as u64 * KIB4) | flags;
         }
-        *pde = pt | PRESENT | WRITABLE;
+        link(pde, pt | PRESENT | WRITABLE);
         flush_all();
     }
     let pt = table(*pde & ADDRESS_MASK);
@@ -287,16 +295,17 @@ fn leaf(addr: u64) -> Option<(u64, u64)> {
         // SAFETY: `at` is an aligned entry of a page table reached from the root: a frame
         // never freed nor reused (`frames::allocate_page_table`), identity-mapped. The
         // load is atomic; the writers, under `LOCK`, store each entry whole, one aligned
-        // u64 (a single store, atomic on x86-64), but as plain stores: a race outside
-        // Rust's model that every other core's MMU runs already, reading the same entries
-        // the same way. The writers: `init`, before any other core or app runs;
-        // `entry_4k`'s split, which fills its new table before it stores the entry that
-        // links it (as those MMUs need too); `set_present` and `unmap_page_locked`, which
-        // flip `PRESENT` alone; `map_device`, which zeroes each new table before linking
-        // it; `map_ram_at`, in the upper half only (PML4 entries 256 up, never reached
-        // from `is_present`, whose range ends at 2^47). So each entry is read as before
-        // or after a change, and a table reached is filled.
-        entry = unsafe { AtomicU64::from_ptr(at) }.load(Ordering::Relaxed);
+        // u64 (a single store, atomic on x86-64), but those that do not link a table as
+        // plain stores: a race outside Rust's model that every other core's MMU runs
+        // already, reading the same entries the same way. The writers: `init`, before any
+        // other core or app runs; `entry_4k`'s split, which fills its new table and then
+        // links it with `link`; `set_present` and `unmap_page_locked`, which flip
+        // `PRESENT` alone; `map_device`, which zeroes each new table (`new_table`) and then
+        // links it with `link`; `map_ram_at`, in the upper half only (PML4 entries 256
+        // up, never reached from `is_present`, whose range ends at 2^47). `link` is a
+        // release store and this load an acquire, so a table reached through a link read
+        // here is seen filled; and each entry is read as before or after a change.
+        entry = unsafe { AtomicU64::from_ptr(at) }.load(Ordering::Acquire);
         if entry & PRESENT == 0 || entry & HUGE != 0 || shift == 12 {
             return (entry & PRESENT != 0).then_some((entry, 1 << shift));
         }
@@ -400,11 +409,11 @@ pub fn map_device(phys: u64, len: u64) -> Result<(), PagingError> {
             let pml4 = table(ROOT.load(Ordering::Relaxed));
             let pml4e = &mut pml4[(addr >> 39) as usize & 511];
             if *pml4e & PRESENT == 0 {
-                *pml4e = new_table()? | PRESENT | WRITABLE;
+                link(pml4e, new_table()? | PRESENT | WRITABLE);
             }
             let pdpte = &mut table(*pml4e & ADDRESS_MASK)[(addr >> 30) as usize & 511];
             if *pdpte & PRESENT == 0 {
-                *pdpte = new_table()? | PRESENT | WRITABLE;
+                link(pdpte, new_table()? | PRESENT | WRITABLE);
             }
             if map && *pdpte & HUGE == 0 {
                 let pde = &mut table(*pdpte & ADDRESS_MASK)[(addr >> 21) as usize & 511];
@@ -443,11 +452,11 @@ pub fn map_ram_at(virt: u64, phys: u64, len: u64) -> Result<(), PagingError> {
             let pml4 = table(ROOT.load(Ordering::Relaxed));
             let pml4e = &mut pml4[(addr >> 39) as usize & 511];
             if *pml4e & PRESENT == 0 {
-                *pml4e = new_table()? | PRESENT | WRITABLE;
+                link(pml4e, new_table()? | PRESENT | WRITABLE);
             }
             let pdpte = &mut table(*pml4e & ADDRESS_MASK)[(addr >> 30) as usize & 511];
             if *pdpte & PRESENT == 0 || *pdpte & HUGE != 0 {
-                *pdpte = new_table()? | PRESENT | WRITABLE;
+                link(pdpte, new_table()? | PRESENT | WRITABLE);
             }
             if map {
                 table(*pdpte & ADDRESS_MASK)[(addr >> 21) as usize & 511] =
