@@ -87,15 +87,20 @@ pub extern "C" fn rexo_timer_return(handle: i64) -> c_int {
 /// it names (a handle of another kind stays as it is: `REXO_EBADF`), and gives that back
 /// to the kernel with `give`. A handle names a live capability of its own kind and app
 /// or one the kernel took, so a refusal (`Revoked`) gives back nothing to keep.
-fn give_back<T, G>(handle: i64, pick: fn(Object) -> Result<T, (Object, c_int)>, give: G) -> c_int
-where
-    G: FnOnce(&Kernel, T) -> Result<(), (ApiError, T)>,
-{
+fn give_back<T>(
+    handle: i64,
+    pick: fn(Object) -> Result<T, (Object, c_int)>,
+    give: Give<T>,
+) -> c_int {
     with_app(|kernel, owner| match take_as(handle, owner, pick) {
         Ok(cap) => status(give(kernel, cap).map_err(|(error, _taken)| error)),
         Err(code) => code,
     })
 }
+
+/// A kernel call giving a capability back ([`Kernel::return_core`],
+/// [`Kernel::return_timer`]): on a refusal, the reason and the capability.
+type Give<T> = fn(&Kernel, T) -> Result<(), (ApiError, T)>;
 
 #[cfg(test)]
 mod tests {
