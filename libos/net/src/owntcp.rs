@@ -320,14 +320,15 @@ impl OwnTcp {
         if packet[16..20] != address {
             return false;
         }
-        if let Some(icmp) = icmp
-            && let Some(message) = self.endpoint.unreachable_about(packet)
-            && !self.endpoint.holds(&message)
-        {
-            icmp.post(message);
-            self.counters.icmp_handed_on += 1;
-        } else if !self.endpoint.input_icmp(now_ns, packet) {
-            return false;
+        // Split, a message is read once: handed on, or acted on here as `input_icmp` would.
+        match icmp.map(|icmp| (self.endpoint.unreachable_about(packet), icmp)) {
+            Some((Some(message), icmp)) if !self.endpoint.holds(&message) => {
+                icmp.post(message);
+                self.counters.icmp_handed_on += 1;
+            }
+            Some((Some(message), _)) => self.endpoint.input_unreachable(now_ns, &message),
+            _ if !self.endpoint.input_icmp(now_ns, packet) => return false,
+            _ => {}
         }
         self.counters.rx_frames += 1;
         true
