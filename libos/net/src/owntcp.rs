@@ -93,7 +93,8 @@ pub const PROVEN_NS: u64 = 30_000_000_000;
 pub struct OwnCounters {
     /// Frames handed to `rexo-tcp`, in place: its segments, and ICMP messages about
     /// them (what it made of those: its `Stats::icmp_mss_lowered`, `icmp_unreachable`
-    /// and `icmp_dropped`).
+    /// and `icmp_dropped`); on a split interface also the ICMP messages handed on to
+    /// the other stacks ([`icmp_handed_on`](Self::icmp_handed_on)).
     pub rx_frames: u64,
     /// Frames sent for it.
     pub tx_frames: u64,
