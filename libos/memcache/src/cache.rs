@@ -656,7 +656,8 @@ impl Cache {
     }
 
     /// The Unix second the items' times count from: [`EPOCH_LEAD`] before the cache's
-    /// creation (at the latest the Unix epoch).
+    /// creation (at the earliest the Unix epoch: 0 for a cache made before 2038 or on a
+    /// clock counting from boot).
     fn epoch(&self) -> u64 {
         self.created_at.saturating_sub(EPOCH_LEAD)
     }
