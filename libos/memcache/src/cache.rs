@@ -171,7 +171,9 @@ pub struct Stats {
     pub limit_maxbytes: u64,
     /// Keys looked up by `get`, `gets`.
     pub cmd_get: u64,
-    /// Storage commands.
+    /// Storage commands, except those refused for the item size limit and meta sets
+    /// refused for the budget (memcached counts only those whose item was made); a
+    /// classic store refused for the budget is counted, which memcached does not count.
     pub cmd_set: u64,
     /// `flush_all` commands.
     pub cmd_flush: u64,

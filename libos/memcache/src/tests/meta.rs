@@ -345,6 +345,8 @@ fn a_meta_set_refused_for_its_size_removes_the_old_item_in_every_mode() {
         }
         let stats = server.cache.stats(server.now);
         assert_eq!(stats.store_too_large + stats.store_no_memory, 10);
+        // Only the stores made count, as memcached counts set_cmds.
+        assert_eq!(stats.cmd_set, 10);
     }
     // A classic append too large keeps the old item, as memcached's does.
     let mut server = Server::with(small_items);
