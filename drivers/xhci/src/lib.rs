@@ -3207,15 +3207,6 @@ mod tests {
         7, 5, 0x02, 2, 64, 0, 0,
     ];
 
-    /// A boot keyboard configuration, as QEMU's usb-kbd's: interface 0 (3/1/1), its HID
-    /// descriptor, endpoint 0x81 (8 bytes, every 10 ms).
-    const KEYBOARD_CONFIGURATION: [u8; 34] = [
-        9, 2, 34, 0, 1, 1, 0, 0xA0, 50, //
-        9, 4, 0, 0, 1, 3, 1, 1, 0, //
-        9, 0x21, 0x11, 1, 0, 1, 0x22, 63, 0, //
-        7, 5, 0x81, 3, 8, 0, 10,
-    ];
-
     #[test]
     fn a_device_that_is_not_a_boot_keyboard_has_its_slot_disabled_and_memory_back() {
         let storage: &'static [&'static [u8]] = &[&DEVICE_DESCRIPTOR, &STORAGE_CONFIGURATION];
@@ -3262,7 +3253,7 @@ mod tests {
 
     #[test]
     fn a_boot_keyboard_keeps_its_slot() {
-        let keyboard: &'static [&'static [u8]] = &[&DEVICE_DESCRIPTOR, &KEYBOARD_CONFIGURATION];
+        let keyboard: &'static [&'static [u8]] = &[&DEVICE_DESCRIPTOR, &usb::tests::QEMU_KEYBOARD];
         let (mut xhci, platform) = controller(1);
         xhci.devices.push(device_on(&xhci, 1, 1));
         play_device(&mut xhci, platform, &[], &[], keyboard, |_, _| {});

@@ -157,12 +157,12 @@ pub fn find_boot_keyboard(config: &[u8]) -> Option<BootKeyboard> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// QEMU's usb-kbd configuration: one HID boot keyboard interface, its HID
     /// descriptor, endpoint 0x81 (8 bytes, every 10 ms).
-    const QEMU_KEYBOARD: [u8; 34] = [
+    pub(crate) const QEMU_KEYBOARD: [u8; 34] = [
         9, 2, 34, 0, 1, 1, 0, 0xA0, 50, //
         9, 4, 0, 0, 1, 3, 1, 1, 0, //
         9, 0x21, 0x11, 1, 0, 1, 0x22, 63, 0, //
