@@ -230,12 +230,7 @@ impl DhcpAnswer {
     /// client of MAC address `mac`, if it is one smoltcp's parser takes; anything else
     /// is left to smoltcp, which drops what it cannot parse.
     pub(crate) fn read(frame: &[u8], mac: [u8; 6]) -> Option<Self> {
-        let (UDP, udp) = crate::ipv4_payload(frame)? else {
-            return None;
-        };
-        if udp.get(..4)? != [0, 67, 0, 68] {
-            return None;
-        }
+        let udp = dhcp_answer_datagram(frame)?;
         // smoltcp reads the payload the UDP length gives (it drops a datagram longer
         // than its packet).
         let length = usize::from(u16::from_be_bytes([udp[4], udp[5]]));
@@ -292,6 +287,15 @@ impl DhcpAnswer {
             && self.names_server
             && Some(self.transaction_id) == request
     }
+}
+
+/// The UDP datagram of `frame` if it is a DHCP server's answer to a client: IPv4, UDP
+/// from port 67 to port 68, with a whole UDP header (8 bytes).
+pub(crate) fn dhcp_answer_datagram(frame: &[u8]) -> Option<&[u8]> {
+    let (UDP, udp) = crate::ipv4_payload(frame)? else {
+        return None;
+    };
+    (udp.len() >= 8 && udp[..4] == [0, 67, 0, 68]).then_some(udp)
 }
 
 /// Notes in `request` the transaction ID of `frame` if it is a DHCP client's REQUEST

@@ -230,11 +230,7 @@ impl LeaseShare {
 /// Whether `frame` is a DHCP server's answer to a client: IPv4, UDP from port 67 to
 /// port 68.
 fn is_dhcp_answer(frame: &[u8]) -> bool {
-    const UDP: u8 = 17;
-    let Some((UDP, udp)) = crate::ipv4_payload(frame) else {
-        return false;
-    };
-    udp.len() >= 8 && udp[..2] == 67u16.to_be_bytes() && udp[2..4] == 68u16.to_be_bytes()
+    crate::ingress::dhcp_answer_datagram(frame).is_some()
 }
 
 #[cfg(test)]

@@ -4947,6 +4947,34 @@ fn a_dhcp_nak_at_renewal_drops_the_lease_and_a_stray_one_is_ignored() {
     assert_eq!((counters.dhcp_naks, counters.dhcp_leases_lost), (1, 1));
 }
 
+/// A frame cut short in a DHCP answer's UDP header (ports 67 to 68 and no more: 4 or 5
+/// UDP bytes, behind an IPv4 header of 60 bytes or of 20) is no answer, and the stack
+/// takes it without a panic: the screen read the UDP length past the 4 bytes it had
+/// checked, and anyone on the link can send such a frame.
+#[test]
+fn a_dhcp_answer_cut_short_in_its_udp_header_is_dropped_not_a_panic() {
+    let mac = [2, 0, 0, 0, 0, 1];
+    for (ihl, udp) in [(15, 4), (15, 5), (5, 4), (5, 5)] {
+        let header = usize::from(ihl) * 4;
+        let mut frame = vec![0u8; 14 + header + udp];
+        frame[..6].copy_from_slice(&[0xff; 6]);
+        frame[12..14].copy_from_slice(&crate::ETHERTYPE_IPV4);
+        frame[14] = 0x40 | ihl;
+        let total = u16::try_from(header + udp).unwrap();
+        frame[16..18].copy_from_slice(&total.to_be_bytes());
+        frame[14 + 9] = 17;
+        frame[14 + header..14 + header + 4].copy_from_slice(&[0, 67, 0, 68]);
+        assert!(
+            crate::ingress::DhcpAnswer::read(&frame, mac).is_none(),
+            "{ihl} {udp}"
+        );
+        let (wire, mut stack) = dhcp_stack();
+        wire.deliver_to_a(frame);
+        stack.poll(0).unwrap();
+        assert_eq!(stack.counters().dhcp_answers_refused, 0, "{ihl} {udp}");
+    }
+}
+
 /// An offer and an acknowledgement that overload their options (option 52: more in the
 /// `file` field), which smoltcp's client never reads, are counted; this lease's options
 /// are all in the options field, so it is taken all the same.
