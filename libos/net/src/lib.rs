@@ -98,8 +98,11 @@ mod tests;
 pub(crate) const ETHERTYPE_IPV4: [u8; 2] = [0x08, 0x00];
 
 /// A frame's IPv4 protocol and what follows the IPv4 header, if the frame is IPv4 with
-/// a whole header (version 4, 20 bytes or more, within the frame). Nothing else is
-/// checked: the caller looks at the fields it needs.
+/// a whole header (version 4, 20 bytes or more, within the frame). The payload ends at
+/// the IPv4 total length: bytes past it, such as Ethernet padding, are none of it. A
+/// total length below the header or past the frame's end leaves the payload to the
+/// frame's end, for the caller to judge (rexo-tcp counts such a segment). Nothing else
+/// is checked: the caller looks at the fields it needs.
 pub(crate) fn ipv4_payload(frame: &[u8]) -> Option<(u8, &[u8])> {
     use rexo_api::device::ETHERNET_HEADER;
     if frame.len() < ETHERNET_HEADER + 20 || frame[12..14] != ETHERTYPE_IPV4 {
@@ -110,5 +113,7 @@ pub(crate) fn ipv4_payload(frame: &[u8]) -> Option<(u8, &[u8])> {
     if packet[0] >> 4 != 4 || header < 20 {
         return None;
     }
-    Some((packet[9], packet.get(header..)?))
+    let total = usize::from(u16::from_be_bytes([packet[2], packet[3]]));
+    let payload = packet.get(header..total).or(packet.get(header..))?;
+    Some((packet[9], payload))
 }

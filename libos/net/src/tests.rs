@@ -4975,6 +4975,25 @@ fn a_dhcp_answer_cut_short_in_its_udp_header_is_dropped_not_a_panic() {
     }
 }
 
+/// A DHCP answer is read to its IPv4 total length: a NAK whose UDP length runs past it
+/// into what follows (Ethernet padding, which smoltcp never reads as the datagram's) is
+/// no answer, as smoltcp drops it; the same NAK whole is one.
+#[test]
+fn a_dhcp_answer_is_not_read_into_the_padding_past_its_ipv4_datagram() {
+    use smoltcp::wire::DhcpMessageType::Nak;
+    let (wire, mut stack) = dhcp_stack();
+    stack.poll(0).unwrap();
+    let discover = taken_off(&wire).into_iter().next().unwrap();
+    let nak = dhcp_answer(&discover, Nak, TIMED_LEASE, &[]).unwrap();
+    let mac = [2, 0, 0, 0, 0, 1];
+    assert!(crate::ingress::DhcpAnswer::read(&nak, mac).is_some());
+    // The IPv4 datagram ends 4 bytes before the frame, which the UDP length still holds.
+    let mut padded = nak;
+    let total = u16::from_be_bytes([padded[16], padded[17]]) - 4;
+    padded[16..18].copy_from_slice(&total.to_be_bytes());
+    assert!(crate::ingress::DhcpAnswer::read(&padded, mac).is_none());
+}
+
 /// An offer and an acknowledgement that overload their options (option 52: more in the
 /// `file` field), which smoltcp's client never reads, are counted; this lease's options
 /// are all in the options field, so it is taken all the same.
