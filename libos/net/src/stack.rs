@@ -545,7 +545,8 @@ pub struct Stack {
     /// several and the address is leased ([`crate::attach_cores`]).
     lease: Option<LeaseShare>,
     /// The transaction ID of the DHCP client's last message if it was a REQUEST: a NAK
-    /// with it ends the lease asked for ([`NicTx::dhcp_request`]).
+    /// with it ends the lease asked for ([`NicTx::dhcp_request`]); `None` while the
+    /// client rests ([`Stack::rest_client`]).
     dhcp_request: Option<u32>,
     /// The address this stack announces and defends against other hosts claiming it
     /// (`conflict.rs`, RFC 5227); `None` on a stack that leaves that to another of its
@@ -1225,19 +1226,15 @@ impl Stack {
                 client.lease_taken();
                 Some(lease)
             }
-            Some(DhcpNews::Refused) => {
-                self.counters.dhcp_leases_refused += 1;
-                client = client.rested(&mut self.sockets, self.now_ns);
-                None
-            }
+            Some(DhcpNews::Gone) if self.address().is_some() => None,
             // A lease gone before the stack took it (one of 0 s, expired in the poll
             // that acknowledged it) is a refusal: the client would start over at once.
-            Some(DhcpNews::Gone) if self.address().is_none() => {
+            Some(DhcpNews::Refused | DhcpNews::Gone) => {
                 self.counters.dhcp_leases_refused += 1;
-                client = client.rested(&mut self.sockets, self.now_ns);
-                None
+                self.rest_client(client);
+                self.lease_changed(None);
+                return;
             }
-            Some(DhcpNews::Gone) => None,
         };
         self.dhcp = Some(client);
         self.lease_changed(lease);
@@ -1255,11 +1252,18 @@ impl Stack {
             return;
         };
         self.counters.dhcp_naks += 1;
-        self.dhcp = Some(client.rested(&mut self.sockets, self.now_ns));
-        self.dhcp_request = None;
+        self.rest_client(client);
         if self.address().is_some() {
             self.lease_changed(None);
         }
+    }
+
+    /// Rests `client` out of the sockets ([`DhcpClient::rested`]) as the stack's client
+    /// and forgets its last REQUEST: a NAK to that REQUEST during the rest is none the
+    /// client acts on, so it is neither counted nor rested on again.
+    fn rest_client(&mut self, client: DhcpClient) {
+        self.dhcp = Some(client.rested(&mut self.sockets, self.now_ns));
+        self.dhcp_request = None;
     }
 
     /// Another host's ARP claimed the address the stack guards (RFC 5227 2.4), counted
@@ -1288,8 +1292,7 @@ impl Stack {
             Verdict::GiveUp => {
                 self.counters.addresses_given_up += 1;
                 if let Some(client) = self.dhcp.take() {
-                    self.dhcp = Some(client.rested(&mut self.sockets, self.now_ns));
-                    self.dhcp_request = None;
+                    self.rest_client(client);
                 }
                 self.lease_changed(None);
             }

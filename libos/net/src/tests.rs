@@ -4994,6 +4994,53 @@ fn a_dhcp_answer_is_not_read_into_the_padding_past_its_ipv4_datagram() {
     assert!(crate::ingress::DhcpAnswer::read(&padded, mac).is_none());
 }
 
+/// A NAK to the REQUEST whose lease the stack refused, coming while the client rests,
+/// is none it acts on: not counted, and the rest stays 10 s. Before, the refusal kept
+/// the REQUEST's transaction ID, so the NAK was counted and rested the client again,
+/// twice as long.
+#[test]
+fn a_nak_to_the_request_of_a_refused_lease_is_ignored_while_the_client_rests() {
+    use smoltcp::wire::DhcpMessageType::{Ack, Discover, Nak, Offer, Request};
+    const SECOND: u64 = 1_000_000_000;
+    let (wire, mut stack) = dhcp_stack();
+    // A prefix of 0: refused.
+    let unusable = (TIMED_LEASE.0, Ipv4Addr::UNSPECIFIED, None);
+    let (mut now_ns, mut request) = (0, None);
+    while stack.counters().dhcp_leases_refused == 0 && now_ns < SECOND {
+        stack.poll(now_ns).unwrap();
+        for frame in taken_off(&wire) {
+            let kind = match read_dhcp_request(&frame, |asked| asked.message_type) {
+                Some(Discover) => Offer,
+                Some(Request) => Ack,
+                _ => continue,
+            };
+            wire.deliver_to_a(dhcp_answer(&frame, kind, unusable, &[]).unwrap());
+            if kind == Ack {
+                request = Some(frame);
+            }
+        }
+        now_ns += 10_000_000;
+    }
+    assert_eq!(stack.counters().dhcp_leases_refused, 1);
+    let refused_ns = now_ns;
+    wire.deliver_to_a(dhcp_answer(&request.unwrap(), Nak, unusable, &[]).unwrap());
+    let mut discovered_ns = None;
+    while discovered_ns.is_none() && now_ns < refused_ns + 30 * SECOND {
+        stack.poll(now_ns).unwrap();
+        let discover = |frame: &Vec<u8>| read_dhcp_request(frame, |asked| asked.message_type);
+        if taken_off(&wire)
+            .iter()
+            .any(|frame| discover(frame) == Some(Discover))
+        {
+            discovered_ns = Some(now_ns);
+        }
+        now_ns += 10_000_000;
+    }
+    assert_eq!(stack.counters().dhcp_naks, 0);
+    let rest_ns = discovered_ns.expect("a DISCOVER after the rest") - refused_ns;
+    assert!(rest_ns <= 11 * SECOND, "rested {rest_ns} ns");
+}
+
 /// An offer and an acknowledgement that overload their options (option 52: more in the
 /// `file` field), which smoltcp's client never reads, are counted; this lease's options
 /// are all in the options field, so it is taken all the same.
