@@ -236,10 +236,11 @@ impl DhcpAnswer {
         let length = usize::from(u16::from_be_bytes([udp[4], udp[5]]));
         let payload = udp.get(8..length)?;
         let packet = DhcpPacket::new_checked(payload).ok()?;
-        let answer = DhcpRepr::parse(&packet).ok()?;
-        if answer.client_hardware_address.0 != mac {
+        // Another client's answer is not parsed.
+        if packet.client_hardware_address().0 != mac {
             return None;
         }
+        let answer = DhcpRepr::parse(&packet).ok()?;
         Some(Self {
             kind: answer.message_type,
             transaction_id: answer.transaction_id,

@@ -1003,6 +1003,7 @@ impl Stack {
             }
         }
         let address = local.map(|(address, _)| address.octets());
+        let has_client = self.dhcp.is_some();
         for _ in 0..RECEIVE_BATCHES {
             let Self {
                 nic,
@@ -1054,20 +1055,24 @@ impl Stack {
                     {
                         return;
                     }
-                    match screen_dhcp(frame, mac, request, counters) {
-                        DhcpScreen::Hand => {}
-                        DhcpScreen::Refused => return,
-                        DhcpScreen::Nak => {
-                            nak = true;
-                            return;
-                        }
-                    }
                     // The ports served by our own TCP take their segments first.
                     if let Some(own) = own.as_mut()
                         && own.input(now_ns, frame, address, icmp.as_mut())
                     {
                         changed = true;
                         return;
+                    }
+                    // Our own TCP takes TCP and ICMP only, never a DHCP answer, which
+                    // only a stack with a client screens.
+                    if has_client {
+                        match screen_dhcp(frame, mac, request, counters) {
+                            DhcpScreen::Hand => {}
+                            DhcpScreen::Refused => return,
+                            DhcpScreen::Nak => {
+                                nak = true;
+                                return;
+                            }
+                        }
                     }
                     // ARP smoltcp neither answers nor learns from (`ingress.rs`): a
                     // probe for this stack's address is answered here, and a
