@@ -831,7 +831,9 @@ impl Endpoint {
     /// what we sent last before its app read it (RFC 9112, 9.6). A connection already
     /// in FIN-WAIT-2 waits [`Config::fin_wait2_ns`] from now for the peer's FIN, now
     /// being the latest time the endpoint was given ([`input`](Endpoint::input) or
-    /// [`poll`](Endpoint::poll)).
+    /// [`poll`](Endpoint::poll)). Past [`Config::max_released`] released connections
+    /// still finishing with their peers, the one released longest ago is reset
+    /// ([`Stats::released_evicted`]): what it had not yet sent, and its FIN, are lost.
     pub fn close(&mut self, id: ConnId) -> Result<(), Error> {
         self.release(id, Conn::shutdown)
     }
