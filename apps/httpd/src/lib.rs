@@ -440,7 +440,7 @@ fn log_stack(kernel: &Kernel, core: usize, serving: usize, stack: &mut Stack) {
         s.half_open_evicted + s.half_open_expired
     });
     kernel.log(format_args!(
-        "{who} NIC: received {} frames ({} bytes), sent {} frames ({} bytes), {} replies copied ({} bytes), {} dropped, {} DHCP leases lost, {} refused, {} address conflicts ({} defended, {} given up); {stale} stale handshakes dropped",
+        "{who} NIC: received {} frames ({} bytes), sent {} frames ({} bytes), {} replies copied ({} bytes), {} dropped, {} DHCP leases lost, {} refused, {} DHCP NAKs, {} DHCP answers refused, {} overloading their options, {} address conflicts ({} defended, {} given up); {stale} stale handshakes dropped",
         n.rx_frames,
         n.rx_bytes,
         n.tx_frames,
@@ -450,6 +450,9 @@ fn log_stack(kernel: &Kernel, core: usize, serving: usize, stack: &mut Stack) {
         n.tx_dropped,
         n.dhcp_leases_lost,
         n.dhcp_leases_refused,
+        n.dhcp_naks,
+        n.dhcp_answers_refused,
+        n.dhcp_answers_overloaded,
         n.address_conflicts,
         n.address_defences,
         n.addresses_given_up,
@@ -457,7 +460,7 @@ fn log_stack(kernel: &Kernel, core: usize, serving: usize, stack: &mut Stack) {
     if let Some(s) = own {
         let o = stack.own_counters();
         kernel.log(format_args!(
-            "{who} rexo-tcp: {} segments in, {} out ({} retransmitted, {} pieces, {} super-segments cut by the NIC), {} SYNs, {} resets sent, {} bad segments, {} without a way back; ICMP: {} lowered an MSS, {} noted unreachable, {} dropped",
+            "{who} rexo-tcp: {} segments in, {} out ({} retransmitted, {} pieces, {} super-segments cut by the NIC), {} SYNs, {} resets sent ({} to released connections evicted), {} bad segments, {} without a way back; ICMP: {} lowered an MSS, {} noted unreachable, {} dropped",
             s.segments_in,
             s.segments_out,
             s.segments_retransmitted,
@@ -465,6 +468,7 @@ fn log_stack(kernel: &Kernel, core: usize, serving: usize, stack: &mut Stack) {
             o.tx_segmented,
             s.syns,
             s.rst_sent,
+            s.released_evicted,
             s.truncated + s.bad_header + s.not_tcp + s.bad_checksum,
             o.no_neighbour,
             s.icmp_mss_lowered,
