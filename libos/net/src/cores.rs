@@ -169,7 +169,8 @@ fn per_pair(
 /// `random`) after `leased`, the stack that took a DHCP lease over the whole interface:
 /// each with the address leased and every DNS server the lease named, pair 0's running
 /// `leased`'s DHCP client on and starting from its counters (the leases it refused, the
-/// frames it moved while it leased), which would otherwise be lost with it; with the
+/// frames it moved while it leased), which would otherwise be lost with it, and guarding
+/// the address as `leased` did (its announcements due, not a new round); with the
 /// whole interface, shared ([`stacks_of_pairs`]). [`NetError::NoAddress`] when `leased`
 /// has no address.
 pub(crate) fn stacks_after_lease(
@@ -180,6 +181,7 @@ pub(crate) fn stacks_after_lease(
 ) -> Result<(Arc<WholeDevice>, Vec<Stack>), NetError> {
     let dhcp_client = leased.take_dhcp_client();
     let counters = leased.counters();
+    let guard = leased.take_guard();
     let (lease, config, dns_servers) = leased.into_parts();
     let config = config.ok_or(NetError::NoAddress)?;
     let whole = Arc::new(WholeDevice::new(lease));
@@ -194,6 +196,9 @@ pub(crate) fn stacks_after_lease(
     )?;
     if let Some(renewer) = stacks.get_mut(RENEWER_PAIR) {
         renewer.carry_counters(counters);
+        if let Some(guard) = guard {
+            renewer.carry_guard(guard);
+        }
     }
     Ok((whole, stacks))
 }

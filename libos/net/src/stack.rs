@@ -881,6 +881,19 @@ impl Stack {
         self.guard = None;
     }
 
+    /// Hands over the guard of the address this stack holds (its announcements still
+    /// due, its last defence), for the stack that goes on guarding the address.
+    pub(crate) fn take_guard(&mut self) -> Option<AddressGuard> {
+        self.guard.take()
+    }
+
+    /// Guards the address as `guard` did on the stack that took it, instead of
+    /// announcing it anew: pair 0's stack after the interface split from a lease
+    /// ([`crate::cores::stacks_after_lease`]).
+    pub(crate) fn carry_guard(&mut self, guard: AddressGuard) {
+        self.guard = Some(guard);
+    }
+
     /// Resets the device through `whole`, the interface this stack's queue pair was split
     /// from, when the pair answers [`PAIR_BROKEN`] ([`crate::attach_cores`]).
     pub(crate) fn reset_through(&mut self, whole: Arc<WholeDevice>) {

@@ -5180,6 +5180,40 @@ fn a_leased_address_is_announced_twice_2_s_apart() {
     assert!(announced[0] < SECOND, "at once: {announced:?}");
 }
 
+/// The interface split into a stack per queue pair after a lease goes on announcing the
+/// address as the stack that took the lease began to (its first announcement sent with
+/// the lease): one more, 2 s after the first, two in all. Before, pair 0's stack started
+/// a round of its own, so the address went out three times, two of them at once.
+#[test]
+fn a_lease_split_into_pairs_is_announced_twice_in_all() {
+    const SECOND: u64 = 1_000_000_000;
+    let (wire, a, _b) = Wire::new([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], 256);
+    let dhcp = Config::Dhcp { timeout_ns: 0 };
+    let mut leased = Stack::start(Box::new(a), 0, dhcp, 0, Ok(TEST_SEED)).unwrap();
+    let mut now_ns = 0;
+    serve_dhcp(&mut leased, &wire, SPLIT_LEASE, &[], &mut now_ns);
+    let leased_at = now_ns;
+    let (wires, mut stacks) = split_leased(leased, now_ns);
+    let mut announced = Vec::new();
+    while now_ns < leased_at + 5 * SECOND {
+        for (stack, (wire, _)) in stacks.iter_mut().zip(&wires) {
+            stack.poll(now_ns).unwrap();
+            let sent = taken_off(wire);
+            let count = sent
+                .iter()
+                .filter(|f| is_announcement(f, SPLIT_LEASE.0))
+                .count();
+            announced.extend(core::iter::repeat_n(now_ns - leased_at, count));
+        }
+        now_ns += 10_000_000;
+    }
+    assert_eq!(announced.len(), 1, "the second only: {announced:?}");
+    assert!(
+        (SECOND..=2 * SECOND).contains(&announced[0]),
+        "2 s after the first: {announced:?}"
+    );
+}
+
 /// Another host's ARP claiming the leased address is a conflict (RFC 5227 2.4): the
 /// first is defended with one announcement, the address kept; a second within 10 s gives
 /// the lease up: the stack holds no address and the client rests 10 s before it
