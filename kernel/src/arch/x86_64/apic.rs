@@ -13,8 +13,6 @@ static XAPIC_BASE: AtomicU64 = AtomicU64::new(0xFEE0_0000);
 /// Serialises IO-APIC register pairs (select, then window) across cores; taken with
 /// interrupts off, since a line's handler (`platform::on_line_interrupt`) takes it.
 static IOAPIC_LOCK: spin::Mutex<()> = spin::Mutex::new(());
-/// Serialises the two-register ICR writes of xAPIC mode.
-static ICR_LOCK: spin::Mutex<()> = spin::Mutex::new(());
 
 const REG_ID: u32 = 0x20;
 const REG_TPR: u32 = 0x80;
@@ -141,35 +139,31 @@ pub fn send_ipi(apic_id: u32, ipi: Ipi) {
         Ipi::Init => 0b101 << 8 | 1 << 14,
         Ipi::Startup(page) => 0b110 << 8 | u32::from(page),
     };
-    if is_x2apic() {
-        write_icr(apic_id, low);
-    } else {
-        // Interrupts off while the lock is held: handlers send IPIs too.
-        cpu::without_interrupts(|| {
-            let _guard = ICR_LOCK.lock();
-            write_icr(apic_id, low);
-        });
-    }
+    write_icr(apic_id, low);
 }
 
-/// Sends a non-maskable interrupt (vector 2) to the core with local APIC id `apic_id`.
-/// It takes no lock (the crash path sends these, and the crashing core, or one already
-/// halted by an earlier NMI, may hold it).
+/// Sends a non-maskable interrupt (vector 2) to the core with local APIC id `apic_id`
+/// (the crash path's: [`write_icr`] takes no lock another core may hold).
 pub fn send_nmi(apic_id: u32) {
     write_icr(apic_id, 0b100 << 8 | 1 << 14);
 }
 
-/// Writes the interrupt command register: IPI `low` to `apic_id`, waiting in xAPIC mode
-/// until it has gone (the register must be idle before the next).
+/// Writes this core's interrupt command register: IPI `low` to `apic_id`. In xAPIC mode
+/// that is two writes (destination, then command) and a wait until it has gone (the
+/// register must be idle before the next), with interrupts off: handlers send IPIs too,
+/// and one between the two writes would retarget this one. No lock: each core's ICR is
+/// its own, so only its own handlers can interleave.
 fn write_icr(apic_id: u32, low: u32) {
     if is_x2apic() {
         wrmsr(0x830, u64::from(apic_id) << 32 | u64::from(low));
     } else {
-        write(REG_ICR_HIGH, apic_id << 24);
-        write(REG_ICR_LOW, low);
-        while read(REG_ICR_LOW) & ICR_DELIVERY_PENDING != 0 {
-            cpu::pause();
-        }
+        cpu::without_interrupts(|| {
+            write(REG_ICR_HIGH, apic_id << 24);
+            write(REG_ICR_LOW, low);
+            while read(REG_ICR_LOW) & ICR_DELIVERY_PENDING != 0 {
+                cpu::pause();
+            }
+        });
     }
 }
 
