@@ -91,7 +91,8 @@ impl Staged {
         let host_bytes = host.f_blocks.saturating_mul(host.f_frsize);
         if bytes > host_bytes {
             return Err(format!(
-                "{name}: {bytes} bytes are more than the host's file system holding the                  image could ever store ({host_bytes} bytes in all); nothing was written"
+                "{name}: {bytes} bytes are more than the host's file system holding the \
+                 image could ever store ({host_bytes} bytes in all); nothing was written"
             ));
         }
         staged
@@ -204,6 +205,24 @@ mod tests {
 
         let err = Staged::create(&base, "creating").map(|_| ()).unwrap_err();
         assert!(err.contains("not a regular file"), "{err}");
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    /// The refusal of a size past the host's file system reads as one sentence (a string
+    /// continuation without its `\` once put a run of spaces in it) and leaves nothing.
+    #[test]
+    fn a_size_past_the_host_file_system_is_refused_in_one_sentence() {
+        let base = std::env::temp_dir().join(format!("rexo-staged-size-{}", std::process::id()));
+        std::fs::create_dir_all(&base).unwrap();
+        let image = base.join("huge.img");
+        let err = Staged::create_sized(&image, "creating", u64::MAX)
+            .map(|_| ())
+            .unwrap_err();
+        assert!(
+            err.contains("file system holding the image could ever store"),
+            "{err}"
+        );
+        assert!(!image.exists() && !base.join("huge.img.creating").exists());
         std::fs::remove_dir_all(&base).unwrap();
     }
 
