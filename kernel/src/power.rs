@@ -24,13 +24,21 @@ fn debug_exit(value: u8) {
     }
 }
 
-/// Ends the run successfully (QEMU status 33), or halts on hardware (also used when the
-/// machine cannot power off). With another core's crash report under way it only halts:
-/// that core ends the run, as failed, once its report is whole.
-pub fn exit_success() -> ! {
-    if crate::console::crashing_core().is_none() {
-        debug_exit(DEBUG_EXIT_SUCCESS);
+/// Halts this core for good while a crash report is under way, just before one of the
+/// writes that end the run without it (the success exit, the sleep request, a reset):
+/// the crashing core ends the run, as failed, once its report is whole.
+fn halt_if_crashing() {
+    if crate::console::crashing_core().is_some() {
+        cpu::halt_forever()
     }
+}
+
+/// Ends the run successfully (QEMU status 33), or halts on hardware (also used when the
+/// machine cannot power off). With another core's crash report under way it only halts
+/// ([`halt_if_crashing`]).
+pub fn exit_success() -> ! {
+    halt_if_crashing();
+    debug_exit(DEBUG_EXIT_SUCCESS);
     cpu::halt_forever()
 }
 
@@ -71,7 +79,8 @@ fn write_register(register: &GenericAddress, value: u64) -> bool {
 /// sleep request runs with interrupts off ([`cpu::without_interrupts`], which turns them
 /// back on if it returns), so that nothing runs between it and the power going; the
 /// disks are told before, with them on (a core waiting for a disk another core holds
-/// still answers that core's TLB shootdowns).
+/// still answers that core's TLB shootdowns). With another core's crash report under way
+/// it halts instead of the sleep request ([`halt_if_crashing`]).
 pub fn power_off() -> &'static str {
     let Some(info) = crate::platform::acpi() else {
         return "no ACPI tables";
@@ -90,6 +99,7 @@ pub fn power_off() -> &'static str {
     };
     let _disks = MACHINE.get().map(|bound| bound.shut_down_disks(PowerOff));
     cpu::without_interrupts(|| {
+        halt_if_crashing();
         match register {
             SleepRegister::Control(control) => {
                 const SLP_EN_HW_REDUCED: u64 = 1 << 5;
@@ -134,10 +144,12 @@ fn enable_acpi_mode(fadt: &rexo_acpi::Fadt) {
 /// Reboots: every disk told first, as at a power-off (a reset may cut their power or
 /// reset them, and a disk's write cache goes with either), with interrupts on, as in
 /// [`power_off`]; then, with them off, the ACPI reset register, the keyboard controller,
-/// a triple fault.
+/// a triple fault, each halting instead with another core's crash report under way
+/// ([`halt_if_crashing`]).
 pub fn reboot() -> ! {
     let _disks = MACHINE.get().map(|bound| bound.shut_down_disks(Reboot));
     cpu::disable_interrupts();
+    halt_if_crashing();
     let fadt = crate::platform::acpi().and_then(|info| info.fadt.as_ref());
     if let Some(reset) = fadt.and_then(|fadt| fadt.reset) {
         if write_register(&reset.register, u64::from(reset.value)) {
@@ -151,8 +163,10 @@ pub fn reboot() -> ! {
     (0..1000)
         .take_while(|_| cpu::inb(0x64) & 0x02 != 0)
         .for_each(|_| cpu::pause());
+    halt_if_crashing();
     outb(0x64, 0xFE);
     crate::time::delay_us(50_000);
+    halt_if_crashing();
     // An empty IDT: the next exception cannot be delivered and the CPU resets.
     let empty = [0u16; 5];
     // SAFETY: deliberately ends the machine; nothing runs after the triple fault.
