@@ -744,9 +744,10 @@ kernel_test!(
     /// Sends INIT and start-up IPIs to a core the kernel did not start (one past
     /// `cores=`; `badinput::stray-core` boots so), as a stray start-up IPI would: its
     /// ticket has no stack, so it must park in the trampoline, not load a null stack and
-    /// triple-fault (which resets the whole machine). Parked, it takes an NMI (a crash
-    /// report's) on the trampoline's park IDT and stays parked. Without such a core it
-    /// checks nothing (`badinput::stray-core` fails on its line).
+    /// triple-fault (which resets the whole machine). Parked, it takes a stray NMI (a crash
+    /// report sends none to a core that gave no sign of life: `smp::nmi_other_cores`) on
+    /// the trampoline's park IDT and stays parked. Without such a core it checks nothing
+    /// (`badinput::stray-core` fails on its line).
     fn a_core_past_the_plan_parks_in_the_trampoline() {
         use crate::arch::apic::{Ipi, send_ipi};
         let running =

@@ -161,7 +161,8 @@ unsafe extern "C" {
 
 /// Initial stack pointer of each core, indexed by ticket (core index).
 static STACK_TOPS: [AtomicU64; MAX_CORES] = [const { AtomicU64::new(0) }; MAX_CORES];
-/// Each core's sign of life: its APIC id + 1, written when it reaches the work loop.
+/// Each core's sign of life: its APIC id + 1; the boot core's written by [`prepare`], each
+/// other core's by [`mark_alive`] in its entry, before its work loop.
 static ALIVE: [AtomicU32; MAX_CORES] = [const { AtomicU32::new(0) }; MAX_CORES];
 /// Cores in the work loop, the boot core included.
 static RUNNING: AtomicUsize = AtomicUsize::new(1);
@@ -203,9 +204,9 @@ fn install_trampoline(entry: extern "C" fn(u64) -> !, planned: usize) {
 static BOOT_TSC_ADJUST: spin::Once<Option<u64>> = spin::Once::new();
 
 /// Copies the trampoline to low memory and records each core's stack (`stack_tops[i]` for
-/// core index `i`; index 0, the boot core, is unused) and the boot core's TSC adjustment;
-/// a core whose ticket has no stack here parks in the trampoline. Called once, before
-/// [`start_cores`].
+/// core index `i`; index 0, the boot core, is unused), the boot core's TSC adjustment and
+/// its sign of life (for a crash's NMIs, [`nmi_other_cores`]); a core whose ticket has no
+/// stack here parks in the trampoline. Called once, before [`start_cores`].
 pub fn prepare(stack_tops: &[u64], entry: extern "C" fn(u64) -> !) {
     BOOT_TSC_ADJUST.call_once(|| features().tsc_adjust.then(|| rdmsr(msr::TSC_ADJUST)));
     ALIVE[0].store(apic::id() + 1, Ordering::SeqCst); // the boot core, for a crash's NMI
