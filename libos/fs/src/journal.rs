@@ -147,17 +147,21 @@ pub(crate) fn decode_header(block: &Block, start: u64) -> Result<u64, FsError> {
 /// plus the blocks after it (a transaction takes three at least, so none in the log
 /// reaches it, nor any stamp one left on the disk; the scan's next number would not do
 /// after a repair cut by a crash once the log's transactions were home and it was
-/// zeroed, nor past a damaged transaction, whose number may have been seen), kept
-/// below [`MAX_SEQUENCE`]; 1 when the header does not read as one.
+/// zeroed, nor past a damaged transaction, whose number may have been seen). 1 when
+/// the header does not read as one, or when that number leaves no room for the
+/// rebuild's commit: the rebuild commits its superblock as that number and the
+/// checkpoint after it writes the next one into the header, which must stay below
+/// [`MAX_SEQUENCE`] for the repaired disk to mount.
 pub(crate) fn sequence_past_journal<D: BlockStore>(
     disk: &mut D,
     layout: &Layout,
 ) -> Result<u64, FsError> {
     let header = read_disk(disk, layout.journal_start)?;
-    Ok(match decode_header(&header, layout.journal_start) {
-        Ok(sequence) => (sequence + layout.journal_blocks).min(MAX_SEQUENCE - 1),
-        Err(_) => 1,
-    })
+    Ok(decode_header(&header, layout.journal_start)
+        .ok()
+        .and_then(|sequence| sequence.checked_add(layout.journal_blocks))
+        .filter(|&next| next < MAX_SEQUENCE - 1)
+        .unwrap_or(1))
 }
 
 /// Writes the transaction `staged` (home block number to new image) as number

@@ -730,3 +730,31 @@ fn change_stamps_after_a_repair_are_above_every_stamp_before() {
         assert!(fs.stat("/new").unwrap().changed > before, "{name}");
     }
 }
+
+/// A repair over a journal header whose number is near 2^63, the bound sequence
+/// numbers stay below, leaves a disk that mounts: the rebuild commits its superblock
+/// as its first number and the checkpoint writes the next into the header, so a header
+/// within the journal's blocks of the bound restarts the numbers at 1. The number was
+/// held at 2^63 - 1, so with the header at 2^63 - J - 1 or above (J the journal's
+/// blocks) the checkpoint wrote 2^63 into the header and the mount refused it; one
+/// below that counts on from the header.
+#[test]
+fn a_repair_over_a_journal_header_near_the_bound_leaves_a_disk_that_mounts() {
+    let journal = crate::format::Layout::for_disk(1024)
+        .unwrap()
+        .journal_blocks;
+    let bound = 1u64 << 63;
+    for (header, first) in [
+        (bound - 2, 1),
+        (bound - journal - 1, 1),
+        (bound - journal - 2, bound - 2),
+    ] {
+        let mut disk = sample();
+        put_raw(&mut disk, 1, &crate::journal::encode_header(1, header));
+        damage_directory_a(&mut disk);
+        let (fs, _) = FileSystem::repair(disk).unwrap();
+        let mut fs = FileSystem::mount(fs.into_disk())
+            .unwrap_or_else(|error| panic!("header {header}: {error}"));
+        assert_eq!(stamps(&mut fs).into_iter().max(), Some(first), "{header}");
+    }
+}
