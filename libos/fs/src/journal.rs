@@ -143,24 +143,33 @@ pub(crate) fn decode_header(block: &Block, start: u64) -> Result<u64, FsError> {
 }
 
 /// The first sequence number past every one the journal of `layout` on `disk` holds
-/// or handed out as a change stamp, for repair, which empties the journal: the header's
-/// plus the blocks after it (a transaction takes three at least, so none in the log
-/// reaches it, nor any stamp one left on the disk; the scan's next number would not do
-/// after a repair cut by a crash once the log's transactions were home and it was
-/// zeroed, nor past a damaged transaction, whose number may have been seen). 1 when
-/// the header does not read as one, or when that number leaves no room for the
-/// rebuild's commit: the rebuild commits its superblock as that number and the
-/// checkpoint after it writes the next one into the header, which must stay below
-/// [`MAX_SEQUENCE`] for the repaired disk to mount.
+/// or handed out as a change stamp, and past `newest_stamp` (the largest the damaged
+/// tree holds), for repair, which empties the journal: the header's plus the blocks
+/// after it (a transaction takes three at least, so none in the log reaches it, nor
+/// any stamp one left on the disk; the scan's next number would not do after a repair
+/// cut by a crash once the log's transactions were home and it was zeroed, nor past a
+/// damaged transaction, whose number may have been seen), or the stamp's next if
+/// larger. The header's counts as 1 when it does not read as one, or when it leaves
+/// no room for the rebuild's commit, and the result is 1 when it leaves none: the
+/// rebuild commits its superblock as that number and the checkpoint after it writes
+/// the next one into the header, which must stay below [`MAX_SEQUENCE`] for the
+/// repaired disk to mount.
 pub(crate) fn sequence_past_journal<D: BlockStore>(
     disk: &mut D,
     layout: &Layout,
+    newest_stamp: u64,
 ) -> Result<u64, FsError> {
+    let leaves_room = |next: &u64| *next < MAX_SEQUENCE - 1;
     let header = read_disk(disk, layout.journal_start)?;
-    Ok(decode_header(&header, layout.journal_start)
+    let past_journal = decode_header(&header, layout.journal_start)
         .ok()
         .and_then(|sequence| sequence.checked_add(layout.journal_blocks))
-        .filter(|&next| next < MAX_SEQUENCE - 1)
+        .filter(leaves_room)
+        .unwrap_or(1);
+    Ok(newest_stamp
+        .checked_add(1)
+        .map(|past_stamp| past_stamp.max(past_journal))
+        .filter(leaves_room)
         .unwrap_or(1))
 }
 

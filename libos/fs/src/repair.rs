@@ -23,8 +23,9 @@
 //!    - a file whose extents reach past its size grows to cover them;
 //!    - a second entry of a name is kept under a new name (`NAME~2`, ...).
 //! 3. The journal's blocks are written home (file data is journaled too) and the
-//!    journal emptied, its numbers going on past every one it may hold, so that every
-//!    change stamp the rebuild writes is above the damaged tree's; the salvaged tree is built through the ordinary operations in
+//!    journal emptied, its numbers going on past every one it may hold and every stamp
+//!    the walk read, so that every change stamp the rebuild writes is above the
+//!    damaged tree's; the salvaged tree is built through the ordinary operations in
 //!    an empty file system ([`FileSystem::for_rebuild`]): directories anew, each file
 //!    adopting its surviving data blocks where they are (no data is moved but the
 //!    copies above). Every block it writes is one the damaged tree does not use (the
@@ -107,6 +108,8 @@ struct Salvage {
     kept_apart: Vec<u64>,
     /// Each problem met and what was done about it.
     fixes: Vec<String>,
+    /// The largest change stamp of the inodes walked.
+    newest_stamp: u64,
 }
 
 /// The salvage walk's state.
@@ -129,6 +132,8 @@ struct Salvager<'a, D> {
     /// Blocks copied so far.
     copied: usize,
     fixes: Vec<String>,
+    /// The largest change stamp of the inodes walked so far.
+    newest_stamp: u64,
 }
 
 impl<D: BlockStore> FileSystem<D> {
@@ -180,8 +185,6 @@ impl<D: BlockStore> FileSystem<D> {
             // operations.
             Err(error) => return Err(error),
         };
-        // The stamps the rebuild writes are above every one the damaged tree holds.
-        let next_sequence = sequence_past_journal(&mut disk, &layout)?;
         let mut store = Store::new(disk, pending, &layout);
         let root = match (Superblock::decode(&store.read(0)?, blocks), home) {
             (Ok(replayed), _) => replayed.root,
@@ -197,6 +200,8 @@ impl<D: BlockStore> FileSystem<D> {
         };
         let salvage = Salvager::run(&mut store, &layout, root)?;
         fixes.extend(salvage.fixes);
+        // The stamps the rebuild writes are above every one the damaged tree holds.
+        let next_sequence = sequence_past_journal(&mut store.disk, &layout, salvage.newest_stamp)?;
         // File data lives in the journal too: what it holds goes home (a checkpoint:
         // the journal still holds it) before the emptied journal replaces it.
         let mut disk = store.disk;
@@ -283,12 +288,14 @@ impl<'a, D: BlockStore> Salvager<'a, D> {
             nodes: Vec::new(),
             copied: 0,
             fixes: Vec::new(),
+            newest_stamp: 0,
         };
         for block in 0..layout.data_start {
             salvager.metadata.insert(block);
         }
         let mut stack = alloc::vec![(String::from("/"), root)];
         while let Some((path, inode)) = stack.pop() {
+            salvager.newest_stamp = salvager.newest_stamp.max(inode.changed);
             match inode.kind {
                 FileKind::File => salvager.file(path, &inode)?,
                 FileKind::Directory => stack.extend(salvager.directory(path, &inode)?),
@@ -306,6 +313,7 @@ impl<'a, D: BlockStore> Salvager<'a, D> {
             nodes: salvager.nodes,
             kept_apart,
             fixes: salvager.fixes,
+            newest_stamp: salvager.newest_stamp,
         })
     }
 

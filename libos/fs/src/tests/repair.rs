@@ -683,7 +683,8 @@ fn stamps(fs: &mut FileSystem<MemoryDisk>) -> Vec<u64> {
 /// the journal, a damaged journal (its transactions dropped), and a repair cut by a
 /// crash after it wrote the journal's blocks home and zeroed its log, before it
 /// rewrote the header (the scan then finds no transaction past the old header's
-/// number, below the stamps on the disk).
+/// number, below the stamps on the disk), and a journal header that does not read
+/// (the stamps the salvage walk reads bound them then).
 #[test]
 fn change_stamps_after_a_repair_are_above_every_stamp_before() {
     let mut fs = FileSystem::mount(sample()).unwrap();
@@ -698,6 +699,10 @@ fn change_stamps_after_a_repair_are_above_every_stamp_before() {
     let mut fs = FileSystem::mount(journaled.clone()).unwrap();
     fs.sync().unwrap();
     let mut damaged_journal = fs.into_disk();
+    let mut unreadable_header = damaged_journal.clone();
+    let mut header = raw(&mut unreadable_header, 1);
+    header[16] ^= 1;
+    put_raw(&mut unreadable_header, 1, &header);
     let sequence = crate::journal::decode_header(&raw(&mut damaged_journal, 1), 1).unwrap();
     let staged = alloc::collections::BTreeMap::from([(10, crate::format::zeroed())]);
     write_transaction(&mut damaged_journal, 2, sequence, &staged).unwrap();
@@ -718,6 +723,7 @@ fn change_stamps_after_a_repair_are_above_every_stamp_before() {
         ("operations in the journal", damaged_directory),
         ("a damaged journal", damaged_journal),
         ("a repair cut after the journal went home", cut),
+        ("an unreadable journal header", unreadable_header),
     ] {
         let (mut fs, _) = FileSystem::repair(disk).unwrap();
         let after = stamps(&mut fs);
@@ -734,19 +740,24 @@ fn change_stamps_after_a_repair_are_above_every_stamp_before() {
 /// A repair over a journal header whose number is near 2^63, the bound sequence
 /// numbers stay below, leaves a disk that mounts: the rebuild commits its superblock
 /// as its first number and the checkpoint writes the next into the header, so a header
-/// within the journal's blocks of the bound restarts the numbers at 1. The number was
-/// held at 2^63 - 1, so with the header at 2^63 - J - 1 or above (J the journal's
-/// blocks) the checkpoint wrote 2^63 into the header and the mount refused it; one
-/// below that counts on from the header.
+/// within the journal's blocks of the bound counts as one that does not read (the
+/// numbers go on past the stamps the salvage walk reads, the newest /frag's). The
+/// number was held at 2^63 - 1, so with the header at 2^63 - J - 1 or above (J the
+/// journal's blocks) the checkpoint wrote 2^63 into the header and the mount refused
+/// it; one below that counts on from the header.
 #[test]
 fn a_repair_over_a_journal_header_near_the_bound_leaves_a_disk_that_mounts() {
     let journal = crate::format::Layout::for_disk(1024)
         .unwrap()
         .journal_blocks;
+    let newest = stamps(&mut FileSystem::mount(sample()).unwrap())
+        .into_iter()
+        .max()
+        .unwrap();
     let bound = 1u64 << 63;
     for (header, first) in [
-        (bound - 2, 1),
-        (bound - journal - 1, 1),
+        (bound - 2, newest + 1),
+        (bound - journal - 1, newest + 1),
         (bound - journal - 2, bound - 2),
     ] {
         let mut disk = sample();
