@@ -29,6 +29,7 @@
 //! flag is a bit that home block numbers (below the disk's size) never set, so a
 //! journal written before it replays unchanged.
 
+use alloc::borrow::Cow;
 use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::vec::Vec;
@@ -183,21 +184,18 @@ pub(crate) fn write_transaction<D: BlockStore>(
 ) -> Result<u64, FsError> {
     let total = staged.len() as u64;
     let mut targets: Vec<u64> = Vec::new();
-    let mut escaped: BTreeMap<u64, Block> = BTreeMap::new();
+    let mut images: Vec<Cow<'_, Block>> = Vec::new();
     for (&target, image) in staged {
         if image.starts_with(JOURNAL_MAGIC_PREFIX) {
-            let mut written = image.clone();
-            written[..JOURNAL_MAGIC_PREFIX.len()].fill(0);
-            escaped.insert(target, written);
+            let mut escaped = image.clone();
+            escaped[..JOURNAL_MAGIC_PREFIX.len()].fill(0);
+            images.push(Cow::Owned(escaped));
             targets.push(target | ESCAPED);
         } else {
+            images.push(Cow::Borrowed(image));
             targets.push(target);
         }
     }
-    let images: Vec<&Block> = staged
-        .iter()
-        .map(|(target, image)| escaped.get(target).unwrap_or(image))
-        .collect();
     let mut crc = Crc32::castagnoli();
     let mut blocks: Vec<Block> = Vec::new();
     for (index, chunk) in targets.chunks(TARGETS_PER_DESCRIPTOR as usize).enumerate() {
@@ -226,7 +224,10 @@ pub(crate) fn write_transaction<D: BlockStore>(
     put(&mut commit[..], COMMIT_CRC_AT, &crc.finish().to_le_bytes());
     seal(&mut commit, COMMIT_MAGIC, at);
     // Descriptors, images and commit block are one contiguous run of the journal.
-    let all = blocks.iter().chain(images).chain(core::iter::once(&commit));
+    let all = blocks
+        .iter()
+        .chain(images.iter().map(|image| &**image))
+        .chain(core::iter::once(&commit));
     write_sorted(disk, (position..).zip(all))?;
     Ok(at + 1 - position)
 }
