@@ -387,16 +387,10 @@ fn read_transaction<D: BlockStore>(
     if !committed {
         return Ok(None);
     }
-    let escaped: Vec<bool> = targets
-        .iter()
-        .map(|&target| target & ESCAPED != 0)
-        .collect();
-    for target in &mut targets {
-        *target &= !ESCAPED;
-    }
     if let Some(bad) = targets
         .iter()
-        .find(|&&target| target >= layout.blocks || (layout.journal_start..end).contains(&target))
+        .map(|&target| target & !ESCAPED)
+        .find(|&target| target >= layout.blocks || (layout.journal_start..end).contains(&target))
     {
         return Err(FsError::corrupt(
             position,
@@ -408,12 +402,11 @@ fn read_transaction<D: BlockStore>(
     if !kept_all {
         return Err(no_memory());
     }
-    for ((image, target), _) in images
-        .iter_mut()
-        .zip(&targets)
-        .zip(&escaped)
-        .filter(|(_, escaped)| **escaped)
-    {
+    for (target, image) in targets.iter_mut().zip(&mut images) {
+        if *target & ESCAPED == 0 {
+            continue;
+        }
+        *target &= !ESCAPED;
         let prefix = &mut image[..JOURNAL_MAGIC_PREFIX.len()];
         if prefix.iter().any(|&byte| byte != 0) {
             return Err(FsError::corrupt(
