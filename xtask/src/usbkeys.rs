@@ -12,8 +12,9 @@ use crate::Result;
 /// The serial line that says the USB keyboard is attached: `rexo-xhci`'s `port N:
 /// keyboard VENDOR:PRODUCT` with the IDs of QEMU's `usb-kbd`, logged once its report
 /// endpoint is configured. The driver attaches it only after the connect debounce,
-/// 100 ms after its probe (the registry's `xhci: keyboard`): keys typed before its port
-/// reset would be lost, the reset emptying the `usb-kbd`'s queue.
+/// 100 ms after its probe (the registry's binding line, `xhci: USB controller: no
+/// keyboard attached yet (a device is connecting)`): keys typed before its port reset
+/// would be lost, the reset emptying the `usb-kbd`'s queue.
 pub const BOUND: &str = ": keyboard 0627:0001";
 
 /// The gap between two keys: the keyboard's endpoint is polled every 8 ms, and each key
