@@ -148,8 +148,10 @@ pub struct Slot {
     address: Address,
     /// Its driver.
     driver: &'static str,
-    /// Model, MAC or size, for listings (a keyboard's is asked again at each listing,
-    /// [`describe`]).
+    /// Model, MAC or size, taken at binding (and logged then), for listings. A
+    /// keyboard's is asked again at each listing ([`describe`]) but one inside a call on
+    /// it on the listing core, which cannot take its lock and shows this text, what was
+    /// attached at binding (no app code runs inside a keyboard's calls, so none lists).
     about: String,
     /// The device and its holder.
     state: spin::Mutex<SlotState>,
@@ -295,7 +297,8 @@ impl Registry {
 
     /// Every device, numbered within its kind. One whose lock the calling core holds, in
     /// a call on it whose closure asks, shows [`IN_CALL`] (`"(inside a call on it on this
-    /// core)"`) as its holder and no interrupt bindings ([`reentry`]).
+    /// core)"`) as its holder, no interrupt bindings and its description from binding
+    /// ([`reentry`]).
     pub fn devices(&self) -> Vec<DeviceInfo> {
         let core = self.binder.core_index();
         let mut counts = [0usize; 3];
