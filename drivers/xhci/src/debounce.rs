@@ -41,6 +41,12 @@ impl Connections {
         Some(self.waiting.remove(due).0)
     }
 
+    /// Port `port`'s connection ended (nothing is connected to it any more): it waits
+    /// no longer.
+    pub fn forget(&mut self, port: u8) {
+        self.waiting.retain(|&(waiting, _)| waiting != port);
+    }
+
     /// Whether no port waits.
     pub fn is_empty(&self) -> bool {
         self.waiting.is_empty()
@@ -65,5 +71,10 @@ mod tests {
         assert_eq!(connections.take_due(30_000_000 + DEBOUNCE_NS), None);
         assert_eq!(connections.take_due(80_000_000 + DEBOUNCE_NS), Some(6));
         assert!(connections.is_empty());
+        // Port 7's device was unplugged before its debounce was over.
+        connections.seen(7, 0);
+        connections.forget(7);
+        assert!(connections.is_empty());
+        assert_eq!(connections.take_due(DEBOUNCE_NS), None);
     }
 }

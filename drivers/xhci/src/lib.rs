@@ -4,16 +4,18 @@
 //! reset and started with a command ring, one event ring segment on interrupter 0
 //! (polled: its interrupt stays off) and scratchpad buffers. A controller with a device
 //! connected to a root port at probe is one [`KeyboardDevice`], returned at once; its
-//! polls attach each such port once its connection has been stable for 100 ms (the
-//! connect debounce of USB 2.0 7.1.7.3, which thus holds up neither the probe nor the
-//! boot): the port is reset and its device addressed; a device whose configuration has
-//! a boot keyboard interface is configured (boot protocol, idle rate 0) and its
-//! interrupt IN endpoint keeps `REPORTS_IN_FLIGHT` Normal TRBs queued for 8-byte boot
-//! reports. Reading the keyboard device polls the event ring in DMA memory (no register
-//! access while nothing happens), turns new key presses into terminal bytes and queues
+//! polls attach each root port with a device connected once its connection has been
+//! stable for 100 ms (the connect debounce of USB 2.0 7.1.7.3, which thus holds up
+//! neither the probe nor the boot): the port is reset and its device addressed; a
+//! device whose configuration has a boot keyboard interface is configured (boot
+//! protocol, idle rate 0) and its interrupt IN endpoint keeps `REPORTS_IN_FLIGHT`
+//! Normal TRBs queued for 8-byte boot reports. Reading the keyboard device polls the
+//! event ring in DMA memory (no register access while nothing happens), turns new key
+//! presses into terminal bytes and queues
 //! the TRBs again (one doorbell per keyboard per poll); it types nothing when no device
-//! was a boot keyboard. Hot-plugging is not followed: devices are those connected at
-//! probe, and a keyboard unplugged is given up.
+//! was a boot keyboard. Devices are hot-plugged: a Port Status Change Event has the
+//! poll read the port, clear its change bits and attach a device connected (after the
+//! same debounce) or give back the slot of one unplugged.
 #![cfg_attr(target_os = "none", no_std)]
 #![deny(unsafe_code)]
 
@@ -99,7 +101,8 @@ pub fn matches(function: &Function) -> bool {
 
 /// Starts the controller on `function`: one keyboard device for all the boot
 /// keyboards on its root ports, attached by its polls once their connect debounce is
-/// over; none when no root port has a device connected.
+/// over, those connected now and those plugged in later alike; none when no root port
+/// has a device connected.
 pub fn probe(mut function: DeviceFunction) -> Result<Vec<Found>, DeviceError> {
     function.enable()?;
     let bar = function.mmio(0)?;
@@ -255,9 +258,12 @@ struct Xhci {
     /// The controller lost events (a full event ring) since the report endpoints were
     /// last restarted: the next poll restarts them.
     events_lost: bool,
-    /// Root ports with a device connected at probe and not attached yet, until their
-    /// connect debounce is over ([`attach_debounced`](Self::attach_debounced)).
+    /// Root ports with a device connected and not attached yet, until their connect
+    /// debounce is over ([`attach_debounced`](Self::attach_debounced)).
     connections: Connections,
+    /// Root ports named by Port Status Change Events since the last poll, for it to
+    /// follow ([`follow_port_changes`](Self::follow_port_changes)), each once.
+    port_changes: Vec<u8>,
     /// Commands that timed out unfetched and were made No Ops
     /// ([`abort_command`](Self::abort_command)), by address, until their completion.
     skipped: Vec<u64>,
@@ -399,6 +405,7 @@ impl Xhci {
             failed: None,
             events_lost: false,
             connections: Connections::default(),
+            port_changes: Vec::new(),
             skipped: Vec::new(),
         };
         let op = &xhci.registers.op;
@@ -773,8 +780,9 @@ impl Xhci {
     /// whose connection changed meanwhile (PORTSC.CSC, cleared when the connection was
     /// seen) waits the debounce again from when the change is seen (a clock read then,
     /// after the ports attached before it), or no more when nothing is connected
-    /// to it any more (no hot-plugging). Returns whether it looked at a port; an error
-    /// only when the controller failed.
+    /// to it any more (a later connection comes back through its Port Status Change
+    /// Event, [`follow_port_changes`](Self::follow_port_changes)). Returns whether it
+    /// looked at a port; an error only when the controller failed.
     fn attach_debounced(&mut self) -> Result<bool, DeviceError> {
         let now = self.platform.now_ns();
         let mut looked = false;
@@ -1101,7 +1109,9 @@ impl Xhci {
 
     /// Handles an event nobody waits for: a keyboard report is decoded into
     /// [`typed`](Self::typed) and its TRB queued again; a report error marks the
-    /// endpoint halted; a port status change is ignored (no hot-plugging); the
+    /// endpoint halted; a port status change notes its port for the poll to follow
+    /// ([`follow_port_changes`](Self::follow_port_changes): doing it here could run a
+    /// command while another one is waited on); the
     /// completion of a command skipped as a No Op is dropped, its wait long over; a
     /// Host Controller Event is handled by
     /// [`host_controller_event`](Self::host_controller_event) (the only error); anything
@@ -1110,7 +1120,14 @@ impl Xhci {
         match event.kind() {
             trb::TRANSFER_EVENT => self.handle_report(event),
             trb::HOST_CONTROLLER_EVENT => return self.host_controller_event(&event),
-            trb::PORT_STATUS_CHANGE => {}
+            trb::PORT_STATUS_CHANGE => match event.port() {
+                port if (1..=self.ports).contains(&port) => {
+                    if !self.port_changes.contains(&port) {
+                        self.port_changes.push(port);
+                    }
+                }
+                _ => self.drop_stray(Stray::UnknownPort, &event),
+            },
             trb::COMMAND_COMPLETION => {
                 match self.skipped.iter().position(|&at| at == event.parameter) {
                     Some(skipped) => drop(self.skipped.swap_remove(skipped)),
@@ -1128,8 +1145,11 @@ impl Xhci {
     /// command is aborted), and report TRBs the controller completed unseen would stay
     /// counted in flight, so the next poll restarts every report endpoint (Stop
     /// Endpoint, its dequeue pointer moved past what it held, the reports queued
-    /// again); logged once per restart. Any other code is an error of the controller
-    /// itself (with USBSTS.HCE, an internal error): it fails the controller.
+    /// again); logged once per restart. A Port Status Change Event may be among those
+    /// lost, and a port whose change bits stay set generates none again (xHCI 4.19.2),
+    /// so every root port is followed by the next poll too. Any other code is an error
+    /// of the controller itself (with USBSTS.HCE, an internal error): it fails the
+    /// controller.
     fn host_controller_event(&mut self, event: &Trb) -> Result<(), DeviceError> {
         let code = event.completion_code();
         if matches!(code, completion::EVENT_RING_FULL | completion::EVENT_LOST) {
@@ -1141,6 +1161,7 @@ impl Xhci {
                 );
             }
             self.events_lost = true;
+            self.port_changes = (1..=self.ports).collect();
             return Ok(());
         }
         self.failed = Some("the controller reported an internal error (Host Controller Event)");
@@ -1304,11 +1325,21 @@ impl Xhci {
     /// long as the controller may use them, and its later events are stray ones. Only
     /// a failure of the controller as a whole is returned.
     fn drop_keyboard(&mut self, index: usize, why: &str) -> Result<(), DeviceError> {
-        let (slot, port) = (self.devices[index].slot, self.devices[index].port);
+        let port = self.devices[index].port;
         log::warn!(
             "{} xhci: port {port}: keyboard given up: {why}",
             self.address
         );
+        self.give_back(index)
+    }
+
+    /// Disables device `index`'s slot ([`disable_slot`](Self::disable_slot)), so the
+    /// device leaves the list, its memory goes back and the slot is free. When Disable
+    /// Slot fails or times out (logged), a keyboard's ring and report buffers stay
+    /// with the device ([`Device::kept`]) as long as the controller may use them. Only
+    /// a failure of the controller as a whole is returned.
+    fn give_back(&mut self, index: usize) -> Result<(), DeviceError> {
+        let slot = self.devices[index].slot;
         match self.disable_slot(index) {
             Ok(()) => {}
             Err(error) if self.failed.is_some() => return Err(error),
@@ -1320,6 +1351,49 @@ impl Xhci {
                         .kept
                         .extend([keyboard.ring.into_memory(), keyboard.reports]);
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// Follows the root ports that Port Status Change Events named (xHCI 4.19.2, 5.4.8):
+    /// reads each one's PORTSC and clears every change bit set (write 1 to clear; the
+    /// other change bits written 0, PED not written 1, which would disable the port),
+    /// since while any stays set the port generates no further event. A port with
+    /// nothing connected gives back the slot of each device on it, an unplugged
+    /// keyboard among them ([`give_back`](Self::give_back), logged), and waits for no
+    /// connection; a new connection (CSC with CCS) gives back what was attached there
+    /// (the device was replugged between polls) and starts its connect debounce, after
+    /// which [`attach_debounced`](Self::attach_debounced) attaches it as at probe. Any
+    /// other change (a reset finished, a link state) changes nothing more. An error only
+    /// when the controller failed.
+    fn follow_port_changes(&mut self) -> Result<(), DeviceError> {
+        for port in core::mem::take(&mut self.port_changes) {
+            let status = self.registers.portsc(port);
+            let changes = status & port::CHANGES;
+            if changes != 0 {
+                self.registers.set_portsc(port, status, changes);
+            }
+            let connected = status & port::CONNECTED != 0;
+            if connected && changes & port::CONNECT_CHANGE == 0 {
+                continue;
+            }
+            // From the last: a device given back leaves the list.
+            for index in (0..self.devices.len()).rev() {
+                if self.devices[index].port != port {
+                    continue;
+                }
+                log::info!(
+                    "{} xhci: port {port}: device unplugged, slot {} given back",
+                    self.address,
+                    self.devices[index].slot
+                );
+                self.give_back(index)?;
+            }
+            if connected {
+                self.connections.seen(port, self.platform.now_ns());
+            } else {
+                self.connections.forget(port);
             }
         }
         Ok(())
@@ -1340,7 +1414,9 @@ impl Xhci {
 
     /// Handles every event written since the last poll (stray events are logged and
     /// dropped; a fatal Host Controller Event fails the controller, ends the batch and
-    /// is returned); then, even with no events, restarts any keyboard report endpoint
+    /// is returned); follows the root ports their Port Status Change Events named
+    /// ([`follow_port_changes`](Self::follow_port_changes)); then, even with no events,
+    /// restarts any keyboard report endpoint
     /// that halted and whose delay passed, and all of them after lost events (one that
     /// cannot be restarted gives its keyboard up;
     /// [`restart_reports`](Self::restart_reports)), and attaches the ports whose connect
@@ -1364,6 +1440,7 @@ impl Xhci {
         }
         // A batch that ended in a fault failed the controller: nothing is restarted.
         result?;
+        self.follow_port_changes()?;
         let halted = |device: &Device| device.keyboard.as_ref().is_some_and(|k| k.halted.is_some());
         let mut restarted = false;
         if self.events_lost || self.devices.iter().any(halted) {
@@ -1881,6 +1958,7 @@ mod tests {
             failed: None,
             events_lost: false,
             connections: Connections::default(),
+            port_changes: Vec::new(),
             skipped: Vec::new(),
         };
         (xhci, platform)
@@ -3380,5 +3458,192 @@ mod tests {
             }
             assert!(xhci.connections.is_empty());
         }
+    }
+
+    /// A Port Status Change Event for root port `port` (xHCI 6.4.2.3).
+    fn port_change_event(port: u8) -> Trb {
+        Trb {
+            parameter: u64::from(port) << 24,
+            status: u32::from(completion::SUCCESS) << 24,
+            control: trb::PORT_STATUS_CHANGE << 10,
+        }
+    }
+
+    /// An event writer of `xhci`'s event ring from its first entry.
+    fn event_writer(xhci: &Xhci, platform: &'static HostPlatform) -> EventWriter {
+        EventWriter {
+            events: platform.device_view(xhci.events.memory()),
+            written: std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+        }
+    }
+
+    /// Port 1 of a controller with nothing connected at probe gets a full-speed device
+    /// later: its Port Status Change Event has the poll clear CSC and start the connect
+    /// debounce, and 100 ms after that the port is reset and the device given a slot.
+    #[test]
+    fn a_device_plugged_in_after_the_probe_is_attached_after_its_debounce() {
+        use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering::Relaxed};
+        use std::sync::{Arc, Mutex};
+        let (mut xhci, platform) = controller(1);
+        let ports = xhci.registers.ports.clone();
+        ports.write32(0, port::POWER);
+        ports.write32(op::PORT_STRIDE, port::POWER);
+        let writer = event_writer(&xhci, platform);
+        let commands = platform.device_view(xhci.commands.memory_mut());
+        let ring = xhci.commands.address_of(0);
+        // Port 1 as the controller keeps it: what it last showed, and the driver's
+        // writes (a value other than that): PR ends a reset at once (PED, PRC), the
+        // change bits written 1 clear; Enable Slot answers slot 0, refused, which ends
+        // the attach.
+        let shown = Arc::new(AtomicU32::new(port::POWER));
+        let writes = Arc::new(Mutex::new(Vec::new()));
+        let (port_side, writes_seen) = (shown.clone(), writes.clone());
+        let (hook_ports, hook_writer) = (ports.clone(), writer.clone());
+        let answered = AtomicUsize::new(0);
+        platform.on_clock_reading(move || {
+            let now = hook_ports.read32(0);
+            let before = port_side.load(Relaxed);
+            if now != before {
+                writes_seen.lock().unwrap().push(now);
+                let after = if now & port::RESET != 0 {
+                    before | port::ENABLED | port::RESET_CHANGE
+                } else {
+                    before & !(now & port::CHANGES)
+                };
+                hook_ports.write32(0, after);
+                port_side.store(after, Relaxed);
+            }
+            let entry = answered.load(Relaxed);
+            if commands.read32(entry * trb::SIZE + 12) & trb::CYCLE != 0 {
+                let at = ring + (entry * trb::SIZE) as u64;
+                hook_writer.write(command_event(at, completion::SUCCESS));
+                answered.store(entry + 1, Relaxed);
+            }
+        });
+        let resets = || {
+            let writes = writes.lock().unwrap();
+            writes.iter().filter(|&&w| w & port::RESET != 0).count()
+        };
+        poll_quietly(&mut xhci, 1);
+        assert!(xhci.connections.is_empty());
+        // The device is plugged in at 10 ms.
+        platform.advance_clock(10_000_000);
+        let plugged = port::POWER | port::CONNECTED | port::CONNECT_CHANGE | 1 << 10;
+        shown.store(plugged, Relaxed);
+        ports.write32(0, plugged);
+        writer.write(port_change_event(1));
+        poll_quietly(&mut xhci, 1);
+        assert_eq!(
+            *writes.lock().unwrap(),
+            [port::POWER | port::CONNECT_CHANGE],
+            "CSC cleared, PP kept, PED and PR not written"
+        );
+        assert_eq!(ports.read32(0) & port::CHANGES, 0);
+        let connecting = "USB controller: no keyboard attached yet (a device is connecting)";
+        assert_eq!(xhci.attached(), Ok(String::from(connecting)));
+        platform.advance_clock(99_000_000);
+        poll_quietly(&mut xhci, 1);
+        assert_eq!(resets(), 0, "stable for 99 ms only");
+        platform.advance_clock(1_000_000);
+        captured_log::take();
+        poll_quietly(&mut xhci, 1);
+        assert_eq!(resets(), 1);
+        assert_eq!(count_sent(&mut xhci, trb::ENABLE_SLOT), 1);
+        assert!(xhci.connections.is_empty());
+        let logged = captured_log::take();
+        assert!(
+            logged
+                .iter()
+                .any(|line| line.contains("port 1: the device gave index 0")),
+            "{logged:?}"
+        );
+    }
+
+    #[test]
+    fn an_unplugged_keyboard_has_its_slot_disabled_and_memory_back_at_its_port_change() {
+        let (mut xhci, platform) = controller_with_a_keyboard();
+        xhci.dcbaa.write64(8, xhci.devices[0].output.phys());
+        let writer = play_controller(&mut xhci, platform, &[], &[]);
+        assert_eq!(xhci.attached(), Ok(String::from("USB keyboard on port 1")));
+        // Unplugged: nothing connected, the port disabled, both changes noted.
+        let ports = xhci.registers.ports.clone();
+        let unplugged = port::POWER | port::CONNECT_CHANGE | 1 << 18;
+        ports.write32(0, unplugged);
+        writer.write(port_change_event(1));
+        captured_log::take();
+        poll_quietly(&mut xhci, 1);
+        let sent: Vec<u32> = commands_sent(&mut xhci).iter().map(Trb::kind).collect();
+        assert_eq!(sent, [trb::DISABLE_SLOT]);
+        assert!(xhci.devices.is_empty());
+        assert_eq!(xhci.dcbaa.read64(8), 0);
+        assert_eq!(platform.live(), 3, "only the controller's memory is left");
+        // The registers are plain memory: they hold the write, CSC and PEC written 1.
+        assert_eq!(ports.read32(0), unplugged);
+        let none = String::from("USB controller: no keyboard attached");
+        assert_eq!(xhci.attached(), Ok(none));
+        let logged = captured_log::take();
+        let said = "port 1: device unplugged, slot 1 given back";
+        assert!(logged.iter().any(|line| line.contains(said)), "{logged:?}");
+        poll_quietly(&mut xhci, 20);
+        assert_eq!(commands_sent(&mut xhci).len(), 1, "nothing more");
+        assert!(xhci.failed.is_none());
+    }
+
+    #[test]
+    fn every_change_bit_set_is_cleared_and_the_port_left_enabled() {
+        let (mut xhci, platform) = controller(1);
+        let ports = xhci.registers.ports.clone();
+        let writer = event_writer(&xhci, platform);
+        // Port 1: a reset finished (PRC) on the device connected; port 2: every change
+        // bit, a new connection among them; and an event naming a port there is not.
+        let enabled = port::POWER | port::CONNECTED | port::ENABLED | 1 << 10;
+        ports.write32(0, enabled | port::RESET_CHANGE);
+        ports.write32(op::PORT_STRIDE, enabled | port::CHANGES);
+        for port in [1, 2, 9] {
+            writer.write(port_change_event(port));
+        }
+        captured_log::take();
+        poll_quietly(&mut xhci, 1);
+        // Plain memory: each register holds the driver's write, with neither CCS nor
+        // PED (a PED written 1 disables the port) and the change bits written 1.
+        assert_eq!(ports.read32(0), port::POWER | port::RESET_CHANGE);
+        assert_eq!(ports.read32(op::PORT_STRIDE), port::POWER | port::CHANGES);
+        // Only port 2's change was a connection: its debounce started.
+        let now = platform.now_ns();
+        assert_eq!(
+            xhci.connections.take_due(now + debounce::DEBOUNCE_NS),
+            Some(2)
+        );
+        assert!(xhci.connections.is_empty());
+        let logged = captured_log::take();
+        let said = "dropped a port status change for no root port (1 so far)";
+        assert!(logged.iter().any(|line| line.contains(said)), "{logged:?}");
+        assert!(commands_sent(&mut xhci).is_empty());
+    }
+
+    #[test]
+    fn after_lost_events_every_root_port_is_followed() {
+        let (mut xhci, platform) = controller(1);
+        let ports = xhci.registers.ports.clone();
+        let writer = event_writer(&xhci, platform);
+        // Port 2's device was connected; its Port Status Change Event was lost.
+        ports.write32(0, port::POWER);
+        let connected = port::POWER | port::CONNECTED | port::CONNECT_CHANGE;
+        ports.write32(op::PORT_STRIDE, connected);
+        writer.write(Trb {
+            parameter: 0,
+            status: u32::from(completion::EVENT_RING_FULL) << 24,
+            control: trb::HOST_CONTROLLER_EVENT << 10,
+        });
+        poll_quietly(&mut xhci, 1);
+        assert_eq!(
+            ports.read32(op::PORT_STRIDE),
+            port::POWER | port::CONNECT_CHANGE
+        );
+        let now = platform.now_ns();
+        assert_eq!(
+            xhci.connections.take_due(now + debounce::DEBOUNCE_NS),
+            Some(2)
+        );
     }
 }

@@ -80,6 +80,10 @@ pub mod port {
     pub const CONNECT_CHANGE: u32 = 1 << 17;
     /// PRC: the reset finished (write 1 to clear).
     pub const RESET_CHANGE: u32 = 1 << 21;
+    /// The seven change bits, all write-1-to-clear: CSC, PEC, WRC, OCC, PRC, PLC, CEC
+    /// (17 to 23). While any stays set the port generates no further Port Status Change
+    /// Event (4.19.2).
+    pub const CHANGES: u32 = 0x7F << 17;
     /// The read-write bits a write must carry back unchanged: PP, PIC, WCE/WDE/WOE
     /// (PED and the change bits are write-1-to-clear and PR/LWS/WPR actions, so never kept).
     pub const PRESERVE: u32 = POWER | (0x3 << 14) | (0x7 << 25);
@@ -258,6 +262,11 @@ impl Trb {
     /// The slot an event concerns (control 31:24).
     pub fn slot(&self) -> u8 {
         (self.control >> 24) as u8
+    }
+
+    /// A Port Status Change Event's root port (1-based, parameter 31:24, 6.4.2.3).
+    pub fn port(&self) -> u8 {
+        (self.parameter >> 24) as u8
     }
 
     /// A Transfer Event's endpoint (device context index, control 20:16).

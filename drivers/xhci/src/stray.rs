@@ -1,9 +1,9 @@
 //! Stray events: events the controller wrote that no wait and no keyboard takes (an
 //! event for a TRB or command nobody waits on, a slot without a device, an endpoint the
-//! driver does not use). None of them is a fault of the controller as a whole, so each
-//! is dropped and the wait or poll goes on; they are logged so that a misbehaving
-//! controller or device is visible, but sparingly, because such a controller may repeat
-//! them without end.
+//! driver does not use, a port the controller does not have). None of them is a fault
+//! of the controller as a whole, so each is dropped and the wait or poll goes on; they
+//! are logged so that a misbehaving controller or device is visible, but sparingly,
+//! because such a controller may repeat them without end.
 
 use core::fmt;
 
@@ -26,6 +26,8 @@ pub enum Stray {
     /// A Command Completion Event for no command waited on (late, after its command
     /// timed out, or naming no command at all).
     NotThisCommand,
+    /// A Port Status Change Event naming no root port of the controller.
+    UnknownPort,
     /// An event of a type the driver neither asks for nor handles.
     UnhandledType,
 }
@@ -46,6 +48,7 @@ impl fmt::Display for Stray {
             Self::NotOnReportRing => "report event for a TRB not on the report ring",
             Self::ReportNotInFlight => "report event for a TRB the controller does not hold",
             Self::NotThisCommand => "command completion for no command waited on",
+            Self::UnknownPort => "port status change for no root port",
             Self::UnhandledType => "event of a type the driver does not handle",
         })
     }
