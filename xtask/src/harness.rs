@@ -1058,6 +1058,8 @@ fn run_case(root: &Path, elf: &Path, case: &Case, logs: &Path) -> Result<Outcome
     let mut images = Vec::new();
     let mut kill_after_flush = false;
     let mut keyboard = None;
+    // The monitor socket of a controller empty at boot, until the keyboard is plugged in.
+    let mut plug = None;
     let mut bmfs_image = None;
     let mut forwards = Vec::new();
     let mut flood = None;
@@ -1156,8 +1158,14 @@ fn run_case(root: &Path, elf: &Path, case: &Case, logs: &Path) -> Result<Outcome
                 made_disk("site.img", &crate::disk::image_of_site, device, &mut extra)?;
             }
             Arg::UsbKeyboard(keys) => {
-                let (args, socket) = crate::usbkeys::qemu_args(&scratch)?;
+                let (args, socket) = crate::usbkeys::qemu_args(&scratch, true)?;
                 extra.extend(args);
+                keyboard = Some((socket, *keys));
+            }
+            Arg::UsbKeyboardPlugged(keys) => {
+                let (args, socket) = crate::usbkeys::qemu_args(&scratch, false)?;
+                extra.extend(args);
+                plug = Some(socket.clone());
                 keyboard = Some((socket, *keys));
             }
             Arg::KillAfterFlush => kill_after_flush = true,
@@ -1235,6 +1243,7 @@ fn run_case(root: &Path, elf: &Path, case: &Case, logs: &Path) -> Result<Outcome
     let ports = forwards.into_iter().next().unwrap_or_default();
     let mut client_thread = None;
     let mut typist = None;
+    let mut plugger = None;
     let ticking = case.client.is_some() && stop_at_checks;
     let capture = qemu::run_inner(
         tap.as_ref().map(crate::tapnet::TapNet::netns),
@@ -1262,6 +1271,9 @@ fn run_case(root: &Path, elf: &Path, case: &Case, logs: &Path) -> Result<Outcome
                     }
                     (client.run)(&ports)
                 }));
+            }
+            if let Some(socket) = plug.take_if(|_| line.text.ends_with(crate::usbkeys::EMPTY)) {
+                plugger = Some(std::thread::spawn(move || crate::usbkeys::plug(&socket)));
             }
             if let Some((socket, keys)) =
                 keyboard.take_if(|_| line.text.contains(crate::usbkeys::BOUND))
@@ -1309,6 +1321,18 @@ fn run_case(root: &Path, elf: &Path, case: &Case, logs: &Path) -> Result<Outcome
             Some(Ok(Err(e))) => reasons.push(format!("{}: {e}", client.name)),
             Some(Ok(Ok(notes))) => append_notes(&log, client.name, &notes),
         }
+    }
+    if let Some(plugger) = plugger {
+        match plugger.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => reasons.push(format!("plugging in the USB keyboard: {e}")),
+            Err(_) => reasons.push("the USB keyboard's plugger panicked".into()),
+        }
+    } else if plug.is_some() {
+        reasons.push(format!(
+            "the empty USB controller was never bound (no line ending with `{}`)",
+            crate::usbkeys::EMPTY
+        ));
     }
     if let Some(typist) = typist {
         match typist.join() {

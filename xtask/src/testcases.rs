@@ -100,6 +100,11 @@ pub enum Arg {
     /// A `qemu-xhci` controller with a `usb-kbd` and QEMU's monitor on a socket: once
     /// the serial shows the keyboard attached, these keys are typed on it (`sendkey`).
     UsbKeyboard(&'static [&'static str]),
+    /// A `qemu-xhci` controller with nothing connected and QEMU's monitor on a socket:
+    /// once the serial shows the controller bound empty
+    /// ([`usbkeys::EMPTY`](crate::usbkeys::EMPTY)), a `usb-kbd` is plugged in
+    /// (`device_add`), and once the serial shows it attached these keys are typed on it.
+    UsbKeyboardPlugged(&'static [&'static str]),
     /// SIGKILL QEMU as soon as the serial shows `diskcheck: disk K: flushed` for every
     /// disk, before anything else can write the images: what the images then hold is
     /// what the flush made durable.
@@ -1422,6 +1427,22 @@ pub const CASES: &[Case] = &[
             Check::Has("list the commands"),
             Check::Has("class 0c.03.30"),
             Check::Has("driver xhci"),
+        ],
+        ..BASE
+    },
+    Case {
+        // The same, the controller empty at boot (listed 'no keyboard attached') and the
+        // usb-kbd plugged in while the monitor runs: it is attached and types `help`.
+        name: "monitor::usb-keyboard-hot-plugged",
+        machine: Machine::Q35,
+        machine_props: &["i8042=off"],
+        append: "app=monitor",
+        qemu: &[Arg::UsbKeyboardPlugged(&["h", "e", "l", "p", "ret"])],
+        timeout_s: 60,
+        checks: &[
+            Check::Has("xhci: USB controller: no keyboard attached"),
+            Check::Has("xhci: port"),
+            Check::Has("list the commands"),
         ],
         ..BASE
     },

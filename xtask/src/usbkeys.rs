@@ -1,6 +1,7 @@
 //! Typing on a USB keyboard from the host: QEMU's human monitor on a Unix socket takes
 //! `sendkey KEY` lines and delivers them to the most recently added keyboard (the
-//! `usb-kbd` of [`crate::testcases::Arg::UsbKeyboard`]).
+//! `usb-kbd` of [`crate::testcases::Arg::UsbKeyboard`], or the one
+//! [`crate::testcases::Arg::UsbKeyboardPlugged`] plugs in with `device_add`).
 
 use std::io::Write;
 use std::os::unix::net::UnixStream;
@@ -17,27 +18,52 @@ use crate::Result;
 /// would be lost, the reset emptying the `usb-kbd`'s queue.
 pub const BOUND: &str = ": keyboard 0627:0001";
 
+/// The serial line, at its end, that says the registry bound an xHCI controller with
+/// nothing connected: the line `rexo-xhci`'s device is listed with at its binding.
+pub const EMPTY: &str = "xhci: USB controller: no keyboard attached";
+
+/// The monitor command that plugs a `usb-kbd` into the controller.
+const PLUG: &str = "device_add usb-kbd,bus=xhci.0,id=plugged\n";
+
+/// How long the monitor connection that plugged the keyboard stays open, so that QEMU
+/// reads the command before the connection ends.
+const PLUG_LINGER: Duration = Duration::from_millis(200);
+
 /// The gap between two keys: the keyboard's endpoint is polled every 8 ms, and each key
 /// is a press and a release report.
 const GAP: Duration = Duration::from_millis(150);
 
-/// QEMU's arguments for a `qemu-xhci` controller with a `usb-kbd`, and a human monitor
-/// on a socket in `scratch` (its path is the second value).
-pub fn qemu_args(scratch: &Path) -> Result<(Vec<String>, PathBuf)> {
+/// QEMU's arguments for a `qemu-xhci` controller, with a `usb-kbd` on it when
+/// `connected` (else nothing), and a human monitor on a socket in `scratch` (its path
+/// is the second value).
+pub fn qemu_args(scratch: &Path, connected: bool) -> Result<(Vec<String>, PathBuf)> {
     let socket = scratch.join("monitor.sock");
     let monitor = format!("unix:{},server,nowait", crate::qemu::option_path(&socket)?);
-    let args = [
-        "-device",
-        "qemu-xhci,id=xhci",
-        "-device",
-        "usb-kbd,bus=xhci.0",
-        "-monitor",
-    ]
-    .iter()
-    .map(|a| a.to_string())
-    .chain([monitor])
-    .collect();
+    let keyboard: &[&str] = if connected {
+        &["-device", "usb-kbd,bus=xhci.0"]
+    } else {
+        &[]
+    };
+    let args = ["-device", "qemu-xhci,id=xhci"]
+        .iter()
+        .chain(keyboard)
+        .chain(&["-monitor"])
+        .map(|a| a.to_string())
+        .chain([monitor])
+        .collect();
     Ok((args, socket))
+}
+
+/// Plugs a `usb-kbd` into the controller of [`qemu_args`] through the monitor at
+/// `socket` (`device_add`), while the guest runs.
+pub fn plug(socket: &Path) -> Result<()> {
+    let mut monitor = UnixStream::connect(socket)
+        .map_err(|e| format!("QEMU's monitor at {}: {e}", socket.display()))?;
+    monitor
+        .write_all(PLUG.as_bytes())
+        .map_err(|e| format!("device_add: {e}"))?;
+    std::thread::sleep(PLUG_LINGER);
+    Ok(())
 }
 
 /// Types `keys` (QEMU key names: `h`, `ret`, `shift-a`) through the monitor at `socket`.
@@ -59,7 +85,7 @@ mod tests {
 
     #[test]
     fn the_keyboard_and_its_monitor_are_attached() {
-        let (args, socket) = qemu_args(Path::new("/tmp/case")).unwrap();
+        let (args, socket) = qemu_args(Path::new("/tmp/case"), true).unwrap();
         assert_eq!(socket, Path::new("/tmp/case/monitor.sock"));
         assert!(
             args.windows(2)
@@ -69,10 +95,26 @@ mod tests {
             args.last().map(String::as_str),
             Some("unix:/tmp/case/monitor.sock,server,nowait")
         );
-        let (args, _) = qemu_args(Path::new("/tmp/a,b")).unwrap();
+        let (args, _) = qemu_args(Path::new("/tmp/a,b"), true).unwrap();
         assert_eq!(
             args.last().map(String::as_str),
             Some("unix:/tmp/a,,b/monitor.sock,server,nowait")
         );
+    }
+
+    #[test]
+    fn a_controller_to_plug_into_starts_with_nothing_connected() {
+        let (args, socket) = qemu_args(Path::new("/tmp/case"), false).unwrap();
+        assert_eq!(
+            args,
+            [
+                "-device",
+                "qemu-xhci,id=xhci",
+                "-monitor",
+                "unix:/tmp/case/monitor.sock,server,nowait"
+            ]
+        );
+        assert_eq!(socket, Path::new("/tmp/case/monitor.sock"));
+        assert_eq!(PLUG, "device_add usb-kbd,bus=xhci.0,id=plugged\n");
     }
 }

@@ -2,8 +2,8 @@
 //!
 //! The controller is taken from the firmware (USB Legacy Support capability), halted,
 //! reset and started with a command ring, one event ring segment on interrupter 0
-//! (polled: its interrupt stays off) and scratchpad buffers. A controller with a device
-//! connected to a root port at probe is one [`KeyboardDevice`], returned at once; its
+//! (polled: its interrupt stays off) and scratchpad buffers. Each controller is one
+//! [`KeyboardDevice`], returned at once, whether or not a device is connected; its
 //! polls attach each root port with a device connected once its connection has been
 //! stable for 100 ms (the connect debounce of USB 2.0 7.1.7.3, which thus holds up
 //! neither the probe nor the boot): the port is reset and its device addressed; a
@@ -101,8 +101,7 @@ pub fn matches(function: &Function) -> bool {
 
 /// Starts the controller on `function`: one keyboard device for all the boot
 /// keyboards on its root ports, attached by its polls once their connect debounce is
-/// over, those connected now and those plugged in later alike; none when no root port
-/// has a device connected.
+/// over, those connected now and those plugged in later alike.
 pub fn probe(mut function: DeviceFunction) -> Result<Vec<Found>, DeviceError> {
     function.enable()?;
     let bar = function.mmio(0)?;
@@ -124,10 +123,6 @@ pub fn probe(mut function: DeviceFunction) -> Result<Vec<Found>, DeviceError> {
                 .set_portsc(port, status, port::CONNECT_CHANGE);
             xhci.connections.seen(port, now);
         }
-    }
-    if xhci.connections.is_empty() {
-        // Dropping the controller halts it.
-        return Ok(Vec::new());
     }
     Ok(vec![Found::Keyboard(Box::new(xhci))])
 }
