@@ -1354,7 +1354,9 @@ impl Xhci {
     /// Follows the root ports that Port Status Change Events named (xHCI 4.19.2, 5.4.8):
     /// reads each one's PORTSC and clears every change bit set (write 1 to clear; the
     /// other change bits written 0, PED not written 1, which would disable the port),
-    /// since while any stays set the port generates no further event. A port with
+    /// since while any stays set the port generates no further event; one found set
+    /// again right after (a change between the read and the write) has the next poll
+    /// follow the port again. A port with
     /// nothing connected gives back the slot of each device on it, an unplugged
     /// keyboard among them ([`give_back`](Self::give_back), logged), and waits for no
     /// connection; a new connection (CSC with CCS) gives back what was attached there
@@ -1368,6 +1370,13 @@ impl Xhci {
             let changes = status & port::CHANGES;
             if changes != 0 {
                 self.registers.set_portsc(port, status, changes);
+                // A change set between the read and the write was not cleared, and
+                // raises no event of its own: the next poll follows the port again.
+                if self.registers.portsc(port) & port::CHANGES != 0
+                    && !self.port_changes.contains(&port)
+                {
+                    self.port_changes.push(port);
+                }
             }
             let connected = status & port::CONNECTED != 0;
             if connected && changes & port::CONNECT_CHANGE == 0 {
@@ -3582,6 +3591,29 @@ mod tests {
         poll_quietly(&mut xhci, 20);
         assert_eq!(commands_sent(&mut xhci).len(), 1, "nothing more");
         assert!(xhci.failed.is_none());
+    }
+
+    /// The keyboard is unplugged between the poll's read of PORTSC (PRC only) and its
+    /// clearing write: CSC is set with PRC, so the port raises no new event. The
+    /// registers are plain memory, so the read after the write sees the bits written 1
+    /// still set, as a controller shows a change set meanwhile; the test then leaves
+    /// the register as the controller would (PRC cleared, the unplug's CSC kept).
+    #[test]
+    fn a_change_between_the_read_and_the_clearing_write_is_followed_at_the_next_poll() {
+        let (mut xhci, platform) = controller_with_a_keyboard();
+        xhci.dcbaa.write64(8, xhci.devices[0].output.phys());
+        let writer = play_controller(&mut xhci, platform, &[], &[]);
+        let ports = xhci.registers.ports.clone();
+        let enabled = port::POWER | port::CONNECTED | port::ENABLED | 1 << 10;
+        ports.write32(0, enabled | port::RESET_CHANGE);
+        writer.write(port_change_event(1));
+        poll_quietly(&mut xhci, 1);
+        assert!(commands_sent(&mut xhci).is_empty(), "a reset change only");
+        ports.write32(0, port::POWER | port::CONNECT_CHANGE);
+        poll_quietly(&mut xhci, 1);
+        let sent: Vec<u32> = commands_sent(&mut xhci).iter().map(Trb::kind).collect();
+        assert_eq!(sent, [trb::DISABLE_SLOT]);
+        assert!(xhci.devices.is_empty());
     }
 
     #[test]
