@@ -114,16 +114,7 @@ pub fn probe(mut function: DeviceFunction) -> Result<Vec<Found>, DeviceError> {
         xhci.context_size,
         xhci.scratchpads
     );
-    // The connections seen now start their debounce; the polls attach the devices.
-    let now = xhci.platform.now_ns();
-    for port in 1..=xhci.ports {
-        let status = xhci.registers.portsc(port);
-        if status & port::CONNECTED != 0 {
-            xhci.registers
-                .set_portsc(port, status, port::CONNECT_CHANGE);
-            xhci.connections.seen(port, now);
-        }
-    }
+    xhci.note_connections();
     Ok(vec![Found::Keyboard(Box::new(xhci))])
 }
 
@@ -297,6 +288,25 @@ fn take_from_firmware(bar: &Mmio, platform: &dyn Platform, address: Address, fir
 }
 
 impl Xhci {
+    /// Clears every change bit set on every root port, since while one stays set the
+    /// port generates no Port Status Change Event (xHCI 4.19.2), and one the firmware
+    /// left set survives the controller reset (PORTSC's change bits are sticky, xHCI
+    /// 5.4.8); then starts the connect debounce of each port with a device connected,
+    /// which the polls attach ([`attach_debounced`](Self::attach_debounced)).
+    fn note_connections(&mut self) {
+        let now = self.platform.now_ns();
+        for port in 1..=self.ports {
+            let status = self.registers.portsc(port);
+            if status & port::CHANGES != 0 {
+                self.registers
+                    .set_portsc(port, status, status & port::CHANGES);
+            }
+            if status & port::CONNECTED != 0 {
+                self.connections.seen(port, now);
+            }
+        }
+    }
+
     /// Takes, resets and starts the controller in `bar`.
     fn start(
         bar: Mmio,
@@ -773,7 +783,7 @@ impl Xhci {
     /// ([`debounce`], USB 2.0 7.1.7.3: 100 ms from the connect seen to the port reset),
     /// logging what it found, and queues the reports of the keyboards found. A port
     /// whose connection changed meanwhile (PORTSC.CSC, cleared when the connection was
-    /// seen) waits the debounce again from when the change is seen (a clock read then,
+    /// seen; every change bit set is cleared with it) waits the debounce again from when the change is seen (a clock read then,
     /// after the ports attached before it), or no more when nothing is connected
     /// to it any more (a later connection comes back through its Port Status Change
     /// Event, [`follow_port_changes`](Self::follow_port_changes)). Returns whether it
@@ -786,7 +796,7 @@ impl Xhci {
             let status = self.registers.portsc(port);
             if status & port::CONNECT_CHANGE != 0 {
                 self.registers
-                    .set_portsc(port, status, port::CONNECT_CHANGE);
+                    .set_portsc(port, status, status & port::CHANGES);
                 if status & port::CONNECTED != 0 {
                     // Read afresh: attaching the ports before it may have taken tens of
                     // milliseconds since `now`, and the change happened in them.
@@ -3614,6 +3624,32 @@ mod tests {
         let sent: Vec<u32> = commands_sent(&mut xhci).iter().map(Trb::kind).collect();
         assert_eq!(sent, [trb::DISABLE_SLOT]);
         assert!(xhci.devices.is_empty());
+    }
+
+    /// Change bits left set before the probe (port 1: PEC and OCC with nothing
+    /// connected; port 2: CSC and PRC on a connection) are all cleared, and port 2's
+    /// connection starts its debounce; when it bounces (CSC again, with PRC), the port
+    /// seen due has both cleared too. The registers are plain memory: each holds the
+    /// driver's write, PLS and PED not kept.
+    #[test]
+    fn change_bits_left_set_are_cleared_at_the_probe_and_at_a_bounce() {
+        let (mut xhci, platform) = controller(1);
+        let ports = xhci.registers.ports.clone();
+        // PEC (bit 18) and OCC (bit 20), with the link in RxDetect (PLS 5).
+        let (pec, occ) = (1 << 18, 1 << 20);
+        let stale = port::POWER | 5 << 5 | pec | occ;
+        ports.write32(0, stale);
+        let connected = port::POWER | port::CONNECTED | port::ENABLED | 1 << 10;
+        let changed = port::CONNECT_CHANGE | port::RESET_CHANGE;
+        ports.write32(op::PORT_STRIDE, connected | changed);
+        xhci.note_connections();
+        assert_eq!(ports.read32(0), port::POWER | pec | occ);
+        assert_eq!(ports.read32(op::PORT_STRIDE), port::POWER | changed);
+        ports.write32(op::PORT_STRIDE, connected | changed);
+        platform.advance_clock(debounce::DEBOUNCE_NS);
+        poll_quietly(&mut xhci, 1);
+        assert_eq!(ports.read32(op::PORT_STRIDE), port::POWER | changed);
+        assert!(commands_sent(&mut xhci).is_empty(), "waiting again");
     }
 
     #[test]
