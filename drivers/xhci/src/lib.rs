@@ -1368,7 +1368,8 @@ impl Xhci {
     /// again right after (a change between the read and the write) has the next poll
     /// follow the port again. A port with
     /// nothing connected gives back the slot of each device on it, an unplugged
-    /// keyboard among them ([`give_back`](Self::give_back), logged), and waits for no
+    /// keyboard among them ([`give_back`](Self::give_back), logged once the slot is
+    /// free), and waits for no
     /// connection; a new connection (CSC with CCS) gives back what was attached there
     /// (the device was replugged between polls) and starts its connect debounce, after
     /// which [`attach_debounced`](Self::attach_debounced) attaches it as at probe. Any
@@ -1397,12 +1398,16 @@ impl Xhci {
                 if self.devices[index].port != port {
                     continue;
                 }
-                log::info!(
-                    "{} xhci: port {port}: device unplugged, slot {} given back",
-                    self.address,
-                    self.devices[index].slot
-                );
+                let (held, slot) = (self.devices.len(), self.devices[index].slot);
                 self.give_back(index)?;
+                // A failed Disable Slot (logged) leaves the slot held.
+                if self.devices.len() < held {
+                    let what = if connected { "replugged" } else { "unplugged" };
+                    log::info!(
+                        "{} xhci: port {port}: device {what}, slot {slot} given back",
+                        self.address
+                    );
+                }
             }
             if connected {
                 self.connections.seen(port, self.platform.now_ns());
@@ -3650,6 +3655,37 @@ mod tests {
         poll_quietly(&mut xhci, 1);
         assert_eq!(ports.read32(op::PORT_STRIDE), port::POWER | changed);
         assert!(commands_sent(&mut xhci).is_empty(), "waiting again");
+    }
+
+    /// The slot of an unplugged keyboard whose Disable Slot fails stays held, and no
+    /// line says it was given back; a keyboard replugged between polls (CSC with CCS)
+    /// is said to be replugged, not unplugged.
+    #[test]
+    fn a_slot_is_said_given_back_only_once_free_and_a_replug_is_named_so() {
+        for (code, status, said) in [
+            (&[completion::CONTEXT_STATE_ERROR][..], port::POWER, None),
+            (&[], port::POWER | port::CONNECTED, Some("replugged")),
+        ] {
+            let (mut xhci, platform) = controller_with_a_keyboard();
+            xhci.dcbaa.write64(8, xhci.devices[0].output.phys());
+            let writer = play_controller(&mut xhci, platform, code, &[]);
+            let ports = xhci.registers.ports.clone();
+            ports.write32(0, status | port::CONNECT_CHANGE);
+            writer.write(port_change_event(1));
+            captured_log::take();
+            poll_quietly(&mut xhci, 1);
+            assert_eq!(count_sent(&mut xhci, trb::DISABLE_SLOT), 1);
+            assert_eq!(xhci.devices.len(), usize::from(said.is_none()));
+            let logged = captured_log::take();
+            let given: Vec<&String> = logged.iter().filter(|l| l.contains("given back")).collect();
+            match said {
+                None => assert!(given.is_empty(), "{logged:?}"),
+                Some(what) => {
+                    let line = format!("port 1: device {what}, slot 1 given back");
+                    assert!(given.iter().any(|l| l.contains(&line)), "{logged:?}");
+                }
+            }
+        }
     }
 
     #[test]
