@@ -151,7 +151,8 @@ pub(crate) fn decode_header(block: &Block, start: u64) -> Result<u64, FsError> {
 /// cut by a crash once the log's transactions were home and it was zeroed, nor past a
 /// damaged transaction, whose number may have been seen), or the stamp's next if
 /// larger. The header's counts as 1 when it does not read as one, or when it leaves
-/// no room for the rebuild's commit, and the result is 1 when it leaves none: the
+/// no room for the rebuild's commit, and a stamp that leaves none is passed over (a
+/// damaged inode's, which would otherwise send every stamp back to 1): the
 /// rebuild commits its superblock as that number and the checkpoint after it writes
 /// the next one into the header, which must stay below [`MAX_SEQUENCE`] for the
 /// repaired disk to mount.
@@ -169,9 +170,8 @@ pub(crate) fn sequence_past_journal<D: BlockStore>(
         .unwrap_or(1);
     Ok(newest_stamp
         .checked_add(1)
-        .map(|past_stamp| past_stamp.max(past_journal))
         .filter(leaves_room)
-        .unwrap_or(1))
+        .map_or(past_journal, |past_stamp| past_stamp.max(past_journal)))
 }
 
 /// Writes the transaction `staged` (home block number to new image) as number

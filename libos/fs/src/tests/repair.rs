@@ -769,3 +769,23 @@ fn a_repair_over_a_journal_header_near_the_bound_leaves_a_disk_that_mounts() {
         assert_eq!(stamps(&mut fs).into_iter().max(), Some(first), "{header}");
     }
 }
+
+/// A change stamp with no room past it (a damaged inode's, up to `u64::MAX`) is passed
+/// over: repair's numbers go on from the journal header's, not back to 1 for every
+/// stamp, below those the tree holds; a stamp with room past it still counts.
+#[test]
+fn a_stamp_with_no_room_past_it_is_passed_over() {
+    let layout = crate::format::Layout::for_disk(1024).unwrap();
+    let mut disk = sample();
+    put_raw(&mut disk, 1, &crate::journal::encode_header(1, 500));
+    let past =
+        |disk: &mut _, stamp| crate::journal::sequence_past_journal(disk, &layout, stamp).unwrap();
+    for stamp in [u64::MAX, (1 << 63) - 2] {
+        assert_eq!(
+            past(&mut disk, stamp),
+            500 + layout.journal_blocks,
+            "{stamp}"
+        );
+    }
+    assert_eq!(past(&mut disk, 90_000), 90_001);
+}
