@@ -460,7 +460,7 @@ fn log_stack(kernel: &Kernel, core: usize, serving: usize, stack: &mut Stack) {
     if let Some(s) = own {
         let o = stack.own_counters();
         kernel.log(format_args!(
-            "{who} rexo-tcp: {} segments in, {} out ({} retransmitted, {} pieces, {} super-segments cut by the NIC), {} SYNs, {} resets sent ({} to released connections evicted), {} bad segments, {} without a way back; ICMP: {} lowered an MSS, {} noted unreachable, {} dropped",
+            "{who} rexo-tcp: {} segments in, {} out ({} retransmitted, {} pieces, {} super-segments cut by the NIC), {} SYNs, {} resets sent ({} to released connections evicted), {} bad segments, {} without a way back; ICMP: {} lowered an MSS ({} raised again after 10 min), {} noted unreachable, {} dropped, {} handed to another queue pair's stack ({} missed there)",
             s.segments_in,
             s.segments_out,
             s.segments_retransmitted,
@@ -472,8 +472,11 @@ fn log_stack(kernel: &Kernel, core: usize, serving: usize, stack: &mut Stack) {
             s.truncated + s.bad_header + s.not_tcp + s.bad_checksum,
             o.no_neighbour,
             s.icmp_mss_lowered,
+            s.mss_raised,
             s.icmp_unreachable,
             s.icmp_dropped,
+            o.icmp_handed_on,
+            o.icmp_missed,
         ));
     }
 }
