@@ -145,10 +145,14 @@ pub fn build_iso(kernel: &Path, append: &str, modules: &[PathBuf], out: &Path) -
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| io("create", dir, e))?;
     }
+    // grub-mkrescue stages its own files in a folder under TMPDIR (13 MB, an EFI image
+    // among them) and leaves it there: a folder beside the ISO, removed when dropped.
+    let scratch = WorkTree::create(out.with_file_name(format!("{stem}.tmp")))?;
     let output = Command::new("grub-mkrescue")
         .arg("-o")
         .arg(out)
         .arg(tree)
+        .env("TMPDIR", scratch.path())
         .output()
         .map_err(|e| format!("cannot run grub-mkrescue ({e}); install grub-common"))?;
     if !output.status.success() {
@@ -241,6 +245,7 @@ mod tests {
             !dir.join("made.iso.tree").exists(),
             "left after the ISO was made"
         );
+        assert!(!dir.join("made.iso.tmp").exists(), "grub-mkrescue's left");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
