@@ -286,6 +286,11 @@ impl Item {
         self.data.len() + INDEX_SHARE
     }
 
+    /// Seconds since the item was last read, at `now`, a second from the cache's epoch.
+    fn idle(&self, now: u32) -> u64 {
+        u64::from(now.saturating_sub(self.accessed_at))
+    }
+
     /// Whether the item has expired at `now`, a second from the cache's epoch.
     fn is_expired(&self, now: u32) -> bool {
         self.expires_at != 0 && self.expires_at <= now

@@ -280,7 +280,7 @@ impl Cache {
         });
         let won = created || ((recache || stale) && !win_sent);
         let hit_before = item.state & FETCHED != 0;
-        let idle = u64::from(now_at.saturating_sub(item.accessed_at));
+        let idle = item.idle(now_at);
         item.expires_at = expires_at;
         if won {
             item.state |= WIN_SENT;
@@ -448,7 +448,7 @@ impl Cache {
         let item = &self.items[index as usize];
         Some(Inspection {
             ttl: ttl_left(self.unix_expiry(item.expires_at), now),
-            idle: u64::from(self.since_epoch(now).saturating_sub(item.accessed_at)),
+            idle: item.idle(self.since_epoch(now)),
             cas: item.cas,
             fetched: item.state & FETCHED != 0,
             size: item.data.len() + ITEM_OVERHEAD,
