@@ -89,6 +89,7 @@ fn bring_up(
     let mut tries = 0;
     let (nic, config) = loop {
         let mut filters = Vec::new();
+        let mut dns = Vec::new();
         if let Some(address) = address {
             if answers.icmp {
                 filters.push(format!("icmp dst {address}"));
@@ -101,7 +102,8 @@ fn bring_up(
                         device.index
                     )
                 })?;
-                filters.extend(dns_filters(&next, address));
+                dns = dns_filters(&next, address).to_vec();
+                filters.extend(dns.iter().cloned());
                 block = Some(next);
             }
         }
@@ -113,9 +115,7 @@ fn bring_up(
         // An app bound a filter overlapping the block since we looked: another block.
         let block_taken = matches!(error, NetError::Kernel(ApiError::FilterOverlap(_)))
             && block.is_some()
-            && sharing().is_some_and(|sharing| {
-                !overlaps(&filters[filters.len() - 2..], &sharing).is_empty()
-            });
+            && sharing().is_some_and(|sharing| !overlaps(&dns, &sharing).is_empty());
         tries += 1;
         if !block_taken || tries == DNS_BLOCK_TRIES {
             let why = refused(error, &filters, sharing);
