@@ -150,6 +150,17 @@ impl Registers {
             (current & port::PRESERVE) | set,
         );
     }
+
+    /// Clears the change bits set in `status`, PORTSC of `port` as just read, when
+    /// there are any (write 1 to clear; the other change bits written 0, PED not
+    /// written 1, which would disable the port). Returns them.
+    fn clear_changes(&self, port: u8, status: u32) -> u32 {
+        let changes = status & port::CHANGES;
+        if changes != 0 {
+            self.set_portsc(port, status, changes);
+        }
+        changes
+    }
 }
 
 /// A keyboard's interrupt IN endpoint and its reports.
@@ -297,10 +308,7 @@ impl Xhci {
         let now = self.platform.now_ns();
         for port in 1..=self.ports {
             let status = self.registers.portsc(port);
-            if status & port::CHANGES != 0 {
-                self.registers
-                    .set_portsc(port, status, status & port::CHANGES);
-            }
+            self.registers.clear_changes(port, status);
             if status & port::CONNECTED != 0 {
                 self.connections.seen(port, now);
             }
@@ -795,8 +803,7 @@ impl Xhci {
             looked = true;
             let status = self.registers.portsc(port);
             if status & port::CONNECT_CHANGE != 0 {
-                self.registers
-                    .set_portsc(port, status, status & port::CHANGES);
+                self.registers.clear_changes(port, status);
                 if status & port::CONNECTED != 0 {
                     // Read afresh: attaching the ports before it may have taken tens of
                     // milliseconds since `now`, and the change happened in them.
@@ -1378,9 +1385,8 @@ impl Xhci {
     fn follow_port_changes(&mut self) -> Result<(), DeviceError> {
         for port in core::mem::take(&mut self.port_changes) {
             let status = self.registers.portsc(port);
-            let changes = status & port::CHANGES;
+            let changes = self.registers.clear_changes(port, status);
             if changes != 0 {
-                self.registers.set_portsc(port, status, changes);
                 // A change set between the read and the write was not cleared, and
                 // raises no event of its own: the next poll follows the port again.
                 if self.registers.portsc(port) & port::CHANGES != 0
