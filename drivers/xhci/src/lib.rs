@@ -1133,11 +1133,7 @@ impl Xhci {
             trb::TRANSFER_EVENT => self.handle_report(event),
             trb::HOST_CONTROLLER_EVENT => return self.host_controller_event(&event),
             trb::PORT_STATUS_CHANGE => match event.port() {
-                port if (1..=self.ports).contains(&port) => {
-                    if !self.port_changes.contains(&port) {
-                        self.port_changes.push(port);
-                    }
-                }
+                port if (1..=self.ports).contains(&port) => self.note_port_change(port),
                 _ => self.drop_stray(Stray::UnknownPort, &event),
             },
             trb::COMMAND_COMPLETION => {
@@ -1368,6 +1364,15 @@ impl Xhci {
         Ok(())
     }
 
+    /// Has the next poll follow `port`
+    /// ([`follow_port_changes`](Self::follow_port_changes)), once however often it is
+    /// noted.
+    fn note_port_change(&mut self, port: u8) {
+        if !self.port_changes.contains(&port) {
+            self.port_changes.push(port);
+        }
+    }
+
     /// Follows the root ports that Port Status Change Events named (xHCI 4.19.2, 5.4.8):
     /// reads each one's PORTSC and clears every change bit set (write 1 to clear; the
     /// other change bits written 0, PED not written 1, which would disable the port),
@@ -1389,10 +1394,8 @@ impl Xhci {
             if changes != 0 {
                 // A change set between the read and the write was not cleared, and
                 // raises no event of its own: the next poll follows the port again.
-                if self.registers.portsc(port) & port::CHANGES != 0
-                    && !self.port_changes.contains(&port)
-                {
-                    self.port_changes.push(port);
+                if self.registers.portsc(port) & port::CHANGES != 0 {
+                    self.note_port_change(port);
                 }
             }
             let connected = status & port::CONNECTED != 0;
