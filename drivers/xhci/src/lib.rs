@@ -1338,19 +1338,22 @@ impl Xhci {
             "{} xhci: port {port}: keyboard given up: {why}",
             self.address
         );
-        self.give_back(index)
+        // A failed Disable Slot was logged there, and changes nothing here.
+        self.give_back(index)?;
+        Ok(())
     }
 
     /// Disables device `index`'s slot ([`disable_slot`](Self::disable_slot)), so the
     /// device leaves the list, its memory goes back and the slot is free. When Disable
     /// Slot fails or times out (logged), a keyboard's ring and report buffers stay
-    /// with the device ([`Device::kept`]) as long as the controller may use them. Only
-    /// a failure of the controller as a whole is returned.
-    fn give_back(&mut self, index: usize) -> Result<(), DeviceError> {
+    /// with the device ([`Device::kept`]) as long as the controller may use them.
+    /// Returns whether the slot was freed; only a failure of the controller as a whole
+    /// is an error.
+    fn give_back(&mut self, index: usize) -> Result<bool, DeviceError> {
         let slot = self.devices[index].slot;
         match self.disable_slot(index) {
-            Ok(()) => {}
-            Err(error) if self.failed.is_some() => return Err(error),
+            Ok(()) => Ok(true),
+            Err(error) if self.failed.is_some() => Err(error),
             Err(error) => {
                 log::warn!("{} xhci: slot {slot}: {error}", self.address);
                 let device = &mut self.devices[index];
@@ -1359,9 +1362,9 @@ impl Xhci {
                         .kept
                         .extend([keyboard.ring.into_memory(), keyboard.reports]);
                 }
+                Ok(false)
             }
         }
-        Ok(())
     }
 
     /// Has the next poll follow `port`
@@ -1407,10 +1410,9 @@ impl Xhci {
                 if self.devices[index].port != port {
                     continue;
                 }
-                let (held, slot) = (self.devices.len(), self.devices[index].slot);
-                self.give_back(index)?;
+                let slot = self.devices[index].slot;
                 // A failed Disable Slot (logged) leaves the slot held.
-                if self.devices.len() < held {
+                if self.give_back(index)? {
                     let what = if connected { "replugged" } else { "unplugged" };
                     log::info!(
                         "{} xhci: port {port}: device {what}, slot {slot} given back",
