@@ -340,26 +340,10 @@ const ICMP_KEPT: usize = 16;
 /// any pair (RSS on the 82574; a multi-queue tap's hash of a flow it never saw sent).
 pub(crate) type IcmpBoard = Board<rexo_tcp::Unreachable, ICMP_KEPT>;
 
-/// A stack's place on its interface's [`IcmpBoard`].
-pub(crate) struct IcmpShare(Seat<rexo_tcp::Unreachable, ICMP_KEPT>);
-
-impl IcmpShare {
-    /// The place of the stack of queue pair `pair` on `board`.
-    pub(crate) fn new(board: Arc<IcmpBoard>, pair: usize) -> Self {
-        Self(Seat::new(board, pair))
-    }
-
-    /// Posts `message` for the other stacks.
-    pub(crate) fn post(&mut self, message: rexo_tcp::Unreachable) {
-        self.0.post(message);
-    }
-
-    /// Hands every message the other stacks posted since the last call to `take`;
-    /// returns how many it missed, pushed out by later ones.
-    pub(crate) fn take(&mut self, take: impl FnMut(rexo_tcp::Unreachable)) -> u64 {
-        self.0.take(take)
-    }
-}
+/// A stack's place on its interface's [`IcmpBoard`]: [`Seat::post`] posts a message for
+/// the other stacks, [`Seat::take`] hands every message they posted since the last call
+/// and returns how many it missed, pushed out by later ones.
+pub(crate) type IcmpShare = Seat<rexo_tcp::Unreachable, ICMP_KEPT>;
 
 #[cfg(test)]
 mod tests {
