@@ -593,8 +593,9 @@ pub(crate) struct NicTx<'a> {
     pub(crate) capabilities: DeviceCapabilities,
     /// The transaction ID of the last DHCP message the stack's client sent, if it was a
     /// REQUEST: the only one whose NAK the client acts on
-    /// ([`crate::ingress::note_dhcp_request`]).
-    pub(crate) dhcp_request: &'a mut Option<u32>,
+    /// ([`crate::ingress::note_dhcp_request`]). `None` for a stack with no DHCP client,
+    /// which reads no such ID: its frames are not parsed for one.
+    pub(crate) dhcp_request: Option<&'a mut Option<u32>>,
 }
 
 impl phy::Device for NicTx<'_> {
@@ -627,7 +628,7 @@ impl phy::Device for NicTx<'_> {
             queue: self.queue,
             counters: &mut *self.counters,
             backlog: &mut *self.backlog,
-            dhcp_request: &mut *self.dhcp_request,
+            dhcp_request: self.dhcp_request.as_deref_mut(),
         })
     }
 
@@ -650,7 +651,7 @@ pub(crate) struct NicTxToken<'a> {
     /// The NIC computes the transport checksums.
     offload: bool,
     /// See [`NicTx::dhcp_request`].
-    dhcp_request: &'a mut Option<u32>,
+    dhcp_request: Option<&'a mut Option<u32>>,
 }
 
 impl phy::TxToken for NicTxToken<'_> {
@@ -661,6 +662,7 @@ impl phy::TxToken for NicTxToken<'_> {
         let mut build = Some(f);
         let mut result = None;
         let backlog = self.backlog;
+        let mut dhcp_request = self.dhcp_request;
         let max_frame = backlog.max_frame;
         // A large frame the NIC would refuse after it was built (found by the same
         // check the driver makes) is kept whole, to be cut by the stack.
@@ -688,7 +690,9 @@ impl phy::TxToken for NicTxToken<'_> {
                     &mut |buffer| {
                         if let Some(build) = build.take() {
                             result = Some(build(buffer));
-                            crate::ingress::note_dhcp_request(buffer, self.dhcp_request);
+                            if let Some(request) = &mut dhcp_request {
+                                crate::ingress::note_dhcp_request(buffer, request);
+                            }
                         }
                     },
                 );
@@ -722,7 +726,9 @@ impl phy::TxToken for NicTxToken<'_> {
                 let held = backlog.hold(counters, len, kind);
                 if let Some(build) = build.take() {
                     result = Some(build(held));
-                    crate::ingress::note_dhcp_request(held, self.dhcp_request);
+                    if let Some(request) = &mut dhcp_request {
+                        crate::ingress::note_dhcp_request(held, request);
+                    }
                 }
                 if let (Kind::Small { .. }, Some(tso)) = (kind, &backlog.tso) {
                     let mss = tso.local_mss;
@@ -789,7 +795,7 @@ mod tests {
             counters: &mut counters,
             backlog: &mut backlog,
             capabilities: DeviceCapabilities::default(),
-            dhcp_request: &mut None,
+            dhcp_request: None,
         };
         let token = tx.transmit(Instant::ZERO).expect("a token");
         token.consume(frame.len(), |buffer| buffer.copy_from_slice(&frame));

@@ -676,7 +676,7 @@ impl Stack {
             counters: &mut counters,
             backlog: &mut backlog,
             capabilities: capabilities.clone(),
-            dhcp_request: &mut None,
+            dhcp_request: None,
         };
         let iface = Box::new(Interface::new(config, &mut tx, instant(now_ns)));
         let sockets = SocketSet::new(Vec::new());
@@ -1157,7 +1157,8 @@ impl Stack {
             counters: &mut self.counters,
             backlog: &mut self.backlog,
             capabilities: self.capabilities.clone(),
-            dhcp_request: &mut self.dhcp_request,
+            // Only a stack with a client reads the ID noted.
+            dhcp_request: self.dhcp.is_some().then_some(&mut self.dhcp_request),
         };
         for _ in 0..SEND_ROUNDS {
             self.udp.lend(&mut self.sockets, next_hop, &mut unresolved);
