@@ -43,7 +43,9 @@ pub(crate) fn misaddressed(frame: &[u8], local: Option<(Ipv4Addr, u8)>) -> bool 
     let packet = &frame[ETHERNET_HEADER..];
     let source = Ipv4Addr::new(packet[12], packet[13], packet[14], packet[15]);
     let destination = Ipv4Addr::new(packet[16], packet[17], packet[18], packet[19]);
-    let is_group = |ip: Ipv4Addr| is_group(ip, local);
+    // Worked out once for both addresses.
+    let network_broadcast = network_broadcast(local);
+    let is_group = |ip: Ipv4Addr| is_group_of(ip, network_broadcast);
     let [first, ..] = source.octets();
     if first == 127 || first >= 224 || is_group(source) {
         return true;
@@ -59,8 +61,17 @@ pub(crate) fn misaddressed(frame: &[u8], local: Option<(Ipv4Addr, u8)>) -> bool 
 /// Whether `ip` names a group of hosts, not one: the limited broadcast, a multicast
 /// address, or the broadcast of the network of `local` (an address and prefix length).
 pub(crate) fn is_group(ip: Ipv4Addr, local: Option<(Ipv4Addr, u8)>) -> bool {
-    let network_broadcast =
-        local.and_then(|(address, prefix)| Ipv4Cidr::new(address, prefix).broadcast());
+    is_group_of(ip, network_broadcast(local))
+}
+
+/// The broadcast address of the network of `local` (an address and prefix length), if
+/// it has one (a /31 or /32 has none).
+fn network_broadcast(local: Option<(Ipv4Addr, u8)>) -> Option<Ipv4Addr> {
+    local.and_then(|(address, prefix)| Ipv4Cidr::new(address, prefix).broadcast())
+}
+
+/// [`is_group`] with the network's broadcast address, `network_broadcast`, worked out.
+fn is_group_of(ip: Ipv4Addr, network_broadcast: Option<Ipv4Addr>) -> bool {
     ip.is_broadcast() || ip.is_multicast() || network_broadcast == Some(ip)
 }
 
