@@ -233,7 +233,7 @@ impl Client {
                 // sends is read until it closes. Where the TCP half-closes (`rexo-tcp`)
                 // the FIN goes at once, the connection draining; on smoltcp, which
                 // cannot, it lingers until the client went quiet, then closes.
-                if closes && refused && !self.peer_closed && !tcp.half_closes(&self.link) {
+                if closes && refused && !self.peer_closed && !self.link.half_closes() {
                     self.phase = Phase::Lingering {
                         since_ns: now_ns,
                         last_byte_ns: now_ns,

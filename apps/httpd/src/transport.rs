@@ -41,6 +41,14 @@ pub enum Link {
     Rexo(ConnId),
 }
 
+impl Link {
+    /// Whether [`Transport::shutdown`] can queue the connection's FIN while the app keeps
+    /// reading it: on `rexo-tcp`, not on smoltcp.
+    pub fn half_closes(&self) -> bool {
+        matches!(self, Link::Rexo(_))
+    }
+}
+
 /// Why a connection gives no more bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Gone {
@@ -255,12 +263,6 @@ impl Transport {
             // A `Sending` is made by the transport of its connection.
             _ => Err(()),
         }
-    }
-
-    /// Whether [`shutdown`](Self::shutdown) can queue the connection's FIN while the app
-    /// keeps reading it: on `rexo-tcp`, not on smoltcp.
-    pub fn half_closes(&self, link: &Link) -> bool {
-        matches!(link, Link::Rexo(_))
     }
 
     /// Queues a FIN after what is queued while the app keeps the connection, so that it
