@@ -495,12 +495,13 @@ fn store<'a>(
     max_value: usize,
 ) -> Parsed<'a> {
     let required = if mode == StoreMode::Cas(0) { 5 } else { 4 };
-    let ([key, flags, exptime, bytes, unique, sixth], count) = tokens::<6>(arguments);
+    let ([key, flags, exptime, bytes, unique], count) = tokens::<5>(arguments);
     if count != required && count != required + 1 {
         return invalid(line_end, ProtocolError::UnknownCommand, false);
     }
-    let last = if count == 6 { sixth } else { unique };
-    let noreply = count == required + 1 && last == b"noreply";
+    // memcached reads `noreply` from the last token before anything else, so one in the
+    // byte count's or the cas unique's place silences the refusal of that token.
+    let noreply = ends_with_noreply(arguments);
     let Some(block) = data_block(bytes) else {
         return invalid(line_end, ProtocolError::BadFormat, noreply);
     };

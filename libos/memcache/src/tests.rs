@@ -1389,7 +1389,7 @@ fn noreply_silences_client_errors_but_not_token_counts() {
     let silent = std::format!(
         "incr n x noreply\r\ndecr n -1 noreply\r\ntouch n x noreply\r\ndelete n 5 noreply\r\n\
          delete {long_key} noreply\r\nincr {long_key} 1 noreply\r\ntouch {long_key} 0 noreply\r\n\
-         flush_all x noreply\r\n"
+         flush_all x noreply\r\nset n 0 0 noreply\r\ncas n 0 0 5 noreply\r\nhello\r\n"
     );
     assert_eq!(server.say(&silent), "");
     assert_eq!(server.say("get n\r\n"), "VALUE n 0 1\r\n5\r\nEND\r\n");
