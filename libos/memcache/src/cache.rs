@@ -35,7 +35,8 @@ const INDEX_SHARE: usize = ITEM_OVERHEAD - SLAB_ENTRY;
 const SLAB_GROWTH_DIVISOR: usize = 8;
 /// Slab entries an empty cache keeps rather than give back when its last item goes, so
 /// that a cache of an item or a few does not free and reallocate its slab on every
-/// replace, `incr` or delete and set (`flush_all` gives everything back).
+/// replace, `incr` or delete and set (`flush_all` gives everything back, and so does an
+/// item that fills the budget alone).
 const KEPT_SLAB_ENTRIES: usize = 64;
 /// How long before the cache's creation its epoch is, the second its items' times count
 /// from in 32 bits (memcached's `rel_time_t` counts from its start likewise): 68 years,
@@ -655,6 +656,12 @@ impl Cache {
         }
     }
 
+    /// Whether an item costing `cost` beside its slab entry fits in the budget now,
+    /// with the slab growth adding it takes.
+    fn fits(&self, cost: usize) -> bool {
+        self.bytes() + cost + self.slab_growth() * SLAB_ENTRY <= self.config.max_bytes
+    }
+
     /// The bytes the allocations of the cache hold: values, keys, slab and index.
     #[cfg(test)]
     pub(crate) fn allocated(&self) -> usize {
@@ -771,7 +778,8 @@ impl Cache {
 
     /// Adds a new item with cas unique `cas` as the most recently used, evicting from
     /// the least recently used end until it fits (the caller checked it fits in an
-    /// empty cache); its slab index.
+    /// empty cache), and giving back the slab an emptied cache keeps if the item does not
+    /// fit beside it; its slab index.
     #[allow(clippy::too_many_arguments)]
     fn link(
         &mut self,
@@ -785,9 +793,7 @@ impl Cache {
     ) -> u32 {
         let now = self.since_epoch(now);
         let cost = data.len() + INDEX_SHARE;
-        while self.bytes() + cost + self.slab_growth() * SLAB_ENTRY > self.config.max_bytes
-            && self.oldest != NIL
-        {
+        while !self.fits(cost) && self.oldest != NIL {
             let victim = self.oldest;
             let item = &self.items[victim as usize];
             // An expired victim could not have been read anyway: not an eviction.
@@ -798,6 +804,11 @@ impl Cache {
             }
             let victim_hash = hash_of(self.config.hash_seed, item);
             self.unlink(victim, victim_hash);
+        }
+        if !self.fits(cost) {
+            // Nothing is left to evict: the small slab an emptied cache keeps is what
+            // does not fit beside the item.
+            self.clear();
         }
         let item = Item {
             data,

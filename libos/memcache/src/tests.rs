@@ -1490,6 +1490,36 @@ fn the_budget_bounds_what_the_cache_allocates() {
     );
 }
 
+/// An item that fills the whole budget alone, stored over small items, evicts them all
+/// and gives back the small slab an emptied cache keeps, which would leave it over the
+/// budget.
+#[test]
+fn an_item_filling_the_budget_evicts_the_kept_slab_too() {
+    let max_bytes = 1 << 20;
+    let mut cache = Cache::new(
+        Config {
+            max_bytes,
+            ..Config::default()
+        },
+        START,
+    );
+    for index in 0..60 {
+        let name = std::format!("k{index}");
+        cache.store(StoreMode::Set, key(name.as_bytes()), 0, 0, b"v", START);
+    }
+    let value = vec![b'v'; max_bytes - ITEM_OVERHEAD - 3];
+    let stored = cache.store(StoreMode::Set, key(b"big"), 0, 0, &value, START);
+    assert_eq!(stored, StoreOutcome::Stored);
+    let stats = cache.stats(START);
+    assert_eq!((stats.curr_items, stats.evictions), (1, 60));
+    assert!(
+        stats.bytes <= stats.limit_maxbytes,
+        "{} bytes held, budget {}",
+        stats.bytes,
+        stats.limit_maxbytes
+    );
+}
+
 /// A cache whose last item goes keeps a small slab for the next ones, rather than free
 /// and reallocate it on every delete and set; a large one, and `flush_all`, give it back.
 #[test]
