@@ -125,8 +125,8 @@ pub enum StoreOutcome {
     NotFound,
     /// The value is above the item size limit (`SERVER_ERROR object too large for cache`).
     TooLarge,
-    /// The item alone is above the whole budget (`SERVER_ERROR out of memory storing
-    /// object`).
+    /// The item alone (key and value) is above the whole budget, whatever the mode
+    /// (`SERVER_ERROR out of memory storing object`: memcached makes the item first).
     NoMemory,
 }
 
@@ -417,6 +417,16 @@ impl Cache {
         }
         self.flush_if_due(now);
         self.stats.cmd_set += 1;
+        // memcached makes the item before it looks at the mode: one the budget cannot
+        // hold alone is out of memory in every mode (a failed `set` does not leave the
+        // old value, as for a value too large).
+        if key.bytes().len() + value.len() + ITEM_OVERHEAD > self.config.max_bytes {
+            let set = mode == StoreMode::Set;
+            return (
+                self.refuse_for_size(key, StoreOutcome::NoMemory, set, now),
+                None,
+            );
+        }
         let hash = self.hash(key);
         let present = self.live(key, hash, now);
         // The state a stale store keeps.
@@ -474,14 +484,6 @@ impl Cache {
                 join(&[key.bytes(), value]),
             ),
         };
-        if data.len() + ITEM_OVERHEAD > self.config.max_bytes {
-            self.stats.store_no_memory += 1;
-            // As for a value too large: a failed `set` does not leave the old value.
-            if let (StoreMode::Set, Some(index)) = (mode, present) {
-                self.unlink(index, hash);
-            }
-            return (StoreOutcome::NoMemory, None);
-        }
         if let StoreMode::Cas(_) = mode {
             self.stats.cas_hits += 1;
         }

@@ -541,6 +541,38 @@ fn oversized_values_are_refused_and_their_data_skipped() {
     );
 }
 
+/// memcached makes a storage command's item before it looks at the mode, so one the
+/// budget cannot hold alone is out of memory in every mode, not NOT_STORED, NOT_FOUND
+/// or EXISTS; only `set` removes the old value.
+#[test]
+fn an_item_above_the_budget_is_out_of_memory_in_every_mode() {
+    let mut server = Server::with(Config {
+        max_bytes: 100 + ITEM_OVERHEAD,
+        ..Config::default()
+    });
+    server.say("set k 0 0 1\r\nx\r\n");
+    let value = "y".repeat(100);
+    let no_memory = "SERVER_ERROR out of memory storing object\r\n";
+    let lines = [
+        "add k 0 0 100",
+        "replace nope 0 0 100",
+        "append k 0 0 100",
+        "prepend k 0 0 100",
+        "append nope 0 0 100",
+        "cas k 0 0 100 999",
+        "cas nope 0 0 100 1",
+    ];
+    for line in lines {
+        let request = std::format!("{line}\r\n{value}\r\n");
+        assert_eq!(server.say(&request), no_memory, "{line}");
+    }
+    assert_eq!(server.say("get k\r\n"), "VALUE k 0 1\r\nx\r\nEND\r\n");
+    assert_eq!(
+        server.cache.stats(START).store_no_memory,
+        lines.len() as u64
+    );
+}
+
 #[test]
 fn malformed_lines_get_the_protocol_errors() {
     let mut server = Server::new();
