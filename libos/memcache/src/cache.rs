@@ -172,9 +172,8 @@ pub struct Stats {
     pub limit_maxbytes: u64,
     /// Keys looked up by `get`, `gets`.
     pub cmd_get: u64,
-    /// Storage commands, except those refused for the item size limit and meta sets
-    /// refused for the budget (memcached counts only those whose item was made); a
-    /// classic store refused for the budget is counted, which memcached does not count.
+    /// Storage commands, except those refused for the item size limit or for the budget
+    /// (memcached counts only those whose item was made).
     pub cmd_set: u64,
     /// `flush_all` commands.
     pub cmd_flush: u64,
@@ -415,11 +414,9 @@ impl Cache {
         if value.len() > self.config.max_value {
             return (self.refuse_too_large(mode, key, now), None);
         }
-        self.flush_if_due(now);
-        self.stats.cmd_set += 1;
         // memcached makes the item before it looks at the mode: one the budget cannot
         // hold alone is out of memory in every mode (a failed `set` does not leave the
-        // old value, as for a value too large).
+        // old value, as for a value too large), and not counted as a storage command.
         if key.bytes().len() + value.len() + ITEM_OVERHEAD > self.config.max_bytes {
             let set = mode == StoreMode::Set;
             return (
@@ -427,6 +424,8 @@ impl Cache {
                 None,
             );
         }
+        self.flush_if_due(now);
+        self.stats.cmd_set += 1;
         let hash = self.hash(key);
         let present = self.live(key, hash, now);
         // The state a stale store keeps.
