@@ -21,7 +21,7 @@
 //!   that new cas), `k`, `O`, `q` (no `HD`), `T` (with `I`: the stale item's TTL).
 //! - `ma`: `b`, `c`, `C`, `D` (delta), `E` (the changed or created item's cas unique),
 //!   `J` (initial value), `k`, `M` (`I` or `+` increment, `D` or `-` decrement), `N`
-//!   (create on miss), `O`, `q` (no `HD`), `t`, `T`, `v`.
+//!   (create on miss), `O`, `q` (no `HD` nor `VA`), `t`, `T`, `v`.
 //!
 //! `E` is memcached's client-chosen cas unique (protocol.txt: "use token as new CAS
 //! value"): the item the command changes or makes takes it instead of the cache's next
@@ -42,9 +42,9 @@
 //!
 //! Flags that report (`c`, `k`, `t`, ...) are answered in the order they were sent, and
 //! `T` and `N` change the item's expiry at their place among the flags: `mg k t T30`
-//! reports the TTL the item had. `ma`'s `q` hides `HD` only, as protocol.txt says (its
-//! `VA` is sent; memcached 1.6.18 hides that too), the `HD` of an item `N` made as well,
-//! as memcached's current source does (1.6.18 sent it). A `k` echoes the key as it was sent
+//! reports the TTL the item had. `ma`'s `q` hides a success, `HD` or `VA` (protocol.txt
+//! names `HD` alone, but memcached's source hides both), that of an item `N` made as
+//! well, as memcached's current source does (1.6.18 sent it). A `k` echoes the key as it was sent
 //! (with ` b` after a base64 key). `me` answers `ME <key> exp=<TTL left, -1 for none>
 //! la=<seconds since last access> cas=<cas> fetch=<yes|no> size=<bytes the item costs>`:
 //! memcached's keys, less its slab class (`cls`), which this cache has none of
@@ -553,7 +553,7 @@ pub(crate) fn run(cache: &mut impl Store, meta: Meta<'_>, now: u64, out: &mut im
                 new_cas: options.new_cas,
             };
             match cache.meta_delta(key, &delta, now) {
-                MetaDeltaOutcome::Value { .. } if options.quiet && !options.value => {}
+                MetaDeltaOutcome::Value { .. } if options.quiet => {}
                 MetaDeltaOutcome::Value {
                     number,
                     cas,

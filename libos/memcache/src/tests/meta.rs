@@ -410,16 +410,21 @@ fn meta_arithmetic_increments_decrements_and_creates() {
     assert_eq!(server.say("ma n C999 k O1\r\n"), "EX kn O1\r\n");
     assert_eq!(server.say("ma n C0 v c\r\n"), "VA 1 c16\r\n2\r\n");
     assert_eq!(server.say("ma n C16 v c\r\n"), "VA 1 c17\r\n3\r\n");
-    // `q` hides `HD` only, as protocol.txt says ("see details under mset"): the `VA`
-    // asked for with `v` is sent, and so are `NF` and `EX`.
+    // `q` hides a success, as memcached's process_marithmetic_command does: `HD`, and
+    // the `VA` asked for with `v` too; `NF` and `EX` are sent.
     assert_eq!(
         server.say("ma n q\r\nma n q v\r\nma nope q\r\nma n q C1\r\nmn\r\n"),
-        "VA 1\r\n5\r\nNF\r\nEX\r\nMN\r\n"
+        "NF\r\nEX\r\nMN\r\n"
     );
-    // So is the `HD` of an item `N` makes.
+    assert_eq!(server.say("ma n v\r\n"), "VA 1\r\n6\r\n");
+    // So is the answer for an item `N` makes.
     assert_eq!(
-        server.say("ma made N0 q\r\nma made q v\r\nmn\r\n"),
-        "VA 1\r\n1\r\nMN\r\n"
+        server.say("ma made N0 q\r\nma made2 N0 J7 q v\r\nma made q v\r\nmn\r\n"),
+        "MN\r\n"
+    );
+    assert_eq!(
+        server.say("mg made v\r\nmg made2 v\r\n"),
+        "VA 1\r\n1\r\nVA 1\r\n7\r\n"
     );
     // A value that is no number is refused, and kept.
     server.say("ms s 3\r\nabc\r\n");
@@ -430,7 +435,7 @@ fn meta_arithmetic_increments_decrements_and_creates() {
     let stats = server.cache.stats(server.now);
     assert_eq!(
         (stats.incr_hits, stats.decr_hits, stats.incr_misses),
-        (14, 3, 2)
+        (15, 3, 2)
     );
     // No room for the item `N` would create.
     let mut tiny = Server::with(Config {
