@@ -840,20 +840,8 @@ fn split_meta_streams_give_the_same_answers() {
         )
     );
     for split in 0..=stream.len() {
-        let mut server = Server::with(small);
-        let mut out = Vec::new();
-        let mut buffer = stream[..split].to_vec();
-        let served =
-            server
-                .session
-                .serve(&mut server.cache, &buffer, START, &server.info, &mut out);
-        buffer.drain(..served.consumed);
-        buffer.extend_from_slice(&stream[split..]);
-        let served =
-            server
-                .session
-                .serve(&mut server.cache, &buffer, START, &server.info, &mut out);
-        assert_eq!(served.consumed, buffer.len(), "split at {split}");
+        let (out, closed) = Server::with(small).in_two_reads(stream, split);
+        assert!(!closed, "split at {split}");
         assert_eq!(text(&out), expected, "split at {split}");
     }
 }
