@@ -9,9 +9,8 @@ use alloc::vec::Vec;
 
 use rexo_api::device::DISK_SHUT_DOWN;
 use rexo_api::{BlockDevice, BlockInfo, Completion, DeviceError, Leaving, Tag};
-use rexo_ata::command::{self, Command, Direction, Protocol, STATUS_BSY, STATUS_DRQ};
+use rexo_ata::command::{self, Command, Direction, Operation, Protocol, STATUS_BSY, STATUS_DRQ};
 use rexo_ata::identify::{IDENTIFY_BYTES, Identity, SECTOR_BYTES};
-use rexo_ata::shutdown::Step;
 use rexo_devio::{Dma, Mmio, NS_PER_MS, Platform, barrier, pause};
 
 use crate::fis::{FIS_BYTES, register_h2d};
@@ -144,8 +143,6 @@ fn header(slot: usize) -> usize {
 
 /// The sectors one request may cover (each slot's buffer is 64 KiB).
 const BUFFER_SECTORS: u32 = 128;
-/// How long a command may run before the port is reset.
-const COMMAND_TIMEOUT_MS: u64 = 10_000;
 /// How long IDENTIFY may take.
 const IDENTIFY_TIMEOUT_MS: u64 = 1_000;
 /// How long the command list or FIS engine may take to stop (AHCI 10.1.2: 500 ms).
@@ -223,26 +220,6 @@ pub(crate) fn wait_for_links(platform: &dyn Platform, ports: &[(u8, Mmio)]) {
     }
 }
 
-/// What a request does.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Operation {
-    /// Moves sectors.
-    Transfer(Direction),
-    /// Flushes the write cache.
-    Flush,
-    /// Puts the disk in standby (at power-off and reboot).
-    Standby,
-}
-
-impl From<Step> for Operation {
-    fn from(step: Step) -> Self {
-        match step {
-            Step::Flush => Self::Flush,
-            Step::Standby => Self::Standby,
-        }
-    }
-}
-
 /// A request holding a slot.
 #[derive(Clone, Copy, Debug)]
 struct Request {
@@ -250,8 +227,8 @@ struct Request {
     operation: Operation,
     /// Sectors it moves.
     sectors: u32,
-    /// When it is late: issued (its PxSACT/PxCI write) plus [`COMMAND_TIMEOUT_MS`]
-    /// (platform clock, ns); `None` while it waits to be issued.
+    /// When it is late: issued (its PxSACT/PxCI write) plus its operation's
+    /// [`Operation::timeout_ms`] (platform clock, ns); `None` while it waits to be issued.
     deadline: Option<u64>,
 }
 
@@ -686,16 +663,15 @@ impl AhciDisk {
             self.registers.write32(PX_SACT, queued);
         }
         self.registers.write32(PX_CI, self.ready);
-        let deadline = self
-            .platform
-            .now_ns()
-            .saturating_add(COMMAND_TIMEOUT_MS * NS_PER_MS);
+        let now = self.platform.now_ns();
         for slot in slots_of(self.ready) {
             if let Some(request) = &mut self.requests[slot] {
+                let timeout_ns = request.operation.timeout_ms() * NS_PER_MS;
+                let deadline = now.saturating_add(timeout_ns);
                 request.deadline = Some(deadline);
+                self.earliest_deadline = self.earliest_deadline.min(deadline);
             }
         }
-        self.earliest_deadline = self.earliest_deadline.min(deadline);
         self.issued |= self.ready;
         self.ready = 0;
     }
@@ -762,8 +738,9 @@ impl AhciDisk {
         Some(self.abort_issued(error, done))
     }
 
-    /// Fails every issued request with [`DeviceError::Timeout`] and restarts the port when
-    /// one of them is past its deadline; the number failed. Costs one clock reading and
+    /// Fails every issued request with [`DeviceError::Timeout`] (naming a late one's
+    /// [`Operation::timeout_ms`]) and restarts the port when one of them is past its
+    /// deadline; the number failed. Costs one clock reading and
     /// one comparison until the earliest deadline passes.
     fn abort_if_late(&mut self, done: Completion<'_>) -> usize {
         if self.issued == 0 {
@@ -776,28 +753,33 @@ impl AhciDisk {
         // The bound passed: it may belong to a command that finished since, so look at
         // the ones still issued, and make the bound exact when none is late.
         let mut earliest = u64::MAX;
+        let mut late = None;
         for slot in slots_of(self.issued) {
             if let Some(Request {
+                operation,
                 deadline: Some(deadline),
                 ..
             }) = self.requests[slot]
             {
                 earliest = earliest.min(deadline);
+                if now > deadline {
+                    late = Some(operation);
+                }
             }
         }
-        if now <= earliest {
+        let Some(late) = late else {
             self.earliest_deadline = earliest;
             return 0;
-        }
+        };
         let error = DeviceError::Timeout {
             what: "the AHCI command",
-            ms: COMMAND_TIMEOUT_MS,
+            ms: late.timeout_ms(),
         };
         self.abort_issued(error, done)
     }
 
     /// Runs `operation` (one without data: a flush, the standby) once the port is idle,
-    /// polling until it ends, within [`COMMAND_TIMEOUT_MS`] (past it the poll fails it
+    /// polling until it ends, within [`Operation::timeout_ms`] (past it the poll fails it
     /// and restarts the port): its outcome.
     fn run_alone(&mut self, operation: Operation) -> Result<(), DeviceError> {
         let tag = self.submit(0, operation, 0, 0, &mut |_| true)?;
@@ -854,7 +836,7 @@ impl BlockDevice for AhciDisk {
     /// The requests submitted are issued and drained as
     /// [`abandon_requests`](Self::abandon_requests) drains them, then the disk is told
     /// as [`rexo_ata::shutdown::tell`] says (FLUSH CACHE (EXT), then STANDBY IMMEDIATE
-    /// at a power-off), each command within [`COMMAND_TIMEOUT_MS`]. The port's
+    /// at a power-off), each command within its [`Operation::timeout_ms`] (60 s). The port's
     /// interrupt is turned off; the disk refuses everything after.
     fn shut_down(&mut self, leaving: Leaving) -> Result<(), DeviceError> {
         if self.shut_down {
@@ -1321,7 +1303,7 @@ mod tests {
             // 12 s after they were issued, past the 10 s deadline, though a slot finished.
             let timeout = Some(DeviceError::Timeout {
                 what: "the AHCI command",
-                ms: COMMAND_TIMEOUT_MS,
+                ms: command::TRANSFER_TIMEOUT_MS,
             });
             let mut expected = alloc::vec![(tags[slot], None), (tags[0], timeout)];
             expected.extend(((slot + 1)..DEPTH).map(|late| (tags[late], timeout)));
@@ -1344,12 +1326,12 @@ mod tests {
         let (mut disk, registers, platform) = port_of_depth_with_fake_hba(2);
         let timeout = Some(DeviceError::Timeout {
             what: "the AHCI command",
-            ms: COMMAND_TIMEOUT_MS,
+            ms: command::WRITE_OUT_TIMEOUT_MS,
         });
         let read = disk.submit_read(0, 0, 1).unwrap();
         // The caller polls only 20 s later (a long compute step): the poll that issues
         // the read neither fails it nor restarts the port.
-        platform.advance_clock(2 * COMMAND_TIMEOUT_MS * NS_PER_MS);
+        platform.advance_clock(2 * command::TRANSFER_TIMEOUT_MS * NS_PER_MS);
         assert_eq!(poll_once(&mut disk), [], "issued, not timed out");
         assert_eq!(disk.issued, bit(read as usize));
         assert_eq!(registers.read32(PX_IS), 0, "no restart");
@@ -1359,19 +1341,56 @@ mod tests {
         platform.advance_clock(9_000 * NS_PER_MS);
         registers.write32(PX_SACT, 0);
         assert_eq!(poll_once(&mut disk), [(read, None)]);
-        // The flush is issued by the next poll, 9 s after its submission; 18 s after
+        // The flush is issued by the next poll, 9 s after its submission; 68 s after
         // it, it is still not late.
         assert_eq!(poll_once(&mut disk), [], "the flush issued");
         assert_eq!(disk.issued, bit(flush as usize));
-        platform.advance_clock(9_000 * NS_PER_MS);
-        assert_eq!(poll_once(&mut disk), [], "9 s after its issue");
+        platform.advance_clock(59_000 * NS_PER_MS);
+        assert_eq!(poll_once(&mut disk), [], "59 s after its issue");
         assert_eq!(registers.read32(PX_IS), 0, "no restart");
-        // Left unanswered past 10 s from its issue, it times out and the port restarts.
+        // Left unanswered past 60 s from its issue, it times out and the port restarts.
         platform.advance_clock(1_000 * NS_PER_MS + 1);
         assert_eq!(poll_once(&mut disk), [(flush, timeout)]);
         assert_eq!(registers.read32(PX_IS), u32::MAX, "the port restarted");
         assert_eq!(disk.issued, 0, "nothing left in flight");
         assert_eq!(disk.failed, None);
+    }
+
+    #[test]
+    fn a_flush_may_run_past_the_read_and_write_timeout_and_times_out_at_its_own() {
+        let (mut disk, registers, platform) = port_of_depth_with_fake_hba(1);
+        // Plays the device: busy writing its cache out until a COMRESET (seen in PxSCTL
+        // at a clock reading; the restart's waits read the clock).
+        registers.write32(PX_TFD, u32::from(STATUS_BSY));
+        let reset = Arc::new(core::sync::atomic::AtomicBool::new(false));
+        let (seen, device) = (reset.clone(), registers.clone());
+        platform.on_clock_reading(move || {
+            if device.read32(PX_SCTL) & DET_MASK == DET_COMRESET {
+                seen.store(true, core::sync::atomic::Ordering::Relaxed);
+                device.write32(PX_TFD, 0);
+            }
+        });
+        let flush = disk.submit_flush(0).unwrap();
+        assert_eq!(poll_once(&mut disk), [], "issued");
+        platform.advance_clock(15_000 * NS_PER_MS);
+        assert_eq!(poll_once(&mut disk), [], "still running 15 s on");
+        assert!(
+            !reset.load(core::sync::atomic::Ordering::Relaxed),
+            "no COMRESET"
+        );
+        assert_eq!(registers.read32(PX_IS), 0, "no restart");
+        assert_eq!(disk.issued, bit(flush as usize));
+        platform.advance_clock((command::WRITE_OUT_TIMEOUT_MS - 15_000) * NS_PER_MS);
+        let timeout = Some(DeviceError::Timeout {
+            what: "the AHCI command",
+            ms: command::WRITE_OUT_TIMEOUT_MS,
+        });
+        assert_eq!(poll_once(&mut disk), [(flush, timeout)]);
+        assert!(
+            reset.load(core::sync::atomic::Ordering::Relaxed),
+            "COMRESET past 60 s"
+        );
+        assert_eq!(disk.failed, None, "the port restarted");
     }
 
     #[test]
@@ -1573,7 +1592,7 @@ mod tests {
         );
         let timeout = DeviceError::Timeout {
             what: "the AHCI command",
-            ms: COMMAND_TIMEOUT_MS,
+            ms: command::WRITE_OUT_TIMEOUT_MS,
         };
         assert_eq!(disk.shut_down(Leaving::PowerOff), Err(timeout));
         assert_eq!(

@@ -4,6 +4,8 @@
 
 use rexo_api::DeviceError;
 
+use crate::shutdown::Step;
+
 /// IDENTIFY DEVICE: 512 bytes describing an ATA disk (ACS 7.16).
 pub const IDENTIFY_DEVICE: u8 = 0xEC;
 /// READ SECTORS (PIO, 28-bit LBA).
@@ -67,6 +69,45 @@ pub enum Protocol {
     Pio,
     /// The controller moves the data by DMA.
     Dma,
+}
+
+/// How long a read or a write may run before the driver resets the disk.
+pub const TRANSFER_TIMEOUT_MS: u64 = 10_000;
+/// How long FLUSH CACHE (EXT) or STANDBY IMMEDIATE may run before the driver resets the
+/// disk: the whole write cache may go to the medium first (ATA8-ACS: a flush "may take
+/// longer than 30 s", BSY set until the data is written or an error ends it; a busy disk
+/// or one retrying a marginal sector gets there), as Linux gives a flush 30 s and more.
+pub const WRITE_OUT_TIMEOUT_MS: u64 = 60_000;
+
+/// What a disk request does, as both transports track it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Operation {
+    /// Moves sectors.
+    Transfer(Direction),
+    /// Flushes the write cache.
+    Flush,
+    /// Puts the disk in standby (at power-off).
+    Standby,
+}
+
+impl Operation {
+    /// How long its command may run before the driver resets the disk:
+    /// [`TRANSFER_TIMEOUT_MS`] or [`WRITE_OUT_TIMEOUT_MS`].
+    pub fn timeout_ms(self) -> u64 {
+        match self {
+            Self::Transfer(_) => TRANSFER_TIMEOUT_MS,
+            Self::Flush | Self::Standby => WRITE_OUT_TIMEOUT_MS,
+        }
+    }
+}
+
+impl From<Step> for Operation {
+    fn from(step: Step) -> Self {
+        match step {
+            Step::Flush => Self::Flush,
+            Step::Standby => Self::Standby,
+        }
+    }
 }
 
 /// One command's task-file values; the transport adds the drive select bit (IDE) or

@@ -11,10 +11,10 @@ use rexo_api::{BlockDevice, BlockInfo, Completion, DeviceError, Leaving, Tag};
 use rexo_devio::{Dma, LineWake, NS_PER_MS, Platform, PortWindow, barrier, pause};
 
 use crate::command::{
-    self, Command, Direction, Protocol, STATUS_BSY, STATUS_DF, STATUS_DRQ, STATUS_ERR,
+    self, Command, Direction, Operation, Protocol, STATUS_BSY, STATUS_DF, STATUS_DRQ, STATUS_ERR,
+    WRITE_OUT_TIMEOUT_MS,
 };
 use crate::identify::{IDENTIFY_BYTES, Identity, SECTOR_BYTES};
-use crate::shutdown::Step;
 
 /// Command block: the 16-bit data port.
 const REG_DATA: u16 = 0;
@@ -79,8 +79,6 @@ const BUFFER_SECTORS: u32 = 128;
 /// How long the bus master may stay Active after the drive finished a DMA command (it
 /// drains its FIFO in microseconds; longer means the drive moved fewer bytes than asked).
 const DMA_DRAIN_TIMEOUT_MS: u64 = 10;
-/// How long a command may run before the channel is reset.
-const COMMAND_TIMEOUT_MS: u64 = 10_000;
 /// How long a drive may stay busy after reset or selection (ATA allows 31 s after a
 /// power-on reset; a soft reset of a spinning drive is far quicker).
 const READY_TIMEOUT_MS: u64 = 3_000;
@@ -111,8 +109,13 @@ const BUS_MASTER_NOT_STOPPED: DeviceError = DeviceError::Failed(
      cleared; its DMA memory is kept, the channel takes no more commands)",
 );
 
+/// How long [`IdeDisk::run_alone`] waits for the channel while the other drive's command
+/// holds it: as long as the longest command may run ([`WRITE_OUT_TIMEOUT_MS`]), past
+/// which its holder's polls end it.
+const CHANNEL_WAIT_MS: u64 = WRITE_OUT_TIMEOUT_MS;
+
 /// What [`IdeDisk::run_alone`]'s timeout names when the other drive's command held the
-/// channel for all of [`COMMAND_TIMEOUT_MS`].
+/// channel for all of [`CHANNEL_WAIT_MS`].
 const CHANNEL_HELD: &str = "the IDE channel, which the other drive's command holds";
 
 /// Whether `[phys, phys + len)` lies below 4 GiB, where the bus master reaches (the PRD
@@ -675,26 +678,6 @@ pub(crate) fn detect(
     disks
 }
 
-/// What a request does.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Operation {
-    /// Moves sectors.
-    Transfer(Direction),
-    /// Flushes the write cache.
-    Flush,
-    /// Puts the drive in standby (at power-off and reboot).
-    Standby,
-}
-
-impl From<Step> for Operation {
-    fn from(step: Step) -> Self {
-        match step {
-            Step::Flush => Self::Flush,
-            Step::Standby => Self::Standby,
-        }
-    }
-}
-
 /// The one request in flight on a drive.
 struct Request {
     /// Its tag.
@@ -881,8 +864,8 @@ impl IdeDisk {
 
     /// Runs `operation` (one without data: a flush, the standby) and polls until it
     /// ends: the channel is waited for while the other drive has a command in flight (up
-    /// to [`COMMAND_TIMEOUT_MS`]: its holder's polls end it), then the command runs
-    /// within [`COMMAND_TIMEOUT_MS`] (past it the channel is reset). Its outcome (a
+    /// to [`CHANNEL_WAIT_MS`]: its holder's polls end it), then the command runs within
+    /// its [`Operation::timeout_ms`] (past it the channel is reset). Its outcome (a
     /// timeout naming [`CHANNEL_HELD`] when the channel never came free).
     fn run_alone(&mut self, operation: Operation) -> Result<(), DeviceError> {
         let platform = self.platform;
@@ -891,7 +874,7 @@ impl IdeDisk {
             Err(DeviceError::QueueFull) => Ok(None),
             Err(error) => Err(error),
         };
-        let tag = rexo_devio::wait_for(platform, CHANNEL_HELD, COMMAND_TIMEOUT_MS, take_channel)?;
+        let tag = rexo_devio::wait_for(platform, CHANNEL_HELD, CHANNEL_WAIT_MS, take_channel)?;
         rexo_api::device::wait_for(self, 0, tag, &mut |_| {})
     }
 
@@ -979,7 +962,8 @@ impl IdeDisk {
                 _ => {}
             }
             let waited = self.platform.now_ns().saturating_sub(request.since);
-            if waited <= COMMAND_TIMEOUT_MS * NS_PER_MS {
+            let timeout_ms = request.operation.timeout_ms();
+            if waited <= timeout_ms * NS_PER_MS {
                 return None;
             }
             // The drive hung: stop the bus master and reset the channel so the next
@@ -988,7 +972,7 @@ impl IdeDisk {
             channel.reset_after_command(self.drive);
             return Some(Err(DeviceError::Timeout {
                 what: "the ATA command",
-                ms: COMMAND_TIMEOUT_MS,
+                ms: timeout_ms,
             }));
         }
     }
@@ -1048,11 +1032,11 @@ impl BlockDevice for IdeDisk {
 
     /// The command in flight is drained as [`abandon_requests`](Self::abandon_requests)
     /// drains it, then the drive is told as [`crate::shutdown::tell`] says (FLUSH CACHE
-    /// (EXT), then STANDBY IMMEDIATE at a power-off), each command within
-    /// [`COMMAND_TIMEOUT_MS`] once the channel is free (the other drive's command waited
-    /// for as long, once: a channel that stays held through the flush's wait is not
-    /// waited for again, the drive not told). A failed channel's drive is not told. The
-    /// disk refuses everything after.
+    /// (EXT), then STANDBY IMMEDIATE at a power-off), each command within its
+    /// [`Operation::timeout_ms`] (60 s) once the channel is free (the other drive's
+    /// command waited for up to [`CHANNEL_WAIT_MS`], once: a channel that stays held
+    /// through the flush's wait is not waited for again, the drive not told). A failed
+    /// channel's drive is not told. The disk refuses everything after.
     fn shut_down(&mut self, leaving: Leaving) -> Result<(), DeviceError> {
         if self.shut_down {
             return Err(DISK_SHUT_DOWN);
@@ -1329,6 +1313,29 @@ mod tests {
         control.answer8_in_turn(REG_CONTROL, &[STATUS_READY | STATUS_DRQ, STATUS_READY]);
         let read = rexo_devio::host::completions(&mut disk, 0);
         assert_eq!(read, [(1, Ok([0x5A, 0].repeat(256)))]);
+    }
+
+    #[test]
+    fn a_flush_may_run_past_the_read_and_write_timeout_and_times_out_at_its_own() {
+        let platform = HostPlatform::leaked();
+        let (mut disk, _command, control, _) = disk_on(platform, 0, 1 << 20, false, None);
+        assert_eq!(disk.submit_flush(0), Ok(0));
+        // The drive writes a large cache out: BSY for longer than a read may take.
+        control.answer8(REG_CONTROL, STATUS_READY | STATUS_BSY);
+        let reset = ready_after_srst(platform, control);
+        platform.advance_clock(15_000 * NS_PER_MS);
+        assert_eq!(rexo_devio::host::completions(&mut disk, 0), []);
+        assert!(!reset.load(Ordering::Relaxed), "no SRST 15 s on");
+        platform.advance_clock((WRITE_OUT_TIMEOUT_MS - 15_000) * NS_PER_MS);
+        let timeout = DeviceError::Timeout {
+            what: "the ATA command",
+            ms: WRITE_OUT_TIMEOUT_MS,
+        };
+        assert_eq!(
+            rexo_devio::host::completions(&mut disk, 0),
+            [(0, Err(timeout))]
+        );
+        assert!(reset.load(Ordering::Relaxed), "the channel reset past 60 s");
     }
 
     #[test]
@@ -1936,8 +1943,8 @@ mod tests {
     }
 
     /// The other drive of the channel holds it with a command nobody polls (its holder
-    /// could not be reached): the drive waits for the channel once, up to the command
-    /// timeout, and is not told; its standby does not wait as long again.
+    /// could not be reached): the drive waits for the channel once, as long as the
+    /// longest command may run, and is not told; its standby does not wait as long again.
     #[test]
     fn a_drive_whose_channel_stays_held_waits_for_it_once_and_is_not_told() {
         let platform = HostPlatform::leaked();
@@ -1957,12 +1964,12 @@ mod tests {
             master.shut_down(Leaving::PowerOff),
             Err(DeviceError::Timeout {
                 what: "the IDE channel, which the other drive's command holds",
-                ms: COMMAND_TIMEOUT_MS,
+                ms: CHANNEL_WAIT_MS,
             })
         );
         let waited_ms = (platform.now_ns() - before) / NS_PER_MS;
         assert!(
-            (COMMAND_TIMEOUT_MS..COMMAND_TIMEOUT_MS + 1_000).contains(&waited_ms),
+            (CHANNEL_WAIT_MS..CHANNEL_WAIT_MS + 1_000).contains(&waited_ms),
             "waited {waited_ms} ms"
         );
         assert_eq!(opcodes(&command), [], "nothing issued for the drive");

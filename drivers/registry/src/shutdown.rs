@@ -49,8 +49,9 @@ const REACH_WAIT_NS: u64 = 1_000_000_000;
 
 /// How long the walk polls the disks it holds for their holders' requests in flight and
 /// ordered writes before it tells them all the same: 15 s, past the drivers' 10 s
-/// request timeouts, so that a request a device holds is ended by its driver (and what
-/// depends on it fails as such) before the walk gives up on the rest.
+/// read and write timeouts, so that a read or write a device holds is ended by its
+/// driver (and what depends on it fails as such) before the walk gives up on the rest.
+/// An ATA flush may run 60 s: one still running then is drained by the disk's shutdown.
 const DRAIN_WAIT_NS: u64 = 15_000_000_000;
 
 /// Why the ordered writes a disk still holds when [`DRAIN_WAIT_NS`] ran out are not
@@ -517,7 +518,7 @@ mod tests {
     /// One of two drives sharing a channel, as an IDE channel's master and slave do: the
     /// channel takes one command at a time, and only a poll of the drive whose command it
     /// holds ends that command. A shutdown needs the channel for its flush: while the
-    /// other drive's command holds it, the drive is not told (ATA's driver waits 10 s
+    /// other drive's command holds it, the drive is not told (ATA's driver waits 60 s
     /// for the channel first; this one gives up at once).
     struct ChannelDrive {
         /// 0 or 1.
