@@ -262,8 +262,9 @@ pub struct AhciDisk {
     requests: [Option<Request>; MAX_SLOTS],
     /// Slots prepared but not yet issued.
     ready: u32,
-    /// A non-queued command (a flush among queued ones) waiting for the queue to drain:
-    /// SATA cannot mix the two.
+    /// Non-queued commands (a flush among queued ones or behind another flush) waiting
+    /// for the port to be idle: SATA cannot mix the two kinds, and each is issued alone
+    /// (see [`Self::issue`]).
     held: u32,
     /// Slots the HBA has.
     issued: u32,
@@ -595,7 +596,8 @@ impl AhciDisk {
         let queued = self.ncq && transfer;
         let busy = self.busy();
         // Queued commands wait behind a non-queued one; a non-queued one among queued
-        // ones is held until they finish (SATA runs one kind at a time).
+        // ones, or behind another non-queued one, is held until they finish (SATA runs
+        // one kind at a time, and non-queued commands one at a time).
         let non_queued_pending = busy & !self.queued != 0;
         if queued && non_queued_pending {
             return Err(DeviceError::QueueFull);
@@ -647,12 +649,16 @@ impl AhciDisk {
     }
 
     /// Issues the prepared slots with one write of each doorbell (AHCI 5.3.2: PxSACT
-    /// before PxCI for queued commands), and a held command once the queue drained;
-    /// their timeouts count from here (one clock reading for the batch).
+    /// before PxCI for queued commands), and the lowest held command once nothing else is
+    /// issued, the others held until it ends: the HBA may run the non-queued commands of
+    /// one PxCI write in any order (AHCI 1.3.1 5.3.2), so an error could not be pinned
+    /// to one of them, and `poll` fails the one issued; their timeouts count from here
+    /// (one clock reading for the batch).
     fn issue(&mut self) {
         if self.held != 0 && self.issued == 0 && self.ready == 0 {
-            self.ready = self.held;
-            self.held = 0;
+            let lowest = self.held & self.held.wrapping_neg();
+            self.ready = lowest;
+            self.held &= !lowest;
         }
         if self.ready == 0 {
             return;
@@ -1391,6 +1397,46 @@ mod tests {
             "COMRESET past 60 s"
         );
         assert_eq!(disk.failed, None, "the port restarted");
+    }
+
+    #[test]
+    fn held_flushes_are_issued_one_at_a_time_so_an_error_fails_only_its_own() {
+        let (mut disk, registers, _) = port_of_depth_with_fake_hba(4);
+        let read = disk.submit_read(0, 0, 1).unwrap();
+        assert_eq!(poll_once(&mut disk), [], "the read issued");
+        let first = disk.submit_flush(0).unwrap();
+        let second = disk.submit_flush(0).unwrap();
+        assert_eq!(poll_once(&mut disk), [], "both flushes held");
+        // The queue drains: the next poll issues the first flush alone.
+        registers.write32(PX_SACT, 0);
+        registers.write32(PX_CI, 0);
+        assert_eq!(poll_once(&mut disk), [(read, None)]);
+        assert_eq!(poll_once(&mut disk), []);
+        assert_eq!(
+            registers.read32(PX_CI),
+            bit(first as usize),
+            "one flush issued"
+        );
+        // It fails: only it is failed, and the port restarts.
+        registers.write32(PX_TFD, TFD_ABORTED);
+        registers.write32(PX_IS, IS_TFES);
+        registers.write32(PX_CI, 0);
+        let error = DeviceError::Status {
+            what: "the AHCI command",
+            status: TFD_ABORTED,
+        };
+        assert_eq!(poll_once(&mut disk), [(first, Some(error))]);
+        // The second runs once the first ended, and finishes.
+        registers.write32(PX_IS, 0);
+        assert_eq!(poll_once(&mut disk), []);
+        assert_eq!(
+            registers.read32(PX_CI),
+            bit(second as usize),
+            "then the other"
+        );
+        registers.write32(PX_CI, 0);
+        assert_eq!(poll_once(&mut disk), [(second, None)]);
+        assert_eq!(disk.busy(), 0);
     }
 
     #[test]
