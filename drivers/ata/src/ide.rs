@@ -257,8 +257,11 @@ pub struct Channel {
     selected: AtomicU8,
     /// The channel's ISA IRQ (14 or 15) as a wake-up, or why there is none.
     line: Result<LineWake, DeviceError>,
-    /// The drives' interrupts are on (nIEN clear): since a drive first armed a wake.
-    interrupts: AtomicBool,
+    /// The drives' interrupts are on (nIEN clear): since a drive first armed a wake. Its
+    /// lock is held across every device control write after `new` ([`Self::arm`]'s, and
+    /// [`Self::reset`]'s from SRST set to SRST released), so that the other drive's
+    /// arming never releases a reset's SRST before its hold is over.
+    interrupts: spin::Mutex<bool>,
     /// The clock.
     platform: &'static dyn Platform,
 }
@@ -285,7 +288,7 @@ impl Channel {
             bus_master_not_stopped: AtomicBool::new(false),
             selected: AtomicU8::new(NOBODY),
             line,
-            interrupts: AtomicBool::new(false),
+            interrupts: spin::Mutex::new(false),
             platform,
         };
         // Whatever the firmware left running stops; from here every command's end
@@ -354,13 +357,10 @@ impl Channel {
         self.busy.store(false, Ordering::Release);
     }
 
-    /// The device control value outside a reset: nIEN until a drive armed a wake.
-    fn control_value(&self) -> u8 {
-        if self.interrupts.load(Ordering::Relaxed) {
-            0
-        } else {
-            CONTROL_NIEN
-        }
+    /// The device control value outside a reset: nIEN unless the drives' interrupts are
+    /// on (`interrupts`: a drive armed a wake).
+    fn control_value(interrupts: bool) -> u8 {
+        if interrupts { 0 } else { CONTROL_NIEN }
     }
 
     /// Arms the channel's line to wake core `core` at the next interrupt of either
@@ -368,12 +368,16 @@ impl Channel {
     /// is edge-triggered (the drive raises INTRQ at a command's end and for each PIO
     /// block, and reading the status register, which every command's end and every PIO
     /// block's start do, lowers it), so the kernel masks it after one interrupt until
-    /// the next arming, and an interrupt nobody waits for costs at most that one.
+    /// the next arming, and an interrupt nobody waits for costs at most that one. The
+    /// first arming waits for a reset of the other drive's holder to release SRST.
     fn arm(&self, core: usize) -> Result<(), DeviceError> {
         let line = self.line.as_ref().map_err(|error| *error)?;
-        if !self.interrupts.swap(true, Ordering::Relaxed) {
+        let mut interrupts = self.interrupts.lock();
+        if !*interrupts {
+            *interrupts = true;
             self.control.write8(REG_CONTROL, 0);
         }
+        drop(interrupts);
         line.arm(core)
     }
 
@@ -386,10 +390,12 @@ impl Channel {
     fn reset(&self) -> Result<(), DeviceError> {
         self.selected.store(NOBODY, Ordering::Relaxed);
         self.write_select(0);
-        self.control
-            .write8(REG_CONTROL, CONTROL_SRST | self.control_value());
+        let interrupts = self.interrupts.lock();
+        let control = Self::control_value(*interrupts);
+        self.control.write8(REG_CONTROL, CONTROL_SRST | control);
         pause(self.platform, RESET_HOLD_NS);
-        self.control.write8(REG_CONTROL, self.control_value());
+        self.control.write8(REG_CONTROL, control);
+        drop(interrupts);
         pause(self.platform, RESET_SETTLE_NS);
         rexo_devio::wait_until(
             self.platform,
@@ -1284,6 +1290,68 @@ mod tests {
             }
         });
         reset
+    }
+
+    #[test]
+    fn a_first_arming_during_a_reset_leaves_srst_set_for_its_whole_hold() {
+        let platform = HostPlatform::leaked();
+        let (disk, _command, control, _) = disk_on(platform, 0, 1 << 20, false, None);
+        let channel = Arc::clone(&disk.channel);
+        // The control block's writes, each with the clock reading that found it, and the
+        // other core's arming, started once SRST is written.
+        let writes = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let arming = Arc::new(std::sync::Mutex::new(None));
+        let (log, other_core) = (Arc::clone(&writes), Arc::clone(&arming));
+        let readings = std::sync::atomic::AtomicU64::new(0);
+        platform.on_clock_reading(move || {
+            let reading = readings.fetch_add(1, Ordering::Relaxed);
+            let mut log = log.lock().unwrap();
+            log.extend(
+                control
+                    .take_writes()
+                    .iter()
+                    .map(|w| (reading, w.value as u8)),
+            );
+            let srst = log.iter().any(|&(_, value)| value & CONTROL_SRST != 0);
+            let mut other_core = other_core.lock().unwrap();
+            if srst && other_core.is_none() {
+                let channel = Arc::clone(&channel);
+                *other_core = Some(std::thread::spawn(move || channel.arm(1)));
+                // Time for its control write to land, if nothing holds it back.
+                let since = std::time::Instant::now();
+                while since.elapsed() < std::time::Duration::from_millis(300) {
+                    let written = control.take_writes();
+                    log.extend(written.iter().map(|w| (reading, w.value as u8)));
+                    if !written.is_empty() {
+                        break;
+                    }
+                    std::thread::yield_now();
+                }
+            }
+        });
+        assert_eq!(disk.channel.reset(), Ok(()));
+        let armed = arming
+            .lock()
+            .unwrap()
+            .take()
+            .expect("armed during the reset");
+        assert_eq!(armed.join().unwrap(), Ok(()));
+        let mut log = writes.lock().unwrap().clone();
+        log.extend(
+            control
+                .take_writes()
+                .iter()
+                .map(|w| (u64::MAX, w.value as u8)),
+        );
+        let values: Vec<u8> = log.iter().map(|&(_, value)| value).collect();
+        // SRST with nIEN, released to nIEN by the reset, then the arming's 0.
+        assert_eq!(values, [CONTROL_SRST | CONTROL_NIEN, CONTROL_NIEN, 0]);
+        // One reading a microsecond: SRST held at least 5.
+        let held = log[1].0 - log[0].0;
+        assert!(
+            held >= RESET_HOLD_NS / HostPlatform::CLOCK_TICK_NS,
+            "held {held} us"
+        );
     }
 
     #[test]
