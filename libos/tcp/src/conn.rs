@@ -61,9 +61,6 @@ pub struct Conn {
     pub(crate) state: State,
     /// Set when the app gave the connection up (`close`, `abort`).
     pub(crate) released: bool,
-    /// When the app gave the connection up (the endpoint's clock then; 0 before): the
-    /// oldest released connection is the first reset when they are too many.
-    pub(crate) released_at: u64,
     /// Why the connection ended abnormally.
     pub(crate) error: Option<Error>,
     /// A RST to send (after an abort or a fatal timeout).
@@ -180,7 +177,6 @@ impl Conn {
             tuple: setup.tuple,
             state: State::Established,
             released: false,
-            released_at: 0,
             error: None,
             rst_pending: false,
             ack_pending: false,
@@ -318,6 +314,12 @@ impl Conn {
             || self.released && self.state == State::TimeWait
     }
 
+    /// Whether the app released the connection and it is still finishing with the peer
+    /// (not closed, not in TIME-WAIT): what [`Config::max_released`](crate::Config) bounds.
+    pub(crate) fn finishing(&self) -> bool {
+        self.released && !matches!(self.state, State::Closed | State::TimeWait)
+    }
+
     /// Whether received bytes wait for the app to read them.
     pub(crate) fn unread(&self) -> bool {
         !self.rcv_buf.is_empty()
@@ -416,10 +418,8 @@ impl Conn {
     /// and not read are dropped, as is all the peer still sends (acknowledged: a
     /// lingering close), so the window opens, and the peer hears so if it may still
     /// send; in FIN-WAIT-2 it ends at `fin_wait2_end` unless the peer's FIN comes first.
-    /// `now` is when (the endpoint's clock).
-    pub(crate) fn release(&mut self, now: u64, fin_wait2_end: u64) {
+    pub(crate) fn release(&mut self, fin_wait2_end: u64) {
         self.released = true;
-        self.released_at = now;
         if self.state == State::FinWait2 {
             self.close_at = Some(fin_wait2_end);
         }

@@ -98,8 +98,9 @@ pub struct Config {
     /// The most connections the app released that may still be finishing with the
     /// peer (their FIN unacknowledged, or the peer's FIN awaited in FIN-WAIT-2 for up
     /// to [`Config::fin_wait2_ns`]) beside the [`Config::max_connections`] the app
-    /// holds: beyond, the one released longest ago is reset (a RST,
-    /// [`Stats::released_evicted`]), as a full TIME-WAIT table forgets its oldest.
+    /// holds: beyond, one is reset (a RST, [`Stats::released_evicted`]), as a full
+    /// TIME-WAIT table forgets its oldest: the one longest in FIN-WAIT-2, which has
+    /// nothing left to deliver, else the one released longest ago.
     pub max_released: usize,
     /// The most connections kept in TIME-WAIT; the oldest is forgotten beyond.
     pub time_wait_entries: usize,
@@ -511,6 +512,33 @@ struct Slot {
     conn: Option<Conn>,
 }
 
+/// Whether `id` still names a released connection finishing with the peer in `slots`.
+fn still_finishing(slots: &[Slot], id: ConnId) -> bool {
+    let slot = &slots[id.index as usize];
+    slot.generation == id.generation && slot.conn.as_ref().is_some_and(Conn::finishing)
+}
+
+/// Appends `id` to `queue` (one of the endpoint's orders of released connections),
+/// first dropping the entries no longer finishing when they outnumber the `finishing`
+/// ones, so that the queue stays within about twice those at a cost of O(1) a push.
+fn push_pruned(queue: &mut VecDeque<ConnId>, id: ConnId, finishing: usize, slots: &[Slot]) {
+    if queue.len() > 2 * finishing + 8 {
+        queue.retain(|&id| still_finishing(slots, id));
+    }
+    queue.push_back(id);
+}
+
+/// Takes entries off the front of `queue` until one names a connection still
+/// finishing, and returns its slot's index (`None` when none is left).
+fn first_live(queue: &mut VecDeque<ConnId>, slots: &[Slot]) -> Option<usize> {
+    while let Some(id) = queue.pop_front() {
+        if still_finishing(slots, id) {
+            return Some(id.index as usize);
+        }
+    }
+    None
+}
+
 /// Gives the connection in `slot` (`tuple`'s) its turn at `out`: `None` if `emit`
 /// refused a segment, else whether it has data left for another turn. A connection
 /// with nothing left that is finished joins `finished`.
@@ -565,6 +593,18 @@ pub struct Endpoint {
     /// How many slots hold a connection the app released (still finishing with the
     /// peer): not counted against [`Config::max_connections`].
     released: usize,
+    /// How many of those are still finishing ([`Conn::finishing`]: not closed, not in
+    /// TIME-WAIT), which [`Config::max_released`] bounds.
+    finishing: usize,
+    /// The released connections still finishing, in the order the app released them;
+    /// an entry whose connection ended meanwhile is dropped when met (or when stale
+    /// ones outnumber the live, [`push_pruned`]).
+    released_order: VecDeque<ConnId>,
+    /// Of those, the ones in FIN-WAIT-2 (all they had to send is acknowledged, the
+    /// peer's FIN awaited), in the order they got there: the first reset past
+    /// [`Config::max_released`], as a reset loses nothing of theirs. Entries are
+    /// dropped as in `released_order`.
+    drained: VecDeque<ConnId>,
     /// The handles whose connection left the table and its slot (by index and
     /// generation): a new connection in the slot has another generation, so a stale
     /// handle reaches only this. At most [`Config::max_connections`] records.
@@ -631,6 +671,9 @@ impl Endpoint {
             free: Vec::new(),
             by_tuple: BTreeMap::new(),
             released: 0,
+            finishing: 0,
+            released_order: VecDeque::new(),
+            drained: VecDeque::new(),
             gone: BTreeMap::new(),
             time_wait: BTreeMap::new(),
             replies: VecDeque::new(),
@@ -832,8 +875,9 @@ impl Endpoint {
     /// in FIN-WAIT-2 waits [`Config::fin_wait2_ns`] from now for the peer's FIN, now
     /// being the latest time the endpoint was given ([`input`](Endpoint::input) or
     /// [`poll`](Endpoint::poll)). Past [`Config::max_released`] released connections
-    /// still finishing with their peers, the one released longest ago is reset
-    /// ([`Stats::released_evicted`]): what it had not yet sent, and its FIN, are lost.
+    /// still finishing with their peers, one is reset ([`Stats::released_evicted`]):
+    /// the one longest in FIN-WAIT-2, which loses nothing, else the one released
+    /// longest ago, whose data not yet acknowledged, and its FIN, are lost.
     pub fn close(&mut self, id: ConnId) -> Result<(), Error> {
         self.release(id, Conn::shutdown)
     }
@@ -863,8 +907,16 @@ impl Endpoint {
             }
         };
         last(conn);
-        conn.release(now, fin_wait2_end);
+        conn.release(fin_wait2_end);
         let (tuple, closed) = (conn.tuple, conn.state == State::Closed);
+        let (finishing, fin_wait_2) = (conn.finishing(), conn.state == State::FinWait2);
+        if finishing {
+            self.finishing += 1;
+            push_pruned(&mut self.released_order, id, self.finishing, &self.slots);
+            if fin_wait_2 {
+                push_pruned(&mut self.drained, id, self.finishing, &self.slots);
+            }
+        }
         self.released += 1;
         let index = id.index as usize;
         // A connection not closed is in the table: no search on a close.
@@ -875,36 +927,43 @@ impl Endpoint {
         Ok(())
     }
 
-    /// Resets the connection released longest ago if more than
-    /// [`Config::max_released`] released ones are still finishing with the peer (those
-    /// whose RST is owed already are not): its RST goes on the next poll, which frees
+    /// Resets a released connection still finishing with the peer if more than
+    /// [`Config::max_released`] are: the one longest in FIN-WAIT-2 (nothing of its own
+    /// left to deliver), else the one released longest ago, whose unsent or
+    /// unacknowledged data and FIN are lost. Its RST goes on the next poll, which frees
     /// its slot.
     fn reset_oldest_released(&mut self) {
-        if self.released <= self.config.max_released {
+        if self.finishing <= self.config.max_released {
             return;
         }
-        let finishing = |conn: &&mut Conn| {
-            conn.released && !matches!(conn.state, State::Closed | State::TimeWait)
-        };
-        let mut finishing_conns = self
-            .slots
-            .iter_mut()
-            .filter_map(|slot| slot.conn.as_mut())
-            .filter(finishing);
-        let mut oldest = match finishing_conns.next() {
-            Some(conn) => conn,
-            None => return,
-        };
-        let mut count = 1;
-        for conn in finishing_conns {
-            count += 1;
-            if conn.released_at < oldest.released_at {
-                oldest = conn;
-            }
-        }
-        if count > self.config.max_released {
-            oldest.reset(Error::Reset, true);
+        let victim = first_live(&mut self.drained, &self.slots)
+            .or_else(|| first_live(&mut self.released_order, &self.slots));
+        if let Some(index) = victim
+            && let Some(conn) = self.slots[index].conn.as_mut()
+        {
+            conn.reset(Error::Reset, true);
+            self.finishing -= 1;
             self.stats.released_evicted += 1;
+        }
+    }
+
+    /// Keeps the count and orders of released connections true after the connection
+    /// in slot `index` took a segment, given whether it was finishing and its state
+    /// before: one that ended leaves the count, one that reached FIN-WAIT-2 joins
+    /// `drained`.
+    fn follow_released(&mut self, index: usize, (was_finishing, was): (bool, State)) {
+        let slot = &self.slots[index];
+        let Some(conn) = slot.conn.as_ref().filter(|_| was_finishing) else {
+            return;
+        };
+        if !conn.finishing() {
+            self.finishing -= 1;
+        } else if was != State::FinWait2 && conn.state == State::FinWait2 {
+            let id = ConnId {
+                index: index as u32,
+                generation: slot.generation,
+            };
+            push_pruned(&mut self.drained, id, self.finishing, &self.slots);
         }
     }
 
@@ -1007,13 +1066,16 @@ impl Endpoint {
                 return Sender::Unknown;
             };
             if conn.state != State::TimeWait {
+                let before = (conn.finishing(), conn.state);
                 let sender = match conn.input(&seg, now, &self.config, &mut self.stats) {
                     true => Sender::Peer,
                     false => Sender::Unknown,
                 };
+                let done = conn.state == State::Closed && conn.finished();
+                self.follow_released(index, before);
                 // Reset, or its FIN acknowledged in LAST-ACK: it leaves the table at
                 // once, so that the peer's next SYN for the tuple opens a new connection.
-                if conn.state == State::Closed && conn.finished() {
+                if done {
                     self.retire(tuple, now);
                 }
                 return sender;
@@ -1546,7 +1608,11 @@ impl Endpoint {
             if let Some(conn) = self.slots[index].conn.as_mut()
                 && conn.deadline(config).is_some_and(|at| at <= now)
             {
+                let finishing = conn.finishing();
                 conn.on_timer(now, config, stats);
+                if finishing && !conn.finishing() {
+                    self.finishing -= 1;
+                }
             }
         }
         self.time_wait.retain(|_, entry| entry.until > now);

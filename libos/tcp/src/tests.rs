@@ -1504,6 +1504,43 @@ fn connections_released_into_fin_wait_2_leave_room_for_new_handshakes() {
 }
 
 #[test]
+fn past_max_released_one_in_fin_wait_2_is_reset_before_an_older_one_still_sending() {
+    let mut ep = server_with(|c| c.max_released = 2);
+    // The oldest released connection still has its answer and FIN unacknowledged.
+    let (sending, mut sending_peer) = connect(&mut ep, 0, 5000, None, None, 1000);
+    ep.send(sending, Piece::owned(vec![7; 100])).unwrap();
+    ep.close(sending).unwrap();
+    assert_eq!(lengths(&poll(&mut ep, 0)), [100]);
+    // A younger one has nothing left to send: its FIN acknowledged, FIN-WAIT-2.
+    let (drained, mut drained_peer) = connect(&mut ep, MS, 5001, None, None, 1000);
+    ep.close(drained).unwrap();
+    poll(&mut ep, MS);
+    drained_peer.ack = drained_peer.ack.plus(1);
+    drained_peer.send(&mut ep, MS, b"");
+    // A third released is one past the bound: the FIN-WAIT-2 one goes.
+    let (third, _) = connect(&mut ep, 2 * MS, 5002, None, None, 1000);
+    ep.close(third).unwrap();
+    let resets: Vec<u16> = poll(&mut ep, 2 * MS)
+        .iter()
+        .map(|p| view(p))
+        .filter(|seg| seg.has(RST))
+        .map(|seg| seg.dst_port)
+        .collect();
+    assert_eq!(resets, [5001]);
+    assert_eq!(ep.stats().released_evicted, 1);
+    // The one still sending finishes: its answer and FIN acknowledged, the peer's FIN
+    // taken into TIME-WAIT.
+    sending_peer.ack = sending_peer.ack.plus(101);
+    sending_peer.send(&mut ep, 3 * MS, b"");
+    ep.input(3 * MS, &sending_peer.segment(ACK | FIN, b""));
+    let sent = poll(&mut ep, 3 * MS);
+    assert_eq!(sent.len(), 1);
+    assert!(!view(&sent[0]).has(RST));
+    assert_eq!(view(&sent[0]).ack, sending_peer.seq.plus(1));
+    assert_eq!(ep.released(), 1, "the third alone still finishing");
+}
+
+#[test]
 fn a_connection_reset_before_it_was_accepted_leaves_the_backlog() {
     let mut ep = server_with(|c| c.backlog = 1);
     let ack = handshake_up_to_its_last_ack(&mut ep, 5000);
