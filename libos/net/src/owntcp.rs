@@ -321,7 +321,10 @@ impl OwnTcp {
         if packet[16..20] != address {
             return false;
         }
-        // Split, a message is read once: handed on, or acted on here as `input_icmp` would.
+        // Split, a message is acted on once: handed on, or acted on here as `input_icmp`
+        // would. One `unreachable_about` refuses (another port's, damaged) is read again
+        // by `input_icmp`, which takes nothing but a damaged one about a served port,
+        // counted there alone: a second parse of a rare message, nothing counted twice.
         match icmp.map(|icmp| (self.endpoint.unreachable_about(packet), icmp)) {
             Some((Some(message), icmp)) if !self.endpoint.holds(&message) => {
                 icmp.post(message);
