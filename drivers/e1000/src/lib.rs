@@ -588,11 +588,11 @@ impl Queue {
         }
         let format = self.rx_format;
         for _ in 0..budget {
-            let slot = self.rx.next();
-            let fields_at = slot * DESCRIPTOR_BYTES + DESCRIPTOR_FIELDS;
-            if !RxFields::decode(format, self.rx_descriptors.read64(fields_at)).done() {
+            if !self.frame_waiting() {
                 break;
             }
+            let slot = self.rx.next();
+            let fields_at = slot * DESCRIPTOR_BYTES + DESCRIPTOR_FIELDS;
             // Read the length only after seeing DD: the device may write the
             // descriptor's bytes in any order.
             barrier();
@@ -618,6 +618,13 @@ impl Queue {
                 .look(&self.regs, self.platform.now_ns(), self.index());
         }
         Ok(received)
+    }
+
+    /// Whether the device wrote a descriptor back (DD) at the next receive slot: a frame,
+    /// or a piece of one, waits to be taken.
+    fn frame_waiting(&self) -> bool {
+        let fields_at = self.rx.next() * DESCRIPTOR_BYTES + DESCRIPTOR_FIELDS;
+        RxFields::decode(self.rx_format, self.rx_descriptors.read64(fields_at)).done()
     }
 
     /// Takes back the transmit descriptors the device finished with.
@@ -1083,13 +1090,15 @@ impl NetDevice for E1000 {
     }
 
     /// The 82574's receive queue `queue` raises its cause (IMS) through MSI-X entry
-    /// `queue` pointed at `core`; the 8254x's receive cause raises its INTx line.
+    /// `queue` pointed at `core`; the 8254x's receive cause raises its INTx line. A frame
+    /// already in the ring when the wake is armed raises it too (through ICS), so the
+    /// caller may sleep at once.
     fn wake_on_receive(&mut self, queue: usize, core: Option<usize>) -> Result<(), DeviceError> {
         if queue >= self.queues.len() {
             return Err(DeviceError::NoSuchQueue(queue));
         }
         let regs = &self.regs;
-        match (&mut self.wakes, core) {
+        let cause = match (&mut self.wakes, core) {
             (Wakes::MsiX(msix), Some(core)) => {
                 msix.wake(queue as u16, core)?;
                 // Reading ICR clears the causes already signalled, so that the next frame
@@ -1097,24 +1106,36 @@ impl NetDevice for E1000 {
                 // signalled and nobody cleared, even with EIAC).
                 regs.read32(ICR);
                 regs.write32(IMS, ICR_RXQ0 << queue);
+                ICR_RXQ0 << queue
             }
             (Wakes::MsiX(msix), None) => {
                 regs.write32(IMC, ICR_RXQ0 << queue);
-                msix.mask(queue as u16)?;
+                return msix.mask(queue as u16);
             }
             (Wakes::Line { line, armed }, Some(core)) => {
-                // Acknowledged (ICR read clears it), unmasked, then the line armed: only
-                // frames from now on raise it.
+                // Acknowledged (ICR read clears it), unmasked, then the line armed: frames
+                // from now on raise it.
                 regs.read32(ICR);
                 regs.write32(IMS, ICR_RXT0);
                 *armed = true;
                 line.arm(core)?;
+                ICR_RXT0
             }
             (Wakes::Line { armed, .. }, None) => {
                 regs.write32(IMC, ICR_RXT0);
                 *armed = false;
+                return Ok(());
             }
             (Wakes::None(why), _) => return Err(*why),
+        };
+        // A frame that came before the ICR read with its cause masked (since the receive
+        // that spent the 8254x's last wake, or before the 82574 queue's first arming)
+        // sent nothing, and the read cleared its cause: the device is told to raise it
+        // again, or the core would sleep its whole nap with the frame in the ring. The
+        // device writes a descriptor back before raising its cause, so a frame not seen
+        // here raises it itself.
+        if self.queues[queue].lock().frame_waiting() {
+            regs.write32(ICS, cause);
         }
         Ok(())
     }
@@ -1525,6 +1546,57 @@ mod tests {
         assert_eq!(nic.receive(0, 8, &mut |_| panic!("no frame")), Ok(0));
         assert_eq!(nic.regs.read32(IMC), ICR_RXT0, "masked: the line falls");
         assert!(matches!(nic.wakes, Wakes::Line { armed: false, .. }));
+    }
+
+    /// Before: arming an 8254x's line wake read ICR, which cleared the RXT0 of a frame
+    /// that came while the last wake was spent (RXT0 masked), then unmasked RXT0:
+    /// nothing was pending, the line never rose, and the core slept its whole nap with
+    /// the frame in the ring. Now the arming has the device raise RXT0 again (ICS).
+    #[test]
+    fn arming_a_line_wake_with_a_frame_in_the_ring_raises_its_cause() {
+        let platform = HostPlatform::leaked();
+        let line = platform.line_wake(11, true).unwrap();
+        let wakes = Wakes::Line { line, armed: false };
+        let mut nic = nic_waking_by(platform, ring::model(0x100E).unwrap(), wakes);
+        nic.wake_on_receive(0, Some(0)).unwrap();
+        assert_eq!(nic.regs.read32(ICS), 0, "an empty ring: nothing raised");
+        // A frame taken spends the wake; the next comes while it is spent.
+        let written_back = u64::from(ring::RX_STATUS_DD | ring::RX_STATUS_EOP) << 32 | 64;
+        for slot in 0..2 {
+            let fields_at = slot * DESCRIPTOR_BYTES + DESCRIPTOR_FIELDS;
+            let mut queue = nic.queues[0].lock();
+            queue.rx_descriptors.write64(fields_at, written_back);
+        }
+        assert_eq!(nic.receive(0, 1, &mut |_| {}), Ok(1));
+        assert_eq!(nic.regs.read32(IMC), ICR_RXT0, "spent");
+        nic.wake_on_receive(0, Some(0)).unwrap();
+        assert_eq!(
+            nic.regs.read32(ICS),
+            ICR_RXT0,
+            "raised for the frame waiting"
+        );
+        assert_eq!(nic.receive(0, 8, &mut |_| {}), Ok(1), "still in the ring");
+    }
+
+    /// The 82574's arming reads ICR too, which clears the cause of a frame that came
+    /// before the queue's first arming (masked until then): the arming raises it again,
+    /// through the queue's own cause.
+    #[test]
+    fn arming_an_82574_queue_with_a_frame_in_its_ring_raises_its_cause() {
+        let platform = HostPlatform::leaked();
+        let (msix, _table) = platform.msix_table(2);
+        let mut nic = nic_waking_by(platform, ring::model(0x10D3).unwrap(), Wakes::MsiX(msix));
+        // Extended write-back: status in the low bits, the length in bits 47:32.
+        let written_back = u64::from(ring::RX_STATUS_DD | ring::RX_STATUS_EOP) | 64 << 32;
+        let mut queue = nic.queues[1].lock();
+        queue
+            .rx_descriptors
+            .write64(DESCRIPTOR_FIELDS, written_back);
+        drop(queue);
+        nic.wake_on_receive(0, Some(0)).unwrap();
+        assert_eq!(nic.regs.read32(ICS), 0, "queue 0's ring is empty");
+        nic.wake_on_receive(1, Some(0)).unwrap();
+        assert_eq!(nic.regs.read32(ICS), ICR_RXQ0 << 1);
     }
 
     /// A 64-byte IPv4 UDP frame (a transport segment of 30 bytes), whose checksum the

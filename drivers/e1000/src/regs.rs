@@ -17,6 +17,9 @@ pub const CTRL_EXT: usize = 0x0018;
 pub const MDIC: usize = 0x0020;
 /// Interrupt Cause Read, cleared by reading.
 pub const ICR: usize = 0x00C0;
+/// Interrupt Cause Set: the causes written are raised as if the device had signalled
+/// them (an interrupt or MSI-X message where unmasked).
+pub const ICS: usize = 0x00C8;
 /// Interrupt Mask Clear.
 pub const IMC: usize = 0x00D8;
 /// Interrupt mask set (82574 SDM 10.2.4.4): a cause with its bit set raises an interrupt.
