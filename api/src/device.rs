@@ -642,13 +642,15 @@ pub trait NetDevice: Send {
     /// Frames queued for sending that the device has not finished with.
     fn transmit_pending(&mut self, queue: usize) -> Result<usize, DeviceError>;
     /// Arms `queue` so that the next frame arriving on it wakes core `core` (the
-    /// machine's index) from `Kernel::sleep_ns` through the device's MSI-X message;
-    /// `None` disarms it. Lets an idle core sleep instead of polling: arm, look at the
-    /// ring once more (a frame may have come meanwhile), sleep, and arm again before the
-    /// next sleep (a wake may be spent). [`DeviceError::Unsupported`] when the device has
-    /// no MSI-X. Through a lease, the first arm of a queue binds its interrupt source to
-    /// the holder (an `InterruptCap`, `Kernel::interrupt_caps`); once that is returned or
-    /// revoked, arming answers [`DeviceError::Unbound`].
+    /// machine's index) from `Kernel::sleep_ns` through the device's MSI-X message (or
+    /// its legacy INTx line); `None` disarms it. A frame already in the ring when it is
+    /// armed wakes the core too (the driver raises the wake, and the kernel remembers a
+    /// wake that comes before the sleep), so an idle core may arm and sleep at once, and
+    /// must arm again before the next sleep (a receive may spend the wake).
+    /// [`DeviceError::Unsupported`] when the device has neither. Through a lease, the
+    /// first arm of a queue binds its interrupt source to the holder (an `InterruptCap`,
+    /// `Kernel::interrupt_caps`); once that is returned or revoked, arming answers
+    /// [`DeviceError::Unbound`].
     fn wake_on_receive(&mut self, queue: usize, core: Option<usize>) -> Result<(), DeviceError>;
     /// One handle per queue pair, handle `i` an interface of one queue (its queue 0) that
     /// is pair `i`: each may be moved to its own core and driven there at the same time
@@ -889,8 +891,7 @@ pub trait BlockDevice: Send {
     fn poll(&mut self, queue: usize, done: Completion<'_>) -> Result<usize, DeviceError>;
     /// Arms `queue` so that the next request finishing on it wakes core `core` (the
     /// machine's index) from `Kernel::sleep_ns` through the device's MSI or MSI-X
-    /// message; `None` disarms it. The same protocol as
-    /// [`NetDevice::wake_on_receive`]: arm, poll once more, sleep, arm again (a wake is
+    /// message; `None` disarms it. Arm, poll once more, sleep, arm again (a wake is
     /// one-shot). [`DeviceError::Unsupported`] when the device or its driver cannot.
     /// Through a lease, the binding rules of [`NetDevice::wake_on_receive`] apply.
     fn wake_on_completion(&mut self, queue: usize, core: Option<usize>) -> Result<(), DeviceError>;

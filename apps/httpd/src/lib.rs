@@ -565,8 +565,9 @@ impl Server<'_> {
                 return Ok(());
             }
             if !moved && can_sleep {
-                // A frame that came between the poll and the arming wakes the nap at once
-                // (the kernel remembers it); naps are short besides.
+                // A frame that came since the poll ends the nap at once: the arming raises
+                // the wake for a frame already in the ring, and the kernel remembers a
+                // wake that comes before the nap (`NetDevice::wake_on_receive`).
                 let _ = net.stack.wake_on_receive(Some(kernel.core_index()));
                 kernel.sleep_ns(IDLE_NAP_NS);
             }

@@ -746,7 +746,9 @@ impl NetDevice for Rtl8139 {
 
     /// The RTL8139 has no MSI or MSI-X capability: its receive causes raise its INTx
     /// line, acknowledged and unmasked here, masked again by the receive that takes
-    /// packets from the ring, delivered or skipped, or resets the receiver.
+    /// packets from the ring, delivered or skipped, or resets the receiver. A packet
+    /// already in the ring when the wake is armed wakes the core at once, so the caller
+    /// may sleep at once.
     fn wake_on_receive(&mut self, queue: usize, core: Option<usize>) -> Result<(), DeviceError> {
         check_queue(queue)?;
         let line = self.line.as_ref().map_err(|error| *error)?;
@@ -755,7 +757,17 @@ impl NetDevice for Rtl8139 {
                 self.regs.write16(ISR, RX_CAUSES);
                 self.regs.write16(IMR, RX_CAUSES);
                 self.armed = true;
-                line.arm(core)
+                line.arm(core)?;
+                // A packet that came before the acknowledgement (its ROK masked since the
+                // receive that spent the last wake) lost its ROK to it, and the chip has
+                // no register to raise a cause again: the kernel wakes the core instead,
+                // or it would sleep its whole nap with the packet in the ring. The chip
+                // raises ROK once the packet is in the ring, CBR past it, so a packet not
+                // seen here raises the line itself.
+                if self.refresh_written() > 0 {
+                    self.platform.wake_core(core);
+                }
+                Ok(())
             }
             None => {
                 self.regs.write16(IMR, 0);
@@ -983,6 +995,29 @@ mod tests {
         assert!(chip.receive(0, 8, &mut |_| panic!("no frame")).is_err());
         assert_eq!(chip.regs.read16(IMR), 0, "masked after the receiver reset");
         assert!(!chip.armed);
+    }
+
+    /// Before: arming the wake acknowledged ISR's receive causes (write one to clear),
+    /// with them the ROK of a packet that came while the last wake was spent (IMR 0),
+    /// then unmasked them: nothing was pending, the line never rose, and the core slept
+    /// its whole nap with the packet in the ring. Now the arming wakes the core itself.
+    #[test]
+    fn arming_with_a_packet_in_the_ring_wakes_the_core_at_once() {
+        let platform = HostPlatform::leaked();
+        let mut chip = armed_chip_on(platform);
+        assert!(platform.take_woken().is_empty(), "an empty ring: no wake");
+        // A packet taken spends the wake.
+        let second = put_packet(&mut chip, 0, 64, 0x11);
+        chip.regs.write16(CBR, second as u16);
+        assert_eq!(chip.receive(0, 8, &mut |_| {}), Ok(1));
+        assert_eq!(chip.regs.read16(IMR), 0, "spent");
+        // The next packet comes while the wake is spent, before it is armed again.
+        let end = put_packet(&mut chip, second, 64, 0x22);
+        chip.regs.write16(CBR, end as u16);
+        chip.wake_on_receive(0, Some(0)).unwrap();
+        assert_eq!(platform.take_woken(), [0], "woken for the packet waiting");
+        assert_eq!(chip.regs.read16(IMR), RX_CAUSES, "and armed for the next");
+        assert_eq!(chip.receive(0, 8, &mut |_| {}), Ok(1), "still in the ring");
     }
 
     /// Writes the header the chip leaves while it still copies a packet in, at ring

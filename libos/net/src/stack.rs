@@ -914,8 +914,9 @@ impl Stack {
 
     /// Arms the NIC so that the next frame on any of its receive queues wakes core
     /// `core` from `Kernel::sleep_ns` (`None` disarms them): call it before every nap,
-    /// since a wake is one-shot (`NetDevice::wake_on_receive`). `Unsupported` for a NIC
-    /// without MSI-X; if one queue cannot wake the core, the queues armed before it are
+    /// since a wake is one-shot (`NetDevice::wake_on_receive`). A frame that came since
+    /// the last poll wakes the core too, so the nap may follow at once. `Unsupported`
+    /// for a NIC that cannot wake a core; if one queue cannot wake the core, the queues armed before it are
     /// disarmed and its error returned, since a nap could then outlast a frame.
     pub fn wake_on_receive(&mut self, core: Option<usize>) -> Result<(), NetError> {
         for queue in 0..self.receive_queues {
