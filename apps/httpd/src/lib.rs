@@ -440,7 +440,7 @@ fn log_stack(kernel: &Kernel, core: usize, serving: usize, stack: &mut Stack) {
         s.half_open_evicted + s.half_open_expired
     });
     kernel.log(format_args!(
-        "{who} NIC: received {} frames ({} bytes), sent {} frames ({} bytes), {} replies copied ({} bytes), {} dropped, {} DHCP leases lost, {} refused, {} DHCP NAKs, {} DHCP answers refused, {} overloading their options, {} address conflicts ({} defended, {} given up); {stale} stale handshakes dropped",
+        "{who} NIC: received {} frames ({} bytes), sent {} frames ({} bytes), {} replies copied ({} bytes), {} dropped, {} DHCP leases lost, {} refused, {} DHCP NAKs, {} DHCP answers refused, {} overloading their options, {} address conflicts ({} defended, {} given up, {} declined to the DHCP server); {stale} stale handshakes dropped",
         n.rx_frames,
         n.rx_bytes,
         n.tx_frames,
@@ -456,6 +456,7 @@ fn log_stack(kernel: &Kernel, core: usize, serving: usize, stack: &mut Stack) {
         n.address_conflicts,
         n.address_defences,
         n.addresses_given_up,
+        n.dhcp_declines,
     ));
     if let Some(s) = own {
         let o = stack.own_counters();

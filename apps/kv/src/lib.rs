@@ -310,7 +310,7 @@ fn serve_until_shutdown(kernel: &Kernel, settings: Settings) -> Result<(), ApiEr
     ));
     let c = *shared.frames.lock();
     kernel.log(format_args!(
-        "kv: received {} frames ({} bytes), sent {} frames ({} bytes), {} dropped, {} DHCP leases lost, {} refused, {} address conflicts ({} defended, {} given up)",
+        "kv: received {} frames ({} bytes), sent {} frames ({} bytes), {} dropped, {} DHCP leases lost, {} refused, {} address conflicts ({} defended, {} given up, {} declined to the DHCP server)",
         c.rx_frames,
         c.rx_bytes,
         c.tx_frames,
@@ -320,7 +320,8 @@ fn serve_until_shutdown(kernel: &Kernel, settings: Settings) -> Result<(), ApiEr
         c.dhcp_leases_refused,
         c.address_conflicts,
         c.address_defences,
-        c.addresses_given_up
+        c.addresses_given_up,
+        c.dhcp_declines
     ));
     // The stacks are gone: the lease their handles were split from may end.
     drop(attached);

@@ -98,7 +98,7 @@ pub fn main(kernel: &Kernel) -> Result<(), ApiError> {
     serve(kernel, &mut stack).map_err(|error| failed(kernel, error))?;
     let c = stack.counters();
     kernel.log(format_args!(
-        "netdemo: received {} frames ({} bytes, processed in place); sent {} frames ({} bytes), of which {} replies ({} bytes) copied from staging; {} dropped, {} DHCP leases lost, {} refused, {} address conflicts ({} defended, {} given up)",
+        "netdemo: received {} frames ({} bytes, processed in place); sent {} frames ({} bytes), of which {} replies ({} bytes) copied from staging; {} dropped, {} DHCP leases lost, {} refused, {} address conflicts ({} defended, {} given up, {} declined to the DHCP server)",
         c.rx_frames,
         c.rx_bytes,
         c.tx_frames,
@@ -110,7 +110,8 @@ pub fn main(kernel: &Kernel) -> Result<(), ApiError> {
         c.dhcp_leases_refused,
         c.address_conflicts,
         c.address_defences,
-        c.addresses_given_up
+        c.addresses_given_up,
+        c.dhcp_declines
     ));
     kernel.log(format_args!("netdemo: done"));
     Ok(())

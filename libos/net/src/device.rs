@@ -139,9 +139,14 @@ pub struct Counters {
     /// or more after the last defence): the stack keeps it.
     pub address_defences: u64,
     /// Leased addresses given up for a second conflict within 10 s of a defence: the
-    /// lease is dropped (counted in `dhcp_leases_lost` too) and the client rests as
-    /// after a refused lease, then asks for another. A fixed address is never given up.
+    /// lease is dropped (counted in `dhcp_leases_lost` too), the address declined to its
+    /// server (`dhcp_declines`) and the client rests as after a refused lease, then asks
+    /// for another. A fixed address is never given up.
     pub addresses_given_up: u64,
+    /// DHCPDECLINEs sent: one to the server of each leased address given up
+    /// (`addresses_given_up`), so that it marks the address in use rather than offer it
+    /// again (RFC 2131 3.1 step 5).
+    pub dhcp_declines: u64,
 }
 
 impl core::ops::AddAssign for Counters {
@@ -171,6 +176,7 @@ impl core::ops::AddAssign for Counters {
         self.address_conflicts += other.address_conflicts;
         self.address_defences += other.address_defences;
         self.addresses_given_up += other.addresses_given_up;
+        self.dhcp_declines += other.dhcp_declines;
     }
 }
 

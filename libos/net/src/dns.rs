@@ -650,8 +650,7 @@ impl Resolver {
 
     /// The next random number.
     fn next_random(&mut self) -> u64 {
-        self.random = self.random.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        mix(self.random)
+        crate::stack::next_random(&mut self.random)
     }
 
     /// A free port of the block (or of the dynamic range without one), drawn at random:

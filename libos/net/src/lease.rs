@@ -1,7 +1,8 @@
-//! The DHCP client's rest after a lease it refused, and keeping a DHCP lease on the
-//! stacks of one interface's queue pairs ([`crate::attach_cores`]): pair 0's stack runs
-//! the DHCP client (the renewer), the others hand it the server's answers that land on
-//! their pairs and take every lease it learns or loses from it.
+//! The DHCP client's rest after a lease it refused, the DHCPDECLINE of a leased address
+//! given up ([`decline`]), and keeping a DHCP lease on the stacks of one interface's
+//! queue pairs ([`crate::attach_cores`]): pair 0's stack runs the DHCP client (the
+//! renewer), the others hand it the server's answers that land on their pairs and take
+//! every lease it learns or loses from it.
 
 use alloc::boxed::Box;
 use alloc::sync::Arc;
@@ -9,9 +10,14 @@ use alloc::vec::Vec;
 use core::net::Ipv4Addr;
 use core::sync::atomic::{AtomicU64, Ordering};
 
+use rexo_api::device::ETHERNET_HEADER;
 use smoltcp::iface::{SocketHandle, SocketSet};
+use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::socket::{Socket, dhcpv4};
-use smoltcp::wire::Ipv4Cidr;
+use smoltcp::wire::{
+    DhcpMessageType, DhcpPacket, DhcpRepr, EthernetAddress, EthernetFrame, EthernetProtocol,
+    EthernetRepr, IpProtocol, Ipv4Cidr, Ipv4Packet, Ipv4Repr, UDP_HEADER_LEN, UdpPacket, UdpRepr,
+};
 
 use crate::board::{Board, Seat};
 
@@ -32,6 +38,9 @@ pub(crate) struct DhcpClient {
     socket: ClientSocket,
     /// How long the client rests after its next refused lease.
     next_rest_ns: u64,
+    /// The server that leased the address the client holds (its identifier, option
+    /// 54), to which a DHCPDECLINE of it goes; `None` without a lease.
+    server: Option<Ipv4Addr>,
 }
 
 /// Where a DHCP client's smoltcp socket is.
@@ -59,6 +68,7 @@ impl DhcpClient {
         Self {
             socket: ClientSocket::Running(sockets.add(socket)),
             next_rest_ns: REFUSED_LEASE_REST_NS,
+            server: None,
         }
     }
 
@@ -114,13 +124,101 @@ impl DhcpClient {
                 until_ns: now_ns.saturating_add(self.next_rest_ns),
             },
             next_rest_ns: (self.next_rest_ns * 2).min(MAX_REFUSED_LEASE_REST_NS),
+            server: None,
         }
     }
 
-    /// A lease was taken: the next refusal rests the client [`REFUSED_LEASE_REST_NS`].
-    pub(crate) fn lease_taken(&mut self) {
+    /// A lease from `server` (its identifier) was taken: the next refusal rests the
+    /// client [`REFUSED_LEASE_REST_NS`].
+    pub(crate) fn lease_taken(&mut self, server: Ipv4Addr) {
         self.next_rest_ns = REFUSED_LEASE_REST_NS;
+        self.server = Some(server);
     }
+
+    /// The server that leased the address the client holds, if it holds one.
+    pub(crate) fn server(&self) -> Option<Ipv4Addr> {
+        self.server
+    }
+}
+
+/// The DHCP client's UDP port.
+const DHCP_CLIENT_PORT: u16 = 68;
+/// The DHCP server's UDP port.
+const DHCP_SERVER_PORT: u16 = 67;
+
+/// The DHCPDECLINE (RFC 2131 4.4.4 and table 5) the client of MAC address `mac` sends
+/// `server` (its identifier) for `address`, which the server leased it and another host
+/// turned out to use, with transaction ID `transaction_id` (the client's choice): a
+/// BOOTREQUEST whose chaddr is `mac` and whose ciaddr, yiaddr, siaddr and giaddr are
+/// zero, with options 53 (DHCPDECLINE), 61 (the client identifier smoltcp's client sends
+/// in every message: hardware type 1 and `mac`), 54 (`server`) and 50 (`address`) and
+/// none other, in UDP from port 68 to 67, from 0.0.0.0 to 255.255.255.255 on the
+/// Ethernet broadcast address. The IPv4 and UDP checksums are computed, so the frame is
+/// sent without the NIC's checksum offload.
+pub(crate) fn decline(
+    mac: [u8; 6],
+    address: Ipv4Addr,
+    server: Ipv4Addr,
+    transaction_id: u32,
+) -> Vec<u8> {
+    let message = DhcpRepr {
+        message_type: DhcpMessageType::Decline,
+        transaction_id,
+        secs: 0,
+        client_hardware_address: EthernetAddress(mac),
+        client_ip: Ipv4Addr::UNSPECIFIED,
+        your_ip: Ipv4Addr::UNSPECIFIED,
+        server_ip: Ipv4Addr::UNSPECIFIED,
+        router: None,
+        subnet_mask: None,
+        relay_agent_ip: Ipv4Addr::UNSPECIFIED,
+        broadcast: false,
+        requested_ip: Some(address),
+        client_identifier: Some(EthernetAddress(mac)),
+        server_identifier: Some(server),
+        parameter_request_list: None,
+        dns_servers: None,
+        max_size: None,
+        lease_duration: None,
+        renew_duration: None,
+        rebind_duration: None,
+        additional_options: &[],
+    };
+    let message_len = message.buffer_len();
+    let ip = Ipv4Repr {
+        src_addr: Ipv4Addr::UNSPECIFIED,
+        dst_addr: Ipv4Addr::BROADCAST,
+        next_header: IpProtocol::Udp,
+        payload_len: UDP_HEADER_LEN + message_len,
+        hop_limit: 64,
+    };
+    let mut frame = alloc::vec![0; ETHERNET_HEADER + ip.buffer_len() + ip.payload_len];
+    let ethernet = EthernetRepr {
+        src_addr: EthernetAddress(mac),
+        dst_addr: EthernetAddress::BROADCAST,
+        ethertype: EthernetProtocol::Ipv4,
+    };
+    ethernet.emit(&mut EthernetFrame::new_unchecked(&mut frame[..]));
+    let checksums = ChecksumCapabilities::default();
+    let packet = &mut frame[ETHERNET_HEADER..];
+    ip.emit(&mut Ipv4Packet::new_unchecked(&mut *packet), &checksums);
+    let ports = UdpRepr {
+        src_port: DHCP_CLIENT_PORT,
+        dst_port: DHCP_SERVER_PORT,
+    };
+    ports.emit(
+        &mut UdpPacket::new_unchecked(&mut packet[ip.buffer_len()..]),
+        &ip.src_addr.into(),
+        &ip.dst_addr.into(),
+        message_len,
+        |payload| {
+            message
+                .emit(&mut DhcpPacket::new_unchecked(payload))
+                .expect("the payload is the message's buffer_len")
+        },
+        &checksums,
+    );
+    frame
 }
 
 /// The DHCP client `handle` names, removed from `sockets`.

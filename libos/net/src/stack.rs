@@ -527,6 +527,8 @@ pub struct Stack {
     port_secret: u64,
     /// Local ports tried for outgoing connections so far ([`Stack::ephemeral_port`]).
     port_counter: u64,
+    /// The state of the DHCPDECLINEs' transaction IDs ([`next_random`]), from the seed.
+    decline_ids: u64,
     /// Why the seed is the predictable fallback (the kernel's refusal of
     /// [`Kernel::random_u64`]); `None` when the kernel's random number is the seed.
     predictable_seed: Option<ApiError>,
@@ -702,6 +704,7 @@ impl Stack {
             closing: Vec::new(),
             port_secret: mix(seed ^ PORT_SECRET_STIR),
             port_counter: 0,
+            decline_ids: mix(seed ^ DECLINE_STIR),
             predictable_seed,
             own: None,
             arp: None,
@@ -1130,7 +1133,7 @@ impl Stack {
             self.nak_taken();
         }
         for _ in 0..conflicts {
-            self.address_conflict();
+            self.address_conflict()?;
         }
         // Answers received take their queries' sockets away before the sending rounds;
         // queries whose time came are queued again for them. A truncated answer the last
@@ -1241,9 +1244,13 @@ impl Stack {
                 self.dhcp = Some(client);
                 return;
             }
-            Some(DhcpNews::Lease { lease, dns_dropped }) => {
+            Some(DhcpNews::Lease {
+                lease,
+                dns_dropped,
+                server,
+            }) => {
                 self.counters.dhcp_dns_servers_dropped += dns_dropped as u64;
-                client.lease_taken();
+                client.lease_taken(server);
                 Some(lease)
             }
             Some(DhcpNews::Gone) if self.address().is_some() => None,
@@ -1290,20 +1297,22 @@ impl Stack {
     /// ([`Counters::address_conflicts`]). The first conflict, or one 10 s or more after
     /// the last defence, is defended: the address is announced once
     /// ([`Counters::address_defences`]). One sooner gives a leased address up
-    /// ([`Counters::addresses_given_up`]): the lease is dropped (a lease lost) and the
-    /// client rests as after a refused lease before it discovers again. Nothing is sent
-    /// to the server: a DHCPRELEASE would tell it the address is free, to hand to the
-    /// next client while another host holds it, and RFC 2131 (3.1 step 5) has a client
-    /// send a DHCPDECLINE for an address it found in use before using it, not for one it
-    /// used (smoltcp's client sends none either); the server keeps the binding until the
-    /// lease ends. A fixed address has no other to fall back on, so it is defended
-    /// indefinitely, once per 10 s at most (2.4 (c)).
-    fn address_conflict(&mut self) {
+    /// ([`Counters::addresses_given_up`]): the lease is dropped (a lease lost), a
+    /// DHCPDECLINE of the address goes to the server that leased it
+    /// ([`crate::lease::decline`], [`Counters::dhcp_declines`]; RFC 2131 3.1 step 5 and
+    /// 4.4.1: the server marks the address in use rather than offer it again, where it
+    /// kept the binding and leased the client the same address, to be given up again)
+    /// and the client rests as after a refused lease before it discovers again (at least
+    /// 10 s, as 3.1 step 5 has a client that declined wait). A DHCPRELEASE would tell the
+    /// server the address is free, to hand to the next client while another host holds
+    /// it. A fixed address has no other to fall back on, so it is defended indefinitely,
+    /// once per 10 s at most (2.4 (c)).
+    fn address_conflict(&mut self) -> Result<(), NetError> {
         let Some(guard) = self.guard.as_mut() else {
-            return;
+            return Ok(());
         };
         if guard.address().is_none() {
-            return;
+            return Ok(());
         }
         self.counters.address_conflicts += 1;
         match guard.conflict(self.now_ns, self.dhcp.is_some()) {
@@ -1311,12 +1320,21 @@ impl Stack {
             Verdict::Keep => {}
             Verdict::GiveUp => {
                 self.counters.addresses_given_up += 1;
+                let address = self.address().map(|(address, _)| address);
+                let server = self.dhcp.as_ref().and_then(DhcpClient::server);
                 if let Some(client) = self.dhcp.take() {
                     self.rest_client(client);
                 }
                 self.lease_changed(None);
+                if let (Some(address), Some(server)) = (address, server) {
+                    let id = next_random(&mut self.decline_ids) as u32;
+                    let decline = crate::lease::decline(self.mac(), address, server, id);
+                    self.send_made(&decline, false)?;
+                    self.counters.dhcp_declines += 1;
+                }
             }
         }
+        Ok(())
     }
 
     /// Sends the announcement of the guarded address due now, if any (RFC 5227 2.3 and
@@ -1329,10 +1347,15 @@ impl Stack {
         else {
             return Ok(());
         };
-        let mac = self.mac();
-        self.staging
-            .stage(&crate::ingress::announcement(mac, address));
+        let announcement = crate::ingress::announcement(self.mac(), address);
         let offload = crate::device::offloads(&self.capabilities);
+        self.send_made(&announcement, offload)
+    }
+
+    /// Sends `frame`, made by the stack itself rather than smoltcp, now (or after what
+    /// waits for room in the NIC): through the NIC's checksum offload with `offload`.
+    fn send_made(&mut self, frame: &[u8], offload: bool) -> Result<(), NetError> {
+        self.staging.stage(frame);
         let flushed = self.staging.flush(
             self.nic.as_mut(),
             self.queue,
@@ -2157,6 +2180,8 @@ enum DhcpNews {
         lease: DhcpLease,
         /// DNS servers it named that no host could have, left out.
         dns_dropped: usize,
+        /// The server that leased it (its identifier, option 54).
+        server: Ipv4Addr,
     },
     /// A lease no host could use.
     Refused,
@@ -2189,6 +2214,7 @@ fn usable_lease(config: &dhcpv4::Config) -> DhcpNews {
         .collect();
     DhcpNews::Lease {
         dns_dropped: config.dns_servers.len() - dns_servers.len(),
+        server: config.server.identifier,
         lease: DhcpLease {
             cidr: config.address,
             router: config.router,
@@ -2267,6 +2293,15 @@ impl fmt::Display for PredictableSeed {
 /// Stirred into the stack's seed for the key of ephemeral ports, so that it differs
 /// from smoltcp's seed.
 const PORT_SECRET_STIR: u64 = 0x706f_7274_7320_2020;
+/// Stirred into the stack's seed for the DHCPDECLINEs' transaction IDs, so that they
+/// differ from smoltcp's and tell nothing of the ports' key.
+const DECLINE_STIR: u64 = 0x6465_636c_696e_6520;
+
+/// The next random number of the splitmix64 sequence whose state is `state`.
+pub(crate) fn next_random(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    mix(*state)
+}
 
 /// splitmix64's finaliser: spreads the seed's few varying bits over all 64.
 pub(crate) fn mix(mut x: u64) -> u64 {

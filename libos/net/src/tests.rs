@@ -2863,6 +2863,7 @@ fn counters_of_several_stacks_add_field_by_field() {
         address_conflicts: 22 * k,
         address_defences: 23 * k,
         addresses_given_up: 24 * k,
+        dhcp_declines: 25 * k,
     };
     let mut sum = one(1);
     sum += one(2);
@@ -5270,6 +5271,128 @@ fn a_conflict_is_defended_once_and_a_second_within_10_s_gives_the_lease_up() {
     assert_eq!(announced.len(), 2, "{announced:?}");
 }
 
+/// A leased address given up (a second conflict within 10 s of the defence) is declined
+/// to the server that leased it (RFC 2131 3.1 step 5, 4.4.4 and table 5): the poll that
+/// gives it up sends one DHCPDECLINE, on the Ethernet broadcast address from 0.0.0.0 to
+/// 255.255.255.255, UDP port 68 to 67, its IPv4 and UDP checksums right; a BOOTREQUEST
+/// whose chaddr is the stack's MAC, its ciaddr, yiaddr, siaddr and giaddr zero, with
+/// options 53 = 4 (DHCPDECLINE), 50 = the address, 54 = the server and 61 = the client
+/// identifier the client sends in every message, and none other. The client then waits
+/// 10 s before it discovers again. Before, the server was told nothing and could lease
+/// the same address again, to be given up again.
+#[test]
+fn a_leased_address_given_up_is_declined_to_its_server_and_the_client_waits() {
+    use rexo_api::device::internet_checksum;
+    use smoltcp::wire::ArpOperation::{Reply, Request};
+    const SECOND: u64 = 1_000_000_000;
+    const OURS: [u8; 6] = [2, 0, 0, 0, 0, 1];
+    let (wire, mut stack) = dhcp_stack();
+    let mut now_ns = 0;
+    let address = TIMED_LEASE.0;
+    let defended = [(5 * SECOND, claim(Reply, address, DHCP_SERVER.0))];
+    lease_watching_announcements(&mut stack, &wire, &mut now_ns, 8 * SECOND, &defended);
+    assert_eq!(stack.address(), Some((address, 24)), "defended");
+    wire.deliver_to_a(claim(Request, address, address));
+    stack.poll(now_ns).unwrap();
+    assert_eq!(stack.address(), None, "given up");
+    // Beside the DHCPDECLINE, smoltcp's ARP reply to the claim (a request).
+    let sent: Vec<_> = taken_off(&wire)
+        .into_iter()
+        .filter(|frame| frame[12..14] == [0x08, 0x00])
+        .collect();
+    assert_eq!(sent.len(), 1, "the DHCPDECLINE alone: {sent:?}");
+    let frame = &sent[0][..];
+    assert_eq!(frame[..6], [0xff; 6]);
+    assert_eq!(frame[6..12], OURS);
+    let (ip, udp) = frame[14..].split_at(20);
+    assert_eq!((ip[0], ip[9]), (0x45, 17), "IPv4 of 20 bytes, UDP");
+    assert_eq!(
+        usize::from(u16::from_be_bytes([ip[2], ip[3]])),
+        20 + udp.len()
+    );
+    assert_eq!(ip[12..16], [0; 4], "from 0.0.0.0");
+    assert_eq!(ip[16..20], [0xff; 4], "to 255.255.255.255");
+    assert_eq!(internet_checksum(ip), 0, "IPv4 checksum");
+    assert_eq!(udp[..4], [0, 68, 0, 67]);
+    assert_eq!(usize::from(u16::from_be_bytes([udp[4], udp[5]])), udp.len());
+    assert_ne!(udp[6..8], [0, 0], "a UDP checksum");
+    let mut pseudo = ip[12..20].to_vec();
+    pseudo.extend_from_slice(&[0, 17]);
+    pseudo.extend_from_slice(&udp[4..6]);
+    pseudo.extend_from_slice(udp);
+    assert_eq!(internet_checksum(&pseudo), 0, "UDP checksum");
+    let dhcp = &udp[8..];
+    assert_eq!(dhcp[..4], [1, 1, 6, 0], "BOOTREQUEST, Ethernet, 6, no hops");
+    assert_eq!(
+        dhcp[8..28],
+        [0; 20],
+        "secs, flags, ciaddr, yiaddr, siaddr, giaddr"
+    );
+    assert_eq!(dhcp[28..34], OURS, "chaddr");
+    assert_eq!(dhcp[34..44], [0; 10]);
+    assert_eq!(dhcp[236..240], [99, 130, 83, 99], "magic cookie");
+    let mut options = Vec::new();
+    let mut at = 240;
+    while dhcp[at] != 255 {
+        let len = usize::from(dhcp[at + 1]);
+        options.push((dhcp[at], dhcp[at + 2..at + 2 + len].to_vec()));
+        at += 2 + len;
+    }
+    options.sort();
+    let mut client_identifier = alloc::vec![1];
+    client_identifier.extend_from_slice(&OURS);
+    let expected = [
+        (50, address.octets().to_vec()),
+        (53, alloc::vec![4]),
+        (54, DHCP_SERVER.0.octets().to_vec()),
+        (61, client_identifier),
+    ];
+    assert_eq!(options, expected);
+    let c = stack.counters();
+    assert_eq!((c.addresses_given_up, c.dhcp_declines), (1, 1));
+    // The client rests 10 s from the DHCPDECLINE before it discovers again.
+    let (_, discovers) =
+        lease_watching_announcements(&mut stack, &wire, &mut now_ns, 9_900_000_000, &[]);
+    assert_eq!((discovers, stack.address()), (0, None), "resting");
+    let (_, discovers) =
+        lease_watching_announcements(&mut stack, &wire, &mut now_ns, 2 * SECOND, &[]);
+    assert_eq!((discovers, stack.address()), (1, Some((address, 24))));
+}
+
+/// On an interface split into a stack per queue pair after a lease, pair 0's stack,
+/// which took the DHCP client over, declines the address it gives up to the server that
+/// leased it to the stack before the split, and the other pairs' stacks drop it too.
+#[test]
+fn a_lease_split_into_pairs_is_declined_by_pair_0_when_given_up() {
+    use smoltcp::wire::ArpOperation::Request;
+    use smoltcp::wire::DhcpMessageType::Decline;
+    let (wires, mut stacks, mut now_ns) = split_after_lease(&[]);
+    let address = SPLIT_LEASE.0;
+    let mut declined = Vec::new();
+    for _ in 0..2 {
+        wires[0].0.deliver_to_a(claim(Request, address, address));
+        for (stack, (wire, _)) in stacks.iter_mut().zip(&wires) {
+            stack.poll(now_ns).unwrap();
+            for frame in taken_off(wire) {
+                declined.extend(
+                    read_dhcp_request(&frame, |message| {
+                        let named = (message.requested_ip, message.server_identifier);
+                        (message.message_type == Decline).then_some(named)
+                    })
+                    .flatten(),
+                );
+            }
+        }
+        now_ns += 1_000_000_000;
+    }
+    assert_eq!(declined, [(Some(address), Some(DHCP_SERVER.0))]);
+    for stack in &mut stacks {
+        stack.poll(now_ns).unwrap();
+        assert_eq!(stack.address(), None);
+    }
+    assert_eq!(stacks[0].counters().dhcp_declines, 1);
+}
+
 /// A conflict 10 s or more after the last defence is defended again (RFC 5227 2.4 (b)),
 /// and ARP that does not claim the address is no conflict: from the stack's own MAC,
 /// from another host about another address or asking for the stack's, or a probe (from
@@ -5344,8 +5467,9 @@ fn a_fixed_address_is_defended_and_never_given_up() {
         (
             c.address_conflicts,
             c.address_defences,
-            c.addresses_given_up
+            c.addresses_given_up,
+            c.dhcp_declines
         ),
-        (3, 1, 0)
+        (3, 1, 0, 0)
     );
 }
