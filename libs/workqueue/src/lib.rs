@@ -122,6 +122,21 @@ impl fmt::Display for BatchSubmitError {
 
 impl core::error::Error for BatchSubmitError {}
 
+/// Why [`Batch::submit`] refused a task: the shared queue was full. Unlike [`QueueFull`]
+/// it does not carry the task: the refused task is dropped at once (so the batch counts
+/// it finished), and holding this error while waiting for the batch cannot keep
+/// [`Batch::wait`] waiting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchQueueFull;
+
+impl fmt::Display for BatchQueueFull {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("work queue full")
+    }
+}
+
+impl core::error::Error for BatchQueueFull {}
+
 /// Counters of a queue's life, for reports and tests (each read on its own, not a snapshot).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Stats {
@@ -349,9 +364,9 @@ impl Pending {
 
 /// A group of tasks one can wait for.
 ///
-/// A task of the batch counts as finished when it has run, or when it is dropped unrun (for
-/// instance the task handed back in [`QueueFull`], or one [`submit_to`](Self::submit_to)
-/// refused), so that [`wait`](Self::wait) never waits for a task that no longer exists.
+/// A task of the batch counts as finished when it has run, or when it is dropped unrun (one
+/// [`submit`](Self::submit) or [`submit_to`](Self::submit_to) refused, dropped before
+/// they return), so that [`wait`](Self::wait) never waits for a task that no longer exists.
 pub struct Batch {
     pending: Arc<AtomicUsize>,
 }
@@ -388,13 +403,15 @@ impl Batch {
         }
     }
 
-    /// Queues `f` for any core as part of the batch.
+    /// Queues `f` for any core as part of the batch. A refused `f` is dropped unrun before
+    /// this returns (it counts as finished), so the batch can be waited for at once.
     pub fn submit<W: Waker>(
         &self,
         q: &WorkQueue<W>,
         f: impl FnOnce() + Send + 'static,
-    ) -> Result<(), QueueFull> {
+    ) -> Result<(), BatchQueueFull> {
         q.submit(self.wrap(f))
+            .map_err(|QueueFull(_refused)| BatchQueueFull)
     }
 
     /// Queues `f` for `core` as part of the batch. A refused `f` is dropped unrun before

@@ -4,7 +4,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rexo_workqueue::{
-    Batch, BatchSubmitError, MAX_CORES, QueueFull, Stats, SubmitError, Task, Waker, WorkQueue,
+    Batch, BatchQueueFull, BatchSubmitError, MAX_CORES, QueueFull, Stats, SubmitError, Task, Waker,
+    WorkQueue,
 };
 
 /// Records every wake-up.
@@ -264,10 +265,10 @@ fn batch_task_refused_counts_when_dropped_or_run() {
         }
     };
     batch.submit(&q, add(&ran)).unwrap();
-    let QueueFull(back) = batch.submit(&q, add(&ran)).unwrap_err();
-    assert_eq!(batch.pending(), 2);
-    drop(back);
-    assert_eq!(batch.pending(), 1);
+    let err = batch.submit(&q, add(&ran)).unwrap_err();
+    assert_eq!(err, BatchQueueFull);
+    assert_eq!(err.to_string(), "work queue full");
+    assert_eq!(batch.pending(), 1, "the refused task is dropped at once");
     batch.submit_to(&q, 0, add(&ran)).unwrap();
     let err = batch.submit_to(&q, 0, add(&ran)).unwrap_err();
     assert_eq!(err, BatchSubmitError::Full);
@@ -278,6 +279,28 @@ fn batch_task_refused_counts_when_dropped_or_run() {
     assert_eq!(batch.pending(), 2);
     batch.wait(&q, 0);
     assert_eq!(ran.load(Ordering::Relaxed), 2);
+}
+
+#[test]
+fn a_batch_task_the_full_shared_queue_refuses_is_finished_while_the_error_is_held() {
+    // As with a full mailbox: a caller that keeps the refusal until its wait is over must
+    // not wait for the refused task.
+    let q = queue(1, 1, 1);
+    let batch = Batch::new();
+    let ran = Arc::new(AtomicUsize::new(0));
+    let add = || {
+        let ran = Arc::clone(&ran);
+        move || _ = ran.fetch_add(1, Ordering::Relaxed)
+    };
+    batch.submit(&q, add()).unwrap();
+    let refused = batch.submit(&q, add());
+    while let Some(task) = q.next(0) {
+        task();
+    }
+    assert_eq!(batch.pending(), 0, "the refused task is not pending");
+    let refused = refused.map_err(|error| error.to_string());
+    assert_eq!(refused, Err("work queue full".to_string()));
+    assert_eq!(ran.load(Ordering::Relaxed), 1);
 }
 
 #[test]
