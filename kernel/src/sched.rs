@@ -109,7 +109,9 @@ pub fn run_on_cores(
 
 /// Runs `f(core)` once on every core of `cores` (machine indices) and waits for all of
 /// them, helping with queued work while it waits. If a core's queue refuses the task, the
-/// error comes once the tasks queued before it have run.
+/// error comes once the tasks queued before it have run. The wait is a kernel section:
+/// a task it runs for someone else (the kernel's sweep, another app's task) is not ended
+/// at the abort point of the app that waits (an app's task sets its own).
 pub fn run_on_core_range(
     cores: core::ops::Range<usize>,
     f: impl Fn(usize) + Send + Sync + Clone + 'static,
@@ -121,7 +123,7 @@ pub fn run_on_core_range(
         let f = f.clone();
         batch.submit_to(queue(), core, move || f(core))
     });
-    batch.wait(queue(), percpu::core_index());
+    crate::arch::abort::kernel_section(|| batch.wait(queue(), percpu::core_index()));
     submitted
 }
 

@@ -511,6 +511,26 @@ kernel_test!(
 );
 
 kernel_test!(
+    fn a_kernel_task_run_in_an_apps_wait_is_outside_the_apps_abort_point() {
+        use crate::arch::abort::{can_abort, run_abortable};
+        static ABORTABLE: AtomicUsize = AtomicUsize::new(usize::MAX);
+        let core = percpu::core_index();
+        let app = || {
+            // Queued first on this core's mailbox, so only the app's wait below runs it.
+            let record = || ABORTABLE.store(usize::from(can_abort()), Ordering::Relaxed);
+            sched::submit_to(core, record).expect("room in the mailbox");
+            sched::run_on_core_range(core..core + 1, |_| {}).expect("room in the mailbox");
+        };
+        assert_eq!(run_abortable(app), Ok(()));
+        assert_eq!(
+            ABORTABLE.load(Ordering::Relaxed),
+            0,
+            "a panic there would end the app"
+        );
+    }
+);
+
+kernel_test!(
     fn shared_queue_runs_every_task_once() {
         static RUNS: AtomicUsize = AtomicUsize::new(0);
         RUNS.store(0, Ordering::Relaxed);
