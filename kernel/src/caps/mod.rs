@@ -603,8 +603,13 @@ pub fn bind_interrupt(owner: OwnerId, vector: u8) -> Result<EntryId, CapError> {
 
 /// Whether `owner` holds a live capability over core `core`.
 pub fn holds_core(owner: OwnerId, core: usize) -> bool {
+    with_state(|state| Ok(core_held(state, owner, core))).unwrap_or(false)
+}
+
+/// Whether `owner` holds a live capability over core `core`, in `state`.
+fn core_held(state: &State, owner: OwnerId, core: usize) -> bool {
     let core = Resource::new(ResourceKind::Core, core as u64, 1);
-    holds(|e| e.owner == owner && Ok(e.resource) == core)
+    (state.table.entries()).any(|e| e.owner == owner && Ok(e.resource) == core)
 }
 
 /// Whether a live entry is `which`.
@@ -613,7 +618,8 @@ pub fn holds(which: impl Fn(&EntryInfo) -> bool) -> bool {
 }
 
 /// Arms this core's timer for `owner` at `deadline_ns`, if `holder` (the owner or the
-/// app that lent it its cores) holds the core.
+/// app that lent it its cores) holds the core: checked under the lock that mints the
+/// timer, so a core given back meanwhile (by another of the app's cores) is not armed.
 pub fn arm_timer(
     owner: OwnerId,
     holder: OwnerId,
@@ -621,24 +627,24 @@ pub fn arm_timer(
 ) -> Result<Cap, rexo_api::ApiError> {
     use rexo_api::ApiError;
     let core = crate::arch::percpu::core_index();
-    if !holds_core(holder, core) {
-        return Err(ApiError::CoreNotHeld(core));
-    }
-    if deadline_ns <= crate::time::now_ns() {
-        return Err(ApiError::DeadlinePassed);
-    }
-    with_state(|state| {
+    let armed = with_state(|state| {
+        if !core_held(state, holder, core) {
+            return Ok(Err(ApiError::CoreNotHeld(core)));
+        }
+        if deadline_ns <= crate::time::now_ns() {
+            return Ok(Err(ApiError::DeadlinePassed));
+        }
         let resource = Resource::new(ResourceKind::Timer, core as u64, 1)?;
         let rights = Rights::READ.union(Rights::REVOKE);
         // The table holds one timer capability per core: a second overlaps.
         let cap = state.table.mint(&AUTHORITY, owner, resource, rights)?;
         crate::time::set_app_timer(deadline_ns);
         state.timers.push((cap.id(), core, deadline_ns));
-        Ok(cap)
-    })
-    .map_err(|error| match error {
-        CapError::Overlaps => ApiError::TimerBusy,
-        error => ApiError::Refused(error),
+        Ok(Ok(cap))
+    });
+    armed.unwrap_or_else(|error| match error {
+        CapError::Overlaps => Err(ApiError::TimerBusy),
+        error => Err(ApiError::Refused(error)),
     })
 }
 
