@@ -417,9 +417,11 @@ impl<F: Frames> Heap<F> {
     /// arena is given back; the allocations of another are moved to the heap's other
     /// arenas (or a new one, within the quota) and it is given back; what cannot be moved
     /// is lost and named in the answer. Every arena asked for is answered, the earliest
-    /// deadline first, each with whether it went back ([`Answer::returned`]). An app
-    /// that calls this often enough (before the requests' deadlines) never has memory
-    /// taken by force.
+    /// deadline first, each with whether it went back ([`Answer::returned`]). An arena
+    /// costs the same few kernel calls whatever it holds: one map of it, one map of (and
+    /// perhaps a grant for) each arena its allocations go to, and its give-back; an app
+    /// that calls this early enough for those and the copying to end before the
+    /// requests' deadlines never has memory taken by force.
     pub fn poll_revocations(&mut self) -> Vec<Answer> {
         let requests = self.frames.requested();
         let mut asked = Vec::new();
@@ -617,8 +619,44 @@ impl<F: Frames> Heap<F> {
         })?
     }
 
+    /// Copies each move's bytes out of arena `from`, mapping it once and each target arena
+    /// once (not twice per allocation: each map is a kernel call); returns the target
+    /// arenas whose bytes could not be copied (all of them if `from` could not be mapped).
+    fn copy_out(&mut self, from: usize, moves: &[(u64, Place, u64)]) -> Vec<usize> {
+        let mut targets: Vec<usize> = moves.iter().map(|&(_, to, _)| to.arena).collect();
+        targets.sort_unstable();
+        targets.dedup();
+        // Out of the list while it is copied from, so that the targets can be borrowed.
+        let Some(mut source) = self.arenas[from].take() else {
+            return targets;
+        };
+        let Heap { frames, arenas, .. } = self;
+        let copy_into = |source: &[u8], arena: usize, target: &mut Arena<F::Region>| {
+            frames.map(&mut target.region, |target| {
+                for &(offset, to, len) in moves.iter().filter(|(_, to, _)| to.arena == arena) {
+                    let (a, b, len) = (offset as usize, to.offset as usize, len as usize);
+                    target[b..b + len].copy_from_slice(&source[a..a + len]);
+                }
+            })
+        };
+        let failed = frames.map(&mut source.region, |source| {
+            let mut failed = Vec::new();
+            for &arena in &targets {
+                let target = arenas[arena].as_mut();
+                let copied = target.map(|target| copy_into(source, arena, target).is_ok());
+                if copied != Some(true) {
+                    failed.push(arena);
+                }
+            }
+            failed
+        });
+        self.arenas[from] = Some(source);
+        failed.unwrap_or(targets)
+    }
+
     /// Moves every allocation out of arena `index` (asked back) where there is room and
-    /// gives the arena back.
+    /// gives the arena back: the places are found first, then the bytes copied with one
+    /// map of the arena and one of each arena they go to ([`copy_out`](Self::copy_out)).
     fn surrender(&mut self, index: usize) -> Answer {
         let bytes = self.arenas[index]
             .as_ref()
@@ -630,24 +668,24 @@ impl<F: Frames> Heap<F> {
             lost: Vec::new(),
             returned: Ok(()),
         };
+        // Per allocation of the arena: its slot, place, length, alignment and where it goes
+        // (`None`: no room).
+        let mut leaving = Vec::new();
         for slot in 0..self.slots.len() {
             let State::Live { place, len, align } = self.slots[slot].state else {
                 continue;
             };
-            if place.arena != index {
-                continue;
+            if place.arena == index {
+                leaving.push((slot, place, len, align, self.place(len, align).ok()));
             }
-            let moved = match self.place(len, align) {
-                Ok(to) => match self.copy(place, to, len) {
-                    Ok(()) => Some(to),
-                    Err(_) => {
-                        self.release(to, len);
-                        None
-                    }
-                },
-                Err(_) => None,
-            };
-            self.slots[slot].state = match moved {
+        }
+        let moves: Vec<_> = (leaving.iter())
+            .filter_map(|&(_, from, len, _, to)| Some((from.offset, to?, len)))
+            .collect();
+        let failed = self.copy_out(index, &moves);
+        for (slot, _, len, align, to) in leaving {
+            let to = to.filter(|to| !failed.contains(&to.arena));
+            self.slots[slot].state = match to {
                 Some(to) => {
                     answer.moved += 1;
                     State::Live {
@@ -665,6 +703,9 @@ impl<F: Frames> Heap<F> {
                     State::Lost
                 }
             };
+        }
+        for &(_, to, len) in moves.iter().filter(|(_, to, _)| failed.contains(&to.arena)) {
+            self.release(to, len);
         }
         answer.returned = self.give_back(index);
         answer

@@ -15,6 +15,8 @@ struct FakeKernel {
     quota: u64,
     held: Cell<u64>,
     grant_calls: Cell<usize>,
+    /// Calls of `map` (each a kernel call, `map_memory`, with the kernel).
+    map_calls: Cell<usize>,
     next: Cell<u64>,
     live: RefCell<Vec<u64>>,
     /// Keys asked back, with their deadlines.
@@ -95,6 +97,7 @@ impl Frames for &FakeKernel {
         region: &mut Region,
         work: impl FnOnce(&mut [u8]) -> R,
     ) -> Result<R, ApiError> {
+        self.map_calls.set(self.map_calls.get() + 1);
         Ok(work(&mut region.bytes))
     }
 
@@ -307,6 +310,38 @@ fn reallocation_keeps_the_bytes_and_the_handle() {
     );
     heap.free(a).expect("freed");
     heap.free(b).expect("freed");
+}
+
+#[test]
+fn a_surrender_maps_the_arena_and_each_target_once_whatever_it_holds() {
+    // Each map is a kernel call: moving allocations one at a time (two maps each) made
+    // 2,000 of them here, where the deadline may pass midway.
+    let fake = FakeKernel::with_quota(8 * MIB);
+    let mut heap = Heap::with_frames(&fake, 2 * MIB);
+    let small: Vec<Handle> = (0..1000u32)
+        .map(|i| {
+            let h = heap.allocate(16).expect("small");
+            heap.write(h, 0, &i.to_le_bytes()).expect("written");
+            h
+        })
+        .collect();
+    fake.ask_back(0);
+    let before = fake.map_calls.get();
+    let answers = heap.poll_revocations();
+    assert_eq!((answers[0].moved, answers[0].returned), (1000, Ok(())));
+    assert_eq!(
+        fake.map_calls.get() - before,
+        2,
+        "arena 0 and the new arena 1"
+    );
+    for (i, &h) in (0u32..).zip(&small) {
+        let mut back = [0u8; 4];
+        heap.read(h, 0, &mut back).expect("read");
+        assert_eq!(
+            (heap.placement(h).map(|p| p.0), back),
+            (Ok(1), i.to_le_bytes())
+        );
+    }
 }
 
 #[test]
