@@ -128,9 +128,10 @@ int rexo_random_u64(uint64_t *out);
 int rexo_write(const void *buf, size_t len);
 
 /* Writes one log line (with the time and core number) made of the `len` bytes at
- * `text` (no newline needed; bytes that are not UTF-8 appear as U+FFFD, 3 bytes each; a
- * line of more than 506 bytes so shown is cut after 506, at a character boundary, and
- * ends in " [...]": 512 bytes at most). Returns REXO_OK, REXO_EINVAL or REXO_EFAULT, as
+ * `text` (no newline needed; bytes that are not UTF-8 appear as U+FFFD, 3 bytes each;
+ * control characters appear as escapes, C0 and DEL in caret notation, "^J" for a
+ * newline, "^[" for ESC, C1 as "\u{9b}"; a line of more than 506 bytes so shown is cut
+ * after 506, at a character boundary, and ends in " [...]": 512 bytes at most). Returns REXO_OK, REXO_EINVAL or REXO_EFAULT, as
  * rexo_write. */
 int rexo_log(const char *text, size_t len);
 

@@ -212,7 +212,8 @@ macro_rules! kernel_calls {
             /// as Intel's DRNG guide advises. [`ApiError::NoRandom`] when the CPU has
             /// neither or both kept failing: the caller decides what to do without.
             fn random_u64(&self) -> Result<u64, ApiError>;
-            /// Writes one log line (with the time and core number) to the consoles.
+            /// Writes one log line (with the time and core number) to the consoles, its
+            /// control characters shown as escapes (`^J`, `^[`), never sent.
             fn log(&self, line: fmt::Arguments<'_>);
             /// Runs `task` once on every core of the app and returns when all have finished; the
             /// calling core runs queued work while it waits. The task's index is the core's place

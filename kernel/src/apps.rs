@@ -401,8 +401,9 @@ impl KernelCalls for AppRun {
     }
 
     fn log(&self, line: core::fmt::Arguments<'_>) {
-        // The app's `Display` code runs here, before the console lock is taken (text past
-        // 506 bytes is cut, `rexo_logline::CUT_MARKER` making the line 512).
+        // The app's `Display` code runs here, before the console lock is taken (control
+        // characters shown as `^J`-style escapes; text past 506 bytes is cut,
+        // `rexo_logline::CUT_MARKER` making the line 512).
         let line = <rexo_logline::LogLine>::format(line);
         log::info!("{}", line.as_str());
     }

@@ -1,7 +1,9 @@
 //! An app's log line, formatted into a fixed buffer of the kernel's before the kernel
 //! takes its console lock: the app's own `Display` code (which may log again, loop or
 //! panic) then never runs while the lock is held. A line that does not fit is cut at a
-//! character boundary and ends with [`CUT_MARKER`].
+//! character boundary and ends with [`CUT_MARKER`]. Control characters are shown, never
+//! copied: a newline would start a line that looks like the kernel's, an escape sequence
+//! would act on the operator's terminal ([`LogLine`]).
 
 #![cfg_attr(target_os = "none", no_std)]
 #![deny(unsafe_code)]
@@ -16,7 +18,10 @@ pub const APP_LINE_BYTES: usize = 512;
 
 /// A line of at most `N` bytes (`N` must exceed [`CUT_MARKER`]'s length;
 /// [`APP_LINE_BYTES`] unless said), filled through [`fmt::Write`]; writes past the room
-/// are dropped and the line marked as cut.
+/// are dropped and the line marked as cut. Each control character (C0, DEL, C1) is
+/// written as it would be shown, counted at that length: C0 and DEL in caret notation
+/// (`^J` for a newline, `^[` for ESC, `^?` for DEL), C1 as `\u{9b}`; an escape that
+/// does not fit whole is cut with the rest.
 pub struct LogLine<const N: usize = APP_LINE_BYTES> {
     bytes: [u8; N],
     len: usize,
@@ -48,19 +53,10 @@ impl<const N: usize> LogLine<N> {
         // Only whole `str`s and prefixes cut at character boundaries are copied in.
         core::str::from_utf8(&self.bytes[..self.len]).unwrap_or_default()
     }
-}
 
-impl<const N: usize> Default for LogLine<N> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl<const N: usize> fmt::Write for LogLine<N> {
-    fn write_str(&mut self, text: &str) -> fmt::Result {
-        if self.cut {
-            return Ok(());
-        }
+    /// Appends as much of `text` as fits, cut at a character boundary (the rest dropped
+    /// and the line marked as cut).
+    fn append(&mut self, text: &str) {
         let room = Self::ROOM - self.len;
         let mut take = text.len().min(room);
         while !text.is_char_boundary(take) {
@@ -69,10 +65,66 @@ impl<const N: usize> fmt::Write for LogLine<N> {
         self.bytes[self.len..self.len + take].copy_from_slice(&text.as_bytes()[..take]);
         self.len += take;
         if take < text.len() {
-            self.cut = true;
-            let end = self.len + CUT_MARKER.len();
-            self.bytes[self.len..end].copy_from_slice(CUT_MARKER.as_bytes());
-            self.len = end;
+            self.mark_cut();
+        }
+    }
+
+    /// Ends the line here with [`CUT_MARKER`]; later writes are dropped.
+    fn mark_cut(&mut self) {
+        self.cut = true;
+        let end = self.len + CUT_MARKER.len();
+        self.bytes[self.len..end].copy_from_slice(CUT_MARKER.as_bytes());
+        self.len = end;
+    }
+}
+
+impl<const N: usize> Default for LogLine<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// How `control` (a control character) is shown in a line: `^` and the character 64
+/// above it for C0 (`^[` for ESC), `^?` for DEL, `\u{XX}` for C1.
+fn shown(control: char, buffer: &mut [u8; 6]) -> &str {
+    let len = match control {
+        '\u{7f}' => {
+            buffer[..2].copy_from_slice(b"^?");
+            2
+        }
+        '\0'..='\u{1f}' => {
+            buffer[..2].copy_from_slice(&[b'^', control as u8 + b'@']);
+            2
+        }
+        _ => {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            let code = usize::from(control as u8);
+            *buffer = [b'\\', b'u', b'{', HEX[code >> 4], HEX[code & 0xF], b'}'];
+            6
+        }
+    };
+    // Only ASCII was written.
+    core::str::from_utf8(&buffer[..len]).unwrap_or_default()
+}
+
+impl<const N: usize> fmt::Write for LogLine<N> {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        let mut rest = text;
+        while !self.cut && !rest.is_empty() {
+            let plain = rest.find(char::is_control).unwrap_or(rest.len());
+            self.append(&rest[..plain]);
+            rest = &rest[plain..];
+            if let Some(control) = rest.chars().next().filter(|_| !self.cut) {
+                let mut buffer = [0; 6];
+                let escape = shown(control, &mut buffer);
+                if escape.len() > Self::ROOM - self.len {
+                    // Cut before the escape rather than inside it.
+                    self.mark_cut();
+                } else {
+                    self.append(escape);
+                }
+                rest = &rest[control.len_utf8()..];
+            }
         }
         Ok(())
     }
@@ -113,5 +165,26 @@ mod tests {
     fn writes_after_a_cut_are_dropped() {
         let line = LogLine::<12>::format(format_args!("{}{}", "abcdefgh", "z"));
         assert_eq!(line.as_str(), format!("abcdef{CUT_MARKER}"));
+    }
+
+    #[test]
+    fn control_characters_are_shown_not_copied() {
+        let line = LogLine::<64>::format(format_args!("a\nb\x1bc\x7f\0\t\u{9b}[2J d\u{e9}"));
+        assert!(
+            !line.as_str().chars().any(char::is_control),
+            "{:?}",
+            line.as_str()
+        );
+        assert_eq!(line.as_str(), "a^Jb^[c^?^@^I\\u{9b}[2J d\u{e9}");
+    }
+
+    #[test]
+    fn an_escape_counts_at_its_shown_length_and_is_never_split() {
+        // 10 bytes of room: "abcdefghi" and "^J" would make 11, so the line is cut before
+        // the newline's escape.
+        let line = LogLine::<16>::format(format_args!("abcdefghi\nj"));
+        assert_eq!(line.as_str(), format!("abcdefghi{CUT_MARKER}"));
+        let line = LogLine::<16>::format(format_args!("abcdefgh\nj"));
+        assert_eq!(line.as_str(), format!("abcdefgh^J{CUT_MARKER}"));
     }
 }
