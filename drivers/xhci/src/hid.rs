@@ -82,10 +82,7 @@ pub fn key_bytes(usage: u8, modifiers: u8, caps_lock: bool) -> &'static [u8] {
         byte ^= 0x20;
     }
     if control {
-        byte = match byte {
-            b'a'..=b'z' | b'@'..=b'_' => byte & 0x1F,
-            _ => byte,
-        };
+        byte = rexo_scancode::with_control(byte);
     }
     single(byte)
 }

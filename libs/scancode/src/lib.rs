@@ -1,6 +1,6 @@
 //! The PS/2 keyboard's scan codes (set 1) as the bytes a terminal would send: ASCII, `\r`
 //! for Enter, 0x7F for Backspace, `ESC [ A`-style sequences for the arrow keys, Control
-//! with a letter as its control character. The kernel reads the 8042's ports and hands
+//! with a letter or one of `@[\]^_` (Shift or not) as its control character. The kernel reads the 8042's ports and hands
 //! each code to a [`Decoder`]; the translation is here, where the host tests reach it.
 
 #![cfg_attr(target_os = "none", no_std)]
@@ -34,12 +34,33 @@ const KEYS: [(u8, u8); 0x3A] = {
     keys
 };
 
-/// The keyboard's state between scan codes: Shift and Control held, a 0xE0 prefix seen,
-/// and the rest of an arrow key's escape sequence. Atomics, so that a `static` one serves
+/// Left Shift held (bit of [`Decoder`]'s modifiers).
+const LEFT_SHIFT: u8 = 1 << 0;
+/// Right Shift held.
+const RIGHT_SHIFT: u8 = 1 << 1;
+/// Left Control held.
+const LEFT_CONTROL: u8 = 1 << 2;
+/// Right Control (E0 1D) held.
+const RIGHT_CONTROL: u8 = 1 << 3;
+
+/// What Control turns a typed `byte` into: its control character for `@` to `_` and the
+/// lower-case letters (`^C` 0x03 for `c` and `C`, ESC for `[`, NUL for `@`), as terminals
+/// send it; any other byte is unchanged. The PS/2 and the USB keyboards share it.
+pub const fn with_control(byte: u8) -> u8 {
+    match byte {
+        b'a'..=b'z' | b'@'..=b'_' => byte & 0x1F,
+        _ => byte,
+    }
+}
+
+/// The keyboard's state between scan codes: each Shift and Control key held (left and
+/// right apart, so that releasing one leaves the other's hold), a 0xE0 prefix seen, and
+/// the rest of an arrow key's escape sequence. Atomics, so that a `static` one serves
 /// every core that polls the keyboard without a lock.
 pub struct Decoder {
-    shift: AtomicBool,
-    control: AtomicBool,
+    /// The modifier keys held: [`LEFT_SHIFT`], [`RIGHT_SHIFT`], [`LEFT_CONTROL`],
+    /// [`RIGHT_CONTROL`].
+    modifiers: AtomicU8,
     extended: AtomicBool,
     /// Bytes of an escape sequence still to hand out, last byte first (0: none).
     pending: [AtomicU8; 2],
@@ -55,8 +76,7 @@ impl Decoder {
     /// A keyboard with no key held.
     pub const fn new() -> Self {
         Self {
-            shift: AtomicBool::new(false),
-            control: AtomicBool::new(false),
+            modifiers: AtomicU8::new(0),
             extended: AtomicBool::new(false),
             pending: [const { AtomicU8::new(0) }; 2],
         }
@@ -71,7 +91,8 @@ impl Decoder {
 
     /// Turns one scan code into a byte, tracking Shift, Control and the 0xE0 prefix;
     /// `None` for a prefix, a modifier, a release and a key with no byte. An arrow key
-    /// gives ESC, and [`Decoder::pending`] then `[` and its letter.
+    /// gives ESC, and [`Decoder::pending`] then `[` and its letter. The shifts a keyboard
+    /// sends around its grey keys (E0 2A, E0 AA, E0 36, E0 B6) are not Shift: ignored.
     pub fn translate(&self, code: u8) -> Option<u8> {
         if code == 0xE0 {
             self.extended.store(true, Ordering::Relaxed);
@@ -80,17 +101,22 @@ impl Decoder {
         let extended = self.extended.swap(false, Ordering::Relaxed);
         let released = code & 0x80 != 0;
         let key = code & 0x7F;
-        match key {
-            0x2A | 0x36 => {
-                self.shift.store(!released, Ordering::Relaxed);
-                return None;
-            }
-            0x1D => {
-                self.control.store(!released, Ordering::Relaxed);
-                return None;
-            }
+        let modifier = match (extended, key) {
+            (false, 0x2A) => LEFT_SHIFT,
+            (false, 0x36) => RIGHT_SHIFT,
+            (false, 0x1D) => LEFT_CONTROL,
+            (true, 0x1D) => RIGHT_CONTROL,
+            (true, 0x2A | 0x36) => return None,
             _ if released => return None,
-            _ => {}
+            _ => 0,
+        };
+        if modifier != 0 {
+            if released {
+                self.modifiers.fetch_and(!modifier, Ordering::Relaxed);
+            } else {
+                self.modifiers.fetch_or(modifier, Ordering::Relaxed);
+            }
+            return None;
         }
         if extended {
             let arrow = match key {
@@ -106,14 +132,15 @@ impl Decoder {
             return Some(0x1B);
         }
         let (plain, shifted) = *KEYS.get(usize::from(key))?;
-        let byte = if self.shift.load(Ordering::Relaxed) {
+        let modifiers = self.modifiers.load(Ordering::Relaxed);
+        let byte = if modifiers & (LEFT_SHIFT | RIGHT_SHIFT) != 0 {
             shifted
         } else {
             plain
         };
         match byte {
             0 => None,
-            b'a'..=b'z' if self.control.load(Ordering::Relaxed) => Some(byte - b'a' + 1),
+            _ if modifiers & (LEFT_CONTROL | RIGHT_CONTROL) != 0 => Some(with_control(byte)),
             _ => Some(byte),
         }
     }

@@ -19,6 +19,8 @@ const fn up(code: u8) -> u8 {
 const LEFT_SHIFT: u8 = 0x2A;
 const RIGHT_SHIFT: u8 = 0x36;
 const CONTROL: u8 = 0x1D;
+/// The grey keys' fake Shift press (after [`EXTENDED`]); its release is `up(FAKE_SHIFT)`.
+const FAKE_SHIFT: u8 = 0x2A;
 const EXTENDED: u8 = 0xE0;
 
 #[test]
@@ -94,4 +96,41 @@ fn keys_without_a_byte_give_nothing() {
     // F1, F10, Caps Lock, the keypad's 7, and a code past set 1's keys.
     assert_eq!(typed(&decoder, &[0x3B, 0x44, 0x3A, 0x47, 0x7F]), b"");
     assert_eq!(decoder.pending(), None);
+}
+
+#[test]
+fn control_gives_the_control_character_after_shift_and_for_at_to_underscore() {
+    let decoder = Decoder::new();
+    // Control-Shift-C, then Control-[ and Control-] (Shift released), Control-Shift-2 ('@').
+    let codes = [CONTROL, LEFT_SHIFT, 0x2E, up(LEFT_SHIFT), 0x1A, 0x1B];
+    assert_eq!(typed(&decoder, &codes), [0x03, 0x1B, 0x1D]);
+    assert_eq!(typed(&decoder, &[RIGHT_SHIFT, 0x03]), [0x00]);
+}
+
+#[test]
+fn releasing_one_shift_or_control_leaves_the_other_held() {
+    let decoder = Decoder::new();
+    let codes = [LEFT_SHIFT, RIGHT_SHIFT, up(RIGHT_SHIFT), 0x1E];
+    assert_eq!(typed(&decoder, &codes), b"A");
+    assert_eq!(typed(&decoder, &[up(LEFT_SHIFT), 0x1E]), b"a");
+    // Left Control, then Right Control (E0 1D) pressed and released.
+    let codes = [CONTROL, EXTENDED, CONTROL, EXTENDED, up(CONTROL), 0x2E];
+    assert_eq!(typed(&decoder, &codes), [0x03]);
+    assert_eq!(typed(&decoder, &[up(CONTROL), 0x2E]), b"c");
+    // Right Control alone, and the other way round.
+    let codes = [EXTENDED, CONTROL, CONTROL, up(CONTROL), 0x2E];
+    assert_eq!(typed(&decoder, &codes), [0x03]);
+}
+
+#[test]
+fn the_grey_keys_fake_shifts_are_not_shift() {
+    let decoder = Decoder::new();
+    // Up pressed (E0 2A E0 48, Num Lock on), A typed while it is held: no Shift.
+    let codes = [EXTENDED, FAKE_SHIFT, EXTENDED, 0x48, 0x1E];
+    assert_eq!(typed(&decoder, &codes), b"\x1b[Aa");
+    let codes = [EXTENDED, up(0x48), EXTENDED, up(FAKE_SHIFT)];
+    assert_eq!(typed(&decoder, &codes), b"");
+    // Left Shift held, Up pressed (E0 AA E0 48), A typed while it is held: still Shift.
+    let codes = [LEFT_SHIFT, EXTENDED, up(FAKE_SHIFT), EXTENDED, 0x48, 0x1E];
+    assert_eq!(typed(&decoder, &codes), b"\x1b[AA");
 }
