@@ -9,6 +9,8 @@ use crate::arch::cpu;
 use crate::arch::idt::{InterruptFrame, exception};
 use crate::arch::percpu;
 use crate::{kprint, kprintln};
+use core::fmt::{Arguments, Display};
+use core::panic::PanicInfo;
 use rexo_crashreport::{PageFault, Registers, exception_name};
 
 #[used]
@@ -152,7 +154,7 @@ pub fn stopped_by_other_core() -> ! {
 
 /// The panic handler: the same report as for an exception, with the message and location.
 #[panic_handler]
-fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+fn panic(info: &PanicInfo<'_>) -> ! {
     let registers = registers_here();
     cpu::disable_interrupts();
     if crate::arch::abort::can_abort() && crate::console::crashing_core().is_none() {
@@ -163,6 +165,7 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     print_panic_headline(
         format_args!("!!! rexo: panic on core {}", percpu::core_index()),
         info,
+        info.message(),
     );
     kprintln!("!!! rexo: registers as the panic handler found them:");
     print_registers(&registers, cpu::cr2());
@@ -170,8 +173,8 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     finish_report()
 }
 
-/// Prints `what`, then the panic's location and message, as one line.
-fn print_panic_headline(what: core::fmt::Arguments<'_>, info: &core::panic::PanicInfo<'_>) {
+/// Prints `what`, then the panic's location and `message`, as one line.
+fn print_panic_headline(what: Arguments<'_>, info: &PanicInfo<'_>, message: impl Display) {
     kprint!("{what}");
     if let Some(location) = info.location() {
         kprint!(
@@ -181,7 +184,7 @@ fn print_panic_headline(what: core::fmt::Arguments<'_>, info: &core::panic::Pani
             location.column()
         );
     }
-    kprintln!(": {}", info.message());
+    kprintln!(": {message}");
 }
 
 /// Every general register, `rip` (this code), `rflags` and the segments, as the caller
@@ -214,15 +217,19 @@ fn registers_here() -> InterruptFrame {
 
 /// A panic inside an app (under an abort point): report it, then end only that app by
 /// returning to the abort point `apps::run` set. The kernel and the other cores go on.
-fn app_panic(info: &core::panic::PanicInfo<'_>, registers: &InterruptFrame) -> ! {
+fn app_panic(info: &PanicInfo<'_>, registers: &InterruptFrame) -> ! {
     // No app code runs under the console lock (an app's text is formatted before it is
     // taken): this core holds it only if kernel code writing for the app panicked.
     crate::console::release_after_abort();
+    // The message is the app's own `Display` code (it may loop): formatted here, before
+    // the console lock is taken, as an app's log line is (control characters escaped).
+    let message = <rexo_logline::LogLine>::format(format_args!("{}", info.message()));
     // The app may have left a line unfinished (`write_str` text without its newline):
     // start a fresh one.
     print_panic_headline(
         format_args!("\nrexo: an app panicked on core {}", percpu::core_index()),
         info,
+        message.as_str(),
     );
     print_backtrace(registers.rip, registers.rbp);
     crate::arch::abort::abort_current()

@@ -687,6 +687,64 @@ kernel_test!(
     }
 );
 
+/// Set by [`app_panicking_with_a_spinning_message`] once its message's `Display` code runs.
+static MESSAGE_SPINS: AtomicUsize = AtomicUsize::new(0);
+/// Set by its test to let that `Display` code finish.
+static MESSAGE_LET_GO: AtomicUsize = AtomicUsize::new(0);
+
+/// Panics with a message whose `Display` code spins until its test lets it go (5 s at
+/// most), as an app's looping `Display` code would for ever.
+fn app_panicking_with_a_spinning_message(_: &rexo_api::Kernel) -> Result<(), rexo_api::ApiError> {
+    panic!(
+        "{}",
+        core::fmt::from_fn(|f| {
+            MESSAGE_SPINS.store(1, Ordering::Release);
+            let deadline = time::now_ns() + 5_000_000_000;
+            while MESSAGE_LET_GO.load(Ordering::Acquire) == 0 && time::now_ns() < deadline {
+                cpu::pause();
+            }
+            f.write_str("slow-panicker: the message is done")
+        })
+    )
+}
+
+kernel_test!(
+    /// The app's panic message is formatted before the console lock is taken: while its
+    /// `Display` code spins (interrupts off, in the panic handler), this core can log.
+    fn an_apps_panic_message_is_formatted_without_the_console_lock() {
+        let last = smp_cores() - 1;
+        if percpu::core_index() == last {
+            return; // another core is needed (`boot::kernel-tests-pc-1-core` has one)
+        }
+        MESSAGE_SPINS.store(0, Ordering::Relaxed);
+        MESSAGE_LET_GO.store(0, Ordering::Relaxed);
+        sched::submit_to(last, || {
+            let app = crate::apps::App {
+                name: "slow-panicker",
+                about: "panics with a message that takes long to format",
+                main: app_panicking_with_a_spinning_message,
+            };
+            assert_eq!(crate::apps::run(&app), Err(rexo_api::ApiError::Panicked));
+        })
+        .expect("mailbox room");
+        let deadline = time::now_ns() + 2_000_000_000;
+        while MESSAGE_SPINS.load(Ordering::Acquire) == 0 && time::now_ns() < deadline {
+            cpu::pause();
+        }
+        while !crate::console::is_free() && time::now_ns() < deadline {
+            cpu::pause();
+        }
+        let free = crate::console::is_free();
+        MESSAGE_LET_GO.store(1, Ordering::Release);
+        assert_eq!(MESSAGE_SPINS.load(Ordering::Acquire), 1, "the app panicked");
+        assert!(
+            free,
+            "the console lock was held while the app's message was formatted"
+        );
+        crate::kprintln!("tests: this core logged while an app's panic message was formatted");
+    }
+);
+
 /// Logs a line whose `Display` code logs another line, then one too long for the kernel's
 /// line buffer (`badinput::nested-log-line` checks the lines it makes).
 fn app_logging_from_its_display(kernel: &rexo_api::Kernel) -> Result<(), rexo_api::ApiError> {

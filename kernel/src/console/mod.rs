@@ -32,8 +32,8 @@ impl Write for Consoles {
 
 /// Writes formatted text to every console, atomically with respect to other cores.
 pub fn write_fmt(args: fmt::Arguments<'_>) {
-    // Only kernel `Display` code runs in here: an app's log line is formatted before
-    // (`apps`, `rexo-logline`).
+    // Only kernel `Display` code runs in here: an app's log line and panic message are
+    // formatted before (`apps`, `crash::app_panic`, `rexo-logline`).
     write_with(|consoles| consoles.write_fmt(args));
 }
 
