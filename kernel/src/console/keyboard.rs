@@ -5,31 +5,12 @@
 
 use crate::arch::cpu::inb;
 
-const DATA: u16 = 0x60;
-const STATUS: u16 = 0x64;
-const STATUS_OUTPUT_FULL: u8 = 1 << 0;
-const STATUS_FROM_MOUSE: u8 = 1 << 5;
-
 /// Shift, Control, the 0xE0 prefix and an arrow key's bytes still to hand out.
 static DECODER: rexo_scancode::Decoder = rexo_scancode::Decoder::new();
 
-/// Returns the next byte typed on the PS/2 keyboard, if any (never blocks). A machine
-/// without an 8042 reads 0xFF from its status port and gives nothing.
+/// Returns the next byte typed on the PS/2 keyboard, if any (never blocks: at most
+/// `rexo_scancode::POLL_CODES` codes are read). A machine without an 8042 reads 0xFF from
+/// its status port and gives nothing.
 pub fn try_read_byte() -> Option<u8> {
-    if let Some(byte) = DECODER.pending() {
-        return Some(byte);
-    }
-    loop {
-        let status = inb(STATUS);
-        if status == 0xFF || status & STATUS_OUTPUT_FULL == 0 {
-            return None;
-        }
-        let code = inb(DATA);
-        if status & STATUS_FROM_MOUSE != 0 {
-            continue;
-        }
-        if let Some(byte) = DECODER.translate(code) {
-            return Some(byte);
-        }
-    }
+    DECODER.poll(inb)
 }

@@ -1,7 +1,8 @@
 //! The PS/2 keyboard's scan codes (set 1) as the bytes a terminal would send: ASCII, `\r`
 //! for Enter, 0x7F for Backspace, `ESC [ A`-style sequences for the arrow keys, Control
-//! with a letter or one of `@[\]^_` (Shift or not) as its control character. The kernel reads the 8042's ports and hands
-//! each code to a [`Decoder`]; the translation is here, where the host tests reach it.
+//! with a letter or one of `@[\]^_` (Shift or not) as its control character. The kernel
+//! hands [`Decoder::poll`] its port read; the 8042's polling, at most [`POLL_CODES`] codes
+//! a call, and the translation are here, where the host tests reach them.
 
 #![cfg_attr(target_os = "none", no_std)]
 
@@ -33,6 +34,20 @@ const KEYS: [(u8, u8); 0x3A] = {
     keys[0x39] = (b' ', b' ');
     keys
 };
+
+/// The 8042's data port: the next scan code (or mouse byte).
+const DATA_PORT: u16 = 0x60;
+/// The 8042's status port.
+const STATUS_PORT: u16 = 0x64;
+/// Status: a byte waits in the data port.
+const STATUS_OUTPUT_FULL: u8 = 1 << 0;
+/// Status: the waiting byte is the mouse's.
+const STATUS_FROM_MOUSE: u8 = 1 << 5;
+
+/// The most codes one [`Decoder::poll`] reads (Linux's `I8042_BUFFER_SIZE`): a status
+/// port that never reads empty (a legacy-free board's, or a stuck controller) costs a
+/// poll 16 reads, not the core.
+pub const POLL_CODES: usize = 16;
 
 /// Left Shift held (bit of [`Decoder`]'s modifiers).
 const LEFT_SHIFT: u8 = 1 << 0;
@@ -87,6 +102,29 @@ impl Decoder {
     pub fn pending(&self) -> Option<u8> {
         let take = |slot: &AtomicU8| slot.swap(0, Ordering::Relaxed);
         self.pending.iter().rev().map(take).find(|&byte| byte != 0)
+    }
+
+    /// The next byte typed, if any (never blocks): an arrow key's byte still pending,
+    /// else the 8042's codes read through `read_port` (a port's byte: the kernel's `inb`),
+    /// the mouse's skipped, until one gives a byte, the status says empty (or reads 0xFF:
+    /// no 8042 behind the port), or [`POLL_CODES`] were read.
+    pub fn poll(&self, mut read_port: impl FnMut(u16) -> u8) -> Option<u8> {
+        if let Some(byte) = self.pending() {
+            return Some(byte);
+        }
+        for _ in 0..POLL_CODES {
+            let status = read_port(STATUS_PORT);
+            if status == 0xFF || status & STATUS_OUTPUT_FULL == 0 {
+                return None;
+            }
+            let code = read_port(DATA_PORT);
+            if status & STATUS_FROM_MOUSE == 0
+                && let Some(byte) = self.translate(code)
+            {
+                return Some(byte);
+            }
+        }
+        None
     }
 
     /// Turns one scan code into a byte, tracking Shift, Control and the 0xE0 prefix;

@@ -134,3 +134,87 @@ fn the_grey_keys_fake_shifts_are_not_shift() {
     let codes = [LEFT_SHIFT, EXTENDED, up(FAKE_SHIFT), EXTENDED, 0x48, 0x1E];
     assert_eq!(typed(&decoder, &codes), b"\x1b[AA");
 }
+
+/// An 8042 whose status port reads `status` on every read and whose data port hands out
+/// `codes` in turn (then 0); counts the data reads, and panics past 1,000 of them (an
+/// unbounded poll).
+struct Controller {
+    status: u8,
+    codes: Vec<u8>,
+    data_reads: usize,
+}
+
+impl Controller {
+    fn read_port(&mut self, port: u16) -> u8 {
+        match port {
+            STATUS_PORT => self.status,
+            DATA_PORT => {
+                self.data_reads += 1;
+                assert!(self.data_reads <= 1000, "the poll did not stop");
+                self.codes.get(self.data_reads - 1).copied().unwrap_or(0)
+            }
+            _ => panic!("port {port:#x} is not the 8042's"),
+        }
+    }
+}
+
+#[test]
+fn a_status_that_never_reads_empty_ends_a_poll_after_16_codes() {
+    let decoder = Decoder::new();
+    // Output full for ever, from the keyboard (0x01) or the mouse (0x21), with codes that
+    // give no byte (0).
+    for status in [STATUS_OUTPUT_FULL, STATUS_OUTPUT_FULL | STATUS_FROM_MOUSE] {
+        let mut controller = Controller {
+            status,
+            codes: Vec::new(),
+            data_reads: 0,
+        };
+        assert_eq!(decoder.poll(|port| controller.read_port(port)), None);
+        assert_eq!(controller.data_reads, POLL_CODES);
+    }
+}
+
+#[test]
+fn a_poll_reads_codes_until_one_gives_a_byte_and_skips_the_mouses() {
+    let decoder = Decoder::new();
+    // A release and Left Shift give nothing; then A, shifted.
+    let mut controller = Controller {
+        status: STATUS_OUTPUT_FULL,
+        codes: vec![up(0x1E), LEFT_SHIFT, 0x1E],
+        data_reads: 0,
+    };
+    assert_eq!(decoder.poll(|port| controller.read_port(port)), Some(b'A'));
+    assert_eq!(controller.data_reads, 3);
+    // A mouse byte that would be A is not typed; an empty status or none (0xFF) gives
+    // nothing, and no data is read.
+    let mut mouse = Controller {
+        status: STATUS_OUTPUT_FULL | STATUS_FROM_MOUSE,
+        codes: vec![0x1E],
+        data_reads: 0,
+    };
+    assert_eq!(decoder.poll(|port| mouse.read_port(port)), None);
+    for status in [0x00, 0xFF] {
+        let mut idle = Controller {
+            status,
+            codes: vec![0x1E],
+            data_reads: 0,
+        };
+        assert_eq!(decoder.poll(|port| idle.read_port(port)), None);
+        assert_eq!(idle.data_reads, 0);
+    }
+    // An arrow's pending bytes come first, without a port read.
+    let mut arrow = Controller {
+        status: STATUS_OUTPUT_FULL,
+        codes: vec![EXTENDED, 0x48],
+        data_reads: 0,
+    };
+    assert_eq!(decoder.poll(|port| arrow.read_port(port)), Some(0x1B));
+    let mut none = Controller {
+        status: 0x00,
+        codes: Vec::new(),
+        data_reads: 0,
+    };
+    let typed: Vec<u8> =
+        core::iter::from_fn(|| decoder.poll(|port| none.read_port(port))).collect();
+    assert_eq!(typed, b"[A");
+}
