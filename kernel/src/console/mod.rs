@@ -17,7 +17,8 @@ static CONSOLE_LOCK: Mutex<()> = Mutex::new(());
 /// The core that holds `CONSOLE_LOCK` (`usize::MAX`: none).
 static HOLDER: AtomicUsize = AtomicUsize::new(usize::MAX);
 /// The core writing a crash report (`usize::MAX`: none): from then on only it writes,
-/// without the lock (the core that held it may be the one that crashed).
+/// without the lock (the core that held it may be the one that crashed); any other core
+/// that comes to write stops there.
 static CRASHING: AtomicUsize = AtomicUsize::new(usize::MAX);
 
 struct Consoles;
@@ -57,9 +58,15 @@ pub fn write_bytes(bytes: &[u8]) {
 
 fn write_with(write: impl FnOnce(&mut Consoles) -> fmt::Result) {
     let core = crate::arch::percpu::core_index();
-    // A crash report, or a line written from inside this core's own line (which would
+    let crashing = crashing_core();
+    if crashing.is_some_and(|crashing| crashing != core) {
+        // Another core's crash report: this core writes nothing more and stops, as the
+        // report's NMI stops it (its text would land inside the report).
+        crate::crash::stopped_by_other_core();
+    }
+    // The crash report, or a line written from inside this core's own line (which would
     // wait for itself forever): no lock.
-    if crashing_core().is_some() || HOLDER.load(Ordering::Relaxed) == core {
+    if crashing.is_some() || HOLDER.load(Ordering::Relaxed) == core {
         let _ = write(&mut Consoles);
         return;
     }
