@@ -133,11 +133,46 @@ pub fn mount(path: &Path) -> Result<FileSystem<FileStore>> {
     FileSystem::mount(store(path)?).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// `cargo xtask fs ARGS`.
+/// `text` for the terminal, each control character escaped (`\u{1b}` for ESC, `\n` for
+/// a line end): a name in the file system holds any character but `/` and NUL, and
+/// printed as it is one could reset the terminal or fake a line of the listing.
+fn shown(text: &str) -> String {
+    text.chars()
+        .fold(String::with_capacity(text.len()), |mut shown, c| {
+            if c.is_control() {
+                shown.extend(c.escape_debug());
+            } else {
+                shown.push(c);
+            }
+            shown
+        })
+}
+
+/// The line `fs IMAGE ls` prints for `entry`, its name [`shown`].
+fn listing_line(entry: &rexo_fs::DirEntry) -> String {
+    let name = shown(&entry.name);
+    match entry.kind {
+        FileKind::Directory => format!("{name}/"),
+        FileKind::File => format!("{name:<40} {:>12} bytes", entry.size),
+    }
+}
+
+/// `cargo xtask fs ARGS`; an error, which may name a path of the file system, has its
+/// control characters escaped ([`shown`]), but for the usage's lines.
 pub fn command(argv: &[String]) -> Result<()> {
     let args: Vec<&str> = argv.iter().map(String::as_str).collect();
+    run(&args).map_err(|e| if e == usage() { e } else { shown(&e) })
+}
+
+/// The error of a line `fs` does not take: [`USAGE`].
+fn usage() -> String {
+    format!("usage:\n{USAGE}")
+}
+
+/// [`command`]'s work.
+fn run(args: &[&str]) -> Result<()> {
     let fail = |e: rexo_fs::FsError| e.to_string();
-    match args.as_slice() {
+    match args {
         [image, "create", size] => {
             let bytes = crate::disk::parse_size(size)?;
             let fs = format_new(Path::new(image), bytes)?;
@@ -148,10 +183,7 @@ pub fn command(argv: &[String]) -> Result<()> {
         [image, "ls", rest @ ..] => {
             let dir = rest.first().copied().unwrap_or("/");
             for entry in mount(Path::new(image))?.list(dir).map_err(fail)? {
-                match entry.kind {
-                    FileKind::Directory => println!("{}/", entry.name),
-                    FileKind::File => println!("{:<40} {:>12} bytes", entry.name, entry.size),
-                }
+                println!("{}", listing_line(&entry));
             }
             Ok(())
         }
@@ -190,7 +222,7 @@ pub fn command(argv: &[String]) -> Result<()> {
             Ok(())
         }
         [image, "repair"] => repair(Path::new(image)),
-        _ => Err(format!("usage:\n{USAGE}")),
+        _ => Err(usage()),
     }
 }
 
@@ -220,7 +252,7 @@ fn repair(image: &Path) -> Result<()> {
     }
     copy.commit()?;
     for fix in &report.fixes {
-        println!("{name}: {fix}");
+        println!("{name}: {}", shown(fix));
     }
     let r = report.result;
     println!(
@@ -520,6 +552,30 @@ pub fn check_after_monitor(path: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A name holding ESC c (a terminal reset) or a line end is escaped in `fs IMAGE ls`
+    /// and in an error naming it; both were printed as they are.
+    #[test]
+    fn names_with_control_characters_are_shown_escaped() {
+        let entry = |name: &str, kind| rexo_fs::DirEntry {
+            name: name.into(),
+            kind,
+            size: 3,
+        };
+        assert_eq!(
+            listing_line(&entry("a\x1bc", FileKind::File)),
+            format!("{:<40} {:>12} bytes", "a\\u{1b}c", 3)
+        );
+        assert_eq!(listing_line(&entry("x\ny", FileKind::Directory)), "x\\ny/");
+        let path = std::env::temp_dir().join(format!("rexo-fs-names-{}.img", std::process::id()));
+        drop(format_new(&path, 4 << 20).unwrap());
+        let img = path.display().to_string();
+        let err = command(&[img.clone(), "ls".into(), "/a\x1bc".into()]).unwrap_err();
+        assert_eq!(err, "/a\\u{1b}c: not found");
+        let usage = command(&[img, "frob".into()]).unwrap_err();
+        assert!(usage.starts_with("usage:\n"), "{usage}");
+        std::fs::remove_file(&path).unwrap();
+    }
 
     #[test]
     fn an_image_made_here_reads_back_and_the_check_names_what_is_missing() {

@@ -342,16 +342,34 @@ fn visible(text: &str) -> String {
         match c {
             '\n' => shown.push_str("\r\n"),
             '\t' => shown.push('\t'),
-            '\u{7f}' => shown.push_str("^?"),
-            '\0'..='\u{1f}' => {
-                shown.push('^');
-                shown.push(char::from(c as u8 + b'@'));
-            }
-            c if c.is_control() => shown.extend(c.escape_default()),
-            c => shown.push(c),
+            c => push_visible(&mut shown, c),
         }
     }
     shown
+}
+
+/// `text` shown as one line, as [`visible`] shows it but with `\n` and tabs in caret
+/// notation too (`^J`, `^I`): a name or an error naming a path (a file may be named
+/// `a\nb`, which would fake a line of its own, or `ESC c`, which would reset the
+/// terminal).
+fn visible_line(text: &str) -> String {
+    let mut shown = String::with_capacity(text.len());
+    text.chars().for_each(|c| push_visible(&mut shown, c));
+    shown
+}
+
+/// Adds `c` to `shown` as [`visible`] shows it: a control character in caret notation
+/// or escaped, any other as it is.
+fn push_visible(shown: &mut String, c: char) {
+    match c {
+        '\u{7f}' => shown.push_str("^?"),
+        '\0'..='\u{1f}' => {
+            shown.push('^');
+            shown.push(char::from(c as u8 + b'@'));
+        }
+        c if c.is_control() => shown.extend(c.escape_default()),
+        c => shown.push(c),
+    }
 }
 
 /// `text` in pieces for the console: a line at a time (with its `\n`), and a line
@@ -864,6 +882,7 @@ mod tests {
             visible("\0\x07\x08\r\x1f\x7f \u{9b}2J é"),
             "^@^G^H^M^_^? \\u{9b}2J é"
         );
+        assert_eq!(visible_line("a\nb\tc\x1bc\u{9b}"), "a^Jb^Ic^[c\\u{9b}");
     }
 
     #[test]

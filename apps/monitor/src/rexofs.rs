@@ -8,21 +8,49 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use rexo_api::Kernel;
-use rexo_fs::{FileKind, FsError, on_first_file_system};
+use rexo_fs::{DirEntry, FileKind, FsError, on_first_file_system};
 
 /// What `fs` takes, for `help` and for a wrong line.
 pub const USAGE: &str = "fs ls [DIR] | cat FILE | mkdir DIR | write FILE TEXT | cp FILE NEW | mv PATH NEW | rm PATH | df | fsck";
 
-/// Runs `fs WORDS`; the lines to show, or what went wrong (naming the command).
+/// Runs `fs WORDS`; the lines to show, or what went wrong (naming the command, every
+/// control character shown: [`failure`]).
 pub fn run(kernel: &Kernel, words: &str) -> Result<Vec<String>, String> {
     let verb = split(words).map_or("", |(verb, _, _)| verb);
-    dispatch(kernel, words).map_err(|why| {
-        if why.starts_with("fs") || why.starts_with("usage") {
-            why
-        } else {
-            format!("fs {verb}: {why}")
-        }
-    })
+    dispatch(kernel, words).map_err(|why| failure(verb, &why))
+}
+
+/// What `fs VERB` failed with, as shown: `why` named by the command, on one line with
+/// every control character shown ([`crate::visible_line`]), since an error may name a
+/// path holding any character but `/` and NUL.
+fn failure(verb: &str, why: &str) -> String {
+    if why.starts_with("fs") || why.starts_with("usage") {
+        crate::visible_line(why)
+    } else {
+        crate::visible_line(&format!("fs {verb}: {why}"))
+    }
+}
+
+/// `fs ls`'s lines for the `entries` of `dir`: a name holds any character but `/` and
+/// NUL, so each is shown on its line with every control character shown
+/// ([`crate::visible_line`]).
+fn listing(entries: &[DirEntry], dir: &str) -> Vec<String> {
+    let mut lines: Vec<String> = entries
+        .iter()
+        .map(|e| {
+            let name = crate::visible_line(&e.name);
+            match e.kind {
+                FileKind::Directory => format!("{name}/"),
+                FileKind::File => format!("{name:<40} {:>12} bytes", e.size),
+            }
+        })
+        .collect();
+    lines.push(format!(
+        "{} entries in {}",
+        entries.len(),
+        crate::visible_line(dir)
+    ));
+    lines
 }
 
 /// The words `verb` takes after it: all of them needed but `ls`'s directory, and
@@ -85,18 +113,7 @@ fn dispatch(kernel: &Kernel, words: &str) -> Result<Vec<String>, String> {
     match verb {
         "ls" => {
             let dir = arguments.first().copied().unwrap_or("/");
-            on_first_file_system(kernel, |fs| {
-                let entries = fs.list(dir)?;
-                let mut lines: Vec<String> = entries
-                    .iter()
-                    .map(|e| match e.kind {
-                        FileKind::Directory => format!("{}/", e.name),
-                        FileKind::File => format!("{:<40} {:>12} bytes", e.name, e.size),
-                    })
-                    .collect();
-                lines.push(format!("{} entries in {dir}", entries.len()));
-                Ok(lines)
-            })
+            on_first_file_system(kernel, |fs| Ok(listing(&fs.list(dir)?, dir)))
         }
         "cat" => {
             let file = arguments[0];
@@ -196,6 +213,35 @@ mod tests {
         assert_eq!(split("frob \"a b"), Ok(("frob", vec![], "\"a b")));
         assert_eq!(split(""), Ok(("", vec![], "")));
         assert!(split("rm \"/a").unwrap_err().contains("no closing quote"));
+    }
+
+    /// A name holding ESC c (a terminal reset) or a line end is shown, not sent: `fs
+    /// ls` and an error naming the path (here `fs.create("/a\x1bc")` succeeds).
+    #[test]
+    fn fs_ls_and_errors_show_the_control_characters_of_names() {
+        let entries = [
+            DirEntry {
+                name: String::from("a\x1bc"),
+                kind: FileKind::File,
+                size: 3,
+            },
+            DirEntry {
+                name: String::from("fake\n2 entries in /"),
+                kind: FileKind::Directory,
+                size: 4096,
+            },
+        ];
+        assert_eq!(
+            listing(&entries, "/"),
+            [
+                format!("{:<40} {:>12} bytes", "a^[c", 3),
+                String::from("fake^J2 entries in //"),
+                String::from("2 entries in /"),
+            ]
+        );
+        let missing = FsError::NotFound(String::from("/a\x1bc")).to_string();
+        assert_eq!(failure("cat", &missing), "fs cat: /a^[c: not found");
+        assert_eq!(failure("ls", "fs ls: /x\ny"), "fs ls: /x^Jy");
     }
 
     #[test]
