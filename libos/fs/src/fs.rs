@@ -420,7 +420,7 @@ impl<D: BlockStore> FileSystem<D> {
     /// allocations, piece by piece as they will be cut (halved pieces too), and
     /// forgets them.
     pub fn write(&mut self, path: &str, offset: u64, data: &[u8]) -> Result<(), FsError> {
-        self.usable()?;
+        self.writable()?;
         let names = parse(path)?;
         let found = self.lookup_file(&names)?;
         let end = offset
@@ -492,7 +492,7 @@ impl<D: BlockStore> FileSystem<D> {
         data: &[u8],
         neighbour: &str,
     ) -> Result<(), FsError> {
-        self.usable()?;
+        self.writable()?;
         let found = self.lookup_file(&parse(neighbour)?)?;
         let (extents, _) = self.load_extents(&found.inode)?;
         self.placement = extents.last().map(|extent| extent.physical_end());
@@ -596,7 +596,7 @@ impl<D: BlockStore> FileSystem<D> {
     /// Sets the size of the file `path` to `length`: shrinking frees the blocks past
     /// the end, growing leaves a hole.
     pub fn truncate(&mut self, path: &str, length: u64) -> Result<(), FsError> {
-        self.usable()?;
+        self.writable()?;
         let names = parse(path)?;
         let found = self.lookup_file(&names)?;
         if length > MAX_FILE_SIZE {
@@ -622,7 +622,7 @@ impl<D: BlockStore> FileSystem<D> {
     /// `to` is replaced atomically if it is a file and `from` is a file, or an empty
     /// directory and `from` a directory. A directory cannot move inside itself.
     pub fn rename(&mut self, from: &str, to: &str) -> Result<(), FsError> {
-        self.usable()?;
+        self.writable()?;
         let source_names = parse(from)?;
         let target_names = parse(to)?;
         let (Some((source_name, source_parent)), Some((target_name, target_parent))) =
@@ -703,7 +703,10 @@ impl<D: BlockStore> FileSystem<D> {
         }
     }
 
-    /// Refuses to change anything when mounted read-only (or after a failed write).
+    /// Refuses to change anything when mounted read-only (or after a failed write): the
+    /// first check of every call that changes the file system, so that a read-only
+    /// mount answers `ReadOnly`, never what the change would have met (a damaged mount
+    /// counts no free block: `NoSpace`), nor `Ok` for a change that changes nothing.
     fn writable(&self) -> Result<(), FsError> {
         self.usable()?;
         match &self.read_only {
@@ -987,7 +990,7 @@ impl<D: BlockStore> FileSystem<D> {
 
     /// Creates an empty file or directory at `path`.
     fn make(&mut self, path: &str, kind: FileKind) -> Result<(), FsError> {
-        self.usable()?;
+        self.writable()?;
         let names = parse(path)?;
         let Some((name, parent_names)) = names.split_last() else {
             return Err(FsError::Exists(String::from("/")));
@@ -1007,7 +1010,7 @@ impl<D: BlockStore> FileSystem<D> {
 
     /// Removes the file (or empty directory) at `path`.
     fn remove(&mut self, path: &str, kind: FileKind) -> Result<(), FsError> {
-        self.usable()?;
+        self.writable()?;
         let names = parse(path)?;
         let Some((name, parent_names)) = names.split_last() else {
             return Err(FsError::Root);

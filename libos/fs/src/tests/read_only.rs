@@ -19,10 +19,18 @@ fn refuses_every_change(fs: &mut FileSystem<MemoryDisk>) {
         fs.mkdir("/new"),
         fs.create("/new-file"),
         fs.write("/g", 0, b"x"),
+        // Blocks past the end: a damaged mount counts no free block (NoSpace before).
+        fs.write("/g", 1 << 20, b"x"),
+        fs.write("/g", 0, b""),
+        fs.mkdir("/g"),
         fs.replace("/g", b"x"),
         fs.truncate("/g", 0),
+        fs.truncate("/g", 3),
         fs.unlink("/g"),
+        fs.unlink("/missing"),
         fs.rename("/g", "/h"),
+        fs.rename("/g", "/g"),
+        fs.replace_after("/h", b"x", "/g"),
         fs.commit(),
         fs.sync(),
     ];
