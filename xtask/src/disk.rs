@@ -182,24 +182,47 @@ fn open_disk(image: &Path) -> Result<FileDisk> {
         .metadata()
         .map_err(|e| format!("{}: {e}", image.display()))?
         .len();
-    let (offset, size) = partition_of(&file, size, rexo_mbr::TYPE_BMFS).unwrap_or((0, size));
+    let (offset, size) = partition_of(&file, size, rexo_mbr::TYPE_BMFS, "BMFS")
+        .map_err(|e| format!("{}: {e}", image.display()))?
+        .unwrap_or((0, size));
     Ok(FileDisk { file, size, offset })
 }
 
-/// The first byte and the length of the image's first partition of type `kind` (MBR,
-/// or GPT with the GUID standing for it), when the `size`-byte image holds a partition
-/// table with one.
-pub fn partition_of(file: &File, size: u64, kind: u8) -> Option<(u64, u64)> {
+/// The first byte and the length of the `size`-byte image's first partition of type
+/// `kind` (MBR, or GPT with the GUID standing for it), named `what` in the error;
+/// `None` when the image is one
+/// file system whole: sector 0 holds no partition table, or one without a used entry (a
+/// boot sector's). A table that is refused (overlapping partitions, a GPT with both
+/// copies bad, ...) or that holds no partition of that type is an error naming it: the
+/// whole image is not what it describes.
+pub fn partition_of(file: &File, size: u64, kind: u8, what: &str) -> Result<Option<(u64, u64)>> {
     const SECTOR: u64 = rexo_mbr::SECTOR as u64;
-    let table = rexo_mbr::read_table(SECTOR as u32, size / SECTOR, &mut |lba, sectors| {
+    let read = rexo_mbr::read_table(SECTOR as u32, size / SECTOR, &mut |lba, sectors| {
         let mut bytes = vec![0; sectors as usize * rexo_mbr::SECTOR];
         file.read_exact_at(&mut bytes, lba * SECTOR)
             .map_err(|e| e.to_string())?;
         Ok(bytes)
-    })
-    .ok()?;
-    let p = table.first_holding(kind)?;
-    Some((p.first * SECTOR, p.sectors * SECTOR))
+    });
+    let table = match read {
+        Ok(table) => table,
+        Err(rexo_mbr::MbrError::NoTable) => return Ok(None),
+        Err(error) => return Err(error.to_string()),
+    };
+    if table.partitions.is_empty() {
+        return Ok(None);
+    }
+    let Some(p) = table.first_holding(kind) else {
+        let backup = table
+            .from_backup
+            .map(|why| format!(" (GPT read from its backup header: {why})"))
+            .unwrap_or_default();
+        return Err(format!(
+            "no {what} partition (type {kind:#04x}) among the {} of the partition \
+             table{backup}",
+            table.partitions.len()
+        ));
+    };
+    Ok(Some((p.first * SECTOR, p.sectors * SECTOR)))
 }
 
 /// What a bootable image starts: the kernel ELF and its command line.

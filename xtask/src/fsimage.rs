@@ -73,7 +73,9 @@ fn store(path: &Path) -> Result<FileStore> {
         .map_err(|e| format!("{}: {e}", path.display()))?
         .len();
     let (offset, size) =
-        crate::disk::partition_of(&file, size, rexo_mbr::TYPE_REXO_FS).unwrap_or((0, size));
+        crate::disk::partition_of(&file, size, rexo_mbr::TYPE_REXO_FS, "Rexo file system")
+            .map_err(|e| format!("{}: {e}", path.display()))?
+            .unwrap_or((0, size));
     Ok(FileStore {
         file,
         blocks: size / BLOCK_SIZE as u64,
@@ -600,10 +602,10 @@ mod tests {
         assert_eq!(fs.read_all(HELLO.0).unwrap(), HELLO.1.as_bytes());
         let file = File::open(&path).unwrap();
         let size = file.metadata().unwrap().len();
-        let bmfs = crate::disk::partition_of(&file, size, rexo_mbr::TYPE_BMFS).unwrap();
-        let rexo = crate::disk::partition_of(&file, size, rexo_mbr::TYPE_REXO_FS).unwrap();
-        assert_eq!(bmfs, (1 << 20, 16 << 20));
-        assert_eq!(rexo, (17 << 20, 31 << 20));
+        let bmfs = crate::disk::partition_of(&file, size, rexo_mbr::TYPE_BMFS, "BMFS").unwrap();
+        let rexo = crate::disk::partition_of(&file, size, rexo_mbr::TYPE_REXO_FS, "Rexo").unwrap();
+        assert_eq!(bmfs, Some((1 << 20, 16 << 20)));
+        assert_eq!(rexo, Some((17 << 20, 31 << 20)));
         std::fs::remove_file(&path).unwrap();
         assert!(
             crate::disk::partitioned(&path, 2 << 20, 6 << 20, None).is_err(),
@@ -620,6 +622,50 @@ mod tests {
         assert!(err.contains("the kernel's boot partition"), "{err}");
         let _ = std::fs::remove_file(&elf);
         let _ = std::fs::remove_file(&path);
+    }
+
+    /// A partition table the tools refuse, or one without a partition of the tool's
+    /// type, is an error naming it: both used to mount the whole image instead, which
+    /// then said it held no file system. An image with no table, or a table of no used
+    /// entry (a boot sector's), is still one file system whole.
+    #[test]
+    fn a_bad_partition_table_is_named_not_taken_for_the_whole_image() {
+        let path = std::env::temp_dir().join(format!("rexo-bad-table-{}.img", std::process::id()));
+        drop(format_new(&path, 8 << 20).unwrap());
+        let sound = std::fs::read(&path).unwrap();
+        let with_table = |entries: &[(u8, u32, u32)]| {
+            let mut image = sound.clone();
+            for (index, &(kind, first, sectors)) in entries.iter().enumerate() {
+                let entry = &mut image[446 + 16 * index..462 + 16 * index];
+                entry[4] = kind;
+                entry[8..12].copy_from_slice(&first.to_le_bytes());
+                entry[12..16].copy_from_slice(&sectors.to_le_bytes());
+            }
+            image[510..512].copy_from_slice(&[0x55, 0xAA]);
+            std::fs::write(&path, image).unwrap();
+        };
+        let check = || command(&[path.display().to_string(), "check".into()]);
+        let rexo = rexo_mbr::TYPE_REXO_FS;
+        with_table(&[(rexo, 2048, 8192), (rexo, 4096, 8192)]);
+        let err = check().unwrap_err();
+        assert!(
+            err.contains("bad partition table") && err.contains("overlaps partition 1"),
+            "{err}"
+        );
+        // A FAT partition.
+        with_table(&[(0x0C, 2048, 8192)]);
+        let err = check().unwrap_err();
+        assert!(
+            err.contains("no Rexo file system partition (type 0x7f) among the 1"),
+            "{err}"
+        );
+        let err = crate::disk::command(vec!["ls".into(), path.display().to_string()]).unwrap_err();
+        assert!(err.contains("no BMFS partition (type 0x7e)"), "{err}");
+        with_table(&[]);
+        let file = File::open(&path).unwrap();
+        let whole = crate::disk::partition_of(&file, 8 << 20, rexo, "Rexo");
+        assert_eq!(whole, Ok(None), "a boot sector's empty table");
+        std::fs::remove_file(&path).unwrap();
     }
 
     /// `fs IMAGE create SIZE` refuses a size under the file system's minimum, naming it,
