@@ -15,8 +15,8 @@ use crate::FileSystem;
 use crate::disk::BlockStore;
 use crate::error::FsError;
 use crate::format::{
-    BITMAP_MAGIC, BITS_PER_BITMAP_BLOCK, Block, bit_is_set, bitmap_position, check_header_as,
-    set_bit, stamp,
+    BITMAP_MAGIC, BITS_PER_BITMAP_BLOCK, BODY_AT, Block, CRC_AT, bit_is_set, bitmap_position,
+    check_header_as, set_bit, stamp,
 };
 
 /// The bitmap block last read, so that scans read each bitmap block once.
@@ -111,30 +111,31 @@ impl<D: BlockStore> FileSystem<D> {
         if self.free_blocks == 0 {
             return Err(FsError::NoSpace);
         }
-        let mut cursor = BitmapCursor::new();
-        for block in (goal..layout.blocks).chain(layout.data_start..goal) {
-            if block % 8 == 0
-                && block + 8 <= layout.blocks
-                && self.byte_is_full(&mut cursor, block)?
-            {
-                continue;
-            }
-            if cursor.is_free(self, block)? {
+        for (from, to) in [(goal, layout.blocks), (layout.data_start, goal)] {
+            if let Some(block) = self.first_free_in(from, to)? {
                 return Ok(block);
             }
         }
         Err(FsError::NoSpace)
     }
 
-    /// Whether the 8 blocks from `block` (a multiple of 8) are all used.
-    fn byte_is_full(&mut self, cursor: &mut BitmapCursor, block: u64) -> Result<bool, FsError> {
-        cursor.is_free(self, block)?;
-        let (_, byte, _) = bitmap_position(&self.layout, block);
-        Ok(cursor
-            .held
-            .as_ref()
-            .and_then(|(_, contents)| contents.get(byte))
-            .is_some_and(|&bits| bits == 0xFF))
+    /// The first free block in `from..to`, a bitmap block at a time
+    /// ([`first_clear_bit`]).
+    fn first_free_in(&mut self, from: u64, to: u64) -> Result<Option<u64>, FsError> {
+        let mut block = from;
+        while block < to {
+            let group_start = block / BITS_PER_BITMAP_BLOCK * BITS_PER_BITMAP_BLOCK;
+            let group_end = to.min(group_start + BITS_PER_BITMAP_BLOCK);
+            let (number, _, _) = bitmap_position(&self.layout, block);
+            let contents = self.read_bitmap(number)?;
+            let bits = contents.get(BODY_AT..CRC_AT).unwrap_or_default();
+            let within = |block: u64| (block - group_start) as usize;
+            if let Some(bit) = first_clear_bit(bits, within(block), within(group_end)) {
+                return Ok(Some(group_start + bit as u64));
+            }
+            block = group_end;
+        }
+        Ok(None)
     }
 
     /// Marks `count` blocks from `start` used or free; marking a block that already is
@@ -162,5 +163,80 @@ impl<D: BlockStore> FileSystem<D> {
             self.store.stage_metadata(number, contents);
         }
         Ok(())
+    }
+}
+
+/// The first clear bit of bits `from..to` of `bits` (bit `i` is bit `i % 8` of byte
+/// `i / 8`): a word of 64 set bits (a full region of the bitmap) is stepped over at
+/// once, then a byte of 8, and only the rest is tested a bit at a time.
+fn first_clear_bit(bits: &[u8], from: usize, to: usize) -> Option<usize> {
+    let mut at = from;
+    while at < to {
+        #[cfg(test)]
+        tests::LOOKS.with(|looks| looks.set(looks.get() + 1));
+        let full = |width: usize| {
+            at.is_multiple_of(width)
+                && at + width <= to
+                && bits
+                    .get(at / 8..(at + width) / 8)
+                    .is_some_and(|bytes| bytes.iter().all(|&byte| byte == 0xFF))
+        };
+        if full(64) {
+            at += 64;
+        } else if full(8) {
+            at += 8;
+        } else if bits
+            .get(at / 8)
+            .is_some_and(|&byte| byte & (1 << (at % 8)) == 0)
+        {
+            return Some(at);
+        } else {
+            at += 1;
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::MemoryDisk;
+
+    std::thread_local! {
+        /// Steps [`first_clear_bit`] took on this thread (a word, a byte or a bit looked at).
+        pub(super) static LOOKS: core::cell::Cell<u64> = const { core::cell::Cell::new(0) };
+    }
+
+    #[test]
+    fn the_first_clear_bit_is_found_past_full_words_and_bytes() {
+        let mut bits = [0xFFu8; 32];
+        assert_eq!(first_clear_bit(&bits, 0, 256), None);
+        bits[20] = 0b1101_1111;
+        assert_eq!(first_clear_bit(&bits, 0, 256), Some(165));
+        assert_eq!(first_clear_bit(&bits, 3, 256), Some(165));
+        assert_eq!(first_clear_bit(&bits, 165, 166), Some(165));
+        assert_eq!(first_clear_bit(&bits, 166, 256), None);
+        assert_eq!(first_clear_bit(&bits, 0, 165), None);
+        bits[0] = 0b0111_1111;
+        assert_eq!(first_clear_bit(&bits, 0, 256), Some(7));
+        assert_eq!(first_clear_bit(&bits, 8, 256), Some(165));
+    }
+
+    /// A nearly full disk's free block is found stepping over full words of the bitmap:
+    /// the scan stepped over a full byte as one bit (its `continue` went on to the next
+    /// block, tested alone), so it tested every used block, 0.9 ms per small file made
+    /// on a nearly full 1 GiB disk.
+    #[test]
+    fn a_full_region_is_stepped_over_a_word_at_a_time() {
+        let mut fs = FileSystem::format(MemoryDisk::new(70_000)).unwrap();
+        let data = fs.layout.data_start;
+        let last = fs.layout.blocks - 1;
+        fs.claim_run(data, last - data).unwrap();
+        LOOKS.with(|looks| looks.set(0));
+        assert_eq!(fs.find_free(data).unwrap(), last);
+        let looks = LOOKS.with(|looks| looks.get());
+        // 70,000 blocks over 3 bitmap blocks: a word of 64 at a time, and a few bits
+        // and bytes at each bitmap block's end.
+        assert!(looks < 70_000 / 64 + 100, "{looks} steps");
     }
 }
