@@ -58,7 +58,8 @@ pub enum FsError {
     /// A file handle (of this path) was opened on another mount.
     OtherMount(String),
     /// The app cannot get the memory this needs (a check or repair of a large disk
-    /// needs one bit per disk block, a journal replay the images of a transaction):
+    /// needs one bit per disk block, a journal replay the images of a transaction,
+    /// [`crate::FileSystem::read_all`] the whole file):
     /// what for, and how many bytes.
     NoMemory {
         /// What the memory was for.

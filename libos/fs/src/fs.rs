@@ -584,10 +584,15 @@ impl<D: BlockStore> FileSystem<D> {
         Ok(length)
     }
 
-    /// The whole file `path`.
+    /// The whole file `path`; `NoMemory` when the app cannot hold it (a large file, or a
+    /// sparse one up to [`MAX_FILE_SIZE`]: read it a piece at a time with
+    /// [`FileSystem::read`] or [`FileSystem::read_at`]).
     pub fn read_all(&mut self, path: &str) -> Result<Vec<u8>, FsError> {
         let size = self.stat(path)?.size;
-        let mut contents = try_zeroed(size).ok_or_else(|| FsError::FileTooLarge(path.into()))?;
+        let mut contents = try_zeroed(size).ok_or_else(|| FsError::NoMemory {
+            what: alloc::format!("reading {path} whole"),
+            bytes: size,
+        })?;
         let read = self.read(path, 0, &mut contents)?;
         contents.truncate(read);
         Ok(contents)

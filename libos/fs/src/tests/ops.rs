@@ -233,6 +233,23 @@ fn reading_and_writing_refuse_what_is_not_a_file() {
     fs.check().unwrap();
 }
 
+/// A file too large to hold in memory (here sparse, 2^60 bytes) is refused by
+/// `read_all` as `NoMemory`, not `FileTooLarge`, whose doc means past `MAX_FILE_SIZE`.
+#[test]
+fn read_all_of_a_file_past_memory_says_so() {
+    let mut fs = fresh(1024);
+    fs.create("/huge").unwrap();
+    fs.truncate("/huge", crate::MAX_FILE_SIZE).unwrap();
+    let refused = fs.read_all("/huge").unwrap_err();
+    assert_eq!(
+        refused,
+        FsError::NoMemory {
+            what: "reading /huge whole".into(),
+            bytes: crate::MAX_FILE_SIZE
+        }
+    );
+}
+
 #[test]
 fn holes_read_as_zeros_and_take_no_blocks() {
     let mut fs = fresh(1024);
