@@ -434,13 +434,11 @@ fn room_for<D: BlockStore>(fs: &mut FileSystem<D>, path: &str) -> u64 {
 }
 
 /// Copies `from` (a file, or a directory with everything under it) out to the host's
-/// `to`; the files and bytes copied.
+/// `to`; the files and bytes copied. A file is copied a MiB at a time ([`get_file`]).
 pub fn get_tree(fs: &mut FileSystem<FileStore>, from: &str, to: &Path) -> Result<(u64, u64)> {
     let fail = |e: rexo_fs::FsError| format!("{from}: {e}");
     if fs.stat(from).map_err(fail)?.kind == FileKind::File {
-        let data = fs.read_all(from).map_err(fail)?;
-        std::fs::write(to, &data).map_err(|e| format!("{}: {e}", to.display()))?;
-        return Ok((1, data.len() as u64));
+        return Ok((1, get_file(fs, from, to)?));
     }
     std::fs::create_dir_all(to).map_err(|e| format!("{}: {e}", to.display()))?;
     let mut total = (0, 0);
@@ -450,6 +448,32 @@ pub fn get_tree(fs: &mut FileSystem<FileStore>, from: &str, to: &Path) -> Result
         total = (total.0 + files, total.1 + bytes);
     }
     Ok(total)
+}
+
+/// Copies the file `from` out to the host's new file `to` a MiB at a time, so that a file
+/// as large as the disk is never held whole; a MiB of zeros (a hole, or zeros written)
+/// is left a hole in `to`. Returns the bytes copied.
+fn get_file(fs: &mut FileSystem<FileStore>, from: &str, to: &Path) -> Result<u64> {
+    const CHUNK: usize = 1 << 20;
+    let fail = |e: rexo_fs::FsError| format!("{from}: {e}");
+    let host = |e: std::io::Error| format!("{}: {e}", to.display());
+    let mut file = fs.open(from).map_err(fail)?;
+    let out = File::create(to).map_err(host)?;
+    let mut buffer = vec![0u8; CHUNK];
+    let mut at = 0;
+    loop {
+        let read = fs.read_at(&mut file, at, &mut buffer).map_err(fail)?;
+        if read == 0 {
+            break;
+        }
+        let piece = &buffer[..read];
+        if piece.iter().any(|&byte| byte != 0) {
+            out.write_all_at(piece, at).map_err(host)?;
+        }
+        at += read as u64;
+    }
+    out.set_len(at).map_err(host)?;
+    Ok(at)
 }
 
 /// A nested page of the `net::httpd-rexofs` case's image, beside the site files.
@@ -983,6 +1007,34 @@ mod tests {
             assert_eq!(fs.read_all(&format!("/{name}")).unwrap(), data);
         }
         std::fs::remove_file(&path).unwrap();
+    }
+
+    /// `fs IMAGE get` copies a file a MiB at a time and leaves its holes holes: a 256 MiB
+    /// sparse file comes out exact and taking little room. It was read whole into memory
+    /// (a file as large as the disk held at once) and written out with its zeros.
+    #[test]
+    fn a_get_streams_a_sparse_file_and_keeps_its_holes() {
+        use std::os::unix::fs::MetadataExt;
+        let base = std::env::temp_dir().join(format!("rexo-fs-get-{}", std::process::id()));
+        std::fs::create_dir_all(&base).unwrap();
+        let image = base.join("fs.img");
+        let mut fs = format_new(&image, 4 << 20).unwrap();
+        fs.create("/sparse").unwrap();
+        fs.write("/sparse", 5, b"start").unwrap();
+        fs.write("/sparse", (256 << 20) - 3, b"end").unwrap();
+        let out = base.join("sparse.out");
+        assert_eq!(get_tree(&mut fs, "/sparse", &out).unwrap(), (1, 256 << 20));
+        let meta = std::fs::metadata(&out).unwrap();
+        assert_eq!(meta.len(), 256 << 20);
+        let held = meta.blocks() * 512;
+        assert!(held <= 4 << 20, "the copy holds {held} bytes");
+        let copy = File::open(&out).unwrap();
+        let mut ends = [0u8; 10];
+        copy.read_exact_at(&mut ends, 0).unwrap();
+        assert_eq!(&ends, b"\0\0\0\0\0start");
+        copy.read_exact_at(&mut ends[..3], (256 << 20) - 3).unwrap();
+        assert_eq!(&ends[..3], b"end");
+        std::fs::remove_dir_all(&base).unwrap();
     }
 
     #[test]
