@@ -621,8 +621,12 @@ impl<F: Frames> Heap<F> {
 
     /// Copies each move's bytes out of arena `from`, mapping it once and each target arena
     /// once (not twice per allocation: each map is a kernel call); returns the target
-    /// arenas whose bytes could not be copied (all of them if `from` could not be mapped).
+    /// arenas whose bytes could not be copied (all of them if `from` could not be mapped);
+    /// with no moves, no map at all.
     fn copy_out(&mut self, from: usize, moves: &[(u64, Place, u64)]) -> Vec<usize> {
+        if moves.is_empty() {
+            return Vec::new();
+        }
         let mut targets: Vec<usize> = moves.iter().map(|&(_, to, _)| to.arena).collect();
         targets.sort_unstable();
         targets.dedup();
