@@ -417,7 +417,7 @@ impl Cache {
         // memcached makes the item before it looks at the mode: one the budget cannot
         // hold alone is out of memory in every mode (a failed `set` does not leave the
         // old value, as for a value too large), and not counted as a storage command.
-        if key.bytes().len() + value.len() + ITEM_OVERHEAD > self.config.max_bytes {
+        if !self.fits_alone(key.bytes().len() + value.len()) {
             let set = mode == StoreMode::Set;
             return (
                 self.refuse_for_size(key, StoreOutcome::NoMemory, set, now),
@@ -655,6 +655,12 @@ impl Cache {
         } else {
             0
         }
+    }
+
+    /// Whether an item of `data_len` bytes (key and value) fits the budget alone, in an
+    /// empty cache: one that does not is out of memory whatever the cache holds.
+    fn fits_alone(&self, data_len: usize) -> bool {
+        data_len + ITEM_OVERHEAD <= self.config.max_bytes
     }
 
     /// Whether an item costing `cost` beside its slab entry fits in the budget now,

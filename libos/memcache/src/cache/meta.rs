@@ -245,9 +245,7 @@ impl Cache {
         }
         let (index, created) = match found.ok() {
             Some(index) => (index, false),
-            None if get.vivify.is_some()
-                && key.bytes().len() + ITEM_OVERHEAD <= self.config.max_bytes =>
-            {
+            None if get.vivify.is_some() && self.fits_alone(key.bytes().len()) => {
                 let cas = self.cas_of_change(get.new_cas);
                 let index = self.link(key.bytes().into(), key, hash, 0, 0, cas, now);
                 self.stats.total_items += 1;
@@ -317,7 +315,7 @@ impl Cache {
         if value.len() > self.config.max_value {
             return (self.meta_refuse_too_large(key, now), 0);
         }
-        if key.bytes().len() + value.len() + ITEM_OVERHEAD > self.config.max_bytes {
+        if !self.fits_alone(key.bytes().len() + value.len()) {
             return (
                 self.refuse_for_size(key, StoreOutcome::NoMemory, true, now),
                 0,
@@ -400,7 +398,7 @@ impl Cache {
                 }
                 let mut digits = [0u8; 20];
                 let data = join(&[key.bytes(), decimal(delta.initial, &mut digits)]);
-                if data.len() + ITEM_OVERHEAD > self.config.max_bytes {
+                if !self.fits_alone(data.len()) {
                     return MetaDeltaOutcome::NoMemory;
                 }
                 let cas = self.cas_of_change(delta.new_cas);
