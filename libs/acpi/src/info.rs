@@ -330,6 +330,9 @@ pub enum Warning {
         /// The IO-APIC's ID.
         id: u8,
     },
+    /// The MADT's local APIC address override entry (type 5) gives address 0; it is
+    /// ignored, and the address stays the MADT header's (or the default).
+    LocalApicOverrideAtZero,
     /// The version register of the IO-APIC a MADT entry places at `address` reads all
     /// ones: nothing answers there ([`io_apic_entries`]), and it is left unused.
     IoApicNotAnswering {
@@ -399,6 +402,9 @@ impl fmt::Display for Warning {
             Self::IoApicAtAddressZero { id } => {
                 write!(f, "MADT IO-APIC {id} at address 0: ignored")
             }
+            Self::LocalApicOverrideAtZero => {
+                write!(f, "MADT local APIC address override to address 0: ignored")
+            }
             Self::IoApicNotAnswering { address } => write!(
                 f,
                 "no IO-APIC answers at {address:#x} (its registers read all ones): not used"
@@ -436,7 +442,8 @@ pub struct AcpiInfo {
     /// Physical address of the root table in use (XSDT or RSDT).
     pub root_table: u64,
     /// Local APIC registers' physical address (the MADT's, or its 64-bit override entry);
-    /// [`DEFAULT_LOCAL_APIC_ADDRESS`] without a usable MADT or where it says 0.
+    /// [`DEFAULT_LOCAL_APIC_ADDRESS`] without a usable MADT or where it says 0 (an override
+    /// entry saying 0 is ignored with [`Warning::LocalApicOverrideAtZero`]).
     pub local_apic_address: u64,
     /// The MADT's PCAT_COMPAT flag: dual 8259 PICs are present and must be masked.
     pub pcat_compat: bool,

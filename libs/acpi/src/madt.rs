@@ -11,7 +11,8 @@ const ENTRIES: usize = 44;
 
 /// Reads the MADT's fixed fields and walks its entries. An entry too short for its type is
 /// skipped with a warning; one with a length below 2 or running past the table ends the walk.
-/// A local APIC address of 0 leaves the default one.
+/// A local APIC address of 0 leaves the default one (in the address override entry, type
+/// 5, with [`Warning::LocalApicOverrideAtZero`]).
 pub(crate) fn parse(info: &mut AcpiInfo, table: &[u8]) {
     let (Some(lapic_addr), Some(flags)) = (read_u32(table, 36), read_u32(table, 40)) else {
         info.warn(too_short(table));
@@ -91,8 +92,11 @@ fn entry_parse(info: &mut AcpiInfo, entry_type: u8, e: &[u8]) -> Option<()> {
                 trigger,
             });
         }
-        // Local APIC Address Override.
-        5 => info.local_apic_address = read_u64(e, 4)?,
+        // Local APIC Address Override (at 0 no registers can be: ignored, as the header's 0).
+        5 => match read_u64(e, 4)? {
+            0 => info.warn(Warning::LocalApicOverrideAtZero),
+            address => info.local_apic_address = address,
+        },
         // Processor Local x2APIC.
         9 => {
             let processor_uid = read_u32(e, 12)?;

@@ -751,6 +751,24 @@ fn without_a_madt_or_with_one_saying_0_the_local_apic_is_at_its_reset_address() 
 }
 
 #[test]
+fn a_local_apic_address_override_to_0_is_ignored_with_a_warning() {
+    // An override entry of 0 gave the xAPIC's registers at page 0, without a word.
+    let mut over = vec![5, 12, 0, 0];
+    over.extend_from_slice(&0u64.to_le_bytes());
+    let madt = table(b"APIC", 1, &madt_body(&[over, lapic(0, 0, 1)]));
+    let info = parse(&synthetic(&[madt]), RSDP).unwrap();
+    assert_eq!(info.local_apics().len(), 1);
+    assert_eq!(info.local_apic_address, DEFAULT_LOCAL_APIC_ADDRESS);
+    let warnings: Vec<_> = info.warnings().collect();
+    assert_eq!(warnings, [Warning::LocalApicOverrideAtZero]);
+    let text = warnings[0].to_string();
+    assert!(
+        text.contains("override") && text.contains("address 0"),
+        "{text}"
+    );
+}
+
+#[test]
 fn hardware_reduced_fadt_and_bad_dsdt_pointer() {
     let hw_reduced = 1 << 20 | 1 << 8;
     let fadt = table(b"FACP", 6, &fadt6(hw_reduced, (TABLES + 0x1000) as u32));
