@@ -114,11 +114,11 @@ extern "C" fn kernel_main(protocol: u32, info: u32, magic: u32) -> ! {
     }
 
     let features = cpu::features();
-    // Memory: the map first (the HPET's register checks below need it to tell RAM from
-    // devices), then what must never be handed out, the allocator, the page tables.
+    // Memory: the map first (the HPET's and APICs' register checks below need it to tell
+    // RAM from devices), then what must never be handed out, the allocator, the page tables.
     let map =
         boot::memory_map(&boot, features.phys_bits).unwrap_or_else(|e| fatal(format_args!("{e}")));
-    let acpi = platform::init_acpi(boot.rsdp);
+    let acpi = platform::init_acpi(boot.rsdp, map);
     // Unless CPUID gives the TSC's rate exactly, the HPET measures it while the memory is
     // set up, as the PIT does since entry (read here too: the counts since entry tell the
     // turns its count makes while the memory is set up).

@@ -3,6 +3,7 @@
 
 use rexo_acpi::AcpiInfo;
 use rexo_bootinfo::Rsdp;
+use rexo_memmap::MemoryMap;
 
 use crate::arch::apic::IoApic;
 use crate::arch::idt::FIRST_LINE_VECTOR;
@@ -15,8 +16,9 @@ static ACPI: spin::Once<Option<AcpiInfo>> = spin::Once::new();
 /// Finds and parses the ACPI tables (the RSDP from the boot loader, else the BIOS areas;
 /// of a copy of its ACPI 1.0 part alone, only that is read). Broken tables are skipped with
 /// a warning; no usable tables at all is a warning too, and the machine then runs on one
-/// core.
-pub fn init_acpi(rsdp_from_loader: Option<Rsdp>) -> Option<&'static AcpiInfo> {
+/// core. The APICs' registers must be device memory by `map` within the identity map
+/// (`AcpiInfo::check_apic_registers`), or are not used.
+pub fn init_acpi(rsdp_from_loader: Option<Rsdp>, map: &MemoryMap) -> Option<&'static AcpiInfo> {
     ACPI.call_once(|| {
         let from_bios = || rexo_acpi::find_rsdp_bios(&IdentityMemory).map(|a| (a, false));
         let loader = rsdp_from_loader.map(|rsdp| (rsdp.address, rsdp.acpi1_only));
@@ -26,7 +28,8 @@ pub fn init_acpi(rsdp_from_loader: Option<Rsdp>) -> Option<&'static AcpiInfo> {
         };
         let parse = if acpi1_only { rexo_acpi::parse_acpi1 } else { rexo_acpi::parse };
         match parse(&IdentityMemory, rsdp) {
-            Ok(info) => {
+            Ok(mut info) => {
+                info.check_apic_registers(map, crate::arch::paging::mapped_top());
                 info.warnings().for_each(|warning| log::warn!("acpi: {warning}"));
                 Some(info)
             }

@@ -2,6 +2,7 @@
 
 use core::fmt;
 
+use rexo_memmap::{MemoryMap, NotDevice};
 use rexo_physmem::{PhysMemory, read_u8, read_u16, read_u32, read_u64};
 
 use crate::fadt::Fadt;
@@ -333,6 +334,24 @@ pub enum Warning {
     /// The MADT's local APIC address override entry (type 5) gives address 0; it is
     /// ignored, and the address stays the MADT header's (or the default).
     LocalApicOverrideAtZero,
+    /// The local APIC's registers are not device memory by the memory map
+    /// ([`AcpiInfo::check_apic_registers`]); [`DEFAULT_LOCAL_APIC_ADDRESS`] is used instead.
+    LocalApicNotDevice {
+        /// The address the MADT gave.
+        address: u64,
+        /// What the map says is there.
+        why: NotDevice,
+    },
+    /// A MADT IO-APIC's registers are not device memory by the memory map
+    /// ([`AcpiInfo::check_apic_registers`]); the IO-APIC is left unused.
+    IoApicNotDevice {
+        /// The IO-APIC's ID.
+        id: u8,
+        /// Its registers' address.
+        address: u32,
+        /// What the map says is there.
+        why: NotDevice,
+    },
     /// The version register of the IO-APIC a MADT entry places at `address` reads all
     /// ones: nothing answers there ([`io_apic_entries`]), and it is left unused.
     IoApicNotAnswering {
@@ -405,6 +424,16 @@ impl fmt::Display for Warning {
             Self::LocalApicOverrideAtZero => {
                 write!(f, "MADT local APIC address override to address 0: ignored")
             }
+            Self::LocalApicNotDevice { address, why } => write!(
+                f,
+                "local APIC registers at {address:#x} {}: using {DEFAULT_LOCAL_APIC_ADDRESS:#x}",
+                not_device(why)
+            ),
+            Self::IoApicNotDevice { id, address, why } => write!(
+                f,
+                "MADT IO-APIC {id}'s registers at {address:#x} {}: ignored",
+                not_device(why)
+            ),
             Self::IoApicNotAnswering { address } => write!(
                 f,
                 "no IO-APIC answers at {address:#x} (its registers read all ones): not used"
@@ -416,6 +445,19 @@ impl fmt::Display for Warning {
         }
     }
 }
+
+/// Why a register window is not device memory, for a warning.
+fn not_device(why: NotDevice) -> &'static str {
+    match why {
+        NotDevice::Ram => "lie in RAM by the memory map",
+        NotDevice::OutOfReach => "lie in page 0 or past the identity map",
+    }
+}
+
+/// Bytes of the local APIC's register page.
+const LOCAL_APIC_WINDOW: u64 = 4096;
+/// Bytes of an IO-APIC's register window (IOREGSEL at 0, IOWIN at 0x10).
+const IO_APIC_WINDOW: u64 = 0x20;
 
 /// Which single-instance tables have been parsed already.
 #[derive(Clone, Copy, Debug)]
@@ -443,7 +485,8 @@ pub struct AcpiInfo {
     pub root_table: u64,
     /// Local APIC registers' physical address (the MADT's, or its 64-bit override entry);
     /// [`DEFAULT_LOCAL_APIC_ADDRESS`] without a usable MADT or where it says 0 (an override
-    /// entry saying 0 is ignored with [`Warning::LocalApicOverrideAtZero`]).
+    /// entry saying 0 is ignored with [`Warning::LocalApicOverrideAtZero`]), and where
+    /// it is not device memory once [`Self::check_apic_registers`] ran.
     pub local_apic_address: u64,
     /// The MADT's PCAT_COMPAT flag: dual 8259 PICs are present and must be masked.
     pub pcat_compat: bool,
@@ -512,8 +555,8 @@ impl AcpiInfo {
         self.nmis.as_slice()
     }
 
-    /// IO-APICs in MADT order (but those at address 0:
-    /// [`Warning::IoApicAtAddressZero`]).
+    /// IO-APICs in MADT order (but those at address 0: [`Warning::IoApicAtAddressZero`];
+    /// and once [`Self::check_apic_registers`] ran, those outside device memory).
     pub fn io_apics(&self) -> &[IoApic] {
         self.io_apics.as_slice()
     }
@@ -599,6 +642,32 @@ impl AcpiInfo {
         }
         if !self.warnings.push(Some(w)) {
             self.dropped_warnings = self.dropped_warnings.saturating_add(1);
+        }
+    }
+
+    /// Checks the APICs' register windows against `map` before anything writes them: each
+    /// must be device memory below `limit`, the top of the identity map the kernel reaches
+    /// them through ([`MemoryMap::device_range`]: no RAM of any kind, not in page 0). An
+    /// IO-APIC whose 32 bytes are not is dropped ([`Warning::IoApicNotDevice`]); a local
+    /// APIC whose page is not is taken to be at [`DEFAULT_LOCAL_APIC_ADDRESS`]
+    /// ([`Warning::LocalApicNotDevice`]). The tables name where the firmware put them, and
+    /// a wrong address would have the kernel write RAM (its own image, say) or fault.
+    pub fn check_apic_registers(&mut self, map: &MemoryMap, limit: u64) {
+        let address = self.local_apic_address;
+        if let Err(why) = map.device_range(address, LOCAL_APIC_WINDOW, limit) {
+            self.warn(Warning::LocalApicNotDevice { address, why });
+            self.local_apic_address = DEFAULT_LOCAL_APIC_ADDRESS;
+        }
+        let listed = core::mem::replace(&mut self.io_apics, List::EMPTY);
+        for &io in listed.as_slice() {
+            match map.device_range(u64::from(io.address), IO_APIC_WINDOW, limit) {
+                Ok(_) => _ = self.io_apics.push(io),
+                Err(why) => self.warn(Warning::IoApicNotDevice {
+                    id: io.id,
+                    address: io.address,
+                    why,
+                }),
+            }
         }
     }
 

@@ -9,6 +9,7 @@ use rexo_acpi::{
     check_copy, find_rsdp_bios, interrupt_destination, io_apic_entries, io_apic_serves,
     ipi_destination, parse, parse_acpi1,
 };
+use rexo_memmap::{MemoryMap, NotDevice, Region, RegionKind};
 use rexo_physmem::SparseMemory;
 use rexo_testkit::Rng;
 
@@ -509,6 +510,66 @@ fn an_io_apic_at_address_0_is_dropped_with_a_warning() {
         "{}",
         warnings[0]
     );
+}
+
+#[test]
+fn apic_registers_outside_device_memory_are_not_used() {
+    // Neither address was checked: an IO-APIC at 2 MiB (the kernel's image) had its
+    // entries masked by writes into the kernel, and a local APIC there was written too.
+    let mut over = vec![5, 12, 0, 0];
+    over.extend_from_slice(&0x20_0000u64.to_le_bytes());
+    let entries = [
+        over,
+        lapic(0, 0, 1),
+        io_apic(0, 0x20_0000, 0),
+        io_apic(1, 0xFEC0_0000, 24),
+        io_apic(2, 0xFFFF_FFF0, 48),
+    ];
+    let madt = table(b"APIC", 1, &madt_body(&entries));
+    let mut info = parse(&synthetic(&[madt]), RSDP).unwrap();
+    let mut map = MemoryMap::new();
+    let ram = Region {
+        start: 0x10_0000,
+        end: 0x800_0000,
+        kind: RegionKind::Usable,
+    };
+    map.add(ram).unwrap();
+    map.normalize();
+    info.check_apic_registers(&map, 4 << 30);
+    assert_eq!(info.local_apic_address, DEFAULT_LOCAL_APIC_ADDRESS);
+    let kept: Vec<_> = info.io_apics().iter().map(|io| io.id).collect();
+    assert_eq!(kept, [1]);
+    let warnings: Vec<_> = info.warnings().collect();
+    assert_eq!(
+        warnings,
+        [
+            Warning::LocalApicNotDevice {
+                address: 0x20_0000,
+                why: NotDevice::Ram
+            },
+            Warning::IoApicNotDevice {
+                id: 0,
+                address: 0x20_0000,
+                why: NotDevice::Ram
+            },
+            Warning::IoApicNotDevice {
+                id: 2,
+                address: 0xFFFF_FFF0,
+                why: NotDevice::OutOfReach
+            },
+        ]
+    );
+    let text = warnings[1].to_string();
+    assert!(text.contains("0x200000") && text.contains("RAM"), "{text}");
+
+    // Where the firmware put them, they stay, without a word.
+    let kept = [entries[1].clone(), entries[3].clone()];
+    let madt = table(b"APIC", 1, &madt_body(&kept));
+    let mut info = parse(&synthetic(&[madt]), RSDP).unwrap();
+    info.check_apic_registers(&map, 4 << 30);
+    assert_eq!(info.local_apic_address, DEFAULT_LOCAL_APIC_ADDRESS);
+    assert_eq!(info.io_apics().len(), 1);
+    assert_eq!(info.warnings().count(), 0);
 }
 
 #[test]
