@@ -3,7 +3,7 @@
 use rexo_physmem::{PhysMemory, read_u8, read_u16, read_u32, read_u64};
 
 use crate::info::{AcpiInfo, Warning, too_short};
-use crate::{Signature, fetch, load_table, signature};
+use crate::{MAX_TABLE_LEN, Signature, fetch, load_table, signature};
 
 /// Length of the ACPI 1.0 FADT, the least we accept.
 const V1_LEN: usize = 116;
@@ -377,7 +377,8 @@ fn port(t: &[u8; READ_LEN], legacy: usize, x: usize) -> Option<u16> {
         })
 }
 
-/// Lists the FACS (it has a signature and length but no checksum).
+/// Lists the FACS (it has a signature and length, at most [`MAX_TABLE_LEN`], but no
+/// checksum).
 fn list_facs(mem: &impl PhysMemory, info: &mut AcpiInfo, address: u64) {
     let Some(head) = fetch(mem, address, 8).and_then(|b| <&[u8; 8]>::try_from(b).ok()) else {
         info.warn(Warning::TableUnreadable { address });
@@ -395,7 +396,7 @@ fn list_facs(mem: &impl PhysMemory, info: &mut AcpiInfo, address: u64) {
     let length = read_u32(head, 4).unwrap_or(0);
     match usize::try_from(length)
         .ok()
-        .filter(|&l| l >= FACS_MIN_LEN)
+        .filter(|l| (FACS_MIN_LEN..=MAX_TABLE_LEN).contains(l))
         .and_then(|l| fetch(mem, address, l))
     {
         Some(facs) => info.add_table(address, found, facs),

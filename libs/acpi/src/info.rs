@@ -253,7 +253,8 @@ pub enum Warning {
         /// Where the table should be.
         address: u64,
     },
-    /// A table's length is below the header size, or the table runs out of readable memory.
+    /// A table's length is below the header size (a FACS's below 64 bytes), above
+    /// [`crate::MAX_TABLE_LEN`], or the table runs out of readable memory.
     BadTableLength {
         /// The table's signature.
         signature: Signature,

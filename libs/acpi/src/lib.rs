@@ -51,6 +51,14 @@ pub const MAX_TABLES: usize = 64;
 /// How many warnings [`AcpiInfo`] keeps (more are only counted).
 pub const MAX_WARNINGS: usize = 16;
 
+/// The longest description table (root table, DSDT, FACS, any other) read, 4 MiB: the
+/// largest real ones, the DSDTs of big servers, are about 1 MiB. A longer length is a
+/// broken table ([`Warning::BadTableLength`]), whose bytes are not read: the boot's
+/// identity map reaches 4 GiB, so a length of gigabytes had its checksum summed over
+/// whatever lies after the table, device space included (minutes under an emulator, reads
+/// with side effects on hardware), where ACPI places tables in memory only.
+pub const MAX_TABLE_LEN: usize = 4 << 20;
+
 /// Size of the common header every description table starts with.
 const HEADER_LEN: usize = 36;
 
@@ -89,7 +97,8 @@ pub enum AcpiError {
         /// Address of the RSDP.
         address: u64,
     },
-    /// A revision 2+ RSDP says a length below 36 or one that runs out of memory.
+    /// A revision 2+ RSDP says a length below 36, above 4,096 or one that runs out of
+    /// memory.
     RsdpBadLength {
         /// Address of the RSDP.
         address: u64,
@@ -115,7 +124,8 @@ pub enum AcpiError {
         /// What was there.
         found: Signature,
     },
-    /// The root table's length is below its header size or runs out of memory.
+    /// The root table's length is below its header size, above [`MAX_TABLE_LEN`] or runs
+    /// out of memory.
     RootBadLength {
         /// Address of the root table.
         address: u64,
@@ -274,7 +284,7 @@ fn load_root(
 }
 
 /// Reads the description table at `address`: its header must be readable, its length at
-/// least a header and all readable, and its checksum right. Returns its signature (read
+/// least a header, at most [`MAX_TABLE_LEN`] and all readable, and its checksum right. Returns its signature (read
 /// from the fixed-size header, so without a bounds check) and its bytes. Never inlined, like
 /// [`fetch`]: the root table, the tables it lists and the DSDT share one copy.
 #[inline(never)]
@@ -287,7 +297,7 @@ fn load_table(mem: &impl PhysMemory, address: u64) -> Result<(Signature, &[u8]),
     let length = read_u32(header, 4).unwrap_or(0);
     let table = usize::try_from(length)
         .ok()
-        .filter(|&l| l >= HEADER_LEN)
+        .filter(|l| (HEADER_LEN..=MAX_TABLE_LEN).contains(l))
         .and_then(|l| fetch(mem, address, l))
         .ok_or(Warning::BadTableLength {
             signature,

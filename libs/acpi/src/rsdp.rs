@@ -8,6 +8,11 @@ use crate::{AcpiError, checksum_ok, fetch};
 const V1_LEN: usize = 20;
 /// Size of the ACPI 2.0+ RSDP (the minimum its length field may say).
 const V2_LEN: usize = 36;
+/// The longest RSDP read, 4,096 bytes: it is 36 in every revision to date (ACPI 6.5), and
+/// this leaves room for fields a later one may add. A longer length is a broken RSDP, whose
+/// bytes are not read: a length of gigabytes had its extended checksum summed over device
+/// space.
+const MAX_LEN: usize = 4096;
 
 /// What a valid RSDP says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,8 +93,8 @@ pub(crate) fn check(mem: &impl PhysMemory, addr: u64, acpi1_only: bool) -> Resul
     })
 }
 
-/// Checks the revision 2+ part of the RSDP at `addr` (its length and extended checksum)
-/// and returns the XSDT's address it gives, if not 0.
+/// Checks the revision 2+ part of the RSDP at `addr` (its length, 36 to [`MAX_LEN`], and
+/// extended checksum) and returns the XSDT's address it gives, if not 0.
 fn check_v2(mem: &impl PhysMemory, addr: u64) -> Result<Option<u64>, AcpiError> {
     let head: &[u8; V2_LEN] = fetch(mem, addr, V2_LEN)
         .and_then(|b| b.try_into().ok())
@@ -100,7 +105,7 @@ fn check_v2(mem: &impl PhysMemory, addr: u64) -> Result<Option<u64>, AcpiError> 
         length,
     };
     let len = usize::try_from(length).unwrap_or(usize::MAX);
-    if len < V2_LEN {
+    if !(V2_LEN..=MAX_LEN).contains(&len) {
         return Err(bad_length);
     }
     let full = fetch(mem, addr, len).ok_or(bad_length)?;

@@ -5,8 +5,8 @@ mod common;
 use common::*;
 use rexo_acpi::{
     AcpiError, Capacity, DEFAULT_LOCAL_APIC_ADDRESS, MAX_IO_APICS, MAX_LOCAL_APICS, MAX_OVERRIDES,
-    MAX_TABLES, MAX_WARNINGS, RsdpCopy, Signature, SleepRegister, Unaddressable, Warning,
-    check_copy, find_rsdp_bios, interrupt_destination, io_apic_entries, io_apic_serves,
+    MAX_TABLE_LEN, MAX_TABLES, MAX_WARNINGS, RsdpCopy, Signature, SleepRegister, Unaddressable,
+    Warning, check_copy, find_rsdp_bios, interrupt_destination, io_apic_entries, io_apic_serves,
     ipi_destination, parse, parse_acpi1,
 };
 use rexo_memmap::{MemoryMap, NotDevice, Region, RegionKind};
@@ -170,6 +170,71 @@ fn rsdp_v2_length_and_extended_checksum() {
         parse(&mem, 0xE0000).unwrap_err(),
         AcpiError::RsdpBadExtendedChecksum { address: 0xE0000 }
     );
+}
+
+#[test]
+fn a_length_longer_than_any_real_tables_is_refused_unread() {
+    // Each length below was read whole, over memory holding only the first page: the
+    // checksum of an SSDT of 2 GiB, an RSDP's extended checksum over 3.75 GiB, and an
+    // XSDT of 3.75 GiB; the kernel's reads reached device space.
+    let ssdt_at = TABLES + 0x1000;
+    let mut ssdt = table(b"SSDT", 1, &[0; 64]);
+    ssdt[4..8].copy_from_slice(&0x8000_0000u32.to_le_bytes());
+    let mem = Recording::new(synthetic(&[ssdt]));
+    let info = parse(&mem, RSDP).unwrap();
+    let warnings: Vec<_> = info.warnings().collect();
+    let bad = Warning::BadTableLength {
+        signature: Signature(*b"SSDT"),
+        address: ssdt_at,
+        length: 0x8000_0000,
+    };
+    assert_eq!(warnings, [bad]);
+    assert!(mem.furthest_read_end() <= ssdt_at + 0x1000);
+
+    let mut r = rsdp_v2(0, TABLES);
+    r[20..24].copy_from_slice(&0xF000_0000u32.to_le_bytes());
+    fix_checksum(&mut r, 32);
+    let mem = Recording::new(SparseMemory::new().with(RSDP, r).unwrap());
+    assert_eq!(
+        parse(&mem, RSDP).unwrap_err(),
+        AcpiError::RsdpBadLength {
+            address: RSDP,
+            length: 0xF000_0000
+        }
+    );
+    assert!(mem.furthest_read_end() <= RSDP + 0x1000);
+
+    let mut xsdt = table(b"XSDT", 1, &[0; 8]);
+    xsdt[4..8].copy_from_slice(&0xF000_0000u32.to_le_bytes());
+    let mem = SparseMemory::new()
+        .with(RSDP, rsdp_v2(0, TABLES))
+        .and_then(|m| m.with(TABLES, xsdt))
+        .unwrap();
+    let mem = Recording::new(mem);
+    assert_eq!(
+        parse(&mem, RSDP).unwrap_err(),
+        AcpiError::RootBadLength {
+            address: TABLES,
+            length: 0xF000_0000
+        }
+    );
+    assert!(mem.furthest_read_end() <= TABLES + 0x1000);
+
+    // The longest accepted is read whole.
+    let long = table(b"SSDT", 1, &vec![0; MAX_TABLE_LEN - 36]);
+    let mem = synthetic(std::slice::from_ref(&long));
+    let info = parse(&mem, RSDP).unwrap();
+    assert_eq!(info.warnings().count(), 0);
+    assert_eq!(info.table(b"SSDT").unwrap().length as usize, MAX_TABLE_LEN);
+    let mut longer = long;
+    longer.push(0);
+    longer[4..8].copy_from_slice(&(MAX_TABLE_LEN as u32 + 1).to_le_bytes());
+    fix_checksum(&mut longer, 9);
+    let info = parse(&synthetic(&[longer]), RSDP).unwrap();
+    assert!(matches!(
+        info.warnings().next(),
+        Some(Warning::BadTableLength { .. })
+    ));
 }
 
 #[test]

@@ -1,9 +1,10 @@
 //! Shared test helpers: recorded QEMU memory and synthetic table builders.
 #![allow(dead_code)] // Each test binary uses a different subset.
 
+use std::cell::Cell;
 use std::path::Path;
 
-use rexo_physmem::SparseMemory;
+use rexo_physmem::{PhysMemory, SparseMemory};
 
 /// The memory recorded from one QEMU machine by `fixtures/record.sh`.
 pub fn recorded(machine: &str) -> SparseMemory {
@@ -110,4 +111,33 @@ pub fn synthetic(tables: &[Vec<u8>]) -> SparseMemory {
         mem.insert(u64::from(*a), t.clone()).unwrap();
     }
     mem
+}
+
+/// Memory that remembers how far the reads asked of it reached.
+pub struct Recording {
+    mem: SparseMemory,
+    furthest: Cell<u64>,
+}
+
+impl Recording {
+    /// `mem`, recorded.
+    pub fn new(mem: SparseMemory) -> Self {
+        Self {
+            mem,
+            furthest: Cell::new(0),
+        }
+    }
+
+    /// The end of the furthest-reaching read asked for, readable or not.
+    pub fn furthest_read_end(&self) -> u64 {
+        self.furthest.get()
+    }
+}
+
+impl PhysMemory for Recording {
+    fn read(&self, phys: u64, len: usize) -> Option<&[u8]> {
+        let end = phys.saturating_add(len as u64);
+        self.furthest.set(self.furthest.get().max(end));
+        self.mem.read(phys, len)
+    }
 }
