@@ -5,7 +5,7 @@
 
 #![allow(unsafe_code)] // the deliberate triple fault
 
-use rexo_acpi::{AddressSpace, GenericAddress, SleepRegister};
+use rexo_acpi::{ByteRegister, GenericAddress, SleepRegister};
 use rexo_drivers::Leaving::{PowerOff, Reboot};
 
 use crate::arch::cpu::{self, inw, outb, outw};
@@ -54,22 +54,19 @@ pub fn exit_failure() -> ! {
     cpu::halt_forever()
 }
 
-fn write_register(register: &GenericAddress, value: u64) -> bool {
-    match register.space {
-        AddressSpace::SystemIo => {
-            let port = register.address as u16;
-            match register.bit_width {
-                16 => outw(port, value as u16),
-                32 => crate::arch::cpu::outl(port, value as u32),
-                _ => outb(port, value as u8),
-            }
+/// Writes `value` to a one-byte ACPI register (the reset or the sleep control register,
+/// one byte whatever width it says: `GenericAddress::byte_register`); false if it is
+/// not one Rexo can write.
+fn write_register(register: &GenericAddress, value: u8) -> bool {
+    match register.byte_register() {
+        Some(ByteRegister::Port(port)) => {
+            outb(port, value);
             true
         }
-        // Sleep and reset registers are byte registers.
-        AddressSpace::SystemMemory => {
-            crate::mem::phys::mmio_write8(register.address, value as u8).is_ok()
+        Some(ByteRegister::Memory(address)) => {
+            crate::mem::phys::mmio_write8(address, value).is_ok()
         }
-        _ => false,
+        None => false,
     }
 }
 
@@ -102,8 +99,8 @@ pub fn power_off() -> &'static str {
         halt_if_crashing();
         match register {
             SleepRegister::Control(control) => {
-                const SLP_EN_HW_REDUCED: u64 = 1 << 5;
-                if !write_register(control, u64::from(slp_typa & 7) << 2 | SLP_EN_HW_REDUCED) {
+                const SLP_EN_HW_REDUCED: u8 = 1 << 5;
+                if !write_register(control, (slp_typa & 7) << 2 | SLP_EN_HW_REDUCED) {
                     return "the sleep control register is not writable";
                 }
             }
@@ -152,11 +149,11 @@ pub fn reboot() -> ! {
     halt_if_crashing();
     let fadt = crate::platform::acpi().and_then(|info| info.fadt.as_ref());
     if let Some(reset) = fadt.and_then(|fadt| fadt.reset) {
-        if write_register(&reset.register, u64::from(reset.value)) {
+        if write_register(&reset.register, reset.value) {
             crate::time::delay_us(50_000);
         } else {
-            let space = reset.register.space;
-            log::warn!("power: the ACPI reset register is in {space:?}, which Rexo cannot write");
+            let register = reset.register;
+            log::warn!("power: the ACPI reset register is not one Rexo can write: {register:?}");
         }
     }
     // The 8042's pulse-reset command, once its input buffer is empty (up to 1000 reads).

@@ -64,6 +64,23 @@ impl GenericAddress {
         })
     }
 
+    /// Where a one-byte write to this register goes, whatever width it says: the reset
+    /// and sleep control registers are 8 bits wide at bit offset 0 (ACPI 6.5, the FADT's
+    /// `RESET_REG` and section 4.8.3.7), and Linux writes the reset register one byte
+    /// whatever its width (ACPICA's "Fix access width for reset vector"); a width of 32 on
+    /// port 0xCF9 wrote a dword reaching 0xCFC, PCI's configuration data. `None` at
+    /// address 0, for a port above 0xFFFF (none exists: not the port it truncates to) or
+    /// in another address space.
+    pub fn byte_register(&self) -> Option<ByteRegister> {
+        match self.space {
+            AddressSpace::SystemIo => self.io_port().map(ByteRegister::Port),
+            AddressSpace::SystemMemory if self.address != 0 => {
+                Some(ByteRegister::Memory(self.address))
+            }
+            _ => None,
+        }
+    }
+
     /// The I/O port, if this is a non-zero register in I/O space.
     fn io_port(&self) -> Option<u16> {
         if self.space == AddressSpace::SystemIo && self.address != 0 {
@@ -72,6 +89,15 @@ impl GenericAddress {
             None
         }
     }
+}
+
+/// Where a one-byte register write goes ([`GenericAddress::byte_register`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ByteRegister {
+    /// An I/O port.
+    Port(u16),
+    /// A physical memory address.
+    Memory(u64),
 }
 
 /// The ACPI PM timer.

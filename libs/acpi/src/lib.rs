@@ -27,7 +27,8 @@ use rexo_physmem::{PhysMemory, read_array, read_u32, read_u64};
 
 pub use destination::{Unaddressable, interrupt_destination, ipi_destination};
 pub use fadt::{
-    AddressSpace, BootArch, Fadt, GenericAddress, PmTimer, ResetRegister, SleepRegister,
+    AddressSpace, BootArch, ByteRegister, Fadt, GenericAddress, PmTimer, ResetRegister,
+    SleepRegister,
 };
 pub use info::{
     AcpiInfo, Capacity, DEFAULT_LOCAL_APIC_ADDRESS, Hpet, InterruptOverride, IoApic, IsaRoute,

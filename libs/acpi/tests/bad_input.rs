@@ -4,10 +4,10 @@ mod common;
 
 use common::*;
 use rexo_acpi::{
-    AcpiError, Capacity, DEFAULT_LOCAL_APIC_ADDRESS, MAX_IO_APICS, MAX_LOCAL_APICS, MAX_OVERRIDES,
-    MAX_TABLE_LEN, MAX_TABLES, MAX_WARNINGS, RsdpCopy, Signature, SleepRegister, Unaddressable,
-    Warning, check_copy, find_rsdp_bios, interrupt_destination, io_apic_entries, io_apic_serves,
-    ipi_destination, parse, parse_acpi1,
+    AcpiError, ByteRegister, Capacity, DEFAULT_LOCAL_APIC_ADDRESS, GenericAddress, MAX_IO_APICS,
+    MAX_LOCAL_APICS, MAX_OVERRIDES, MAX_TABLE_LEN, MAX_TABLES, MAX_WARNINGS, RsdpCopy, Signature,
+    SleepRegister, Unaddressable, Warning, check_copy, find_rsdp_bios, interrupt_destination,
+    io_apic_entries, io_apic_serves, ipi_destination, parse, parse_acpi1,
 };
 use rexo_memmap::{MemoryMap, NotDevice, Region, RegionKind};
 use rexo_physmem::SparseMemory;
@@ -956,6 +956,46 @@ fn a_sleep_request_goes_to_the_sleep_control_register_on_hardware_reduced_acpi_e
         Ok(SleepRegister::Pm1a(0x404))
     );
     assert_eq!(legacy(None).sleep_register(), Err("no PM1a control block"));
+}
+
+#[test]
+fn the_reset_and_sleep_control_registers_are_written_one_byte_at_their_own_address() {
+    // A reset register of width 32 at port 0xCF9 was written with outl, a dword reaching
+    // PCI's configuration data at 0xCFC, and one at 0x10CF9 was written at port 0xCF9.
+    let mut body = fadt6(1 << 10, 0);
+    let reset = |body: &mut Vec<u8>, space: u8, width: u8, address: u64| {
+        body[116 - 36] = space;
+        body[117 - 36] = width;
+        body[119 - 36] = 3;
+        body[120 - 36..128 - 36].copy_from_slice(&address.to_le_bytes());
+        body[128 - 36] = 6;
+    };
+    let register = |body: &Vec<u8>| {
+        let info = parse(&synthetic(&[table(b"FACP", 6, body)]), RSDP).unwrap();
+        let reset = info.fadt.unwrap().reset.unwrap();
+        assert_eq!(reset.value, 6);
+        reset.register.byte_register()
+    };
+    reset(&mut body, 1, 32, 0xCF9);
+    assert_eq!(register(&body), Some(ByteRegister::Port(0xCF9)));
+    reset(&mut body, 1, 8, 0x1_0CF9);
+    assert_eq!(register(&body), None);
+    reset(&mut body, 0, 32, 0xFED0_0CF9);
+    assert_eq!(register(&body), Some(ByteRegister::Memory(0xFED0_0CF9)));
+    reset(&mut body, 2, 8, 0xCF9);
+    assert_eq!(register(&body), None);
+
+    let info = parse(&synthetic(&[table(b"FACP", 6, &body)]), RSDP).unwrap();
+    let control = info.fadt.unwrap().sleep_control.unwrap();
+    assert_eq!(
+        control.byte_register(),
+        Some(ByteRegister::Memory(0xFE00_0000))
+    );
+    let zero = GenericAddress {
+        address: 0,
+        ..control
+    };
+    assert_eq!(zero.byte_register(), None);
 }
 
 #[test]

@@ -36,14 +36,6 @@ pub fn outw(port: u16, value: u16) {
     unsafe { asm!("out dx, ax", in("dx") port, in("ax") value, options(nostack, preserves_flags)) };
 }
 
-/// Writes a 32-bit word to an I/O port.
-pub fn outl(port: u16, value: u32) {
-    // SAFETY: as for `outb`.
-    unsafe {
-        asm!("out dx, eax", in("dx") port, in("eax") value, options(nostack, preserves_flags))
-    };
-}
-
 /// Reads a model-specific register.
 pub fn rdmsr(msr: u32) -> u64 {
     let (low, high): (u32, u32);
