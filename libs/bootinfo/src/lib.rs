@@ -483,6 +483,15 @@ pub enum BootInfoWarning {
         /// The bytes after its 16-byte head (tag header, entry size and version).
         body_size: u32,
     },
+    /// A Multiboot2 information block whose `total_size` runs past its end tag, which
+    /// ends the block (Multiboot2 3.6.1): only the bytes up to the end tag's end are kept
+    /// from the frame allocator ([`BootInfo::info_ranges`]).
+    TotalSizePastEndTag {
+        /// The block's `total_size`.
+        total_size: u32,
+        /// Where its end tag ends, from the block's start.
+        end_tag_end: u32,
+    },
 }
 
 impl fmt::Display for BootInfoWarning {
@@ -509,6 +518,14 @@ impl fmt::Display for BootInfoWarning {
                 f,
                 "Multiboot2 memory map tag type {tag_type} has entries of {entry_size} bytes \
                  in a body of {body_size}: the part entry at its end is ignored"
+            ),
+            Self::TotalSizePastEndTag {
+                total_size,
+                end_tag_end,
+            } => write!(
+                f,
+                "Multiboot2 information block says {total_size} bytes, but its end tag ends \
+                 at byte {end_tag_end}: the bytes after it are not kept"
             ),
         }
     }

@@ -39,6 +39,8 @@ const FB_TYPE_RGB: u8 = 1;
 /// `rexo_acpi::check_copy` ([`BootInfo::rsdp`]; a tag passed over is warned of, and with
 /// none valid the kernel searches the BIOS areas for one). Of several tags of one type the first is read and the
 /// others skipped unread, for every type but modules (tag 3: every one is a module).
+/// The block is kept up to its end tag's end ([`BootInfo::info_ranges`]), with a warning
+/// where its `total_size` says more.
 pub fn parse_multiboot2<'a>(
     mem: &'a impl PhysMemory,
     info: u64,
@@ -66,7 +68,6 @@ pub fn parse_multiboot2<'a>(
         .ok_or(unreadable)?;
 
     let mut boot = BootInfo::new(Protocol::Multiboot2);
-    boot.push_info_range(info, u64::from(total));
     let mut mmap = None;
     let mut efi_mmap = None;
     let mut meminfo = None;
@@ -103,7 +104,19 @@ pub fn parse_multiboot2<'a>(
         let already_read = types_read & type_bit != 0;
         types_read |= type_bit & !(1 << TAG_MODULE);
         match tag_type {
-            TAG_END => break,
+            TAG_END => {
+                // The block ends with its end tag (Multiboot2 3.6.1; GRUB's total_size is
+                // exactly there): only that much is kept from use, whatever total_size says.
+                let end = u32::try_from(offset + tag.len()).unwrap_or(total);
+                if end != total {
+                    boot.warn(BootInfoWarning::TotalSizePastEndTag {
+                        total_size: total,
+                        end_tag_end: end,
+                    });
+                }
+                boot.push_info_range(info, u64::from(end));
+                break;
+            }
             // The first tag of a type wins, as in GRUB's own order; modules are a list.
             _ if already_read => {}
             TAG_CMDLINE => boot.cmdline = c_str(tag.get(8..).unwrap_or(&[]), StringKind::Cmdline)?,

@@ -659,6 +659,39 @@ fn block_level_errors() {
 }
 
 #[test]
+fn a_total_size_past_the_end_tag_keeps_only_the_block_with_a_warning() {
+    // A total_size of 64 MiB kept 64 MiB from the frame allocator (near 4 GiB, all the
+    // memory below it), without a word.
+    let good = block(&[a_map()]);
+    let end = good.len() as u64;
+    let mut b = good.clone();
+    b[..4].copy_from_slice(&(end as u32 + 0x1_0000).to_le_bytes());
+    b.resize(b.len() + 0x1_0000, 0);
+    let m = mem(b);
+    let info = parse_multiboot2(&m, INFO).unwrap();
+    assert_eq!(
+        info.info_ranges(),
+        std::slice::from_ref(&(INFO..INFO + end))
+    );
+    let warning = info.warning.unwrap();
+    assert_eq!(
+        warning,
+        BootInfoWarning::TotalSizePastEndTag {
+            total_size: end as u32 + 0x1_0000,
+            end_tag_end: end as u32
+        }
+    );
+    assert!(warning.to_string().contains("end tag"), "{warning}");
+    let m = mem(good);
+    let info = parse_multiboot2(&m, INFO).unwrap();
+    assert_eq!(
+        info.info_ranges(),
+        std::slice::from_ref(&(INFO..INFO + end))
+    );
+    assert_eq!(info.warning, None);
+}
+
+#[test]
 fn tag_level_errors() {
     // A tag of size 0 (must not loop forever).
     let mut b = block(&[tag(1, b"x\0")]);
