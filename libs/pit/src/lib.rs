@@ -98,8 +98,9 @@ impl Window {
     }
 
     /// Adds the counts since the last reading and returns true, if one number of turns
-    /// alone fits the TSC ticks between the two; else starts the window again at
-    /// `reading` and returns false. It also starts again at `reading` (false) when the
+    /// alone fits the TSC ticks between the two (none fits a reading whose TSC reads come
+    /// before the last reading's first, or after each other in the wrong order); else
+    /// starts the window again at `reading` and returns false. It also starts again at `reading` (false) when the
     /// first reading's own read took so long (the core held up between its TSC reads and
     /// the latch) that it alone keeps the rate from [`tsc_hz`](Self::tsc_hz)'s 1% while
     /// `reading` was read in a quarter of that time.
@@ -129,7 +130,10 @@ impl Window {
     /// turns alone fits the ticks between them.
     fn counts_since_last(&self, reading: Reading) -> Option<u64> {
         let within_turn = u64::from(self.last.count.wrapping_sub(reading.count));
-        let in_order = reading.tsc_after >= self.last.tsc_before;
+        // Each TSC read after the one before it (an earlier `tsc_before` than the last
+        // reading's would make the window's ticks negative).
+        let in_order = (reading.tsc_before >= self.last.tsc_before)
+            & (reading.tsc_after >= reading.tsc_before);
         let most_ticks = reading.tsc_after.saturating_sub(self.last.tsc_before);
         let least_ticks = reading.tsc_before.saturating_sub(self.last.tsc_after);
         let (fewest_per_count, most_per_count) = self.ticks_per_count();
@@ -339,6 +343,31 @@ mod tests {
             hz.abs_diff(machine.tsc_hz) < machine.tsc_hz / 1000,
             "{hz} Hz"
         );
+    }
+
+    #[test]
+    fn a_reading_whose_tsc_reads_are_out_of_order_starts_the_window_again() {
+        // One whose first TSC read came before the last reading's was added, its later
+        // second read passing the only check, and the window's ticks went below zero: a
+        // debug build panicked in tsc_hz (a release one wrapped).
+        let machine = Machine::AT_3_GHZ;
+        let first = machine.reading_at(1_000_000);
+        let mut window = Window::new(first);
+        let earlier = Reading {
+            tsc_before: 900_000,
+            ..first
+        };
+        assert!(!window.add(earlier));
+        assert_eq!(window, Window::new(earlier));
+        assert_eq!(window.tsc_hz(), None);
+        // Nor one whose second read comes before its first.
+        let later = machine.reading_at(1_100_000);
+        let inverted = Reading {
+            tsc_after: later.tsc_before - 1,
+            ..later
+        };
+        assert!(!window.add(inverted));
+        assert_eq!(window, Window::new(inverted));
     }
 
     #[test]
