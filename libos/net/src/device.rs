@@ -143,7 +143,8 @@ pub struct Counters {
     /// server (`dhcp_declines`) and the client rests as after a refused lease, then asks
     /// for another. A fixed address is never given up.
     pub addresses_given_up: u64,
-    /// DHCPDECLINEs sent: one to the server of each leased address given up
+    /// DHCPDECLINEs handed to the NIC (one dropped for want of room in its transmit
+    /// backlog is counted in `tx_dropped` too): one to the server of each leased address given up
     /// (`addresses_given_up`), so that it marks the address in use rather than offer it
     /// again (RFC 2131 3.1 step 5).
     pub dhcp_declines: u64,
