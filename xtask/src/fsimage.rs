@@ -268,6 +268,17 @@ fn repair(image: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Writes the 4 KiB blocks of `piece` that are not all zeros to `to` at `at` onwards,
+/// leaving the others as holes (the file's length set by the caller).
+fn write_nonzero_blocks(to: &File, piece: &[u8], at: u64) -> std::io::Result<()> {
+    for (block, at) in piece.chunks(4096).zip((at..).step_by(4096)) {
+        if block.iter().any(|&byte| byte != 0) {
+            to.write_all_at(block, at)?;
+        }
+    }
+    Ok(())
+}
+
 /// Copies all of `from` into the empty file `to`, leaving holes where `from` has them:
 /// only the ranges the host's file system holds data for (`SEEK_DATA`, `SEEK_HOLE`) are
 /// read, and the 4 KiB blocks of zeros in them are not written either.
@@ -290,11 +301,7 @@ fn copy_keeping_holes(from: &File, to: &File) -> std::io::Result<()> {
         while offset < end {
             let piece = &mut buffer[..(end - offset).min(CHUNK as u64) as usize];
             from.read_exact_at(piece, offset)?;
-            for (block, at) in piece.chunks(4096).zip((offset..).step_by(4096)) {
-                if block.iter().any(|&byte| byte != 0) {
-                    to.write_all_at(block, at)?;
-                }
-            }
+            write_nonzero_blocks(to, piece, offset)?;
             offset += piece.len() as u64;
         }
         at = end;
@@ -451,7 +458,7 @@ pub fn get_tree(fs: &mut FileSystem<FileStore>, from: &str, to: &Path) -> Result
 }
 
 /// Copies the file `from` out to the host's new file `to` a MiB at a time, so that a file
-/// as large as the disk is never held whole; a MiB of zeros (a hole, or zeros written)
+/// as large as the disk is never held whole; a 4 KiB block of zeros (a hole, or zeros written)
 /// is left a hole in `to`. Returns the bytes copied.
 fn get_file(fs: &mut FileSystem<FileStore>, from: &str, to: &Path) -> Result<u64> {
     const CHUNK: usize = 1 << 20;
@@ -466,10 +473,7 @@ fn get_file(fs: &mut FileSystem<FileStore>, from: &str, to: &Path) -> Result<u64
         if read == 0 {
             break;
         }
-        let piece = &buffer[..read];
-        if piece.iter().any(|&byte| byte != 0) {
-            out.write_all_at(piece, at).map_err(host)?;
-        }
+        write_nonzero_blocks(&out, &buffer[..read], at).map_err(host)?;
         at += read as u64;
     }
     out.set_len(at).map_err(host)?;
