@@ -391,7 +391,9 @@ int64_t rexo_net_bind(unsigned index, const struct rexo_atom *atoms, size_t coun
 int rexo_net_info(int64_t nic, struct rexo_net_info *info);
 
 /* Copies the next received frame into `buf` (`len` at least max_frame bytes) without
- * waiting. Returns its length (> 0), 0 when no frame is waiting, or REXO_EINVAL (`buf`
+ * waiting, from whichever of the interface's receive queues holds one (the device picks
+ * a frame's queue; each call starts after the queue that gave the last frame, so none
+ * starves). Returns its length (> 0), 0 when no frame is waiting, or REXO_EINVAL (`buf`
  * NULL, or `len` under max_frame: nothing is taken), REXO_EFAULT, REXO_EBADF,
  * REXO_ENOMEM, REXO_EIO or REXO_ENOAPP. */
 int rexo_net_receive(int64_t nic, void *buf, size_t len);

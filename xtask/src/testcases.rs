@@ -1255,6 +1255,24 @@ pub const CASES: &[Case] = &[
         ],
         ..BASE
     },
+    // The same on the 82574 (e1000e), whose RSS puts the bound UDP frame (from 10.0.2.15
+    // to itself: the Toeplitz hash's low bits pick table entry 85) on receive queue 1:
+    // rexo_net_receive must read every queue, not only queue 0.
+    Case {
+        name: "capi::devices-e1000e",
+        machine: Machine::Q35,
+        append: "app=c-devices ip=10.0.2.15/24",
+        qemu: &[Arg::ScratchDisk("virtio-blk-pci"), Arg::LoopNic("e1000e")],
+        timeout_s: 60,
+        exit: Some(0),
+        checks: &[
+            Check::Has("c-devices: device net 0 e1000"),
+            Check::Has("bound to udp dport 7777, sent and received a frame to itself"),
+            Check::Has("c-devices: ok"),
+            Check::Lacks("FAILED"),
+        ],
+        ..BASE
+    },
     // The monitor's pci, load and exec (the case names that mention baremetal get the
     // BareMetal test programs built).
     Case {

@@ -2,12 +2,13 @@
 //! data and frames go between the caller's buffer and the driver's DMA buffers (the Rust
 //! interface lends those in place instead).
 
+use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::ffi::{c_int, c_uint, c_void};
 use core::ops::Range;
 
 use rexo_api::device::{self, ExactError};
-use rexo_api::{BlockDevice, DeviceError, DeviceInfo, DeviceKind, Filter, Kernel};
+use rexo_api::{BlockDevice, DeviceError, DeviceInfo, DeviceKind, Filter, Kernel, NetDevice};
 use rexo_pktfilter::{Atom, MAX_ATOMS};
 
 use crate::handles::{Object, Outcome, insert, take, with_object};
@@ -282,10 +283,65 @@ pub extern "C" fn rexo_block_flush(disk: i64) -> c_int {
     })
 }
 
+/// A network interface opened from C, with what its calls need of its info.
+pub(crate) struct Interface {
+    /// The interface.
+    nic: Box<dyn NetDevice>,
+    /// Its largest frame in bytes.
+    max_frame: usize,
+    /// Its receive queues (at least 1): the device, not the app, picks each frame's.
+    queues: usize,
+    /// The receive queue `rexo_net_receive` tries first: the one after the last that
+    /// gave a frame.
+    next_queue: usize,
+}
+
+impl Interface {
+    /// `nic` opened from C.
+    fn new(nic: Box<dyn NetDevice>) -> Self {
+        let info = nic.info();
+        Self {
+            nic,
+            max_frame: info.max_frame,
+            queues: info.queues.max(1),
+            next_queue: 0,
+        }
+    }
+
+    /// Copies one received frame into `buffer` (at least `max_frame` bytes) and returns
+    /// its length, or 0 when none waits. Every receive queue is tried, once each,
+    /// starting after the one that gave the last frame (so a busy queue cannot starve
+    /// the others), and the first with a frame gives one.
+    fn receive_copy(&mut self, buffer: &mut [u8]) -> Outcome {
+        if buffer.len() < self.max_frame {
+            return Err(REXO_EINVAL);
+        }
+        for step in 0..self.queues {
+            let queue = (self.next_queue + step) % self.queues;
+            let mut got = None;
+            self.nic
+                .receive(queue, 1, &mut |frame| {
+                    got = Some(match buffer.get_mut(..frame.len()) {
+                        Some(out) => {
+                            out.copy_from_slice(frame);
+                            Ok(c_int::try_from(frame.len()).unwrap_or(c_int::MAX))
+                        }
+                        None => Err(REXO_EIO),
+                    });
+                })
+                .map_err(device_code)?;
+            if let Some(got) = got {
+                self.next_queue = (queue + 1) % self.queues;
+                return got;
+            }
+        }
+        Ok(0)
+    }
+}
+
 /// The network interface object for `nic`.
-fn net_object(nic: alloc::boxed::Box<dyn rexo_api::NetDevice>) -> Object {
-    let max_frame = nic.info().max_frame;
-    Object::Net { nic, max_frame }
+fn net_object(nic: Box<dyn NetDevice>) -> Object {
+    Object::Net(Interface::new(nic))
 }
 
 /// `int64_t rexo_net_open(unsigned index)`.
@@ -308,11 +364,10 @@ pub extern "C" fn rexo_net_bind(index: c_uint, atoms: *const c_void, count: usiz
     open_handle(|kernel| kernel.bind_net(index as usize, &[filter]).map(net_object))
 }
 
-/// Runs `f` on the network interface `id` of the app running on this core, with its
-/// largest frame.
-fn with_net(id: i64, f: impl FnOnce(&mut dyn rexo_api::NetDevice, usize) -> Outcome) -> c_int {
+/// Runs `f` on the network interface `id` of the app running on this core.
+fn with_net(id: i64, f: impl FnOnce(&mut Interface) -> Outcome) -> c_int {
     with_object(id, |_, object| match object {
-        Object::Net { nic, max_frame } => f(nic.as_mut(), *max_frame),
+        Object::Net(interface) => f(interface),
         _ => Err(REXO_EBADF),
     })
 }
@@ -324,12 +379,12 @@ pub extern "C" fn rexo_net_info(nic: i64, info: *mut c_void) -> c_int {
         Ok(out) => out,
         Err(code) => return code,
     };
-    with_net(nic, |nic, max_frame| {
-        let info = nic.info();
+    with_net(nic, |interface| {
+        let info = interface.nic.info();
         out[0..6].copy_from_slice(&info.mac);
         out[6] = u8::from(info.link_up);
         out[7] = 0;
-        let max_frame = u32::try_from(max_frame).unwrap_or(u32::MAX);
+        let max_frame = u32::try_from(interface.max_frame).unwrap_or(u32::MAX);
         out[8..12].copy_from_slice(&max_frame.to_ne_bytes());
         Ok(REXO_OK)
     })
@@ -342,23 +397,7 @@ pub extern "C" fn rexo_net_receive(nic: i64, buf: *mut c_void, len: usize) -> c_
         Ok(buffer) => buffer,
         Err(code) => return code,
     };
-    with_net(nic, |nic, max_frame| {
-        if buffer.len() < max_frame {
-            return Err(REXO_EINVAL);
-        }
-        let mut got = Ok(0);
-        nic.receive(0, 1, &mut |frame| {
-            got = match buffer.get_mut(..frame.len()) {
-                Some(out) => {
-                    out.copy_from_slice(frame);
-                    Ok(c_int::try_from(frame.len()).unwrap_or(c_int::MAX))
-                }
-                None => Err(REXO_EIO),
-            }
-        })
-        .map_err(device_code)?;
-        got
-    })
+    with_net(nic, |interface| interface.receive_copy(buffer))
 }
 
 /// `int rexo_net_send(int64_t nic, const void *frame, size_t len)`.
@@ -368,8 +407,10 @@ pub extern "C" fn rexo_net_send(nic: i64, frame: *const c_void, len: usize) -> c
         Ok(data) => data,
         Err(code) => return code,
     };
-    with_net(nic, |nic, max_frame| {
-        send_copy(data, max_frame, |fill| nic.transmit_checked(0, len, fill))
+    with_net(nic, |interface| {
+        send_copy(data, interface.max_frame, |fill| {
+            interface.nic.transmit_checked(0, len, fill)
+        })
     })
 }
 
@@ -403,7 +444,7 @@ pub extern "C" fn rexo_dev_close(handle: i64) -> c_int {
     with_app(|_, owner| {
         let taken = take(handle, owner, |object| match object {
             Object::Memory(_) | Object::Core(_) | Object::Timer(_) => Err(REXO_EBADF),
-            Object::Block(_) | Object::Net { .. } => Ok(()),
+            Object::Block(_) | Object::Net(_) => Ok(()),
         });
         taken.map_or_else(|code| code, |_| REXO_OK)
     })

@@ -7,10 +7,11 @@ use alloc::vec::Vec;
 use core::ffi::c_int;
 use core::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 
-use rexo_api::{BlockDevice, CoreCap, Kernel, MemoryCap, NetDevice, TimerCap};
+use rexo_api::{BlockDevice, CoreCap, Kernel, MemoryCap, TimerCap};
 use rexo_captable::{EntryId, OwnerId};
 use spin::{Mutex, MutexGuard};
 
+use crate::devices::Interface;
 use crate::{REXO_EBADF, REXO_EBUSY, host, with_app};
 
 /// A memory capability of a C app, and whether C holds a view of it.
@@ -39,13 +40,8 @@ pub(crate) enum Object {
     Memory(Memory),
     /// A disk.
     Block(Box<dyn BlockDevice>),
-    /// A network interface, with its largest frame.
-    Net {
-        /// The interface.
-        nic: Box<dyn NetDevice>,
-        /// Its largest frame in bytes.
-        max_frame: usize,
-    },
+    /// A network interface.
+    Net(Interface),
     /// A capability over one core.
     Core(CoreCap),
     /// A capability over one core's timer deadline.
@@ -71,7 +67,7 @@ impl Object {
             Object::Memory(memory) => Some(memory.cap.cap().id()),
             Object::Core(cap) => Some(cap.cap().id()),
             Object::Timer(timer) => Some(timer.cap().id()),
-            Object::Block(_) | Object::Net { .. } => None,
+            Object::Block(_) | Object::Net(_) => None,
         }
     }
 }

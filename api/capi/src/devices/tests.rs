@@ -365,3 +365,111 @@ fn a_block_count_of_zero_is_refused_before_the_handle_is_looked_up() {
     assert_eq!(rexo_block_read(12345, 0, 0, read, 0), REXO_EINVAL);
     assert_eq!(rexo_block_write(12345, 0, 0, written, 0), REXO_EINVAL);
 }
+
+/// A network interface whose receive queues hold the frames given, handed one call at a
+/// time as a device hands them.
+struct QueuedFrames(Vec<alloc::collections::VecDeque<Vec<u8>>>);
+
+impl NetDevice for QueuedFrames {
+    fn info(&self) -> rexo_api::NetInfo {
+        rexo_api::NetInfo {
+            mac: [2, 0, 0, 0, 0, 1],
+            max_frame: 1514,
+            queues: self.0.len(),
+            link_up: true,
+            checksum_offload: false,
+            tcp_segmentation: None,
+            receive_steering: None,
+            pair: None,
+        }
+    }
+    fn receive(
+        &mut self,
+        queue: usize,
+        budget: usize,
+        deliver: &mut dyn FnMut(&[u8]),
+    ) -> Result<usize, DeviceError> {
+        let frames = self
+            .0
+            .get_mut(queue)
+            .ok_or(DeviceError::NoSuchQueue(queue))?;
+        let mut handed = 0;
+        while handed < budget {
+            let Some(frame) = frames.pop_front() else {
+                break;
+            };
+            deliver(&frame);
+            handed += 1;
+        }
+        Ok(handed)
+    }
+    fn send_segments(
+        &mut self,
+        _: usize,
+        _: &[usize],
+        _: bool,
+        _: &mut dyn FnMut(&mut [&mut [u8]]) -> bool,
+    ) -> Result<(), DeviceError> {
+        Ok(())
+    }
+    fn transmit_pending(&mut self, _: usize) -> Result<usize, DeviceError> {
+        Ok(0)
+    }
+    fn wake_on_receive(&mut self, _: usize, _: Option<usize>) -> Result<(), DeviceError> {
+        Err(DeviceError::Unsupported("waking"))
+    }
+}
+
+/// An interface of `queues`, each holding its frames: a 60-byte frame per byte given,
+/// filled with it.
+fn queued_frames(queues: &[&[u8]]) -> Interface {
+    let frames = queues.iter().map(|marks| {
+        let frames = marks.iter().map(|&mark| alloc::vec![mark; 60]);
+        frames.collect()
+    });
+    Interface::new(Box::new(QueuedFrames(frames.collect())))
+}
+
+/// The frames `rexo_net_receive` copies from `interface` until it answers 0, each by the
+/// byte filling it.
+fn receive_all(interface: &mut Interface) -> Vec<u8> {
+    let mut buffer = alloc::vec![0u8; 1514];
+    let mut marks = Vec::new();
+    loop {
+        match interface.receive_copy(&mut buffer) {
+            Ok(0) => return marks,
+            Ok(len) => {
+                assert_eq!(len, 60);
+                marks.push(buffer[0]);
+            }
+            Err(code) => panic!("receive: {code}"),
+        }
+    }
+}
+
+#[test]
+fn a_frame_on_a_receive_queue_other_than_0_is_received() {
+    // The 82574 (RSS) and a multi-queue tap put a flow's frames on queue 1.
+    let mut interface = queued_frames(&[&[], &[1]]);
+    assert_eq!(receive_all(&mut interface), [1]);
+}
+
+#[test]
+fn every_receive_queue_is_served_in_turn_and_none_starves() {
+    let mut interface = queued_frames(&[&[10, 11, 12], &[20, 21], &[30]]);
+    assert_eq!(receive_all(&mut interface), [10, 20, 30, 11, 21, 12]);
+    // The turn goes on from the queue after the last that gave a frame.
+    let mut interface = queued_frames(&[&[10, 11], &[20]]);
+    let mut buffer = alloc::vec![0u8; 1514];
+    assert_eq!(interface.receive_copy(&mut buffer), Ok(60));
+    assert_eq!(buffer[0], 10);
+    assert_eq!(receive_all(&mut interface), [20, 11]);
+}
+
+#[test]
+fn a_receive_buffer_under_the_largest_frame_is_refused_and_takes_nothing() {
+    let mut interface = queued_frames(&[&[1], &[2]]);
+    let mut short = alloc::vec![0u8; 1513];
+    assert_eq!(interface.receive_copy(&mut short), Err(REXO_EINVAL));
+    assert_eq!(receive_all(&mut interface), [1, 2]);
+}
