@@ -144,10 +144,12 @@ typedef void (*rexo_core_fn)(void *arg, unsigned core);
  * all have finished; the calling core runs queued work while it waits. The function
  * may call every rexo_ function, acting for the same app. `arg` is passed as it is
  * (shared between cores: use atomics, e.g. __atomic_fetch_add). Returns REXO_OK,
- * REXO_EINVAL (`fn` NULL), REXO_ENOAPP, REXO_EBUSY (queue full, nothing run) or
- * REXO_EPERM (the app gave one of its cores back with rexo_core_return: nothing run; or
- * the kernel ended the task of a core, for a fault or a panic in it or for touching
- * memory taken back by force: the other cores ran theirs). */
+ * REXO_EINVAL (`fn` NULL), REXO_ENOAPP, REXO_EBUSY (a core's work queue was full: `fn`
+ * ran neither there nor on the app's cores after it, but may have run, to its end, on
+ * the cores before it, so calling again runs it twice on those) or REXO_EPERM (the app
+ * gave one of its cores back with rexo_core_return: nothing run; or the kernel ended
+ * the task of a core, for a fault or a panic in it or for touching memory taken back by
+ * force: the other cores ran theirs). */
 int rexo_run_on_every_core(rexo_core_fn fn, void *arg);
 
 /* The next byte of console input (serial line or PS/2 keyboard), 0..255, without

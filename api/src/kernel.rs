@@ -219,7 +219,11 @@ macro_rules! kernel_calls {
             /// calling core runs queued work while it waits. The task's index is the core's place
             /// among the app's cores (`0..cores()`); `core_index()` inside the task gives the
             /// machine's index of the core. An app that does not hold the capability of one of
-            /// its cores gets [`ApiError::CoreNotHeld`] naming it, and nothing runs.
+            /// its cores gets [`ApiError::CoreNotHeld`] naming it, and nothing runs. The task
+            /// is queued core by core, in the order of the app's cores: if a core's mailbox
+            /// is full, the call waits for the tasks queued before it and answers
+            /// [`ApiError::QueueFull`], so the task may have run on some cores (calling
+            /// again runs it there twice).
             fn run_on_every_core(&self, task: CoreTask) -> Result<(), ApiError>;
             /// The next byte of console input (serial line or PS/2 keyboard), without waiting.
             /// Keys arrive as a terminal sends them: `\r` for Enter, 0x7F for Backspace, `ESC [ A`

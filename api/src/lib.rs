@@ -193,7 +193,10 @@ pub type CoreTask = Arc<dyn Fn(&Kernel, usize) + Send + Sync>;
 /// Why the kernel could not do what an app asked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ApiError {
-    /// The work queue is full; nothing was submitted.
+    /// A work queue is full: the task asked for was not queued. From
+    /// [`Kernel::run_on_every_core`](crate::Kernel::run_on_every_core): a core's mailbox
+    /// refused its task, which ran neither there nor on the app's cores after it, but
+    /// may have run, to its end, on the cores before it.
     QueueFull,
     /// No app of that name is linked into the image.
     NoSuchApp,
