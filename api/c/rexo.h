@@ -148,8 +148,10 @@ typedef void (*rexo_core_fn)(void *arg, unsigned core);
  * ran neither there nor on the app's cores after it, but may have run, to its end, on
  * the cores before it, so calling again runs it twice on those) or REXO_EPERM (the app
  * gave one of its cores back with rexo_core_return: nothing run; or the kernel ended
- * the task of a core, for a fault or a panic in it or for touching memory taken back by
- * force: the other cores ran theirs). */
+ * the task of a core for using what it took back by force, a touch through a view of
+ * such memory or a call on such a handle: the other cores ran theirs). A fault in C
+ * code (a NULL dereference in `fn`) is not caught: C apps run trusted, and it is a
+ * crash report of the kernel. */
 int rexo_run_on_every_core(rexo_core_fn fn, void *arg);
 
 /* The next byte of console input (serial line or PS/2 keyboard), 0..255, without
