@@ -399,7 +399,8 @@ int rexo_net_info(int64_t nic, struct rexo_net_info *info);
  * a frame's queue; each call starts after the queue that gave the last frame, so none
  * starves). Returns its length (> 0), 0 when no frame is waiting, or REXO_EINVAL (`buf`
  * NULL, or `len` under max_frame: nothing is taken), REXO_EFAULT, REXO_EBADF,
- * REXO_ENOMEM, REXO_EIO or REXO_ENOAPP. */
+ * REXO_ENOMEM, REXO_EPERM (the interface was taken back, or a shared one's filter
+ * withdrawn), REXO_EIO or REXO_ENOAPP. */
 int rexo_net_receive(int64_t nic, void *buf, size_t len);
 
 /* Sends the `len`-byte frame at `frame` (copied into the driver's buffer). Returns
