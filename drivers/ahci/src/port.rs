@@ -264,7 +264,8 @@ pub struct AhciDisk {
     ready: u32,
     /// Non-queued commands (a flush among queued ones or behind another flush) waiting
     /// for the port to be idle: SATA cannot mix the two kinds, and each is issued alone
-    /// (see [`Self::issue`]).
+    /// (see [`Self::issue`]). A timeout fails them with the late command
+    /// ([`Self::abort_if_late`]).
     held: u32,
     /// Slots the HBA has.
     issued: u32,
@@ -746,8 +747,9 @@ impl AhciDisk {
 
     /// Fails every issued request with [`DeviceError::Timeout`] (naming a late one's
     /// [`Operation::timeout_ms`]) and restarts the port when one of them is past its
-    /// deadline; the number failed. Costs one clock reading and
-    /// one comparison until the earliest deadline passes.
+    /// deadline, and with them the held commands, never sent: each would otherwise go to
+    /// the disk taken for hung and wait its own timeout in turn. The number failed. Costs
+    /// one clock reading and one comparison until the earliest deadline passes.
     fn abort_if_late(&mut self, done: Completion<'_>) -> usize {
         if self.issued == 0 {
             return 0;
@@ -781,7 +783,18 @@ impl AhciDisk {
             what: "the AHCI command",
             ms: late.timeout_ms(),
         };
-        self.abort_issued(error, done)
+        let aborted = self.abort_issued(error, done);
+        aborted + self.fail_held(error, done)
+    }
+
+    /// Fails every held command with `error`; the number failed.
+    fn fail_held(&mut self, error: DeviceError, done: Completion<'_>) -> usize {
+        let held = core::mem::take(&mut self.held);
+        for slot in slots_of(held) {
+            self.requests[slot] = None;
+            done(slot as Tag, Err(error));
+        }
+        slots_of(held).count()
     }
 
     /// Runs `operation` (one without data: a flush, the standby) once the port is idle,
@@ -1437,6 +1450,45 @@ mod tests {
         registers.write32(PX_CI, 0);
         assert_eq!(poll_once(&mut disk), [(second, None)]);
         assert_eq!(disk.busy(), 0);
+    }
+
+    #[test]
+    fn held_flushes_behind_one_that_times_out_fail_with_it_at_one_reset() {
+        let (mut disk, registers, platform) = port_of_depth_with_fake_hba(4);
+        let read = disk.submit_read(0, 0, 1).unwrap();
+        assert_eq!(poll_once(&mut disk), [], "the read issued");
+        let first = disk.submit_flush(0).unwrap();
+        let second = disk.submit_flush(0).unwrap();
+        assert_eq!(poll_once(&mut disk), [], "both flushes held");
+        registers.write32(PX_SACT, 0);
+        assert_eq!(poll_once(&mut disk), [(read, None)]);
+        // Plays a disk that stays busy with every flush sent (PxCI keeps its bit), and
+        // counts the COMRESETs (seen in PxSCTL at a clock reading), each leaving it ready.
+        registers.write32(PX_TFD, u32::from(STATUS_BSY));
+        let resets = Arc::new(core::sync::atomic::AtomicU32::new(0));
+        let (counted, device) = (resets.clone(), registers.clone());
+        let in_reset = core::sync::atomic::AtomicBool::new(false);
+        platform.on_clock_reading(move || {
+            let resetting = device.read32(PX_SCTL) & DET_MASK == DET_COMRESET;
+            if resetting && !in_reset.swap(true, core::sync::atomic::Ordering::Relaxed) {
+                counted.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+                device.write32(PX_TFD, 0);
+            }
+            in_reset.store(resetting, core::sync::atomic::Ordering::Relaxed);
+        });
+        assert_eq!(poll_once(&mut disk), [], "the first flush issued");
+        assert_eq!(registers.read32(PX_CI), bit(first as usize));
+        // Past its 60 s the disk is taken for hung: the flush never sent fails with the
+        // one sent, and no later flush waits another 60 s for it.
+        platform.advance_clock(command::WRITE_OUT_TIMEOUT_MS * NS_PER_MS + 1);
+        let timeout = Some(DeviceError::Timeout {
+            what: "the AHCI command",
+            ms: command::WRITE_OUT_TIMEOUT_MS,
+        });
+        assert_eq!(poll_once(&mut disk), [(first, timeout), (second, timeout)]);
+        assert_eq!(resets.load(core::sync::atomic::Ordering::Relaxed), 1);
+        assert_eq!(disk.busy(), 0, "nothing held or in flight");
+        assert_eq!(disk.failed, None, "the port restarted");
     }
 
     #[test]
