@@ -4,6 +4,7 @@
 //! and one PxCI write) at the next poll; completion is a PxSACT (queued) or PxCI bit
 //! going clear.
 
+use alloc::collections::VecDeque;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
@@ -264,9 +265,10 @@ pub struct AhciDisk {
     ready: u32,
     /// Non-queued commands (a flush among queued ones or behind another flush) waiting
     /// for the port to be idle: SATA cannot mix the two kinds, and each is issued alone
-    /// (see [`Self::issue`]). A timeout fails them with the late command
+    /// (see [`Self::issue`]), in the order submitted: a slot says nothing of it, as a
+    /// later command may take a lower slot. A timeout fails them with the late command
     /// ([`Self::abort_if_late`]).
-    held: u32,
+    held: VecDeque<usize>,
     /// Slots the HBA has.
     issued: u32,
     /// Which held/ready/issued slots are NCQ commands.
@@ -390,7 +392,7 @@ impl AhciDisk {
             buffers: alloc::vec![first_buffer],
             requests: [None; MAX_SLOTS],
             ready: 0,
-            held: 0,
+            held: VecDeque::with_capacity(MAX_SLOTS),
             issued: 0,
             queued: 0,
             earliest_deadline: u64::MAX,
@@ -564,7 +566,8 @@ impl AhciDisk {
 
     /// Slots holding a request, issued or not.
     fn busy(&self) -> u32 {
-        self.ready | self.held | self.issued
+        let held = self.held.iter().fold(0, |mask, &slot| mask | bit(slot));
+        self.ready | held | self.issued
     }
 
     /// [`DISK_SHUT_DOWN`] once the disk was shut down, `Failed` once the port could not
@@ -642,7 +645,7 @@ impl AhciDisk {
             self.queued |= bit(slot);
             self.ready |= bit(slot);
         } else if busy != 0 {
-            self.held |= bit(slot);
+            self.held.push_back(slot);
         } else {
             self.ready |= bit(slot);
         }
@@ -650,16 +653,17 @@ impl AhciDisk {
     }
 
     /// Issues the prepared slots with one write of each doorbell (AHCI 5.3.2: PxSACT
-    /// before PxCI for queued commands), and the lowest held command once nothing else is
+    /// before PxCI for queued commands), and the oldest held command once nothing else is
     /// issued, the others held until it ends: the HBA may run the non-queued commands of
     /// one PxCI write in any order (AHCI 1.3.1 5.3.2), so an error could not be pinned
     /// to one of them, and `poll` fails the one issued; their timeouts count from here
     /// (one clock reading for the batch).
     fn issue(&mut self) {
-        if self.held != 0 && self.issued == 0 && self.ready == 0 {
-            let lowest = self.held & self.held.wrapping_neg();
-            self.ready = lowest;
-            self.held &= !lowest;
+        if self.issued == 0
+            && self.ready == 0
+            && let Some(oldest) = self.held.pop_front()
+        {
+            self.ready = bit(oldest);
         }
         if self.ready == 0 {
             return;
@@ -789,12 +793,12 @@ impl AhciDisk {
 
     /// Fails every held command with `error`; the number failed.
     fn fail_held(&mut self, error: DeviceError, done: Completion<'_>) -> usize {
-        let held = core::mem::take(&mut self.held);
-        for slot in slots_of(held) {
+        let count = self.held.len();
+        for slot in self.held.drain(..) {
             self.requests[slot] = None;
             done(slot as Tag, Err(error));
         }
-        slots_of(held).count()
+        count
     }
 
     /// Runs `operation` (one without data: a flush, the standby) once the port is idle,
@@ -1449,6 +1453,35 @@ mod tests {
         );
         registers.write32(PX_CI, 0);
         assert_eq!(poll_once(&mut disk), [(second, None)]);
+        assert_eq!(disk.busy(), 0);
+    }
+
+    #[test]
+    fn held_flushes_are_issued_in_the_order_submitted_not_by_slot() {
+        let (mut disk, registers, _) = port_of_depth_with_fake_hba(4);
+        let read = disk.submit_read(0, 0, 1).unwrap();
+        assert_eq!(poll_once(&mut disk), [], "the read issued");
+        let a = disk.submit_flush(0).unwrap();
+        let b = disk.submit_flush(0).unwrap();
+        registers.write32(PX_SACT, 0);
+        assert_eq!(poll_once(&mut disk), [(read, None)]);
+        assert_eq!(poll_once(&mut disk), [], "A issued");
+        assert_eq!(registers.read32(PX_CI), bit(a as usize));
+        // A later flush takes the read's slot, below B's.
+        let c = disk.submit_flush(0).unwrap();
+        assert!(c < b, "C in slot {c}, B in slot {b}");
+        for (ended, next) in [(a, b), (b, c)] {
+            registers.write32(PX_CI, 0);
+            assert_eq!(poll_once(&mut disk), [(ended, None)]);
+            assert_eq!(poll_once(&mut disk), []);
+            assert_eq!(
+                registers.read32(PX_CI),
+                bit(next as usize),
+                "slot {next} after slot {ended}"
+            );
+        }
+        registers.write32(PX_CI, 0);
+        assert_eq!(poll_once(&mut disk), [(c, None)]);
         assert_eq!(disk.busy(), 0);
     }
 
