@@ -1092,7 +1092,8 @@ impl NetDevice for E1000 {
     /// The 82574's receive queue `queue` raises its cause (IMS) through MSI-X entry
     /// `queue` pointed at `core`; the 8254x's receive cause raises its INTx line. A frame
     /// already in the ring when the wake is armed raises it too (through ICS), so the
-    /// caller may sleep at once.
+    /// caller may sleep at once; so does arming a pair whose queue another core holds
+    /// (perhaps for nothing: its ring is not looked at).
     fn wake_on_receive(&mut self, queue: usize, core: Option<usize>) -> Result<(), DeviceError> {
         if queue >= self.queues.len() {
             return Err(DeviceError::NoSuchQueue(queue));
@@ -1133,8 +1134,14 @@ impl NetDevice for E1000 {
         // sent nothing, and the read cleared its cause: the device is told to raise it
         // again, or the core would sleep its whole nap with the frame in the ring. The
         // device writes a descriptor back before raising its cause, so a frame not seen
-        // here raises it itself.
-        if self.queues[queue].lock().frame_waiting() {
+        // here raises it itself. A queue another core holds (a split pair's receive,
+        // running its app's deliver, which may arm a pair too) is not waited for, or two
+        // such cores arming each other's pair would wait for ever, the registry's lock
+        // held: the cause is raised anyway, one wake-up perhaps for nothing.
+        if self.queues[queue]
+            .try_lock()
+            .is_none_or(|pair| pair.frame_waiting())
+        {
             regs.write32(ICS, cause);
         }
         Ok(())
@@ -1597,6 +1604,27 @@ mod tests {
         assert_eq!(nic.regs.read32(ICS), 0, "queue 0's ring is empty");
         nic.wake_on_receive(1, Some(0)).unwrap();
         assert_eq!(nic.regs.read32(ICS), ICR_RXQ0 << 1);
+    }
+
+    #[test]
+    fn arming_a_queue_another_core_holds_raises_its_cause_without_waiting_for_it() {
+        let platform = HostPlatform::leaked();
+        let (msix, _table) = platform.msix_table(2);
+        let mut nic = nic_waking_by(platform, ring::model(0x10D3).unwrap(), Wakes::MsiX(msix));
+        // Another core's receive on pair 1 holds its queue while its app's deliver runs,
+        // and that app arms pair 1 (through the registry, the device's lock held).
+        let pair = nic.queues[1].clone();
+        let receiving = pair.lock();
+        let (send, answer) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let armed = nic.wake_on_receive(1, Some(0));
+            send.send((armed, nic.regs.read32(ICS))).unwrap();
+        });
+        let seen = answer.recv_timeout(std::time::Duration::from_secs(5));
+        drop(receiving);
+        let (armed, ics) = seen.expect("arming waited for the queue another core holds");
+        assert_eq!(armed, Ok(()));
+        assert_eq!(ics, ICR_RXQ0 << 1, "raised: a frame may wait, unseen");
     }
 
     /// A 64-byte IPv4 UDP frame (a transport segment of 30 bytes), whose checksum the
