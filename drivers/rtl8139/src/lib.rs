@@ -432,6 +432,22 @@ impl Rtl8139 {
         ring_distance(self.rx_offset, self.rx_written)
     }
 
+    /// Whether a receive would act on the ring now: the packet at the read position is
+    /// all in it, or its header cannot be trusted (the receive resets the receiver). A
+    /// packet the chip is still copying in (its header says so, or its length runs past
+    /// CBR) is not: the receive would take nothing and leave the wake unspent.
+    fn receive_due(&mut self) -> bool {
+        let ready = self.refresh_written();
+        if ready == 0 {
+            return false;
+        }
+        match parse_rx_header(self.rx.read32(self.rx_offset)) {
+            RxHeader::Packet(length) => ready >= RX_HEADER + length,
+            RxHeader::InProgress => false,
+            RxHeader::Bad => true,
+        }
+    }
+
     /// Where the chip writes next (CBR) in the ring, down to a dword: packets start on
     /// dwords, so a CBR between two (a broken chip's) must neither put the read position
     /// off one nor count a packet's unaligned end as ready, which would move the read
@@ -747,8 +763,8 @@ impl NetDevice for Rtl8139 {
     /// The RTL8139 has no MSI or MSI-X capability: its receive causes raise its INTx
     /// line, acknowledged and unmasked here, masked again by the receive that takes
     /// packets from the ring, delivered or skipped, or resets the receiver. A packet
-    /// already in the ring when the wake is armed wakes the core at once, so the caller
-    /// may sleep at once.
+    /// already all in the ring when the wake is armed wakes the core at once, so the
+    /// caller may sleep at once; one still being copied in raises ROK once it is in.
     fn wake_on_receive(&mut self, queue: usize, core: Option<usize>) -> Result<(), DeviceError> {
         check_queue(queue)?;
         let line = self.line.as_ref().map_err(|error| *error)?;
@@ -763,8 +779,8 @@ impl NetDevice for Rtl8139 {
                 // no register to raise a cause again: the kernel wakes the core instead,
                 // or it would sleep its whole nap with the packet in the ring. The chip
                 // raises ROK once the packet is in the ring, CBR past it, so a packet not
-                // seen here raises the line itself.
-                if self.refresh_written() > 0 {
+                // seen here, or seen still being copied in, raises the line itself.
+                if self.receive_due() {
                     self.platform.wake_core(core);
                 }
                 Ok(())
@@ -1018,6 +1034,30 @@ mod tests {
         assert_eq!(platform.take_woken(), [0], "woken for the packet waiting");
         assert_eq!(chip.regs.read16(IMR), RX_CAUSES, "and armed for the next");
         assert_eq!(chip.receive(0, 8, &mut |_| {}), Ok(1), "still in the ring");
+    }
+
+    #[test]
+    fn arming_wakes_the_core_only_for_a_packet_all_in_the_ring() {
+        let platform = HostPlatform::leaked();
+        let mut chip = armed_chip_on(platform);
+        // CBR past a packet's header, short of its end: first with the header the chip
+        // leaves while it copies, then with its length written. The chip raises ROK
+        // once the packet is in, so no wake is due yet: one would find nothing to
+        // take, and arming again would wake again until the copy ended.
+        put_header_in_progress(&mut chip, 0);
+        chip.regs.write16(CBR, 0x20);
+        for what in ["header in progress", "length past CBR"] {
+            chip.wake_on_receive(0, Some(0)).unwrap();
+            assert_eq!(platform.take_woken(), [], "{what}");
+            assert_eq!(chip.receive(0, 8, &mut |_| panic!("no frame")), Ok(0));
+            put_packet(&mut chip, 0, 64, 0x11);
+        }
+        // All in: the wake is due.
+        let end = next_rx_offset(0, 64 + CRC);
+        chip.regs.write16(CBR, end as u16);
+        chip.wake_on_receive(0, Some(0)).unwrap();
+        assert_eq!(platform.take_woken(), [0], "all in");
+        assert_eq!(chip.receive(0, 8, &mut |_| {}), Ok(1));
     }
 
     /// Writes the header the chip leaves while it still copies a packet in, at ring
