@@ -1,19 +1,14 @@
 //! Boot keyboard reports (HID 1.11 appendix B.1) to the bytes a terminal sends: a
 //! report is the modifier bits, a reserved byte and up to six pressed keys' usage IDs
 //! (HID Usage Tables, Keyboard/Keypad page 0x07); a key is typed when it appears in a
-//! report without being in the one before.
+//! report without being in the one before, its bytes those `rexo_scancode::key_bytes`
+//! gives, as the PS/2 keyboard's are.
 
-/// Modifier bits of byte 0: left and right Control.
-const CONTROL: u8 = 0x01 | 0x10;
-/// Left and right Shift.
-const SHIFT: u8 = 0x02 | 0x20;
+use rexo_scancode::{CAPS_LOCK, key_bytes};
+
 /// The usages that fill the key slots of a report that says nothing of the keys:
 /// ErrorRollOver (too many keys down), POSTFail and ErrorUndefined.
 const ERROR_USAGES: core::ops::RangeInclusive<u8> = 0x01..=0x03;
-/// Caps Lock's usage.
-const CAPS_LOCK: u8 = 0x39;
-/// The escape byte that starts the cursor keys' sequences.
-const ESC: u8 = 0x1B;
 
 /// The keyboard's state between reports.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -55,78 +50,6 @@ impl BootKeyboard {
         }
         self.previous = keys;
     }
-}
-
-/// The bytes for pressing key `usage` with `modifiers` down and Caps Lock `caps_lock`:
-/// nothing for keys that type nothing.
-pub fn key_bytes(usage: u8, modifiers: u8, caps_lock: bool) -> &'static [u8] {
-    let shift = modifiers & SHIFT != 0;
-    let control = modifiers & CONTROL != 0;
-    let sequence: Option<&'static [u8]> = match usage {
-        0x4F => Some(&[ESC, b'[', b'C']),
-        0x50 => Some(&[ESC, b'[', b'D']),
-        0x51 => Some(&[ESC, b'[', b'B']),
-        0x52 => Some(&[ESC, b'[', b'A']),
-        0x4A => Some(&[ESC, b'[', b'H']),
-        0x4D => Some(&[ESC, b'[', b'F']),
-        0x4C => Some(&[ESC, b'[', b'3', b'~']),
-        _ => None,
-    };
-    if let Some(sequence) = sequence {
-        return sequence;
-    }
-    let Some(mut byte) = character(usage, shift) else {
-        return &[];
-    };
-    if byte.is_ascii_alphabetic() && caps_lock {
-        byte ^= 0x20;
-    }
-    if control {
-        byte = rexo_scancode::with_control(byte);
-    }
-    single(byte)
-}
-
-/// The character key `usage` types, shifted or not (US layout).
-fn character(usage: u8, shift: bool) -> Option<u8> {
-    /// Usages 0x1E..=0x38: digits, Enter, Escape, Backspace, Tab, Space, punctuation.
-    const PLAIN: &[u8; 27] = b"1234567890\r\x1b\x7f\t -=[]\\#;'`,./";
-    /// The same with Shift.
-    const SHIFTED: &[u8; 27] = b"!@#$%^&*()\r\x1b\x7f\t _+{}|~:\"~<>?";
-    /// Keypad usages 0x54..=0x63 (Num Lock taken as on).
-    const KEYPAD: &[u8; 16] = b"/*-+\r1234567890.";
-    match usage {
-        0x04..=0x1D => {
-            let letter = b'a' + (usage - 0x04);
-            Some(if shift {
-                letter.to_ascii_uppercase()
-            } else {
-                letter
-            })
-        }
-        0x1E..=0x38 => {
-            let table = if shift { SHIFTED } else { PLAIN };
-            Some(table[usize::from(usage - 0x1E)])
-        }
-        0x54..=0x63 => Some(KEYPAD[usize::from(usage - 0x54)]),
-        _ => None,
-    }
-}
-
-/// `byte` as a one-byte slice with a static lifetime.
-fn single(byte: u8) -> &'static [u8] {
-    /// Every byte value, so any byte can be lent as `&'static [u8]`.
-    static BYTES: [u8; 256] = {
-        let mut bytes = [0; 256];
-        let mut i = 0;
-        while i < 256 {
-            bytes[i] = i as u8;
-            i += 1;
-        }
-        bytes
-    };
-    let at = usize::from(byte);
-    &BYTES[at..=at]
 }
 
 #[cfg(test)]

@@ -22,6 +22,8 @@ const CONTROL: u8 = 0x1D;
 /// The grey keys' fake Shift press (after [`EXTENDED`]); its release is `up(FAKE_SHIFT)`.
 const FAKE_SHIFT: u8 = 0x2A;
 const EXTENDED: u8 = 0xE0;
+/// Caps Lock's scan code.
+const CAPS_LOCK_KEY: u8 = 0x3A;
 
 #[test]
 fn keys_give_their_characters_and_releases_give_nothing() {
@@ -82,20 +84,167 @@ fn arrow_keys_give_their_escape_sequences() {
 }
 
 #[test]
-fn the_extended_prefix_marks_only_the_next_code_and_other_extended_keys_give_nothing() {
+fn the_extended_prefix_marks_only_the_next_code_and_extended_keys_without_a_byte_give_nothing() {
     let decoder = Decoder::new();
-    // The keypad's Enter (E0 1C) and Delete (E0 53) give nothing; the prefix is spent,
-    // so the next Enter and A are the main keys'.
-    let codes = [EXTENDED, 0x1C, 0x1C, EXTENDED, 0x53, 0x1E];
+    // Right Alt (E0 38) and Left GUI (E0 5B) give nothing; the prefix is spent, so the
+    // next Enter and A are the main keys'.
+    let codes = [EXTENDED, 0x38, 0x1C, EXTENDED, 0x5B, 0x1E];
     assert_eq!(typed(&decoder, &codes), b"\ra");
+    // Home (E0 47), then the keypad's 7 (47).
+    assert_eq!(typed(&decoder, &[EXTENDED, 0x47, 0x47]), b"\x1b[H7");
 }
 
 #[test]
 fn keys_without_a_byte_give_nothing() {
     let decoder = Decoder::new();
-    // F1, F10, Caps Lock, the keypad's 7, and a code past set 1's keys.
-    assert_eq!(typed(&decoder, &[0x3B, 0x44, 0x3A, 0x47, 0x7F]), b"");
+    // F1, F10, Num Lock, Scroll Lock, Left Alt, F11, and a code past set 1's keys.
+    assert_eq!(
+        typed(&decoder, &[0x3B, 0x44, 0x45, 0x46, 0x38, 0x57, 0x7F]),
+        b""
+    );
     assert_eq!(decoder.pending(), None);
+}
+
+#[test]
+fn the_keypad_types_as_with_num_lock_on_as_the_usb_keyboard_does() {
+    let decoder = Decoder::new();
+    // 7 8 9 - 4 5 6 + 1 2 3 0 . *, then / (E0 35) and Enter (E0 1C).
+    let mut codes: Vec<u8> = (0x47..=0x53).chain([0x37]).collect();
+    codes.extend([EXTENDED, 0x35, EXTENDED, 0x1C]);
+    assert_eq!(typed(&decoder, &codes), b"789-456+1230.*/\r");
+    // Num Lock (45) changes nothing, nor does Shift.
+    codes.splice(0..0, [0x45, LEFT_SHIFT]);
+    assert_eq!(typed(&decoder, &codes), b"789-456+1230.*/\r");
+}
+
+#[test]
+fn home_end_and_delete_give_their_escape_sequences() {
+    let decoder = Decoder::new();
+    let codes = [EXTENDED, 0x47, EXTENDED, 0x4F, EXTENDED, 0x53];
+    assert_eq!(typed(&decoder, &codes), b"\x1b[H\x1b[F\x1b[3~");
+    // Delete's four bytes wait for their reader, ESC first.
+    assert_eq!(decoder.translate(EXTENDED), None);
+    assert_eq!(decoder.translate(0x53), Some(0x1B));
+    let rest: Vec<u8> = core::iter::from_fn(|| decoder.pending()).collect();
+    assert_eq!(rest, b"[3~");
+}
+
+#[test]
+fn caps_lock_toggles_the_letters_shift_inverts_it_and_a_held_caps_lock_toggles_once() {
+    let decoder = Decoder::new();
+    // Caps Lock pressed and released: A, 1 and ; then; with Shift, a.
+    let codes = [CAPS_LOCK_KEY, up(CAPS_LOCK_KEY), 0x1E, 0x02, 0x27];
+    assert_eq!(typed(&decoder, &codes), b"A1;");
+    assert_eq!(typed(&decoder, &[LEFT_SHIFT, 0x1E, up(LEFT_SHIFT)]), b"a");
+    // Held, Caps Lock repeats its press (typematic): it goes off once, not each time.
+    let held = [
+        CAPS_LOCK_KEY,
+        CAPS_LOCK_KEY,
+        CAPS_LOCK_KEY,
+        CAPS_LOCK_KEY,
+        up(CAPS_LOCK_KEY),
+        0x1E,
+    ];
+    assert_eq!(typed(&decoder, &held), b"a");
+    // Control with Caps Lock on gives the letter's control character.
+    let codes = [CAPS_LOCK_KEY, up(CAPS_LOCK_KEY), CONTROL, 0x2E, up(CONTROL)];
+    assert_eq!(typed(&decoder, &codes), [0x03]);
+}
+
+/// The PS/2 keys of the main block, row by row from their first scan code, by the
+/// character each types unshifted.
+const MAIN_ROWS: [(u8, &[u8]); 4] = [
+    (0x02, b"1234567890-="),
+    (0x10, b"qwertyuiop[]"),
+    (0x1E, b"asdfghjkl;'`"),
+    (0x2B, b"\\zxcvbnm,./"),
+];
+
+/// The characters of the USB keys 0x04 to 0x38, in usage order (HID Usage Tables 10).
+const USB_ORDER: &[u8] = b"abcdefghijklmnopqrstuvwxyz1234567890\r\x1b\x7f\t -=[]\\#;'`,./";
+
+/// Every key the decoder types or toggles with, as its PS/2 codes and the USB usage of
+/// the same key.
+fn every_key() -> Vec<(Vec<u8>, u8)> {
+    let usb = |character: u8| {
+        let at = USB_ORDER.iter().position(|&c| c == character).unwrap();
+        0x04 + u8::try_from(at).unwrap()
+    };
+    let mut keys: Vec<(Vec<u8>, u8)> = MAIN_ROWS
+        .iter()
+        .flat_map(|&(first, row)| (first..).zip(row).map(|(code, &c)| (vec![code], usb(c))))
+        .collect();
+    // Escape, Backspace, Tab, Enter, Space.
+    for (code, character) in [
+        (0x01, 0x1B),
+        (0x0E, 0x7F),
+        (0x0F, b'\t'),
+        (0x1C, b'\r'),
+        (0x39, b' '),
+    ] {
+        keys.push((vec![code], usb(character)));
+    }
+    // Caps Lock; the keypad's 7 8 9 - 4 5 6 + 1 2 3 0 . and *.
+    keys.push((vec![CAPS_LOCK_KEY], 0x39));
+    let keypad = [
+        0x5F, 0x60, 0x61, 0x56, 0x5C, 0x5D, 0x5E, 0x57, 0x59, 0x5A, 0x5B, 0x62, 0x63,
+    ];
+    keys.extend(
+        (0x47..=0x53)
+            .zip(keypad)
+            .map(|(code, usage)| (vec![code], usage)),
+    );
+    keys.push((vec![0x37], 0x55));
+    // The grey keys: the keypad's / and Enter, Home, Up, Left, Right, End, Down, Delete.
+    let grey = [
+        (0x35, 0x54),
+        (0x1C, 0x58),
+        (0x47, 0x4A),
+        (0x48, 0x52),
+        (0x4B, 0x50),
+        (0x4D, 0x4F),
+        (0x4F, 0x4D),
+        (0x50, 0x51),
+        (0x53, 0x4C),
+    ];
+    keys.extend(grey.map(|(code, usage)| (vec![EXTENDED, code], usage)));
+    keys
+}
+
+#[test]
+fn every_key_types_what_the_usb_keyboard_types_for_it() {
+    // The modifiers as PS/2 codes and as a boot report's bits.
+    let modifiers: [(&[u8], u8); 6] = [
+        (&[], 0),
+        (&[LEFT_SHIFT], keys::LEFT_SHIFT),
+        (&[RIGHT_SHIFT], keys::RIGHT_SHIFT),
+        (&[CONTROL], keys::LEFT_CONTROL),
+        (&[EXTENDED, CONTROL], keys::RIGHT_CONTROL),
+        (
+            &[LEFT_SHIFT, CONTROL],
+            keys::LEFT_SHIFT | keys::LEFT_CONTROL,
+        ),
+    ];
+    for (codes, usage) in every_key() {
+        for (held, bits) in modifiers {
+            for caps_lock in [false, true] {
+                let decoder = Decoder::new();
+                if caps_lock {
+                    typed(&decoder, &[CAPS_LOCK_KEY, up(CAPS_LOCK_KEY)]);
+                }
+                let mut pressed = held.to_vec();
+                pressed.extend(&codes);
+                assert_eq!(
+                    typed(&decoder, &pressed),
+                    key_bytes(usage, bits, caps_lock),
+                    "PS/2 {codes:02x?} and USB {usage:#04x}, modifiers {bits:#04x}, Caps Lock {caps_lock}"
+                );
+            }
+        }
+        if usage != CAPS_LOCK {
+            assert!(!key_bytes(usage, 0, false).is_empty(), "{usage:#04x} types");
+        }
+    }
 }
 
 #[test]
