@@ -99,6 +99,19 @@ mod tests {
         assert_eq!(typed(&mut keyboard, [0, 0, 0x50, 0, 0, 0, 0, 0]), b"\x1b[D");
         assert_eq!(typed(&mut keyboard, [0, 0, 0x2C, 0x59, 0, 0, 0, 0]), b" 1");
         assert_eq!(typed(&mut keyboard, [0, 0, 0x3A, 0, 0, 0, 0, 0]), b"", "F1");
+        // Insert, Page Up and Page Down, one after the other.
+        assert_eq!(
+            typed(&mut keyboard, [0, 0, 0x49, 0, 0, 0, 0, 0]),
+            b"\x1b[2~"
+        );
+        assert_eq!(
+            typed(&mut keyboard, [0, 0, 0x4B, 0, 0, 0, 0, 0]),
+            b"\x1b[5~"
+        );
+        assert_eq!(
+            typed(&mut keyboard, [0, 0, 0x4E, 0, 0, 0, 0, 0]),
+            b"\x1b[6~"
+        );
     }
 
     #[test]

@@ -39,10 +39,10 @@ const fn with_control(byte: u8) -> u8 {
 /// The bytes for pressing key `usage` with `modifiers` down and Caps Lock `caps_lock`,
 /// as a terminal (xterm) sends them: US layout with Shift, Caps Lock (which Shift
 /// inverts for letters) and Control; `\r` for Enter, 0x7F for Backspace; `ESC [ A`/`B`/
-/// `C`/`D` for the arrows, `ESC [ H` Home, `ESC [ F` End, `ESC [ 3 ~` Delete; the
-/// keypad's keys as with Num Lock on, whatever its state (digits and `.`, `/*-+`, Enter
-/// `\r`). Nothing for keys that type nothing (Caps Lock itself, the function keys, Insert,
-/// Page Up and Down, the modifiers).
+/// `C`/`D` for the arrows, `ESC [ H` Home, `ESC [ F` End, `ESC [ 2 ~` Insert, `ESC [ 3 ~`
+/// Delete, `ESC [ 5 ~` Page Up, `ESC [ 6 ~` Page Down; the keypad's keys as with Num Lock
+/// on, whatever its state (digits and `.`, `/*-+`, Enter `\r`). Nothing for keys that
+/// type nothing (Caps Lock itself, the function keys, the modifiers).
 pub fn key_bytes(usage: u8, modifiers: u8, caps_lock: bool) -> &'static [u8] {
     let sequence: Option<&'static [u8]> = match usage {
         0x4F => Some(&[ESC, b'[', b'C']),
@@ -51,7 +51,10 @@ pub fn key_bytes(usage: u8, modifiers: u8, caps_lock: bool) -> &'static [u8] {
         0x52 => Some(&[ESC, b'[', b'A']),
         0x4A => Some(&[ESC, b'[', b'H']),
         0x4D => Some(&[ESC, b'[', b'F']),
+        0x49 => Some(&[ESC, b'[', b'2', b'~']),
         0x4C => Some(&[ESC, b'[', b'3', b'~']),
+        0x4B => Some(&[ESC, b'[', b'5', b'~']),
+        0x4E => Some(&[ESC, b'[', b'6', b'~']),
         _ => None,
     };
     if let Some(sequence) = sequence {

@@ -2,7 +2,8 @@
 //! as the USB keyboard's for the same key: each scan code is turned into its key's HID
 //! usage and typed through [`key_bytes`], which `rexo-xhci` types boot reports with (US
 //! layout with Shift, Caps Lock and Control; `\r` for Enter, 0x7F for Backspace, `ESC [ A`
-//! for the up arrow, `ESC [ 3 ~` for Delete; the keypad as with Num Lock on). The kernel
+//! for the up arrow, `ESC [ 3 ~` for Delete, `ESC [ 5 ~` for Page Up; the keypad as with
+//! Num Lock on). The kernel
 //! hands [`Decoder::poll`] its port read; the 8042's polling, at most [`POLL_CODES`] codes
 //! a call, and the translation are here, where the host tests reach them.
 
@@ -83,10 +84,13 @@ fn usage(extended: bool, key: u8) -> Option<u8> {
             0x35 => 0x54, // the keypad's /
             0x47 => 0x4A, // Home
             0x48 => 0x52, // Up
+            0x49 => 0x4B, // Page Up
             0x4B => 0x50, // Left
             0x4D => 0x4F, // Right
             0x4F => 0x4D, // End
             0x50 => 0x51, // Down
+            0x51 => 0x4E, // Page Down
+            0x52 => 0x49, // Insert
             0x53 => 0x4C, // Delete
             _ => 0,
         }

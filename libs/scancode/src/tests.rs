@@ -130,6 +130,13 @@ fn home_end_and_delete_give_their_escape_sequences() {
 }
 
 #[test]
+fn insert_page_up_and_page_down_give_their_escape_sequences() {
+    let decoder = Decoder::new();
+    let codes = [EXTENDED, 0x52, EXTENDED, 0x49, EXTENDED, 0x51];
+    assert_eq!(typed(&decoder, &codes), b"\x1b[2~\x1b[5~\x1b[6~");
+}
+
+#[test]
 fn caps_lock_toggles_the_letters_shift_inverts_it_and_a_held_caps_lock_toggles_once() {
     let decoder = Decoder::new();
     // Caps Lock pressed and released: A, 1 and ; then; with Shift, a.
@@ -195,16 +202,20 @@ fn every_key() -> Vec<(Vec<u8>, u8)> {
             .map(|(code, usage)| (vec![code], usage)),
     );
     keys.push((vec![0x37], 0x55));
-    // The grey keys: the keypad's / and Enter, Home, Up, Left, Right, End, Down, Delete.
+    // The grey keys: the keypad's / and Enter, Home, Up, Page Up, Left, Right, End, Down,
+    // Page Down, Insert, Delete.
     let grey = [
         (0x35, 0x54),
         (0x1C, 0x58),
         (0x47, 0x4A),
         (0x48, 0x52),
+        (0x49, 0x4B),
         (0x4B, 0x50),
         (0x4D, 0x4F),
         (0x4F, 0x4D),
         (0x50, 0x51),
+        (0x51, 0x4E),
+        (0x52, 0x49),
         (0x53, 0x4C),
     ];
     keys.extend(grey.map(|(code, usage)| (vec![EXTENDED, code], usage)));
