@@ -11,7 +11,7 @@
 //! protocol, idle rate 0) and its interrupt IN endpoint keeps `REPORTS_IN_FLIGHT`
 //! Normal TRBs queued for 8-byte boot reports. Reading the keyboard device polls the
 //! event ring in DMA memory (no register access while nothing happens), turns new key
-//! presses into terminal bytes and queues
+//! presses into terminal bytes (and a held key into its repeats, `hid`) and queues
 //! the TRBs again (one doorbell per keyboard per poll); it types nothing when no device
 //! was a boot keyboard. Devices are hot-plugged: a Port Status Change Event has the
 //! poll read the port, clear its change bits and attach a device connected (after the
@@ -1181,6 +1181,7 @@ impl Xhci {
 
     /// A Transfer Event on a keyboard's interrupt endpoint.
     fn handle_report(&mut self, event: Trb) {
+        let now = self.platform.now_ns();
         let slot = event.slot();
         let Some(device) = self.devices.iter_mut().find(|d| d.slot == slot) else {
             self.drop_stray(Stray::UnknownSlot, &event);
@@ -1200,7 +1201,7 @@ impl Xhci {
             self.drop_stray(cause, &event);
             return;
         };
-        if let Err(cause) = keyboard.take_report(event, &mut self.typed) {
+        if let Err(cause) = keyboard.take_report(event, now, &mut self.typed) {
             self.drop_stray(cause, &event);
         }
     }
@@ -1277,9 +1278,12 @@ impl Xhci {
             let slot = device.slot;
             let (dci, address) = (keyboard.descriptor.dci(), keyboard.descriptor.endpoint);
             // Reports completing meanwhile are taken but not queued again: the dequeue
-            // pointer goes to the enqueue position restart_endpoint reads first.
+            // pointer goes to the enqueue position restart_endpoint reads first. A held
+            // key's repeats end: its release may be among the reports lost (the halted
+            // one's, or those of lost events), and it would repeat for ever.
             let seen = self.devices[index].keyboard.as_mut().and_then(|keyboard| {
                 keyboard.restarting = true;
+                keyboard.decoder.stop_repeating();
                 halted.and(keyboard.restarts.halted())
             });
             if let (Some(code), Some(seen)) = (halted, seen) {
@@ -1487,6 +1491,30 @@ impl Xhci {
         }
         Ok(())
     }
+
+    /// Types the repeat of each keyboard's held key that is due now
+    /// ([`hid::BootKeyboard::repeat`]): the keys' typematic, made as the device is read.
+    /// The clock is read only while a key repeats.
+    fn type_repeats(&mut self) {
+        let repeats = |device: &Device| {
+            device
+                .keyboard
+                .as_ref()
+                .is_some_and(|k| k.decoder.repeats())
+        };
+        if !self.devices.iter().any(repeats) {
+            return;
+        }
+        let now = self.platform.now_ns();
+        let typed = &mut self.typed;
+        for device in &mut self.devices {
+            if let Some(keyboard) = &mut device.keyboard {
+                keyboard
+                    .decoder
+                    .repeat(now, &mut |byte| typed.push_back(byte));
+            }
+        }
+    }
 }
 
 impl Keyboard {
@@ -1501,15 +1529,15 @@ impl Keyboard {
         }
     }
 
-    /// A Transfer Event on the report endpoint: a report is decoded into `typed` and
-    /// its TRB queued again, unless the endpoint is being restarted (its dequeue
-    /// pointer is to be moved to the ring's enqueue position read before: a TRB
+    /// A Transfer Event on the report endpoint, taken at clock reading `now`: a report
+    /// is decoded into `typed` and its TRB queued again, unless the endpoint is being
+    /// restarted (its dequeue pointer is to be moved to the ring's enqueue position read before: a TRB
     /// queued there now would be skipped, its report lost); an error marks the
     /// endpoint halted. An event for a TRB
     /// not on the ring, or one the controller does not hold (a repeat, or one never
     /// queued), is a stray one (the cause is returned for the caller to log): it
     /// changes nothing, so it cannot queue TRBs beyond those the controller completed.
-    fn take_report(&mut self, event: Trb, typed: &mut VecDeque<u8>) -> Result<(), Stray> {
+    fn take_report(&mut self, event: Trb, now: u64, typed: &mut VecDeque<u8>) -> Result<(), Stray> {
         let entry = self
             .ring
             .entry_at(event.parameter)
@@ -1522,7 +1550,7 @@ impl Keyboard {
                 let len = self.report_len.saturating_sub(event.residual()) as usize;
                 let report = self.reports.bytes(entry * REPORT_STRIDE, len);
                 self.decoder
-                    .report(report, &mut |byte| typed.push_back(byte));
+                    .report(report, now, &mut |byte| typed.push_back(byte));
                 self.restarts.good_report();
                 if !self.restarting {
                     self.queue_reports();
@@ -1672,6 +1700,9 @@ impl KeyboardDevice for Xhci {
             return Err(DeviceError::Failed(why));
         }
         self.poll()?;
+        if self.typed.is_empty() {
+            self.type_repeats();
+        }
         Ok(self.typed.pop_front())
     }
 
@@ -1847,34 +1878,34 @@ mod tests {
         let mut typed = VecDeque::new();
         assert_eq!(keyboard.ring.next_index(), REPORTS_IN_FLIGHT);
         let first = report_event(&keyboard, 0, completion::SUCCESS);
-        keyboard.take_report(first, &mut typed).unwrap();
+        keyboard.take_report(first, 0, &mut typed).unwrap();
         assert_eq!(keyboard.ring.next_index(), REPORTS_IN_FLIGHT + 1);
         // A faulty controller repeats the event, more often than the ring has entries.
         for _ in 0..2 * REPORT_RING_TRBS {
-            let repeat = keyboard.take_report(first, &mut typed);
+            let repeat = keyboard.take_report(first, 0, &mut typed);
             assert_eq!(repeat, Err(Stray::ReportNotInFlight));
         }
         let never_queued = report_event(&keyboard, 40, completion::SUCCESS);
-        let taken = keyboard.take_report(never_queued, &mut typed);
+        let taken = keyboard.take_report(never_queued, 0, &mut typed);
         assert_eq!(taken, Err(Stray::ReportNotInFlight));
         let elsewhere = Trb {
             parameter: keyboard.ring.phys() + 0x1_0000,
             ..first
         };
-        let taken = keyboard.take_report(elsewhere, &mut typed);
+        let taken = keyboard.take_report(elsewhere, 0, &mut typed);
         assert_eq!(taken, Err(Stray::NotOnReportRing));
         assert_eq!(keyboard.ring.next_index(), REPORTS_IN_FLIGHT + 1);
         assert_eq!(keyboard.in_flight.count(), REPORTS_IN_FLIGHT);
         // A repeated error does not halt the endpoint again.
         let failed = report_event(&keyboard, 1, completion::STALL);
-        keyboard.take_report(failed, &mut typed).unwrap();
+        keyboard.take_report(failed, 0, &mut typed).unwrap();
         keyboard.halted = None;
-        let repeat = keyboard.take_report(failed, &mut typed);
+        let repeat = keyboard.take_report(failed, 0, &mut typed);
         assert_eq!(repeat, Err(Stray::ReportNotInFlight));
         assert_eq!(keyboard.halted, None);
         // The next report in order is taken.
         let second = report_event(&keyboard, 2, completion::SUCCESS);
-        keyboard.take_report(second, &mut typed).unwrap();
+        keyboard.take_report(second, 0, &mut typed).unwrap();
         assert_eq!(keyboard.ring.next_index(), REPORTS_IN_FLIGHT + 3);
     }
 
@@ -2977,6 +3008,50 @@ mod tests {
         reports.write32(REPORTS_IN_FLIGHT * REPORT_STRIDE, 0x0005_0000);
         writer.write(transfer_event(1, 3, next));
         assert_eq!(xhci.read_byte(), Ok(Some(b'b')));
+    }
+
+    #[test]
+    fn a_key_held_repeats_as_the_keyboard_is_read_until_released() {
+        let (mut xhci, platform) = controller_with_a_keyboard();
+        let writer = event_writer(&xhci, platform);
+        let keyboard = xhci.devices[0].keyboard.as_ref().unwrap();
+        let reports = platform.device_view(&keyboard.reports);
+        let (held, released) = (keyboard.ring.address_of(0), keyboard.ring.address_of(1));
+        // A pressed (usage 0x04 in the first key slot) and held.
+        reports.write32(0, 0x0004_0000);
+        writer.write(transfer_event(1, 3, held));
+        assert_eq!(xhci.read_byte(), Ok(Some(b'a')));
+        platform.advance_clock(hid::REPEAT_DELAY_NS - 1_000_000);
+        assert_eq!(xhci.read_byte(), Ok(None), "before the delay");
+        platform.advance_clock(1_000_000);
+        assert_eq!(xhci.read_byte(), Ok(Some(b'a')));
+        assert_eq!(xhci.read_byte(), Ok(None), "one repeat");
+        platform.advance_clock(hid::REPEAT_INTERVAL_NS);
+        assert_eq!(xhci.read_byte(), Ok(Some(b'a')));
+        // Released: a report of no key.
+        writer.write(transfer_event(1, 3, released));
+        assert_eq!(xhci.read_byte(), Ok(None));
+        platform.advance_clock(2 * hid::REPEAT_DELAY_NS);
+        assert_eq!(xhci.read_byte(), Ok(None), "released");
+    }
+
+    #[test]
+    fn a_report_endpoint_restarted_after_lost_events_ends_a_repeat() {
+        let (mut xhci, platform) = controller_with_a_keyboard();
+        let writer = play_controller(&mut xhci, platform, &[], &[]);
+        let keyboard = xhci.devices[0].keyboard.as_ref().unwrap();
+        let reports = platform.device_view(&keyboard.reports);
+        reports.write32(0, 0x0004_0000);
+        writer.write(transfer_event(1, 3, keyboard.ring.address_of(0)));
+        assert_eq!(xhci.read_byte(), Ok(Some(b'a')));
+        // The release may have been among the events lost: A repeats no more.
+        let lost = u32::from(completion::EVENT_RING_FULL) << 24;
+        writer.write(Trb::new(trb::HOST_CONTROLLER_EVENT, 0, lost, trb::CYCLE));
+        assert_eq!(xhci.read_byte(), Ok(None));
+        let sent: Vec<u32> = commands_sent(&mut xhci).iter().map(Trb::kind).collect();
+        assert_eq!(sent, [trb::STOP_ENDPOINT, trb::SET_DEQUEUE]);
+        platform.advance_clock(2 * hid::REPEAT_DELAY_NS);
+        assert_eq!(xhci.read_byte(), Ok(None));
     }
 
     /// The setup packets of the control transfers queued on device 0's endpoint 0.
