@@ -53,7 +53,7 @@ pub enum Method<'b> {
     Head,
     /// Any other method token (case matters: `get` is not `GET`), answered `405` if the
     /// engine knows it (POST, PUT, DELETE, PATCH, CONNECT, TRACE, OPTIONS), `501` if
-    /// not.
+    /// not. A CONNECT whose target is not `host:port` is a bad request (400).
     Other(&'b [u8]),
 }
 
@@ -75,7 +75,8 @@ pub struct Request<'b> {
     pub target: &'b [u8],
     /// The path of the target: the origin form without its query, or the path of an
     /// absolute form (`http://host/path`); still percent-encoded. `*` for the asterisk
-    /// form, which only `OPTIONS` may send (RFC 9112 3.2.4).
+    /// form, which only `OPTIONS` may send (RFC 9112 3.2.4); empty for the authority
+    /// form (`host:port`), which `CONNECT` alone sends, and must (RFC 9112 3.2.3).
     pub path: &'b [u8],
     /// The version.
     pub version: Version,
@@ -248,7 +249,8 @@ struct JudgedRequestLine {
     method: Span,
     /// The request target.
     target: Span,
-    /// The target's path; `None` for an absolute form without one, whose path is `/`.
+    /// The target's path (empty for CONNECT's authority form); `None` for an absolute
+    /// form without one, whose path is `/`.
     path: Option<Span>,
     /// Where the line after it (the first header field's) starts.
     fields_start: usize,
@@ -677,9 +679,11 @@ fn parse_request_line(
         _ => return Err(Status::BadRequest),
     };
     let target_span = Span::of(line, start, target);
-    // RFC 9112 3.2.4: the asterisk form, for a server-wide OPTIONS only.
+    // RFC 9112 3.2.4: the asterisk form, for a server-wide OPTIONS only; RFC 9112 3.2.3:
+    // the authority form, for CONNECT only, which takes no other.
     let path = match target {
         b"*" if method == b"OPTIONS" => Some(target),
+        _ if method == b"CONNECT" => Some(authority_form_path(target)?),
         _ => target_path(target)?,
     };
     Ok(JudgedRequestLine {
@@ -729,6 +733,26 @@ fn target_path(target: &[u8]) -> Result<Option<&[u8]>, Status> {
         .position(|&b| b == b'?' || b == b'#')
         .unwrap_or(path.len());
     Ok(Some(&path[..end]))
+}
+
+/// The path of CONNECT's target, which must be in the authority form (RFC 9112 3.2.3):
+/// a host, a colon and a port of decimal digits, the host's bytes ones a host has (so
+/// no `/`; its form is not checked further). Empty: the form names no path.
+fn authority_form_path(target: &[u8]) -> Result<&[u8], Status> {
+    let colon = target
+        .iter()
+        .rposition(|&b| b == b':')
+        .ok_or(Status::BadRequest)?;
+    let (host, port) = (&target[..colon], &target[colon + 1..]);
+    let valid = !host.is_empty()
+        && host.iter().all(|&b| is_host_byte(b))
+        && !port.is_empty()
+        && port.iter().all(u8::is_ascii_digit);
+    if valid {
+        Ok(&target[target.len()..])
+    } else {
+        Err(Status::BadRequest)
+    }
 }
 
 /// `bytes` without `prefix`, compared without case.

@@ -37,7 +37,8 @@ pub enum Status {
     /// 404: no such file or page.
     NotFound,
     /// 405: a method the engine knows but serves no resource with (POST, PUT, DELETE,
-    /// PATCH, CONNECT, TRACE, OPTIONS but `OPTIONS *`), with `Allow: GET, HEAD`.
+    /// PATCH, CONNECT to a `host:port`, TRACE, OPTIONS but `OPTIONS *`), with
+    /// `Allow: GET, HEAD`.
     MethodNotAllowed,
     /// 408: a request that did not come whole in time; the connection closes.
     RequestTimeout,

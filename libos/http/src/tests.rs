@@ -228,12 +228,18 @@ fn error_answers_are_byte_exact() {
 /// connection stays open either way (the request's framing was read).
 #[test]
 fn unknown_methods_get_501_and_known_ones_405() {
-    for method in [
-        "POST", "PUT", "DELETE", "PATCH", "CONNECT", "TRACE", "OPTIONS",
+    for (method, target) in [
+        ("POST", "/app.js"),
+        ("PUT", "/app.js"),
+        ("DELETE", "/app.js"),
+        ("PATCH", "/app.js"),
+        ("CONNECT", "example.com:443"),
+        ("TRACE", "/app.js"),
+        ("OPTIONS", "/app.js"),
     ] {
         let (out, closed) = converse(
             &site(),
-            format!("{method} /app.js HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
+            format!("{method} {target} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
         );
         assert!(!closed, "{method}");
         assert!(
@@ -255,6 +261,42 @@ fn unknown_methods_get_501_and_known_ones_405() {
         assert!(out.starts_with(refusal), "{method}: {out}");
         assert!(out.ends_with("run()"), "{method}: the next request served");
     }
+}
+
+/// RFC 9112 3.2.3: CONNECT's target is the authority form, `host:port`, and no other
+/// method's: a CONNECT to one gets its 405 and keeps the connection, the request after
+/// it served; a CONNECT to a path, or to a host without a port, is a bad request.
+#[test]
+fn connect_takes_the_authority_form_and_only_it() {
+    let (out, closed) = converse(
+        &site(),
+        b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n\
+          GET /app.js HTTP/1.1\r\nHost: x\r\n\r\n",
+    );
+    assert!(!closed, "{out}");
+    assert!(
+        out.starts_with("HTTP/1.1 405 Method Not Allowed\r\n")
+            && out.contains("\r\nAllow: GET, HEAD\r\n"),
+        "{out}"
+    );
+    assert!(out.ends_with("\r\n\r\nrun()"), "the GET served: {out}");
+    assert!(answer("CONNECT [::1]:8080 HTTP/1.1\r\nHost: x\r\n\r\n").starts_with("HTTP/1.1 405 "));
+    for target in [
+        "/",
+        "/app.js",
+        "http://example.com:443/",
+        "example.com",
+        "example.com:",
+        ":443",
+        "a/b:443",
+        "example.com:44x",
+    ] {
+        let refusal = answer(&format!("CONNECT {target} HTTP/1.1\r\nHost: x\r\n\r\n"));
+        assert!(refusal.starts_with("HTTP/1.1 400 "), "{target}: {refusal}");
+        assert!(refusal.contains("\r\nConnection: close\r\n"), "{target}");
+    }
+    // The authority form is CONNECT's alone.
+    assert!(answer("GET example.com:80 HTTP/1.1\r\nHost: x\r\n\r\n").starts_with("HTTP/1.1 400 "));
 }
 
 /// RFC 9112 3.2.4: `OPTIONS *` asks about the server as a whole; it gets 200 with the
