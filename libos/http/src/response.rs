@@ -18,6 +18,10 @@ const KNOWN_METHODS: [&[u8]; 7] = [
     b"POST", b"PUT", b"DELETE", b"PATCH", b"CONNECT", b"TRACE", b"OPTIONS",
 ];
 
+/// The `Cache-Control` of a dynamic page's answers: each is rendered fresh, and no
+/// cache may keep it.
+const DYNAMIC_CACHE_CONTROL: &[u8] = b"no-store";
+
 /// The blank line that ends a head.
 const BLANK_LINE: &[u8] = b"\r\n";
 
@@ -431,7 +435,8 @@ impl Response {
 pub enum Page {
     /// Not a dynamic page: serve the file table's.
     Unhandled,
-    /// A fresh body, served `200` with its own head and `Cache-Control: no-store`.
+    /// A fresh body, served `200` with its own head and `Cache-Control: no-store`
+    /// (which a `304` for it, to `If-None-Match: *`, carries too).
     Ready {
         /// Its `Content-Type`.
         content_type: &'static str,
@@ -664,7 +669,10 @@ fn dynamic(
         .values(b"if-none-match")
         .any(|list| tag_list_holds(list, None, Comparison::Weak))
     {
-        let head = HeadBuilder::new(Status::NotModified);
+        // RFC 9110 15.4.5: a 304 carries the fields the 200 would have among
+        // Cache-Control, Content-Location, Date, ETag, Expires and Vary.
+        let mut head = HeadBuilder::new(Status::NotModified);
+        head.field(b"Cache-Control", DYNAMIC_CACHE_CONTROL);
         return Response::built(Status::NotModified, persistence, head, Body::Empty);
     }
     let mut head = HeadBuilder::new(Status::Ok);
@@ -672,7 +680,7 @@ fn dynamic(
     if let Some(body) = &body {
         head.number(b"Content-Length", body.len() as u64);
     }
-    head.field(b"Cache-Control", b"no-store");
+    head.field(b"Cache-Control", DYNAMIC_CACHE_CONTROL);
     let body = match body {
         Some(body) if !head_only => Body::Owned(body),
         _ => Body::Empty,

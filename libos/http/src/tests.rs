@@ -457,6 +457,12 @@ fn dynamic_pages_get_a_fresh_head() {
         "HTTP/1.1 200 OK\r\nServer: Rexo\r\nContent-Type: text/plain; charset=utf-8\r\n\
          Content-Length: 8\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n"
     );
+    // RFC 9110 15.4.5: the 304 (a page has no tag, but `*` matches it) keeps the 200's
+    // Cache-Control, so no cache stores it either.
+    assert_eq!(
+        answer("GET /status HTTP/1.1\r\nHost: x\r\nIf-None-Match: *\r\n\r\n"),
+        "HTTP/1.1 304 Not Modified\r\nServer: Rexo\r\nCache-Control: no-store\r\n\r\n"
+    );
     // The hook is asked first, so it may take `/` from the index.
     let site = site();
     let mut status_at_root = |path: &[u8], _| match path {
