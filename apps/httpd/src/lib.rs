@@ -30,7 +30,7 @@
 //! when the NIC cannot wake it.
 //!
 //! `httpd` runs until the machine stops. `httpd-test` ([`main_test`]) is the same server
-//! with one test hook: a `GET /__shutdown`, on any core, is answered and then every core
+//! with one test hook: a `GET /__shutdown` (not HEAD, which is safe), on any core, is answered and then every core
 //! finishes its answers (until its clients acknowledged them, for 2 s at most) and stops (each logs `httpd: core N served M answers`), and the
 //! app returns, so the test harness can end the run with the app's own verdict. The hook lives in a
 //! separate app entry because apps get no arguments: the server a user runs cannot be
@@ -598,24 +598,17 @@ impl Server<'_> {
             connections,
             date,
         } = self;
-        let mut pages = |path: &[u8], head_only| match path {
-            // HEAD / is answered without rendering the page.
-            b"/" if head_only => Page::Unrendered {
-                content_type: "text/html; charset=utf-8",
-            },
-            b"/" => Page::Ready {
-                content_type: "text/html; charset=utf-8",
-                body: shared.status_page(kernel, address),
-            },
-            SHUTDOWN_PATH if shared.shutdown_hook => {
-                shutdown_asked_ns.get_or_insert(now_ns);
-                shared.stop.store(true, Ordering::Relaxed);
-                Page::Ready {
-                    content_type: "text/plain; charset=utf-8",
-                    body: b"shutting down\n".to_vec(),
-                }
-            }
-            _ => Page::Unhandled,
+        let mut pages = |path: &[u8], head_only| {
+            dynamic_page(
+                path,
+                head_only,
+                shared.shutdown_hook,
+                || shared.status_page(kernel, address),
+                || {
+                    shutdown_asked_ns.get_or_insert(now_ns);
+                    shared.stop.store(true, Ordering::Relaxed);
+                },
+            )
         };
         let site = &shared.site;
         connections.step(tcp, site, &mut pages, date.field(), &book.counters, now_ns)
@@ -635,6 +628,37 @@ impl Server<'_> {
             tcp.stack.poll(kernel.now_ns())?;
         }
         Ok(())
+    }
+}
+
+/// httpd's dynamic pages: the status page at `/` (rendered by `status_page`, but not for
+/// a head alone) and, with the test hook on, the answer to `GET /__shutdown`, which
+/// calls `stop` first. Only a GET stops the server: HEAD is safe (RFC 9110 9.3.2), and
+/// finds no page at the hook's path.
+fn dynamic_page(
+    path: &[u8],
+    head_only: bool,
+    shutdown_hook: bool,
+    status_page: impl FnOnce() -> Vec<u8>,
+    stop: impl FnOnce(),
+) -> Page {
+    match path {
+        // HEAD / is answered without rendering the page.
+        b"/" if head_only => Page::Unrendered {
+            content_type: "text/html; charset=utf-8",
+        },
+        b"/" => Page::Ready {
+            content_type: "text/html; charset=utf-8",
+            body: status_page(),
+        },
+        SHUTDOWN_PATH if shutdown_hook && !head_only => {
+            stop();
+            Page::Ready {
+                content_type: "text/plain; charset=utf-8",
+                body: b"shutting down\n".to_vec(),
+            }
+        }
+        _ => Page::Unhandled,
     }
 }
 

@@ -805,3 +805,43 @@ fn answers_carry_date_from_the_second_the_wall_clock_first_answers() {
     let date = "Date: Tue, 14 Nov 2023 22:13:21 GMT\r\n\r\n";
     assert_eq!(shown(&clock).as_deref(), Some(date));
 }
+
+/// The test hook stops the server on `GET /__shutdown` only: HEAD is safe (RFC 9110
+/// 9.3.2), so a HEAD there stops nothing and finds no page (404, as without the hook);
+/// without the hook a GET there stops nothing either.
+#[test]
+fn only_a_get_of_the_shutdown_path_stops_the_server() {
+    let site = crate::site::build(Vec::new()).0;
+    let ask = |request: &str, shutdown_hook: bool| {
+        let mut stopped = false;
+        let mut pages = |path: &[u8], head_only| {
+            crate::dynamic_page(
+                path,
+                head_only,
+                shutdown_hook,
+                || b"status".to_vec(),
+                || stopped = true,
+            )
+        };
+        let Step::Answer { response, .. } = site.serve(request.as_bytes(), &mut pages) else {
+            panic!("{request}: no answer");
+        };
+        (response.status().code(), stopped)
+    };
+    assert_eq!(
+        ask("HEAD /__shutdown HTTP/1.1\r\nHost: x\r\n\r\n", true),
+        (404, false)
+    );
+    assert_eq!(
+        ask("GET /__shutdown HTTP/1.1\r\nHost: x\r\n\r\n", false),
+        (404, false)
+    );
+    assert_eq!(
+        ask("GET /__shutdown HTTP/1.1\r\nHost: x\r\n\r\n", true),
+        (200, true)
+    );
+    assert_eq!(
+        ask("HEAD / HTTP/1.1\r\nHost: x\r\n\r\n", true),
+        (200, false)
+    );
+}
