@@ -131,7 +131,8 @@ pub struct Conn {
     ssthresh: usize,
     /// RFC 6582's `recover`: the highest sequence number sent (plus one) when a loss was
     /// last detected, by duplicate ACKs or a timeout; `None` before any. Duplicate ACKs
-    /// start a fast retransmit only once the peer acknowledged beyond it.
+    /// start a fast retransmit only once the peer acknowledged all that was sent then
+    /// (an ACK at or past it: RFC 6582's ACK above the highest number sent).
     recover: Option<Seq>,
     /// In fast recovery (NewReno), until an ACK reaches `recover`.
     in_recovery: bool,
@@ -638,10 +639,11 @@ impl Conn {
             stats.duplicate_acks += 1;
             self.dupacks += 1;
             // RFC 6582 (3.2): not again for losses of what was sent before the last one
-            // was detected (a timeout's retransmissions draw duplicate ACKs too).
+            // was detected (a timeout's retransmissions draw duplicate ACKs too); a loss
+            // of the first byte sent after it may (`recover` is one past the highest).
             if self.dupacks == 3
                 && !self.in_recovery
-                && self.recover.is_none_or(|recover| seg.ack > recover)
+                && self.recover.is_none_or(|recover| seg.ack >= recover)
             {
                 stats.fast_retransmits += 1;
                 let flight = self.snd_max.since(self.snd_una);

@@ -831,6 +831,114 @@ fn duplicate_acks_after_a_partial_ack_inflate_the_window_at_once() {
     assert_eq!(new_after_each, [0, 1, 1]);
 }
 
+/// Plays, from `now` on, a peer that gets `flight` and every segment sent after it a
+/// millisecond later and acknowledges each at once (duplicate ACKs past a gap), but
+/// loses the first copy of the segment at `lost`, until nothing more is sent and `lost`
+/// went again, or 100 ms: when the segment at `lost` was sent again, if it was (an
+/// RTO, at least 200 ms, is later), and when the play ended.
+fn acking_each_segment(
+    ep: &mut Endpoint,
+    peer: &mut Peer,
+    mut flight: Vec<Vec<u8>>,
+    mut now: u64,
+    lost: Option<Seq>,
+) -> (Option<u64>, u64) {
+    let mut held: Vec<(Seq, Seq)> = Vec::new();
+    let mut dropped = false;
+    let mut resent_at = None;
+    for _ in 0..100 {
+        for packet in &flight {
+            let seg = view(packet);
+            if Some(seg.seq) == lost {
+                if !dropped {
+                    dropped = true;
+                    continue;
+                }
+                resent_at.get_or_insert(now);
+            }
+            held.push((seg.seq, seg.seq.plus(seg.seq_len())));
+            while let Some(&(_, end)) = held
+                .iter()
+                .find(|(start, end)| *start <= peer.ack && peer.ack < *end)
+            {
+                peer.ack = end;
+            }
+        }
+        now += MS;
+        for _ in 0..flight.len() {
+            peer.send(ep, now, b"");
+        }
+        flight = poll(ep, now);
+        if flight.is_empty() && (lost.is_none() || resent_at.is_some()) {
+            break;
+        }
+    }
+    (resent_at, now)
+}
+
+/// Queues an answer of `bytes` on `id` at `now` and plays a peer that loses its first
+/// segment, as [`acking_each_segment`] does: when that segment went again and when the
+/// play ended.
+fn answer_losing_its_first_segment(
+    ep: &mut Endpoint,
+    id: ConnId,
+    peer: &mut Peer,
+    now: u64,
+    bytes: usize,
+) -> (Option<u64>, u64) {
+    ep.send(id, Piece::shared(blob(bytes), 0, bytes).unwrap())
+        .unwrap();
+    let flight = poll(ep, now);
+    let first = view(&flight[0]).seq;
+    acking_each_segment(ep, peer, flight, now, Some(first))
+}
+
+#[test]
+fn a_loss_at_the_end_of_the_last_fast_recovery_gets_a_fast_retransmit() {
+    let mut ep = server(Config::default());
+    let (id, mut peer) = connect(&mut ep, 0, 5000, Some(1000), None, 60_000);
+    let recover = peer.ack.plus(10_000);
+    let (resent_at, now) = answer_losing_its_first_segment(&mut ep, id, &mut peer, 0, 10_000);
+    assert!(resent_at.is_some());
+    assert_eq!(ep.stats().fast_retransmits, 1);
+    assert_eq!(peer.ack, recover, "all acknowledged, the recovery over");
+    // The next answer starts exactly at `recover`: its first segment lost, the
+    // duplicate ACKs acknowledge all that was sent before the last loss.
+    let start = now + 10 * MS;
+    let (resent_at, _) = answer_losing_its_first_segment(&mut ep, id, &mut peer, start, 5000);
+    assert_eq!(
+        ep.stats().fast_retransmits,
+        2,
+        "RFC 6582: above the highest sent"
+    );
+    assert!(resent_at.is_some_and(|at| at < start + 10 * MS));
+}
+
+#[test]
+fn a_loss_at_the_end_of_the_last_timeouts_recovery_gets_a_fast_retransmit() {
+    let mut ep = server(Config::default());
+    let (id, mut peer) = connect(&mut ep, 0, 5000, Some(1000), None, 60_000);
+    ep.send(id, Piece::shared(blob(10_000), 0, 10_000).unwrap())
+        .unwrap();
+    assert_eq!(poll(&mut ep, 0).len(), 10, "the whole flight lost");
+    let resent = poll(&mut ep, 1000 * MS);
+    assert_eq!(lengths(&resent), [1000], "the timeout resends the first");
+    let recover = view(&resent[0]).seq.plus(10_000);
+    let (_, now) = acking_each_segment(&mut ep, &mut peer, resent, 1000 * MS, None);
+    assert_eq!(
+        peer.ack, recover,
+        "all sent again in slow start and acknowledged"
+    );
+    let start = now + 10 * MS;
+    let (resent_at, _) = answer_losing_its_first_segment(&mut ep, id, &mut peer, start, 5000);
+    assert_eq!(
+        ep.stats().fast_retransmits,
+        1,
+        "RFC 6582: above the highest sent"
+    );
+    assert!(resent_at.is_some_and(|at| at < start + 10 * MS));
+}
+
 #[test]
 fn data_after_a_retransmitted_syn_ack_starts_with_an_rto_of_3_s() {
     let mut ep = server(Config::default());
