@@ -1025,6 +1025,24 @@ impl Conn {
         }
     }
 
+    /// The sequence number of a segment without data, as Linux's `tcp_acceptable_seq`
+    /// picks it: the highest number sent if within the peer's window (a retransmission
+    /// timeout or a lowered MSS rewinds `snd_nxt`, and a peer that received everything
+    /// drops a segment below its RCV.NXT, RFC 9293 3.10.7.4); else the window's end
+    /// (behind a zero window a probe's byte is past what the peer took), or `snd_nxt`
+    /// if that is further (a window shrunk below what was sent, as a scaled one rounded
+    /// down is).
+    fn pure_ack_seq(&self) -> Seq {
+        let window_end = self.snd_una.plus(self.snd_wnd);
+        if self.snd_max <= window_end {
+            self.snd_max
+        } else if self.snd_nxt > window_end {
+            self.snd_nxt
+        } else {
+            window_end
+        }
+    }
+
     /// Takes this connection's turn of a poll at `now`: sends the retransmission and
     /// probe due, then new data within the peer's and the congestion window (cut to the
     /// initial window first if no data went for longer than the RTO and none is
@@ -1149,7 +1167,7 @@ impl Conn {
             self.keepalive_now = false;
         }
         if self.ack_pending {
-            let header = self.header(self.snd_nxt, ACK);
+            let header = self.header(self.pure_ack_seq(), ACK);
             if !out.send(&header, &[], 0, 0) {
                 return Turn::Refused;
             }

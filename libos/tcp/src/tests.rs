@@ -1959,6 +1959,55 @@ fn a_reset_after_a_retransmission_timeout_is_sent_at_the_highest_number_sent() {
     );
 }
 
+/// The sequence number of the ACK `ep` sends at `now` for a request the peer sends then.
+fn ack_of_a_request(ep: &mut Endpoint, peer: &mut Peer, now: u64) -> Seq {
+    peer.send(ep, now, b"GET / HTTP/1.1\r\n\r\n");
+    let sent = poll(ep, now);
+    assert_eq!(sent.len(), 1);
+    let ack = view(&sent[0]);
+    assert_eq!((ack.payload.len(), ack.ack), (0, peer.seq), "a pure ACK");
+    ack.seq
+}
+
+#[test]
+fn a_pure_ack_after_a_retransmission_timeout_is_sent_at_the_highest_number_sent() {
+    let mut ep = server(Config::default());
+    let (id, mut peer) = connect(&mut ep, 0, 5000, Some(1000), None, 60_000);
+    ep.send(id, Piece::shared(blob(5000), 0, 5000).unwrap())
+        .unwrap();
+    assert_eq!(poll(&mut ep, 0).len(), 5);
+    let snd_max = peer.ack.plus(5000);
+    // The peer got the flight, but its ACKs were lost: the timeout resends the first.
+    let again = poll(&mut ep, 1000 * MS);
+    assert_eq!(lengths(&again), [1000]);
+    // A request the peer sent before the flight reached it: its RCV.NXT is SND.MAX,
+    // and a segment below it is dropped (RFC 9293, 3.10.7.4).
+    assert_eq!(ack_of_a_request(&mut ep, &mut peer, 1001 * MS), snd_max);
+}
+
+#[test]
+fn a_pure_ack_past_the_peers_window_is_sent_at_its_end_or_at_snd_nxt() {
+    // Behind a zero window, at the probe's byte, which the peer did not take.
+    let mut ep = server(Config::default());
+    let (id, mut peer) = connect(&mut ep, 0, 5000, None, None, 0);
+    ep.send(id, Piece::owned(vec![1; 100])).unwrap();
+    assert!(poll(&mut ep, 0).is_empty(), "nothing fits a zero window");
+    assert_eq!(lengths(&poll(&mut ep, 1000 * MS)), [1], "a probe");
+    assert_eq!(ack_of_a_request(&mut ep, &mut peer, 1001 * MS), peer.ack);
+    // A window shrunk below what was sent (rounded down under the peer's scale): at
+    // `snd_nxt`, which a peer that got it all holds.
+    let mut ep = server(Config::default());
+    let (id, mut peer) = connect(&mut ep, 0, 5000, Some(1000), None, 3000);
+    ep.send(id, Piece::shared(blob(5000), 0, 5000).unwrap())
+        .unwrap();
+    assert_eq!(lengths(&poll(&mut ep, 0)), [1000; 3]);
+    peer.window = 2000;
+    assert_eq!(
+        ack_of_a_request(&mut ep, &mut peer, MS),
+        peer.ack.plus(3000)
+    );
+}
+
 #[test]
 fn the_send_queue_is_bounded_and_closes_with_the_connection() {
     let mut ep = server_with(|c| c.max_send_pieces = 2);
