@@ -1316,6 +1316,13 @@ impl Endpoint {
         self.config.recv_buffer.min(0xffff) as u16
     }
 
+    /// The window a half-open connection's segments other than its SYN-ACK offer once
+    /// both ends offered window scaling, which the peer scales (RFC 7323, 2.2: all but
+    /// SYNs): the receive buffer shifted by [`our_shift`](Self::our_shift).
+    fn scaled_handshake_window(&self) -> u16 {
+        (self.config.recv_buffer >> self.our_shift()).min(0xffff) as u16
+    }
+
     /// A segment for a half-open connection, from `link` if known: [`Sender::Peer`]
     /// once it acknowledges our SYN. As in a synchronized state (RFC 9293, 3.10.7.4,
     /// and RFC 5961): a RST ends it only at exactly the expected sequence number, and
@@ -1323,7 +1330,8 @@ impl Endpoint {
     /// challenge ACK (a peer that restarted with a new ISN answers it with the RST
     /// that ends the stale entry), at most [`CHALLENGE_ACKS_PER_SECOND`]; a segment out
     /// of the window gets an ACK (without data, at most one per
-    /// [`OUT_OF_WINDOW_ACK_INTERVAL_NS`]).
+    /// [`OUT_OF_WINDOW_ACK_INTERVAL_NS`]); these ACKs offer the window scaled as the
+    /// peer reads it.
     fn input_half_open(
         &mut self,
         tuple: Tuple,
@@ -1332,9 +1340,14 @@ impl Endpoint {
         link: Option<LinkAddress>,
     ) -> Sender {
         let window = self.handshake_window();
+        let scaled_window = self.scaled_handshake_window();
         let held = self.connections() - self.released;
         let Some(half) = self.half_open.get_mut(&tuple) else {
             return Sender::Unknown;
+        };
+        let ack_window = match half.peer_shift {
+            Some(_) => scaled_window,
+            None => window,
         };
         let (snd_nxt, rcv_nxt) = (half.iss.plus(1), half.irs.plus(1));
         let in_window = seg
@@ -1346,7 +1359,7 @@ impl Endpoint {
                 self.half_open.remove(&tuple);
             } else if in_window {
                 if half.challenges.allow(now, &mut self.stats) {
-                    self.reply(&tuple, snd_nxt, rcv_nxt, ACK, window, None);
+                    self.reply(&tuple, snd_nxt, rcv_nxt, ACK, ack_window, None);
                 }
             } else {
                 self.stats.out_of_window += 1;
@@ -1358,14 +1371,14 @@ impl Endpoint {
                 // The peer's SYN again (our SYN-ACK was lost): answer it again.
                 half.send_now = true;
             } else if half.challenges.allow(now, &mut self.stats) {
-                self.reply(&tuple, snd_nxt, rcv_nxt, ACK, window, None);
+                self.reply(&tuple, snd_nxt, rcv_nxt, ACK, ack_window, None);
             }
             return Sender::Unknown;
         }
         if !in_window {
             self.stats.out_of_window += 1;
             if half.out_of_window_acks.allow(seg, now, &mut self.stats) {
-                self.reply(&tuple, snd_nxt, rcv_nxt, ACK, window, None);
+                self.reply(&tuple, snd_nxt, rcv_nxt, ACK, ack_window, None);
             }
             return Sender::Unknown;
         }

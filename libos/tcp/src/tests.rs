@@ -405,6 +405,36 @@ fn a_half_open_connection_challenges_an_inexact_reset_and_a_new_syn() {
 }
 
 #[test]
+fn a_half_open_connections_acks_offer_its_window_scaled_once_both_offered_scaling() {
+    // A receive buffer of 65,536 bytes takes a shift of 1; the peer offers 7.
+    let mut ep = server(Config::default());
+    let syn = packet(5000, SYN, Seq(1000), Seq(0), 1000, b"", None, Some(7));
+    ep.input(0, &syn);
+    let sent = poll(&mut ep, 0);
+    let synack = view(&sent[0]);
+    assert_eq!(
+        (synack.window, synack.window_scale),
+        (0xffff, Some(1)),
+        "a SYN's window is never scaled"
+    );
+    let iss = synack.seq;
+    // A RST in the window, a new SYN and data out of the window: each gets an ACK,
+    // which the peer scales (RFC 7323, 2.2), so 65,535 would offer twice the buffer.
+    let answered = [
+        packet(5000, RST, Seq(1011), Seq(0), 0, b"", None, None),
+        packet(5000, SYN, Seq(90_000), Seq(0), 1000, b"", None, Some(7)),
+        packet(5000, ACK, Seq(201_001), iss.plus(1), 1000, b"x", None, None),
+    ];
+    for segment in answered {
+        ep.input(MS, &segment);
+        let sent = poll(&mut ep, MS);
+        assert_eq!(sent.len(), 1, "one ACK");
+        let ack = view(&sent[0]);
+        assert_eq!((ack.flags, usize::from(ack.window) << 1), (ACK, 65_536));
+    }
+}
+
+#[test]
 fn out_of_order_data_is_reassembled_and_answered_with_duplicate_acks() {
     let (mut ep, id, mut peer) = established();
     let start = peer.seq;
