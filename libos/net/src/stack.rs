@@ -150,6 +150,9 @@ const _: () = assert!(
 fn refused_config(error: rexo_tcp::ConfigError) -> &'static str {
     match error {
         rexo_tcp::ConfigError::MssTooSmall(_) => MSS_BELOW_LEAST,
+        rexo_tcp::ConfigError::MssTooLarge(_) => {
+            "the MSS is above rexo_tcp::MAX_SEGMENTATION, the most TCP payload an IPv4 datagram carries"
+        }
         rexo_tcp::ConfigError::RtoBounds(..) => "the least RTO is above the largest",
         rexo_tcp::ConfigError::RecvBuffer(_) => {
             "the receive buffer is 0 or above rexo_tcp::MAX_RECV_BUFFER"

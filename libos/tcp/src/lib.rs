@@ -51,7 +51,8 @@ mod time_wait;
 mod wire;
 
 /// The most payload bytes a super-segment can carry ([`Config::segmentation`] is held to
-/// it): an IPv4 total length is 16 bits, less the IPv4 and TCP headers (no options).
+/// it), and the largest [`Config::mss`]: an IPv4 total length is 16 bits, less the IPv4
+/// and TCP headers (no options).
 pub const MAX_SEGMENTATION: usize = 65_535 - 40;
 
 pub use challenge::{CHALLENGE_ACKS_PER_SECOND, OUT_OF_WINDOW_ACK_INTERVAL_NS};
@@ -72,7 +73,8 @@ use core::ops::Bound;
 #[derive(Clone, Debug)]
 pub struct Config {
     /// The MSS announced, and the most payload per segment sent (1460: Ethernet); at
-    /// least [`MIN_MSS`], and at most the link's MTU less 40 bytes of headers.
+    /// least [`MIN_MSS`], and at most the link's MTU less 40 bytes of headers and
+    /// [`MAX_SEGMENTATION`].
     pub mss: u16,
     /// Each connection's receive buffer in bytes (the most window offered): at least 1,
     /// at most [`MAX_RECV_BUFFER`].
@@ -196,6 +198,9 @@ pub const MAX_RECV_BUFFER: usize = 0xffff << 14;
 pub enum ConfigError {
     /// [`Config::mss`] (shown) is below [`MIN_MSS`].
     MssTooSmall(u16),
+    /// [`Config::mss`] (shown) is above [`MAX_SEGMENTATION`]: a full segment's IPv4
+    /// total length would not fit its 16 bits.
+    MssTooLarge(u16),
     /// [`Config::rto_min_ns`] is above [`Config::rto_max_ns`] (shown, in that order).
     RtoBounds(u64, u64),
     /// [`Config::recv_buffer`] (shown) is 0, a window that never opens, or above
@@ -207,6 +212,10 @@ impl core::fmt::Display for ConfigError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             Self::MssTooSmall(mss) => write!(f, "an MSS of {mss} bytes is below {MIN_MSS}"),
+            Self::MssTooLarge(mss) => write!(
+                f,
+                "an MSS of {mss} bytes is above {MAX_SEGMENTATION}, the most TCP payload an IPv4 datagram carries"
+            ),
             Self::RtoBounds(min, max) => {
                 write!(
                     f,
@@ -648,13 +657,17 @@ const MAX_REPLIES: usize = 256;
 
 impl Endpoint {
     /// An endpoint with nothing listening, or [`ConfigError::MssTooSmall`] for a
-    /// [`Config::mss`] below [`MIN_MSS`], [`ConfigError::RtoBounds`] for a least RTO
+    /// [`Config::mss`] below [`MIN_MSS`], [`ConfigError::MssTooLarge`] for one above
+    /// [`MAX_SEGMENTATION`], [`ConfigError::RtoBounds`] for a least RTO
     /// above the largest, [`ConfigError::RecvBuffer`] for a receive buffer of 0 or
     /// above [`MAX_RECV_BUFFER`]. The MSS must also fit the link (its MTU less 40 bytes of IPv4
     /// and TCP headers), which only the caller knows.
     pub fn new(config: Config) -> Result<Endpoint, ConfigError> {
         if config.mss < MIN_MSS {
             return Err(ConfigError::MssTooSmall(config.mss));
+        }
+        if usize::from(config.mss) > MAX_SEGMENTATION {
+            return Err(ConfigError::MssTooLarge(config.mss));
         }
         if config.rto_min_ns > config.rto_max_ns {
             return Err(ConfigError::RtoBounds(config.rto_min_ns, config.rto_max_ns));

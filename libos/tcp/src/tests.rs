@@ -262,6 +262,29 @@ fn an_mss_below_the_least_is_refused_and_the_least_takes_any_peer() {
 }
 
 #[test]
+fn an_mss_above_max_segmentation_is_refused_and_the_largest_sends_whole_datagrams() {
+    for mss in [MAX_SEGMENTATION as u16 + 1, u16::MAX] {
+        let refused = Endpoint::new(Config {
+            mss,
+            ..Config::default()
+        });
+        assert_eq!(refused.err(), Some(ConfigError::MssTooLarge(mss)));
+    }
+    let mut ep = server_with(|c| c.mss = MAX_SEGMENTATION as u16);
+    let (id, _) = connect(&mut ep, 0, 5000, Some(u16::MAX), Some(7), u16::MAX);
+    ep.send(id, Piece::shared(blob(200_000), 0, 200_000).unwrap())
+        .unwrap();
+    // `poll` parses each: an IPv4 total length that wrapped would not.
+    let sent = poll(&mut ep, 0);
+    assert_eq!(
+        lengths(&sent),
+        [MAX_SEGMENTATION; 2],
+        "RFC 6928: 2 segments this large"
+    );
+    assert!(sent.iter().all(|p| p.len() == 65_535));
+}
+
+#[test]
 fn receive_buffers_of_0_or_above_rfc_7323s_largest_window_are_refused() {
     for recv_buffer in [0, MAX_RECV_BUFFER + 1, 1 << 31] {
         let refused = Endpoint::new(Config {
