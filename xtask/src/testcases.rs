@@ -197,7 +197,8 @@ pub enum Check {
     /// order (other lines between); a `*` in one stands for any text.
     Logged(&'static [&'static str]),
     /// A line of QEMU's own output (its stderr: `-trace` events) containing this text,
-    /// looked for once the run ended (so only in cases that run to an exit).
+    /// looked for once the run ended (so only in cases that run to an exit or are killed
+    /// after their flush, [`Arg::KillAfterFlush`]).
     QemuSaid(&'static str),
     /// No line of QEMU's own output containing this text, for the whole run.
     QemuNeverSaid(&'static str),
@@ -1893,9 +1894,12 @@ pub const CASES: &[Case] = &[
         ..DISK
     },
     // Killed (SIGKILL) the moment the flush completed: the image must already hold
-    // every sector.
+    // every sector, and QEMU's trace must show the controller flushed namespace 1 (QEMU
+    // writes to the host's page cache, which SIGKILL does not lose, so the image alone
+    // would pass without a flush).
     Case {
         name: "drivers::nvme-kill-after-flush",
+        qemu_args: &["-nic", "none", "-trace", "pci_nvme_flush_ns"],
         qemu: &[
             Arg::Disk(Attach::Device("nvme,serial=rexo0")),
             Arg::KillAfterFlush,
@@ -1905,6 +1909,7 @@ pub const CASES: &[Case] = &[
             Check::Has(DISK_READ_BACK),
             Check::Has("read past the end refused"),
             Check::Has("diskcheck: disk 0: flushed"),
+            Check::QemuSaid("pci_nvme_flush_ns nsid 0x1"),
             Check::Lacks("FAILED"),
         ],
         ..DISK

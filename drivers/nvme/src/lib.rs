@@ -1316,6 +1316,28 @@ mod tests {
     }
 
     #[test]
+    fn a_flush_queues_an_nvm_flush_of_the_namespace_and_completes() {
+        let (mut disk, _) = disk_with_fake_controller(1);
+        let mut controller = ControllerSide::default();
+        let flush = disk.submit_flush(0).unwrap();
+        assert_eq!(poll_once(&mut disk), [], "rung in, not finished");
+        let command = controller
+            .take_command(&disk.queues[0].pair)
+            .expect("the flush reached the controller");
+        let Command(dwords) = command;
+        // Dword 0: opcode 00h (Flush), FUSE and PSDT 0; dword 1: the NSID.
+        assert_eq!(dwords[0] & 0xFFFF, 0x00, "opcode: {dwords:08X?}");
+        assert_eq!(dwords[1], NAMESPACE, "NSID: {dwords:08X?}");
+        assert_eq!(dwords[2..], [0; 14], "no data, no range: {dwords:08X?}");
+        controller.complete(&mut disk.queues[0].pair, command.id(), 0);
+        let finished = poll_once(&mut disk);
+        assert!(
+            matches!(finished[..], [(tag, Ok(_))] if tag == flush),
+            "{finished:?}"
+        );
+    }
+
+    #[test]
     fn admin_command_identifiers_skip_ffff() {
         let (mut disk, _) = disk_with_fake_controller(1);
         let mut controller = ControllerSide::default();
