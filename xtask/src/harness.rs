@@ -831,7 +831,6 @@ impl Checker {
                 Check::Has(text) | Check::Count(text, _) | Check::Lacks(text) => {
                     line.contains(text)
                 }
-                Check::HasAny(texts) => texts.iter().any(|t| lower.contains(&t.to_lowercase())),
                 Check::Warn(text) => {
                     line.contains("WARN") && lower.contains(&self.expand(text).to_lowercase())
                 }
@@ -910,7 +909,6 @@ impl Checker {
                     "no line with `{text}` (got `{}`)",
                     self.first_hit[i].as_deref().unwrap_or_default()
                 ),
-                Check::HasAny(texts) => format!("one of {texts:?}"),
                 Check::Warn("") => "a WARN line".into(),
                 Check::Warn(text) => format!("a WARN line naming `{}`", self.expand(text)),
                 Check::SymbolizedFrame => "a symbolized backtrace frame".into(),
