@@ -927,7 +927,9 @@ pub const CASES: &[Case] = &[
         name: "badinput::unknown-key",
         append: "app=hello frobnicate=1",
         exit: Some(35),
-        checks: &[Check::Has("frobnicate")],
+        checks: &[Check::Has(
+            "rexo: error: command line: unknown key in `frobnicate=1`; known keys: ",
+        )],
         ..BASE
     },
     Case {
