@@ -1522,7 +1522,8 @@ pub const CASES: &[Case] = &[
     },
     // A disk whose device fails a write (QEMU's blkdebug injects EIO at sector 4096):
     // each driver turns the completion's error status into a clear error for that
-    // request, diskcheck reports it, and the kernel goes on to power off.
+    // request, diskcheck reports it, and the kernel ends the run as failed (exit 35, no
+    // crash report).
     Case {
         name: "badinput::disk-error-nvme",
         qemu: &[Arg::Disk(Attach::Faulty("nvme,serial=faulty"))],
@@ -2341,22 +2342,28 @@ const NET: Case = Case {
     ..BASE
 };
 
-/// A `diskcheck` run on one disk whose device fails a write ([`Attach::Faulty`]).
+/// A `diskcheck` run on one disk whose device fails a write ([`Attach::Faulty`]): the
+/// app fails, so the kernel ends the run as failed (QEMU exit status 35).
 const FAULTY_DISK: Case = Case {
     machine: Machine::Q35,
     append: "app=diskcheck",
     qemu_args: &["-nic", "none"],
     timeout_s: 60,
+    exit: Some(35),
     ..BASE
 };
 
-/// What a failed write shows: the request's error with the device's status, the check
-/// ending with a failure, and the kernel powering off after the app.
+/// What a failed write shows: the error of the request that holds
+/// [`FAULTY_SECTOR`](crate::diskimage::FAULTY_SECTOR) (diskcheck writes 64 sectors a
+/// request, and 64 divides 4096) with the device's status, the check ending with a
+/// failure, and the kernel saying the app failed, then ending the run as failed (exit 35)
+/// without a crash report.
 const DISK_ERROR: &[Check] = &[
-    Check::Has("diskcheck: disk 0: FAILED: sectors"),
-    Check::Has("failed with status"),
+    Check::Has("diskcheck: disk 0: FAILED: sectors 4096+64: "),
+    Check::Has(" failed with status "),
     Check::Has("diskcheck: done, 1 disk(s), FAILED"),
-    Check::Has("app 'diskcheck' failed"),
+    Check::Has("app 'diskcheck' failed: the app failed with code 1"),
+    Check::Lacks("!!! rexo"),
 ];
 
 /// An `httpd` case: q35 with a virtio-net NIC on user networking, TCP 80 forwarded; the
