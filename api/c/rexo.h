@@ -348,7 +348,9 @@ REXO_STATIC_ASSERT(sizeof(struct rexo_net_info) == 12, "struct rexo_net_info is 
 
 /* One masked compare of a packet filter: the `width`-byte (1, 2 or 4) big-endian field
  * at byte `offset` of the frame, masked with `mask`, equals `value` (no bits outside
- * the mask). `reserved` must be 0. */
+ * the mask). From byte 54 on, in a TCP frame (IPv4 with a 20-byte header), `offset`
+ * counts from 54 at the TCP payload's first byte, past the TCP options
+ * (rexo_pktfilter::TCP_PAYLOAD). `reserved` must be 0. */
 struct rexo_atom {
     uint16_t offset;
     uint8_t width;

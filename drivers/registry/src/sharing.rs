@@ -32,12 +32,14 @@
 //! transmit rule of one of its filters: the frame with its ends traded (MACs, addresses,
 //! ports) must match the filter, payload bytes included, so the port it receives on is
 //! the only port it sends from and two apps told apart by a payload byte send only their
-//! own; or is of another EtherType that one of its filters names whole, matching that filter
-//! with only the MACs traded (`Filter::link_transmit_rule`: no EtherType a filter does
-//! not name); otherwise the fill is withdrawn before the device sees it, and counted. A
-//! TCP frame the device cuts into segments is judged as each segment will go too (its
-//! headers, then its own payload at the same offsets), so a payload byte a rule names
-//! is the app's own in every segment, not only the first.
+//! own (a TCP payload byte read past the frame's TCP options, `TCP_PAYLOAD`, so options
+//! cannot slip another's tag past the rule); or is of another EtherType that one of its
+//! filters names whole, matching that filter with only the MACs traded
+//! (`Filter::link_transmit_rule`: no EtherType a filter does not name); otherwise the
+//! fill is withdrawn before the device sees it, and counted. A TCP frame the device cuts
+//! into segments is judged as each segment will go too (its headers, options included,
+//! then its own payload), so a payload byte a rule names is the app's own in every
+//! segment, not only the first.
 
 use alloc::boxed::Box;
 use alloc::collections::VecDeque;
@@ -49,7 +51,7 @@ use rexo_api::{
     MAX_INTERFACE_BINDINGS, NetBinding, NetDevice, NetInfo, NetSharing,
 };
 use rexo_devio::Found;
-use rexo_pktfilter::{Filters, InsertError, MAX_ATOMS, checksum};
+use rexo_pktfilter::{Filters, InsertError, MAX_ATOMS, TCP_PAYLOAD, checksum};
 
 use crate::appcode::calling_app;
 use crate::{Binder, Holder, Slot, SlotState};
@@ -272,10 +274,10 @@ impl Sharing {
     }
 
     /// Whether `endpoint` may send each segment a device cuts from the TCP `frame` at
-    /// `mss` payload bytes: that segment's headers as `frame`'s, then its payload, at the
-    /// same offsets, so a rule naming payload bytes judges every segment's, not only the
-    /// first's. Only rules reaching past the headers cost a look per segment (up to
-    /// `max_frame` bytes copied). A frame that fits `max_frame` goes whole, and one the
+    /// `mss` payload bytes: that segment's headers as `frame`'s (TCP options included),
+    /// then its payload, which the rules read from `TCP_PAYLOAD` on, so a rule naming
+    /// payload bytes judges every segment's, not only the first's. Only rules reaching
+    /// past the fixed headers cost a look per segment (up to `max_frame` bytes copied). A frame that fits `max_frame` goes whole, and one the
     /// driver will not cut is refused by it (`NotSegmentable`).
     fn permits_each_segment(
         &self,
@@ -297,7 +299,9 @@ impl Sharing {
             .max()
             .unwrap_or(0);
         let (headers, payload) = frame.split_at(cut.header_len);
-        let Some(read) = reach.checked_sub(headers.len()).filter(|&read| read > 0) else {
+        // Payload bytes a rule reads, wherever the TCP options end (`TCP_PAYLOAD`).
+        let payload_start = usize::from(TCP_PAYLOAD);
+        let Some(read) = reach.checked_sub(payload_start).filter(|&read| read > 0) else {
             return true;
         };
         let mut segment = Vec::new();
@@ -1705,16 +1709,52 @@ pub(crate) mod tests {
     /// A TCP frame (ACK) from the interface's port 5000 to the peer carrying `payload`,
     /// its IPv4 header checksummed.
     fn tcp_outgoing(payload: &[u8]) -> Vec<u8> {
-        let mut frame = outgoing(6, 5000);
+        tcp_with_options(outgoing(6, 5000), &[], payload)
+    }
+
+    /// `frame` (an IPv4 TCP frame with 20-byte headers) as an ACK with TCP `options` (a
+    /// multiple of 4 bytes) and `payload`, its IPv4 header checksummed.
+    fn tcp_with_options(mut frame: Vec<u8>, options: &[u8], payload: &[u8]) -> Vec<u8> {
         frame.resize(54, 0);
-        frame[16..18].copy_from_slice(&((40 + payload.len()) as u16).to_be_bytes());
+        let total = 40 + options.len() + payload.len();
+        frame[16..18].copy_from_slice(&(total as u16).to_be_bytes());
         frame[24..26].fill(0);
         let sum = checksum(&frame[14..34]);
         frame[24..26].copy_from_slice(&sum.to_be_bytes());
-        frame[46] = 0x50;
+        frame[46] = ((5 + options.len() / 4) as u8) << 4;
         frame[47] = 0x10;
+        frame.extend_from_slice(options);
         frame.extend_from_slice(payload);
         frame
+    }
+
+    #[test]
+    fn tcp_options_move_the_payload_tag_past_the_rule() {
+        let (registry, wire) = shared();
+        let mut first = bind(registry, 1, "first", &["tcp dport 5000 & 54:1=1"]).unwrap();
+        let _second = bind(registry, 2, "second", &["tcp dport 5000 & 54:1=2"]).unwrap();
+        let nops = [1, 1, 1, 1];
+        // The NOPs at 54..58 spell its own tag; the payload behind them is the second's.
+        let others = tcp_with_options(outgoing(6, 5000), &nops, &[2, 0, 0]);
+        let own = tcp_with_options(outgoing(6, 5000), &nops, &[1, 0, 0]);
+        let why = "the second app's tag behind TCP options";
+        sends_only(first.as_mut(), &wire, &own, &others, why);
+    }
+
+    #[test]
+    fn a_peers_tcp_options_do_not_hide_the_payload_tag() {
+        let (registry, wire) = shared();
+        let mut first = bind(registry, 1, "first", &["tcp dport 5000 & 54:1=1"]).unwrap();
+        let mut second = bind(registry, 2, "second", &["tcp dport 5000 & 54:1=2"]).unwrap();
+        // What Linux sends on every segment: NOP, NOP, timestamps (its first byte 1).
+        let timestamps = [1, 1, 8, 10, 0, 0, 0, 7, 0, 0, 0, 9];
+        let for_second = tcp_with_options(incoming(6, 5000), &timestamps, &[2, 0, 0]);
+        let bare_ack = tcp_with_options(incoming(6, 5000), &timestamps, &[]);
+        wire.lock().incoming.extend([for_second.clone(), bare_ack]);
+        assert_eq!(poll(first.as_mut()), Vec::<Vec<u8>>::new());
+        assert_eq!(poll(second.as_mut()), [for_second]);
+        let sharing = registry.net_sharing(0).unwrap().unwrap();
+        assert_eq!(sharing.unmatched, 1, "a segment without payload has no tag");
     }
 
     #[test]
@@ -1745,6 +1785,34 @@ pub(crate) mod tests {
         let sharing = registry.net_sharing(0).unwrap().unwrap();
         let counted = (sharing.bindings[0].sent, sharing.bindings[0].refused);
         assert_eq!(counted, (1, 1));
+    }
+
+    #[test]
+    fn a_segmented_send_with_tcp_options_is_judged_on_each_segments_payload() {
+        const MSS: usize = 1000;
+        let (registry, wire) = shared();
+        let mut first = bind(registry, 1, "first", &["tcp dport 5000 & 54:1=1"]).unwrap();
+        let _second = bind(registry, 2, "second", &["tcp dport 5000 & 54:1=2"]).unwrap();
+        // Timestamps in every segment's headers: 1 at 54, where the payload would be.
+        let timestamps = [1, 1, 8, 10, 0, 0, 0, 7, 0, 0, 0, 9];
+        let mut payload = vec![1; 2 * MSS + 10];
+        let mut send_cut = |payload: &[u8]| {
+            let frame = tcp_with_options(outgoing(6, 5000), &timestamps, payload);
+            first.send_tcp_segmented(0, frame.len(), &mut |buffer| {
+                buffer.copy_from_slice(&frame);
+                Some(MSS)
+            })
+        };
+        payload[MSS] = 2;
+        assert_eq!(
+            send_cut(&payload),
+            Err(DeviceError::Withdrawn),
+            "the second segment's payload carries the second app's tag"
+        );
+        payload[MSS] = 1;
+        assert_eq!(send_cut(&payload), Ok(()));
+        let tags: Vec<u8> = wire.lock().sent.iter().map(|segment| segment[66]).collect();
+        assert_eq!(tags, [1, 1, 1], "every segment its own tag");
     }
 
     #[test]

@@ -7,7 +7,8 @@ use core::fmt;
 /// equals `value`. A frame too short to hold the field does not match.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Atom {
-    /// Byte offset from the start of the Ethernet frame.
+    /// Byte offset from the start of the Ethernet frame; from [`TCP_PAYLOAD`] on, in a
+    /// TCP frame, from its TCP payload's start, wherever its TCP options put it.
     pub offset: u16,
     /// 1, 2 or 4 bytes.
     pub width: u8,
@@ -17,12 +18,74 @@ pub struct Atom {
     pub value: u32,
 }
 
+/// The first byte past a 20-byte IPv4 header and a 20-byte TCP header. An atom reads
+/// byte `k` below it at the frame's byte `k`, and byte `TCP_PAYLOAD + k` at the frame's
+/// byte `TCP_PAYLOAD + k` too, except in a TCP frame (IPv4 with a 20-byte header,
+/// protocol 6, a first fragment or whole), where it is TCP payload byte `k`, past the
+/// TCP options its data offset counts: a peer's TCP timestamps (12 bytes on every Linux
+/// segment) would otherwise stand where a filter reads payload, and an app could slip
+/// another app's payload tag past its transmit rule behind options of its own. A TCP
+/// frame whose data offset is under 5 words has no payload byte to read (no atom there
+/// matches it), and no atom reads a TCP option byte.
+pub const TCP_PAYLOAD: u16 = 54;
+
+/// The TCP data offset field (the TCP header's length in 32-bit words, high nibble).
+const TCP_DATA_OFFSET: usize = 46;
+
+/// A frame as atoms read it: its TCP payload where [`TCP_PAYLOAD`] says.
+#[derive(Clone, Copy)]
+pub(crate) struct FrameView<'a> {
+    /// The frame.
+    frame: &'a [u8],
+    /// Where the byte read at [`TCP_PAYLOAD`] is in `frame` (`None`: nowhere).
+    payload: Option<usize>,
+}
+
+impl<'a> FrameView<'a> {
+    /// `frame` as atoms read it.
+    pub(crate) fn of(frame: &'a [u8]) -> Self {
+        let first_fragment = frame
+            .get(20..22)
+            .is_some_and(|field| u16::from_be_bytes([field[0], field[1]]) & 0x1fff == 0);
+        let tcp = frame.get(12..14) == Some(&[0x08, 0x00][..])
+            && frame.get(14) == Some(&0x45)
+            && frame.get(23) == Some(&6)
+            && first_fragment;
+        let payload = match frame.get(TCP_DATA_OFFSET) {
+            Some(&byte) if tcp => {
+                let words = usize::from(byte >> 4);
+                (words >= 5).then(|| 14 + 20 + 4 * words)
+            }
+            _ => Some(usize::from(TCP_PAYLOAD)),
+        };
+        Self { frame, payload }
+    }
+
+    /// The byte atoms read at `offset`, if there is one.
+    fn byte(&self, offset: usize) -> Option<u8> {
+        let payload = usize::from(TCP_PAYLOAD);
+        match offset.checked_sub(payload) {
+            None => self.frame.get(offset).copied(),
+            Some(into) => self.frame.get(self.payload? + into).copied(),
+        }
+    }
+}
+
 impl Atom {
-    /// The field of `frame` this atom reads, masked; `None` when the frame is too short.
+    /// The field of `frame` this atom reads, masked; `None` when the frame is too short
+    /// (or, for a TCP payload byte, has no such byte: [`TCP_PAYLOAD`]).
     pub fn field(&self, frame: &[u8]) -> Option<u32> {
+        self.read(&FrameView::of(frame))
+    }
+
+    /// The field this atom reads in `view`, masked; `None` when it has no such bytes.
+    pub(crate) fn read(&self, view: &FrameView) -> Option<u32> {
         let start = usize::from(self.offset);
-        let bytes = frame.get(start..start + usize::from(self.width))?;
-        Some(bytes.iter().fold(0u32, |acc, &b| (acc << 8) | u32::from(b)) & self.mask)
+        let bytes = start..start + usize::from(self.width);
+        let field = bytes
+            .map(|at| view.byte(at))
+            .try_fold(0u32, |acc, byte| Some((acc << 8) | u32::from(byte?)))?;
+        Some(field & self.mask)
     }
 
     /// Whether `frame` satisfies the atom.
@@ -300,9 +363,12 @@ impl Filter {
         &self.atoms
     }
 
-    /// Whether `frame` matches every atom.
+    /// Whether `frame` matches every atom (TCP payload read as [`TCP_PAYLOAD`] says).
     pub fn matches(&self, frame: &[u8]) -> bool {
-        self.atoms.iter().all(|atom| atom.matches(frame))
+        let view = FrameView::of(frame);
+        self.atoms
+            .iter()
+            .all(|atom| atom.read(&view) == Some(atom.value))
     }
 
     /// Per-byte constraints of the whole filter, merged: (offset, mask, value), sorted
@@ -740,6 +806,95 @@ mod tests {
         reply[42] = 2;
         assert!(!send.matches(&reply), "another app's tag does not");
         assert!(!send.matches(&reply[..42]), "nor a frame too short for it");
+    }
+
+    /// A TCP frame to port `dport` with `options` (a multiple of 4 bytes) then `payload`.
+    fn tcp_frame(dport: u16, options: &[u8], payload: &[u8]) -> Vec<u8> {
+        let mut frame = udp_frame(dport);
+        frame.truncate(54);
+        frame[23] = 6;
+        frame[46] = ((5 + options.len() / 4) as u8) << 4;
+        frame.extend_from_slice(options);
+        frame.extend_from_slice(payload);
+        frame
+    }
+
+    #[test]
+    fn tcp_payload_bytes_are_read_past_the_tcp_options() {
+        let tagged = Filter::parse("tcp dport 5000 & 54:1=1 & 55:2=0x0203").unwrap();
+        let timestamps = [1, 1, 8, 10, 0, 0, 0, 7, 0, 0, 0, 9];
+        assert!(tagged.matches(&tcp_frame(5000, &[], &[1, 2, 3])));
+        assert!(
+            tagged.matches(&tcp_frame(5000, &timestamps, &[1, 2, 3])),
+            "a peer's timestamps stand before the payload"
+        );
+        assert!(!tagged.matches(&tcp_frame(5000, &timestamps, &[2, 2, 3])));
+        assert!(
+            !tagged.matches(&tcp_frame(5000, &[1, 2, 3, 1], &[2, 2, 3])),
+            "option bytes that spell the tag are no payload"
+        );
+        let straddling = Filter::parse("tcp & 52:4=0x00000102").unwrap();
+        assert!(
+            straddling.matches(&tcp_frame(5000, &timestamps, &[1, 2])),
+            "a field over the header's end and the payload's start"
+        );
+        assert!(!straddling.matches(&tcp_frame(5000, &timestamps, &[1])));
+        let mut short_header = tcp_frame(5000, &[], &[1, 2, 3]);
+        short_header[46] = 0x40;
+        assert!(
+            !tagged.matches(&short_header),
+            "a data offset under 5 words"
+        );
+        let mut past_the_end = tcp_frame(5000, &[], &[1, 2, 3]);
+        past_the_end[46] = 0xF0;
+        assert!(
+            !tagged.matches(&past_the_end),
+            "a header longer than the frame"
+        );
+        // UDP's header is 8 bytes, whatever byte 46 holds: its payload stays in place.
+        let udp = Filter::parse("udp dport 5000 & 54:1=1").unwrap();
+        let mut datagram = udp_frame(5000);
+        (datagram[46], datagram[54]) = (0x60, 1);
+        assert!(udp.matches(&datagram));
+        // And so does a later fragment's, which carries no TCP header.
+        let raw = Filter::parse("12:2=0x0800 & 23:1=6 & 54:1=1").unwrap();
+        let mut tail = tcp_frame(5000, &[9, 9, 9, 9], &[1]);
+        tail[20..22].copy_from_slice(&185u16.to_be_bytes());
+        assert!(!raw.matches(&tail));
+        tail[54] = 1;
+        assert!(raw.matches(&tail));
+    }
+
+    #[test]
+    fn the_tree_reads_tcp_payload_past_the_options() {
+        let mut filters = crate::Filters::new();
+        for tag in 1..=2 {
+            let text = alloc::format!("tcp dport 5000 & 54:1={tag}");
+            filters.insert(Filter::parse(&text).unwrap(), tag).unwrap();
+        }
+        let timestamps = [1, 1, 8, 10, 0, 0, 0, 7, 0, 0, 0, 9];
+        assert_eq!(
+            filters.classify(&tcp_frame(5000, &timestamps, &[2])),
+            Some(2)
+        );
+        assert_eq!(filters.classify(&tcp_frame(5000, &[], &[1])), Some(1));
+        assert_eq!(filters.classify(&tcp_frame(5000, &timestamps, &[])), None);
+    }
+
+    #[test]
+    fn a_tcp_payload_tag_cannot_pass_a_transmit_rule_behind_options() {
+        let send = Filter::parse("tcp dport 5000 & 54:1=1")
+            .unwrap()
+            .transmit_rule();
+        let mut own = tcp_frame(40000, &[1, 1, 1, 1], &[1]);
+        own[34..36].copy_from_slice(&5000u16.to_be_bytes());
+        assert!(send.matches(&own), "its own tag behind options");
+        let mut others = tcp_frame(40000, &[1, 1, 1, 1], &[2]);
+        others[34..36].copy_from_slice(&5000u16.to_be_bytes());
+        assert!(
+            !send.matches(&others),
+            "NOPs at 54 spell its tag, the payload is 2"
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Packet filters in the manner of the MIT exokernel's DPF: an app binds to incoming
 //! traffic with a declarative filter, a conjunction of *atoms* (`offset`, `width`, `mask`,
-//! `value`: "the 2 bytes at 12, masked with 0xFFFF, equal 0x0800"). Because filters are
+//! `value`: "the 2 bytes at 12, masked with 0xFFFF, equal 0x0800"; from byte 54 on, a
+//! TCP frame's payload bytes wherever its TCP options end, [`TCP_PAYLOAD`]). Because filters are
 //! data, not code, the kernel can do what it could not with code:
 //!
 //! - check a new filter against the installed ones and refuse one that overlaps (some
@@ -25,7 +26,7 @@ extern crate alloc;
 mod filter;
 mod tree;
 
-pub use filter::{Atom, FIRST_FRAGMENT, Filter, MAX_ATOMS, ParseError};
+pub use filter::{Atom, FIRST_FRAGMENT, Filter, MAX_ATOMS, ParseError, TCP_PAYLOAD};
 pub use tree::{Filters, InsertError, MAX_FRAME_TESTS};
 
 /// The internet checksum (RFC 1071) of `bytes`: what the kernel puts in the answers it

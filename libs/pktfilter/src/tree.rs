@@ -27,6 +27,7 @@
 use alloc::vec::Vec;
 use core::fmt;
 
+use crate::filter::FrameView;
 use crate::{Atom, Filter};
 
 /// The most field tests classifying one frame may take, whatever the frame: the merged
@@ -282,7 +283,7 @@ impl<T: Copy> Node<T> {
 
     /// The owner of the filter `frame` matches, if any; `tally` counts the field tests
     /// tried.
-    fn classify(&self, frame: &[u8], tally: &mut impl Tally) -> Option<T> {
+    fn classify(&self, frame: &FrameView, tally: &mut impl Tally) -> Option<T> {
         for ((offset, width, mask), children) in &self.tests {
             tally.tried();
             let atom = Atom {
@@ -291,7 +292,7 @@ impl<T: Copy> Node<T> {
                 mask: *mask,
                 value: 0,
             };
-            if let Some(value) = atom.field(frame)
+            if let Some(value) = atom.read(frame)
                 && let Ok(i) = children.binary_search_by_key(&value, |(v, _)| *v)
                 && let Some(owner) = children[i].1.classify(frame, tally)
             {
@@ -520,14 +521,15 @@ impl<T: Copy + PartialEq> Filters<T> {
 
     /// The owner of the one filter `frame` matches, if any.
     pub fn classify(&self, frame: &[u8]) -> Option<T> {
-        self.tree.classify(frame, &mut ()).map(|entry| entry.owner)
+        let view = FrameView::of(frame);
+        self.tree.classify(&view, &mut ()).map(|entry| entry.owner)
     }
 
     /// [`classify`](Self::classify), and how many field tests it tried.
     #[cfg(test)]
     fn classify_counting(&self, frame: &[u8]) -> (Option<T>, usize) {
         let mut tests = 0;
-        let entry = self.tree.classify(frame, &mut tests);
+        let entry = self.tree.classify(&FrameView::of(frame), &mut tests);
         (entry.map(|entry| entry.owner), tests)
     }
 
