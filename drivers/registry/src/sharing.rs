@@ -5,8 +5,9 @@
 //! tree, and runs it on every frame a poll takes off the device:
 //!
 //! - a frame of the polling app is handed to it in place, in its DMA buffer;
-//! - a frame of another app is queued for that app (a copy, bounded, drops counted) and
-//!   handed to it at its next poll; with one device queue per app this copy would go;
+//! - a frame of another app is queued for that app (a copy, bounded per app and for all
+//!   the interface's apps together, its heap taken fallibly, drops counted) and handed
+//!   to it at its next poll; with one device queue per app this copy would go;
 //! - ARP requests for the interface's address (`ip=`) and ARP replies are the kernel's
 //!   before any filter sees them, whatever an app's filter names (`arp`, a MAC, a
 //!   padding byte): it answers the requests and gives the replies to every bound app
@@ -58,6 +59,11 @@ use crate::{Binder, Holder, Slot, SlotState};
 
 /// Frames queued for one app before more are dropped (about 190 KB of full frames).
 const BACKLOG: usize = 128;
+/// Bytes of frames queued for all the apps bound to one interface together before more
+/// are dropped (about 690 full frames: the backlogs of 5 apps that stopped polling),
+/// where [`BACKLOG`] alone let 64 bindings hold 12.4 MB of kernel heap, taken by other
+/// apps' polls and never given back to the allocator's other users.
+const MAX_BACKLOG_BYTES: usize = 1 << 20;
 /// Answers the kernel queues during one poll before it drops requests.
 const MAX_REPLIES: usize = 32;
 
@@ -95,10 +101,21 @@ struct Endpoint {
 }
 
 impl Endpoint {
-    /// Queues a copy of `frame` for this app, or counts it dropped.
-    fn queue(&mut self, frame: &[u8]) {
-        if self.backlog.len() < BACKLOG {
-            self.backlog.push_back(frame.to_vec());
+    /// Queues a copy of `frame` for this app, `held` counting the bytes of every backlog
+    /// of the interface, or counts it dropped: past [`BACKLOG`] frames, past
+    /// [`MAX_BACKLOG_BYTES`] for the interface, or when the heap has no room for the
+    /// copy (a failed allocation would end the polling app's call, here under the slot's
+    /// lock).
+    fn queue(&mut self, frame: &[u8], held: &mut usize) {
+        let room = self.backlog.len() < BACKLOG && *held + frame.len() <= MAX_BACKLOG_BYTES;
+        let mut copy = Vec::new();
+        if room
+            && copy.try_reserve_exact(frame.len()).is_ok()
+            && self.backlog.try_reserve(1).is_ok()
+        {
+            copy.extend_from_slice(frame);
+            self.backlog.push_back(copy);
+            *held += frame.len();
             self.counters.queued += 1;
         } else {
             self.counters.dropped += 1;
@@ -112,6 +129,8 @@ pub(crate) struct Sharing {
     filters: Filters<u64>,
     /// The bound apps.
     endpoints: Vec<Endpoint>,
+    /// Bytes of the frames in all the endpoints' backlogs ([`MAX_BACKLOG_BYTES`]).
+    backlog_bytes: usize,
     /// The interface's address, which the kernel answers for.
     address: Ipv4Config,
     /// The interface's MAC address.
@@ -124,15 +143,10 @@ pub(crate) struct Sharing {
 }
 
 impl Sharing {
-    /// The endpoint of binding `id`.
-    fn endpoint(&mut self, id: u64) -> Option<&mut Endpoint> {
-        self.endpoints.iter_mut().find(|e| e.id == id)
-    }
-
     /// Queues a copy of `frame` for binding `id`, or counts it dropped.
     fn queue_for(&mut self, id: u64, frame: &[u8]) {
-        if let Some(endpoint) = self.endpoint(id) {
-            endpoint.queue(frame);
+        if let Some(endpoint) = self.endpoints.iter_mut().find(|e| e.id == id) {
+            endpoint.queue(frame, &mut self.backlog_bytes);
         }
     }
 
@@ -165,7 +179,7 @@ impl Sharing {
             }
             ARP_REPLY => {
                 for endpoint in self.endpoints.iter_mut().filter(|e| e.id != caller) {
-                    endpoint.queue(frame);
+                    endpoint.queue(frame, &mut self.backlog_bytes);
                 }
                 self.counters.arp_shared += 1;
                 Some(true)
@@ -476,6 +490,7 @@ pub(crate) fn bind(
     let sharing = state.sharing.get_or_insert_with(|| Sharing {
         filters: Filters::new(),
         endpoints: Vec::new(),
+        backlog_bytes: 0,
         address,
         mac: info.mac,
         replies: Vec::new(),
@@ -569,10 +584,12 @@ pub(crate) fn unbind(state: &mut SlotState, ids: &[u64]) {
         return;
     };
     sharing.filters.remove_owners(ids);
+    let held = &mut sharing.backlog_bytes;
     sharing.endpoints.retain(|endpoint| {
         let ended = ids.contains(&endpoint.id);
         if ended {
             log::info!("net: unbound {}", endpoint.counters);
+            *held -= endpoint.backlog.iter().map(Vec::len).sum::<usize>();
         }
         !ended
     });
@@ -676,6 +693,7 @@ impl NetDevice for Bound {
                     let Some(frame) = endpoint.backlog.pop_front() else {
                         break;
                     };
+                    sharing.backlog_bytes -= frame.len();
                     app.run(|| deliver(&frame));
                     handed += 1;
                 }
@@ -1445,6 +1463,60 @@ pub(crate) mod tests {
         let sharing = registry.net_sharing(0).unwrap().unwrap();
         assert_eq!(sharing.bindings[1].dropped, 10);
         assert_eq!(poll(kv.as_mut()).len(), BACKLOG);
+    }
+
+    /// The bytes `registry`'s shared interface holds in its backlogs, as counted and as
+    /// summed frame by frame.
+    fn backlog_bytes(registry: &Registry) -> (usize, usize) {
+        let state = registry.slots[0].state.lock();
+        let sharing = state.sharing.as_ref().unwrap();
+        let frames = sharing.endpoints.iter().flat_map(|e| &e.backlog);
+        (sharing.backlog_bytes, frames.map(Vec::len).sum())
+    }
+
+    #[test]
+    fn the_backlogs_of_apps_that_do_not_poll_hold_at_most_the_interfaces_cap() {
+        const FULL: usize = 1514;
+        let (registry, wire) = shared();
+        let mut poller = bind(registry, 1, "poller", &["udp dport 7"]).unwrap();
+        let mut sleepers: Vec<_> = (0..8)
+            .map(|app| {
+                let filter = format!("udp dport {}", 100 + app);
+                bind(registry, 2 + app, "sleeper", &[&filter]).unwrap()
+            })
+            .collect();
+        let full = |dport: u16| {
+            let mut frame = incoming(17, dport);
+            frame.resize(FULL, 0);
+            frame
+        };
+        let each = (0..BACKLOG).flat_map(|_| (0..8).map(|app| full(100 + app)));
+        wire.lock().incoming.extend(each);
+        while !wire.lock().incoming.is_empty() {
+            assert_eq!(poll(poller.as_mut()), Vec::<Vec<u8>>::new());
+        }
+        let (held, summed) = backlog_bytes(registry);
+        assert_eq!(held, summed);
+        assert_eq!(held, MAX_BACKLOG_BYTES / FULL * FULL, "filled to the cap");
+        let sharing = registry.net_sharing(0).unwrap().unwrap();
+        let dropped: u64 = sharing.bindings.iter().map(|b| b.dropped).sum();
+        let queued: u64 = sharing.bindings.iter().map(|b| b.queued).sum();
+        assert_eq!(
+            (queued, queued + dropped),
+            ((held / FULL) as u64, 8 * BACKLOG as u64)
+        );
+        // A sleeper that polls, and one that ends, give their bytes back.
+        let woken = poll(sleepers[0].as_mut()).len();
+        drop(sleepers.pop());
+        let (after, summed) = backlog_bytes(registry);
+        assert_eq!(after, summed);
+        assert!(
+            woken > 0 && after < held - woken * FULL,
+            "{woken} taken: {after}"
+        );
+        wire.lock().incoming.push_back(full(101));
+        poll(poller.as_mut());
+        assert_eq!(backlog_bytes(registry).0, after + FULL, "queued again");
     }
 
     /// A router's ICMP error message of `kind` and `code` to the interface, quoting the
