@@ -488,7 +488,7 @@ impl Filter {
     /// such a frame has no IPv4 addresses or ports to trade. `None`, so nothing of
     /// another EtherType passes, unless the filter names the whole EtherType field, an
     /// EtherType (0x0600 or more, not a length) other than IPv4, ARP and those that carry
-    /// other frames (VLAN tags, PPPoE, MPLS: [`ENCAPSULATING_ETHERTYPES`], whose frames
+    /// other frames (VLAN tags, PPPoE, MPLS: `ENCAPSULATING_ETHERTYPES`, whose frames
     /// would carry IPv4 past the IPv4 rule): a filter naming
     /// only a MAC or a payload byte would otherwise let its owner send every protocol it
     /// does not receive. Bytes past the Ethernet header stay in place whatever they mean
