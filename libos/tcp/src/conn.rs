@@ -1053,9 +1053,11 @@ impl Conn {
     /// carries one MSS. [`Turn::More`] if data waits for another turn.
     pub(crate) fn output(&mut self, now: u64, out: &mut Output<'_>, pace: Pace) -> Turn {
         if self.rst_pending {
-            // At the highest number sent: a retransmission timeout rewinds `snd_nxt`,
-            // and a peer that received up to `snd_max` drops a RST below it.
-            let header = self.header(self.snd_max, RST | ACK);
+            // Where the peer takes a segment without data, as an ACK goes (Linux's
+            // active reset does the same): a retransmission timeout rewinds `snd_nxt`,
+            // and a peer that received up to `snd_max` drops a RST below it; behind a
+            // zero window it drops one at a probe's byte.
+            let header = self.header(self.pure_ack_seq(), RST | ACK);
             if !out.send(&header, &[], 0, 0) {
                 return Turn::Refused;
             }

@@ -2012,6 +2012,23 @@ fn a_reset_after_a_retransmission_timeout_is_sent_at_the_highest_number_sent() {
     );
 }
 
+#[test]
+fn a_reset_behind_a_zero_window_is_sent_where_the_peer_takes_it() {
+    // A zero window and a probe's byte outstanding: a RST past RCV.NXT is dropped by a
+    // peer whose window is zero (RFC 9293 3.10.7.4), so it goes at the window's end.
+    let mut ep = server(Config::default());
+    let (id, peer) = connect(&mut ep, 0, 5000, None, None, 0);
+    ep.send(id, Piece::owned(vec![1; 100])).unwrap();
+    assert!(poll(&mut ep, 0).is_empty(), "nothing fits a zero window");
+    assert_eq!(lengths(&poll(&mut ep, 1000 * MS)), [1], "a probe");
+    ep.abort(id).unwrap();
+    let rst = poll(&mut ep, 1001 * MS);
+    assert_eq!(
+        (view(&rst[0]).flags, view(&rst[0]).seq),
+        (RST | ACK, peer.ack)
+    );
+}
+
 /// The sequence number of the ACK `ep` sends at `now` for a request the peer sends then.
 fn ack_of_a_request(ep: &mut Endpoint, peer: &mut Peer, now: u64) -> Seq {
     peer.send(ep, now, b"GET / HTTP/1.1\r\n\r\n");
