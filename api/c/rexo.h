@@ -408,8 +408,9 @@ int rexo_net_receive(int64_t nic, void *buf, size_t len);
 /* Sends the `len`-byte frame at `frame` (copied into the driver's buffer). Returns
  * REXO_OK, REXO_EINVAL (`frame` NULL with `len` > 0), REXO_EFAULT, REXO_EBADF,
  * REXO_EMSGSIZE (longer than max_frame or shorter than 14 bytes: nothing sent),
- * REXO_EBUSY (the transmit ring is full: call again), REXO_ENOMEM, REXO_EPERM (on a
- * shared interface, a source the filter does not give the app: withdrawn), REXO_EIO (the
+ * REXO_EBUSY (the transmit ring is full: call again), REXO_ENOMEM, REXO_EPERM (the
+ * interface was taken back, or on a shared interface a source the filter does not give
+ * the app: withdrawn), REXO_EIO (the
  * device failed, or the driver handed over a buffer of another length than the frame:
  * withdrawn, nothing sent) or REXO_ENOAPP. */
 int rexo_net_send(int64_t nic, const void *frame, size_t len);

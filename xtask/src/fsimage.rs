@@ -1031,7 +1031,8 @@ mod tests {
         let meta = std::fs::metadata(&out).unwrap();
         assert_eq!(meta.len(), 256 << 20);
         let held = meta.blocks() * 512;
-        assert!(held <= 4 << 20, "the copy holds {held} bytes");
+        // Two 4 KiB blocks hold data; a MiB written whole for a few bytes would show.
+        assert!(held < 1 << 20, "the copy holds {held} bytes");
         let copy = File::open(&out).unwrap();
         let mut ends = [0u8; 10];
         copy.read_exact_at(&mut ends, 0).unwrap();

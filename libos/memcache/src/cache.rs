@@ -466,7 +466,7 @@ impl Cache {
                 // or no memory for it) is NOT_STORED, counted nowhere.
                 let combined = key.bytes().len() + old.value().len() + value.len();
                 if old.value().len() + value.len() > self.config.max_value
-                    || combined + ITEM_OVERHEAD > self.config.max_bytes
+                    || !self.fits_alone(combined)
                 {
                     return (StoreOutcome::NotStored, None);
                 }
