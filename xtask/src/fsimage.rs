@@ -268,45 +268,154 @@ fn repair(image: &Path) -> Result<()> {
     Ok(())
 }
 
+/// How much `fs` copies at a time, in and out: the most of a file held in memory.
+const CHUNK: usize = 1 << 20;
+
+/// The runs of whole 4 KiB blocks of `piece` (which starts at byte `at` of its file) that
+/// are not all zeros, each with where it starts: what a copy writes, leaving the blocks
+/// of zeros between them holes.
+fn nonzero_runs(piece: &[u8], at: u64) -> Vec<(u64, &[u8])> {
+    let mut runs = Vec::new();
+    let mut run_start = None;
+    for (index, block) in piece.chunks(BLOCK_SIZE).enumerate() {
+        let offset = index * BLOCK_SIZE;
+        match (block.iter().any(|&byte| byte != 0), run_start) {
+            (true, None) => run_start = Some(offset),
+            (false, Some(start)) => {
+                runs.push((at + start as u64, &piece[start..offset]));
+                run_start = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(start) = run_start {
+        runs.push((at + start as u64, &piece[start..]));
+    }
+    runs
+}
+
 /// Writes the 4 KiB blocks of `piece` that are not all zeros to `to` at `at` onwards,
 /// leaving the others as holes (the file's length set by the caller).
 fn write_nonzero_blocks(to: &File, piece: &[u8], at: u64) -> std::io::Result<()> {
-    for (block, at) in piece.chunks(4096).zip((at..).step_by(4096)) {
-        if block.iter().any(|&byte| byte != 0) {
-            to.write_all_at(block, at)?;
-        }
+    for (at, run) in nonzero_runs(piece, at) {
+        to.write_all_at(run, at)?;
     }
     Ok(())
 }
 
-/// Copies all of `from` into the empty file `to`, leaving holes where `from` has them:
-/// only the ranges the host's file system holds data for (`SEEK_DATA`, `SEEK_HOLE`) are
-/// read, and the 4 KiB blocks of zeros in them are not written either.
-fn copy_keeping_holes(from: &File, to: &File) -> std::io::Result<()> {
+/// The next range of bytes at or after `at` (and before `len`) that the host's file
+/// system holds data for in `file` (`SEEK_DATA`, `SEEK_HOLE`), its start rounded down
+/// to a 4 KiB boundary; `None` when only a hole is left.
+fn next_data(file: &File, at: u64, len: u64) -> std::io::Result<Option<std::ops::Range<u64>>> {
     use rustix::fs::{SeekFrom, seek};
-    const CHUNK: usize = 1 << 20;
+    let start = match seek(file, SeekFrom::Data(at)) {
+        Ok(start) if start < len => start,
+        Ok(_) | Err(rustix::io::Errno::NXIO) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let end = seek(file, SeekFrom::Hole(start))?.min(len);
+    let start = (start - start % BLOCK_SIZE as u64).max(at);
+    Ok(Some(start..end))
+}
+
+/// Copies all of `from` into the empty file `to`, leaving holes where `from` has them:
+/// only the ranges the host's file system holds data for ([`next_data`]) are read, and
+/// the 4 KiB blocks of zeros in them are not written either.
+fn copy_keeping_holes(from: &File, to: &File) -> std::io::Result<()> {
     let len = from.metadata()?.len();
     to.set_len(len)?;
     let mut buffer = vec![0u8; CHUNK];
     let mut at = 0;
-    while at < len {
-        let start = match seek(from, SeekFrom::Data(at)) {
-            Ok(start) => start,
-            // Only a hole is left.
-            Err(rustix::io::Errno::NXIO) => break,
-            Err(e) => return Err(e.into()),
-        };
-        let end = seek(from, SeekFrom::Hole(start))?.min(len);
-        let mut offset = start;
-        while offset < end {
-            let piece = &mut buffer[..(end - offset).min(CHUNK as u64) as usize];
+    while let Some(data) = next_data(from, at, len)? {
+        let mut offset = data.start;
+        while offset < data.end {
+            let piece = &mut buffer[..(data.end - offset).min(CHUNK as u64) as usize];
             from.read_exact_at(piece, offset)?;
             write_nonzero_blocks(to, piece, offset)?;
             offset += piece.len() as u64;
         }
-        at = end;
+        at = data.end;
     }
     to.sync_data()
+}
+
+/// A file for [`put_grouped`] to copy in, read a piece at a time.
+pub trait PutSource {
+    /// Its length in bytes.
+    fn len(&self) -> u64;
+    /// Fills `buf` with its bytes from `at` on.
+    fn read_exact_at(&self, buf: &mut [u8], at: u64) -> Result<()>;
+    /// The next range at or after `at` that may hold bytes other than zeros (the bytes
+    /// before it are zeros); `None` when only zeros are left.
+    fn next_data(&self, at: u64) -> Result<Option<std::ops::Range<u64>>>;
+}
+
+/// Bytes in memory (the test images' files).
+impl PutSource for &[u8] {
+    fn len(&self) -> u64 {
+        <[u8]>::len(self) as u64
+    }
+
+    fn read_exact_at(&self, buf: &mut [u8], at: u64) -> Result<()> {
+        let bytes = usize::try_from(at)
+            .ok()
+            .and_then(|at| self.get(at..at.checked_add(buf.len())?))
+            .ok_or_else(|| format!("{} bytes from {at}: past the end", buf.len()))?;
+        buf.copy_from_slice(bytes);
+        Ok(())
+    }
+
+    fn next_data(&self, at: u64) -> Result<Option<std::ops::Range<u64>>> {
+        let len = PutSource::len(self);
+        Ok((at < len).then_some(at..len))
+    }
+}
+
+/// A regular file of the host, open; its length as it was when opened is what is copied.
+struct HostFile {
+    /// The file.
+    file: File,
+    /// Its path, for errors.
+    path: std::path::PathBuf,
+    /// Its length when opened.
+    len: u64,
+}
+
+impl HostFile {
+    /// Opens the host's regular file `path` (anything else is refused before it is
+    /// opened: `crate::disk::host_file_size`).
+    fn open(path: &Path) -> Result<Self> {
+        crate::disk::host_file_size(path)?;
+        let fail = |e: std::io::Error| format!("{}: {e}", path.display());
+        let file = File::open(path).map_err(fail)?;
+        let len = file.metadata().map_err(fail)?.len();
+        Ok(HostFile {
+            file,
+            path: path.to_path_buf(),
+            len,
+        })
+    }
+}
+
+impl PutSource for HostFile {
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn read_exact_at(&self, buf: &mut [u8], at: u64) -> Result<()> {
+        let name = self.path.display();
+        self.file.read_exact_at(buf, at).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                format!("{name} shrank below {} bytes while it was read", self.len)
+            } else {
+                format!("{name}: {e}")
+            }
+        })
+    }
+
+    fn next_data(&self, at: u64) -> Result<Option<std::ops::Range<u64>>> {
+        next_data(&self.file, at, self.len).map_err(|e| format!("{}: {e}", self.path.display()))
+    }
 }
 
 /// Copies the host's `from` (a file, or a directory with everything under it) in as
@@ -320,8 +429,8 @@ pub fn put_tree<D: BlockStore>(
     let mut files = Vec::new();
     list_tree(fs, from, to, &mut files)?;
     let paths: Vec<String> = files.iter().map(|(path, _)| path.clone()).collect();
-    put_grouped(fs, &paths, &|index, most| {
-        crate::disk::read_host_file(&files[index].1, most)
+    put_grouped(fs, &paths, &|index| {
+        Ok(Box::new(HostFile::open(&files[index].1)?))
     })
 }
 
@@ -359,18 +468,18 @@ fn list_tree<D: BlockStore>(
     Ok(())
 }
 
-/// Writes the files `paths` (their parents exist; `read(i, most)` gives the bytes of
-/// `paths[i]`, refusing more than `most`, the room for them: the free blocks and those of
-/// a file it replaces) with Cheetah's grouping: the HTML pages first, in order, each followed
-/// on disk by the files it links to that are among `paths` and not written yet
-/// (`rexo_http::linked_paths`, `FileSystem::replace_after`), so that httpd reading the
-/// page reads them with it; then the rest in order. Links resolve in the file system's namespace (httpd serves its
-/// root), so absolute links of a tree put under a subdirectory do not group. Returns
-/// the files and bytes written.
-pub fn put_grouped<D: BlockStore>(
+/// Writes the files `paths` (their parents exist; `open(i)` gives the bytes of
+/// `paths[i]`, each copied by [`put_file`]) with Cheetah's grouping: the HTML pages
+/// first, in order, each followed on disk by the files it links to that are among
+/// `paths` and not written yet (`rexo_http::linked_paths` over the page's first MiB,
+/// [`LINKS_LOOKED_FOR_IN`]; `FileSystem::write_after`), so that httpd reading the page
+/// reads them with it; then the rest in order. Links resolve in the file system's
+/// namespace (httpd serves its root), so absolute links of a tree put under a
+/// subdirectory do not group. Returns the files and bytes written.
+pub fn put_grouped<'a, D: BlockStore>(
     fs: &mut FileSystem<D>,
     paths: &[String],
-    read: &dyn Fn(usize, u64) -> Result<Vec<u8>>,
+    open: &dyn Fn(usize) -> Result<Box<dyn PutSource + 'a>>,
 ) -> Result<(u64, u64)> {
     let index_of: std::collections::HashMap<&str, usize> = paths
         .iter()
@@ -382,18 +491,13 @@ pub fn put_grouped<D: BlockStore>(
     let mut put = |fs: &mut FileSystem<D>,
                    written: &mut [bool],
                    index: usize,
+                   source: &dyn PutSource,
                    after: Option<&str>|
-     -> Result<Vec<u8>> {
-        let path = &paths[index];
-        let data = read(index, room_for(fs, path))?;
-        match after {
-            Some(neighbour) => fs.replace_after(path, &data, neighbour),
-            None => fs.replace(path, &data),
-        }
-        .map_err(|e| format!("{path}: {e}"))?;
+     -> Result<()> {
+        let bytes = put_file(fs, &paths[index], source, after)?;
         written[index] = true;
-        total = (total.0 + 1, total.1 + data.len() as u64);
-        Ok(data)
+        total = (total.0 + 1, total.1 + bytes);
+        Ok(())
     };
     let is_page = |path: &str| {
         let lower = path.to_ascii_lowercase();
@@ -403,27 +507,87 @@ pub fn put_grouped<D: BlockStore>(
         if !is_page(page) {
             continue;
         }
-        let data = if written[index] {
-            read(index, room_for(fs, page))?
-        } else {
-            put(fs, &mut written, index, None)?
-        };
+        let source = open(index)?;
+        if !written[index] {
+            put(fs, &mut written, index, &*source, None)?;
+        }
+        let mut start = vec![0u8; source.len().min(LINKS_LOOKED_FOR_IN) as usize];
+        source.read_exact_at(&mut start, 0)?;
+        drop(source);
         let mut previous = page.as_str();
-        for link in rexo_http::linked_paths(page, &data) {
+        for link in rexo_http::linked_paths(page, &start) {
             if let Some(&linked) = index_of.get(link.as_str())
                 && !written[linked]
             {
-                put(fs, &mut written, linked, Some(previous))?;
+                put(fs, &mut written, linked, &*open(linked)?, Some(previous))?;
                 previous = &paths[linked];
             }
         }
     }
     for index in 0..paths.len() {
         if !written[index] {
-            put(fs, &mut written, index, None)?;
+            put(fs, &mut written, index, &*open(index)?, None)?;
         }
     }
     Ok(total)
+}
+
+/// How much of a page [`put_grouped`] looks for links in: its first MiB. A page past
+/// `rexo_fs::DEFAULT_READ_TOGETHER` blocks (128 KiB) is not read together with its
+/// neighbours anyway, and a link missed costs placement only.
+const LINKS_LOOKED_FOR_IN: u64 = CHUNK as u64;
+
+/// Makes `path` of `fs` hold the bytes of `source`, copied [`CHUNK`] bytes at a time so
+/// that a file as large as the disk is never held whole, a 4 KiB block of zeros (or a
+/// hole the host's file system keeps) left a hole; with `after`, the file's first block
+/// is placed after that file's last (`FileSystem::write_after`). As
+/// `FileSystem::replace` does, the file is made or emptied first, then written in order.
+/// A source longer than [`room_for`] is refused before anything is read or written; a
+/// failure midway (a read of the host's file, or room short by the blocks a directory
+/// or an extent map takes, which the check does not count), as a crash would, leaves
+/// the file holding part of the bytes. Returns the bytes copied.
+fn put_file<D: BlockStore>(
+    fs: &mut FileSystem<D>,
+    path: &str,
+    source: &dyn PutSource,
+    after: Option<&str>,
+) -> Result<u64> {
+    let fail = |e: rexo_fs::FsError| format!("{path}: {e}");
+    let (len, most) = (source.len(), room_for(fs, path));
+    if len > most {
+        return Err(format!(
+            "{path}: {len} bytes do not fit in the {most} bytes there is room for; nothing \
+             was read"
+        ));
+    }
+    match fs.create(path) {
+        Ok(()) | Err(rexo_fs::FsError::Exists(_)) => {}
+        Err(e) => return Err(fail(e)),
+    }
+    fs.truncate(path, 0).map_err(fail)?;
+    let mut buffer = vec![0u8; CHUNK];
+    let mut neighbour = after;
+    let mut at = 0;
+    while let Some(data) = source.next_data(at)? {
+        let mut offset = data.start;
+        while offset < data.end {
+            let piece = &mut buffer[..(data.end - offset).min(CHUNK as u64) as usize];
+            source
+                .read_exact_at(piece, offset)
+                .map_err(|e| format!("{e}; {path} is left holding part of it"))?;
+            for (run_at, run) in nonzero_runs(piece, offset) {
+                match neighbour.take() {
+                    Some(neighbour) => fs.write_after(path, run_at, run, neighbour),
+                    None => fs.write(path, run_at, run),
+                }
+                .map_err(fail)?;
+            }
+            offset += piece.len() as u64;
+        }
+        at = data.end;
+    }
+    fs.truncate(path, len).map_err(fail)?;
+    Ok(len)
 }
 
 /// The most bytes a file written at `path` of `fs` can hold: the free blocks, and the
@@ -461,7 +625,6 @@ pub fn get_tree(fs: &mut FileSystem<FileStore>, from: &str, to: &Path) -> Result
 /// as large as the disk is never held whole; a 4 KiB block of zeros (a hole, or zeros written)
 /// is left a hole in `to`. Returns the bytes copied.
 fn get_file(fs: &mut FileSystem<FileStore>, from: &str, to: &Path) -> Result<u64> {
-    const CHUNK: usize = 1 << 20;
     let fail = |e: rexo_fs::FsError| format!("{from}: {e}");
     let host = |e: std::io::Error| format!("{}: {e}", to.display());
     let mut file = fs.open(from).map_err(fail)?;
@@ -513,7 +676,9 @@ fn put_site(mut fs: FileSystem<FileStore>) -> Result<()> {
         .collect();
     files.push((NESTED.0.to_string(), NESTED.1.to_vec()));
     let paths: Vec<String> = files.iter().map(|(path, _)| path.clone()).collect();
-    put_grouped(&mut fs, &paths, &|index, _| Ok(files[index].1.clone()))?;
+    put_grouped(&mut fs, &paths, &|index| {
+        Ok(Box::new(files[index].1.as_slice()))
+    })?;
     fs.sync().map_err(|e| e.to_string())
 }
 
@@ -1039,6 +1204,50 @@ mod tests {
         assert_eq!(&ends, b"\0\0\0\0\0start");
         copy.read_exact_at(&mut ends[..3], (256 << 20) - 3).unwrap();
         assert_eq!(&ends[..3], b"end");
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    /// `fs IMAGE put` copies a host file a MiB at a time and keeps its holes: a 256 MiB
+    /// sparse file with a few bytes in it comes back byte-exact and takes a few blocks.
+    /// It was read whole into memory (a host file as large as the disk held at once)
+    /// and written with all its zeros. That memory stays bounded shows in the
+    /// structure (`put_file`'s one buffer of `CHUNK` bytes), not measured here.
+    #[test]
+    fn a_put_streams_a_sparse_file_and_keeps_its_holes() {
+        let base = std::env::temp_dir().join(format!("rexo-fs-put-{}", std::process::id()));
+        std::fs::create_dir_all(&base).unwrap();
+        let image = base.join("fs.img");
+        let free_before = format_new(&image, 300 << 20).unwrap().statfs().free_blocks;
+        let sparse = base.join("sparse.bin");
+        let host = File::create(&sparse).unwrap();
+        host.set_len(256 << 20).unwrap();
+        for (at, bytes) in [
+            (5, &b"start"[..]),
+            ((100 << 20) - 2, b"across"),
+            ((256 << 20) - 3, b"end"),
+        ] {
+            host.write_all_at(bytes, at).unwrap();
+        }
+        drop(host);
+        command(&[
+            image.display().to_string(),
+            "put".into(),
+            sparse.display().to_string(),
+            "/sparse".into(),
+        ])
+        .unwrap();
+        let mut fs = mount(&image).unwrap();
+        let used = free_before - fs.statfs().free_blocks;
+        assert!(used <= 8, "the copy takes {used} blocks");
+        let mut file = fs.open("/sparse").unwrap();
+        let host = File::open(&sparse).unwrap();
+        let (mut copied, mut original) = (vec![0u8; CHUNK], vec![0u8; CHUNK]);
+        for at in (0..256u64 << 20).step_by(CHUNK) {
+            assert_eq!(fs.read_at(&mut file, at, &mut copied).unwrap(), CHUNK);
+            host.read_exact_at(&mut original, at).unwrap();
+            assert!(copied == original, "the MiB at {at} differs");
+        }
+        assert_eq!(fs.read_at(&mut file, 256 << 20, &mut copied).unwrap(), 0);
         std::fs::remove_dir_all(&base).unwrap();
     }
 

@@ -76,7 +76,7 @@ pub struct FileSystem<D: BlockStore> {
     /// When operations are committed.
     policy: CommitPolicy,
     /// Where a file without blocks gets its first one, while [`FileSystem::replace_after`]
-    /// runs (else just after its directory entry's block).
+    /// or [`FileSystem::write_after`] runs (else just after its directory entry's block).
     placement: Option<u64>,
     /// Why the file system is mounted read-only, if it is: what its check found, or the
     /// failed write of its journal home.
@@ -492,11 +492,37 @@ impl<D: BlockStore> FileSystem<D> {
         data: &[u8],
         neighbour: &str,
     ) -> Result<(), FsError> {
+        self.placed_after(neighbour, |fs| fs.replace(path, data))
+    }
+
+    /// [`FileSystem::write`], with the blocks it gives a file that has none before them
+    /// placed from the end of the file `neighbour` on, as [`FileSystem::replace_after`]
+    /// places them: a file written a piece at a time, holes left, is grouped by writing
+    /// its first piece with this and the rest with `write` (each new block goes after the
+    /// file's block before it). A `neighbour` without blocks places nothing; one that is
+    /// missing or a directory is an error, before anything is written.
+    pub fn write_after(
+        &mut self,
+        path: &str,
+        offset: u64,
+        data: &[u8],
+        neighbour: &str,
+    ) -> Result<(), FsError> {
+        self.placed_after(neighbour, |fs| fs.write(path, offset, data))
+    }
+
+    /// Runs `operation` with a file's first blocks placed from the end of the file
+    /// `neighbour` on (the placement forgotten afterwards, whatever the result).
+    fn placed_after(
+        &mut self,
+        neighbour: &str,
+        operation: impl FnOnce(&mut Self) -> Result<(), FsError>,
+    ) -> Result<(), FsError> {
         self.writable()?;
         let found = self.lookup_file(&parse(neighbour)?)?;
         let (extents, _) = self.load_extents(&found.inode)?;
         self.placement = extents.last().map(|extent| extent.physical_end());
-        let result = self.replace(path, data);
+        let result = operation(self);
         self.placement = None;
         result
     }
@@ -1167,7 +1193,7 @@ impl<D: BlockStore> FileSystem<D> {
 
     /// Where a new block for logical block `logical` should go: after the block
     /// before it, else after the file's last block before it, else where
-    /// [`FileSystem::replace_after`] places it, else after the directory block holding
+    /// [`FileSystem::replace_after`] or [`FileSystem::write_after`] places it, else after the directory block holding
     /// the file's entry.
     fn data_goal(
         &self,

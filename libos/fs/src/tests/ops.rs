@@ -1424,3 +1424,44 @@ fn linked_files_are_placed_right_after_their_page() {
     assert_eq!(fs.read_all("/img/e.png").unwrap(), b"e");
     fs.check().unwrap();
 }
+
+/// A file written a piece at a time, a hole first: `write_after` places its first block
+/// right after the neighbour's last, and the pieces written after it with `write` follow.
+#[test]
+fn a_file_written_in_pieces_after_a_neighbour_follows_it() {
+    let mut fs = fresh(4096);
+    fs.mkdir("/img").unwrap();
+    for index in 0..10 {
+        fs.replace(&alloc::format!("/img/filler-{index}"), &[9; 5000])
+            .unwrap();
+    }
+    fs.replace("/index.html", &[1; 6000]).unwrap();
+    for index in 0..5 {
+        fs.unlink(&alloc::format!("/img/filler-{index}")).unwrap();
+    }
+    fs.create("/img/big.png").unwrap();
+    fs.write_after("/img/big.png", 3 * 4096, &[2; 4096], "/index.html")
+        .unwrap();
+    fs.write("/img/big.png", 5 * 4096, &[3; 5000]).unwrap();
+    let page = physical_blocks(&mut fs, "/index.html");
+    let big = physical_blocks(&mut fs, "/img/big.png");
+    assert_eq!(
+        big,
+        [page[1] + 1, page[1] + 2, page[1] + 3],
+        "page {page:?}"
+    );
+    assert_eq!(
+        fs.write_after("/img/big.png", 0, b"x", "/nowhere"),
+        Err(not_found("/nowhere"))
+    );
+    assert_eq!(
+        fs.write_after("/img/big.png", 0, b"x", "/img"),
+        Err(FsError::IsADirectory(String::from("/img")))
+    );
+    let mut fs = remount(fs);
+    let mut expected = alloc::vec![0u8; 5 * 4096 + 5000];
+    expected[3 * 4096..4 * 4096].fill(2);
+    expected[5 * 4096..].fill(3);
+    assert_eq!(fs.read_all("/img/big.png").unwrap(), expected);
+    fs.check().unwrap();
+}

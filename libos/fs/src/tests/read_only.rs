@@ -31,6 +31,7 @@ fn refuses_every_change(fs: &mut FileSystem<MemoryDisk>) {
         fs.rename("/g", "/h"),
         fs.rename("/g", "/g"),
         fs.replace_after("/h", b"x", "/g"),
+        fs.write_after("/g", 0, b"x", "/g"),
         fs.commit(),
         fs.sync(),
     ];
