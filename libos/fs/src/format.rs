@@ -446,6 +446,12 @@ impl Inode {
         let inline = (0..inline_count)
             .map(|index| Extent::decode(bytes, field(32 + index * EXTENT_SIZE), block))
             .collect::<Result<Vec<_>, _>>()?;
+        check_zero(
+            bytes,
+            field(32 + inline_count * EXTENT_SIZE)..field(INODE_SIZE),
+            block,
+            "inode's unused inline extents",
+        )?;
         Ok(Self {
             kind,
             size: get_u64(bytes, field(8)),
@@ -988,6 +994,12 @@ impl OverflowBlock {
                 )
             })
             .collect::<Result<Vec<_>, _>>()?;
+        check_zero(
+            &block[..],
+            OVERFLOW_EXTENTS_AT + count * EXTENT_SIZE..CRC_AT,
+            number,
+            "overflow extent block's unused extents and padding",
+        )?;
         Ok(Self {
             next: get_u64(&block[..], OVERFLOW_NEXT_AT),
             extents,

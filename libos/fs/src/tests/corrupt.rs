@@ -198,6 +198,12 @@ fn reserved_bytes_that_are_not_zero_are_refused() {
     let directory = "/a: directory block's reserved bytes (bytes 18..24) not zero";
     let entry_inode = "/a: entry 0: b: inode's reserved bytes (bytes 27..33) not zero";
     let extents = "overflow extent block's reserved bytes (bytes 20..24) not zero";
+    // The root and /a/b have one block each, one inline extent; /frag's overflow block
+    // holds its last two extents.
+    let root_slots = "/: inode's unused inline extents (bytes 184..256) not zero";
+    let entry_slots = "/a: entry 0: b: inode's unused inline extents (bytes 81..153) not zero";
+    let extent_slots =
+        "overflow extent block's unused extents and padding (bytes 80..4092) not zero";
     let cases = [
         (
             0,
@@ -209,6 +215,14 @@ fn reserved_bytes_that_are_not_zero_are_refused() {
         (a_block, DIRECTORY_MAGIC, &[18, 23], directory),
         (a_block, DIRECTORY_MAGIC, &[27, 32], entry_inode),
         (overflow, EXTENTS_MAGIC, &[20, 23], extents),
+        (0, SUPERBLOCK_MAGIC, &[184, 255], root_slots),
+        (a_block, DIRECTORY_MAGIC, &[81, 152], entry_slots),
+        (
+            overflow,
+            EXTENTS_MAGIC,
+            &[80, 4087, 4088, 4091],
+            extent_slots,
+        ),
     ];
     for (number, magic, places, what) in cases {
         for &at in places {

@@ -186,8 +186,11 @@ fn mounts_consistently(mut disk: MemoryDisk, round: u64, rng: &mut Rng) -> bool 
 fn mutated_metadata_is_refused_or_consistent() {
     let rounds = 1500 * super::property::long_factor();
     let (mounted, refused) = fuzz(false, rounds, 1);
+    // Nearly every byte of a sealed metadata block is a field that is checked or must be zero,
+    // so few changes leave the image mountable (15 of 1,500 here, where the unused extent
+    // slots, once ignored, let 101 through); the journaled fuzz mounts far more.
     assert!(
-        mounted > rounds / 20 && refused > rounds / 20,
+        mounted > rounds / 200 && refused > rounds / 20,
         "{mounted} mounted, {refused} refused"
     );
 }
