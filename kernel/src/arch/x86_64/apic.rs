@@ -155,6 +155,9 @@ pub fn send_nmi(apic_id: u32) {
 /// its own, so only its own handlers can interleave.
 fn write_icr(apic_id: u32, low: u32) {
     if is_x2apic() {
+        // A WRMSR to an x2APIC register may send the IPI before this core's earlier
+        // stores are visible (SDM vol. 3A 11.12.3): a shootdown's count, a task queued.
+        cpu::fence_before_wrmsr();
         wrmsr(0x830, u64::from(apic_id) << 32 | u64::from(low));
     } else {
         cpu::without_interrupts(|| {

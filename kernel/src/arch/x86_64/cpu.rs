@@ -55,6 +55,13 @@ pub fn wrmsr(msr: u32, value: u64) {
     };
 }
 
+/// Waits until this core's earlier loads and stores are globally visible and its earlier
+/// instructions done (MFENCE, LFENCE), before a WRMSR that is not serializing.
+pub fn fence_before_wrmsr() {
+    // SAFETY: MFENCE and LFENCE only order this core's memory accesses and instructions.
+    unsafe { asm!("mfence", "lfence", options(nostack, preserves_flags)) };
+}
+
 /// Executes CPUID for a leaf and sub-leaf.
 pub fn cpuid(leaf: u32, subleaf: u32) -> CpuidResult {
     __cpuid_count(leaf, subleaf)
