@@ -58,9 +58,10 @@ impl BootKeyboard {
 
     /// Takes one report, come at clock reading `now`, and hands the bytes of each newly
     /// pressed key to `typed`, in report order; the last of them repeats from `now` +
-    /// [`REPEAT_DELAY_NS`] while held (a key that types nothing, Caps Lock too, repeats
-    /// nothing, as a PS/2 one's typematic presses do). A modifier pressed, or the
-    /// repeating key released, ends its repeats. Reports shorter than 8 bytes are
+    /// [`REPEAT_DELAY_NS`] while held. A key that types nothing (F1, Caps Lock, ...)
+    /// sets no repeat, as a PS/2 one's typematic presses type nothing, but its press
+    /// still ends an earlier key's repeats, as a modifier pressed, or the repeating key
+    /// released, does. Reports shorter than 8 bytes are
     /// ignored; so are error reports (roll-over, POST failure, undefined error), the
     /// keys held staying held, but a repeat ends (a roll-over is a key pressed that the
     /// report does not name).
@@ -89,7 +90,10 @@ impl BootKeyboard {
         }
         let modifier_pressed = modifiers & !self.modifiers != 0;
         if let Some(usage) = last_pressed {
-            self.repeating = Some(Repeat {
+            // Whether a key types anything depends on its usage alone, not on the
+            // modifiers or Caps Lock.
+            let types_something = !key_bytes(usage, 0, false).is_empty();
+            self.repeating = types_something.then(|| Repeat {
                 usage,
                 due: now.saturating_add(REPEAT_DELAY_NS),
             });
@@ -248,6 +252,24 @@ mod tests {
             );
             typed_at(&mut keyboard, [0; 8], 7_000 * MS);
         }
+    }
+
+    #[test]
+    fn a_key_that_types_nothing_held_sets_no_repeat_and_ends_an_earlier_one() {
+        // F1 and Caps Lock held alone, each in a fresh keyboard.
+        for silent in [0x3A, CAPS_LOCK] {
+            let mut keyboard = BootKeyboard::new();
+            typed_at(&mut keyboard, [0, 0, silent, 0, 0, 0, 0, 0], 0);
+            assert!(!keyboard.repeats(), "{silent:#x} held");
+        }
+        // A held, then F1 pressed with it (Shift and Caps Lock on, which type nothing
+        // more for F1): nothing repeats.
+        let mut keyboard = BootKeyboard::new();
+        typed_at(&mut keyboard, [0, 0, CAPS_LOCK, 0, 0, 0, 0, 0], 0);
+        typed_at(&mut keyboard, [0x02, 0, 0x04, 0, 0, 0, 0, 0], 100 * MS);
+        assert!(keyboard.repeats(), "A held");
+        typed_at(&mut keyboard, [0x02, 0, 0x04, 0x3A, 0, 0, 0, 0], 200 * MS);
+        assert!(!keyboard.repeats(), "F1 pressed while A is held");
     }
 
     #[test]
