@@ -1496,23 +1496,15 @@ impl Xhci {
     /// ([`hid::BootKeyboard::repeat`]): the keys' typematic, made as the device is read.
     /// The clock is read only while a key repeats.
     fn type_repeats(&mut self) {
-        let repeats = |device: &Device| {
-            device
-                .keyboard
-                .as_ref()
-                .is_some_and(|k| k.decoder.repeats())
-        };
-        if !self.devices.iter().any(repeats) {
-            return;
-        }
-        let now = self.platform.now_ns();
-        let typed = &mut self.typed;
+        let mut now = None;
         for device in &mut self.devices {
-            if let Some(keyboard) = &mut device.keyboard {
-                keyboard
-                    .decoder
-                    .repeat(now, &mut |byte| typed.push_back(byte));
-            }
+            let Some(keyboard) = device.keyboard.as_mut().filter(|k| k.decoder.repeats()) else {
+                continue;
+            };
+            let now = *now.get_or_insert_with(|| self.platform.now_ns());
+            keyboard
+                .decoder
+                .repeat(now, &mut |byte| self.typed.push_back(byte));
         }
     }
 }
