@@ -1179,9 +1179,9 @@ impl Xhci {
         })
     }
 
-    /// A Transfer Event on a keyboard's interrupt endpoint.
+    /// A Transfer Event on a keyboard's interrupt endpoint (the clock is read only for
+    /// one whose slot and endpoint are a keyboard's, not for a stray one).
     fn handle_report(&mut self, event: Trb) {
-        let now = self.platform.now_ns();
         let slot = event.slot();
         let Some(device) = self.devices.iter_mut().find(|d| d.slot == slot) else {
             self.drop_stray(Stray::UnknownSlot, &event);
@@ -1201,6 +1201,7 @@ impl Xhci {
             self.drop_stray(cause, &event);
             return;
         };
+        let now = self.platform.now_ns();
         if let Err(cause) = keyboard.take_report(event, now, &mut self.typed) {
             self.drop_stray(cause, &event);
         }
@@ -2394,6 +2395,23 @@ mod tests {
                 .any(|line| line.contains(&unused) && line.contains("endpoint 5")),
             "{logged:?}"
         );
+    }
+
+    #[test]
+    fn stray_transfer_events_do_not_read_the_clock() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+        let (mut xhci, platform) = controller_with_a_keyboard();
+        let reads = Arc::new(AtomicUsize::new(0));
+        let counted = reads.clone();
+        platform.on_clock_reading(move || {
+            counted.fetch_add(1, Relaxed);
+        });
+        // One for a slot without a device, one for an endpoint the keyboard does not use.
+        xhci.events.post(0, transfer_event(3, 3, 0x1000));
+        xhci.events.post(1, transfer_event(1, 5, 0x1000));
+        assert_eq!(xhci.read_byte(), Ok(None));
+        assert_eq!(reads.load(Relaxed), 0);
     }
 
     #[test]
