@@ -435,7 +435,9 @@ impl Rtl8139 {
     /// Whether a receive would act on the ring now: the packet at the read position is
     /// all in it, or its header cannot be trusted (the receive resets the receiver). A
     /// packet the chip is still copying in (its header says so, or its length runs past
-    /// CBR) is not: the receive would take nothing and leave the wake unspent.
+    /// CBR) is not: the receive would take nothing and leave the wake unspent. Nor is
+    /// one whose copy stalled: the receiver reset for it ([`Self::wait_for_copy`]) is
+    /// left to the first receive after [`RX_COPY_TIMEOUT_NS`].
     fn receive_due(&mut self) -> bool {
         let ready = self.refresh_written();
         if ready == 0 {
@@ -764,7 +766,10 @@ impl NetDevice for Rtl8139 {
     /// line, acknowledged and unmasked here, masked again by the receive that takes
     /// packets from the ring, delivered or skipped, or resets the receiver. A packet
     /// already all in the ring when the wake is armed wakes the core at once, so the
-    /// caller may sleep at once; one still being copied in raises ROK once it is in.
+    /// caller may sleep at once; one still being copied in raises ROK once it is in. A
+    /// copy that stalls for ever raises nothing and wakes nothing: the receiver is reset
+    /// for it by the first receive 10 ms (`RX_COPY_TIMEOUT_NS`) after the first one
+    /// that found it so, which a caller's nap delays to the nap's end.
     fn wake_on_receive(&mut self, queue: usize, core: Option<usize>) -> Result<(), DeviceError> {
         check_queue(queue)?;
         let line = self.line.as_ref().map_err(|error| *error)?;
@@ -779,7 +784,8 @@ impl NetDevice for Rtl8139 {
                 // no register to raise a cause again: the kernel wakes the core instead,
                 // or it would sleep its whole nap with the packet in the ring. The chip
                 // raises ROK once the packet is in the ring, CBR past it, so a packet not
-                // seen here, or seen still being copied in, raises the line itself.
+                // seen here, or seen still being copied in, raises the line itself once
+                // in (a stalled one never: the next receive's wait_for_copy resets it).
                 if self.receive_due() {
                     self.platform.wake_core(core);
                 }
