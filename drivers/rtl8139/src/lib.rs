@@ -746,10 +746,10 @@ impl NetDevice for Rtl8139 {
         Ok(())
     }
 
-    /// The frames in flight; a chip that finishes none of them for [`TX_STUCK_NS`] of
+    /// The frames in flight; a chip that finishes none of them for `TX_STUCK_NS` of
     /// such calls is reset ([`DeviceError::Timeout`]), so a caller waiting for them to
     /// go does not wait forever. A restart of the chip here answers the failure that
-    /// caused it, once ([`Restarted`]).
+    /// caused it, once (`Restarted`).
     fn transmit_pending(&mut self, queue: usize) -> Result<usize, DeviceError> {
         check_queue(queue)?;
         let mut restarted = self.reclaim()?;
@@ -802,7 +802,7 @@ impl NetDevice for Rtl8139 {
 
 impl Drop for Rtl8139 {
     /// Resets the chip so it stops DMA before its buffers go back to the kernel; a chip
-    /// whose CR.RST does not clear (within [`RESET_TIMEOUT_MS`]) may still write the
+    /// whose CR.RST does not clear (within `RESET_TIMEOUT_MS`) may still write the
     /// receive ring or read the transmit buffers, so both are kept for good.
     fn drop(&mut self) {
         if let Err(error) = self.reset() {
