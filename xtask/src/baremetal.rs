@@ -27,6 +27,7 @@ const PROGRAMS: &[(&str, &str, &[&str])] = &[
     ),
     ("reboot.bin", "exit.S", &["--defsym", "EXIT_FUNCTION=0x7E"]),
     ("storage.bin", "storage.S", &[]),
+    ("input.bin", "input.S", &[]),
 ];
 
 /// Before QEMU cases run: if any case's name mentions `baremetal`, builds the programs

@@ -1112,6 +1112,20 @@ pub const CASES: &[Case] = &[
         ],
         ..BASE
     },
+    // b_input gives Enter and Backspace as BareMetal's keyboard codes (0x1C, 0x0E): a
+    // line typed on the serial console ends (4 keys: a, b, Backspace, Enter).
+    Case {
+        name: "baremetal::input",
+        append: "app=baremetal",
+        qemu_args: &["-initrd", "target/baremetal/input.bin"],
+        input: "ab\x7f\r",
+        timeout_s: 30,
+        exit: Some(0),
+        checks: &[Check::Has(
+            "baremetal-input: keys=0000000000000004 backspaces=0000000000000001",
+        )],
+        ..BASE
+    },
     Case {
         name: "baremetal::poweroff",
         append: "app=baremetal",
@@ -1302,12 +1316,13 @@ pub const CASES: &[Case] = &[
         // reads a sector through b_nvs_write/b_nvs_read; `pci` shows the driver bound; a
         // file the host put there is shown, one is deleted in Rexo and is gone when the
         // host reads the image afterwards; a copy named with a space (in double quotes) is
-        // made and shown too.
+        // made and shown too. The image's 6 blocks start full (a program or the notes in
+        // each): input.app is deleted too, to make room for the copies.
         name: "baremetal::bmfs-disk-monitor",
         machine: Machine::Q35,
         append: "app=monitor",
         qemu: &[Arg::BmfsDisk("nvme,serial=bmfs")],
-        input: "ls\rload storage.app\rexec\rload nope.app\rdevices\rpci\rcat notes.txt\rrm poweroff.app\rcp notes.txt copy.txt\rcat copy.txt\rcp notes.txt \"my notes.txt\"\rcat \"my notes.txt\"\rcp notes.txt copy.txt\rcp nope.txt x.txt\rdf\rfsck\rpoweroff\r",
+        input: "ls\rload storage.app\rexec\rload nope.app\rdevices\rpci\rcat notes.txt\rrm poweroff.app\rrm input.app\rcp notes.txt copy.txt\rcat copy.txt\rcp notes.txt \"my notes.txt\"\rcat \"my notes.txt\"\rcp notes.txt copy.txt\rcp nope.txt x.txt\rdf\rfsck\rpoweroff\r",
         exit: Some(0),
         timeout_s: 30,
         checks: &[
@@ -1323,6 +1338,7 @@ pub const CASES: &[Case] = &[
             Check::Has("driver nvme"),
             Check::Has("put here by the host tool"),
             Check::Has("rm: poweroff.app deleted"),
+            Check::Has("rm: input.app deleted"),
             Check::Has("cp: notes.txt copied to copy.txt (39 bytes)"),
             Check::Has("cp: notes.txt copied to my notes.txt (39 bytes)"),
             Check::Count("put here by the host tool", 3),

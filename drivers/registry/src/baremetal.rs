@@ -375,6 +375,20 @@ pub fn pci_address(rdx: u64) -> Option<u32> {
     Some(0x8000_0000 | (bus_device_function << 8) as u32 | (register << 2) as u32)
 }
 
+/// The key code `b_input` gives for console byte `byte`, as BareMetal's keyboard codes
+/// them: Enter (`\r`, or `\n`) is 0x1C and Backspace (0x7F, or `^H`) 0x0E, which
+/// BareMetal's serial driver makes of a terminal's bytes "to the same value as a
+/// keyboard" and its programs compare with (its monitor ends a line on 0x1C); every other
+/// byte is itself (so arrow keys come as `ESC [ A`-style bytes, as on BareMetal's serial
+/// line).
+pub fn key_code(byte: u8) -> u8 {
+    match byte {
+        b'\r' | b'\n' => 0x1C,
+        0x7F | 0x08 => 0x0E,
+        other => other,
+    }
+}
+
 /// A line of a `b_system` 0x70 memory dump: each byte as two upper-case hex digits,
 /// separated by spaces.
 pub struct HexBytes<'a>(pub &'a [u8]);
@@ -797,6 +811,21 @@ mod tests {
         let line = alloc::format!("{}", HexBytes(b"BM\x00\xff\x0a"));
         assert_eq!(line, "42 4D 00 FF 0A");
         assert_eq!(alloc::format!("{}", HexBytes(&[])), "");
+    }
+
+    #[test]
+    fn enter_and_backspace_become_baremetals_keyboard_codes() {
+        assert_eq!(
+            key_code(b'\r'),
+            0x1C,
+            "Enter from a terminal or the keyboard"
+        );
+        assert_eq!(key_code(b'\n'), 0x1C);
+        assert_eq!(key_code(0x7F), 0x0E, "Backspace");
+        assert_eq!(key_code(0x08), 0x0E);
+        for byte in [b'a', b'Z', b' ', 0x1B, b'[', 0x03] {
+            assert_eq!(key_code(byte), byte, "{byte:#x} passes unchanged");
+        }
     }
 
     #[test]

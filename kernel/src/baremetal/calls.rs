@@ -6,7 +6,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use super::raw::{self, Regs};
 use crate::arch::cpu;
 use crate::arch::percpu::{self, MAX_CORES};
-use rexo_drivers::baremetal::{HexBytes, Jobs, ReceiveBuffers, Transfer, pci_address};
+use rexo_drivers::baremetal::{HexBytes, Jobs, ReceiveBuffers, Transfer, key_code, pci_address};
 
 /// What `b_system` returns for an unknown function or a bad argument: all ones.
 pub const ERROR: u64 = u64::MAX;
@@ -24,7 +24,7 @@ static CALLBACKS: [AtomicU64; 3] = [const { AtomicU64::new(0) }; 3];
 /// Runs the call `regs.call` on the registers of the calling app.
 pub fn dispatch(regs: &mut Regs) {
     match regs.call {
-        0 => regs.rax = crate::console::read_byte().map_or(0, u64::from),
+        0 => regs.rax = crate::console::read_byte().map_or(0, |byte| key_code(byte).into()),
         1 => output(regs.rsi, regs.rcx),
         2 => {
             let frame = raw::app_bytes(regs.rsi, regs.rcx).unwrap_or_default();
