@@ -128,6 +128,14 @@ _start:
     cmp rax, 0x100
     CHECK b, e_input
     CHECK_REGS rax=0
+    # ... with ZF set exactly when AL is 0, as BareMetal's b_input leaves it (its
+    # programs jz on it).
+    call qword ptr [B_INPUT]
+    setz bl
+    test al, al
+    setz bh
+    cmp bl, bh
+    CHECK e, e_input_zf
 
     # No network or storage device: nothing sent, nothing received, 0 sectors done.
     SET_REGS
@@ -517,6 +525,7 @@ STR m_ok, "baremetal-test: ok\n"
 STR m_failed, "baremetal-test: FAILED "
 STR e_clobbered, "a call changed a register that is not its output"
 STR e_input, "b_input returned more than a byte"
+STR e_input_zf, "b_input left ZF unlike AL"
 STR e_net_rx, "b_net_rx received a frame without a device"
 STR e_arp, "b_net_rx: no ARP answer from 10.0.2.2 within 2 s"
 STR e_net_rx_rdi, "b_net_rx returned a frame but left RDI unchanged"

@@ -335,6 +335,18 @@ pub fn cancel_app_timer(core: usize, deadline_ns: u64) {
     );
 }
 
+/// Per core: the period its timer also fires at (`u64::MAX`: none), while BareMetal code
+/// runs there, which waits with `hlt` for an interrupt, as BareMetal's timer and devices
+/// give.
+static TICK_NS: [AtomicU64; MAX_CORES] = [const { AtomicU64::new(u64::MAX) }; MAX_CORES];
+
+/// Has this core's timer fire every `period_ns` from now on ([`TICK_NS`]; `u64::MAX`:
+/// stops it, the timer armed for the core's other deadlines alone).
+pub fn set_tick(period_ns: u64) {
+    TICK_NS[percpu::core_index()].store(period_ns, Ordering::Relaxed);
+    arm_deadline(now_ns().saturating_add(period_ns));
+}
+
 /// Arms this core's timer to interrupt at monotonic time `deadline_ns` (at once if that
 /// has passed), or at the kernel's next deadline or the core's app timer if one comes
 /// first.
@@ -382,7 +394,7 @@ pub fn nap_until(deadline_ns: u64) {
 
 /// Called by the interrupt dispatcher for the timer vector.
 /// An app timer that is due fires (its slot empties); the core's timer is armed again for
-/// what it still covers (the kernel's deadline, a pending app timer).
+/// what it still covers (the kernel's deadline, a pending app timer, the next tick).
 pub fn on_timer_interrupt() {
     let (core, now) = (percpu::core_index(), now_ns());
     LAST_TIMER_NS[core].store(now, Ordering::Relaxed);
@@ -394,7 +406,9 @@ pub fn on_timer_interrupt() {
     // A kernel deadline that has passed is the `caps` handler's (which clears or moves it,
     // arming nothing when none is left): the app timer must be armed all the same.
     let due = [kernel_deadline(), APP_TIMER[core].load(Ordering::Relaxed)];
-    if let Some(next) = due.into_iter().filter(|&d| now < d && d < u64::MAX).min() {
+    let tick = now.saturating_add(TICK_NS[core].load(Ordering::Relaxed));
+    let next = due.into_iter().filter(|&d| now < d).fold(tick, u64::min);
+    if next < u64::MAX {
         arm_deadline(next);
     }
 }

@@ -1113,17 +1113,20 @@ pub const CASES: &[Case] = &[
         ..BASE
     },
     // b_input gives Enter and Backspace as BareMetal's keyboard codes (0x1C, 0x0E): a
-    // line typed on the serial console ends (4 keys: a, b, Backspace, Enter).
+    // line typed on the serial console ends (4 keys: a, b, Backspace, Enter). The second
+    // line is read with hlt before each b_input, which a timer interrupt ends, and jz on
+    // the ZF b_input leaves (3 keys: x, y, Enter).
     Case {
         name: "baremetal::input",
         append: "app=baremetal",
         qemu_args: &["-initrd", "target/baremetal/input.bin"],
-        input: "ab\x7f\r",
+        input: "ab\x7f\rxy\r",
         timeout_s: 30,
         exit: Some(0),
-        checks: &[Check::Has(
-            "baremetal-input: keys=0000000000000004 backspaces=0000000000000001",
-        )],
+        checks: &[
+            Check::Has("baremetal-input: keys=0000000000000004 backspaces=0000000000000001"),
+            Check::Has("baremetal-input: keys=0000000000000003 backspaces=0000000000000000"),
+        ],
         ..BASE
     },
     Case {

@@ -18,6 +18,9 @@ pub const SMP_SET_FAILED: u64 = 0;
 pub static JOBS: Jobs<MAX_CORES> = Jobs::new();
 /// Each core's buffer `b_net_rx` leaves frames in (RDI).
 static RECEIVED: ReceiveBuffers<MAX_CORES> = ReceiveBuffers::new();
+/// The period of the timer interrupt of a core that runs BareMetal code: its `hlt`
+/// returns within it.
+const TICK_NS: u64 = 5_000_000;
 /// The callbacks an app registered (timer, network, keyboard), 0 for none.
 static CALLBACKS: [AtomicU64; 3] = [const { AtomicU64::new(0) }; 3];
 
@@ -121,6 +124,22 @@ pub fn system(function: u64, rax: u64, rdx: u64) -> u64 {
     }
 }
 
+/// Runs BareMetal code at `entry` on this core as the app's code
+/// ([`crate::devices::run_app_code`]: an abort point of its own inside the app's), the
+/// core's timer firing every [`TICK_NS`] meanwhile, as its `hlt` waits for an interrupt.
+/// Returns its RAX, or `None` if the app was ended in it, once the devices its abandoned
+/// calls held are released.
+pub fn run_code(entry: u64) -> Option<u64> {
+    let mut rax = 0;
+    crate::time::set_tick(TICK_NS);
+    let aborted = crate::devices::run_app_code(&mut || rax = raw::call_app(entry));
+    crate::time::set_tick(u64::MAX);
+    if aborted {
+        registry().baremetal_release_abandoned();
+    }
+    (!aborted).then_some(rax)
+}
+
 /// The cores BareMetal code may use: the calling app's, every core when no app runs.
 fn app_cores() -> core::ops::Range<usize> {
     crate::apps::current().map_or(0..crate::smp_cores(), |run| run.cores.range())
@@ -140,7 +159,7 @@ fn smp_set(code: u64, apic_id: u64) -> u64 {
     let valid = code.is_multiple_of(16) && super::app_window().contains(&code);
     let run = |core| {
         let job = move || {
-            raw::call_app(code);
+            run_code(code);
             JOBS.finish(core);
         };
         crate::sched::submit_to(core, job).is_ok()

@@ -7,7 +7,8 @@
 //! `b_output`, `b_net_tx`, `b_net_rx`, `b_nvs_read`, `b_nvs_write`, `b_system`. Each
 //! points at an assembly stub that saves every general register, calls Rust and reloads
 //! them, so every register is preserved except the call's outputs (the direction flag
-//! comes back clear, other flags are not kept). The page 0x100000..0x101000 is kept from
+//! comes back clear and ZF set exactly when AL is 0, as BareMetal's `b_input` leaves it
+//! for its callers' `jz`; other flags are not kept). The page 0x100000..0x101000 is kept from
 //! the frame allocator ([`TABLE_PAGE`]).
 //!
 //! - `b_input`: RAX = the next byte from the serial line (or PS/2 keyboard), 0 if none,
@@ -91,6 +92,10 @@
 //! run stops being counted and the devices its abandoned calls held are released
 //! ([`run_loaded`]). The app is called at 0xFFFF_8000_0000_0000 on the boot core;
 //! when it returns its RAX is logged and the machine powers off like after any app.
+//! While BareMetal code runs on a core (the entry, a job), that core's timer interrupts
+//! it every 5 ms ([`calls::run_code`]), so that a `hlt` waiting for input returns, as
+//! BareMetal's timer and devices interrupt it (Rexo polls the serial line and the PS/2
+//! keyboard, and arms the timer only for deadlines otherwise).
 
 mod calls;
 mod raw;
@@ -246,12 +251,9 @@ pub fn app(_kernel: &rexo_api::Kernel) -> Result<(), rexo_api::ApiError> {
 /// counted and the devices its abandoned calls held are released, then the app ends.
 pub fn run_loaded() -> Result<u64, LoadError> {
     raw::install_table();
-    let mut rax = 0;
-    let call = &mut || rax = raw::call_app(APP_BASE);
-    let run = || COMPLETE.load(Acquire).then(|| run_app_code(call));
-    if calls::JOBS.run_main(run)?.ok_or(LoadError::NotLoaded)? {
-        calls::registry().baremetal_release_abandoned();
+    let run = || COMPLETE.load(Acquire).then(|| calls::run_code(APP_BASE));
+    let Some(rax) = calls::JOBS.run_main(run)?.ok_or(LoadError::NotLoaded)? else {
         crate::arch::abort::abort_current();
-    }
+    };
     Ok(rax)
 }

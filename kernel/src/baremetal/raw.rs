@@ -42,7 +42,8 @@ pub struct Regs {
 
 // Each stub pushes its call number and joins the common path, which saves all fifteen
 // general registers as a `Regs`, aligns the stack for Rust, calls `dispatch_from_stub`
-// and reloads every register (changed or not) before returning to the app.
+// and reloads every register (changed or not) before returning to the app, ZF set when
+// AL is 0 (BareMetal's `b_input` returns so, and its programs `jz` on it).
 global_asm!(
     ".pushsection .text.rexo_baremetal, \"ax\"",
     ".balign 16",
@@ -104,7 +105,8 @@ global_asm!(
     "pop r13",
     "pop r14",
     "pop r15",
-    "add rsp, 8",
+    "lea rsp, [rsp + 8]",
+    "test al, al",
     "ret",
     ".popsection",
     dispatch = sym dispatch_from_stub,
