@@ -154,12 +154,17 @@ fn core_of_apic(apic_id: u64) -> Option<usize> {
 /// `b_smp_set`: runs the app code at `code` (16-byte aligned) on the app's core with
 /// APIC id `apic_id`, as a task of that core's work loop ([`Jobs::start`]: refused while
 /// that core has a BareMetal job or a load runs; the calling core is accepted and runs
-/// nothing). Returns `code`, as BareMetal does, or [`SMP_SET_FAILED`].
+/// nothing). The job runs as the calling app (the kernel when none) under an abort
+/// point of its own: its calls see the app's cores, and a panic in one ends the job alone.
+/// Returns `code`, as BareMetal does, or [`SMP_SET_FAILED`].
 fn smp_set(code: u64, apic_id: u64) -> u64 {
     let valid = code.is_multiple_of(16) && super::app_window().contains(&code);
+    let app = crate::apps::current();
     let run = |core| {
         let job = move || {
-            run_code(code);
+            let kernel = || crate::apps::api_as(rexo_captable::OwnerId::KERNEL);
+            let api = app.map_or_else(kernel, crate::apps::token);
+            crate::apps::run_as_abort_point(&api, || _ = run_code(code));
             JOBS.finish(core);
         };
         crate::sched::submit_to(core, job).is_ok()

@@ -43,8 +43,8 @@
 //! | 0x00 | nanoseconds since boot (the TSC clock) |
 //! | 0x01 | MiB of the app's memory window at 0xFFFF_8000_0000_0000 |
 //! | 0x10 | the calling core's local APIC id |
-//! | 0x11 | how many cores the calling app has (every core that runs when no app runs: the app `baremetal`, a job on another core) |
-//! | 0x12 | `smp_set`: run the code at RAX (16-byte aligned, inside the app) on the app's core with APIC id RDX, as a task of Rexo's work loop; RAX (the code address) if accepted, 0 if refused (that core has a BareMetal job, not the app's core, bad address, queue full, a load running). The calling core is accepted and never runs it, as BareMetal's boot core (its smptest sets every APIC id with RAX loaded once, its own too, then calls the code itself) |
+//! | 0x11 | how many cores the calling app has (every core for the app `baremetal`; in a job, the app that gave it) |
+//! | 0x12 | `smp_set`: run the code at RAX (16-byte aligned, inside the app) on the app's core with APIC id RDX, as a task of Rexo's work loop acting for the app (its calls see the app's cores; a panic in one ends the job alone); RAX (the code address) if accepted, 0 if refused (that core has a BareMetal job, not the app's core, bad address, queue full, a load running). The calling core is accepted and never runs it, as BareMetal's boot core (its smptest sets every APIC id with RAX loaded once, its own too, then calls the code itself) |
 //! | 0x13 | `smp_get`: the code address of the calling core's own job (0: none, as on the core that runs the binary's entry) |
 //! | 0x14, 0x15 | lock / unlock: spin until bit 0 of the byte at RAX is set by us / clear it; RAX kept, or ERROR for an address outside mapped memory |
 //! | 0x16 | 1 if a core other than the caller has a BareMetal job, else 0 |

@@ -201,3 +201,64 @@ kernel_test!(
         );
     }
 );
+
+/// BareMetal code for a job: asks for a job at its own address on the core with APIC id
+/// `apic_id` (0x12), then for the core count (0x11), storing each answer at 0x100 and
+/// 0x108 past [`super::APP_BASE`].
+fn job_asking_for_a_job_on(apic_id: u32) -> alloc::vec::Vec<u8> {
+    let base = super::APP_BASE;
+    let mut code = alloc::vec![0x48, 0xB8]; // mov rax, base
+    code.extend(base.to_le_bytes());
+    code.push(0xBA); // mov edx, apic_id
+    code.extend(apic_id.to_le_bytes());
+    for (function, slot) in [(0x12u32, 0x100u64), (0x11, 0x108)] {
+        code.push(0xB9); // mov ecx, function
+        code.extend(function.to_le_bytes());
+        code.extend([0xFF, 0x14, 0x25, 0x40, 0x00, 0x10, 0x00]); // call [0x100040]
+        code.extend([0x48, 0xA3]); // mov [base + slot], rax
+        code.extend((base + slot).to_le_bytes());
+    }
+    code.push(0xC3); // ret
+    code
+}
+
+/// As an app on core 1 alone, run from core 0: the job it gives core 1 acts for the app,
+/// so its `smp_set` refuses core 0 (not the app's) and 0x11 counts the app's one core.
+fn jobs_act_for_their_app(_: &rexo_api::Kernel) -> Result<(), rexo_api::ApiError> {
+    let code = super::APP_BASE;
+    assert_eq!(calls::system(0x12, code, apic_id(1)), code);
+    let start = crate::time::now_ns();
+    while calls::JOBS.running(1) != 0 {
+        assert!(crate::time::now_ns() - start < 5_000_000_000, "the job ran");
+        core::hint::spin_loop();
+    }
+    let answers = super::raw::app_bytes(code + 0x100, 16).expect("the app area");
+    let answer = |at: usize| u64::from_le_bytes(answers[at..at + 8].try_into().unwrap());
+    assert_eq!(answer(0), SMP_SET_FAILED, "a job was set on core 0");
+    assert_eq!(answer(8), 1, "the job counted other cores than its app's");
+    assert_eq!(calls::JOBS.running(0), 0);
+    Ok(())
+}
+
+kernel_test!(
+    fn a_job_acts_for_the_app_that_gave_it() {
+        use crate::apps::{App, CoreSpan, run_as};
+        if crate::smp_cores() < 2 {
+            return;
+        }
+        let apic_0 = u32::try_from(apic_id(0)).expect("an APIC id");
+        let binary = job_asking_for_a_job_on(apic_0);
+        assert_eq!(super::load(Some(&binary), |_| ()), Ok(binary.len() as u64));
+        super::raw::install_table();
+        let app = App {
+            name: "bm-job",
+            about: "gives core 1 a BareMetal job that asks for core 0",
+            main: jobs_act_for_their_app,
+        };
+        let owner = crate::caps::tests::top_owner(1);
+        assert_eq!(
+            run_as(&app, owner, CoreSpan { first: 1, count: 1 }, None),
+            Ok(())
+        );
+    }
+);
