@@ -1,7 +1,7 @@
 //! The BareMetal calls themselves, on the registers the entry stub saved. See the
 //! module documentation of [`super`] for what each call does here.
 
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::Ordering;
 
 use super::raw::{self, Regs};
 use crate::arch::cpu;
@@ -21,8 +21,6 @@ static RECEIVED: ReceiveBuffers<MAX_CORES> = ReceiveBuffers::new();
 /// The period of the timer interrupt of a core that runs BareMetal code: its `hlt`
 /// returns within it.
 const TICK_NS: u64 = 5_000_000;
-/// The callbacks an app registered (timer, network, keyboard), 0 for none.
-static CALLBACKS: [AtomicU64; 3] = [const { AtomicU64::new(0) }; 3];
 
 /// Runs the call `regs.call` on the registers of the calling app.
 pub fn dispatch(regs: &mut Regs) {
@@ -96,11 +94,13 @@ pub fn system(function: u64, rax: u64, rdx: u64) -> u64 {
         0x51 => match (pci_address(rdx), u32::try_from(rax)) {
             (Some(address), Ok(value)) => {
                 crate::devices::machine().bus().write_legacy(address, value);
-                0
+                rax
             }
             _ => ERROR,
         },
-        0x60..=0x62 => CALLBACKS[(function - 0x60) as usize].swap(rax, Ordering::AcqRel),
+        // Callbacks (timer, network, keyboard): a bare `ret` on BareMetal. And reset, which
+        // resets every core there, the caller's too.
+        0x60..=0x62 | 0x7D => rax,
         0x70 => dump_memory(rax, rdx),
         0x71 => {
             crate::kprint!("{rax:016X}");
@@ -108,10 +108,6 @@ pub fn system(function: u64, rax: u64, rdx: u64) -> u64 {
         }
         0x72 => {
             crate::time::delay_us(rax);
-            rax
-        }
-        0x7D => {
-            reset();
             rax
         }
         0x7E => crate::power::reboot(),
@@ -172,14 +168,6 @@ fn smp_set(code: u64, apic_id: u64) -> u64 {
     match core_of_apic(apic_id) {
         Some(core) if valid && JOBS.start(core, percpu::core_index(), code, run) => code,
         _ => SMP_SET_FAILED,
-    }
-}
-
-/// `reset` (0x7D): forgets the registered callbacks. Jobs already given to cores run to
-/// completion (nothing interrupts a task of the work loop).
-pub fn reset() {
-    for callback in &CALLBACKS {
-        callback.store(0, Ordering::Release);
     }
 }
 

@@ -51,12 +51,12 @@
 //! | 0x1F | the TSC |
 //! | 0x20-0x24 | framebuffer address, width, height, pixels per line, bits per pixel; 0 without a framebuffer |
 //! | 0x30 | `b_net_status`: the MAC address of interface RDX, its first byte the most significant of 48 bits; 0 without one (or while an app holds it) |
-//! | 0x50, 0x51 | PCI configuration read / write (RAX = value) through ports 0xCF8/0xCFC; RDX as BareMetal lays it out: segment << 32, bus << 24, device << 19, function << 16, register index (16 bits, in 32-bit words); ERROR for a segment other than 0 and for registers 64 and up (PCIe's extended space, which BareMetal reaches through ECAM) |
-//! | 0x60-0x62 | record the timer, network, keyboard callback (RAX); returns the previous one. No interrupts are delivered to apps yet, so callbacks are never called |
+//! | 0x50, 0x51 | PCI configuration read / write (RAX = value, kept by a write) through ports 0xCF8/0xCFC; RDX as BareMetal lays it out: segment << 32, bus << 24, device << 19, function << 16, register index (16 bits, in 32-bit words); ERROR for a segment other than 0 and for registers 64 and up (PCIe's extended space, which BareMetal reaches through ECAM) |
+//! | 0x60-0x62 | the timer, network, keyboard callback: nothing, RAX kept, as BareMetal's (a bare `ret`) |
 //! | 0x70 | print RDX bytes at RAX in hex, 16 per line; RAX kept |
 //! | 0x71 | print RAX as 16 hex digits (no newline); returns RAX |
 //! | 0x72 | wait RAX microseconds; RAX kept |
-//! | 0x7D | reset: forget the callbacks and return, RAX kept (jobs already given run to completion): a divergence, below |
+//! | 0x7D | reset: returns, RAX kept (jobs already given run to completion): a divergence, below |
 //! | 0x7E | reboot |
 //! | 0x7F | power off (returns ERROR only if that failed) |
 //!

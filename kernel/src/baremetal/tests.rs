@@ -61,6 +61,12 @@ kernel_test!(
         assert_eq!(calls::system(0x31, 0, 0), ERROR, "BareMetal has no 0x31");
         assert_eq!(calls::system(0x13, 0, me), 0, "no job on the calling core");
         assert_eq!(calls::system(0x7D, 0x7D7D, 0), 0x7D7D, "RAX kept");
+        for callback in 0x60..=0x62 {
+            assert_eq!(calls::system(callback, 0x6060, 0), 0x6060, "RAX kept");
+        }
+        // Register 0 of 00:00.0 (its ids, read-only) written with what it holds.
+        let ids = calls::system(0x50, 0, 0);
+        assert_eq!(calls::system(0x51, ids, 0), ids, "RAX kept");
         let bytes = [0x5Au8; 4];
         let addr = bytes.as_ptr() as u64;
         assert_eq!(calls::system(0x70, addr, 4), addr, "RAX kept");
