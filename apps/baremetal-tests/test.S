@@ -343,12 +343,13 @@ _start:
     mov byte ptr [rip + release], 1
     WAIT_IDLE
     lea rbx, [rip + spinner]
+    or rbx, 3                           # present and active, as BareMetal's slot
     cmp rbx, [rip + spinner_job]
     CHECK e, e_smp_get
-5:  # 0x13 smp_get: this core's own job, none here.
+5:  # 0x13 smp_get: this core's own job, none here (present only).
     SYS 0x13
-    test rax, rax
-    CHECK z, e_smp_get
+    cmp rax, 1
+    CHECK e, e_smp_get
 
     # 0x50/0x51 PCI configuration space through 0xCF8/0xCFC (skipped without PCI).
     xor edx, edx

@@ -563,6 +563,16 @@ impl<const CORES: usize> Jobs<CORES> {
             .map_or(0, |slot| slot.load(Ordering::Acquire))
     }
 
+    /// `b_system` 0x13 (`smp_get`) on core `core`: its slot as BareMetal keeps it, the
+    /// job's code with bits 0 (present) and 1 (active: running, as the core asking is the
+    /// one that runs it) set, or 1 (present) without a job.
+    pub fn slot(&self, core: usize) -> u64 {
+        match self.running(core) {
+            0 => 1,
+            code => code | 0b11,
+        }
+    }
+
     /// Whether a core other than `me` has a job.
     pub fn busy_besides(&self, me: usize) -> bool {
         (0..CORES).any(|core| core != me && self.running(core) != 0)
@@ -811,6 +821,16 @@ mod tests {
         let line = alloc::format!("{}", HexBytes(b"BM\x00\xff\x0a"));
         assert_eq!(line, "42 4D 00 FF 0A");
         assert_eq!(alloc::format!("{}", HexBytes(&[])), "");
+    }
+
+    #[test]
+    fn smp_get_gives_the_slot_with_baremetals_present_and_active_flags() {
+        let jobs = Jobs::<2>::new();
+        assert_eq!(jobs.slot(1), 1, "present, no job");
+        assert!(jobs.start(1, 0, 0x1000, |_| true));
+        assert_eq!(jobs.slot(1), 0x1003, "the job, present and active");
+        jobs.finish(1);
+        assert_eq!(jobs.slot(1), 1);
     }
 
     #[test]

@@ -75,7 +75,7 @@ pub fn system(function: u64, rax: u64, rdx: u64) -> u64 {
         0x10 => u64::from(percpu::current().apic_id.load(Ordering::Relaxed)),
         0x11 => app_cores().len() as u64,
         0x12 => smp_set(rax, rdx),
-        0x13 => JOBS.running(percpu::core_index()),
+        0x13 => JOBS.slot(percpu::core_index()),
         0x14 => raw::lock_byte(rax).map_or(ERROR, |lock| {
             raw::spin_lock(lock);
             rax

@@ -45,7 +45,7 @@
 //! | 0x10 | the calling core's local APIC id |
 //! | 0x11 | how many cores the calling app has (every core for the app `baremetal`; in a job, the app that gave it) |
 //! | 0x12 | `smp_set`: run the code at RAX (16-byte aligned, inside the app) on the app's core with APIC id RDX, as a task of Rexo's work loop acting for the app (its calls see the app's cores; a panic in one ends the job alone); RAX (the code address) if accepted, 0 if refused (that core has a BareMetal job, not the app's core, bad address, queue full, a load running). The calling core is accepted and never runs it, as BareMetal's boot core (its smptest sets every APIC id with RAX loaded once, its own too, then calls the code itself) |
-//! | 0x13 | `smp_get`: the code address of the calling core's own job (0: none, as on the core that runs the binary's entry) |
+//! | 0x13 | `smp_get`: the calling core's slot as BareMetal's: its job's code address with bits 0 (present) and 1 (active) set, 1 without a job (as on the core that runs the binary's entry, where BareMetal, which runs the entry as the boot core's job, gives its address and 3) |
 //! | 0x14, 0x15 | lock / unlock: spin until bit 0 of the byte at RAX is set by us / clear it; RAX kept, or ERROR for an address outside mapped memory |
 //! | 0x16 | 1 if a core other than the caller has a BareMetal job, else 0 |
 //! | 0x1F | the TSC |

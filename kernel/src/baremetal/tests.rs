@@ -59,7 +59,11 @@ kernel_test!(
         );
         assert_eq!(calls::system(0x99, 0, 0), ERROR, "unknown function");
         assert_eq!(calls::system(0x31, 0, 0), ERROR, "BareMetal has no 0x31");
-        assert_eq!(calls::system(0x13, 0, me), 0, "no job on the calling core");
+        assert_eq!(
+            calls::system(0x13, 0, me),
+            1,
+            "present, no job on the calling core"
+        );
         assert_eq!(calls::system(0x7D, 0x7D7D, 0), 0x7D7D, "RAX kept");
         for callback in 0x60..=0x62 {
             assert_eq!(calls::system(callback, 0x6060, 0), 0x6060, "RAX kept");
