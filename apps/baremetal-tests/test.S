@@ -137,6 +137,12 @@ _start:
     cmp bl, bh
     CHECK e, e_input_zf
 
+    # An unmapped frame is refused before any device (the test case looks for the
+    # warning).
+    xor esi, esi
+    mov ecx, 60
+    call qword ptr [B_NET_TX]
+
     # No network or storage device: nothing sent, nothing received, 0 sectors done.
     SET_REGS
     lea rsi, [rip + m_start]

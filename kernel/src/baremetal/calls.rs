@@ -27,10 +27,10 @@ pub fn dispatch(regs: &mut Regs) {
     match regs.call {
         0 => regs.rax = crate::console::read_byte().map_or(0, |byte| key_code(byte).into()),
         1 => output(regs.rsi, regs.rcx),
-        2 => {
-            let frame = raw::app_bytes(regs.rsi, regs.rcx).unwrap_or_default();
-            registry().baremetal_transmit(regs.rdx, frame);
-        }
+        2 => match raw::app_bytes(regs.rsi, regs.rcx) {
+            Some(frame) => _ = registry().baremetal_transmit(regs.rdx, frame),
+            None => log::warn!("baremetal: b_net_tx: frame buffer not mapped, nothing sent"),
+        },
         3 => (regs.rdi, regs.rcx) = registry().baremetal_receive(regs.rdx, &RECEIVED),
         4 | 5 => regs.rcx = storage(regs),
         _ => regs.rax = system(regs.rcx, regs.rax, regs.rdx),

@@ -28,7 +28,7 @@
 //!   (logged: an unmapped buffer, no such disk, a device error); a request crossing the
 //!   disk's end does the sectors before it and counts them (refused whole if it starts
 //!   beyond).
-//!   `b_net_tx` logs a frame it could not send; `b_net_rx`, which programs poll in tight
+//!   `b_net_tx` logs a frame it could not send (an unmapped buffer before any device); `b_net_rx`, which programs poll in tight
 //!   loops, is silent for a missing interface. Each call holds its device only while it
 //!   runs (`rexo_drivers::baremetal`), so a device an app holds is refused; calls on one
 //!   device from several cores take turns, each waiting up to 1 s for the others (as
@@ -53,7 +53,7 @@
 //! | 0x30 | `b_net_status`: the MAC address of interface RDX, its first byte the most significant of 48 bits; 0 without one (or while an app holds it) |
 //! | 0x50, 0x51 | PCI configuration read / write (RAX = value, kept by a write) through ports 0xCF8/0xCFC; RDX as BareMetal lays it out: segment << 32, bus << 24, device << 19, function << 16, register index (16 bits, in 32-bit words); ERROR for a segment other than 0 and for registers 64 and up (PCIe's extended space, which BareMetal reaches through ECAM) |
 //! | 0x60-0x62 | the timer, network, keyboard callback: nothing, RAX kept, as BareMetal's (a bare `ret`) |
-//! | 0x70 | print RDX bytes at RAX in hex, 16 per line; RAX kept |
+//! | 0x70 | print RDX bytes at RAX in hex, 16 per line, at most 1 MiB ([`raw::MAX_ACCESS`]); RAX kept, ERROR for an unmapped or larger range |
 //! | 0x71 | print RAX as 16 hex digits (no newline); returns RAX |
 //! | 0x72 | wait RAX microseconds; RAX kept |
 //! | 0x7D | reset: returns, RAX kept (jobs already given run to completion): a divergence, below |
