@@ -10,6 +10,7 @@ use crate::args::Args;
 use crate::deps;
 use object::{Object, ObjectSection, ObjectSymbol, SymbolKind};
 use rexo_symtab::Symbol;
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -41,6 +42,7 @@ pub fn kernel() -> Result<PathBuf> {
     let root = crate::root();
     crate::appcheck::check(&root)?;
     deps::ensure(&[deps::Need::CTools])?;
+    let _one_build_at_a_time = build_lock(&root)?;
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(cargo)
         .args([
@@ -70,6 +72,22 @@ pub fn kernel() -> Result<PathBuf> {
         )
     })?;
     Ok(boot)
+}
+
+/// Waits for, then holds until it is dropped, the lock that lets one xtask process at a
+/// time build the kernel, write its symbols and strip its boot copy: cargo links the
+/// kernel ELF again from its own copy (without the symbol table) on every build, even one
+/// with nothing to do, so another process's strip could find the file missing or without
+/// its symbols (`selftest::` runs `cargo xtask run` beside the harness and beside each
+/// other). A `flock` on `target/kernel-build.lock`, released when its file is closed.
+fn build_lock(root: &Path) -> Result<File> {
+    let path = root.join("target/kernel-build.lock");
+    std::fs::create_dir_all(root.join("target"))
+        .map_err(|e| format!("cannot create {}: {e}", root.join("target").display()))?;
+    let file = File::create(&path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
+        .map_err(|e| format!("cannot lock {}: {e}", path.display()))?;
+    Ok(file)
 }
 
 /// Replaces the file at `path` with what `write` puts at a path of this process's own
@@ -215,6 +233,21 @@ mod tests {
         assert_eq!(name, "plain_function");
         // Everything after the table is zero (the 0xAA filler is gone).
         assert!(bytes.iter().rev().take(100).all(|&b| b == 0));
+    }
+
+    /// One kernel build at a time: while one holds the lock another taker waits, and
+    /// takes it once the first is dropped.
+    #[test]
+    fn the_build_lock_holds_off_another_build_until_it_is_dropped() {
+        let root = std::env::temp_dir().join(format!("rexo-buildlock-{}", std::process::id()));
+        let held = build_lock(&root).unwrap();
+        let other = File::open(root.join("target/kernel-build.lock")).unwrap();
+        let try_lock =
+            || rustix::fs::flock(&other, rustix::fs::FlockOperation::NonBlockingLockExclusive);
+        assert_eq!(try_lock(), Err(rustix::io::Errno::WOULDBLOCK), "held");
+        drop(held);
+        assert_eq!(try_lock(), Ok(()), "free once dropped");
+        std::fs::remove_dir_all(&root).unwrap();
     }
 
     /// Writers at the same time, as `selftest::` runs `cargo xtask run` beside the
