@@ -271,7 +271,8 @@ pub struct AhciDisk {
     held: VecDeque<usize>,
     /// Slots the HBA has.
     issued: u32,
-    /// Which held/ready/issued slots are NCQ commands.
+    /// Which ready/issued slots are NCQ commands (a held one never is: only non-queued
+    /// commands are held).
     queued: u32,
     /// No issued command's deadline is earlier (`u64::MAX` after an abort): a lower bound
     /// that costs each poll one comparison, left as it is when commands finish and made
