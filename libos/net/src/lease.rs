@@ -15,8 +15,9 @@ use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::socket::{Socket, dhcpv4};
 use smoltcp::wire::{
-    DhcpMessageType, DhcpPacket, DhcpRepr, EthernetAddress, EthernetFrame, EthernetProtocol,
-    EthernetRepr, IpProtocol, Ipv4Cidr, Ipv4Packet, Ipv4Repr, UDP_HEADER_LEN, UdpPacket, UdpRepr,
+    DHCP_CLIENT_PORT, DHCP_SERVER_PORT, DhcpMessageType, DhcpPacket, DhcpRepr, EthernetAddress,
+    EthernetFrame, EthernetProtocol, EthernetRepr, IpProtocol, Ipv4Cidr, Ipv4Packet, Ipv4Repr,
+    UDP_HEADER_LEN, UdpPacket, UdpRepr,
 };
 
 use crate::board::{Board, Seat};
@@ -140,11 +141,6 @@ impl DhcpClient {
         self.server
     }
 }
-
-/// The DHCP client's UDP port.
-const DHCP_CLIENT_PORT: u16 = 68;
-/// The DHCP server's UDP port.
-const DHCP_SERVER_PORT: u16 = 67;
 
 /// The DHCPDECLINE (RFC 2131 4.4.4 and table 5) the client of MAC address `mac` sends
 /// `server` (its identifier) for `address`, which the server leased it and another host

@@ -1314,22 +1314,21 @@ impl Stack {
         let Some(guard) = self.guard.as_mut() else {
             return Ok(());
         };
-        if guard.address().is_none() {
+        let Some(address) = guard.address() else {
             return Ok(());
-        }
+        };
         self.counters.address_conflicts += 1;
         match guard.conflict(self.now_ns, self.dhcp.is_some()) {
             Verdict::Defend => self.counters.address_defences += 1,
             Verdict::Keep => {}
             Verdict::GiveUp => {
                 self.counters.addresses_given_up += 1;
-                let address = self.address().map(|(address, _)| address);
                 let server = self.dhcp.as_ref().and_then(DhcpClient::server);
                 if let Some(client) = self.dhcp.take() {
                     self.rest_client(client);
                 }
                 self.lease_changed(None);
-                if let (Some(address), Some(server)) = (address, server) {
+                if let Some(server) = server {
                     let id = next_random(&mut self.decline_ids) as u32;
                     let decline = crate::lease::decline(self.mac(), address, server, id);
                     self.send_made(&decline, false)?;
