@@ -418,9 +418,9 @@ impl Cache {
         // hold alone is out of memory in every mode (a failed `set` does not leave the
         // old value, as for a value too large), and not counted as a storage command.
         if !self.fits_alone(key.bytes().len() + value.len()) {
-            let set = mode == StoreMode::Set;
+            let unlink = conditions.refusal_unlinks || mode == StoreMode::Set;
             return (
-                self.refuse_for_size(key, StoreOutcome::NoMemory, set, now),
+                self.refuse_for_size(key, StoreOutcome::NoMemory, unlink, now),
                 None,
             );
         }
@@ -924,6 +924,9 @@ struct Conditions {
     stale_if_older: bool,
     /// The stored item's cas unique, chosen by the client (meta set's `E`).
     new_cas: Option<u64>,
+    /// An item the budget cannot hold alone removes the key's old item whatever the
+    /// mode (a meta set's refusal), not for `set` alone (a classic store's).
+    refusal_unlinks: bool,
 }
 
 /// An item a storage command would make.

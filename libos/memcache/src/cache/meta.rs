@@ -315,12 +315,6 @@ impl Cache {
         if value.len() > self.config.max_value {
             return (self.meta_refuse_too_large(key, now), 0);
         }
-        if !self.fits_alone(key.bytes().len() + value.len()) {
-            return (
-                self.refuse_for_size(key, StoreOutcome::NoMemory, true, now),
-                0,
-            );
-        }
         let mode = match (store.mode, store.compare_cas) {
             (StoreMode::Set | StoreMode::Replace, Some(unique)) => StoreMode::Cas(unique),
             (mode, _) => mode,
@@ -335,6 +329,7 @@ impl Cache {
             append_cas: store.compare_cas,
             stale_if_older: store.invalidate,
             new_cas: store.new_cas,
+            refusal_unlinks: true,
         };
         let (outcome, index) = self.store_item(mode, conditions, item, now);
         (
