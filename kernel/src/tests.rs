@@ -404,6 +404,32 @@ fn timer_interrupts(core: usize) -> u32 {
 }
 
 kernel_test!(
+    fn a_later_deadline_armed_after_a_tick_does_not_put_the_tick_off() {
+        // While BareMetal code runs, its core's timer fires every 5 ms; arming a later
+        // deadline meanwhile (an app timer here, a revocation deadline alike) must not
+        // replace the pending tick, or a BareMetal hlt waits until that deadline.
+        let core = percpu::core_index();
+        cpu::disable_interrupts();
+        time::set_tick(5_000_000);
+        let later = time::now_ns() + 3_000_000_000;
+        time::set_app_timer(later);
+        let (before, start) = (timer_interrupts(core), time::now_ns());
+        while timer_interrupts(core) == before && time::now_ns() < later {
+            cpu::enable_interrupts_and_halt();
+            cpu::disable_interrupts();
+        }
+        let waited_ms = (time::now_ns() - start) / 1_000_000;
+        time::cancel_app_timer(core, later);
+        time::set_tick(u64::MAX);
+        cpu::enable_interrupts();
+        assert!(
+            waited_ms < 1_000,
+            "the first interrupt after the 5 ms tick came {waited_ms} ms later"
+        );
+    }
+);
+
+kernel_test!(
     fn apic_timer_deadline_wakes_the_core() {
         let core = percpu::core_index();
         let before = timer_interrupts(core);

@@ -344,20 +344,22 @@ static TICK_NS: [AtomicU64; MAX_CORES] = [const { AtomicU64::new(u64::MAX) }; MA
 /// stops it, the timer armed for the core's other deadlines alone).
 pub fn set_tick(period_ns: u64) {
     TICK_NS[percpu::core_index()].store(period_ns, Ordering::Relaxed);
-    arm_deadline(now_ns().saturating_add(period_ns));
+    arm_deadline(u64::MAX);
 }
 
 /// Arms this core's timer to interrupt at monotonic time `deadline_ns` (at once if that
-/// has passed), or at the kernel's next deadline or the core's app timer if one comes
-/// first.
+/// has passed), or at the kernel's next deadline, the core's app timer or its next tick
+/// ([`set_tick`]) if one comes first: no arming puts off a deadline or a tick.
 pub fn arm_deadline(deadline_ns: u64) {
+    let (core, now) = (percpu::core_index(), now_ns());
     let deadline_ns = deadline_ns
         .min(kernel_deadline())
-        .min(APP_TIMER[percpu::core_index()].load(Ordering::Relaxed));
+        .min(APP_TIMER[core].load(Ordering::Relaxed))
+        .min(now.saturating_add(TICK_NS[core].load(Ordering::Relaxed)));
     if uses_tsc_deadline() {
         apic::arm_tsc_deadline(tsc_at_ns(deadline_ns).max(1));
     } else {
-        let wait_ns = deadline_ns.saturating_sub(now_ns()).max(1);
+        let wait_ns = deadline_ns.saturating_sub(now).max(1);
         let ticks = u128::from(wait_ns) * u128::from(apic_timer_hz()) / 1_000_000_000;
         apic::arm_one_shot(ticks.clamp(1, u128::from(u32::MAX)) as u32);
     }
@@ -404,12 +406,12 @@ pub fn on_timer_interrupt() {
         cancel_app_timer(core, app);
     }
     // A kernel deadline that has passed is the `caps` handler's (which clears or moves it,
-    // arming nothing when none is left): the app timer must be armed all the same.
+    // arming nothing when none is left): the app timer and the tick must be armed all the
+    // same; with none of them pending the timer stays unarmed.
     let due = [kernel_deadline(), APP_TIMER[core].load(Ordering::Relaxed)];
-    let tick = now.saturating_add(TICK_NS[core].load(Ordering::Relaxed));
-    let next = due.into_iter().filter(|&d| now < d).fold(tick, u64::min);
-    if next < u64::MAX {
-        arm_deadline(next);
+    let ticking = TICK_NS[core].load(Ordering::Relaxed) < u64::MAX;
+    if ticking || due.into_iter().any(|d| now < d && d < u64::MAX) {
+        arm_deadline(u64::MAX);
     }
 }
 
