@@ -281,9 +281,9 @@ impl Sharing {
                     && frame[14] == IPV4_NO_OPTIONS
                     && !is_later_fragment(frame)
                     && frame[26..30] == address
-                    && endpoint.rules.iter().any(|rule| rule.matches(frame))
+                    && Filter::any_matches(&endpoint.rules, frame)
             }
-            _ => endpoint.link_rules.iter().any(|rule| rule.matches(frame)),
+            _ => Filter::any_matches(&endpoint.link_rules, frame),
         }
     }
 

@@ -44,13 +44,9 @@ pub(crate) struct FrameView<'a> {
 impl<'a> FrameView<'a> {
     /// `frame` as atoms read it.
     pub(crate) fn of(frame: &'a [u8]) -> Self {
-        let first_fragment = frame
-            .get(20..22)
-            .is_some_and(|field| u16::from_be_bytes([field[0], field[1]]) & 0x1fff == 0);
-        let tcp = frame.get(12..14) == Some(&[0x08, 0x00][..])
-            && frame.get(14) == Some(&0x45)
-            && frame.get(23) == Some(&6)
-            && first_fragment;
+        let tcp = TCP_FRAME
+            .iter()
+            .all(|atom| atom.raw(frame) == Some(atom.value));
         let payload = match frame.get(TCP_DATA_OFFSET) {
             Some(&byte) if tcp => {
                 let words = usize::from(byte >> 4);
@@ -79,13 +75,25 @@ impl Atom {
     }
 
     /// The field this atom reads in `view`, masked; `None` when it has no such bytes.
+    /// A field that ends by [`TCP_PAYLOAD`] (almost every one) is one slice of the frame.
     pub(crate) fn read(&self, view: &FrameView) -> Option<u32> {
         let start = usize::from(self.offset);
         let bytes = start..start + usize::from(self.width);
+        if bytes.end <= usize::from(TCP_PAYLOAD) {
+            return self.raw(view.frame);
+        }
         let field = bytes
             .map(|at| view.byte(at))
             .try_fold(0u32, |acc, byte| Some((acc << 8) | u32::from(byte?)))?;
         Some(field & self.mask)
+    }
+
+    /// The field at the atom's offset in `frame` itself, masked (no TCP payload view);
+    /// `None` when the frame is too short.
+    fn raw(&self, frame: &[u8]) -> Option<u32> {
+        let start = usize::from(self.offset);
+        let bytes = frame.get(start..start + usize::from(self.width))?;
+        Some(bytes.iter().fold(0u32, |acc, &b| (acc << 8) | u32::from(b)) & self.mask)
     }
 
     /// Whether `frame` satisfies the atom.
@@ -206,8 +214,10 @@ const ENCAPSULATING_ETHERTYPES: [u16; 10] = [
 const IPV4_V_IHL: (u16, u8) = (14, 1);
 /// The IPv4 protocol field.
 const IP_PROTOCOL: (u16, u8) = (23, 1);
+/// The IP protocol number of TCP.
+const TCP_PROTOCOL: u8 = 6;
 /// The IP protocol numbers of TCP and UDP, the protocols with ports at bytes 34..38.
-const PORT_PROTOCOLS: [u8; 2] = [6, 17];
+const PORT_PROTOCOLS: [u8; 2] = [TCP_PROTOCOL, 17];
 /// An IPv4 datagram's first fragment, or an unfragmented one: the fragment offset (the
 /// low 13 bits of bytes 20..22) is 0. More Fragments stays outside the mask, so a first
 /// fragment matches; a later one carries payload where the ports would be.
@@ -217,6 +227,29 @@ pub const FIRST_FRAGMENT: Atom = Atom {
     mask: 0x1fff,
     value: 0,
 };
+/// A TCP frame, whose payload atoms read past its TCP options ([`TCP_PAYLOAD`]): IPv4
+/// with a 20-byte header, protocol TCP, a first fragment or whole (what `tcp` names).
+const TCP_FRAME: [Atom; 4] = [
+    whole_field(ETHERTYPE, IPV4_ETHERTYPE as u32),
+    whole_field(IPV4_V_IHL, 0x45),
+    whole_field(IP_PROTOCOL, TCP_PROTOCOL as u32),
+    FIRST_FRAGMENT,
+];
+
+/// The atom: the whole `(offset, width)` field equals `value`.
+const fn whole_field((offset, width): (u16, u8), value: u32) -> Atom {
+    let mask = if width == 4 {
+        u32::MAX
+    } else {
+        (1 << (8 * width as u32)) - 1
+    };
+    Atom {
+        offset,
+        width,
+        mask,
+        value,
+    }
+}
 
 impl Filter {
     /// A filter of `atoms` (put in normal form), or why it is refused.
@@ -269,36 +302,26 @@ impl Filter {
         let mut atoms = Vec::new();
         // The first port word, which needs TCP or UDP named.
         let mut port_term = None;
-        let full = |(offset, width): (u16, u8), value: u32| Atom {
-            offset,
-            width,
-            mask: if width == 4 {
-                u32::MAX
-            } else {
-                (1 << (8 * u32::from(width))) - 1
-            },
-            value,
-        };
         let mut words = text
             .split(|c: char| c == '&' || c.is_whitespace())
             .filter(|w| !w.is_empty());
         while let Some(word) = words.next() {
             let ipv4 = [
-                full(ETHERTYPE, u32::from(IPV4_ETHERTYPE)),
-                full(IPV4_V_IHL, 0x45),
+                whole_field(ETHERTYPE, u32::from(IPV4_ETHERTYPE)),
+                whole_field(IPV4_V_IHL, 0x45),
             ];
             match word {
-                "arp" => atoms.push(full(ETHERTYPE, u32::from(ARP_ETHERTYPE))),
+                "arp" => atoms.push(whole_field(ETHERTYPE, u32::from(ARP_ETHERTYPE))),
                 "ipv4" => atoms.extend(ipv4),
                 "icmp" => {
                     atoms.extend(ipv4);
-                    atoms.push(full(IP_PROTOCOL, 1));
+                    atoms.push(whole_field(IP_PROTOCOL, 1));
                 }
                 "udp" | "tcp" => {
                     atoms.extend(ipv4);
                     atoms.push(FIRST_FRAGMENT);
-                    let protocol = if word == "tcp" { 6 } else { 17 };
-                    atoms.push(full(IP_PROTOCOL, protocol));
+                    let protocol = if word == "tcp" { TCP_PROTOCOL } else { 17 };
+                    atoms.push(whole_field(IP_PROTOCOL, u32::from(protocol)));
                 }
                 "dport" | "sport" | "dst" | "src" => {
                     let argument = words
@@ -311,7 +334,7 @@ impl Filter {
                             port_term.get_or_insert_with(|| alloc::format!("{word} {argument}"));
                             atoms.extend(ipv4);
                             atoms.push(FIRST_FRAGMENT);
-                            atoms.push(full(
+                            atoms.push(whole_field(
                                 (if word == "sport" { 34 } else { 36 }, 2),
                                 u32::from(port),
                             ));
@@ -327,7 +350,7 @@ impl Filter {
                                 return Err(bad());
                             }
                             atoms.extend(ipv4);
-                            atoms.push(full(
+                            atoms.push(whole_field(
                                 (if word == "src" { 26 } else { 30 }, 4),
                                 u32::from_be_bytes(octets),
                             ));
@@ -365,10 +388,19 @@ impl Filter {
 
     /// Whether `frame` matches every atom (TCP payload read as [`TCP_PAYLOAD`] says).
     pub fn matches(&self, frame: &[u8]) -> bool {
+        Self::any_matches(core::slice::from_ref(self), frame)
+    }
+
+    /// Whether `frame` matches one of `filters` ([`matches`](Self::matches)), the frame's
+    /// TCP payload found once for them all.
+    pub fn any_matches(filters: &[Self], frame: &[u8]) -> bool {
         let view = FrameView::of(frame);
-        self.atoms
-            .iter()
-            .all(|atom| atom.read(&view) == Some(atom.value))
+        filters.iter().any(|filter| {
+            filter
+                .atoms
+                .iter()
+                .all(|atom| atom.read(&view) == Some(atom.value))
+        })
     }
 
     /// Per-byte constraints of the whole filter, merged: (offset, mask, value), sorted
@@ -817,6 +849,31 @@ mod tests {
         frame.extend_from_slice(options);
         frame.extend_from_slice(payload);
         frame
+    }
+
+    #[test]
+    fn any_matches_is_one_of_the_filters_matching() {
+        let rules = [
+            Filter::parse("udp dport 53").unwrap(),
+            Filter::parse("tcp dport 5000 & 54:1=1").unwrap(),
+        ];
+        let timestamps = [1, 1, 8, 10, 0, 0, 0, 7, 0, 0, 0, 9];
+        let frames = [
+            udp_frame(53),
+            udp_frame(54),
+            tcp_frame(5000, &timestamps, &[1]),
+            tcp_frame(5000, &timestamps, &[2]),
+            Vec::new(),
+        ];
+        for frame in &frames {
+            let each = rules.iter().any(|rule| rule.matches(frame));
+            assert_eq!(Filter::any_matches(&rules, frame), each);
+        }
+        assert!(Filter::any_matches(&rules, &frames[2]));
+        assert!(
+            !Filter::any_matches(&[], &frames[0]),
+            "no rules: nothing matches"
+        );
     }
 
     #[test]
