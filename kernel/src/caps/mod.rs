@@ -603,13 +603,17 @@ pub fn bind_interrupt(owner: OwnerId, vector: u8) -> Result<EntryId, CapError> {
 
 /// Whether `owner` holds a live capability over core `core`.
 pub fn holds_core(owner: OwnerId, core: usize) -> bool {
-    with_state(|state| Ok(core_held(state, owner, core))).unwrap_or(false)
+    holds(|entry| is_core_cap(entry, owner, core))
 }
 
 /// Whether `owner` holds a live capability over core `core`, in `state`.
 fn core_held(state: &State, owner: OwnerId, core: usize) -> bool {
-    let core = Resource::new(ResourceKind::Core, core as u64, 1);
-    (state.table.entries()).any(|e| e.owner == owner && Ok(e.resource) == core)
+    (state.table.entries()).any(|entry| is_core_cap(&entry, owner, core))
+}
+
+/// Whether `entry` is `owner`'s capability over core `core`.
+fn is_core_cap(entry: &EntryInfo, owner: OwnerId, core: usize) -> bool {
+    entry.owner == owner && Ok(entry.resource) == Resource::new(ResourceKind::Core, core as u64, 1)
 }
 
 /// Whether a live entry is `which`.
