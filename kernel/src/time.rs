@@ -349,7 +349,8 @@ pub fn set_tick(period_ns: u64) {
 
 /// Arms this core's timer to interrupt at monotonic time `deadline_ns` (at once if that
 /// has passed), or at the kernel's next deadline, the core's app timer or its next tick
-/// ([`set_tick`]) if one comes first: no arming puts off a deadline or a tick.
+/// ([`set_tick`], a period from now) if one comes first: no arming puts off a deadline,
+/// and the tick comes at most a period after the last arming.
 pub fn arm_deadline(deadline_ns: u64) {
     let (core, now) = (percpu::core_index(), now_ns());
     let deadline_ns = deadline_ns

@@ -119,12 +119,7 @@ impl Atom {
 
 impl fmt::Display for Atom {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let full = if self.width == 4 {
-            u32::MAX
-        } else {
-            (1u32 << (8 * u32::from(self.width))) - 1
-        };
-        if self.mask == full {
+        if self.mask == full_mask(self.width) {
             write!(f, "{}:{}={:#x}", self.offset, self.width, self.value)
         } else {
             write!(
@@ -236,13 +231,18 @@ const TCP_FRAME: [Atom; 4] = [
     FIRST_FRAGMENT,
 ];
 
-/// The atom: the whole `(offset, width)` field equals `value`.
-const fn whole_field((offset, width): (u16, u8), value: u32) -> Atom {
-    let mask = if width == 4 {
+/// The mask of a whole field `width` bytes wide (1, 2 or 4).
+const fn full_mask(width: u8) -> u32 {
+    if width == 4 {
         u32::MAX
     } else {
         (1 << (8 * width as u32)) - 1
-    };
+    }
+}
+
+/// The atom: the whole `(offset, width)` field equals `value`.
+const fn whole_field((offset, width): (u16, u8), value: u32) -> Atom {
+    let mask = full_mask(width);
     Atom {
         offset,
         width,
@@ -261,11 +261,7 @@ impl Filter {
             if ![1, 2, 4].contains(&atom.width) {
                 return Err(ParseError::BadWidth(u32::from(atom.width)));
             }
-            let full = if atom.width == 4 {
-                u32::MAX
-            } else {
-                (1u32 << (8 * u32::from(atom.width))) - 1
-            };
+            let full = full_mask(atom.width);
             if atom.mask & !full != 0 || atom.value & !atom.mask != 0 || atom.mask == 0 {
                 return Err(ParseError::BadValue(alloc::format!("{atom}")));
             }
@@ -619,11 +615,7 @@ fn parse_atom(term: &str) -> Result<Atom, ParseError> {
         .ok()
         .filter(|w| [1, 2, 4].contains(w))
         .ok_or(ParseError::BadWidth(width))?;
-    let full = if width == 4 {
-        u32::MAX
-    } else {
-        (1 << (8 * u32::from(width))) - 1
-    };
+    let full = full_mask(width);
     let mask = match mask {
         Some(mask) => number(mask).ok_or_else(bad)?,
         None => full,
@@ -865,11 +857,11 @@ mod tests {
             tcp_frame(5000, &timestamps, &[2]),
             Vec::new(),
         ];
-        for frame in &frames {
-            let each = rules.iter().any(|rule| rule.matches(frame));
-            assert_eq!(Filter::any_matches(&rules, frame), each);
-        }
-        assert!(Filter::any_matches(&rules, &frames[2]));
+        let answers: Vec<bool> = frames
+            .iter()
+            .map(|frame| Filter::any_matches(&rules, frame))
+            .collect();
+        assert_eq!(answers, [true, false, true, false, false]);
         assert!(
             !Filter::any_matches(&[], &frames[0]),
             "no rules: nothing matches"
