@@ -1417,18 +1417,25 @@ mod tests {
         assert_eq!(disk.failed, None, "the port restarted");
     }
 
-    #[test]
-    fn held_flushes_are_issued_one_at_a_time_so_an_error_fails_only_its_own() {
-        let (mut disk, registers, _) = port_of_depth_with_fake_hba(4);
+    /// A depth-4 port whose queued read ended with two flushes held behind it (submitted
+    /// while it ran): the port, its registers, its clock, and the two flushes' slots.
+    fn two_flushes_held_behind_a_read() -> (AhciDisk, Mmio, &'static HostPlatform, Tag, Tag) {
+        let (mut disk, registers, platform) = port_of_depth_with_fake_hba(4);
         let read = disk.submit_read(0, 0, 1).unwrap();
         assert_eq!(poll_once(&mut disk), [], "the read issued");
         let first = disk.submit_flush(0).unwrap();
         let second = disk.submit_flush(0).unwrap();
         assert_eq!(poll_once(&mut disk), [], "both flushes held");
-        // The queue drains: the next poll issues the first flush alone.
         registers.write32(PX_SACT, 0);
         registers.write32(PX_CI, 0);
         assert_eq!(poll_once(&mut disk), [(read, None)]);
+        (disk, registers, platform, first, second)
+    }
+
+    #[test]
+    fn held_flushes_are_issued_one_at_a_time_so_an_error_fails_only_its_own() {
+        // The queue drained: the next poll issues the first flush alone.
+        let (mut disk, registers, _, first, second) = two_flushes_held_behind_a_read();
         assert_eq!(poll_once(&mut disk), []);
         assert_eq!(
             registers.read32(PX_CI),
@@ -1459,13 +1466,7 @@ mod tests {
 
     #[test]
     fn held_flushes_are_issued_in_the_order_submitted_not_by_slot() {
-        let (mut disk, registers, _) = port_of_depth_with_fake_hba(4);
-        let read = disk.submit_read(0, 0, 1).unwrap();
-        assert_eq!(poll_once(&mut disk), [], "the read issued");
-        let a = disk.submit_flush(0).unwrap();
-        let b = disk.submit_flush(0).unwrap();
-        registers.write32(PX_SACT, 0);
-        assert_eq!(poll_once(&mut disk), [(read, None)]);
+        let (mut disk, registers, _, a, b) = two_flushes_held_behind_a_read();
         assert_eq!(poll_once(&mut disk), [], "A issued");
         assert_eq!(registers.read32(PX_CI), bit(a as usize));
         // A later flush takes the read's slot, below B's.
@@ -1488,14 +1489,7 @@ mod tests {
 
     #[test]
     fn held_flushes_behind_one_that_times_out_fail_with_it_at_one_reset() {
-        let (mut disk, registers, platform) = port_of_depth_with_fake_hba(4);
-        let read = disk.submit_read(0, 0, 1).unwrap();
-        assert_eq!(poll_once(&mut disk), [], "the read issued");
-        let first = disk.submit_flush(0).unwrap();
-        let second = disk.submit_flush(0).unwrap();
-        assert_eq!(poll_once(&mut disk), [], "both flushes held");
-        registers.write32(PX_SACT, 0);
-        assert_eq!(poll_once(&mut disk), [(read, None)]);
+        let (mut disk, registers, platform, first, second) = two_flushes_held_behind_a_read();
         // Plays a disk that stays busy with every flush sent (PxCI keeps its bit), and
         // counts the COMRESETs (seen in PxSCTL at a clock reading), each leaving it ready.
         registers.write32(PX_TFD, u32::from(STATUS_BSY));
