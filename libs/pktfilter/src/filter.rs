@@ -71,6 +71,9 @@ impl Atom {
     /// The field of `frame` this atom reads, masked; `None` when the frame is too short
     /// (or, for a TCP payload byte, has no such byte: [`TCP_PAYLOAD`]).
     pub fn field(&self, frame: &[u8]) -> Option<u32> {
+        if usize::from(self.offset) + usize::from(self.width) <= usize::from(TCP_PAYLOAD) {
+            return self.raw(frame);
+        }
         self.read(&FrameView::of(frame))
     }
 
