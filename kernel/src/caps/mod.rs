@@ -251,7 +251,8 @@ pub enum MemoryError {
 
 /// Gives `owner` `bytes` of fresh, zeroed memory (4 KiB frames), as a capability with
 /// read, write, derive and delegate rights, charged to `owner` in whole frames; 0 bytes
-/// is refused as `CapError::BadRange`.
+/// is refused as `CapError::BadRange`, after the table's limits (an owner at its entry
+/// limit is refused for that whatever it asks).
 pub fn allocate_memory(owner: OwnerId, bytes: u64) -> Result<Cap, MemoryError> {
     // Reserved before the frames are taken (outside the lock), so that two cores of one
     // app cannot both pass the quota. 0 bytes is a bad range, not a lack of memory. An app
