@@ -128,6 +128,9 @@ pub enum StoreOutcome {
     /// The item alone (key and value) is above the whole budget, whatever the mode
     /// (`SERVER_ERROR out of memory storing object`: memcached makes the item first).
     NoMemory,
+    /// The data block does not end with `\r\n` (`CLIENT_ERROR bad data chunk`): found
+    /// once the item is made and the command counted, as memcached finds it.
+    BadDataChunk,
 }
 
 /// What `incr` or `decr` did.
@@ -414,18 +417,10 @@ impl Cache {
         if value.len() > self.config.max_value {
             return (self.refuse_too_large(mode, key, now), None);
         }
-        // memcached makes the item before it looks at the mode: one the budget cannot
-        // hold alone is out of memory in every mode (a failed `set` does not leave the
-        // old value, as for a value too large), and not counted as a storage command.
-        if !self.fits_alone(key.bytes().len() + value.len()) {
-            let unlink = conditions.refusal_unlinks || mode == StoreMode::Set;
-            return (
-                self.refuse_for_size(key, StoreOutcome::NoMemory, unlink, now),
-                None,
-            );
+        let unlink = conditions.refusal_unlinks || mode == StoreMode::Set;
+        if let Err(refusal) = self.make_item(key, value.len(), unlink, now) {
+            return (refusal, None);
         }
-        self.flush_if_due(now);
-        self.stats.cmd_set += 1;
         let hash = self.hash(key);
         let present = self.live(key, hash, now);
         // The state a stale store keeps.
@@ -496,6 +491,45 @@ impl Cache {
         }
         self.stats.total_items += 1;
         (StoreOutcome::Stored, Some(index))
+    }
+
+    /// memcached's `item_alloc` step of a storage command whose value is within the item
+    /// size limit, before it looks at the data block or the mode: an item the budget
+    /// cannot hold alone is out of memory whatever the cache holds and the mode (a failed
+    /// `set` does not leave the old value, as for a value too large: the key's old item is
+    /// removed when `unlink_on_refusal`) and is not counted as a storage command; any
+    /// other is counted in `cmd_set`.
+    fn make_item(
+        &mut self,
+        key: Key<'_>,
+        value_len: usize,
+        unlink_on_refusal: bool,
+        now: u64,
+    ) -> Result<(), StoreOutcome> {
+        if !self.fits_alone(key.bytes().len() + value_len) {
+            let refusal = StoreOutcome::NoMemory;
+            return Err(self.refuse_for_size(key, refusal, unlink_on_refusal, now));
+        }
+        self.flush_if_due(now);
+        self.stats.cmd_set += 1;
+        Ok(())
+    }
+
+    /// A storage command whose data block (`value_len` bytes announced, within the item
+    /// size limit) does not end with `\r\n`, refused where memcached refuses it, once its
+    /// item is made: counted in `cmd_set` and [`StoreOutcome::BadDataChunk`], or out of
+    /// memory as [`store`](Self::store) would be if the budget cannot hold the item alone.
+    pub fn refuse_bad_chunk(
+        &mut self,
+        mode: StoreMode,
+        key: Key<'_>,
+        value_len: usize,
+        now: u64,
+    ) -> StoreOutcome {
+        let unlink = mode == StoreMode::Set;
+        self.make_item(key, value_len, unlink, now)
+            .err()
+            .unwrap_or(StoreOutcome::BadDataChunk)
     }
 
     /// Counts a storage command refused because its value is above the item size limit

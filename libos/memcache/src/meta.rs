@@ -91,6 +91,8 @@ enum Action<'a> {
     /// `ms` whose value is above the item size limit; its block is the request's
     /// `swallow`.
     SetTooLarge,
+    /// `ms` whose data block of this many bytes (and two more) does not end with `\r\n`.
+    SetBadChunk(usize),
     /// `md`.
     Delete,
     /// `ma`.
@@ -287,14 +289,13 @@ fn set<'a>(arguments: &'a [u8], input: &'a [u8], line_end: usize, max_value: usi
     if input.len() < block_end {
         return Parsed::NeedMore;
     }
-    if &input[block_end - 2..block_end] != b"\r\n" {
-        return invalid(block_end, ProtocolError::BadDataChunk, false);
-    }
-    request(
-        block_end,
-        0,
-        meta(Action::Set(&input[line_end..block_end - 2])),
-    )
+    let value = &input[line_end..block_end - 2];
+    let action = if &input[block_end - 2..block_end] != b"\r\n" {
+        Action::SetBadChunk(value.len())
+    } else {
+        Action::Set(value)
+    };
+    request(block_end, 0, meta(action))
 }
 
 /// `me <key> [b]`.
@@ -520,12 +521,22 @@ pub(crate) fn run(cache: &mut impl Store, meta: Meta<'_>, now: u64, out: &mut im
                 StoreOutcome::NotFound => b"NF",
                 StoreOutcome::TooLarge => return out.put(Reply::TooLarge.bytes()),
                 StoreOutcome::NoMemory => return out.put(Reply::NoMemory.bytes()),
+                StoreOutcome::BadDataChunk => return out.put(Reply::BadDataChunk.bytes()),
             };
             write_status(out, &meta, status, &[(b'c', cas)]);
         }
         Action::SetTooLarge => {
             cache.meta_refuse_too_large(key, now);
             out.put(Reply::TooLarge.bytes());
+        }
+        // memcached's meta set answers this refusal even under `q`.
+        Action::SetBadChunk(value_len) => {
+            // Out of memory or a bad data chunk: the only two it gives.
+            let refusal = match cache.meta_refuse_bad_chunk(key, value_len, now) {
+                StoreOutcome::NoMemory => Reply::NoMemory,
+                _ => Reply::BadDataChunk,
+            };
+            out.put(refusal.bytes());
         }
         Action::Delete => {
             let delete = MetaDelete {

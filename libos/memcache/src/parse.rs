@@ -109,6 +109,19 @@ pub enum Command<'a> {
         /// No answer wanted.
         noreply: bool,
     },
+    /// A storage command whose data block (the line's byte count and two more, all
+    /// used) does not end with `\r\n`: refused as `CLIENT_ERROR bad data chunk`, once
+    /// its item is made and counted, as memcached refuses it.
+    BadDataChunk {
+        /// Which command.
+        mode: StoreMode,
+        /// The key.
+        key: Key<'a>,
+        /// The byte count.
+        value_len: usize,
+        /// No answer wanted.
+        noreply: bool,
+    },
     /// `delete`.
     Delete {
         /// The key.
@@ -190,8 +203,6 @@ pub enum ProtocolError {
     BadFormat,
     /// `delete` with extra tokens other than memcached's legacy `0`.
     DeleteUsage,
-    /// A data block not ended by `\r\n`: `CLIENT_ERROR bad data chunk`.
-    BadDataChunk,
     /// `incr`/`decr` amount not a 64-bit number.
     BadDelta,
     /// `touch`/`gat` exptime not a number.
@@ -240,7 +251,6 @@ impl ProtocolError {
             Self::DeleteUsage => {
                 b"CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]\r\n"
             }
-            Self::BadDataChunk => b"CLIENT_ERROR bad data chunk\r\n",
             Self::BadDelta => b"CLIENT_ERROR invalid numeric delta argument\r\n",
             Self::BadExptime => b"CLIENT_ERROR invalid exptime argument\r\n",
             Self::MetaInvalidFlag => b"CLIENT_ERROR invalid flag\r\n",
@@ -542,20 +552,27 @@ fn store<'a>(
         return Parsed::NeedMore;
     }
     let value = &input[line_end..block_end - 2];
-    if &input[block_end - 2..block_end] != b"\r\n" {
-        return invalid(block_end, ProtocolError::BadDataChunk, noreply);
-    }
-    Parsed::Request {
-        consumed: block_end,
-        swallow: 0,
-        command: Command::Store {
+    let command = if &input[block_end - 2..block_end] != b"\r\n" {
+        Command::BadDataChunk {
+            mode,
+            key,
+            value_len: value.len(),
+            noreply,
+        }
+    } else {
+        Command::Store {
             mode,
             key,
             flags,
             exptime,
             value,
             noreply,
-        },
+        }
+    };
+    Parsed::Request {
+        consumed: block_end,
+        swallow: 0,
+        command,
     }
 }
 

@@ -55,6 +55,8 @@ pub enum Reply {
     NoMemory,
     /// `CLIENT_ERROR cannot increment or decrement non-numeric value`
     NonNumeric,
+    /// `CLIENT_ERROR bad data chunk`
+    BadDataChunk,
 }
 
 impl Reply {
@@ -73,6 +75,7 @@ impl Reply {
             Self::TooLarge => b"SERVER_ERROR object too large for cache\r\n",
             Self::NoMemory => b"SERVER_ERROR out of memory storing object\r\n",
             Self::NonNumeric => b"CLIENT_ERROR cannot increment or decrement non-numeric value\r\n",
+            Self::BadDataChunk => b"CLIENT_ERROR bad data chunk\r\n",
         }
     }
 }

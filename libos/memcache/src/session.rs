@@ -154,6 +154,15 @@ impl Session {
                 let outcome = cache.refuse_too_large(mode, key, now);
                 (!noreply).then_some(store_reply(outcome))
             }
+            Command::BadDataChunk {
+                mode,
+                key,
+                value_len,
+                noreply,
+            } => {
+                let outcome = cache.refuse_bad_chunk(mode, key, value_len, now);
+                (!noreply).then_some(store_reply(outcome))
+            }
             Command::Delete { key, noreply } => {
                 let deleted = cache.delete(key, now);
                 (!noreply).then_some(if deleted {
@@ -238,5 +247,6 @@ fn store_reply(outcome: StoreOutcome) -> Reply {
         StoreOutcome::NotFound => Reply::NotFound,
         StoreOutcome::TooLarge => Reply::TooLarge,
         StoreOutcome::NoMemory => Reply::NoMemory,
+        StoreOutcome::BadDataChunk => Reply::BadDataChunk,
     }
 }

@@ -35,6 +35,15 @@ pub trait Store {
     ) -> StoreOutcome;
     /// A storage command whose value was too large ([`Cache::refuse_too_large`]).
     fn refuse_too_large(&mut self, mode: StoreMode, key: Key<'_>, now: u64) -> StoreOutcome;
+    /// A storage command whose data block did not end with `\r\n`
+    /// ([`Cache::refuse_bad_chunk`]).
+    fn refuse_bad_chunk(
+        &mut self,
+        mode: StoreMode,
+        key: Key<'_>,
+        value_len: usize,
+        now: u64,
+    ) -> StoreOutcome;
     /// `delete`.
     fn delete(&mut self, key: Key<'_>, now: u64) -> bool;
     /// `incr` / `decr`.
@@ -65,6 +74,8 @@ pub trait Store {
     ) -> (StoreOutcome, u64);
     /// `ms` of a value above the item size limit ([`Cache::meta_refuse_too_large`]).
     fn meta_refuse_too_large(&mut self, key: Key<'_>, now: u64) -> StoreOutcome;
+    /// `ms` whose data block did not end with `\r\n` ([`Cache::meta_refuse_bad_chunk`]).
+    fn meta_refuse_bad_chunk(&mut self, key: Key<'_>, value_len: usize, now: u64) -> StoreOutcome;
     /// `md` ([`Cache::meta_delete`]).
     fn meta_delete(&mut self, key: Key<'_>, delete: &MetaDelete, now: u64) -> DeleteOutcome;
     /// `ma` ([`Cache::meta_delta`]).
@@ -106,6 +117,15 @@ impl Store for Cache {
     fn refuse_too_large(&mut self, mode: StoreMode, key: Key<'_>, now: u64) -> StoreOutcome {
         Cache::refuse_too_large(self, mode, key, now)
     }
+    fn refuse_bad_chunk(
+        &mut self,
+        mode: StoreMode,
+        key: Key<'_>,
+        value_len: usize,
+        now: u64,
+    ) -> StoreOutcome {
+        Cache::refuse_bad_chunk(self, mode, key, value_len, now)
+    }
     fn delete(&mut self, key: Key<'_>, now: u64) -> bool {
         Cache::delete(self, key, now)
     }
@@ -144,6 +164,9 @@ impl Store for Cache {
     }
     fn meta_refuse_too_large(&mut self, key: Key<'_>, now: u64) -> StoreOutcome {
         Cache::meta_refuse_too_large(self, key, now)
+    }
+    fn meta_refuse_bad_chunk(&mut self, key: Key<'_>, value_len: usize, now: u64) -> StoreOutcome {
+        Cache::meta_refuse_bad_chunk(self, key, value_len, now)
     }
     fn meta_delete(&mut self, key: Key<'_>, delete: &MetaDelete, now: u64) -> DeleteOutcome {
         Cache::meta_delete(self, key, delete, now)
@@ -247,6 +270,17 @@ impl Store for &Shards {
     fn refuse_too_large(&mut self, mode: StoreMode, key: Key<'_>, now: u64) -> StoreOutcome {
         self.on(key, |cache| cache.refuse_too_large(mode, key, now))
     }
+    fn refuse_bad_chunk(
+        &mut self,
+        mode: StoreMode,
+        key: Key<'_>,
+        value_len: usize,
+        now: u64,
+    ) -> StoreOutcome {
+        self.on(key, |cache| {
+            cache.refuse_bad_chunk(mode, key, value_len, now)
+        })
+    }
     fn delete(&mut self, key: Key<'_>, now: u64) -> bool {
         self.on(key, |cache| cache.delete(key, now))
     }
@@ -295,6 +329,11 @@ impl Store for &Shards {
     }
     fn meta_refuse_too_large(&mut self, key: Key<'_>, now: u64) -> StoreOutcome {
         self.on(key, |cache| cache.meta_refuse_too_large(key, now))
+    }
+    fn meta_refuse_bad_chunk(&mut self, key: Key<'_>, value_len: usize, now: u64) -> StoreOutcome {
+        self.on(key, |cache| {
+            cache.meta_refuse_bad_chunk(key, value_len, now)
+        })
     }
     fn meta_delete(&mut self, key: Key<'_>, delete: &MetaDelete, now: u64) -> DeleteOutcome {
         self.on(key, |cache| cache.meta_delete(key, delete, now))

@@ -596,6 +596,56 @@ fn an_item_above_the_budget_is_out_of_memory_in_every_mode() {
     assert_eq!(stats.cmd_set, 1);
 }
 
+/// A store refused as `CLIENT_ERROR bad data chunk` is counted in `cmd_set`, classic and
+/// meta, as memcached counts `set_cmds` once the item is made, before it looks at the
+/// block's end (`complete_nread_ascii`); one whose item the budget cannot hold alone is
+/// out of memory, as memcached's `item_alloc` fails before the block is read, and is not
+/// counted.
+#[test]
+fn a_bad_data_chunk_is_counted_as_a_storage_command() {
+    let mut server = Server::new();
+    server.say("set a 0 0 1\r\nx\r\n");
+    let bad_chunk = "CLIENT_ERROR bad data chunk\r\nERROR\r\n";
+    let lines = [
+        "set a 0 0 1",
+        "add b 0 0 1",
+        "replace a 0 0 1",
+        "append a 0 0 1",
+        "prepend a 0 0 1",
+        "cas a 0 0 1 1",
+        "ms a 1",
+        "ms a 1 q",
+    ];
+    for line in lines {
+        let request = std::format!("{line}\r\nxy\r\n");
+        assert_eq!(server.say(&request), bad_chunk, "{line}");
+    }
+    assert_eq!(server.say("set a 0 0 1 noreply\r\nxy\r\n"), "ERROR\r\n");
+    assert_eq!(server.say("get a b\r\n"), "VALUE a 0 1\r\nx\r\nEND\r\n");
+    let stats = server.cache.stats(START);
+    assert_eq!(stats.cmd_set, 1 + lines.len() as u64 + 1);
+    assert_eq!(
+        (stats.cas_hits, stats.cas_badval, stats.cas_misses),
+        (0, 0, 0)
+    );
+
+    let mut server = Server::with(Config {
+        max_bytes: 100 + ITEM_OVERHEAD,
+        ..Config::default()
+    });
+    let no_memory = "SERVER_ERROR out of memory storing object\r\nERROR\r\n";
+    let value = "y".repeat(101);
+    for line in ["set a 0 0 100", "ms a 100 MA"] {
+        server.say("set a 0 0 1\r\nx\r\n");
+        let request = std::format!("{line}\r\n{value}\r\n");
+        assert_eq!(server.say(&request), no_memory, "{line}");
+        // The old item is removed, as for a block of the right length.
+        assert_eq!(server.say("get a\r\n"), "END\r\n", "{line}");
+    }
+    let stats = server.cache.stats(START);
+    assert_eq!((stats.cmd_set, stats.store_no_memory), (2, 2));
+}
+
 #[test]
 fn malformed_lines_get_the_protocol_errors() {
     let mut server = Server::new();
