@@ -542,10 +542,11 @@ const LINKS_LOOKED_FOR_IN: u64 = CHUNK as u64;
 /// hole the host's file system keeps) left a hole; with `after`, the file's first block
 /// is placed after that file's last (`FileSystem::write_after`). As
 /// `FileSystem::replace` does, the file is made or emptied first, then written in order.
-/// A source longer than [`room_for`] is refused before anything is read or written; a
-/// failure midway (a read of the host's file, or room short by the blocks a directory
-/// or an extent map takes, which the check does not count), as a crash would, leaves
-/// the file holding part of the bytes. Returns the bytes copied.
+/// A source whose data takes more blocks ([`data_blocks`]: holes take none) than
+/// [`room_for`] is refused before anything is read or written; a failure midway (a read
+/// of the host's file, or room short by the blocks a directory or an extent map takes,
+/// which the check does not count), as a crash would, leaves the file holding part of
+/// the bytes. Returns the bytes copied.
 fn put_file<D: BlockStore>(
     fs: &mut FileSystem<D>,
     path: &str,
@@ -553,11 +554,11 @@ fn put_file<D: BlockStore>(
     after: Option<&str>,
 ) -> Result<u64> {
     let fail = |e: rexo_fs::FsError| format!("{path}: {e}");
-    let (len, most) = (source.len(), room_for(fs, path));
-    if len > most {
+    let (len, needed, most) = (source.len(), data_blocks(source)?, room_for(fs, path));
+    if needed > most {
         return Err(format!(
-            "{path}: {len} bytes do not fit in the {most} bytes there is room for; nothing \
-             was read"
+            "{path}: the data of its {len} bytes takes {needed} blocks of {BLOCK_SIZE} \
+             bytes, and there is room for {most}; nothing was read"
         ));
     }
     match fs.create(path) {
@@ -590,18 +591,31 @@ fn put_file<D: BlockStore>(
     Ok(len)
 }
 
-/// The most bytes a file written at `path` of `fs` can hold: the free blocks, and the
-/// blocks of the file there, which it replaces.
+/// The most data blocks a file written at `path` of `fs` can take: the free blocks, and
+/// the blocks of the file there, which it replaces.
 fn room_for<D: BlockStore>(fs: &mut FileSystem<D>, path: &str) -> u64 {
-    let space = fs.statfs();
     let replaced = match fs.stat(path) {
         Ok(file) if file.kind == FileKind::File => file.blocks,
         _ => 0,
     };
-    space
-        .free_blocks
-        .saturating_add(replaced)
-        .saturating_mul(space.block_size)
+    fs.statfs().free_blocks.saturating_add(replaced)
+}
+
+/// The blocks of [`BLOCK_SIZE`] bytes that `source` takes at most once put in: those of
+/// the ranges that may hold bytes other than zeros ([`PutSource::next_data`]), found
+/// without reading it. A hole takes none, as rexo-fs keeps it (only the blocks written
+/// are allocated), nor does a block of zeros in a range, which [`put_file`] leaves a
+/// hole too.
+fn data_blocks(source: &dyn PutSource) -> Result<u64> {
+    let block = BLOCK_SIZE as u64;
+    let (mut blocks, mut counted_to, mut at) = (0, 0, 0);
+    while let Some(data) = source.next_data(at)? {
+        let first = (data.start / block).max(counted_to);
+        counted_to = data.end.div_ceil(block);
+        blocks += counted_to.saturating_sub(first);
+        at = data.end;
+    }
+    Ok(blocks)
 }
 
 /// Copies `from` (a file, or a directory with everything under it) out to the host's
@@ -1025,8 +1039,8 @@ mod tests {
     }
 
     /// `fs IMAGE put` refuses a host file that is not a regular file (`/dev/zero` was
-    /// read until memory ran out; `/dev/null` made an empty file) and one larger than
-    /// the room for it before reading it: each file was read whole first.
+    /// read until memory ran out; `/dev/null` made an empty file) and one whose data is
+    /// larger than the room for it before reading it: each file was read whole first.
     #[test]
     fn a_put_checks_each_host_file_before_reading_it() {
         let base = std::env::temp_dir().join(format!("rexo-fs-host-{}", std::process::id()));
@@ -1045,9 +1059,9 @@ mod tests {
             let err = put(device, "/device").unwrap_err();
             assert!(err.contains("not a regular file"), "{err}");
         }
-        let sparse = base.join("sparse.bin");
-        File::create(&sparse).unwrap().set_len(1 << 30).unwrap();
-        let err = put(sparse.to_str().unwrap(), "/big").unwrap_err();
+        let big = base.join("big.bin");
+        std::fs::write(&big, vec![5u8; 5 << 20]).unwrap();
+        let err = put(big.to_str().unwrap(), "/big").unwrap_err();
         assert!(err.contains("nothing was read"), "{err}");
         let mut fs = mount(&image).unwrap();
         assert!(fs.list("/").unwrap().is_empty());
@@ -1248,6 +1262,57 @@ mod tests {
             assert!(copied == original, "the MiB at {at} differs");
         }
         assert_eq!(fs.read_at(&mut file, 256 << 20, &mut copied).unwrap(), 0);
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    /// A sparse host file whose data fits is put in, however long it is: rexo-fs keeps
+    /// its holes, so a 1 GiB file with 4 KiB of data takes a block of a 4 MiB image. It
+    /// was refused, its whole length compared with the room. One whose data does not
+    /// fit is refused and changes nothing.
+    #[test]
+    fn a_sparse_file_whose_data_fits_is_put_however_long() {
+        let base = std::env::temp_dir().join(format!("rexo-fs-holes-{}", std::process::id()));
+        std::fs::create_dir_all(&base).unwrap();
+        let image = base.join("fs.img");
+        let free_before = format_new(&image, 4 << 20).unwrap().statfs().free_blocks;
+        let put = |file: &Path, path: &str| {
+            command(&[
+                image.display().to_string(),
+                "put".into(),
+                file.display().to_string(),
+                path.into(),
+            ])
+        };
+        let sparse = base.join("sparse.bin");
+        let host = File::create(&sparse).unwrap();
+        host.set_len(1 << 30).unwrap();
+        host.write_all_at(&[7u8; BLOCK_SIZE], 512 << 20).unwrap();
+        drop(host);
+        put(&sparse, "/sparse").unwrap();
+        let mut fs = mount(&image).unwrap();
+        assert_eq!(fs.stat("/sparse").unwrap().size, 1 << 30);
+        let mut file = fs.open("/sparse").unwrap();
+        let mut block = [0u8; BLOCK_SIZE];
+        fs.read_at(&mut file, 512 << 20, &mut block).unwrap();
+        assert_eq!(block, [7u8; BLOCK_SIZE]);
+        fs.read_at(&mut file, (512 << 20) - BLOCK_SIZE as u64, &mut block)
+            .unwrap();
+        assert_eq!(block, [0u8; BLOCK_SIZE]);
+        let free = fs.statfs().free_blocks;
+        assert!(free_before - free <= 2, "{} blocks", free_before - free);
+        drop(fs);
+        // Data in as many blocks as are free, one more than the room left.
+        let host = File::options().write(true).open(&sparse).unwrap();
+        for index in 0..=free {
+            host.write_all_at(&[9u8; BLOCK_SIZE], index * 2 * BLOCK_SIZE as u64)
+                .unwrap();
+        }
+        drop(host);
+        let err = put(&sparse, "/second").unwrap_err();
+        assert!(err.contains("nothing was read"), "{err}");
+        let mut fs = mount(&image).unwrap();
+        assert_eq!(fs.statfs().free_blocks, free);
+        assert!(fs.stat("/second").is_err());
         std::fs::remove_dir_all(&base).unwrap();
     }
 
