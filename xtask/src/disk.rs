@@ -2,13 +2,13 @@
 //! format crate (`rexo-bmfs`) the monitor's `ls` and `load FILE` use in Rexo.
 
 use std::fs::{File, OpenOptions};
-use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use rexo_bmfs::{BLOCK, BmfsError, Disk, MIN_BLOCKS, Volume};
 
 use crate::Result;
+use crate::fsimage::{CHUNK, HostFile, PutSource};
 use crate::staged::Staged;
 
 /// The usage of `disk`.
@@ -460,25 +460,24 @@ fn put(image: &str, file: &str, rest: &[&str]) -> Result<String> {
         None => None,
     };
     let host = Path::new(file);
-    let size = host_file_size(host)?;
+    let source = HostFile::open(host)?;
     let name = name.unwrap_or_else(|| host.file_name().and_then(|n| n.to_str()).unwrap_or(file));
-    let read = |most| read_host_file(host, most);
-    put_on(&mut open(Path::new(image))?, name, blocks, size, &read)
+    put_on(&mut open(Path::new(image))?, name, blocks, &source)
 }
 
-/// Writes the `size` bytes `read` gives (called with the most bytes that fit, once they
-/// are known to) as the file `name` of `volume`: over the file of that name, whose
-/// reservation is kept (`blocks`, if given, is ignored, and the text says so), or as a
-/// new file reserving `blocks` (default what `size` needs). Data that does not fit is
-/// refused before it is read or anything changes, and a new file whose read or write
-/// fails is removed again. Returns what it did, to print.
+/// Writes the bytes of `source` ([`write_source`]: a piece at a time) as the file `name`
+/// of `volume`: over the file of that name, whose reservation is kept (`blocks`, if
+/// given, is ignored, and the text says so), or as a new file reserving `blocks`
+/// (default what its size needs). Data that does not fit is refused before it is read
+/// or anything changes; a read that fails midway leaves the file there empty, and a new
+/// file whose read or write fails is removed again. Returns what it did, to print.
 fn put_on<D: Disk>(
     volume: &mut Volume<D>,
     name: &str,
     blocks: Option<u64>,
-    size: u64,
-    read: &dyn Fn(u64) -> Result<Vec<u8>>,
+    source: &dyn PutSource,
 ) -> Result<String> {
+    let size = source.len();
     let needed = size.div_ceil(BLOCK).max(1);
     let mut said = String::new();
     if let Ok(entry) = volume.find(name) {
@@ -495,10 +494,10 @@ fn put_on<D: Disk>(
                  `disk rm` it first, then put it with --blocks {needed} or more"
             ));
         }
-        let data = read(capacity)?;
-        volume
-            .write(name, &data)
-            .map_err(|e| format!("{name}: {e}"))?;
+        write_source(volume, name, source, capacity).map_err(|e| match e {
+            BmfsError::Source(_) => format!("{name}: {e}; {name} is left empty"),
+            e => format!("{name}: {e}"),
+        })?;
     } else {
         let blocks = blocks.unwrap_or(needed).max(1);
         if blocks < needed {
@@ -512,11 +511,8 @@ fn put_on<D: Disk>(
             .create(name, blocks)
             .map_err(|e| format!("{name}: {e}"))?
             .capacity();
-        let written = read(capacity).and_then(|data| {
-            volume
-                .write(name, &data)
-                .map_err(|e| format!("{name}: {e}"))
-        });
+        let written =
+            write_source(volume, name, source, capacity).map_err(|e| format!("{name}: {e}"));
         if let Err(error) = written {
             return Err(match volume.delete(name) {
                 Ok(()) => format!("{error} (the new file {name} is removed)"),
@@ -544,28 +540,28 @@ pub fn host_file_size(path: &Path) -> Result<u64> {
     Ok(meta.len())
 }
 
-/// The bytes of the host's regular file `path`, refused before anything is read when it
-/// holds more than `most` bytes, the room for them.
-pub fn read_host_file(path: &Path, most: u64) -> Result<Vec<u8>> {
-    let name = path.display();
-    let size = host_file_size(path)?;
-    if size > most {
-        return Err(format!(
-            "{name}: {size} bytes do not fit in the {most} bytes there is room for; nothing \
-             was read"
-        ));
-    }
-    let file = File::open(path).map_err(|e| format!("{name}: {e}"))?;
-    let mut data = Vec::new();
-    file.take(most.saturating_add(1))
-        .read_to_end(&mut data)
-        .map_err(|e| format!("{name}: {e}"))?;
-    if data.len() as u64 > most {
-        return Err(format!(
-            "{name} grew past the {most} bytes there is room for while it was read"
-        ));
-    }
-    Ok(data)
+/// Writes the bytes of `source` (its length when opened, known to fit in `room`) as the
+/// file `name` of `volume`, read [`CHUNK`] bytes at a time so that a file as large as
+/// the disk is never held whole; a `source` that grew past `room` while it was read is
+/// refused ([`BmfsError::Source`]) before its size is stored.
+fn write_source<D: Disk>(
+    volume: &mut Volume<D>,
+    name: &str,
+    source: &dyn PutSource,
+    room: u64,
+) -> std::result::Result<(), BmfsError> {
+    let size = source.len();
+    let mut buffer = vec![0u8; size.min(CHUNK as u64) as usize];
+    let mut fill = |piece: &mut [u8], at: u64| {
+        source.read_exact_at(piece, at)?;
+        if at + piece.len() as u64 == size && source.len_now()? > room {
+            return Err(format!(
+                "it grew past the {room} bytes there is room for while it was read"
+            ));
+        }
+        Ok(())
+    };
+    volume.write_in_pieces(name, size, &mut buffer, &mut fill)
 }
 
 #[cfg(test)]
@@ -717,16 +713,101 @@ mod tests {
         }
         assert!(files_of(&image).unwrap().is_empty());
         let mut volume = open(&image).unwrap();
-        let never = |_| -> Result<Vec<u8>> { panic!("read before the size was checked") };
-        let err = put_on(&mut volume, "big", Some(1), 3 << 20, &never).unwrap_err();
+        let err = put_on(&mut volume, "big", Some(1), &Unread(3 << 20)).unwrap_err();
         assert!(err.contains("need 2 blocks"), "{err}");
-        let err = put_on(&mut volume, "big", None, 64 << 20, &never).unwrap_err();
+        let err = put_on(&mut volume, "big", None, &Unread(64 << 20)).unwrap_err();
         assert!(err.contains("no run of 32 free"), "{err}");
+        put_on(&mut volume, "small", None, &&b"small"[..]).unwrap();
+        let err = put_on(&mut volume, "small", None, &Unread(3 << 20)).unwrap_err();
+        assert!(err.contains("do not fit its 1 reserved"), "{err}");
+        drop(volume);
         let sparse = dir.join("sparse.bin");
         File::create(&sparse).unwrap().set_len(1 << 30).unwrap();
-        let err = read_host_file(&sparse, 6 << 20).unwrap_err();
-        assert!(err.contains("nothing was read"), "{err}");
+        let err = put(img, sparse.to_str().unwrap(), &[]).unwrap_err();
+        assert!(err.contains("no run of 512 free"), "{err}");
+        assert_eq!(read_file(&image, "small").unwrap(), b"small");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A source of `self.0` bytes that must not be read: a put refuses it first.
+    struct Unread(u64);
+
+    impl PutSource for Unread {
+        fn len(&self) -> u64 {
+            self.0
+        }
+        fn len_now(&self) -> Result<u64> {
+            Ok(self.0)
+        }
+        fn read_exact_at(&self, _: &mut [u8], _: u64) -> Result<()> {
+            panic!("read before the size was checked")
+        }
+        fn next_data(&self, _: u64) -> Result<Option<std::ops::Range<u64>>> {
+            panic!("read before the size was checked")
+        }
+    }
+
+    /// Bytes in memory that note the largest piece read of them, and may say that they
+    /// grew to `grown` while they were read.
+    struct Watched<'a> {
+        data: &'a [u8],
+        largest_read: std::cell::Cell<usize>,
+        grown: Option<u64>,
+    }
+
+    impl PutSource for Watched<'_> {
+        fn len(&self) -> u64 {
+            self.data.len() as u64
+        }
+        fn len_now(&self) -> Result<u64> {
+            Ok(self.grown.unwrap_or(self.len()))
+        }
+        fn read_exact_at(&self, buf: &mut [u8], at: u64) -> Result<()> {
+            self.largest_read
+                .set(self.largest_read.get().max(buf.len()));
+            self.data.read_exact_at(buf, at)
+        }
+        fn next_data(&self, at: u64) -> Result<Option<std::ops::Range<u64>>> {
+            self.data.next_data(at)
+        }
+    }
+
+    /// `disk put` copies a file a MiB at a time, never holding it whole (it was read
+    /// whole into memory, a multi-GiB file taking that much of the host's): a file of
+    /// three and a half MiB lands byte for byte, new and over an existing file, read in
+    /// pieces of `CHUNK` bytes at most. One that grew past the room while it was read is
+    /// refused before its size is stored: a new file is removed, one there left empty.
+    #[test]
+    fn a_put_streams_a_file_larger_than_a_chunk() {
+        let mut volume = Volume::format(vec![0u8; 16 << 20]).unwrap();
+        let data: Vec<u8> = (0..(7 << 19) + 3).map(|i: u32| (i % 251) as u8).collect();
+        for name in ["new", "new"] {
+            let source = Watched {
+                data: &data,
+                largest_read: 0.into(),
+                grown: None,
+            };
+            put_on(&mut volume, name, None, &source).unwrap();
+            assert_eq!(source.largest_read.get(), CHUNK);
+            assert!(volume.read(name).unwrap() == data, "{name} differs");
+        }
+        let growing = Watched {
+            data: &data,
+            largest_read: 0.into(),
+            grown: Some((4 << 20) + 1),
+        };
+        let err = put_on(&mut volume, "grown", Some(2), &growing).unwrap_err();
+        assert!(
+            err.contains("grew past") && err.contains("removed"),
+            "{err}"
+        );
+        assert!(volume.find("grown").is_err());
+        let err = put_on(&mut volume, "new", None, &growing).unwrap_err();
+        assert!(
+            err.contains("grew past") && err.contains("left empty"),
+            "{err}"
+        );
+        assert_eq!(volume.find("new").unwrap().size, 0);
     }
 
     /// A BMFS disk in memory whose file data cannot be written (its directory can).
@@ -754,7 +835,7 @@ mod tests {
     #[test]
     fn a_new_file_whose_write_fails_is_removed() {
         let mut volume = Volume::format(DataWritesFail(vec![0; 8 << 20])).unwrap();
-        let err = put_on(&mut volume, "a.bin", None, 4, &|_| Ok(b"data".to_vec())).unwrap_err();
+        let err = put_on(&mut volume, "a.bin", None, &&b"data"[..]).unwrap_err();
         assert!(
             err.contains("refused the write") && err.contains("removed"),
             "{err}"

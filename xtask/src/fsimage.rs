@@ -268,8 +268,9 @@ fn repair(image: &Path) -> Result<()> {
     Ok(())
 }
 
-/// How much `fs` copies at a time, in and out: the most of a file held in memory.
-const CHUNK: usize = 1 << 20;
+/// How much `fs` (and `disk put`) copies at a time, in and out: the most of a file held
+/// in memory.
+pub const CHUNK: usize = 1 << 20;
 
 /// The runs of whole 4 KiB blocks of `piece` (which starts at byte `at` of its file) that
 /// are not all zeros, each with where it starts: what a copy writes, leaving the blocks
@@ -339,10 +340,12 @@ fn copy_keeping_holes(from: &File, to: &File) -> std::io::Result<()> {
     to.sync_data()
 }
 
-/// A file for [`put_grouped`] to copy in, read a piece at a time.
+/// A file for [`put_grouped`] (and `disk put`) to copy in, read a piece at a time.
 pub trait PutSource {
     /// Its length in bytes.
     fn len(&self) -> u64;
+    /// Its length now: a host file's may have changed since it was opened.
+    fn len_now(&self) -> Result<u64>;
     /// Fills `buf` with its bytes from `at` on.
     fn read_exact_at(&self, buf: &mut [u8], at: u64) -> Result<()>;
     /// The next range at or after `at` that may hold bytes other than zeros (the bytes
@@ -354,6 +357,10 @@ pub trait PutSource {
 impl PutSource for &[u8] {
     fn len(&self) -> u64 {
         <[u8]>::len(self) as u64
+    }
+
+    fn len_now(&self) -> Result<u64> {
+        Ok(PutSource::len(self))
     }
 
     fn read_exact_at(&self, buf: &mut [u8], at: u64) -> Result<()> {
@@ -372,7 +379,7 @@ impl PutSource for &[u8] {
 }
 
 /// A regular file of the host, open; its length as it was when opened is what is copied.
-struct HostFile {
+pub struct HostFile {
     /// The file.
     file: File,
     /// Its path, for errors.
@@ -384,7 +391,7 @@ struct HostFile {
 impl HostFile {
     /// Opens the host's regular file `path` (anything else is refused before it is
     /// opened: `crate::disk::host_file_size`).
-    fn open(path: &Path) -> Result<Self> {
+    pub fn open(path: &Path) -> Result<Self> {
         crate::disk::host_file_size(path)?;
         let fail = |e: std::io::Error| format!("{}: {e}", path.display());
         let file = File::open(path).map_err(fail)?;
@@ -400,6 +407,13 @@ impl HostFile {
 impl PutSource for HostFile {
     fn len(&self) -> u64 {
         self.len
+    }
+
+    fn len_now(&self) -> Result<u64> {
+        let metadata = self.file.metadata();
+        Ok(metadata
+            .map_err(|e| format!("{}: {e}", self.path.display()))?
+            .len())
     }
 
     fn read_exact_at(&self, buf: &mut [u8], at: u64) -> Result<()> {

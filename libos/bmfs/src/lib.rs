@@ -110,6 +110,9 @@ pub enum BmfsError {
     /// refuses every create, write and delete with this until the disk is opened again
     /// ([`Volume::open`] reads what the disk holds); reads go on.
     NeedsReopen(String),
+    /// What gave a [`Volume::write_in_pieces`] its data failed midway (why): the file is
+    /// left empty.
+    Source(String),
 }
 
 impl fmt::Display for BmfsError {
@@ -155,6 +158,7 @@ impl fmt::Display for BmfsError {
                 f,
                 "the directory on disk may differ from the one in memory ({why}): open the disk again"
             ),
+            Self::Source(why) => f.write_str(why),
         }
     }
 }
@@ -465,17 +469,57 @@ impl<D: Disk> Volume<D> {
     /// the new file, never the old size over mixed bytes. Empty `data` only stores the
     /// size 0, once.
     pub fn write(&mut self, name: &str, data: &[u8]) -> Result<(), BmfsError> {
+        self.replace(name, data.len() as u64, |disk, start| {
+            disk.write(start, data).map_err(BmfsError::Disk)
+        })
+    }
+
+    /// As [`write`](Self::write), for data larger than the memory at hand: its `size`
+    /// bytes come a piece of `buffer.len()` bytes at a time, `fill` filling each piece
+    /// (cut to what is left; given its offset in the file) before it is written. A
+    /// `fill` that fails stops the write ([`BmfsError::Source`]), the file left empty as
+    /// a crash midway leaves it; an empty `buffer` for a `size` above 0 is refused so.
+    pub fn write_in_pieces<F>(
+        &mut self,
+        name: &str,
+        size: u64,
+        buffer: &mut [u8],
+        mut fill: F,
+    ) -> Result<(), BmfsError>
+    where
+        F: FnMut(&mut [u8], u64) -> Result<(), String>,
+    {
+        self.replace(name, size, |disk, start| {
+            let (mut offset, most) = (0, buffer.len() as u64);
+            while offset < size {
+                let piece = &mut buffer[..(size - offset).min(most) as usize];
+                if piece.is_empty() {
+                    return Err(BmfsError::Source("no buffer to read the data into".into()));
+                }
+                fill(piece, offset).map_err(BmfsError::Source)?;
+                disk.write(start + offset, piece).map_err(BmfsError::Disk)?;
+                offset += piece.len() as u64;
+            }
+            Ok(())
+        })
+    }
+
+    /// Replaces the contents of `name` with the `size` bytes `write_data` writes to the
+    /// disk from the byte it is given on, in the order [`write`](Self::write) promises.
+    fn replace(
+        &mut self,
+        name: &str,
+        size: u64,
+        write_data: impl FnOnce(&mut D, u64) -> Result<(), BmfsError>,
+    ) -> Result<(), BmfsError> {
         self.changeable()?;
         let index = self.index(name)?;
         let entry = self.records[index].clone().expect("found");
         let capacity = entry.capacity();
-        if data.len() as u64 > capacity {
-            return Err(BmfsError::TooLarge {
-                size: data.len() as u64,
-                capacity,
-            });
+        if size > capacity {
+            return Err(BmfsError::TooLarge { size, capacity });
         }
-        if data.is_empty() {
+        if size == 0 {
             return self.store(index, Some(Entry { size: 0, ..entry }));
         }
         if entry.size > 0 {
@@ -487,11 +531,8 @@ impl<D: Disk> Volume<D> {
                 }),
             )?;
         }
-        self.disk
-            .write(entry.start * BLOCK, data)
-            .map_err(BmfsError::Disk)?;
+        write_data(&mut self.disk, entry.start * BLOCK)?;
         self.disk.flush().map_err(BmfsError::Disk)?;
-        let size = data.len() as u64;
         self.store(index, Some(Entry { size, ..entry }))
     }
 

@@ -437,6 +437,48 @@ impl Disk for FailingAfter {
     }
 }
 
+/// `write_in_pieces` writes what `fill` gives a buffer at a time, byte for byte as one
+/// `write` would; a `fill` that fails leaves the file empty and says why.
+#[test]
+fn a_write_in_pieces_lands_whole_or_leaves_the_file_empty() {
+    let data: Vec<u8> = (0..(3 << 20) + 5).map(|at: u32| (at % 251) as u8).collect();
+    let mut volume = Volume::format(disk(16)).unwrap();
+    volume.create("f", 2).unwrap();
+    let mut buffer = vec![0u8; 1 << 20];
+    let mut offsets = Vec::new();
+    let mut fill = |piece: &mut [u8], at: u64| {
+        offsets.push((at, piece.len()));
+        piece.copy_from_slice(&data[at as usize..at as usize + piece.len()]);
+        Ok(())
+    };
+    volume
+        .write_in_pieces("f", data.len() as u64, &mut buffer, &mut fill)
+        .unwrap();
+    assert_eq!(
+        offsets,
+        [
+            (0, 1 << 20),
+            (1 << 20, 1 << 20),
+            (2 << 20, 1 << 20),
+            (3 << 20, 5)
+        ]
+    );
+    assert_eq!(volume.read("f").unwrap(), data);
+    let mut failing = |_: &mut [u8], at: u64| match at {
+        0 => Ok(()),
+        _ => Err(String::from("the source ended")),
+    };
+    let err = volume
+        .write_in_pieces("f", 2 << 20, &mut buffer, &mut failing)
+        .unwrap_err();
+    assert_eq!(err, BmfsError::Source("the source ended".into()));
+    assert_eq!(volume.find("f").unwrap().size, 0);
+    let err = volume
+        .write_in_pieces("f", 1, &mut [], &mut failing)
+        .unwrap_err();
+    assert!(matches!(err, BmfsError::Source(_)), "{err}");
+}
+
 #[test]
 fn a_write_cut_short_leaves_the_old_file_an_empty_one_or_the_new_one() {
     let old = vec![0xAA; 3 << 20];
