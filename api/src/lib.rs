@@ -148,7 +148,9 @@ pub enum MemoryOp<'a> {
     },
     /// Joins the adjacent sibling `other` into the capability: once merged, `other`
     /// answers [`CapError::Revoked`]; a refused merge leaves it as it was. Neither may
-    /// be lent to the caller ([`CapError::Lent`], as for [`MemoryOp::Split`]).
+    /// be lent to the caller ([`CapError::Lent`], as for [`MemoryOp::Split`]). Siblings
+    /// are derived from one parent, or split from one grant: two grants side by side are
+    /// not ([`CapError::NotSiblings`]), so that the kernel takes each back by its name.
     Merge {
         /// The sibling (borrowed: the caller keeps it if the merge is refused).
         other: &'a MemoryCap,

@@ -38,7 +38,8 @@ pub enum CapError {
         /// The limit.
         max: usize,
     },
-    /// The two capabilities are not distinct siblings of one kind (same parent).
+    /// The two capabilities are not distinct siblings: derived from one parent, or roots
+    /// split from one mint (two roots minted or granted apart are not siblings).
     NotSiblings,
     /// The two siblings' ranges do not touch.
     NotAdjacent,

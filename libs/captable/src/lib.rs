@@ -14,7 +14,9 @@
 //!   `const` operations and no dependency.
 //! - **Owners** are [`OwnerId`]s, `0` being the kernel; a table serves owners `0..OWNERS`.
 //! - **Entries.** Each live entry records its holder, resource, rights, parent entry
-//!   (`None` for a root the kernel minted), and state: [`EntryState::Live`] or
+//!   (`None` for a root the kernel minted), origin (the root its tree grew from, as it
+//!   was minted: a split copies it, so the pieces of one mint share it and roots minted
+//!   apart never do), and state: [`EntryState::Live`] or
 //!   [`EntryState::RevokeRequested`] with a deadline. *Revoked* is not stored: revoking
 //!   frees the slot and advances its generation, so every handle to the old entry answers
 //!   [`CapError::Revoked`] forever. A slot whose generation reaches `u32::MAX` is retired
@@ -51,7 +53,9 @@
 //! [`check_access`](CapTable::check_access), [`derive`](CapTable::derive) (subrange and
 //! subset of rights, the child records its parent), [`split`](CapTable::split) (in place:
 //! the handle keeps the low part, a new sibling gets the rest),
-//! [`merge`](CapTable::merge) (two adjacent siblings with equal rights; neither split nor
+//! [`merge`](CapTable::merge) (two adjacent siblings with equal rights: derived from one
+//! parent, or roots split from one mint, never two roots minted apart, which the kernel
+//! revokes each by its own name; neither split nor
 //! merge takes an entry lent to the caller, derived by another owner and delegated, which
 //! its lender revokes by name: [`CapError::Lent`], the borrower derives from it instead),
 //! [`delegate`](CapTable::delegate) (needs `DELEGATE`; the entry changes holder),

@@ -37,6 +37,14 @@ pub struct EntryId {
 }
 
 impl EntryId {
+    /// Its name inside its table.
+    const fn local(&self) -> LocalId {
+        LocalId {
+            index: self.index,
+            generation: self.generation,
+        }
+    }
+
     /// The id of the table that made it.
     pub const fn table(&self) -> u64 {
         self.table
@@ -58,6 +66,14 @@ impl fmt::Display for EntryId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "#{}.{}", self.index, self.generation)
     }
+}
+
+/// An entry's name inside its table: an [`EntryId`] without the table's id, which every
+/// entry of the table shares (so that an entry stays small).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct LocalId {
+    index: u32,
+    generation: u32,
 }
 
 /// A capability: the handle code holds to use a resource. Only a [`CapTable`] makes one
@@ -181,7 +197,12 @@ pub(crate) struct Entry {
     owner: OwnerId,
     resource: Resource,
     rights: Rights,
-    parent: Option<EntryId>,
+    /// The entry it was derived or split from; `None` for a root.
+    parent: Option<LocalId>,
+    /// The root its tree grew from, as that root was minted or granted: a root made so
+    /// is its own origin, a derived entry has its parent's, and a split copies it to the
+    /// new piece. So two roots share an origin only when they are pieces of one mint.
+    origin: LocalId,
     state: EntryState,
     /// Scratch mark for the revocation of a subtree; false outside one.
     dying: bool,
@@ -470,7 +491,8 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
         if !p.resource.contains(&resource) {
             return Err(CapError::OutOfRange);
         }
-        self.insert(owner, resource, rights, Some(parent), OwnerId::KERNEL)
+        let (parent, origin) = (Some(parent.local()), Some(p.origin));
+        self.insert(owner, resource, rights, parent, origin, OwnerId::KERNEL)
     }
 
     /// Asks the holder of `target` to return it by `deadline_ns`; the holder sees the
@@ -706,7 +728,8 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
         if !parent.resource.contains(&child) {
             return Err(CapError::OutOfRange);
         }
-        self.insert(caller, child, rights, Some(cap.id), caller)
+        let origin = Some(parent.origin);
+        self.insert(caller, child, rights, Some(cap.id.local()), origin, caller)
     }
 
     /// Splits `cap` in place at `offset` units from its start: `cap` keeps the low part
@@ -737,7 +760,7 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
         if self.has_children(cap.id) {
             return Err(CapError::HasChildren);
         }
-        let new = self.insert(e.owner, high, e.rights, e.parent, caller)?;
+        let new = self.insert(e.owner, high, e.rights, e.parent, Some(e.origin), caller)?;
         if let Some(entry) = self.slots[i].entry.as_mut() {
             entry.resource = low;
         }
@@ -747,8 +770,10 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
     /// Merges the sibling `b` into `a`: `a` grows to cover both ranges and `b`'s handle
     /// stops working ([`CapError::Revoked`]). Both must be held by `caller`, live, not
     /// lent to it ([`CapError::Lent`]: their lender revokes each by name, and `b`'s range
-    /// would escape under `a`'s), of one kind with the same parent, with equal rights,
-    /// adjacent, and without children.
+    /// would escape under `a`'s), siblings (derived from one parent, or roots split from
+    /// one mint: two roots minted or granted apart are not, [`CapError::NotSiblings`], as
+    /// the kernel revokes each by the name it made it under and `b`'s would escape under
+    /// `a`'s), with equal rights, adjacent, and without children.
     pub fn merge(&mut self, caller: OwnerId, a: &Cap, b: &Cap) -> Result<(), CapError> {
         let (ia, ea) = self.owned(caller, a)?;
         let (ib, eb) = self.owned(caller, b)?;
@@ -761,7 +786,8 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
         if ea.lent() || eb.lent() {
             return Err(CapError::Lent);
         }
-        if ea.parent != eb.parent || ea.resource.kind() != eb.resource.kind() {
+        // One origin is one kind: every entry of a tree has its root's.
+        if ea.parent != eb.parent || ea.origin != eb.origin {
             return Err(CapError::NotSiblings);
         }
         if ea.rights != eb.rights {
@@ -840,11 +866,11 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
         // Every parent of a live entry is live, and the chain is at most N long.
         for _ in 0..N {
             match up {
-                Some(p) if p == ancestor.id => {
+                Some(p) if p == ancestor.id.local() => {
                     let root = (t, target_entry.resource);
                     return Ok(self.remove_subtree(root, Taking::For(RevokeReason::Holder), None));
                 }
-                Some(p) => up = self.find(p).ok().and_then(|(_, e)| e.parent),
+                Some(p) => up = self.find(self.named(p)).ok().and_then(|(_, e)| e.parent),
                 None => break,
             }
         }
@@ -977,13 +1003,22 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
         }
     }
 
+    /// The full name of the entry named `local` in this table.
+    const fn named(&self, local: LocalId) -> EntryId {
+        EntryId {
+            table: self.id,
+            index: local.index,
+            generation: local.generation,
+        }
+    }
+
     fn info(&self, i: usize, e: &Entry) -> EntryInfo {
         EntryInfo {
             id: self.id_of(i),
             owner: e.owner,
             resource: e.resource,
             rights: e.rights,
-            parent: e.parent,
+            parent: e.parent.map(|p| self.named(p)),
             state: e.state,
         }
     }
@@ -992,7 +1027,7 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
         self.slots
             .iter()
             .filter_map(|s| s.entry.as_ref())
-            .any(|e| e.parent == Some(id))
+            .any(|e| e.parent == Some(id.local()))
     }
 
     /// A root held by `owner`, unless it overlaps a live root of its kind; `maker` as
@@ -1013,7 +1048,7 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
         if overlaps {
             return Err(CapError::Overlaps);
         }
-        self.insert(owner, resource, rights, None, maker)
+        self.insert(owner, resource, rights, None, None, maker)
     }
 
     /// How many live entries `owner`'s requests made ([`with_limits`](Self::with_limits)).
@@ -1045,13 +1080,15 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
     }
 
     /// Puts a new entry in a free slot, if there is room for one `maker` asked for
-    /// ([`room_for`](Self::room_for)).
+    /// ([`room_for`](Self::room_for)); `origin` as [`Entry`]'s, `None` for a new root
+    /// (its own).
     fn insert(
         &mut self,
         owner: OwnerId,
         resource: Resource,
         rights: Rights,
-        parent: Option<EntryId>,
+        parent: Option<LocalId>,
+        origin: Option<LocalId>,
         maker: OwnerId,
     ) -> Result<Cap, CapError> {
         self.room_for(maker)?;
@@ -1060,17 +1097,19 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
             .iter()
             .position(Slot::is_free)
             .ok_or(CapError::Full)?;
+        let id = self.id_of(i);
         self.slots[i].entry = Some(Entry {
             owner,
             resource,
             rights,
             parent,
+            origin: origin.unwrap_or(id.local()),
             state: EntryState::Live,
             dying: false,
             parked: false,
             maker,
         });
-        Ok(Cap { id: self.id_of(i) })
+        Ok(Cap { id })
     }
 
     /// Records that `owner` forfeited the entry `id` in a free place of `forfeits`, or
@@ -1136,7 +1175,7 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
             if e.owner == owner && e.expired_by(now_ns) {
                 return true;
             }
-            at = e.parent.and_then(|p| self.find(p).ok()).map(|(k, _)| k);
+            at = (e.parent.and_then(|p| self.find(self.named(p)).ok())).map(|(k, _)| k);
         }
         false
     }

@@ -342,6 +342,40 @@ fn merge_refuses_non_siblings_gaps_and_differing_rights() {
 }
 
 #[test]
+fn roots_granted_apart_are_not_siblings_and_each_stays_revocable_by_name() {
+    let mut t = Table::new();
+    t.start_owner(&Kernel, APP).expect("start APP");
+    t.start_owner(&Kernel, OTHER).expect("start OTHER");
+    let all = RW | Rights::DELEGATE;
+    let a = t
+        .grant(&Kernel, APP, mem(0x10_0000, 0x2000), all)
+        .expect("a");
+    let b = t
+        .grant(&Kernel, APP, mem(0x10_2000, 0x1000), all)
+        .expect("b");
+    assert_eq!(t.merge(APP, &a, &b), Err(CapError::NotSiblings));
+    assert_eq!(t.merge(APP, &b, &a), Err(CapError::NotSiblings));
+    // Nor does a grant delegated from another owner join one's own.
+    let theirs = t
+        .grant(&Kernel, OTHER, mem(0x10_3000, 0x1000), all)
+        .expect("c");
+    t.delegate(OTHER, &theirs, APP).expect("delegate");
+    assert_eq!(t.merge(APP, &b, &theirs), Err(CapError::NotSiblings));
+    // Pieces split from one grant still merge back, whichever was split last.
+    let a_high = t.split(APP, &a, 0x1000).expect("split a");
+    assert_eq!(t.merge(APP, &a_high, &b), Err(CapError::NotSiblings));
+    t.merge(APP, &a_high, &a).expect("the pieces of a merge");
+    // The kernel takes b by the name it granted it under, and nothing else.
+    let taken = t.revoke(&Kernel, b.id(), RevokeReason::Kernel).expect("b");
+    assert_eq!((taken.resource, taken.entries), (mem(0x10_2000, 0x1000), 1));
+    let write =
+        |t: &Table, cap: &Cap, start| t.check_access(APP, cap, Rights::WRITE, &mem(start, 0x1000));
+    assert_eq!(write(&t, &a_high, 0x10_2000), Err(CapError::OutOfRange));
+    assert_eq!(write(&t, &a_high, 0x10_1000), Ok(()));
+    assert_eq!(write(&t, &theirs, 0x10_3000), Ok(()));
+}
+
+#[test]
 fn a_refused_merge_leaves_the_sibling_working_and_a_merged_one_revoked() {
     let (mut t, root) = setup(RW);
     let a = t.derive(APP, &root, 0x10_0000, 0x1000, RW).expect("a");

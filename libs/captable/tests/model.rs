@@ -26,6 +26,9 @@ struct MEntry {
     len: u64,
     rights: Rights,
     parent: Option<usize>,
+    /// The mint its tree grew from: a minted root's own index, a derived entry's parent's
+    /// origin, a split piece's original's.
+    origin: usize,
     deadline: Option<u64>,
     alive: bool,
     /// Taken from its holder at a deadline the holder missed and recorded (while fewer
@@ -332,6 +335,7 @@ fn step(rng: &mut Rng, t: &mut Table, m: &mut Model) {
             match got {
                 Ok(cap) => {
                     assert_eq!(expect, Ok(()));
+                    let origin = m.entries.len();
                     m.push(MEntry {
                         cap,
                         owner: who,
@@ -340,6 +344,7 @@ fn step(rng: &mut Rng, t: &mut Table, m: &mut Model) {
                         len,
                         rights: r,
                         parent: None,
+                        origin,
                         deadline: None,
                         alive: true,
                         forfeited: false,
@@ -401,6 +406,7 @@ fn step(rng: &mut Rng, t: &mut Table, m: &mut Model) {
                         len,
                         rights: r,
                         parent: Some(i),
+                        origin: p.origin,
                         deadline: None,
                         alive: true,
                         forfeited: false,
@@ -445,6 +451,7 @@ fn step(rng: &mut Rng, t: &mut Table, m: &mut Model) {
                         len: e.len - offset,
                         rights: e.rights,
                         parent: e.parent,
+                        origin: e.origin,
                         deadline: None,
                         alive: true,
                         forfeited: false,
@@ -457,10 +464,12 @@ fn step(rng: &mut Rng, t: &mut Table, m: &mut Model) {
             }
         }
         4 => {
-            // merge with a random other entry, often a neighbour in the model list
+            // merge with a random other entry, often a sibling
+            let (parent, origin) = (m.entries[i].parent, m.entries[i].origin);
             let siblings: Vec<usize> = (0..m.entries.len())
                 .filter(|&k| {
-                    k != i && m.entries[k].alive && m.entries[k].parent == m.entries[i].parent
+                    let e = &m.entries[k];
+                    k != i && e.alive && e.parent == parent && e.origin == origin
                 })
                 .collect();
             let j = pick_from(rng, m, &siblings).unwrap_or(i);
@@ -475,7 +484,8 @@ fn step(rng: &mut Rng, t: &mut Table, m: &mut Model) {
                         Err(CapError::RevocationPending)
                     } else if a.lent() || b.lent() {
                         Err(CapError::Lent)
-                    } else if a.parent != b.parent || a.kind != b.kind {
+                    } else if a.parent != b.parent || a.origin != b.origin {
+                        // Roots minted apart are not siblings; one origin is one kind.
                         Err(CapError::NotSiblings)
                     } else if a.rights != b.rights {
                         Err(CapError::RightsDiffer)
