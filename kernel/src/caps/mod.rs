@@ -209,9 +209,10 @@ pub fn on_timer_interrupt() {
     shootdown.flush();
 }
 
-/// Asks the holder of `entry` to give it back by `deadline_ns` (monotonic time). The holder
-/// sees the request ([`revocation_requests`]); if it has not returned the capability by
-/// then, the kernel takes it (with everything derived from it) and records the
+/// Asks the holder of `entry` to give it back by `deadline_ns` (monotonic time; for a root,
+/// every piece split from it, each holder for its own: `CapTable::request_revocation`).
+/// The holder sees the request ([`revocation_requests`]); if it has not returned the
+/// capability by then, the kernel takes it (with everything derived from it) and records the
 /// repossession, and the holder's next use of it ends the holder's task.
 pub fn request_revocation(entry: EntryId, deadline_ns: u64) -> Result<(), CapError> {
     with_state(|state| {
@@ -492,7 +493,8 @@ pub fn return_cap(owner: OwnerId, cap: Cap, kind: ResourceKind) -> Result<(), (C
     returned.map_err(|error| (error, cap))
 }
 
-/// Revokes `entry` by force (with its descendants) and frees what it held.
+/// Revokes `entry` by force (with its descendants; a root with every piece split from it,
+/// `CapTable::revoke`) and frees what it held.
 pub fn revoke(entry: EntryId) -> Result<(), CapError> {
     with_state(|state| {
         state

@@ -64,6 +64,10 @@
 //! [`entries_of`](CapTable::entries_of), [`pending_revocations`](CapTable::pending_revocations),
 //! [`repossessions`](CapTable::repossessions).
 //!
+//! The kernel's [`revoke`](CapTable::revoke) and
+//! [`request_revocation`](CapTable::request_revocation) of a root reach every piece split
+//! from its mint, whoever holds it, and a mint's name reaches the pieces left after its
+//! own entry was merged into one or returned: what the kernel minted it takes back whole.
 //! Revoking an entry revokes everything derived from it, transitively, and writes a
 //! [`Repossession`] record (holder, entry, kind and range, rights, reason) into each
 //! holder's log: a ring of `LOG` records per owner that counts what it had to drop. What a

@@ -185,7 +185,8 @@ impl fmt::Display for Repossession {
 /// this is what the kernel must unmap) and how many entries it invalidated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Revocation {
-    /// The revoked entry's resource.
+    /// The revoked entry's resource; for the pieces of a mint ([`CapTable::revoke`]), the
+    /// range from the first one's start to the last one's end.
     pub resource: Resource,
     /// The entry and its descendants: how many handles stopped working.
     pub entries: usize,
@@ -201,7 +202,8 @@ pub(crate) struct Entry {
     parent: Option<LocalId>,
     /// The root its tree grew from, as that root was minted or granted: a root made so
     /// is its own origin, a derived entry has its parent's, and a split copies it to the
-    /// new piece. So two roots share an origin only when they are pieces of one mint.
+    /// new piece. So two roots share an origin only when they are pieces of one mint, and
+    /// the kernel's name for that mint reaches every piece ([`CapTable::revoke`]).
     origin: LocalId,
     state: EntryState,
     /// Scratch mark for the revocation of a subtree; false outside one.
@@ -498,30 +500,50 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
     /// Asks the holder of `target` to return it by `deadline_ns`; the holder sees the
     /// request in [`pending_revocations`](Self::pending_revocations). A second request
     /// replaces the deadline. Until it is returned the entry still works for use
-    /// ([`check`](Self::check)) but cannot be derived, split, merged or delegated.
+    /// ([`check`](Self::check)) but cannot be derived, split, merged or delegated. A
+    /// root is asked back with every piece split from its mint, as [`revoke`](Self::revoke)
+    /// takes them: each holder is asked for its own.
     pub fn request_revocation(
         &mut self,
         _authority: &A,
         target: EntryId,
         deadline_ns: u64,
     ) -> Result<(), CapError> {
-        let (i, _) = self.find(target)?;
-        if let Some(e) = self.slots[i].entry.as_mut() {
-            e.state = EntryState::RevokeRequested { deadline_ns };
+        let reach = self.reach(target)?;
+        for (i, slot) in self.slots.iter_mut().enumerate() {
+            if let Some(e) = slot.entry.as_mut().filter(|e| reach.takes(i, e)) {
+                e.state = EntryState::RevokeRequested { deadline_ns };
+            }
         }
         Ok(())
     }
 
-    /// Revokes `target` and every entry derived from it, transitively, by force. Each
-    /// holder gets a [`Repossession`] record with `reason`.
+    /// Revokes `target` and every entry derived from it, transitively, by force. A root
+    /// goes with every other piece split from its mint, whoever holds it (the kernel
+    /// takes back what it minted whole), and a mint's name reaches the pieces that live
+    /// on after its own entry went (merged into a piece, or returned). Each holder gets a
+    /// [`Repossession`] record with `reason`.
     pub fn revoke(
         &mut self,
         _authority: &A,
         target: EntryId,
         reason: RevokeReason,
     ) -> Result<Revocation, CapError> {
-        let (i, e) = self.find(target)?;
-        Ok(self.remove_subtree((i, e.resource), Taking::For(reason), None))
+        let reach = self.reach(target)?;
+        let mut pieces = (self.slots.iter().enumerate())
+            .filter_map(|(i, s)| s.entry.filter(|e| reach.takes(i, e)))
+            .map(|e| e.resource);
+        let first = pieces.next().ok_or(CapError::Revoked)?;
+        let (start, end) = pieces.fold((first.start(), first.end()), |(start, end), r| {
+            (start.min(r.start()), end.max(r.end()))
+        });
+        let resource = Resource::new(first.kind(), start, end - start)?;
+        for (i, slot) in self.slots.iter_mut().enumerate() {
+            if let Some(e) = slot.entry.as_mut().filter(|e| reach.takes(i, e)) {
+                e.dying = true;
+            }
+        }
+        Ok(self.remove_dying(resource, Taking::For(reason), None))
     }
 
     /// Revokes by force one entry whose revocation deadline is at or before `now_ns`, with
@@ -1180,6 +1202,23 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
         false
     }
 
+    /// What the kernel's revocation or request of `target` reaches: a derived entry
+    /// alone; for a root, every live root of its origin; for a mint's name whose entry
+    /// went, the live roots of that origin if there are any (else [`CapError::Revoked`]).
+    fn reach(&self, target: EntryId) -> Result<Reach, CapError> {
+        match self.find(target) {
+            Ok((i, e)) if e.parent.is_some() => Ok(Reach::Entry(i)),
+            Ok((_, e)) => Ok(Reach::Mint(e.origin)),
+            Err(CapError::Revoked) => {
+                let mint = Reach::Mint(target.local());
+                let mut slots = self.slots.iter().enumerate();
+                let pieces_left = slots.any(|(i, s)| s.entry.is_some_and(|e| mint.takes(i, &e)));
+                pieces_left.then_some(mint).ok_or(CapError::Revoked)
+            }
+            Err(error) => Err(error),
+        }
+    }
+
     /// Removes the entry in slot `root` and all its descendants, logging a record of why
     /// for each holder except `quiet` (who gave it up or is ending).
     fn remove_subtree(
@@ -1191,6 +1230,17 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
         if let Some(e) = self.slots.get_mut(root).and_then(|s| s.entry.as_mut()) {
             e.dying = true;
         }
+        self.remove_dying(resource, taking, quiet)
+    }
+
+    /// Removes the entries marked dying and all their descendants, logging as
+    /// [`remove_subtree`](Self::remove_subtree) does; `resource` is what was taken.
+    fn remove_dying(
+        &mut self,
+        resource: Resource,
+        taking: Taking,
+        quiet: Option<OwnerId>,
+    ) -> Revocation {
         // Mark descendants level by level: a pass marks every entry whose parent is marked.
         loop {
             let mut changed = false;
@@ -1250,6 +1300,25 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
             }
         }
         Revocation { resource, entries }
+    }
+}
+
+/// What a revocation by the kernel reaches by one name ([`CapTable::revoke`]).
+#[derive(Clone, Copy)]
+enum Reach {
+    /// The derived entry in this slot.
+    Entry(usize),
+    /// Every live root of this origin: the pieces of one mint.
+    Mint(LocalId),
+}
+
+impl Reach {
+    /// Whether it reaches the entry `e` in slot `i` itself (its descendants go with it).
+    fn takes(self, i: usize, e: &Entry) -> bool {
+        match self {
+            Reach::Entry(slot) => i == slot,
+            Reach::Mint(origin) => e.parent.is_none() && e.origin == origin,
+        }
     }
 }
 

@@ -603,6 +603,75 @@ fn forced_revoke_is_transitive_across_owners() {
 }
 
 #[test]
+fn the_kernel_revokes_every_piece_of_what_it_minted_by_its_name() {
+    let (mut t, root) = setup(Rights::ALL);
+    let high = t.split(APP, &root, 0x8000).expect("split");
+    let top = t.split(APP, &high, 0x4000).expect("split again");
+    t.delegate(APP, &top, OTHER)
+        .expect("delegate the top piece");
+    let kid = (t.derive(OTHER, &top, 0x10_C000, 0x1000, RW)).expect("derived from a piece");
+    let other_grant = t
+        .grant(&Kernel, APP, mem(0x20_0000, 0x1000), RW)
+        .expect("grant");
+    // Asked back by its name, every piece is asked back, each of its holder.
+    t.request_revocation(&Kernel, root.id(), 500)
+        .expect("request");
+    let asked = |t: &Table, who| t.pending_revocations(who).map(|e| e.id).collect::<Vec<_>>();
+    assert_eq!(asked(&t, APP), [root.id(), high.id()]);
+    assert_eq!(asked(&t, OTHER), [top.id()]);
+    // Taken by its name, every piece goes with what was derived from it, each holder told.
+    let taken = t.revoke(&Kernel, root.id(), RevokeReason::Kernel);
+    let whole = Revocation {
+        resource: mem(0x10_0000, 0x10_0000),
+        entries: 4,
+    };
+    assert_eq!(taken, Ok(whole));
+    for (who, cap) in [(APP, &root), (APP, &high), (OTHER, &top), (OTHER, &kid)] {
+        assert_eq!(
+            t.check(who, cap, Rights::NONE).err(),
+            Some(CapError::Revoked)
+        );
+    }
+    let lost = |t: &Table, who| {
+        let log = t.repossessions(who).expect("log");
+        log.map(|r| (r.entry, r.reason)).collect::<Vec<_>>()
+    };
+    let kernel = RevokeReason::Kernel;
+    assert_eq!(lost(&t, APP), [(root.id(), kernel), (high.id(), kernel)]);
+    assert_eq!(lost(&t, OTHER), [(top.id(), kernel), (kid.id(), kernel)]);
+    assert!(t.check(APP, &other_grant, RW).is_ok(), "another mint stays");
+    // A mint's name reaches its pieces after its own entry was merged into one, and only
+    // then: a piece's name, gone, reaches nothing.
+    let cap = t
+        .mint(&Kernel, APP, mem(0x40_0000, 0x2000), RW)
+        .expect("mint");
+    let piece = t.split(APP, &cap, 0x1000).expect("split");
+    t.merge(APP, &piece, &cap).expect("merge into the piece");
+    let rest = t.split(APP, &piece, 0x1000).expect("split the piece");
+    t.merge(APP, &piece, &rest).expect("and merge it back");
+    let taken = t.revoke(&Kernel, rest.id(), RevokeReason::Kernel);
+    assert_eq!(
+        taken,
+        Err(CapError::Revoked),
+        "the name of a piece merged away"
+    );
+    let taken = t
+        .revoke(&Kernel, cap.id(), RevokeReason::Kernel)
+        .map(|r| r.entries);
+    assert_eq!(
+        taken,
+        Ok(1),
+        "the mint's name takes the piece it was merged into"
+    );
+    assert_eq!(
+        t.check(APP, &piece, Rights::NONE).err(),
+        Some(CapError::Revoked)
+    );
+    let again = t.request_revocation(&Kernel, cap.id(), 1);
+    assert_eq!(again, Err(CapError::Revoked), "nothing of it is left");
+}
+
+#[test]
 fn revoke_derived_needs_revoke_and_a_descendant() {
     let (mut t, root) = setup(RW | Rights::REVOKE | Rights::DELEGATE);
     let lent = t

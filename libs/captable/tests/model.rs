@@ -76,7 +76,12 @@ impl Model {
 
     /// `i` and every live entry below it, in slot order (the order the table logs in).
     fn subtree(&self, i: usize) -> Vec<usize> {
-        let mut out = vec![i];
+        self.subtrees(&[i])
+    }
+
+    /// `roots` and every live entry below them, in slot order.
+    fn subtrees(&self, roots: &[usize]) -> Vec<usize> {
+        let mut out = roots.to_vec();
         let mut k = 0;
         while k < out.len() {
             let p = out[k];
@@ -93,14 +98,38 @@ impl Model {
 
     /// Kills `i` and its subtree, telling every holder but `quiet` `reason`.
     fn kill(&mut self, i: usize, reason: RevokeReason, quiet: Option<OwnerId>) -> usize {
-        self.kill_with(i, quiet, |_, _| reason)
+        self.kill_with(&[i], quiet, |_, _| reason)
+    }
+
+    /// What the kernel's revocation or request naming entry `i` reaches: a live derived
+    /// entry alone; a live root with every live root of its origin (the pieces of its
+    /// mint); a minted root gone, the pieces of its mint that live on.
+    fn reach(&self, i: usize) -> Result<Vec<usize>, CapError> {
+        let e = &self.entries[i];
+        if e.alive && e.parent.is_some() {
+            return Ok(vec![i]);
+        }
+        if !e.alive && e.origin != i {
+            return Err(CapError::Revoked);
+        }
+        let pieces: Vec<usize> = (0..self.entries.len())
+            .filter(|&k| {
+                let piece = &self.entries[k];
+                piece.alive && piece.parent.is_none() && piece.origin == e.origin
+            })
+            .collect();
+        if pieces.is_empty() {
+            Err(CapError::Revoked)
+        } else {
+            Ok(pieces)
+        }
     }
 
     /// Kills `i` and its subtree at the deadlines passed by `now`: `DeadlinePassed` for
     /// what a holder held from an entry of its own asked back by then down (`i`'s
     /// ancestors too, up to the top of the tree), else `AncestorTaken`.
     fn kill_expired(&mut self, i: usize, now: u64) -> usize {
-        self.kill_with(i, None, |m, j| {
+        self.kill_with(&[i], None, |m, j| {
             let owner = m.entries[j].owner;
             let mut at = Some(j);
             while let Some(e) = at.map(|k| &m.entries[k]) {
@@ -115,11 +144,11 @@ impl Model {
 
     fn kill_with(
         &mut self,
-        i: usize,
+        roots: &[usize],
         quiet: Option<OwnerId>,
         reason_of: impl Fn(&Model, usize) -> RevokeReason,
     ) -> usize {
-        let tree = self.subtree(i);
+        let tree = self.subtrees(roots);
         let reasons: Vec<_> = tree.iter().map(|&j| reason_of(self, j)).collect();
         for (&j, reason) in tree.iter().zip(reasons) {
             let e = &mut self.entries[j];
@@ -539,31 +568,30 @@ fn step(rng: &mut Rng, t: &mut Table, m: &mut Model) {
         7 => {
             // request revocation
             let deadline = rng.below(1000) as u64;
-            let expect = if m.entries[i].alive {
-                Ok(())
-            } else {
-                Err(CapError::Revoked)
-            };
+            let reach = m.reach(i);
             let got = t.request_revocation(&Kernel, m.entries[i].cap.id(), deadline);
-            assert_eq!(expect, got);
-            if got.is_ok() {
-                m.entries[i].deadline = Some(deadline);
+            assert_eq!(reach.as_ref().map(|_| ()).map_err(|e| *e), got);
+            for k in reach.unwrap_or_default() {
+                m.entries[k].deadline = Some(deadline);
             }
         }
         8 => {
-            // forced revoke
-            let expect = if m.entries[i].alive {
-                Ok(Revocation {
-                    resource: m.entries[i].resource(),
-                    entries: m.subtree(i).len(),
-                })
-            } else {
-                Err(CapError::Revoked)
-            };
+            // forced revoke: a root with every piece of its mint
+            let reach = m.reach(i);
+            let expect = reach.clone().map(|pieces| {
+                let start = pieces.iter().map(|&k| m.entries[k].start).min();
+                let end = pieces.iter().map(|&k| m.entries[k].end()).max();
+                let (start, end) = start.zip(end).expect("a piece");
+                let kind = m.entries[pieces[0]].kind;
+                Revocation {
+                    resource: Resource::new(kind, start, end - start).expect("valid span"),
+                    entries: m.subtrees(&pieces).len(),
+                }
+            });
             let got = t.revoke(&Kernel, m.entries[i].cap.id(), RevokeReason::Kernel);
             assert_eq!(expect, got);
-            if got.is_ok() {
-                m.kill(i, RevokeReason::Kernel, None);
+            if let Ok(pieces) = reach {
+                m.kill_with(&pieces, None, |_, _| RevokeReason::Kernel);
             }
         }
         9 => {
