@@ -10,7 +10,10 @@ use alloc::vec::Vec;
 
 use rexo_api::device::DISK_SHUT_DOWN;
 use rexo_api::{BlockDevice, BlockInfo, Completion, DeviceError, Leaving, Tag};
-use rexo_ata::command::{self, Command, Direction, Operation, Protocol, STATUS_BSY, STATUS_DRQ};
+use rexo_ata::command::{
+    self, Command, Direction, LOG_PAGE_BYTES, NCQ_COMMAND_ERROR_LOG, Operation, Protocol,
+    RefusedCommand, STATUS_BSY, STATUS_DRQ,
+};
 use rexo_ata::identify::{IDENTIFY_BYTES, Identity, SECTOR_BYTES};
 use rexo_devio::{Dma, Mmio, NS_PER_MS, Platform, barrier, pause};
 
@@ -127,8 +130,14 @@ const COMMAND_TABLES: usize = 0x800;
 const TABLE_STRIDE: usize = 0x100;
 /// Offset of the PRD table in a command table.
 const TABLE_PRDT: usize = 0x80;
+/// Offset of the command table of READ LOG EXT after an NCQ error, past the slots' own:
+/// every slot may hold a command to issue again, so the log read borrows slot 0's
+/// command header only ([`AhciDisk::read_ncq_error_log`]).
+const LOG_TABLE: usize = COMMAND_TABLES + MAX_SLOTS * TABLE_STRIDE;
+/// Offset of the page READ LOG EXT reads into (its table's one PRD entry points here).
+const LOG_PAGE: usize = LOG_TABLE + TABLE_STRIDE;
 /// Bytes of the tables block.
-const TABLES_BYTES: usize = COMMAND_TABLES + MAX_SLOTS * TABLE_STRIDE;
+const TABLES_BYTES: usize = LOG_PAGE + LOG_PAGE_BYTES;
 
 /// Command header DW0: the command FIS length in dwords (bits 4:0).
 const HEADER_CFL: u32 = (FIS_BYTES / 4) as u32;
@@ -142,10 +151,18 @@ fn header(slot: usize) -> usize {
     COMMAND_LIST + slot * HEADER_BYTES
 }
 
+/// Offset of `slot`'s command table in the tables block.
+fn table(slot: usize) -> usize {
+    COMMAND_TABLES + slot * TABLE_STRIDE
+}
+
 /// The sectors one request may cover (each slot's buffer is 64 KiB).
 const BUFFER_SECTORS: u32 = 128;
 /// How long IDENTIFY may take.
 const IDENTIFY_TIMEOUT_MS: u64 = 1_000;
+/// How long READ LOG EXT of the NCQ Command Error log may take (one page the device
+/// keeps, as IDENTIFY's).
+const LOG_TIMEOUT_MS: u64 = 1_000;
 /// How long the command list or FIS engine may take to stop (AHCI 10.1.2: 500 ms).
 const STOP_TIMEOUT_MS: u64 = 500;
 /// How long the device may stay busy after the link is up or after a COMRESET (a
@@ -271,6 +288,10 @@ pub struct AhciDisk {
     held: VecDeque<usize>,
     /// Slots the HBA has.
     issued: u32,
+    /// Queued commands to issue again one at a time, each alone in the queue, before
+    /// anything else: those outstanding at an NCQ error whose failed command the log did
+    /// not name ([`Self::recover_queued`]).
+    retrying: u32,
     /// Which ready/issued slots are NCQ commands (a held one never is: only non-queued
     /// commands are held).
     queued: u32,
@@ -384,7 +405,9 @@ impl AhciDisk {
         platform: &'static dyn Platform,
         wake: Option<Arc<Wake>>,
     ) -> Result<Self, DeviceError> {
-        let tables = Dma::new(platform, TABLES_BYTES)?;
+        let mut tables = Dma::new(platform, TABLES_BYTES)?;
+        let log_page = tables.phys() + LOG_PAGE as u64;
+        tables.write64(LOG_TABLE + TABLE_PRDT, log_page);
         let first_buffer = Dma::new(platform, (BUFFER_SECTORS * SECTOR_BYTES) as usize)?;
         Ok(Self {
             registers,
@@ -395,6 +418,7 @@ impl AhciDisk {
             ready: 0,
             held: VecDeque::with_capacity(MAX_SLOTS),
             issued: 0,
+            retrying: 0,
             queued: 0,
             earliest_deadline: u64::MAX,
             identity: Identity::default(),
@@ -427,12 +451,16 @@ impl AhciDisk {
     /// Points `slot`'s command header at its command table, and the table's one PRD
     /// entry at the slot's buffer (both fixed; commands change only the rest).
     fn attach_buffer(&mut self, slot: usize) {
-        let table = COMMAND_TABLES + slot * TABLE_STRIDE;
+        self.point_header_at(slot, table(slot));
+        self.tables
+            .write64(table(slot) + TABLE_PRDT, self.buffers[slot].phys());
+    }
+
+    /// Points `slot`'s command header at the command table at offset `table`.
+    fn point_header_at(&mut self, slot: usize, table: usize) {
         let table_address = self.tables.phys() + table as u64;
         self.tables
             .write64(header(slot) + HEADER_CTBA, table_address);
-        self.tables
-            .write64(table + TABLE_PRDT, self.buffers[slot].phys());
     }
 
     /// Refuses memory above 4 GiB when the HBA has only 32-bit addresses.
@@ -444,8 +472,8 @@ impl AhciDisk {
         Ok(())
     }
 
-    /// Stops the command list and FIS engines (AHCI 10.1.2).
-    fn stop(&mut self) -> Result<(), DeviceError> {
+    /// Stops the command list (PxCMD.ST cleared, PxCMD.CR waited for).
+    fn stop_command_list(&self) -> Result<(), DeviceError> {
         let registers = &self.registers;
         registers.write32(PX_CMD, registers.read32(PX_CMD) & !CMD_ST);
         rexo_devio::wait_until(
@@ -453,7 +481,13 @@ impl AhciDisk {
             "the AHCI command list to stop",
             STOP_TIMEOUT_MS,
             || registers.read32(PX_CMD) & CMD_CR == 0,
-        )?;
+        )
+    }
+
+    /// Stops the command list and FIS engines (AHCI 10.1.2).
+    fn stop(&mut self) -> Result<(), DeviceError> {
+        self.stop_command_list()?;
+        let registers = &self.registers;
         registers.write32(PX_CMD, registers.read32(PX_CMD) & !CMD_FRE);
         rexo_devio::wait_until(
             self.platform,
@@ -492,7 +526,19 @@ impl AhciDisk {
     /// Writes `command` into `slot`'s command table and header; `bytes` of data move
     /// through the slot's buffer.
     fn prepare(&mut self, slot: usize, command: &Command, write: bool, bytes: usize) {
-        let table = COMMAND_TABLES + slot * TABLE_STRIDE;
+        self.write_command(table(slot), slot, command, write, bytes);
+    }
+
+    /// Writes `command` into the command table at offset `table` and into `slot`'s
+    /// header (not its table address); `bytes` of data move through the table's PRD.
+    fn write_command(
+        &mut self,
+        table: usize,
+        slot: usize,
+        command: &Command,
+        write: bool,
+        bytes: usize,
+    ) {
         for (i, dword) in register_h2d(command).chunks_exact(4).enumerate() {
             let value = u32::from_le_bytes([dword[0], dword[1], dword[2], dword[3]]);
             self.tables.write32(table + 4 * i, value);
@@ -544,16 +590,11 @@ impl AhciDisk {
 
     /// Brings the port back after an error or a timeout (AHCI 6.2.2): stop, clear the
     /// errors, COMRESET when the device is stuck or was running queued commands (an NCQ
-    /// error leaves it refusing new ones until reset), start.
+    /// error leaves it refusing new ones until reset, or until its NCQ Command Error log
+    /// is read: [`Self::recover_queued`] restarts without one to read it), start.
     fn restart(&mut self, was_queued: bool) -> Result<(), DeviceError> {
+        self.stop_command_list()?;
         let registers = &self.registers;
-        registers.write32(PX_CMD, registers.read32(PX_CMD) & !CMD_ST);
-        rexo_devio::wait_until(
-            self.platform,
-            "the AHCI command list to stop",
-            STOP_TIMEOUT_MS,
-            || registers.read32(PX_CMD) & CMD_CR == 0,
-        )?;
         registers.write32(PX_SERR, u32::MAX);
         self.clear_interrupt_status(u32::MAX);
         let stuck = registers.read32(PX_TFD) & u32::from(STATUS_BSY | STATUS_DRQ) != 0;
@@ -568,7 +609,7 @@ impl AhciDisk {
     /// Slots holding a request, issued or not.
     fn busy(&self) -> u32 {
         let held = self.held.iter().fold(0, |mask, &slot| mask | bit(slot));
-        self.ready | held | self.issued
+        self.ready | held | self.issued | self.retrying
     }
 
     /// [`DISK_SHUT_DOWN`] once the disk was shut down, `Failed` once the port could not
@@ -657,26 +698,35 @@ impl AhciDisk {
     /// before PxCI for queued commands), and the oldest held command once nothing else is
     /// issued, the others held until it ends: the HBA may run the non-queued commands of
     /// one PxCI write in any order (AHCI 1.3.1 5.3.2), so an error could not be pinned
-    /// to one of them, and `poll` fails the one issued; their timeouts count from here
-    /// (one clock reading for the batch).
+    /// to one of them, and `poll` fails the one issued. While commands are to be retried
+    /// after an NCQ error ([`Self::recover_queued`]) only they go, the lowest slot first,
+    /// each once the one before ended, the prepared ones waiting behind them. Timeouts
+    /// count from here (one clock reading for the batch).
     fn issue(&mut self) {
-        if self.issued == 0
-            && self.ready == 0
+        let batch = if self.retrying != 0 {
+            if self.issued != 0 {
+                return;
+            }
+            let next = bit(self.retrying.trailing_zeros() as usize);
+            self.retrying &= !next;
+            next
+        } else if self.ready != 0 {
+            core::mem::take(&mut self.ready)
+        } else if self.issued == 0
             && let Some(oldest) = self.held.pop_front()
         {
-            self.ready = bit(oldest);
-        }
-        if self.ready == 0 {
+            bit(oldest)
+        } else {
             return;
-        }
+        };
         barrier();
-        let queued = self.ready & self.queued;
+        let queued = batch & self.queued;
         if queued != 0 {
             self.registers.write32(PX_SACT, queued);
         }
-        self.registers.write32(PX_CI, self.ready);
+        self.registers.write32(PX_CI, batch);
         let now = self.platform.now_ns();
-        for slot in slots_of(self.ready) {
+        for slot in slots_of(batch) {
             if let Some(request) = &mut self.requests[slot] {
                 let timeout_ns = request.operation.timeout_ms() * NS_PER_MS;
                 let deadline = now.saturating_add(timeout_ns);
@@ -684,8 +734,7 @@ impl AhciDisk {
                 self.earliest_deadline = self.earliest_deadline.min(deadline);
             }
         }
-        self.issued |= self.ready;
-        self.ready = 0;
+        self.issued |= batch;
     }
 
     /// Clears `causes` in PxIS, then the port's bit in the HBA's IS when it has an
@@ -727,7 +776,8 @@ impl AhciDisk {
     }
 
     /// Reads PxIS once: clears an interface non-fatal error, and on a fatal one fails
-    /// every issued request with [`DeviceError::Status`] (PxTFD) and restarts the port,
+    /// the issued request with [`DeviceError::Status`] (PxTFD) and restarts the port, or
+    /// with several queued commands outstanding recovers them ([`Self::recover_queued`]),
     /// returning the number failed.
     fn fail_on_error_status(&mut self, done: Completion<'_>) -> Option<usize> {
         let interrupts = self.registers.read32(PX_IS);
@@ -747,13 +797,102 @@ impl AhciDisk {
             what: "the AHCI command",
             status,
         };
+        if (self.issued & self.queued).count_ones() > 1 {
+            return Some(self.recover_queued(errors, error, done));
+        }
         Some(self.abort_issued(error, done))
+    }
+
+    /// Recovers the queued commands outstanding at a fatal error (AHCI 1.3.1 6.2.2.2):
+    /// after a task-file error the port is restarted and the NCQ Command Error log read
+    /// ([`Self::read_ncq_error_log`]), which names the command the device refused and
+    /// ends the error state in which it aborted the others: that one fails with the
+    /// status and error the log gives, the others are issued again by the next poll.
+    /// Where the log names none of them (another error, the log not read, NQ set, a tag
+    /// not outstanding) the port is restarted with a COMRESET, which ends the device's
+    /// error state too, and the commands are retried one at a time ([`Self::issue`]): a
+    /// good one finishes, the bad one fails again with its own status, alone, so
+    /// `fail_on_error_status` fails only it, and none is retried twice for one error. The
+    /// number failed (`error` fails them all when the port does not come back).
+    fn recover_queued(&mut self, errors: u32, error: DeviceError, done: Completion<'_>) -> usize {
+        if self.armed {
+            self.disarm();
+        }
+        let outstanding = core::mem::take(&mut self.issued);
+        self.earliest_deadline = u64::MAX;
+        let refused = (errors & IS_TFES != 0 && self.restart(false).is_ok())
+            .then(|| self.read_ncq_error_log())
+            .flatten()
+            .filter(|refused| outstanding & bit(usize::from(refused.tag)) != 0);
+        if let Some(refused) = refused {
+            let slot = usize::from(refused.tag);
+            let status = command::error_value(refused.status, refused.error);
+            log::warn!(
+                "ahci: port {}: the NCQ error log names slot {slot} (status {status:#x}); \
+                 the other {} commands go again",
+                self.number,
+                outstanding.count_ones() - 1
+            );
+            self.ready |= outstanding & !bit(slot);
+            let error = DeviceError::Status {
+                what: "the AHCI command",
+                status,
+            };
+            return self.fail_slots(bit(slot), error, done);
+        }
+        if !self.restart_or_give_up(true) {
+            return self.fail_slots(outstanding, error, done);
+        }
+        log::warn!(
+            "ahci: port {}: the NCQ error log names no outstanding command; retrying the {} \
+             outstanding one at a time",
+            self.number,
+            outstanding.count_ones()
+        );
+        self.retrying |= outstanding;
+        0
+    }
+
+    /// Reads the NCQ Command Error log (READ LOG EXT of log 10h, one page) on the restarted
+    /// port, in slot 0's command header pointed at the log's own command table for the
+    /// time (slot 0's table and buffer may hold a command to issue again), polled for
+    /// up to [`LOG_TIMEOUT_MS`]: the command it names, or `None` when the read failed, timed
+    /// out or moved short, or the page names none ([`RefusedCommand::from_log`]). Slot
+    /// 0's header is given back, once the command ended or the command list stopped.
+    fn read_ncq_error_log(&mut self) -> Option<RefusedCommand> {
+        let slot_0_flags = self.tables.read32(header(0));
+        let read_log = Command::read_log(NCQ_COMMAND_ERROR_LOG, 1);
+        self.write_command(LOG_TABLE, 0, &read_log, false, LOG_PAGE_BYTES);
+        self.point_header_at(0, LOG_TABLE);
+        barrier();
+        self.registers.write32(PX_CI, bit(0));
+        let registers = &self.registers;
+        let ended = rexo_devio::wait_until(
+            self.platform,
+            "the NCQ Command Error log",
+            LOG_TIMEOUT_MS,
+            || registers.read32(PX_CI) & bit(0) == 0 || registers.read32(PX_IS) & IS_FATAL != 0,
+        );
+        if ended.is_err() && self.stop_command_list().is_err() {
+            // Still running: slot 0 keeps the log's table; the restart that follows fails
+            // too and gives the port up.
+            return None;
+        }
+        let read = ended.is_ok()
+            && self.registers.read32(PX_IS) & IS_FATAL == 0
+            && self.tables.read32(header(0) + HEADER_PRDBC) >= LOG_PAGE_BYTES as u32;
+        self.tables.write32(header(0), slot_0_flags);
+        self.tables.write32(header(0) + HEADER_PRDBC, 0);
+        self.point_header_at(0, table(0));
+        read.then(|| RefusedCommand::from_log(self.tables.bytes(LOG_PAGE, LOG_PAGE_BYTES)))
+            .flatten()
     }
 
     /// Fails every issued request with [`DeviceError::Timeout`] (naming a late one's
     /// [`Operation::timeout_ms`]) and restarts the port when one of them is past its
-    /// deadline, and with them the held commands, never sent: each would otherwise go to
-    /// the disk taken for hung and wait its own timeout in turn. The number failed. Costs
+    /// deadline, and with them the held commands and those waiting to be retried, not on
+    /// the disk ([`Self::fail_unsent`]): each would otherwise go to the disk taken for
+    /// hung and wait its own timeout in turn. The number failed. Costs
     /// one clock reading and one comparison until the earliest deadline passes.
     fn abort_if_late(&mut self, done: Completion<'_>) -> usize {
         if self.issued == 0 {
@@ -789,17 +928,19 @@ impl AhciDisk {
             ms: late.timeout_ms(),
         };
         let aborted = self.abort_issued(error, done);
-        aborted + self.fail_held(error, done)
+        aborted + self.fail_unsent(error, done)
     }
 
-    /// Fails every held command with `error`; the number failed.
-    fn fail_held(&mut self, error: DeviceError, done: Completion<'_>) -> usize {
-        let count = self.held.len();
+    /// Fails every command not on the disk, held or waiting to be retried, with
+    /// `error`; the number failed.
+    fn fail_unsent(&mut self, error: DeviceError, done: Completion<'_>) -> usize {
+        let held = self.held.len();
         for slot in self.held.drain(..) {
             self.requests[slot] = None;
             done(slot as Tag, Err(error));
         }
-        count
+        let retrying = core::mem::take(&mut self.retrying);
+        held + self.fail_slots(retrying, error, done)
     }
 
     /// Runs `operation` (one without data: a flush, the standby) once the port is idle,
@@ -815,20 +956,34 @@ impl AhciDisk {
         if self.armed {
             self.disarm();
         }
-        let aborted = self.issued;
+        let aborted = core::mem::take(&mut self.issued);
         let was_queued = aborted & self.queued != 0;
-        for slot in slots_of(aborted) {
+        let failed = self.fail_slots(aborted, error, done);
+        self.earliest_deadline = u64::MAX;
+        self.restart_or_give_up(was_queued);
+        failed
+    }
+
+    /// Fails the requests in the slots of `slots` with `error`; the number failed.
+    fn fail_slots(&mut self, slots: u32, error: DeviceError, done: Completion<'_>) -> usize {
+        for slot in slots_of(slots) {
             self.requests[slot] = None;
             done(slot as Tag, Err(error));
         }
-        self.issued = 0;
-        self.queued &= !aborted;
-        self.earliest_deadline = u64::MAX;
-        if let Err(why) = self.restart(was_queued) {
-            log::warn!("ahci: port {}: not recovered: {why}", self.number);
-            self.failed = Some("the AHCI port did not restart after an error");
-        }
-        slots_of(aborted).count()
+        self.queued &= !slots;
+        slots.count_ones() as usize
+    }
+
+    /// Restarts the port ([`Self::restart`], with a COMRESET when `was_queued`); a port
+    /// that does not come back is failed for good, every later call refused. Whether it
+    /// came back.
+    fn restart_or_give_up(&mut self, was_queued: bool) -> bool {
+        let Err(why) = self.restart(was_queued) else {
+            return true;
+        };
+        log::warn!("ahci: port {}: not recovered: {why}", self.number);
+        self.failed = Some("the AHCI port did not restart after an error");
+        false
     }
 }
 
@@ -1517,6 +1672,210 @@ mod tests {
         assert_eq!(resets.load(core::sync::atomic::Ordering::Relaxed), 1);
         assert_eq!(disk.busy(), 0, "nothing held or in flight");
         assert_eq!(disk.failed, None, "the port restarted");
+    }
+
+    /// An NCQ Command Error log page: byte 0 `first` (NQ and the tag), then `status` and
+    /// `error`, its checksum set.
+    fn ncq_error_log(first: u8, status: u8, error: u8) -> Vec<u8> {
+        let mut page = alloc::vec![0; LOG_PAGE_BYTES];
+        page[..4].copy_from_slice(&[first, 0, status, error]);
+        let sum = page.iter().fold(0u8, |sum, &byte| sum.wrapping_add(byte));
+        page[LOG_PAGE_BYTES - 1] = sum.wrapping_neg();
+        page
+    }
+
+    /// The COMRESETs and the READ LOG EXT commands an [`hba_with_ncq_error_log`] saw.
+    type Seen = Arc<(core::sync::atomic::AtomicU32, core::sync::atomic::AtomicU32)>;
+
+    /// Plays an NCQ HBA's recovery at each clock reading: PxIS written all ones (a
+    /// restart's clearing) reads 0 again; a COMRESET (PxSCTL.DET 1) is counted; READ LOG
+    /// EXT of log 10h issued in slot 0 through the log's command table is counted and
+    /// answered with `page` (moved into the log page, 512 bytes by PRDBC, PxCI cleared)
+    /// or, without one, aborted as QEMU aborts it (PxIS.TFES, PxTFD [`TFD_ABORTED`],
+    /// PxCI left set). The COMRESETs and log reads seen.
+    fn hba_with_ncq_error_log(
+        disk: &AhciDisk,
+        registers: &Mmio,
+        platform: &'static HostPlatform,
+        page: Option<Vec<u8>>,
+    ) -> Seen {
+        use core::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
+        let seen: Seen = Arc::new((AtomicU32::new(0), AtomicU32::new(0)));
+        let counts = seen.clone();
+        let tables = platform.device_view(&disk.tables);
+        let registers = registers.clone();
+        let in_reset = AtomicBool::new(false);
+        platform.on_clock_reading(move || {
+            if registers.read32(PX_IS) == u32::MAX {
+                registers.write32(PX_IS, 0);
+            }
+            let resetting = registers.read32(PX_SCTL) & DET_MASK == DET_COMRESET;
+            if resetting && !in_reset.swap(true, Relaxed) {
+                counts.0.fetch_add(1, Relaxed);
+            }
+            in_reset.store(resetting, Relaxed);
+            let log_table = tables.phys() + LOG_TABLE as u64;
+            let read_log = (tables.read32(LOG_TABLE) >> 16) as u8 == command::READ_LOG_EXT
+                && tables.read8(LOG_TABLE + 4) == NCQ_COMMAND_ERROR_LOG;
+            let log_issued = registers.read32(PX_CI) & bit(0) != 0
+                && registers.read32(PX_IS) == 0
+                && tables.read64(header(0) + HEADER_CTBA) == log_table;
+            if !(read_log && log_issued) {
+                return;
+            }
+            counts.1.fetch_add(1, Relaxed);
+            match &page {
+                Some(page) => {
+                    for (i, &byte) in page.iter().enumerate() {
+                        tables.write8(LOG_PAGE + i, byte);
+                    }
+                    tables.write32(header(0) + HEADER_PRDBC, LOG_PAGE_BYTES as u32);
+                    registers.write32(PX_CI, 0);
+                }
+                None => {
+                    registers.write32(PX_TFD, TFD_ABORTED);
+                    registers.write32(PX_IS, IS_TFES);
+                }
+            }
+        });
+        seen
+    }
+
+    /// The COMRESETs and log reads `seen` counted.
+    fn counted(seen: &Seen) -> (u32, u32) {
+        use core::sync::atomic::Ordering::Relaxed;
+        (seen.0.load(Relaxed), seen.1.load(Relaxed))
+    }
+
+    /// Plays the device refusing a queued command: PxTFD [`TFD_ABORTED`], PxIS.TFES, its
+    /// PxSACT bit (and the others the device aborted with it) left set.
+    fn device_refuses(registers: &Mmio) {
+        registers.write32(PX_TFD, TFD_ABORTED);
+        registers.write32(PX_IS, IS_TFES);
+    }
+
+    #[test]
+    fn an_ncq_error_fails_only_the_command_the_log_names_and_issues_the_others_again() {
+        let (mut disk, registers, platform) = port_of_depth_with_fake_hba(4);
+        let good = disk.submit_read(0, 0, 1).unwrap();
+        let bad = disk.submit_read(0, 8, 1).unwrap();
+        assert_eq!(poll_once(&mut disk), [], "both issued");
+        let both = bit(good as usize) | bit(bad as usize);
+        assert_eq!(registers.read32(PX_SACT), both);
+        // The read in slot 0 lends slot 0's header to the log read: it comes back as it was.
+        assert_eq!(good, 0);
+        let good_header = (
+            disk.tables.read32(header(0)),
+            disk.tables.read64(header(0) + HEADER_CTBA),
+        );
+        // The device refuses `bad` (an uncorrectable sector, its log says), aborting
+        // `good` with it: both stay in PxSACT.
+        let log = ncq_error_log(bad as u8, 0x41, 0x40);
+        let seen = hba_with_ncq_error_log(&disk, &registers, platform, Some(log));
+        device_refuses(&registers);
+        let refused = DeviceError::Status {
+            what: "the AHCI command",
+            status: 0x4041,
+        };
+        assert_eq!(poll_once(&mut disk), [(bad, Some(refused))]);
+        assert_eq!(counted(&seen), (0, 1), "the log read, no COMRESET");
+        assert_eq!(
+            (
+                disk.tables.read32(header(0)),
+                disk.tables.read64(header(0) + HEADER_CTBA)
+            ),
+            good_header
+        );
+        // The good read goes again, and finishes with its data.
+        assert_eq!(poll_once(&mut disk), [], "issued again");
+        assert_eq!(registers.read32(PX_SACT), bit(good as usize));
+        assert_eq!(registers.read32(PX_CI), bit(good as usize));
+        disk.buffers[good as usize]
+            .bytes_mut(0, SECTOR_BYTES as usize)
+            .fill(0x5A);
+        registers.write32(PX_SACT, 0);
+        let lent = rexo_devio::host::completions(&mut disk, 0);
+        assert_eq!(lent, [(good, Ok(vec![0x5A; SECTOR_BYTES as usize]))]);
+        assert_eq!(disk.busy(), 0);
+        assert_eq!(disk.failed, None);
+    }
+
+    #[test]
+    fn an_ncq_error_the_log_does_not_explain_retries_each_command_alone_and_fails_only_the_bad_one()
+    {
+        let not_queued = ncq_error_log(0x80 | 1, 0x41, 0x04);
+        let not_outstanding = ncq_error_log(3, 0x41, 0x04);
+        for (what, page) in [
+            ("log read aborted", None),
+            ("NQ set", Some(not_queued)),
+            ("a tag not outstanding", Some(not_outstanding)),
+        ] {
+            let (mut disk, registers, platform) = port_of_depth_with_fake_hba(4);
+            let tags: Vec<Tag> = (0..3)
+                .map(|i| disk.submit_read(0, 8 * i, 1).unwrap())
+                .collect();
+            let bad = tags[1];
+            assert_eq!(poll_once(&mut disk), [], "{what}: all issued");
+            let seen = hba_with_ncq_error_log(&disk, &registers, platform, page);
+            device_refuses(&registers);
+            assert_eq!(poll_once(&mut disk), [], "{what}: none failed yet");
+            assert_eq!(
+                counted(&seen),
+                (1, 1),
+                "{what}: the log read, then a COMRESET"
+            );
+            // A read submitted now waits until the retries are over.
+            let later = disk.submit_read(0, 64, 1).unwrap();
+            for &tag in tags.iter().chain([&later]) {
+                assert_eq!(poll_once(&mut disk), [], "{what}: slot {tag} issued");
+                assert_eq!(
+                    registers.read32(PX_SACT),
+                    bit(tag as usize),
+                    "{what}: alone"
+                );
+                assert_eq!(registers.read32(PX_CI), bit(tag as usize), "{what}: alone");
+                if tag != bad {
+                    registers.write32(PX_SACT, 0);
+                    assert_eq!(poll_once(&mut disk), [(tag, None)], "{what}");
+                    continue;
+                }
+                // It fails again, alone: only it fails, with the device's status.
+                device_refuses(&registers);
+                let refused = DeviceError::Status {
+                    what: "the AHCI command",
+                    status: TFD_ABORTED,
+                };
+                assert_eq!(poll_once(&mut disk), [(bad, Some(refused))], "{what}");
+                assert_eq!(counted(&seen), (2, 1), "{what}: a COMRESET, no log read");
+            }
+            assert_eq!(disk.busy(), 0, "{what}");
+            assert_eq!(disk.failed, None, "{what}");
+        }
+    }
+
+    #[test]
+    fn a_timeout_while_retrying_one_at_a_time_fails_the_commands_still_to_retry() {
+        let (mut disk, registers, platform) = port_of_depth_with_fake_hba(4);
+        let tags: Vec<Tag> = (0..3)
+            .map(|i| disk.submit_read(0, 8 * i, 1).unwrap())
+            .collect();
+        assert_eq!(poll_once(&mut disk), [], "all issued");
+        let seen = hba_with_ncq_error_log(&disk, &registers, platform, None);
+        device_refuses(&registers);
+        assert_eq!(poll_once(&mut disk), [], "none failed yet");
+        assert_eq!(poll_once(&mut disk), [], "the first retried");
+        assert_eq!(registers.read32(PX_SACT), bit(tags[0] as usize));
+        // The disk never answers it: past its 10 s, the two still to retry fail with it.
+        platform.advance_clock(command::TRANSFER_TIMEOUT_MS * NS_PER_MS + 1);
+        let timeout = Some(DeviceError::Timeout {
+            what: "the AHCI command",
+            ms: command::TRANSFER_TIMEOUT_MS,
+        });
+        let expected: Vec<_> = tags.iter().map(|&tag| (tag, timeout)).collect();
+        assert_eq!(poll_once(&mut disk), expected);
+        assert_eq!(counted(&seen), (2, 1), "one COMRESET more, at the timeout");
+        assert_eq!(disk.busy(), 0);
+        assert_eq!(disk.failed, None);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The ATA command set as both transports carry it (the IDE task file here, AHCI's
-//! Register FIS in `rexo-ahci`): opcodes, status bits and one command's task-file values
-//! (ATA8-ACS; ATA/ATAPI-6 for the 48-bit "EXT" forms).
+//! Register FIS in `rexo-ahci`): opcodes, status bits, one command's task-file values
+//! and the NCQ Command Error log's page (ATA8-ACS; ATA/ATAPI-6 for the 48-bit "EXT"
+//! forms).
 
 use rexo_api::DeviceError;
 
@@ -32,6 +33,12 @@ pub const WRITE_FPDMA_QUEUED: u8 = 0x61;
 pub const FLUSH_CACHE: u8 = 0xE7;
 /// FLUSH CACHE EXT (48-bit command set).
 pub const FLUSH_CACHE_EXT: u8 = 0xEA;
+/// READ LOG EXT: pages of a General Purpose log, by PIO (ATA8-ACS, "READ LOG EXT - 2Fh").
+pub const READ_LOG_EXT: u8 = 0x2F;
+/// The NCQ Command Error log (log address 10h, one page): after a queued command fails,
+/// the device names it there, and reading the page ends the error condition in which it
+/// aborts every other command.
+pub const NCQ_COMMAND_ERROR_LOG: u8 = 0x10;
 /// STANDBY IMMEDIATE: the drive goes to its Standby mode at once (a spinning disk parks
 /// its heads and spins down), no data; what a host sends before the power goes, after a
 /// FLUSH CACHE (EXT).
@@ -165,6 +172,19 @@ impl Command {
         }
     }
 
+    /// READ LOG EXT of the first `pages` pages (512 bytes each) of the General Purpose log
+    /// `log` (the log address in LBA bits 7:0, the page count in the count field).
+    pub fn read_log(log: u8, pages: u16) -> Self {
+        Self {
+            opcode: READ_LOG_EXT,
+            features: 0,
+            count: pages,
+            lba: u64::from(log),
+            device: 0,
+            extended: true,
+        }
+    }
+
     /// A non-queued read or write of `sectors` (1..=256 without `lba48`, 1..=65535 with)
     /// at `lba`; the caller checked the range against the disk.
     pub fn transfer(
@@ -255,6 +275,43 @@ pub fn error_value(status: u8, error: u8) -> u32 {
     u32::from(error) << 8 | u32::from(status)
 }
 
+/// Bytes of one page of a General Purpose log.
+pub const LOG_PAGE_BYTES: usize = 512;
+/// NCQ Command Error log byte 0 bit 7, NQ: the error was not for a queued command.
+const LOG_NOT_QUEUED: u8 = 0x80;
+/// NCQ Command Error log byte 0 bits 4:0: the tag of the queued command that failed.
+const LOG_TAG_MASK: u8 = 0x1F;
+
+/// The queued command the device refused, as its NCQ Command Error log names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RefusedCommand {
+    /// Its NCQ tag.
+    pub tag: u8,
+    /// The status register as the device reported the error.
+    pub status: u8,
+    /// The error register.
+    pub error: u8,
+}
+
+impl RefusedCommand {
+    /// The command that `page` (the log's one page, [`NCQ_COMMAND_ERROR_LOG`]) names:
+    /// byte 0 its tag (bits 4:0) and NQ (bit 7), byte 2 the status, byte 3 the error.
+    /// `None` when the page is not [`LOG_PAGE_BYTES`] long, fails its checksum (byte 511
+    /// makes the 512 bytes sum to 0), or has NQ set (the error was not a queued
+    /// command's, so the tag names none).
+    pub fn from_log(page: &[u8]) -> Option<Self> {
+        let sum = page.iter().fold(0u8, |sum, &byte| sum.wrapping_add(byte));
+        if page.len() != LOG_PAGE_BYTES || sum != 0 || page[0] & LOG_NOT_QUEUED != 0 {
+            return None;
+        }
+        Some(Self {
+            tag: page[0] & LOG_TAG_MASK,
+            status: page[2],
+            error: page[3],
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -289,6 +346,48 @@ mod tests {
         assert_eq!(c.features, 64);
         assert_eq!(c.count, 31 << 3);
         assert_eq!(c.device, DEVICE_LBA);
+    }
+
+    #[test]
+    fn read_log_names_the_log_in_the_lba_and_the_pages_in_the_count() {
+        let c = Command::read_log(NCQ_COMMAND_ERROR_LOG, 1);
+        assert_eq!((c.opcode, c.lba, c.count), (READ_LOG_EXT, 0x10, 1));
+        assert!(c.extended);
+    }
+
+    /// An NCQ Command Error log page with byte 0 `first`, status 0x41 and error 0x04
+    /// (ABRT), its checksum set.
+    fn error_log(first: u8) -> Vec<u8> {
+        let mut page = alloc::vec![0; LOG_PAGE_BYTES];
+        page[..4].copy_from_slice(&[first, 0, 0x41, 0x04]);
+        let sum = page.iter().fold(0u8, |sum, &byte| sum.wrapping_add(byte));
+        page[511] = sum.wrapping_neg();
+        page
+    }
+
+    #[test]
+    fn the_ncq_error_log_names_the_refused_tag_with_its_status_and_error() {
+        let refused = RefusedCommand {
+            tag: 5,
+            status: 0x41,
+            error: 0x04,
+        };
+        assert_eq!(RefusedCommand::from_log(&error_log(5)), Some(refused));
+        // Bits 6:5 (UNL, DE in later standards) do not reach the tag.
+        assert_eq!(RefusedCommand::from_log(&error_log(0x65)), Some(refused));
+    }
+
+    #[test]
+    fn an_ncq_error_log_with_nq_a_bad_checksum_or_the_wrong_size_names_no_command() {
+        assert_eq!(
+            RefusedCommand::from_log(&error_log(LOG_NOT_QUEUED | 5)),
+            None
+        );
+        let mut damaged = error_log(5);
+        damaged[100] = 1;
+        assert_eq!(RefusedCommand::from_log(&damaged), None);
+        assert_eq!(RefusedCommand::from_log(&error_log(5)[..511]), None);
+        assert_eq!(RefusedCommand::from_log(&[]), None);
     }
 
     #[test]
