@@ -26,10 +26,11 @@ pub enum Attach {
     /// pc` (index 0 primary master, 1 primary slave, 2 secondary master, ...), throttled
     /// as [`Attach::Throttled`] (so a core is seen sleeping until IRQ 14 wakes it).
     LegacyIde,
-    /// As [`Attach::Device`], through QEMU's `blkdebug` layer, which fails the first
-    /// write that reaches sector [`FAULTY_SECTOR`] with EIO (`werror=report`, so the
-    /// guest sees the error): the device completes that request with an error status.
-    /// The image is not checked afterwards.
+    /// As [`Attach::Device`], through QEMU's `blkdebug` layer, which fails every write
+    /// that reaches sector [`FAULTY_SECTOR`] with EIO (`werror=report`, so the guest
+    /// sees the error), as a bad sector does: the device completes that request with an
+    /// error status, and again if a driver retries it. The image is not checked
+    /// afterwards.
     Faulty(&'static str),
 }
 
@@ -39,12 +40,10 @@ pub const THROTTLED_IOPS: u32 = 200;
 /// The sector at which a [`Attach::Faulty`] disk fails a write.
 pub const FAULTY_SECTOR: u64 = 4096;
 
-/// `blkdebug`'s rules for an [`Attach::Faulty`] disk: one EIO on the first write at
+/// `blkdebug`'s rules for an [`Attach::Faulty`] disk: EIO on every write at
 /// [`FAULTY_SECTOR`].
 fn blkdebug_rules() -> String {
-    format!(
-        "[inject-error]\nevent = \"write_aio\"\nerrno = \"5\"\nsector = \"{FAULTY_SECTOR}\"\nonce = \"on\"\n"
-    )
+    format!("[inject-error]\nevent = \"write_aio\"\nerrno = \"5\"\nsector = \"{FAULTY_SECTOR}\"\n")
 }
 
 /// QEMU's arguments that attach the image `path` as disk number `index`.
