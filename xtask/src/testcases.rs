@@ -362,6 +362,24 @@ macro_rules! rexofs_monitor_checks {
     };
 }
 
+/// What a failed write shows (after the `extra` checks of one driver's case): the error
+/// of the request that holds [`FAULTY_SECTOR`](crate::diskimage::FAULTY_SECTOR)
+/// (diskcheck writes 64 sectors a request, and 64 divides 4096) with the device's status,
+/// the check ending with a failure, and the kernel saying the app failed, then ending the
+/// run as failed (exit 35) without a crash report.
+macro_rules! disk_error_checks {
+    ($($extra:expr),*) => {
+        &[
+            $($extra,)*
+            Check::Has("diskcheck: disk 0: FAILED: sectors 4096+64: "),
+            Check::Has(" failed with status "),
+            Check::Has("diskcheck: done, 1 disk(s), FAILED"),
+            Check::Has("app 'diskcheck' failed: the app failed with code 1"),
+            Check::Lacks("!!! rexo"),
+        ]
+    };
+}
+
 /// Every QEMU test.
 pub const CASES: &[Case] = &[
     // Boot matrix: machines and boot paths.
@@ -1565,7 +1583,9 @@ pub const CASES: &[Case] = &[
     Case {
         name: "badinput::disk-error-ahci",
         qemu: &[Arg::Disk(Attach::Faulty("ide-hd,bus=ide.0"))],
-        checks: DISK_ERROR,
+        checks: disk_error_checks!(Check::Has(
+            "the NCQ error log names no outstanding command; retrying the "
+        )),
         ..FAULTY_DISK
     },
     // `bench=api` (`cargo xtask bench api`): the kernel prints every figure and exits 33.
@@ -2386,18 +2406,8 @@ const FAULTY_DISK: Case = Case {
     ..BASE
 };
 
-/// What a failed write shows: the error of the request that holds
-/// [`FAULTY_SECTOR`](crate::diskimage::FAULTY_SECTOR) (diskcheck writes 64 sectors a
-/// request, and 64 divides 4096) with the device's status, the check ending with a
-/// failure, and the kernel saying the app failed, then ending the run as failed (exit 35)
-/// without a crash report.
-const DISK_ERROR: &[Check] = &[
-    Check::Has("diskcheck: disk 0: FAILED: sectors 4096+64: "),
-    Check::Has(" failed with status "),
-    Check::Has("diskcheck: done, 1 disk(s), FAILED"),
-    Check::Has("app 'diskcheck' failed: the app failed with code 1"),
-    Check::Lacks("!!! rexo"),
-];
+/// What a failed write shows, every disk-error case alike.
+const DISK_ERROR: &[Check] = disk_error_checks!();
 
 /// An `httpd` case: q35 with a virtio-net NIC on user networking, TCP 80 forwarded; the
 /// app must return (QEMU powers off) after the client's `/__shutdown`.
