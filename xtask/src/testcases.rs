@@ -1133,14 +1133,15 @@ pub const CASES: &[Case] = &[
         ..BASE
     },
     // b_input gives Enter and Backspace as BareMetal's keyboard codes (0x1C, 0x0E): a
-    // line typed on the serial console ends (4 keys: a, b, Backspace, Enter). The second
-    // line is read with hlt before each b_input, which a timer interrupt ends, and jz on
-    // the ZF b_input leaves (3 keys: x, y, Enter).
+    // line typed on the serial console ends (4 keys: a, b, Backspace, Enter), its CR LF
+    // one Enter (the LF passed over: it is no empty second line). The second line is read
+    // with hlt before each b_input, which a timer interrupt ends, and jz on the ZF b_input
+    // leaves (3 keys: x, y, Enter).
     Case {
         name: "baremetal::input",
         append: "app=baremetal",
         qemu_args: &["-initrd", "target/baremetal/input.bin"],
-        input: "ab\x7f\rxy\r",
+        input: "ab\x7f\r\nxy\r",
         timeout_s: 30,
         exit: Some(0),
         checks: &[

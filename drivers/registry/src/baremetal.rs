@@ -10,7 +10,7 @@
 //! ([`Jobs`]), which a load of a new binary must not run under.
 
 use alloc::boxed::Box;
-use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use spin::{Mutex, Once};
 
 use rexo_api::{
@@ -381,11 +381,48 @@ pub fn pci_address(rdx: u64) -> Option<u32> {
 /// keyboard" and its programs compare with (its monitor ends a line on 0x1C); every other
 /// byte is itself (so arrow keys come as `ESC [ A`-style bytes, as on BareMetal's serial
 /// line).
-pub fn key_code(byte: u8) -> u8 {
+fn key_code(byte: u8) -> u8 {
     match byte {
         b'\r' | b'\n' => 0x1C,
         0x7F | 0x08 => 0x0E,
         other => other,
+    }
+}
+
+/// `b_input`'s keys, made of the console's bytes by [`key_code`], but for a `\n` read
+/// right after a `\r`, which is passed over: a terminal that sends CR LF for Return
+/// types one Enter, as on BareMetal (whose serial driver makes Enter of the CR and hands
+/// the LF on as 0x0A), where it typed two, an empty line after each. A lone `\n` is
+/// still Enter.
+pub struct Keys {
+    /// Whether the last byte read was `\r`.
+    after_return: AtomicBool,
+}
+
+impl Default for Keys {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Keys {
+    /// No byte read yet.
+    pub const fn new() -> Self {
+        Self {
+            after_return: AtomicBool::new(false),
+        }
+    }
+
+    /// The key code of the next byte `read` gives, 0 (no key) when it gives none; a `\n`
+    /// right after a `\r` (however long after) is passed over for the byte after it.
+    pub fn next(&self, mut read: impl FnMut() -> Option<u8>) -> u8 {
+        while let Some(byte) = read() {
+            let after_return = self.after_return.swap(byte == b'\r', Ordering::Relaxed);
+            if !(after_return && byte == b'\n') {
+                return key_code(byte);
+            }
+        }
+        0
     }
 }
 
@@ -618,7 +655,6 @@ mod tests {
     use crate::tests::{LOGGED, logged, record_logs};
     use alloc::boxed::Box;
     use alloc::vec::Vec;
-    use core::sync::atomic::AtomicBool;
     use rexo_devio::Found;
 
     #[test]
@@ -846,6 +882,21 @@ mod tests {
         for byte in [b'a', b'Z', b' ', 0x1B, b'[', 0x03] {
             assert_eq!(key_code(byte), byte, "{byte:#x} passes unchanged");
         }
+    }
+
+    #[test]
+    fn an_lf_right_after_a_cr_is_passed_over_and_a_lone_lf_is_enter() {
+        let keys = Keys::new();
+        let mut bytes = b"a\r\nb\n\r\r\n\n".iter().copied();
+        let typed: Vec<u8> = core::iter::from_fn(|| Some(keys.next(|| bytes.next())))
+            .take_while(|&key| key != 0)
+            .collect();
+        assert_eq!(typed, [b'a', 0x1C, b'b', 0x1C, 0x1C, 0x1C, 0x1C]);
+        // The LF of a CR LF read in two calls, nothing between them.
+        keys.next(|| Some(b'\r'));
+        assert_eq!(keys.next(|| None), 0, "no key yet");
+        let mut lf_then_x = [b'\n', b'x'].into_iter();
+        assert_eq!(keys.next(|| lf_then_x.next()), b'x', "the LF passed over");
     }
 
     #[test]

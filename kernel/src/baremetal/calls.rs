@@ -6,7 +6,7 @@ use core::sync::atomic::Ordering;
 use super::raw::{self, Regs};
 use crate::arch::cpu;
 use crate::arch::percpu::{self, MAX_CORES};
-use rexo_drivers::baremetal::{HexBytes, Jobs, ReceiveBuffers, Transfer, key_code, pci_address};
+use rexo_drivers::baremetal::{HexBytes, Jobs, Keys, ReceiveBuffers, Transfer, pci_address};
 
 /// What `b_system` returns for an unknown function or a bad argument: all ones.
 pub const ERROR: u64 = u64::MAX;
@@ -18,6 +18,8 @@ pub const SMP_SET_FAILED: u64 = 0;
 pub static JOBS: Jobs<MAX_CORES> = Jobs::new();
 /// Each core's buffer `b_net_rx` leaves frames in (RDI).
 static RECEIVED: ReceiveBuffers<MAX_CORES> = ReceiveBuffers::new();
+/// The keys `b_input` makes of the console's bytes (one Enter for a CR LF).
+static KEYS: Keys = Keys::new();
 /// The period of the timer interrupt of a core that runs BareMetal code: its `hlt`
 /// returns within it.
 const TICK_NS: u64 = 5_000_000;
@@ -25,7 +27,7 @@ const TICK_NS: u64 = 5_000_000;
 /// Runs the call `regs.call` on the registers of the calling app.
 pub fn dispatch(regs: &mut Regs) {
     match regs.call {
-        0 => regs.rax = crate::console::read_byte().map_or(0, |byte| key_code(byte).into()),
+        0 => regs.rax = KEYS.next(crate::console::read_byte).into(),
         1 => output(regs.rsi, regs.rcx),
         2 => match raw::app_bytes(regs.rsi, regs.rcx) {
             Some(frame) => _ = registry().baremetal_transmit(regs.rdx, frame),

@@ -14,8 +14,10 @@
 //! - `b_input`: RAX = the next byte from the serial line (or PS/2 keyboard), 0 if none,
 //!   with Enter (`\r` or `\n`) as 0x1C and Backspace (0x7F or 0x08) as 0x0E, BareMetal's
 //!   keyboard codes, which its serial driver makes of those bytes too and its programs
-//!   compare with (`rexo_drivers::baremetal::key_code`); other bytes as they come (arrow
-//!   keys as `ESC [ A`-style bytes, as on BareMetal's serial line).
+//!   compare with (`rexo_drivers::baremetal::Keys`); a `\n` right after a `\r` is passed
+//!   over, so a terminal's CR LF is one Enter (on BareMetal, Enter and a 0x0A); other
+//!   bytes as they come (arrow keys as `ESC [ A`-style bytes, as on BareMetal's serial
+//!   line).
 //! - `b_output`: RCX bytes at RSI to the consoles, unchanged on the serial line but `\n` sent as `\r\n` (as text on
 //!   the framebuffer, invalid UTF-8 as U+FFFD), in pieces of 1 MiB; an unmapped piece
 //!   ends it (an unmapped buffer prints nothing).
