@@ -27,7 +27,7 @@ const TICK_NS: u64 = 5_000_000;
 /// Runs the call `regs.call` on the registers of the calling app.
 pub fn dispatch(regs: &mut Regs) {
     match regs.call {
-        0 => regs.rax = KEYS.next(crate::console::read_byte).into(),
+        0 => regs.rax = regs.rax & !0xFF | u64::from(KEYS.next(crate::console::read_byte)),
         1 => output(regs.rsi, regs.rcx),
         2 => match raw::app_bytes(regs.rsi, regs.rcx) {
             Some(frame) => _ = registry().baremetal_transmit(regs.rdx, frame),

@@ -11,7 +11,8 @@
 //! for its callers' `jz`; other flags are not kept). The page 0x100000..0x101000 is kept from
 //! the frame allocator ([`TABLE_PAGE`]).
 //!
-//! - `b_input`: RAX = the next byte from the serial line (or PS/2 keyboard), 0 if none,
+//! - `b_input`: AL = the next byte from the serial line (or PS/2 keyboard), 0 if none
+//!   (the rest of RAX kept: BareMetal writes AL alone),
 //!   with Enter (`\r` or `\n`) as 0x1C and Backspace (0x7F or 0x08) as 0x0E, BareMetal's
 //!   keyboard codes, which its serial driver makes of those bytes too and its programs
 //!   compare with (`rexo_drivers::baremetal::Keys`); a `\n` right after a `\r` is passed

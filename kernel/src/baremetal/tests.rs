@@ -2,6 +2,7 @@
 //! `baremetal::*` run real BareMetal-convention programs).
 
 use super::calls::{self, ERROR, SMP_SET_FAILED};
+use super::raw::Regs;
 use super::{LoadError, check_image};
 use crate::kernel_test;
 
@@ -74,6 +75,25 @@ kernel_test!(
         let bytes = [0x5Au8; 4];
         let addr = bytes.as_ptr() as u64;
         assert_eq!(calls::system(0x70, addr, 4), addr, "RAX kept");
+    }
+);
+
+kernel_test!(
+    fn b_input_writes_al_alone() {
+        let rax = 0x1234_5678_9ABC_DEFF;
+        let mut regs = Regs {
+            rax,
+            rbx: 0,
+            rcx: 0,
+            rdx: 0,
+            rsi: 0,
+            rdi: 0,
+            rbp: 0,
+            r8_r15: [0; 8],
+            call: 0,
+        };
+        calls::dispatch(&mut regs);
+        assert_eq!(regs.rax & !0xFF, rax & !0xFF, "RAX above AL kept");
     }
 );
 
