@@ -352,9 +352,13 @@ _start:
     or rbx, 3                           # present and active, as BareMetal's slot
     cmp rbx, [rip + spinner_job]
     CHECK e, e_smp_get
-5:  # 0x13 smp_get: this core's own job, none here (present only).
+    cmp qword ptr [rip + spinner_busy], 1
+    CHECK e, e_busy_entry
+5:  # 0x13 smp_get: this core's own slot, the entry it runs (present and active), as
+    # BareMetal's boot core's names the payload it runs.
     SYS 0x13
-    cmp rax, 1
+    mov rbx, 0xFFFF800000000003
+    cmp rax, rbx
     CHECK e, e_smp_get
 
     # 0x50/0x51 PCI configuration space through 0xCF8/0xCFC (skipped without PCI).
@@ -476,11 +480,14 @@ worker:
     pop r12
     ret
 
-# Records its own job (0x13 smp_get), then runs until the main program releases it.
+# Records its own job (0x13 smp_get) and whether another core is busy (0x16: the entry
+# core is), then runs until the main program releases it.
 .balign 16
 spinner:
     SYS 0x13
     mov [rip + spinner_job], rax
+    SYS 0x16
+    mov [rip + spinner_busy], rax
 1:  pause
     cmp byte ptr [rip + release], 0
     je 1b
@@ -497,6 +504,7 @@ seen:      .quad 0
 lock_word: .quad 0
 release:   .quad 0
 spinner_job: .quad 0
+spinner_busy: .quad 0
 sector:    .fill 4096, 1, 0
 # An ARP request (who has 10.0.2.2?), 60 bytes; the program writes in its MAC and
 # sender address 10.0.2.15.
@@ -546,8 +554,9 @@ STR e_lock, "0x14/0x15 lock: the counter lost increments"
 STR e_jobs, "0x12 not every job ran"
 STR e_seen, "0x10 core ids of the jobs are not distinct"
 STR e_not_refused, "0x12 smp_set accepted a busy core"
-STR e_smp_get, "0x13 smp_get did not give the calling core's own job"
+STR e_smp_get, "0x13 smp_get did not give the calling core's own slot"
 STR e_busy, "0x16 busy missed a running job"
+STR e_busy_entry, "0x16 busy in a job missed the core running the entry"
 STR e_pci, "0x50/0x51 PCI configuration read or write"
 STR e_pci_bad, "0x50 accepted register 64"
 STR e_pci_segment, "0x50 accepted PCI segment 1"

@@ -503,7 +503,8 @@ const LOADING: u64 = 1 << 63;
 /// ([`BinaryError::JobsRunning`]; BareMetal code may loop forever, so waiting could
 /// never end), and a job or run is refused while a load runs.
 pub struct Jobs<const CORES: usize> {
-    /// Each core's job: the code address it runs, or 0 when idle.
+    /// Each core's job, or the entry it runs ([`Jobs::run_main`]): the code address, or 0
+    /// when idle.
     slots: [AtomicU64; CORES],
     /// How many jobs are set and runs of the entry go on, with [`LOADING`] while a load
     /// runs.
@@ -550,8 +551,8 @@ impl<const CORES: usize> Jobs<CORES> {
     /// core, which calls [`Jobs::finish`] when the job returns; whether it was accepted.
     /// The caller's own core (`caller`) is accepted and given nothing: BareMetal's boot
     /// core never runs its own slot, and its smptest sets every core, its own too, then
-    /// runs the code itself. Refused (nothing set) when `code` is 0, that core has a job,
-    /// there is no such core or a load runs, and when `run` could not hand the job on (it
+    /// runs the code itself. Refused (nothing set) when `code` is 0, that core has a job
+    /// or runs the entry, there is no such core or a load runs, and when `run` could not hand the job on (it
     /// is ended).
     pub fn start(
         &self,
@@ -601,8 +602,8 @@ impl<const CORES: usize> Jobs<CORES> {
     }
 
     /// `b_system` 0x13 (`smp_get`) on core `core`: its slot as BareMetal keeps it, the
-    /// job's code with bits 0 (present) and 1 (active: running, as the core asking is the
-    /// one that runs it) set, or 1 (present) without a job.
+    /// code of its job or of the entry it runs with bits 0 (present) and 1 (active:
+    /// running, as the core asking is the one that runs it) set, or 1 (present) without.
     pub fn slot(&self, core: usize) -> u64 {
         match self.running(core) {
             0 => 1,
@@ -610,20 +611,38 @@ impl<const CORES: usize> Jobs<CORES> {
         }
     }
 
-    /// Whether a core other than `me` has a job.
+    /// Whether a core other than `me` has a job or runs the entry.
     pub fn busy_besides(&self, me: usize) -> bool {
         (0..CORES).any(|core| core != me && self.running(core) != 0)
     }
 
-    /// Runs `main`, the loaded binary's entry called on this core (`exec`), counted as
-    /// a job without a core's slot until it returns, so a load meanwhile is refused
+    /// Runs `main`, the loaded binary's entry at `code` called on core `core` (`exec`),
+    /// counted as a job until it returns, so a load meanwhile is refused
     /// ([`BinaryError::JobsRunning`]); refused itself while a load runs
-    /// ([`BinaryError::Loading`]: the binary may be half copied).
-    pub fn run_main<T>(&self, main: impl FnOnce() -> T) -> Result<T, BinaryError> {
+    /// ([`BinaryError::Loading`]: the binary may be half copied). The core's slot names
+    /// `code` meanwhile, as BareMetal's boot core's slot names the code it runs (its
+    /// payload): [`Jobs::slot`] gives it present and active there, [`Jobs::busy_besides`]
+    /// counts it and [`Jobs::start`] refuses the core to other cores. A slot already set
+    /// (a job queued behind the entry before it began) is left as it is.
+    pub fn run_main<T>(
+        &self,
+        core: usize,
+        code: u64,
+        main: impl FnOnce() -> T,
+    ) -> Result<T, BinaryError> {
         if !self.count_job() {
             return Err(BinaryError::Loading);
         }
+        let named = (self.slots.get(core)).filter(|slot| {
+            code != 0
+                && slot
+                    .compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+        });
         let returned = main();
+        if let Some(slot) = named {
+            slot.store(0, Ordering::Release);
+        }
         self.state.fetch_sub(1, Ordering::AcqRel);
         Ok(returned)
     }
@@ -837,19 +856,42 @@ mod tests {
     #[test]
     fn a_load_is_refused_while_the_main_binary_runs_and_a_run_while_a_load_runs() {
         let jobs = Jobs::<2>::new();
-        let during = jobs.run_main(|| jobs.load(|| Ok(())));
+        let during = jobs.run_main(0, 0x1000, || jobs.load(|| Ok(())));
         assert_eq!(during, Ok(Err(BinaryError::JobsRunning { jobs: 1 })));
-        assert_eq!(jobs.running(0), 0, "the main binary takes no core's slot");
         assert_eq!(jobs.load(|| Ok(7)), Ok(7), "uncounted once it returned");
         let mut ran = false;
         let refused = jobs.load(|| {
-            Ok(jobs.run_main(|| {
+            Ok(jobs.run_main(0, 0x1000, || {
                 ran = true;
             }))
         });
         assert_eq!(refused, Ok(Err(BinaryError::Loading)));
         assert!(!ran, "a half-copied binary is not run");
-        assert_eq!(jobs.run_main(|| 5), Ok(5), "after the load it runs");
+        assert_eq!(
+            jobs.run_main(0, 0x1000, || 5),
+            Ok(5),
+            "after the load it runs"
+        );
+    }
+
+    #[test]
+    fn the_core_running_the_entry_has_it_in_its_slot_as_baremetals_boot_core() {
+        let jobs = Jobs::<2>::new();
+        let seen = jobs.run_main(0, 0x1000, || {
+            let refused = !jobs.start(0, 1, 0x2000, |_| true);
+            (jobs.slot(0), jobs.busy_besides(1), refused)
+        });
+        assert_eq!(
+            seen,
+            Ok((0x1003, true, true)),
+            "present, active, busy, taken"
+        );
+        assert_eq!(jobs.slot(0), 1, "present alone once the entry returned");
+        assert!(!jobs.busy_besides(1));
+        // A job set on the core before the entry began keeps its slot.
+        assert!(jobs.start(0, 1, 0x2000, |_| true));
+        assert_eq!(jobs.run_main(0, 0x1000, || jobs.slot(0)), Ok(0x2003));
+        assert_eq!(jobs.running(0), 0x2000, "the job's slot outlives the entry");
     }
 
     #[test]

@@ -47,10 +47,10 @@
 //! | 0x01 | MiB of the app's memory window at 0xFFFF_8000_0000_0000 |
 //! | 0x10 | the calling core's local APIC id |
 //! | 0x11 | how many cores the calling app has (every core for the app `baremetal`; in a job, the app that gave it) |
-//! | 0x12 | `smp_set`: run the code at RAX (16-byte aligned, inside the app) on the app's core with APIC id RDX, as a task of Rexo's work loop acting for the app (its calls see the app's cores; a panic in one ends the job alone); RAX (the code address) if accepted, 0 if refused (that core has a BareMetal job, not the app's core, bad address, queue full, a load running). The calling core is accepted and never runs it, as BareMetal's boot core (its smptest sets every APIC id with RAX loaded once, its own too, then calls the code itself) |
-//! | 0x13 | `smp_get`: the calling core's slot as BareMetal's: its job's code address with bits 0 (present) and 1 (active) set, 1 without a job (as on the core that runs the binary's entry, where BareMetal, which runs the entry as the boot core's job, gives its address and 3) |
+//! | 0x12 | `smp_set`: run the code at RAX (16-byte aligned, inside the app) on the app's core with APIC id RDX, as a task of Rexo's work loop acting for the app (its calls see the app's cores; a panic in one ends the job alone); RAX (the code address) if accepted, 0 if refused (that core has a BareMetal job or runs the binary's entry, not the app's core, bad address, queue full, a load running). The calling core is accepted and never runs it, as BareMetal's boot core (its smptest sets every APIC id with RAX loaded once, its own too, then calls the code itself) |
+//! | 0x13 | `smp_get`: the calling core's slot as BareMetal's: the code address it runs with bits 0 (present) and 1 (active) set, 1 without any. On the core that runs the binary's entry that is 0xFFFF_8000_0000_0003: BareMetal's boot core's slot names the code it was set to run, its payload (a program its monitor loads and `call`s sees the monitor's, 0x1E0000 \| 3) |
 //! | 0x14, 0x15 | lock / unlock: spin until bit 0 of the byte at RAX is set by us / clear it; RAX kept, or ERROR for an address outside mapped memory |
-//! | 0x16 | 1 if a core other than the caller has a BareMetal job, else 0 |
+//! | 0x16 | 1 if a core other than the caller has a BareMetal job or runs the binary's entry, else 0 |
 //! | 0x1F | the TSC |
 //! | 0x20-0x24 | framebuffer address, width, height, pixels per line, bits per pixel; 0 without a framebuffer |
 //! | 0x30 | `b_net_status`: the MAC address of interface RDX, its first byte the most significant of 48 bits; 0 without one (or while an app holds it) |
@@ -255,7 +255,8 @@ pub fn app(_kernel: &rexo_api::Kernel) -> Result<(), rexo_api::ApiError> {
 pub fn run_loaded() -> Result<u64, LoadError> {
     raw::install_table();
     let run = || COMPLETE.load(Acquire).then(|| calls::run_code(APP_BASE));
-    let Some(rax) = calls::JOBS.run_main(run)?.ok_or(LoadError::NotLoaded)? else {
+    let main = calls::JOBS.run_main(crate::arch::percpu::core_index(), APP_BASE, run);
+    let Some(rax) = main?.ok_or(LoadError::NotLoaded)? else {
         crate::arch::abort::abort_current();
     };
     Ok(rax)
