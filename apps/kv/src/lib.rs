@@ -219,6 +219,20 @@ impl Clock {
     }
 }
 
+/// The seed of the cache's key hash: the kernel's random number (`random`), so that
+/// clients cannot choose keys that collide (hash flooding). Only when the kernel gives
+/// none is it the boot-relative clock (`now_ns`, read only then), no harder to guess
+/// than that reading; the kernel's error comes with it, for the warning.
+fn hash_seed(
+    random: impl FnOnce() -> Result<u64, ApiError>,
+    now_ns: impl FnOnce() -> u64,
+) -> (u64, Option<ApiError>) {
+    match random() {
+        Ok(seed) => (seed, None),
+        Err(error) => (now_ns() ^ 0x6b76_5f72_6578_6f00, Some(error)),
+    }
+}
+
 /// The most shards per serving core: with several times more shards than cores, two
 /// cores rarely want the same shard's lock at once.
 const SHARDS_PER_CORE: usize = 4;
@@ -256,9 +270,15 @@ fn serve_until_shutdown(kernel: &Kernel, settings: Settings) -> Result<(), ApiEr
             .map_err(|error| failed(kernel, error))?;
     let stacks = core::mem::take(&mut attached.stacks);
     let serving = stacks.len();
+    let (seed, predictable) = hash_seed(|| kernel.random_u64(), || kernel.now_ns());
+    if let Some(error) = predictable {
+        kernel.log(format_args!(
+            "kv: WARNING: no random number from the kernel ({error}): the key hash is seeded from the boot-relative clock, so who can guess it can send keys that collide"
+        ));
+    }
     let config = CacheConfig {
         max_bytes: settings.cache_bytes,
-        hash_seed: kernel.now_ns() ^ 0x6b76_5f72_6578_6f00,
+        hash_seed: seed,
         ..CacheConfig::default()
     };
     let max_item = config.max_value + rexo_memcache::ITEM_OVERHEAD + rexo_memcache::MAX_KEY;

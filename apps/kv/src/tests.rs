@@ -1229,3 +1229,19 @@ fn the_cache_clock_is_the_kernels_unix_time_at_every_moment() {
         CLOCK_START_S + 2
     );
 }
+
+/// The key hash's seed is the kernel's random number whenever it answers, the clock not
+/// even read; only without one is it the clock, and the kernel's error comes with it for
+/// the warning. Before, it was always the boot clock, nearly the same on every boot under
+/// QEMU, so a client could narrow it down and send keys that collide.
+#[test]
+fn the_hash_seed_is_the_kernels_random_number_and_only_without_it_the_clock() {
+    let no_clock = || -> u64 { panic!("the clock read though the kernel gave a random number") };
+    assert_eq!(
+        hash_seed(|| Ok(0x1234_5678_9abc_def0), no_clock),
+        (0x1234_5678_9abc_def0, None)
+    );
+    let (fallback, why) = hash_seed(|| Err(ApiError::NoRandom), || 1_000);
+    assert_eq!(why, Some(ApiError::NoRandom));
+    assert_eq!(fallback, 1_000 ^ 0x6b76_5f72_6578_6f00);
+}

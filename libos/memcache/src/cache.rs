@@ -79,8 +79,9 @@ pub struct Config {
     pub max_bytes: usize,
     /// The largest value accepted (memcached's item size limit; 1 MiB by default).
     pub max_value: usize,
-    /// Seeds the key hash; give each cache an unpredictable one (e.g. from the clock at
-    /// boot) so that clients cannot choose colliding keys.
+    /// Seeds the key hash; give each cache an unpredictable one (the kernel's random
+    /// number, `Kernel::random_u64`) so that clients cannot choose colliding keys: a clock
+    /// reading at boot is nearly the same on every boot, and guessable.
     pub hash_seed: u64,
 }
 
