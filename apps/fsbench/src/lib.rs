@@ -12,8 +12,9 @@
 //!    of `big`, one at a time, through a handle (`FileSystem::open`,
 //!    `read_at_in_place`: the bytes looked at in the device's buffers, as the raw reads
 //!    below look at theirs), each turn from a cold cache;
-//! 5. **randread-raw**: as many reads of 4 KiB at the same offsets of the disk's first
-//!    [`BIG_FILE_BYTES`], straight from the device, one at a time.
+//! 5. **randread-raw**: as many reads of 4 KiB at the same offsets of the first
+//!    [`BIG_FILE_BYTES`] of the disk the file system is on (of its partition, when it is
+//!    in one), straight from the device, one at a time.
 //!
 //! The two random-read phases take turns of [`TURN_READS`] reads (the file's, then the
 //! disk's over the same offsets) and each sums its own time, so that the host's load
@@ -32,8 +33,9 @@ use alloc::string::String;
 use alloc::vec;
 
 use rexo_api::device::wait_for;
-use rexo_api::{ApiError, DeviceKind, Kernel};
-use rexo_fs::{BlockStore, CommitPolicy, FileSystem, FsError, on_first_file_system};
+use rexo_api::{ApiError, BlockDevice, Kernel};
+use rexo_fs::{BlockStore, CommitPolicy, DeviceStore, FileSystem, FsError, on_first_file_system};
+use rexo_mbr::{Attempt, Partition, TYPE_REXO_FS, on_first_disk_holding};
 
 /// Directories the small files are spread over.
 pub const DIRECTORIES: u32 = 100;
@@ -179,23 +181,66 @@ fn file_system_phases<D: BlockStore>(
 
 /// The random reads of the file and of the raw disk, taken in turns of [`TURN_READS`]
 /// (the file's turn, then the disk's, over the same offsets), each kind's time summed:
-/// a change in the host's load between two long phases cannot tilt their ratio.
+/// a change in the host's load between two long phases cannot tilt their ratio. Each
+/// turn opens the first disk holding the Rexo file system (as `on_first_file_system`
+/// does), reads the file on it, then reads the same offsets straight from that disk
+/// (from the partition's first sector when the file system is in one).
 fn random_reads(kernel: &Kernel) -> Result<(), String> {
     let mut offsets = Offsets::new();
     let mut ns = [0u64; 2];
     let mut first = 0u8;
     for _ in 0..RANDOM_READS / TURN_READS {
-        let turn = offsets.clone();
-        let file = on_first_file_system(kernel, |fs| Ok(file_turn(kernel, fs, &mut offsets)))
-            .and_then(|turn| turn);
-        ns[0] += file.map_err(|why| failed(kernel, "randread-file", why))?;
-        let raw = raw_turn(kernel, turn, &mut first);
-        ns[1] += raw.map_err(|why| failed(kernel, "randread-raw", why))?;
+        let took = on_first_disk_holding(
+            kernel,
+            TYPE_REXO_FS,
+            "Rexo file system",
+            |disk, partition| reads_on(kernel, disk, partition, &mut offsets, &mut first),
+        )
+        .map_err(|why| ("randread-file", why))
+        .and_then(|took| took)
+        .map_err(|(name, why)| failed(kernel, name, why))?;
+        ns[0] += took[0];
+        ns[1] += took[1];
     }
+    core::hint::black_box(first);
     for (name, ns) in ["randread-file", "randread-raw"].iter().zip(ns) {
         kernel.log(format_args!("fsbench {name} reads={RANDOM_READS} ns={ns}"));
     }
     Ok(())
+}
+
+/// What one turn on `disk` (in `partition`, when there is one) took: [`file_turn`] on
+/// its Rexo file system, then [`raw_turn`] over the same offsets from the file system's
+/// first sector, each read's first byte XORed into `first`. `NotHere` when no Rexo file
+/// system mounts there; the nanoseconds of each kind, or the failed phase and why.
+fn reads_on(
+    kernel: &Kernel,
+    disk: &mut dyn BlockDevice,
+    partition: Option<&Partition>,
+    offsets: &mut Offsets,
+    first: &mut u8,
+) -> Attempt<Result<[u64; 2], (&'static str, String)>> {
+    let store = match partition {
+        None => DeviceStore::new(&mut *disk),
+        Some(p) => DeviceStore::within(&mut *disk, p.first, p.sectors),
+    };
+    let mut fs = match store.and_then(|s| FileSystem::mount(s).map_err(|e| format!("{e}"))) {
+        Ok(fs) => fs,
+        Err(why) => return Attempt::NotHere(why),
+    };
+    let turn = offsets.clone();
+    let file = file_turn(kernel, &mut fs, offsets);
+    drop(fs);
+    Attempt::Done(Ok(file.map_err(|why| ("randread-file", why)).and_then(
+        |file_ns| {
+            let start = partition.map_or(0, |p| p.first);
+            let began = kernel.now_ns();
+            let mut look = |data: &[u8]| *first ^= data.first().copied().unwrap_or(0);
+            raw_turn(disk, start, turn, BIG_FILE_BYTES, &mut look)
+                .map(|()| [file_ns, kernel.now_ns().saturating_sub(began)])
+                .map_err(|why| ("randread-raw", why))
+        },
+    )))
 }
 
 /// Prints phase `name`'s failure and gives `why` back.
@@ -230,27 +275,39 @@ fn file_turn<D: BlockStore>(
     Ok(took)
 }
 
-/// One turn of the same reads straight from the first disk; the nanoseconds they took.
-fn raw_turn(kernel: &Kernel, mut offsets: Offsets, first: &mut u8) -> Result<u64, String> {
-    let index = kernel
-        .devices()
-        .into_iter()
-        .find(|d| d.kind == DeviceKind::Block)
-        .map(|d| d.index)
-        .ok_or("no disk")?;
-    let mut disk = kernel.open_block(index).map_err(|e| format!("{e}"))?;
-    let sector = u64::from(disk.info().sector_size.max(1));
-    let sectors = (READ_BYTES / sector) as u32;
-    let start = kernel.now_ns();
+/// One turn of the same reads ([`TURN_READS`] of 4 KiB at `offsets` below `span`)
+/// straight from `disk`, counted from its sector `start` (the file system's partition's
+/// first, 0 for a whole disk), one at a time, each read's data handed to `look`. A
+/// sector size that does not divide 4 KiB is refused before anything is read.
+fn raw_turn(
+    disk: &mut dyn BlockDevice,
+    start: u64,
+    mut offsets: Offsets,
+    span: u64,
+    look: &mut dyn FnMut(&[u8]),
+) -> Result<(), String> {
+    let sectors = sectors_per_read(disk.info().sector_size)?;
+    let sector = READ_BYTES / u64::from(sectors);
     for _ in 0..TURN_READS {
-        let lba = offsets.next_below(BIG_FILE_BYTES) / sector;
+        let lba = start + offsets.next_below(span) / sector;
         let tag = disk
             .submit_read(0, lba, sectors)
-            .map_err(|e| format!("{e}"))?;
-        wait_for(disk.as_mut(), 0, tag, &mut |data| *first ^= data[0])
             .map_err(|e| format!("sector {lba}: {e}"))?;
+        wait_for(disk, 0, tag, look).map_err(|e| format!("sector {lba}: {e}"))?;
     }
-    Ok(kernel.now_ns().saturating_sub(start))
+    Ok(())
+}
+
+/// The sectors of `sector_size` bytes one 4 KiB read takes, or why none can: sizes that
+/// do not divide 4 KiB (0, or above it: the read would be of no sector).
+fn sectors_per_read(sector_size: u32) -> Result<u32, String> {
+    let size = u64::from(sector_size);
+    if size == 0 || !READ_BYTES.is_multiple_of(size) {
+        return Err(format!(
+            "{size}-byte sectors do not divide a {READ_BYTES}-byte read"
+        ));
+    }
+    Ok((READ_BYTES / size) as u32)
 }
 
 /// `fsbench`'s entry point.
@@ -282,6 +339,43 @@ mod tests {
             .collect();
         assert!(seen.iter().all(|&o| o % 4096 == 0 && o < BIG_FILE_BYTES));
         assert!(seen.len() > 990, "{} distinct offsets of 1000", seen.len());
+    }
+
+    /// The raw reads come from the file system's own sectors: `start` (its partition's
+    /// first sector) on, at the turn's offsets. Before, they read the first disk from
+    /// sector 0, whichever disk and partition the file system was mounted from.
+    #[test]
+    fn raw_reads_start_at_the_file_systems_first_sector() {
+        const START: u64 = 40;
+        const SPAN: u64 = 64 << 10;
+        let sectors = START + SPAN / 512;
+        let data = (0..sectors).flat_map(|s| [s as u8; 512]).collect();
+        let mut disk = rexo_api::testing::MemoryDisk::new(data);
+        let mut seen = Vec::new();
+        raw_turn(&mut disk, START, Offsets::new(), SPAN, &mut |data| {
+            seen.push((data.len(), data[0]))
+        })
+        .unwrap();
+        let mut offsets = Offsets::new();
+        let expected: Vec<_> = (0..TURN_READS)
+            .map(|_| (4096, (START + offsets.next_below(SPAN) / 512) as u8))
+            .collect();
+        assert_eq!(seen, expected);
+    }
+
+    /// A sector size above 4 KiB (or not dividing it, or 0) is refused with its size
+    /// named: a 4 KiB read of 8 KiB sectors was a read of 0 sectors, and its empty
+    /// data's first byte a panic.
+    #[test]
+    fn sector_sizes_that_do_not_divide_a_read_are_refused() {
+        assert_eq!(sectors_per_read(512), Ok(8));
+        assert_eq!(sectors_per_read(4096), Ok(1));
+        assert_eq!(
+            sectors_per_read(8192),
+            Err("8192-byte sectors do not divide a 4096-byte read".into())
+        );
+        assert!(sectors_per_read(0).is_err());
+        assert!(sectors_per_read(520).is_err());
     }
 
     #[test]
