@@ -24,7 +24,10 @@ const MAX_WAKE_READS: u64 = 8 * WAKE_READS;
 /// The longest nap while a read is in flight; a completion's interrupt ends it early.
 const NAP_NS: u64 = 200_000_000;
 
-/// The app's entry point.
+/// The app's entry point: checks every disk in turn, logging `diskcheck: disk N:
+/// FAILED: why` for each that fails (one that cannot be opened, held by another app,
+/// too, and the others are still checked), then `diskcheck: done, N disk(s)` (with
+/// `, FAILED` if one did); fails if one did or there is none.
 pub fn main(kernel: &Kernel) -> Result<(), ApiError> {
     let disks = kernel
         .devices()
@@ -39,8 +42,11 @@ pub fn main(kernel: &Kernel) -> Result<(), ApiError> {
             "diskcheck: disk {index}: {} at {}: {}",
             device.driver, device.address, device.about
         ));
-        let mut disk = kernel.open_block(index)?;
-        if let Err(why) = check(kernel, index, disk.as_mut()) {
+        let checked = kernel
+            .open_block(index)
+            .map_err(|error| format!("opening it: {error}"))
+            .and_then(|mut disk| check(kernel, index, disk.as_mut()));
+        if let Err(why) = checked {
             kernel.log(format_args!("diskcheck: disk {index}: FAILED: {why}"));
             failed = true;
         }

@@ -23,7 +23,8 @@ pub fn main(kernel: &Kernel) -> Result<(), ApiError> {
 }
 
 /// Opens every network interface in turn and runs `check` on it; logs `APP: nic N:
-/// FAILED: why` for each that fails, then `APP: done, N interface(s)` (with `, FAILED`
+/// FAILED: why` for each that fails (one that cannot be opened, held by another app,
+/// too, and the others are still checked), then `APP: done, N interface(s)` (with `, FAILED`
 /// if one did), and fails if one did or there is none.
 pub(crate) fn on_every_nic(
     kernel: &Kernel,
@@ -38,8 +39,11 @@ pub(crate) fn on_every_nic(
     let mut count = 0;
     for device in nics {
         count += 1;
-        let mut nic = kernel.open_net(device.index)?;
-        if let Err(why) = check(&device, nic.as_mut()) {
+        let checked = kernel
+            .open_net(device.index)
+            .map_err(|error| format!("opening it: {error}"))
+            .and_then(|mut nic| check(&device, nic.as_mut()));
+        if let Err(why) = checked {
             kernel.log(format_args!("{app}: nic {}: FAILED: {why}", device.index));
             failed = true;
         }
