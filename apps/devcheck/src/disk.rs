@@ -320,10 +320,10 @@ fn binding_check(kernel: &Kernel, index: usize, disk: &mut dyn BlockDevice) -> R
     let id = cap.cap().id();
     let entry = kernel.capabilities().into_iter().find(|e| e.id == id);
     let entry = entry.ok_or("the interrupt binding is not in the capability table")?;
-    let devices = kernel.devices();
-    let mut disks = devices.iter().filter(|d| d.kind == DeviceKind::Block);
-    let bound = disks
-        .nth(index)
+    let bound = kernel
+        .devices()
+        .into_iter()
+        .find(|d| d.kind == DeviceKind::Block && d.index == index)
         .is_some_and(|d| d.interrupts.iter().any(|b| (b.entry, b.queue) == (id, 0)));
     if !bound {
         return Err(String::from("the disk does not list its interrupt binding"));
