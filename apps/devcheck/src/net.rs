@@ -1,8 +1,8 @@
 //! `netcheck`: frames both ways on every network interface.
 
-use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::String;
+use alloc::vec;
 
 use rexo_api::{ApiError, DeviceError, DeviceInfo, DeviceKind, Kernel, MAX_SEGMENTS, NetDevice};
 
@@ -61,6 +61,34 @@ pub(crate) fn on_every_nic(
     } else {
         Ok(())
     }
+}
+
+/// Takes `frame`, received while the peer's frame `seq` is expected, into `echo` (the
+/// device's largest frame long) to be sent back: its length, or `None` for a frame that
+/// is not the test's (the host's own traffic, ignored). One that differs from frame
+/// `seq` is echoed all the same, `wrong` saying how (the first difference kept); one
+/// longer than `echo` is refused, naming both lengths.
+fn take_peer_frame(
+    frame: &[u8],
+    seq: u32,
+    echo: &mut [u8],
+    wrong: &mut Option<String>,
+) -> Result<Option<usize>, String> {
+    if frame.len() < pattern::HEADER || frame[12..14] != ETHERTYPE_FROM_PEER.to_be_bytes() {
+        return Ok(None);
+    }
+    let Some(copy) = echo.get_mut(..frame.len()) else {
+        return Err(format!(
+            "received a {}-byte frame, past the device's largest ({} bytes)",
+            frame.len(),
+            echo.len()
+        ));
+    };
+    if let Some(why) = pattern::check_frame(frame, seq, ETHERTYPE_FROM_PEER) {
+        wrong.get_or_insert(why);
+    }
+    copy.copy_from_slice(frame);
+    Ok(Some(frame.len()))
 }
 
 /// Sends one frame on `queue`, retrying while its ring is full (up to a second).
@@ -210,24 +238,15 @@ fn check(kernel: &Kernel, nic: &mut dyn NetDevice) -> Result<(), String> {
     let mut received = 0u32;
     let mut wrong: Option<String> = None;
     let mut last = kernel.now_ns();
-    let mut echo = Box::new([0u8; 1514]);
+    let mut echo = vec![0u8; info.max_frame];
     while received < FRAMES {
-        let mut pending: Option<usize> = None;
+        let mut taken = Ok(None);
         let got = nic
             .receive(0, 1, &mut |frame| {
-                if frame.len() < pattern::HEADER
-                    || frame[12..14] != ETHERTYPE_FROM_PEER.to_be_bytes()
-                {
-                    return; // Not the test's (the host's own traffic): ignored.
-                }
-                if let Some(why) = pattern::check_frame(frame, received, ETHERTYPE_FROM_PEER) {
-                    wrong.get_or_insert(why);
-                }
-                echo[..frame.len()].copy_from_slice(frame);
-                pending = Some(frame.len());
+                taken = take_peer_frame(frame, received, &mut echo, &mut wrong);
             })
             .map_err(|error| format!("receiving: {error}"))?;
-        if let Some(len) = pending {
+        if let Some(len) = taken? {
             received += 1;
             send(kernel, nic, 0, len, &mut |frame| {
                 frame.copy_from_slice(&echo[..len])
@@ -272,4 +291,61 @@ fn check(kernel: &Kernel, nic: &mut dyn NetDevice) -> Result<(), String> {
         "netcheck: {index_note}: received {received} frames byte-exact, echoed {received}"
     ));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The peer's frame `seq`, `len` bytes long (its pattern cut or carried on).
+    fn peer_frame(seq: u32, len: usize) -> Vec<u8> {
+        let mut frame = vec![0u8; len.max(pattern::frame_len(seq))];
+        pattern::fill_frame(
+            &mut frame[..pattern::frame_len(seq)],
+            seq,
+            [2; 6],
+            ETHERTYPE_FROM_PEER,
+        );
+        frame.truncate(len);
+        frame
+    }
+
+    /// A frame longer than the device's largest is refused with both lengths named, the
+    /// echo left as it was: the echo was a 1514-byte array, and copying a longer frame
+    /// into it panicked. The test's frames are echoed whole, one that differs with why
+    /// kept, and other traffic ignored.
+    #[test]
+    fn the_peers_frames_are_taken_for_the_echo_up_to_the_devices_largest() {
+        let mut echo = vec![0u8; 1514];
+        let mut wrong = None;
+        let seq = (0..FRAMES)
+            .find(|&s| pattern::frame_len(s) == 1514)
+            .unwrap();
+        let longest = peer_frame(seq, 1514);
+        assert_eq!(
+            take_peer_frame(&longest, seq, &mut echo, &mut wrong),
+            Ok(Some(1514))
+        );
+        assert_eq!(
+            (echo.as_slice(), wrong.as_ref()),
+            (longest.as_slice(), None)
+        );
+        let too_long = peer_frame(seq, 1515);
+        assert_eq!(
+            take_peer_frame(&too_long, seq, &mut echo, &mut wrong),
+            Err(String::from(
+                "received a 1515-byte frame, past the device's largest (1514 bytes)"
+            ))
+        );
+        assert_eq!(echo, longest);
+        let short = peer_frame(seq, 100);
+        assert_eq!(
+            take_peer_frame(&short, seq, &mut echo, &mut wrong),
+            Ok(Some(100))
+        );
+        assert!(wrong.is_some_and(|why| why.contains("100 bytes, expected 1514")));
+        let mut other = short.clone();
+        other[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+        assert_eq!(take_peer_frame(&other, seq, &mut echo, &mut None), Ok(None));
+    }
 }
