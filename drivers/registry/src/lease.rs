@@ -57,6 +57,7 @@ pub(crate) fn end<'a>(
     binder: &dyn Binder,
 ) -> MutexGuard<'a, SlotState> {
     let holder = state.holder.take().map_or("no app", |(_, name)| name);
+    slot.members.publish(&state);
     give_up_ordered(slot, &mut state, holder, "its lease ended");
     state.generation += 1;
     for gate in state.queues.drain(..) {

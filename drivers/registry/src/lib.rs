@@ -157,6 +157,9 @@ pub struct Slot {
     state: spin::Mutex<SlotState>,
     /// The core inside a device call holding `state`'s lock ([`reentry`]).
     in_call: reentry::InCall,
+    /// The apps holding it, for the calls that do not wait for a call on another core
+    /// ([`reentry::Members`]).
+    members: reentry::Members,
     /// Bindings on the shared interface dropped by the app's code inside a call that
     /// held the lock: ended as that call returns ([`sharing`]).
     unbound_in_call: spin::Mutex<Vec<u64>>,
@@ -200,6 +203,7 @@ impl Slot {
                 ordered,
             }),
             in_call: reentry::InCall::new(),
+            members: reentry::Members::default(),
             unbound_in_call: spin::Mutex::new(Vec::new()),
             unbound_pending: core::sync::atomic::AtomicBool::new(false),
             baremetal: baremetal::Turn::new(),
@@ -298,7 +302,9 @@ impl Registry {
     /// Every device, numbered within its kind. One whose lock the calling core holds, in
     /// a call on it whose closure asks, shows [`IN_CALL`] (`"(inside a call on it on this
     /// core)"`) as its holder, no interrupt bindings and its description from binding
-    /// ([`reentry`]).
+    /// ([`reentry`]); one whose lock another core holds in a call, whose closure may run
+    /// long, is not waited for: it shows the holder it published
+    /// ([`reentry::Members`]), no interrupt bindings and its description from binding.
     pub fn devices(&self) -> Vec<DeviceInfo> {
         let core = self.binder.core_index();
         let mut counts = [0usize; 3];
@@ -308,7 +314,7 @@ impl Registry {
                 let counter = &mut counts[slot.kind as usize];
                 let index = *counter;
                 *counter += 1;
-                let (holder, interrupts, about) = match reentry::lock(slot, core) {
+                let (holder, interrupts, about) = match reentry::lock_unless_in_call(slot, core) {
                     Ok(state) => (
                         state
                             .holder
@@ -321,7 +327,12 @@ impl Registry {
                             _ => slot.about.clone(),
                         },
                     ),
-                    Err(_) => (Some(IN_CALL), Vec::new(), slot.about.clone()),
+                    Err(reentry::InCallOn::ThisCore) => {
+                        (Some(IN_CALL), Vec::new(), slot.about.clone())
+                    }
+                    Err(reentry::InCallOn::AnotherCore) => {
+                        (Some(slot.members.shown()), Vec::new(), slot.about.clone())
+                    }
                 };
                 DeviceInfo {
                     index,
@@ -345,7 +356,10 @@ impl Registry {
             .ok_or(ApiError::NoSuchDevice)
     }
 
-    /// Opens device `index` of `kind` for `holder` alone.
+    /// Opens device `index` of `kind` for `holder` alone. Asked while another core holds
+    /// its lock in a call, whose closure may run long, it answers
+    /// [`ApiError::DeviceBusy`] with the holder the slot published ([`reentry::Members`])
+    /// without waiting; from inside a call on it on the calling core, `Reentered`.
     pub fn open(
         &'static self,
         kind: DeviceKind,
@@ -353,7 +367,15 @@ impl Registry {
         holder: Holder,
     ) -> Result<OpenDevice, ApiError> {
         let slot = self.slot(kind, index)?;
-        let state = reentry::lock(slot, self.binder.core_index()).map_err(ApiError::Device)?;
+        let state = match reentry::lock_unless_in_call(slot, self.binder.core_index()) {
+            Ok(state) => state,
+            Err(reentry::InCallOn::ThisCore) => {
+                return Err(ApiError::Device(DeviceError::Reentered));
+            }
+            Err(reentry::InCallOn::AnotherCore) => {
+                return Err(ApiError::DeviceBusy(slot.members.shown()));
+            }
+        };
         if let Some((_, current)) = state.holder.or_else(|| sharing::first_holder(&state)) {
             return Err(ApiError::DeviceBusy(current));
         }
@@ -363,6 +385,7 @@ impl Registry {
             return Err(ApiError::Extents(*error));
         }
         state.holder = Some(holder);
+        slot.members.publish(&state);
         state.generation += 1;
         let generation = state.generation;
         drop(state);
@@ -472,7 +495,7 @@ impl Registry {
                     name = holder;
                     state = lease::end(slot, state, self.binder);
                 }
-                let bound = sharing::unbind_all_of(&mut state, owner);
+                let bound = sharing::unbind_all_of(slot, &mut state, owner);
                 if let Some((_, holder)) = bound {
                     name = holder;
                 }
@@ -1884,6 +1907,72 @@ pub(crate) mod tests {
         };
         let registry = registry_with(Found::Block(Box::new(disk)), "memory");
         (hold_back, registry)
+    }
+
+    /// Runs `calls` on a thread of its own while app 2 ("blocker") is inside a call on
+    /// disk 0 of `registry` on another thread (a core of its own): its `poll`'s closure
+    /// waits until `calls` returned or 5 s passed, as one may wait for anything. Returns
+    /// what `calls` returned, an error if it did not return in time (it waited for the
+    /// call); the call has returned since.
+    pub(crate) fn inside_a_call<Calls: Send + 'static>(
+        registry: &'static Registry,
+        calls: impl FnOnce() -> Calls + Send + 'static,
+    ) -> Result<Calls, std::sync::mpsc::RecvTimeoutError> {
+        use core::sync::atomic::{AtomicBool, Ordering};
+        let (inside, released) = (
+            alloc::sync::Arc::new(AtomicBool::new(false)),
+            alloc::sync::Arc::new(AtomicBool::new(false)),
+        );
+        let (entered, waited_for) = (inside.clone(), released.clone());
+        let blocker = std::thread::spawn(move || {
+            let mut disk = lease_disk_to(registry, (2, "blocker"));
+            let _ = disk.submit_read(0, 0, 1).unwrap();
+            let closure = &mut |_, _: Result<&[u8], DeviceError>| {
+                entered.store(true, Ordering::Release);
+                while !waited_for.load(Ordering::Acquire) {
+                    std::thread::yield_now();
+                }
+            };
+            assert_eq!(disk.poll(0, closure), Ok(1));
+        });
+        while !inside.load(Ordering::Acquire) {
+            std::thread::yield_now();
+        }
+        let (send, answer) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = send.send(calls());
+        });
+        let answered = answer.recv_timeout(std::time::Duration::from_secs(5));
+        released.store(true, Ordering::Release);
+        blocker.join().unwrap();
+        answered
+    }
+
+    /// A registry of one memory disk.
+    fn memory_disk() -> &'static Registry {
+        registry_with(Found::Block(Box::new(MemoryDisk::new())), "memory")
+    }
+
+    /// Another app's open of a device whose holder is inside a call on it on another
+    /// core is answered busy at once: it used to spin on the slot's lock for as long as
+    /// the holder's closure ran.
+    #[test]
+    fn an_open_of_a_device_another_core_holds_in_a_call_is_busy_at_once() {
+        let registry = memory_disk();
+        let during = inside_a_call(registry, move || {
+            registry.open(DeviceKind::Block, 0, (3, "kv")).err()
+        });
+        assert_eq!(during, Ok(Some(ApiError::DeviceBusy("blocker"))));
+    }
+
+    /// `devices` lists a device whose holder is inside a call on it on another core,
+    /// held by that holder, without waiting: it used to spin on the slot's lock for as
+    /// long as the holder's closure ran.
+    #[test]
+    fn devices_lists_a_device_another_core_holds_in_a_call_without_waiting() {
+        let registry = memory_disk();
+        let during = inside_a_call(registry, move || registry.devices()[0].holder);
+        assert_eq!(during, Ok(Some("blocker")));
     }
 
     /// A disk's holder going drains its requests in flight outside the slot's lock: it

@@ -1,4 +1,5 @@
-//! Calls into the registry from inside the app's own code in a device call.
+//! Calls into the registry from inside the app's own code in a device call, and from
+//! other cores while such a call holds a device.
 //!
 //! A device call runs the app's closures ([`crate::appcode`]) with the slot's lock held,
 //! or a queue pair's gate. Those locks are not re-entrant: a closure that calls the
@@ -7,21 +8,35 @@
 //! and every core that wants the lock after it would wait too. So each such lock records
 //! the core inside a call that holds it ([`InCall`]) and every way into the registry looks
 //! first: that core is answered [`DeviceError::Reentered`], or, where nothing can be
-//! answered (a handle dropped), the work waits until the call returns; any other core
-//! waits for the lock as before.
+//! answered (a handle dropped), the work waits until the call returns.
+//!
+//! A closure may also run long (a completion handler that waits for something), so a
+//! call the registry serves for another app does not wait for a slot another core holds
+//! inside a call ([`lock_unless_in_call`]): `devices` lists it by the apps the slot
+//! publishes ([`Members`]) and `open` answers `DeviceBusy` naming the first. The other
+//! calls wait for the lock as before.
+//!
+//! The lock order: a slot's lock, then one of its pairs' gates ([`crate::lease`]'s end
+//! cuts them); its [`Members`]' lock is taken last, alone or under the slot's, and held
+//! only to copy the apps in or out (no other lock is taken and no app code runs under it).
 
+use alloc::vec::Vec;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
 use rexo_api::DeviceError;
 use spin::MutexGuard;
 
-use crate::{Slot, SlotState};
+use crate::{Holder, Slot, SlotState};
+
+/// The holder [`Members::shown`] names when none was published.
+const IN_A_CALL: &str = "(an app, inside a call on it on another core)";
 
 /// What [`InCall`] holds while no core is inside a call.
 const NO_CORE: usize = usize::MAX;
 
 /// The core, if any, inside a device call that holds a lock (the only one that sets or
-/// clears it, under that lock, so relaxed loads and stores suffice).
+/// clears it, under that lock, so its own loads may be relaxed; another core's load
+/// acquires what was published under the lock before the call began).
 pub(crate) struct InCall(AtomicUsize);
 
 impl InCall {
@@ -35,12 +50,17 @@ impl InCall {
         self.0.load(Ordering::Relaxed) == core
     }
 
+    /// Whether some core is inside a call holding the lock (for a core that is not).
+    fn by_any(&self) -> bool {
+        self.0.load(Ordering::Acquire) != NO_CORE
+    }
+
     /// Runs `call`, which `core` makes with the lock held, marked as inside a call
     /// meanwhile (cleared before the caller unlocks).
     pub(crate) fn during<R>(&self, core: usize, call: impl FnOnce() -> R) -> R {
-        self.0.store(core, Ordering::Relaxed);
+        self.0.store(core, Ordering::Release);
         let answer = call();
-        self.0.store(NO_CORE, Ordering::Relaxed);
+        self.0.store(NO_CORE, Ordering::Release);
         answer
     }
 }
@@ -69,7 +89,7 @@ pub(crate) fn during<R>(
         && slot.unbound_pending.swap(false, Ordering::Acquire)
     {
         let dropped = core::mem::take(&mut *slot.unbound_in_call.lock());
-        crate::sharing::unbind(state, &dropped);
+        crate::sharing::unbind(slot, state, &dropped);
     }
     answer
 }
@@ -86,6 +106,67 @@ pub(crate) fn lock_whole(
         return Err(DeviceError::Reentered);
     }
     Ok(state)
+}
+
+/// Which core is inside a call holding a slot's lock that [`lock_unless_in_call`] did
+/// not take.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum InCallOn {
+    /// The calling core: its own closure asks.
+    ThisCore,
+    /// Another core: its app's closure may run for as long as it likes.
+    AnotherCore,
+}
+
+/// `slot`'s lock for `core`, waited for only while no core is inside a call that holds
+/// it (a driver's work without the app's code, which ends); which core is, otherwise.
+pub(crate) fn lock_unless_in_call(
+    slot: &Slot,
+    core: usize,
+) -> Result<MutexGuard<'_, SlotState>, InCallOn> {
+    loop {
+        // Only the core holding the lock marks it in a call, after taking it and before
+        // letting it go: a lock found taken and unmarked is looked at again.
+        if slot.in_call.by(core) {
+            return Err(InCallOn::ThisCore);
+        }
+        if let Some(state) = slot.state.try_lock() {
+            return Ok(state);
+        }
+        if slot.in_call.by_any() {
+            return Err(InCallOn::AnotherCore);
+        }
+        core::hint::spin_loop();
+    }
+}
+
+/// The apps holding a slot, published for the calls that do not wait for a call on
+/// another core holding its lock ([`lock_unless_in_call`]): the holder, or the apps
+/// bound to its shared interface (the first bound first), as the slot's state had them
+/// when its lock was last let go after a change. Published under the slot's lock by
+/// every change of either (an open, a lease's end, a binding made or ended), so a call
+/// holding the lock, which can make none, leaves them as they were when it began. The
+/// kernel's mark on a disk out of its slot ([`crate::away`]) is not an app, and not
+/// published: the slot's lock is free meanwhile.
+#[derive(Default)]
+pub(crate) struct Members(spin::Mutex<Vec<Holder>>);
+
+impl Members {
+    /// Publishes the holder and bound apps of the slot whose state is `state` (its lock
+    /// held).
+    pub(crate) fn publish(&self, state: &SlotState) {
+        let mut members = self.0.lock();
+        members.clear();
+        members.extend(state.holder.iter().copied());
+        members.extend(crate::sharing::bound_apps(state));
+    }
+
+    /// The name of the app the slot shows as its holder: its holder, or the first app
+    /// bound to it ([`IN_A_CALL`] if none was published, which no call made for a
+    /// holder or a bound app leaves).
+    pub(crate) fn shown(&self) -> &'static str {
+        self.0.lock().first().map_or(IN_A_CALL, |&(_, name)| name)
+    }
 }
 
 #[cfg(test)]

@@ -542,6 +542,7 @@ pub(crate) fn bind(
             refused: 0,
         },
     });
+    slot.members.publish(state);
     Ok(Box::new(Bound {
         slot,
         binder,
@@ -552,11 +553,15 @@ pub(crate) fn bind(
 
 /// The app a shared interface shows as its holder (the first bound), if any.
 pub(crate) fn first_holder(state: &SlotState) -> Option<Holder> {
+    bound_apps(state).next()
+}
+
+/// The apps bound to the interface, one per binding, the first bound first.
+pub(crate) fn bound_apps(state: &SlotState) -> impl Iterator<Item = Holder> + '_ {
     state
         .sharing
-        .as_ref()
-        .and_then(|s| s.endpoints.first())
-        .map(|e| e.holder)
+        .iter()
+        .flat_map(|sharing| sharing.endpoints.iter().map(|e| e.holder))
 }
 
 /// App `owner`'s bindings on the interface, oldest first.
@@ -567,19 +572,20 @@ fn endpoints_of(sharing: &Sharing, owner: u16) -> impl Iterator<Item = &Endpoint
         .filter(move |e| e.holder.0 == owner)
 }
 
-/// Ends every binding of app `owner` on the slot: its handles go dead. Returns the app
-/// as its first binding held it, or `None` when it had none.
-pub(crate) fn unbind_all_of(state: &mut SlotState, owner: u16) -> Option<Holder> {
+/// Ends every binding of app `owner` on `slot` (`state`, its lock): its handles go dead.
+/// Returns the app as its first binding held it, or `None` when it had none.
+pub(crate) fn unbind_all_of(slot: &Slot, state: &mut SlotState, owner: u16) -> Option<Holder> {
     let sharing = state.sharing.as_ref()?;
     let holder = endpoints_of(sharing, owner).next()?.holder;
     let ids: Vec<u64> = endpoints_of(sharing, owner).map(|e| e.id).collect();
-    unbind(state, &ids);
+    unbind(slot, state, &ids);
     Some(holder)
 }
 
-/// Ends bindings `ids`: their filters go (the tree rebuilt once for all of them), and
-/// the sharing with its last binding (each logged with its counters).
-pub(crate) fn unbind(state: &mut SlotState, ids: &[u64]) {
+/// Ends bindings `ids` on `slot` (`state`, its lock): their filters go (the tree rebuilt
+/// once for all of them), and the sharing with its last binding (each logged with its
+/// counters); the slot publishes the apps still bound ([`crate::reentry::Members`]).
+pub(crate) fn unbind(slot: &Slot, state: &mut SlotState, ids: &[u64]) {
     let Some(sharing) = &mut state.sharing else {
         return;
     };
@@ -597,6 +603,7 @@ pub(crate) fn unbind(state: &mut SlotState, ids: &[u64]) {
         log::info!("net: sharing ended: {}", sharing.counters);
         state.sharing = None;
     }
+    slot.members.publish(state);
 }
 
 /// How `state`'s interface is shared, if it is.
@@ -798,7 +805,7 @@ impl Drop for Bound {
     /// ([`crate::reentry`]).
     fn drop(&mut self) {
         match crate::reentry::lock(self.slot, self.binder.core_index()) {
-            Ok(mut state) => unbind(&mut state, &[self.id]),
+            Ok(mut state) => unbind(self.slot, &mut state, &[self.id]),
             Err(_) => {
                 self.slot.unbound_in_call.lock().push(self.id);
                 self.slot
