@@ -97,16 +97,23 @@ pub(crate) fn outside_the_lock<'a, R>(
     (state, Some(answer))
 }
 
-/// The lock of `slot` once its disk is back in it, if `owner` holds it and its disk is
-/// out ([`outside_the_lock`]: the holder draining its own abandoned requests when its
-/// app ends): the end of an app takes back its disk only after that. Any other caller
-/// gets the lock as soon as it is free.
-pub(crate) fn lock_when_back(slot: &Slot, owner: u16) -> MutexGuard<'_, SlotState> {
+/// The lock of `slot` for the end of app `owner` on `core`, once its disk is back in it
+/// if `owner` holds it and its disk is out ([`outside_the_lock`]: the holder draining
+/// its own abandoned requests when its app ends): the end of an app takes back its disk
+/// only after that. Otherwise as soon as the lock is free, but `None` when nothing of
+/// `owner`'s can be there: `core` is inside a call holding it (another app's, which ran
+/// this one from inside its closure), or another core is and `owner` neither holds nor
+/// is bound to the slot ([`crate::reentry::lock_for`]).
+pub(crate) fn lock_when_back(
+    slot: &Slot,
+    core: usize,
+    owner: u16,
+) -> Option<MutexGuard<'_, SlotState>> {
     loop {
-        let state = slot.state.lock();
+        let state = crate::reentry::lock_for(slot, core, owner)?;
         let owners_work = state.holder.is_some_and(|(holder, _)| holder == owner);
         if !(state.away && owners_work) {
-            return state;
+            return Some(state);
         }
         drop(state);
         core::hint::spin_loop();

@@ -480,16 +480,20 @@ impl Registry {
     /// Takes back every device the app of owner number `owner` holds (it ended): its
     /// handles go dead, its filters go. Returns how many (logged when any). A slot whose
     /// lock the calling core holds in a call ([`reentry`]: another app's, which ran this
-    /// one from inside its closure) is passed by: the app could not reach it.
+    /// one from inside its closure) is passed by: the app could not reach it. So is one
+    /// another core holds in a call, whose closure may run long, unless the app holds it
+    /// or is bound to it ([`reentry::lock_for`]): the call may be its own, which is waited
+    /// for, as is a drain of its own abandoned requests ([`away::lock_when_back`]).
     pub fn revoke_all_of(&self, owner: u16) -> usize {
         let core = self.binder.core_index();
         let mut name = "";
         let taken = self
             .slots
             .iter()
-            .filter(|slot| !slot.in_call.by(core))
             .filter(|slot| {
-                let mut state = away::lock_when_back(slot, owner);
+                let Some(mut state) = away::lock_when_back(slot, core, owner) else {
+                    return false;
+                };
                 let held = state.holder.filter(|(holder, _)| *holder == owner);
                 if let Some((_, holder)) = held {
                     name = holder;
@@ -1909,31 +1913,28 @@ pub(crate) mod tests {
         (hold_back, registry)
     }
 
-    /// Runs `calls` on a thread of its own while app 2 ("blocker") is inside a call on
-    /// disk 0 of `registry` on another thread (a core of its own): its `poll`'s closure
-    /// waits until `calls` returned or 5 s passed, as one may wait for anything. Returns
-    /// what `calls` returned, an error if it did not return in time (it waited for the
-    /// call); the call has returned since.
-    pub(crate) fn inside_a_call<Calls: Send + 'static>(
-        registry: &'static Registry,
+    /// Runs `calls` on a thread of its own while `call` runs on another thread (a core
+    /// of its own), inside a device call whose closure calls the `wait` it is given:
+    /// that waits until `calls` returned or 5 s passed, as an app's closure may wait for
+    /// anything. Returns what `calls` returned, an error if it did not return in time
+    /// (it waited for the call), and what `call` returned once it has.
+    pub(crate) fn while_inside<Held: Send + 'static, Calls: Send + 'static>(
+        call: impl FnOnce(&dyn Fn()) -> Held + Send + 'static,
         calls: impl FnOnce() -> Calls + Send + 'static,
-    ) -> Result<Calls, std::sync::mpsc::RecvTimeoutError> {
+    ) -> (Result<Calls, std::sync::mpsc::RecvTimeoutError>, Held) {
         use core::sync::atomic::{AtomicBool, Ordering};
         let (inside, released) = (
             alloc::sync::Arc::new(AtomicBool::new(false)),
             alloc::sync::Arc::new(AtomicBool::new(false)),
         );
         let (entered, waited_for) = (inside.clone(), released.clone());
-        let blocker = std::thread::spawn(move || {
-            let mut disk = lease_disk_to(registry, (2, "blocker"));
-            let _ = disk.submit_read(0, 0, 1).unwrap();
-            let closure = &mut |_, _: Result<&[u8], DeviceError>| {
+        let holding = std::thread::spawn(move || {
+            call(&|| {
                 entered.store(true, Ordering::Release);
                 while !waited_for.load(Ordering::Acquire) {
                     std::thread::yield_now();
                 }
-            };
-            assert_eq!(disk.poll(0, closure), Ok(1));
+            })
         });
         while !inside.load(Ordering::Acquire) {
             std::thread::yield_now();
@@ -1944,8 +1945,25 @@ pub(crate) mod tests {
         });
         let answered = answer.recv_timeout(std::time::Duration::from_secs(5));
         released.store(true, Ordering::Release);
-        blocker.join().unwrap();
-        answered
+        (answered, holding.join().unwrap())
+    }
+
+    /// [`while_inside`] a `poll` of app 2 ("blocker") on disk 0 of `registry`, which
+    /// returns app 2's lease.
+    pub(crate) fn inside_a_call<Calls: Send + 'static>(
+        registry: &'static Registry,
+        calls: impl FnOnce() -> Calls + Send + 'static,
+    ) -> (
+        Result<Calls, std::sync::mpsc::RecvTimeoutError>,
+        Box<dyn rexo_api::BlockDevice>,
+    ) {
+        let call = move |wait: &dyn Fn()| {
+            let mut disk = lease_disk_to(registry, (2, "blocker"));
+            let _ = disk.submit_read(0, 0, 1).unwrap();
+            assert_eq!(disk.poll(0, &mut |_, _| wait()), Ok(1));
+            disk
+        };
+        while_inside(call, calls)
     }
 
     /// A registry of one memory disk.
@@ -1959,7 +1977,7 @@ pub(crate) mod tests {
     #[test]
     fn an_open_of_a_device_another_core_holds_in_a_call_is_busy_at_once() {
         let registry = memory_disk();
-        let during = inside_a_call(registry, move || {
+        let (during, _) = inside_a_call(registry, move || {
             registry.open(DeviceKind::Block, 0, (3, "kv")).err()
         });
         assert_eq!(during, Ok(Some(ApiError::DeviceBusy("blocker"))));
@@ -1971,8 +1989,33 @@ pub(crate) mod tests {
     #[test]
     fn devices_lists_a_device_another_core_holds_in_a_call_without_waiting() {
         let registry = memory_disk();
-        let during = inside_a_call(registry, move || registry.devices()[0].holder);
+        let (during, _) = inside_a_call(registry, move || registry.devices()[0].holder);
         assert_eq!(during, Ok(Some("blocker")));
+    }
+
+    /// The end of an app that holds nothing another core holds in a call returns at once:
+    /// it used to spin on that slot's lock for as long as the holder's closure ran, inside
+    /// the kernel's clean-up, so the manifest's runs never finished. The end of the app
+    /// inside the call waits for it, then takes the disk back.
+    #[test]
+    fn an_app_ends_without_waiting_for_another_apps_call_and_after_its_own() {
+        let registry = memory_disk();
+        let (during, _) = inside_a_call(registry, move || registry.revoke_all_of(3));
+        assert_eq!(during, Ok(0), "app 3 ended at once");
+        let (send, answered) = std::sync::mpsc::channel();
+        let (during, mut disk) = inside_a_call(registry, move || {
+            let ending = std::thread::spawn(move || send.send(registry.revoke_all_of(2)));
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            ending.is_finished()
+        });
+        assert_eq!(during, Ok(false), "app 2's end waits for its call");
+        let timeout = std::time::Duration::from_secs(5);
+        assert_eq!(
+            answered.recv_timeout(timeout),
+            Ok(1),
+            "then takes its disk back"
+        );
+        assert_eq!(disk.submit_read(0, 0, 1), Err(DeviceError::Revoked));
     }
 
     /// A disk's holder going drains its requests in flight outside the slot's lock: it

@@ -13,8 +13,11 @@
 //! A closure may also run long (a completion handler that waits for something), so a
 //! call the registry serves for another app does not wait for a slot another core holds
 //! inside a call ([`lock_unless_in_call`]): `devices` lists it by the apps the slot
-//! publishes ([`Members`]) and `open` answers `DeviceBusy` naming the first. The other
-//! calls wait for the lock as before.
+//! publishes ([`Members`]) and `open` answers `DeviceBusy` naming the first. Nor does
+//! the kernel's clean-up when an app ends: `revoke_all_of` waits only for a slot the
+//! ending app holds or is bound to ([`lock_for`]: the call may be the app's own, on
+//! another of its cores, and its devices are taken back only once that returns). The
+//! other calls wait for the lock as before.
 //!
 //! The lock order: a slot's lock, then one of its pairs' gates ([`crate::lease`]'s end
 //! cuts them); its [`Members`]' lock is taken last, alone or under the slot's, and held
@@ -140,6 +143,23 @@ pub(crate) fn lock_unless_in_call(
     }
 }
 
+/// `slot`'s lock for work on app `owner`'s behalf by `core`, waited for while another
+/// core is inside a call holding it only if `owner` holds the slot or is bound to it
+/// ([`Members`]: that call may be the app's own, which its end must wait for); `None`
+/// when `core` is inside a call holding it, or another core is and nothing of `owner`'s
+/// is in the slot (none can come while the call holds the lock).
+pub(crate) fn lock_for(slot: &Slot, core: usize, owner: u16) -> Option<MutexGuard<'_, SlotState>> {
+    loop {
+        match lock_unless_in_call(slot, core) {
+            Ok(state) => return Some(state),
+            Err(InCallOn::AnotherCore) if slot.members.include(owner) => {
+                core::hint::spin_loop();
+            }
+            Err(_) => return None,
+        }
+    }
+}
+
 /// The apps holding a slot, published for the calls that do not wait for a call on
 /// another core holding its lock ([`lock_unless_in_call`]): the holder, or the apps
 /// bound to its shared interface (the first bound first), as the slot's state had them
@@ -166,6 +186,11 @@ impl Members {
     /// holder or a bound app leaves).
     pub(crate) fn shown(&self) -> &'static str {
         self.0.lock().first().map_or(IN_A_CALL, |&(_, name)| name)
+    }
+
+    /// Whether app `owner` holds the slot or is bound to it.
+    fn include(&self, owner: u16) -> bool {
+        self.0.lock().iter().any(|&(member, _)| member == owner)
     }
 }
 

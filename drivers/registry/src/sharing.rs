@@ -963,6 +963,49 @@ pub(crate) mod tests {
         );
     }
 
+    /// The apps bound to an interface are published as they bind: while one's call on
+    /// it holds it on another core, other apps' opens are busy with the first bound,
+    /// `devices` shows it, and the end of an app bound there waits for the call (to end
+    /// its binding) while that of an app bound elsewhere does not.
+    #[test]
+    fn the_apps_bound_to_an_interface_are_published_for_other_cores() {
+        let (registry, _wire) = shared();
+        let first = bind(registry, 1, "first", &["udp dport 7"]).unwrap();
+        let mut second = bind(registry, 2, "second", &["udp dport 8"]).unwrap();
+        let (send, answered) = std::sync::mpsc::channel();
+        let call = move |wait: &dyn Fn()| {
+            let sent = second.transmit(0, 60, &mut |_| wait());
+            (sent, second)
+        };
+        let (during, (sent, _second)) = crate::tests::while_inside(call, move || {
+            let ending = std::thread::spawn(move || send.send(registry.revoke_all_of(1)));
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            let refused = registry.open(DeviceKind::Net, 0, (3, "other")).err();
+            let shown = registry.devices()[0].holder;
+            (
+                refused,
+                shown,
+                registry.revoke_all_of(3),
+                ending.is_finished(),
+            )
+        });
+        let busy = Some(ApiError::DeviceBusy("first"));
+        assert_eq!(during, Ok((busy, Some("first"), 0, false)));
+        assert_eq!(
+            sent.err(),
+            Some(DeviceError::Withdrawn),
+            "a frame of nothing"
+        );
+        let timeout = std::time::Duration::from_secs(5);
+        assert_eq!(
+            answered.recv_timeout(timeout),
+            Ok(1),
+            "app 1's binding ended"
+        );
+        drop(first);
+        assert_eq!(registry.devices()[0].holder, Some("second"));
+    }
+
     fn bind(
         registry: &'static Registry,
         owner: u16,
