@@ -422,7 +422,9 @@ impl Registry {
     /// holds, [`reentry`]), it is given back all the same, and its source stays armed
     /// (and `devices()` lists the binding) until the device's next arm of the queue, the
     /// lease's end or a sweep of the kernel's ([`Registry::disarm_revoked`], which the
-    /// kernel asks for only after a forced revocation), whichever comes first.
+    /// kernel asks for only after a forced revocation), whichever comes first. A device
+    /// another core holds in a call is waited for only if `owner` holds it
+    /// ([`reentry::lock_for`]): a binding is its holder's.
     pub fn return_interrupt(
         &self,
         owner: u16,
@@ -431,9 +433,14 @@ impl Registry {
         let id = cap.id();
         let core = self.binder.core_index();
         for slot in &self.slots {
-            let Ok(mut state) = reentry::lock_whole(slot, core) else {
+            // A binding is the holder's: a slot `owner` does not hold is passed by rather
+            // than waited for while another app's call holds it.
+            let Some(mut state) = reentry::lock_for(slot, core, owner) else {
                 continue;
             };
+            if reentry::in_pair_call(&state, core) {
+                continue;
+            }
             if let Some(queue) = state.interrupts.queue_of(id) {
                 self.binder.give_back(owner, cap)?;
                 state.interrupts.unbind(id);
@@ -2016,6 +2023,35 @@ pub(crate) mod tests {
             "then takes its disk back"
         );
         assert_eq!(disk.submit_read(0, 0, 1), Err(DeviceError::Revoked));
+    }
+
+    /// An interrupt binding returned while another app is inside a call on another
+    /// device is given back and its source disarmed at once: `return_interrupt` used to
+    /// lock every slot in turn, spinning on that one for as long as the closure ran.
+    #[test]
+    fn an_interrupt_returned_while_another_device_is_held_in_a_call_goes_back_at_once() {
+        let binder = crate::interrupts::tests::TableBinder::leaked();
+        let armed = Armed::default();
+        let address = Address::new(0, 0, 3, 0).unwrap();
+        let waking = MemoryDisk {
+            wakes: Some((binder, armed.clone())),
+            ..MemoryDisk::new()
+        };
+        let registry: &'static Registry = Box::leak(Box::new(Registry {
+            slots: [MemoryDisk::new(), waking]
+                .map(|disk| Slot::new(address, "memory", Found::Block(Box::new(disk))))
+                .into(),
+            bindings: Vec::new(),
+            binder,
+        }));
+        let open = registry.open(DeviceKind::Block, 1, (1, "fs"));
+        let mut fs = open.and_then(OpenDevice::into_block).unwrap();
+        fs.wake_on_completion(0, Some(1)).unwrap();
+        let cap = binder.take_minted().pop().unwrap();
+        let (during, _) = inside_a_call(registry, move || registry.return_interrupt(1, cap));
+        assert!(matches!(during, Ok(Ok(()))), "given back at once");
+        assert_eq!(*armed.lock(), None, "its source disarmed");
+        assert_eq!(fs.wake_on_completion(0, Some(1)), Err(DeviceError::Unbound));
     }
 
     /// A disk's holder going drains its requests in flight outside the slot's lock: it

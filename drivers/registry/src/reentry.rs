@@ -16,8 +16,9 @@
 //! publishes ([`Members`]) and `open` answers `DeviceBusy` naming the first. Nor does
 //! the kernel's clean-up when an app ends: `revoke_all_of` waits only for a slot the
 //! ending app holds or is bound to ([`lock_for`]: the call may be the app's own, on
-//! another of its cores, and its devices are taken back only once that returns). The
-//! other calls wait for the lock as before.
+//! another of its cores, and its devices are taken back only once that returns); nor
+//! `return_interrupt`, for a slot the returning app does not hold (its binding is not
+//! there). The other calls wait for the lock as before.
 //!
 //! The lock order: a slot's lock, then one of its pairs' gates ([`crate::lease`]'s end
 //! cuts them); its [`Members`]' lock is taken last, alone or under the slot's, and held
@@ -105,10 +106,16 @@ pub(crate) fn lock_whole(
     core: usize,
 ) -> Result<MutexGuard<'_, SlotState>, DeviceError> {
     let state = lock(slot, core)?;
-    if state.queues.iter().any(|gate| gate.in_call.by(core)) {
+    if in_pair_call(&state, core) {
         return Err(DeviceError::Reentered);
     }
     Ok(state)
+}
+
+/// Whether `core` is inside a call holding one of the queue pairs' gates of the slot
+/// whose state is `state`.
+pub(crate) fn in_pair_call(state: &SlotState, core: usize) -> bool {
+    state.queues.iter().any(|gate| gate.in_call.by(core))
 }
 
 /// Which core is inside a call holding a slot's lock that [`lock_unless_in_call`] did
