@@ -24,8 +24,9 @@ pub struct Sweep {
     /// Sources disarmed: bindings taken by force, now unbound.
     pub disarmed: usize,
     /// Slots passed by unswept, because the calling core is inside a call holding their
-    /// lock or one of their queue pairs' gates: a binding taken by force there is still
-    /// armed, and the sweep must run again (the kernel asks for it again).
+    /// lock or one of their queue pairs' gates, or another core inside a call holding
+    /// their lock: a binding taken by force there is still armed, and the sweep must run
+    /// again (the kernel asks for it again).
     pub passed_by: usize,
 }
 

@@ -459,15 +459,20 @@ impl Registry {
     /// (logged when any) and how many slots were passed by. It takes the
     /// slots' locks and calls the drivers, so it must not run in an interrupt handler; a
     /// slot whose lock, or one of whose queue pairs' gates, the calling core holds in a
-    /// call ([`reentry`]) is passed by and counted in [`Sweep::passed_by`], for the
-    /// caller to sweep again from outside the call.
+    /// call ([`reentry`]), or whose lock another core holds in a call (whose closure may
+    /// run long), is passed by and counted in [`Sweep::passed_by`], for the caller to
+    /// sweep again later (the kernel asks for the sweep again, which a core runs when its
+    /// work runs dry).
     pub fn disarm_revoked(&self) -> Sweep {
         let core = self.binder.core_index();
         let mut sweep = Sweep::default();
         for slot in &self.slots {
-            let Ok(mut state) = reentry::lock_whole(slot, core) else {
-                sweep.passed_by += 1;
-                continue;
+            let mut state = match reentry::lock_unless_in_call(slot, core) {
+                Ok(state) if !reentry::in_pair_call(&state, core) => state,
+                _ => {
+                    sweep.passed_by += 1;
+                    continue;
+                }
             };
             let state = &mut *state;
             let queues = state.interrupts.revoked(self.binder);
@@ -2025,25 +2030,32 @@ pub(crate) mod tests {
         assert_eq!(disk.submit_read(0, 0, 1), Err(DeviceError::Revoked));
     }
 
-    /// An interrupt binding returned while another app is inside a call on another
-    /// device is given back and its source disarmed at once: `return_interrupt` used to
-    /// lock every slot in turn, spinning on that one for as long as the closure ran.
-    #[test]
-    fn an_interrupt_returned_while_another_device_is_held_in_a_call_goes_back_at_once() {
-        let binder = crate::interrupts::tests::TableBinder::leaked();
+    /// A registry of two memory disks, the second of which can wake a core (through
+    /// `binder`, recording the core in what is returned with the registry).
+    fn two_disks_the_second_waking(binder: Routes) -> (&'static Registry, Armed) {
         let armed = Armed::default();
         let address = Address::new(0, 0, 3, 0).unwrap();
         let waking = MemoryDisk {
             wakes: Some((binder, armed.clone())),
             ..MemoryDisk::new()
         };
-        let registry: &'static Registry = Box::leak(Box::new(Registry {
+        let registry = Box::leak(Box::new(Registry {
             slots: [MemoryDisk::new(), waking]
                 .map(|disk| Slot::new(address, "memory", Found::Block(Box::new(disk))))
                 .into(),
             bindings: Vec::new(),
             binder,
         }));
+        (registry, armed)
+    }
+
+    /// An interrupt binding returned while another app is inside a call on another
+    /// device is given back and its source disarmed at once: `return_interrupt` used to
+    /// lock every slot in turn, spinning on that one for as long as the closure ran.
+    #[test]
+    fn an_interrupt_returned_while_another_device_is_held_in_a_call_goes_back_at_once() {
+        let binder = crate::interrupts::tests::TableBinder::leaked();
+        let (registry, armed) = two_disks_the_second_waking(binder);
         let open = registry.open(DeviceKind::Block, 1, (1, "fs"));
         let mut fs = open.and_then(OpenDevice::into_block).unwrap();
         fs.wake_on_completion(0, Some(1)).unwrap();
@@ -2052,6 +2064,30 @@ pub(crate) mod tests {
         assert!(matches!(during, Ok(Ok(()))), "given back at once");
         assert_eq!(*armed.lock(), None, "its source disarmed");
         assert_eq!(fs.wake_on_completion(0, Some(1)), Err(DeviceError::Unbound));
+    }
+
+    /// The kernel's sweep of bindings revoked by force passes by a device another core
+    /// holds in a call, counting it for the next sweep, and disarms the others: it used
+    /// to spin on that slot's lock for as long as the closure ran, holding up the
+    /// kernel task (and the core) that ran it.
+    #[test]
+    fn the_sweep_passes_by_a_device_another_core_holds_in_a_call() {
+        let binder = crate::interrupts::tests::TableBinder::leaked();
+        let (registry, armed) = two_disks_the_second_waking(binder);
+        let mut fs = registry
+            .open(DeviceKind::Block, 1, (1, "fs"))
+            .and_then(OpenDevice::into_block)
+            .unwrap();
+        fs.wake_on_completion(0, Some(1)).unwrap();
+        binder.revoke(binder.take_minted().pop().unwrap().id());
+        let (during, _) = inside_a_call(registry, move || registry.disarm_revoked());
+        let swept = Sweep {
+            disarmed: 1,
+            passed_by: 1,
+        };
+        assert_eq!(during, Ok(swept), "disk 1 swept, disk 0 passed by");
+        assert_eq!(*armed.lock(), None, "its source disarmed");
+        assert_eq!(registry.disarm_revoked(), Sweep::default(), "then swept");
     }
 
     /// A disk's holder going drains its requests in flight outside the slot's lock: it

@@ -18,7 +18,8 @@
 //! ending app holds or is bound to ([`lock_for`]: the call may be the app's own, on
 //! another of its cores, and its devices are taken back only once that returns); nor
 //! `return_interrupt`, for a slot the returning app does not hold (its binding is not
-//! there). The other calls wait for the lock as before.
+//! there); `disarm_revoked` passes it by, for the kernel's next sweep. The other calls
+//! wait for the lock as before.
 //!
 //! The lock order: a slot's lock, then one of its pairs' gates ([`crate::lease`]'s end
 //! cuts them); its [`Members`]' lock is taken last, alone or under the slot's, and held
