@@ -827,6 +827,7 @@ impl<D: BlockStore> FileSystem<D> {
         if self.store.staged.is_empty() {
             return Ok(());
         }
+        self.journal.check_sequence_room()?;
         let commit = self.policy == CommitPolicy::EachOperation || joined >= MAX_RUNNING_BLOCKS;
         let fresh = if commit {
             Some(self.fresh_blocks(true)?)

@@ -107,6 +107,18 @@ impl Journal {
     pub(crate) fn is_empty(&self) -> bool {
         self.position == self.start + 1
     }
+
+    /// Refuses, as damage, a change the journal could not commit: its next sequence
+    /// number's successor, which the checkpoint after that commit writes into the
+    /// header, must stay below [`MAX_SEQUENCE`] for the disk to mount again (only a
+    /// crafted disk comes near it: a transaction a nanosecond for 292 years).
+    pub(crate) fn check_sequence_room(&self) -> Result<(), FsError> {
+        if self.next_sequence < MAX_SEQUENCE - 1 {
+            return Ok(());
+        }
+        let what = format!("journal sequence number {} is the last", self.next_sequence);
+        Err(FsError::corrupt(self.start, what))
+    }
 }
 
 /// The journal header block saying the next transaction is `sequence`. All of it is in
@@ -252,7 +264,9 @@ pub(crate) fn scan<D: BlockStore>(disk: &mut D, layout: &Layout) -> Result<Repla
         ..Replay::default()
     };
     let mut position = layout.journal_start + 1;
-    while replay.next_sequence < MAX_SEQUENCE
+    // A transaction numbered past the last a commit may take (a crafted disk's) is
+    // not read: replaying it would write MAX_SEQUENCE into the header.
+    while replay.next_sequence < MAX_SEQUENCE - 1
         && let Some(committed) = read_transaction(disk, layout, position, replay.next_sequence)?
     {
         for (target, image) in committed.targets.into_iter().zip(committed.images) {

@@ -544,6 +544,52 @@ fn journal_damage_is_refused_and_a_torn_tail_ignored() {
     assert_eq!(fs.read_all("/two").unwrap(), b"third");
 }
 
+/// A journal header at the last sequence numbers (only a crafted disk holds one): the
+/// disk mounts and reads, a change that would commit the last number (whose checkpoint
+/// wrote 2^63 into the header, a number every later mount refused) is refused as
+/// damage and writes nothing, and one below it commits and leaves a disk that mounts;
+/// a committed transaction numbered last is not replayed.
+#[test]
+fn the_last_journal_sequence_numbers_are_never_committed() {
+    let bound = 1u64 << 63;
+    let mut disk = sample();
+    put_raw(&mut disk, 1, &crate::journal::encode_header(1, bound - 1));
+    let mut fs = FileSystem::mount(disk).unwrap();
+    let before = contents(&mut fs.store.disk);
+    let error = fs.create("/new").unwrap_err();
+    assert!(
+        matches!(&error, FsError::Corrupt { block: 1, what } if what.contains("is the last")),
+        "{error:?}"
+    );
+    assert!(
+        fs.sync().is_ok() && contents(&mut fs.store.disk) == before,
+        "a refused change wrote"
+    );
+    fs.check().unwrap();
+
+    let mut disk = sample();
+    put_raw(&mut disk, 1, &crate::journal::encode_header(1, bound - 2));
+    let mut fs = FileSystem::mount(disk).unwrap();
+    fs.create("/new").unwrap();
+    assert!(matches!(
+        fs.create("/newer"),
+        Err(FsError::Corrupt { block: 1, .. })
+    ));
+    let mut fs = FileSystem::mount(fs.into_disk()).unwrap();
+    fs.check().unwrap();
+    assert!(fs.read_all("/new").unwrap().is_empty());
+
+    // A transaction numbered 2^63 - 1 (crafted: no commit takes it) stays in the log.
+    let mut disk = sample();
+    put_raw(&mut disk, 1, &crate::journal::encode_header(1, bound - 1));
+    let mut staged = alloc::collections::BTreeMap::new();
+    staged.insert(3, raw(&mut disk, 3));
+    write_transaction(&mut disk, 2, bound - 1, &staged).unwrap();
+    assert_eq!(FileSystem::fsck(&mut disk).unwrap().journal_transactions, 0);
+    let fs = FileSystem::mount(disk).unwrap();
+    FileSystem::mount(fs.into_disk()).unwrap();
+}
+
 #[test]
 fn damage_found_after_mounting_is_reported_not_panicked_on() {
     let mut fs = FileSystem::mount(sample()).unwrap();
