@@ -205,9 +205,15 @@ pub(crate) fn asked_back(owner: OwnerId, requests: &[(EntryId, u64)]) -> Vec<(i6
     asked
 }
 
-/// Drops every handle of `owner` (its run ended; the kernel takes back what they name).
+/// Drops every handle of `owner` (its run ended; the kernel takes back what they name),
+/// once they are out of the table and its lock released: a device's end may wait for
+/// calls on other cores, which may wait for a core spinning on the table's lock with its
+/// interrupts off ([`release_abandoned`]).
 pub(crate) fn forget(owner: OwnerId) {
-    HANDLES.lock().retain(|handle| handle.owner != owner);
+    let mut handles = HANDLES.lock();
+    let forgotten: Vec<Handle> = handles.extract_if(.., |h| h.owner == owner).collect();
+    drop(handles);
+    drop(forgotten);
 }
 
 /// Gives `owner` the core capabilities `take` hands over (the kernel hands each out once:
@@ -306,10 +312,22 @@ mod tests {
     use super::*;
     use rexo_api::{BlockInfo, Completion, DeviceError, Tag};
 
-    /// A disk that answers nothing (only its handle matters here) and counts the times
-    /// its requests in flight were given up.
+    /// A disk that answers nothing (only its handle matters here), counts the times its
+    /// requests in flight were given up, and records whether it was dropped with the
+    /// handle table locked (not free within a second: other tests lock it only briefly).
     #[derive(Default)]
-    struct Idle(Arc<AtomicUsize>);
+    struct Idle(Arc<AtomicUsize>, Arc<AtomicBool>);
+
+    impl Drop for Idle {
+        fn drop(&mut self) {
+            let start = std::time::Instant::now();
+            let free = || HANDLES.try_lock().is_some();
+            while !free() && start.elapsed() < std::time::Duration::from_secs(1) {
+                std::thread::yield_now();
+            }
+            self.1.store(!free(), Ordering::Relaxed);
+        }
+    }
 
     impl BlockDevice for Idle {
         fn info(&self) -> BlockInfo {
@@ -350,6 +368,23 @@ mod tests {
         fn shut_down(&mut self, _: rexo_api::Leaving) -> Result<(), DeviceError> {
             Ok(())
         }
+    }
+
+    #[test]
+    fn a_forgotten_owners_devices_are_dropped_with_the_table_unlocked() {
+        let owner = OwnerId(83);
+        let locked = Arc::new(AtomicBool::new(false));
+        insert(
+            owner,
+            Object::Block(Box::new(Idle(Arc::default(), Arc::clone(&locked)))),
+        );
+        // A lease's end may wait for calls on other cores, one of which may wait for a
+        // core spinning on the table with its interrupts off (`release_abandoned`).
+        forget(owner);
+        assert!(
+            !locked.load(Ordering::Relaxed),
+            "the disk was dropped with the table locked"
+        );
     }
 
     #[test]
@@ -397,7 +432,10 @@ mod tests {
         crate::tests::register_test_host();
         let owner = OwnerId(78);
         let given_up = Arc::new(AtomicUsize::new(0));
-        let id = insert(owner, Object::Block(Box::new(Idle(Arc::clone(&given_up)))));
+        let id = insert(
+            owner,
+            Object::Block(Box::new(Idle(Arc::clone(&given_up), Arc::default()))),
+        );
         // The abort point's frame is this test's; the abandoned call ran below it.
         let abort_point = 0u8;
         abandon_a_call(id, owner);
