@@ -515,6 +515,37 @@ kernel_test!(
 );
 
 kernel_test!(
+    fn a_nap_leaves_interrupts_off_when_they_were_off() {
+        // The boot core naps in its wait for starting cores with interrupts off, and
+        // keeps them off until the ready line. A wake-up IPI sent to this core after each
+        // nap is taken only once they are turned on again.
+        use crate::arch::{apic, idt};
+        let core = percpu::core_index();
+        let taken_within = |ms: u64| {
+            let until = time::now_ns() + ms * 1_000_000;
+            while time::now_ns() < until && !time::take_wake(core) {
+                cpu::pause();
+            }
+            time::now_ns() < until
+        };
+        // A nap that halts, and one whose deadline has passed.
+        for deadline in [time::now_ns() + 1_000_000, 0] {
+            cpu::disable_interrupts();
+            time::take_wake(core);
+            time::nap_until(deadline);
+            apic::send_ipi(apic::id(), apic::Ipi::Fixed(idt::VECTOR_WAKE));
+            let taken_after_the_nap = taken_within(50);
+            cpu::enable_interrupts();
+            assert!(
+                !taken_after_the_nap,
+                "a nap until {deadline} turned interrupts on"
+            );
+            assert!(taken_within(1000), "the wake-up IPI was never taken");
+        }
+    }
+);
+
+kernel_test!(
     fn every_core_runs_a_task_with_its_own_core_data() {
         let cores = smp_cores();
         let seen: &'static [AtomicUsize] = Box::leak(

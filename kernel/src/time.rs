@@ -383,16 +383,17 @@ pub fn take_wake(core: usize) -> bool {
 /// A nap (an app's `Kernel::sleep_ns`; the boot core's wait for starting cores): halts
 /// until `deadline_ns` or an interrupt, but not at all when a wake came since the last
 /// nap: a device's message, or a core's sign of life, that arrived between the caller's
-/// last look and this call is not lost.
+/// last look and this call is not lost. The interrupt that ends the halt is taken even
+/// with interrupts off; they are as the caller had them when it returns.
 pub fn nap_until(deadline_ns: u64) {
-    cpu::disable_interrupts();
-    if !take_wake(percpu::core_index()) && now_ns() < deadline_ns {
-        arm_deadline(deadline_ns);
-        cpu::enable_interrupts_and_halt();
-    } else {
-        cpu::enable_interrupts();
-    }
-    WAKE_PENDING[percpu::core_index()].store(false, Ordering::Relaxed);
+    cpu::without_interrupts(|| {
+        if !take_wake(percpu::core_index()) && now_ns() < deadline_ns {
+            arm_deadline(deadline_ns);
+            cpu::enable_interrupts_and_halt();
+            cpu::disable_interrupts();
+        }
+        WAKE_PENDING[percpu::core_index()].store(false, Ordering::Relaxed);
+    });
 }
 
 /// Called by the interrupt dispatcher for the timer vector.
