@@ -306,7 +306,8 @@ pub(crate) use entries::token;
 /// Why the app on a core was ended at its abort point.
 static ENDED_BY: [AtomicU8; crate::arch::percpu::MAX_CORES] =
     [const { AtomicU8::new(ENDED_BY_PANIC) }; crate::arch::percpu::MAX_CORES];
-const ENDED_BY_PANIC: u8 = 0;
+/// The app panicked (what a core records until told otherwise).
+pub(crate) const ENDED_BY_PANIC: u8 = 0;
 pub(crate) const ENDED_BY_REPOSSESSION: u8 = 1;
 /// No task of a `run_on_every_core` call was ended.
 const NOT_ENDED: u8 = u8::MAX;

@@ -126,7 +126,8 @@ pub fn system(function: u64, rax: u64, rdx: u64) -> u64 {
 /// ([`crate::devices::run_app_code`]: an abort point of its own inside the app's), the
 /// core's timer firing every [`TICK_NS`] meanwhile, as its `hlt` waits for an interrupt.
 /// Returns its RAX, or `None` if the app was ended in it, once the devices its abandoned
-/// calls held are released.
+/// calls held are released: the caller then ends it at its own abort point
+/// (`abort_current`), which takes the reason the app was ended.
 pub fn run_code(entry: u64) -> Option<u64> {
     let mut rax = 0;
     crate::time::set_tick(TICK_NS);
@@ -153,7 +154,8 @@ fn core_of_apic(apic_id: u64) -> Option<usize> {
 /// APIC id `apic_id`, as a task of that core's work loop ([`Jobs::start`]: refused while
 /// that core has a BareMetal job or a load runs; the calling core is accepted and runs
 /// nothing). The job runs as the calling app (the kernel when none) under an abort
-/// point of its own: its calls see the app's cores, and a panic in one ends the job alone.
+/// point of its own: its calls see the app's cores, and a panic in one (or memory taken
+/// from the app by force) ends the job alone, through that point.
 /// Returns `code`, as BareMetal does, or [`SMP_SET_FAILED`].
 fn smp_set(code: u64, apic_id: u64) -> u64 {
     let valid = code.is_multiple_of(16) && super::app_window().contains(&code);
@@ -162,7 +164,8 @@ fn smp_set(code: u64, apic_id: u64) -> u64 {
         let job = move || {
             let kernel = || crate::apps::api_as(rexo_captable::OwnerId::KERNEL);
             let api = app.map_or_else(kernel, crate::apps::token);
-            crate::apps::run_as_abort_point(&api, || _ = run_code(code));
+            let ended = || crate::arch::abort::abort_current();
+            crate::apps::run_as_abort_point(&api, || _ = run_code(code).unwrap_or_else(ended));
             JOBS.finish(core);
         };
         crate::sched::submit_to(core, job).is_ok()

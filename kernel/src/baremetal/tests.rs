@@ -292,3 +292,55 @@ kernel_test!(
         );
     }
 );
+
+/// BareMetal code for a job: writes a byte at `addr` and returns.
+fn job_writing_at(addr: u64) -> alloc::vec::Vec<u8> {
+    let mut code = alloc::vec![0x48, 0xB8]; // mov rax, addr
+    code.extend(addr.to_le_bytes());
+    code.extend([0xC6, 0x00, 0x33, 0xC3]); // mov byte [rax], 0x33; ret
+    code
+}
+
+kernel_test!(
+    fn a_job_ended_for_using_memory_taken_by_force_leaves_no_reason_behind() {
+        use crate::apps::{ENDED_BY_PANIC, acting_as, api_as, run_as_abort_point};
+        use core::sync::atomic::{AtomicU8, Ordering};
+        if crate::smp_cores() < 2 {
+            return;
+        }
+        let owner = crate::caps::tests::top_owner(2);
+        let api = api_as(owner);
+        let mut cap = api.allocate_memory(4096).expect("memory");
+        let id = cap.cap().id();
+        let addr = crate::caps::map(owner, &mut cap).expect("mapped").as_ptr() as u64;
+        crate::caps::request_revocation(id, crate::time::now_ns()).expect("requested");
+        assert!(crate::caps::was_repossessed(owner, id), "taken by force");
+        let binary = job_writing_at(addr);
+        assert_eq!(super::load(Some(&binary), |_| ()), Ok(binary.len() as u64));
+        super::raw::install_table();
+        // The job acts for the owner on core 1: its write ends it there.
+        let code = super::APP_BASE;
+        assert_eq!(
+            acting_as(&api, || calls::system(0x12, code, apic_id(1))),
+            code
+        );
+        let start = crate::time::now_ns();
+        while calls::JOBS.running(1) != 0 {
+            assert!(crate::time::now_ns() - start < 5_000_000_000, "the job ran");
+            core::hint::spin_loop();
+        }
+        // The next task on core 1 that panics is reported as a panic.
+        static ENDED: AtomicU8 = AtomicU8::new(u8::MAX);
+        crate::sched::run_on_core_range(1..2, move |_| {
+            let ended = run_as_abort_point(&api_as(owner), || panic!("a task's own panic"));
+            ENDED.store(ended.unwrap_or(u8::MAX), Ordering::Relaxed);
+        })
+        .expect("room in the mailbox");
+        assert_eq!(crate::caps::release_owner(owner), Ok(0));
+        assert_eq!(
+            ENDED.load(Ordering::Relaxed),
+            ENDED_BY_PANIC,
+            "reported as the job's end"
+        );
+    }
+);
