@@ -213,7 +213,8 @@ pub(crate) fn stacks_after_lease(
 /// the stacks share it ([`LeaseBoard`]): the server's answers reach pair 0's stack
 /// whichever pair they land on, and every stack takes each lease it renews or learns
 /// again, or drops the address when the lease is lost. Each stack's seed is a draw of
-/// `random` (the kernel's [`Kernel::random_u64`]).
+/// `random` (the kernel's [`Kernel::random_u64`]) with its pair's index stirred in
+/// ([`Stack::start`]), so no two are alike when the kernel has no random number.
 pub(crate) fn stacks_of_pairs(
     handles: Vec<Box<dyn NetDevice>>,
     config: Config,

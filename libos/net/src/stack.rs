@@ -591,7 +591,8 @@ impl Stack {
     /// Builds the stack without waiting, its clock at `now_ns`: with [`Config::Dhcp`]
     /// the DHCP client starts and the address comes with a later [`poll`](Self::poll)
     /// ([`address`](Self::address) says when); the timeout is the caller's to keep.
-    /// `random` is the kernel's answer to [`Kernel::random_u64`], the stack's seed; its
+    /// `random` is the kernel's answer to [`Kernel::random_u64`], the stack's seed (with
+    /// the index of `nic`'s queue pair stirred in, for one pair of a split device); its
     /// error leaves the stack a predictable seed, which
     /// [`predictable_seed`](Self::predictable_seed) reports for the caller to log.
     pub fn start(
@@ -661,7 +662,10 @@ impl Stack {
         // none is it the boot-relative time XOR the MAC, which differs between machines
         // and boots but lets an attacker who can guess both predict the sequence
         // numbers, the ports and the query IDs (RFC 6528, RFC 5452): `predictable_seed`
-        // keeps why, for the warning.
+        // keeps why, for the warning. On one queue pair of a split device the pair's
+        // index is stirred in: the stacks of one interface share its MAC and are built
+        // at one time, and with one seed their first connections to a peer would take
+        // the same port and sequence number, their queries the same port and ID.
         let (seed, predictable_seed) = match random {
             Ok(random) => (random, None),
             Err(error) => {
@@ -670,6 +674,10 @@ impl Stack {
                     u64::from_le_bytes([mac[0], mac[1], mac[2], mac[3], mac[4], mac[5], 0, 0]);
                 (now_ns ^ mac, Some(error))
             }
+        };
+        let seed = match info.pair {
+            Some(pair) => seed ^ mix(PAIR_STIR ^ pair as u64),
+            None => seed,
         };
         config.random_seed = mix(seed);
         let mut counters = Counters::default();
@@ -2295,6 +2303,9 @@ impl fmt::Display for PredictableSeed {
 /// Stirred into the stack's seed for the key of ephemeral ports, so that it differs
 /// from smoltcp's seed.
 const PORT_SECRET_STIR: u64 = 0x706f_7274_7320_2020;
+/// Stirred with a queue pair's index into the seed of that pair's stack, so that the
+/// stacks of one split interface differ.
+const PAIR_STIR: u64 = 0x7061_6972_2020_2020;
 /// Stirred into the stack's seed for the DHCPDECLINEs' transaction IDs, so that they
 /// differ from smoltcp's and tell nothing of the ports' key.
 const DECLINE_STIR: u64 = 0x6465_636c_696e_6520;

@@ -3462,6 +3462,106 @@ fn a_stack_of_one_steered_pair_sends_broadcasts_and_multicasts_from_any_pair() {
     }
 }
 
+/// The stacks `attach_cores` builds at `now_ns` on an interface of two queue pairs that
+/// places no flow by a hash (virtio-net over a multi-queue tap), their seeds drawn from
+/// `random`, A asking B for names: each with its pair's wire and a stack at B on the
+/// wire's far end.
+fn unsteered_pairs(now_ns: u64, random: Result<u64, ApiError>) -> Vec<(Stack, Wire, Stack)> {
+    let config = |address| Config::Static {
+        address,
+        prefix: 24,
+        gateway: None,
+        dns: (address == A).then_some(B),
+    };
+    let (far_ends, handles): (Vec<_>, Vec<_>) = (0..2)
+        .map(|pair| {
+            let (wire, a, b) = Wire::new([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], 256);
+            let b = Stack::start(Box::new(b), 0, config(B), now_ns, Ok(TEST_SEED)).unwrap();
+            let handle: Box<dyn NetDevice> = Box::new(a.as_pair(pair));
+            ((wire, b), handle)
+        })
+        .unzip();
+    let (_, whole, _) = Wire::new([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 3], 256);
+    let whole = Arc::new(crate::cores::WholeDevice::new(Box::new(whole)));
+    let stacks =
+        crate::cores::stacks_of_pairs(handles, config(A), &[], &whole, None, now_ns, &mut || {
+            random
+        })
+        .unwrap();
+    let joined = stacks.into_iter().zip(far_ends);
+    joined.map(|(a, (wire, b))| (a, wire, b)).collect()
+}
+
+/// Polls `a` and `b` at `now_ns`, then carries what they sent over `wire`, the frames
+/// `arrives` says get there; the IPv4 frames A sent.
+fn step_pair(
+    (a, wire, b): &mut (Stack, Wire, Stack),
+    now_ns: u64,
+    arrives: fn(&[u8]) -> bool,
+) -> Vec<Vec<u8>> {
+    a.poll(now_ns).unwrap();
+    b.poll(now_ns).unwrap();
+    let mut from_a = Vec::new();
+    wire.carry(|frame| {
+        if frame.len() >= 34 && frame[12..14] == [0x08, 0x00] && frame[26..30] == A.octets() {
+            from_a.push(frame.to_vec());
+        }
+        arrives(frame)
+    });
+    from_a
+}
+
+/// Whether `frame` is a TCP SYN (without ACK).
+fn is_syn(frame: &[u8]) -> bool {
+    frame.len() >= 54 && frame[23] == 6 && frame[47] == 0x02
+}
+
+/// Whether `frame` is a UDP datagram to port 53.
+fn is_dns_query(frame: &[u8]) -> bool {
+    frame.len() >= 42 && frame[23] == 17 && frame[36..38] == 53u16.to_be_bytes()
+}
+
+/// The stacks of a split interface, built at one time with the interface's one MAC,
+/// have each their own seed when the kernel has no random number: their first
+/// connections to one peer go from other ports with other sequence numbers, their
+/// first queries from other ports with other IDs. Before, every stack's seed was the
+/// time XOR the MAC: on a tap without steering two stacks sent byte-identical SYNs.
+#[test]
+fn the_stacks_of_a_split_interface_seeded_without_a_random_number_differ() {
+    let firsts: Vec<[u32; 4]> = unsteered_pairs(1_000, Err(ApiError::NoRandom))
+        .into_iter()
+        .map(|mut pair| {
+            assert_eq!(pair.0.predictable_seed(), Some(ApiError::NoRandom));
+            let _listener = pair.2.listen(7, 4, TcpOptions::default()).unwrap();
+            let to_b = Endpoint {
+                address: B,
+                port: 7,
+            };
+            pair.0.connect(to_b, TcpOptions::default()).unwrap();
+            let _query = pair.0.resolve_start("rexo.test").unwrap();
+            let sent: Vec<Vec<u8>> = (0..10)
+                .flat_map(|step| step_pair(&mut pair, 1_000 + step * 100_000, |_| true))
+                .collect();
+            let syn = sent.iter().find(|f| is_syn(f)).expect("a SYN");
+            let query = sent.iter().find(|f| is_dns_query(f)).expect("a query");
+            let field = |f: &[u8], at: usize, len: usize| {
+                f[at..at + len]
+                    .iter()
+                    .fold(0, |n, &b| n << 8 | u32::from(b))
+            };
+            [
+                field(syn, 34, 2),
+                field(syn, 38, 4),
+                field(query, 34, 2),
+                field(query, 42, 2),
+            ]
+        })
+        .collect();
+    for (what, index) in [("port", 0), ("ISN", 1), ("query port", 2), ("query ID", 3)] {
+        assert_ne!(firsts[0][index], firsts[1][index], "{what}: {firsts:?}");
+    }
+}
+
 /// A lease a DHCP server gives: address, mask, router.
 type Lease = (Ipv4Addr, Ipv4Addr, Option<Ipv4Addr>);
 

@@ -53,8 +53,10 @@ pub struct WireEnd {
     tcp_segmentation: Option<usize>,
     /// Frames to segment the end holds before [`DeviceError::QueueFull`].
     segmentation_buffers: usize,
-    /// The device's RSS and which of its pairs the end is ([`WireEnd::as_steered_pair`]).
-    steered_pair: Option<(ReceiveSteering, usize)>,
+    /// The device's RSS, when it places flows by it ([`WireEnd::as_steered_pair`]).
+    steering: Option<ReceiveSteering>,
+    /// Which pair of a split device the end is ([`WireEnd::as_pair`]).
+    pair: Option<usize>,
     /// The largest frame the end sends and receives ([`WireEnd::with_max_frame`]).
     max_frame: usize,
 }
@@ -105,7 +107,17 @@ impl WireEnd {
     /// is not on this wire: they are lost here) and every other frame (ARP, which the
     /// stacks of a split interface share).
     pub fn as_steered_pair(mut self, steering: ReceiveSteering, pair: usize) -> Self {
-        self.steered_pair = Some((steering, pair));
+        self.steering = Some(steering);
+        self.pair = Some(pair);
+        self
+    }
+
+    /// The end as pair `pair` of a split device that places no flow by a hash (one
+    /// handle of virtio-net over a multi-queue tap, which sends a flow's frames to the
+    /// queue that last sent on it): it receives every frame, as that pair would those
+    /// of the flows its stack opened.
+    pub fn as_pair(mut self, pair: usize) -> Self {
+        self.pair = Some(pair);
         self
     }
 }
@@ -202,7 +214,8 @@ impl Wire {
                 checksum_offload: false,
                 tcp_segmentation: None,
                 segmentation_buffers: usize::MAX,
-                steered_pair: None,
+                steering: None,
+                pair: None,
                 max_frame: ETHERNET_MAX_FRAME,
             };
         let (end_a, end_b) = (end(a, &a_to_b, &b_to_a), end(b, &b_to_a, &a_to_b));
@@ -272,11 +285,8 @@ impl NetDevice for WireEnd {
             link_up: true,
             checksum_offload: self.checksum_offload,
             tcp_segmentation: self.tcp_segmentation,
-            receive_steering: self
-                .steered_pair
-                .as_ref()
-                .map(|(steering, _)| steering.clone()),
-            pair: self.steered_pair.as_ref().map(|&(_, pair)| pair),
+            receive_steering: self.steering.clone(),
+            pair: self.pair,
         }
     }
 
@@ -307,8 +317,8 @@ impl NetDevice for WireEnd {
             if frame.len() > self.max_frame {
                 continue;
             }
-            if let Some((steering, pair)) = &self.steered_pair
-                && !steered_to(&frame, steering, *pair)
+            if let (Some(steering), Some(pair)) = (&self.steering, self.pair)
+                && !steered_to(&frame, steering, pair)
             {
                 continue;
             }
