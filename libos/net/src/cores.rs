@@ -4,6 +4,7 @@ use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
+use core::ops::RangeInclusive;
 
 use rexo_api::device::PAIR_BROKEN;
 use rexo_api::{ApiError, DeviceError, Kernel, NetDevice};
@@ -55,7 +56,9 @@ impl Cores {
 /// refused). The stacks share the ARP frames they receive, since the device puts ARP
 /// on one pair, the ICMP errors about our own TCP's connections that land on another
 /// stack's pair than the connection's, and the whole interface: a stack whose pair the device broke
-/// ([`PAIR_BROKEN`]) resets the device through it and goes on. Otherwise one stack
+/// ([`PAIR_BROKEN`]) resets the device through it and goes on. On a device that places
+/// no flow by a hash, each stack opens connections and DNS queries from its pair's
+/// share of the ports only (port modulo the pairs, the pair's index). Otherwise one stack
 /// over [`attach`] (`filters` are its packet filters on a shared interface), and
 /// [`Cores::one_core_because`] says why.
 pub fn attach_cores(
@@ -212,7 +215,8 @@ pub(crate) fn stacks_after_lease(
 /// `dhcp_client` that leased `config`, pair 0's stack runs it to keep the lease, and
 /// the stacks share it ([`LeaseBoard`]): the server's answers reach pair 0's stack
 /// whichever pair they land on, and every stack takes each lease it renews or learns
-/// again, or drops the address when the lease is lost. Each stack's seed is a draw of
+/// again, or drops the address when the lease is lost. Each stack takes its pair's
+/// class of the local ports ([`PortClass`], all of them on a device with RSS). Each stack's seed is a draw of
 /// `random` (the kernel's [`Kernel::random_u64`]) with its pair's index stirred in
 /// ([`Stack::start`]), so no two are alike when the kernel has no random number.
 pub(crate) fn stacks_of_pairs(
@@ -224,6 +228,7 @@ pub(crate) fn stacks_of_pairs(
     now_ns: u64,
     random: &mut dyn FnMut() -> Result<u64, ApiError>,
 ) -> Result<Vec<Stack>, NetError> {
+    let pairs = handles.len();
     let board = Arc::new(ArpBoard::default());
     let icmp_board = Arc::new(IcmpBoard::default());
     let lease_board = dhcp_client
@@ -239,6 +244,7 @@ pub(crate) fn stacks_of_pairs(
             }
             stack.share_arp(ArpShare::new(board.clone(), pair));
             stack.share_icmp(IcmpShare::new(icmp_board.clone(), pair));
+            stack.share_ports(PortClass::of_pair(pair, pairs));
             stack.reset_through(whole.clone());
             if pair != RENEWER_PAIR {
                 stack.leave_guard();
@@ -251,6 +257,57 @@ pub(crate) fn stacks_of_pairs(
             Ok(stack)
         })
         .collect()
+}
+
+/// The local ports a stack takes for what it opens (connections, DNS queries). On a
+/// split device that places no flow by a hash (virtio-net over a multi-queue tap, which
+/// sends a flow's frames to the queue that last sent on it), two stacks opening one
+/// four-tuple would take each other's flow, or each other's DNS answers: pair `pair`
+/// of `pairs` takes only the ports `port % pairs == pair`. A single stack, or one pair
+/// of a device that places flows by RSS (where a port is taken only when its replies
+/// hash to the stack's own pair), takes every port ([`PortClass::ALL`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PortClass {
+    /// The remainder of the class's ports.
+    pair: u16,
+    /// The divisor: how many classes the ports are cut into.
+    pairs: u16,
+}
+
+impl PortClass {
+    /// Every port.
+    pub(crate) const ALL: Self = Self { pair: 0, pairs: 1 };
+
+    /// The ports of pair `pair` of `pairs` (every port for one pair or none, or a pair
+    /// out of the range or beyond what a port can count).
+    pub(crate) fn of_pair(pair: usize, pairs: usize) -> Self {
+        match (u16::try_from(pair), u16::try_from(pairs)) {
+            (Ok(pair), Ok(pairs)) if pair < pairs => Self { pair, pairs },
+            _ => Self::ALL,
+        }
+    }
+
+    /// The first port of `ports` in the class (past `ports` when it holds none).
+    fn first_in(self, ports: &RangeInclusive<u16>) -> u32 {
+        let (start, pairs) = (u32::from(*ports.start()), u32::from(self.pairs));
+        start + (u32::from(self.pair) + pairs - start % pairs) % pairs
+    }
+
+    /// How many ports of `ports` the class holds.
+    pub(crate) fn count_in(self, ports: &RangeInclusive<u16>) -> u32 {
+        let (first, end) = (self.first_in(ports), u32::from(*ports.end()));
+        if first > end {
+            0
+        } else {
+            (end - first) / u32::from(self.pairs) + 1
+        }
+    }
+
+    /// The `index`th port of `ports` in the class, counting from 0 (`index` below
+    /// [`count_in`](Self::count_in)).
+    pub(crate) fn nth_in(self, ports: &RangeInclusive<u16>, index: u32) -> u16 {
+        (self.first_in(ports) + index * u32::from(self.pairs)) as u16
+    }
 }
 
 /// The whole interface a stack's queue pair was split from, shared by the stacks of its

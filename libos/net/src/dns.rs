@@ -73,6 +73,7 @@ use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::socket::{tcp, udp};
 use smoltcp::wire::{IpAddress, IpEndpoint};
 
+use crate::cores::PortClass;
 use crate::stack::{EPHEMERAL_PORTS, NetError, mix};
 
 /// Queries under way at once, each on its own port.
@@ -532,6 +533,8 @@ pub(crate) struct Resolver {
     ports: Option<DnsPorts>,
     /// The state of the random numbers (IDs, ports): splitmix64 from the stack's seed.
     random: u64,
+    /// The ports of the block (or range) queries may take ([`Resolver::set_port_class`]).
+    class: PortClass,
     /// Queries started and not yet taken, cancelled or dropped.
     queries: Vec<Query>,
     /// Servers that answered FORMERR to the OPT record, as one that does not speak
@@ -547,6 +550,7 @@ impl Resolver {
             servers: Vec::new(),
             ports: None,
             random: mix(seed ^ RESOLVER_STIR),
+            class: PortClass::ALL,
             queries: Vec::new(),
             plain_servers: Vec::new(),
         }
@@ -653,14 +657,21 @@ impl Resolver {
         crate::stack::next_random(&mut self.random)
     }
 
-    /// A free port of the block (or of the dynamic range without one), drawn at random:
-    /// not one `taken` says is (the stack's UDP sockets') nor another query's.
+    /// Takes only the ports of `class` of the block or range for queries, those of the
+    /// stack's queue pair on a split interface ([`PortClass`]).
+    pub(crate) fn set_port_class(&mut self, class: PortClass) {
+        self.class = class;
+    }
+
+    /// A free port of the block (or of the dynamic range without one) in the resolver's
+    /// class, drawn at random: not one `taken` says is (the stack's UDP sockets') nor
+    /// another query's.
     fn draw_port(&mut self, taken: impl Fn(u16) -> bool) -> Option<u16> {
         let range = self.port_range();
-        let (first, count) = (*range.start(), u32::from(range.end() - range.start()) + 1);
-        let offset = (self.next_random() % u64::from(count)) as u32;
+        let count = self.class.count_in(&range);
+        let offset = self.next_random().checked_rem(u64::from(count))? as u32;
         (0..count)
-            .map(|step| first + ((offset + step) % count) as u16)
+            .map(|step| self.class.nth_in(&range, (offset + step) % count))
             .find(|&port| !taken(port) && !self.uses_port(port))
     }
 

@@ -23,7 +23,7 @@ use smoltcp::wire::{
 };
 
 use crate::conflict::{AddressGuard, Verdict};
-use crate::cores::{ArpShare, IcmpShare, WholeDevice};
+use crate::cores::{ArpShare, IcmpShare, PortClass, WholeDevice};
 use crate::device::{Backlog, Counters, LentFrame, NicTx, Staging};
 use crate::dns::{DnsPorts, DnsQuery, DnsTcpFailure, Resolver, TCP_RECEIVE_BYTES};
 use crate::ingress::{ArpFromAnother, DhcpAnswer, is_group, is_network_own};
@@ -235,9 +235,11 @@ pub enum NetError {
     /// peer from the stack of the pair [`Stack::replies_from`] names. (Datagrams go
     /// from any pair: [`Stack::send_to`] says where their answers land.)
     RepliesToAnotherPair,
-    /// Every local port of the dynamic range (49152-65535) is in use by a listener, our
-    /// own TCP or a live connection, or, on one queue pair of an RSS device, lands its
-    /// replies on another pair: no outgoing connection can be opened.
+    /// Every local port of the dynamic range (49152-65535) this stack may take (on one
+    /// queue pair of a split device that places no flow by a hash, its pair's share) is
+    /// in use by a listener, our own TCP or a live connection, or, on one queue pair of
+    /// an RSS device, lands its replies on another pair: no outgoing connection can be
+    /// opened.
     NoFreePort,
     /// The socket's send buffer is full; poll and try again.
     WouldBlock,
@@ -295,8 +297,9 @@ impl fmt::Display for NetError {
                 "the device puts that peer's replies on another queue pair's stack (RSS)",
             ),
             Self::NoFreePort => f.write_str(
-                "every local port 49152-65535 is in use or, on one queue pair of an RSS device, \
-                 lands its replies on another pair",
+                "every local port 49152-65535 this stack may take (its queue pair's share on a \
+                 split device) is in use or, on one queue pair of an RSS device, lands its \
+                 replies on another pair",
             ),
             Self::WouldBlock => f.write_str("the send buffer is full"),
         }
@@ -530,6 +533,8 @@ pub struct Stack {
     port_secret: u64,
     /// Local ports tried for outgoing connections so far ([`Stack::ephemeral_port`]).
     port_counter: u64,
+    /// The local ports outgoing connections take ([`Stack::share_ports`]).
+    ports: PortClass,
     /// The state of the DHCPDECLINEs' transaction IDs ([`next_random`]), from the seed.
     decline_ids: u64,
     /// Why the seed is the predictable fallback (the kernel's refusal of
@@ -715,6 +720,7 @@ impl Stack {
             closing: Vec::new(),
             port_secret: mix(seed ^ PORT_SECRET_STIR),
             port_counter: 0,
+            ports: PortClass::ALL,
             decline_ids: mix(seed ^ DECLINE_STIR),
             predictable_seed,
             own: None,
@@ -759,7 +765,8 @@ impl Stack {
     /// interface shared by packet filters, the block [`DnsPorts::filter`] takes the
     /// answers to); without a block they go from free ports of 49152-65535. A query's
     /// port is drawn at random from the block among those no UDP socket of the stack
-    /// nor another query uses.
+    /// nor another query uses (on one queue pair of a split interface without RSS, of
+    /// the pair's share of the block only: [`crate::attach_cores`]).
     pub fn set_dns_ports(&mut self, ports: DnsPorts) {
         self.resolver.set_ports(ports);
     }
@@ -885,6 +892,18 @@ impl Stack {
         self.lease = Some(share);
         if let Some(client) = client {
             self.dhcp = Some(client.woken(&mut self.sockets, self.now_ns));
+        }
+    }
+
+    /// Takes only the local ports of `class` for the connections and DNS queries this
+    /// stack opens, so that the stacks of a split interface never open one four-tuple
+    /// ([`crate::attach_cores`]); on a device that places flows by RSS every port stays
+    /// this stack's to try, the hash keeping the stacks apart
+    /// ([`replies_to`](Self::replies_to)).
+    pub(crate) fn share_ports(&mut self, class: PortClass) {
+        if self.steered_pair.is_none() {
+            self.ports = class;
+            self.resolver.set_port_class(class);
         }
     }
 
@@ -1478,9 +1497,10 @@ impl Stack {
             // TIME-WAIT's 2*MSL keeps stray segments of an old connection out of a new
             // one on the same four-tuple. Accepted connections' tuples are the clients'
             // choice, and outgoing ones take local ports so that one peer sees a port
-            // again only after 16,384 ports tried (`ephemeral_port`): at most 16,384
-            // connections, about half that on one RSS pair, which skips the ports whose
-            // replies land on the other: the socket can go at once.
+            // again only after every port of its class tried (`ephemeral_port`): at most
+            // 16,384 connections, about half that on one RSS pair, which skips the ports
+            // whose replies land on the other, or on one of two pairs of a split device
+            // without RSS, which takes every other port: the socket can go at once.
             let done = matches!(state, tcp::State::Closed | tcp::State::TimeWait);
             if done {
                 sockets.remove(handle);
@@ -1790,18 +1810,21 @@ impl Stack {
     }
 
     /// A local port of `ports` (the dynamic range, or the resolver's DNS port block) for
-    /// an outgoing connection to `remote`, as RFC 6056's algorithm 3 picks one: from an
-    /// offset in the range that a keyed hash of `remote` gives (unguessable without the
-    /// stack's seed, different for each peer), plus a counter every port tried
-    /// advances, so a peer sees the same port again only after as many tries as the
-    /// range has ports (16,384 in the dynamic range; in a DNS port block, a stray
+    /// an outgoing connection to `remote`, as RFC 6056's algorithm 3 picks one among
+    /// the ports of the stack's class ([`share_ports`](Self::share_ports): all of
+    /// them, or its queue pair's share on a split device that places no flow by a
+    /// hash): from an offset in the class that a keyed hash of `remote` gives
+    /// (unguessable without the stack's seed, different for each peer), plus a counter
+    /// every port tried advances, so a peer sees the same port again only after as
+    /// many tries as the class has ports (16,384 in the whole dynamic range, 8,192 on
+    /// each of two pairs; in a DNS port block, a stray
     /// segment of an earlier exchange would carry another query's ID, which the
     /// resolver refuses). Ports a listener, our own TCP or any live TCP socket of the
     /// stack uses are skipped (a SYN-ACK to a port our own TCP serves would be reset
     /// by it; a port still held by a connection to the same peer would repeat its
     /// four-tuple), and on one pair of a device that places flows by hash, ports whose
     /// replies would land on another pair ([`replies_to`](Self::replies_to)).
-    /// [`NetError::NoFreePort`] when every port of the range is taken.
+    /// [`NetError::NoFreePort`] when every port of the class is taken.
     fn ephemeral_port(
         &mut self,
         ports: RangeInclusive<u16>,
@@ -1817,13 +1840,13 @@ impl Stack {
             .collect();
         used.sort_unstable();
         used.dedup();
-        let first = *ports.start();
-        let count = u64::from(*ports.end() - first) + 1;
+        let count = self.ports.count_in(&ports);
         let peer = u64::from(remote.address.to_bits()) << 16 | u64::from(remote.port);
         let offset = mix(self.port_secret ^ peer);
         let local = self.address();
         for _ in 0..count {
-            let port = first + (offset.wrapping_add(self.port_counter) % count) as u16;
+            let index = offset.wrapping_add(self.port_counter) % u64::from(count);
+            let port = self.ports.nth_in(&ports, index as u32);
             self.port_counter = self.port_counter.wrapping_add(1);
             if used.binary_search(&port).is_err()
                 && !self.tcp_port_taken(port)

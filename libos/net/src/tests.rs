@@ -10,6 +10,7 @@ use rexo_api::{
     ApiError, DeviceError, ETHERNET_MAX_FRAME, NetDevice, NetInfo, RSS_EXAMPLE_KEY, ReceiveSteering,
 };
 
+use crate::cores::PortClass;
 use crate::dns::{TYPE_A, resource_record, response_to};
 use crate::wire::{Wire, WireEnd, queue_of};
 use crate::{
@@ -3560,6 +3561,86 @@ fn the_stacks_of_a_split_interface_seeded_without_a_random_number_differ() {
     for (what, index) in [("port", 0), ("ISN", 1), ("query port", 2), ("query ID", 3)] {
         assert_ne!(firsts[0][index], firsts[1][index], "{what}: {firsts:?}");
     }
+}
+
+/// On an interface split without RSS, the tap sends a flow's frames to the queue that
+/// last sent on it: a stack opening connections to a peer while another stack holds
+/// one to the same peer and port never takes its local port (each pair takes its own
+/// class of ports, the even ones on pair 0 here, the odd on pair 1), nor do their DNS
+/// queries share a port. Before, 20,000 connections of pair 1's stack went through
+/// every port of the range, the held one too, whose SYN would take that flow over.
+#[test]
+fn the_stacks_of_a_split_interface_without_rss_never_open_one_four_tuple() {
+    let arp_only = |frame: &[u8]| frame[12..14] == [0x08, 0x06];
+    let mut pairs = unsteered_pairs(0, Ok(TEST_SEED));
+    let to_b = Endpoint {
+        address: B,
+        port: 5432,
+    };
+    // Each stack's first SYN comes once ARP is answered.
+    let first_syn = |pair: &mut (Stack, Wire, Stack), now_ns: &mut u64| {
+        for _ in 0..10 {
+            *now_ns += 100_000;
+            let sent = step_pair(pair, *now_ns, arp_only);
+            if let Some(syn) = sent.iter().find(|f| is_syn(f)) {
+                return u16::from_be_bytes([syn[34], syn[35]]);
+            }
+        }
+        panic!("no SYN within 10 steps");
+    };
+    let mut now_ns = 0;
+    let _held = pairs[0].0.connect(to_b, TcpOptions::default()).unwrap();
+    let held_port = first_syn(&mut pairs[0], &mut now_ns);
+    let mut taken = std::collections::BTreeSet::new();
+    for _ in 0..20_000 {
+        let connection = pairs[1].0.connect(to_b, TcpOptions::default()).unwrap();
+        taken.insert(first_syn(&mut pairs[1], &mut now_ns));
+        pairs[1].0.abort(connection);
+    }
+    assert!(!taken.contains(&held_port), "port {held_port}");
+    assert_eq!(held_port % 2, 0);
+    assert!(taken.iter().all(|port| port % 2 == 1));
+    assert_eq!(taken.len(), 8_192, "every port of the class, in turn");
+    for (index, pair) in pairs.iter_mut().enumerate() {
+        let _queries: Vec<_> = (0..4)
+            .map(|_| pair.0.resolve_start("rexo.test").unwrap())
+            .collect();
+        now_ns += 100_000;
+        let sent = step_pair(pair, now_ns, arp_only);
+        let ports: Vec<u16> = sent
+            .iter()
+            .filter(|f| is_dns_query(f))
+            .map(|f| u16::from_be_bytes([f[34], f[35]]))
+            .collect();
+        assert_eq!(ports.len(), 4, "pair {index}");
+        assert!(
+            ports.iter().all(|port| usize::from(port % 2) == index),
+            "pair {index}: {ports:?}"
+        );
+    }
+}
+
+/// A port class holds its pair's share of a range: together the classes of a split
+/// hold every port of it once, each port in the class its remainder names.
+#[test]
+fn the_port_classes_of_a_split_cut_a_range_into_its_pairs_shares() {
+    for pairs in 1..=4 {
+        for range in [49152..=65535, 49152..=49215, 65534..=65535, 100..=100] {
+            let mut every = Vec::new();
+            for pair in 0..pairs {
+                let class = PortClass::of_pair(pair, pairs);
+                let count = class.count_in(&range);
+                let ports = (0..count).map(|index| class.nth_in(&range, index));
+                for port in ports {
+                    assert_eq!(usize::from(port) % pairs, pair, "{range:?} {pairs}");
+                    every.push(port);
+                }
+            }
+            every.sort_unstable();
+            assert!(every.into_iter().eq(range.clone()), "{range:?} {pairs}");
+        }
+    }
+    assert_eq!(PortClass::of_pair(2, 2), PortClass::ALL);
 }
 
 /// A lease a DHCP server gives: address, mask, router.
