@@ -2224,6 +2224,49 @@ fn a_nic_without_segmentation_never_sees_a_raised_mss() {
     assert_eq!(net.b.segmentation_offload_connections(), 0);
 }
 
+/// A listener whose receive buffer is too small to raise the peer's MSS (under four
+/// segments), on a segmenting NIC, answering a peer that announces a jumbo MSS (8960):
+/// its SYN is told this end's 1460, so 8 KiB go in 1460-byte segments. Before, smoltcp
+/// built 8960-byte frames for a connection the NIC does not cut, and the stack cut them
+/// at 536 bytes: 16 segments where 6 fit.
+#[test]
+fn a_jumbo_mss_not_raised_is_lowered_to_this_ends() {
+    let (wire, a, b) = Wire::new([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], 256);
+    let a = a.with_segmentation_offload(14 + 65_535);
+    let b = b.with_checksum_offload().with_max_frame(14 + 9000);
+    let mut net = Net::joined((wire, a, b), 0);
+    let small = TcpOptions {
+        receive_buffer: 4096,
+        ..TcpOptions::default()
+    };
+    let listener = net.a.listen(7, 4, small).unwrap();
+    let (server, client) = connect_and_accept(&mut net, &listener, 20);
+    let server = server.expect("accepted");
+    assert_eq!(syn_mss_options(&net.seen)[0], 8960, "b's SYN");
+    let answer = Rng(11).bytes(8192);
+    assert_eq!(net.a.write(&server, &answer).unwrap(), answer.len());
+    let carried = net.seen.len();
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 8192];
+    for _ in 0..100 {
+        net.step();
+        let got = net.b.read(&client, &mut buffer).unwrap();
+        received.extend_from_slice(&buffer[..got]);
+        if received.len() == answer.len() {
+            break;
+        }
+    }
+    assert!(received == answer, "every byte, in order");
+    let data: Vec<usize> = net.seen[carried..]
+        .iter()
+        .filter(|f| f.len() > 54 && f[23] == 6 && f[26..30] == A.octets())
+        .map(|f| f.len() - 54)
+        .filter(|&len| len > 0)
+        .collect();
+    assert_eq!(data, [1460, 1460, 1460, 1460, 1460, 892], "{data:?}");
+    assert_eq!(net.a.counters().segmented_by_stack, 0);
+}
+
 #[test]
 fn large_frames_the_nic_has_no_buffer_for_are_cut_by_the_stack() {
     let mut net = Net::without_segmentation_buffers();

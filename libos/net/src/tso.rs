@@ -5,8 +5,9 @@
 //! send many, and the NIC cuts that frame at the real MSS, which the stack keeps per
 //! connection. The MSS this end announces stays its real one (outgoing SYNs are
 //! rewritten back). Peers that announce no MSS (RFC 879's 536 applies), or one below
-//! 536, or a malformed option, are left as they are: smoltcp then never builds a frame
-//! longer than the MTU for them.
+//! 536, or a malformed option, are left as they are, and one whose MSS is not raised
+//! (a receive buffer too small for two segments in half of it) but is above this end's
+//! is told this end's: smoltcp then never builds a frame longer than the MTU for them.
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
@@ -226,12 +227,16 @@ impl Tso {
     /// comes with it raised to whole segments of the connection's real MSS (the peer's,
     /// at most this end's) within the large-segment limit and half of
     /// `receive_buffer(flow)` (smoltcp acknowledges at once only past one MSS of
-    /// unacknowledged data, and must still do so every half window); every other frame
-    /// as it is. `receive_buffer` says `None` when no connection of the flow is opening
-    /// (no listener or connecting socket, or a connection already synchronized holds
-    /// it): the SYN then changes nothing, so a forged one cannot change the size the NIC
-    /// cuts a live connection's segments at. A SYN not raised for an opening connection
-    /// forgets what an earlier connection of its flow had.
+    /// unacknowledged data, and must still do so every half window). One whose MSS is
+    /// not raised (below [`MIN_RAISED_MSS`], or a receive buffer under four of the
+    /// real MSS) but is above this end's comes with this end's: smoltcp, whose MTU is
+    /// the large segment's, would otherwise build frames of the peer's MSS for a
+    /// connection the NIC does not cut. Every other frame as it is. `receive_buffer`
+    /// says `None` when no connection of the flow is opening (no listener or
+    /// connecting socket, or a connection already synchronized holds it): the SYN then
+    /// changes nothing, so a forged one cannot change the size the NIC cuts a live
+    /// connection's segments at. A SYN not raised for an opening connection forgets
+    /// what an earlier connection of its flow had.
     pub(crate) fn inbound<'a>(
         &'a mut self,
         frame: &'a [u8],
@@ -252,19 +257,24 @@ impl Tso {
         let SynMss::At { offset, value } = syn else {
             return frame;
         };
-        if value < MIN_RAISED_MSS {
-            return frame;
-        }
         let mss = value.min(self.local_mss);
         let limit = self.max_payload.min(window / 2).min(usize::from(u16::MAX));
-        let raised = raised_mss(usize::from(mss), limit);
-        if raised <= usize::from(mss) {
+        let raised = (value >= MIN_RAISED_MSS)
+            .then(|| raised_mss(usize::from(mss), limit))
+            .filter(|&raised| raised > usize::from(mss));
+        let told = match raised {
+            Some(raised) => {
+                self.peers.insert(flow, mss);
+                raised as u16
+            }
+            None => mss,
+        };
+        if told == value {
             return frame;
         }
         self.syn.clear();
         self.syn.extend_from_slice(frame);
-        set_mss(&mut self.syn, offset, raised as u16);
-        self.peers.insert(flow, mss);
+        set_mss(&mut self.syn, offset, told);
         &self.syn
     }
 
@@ -455,6 +465,43 @@ mod tests {
             })
         );
         assert_eq!(tso.mss_of(&sent), Some(1000));
+    }
+
+    #[test]
+    fn a_larger_mss_than_this_ends_that_is_not_raised_is_lowered_to_it() {
+        let mut tso = Tso::new(1514, 14 + 65_535);
+        // 8960 (a jumbo frame's) with a 4 KiB receive buffer: no two segments of 1460 fit
+        // in half of it.
+        let jumbo = frame(0x02, &[2, 4, 0x23, 0x00], 0);
+        let seen = tso.inbound(&jumbo, THIS_END, |_| Some(4096)).to_vec();
+        assert_eq!(
+            syn_mss(&seen),
+            Some(SynMss::At {
+                offset: 56,
+                value: 1460
+            })
+        );
+        assert!(checksums_right(&seen));
+        assert_eq!(tso.raised(), 0, "the NIC cuts none of its frames");
+        // On a link whose MSS is below 536, a larger one still below 536 (never raised)
+        // is lowered to it.
+        let mut narrow = Tso::new(14 + 40 + 400, 14 + 65_535);
+        let below_raised = frame(0x02, &[2, 4, 0x02, 0x08], 0);
+        let seen = narrow
+            .inbound(&below_raised, THIS_END, |_| Some(65_536))
+            .to_vec();
+        assert_eq!(
+            syn_mss(&seen),
+            Some(SynMss::At {
+                offset: 56,
+                value: 400
+            })
+        );
+        let small = frame(0x02, &[2, 4, 0x01, 0x00], 0);
+        assert_eq!(
+            narrow.inbound(&small, THIS_END, |_| Some(65_536)),
+            &small[..]
+        );
     }
 
     /// The state with one flow raised, and the SYN that raised it (MSS 1460).
