@@ -8,6 +8,8 @@ use alloc::vec::Vec;
 use rexo_api::{DeviceKind, ExtentOp, Kernel};
 use rexo_bmfs::{BlockDisk, BmfsError, Volume};
 
+use crate::Shown;
+
 /// Runs `work` on the first disk that holds BMFS ([`rexo_bmfs::on_first_volume`]).
 fn with_bmfs<T>(
     kernel: &Kernel,
@@ -67,6 +69,23 @@ pub fn usage(kernel: &Kernel) -> Result<String, String> {
             total * 2,
             total - free
         ))
+    })
+}
+
+/// Shows the text file `name` of the BMFS disk a piece at a time through `say`, as `cat`
+/// does ([`crate::show_file`]), until `stop` says to stop.
+pub fn show_file(
+    kernel: &Kernel,
+    name: &str,
+    say: &dyn Fn(&str),
+    stop: &mut dyn FnMut() -> bool,
+) -> Result<Shown, String> {
+    with_bmfs(kernel, |volume| {
+        crate::show_file(
+            &mut |offset, buffer| volume.read_at(name, offset, buffer),
+            say,
+            stop,
+        )
     })
 }
 

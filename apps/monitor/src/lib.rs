@@ -38,6 +38,12 @@ const CTRL_C: u8 = 0x03;
 /// the consoles' lock for a call's whole text, and a KiB takes about 90 ms at 115200
 /// baud, while other cores' log lines wait.
 const CONSOLE_PIECE: usize = 1024;
+/// The most bytes of a file `cat` and `fs cat` read at once, and `fs cp` copies at once:
+/// the one buffer they hold whatever the file's size (apps allocate from the kernel's
+/// shared heap, which keeps the memory it grew by).
+const FILE_PIECE: usize = 64 << 10;
+/// The most bytes of a UTF-8 character that a piece's end can cut short.
+const MAX_CUT_CHARACTER: usize = 3;
 
 /// The commands, with their one-line help.
 pub const COMMANDS: &[(&str, &str)] = &[
@@ -331,24 +337,20 @@ fn parse_ping<'a>(
     }
 }
 
-/// `text` as `cat` shows it on a terminal: `\n` as `\r\n`, tabs and printable characters
-/// as they are, and every other control character shown instead of acted on (a file
-/// holding `ESC c` would reset the terminal): the C0 ones and DEL in caret notation (`^[`
-/// for ESC, `^@` for NUL, `^M` for CR, `^?` for DEL), the C1 ones (U+0080 to U+009F) as
-/// `\u{9b}`.
-fn visible(text: &str) -> String {
-    let mut shown = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '\n' => shown.push_str("\r\n"),
-            '\t' => shown.push('\t'),
-            c => push_visible(&mut shown, c),
-        }
+/// Adds `c` to `shown` as `cat` shows it on a terminal: `\n` as `\r\n`, tabs and
+/// printable characters as they are, and every other control character shown instead of
+/// acted on (a file holding `ESC c` would reset the terminal): the C0 ones and DEL in
+/// caret notation (`^[` for ESC, `^@` for NUL, `^M` for CR, `^?` for DEL), the C1 ones
+/// (U+0080 to U+009F) as `\u{9b}`.
+fn push_shown(shown: &mut String, c: char) {
+    match c {
+        '\n' => shown.push_str("\r\n"),
+        '\t' => shown.push('\t'),
+        c => push_visible(shown, c),
     }
-    shown
 }
 
-/// `text` shown as one line, as [`visible`] shows it but with `\n` and tabs in caret
+/// `text` shown as one line, as [`push_shown`] shows it but with `\n` and tabs in caret
 /// notation too (`^J`, `^I`): a name or an error naming a path (a file may be named
 /// `a\nb`, which would fake a line of its own, or `ESC c`, which would reset the
 /// terminal).
@@ -358,7 +360,7 @@ fn visible_line(text: &str) -> String {
     shown
 }
 
-/// Adds `c` to `shown` as [`visible`] shows it: a control character in caret notation
+/// Adds `c` to `shown` as [`push_shown`] shows it: a control character in caret notation
 /// or escaped, any other as it is.
 fn push_visible(shown: &mut String, c: char) {
     match c {
@@ -382,25 +384,158 @@ fn console_pieces(text: &str) -> impl Iterator<Item = &str> {
             if rest.is_empty() {
                 return None;
             }
-            let mut end = rest.len().min(CONSOLE_PIECE);
-            while !rest.is_char_boundary(end) {
-                end -= 1;
-            }
-            let (piece, after) = rest.split_at(end);
+            let (piece, after) = rest.split_at(piece_end(rest));
             rest = after;
             Some(piece)
         })
     })
 }
 
-/// Shows a text file's `bytes` as `cat` does ([`visible`], a line end added when the
-/// file has none), through `say` a piece at a time ([`console_pieces`]).
-fn show_file(bytes: &[u8], say: &dyn Fn(&str)) {
-    let text = String::from_utf8_lossy(bytes);
-    console_pieces(&visible(&text)).for_each(say);
-    if !text.ends_with('\n') {
-        say("\r\n");
+/// Where the first console piece of `text` ends: at [`CONSOLE_PIECE`] bytes, or the
+/// character boundary before it (all of `text` when shorter).
+fn piece_end(text: &str) -> usize {
+    let mut end = text.len().min(CONSOLE_PIECE);
+    while !text.is_char_boundary(end) {
+        end -= 1;
     }
+    end
+}
+
+/// How showing a file ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Shown {
+    /// All of it was shown: `bytes` bytes.
+    Whole {
+        /// The file's bytes.
+        bytes: u64,
+    },
+    /// Ctrl-C stopped it.
+    Stopped,
+}
+
+/// A text file being shown as `cat` shows it ([`push_shown`]): the console line it
+/// builds, written through `say` a line at a time (with its `\r\n`), or [`CONSOLE_PIECE`]
+/// bytes of a longer one at a time, as [`console_pieces`] cuts a whole text; `stop` is
+/// asked after each write (Ctrl-C), and once it says so nothing more is written.
+struct FileView<'a> {
+    /// Writes to the console.
+    say: &'a dyn Fn(&str),
+    /// Whether to stop now.
+    stop: &'a mut dyn FnMut() -> bool,
+    /// The line being built, not written yet: less than a console piece.
+    line: String,
+    /// Whether the last character shown was not a `\n` (a line to end).
+    line_open: bool,
+    /// Whether `stop` said to stop.
+    stopped: bool,
+}
+
+impl FileView<'_> {
+    /// Shows `c`.
+    fn push(&mut self, c: char) {
+        if self.stopped {
+            return;
+        }
+        push_shown(&mut self.line, c);
+        self.line_open = c != '\n';
+        while self.line.len() > CONSOLE_PIECE && !self.stopped {
+            self.write(piece_end(&self.line));
+        }
+        if c == '\n' && !self.stopped {
+            self.write(self.line.len());
+        }
+    }
+
+    /// Writes the line's first `end` bytes, and asks whether to stop.
+    fn write(&mut self, end: usize) {
+        (self.say)(&self.line[..end]);
+        self.line.drain(..end);
+        self.stopped = (self.stop)();
+    }
+
+    /// Writes what is left of the line (unless stopped) and ends it if it is open.
+    fn end_line(&mut self) {
+        if !self.stopped && !self.line.is_empty() {
+            (self.say)(&self.line);
+        }
+        if self.line_open {
+            (self.say)("\r\n");
+        }
+    }
+}
+
+/// Hands the characters of `bytes` to `take` as `String::from_utf8_lossy` reads them
+/// (each invalid sequence as U+FFFD), but a character that the end of `bytes` cuts short
+/// (unless it is the file's `last` piece): the count of its bytes is returned, to be read
+/// again at the start of the next piece.
+fn decode(bytes: &[u8], last: bool, take: &mut dyn FnMut(char)) -> usize {
+    let mut chunks = bytes.utf8_chunks().peekable();
+    while let Some(chunk) = chunks.next() {
+        chunk.valid().chars().for_each(&mut *take);
+        let invalid = chunk.invalid();
+        // Only the last chunk's invalid bytes can be the start of a character that goes
+        // on (an invalid sequence before other bytes is one, however it starts).
+        let goes_on = chunks.peek().is_none()
+            && core::str::from_utf8(invalid).is_err_and(|e| e.error_len().is_none());
+        if goes_on && !last {
+            return invalid.len();
+        }
+        if !invalid.is_empty() {
+            take(char::REPLACEMENT_CHARACTER);
+        }
+    }
+    0
+}
+
+/// Reads a file's bytes from an offset into a buffer: the bytes read, fewer than the
+/// buffer only at the file's end.
+type ReadAt<'a, E> = dyn FnMut(u64, &mut [u8]) -> Result<usize, E> + 'a;
+
+/// Shows a text file as `cat` does, reading it [`FILE_PIECE`] bytes at a time through
+/// `read_at(offset, buffer)` (the bytes read, fewer only at the file's end), so that
+/// the one buffer it holds is a piece whatever the file's size: its characters as
+/// `String::from_utf8_lossy` reads the whole ([`decode`]), shown as [`push_shown`] shows
+/// them, through `say` a line or [`CONSOLE_PIECE`] bytes at a time ([`FileView`]), the
+/// last line ended when the file does not end it. `stop` is asked after each write:
+/// when it says so (Ctrl-C), the line is ended and nothing more read. A failed read ends
+/// the line before the error is returned.
+fn show_file<E>(
+    read_at: &mut ReadAt<'_, E>,
+    say: &dyn Fn(&str),
+    stop: &mut dyn FnMut() -> bool,
+) -> Result<Shown, E> {
+    let mut view = FileView {
+        say,
+        stop,
+        line: String::new(),
+        line_open: false,
+        stopped: false,
+    };
+    // A character cut by a piece's end (at most 3 bytes) is moved to the front, and the
+    // next piece read after it.
+    let mut buffer = alloc::vec![0u8; MAX_CUT_CHARACTER + FILE_PIECE];
+    let (mut offset, mut cut) = (0u64, 0usize);
+    let shown = loop {
+        let read = match read_at(offset, &mut buffer[cut..cut + FILE_PIECE]) {
+            Ok(read) => read,
+            Err(error) => {
+                view.end_line();
+                return Err(error);
+            }
+        };
+        offset += read as u64;
+        let (filled, last) = (cut + read, read < FILE_PIECE);
+        cut = decode(&buffer[..filled], last, &mut |c| view.push(c));
+        if view.stopped {
+            break Shown::Stopped;
+        }
+        if last {
+            break Shown::Whole { bytes: offset };
+        }
+        buffer.copy_within(filled - cut..filled, 0);
+    };
+    view.end_line();
+    Ok(shown)
 }
 
 /// What is typed at the monitor: the consoles' input (serial line, PS/2) and the
@@ -473,7 +608,7 @@ fn take_ctrl_c(typed: impl Iterator<Item = u8>, ahead: &mut VecDeque<u8>) -> boo
 }
 
 /// Runs one command, writing its output through `kernel`; a command that runs until
-/// stopped (`ping`) watches `input` for Ctrl-C.
+/// stopped (`ping`) or may run long (`cat`, `fs cat`) watches `input` for Ctrl-C.
 pub fn execute(kernel: &Kernel, command: Command<'_>, input: &mut Input<'_>) {
     let say = |text: &str| kernel.write_str(text);
     match command {
@@ -592,8 +727,8 @@ pub fn execute(kernel: &Kernel, command: Command<'_>, input: &mut Input<'_>) {
                 Err(error) => say(&format!("load: {error}\r\n")),
             }
         }
-        Command::Fs(words) => match rexofs::run(kernel, words) {
-            // A line of `fs cat` may be a whole file.
+        Command::Fs(words) => match rexofs::run(kernel, words, &say, &mut || input.interrupted()) {
+            // A path in a line may be long.
             Ok(lines) => lines
                 .iter()
                 .for_each(|line| console_pieces(&format!("{line}\r\n")).for_each(say)),
@@ -607,10 +742,15 @@ pub fn execute(kernel: &Kernel, command: Command<'_>, input: &mut Input<'_>) {
             Ok(lines) => lines.iter().for_each(|line| say(&format!("{line}\r\n"))),
             Err(why) => say(&format!("ls: {why}\r\n")),
         },
-        Command::Cat(name) => match disk::read_file(kernel, name) {
-            Ok(bytes) => show_file(&bytes, &say),
-            Err(why) => say(&format!("cat: {why}\r\n")),
-        },
+        Command::Cat(name) => {
+            match disk::show_file(kernel, name, &say, &mut || input.interrupted()) {
+                // An empty file is an empty line.
+                Ok(Shown::Whole { bytes: 0 }) => say("\r\n"),
+                Ok(Shown::Whole { .. }) => {}
+                Ok(Shown::Stopped) => say("^C\r\n"),
+                Err(why) => say(&format!("cat: {why}\r\n")),
+            }
+        }
         Command::Rm(name) => match disk::remove(kernel, name) {
             Ok(()) => say(&format!("rm: {name} deleted\r\n")),
             Err(why) => say(&format!("rm: {why}\r\n")),
@@ -874,13 +1014,53 @@ mod tests {
         );
     }
 
+    /// What `cat` showed before it read a file a piece at a time: the whole file read
+    /// as `String::from_utf8_lossy` reads it, each character as [`push_shown`] shows it,
+    /// and a line end added when the file has none.
+    fn shown_whole(file: &[u8]) -> String {
+        let text = String::from_utf8_lossy(file);
+        let mut shown = String::new();
+        text.chars().for_each(|c| push_shown(&mut shown, c));
+        if !text.ends_with('\n') {
+            shown.push_str("\r\n");
+        }
+        shown
+    }
+
+    /// `file` shown by [`show_file`], with `stop` asked after each write: how it ended,
+    /// what it wrote a write at a time, and the largest buffer it read into.
+    fn show(file: &[u8], stop: &mut dyn FnMut() -> bool) -> (Shown, Vec<String>, usize) {
+        let said = core::cell::RefCell::new(Vec::new());
+        let mut largest = 0;
+        let mut read_at = |offset: u64, buffer: &mut [u8]| {
+            largest = largest.max(buffer.len());
+            let rest = file.get(offset as usize..).ok_or("read past the end")?;
+            let read = rest.len().min(buffer.len());
+            buffer[..read].copy_from_slice(&rest[..read]);
+            Ok::<_, &str>(read)
+        };
+        let say = |text: &str| said.borrow_mut().push(String::from(text));
+        let shown = show_file(&mut read_at, &say, stop).unwrap();
+        (shown, said.into_inner(), largest)
+    }
+
     #[test]
     fn cat_shows_control_characters_instead_of_sending_them() {
-        assert_eq!(visible("line\n\tindented\n"), "line\r\n\tindented\r\n");
-        assert_eq!(visible("reset: \x1bc"), "reset: ^[c");
+        let cat = |file: &str| show(file.as_bytes(), &mut || false).1.concat();
+        assert_eq!(cat("line\n\tindented\n"), "line\r\n\tindented\r\n");
+        assert_eq!(cat("reset: \x1bc"), "reset: ^[c\r\n");
         assert_eq!(
-            visible("\0\x07\x08\r\x1f\x7f \u{9b}2J é"),
-            "^@^G^H^M^_^? \\u{9b}2J é"
+            cat("\0\x07\x08\r\x1f\x7f \u{9b}2J é"),
+            "^@^G^H^M^_^? \\u{9b}2J é\r\n"
+        );
+        // A CR before a line end is shown as ^M; an empty file shows nothing (`cat`
+        // says an empty line for it).
+        assert_eq!(cat("dos\r\nunix\n"), "dos^M\r\nunix\r\n");
+        assert_eq!(cat("a\r\n\r\n"), "a^M\r\n^M\r\n");
+        assert_eq!(cat("a\n\nb"), "a\r\n\r\nb\r\n");
+        assert_eq!(
+            show(b"", &mut || false),
+            (Shown::Whole { bytes: 0 }, Vec::new(), FILE_PIECE)
         );
         assert_eq!(visible_line("a\nb\tc\x1bc\u{9b}"), "a^Jb^Ic^[c\\u{9b}");
     }
@@ -889,18 +1069,85 @@ mod tests {
     fn cat_writes_a_line_or_a_piece_at_a_time() {
         let long = "é".repeat(1500);
         let file = format!("first\n{long}\nlast, no line end");
-        let said = core::cell::RefCell::new(Vec::new());
-        show_file(file.as_bytes(), &|text: &str| {
-            said.borrow_mut().push(String::from(text))
-        });
-        let said = said.into_inner();
-        assert_eq!(said.concat(), visible(&file) + "\r\n");
+        let (shown, said, _) = show(file.as_bytes(), &mut || false);
+        assert_eq!(
+            shown,
+            Shown::Whole {
+                bytes: file.len() as u64
+            }
+        );
+        assert_eq!(said.concat(), shown_whole(file.as_bytes()));
         assert!(said.iter().all(|piece| piece.len() <= CONSOLE_PIECE));
         // The long line (3000 bytes and its line end) in three pieces.
         assert_eq!(
             said.iter().map(String::len).collect::<Vec<_>>(),
             [7, 1024, 1024, 954, 17, 2]
         );
+    }
+
+    /// A file of several pieces, with a CR, a line end, a character of 2, 3 and 4
+    /// bytes and invalid UTF-8 each cut by a piece's end: shown byte for byte as it was
+    /// shown whole, read into one buffer of a piece.
+    #[test]
+    fn cat_reads_a_piece_at_a_time_and_shows_what_it_showed_whole() {
+        let mut cuts: Vec<&[u8]> = vec![
+            b"\r\n",
+            "é".as_bytes(),
+            "€".as_bytes(),
+            "😀".as_bytes(),
+            b"\xe2\x82",
+            b"\xff\xfe",
+            b"\xf0\x9f\x98",
+            b"\n\r",
+        ];
+        let mut file = Vec::new();
+        for at in 1..=12 {
+            let piece_end = at * FILE_PIECE;
+            let cut = cuts[at % cuts.len()];
+            // The cut sequence starts 1, 2 or 3 bytes before the piece's end.
+            let before = (at % cut.len().max(1)).max(1).min(cut.len());
+            file.resize(piece_end - before, b'x');
+            file.extend_from_slice(cut);
+            file.extend_from_slice(b"line\n");
+        }
+        cuts.clear();
+        // The last piece ends cutting a character: shown as U+FFFD, as whole.
+        file.extend_from_slice(b"end \xe2\x82");
+        let (shown, said, largest) = show(&file, &mut || false);
+        assert_eq!(
+            shown,
+            Shown::Whole {
+                bytes: file.len() as u64
+            }
+        );
+        let (said_all, whole) = (said.concat(), shown_whole(&file));
+        let differ = said_all
+            .bytes()
+            .zip(whole.bytes())
+            .position(|(a, b)| a != b);
+        assert_eq!((differ, said_all.len()), (None, whole.len()));
+        assert!(said.iter().all(|piece| piece.len() <= CONSOLE_PIECE));
+        assert_eq!(largest, FILE_PIECE);
+        // A file ending right at a piece's end, one empty read after it.
+        let exact = vec![b'y'; 2 * FILE_PIECE];
+        assert!(show(&exact, &mut || false).1.concat() == shown_whole(&exact));
+    }
+
+    #[test]
+    fn ctrl_c_stops_cat_at_the_next_write() {
+        let file = "a line\n".repeat(3 * FILE_PIECE / 7);
+        let mut writes = 0;
+        let (shown, said, _) = show(file.as_bytes(), &mut || {
+            writes += 1;
+            writes == 5
+        });
+        assert_eq!(shown, Shown::Stopped);
+        assert_eq!(said.concat(), "a line\r\n".repeat(5));
+        // Stopped within a line: the line is ended.
+        let long = "z".repeat(5000);
+        let (shown, said, _) = show(long.as_bytes(), &mut || true);
+        assert_eq!(shown, Shown::Stopped);
+        assert_eq!(said.concat(), "z".repeat(CONSOLE_PIECE) + "\r\n");
     }
 
     #[test]

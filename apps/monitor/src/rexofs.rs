@@ -10,14 +10,22 @@ use alloc::vec::Vec;
 use rexo_api::Kernel;
 use rexo_fs::{DirEntry, FileKind, FsError, on_first_file_system};
 
+use crate::Shown;
+
 /// What `fs` takes, for `help` and for a wrong line.
 pub const USAGE: &str = "fs ls [DIR] | cat FILE | mkdir DIR | write FILE TEXT | cp FILE NEW | mv PATH NEW | rm PATH | df | fsck";
 
 /// Runs `fs WORDS`; the lines to show, or what went wrong (naming the command, every
-/// control character shown: [`failure`]).
-pub fn run(kernel: &Kernel, words: &str) -> Result<Vec<String>, String> {
+/// control character shown: [`failure`]). `fs cat` shows the file through `say` as it
+/// reads it, until `stop` says to stop (then its line is `^C`).
+pub fn run(
+    kernel: &Kernel,
+    words: &str,
+    say: &dyn Fn(&str),
+    stop: &mut dyn FnMut() -> bool,
+) -> Result<Vec<String>, String> {
     let verb = split(words).map_or("", |(verb, _, _)| verb);
-    dispatch(kernel, words).map_err(|why| failure(verb, &why))
+    dispatch(kernel, words, say, stop).map_err(|why| failure(verb, &why))
 }
 
 /// What `fs VERB` failed with, as shown: `why` named by the command, on one line with
@@ -99,7 +107,12 @@ pub fn refuse_extra_words(words: &str) -> Result<(), String> {
 }
 
 /// [`run`]'s work.
-fn dispatch(kernel: &Kernel, words: &str) -> Result<Vec<String>, String> {
+fn dispatch(
+    kernel: &Kernel,
+    words: &str,
+    say: &dyn Fn(&str),
+    stop: &mut dyn FnMut() -> bool,
+) -> Result<Vec<String>, String> {
     let (verb, arguments, text) = split(words)?;
     if verb.is_empty() {
         return Err(format!("usage: {USAGE}"));
@@ -117,9 +130,17 @@ fn dispatch(kernel: &Kernel, words: &str) -> Result<Vec<String>, String> {
         }
         "cat" => {
             let file = arguments[0];
-            on_first_file_system(kernel, |fs| {
-                let bytes = fs.read_all(file)?;
-                Ok(shown_lines(&bytes))
+            let shown = on_first_file_system(kernel, |fs| {
+                let mut handle = fs.open(file)?;
+                crate::show_file(
+                    &mut |offset, buffer| fs.read_at(&mut handle, offset, buffer),
+                    say,
+                    &mut *stop,
+                )
+            })?;
+            Ok(match shown {
+                Shown::Stopped => vec![String::from("^C")],
+                Shown::Whole { .. } => Vec::new(),
             })
         }
         "mkdir" => {
@@ -181,18 +202,6 @@ fn dispatch(kernel: &Kernel, words: &str) -> Result<Vec<String>, String> {
     }
 }
 
-/// A file's `bytes` as `fs cat` shows them, a line at a time: split at each `\n` alone
-/// (a CR before it is part of the line, shown as `^M` as `cat` shows it), a last line
-/// without its `\n` kept, every control character shown ([`crate::visible`]).
-fn shown_lines(bytes: &[u8]) -> Vec<String> {
-    // `visible` ends each line with `\r\n` and shows every CR of the file as `^M`, so
-    // `lines` splits at the file's line ends only.
-    crate::visible(&String::from_utf8_lossy(bytes))
-        .lines()
-        .map(String::from)
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -242,15 +251,5 @@ mod tests {
         let missing = FsError::NotFound(String::from("/a\x1bc")).to_string();
         assert_eq!(failure("cat", &missing), "fs cat: /a^[c: not found");
         assert_eq!(failure("ls", "fs ls: /x\ny"), "fs ls: /x^Jy");
-    }
-
-    #[test]
-    fn fs_cat_shows_a_cr_before_a_line_end_as_cat_does() {
-        assert_eq!(shown_lines(b"dos\r\nunix\n"), ["dos^M", "unix"]);
-        assert_eq!(shown_lines(b"a\r\n\r\n"), ["a^M", "^M"]);
-        assert_eq!(shown_lines(b"no end\x1b"), ["no end^["]);
-        assert_eq!(shown_lines(b"a\n\nb"), ["a", "", "b"]);
-        assert_eq!(shown_lines(b"\n"), [""]);
-        assert_eq!(shown_lines(b""), Vec::<String>::new());
     }
 }
