@@ -777,13 +777,14 @@ pub const CASES: &[Case] = &[
         ..BASE
     },
     // The monitor, driven through the serial console: every command, a typo, line editing
-    // (a Backspace and the arrow keys recalling a line), then power-off. With no network
-    // interface, `net` still shows its listing before why it configured none.
+    // (a Backspace and the arrow keys recalling a line), an app `run` refuses (httpd never
+    // ends), then power-off. With no network interface, `net` still shows its listing
+    // before why it configured none.
     Case {
         name: "monitor::commands",
         cores: Cores::N(4),
         append: "app=monitor",
-        input: "help\rcores\rmem\rcaps\rapps\rtime\rfrob\rmemx\x7f\rrun hello\r\x1b[A\x1b[A\rnet\rping 10.0.2.2\rpoweroff\r",
+        input: "help\rcores\rmem\rcaps\rapps\rtime\rfrob\rmemx\x7f\rrun hello\r\x1b[A\x1b[A\rrun httpd\rnet\rping 10.0.2.2\rpoweroff\r",
         exit: Some(0),
         timeout_s: 30,
         checks: &[
@@ -803,6 +804,9 @@ pub const CASES: &[Case] = &[
             Check::Has("unknown command 'frob'"),
             Check::Has("hello: all 4 cores answered"),
             Check::Has("hello: done"),
+            // httpd never ends: `run` refuses it, and the monitor goes on.
+            Check::Has("run: httpd serves until the machine stops"),
+            Check::Lacks("httpd: serving"),
             Check::Has("filters: none installed"),
             Check::Has("net: no network interface"),
             Check::Has("ping: no network interface"),

@@ -58,7 +58,10 @@ pub const COMMANDS: &[(&str, &str)] = &[
         "every capability: who holds what, with which rights",
     ),
     ("apps", "the apps linked into this image"),
-    ("run APP", "run an app and come back"),
+    (
+        "run APP",
+        "run an app and come back when it ends (not one that never does: httpd, monitor)",
+    ),
     (
         "pci",
         "the PCI functions: bus:dev.fn vendor:device class, BARs, driver bound",
@@ -107,6 +110,28 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ),
     ("reboot", "reboot the machine"),
     ("poweroff", "power the machine off"),
+];
+
+/// The image's apps that never end, which `run` refuses (the monitor would wait for
+/// them for ever, its core and the console's input theirs), each with what it says
+/// instead.
+const NEVER_ENDING: &[(&str, &str)] = &[
+    (
+        "httpd",
+        "httpd serves until the machine stops, so the monitor would never come back: boot it \
+         beside the monitor (`cargo xtask run`'s default, apps=monitor:0:64M,httpd:1:64M) or \
+         alone (app=httpd); `run httpd-test` ends at a GET of /__shutdown",
+    ),
+    (
+        "httpd-smoltcp",
+        "httpd-smoltcp serves until the machine stops, so the monitor would never come back: \
+         boot it (app=httpd-smoltcp, or in apps= beside the monitor); `run httpd-test-smoltcp` \
+         ends at a GET of /__shutdown",
+    ),
+    (
+        "monitor",
+        "this is the monitor: a monitor run from it never ends, so this one would never come back",
+    ),
 ];
 
 /// How to give an argument holding spaces, shown after the commands by `help`.
@@ -264,7 +289,10 @@ pub fn parse(line: &str) -> Result<Command<'_>, String> {
         return parse_ping(argument, words.next(), words.next());
     }
     let command = match (word, argument) {
-        ("run", Some(app)) => Command::Run(app),
+        ("run", Some(app)) => match NEVER_ENDING.iter().find(|(name, _)| *name == app) {
+            Some((_, why)) => return Err(format!("run: {why}")),
+            None => Command::Run(app),
+        },
         ("run", None) => return Err(String::from("run: which app? (`apps` lists them)")),
         ("load", file) => Command::Load(file),
         ("ls", None) => Command::Ls,
@@ -913,6 +941,13 @@ mod tests {
                 .contains("unknown command 'frob'")
         );
         assert!(parse("run").unwrap_err().contains("which app"));
+        // An app that never ends would never give the monitor back.
+        for app in ["httpd", "httpd-smoltcp", "monitor"] {
+            let why = parse(&format!("run {app}")).unwrap_err();
+            assert!(why.contains("never come back"), "{why}");
+        }
+        assert!(parse("run httpd").unwrap_err().contains("run httpd-test"));
+        assert_eq!(parse("run httpd-test"), Ok(Command::Run("httpd-test")));
         assert!(parse("mem now").unwrap_err().contains("takes no argument"));
         assert!(parse("run a b").unwrap_err().contains("unexpected 'b'"));
         assert!(parse("pci 0").unwrap_err().contains("takes no argument"));

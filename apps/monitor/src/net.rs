@@ -2,7 +2,7 @@
 //! library OS (`rexo-net`) on the first network interface no app holds. Each command
 //! opens the interface, takes an address by DHCP (or the kernel command line's `ip=`),
 //! does its work and gives the interface back, so that an app run afterwards (`run
-//! httpd`) can open it. With `ip=` the kernel owns the address and the monitor binds
+//! httpd-test`, `run kv`) can open it. With `ip=` the kernel owns the address and the monitor binds
 //! packet filters for the answers each command waits for instead, beside the apps that
 //! share the interface (the default `cargo xtask run`: httpd beside the monitor); DNS
 //! answers to a block of 64 ports its queries go from, one no other app's filter
