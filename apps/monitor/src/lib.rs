@@ -636,7 +636,8 @@ fn take_ctrl_c(typed: impl Iterator<Item = u8>, ahead: &mut VecDeque<u8>) -> boo
 }
 
 /// Runs one command, writing its output through `kernel`; a command that runs until
-/// stopped (`ping`) or may run long (`cat`, `fs cat`) watches `input` for Ctrl-C.
+/// stopped (`ping`) or may run long (`resolve`, `cat`, `fs cat`) watches `input` for
+/// Ctrl-C.
 pub fn execute(kernel: &Kernel, command: Command<'_>, input: &mut Input<'_>) {
     let say = |text: &str| kernel.write_str(text);
     match command {
@@ -823,7 +824,7 @@ pub fn execute(kernel: &Kernel, command: Command<'_>, input: &mut Input<'_>) {
                 say(&format!("ping: {why}\r\n"));
             }
         }
-        Command::Resolve(name) => match net::resolve(kernel, name) {
+        Command::Resolve(name) => match net::resolve(kernel, name, input) {
             Ok(line) => say(&format!("{line}\r\n")),
             Err(why) => say(&format!("resolve: {why}\r\n")),
         },

@@ -13,7 +13,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use rexo_api::{ApiError, DeviceInfo, DeviceKind, Kernel, NetSharing};
-use rexo_net::{Config, DnsPorts, EchoReply, Ipv4Addr, NetError, PingSocket, Stack};
+use rexo_net::{Config, DnsPorts, DnsQuery, EchoReply, Ipv4Addr, NetError, PingSocket, Stack};
 
 use crate::{Host, Input};
 
@@ -312,7 +312,7 @@ pub fn ping(
     let to = match to {
         Host::Address(to) => to,
         Host::Name(name) => {
-            let addresses = lookup(kernel, &mut stack, name)?;
+            let addresses = lookup(kernel, &mut stack, name, input)?;
             say(&format!("{name} is {}\r\n", listed(&addresses)));
             addresses[0]
         }
@@ -529,23 +529,97 @@ fn ping_summary(to: Ipv4Addr, tally: &Tally) -> String {
     line
 }
 
-/// The addresses of `name`, asked of the stack's DNS server.
-fn lookup(kernel: &Kernel, stack: &mut Stack, name: &str) -> Result<Vec<Ipv4Addr>, String> {
-    let mut query = stack
+/// The addresses of `name`, asked of the stack's DNS server; Ctrl-C on `input` stops
+/// the wait.
+fn lookup(
+    kernel: &Kernel,
+    stack: &mut Stack,
+    name: &str,
+    input: &mut Input<'_>,
+) -> Result<Vec<Ipv4Addr>, String> {
+    let query = stack
         .resolve_start(name)
         .map_err(|e| format!("{name}: {e}"))?;
-    let started = kernel.now_ns();
+    let mut link = QueryLink {
+        kernel,
+        stack,
+        query: Some(query),
+        input,
+    };
+    wait_for_addresses(&mut link, name)
+}
+
+/// What a name's lookup waits through: the network, the clock, the core's naps and the
+/// keyboard (a trait, so that host tests can drive [`wait_for_addresses`]).
+trait LookupLink {
+    /// Nanoseconds since boot.
+    fn now_ns(&self) -> u64;
+    /// Moves what the NIC holds and what waits to go; then the query's answer if it
+    /// came (the addresses, or why there are none). An error is the NIC's.
+    fn poll(&mut self) -> Result<Option<Result<Vec<Ipv4Addr>, NetError>>, NetError>;
+    /// Gives the query up.
+    fn cancel(&mut self);
+    /// Halts the core for [`PING_NAP_NS`] (or until an interrupt).
+    fn nap(&mut self);
+    /// Whether Ctrl-C was typed since the last look.
+    fn interrupted(&mut self) -> bool;
+}
+
+/// The [`LookupLink`] of a lookup in Rexo: `stack`'s `query`, until it is given up.
+struct QueryLink<'a, 'k> {
+    kernel: &'a Kernel,
+    stack: &'a mut Stack,
+    query: Option<DnsQuery>,
+    input: &'a mut Input<'k>,
+}
+
+impl LookupLink for QueryLink<'_, '_> {
+    fn now_ns(&self) -> u64 {
+        self.kernel.now_ns()
+    }
+
+    fn poll(&mut self) -> Result<Option<Result<Vec<Ipv4Addr>, NetError>>, NetError> {
+        self.stack.poll(self.kernel.now_ns())?;
+        Ok(self
+            .query
+            .as_mut()
+            .and_then(|query| self.stack.resolve_poll(query)))
+    }
+
+    fn cancel(&mut self) {
+        if let Some(query) = self.query.take() {
+            self.stack.resolve_cancel(query);
+        }
+    }
+
+    fn nap(&mut self) {
+        self.kernel.sleep_ns(PING_NAP_NS);
+    }
+
+    fn interrupted(&mut self) -> bool {
+        self.input.interrupted()
+    }
+}
+
+/// Waits through `link` for the addresses of `name`, up to [`RESOLVE_TIMEOUT_NS`], the
+/// core napping between looks, as [`echo_requests`] does; Ctrl-C gives the query up at
+/// the next look.
+fn wait_for_addresses(link: &mut dyn LookupLink, name: &str) -> Result<Vec<Ipv4Addr>, String> {
+    let started = link.now_ns();
     loop {
-        stack.poll(kernel.now_ns()).map_err(|e| format!("{e}"))?;
-        match stack.resolve_poll(&mut query) {
+        match link.poll().map_err(|e| format!("{e}"))? {
             Some(Ok(addresses)) if !addresses.is_empty() => return Ok(addresses),
             Some(Ok(_)) => return Err(format!("{name}: the DNS server gave no IPv4 address")),
             Some(Err(e)) => return Err(format!("{name}: {e}")),
-            None if kernel.now_ns() - started > RESOLVE_TIMEOUT_NS => {
-                stack.resolve_cancel(query);
+            None if link.now_ns() - started > RESOLVE_TIMEOUT_NS => {
+                link.cancel();
                 return Err(format!("{name}: no answer"));
             }
-            None => {}
+            None if link.interrupted() => {
+                link.cancel();
+                return Err(format!("{name}: ^C, stopped waiting for the answer"));
+            }
+            None => link.nap(),
         }
     }
 }
@@ -560,15 +634,15 @@ fn listed(addresses: &[Ipv4Addr]) -> String {
 }
 
 /// `resolve NAME`: its IPv4 addresses through the first free interface, with the time
-/// the answer took.
-pub fn resolve(kernel: &Kernel, name: &str) -> Result<String, String> {
+/// the answer took; Ctrl-C on `input` stops the wait.
+pub fn resolve(kernel: &Kernel, name: &str, input: &mut Input<'_>) -> Result<String, String> {
     let answers = Answers {
         icmp: false,
         dns: true,
     };
     let (_, mut stack, _) = bring_up(kernel, answers)?;
     let started = kernel.now_ns();
-    let addresses = lookup(kernel, &mut stack, name)?;
+    let addresses = lookup(kernel, &mut stack, name, input)?;
     let us = (kernel.now_ns() - started) / 1000;
     Ok(format!(
         "{name}: {} ({}.{:03} ms)",
@@ -881,5 +955,83 @@ mod tests {
         };
         let (tally, said) = run(&mut link, 5);
         assert_eq!((tally.sent, tally.answered), (1, 1), "{said}");
+    }
+
+    /// A [`LookupLink`] whose clock moves 1 us at each look and [`PING_NAP_NS`] at each
+    /// nap: the answer comes at poll `answer_at` (never when `None`), and Ctrl-C is
+    /// typed after `ctrl_c_after` naps.
+    #[derive(Default)]
+    struct FakeLookup {
+        now_ns: core::cell::Cell<u64>,
+        answer_at: Option<usize>,
+        ctrl_c_after: Option<usize>,
+        polls: usize,
+        naps: usize,
+        cancelled: bool,
+    }
+
+    impl LookupLink for FakeLookup {
+        fn now_ns(&self) -> u64 {
+            self.now_ns.set(self.now_ns.get() + 1000);
+            self.now_ns.get()
+        }
+
+        fn poll(&mut self) -> Result<Option<Result<Vec<Ipv4Addr>, NetError>>, NetError> {
+            self.polls += 1;
+            let answered = self.answer_at.is_some_and(|at| self.polls >= at);
+            Ok(answered.then(|| Ok(vec![Ipv4Addr::new(10, 0, 2, 2)])))
+        }
+
+        fn cancel(&mut self) {
+            self.cancelled = true;
+        }
+
+        fn nap(&mut self) {
+            self.naps += 1;
+            self.now_ns.set(self.now_ns.get() + PING_NAP_NS);
+        }
+
+        fn interrupted(&mut self) -> bool {
+            self.ctrl_c_after.is_some_and(|naps| self.naps >= naps)
+        }
+    }
+
+    #[test]
+    fn a_lookup_naps_between_looks_and_gives_up_after_its_timeout() {
+        let mut link = FakeLookup {
+            answer_at: Some(20),
+            ..FakeLookup::default()
+        };
+        assert_eq!(
+            wait_for_addresses(&mut link, "rexo.test"),
+            Ok(vec![Ipv4Addr::new(10, 0, 2, 2)])
+        );
+        assert_eq!((link.polls, link.naps), (20, 19));
+        // No answer: a nap per look until the timeout, then the query given up.
+        let mut link = FakeLookup::default();
+        assert_eq!(
+            wait_for_addresses(&mut link, "rexo.test"),
+            Err(String::from("rexo.test: no answer"))
+        );
+        assert!(link.cancelled);
+        assert!(link.now_ns.get() > RESOLVE_TIMEOUT_NS);
+        assert!(
+            link.polls <= link.naps + 2,
+            "{} polls, {} naps",
+            link.polls,
+            link.naps
+        );
+    }
+
+    #[test]
+    fn ctrl_c_stops_a_lookup_at_the_next_look() {
+        let mut link = FakeLookup {
+            ctrl_c_after: Some(10),
+            ..FakeLookup::default()
+        };
+        let why = wait_for_addresses(&mut link, "rexo.test").unwrap_err();
+        assert_eq!(why, "rexo.test: ^C, stopped waiting for the answer");
+        assert!(link.cancelled);
+        assert_eq!(link.naps, 10);
     }
 }
