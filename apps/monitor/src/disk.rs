@@ -44,19 +44,11 @@ pub fn remove(kernel: &Kernel, name: &str) -> Result<(), String> {
     with_bmfs(kernel, |volume| volume.delete(name))
 }
 
-/// Copies file `from` of the BMFS disk to a new file `to` with as many blocks; returns
-/// the bytes copied. An existing `to` is refused (`rm` it first).
-pub fn copy(kernel: &Kernel, from: &str, to: &str) -> Result<usize, String> {
-    with_bmfs(kernel, |volume| {
-        let blocks = volume.find(from)?.reserved.max(1);
-        if volume.find(to).is_ok() {
-            return Err(BmfsError::Exists(String::from(to)));
-        }
-        let data = volume.read(from)?;
-        volume.create(to, blocks)?;
-        volume.write(to, &data)?;
-        Ok(data.len())
-    })
+/// Copies file `from` of the BMFS disk to a new file `to` with as many blocks, a piece
+/// at a time ([`Volume::copy`]); returns the bytes copied. An existing `to` is refused
+/// (`rm` it first).
+pub fn copy(kernel: &Kernel, from: &str, to: &str) -> Result<u64, String> {
+    with_bmfs(kernel, |volume| volume.copy(from, to))
 }
 
 /// The BMFS disk's blocks: used, free, files (the directory checked on the way).

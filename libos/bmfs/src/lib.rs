@@ -45,6 +45,8 @@ const DIRECTORY_AT: u64 = 4096;
 pub const RECORDS: usize = 64;
 /// Bytes per record.
 const RECORD: usize = 64;
+/// The most bytes [`Volume::copy`] moves at once: the one buffer it holds.
+pub const COPY_PIECE: usize = 64 << 10;
 /// The longest name (the 32nd byte is the NUL).
 pub const MAX_NAME: usize = 31;
 
@@ -566,6 +568,39 @@ impl<D: Disk> Volume<D> {
         data.resize(len, 0);
         self.read_at(name, 0, &mut data)?;
         Ok(data)
+    }
+
+    /// Copies the file `from` to a new file `to` reserving as many blocks (at least one),
+    /// [`COPY_PIECE`] bytes at a time, so that the one buffer held is a piece whatever
+    /// the file's size; returns the bytes copied. The data goes into the new, empty file's
+    /// blocks and is flushed before its size is stored, so a crash or disk error leaves
+    /// it empty or whole. An existing `to` is refused.
+    pub fn copy(&mut self, from: &str, to: &str) -> Result<u64, BmfsError> {
+        let source = self.find(from)?.clone();
+        let start = self.create(to, source.reserved.max(1))?.start;
+        let mut buffer = alloc::vec![0u8; COPY_PIECE];
+        let mut done = 0;
+        while done < source.size {
+            let piece = &mut buffer[..(source.size - done).min(COPY_PIECE as u64) as usize];
+            self.disk
+                .read(source.start * BLOCK + done, piece)
+                .map_err(BmfsError::Disk)?;
+            self.disk
+                .write(start * BLOCK + done, piece)
+                .map_err(BmfsError::Disk)?;
+            done += piece.len() as u64;
+        }
+        self.disk.flush().map_err(BmfsError::Disk)?;
+        let index = self.index(to)?;
+        let entry = self.records[index].clone().expect("found");
+        self.store(
+            index,
+            Some(Entry {
+                size: source.size,
+                ..entry
+            }),
+        )?;
+        Ok(source.size)
     }
 
     /// Deletes `name` (its record marked deleted; its blocks free).

@@ -681,3 +681,56 @@ fn the_directory_ends_at_the_first_name_starting_with_byte_0() {
     let names: Vec<&str> = volume.files().map(|f| f.name.as_str()).collect();
     assert_eq!(names, ["a", "b"]);
 }
+
+/// A disk in memory that records the largest read and write it was asked for.
+struct Measured {
+    disk: Vec<u8>,
+    largest: usize,
+}
+
+impl Disk for Measured {
+    fn size(&self) -> u64 {
+        self.disk.size()
+    }
+    fn read(&mut self, offset: u64, buffer: &mut [u8]) -> Result<(), String> {
+        self.largest = self.largest.max(buffer.len());
+        self.disk.read(offset, buffer)
+    }
+    fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), String> {
+        self.largest = self.largest.max(data.len());
+        self.disk.write(offset, data)
+    }
+    fn flush(&mut self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_copy_moves_a_piece_at_a_time_into_a_new_file_of_as_many_blocks() {
+    let data: Vec<u8> = (0..(3 << 20) + 5).map(|i| (i % 253) as u8).collect();
+    let mut volume = Volume::format(disk(16)).unwrap();
+    volume.create("big.bin", 2).unwrap();
+    volume.write("big.bin", &data).unwrap();
+    volume.create("empty", 1).unwrap();
+    let mut volume = Volume::open(Measured {
+        disk: volume.into_disk(),
+        largest: 0,
+    })
+    .unwrap();
+    assert_eq!(volume.copy("big.bin", "copy.bin"), Ok(data.len() as u64));
+    assert!(volume.disk.largest <= COPY_PIECE, "{}", volume.disk.largest);
+    assert_eq!(volume.copy("empty", "empty2"), Ok(0));
+    assert_eq!(
+        volume.copy("big.bin", "empty"),
+        Err(BmfsError::Exists("empty".into()))
+    );
+    assert_eq!(
+        volume.copy("nope", "x"),
+        Err(BmfsError::NotFound("nope".into()))
+    );
+    let mut volume = Volume::open(volume.into_disk().disk).unwrap();
+    assert_eq!(volume.read("copy.bin").unwrap(), data);
+    assert_eq!(volume.find("copy.bin").unwrap().reserved, 2);
+    assert_eq!(volume.read("empty2").unwrap(), b"");
+    assert!(volume.find("x").is_err());
+}
