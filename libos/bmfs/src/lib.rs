@@ -115,6 +115,17 @@ pub enum BmfsError {
     /// What gave a [`Volume::write_in_pieces`] its data failed midway (why): the file is
     /// left empty.
     Source(String),
+    /// [`Volume::copy`] failed after creating its new file: the new file's name, why,
+    /// and `None` when the new file was deleted, or why deleting it failed too (the file
+    /// is then left, empty unless its size was stored: `rm` it).
+    CopyFailed {
+        /// The new file.
+        to: String,
+        /// Why the copy failed.
+        why: String,
+        /// Why deleting the new file failed, if it did.
+        left: Option<String>,
+    },
 }
 
 impl fmt::Display for BmfsError {
@@ -161,6 +172,13 @@ impl fmt::Display for BmfsError {
                 "the directory on disk may differ from the one in memory ({why}): open the disk again"
             ),
             Self::Source(why) => f.write_str(why),
+            Self::CopyFailed { to, why, left } => match left {
+                None => write!(f, "copying to '{to}' failed ({why}); '{to}' deleted"),
+                Some(undo) => write!(
+                    f,
+                    "copying to '{to}' failed ({why}), and deleting '{to}' failed too ({undo}): `rm` it"
+                ),
+            },
         }
     }
 }
@@ -573,11 +591,23 @@ impl<D: Disk> Volume<D> {
     /// Copies the file `from` to a new file `to` reserving as many blocks (at least one),
     /// [`COPY_PIECE`] bytes at a time, so that the one buffer held is a piece whatever
     /// the file's size; returns the bytes copied. The data goes into the new, empty file's
-    /// blocks and is flushed before its size is stored, so a crash or disk error leaves
-    /// it empty or whole. An existing `to` is refused.
+    /// blocks and is flushed before its size is stored, so a crash leaves it empty or
+    /// whole; a failure after the create deletes it ([`BmfsError::CopyFailed`]), so its
+    /// blocks are free again. An existing `to` is refused.
     pub fn copy(&mut self, from: &str, to: &str) -> Result<u64, BmfsError> {
         let source = self.find(from)?.clone();
         let start = self.create(to, source.reserved.max(1))?.start;
+        self.copy_into(&source, start, to)
+            .map_err(|error| BmfsError::CopyFailed {
+                to: to.into(),
+                why: alloc::format!("{error}"),
+                left: self.delete(to).err().map(|undo| alloc::format!("{undo}")),
+            })
+    }
+
+    /// [`Volume::copy`]'s work once the new file `to`, whose blocks start at `start`, is
+    /// created: the data of `source` copied into it and its size stored.
+    fn copy_into(&mut self, source: &Entry, start: u64, to: &str) -> Result<u64, BmfsError> {
         let mut buffer = alloc::vec![0u8; COPY_PIECE];
         let mut done = 0;
         while done < source.size {

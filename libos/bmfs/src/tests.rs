@@ -734,3 +734,33 @@ fn a_copy_moves_a_piece_at_a_time_into_a_new_file_of_as_many_blocks() {
     assert_eq!(volume.read("empty2").unwrap(), b"");
     assert!(volume.find("x").is_err());
 }
+
+#[test]
+fn a_copy_that_fails_deletes_its_new_file() {
+    use WriteOutcome::*;
+    let (mut volume, script) = scripted_volume();
+    volume.write("a", &vec![0x5A; (1 << 20) + 3]).unwrap();
+    let free = volume.free_blocks();
+    // The create's two record writes (the end marker moves first) land; the data's
+    // first write fails, and the delete's record write lands.
+    script.borrow_mut().extend([Lands, Lands, Fails]);
+    let error = volume.copy("a", "c").unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "copying to 'c' failed (disk: write failed); 'c' deleted"
+    );
+    assert_eq!(volume.free_blocks(), free, "c's block is free again");
+    assert_eq!(names_on_disk(&volume), ["a", "b"], "no file c on the disk");
+    // The delete fails too: said, and the file left, empty, for `rm`.
+    script.borrow_mut().extend([Lands, Lands, Fails, Fails]);
+    let error = volume.copy("a", "d").unwrap_err();
+    assert!(
+        matches!(&error, BmfsError::CopyFailed { to, left: Some(_), .. } if to == "d"),
+        "{error:?}"
+    );
+    assert!(
+        error.to_string().contains("deleting 'd' failed too"),
+        "{error}"
+    );
+    assert_eq!(volume.read("d").unwrap(), b"");
+}
