@@ -27,10 +27,12 @@
 //! value"): the item the command changes or makes takes it instead of the cache's next
 //! cas unique, which is not used up (an `ma` that changes a number uses one up and
 //! replaces it, as memcached does); a command that changes nothing ignores it.
-//! - `me`: `b`; `mn` takes nothing (and, as in memcached, ignores what follows it).
+//! - `me`: `b` (only as the token after the key; as in memcached, any other token there
+//!   and anything after it are ignored); `mn` takes nothing (and, as in memcached,
+//!   ignores what follows it).
 //!
-//! Every command accepts the other flags memcached knows (`P` and `L`, proxy hints, and
-//! the flags of the other commands) and ignores them, as memcached does. Any other flag
+//! `mg`, `ms`, `md` and `ma` accept the other flags memcached knows (`P` and `L`, proxy
+//! hints, and the flags of the other commands) and ignore them, as memcached does. Any other flag
 //! is refused with `CLIENT_ERROR invalid flag`, as memcached refuses it; so is a flag
 //! without a token followed by other bytes (`vx`, which memcached reads as `v`). The errors are memcached's: a repeated flag, a bad token, an opaque token over
 //! 32 bytes, a bad mode, more than 19 tokens on the line, a key over 250 bytes (before
@@ -298,16 +300,13 @@ fn set<'a>(arguments: &'a [u8], input: &'a [u8], line_end: usize, max_value: usi
     request(block_end, 0, meta(action))
 }
 
-/// `me <key> [b]`.
+/// `me <key> [b]`: as memcached's process_meta_command, only the token after the key is
+/// looked at (`b`: a base64 key), the rest of the line ignored.
 fn debug(arguments: &[u8], line_end: usize) -> Parsed<'_> {
     let Some((key, flags)) = next_token(arguments).filter(|(key, _)| key.len() <= MAX_KEY) else {
         return invalid(line_end, ProtocolError::BadFormat, false);
     };
-    let base64 = match next_token(flags) {
-        None => false,
-        Some((b"b", rest)) if next_token(rest).is_none() => true,
-        Some(_) => return invalid(line_end, ProtocolError::MetaInvalidFlag, false),
-    };
+    let base64 = matches!(next_token(flags), Some((b"b", _)));
     let meta = Meta {
         action: Action::Debug,
         key,
