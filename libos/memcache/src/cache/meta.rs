@@ -86,7 +86,7 @@ fn ttl_left(expires_at: u64, now: u64) -> Option<u64> {
 /// What a meta get (`mg`) does besides reading the item.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MetaGet {
-    /// `T`: a hit's new expiry (the command is then counted as a touch).
+    /// `T`: a hit's new expiry (the hit is then counted as a touch; a miss is a get's).
     pub touch: Option<Retime>,
     /// `N`: on a miss, create an empty item with this expiry, and win it (`W`).
     pub vivify: Option<Retime>,
@@ -228,19 +228,16 @@ pub struct Inspection {
 
 impl Cache {
     /// `mg`: the live item of `key` (or, on a miss with [`MetaGet::vivify`], a new empty
-    /// one), changed as `get` asks; counted as a `get`, or with `T` as a `touch`, a hit
-    /// when it returns an item (one it made too, as memcached counts it).
+    /// one), changed as `get` asks. As memcached's process_mget_command counts it: an
+    /// item returned (one it made too) is a `get` hit, or with `T` a `touch` hit; a miss
+    /// is a `get` miss, with `T` too (memcached counts a touch only once `T` has changed
+    /// an item), and an expired item found is counted in `get_expired` with `T` too.
     pub fn meta_get(&mut self, key: Key<'_>, get: &MetaGet, now: u64) -> Option<MetaHit<'_>> {
         self.flush_if_due(now);
         let touch = get.touch.is_some();
-        if touch {
-            self.stats.cmd_touch += 1;
-        } else {
-            self.stats.cmd_get += 1;
-        }
         let hash = self.hash(key);
         let found = self.find_live(key, hash, now);
-        if found == Err(Missing::Expired) && !touch {
+        if found == Err(Missing::Expired) {
             self.stats.get_expired += 1;
         }
         let (index, created) = match found.ok() {
@@ -252,18 +249,17 @@ impl Cache {
                 (index, true)
             }
             None => {
-                if touch {
-                    self.stats.touch_misses += 1;
-                } else {
-                    self.stats.get_misses += 1;
-                }
+                self.stats.cmd_get += 1;
+                self.stats.get_misses += 1;
                 return None;
             }
         };
         // An item `N` made counts as a hit, as memcached counts it.
         if touch {
+            self.stats.cmd_touch += 1;
             self.stats.touch_hits += 1;
         } else {
+            self.stats.cmd_get += 1;
             self.stats.get_hits += 1;
         }
         let before = self.unix_expiry(self.items[index as usize].expires_at);

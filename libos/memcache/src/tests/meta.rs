@@ -124,7 +124,7 @@ fn meta_get_touches_vivifies_and_wins_recaches() {
             stats.touch_misses,
             stats.cmd_get
         ),
-        (3, 2, 1, 1)
+        (2, 2, 0, 2)
     );
     // `N` makes an empty item on a miss, and this client wins it (`W`); later clients
     // see it won (`Z`) until it is stored again.
@@ -182,8 +182,31 @@ fn meta_get_counts_the_item_n_makes_as_a_hit() {
     });
     assert_eq!(tiny.say("mg n N30\r\nmg t N30 T60\r\n"), "EN\r\nEN\r\n");
     let stats = tiny.cache.stats(tiny.now);
-    assert_eq!((stats.get_hits, stats.get_misses), (0, 1));
-    assert_eq!((stats.touch_hits, stats.touch_misses), (0, 1));
+    assert_eq!((stats.get_hits, stats.get_misses), (0, 2));
+    assert_eq!((stats.touch_hits, stats.touch_misses), (0, 0));
+}
+
+/// `mg` with `T` that finds no item is a `get` miss, and one that finds an expired item
+/// counts it in `get_expired`, as memcached's process_mget_command counts them (a touch
+/// only once `T` has changed an item).
+#[test]
+fn meta_get_with_t_counts_a_miss_and_an_expired_item_as_a_get() {
+    let mut server = Server::new();
+    server.say("ms gone 1 T5\r\nx\r\n");
+    server.now += 10;
+    assert_eq!(
+        server.say("mg nope T30\r\nmg gone T30 v\r\n"),
+        "EN\r\nEN\r\n"
+    );
+    let stats = server.cache.stats(server.now);
+    assert_eq!(
+        (stats.cmd_get, stats.get_misses, stats.get_expired),
+        (2, 2, 1)
+    );
+    assert_eq!(
+        (stats.cmd_touch, stats.touch_hits, stats.touch_misses),
+        (0, 0, 0)
+    );
 }
 
 #[test]
