@@ -13,7 +13,7 @@ mod meta;
 
 pub use meta::{
     DeleteOutcome, Expiry, Inspection, MetaDelete, MetaDelta, MetaDeltaOutcome, MetaGet, MetaHit,
-    MetaStore, Retime,
+    MetaStore, MetaStored, Retime,
 };
 
 /// The longest key memcached accepts, in bytes.

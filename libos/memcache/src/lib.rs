@@ -35,7 +35,7 @@ pub mod udp;
 
 pub use cache::{
     Cache, Config, DeleteOutcome, DeltaOutcome, Expiry, Found, ITEM_OVERHEAD, Inspection, Key,
-    MAX_KEY, MetaDelete, MetaDelta, MetaDeltaOutcome, MetaGet, MetaHit, MetaStore,
+    MAX_KEY, MetaDelete, MetaDelta, MetaDeltaOutcome, MetaGet, MetaHit, MetaStore, MetaStored,
     RELATIVE_EXPTIME_MAX, Retime, Stats, StoreMode, StoreOutcome,
 };
 pub use parse::{

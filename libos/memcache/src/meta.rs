@@ -1,5 +1,5 @@
-//! memcached 1.6's meta commands, as its protocol.txt documents them and memcached 1.6.18
-//! answers them: `mn` (no-op), `mg` (get), `ms` (set), `md` (delete), `ma` (arithmetic)
+//! memcached 1.6's meta commands, as its protocol.txt documents them and memcached 1.6.21
+//! (the version kv announces) answers them: `mn` (no-op), `mg` (get), `ms` (set), `md` (delete), `ma` (arithmetic)
 //! and `me` (debug).
 //!
 //! A meta line is `<cm> <key> <datalen*> <flag>*`; a flag is one character, some with a
@@ -15,8 +15,9 @@
 //!   item does).
 //! - `ms`: `b`, `c`, `C` (compare cas), `E` (the stored item's cas unique), `F` (client
 //!   flags), `I` (with `C`: a cas below the item's stores all the same, the item kept
-//!   stale), `k`, `O`, `q` (no `HD`), `T` (TTL), `M` (mode: `E` add, `A` append, `P`
-//!   prepend, `R` replace, `S` set).
+//!   stale), `k`, `O`, `q` (no `HD`), `s` (the stored value's size, the joined one after
+//!   an append or prepend; the value sent when nothing was stored), `T` (TTL), `M`
+//!   (mode: `E` add, `A` append, `P` prepend, `R` replace, `S` set).
 //! - `md`: `b`, `C`, `I` (mark stale with a new cas rather than delete), `E` (with `I`:
 //!   that new cas), `k`, `O`, `q` (no `HD`), `T` (with `I`: the stale item's TTL).
 //! - `ma`: `b`, `c`, `C`, `D` (delta), `E` (the changed or created item's cas unique),
@@ -511,8 +512,8 @@ pub(crate) fn run(cache: &mut impl Store, meta: Meta<'_>, now: u64, out: &mut im
                 invalidate: options.invalidate,
                 new_cas: options.new_cas,
             };
-            let (outcome, cas) = cache.meta_store(key, &store, value, now);
-            let status: &[u8] = match outcome {
+            let stored = cache.meta_store(key, &store, value, now);
+            let status: &[u8] = match stored.outcome {
                 StoreOutcome::Stored if options.quiet => return,
                 StoreOutcome::Stored => b"HD",
                 StoreOutcome::NotStored => b"NS",
@@ -522,7 +523,8 @@ pub(crate) fn run(cache: &mut impl Store, meta: Meta<'_>, now: u64, out: &mut im
                 StoreOutcome::NoMemory => return out.put(Reply::NoMemory.bytes()),
                 StoreOutcome::BadDataChunk => return out.put(Reply::BadDataChunk.bytes()),
             };
-            write_status(out, &meta, status, &[(b'c', cas)]);
+            let numbers = [(b'c', stored.cas), (b's', stored.size as u64)];
+            write_status(out, &meta, status, &numbers);
         }
         Action::SetTooLarge => {
             cache.meta_refuse_too_large(key, now);

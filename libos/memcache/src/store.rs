@@ -4,7 +4,7 @@ use alloc::vec::Vec;
 
 use crate::cache::{
     Cache, Config, DeleteOutcome, DeltaOutcome, Found, Inspection, Key, MetaDelete, MetaDelta,
-    MetaDeltaOutcome, MetaGet, MetaHit, MetaStore, Stats, StoreMode, StoreOutcome,
+    MetaDeltaOutcome, MetaGet, MetaHit, MetaStore, MetaStored, Stats, StoreMode, StoreOutcome,
 };
 use crate::table::hash;
 
@@ -65,13 +65,8 @@ pub trait Store {
         found: &mut dyn FnMut(Option<MetaHit<'_>>),
     );
     /// `ms` ([`Cache::meta_store`]).
-    fn meta_store(
-        &mut self,
-        key: Key<'_>,
-        store: &MetaStore,
-        value: &[u8],
-        now: u64,
-    ) -> (StoreOutcome, u64);
+    fn meta_store(&mut self, key: Key<'_>, store: &MetaStore, value: &[u8], now: u64)
+    -> MetaStored;
     /// `ms` of a value above the item size limit ([`Cache::meta_refuse_too_large`]).
     fn meta_refuse_too_large(&mut self, key: Key<'_>, now: u64) -> StoreOutcome;
     /// `ms` whose data block did not end with `\r\n` ([`Cache::meta_refuse_bad_chunk`]).
@@ -159,7 +154,7 @@ impl Store for Cache {
         store: &MetaStore,
         value: &[u8],
         now: u64,
-    ) -> (StoreOutcome, u64) {
+    ) -> MetaStored {
         Cache::meta_store(self, key, store, value, now)
     }
     fn meta_refuse_too_large(&mut self, key: Key<'_>, now: u64) -> StoreOutcome {
@@ -324,7 +319,7 @@ impl Store for &Shards {
         store: &MetaStore,
         value: &[u8],
         now: u64,
-    ) -> (StoreOutcome, u64) {
+    ) -> MetaStored {
         self.on(key, |cache| cache.meta_store(key, store, value, now))
     }
     fn meta_refuse_too_large(&mut self, key: Key<'_>, now: u64) -> StoreOutcome {

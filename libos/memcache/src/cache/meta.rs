@@ -145,6 +145,18 @@ pub struct MetaStore {
     pub new_cas: Option<u64>,
 }
 
+/// What a meta set did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MetaStored {
+    /// Stored, or why not.
+    pub outcome: StoreOutcome,
+    /// The stored item's cas unique (`c`; 0 when nothing was stored).
+    pub cas: u64,
+    /// The stored item's value length, the joined one after an append or prepend; the
+    /// value sent when nothing was stored (`s`, as memcached reports it).
+    pub size: usize,
+}
+
 /// What a meta delete (`md`) deletes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MetaDelete {
@@ -296,8 +308,8 @@ impl Cache {
         })
     }
 
-    /// `ms`: stores `value` under `key` as `store` asks; what was done, and the stored
-    /// item's cas unique (0 when nothing was stored). An item that cannot be made (its
+    /// `ms`: stores `value` under `key` as `store` asks; what was done, with the stored
+    /// item's cas unique and size. An item that cannot be made (its
     /// value above the item size limit, or key and value alone above the budget) is
     /// refused before the mode is looked at, and the key's old item removed whatever the
     /// mode, as memcached's meta set does (a classic store removes it for `set` only).
@@ -307,9 +319,14 @@ impl Cache {
         store: &MetaStore,
         value: &[u8],
         now: u64,
-    ) -> (StoreOutcome, u64) {
+    ) -> MetaStored {
+        let refused = |outcome| MetaStored {
+            outcome,
+            cas: 0,
+            size: value.len(),
+        };
         if value.len() > self.config.max_value {
-            return (self.meta_refuse_too_large(key, now), 0);
+            return refused(self.meta_refuse_too_large(key, now));
         }
         let mode = match (store.mode, store.compare_cas) {
             (StoreMode::Set | StoreMode::Replace, Some(unique)) => StoreMode::Cas(unique),
@@ -327,11 +344,17 @@ impl Cache {
             new_cas: store.new_cas,
             refusal_unlinks: true,
         };
-        let (outcome, index) = self.store_item(mode, conditions, item, now);
-        (
-            outcome,
-            index.map_or(0, |index| self.items[index as usize].cas),
-        )
+        match self.store_item(mode, conditions, item, now) {
+            (outcome, Some(index)) => {
+                let item = &self.items[index as usize];
+                MetaStored {
+                    outcome,
+                    cas: item.cas,
+                    size: item.value().len(),
+                }
+            }
+            (outcome, None) => refused(outcome),
+        }
     }
 
     /// `ms` of a value above the item size limit (its data block skipped unread): counted,

@@ -209,15 +209,32 @@ fn meta_get_with_t_counts_a_miss_and_an_expired_item_as_a_get() {
     );
 }
 
+/// `ms`'s `s` reports the stored value's size where it stands among the flags, the
+/// joined value's after an append or prepend, the value sent when nothing was stored, as
+/// memcached's meta set does.
+#[test]
+fn meta_set_s_reports_the_stored_size() {
+    let mut server = Server::new();
+    assert_eq!(server.say("ms bar 2 s c\r\nhi\r\n"), "HD s2 c1\r\n");
+    assert_eq!(server.say("ms bar 3 MA c s\r\nthe\r\n"), "HD c2 s5\r\n");
+    assert_eq!(server.say("ms bar 1 MP s\r\n>\r\n"), "HD s6\r\n");
+    assert_eq!(server.say("mg bar v\r\n"), "VA 6\r\n>hithe\r\n");
+    assert_eq!(server.say("ms bar 4 ME s c\r\nnope\r\n"), "NS s4 c0\r\n");
+    assert_eq!(server.say("ms none 1 MA s\r\nx\r\n"), "NS s1\r\n");
+}
+
 #[test]
 fn meta_set_stores_in_every_mode() {
     let mut server = Server::new();
     assert_eq!(server.say("ms a 3 T100 F5\r\nabc\r\n"), "HD\r\n");
     assert_eq!(server.say("get a\r\n"), "VALUE a 5 3\r\nabc\r\nEND\r\n");
     assert_eq!(server.say("mg a t\r\n"), "HD t100\r\n");
-    // `k`, `O` and `c` are echoed in order, `c` the new cas unique (0 when nothing was
-    // stored); other flags are not (`s`).
-    assert_eq!(server.say("ms a 3 c k O5 s\r\nxyz\r\n"), "HD c2 ka O5\r\n");
+    // `k`, `O`, `c` and `s` are echoed in order, `c` the new cas unique (0 when nothing
+    // was stored), `s` the value's size; other flags are not (`f`, `t`).
+    assert_eq!(
+        server.say("ms a 3 c k f O5 s t\r\nxyz\r\n"),
+        "HD c2 ka O5 s3\r\n"
+    );
     assert_eq!(server.say("ms a 1 ME c Oo\r\nx\r\n"), "NS c0 Oo\r\n");
     assert_eq!(server.say("ms b 1 MR\r\nx\r\n"), "NS\r\n");
     assert_eq!(server.say("ms b 1 MA\r\nx\r\n"), "NS\r\n");
@@ -740,7 +757,7 @@ fn malformed_meta_lines_get_memcacheds_errors() {
         "VA 1\r\n1\r\nNF\r\n"
     );
     assert_eq!(
-        server.say("ma n N0 I F1 s\r\nms b 1 N5 J1 D1 R1 v u s\r\nx\r\n"),
+        server.say("ma n N0 I F1 s\r\nms b 1 N5 J1 D1 R1 v u t\r\nx\r\n"),
         "HD\r\nHD\r\n"
     );
     // 19 tokens are fine.
