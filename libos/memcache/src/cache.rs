@@ -431,6 +431,12 @@ impl Cache {
                 self.bump(index);
                 return (StoreOutcome::NotStored, None);
             }
+            // memcached's NREAD_APPENDVIV and NREAD_PREPENDVIV: stored as an add would be.
+            (StoreMode::Append | StoreMode::Prepend, None) if conditions.vivify_on_miss => (
+                flags,
+                self.item_expiry(expiry(exptime, now)),
+                join(&[key.bytes(), value]),
+            ),
             (StoreMode::Replace | StoreMode::Append | StoreMode::Prepend, None) => {
                 return (StoreOutcome::NotStored, None);
             }
@@ -959,6 +965,9 @@ struct Conditions {
     stale_if_older: bool,
     /// The stored item's cas unique, chosen by the client (meta set's `E`).
     new_cas: Option<u64>,
+    /// An `append`/`prepend` that finds no item stores the value as a new item (meta
+    /// set's `N` in those modes).
+    vivify_on_miss: bool,
     /// An item the budget cannot hold alone removes the key's old item whatever the
     /// mode (a meta set's refusal), not for `set` alone (a classic store's).
     refusal_unlinks: bool,

@@ -15,9 +15,11 @@
 //!   item does).
 //! - `ms`: `b`, `c`, `C` (compare cas), `E` (the stored item's cas unique), `F` (client
 //!   flags), `I` (with `C`: a cas below the item's stores all the same, the item kept
-//!   stale), `k`, `O`, `q` (no `HD`), `s` (the stored value's size, the joined one after
-//!   an append or prepend; the value sent when nothing was stored), `T` (TTL), `M`
-//!   (mode: `E` add, `A` append, `P` prepend, `R` replace, `S` set).
+//!   stale), `k`, `N` (in append or prepend mode: on a miss, store the value as a new
+//!   item with this TTL, in place of `T`'s), `O`, `q` (no `HD`), `s` (the stored value's
+//!   size, the joined one after an append or prepend; the value sent when nothing was
+//!   stored), `T` (TTL), `M` (mode: `E` add, `A` append, `P` prepend, `R` replace, `S`
+//!   set).
 //! - `md`: `b`, `C`, `I` (mark stale with a new cas rather than delete), `E` (with `I`:
 //!   that new cas), `k`, `O`, `q` (no `HD`), `T` (with `I`: the stale item's TTL).
 //! - `ma`: `b`, `c`, `C`, `D` (delta), `E` (the changed or created item's cas unique),
@@ -509,6 +511,7 @@ pub(crate) fn run(cache: &mut impl Store, meta: Meta<'_>, now: u64, out: &mut im
                 compare_cas: options.compare_cas,
                 flags: options.client_flags,
                 exptime: options.touch.map_or(0, |touch| touch.exptime.into()),
+                vivify: options.vivify.map(|vivify| vivify.exptime.into()),
                 invalidate: options.invalidate,
                 new_cas: options.new_cas,
             };

@@ -137,6 +137,10 @@ pub struct MetaStore {
     pub flags: u32,
     /// `T`: the exptime.
     pub exptime: i64,
+    /// `N` in append or prepend mode: on a miss, store the value as a new item with
+    /// this exptime, which replaces `T`'s (memcached's autovivifying append and
+    /// prepend); ignored in the other modes, as memcached ignores it.
+    pub vivify: Option<i64>,
     /// `I` with `C`: a set or replace whose `C` is below the item's cas unique is stored
     /// all the same, the item staying stale with its TTL and win (a stale value may be
     /// recached by a client that read it before it was invalidated).
@@ -332,10 +336,13 @@ impl Cache {
             (StoreMode::Set | StoreMode::Replace, Some(unique)) => StoreMode::Cas(unique),
             (mode, _) => mode,
         };
+        let vivify = store
+            .vivify
+            .filter(|_| matches!(mode, StoreMode::Append | StoreMode::Prepend));
         let item = NewItem {
             key,
             flags: store.flags,
-            exptime: store.exptime,
+            exptime: vivify.unwrap_or(store.exptime),
             value,
         };
         let conditions = Conditions {
@@ -343,6 +350,7 @@ impl Cache {
             stale_if_older: store.invalidate,
             new_cas: store.new_cas,
             refusal_unlinks: true,
+            vivify_on_miss: vivify.is_some(),
         };
         match self.store_item(mode, conditions, item, now) {
             (outcome, Some(index)) => {

@@ -223,6 +223,33 @@ fn meta_set_s_reports_the_stored_size() {
     assert_eq!(server.say("ms none 1 MA s\r\nx\r\n"), "NS s1\r\n");
 }
 
+/// `ms`'s `N` in append or prepend mode stores the value as a new item on a miss, its
+/// TTL `N`'s (`T`'s ignored), as memcached's autovivifying append and prepend do
+/// (protocol.txt: "if in append mode, autovivify on miss with supplied TTL"); on a hit
+/// the value is joined as without it, and in the other modes it is ignored.
+#[test]
+fn meta_set_n_vivifies_an_append_or_prepend_on_a_miss() {
+    let mut server = Server::new();
+    assert_eq!(server.say("ms foo 2 MA N30\r\nhi\r\n"), "HD\r\n");
+    assert_eq!(server.say("mg foo v t\r\n"), "VA 2 t30\r\nhi\r\n");
+    assert_eq!(
+        server.say("ms pre 2 MP N30 T99 F7 s\r\nhi\r\n"),
+        "HD s2\r\n"
+    );
+    assert_eq!(server.say("mg pre v t f\r\n"), "VA 2 t30 f7\r\nhi\r\n");
+    // A hit joins the value, the item keeping its flags and TTL.
+    assert_eq!(server.say("ms foo 1 MA N99 F3\r\n!\r\n"), "HD\r\n");
+    assert_eq!(server.say("ms pre 1 MP N99\r\n<\r\n"), "HD\r\n");
+    assert_eq!(
+        server.say("mg foo v t f\r\nmg pre v t f\r\n"),
+        "VA 3 t30 f0\r\nhi!\r\nVA 3 t30 f7\r\n<hi\r\n"
+    );
+    // Replace ignores it.
+    assert_eq!(server.say("ms none 1 MR N30\r\nx\r\n"), "NS\r\n");
+    let stats = server.cache.stats(server.now);
+    assert_eq!((stats.cmd_set, stats.total_items), (5, 4));
+}
+
 #[test]
 fn meta_set_stores_in_every_mode() {
     let mut server = Server::new();
