@@ -535,7 +535,8 @@ pub fn shutdown_request(request: &[u8]) -> Shutdown {
     }
 }
 
-/// An output that refuses to grow past `limit` bytes, remembering that it had to.
+/// An output that refuses to grow past `limit` bytes, remembering that it had to; its
+/// room tells a meta get ahead, so that a dropped answer changes no item.
 pub struct Bounded<'a> {
     /// Where the answers go.
     out: &'a mut Vec<u8>,
@@ -568,6 +569,13 @@ impl Output for Bounded<'_> {
         } else {
             self.out.extend_from_slice(bytes);
         }
+    }
+
+    fn room(&self) -> usize {
+        if self.overflowed {
+            return 0;
+        }
+        self.limit.saturating_sub(self.out.len())
     }
 }
 

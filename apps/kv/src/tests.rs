@@ -117,6 +117,31 @@ fn udp_requests_are_answered_as_memcached_does() {
     assert_eq!(short, Err(rexo_memcache::udp::UdpDrop::Truncated));
 }
 
+/// An `mg` whose answer is past the datagrams' bound (and replaced by the out-of-memory
+/// error) changes nothing: the stale item's win (`W`) goes to the next reader, whose
+/// answer carries it, as memcached sends `W` to exactly one client; its `T` is not
+/// applied and the item is not marked read.
+#[test]
+fn a_meta_get_whose_answer_is_dropped_leaves_the_win_to_the_next_reader() {
+    let mut cache = small_cache();
+    let info = ServerInfo::default();
+    let mut answer = Vec::new();
+    store_value(&mut cache, "a", 30_000);
+    let mut ask = |id, body: &[u8], answer: &mut Vec<u8>| {
+        let request = datagram(id, 1, body);
+        let served = udp::answer_datagram(&mut cache, &request, CLOCK_START_S, &info, answer);
+        assert_eq!(served, Ok(id));
+    };
+    ask(1, b"md a I\r\n", &mut answer);
+    assert_eq!(answer, b"HD\r\n");
+    ask(2, b"mg a v c T60\r\n", &mut answer);
+    assert_eq!(answer, connection::OUTPUT_TOO_LARGE);
+    ask(3, b"mg a h t\r\n", &mut answer);
+    assert_eq!(answer, b"HD h0 t-1 X W\r\n");
+    ask(4, b"mg a\r\n", &mut answer);
+    assert_eq!(answer, b"HD Z X\r\n");
+}
+
 #[test]
 fn a_udp_get_cannot_make_an_unbounded_answer() {
     let mut cache = small_cache();

@@ -25,7 +25,8 @@ pub const UDP_OUTPUT_LIMIT: usize = UDP_ANSWER_DATAGRAMS * DATA_PER_DATAGRAM;
 /// request id its answer carries. As memcached does: a request spread over several
 /// datagrams is refused; a request cut off at the end, the data of a refused storage
 /// command, and `quit` end the datagram's requests (no later datagram continues them).
-/// An answer past [`UDP_OUTPUT_LIMIT`] becomes memcached's out-of-memory error.
+/// An answer past [`UDP_OUTPUT_LIMIT`] becomes memcached's out-of-memory error (an `mg`
+/// whose answer is dropped so leaves its item as it was: its win goes to a later reader).
 pub fn answer_datagram(
     cache: &mut impl Store,
     datagram: &[u8],

@@ -499,10 +499,20 @@ pub(crate) fn run(cache: &mut impl Store, meta: Meta<'_>, now: u64, out: &mut im
                 no_bump: options.no_bump,
                 new_cas: options.new_cas,
             };
-            cache.meta_get(key, &get, now, &mut |hit| match hit {
-                Some(hit) => write_hit(out, &meta, &hit),
-                None if options.quiet => {}
-                None => write_status(out, &meta, b"EN", &[]),
+            cache.meta_get(key, &get, now, &mut |hit| {
+                match hit {
+                    Some(hit) => {
+                        let mut length = Length(0);
+                        write_hit(&mut length, &meta, &hit);
+                        let taken = length.0 <= out.room();
+                        // Past its room the output drops it, and the item is left as it was.
+                        write_hit(out, &meta, &hit);
+                        return taken;
+                    }
+                    None if options.quiet => {}
+                    None => write_status(out, &meta, b"EN", &[]),
+                }
+                true
             });
         }
         Action::Set(value) => {
@@ -601,6 +611,15 @@ pub(crate) fn run(cache: &mut impl Store, meta: Meta<'_>, now: u64, out: &mut im
             }
             None => out.put(b"EN\r\n"),
         },
+    }
+}
+
+/// An [`Output`] that only counts the bytes put: an answer's length.
+struct Length(usize);
+
+impl Output for Length {
+    fn put(&mut self, bytes: &[u8]) {
+        self.0 += bytes.len();
     }
 }
 

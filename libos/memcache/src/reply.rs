@@ -11,6 +11,13 @@ pub const VERSION: &str = "1.6.21-rexo";
 pub trait Output {
     /// Appends `bytes`.
     fn put(&mut self, bytes: &[u8]);
+
+    /// How many more bytes it takes: an output that drops an answer longer than this
+    /// (kv's bounded one) says so, for a command that changes what it reports (`mg`'s
+    /// win) to change nothing when its answer is dropped. Unbounded by default.
+    fn room(&self) -> usize {
+        usize::MAX
+    }
 }
 
 impl Output for Vec<u8> {

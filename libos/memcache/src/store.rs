@@ -56,13 +56,14 @@ pub trait Store {
     fn stats(&self, now: u64) -> Stats;
     /// `stats reset`.
     fn reset_stats(&mut self);
-    /// `mg` ([`Cache::meta_get`]): hands what it found (or made) to `found`.
+    /// `mg` ([`Cache::meta_get`]): hands what it found (or makes) to `found`, which
+    /// answers it and says whether the answer was taken (the item is changed only then).
     fn meta_get(
         &mut self,
         key: Key<'_>,
         get: &MetaGet,
         now: u64,
-        found: &mut dyn FnMut(Option<MetaHit<'_>>),
+        found: &mut dyn FnMut(Option<MetaHit<'_>>) -> bool,
     );
     /// `ms` ([`Cache::meta_store`]).
     fn meta_store(&mut self, key: Key<'_>, store: &MetaStore, value: &[u8], now: u64)
@@ -144,9 +145,9 @@ impl Store for Cache {
         key: Key<'_>,
         get: &MetaGet,
         now: u64,
-        found: &mut dyn FnMut(Option<MetaHit<'_>>),
+        found: &mut dyn FnMut(Option<MetaHit<'_>>) -> bool,
     ) {
-        found(Cache::meta_get(self, key, get, now));
+        Cache::meta_get(self, key, get, now, found)
     }
     fn meta_store(
         &mut self,
@@ -309,7 +310,7 @@ impl Store for &Shards {
         key: Key<'_>,
         get: &MetaGet,
         now: u64,
-        found: &mut dyn FnMut(Option<MetaHit<'_>>),
+        found: &mut dyn FnMut(Option<MetaHit<'_>>) -> bool,
     ) {
         self.on(key, |cache| Store::meta_get(cache, key, get, now, found))
     }

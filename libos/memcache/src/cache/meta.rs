@@ -243,12 +243,22 @@ pub struct Inspection {
 }
 
 impl Cache {
-    /// `mg`: the live item of `key` (or, on a miss with [`MetaGet::vivify`], a new empty
-    /// one), changed as `get` asks. As memcached's process_mget_command counts it: an
+    /// `mg`: hands `answer` the live item of `key` (or, on a miss with
+    /// [`MetaGet::vivify`], the new empty one it makes), as the command leaves it, or
+    /// `None`; `answer` answers it and says whether the answer was taken. Only then is
+    /// the item changed as `get` asks (made, touched, won, read): an answer its output
+    /// had no room for (and dropped) leaves the item as it was, so that no client is
+    /// told of a win it never sees and the item stays winnable. As memcached's process_mget_command counts it: an
     /// item returned (one it made too) is a `get` hit, or with `T` a `touch` hit; a miss
     /// is a `get` miss, with `T` too (memcached counts a touch only once `T` has changed
     /// an item), and an expired item found is counted in `get_expired` with `T` too.
-    pub fn meta_get(&mut self, key: Key<'_>, get: &MetaGet, now: u64) -> Option<MetaHit<'_>> {
+    pub fn meta_get(
+        &mut self,
+        key: Key<'_>,
+        get: &MetaGet,
+        now: u64,
+        answer: &mut dyn FnMut(Option<MetaHit<'_>>) -> bool,
+    ) {
         self.flush_if_due(now);
         let touch = get.touch.is_some();
         let hash = self.hash(key);
@@ -256,21 +266,18 @@ impl Cache {
         if found == Err(Missing::Expired) {
             self.stats.get_expired += 1;
         }
-        let (index, created) = match found.ok() {
-            Some(index) => (index, false),
-            None if get.vivify.is_some() && self.fits_alone(key.bytes().len()) => {
-                let cas = self.cas_of_change(get.new_cas);
-                let index = self.link(key.bytes().into(), key, hash, 0, 0, cas, now);
-                self.stats.total_items += 1;
-                (index, true)
-            }
+        // `None`: the item `N` makes once the answer is taken.
+        let index = match found.ok() {
+            Some(index) => Some(index),
+            None if get.vivify.is_some() && self.fits_alone(key.bytes().len()) => None,
             None => {
                 self.stats.cmd_get += 1;
                 self.stats.get_misses += 1;
-                return None;
+                answer(None);
+                return;
             }
         };
-        // An item `N` made counts as a hit, as memcached counts it.
+        // An item `N` makes counts as a hit, as memcached counts it.
         if touch {
             self.stats.cmd_touch += 1;
             self.stats.touch_hits += 1;
@@ -278,19 +285,55 @@ impl Cache {
             self.stats.cmd_get += 1;
             self.stats.get_hits += 1;
         }
-        let before = self.unix_expiry(self.items[index as usize].expires_at);
+        let created = index.is_none();
+        let now_at = self.since_epoch(now);
+        // What the item was before the command: a made one is new, empty and unread.
+        let (before, state, idle, value, flags, cas) = match index {
+            Some(index) => {
+                let item = &self.items[index as usize];
+                let before = self.unix_expiry(item.expires_at);
+                let idle = item.idle(now_at);
+                (before, item.state, idle, item.value(), item.flags, item.cas)
+            }
+            // The cas unique `cas_of_change` gives it.
+            None => (
+                0,
+                0,
+                0,
+                &[][..],
+                0,
+                get.new_cas.unwrap_or(self.last_cas + 1),
+            ),
+        };
         let expiry = Expiry::new(before, get.touch, get.vivify, created, now);
-        let (expires_at, now_at) = (self.item_expiry(expiry.after()), self.since_epoch(now));
-        let item = &mut self.items[index as usize];
-        let win_sent = item.state & WIN_SENT != 0;
-        let stale = item.state & STALE != 0;
+        let win_sent = state & WIN_SENT != 0;
+        let stale = state & STALE != 0;
         let recache = get.recache.is_some_and(|recache| {
             let at = expiry.at(recache.place);
             !created && at != 0 && at < super::expiry(recache.exptime.into(), now)
         });
         let won = created || ((recache || stale) && !win_sent);
-        let hit_before = item.state & FETCHED != 0;
-        let idle = item.idle(now_at);
+        let taken = answer(Some(MetaHit {
+            value,
+            flags,
+            cas,
+            expiry,
+            hit_before: state & FETCHED != 0,
+            idle,
+            win_sent,
+            stale,
+            won,
+        }));
+        if !taken {
+            return;
+        }
+        let index = index.unwrap_or_else(|| {
+            let cas = self.cas_of_change(get.new_cas);
+            self.stats.total_items += 1;
+            self.link(key.bytes().into(), key, hash, 0, 0, cas, now)
+        });
+        let expires_at = self.item_expiry(expiry.after());
+        let item = &mut self.items[index as usize];
         item.expires_at = expires_at;
         if won {
             item.state |= WIN_SENT;
@@ -298,18 +341,6 @@ impl Cache {
         if !get.no_bump {
             self.access(index, now);
         }
-        let item = &self.items[index as usize];
-        Some(MetaHit {
-            value: item.value(),
-            flags: item.flags,
-            cas: item.cas,
-            expiry,
-            hit_before,
-            idle,
-            win_sent,
-            stale,
-            won,
-        })
     }
 
     /// `ms`: stores `value` under `key` as `store` asks; what was done, with the stored
