@@ -50,6 +50,12 @@ const FORWARDS: &[(&str, &[Forward])] = &[
     ),
 ];
 
+/// Why `run` gives a `microvm` no network: QEMU gives that machine a PCI bus only with
+/// `pcie=on`, whose configuration space ACPI describes in the DSDT alone (no MCFG table,
+/// which is where the kernel finds it), and the virtio drivers use the PCI transport only.
+const MICROVM_HAS_NO_NIC: &str = "microvm has no PCI bus for the virtio-net NIC \
+     (QEMU adds one only with pcie=on, and without an MCFG table Rexo would not find it)";
+
 /// The host port on 127.0.0.1 that reaches httpd's port 80 (the default run's status page
 /// is `http://127.0.0.1:8080/`).
 pub const HTTP_HOST_PORT: u16 = 8080;
@@ -166,6 +172,12 @@ fn parse(words: Vec<String>) -> Result<Options> {
     if o.boot != Boot::Pvh && o.machine == Machine::Microvm {
         return Err("microvm boots only PVH; use --machine q35 or pc with --boot bios/uefi".into());
     }
+    if let (Machine::Microvm, Some((app, _))) = (o.machine, o.forwards()) {
+        return Err(format!(
+            "`--machine microvm` cannot run {app}, which serves the network: \
+             {MICROVM_HAS_NO_NIC}; use --machine q35 or pc"
+        ));
+    }
     Ok(o)
 }
 
@@ -187,7 +199,7 @@ impl Options {
 
     /// The default run's manifest ([`default_cmdline`]), when no app was chosen (neither
     /// `--app` nor `app=`/`apps=` in `--append`), the machine has a core for httpd and
-    /// `run` makes the network; otherwise why the monitor runs alone (`Err`), or `Ok(None)`
+    /// `run` makes the network (not on microvm: [`MICROVM_HAS_NO_NIC`]); otherwise why the monitor runs alone (`Err`), or `Ok(None)`
     /// when an app was chosen.
     fn default_run(&self) -> std::result::Result<Option<String>, &'static str> {
         if self.app.is_some() || self.apps_word().is_some() {
@@ -195,6 +207,9 @@ impl Options {
         }
         if self.own_network() {
             return Err("the QEMU arguments bring their own network");
+        }
+        if self.machine == Machine::Microvm {
+            return Err(MICROVM_HAS_NO_NIC);
         }
         let Some(mut cmdline) = default_cmdline(self.cores) else {
             return Err("httpd needs a second core (--cores 2)");
@@ -543,6 +558,43 @@ mod tests {
             err.contains("--app kv") && err.contains("app=hello"),
             "names both: {err}"
         );
+    }
+
+    #[test]
+    fn microvm_gets_no_nic_so_the_monitor_runs_alone_and_network_apps_are_refused() {
+        let default = parse(words(&["--machine", "microvm"])).unwrap();
+        assert_eq!(default.cmdline(), "app=monitor");
+        assert!(default.default_run().unwrap_err().contains("microvm"));
+        assert_eq!(default.forwards(), None, "no virtio-net-pci on microvm");
+        for chosen in [
+            &["--app", "kv"][..],
+            &["--app", "httpd"],
+            &["--append", "app=httpd"],
+            &["--append", "apps=monitor:0:64M,kv:1:64M"],
+        ] {
+            let mut given = words(&["--machine", "microvm"]);
+            given.extend(words(chosen));
+            let err = parse(given).unwrap_err();
+            assert!(
+                err.contains("--machine microvm") && err.contains("q35"),
+                "{chosen:?}: {err}"
+            );
+        }
+        let hello = parse(words(&["--machine", "microvm", "--app", "hello"])).unwrap();
+        assert_eq!(
+            (hello.cmdline().as_str(), hello.forwards()),
+            ("app=hello", None)
+        );
+        let own = parse(words(&[
+            "--machine",
+            "microvm",
+            "--app",
+            "kv",
+            "--",
+            "-nic",
+            "none",
+        ]));
+        assert!(own.is_ok(), "the user's own network is theirs to choose");
     }
 
     #[test]
