@@ -1266,31 +1266,7 @@ fn memcaslap(tcp: SocketAddr, _udp: SocketAddr) -> Result<Vec<String>> {
     .map(|a| a.to_string())
     .collect();
     let out = run_tool(&program, &args, LOAD_TIME + Duration::from_secs(60))?;
-    let field = |line: &str, name: &str| -> Option<String> {
-        let words: Vec<&str> = line.split_whitespace().collect();
-        let at = words.iter().position(|w| w.trim_end_matches(':') == name)?;
-        words.get(at + 1).map(|w| w.to_string())
-    };
-    let summary = out
-        .lines()
-        .find(|l| l.starts_with("Run time:"))
-        .ok_or_else(|| {
-            format!(
-                "no `Run time:` line from memcaslap: {}",
-                shown(out.as_bytes())
-            )
-        })?;
-    let tps = field(summary, "TPS").ok_or("no TPS in memcaslap's summary")?;
-    let misses = out
-        .lines()
-        .find_map(|l| l.strip_prefix("get_misses:"))
-        .map(str::trim)
-        .unwrap_or("?");
-    if misses != "0" {
-        return Err(format!(
-            "memcaslap: get_misses {misses} (every key it gets, it set)"
-        ));
-    }
+    let tps = crate::loadgen::parse_memaslap(&out)?;
     // `Global  T  OPS  TPS  NET  MISSES  MIN  MAX  AVG  STD  GEO` (microseconds).
     let latency = out
         .lines()

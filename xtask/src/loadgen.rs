@@ -109,13 +109,37 @@ pub fn memaslap(
     parse_memaslap(&stdout_of(&mut command, "memcaslap")?)
 }
 
-/// Reads memaslap's closing line (`Run time: 3.0s Ops: 192786 TPS: 64256 Net_rate: ...`).
+/// Reads memaslap's closing report (`cmd_get: N`, `cmd_set: N`, `get_misses: N`, ...,
+/// then `Run time: 3.0s Ops: 192786 TPS: 64256 Net_rate: ...`): the operations per
+/// second. Refused when it made no command or a get missed: every key memaslap gets it
+/// has set, so a miss is a store the server refused or lost (a server that answers
+/// every set with an error and every get with `END` is fast, not a cache).
 pub fn parse_memaslap(text: &str) -> Result<f64> {
     let closing = text
         .lines()
         .rev()
         .find(|line| line.starts_with("Run time:"))
         .ok_or_else(|| format!("memcaslap printed no `Run time:` line:\n{text}"))?;
+    let counter = |name: &str| -> Result<u64> {
+        text.lines()
+            .rev()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+            .and_then(|count| count.trim().parse().ok())
+            .ok_or_else(|| format!("memcaslap printed no `{name}:` count:\n{text}"))
+    };
+    let (gets, sets, misses) = (
+        counter("cmd_get")?,
+        counter("cmd_set")?,
+        counter("get_misses")?,
+    );
+    if misses > 0 {
+        return Err(format!(
+            "memcaslap: get_misses {misses} of {gets} gets (every key it gets, it set)"
+        ));
+    }
+    if gets + sets == 0 {
+        return Err(format!("memcaslap made no get or set: `{closing}`"));
+    }
     let mut words = closing.split_whitespace();
     while let Some(word) = words.next() {
         if word == "TPS:" {
@@ -171,12 +195,33 @@ Transfer/sec:     49.48MB
         assert!(parse_wrk("unable to connect to 127.0.0.1:1").is_err());
     }
 
+    /// memaslap's closing report, its counts and closing line given.
+    fn memaslap_report(gets: u64, sets: u64, misses: u64, closing: &str) -> String {
+        format!(
+            "servers: 127.0.0.1:21211\nthreads count: 2\n\ncmd_get: {gets}\ncmd_set: \
+             {sets}\nget_misses: {misses}\nwritten_bytes: 18911392\nread_bytes: \
+             17306498\nobject_bytes: 2125700\n\n{closing}\n"
+        )
+    }
+
+    const CLOSING: &str = "Run time: 3.0s Ops: 192786 TPS: 64256 Net_rate: 15.2M/s";
+
     #[test]
     fn reads_memaslap() {
-        let text = "servers: 127.0.0.1:21211\nthreads count: 2\nget_misses: 0\n\n\
-                    Run time: 3.0s Ops: 192786 TPS: 64256 Net_rate: 15.2M/s\n";
-        assert_eq!(parse_memaslap(text).unwrap(), 64256.0);
-        assert!(parse_memaslap("Run time: 3.0s Ops: 0 TPS: 0 Net_rate: 0M/s").is_err());
+        let text = memaslap_report(173508, 19278, 0, CLOSING);
+        assert_eq!(parse_memaslap(&text).unwrap(), 64256.0);
+        let idle = memaslap_report(0, 0, 0, "Run time: 3.0s Ops: 0 TPS: 0 Net_rate: 0M/s");
+        assert!(parse_memaslap(&idle).is_err());
         assert!(parse_memaslap("servers: x\n").is_err());
+    }
+
+    #[test]
+    fn refuses_memaslap_runs_whose_gets_missed_or_that_made_no_command() {
+        let missed = parse_memaslap(&memaslap_report(173508, 19278, 5, CLOSING)).unwrap_err();
+        assert!(missed.contains("get_misses 5"), "{missed}");
+        let nothing = parse_memaslap(&memaslap_report(0, 0, 0, CLOSING)).unwrap_err();
+        assert!(nothing.contains("no get or set"), "{nothing}");
+        let uncounted = parse_memaslap(&format!("{CLOSING}\n")).unwrap_err();
+        assert!(uncounted.contains("cmd_get"), "{uncounted}");
     }
 }
