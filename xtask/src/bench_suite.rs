@@ -301,6 +301,29 @@ struct Boots {
 }
 
 impl Boots {
+    /// The boots one at a time, each true when it is made.
+    fn flags(&self) -> [bool; 9] {
+        [
+            self.rexo_noise,
+            self.linux_none,
+            self.rexo_disk,
+            self.linux_bench,
+            self.rexo_net,
+            self.http,
+            self.memcached,
+            self.udp_echo,
+            self.file_system,
+        ]
+    }
+
+    /// Whether `self` and `other` make a boot in common.
+    fn shares(&self, other: &Boots) -> bool {
+        self.flags()
+            .iter()
+            .zip(other.flags())
+            .any(|(&mine, theirs)| mine && theirs)
+    }
+
     /// Whether the Linux `bench` image is needed: for its service, or for its UDP echo
     /// program.
     fn bench_image(&self) -> bool {
@@ -509,9 +532,58 @@ pub fn command(words: Vec<String>) -> Result<()> {
 struct Samples {
     rexo: BTreeMap<String, Vec<f64>>,
     linux: BTreeMap<String, Vec<f64>>,
-    /// Per side, the errors of boots that gave nothing (first of each kind kept).
-    rexo_errors: Vec<String>,
-    linux_errors: Vec<String>,
+    rexo_failed: Failures,
+    linux_failed: Failures,
+}
+
+/// One side's failures, each reason kept once: by the key of the figure it cost, or,
+/// for a failure that names no figure, by the boot it stopped.
+#[derive(Debug, Default)]
+struct Failures {
+    by_key: BTreeMap<String, Vec<String>>,
+    /// The boot (its flag alone set) and why.
+    by_boot: Vec<(Boots, String)>,
+}
+
+impl Failures {
+    /// Why `spec`'s figure is missing: the failures of that figure, else those of the
+    /// boots that give it, else that the guest printed none.
+    fn why_missing(&self, spec: &Spec) -> String {
+        if let Some(whys) = self.by_key.get(&key(spec.source)) {
+            return whys.join("; ");
+        }
+        let giving = boots_for(&[spec]);
+        let whys: Vec<&str> = self
+            .by_boot
+            .iter()
+            .filter(|(boot, _)| boot.shares(&giving))
+            .map(|(_, why)| why.as_str())
+            .collect();
+        if whys.is_empty() {
+            "no figure in the guest's output".to_string()
+        } else {
+            whys.join("; ")
+        }
+    }
+}
+
+/// What one boot measured: figures by sample key, and why figures are missing.
+#[derive(Debug, Default, PartialEq)]
+struct Readout {
+    figures: Vec<(String, f64)>,
+    /// `(key, why)`: a figure that failed.
+    failed: Vec<(String, String)>,
+    /// Failures that name no figure: they stand for every figure the boot did not give.
+    unplaced: Vec<String>,
+}
+
+impl From<Vec<(String, f64)>> for Readout {
+    fn from(figures: Vec<(String, f64)>) -> Self {
+        Self {
+            figures,
+            ..Self::default()
+        }
+    }
 }
 
 impl Samples {
@@ -524,14 +596,29 @@ impl Samples {
         map.entry(key.into()).or_default().push(value);
     }
 
-    fn fail(&mut self, rexo: bool, why: String) {
-        let list = if rexo {
-            &mut self.rexo_errors
+    /// The failures of one side.
+    fn failures(&mut self, rexo: bool) -> &mut Failures {
+        if rexo {
+            &mut self.rexo_failed
         } else {
-            &mut self.linux_errors
-        };
-        if !list.contains(&why) {
-            list.push(why);
+            &mut self.linux_failed
+        }
+    }
+
+    /// Records that the figure of `key` failed, and why.
+    fn fail(&mut self, rexo: bool, key: String, why: String) {
+        let whys = self.failures(rexo).by_key.entry(key).or_default();
+        if !whys.contains(&why) {
+            whys.push(why);
+        }
+    }
+
+    /// Records that `boot` (its flag alone set) gave none of its figures, or not all,
+    /// for a reason that names none of them.
+    fn fail_boot(&mut self, rexo: bool, boot: Boots, why: String) {
+        let by_boot = &mut self.failures(rexo).by_boot;
+        if !by_boot.iter().any(|(b, w)| *b == boot && *w == why) {
+            by_boot.push((boot, why));
         }
     }
 }
@@ -567,14 +654,10 @@ fn row(spec: &Spec, samples: &Samples, kernel: &Path, none: &linux::Baseline, pl
         linux: Err(String::new()),
         note: String::new(),
     };
-    let side = |map: &BTreeMap<String, Vec<f64>>, errors: &[String]| {
-        map.get(&key(spec.source)).cloned().ok_or_else(|| {
-            if errors.is_empty() {
-                "no figure in the guest's output".to_string()
-            } else {
-                errors.join("; ")
-            }
-        })
+    let side = |map: &BTreeMap<String, Vec<f64>>, failures: &Failures| {
+        map.get(&key(spec.source))
+            .cloned()
+            .ok_or_else(|| failures.why_missing(spec))
     };
     match spec.source {
         Source::ImageSize => {
@@ -591,8 +674,8 @@ fn row(spec: &Spec, samples: &Samples, kernel: &Path, none: &linux::Baseline, pl
             row.linux = size(&[&none.kernel, &none.initramfs]);
         }
         _ => {
-            row.rexo = side(&samples.rexo, &samples.rexo_errors);
-            row.linux = side(&samples.linux, &samples.linux_errors);
+            row.rexo = side(&samples.rexo, &samples.rexo_failed);
+            row.linux = side(&samples.linux, &samples.linux_failed);
             let counts = (
                 row.rexo.as_ref().map_or(0, Vec::len),
                 row.linux.as_ref().map_or(0, Vec::len),
@@ -843,14 +926,22 @@ fn run_round(
     };
     if boots.rexo_noise {
         let outcome = boot_idle(dir, plan, rexo("noise"), "suite-rexo-noise", REXO_TIMEOUT_S)
-            .and_then(|(c, rt)| read_rexo_noise(&c).map(|f| with_realtime(f, rt)));
-        record(samples, true, outcome);
+            .and_then(|(c, rt)| read_rexo_noise(&c).map(|f| with_realtime(f, rt).into()));
+        let boot = Boots {
+            rexo_noise: true,
+            ..Boots::default()
+        };
+        record(samples, true, boot, outcome);
     }
     if boots.linux_none {
         let outcome = linux_media(none, "")
             .and_then(|m| boot_idle(dir, plan, m, "suite-linux-none", LINUX_TIMEOUT_S))
-            .and_then(|(c, _)| read_linux_none(&c));
-        record(samples, false, outcome);
+            .and_then(|(c, _)| read_linux_none(&c).map(Readout::from));
+        let boot = Boots {
+            linux_none: true,
+            ..Boots::default()
+        };
+        record(samples, false, boot, outcome);
     }
     if boots.rexo_disk {
         let outcome = boot_idle(
@@ -860,8 +951,12 @@ fn run_round(
             "suite-rexo-disk",
             REXO_TIMEOUT_S,
         )
-        .and_then(|(c, _)| read_rexo_disks(&c));
-        record(samples, true, outcome);
+        .map(|(c, _)| read_rexo_disks(&c));
+        let boot = Boots {
+            rexo_disk: true,
+            ..Boots::default()
+        };
+        record(samples, true, boot, outcome);
     }
     if let (true, Some(bench)) = (boots.linux_bench, bench) {
         let append = format!(
@@ -872,8 +967,16 @@ fn run_round(
         );
         let outcome = linux_media(bench, &append)
             .and_then(|m| boot_idle(dir, plan, m, "suite-linux-bench", LINUX_TIMEOUT_S))
-            .and_then(|(c, rt)| read_linux_bench(&c).map(|f| with_realtime(f, rt)));
-        record(samples, false, outcome);
+            .map(|(c, rt)| {
+                let mut readout = read_linux_bench(&c);
+                readout.figures = with_realtime(readout.figures, rt);
+                readout
+            });
+        let boot = Boots {
+            linux_bench: true,
+            ..Boots::default()
+        };
+        record(samples, false, boot, outcome);
     }
     if boots.rexo_net {
         let outcome = Peer::start_bench(0, NIC_MODEL).and_then(|(peer, nic)| {
@@ -884,9 +987,13 @@ fn run_round(
             });
             // The peer's counts are the driver benchmark's business, not the suite's.
             let _ = peer.finish();
-            read_rexo_net(&capture?)
+            read_rexo_net(&capture?).map(Readout::from)
         });
-        record(samples, true, outcome);
+        let boot = Boots {
+            rexo_net: true,
+            ..Boots::default()
+        };
+        record(samples, true, boot, outcome);
     }
 }
 
@@ -932,14 +1039,19 @@ fn file_system_round(
             let capture = run(&vm, dir, &log, timeout_s)?;
             fsbench::read(capture.lines.iter().map(|l| l.text.as_str()))
                 .map(|figures| {
-                    figures
+                    let figures: Vec<_> = figures
                         .into_iter()
                         .map(|(phase, rate)| (format!("fs-{phase}"), rate))
-                        .collect()
+                        .collect();
+                    Readout::from(figures)
                 })
                 .map_err(|e| format!("{e} (log: {})", log.display()))
         });
-        record(samples, rexo, outcome);
+        let boot = Boots {
+            file_system: true,
+            ..Boots::default()
+        };
+        record(samples, rexo, boot, outcome);
     }
 }
 
@@ -1247,10 +1359,11 @@ mod servers {
         load: Load<'a>,
     }
 
-    /// Boots Rexo's side, then Linux's, with `ports` reached, and records both.
+    /// Boots Rexo's side, then Linux's, with `ports` reached, and records both as `boot`
+    /// (its flag alone set).
     fn both(
         (plan, dir, reach): (&Plan, &Path, &Reach),
-        samples: &mut Samples,
+        (samples, boot): (&mut Samples, Boots),
         ports: (&[u16], &[u16]),
         rexo: Side<'_>,
         linux: Side<'_>,
@@ -1266,8 +1379,9 @@ mod servers {
                     side.ready,
                     side.load,
                 )
+                .map(Readout::from)
             });
-            record(samples, is_rexo, outcome);
+            record(samples, is_rexo, boot, outcome);
         }
     }
 
@@ -1314,7 +1428,13 @@ mod servers {
         let (rexo_files, linux_files) = (files(["/1k.txt", "/100k.txt"]), files(["/1k", "/100k"]));
         both(
             (plan, dir, reach),
-            samples,
+            (
+                samples,
+                Boots {
+                    http: true,
+                    ..Boots::default()
+                },
+            ),
             (&[80], &[]),
             Side {
                 media: Ok(rexo_server(kernel, "httpd", reach)),
@@ -1364,7 +1484,13 @@ mod servers {
         };
         both(
             (plan, dir, reach),
-            samples,
+            (
+                samples,
+                Boots {
+                    memcached: true,
+                    ..Boots::default()
+                },
+            ),
             (&[11211], &[]),
             Side {
                 media: Ok(rexo_server(kernel, "kv", reach)),
@@ -1403,7 +1529,13 @@ mod servers {
     ) {
         both(
             (plan, dir, reach),
-            samples,
+            (
+                samples,
+                Boots {
+                    udp_echo: true,
+                    ..Boots::default()
+                },
+            ),
             (&[7], &[7]),
             Side {
                 media: Ok(rexo_server(kernel, "netdemo", reach)),
@@ -1435,18 +1567,23 @@ fn linux_media(baseline: &linux::Baseline, append: &str) -> Result<Media> {
     })
 }
 
-/// Adds a boot's figures, or its failure, to `samples`.
-fn record(samples: &mut Samples, rexo: bool, outcome: Result<Vec<(String, f64)>>) {
-    match outcome {
-        Ok(figures) => {
-            for (key, value) in figures {
-                samples.add(rexo, key, value);
-            }
-        }
-        Err(why) => {
-            eprintln!("xtask: {}: {why}", if rexo { "Rexo" } else { "Linux" });
-            samples.fail(rexo, why);
-        }
+/// Adds what `boot` (its flag alone set) measured, and its failures, to `samples`.
+fn record(samples: &mut Samples, rexo: bool, boot: Boots, outcome: Result<Readout>) {
+    let who = if rexo { "Rexo" } else { "Linux" };
+    let readout = outcome.unwrap_or_else(|why| Readout {
+        unplaced: vec![why],
+        ..Readout::default()
+    });
+    for (key, value) in readout.figures {
+        samples.add(rexo, key, value);
+    }
+    for (key, why) in readout.failed {
+        eprintln!("xtask: {who}: {key}: {why}");
+        samples.fail(rexo, key, why);
+    }
+    for why in readout.unplaced {
+        eprintln!("xtask: {who}: {why}");
+        samples.fail_boot(rexo, boot, why);
     }
 }
 
@@ -1538,11 +1675,22 @@ fn read_linux_none(capture: &qemu::Capture) -> Result<Vec<(String, f64)>> {
     Ok(out)
 }
 
-/// Rexo's `diskbench`: IOPS per disk and depth.
-fn read_rexo_disks(capture: &qemu::Capture) -> Result<Vec<(String, f64)>> {
+/// The queue depths of the random-read rows.
+const DEPTHS: [u32; 2] = [1, 32];
+
+/// The keys of `disk`'s random-read figures, one per depth of [`DEPTHS`].
+fn randread_keys(disk: &str) -> Vec<String> {
+    DEPTHS
+        .iter()
+        .map(|depth| format!("randread-qd{depth}-{disk}"))
+        .collect()
+}
+
+/// Rexo's `diskbench`: IOPS per disk and depth; a disk's `FAILED` line fails its
+/// figures (named by the driver of its `devbench-device` line).
+fn read_rexo_disks(capture: &qemu::Capture) -> Readout {
     let mut drivers = BTreeMap::new();
-    let mut out = Vec::new();
-    let mut errors = Vec::new();
+    let mut readout = Readout::default();
     for line in capture.serial() {
         if let Some((kind, index, driver)) = devbench::parse_device(&line.text)
             && kind == "disk"
@@ -1551,24 +1699,43 @@ fn read_rexo_disks(capture: &qemu::Capture) -> Result<Vec<(String, f64)>> {
         }
         match devbench::parse(&line.text) {
             Some(Ok(f)) if f.kind == "disk" => {
-                let depth = match f.name.as_str() {
-                    "randread-qd1" => 1,
-                    "randread-qd32" => 32,
-                    _ => continue,
+                let Some(depth) = DEPTHS
+                    .into_iter()
+                    .find(|depth| f.name == format!("randread-qd{depth}"))
+                else {
+                    continue;
                 };
-                let Some(driver) = drivers.get(&f.index) else {
-                    return Err(format!("disk {} has no devbench-device line", f.index));
-                };
-                out.push((format!("randread-qd{depth}-{driver}"), f.per_second()));
+                match drivers.get(&f.index) {
+                    Some(driver) => readout
+                        .figures
+                        .push((format!("randread-qd{depth}-{driver}"), f.per_second())),
+                    None => readout
+                        .unplaced
+                        .push(format!("disk {} has no devbench-device line", f.index)),
+                }
             }
-            Some(Err(why)) => errors.push(why),
+            Some(Err(why)) => {
+                let driver = failed_disk(&line.text).and_then(|index| drivers.get(&index));
+                match driver {
+                    Some(driver) => readout.failed.extend(
+                        randread_keys(driver)
+                            .into_iter()
+                            .map(|key| (key, why.clone())),
+                    ),
+                    None => readout.unplaced.push(why),
+                }
+            }
             _ => {}
         }
     }
-    if out.is_empty() && !errors.is_empty() {
-        return Err(errors.join("; "));
-    }
-    Ok(out)
+    readout
+}
+
+/// The index of the disk a `devbench disk INDEX FAILED: why` line names.
+fn failed_disk(line: &str) -> Option<usize> {
+    let rest = &line[line.find("devbench disk ")? + "devbench disk ".len()..];
+    let (index, why) = rest.split_once(' ')?;
+    why.starts_with("FAILED:").then(|| index.parse().ok())?
 }
 
 /// Rexo's `netbench`: the empty poll of NIC 0, ns per call.
@@ -1600,10 +1767,13 @@ enum LinuxLine {
     EmptyPoll(f64),
     /// `linuxbench disk DEV randread-qdD error=E iops=X` (error 0).
     RandRead(String, u32, f64),
+    /// A figure that failed (`FAILED: why`, or fio's error above 0): the keys of the
+    /// figures it cost, and why.
+    Failed(Vec<String>, String),
 }
 
 /// Reads a `linuxbench` line other than noise (see [`noise::parse`]): `None` if it is
-/// none, `Some(Err)` if it reports a failure or is malformed.
+/// none, `Some(Err)` if it is malformed.
 fn parse_linux(line: &str) -> Option<Result<LinuxLine>> {
     let rest = line[line.find("linuxbench ")? + "linuxbench ".len()..].trim_end();
     let mut words = rest.split_whitespace();
@@ -1616,16 +1786,26 @@ fn parse_linux(line: &str) -> Option<Result<LinuxLine>> {
     match words.next()? {
         "empty-poll" => match (field("count="), field("ns=")) {
             (Some(count), Some(ns)) if count > 0.0 => Some(Ok(LinuxLine::EmptyPoll(ns / count))),
-            _ if rest.contains("FAILED") => Some(Err(format!("Linux: {rest}"))),
+            _ if rest.contains("FAILED") => Some(Ok(LinuxLine::Failed(
+                vec!["empty-poll".into()],
+                format!("Linux: {rest}"),
+            ))),
             _ => malformed(),
         },
         "disk" => {
             let dev = words.next()?;
             let what = words.next()?;
+            let disk = DISKS
+                .iter()
+                .find(|d| d.2 == dev)
+                .map_or(dev.to_string(), |d| d.0.to_string());
             if what == "FAILED:" {
-                return Some(Err(format!(
-                    "Linux: fio on {dev}: {}",
-                    words.collect::<Vec<_>>().join(" ")
+                return Some(Ok(LinuxLine::Failed(
+                    randread_keys(&disk),
+                    format!(
+                        "Linux: fio on {dev}: {}",
+                        words.collect::<Vec<_>>().join(" ")
+                    ),
                 )));
             }
             let Some(depth) = what
@@ -1634,14 +1814,11 @@ fn parse_linux(line: &str) -> Option<Result<LinuxLine>> {
             else {
                 return malformed();
             };
-            let disk = DISKS
-                .iter()
-                .find(|d| d.2 == dev)
-                .map_or(dev.to_string(), |d| d.0.to_string());
             match (field("error="), field("iops=")) {
-                (Some(e), _) if e != 0.0 => {
-                    Some(Err(format!("Linux: fio on {dev} ended with error {e}")))
-                }
+                (Some(e), _) if e != 0.0 => Some(Ok(LinuxLine::Failed(
+                    vec![format!("randread-qd{depth}-{disk}")],
+                    format!("Linux: fio on {dev} ended with error {e}"),
+                ))),
                 (Some(_), Some(iops)) => Some(Ok(LinuxLine::RandRead(disk, depth, iops))),
                 _ => malformed(),
             }
@@ -1650,35 +1827,34 @@ fn parse_linux(line: &str) -> Option<Result<LinuxLine>> {
     }
 }
 
-/// Linux's `bench` boot: noise, empty poll, fio's IOPS.
-fn read_linux_bench(capture: &qemu::Capture) -> Result<Vec<(String, f64)>> {
-    let mut out = Vec::new();
-    let mut errors = Vec::new();
+/// Linux's `bench` boot: noise, empty poll, fio's IOPS, each failure by the figures it
+/// cost where it names them.
+fn read_linux_bench(capture: &qemu::Capture) -> Readout {
+    let mut readout = Readout::default();
     let text: Vec<&str> = capture.serial().map(|l| l.text.as_str()).collect();
     match read_noise(text.iter().copied().filter(|l| l.contains("linuxbench "))) {
-        Ok((cores, _)) => out.extend(noise_figures(&cores)),
-        Err(why) => errors.push(why),
+        Ok((cores, _)) => readout.figures.extend(noise_figures(&cores)),
+        Err(why) => readout.failed.push(("noise".into(), why)),
     }
     for line in &text {
         match parse_linux(line) {
-            Some(Ok(LinuxLine::EmptyPoll(ns))) => out.push(("empty-poll".into(), ns)),
-            Some(Ok(LinuxLine::RandRead(disk, depth, iops))) => {
-                out.push((format!("randread-qd{depth}-{disk}"), iops))
-            }
-            Some(Err(why)) => errors.push(why),
+            Some(Ok(LinuxLine::EmptyPoll(ns))) => readout.figures.push(("empty-poll".into(), ns)),
+            Some(Ok(LinuxLine::RandRead(disk, depth, iops))) => readout
+                .figures
+                .push((format!("randread-qd{depth}-{disk}"), iops)),
+            Some(Ok(LinuxLine::Failed(keys, why))) => readout
+                .failed
+                .extend(keys.into_iter().map(|key| (key, why.clone()))),
+            Some(Err(why)) => readout.unplaced.push(why),
             None => {}
         }
     }
     if !text.iter().any(|l| l.contains("linuxbench done")) {
-        errors.push("the Linux bench guest did not finish (`linuxbench done`)".into());
+        readout
+            .unplaced
+            .push("the Linux bench guest did not finish (`linuxbench done`)".into());
     }
-    if out.is_empty() {
-        return Err(errors.join("; "));
-    }
-    for why in errors {
-        eprintln!("xtask: Linux: {why}");
-    }
-    Ok(out)
+    readout
 }
 
 #[cfg(test)]
@@ -1822,16 +1998,35 @@ mod tests {
             ),
         ]);
         assert_eq!(
-            read_rexo_disks(&c).unwrap(),
+            read_rexo_disks(&c).figures,
             [
                 ("randread-qd1-nvme".to_string(), 20000.0),
                 ("randread-qd32-virtio-blk".to_string(), 100000.0)
             ]
         );
         let orphan = capture(&[(1, "devbench disk 0 randread-qd1 count=1 ns=1 depth=1")]);
-        assert!(read_rexo_disks(&orphan).is_err());
-        let failed = capture(&[(1, "devbench disk 0 FAILED: timeout")]);
-        assert!(read_rexo_disks(&failed).unwrap_err().contains("timeout"));
+        assert!(read_rexo_disks(&orphan).unplaced[0].contains("no devbench-device"));
+        let failed = capture(&[
+            (1, "devbench-device disk 0 nvme"),
+            (2, "devbench disk 0 FAILED: timeout"),
+            (3, "devbench disk 1 FAILED: unnamed"),
+        ]);
+        let readout = read_rexo_disks(&failed);
+        assert_eq!(
+            readout.failed,
+            [
+                (
+                    "randread-qd1-nvme".to_string(),
+                    "disk 0 failed: timeout".to_string()
+                ),
+                (
+                    "randread-qd32-nvme".to_string(),
+                    "disk 0 failed: timeout".to_string()
+                )
+            ],
+            "a disk's failure is its own figures'"
+        );
+        assert_eq!(readout.unplaced, ["disk 1 failed: unnamed"]);
     }
 
     #[test]
@@ -1886,8 +2081,9 @@ mod tests {
             ),
             (6, "linuxbench done"),
         ]);
+        let readout = read_linux_bench(&c);
         assert_eq!(
-            read_linux_bench(&c).unwrap(),
+            readout.figures,
             [
                 ("noise".to_string(), 8.0),
                 ("noise-quantum".to_string(), 1000.0),
@@ -1895,17 +2091,104 @@ mod tests {
                 ("randread-qd1-nvme".to_string(), 4321.0)
             ]
         );
-        assert!(matches!(
+        let fio = "Linux: fio on vda: fio: engine io_uring not loadable".to_string();
+        assert_eq!(
+            readout.failed,
+            [
+                ("randread-qd1-virtio-blk".to_string(), fio.clone()),
+                ("randread-qd32-virtio-blk".to_string(), fio)
+            ]
+        );
+        assert!(readout.unplaced.is_empty());
+        assert_eq!(
             parse_linux("linuxbench disk vda randread-qd32 error=5 iops=1"),
-            Some(Err(_))
-        ));
+            Some(Ok(LinuxLine::Failed(
+                vec!["randread-qd32-virtio-blk".into()],
+                "Linux: fio on vda ended with error 5".into()
+            )))
+        );
         assert!(matches!(
             parse_linux("linuxbench disk vda randread-qdX error=0 iops=1"),
             Some(Err(_))
         ));
         assert!(parse_linux("linux: ready").is_none());
-        let nothing = capture(&[(1, "linuxbench empty-poll FAILED: bind")]);
-        assert!(read_linux_bench(&nothing).unwrap_err().contains("bind"));
+        let nothing = read_linux_bench(&capture(&[(1, "linuxbench empty-poll FAILED: bind")]));
+        assert!(nothing.failed[0].1.contains("bind"));
+        assert!(nothing.unplaced[0].contains("linuxbench done"));
+    }
+
+    /// A plan of `rounds` quick rounds.
+    fn plan(rounds: usize) -> Plan {
+        Plan {
+            rounds,
+            fio_runtime_s: 1,
+            polls: 1,
+            quick: true,
+            accel: Accel::Tcg,
+        }
+    }
+
+    /// The suite's row `name` from `samples`.
+    fn row_of(name: &str, samples: &Samples, rounds: usize) -> Row {
+        let spec = SUITE.iter().find(|s| s.name == name).expect("a benchmark");
+        let none = linux::Baseline {
+            kernel: "/vmlinuz".into(),
+            initramfs: "/initramfs".into(),
+            service: "none".into(),
+            kernel_package: "linux-image".into(),
+        };
+        row(spec, samples, Path::new("/kernel"), &none, &plan(rounds))
+    }
+
+    #[test]
+    fn a_missing_figure_is_blamed_on_its_own_failure_only() {
+        let linux_bench = capture(&[
+            (1, "linuxbench empty-poll FAILED: bind"),
+            (2, "linuxbench disk nvme0n1 randread-qd1 error=0 iops=4321"),
+            (3, "linuxbench disk vda FAILED: x"),
+            (4, "linuxbench done"),
+        ]);
+        let mut samples = Samples::default();
+        let bench = Boots {
+            linux_bench: true,
+            ..Boots::default()
+        };
+        record(
+            &mut samples,
+            false,
+            bench,
+            Ok(read_linux_bench(&linux_bench)),
+        );
+        let none = Boots {
+            linux_none: true,
+            ..Boots::default()
+        };
+        record(&mut samples, false, none, Err("the none boot hung".into()));
+        let http = Boots {
+            http: true,
+            ..Boots::default()
+        };
+        record(&mut samples, true, http, Err("httpd never served".into()));
+        let disk = row_of("randread-qd1-virtio-blk", &samples, 1);
+        assert_eq!(disk.linux, Err("Linux: fio on vda: x".into()));
+        assert_eq!(
+            row_of("boot-ready", &samples, 1).linux,
+            Err("the none boot hung".into()),
+            "a boot's failure is of the figures it gives"
+        );
+        assert_eq!(
+            row_of("randread-qd1-nvme", &samples, 1).linux,
+            Ok(vec![4321.0])
+        );
+        assert_eq!(
+            row_of("http-1k", &samples, 1).rexo,
+            Err("httpd never served".into())
+        );
+        assert_eq!(
+            row_of("memcached", &samples, 1).rexo,
+            Err("no figure in the guest's output".into()),
+            "httpd's failure is not kv's"
+        );
     }
 
     #[test]
