@@ -44,6 +44,9 @@ pub struct Row {
     pub rexo: std::result::Result<Vec<f64>, String>,
     /// Linux's samples, one per round, or why there are none.
     pub linux: std::result::Result<Vec<f64>, String>,
+    /// The rounds the run made: a verdict needs at least half of them (rounded up) from
+    /// each side.
+    pub rounds: usize,
     /// A remark (what the figure includes, rounds that failed).
     pub note: String,
 }
@@ -59,6 +62,9 @@ pub enum Verdict {
         /// Whether the target was met.
         met: Option<bool>,
     },
+    /// Both sides measured, but one in fewer than half the rounds (rounded up): how
+    /// many each gave.
+    Incomplete(String),
     /// A side could not be measured: why.
     NotRun(String),
 }
@@ -99,6 +105,13 @@ impl Row {
         let (Some(r), Some(l)) = self.stats() else {
             return Verdict::NotRun("no samples".into());
         };
+        let counts = [&self.rexo, &self.linux].map(|side| side.as_ref().map_or(0, Vec::len));
+        if counts.iter().any(|&count| count < self.rounds.div_ceil(2)) {
+            return Verdict::Incomplete(format!(
+                "Rexo {}, Linux {} of {} rounds",
+                counts[0], counts[1], self.rounds
+            ));
+        }
         match advantage(self.better, r.median, l.median) {
             Some(ratio) => Verdict::Measured {
                 ratio,
@@ -202,6 +215,7 @@ pub fn markdown(rows: &[Row], ctx: &Context) -> String {
                     None => "-".to_string(),
                 },
             ),
+            Verdict::Incomplete(why) => ("-".to_string(), format!("INCOMPLETE: {why}")),
             Verdict::NotRun(why) => ("-".to_string(), format!("NOT RUN: {why}")),
         };
         let name = if r.is_some() || l.is_some() {
@@ -298,6 +312,7 @@ pub fn json(rows: &[Row], ctx: &Context) -> String {
                     None => "no target",
                 }),
             ),
+            Verdict::Incomplete(why) => ("null".into(), json_string(&format!("INCOMPLETE: {why}"))),
             Verdict::NotRun(why) => ("null".into(), json_string(&format!("NOT RUN: {why}"))),
         };
         let _ = writeln!(
@@ -474,6 +489,7 @@ mod tests {
             target: Some(20.0),
             rexo: Ok(rexo),
             linux,
+            rounds: 1,
             note: String::new(),
         }
     }

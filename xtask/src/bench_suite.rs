@@ -652,6 +652,7 @@ fn row(spec: &Spec, samples: &Samples, kernel: &Path, none: &linux::Baseline, pl
         target: spec.target,
         rexo: Err(String::new()),
         linux: Err(String::new()),
+        rounds: plan.rounds,
         note: String::new(),
     };
     let side = |map: &BTreeMap<String, Vec<f64>>, failures: &Failures| {
@@ -672,6 +673,8 @@ fn row(spec: &Spec, samples: &Samples, kernel: &Path, none: &linux::Baseline, pl
             };
             row.rexo = size(&[kernel]);
             row.linux = size(&[&none.kernel, &none.initramfs]);
+            // Measured once, not per round.
+            row.rounds = 1;
         }
         _ => {
             row.rexo = side(&samples.rexo, &samples.rexo_failed);
@@ -2188,6 +2191,39 @@ mod tests {
             row_of("memcached", &samples, 1).rexo,
             Err("no figure in the guest's output".into()),
             "httpd's failure is not kv's"
+        );
+    }
+
+    #[test]
+    fn a_side_with_fewer_than_half_the_rounds_gets_no_verdict() {
+        let mut samples = Samples::default();
+        samples.add(true, "memcached", 90000.0);
+        for ops in [30000.0, 31000.0, 32000.0] {
+            samples.add(false, "memcached", ops);
+        }
+        let short = row_of("memcached", &samples, 3);
+        assert_eq!(
+            short.verdict(),
+            bench_report::Verdict::Incomplete("Rexo 1, Linux 3 of 3 rounds".into())
+        );
+        samples.add(true, "memcached", 91000.0);
+        assert!(matches!(
+            row_of("memcached", &samples, 3).verdict(),
+            bench_report::Verdict::Measured { .. }
+        ));
+        let exe = std::env::current_exe().expect("the test binary");
+        let files = linux::Baseline {
+            kernel: exe.clone(),
+            initramfs: exe.clone(),
+            service: "none".into(),
+            kernel_package: "linux-image".into(),
+        };
+        let spec = SUITE.iter().find(|s| s.name == "image-size").unwrap();
+        let image = row(spec, &samples, &exe, &files, &plan(3));
+        assert!(
+            matches!(image.verdict(), bench_report::Verdict::Measured { .. }),
+            "the image size is measured once: {:?}",
+            image.verdict()
         );
     }
 
