@@ -1239,7 +1239,8 @@ mod servers {
             let mut command = tap.command(exe);
             command.arg("bench-client").args(measure.words());
             let what = format!("xtask bench-client {}", measure.words().join(" "));
-            Reading::parse(&crate::loadgen::stdout_of(&mut command, &what)?)
+            let limit = measure.duration() + crate::loadgen::GRACE;
+            Reading::parse(&crate::loadgen::stdout_of(&mut command, &what, limit)?)
         }
     }
 

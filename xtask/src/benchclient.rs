@@ -140,6 +140,18 @@ impl Measure {
         }
     }
 
+    /// How long the measurement runs against a server that answers: its load, or for the
+    /// UDP echo every datagram's longest wait.
+    pub fn duration(&self) -> Duration {
+        match self {
+            Self::FirstRequest { .. } => Duration::ZERO,
+            Self::HttpP99 { seconds, .. } | Self::MemcachedP99 { seconds, .. } => {
+                Duration::from_secs(*seconds)
+            }
+            Self::UdpEcho { .. } => UDP_ECHO_WAIT * (UDP_WARM_UP + UDP_ROUND_TRIPS) as u32,
+        }
+    }
+
     /// The measurement `words` ask for.
     pub fn parse(words: &[String]) -> Result<Self> {
         let address = |i: usize| -> Result<SocketAddr> {

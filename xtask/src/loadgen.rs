@@ -3,9 +3,14 @@
 //! network namespace when given), and the parsing of what they print.
 
 use crate::Result;
+use std::io::Read;
 use std::net::SocketAddr;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Duration;
+
+/// How long a load generator may run past its load (starting, connecting, its report)
+/// before it is taken as hung and killed.
+pub const GRACE: Duration = Duration::from_secs(30);
 
 /// `wrk -t threads -c connections -d time` on `url`: the requests answered per second,
 /// or an error when wrk fails, a socket failed or an answer was not 2xx/3xx (a figure
@@ -37,25 +42,55 @@ pub fn wrk(
         "30s",
         url,
     ]);
-    parse_wrk(&stdout_of(&mut command, "wrk")?)
+    parse_wrk(&stdout_of(&mut command, "wrk", time + GRACE)?)
 }
 
-/// Runs `command` to its end: what it printed on its standard output, or an error with
-/// everything it printed when it failed. `what` names it in messages.
-pub fn stdout_of(command: &mut Command, what: &str) -> Result<String> {
-    let out = command
-        .output()
+/// Runs `command` (its standard input empty) to its end within `limit`: what it printed
+/// on its standard output, or an error with the last lines it printed on each output
+/// when it failed or ran past `limit` (it and every process it started then killed).
+/// `what` names it in messages.
+pub fn stdout_of(command: &mut Command, what: &str, limit: Duration) -> Result<String> {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .map_err(|e| format!("cannot run {what}: {e}"))?;
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    if !out.status.success() {
-        return Err(format!(
-            "{what} failed ({}): {}{}",
-            out.status,
-            text.trim(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
+    // Both pipes are read on threads, so that a chatty tool never blocks on a full pipe.
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            String::from_utf8_lossy(&bytes).into_owned()
+        })
+    };
+    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as _));
+    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as _));
+    let status = crate::proctree::wait_or_kill(&mut child, what, limit)?;
+    let (out, err) = (
+        stdout.join().unwrap_or_default(),
+        stderr.join().unwrap_or_default(),
+    );
+    let tail = |text: &str| {
+        let lines: Vec<&str> = text.trim().lines().collect();
+        lines[lines.len().saturating_sub(8)..].join(" | ")
+    };
+    match status {
+        Some(0) => Ok(out),
+        Some(code) => Err(format!(
+            "{what} failed (exit status {code}): {} {}",
+            tail(&out),
+            tail(&err)
+        )),
+        None => Err(format!(
+            "{what} ran past {} s and was killed: {} {}",
+            limit.as_secs_f64(),
+            tail(&out),
+            tail(&err)
+        )),
     }
-    Ok(text)
 }
 
 /// `name` from `PATH`, run inside `netns` when given.
@@ -106,7 +141,7 @@ pub fn memaslap(
         "-t",
         &format!("{}s", time.as_secs().max(1)),
     ]);
-    parse_memaslap(&stdout_of(&mut command, "memcaslap")?)
+    parse_memaslap(&stdout_of(&mut command, "memcaslap", time + GRACE)?)
 }
 
 /// Reads memaslap's closing report (`cmd_get: N`, `cmd_set: N`, `get_misses: N`, ...,
@@ -174,6 +209,41 @@ mod tests {
 Requests/sec:  44265.93
 Transfer/sec:     49.48MB
 ";
+
+    #[test]
+    fn a_hung_tool_is_killed_at_its_limit() {
+        let started = std::time::Instant::now();
+        let hung = stdout_of(
+            Command::new("sh").args(["-c", "echo started; sleep 100"]),
+            "the sleeper",
+            Duration::from_millis(300),
+        )
+        .unwrap_err();
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "waited {:?}",
+            started.elapsed()
+        );
+        assert!(
+            hung.contains("the sleeper ran past 0.3 s") && hung.contains("started"),
+            "{hung}"
+        );
+        assert_eq!(
+            stdout_of(
+                Command::new("sh").args(["-c", "echo hi"]),
+                "echo",
+                Duration::from_secs(5)
+            ),
+            Ok("hi\n".into())
+        );
+        let failed = stdout_of(
+            Command::new("sh").args(["-c", "echo out; echo err >&2; exit 3"]),
+            "the failure",
+            Duration::from_secs(5),
+        )
+        .unwrap_err();
+        assert_eq!(failed, "the failure failed (exit status 3): out err");
+    }
 
     #[test]
     fn reads_wrk() {

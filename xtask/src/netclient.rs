@@ -10,7 +10,7 @@ use crate::deps::Need;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// A host-side check of a guest's network service: [`Client::run`] starts on its own
@@ -261,71 +261,11 @@ pub fn shown(bytes: &[u8]) -> String {
     }
 }
 
-/// Runs `program` with `args` for at most `timeout`; its standard output, or why it
-/// failed (its exit status and the end of its output).
+/// Runs `program` with `args` for at most `timeout` ([`crate::loadgen::stdout_of`]);
+/// its standard output, or why it failed (its exit status and the end of its output).
 pub fn run_tool(program: &Path, args: &[String], timeout: Duration) -> Result<String> {
     let shown = format!("{} {}", program.display(), args.join(" "));
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot run {shown}: {e}"))?;
-    // Read both pipes on threads, so that a chatty tool never blocks on a full pipe.
-    let drain = |pipe: Option<Box<dyn Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut text = String::new();
-            if let Some(mut pipe) = pipe {
-                let _ = pipe.read_to_string(&mut text);
-            }
-            text
-        })
-    };
-    let stdout = drain(
-        child
-            .stdout
-            .take()
-            .map(|p| Box::new(p) as Box<dyn Read + Send>),
-    );
-    let stderr = drain(
-        child
-            .stderr
-            .take()
-            .map(|p| Box::new(p) as Box<dyn Read + Send>),
-    );
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break Some(status),
-            Ok(None) if Instant::now() >= deadline => {
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-            Err(e) => return Err(format!("waiting for {shown} failed: {e}")),
-        }
-    };
-    let out = stdout.join().unwrap_or_default();
-    let err = stderr.join().unwrap_or_default();
-    let tail = |text: &str| {
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(8)..].join(" | ")
-    };
-    match status {
-        Some(status) if status.success() => Ok(out),
-        Some(status) => Err(format!(
-            "{shown} failed ({status}): {} {}",
-            tail(&out),
-            tail(&err)
-        )),
-        None => Err(format!(
-            "{shown} ran past {} s: {}",
-            timeout.as_secs(),
-            tail(&out)
-        )),
-    }
+    crate::loadgen::stdout_of(Command::new(program).args(args), &shown, timeout)
 }
 
 /// Calls `attempt` until it succeeds or `within` passes (services behind user

@@ -309,10 +309,11 @@ pub fn enter(netns: &str) -> Result<()> {
     .map_err(|e| format!("cannot enter the network namespace {netns}: {e}"))
 }
 
-/// Runs `ip WORDS`: what it printed; the error carries everything it printed.
+/// Runs `ip WORDS` (killed if it runs past [`crate::loadgen::GRACE`]): what it printed;
+/// the error carries the end of what it printed.
 fn ip(words: &[&str]) -> Result<String> {
     let what = format!("`ip {}`", words.join(" "));
-    crate::loadgen::stdout_of(Command::new("ip").args(words), &what)
+    crate::loadgen::stdout_of(Command::new("ip").args(words), &what, crate::loadgen::GRACE)
 }
 
 #[cfg(test)]
