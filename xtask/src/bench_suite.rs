@@ -280,6 +280,18 @@ struct Plan {
     accel: Accel,
 }
 
+/// Refuses `--pairs` above 1 when no server benchmark is selected: only the server
+/// boots get the multi-queue NIC, so the option would be ignored.
+fn pairs_need_a_server(pairs: u16, boots: Boots) -> Result<()> {
+    if pairs > 1 && !(boots.http || boots.memcached || boots.udp_echo) {
+        return Err(format!(
+            "`--pairs {pairs}` sets the NIC of the server benchmarks (http, memcached, \
+             udp-echo), and none is selected"
+        ));
+    }
+    Ok(())
+}
+
 /// The boots a round makes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Boots {
@@ -435,6 +447,7 @@ pub fn command(words: Vec<String>) -> Result<()> {
     }
     let specs = select(&names)?;
     let boots = boots_for(&specs);
+    pairs_need_a_server(pairs, boots)?;
     let mut needs = vec![crate::deps::Need::Qemu];
     if boots.http {
         needs.push(crate::deps::Need::Wrk);
@@ -2226,6 +2239,25 @@ mod tests {
             "the image size is measured once: {:?}",
             image.verdict()
         );
+    }
+
+    #[test]
+    fn pairs_without_a_server_benchmark_are_refused() {
+        let boots = |names: &[&str]| {
+            let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+            boots_for(&select(&names).unwrap())
+        };
+        let err = pairs_need_a_server(2, boots(&["randread"])).unwrap_err();
+        assert!(
+            err.contains("--pairs 2") && err.contains("none is selected"),
+            "{err}"
+        );
+        assert!(pairs_need_a_server(2, boots(&["http-1k", "randread"])).is_ok());
+        assert!(
+            pairs_need_a_server(2, boots(&[])).is_ok(),
+            "every benchmark"
+        );
+        assert!(pairs_need_a_server(1, boots(&["boot-ready"])).is_ok());
     }
 
     #[test]
