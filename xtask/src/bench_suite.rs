@@ -534,7 +534,7 @@ pub fn command(words: Vec<String>) -> Result<()> {
         .iter()
         .map(|s| row(s, &samples, &kernel, &none, &plan))
         .collect();
-    let ctx = context(&plan, &reach.describe())?;
+    let ctx = context(&plan, &reach.describe(), pairs)?;
     let md = bench_report::markdown(&rows, &ctx);
     print!("{md}");
     bench_report::write(&dir, &rows, &ctx)
@@ -790,8 +790,9 @@ fn row(spec: &Spec, samples: &Samples, kernel: &Path, none: &linux::Baseline, pl
     row
 }
 
-/// The run's heading: date, host, QEMU, the guests' machine, the transport.
-fn context(plan: &Plan, servers: &str) -> Result<Context> {
+/// The run's heading: date, host, QEMU, the guests' machine (the server boots' NIC with
+/// `servers_pairs` queue pairs), the transport.
+fn context(plan: &Plan, servers: &str, servers_pairs: u16) -> Result<Context> {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|t| {
@@ -826,14 +827,19 @@ fn context(plan: &Plan, servers: &str) -> Result<Context> {
         quick: plan.quick,
         guest_machine: format!(
             "q35, -cpu {}, {CORES} cores, {MEM_MIB} MiB, -kernel (Rexo: PVH ELF; Linux: \
-             Debian's bzImage + initramfs), {NIC_MODEL} on -netdev socket, an NVMe \
-             (nvme,serial=rexo0) and a virtio-blk-pci disk of {} MiB each (raw, filled)",
+             Debian's bzImage + initramfs); the boot, noise, memory, empty-poll and \
+             randread boots: {NIC_MODEL} on -netdev socket, an NVMe (nvme,serial=rexo0) and \
+             a virtio-blk-pci disk of {} MiB each (raw, filled); the HTTP, memcached and \
+             UDP echo boots: no disk, {} on the transport below; the file-system boots: \
+             {NIC_MODEL} on -netdev socket, one {} disk (a fresh copy of its image)",
             if plan.accel == Accel::Kvm {
                 "host"
             } else {
                 "max"
             },
-            DISK_BYTES >> 20
+            DISK_BYTES >> 20,
+            nic_model(servers_pairs),
+            fsbench::DISK_DEVICE
         ),
         transport: format!(
             "the empty poll: QEMU's `socket` network backend (UDP on 127.0.0.1) to \
