@@ -47,6 +47,21 @@ pub struct AppRun {
     pub cores: CoreSpan,
     /// The run's memory quota in bytes (`None`: no quota).
     pub quota: Option<u64>,
+    /// Whether the run may load and run BareMetal code: its app entry's
+    /// [`may_run_baremetal`](crate::AppEntry::may_run_baremetal) (a run `run_app` started
+    /// has its own app's, not its caller's).
+    pub may_run_baremetal: bool,
+}
+
+impl AppRun {
+    /// `Ok` if the run may load and run BareMetal code, else why not.
+    pub fn baremetal_granted(&self) -> Result<(), crate::BinaryError> {
+        if self.may_run_baremetal {
+            Ok(())
+        } else {
+            Err(crate::BinaryError::NotGranted(self.name))
+        }
+    }
 }
 
 /// The kernel as an app sees it: a token that acts for one app run ([`AppRun`]). The
@@ -67,6 +82,7 @@ pub struct AppRun {
 ///     name: "forger",
 ///     cores: CoreSpan { first: 0, count: 1 },
 ///     quota: None,
+///     may_run_baremetal: true,
 /// };
 /// let kernel = Kernel::new(run);
 /// ```
@@ -343,13 +359,18 @@ macro_rules! kernel_calls {
             /// a refused binary leaves the earlier one in place. Refused
             /// ([`BinaryError::JobsRunning`]) while cores still run the loaded binary
             /// ([`exec_baremetal`](Kernel::exec_baremetal)) or jobs it gave them (BareMetal's
-            /// `smp_set`), which would go on in the new binary.
+            /// `smp_set`), which would go on in the new binary. Refused
+            /// ([`BinaryError::NotGranted`]) to an app whose entry in the image's app table
+            /// does not grant it ([`AppEntry::may_run_baremetal`](crate::AppEntry::may_run_baremetal): the
+            /// monitor's does), since the binary runs in ring 0 with the kernel's rights.
             fn load_baremetal(&self, binary: Option<&[u8]>) -> Result<LoadedInfo, BinaryError>;
             /// Runs the loaded BareMetal binary on the calling core, trusted and in ring 0 as on
             /// BareMetal, with BareMetal's call table installed; returns its RAX when it returns.
             /// Memory it changed stays changed: a second run starts from that state, a
             /// [`load_baremetal`](Kernel::load_baremetal) starts afresh. Refused
-            /// ([`BinaryError::Loading`]) while a load runs on another core.
+            /// ([`BinaryError::Loading`]) while a load runs on another core, and
+            /// ([`BinaryError::NotGranted`]) to an app not granted BareMetal code, as
+            /// [`load_baremetal`](Kernel::load_baremetal) is.
             fn exec_baremetal(&self) -> Result<u64, BinaryError>;
             /// Every device a driver is bound to (drivers bind on the first call of this or the
             /// `open_` calls), with its holder.

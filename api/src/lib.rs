@@ -177,8 +177,9 @@ impl MemoryOp<'_> {
 /// An app's entry point: it gets the kernel and returns when the app is done.
 pub type AppMain = fn(&Kernel) -> Result<(), ApiError>;
 
-/// An app linked into the image: its name, a one-line description and its entry point
-/// (the image's list is `rexo-image`'s `APPS`).
+/// An app linked into the image: its name, a one-line description, its entry point and
+/// whether it may run BareMetal code (the image's list is `rexo-image`'s `APPS`, which the
+/// operator writes).
 #[derive(Clone, Copy)]
 pub struct AppEntry {
     /// The name `app=` selects it by.
@@ -187,6 +188,23 @@ pub struct AppEntry {
     pub about: &'static str,
     /// Runs the app.
     pub main: AppMain,
+    /// Whether the app's runs may load and run BareMetal code
+    /// ([`Kernel::load_baremetal`], [`Kernel::exec_baremetal`]), which runs in ring 0
+    /// with the kernel's rights: a privilege only the app table grants (the monitor's).
+    /// Other apps are refused ([`BinaryError::NotGranted`]).
+    pub may_run_baremetal: bool,
+}
+
+impl AppEntry {
+    /// An app without the right to run BareMetal code.
+    pub const fn new(name: &'static str, about: &'static str, main: AppMain) -> Self {
+        Self {
+            name,
+            about,
+            main,
+            may_run_baremetal: false,
+        }
+    }
 }
 
 /// A task that runs once on each core it is sent to; it gets the kernel and the core's index.
@@ -441,6 +459,9 @@ pub enum BinaryError {
     },
     /// A new binary is being loaded, so the app area may be half copied: not run.
     Loading,
+    /// The calling app (named) may not load or run BareMetal code: its entry in the
+    /// image's app table does not grant it ([`AppEntry::may_run_baremetal`]).
+    NotGranted(&'static str),
 }
 
 impl fmt::Display for BinaryError {
@@ -463,6 +484,10 @@ impl fmt::Display for BinaryError {
             ),
             BinaryError::Loading => f.write_str(
                 "a new BareMetal binary is being loaded; exec once the load has finished",
+            ),
+            BinaryError::NotGranted(app) => write!(
+                f,
+                "app '{app}' may not load or run BareMetal code (ring 0, the kernel's rights): its entry in the image's app table does not grant it"
             ),
         }
     }
@@ -544,5 +569,6 @@ mod tests {
             "no BareMetal binary is loaded"
         );
         assert!(text(BinaryError::JobsRunning { jobs: 2 }).starts_with("2 cores still run jobs"));
+        assert!(text(BinaryError::NotGranted("hello")).starts_with("app 'hello' may not load"));
     }
 }

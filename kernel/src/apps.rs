@@ -29,16 +29,17 @@ pub use rexo_api::AppEntry as App;
 
 /// The kernel's own apps (the image's are in `rexo-image`).
 const KERNEL_APPS: &[App] = &[
-    App {
-        name: "reboot",
-        about: "reboots the machine (ACPI reset register, keyboard controller, triple fault)",
-        main: reboot,
-    },
-    App {
-        name: "baremetal",
-        about: "runs the BareMetal binary given as the first boot module (-initrd FILE)",
-        main: crate::baremetal::app,
-    },
+    App::new(
+        "reboot",
+        "reboots the machine (ACPI reset register, keyboard controller, triple fault)",
+        reboot,
+    ),
+    // Loads and runs its binary itself, not through `load_baremetal`: no right needed.
+    App::new(
+        "baremetal",
+        "runs the BareMetal binary given as the first boot module (-initrd FILE)",
+        crate::baremetal::app,
+    ),
 ];
 
 /// How many apps [`all`] lists.
@@ -117,6 +118,7 @@ pub(crate) fn api_as(owner: OwnerId) -> Kernel {
         name: "kernel",
         cores: all_cores(),
         quota: None,
+        may_run_baremetal: false,
     })
 }
 
@@ -197,6 +199,7 @@ fn run_alone(
         name: app.name,
         cores,
         quota,
+        may_run_baremetal: app.may_run_baremetal,
     });
     // An abort point: if the app panics or breaks the abort protocol, only the app ends.
     let mut result = Ok(());
@@ -645,6 +648,7 @@ impl KernelCalls for AppRun {
     }
 
     fn load_baremetal(&self, binary: Option<&[u8]>) -> Result<LoadedInfo, BinaryError> {
+        self.baremetal_granted()?;
         let entry = crate::baremetal::APP_BASE;
         let info = |size| LoadedInfo { size, entry };
         let size = crate::baremetal::load(binary, |size| *LOADED.lock() = size.map(info))?;
@@ -652,6 +656,7 @@ impl KernelCalls for AppRun {
     }
 
     fn exec_baremetal(&self) -> Result<u64, BinaryError> {
+        self.baremetal_granted()?;
         let LoadedInfo { size, entry } = (*LOADED.lock()).ok_or(BinaryError::NotLoaded)?;
         log::info!("baremetal: running {size} bytes at {entry:#x}");
         crate::baremetal::run_loaded()

@@ -19,16 +19,12 @@ macro_rules! c_apps {
         }
 
         /// The C apps linked into the image (api/c/examples/NAME.c), as app-table entries.
-        pub const APPS: &[App] = &[$(App {
-            name: $name,
-            about: $about,
-            main: |kernel| {
-                // SAFETY: build.rs compiles the C app, which defines `int NAME_main(void)`,
-                // into the image; it reaches the kernel only through the checked `rexo_*`
-                // functions.
-                rexo_capi::run_app(kernel, $name, || unsafe { $main() })
-            },
-        }),*];
+        pub const APPS: &[App] = &[$(App::new($name, $about, |kernel| {
+            // SAFETY: build.rs compiles the C app, which defines `int NAME_main(void)`,
+            // into the image; it reaches the kernel only through the checked `rexo_*`
+            // functions.
+            rexo_capi::run_app(kernel, $name, || unsafe { $main() })
+        })),*];
     };
 }
 

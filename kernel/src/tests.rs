@@ -721,11 +721,7 @@ fn panicking_app(kernel: &rexo_api::Kernel) -> Result<(), rexo_api::ApiError> {
 
 kernel_test!(
     fn a_panicking_app_ends_alone_and_its_memory_returns() {
-        let app = crate::apps::App {
-            name: "panicker",
-            about: "panics on purpose",
-            main: panicking_app,
-        };
+        let app = crate::apps::App::new("panicker", "panics on purpose", panicking_app);
         let free = mem::frames::free_bytes();
         assert_eq!(crate::apps::run(&app), Err(rexo_api::ApiError::Panicked));
         assert_eq!(
@@ -776,11 +772,11 @@ kernel_test!(
         MESSAGE_SPINS.store(0, Ordering::Relaxed);
         MESSAGE_LET_GO.store(0, Ordering::Relaxed);
         sched::submit_to(last, || {
-            let app = crate::apps::App {
-                name: "slow-panicker",
-                about: "panics with a message that takes long to format",
-                main: app_panicking_with_a_spinning_message,
-            };
+            let app = crate::apps::App::new(
+                "slow-panicker",
+                "panics with a message that takes long to format",
+                app_panicking_with_a_spinning_message,
+            );
             assert_eq!(crate::apps::run(&app), Err(rexo_api::ApiError::Panicked));
         })
         .expect("mailbox room");
@@ -842,11 +838,11 @@ fn returns_on_another_core(what: &str, task: impl FnOnce() + Send + 'static) {
 kernel_test!(
     fn an_app_that_logs_from_its_display_code_does_not_hang_the_console() {
         returns_on_another_core("an app's log call that logs from its Display code", || {
-            let app = crate::apps::App {
-                name: "nested-logger",
-                about: "logs from inside its own log line",
-                main: app_logging_from_its_display,
-            };
+            let app = crate::apps::App::new(
+                "nested-logger",
+                "logs from inside its own log line",
+                app_logging_from_its_display,
+            );
             assert_eq!(crate::apps::run(&app), Ok(()));
         });
         crate::kprintln!("tests: the console works after an app logged from its Display code");
@@ -939,16 +935,12 @@ kernel_test!(
             crate::kprintln!("tests: no network interface: device-call panic test skipped");
             return;
         }
-        let panicker = crate::apps::App {
-            name: "device-panicker",
-            about: "panics inside a device call",
-            main: app_panicking_in_a_device_call,
-        };
-        let sender = crate::apps::App {
-            name: "device-sender",
-            about: "sends a frame",
-            main: app_sending_a_frame,
-        };
+        let panicker = crate::apps::App::new(
+            "device-panicker",
+            "panics inside a device call",
+            app_panicking_in_a_device_call,
+        );
+        let sender = crate::apps::App::new("device-sender", "sends a frame", app_sending_a_frame);
         assert_eq!(
             crate::apps::run(&panicker),
             Err(rexo_api::ApiError::Panicked)
@@ -978,11 +970,11 @@ fn app_with_a_panicking_task(kernel: &rexo_api::Kernel) -> Result<(), rexo_api::
 
 kernel_test!(
     fn a_task_that_panics_on_another_core_ends_alone() {
-        let app = crate::apps::App {
-            name: "task-panicker",
-            about: "one of its tasks panics",
-            main: app_with_a_panicking_task,
-        };
+        let app = crate::apps::App::new(
+            "task-panicker",
+            "one of its tasks panics",
+            app_with_a_panicking_task,
+        );
         assert_eq!(crate::apps::run(&app), Ok(()));
         sched::run_on_cores(smp_cores(), |_| {}).expect("every core still answers");
     }

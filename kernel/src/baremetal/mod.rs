@@ -81,8 +81,10 @@
 //! allocated once per boot from the frame allocator, 2 MiB aligned: half the free memory,
 //! at most 64 MiB, at least 2 MiB. It is zeroed, the binary is copied to its start, and
 //! virtual 0xFFFF_8000_0000_0000.. is mapped onto it with 2 MiB pages (PML4 entry 256,
-//! shared by every core). A load (the monitor's `load`, `Kernel::load_baremetal`) is
-//! refused while cores still run the loaded binary (`exec`) or jobs it gave them with
+//! shared by every core). `Kernel::load_baremetal` and `exec_baremetal` serve only apps
+//! whose app-table entry grants BareMetal code (`AppEntry::may_run_baremetal`: the
+//! monitor's `load` and `exec`), since the code runs with the kernel's rights; others get
+//! `BinaryError::NotGranted`. A load is refused while cores still run the loaded binary (`exec`) or jobs it gave them with
 //! `smp_set` (`BinaryError::JobsRunning`): they would go on in the new binary's code and
 //! data; an `exec` while a load runs is refused (`BinaryError::Loading`). A load whose
 //! source is taken from the app mid-copy (memory revoked by force: a page fault) releases

@@ -183,11 +183,11 @@ kernel_test!(
             return;
         }
         assert_eq!(super::load(Some(&[0xC3; 16]), |_| ()), Ok(16));
-        let app = App {
-            name: "bm-cores",
-            about: "uses BareMetal's SMP calls on core 0",
-            main: uses_its_own_core_only,
-        };
+        let app = App::new(
+            "bm-cores",
+            "uses BareMetal's SMP calls on core 0",
+            uses_its_own_core_only,
+        );
         let owner = crate::caps::tests::top_owner(1);
         assert_eq!(
             run_as(&app, owner, CoreSpan { first: 0, count: 1 }, None),
@@ -280,11 +280,11 @@ kernel_test!(
         let binary = job_asking_for_a_job_on(apic_0);
         assert_eq!(super::load(Some(&binary), |_| ()), Ok(binary.len() as u64));
         super::raw::install_table();
-        let app = App {
-            name: "bm-job",
-            about: "gives core 1 a BareMetal job that asks for core 0",
-            main: jobs_act_for_their_app,
-        };
+        let app = App::new(
+            "bm-job",
+            "gives core 1 a BareMetal job that asks for core 0",
+            jobs_act_for_their_app,
+        );
         let owner = crate::caps::tests::top_owner(1);
         assert_eq!(
             run_as(&app, owner, CoreSpan { first: 1, count: 1 }, None),
@@ -342,5 +342,46 @@ kernel_test!(
             ENDED_BY_PANIC,
             "reported as the job's end"
         );
+    }
+);
+
+/// An app whose entry does not grant BareMetal code: its load and its exec are refused,
+/// naming it.
+fn asks_for_baremetal_ungranted(kernel: &rexo_api::Kernel) -> Result<(), rexo_api::ApiError> {
+    let refused = Some(LoadError::NotGranted("bm-ungranted"));
+    assert_eq!(kernel.load_baremetal(Some(&[0xC3])).err(), refused);
+    assert_eq!(kernel.exec_baremetal().err(), refused);
+    Ok(())
+}
+
+/// An app granted BareMetal code: loads and runs a `ret`.
+fn asks_for_baremetal_granted(kernel: &rexo_api::Kernel) -> Result<(), rexo_api::ApiError> {
+    let loaded = kernel.load_baremetal(Some(&[0xC3])).map(|info| info.size);
+    assert_eq!(loaded, Ok(1), "the granted app's load");
+    assert!(kernel.exec_baremetal().is_ok(), "the granted app's exec");
+    Ok(())
+}
+
+kernel_test!(
+    fn only_an_app_granted_baremetal_code_loads_and_runs_it() {
+        use crate::apps::{App, CoreSpan, run_as};
+        let ungranted = App::new(
+            "bm-ungranted",
+            "asks to load and run BareMetal code",
+            asks_for_baremetal_ungranted,
+        );
+        let granted = App {
+            may_run_baremetal: true,
+            ..App::new(
+                "bm-granted",
+                "loads and runs BareMetal code",
+                asks_for_baremetal_granted,
+            )
+        };
+        let owner = crate::caps::tests::top_owner(1);
+        for app in [&ungranted, &granted] {
+            let run = run_as(app, owner, CoreSpan { first: 0, count: 1 }, None);
+            assert_eq!(run, Ok(()), "{}", app.name);
+        }
     }
 );

@@ -342,11 +342,8 @@ mod apps_on_other_cores {
             if crate::smp_cores() < 2 {
                 return;
             }
-            let app: &'static App = &App {
-                name: "confined-panicker",
-                about: "panics on core 1",
-                main: confined_panicker,
-            };
+            let app: &'static App =
+                &const { App::new("confined-panicker", "panics on core 1", confined_panicker) };
             let owner = top_owner(12);
             let free = crate::mem::frames::free_bytes();
             let run = on_core_1(app, owner, Some(8192), || {});
@@ -384,11 +381,7 @@ kernel_test!(
         if crate::smp_cores() < 2 {
             return;
         }
-        let app: &'static App = &App {
-            name: "held-open",
-            about: "runs until let go",
-            main: held_open,
-        };
+        let app: &'static App = &const { App::new("held-open", "runs until let go", held_open) };
         let owner = top_owner(13);
         LET_GO.store(false, core::sync::atomic::Ordering::Release);
         STARTED.store(0, core::sync::atomic::Ordering::Release);
@@ -421,10 +414,12 @@ fn runs_memdemo_on_what_is_left(kernel: &rexo_api::Kernel) -> Result<(), ApiErro
 
 kernel_test!(
     fn run_app_gives_the_child_what_is_left_of_the_callers_quota() {
-        let app: &'static App = &App {
-            name: "quota-parent",
-            about: "runs memdemo within its quota",
-            main: runs_memdemo_on_what_is_left,
+        let app: &'static App = &const {
+            App::new(
+                "quota-parent",
+                "runs memdemo within its quota",
+                runs_memdemo_on_what_is_left,
+            )
         };
         let boot_core = crate::apps::CoreSpan { first: 0, count: 1 };
         let result = crate::apps::run_as(app, top_owner(14), boot_core, Some(8 << 20));
@@ -467,11 +462,8 @@ mod sharing {
             if crate::smp_cores() < 2 {
                 return;
             }
-            let app: &'static App = &App {
-                name: "cap-receiver",
-                about: "receives memory",
-                main: receiver,
-            };
+            let app: &'static App =
+                &const { App::new("cap-receiver", "receives memory", receiver) };
             let run = on_core_1(app, top_owner(9), None, || {});
             let kernel = api_as(top_owner(10));
             let parent = kernel.allocate_memory(8192).expect("memory");
@@ -618,11 +610,7 @@ fn stubborn_app(kernel: &rexo_api::Kernel) -> Result<(), ApiError> {
 
 crate::kernel_test!(
     fn a_compliant_app_returns_memory_when_asked() {
-        let app = App {
-            name: "compliant",
-            about: "returns memory when asked",
-            main: compliant_app,
-        };
+        let app = App::new("compliant", "returns memory when asked", compliant_app);
         let free = crate::mem::frames::free_bytes();
         assert_eq!(crate::apps::run(&app), Ok(()));
         assert_eq!(crate::mem::frames::free_bytes(), free);
@@ -631,11 +619,7 @@ crate::kernel_test!(
 
 crate::kernel_test!(
     fn an_app_that_ignores_revocation_loses_the_memory_and_ends_alone() {
-        let app = App {
-            name: "stubborn",
-            about: "ignores revocation",
-            main: stubborn_app,
-        };
+        let app = App::new("stubborn", "ignores revocation", stubborn_app);
         let free = crate::mem::frames::free_bytes();
         assert_eq!(crate::apps::run(&app), Err(ApiError::Repossessed));
         assert_eq!(
@@ -714,11 +698,11 @@ mod views {
 
     crate::kernel_test!(
         fn a_compliant_app_maps_writes_reads_and_returns_memory() {
-            let app = App {
-                name: "compliant-mapper",
-                about: "maps memory and returns it",
-                main: compliant_mapper,
-            };
+            let app = App::new(
+                "compliant-mapper",
+                "maps memory and returns it",
+                compliant_mapper,
+            );
             let free = crate::mem::frames::free_bytes();
             assert_eq!(crate::apps::run(&app), Ok(()));
             assert_eq!(crate::mem::frames::free_bytes(), free);
@@ -854,11 +838,11 @@ mod views {
 
     crate::kernel_test!(
         fn copying_calls_refuse_a_buffer_in_revoked_memory() {
-            let app = App {
-                name: "revoked-copier",
-                about: "copies through its own revoked view",
-                main: copies_through_its_revoked_view,
-            };
+            let app = App::new(
+                "revoked-copier",
+                "copies through its own revoked view",
+                copies_through_its_revoked_view,
+            );
             let free = crate::mem::frames::free_bytes();
             assert_eq!(crate::apps::run(&app), Ok(()));
             assert_eq!(crate::mem::frames::free_bytes(), free, "all went back");
@@ -933,16 +917,14 @@ mod views {
             if crate::smp_cores() < 2 {
                 return;
             }
-            let stubborn: &'static App = &App {
-                name: "stubborn-mapper",
-                about: "keeps touching memory after its revocation deadline",
-                main: stubborn_mapper,
+            let stubborn: &'static App = &const {
+                App::new(
+                    "stubborn-mapper",
+                    "keeps touching memory after its revocation deadline",
+                    stubborn_mapper,
+                )
             };
-            let other = App {
-                name: "bystander",
-                about: "runs beside the stubborn mapper",
-                main: bystander,
-            };
+            let other = App::new("bystander", "runs beside the stubborn mapper", bystander);
             let free = crate::mem::frames::free_bytes();
             let run = on_core_1(stubborn, STUBBORN_OWNER, None, || {
                 STUBBORN_ENDED.store(true, Ordering::Release)
@@ -1152,16 +1134,14 @@ mod timer {
             if crate::smp_cores() < 2 {
                 return;
             }
-            let spinner: &'static App = &App {
-                name: "spinner",
-                about: "spins past its revocation deadline without calling the kernel",
-                main: spinner,
+            let spinner: &'static App = &const {
+                App::new(
+                    "spinner",
+                    "spins past its revocation deadline without calling the kernel",
+                    spinner,
+                )
             };
-            let other = App {
-                name: "bystander",
-                about: "runs beside the spinner",
-                main: bystander,
-            };
+            let other = App::new("bystander", "runs beside the spinner", bystander);
             let free = crate::mem::frames::free_bytes();
             let run = on_core_1(spinner, SPINNER_OWNER, None, || {});
             let here = CoreSpan { first: 0, count: 1 };
@@ -1348,11 +1328,11 @@ mod cores_and_timers {
 
     crate::kernel_test!(
         fn an_app_timer_later_than_a_revocation_deadline_still_fires() {
-            let app = App {
-                name: "timer-under-revocation",
-                about: "a timer armed past a revocation deadline the kernel enforces",
-                main: timer_under_a_revocation_app,
-            };
+            let app = App::new(
+                "timer-under-revocation",
+                "a timer armed past a revocation deadline the kernel enforces",
+                timer_under_a_revocation_app,
+            );
             let here = CoreSpan { first: 0, count: 1 };
             assert_eq!(run_as(&app, OWNER, here, None), Ok(()));
             assert!(only_the_kernels_left(), "nothing is left in the table");
@@ -1403,11 +1383,11 @@ mod cores_and_timers {
 
     crate::kernel_test!(
         fn a_return_of_the_wrong_kind_gives_the_capability_back() {
-            let app = App {
-                name: "wrong-kind-return",
-                about: "capabilities returned through another kind's call",
-                main: wrong_kind_return_app,
-            };
+            let app = App::new(
+                "wrong-kind-return",
+                "capabilities returned through another kind's call",
+                wrong_kind_return_app,
+            );
             let here = CoreSpan { first: 0, count: 1 };
             assert_eq!(run_as(&app, OWNER, here, None), Ok(()));
             assert!(only_the_kernels_left(), "nothing is left in the table");
@@ -1416,11 +1396,11 @@ mod cores_and_timers {
 
     crate::kernel_test!(
         fn an_app_arms_timers_on_cores_it_holds_and_loses_cores_it_returns() {
-            let app = App {
-                name: "core-timer",
-                about: "core and timer capabilities",
-                main: core_and_timer_app,
-            };
+            let app = App::new(
+                "core-timer",
+                "core and timer capabilities",
+                core_and_timer_app,
+            );
             let every = CoreSpan {
                 first: 0,
                 count: crate::smp_cores(),
