@@ -476,7 +476,9 @@ impl fmt::Display for BinaryError {
                 "the boot module is too large: {size} bytes, the app area holds {capacity}"
             ),
             BinaryError::NotFlat(format) => write!(f, "not a flat binary: {format}"),
-            BinaryError::NoArea => f.write_str("no memory for the app area (2 MiB at least)"),
+            BinaryError::NoArea => f.write_str(
+                "no memory for the app area (2 MiB at least, leaving the kernel's 4 MiB reserve)",
+            ),
             BinaryError::NotLoaded => f.write_str("no BareMetal binary is loaded"),
             BinaryError::JobsRunning { jobs } => write!(
                 f,

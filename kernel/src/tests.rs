@@ -82,6 +82,21 @@ pub(crate) fn hold_every_frame() -> Vec<rexo_memmap::FrameRange> {
     }
 }
 
+/// Takes frames until exactly `free` bytes are left free, and returns them (to be given
+/// back with `frames::free`); fewer are taken if the allocator cannot reach it.
+pub(crate) fn hold_frames_leaving(free: u64) -> Vec<rexo_memmap::FrameRange> {
+    let mut held = Vec::with_capacity(1024);
+    let mut chunk = 1u64 << 20;
+    while mem::frames::free_bytes() > free && chunk >= 4096 && held.len() < held.capacity() {
+        let want = chunk.min(mem::frames::free_bytes() - free);
+        match mem::frames::allocate(want, 4096) {
+            Ok(frames) => held.push(frames),
+            Err(_) => chunk /= 2,
+        }
+    }
+    held
+}
+
 kernel_test!(
     fn a_change_of_mapping_without_frames_for_its_page_tables_changes_no_page() {
         // A 2 MiB page still whole, and the 2 MiB below it split into 4 KiB pages (setting

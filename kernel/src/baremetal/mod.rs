@@ -79,7 +79,9 @@
 //! starts with an ELF (`\x7fELF`) or PE (`MZ`) header ("not a flat binary: ELF"). A flat
 //! binary has no length field, so a truncated one cannot be told apart. The app area is
 //! allocated once per boot from the frame allocator, 2 MiB aligned: half the free memory,
-//! at most 64 MiB, at least 2 MiB. It is zeroed, the binary is copied to its start, and
+//! at most 64 MiB, at least 2 MiB, refused (`NoArea`) if it would leave less than the
+//! kernel's reserve free (4 MiB, as app grants leave it: the kernel heap grows into it).
+//! It is charged to no quota: only the app table's trusted apps load (above). It is zeroed, the binary is copied to its start, and
 //! virtual 0xFFFF_8000_0000_0000.. is mapped onto it with 2 MiB pages (PML4 entry 256,
 //! shared by every core). `Kernel::load_baremetal` and `exec_baremetal` serve only apps
 //! whose app-table entry grants BareMetal code (`AppEntry::may_run_baremetal`: the
@@ -180,11 +182,7 @@ fn area_size(free: u64) -> u64 {
 fn area() -> Result<spin::MutexGuard<'static, Option<&'static mut [u8]>>, LoadError> {
     let mut area = AREA.lock();
     if area.is_none() {
-        let size = area_size(frames::free_bytes());
-        if size < MIB2 {
-            return Err(LoadError::NoArea);
-        }
-        let range = frames::allocate(size, MIB2).map_err(|_| LoadError::NoArea)?;
+        let range = area_frames()?;
         if let Err(e) = paging::map_ram_at(APP_BASE, range.start(), range.len()) {
             log::warn!("baremetal: cannot map the app area: {e}");
             frames::free(range);
@@ -193,9 +191,17 @@ fn area() -> Result<spin::MutexGuard<'static, Option<&'static mut [u8]>>, LoadEr
         let (start, end) = (range.start(), range.end());
         log::debug!("baremetal: app area [{start:#x}, {end:#x}) at {APP_BASE:#x}");
         *area = Some(raw::take_area(range));
-        AREA_BYTES.store(size, Release);
+        AREA_BYTES.store(end - start, Release);
     }
     Ok(area)
+}
+
+/// Frames for the app area ([`area_size`] of the free memory, 2 MiB aligned), never the
+/// kernel's reserve, which its heap grows into (`NoArea` if that leaves less than 2 MiB).
+fn area_frames() -> Result<rexo_memmap::FrameRange, LoadError> {
+    let size = area_size(frames::free_bytes());
+    let reserved = frames::allocate_leaving(size, MIB2, crate::caps::KERNEL_RESERVE);
+    reserved.map_err(|_| LoadError::NoArea)
 }
 
 /// Loads `binary`, or the first boot module when `None`, into the app area; returns its

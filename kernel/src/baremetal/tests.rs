@@ -205,6 +205,28 @@ kernel_test!(
 );
 
 kernel_test!(
+    fn the_app_area_leaves_the_kernel_its_reserve() {
+        use crate::mem::frames;
+        const MIB: u64 = 1 << 20;
+        // 5 MiB free, 2 MiB of it aligned: the area would be 2 MiB, leaving 3 MiB.
+        let aligned = frames::allocate(2 * MIB, 2 * MIB).expect("2 aligned MiB");
+        let held = crate::tests::hold_frames_leaving(crate::caps::KERNEL_RESERVE - MIB);
+        frames::free(aligned);
+        let free = frames::free_bytes();
+        let taken = super::area_frames();
+        let refused = taken.as_ref().err().copied();
+        taken.into_iter().for_each(frames::free);
+        held.into_iter().for_each(frames::free);
+        assert_eq!(free, 5 * MIB, "could not bring free memory to 5 MiB");
+        assert_eq!(
+            refused,
+            Some(LoadError::NoArea),
+            "the area took the reserve"
+        );
+    }
+);
+
+kernel_test!(
     fn an_app_area_mapping_without_frames_for_its_page_tables_maps_nothing() {
         use crate::arch::paging::{self, PagingError, tests::is_mapped};
         use crate::mem::frames;

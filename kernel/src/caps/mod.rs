@@ -275,8 +275,8 @@ pub fn allocate_memory(owner: OwnerId, bytes: u64) -> Result<Cap, MemoryError> {
     granted
 }
 
-/// Free memory that app grants leave to the kernel.
-const KERNEL_RESERVE: u64 = 4 << 20;
+/// Free memory that app grants (and the BareMetal app area) leave to the kernel.
+pub(crate) const KERNEL_RESERVE: u64 = 4 << 20;
 
 /// Takes frames for `bytes`, zeroes them and mints the capability; `reserved` bytes are
 /// already charged to `owner`, and the charge becomes the frames' length. Called in a
