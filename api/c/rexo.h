@@ -123,8 +123,9 @@ int rexo_random_u64(uint64_t *out);
 /* Writes `len` bytes of text at `buf` to the consoles as they are (no prefix, no newline
  * added; bytes that are not UTF-8 appear as U+FFFD). Returns REXO_OK, REXO_EINVAL (`buf`
  * NULL with `len` > 0) or REXO_EFAULT. `len` 0 writes nothing and accepts any `buf`.
- * Valid UTF-8 text of one call appears whole, never mixed with other cores' output:
- * write a line with one call, not in pieces. */
+ * Valid UTF-8 text of one call, up to 4 KiB, appears whole, never mixed with other
+ * cores' output: write a line with one call, not in pieces. A longer text goes in pieces
+ * of at most 4 KiB, cut after a newline where there is one (as rexo_api's write_str). */
 int rexo_write(const void *buf, size_t len);
 
 /* Writes one log line (with the time and core number) made of the `len` bytes at

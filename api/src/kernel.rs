@@ -245,8 +245,11 @@ macro_rules! kernel_calls {
             /// Keys arrive as a terminal sends them: `\r` for Enter, 0x7F for Backspace, `ESC [ A`
             /// for the up arrow.
             fn read_byte(&self) -> Option<u8>;
-            /// Writes text to the consoles as it is (no log prefix, no newline added), whole:
-            /// other cores' output never lands inside one call's text.
+            /// Writes text to the consoles as it is (no log prefix, no newline added). Up to
+            /// 4 KiB of it are written whole: other cores' output never lands inside them. A
+            /// longer text goes in pieces of at most 4 KiB, each cut after its last newline
+            /// (else at a character), and other cores' lines may come between pieces (the
+            /// console is not held for the whole of a long text).
             fn write_str(&self, text: &str);
             /// Halts the calling core until about `ns` nanoseconds passed or an interrupt came (a
             /// device's wake message after `NetDevice::wake_on_receive`, a cross-core wake),

@@ -444,7 +444,9 @@ impl KernelCalls for AppRun {
     }
 
     fn write_str(&self, text: &str) {
-        crate::kprint!("{text}");
+        // A piece at a time under the console lock, however long the text.
+        rexo_logline::pieces(text, rexo_logline::TEXT_PIECE_BYTES)
+            .for_each(crate::console::write_str);
     }
 
     fn sleep_ns(&self, ns: u64) {

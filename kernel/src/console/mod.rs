@@ -40,7 +40,7 @@ pub fn write_fmt(args: fmt::Arguments<'_>) {
 
 /// Writes `text` to every console as [`write_fmt`] does, without `core::fmt` (the
 /// ready line: under emulation the formatting code costs its translation the first time
-/// it runs).
+/// it runs; an app's text, a piece of `rexo_logline::TEXT_PIECE_BYTES` at a time).
 pub fn write_str(text: &str) {
     write_with(|consoles| consoles.write_str(text));
 }

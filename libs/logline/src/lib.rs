@@ -130,9 +130,57 @@ impl<const N: usize> fmt::Write for LogLine<N> {
     }
 }
 
+/// The most bytes of an app's text (`Kernel::write_str`) the kernel writes under one
+/// taking of its console lock: a longer text goes in [`pieces`], so that other cores'
+/// lines, and the revocation timer's enforcement, which waits for a free console, get in
+/// between, however long the text.
+pub const TEXT_PIECE_BYTES: usize = 4096;
+
+/// `text` in pieces of at most `max` bytes (at least 4, a character's most), which make
+/// `text` again in order: each cut just after the last newline within its first `max`
+/// bytes, so that shorter lines stay whole, else at the last character boundary there.
+pub fn pieces(text: &str, max: usize) -> impl Iterator<Item = &str> {
+    let mut rest = text;
+    core::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut end = rest.floor_char_boundary(max.max(4));
+        if end < rest.len() {
+            end = rest[..end].rfind('\n').map_or(end, |newline| newline + 1);
+        }
+        let (piece, after) = rest.split_at(end);
+        rest = after;
+        Some(piece)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_long_text_goes_in_pieces_cut_after_a_newline_or_at_a_character() {
+        let pieces_of = |text, max| pieces(text, max).collect::<Vec<_>>();
+        assert_eq!(pieces_of("", 8), [""; 0], "nothing to write");
+        assert_eq!(pieces_of("short", 8), ["short"]);
+        assert_eq!(pieces_of("ab\ncd\nefghij", 8), ["ab\ncd\n", "efghij"]);
+        assert_eq!(pieces_of("abcdefghij", 8), ["abcdefgh", "ij"], "no newline");
+        // 'é' is 2 bytes: the 8th and 9th.
+        assert_eq!(pieces_of("abcdefg\u{e9}h", 8), ["abcdefg", "\u{e9}h"]);
+        assert_eq!(
+            pieces_of("\u{1F600}\u{1F600}", 2),
+            ["\u{1F600}", "\u{1F600}"]
+        );
+        let long = "line of text\n".repeat(1000);
+        let cut = pieces_of(&long, TEXT_PIECE_BYTES);
+        assert_eq!(cut.concat(), long);
+        assert!(cut.iter().all(|piece| piece.len() <= TEXT_PIECE_BYTES));
+        assert!(
+            cut.iter().all(|piece| piece.ends_with('\n')),
+            "lines stay whole"
+        );
+    }
 
     #[test]
     fn a_short_line_is_kept_whole() {
