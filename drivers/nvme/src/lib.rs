@@ -39,6 +39,8 @@ const CLASS_NVME: (u8, u8, u8) = (0x01, 0x08, 0x02);
 /// The I/O queue pairs asked for (one per core of a small machine; the apps spread
 /// requests over them).
 const IO_QUEUES_WANTED: u16 = 4;
+/// The name of Set Features Number of Queues in errors and logs.
+const SET_QUEUE_COUNT: &str = "Set Features (Number of Queues)";
 /// Requests in flight per I/O queue (the queues get one more entry: a full queue
 /// keeps one entry empty).
 const IO_DEPTH: u32 = 64;
@@ -181,9 +183,8 @@ pub fn probe(mut function: DeviceFunction) -> Result<Vec<Found>, DeviceError> {
     disk.identify_page = None;
 
     let wanted = IO_QUEUES_WANTED.min((pairs_in_bar - 1) as u16);
-    let granted = disk.admin_command("Set Features (Number of Queues)", |id| {
-        Command::set_queue_count(id, wanted)
-    })?;
+    disk.queue_pairs_asked = wanted;
+    let granted = disk.admin_command(SET_QUEUE_COUNT, |id| Command::set_queue_count(id, wanted))?;
     let pairs = spec::granted_pairs(granted, wanted);
     let request_bytes = max_sectors as usize * sector_size as usize;
     for id in 1..=pairs {
@@ -729,6 +730,9 @@ struct Nvme {
     next_admin_id: u16,
     /// The I/O queue pairs (queue `i` of the API is NVMe queue `i + 1`).
     queues: Vec<IoQueue>,
+    /// The I/O queue pairs Set Features Number of Queues asks for, at the probe and
+    /// again after every controller reset (0 until the probe asks).
+    queue_pairs_asked: u16,
     /// The disk.
     info: BlockInfo,
     /// The clock.
@@ -777,6 +781,7 @@ impl Nvme {
             admin,
             next_admin_id: 0,
             queues: Vec::new(),
+            queue_pairs_asked: 0,
             info: BlockInfo {
                 sectors: 0,
                 sector_size: 0,
@@ -1180,12 +1185,22 @@ mod tests {
     /// registers are plain memory (the test plays the controller), and the platform
     /// whose clock the test moves.
     fn disk_with_fake_controller(depth: u32) -> (Nvme, &'static HostPlatform) {
+        disk_of_pairs(1, depth)
+    }
+
+    /// [`disk_with_fake_controller`] with `pairs` I/O queue pairs, whose probe asked for
+    /// [`IO_QUEUES_WANTED`].
+    fn disk_of_pairs(pairs: u16, depth: u32) -> (Nvme, &'static HostPlatform) {
         let platform = HostPlatform::leaked();
         let stride = 4;
-        let registers = rexo_devio::host::registers(spec::doorbell(2, false, stride));
+        let registers = rexo_devio::host::registers(spec::doorbell(pairs + 1, false, stride));
         let admin = QueuePair::new(platform, registers.clone(), 0, ADMIN_ENTRIES, stride);
-        let pair = QueuePair::new(platform, registers.clone(), 1, depth + 1, stride);
-        let io = IoQueue::new(platform, pair.unwrap(), depth, PAGE, None).unwrap();
+        let queues: Vec<IoQueue> = (1..=pairs)
+            .map(|id| {
+                let pair = QueuePair::new(platform, registers.clone(), id, depth + 1, stride);
+                IoQueue::new(platform, pair.unwrap(), depth, PAGE, None).unwrap()
+            })
+            .collect();
         let controller = Controller {
             registers,
             platform,
@@ -1194,13 +1209,14 @@ mod tests {
             shutdown_timeout_ms: spec::SHUTDOWN_TIMEOUT_MIN_MS,
         };
         let mut disk = Nvme::new(controller, admin.unwrap());
-        disk.queues = vec![io];
-        disk.wakes = QueueWakes::new(None, vec![None]);
+        disk.queue_pairs_asked = IO_QUEUES_WANTED;
+        disk.wakes = QueueWakes::new(None, vec![None; queues.len()]);
+        disk.queues = queues;
         disk.info = BlockInfo {
             sectors: 1024,
             sector_size: SECTOR_BYTES as u32,
             max_sectors: (PAGE / SECTOR_BYTES) as u32,
-            queues: 1,
+            queues: pairs.into(),
             depth: depth as usize,
             model: alloc::string::String::new(),
         };
@@ -1535,7 +1551,8 @@ mod tests {
     }
 
     /// Lets the controller come back from a reset `poll` began: CSTS.RDY clears (if it
-    /// has not yet), then (after CC.EN is set again) the two admin commands of each I/O
+    /// has not yet), then (after CC.EN is set again) Set Features Number of Queues (one
+    /// pair granted: completion dword 0 is 0) and the two admin commands of each I/O
     /// queue pair succeed and CSTS.RDY is set, for the next poll to see. The admin
     /// queue's controller side, holding them.
     fn bring_back(disk: &mut Nvme) -> ControllerSide {
@@ -1548,7 +1565,7 @@ mod tests {
         assert!(matches!(disk.reset, Some(Reset::Enabling { .. })));
         // The admin queue starts over: its answers go from its first entry on.
         let mut admin = ControllerSide::default();
-        for offset in 0..2 * disk.queues.len() as u16 {
+        for offset in 0..1 + 2 * disk.queues.len() as u16 {
             admin.complete(&mut disk.admin, disk.next_admin_id + offset, 0);
         }
         set_status(disk, spec::CSTS_READY);
@@ -1576,7 +1593,8 @@ mod tests {
         let mut admin = bring_back(&mut disk);
         assert_eq!(poll_once(&mut disk), [(first, Err(READ_TIMEOUT))]);
         assert_eq!(disk.reset, None, "the reset is over");
-        // The admin queue was given again, and the I/O queue pair created anew.
+        // The admin queue was given again, the Number of Queues asked for again, and the
+        // I/O queue pair created anew.
         let registers = &disk.controller.registers;
         assert_eq!(
             read64(registers, spec::REG_ASQ),
@@ -1587,13 +1605,14 @@ mod tests {
             disk.admin.completion_base()
         );
         let pair = &disk.queues[0].pair;
-        let created: Vec<(u8, u32, u32)> = (0..2)
+        let created: Vec<(u8, u32, u32)> = (0..3)
             .map(|_| admin.take_command(&disk.admin).unwrap().0)
             .map(|dwords| (dwords[0] as u8, dwords[6], dwords[10]))
             .collect();
         assert_eq!(
             created,
             [
+                (spec::ADMIN_SET_FEATURES, 0, spec::FEATURE_QUEUE_COUNT),
                 (
                     spec::ADMIN_CREATE_CQ,
                     pair.completion_base() as u32,
@@ -1885,9 +1904,11 @@ mod tests {
         let (lost, _) = lose_a_read(&mut disk, platform, &mut ControllerSide::default(), 0);
         set_status(&disk, 0);
         assert_eq!(poll_once(&mut disk), []);
-        // Create I/O Completion Queue fails: Invalid Queue Identifier (SCT 1, SC 1).
+        // Set Features Number of Queues succeeds, and Create I/O Completion Queue fails:
+        // Invalid Queue Identifier (SCT 1, SC 1).
         let mut admin = ControllerSide::default();
-        admin.complete(&mut disk.admin, disk.next_admin_id, 0x101);
+        admin.complete(&mut disk.admin, disk.next_admin_id, 0);
+        admin.complete(&mut disk.admin, disk.next_admin_id + 1, 0x101);
         set_status(&disk, spec::CSTS_READY);
         let why = "an I/O queue was refused after a reset";
         assert_eq!(
@@ -1895,6 +1916,98 @@ mod tests {
             [(lost, Err(DeviceError::Failed(why)))]
         );
         assert_failed_for_good(&mut disk, why);
+    }
+
+    /// Times a read out on `disk` and lets its controller reset until it is ready
+    /// again, with no admin command answered: the lost read's tag, and the admin queue's
+    /// controller side.
+    fn reset_to_ready(disk: &mut Nvme, platform: &HostPlatform) -> (Tag, ControllerSide) {
+        let (lost, _) = lose_a_read(disk, platform, &mut ControllerSide::default(), 0);
+        set_status(disk, 0);
+        assert_eq!(poll_once(disk), []);
+        set_status(disk, spec::CSTS_READY);
+        assert_eq!(poll_once(disk), []);
+        (lost, ControllerSide::default())
+    }
+
+    #[test]
+    fn a_reset_asks_for_the_number_of_queues_again_before_creating_them() {
+        let (mut disk, platform) = ready_disk(1);
+        let (lost, mut admin) = reset_to_ready(&mut disk, platform);
+        // The first admin command once the controller is ready: Set Features (09h),
+        // Number of Queues (07h), as many pairs as the probe asked for (0-based).
+        let asked = u32::from(IO_QUEUES_WANTED - 1);
+        let first = admin.take_command(&disk.admin).unwrap();
+        assert_eq!(
+            (first.0[0] as u8, first.0[10], first.0[11]),
+            (
+                spec::ADMIN_SET_FEATURES,
+                spec::FEATURE_QUEUE_COUNT,
+                asked << 16 | asked
+            )
+        );
+        assert_eq!(admin.take_command(&disk.admin), None, "one at a time");
+        // One pair granted (dword 0 is 0): enough for the one queue; the queue is
+        // created and the reset ends.
+        admin.complete(&mut disk.admin, first.id(), 0);
+        assert_eq!(poll_once(&mut disk), []);
+        let create = admin.take_command(&disk.admin).unwrap();
+        assert_eq!(create.0[0] as u8, spec::ADMIN_CREATE_CQ);
+        admin.complete(&mut disk.admin, create.id(), 0);
+        assert_eq!(poll_once(&mut disk), []);
+        let create = admin.take_command(&disk.admin).unwrap();
+        assert_eq!(create.0[0] as u8, spec::ADMIN_CREATE_SQ);
+        admin.complete(&mut disk.admin, create.id(), 0);
+        assert_eq!(poll_once(&mut disk), [(lost, Err(READ_TIMEOUT))]);
+        assert_eq!(disk.reset, None);
+    }
+
+    #[test]
+    fn a_reset_granted_fewer_queues_than_the_disk_runs_fails_the_disk_for_good() {
+        let (mut disk, platform) = disk_of_pairs(2, 1);
+        disk.controller.set_enable();
+        set_status(&disk, spec::CSTS_READY);
+        let (lost, mut admin) = reset_to_ready(&mut disk, platform);
+        // One pair granted (dword 0 is 0) where the disk runs two: the second queue
+        // would be refused, so the disk stops now, saying why.
+        admin.complete(&mut disk.admin, disk.next_admin_id - 1, 0);
+        let why = "fewer I/O queues were granted after a reset";
+        assert_eq!(
+            poll_once(&mut disk),
+            [(lost, Err(DeviceError::Failed(why)))]
+        );
+        assert_eq!(
+            admin.take_command(&disk.admin).map(|c| c.0[0] as u8),
+            Some(spec::ADMIN_SET_FEATURES)
+        );
+        assert_eq!(admin.take_command(&disk.admin), None, "no queue created");
+        assert_failed_for_good(&mut disk, why);
+    }
+
+    #[test]
+    fn a_reset_whose_number_of_queues_is_refused_creates_the_queues_on_the_old_count() {
+        let (mut disk, platform) = ready_disk(1);
+        let (lost, mut admin) = reset_to_ready(&mut disk, platform);
+        // Command Sequence Error (SCT 0, SC 0Ch) from a controller that kept the
+        // allocation: the queue is created on it, and the reset ends.
+        admin.complete(&mut disk.admin, disk.next_admin_id - 1, 0x0C);
+        assert_eq!(poll_once(&mut disk), []);
+        admin.complete(&mut disk.admin, disk.next_admin_id - 1, 0);
+        assert_eq!(poll_once(&mut disk), []);
+        admin.complete(&mut disk.admin, disk.next_admin_id - 1, 0);
+        assert_eq!(poll_once(&mut disk), [(lost, Err(READ_TIMEOUT))]);
+        let opcodes: Vec<u8> = (0..3)
+            .map(|_| admin.take_command(&disk.admin).unwrap().0[0] as u8)
+            .collect();
+        assert_eq!(
+            opcodes,
+            [
+                spec::ADMIN_SET_FEATURES,
+                spec::ADMIN_CREATE_CQ,
+                spec::ADMIN_CREATE_SQ
+            ]
+        );
+        assert_eq!(disk.reset, None, "the reset is over");
     }
 
     #[test]

@@ -3,15 +3,18 @@
 //! reset on as far as the controller lets it. The controller level reset of NVMe Base
 //! 3.7.2 (CC.EN cleared: the controller drops every command, deletes the I/O queues and
 //! empties the admin ones), then the initialization of 3.5.1 again over the same queue
-//! memory: the admin queue registers, CC.EN, CSTS.RDY within CAP.TO, and Create I/O
-//! Completion and Submission Queue for each pair, one admin command at a time (the
-//! Number of Queues the controller granted holds across resets). No slot is reused, and
-//! no request the controller had is failed, before CSTS.RDY clears: until then the
-//! controller may still carry a command out and write into its buffer.
+//! memory: the admin queue registers, CC.EN, CSTS.RDY within CAP.TO, Set Features
+//! Number of Queues with the count the probe asked for (the reset resets the
+//! controller's internal state, so a controller may be back at its default allocation,
+//! under which a queue past it is refused; Linux and FreeBSD ask again after every reset
+//! too), then Create I/O Completion and Submission Queue for each pair, one admin
+//! command at a time. No slot is reused, and no request the controller had is failed,
+//! before CSTS.RDY clears: until then the controller may still carry a command out and
+//! write into its buffer.
 
 use rexo_api::{Completion, DeviceError, Tag};
 
-use crate::{ADMIN_TIMEOUT_MS, IO_TIMEOUT_NS, IoQueue, Nvme, Slot, spec};
+use crate::{ADMIN_TIMEOUT_MS, IO_TIMEOUT_NS, IoQueue, Nvme, SET_QUEUE_COUNT, Slot, spec};
 
 /// How far a controller reset has come.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,8 +30,8 @@ pub(crate) enum Reset {
         /// When CC.EN was set.
         since: u64,
     },
-    /// Creating the I/O queues again: waiting (up to the admin timeout) for the answer
-    /// to admin command `step` of [`Nvme::queue_creation`].
+    /// Bringing the I/O queues back: waiting (up to the admin timeout) for the answer
+    /// to admin command `step` of [`Nvme::send_reset_step`].
     Creating {
         /// The step.
         step: usize,
@@ -58,8 +61,10 @@ impl Nvme {
 
     /// Moves the reset on as far as the controller lets it now, never waiting. A reset
     /// that cannot finish (CSTS.RDY not following CC.EN within CAP.TO, a fatal status,
-    /// the controller gone, an I/O queue refused or not answered within the admin
-    /// timeout) leaves the disk `Failed` for good, with the controller disabled.
+    /// the controller gone, fewer I/O queues granted than the driver runs, an admin
+    /// command refused, but for Set Features Number of Queues, or not answered within
+    /// the admin timeout) leaves the disk `Failed` for good, with the controller
+    /// disabled.
     pub(crate) fn continue_reset(&mut self) -> Result<(), DeviceError> {
         loop {
             match self.reset {
@@ -103,12 +108,21 @@ impl Nvme {
                         }
                         return Ok(());
                     }
-                    self.create_queues_from(0);
+                    self.send_reset_step(0);
                 }
                 Some(Reset::Creating { step, id, since }) => {
-                    let what = self.queue_creation(step).0;
+                    let what = self.reset_step_name(step);
                     let waited = self.platform.now_ns().saturating_sub(since);
                     match self.admin_answer(what, id) {
+                        // A controller that kept the allocation may refuse to set it
+                        // again: the queues are created on it (a queue past it is
+                        // refused, which fails the disk below).
+                        Err(error) if step == 0 => {
+                            log::warn!(
+                                "nvme: {error}: the I/O queues are created on the count granted before the reset"
+                            );
+                            self.send_reset_step(1);
+                        }
                         Err(error) => {
                             log::error!("nvme: {error}");
                             return Err(self.fail("an I/O queue was refused after a reset"));
@@ -120,27 +134,54 @@ impl Nvme {
                             }
                             return Ok(());
                         }
-                        Ok(Some(_)) => self.create_queues_from(step + 1),
+                        Ok(Some(granted)) if step == 0 => {
+                            let pairs = spec::granted_pairs(granted, self.queue_pairs_asked);
+                            if usize::from(pairs) < self.queues.len() {
+                                log::error!(
+                                    "nvme: {pairs} I/O queue pair(s) granted after a reset, {} in use",
+                                    self.queues.len()
+                                );
+                                return Err(
+                                    self.fail("fewer I/O queues were granted after a reset")
+                                );
+                            }
+                            self.send_reset_step(1);
+                        }
+                        Ok(Some(_)) => self.send_reset_step(step + 1),
                     }
                 }
             }
         }
     }
 
-    /// Sends admin command `step` of [`Self::queue_creation`], or ends the reset when
-    /// every queue is created.
-    fn create_queues_from(&mut self, step: usize) {
-        if step == 2 * self.queues.len() {
+    /// Sends admin command `step` of bringing the I/O queues back, or ends the reset
+    /// when every queue is created: step 0 is Set Features Number of Queues (as many as
+    /// the probe asked for), step `s` after it step `s - 1` of [`Self::queue_creation`].
+    fn send_reset_step(&mut self, step: usize) {
+        if step == 1 + 2 * self.queues.len() {
             self.reset = None;
             log::info!("nvme: controller reset, I/O queues created again");
             return;
         }
-        let id = self.send_admin(self.queue_creation(step).1);
+        let id = if step == 0 {
+            let pairs = self.queue_pairs_asked;
+            self.send_admin(|id| spec::Command::set_queue_count(id, pairs))
+        } else {
+            self.send_admin(self.queue_creation(step - 1).1)
+        };
         self.reset = Some(Reset::Creating {
             step,
             id,
             since: self.platform.now_ns(),
         });
+    }
+
+    /// The name of admin command `step` of [`Self::send_reset_step`].
+    fn reset_step_name(&self, step: usize) -> &'static str {
+        match step {
+            0 => SET_QUEUE_COUNT,
+            _ => self.queue_creation(step - 1).0,
+        }
     }
 
     /// CSTS, or the disk marked `Failed` when the controller no longer answers.
