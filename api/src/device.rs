@@ -103,11 +103,12 @@ pub enum DeviceError {
     /// the fill itself withdrew it ([`NetDevice::send_frame`],
     /// [`BlockDevice::submit_write_checked`]).
     Withdrawn,
-    /// A frame given in more segments than the interface gathers.
+    /// A frame given in more segments than the interface gathers, or than the queue
+    /// could ever hold at once (a virtio-net queue pair with fewer transmit buffers).
     TooManySegments {
         /// Segments given.
         segments: usize,
-        /// The most the interface takes ([`MAX_SEGMENTS`]).
+        /// The most the interface takes ([`MAX_SEGMENTS`], or the queue's fewer).
         max: usize,
     },
     /// A frame segment of no bytes.
@@ -551,7 +552,8 @@ pub trait NetDevice: Send {
     /// are): only where [`NetInfo::checksum_offload`] says so, and only for a frame in
     /// one segment, elsewhere [`DeviceError::Unsupported`]. [`DeviceError::QueueFull`]
     /// when the buffers are in flight (call again: sending reclaims finished buffers
-    /// first). Through a lease or a binding, what `fill` is lent holds zeros or bytes
+    /// first); [`DeviceError::TooManySegments`] when the queue could never hold the
+    /// frame's segments at once, however long one waits. Through a lease or a binding, what `fill` is lent holds zeros or bytes
     /// the same app put there, never another holder's (docs/drivers.md). The calls
     /// below are this one, named.
     fn send_segments(

@@ -934,7 +934,10 @@ impl QueuePair for Pair {
     /// [`NetDevice::send_segments`] on this pair: one descriptor chain: the virtio-net
     /// header and segment 0 in the first buffer (two descriptors on legacy devices
     /// without ANY_LAYOUT), then one descriptor per further segment, each in its own
-    /// buffer (the segments are never copied together).
+    /// buffer (the segments are never copied together). A frame in more segments than
+    /// the pair has small transmit buffers (4 on a queue of 8 entries with HOST_TSO4, 2
+    /// on a legacy queue of 4 without ANY_LAYOUT) is [`DeviceError::TooManySegments`]
+    /// naming that count, not `QueueFull`: the buffers would never all be free.
     fn send_segments(
         &mut self,
         shape: Shape,
@@ -952,6 +955,14 @@ impl QueuePair for Pair {
         }
         let (chain, header_len) = (shape.chain, shape.header_len);
         DeviceError::check_segments(segments, ETHERNET_MAX_FRAME)?;
+        // Each segment takes a small transmit buffer: a frame in more than the pair has
+        // would never find them free.
+        if segments.len() > usize::from(self.tx_small) {
+            return Err(DeviceError::TooManySegments {
+                segments: segments.len(),
+                max: self.tx_small.into(),
+            });
+        }
         if offload && segments.len() > 1 {
             return Err(DeviceError::Unsupported(
                 "checksum offload of a frame in several segments",
@@ -1831,6 +1842,29 @@ mod tests {
             }
         });
         assert_eq!(net.set_pairs(2), Ok(()));
+    }
+
+    #[test]
+    fn a_frame_in_more_segments_than_the_pair_has_transmit_buffers_is_too_many_segments() {
+        // The pair has 2 transmit buffers, all free: 3 segments can never be sent.
+        let (mut net, _device, _) = net_on_host();
+        let mut fill = |parts: &mut [&mut [u8]]| {
+            for part in parts {
+                part.fill(0x42);
+            }
+            true
+        };
+        for _ in 0..3 {
+            assert_eq!(
+                net.send_segments(0, &[14, 20, 26], false, &mut fill),
+                Err(DeviceError::TooManySegments {
+                    segments: 3,
+                    max: 2
+                }),
+                "refused for what it is, not QueueFull"
+            );
+        }
+        assert_eq!(net.send_segments(0, &[14, 46], false, &mut fill), Ok(()));
     }
 
     #[test]
