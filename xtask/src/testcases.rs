@@ -2135,13 +2135,11 @@ pub const CASES: &[Case] = &[
     // httpd and kv bind to their ports on one interface; every kv and httpd check passes
     // through it, the kernel answers QEMU's ARP requests, and each app's counters and
     // the kernel's are logged as the bindings end. kv sizes its cache by its quota: 64 MiB
-    // give it 16 MiB, room for the protocol client's values. httpd-test's 32 MiB hold its
-    // heap's growth (an app's heap growth counts against its quota), the 10 MiB generated
-    // page and all.
+    // give it 16 MiB, room for the protocol client's values.
     Case {
         name: "net::shared-nic",
         mem_mib: 512,
-        append: "ip=10.0.2.15/24,10.0.2.2 apps=httpd-test:0:32M,kv:1:64M",
+        append: "ip=10.0.2.15/24,10.0.2.2 apps=httpd-test:0:8M,kv:1:64M",
         qemu: &[Arg::UserNet {
             model: "virtio-net-pci",
             tcp: &[80, crate::kvtests::PORT],
@@ -2173,7 +2171,7 @@ pub const CASES: &[Case] = &[
     // first one named, and ends alone; the first serves every httpd check.
     Case {
         name: "badinput::filter-overlap",
-        append: "ip=10.0.2.15/24,10.0.2.2 apps=httpd-test:0:32M,httpd-test:1:32M",
+        append: "ip=10.0.2.15/24,10.0.2.2 apps=httpd-test:0:8M,httpd-test:1:8M",
         checks: &[
             Check::Has(
                 "httpd: FAILED: network interface: the filter overlaps one of the app httpd-test: some frame would match both",

@@ -1,13 +1,5 @@
 //! The kernel heap: talc over frames from the frame allocator, a small start at boot
 //! and more 512 KiB at a time when it runs out (so an idle machine holds little).
-//!
-//! Every app's `Vec`s and `Box`es come from this heap too. Growth for app code (this core
-//! inside an abort point, not in a kernel section) is bounded: counted per owner against
-//! the run's memory quota ([`APP_GROWTH`], cleared as the run ends), and never taken
-//! from the kernel's reserve (`caps::KERNEL_RESERVE`), so that the app's allocation fails
-//! (a `try_reserve` error, or a panic that ends the app alone) before a kernel section's
-//! can. The heap never gives frames back: what an app's growth took stays in the heap
-//! for every later allocation, and what an app ended mid-way held there is leaked.
 
 #![allow(unsafe_code)] // claiming raw memory for the allocator
 
@@ -18,8 +10,6 @@ use talc::base::Talc;
 use talc::base::binning::Binning;
 use talc::source::Source;
 
-use rexo_memledger::HeapGrowth;
-
 /// How much the heap grows by at least (and its start at boot).
 const GROWTH: u64 = 512 << 10;
 
@@ -27,29 +17,12 @@ const GROWTH: u64 = 512 << 10;
 #[derive(Debug)]
 pub struct Frames;
 
-/// Per owner, the heap growth its run's own code caused (cleared by `apps` as the run ends).
-pub static APP_GROWTH: HeapGrowth<{ crate::caps::OWNERS }> = HeapGrowth::new();
-
-/// Frames for `bytes` of growth; for app code, within its run's quota and leaving the
-/// kernel's reserve. Takes only the frame allocator's lock and, for app code, this core's
-/// `apps::current` lock (held elsewhere only to copy the run in or out, never around an
-/// allocation; interrupt handlers run in kernel sections, so they never take it here).
-fn frames_for(bytes: u64) -> Option<rexo_memmap::FrameRange> {
-    if !crate::arch::abort::can_abort() {
-        return super::frames::allocate(bytes, 4096).ok();
-    }
-    let run = crate::apps::current().map(|run| (run.owner, run.quota));
-    let take = || super::frames::allocate_leaving(bytes, 4096, crate::caps::KERNEL_RESERVE).ok();
-    APP_GROWTH.charged(run, bytes, take)
-}
-
-// SAFETY: `acquire` uses only the frame allocator (its own lock, no heap allocation), this
-// core's `apps::current` lock (a copy out, no allocation), lock-free counters, and talc's
-// `claim` on the frames it got, never the global allocator.
+// SAFETY: `acquire` uses only the frame allocator (its own lock, no heap allocation) and
+// talc's `claim` on the frames it got, never the global allocator.
 unsafe impl Source for Frames {
     fn acquire<B: Binning>(talc: &mut Talc<Self, B>, layout: Layout) -> Result<(), ()> {
         let bytes = (layout.size() as u64 + layout.align() as u64 + 4096).next_multiple_of(GROWTH);
-        let frames = frames_for(bytes).ok_or(())?;
+        let frames = super::frames::allocate(bytes, 4096).map_err(|_| ())?;
         // The heap owns these frames for the life of the machine.
         let range = frames.leak();
         // SAFETY: identity-mapped RAM the frame allocator handed to us alone, never returned.
