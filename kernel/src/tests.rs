@@ -271,6 +271,56 @@ kernel_test!(
     }
 );
 
+/// Free frames as [`hoards_the_heap`] started, once it held what the heap gave it, and
+/// whether a kernel section could then still allocate (1).
+static HOARD_FREE: [core::sync::atomic::AtomicU64; 3] =
+    [const { core::sync::atomic::AtomicU64::new(0) }; 3];
+
+/// An app that takes what the kernel heap gives it: `try_reserve_exact` from 1 GiB down to
+/// 8 bytes, halving, each buffer kept; then, still holding them, a kernel section
+/// allocates 64 KiB (a kernel call's `Vec` under a lock).
+fn hoards_the_heap(_: &rexo_api::Kernel) -> Result<(), rexo_api::ApiError> {
+    let mut kept: Vec<Vec<u8>> = Vec::with_capacity(32);
+    HOARD_FREE[0].store(mem::frames::free_bytes(), Ordering::Relaxed);
+    let mut size = 1usize << 30;
+    while size >= 8 {
+        let mut buffer = Vec::new();
+        if buffer.try_reserve_exact(size).is_ok() {
+            kept.push(buffer);
+        }
+        size /= 2;
+    }
+    HOARD_FREE[1].store(mem::frames::free_bytes(), Ordering::Relaxed);
+    let in_kernel = crate::arch::abort::kernel_section(|| Vec::<u8>::with_capacity(64 << 10));
+    let served = u64::from(in_kernel.capacity() >= 64 << 10);
+    HOARD_FREE[2].store(served, Ordering::Relaxed);
+    Ok(())
+}
+
+kernel_test!(
+    /// An app's `Vec`s never take the kernel's reserve: with 1-2 MiB free above it, an app
+    /// taking all the heap gives it leaves the reserve free, and a kernel section still
+    /// allocates (without the reserve, the app left 512 KiB).
+    fn an_apps_heap_growth_leaves_the_kernel_its_reserve() {
+        let reserve = crate::caps::KERNEL_RESERVE;
+        let held_frames = hold_frames_leaving(reserve + (2 << 20));
+        let app = crate::apps::App::new("hoarder", "takes the kernel heap", hoards_the_heap);
+        let owner = crate::caps::tests::top_owner(15);
+        let cores = crate::apps::CoreSpan { first: 0, count: 1 };
+        let ran = crate::apps::run_as(&app, owner, cores, None);
+        held_frames.into_iter().for_each(mem::frames::free);
+        assert_eq!(ran, Ok(()));
+        let [start, held, served] = HOARD_FREE.each_ref().map(|f| f.load(Ordering::Relaxed));
+        let near_the_reserve = reserve + (1 << 20)..=reserve + (2 << 20);
+        assert!(
+            near_the_reserve.contains(&start),
+            "free memory not brought there"
+        );
+        assert!(held >= reserve, "the app left {} KiB", held >> 10);
+        assert_eq!(served, 1, "the kernel's allocation");
+    }
+);
+
 kernel_test!(
     fn the_wall_clock_is_the_cmos_clock_as_unix_time() {
         // QEMU's CMOS clock starts at the host's time in UTC (`-rtc base=utc`).

@@ -1,5 +1,11 @@
 //! The kernel heap: talc over frames from the frame allocator, a small start at boot
 //! and more 512 KiB at a time when it runs out (so an idle machine holds little).
+//!
+//! Every app's `Vec`s and `Box`es come from this heap too, uncharged to its quota. Growth
+//! for code inside an abort point (an app's, or kernel code it called outside a kernel
+//! section) never takes the kernel's reserve (`caps::KERNEL_RESERVE`): such an allocation
+//! fails first (a `try_reserve` error, or a panic that ends the app), so a kernel
+//! section's can still be served. The heap never gives frames back.
 
 #![allow(unsafe_code)] // claiming raw memory for the allocator
 
@@ -22,7 +28,9 @@ pub struct Frames;
 unsafe impl Source for Frames {
     fn acquire<B: Binning>(talc: &mut Talc<Self, B>, layout: Layout) -> Result<(), ()> {
         let bytes = (layout.size() as u64 + layout.align() as u64 + 4096).next_multiple_of(GROWTH);
-        let frames = super::frames::allocate(bytes, 4096).map_err(|_| ())?;
+        let left = crate::arch::abort::can_abort().then_some(crate::caps::KERNEL_RESERVE);
+        let frames = super::frames::allocate_leaving(bytes, 4096, left.unwrap_or(0));
+        let frames = frames.map_err(|_| ())?;
         // The heap owns these frames for the life of the machine.
         let range = frames.leak();
         // SAFETY: identity-mapped RAM the frame allocator handed to us alone, never returned.
