@@ -1058,6 +1058,7 @@ fn run_case(root: &Path, elf: &Path, case: &Case, logs: &Path) -> Result<Outcome
     let mut keyboard = None;
     // The monitor socket of a controller empty at boot, until the keyboard is plugged in.
     let mut plug = None;
+    let mut monitor = None;
     let mut bmfs_image = None;
     let mut forwards = Vec::new();
     let mut flood = None;
@@ -1166,6 +1167,11 @@ fn run_case(root: &Path, elf: &Path, case: &Case, logs: &Path) -> Result<Outcome
                 plug = Some(socket.clone());
                 keyboard = Some((socket, *keys));
             }
+            Arg::Monitor { after, command } => {
+                let (args, socket) = crate::hmp::qemu_args(&scratch)?;
+                extra.extend(args);
+                monitor = Some((socket, *after, *command));
+            }
             Arg::KillAfterFlush => kill_after_flush = true,
             Arg::SynFlood(model) => {
                 let index = peers.len();
@@ -1242,6 +1248,7 @@ fn run_case(root: &Path, elf: &Path, case: &Case, logs: &Path) -> Result<Outcome
     let mut client_thread = None;
     let mut typist = None;
     let mut plugger = None;
+    let mut commander = None;
     let ticking = case.client.is_some() && stop_at_checks;
     let capture = qemu::run_inner(
         tap.as_ref().map(crate::tapnet::TapNet::netns),
@@ -1272,6 +1279,13 @@ fn run_case(root: &Path, elf: &Path, case: &Case, logs: &Path) -> Result<Outcome
             }
             if let Some(socket) = plug.take_if(|_| line.text.ends_with(crate::usbkeys::EMPTY)) {
                 plugger = Some(std::thread::spawn(move || crate::usbkeys::plug(&socket)));
+            }
+            if let Some((socket, _, command)) =
+                monitor.take_if(|(_, after, _)| line.text.contains(*after))
+            {
+                commander = Some(std::thread::spawn(move || {
+                    crate::hmp::run(&socket, command)
+                }));
             }
             if let Some((socket, keys)) =
                 keyboard.take_if(|_| line.text.contains(crate::usbkeys::BOUND))
@@ -1331,6 +1345,15 @@ fn run_case(root: &Path, elf: &Path, case: &Case, logs: &Path) -> Result<Outcome
             "the empty USB controller was never bound (no line ending with `{}`)",
             crate::usbkeys::EMPTY
         ));
+    }
+    if let Some(commander) = commander {
+        match commander.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => reasons.push(format!("QEMU's monitor: {e}")),
+            Err(_) => reasons.push("the monitor command's thread panicked".into()),
+        }
+    } else if let Some((_, after, command)) = monitor {
+        reasons.push(format!("`{command}` never sent (no line with `{after}`)"));
     }
     if let Some(typist) = typist {
         match typist.join() {

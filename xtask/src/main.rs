@@ -22,6 +22,7 @@ mod fsbench;
 mod fsimage;
 mod gdb;
 mod harness;
+mod hmp;
 mod hostrt;
 mod httpclient;
 mod image;

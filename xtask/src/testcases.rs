@@ -105,6 +105,15 @@ pub enum Arg {
     /// ([`usbkeys::EMPTY`](crate::usbkeys::EMPTY)), a `usb-kbd` is plugged in
     /// (`device_add`), and once the serial shows it attached these keys are typed on it.
     UsbKeyboardPlugged(&'static [&'static str]),
+    /// QEMU's human monitor on a socket ([`hmp`](crate::hmp)): once the serial shows a
+    /// line containing `after`, `command` is run there (e.g. `mce`, injecting a machine
+    /// check); the case fails when it cannot be sent or QEMU shows no prompt after it.
+    Monitor {
+        /// The serial text to wait for.
+        after: &'static str,
+        /// The monitor command, one line without its newline.
+        command: &'static str,
+    },
     /// SIGKILL QEMU as soon as the serial shows `diskcheck: disk K: flushed` for every
     /// disk, before anything else can write the images: what the images then hold is
     /// what the flush made durable.
@@ -741,6 +750,25 @@ pub const CASES: &[Case] = &[
             Check::Lacks("without reaching the stack guard page"),
             Check::Has("rip="),
             Check::SymbolizedFrame,
+            Check::Has("!!! rexo: halted"),
+        ],
+        ..BASE
+    },
+    // A machine check, injected into core 0 through QEMU's monitor once the boot is done
+    // (uncorrected: valid, UC, EN, PCC), reaches the kernel's vector 18 handler: with
+    // CR4.MCE clear the CPU shuts down and QEMU resets the machine with no report.
+    Case {
+        name: "crash::machine-check",
+        append: "app=monitor",
+        qemu: &[Arg::Monitor {
+            after: "rexo: ready",
+            command: "mce 0 1 0xb200000000000000 0 0 0",
+        }],
+        exit: CRASH_EXIT,
+        checks: &[
+            Check::Has("!!! rexo: crash on core 0: machine check (vector 18, error code 0x0)"),
+            Check::Has("rip="),
+            Check::Has("backtrace:"),
             Check::Has("!!! rexo: halted"),
         ],
         ..BASE

@@ -163,9 +163,9 @@ rexo_common32:
     or eax, 0x3
     mov dword ptr [rexo_boot_pml4], eax
 
-    // PAE, SSE (OSFXSR, OSXMMEXCPT), CR3, EFER.LME, paging on (write-protect in ring 0).
+    // PAE, MCE, SSE (OSFXSR, OSXMMEXCPT), CR3, EFER.LME, paging on (write-protect in ring 0).
     mov eax, cr4
-    or eax, (1 << 5) | (1 << 9) | (1 << 10)
+    or eax, (1 << 5) | (1 << 6) | (1 << 9) | (1 << 10)
     mov cr4, eax
     mov eax, offset rexo_boot_pml4
     mov cr3, eax

@@ -56,7 +56,7 @@ rexo_ap_32:
     movw %ax, %es
     movw %ax, %ss
     movl %cr4, %eax
-    orl $((1 << 5) | (1 << 9) | (1 << 10)), %eax
+    orl $((1 << 5) | (1 << 6) | (1 << 9) | (1 << 10)), %eax  // PAE, MCE, OSFXSR, OSXMMEXCPT
     movl %eax, %cr4
     movl (0x8000 + rexo_ap_cr3 - rexo_ap_trampoline_start), %eax
     movl %eax, %cr3
