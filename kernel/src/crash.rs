@@ -99,19 +99,26 @@ fn finish_report() -> ! {
     crate::power::exit_failure()
 }
 
-/// Called by the interrupt dispatcher for vectors 0-31.
+/// Called by the interrupt dispatcher for vectors 0-31. A fault inside an app (in an abort
+/// point, outside any kernel section) that ends it alone returns to its abort point: a
+/// page fault in memory taken back from it, a double fault of its stack overflowing.
 pub fn exception(frame: &InterruptFrame) {
-    let vector = frame.vector as u8;
+    let (vector, cr2) = (frame.vector as u8, cpu::cr2());
     if vector == exception::NMI && crate::console::crashing_core().is_some() {
         stopped_by_other_core();
     }
     if vector == exception::PAGE_FAULT && crate::arch::abort::can_abort() {
-        crate::apps::on_page_fault(cpu::cr2());
+        crate::apps::on_page_fault(cr2);
+    }
+    // An app (its code runs on this core's stack) that overflowed it: the page fault could
+    // not be pushed, a double fault came instead. It ends the app's task as a panic does.
+    let overflow = vector == exception::DOUBLE_FAULT && percpu::current().stack().guard_holds(cr2);
+    if overflow && crate::arch::abort::can_abort() {
+        panic!("the app overflowed its stack ({cr2:#x} is the stack's guard page)");
     }
     start_report();
     crate::ktest::report_failure_if_running();
     let core = percpu::core_index();
-    let cr2 = cpu::cr2();
     let (name, error_code) = (exception_name(frame.vector), frame.error_code);
     kprintln!(
         "!!! rexo: crash on core {core}: {name} (vector {vector}, error code {error_code:#x})"

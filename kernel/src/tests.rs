@@ -1017,6 +1017,39 @@ kernel_test!(
     }
 );
 
+/// Recurses without end, each frame keeping 512 bytes alive, as a safe app may.
+#[allow(unconditional_recursion)] // the point: the stack's guard page must end it
+fn recurse_without_end(depth: u64) -> u64 {
+    let frame = core::hint::black_box([depth as u8; 512]);
+    core::hint::black_box(recurse_without_end(depth + 1)) + u64::from(frame[0])
+}
+
+fn app_overflowing_its_stack(_: &rexo_api::Kernel) -> Result<(), rexo_api::ApiError> {
+    let depth = recurse_without_end(0);
+    panic!("recursed {depth} times without reaching the stack's guard page");
+}
+
+kernel_test!(
+    fn an_app_that_overflows_its_stack_ends_alone() {
+        let overflowing = crate::apps::App {
+            name: "stack-overflower",
+            about: "recurses without end",
+            main: app_overflowing_its_stack,
+        };
+        let next = crate::apps::App {
+            name: "every-core",
+            about: "runs a task on every core",
+            main: |kernel| kernel.run_on_every_core(alloc::sync::Arc::new(|_, _| {})),
+        };
+        assert_eq!(
+            crate::apps::run(&overflowing),
+            Err(rexo_api::ApiError::Panicked)
+        );
+        assert_eq!(crate::apps::run(&next), Ok(()), "the machine goes on");
+        crate::kprintln!("tests: an app that overflowed its stack ended alone; the next ran");
+    }
+);
+
 fn app_with_a_panicking_task(kernel: &rexo_api::Kernel) -> Result<(), rexo_api::ApiError> {
     let last = kernel.cores() - 1;
     let result = kernel.run_on_every_core(alloc::sync::Arc::new(move |_, core| {
