@@ -3,7 +3,7 @@
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use crate::arch::{cpu, paging, percpu};
 use crate::kernel_test;
@@ -628,6 +628,53 @@ kernel_test!(
                 core,
                 "the task for core {core} ran elsewhere"
             );
+        }
+    }
+);
+
+kernel_test!(
+    /// Every running core has caching on (CR0.CD and NW clear, which INIT leaves as they
+    /// were and QEMU's INIT sets), x87 errors reported natively (NE) and monitored (MP),
+    /// its x87 unit initialised (control word 0x037F), MXCSR at its reset value and
+    /// machine checks enabled (CR4.MCE).
+    fn every_core_runs_with_caches_on_and_its_x87_unit_initialised() {
+        let cores = smp_cores();
+        let seen: &'static [[AtomicU64; 4]] = Box::leak(
+            (0..cores)
+                .map(|_| [const { AtomicU64::new(u64::MAX) }; 4])
+                .collect::<Box<[_]>>(),
+        );
+        sched::run_on_cores(cores, move |core| {
+            let (mut control, mut mxcsr) = (0u16, 0u32);
+            #[allow(unsafe_code)] // reading the x87 control word and MXCSR
+            // SAFETY: both store into the locals only.
+            unsafe {
+                core::arch::asm!("fnstcw [{}]", "stmxcsr [{}]", in(reg) &mut control, in(reg) &mut mxcsr, options(nostack))
+            };
+            let state = [cpu::cr0(), u64::from(control), u64::from(mxcsr), cpu::cr4()];
+            for (slot, value) in seen[core].iter().zip(state) {
+                slot.store(value, Ordering::Relaxed);
+            }
+        })
+        .expect("mailboxes");
+        for (core, state) in seen.iter().enumerate() {
+            let [cr0, control, mxcsr, cr4] = state.each_ref().map(|v| v.load(Ordering::Relaxed));
+            assert_eq!(
+                cr0 & (3 << 29),
+                0,
+                "core {core}: CR0 {cr0:#x} has CD or NW set"
+            );
+            assert_eq!(
+                cr0 & 0x26,
+                0x22,
+                "core {core}: CR0 {cr0:#x} lacks MP or NE, or has EM"
+            );
+            assert_eq!(
+                control, 0x037F,
+                "core {core}: x87 control word {control:#x}"
+            );
+            assert_eq!(mxcsr, 0x1F80, "core {core}: MXCSR {mxcsr:#x}");
+            assert_ne!(cr4 & (1 << 6), 0, "core {core}: CR4 {cr4:#x} has MCE clear");
         }
     }
 );

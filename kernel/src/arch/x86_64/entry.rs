@@ -163,7 +163,7 @@ rexo_common32:
     or eax, 0x3
     mov dword ptr [rexo_boot_pml4], eax
 
-    // PAE, MCE, SSE (OSFXSR, OSXMMEXCPT), CR3, EFER.LME, paging on (write-protect in ring 0).
+    // PAE, MCE, SSE (OSFXSR, OSXMMEXCPT), CR3, EFER.LME, CR0 loaded whole with paging on.
     mov eax, cr4
     or eax, (1 << 5) | (1 << 6) | (1 << 9) | (1 << 10)
     mov cr4, eax
@@ -173,9 +173,9 @@ rexo_common32:
     rdmsr
     or eax, 1 << 8
     wrmsr
-    mov eax, cr0
-    or eax, (1 << 31) | (1 << 16) | 1
+    mov eax, 0x80010033                               // PG, WP, NE, ET, MP, PE (EM, CD, NW clear)
     mov cr0, eax
+    fninit                                            // x87 control word 0x037F, whatever the loader left
 
     lgdt [rexo_boot_gdt_ptr]
     // Far jump to the 64-bit code segment, encoded by bytes (see MACHINE-FACTS).

@@ -41,8 +41,7 @@ rexo_ap_trampoline_start:
     xorw %ax, %ax
     movw %ax, %ds
     lgdtl (0x8000 + rexo_ap_gdt_ptr - rexo_ap_trampoline_start)
-    movl %cr0, %eax
-    orl $1, %eax
+    movl $0x33, %eax                // PE, MP, ET, NE; EM and CD, NW (INIT keeps them) clear
     movl %eax, %cr0
     // jmp 0x18:ap32 (32-bit offset)
     .byte 0x66, 0xEA
@@ -64,9 +63,9 @@ rexo_ap_32:
     rdmsr
     orl $(1 << 8), %eax
     wrmsr
-    movl %cr0, %eax
-    orl $((1 << 31) | (1 << 16)), %eax
+    movl $0x80010033, %eax          // and PG, WP
     movl %eax, %cr0
+    fninit                          // control word 0x037F (at reset 0x0040: faults unmasked)
     .byte 0xEA
     .long 0x8000 + rexo_ap_64 - rexo_ap_trampoline_start
     .short 0x08
