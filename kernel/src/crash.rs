@@ -5,12 +5,10 @@
 
 #![allow(unsafe_code)] // reading the stack and the symbol-table section; provoking faults
 
-use crate::arch::cpu;
 use crate::arch::idt::{InterruptFrame, exception};
-use crate::arch::percpu;
+use crate::arch::{cpu, percpu, smp};
 use crate::{kprint, kprintln};
-use core::fmt::{Arguments, Display};
-use core::panic::PanicInfo;
+use core::{fmt::Arguments, fmt::Display, panic::PanicInfo, sync::atomic::Ordering::SeqCst};
 use rexo_crashreport::{PageFault, Registers, exception_name};
 
 #[used]
@@ -91,7 +89,7 @@ fn start_report() {
     if !crate::console::begin_crash_report() {
         stopped_by_other_core();
     }
-    crate::arch::smp::nmi_other_cores();
+    smp::nmi_other_cores();
 }
 
 fn finish_report() -> ! {
@@ -103,8 +101,11 @@ fn finish_report() -> ! {
 /// point, outside any kernel section) that ends it alone returns to its abort point: a
 /// page fault in memory taken back from it, a double fault of its stack overflowing.
 pub fn exception(frame: &InterruptFrame) {
-    let (vector, cr2) = (frame.vector as u8, cpu::cr2());
-    if vector == exception::NMI && crate::console::crashing_core().is_some() {
+    let (vector, cr2, core) = (frame.vector as u8, cpu::cr2(), percpu::core_index());
+    // A core halted outside the running ones (`smp.stall=`'s, one late behind it, or one
+    // not yet alive) halts again on an NMI: a stray one, as a core parked in the trampoline.
+    let outside = core >= crate::PLANNED_CORES.load(SeqCst) || (core > 0 && !smp::alive(core));
+    if vector == exception::NMI && (crate::console::crashing_core().is_some() || outside) {
         stopped_by_other_core();
     }
     if vector == exception::PAGE_FAULT && crate::arch::abort::can_abort() {
@@ -118,7 +119,6 @@ pub fn exception(frame: &InterruptFrame) {
     }
     start_report();
     crate::ktest::report_failure_if_running();
-    let core = percpu::core_index();
     let (name, error_code) = (exception_name(frame.vector), frame.error_code);
     kprintln!(
         "!!! rexo: crash on core {core}: {name} (vector {vector}, error code {error_code:#x})"

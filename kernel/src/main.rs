@@ -43,7 +43,7 @@ const MIN_MEMORY_MIB: u64 = 8;
 const CORE_START_TIMEOUT_US: u64 = 2_000_000;
 
 /// Cores the boot core planned to start (tickets at or above this halt at once).
-static PLANNED_CORES: AtomicUsize = AtomicUsize::new(1);
+pub(crate) static PLANNED_CORES: AtomicUsize = AtomicUsize::new(1);
 /// How many cores run the work loop: 1 until the others have started.
 static CORES: AtomicUsize = AtomicUsize::new(1);
 /// The core index `smp.stall=` stops before its sign of life (`usize::MAX`: none).

@@ -680,6 +680,27 @@ kernel_test!(
 );
 
 kernel_test!(
+    /// Sends an NMI to every core halted outside the running ones after loading its
+    /// tables in `ap_entry` (the core `smp.stall=` stops, and one late behind it;
+    /// `badinput::core-stalls-while-starting` boots so), as a stray NMI would: it halts
+    /// again, where it gave a crash report that ended the machine. Without such a core
+    /// it checks nothing.
+    fn every_core_outside_the_running_ones_halts_again_on_an_nmi() {
+        let outside = (smp_cores()..percpu::MAX_CORES)
+            .map(|index| percpu::core(index).apic_id.load(Ordering::Relaxed))
+            .filter(|&id| id != 0);
+        let mut sent = 0;
+        for id in outside {
+            crate::arch::apic::send_nmi(id);
+            sent += 1;
+        }
+        time::delay_us(100_000);
+        sched::run_on_cores(smp_cores(), |_| {}).expect("every core still answers");
+        crate::kprintln!("tests: {sent} cores outside the running ones took an NMI and halted");
+    }
+);
+
+kernel_test!(
     fn a_kernel_task_run_in_an_apps_wait_is_outside_the_apps_abort_point() {
         use crate::arch::abort::{can_abort, run_abortable};
         static ABORTABLE: AtomicUsize = AtomicUsize::new(usize::MAX);
