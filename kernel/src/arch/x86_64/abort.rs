@@ -112,9 +112,10 @@ pub fn can_abort() -> bool {
 }
 
 /// Abandons everything since this core's innermost abort point and returns from it with
-/// `Err(Aborted)`; a kernel panic where there is none ([`can_abort`]). Interrupts are
-/// enabled again only if they were when the abort point was set up (the routine does not
-/// touch them: callers that run with interrupts off re-enable them themselves).
+/// `Err(Aborted)`; a kernel panic where there is none ([`can_abort`]). Interrupts stay as
+/// the abort left them, off after a panic or a fault (the routine does not touch them):
+/// a caller of [`run_abortable`] that got `Err(Aborted)` turns them back on when its code
+/// runs with them on (`apps::ended_reason`, `devices::run_app_code`).
 pub fn abort_current() -> ! {
     let point = ABORT_POINT[super::percpu::core_index()].load(Ordering::Relaxed);
     assert_ne!(point, 0, "an abort with no abort point on this core");
