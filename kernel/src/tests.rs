@@ -1099,16 +1099,14 @@ fn app_overflowing_its_stack(_: &rexo_api::Kernel) -> Result<(), rexo_api::ApiEr
 
 kernel_test!(
     fn an_app_that_overflows_its_stack_ends_alone() {
-        let overflowing = crate::apps::App {
-            name: "stack-overflower",
-            about: "recurses without end",
-            main: app_overflowing_its_stack,
-        };
-        let next = crate::apps::App {
-            name: "every-core",
-            about: "runs a task on every core",
-            main: |kernel| kernel.run_on_every_core(alloc::sync::Arc::new(|_, _| {})),
-        };
+        let overflowing = crate::apps::App::new(
+            "stack-overflower",
+            "recurses without end",
+            app_overflowing_its_stack,
+        );
+        let next = crate::apps::App::new("every-core", "runs a task on every core", |kernel| {
+            kernel.run_on_every_core(alloc::sync::Arc::new(|_, _| {}))
+        });
         assert_eq!(
             crate::apps::run(&overflowing),
             Err(rexo_api::ApiError::Panicked)
