@@ -63,13 +63,31 @@ use crate::cache::{
 use crate::parse::{
     Command, Parsed, ProtocolError, data_block, invalid, next_token, parse_exptime, unsigned,
 };
-use crate::reply::{Output, Reply};
+use crate::reply::{Output, Reply, Sink};
 use crate::store::Store;
 
 /// The most bytes an opaque token may have, its `O` included.
 const MAX_OPAQUE: usize = 32;
 /// The most tokens a meta line may have: its command, key, datalen and flags.
 const MAX_TOKENS: usize = 19;
+/// The most digits a number has in an answer (`u64::MAX`'s).
+const MAX_DIGITS: usize = u64::MAX.ilog10() as usize + 1;
+/// The flags whose number [`write_hit`] writes: `t`, `s`, `c`, `f`, `l` and `h`.
+const HIT_NUMBERS: usize = 6;
+/// The most bytes [`write_hit`] writes besides the value: `VA` and the size, the echoes
+/// of `O` (at most [`MAX_OPAQUE`] bytes) and `k` (the key as sent, at most [`MAX_KEY`],
+/// and ` b`), each number flag with its number, `Z`, `X` and `W`, and two `\r\n`. A
+/// flag comes at most once: a repeated one is refused.
+pub(crate) const MAX_HIT_BESIDES_VALUE: usize = "VA ".len()
+    + MAX_DIGITS
+    + " ".len()
+    + MAX_OPAQUE
+    + " k".len()
+    + MAX_KEY
+    + " b".len()
+    + HIT_NUMBERS * (" t".len() + MAX_DIGITS)
+    + " Z X W".len()
+    + 2 * "\r\n".len();
 /// The answer to `ma N` when the item it would create does not fit.
 const NO_MEMORY_FOR_NEW_ITEM: &[u8] = b"SERVER_ERROR Out of memory allocating new item\r\n";
 
@@ -502,10 +520,19 @@ pub(crate) fn run(cache: &mut impl Store, meta: Meta<'_>, now: u64, out: &mut im
             cache.meta_get(key, &get, now, &mut |hit| {
                 match hit {
                     Some(hit) => {
-                        let mut length = Length(0);
-                        write_hit(&mut length, &meta, &hit);
-                        let taken = length.0 <= out.room();
-                        // Past its room the output drops it, and the item is left as it was.
+                        let room = out.room();
+                        // Past its room the output drops the answer, and the item is left
+                        // as it was; it is counted only when the room might be short.
+                        let taken = hit.value.len().saturating_add(MAX_HIT_BESIDES_VALUE) <= room
+                            || {
+                                let mut length = 0;
+                                write_hit(
+                                    &mut Sink(|bytes: &[u8]| length += bytes.len()),
+                                    &meta,
+                                    &hit,
+                                );
+                                length <= room
+                            };
                         write_hit(out, &meta, &hit);
                         return taken;
                     }
@@ -611,15 +638,6 @@ pub(crate) fn run(cache: &mut impl Store, meta: Meta<'_>, now: u64, out: &mut im
             }
             None => out.put(b"EN\r\n"),
         },
-    }
-}
-
-/// An [`Output`] that only counts the bytes put: an answer's length.
-struct Length(usize);
-
-impl Output for Length {
-    fn put(&mut self, bytes: &[u8]) {
-        self.0 += bytes.len();
     }
 }
 

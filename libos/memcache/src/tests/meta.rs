@@ -847,6 +847,87 @@ fn invalidation_marks_items_stale_and_hands_out_one_win() {
     );
 }
 
+/// An output that drops a piece past its room, and every piece after it, as kv's
+/// bounded output does.
+struct Bounded {
+    /// What was kept.
+    bytes: Vec<u8>,
+    /// The most bytes it keeps.
+    limit: usize,
+    /// A piece did not fit.
+    dropped: bool,
+}
+
+impl Output for Bounded {
+    fn put(&mut self, bytes: &[u8]) {
+        if self.dropped || bytes.len() > self.room() {
+            self.dropped = true;
+        } else {
+            self.bytes.extend_from_slice(bytes);
+        }
+    }
+
+    fn room(&self) -> usize {
+        if self.dropped {
+            0
+        } else {
+            self.limit - self.bytes.len()
+        }
+    }
+}
+
+/// An `mg` hit's answer is not counted when the room holds its value and the most an
+/// answer has besides it, and counted below that: on either side of that bound an
+/// answer that fits takes the stale item's win (`W`), and one dropped (one byte short)
+/// leaves the win to the next reader. The answer is as long as the flags make it: the
+/// longest key and opaque echoed, every flag with a number.
+#[test]
+fn a_meta_get_takes_the_win_only_when_its_answer_fits_either_side_of_the_room_bound() {
+    let key = "k".repeat(MAX_KEY);
+    let value = "v".repeat(100);
+    let get = std::format!("mg {key} O{} k t s c f l h v\r\n", "o".repeat(31));
+    // What `get` wrote with `limit` bytes of room, and the next reader's answer.
+    let get_with_room = |limit| {
+        let mut server = Server::new();
+        assert_eq!(
+            server.say(&std::format!(
+                "set {key} 4294967295 0 100\r\n{value}\r\nmd {key} I T2592000 E{}\r\n",
+                u64::MAX
+            )),
+            "STORED\r\nHD\r\n"
+        );
+        let mut out = Bounded {
+            bytes: Vec::new(),
+            limit,
+            dropped: false,
+        };
+        let (now, info) = (server.now, server.info);
+        let input = get.as_bytes();
+        let served = server
+            .session
+            .serve(&mut server.cache, input, now, &info, &mut out);
+        assert_eq!(served.consumed, input.len());
+        (out, server.say(&std::format!("mg {key}\r\n")))
+    };
+    let (whole, _) = get_with_room(usize::MAX);
+    let answer = text(&whole.bytes);
+    assert!(answer.ends_with(&std::format!(" X W\r\n{value}\r\n")));
+    let bound = value.len() + crate::meta::MAX_HIT_BESIDES_VALUE;
+    assert!(answer.len() <= bound, "{} bytes", answer.len());
+    for limit in [bound + 1, bound, bound - 1, answer.len()] {
+        let (out, next) = get_with_room(limit);
+        assert_eq!(
+            (out.dropped, text(&out.bytes)),
+            (false, answer.clone()),
+            "room {limit}"
+        );
+        assert_eq!(next, "HD Z X\r\n", "room {limit}");
+    }
+    let (out, next) = get_with_room(answer.len() - 1);
+    assert!(out.dropped);
+    assert_eq!(next, "HD X W\r\n");
+}
+
 /// `E` gives the item a command changes or makes the client's cas unique in place of
 /// the cache's next one, which is not used up (an `ma` changing a number uses one up and
 /// replaces it, as memcached does); a command that changes nothing ignores it.
