@@ -815,13 +815,19 @@ impl Cache {
         self.curr_items = 0;
     }
 
-    /// The cas unique of a change: `chosen` by the client (meta `E`), or else the next
-    /// of the cache's own.
+    /// The cas unique the next change takes: `chosen` by the client (meta `E`), or else
+    /// the next of the cache's own, not yet used up.
+    fn next_cas(&self, chosen: Option<u64>) -> u64 {
+        chosen.unwrap_or(self.last_cas + 1)
+    }
+
+    /// The cas unique of a change ([`Self::next_cas`]), the cache's own used up.
     fn cas_of_change(&mut self, chosen: Option<u64>) -> u64 {
-        chosen.unwrap_or_else(|| {
-            self.last_cas += 1;
-            self.last_cas
-        })
+        let cas = self.next_cas(chosen);
+        if chosen.is_none() {
+            self.last_cas = cas;
+        }
+        cas
     }
 
     /// Adds a new item with cas unique `cas` as the most recently used, evicting from

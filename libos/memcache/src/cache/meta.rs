@@ -296,14 +296,7 @@ impl Cache {
                 (before, item.state, idle, item.value(), item.flags, item.cas)
             }
             // The cas unique `cas_of_change` gives it.
-            None => (
-                0,
-                0,
-                0,
-                &[][..],
-                0,
-                get.new_cas.unwrap_or(self.last_cas + 1),
-            ),
+            None => (0, 0, 0, &[][..], 0, self.next_cas(get.new_cas)),
         };
         let expiry = Expiry::new(before, get.touch, get.vivify, created, now);
         let win_sent = state & WIN_SENT != 0;
