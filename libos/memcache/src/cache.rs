@@ -431,13 +431,9 @@ impl Cache {
                 self.bump(index);
                 return (StoreOutcome::NotStored, None);
             }
-            // memcached's NREAD_APPENDVIV and NREAD_PREPENDVIV: stored as an add would be.
-            (StoreMode::Append | StoreMode::Prepend, None) if conditions.vivify_on_miss => (
-                flags,
-                self.item_expiry(expiry(exptime, now)),
-                join(&[key.bytes(), value]),
-            ),
-            (StoreMode::Replace | StoreMode::Append | StoreMode::Prepend, None) => {
+            (StoreMode::Replace | StoreMode::Append | StoreMode::Prepend, None)
+                if !conditions.vivify_on_miss =>
+            {
                 return (StoreOutcome::NotStored, None);
             }
             (StoreMode::Cas(_), None) => {
@@ -479,7 +475,10 @@ impl Cache {
                 };
                 (old.flags, old.expires_at, data)
             }
-            (StoreMode::Set | StoreMode::Add | StoreMode::Replace | StoreMode::Cas(_), _) => (
+            // An append or prepend here missed under `vivify_on_miss`: memcached's
+            // NREAD_APPENDVIV and NREAD_PREPENDVIV, stored as an add would be.
+            (StoreMode::Set | StoreMode::Add | StoreMode::Replace | StoreMode::Cas(_), _)
+            | (StoreMode::Append | StoreMode::Prepend, None) => (
                 flags,
                 self.item_expiry(expiry(exptime, now)),
                 join(&[key.bytes(), value]),
