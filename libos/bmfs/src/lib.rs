@@ -596,41 +596,25 @@ impl<D: Disk> Volume<D> {
     /// blocks are free again. An existing `to` is refused.
     pub fn copy(&mut self, from: &str, to: &str) -> Result<u64, BmfsError> {
         let source = self.find(from)?.clone();
-        let start = self.create(to, source.reserved.max(1))?.start;
-        self.copy_into(&source, start, to)
-            .map_err(|error| BmfsError::CopyFailed {
-                to: to.into(),
-                why: alloc::format!("{error}"),
-                left: self.delete(to).err().map(|undo| alloc::format!("{undo}")),
-            })
-    }
-
-    /// [`Volume::copy`]'s work once the new file `to`, whose blocks start at `start`, is
-    /// created: the data of `source` copied into it and its size stored.
-    fn copy_into(&mut self, source: &Entry, start: u64, to: &str) -> Result<u64, BmfsError> {
-        let mut buffer = alloc::vec![0u8; COPY_PIECE];
-        let mut done = 0;
-        while done < source.size {
-            let piece = &mut buffer[..(source.size - done).min(COPY_PIECE as u64) as usize];
-            self.disk
-                .read(source.start * BLOCK + done, piece)
-                .map_err(BmfsError::Disk)?;
-            self.disk
-                .write(start * BLOCK + done, piece)
-                .map_err(BmfsError::Disk)?;
-            done += piece.len() as u64;
-        }
-        self.disk.flush().map_err(BmfsError::Disk)?;
-        let index = self.index(to)?;
-        let entry = self.records[index].clone().expect("found");
-        self.store(
-            index,
-            Some(Entry {
-                size: source.size,
-                ..entry
-            }),
-        )?;
-        Ok(source.size)
+        self.create(to, source.reserved.max(1))?;
+        self.replace(to, source.size, |disk, start| {
+            let mut buffer = alloc::vec![0u8; COPY_PIECE];
+            let mut done = 0;
+            while done < source.size {
+                let piece = &mut buffer[..(source.size - done).min(COPY_PIECE as u64) as usize];
+                disk.read(source.start * BLOCK + done, piece)
+                    .map_err(BmfsError::Disk)?;
+                disk.write(start + done, piece).map_err(BmfsError::Disk)?;
+                done += piece.len() as u64;
+            }
+            Ok(())
+        })
+        .map(|()| source.size)
+        .map_err(|error| BmfsError::CopyFailed {
+            to: to.into(),
+            why: alloc::format!("{error}"),
+            left: self.delete(to).err().map(|undo| alloc::format!("{undo}")),
+        })
     }
 
     /// Deletes `name` (its record marked deleted; its blocks free).
