@@ -113,7 +113,7 @@ pub enum BmfsError {
     /// ([`Volume::open`] reads what the disk holds); reads go on.
     NeedsReopen(String),
     /// What gave a [`Volume::write_in_pieces`] its data failed midway (why): the file is
-    /// left empty.
+    /// left empty; or it was given no buffer for data, the file left as it was.
     Source(String),
     /// [`Volume::copy`] failed after creating its new file: the new file's name, why,
     /// and `None` when the new file was deleted, or why deleting it failed too (the file
@@ -498,7 +498,8 @@ impl<D: Disk> Volume<D> {
     /// bytes come a piece of `buffer.len()` bytes at a time, `fill` filling each piece
     /// (cut to what is left; given its offset in the file) before it is written. A
     /// `fill` that fails stops the write ([`BmfsError::Source`]), the file left empty as
-    /// a crash midway leaves it; an empty `buffer` for a `size` above 0 is refused so.
+    /// a crash midway leaves it. An empty `buffer` for a `size` above 0 is refused so
+    /// before anything is written, the file left as it was.
     pub fn write_in_pieces<F>(
         &mut self,
         name: &str,
@@ -509,13 +510,13 @@ impl<D: Disk> Volume<D> {
     where
         F: FnMut(&mut [u8], u64) -> Result<(), String>,
     {
+        if size > 0 && buffer.is_empty() {
+            return Err(BmfsError::Source("no buffer to read the data into".into()));
+        }
         self.replace(name, size, |disk, start| {
             let (mut offset, most) = (0, buffer.len() as u64);
             while offset < size {
                 let piece = &mut buffer[..(size - offset).min(most) as usize];
-                if piece.is_empty() {
-                    return Err(BmfsError::Source("no buffer to read the data into".into()));
-                }
                 fill(piece, offset).map_err(BmfsError::Source)?;
                 disk.write(start + offset, piece).map_err(BmfsError::Disk)?;
                 offset += piece.len() as u64;

@@ -479,6 +479,23 @@ fn a_write_in_pieces_lands_whole_or_leaves_the_file_empty() {
     assert!(matches!(err, BmfsError::Source(_)), "{err}");
 }
 
+/// An empty buffer for data to write is the caller's mistake: refused before the file's
+/// size is stored as 0, so the file keeps its contents.
+#[test]
+fn a_write_in_pieces_without_a_buffer_leaves_the_file_as_it_was() {
+    let mut volume = Volume::format(disk(16)).unwrap();
+    volume.create("f", 1).unwrap();
+    volume.write("f", b"kept").unwrap();
+    let err = volume
+        .write_in_pieces("f", 1, &mut [], |_, _| Ok(()))
+        .unwrap_err();
+    assert_eq!(
+        err,
+        BmfsError::Source("no buffer to read the data into".into())
+    );
+    assert_eq!(volume.read("f").unwrap(), b"kept");
+}
+
 #[test]
 fn a_write_cut_short_leaves_the_old_file_an_empty_one_or_the_new_one() {
     let old = vec![0xAA; 3 << 20];
