@@ -1780,8 +1780,9 @@ mod tests {
     #[test]
     fn a_controller_that_does_not_come_back_from_a_reset_fails_the_disk_for_good() {
         // Where the controller stops: CSTS.RDY never clears, never comes back, or the
-        // controller is ready but never answers Create I/O Completion Queue.
-        for stage in 0..3 {
+        // controller is ready but never answers Set Features Number of Queues, or
+        // answers it and never answers Create I/O Completion Queue.
+        for stage in 0..4 {
             let (mut disk, platform) = ready_disk(1);
             let (lost, _) = lose_a_read(&mut disk, platform, &mut ControllerSide::default(), 0);
             if stage > 0 {
@@ -1792,6 +1793,12 @@ mod tests {
                 set_status(&disk, spec::CSTS_READY);
                 assert_eq!(poll_once(&mut disk), []);
                 assert!(matches!(disk.reset, Some(Reset::Creating { step: 0, .. })));
+            }
+            if stage > 2 {
+                let mut admin = ControllerSide::default();
+                admin.complete(&mut disk.admin, disk.next_admin_id - 1, 0);
+                assert_eq!(poll_once(&mut disk), []);
+                assert!(matches!(disk.reset, Some(Reset::Creating { step: 1, .. })));
             }
             // Polls within the bound wait on (each returns at once); the first past it
             // fails the disk.
@@ -1804,6 +1811,10 @@ mod tests {
                 1 => (
                     "the controller did not become ready after a reset",
                     disk.controller.ready_timeout_ms,
+                ),
+                2 => (
+                    "the number of I/O queues was not set after a reset",
+                    ADMIN_TIMEOUT_MS,
                 ),
                 _ => (
                     "an I/O queue was not created after a reset",
@@ -2008,6 +2019,26 @@ mod tests {
             ]
         );
         assert_eq!(disk.reset, None, "the reset is over");
+    }
+
+    #[test]
+    fn a_reset_whose_number_of_queues_is_answered_under_another_identifier_fails_the_disk() {
+        let (mut disk, platform) = ready_disk(1);
+        let (lost, mut admin) = reset_to_ready(&mut disk, platform);
+        // The answer names a command that is not in flight: the controller's fault, not
+        // a refusal to set the count again, so no queue is created.
+        admin.complete(&mut disk.admin, disk.next_admin_id + 5, 0);
+        let why = "the number of I/O queues was not set after a reset";
+        assert_eq!(
+            poll_once(&mut disk),
+            [(lost, Err(DeviceError::Failed(why)))]
+        );
+        assert_eq!(
+            admin.take_command(&disk.admin).map(|c| c.0[0] as u8),
+            Some(spec::ADMIN_SET_FEATURES)
+        );
+        assert_eq!(admin.take_command(&disk.admin), None, "no queue created");
+        assert_failed_for_good(&mut disk, why);
     }
 
     #[test]

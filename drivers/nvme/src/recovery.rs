@@ -16,6 +16,10 @@ use rexo_api::{Completion, DeviceError, Tag};
 
 use crate::{ADMIN_TIMEOUT_MS, IO_TIMEOUT_NS, IoQueue, Nvme, SET_QUEUE_COUNT, Slot, spec};
 
+/// Why a reset fails the disk when Set Features Number of Queues gets no answer, or
+/// one under another command's identifier.
+const QUEUE_COUNT_NOT_SET: &str = "the number of I/O queues was not set after a reset";
+
 /// How far a controller reset has come.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Reset {
@@ -62,9 +66,9 @@ impl Nvme {
     /// Moves the reset on as far as the controller lets it now, never waiting. A reset
     /// that cannot finish (CSTS.RDY not following CC.EN within CAP.TO, a fatal status,
     /// the controller gone, fewer I/O queues granted than the driver runs, an admin
-    /// command refused, but for Set Features Number of Queues, or not answered within
-    /// the admin timeout) leaves the disk `Failed` for good, with the controller
-    /// disabled.
+    /// command refused (but for Set Features Number of Queues refused with a status),
+    /// answered under another command's identifier, or not answered within the admin
+    /// timeout) leaves the disk `Failed` for good, with the controller disabled.
     pub(crate) fn continue_reset(&mut self) -> Result<(), DeviceError> {
         loop {
             match self.reset {
@@ -113,11 +117,20 @@ impl Nvme {
                 Some(Reset::Creating { step, id, since }) => {
                     let what = self.reset_step_name(step);
                     let waited = self.platform.now_ns().saturating_sub(since);
+                    // The disk's reason when this step fails (refused, or not answered).
+                    let (refused, unanswered) = match step {
+                        0 => (QUEUE_COUNT_NOT_SET, QUEUE_COUNT_NOT_SET),
+                        _ => (
+                            "an I/O queue was refused after a reset",
+                            "an I/O queue was not created after a reset",
+                        ),
+                    };
                     match self.admin_answer(what, id) {
                         // A controller that kept the allocation may refuse to set it
                         // again: the queues are created on it (a queue past it is
-                        // refused, which fails the disk below).
-                        Err(error) if step == 0 => {
+                        // refused, which fails the disk below). Only a status is such a
+                        // refusal: an answer naming another command is a fault.
+                        Err(error @ DeviceError::Status { .. }) if step == 0 => {
                             log::warn!(
                                 "nvme: {error}: the I/O queues are created on the count granted before the reset"
                             );
@@ -125,12 +138,12 @@ impl Nvme {
                         }
                         Err(error) => {
                             log::error!("nvme: {error}");
-                            return Err(self.fail("an I/O queue was refused after a reset"));
+                            return Err(self.fail(refused));
                         }
                         Ok(None) => {
                             if waited > ADMIN_TIMEOUT_MS * 1_000_000 {
                                 log::error!("nvme: no answer to {what}");
-                                return Err(self.fail("an I/O queue was not created after a reset"));
+                                return Err(self.fail(unanswered));
                             }
                             return Ok(());
                         }
