@@ -858,7 +858,8 @@ impl AhciDisk {
     /// time (slot 0's table and buffer may hold a command to issue again), polled for
     /// up to [`LOG_TIMEOUT_MS`]: the command it names, or `None` when the read failed, timed
     /// out or moved short, or the page names none ([`RefusedCommand::from_log`]). Slot
-    /// 0's header is given back, once the command ended or the command list stopped.
+    /// 0's header is given back once the command ended cleanly, else once the command
+    /// list stopped (a fatal error leaves PxCI set and the list running).
     fn read_ncq_error_log(&mut self) -> Option<RefusedCommand> {
         let slot_0_flags = self.tables.read32(header(0));
         let read_log = Command::read_log(NCQ_COMMAND_ERROR_LOG, 1);
@@ -873,14 +874,13 @@ impl AhciDisk {
             LOG_TIMEOUT_MS,
             || registers.read32(PX_CI) & bit(0) == 0 || registers.read32(PX_IS) & IS_FATAL != 0,
         );
-        if ended.is_err() && self.stop_command_list().is_err() {
+        let clean = ended.is_ok() && self.registers.read32(PX_IS) & IS_FATAL == 0;
+        if !clean && self.stop_command_list().is_err() {
             // Still running: slot 0 keeps the log's table; the restart that follows fails
             // too and gives the port up.
             return None;
         }
-        let read = ended.is_ok()
-            && self.registers.read32(PX_IS) & IS_FATAL == 0
-            && self.tables.read32(header(0) + HEADER_PRDBC) >= LOG_PAGE_BYTES as u32;
+        let read = clean && self.tables.read32(header(0) + HEADER_PRDBC) >= LOG_PAGE_BYTES as u32;
         self.tables.write32(header(0), slot_0_flags);
         self.tables.write32(header(0) + HEADER_PRDBC, 0);
         self.point_header_at(0, table(0));
@@ -1684,15 +1684,22 @@ mod tests {
         page
     }
 
-    /// The COMRESETs and the READ LOG EXT commands an [`hba_with_ncq_error_log`] saw.
-    type Seen = Arc<(core::sync::atomic::AtomicU32, core::sync::atomic::AtomicU32)>;
+    /// The COMRESETs, the READ LOG EXT commands, and the clock readings with the command
+    /// list stopped while slot 0's header held the log's table, an
+    /// [`hba_with_ncq_error_log`] saw.
+    type Seen = Arc<(
+        core::sync::atomic::AtomicU32,
+        core::sync::atomic::AtomicU32,
+        core::sync::atomic::AtomicU32,
+    )>;
 
     /// Plays an NCQ HBA's recovery at each clock reading: PxIS written all ones (a
     /// restart's clearing) reads 0 again; a COMRESET (PxSCTL.DET 1) is counted; READ LOG
     /// EXT of log 10h issued in slot 0 through the log's command table is counted and
     /// answered with `page` (moved into the log page, 512 bytes by PRDBC, PxCI cleared)
     /// or, without one, aborted as QEMU aborts it (PxIS.TFES, PxTFD [`TFD_ABORTED`],
-    /// PxCI left set). The COMRESETs and log reads seen.
+    /// PxCI left set); PxCMD.ST found clear while slot 0's header points at the log's
+    /// table is counted. What it saw.
     fn hba_with_ncq_error_log(
         disk: &AhciDisk,
         registers: &Mmio,
@@ -1700,7 +1707,7 @@ mod tests {
         page: Option<Vec<u8>>,
     ) -> Seen {
         use core::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
-        let seen: Seen = Arc::new((AtomicU32::new(0), AtomicU32::new(0)));
+        let seen: Seen = Arc::new((AtomicU32::new(0), AtomicU32::new(0), AtomicU32::new(0)));
         let counts = seen.clone();
         let tables = platform.device_view(&disk.tables);
         let registers = registers.clone();
@@ -1717,9 +1724,12 @@ mod tests {
             let log_table = tables.phys() + LOG_TABLE as u64;
             let read_log = (tables.read32(LOG_TABLE) >> 16) as u8 == command::READ_LOG_EXT
                 && tables.read8(LOG_TABLE + 4) == NCQ_COMMAND_ERROR_LOG;
-            let log_issued = registers.read32(PX_CI) & bit(0) != 0
-                && registers.read32(PX_IS) == 0
-                && tables.read64(header(0) + HEADER_CTBA) == log_table;
+            let holds_log = tables.read64(header(0) + HEADER_CTBA) == log_table;
+            if holds_log && registers.read32(PX_CMD) & CMD_ST == 0 {
+                counts.2.fetch_add(1, Relaxed);
+            }
+            let log_issued =
+                registers.read32(PX_CI) & bit(0) != 0 && registers.read32(PX_IS) == 0 && holds_log;
             if !(read_log && log_issued) {
                 return;
             }
@@ -1851,6 +1861,27 @@ mod tests {
             assert_eq!(disk.busy(), 0, "{what}");
             assert_eq!(disk.failed, None, "{what}");
         }
+    }
+
+    #[test]
+    fn an_aborted_log_read_stops_the_command_list_before_slot_0_is_given_back() {
+        use core::sync::atomic::Ordering::Relaxed;
+        let (mut disk, registers, platform) = port_of_depth_with_fake_hba(4);
+        for lba in [0, 8] {
+            disk.submit_read(0, lba, 1).unwrap();
+        }
+        assert_eq!(poll_once(&mut disk), [], "both issued");
+        // QEMU aborts the log read: PxIS.TFES with PxCI's bit 0 still set and the list
+        // running, so slot 0 is not the driver's until the list stops.
+        let seen = hba_with_ncq_error_log(&disk, &registers, platform, None);
+        device_refuses(&registers);
+        assert_eq!(poll_once(&mut disk), [], "none failed yet");
+        assert_eq!(counted(&seen), (1, 1), "the log read, then a COMRESET");
+        assert!(
+            seen.2.load(Relaxed) > 0,
+            "the command list stopped while slot 0 still held the log's table"
+        );
+        assert_eq!(disk.failed, None);
     }
 
     #[test]
