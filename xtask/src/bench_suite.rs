@@ -283,7 +283,7 @@ struct Plan {
 /// Refuses `--pairs` above 1 when no server benchmark is selected: only the server
 /// boots get the multi-queue NIC, so the option would be ignored.
 fn pairs_need_a_server(pairs: u16, boots: Boots) -> Result<()> {
-    if pairs > 1 && !(boots.http || boots.memcached || boots.udp_echo) {
+    if pairs > 1 && !boots.servers() {
         return Err(format!(
             "`--pairs {pairs}` sets the NIC of the server benchmarks (http, memcached, \
              udp-echo), and none is selected"
@@ -340,6 +340,12 @@ impl Boots {
     /// program.
     fn bench_image(&self) -> bool {
         self.linux_bench || self.udp_echo
+    }
+
+    /// Whether a server benchmark (http, memcached, udp-echo) boots: the boots that
+    /// `--pairs` and the network reach concern.
+    fn servers(&self) -> bool {
+        self.http || self.memcached || self.udp_echo
     }
 }
 
@@ -488,7 +494,7 @@ pub fn command(words: Vec<String>) -> Result<()> {
     // Made once, before the first round; its namespace goes when the run ends.
     let reach = servers::Reach::choose(pairs);
     if let servers::Reach::User(why) = &reach
-        && (boots.http || boots.memcached || boots.udp_echo)
+        && boots.servers()
     {
         if pairs > 1 {
             return Err(format!(
