@@ -572,8 +572,10 @@ pub(crate) fn run(cache: &mut impl Store, meta: Meta<'_>, now: u64, out: &mut im
         }
         // memcached's meta set answers this refusal even under `q`.
         Action::SetBadChunk(value_len) => {
-            // Out of memory or a bad data chunk: the only two it gives.
-            let refusal = match cache.meta_refuse_bad_chunk(key, value_len, now) {
+            // Out of memory or a bad data chunk: the only two it gives. Refused as a
+            // `set` whatever the mode: an item the budget cannot hold alone removes the
+            // key's old item, as `meta_store` does.
+            let refusal = match cache.refuse_bad_chunk(StoreMode::Set, key, value_len, now) {
                 StoreOutcome::NoMemory => Reply::NoMemory,
                 _ => Reply::BadDataChunk,
             };

@@ -70,8 +70,6 @@ pub trait Store {
     -> MetaStored;
     /// `ms` of a value above the item size limit ([`Cache::meta_refuse_too_large`]).
     fn meta_refuse_too_large(&mut self, key: Key<'_>, now: u64) -> StoreOutcome;
-    /// `ms` whose data block did not end with `\r\n` ([`Cache::meta_refuse_bad_chunk`]).
-    fn meta_refuse_bad_chunk(&mut self, key: Key<'_>, value_len: usize, now: u64) -> StoreOutcome;
     /// `md` ([`Cache::meta_delete`]).
     fn meta_delete(&mut self, key: Key<'_>, delete: &MetaDelete, now: u64) -> DeleteOutcome;
     /// `ma` ([`Cache::meta_delta`]).
@@ -160,9 +158,6 @@ impl Store for Cache {
     }
     fn meta_refuse_too_large(&mut self, key: Key<'_>, now: u64) -> StoreOutcome {
         Cache::meta_refuse_too_large(self, key, now)
-    }
-    fn meta_refuse_bad_chunk(&mut self, key: Key<'_>, value_len: usize, now: u64) -> StoreOutcome {
-        Cache::meta_refuse_bad_chunk(self, key, value_len, now)
     }
     fn meta_delete(&mut self, key: Key<'_>, delete: &MetaDelete, now: u64) -> DeleteOutcome {
         Cache::meta_delete(self, key, delete, now)
@@ -325,11 +320,6 @@ impl Store for &Shards {
     }
     fn meta_refuse_too_large(&mut self, key: Key<'_>, now: u64) -> StoreOutcome {
         self.on(key, |cache| cache.meta_refuse_too_large(key, now))
-    }
-    fn meta_refuse_bad_chunk(&mut self, key: Key<'_>, value_len: usize, now: u64) -> StoreOutcome {
-        self.on(key, |cache| {
-            cache.meta_refuse_bad_chunk(key, value_len, now)
-        })
     }
     fn meta_delete(&mut self, key: Key<'_>, delete: &MetaDelete, now: u64) -> DeleteOutcome {
         self.on(key, |cache| cache.meta_delete(key, delete, now))

@@ -395,21 +395,6 @@ impl Cache {
         self.refuse_for_size(key, StoreOutcome::TooLarge, true, now)
     }
 
-    /// `ms` whose data block (`value_len` bytes announced, within the item size limit)
-    /// does not end with `\r\n`: as [`refuse_bad_chunk`](Self::refuse_bad_chunk), but an
-    /// item the budget cannot hold alone removes the key's old item in every mode, as
-    /// [`meta_store`](Self::meta_store) does.
-    pub fn meta_refuse_bad_chunk(
-        &mut self,
-        key: Key<'_>,
-        value_len: usize,
-        now: u64,
-    ) -> StoreOutcome {
-        self.make_item(key, value_len, true, now)
-            .err()
-            .unwrap_or(StoreOutcome::BadDataChunk)
-    }
-
     /// `md`: removes (or marks stale) `key`'s live item as `delete` asks; counted as a
     /// `delete` (a cas mismatch as a miss, as memcached counts it; marking stale not at
     /// all).
