@@ -671,12 +671,8 @@ fn may_stop(clients: &[Client], asked_ns: u64, now_ns: u64) -> bool {
         || now_ns.saturating_sub(asked_ns) > SHUTDOWN_GRACE_NS
 }
 
-/// Logs why the app failed and says so to the kernel.
+/// Logs why the app failed and says so to the kernel ([`NetError::exit_error`]).
 fn failed(kernel: &Kernel, error: NetError) -> ApiError {
     kernel.log(format_args!("httpd: FAILED: {error}"));
-    match error {
-        NetError::Device(error) => ApiError::Device(error),
-        NetError::Kernel(error) => error,
-        _ => ApiError::AppFailed(1),
-    }
+    error.exit_error()
 }

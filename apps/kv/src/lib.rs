@@ -160,14 +160,10 @@ fn buffer_budget(memory: usize) -> usize {
     (memory / 8).max(max_request_len(CacheConfig::default().max_value))
 }
 
-/// Logs why the app failed and says so to the kernel.
+/// Logs why the app failed and says so to the kernel ([`NetError::exit_error`]).
 fn failed(kernel: &Kernel, error: NetError) -> ApiError {
     kernel.log(format_args!("kv: FAILED: {error}"));
-    match error {
-        NetError::Device(error) => ApiError::Device(error),
-        NetError::Kernel(error) => error,
-        _ => ApiError::AppFailed(1),
-    }
+    error.exit_error()
 }
 
 /// The cache's clock, in seconds: memcached's `time` (protocol.txt: "current UNIX time

@@ -117,21 +117,10 @@ pub fn main(kernel: &Kernel) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Logs why the app failed and says so to the kernel ([`exit_error`]).
+/// Logs why the app failed and says so to the kernel ([`NetError::exit_error`]).
 fn failed(kernel: &Kernel, error: NetError) -> ApiError {
     kernel.log(format_args!("netdemo: FAILED: {error}"));
-    exit_error(error)
-}
-
-/// The error the app ends with for `error`: the device's or the kernel's own (a filter
-/// that overlaps another app's, an interface held by another app), so that the exit
-/// status names the failure; any other a plain failure.
-fn exit_error(error: NetError) -> ApiError {
-    match error {
-        NetError::Device(error) => ApiError::Device(error),
-        NetError::Kernel(error) => error,
-        _ => ApiError::AppFailed(1),
-    }
+    error.exit_error()
 }
 
 /// Pings the router and logs the round trips; a router that does not answer (another

@@ -140,27 +140,3 @@ fn peers_that_never_read_hold_a_bounded_number_of_sockets() {
     assert!(sockets <= MAX_CLOSING, "{sockets} sockets held");
     assert!(world.echoes.reset >= 3 * MAX_ECHOES - MAX_CLOSING);
 }
-
-/// The app ends with the kernel's own error when the kernel refused the interface (a
-/// filter that overlaps another app's, a NIC held by another app), and with the device's
-/// when the NIC failed; anything else is a plain failure. Before, a kernel refusal
-/// ended it with `AppFailed(1)`, an exit status naming no cause, where kv and httpd hand
-/// the kernel's error on.
-#[test]
-fn the_exit_error_names_the_kernels_and_the_devices_failures() {
-    use rexo_api::{ApiError, DeviceError};
-    use rexo_net::NetError;
-
-    let overlap = ApiError::FilterOverlap("kv");
-    assert_eq!(crate::exit_error(NetError::Kernel(overlap)), overlap);
-    let held = ApiError::DeviceBusy("httpd");
-    assert_eq!(crate::exit_error(NetError::Kernel(held)), held);
-    assert_eq!(
-        crate::exit_error(NetError::Device(DeviceError::NoMemory)),
-        ApiError::Device(DeviceError::NoMemory)
-    );
-    assert_eq!(
-        crate::exit_error(NetError::DhcpTimeout { waited_ms: 10_000 }),
-        ApiError::AppFailed(1)
-    );
-}

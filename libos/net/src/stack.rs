@@ -306,6 +306,19 @@ impl fmt::Display for NetError {
     }
 }
 
+impl NetError {
+    /// The error an app that fails for this ends with: the device's or the kernel's own
+    /// (a filter that overlaps another app's, an interface held by another app), so that
+    /// the exit status names the failure; any other a plain failure (`AppFailed(1)`).
+    pub fn exit_error(self) -> ApiError {
+        match self {
+            Self::Device(error) => ApiError::Device(error),
+            Self::Kernel(error) => error,
+            _ => ApiError::AppFailed(1),
+        }
+    }
+}
+
 impl From<DeviceError> for NetError {
     fn from(error: DeviceError) -> Self {
         Self::Device(error)

@@ -5697,3 +5697,23 @@ fn a_fixed_address_is_defended_and_never_given_up() {
         (3, 1, 0, 0)
     );
 }
+
+/// An app ends with the kernel's own error when the kernel refused the interface (a
+/// filter that overlaps another app's, a NIC held by another app), and with the device's
+/// when the NIC failed; anything else is a plain failure. (netdemo once ended a kernel
+/// refusal with `AppFailed(1)`, an exit status naming no cause.)
+#[test]
+fn the_exit_error_names_the_kernels_and_the_devices_failures() {
+    let overlap = ApiError::FilterOverlap("kv");
+    assert_eq!(NetError::Kernel(overlap).exit_error(), overlap);
+    let held = ApiError::DeviceBusy("httpd");
+    assert_eq!(NetError::Kernel(held).exit_error(), held);
+    assert_eq!(
+        NetError::Device(DeviceError::NoMemory).exit_error(),
+        ApiError::Device(DeviceError::NoMemory)
+    );
+    assert_eq!(
+        NetError::DhcpTimeout { waited_ms: 10_000 }.exit_error(),
+        ApiError::AppFailed(1)
+    );
+}
