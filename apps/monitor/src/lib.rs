@@ -38,9 +38,9 @@ const CTRL_C: u8 = 0x03;
 /// the consoles' lock for a call's whole text, and a KiB takes about 90 ms at 115200
 /// baud, while other cores' log lines wait.
 const CONSOLE_PIECE: usize = 1024;
-/// The most bytes of a file `cat` and `fs cat` read at once, and `fs cp` copies at once:
-/// the one buffer they hold whatever the file's size (apps allocate from the kernel's
-/// shared heap, which keeps the memory it grew by).
+/// The most bytes of a file `cat` and `fs cat` read at once: the one buffer they hold
+/// whatever the file's size (apps allocate from the kernel's shared heap, which keeps
+/// the memory it grew by).
 const FILE_PIECE: usize = 64 << 10;
 /// The most bytes of a UTF-8 character that a piece's end can cut short.
 const MAX_CUT_CHARACTER: usize = 3;
@@ -1126,7 +1126,7 @@ mod tests {
     /// shown whole, read into one buffer of a piece.
     #[test]
     fn cat_reads_a_piece_at_a_time_and_shows_what_it_showed_whole() {
-        let mut cuts: Vec<&[u8]> = vec![
+        let cuts: Vec<&[u8]> = vec![
             b"\r\n",
             "é".as_bytes(),
             "€".as_bytes(),
@@ -1146,7 +1146,6 @@ mod tests {
             file.extend_from_slice(cut);
             file.extend_from_slice(b"line\n");
         }
-        cuts.clear();
         // The last piece ends cutting a character: shown as U+FFFD, as whole.
         file.extend_from_slice(b"end \xe2\x82");
         let (shown, said, largest) = show(&file, &mut || false);
