@@ -113,7 +113,7 @@ impl Journal {
     /// header, must stay below [`MAX_SEQUENCE`] for the disk to mount again (only a
     /// crafted disk comes near it: a transaction a nanosecond for 292 years).
     pub(crate) fn check_sequence_room(&self) -> Result<(), FsError> {
-        if self.next_sequence < MAX_SEQUENCE - 1 {
+        if may_commit(self.next_sequence) {
             return Ok(());
         }
         let what = format!("journal sequence number {} is the last", self.next_sequence);
@@ -135,6 +135,13 @@ pub(crate) fn encode_header(start: u64, sequence: u64) -> Block {
 /// Sequence numbers stay below this (2^63: a transaction a nanosecond for 292 years),
 /// so counting on from one read off the disk cannot overflow.
 const MAX_SEQUENCE: u64 = 1 << 63;
+
+/// Whether a commit may take `sequence`: the checkpoint after it writes
+/// `sequence + 1` into the header, which must stay below [`MAX_SEQUENCE`] for the disk
+/// to mount again.
+fn may_commit(sequence: u64) -> bool {
+    sequence < MAX_SEQUENCE - 1
+}
 
 /// The sequence number in the journal header block `start`.
 pub(crate) fn decode_header(block: &Block, start: u64) -> Result<u64, FsError> {
@@ -173,7 +180,7 @@ pub(crate) fn sequence_past_journal<D: BlockStore>(
     layout: &Layout,
     newest_stamp: u64,
 ) -> Result<u64, FsError> {
-    let leaves_room = |next: &u64| *next < MAX_SEQUENCE - 1;
+    let leaves_room = |next: &u64| may_commit(*next);
     let header = read_disk(disk, layout.journal_start)?;
     let past_journal = decode_header(&header, layout.journal_start)
         .ok()
@@ -266,7 +273,7 @@ pub(crate) fn scan<D: BlockStore>(disk: &mut D, layout: &Layout) -> Result<Repla
     let mut position = layout.journal_start + 1;
     // A transaction numbered past the last a commit may take (a crafted disk's) is
     // not read: replaying it would write MAX_SEQUENCE into the header.
-    while replay.next_sequence < MAX_SEQUENCE - 1
+    while may_commit(replay.next_sequence)
         && let Some(committed) = read_transaction(disk, layout, position, replay.next_sequence)?
     {
         for (target, image) in committed.targets.into_iter().zip(committed.images) {
