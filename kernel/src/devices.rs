@@ -30,8 +30,8 @@ pub fn revoke_all_of(owner: u16) {
 
 /// Disarms the sources of interrupt bindings taken by force; a work-loop task that
 /// [`crate::caps`] submits after a forced revocation (never run in an interrupt handler).
-/// It passes by a device held inside a call (its core's or another's) and asks for the
-/// sweep again (run when a core's work runs dry), until a sweep has found it free.
+/// A device another core holds in a call is disarmed as that call returns; one this core
+/// holds in a call is passed by and the sweep asked for again (queued when work runs dry).
 pub fn disarm_revoked() {
     let sweep = MACHINE.get().map(Machine::disarm_revoked);
     if sweep.is_some_and(|sweep| sweep.passed_by > 0) {

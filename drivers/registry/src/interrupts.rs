@@ -10,7 +10,8 @@
 //! or the kernel revokes it: the source is disarmed and the queue refuses to arm again
 //! ([`DeviceError::Unbound`]) until the device is opened anew. A forced revocation is
 //! found by the kernel's sweep ([`Registry::disarm_revoked`](crate::Registry::disarm_revoked))
-//! or, failing that, by the holder's next arm. When the lease ends, its bindings go back
+//! (on a device another core holds in a call, by that call as it returns) or, failing
+//! that, by the holder's next arm. When the lease ends, its bindings go back
 //! to the kernel.
 
 use alloc::vec::Vec;
@@ -18,15 +19,18 @@ use alloc::vec::Vec;
 use rexo_api::{Cap, CapError, DeviceError, EntryId, InterruptBinding};
 use rexo_devio::Found;
 
+use crate::{Slot, SlotState};
+
 /// What one sweep of [`Registry::disarm_revoked`](crate::Registry::disarm_revoked) did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Sweep {
     /// Sources disarmed: bindings taken by force, now unbound.
     pub disarmed: usize,
     /// Slots passed by unswept, because the calling core is inside a call holding their
-    /// lock or one of their queue pairs' gates, or another core inside a call holding
-    /// their lock: a binding taken by force there is still armed, and the sweep must run
-    /// again (the kernel asks for it again).
+    /// lock or one of their queue pairs' gates: a binding taken by force there is still
+    /// armed, and the sweep must run again once that call returned (the kernel asks for
+    /// it again). A slot another core holds in a call is not counted: that call disarms
+    /// it as it returns.
     pub passed_by: usize,
 }
 
@@ -239,6 +243,26 @@ pub(crate) fn arm(
             ))
         }
     }
+}
+
+/// Disarms the source of every binding of `slot` (`state`, its lock) that the kernel
+/// took by force and marks it unbound; returns how many (logged when any). The kernel's
+/// sweep runs it on each slot it takes
+/// ([`Registry::disarm_revoked`](crate::Registry::disarm_revoked)), and a call the sweep
+/// handed the slot to, as it returns ([`crate::reentry::during`]).
+pub(crate) fn disarm_revoked(slot: &Slot, state: &mut SlotState, binder: &dyn Binder) -> usize {
+    let queues = state.interrupts.revoked(binder);
+    for &queue in &queues {
+        // Unbound either way; a device that cannot disarm masks nothing more.
+        let _ = driver_arm(&mut state.device, queue, None);
+    }
+    if !queues.is_empty() {
+        let (address, driver, disarmed) = (slot.address, slot.driver, queues.len());
+        log::info!(
+            "{address} {driver}: interrupt bindings revoked by force: {disarmed} source(s) disarmed"
+        );
+    }
+    queues.len()
 }
 
 /// The driver's wake call for `queue` of a network interface or a disk.

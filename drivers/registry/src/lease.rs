@@ -179,7 +179,9 @@ impl Lease {
     ) -> Result<T, DeviceError> {
         let core = self.binder.core_index();
         let mut state = live(self.slot, self.generation, core)?;
-        reentry::during(self.slot, &mut state, core, |state| call(&mut state.device))
+        reentry::during(self.slot, &mut state, (self.binder, core), |state| {
+            call(&mut state.device)
+        })
     }
 
     /// Runs `call` on the network interface if the lease is live.
@@ -209,7 +211,7 @@ impl Lease {
         if let Some((lba, sectors, write)) = range {
             crate::xn::check(&state, self.holder.1, lba, sectors, write)?;
         }
-        reentry::during(self.slot, &mut state, core, |state| {
+        reentry::during(self.slot, &mut state, (self.binder, core), |state| {
             let Found::Block(disk) = &mut state.device else {
                 return Err(DeviceError::Revoked);
             };
@@ -524,7 +526,7 @@ impl BlockDevice for Lease {
             let done = &mut |tag, result: Result<&[u8], DeviceError>| {
                 app.run(|| done(tag, result));
             };
-            reentry::during(self.slot, &mut state, core, |state| {
+            reentry::during(self.slot, &mut state, (self.binder, core), |state| {
                 let Found::Block(disk) = &mut state.device else {
                     return Err(DeviceError::Revoked);
                 };

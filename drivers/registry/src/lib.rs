@@ -166,6 +166,10 @@ pub struct Slot {
     /// `unbound_in_call` may hold bindings: checked after every call, so that a call
     /// whose app dropped none takes no second lock.
     unbound_pending: core::sync::atomic::AtomicBool,
+    /// A sweep of the kernel's passed the slot by while another core was inside a call
+    /// holding its lock: that call disarms its bindings revoked by force as it returns
+    /// ([`reentry::lock_or_hand_over`]).
+    disarm_pending: core::sync::atomic::AtomicBool,
     /// The turns of BareMetal calls on the device from several cores.
     baremetal: baremetal::Turn,
     /// How many ordered writes its disk has queued, read without the lock
@@ -206,6 +210,7 @@ impl Slot {
             members: reentry::Members::default(),
             unbound_in_call: spin::Mutex::new(Vec::new()),
             unbound_pending: core::sync::atomic::AtomicBool::new(false),
+            disarm_pending: core::sync::atomic::AtomicBool::new(false),
             baremetal: baremetal::Turn::new(),
         }
     }
@@ -456,35 +461,28 @@ impl Registry {
     /// Disarms the source of every binding the kernel took by force (a missed revocation
     /// deadline, the kernel's root over the vectors revoked) and marks it unbound, without
     /// waiting for the holder's next arm. Returns the [`Sweep`]: how many were disarmed
-    /// (logged when any) and how many slots were passed by. It takes the
-    /// slots' locks and calls the drivers, so it must not run in an interrupt handler; a
-    /// slot whose lock, or one of whose queue pairs' gates, the calling core holds in a
-    /// call ([`reentry`]), or whose lock another core holds in a call (whose closure may
-    /// run long), is passed by and counted in [`Sweep::passed_by`], for the caller to
+    /// (logged per device when any) and how many slots were passed by. It takes the
+    /// slots' locks and calls the drivers, so it must not run in an interrupt handler. A
+    /// slot whose lock another core holds in a call (whose closure may run long) is not
+    /// waited for: its disarm is handed to that call, which does it as it returns
+    /// ([`reentry::lock_or_hand_over`]), and the slot is not counted. A slot whose lock,
+    /// or one of whose queue pairs' gates, the calling core holds in a call
+    /// ([`reentry`]) is passed by and counted in [`Sweep::passed_by`], for the caller to
     /// sweep again later (the kernel asks for the sweep again, which a core runs when its
-    /// work runs dry).
+    /// work runs dry, after that call has returned).
     pub fn disarm_revoked(&self) -> Sweep {
         let core = self.binder.core_index();
         let mut sweep = Sweep::default();
         for slot in &self.slots {
-            let mut state = match reentry::lock_unless_in_call(slot, core) {
-                Ok(state) if !reentry::in_pair_call(&state, core) => state,
+            let mut state = match reentry::lock_or_hand_over(slot, core) {
+                Ok(Some(state)) if !reentry::in_pair_call(&state, core) => state,
+                Ok(None) => continue,
                 _ => {
                     sweep.passed_by += 1;
                     continue;
                 }
             };
-            let state = &mut *state;
-            let queues = state.interrupts.revoked(self.binder);
-            for &queue in &queues {
-                // Unbound either way; a device that cannot disarm masks nothing more.
-                let _ = interrupts::driver_arm(&mut state.device, queue, None);
-            }
-            sweep.disarmed += queues.len();
-        }
-        if sweep.disarmed > 0 {
-            let disarmed = sweep.disarmed;
-            log::info!("interrupt bindings revoked by force: {disarmed} source(s) disarmed");
+            sweep.disarmed += interrupts::disarm_revoked(slot, &mut state, self.binder);
         }
         sweep
     }
@@ -2067,9 +2065,9 @@ pub(crate) mod tests {
     }
 
     /// The kernel's sweep of bindings revoked by force passes by a device another core
-    /// holds in a call, counting it for the next sweep, and disarms the others: it used
-    /// to spin on that slot's lock for as long as the closure ran, holding up the
-    /// kernel task (and the core) that ran it.
+    /// holds in a call, without counting it (the call disarms it as it returns), and
+    /// disarms the others: it used to spin on that slot's lock for as long as the closure
+    /// ran, holding up the kernel task (and the core) that ran it.
     #[test]
     fn the_sweep_passes_by_a_device_another_core_holds_in_a_call() {
         let binder = crate::interrupts::tests::TableBinder::leaked();
@@ -2083,11 +2081,45 @@ pub(crate) mod tests {
         let (during, _) = inside_a_call(registry, move || registry.disarm_revoked());
         let swept = Sweep {
             disarmed: 1,
-            passed_by: 1,
+            passed_by: 0,
         };
-        assert_eq!(during, Ok(swept), "disk 1 swept, disk 0 passed by");
+        assert_eq!(during, Ok(swept), "disk 1 swept, disk 0 handed to its call");
         assert_eq!(*armed.lock(), None, "its source disarmed");
         assert_eq!(registry.disarm_revoked(), Sweep::default(), "then swept");
+    }
+
+    /// A binding revoked by force on a device another core holds in a call is disarmed
+    /// by that call as it returns, and the sweep that passed the device by asks for no
+    /// sweep again: it counted the device in `passed_by`, and the kernel asked for the
+    /// sweep again each time, so every idle core ran it over and over (taking every
+    /// other slot's lock) for as long as the closure held the device.
+    #[test]
+    fn a_device_another_core_holds_in_a_call_is_disarmed_as_the_call_returns() {
+        let binder = crate::interrupts::tests::TableBinder::leaked();
+        let (registry, armed) = two_disks_the_second_waking(binder);
+        let mut fs = registry
+            .open(DeviceKind::Block, 1, (1, "fs"))
+            .and_then(OpenDevice::into_block)
+            .unwrap();
+        fs.wake_on_completion(0, Some(1)).unwrap();
+        binder.revoke(binder.take_minted().pop().unwrap().id());
+        let call = move |wait: &dyn Fn()| {
+            let _ = fs.submit_read(0, 0, 1).unwrap();
+            assert_eq!(fs.poll(0, &mut |_, _| wait()), Ok(1));
+            fs
+        };
+        let armed_inside = armed.clone();
+        let (during, mut fs) = while_inside(call, move || {
+            (registry.disarm_revoked(), *armed_inside.lock())
+        });
+        assert_eq!(
+            during,
+            Ok((Sweep::default(), Some(1))),
+            "passed by uncounted, still armed during the call"
+        );
+        assert_eq!(*armed.lock(), None, "disarmed as the call returned");
+        assert_eq!(registry.devices()[1].interrupts, alloc::vec![], "unbound");
+        assert_eq!(fs.wake_on_completion(0, Some(1)), Err(DeviceError::Unbound));
     }
 
     /// A disk's holder going drains its requests in flight outside the slot's lock: it

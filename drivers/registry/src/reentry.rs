@@ -18,12 +18,18 @@
 //! ending app holds or is bound to ([`lock_for`]: the call may be the app's own, on
 //! another of its cores, and its devices are taken back only once that returns); nor
 //! `return_interrupt`, for a slot the returning app does not hold (its binding is not
-//! there); `disarm_revoked` passes it by, for the kernel's next sweep. The other calls
-//! wait for the lock as before.
+//! there); nor `disarm_revoked`, which hands the slot's disarm to that call, done as it
+//! returns ([`lock_or_hand_over`], [`during`]), so the kernel need not sweep again. The
+//! other calls wait for the lock as before.
 //!
 //! The lock order: a slot's lock, then one of its pairs' gates ([`crate::lease`]'s end
 //! cuts them); its [`Members`]' lock is taken last, alone or under the slot's, and held
 //! only to copy the apps in or out (no other lock is taken and no app code runs under it).
+//! The disarm a call does as it returns takes nothing the call itself did not: the
+//! kernel's capability table (whether a binding is live) and the driver's wake call, under
+//! the slot's lock, as an arm does; and [`during`] never runs while its core holds one of
+//! the slot's pairs' gates (a lease's calls are refused there, [`lock_whole`], and a
+//! shared interface has no lease, so no gates).
 
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicUsize, Ordering};
@@ -31,7 +37,7 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 use rexo_api::DeviceError;
 use spin::MutexGuard;
 
-use crate::{Holder, Slot, SlotState};
+use crate::{Binder, Holder, Slot, SlotState};
 
 /// The holder [`Members::shown`] names when none was published.
 const IN_A_CALL: &str = "(an app, inside a call on it on another core)";
@@ -55,9 +61,12 @@ impl InCall {
         self.0.load(Ordering::Relaxed) == core
     }
 
-    /// Whether some core is inside a call holding the lock (for a core that is not).
+    /// Whether some core is inside a call holding the lock (for a core that is not). The
+    /// load is sequentially consistent, as a slot call's end is
+    /// ([`InCall::during_in_order`]): a flag this core set before it found the mark is
+    /// seen by that call's end.
     fn by_any(&self) -> bool {
-        self.0.load(Ordering::Acquire) != NO_CORE
+        self.0.load(Ordering::SeqCst) != NO_CORE
     }
 
     /// Runs `call`, which `core` makes with the lock held, marked as inside a call
@@ -66,6 +75,17 @@ impl InCall {
         self.0.store(core, Ordering::Release);
         let answer = call();
         self.0.store(NO_CORE, Ordering::Release);
+        answer
+    }
+
+    /// As [`InCall::during`], the mark cleared in the sequentially consistent order, so
+    /// that this core's next sequentially consistent load sees a flag another core set
+    /// before it found the mark still there ([`lock_or_hand_over`]). A slot's calls only:
+    /// a pair's frame path keeps the cheaper release.
+    fn during_in_order<R>(&self, core: usize, call: impl FnOnce() -> R) -> R {
+        self.0.store(core, Ordering::Release);
+        let answer = call();
+        self.0.store(NO_CORE, Ordering::SeqCst);
         answer
     }
 }
@@ -79,22 +99,30 @@ pub(crate) fn lock(slot: &Slot, core: usize) -> Result<MutexGuard<'_, SlotState>
     Ok(slot.state.lock())
 }
 
-/// Runs `call`, which `core` makes on `slot` with its lock held (`state`), marked as
-/// inside a call meanwhile; then ends the bindings on the shared interface the app's
-/// code dropped inside it ([`crate::sharing`]). Every call that runs the app's code
-/// with the slot's lock held runs through here.
+/// Runs `call`, which `core` (its index by `binder`) makes on `slot` with its lock held
+/// (`state`), marked as inside a call meanwhile; then ends the bindings on the shared
+/// interface the app's code dropped inside it ([`crate::sharing`]), and, if a sweep of
+/// the kernel's handed the slot to this call ([`lock_or_hand_over`]), disarms its
+/// bindings revoked by force ([`crate::interrupts::disarm_revoked`]). Every call that
+/// runs the app's code with the slot's lock held runs through here.
 pub(crate) fn during<R>(
     slot: &Slot,
     state: &mut SlotState,
-    core: usize,
+    (binder, core): (&dyn Binder, usize),
     call: impl FnOnce(&mut SlotState) -> R,
 ) -> R {
-    let answer = slot.in_call.during(core, || call(state));
+    let answer = slot.in_call.during_in_order(core, || call(state));
     if slot.unbound_pending.load(Ordering::Relaxed)
         && slot.unbound_pending.swap(false, Ordering::Acquire)
     {
         let dropped = core::mem::take(&mut *slot.unbound_in_call.lock());
         crate::sharing::unbind(slot, state, &dropped);
+    }
+    // Almost never set: a load keeps the call off the swap's exclusive access.
+    if slot.disarm_pending.load(Ordering::SeqCst)
+        && slot.disarm_pending.swap(false, Ordering::Acquire)
+    {
+        crate::interrupts::disarm_revoked(slot, state, binder);
     }
     answer
 }
@@ -146,6 +174,36 @@ pub(crate) fn lock_unless_in_call(
         }
         if slot.in_call.by_any() {
             return Err(InCallOn::AnotherCore);
+        }
+        core::hint::spin_loop();
+    }
+}
+
+/// `slot`'s lock for the kernel's sweep on `core` ([`lock_unless_in_call`]), or `None`
+/// once the sweep's work there is handed to another core's call that holds it: the
+/// slot's `disarm_pending` set, which [`during`] takes as that call returns. The call may
+/// have ended between the failed try and the flag (and its end not seen the flag), so
+/// the lock is looked at again: taken (the flag with it) if free, waited for while held
+/// outside a call, `None` once a core is seen inside one (whose end, in the sequentially
+/// consistent order after the flag, sees it). [`InCallOn::ThisCore`] when `core` is
+/// inside a call holding it (which returns before the sweep can run again there).
+pub(crate) fn lock_or_hand_over(
+    slot: &Slot,
+    core: usize,
+) -> Result<Option<MutexGuard<'_, SlotState>>, InCallOn> {
+    match lock_unless_in_call(slot, core) {
+        Ok(state) => return Ok(Some(state)),
+        Err(InCallOn::ThisCore) => return Err(InCallOn::ThisCore),
+        Err(InCallOn::AnotherCore) => {}
+    }
+    slot.disarm_pending.store(true, Ordering::SeqCst);
+    loop {
+        if let Some(state) = slot.state.try_lock() {
+            slot.disarm_pending.swap(false, Ordering::Acquire);
+            return Ok(Some(state));
+        }
+        if slot.in_call.by_any() {
+            return Ok(None);
         }
         core::hint::spin_loop();
     }

@@ -634,7 +634,7 @@ impl Bound {
     ) -> Result<T, DeviceError> {
         let core = self.binder.core_index();
         let mut guard = crate::reentry::lock(self.slot, core)?;
-        crate::reentry::during(self.slot, &mut guard, core, |state| {
+        crate::reentry::during(self.slot, &mut guard, (self.binder, core), |state| {
             let (Found::Net(nic), Some(sharing)) = (&mut state.device, &mut state.sharing) else {
                 return Err(DeviceError::Revoked);
             };
