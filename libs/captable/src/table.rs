@@ -181,12 +181,16 @@ impl fmt::Display for Repossession {
     }
 }
 
-/// The result of a revocation: the range taken (every derived entry lies inside it, so
-/// this is what the kernel must unmap) and how many entries it invalidated.
+/// The result of a revocation: a summary of the range taken, for reports, and how many
+/// entries it invalidated. What to unmap is not read from it: the kernel finds that in
+/// its record of mappings (`rexo-memledger`), from the entries still live.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Revocation {
-    /// The revoked entry's resource; for the pieces of a mint ([`CapTable::revoke`]), the
-    /// range from the first one's start to the last one's end.
+    /// The revoked entry's resource (every entry derived from it lies inside it). For the
+    /// pieces of a mint ([`CapTable::revoke`]), a summary span from the lowest piece's
+    /// start to the highest one's end, which may have gaps (a piece returned in between,
+    /// its frames perhaps granted to someone else since): it must not be unmapped or
+    /// freed as a whole.
     pub resource: Resource,
     /// The entry and its descendants: how many handles stopped working.
     pub entries: usize,
