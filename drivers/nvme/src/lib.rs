@@ -1932,6 +1932,23 @@ mod tests {
     /// Times a read out on `disk` and lets its controller reset until it is ready
     /// again, with no admin command answered: the lost read's tag, and the admin queue's
     /// controller side.
+    /// Asserts that the next poll fails `lost` and the disk for good with `why`, the reset
+    /// having sent the Number of Queues' Set Features and no queue creation after it.
+    fn assert_set_features_alone_then_failed(
+        disk: &mut Nvme,
+        admin: &mut ControllerSide,
+        lost: Tag,
+        why: &'static str,
+    ) {
+        assert_eq!(poll_once(disk), [(lost, Err(DeviceError::Failed(why)))]);
+        assert_eq!(
+            admin.take_command(&disk.admin).map(|c| c.0[0] as u8),
+            Some(spec::ADMIN_SET_FEATURES)
+        );
+        assert_eq!(admin.take_command(&disk.admin), None, "no queue created");
+        assert_failed_for_good(disk, why);
+    }
+
     fn reset_to_ready(disk: &mut Nvme, platform: &HostPlatform) -> (Tag, ControllerSide) {
         let (lost, _) = lose_a_read(disk, platform, &mut ControllerSide::default(), 0);
         set_status(disk, 0);
@@ -1983,16 +2000,7 @@ mod tests {
         // would be refused, so the disk stops now, saying why.
         admin.complete(&mut disk.admin, disk.next_admin_id - 1, 0);
         let why = "fewer I/O queues were granted after a reset";
-        assert_eq!(
-            poll_once(&mut disk),
-            [(lost, Err(DeviceError::Failed(why)))]
-        );
-        assert_eq!(
-            admin.take_command(&disk.admin).map(|c| c.0[0] as u8),
-            Some(spec::ADMIN_SET_FEATURES)
-        );
-        assert_eq!(admin.take_command(&disk.admin), None, "no queue created");
-        assert_failed_for_good(&mut disk, why);
+        assert_set_features_alone_then_failed(&mut disk, &mut admin, lost, why);
     }
 
     #[test]
@@ -2029,16 +2037,7 @@ mod tests {
         // a refusal to set the count again, so no queue is created.
         admin.complete(&mut disk.admin, disk.next_admin_id + 5, 0);
         let why = "the number of I/O queues was not set after a reset";
-        assert_eq!(
-            poll_once(&mut disk),
-            [(lost, Err(DeviceError::Failed(why)))]
-        );
-        assert_eq!(
-            admin.take_command(&disk.admin).map(|c| c.0[0] as u8),
-            Some(spec::ADMIN_SET_FEATURES)
-        );
-        assert_eq!(admin.take_command(&disk.admin), None, "no queue created");
-        assert_failed_for_good(&mut disk, why);
+        assert_set_features_alone_then_failed(&mut disk, &mut admin, lost, why);
     }
 
     #[test]

@@ -2028,6 +2028,18 @@ pub(crate) mod tests {
         assert_eq!(disk.submit_read(0, 0, 1), Err(DeviceError::Revoked));
     }
 
+    /// [`two_disks_the_second_waking`], its second disk opened by app 1 ("fs") and its
+    /// completions on queue 0 bound to wake core 1.
+    fn the_second_disk_waking_core_1(
+        binder: Routes,
+    ) -> (&'static Registry, Armed, Box<dyn rexo_api::BlockDevice>) {
+        let (registry, armed) = two_disks_the_second_waking(binder);
+        let open = registry.open(DeviceKind::Block, 1, (1, "fs"));
+        let mut fs = open.and_then(OpenDevice::into_block).unwrap();
+        fs.wake_on_completion(0, Some(1)).unwrap();
+        (registry, armed, fs)
+    }
+
     /// A registry of two memory disks, the second of which can wake a core (through
     /// `binder`, recording the core in what is returned with the registry).
     fn two_disks_the_second_waking(binder: Routes) -> (&'static Registry, Armed) {
@@ -2053,10 +2065,7 @@ pub(crate) mod tests {
     #[test]
     fn an_interrupt_returned_while_another_device_is_held_in_a_call_goes_back_at_once() {
         let binder = crate::interrupts::tests::TableBinder::leaked();
-        let (registry, armed) = two_disks_the_second_waking(binder);
-        let open = registry.open(DeviceKind::Block, 1, (1, "fs"));
-        let mut fs = open.and_then(OpenDevice::into_block).unwrap();
-        fs.wake_on_completion(0, Some(1)).unwrap();
+        let (registry, armed, mut fs) = the_second_disk_waking_core_1(binder);
         let cap = binder.take_minted().pop().unwrap();
         let (during, _) = inside_a_call(registry, move || registry.return_interrupt(1, cap));
         assert!(matches!(during, Ok(Ok(()))), "given back at once");
@@ -2071,12 +2080,7 @@ pub(crate) mod tests {
     #[test]
     fn the_sweep_passes_by_a_device_another_core_holds_in_a_call() {
         let binder = crate::interrupts::tests::TableBinder::leaked();
-        let (registry, armed) = two_disks_the_second_waking(binder);
-        let mut fs = registry
-            .open(DeviceKind::Block, 1, (1, "fs"))
-            .and_then(OpenDevice::into_block)
-            .unwrap();
-        fs.wake_on_completion(0, Some(1)).unwrap();
+        let (registry, armed, _held) = the_second_disk_waking_core_1(binder);
         binder.revoke(binder.take_minted().pop().unwrap().id());
         let (during, _) = inside_a_call(registry, move || registry.disarm_revoked());
         let swept = Sweep {
@@ -2096,12 +2100,7 @@ pub(crate) mod tests {
     #[test]
     fn a_device_another_core_holds_in_a_call_is_disarmed_as_the_call_returns() {
         let binder = crate::interrupts::tests::TableBinder::leaked();
-        let (registry, armed) = two_disks_the_second_waking(binder);
-        let mut fs = registry
-            .open(DeviceKind::Block, 1, (1, "fs"))
-            .and_then(OpenDevice::into_block)
-            .unwrap();
-        fs.wake_on_completion(0, Some(1)).unwrap();
+        let (registry, armed, mut fs) = the_second_disk_waking_core_1(binder);
         binder.revoke(binder.take_minted().pop().unwrap().id());
         let call = move |wait: &dyn Fn()| {
             let _ = fs.submit_read(0, 0, 1).unwrap();
