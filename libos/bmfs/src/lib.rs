@@ -305,6 +305,26 @@ fn check(records: &[Option<Entry>], blocks: u64) -> Result<(), BmfsError> {
     Ok(())
 }
 
+/// Writes `size` bytes to `disk` from byte `start` on, a piece of `buffer.len()` bytes at
+/// a time (cut to what is left), `fill` filling each piece (given its offset) before it
+/// is written; stops at the first error.
+fn write_pieces<D: Disk>(
+    disk: &mut D,
+    start: u64,
+    size: u64,
+    buffer: &mut [u8],
+    mut fill: impl FnMut(&mut D, &mut [u8], u64) -> Result<(), BmfsError>,
+) -> Result<(), BmfsError> {
+    let (mut done, most) = (0, buffer.len() as u64);
+    while done < size {
+        let piece = &mut buffer[..(size - done).min(most) as usize];
+        fill(disk, piece, done)?;
+        disk.write(start + done, piece).map_err(BmfsError::Disk)?;
+        done += piece.len() as u64;
+    }
+    Ok(())
+}
+
 impl<D: Disk> Volume<D> {
     /// Writes an empty BMFS on `disk` (the marker and an empty directory; block 0's first
     /// 512 bytes, where a boot sector may live, are left alone) and opens it.
@@ -514,14 +534,8 @@ impl<D: Disk> Volume<D> {
             return Err(BmfsError::Source("no buffer to read the data into".into()));
         }
         self.replace(name, size, |disk, start| {
-            let (mut offset, most) = (0, buffer.len() as u64);
-            while offset < size {
-                let piece = &mut buffer[..(size - offset).min(most) as usize];
-                fill(piece, offset).map_err(BmfsError::Source)?;
-                disk.write(start + offset, piece).map_err(BmfsError::Disk)?;
-                offset += piece.len() as u64;
-            }
-            Ok(())
+            let fill = |_: &mut D, piece: &mut [u8], at| fill(piece, at).map_err(BmfsError::Source);
+            write_pieces(disk, start, size, buffer, fill)
         })
     }
 
@@ -600,15 +614,11 @@ impl<D: Disk> Volume<D> {
         self.create(to, source.reserved.max(1))?;
         self.replace(to, source.size, |disk, start| {
             let mut buffer = alloc::vec![0u8; COPY_PIECE];
-            let mut done = 0;
-            while done < source.size {
-                let piece = &mut buffer[..(source.size - done).min(COPY_PIECE as u64) as usize];
-                disk.read(source.start * BLOCK + done, piece)
-                    .map_err(BmfsError::Disk)?;
-                disk.write(start + done, piece).map_err(BmfsError::Disk)?;
-                done += piece.len() as u64;
-            }
-            Ok(())
+            let from = source.start * BLOCK;
+            let read = |disk: &mut D, piece: &mut [u8], at| {
+                disk.read(from + at, piece).map_err(BmfsError::Disk)
+            };
+            write_pieces(disk, start, source.size, &mut buffer, read)
         })
         .map(|()| source.size)
         .map_err(|error| BmfsError::CopyFailed {
