@@ -199,7 +199,7 @@ pub(crate) fn lock_or_hand_over(
     slot.disarm_pending.store(true, Ordering::SeqCst);
     loop {
         if let Some(state) = slot.state.try_lock() {
-            slot.disarm_pending.swap(false, Ordering::Acquire);
+            slot.disarm_pending.store(false, Ordering::Relaxed);
             return Ok(Some(state));
         }
         if slot.in_call.by_any() {
