@@ -81,7 +81,7 @@
 //! allocated once per boot from the frame allocator, 2 MiB aligned: half the free memory,
 //! at most 64 MiB, at least 2 MiB, refused (`NoArea`) if it would leave less than the
 //! kernel's reserve free (4 MiB, as app grants leave it: the kernel heap grows into it).
-//! It is charged to no quota: only the app table's trusted apps load (above). It is zeroed, the binary is copied to its start, and
+//! It is charged to no quota: only the app table's trusted apps load (below). It is zeroed, the binary is copied to its start, and
 //! virtual 0xFFFF_8000_0000_0000.. is mapped onto it with 2 MiB pages (PML4 entry 256,
 //! shared by every core). `Kernel::load_baremetal` and `exec_baremetal` serve only apps
 //! whose app-table entry grants BareMetal code (`AppEntry::may_run_baremetal`: the

@@ -275,7 +275,8 @@ pub fn allocate_memory(owner: OwnerId, bytes: u64) -> Result<Cap, MemoryError> {
     granted
 }
 
-/// Free memory that app grants (and the BareMetal app area) leave to the kernel.
+/// Free memory that app grants, the BareMetal app area and the heap's growth for code in
+/// an abort point (`mem::heap`) leave to the kernel.
 pub(crate) const KERNEL_RESERVE: u64 = 4 << 20;
 
 /// Takes frames for `bytes`, zeroes them and mints the capability; `reserved` bytes are
