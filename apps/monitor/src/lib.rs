@@ -38,9 +38,9 @@ const CTRL_C: u8 = 0x03;
 /// the consoles' lock for a call's whole text, and a KiB takes about 90 ms at 115200
 /// baud, while other cores' log lines wait.
 const CONSOLE_PIECE: usize = 1024;
-/// The most bytes of a file `cat` and `fs cat` read at once: the one buffer they hold
-/// whatever the file's size (apps allocate from the kernel's shared heap, which keeps
-/// the memory it grew by).
+/// The most bytes of a file `cat`, `fs cat` and `fs cp` read at once: the one buffer
+/// they hold whatever the file's size (apps allocate from the kernel's shared heap,
+/// which keeps the memory it grew by).
 const FILE_PIECE: usize = 64 << 10;
 /// The most bytes of a UTF-8 character that a piece's end can cut short.
 const MAX_CUT_CHARACTER: usize = 3;

@@ -3,14 +3,14 @@
 //! and given back afterwards. Every change is durable when the command returns.
 
 use alloc::format;
-use alloc::string::String;
+use alloc::string::{String, ToString};
 use alloc::vec;
 use alloc::vec::Vec;
 
 use rexo_api::Kernel;
-use rexo_fs::{DirEntry, FileKind, FsError, on_first_file_system};
+use rexo_fs::{BlockStore, DirEntry, File, FileKind, FileSystem, FsError, on_first_file_system};
 
-use crate::Shown;
+use crate::{FILE_PIECE, Shown};
 
 /// What `fs` takes, for `help` and for a wrong line.
 pub const USAGE: &str = "fs ls [DIR] | cat FILE | mkdir DIR | write FILE TEXT | cp FILE NEW | mv PATH NEW | rm PATH | df | fsck";
@@ -158,13 +158,8 @@ fn dispatch(
         "cp" => {
             let (from, to) = (arguments[0], arguments[1]);
             let bytes = on_first_file_system(kernel, |fs| {
-                if fs.stat(to).is_ok() {
-                    return Err(FsError::Exists(String::from(to)));
-                }
-                let data = fs.read_all(from)?;
-                fs.replace(to, &data)?;
-                Ok(data.len())
-            })?;
+                Ok(copy(fs, from, to, &mut FileSystem::read_at))
+            })??;
             Ok(vec![format!("{from} copied to {to} ({bytes} bytes)")])
         }
         "mv" => {
@@ -202,9 +197,120 @@ fn dispatch(
     }
 }
 
+/// Reads a piece of a file through its handle: [`FileSystem::read_at`] (a test counts
+/// the pieces).
+type ReadPiece<'a, D> =
+    dyn FnMut(&mut FileSystem<D>, &mut File, u64, &mut [u8]) -> Result<usize, FsError> + 'a;
+
+/// `fs cp FROM TO`: creates the file `to` (refused if it exists) and copies `from` into
+/// it [`FILE_PIECE`] bytes at a time, each piece read through `read_piece` into the one
+/// buffer of a piece and written at its offset (each write committed, as every change:
+/// durable when it returns); the bytes copied. A failure after `to` was created deletes
+/// it, and the error says so, or that deleting failed too and to `fs rm` it.
+fn copy<D: BlockStore>(
+    fs: &mut FileSystem<D>,
+    from: &str,
+    to: &str,
+    read_piece: &mut ReadPiece<'_, D>,
+) -> Result<u64, String> {
+    let mut source = fs.open(from).map_err(|why| why.to_string())?;
+    fs.create(to).map_err(|why| why.to_string())?;
+    let mut buffer = vec![0u8; FILE_PIECE];
+    let mut offset = 0u64;
+    let copied = loop {
+        let piece = match read_piece(fs, &mut source, offset, &mut buffer) {
+            Ok(read) => buffer.get(..read).unwrap_or_default(),
+            Err(why) => break Err(why),
+        };
+        if let Err(why) = fs.write(to, offset, piece) {
+            break Err(why);
+        }
+        offset += piece.len() as u64;
+        if piece.len() < FILE_PIECE {
+            break Ok(offset);
+        }
+    };
+    copied.map_err(|why| match fs.unlink(to) {
+        Ok(()) => format!("copying to '{to}' failed ({why}); '{to}' deleted"),
+        Err(undo) => format!(
+            "copying to '{to}' failed ({why}), and deleting '{to}' failed too ({undo}): `fs rm` it"
+        ),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rexo_fs::MemoryDisk;
+
+    /// `fs cp`'s copy on `fs`, with the sizes of the buffers it read into.
+    fn copy_counting(
+        fs: &mut FileSystem<MemoryDisk>,
+        from: &str,
+        to: &str,
+    ) -> (Result<u64, String>, Vec<usize>) {
+        let mut reads = Vec::new();
+        let copied = copy(fs, from, to, &mut |fs, file, offset, buffer| {
+            reads.push(buffer.len());
+            fs.read_at(file, offset, buffer)
+        });
+        (copied, reads)
+    }
+
+    /// A file of several pieces, its last one short, and one ending right at a piece's
+    /// end: copied byte for byte, read a piece at a time into one buffer of a piece,
+    /// durable (the copy is there after a mount); an existing new file is refused.
+    #[test]
+    fn cp_copies_a_piece_at_a_time() {
+        let mut fs = FileSystem::format(MemoryDisk::new(4096)).unwrap();
+        let file: Vec<u8> = (0..3 * FILE_PIECE + 1000)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        fs.replace("/a", &file).unwrap();
+        let (copied, reads) = copy_counting(&mut fs, "/a", "/b");
+        assert_eq!(copied, Ok(file.len() as u64));
+        assert_eq!(reads, [FILE_PIECE; 4]);
+        let exact = vec![7u8; 2 * FILE_PIECE];
+        fs.replace("/c", &exact).unwrap();
+        let (copied, reads) = copy_counting(&mut fs, "/c", "/d");
+        assert_eq!((copied, reads.len()), (Ok(exact.len() as u64), 3));
+        let mut fs = FileSystem::mount(fs.into_disk()).unwrap();
+        assert!(fs.read_all("/b").unwrap() == file);
+        assert!(fs.read_all("/d").unwrap() == exact);
+        let (refused, reads) = copy_counting(&mut fs, "/a", "/d");
+        assert_eq!(
+            (refused, reads.len()),
+            (Err(String::from("/d: already exists")), 0)
+        );
+        assert!(fs.read_all("/d").unwrap() == exact);
+    }
+
+    /// A copy that runs out of room after its first piece deletes the new file and says
+    /// so, the disk's free blocks as before.
+    #[test]
+    fn a_cp_that_fails_midway_deletes_the_new_file() {
+        let mut fs = FileSystem::format(MemoryDisk::new(512)).unwrap();
+        let file = vec![1u8; 3 * FILE_PIECE];
+        fs.replace("/a", &file).unwrap();
+        // Room for a piece and a half of the copy.
+        let piece_blocks = (FILE_PIECE as u64) / fs.statfs().block_size;
+        let filler = fs.statfs().free_blocks - piece_blocks * 3 / 2;
+        let filler_bytes = usize::try_from(filler * fs.statfs().block_size).unwrap();
+        fs.replace("/filler", &vec![2u8; filler_bytes]).unwrap();
+        let free = fs.statfs().free_blocks;
+        let (copied, reads) = copy_counting(&mut fs, "/a", "/b");
+        assert_eq!(
+            copied,
+            Err(String::from(
+                "copying to '/b' failed (no free block left); '/b' deleted"
+            ))
+        );
+        assert_eq!(reads.len(), 2);
+        let mut fs = FileSystem::mount(fs.into_disk()).unwrap();
+        assert_eq!(fs.stat("/b"), Err(FsError::NotFound(String::from("/b"))));
+        assert_eq!(fs.statfs().free_blocks, free);
+        assert!(fs.read_all("/a").unwrap() == file);
+    }
 
     #[test]
     fn fs_splits_quoted_paths_and_keeps_writes_text_as_typed() {
