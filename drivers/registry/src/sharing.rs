@@ -1879,47 +1879,22 @@ pub(crate) mod tests {
         assert_eq!(sharing.unmatched, 1, "a segment without payload has no tag");
     }
 
-    #[test]
-    fn a_segmented_send_is_judged_on_each_segments_payload_bytes() {
+    /// Two apps bound by a payload tag (byte 54 of a frame without TCP options): the
+    /// first sends a payload cut into 1000-byte segments by the NIC, framed by `frame_of`
+    /// (whose payload starts at `tag_at`), once with the second app's tag at the start of
+    /// the second segment (refused whole, nothing sent), then with its own (every segment
+    /// sent with its tag). Returns the first binding's counts of sends and refusals.
+    fn segmented_sends_judged_per_segment(
+        frame_of: impl Fn(&[u8]) -> Vec<u8>,
+        tag_at: usize,
+    ) -> (u64, u64) {
         const MSS: usize = 1000;
         let (registry, wire) = shared();
         let mut first = bind(registry, 1, "first", &["tcp dport 5000 & 54:1=1"]).unwrap();
         let _second = bind(registry, 2, "second", &["tcp dport 5000 & 54:1=2"]).unwrap();
         let mut payload = vec![1; 2 * MSS + 10];
         let mut send_cut = |payload: &[u8]| {
-            let frame = tcp_outgoing(payload);
-            first.send_tcp_segmented(0, frame.len(), &mut |buffer| {
-                buffer.copy_from_slice(&frame);
-                Some(MSS)
-            })
-        };
-        payload[MSS] = 2;
-        assert_eq!(
-            send_cut(&payload),
-            Err(DeviceError::Withdrawn),
-            "the second segment carries the second app's tag"
-        );
-        assert_eq!(wire.lock().sent, Vec::<Vec<u8>>::new());
-        payload[MSS] = 1;
-        assert_eq!(send_cut(&payload), Ok(()));
-        let tags: Vec<u8> = wire.lock().sent.iter().map(|segment| segment[54]).collect();
-        assert_eq!(tags, [1, 1, 1], "every segment its own tag");
-        let sharing = registry.net_sharing(0).unwrap().unwrap();
-        let counted = (sharing.bindings[0].sent, sharing.bindings[0].refused);
-        assert_eq!(counted, (1, 1));
-    }
-
-    #[test]
-    fn a_segmented_send_with_tcp_options_is_judged_on_each_segments_payload() {
-        const MSS: usize = 1000;
-        let (registry, wire) = shared();
-        let mut first = bind(registry, 1, "first", &["tcp dport 5000 & 54:1=1"]).unwrap();
-        let _second = bind(registry, 2, "second", &["tcp dport 5000 & 54:1=2"]).unwrap();
-        // Timestamps in every segment's headers: 1 at 54, where the payload would be.
-        let timestamps = [1, 1, 8, 10, 0, 0, 0, 7, 0, 0, 0, 9];
-        let mut payload = vec![1; 2 * MSS + 10];
-        let mut send_cut = |payload: &[u8]| {
-            let frame = tcp_with_options(outgoing(6, 5000), &timestamps, payload);
+            let frame = frame_of(payload);
             first.send_tcp_segmented(0, frame.len(), &mut |buffer| {
                 buffer.copy_from_slice(&frame);
                 Some(MSS)
@@ -1931,10 +1906,32 @@ pub(crate) mod tests {
             Err(DeviceError::Withdrawn),
             "the second segment's payload carries the second app's tag"
         );
+        assert_eq!(wire.lock().sent, Vec::<Vec<u8>>::new());
         payload[MSS] = 1;
         assert_eq!(send_cut(&payload), Ok(()));
-        let tags: Vec<u8> = wire.lock().sent.iter().map(|segment| segment[66]).collect();
+        let tags: Vec<u8> = wire
+            .lock()
+            .sent
+            .iter()
+            .map(|segment| segment[tag_at])
+            .collect();
         assert_eq!(tags, [1, 1, 1], "every segment its own tag");
+        let sharing = registry.net_sharing(0).unwrap().unwrap();
+        (sharing.bindings[0].sent, sharing.bindings[0].refused)
+    }
+
+    #[test]
+    fn a_segmented_send_is_judged_on_each_segments_payload_bytes() {
+        let counted = segmented_sends_judged_per_segment(tcp_outgoing, 54);
+        assert_eq!(counted, (1, 1));
+    }
+
+    #[test]
+    fn a_segmented_send_with_tcp_options_is_judged_on_each_segments_payload() {
+        // Timestamps in every segment's headers: 1 at 54, where the payload would be.
+        let timestamps = [1, 1, 8, 10, 0, 0, 0, 7, 0, 0, 0, 9];
+        let frame_of = |payload: &[u8]| tcp_with_options(outgoing(6, 5000), &timestamps, payload);
+        segmented_sends_judged_per_segment(frame_of, 66);
     }
 
     #[test]
