@@ -431,6 +431,11 @@ pub struct LoadedInfo {
     pub entry: u64,
 }
 
+/// The largest BareMetal app area, in bytes (64 MiB): a binary larger than this is never
+/// loaded ([`BinaryError::TooLarge`]); the area the kernel allocates on the first load is
+/// half its free memory, up to this, so it may hold less.
+pub const BAREMETAL_AREA_MAX: u64 = 64 << 20;
+
 /// Why a BareMetal binary could not be loaded or run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BinaryError {

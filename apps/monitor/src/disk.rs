@@ -1,12 +1,12 @@
 //! The monitor's view of the BMFS disk: the first disk whose block 0 holds BMFS.
 
 use alloc::format;
-use alloc::string::String;
+use alloc::string::{String, ToString};
 use alloc::vec;
 use alloc::vec::Vec;
 
-use rexo_api::{DeviceKind, ExtentOp, Kernel};
-use rexo_bmfs::{BlockDisk, BmfsError, Volume};
+use rexo_api::{BAREMETAL_AREA_MAX, DeviceKind, ExtentOp, Kernel};
+use rexo_bmfs::{BlockDisk, BmfsError, Disk, Volume};
 
 use crate::Shown;
 
@@ -81,9 +81,22 @@ pub fn show_file(
     })
 }
 
-/// The whole of the file `name` on the BMFS disk.
-pub fn read_file(kernel: &Kernel, name: &str) -> Result<Vec<u8>, String> {
-    with_bmfs(kernel, |volume| volume.read(name))
+/// The whole of the file `name` on the BMFS disk, for `load FILE` ([`binary`]).
+pub fn read_binary(kernel: &Kernel, name: &str) -> Result<Vec<u8>, String> {
+    with_bmfs(kernel, |volume| Ok(binary(volume, name)))?
+}
+
+/// The whole of the file `name` on `volume`, refused before a byte of it is read (or
+/// memory taken for it) when the directory gives it more bytes than the largest app
+/// area ([`BAREMETAL_AREA_MAX`]), which the kernel would refuse after the read.
+fn binary<D: Disk>(volume: &mut Volume<D>, name: &str) -> Result<Vec<u8>, String> {
+    let size = volume.find(name).map_err(|why| why.to_string())?.size;
+    if size > BAREMETAL_AREA_MAX {
+        return Err(format!(
+            "'{name}' is too large: {size} bytes, the app area holds at most {BAREMETAL_AREA_MAX}"
+        ));
+    }
+    volume.read(name).map_err(|why| why.to_string())
 }
 
 /// `extents` alone: every disk's extent table; `extents DISK` one disk's;
@@ -151,4 +164,85 @@ pub fn extents(kernel: &Kernel, words: &str) -> Result<Vec<String>, String> {
         }
     }
     Ok(lines)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rexo_bmfs::BLOCK;
+
+    /// A BMFS disk of `size` bytes that keeps only its first 4 MiB (block 0, the
+    /// directory, and the first file block): the rest reads as zeros and takes writes
+    /// without keeping them. Counts the bytes read past the directory's block.
+    struct Sparse {
+        head: Vec<u8>,
+        size: u64,
+        file_bytes_read: u64,
+    }
+
+    impl Disk for Sparse {
+        fn size(&self) -> u64 {
+            self.size
+        }
+        fn read(&mut self, offset: u64, buffer: &mut [u8]) -> Result<(), String> {
+            if offset >= BLOCK {
+                self.file_bytes_read += buffer.len() as u64;
+            }
+            buffer.fill(0);
+            let kept = self.head.len() as u64;
+            let (start, end) = (offset.min(kept), (offset + buffer.len() as u64).min(kept));
+            buffer[..(end - start) as usize]
+                .copy_from_slice(&self.head[start as usize..end as usize]);
+            Ok(())
+        }
+        fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), String> {
+            let kept = self.head.len() as u64;
+            let (start, end) = (offset.min(kept), (offset + data.len() as u64).min(kept));
+            self.head[start as usize..end as usize]
+                .copy_from_slice(&data[..(end - start) as usize]);
+            Ok(())
+        }
+        fn flush(&mut self) -> Result<(), String> {
+            Ok(())
+        }
+    }
+
+    /// A file of the largest app area is read whole for `load`; one a byte larger is
+    /// refused, naming its size and the limit, without a byte of it read.
+    #[test]
+    fn load_refuses_a_file_past_the_app_area_before_reading_it() {
+        let disk = Sparse {
+            head: vec![0; 4 << 20],
+            size: 2 << 30,
+            file_bytes_read: 0,
+        };
+        let mut volume = Volume::format(disk).unwrap();
+        let blocks = BAREMETAL_AREA_MAX / BLOCK + 1;
+        for (name, size) in [
+            ("fits.app", BAREMETAL_AREA_MAX),
+            ("big.img", BAREMETAL_AREA_MAX + 1),
+        ] {
+            volume.create(name, blocks).unwrap();
+            let mut piece = vec![0u8; 1 << 20];
+            let filled = volume.write_in_pieces(name, size, &mut piece, |_, _| Ok(()));
+            filled.unwrap();
+        }
+        let mut disk = volume.into_disk();
+        disk.file_bytes_read = 0;
+        let mut volume = Volume::open(disk).unwrap();
+        let refused = binary(&mut volume, "big.img").map(|bytes| bytes.len());
+        let disk = volume.into_disk();
+        assert_eq!(
+            (refused, disk.file_bytes_read),
+            (
+                Err(String::from(
+                    "'big.img' is too large: 67108865 bytes, the app area holds at most 67108864"
+                )),
+                0
+            )
+        );
+        let mut volume = Volume::open(disk).unwrap();
+        let read = binary(&mut volume, "fits.app").map(|bytes| bytes.len() as u64);
+        assert_eq!(read, Ok(BAREMETAL_AREA_MAX));
+    }
 }

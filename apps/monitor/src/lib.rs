@@ -72,7 +72,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ),
     (
         "load [FILE]",
-        "load a BareMetal binary: FILE from the BMFS disk, else the first boot module",
+        "load a BareMetal binary (at most 64 MiB): FILE from the BMFS disk, else the first boot module",
     ),
     ("ls", "the files of the BMFS disk"),
     (
@@ -743,7 +743,7 @@ pub fn execute(kernel: &Kernel, command: Command<'_>, input: &mut Input<'_>) {
             }
         }
         Command::Load(file) => {
-            let binary = match file.map(|name| disk::read_file(kernel, name)) {
+            let binary = match file.map(|name| disk::read_binary(kernel, name)) {
                 Some(Ok(bytes)) => Some(bytes),
                 Some(Err(why)) => return say(&format!("load: {why}\r\n")),
                 None => None,

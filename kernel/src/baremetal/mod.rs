@@ -116,14 +116,13 @@ use crate::arch::paging;
 use crate::devices::run_app_code;
 use crate::mem::frames;
 use crate::mem::phys::IdentityMemory;
+use rexo_api::BAREMETAL_AREA_MAX as AREA_MAX;
 use rexo_physmem::PhysMemory;
 
 pub use raw::{TABLE, TABLE_PAGE};
 
 /// Where BareMetal apps are linked and run.
 pub const APP_BASE: u64 = 0xFFFF_8000_0000_0000;
-/// The largest app area.
-const AREA_MAX: u64 = 64 << 20;
 /// Pages of the app area.
 const MIB2: u64 = 2 << 20;
 /// The app area (allocated on the first load) as the loader sees it.
