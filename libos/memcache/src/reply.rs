@@ -14,7 +14,8 @@ pub trait Output {
 
     /// How many more bytes it takes: an output that drops an answer longer than this
     /// (kv's bounded one) says so, for a command that changes what it reports (`mg`'s
-    /// win) to change nothing when its answer is dropped. Unbounded by default.
+    /// win) to change nothing when its answer is dropped, and for a read (`get`, `gat`)
+    /// to look up no key once its answer can no longer end. Unbounded by default.
     fn room(&self) -> usize {
         usize::MAX
     }

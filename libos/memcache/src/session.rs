@@ -121,6 +121,9 @@ impl Session {
         let reply = match command {
             Command::Get { keys, with_cas } => {
                 for key in keys {
+                    if !answer_may_end(out) {
+                        break;
+                    }
                     cache.get(key, None, now, &mut |found| {
                         write_value(out, key, found, with_cas)
                     });
@@ -133,6 +136,9 @@ impl Session {
                 with_cas,
             } => {
                 for key in keys {
+                    if !answer_may_end(out) {
+                        break;
+                    }
                     cache.get(key, Some(exptime), now, &mut |found| {
                         write_value(out, key, found, with_cas)
                     });
@@ -236,6 +242,16 @@ impl Session {
         }
         false
     }
+}
+
+/// Whether a read's answer may still end in `out`: once its room cannot take `END`
+/// (an output that dropped a piece has none), the answer is dropped whatever follows,
+/// so the read looks up no more keys, as memcached's looks up none after its
+/// out-of-memory error (`process_get_command`). The keys looked up before, their answers
+/// dropped too, keep what the lookup did (a `gat`'s new expiry, the LRU bump, the
+/// counters), as in memcached, whose touch and counts come with the lookup.
+fn answer_may_end(out: &impl Output) -> bool {
+    out.room() >= Reply::End.bytes().len()
 }
 
 /// The answer to a storage command.

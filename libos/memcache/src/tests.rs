@@ -157,6 +157,74 @@ impl Rng {
     }
 }
 
+/// An output that drops a piece past its room, and every piece after it, as kv's
+/// bounded output does.
+struct Bounded {
+    /// What was kept.
+    bytes: Vec<u8>,
+    /// The most bytes it keeps.
+    limit: usize,
+    /// A piece did not fit.
+    dropped: bool,
+}
+
+impl Output for Bounded {
+    fn put(&mut self, bytes: &[u8]) {
+        if self.dropped || bytes.len() > self.room() {
+            self.dropped = true;
+        } else {
+            self.bytes.extend_from_slice(bytes);
+        }
+    }
+
+    fn room(&self) -> usize {
+        if self.dropped {
+            0
+        } else {
+            self.limit - self.bytes.len()
+        }
+    }
+}
+
+/// A read whose answer passes the output's room looks up no key after the one whose
+/// answer passed it, as memcached's looks up none after its out-of-memory error: the
+/// keys looked up until then keep the lookup's effects (memcached never undoes a `gat`'s
+/// touch or a hit's count), the keys after them keep their expiry and counts.
+#[test]
+fn a_read_whose_answer_passes_the_room_looks_up_no_key_after_it() {
+    let mut server = Server::new();
+    let value = "v".repeat(100);
+    server.say(&std::format!(
+        "set a 0 0 1\r\n1\r\nset b 0 0 100\r\n{value}\r\nset c 0 0 1\r\n1\r\n"
+    ));
+    // Room for a's answer (16 bytes), not for b's.
+    let mut read_with_room = |request: &str| {
+        let mut out = Bounded {
+            bytes: Vec::new(),
+            limit: 40,
+            dropped: false,
+        };
+        let (now, info) = (server.now, server.info);
+        let served =
+            server
+                .session
+                .serve(&mut server.cache, request.as_bytes(), now, &info, &mut out);
+        assert_eq!((served.consumed, out.dropped), (request.len(), true));
+    };
+    read_with_room("gat 100 a b c\r\n");
+    read_with_room("get a b c\r\n");
+    let stats = server.cache.stats(server.now);
+    assert_eq!(
+        (stats.touch_hits, stats.get_hits),
+        (2, 2),
+        "c was looked up"
+    );
+    assert_eq!(
+        server.say("mg a t\r\nmg b t\r\nmg c t\r\n"),
+        "HD t100\r\nHD t100\r\nHD t-1\r\n"
+    );
+}
+
 #[test]
 fn storage_commands_answer_as_documented() {
     let mut server = Server::new();

@@ -847,35 +847,6 @@ fn invalidation_marks_items_stale_and_hands_out_one_win() {
     );
 }
 
-/// An output that drops a piece past its room, and every piece after it, as kv's
-/// bounded output does.
-struct Bounded {
-    /// What was kept.
-    bytes: Vec<u8>,
-    /// The most bytes it keeps.
-    limit: usize,
-    /// A piece did not fit.
-    dropped: bool,
-}
-
-impl Output for Bounded {
-    fn put(&mut self, bytes: &[u8]) {
-        if self.dropped || bytes.len() > self.room() {
-            self.dropped = true;
-        } else {
-            self.bytes.extend_from_slice(bytes);
-        }
-    }
-
-    fn room(&self) -> usize {
-        if self.dropped {
-            0
-        } else {
-            self.limit - self.bytes.len()
-        }
-    }
-}
-
 /// An `mg` hit's answer is not counted when the room holds its value and the most an
 /// answer has besides it, and counted below that: on either side of that bound an
 /// answer that fits takes the stale item's win (`W`), and one dropped (one byte short)
