@@ -145,8 +145,14 @@ pub struct Conn {
     probe_now: bool,
     /// Zero-window probes sent since the peer's last acceptable ACK.
     probes: u32,
-    /// When data began to wait behind the peer's zero window (cleared when it opens).
+    /// When data began to wait behind the peer's zero window, or the peer last
+    /// acknowledged more of it while it waits (cleared when the window opens): a
+    /// released connection's wait there counts from this.
     window_closed_at: Option<u64>,
+    /// Whether a released connection's wait behind the zero window ran out and a probe
+    /// went out at once: an answer that still shows a zero window and acknowledges
+    /// nothing more resets the connection.
+    final_probe_sent: bool,
     /// When the current keep-alive interval began: when the peer was last heard from,
     /// or the last probe went out (the next is due an interval after it).
     keepalive_from: u64,
@@ -228,6 +234,7 @@ impl Conn {
             probe_now: false,
             probes: 0,
             window_closed_at: None,
+            final_probe_sent: false,
             keepalive_from: now,
             keepalives: 0,
             keepalive_now: false,
@@ -579,7 +586,8 @@ impl Conn {
     /// The ACK and window fields of an acceptable segment.
     fn process_ack(&mut self, seg: &Segment<'_>, now: u64, config: &Config, stats: &mut Stats) {
         let window = usize::from(seg.window) << self.snd_shift;
-        if seg.ack > self.snd_una {
+        let progressed = seg.ack > self.snd_una;
+        if progressed {
             let acked = seg.ack.since(self.snd_una);
             let data = acked.min(self.queued);
             self.drop_acknowledged(data);
@@ -680,11 +688,20 @@ impl Conn {
             self.rtx_at = None;
             self.snd_nxt = self.snd_una;
             self.rtt_probe = None;
+            if progressed {
+                // The peer still reads: a released connection's wait starts again.
+                self.window_closed_at = Some(now);
+                self.final_probe_sent = false;
+            } else if self.final_probe_sent {
+                stats.zero_window_timeouts += 1;
+                return self.reset(Error::TimedOut, true);
+            }
             self.start_persist(now);
         } else {
             self.persist_at = None;
             self.persist_backoff = 0;
             self.window_closed_at = None;
+            self.final_probe_sent = false;
         }
     }
 
@@ -872,23 +889,20 @@ impl Conn {
             self.mss = self.handshake_mss;
             self.mss_raise_at = None;
         }
-        if self.release_deadline(config).is_some_and(|at| at <= now)
-            || (self.persist_at.is_some_and(|at| at <= now)
-                && self.probes >= config.max_retransmits)
-        {
+        let persist_due = self.persist_at.is_some_and(|at| at <= now);
+        if persist_due && self.probes >= config.max_retransmits {
             stats.zero_window_timeouts += 1;
             return self.reset(Error::TimedOut, true);
         }
-        if self.persist_at.is_some_and(|at| at <= now) {
+        let released_due = self.release_deadline(config).is_some_and(|at| at <= now);
+        if persist_due || released_due {
             stats.window_probes += 1;
             self.probes += 1;
             self.probe_now = true;
+            self.final_probe_sent |= released_due;
             self.persist_backoff = (self.persist_backoff + 1).min(6);
-            self.persist_at = Some(now.saturating_add(crate::backed_off(
-                self.rto,
-                self.persist_backoff,
-                config.rto_max_ns,
-            )));
+            let interval = crate::backed_off(self.rto, self.persist_backoff, config.rto_max_ns);
+            self.persist_at = Some(now.saturating_add(interval.min(self.persist_cap(config))));
         }
         if let Some(interval) = config.keepalive_ns
             && matches!(self.state, State::Established | State::CloseWait)
@@ -906,12 +920,25 @@ impl Conn {
         }
     }
 
-    /// When a connection the app released is reset for waiting too long behind a zero
-    /// window, however its peer answers the probes.
+    /// When a connection the app released has waited too long behind a zero window
+    /// ([`Config::released_zero_window_ns`](crate::Config) from when it closed or last
+    /// took more): a probe then goes at once, and an answer that still shows a zero
+    /// window resets it. `None` once that probe went (unanswered, it counts as any
+    /// other toward [`Config::max_retransmits`](crate::Config)).
     fn release_deadline(&self, config: &Config) -> Option<u64> {
         self.window_closed_at
-            .filter(|_| self.released)
+            .filter(|_| self.released && !self.final_probe_sent)
             .map(|at| at.saturating_add(config.released_zero_window_ns))
+    }
+
+    /// The longest wait between zero-window probes: for a released connection a
+    /// quarter of [`Config::released_zero_window_ns`](crate::Config) (never below the
+    /// least RTO), so that several probes fall within its wait.
+    fn persist_cap(&self, config: &Config) -> u64 {
+        match self.released {
+            true => (config.released_zero_window_ns / 4).max(config.rto_min_ns),
+            false => u64::MAX,
+        }
     }
 
     /// The earliest time a timer of this connection is due.

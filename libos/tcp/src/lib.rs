@@ -124,10 +124,14 @@ pub struct Config {
     /// whatever its window, answers them all).
     pub max_retransmits: u32,
     /// How long a connection the app released ([`Endpoint::close`]) may wait behind a
-    /// zero window, counted from when data first waited there, before it is reset even
-    /// though the peer answers its probes: nobody reads it, and such a peer would hold
-    /// its slot forever (an open connection waits as long as the probes are answered,
-    /// RFC 1122, 4.2.2.17).
+    /// zero window, counted from when data began to wait there or the peer last
+    /// acknowledged more, before it is reset even though the peer answers its probes:
+    /// nobody reads it, and such a peer would hold its slot forever (an open connection
+    /// waits as long as the probes are answered, RFC 1122, 4.2.2.17). When the wait runs
+    /// out a probe goes at once, and only an answer that still shows a zero window
+    /// resets it (one that opens the window lets the data flow; left unanswered, it
+    /// counts toward [`Config::max_retransmits`]); its probes are at most a quarter of
+    /// this apart (never less than [`Config::rto_min_ns`]).
     pub released_zero_window_ns: u64,
     /// Retransmissions of a SYN-ACK before the half-open connection is dropped.
     pub syn_retries: u32,
@@ -333,8 +337,9 @@ pub struct Stats {
     /// Zero-window probes sent.
     pub window_probes: u64,
     /// Connections reset behind a zero window: their probes went unanswered
-    /// [`Config::max_retransmits`] times, or the app released them and they waited
-    /// longer than [`Config::released_zero_window_ns`].
+    /// [`Config::max_retransmits`] times, or the app released them, they waited longer
+    /// than [`Config::released_zero_window_ns`] and the probe sent then was answered
+    /// with a zero window still.
     pub zero_window_timeouts: u64,
     /// Keep-alive probes sent.
     pub keepalive_probes: u64,

@@ -2467,8 +2467,9 @@ fn an_idle_connection_restarts_from_the_initial_window() {
 }
 
 /// Runs `ep`'s timers from deadline to deadline up to `until` while `peer` keeps a
-/// zero window, answering every segment with an ACK (`answer`) or silent; returns the
-/// time (ms), payload length and flags of every segment sent.
+/// zero window, answering every segment with an ACK (`answer`) or silent, and polls
+/// again after its answers (which may draw a RST); returns the time (ms), payload
+/// length and flags of every segment sent.
 fn behind_a_zero_window(
     ep: &mut Endpoint,
     peer: &Peer,
@@ -2481,12 +2482,16 @@ fn behind_a_zero_window(
     while let Some(at) = ep.next_deadline().filter(|&at| at <= until) {
         assert!(last.is_none_or(|last| at > last), "the timers move on");
         last = Some(at);
-        for packet in poll(ep, at) {
-            let seg = view(&packet);
-            sent.push((at / MS, seg.payload.len(), seg.flags));
-            if answer && !seg.has(RST) {
-                ep.input(at, &peer.segment(ACK, b""));
+        let mut due = poll(ep, at);
+        while !due.is_empty() {
+            for packet in due {
+                let seg = view(&packet);
+                sent.push((at / MS, seg.payload.len(), seg.flags));
+                if answer && !seg.has(RST) {
+                    ep.input(at, &peer.segment(ACK, b""));
+                }
             }
+            due = poll(ep, at);
         }
     }
     sent
@@ -2533,11 +2538,12 @@ fn a_closed_connection_behind_a_silent_zero_window_is_reset_and_its_slot_freed()
     assert_eq!(poll(&mut ep, 0).len(), 1, "the request's ACK");
     assert_eq!(ep.connections(), 1);
     let sent = behind_a_zero_window(&mut ep, &peer, 3_600_000 * MS, false);
-    // Released: reset once it has waited `released_zero_window_ns` (60 s), before
-    // `max_retransmits` (10) unanswered probes.
-    assert_eq!(probes_and_reset(&sent), (5, Some(60_000)));
+    // Released: probes at most 15 s apart (a quarter of `released_zero_window_ns`),
+    // one at once when the 60 s ran out, and reset after `max_retransmits` (10)
+    // unanswered.
+    assert_eq!(probes_and_reset(&sent), (10, Some(120_000)));
     assert_eq!(ep.connections(), 0, "the slot is free");
-    let (again, _) = connect(&mut ep, 60_000 * MS, 5001, None, None, 1000);
+    let (again, _) = connect(&mut ep, 120_000 * MS, 5001, None, None, 1000);
     assert_eq!(ep.state(again), Ok(State::Established));
 }
 
@@ -2549,10 +2555,80 @@ fn a_closed_connection_is_reset_behind_a_zero_window_even_if_its_peer_answers() 
     ep.close(id).unwrap();
     assert!(poll(&mut ep, 0).is_empty());
     let sent = behind_a_zero_window(&mut ep, &peer, 3_600_000 * MS, true);
-    assert_eq!(probes_and_reset(&sent), (5, Some(60_000)));
-    assert_eq!(sent.len(), 6, "probes, then the RST: {sent:?}");
+    // Probes 1, 2, 4, 8, then 15 s apart (a quarter of `released_zero_window_ns`),
+    // and one at once when the 60 s ran out: its answer still shows a zero window.
+    assert_eq!(probes_and_reset(&sent), (7, Some(60_000)));
+    assert_eq!(sent.len(), 8, "probes, then the RST: {sent:?}");
     assert_eq!(ep.connections(), 0);
     assert_eq!(ep.stats().zero_window_timeouts, 1);
+}
+
+/// Runs `ep`'s timers from deadline to deadline up to `until` while `peer` takes every
+/// segment in order, whatever its window (a probe's byte too), and acknowledges it,
+/// polling again after its answers; returns the payload bytes it took and whether a
+/// RST came.
+fn taken_in_order(ep: &mut Endpoint, peer: &mut Peer, until: u64) -> (usize, bool) {
+    let (mut taken, mut reset) = (0, false);
+    while let Some(at) = ep.next_deadline().filter(|&at| at <= until) {
+        let mut due = poll(ep, at);
+        while !due.is_empty() {
+            for packet in due {
+                let seg = view(&packet);
+                reset |= seg.has(RST);
+                if seg.has(RST) || seg.seq != peer.ack {
+                    continue;
+                }
+                taken += seg.payload.len();
+                peer.ack = peer.ack.plus(seg.seq_len());
+                peer.send(ep, at, b"");
+            }
+            due = poll(ep, at);
+        }
+    }
+    (taken, reset)
+}
+
+#[test]
+fn a_closed_connection_probes_when_its_wait_runs_out_so_a_lost_window_update_costs_nothing() {
+    let mut ep = server(Config::default());
+    let (id, mut peer) = connect(&mut ep, 0, 5000, None, None, 4000);
+    ep.send(id, Piece::shared(blob(100_000), 0, 100_000).unwrap())
+        .unwrap();
+    ep.close(id).unwrap();
+    let first = payload_bytes(&poll(&mut ep, 0));
+    // A second later (the round trip: the RTO is 3 s) the peer takes it and its
+    // window closes; it answers each probe so until 55 s later.
+    let t0 = 1000 * MS;
+    peer.window = 0;
+    peer.ack = peer.ack.plus(first);
+    peer.send(&mut ep, t0, b"");
+    let sent = behind_a_zero_window(&mut ep, &peer, t0 + 55_000 * MS, true);
+    assert!(sent.iter().all(|s| s.1 == 1 && s.2 & RST == 0), "{sent:?}");
+    // Then the peer reads, and its window update is lost: the next probe, due at
+    // 66 s, would learn of it too late. The wait runs out at 60 s: a probe goes at
+    // once, and its answer opens the window.
+    peer.window = 4000;
+    assert_eq!(ep.next_deadline(), Some(t0 + 60_000 * MS));
+    let (rest, reset) = taken_in_order(&mut ep, &mut peer, t0 + 61_000 * MS);
+    assert!(!reset, "never reset while the peer reads");
+    assert_eq!(first + rest, 100_000, "everything delivered");
+    assert_eq!(ep.stats().zero_window_timeouts, 0);
+}
+
+#[test]
+fn a_closed_connection_whose_peer_takes_each_probe_behind_a_zero_window_is_kept() {
+    let mut ep = server(Config::default());
+    let (id, mut peer) = connect(&mut ep, 0, 5000, None, None, 0);
+    ep.send(id, Piece::owned(vec![1; 1000])).unwrap();
+    ep.close(id).unwrap();
+    assert!(poll(&mut ep, 0).is_empty(), "nothing fits a zero window");
+    // The peer reads a little at a time, too little to open its window (receiver
+    // silly-window avoidance) but enough to take each probe's byte: it makes
+    // progress, and the released connection's 60 s count from its last.
+    let (taken, reset) = taken_in_order(&mut ep, &mut peer, 300_000 * MS);
+    assert!(!reset, "never reset while the peer takes more");
+    assert!(taken > 20, "a byte a probe: {taken}");
+    assert_eq!(ep.stats().zero_window_timeouts, 0);
 }
 
 #[test]
