@@ -4,7 +4,7 @@
 //!
 //! # Why our own
 //!
-//! smoltcp 0.12's `dns::Socket` picks each query's source port at random above 1024
+//! smoltcp's `dns::Socket` (0.12 and 0.13) picks each query's source port at random above 1024
 //! (`src/socket/dns.rs`, `start_query_raw` calling `rand_source_port`) with no way to
 //! choose or read it. An app bound to a shared interface by packet filters then had to
 //! take every UDP datagram from port 53 to its address, a filter that overlaps any

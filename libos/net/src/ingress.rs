@@ -265,9 +265,10 @@ impl DhcpAnswer {
         })
     }
 
-    /// Whether smoltcp 0.12's client would panic taking this answer's timers: with T1
-    /// and no T2 it computes T2 as T1 + (lease - T1) * 3/4, whose subtraction panics
-    /// when T1 is past the lease (smoltcp issue 1028, fixed after 0.12.0); the lease is
+    /// Whether smoltcp 0.12's client would have panicked taking this answer's timers:
+    /// with T1 and no T2 it computed T2 as T1 + (lease - T1) * 3/4, whose subtraction
+    /// panicked when T1 is past the lease (smoltcp issue 1028; 0.13 takes its own
+    /// defaults for such timers, and the stack still refuses the answer); the lease is
     /// 120 s when the answer names none, so T1 alone above 120 s does it. An offer with
     /// such timers is refused too: its server would acknowledge them. smoltcp's other
     /// arithmetic on an answer's values cannot fail: T1, T2 and the lease are each at

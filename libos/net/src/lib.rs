@@ -12,7 +12,7 @@
 //!
 //! # Why smoltcp
 //!
-//! The protocols are smoltcp's (0.12, `no_std`, with `alloc` and only Ethernet, IPv4,
+//! The protocols are smoltcp's (0.13, `no_std`, with `alloc` and only Ethernet, IPv4,
 //! TCP, UDP, ICMP and DHCPv4 compiled in). It is mature, fuzzed upstream, is memory-safe Rust
 //! on the paths used here, and gives TCP window scaling, SACK-aware reassembly, fast
 //! retransmit, keep-alive, Nagle (off here by default) and RTT estimation today; its

@@ -381,7 +381,8 @@ pub enum Replies {
 /// Buffers and behaviour of each connection of a listener.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TcpOptions {
-    /// Receive buffer bytes (the advertised window; above 64 KiB the window is scaled).
+    /// Receive buffer bytes (the advertised window; above 65,535, as the default 64 KiB
+    /// is, the window is scaled).
     pub receive_buffer: usize,
     /// Send buffer bytes (data written and not yet acknowledged).
     pub send_buffer: usize,
@@ -2274,10 +2275,10 @@ fn usable_lease(config: &dhcpv4::Config) -> DhcpNews {
 enum DhcpScreen {
     /// Hand it to smoltcp: no DHCP answer to the stack's client, or one it can take.
     Hand,
-    /// Drop it, counted: an answer whose timers smoltcp's client cannot take
-    /// ([`DhcpAnswer::has_timers_smoltcp_cannot_take`]: it would panic, and anyone on
-    /// the link can send such an answer, the transaction ID and MAC address being in
-    /// the client's broadcast DISCOVER).
+    /// Drop it, counted: an answer with T1 past its lease and no T2
+    /// ([`DhcpAnswer::has_timers_smoltcp_cannot_take`]: smoltcp 0.12's client panicked
+    /// on it, and anyone on the link can send such an answer, the transaction ID and
+    /// MAC address being in the client's broadcast DISCOVER).
     Refused,
     /// A NAK to the client's last REQUEST ([`DhcpAnswer::is_nak_to`]): the stack drops
     /// the lease asked for or held and rests the client ([`Stack::nak_taken`]).

@@ -57,7 +57,12 @@ struct Net {
     /// interface, with the wire of its pair: polled with A, and the router's messages
     /// land on it (the device places an ICMP message by its own addresses).
     other_pair: Option<(Stack, Wire)>,
+    /// Frames the wire drops besides its loss: those this returns true for.
+    drops: Option<FrameFilter>,
 }
+
+/// Says of a frame on the wire whether to drop it.
+type FrameFilter = Box<dyn FnMut(&[u8]) -> bool>;
 
 const A: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 const B: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
@@ -139,6 +144,7 @@ impl Net {
             seen: Vec::new(),
             narrow_path: None,
             other_pair: None,
+            drops: None,
         }
     }
 
@@ -150,8 +156,12 @@ impl Net {
         }
         self.b.poll(self.now_ns).unwrap();
         let (seen, loss, rng) = (&mut self.seen, self.loss, &mut self.rng);
+        let drops = &mut self.drops;
         let mut refused = Vec::new();
         self.wire.carry(|frame| {
+            if drops.as_mut().is_some_and(|drops| drops(frame)) {
+                return false;
+            }
             if seen.len() < 4096 {
                 seen.push(frame.to_vec());
             }
@@ -2314,9 +2324,10 @@ fn frames_a_busy_nic_refuses_wait_and_none_is_lost() {
             .with_segmentation_buffers(1)
     };
     let mut net = Net::joined((wire, busy(a), busy(b)), 0);
-    // A receive window without window scaling: with it, smoltcp 0.12 rounds the window
-    // it advertises down, can shrink it by a byte, and panics when the peer then fills
-    // the window it saw (smoltcp issue 1048, fixed upstream by rejecting such bytes).
+    // A receive window without window scaling: with it, smoltcp rounds the window it
+    // advertises down and can shrink it by a byte, and refuses that byte when the peer
+    // fills the window it saw (0.12 panicked: smoltcp issue 1048), which comes again:
+    // a retransmission this test counts.
     let options = TcpOptions {
         receive_buffer: 65_535,
         ..TcpOptions::default()
@@ -2809,6 +2820,7 @@ fn a_fragmentation_needed_landing_on_another_pairs_stack_lowers_the_mss_there() 
         seen: Vec::new(),
         narrow_path: Some((1400, 1400)),
         other_pair: Some((other, other_wire)),
+        drops: None,
     };
     let (answer, expected) = own_tcp_file(35, 100_000);
     let received = own_tcp_answer(&mut net, b"GET /f HTTP/1.1\r\n\r\n", answer);
@@ -4175,6 +4187,7 @@ fn stacks_split_from_a_lease_fail_over_to_its_second_dns_server() {
             seen: Vec::new(),
             narrow_path: None,
             other_pair: None,
+            drops: None,
         };
         assert_eq!(net.a.address(), Some((address, 24)), "pair {pair}");
         let server = net.b.udp_bind(53, UdpOptions::default()).unwrap();
@@ -4950,6 +4963,7 @@ fn the_kernels_random_number_seeds_the_stack_and_only_its_absence_the_time_and_m
             seen: Vec::new(),
             narrow_path: None,
             other_pair: None,
+            drops: None,
         };
         let peer = Endpoint {
             address: A,
@@ -5716,4 +5730,91 @@ fn the_exit_error_names_the_kernels_and_the_devices_failures() {
         NetError::DhcpTimeout { waited_ms: 10_000 }.exit_error(),
         ApiError::AppFailed(1)
     );
+}
+
+/// Receive buffers over 65,535 bytes, whose windows are scaled: smoltcp rounds the
+/// window it advertises down to its scale, and 0.12 panicked ("attempt to subtract
+/// sequence numbers with underflow", in `last_scaled_window`: smoltcp issue 1048) when
+/// the peer then filled the window it saw, ending the app; 0.13 refuses bytes beyond
+/// the window it advertised.
+#[test]
+fn a_peer_filling_a_scaled_window_rounded_down_ends_no_app() {
+    for receive_buffer in [TcpOptions::default().receive_buffer, 100_001, 262_143] {
+        let (wire, a, b) = Wire::new([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], 8);
+        let max = 14 + 65_535;
+        let busy = |end: WireEnd| {
+            end.with_segmentation_offload(max)
+                .with_segmentation_buffers(1)
+        };
+        let mut net = Net::joined((wire, busy(a), busy(b)), 0);
+        let options = TcpOptions {
+            receive_buffer,
+            ..TcpOptions::default()
+        };
+        tcp_echo_with(&mut net, &Rng(11).bytes(300_000), options);
+    }
+}
+
+/// Whether `frame` is a TCP segment from A whose window is `zero` (or not).
+fn a_window_is(frame: &[u8], zero: bool) -> bool {
+    let from_a = frame.len() >= 54 && frame[23] == 6 && frame[26..30] == A.octets();
+    let tcp = 14 + usize::from(frame[14] & 0x0f) * 4;
+    from_a && (frame[tcp + 14..tcp + 16] == [0, 0]) == zero
+}
+
+/// A receiver's window update after a zero window is lost: the sender learns that the
+/// window opened from its zero-window probes (RFC 9293, 3.8.6.1), which smoltcp sends
+/// since 0.13; 0.12's never probed and its upload stalled until its timeout.
+#[test]
+fn an_upload_completes_when_the_window_update_after_a_zero_window_is_lost() {
+    let mut net = Net::new(256, 0);
+    let small = TcpOptions {
+        receive_buffer: 4096,
+        ..TcpOptions::default()
+    };
+    let listener = net.a.listen(9, 1, small).unwrap();
+    let to_a = Endpoint {
+        address: A,
+        port: 9,
+    };
+    let client = net.b.connect(to_a, TcpOptions::default()).unwrap();
+    // A reads nothing until its window is closed (the first frame announcing it), then
+    // the wire loses the first frame from A that opens it again: its window update.
+    let closed = Arc::new(Mutex::new(false));
+    let lost = Arc::new(Mutex::new(0));
+    let (seen_closed, updates_lost) = (closed.clone(), lost.clone());
+    net.drops = Some(Box::new(move |frame| {
+        let mut closed = seen_closed.lock().unwrap();
+        *closed |= a_window_is(frame, true);
+        let mut lost = updates_lost.lock().unwrap();
+        let drop = *closed && *lost == 0 && a_window_is(frame, false);
+        *lost += usize::from(drop);
+        drop
+    }));
+    let payload = Rng(21).bytes(100_000);
+    let (mut sent, mut received) = (0, Vec::new());
+    let mut server = None;
+    // At most 60 s, the client's timeout.
+    for _ in 0..600_000 {
+        net.step();
+        if server.is_none() {
+            server = net.a.accept(&listener);
+        }
+        if net.b.is_established(&client) && sent < payload.len() {
+            sent += net.b.write(&client, &payload[sent..]).unwrap();
+        }
+        if let Some(connection) = &server
+            && *closed.lock().unwrap()
+        {
+            let mut buffer = [0u8; 4096];
+            let n = net.a.read(connection, &mut buffer).unwrap();
+            received.extend_from_slice(&buffer[..n]);
+        }
+        if received.len() == payload.len() {
+            break;
+        }
+    }
+    assert_eq!(*lost.lock().unwrap(), 1, "a window update was lost");
+    assert_eq!(received.len(), payload.len(), "every byte uploaded");
+    assert!(received == payload);
 }
