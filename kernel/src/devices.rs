@@ -13,13 +13,16 @@ pub(crate) static MACHINE: spin::Once<Machine> = spin::Once::new();
 
 /// The bus (its ECAM windows claimed on first use), its functions (walked once) and the
 /// drivers bound to them (bound once); first, the ports of ACPI's fixed hardware are kept
-/// from every driver (`rexo_acpi::Fadt::io_ports`).
+/// from every driver (`rexo_acpi::Fadt::io_ports`). The first use may be an app's call: a
+/// kernel section, so that no abort leaves the `Once` running for good.
 pub fn machine() -> &'static Machine {
     MACHINE.call_once(|| {
-        let fadt = platform::acpi().and_then(|acpi| acpi.fadt);
-        rexo_devio::port::hold_for_kernel(fadt.iter().flat_map(rexo_acpi::Fadt::io_ports));
-        let windows = platform::acpi().map_or(&[][..], |acpi| acpi.mcfg_segments());
-        Machine::new(&DRIVER_PLATFORM, &BINDER, windows)
+        crate::arch::abort::kernel_section(|| {
+            let fadt = platform::acpi().and_then(|acpi| acpi.fadt);
+            rexo_devio::port::hold_for_kernel(fadt.iter().flat_map(rexo_acpi::Fadt::io_ports));
+            let windows = platform::acpi().map_or(&[][..], |acpi| acpi.mcfg_segments());
+            Machine::new(&DRIVER_PLATFORM, &BINDER, windows)
+        })
     })
 }
 
@@ -41,9 +44,10 @@ pub fn disarm_revoked() {
 
 /// The kernel's half of leases: the vector a driver routed on the calling core
 /// (`mem::phys`), the capabilities (`caps`; a binding already gone when its app ended is
-/// not taken back twice), an abort point for each call of the app's code inside a
-/// device call, whose app ends once the call has unlocked the device, and the clock
-/// BareMetal calls wait for their device by.
+/// not taken back twice), the kernel section every call an app makes into the registry
+/// runs in, an abort point for each call of the app's code inside it, whose app ends
+/// once the call has unlocked the device and left the section, and the clock BareMetal
+/// calls wait for their device by.
 static BINDER: rexo_drivers::BinderFns = rexo_drivers::BinderFns {
     take_routed: || crate::mem::phys::ROUTED.take(crate::arch::percpu::core_index()),
     bind: |owner, vector| crate::caps::bind_interrupt(OwnerId(owner), vector),
@@ -52,18 +56,20 @@ static BINDER: rexo_drivers::BinderFns = rexo_drivers::BinderFns {
     take_back: |entry| crate::caps::revoke(entry).unwrap_or(()),
     run_app_code,
     end_aborted_app: crate::arch::abort::abort_current,
+    kernel_section: |call| crate::arch::abort::kernel_section(call),
     core_index: crate::arch::percpu::core_index,
     now_ns: crate::time::now_ns,
 };
 
 /// [`rexo_drivers::Binder::run_app_code`]: the app's `code` as an abort point of its own
-/// inside the app's. It ran with interrupts on, and an abort leaves them off: the device
-/// call goes on with them on again (a core with interrupts off would not answer another
-/// core's TLB shootdown). Outside any app (the kernel's own use of a device) it is a
-/// plain call: a panic there is the kernel's, reported as such. (A BareMetal load copies
-/// from the app's memory through it too, and a BareMetal program runs under it.)
+/// inside the app's (put aside by the registry's kernel section). It ran with interrupts
+/// on, and an abort leaves them off: the device call goes on with them on again (a core
+/// with interrupts off would not answer another core's TLB shootdown). Outside any app
+/// (the kernel's own use of a device) it is a plain call: a panic there is the kernel's,
+/// reported as such. (A BareMetal load copies from the app's memory through it too, and
+/// a BareMetal program runs under it.)
 pub(crate) fn run_app_code(code: &mut dyn FnMut()) -> bool {
-    if !crate::arch::abort::can_abort() {
+    if !crate::arch::abort::serves_app() {
         code();
         return false;
     }

@@ -276,20 +276,27 @@ kernel_test!(
 static HOARD_FREE: [core::sync::atomic::AtomicU64; 3] =
     [const { core::sync::atomic::AtomicU64::new(0) }; 3];
 
-/// An app that takes what the kernel heap gives it: `try_reserve_exact` from 1 GiB down to
-/// 8 bytes, halving, each buffer kept; then, still holding them, a kernel section
-/// allocates 64 KiB (a kernel call's `Vec` under a lock).
-fn hoards_the_heap(_: &rexo_api::Kernel) -> Result<(), rexo_api::ApiError> {
-    let mut kept: Vec<Vec<u8>> = Vec::with_capacity(32);
-    HOARD_FREE[0].store(mem::frames::free_bytes(), Ordering::Relaxed);
+/// Takes what the kernel heap gives the calling code: `try_reserve_exact` from 1 GiB down
+/// to 8 bytes, halving, each size as long as it is served (at most 4096 buffers), every
+/// buffer kept in what it returns.
+fn take_the_heap() -> Vec<Vec<u8>> {
+    let mut kept: Vec<Vec<u8>> = Vec::with_capacity(4096);
     let mut size = 1usize << 30;
-    while size >= 8 {
+    while size >= 8 && kept.len() < kept.capacity() {
         let mut buffer = Vec::new();
-        if buffer.try_reserve_exact(size).is_ok() {
-            kept.push(buffer);
+        match buffer.try_reserve_exact(size) {
+            Ok(()) => kept.push(buffer),
+            Err(_) => size /= 2,
         }
-        size /= 2;
     }
+    kept
+}
+
+/// An app that takes what the kernel heap gives it ([`take_the_heap`]); then, still
+/// holding it, a kernel section allocates 64 KiB (a kernel call's `Vec` under a lock).
+fn hoards_the_heap(_: &rexo_api::Kernel) -> Result<(), rexo_api::ApiError> {
+    HOARD_FREE[0].store(mem::frames::free_bytes(), Ordering::Relaxed);
+    let _kept = take_the_heap();
     HOARD_FREE[1].store(mem::frames::free_bytes(), Ordering::Relaxed);
     let in_kernel = crate::arch::abort::kernel_section(|| Vec::<u8>::with_capacity(64 << 10));
     let served = u64::from(in_kernel.capacity() >= 64 << 10);
@@ -1081,6 +1088,46 @@ kernel_test!(
         assert_eq!(crate::apps::run(&sender), Ok(()), "the device opened again");
         crate::kprintln!(
             "tests: an app that panicked inside a device call ended; the device served the next"
+        );
+    }
+);
+
+/// Opens network interface 0, takes what the kernel heap gives it ([`take_the_heap`]),
+/// then splits the interface: the driver makes the handles with the device locked.
+fn app_splitting_with_no_heap_left(kernel: &rexo_api::Kernel) -> Result<(), rexo_api::ApiError> {
+    let mut nic = kernel.open_net(0)?;
+    let kept = take_the_heap();
+    let split = nic.split_queues();
+    drop(kept);
+    split.map(drop).map_err(rexo_api::ApiError::Device)
+}
+
+kernel_test!(
+    /// The registry's own allocations in an app's device call are the kernel's (a kernel
+    /// section): an app that took the heap down to the kernel's reserve still splits its
+    /// interface, which then serves the next app (without the section the split's
+    /// allocation failed with the device locked, and the app ended there, its end
+    /// waiting for that lock for good).
+    fn an_apps_device_call_with_no_heap_left_is_served_and_unlocks() {
+        let machine = crate::devices::machine();
+        let devices = machine.registry().devices();
+        if !devices.iter().any(|d| d.kind == rexo_api::DeviceKind::Net) {
+            crate::kprintln!("tests: no network interface: no-heap device-call test skipped");
+            return;
+        }
+        let held_frames = hold_frames_leaving(crate::caps::KERNEL_RESERVE + (2 << 20));
+        let splitter = crate::apps::App::new(
+            "heap-taker",
+            "splits its interface with no heap left",
+            app_splitting_with_no_heap_left,
+        );
+        let split = crate::apps::run(&splitter);
+        held_frames.into_iter().for_each(mem::frames::free);
+        assert_eq!(split, Ok(()));
+        let sender = crate::apps::App::new("device-sender", "sends a frame", app_sending_a_frame);
+        assert_eq!(crate::apps::run(&sender), Ok(()), "the device opened again");
+        crate::kprintln!(
+            "tests: an app with no heap left split its interface; the device served the next"
         );
     }
 );

@@ -1728,6 +1728,24 @@ pub const CASES: &[Case] = &[
         ],
         ..BASE
     },
+    // An app that took the kernel heap down to the kernel's reserve splits its network
+    // interface: the registry's allocations with the device locked are the kernel's (a
+    // kernel section), so the split is served and the device serves the next app.
+    Case {
+        name: "badinput::no-heap-left-inside-a-device-call",
+        append: "test=an_apps_device_call_with_no_heap_left",
+        machine: Machine::Q35,
+        qemu: &[Arg::LoopNic("virtio-net-pci")],
+        timeout_s: 60,
+        exit: Some(33),
+        checks: &[
+            Check::Has(
+                "tests: an app with no heap left split its interface; the device served the next",
+            ),
+            Check::Lacks("FAILED"),
+        ],
+        ..BASE
+    },
     // An app that ignores a revocation request and spins without calling the kernel:
     // the timer takes its memory at the deadline, its next touch ends it with a report
     // naming it, and the kernel and the app beside it go on.

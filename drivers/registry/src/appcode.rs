@@ -9,6 +9,14 @@
 //! only then ends the app ([`Binder::end_aborted_app`]). A frame or disk write whose
 //! `fill` aborted is withdrawn, not sent: the device never sees a half-filled buffer,
 //! and the disk keeps what it held.
+//!
+//! The registry's own code in such a call, and in every other call an app makes (a
+//! question about the devices, an open, a bind, a drop), runs as a kernel section
+//! ([`Binder::kernel_section`]): a panic or a failed allocation there is the kernel's, a
+//! crash report, never the app ended in the middle of it with a slot's lock or a queue
+//! pair's gate held, which no later caller would get back. Sections nest; the app's code
+//! runs only through the outermost call's [`AppCode`], so its end comes once no section
+//! is left.
 
 use crate::Binder;
 
@@ -36,9 +44,10 @@ impl AppCode {
     }
 }
 
-/// Runs `call`, a device call that takes the device's lock and runs the app's code only
-/// through the [`AppCode`] it is given, and releases the lock before it returns; then
-/// ends the app if its code aborted.
+/// Runs `call`, registry code an app's call reached, which runs the app's code only
+/// through the [`AppCode`] it is given and releases every lock it takes before it
+/// returns, as a kernel section; then, the section over, ends the app if its code
+/// aborted.
 pub(crate) fn calling_app<T>(
     binder: &'static dyn Binder,
     call: impl FnOnce(&mut AppCode) -> T,
@@ -47,9 +56,11 @@ pub(crate) fn calling_app<T>(
         binder,
         aborted: false,
     };
-    let result = call(&mut app);
+    let mut call = Some(call);
+    let mut result = None;
+    binder.kernel_section(&mut || result = call.take().map(|call| call(&mut app)));
     if app.aborted {
         binder.end_aborted_app();
     }
-    result
+    result.expect("a kernel section runs its call")
 }

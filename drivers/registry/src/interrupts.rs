@@ -57,6 +57,11 @@ pub trait Binder: Sync {
     /// Ends the app whose code [`Binder::run_app_code`] saw abort, at the app's own abort
     /// point, once the device call is done with the device.
     fn end_aborted_app(&self) -> !;
+    /// Runs `call`, registry code an app's call reached, as a kernel section: a panic or
+    /// a failed allocation in it is the kernel's, not the app's end with a lock held
+    /// ([`crate::appcode`]); the app's code inside it still runs under an abort point of
+    /// its own ([`Binder::run_app_code`]).
+    fn kernel_section(&self, call: &mut dyn FnMut());
     /// The machine's index of the calling core ([`crate::reentry`]).
     fn core_index(&self) -> usize;
     /// Nanoseconds since boot (monotonic): how long a BareMetal call has waited for its
@@ -80,6 +85,8 @@ pub struct BinderFns {
     pub run_app_code: fn(&mut dyn FnMut()) -> bool,
     /// [`Binder::end_aborted_app`].
     pub end_aborted_app: fn() -> !,
+    /// [`Binder::kernel_section`].
+    pub kernel_section: fn(&mut dyn FnMut()),
     /// [`Binder::core_index`].
     pub core_index: fn() -> usize,
     /// [`Binder::now_ns`].
@@ -107,6 +114,9 @@ impl Binder for BinderFns {
     }
     fn end_aborted_app(&self) -> ! {
         (self.end_aborted_app)()
+    }
+    fn kernel_section(&self, call: &mut dyn FnMut()) {
+        (self.kernel_section)(call)
     }
     fn core_index(&self) -> usize {
         (self.core_index)()
@@ -386,6 +396,13 @@ pub(crate) mod tests {
         fn end_aborted_app(&self) -> ! {
             std::panic::panic_any(AppEnded)
         }
+        /// The host's kernel section: a panic in it (the app's code's is caught by
+        /// `run_app_code` first) comes out as [`KernelCrash`], the kernel's.
+        fn kernel_section(&self, call: &mut dyn FnMut()) {
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)).is_err() {
+                std::panic::panic_any(KernelCrash);
+            }
+        }
         /// Each test thread is a core of its own.
         fn core_index(&self) -> usize {
             static NEXT: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
@@ -408,12 +425,24 @@ pub(crate) mod tests {
     #[derive(Debug)]
     struct AppEnded;
 
+    /// What [`TableBinder::kernel_section`] panics with: a crash report.
+    #[derive(Debug)]
+    struct KernelCrash;
+
     /// Runs `call`, which panics in the app's code; whether it ended the app through the
     /// kernel's half ([`AppEnded`]) rather than with the app's own panic running out of
     /// the device call.
     pub(crate) fn ends_the_app(call: impl FnOnce()) -> bool {
         let panic = std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)).unwrap_err();
         panic.is::<AppEnded>()
+    }
+
+    /// Runs `call`, which panics in the registry's or a driver's own code during an app's
+    /// call; whether the panic came out of a kernel section ([`KernelCrash`]: the
+    /// kernel's crash report) rather than running out of the call as the app's end.
+    pub(crate) fn is_the_kernels(call: impl FnOnce()) -> bool {
+        let panic = std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)).unwrap_err();
+        panic.is::<KernelCrash>()
     }
 
     /// A registry of two NICs sharing line vector 219, and what each is armed for.

@@ -5,7 +5,8 @@
 //! pair's gate instead of the slot's lock, so that cores drive their pairs at the same
 //! time. A call made from inside the app's closure of a call holding that lock (or, for
 //! the whole device, one of its gates) on the same core is refused, and a lease dropped
-//! there ends as that call returns ([`crate::reentry`]).
+//! there ends as that call returns ([`crate::reentry`]). Every call, and the drop,
+//! takes the lock in a kernel section ([`calling_app`]).
 
 use alloc::boxed::Box;
 use alloc::string::String;
@@ -94,13 +95,15 @@ fn wake(
     queue: usize,
     core: Option<usize>,
 ) -> Result<(), DeviceError> {
-    let mut state = live(slot, lease.2, lease.0.core_index())?;
-    let state = &mut *state;
-    crate::interrupts::arm(
-        (&mut state.interrupts, &mut state.device),
-        lease,
-        (queue, core),
-    )
+    calling_app(lease.0, |_| {
+        let mut state = live(slot, lease.2, lease.0.core_index())?;
+        let state = &mut *state;
+        crate::interrupts::arm(
+            (&mut state.interrupts, &mut state.device),
+            lease,
+            (queue, core),
+        )
+    })
 }
 
 /// What the device was when the lease began (`info` needs no lock).
@@ -177,10 +180,12 @@ impl Lease {
         &self,
         call: impl FnOnce(&mut Found) -> Result<T, DeviceError>,
     ) -> Result<T, DeviceError> {
-        let core = self.binder.core_index();
-        let mut state = live(self.slot, self.generation, core)?;
-        reentry::during(self.slot, &mut state, (self.binder, core), |state| {
-            call(&mut state.device)
+        calling_app(self.binder, |_| {
+            let core = self.binder.core_index();
+            let mut state = live(self.slot, self.generation, core)?;
+            reentry::during(self.slot, &mut state, (self.binder, core), |state| {
+                call(&mut state.device)
+            })
         })
     }
 
@@ -206,17 +211,19 @@ impl Lease {
         range: Option<(u64, u32, bool)>,
         call: impl FnOnce(&mut dyn BlockDevice) -> Result<Tag, DeviceError>,
     ) -> Result<Tag, DeviceError> {
-        let core = self.binder.core_index();
-        let mut state = live(self.slot, self.generation, core)?;
-        if let Some((lba, sectors, write)) = range {
-            crate::xn::check(&state, self.holder.1, lba, sectors, write)?;
-        }
-        reentry::during(self.slot, &mut state, (self.binder, core), |state| {
-            let Found::Block(disk) = &mut state.device else {
-                return Err(DeviceError::Revoked);
-            };
-            let tag = call(disk.as_mut())?;
-            Ok(state.ordered.submitted(queue, tag))
+        calling_app(self.binder, |_| {
+            let core = self.binder.core_index();
+            let mut state = live(self.slot, self.generation, core)?;
+            if let Some((lba, sectors, write)) = range {
+                crate::xn::check(&state, self.holder.1, lba, sectors, write)?;
+            }
+            reentry::during(self.slot, &mut state, (self.binder, core), |state| {
+                let Found::Block(disk) = &mut state.device else {
+                    return Err(DeviceError::Revoked);
+                };
+                let tag = call(disk.as_mut())?;
+                Ok(state.ordered.submitted(queue, tag))
+            })
         })
     }
 
@@ -312,41 +319,43 @@ impl NetDevice for Lease {
     /// inside a call through another of the same pair is refused rather than left
     /// spinning on the driver's pair lock its own core holds.
     fn split_queues(&mut self) -> Result<Vec<Box<dyn NetDevice>>, DeviceError> {
-        let mut state = live(self.slot, self.generation, self.binder.core_index())?;
-        let Found::Net(nic) = &mut state.device else {
-            return Err(DeviceError::Revoked);
-        };
-        let handles = nic.split_queues()?;
-        let lease = (self.binder, self.holder.0, self.generation);
-        Ok(handles
-            .into_iter()
-            .enumerate()
-            .map(|(queue, handle)| {
-                let info = handle.info();
-                // A gate of an earlier split keeps its handle: the driver's new one
-                // reaches the same pair.
-                let gate = match state.queues.get(queue) {
-                    Some(gate) => gate.clone(),
-                    None => {
-                        let gate = Arc::new(QueueGate {
-                            handle: spin::Mutex::new(Some(handle)),
-                            in_call: InCall::new(),
-                            end_after_call: AtomicBool::new(false),
-                        });
-                        state.queues.push(gate.clone());
-                        gate
-                    }
-                };
-                Box::new(QueueLease {
-                    slot: self.slot,
-                    lease,
-                    queue,
-                    gate,
-                    info,
-                    cleared: RefCell::default(),
-                }) as Box<dyn NetDevice>
-            })
-            .collect())
+        calling_app(self.binder, |_| {
+            let mut state = live(self.slot, self.generation, self.binder.core_index())?;
+            let Found::Net(nic) = &mut state.device else {
+                return Err(DeviceError::Revoked);
+            };
+            let handles = nic.split_queues()?;
+            let lease = (self.binder, self.holder.0, self.generation);
+            Ok(handles
+                .into_iter()
+                .enumerate()
+                .map(|(queue, handle)| {
+                    let info = handle.info();
+                    // A gate of an earlier split keeps its handle: the driver's new one
+                    // reaches the same pair.
+                    let gate = match state.queues.get(queue) {
+                        Some(gate) => gate.clone(),
+                        None => {
+                            let gate = Arc::new(QueueGate {
+                                handle: spin::Mutex::new(Some(handle)),
+                                in_call: InCall::new(),
+                                end_after_call: AtomicBool::new(false),
+                            });
+                            state.queues.push(gate.clone());
+                            gate
+                        }
+                    };
+                    Box::new(QueueLease {
+                        slot: self.slot,
+                        lease,
+                        queue,
+                        gate,
+                        info,
+                        cleared: RefCell::default(),
+                    }) as Box<dyn NetDevice>
+                })
+                .collect())
+        })
     }
 }
 
@@ -399,24 +408,26 @@ impl QueueLease {
         &self,
         call: impl FnOnce(&mut dyn NetDevice) -> Result<T, DeviceError>,
     ) -> Result<T, DeviceError> {
-        let core = self.binder().core_index();
-        if self.slot.in_call.by(core) || self.gate.in_call.by(core) {
-            return Err(DeviceError::Reentered);
-        }
-        let answer = match self.gate.handle.lock().as_mut() {
-            Some(handle) => self.gate.in_call.during(core, || call(handle.as_mut())),
-            None => Err(DeviceError::Revoked),
-        };
-        // Almost never set: a load keeps the frame path off the swap's exclusive access.
-        if self.gate.end_after_call.load(Ordering::Relaxed)
-            && self.gate.end_after_call.swap(false, Ordering::Relaxed)
-        {
-            let state = self.slot.state.lock();
-            if state.generation == self.lease.2 {
-                end_after_calls(self.slot, state, core, self.binder());
+        calling_app(self.binder(), |_| {
+            let core = self.binder().core_index();
+            if self.slot.in_call.by(core) || self.gate.in_call.by(core) {
+                return Err(DeviceError::Reentered);
             }
-        }
-        answer
+            let answer = match self.gate.handle.lock().as_mut() {
+                Some(handle) => self.gate.in_call.during(core, || call(handle.as_mut())),
+                None => Err(DeviceError::Revoked),
+            };
+            // Almost never set: a load keeps the frame path off the swap's exclusive access.
+            if self.gate.end_after_call.load(Ordering::Relaxed)
+                && self.gate.end_after_call.swap(false, Ordering::Relaxed)
+            {
+                let state = self.slot.state.lock();
+                if state.generation == self.lease.2 {
+                    end_after_calls(self.slot, state, core, self.binder());
+                }
+            }
+            answer
+        })
     }
 }
 
@@ -500,20 +511,23 @@ impl BlockDevice for Lease {
         }
         let bytes = sectors as usize * sector_size as usize;
         let core = self.binder.core_index();
-        {
+        calling_app(self.binder, |_| {
             let state = live(self.slot, self.generation, core)?;
             crate::xn::check(&state, self.holder.1, lba, sectors, true)?;
-            state.ordered.room(queue, bytes)?;
-        }
+            state.ordered.room(queue, bytes)
+        })?;
+        // The app's data, in the app's own code (no lock held, its heap growth its own).
         let mut data = Vec::new();
         data.try_reserve_exact(bytes)
             .map_err(|_| DeviceError::NoMemory)?;
         data.resize(bytes, 0);
         fill(&mut data);
         // Looked at again: the disk may have been shut down while `fill` ran.
-        let mut state = live(self.slot, self.generation, core)?;
-        state.ordered.room(queue, bytes)?;
-        Ok(state.ordered.queue_write(queue, lba, sectors, data))
+        calling_app(self.binder, |_| {
+            let mut state = live(self.slot, self.generation, core)?;
+            state.ordered.room(queue, bytes)?;
+            Ok(state.ordered.queue_write(queue, lba, sectors, data))
+        })
     }
 
     fn poll(&mut self, queue: usize, done: Completion<'_>) -> Result<usize, DeviceError> {
@@ -551,12 +565,14 @@ impl BlockDevice for Lease {
     /// The drain runs outside the slot's lock ([`away::outside_the_lock`]), the disk
     /// still the holder's, as at the lease's [`end`].
     fn abandon_requests(&mut self) {
-        // A dead lease has nothing to abandon: its requests were abandoned at revocation.
-        if let Ok(mut state) = live(self.slot, self.generation, self.binder.core_index()) {
-            let why = "it gave up its requests";
-            give_up_ordered(self.slot, &mut state, self.holder.1, why);
-            away::outside_the_lock(self.slot, state, DRAINING, |disk| disk.abandon_requests());
-        }
+        calling_app(self.binder, |_| {
+            // A dead lease has nothing to abandon: its requests were abandoned at revocation.
+            if let Ok(mut state) = live(self.slot, self.generation, self.binder.core_index()) {
+                let why = "it gave up its requests";
+                give_up_ordered(self.slot, &mut state, self.holder.1, why);
+                away::outside_the_lock(self.slot, state, DRAINING, |disk| disk.abandon_requests());
+            }
+        })
     }
 }
 
@@ -582,14 +598,16 @@ impl Drop for Lease {
     /// returns; a slot this core holds in a call through another handle is not this
     /// lease's, which ended before ([`reentry`]).
     fn drop(&mut self) {
-        let core = self.binder.core_index();
-        let Ok(state) = reentry::lock(self.slot, core) else {
-            return;
-        };
-        if state.generation != self.generation {
-            return;
-        }
-        end_after_calls(self.slot, state, core, self.binder);
+        calling_app(self.binder, |_| {
+            let core = self.binder.core_index();
+            let Ok(state) = reentry::lock(self.slot, core) else {
+                return;
+            };
+            if state.generation != self.generation {
+                return;
+            }
+            end_after_calls(self.slot, state, core, self.binder);
+        })
     }
 }
 

@@ -31,6 +31,7 @@ use alloc::vec::Vec;
 
 use alloc::boxed::Box;
 
+use appcode::calling_app;
 use rexo_api::{
     ApiError, CapError, DeviceError, DeviceInfo, DeviceKind, Filter, Ipv4Config, NetDevice,
     NetSharing, OpenDevice,
@@ -311,45 +312,48 @@ impl Registry {
     /// long, is not waited for: it shows the holder it published
     /// ([`reentry::Members`]), no interrupt bindings and its description from binding.
     pub fn devices(&self) -> Vec<DeviceInfo> {
-        let core = self.binder.core_index();
-        let mut counts = [0usize; 3];
-        self.slots
-            .iter()
-            .map(|slot| {
-                let counter = &mut counts[slot.kind as usize];
-                let index = *counter;
-                *counter += 1;
-                let (holder, interrupts, about) = match reentry::lock_unless_in_call(slot, core) {
-                    Ok(state) => (
-                        state
-                            .holder
-                            .or_else(|| sharing::first_holder(&state))
-                            .map(|(_, name)| name),
-                        state.interrupts.list(),
-                        match &state.device {
-                            // What is attached changes after binding.
-                            keyboard @ Found::Keyboard(_) => describe(keyboard),
-                            _ => slot.about.clone(),
-                        },
-                    ),
-                    Err(reentry::InCallOn::ThisCore) => {
-                        (Some(IN_CALL), Vec::new(), slot.about.clone())
+        calling_app(self.binder, |_| {
+            let core = self.binder.core_index();
+            let mut counts = [0usize; 3];
+            self.slots
+                .iter()
+                .map(|slot| {
+                    let counter = &mut counts[slot.kind as usize];
+                    let index = *counter;
+                    *counter += 1;
+                    let (holder, interrupts, about) = match reentry::lock_unless_in_call(slot, core)
+                    {
+                        Ok(state) => (
+                            state
+                                .holder
+                                .or_else(|| sharing::first_holder(&state))
+                                .map(|(_, name)| name),
+                            state.interrupts.list(),
+                            match &state.device {
+                                // What is attached changes after binding.
+                                keyboard @ Found::Keyboard(_) => describe(keyboard),
+                                _ => slot.about.clone(),
+                            },
+                        ),
+                        Err(reentry::InCallOn::ThisCore) => {
+                            (Some(IN_CALL), Vec::new(), slot.about.clone())
+                        }
+                        Err(reentry::InCallOn::AnotherCore) => {
+                            (Some(slot.members.shown()), Vec::new(), slot.about.clone())
+                        }
+                    };
+                    DeviceInfo {
+                        index,
+                        kind: slot.kind,
+                        address: slot.address,
+                        driver: slot.driver,
+                        about,
+                        holder,
+                        interrupts,
                     }
-                    Err(reentry::InCallOn::AnotherCore) => {
-                        (Some(slot.members.shown()), Vec::new(), slot.about.clone())
-                    }
-                };
-                DeviceInfo {
-                    index,
-                    kind: slot.kind,
-                    address: slot.address,
-                    driver: slot.driver,
-                    about,
-                    holder,
-                    interrupts,
-                }
-            })
-            .collect()
+                })
+                .collect()
+        })
     }
 
     /// The `index`th slot of `kind`.
@@ -371,30 +375,32 @@ impl Registry {
         index: usize,
         holder: Holder,
     ) -> Result<OpenDevice, ApiError> {
-        let slot = self.slot(kind, index)?;
-        let state = match reentry::lock_unless_in_call(slot, self.binder.core_index()) {
-            Ok(state) => state,
-            Err(reentry::InCallOn::ThisCore) => {
-                return Err(ApiError::Device(DeviceError::Reentered));
+        calling_app(self.binder, |_| {
+            let slot = self.slot(kind, index)?;
+            let state = match reentry::lock_unless_in_call(slot, self.binder.core_index()) {
+                Ok(state) => state,
+                Err(reentry::InCallOn::ThisCore) => {
+                    return Err(ApiError::Device(DeviceError::Reentered));
+                }
+                Err(reentry::InCallOn::AnotherCore) => {
+                    return Err(ApiError::DeviceBusy(slot.members.shown()));
+                }
+            };
+            if let Some((_, current)) = state.holder.or_else(|| sharing::first_holder(&state)) {
+                return Err(ApiError::DeviceBusy(current));
             }
-            Err(reentry::InCallOn::AnotherCore) => {
-                return Err(ApiError::DeviceBusy(slot.members.shown()));
+            let (mut state, refreshed) = xn::refreshed(slot, state);
+            refreshed.map_err(ApiError::Device)?;
+            if let xn::Protection::Damaged(error) = &state.protection {
+                return Err(ApiError::Extents(*error));
             }
-        };
-        if let Some((_, current)) = state.holder.or_else(|| sharing::first_holder(&state)) {
-            return Err(ApiError::DeviceBusy(current));
-        }
-        let (mut state, refreshed) = xn::refreshed(slot, state);
-        refreshed.map_err(ApiError::Device)?;
-        if let xn::Protection::Damaged(error) = &state.protection {
-            return Err(ApiError::Extents(*error));
-        }
-        state.holder = Some(holder);
-        slot.members.publish(&state);
-        state.generation += 1;
-        let generation = state.generation;
-        drop(state);
-        Ok(lease::open(slot, generation, holder, self.binder))
+            state.holder = Some(holder);
+            slot.members.publish(&state);
+            state.generation += 1;
+            let generation = state.generation;
+            drop(state);
+            Ok(lease::open(slot, generation, holder, self.binder))
+        })
     }
 
     /// Binds `holder` to the frames of network interface `index` that match `filters`,
@@ -407,15 +413,19 @@ impl Registry {
         filters: &[Filter],
         address: Option<Ipv4Config>,
     ) -> Result<Box<dyn NetDevice>, ApiError> {
-        let slot = self.slot(DeviceKind::Net, index)?;
-        sharing::bind((slot, self.binder), holder, filters, address)
+        calling_app(self.binder, |_| {
+            let slot = self.slot(DeviceKind::Net, index)?;
+            sharing::bind((slot, self.binder), holder, filters, address)
+        })
     }
 
     /// How network interface `index` is shared (`None`: no app is bound by filters).
     pub fn net_sharing(&'static self, index: usize) -> Result<Option<NetSharing>, ApiError> {
-        let slot = self.slot(DeviceKind::Net, index)?;
-        let state = reentry::lock(slot, self.binder.core_index()).map_err(ApiError::Device)?;
-        Ok(sharing::report(&state))
+        calling_app(self.binder, |_| {
+            let slot = self.slot(DeviceKind::Net, index)?;
+            let state = reentry::lock(slot, self.binder.core_index()).map_err(ApiError::Device)?;
+            Ok(sharing::report(&state))
+        })
     }
 
     /// The holder `owner` gives back the interrupt binding `cap`
@@ -435,27 +445,29 @@ impl Registry {
         owner: u16,
         cap: rexo_api::Cap,
     ) -> Result<(), (CapError, rexo_api::Cap)> {
-        let id = cap.id();
-        let core = self.binder.core_index();
-        for slot in &self.slots {
-            // A binding is the holder's: a slot `owner` does not hold is passed by rather
-            // than waited for while another app's call holds it.
-            let Some(mut state) = reentry::lock_for(slot, core, owner) else {
-                continue;
-            };
-            if reentry::in_pair_call(&state, core) {
-                continue;
+        calling_app(self.binder, |_| {
+            let id = cap.id();
+            let core = self.binder.core_index();
+            for slot in &self.slots {
+                // A binding is the holder's: a slot `owner` does not hold is passed by rather
+                // than waited for while another app's call holds it.
+                let Some(mut state) = reentry::lock_for(slot, core, owner) else {
+                    continue;
+                };
+                if reentry::in_pair_call(&state, core) {
+                    continue;
+                }
+                if let Some(queue) = state.interrupts.queue_of(id) {
+                    self.binder.give_back(owner, cap)?;
+                    state.interrupts.unbind(id);
+                    // The binding is gone either way; a device that cannot disarm masks
+                    // nothing more than it did.
+                    let _ = interrupts::driver_arm(&mut state.device, queue, None);
+                    return Ok(());
+                }
             }
-            if let Some(queue) = state.interrupts.queue_of(id) {
-                self.binder.give_back(owner, cap)?;
-                state.interrupts.unbind(id);
-                // The binding is gone either way; a device that cannot disarm masks
-                // nothing more than it did.
-                let _ = interrupts::driver_arm(&mut state.device, queue, None);
-                return Ok(());
-            }
-        }
-        self.binder.give_back(owner, cap)
+            self.binder.give_back(owner, cap)
+        })
     }
 
     /// Disarms the source of every binding the kernel took by force (a missed revocation
@@ -956,6 +968,93 @@ pub(crate) mod tests {
             data, [7; 512],
             "the aborted fill's write was withdrawn: the sector keeps what it held"
         );
+    }
+
+    /// A network interface whose driver panics as it receives or reports its sends (a
+    /// driver's bug, not the app's); the rest is [`Counting`]'s.
+    struct PanickingDriver(Counting);
+
+    impl NetDevice for PanickingDriver {
+        fn info(&self) -> NetInfo {
+            self.0.info()
+        }
+        fn receive(
+            &mut self,
+            _: usize,
+            _: usize,
+            _: &mut dyn FnMut(&[u8]),
+        ) -> Result<usize, DeviceError> {
+            panic!("a driver's bug while receiving")
+        }
+        fn send_segments(
+            &mut self,
+            queue: usize,
+            segments: &[usize],
+            offload: bool,
+            fill: &mut dyn FnMut(&mut [&mut [u8]]) -> bool,
+        ) -> Result<(), DeviceError> {
+            self.0.send_segments(queue, segments, offload, fill)
+        }
+        fn transmit_pending(&mut self, _: usize) -> Result<usize, DeviceError> {
+            panic!("a driver's bug counting sends")
+        }
+        fn wake_on_receive(
+            &mut self,
+            queue: usize,
+            core: Option<usize>,
+        ) -> Result<(), DeviceError> {
+            self.0.wake_on_receive(queue, core)
+        }
+        fn split_queues(&mut self) -> Result<Vec<Box<dyn NetDevice>>, DeviceError> {
+            self.0.split_queues()
+        }
+    }
+
+    /// A keyboard whose driver panics when asked for a byte, or what is attached once
+    /// its flag is set (binding asks it first).
+    struct PanickingKeyboard(alloc::sync::Arc<core::sync::atomic::AtomicBool>);
+
+    impl rexo_api::KeyboardDevice for PanickingKeyboard {
+        fn read_byte(&mut self) -> Result<Option<u8>, DeviceError> {
+            panic!("a driver's bug reading a byte")
+        }
+        fn attached(&self) -> Result<String, DeviceError> {
+            if self.0.load(core::sync::atomic::Ordering::Relaxed) {
+                panic!("a driver's bug describing the keyboard")
+            }
+            Ok(String::from("a keyboard"))
+        }
+    }
+
+    #[test]
+    fn a_panic_in_the_drivers_code_during_an_apps_call_is_the_kernels() {
+        use crate::interrupts::tests::is_the_kernels;
+        // A fresh device for each call: a crash leaves the one it hit half done.
+        let leased = || {
+            let nic = PanickingDriver(Counting(0, Wake::Never));
+            let registry = registry_with(Found::Net(Box::new(nic)), "panicking-net");
+            lease_net(registry, (1, "app"))
+        };
+        let mut nic = leased();
+        assert!(
+            is_the_kernels(|| _ = nic.receive(0, 1, &mut |_| {})),
+            "receive"
+        );
+        let mut nic = leased();
+        assert!(
+            is_the_kernels(|| _ = nic.transmit_pending(0)),
+            "transmit_pending"
+        );
+        let describing = alloc::sync::Arc::new(core::sync::atomic::AtomicBool::new(false));
+        let keyboard = PanickingKeyboard(describing.clone());
+        let registry = registry_with(Found::Keyboard(Box::new(keyboard)), "xhci");
+        describing.store(true, core::sync::atomic::Ordering::Relaxed);
+        assert!(is_the_kernels(|| _ = registry.devices()), "devices");
+        let keyboard = PanickingKeyboard(Default::default());
+        let registry = registry_with(Found::Keyboard(Box::new(keyboard)), "xhci");
+        let open = registry.open(DeviceKind::Keyboard, 0, (1, "app"));
+        let mut keyboard = open.and_then(OpenDevice::into_keyboard).unwrap();
+        assert!(is_the_kernels(|| _ = keyboard.read_byte()), "read_byte");
     }
 
     #[test]

@@ -7,6 +7,7 @@ use rexo_acpi::McfgSegment;
 use rexo_devio::{PciBus, Platform};
 use rexo_pci::Function;
 
+use crate::appcode::calling_app;
 use crate::{Leaving, Registry, ShutDown, Sweep};
 
 /// The PCI bus, its functions and the drivers bound to them.
@@ -69,10 +70,13 @@ impl Machine {
 
     /// Tells every disk the machine is `leaving` (powering off or rebooting:
     /// [`Registry::shut_down_disks`]); none when no driver was bound yet (this binds
-    /// nothing).
+    /// nothing). An app's `power_off` or `reboot` reaches it: it runs as a kernel section
+    /// ([`crate::appcode`]).
     pub fn shut_down_disks(&self, leaving: Leaving) -> ShutDown {
         self.registry.get().map_or(ShutDown::default(), |registry| {
-            registry.shut_down_disks(leaving, || self.binder.now_ns())
+            calling_app(self.binder, |_| {
+                registry.shut_down_disks(leaving, || self.binder.now_ns())
+            })
         })
     }
 
@@ -81,9 +85,10 @@ impl Machine {
         &self.bus
     }
 
-    /// The bound devices (binding them on the first call).
+    /// The bound devices (binding them on the first call, which may be an app's: a
+    /// kernel section, [`crate::appcode`], so that no abort leaves the binding half done).
     pub fn registry(&'static self) -> &'static Registry {
-        self.registry
-            .call_once(|| Registry::bind(self.binder, &self.bus))
+        let bind = || calling_app(self.binder, |_| Registry::bind(self.binder, &self.bus));
+        self.registry.call_once(bind)
     }
 }

@@ -632,18 +632,21 @@ impl Bound {
         &self,
         call: impl FnOnce(&mut dyn NetDevice, &mut Sharing, usize) -> Result<T, DeviceError>,
     ) -> Result<T, DeviceError> {
-        let core = self.binder.core_index();
-        let mut guard = crate::reentry::lock(self.slot, core)?;
-        crate::reentry::during(self.slot, &mut guard, (self.binder, core), |state| {
-            let (Found::Net(nic), Some(sharing)) = (&mut state.device, &mut state.sharing) else {
-                return Err(DeviceError::Revoked);
-            };
-            let index = sharing
-                .endpoints
-                .iter()
-                .position(|e| e.id == self.id)
-                .ok_or(DeviceError::Revoked)?;
-            call(nic.as_mut(), sharing, index)
+        calling_app(self.binder, |_| {
+            let core = self.binder.core_index();
+            let mut guard = crate::reentry::lock(self.slot, core)?;
+            crate::reentry::during(self.slot, &mut guard, (self.binder, core), |state| {
+                let (Found::Net(nic), Some(sharing)) = (&mut state.device, &mut state.sharing)
+                else {
+                    return Err(DeviceError::Revoked);
+                };
+                let index = sharing
+                    .endpoints
+                    .iter()
+                    .position(|e| e.id == self.id)
+                    .ok_or(DeviceError::Revoked)?;
+                call(nic.as_mut(), sharing, index)
+            })
         })
     }
 }
@@ -804,15 +807,17 @@ impl Drop for Bound {
     /// a call that holds the interface on this core, as that call returns
     /// ([`crate::reentry`]).
     fn drop(&mut self) {
-        match crate::reentry::lock(self.slot, self.binder.core_index()) {
-            Ok(mut state) => unbind(self.slot, &mut state, &[self.id]),
-            Err(_) => {
-                self.slot.unbound_in_call.lock().push(self.id);
-                self.slot
-                    .unbound_pending
-                    .store(true, core::sync::atomic::Ordering::Release);
+        calling_app(self.binder, |_| {
+            match crate::reentry::lock(self.slot, self.binder.core_index()) {
+                Ok(mut state) => unbind(self.slot, &mut state, &[self.id]),
+                Err(_) => {
+                    self.slot.unbound_in_call.lock().push(self.id);
+                    self.slot
+                        .unbound_pending
+                        .store(true, core::sync::atomic::Ordering::Release);
+                }
             }
-        }
+        })
     }
 }
 

@@ -13,6 +13,7 @@ use rexo_api::{
 use rexo_xn::{COPIES, Table, XnError};
 use spin::MutexGuard;
 
+use crate::appcode::calling_app;
 use crate::away::outside_the_lock;
 use crate::exact::{submit_write_exact, wait_for_read_exact};
 use crate::{Registry, Slot, SlotState};
@@ -620,25 +621,27 @@ impl Registry {
         holder: &str,
         op: Option<ExtentOp>,
     ) -> Result<Vec<DiskExtent>, ApiError> {
-        let slot = self.slot(DeviceKind::Block, index)?;
-        let core = self.binder.core_index();
-        let state = crate::reentry::lock(slot, core).map_err(ApiError::Device)?;
-        if let Some((_, current)) = state.holder {
-            return Err(ApiError::DeviceBusy(current));
-        }
-        if op.is_none() && !needs_the_disk(&state.protection) {
-            return table_of(&state.protection).map(|table| table.entries().to_vec());
-        }
-        let why = match op {
-            Some(ExtentOp::Allocate { .. }) => ZEROING,
-            _ => TABLE_IO,
-        };
-        let mut protection = state.protection.clone();
-        let (mut state, changed) = outside_the_lock(slot, state, why, |disk| {
-            change(disk, &mut protection, holder, op)
-        });
-        state.protection = protection;
-        changed.ok_or(ApiError::NoSuchDevice)?
+        calling_app(self.binder, |_| {
+            let slot = self.slot(DeviceKind::Block, index)?;
+            let core = self.binder.core_index();
+            let state = crate::reentry::lock(slot, core).map_err(ApiError::Device)?;
+            if let Some((_, current)) = state.holder {
+                return Err(ApiError::DeviceBusy(current));
+            }
+            if op.is_none() && !needs_the_disk(&state.protection) {
+                return table_of(&state.protection).map(|table| table.entries().to_vec());
+            }
+            let why = match op {
+                Some(ExtentOp::Allocate { .. }) => ZEROING,
+                _ => TABLE_IO,
+            };
+            let mut protection = state.protection.clone();
+            let (mut state, changed) = outside_the_lock(slot, state, why, |disk| {
+                change(disk, &mut protection, holder, op)
+            });
+            state.protection = protection;
+            changed.ok_or(ApiError::NoSuchDevice)?
+        })
     }
 }
 

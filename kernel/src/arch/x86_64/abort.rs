@@ -61,8 +61,12 @@ unsafe extern "C" {
     fn rexo_abort_to(stack_pointer: u64) -> !;
 }
 
-/// Each core's innermost abort point: the recorded stack pointer (0: none).
+/// Each core's innermost abort point: the recorded stack pointer (0: none), with
+/// [`SET_ASIDE`] while a kernel section puts it aside.
 static ABORT_POINT: [AtomicU64; MAX_CORES] = [const { AtomicU64::new(0) }; MAX_CORES];
+
+/// Bit 0 of an abort point (a stack pointer, 8-byte aligned) put aside by a kernel section.
+const SET_ASIDE: u64 = 1;
 
 /// The function ran to completion, or was abandoned by [`abort_current`].
 #[derive(Debug, PartialEq, Eq)]
@@ -100,15 +104,22 @@ pub fn kernel_section<T>(f: impl FnOnce() -> T) -> T {
     // Only this core writes its slot: a load and a store, not an atomic swap.
     let point = &ABORT_POINT[super::percpu::core_index()];
     let outer = point.load(Ordering::Relaxed);
-    point.store(0, Ordering::Relaxed);
+    point.store(outer | SET_ASIDE, Ordering::Relaxed);
     let result = f();
     point.store(outer, Ordering::Relaxed);
     result
 }
 
-/// Whether this core is inside an abort point.
+/// Whether this core is inside an abort point (not put aside by a kernel section).
 pub fn can_abort() -> bool {
-    ABORT_POINT[super::percpu::core_index()].load(Ordering::Relaxed) != 0
+    let point = ABORT_POINT[super::percpu::core_index()].load(Ordering::Relaxed);
+    point != 0 && point & SET_ASIDE == 0
+}
+
+/// Whether this core runs for an app: inside an abort point, maybe put aside by kernel
+/// sections (the kernel code an app's call reached).
+pub fn serves_app() -> bool {
+    ABORT_POINT[super::percpu::core_index()].load(Ordering::Relaxed) > SET_ASIDE
 }
 
 /// Abandons everything since this core's innermost abort point and returns from it with
@@ -117,8 +128,8 @@ pub fn can_abort() -> bool {
 /// a caller of [`run_abortable`] that got `Err(Aborted)` turns them back on when its code
 /// runs with them on (`apps::ended_reason`, `devices::run_app_code`).
 pub fn abort_current() -> ! {
+    assert!(can_abort(), "an abort with no abort point on this core");
     let point = ABORT_POINT[super::percpu::core_index()].load(Ordering::Relaxed);
-    assert_ne!(point, 0, "an abort with no abort point on this core");
     // SAFETY: `point` was recorded by `rexo_run_abortable` on this core, whose frame is
     // still live (abort points are cleared when that call returns); everything above it
     // on the stack is abandoned, and the routine restores the callee-saved registers.
