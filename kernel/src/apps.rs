@@ -149,8 +149,9 @@ static RUNNING: spin::Mutex<Vec<(OwnerId, &str)>> = spin::Mutex::new(Vec::new())
 /// meanwhile) if given, else on capabilities minted for `owner`'s cores. An owner runs
 /// once at a time ([`ApiError::AlreadyRunning`]): the end of a run takes back all its
 /// owner holds, which would pull memory and devices from under a second run. The run's
-/// setup and release are a kernel section: a panic there is a kernel crash, not an abort
-/// to the caller's abort point that would leave `owner` marked running for good.
+/// setup and release are a kernel section: a panic there (or a failed allocation, the
+/// record's, under `RUNNING`'s lock) is a kernel crash, not an abort to the caller's
+/// abort point that would leave `owner` marked running, or `RUNNING` locked, for good.
 fn run_with(
     app: &App,
     owner: OwnerId,
@@ -158,15 +159,17 @@ fn run_with(
     quota: Quota,
     lender: Option<OwnerId>,
 ) -> Result<(), ApiError> {
-    let mut running = RUNNING.lock();
-    if running.iter().any(|&(other, _)| other == owner) {
-        return Err(ApiError::AlreadyRunning);
-    }
-    running.push((owner, app.name));
-    drop(running);
-    let result = crate::arch::abort::kernel_section(|| run_alone(app, owner, cores, quota, lender));
-    RUNNING.lock().retain(|&(other, _)| other != owner);
-    result
+    crate::arch::abort::kernel_section(|| {
+        let mut running = RUNNING.lock();
+        if running.iter().any(|&(other, _)| other == owner) {
+            return Err(ApiError::AlreadyRunning);
+        }
+        running.push((owner, app.name));
+        drop(running);
+        let result = run_alone(app, owner, cores, quota, lender);
+        RUNNING.lock().retain(|&(other, _)| other != owner);
+        result
+    })
 }
 
 /// [`run_with`] once the run is known to be its owner's only one.
