@@ -226,6 +226,7 @@ fn run_alone(
         ),
     }
     crate::devices::revoke_all_of(owner.0);
+    crate::mem::heap::APP_GROWTH.clear(owner);
     result
 }
 

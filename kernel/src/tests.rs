@@ -304,27 +304,53 @@ fn hoards_the_heap(_: &rexo_api::Kernel) -> Result<(), rexo_api::ApiError> {
     Ok(())
 }
 
+/// Runs [`hoards_the_heap`] on this core within `quota`; returns the free frames as it
+/// started and once it held what it could.
+fn hoard_the_heap(quota: Option<u64>) -> (u64, u64) {
+    let app = crate::apps::App::new("hoarder", "takes the kernel heap", hoards_the_heap);
+    HOARD_FREE
+        .iter()
+        .for_each(|free| free.store(0, Ordering::Relaxed));
+    let owner = crate::caps::tests::top_owner(15);
+    let cores = crate::apps::CoreSpan { first: 0, count: 1 };
+    assert_eq!(crate::apps::run_as(&app, owner, cores, quota), Ok(()));
+    assert_eq!(
+        HOARD_FREE[2].load(Ordering::Relaxed),
+        1,
+        "the kernel's allocation"
+    );
+    let [start, held, _] = HOARD_FREE
+        .each_ref()
+        .map(|free| free.load(Ordering::Relaxed));
+    (start, held)
+}
+
 kernel_test!(
-    /// An app's `Vec`s never take the kernel's reserve: with 1-2 MiB free above it, an app
-    /// taking all the heap gives it leaves the reserve free, and a kernel section still
-    /// allocates (without the reserve, the app left 512 KiB).
+    /// An app's `Vec`s grow the heap by at most its quota; its `try_reserve` past that is
+    /// an error, and the kernel still allocates (without the bound, RAM became heap).
+    fn an_apps_heap_growth_stops_at_its_quota() {
+        let (start, held) = hoard_the_heap(Some(1 << 20));
+        assert!(
+            start - held <= 1 << 20,
+            "the app grew the heap by {} KiB, past its 1 MiB quota",
+            (start - held) >> 10
+        );
+    }
+);
+
+kernel_test!(
+    /// An app's `Vec`s never take the kernel's reserve, quota or not.
     fn an_apps_heap_growth_leaves_the_kernel_its_reserve() {
         let reserve = crate::caps::KERNEL_RESERVE;
         let held_frames = hold_frames_leaving(reserve + (2 << 20));
-        let app = crate::apps::App::new("hoarder", "takes the kernel heap", hoards_the_heap);
-        let owner = crate::caps::tests::top_owner(15);
-        let cores = crate::apps::CoreSpan { first: 0, count: 1 };
-        let ran = crate::apps::run_as(&app, owner, cores, None);
+        let (start, held) = hoard_the_heap(None);
         held_frames.into_iter().for_each(mem::frames::free);
-        assert_eq!(ran, Ok(()));
-        let [start, held, served] = HOARD_FREE.each_ref().map(|f| f.load(Ordering::Relaxed));
         let near_the_reserve = reserve + (1 << 20)..=reserve + (2 << 20);
         assert!(
             near_the_reserve.contains(&start),
             "free memory not brought there"
         );
         assert!(held >= reserve, "the app left {} KiB", held >> 10);
-        assert_eq!(served, 1, "the kernel's allocation");
     }
 );
 
@@ -1063,15 +1089,15 @@ fn app_sending_a_frame(kernel: &rexo_api::Kernel) -> Result<(), rexo_api::ApiErr
         .map_err(rexo_api::ApiError::Device)
 }
 
+/// Whether the machine has a network interface (the device-call tests need one).
+fn has_a_network_interface() -> bool {
+    let devices = crate::devices::machine().registry().devices();
+    devices.iter().any(|d| d.kind == rexo_api::DeviceKind::Net)
+}
+
 kernel_test!(
     fn an_app_that_panics_inside_a_device_call_ends_and_the_device_serves_the_next() {
-        let machine = crate::devices::machine();
-        if !machine
-            .registry()
-            .devices()
-            .iter()
-            .any(|d| d.kind == rexo_api::DeviceKind::Net)
-        {
+        if !has_a_network_interface() {
             crate::kprintln!("tests: no network interface: device-call panic test skipped");
             return;
         }
@@ -1109,9 +1135,7 @@ kernel_test!(
     /// allocation failed with the device locked, and the app ended there, its end
     /// waiting for that lock for good).
     fn an_apps_device_call_with_no_heap_left_is_served_and_unlocks() {
-        let machine = crate::devices::machine();
-        let devices = machine.registry().devices();
-        if !devices.iter().any(|d| d.kind == rexo_api::DeviceKind::Net) {
+        if !has_a_network_interface() {
             crate::kprintln!("tests: no network interface: no-heap device-call test skipped");
             return;
         }
@@ -1129,6 +1153,52 @@ kernel_test!(
         crate::kprintln!(
             "tests: an app with no heap left split its interface; the device served the next"
         );
+    }
+);
+
+/// Whether [`app_filling_past_its_quota`]'s `fill` was refused its 1 MiB.
+static FILL_REFUSED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// Opens network interface 0, takes the heap its quota lets it grow ([`take_the_heap`]),
+/// then sends a frame whose `fill` (its own code in the device call) asks for 1 MiB more.
+fn app_filling_past_its_quota(kernel: &rexo_api::Kernel) -> Result<(), rexo_api::ApiError> {
+    let mut nic = kernel.open_net(0)?;
+    let kept = take_the_heap();
+    let sent = nic.transmit(0, 60, &mut |frame| {
+        frame.fill(0xFF);
+        let refused = Vec::<u8>::new().try_reserve_exact(1 << 20).is_err();
+        FILL_REFUSED.store(refused, Ordering::Relaxed);
+    });
+    drop(kept);
+    sent.map_err(rexo_api::ApiError::Device)
+}
+
+kernel_test!(
+    /// The app's own code in a device call (a send's `fill`) grows the heap on its quota,
+    /// though the registry's code around it is a kernel section: with its quota's growth
+    /// taken, the fill's 1 MiB more is refused (run as the kernel's code, it was served).
+    fn an_apps_device_call_with_no_heap_left_charges_its_closures() {
+        if !has_a_network_interface() {
+            crate::kprintln!("tests: no network interface: closure-charge test skipped");
+            return;
+        }
+        let app = crate::apps::App::new(
+            "quota-filler",
+            "fills a frame past its quota",
+            app_filling_past_its_quota,
+        );
+        let owner = crate::caps::tests::top_owner(15);
+        let cores = crate::apps::CoreSpan { first: 0, count: 1 };
+        FILL_REFUSED.store(false, Ordering::Relaxed);
+        assert_eq!(
+            crate::apps::run_as(&app, owner, cores, Some(1 << 20)),
+            Ok(())
+        );
+        assert!(
+            FILL_REFUSED.load(Ordering::Relaxed),
+            "the fill grew the heap past its app's quota"
+        );
+        crate::kprintln!("tests: an app's fill in a device call was held to its quota");
     }
 );
 

@@ -1730,7 +1730,8 @@ pub const CASES: &[Case] = &[
     },
     // An app that took the kernel heap down to the kernel's reserve splits its network
     // interface: the registry's allocations with the device locked are the kernel's (a
-    // kernel section), so the split is served and the device serves the next app.
+    // kernel section), so the split is served and the device serves the next app. And an
+    // app that took the heap growth its quota allows is refused more in a send's fill.
     Case {
         name: "badinput::no-heap-left-inside-a-device-call",
         append: "test=an_apps_device_call_with_no_heap_left",
@@ -1742,6 +1743,7 @@ pub const CASES: &[Case] = &[
             Check::Has(
                 "tests: an app with no heap left split its interface; the device served the next",
             ),
+            Check::Has("tests: an app's fill in a device call was held to its quota"),
             Check::Lacks("FAILED"),
         ],
         ..BASE
@@ -2183,11 +2185,13 @@ pub const CASES: &[Case] = &[
     // httpd and kv bind to their ports on one interface; every kv and httpd check passes
     // through it, the kernel answers QEMU's ARP requests, and each app's counters and
     // the kernel's are logged as the bindings end. kv sizes its cache by its quota: 64 MiB
-    // give it 16 MiB, room for the protocol client's values.
+    // give it 16 MiB, room for the protocol client's values. httpd-test's 32 MiB hold its
+    // heap's growth (an app's heap growth counts against its quota), the 10 MiB generated
+    // page and all.
     Case {
         name: "net::shared-nic",
         mem_mib: 512,
-        append: "ip=10.0.2.15/24,10.0.2.2 apps=httpd-test:0:8M,kv:1:64M",
+        append: "ip=10.0.2.15/24,10.0.2.2 apps=httpd-test:0:32M,kv:1:64M",
         qemu: &[Arg::UserNet {
             model: "virtio-net-pci",
             tcp: &[80, crate::kvtests::PORT],
@@ -2219,7 +2223,7 @@ pub const CASES: &[Case] = &[
     // first one named, and ends alone; the first serves every httpd check.
     Case {
         name: "badinput::filter-overlap",
-        append: "ip=10.0.2.15/24,10.0.2.2 apps=httpd-test:0:8M,httpd-test:1:8M",
+        append: "ip=10.0.2.15/24,10.0.2.2 apps=httpd-test:0:32M,httpd-test:1:32M",
         checks: &[
             Check::Has(
                 "httpd: FAILED: network interface: the filter overlaps one of the app httpd-test: some frame would match both",

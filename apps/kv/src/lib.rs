@@ -4,8 +4,8 @@
 //! enabled here so that tests can end the app); then it returns and QEMU powers off.
 //!
 //! Memory: an app's Rust allocations come from the kernel heap, which grows on demand
-//! from free frames and is not charged to the app's quota; kv holds itself to the
-//! memory it was given ([`memory_share`]: its run's quota, or the machine's free RAM when
+//! from free frames, its growth for the app refused past the app's quota; kv holds
+//! itself to the memory it was given ([`memory_share`]: its run's quota, or the machine's free RAM when
 //! it has none, whichever is less): the cache's budget is a quarter of that
 //! ([`cache_budget`]) and the connections' buffers together are bounded by an eighth of
 //! it, leaving the rest to the TCP buffers and the stacks. `kv-small` ([`main_small`]) is

@@ -1,11 +1,16 @@
 //! The kernel heap: talc over frames from the frame allocator, a small start at boot
 //! and more 512 KiB at a time when it runs out (so an idle machine holds little).
 //!
-//! Every app's `Vec`s and `Box`es come from this heap too, uncharged to its quota. Growth
-//! for code inside an abort point (an app's, or kernel code it called outside a kernel
-//! section) never takes the kernel's reserve (`caps::KERNEL_RESERVE`): such an allocation
-//! fails first (a `try_reserve` error, or a panic that ends the app), so a kernel
-//! section's can still be served. The heap never gives frames back.
+//! Every app's `Vec`s and `Box`es come from this heap too. Growth for app code (this core
+//! inside an abort point, not in a kernel section) is bounded: counted per owner against
+//! the run's memory quota ([`APP_GROWTH`], cleared as the run ends), and never taken
+//! from the kernel's reserve (`caps::KERNEL_RESERVE`), so that the app's allocation fails
+//! (a `try_reserve` error, or a panic that ends the app alone) before a kernel section's
+//! can. Growth in a kernel section is the kernel's, uncharged, the reserve its own: that
+//! includes the registry's and the drivers' code an app's device call reaches (its own
+//! closures there run under an abort point of their own, charged). The heap never gives
+//! frames back: what an app's growth took stays in the heap for every later allocation,
+//! and what an app ended mid-way held there is leaked.
 
 #![allow(unsafe_code)] // claiming raw memory for the allocator
 
@@ -16,6 +21,8 @@ use talc::base::Talc;
 use talc::base::binning::Binning;
 use talc::source::Source;
 
+use rexo_memledger::HeapGrowth;
+
 /// How much the heap grows by at least (and its start at boot).
 const GROWTH: u64 = 512 << 10;
 
@@ -23,16 +30,26 @@ const GROWTH: u64 = 512 << 10;
 #[derive(Debug)]
 pub struct Frames;
 
-// SAFETY: `acquire` uses only the frame allocator (its own lock, no heap allocation) and
-// talc's `claim` on the frames it got, never the global allocator.
+/// Per owner, the heap growth its run's own code caused (cleared by `apps` as the run ends).
+pub static APP_GROWTH: HeapGrowth<{ crate::caps::OWNERS }> = HeapGrowth::new();
+
+// SAFETY: `acquire` uses only the frame allocator (its own lock, no heap allocation), this
+// core's `apps::current` lock (a copy out, no allocation), lock-free counters, and talc's
+// `claim` on the frames it got, never the global allocator.
 unsafe impl Source for Frames {
     fn acquire<B: Binning>(talc: &mut Talc<Self, B>, layout: Layout) -> Result<(), ()> {
         let bytes = (layout.size() as u64 + layout.align() as u64 + 4096).next_multiple_of(GROWTH);
-        let left = crate::arch::abort::can_abort().then_some(crate::caps::KERNEL_RESERVE);
-        let frames = super::frames::allocate_leaving(bytes, 4096, left.unwrap_or(0));
-        let frames = frames.map_err(|_| ())?;
+        // Code in an abort point (an app's): charged to the run `apps::current` names,
+        // within its quota, leaving the kernel's reserve. That takes this core's
+        // `apps::current` lock, held elsewhere only to copy the run in or out, never
+        // around an allocation; interrupt handlers run in kernel sections, never here.
+        let app = crate::arch::abort::can_abort();
+        let run = app.then(crate::apps::current).flatten();
+        let left = if app { crate::caps::KERNEL_RESERVE } else { 0 };
+        let take = || super::frames::allocate_leaving(bytes, 4096, left).ok();
+        let frames = APP_GROWTH.charged(run.map(|r| (r.owner, r.quota)), bytes, take);
         // The heap owns these frames for the life of the machine.
-        let range = frames.leak();
+        let range = frames.ok_or(())?.leak();
         // SAFETY: identity-mapped RAM the frame allocator handed to us alone, never returned.
         let claimed =
             unsafe { talc.claim(range.start as *mut u8, (range.end - range.start) as usize) };

@@ -23,11 +23,18 @@
 //!   reference to it can be left (an app's view lives only inside its
 //!   `Kernel::map_memory` call, whose closure cannot keep the slice).
 //!
+//! - **Heap growth.** The kernel heap's growth that an app run's own code causes (its
+//!   `Vec`s and `Box`es), counted per owner against the run's quota ([`HeapGrowth`]).
+//!
 //! The ledger only decides; the kernel does what a [`Reclaim`] says (unmap, map back,
 //! free) in that order.
 #![cfg_attr(target_os = "none", no_std)]
 
 extern crate alloc;
+
+mod heap_growth;
+
+pub use heap_growth::HeapGrowth;
 
 use alloc::vec::Vec;
 use core::fmt;
