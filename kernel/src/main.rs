@@ -199,7 +199,7 @@ extern "C" fn kernel_main(protocol: u32, info: u32, magic: u32) -> ! {
     let ist = mem::stacks::allocate_many::<{ gdt::IST_STACKS }>(IST_BYTES)
         .unwrap_or_else(|e| fatal(format_args!("boot core interrupt stacks: {e}")));
     percpu::current().set_stacks(stack, &ist);
-    arch::load_core_tables(0);
+    arch::load_core_state(0);
     let local_apic = acpi.map_or(rexo_acpi::DEFAULT_LOCAL_APIC_ADDRESS, |a| {
         a.local_apic_address
     });
@@ -389,7 +389,7 @@ extern "C" fn ap_entry(ticket: u64) -> ! {
     // the trampoline), so that a core halted here takes an NMI and halts again (a stray
     // one: a crash report's go only to the cores that gave their sign of life).
     percpu::install(index, apic::id_from_cpuid());
-    arch::load_core_tables(index);
+    arch::load_core_state(index);
     if index >= PLANNED_CORES.load(Ordering::Acquire)
         || index == STALLED_CORE.load(Ordering::Relaxed)
     {

@@ -669,7 +669,8 @@ kernel_test!(
     /// Every running core has caching on (CR0.CD and NW clear, which INIT leaves as they
     /// were and QEMU's INIT sets), x87 errors reported natively (NE) and monitored (MP),
     /// its x87 unit initialised (control word 0x037F), MXCSR at its reset value and
-    /// machine checks enabled (CR4.MCE).
+    /// machine checks enabled (CR4.MCE). `boot::fpu-controls-left-changed-q35` runs it
+    /// with other values left in both by the firmware.
     fn every_core_runs_with_caches_on_and_its_x87_unit_initialised() {
         let cores = smp_cores();
         let seen: &'static [[AtomicU64; 4]] = Box::leak(

@@ -235,6 +235,61 @@ pub fn corrupt_acpi_checksum(port: u16, kernel: &Path, signature: &str) -> Resul
     Err(format!("ACPI table {signature} is not in the RSDT/XSDT"))
 }
 
+/// QEMU's gdb register numbers of the x87 control word (`fctrl`) and MXCSR, each read
+/// and written as 32 bits, with the reset value each must hold before it is changed.
+/// Its stub numbers them after 16 general registers, rip, eflags, 6 selectors, 3 bases,
+/// 6 control registers, 8 x87 data and 7 other x87 registers, 16 xmm (target/i386/
+/// gdbstub.c), not as its own i386-64bit.xml, which lists 3 more bases (QEMU 7.2: the
+/// xml's numbers answer `E14` or write something else); the reset values confirm them.
+const FPU_CONTROLS: [(u32, u32); 2] = [(41, 0x037F), (65, 0x1F80)];
+
+/// Sets every vCPU's x87 control word to `control_word` and MXCSR to `mxcsr` in QEMU's
+/// guest, started with `-S -gdb tcp:127.0.0.1:PORT` (before the firmware's first
+/// instruction), and lets it go on: the state a loader or firmware may hand over, which
+/// INIT keeps (QEMU's as the CPU's).
+pub fn leave_fpu_controls(port: u16, control_word: u16, mxcsr: u32) -> Result<()> {
+    let mut stub = Stub::connect(port, Duration::from_secs(10))?;
+    // QEMU writes registers only for a client that read its target description.
+    stub.ask("qXfer:features:read:target.xml:0,400")?;
+    let mut threads = Vec::new();
+    let mut listed = stub.ask("qfThreadInfo")?;
+    while let Some(ids) = listed.strip_prefix('m') {
+        threads.extend(ids.split(',').map(str::to_owned));
+        listed = stub.ask("qsThreadInfo")?;
+    }
+    if threads.is_empty() {
+        return Err(format!("the gdb stub listed no vCPU: `{listed}`"));
+    }
+    let hex = |value: u32| -> String {
+        value
+            .to_le_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    let values = [u32::from(control_word), mxcsr];
+    for thread in &threads {
+        stub.ask(&format!("Hg{thread}"))?;
+        for ((register, at_reset), value) in FPU_CONTROLS.into_iter().zip(values) {
+            let held = stub.ask(&format!("p{register:x}"))?;
+            if held != hex(at_reset) {
+                return Err(format!(
+                    "gdb stub: register {register} of vCPU {thread} holds `{held}`, not {at_reset:#x}: another numbering"
+                ));
+            }
+            let answer = stub.ask(&format!("P{register:x}={}", hex(value)))?;
+            if answer != "OK" || stub.ask(&format!("p{register:x}"))? != hex(value) {
+                return Err(format!(
+                    "gdb stub: register {register} of vCPU {thread} not written: `{answer}`"
+                ));
+            }
+        }
+    }
+    // Detach: QEMU resumes the guest.
+    let _ = stub.ask("D");
+    Ok(())
+}
+
 /// A TCP port that is free right now on 127.0.0.1.
 pub fn free_port() -> Result<u16> {
     std::net::TcpListener::bind(("127.0.0.1", 0))

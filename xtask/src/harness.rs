@@ -6,7 +6,10 @@ use crate::deps::{self, Need};
 use crate::diskimage::Attach;
 use crate::proctree;
 use crate::qemu::{self, Accel, End, Machine, Media, Vm};
-use crate::testcases::{Arg, BAD_TABLE_SIG, Boot, CASES, Case, Check, Cores, DISK_BYTES};
+use crate::testcases::{
+    Arg, BAD_TABLE_SIG, Boot, CASES, Case, Check, Cores, DISK_BYTES, LEFT_MXCSR,
+    LEFT_X87_CONTROL_WORD,
+};
 use std::collections::VecDeque;
 use std::io::Write;
 use std::panic::AssertUnwindSafe;
@@ -1004,6 +1007,15 @@ fn end_problem(case: &Case, end: &End) -> Option<String> {
     }
 }
 
+/// What a case's client of QEMU's gdb stub does while the guest waits (`-S`).
+#[derive(Clone, Copy)]
+enum GdbJob {
+    /// [`Arg::BadChecksumTable`]'s: break the table's checksum at the kernel's entry.
+    BreakTableChecksum,
+    /// [`Arg::FpuControlsLeftChanged`]'s: change every vCPU's x87 control word and MXCSR.
+    LeaveFpuControls,
+}
+
 fn run_case(root: &Path, elf: &Path, case: &Case, logs: &Path) -> Result<Outcome> {
     let started = Instant::now();
     let file_name = case.name.replace("::", "-");
@@ -1051,7 +1063,7 @@ fn run_case(root: &Path, elf: &Path, case: &Case, logs: &Path) -> Result<Outcome
         }
     };
     let mut extra: Vec<String> = case.qemu_args.iter().map(|a| a.to_string()).collect();
-    let mut gdb_port = None;
+    let mut gdb_job = None;
     let mut peers = Vec::new();
     let mut images = Vec::new();
     let mut kill_after_flush = false;
@@ -1221,7 +1233,12 @@ fn run_case(root: &Path, elf: &Path, case: &Case, logs: &Path) -> Result<Outcome
                     "-gdb".into(),
                     format!("tcp:127.0.0.1:{port}"),
                 ]);
-                gdb_port = Some(port);
+                gdb_job = Some((port, GdbJob::BreakTableChecksum));
+            }
+            Arg::FpuControlsLeftChanged => {
+                let port = crate::gdb::free_port()?;
+                extra.extend(["-S".into(), "-gdb".into(), format!("tcp:127.0.0.1:{port}")]);
+                gdb_job = Some((port, GdbJob::LeaveFpuControls));
             }
         }
     }
@@ -1237,11 +1254,20 @@ fn run_case(root: &Path, elf: &Path, case: &Case, logs: &Path) -> Result<Outcome
     let log = logs.join(format!("{file_name}.log"));
     let stop_at_checks = case.exit.is_none() && !kill_after_flush;
     let mut flushed = 0;
-    let patcher = gdb_port.map(|port| {
-        // The PVH entry gdb stops at is read from the full ELF (its stripped copy, which
-        // the guest boots, has the same program headers).
-        let elf = crate::build::debug_elf();
-        std::thread::spawn(move || crate::gdb::corrupt_acpi_checksum(port, &elf, BAD_TABLE_SIG))
+    let patcher = gdb_job.map(|(port, job)| match job {
+        GdbJob::BreakTableChecksum => {
+            // The PVH entry gdb stops at is read from the full ELF (its stripped copy,
+            // which the guest boots, has the same program headers).
+            let elf = crate::build::debug_elf();
+            std::thread::spawn(move || {
+                crate::gdb::corrupt_acpi_checksum(port, &elf, BAD_TABLE_SIG)
+                    .map_err(|e| format!("could not break the table's checksum: {e}"))
+            })
+        }
+        GdbJob::LeaveFpuControls => std::thread::spawn(move || {
+            crate::gdb::leave_fpu_controls(port, LEFT_X87_CONTROL_WORD, LEFT_MXCSR)
+                .map_err(|e| format!("could not change the x87 control word and MXCSR: {e}"))
+        }),
     });
     // The client checks the first user-networking interface's services.
     let ports = forwards.into_iter().next().unwrap_or_default();
@@ -1316,8 +1342,8 @@ fn run_case(root: &Path, elf: &Path, case: &Case, logs: &Path) -> Result<Outcome
     if let Some(patcher) = patcher {
         match patcher.join() {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => reasons.push(format!("could not break the table's checksum: {e}")),
-            Err(_) => reasons.push("the checksum patcher panicked".into()),
+            Ok(Err(e)) => reasons.push(e),
+            Err(_) => reasons.push("the gdb stub's client panicked".into()),
         }
     }
     if !missing.is_empty() {

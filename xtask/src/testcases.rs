@@ -51,6 +51,10 @@ pub enum Arg {
     /// checksum the harness then breaks in guest memory through QEMU's gdb stub
     /// (QEMU itself recomputes `-acpitable` checksums).
     BadChecksumTable,
+    /// QEMU started stopped under its gdb stub, which sets every vCPU's x87 control word
+    /// to [`LEFT_X87_CONTROL_WORD`] and MXCSR to [`LEFT_MXCSR`] before the firmware's
+    /// first instruction, as a loader or firmware may leave them (INIT keeps them).
+    FpuControlsLeftChanged,
     /// A network interface of this model (with its properties, e.g.
     /// `virtio-net-pci,disable-modern=on`) on QEMU's UDP `socket` backend, with the
     /// network peer of `netcheck` on the host end (`xtask/src/netpeer.rs`); the case
@@ -175,6 +179,13 @@ pub const DISK_BYTES: u64 = 8 << 20;
 
 /// The signature of the deliberately broken ACPI table.
 pub const BAD_TABLE_SIG: &str = "RXBD";
+
+/// The x87 control word [`Arg::FpuControlsLeftChanged`] leaves: reset's, every x87
+/// exception unmasked.
+pub const LEFT_X87_CONTROL_WORD: u16 = 0x0040;
+/// The MXCSR [`Arg::FpuControlsLeftChanged`] leaves: every SIMD exception masked but
+/// rounding toward zero, flushing to zero and denormals as zero.
+pub const LEFT_MXCSR: u32 = 0xFFC0;
 
 /// Something the serial output must show.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -619,6 +630,26 @@ pub const CASES: &[Case] = &[
     },
     // A CPU of 48 physical address bits: device windows still end at the identity map's
     // 2^47 (past it they would land in the upper half).
+    // Every core's x87 control word and MXCSR as a loader or firmware may leave them
+    // (set through QEMU's gdb stub before the firmware runs; INIT keeps them): each core
+    // loads its own (MXCSR 0xffc0 on every core without it).
+    Case {
+        name: "boot::fpu-controls-left-changed-q35",
+        machine: Machine::Q35,
+        cores: Cores::N(4),
+        qemu: &[Arg::FpuControlsLeftChanged],
+        append: "test=tests::every_core_runs_with_caches_on_and_its_x87_unit_initialised",
+        timeout_s: 60,
+        exit: Some(33),
+        checks: &[
+            ready_cores(Cores::N(4)),
+            Check::Has(
+                "test tests::every_core_runs_with_caches_on_and_its_x87_unit_initialised ... ok",
+            ),
+            Check::Lacks("FAILED"),
+        ],
+        ..BASE
+    },
     Case {
         name: "boot::device-window-past-the-identity-map",
         qemu_args: &["-cpu", "max,phys-bits=48"],

@@ -175,7 +175,6 @@ rexo_common32:
     wrmsr
     mov eax, 0x80010033                               // PG, WP, NE, ET, MP, PE (EM, CD, NW clear)
     mov cr0, eax
-    fninit                                            // x87 control word 0x037F, whatever the loader left
 
     lgdt [rexo_boot_gdt_ptr]
     // Far jump to the 64-bit code segment, encoded by bytes (see MACHINE-FACTS).

@@ -14,8 +14,12 @@ pub mod percpu;
 pub mod smp;
 
 /// Gives core `index` (the running core) its GDT, its TSS with the interrupt stacks
-/// recorded in its per-core data, and the IDT (which the boot core, index 0, fills first).
-pub fn load_core_tables(index: usize) {
+/// recorded in its per-core data, the IDT (which the boot core, index 0, fills first),
+/// and its x87 unit and MXCSR in their initial states (`fninit`: control word 0x037F;
+/// MXCSR 0x1F80: every SIMD exception masked, round to nearest, no flush to zero or
+/// denormals as zero), whatever the loader or firmware left there: INIT, which starts
+/// the other cores, keeps the SSE state (SDM Vol. 1, 11.6.4).
+pub fn load_core_state(index: usize) {
     let core = percpu::core(index);
     // SAFETY: each core loads its own tables exactly once, at its start, after its
     // interrupt stacks were allocated and recorded.
@@ -24,4 +28,7 @@ pub fn load_core_tables(index: usize) {
         idt::build();
     }
     idt::load();
+    // SAFETY: both change only the x87 unit's and SSE's state, which the kernel (built
+    // soft-float) never uses; CR0 (EM and TS clear) and CR4.OSFXSR allow them.
+    unsafe { core::arch::asm!("fninit", "ldmxcsr [{}]", in(reg) &0x1F80_u32, options(nostack)) };
 }

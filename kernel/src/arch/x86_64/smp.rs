@@ -65,7 +65,6 @@ rexo_ap_32:
     wrmsr
     movl $0x80010033, %eax          // and PG, WP
     movl %eax, %cr0
-    fninit                          // control word 0x037F (at reset 0x0040: faults unmasked)
     .byte 0xEA
     .long 0x8000 + rexo_ap_64 - rexo_ap_trampoline_start
     .short 0x08
