@@ -24,6 +24,17 @@ pub const PROTOCOL_PVH: u32 = 1;
 /// Multiboot2 (GRUB).
 pub const PROTOCOL_MULTIBOOT2: u32 = 2;
 
+/// CR0 in long mode, which both trampolines (this one and the other cores', in `smp`)
+/// load whole: PE (bit 0, protected mode), MP (1, WAIT obeys TS), ET (4), NE (5, x87
+/// errors reported natively), WP (16, read-only pages bind ring 0 too) and PG (31,
+/// paging); EM (2), NW (29) and CD (30), which INIT keeps as they were, stay clear: x87
+/// and SSE instructions run, caching is on.
+pub const CR0_LONG_MODE: u32 = 1 | (1 << 1) | (1 << 4) | (1 << 5) | (1 << 16) | (1 << 31);
+/// The CR4 bits both trampolines set: PAE (bit 5, needed by long mode), MCE (6: a machine
+/// check reaches vector 18, where with it clear it shuts the core down), OSFXSR (9, SSE
+/// and FXSAVE) and OSXMMEXCPT (10, SIMD exceptions as #XM).
+pub const CR4_BOOT_BITS: u32 = (1 << 5) | (1 << 6) | (1 << 9) | (1 << 10);
+
 global_asm!(
     r#"
     // ---- Multiboot2 header (GRUB) ------------------------------------------------
@@ -165,7 +176,7 @@ rexo_common32:
 
     // PAE, MCE, SSE (OSFXSR, OSXMMEXCPT), CR3, EFER.LME, CR0 loaded whole with paging on.
     mov eax, cr4
-    or eax, (1 << 5) | (1 << 6) | (1 << 9) | (1 << 10)
+    or eax, {cr4}
     mov cr4, eax
     mov eax, offset rexo_boot_pml4
     mov cr3, eax
@@ -173,7 +184,7 @@ rexo_common32:
     rdmsr
     or eax, 1 << 8
     wrmsr
-    mov eax, 0x80010033                               // PG, WP, NE, ET, MP, PE (EM, CD, NW clear)
+    mov eax, {cr0}
     mov cr0, eax
 
     lgdt [rexo_boot_gdt_ptr]
@@ -202,19 +213,19 @@ rexo_long_mode:
     stack_bytes = const BOOT_STACK_BYTES,
     pvh = const PROTOCOL_PVH,
     mb2 = const PROTOCOL_MULTIBOOT2,
+    cr0 = const CR0_LONG_MODE, cr4 = const CR4_BOOT_BITS,
     main = sym crate::kernel_main,
 );
 
 unsafe extern "C" {
     /// TSC value read by the kernel's first instruction.
     static rexo_boot_tsc: u64;
+    /// The page below the boot stack.
+    static rexo_boot_stack_guard: u8;
 }
 
 /// The page below the boot stack, to be unmapped as its guard.
 pub fn boot_stack_guard() -> u64 {
-    unsafe extern "C" {
-        static rexo_boot_stack_guard: u8;
-    }
     (&raw const rexo_boot_stack_guard) as u64
 }
 

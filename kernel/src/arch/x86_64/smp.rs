@@ -41,7 +41,7 @@ rexo_ap_trampoline_start:
     xorw %ax, %ax
     movw %ax, %ds
     lgdtl (0x8000 + rexo_ap_gdt_ptr - rexo_ap_trampoline_start)
-    movl $0x33, %eax                // PE, MP, ET, NE; EM and CD, NW (INIT keeps them) clear
+    movl $({cr0} & ~((1 << 31) | (1 << 16))), %eax  // without PG and WP until paging
     movl %eax, %cr0
     // jmp 0x18:ap32 (32-bit offset)
     .byte 0x66, 0xEA
@@ -55,7 +55,7 @@ rexo_ap_32:
     movw %ax, %es
     movw %ax, %ss
     movl %cr4, %eax
-    orl $((1 << 5) | (1 << 6) | (1 << 9) | (1 << 10)), %eax  // PAE, MCE, OSFXSR, OSXMMEXCPT
+    orl ${cr4}, %eax
     movl %eax, %cr4
     movl (0x8000 + rexo_ap_cr3 - rexo_ap_trampoline_start), %eax
     movl %eax, %cr3
@@ -63,7 +63,7 @@ rexo_ap_32:
     rdmsr
     orl $(1 << 8), %eax
     wrmsr
-    movl $0x80010033, %eax          // and PG, WP
+    movl ${cr0}, %eax
     movl %eax, %cr0
     .byte 0xEA
     .long 0x8000 + rexo_ap_64 - rexo_ap_trampoline_start
@@ -142,6 +142,7 @@ rexo_ap_park_gates:
 rexo_ap_trampoline_end:
     .text
     "#,
+    cr0 = const super::entry::CR0_LONG_MODE, cr4 = const super::entry::CR4_BOOT_BITS,
     options(att_syntax)
 );
 
