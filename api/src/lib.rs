@@ -231,6 +231,9 @@ pub enum ApiError {
     AppFailed(i32),
     /// The app panicked; it was ended and what it held went back to the kernel.
     Panicked,
+    /// The app overflowed its stack (its core's kernel stack, into the guard page below
+    /// it); it was ended and what it held went back to the kernel.
+    StackOverflow,
     /// The app used a resource the kernel took back at a revocation deadline it missed
     /// (the abort protocol); it was ended and what it held went back to the kernel.
     Repossessed,
@@ -344,6 +347,7 @@ impl fmt::Display for ApiError {
             ApiError::OutOfMemory => f.write_str("no memory left"),
             ApiError::AppFailed(code) => write!(f, "the app failed with code {code}"),
             ApiError::Panicked => f.write_str("the app panicked and was ended"),
+            ApiError::StackOverflow => f.write_str("the app overflowed its stack and was ended"),
             ApiError::Repossessed => f.write_str(
                 "the app used a resource taken back at a revocation deadline it missed, and was ended",
             ),

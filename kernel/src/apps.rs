@@ -207,10 +207,10 @@ fn run_alone(
     // An abort point: if the app panics or breaks the abort protocol, only the app ends.
     let mut result = Ok(());
     if let Some(reason) = run_as_abort_point(&api, || result = (app.main)(&api)) {
-        result = Err(if reason == ENDED_BY_REPOSSESSION {
-            ApiError::Repossessed
-        } else {
-            ApiError::Panicked
+        result = Err(match reason {
+            ENDED_BY_REPOSSESSION => ApiError::Repossessed,
+            ENDED_BY_STACK_OVERFLOW => ApiError::StackOverflow,
+            _ => ApiError::Panicked,
         });
         log::error!("app '{}' was ended: {}", app.name, result.unwrap_err());
     }
@@ -311,11 +311,13 @@ use entries::KernelCalls;
 pub(crate) use entries::token;
 
 /// Why the app on a core was ended at its abort point.
-static ENDED_BY: [AtomicU8; crate::arch::percpu::MAX_CORES] =
+pub(crate) static ENDED_BY: [AtomicU8; crate::arch::percpu::MAX_CORES] =
     [const { AtomicU8::new(ENDED_BY_PANIC) }; crate::arch::percpu::MAX_CORES];
 /// The app panicked (what a core records until told otherwise).
 pub(crate) const ENDED_BY_PANIC: u8 = 0;
 pub(crate) const ENDED_BY_REPOSSESSION: u8 = 1;
+/// The app overflowed its stack (a panic the double-fault handler raised for it).
+pub(crate) const ENDED_BY_STACK_OVERFLOW: u8 = 2;
 /// No task of a `run_on_every_core` call was ended.
 const NOT_ENDED: u8 = u8::MAX;
 
@@ -438,6 +440,7 @@ impl KernelCalls for AppRun {
         match ended.load(Ordering::Relaxed) {
             NOT_ENDED => Ok(()),
             ENDED_BY_REPOSSESSION => Err(ApiError::Repossessed),
+            ENDED_BY_STACK_OVERFLOW => Err(ApiError::StackOverflow),
             _ => Err(ApiError::Panicked),
         }
     }

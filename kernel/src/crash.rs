@@ -112,9 +112,11 @@ pub fn exception(frame: &InterruptFrame) {
         crate::apps::on_page_fault(cr2);
     }
     // An app (its code runs on this core's stack) that overflowed it: the page fault could
-    // not be pushed, a double fault came instead. It ends the app's task as a panic does.
+    // not be pushed, a double fault came instead. It ends the app's task as a panic does,
+    // recorded as an overflow (`ApiError::StackOverflow`).
     let overflow = vector == exception::DOUBLE_FAULT && percpu::current().stack().guard_holds(cr2);
     if overflow && crate::arch::abort::can_abort() {
+        crate::apps::ENDED_BY[core].store(crate::apps::ENDED_BY_STACK_OVERFLOW, SeqCst);
         panic!("the app overflowed its stack ({cr2:#x} is the stack's guard page)");
     }
     start_report();

@@ -1227,7 +1227,7 @@ kernel_test!(
         });
         assert_eq!(
             crate::apps::run(&overflowing),
-            Err(rexo_api::ApiError::Panicked)
+            Err(rexo_api::ApiError::StackOverflow)
         );
         assert_eq!(crate::apps::run(&next), Ok(()), "the machine goes on");
         crate::kprintln!("tests: an app that overflowed its stack ended alone; the next ran");

@@ -175,6 +175,7 @@ fn error_code(error: ApiError) -> c_int {
         | ApiError::PowerOffFailed(_)
         | ApiError::AppFailed(_)
         | ApiError::Panicked
+        | ApiError::StackOverflow
         | ApiError::Repossessed
         | ApiError::Extents(_)
         | ApiError::AmbiguousApp
