@@ -1234,6 +1234,41 @@ kernel_test!(
     }
 );
 
+/// Recurses without end with a `Box` at each level, as a safe app may: the deepest point
+/// of each level is inside the heap's allocation.
+#[allow(unconditional_recursion)] // the point: the stack must run out inside an allocation
+fn recurse_allocating(depth: u32) -> u32 {
+    let level = Box::new(depth);
+    core::hint::black_box(recurse_allocating(depth + 1)) + *level
+}
+
+/// Takes `steps` small frames before [`recurse_allocating`], so that runs with different
+/// `steps` reach the stack's end at different points of an allocation.
+fn recurse_allocating_after(steps: u32) -> u32 {
+    match steps {
+        0 => recurse_allocating(0),
+        _ => core::hint::black_box(recurse_allocating_after(steps - 1)) + 1,
+    }
+}
+
+kernel_test!(
+    fn app_code_that_runs_out_of_stack_while_allocating_leaves_the_heap_free() {
+        for steps in 0..16 {
+            let ended = crate::arch::abort::run_abortable(|| {
+                let depth = recurse_allocating_after(steps);
+                panic!("recursed {depth} times without running out of stack");
+            });
+            cpu::enable_interrupts();
+            assert_eq!(ended, Err(crate::arch::abort::Aborted));
+            assert!(
+                mem::heap::is_free(),
+                "the heap's lock was left held (run {steps})"
+            );
+        }
+        assert_eq!(*core::hint::black_box(Box::new(7u8)), 7);
+    }
+);
+
 fn app_with_a_panicking_task(kernel: &rexo_api::Kernel) -> Result<(), rexo_api::ApiError> {
     let last = kernel.cores() - 1;
     let result = kernel.run_on_every_core(alloc::sync::Arc::new(move |_, core| {

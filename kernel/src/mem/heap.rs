@@ -10,11 +10,14 @@
 //! includes the registry's and the drivers' code an app's device call reaches (its own
 //! closures there run under an abort point of their own, charged). The heap never gives
 //! frames back: what an app's growth took stays in the heap for every later allocation,
-//! and what an app ended mid-way held there is leaked.
+//! and what an app ended mid-way held there is leaked. App code (apps run on the core's
+//! kernel stack) with less than [`STACK_ROOM`] of it left is refused before the heap's
+//! lock is taken (an allocation fails; a free panics, which ends the app), so that its
+//! stack never runs out, ending it, with the lock held for good.
 
 #![allow(unsafe_code)] // claiming raw memory for the allocator
 
-use core::alloc::Layout;
+use core::alloc::{GlobalAlloc, Layout};
 
 use talc::TalcLock;
 use talc::base::Talc;
@@ -57,13 +60,45 @@ unsafe impl Source for Frames {
     }
 }
 
+/// The stack app code must have left to use the heap: talc's deepest call (a growth
+/// included) with room to spare, and enough for the panic that ends the app.
+const STACK_ROOM: u64 = 16 << 10;
+
+/// Whether this core runs code inside an abort point with less than [`STACK_ROOM`] of its
+/// kernel stack left.
+fn stack_short() -> bool {
+    let bottom = crate::arch::percpu::current().stack().bottom;
+    let here = &raw const bottom as u64;
+    crate::arch::abort::can_abort() && (bottom..bottom + STACK_ROOM).contains(&here)
+}
+
+/// Talc behind its lock, refusing code short of stack ([`stack_short`]).
+struct Heap(TalcLock<spin::Mutex<()>, Frames>);
+
+// SAFETY: each call is talc's, unchanged, or refused before it (a null pointer, which the
+// contract allows; a panic instead of a free, the block left allocated). `realloc` is the
+// trait's own: an allocation, a copy and a free, each refused as above.
+unsafe impl GlobalAlloc for Heap {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let refused = stack_short().then(core::ptr::null_mut);
+        // SAFETY: the caller's promises, passed on to talc.
+        refused.unwrap_or_else(|| unsafe { self.0.alloc(layout) })
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        assert!(!stack_short(), "too little stack left to free memory");
+        // SAFETY: the caller's promises, passed on to talc.
+        unsafe { self.0.dealloc(ptr, layout) }
+    }
+}
+
 #[global_allocator]
-static HEAP: TalcLock<spin::Mutex<()>, Frames> = TalcLock::new(Frames);
+static HEAP: Heap = Heap(TalcLock::new(Frames));
 
 /// Whether no code holds the heap's lock right now (so code that interrupted this core
 /// may allocate without waiting for itself).
 pub fn is_free() -> bool {
-    HEAP.try_lock().is_some()
+    HEAP.0.try_lock().is_some()
 }
 
 /// The heap's size at boot for a machine with `usable` bytes of RAM: 512 KiB (it grows on
@@ -80,7 +115,7 @@ pub fn init(bytes: u64) -> Result<(), rexo_memmap::AllocError> {
     let (start, len) = (range.start, range.end - range.start);
     // SAFETY: the frames are identity-mapped RAM that the allocator handed out to us
     // alone (and we never return), so talc may use them exclusively.
-    let claimed = unsafe { HEAP.lock().claim(start as *mut u8, len as usize) };
+    let claimed = unsafe { HEAP.0.lock().claim(start as *mut u8, len as usize) };
     claimed
         .map(|_| ())
         .ok_or(rexo_memmap::AllocError::OutOfMemory { requested: bytes })
