@@ -1269,6 +1269,32 @@ kernel_test!(
     }
 );
 
+kernel_test!(
+    fn an_interrupt_taken_with_the_stack_all_but_used_up_is_served_on_a_stack_of_its_own() {
+        use crate::arch::{apic, idt};
+        // The wake vector's bit of the in-service register (ISR bits 32-63 are at 0x110).
+        let in_service = || apic::read(0x110) & 1 << (idt::VECTOR_WAKE - 32) != 0;
+        let low = percpu::current().stack().bottom + 32;
+        let served = crate::arch::abort::run_abortable(|| {
+            cpu::disable_interrupts();
+            apic::send_ipi(apic::id(), apic::Ipi::Fixed(idt::VECTOR_WAKE));
+            #[allow(unsafe_code)] // the stack pointer 32 bytes above the stack's bottom
+            // SAFETY: nothing but the pending wake interrupt, taken at `hlt`, runs while
+            // the stack pointer is moved, and it is put back before the block ends.
+            unsafe {
+                core::arch::asm!("mov {saved}, rsp", "mov rsp, {low}", "sti", "hlt", "cli", "mov rsp, {saved}", low = in(reg) low, saved = out(reg) _)
+            };
+        });
+        cpu::enable_interrupts();
+        let left_in_service = in_service();
+        if left_in_service {
+            apic::end_of_interrupt(); // so that the next tests get their interrupts
+        }
+        assert!(!left_in_service, "the wake vector was left in service");
+        assert_eq!(served, Ok(()), "the interrupt could not be taken");
+    }
+);
+
 fn app_with_a_panicking_task(kernel: &rexo_api::Kernel) -> Result<(), rexo_api::ApiError> {
     let last = kernel.cores() - 1;
     let result = kernel.run_on_every_core(alloc::sync::Arc::new(move |_, core| {

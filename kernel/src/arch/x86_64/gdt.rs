@@ -1,5 +1,7 @@
 //! The GDT and TSS of each core. The TSS gives the double-fault, NMI and machine-check
-//! handlers stacks of their own (IST), so a kernel stack overflow still gets a report.
+//! handlers stacks of their own (IST), so a kernel stack overflow still gets a report, and
+//! one to the interrupts (vectors 32 and up), so that one taken while an app has all but
+//! used up the kernel stack it runs on is served.
 
 use core::arch::asm;
 use core::mem::size_of;
@@ -16,8 +18,10 @@ pub const IST_DOUBLE_FAULT: u8 = 1;
 pub const IST_NMI: u8 = 2;
 /// IST slot of the machine-check handler.
 pub const IST_MACHINE_CHECK: u8 = 3;
+/// IST slot of the interrupts (vectors 32 and up: their gates clear IF, so none nests).
+pub const IST_INTERRUPTS: u8 = 4;
 /// Number of IST stacks each core gets.
-pub const IST_STACKS: usize = 3;
+pub const IST_STACKS: usize = 4;
 
 /// The 64-bit task state segment.
 #[repr(C, packed(4))]
@@ -40,18 +44,8 @@ pub struct CoreTables {
 
 impl CoreTables {
     /// Zeroed tables, filled by [`load`].
-    pub const EMPTY: Self = Self {
-        gdt: [0; 5],
-        tss: Tss {
-            reserved0: 0,
-            rsp: [0; 3],
-            reserved1: 0,
-            ist: [0; 7],
-            reserved2: 0,
-            reserved3: 0,
-            iomap_base: 0,
-        },
-    };
+    // SAFETY: both tables are integers only, for which all zeros is a valid value.
+    pub const EMPTY: Self = unsafe { core::mem::zeroed() };
 }
 
 /// Fills `tables` with the kernel segments and a TSS whose IST slots hold `ist_tops`,

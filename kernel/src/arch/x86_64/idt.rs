@@ -9,7 +9,7 @@ use core::arch::global_asm;
 use core::mem::size_of;
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use super::gdt::{IST_DOUBLE_FAULT, IST_MACHINE_CHECK, IST_NMI, KERNEL_CODE};
+use super::gdt::{IST_DOUBLE_FAULT, IST_INTERRUPTS, IST_MACHINE_CHECK, IST_NMI, KERNEL_CODE};
 
 /// Vector of the local APIC timer.
 pub const VECTOR_TIMER: u8 = 0x20;
@@ -112,25 +112,25 @@ struct Table([AtomicU64; 512]);
 static IDT: Table = Table([const { AtomicU64::new(0) }; 512]);
 
 /// Fills the IDT: every vector's stub, as a 64-bit interrupt gate (present, ring 0,
-/// interrupts off on entry); NMI, double fault and machine check on their IST stacks. The
-/// boot core does it once, before any other core starts.
+/// interrupts off on entry); NMI, double fault, machine check and the interrupts (32 and
+/// up) on their IST stacks. The boot core does it once, before any other core starts.
 pub fn build() {
     let stubs = (&raw const rexo_isr_stubs) as u64;
     for (vector, gate) in IDT.0.chunks_exact(2).enumerate() {
         let handler = stubs + 16 * vector as u64;
         let (low, mid) = (handler & 0xFFFF, (handler >> 16) & 0xFFFF);
+        let ist = match vector as u8 {
+            exception::DOUBLE_FAULT => IST_DOUBLE_FAULT,
+            exception::NMI => IST_NMI,
+            exception::MACHINE_CHECK => IST_MACHINE_CHECK,
+            0..32 => 0,
+            _ => IST_INTERRUPTS,
+        };
         gate[0].store(
-            low | u64::from(KERNEL_CODE) << 16 | 0x8E << 40 | mid << 48,
+            low | u64::from(KERNEL_CODE) << 16 | (u64::from(ist) | 0x8E << 8) << 32 | mid << 48,
             Relaxed,
         );
         gate[1].store(handler >> 32, Relaxed);
-    }
-    for (vector, ist) in [
-        (exception::DOUBLE_FAULT, IST_DOUBLE_FAULT),
-        (exception::NMI, IST_NMI),
-        (exception::MACHINE_CHECK, IST_MACHINE_CHECK),
-    ] {
-        IDT.0[2 * usize::from(vector)].fetch_or(u64::from(ist) << 32, Relaxed);
     }
 }
 
@@ -160,31 +160,27 @@ extern "C" fn dispatch(frame: &mut InterruptFrame) {
     if vector < 32 {
         return crate::crash::exception(frame);
     }
-    super::abort::kernel_section(|| match vector {
-        VECTOR_TIMER => {
+    super::abort::kernel_section(|| {
+        // A line's end of interrupt comes after its mask (a level line would fire again).
+        if !matches!(vector, FIRST_LINE_VECTOR..0xE0 | VECTOR_SPURIOUS) {
             super::apic::end_of_interrupt();
-            crate::time::on_timer_interrupt();
-            crate::caps::on_timer_interrupt();
         }
-        VECTOR_WAKE => {
-            super::apic::end_of_interrupt();
-            crate::time::on_wake_interrupt();
-        }
-        VECTOR_SHOOTDOWN => {
-            super::apic::end_of_interrupt();
-            super::paging::on_shootdown();
-        }
-        VECTOR_SPURIOUS => {}
-        vector @ FIRST_LINE_VECTOR..0xE0 => {
-            crate::platform::on_line_interrupt(vector - FIRST_LINE_VECTOR);
-            super::apic::end_of_interrupt(); // after the mask: a level line would fire again
-        }
-        vector => {
-            super::apic::end_of_interrupt();
+        match vector {
+            VECTOR_TIMER => {
+                crate::time::on_timer_interrupt();
+                crate::caps::on_timer_interrupt();
+            }
+            VECTOR_WAKE => crate::time::on_wake_interrupt(),
+            VECTOR_SHOOTDOWN => super::paging::on_shootdown(),
+            vector @ FIRST_LINE_VECTOR..0xE0 => {
+                crate::platform::on_line_interrupt(vector - FIRST_LINE_VECTOR);
+                super::apic::end_of_interrupt();
+            }
             // As every handler: no waiting for a console this core's interrupted code holds.
-            if crate::console::is_free() {
+            vector if vector != VECTOR_SPURIOUS && crate::console::is_free() => {
                 log::warn!("interrupt on vector {vector:#x}, which has no handler");
             }
+            _ => {}
         }
     });
 }

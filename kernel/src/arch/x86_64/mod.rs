@@ -23,7 +23,7 @@ pub fn load_core_state(index: usize) {
     let core = percpu::core(index);
     // SAFETY: each core loads its own tables exactly once, at its start, after its
     // interrupt stacks were allocated and recorded.
-    unsafe { gdt::load(core.tables.get(), core.ist_tops()) };
+    unsafe { gdt::load(core.tables.get(), core.interrupt_stacks().map(|s| s.top)) };
     if index == 0 {
         idt::build();
     }

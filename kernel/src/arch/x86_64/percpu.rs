@@ -99,11 +99,6 @@ impl CoreData {
         }
     }
 
-    /// The tops of the core's interrupt stacks, in IST order.
-    pub fn ist_tops(&self) -> [u64; IST_STACKS] {
-        core::array::from_fn(|i| self.ist_tops[i].load(Ordering::Relaxed))
-    }
-
     /// The core's kernel stack.
     pub fn stack(&self) -> StackBounds {
         StackBounds {
