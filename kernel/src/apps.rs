@@ -92,15 +92,16 @@ pub(crate) fn acting_as<R>(kernel: &Kernel, f: impl FnOnce() -> R) -> R {
 
 /// Runs `f` acting for `api`'s app run as an abort point of its own: `None` if it
 /// returned, else how it was ended ([`ended_reason`]), after releasing the C ABI's handle
-/// locks that its abandoned calls held (`rexo_capi::release_abandoned`).
+/// locks that its abandoned calls held (`rexo_capi::release_abandoned`), with interrupts
+/// on: the handles' holder on another core may be waiting for this one (a TLB shootdown).
 pub(crate) fn run_as_abort_point(api: &Kernel, f: impl FnOnce()) -> Option<u8> {
     // Every frame `f` runs in lies below this local.
     let mark = 0u8;
     let aborted = acting_as(api, || crate::arch::abort::run_abortable(f)).is_err();
     aborted.then(|| {
-        let core = crate::arch::percpu::core_index();
+        let (reason, core) = (ended_reason(), crate::arch::percpu::core_index());
         rexo_capi::release_abandoned(core, rexo_capi::frame_mark(&mark));
-        ended_reason()
+        reason
     })
 }
 

@@ -140,7 +140,8 @@ pub fn frame_mark<T>(local: &T) -> usize {
 /// kernel calls this at an app's abort point after abandoning the frames below it, so that
 /// a call it ended mid-way (memory taken by force during the call, a device call's app
 /// code aborted) leaves no handle locked. A disk's requests still in flight for such a
-/// call are given up at the handle's next call.
+/// call are given up at the handle's next call. Called with interrupts on: the table's
+/// holder on another core may be waiting for this one (a TLB shootdown from its timer).
 pub fn release_abandoned(core: usize, mark: usize) {
     for handle in HANDLES.lock().iter() {
         let slot = &handle.object;
@@ -160,10 +161,8 @@ pub fn release_abandoned(core: usize, mark: usize) {
 /// Every C app's handles.
 static HANDLES: Mutex<Vec<Handle>> = Mutex::new(Vec::new());
 /// Held across a whole [`hand_out_cores`], so that a call on another core at the same time
-/// lists every core handle. Not the table's lock: the kernel's hand-out may wait for every
-/// core (a TLB shootdown after memory taken by force), and a core whose app was ended at
-/// its abort point takes the table's lock with its interrupts still off
-/// ([`release_abandoned`]), where it could not answer.
+/// lists every core handle. Not the table's lock, which every C call takes: the kernel's
+/// hand-out may wait for every core (a TLB shootdown after memory taken by force).
 static HANDING_OUT_CORES: Mutex<()> = Mutex::new(());
 /// The next handle number (handles are never reused, so a closed one stays invalid).
 static NEXT_HANDLE: AtomicI64 = AtomicI64::new(1);
@@ -207,8 +206,7 @@ pub(crate) fn asked_back(owner: OwnerId, requests: &[(EntryId, u64)]) -> Vec<(i6
 
 /// Drops every handle of `owner` (its run ended; the kernel takes back what they name),
 /// once they are out of the table and its lock released: a device's end may wait for
-/// calls on other cores, which may wait for a core spinning on the table's lock with its
-/// interrupts off ([`release_abandoned`]).
+/// calls on other cores, which may be waiting for the table's lock.
 pub(crate) fn forget(owner: OwnerId) {
     let mut handles = HANDLES.lock();
     let forgotten: Vec<Handle> = handles.extract_if(.., |h| h.owner == owner).collect();
@@ -378,8 +376,8 @@ mod tests {
             owner,
             Object::Block(Box::new(Idle(Arc::default(), Arc::clone(&locked)))),
         );
-        // A lease's end may wait for calls on other cores, one of which may wait for a
-        // core spinning on the table with its interrupts off (`release_abandoned`).
+        // A lease's end may wait for calls on other cores, one of which may be waiting
+        // for the table's lock.
         forget(owner);
         assert!(
             !locked.load(Ordering::Relaxed),
