@@ -335,12 +335,14 @@ fn end_repossessed() {
 /// from this core's app ends the app's task (not the kernel) with a report; any other
 /// fault returns, to the crash report.
 pub(crate) fn on_page_fault(addr: u64) {
+    // The app may have faulted in the middle of a log line. Released before the table's
+    // lock is waited for (`caps` logs holding it); every way on from here is an abort or
+    // a crash report, which writes without the console's lock.
+    crate::console::release_after_abort();
     let Some((region, holder)) = crate::caps::revoked_region(addr) else {
         return;
     };
     if let Some(api) = current().filter(|api| api.owner == holder) {
-        // The app may have faulted in the middle of a log line.
-        crate::console::release_after_abort();
         log::error!(
             "app '{}' touched revoked region {region} (at {addr:#x}): ending its task",
             api.name
