@@ -294,8 +294,8 @@ pub enum ApiError {
     DeadlinePassed,
     /// The core's timer capability is held (by this app or another) until returned.
     TimerBusy,
-    /// The app is running already (`run_app` from another of its cores, or from within
-    /// itself): an app runs once at a time.
+    /// The app is running already (`run_app` from another of its cores, from within
+    /// itself, or while a boot-manifest entry runs it): an app runs once at a time.
     AlreadyRunning,
     /// The machine has no wall clock the kernel can read (the kernel's log says why).
     NoWallClock,

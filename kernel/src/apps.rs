@@ -149,10 +149,12 @@ static RUNNING: spin::Mutex<Vec<(OwnerId, &str)>> = spin::Mutex::new(Vec::new())
 /// [`run_as`], on the core capabilities of `lender` (the caller of `run_app`, which waits
 /// meanwhile) if given, else on capabilities minted for `owner`'s cores. An owner runs
 /// once at a time ([`ApiError::AlreadyRunning`]): the end of a run takes back all its
-/// owner holds, which would pull memory and devices from under a second run. The run's
-/// setup and release are a kernel section: a panic there (or a failed allocation, the
-/// record's, under `RUNNING`'s lock) is a kernel crash, not an abort to the caller's
-/// abort point that would leave `owner` marked running, or `RUNNING` locked, for good.
+/// owner holds, which would pull memory and devices from under a second run. `run_app`
+/// is refused also while any run of the app goes (a manifest entry's, of another owner:
+/// only a manifest runs one app twice). The run's setup and release are a kernel section:
+/// a panic there (or a failed allocation, the record's, under `RUNNING`'s lock) is a
+/// kernel crash, not an abort to the caller's abort point that would leave `owner` marked
+/// running, or `RUNNING` locked, for good.
 fn run_with(
     app: &App,
     owner: OwnerId,
@@ -162,7 +164,8 @@ fn run_with(
 ) -> Result<(), ApiError> {
     crate::arch::abort::kernel_section(|| {
         let mut running = RUNNING.lock();
-        if running.iter().any(|&(other, _)| other == owner) {
+        let clashes = |&(other, name): &_| other == owner || lender.is_some() && name == app.name;
+        if running.iter().any(clashes) {
             return Err(ApiError::AlreadyRunning);
         }
         running.push((owner, app.name));

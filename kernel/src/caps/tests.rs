@@ -403,6 +403,25 @@ kernel_test!(
     }
 );
 
+/// Runs the app of its own name with `run_app`, as an app calling
+/// `k.run_app(k.run().name)`, and returns how that went.
+fn runs_itself(kernel: &rexo_api::Kernel) -> Result<(), ApiError> {
+    kernel.run_app(kernel.run().name)
+}
+
+kernel_test!(
+    fn run_app_is_refused_while_a_manifest_entry_runs_the_app() {
+        // Named as the image's hello, so that run_app finds an app of its name: a second
+        // run of it would greet and return Ok.
+        let app: &'static App =
+            &const { App::new("hello", "runs the app of its own name", runs_itself) };
+        let first_entry = rexo_cmdline::manifest_owner(crate::apps::APP_COUNT, 0) as u16;
+        let cores = crate::apps::CoreSpan { first: 0, count: 1 };
+        let run = crate::apps::run_as(app, OwnerId(first_entry), cores, Some(1 << 20));
+        assert_eq!(run, Err(ApiError::AlreadyRunning), "a second hello ran");
+    }
+);
+
 /// With 8 MiB of quota (memdemo's own need), holds 7.5 MiB and runs memdemo: it gets only
 /// what is left; with the memory given back, memdemo has room.
 fn runs_memdemo_on_what_is_left(kernel: &rexo_api::Kernel) -> Result<(), ApiError> {
