@@ -57,7 +57,8 @@ pub enum LedgerError {
     QuotaExceeded,
     /// A grant of no bytes was asked for.
     ZeroSize,
-    /// The whole frames of the size asked for pass `u64::MAX`.
+    /// The whole frames of the size asked for pass `u64::MAX` (for an owner with no
+    /// quota: with one, such a size is [`QuotaExceeded`](LedgerError::QuotaExceeded)).
     TooLarge,
 }
 
@@ -229,13 +230,21 @@ impl<F: Frames> Ledger<F> {
     /// Reserves what a grant of `bytes` to `owner` takes, `bytes` rounded up to whole
     /// 4 KiB frames, with [`charge`](Self::charge), and returns the bytes reserved.
     /// [`ZeroSize`](LedgerError::ZeroSize) for 0 bytes (nothing to grant, not a lack of
-    /// memory), [`TooLarge`](LedgerError::TooLarge) when the whole frames pass
-    /// `u64::MAX`; nothing changes on a refusal.
+    /// memory); when the whole frames pass `u64::MAX`,
+    /// [`QuotaExceeded`](LedgerError::QuotaExceeded) for an owner with a quota (past any
+    /// quota), else [`TooLarge`](LedgerError::TooLarge); nothing changes on a refusal.
     pub fn reserve_frames(&mut self, owner: OwnerId, bytes: u64) -> Result<u64, LedgerError> {
         if bytes == 0 {
             return Err(LedgerError::ZeroSize);
         }
-        let whole = (bytes.checked_next_multiple_of(FRAME)).ok_or(LedgerError::TooLarge)?;
+        let Some(whole) = bytes.checked_next_multiple_of(FRAME) else {
+            let has_quota = self.quota[self.index(owner)?].is_some();
+            return Err(if has_quota {
+                LedgerError::QuotaExceeded
+            } else {
+                LedgerError::TooLarge
+            });
+        };
         self.charge(owner, whole)?;
         Ok(whole)
     }

@@ -438,7 +438,7 @@ fn a_lent_runs_grant_handed_away_stays_charged_to_the_lender_after_the_run() {
 }
 
 #[test]
-fn a_grant_reserves_whole_frames_and_refuses_no_bytes_apart_from_the_quota() {
+fn a_grant_reserves_whole_frames_and_refuses_no_bytes_and_past_u64_apart_from_the_quota() {
     let mut ledger = Ledger::<Span>::new(4);
     ledger.start_run(APP, Quota::Fixed(Some(0x3000))).unwrap();
     assert_eq!(ledger.reserve_frames(APP, 0), Err(LedgerError::ZeroSize));
@@ -455,7 +455,13 @@ fn a_grant_reserves_whole_frames_and_refuses_no_bytes_apart_from_the_quota() {
     );
     assert_eq!(
         ledger.reserve_frames(APP, u64::MAX),
-        Err(LedgerError::TooLarge)
+        Err(LedgerError::QuotaExceeded),
+        "past any quota"
+    );
+    assert_eq!(
+        ledger.reserve_frames(OTHER, u64::MAX),
+        Err(LedgerError::TooLarge),
+        "no quota: no memory holds it"
     );
     assert_eq!(ledger.held(APP), 0x3000, "refusals charge nothing");
     assert_eq!(ledger.held(OTHER), 0);
