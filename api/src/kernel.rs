@@ -390,7 +390,7 @@ macro_rules! kernel_calls {
                 -> Result<Vec<DiskExtent>, ApiError>;
             /// Binds the caller to the frames of network interface `index` that match one of
             /// `filters`, sharing the interface with other apps (the MIT exokernel's packet
-            /// filters). The kernel refuses a filter that overlaps another app's
+            /// filters). The kernel refuses a filter that overlaps any bound, the caller's too
             /// ([`ApiError::FilterOverlap`]), runs the merged filters on every frame it receives,
             /// hands the caller's frames to it in place when it polls (frames another app's poll
             /// finds are queued for it), answers ARP and ping for the address of `ip=` itself

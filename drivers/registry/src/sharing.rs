@@ -1378,6 +1378,22 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_binding_that_overlaps_an_earlier_one_of_its_app_is_refused_naming_itself() {
+        let (registry, _) = shared();
+        let _kv = bind(registry, 1, "kv", &["udp dport 11211"]).unwrap();
+        let _first = bind(registry, 2, "echo", &["udp dport 7"]).unwrap();
+        assert_eq!(
+            bind(registry, 2, "echo", &["udp dport 9", "udp dport 7"]).err(),
+            Some(ApiError::FilterOverlap("echo"))
+        );
+        assert_eq!(
+            bind(registry, 2, "echo", &["udp dport 9"]).map(|_| ()),
+            Ok(()),
+            "a refused binding installed none of its filters"
+        );
+    }
+
+    #[test]
     fn bindings_past_the_interface_limit_are_refused_until_one_ends() {
         let (registry, wire) = shared();
         let mut bound: Vec<_> = (0..MAX_INTERFACE_BINDINGS)
