@@ -58,8 +58,15 @@ impl Args {
         }
     }
 
-    /// The error for a word that is not one of this command's flags.
+    /// The error for a word that is not one of this command's flags (or, for a command
+    /// without flags, that it takes none).
     pub fn unknown(&self, word: &str) -> String {
+        if self.valid.is_empty() {
+            return format!(
+                "`cargo xtask {}` takes no flags, got `{word}`",
+                self.command
+            );
+        }
         format!(
             "`cargo xtask {}` has no flag `{word}`; valid flags: {}",
             self.command,
@@ -135,6 +142,16 @@ mod tests {
         assert!(a.number::<u32>("--cores").unwrap_err().contains("four"));
         let message = a.unknown("--frob");
         assert!(message.contains("--frob") && message.contains("--cores --gdb"));
+    }
+
+    /// A command without flags says so: it gave "valid flags: " and an empty list.
+    #[test]
+    fn a_command_without_flags_says_it_takes_none() {
+        let build = Args::new("build", &[], Vec::new());
+        assert_eq!(
+            build.unknown("--frob"),
+            "`cargo xtask build` takes no flags, got `--frob`"
+        );
     }
 
     #[test]

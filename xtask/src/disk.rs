@@ -12,8 +12,8 @@ use crate::fsimage::{CHUNK, HostFile, PutSource};
 use crate::staged::Staged;
 
 /// The usage of `disk`.
-pub const USAGE: &str = "\
-  disk create IMAGE SIZE         a new image of SIZE (e.g. 64M, 1G) holding an empty BMFS
+pub const USAGE: &str =
+    "  disk create IMAGE SIZE         a new image of SIZE (e.g. 64M, 1G) holding an empty BMFS
   disk partition IMAGE SIZE BMFS a new image of SIZE with a partition table: BMFS of
                                  BMFS bytes, then the Rexo file system (`cargo xtask fs`)
                                  in the rest; the other commands find their partition
@@ -31,6 +31,11 @@ pub const USAGE: &str = "\
   disk rm IMAGE NAME             delete NAME
   disk check IMAGE               check the directory (exit 0 when it is sound)
 ";
+
+/// The error for a line `disk` does not take: what it is, then [`USAGE`].
+fn usage_error() -> String {
+    format!("not a `cargo xtask disk` command line; its commands:\n{USAGE}")
+}
 
 /// An image file as a BMFS disk.
 struct FileDisk {
@@ -387,7 +392,7 @@ pub fn command(args: Vec<String>) -> Result<()> {
             let append = match rest {
                 [] => "",
                 ["--append", words] => words,
-                _ => return Err(format!("usage:\n{USAGE}")),
+                _ => return Err(usage_error()),
             };
             // Everything the arguments decide is checked before the kernel is built: the
             // sizes with the smallest boot partition, and the command line.
@@ -439,7 +444,7 @@ pub fn command(args: Vec<String>) -> Result<()> {
             println!("{image}: sound, {} files", volume.files().count());
             Ok(())
         }
-        _ => Err(format!("usage:\n{USAGE}")),
+        _ => Err(usage_error()),
     }
 }
 
@@ -450,7 +455,7 @@ fn put(image: &str, file: &str, rest: &[&str]) -> Result<String> {
         ["--blocks", n] => (None, Some(n)),
         [name] => (Some(*name), None),
         [name, "--blocks", n] => (Some(*name), Some(n)),
-        _ => return Err(format!("usage:\n{USAGE}")),
+        _ => return Err(usage_error()),
     };
     let blocks = match blocks {
         Some(n) => Some(

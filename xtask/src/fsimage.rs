@@ -11,8 +11,7 @@ use crate::Result;
 use crate::staged::Staged;
 
 /// The usage of `fs`.
-pub const USAGE: &str = "\
-  fs IMAGE create SIZE           a new image of SIZE (e.g. 64M, 1G) holding an empty file system
+pub const USAGE: &str = "  fs IMAGE create SIZE           a new image of SIZE (e.g. 64M, 1G) holding an empty file system
   fs IMAGE ls [DIR]              the entries of DIR (default /)
   fs IMAGE mkdir DIR             make a directory
   fs IMAGE put FILE PATH         copy the host's FILE in as PATH (replacing a file there);
@@ -166,9 +165,9 @@ pub fn command(argv: &[String]) -> Result<()> {
     run(&args).map_err(|e| if e == usage() { e } else { shown(&e) })
 }
 
-/// The error of a line `fs` does not take: [`USAGE`].
+/// The error of a line `fs` does not take: what it is, then [`USAGE`].
 fn usage() -> String {
-    format!("usage:\n{USAGE}")
+    format!("not a `cargo xtask fs` command line; its commands:\n{USAGE}")
 }
 
 /// [`command`]'s work.
@@ -796,7 +795,10 @@ mod tests {
         let err = command(&[img.clone(), "ls".into(), "/a\x1bc".into()]).unwrap_err();
         assert_eq!(err, "/a\\u{1b}c: not found");
         let usage = command(&[img, "frob".into()]).unwrap_err();
-        assert!(usage.starts_with("usage:\n"), "{usage}");
+        assert!(
+            usage.ends_with(&format!("its commands:\n{USAGE}")),
+            "{usage}"
+        );
         std::fs::remove_file(&path).unwrap();
     }
 

@@ -58,40 +58,116 @@ pub fn root() -> PathBuf {
     manifest.parent().map_or(manifest.clone(), PathBuf::from)
 }
 
-/// The commands `cargo xtask` knows.
-const COMMANDS: &[&str] = &[
-    "build", "run", "image", "test", "bench", "linux", "loc", "disk", "fs", "help",
-];
+/// The first line of the usage.
+const USAGE_HEAD: &str = "usage: cargo xtask COMMAND [OPTIONS]\n\n";
 
-const USAGE: &str = "\
-usage: cargo xtask COMMAND [OPTIONS]
+/// The last line of the usage.
+const USAGE_TAIL: &str = "  help, COMMAND --help (or -h)   this usage, or one command's
+";
 
-  build                          build the kernel and write its symbol table
-  run [OPTIONS] [-- QEMU ARGS]   build and boot in QEMU, serial on this terminal
+/// Each command's part of the usage, in the order `cargo xtask help` shows them.
+const COMMAND_USAGES: &[(&str, &str)] = &[
+    (
+        "build",
+        "  build                          build the kernel and write its symbol table
+                                 (takes no flags)
+",
+    ),
+    (
+        "run",
+        "  run [OPTIONS] [-- QEMU ARGS]   build and boot in QEMU, serial on this terminal
       --cores N  --mem SIZE  --boot pvh|bios|uefi  --machine microvm|q35|pc
       --accel auto|kvm|tcg  --app NAME  --append \"WORDS\"  --module FILE  --gdb
-  image [--append WORDS] [--module FILE]... [-o PATH]
+",
+    ),
+    (
+        "image",
+        "  image [--append WORDS] [--module FILE]... [-o PATH]
                                  build a hybrid BIOS/UEFI ISO (default target/rexo.iso)
-  test [FILTER]                  run the host, kernel, boot, crash and bad-input tests
-  bench [NAME...] [--quick] [--rounds N] [--pairs N] [--accel tcg|kvm]
+",
+    ),
+    (
+        "test",
+        "  test [FILTER]                  run the host, kernel, boot, crash and bad-input tests
+                                 (those whose names contain FILTER; takes no flags)
+",
+    ),
+    (
+        "bench",
+        "  bench [NAME...] [--quick] [--rounds N] [--pairs N] [--accel tcg|kvm]
                                  the suite: Rexo against a Debian Linux guest on the same
                                  machine, report in target/bench/report.md (docs/bench.md)
   bench boot [--runs N] [--quick]
                                  measure boot time against QEMU's floor
-  bench api                      measure API calls, frames, cross-core round trips, revocation
+  bench api                      measure API calls, frames, cross-core round trips,
+                                 revocation (takes no flags)
   bench drivers [DEVICE...] [--rounds N] [--quick]
                                  measure NICs (frames/s, empty poll) and disks (IOPS, MiB/s),
                                  each beside a Linux guest on the same machine and device
   bench fs [--quick] [--rounds N]
                                  the suite's file-system rows (small-files, fs-randread)
-  linux [--service none|nginx|memcached|fio|bench|fsbench|drivers]
+",
+    ),
+    (
+        "linux",
+        "  linux [--service none|nginx|memcached|fio|bench|fsbench|drivers]
         [--cores N] [--mem SIZE] [--append WORDS]
         [--build-only]           build the Linux baseline from Debian packages (cached in
                                  target/linux/) and boot it under TCG until it is ready
-  loc                            count lines of Rust per layer against the kernel budget
-  disk ...                       make and inspect BMFS disk images (`cargo xtask disk` lists)
-  fs IMAGE ...                   make and inspect Rexo file system images (`cargo xtask fs` lists)
-";
+",
+    ),
+    (
+        "loc",
+        "  loc                            count lines of Rust per layer against the kernel budget
+                                 (takes no flags)
+",
+    ),
+    (
+        "disk",
+        "  disk ...                       make and inspect BMFS disk images (`cargo xtask disk
+                                 --help` lists)
+",
+    ),
+    (
+        "fs",
+        "  fs IMAGE ...                   make and inspect Rexo file system images (`cargo xtask
+                                 fs --help` lists)
+",
+    ),
+];
+
+/// The whole usage: every command's part.
+fn usage() -> String {
+    let commands: String = COMMAND_USAGES.iter().map(|(_, lines)| *lines).collect();
+    format!("{USAGE_HEAD}{commands}{USAGE_TAIL}")
+}
+
+/// What `cargo xtask COMMAND --help` prints: that command's usage (`disk` and `fs` list
+/// their commands), the whole usage for `help`; `None` for a command `cargo xtask` does
+/// not know.
+fn command_usage(command: &str) -> Option<String> {
+    match command {
+        "disk" => Some(format!("usage: cargo xtask disk ...\n\n{}", disk::USAGE)),
+        "fs" => Some(format!(
+            "usage: cargo xtask fs IMAGE ...\n\n{}",
+            fsimage::USAGE
+        )),
+        "help" | "--help" | "-h" => Some(usage()),
+        _ => COMMAND_USAGES
+            .iter()
+            .find(|(name, _)| *name == command)
+            .map(|(_, lines)| format!("usage:\n{lines}")),
+    }
+}
+
+/// Whether a command's words ask for its usage: `--help` or `-h` before any `--` (after
+/// which `run`'s words are QEMU's).
+fn asks_for_help(words: &[String]) -> bool {
+    words
+        .iter()
+        .take_while(|word| *word != "--")
+        .any(|word| word == "--help" || word == "-h")
+}
 
 /// The words of a command line (after the program's name), which must be UTF-8: a
 /// word that is not is named in the error (`std::env::args` panics on it).
@@ -105,6 +181,39 @@ fn utf8_words(words: impl Iterator<Item = OsString>) -> Result<Vec<String>> {
         .collect()
 }
 
+/// Runs `command` with its `words` (a `--help` or `-h` among them prints its usage
+/// instead); returns the exit status.
+fn dispatch(command: &str, words: Vec<String>) -> Result<u8> {
+    if let Some(usage) = command_usage(command).filter(|_| asks_for_help(&words)) {
+        print!("{usage}");
+        return Ok(0);
+    }
+    match command {
+        "build" => build::command(words).map(|()| 0),
+        "run" => run::command(words),
+        "image" => image::command(words).map(|()| 0),
+        "test" => harness::command(words),
+        "bench" => bench::command(words).map(|()| 0),
+        // The suite's clients inside the tap transport's namespace (not for users).
+        "bench-client" => benchclient::command(words).map(|()| 0),
+        "linux" => linux::command(words).map(|()| 0),
+        "loc" => loc::command(words).map(|()| 0),
+        "disk" => disk::command(words).map(|()| 0),
+        "fs" => fsimage::command(&words).map(|()| 0),
+        "help" | "--help" | "-h" => {
+            print!("{}", usage());
+            Ok(0)
+        }
+        other => {
+            let names: Vec<&str> = COMMAND_USAGES.iter().map(|(name, _)| *name).collect();
+            Err(format!(
+                "unknown command `{other}`; valid commands: {}, help",
+                names.join(", ")
+            ))
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let mut argv = match utf8_words(std::env::args_os().skip(1)) {
         Ok(argv) => argv,
@@ -114,31 +223,11 @@ fn main() -> ExitCode {
         }
     };
     if argv.is_empty() {
-        eprint!("{USAGE}");
+        eprint!("{}", usage());
         return ExitCode::from(2);
     }
     let command = argv.remove(0);
-    let result = match command.as_str() {
-        "build" => build::command(argv).map(|()| 0),
-        "run" => run::command(argv),
-        "image" => image::command(argv).map(|()| 0),
-        "test" => harness::command(argv),
-        "bench" => bench::command(argv).map(|()| 0),
-        // The suite's clients inside the tap transport's namespace (not for users).
-        "bench-client" => benchclient::command(argv).map(|()| 0),
-        "linux" => linux::command(argv).map(|()| 0),
-        "loc" => loc::command(argv).map(|()| 0),
-        "disk" => disk::command(argv).map(|()| 0),
-        "fs" => fsimage::command(&argv).map(|()| 0),
-        "help" | "--help" | "-h" => {
-            print!("{USAGE}");
-            Ok(0)
-        }
-        other => Err(format!(
-            "unknown command `{other}`; valid commands: {}",
-            COMMANDS.join(", ")
-        )),
-    };
+    let result = dispatch(&command, argv);
     match result {
         Ok(code) => ExitCode::from(code),
         Err(message) => {
@@ -150,6 +239,7 @@ fn main() -> ExitCode {
 
 #[cfg(test)]
 mod tests {
+    use super::{COMMAND_USAGES, asks_for_help, command_usage, dispatch};
     use std::ffi::OsString;
     use std::os::unix::ffi::OsStringExt;
 
@@ -167,6 +257,55 @@ mod tests {
             super::utf8_words(words.into_iter()).unwrap(),
             ["disk", "ls"]
         );
+    }
+
+    /// `--help` prints every command's usage and succeeds: it was an error for each
+    /// ("has no flag `--help`", "takes one optional FILTER and no flags", `disk` and `fs`
+    /// printing their usage as an error, its first line unindented), and runs nothing
+    /// else.
+    #[test]
+    fn every_command_answers_help_with_its_usage() {
+        for (name, _) in COMMAND_USAGES.iter().chain([&("help", "")]) {
+            assert_eq!(
+                dispatch(name, vec!["--help".into()]),
+                Ok(0),
+                "{name} --help"
+            );
+        }
+        for (name, lines) in COMMAND_USAGES {
+            let usage = command_usage(name).unwrap();
+            assert!(usage.starts_with("usage:"), "{name}: {usage}");
+            assert!(usage.contains(&format!("  {name} ")), "{name}: {usage}");
+            if !["disk", "fs"].contains(name) {
+                assert!(usage.ends_with(lines), "{name}: {usage}");
+            }
+            // Every line under the first is indented: `disk`'s and `fs`'s first lost it.
+            for line in usage.lines().skip(1).filter(|line| !line.is_empty()) {
+                assert!(line.starts_with("  "), "{name}: `{line}` in\n{usage}");
+            }
+        }
+        assert!(
+            command_usage("disk")
+                .unwrap()
+                .contains("  disk create IMAGE SIZE")
+        );
+        assert!(
+            command_usage("fs")
+                .unwrap()
+                .contains("  fs IMAGE create SIZE")
+        );
+        for name in ["build", "loc"] {
+            assert!(
+                command_usage(name).unwrap().contains("(takes no flags)"),
+                "{name}"
+            );
+        }
+        assert!(command_usage("bench-client").is_none());
+        let words = |w: &[&str]| w.iter().map(|w| w.to_string()).collect::<Vec<_>>();
+        assert!(asks_for_help(&words(&["-h"])));
+        assert!(asks_for_help(&words(&["--cores", "2", "--help"])));
+        assert!(!asks_for_help(&words(&["--", "-h"])), "QEMU's words");
+        assert!(!asks_for_help(&words(&["boot::"])));
     }
 
     /// Issue 3 asks for a reason per lint: in the workspace's lint tables each lint line
