@@ -659,6 +659,38 @@ fn parse_kernel_run<'a>(lines: impl Iterator<Item = (Duration, &'a str)>) -> Ker
     run
 }
 
+/// What a failing kernel test's report shows: the `!!! rexo:` lines of its crash report
+/// (a panic's message with the lines it spans) after its `test NAME ...` line and before
+/// the last `n` lines, at most `n` of them, then `...` and the last `n` lines
+/// ([`qemu::Capture::tail`]). The tail alone is the end of the register dump and the
+/// backtrace, which leave the panic's message and location out.
+fn failure_lines(capture: &qemu::Capture, test: &str, n: usize) -> Vec<String> {
+    let tail_start = capture.lines.len().saturating_sub(n);
+    let started = format!("test {test} ...");
+    let before_tail = &capture.lines[..tail_start];
+    let from = before_tail
+        .iter()
+        .rposition(|line| !line.stderr && line.text.trim().starts_with(&started))
+        .map_or(tail_start, |at| at + 1);
+    let mut report = Vec::new();
+    let mut in_panic_message = false;
+    for line in before_tail[from..].iter().filter(|line| !line.stderr) {
+        let text = line.text.trim_end();
+        if text.starts_with("!!! rexo:") {
+            in_panic_message = text.starts_with("!!! rexo: panic");
+            report.push(text.to_string());
+        } else if in_panic_message {
+            report.push(text.to_string());
+        }
+    }
+    report.truncate(n);
+    if !report.is_empty() {
+        report.push("...".to_string());
+    }
+    report.extend(capture.tail(n));
+    report
+}
+
 /// Boots with `test` (or `test=FILTER`) on microvm; after a failure or crash boots
 /// again with `test.after=NAME` until the kernel says `rexo: tests done`.
 fn kernel_tests(elf: &Path, select: &Select, logs: &Path) -> Vec<Outcome> {
@@ -701,7 +733,7 @@ fn kernel_tests(elf: &Path, select: &Select, logs: &Path) -> Vec<Outcome> {
             outcomes.push(Outcome::fail(
                 &format!("kernel::{name}"),
                 reason,
-                capture.tail(TAIL),
+                failure_lines(&capture, name, TAIL),
                 *took,
             ));
         }
@@ -710,7 +742,7 @@ fn kernel_tests(elf: &Path, select: &Select, logs: &Path) -> Vec<Outcome> {
             outcomes.push(Outcome::fail(
                 &format!("kernel::{name}"),
                 reason,
-                capture.tail(TAIL),
+                failure_lines(&capture, name, TAIL),
                 time,
             ));
         }
@@ -1810,6 +1842,53 @@ error: 1 target failed:
         let done = ["test x ... ok", "rexo: tests done passed=1"];
         let run = parse_kernel_run(done.into_iter().map(|l| (ms(1), l)));
         assert!(run.done && run.unfinished.is_none());
+    }
+
+    /// A failing test's report shows its panic line and the message's further lines, which
+    /// come before the last lines (registers, backtrace) and were only in the log.
+    #[test]
+    fn a_failing_kernel_tests_report_shows_its_panic_line() {
+        let serial = |text: &str| qemu::Line {
+            at: Duration::ZERO,
+            text: text.to_string(),
+            stderr: false,
+        };
+        let mut lines = vec![
+            serial("!!! rexo: an earlier boot's line"),
+            serial("test tests::sums ..."),
+            serial("test tests::sums ... FAILED"),
+            serial(
+                "!!! rexo: panic on core 0 at kernel/src/tests.rs:12:9: assertion `left == right` failed",
+            ),
+            serial("  left: 1"),
+            serial(" right: 2"),
+            serial("!!! rexo: registers as the panic handler found them:"),
+        ];
+        lines.extend((0..20).map(|i| serial(&format!("register or frame {i}"))));
+        lines.push(qemu::Line {
+            stderr: true,
+            ..serial("qemu: terminating")
+        });
+        let capture = qemu::Capture {
+            lines,
+            end: End::Exited(35),
+            wall: Duration::ZERO,
+        };
+        let shown = failure_lines(&capture, "tests::sums", 3);
+        assert_eq!(
+            shown,
+            [
+                "!!! rexo: panic on core 0 at kernel/src/tests.rs:12:9: assertion `left == right` failed",
+                "  left: 1",
+                " right: 2",
+                "...",
+                "register or frame 18",
+                "register or frame 19",
+                "qemu: qemu: terminating",
+            ]
+        );
+        assert_eq!(failure_lines(&capture, "tests::other", 3), capture.tail(3));
+        assert_eq!(failure_lines(&capture, "tests::sums", 40), capture.tail(40));
     }
 
     #[test]
