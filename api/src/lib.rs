@@ -477,7 +477,8 @@ impl fmt::Display for BinaryError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             BinaryError::NoModule => f.write_str(
-                "needs a boot module (the app's flat binary: QEMU -initrd FILE), and there is none",
+                "needs a boot module (the app's flat binary: `cargo xtask run --module FILE`, or QEMU's \
+                 -initrd FILE), and there is none",
             ),
             BinaryError::Empty => f.write_str("the boot module is empty"),
             BinaryError::TooLarge { size, capacity } => write!(
@@ -566,7 +567,10 @@ mod tests {
     #[test]
     fn binary_errors_say_what_is_wrong() {
         let text = |e: BinaryError| alloc::format!("{e}");
-        assert!(text(BinaryError::NoModule).contains("needs a boot module"));
+        // The message names xtask's flag, not only QEMU's (walk-through finding).
+        assert!(text(BinaryError::NoModule).contains(
+            "needs a boot module (the app's flat binary: `cargo xtask run --module FILE`, or"
+        ));
         assert_eq!(text(BinaryError::NotFlat("ELF")), "not a flat binary: ELF");
         assert_eq!(
             text(BinaryError::TooLarge {

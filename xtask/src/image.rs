@@ -27,9 +27,24 @@ pub fn command(words: Vec<String>) -> Result<()> {
             _ => return Err(args.unknown(&word)),
         }
     }
+    check_modules(&modules)?;
     let kernel = crate::build::kernel()?;
     build_iso(&kernel, &append, &modules, &out)?;
     println!("{}", out.display());
+    Ok(())
+}
+
+/// Refuses a `--module` that is not a regular file this user can read, naming it, before
+/// anything is built (QEMU's `-initrd` or the ISO's copy failed later, in their words).
+pub fn check_modules(modules: &[PathBuf]) -> Result<()> {
+    for module in modules {
+        let shown = module.display();
+        match std::fs::File::open(module).and_then(|file| file.metadata()) {
+            Ok(metadata) if metadata.is_file() => {}
+            Ok(_) => return Err(format!("--module {shown}: not a regular file")),
+            Err(e) => return Err(format!("--module {shown}: cannot read it ({e})")),
+        }
+    }
     Ok(())
 }
 
@@ -214,6 +229,24 @@ mod tests {
         }
         let err = module_names(&[PathBuf::from("/m/it's")]).unwrap_err();
         assert!(err.contains("rename it"), "{err}");
+    }
+
+    /// A module that cannot be read is refused by name before the build: `run --module
+    /// /nonexistent` got only QEMU's error after it.
+    #[test]
+    fn a_module_that_cannot_be_read_is_named() {
+        let err = check_modules(&[PathBuf::from("/nonexistent/app.bin")]).unwrap_err();
+        assert!(
+            err.starts_with("--module /nonexistent/app.bin: cannot read it ("),
+            "{err}"
+        );
+        let dir = std::env::temp_dir();
+        let err = check_modules(std::slice::from_ref(&dir)).unwrap_err();
+        assert!(err.ends_with("not a regular file"), "{err}");
+        let file = dir.join(format!("rexo-module-{}", std::process::id()));
+        std::fs::write(&file, b"flat").unwrap();
+        assert_eq!(check_modules(std::slice::from_ref(&file)), Ok(()));
+        std::fs::remove_file(&file).unwrap();
     }
 
     #[test]

@@ -268,6 +268,7 @@ impl Options {
 /// `cargo xtask run ...`; returns the process exit status.
 pub fn command(words: Vec<String>) -> Result<u8> {
     let o = parse(words)?;
+    crate::image::check_modules(&o.modules)?;
     // The host ports are checked before anything is built: a port in use stops at once.
     let mut extra = o.qemu_args.clone();
     if let Err(why) = o.default_run() {
