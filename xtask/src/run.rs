@@ -6,7 +6,7 @@ use crate::deps::{self, Need};
 use crate::netclient::{Forward, Forwards};
 use crate::qemu::{self, Accel, Machine, Media, Verdict, Vm};
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const FLAGS: &[&str] = &[
@@ -265,6 +265,28 @@ impl Options {
     }
 }
 
+/// The TCP port of QEMU's gdbstub for `--gdb` (`-s`'s).
+const GDB_PORT: u16 = 1234;
+
+/// QEMU's arguments for `--gdb` (its gdbstub on `port`, the CPUs halted until gdb
+/// continues) and the line telling the user how to attach with `elf`'s symbols; an error
+/// when `port` is in use. QEMU listens on every address and, with the port taken, failed
+/// ("Failed to find an available port") after `run` had said it waited for gdb.
+fn gdb_stub(port: u16, elf: &Path) -> Result<(Vec<String>, String)> {
+    if std::net::TcpListener::bind(("0.0.0.0", port)).is_err() {
+        return Err(format!(
+            "TCP port {port} is in use, and --gdb puts QEMU's gdbstub there; free it (another \
+             `cargo xtask run --gdb`?)"
+        ));
+    }
+    let args = vec!["-gdb".into(), format!("tcp::{port}"), "-S".into()];
+    let say = format!(
+        "xtask: QEMU waits for gdb; in another terminal:\n  gdb {} -ex 'target remote :{port}'",
+        elf.display()
+    );
+    Ok((args, say))
+}
+
 /// `cargo xtask run ...`; returns the process exit status.
 pub fn command(words: Vec<String>) -> Result<u8> {
     let o = parse(words)?;
@@ -307,6 +329,10 @@ pub fn command(words: Vec<String>) -> Result<u8> {
             );
         }
     }
+    let gdb = o
+        .gdb
+        .then(|| gdb_stub(GDB_PORT, &crate::build::debug_elf()))
+        .transpose()?;
     let mut needs = vec![Need::Qemu];
     match o.boot {
         Boot::Pvh => {}
@@ -359,12 +385,9 @@ pub fn command(words: Vec<String>) -> Result<u8> {
         "stdio"
     };
     cmd.args(["-serial", serial]);
-    if o.gdb {
-        cmd.args(["-s", "-S"]);
-        eprintln!(
-            "xtask: QEMU waits for gdb; in another terminal:\n  gdb {} -ex 'target remote :1234'",
-            crate::build::debug_elf().display()
-        );
+    if let Some((args, say)) = gdb {
+        cmd.args(args);
+        eprintln!("{say}");
     }
     cmd.args(vm.args(&root.join("target"))?);
     let status = cmd
@@ -596,6 +619,24 @@ mod tests {
             "none",
         ]));
         assert!(own.is_ok(), "the user's own network is theirs to choose");
+    }
+
+    /// `--gdb` with its port taken stops before QEMU, naming the port: QEMU failed to
+    /// listen after `run` had said it waited for gdb.
+    #[test]
+    fn gdb_with_its_port_taken_stops_naming_it() {
+        let elf = std::path::Path::new("target/rexo.elf");
+        let taken = std::net::TcpListener::bind(("0.0.0.0", 0)).unwrap();
+        let port = taken.local_addr().unwrap().port();
+        let err = gdb_stub(port, elf).unwrap_err();
+        assert!(
+            err.starts_with(&format!("TCP port {port} is in use")),
+            "{err}"
+        );
+        drop(taken);
+        let (args, say) = gdb_stub(port, elf).unwrap();
+        assert_eq!(args, ["-gdb", &format!("tcp::{port}"), "-S"]);
+        assert!(say.ends_with(&format!("gdb target/rexo.elf -ex 'target remote :{port}'")));
     }
 
     #[test]
