@@ -13,6 +13,28 @@ pub const DEFAULT_ISO: &str = "target/rexo.iso";
 
 const FLAGS: &[&str] = &["--append", "--module", "-o"];
 
+/// The app `image` boots when `--append` chooses none: the monitor, a command line on the
+/// serial console and the screen. The kernel's own default, hello, greets and powers the
+/// machine off, so a machine booted from the stick switched itself off at once.
+const ISO_APP: &str = "app=monitor";
+
+/// The word of the kernel command line `append` that chooses the apps (`app=NAME` or a
+/// boot manifest `apps=...`), if it has one.
+pub fn apps_word(append: &str) -> Option<&str> {
+    append
+        .split_whitespace()
+        .find(|word| word.starts_with("app=") || word.starts_with("apps="))
+}
+
+/// The command line `image` gives the ISO: `append`, after [`ISO_APP`] unless it chooses
+/// the apps itself.
+fn iso_cmdline(append: &str) -> String {
+    match apps_word(append) {
+        Some(_) => append.to_string(),
+        None => format!("{ISO_APP} {append}").trim_end().to_string(),
+    }
+}
+
 /// `cargo xtask image [--append WORDS] [--module FILE]... [-o PATH]`.
 pub fn command(words: Vec<String>) -> Result<()> {
     let mut args = Args::new("image", FLAGS, words);
@@ -29,7 +51,7 @@ pub fn command(words: Vec<String>) -> Result<()> {
     }
     check_modules(&modules)?;
     let kernel = crate::build::kernel()?;
-    build_iso(&kernel, &append, &modules, &out)?;
+    build_iso(&kernel, &iso_cmdline(&append), &modules, &out)?;
     println!("{}", out.display());
     Ok(())
 }
@@ -183,6 +205,20 @@ pub fn build_iso(kernel: &Path, append: &str, modules: &[PathBuf], out: &Path) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The ISO boots the monitor unless `--append` chooses the apps: with no command line
+    /// the kernel ran hello, which powers the machine off.
+    #[test]
+    fn the_iso_boots_the_monitor_unless_told_otherwise() {
+        assert_eq!(iso_cmdline(""), "app=monitor");
+        assert_eq!(iso_cmdline("log=debug"), "app=monitor log=debug");
+        assert_eq!(iso_cmdline("log=debug app=httpd"), "log=debug app=httpd");
+        assert_eq!(
+            iso_cmdline("apps=hello:0:8M,hello:1:8M"),
+            "apps=hello:0:8M,hello:1:8M"
+        );
+        assert_eq!(iso_cmdline("myapp=x"), "app=monitor myapp=x");
+    }
 
     #[test]
     fn config_has_everything() {

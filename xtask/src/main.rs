@@ -84,6 +84,7 @@ const COMMAND_USAGES: &[(&str, &str)] = &[
         "image",
         "  image [--append WORDS] [--module FILE]... [-o PATH]
                                  build a hybrid BIOS/UEFI ISO (default target/rexo.iso)
+                                 that boots the monitor, or the apps WORDS choose
 ",
     ),
     (

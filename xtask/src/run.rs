@@ -185,9 +185,7 @@ impl Options {
     /// The word of `--append` that chooses the apps (`app=NAME` or a boot manifest
     /// `apps=...`), if it has one.
     fn apps_word(&self) -> Option<&str> {
-        self.append
-            .split_whitespace()
-            .find(|word| word.starts_with("app=") || word.starts_with("apps="))
+        crate::image::apps_word(&self.append)
     }
 
     /// Whether the QEMU arguments given bring their own network.
