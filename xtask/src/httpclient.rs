@@ -783,7 +783,7 @@ fn check_status_page(port: u16) -> Result<(), String> {
     }
     let page = String::from_utf8_lossy(&answer.body);
     for expected in [
-        "<th>cores</th>",
+        "<th>cores given to httpd</th>",
         "MiB usable",
         "mac 52:54:00",
         "<td>200: ",
@@ -1067,7 +1067,7 @@ pub const DEFAULT_RUN: crate::netclient::Client = crate::netclient::Client {
         status_page_showing(
             port,
             &[
-                "<th>cores</th>",
+                "<th>cores given to httpd</th>",
                 "MiB usable",
                 "mac 52:54:00",
                 "<td>200: ",

@@ -66,7 +66,8 @@ impl Counters {
 /// What the status page shows: the machine, the NIC's traffic and the server's counters.
 #[derive(Clone, Debug)]
 pub struct Snapshot<'a> {
-    /// Cores the app has.
+    /// Cores the app has (its boot manifest entry's, else every core): not the machine's,
+    /// which the kernel API does not give.
     pub cores: usize,
     /// Answers sent by each serving core (one entry per core serving the port).
     pub per_core: &'a [u64],
@@ -109,7 +110,7 @@ fn write_page(page: &mut String, s: &Snapshot<'_>) -> core::fmt::Result {
          Rexo httpd</h1>\n<p><a href=\"/about.html\">about this server</a></p>\n",
     );
     page.push_str("<h2>Machine</h2>\n<table>\n");
-    row(page, "cores", format_args!("{}", s.cores))?;
+    row(page, "cores given to httpd", format_args!("{}", s.cores))?;
     row(page, "serving cores", format_args!("{}", s.per_core.len()))?;
     row(
         page,
@@ -292,7 +293,9 @@ mod tests {
         });
         let page = String::from_utf8(page).unwrap();
         for expected in [
-            "<tr><th>cores</th><td>2</td></tr>",
+            // The app's cores, not the machine's: labelled so (it said "cores 1" on a
+            // 2-core machine whose manifest gave httpd one).
+            "<tr><th>cores given to httpd</th><td>2</td></tr>",
             "256 MiB usable, 200 MiB free",
             "<td>10.0.2.15/24</td>",
             "<tr><th>answers</th><td>3</td></tr>",
