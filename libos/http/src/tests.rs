@@ -1393,6 +1393,138 @@ fn fuzzed_input_never_panics_and_always_progresses_or_waits() {
     }
 }
 
+/// Valid requests the resumed-parse check mutates beside [`SEEDS`]: a GET with a
+/// Content-Length body and one waiting for `100 Continue`.
+const BODY_SEEDS: [&[u8]; 2] = [
+    b"GET /digits.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc",
+    b"GET / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\nbody",
+];
+
+/// One or two of the seed requests (a pipelined pair), then up to three mutations of
+/// them: a byte changed, a CR, LF, space, colon or NUL put in, a byte taken out, or the
+/// stream cut short.
+fn mutated_requests(random: &mut Random) -> Vec<u8> {
+    let seeds: Vec<&[u8]> = SEEDS.iter().chain(&BODY_SEEDS).copied().collect();
+    let mut stream = Vec::new();
+    for _ in 0..1 + random.below(2) {
+        stream.extend_from_slice(seeds[random.below(seeds.len())]);
+    }
+    for _ in 0..random.below(4) {
+        let at = random.below(stream.len() + 1);
+        match random.below(4) {
+            0 if at < stream.len() => stream[at] ^= 1 << random.below(8),
+            1 => stream.insert(at, b"\r\n :\0"[random.below(5)]),
+            2 if at < stream.len() => {
+                stream.remove(at);
+            }
+            _ => stream.truncate(at),
+        }
+    }
+    stream
+}
+
+/// Whether `parsed` is an answer for good: a request or a refusal.
+fn is_final(parsed: &Parsed) -> bool {
+    matches!(parsed, Parsed::Request { .. } | Parsed::Invalid { .. })
+}
+
+/// The resumed parse is the fresh parse (seed 0x7e50_ed5e): the seed requests and
+/// mutations of them, under small random limits, some padded past their buffer bound,
+/// arrive cut at random points into a connection's buffer, which drops each request's
+/// bytes once answered. After every arrival `parse_resumed`, given the progress of the
+/// calls before, answers as `parse` on the same buffer does, `consumed` within it; a
+/// final answer (a request or a refusal) is the one `parse` gives on the rest of the
+/// whole stream, and leaves the progress at its default; and a buffer of
+/// [`Limits::buffer_bound`] bytes or more is never answered `Incomplete` (nor
+/// `ContinueExpected`).
+#[test]
+fn a_resumed_parse_answers_as_a_fresh_parse_of_the_same_bytes() {
+    let mut random = Random(0x7e50_ed5e);
+    let (mut requests, mut refusals, mut at_bound) = (0, 0, 0);
+    for case in 0..50_000 {
+        let mut limits = Limits {
+            request_line: 16 + random.below(64),
+            head: 40 + random.below(120),
+            body: random.below(64),
+        };
+        let mut stream = mutated_requests(&mut random);
+        if random.below(4) == 0 {
+            // Half the time a body about as long as the limit in front, often after a
+            // head as long as its limit, so that the buffer waits for the body up to the
+            // bound; then bytes up to past the bound.
+            if random.below(2) == 0 {
+                let len = (limits.body + 2).saturating_sub(random.below(4));
+                let (field, body) = match random.below(2) {
+                    0 => (format!("Content-Length: {len}"), String::new()),
+                    _ => ("Transfer-Encoding: chunked".into(), format!("{len:x}\r\n")),
+                };
+                let head = format!("POST / HTTP/1.1\r\nHost: x\r\n{field}\r\n\r\n");
+                if random.below(2) == 0 {
+                    limits.head = head.len();
+                }
+                stream.splice(0..0, (head + &body).into_bytes());
+            }
+            let filler = b"GET / HTTP/1.1\r\nX: aaaa\r\n";
+            while stream.len() <= limits.buffer_bound() {
+                stream.push(filler[random.below(filler.len())]);
+            }
+        }
+        let keep = 1 + random.below(16);
+        let cut_here = |_: &usize| random.below(keep) == 0;
+        let cuts: Vec<usize> = (1..stream.len()).filter(cut_here).collect();
+        let (mut buffer, mut progress) = (Vec::new(), ParseProgress::default());
+        // Where the buffer's front is in the stream, and the last front whose request
+        // was parsed cut at the bound.
+        let (mut front, mut bound_checked) = (0, None);
+        'arrivals: for end in cuts.into_iter().chain([stream.len()]) {
+            buffer.extend_from_slice(&stream[front + buffer.len()..end]);
+            loop {
+                let resumed = parse_resumed(&buffer, &limits, &mut progress);
+                let context = || {
+                    format!(
+                        "case {case}, {limits:?}, \"{}\" to {end}",
+                        stream.escape_ascii()
+                    )
+                };
+                assert_eq!(resumed, parse(&buffer, &limits), "{}", context());
+                let whole = &stream[front..];
+                if buffer.len() >= limits.buffer_bound() {
+                    assert!(
+                        is_final(&resumed),
+                        "{resumed:?} past the bound: {}",
+                        context()
+                    );
+                }
+                if bound_checked != Some(front)
+                    && let Some(bounded) = whole.get(..limits.buffer_bound())
+                {
+                    let parsed = parse(bounded, &limits);
+                    assert!(is_final(&parsed), "{parsed:?} at the bound: {}", context());
+                    at_bound += 1;
+                }
+                bound_checked = Some(front);
+                if !is_final(&resumed) {
+                    break;
+                }
+                assert_eq!(resumed, parse(whole, &limits), "{}", context());
+                assert_eq!(progress, ParseProgress::default(), "{}", context());
+                let Parsed::Request { consumed, .. } = resumed else {
+                    refusals += 1;
+                    break 'arrivals;
+                };
+                assert!((1..=buffer.len()).contains(&consumed), "{}", context());
+                requests += 1;
+                buffer.drain(..consumed);
+                front += consumed;
+            }
+        }
+    }
+    assert!(
+        requests > 10_000 && refusals > 10_000 && at_bound > 10_000,
+        "{requests} requests, {refusals} refusals, {at_bound} answers at the bound"
+    );
+}
+
 #[test]
 fn the_path_of_an_absolute_target_starts_after_the_authority_not_in_its_query() {
     let path_of = |target: &str| {
