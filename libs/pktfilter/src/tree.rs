@@ -886,6 +886,260 @@ mod tests {
         }
     }
 
+    /// Filter texts as the crate's tests write them, which [`grammar_filter`] mutates.
+    const FILTER_TEXTS: [&str; 16] = [
+        "udp dport 11211",
+        "tcp dport 80",
+        "arp",
+        "udp",
+        "udp dport 53",
+        "udp sport 53 dst 10.0.2.15",
+        "icmp dst 10.0.2.15",
+        "tcp dport 5000 & 54:1=1",
+        "tcp dport 5000 & 54:1=1 & 55:2=0x0203",
+        "tcp & 52:4=0x00000102",
+        "udp dport 5000 & 42:1=1",
+        "12:2=0x0800 & 23:1=6 & 54:1=1",
+        "12:2=0x88b5 & 14:1=1",
+        "ipv4 & 30:4/0xffffff00=0x0a000200",
+        "6:4=0x02000000 & 10:2=0x0001 & ipv4",
+        "12:2=0x0800 & 42:4/0xfffffff8=0x10",
+    ];
+
+    /// Terms a mutation adds to a filter's text.
+    const FILTER_TERMS: [&str; 16] = [
+        "tcp",
+        "udp",
+        "arp",
+        "icmp",
+        "ipv4",
+        "dport 80",
+        "dport 5000",
+        "sport 53",
+        "dst 10.0.2.15",
+        "src 10.0.2.2",
+        "54:1=1",
+        "55:1/0xf0=0x10",
+        "42:1=2",
+        "14:1/0xf0=0x40",
+        "20:2/0x1fff=0",
+        "46:1/0xf0=0x80",
+    ];
+
+    /// Numbers a mutation writes over one in a filter's text: ports, protocols, values
+    /// and offsets the frames of [`built_frame`] hold.
+    const FILTER_NUMBERS: [&str; 14] = [
+        "0", "1", "2", "6", "12", "17", "23", "36", "53", "54", "80", "5000", "11211", "0x0800",
+    ];
+
+    /// One of [`FILTER_TEXTS`] with up to three mutations (a term dropped, a term added,
+    /// a number replaced, a character replaced, another filter joined to it), if
+    /// [`Filter::parse`] accepts the result.
+    fn grammar_filter(rng: &mut Rng) -> Option<Filter> {
+        let mut terms: Vec<String> = FILTER_TEXTS[rng.below(FILTER_TEXTS.len())]
+            .split(' ')
+            .map(String::from)
+            .collect();
+        for _ in 0..rng.below(4) {
+            let at = rng.below(terms.len());
+            match rng.below(5) {
+                0 if terms.len() > 1 => {
+                    terms.remove(at);
+                }
+                1 => terms.insert(at, FILTER_TERMS[rng.below(FILTER_TERMS.len())].into()),
+                2 => {
+                    // A number: a whole term, or an atom's offset or value.
+                    let number = FILTER_NUMBERS[rng.below(FILTER_NUMBERS.len())];
+                    let term = &mut terms[at];
+                    *term = match (term.split_once(':'), term.split_once('=')) {
+                        (Some((_, rest)), _) if rng.below(2) == 0 => format!("{number}:{rest}"),
+                        (_, Some((field, _))) => format!("{field}={number}"),
+                        _ => number.into(),
+                    };
+                }
+                3 => {
+                    let noise = b"0123456789x:/=& ."[rng.below(17)];
+                    let term = &mut terms[at];
+                    let byte = rng.below(term.len());
+                    term.replace_range(byte..=byte, char::from(noise).encode_utf8(&mut [0; 4]));
+                }
+                _ => {
+                    terms.push("&".into());
+                    terms.extend(
+                        FILTER_TEXTS[rng.below(FILTER_TEXTS.len())]
+                            .split(' ')
+                            .map(String::from),
+                    );
+                }
+            }
+        }
+        Filter::parse(&terms.join(" ")).ok()
+    }
+
+    /// A frame of the kinds filters name, its fields from small sets so that filters
+    /// often match: ARP, IPv4 (a first fragment, whole or a later fragment) carrying
+    /// UDP, TCP with 0 to 40 bytes of options, or ICMP, or another EtherType; then up to
+    /// three mutations (a bit flipped, a byte made small, the TCP data offset changed,
+    /// the frame cut short).
+    fn built_frame(rng: &mut Rng) -> Vec<u8> {
+        let small = |rng: &mut Rng| [0u8, 1, 2, 3, 0x10][rng.below(5)];
+        let addresses: [[u8; 4]; 3] = [[10, 0, 2, 15], [10, 0, 2, 2], [10, 0, 3, 15]];
+        let ports: [u16; 5] = [53, 80, 5000, 11211, 40000];
+        let mut frame = Vec::new();
+        for _ in 0..2 {
+            frame.extend_from_slice(&[2, 0, 0, 0, 0, 1 + rng.below(2) as u8]);
+        }
+        let kind = rng.below(5);
+        let ethertype: u16 = match kind {
+            0 => 0x0806,
+            4 => 0x88b5,
+            _ => 0x0800,
+        };
+        frame.extend_from_slice(&ethertype.to_be_bytes());
+        match kind {
+            0 => {
+                frame.extend_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1 + rng.below(2) as u8]);
+                for _ in 0..2 {
+                    frame.extend_from_slice(&[2, 0, 0, 0, 0, 1]);
+                    frame.extend_from_slice(&addresses[rng.below(3)]);
+                }
+            }
+            4 => frame.extend((0..rng.below(60)).map(|_| small(rng))),
+            _ => {
+                let protocol = [17u8, 6, 1][kind - 1];
+                let fragment: u16 = [0, 0, 0x4000, 0x2000, 185][rng.below(5)];
+                frame.extend_from_slice(&[0x45, 0, 0, 0, 0, 1]);
+                frame.extend_from_slice(&fragment.to_be_bytes());
+                frame.extend_from_slice(&[64, protocol, 0, 0]);
+                for _ in 0..2 {
+                    frame.extend_from_slice(&addresses[rng.below(3)]);
+                }
+                for _ in 0..2 {
+                    if protocol != 1 {
+                        frame.extend_from_slice(&ports[rng.below(ports.len())].to_be_bytes());
+                    }
+                }
+                match protocol {
+                    17 => frame.extend_from_slice(&[0, 0, 0, 0]),
+                    6 => {
+                        let options = rng.below(11);
+                        frame.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0]);
+                        frame.extend_from_slice(&[((5 + options) as u8) << 4, 0x18, 1, 0]);
+                        frame.extend_from_slice(&[0; 4]);
+                        frame.extend((0..4 * options).map(|_| small(rng)));
+                    }
+                    _ => frame.extend_from_slice(&[8, 0, 0, 0, 0, 1, 0, 1]),
+                }
+                frame.extend((0..rng.below(12)).map(|_| small(rng)));
+                let total = (frame.len() - 14) as u16;
+                frame[16..18].copy_from_slice(&total.to_be_bytes());
+            }
+        }
+        if rng.below(2) == 0 && frame.len() < 60 {
+            frame.resize(60, 0);
+        }
+        for _ in 0..rng.below(4) {
+            let Some(at) = (!frame.is_empty()).then(|| rng.below(frame.len())) else {
+                break;
+            };
+            match rng.below(4) {
+                0 => frame[at] ^= 1 << rng.below(8),
+                1 => frame[at] = small(rng),
+                2 if frame.len() > 46 => frame[46] = (rng.below(16) as u8) << 4,
+                _ => frame.truncate(at),
+            }
+        }
+        frame
+    }
+
+    /// The owner of the one filter of `installed` that matches `frame`, found by trying
+    /// each in turn; no two may match.
+    fn scanned(installed: &[(Filter, usize)], frame: &[u8]) -> Option<usize> {
+        let mut matching = installed.iter().filter(|(filter, _)| filter.matches(frame));
+        let first = matching.next().map(|(_, owner)| *owner);
+        let second = matching.next();
+        assert!(second.is_none(), "two installed filters match {frame:?}");
+        first
+    }
+
+    /// The tree is a linear scan (seed 0x7EE5_CA11): filters from the language (the
+    /// crate's tests' texts, mutated, those `Filter::parse` takes), each one's text read
+    /// back as itself, installed a binding's batch at a time as the registry does (a
+    /// batch refused for an overlap exactly when one of its filters overlaps an
+    /// installed one or an earlier one of the batch, by `Filter::overlaps`); frames built
+    /// as Ethernet, ARP, IPv4, UDP, TCP with options and ICMP, their fields mutated.
+    /// `classify` names the owner of the one filter a linear scan of `Filter::matches`
+    /// finds, and no two installed filters match a frame; after some owners' filters
+    /// are removed, the pruned tree holds and classifies what a tree built from the rest
+    /// holds and classifies.
+    #[test]
+    fn the_tree_of_filters_from_the_language_is_a_linear_scan() {
+        let mut rng = Rng(0x7EE5_CA11);
+        let (mut matched, mut missed, mut refused) = (0, 0, 0);
+        for round in 0..2_000 {
+            let mut filters = Filters::new();
+            let mut scan: Vec<(Filter, usize)> = Vec::new();
+            let owners = 1 + rng.below(10);
+            for owner in 0..owners {
+                let batch: Vec<Filter> = (0..1 + rng.below(3))
+                    .filter_map(|_| grammar_filter(&mut rng))
+                    .collect();
+                for filter in &batch {
+                    let text = filter.to_string();
+                    assert_eq!(Filter::parse(&text).as_ref(), Ok(filter), "{text}");
+                }
+                let overlaps = batch.iter().enumerate().any(|(at, filter)| {
+                    let earlier = batch[..at].iter();
+                    let installed = scan.iter().map(|(other, _)| other);
+                    installed.chain(earlier).any(|other| other.overlaps(filter))
+                });
+                match filters.insert_all(&batch, owner) {
+                    Ok(()) => {
+                        assert!(!overlaps, "round {round}: {batch:?} went in");
+                        scan.extend(batch.into_iter().map(|filter| (filter, owner)));
+                    }
+                    Err(InsertError::Overlaps { .. }) => {
+                        assert!(overlaps, "round {round}: {batch:?} refused");
+                        refused += 1;
+                    }
+                    Err(InsertError::TooManyTests { .. }) => assert!(!overlaps),
+                }
+            }
+            assert_eq!(filters.installed(), scan, "round {round}");
+            for _ in 0..100 {
+                let frame = built_frame(&mut rng);
+                let owner = scanned(&scan, &frame);
+                assert_eq!(filters.classify(&frame), owner, "round {round}: {frame:?}");
+                if owner.is_some() {
+                    matched += 1;
+                } else {
+                    missed += 1;
+                }
+            }
+            // One or two owners' filters removed (maybe an owner with none).
+            let ended: Vec<usize> = (0..1 + rng.below(2))
+                .map(|_| rng.below(owners + 1))
+                .collect();
+            filters.remove_owners(&ended);
+            scan.retain(|(_, owner)| !ended.contains(owner));
+            let mut rebuilt = Filters::new();
+            for (filter, owner) in &scan {
+                rebuilt.insert(filter.clone(), *owner).unwrap();
+            }
+            assert_eq!(filters.installed(), rebuilt.installed(), "round {round}");
+            for _ in 0..100 {
+                let frame = built_frame(&mut rng);
+                let owner = scanned(&scan, &frame);
+                assert_eq!(filters.classify(&frame), owner, "round {round}: {frame:?}");
+                assert_eq!(rebuilt.classify(&frame), owner, "round {round}: {frame:?}");
+            }
+        }
+        assert!(
+            matched > 10_000 && missed > 10_000 && refused > 1_000,
+            "{matched} frames matched, {missed} missed, {refused} batches refused"
+        );
+    }
+
     #[test]
     fn filters_on_one_field_under_different_masks_share_a_node() {
         // Filter k tests bytes 100..104 under its own mask: no two name the same field,
