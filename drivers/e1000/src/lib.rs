@@ -271,6 +271,9 @@ struct Queue {
     rx_buffers: Dma,
     /// Which receive descriptor comes next and what to give back.
     rx: RxRing,
+    /// Write-backs (DD) found on the receive descriptor at RDT, which the device was not
+    /// given, dropped: over every reset of the device.
+    rx_stray_write_backs: u64,
     /// An earlier receive buffer held the start of a frame longer than one buffer.
     rx_spanning: bool,
     /// Transmit descriptors.
@@ -391,6 +394,7 @@ impl Queue {
             rx_descriptors: Dma::new(platform, RX_DESCRIPTORS * DESCRIPTOR_BYTES)?,
             rx_buffers: Dma::new(platform, RX_DESCRIPTORS * BUFFER_BYTES)?,
             rx: RxRing::new(RX_DESCRIPTORS),
+            rx_stray_write_backs: 0,
             rx_spanning: false,
             tx_descriptors: Dma::new(platform, TX_DESCRIPTORS * DESCRIPTOR_BYTES)?,
             tx_buffers: Dma::new(platform, TX_DESCRIPTORS * BUFFER_BYTES)?,
@@ -561,7 +565,7 @@ impl Queue {
         regs.write32(at(RDBAH), (rx_base >> 32) as u32);
         regs.write32(at(RDLEN), (RX_DESCRIPTORS * DESCRIPTOR_BYTES) as u32);
         regs.write32(at(RDH), 0);
-        regs.write32(at(RDT), self.rx.initial_tail() as u32);
+        regs.write32(at(RDT), self.rx.tail() as u32);
         let tx_base = self.tx_descriptors.phys();
         regs.write32(at(TDBAL), tx_base as u32);
         regs.write32(at(TDBAH), (tx_base >> 32) as u32);
@@ -588,10 +592,14 @@ impl Queue {
         }
         let format = self.rx_format;
         for _ in 0..budget {
-            if !self.frame_waiting() {
+            let slot = self.rx.next();
+            if !self.written_back(slot) {
                 break;
             }
-            let slot = self.rx.next();
+            if !self.rx.next_given() {
+                self.drop_stray_write_back(slot);
+                break;
+            }
             let fields_at = slot * DESCRIPTOR_BYTES + DESCRIPTOR_FIELDS;
             // Read the length only after seeing DD: the device may write the
             // descriptor's bytes in any order.
@@ -601,11 +609,7 @@ impl Queue {
                 deliver(self.rx_buffers.bytes(slot * BUFFER_BYTES, len));
                 received.delivered += 1;
             }
-            // Back to the device: the buffer address again (the extended write-back
-            // overwrites it with the RSS hash), status cleared.
-            let buffer = self.rx_buffer(slot);
-            self.rx_descriptors.write64(slot * DESCRIPTOR_BYTES, buffer);
-            self.rx_descriptors.write64(fields_at, 0);
+            self.clean_rx_descriptor(slot);
             self.rx.advance();
             received.descriptors += 1;
         }
@@ -620,11 +624,45 @@ impl Queue {
         Ok(received)
     }
 
-    /// Whether the device wrote a descriptor back (DD) at the next receive slot: a frame,
-    /// or a piece of one, waits to be taken.
+    /// Whether the device wrote a descriptor back (DD) at the next receive slot, one it
+    /// was given: a frame, or a piece of one, waits to be taken.
     fn frame_waiting(&self) -> bool {
-        let fields_at = self.rx.next() * DESCRIPTOR_BYTES + DESCRIPTOR_FIELDS;
+        self.rx.next_given() && self.written_back(self.rx.next())
+    }
+
+    /// Whether receive descriptor `slot` shows a write-back (DD).
+    fn written_back(&self, slot: usize) -> bool {
+        let fields_at = slot * DESCRIPTOR_BYTES + DESCRIPTOR_FIELDS;
         RxFields::decode(self.rx_format, self.rx_descriptors.read64(fields_at)).done()
+    }
+
+    /// Readies receive descriptor `slot` for the device again: its buffer's address (the
+    /// extended write-back overwrites it with the RSS hash), its status cleared.
+    fn clean_rx_descriptor(&mut self, slot: usize) {
+        let buffer = self.rx_buffer(slot);
+        self.rx_descriptors.write64(slot * DESCRIPTOR_BYTES, buffer);
+        let fields_at = slot * DESCRIPTOR_BYTES + DESCRIPTOR_FIELDS;
+        self.rx_descriptors.write64(fields_at, 0);
+    }
+
+    /// Drops a write-back (DD) on receive descriptor `slot`, the one at RDT, which the
+    /// device was not given (a faulty device's): taken as a frame, it would move the
+    /// driver past RDT and its next RDT would equal the device's head, giving the device
+    /// no descriptor for good. The descriptor is cleaned to go back with the next RDT;
+    /// the drop is counted and logged at each power of two. Kept out of line: rare.
+    #[cold]
+    #[inline(never)]
+    fn drop_stray_write_back(&mut self, slot: usize) {
+        self.clean_rx_descriptor(slot);
+        self.rx_stray_write_backs += 1;
+        if self.rx_stray_write_backs.is_power_of_two() {
+            log::warn!(
+                "e1000: queue {}: receive descriptor {slot} written back (DD) at RDT, which \
+                 the device was not given, dropped; {} so far",
+                self.index(),
+                self.rx_stray_write_backs
+            );
+        }
     }
 
     /// Takes back the transmit descriptors the device finished with.
@@ -1553,6 +1591,67 @@ mod tests {
         assert_eq!(nic.receive(0, 8, &mut |_| panic!("no frame")), Ok(0));
         assert_eq!(nic.regs.read32(IMC), ICR_RXT0, "masked: the line falls");
         assert!(matches!(nic.wakes, Wakes::Line { armed: false, .. }));
+    }
+
+    /// Before: a write-back (DD) on the receive descriptor at RDT, which the device was
+    /// not given, was taken as a frame: the driver moved past RDT and wrote RDT = the
+    /// device's head, leaving it no descriptor, and then waited on the one at RDT, which
+    /// nothing gave back: receive stopped for good. Now it is dropped and counted, and
+    /// the device is given the ring again. The same on the 8254x (legacy descriptors)
+    /// and on the 82574 (extended).
+    #[test]
+    fn a_write_back_on_the_descriptor_at_rdt_is_dropped_and_receive_goes_on() {
+        for id in [0x100E, 0x10D3] {
+            let model = ring::model(id).unwrap();
+            let nic = nic_on(HostPlatform::leaked(), model);
+            let done = u64::from(ring::RX_STATUS_DD | ring::RX_STATUS_EOP);
+            let written_back = match model.rx_format() {
+                RxFormat::Legacy => done << 32 | 64,
+                RxFormat::Extended => done | 64 << 32,
+            };
+            let mut queue = nic.queues[0].lock();
+            let write_back = |queue: &mut Queue, slot: usize| {
+                let fields_at = slot * DESCRIPTOR_BYTES + DESCRIPTOR_FIELDS;
+                queue.rx_descriptors.write64(fields_at, written_back);
+            };
+            let last = RX_DESCRIPTORS - 1;
+            assert_eq!(queue.regs.read32(RDT) as usize, last, "{}", model.name);
+            // The device writes back every descriptor it was given, its head then at
+            // RDT, and sets DD on the one at RDT too.
+            for slot in 0..=last {
+                write_back(&mut queue, slot);
+            }
+            queue.regs.write32(RDH, last as u32);
+            let mut frames = 0;
+            let received = queue.receive((), 1000, &mut |frame| {
+                assert_eq!(frame.len(), 64);
+                frames += 1;
+            });
+            assert_eq!(
+                received,
+                Ok(last),
+                "{}: the one at RDT is no frame",
+                model.name
+            );
+            assert_eq!(frames, last);
+            assert_eq!(queue.rx_stray_write_backs, 1);
+            let fields_at = last * DESCRIPTOR_BYTES + DESCRIPTOR_FIELDS;
+            assert_eq!(queue.rx_descriptors.read64(fields_at), 0, "cleaned");
+            let tail = queue.regs.read32(RDT) as usize;
+            assert_eq!(tail, last - 1, "{}: the device holds 255 again", model.name);
+            // The device fills the descriptor it now holds at its head, then slot 0
+            // after the wrap.
+            write_back(&mut queue, last);
+            write_back(&mut queue, 0);
+            queue.regs.write32(RDH, 1);
+            assert_eq!(
+                queue.receive((), 1000, &mut |_| {}),
+                Ok(2),
+                "{}",
+                model.name
+            );
+            assert_eq!(queue.rx_stray_write_backs, 1);
+        }
     }
 
     /// Before: arming an 8254x's line wake read ICR, which cleared the RXT0 of a frame

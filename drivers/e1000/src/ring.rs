@@ -365,7 +365,7 @@ pub fn rx_verdict(fields: RxFields, spanning: &mut bool) -> RxVerdict {
 
 /// The receive ring's software state. The device owns the descriptors from its head up
 /// to (not including) RDT; one descriptor always stays with the driver, since RDT ==
-/// RDH means "none given".
+/// RDH means "none given" (SDM 3.2.6).
 #[derive(Debug)]
 pub struct RxRing {
     /// Descriptors in the ring.
@@ -374,6 +374,9 @@ pub struct RxRing {
     next: usize,
     /// Descriptors processed and cleaned but not yet given back through RDT.
     unposted: usize,
+    /// The last RDT written: the descriptor there is the driver's, never given to the
+    /// device, so the device writes nothing back there.
+    tail: usize,
 }
 
 impl RxRing {
@@ -383,17 +386,26 @@ impl RxRing {
             size,
             next: 0,
             unposted: 0,
+            tail: size - 1,
         }
     }
 
-    /// The initial RDT.
-    pub fn initial_tail(&self) -> usize {
-        self.size - 1
+    /// The last RDT written ([`tail_to_post`](Self::tail_to_post)'s), `size - 1` for a
+    /// new ring.
+    pub fn tail(&self) -> usize {
+        self.tail
     }
 
     /// The descriptor to look at next.
     pub fn next(&self) -> usize {
         self.next
+    }
+
+    /// Whether the next descriptor was given to the device, so that a write-back (DD)
+    /// there is a frame: not so for the one at RDT, which the driver reaches once it
+    /// has taken every descriptor the device held.
+    pub fn next_given(&self) -> bool {
+        self.next != self.tail
     }
 
     /// Marks the next descriptor processed and ready to go back.
@@ -409,7 +421,8 @@ impl RxRing {
             return None;
         }
         self.unposted = 0;
-        Some((self.next + self.size - 1) % self.size)
+        self.tail = (self.next + self.size - 1) % self.size;
+        Some(self.tail)
     }
 }
 
@@ -702,7 +715,7 @@ mod tests {
     #[test]
     fn receive_ring_posts_in_batches() {
         let mut ring = RxRing::new(8);
-        assert_eq!(ring.initial_tail(), 7);
+        assert_eq!(ring.tail(), 7);
         ring.advance();
         assert_eq!(ring.tail_to_post(2), None);
         ring.advance();
@@ -715,6 +728,23 @@ mod tests {
         }
         assert_eq!(ring.next(), 0);
         assert_eq!(ring.tail_to_post(1), Some(7));
+    }
+
+    #[test]
+    fn the_descriptor_at_the_last_tail_posted_is_not_given() {
+        let mut ring = RxRing::new(8);
+        for _ in 0..7 {
+            assert!(ring.next_given());
+            ring.advance();
+        }
+        assert_eq!(ring.next(), 7);
+        assert!(!ring.next_given(), "at the first RDT, 7");
+        assert_eq!(ring.tail_to_post(2), Some(6));
+        assert_eq!(ring.tail(), 6);
+        assert!(ring.next_given(), "7 is the device's now");
+        ring.advance();
+        assert_eq!(ring.tail_to_post(2), None, "one waiting: the tail stays");
+        assert_eq!(ring.tail(), 6);
     }
 
     #[test]
