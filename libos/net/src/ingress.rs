@@ -31,12 +31,20 @@ const UDP: u8 = 17;
 ///   host learns its address, never of a connection);
 /// - to a unicast address on an Ethernet group address (broadcast or multicast), which
 ///   3.3.6 says to discard: only a broadcast or multicast IP destination comes that way.
-///   A DHCP server's answer (UDP from port 67 to port 68) is let through: one may send
-///   the offer to the address it offers on the broadcast MAC, and the client, holding
-///   no address yet, takes it whatever its destination.
+///   A DHCP server's answer (UDP from port 67 to port 68) is let through when
+///   `takes_dhcp_answers` (the stack runs a DHCP client or shares a lease): a server may
+///   send the offer to the address it offers on the broadcast MAC, and the client,
+///   holding no address yet, takes it whatever its destination. A stack of a fixed
+///   address has no socket on port 68, and smoltcp would answer such a datagram with
+///   an ICMP port unreachable to whatever source it claims, which 3.2.2 forbids for a
+///   datagram that came on a link-layer broadcast or multicast.
 ///
 /// Anything else, and a frame too short or malformed to read, is left to the protocols.
-pub(crate) fn misaddressed(frame: &[u8], local: Option<(Ipv4Addr, u8)>) -> bool {
+pub(crate) fn misaddressed(
+    frame: &[u8],
+    local: Option<(Ipv4Addr, u8)>,
+    takes_dhcp_answers: bool,
+) -> bool {
     let Some((protocol, payload)) = crate::ipv4_payload(frame) else {
         return false;
     };
@@ -54,7 +62,8 @@ pub(crate) fn misaddressed(frame: &[u8], local: Option<(Ipv4Addr, u8)>) -> bool 
         return true;
     }
     let group_mac = frame[0] & 1 == 1;
-    let dhcp_answer = protocol == UDP && payload.get(..4) == Some(&[0, 67, 0, 68]);
+    let dhcp_answer =
+        takes_dhcp_answers && protocol == UDP && payload.get(..4) == Some(&[0, 67, 0, 68]);
     group_mac && !is_group(destination) && !dhcp_answer
 }
 
@@ -382,7 +391,7 @@ mod tests {
         ] {
             let frame = frame(to, protocol, source, destination);
             assert_eq!(
-                misaddressed(&frame, LOCAL),
+                misaddressed(&frame, LOCAL, false),
                 dropped,
                 "{protocol} {source:?} to {destination:?} on {to:x?}"
             );
@@ -517,21 +526,31 @@ mod tests {
     #[test]
     fn without_an_address_all_tcp_is_misaddressed_but_not_a_dhcp_answer() {
         let syn = frame(BROADCAST, TCP, [10, 0, 0, 2], [255; 4]);
-        assert!(misaddressed(&syn, None));
+        assert!(misaddressed(&syn, None, true));
         let dhcp_offer = frame(BROADCAST, UDP, [10, 0, 0, 254], [255; 4]);
-        assert!(!misaddressed(&dhcp_offer, None));
+        assert!(!misaddressed(&dhcp_offer, None, true));
         // An offer to the address offered, on the broadcast MAC.
         let mut dhcp_offer = frame(BROADCAST, UDP, [10, 0, 0, 254], [10, 0, 0, 5]);
         dhcp_offer[34..38].copy_from_slice(&[0, 67, 0, 68]);
-        assert!(!misaddressed(&dhcp_offer, None));
+        assert!(!misaddressed(&dhcp_offer, None, true));
+        let mut to_a_fixed_address = dhcp_offer.clone();
+        to_a_fixed_address[30..34].copy_from_slice(&[10, 0, 0, 1]);
+        assert!(
+            misaddressed(&to_a_fixed_address, LOCAL, false),
+            "no DHCP client to take it"
+        );
+        assert!(
+            !misaddressed(&to_a_fixed_address, LOCAL, true),
+            "a client's"
+        );
         dhcp_offer[37] = 69;
         assert!(
-            misaddressed(&dhcp_offer, None),
+            misaddressed(&dhcp_offer, None, true),
             "not to the DHCP client's port"
         );
         let short = &frame(OURS, TCP, [127, 0, 0, 1], [10, 0, 0, 1])[..30];
         assert!(
-            !misaddressed(short, LOCAL),
+            !misaddressed(short, LOCAL, false),
             "malformed: the protocols' to drop"
         );
     }

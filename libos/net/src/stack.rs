@@ -1065,6 +1065,9 @@ impl Stack {
         }
         let address = local.map(|(address, _)| address.octets());
         let has_client = self.dhcp.is_some();
+        // A DHCP answer on a group MAC is taken by a client, or handed to the one that
+        // shares the lease; a stack of a fixed address drops it (`ingress.rs`).
+        let takes_dhcp_answers = has_client || self.lease.is_some();
         for _ in 0..RECEIVE_BATCHES {
             let Self {
                 nic,
@@ -1106,7 +1109,7 @@ impl Stack {
                     }
                     // Addresses no host sends from or to: neither smoltcp nor our own
                     // TCP answers them (`ingress.rs`).
-                    if crate::ingress::misaddressed(frame, local) {
+                    if crate::ingress::misaddressed(frame, local, takes_dhcp_answers) {
                         counters.rx_misaddressed += 1;
                         return;
                     }

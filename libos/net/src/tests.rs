@@ -4375,11 +4375,24 @@ fn twelve_hosts_of_the_link_are_answered_in_turn_without_an_arp_request() {
 /// Ethernet's broadcast and a multicast address (3.3.6). Before, smoltcp answered the
 /// broadcast SYN from 10.0.0.255 (and ARPed for the SYN's sender), the loopback and
 /// reserved sources, and unicast IP on a group MAC, and a SYN held the only backlog slot.
+/// A datagram shaped as a DHCP server's answer (from port 67 to 68) to A's unicast
+/// address on the broadcast MAC is dropped too, A having a fixed address and no DHCP
+/// client: before, smoltcp answered it with an ICMP port unreachable to the source it
+/// claimed (B, whose MAC A had learnt), which RFC 1122 3.2.2 forbids.
 #[test]
 fn misaddressed_frames_get_no_answer_and_no_backlog_slot() {
     let mut net = Net::new(256, 0);
     let listener = net.a.listen(7, 1, TcpOptions::default()).unwrap();
     let server = net.a.udp_bind(7, UdpOptions::default()).unwrap();
+    // A learns B's MAC address, to which it could send an ICMP error at once.
+    let to_b = Endpoint {
+        address: B,
+        port: 9,
+    };
+    net.a.send_to(&server, b"learn", to_b).unwrap();
+    for _ in 0..5 {
+        net.step();
+    }
     let (a_mac, broadcast, group) = (net.a.mac(), [0xff; 6], [1, 0, 0x5e, 0, 0, 1]);
     let peer = Ipv4Addr::new(10, 0, 0, 66);
     let loopback = Ipv4Addr::new(127, 0, 0, 1);
@@ -4404,6 +4417,7 @@ fn misaddressed_frames_get_no_answer_and_no_backlog_slot() {
         icmp_frame((loopback, SPOOFER), (A, a_mac), 8, [0, 1, 0, 1], b"ping"),
         icmp_frame((reserved, SPOOFER), (A, a_mac), 8, [0, 1, 0, 2], b"ping"),
         icmp_frame((peer, SPOOFER), (A, broadcast), 8, [0, 1, 0, 3], b"ping"),
+        udp_frame((B, SPOOFER, 67), (A, broadcast, 68), b"not a DHCP client"),
     ];
     let count = frames.len() as u64;
     for frame in frames {
