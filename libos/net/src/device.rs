@@ -118,7 +118,7 @@ pub struct Counters {
     /// from or to (RFC 1122): a source in 127/8, 224/4 or 240/4 or the network's
     /// broadcast address, TCP to another address than the stack's (a broadcast or
     /// multicast SYN) or from 0/8, and a unicast destination on an Ethernet group
-    /// address.
+    /// address; and ARP whose sender address is a broadcast or multicast one.
     pub rx_misaddressed: u64,
     /// UDP datagrams dropped unsent because their next hop (the destination on the
     /// link, else the router) did not answer ARP within 3 s of their first try, or

@@ -39,12 +39,19 @@ const UDP: u8 = 17;
 ///   an ICMP port unreachable to whatever source it claims, which 3.2.2 forbids for a
 ///   datagram that came on a link-layer broadcast or multicast.
 ///
+/// Or ARP for IPv4 whose sender address names a group ([`is_group`]): smoltcp takes the
+/// network's broadcast address for a neighbour's, so an ARP request from it for the
+/// stack's address took a slot of the neighbour cache and got a reply.
+///
 /// Anything else, and a frame too short or malformed to read, is left to the protocols.
 pub(crate) fn misaddressed(
     frame: &[u8],
     local: Option<(Ipv4Addr, u8)>,
     takes_dhcp_answers: bool,
 ) -> bool {
+    if let Some(sender) = arp_sender(frame) {
+        return is_group(sender, local);
+    }
     let Some((protocol, payload)) = crate::ipv4_payload(frame) else {
         return false;
     };
@@ -104,6 +111,15 @@ const ARP_TARGET: usize = 38;
 const ARP_IPV4_OVER_ETHERNET: [u8; 6] = [0, 1, 8, 0, 6, 4];
 /// ARP's request operation.
 const ARP_REQUEST: [u8; 2] = [0, 1];
+
+/// The sender address of `frame` if it is ARP for IPv4 over Ethernet.
+fn arp_sender(frame: &[u8]) -> Option<Ipv4Addr> {
+    if frame.get(12..14)? != [0x08, 0x06] || frame.get(14..20)? != ARP_IPV4_OVER_ETHERNET {
+        return None;
+    }
+    let sender: [u8; 4] = frame.get(ARP_SENDER..ARP_SENDER + 4)?.try_into().ok()?;
+    Some(Ipv4Addr::from(sender))
+}
 
 /// ARP for IPv4 over Ethernet, a request or a reply, from a unicast MAC address other
 /// than the stack's: the first [`ARP_FRAME`] bytes of a received frame, read once for
@@ -476,6 +492,14 @@ mod tests {
         }
         let short = arp(1, (neighbour, [10, 0, 0, 9]), [10, 0, 0, 9]);
         assert!(!learnt(&short[..41]), "too short");
+        let from_broadcast = arp(1, (neighbour, [10, 0, 0, 255]), [10, 0, 0, 1]);
+        assert!(
+            misaddressed(&from_broadcast, LOCAL, false),
+            "from the broadcast"
+        );
+        let probe = arp(1, (neighbour, [0; 4]), [10, 0, 0, 1]);
+        assert!(!misaddressed(&probe, LOCAL, false), "a probe");
+        assert!(!misaddressed(&short, LOCAL, false), "a neighbour's");
         assert_eq!(announcement(&short, None), None, "no address");
     }
 

@@ -4435,6 +4435,30 @@ fn misaddressed_frames_get_no_answer_and_no_backlog_slot() {
     assert!(accepted.is_some() && net.b.is_established(&client));
 }
 
+/// An ARP request for A from the network's broadcast address (10.0.0.255, never a
+/// host's: RFC 1122 3.2.1.3) gets no reply and is counted as misaddressed; the same
+/// request from a host of the network is answered. Before, smoltcp took 10.0.0.255 for
+/// a neighbour, kept it in a slot of its cache and answered it.
+#[test]
+fn arp_from_the_networks_broadcast_address_is_dropped() {
+    use smoltcp::wire::ArpOperation::Request;
+    let mut net = Net::new(256, 0);
+    let asking = |sender| arp_frame(Request, (sender, SPOOFER), (A, [0; 6]), [0xff; 6]);
+    net.wire.deliver_to_a(asking(Ipv4Addr::new(10, 0, 0, 255)));
+    for _ in 0..3 {
+        let sent = sent_by_a(&mut net);
+        assert!(sent.is_empty(), "A answered: {sent:x?}");
+    }
+    assert_eq!(net.a.counters().rx_misaddressed, 1);
+    net.wire.deliver_to_a(asking(Ipv4Addr::new(10, 0, 0, 9)));
+    let sent = sent_by_a(&mut net);
+    assert!(
+        sent.iter()
+            .any(|frame| frame[..6] == SPOOFER && frame[20..22] == [0, 2]),
+        "A's reply to 10.0.0.9: {sent:x?}"
+    );
+}
+
 /// A datagram or ping to a destination the stack cannot reach is refused as
 /// `Unreachable` and nothing goes out: its own address, an address no host has (0/8,
 /// 127/8, 240/4), its network's own address, and off its network with no router; the
