@@ -18,6 +18,11 @@ pub const MAX_PIECES: usize = 8;
 /// The most out-of-order runs kept for reassembly.
 const MAX_OUT_OF_ORDER: usize = 8;
 
+/// How many of [`Config::released_zero_window_ns`] a released connection may wait
+/// behind a zero window in all, from when it closed, even while its peer acknowledges
+/// more (each probe's byte) and so restarts the wait.
+const RELEASED_ZERO_WINDOW_CAP: u64 = 4;
+
 /// The clock granularity term of RFC 6298's RTO (1 ms).
 const GRANULARITY_NS: u64 = 1_000_000;
 
@@ -149,6 +154,10 @@ pub struct Conn {
     /// acknowledged more of it while it waits (cleared when the window opens): a
     /// released connection's wait there counts from this.
     window_closed_at: Option<u64>,
+    /// When data began to wait behind the peer's zero window, kept however much the
+    /// peer acknowledges meanwhile (cleared when the window opens): a released
+    /// connection waits there at most [`RELEASED_ZERO_WINDOW_CAP`] waits from this.
+    window_first_closed_at: Option<u64>,
     /// Whether a released connection's wait behind the zero window ran out and a probe
     /// went out at once: an answer that still shows a zero window and acknowledges
     /// nothing more resets the connection.
@@ -234,6 +243,7 @@ impl Conn {
             probe_now: false,
             probes: 0,
             window_closed_at: None,
+            window_first_closed_at: None,
             final_probe_sent: false,
             keepalive_from: now,
             keepalives: 0,
@@ -344,6 +354,7 @@ impl Conn {
         self.persist_at = None;
         self.runt_at = None;
         self.window_closed_at = None;
+        self.window_first_closed_at = None;
     }
 
     /// Arms the persist timer at `now` unless it is already running.
@@ -351,6 +362,7 @@ impl Conn {
         if self.persist_at.is_none() {
             self.persist_at = Some(now.saturating_add(self.rto));
             self.window_closed_at.get_or_insert(now);
+            self.window_first_closed_at.get_or_insert(now);
         }
     }
 
@@ -688,8 +700,10 @@ impl Conn {
             self.rtx_at = None;
             self.snd_nxt = self.snd_una;
             self.rtt_probe = None;
-            if progressed {
-                // The peer still reads: a released connection's wait starts again.
+            if progressed && self.release_cap(config).is_none_or(|cap| now < cap) {
+                // The peer still reads: a released connection's wait starts again,
+                // within its cap (past it, the answer to the last probe resets it
+                // even when it takes the probe's byte).
                 self.window_closed_at = Some(now);
                 self.final_probe_sent = false;
             } else if self.final_probe_sent {
@@ -701,6 +715,7 @@ impl Conn {
             self.persist_at = None;
             self.persist_backoff = 0;
             self.window_closed_at = None;
+            self.window_first_closed_at = None;
             self.final_probe_sent = false;
         }
     }
@@ -922,13 +937,29 @@ impl Conn {
 
     /// When a connection the app released has waited too long behind a zero window
     /// ([`Config::released_zero_window_ns`](crate::Config) from when it closed or last
-    /// took more): a probe then goes at once, and an answer that still shows a zero
-    /// window resets it. `None` once that probe went (unanswered, it counts as any
-    /// other toward [`Config::max_retransmits`](crate::Config)).
+    /// took more, and never past [`release_cap`](Self::release_cap)): a probe then goes
+    /// at once, and an answer that still shows a zero window resets it. `None` once
+    /// that probe went (unanswered, it counts as any other toward
+    /// [`Config::max_retransmits`](crate::Config)).
     fn release_deadline(&self, config: &Config) -> Option<u64> {
-        self.window_closed_at
+        let wait = self
+            .window_closed_at
             .filter(|_| self.released && !self.final_probe_sent)
-            .map(|at| at.saturating_add(config.released_zero_window_ns))
+            .map(|at| at.saturating_add(config.released_zero_window_ns))?;
+        Some(self.release_cap(config).map_or(wait, |cap| wait.min(cap)))
+    }
+
+    /// The latest a released connection may wait behind a zero window however much
+    /// its peer acknowledges meanwhile: [`RELEASED_ZERO_WINDOW_CAP`] waits from when
+    /// the window closed, so that a peer taking each probe's byte at a zero window
+    /// does not hold the slot for as many probes as there are bytes queued.
+    fn release_cap(&self, config: &Config) -> Option<u64> {
+        let cap = config
+            .released_zero_window_ns
+            .saturating_mul(RELEASED_ZERO_WINDOW_CAP);
+        self.window_first_closed_at
+            .filter(|_| self.released)
+            .map(|at| at.saturating_add(cap))
     }
 
     /// The longest wait between zero-window probes: for a released connection a

@@ -127,11 +127,13 @@ pub struct Config {
     /// zero window, counted from when data began to wait there or the peer last
     /// acknowledged more, before it is reset even though the peer answers its probes:
     /// nobody reads it, and such a peer would hold its slot forever (an open connection
-    /// waits as long as the probes are answered, RFC 1122, 4.2.2.17). When the wait runs
-    /// out a probe goes at once, and only an answer that still shows a zero window
-    /// resets it (one that opens the window lets the data flow; left unanswered, it
-    /// counts toward [`Config::max_retransmits`]); its probes are at most a quarter of
-    /// this apart (never less than [`Config::rto_min_ns`]).
+    /// waits as long as the probes are answered, RFC 1122, 4.2.2.17). However much the
+    /// peer acknowledges at a zero window (a peer may take each probe's byte), the
+    /// whole wait is capped at 4 times this from when the window closed. When the
+    /// wait runs out a probe goes at once, and only an answer that still shows a zero
+    /// window resets it (one that opens the window lets the data flow; left
+    /// unanswered, it counts toward [`Config::max_retransmits`]); its probes are at
+    /// most a quarter of this apart (never less than [`Config::rto_min_ns`]).
     pub released_zero_window_ns: u64,
     /// Retransmissions of a SYN-ACK before the half-open connection is dropped.
     pub syn_retries: u32,

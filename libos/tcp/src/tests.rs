@@ -2616,7 +2616,7 @@ fn a_closed_connection_probes_when_its_wait_runs_out_so_a_lost_window_update_cos
 }
 
 #[test]
-fn a_closed_connection_whose_peer_takes_each_probe_behind_a_zero_window_is_kept() {
+fn a_closed_connection_whose_peer_takes_each_probe_behind_a_zero_window_is_kept_within_the_cap() {
     let mut ep = server(Config::default());
     let (id, mut peer) = connect(&mut ep, 0, 5000, None, None, 0);
     ep.send(id, Piece::owned(vec![1; 1000])).unwrap();
@@ -2624,11 +2624,34 @@ fn a_closed_connection_whose_peer_takes_each_probe_behind_a_zero_window_is_kept(
     assert!(poll(&mut ep, 0).is_empty(), "nothing fits a zero window");
     // The peer reads a little at a time, too little to open its window (receiver
     // silly-window avoidance) but enough to take each probe's byte: it makes
-    // progress, and the released connection's 60 s count from its last.
-    let (taken, reset) = taken_in_order(&mut ep, &mut peer, 300_000 * MS);
-    assert!(!reset, "never reset while the peer takes more");
-    assert!(taken > 20, "a byte a probe: {taken}");
+    // progress, and the released connection's 60 s count from its last, up to the
+    // cap of 4 waits (240 s) from when the window closed.
+    let (taken, reset) = taken_in_order(&mut ep, &mut peer, 239_000 * MS);
+    assert!(
+        !reset,
+        "never reset within the cap while the peer takes more"
+    );
+    assert!(taken > 10, "a byte a probe: {taken}");
     assert_eq!(ep.stats().zero_window_timeouts, 0);
+}
+
+#[test]
+fn a_closed_connection_whose_peer_takes_each_probe_at_a_zero_window_is_reset_by_the_cap() {
+    let mut ep = server(Config::default());
+    let (id, mut peer) = connect(&mut ep, 0, 5000, None, None, 0);
+    ep.send(id, Piece::owned(vec![1; 300_000])).unwrap();
+    ep.close(id).unwrap();
+    assert!(poll(&mut ep, 0).is_empty(), "nothing fits a zero window");
+    // A peer that acknowledges each probe's byte and keeps its window at 0 would
+    // otherwise hold the released slot for some 300,000 probes: 4 waits (240 s)
+    // after the window closed a probe goes at once, and its answer (a byte more,
+    // the window still 0) resets the connection.
+    let (taken, reset) = taken_in_order(&mut ep, &mut peer, 240_000 * MS);
+    assert!(reset, "reset by the cap");
+    assert!(taken < 100, "a byte a probe for 240 s: {taken}");
+    assert_eq!(ep.stats().zero_window_timeouts, 1);
+    assert_eq!(ep.connections(), 0, "the slot is free");
+    assert_eq!(ep.next_deadline(), None, "no timer left");
 }
 
 #[test]
