@@ -747,7 +747,9 @@ impl Stack {
         }
     }
 
-    /// Replaces the address and default route.
+    /// Replaces the address and default route, in one step before any socket sends, so
+    /// connections from an address that stays go on (smoltcp resets a TCP socket only
+    /// when, at its dispatch, the interface lacks its local address).
     fn configure(&mut self, cidr: Ipv4Cidr, gateway: Option<Ipv4Addr>) {
         self.iface.update_ip_addrs(|addresses| {
             addresses.clear();
@@ -762,7 +764,8 @@ impl Stack {
         }
     }
 
-    /// Forgets the address (a DHCP lease was lost).
+    /// Forgets the address (a DHCP lease was lost): smoltcp (0.13) then resets every TCP
+    /// socket from it at its next dispatch, without a RST.
     fn deconfigure(&mut self) {
         self.iface.update_ip_addrs(|addresses| addresses.clear());
         self.iface.routes_mut().remove_default_ipv4_route();
