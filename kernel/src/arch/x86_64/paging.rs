@@ -8,7 +8,8 @@
 //! Page tables are frames taken from the frame allocator and never returned: they are
 //! part of the address space for the life of the machine.
 
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
+use core::sync::atomic::{AtomicBool, AtomicU64};
 
 use rexo_memmap::{Contents, MemoryMap};
 
@@ -88,27 +89,34 @@ static PHYS_LIMIT: AtomicU64 = AtomicU64::new(1 << 36);
 /// Address bits the identity map reaches: the lower half of 4-level paging (128 TiB).
 pub const IDENTITY_MAP_BITS: u8 = 47;
 
-/// One page-table page, viewed through the identity map.
-fn table(phys: u64) -> &'static mut [u64; 512] {
-    // SAFETY: `phys` is a page-table frame owned by the paging layer (allocated below and
-    // never freed) and identity-mapped; the paging layer is only used under `LOCK`, so no
-    // two references to the same table exist at once (`leaf` reads through no reference).
-    unsafe { &mut *(phys as *mut [u64; 512]) }
+/// One page-table page, viewed through the identity map as atomics: writers change its
+/// entries under `LOCK` while [`leaf`] (on any core) reads them without it. An entry that
+/// links a table already filled is stored with `Release`, so a walk that reads the link
+/// (`Acquire`) sees the table's fill; the other stores and the reads under `LOCK` are
+/// `Relaxed` (plain `mov`s on x86-64), ordered for the MMUs by the TLB flushes after them.
+fn table(phys: u64) -> &'static [AtomicU64; 512] {
+    // SAFETY: `phys` is a 4 KiB-aligned page-table frame owned by the paging layer
+    // (allocated below and never freed nor reused) and identity-mapped. AtomicU64 has
+    // u64's size and 8-byte alignment on x86-64, and every access to the entries is
+    // atomic (the MMUs', outside Rust, read and set bits in whole entries), so shared
+    // references to them on several cores at once are sound.
+    unsafe { &*(phys as *const [AtomicU64; 512]) }
+}
+
+/// The entry mapping `addr` (`shift`: 39, 30, 21 or 12, its level) in the table that
+/// `parent` links: the root's address, or an entry pointing to a table.
+fn entry_in(parent: u64, addr: u64, shift: u32) -> &'static AtomicU64 {
+    &table(parent & ADDRESS_MASK)[(addr >> shift) as usize & 511]
 }
 
 static LOCK: spin::Mutex<()> = spin::Mutex::new(());
 
-/// Stores `value` in `entry`, linking a table already filled: a release store, so a walk
-/// without the lock ([`leaf`]) that reads the link sees the table's fill.
-fn link(entry: &mut u64, value: u64) {
-    // SAFETY: `entry` is valid and aligned (a u64's alignment is AtomicU64's on x86-64),
-    // and held alone here (`&mut`): the only other access, `leaf`'s, is atomic too.
-    unsafe { AtomicU64::from_ptr(entry) }.store(value, Ordering::Release);
-}
-
-fn new_table() -> Result<u64, PagingError> {
+/// A new page table whose entry `i` (0 to 511) is `entry(i)`.
+fn new_table(entry: impl Fn(u64) -> u64) -> Result<u64, PagingError> {
     let frame = frames::allocate_page_table().ok_or(PagingError::OutOfMemory)?;
-    table(frame).fill(0);
+    for (i, slot) in table(frame).iter().enumerate() {
+        slot.store(entry(i as u64), Relaxed);
+    }
     Ok(frame)
 }
 
@@ -124,10 +132,10 @@ fn caching(holds_ram: bool) -> Caching {
 /// A page table mapping the 2 MiB at `start`, which hold RAM and device space, in 4 KiB
 /// pages: write-back, but uncached where a page holds no RAM (a device's registers).
 fn mixed_table(map: &MemoryMap, start: u64) -> Result<u64, PagingError> {
-    let pt = new_table()?;
+    let pt = new_table(|_| 0)?;
     let pages = map.frames_holding_ram(start..start + MIB2);
-    for (entry, (page, ram)) in table(pt).iter_mut().zip(pages) {
-        *entry = page | PRESENT | WRITABLE | caching(ram).bits();
+    for (entry, (page, ram)) in table(pt).iter().zip(pages) {
+        entry.store(page | PRESENT | WRITABLE | caching(ram).bits(), Relaxed);
     }
     Ok(pt)
 }
@@ -138,108 +146,96 @@ pub fn init(map: &MemoryMap, features: &Features) -> Result<(), PagingError> {
     let _guard = LOCK.lock();
     // Past 2^47 an address would index the upper half's entries, whatever the CPU reaches.
     let limit = 1 << features.phys_bits.min(IDENTITY_MAP_BITS);
-    PHYS_LIMIT.store(limit, Ordering::Relaxed);
+    PHYS_LIMIT.store(limit, Relaxed);
     let top = map.ram_top().max(GIB4).next_multiple_of(GIB1);
-    let root = new_table()?;
+    let root = new_table(|_| 0)?;
     let mut gib = 0;
     while gib < top {
-        let pml4 = table(root);
-        let pml4_index = (gib >> 39) as usize & 511;
-        if pml4[pml4_index] & PRESENT == 0 {
-            pml4[pml4_index] = new_table()? | PRESENT | WRITABLE;
+        let pml4e = entry_in(root, gib, 39);
+        if pml4e.load(Relaxed) & PRESENT == 0 {
+            pml4e.store(new_table(|_| 0)? | PRESENT | WRITABLE, Relaxed);
         }
-        let pdpt = table(pml4[pml4_index] & ADDRESS_MASK);
-        let pdpt_index = (gib >> 30) as usize & 511;
+        let pdpte = entry_in(pml4e.load(Relaxed), gib, 30);
         let whole = map.contents(gib..gib + GIB1);
         if features.huge_1g && whole != Contents::Mixed {
-            pdpt[pdpt_index] =
-                gib | PRESENT | WRITABLE | HUGE | caching(whole == Contents::Ram).bits();
+            let ram = caching(whole == Contents::Ram).bits();
+            pdpte.store(gib | PRESENT | WRITABLE | HUGE | ram, Relaxed);
         } else {
-            let pd_phys = new_table()?;
-            let pd = table(pd_phys);
-            for (i, entry) in pd.iter_mut().enumerate() {
+            let pd = new_table(|_| 0)?;
+            for (i, entry) in table(pd).iter().enumerate() {
                 let start = gib + i as u64 * MIB2;
                 let kind = match whole {
                     Contents::Mixed => map.contents(start..start + MIB2),
                     one_kind => one_kind,
                 };
-                *entry = match kind {
+                let value = match kind {
                     Contents::Mixed => mixed_table(map, start)? | PRESENT | WRITABLE,
                     _ => start | PRESENT | WRITABLE | HUGE | caching(kind == Contents::Ram).bits(),
                 };
+                entry.store(value, Relaxed);
             }
-            pdpt[pdpt_index] = pd_phys | PRESENT | WRITABLE;
+            pdpte.store(pd | PRESENT | WRITABLE, Relaxed);
         }
         gib += GIB1;
     }
-    ROOT.store(root, Ordering::Relaxed);
+    ROOT.store(root, Relaxed);
     // Page 0 faults: a null pointer dereference is a crash report, not silent corruption.
     unmap_page_locked(0)?;
     // SAFETY: the new tables map everything the kernel uses (its image, stack, boot data
     // and all RAM) at the same addresses as the boot tables did.
     unsafe { core::arch::asm!("mov cr3, {}", in(reg) root, options(nostack, preserves_flags)) };
     // Only now may page tables come from past 4 GiB (`frames::allocate_page_table`).
-    MAPPED_TOP.store(top, Ordering::Relaxed);
-    INSTALLED.store(true, Ordering::Release);
+    MAPPED_TOP.store(top, Relaxed);
+    INSTALLED.store(true, Release);
     Ok(())
 }
 
 /// Loads the kernel's page tables on an application processor.
 pub fn root() -> u64 {
-    ROOT.load(Ordering::Relaxed)
+    ROOT.load(Relaxed)
 }
 
 /// The end of the identity map made at boot (device windows above it are mapped with
 /// [`map_device`]); 4 GiB, the boot tables' map, until the kernel's tables are in use.
 pub fn mapped_top() -> u64 {
-    MAPPED_TOP.load(Ordering::Relaxed)
+    MAPPED_TOP.load(Relaxed)
 }
 
 /// Whether the kernel's own page tables are in use (before that, the boot tables map
 /// the first 4 GiB, page 0 included).
 pub fn installed() -> bool {
-    INSTALLED.load(Ordering::Acquire)
+    INSTALLED.load(Acquire)
 }
 
 /// Returns the page-table entry mapping `addr` with a 4 KiB page, splitting the 1 GiB or
 /// 2 MiB page that covers it (the split keeps every other address mapped as before).
-fn entry_4k(addr: u64) -> Result<&'static mut u64, PagingError> {
-    let root = ROOT.load(Ordering::Relaxed);
-    let pml4e = table(root)[(addr >> 39) as usize & 511];
+fn entry_4k(addr: u64) -> Result<&'static AtomicU64, PagingError> {
+    let pml4e = entry_in(ROOT.load(Relaxed), addr, 39).load(Relaxed);
     if pml4e & PRESENT == 0 {
         return Err(PagingError::NotMapped(addr));
     }
-    let pdpt = table(pml4e & ADDRESS_MASK);
-    let pdpte = &mut pdpt[(addr >> 30) as usize & 511];
-    if *pdpte & PRESENT == 0 {
+    let pdpte = entry_in(pml4e, addr, 30);
+    let huge = pdpte.load(Relaxed);
+    if huge & PRESENT == 0 {
         return Err(PagingError::NotMapped(addr));
     }
-    if *pdpte & HUGE != 0 {
-        let base = *pdpte & ADDRESS_MASK & !(GIB1 - 1);
-        let flags = *pdpte & !ADDRESS_MASK;
-        let pd = new_table()?;
-        for (i, entry) in table(pd).iter_mut().enumerate() {
-            *entry = (base + i as u64 * MIB2) | flags;
-        }
-        link(pdpte, pd | PRESENT | WRITABLE);
+    if huge & HUGE != 0 {
+        let base = huge & ADDRESS_MASK & !(GIB1 - 1);
+        let pd = new_table(|i| (base + i * MIB2) | (huge & !ADDRESS_MASK))?;
+        pdpte.store(pd | PRESENT | WRITABLE, Release);
     }
-    let pd = table(*pdpte & ADDRESS_MASK);
-    let pde = &mut pd[(addr >> 21) as usize & 511];
-    if *pde & PRESENT == 0 {
+    let pde = entry_in(pdpte.load(Relaxed), addr, 21);
+    let huge = pde.load(Relaxed);
+    if huge & PRESENT == 0 {
         return Err(PagingError::NotMapped(addr));
     }
-    if *pde & HUGE != 0 {
-        let base = *pde & ADDRESS_MASK & !(MIB2 - 1);
-        let flags = *pde & !ADDRESS_MASK & !HUGE;
-        let pt = new_table()?;
-        for (i, entry) in table(pt).iter_mut().enumerate() {
-            *entry = (base + i as u64 * KIB4) | flags;
-        }
-        link(pde, pt | PRESENT | WRITABLE);
+    if huge & HUGE != 0 {
+        let base = huge & ADDRESS_MASK & !(MIB2 - 1);
+        let pt = new_table(|i| (base + i * KIB4) | (huge & !ADDRESS_MASK & !HUGE))?;
+        pde.store(pt | PRESENT | WRITABLE, Release);
         flush_all();
     }
-    let pt = table(*pde & ADDRESS_MASK);
-    Ok(&mut pt[(addr >> 12) as usize & 511])
+    Ok(entry_in(pde.load(Relaxed), addr, 12))
 }
 
 fn flush(addr: u64) {
@@ -258,7 +254,7 @@ fn flush_all() {
 
 fn unmap_page_locked(addr: u64) -> Result<(), PagingError> {
     let entry = entry_4k(addr & !(KIB4 - 1))?;
-    *entry &= !PRESENT;
+    entry.store(entry.load(Relaxed) & !PRESENT, Relaxed);
     flush(addr);
     Ok(())
 }
@@ -274,11 +270,8 @@ pub fn set_present(range: core::ops::Range<u64>, present: bool) -> Result<(), Pa
     }
     for page in range.step_by(KIB4 as usize) {
         let entry = entry_4k(page & !(KIB4 - 1))?;
-        *entry = if present {
-            *entry | PRESENT
-        } else {
-            *entry & !PRESENT
-        };
+        let absent = entry.load(Relaxed) & !PRESENT;
+        entry.store(if present { absent | PRESENT } else { absent }, Relaxed);
         flush(page);
     }
     Ok(())
@@ -286,26 +279,18 @@ pub fn set_present(range: core::ops::Range<u64>, present: bool) -> Result<(), Pa
 
 /// The present entry that maps `addr` and the bytes of its page (1 GiB, 2 MiB or 4 KiB),
 /// read without the page-table lock as another core's MMU reads them: top down, each
-/// entry once, as a whole.
+/// entry once, as a whole (an atomic load, as every write to an entry is a store: see
+/// [`table`]). The writers, under `LOCK`: `init`, before any other core or app runs;
+/// `entry_4k`'s split, which fills its new table and then links it (`Release`, which this
+/// load's `Acquire` pairs with, so a table reached through a link is seen filled);
+/// `set_present` and `unmap_page_locked`, which flip `PRESENT` alone; `map_device`, which
+/// zeroes each new table (`new_table`) and then links it the same way; `map_ram_at`, in
+/// the upper half only (PML4 entries 256 up, never reached from `is_present`, whose range
+/// ends at 2^47). Each entry is read as before or after a change.
 fn leaf(addr: u64) -> Option<(u64, u64)> {
-    let mut entry = ROOT.load(Ordering::Relaxed);
+    let mut entry = ROOT.load(Relaxed);
     for shift in [39, 30, 21, 12] {
-        let entries = (entry & ADDRESS_MASK) as *mut u64;
-        let at = entries.wrapping_add((addr >> shift) as usize & 511);
-        // SAFETY: `at` is an aligned entry of a page table reached from the root: a frame
-        // never freed nor reused (`frames::allocate_page_table`), identity-mapped. The
-        // load is atomic; the writers, under `LOCK`, store each entry whole, one aligned
-        // u64 (a single store, atomic on x86-64), but those that do not link a table as
-        // plain stores: a race outside Rust's model that every other core's MMU runs
-        // already, reading the same entries the same way. The writers: `init`, before any
-        // other core or app runs; `entry_4k`'s split, which fills its new table and then
-        // links it with `link`; `set_present` and `unmap_page_locked`, which flip
-        // `PRESENT` alone; `map_device`, which zeroes each new table (`new_table`) and then
-        // links it with `link`; `map_ram_at`, in the upper half only (PML4 entries 256
-        // up, never reached from `is_present`, whose range ends at 2^47). `link` is a
-        // release store and this load an acquire, so a table reached through a link read
-        // here is seen filled; and each entry is read as before or after a change.
-        entry = unsafe { AtomicU64::from_ptr(at) }.load(Ordering::Acquire);
+        entry = entry_in(entry, addr, shift).load(Acquire);
         if entry & PRESENT == 0 || entry & HUGE != 0 || shift == 12 {
             return (entry & PRESENT != 0).then_some((entry, 1 << shift));
         }
@@ -361,15 +346,15 @@ impl Shootdown {
         flush_all();
         let me = super::percpu::core_index();
         let others = (0..crate::smp_cores()).filter(|&core| core != me);
-        SHOOTDOWN_PENDING.store(others.clone().count() as u64, Ordering::Release);
+        SHOOTDOWN_PENDING.store(others.clone().count() as u64, Release);
         for core in others {
-            let apic_id = super::percpu::core(core).apic_id.load(Ordering::Relaxed);
+            let apic_id = super::percpu::core(core).apic_id.load(Relaxed);
             super::apic::send_ipi(
                 apic_id,
                 super::apic::Ipi::Fixed(super::idt::VECTOR_SHOOTDOWN),
             );
         }
-        while SHOOTDOWN_PENDING.load(Ordering::Acquire) != 0 {
+        while SHOOTDOWN_PENDING.load(Acquire) != 0 {
             core::hint::spin_loop();
         }
     }
@@ -384,7 +369,7 @@ pub fn is_free() -> bool {
 /// The shootdown IPI's handler: flush this core's TLB and say so.
 pub fn on_shootdown() {
     flush_all();
-    SHOOTDOWN_PENDING.fetch_sub(1, Ordering::AcqRel);
+    SHOOTDOWN_PENDING.fetch_sub(1, AcqRel);
 }
 
 /// Unmaps the 4 KiB page at `addr` (a guard page: touching it faults). Only this core's
@@ -400,25 +385,25 @@ pub fn unmap_page(addr: u64) -> Result<(), PagingError> {
 /// a lack of frames for one (`OutOfMemory`) maps nothing.
 pub fn map_device(phys: u64, len: u64) -> Result<(), PagingError> {
     let _guard = LOCK.lock();
-    let limit = PHYS_LIMIT.load(Ordering::Relaxed);
+    let limit = PHYS_LIMIT.load(Relaxed);
     let end = (phys.checked_add(len))
         .filter(|&end| end <= limit)
         .ok_or(PagingError::BeyondPhysicalAddressWidth(phys))?;
     for map in [false, true] {
         for addr in (phys & !(MIB2 - 1)..end).step_by(MIB2 as usize) {
-            let pml4 = table(ROOT.load(Ordering::Relaxed));
-            let pml4e = &mut pml4[(addr >> 39) as usize & 511];
-            if *pml4e & PRESENT == 0 {
-                link(pml4e, new_table()? | PRESENT | WRITABLE);
+            let pml4e = entry_in(ROOT.load(Relaxed), addr, 39);
+            if pml4e.load(Relaxed) & PRESENT == 0 {
+                pml4e.store(new_table(|_| 0)? | PRESENT | WRITABLE, Release);
             }
-            let pdpte = &mut table(*pml4e & ADDRESS_MASK)[(addr >> 30) as usize & 511];
-            if *pdpte & PRESENT == 0 {
-                link(pdpte, new_table()? | PRESENT | WRITABLE);
+            let pdpte = entry_in(pml4e.load(Relaxed), addr, 30);
+            if pdpte.load(Relaxed) & PRESENT == 0 {
+                pdpte.store(new_table(|_| 0)? | PRESENT | WRITABLE, Release);
             }
-            if map && *pdpte & HUGE == 0 {
-                let pde = &mut table(*pdpte & ADDRESS_MASK)[(addr >> 21) as usize & 511];
-                if *pde & PRESENT == 0 {
-                    *pde = addr | PRESENT | WRITABLE | HUGE | Caching::Uncached.bits();
+            if map && pdpte.load(Relaxed) & HUGE == 0 {
+                let pde = entry_in(pdpte.load(Relaxed), addr, 21);
+                if pde.load(Relaxed) & PRESENT == 0 {
+                    let device = addr | PRESENT | WRITABLE | HUGE | Caching::Uncached.bits();
+                    pde.store(device, Relaxed);
                 }
             }
         }
@@ -444,23 +429,22 @@ pub fn map_ram_at(virt: u64, phys: u64, len: u64) -> Result<(), PagingError> {
         return Err(PagingError::Misaligned(bad));
     }
     (phys.checked_add(len))
-        .filter(|&end| end <= PHYS_LIMIT.load(Ordering::Relaxed))
+        .filter(|&end| end <= PHYS_LIMIT.load(Relaxed))
         .ok_or(PagingError::BeyondPhysicalAddressWidth(phys))?;
     for map in [false, true] {
         for offset in (0..len).step_by(MIB2 as usize) {
             let addr = virt.wrapping_add(offset);
-            let pml4 = table(ROOT.load(Ordering::Relaxed));
-            let pml4e = &mut pml4[(addr >> 39) as usize & 511];
-            if *pml4e & PRESENT == 0 {
-                link(pml4e, new_table()? | PRESENT | WRITABLE);
+            let pml4e = entry_in(ROOT.load(Relaxed), addr, 39);
+            if pml4e.load(Relaxed) & PRESENT == 0 {
+                pml4e.store(new_table(|_| 0)? | PRESENT | WRITABLE, Release);
             }
-            let pdpte = &mut table(*pml4e & ADDRESS_MASK)[(addr >> 30) as usize & 511];
-            if *pdpte & PRESENT == 0 || *pdpte & HUGE != 0 {
-                link(pdpte, new_table()? | PRESENT | WRITABLE);
+            let pdpte = entry_in(pml4e.load(Relaxed), addr, 30);
+            if pdpte.load(Relaxed) & PRESENT == 0 || pdpte.load(Relaxed) & HUGE != 0 {
+                pdpte.store(new_table(|_| 0)? | PRESENT | WRITABLE, Release);
             }
             if map {
-                table(*pdpte & ADDRESS_MASK)[(addr >> 21) as usize & 511] =
-                    (phys + offset) | PRESENT | WRITABLE | HUGE | Caching::WriteBack.bits();
+                let ram = (phys + offset) | PRESENT | WRITABLE | HUGE | Caching::WriteBack.bits();
+                entry_in(pdpte.load(Relaxed), addr, 21).store(ram, Relaxed);
             }
         }
     }
