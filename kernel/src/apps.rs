@@ -365,7 +365,7 @@ pub(crate) fn ended_reason() -> u8 {
 /// it with `error`: an app that uses one the kernel took back at a revocation deadline it
 /// missed (one of `entries`; presumed so once its forfeit records were lost) is ended
 /// (its task, not the kernel), with a report. Else the refusal the app gets.
-fn refusal_of(
+pub(crate) fn refusal_of(
     owner: OwnerId,
     entries: &[rexo_api::EntryId],
     error: rexo_api::CapError,

@@ -1,7 +1,7 @@
 //! The kernel's side of the C ABI (`rexo-capi`, `api/c/rexo.h`): its registration, and the
 //! C apps linked into the image (compiled by build.rs) as app-table entries.
 
-#![allow(unsafe_code)] // calls into C
+#![allow(unsafe_code)] // calls into C, and copies for a C buffer rexo-capi checked
 
 use core::ffi::c_int;
 
@@ -56,6 +56,13 @@ pub fn register() {
                 .is_some_and(|map| map.regions().iter().any(|r| usable(r) && inside(r)));
             let taken = || crate::caps::touches_revoked(start, end - start);
             ram && !taken() && crate::arch::paging::is_present(start..end)
+        },
+        copy_memory: |kernel, cap, offset, buf, write| {
+            let owner = kernel.run().owner;
+            // SAFETY: rexo-capi checked `buf` (usable RAM, every page mapped) and holds no
+            // reference to it; `caps::copy` refuses it if taken by force since.
+            let copied = unsafe { crate::caps::copy((owner, cap.cap(), offset), buf, write) };
+            copied.map_err(|error| crate::apps::refusal_of(owner, &[cap.cap().id()], error))
         },
         core_index: crate::arch::percpu::core_index,
     });

@@ -22,7 +22,7 @@ extern crate alloc;
 use alloc::sync::Arc;
 use core::ffi::{c_char, c_int, c_uint, c_void};
 
-use rexo_api::{ApiError, CapError, EntryState, Kernel};
+use rexo_api::{ApiError, CapError, EntryState, Kernel, MemoryCap};
 pub use rexo_captable::OwnerId;
 use spin::Once;
 
@@ -64,6 +64,9 @@ const NO_BYTE: c_int = -1;
 /// What [`Host::acting_for`] calls: the kernel API and the owner a core acts for.
 pub type ActingFn<'a> = &'a mut dyn FnMut(&Kernel, Option<OwnerId>);
 
+/// What [`Host::copy_memory`] is: `(kernel, cap, offset, buf, write)`.
+pub type CopyFn = unsafe fn(&Kernel, &MemoryCap, u64, *mut [u8], bool) -> Result<(), ApiError>;
+
 /// What the kernel lends the C ABI ([`register`]).
 pub struct Host {
     /// Calls `f` once with the kernel API of the app run this core acts for and that
@@ -73,6 +76,14 @@ pub struct Host {
     /// usable RAM, outside memory the kernel took back by force, and every page of it is
     /// mapped (the kernel walks its page tables: a stack's guard page is RAM too).
     pub usable_ram: fn(start: u64, end: u64) -> bool,
+    /// Copies between the C app's buffer `buf` and the memory `cap` names, at `offset`,
+    /// for the app run `kernel` acts for: into it (`write`) or out of it, refused as
+    /// [`Kernel::write_memory`] and [`Kernel::read_memory`] are. A raw slice, not a
+    /// reference: the buffer may lie in the capability's own frames (C may keep a pointer
+    /// from a view), and a reference to it across the copy would break Rust's aliasing
+    /// rules. Unsafe to call: `buf` must be usable RAM, every page mapped (as `check_ram`
+    /// checks it).
+    pub copy_memory: CopyFn,
     /// The index of the core running the caller (a handle's lock records it: see
     /// [`release_abandoned`]).
     pub core_index: fn() -> usize,
@@ -201,10 +212,10 @@ fn copy_status(result: Result<(), ApiError>, buffer_revoked: impl FnOnce() -> bo
     }
 }
 
-/// Whether the C app's `buffer` (checked by [`c_bytes`] or [`c_bytes_mut`]) lies, now,
-/// outside usable RAM: in memory taken by force since.
-fn taken_since_checked(buffer: &[u8]) -> bool {
-    !buffer.is_empty() && check_ram(buffer.as_ptr() as usize, buffer.len()).is_err()
+/// Whether the C app's buffer `buf` (checked by [`c_buffer`]) lies, now, outside usable
+/// RAM: in memory taken by force since.
+fn taken_since_checked(buf: *mut [u8]) -> bool {
+    !buf.is_empty() && check_ram(buf.cast::<u8>() as usize, buf.len()).is_err()
 }
 
 /// Whether `[addr, addr + len)` (`len` > 0) lies above page 0 inside one region of usable
@@ -219,31 +230,38 @@ fn check_ram(addr: usize, len: usize) -> Result<(), c_int> {
     }
 }
 
-/// The `len` bytes C passes at `ptr`, checked.
-fn c_bytes<'a>(ptr: *const c_void, len: usize) -> Result<&'a [u8], c_int> {
+/// The `len` bytes C passes at `ptr`, checked (not NULL, usable RAM, every page mapped), as
+/// a raw slice: empty (and dangling, never read) for `len` 0, whatever `ptr` is.
+fn c_buffer(ptr: *const c_void, len: usize) -> Result<*mut [u8], c_int> {
     if len == 0 {
-        return Ok(&[]);
+        return Ok(core::ptr::slice_from_raw_parts_mut(
+            core::ptr::dangling_mut(),
+            0,
+        ));
     }
     if ptr.is_null() {
         return Err(REXO_EINVAL);
     }
     check_ram(ptr as usize, len)?;
-    // SAFETY: the range is non-empty usable RAM, every page mapped (checked above). The C
-    // app hands the buffer to the kernel for this call only; the slice does not outlive it.
-    Ok(unsafe { core::slice::from_raw_parts(ptr.cast::<u8>(), len) })
+    Ok(core::ptr::slice_from_raw_parts_mut(
+        ptr.cast::<u8>().cast_mut(),
+        len,
+    ))
 }
 
-/// The `len` bytes C lends at `ptr` for the kernel to fill, checked.
+/// The `len` bytes C passes at `ptr`, checked ([`c_buffer`]).
+fn c_bytes<'a>(ptr: *const c_void, len: usize) -> Result<&'a [u8], c_int> {
+    let buf = c_buffer(ptr, len)?;
+    // SAFETY: `buf` is usable RAM, every page mapped, or empty (checked by `c_buffer`). The
+    // C app hands the buffer to the kernel for this call only; the slice does not outlive it.
+    Ok(unsafe { &*buf })
+}
+
+/// The `len` bytes C lends at `ptr` for the kernel to fill, checked ([`c_buffer`]).
 fn c_bytes_mut<'a>(ptr: *mut c_void, len: usize) -> Result<&'a mut [u8], c_int> {
-    if len == 0 {
-        return Ok(&mut []);
-    }
-    if ptr.is_null() {
-        return Err(REXO_EINVAL);
-    }
-    check_ram(ptr as usize, len)?;
+    let buf = c_buffer(ptr, len)?;
     // SAFETY: as in `c_bytes`; the C app lends the buffer for writing during this call.
-    Ok(unsafe { core::slice::from_raw_parts_mut(ptr.cast::<u8>(), len) })
+    Ok(unsafe { &mut *buf })
 }
 
 /// A `uint64_t` out-parameter C passed, checked when the call starts (not NULL, inside
@@ -487,22 +505,24 @@ pub extern "C" fn rexo_mem_write(
     data: *const c_void,
     len: usize,
 ) -> c_int {
-    match c_bytes(data, len) {
-        Ok(data) => with_memory(handle, |kernel, memory| {
-            let written = kernel.write_memory(memory.unmapped()?, offset, data);
-            Ok(copy_status(written, || taken_since_checked(data)))
-        }),
-        Err(code) => code,
-    }
+    copy_memory(handle, offset, c_buffer(data, len), true)
 }
 
 /// `int rexo_mem_read(int64_t handle, uint64_t offset, void *buf, size_t len)`.
 #[unsafe(no_mangle)]
 pub extern "C" fn rexo_mem_read(handle: i64, offset: u64, buf: *mut c_void, len: usize) -> c_int {
-    match c_bytes_mut(buf, len) {
-        Ok(buffer) => with_memory(handle, |kernel, memory| {
-            let read = kernel.read_memory(memory.unmapped()?, offset, buffer);
-            Ok(copy_status(read, || taken_since_checked(buffer)))
+    copy_memory(handle, offset, c_buffer(buf, len), false)
+}
+
+/// `rexo_mem_write`'s copy (`write`) or `rexo_mem_read`'s, with the C app's buffer as
+/// `c_buffer` checked it: never a reference, for it may lie in the capability's frames.
+fn copy_memory(handle: i64, offset: u64, buf: Result<*mut [u8], c_int>, write: bool) -> c_int {
+    match buf {
+        Ok(buf) => with_memory(handle, |kernel, memory| {
+            let cap = memory.unmapped()?;
+            // SAFETY: `c_buffer` checked `buf`: usable RAM, every page mapped (or empty).
+            let copied = unsafe { (host().copy_memory)(kernel, cap, offset, buf, write) };
+            Ok(copy_status(copied, || taken_since_checked(buf)))
         }),
         Err(code) => code,
     }
@@ -583,6 +603,7 @@ mod tests {
     pub(crate) fn register_test_host() {
         register(Host {
             acting_for: |_| {},
+            copy_memory: |_, _, _, _, _| unreachable!("the host tests copy no memory"),
             usable_ram: |start, end| {
                 let taken = TAKEN.lock().expect("not poisoned");
                 !taken.iter().any(|at| (start..end).contains(at))

@@ -318,30 +318,30 @@ fn grant(owner: OwnerId, bytes: u64, reserved: u64) -> Result<Cap, MemoryError> 
     }
 }
 
-/// Where the memory `cap` names from `offset` on is copied to or from the app's
-/// `buffer`, checked for `owner` and `right`. `Revoked` if `buffer` lies in memory taken
-/// by force from its holder (a view's bytes past its deadline): the copy would fault with
-/// the table's lock held; the holder's next touch of them ends its task.
+/// Where the memory `cap` names from `offset` on is copied to or from the app's buffer
+/// `buf`, checked for `owner` and `right`. `Revoked` if `buf` lies in memory taken by
+/// force from its holder (a view's bytes past its deadline): the copy would fault with the
+/// table's lock held; the holder's next touch of them ends its task.
 fn checked_range(
     state: &State,
-    owner: OwnerId,
-    cap: &Cap,
-    right: Rights,
+    (owner, cap, right): (OwnerId, &Cap, Rights),
     offset: u64,
-    buffer: &[u8],
-) -> Result<u64, CapError> {
+    buf: *mut [u8],
+) -> Result<*mut u8, CapError> {
     let info = state
         .table
         .check_kind(owner, cap, right, ResourceKind::Memory)?;
-    let len = buffer.len() as u64;
-    let end = offset.checked_add(len).ok_or(CapError::OutOfRange)?;
-    if end > info.resource.len() {
+    let end = offset.checked_add(buf.len() as u64);
+    if end.is_none_or(|end| end > info.resource.len()) {
         return Err(CapError::OutOfRange);
     }
-    if state.ledger.touches_revoked(buffer.as_ptr() as u64, len) {
+    if state
+        .ledger
+        .touches_revoked(buf as *mut u8 as u64, buf.len() as u64)
+    {
         return Err(CapError::Revoked);
     }
-    Ok(info.resource.start() + offset)
+    Ok((info.resource.start() + offset) as *mut u8)
 }
 
 /// Whether the ledger holds a revoked region: [`touches_revoked`] needs no lock while
@@ -355,33 +355,47 @@ pub fn touches_revoked(start: u64, len: u64) -> bool {
         && locked(|state| state.ledger.touches_revoked(start, len)) == Some(true)
 }
 
-/// Copies `data` into the memory `cap` names, at `offset` (`Revoked` for `data` in
-/// revoked memory: [`checked_range`]).
-pub fn write_memory(owner: OwnerId, cap: &Cap, offset: u64, data: &[u8]) -> Result<(), CapError> {
+/// Copies between the app's buffer `buf` and the memory `cap` names, at `offset`: into
+/// it (`write`, checked for the write right) or out of it (the read right). `Revoked` for a
+/// `buf` in revoked memory ([`checked_range`]).
+///
+/// # Safety
+///
+/// `buf` is valid for reads (`write`) or writes during the call, and no reference to its
+/// bytes is live across it. It may overlap the capability's memory (a C app may pass a
+/// pointer it kept from a view of it): the copy is a memmove through raw pointers.
+pub unsafe fn copy(
+    (owner, cap, offset): (OwnerId, &Cap, u64),
+    buf: *mut [u8],
+    write: bool,
+) -> Result<(), CapError> {
     with_state(|state| {
-        let at = checked_range(state, owner, cap, Rights::WRITE, offset, data)?;
-        // SAFETY: `[at, at + len)` lies in frames the table says `owner` may write, reached
-        // only through this module under the lock; `data` may overlap them (a C app's kept
-        // view of them), hence `copy`, a memmove.
-        unsafe { core::ptr::copy(data.as_ptr(), at as *mut u8, data.len()) };
+        let right = if write { Rights::WRITE } else { Rights::READ };
+        let at = checked_range(state, (owner, cap, right), offset, buf)?;
+        let start = buf.cast::<u8>();
+        let (from, to) = if write { (start, at) } else { (at, start) };
+        // SAFETY: the `buf.len()` bytes from `at` lie in frames the table says `owner` may
+        // read or write, reached only through this module under the lock (never through a
+        // reference); `buf` is valid as the caller promises and may overlap them, hence
+        // `copy`, a memmove.
+        unsafe { core::ptr::copy(from, to, buf.len()) };
         Ok(())
     })
 }
 
-/// Copies from the memory `cap` names, at `offset`, into `buffer` (`Revoked` for a
-/// `buffer` in revoked memory, as in [`write_memory`]).
-pub fn read_memory(
-    owner: OwnerId,
-    cap: &Cap,
-    offset: u64,
-    buffer: &mut [u8],
-) -> Result<(), CapError> {
-    with_state(|state| {
-        let at = checked_range(state, owner, cap, Rights::READ, offset, buffer)?;
-        // SAFETY: as in `write_memory`, for reading; `buffer` may overlap the frames.
-        unsafe { core::ptr::copy(at as *const u8, buffer.as_mut_ptr(), buffer.len()) };
-        Ok(())
-    })
+/// Copies a Rust app's `data` into the memory `cap` names, at `offset` ([`copy`]).
+pub fn write_memory(owner: OwnerId, cap: &Cap, offset: u64, data: &[u8]) -> Result<(), CapError> {
+    // SAFETY: `data` is readable for the call, and only read. A Rust app's slice never lies
+    // in a capability's frames: the only references to them, `map`'s views, are refused
+    // while another capability names the memory and borrow their own for the view's life.
+    unsafe { copy((owner, cap, offset), (&raw const *data).cast_mut(), true) }
+}
+
+/// Copies from the memory `cap` names, at `offset`, into a Rust app's `buf` ([`copy`]).
+pub fn read_memory(owner: OwnerId, cap: &Cap, offset: u64, buf: &mut [u8]) -> Result<(), CapError> {
+    // SAFETY: `buf` is writable for the call; it lies in no capability's frames, as in
+    // `write_memory`.
+    unsafe { copy((owner, cap, offset), buf, false) }
 }
 
 /// Brings the ledger up to date with the table (`forced`: entries went by force;
