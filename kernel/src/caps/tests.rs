@@ -278,8 +278,8 @@ kernel_test!(
         );
         assert_eq!(
             allocate_memory(QUOTA_OWNER, u64::MAX).err(),
-            Some(MemoryError::OutOfMemory),
-            "a size that overflows whole frames"
+            Some(MemoryError::QuotaExceeded),
+            "a size that overflows whole frames is past any quota"
         );
         assert_eq!(
             allocate_memory(QUOTA_OWNER, 0).err(),
