@@ -232,7 +232,8 @@ pub enum ApiError {
     /// The app panicked; it was ended and what it held went back to the kernel.
     Panicked,
     /// The app overflowed its stack (its core's kernel stack, into the guard page below
-    /// it); it was ended and what it held went back to the kernel.
+    /// it), or had too little of it left for a kernel call; it was ended and what it held
+    /// went back to the kernel.
     StackOverflow,
     /// The app used a resource the kernel took back at a revocation deadline it missed
     /// (the abort protocol); it was ended and what it held went back to the kernel.

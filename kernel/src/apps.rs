@@ -320,16 +320,18 @@ pub(crate) static ENDED_BY: [AtomicU8; crate::arch::percpu::MAX_CORES] =
 /// The app panicked (what a core records until told otherwise).
 pub(crate) const ENDED_BY_PANIC: u8 = 0;
 pub(crate) const ENDED_BY_REPOSSESSION: u8 = 1;
-/// The app overflowed its stack (a panic the double-fault handler raised for it).
+/// The app overflowed its stack (a panic the double-fault handler raised for it), or had
+/// too little of it left to enter a kernel section (`arch::abort::kernel_section`).
 pub(crate) const ENDED_BY_STACK_OVERFLOW: u8 = 2;
 /// No task of a `run_on_every_core` call was ended.
 const NOT_ENDED: u8 = u8::MAX;
 
-/// Ends the task of this core's app for breaking the abort protocol (it used memory taken
-/// back by force), if the core is inside an abort point.
-fn end_repossessed() {
+/// Ends the task of this core's app at its abort point, recorded as ended by `reason` (an
+/// `ENDED_BY_` value: it broke the abort protocol, using memory taken back by force, or
+/// ran short of stack), if the core is inside an abort point.
+pub(crate) fn end_app_for(reason: u8) {
     if crate::arch::abort::can_abort() {
-        ENDED_BY[crate::arch::percpu::core_index()].store(ENDED_BY_REPOSSESSION, Ordering::Relaxed);
+        ENDED_BY[crate::arch::percpu::core_index()].store(reason, Ordering::Relaxed);
         crate::arch::abort::abort_current();
     }
 }
@@ -350,7 +352,7 @@ pub(crate) fn on_page_fault(addr: u64) {
             "app '{}' touched revoked region {region} (at {addr:#x}): ending its task",
             api.name
         );
-        end_repossessed();
+        end_app_for(ENDED_BY_REPOSSESSION);
     }
 }
 
@@ -375,7 +377,7 @@ pub(crate) fn refusal_of(
     if let Some(entry) = entries.iter().find(repossessed) {
         let missed = "taken back at a revocation deadline it missed (or presumed so)";
         log::error!("{owner} touched {entry}, {missed}: ending its task");
-        end_repossessed();
+        end_app_for(ENDED_BY_REPOSSESSION);
     }
     ApiError::refusal(error)
 }

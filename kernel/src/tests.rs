@@ -1269,6 +1269,36 @@ kernel_test!(
     }
 );
 
+/// Recurses without end asking the kernel for the capability table at each level, as a
+/// safe app may: the deepest point of each level is inside the call's kernel section.
+#[allow(unconditional_recursion)] // the point: the stack must run out in a kernel call
+fn recurse_asking_the_kernel(kernel: &rexo_api::Kernel) -> usize {
+    let entries = kernel.capabilities();
+    core::hint::black_box(recurse_asking_the_kernel(kernel)) + entries.len()
+}
+
+kernel_test!(
+    /// An app short of stack as it enters a kernel section is ended there as a stack
+    /// overflow (without the check its stack ran out inside the section: a crash report).
+    fn an_app_that_runs_out_of_stack_in_a_kernel_call_ends_alone() {
+        let asker = crate::apps::App::new("deep-asker", "recurses asking the kernel", |kernel| {
+            let entries = recurse_asking_the_kernel(kernel);
+            panic!("recursed without running out of stack ({entries} entries)");
+        });
+        assert_eq!(
+            crate::apps::run(&asker),
+            Err(rexo_api::ApiError::StackOverflow)
+        );
+        assert!(mem::heap::is_free(), "the heap's lock was left held");
+        let next = crate::apps::App::new("asker", "asks the kernel once", |kernel| {
+            drop(kernel.capabilities());
+            Ok(())
+        });
+        assert_eq!(crate::apps::run(&next), Ok(()), "the machine goes on");
+        crate::kprintln!("tests: an app out of stack in a kernel call ended alone");
+    }
+);
+
 kernel_test!(
     fn an_interrupt_taken_with_the_stack_all_but_used_up_is_served_on_a_stack_of_its_own() {
         use crate::arch::{apic, idt};

@@ -13,7 +13,8 @@
 //! and what an app ended mid-way held there is leaked. App code (apps run on the core's
 //! kernel stack) with less than [`STACK_ROOM`] of it left is refused before the heap's
 //! lock is taken (an allocation fails; a free panics, which ends the app), so that its
-//! stack never runs out, ending it, with the lock held for good.
+//! stack never runs out, ending it, with the lock held for good (a kernel section refuses
+//! it likewise, ending the app as a stack overflow: `arch::abort::kernel_section`).
 
 #![allow(unsafe_code)] // claiming raw memory for the allocator
 
@@ -60,13 +61,14 @@ unsafe impl Source for Frames {
     }
 }
 
-/// The stack app code must have left to use the heap: talc's deepest call (a growth
-/// included) with room to spare, and enough for the panic that ends the app.
+/// The stack app code must have left to use the heap or to enter a kernel section
+/// (`arch::abort::kernel_section`): talc's deepest call (a growth included), or the
+/// section's, with room to spare, and enough for the panic that ends the app.
 const STACK_ROOM: u64 = 16 << 10;
 
 /// Whether this core runs code inside an abort point with less than [`STACK_ROOM`] of its
 /// kernel stack left.
-fn stack_short() -> bool {
+pub(crate) fn stack_short() -> bool {
     let bottom = crate::arch::percpu::current().stack().bottom;
     let here = &raw const bottom as u64;
     crate::arch::abort::can_abort() && (bottom..bottom + STACK_ROOM).contains(&here)

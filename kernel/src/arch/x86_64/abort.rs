@@ -100,7 +100,12 @@ pub fn run_abortable<F: FnOnce()>(f: F) -> Result<(), Aborted> {
 /// leaves the kernel's books half written), with this core's abort point put aside: a
 /// panic or fault inside it is the kernel's, a crash report, not the end of the app
 /// whose call it serves. Abort points set inside `f` (the app's own code) still work.
+/// App code with too little stack left for it (`mem::heap::stack_short`) is ended
+/// instead, as a stack overflow, before `f` runs: `f` would overflow where no abort is.
 pub fn kernel_section<T>(f: impl FnOnce() -> T) -> T {
+    if crate::mem::heap::stack_short() {
+        crate::apps::end_app_for(crate::apps::ENDED_BY_STACK_OVERFLOW);
+    }
     // Only this core writes its slot: a load and a store, not an atomic swap.
     let point = &ABORT_POINT[super::percpu::core_index()];
     let outer = point.load(Ordering::Relaxed);
