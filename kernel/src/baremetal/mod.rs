@@ -207,9 +207,11 @@ fn area_frames() -> Result<rexo_memmap::FrameRange, LoadError> {
 /// size. Refused while cores run jobs of the loaded binary ([`calls::JOBS`]). Calls
 /// `record(None)` before the area stops holding the binary loaded before, and
 /// `record(Some(size))` once the copy is done, both under the area's lock, so that a
-/// record never outlives the area's contents. The copy from the app's memory runs under
-/// an abort point of its own: if the memory is taken from the app mid-copy (a fault), the
-/// area and the load are released first, then the app ends.
+/// record never outlives the area's contents. The load is a kernel section (it holds the
+/// load's state, the area's lock and, mapping the area, paging's), but for the copy from
+/// the app's memory, which runs under an abort point of its own: if the memory is taken
+/// from the app mid-copy (a fault), the area and the load are released first, then the
+/// app ends.
 pub fn load(binary: Option<&[u8]>, mut record: impl FnMut(Option<u64>)) -> Result<u64, LoadError> {
     let image = match binary {
         Some(image) => image,
@@ -220,7 +222,7 @@ pub fn load(binary: Option<&[u8]>, mut record: impl FnMut(Option<u64>)) -> Resul
         }
     };
     check_image(image, AREA_MAX)?;
-    let (size, copy_aborted) = calls::JOBS.load(|| {
+    let load = || {
         let mut guard = area()?;
         let area = guard.as_mut().ok_or(LoadError::NoArea)?;
         check_image(image, area.len() as u64)?;
@@ -234,7 +236,8 @@ pub fn load(binary: Option<&[u8]>, mut record: impl FnMut(Option<u64>)) -> Resul
             COMPLETE.store(true, Release);
         }
         Ok((image.len() as u64, aborted))
-    })?;
+    };
+    let (size, copy_aborted) = crate::arch::abort::kernel_section(|| calls::JOBS.load(load))?;
     if copy_aborted {
         crate::arch::abort::abort_current();
     }
