@@ -279,7 +279,7 @@ static HOARD_FREE: [core::sync::atomic::AtomicU64; 3] =
 /// Takes what the kernel heap gives the calling code: `try_reserve_exact` from 1 GiB down
 /// to 8 bytes, halving, each size as long as it is served (at most 4096 buffers), every
 /// buffer kept in what it returns.
-fn take_the_heap() -> Vec<Vec<u8>> {
+pub(crate) fn take_the_heap() -> Vec<Vec<u8>> {
     let mut kept: Vec<Vec<u8>> = Vec::with_capacity(4096);
     let mut size = 1usize << 30;
     while size >= 8 && kept.len() < kept.capacity() {

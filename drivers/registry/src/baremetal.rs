@@ -123,7 +123,8 @@ pub const FRAME_BYTES: usize = 1522;
 
 /// Per core, the buffer `b_net_rx` leaves a received frame in and whose address it hands
 /// the program (RDI), as BareMetal hands out its driver's buffer: allocated by the core's
-/// first `b_net_rx` (from memory the program can read, the kernel's identity-mapped heap),
+/// first `b_net_rx` in a kernel section ([`Binder::kernel_section`]; from memory the
+/// program can read, the kernel's identity-mapped heap),
 /// kept for good, and overwritten by that core's next `b_net_rx`. One per core, so that
 /// programs polling on several cores never see each other's frames.
 pub struct ReceiveBuffers<const CORES: usize> {
@@ -329,7 +330,14 @@ impl Registry {
         buffers: &ReceiveBuffers<CORES>,
     ) -> (u64, u64) {
         let interface = interface_of(rdx);
-        let Some(buffer) = buffers.of(self.binder.core_index()) else {
+        let core = self.binder.core_index();
+        // The core's first call allocates its buffer: a kernel section, as an allocation
+        // refused to the app (its quota, its stack) would end it inside `call_once`,
+        // leaving the buffer's `Once` running for good and every later call spinning.
+        let mut buffer = None;
+        self.binder
+            .kernel_section(&mut || buffer = buffers.of(core));
+        let Some(buffer) = buffer else {
             return (0, 0);
         };
         // The buffer is locked only while a frame is copied in, not across the wait for

@@ -412,3 +412,42 @@ kernel_test!(
         }
     }
 );
+
+/// The receive buffers of [`a_receive_by_a_program_with_no_heap_left_allocates_its_buffer`],
+/// and the address its app's receive returned.
+static BUFFERS: rexo_drivers::baremetal::ReceiveBuffers<{ crate::arch::percpu::MAX_CORES }> =
+    rexo_drivers::baremetal::ReceiveBuffers::new();
+static FIRST_BUFFER: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// Takes the heap growth its quota allows ([`crate::tests::take_the_heap`]), then makes
+/// its core's first `b_net_rx` on [`BUFFERS`], as a BareMetal program may.
+fn app_receiving_with_no_heap_left(_: &rexo_api::Kernel) -> Result<(), rexo_api::ApiError> {
+    let kept = crate::tests::take_the_heap();
+    let (address, _) = calls::registry().baremetal_receive(0, &BUFFERS);
+    FIRST_BUFFER.store(address, core::sync::atomic::Ordering::Relaxed);
+    drop(kept);
+    Ok(())
+}
+
+kernel_test!(
+    /// A core's first `b_net_rx` allocates its receive buffer in a kernel section: made
+    /// by an app that took the heap growth of its quota, the call is served from the
+    /// kernel's reserve, and the core's next call gets the same buffer (without the
+    /// section the allocation was refused inside the buffer's `Once`, the app ended
+    /// there, and every later call on the core spun for good).
+    fn a_receive_by_a_program_with_no_heap_left_allocates_its_buffer() {
+        let app = crate::apps::App::new(
+            "rx-heap-taker",
+            "receives with no heap left",
+            app_receiving_with_no_heap_left,
+        );
+        let owner = crate::caps::tests::top_owner(14);
+        let cores = crate::apps::CoreSpan { first: 0, count: 1 };
+        let run = crate::apps::run_as(&app, owner, cores, Some(1 << 20));
+        assert_eq!(run, Ok(()), "the app was ended in its first receive");
+        let first = FIRST_BUFFER.load(core::sync::atomic::Ordering::Relaxed);
+        assert_ne!(first, 0, "no buffer address");
+        let (second, _) = calls::registry().baremetal_receive(0, &BUFFERS);
+        assert_eq!(second, first, "the core's buffer changed");
+    }
+);
