@@ -109,22 +109,23 @@ pub fn run_on_cores(
 
 /// Runs `f(core)` once on every core of `cores` (machine indices) and waits for all of
 /// them, helping with queued work while it waits. If a core's queue refuses the task, the
-/// error comes once the tasks queued before it have run. The wait is a kernel section:
-/// a task it runs for someone else (the kernel's sweep, another app's task) is not ended
-/// at the abort point of the app that waits (an app's task sets its own).
+/// error comes once the tasks queued before it have run. Every task is boxed before any
+/// is queued, so an app whose allocation is refused (its quota) ends with none of its
+/// tasks left to run for it. The submits and the wait are a kernel section: a task the
+/// wait runs for someone else (the kernel's sweep, another app's task) is not ended at
+/// the abort point of the app that waits (an app's task sets its own).
 pub fn run_on_core_range(
     cores: core::ops::Range<usize>,
     f: impl Fn(usize) + Send + Sync + Clone + 'static,
 ) -> Result<(), BatchSubmitError> {
     let batch = Batch::new();
-    // After a refused submit, the tasks already queued still run: wait for them too (the
-    // refused one is already dropped: a `BatchSubmitError` holds no task to wait for).
-    let submitted = cores.into_iter().try_for_each(|core| {
-        let f = f.clone();
-        batch.submit_to(queue(), core, move || f(core))
-    });
-    crate::arch::abort::kernel_section(|| batch.wait(queue(), percpu::core_index()));
-    submitted
+    let tasks = batch.boxed_for_cores(cores, f);
+    crate::arch::abort::kernel_section(|| {
+        // After a refused submit, the tasks already queued still run: wait for them too.
+        let submitted = tasks.submit_to_cores(queue());
+        batch.wait(queue(), percpu::core_index());
+        submitted
+    })
 }
 
 /// A new batch of tasks on the machine's queue.

@@ -13,6 +13,7 @@ use alloc::boxed::Box;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt;
+use core::ops::Range;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, fence};
 
 use crossbeam_queue::ArrayQueue;
@@ -385,6 +386,30 @@ impl fmt::Debug for Batch {
     }
 }
 
+/// Tasks of a [`Batch`], each boxed for its core and none queued yet
+/// ([`Batch::boxed_for_cores`]); dropped unqueued, they count as finished.
+pub struct BoxedTasks(Vec<(usize, Task)>);
+
+impl fmt::Debug for BoxedTasks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let cores = self.0.iter().map(|(core, _)| core);
+        f.debug_struct("BoxedTasks")
+            .field("cores", &cores.collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl BoxedTasks {
+    /// Queues each task on its core of `q`, in order, allocating nothing. At the first
+    /// refused, that task and the rest are dropped unrun (they count as finished) and its
+    /// error is returned; the tasks queued before it still run, and the batch can be
+    /// waited for at once.
+    pub fn submit_to_cores<W: Waker>(self, q: &WorkQueue<W>) -> Result<(), BatchSubmitError> {
+        let submit = |(core, task)| q.submit_to(core, task).map_err(BatchSubmitError::from);
+        self.0.into_iter().try_for_each(submit)
+    }
+}
+
 /// Counts a batch task as finished when dropped (after it ran, or unrun).
 struct Done(Arc<AtomicUsize>);
 
@@ -424,6 +449,22 @@ impl Batch {
     ) -> Result<(), BatchSubmitError> {
         q.submit_to(core, self.wrap(f))
             .map_err(BatchSubmitError::from)
+    }
+
+    /// `f(core)` for each core of `cores`, each boxed as a task of the batch, none queued
+    /// yet ([`BoxedTasks::submit_to_cores`] queues them): every allocation comes first, so
+    /// a refused one (a panic that ends the caller) leaves no task of the batch queued to
+    /// run for a caller that is gone.
+    pub fn boxed_for_cores(
+        &self,
+        cores: Range<usize>,
+        f: impl Fn(usize) + Send + Sync + Clone + 'static,
+    ) -> BoxedTasks {
+        let task = |core| {
+            let f = f.clone();
+            (core, self.wrap(move || f(core)))
+        };
+        BoxedTasks(cores.map(task).collect())
     }
 
     /// Returns when every task of the batch has finished. Meanwhile it runs tasks of `q` as

@@ -345,3 +345,35 @@ fn a_pending_task_is_submitted_once_and_kept_while_the_queue_refuses_it() {
     assert_eq!(q.stats().submitted, 2, "two requests, one task");
     pending.submit_if_requested(|| panic!("submitted already"));
 }
+
+#[test]
+fn a_batchs_boxed_tasks_wait_for_their_submit_and_a_refused_one_drops_the_rest() {
+    let q = queue(2, 4, 1);
+    let batch = Batch::new();
+    let ran = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&ran);
+    let tasks = batch.boxed_for_cores(0..4, move |core| log.lock().unwrap().push(core));
+    assert_eq!(format!("{tasks:?}"), "BoxedTasks { cores: [0, 1, 2, 3] }");
+    assert_eq!(batch.pending(), 4);
+    assert_eq!(
+        q.stats().submitted,
+        0,
+        "nothing is queued before the submit"
+    );
+    assert_eq!(
+        tasks.submit_to_cores(&q),
+        Err(BatchSubmitError::NoSuchCore(2))
+    );
+    assert_eq!(
+        batch.pending(),
+        2,
+        "the refused task and the rest are dropped"
+    );
+    for core in 0..2 {
+        while let Some(task) = q.next(core) {
+            task();
+        }
+    }
+    assert_eq!(*ran.lock().unwrap(), [0, 1]);
+    assert_eq!(batch.pending(), 0);
+}
