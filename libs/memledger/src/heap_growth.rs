@@ -23,7 +23,8 @@ impl<const OWNERS: usize> HeapGrowth<OWNERS> {
 
     /// Counts `bytes` more growth for the run `run` (its owner and quota, `None`: no
     /// limit) if its count stays within the quota, then runs `take` (which takes the
-    /// frames); the count is taken back if `take` gives `None`. `None` without calling
+    /// frames); the count is taken back if `take` gives `None` (no further than 0: the
+    /// run's end may have cleared the count meanwhile). `None` without calling
     /// `take` past the quota, or for an owner beyond the books. Without a run (`None`: the
     /// kernel's own code) nothing is counted.
     pub fn charged<T>(
@@ -43,7 +44,8 @@ impl<const OWNERS: usize> HeapGrowth<OWNERS> {
         grown.fetch_update(Relaxed, Relaxed, within).ok()?;
         let taken = take();
         if taken.is_none() {
-            grown.fetch_sub(bytes, Relaxed);
+            let back = |grown: u64| Some(grown.saturating_sub(bytes));
+            let _always_some = grown.fetch_update(Relaxed, Relaxed, back);
         }
         taken
     }
@@ -104,6 +106,22 @@ mod tests {
             growth.charged(None, u64::MAX, take),
             Some(()),
             "the kernel's"
+        );
+    }
+
+    #[test]
+    fn a_failed_growth_taken_back_after_the_runs_clear_leaves_the_count_at_0() {
+        let growth: HeapGrowth<2> = HeapGrowth::new();
+        let app = Some((OwnerId(1), Some(MIB)));
+        let cleared_meanwhile = growth.charged(app, MIB / 2, || {
+            growth.clear(OwnerId(1));
+            None::<()>
+        });
+        assert_eq!(cleared_meanwhile, None);
+        assert_eq!(
+            growth.charged(app, MIB, || Some(())),
+            Some(()),
+            "the count did not wrap past the quota"
         );
     }
 
