@@ -8,7 +8,12 @@
 //! (a `try_reserve` error, or a panic that ends the app alone) before a kernel section's
 //! can. Growth in a kernel section is the kernel's, uncharged, the reserve its own: that
 //! includes the registry's and the drivers' code an app's device call reaches (its own
-//! closures there run under an abort point of their own, charged). The heap never gives
+//! closures there run under an abort point of their own, charged). The count is of the
+//! growth a run caused, not of what it holds: a free gives nothing back to it, and a
+//! `Vec` grown by doubling (`realloc` is an allocation, a copy and a free) holds its old
+//! and new blocks at once, so its growth reaches 1.5 to 2 times its final size; an app
+//! that frees a large buffer and takes it again is charged again if other code took the
+//! room meanwhile (docs/api.md says how to size a quota). The heap never gives
 //! frames back: what an app's growth took stays in the heap for every later allocation,
 //! and what an app ended mid-way held there is leaked. App code (apps run on the core's
 //! kernel stack) with less than [`STACK_ROOM`] of it left is refused before the heap's
