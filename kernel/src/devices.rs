@@ -14,10 +14,11 @@ pub(crate) static MACHINE: spin::Once<Machine> = spin::Once::new();
 /// The bus (its ECAM windows claimed on first use), its functions (walked once) and the
 /// drivers bound to them (bound once); first, the ports of ACPI's fixed hardware are kept
 /// from every driver (`rexo_acpi::Fadt::io_ports`). The first use may be an app's call: a
-/// kernel section, so that no abort leaves the `Once` running for good.
+/// kernel section around the `Once` (its stack check ends a short-stacked app before the
+/// `Once` starts), so that no abort leaves the `Once` running for good.
 pub fn machine() -> &'static Machine {
-    MACHINE.call_once(|| {
-        crate::arch::abort::kernel_section(|| {
+    crate::arch::abort::kernel_section(|| {
+        MACHINE.call_once(|| {
             let fadt = platform::acpi().and_then(|acpi| acpi.fadt);
             rexo_devio::port::hold_for_kernel(fadt.iter().flat_map(rexo_acpi::Fadt::io_ports));
             let windows = platform::acpi().map_or(&[][..], |acpi| acpi.mcfg_segments());
