@@ -10,8 +10,9 @@
 //! includes the registry's and the drivers' code an app's device call reaches (its own
 //! closures there run under an abort point of their own, charged). The count is of the
 //! growth a run caused, not of what it holds: a free gives nothing back to it, and a
-//! `Vec` grown by doubling (`realloc` is an allocation, a copy and a free) holds its old
-//! and new blocks at once, so its growth reaches 1.5 to 2 times its final size; an app
+//! `Vec` grown by doubling (a `realloc` that cannot grow its block in place allocates,
+//! copies and frees) holds its old and new blocks at once, so its growth can reach 1.5
+//! to 2 times its final size; an app
 //! that frees a large buffer and takes it again is charged again if other code took the
 //! room meanwhile (docs/api.md says how to size a quota). The heap never gives
 //! frames back: what an app's growth took stays in the heap for every later allocation,
@@ -83,8 +84,8 @@ pub(crate) fn stack_short() -> bool {
 struct Heap(TalcLock<spin::Mutex<()>, Frames>);
 
 // SAFETY: each call is talc's, unchanged, or refused before it (a null pointer, which the
-// contract allows; a panic instead of a free, the block left allocated). `realloc` is the
-// trait's own: an allocation, a copy and a free, each refused as above.
+// contract allows; a panic instead of a free, the block left allocated). `realloc` is
+// talc's (in place where it can), refused as an allocation is: one check covers the call.
 unsafe impl GlobalAlloc for Heap {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         let refused = stack_short().then(core::ptr::null_mut);
@@ -96,6 +97,12 @@ unsafe impl GlobalAlloc for Heap {
         assert!(!stack_short(), "too little stack left to free memory");
         // SAFETY: the caller's promises, passed on to talc.
         unsafe { self.0.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let refused = stack_short().then(core::ptr::null_mut);
+        // SAFETY: the caller's promises, passed on to talc.
+        refused.unwrap_or_else(|| unsafe { self.0.realloc(ptr, layout, new_size) })
     }
 }
 
