@@ -628,8 +628,6 @@ pub const CASES: &[Case] = &[
         ],
         ..BASE
     },
-    // A CPU of 48 physical address bits: device windows still end at the identity map's
-    // 2^47 (past it they would land in the upper half).
     // Every core's x87 control word and MXCSR as a loader or firmware may leave them
     // (set through QEMU's gdb stub before the firmware runs; INIT keeps them): each core
     // loads its own (MXCSR 0xffc0 on every core without it).
@@ -650,6 +648,8 @@ pub const CASES: &[Case] = &[
         ],
         ..BASE
     },
+    // A CPU of 48 physical address bits: device windows still end at the identity map's
+    // 2^47 (past it they would land in the upper half).
     Case {
         name: "boot::device-window-past-the-identity-map",
         qemu_args: &["-cpu", "max,phys-bits=48"],
