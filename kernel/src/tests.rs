@@ -1148,6 +1148,10 @@ kernel_test!(
         );
         let split = crate::apps::run(&splitter);
         held_frames.into_iter().for_each(mem::frames::free);
+        if let Err(rexo_api::ApiError::Device(rexo_api::DeviceError::Unsupported(why))) = split {
+            crate::kprintln!("tests: the interface does not split ({why}): no-heap test skipped");
+            return;
+        }
         assert_eq!(split, Ok(()));
         let sender = crate::apps::App::new("device-sender", "sends a frame", app_sending_a_frame);
         assert_eq!(crate::apps::run(&sender), Ok(()), "the device opened again");
