@@ -22,7 +22,7 @@ use rexo_api::{
 use rexo_devio::Found;
 use spin::MutexGuard;
 
-use crate::appcode::calling_app;
+use crate::appcode::{AppCode, calling_app};
 use crate::lent::ClearedForHolder;
 use crate::reentry::{self, InCall};
 use crate::{Binder, Holder, Slot, SlotState, away};
@@ -169,33 +169,29 @@ impl Lease {
         }
     }
 
-    /// The kernel's half of the lease.
-    fn binder(&self) -> &'static dyn Binder {
-        self.binder
-    }
-
     /// Runs `call` on the device if the lease is live, marked as this core's call
-    /// ([`reentry`]).
+    /// ([`reentry`]), in one kernel section ([`calling_app`]) whose app's code `call`
+    /// runs through the [`AppCode`] it is given.
     fn with<T>(
         &self,
-        call: impl FnOnce(&mut Found) -> Result<T, DeviceError>,
+        call: impl FnOnce(&mut AppCode, &mut Found) -> Result<T, DeviceError>,
     ) -> Result<T, DeviceError> {
-        calling_app(self.binder, |_| {
+        calling_app(self.binder, |app| {
             let core = self.binder.core_index();
             let mut state = live(self.slot, self.generation, core)?;
             reentry::during(self.slot, &mut state, (self.binder, core), |state| {
-                call(&mut state.device)
+                call(app, &mut state.device)
             })
         })
     }
 
-    /// Runs `call` on the network interface if the lease is live.
+    /// Runs `call` on the network interface if the lease is live ([`Lease::with`]).
     fn net<T>(
         &self,
-        call: impl FnOnce(&mut dyn NetDevice) -> Result<T, DeviceError>,
+        call: impl FnOnce(&mut AppCode, &mut dyn NetDevice) -> Result<T, DeviceError>,
     ) -> Result<T, DeviceError> {
-        self.with(|device| match device {
-            Found::Net(nic) => call(nic.as_mut()),
+        self.with(|app, device| match device {
+            Found::Net(nic) => call(app, nic.as_mut()),
             _ => Err(DeviceError::Revoked),
         })
     }
@@ -209,9 +205,9 @@ impl Lease {
         &mut self,
         queue: usize,
         range: Option<(u64, u32, bool)>,
-        call: impl FnOnce(&mut dyn BlockDevice) -> Result<Tag, DeviceError>,
+        call: impl FnOnce(&mut AppCode, &mut dyn BlockDevice) -> Result<Tag, DeviceError>,
     ) -> Result<Tag, DeviceError> {
-        calling_app(self.binder, |_| {
+        calling_app(self.binder, |app| {
             let core = self.binder.core_index();
             let mut state = live(self.slot, self.generation, core)?;
             if let Some((lba, sectors, write)) = range {
@@ -221,7 +217,7 @@ impl Lease {
                 let Found::Block(disk) = &mut state.device else {
                     return Err(DeviceError::Revoked);
                 };
-                let tag = call(disk.as_mut())?;
+                let tag = call(app, disk.as_mut())?;
                 Ok(state.ordered.submitted(queue, tag))
             })
         })
@@ -240,9 +236,9 @@ impl Lease {
 }
 
 /// The frame path of a [`NetDevice`] that hands each call to the device reached through
-/// `self.$reach(|device| ...)` (a lease's check that it is still live), the app's
-/// closures run through [`calling_app`] with `self.binder()`, the memory a send lends
-/// them cleared first through `self.cleared` ([`crate::lent`]).
+/// `self.$reach(|app, device| ...)` (a lease's check that it is still live, in one kernel
+/// section: [`calling_app`]), the app's closures run through its [`AppCode`], the memory
+/// a send lends them cleared first through `self.cleared` ([`crate::lent`]).
 macro_rules! forward_frame_path {
     ($reach:ident) => {
         fn receive(
@@ -251,11 +247,9 @@ macro_rules! forward_frame_path {
             budget: usize,
             deliver: &mut dyn FnMut(&[u8]),
         ) -> Result<usize, DeviceError> {
-            calling_app(self.binder(), |app| {
-                self.$reach(|device| {
-                    device.receive(queue, budget, &mut |frame| {
-                        app.run(|| deliver(frame));
-                    })
+            self.$reach(|app, device| {
+                device.receive(queue, budget, &mut |frame| {
+                    app.run(|| deliver(frame));
                 })
             })
         }
@@ -267,12 +261,10 @@ macro_rules! forward_frame_path {
             offload: bool,
             fill: &mut dyn FnMut(&mut [&mut [u8]]) -> bool,
         ) -> Result<(), DeviceError> {
-            calling_app(self.binder(), |app| {
-                self.$reach(|device| {
-                    device.send_segments(queue, segments, offload, &mut |parts| {
-                        self.cleared.borrow_mut().clear_parts(parts);
-                        app.run(|| fill(parts)).unwrap_or(false)
-                    })
+            self.$reach(|app, device| {
+                device.send_segments(queue, segments, offload, &mut |parts| {
+                    self.cleared.borrow_mut().clear_parts(parts);
+                    app.run(|| fill(parts)).unwrap_or(false)
                 })
             })
         }
@@ -283,18 +275,16 @@ macro_rules! forward_frame_path {
             len: usize,
             fill: &mut dyn FnMut(&mut [u8]) -> Option<usize>,
         ) -> Result<(), DeviceError> {
-            calling_app(self.binder(), |app| {
-                self.$reach(|device| {
-                    device.send_tcp_segmented(queue, len, &mut |frame| {
-                        self.cleared.borrow_mut().clear(frame);
-                        app.run(|| fill(frame)).flatten()
-                    })
+            self.$reach(|app, device| {
+                device.send_tcp_segmented(queue, len, &mut |frame| {
+                    self.cleared.borrow_mut().clear(frame);
+                    app.run(|| fill(frame)).flatten()
                 })
             })
         }
 
         fn transmit_pending(&mut self, queue: usize) -> Result<usize, DeviceError> {
-            self.$reach(|device| device.transmit_pending(queue))
+            self.$reach(|_, device| device.transmit_pending(queue))
         }
     };
 }
@@ -406,15 +396,18 @@ impl QueueLease {
     /// the pair's). Ends the lease after the call if it was dropped inside it.
     fn with<T>(
         &self,
-        call: impl FnOnce(&mut dyn NetDevice) -> Result<T, DeviceError>,
+        call: impl FnOnce(&mut AppCode, &mut dyn NetDevice) -> Result<T, DeviceError>,
     ) -> Result<T, DeviceError> {
-        calling_app(self.binder(), |_| {
+        calling_app(self.binder(), |app| {
             let core = self.binder().core_index();
             if self.slot.in_call.by(core) || self.gate.in_call.by(core) {
                 return Err(DeviceError::Reentered);
             }
             let answer = match self.gate.handle.lock().as_mut() {
-                Some(handle) => self.gate.in_call.during(core, || call(handle.as_mut())),
+                Some(handle) => self
+                    .gate
+                    .in_call
+                    .during(core, || call(app, handle.as_mut())),
                 None => Err(DeviceError::Revoked),
             };
             // Almost never set: a load keeps the frame path off the swap's exclusive access.
@@ -453,7 +446,7 @@ impl BlockDevice for Lease {
     }
 
     fn submit_read(&mut self, queue: usize, lba: u64, sectors: u32) -> Result<Tag, DeviceError> {
-        self.submit(queue, Some((lba, sectors, false)), |disk| {
+        self.submit(queue, Some((lba, sectors, false)), |_, disk| {
             disk.submit_read(queue, lba, sectors)
         })
     }
@@ -467,18 +460,16 @@ impl BlockDevice for Lease {
         sectors: u32,
         fill: &mut dyn FnMut(&mut [u8]) -> bool,
     ) -> Result<Tag, DeviceError> {
-        calling_app(self.binder, |app| {
-            self.submit(queue, Some((lba, sectors, true)), |disk| {
-                disk.submit_write_checked(queue, lba, sectors, &mut |buffer| {
-                    buffer.fill(0);
-                    app.run(|| fill(buffer)).unwrap_or(false)
-                })
+        self.submit(queue, Some((lba, sectors, true)), |app, disk| {
+            disk.submit_write_checked(queue, lba, sectors, &mut |buffer| {
+                buffer.fill(0);
+                app.run(|| fill(buffer)).unwrap_or(false)
             })
         })
     }
 
     fn submit_flush(&mut self, queue: usize) -> Result<Tag, DeviceError> {
-        self.submit(queue, None, |disk| disk.submit_flush(queue))
+        self.submit(queue, None, |_, disk| disk.submit_flush(queue))
     }
 
     fn submit_write_ordered(
@@ -578,14 +569,14 @@ impl BlockDevice for Lease {
 
 impl KeyboardDevice for Lease {
     fn read_byte(&mut self) -> Result<Option<u8>, DeviceError> {
-        self.with(|device| match device {
+        self.with(|_, device| match device {
             Found::Keyboard(keyboard) => keyboard.read_byte(),
             _ => Err(DeviceError::Revoked),
         })
     }
 
     fn attached(&self) -> Result<String, DeviceError> {
-        self.with(|device| match device {
+        self.with(|_, device| match device {
             Found::Keyboard(keyboard) => keyboard.attached(),
             _ => Err(DeviceError::Revoked),
         })

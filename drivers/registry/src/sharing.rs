@@ -54,7 +54,7 @@ use rexo_api::{
 use rexo_devio::Found;
 use rexo_pktfilter::{Filters, InsertError, MAX_ATOMS, TCP_PAYLOAD, checksum};
 
-use crate::appcode::calling_app;
+use crate::appcode::{AppCode, calling_app};
 use crate::{Binder, Holder, Slot, SlotState};
 
 /// Frames queued for one app before more are dropped (about 190 KB of full frames).
@@ -626,13 +626,19 @@ struct Bound {
 impl Bound {
     /// Runs `call` with the device, the sharing and the binding's place in the sharing's
     /// endpoints if the binding is still there (the place holds for the whole call: the
-    /// slot stays locked), marked as this core's call ([`crate::reentry`]); then ends the
-    /// bindings the app's code dropped inside it.
+    /// slot stays locked), marked as this core's call ([`crate::reentry`]), in one kernel
+    /// section ([`calling_app`]) whose app's code `call` runs through the [`AppCode`] it
+    /// is given; then ends the bindings the app's code dropped inside it.
     fn with<T>(
         &self,
-        call: impl FnOnce(&mut dyn NetDevice, &mut Sharing, usize) -> Result<T, DeviceError>,
+        call: impl FnOnce(
+            &mut AppCode,
+            &mut dyn NetDevice,
+            &mut Sharing,
+            usize,
+        ) -> Result<T, DeviceError>,
     ) -> Result<T, DeviceError> {
-        calling_app(self.binder, |_| {
+        calling_app(self.binder, |app| {
             let core = self.binder.core_index();
             let mut guard = crate::reentry::lock(self.slot, core)?;
             crate::reentry::during(self.slot, &mut guard, (self.binder, core), |state| {
@@ -645,7 +651,7 @@ impl Bound {
                     .iter()
                     .position(|e| e.id == self.id)
                     .ok_or(DeviceError::Revoked)?;
-                call(nic.as_mut(), sharing, index)
+                call(app, nic.as_mut(), sharing, index)
             })
         })
     }
@@ -659,11 +665,12 @@ impl Bound {
     fn send_checked(
         &mut self,
         send: impl FnOnce(
+            &mut AppCode,
             &mut dyn NetDevice,
             &mut dyn FnMut(&[u8], Option<(usize, usize)>) -> bool,
         ) -> Result<(), DeviceError>,
     ) -> Result<(), DeviceError> {
-        self.with(|nic, sharing, index| {
+        self.with(|app, nic, sharing, index| {
             let mut spoofed = false;
             let mut permits = |frame: &[u8], cut: Option<(usize, usize)>| {
                 let endpoint = &sharing.endpoints[index];
@@ -671,7 +678,7 @@ impl Bound {
                     && cut.is_none_or(|cut| sharing.permits_each_segment(endpoint, frame, cut)));
                 !spoofed
             };
-            let result = send(nic, &mut permits);
+            let result = send(app, nic, &mut permits);
             let counters = &mut sharing.endpoints[index].counters;
             match result {
                 Ok(()) => counters.sent += 1,
@@ -695,56 +702,54 @@ impl NetDevice for Bound {
         deliver: &mut dyn FnMut(&[u8]),
     ) -> Result<usize, DeviceError> {
         let id = self.id;
-        calling_app(self.binder, |app| {
-            self.with(|nic, sharing, index| {
-                let mut handed = 0;
-                let endpoint = &mut sharing.endpoints[index];
-                while handed < budget {
-                    let Some(frame) = endpoint.backlog.pop_front() else {
-                        break;
-                    };
-                    sharing.backlog_bytes -= frame.len();
-                    app.run(|| deliver(&frame));
-                    handed += 1;
-                }
-                let mut in_place = 0;
-                if handed < budget {
-                    nic.receive(queue, budget - handed, &mut |frame| {
-                        let mine = sharing.take_arp(frame, id).unwrap_or_else(|| {
-                            if sharing.take_unplaceable_ipv4(frame) {
-                                return false;
-                            }
-                            let owner = sharing.quoted_flow_owner(frame);
-                            match owner.or_else(|| sharing.filters.classify(frame)) {
-                                Some(owner) if owner == id => true,
-                                Some(owner) => {
-                                    sharing.queue_for(owner, frame);
-                                    false
-                                }
-                                None => {
-                                    sharing.answer(frame);
-                                    false
-                                }
-                            }
-                        });
-                        if mine && app.run(|| deliver(frame)).is_some() {
-                            in_place += 1;
+        self.with(|app, nic, sharing, index| {
+            let mut handed = 0;
+            let endpoint = &mut sharing.endpoints[index];
+            while handed < budget {
+                let Some(frame) = endpoint.backlog.pop_front() else {
+                    break;
+                };
+                sharing.backlog_bytes -= frame.len();
+                app.run(|| deliver(&frame));
+                handed += 1;
+            }
+            let mut in_place = 0;
+            if handed < budget {
+                nic.receive(queue, budget - handed, &mut |frame| {
+                    let mine = sharing.take_arp(frame, id).unwrap_or_else(|| {
+                        if sharing.take_unplaceable_ipv4(frame) {
+                            return false;
                         }
-                    })?;
-                }
-                sharing.endpoints[index].counters.delivered += in_place;
-                for reply in core::mem::take(&mut sharing.replies) {
-                    // An answer that finds the ring full is dropped, not counted as
-                    // answered: the asker asks again.
-                    let sent = nic.transmit(queue, reply.len(), &mut |buffer| {
-                        buffer.copy_from_slice(&reply)
+                        let owner = sharing.quoted_flow_owner(frame);
+                        match owner.or_else(|| sharing.filters.classify(frame)) {
+                            Some(owner) if owner == id => true,
+                            Some(owner) => {
+                                sharing.queue_for(owner, frame);
+                                false
+                            }
+                            None => {
+                                sharing.answer(frame);
+                                false
+                            }
+                        }
                     });
-                    if sent.is_ok() {
-                        sharing.answered(&reply);
+                    if mine && app.run(|| deliver(frame)).is_some() {
+                        in_place += 1;
                     }
+                })?;
+            }
+            sharing.endpoints[index].counters.delivered += in_place;
+            for reply in core::mem::take(&mut sharing.replies) {
+                // An answer that finds the ring full is dropped, not counted as
+                // answered: the asker asks again.
+                let sent = nic.transmit(queue, reply.len(), &mut |buffer| {
+                    buffer.copy_from_slice(&reply)
+                });
+                if sent.is_ok() {
+                    sharing.answered(&reply);
                 }
-                Ok(handed + in_place as usize)
-            })
+            }
+            Ok(handed + in_place as usize)
         })
     }
 
@@ -757,13 +762,11 @@ impl NetDevice for Bound {
         offload: bool,
         fill: &mut dyn FnMut(&mut [&mut [u8]]) -> bool,
     ) -> Result<(), DeviceError> {
-        calling_app(self.binder, |app| {
-            self.send_checked(|nic, permits| {
-                nic.send_segments(queue, segments, offload, &mut |parts| {
-                    parts.iter_mut().for_each(|part| part.fill(0));
-                    app.run(|| fill(parts)).unwrap_or(false)
-                        && permits(parts.first().map_or(&[][..], |part| &**part), None)
-                })
+        self.send_checked(|app, nic, permits| {
+            nic.send_segments(queue, segments, offload, &mut |parts| {
+                parts.iter_mut().for_each(|part| part.fill(0));
+                app.run(|| fill(parts)).unwrap_or(false)
+                    && permits(parts.first().map_or(&[][..], |part| &**part), None)
             })
         })
     }
@@ -778,19 +781,17 @@ impl NetDevice for Bound {
         fill: &mut dyn FnMut(&mut [u8]) -> Option<usize>,
     ) -> Result<(), DeviceError> {
         let max_frame = self.info.max_frame;
-        calling_app(self.binder, |app| {
-            self.send_checked(|nic, permits| {
-                nic.send_tcp_segmented(queue, len, &mut |frame| {
-                    frame.fill(0);
-                    let mss = app.run(|| fill(frame)).flatten()?;
-                    permits(frame, Some((mss, max_frame))).then_some(mss)
-                })
+        self.send_checked(|app, nic, permits| {
+            nic.send_tcp_segmented(queue, len, &mut |frame| {
+                frame.fill(0);
+                let mss = app.run(|| fill(frame)).flatten()?;
+                permits(frame, Some((mss, max_frame))).then_some(mss)
             })
         })
     }
 
     fn transmit_pending(&mut self, queue: usize) -> Result<usize, DeviceError> {
-        self.with(|nic, _, _| nic.transmit_pending(queue))
+        self.with(|_, nic, _, _| nic.transmit_pending(queue))
     }
 
     fn wake_on_receive(&mut self, _queue: usize, _core: Option<usize>) -> Result<(), DeviceError> {
