@@ -151,6 +151,11 @@ impl<const CORES: usize> ReceiveBuffers<CORES> {
         let buffer = self.buffers.get(core)?;
         Some(buffer.call_once(|| Box::new(Mutex::new([0; FRAME_BYTES]))))
     }
+
+    /// Core `core`'s buffer if it is allocated already.
+    fn allocated(&self, core: usize) -> Option<&Mutex<[u8; FRAME_BYTES]>> {
+        self.buffers.get(core)?.get().map(|buffer| &**buffer)
+    }
 }
 
 /// Direction of a storage call.
@@ -334,9 +339,12 @@ impl Registry {
         // The core's first call allocates its buffer: a kernel section, as an allocation
         // refused to the app (its quota, its stack) would end it inside `call_once`,
         // leaving the buffer's `Once` running for good and every later call spinning.
-        let mut buffer = None;
-        self.binder
-            .kernel_section(&mut || buffer = buffers.of(core));
+        // Later calls (programs poll in tight loops) find it without the section.
+        let mut buffer = buffers.allocated(core);
+        if buffer.is_none() {
+            self.binder
+                .kernel_section(&mut || buffer = buffers.of(core));
+        }
         let Some(buffer) = buffer else {
             return (0, 0);
         };
