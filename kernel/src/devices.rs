@@ -15,8 +15,12 @@ pub(crate) static MACHINE: spin::Once<Machine> = spin::Once::new();
 /// drivers bound to them (bound once); first, the ports of ACPI's fixed hardware are kept
 /// from every driver (`rexo_acpi::Fadt::io_ports`). The first use may be an app's call: a
 /// kernel section around the `Once` (its stack check ends a short-stacked app before the
-/// `Once` starts), so that no abort leaves the `Once` running for good.
+/// `Once` starts), so that no abort leaves the `Once` running for good; once bound, no
+/// section (BareMetal's calls reach the machine on every call).
 pub fn machine() -> &'static Machine {
+    if let Some(machine) = MACHINE.get() {
+        return machine;
+    }
     crate::arch::abort::kernel_section(|| {
         MACHINE.call_once(|| {
             let fadt = platform::acpi().and_then(|acpi| acpi.fadt);
