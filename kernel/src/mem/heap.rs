@@ -12,15 +12,15 @@
 //! growth a run caused, not of what it holds: a free gives nothing back to it, and a
 //! `Vec` grown by doubling (a `realloc` that cannot grow its block in place allocates,
 //! copies and frees) holds its old and new blocks at once, so its growth can reach 1.5
-//! to 2 times its final size; an app
-//! that frees a large buffer and takes it again is charged again if other code took the
-//! room meanwhile (docs/api.md says how to size a quota). The heap never gives
-//! frames back: what an app's growth took stays in the heap for every later allocation,
-//! and what an app ended mid-way held there is leaked. App code (apps run on the core's
-//! kernel stack) with less than [`STACK_ROOM`] of it left is refused before the heap's
-//! lock is taken (an allocation fails; a free panics, which ends the app), so that its
-//! stack never runs out, ending it, with the lock held for good (a kernel section refuses
-//! it likewise, ending the app as a stack overflow: `arch::abort::kernel_section`).
+//! to 2 times its final size; an app that frees a large buffer and takes it again is
+//! charged again if other code took the room meanwhile (docs/api.md says how to size a
+//! quota). The heap never gives frames back: what an app's growth took stays in the heap
+//! for every later allocation, and what an app ended mid-way held there is leaked. App
+//! code (apps run on the core's kernel stack) with less than [`STACK_ROOM`] of it left is
+//! refused before the heap's lock is taken (an allocation fails; a free panics, which
+//! ends the app), so that its stack never runs out, ending it, with the lock held for
+//! good (a kernel section refuses it likewise, ending the app as a stack overflow:
+//! `arch::abort::kernel_section`).
 
 #![allow(unsafe_code)] // claiming raw memory for the allocator
 
