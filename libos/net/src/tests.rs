@@ -2310,6 +2310,17 @@ fn retransmissions(frames: &[Vec<u8>]) -> usize {
         .count()
 }
 
+/// Two stacks on NICs busy both ways: a ring of 8 small frames and one buffer for
+/// large ones (offload up to 64 KiB frames).
+fn busy_nics() -> Net {
+    let (wire, a, b) = Wire::new([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], 8);
+    let busy = |end: WireEnd| {
+        end.with_segmentation_offload(14 + 65_535)
+            .with_segmentation_buffers(1)
+    };
+    Net::joined((wire, busy(a), busy(b)), 0)
+}
+
 /// A NIC busy both ways: a ring of 8 small frames and one buffer for large ones. A
 /// large frame it has no buffer for, and a frame the full ring refuses, wait in the
 /// stack and go out whole later (before this, the stack cut such a large frame itself
@@ -2317,13 +2328,7 @@ fn retransmissions(frames: &[Vec<u8>]) -> usize {
 /// retransmission timeout).
 #[test]
 fn frames_a_busy_nic_refuses_wait_and_none_is_lost() {
-    let (wire, a, b) = Wire::new([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], 8);
-    let max = 14 + 65_535;
-    let busy = |end: WireEnd| {
-        end.with_segmentation_offload(max)
-            .with_segmentation_buffers(1)
-    };
-    let mut net = Net::joined((wire, busy(a), busy(b)), 0);
+    let mut net = busy_nics();
     // A receive window without window scaling: with it, smoltcp rounds the window it
     // advertises down and can shrink it by a byte, and refuses that byte when the peer
     // fills the window it saw (0.12 panicked: smoltcp issue 1048), which comes again:
@@ -5778,13 +5783,7 @@ fn the_exit_error_names_the_kernels_and_the_devices_failures() {
 #[test]
 fn a_peer_filling_a_scaled_window_rounded_down_ends_no_app() {
     for receive_buffer in [TcpOptions::default().receive_buffer, 100_001, 262_143] {
-        let (wire, a, b) = Wire::new([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], 8);
-        let max = 14 + 65_535;
-        let busy = |end: WireEnd| {
-            end.with_segmentation_offload(max)
-                .with_segmentation_buffers(1)
-        };
-        let mut net = Net::joined((wire, busy(a), busy(b)), 0);
+        let mut net = busy_nics();
         let options = TcpOptions {
             receive_buffer,
             ..TcpOptions::default()
