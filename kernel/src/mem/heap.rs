@@ -75,9 +75,11 @@ const STACK_ROOM: u64 = 16 << 10;
 /// Whether this core runs code inside an abort point with less than [`STACK_ROOM`] of its
 /// kernel stack left.
 pub(crate) fn stack_short() -> bool {
-    let bottom = crate::arch::percpu::current().stack().bottom;
-    let here = &raw const bottom as u64;
-    crate::arch::abort::can_abort() && (bottom..bottom + STACK_ROOM).contains(&here)
+    // Outside an abort point (almost every call) the per-core data is never read.
+    crate::arch::abort::can_abort() && {
+        let bottom = crate::arch::percpu::current().stack().bottom;
+        (bottom..bottom + STACK_ROOM).contains(&(&raw const bottom as u64))
+    }
 }
 
 /// Talc behind its lock, refusing code short of stack ([`stack_short`]).
