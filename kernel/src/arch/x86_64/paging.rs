@@ -129,6 +129,16 @@ fn caching(holds_ram: bool) -> Caching {
     }
 }
 
+/// `entry`, a table's entry for the next level down, linked first to a new zeroed table
+/// if it is absent (published with `Release`, so a walker on another core that sees it
+/// sees the zeroes).
+fn linked(entry: &AtomicU64) -> Result<u64, PagingError> {
+    if entry.load(Relaxed) & PRESENT == 0 {
+        entry.store(new_table(|_| 0)? | PRESENT | WRITABLE, Release);
+    }
+    Ok(entry.load(Relaxed))
+}
+
 /// A page table mapping the 2 MiB at `start`, which hold RAM and device space, in 4 KiB
 /// pages: write-back, but uncached where a page holds no RAM (a device's registers).
 fn mixed_table(map: &MemoryMap, start: u64) -> Result<u64, PagingError> {
@@ -151,11 +161,7 @@ pub fn init(map: &MemoryMap, features: &Features) -> Result<(), PagingError> {
     let root = new_table(|_| 0)?;
     let mut gib = 0;
     while gib < top {
-        let pml4e = entry_in(root, gib, 39);
-        if pml4e.load(Relaxed) & PRESENT == 0 {
-            pml4e.store(new_table(|_| 0)? | PRESENT | WRITABLE, Relaxed);
-        }
-        let pdpte = entry_in(pml4e.load(Relaxed), gib, 30);
+        let pdpte = entry_in(linked(entry_in(root, gib, 39))?, gib, 30);
         let whole = map.contents(gib..gib + GIB1);
         if features.huge_1g && whole != Contents::Mixed {
             let ram = caching(whole == Contents::Ram).bits();
@@ -391,14 +397,8 @@ pub fn map_device(phys: u64, len: u64) -> Result<(), PagingError> {
         .ok_or(PagingError::BeyondPhysicalAddressWidth(phys))?;
     for map in [false, true] {
         for addr in (phys & !(MIB2 - 1)..end).step_by(MIB2 as usize) {
-            let pml4e = entry_in(ROOT.load(Relaxed), addr, 39);
-            if pml4e.load(Relaxed) & PRESENT == 0 {
-                pml4e.store(new_table(|_| 0)? | PRESENT | WRITABLE, Release);
-            }
-            let pdpte = entry_in(pml4e.load(Relaxed), addr, 30);
-            if pdpte.load(Relaxed) & PRESENT == 0 {
-                pdpte.store(new_table(|_| 0)? | PRESENT | WRITABLE, Release);
-            }
+            let pdpte = entry_in(linked(entry_in(ROOT.load(Relaxed), addr, 39))?, addr, 30);
+            linked(pdpte)?;
             if map && pdpte.load(Relaxed) & HUGE == 0 {
                 let pde = entry_in(pdpte.load(Relaxed), addr, 21);
                 if pde.load(Relaxed) & PRESENT == 0 {
@@ -434,11 +434,7 @@ pub fn map_ram_at(virt: u64, phys: u64, len: u64) -> Result<(), PagingError> {
     for map in [false, true] {
         for offset in (0..len).step_by(MIB2 as usize) {
             let addr = virt.wrapping_add(offset);
-            let pml4e = entry_in(ROOT.load(Relaxed), addr, 39);
-            if pml4e.load(Relaxed) & PRESENT == 0 {
-                pml4e.store(new_table(|_| 0)? | PRESENT | WRITABLE, Release);
-            }
-            let pdpte = entry_in(pml4e.load(Relaxed), addr, 30);
+            let pdpte = entry_in(linked(entry_in(ROOT.load(Relaxed), addr, 39))?, addr, 30);
             if pdpte.load(Relaxed) & PRESENT == 0 || pdpte.load(Relaxed) & HUGE != 0 {
                 pdpte.store(new_table(|_| 0)? | PRESENT | WRITABLE, Release);
             }
