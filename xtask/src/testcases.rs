@@ -1619,9 +1619,12 @@ pub const CASES: &[Case] = &[
         checks: DISK_ERROR,
         ..FAULTY_DISK
     },
+    // QEMU's virtio-blk merges adjacent writes into one request to the image and fails
+    // every guest request of a merged one that reached the sector (CI saw 3904+64 fail),
+    // so merging is off here: only the request that holds the sector fails.
     Case {
         name: "badinput::disk-error-virtio-blk",
-        qemu: &[Arg::Disk(Attach::Faulty("virtio-blk-pci"))],
+        qemu: &[Arg::Disk(Attach::Faulty("virtio-blk-pci,request-merging=off"))],
         checks: DISK_ERROR,
         ..FAULTY_DISK
     },
