@@ -1624,7 +1624,9 @@ pub const CASES: &[Case] = &[
     // so merging is off here: only the request that holds the sector fails.
     Case {
         name: "badinput::disk-error-virtio-blk",
-        qemu: &[Arg::Disk(Attach::Faulty("virtio-blk-pci,request-merging=off"))],
+        qemu: &[Arg::Disk(Attach::Faulty(
+            "virtio-blk-pci,request-merging=off",
+        ))],
         checks: DISK_ERROR,
         ..FAULTY_DISK
     },
