@@ -1,8 +1,10 @@
 //! The framebuffer text console: the boot loader's linear framebuffer, drawn by
 //! `rexo-fbconsole`. Absent when the loader gave no framebuffer (PVH, serial-only boots).
+//! Its text cells live on the heap (made before the console), so that it scrolls without
+//! reading video memory.
 
 use rexo_bootinfo::Framebuffer;
-use rexo_fbconsole::{Console, Geometry, PixelFormat};
+use rexo_fbconsole::{Cell, Console, Geometry, PixelFormat};
 use spin::Mutex;
 
 /// The console, if there is one (`pub(crate)` for the kernel tests that hold it).
@@ -29,8 +31,11 @@ pub fn init(fb: &Framebuffer) -> Result<(u32, u32), &'static str> {
     let map = crate::mem::memory_map().ok_or("no memory map yet")?;
     let memory = crate::mem::phys::claim_device(fb.addr, bytes, map)
         .map_err(|_| "framebuffer memory cannot be claimed")?;
-    let mut console =
-        Console::new(memory, geometry).map_err(|_| "framebuffer geometry not supported")?;
+    let mut cells = alloc::vec::Vec::new();
+    (cells.try_reserve_exact(geometry.cells())).map_err(|_| "no memory for its text cells")?;
+    cells.resize(geometry.cells(), Cell::default());
+    let mut console = Console::new(memory, cells.leak(), geometry)
+        .map_err(|_| "framebuffer geometry not supported")?;
     console.clear();
     let size = (console.columns(), console.rows());
     *CONSOLE.lock() = Some(console);

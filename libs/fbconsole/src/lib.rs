@@ -1,9 +1,16 @@
 //! A text console drawn on a linear framebuffer.
 //!
 //! The kernel gets a framebuffer from the boot loader, makes a `&mut [u8]` over its
-//! memory and hands it to [`Console::new`] with the [`Geometry`]; log text written to the
-//! console is drawn as 8x16 character cells. The same code runs on the host over a `Vec`,
-//! which is how it is tested. No heap, no `unsafe`.
+//! memory and hands it to [`Console::new`] with the [`Geometry`] and a buffer of
+//! [`Cell`]s (one per character cell of the screen); log text written to the console is
+//! drawn as 8x16 character cells. The same code runs on the host over a `Vec`, which is
+//! how it is tested. No heap, no `unsafe`.
+//!
+//! Video memory is only ever written, never read ([`Surface`] has no way to read): a
+//! framebuffer behind a PCI BAR, mapped uncached, answers each read over the bus, and
+//! copying the screen up a line there read some 8 MB per line at 1920x1080. The console
+//! keeps the text (character and colours per cell) in the cell buffer, in RAM, and
+//! scrolls by shifting that and redrawing only the cells whose contents change.
 //!
 //! Glyphs come from the public-domain 8x8 font of the `font8x8` crate, each row drawn
 //! twice. Characters without a glyph (and control characters other than the ones the
@@ -63,6 +70,51 @@ pub struct Geometry {
     pub format: PixelFormat,
 }
 
+impl Geometry {
+    /// The character cells the screen holds (text columns times rows): the length of
+    /// the cell buffer [`Console::new`] needs.
+    pub fn cells(&self) -> usize {
+        (self.width / GLYPH_WIDTH) as usize * (self.height / GLYPH_HEIGHT) as usize
+    }
+}
+
+/// Video memory as the console uses it: written, never read.
+pub trait Surface {
+    /// Its size in bytes.
+    fn size(&self) -> usize;
+    /// Writes `bytes` at `offset`. The console writes only inside the first `pitch *
+    /// height` bytes, which [`Console::new`] checks are within [`size`](Self::size).
+    fn write(&mut self, offset: usize, bytes: &[u8]);
+}
+
+impl Surface for [u8] {
+    fn size(&self) -> usize {
+        self.len()
+    }
+
+    fn write(&mut self, offset: usize, bytes: &[u8]) {
+        let target = self
+            .get_mut(offset..)
+            .and_then(|rest| rest.get_mut(..bytes.len()));
+        if let Some(target) = target {
+            target.copy_from_slice(bytes);
+        }
+    }
+}
+
+/// One character cell as the console keeps it in RAM: what is drawn there, so that the
+/// console redraws it without reading video memory. [`Cell::default`] is a cell whose
+/// pixels the console does not know (not drawn since the console was made).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Cell {
+    /// The character drawn, `None` when the console has not drawn the cell.
+    ch: Option<char>,
+    /// Its foreground pixel bytes.
+    fg: [u8; 4],
+    /// Its background pixel bytes.
+    bg: [u8; 4],
+}
+
 /// A colour channel, named in errors.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Channel {
@@ -111,6 +163,13 @@ pub enum ConsoleError {
         /// The buffer's length.
         len: usize,
     },
+    /// The cell buffer holds fewer cells than the screen ([`Geometry::cells`]).
+    TooFewCells {
+        /// The screen's cells.
+        needed: usize,
+        /// The cell buffer's length.
+        len: usize,
+    },
 }
 
 impl fmt::Display for ConsoleError {
@@ -142,6 +201,10 @@ impl fmt::Display for ConsoleError {
             Self::BufferTooSmall { needed, len } => write!(
                 f,
                 "framebuffer memory of {len} bytes is shorter than pitch * height = {needed}"
+            ),
+            Self::TooFewCells { needed, len } => write!(
+                f,
+                "the console's buffer of {len} text cells is smaller than the screen's {needed}"
             ),
         }
     }
@@ -219,13 +282,20 @@ fn glyph(c: char) -> [u8; 8] {
         .unwrap_or(REPLACEMENT)
 }
 
-/// A text console over framebuffer memory: a cursor, colours, and the drawing.
+/// Bytes of one pixel line of a cell at the widest pixel: the most one write carries.
+const CELL_LINE_BYTES: usize = GLYPH_WIDTH as usize * 4;
+
+/// A text console over framebuffer memory: a cursor, colours, the text in RAM, and the
+/// drawing.
 ///
-/// Writing never touches bytes outside the visible pixels (the padding at the end of
-/// each line, when the pitch is longer than a line, stays as it was).
-pub struct Console<'a> {
+/// Writing never reads video memory, and never touches bytes outside the visible pixels
+/// (the padding at the end of each line, when the pitch is longer than a line, stays as
+/// it was).
+pub struct Console<'a, S: Surface + ?Sized = [u8]> {
     /// The framebuffer memory.
-    buffer: &'a mut [u8],
+    surface: &'a mut S,
+    /// What each character cell shows, row by row (`columns * rows` of them).
+    cells: &'a mut [Cell],
     /// The framebuffer's shape (validated).
     geometry: Geometry,
     /// Bytes per pixel.
@@ -247,7 +317,7 @@ pub struct Console<'a> {
     bg: [u8; 4],
 }
 
-impl fmt::Debug for Console<'_> {
+impl<S: Surface + ?Sized> fmt::Debug for Console<'_, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Console")
             .field("geometry", &self.geometry)
@@ -257,12 +327,19 @@ impl fmt::Debug for Console<'_> {
     }
 }
 
-impl<'a> Console<'a> {
-    /// A console over `buffer`, laid out as `geometry` says. Checks that the format is
-    /// 16, 24 or 32 bpp with sane channels, that the screen holds at least one character
-    /// and that `pitch * height` bytes fit in `buffer`. Draws nothing: call
-    /// [`clear`](Self::clear) to start from a blank screen.
-    pub fn new(buffer: &'a mut [u8], geometry: Geometry) -> Result<Self, ConsoleError> {
+impl<'a, S: Surface + ?Sized> Console<'a, S> {
+    /// A console over `surface`, laid out as `geometry` says, keeping its text in
+    /// `cells` (at least [`Geometry::cells`] of them; the rest go unused). Checks that
+    /// the format is 16, 24 or 32 bpp with sane channels, that the screen holds at least
+    /// one character, that `pitch * height` bytes fit in `surface` and that the cells
+    /// do. Draws nothing: call [`clear`](Self::clear) to start from a blank screen.
+    /// Until a cell is drawn its pixels are unknown to the console (it never reads
+    /// them), and a scroll brings it up blank.
+    pub fn new(
+        surface: &'a mut S,
+        cells: &'a mut [Cell],
+        geometry: Geometry,
+    ) -> Result<Self, ConsoleError> {
         let format = geometry.format;
         format.validate()?;
         let Geometry {
@@ -282,14 +359,23 @@ impl<'a> Console<'a> {
             });
         }
         let needed = u64::from(pitch) * u64::from(height);
-        if needed > buffer.len() as u64 {
+        if needed > surface.size() as u64 {
             return Err(ConsoleError::BufferTooSmall {
                 needed,
-                len: buffer.len(),
+                len: surface.size(),
             });
         }
+        let len = cells.len();
+        let Some(cells) = cells.get_mut(..geometry.cells()) else {
+            return Err(ConsoleError::TooFewCells {
+                needed: geometry.cells(),
+                len,
+            });
+        };
+        cells.fill(Cell::default());
         Ok(Self {
-            buffer,
+            surface,
+            cells,
             geometry,
             bpp: usize::from(format.bytes_per_pixel),
             pitch: pitch as usize,
@@ -316,6 +402,8 @@ impl<'a> Console<'a> {
     /// top left.
     pub fn clear(&mut self) {
         self.fill_lines(0, self.geometry.height as usize);
+        let blank = self.blank();
+        self.cells.fill(blank);
         self.col = 0;
         self.row = 0;
     }
@@ -389,27 +477,29 @@ impl<'a> Console<'a> {
         }
     }
 
-    /// Draws `c` at the cursor (which is on the screen) and advances it.
+    /// Puts `c` at the cursor (which is on the screen) in the current colours and
+    /// advances it.
     fn put(&mut self, c: char) {
-        let rows = glyph(c);
-        let x = self.col as usize * GLYPH_WIDTH as usize;
-        let top = self.row as usize * GLYPH_HEIGHT as usize;
-        let (fg, bg, bpp) = (self.fg, self.bg, self.bpp);
-        for dy in 0..GLYPH_HEIGHT as usize {
-            let bits = rows[dy / 2];
-            let start = (top + dy) * self.pitch + x * bpp;
-            let Some(line) = self
-                .buffer
-                .get_mut(start..start + GLYPH_WIDTH as usize * bpp)
-            else {
-                return;
-            };
-            for (dx, pixel) in line.chunks_exact_mut(bpp).enumerate() {
-                let colour = if bits >> dx & 1 == 1 { &fg } else { &bg };
-                pixel.copy_from_slice(&colour[..bpp]);
-            }
-        }
+        let index = (self.row * self.columns + self.col) as usize;
+        let (fg, bg) = (self.fg, self.bg);
+        self.show(
+            index,
+            Cell {
+                ch: Some(c),
+                fg,
+                bg,
+            },
+        );
         self.col += 1;
+    }
+
+    /// A space in the current colours.
+    fn blank(&self) -> Cell {
+        Cell {
+            ch: Some(' '),
+            fg: self.fg,
+            bg: self.bg,
+        }
     }
 
     /// Moves the cursor to the start of the next line, scrolling at the bottom.
@@ -422,37 +512,65 @@ impl<'a> Console<'a> {
         }
     }
 
-    /// Moves every text row up by one and blanks the last.
+    /// Moves every text row up by one and blanks the last, in the cells; only the cells
+    /// whose contents change are drawn. A cell never drawn (its pixels unknown) comes up
+    /// blank.
     fn scroll(&mut self) {
-        let cell = GLYPH_HEIGHT as usize;
-        let text_lines = self.rows as usize * cell;
-        let line_bytes = self.geometry.width as usize * self.bpp;
-        for y in 0..text_lines - cell {
-            let src = (y + cell) * self.pitch;
-            if src + line_bytes <= self.buffer.len() {
-                self.buffer
-                    .copy_within(src..src + line_bytes, y * self.pitch);
-            }
+        let (columns, blank) = (self.columns as usize, self.blank());
+        for index in 0..self.cells.len() {
+            let below = self.cells.get(index + columns).copied();
+            self.show(
+                index,
+                below.filter(|cell| cell.ch.is_some()).unwrap_or(blank),
+            );
         }
-        self.fill_lines(text_lines - cell, text_lines);
     }
 
-    /// Paints pixel lines `first..end` in the background colour.
+    /// Makes cell `index` show `cell`, drawing it unless it already does.
+    fn show(&mut self, index: usize, cell: Cell) {
+        if self.cells[index] == cell {
+            return;
+        }
+        self.cells[index] = cell;
+        let columns = self.columns as usize;
+        let (x, top) = (index % columns, index / columns * GLYPH_HEIGHT as usize);
+        let bpp = self.bpp;
+        let rows = glyph(cell.ch.unwrap_or(' '));
+        let mut line = [0u8; CELL_LINE_BYTES];
+        let line = &mut line[..GLYPH_WIDTH as usize * bpp];
+        for dy in 0..GLYPH_HEIGHT as usize {
+            let bits = rows[dy / 2];
+            for (dx, pixel) in line.chunks_exact_mut(bpp).enumerate() {
+                let colour = if bits >> dx & 1 == 1 {
+                    &cell.fg
+                } else {
+                    &cell.bg
+                };
+                pixel.copy_from_slice(&colour[..bpp]);
+            }
+            let start = (top + dy) * self.pitch + x * line.len();
+            self.surface.write(start, line);
+        }
+    }
+
+    /// Paints pixel lines `first..end` in the background colour, eight pixels a write.
     fn fill_lines(&mut self, first: usize, end: usize) {
         let line_bytes = self.geometry.width as usize * self.bpp;
-        let (bg, bpp) = (self.bg, self.bpp);
+        let mut run = [0u8; CELL_LINE_BYTES];
+        let run = &mut run[..GLYPH_WIDTH as usize * self.bpp];
+        for pixel in run.chunks_exact_mut(self.bpp) {
+            pixel.copy_from_slice(&self.bg[..self.bpp]);
+        }
         for y in first..end {
-            let start = y * self.pitch;
-            if let Some(line) = self.buffer.get_mut(start..start + line_bytes) {
-                for pixel in line.chunks_exact_mut(bpp) {
-                    pixel.copy_from_slice(&bg[..bpp]);
-                }
+            for at in (0..line_bytes).step_by(run.len()) {
+                let len = run.len().min(line_bytes - at);
+                self.surface.write(y * self.pitch + at, &run[..len]);
             }
         }
     }
 }
 
-impl fmt::Write for Console<'_> {
+impl<S: Surface + ?Sized> fmt::Write for Console<'_, S> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
         Console::write_str(self, s);
         Ok(())

@@ -37,6 +37,11 @@ fn buffer(g: &Geometry, extra: usize) -> Vec<u8> {
     vec![SENTINEL; (g.pitch * g.height) as usize + extra]
 }
 
+/// Cells for a console of geometry `g` (leaked: a test's console outlives the call).
+fn cells(g: &Geometry) -> &'static mut [Cell] {
+    vec![Cell::default(); g.cells()].leak()
+}
+
 /// The bytes of pixel (x, y).
 fn pixel<'b>(buf: &'b [u8], g: &Geometry, x: u32, y: u32) -> &'b [u8] {
     let bpp = g.format.bytes_per_pixel as usize;
@@ -75,7 +80,7 @@ fn ascii(c: char) -> [u8; 8] {
 fn check_layout(format: PixelFormat, fg: &[u8], bg: &[u8]) {
     let g = geometry(40, 40, 40 * u32::from(format.bytes_per_pixel), format);
     let mut buf = buffer(&g, 0);
-    let mut con = Console::new(&mut buf, g).unwrap();
+    let mut con = Console::new(&mut buf[..], cells(&g), g).unwrap();
     con.set_colors(FG, BG);
     con.write_str("A#");
     expect_cell(&buf, &g, 0, 0, ascii('A'), fg, bg);
@@ -141,7 +146,7 @@ fn glyph_pixels_in_16_bpp_rgb565_bgr565_and_555() {
 fn characters_without_a_glyph_draw_a_box() {
     let g = geometry(64, 16, 256, bgr32());
     let mut buf = buffer(&g, 0);
-    let mut con = Console::new(&mut buf, g).unwrap();
+    let mut con = Console::new(&mut buf[..], cells(&g), g).unwrap();
     con.set_colors(FG, BG);
     con.write_str("\u{1}漢\u{7f}é");
     let (fg, bg) = ([0x01, 0x80, 0xff, 0], [0x30, 0x20, 0x10, 0]);
@@ -162,7 +167,7 @@ fn screen(cols: u32, rows: u32) -> (Vec<u8>, Geometry) {
 /// The screen as `text` leaves it on a freshly cleared console.
 fn rendered(g: Geometry, text: &str) -> Vec<u8> {
     let mut buf = buffer(&g, 0);
-    let mut con = Console::new(&mut buf, g).unwrap();
+    let mut con = Console::new(&mut buf[..], cells(&g), g).unwrap();
     con.clear();
     con.write_str(text);
     buf
@@ -172,25 +177,25 @@ fn rendered(g: Geometry, text: &str) -> Vec<u8> {
 fn columns_and_rows() {
     let g = geometry(1024, 768, 4096, bgr32());
     let mut buf = buffer(&g, 0);
-    let con = Console::new(&mut buf, g).unwrap();
+    let con = Console::new(&mut buf[..], cells(&g), g).unwrap();
     assert_eq!((con.columns(), con.rows()), (128, 48));
     let g = geometry(8, 16, 32, bgr32());
     let mut buf = buffer(&g, 0);
-    let con = Console::new(&mut buf, g).unwrap();
+    let con = Console::new(&mut buf[..], cells(&g), g).unwrap();
     assert_eq!((con.columns(), con.rows()), (1, 1));
 }
 
 #[test]
 fn long_lines_wrap_and_a_full_line_then_newline_adds_no_blank_line() {
     let (mut buf, g) = screen(4, 3);
-    let mut con = Console::new(&mut buf, g).unwrap();
+    let mut con = Console::new(&mut buf[..], cells(&g), g).unwrap();
     con.clear();
     con.write_str("abcde");
     assert_eq!((con.col, con.row), (1, 1));
     assert_eq!(buf, rendered(g, "abcd\ne"));
 
     let (mut buf, g) = screen(4, 3);
-    let mut con = Console::new(&mut buf, g).unwrap();
+    let mut con = Console::new(&mut buf[..], cells(&g), g).unwrap();
     con.clear();
     con.write_str("abcd\nx");
     assert_eq!((con.col, con.row), (1, 1));
@@ -199,7 +204,7 @@ fn long_lines_wrap_and_a_full_line_then_newline_adds_no_blank_line() {
 #[test]
 fn scrolling_moves_rows_up_and_clears_the_last() {
     let (mut buf, g) = screen(2, 3);
-    let mut con = Console::new(&mut buf, g).unwrap();
+    let mut con = Console::new(&mut buf[..], cells(&g), g).unwrap();
     con.clear();
     con.write_str("AB\nCD\nEF\n");
     assert_eq!((con.col, con.row), (0, 2));
@@ -213,7 +218,7 @@ fn scrolling_moves_rows_up_and_clears_the_last() {
 
     // Wrapping at the bottom scrolls too.
     let (mut buf, g) = screen(2, 2);
-    let mut con = Console::new(&mut buf, g).unwrap();
+    let mut con = Console::new(&mut buf[..], cells(&g), g).unwrap();
     con.clear();
     con.write_str("ABCDE");
     assert_eq!(buf, rendered(g, "CD\nE"));
@@ -224,7 +229,7 @@ fn scrolling_leaves_lines_below_the_last_text_row_alone() {
     // 40 lines: two text rows and 8 spare lines at the bottom.
     let g = geometry(16, 40, 64, bgr32());
     let mut buf = buffer(&g, 0);
-    let mut con = Console::new(&mut buf, g).unwrap();
+    let mut con = Console::new(&mut buf[..], cells(&g), g).unwrap();
     con.write_str("ab\ncd\nef\ngh");
     assert!(buf[32 * 64..].iter().all(|&b| b == SENTINEL));
 }
@@ -232,14 +237,14 @@ fn scrolling_leaves_lines_below_the_last_text_row_alone() {
 #[test]
 fn tab_carriage_return_and_backspace() {
     let (mut buf, g) = screen(12, 2);
-    let mut con = Console::new(&mut buf, g).unwrap();
+    let mut con = Console::new(&mut buf[..], cells(&g), g).unwrap();
     con.clear();
     con.write_str("ab\tc");
     assert_eq!((con.col, con.row), (9, 0));
     assert_eq!(buf, rendered(g, "ab      c"));
 
     let (mut buf, g) = screen(12, 2);
-    let mut con = Console::new(&mut buf, g).unwrap();
+    let mut con = Console::new(&mut buf[..], cells(&g), g).unwrap();
     con.clear();
     con.write_str("abcdefghij\t");
     assert_eq!((con.col, con.row), (12, 0), "tab stops at the edge");
@@ -247,7 +252,7 @@ fn tab_carriage_return_and_backspace() {
     assert_eq!((con.col, con.row), (8, 1), "and wraps on the next one");
 
     let (mut buf, g) = screen(12, 2);
-    let mut con = Console::new(&mut buf, g).unwrap();
+    let mut con = Console::new(&mut buf[..], cells(&g), g).unwrap();
     con.clear();
     con.write_str("abc\rx\x08\x08y\x08\x08z");
     assert_eq!(buf, rendered(g, "zbc"));
@@ -258,7 +263,7 @@ fn backspace_at_the_first_column_goes_to_the_end_of_the_row_above() {
     // The monitor's editor erases a character with "\x08 \x08": here the X that wrapped
     // onto row 1, then the 9 at the end of row 0.
     let (mut buf, g) = screen(10, 3);
-    let mut con = Console::new(&mut buf, g).unwrap();
+    let mut con = Console::new(&mut buf[..], cells(&g), g).unwrap();
     con.clear();
     con.write_str("0123456789X\x08 \x08\x08 \x08");
     assert_eq!((con.col, con.row), (9, 0));
@@ -266,7 +271,7 @@ fn backspace_at_the_first_column_goes_to_the_end_of_the_row_above() {
 
     // In the top left corner it stays.
     let (mut buf, g) = screen(10, 3);
-    let mut con = Console::new(&mut buf, g).unwrap();
+    let mut con = Console::new(&mut buf[..], cells(&g), g).unwrap();
     con.write_str("a\x08\x08");
     assert_eq!((con.col, con.row), (0, 0));
 }
@@ -275,7 +280,7 @@ fn backspace_at_the_first_column_goes_to_the_end_of_the_row_above() {
 fn the_bell_draws_nothing_and_leaves_the_cursor() {
     // The monitor's editor sends BEL for a key it refuses: no box, no column taken.
     let (mut buf, g) = screen(12, 2);
-    let mut con = Console::new(&mut buf, g).unwrap();
+    let mut con = Console::new(&mut buf[..], cells(&g), g).unwrap();
     con.clear();
     con.write_str("a\x07b");
     assert_eq!((con.col, con.row), (2, 0));
@@ -287,7 +292,7 @@ fn pitch_padding_is_never_written() {
     // 24 pixels * 4 bytes = 96 bytes per line, pitch 128, and 64 spare bytes at the end.
     let g = geometry(24, 48, 128, bgr32());
     let mut buf = buffer(&g, 64);
-    let mut con = Console::new(&mut buf, g).unwrap();
+    let mut con = Console::new(&mut buf[..], cells(&g), g).unwrap();
     con.clear();
     con.write_str("one\ntwo\nthree\nfour\nfive\tsix\x08seven");
     for y in 0..48usize {
@@ -301,7 +306,7 @@ fn pitch_padding_is_never_written() {
     assert!(buf[48 * 128..].iter().all(|&b| b == SENTINEL));
     // And the text itself went where the pitch says.
     let mut reference = buffer(&g, 64);
-    let mut con = Console::new(&mut reference, g).unwrap();
+    let mut con = Console::new(&mut reference[..], cells(&g), g).unwrap();
     con.clear();
     con.write_str("sis\neve\nn");
     assert_eq!(buf, reference);
@@ -311,7 +316,7 @@ fn pitch_padding_is_never_written() {
 fn clear_paints_every_visible_pixel() {
     let g = geometry(20, 20, 100, bgr32());
     let mut buf = buffer(&g, 0);
-    let mut con = Console::new(&mut buf, g).unwrap();
+    let mut con = Console::new(&mut buf[..], cells(&g), g).unwrap();
     con.set_colors(FG, BG);
     con.write_str("xyz");
     con.clear();
@@ -331,7 +336,7 @@ fn clear_paints_every_visible_pixel() {
 #[test]
 fn fmt_write_formats_into_the_console() {
     let (mut buf, g) = screen(10, 1);
-    let mut con = Console::new(&mut buf, g).unwrap();
+    let mut con = Console::new(&mut buf[..], cells(&g), g).unwrap();
     con.clear();
     write!(con, "n={}", 42).unwrap();
     assert_eq!(buf, rendered(g, "n=42"));
@@ -339,7 +344,9 @@ fn fmt_write_formats_into_the_console() {
 
 #[test]
 fn bad_geometry_is_refused() {
-    let new = |g: Geometry, len: usize| Console::new(&mut vec![0; len], g).map(|_| ());
+    let new = |g: Geometry, len: usize| {
+        Console::new(&mut vec![0; len][..], &mut [Cell::default(); 16], g).map(|_| ())
+    };
     let ok = geometry(64, 32, 256, bgr32());
     assert_eq!(new(ok, 256 * 32), Ok(()));
 
@@ -429,6 +436,13 @@ fn bad_geometry_is_refused() {
             len: 256 * 32 - 1
         })
     );
+    assert_eq!(
+        Console::new(&mut vec![0; 256 * 32][..], &mut [Cell::default(); 15], ok).map(|_| ()),
+        Err(ConsoleError::TooFewCells {
+            needed: 16,
+            len: 15
+        })
+    );
     // Sizes whose product overflows 32 bits are refused, not wrapped.
     assert_eq!(
         new(geometry(u32::MAX / 4, u32::MAX, u32::MAX, bgr32()), 16),
@@ -458,7 +472,7 @@ fn long_random_text_never_panics_nor_touches_padding() {
     for (width, height, pitch, f) in layouts {
         let g = geometry(width, height, pitch, f);
         let mut buf = buffer(&g, 7);
-        let mut con = Console::new(&mut buf, g).unwrap();
+        let mut con = Console::new(&mut buf[..], cells(&g), g).unwrap();
         let mut text = String::new();
         for _ in 0..20_000 {
             let r = rng.next_u64();
@@ -506,7 +520,7 @@ fn glyphs_are_upright_unmirrored_and_rows_doubled() {
     // 'F' checked against its shape, not against the font data: a bar across the top, the
     // stem on the left, nothing in the last font row.
     let (mut buf, g) = screen(1, 1);
-    let mut con = Console::new(&mut buf, g).unwrap();
+    let mut con = Console::new(&mut buf[..], cells(&g), g).unwrap();
     con.set_colors((255, 255, 255), (0, 0, 0));
     con.write_str("F");
     let on = |x, y| pixel(&buf, &g, x, y) == [255, 255, 255, 0];
@@ -522,11 +536,82 @@ fn glyphs_are_upright_unmirrored_and_rows_doubled() {
 fn bytes_are_drawn_with_each_invalid_sequence_as_one_replacement_character() {
     let g = geometry(64, 16, 64 * 4, bgr32());
     let (mut lossy, mut text) = (buffer(&g, 0), buffer(&g, 0));
-    Console::new(&mut lossy, g)
+    Console::new(&mut lossy[..], cells(&g), g)
         .unwrap()
         .write_lossy(b"a\xF0\x9F\xFFb\xC3\xA9");
-    Console::new(&mut text, g)
+    Console::new(&mut text[..], cells(&g), g)
         .unwrap()
         .write_str("a\u{FFFD}\u{FFFD}b\u{E9}");
     assert!(lossy == text, "drawn as the text with U+FFFD");
+}
+
+/// Video memory that counts the bytes the console writes into it. [`Surface`] has no
+/// way to read, so a console over it cannot read video memory.
+struct CountedWrites {
+    bytes: Vec<u8>,
+    written: usize,
+}
+
+impl Surface for CountedWrites {
+    fn size(&self) -> usize {
+        self.bytes.len()
+    }
+
+    fn write(&mut self, offset: usize, bytes: &[u8]) {
+        self.written += bytes.len();
+        self.bytes[offset..offset + bytes.len()].copy_from_slice(bytes);
+    }
+}
+
+#[test]
+fn scrolling_redraws_from_the_cells_in_ram_only_the_cells_that_change() {
+    let (buf, g) = screen(10, 4);
+    let mut video = CountedWrites {
+        bytes: buf,
+        written: 0,
+    };
+    let mut con = Console::new(&mut video, cells(&g), g).unwrap();
+    con.clear();
+    // Several screens' worth of lines of different lengths, some wrapping: after each,
+    // the screen is what a fresh console draws for the lines still visible.
+    let lines: Vec<String> = (0..17)
+        .map(|i| format!("{i}:{}", "ab#".repeat(i % 5)))
+        .collect();
+    for (i, line) in lines.iter().enumerate() {
+        con.write_str(line);
+        con.write_str("\n");
+        let text = lines[..=i].join("\n") + "\n";
+        let wrapped: Vec<&str> = text
+            .split('\n')
+            .flat_map(|l| {
+                l.as_bytes()
+                    .chunks(10)
+                    .map(|c| core::str::from_utf8(c).unwrap())
+            })
+            .collect();
+        // The last row is the cursor's, empty.
+        let visible = wrapped[wrapped.len().saturating_sub(3)..].join("\n");
+        assert_eq!(con.surface.bytes, rendered(g, &visible), "after line {i}");
+    }
+
+    // A screen of equal lines: a scroll draws only the last row's three cells, which
+    // go blank (the rows above it show what they showed); writing the line drew three.
+    for _ in 0..4 {
+        con.write_str("xyz\n");
+    }
+    let before = con.surface.written;
+    con.write_str("xyz\n");
+    let cell_bytes = (GLYPH_WIDTH * GLYPH_HEIGHT * 4) as usize;
+    assert_eq!(con.surface.written - before, 6 * cell_bytes);
+    assert_eq!(con.surface.bytes, rendered(g, "xyz\nxyz\nxyz\n"));
+}
+
+#[test]
+fn a_scroll_brings_cells_never_drawn_up_blank() {
+    // Not cleared: the screen holds what was there before (the sentinel), which the
+    // console cannot know; scrolled up, those cells come up blank.
+    let (mut buf, g) = screen(2, 3);
+    let mut con = Console::new(&mut buf[..], cells(&g), g).unwrap();
+    con.write_str("A\n\n\n");
+    assert!(buf == rendered(g, ""), "a blank screen");
 }
