@@ -10,6 +10,7 @@ mod ops;
 mod property;
 mod read_only;
 mod repair;
+mod soak;
 mod workload;
 
 /// An app short of memory, played on one test's thread: how many more blocks
