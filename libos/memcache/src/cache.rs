@@ -716,6 +716,12 @@ impl Cache {
         data + self.items.capacity() * SLAB_ENTRY + self.table.allocated()
     }
 
+    /// What the items cost by the budget's count, the slab apart.
+    #[cfg(test)]
+    pub(crate) fn item_bytes(&self) -> usize {
+        self.bytes
+    }
+
     /// The Unix second the items' times count from: [`EPOCH_LEAD`] before the cache's
     /// creation (at the earliest the Unix epoch: 0 for a cache made before 2038 or on a
     /// clock counting from boot).

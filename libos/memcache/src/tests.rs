@@ -1705,3 +1705,75 @@ fn an_emptied_cache_keeps_a_small_slab() {
     }
     assert_eq!(cache.allocated(), empty, "a large slab is given back");
 }
+
+/// Soak: 10,000 rounds of sets, appends, incrs, touches, deletes, expiries and a delayed
+/// `flush_all` on 16 keys, each value a random size; once every item is gone (expired,
+/// reclaimed by a read, or deleted), nothing is left counted or allocated for them:
+/// the items' count is 0, the slab no larger than after a warm-up that filled and emptied
+/// the same keys, and the allocations the slab's and an empty index's: nothing is left.
+#[test]
+fn ten_thousand_rounds_of_changes_give_every_byte_back() {
+    const KEYS: usize = 16;
+    let names: Vec<String> = (0..KEYS).map(|k| std::format!("soak-key-{k}")).collect();
+    let mut cache = Cache::new(Config::default(), START);
+    let mut now = START;
+    let value = [b'7'; 4096];
+    for name in &names {
+        cache.store(StoreMode::Set, key(name.as_bytes()), 0, 0, &value, now);
+    }
+    for name in &names {
+        cache.delete(key(name.as_bytes()), now);
+    }
+    let bytes = cache.stats(now).bytes;
+    assert_eq!(cache.item_bytes(), 0, "the items' count after the warm-up");
+    let mut random = Rng(0x50a_cafe);
+    for round in 0..10_000 {
+        let name = &names[random.below(KEYS)];
+        let k = key(name.as_bytes());
+        let exptime = [0, 1, 2, 5][random.below(4)];
+        match random.below(8) {
+            0 | 1 => {
+                let len = random.below(value.len());
+                cache.store(StoreMode::Set, k, 0, exptime, &value[..len], now);
+            }
+            2 => {
+                cache.store(StoreMode::Append, k, 0, 0, &value[..random.below(64)], now);
+            }
+            3 => {
+                cache.add_delta(k, 3, round % 2 == 0, now);
+            }
+            4 => {
+                cache.touch(k, exptime, now);
+            }
+            5 => {
+                cache.get(k, now);
+            }
+            6 => {
+                cache.delete(k, now);
+            }
+            _ if round % 1000 == 999 => cache.flush_all(2, now),
+            _ => now += 1,
+        }
+    }
+    now += 10;
+    for name in &names {
+        cache.get(key(name.as_bytes()), now);
+        cache.delete(key(name.as_bytes()), now);
+    }
+    let stats = cache.stats(now);
+    assert_eq!(stats.curr_items, 0);
+    assert_eq!(cache.item_bytes(), 0, "the items' count after the soak");
+    assert!(
+        stats.bytes <= bytes,
+        "{} bytes counted, {bytes} after the warm-up",
+        stats.bytes
+    );
+    // The slab is all an empty cache's count holds; its allocations are the slab and the
+    // index an empty cache has.
+    let index = Cache::new(Config::default(), START).allocated();
+    assert_eq!(
+        cache.allocated(),
+        stats.bytes as usize + index,
+        "the allocations after the soak"
+    );
+}
