@@ -3463,3 +3463,132 @@ fn random_icmp_messages_never_panic_nor_move_the_mss_out_of_its_bounds() {
     assert_eq!(ep.unacknowledged(id), Ok(0));
     assert_eq!(ep.recv(id, &mut [0; 16]), Ok(10));
 }
+
+/// Whether nothing is left of any connection once every one ended and their timers ran:
+/// no slot held or released, no half-open entry, TIME-WAIT entry, queued accept, reply
+/// or record of an ended handle left, the orders of released connections within their
+/// bound, and every slot free, the table no longer than the most connections held.
+fn assert_nothing_left(ep: &Endpoint) {
+    assert_eq!(ep.connections(), 0, "slots held");
+    assert_eq!((ep.released, ep.finishing), (0, 0), "released connections");
+    assert_eq!(ep.half_open(), 0, "half-open entries");
+    assert_eq!(ep.time_wait(), 0, "TIME-WAIT entries");
+    assert!(ep.accept_queue.is_empty() && ep.by_tuple.is_empty());
+    assert!(
+        ep.gone.is_empty(),
+        "{} records of ended handles",
+        ep.gone.len()
+    );
+    // The orders drop an ended connection's entry when met or at a push (push_pruned):
+    // with none left finishing, at most twice the most that were, and 9.
+    let most = 2 * ep.config.max_released + 9;
+    let orders = (ep.released_order.len(), ep.drained.len());
+    assert!(
+        orders.0 <= most && orders.1 <= most,
+        "release orders {orders:?}"
+    );
+    assert!(ep.replies.is_empty(), "{} replies owed", ep.replies.len());
+    let most = ep.config.max_connections + ep.config.max_released;
+    assert!(ep.slots.len() <= most, "{} slots", ep.slots.len());
+    assert_eq!(ep.free.len(), ep.slots.len(), "every slot free");
+}
+
+/// Opens and accepts a connection from `port` while other connections may be sending
+/// (their segments are dropped); returns it and the peer, which acknowledged the SYN-ACK.
+fn open_among_others(ep: &mut Endpoint, now: u64, port: u16) -> (ConnId, Peer) {
+    ep.input(
+        now,
+        &packet(port, SYN, Seq(1000), Seq(0), 10_000, b"", Some(1460), None),
+    );
+    let sent = poll(ep, now);
+    let synack = sent
+        .iter()
+        .map(|p| view(p))
+        .find(|s| s.dst_port == port && s.has(SYN));
+    let mut peer = Peer {
+        port,
+        seq: Seq(1001),
+        ack: synack.expect("a SYN-ACK").seq.plus(1),
+        window: 10_000,
+    };
+    peer.send(ep, now, b"");
+    (ep.accept().expect("an established connection"), peer)
+}
+
+/// Soak: 10,000 connections opened, given data each way, and ended every way a
+/// connection ends (the peer's reset, the app's abort, the app's close then the peer's
+/// FIN into TIME-WAIT, the peer's FIN then the app's close, a release with unread data,
+/// a handle kept past the peer's reset and released late, a SYN reset while half-open)
+/// leave nothing behind once the TIME-WAIT and FIN-WAIT-2 timers ran.
+#[test]
+fn ten_thousand_connections_ended_every_way_leave_nothing_behind() {
+    let mut ep = server(Config::default());
+    let mut now = 0;
+    let mut kept = None;
+    for cycle in 0..10_000u32 {
+        now += MS;
+        let port = 1024 + (cycle % 50_000) as u16;
+        if cycle % 8 == 7 {
+            ep.input(
+                now,
+                &packet(port, SYN, Seq(1000), Seq(0), 1000, b"", None, None),
+            );
+            let synack = poll(&mut ep, now);
+            let ack = view(&synack[0]).seq.plus(1);
+            ep.input(now, &packet(port, RST, Seq(1001), ack, 0, b"", None, None));
+            continue;
+        }
+        let (id, mut peer) = open_among_others(&mut ep, now, port);
+        peer.send(&mut ep, now, b"request");
+        ep.send(id, Piece::owned(b"answer".to_vec())).unwrap();
+        poll(&mut ep, now);
+        peer.ack = peer.ack.plus(6);
+        peer.send(&mut ep, now, b"");
+        match cycle % 8 {
+            0 => {
+                ep.input(now, &peer.segment(RST, b""));
+                ep.close(id).unwrap();
+            }
+            1 => ep.abort(id).unwrap(),
+            2 => {
+                ep.recv(id, &mut [0; 16]).unwrap();
+                ep.close(id).unwrap();
+                poll(&mut ep, now);
+                peer.ack = peer.ack.plus(1);
+                peer.send(&mut ep, now, b"");
+                ep.input(now, &peer.segment(ACK | FIN, b""));
+            }
+            3 => {
+                ep.input(now, &peer.segment(ACK | FIN, b""));
+                peer.seq = peer.seq.plus(1);
+                ep.recv(id, &mut [0; 16]).unwrap();
+                ep.close(id).unwrap();
+                poll(&mut ep, now);
+                peer.ack = peer.ack.plus(1);
+                peer.send(&mut ep, now, b"");
+            }
+            4 => ep.close(id).unwrap(),
+            5 => {
+                ep.input(now, &peer.segment(RST, b""));
+                if let Some(old) = kept.replace(id) {
+                    ep.close(old).unwrap();
+                }
+            }
+            _ => {
+                ep.recv(id, &mut [0; 16]).unwrap();
+                ep.shutdown(id).unwrap();
+                poll(&mut ep, now);
+                ep.input(now, &peer.segment(RST, b""));
+                ep.close(id).unwrap();
+            }
+        }
+        poll(&mut ep, now);
+    }
+    ep.close(kept.unwrap()).unwrap();
+    now += Config::default().fin_wait2_ns + Config::default().time_wait_ns;
+    for _ in 0..20 {
+        poll(&mut ep, now);
+        now += Config::default().rto_max_ns;
+    }
+    assert_nothing_left(&ep);
+}
