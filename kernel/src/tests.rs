@@ -1435,3 +1435,145 @@ kernel_test!(
         );
     }
 );
+
+/// Which way the soak's app ends this run (its run's number, [`soak_app`]).
+static SOAK_RUN: AtomicUsize = AtomicUsize::new(0);
+
+/// The soak's app: takes memory (a grant, split, merged, derived, viewed, delegated to
+/// itself), a core's timer and, on a machine with them, network interface 0 and disk 0,
+/// through the Rust API and the C ABI's handles, then ends one of six ways by its run's
+/// number, holding all of it (returns, fails, panics, overflows its stack, or panics in
+/// a device call), or returns having given its grant back and its devices up.
+fn soak_app(kernel: &rexo_api::Kernel) -> Result<(), rexo_api::ApiError> {
+    rexo_capi::run_app(kernel, "soak", || {
+        soak_takes_and_ends(kernel).map_or(1, |()| 0)
+    })
+}
+
+/// [`soak_app`]'s work, run as a C app's `main` (its C handles are the app's).
+fn soak_takes_and_ends(kernel: &rexo_api::Kernel) -> Result<(), rexo_api::ApiError> {
+    use rexo_api::{MemoryOp, Rights};
+    let run = SOAK_RUN.load(Ordering::Relaxed);
+    let grant = kernel.allocate_memory(4 * 4096)?;
+    let high = kernel.memory_op(&grant, MemoryOp::Split { offset: 8192 })?;
+    kernel.memory_op(
+        &grant,
+        MemoryOp::Merge {
+            other: &high.expect("the high part"),
+        },
+    )?;
+    let start = kernel
+        .capabilities()
+        .iter()
+        .find(|e| e.id == grant.cap().id())
+        .map(|e| e.resource.start());
+    let derive = MemoryOp::Derive {
+        start: start.expect("listed"),
+        len: 4096,
+        rights: Rights::READ,
+    };
+    let child = kernel.memory_op(&grant, derive)?.expect("a child");
+    let mut viewed = kernel.allocate_memory(4096)?;
+    kernel.with_memory(&mut viewed, &mut |bytes| bytes.fill(7))?;
+    let _ = kernel.delegate_memory(viewed, "soak");
+    // The app's own heap blocks are dropped before it ends: an app ended mid-way leaks
+    // what it holds on the heap (`mem::heap`), which this test does not count.
+    drop(kernel.received_memory());
+    let timer = kernel.arm_timer(u64::MAX);
+    let nic = kernel.open_net(0);
+    let disk = kernel.open_block(0);
+    let c_handles = [
+        rexo_capi::rexo_mem_alloc(8192),
+        rexo_capi::rexo_timer_arm(u64::MAX),
+    ];
+    assert!(c_handles[0] > 0, "rexo_mem_alloc gave {}", c_handles[0]);
+    let held = (grant, child, timer);
+    match run % 6 {
+        0 => Ok(()),
+        1 => Err(rexo_api::ApiError::AppFailed(1)),
+        2 => panic!("the soak's app panics holding what it took"),
+        3 => Err(rexo_api::ApiError::AppFailed(recurse_without_end(0) as i32)),
+        4 => match nic {
+            Ok(mut nic) => {
+                let sent = nic.transmit(0, 60, &mut |_| panic!("the soak's app panics in a call"));
+                Err(rexo_api::ApiError::AppFailed(sent.is_ok().into()))
+            }
+            Err(_) => panic!("the soak's app panics with no interface open"),
+        },
+        _ => {
+            drop((nic, disk, held.1, held.2));
+            kernel.return_memory(held.0).map_err(|(error, _)| error)
+        }
+    }
+}
+
+/// What the kernel holds for apps: its heap's bytes handed out, free frames, capability
+/// table entries, and the devices held or shared by filters.
+fn soak_counts() -> (usize, u64, usize, usize) {
+    let registry = crate::devices::machine().registry();
+    let devices = registry.devices();
+    let held = devices.iter().filter(|d| d.holder.is_some()).count();
+    (
+        mem::heap::allocated_bytes(),
+        mem::frames::free_bytes(),
+        crate::caps::entries().len(),
+        held,
+    )
+}
+
+kernel_test!(
+    fn a_thousand_runs_ended_every_way_give_back_everything_they_held() {
+        let app = crate::apps::App::new("soak", "takes and holds, then ends", soak_app);
+        let owner = crate::caps::tests::top_owner(2);
+        let cores = crate::apps::CoreSpan {
+            first: 0,
+            count: smp_cores(),
+        };
+        let run = |number| {
+            SOAK_RUN.store(number, Ordering::Relaxed);
+            crate::apps::run_as(&app, owner, cores, Some(64 << 20))
+        };
+        let mut heap_per_run = [0usize; 6];
+        for (way, bytes) in heap_per_run.iter_mut().enumerate() {
+            // A warm-up: the heap's and the drivers' first allocations stay.
+            let _ = (run(way), run(way));
+            let before = soak_counts();
+            for number in (0..170).map(|n| n * 6 + way) {
+                let result = run(number);
+                match way {
+                    0 | 5 => assert_eq!(result, Ok(()), "run {number}"),
+                    1 => assert_eq!(
+                        result,
+                        Err(rexo_api::ApiError::AppFailed(1)),
+                        "run {number}"
+                    ),
+                    3 => assert_eq!(
+                        result,
+                        Err(rexo_api::ApiError::StackOverflow),
+                        "run {number}"
+                    ),
+                    _ => assert_eq!(result, Err(rexo_api::ApiError::Panicked), "run {number}"),
+                }
+            }
+            let after = soak_counts();
+            *bytes = after.0.wrapping_sub(before.0) / 170;
+            assert_eq!(
+                (after.1, after.2, after.3),
+                (before.1, before.2, before.3),
+                "way {way}: (free frames, capabilities, devices held)"
+            );
+        }
+        crate::kprintln!("tests: soak heap bytes per run by way {heap_per_run:?}");
+        // An app ended mid-way leaks the heap blocks its frames held (`mem::heap`): its
+        // device handles, where the machine has devices.
+        let no_devices = crate::devices::machine().registry().devices().is_empty();
+        let ended_mid_way = [false, false, true, true, true, false];
+        for (way, bytes) in heap_per_run.into_iter().enumerate() {
+            let leaks = ended_mid_way[way] && !no_devices;
+            assert!(
+                bytes == 0 || leaks,
+                "way {way}: {bytes} heap bytes a run not given back"
+            );
+        }
+    }
+);

@@ -117,6 +117,11 @@ pub fn is_free() -> bool {
     HEAP.0.try_lock().is_some()
 }
 
+/// Bytes the heap has handed out and not had back (the kernel tests' leak checks).
+pub fn allocated_bytes() -> usize {
+    HEAP.0.lock().counters().allocated_bytes
+}
+
 /// The heap's size at boot for a machine with `usable` bytes of RAM: 512 KiB (it grows on
 /// demand; apps get their memory as frames, not from the kernel heap), at most half the RAM.
 pub fn size_for(usable: u64) -> u64 {
