@@ -54,7 +54,7 @@ pub struct Authority(());
 const AUTHORITY: Authority = Authority(());
 
 /// Entries in the machine's table. The table is built by value before it moves to the
-/// heap, so its size is bounded by what a kernel stack holds (about 29 KiB here). A quarter
+/// heap, so its size is bounded by what a kernel stack holds (about 45 KiB here). A quarter
 /// of them (`rexo_api::MAX_APP_ENTRIES`, 64) is the most one owner's requests (memory
 /// grants, derives, splits) may have made at a time, and another quarter is kept for the
 /// kernel's own mints (cores, timers, interrupt bindings): `CapTable::with_limits`, set in

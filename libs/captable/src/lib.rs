@@ -19,9 +19,13 @@
 //!   apart never do), and state: [`EntryState::Live`] or
 //!   [`EntryState::RevokeRequested`] with a deadline. *Revoked* is not stored: revoking
 //!   frees the slot and advances its generation, so every handle to the old entry answers
-//!   [`CapError::Revoked`] forever. A slot whose generation reaches `u32::MAX` is retired
-//!   rather than wrapped, so a slot never reuses a generation; the table reports
-//!   [`CapError::Full`] once every slot is live or retired.
+//!   [`CapError::Revoked`] forever. Generations are `u64`: a slot reaches the last one
+//!   after 2^64 - 1 entries made and gone in it, some 580,000 years at one derive and
+//!   return a microsecond (about what one costs), so no slot wears out in practice (with
+//!   `u32` generations one app's churn used up the kernel's 256 slots in some 13 days).
+//!   A slot whose generation reaches `u64::MAX` is still retired rather than wrapped, so
+//!   a slot never reuses a generation; the table reports [`CapError::Full`] once every
+//!   slot is live or retired.
 //! - **Limits.** One table serves every owner, so a table made
 //!   [`with_limits`](CapTable::with_limits) charges each entry made at an owner's request
 //!   ([`grant`](CapTable::grant), [`derive`](CapTable::derive), [`split`](CapTable::split))

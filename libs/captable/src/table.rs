@@ -33,7 +33,7 @@ impl fmt::Display for OwnerId {
 pub struct EntryId {
     table: u64,
     index: u32,
-    generation: u32,
+    generation: u64,
 }
 
 impl EntryId {
@@ -56,7 +56,7 @@ impl EntryId {
     }
 
     /// The slot's generation when the entry was made.
-    pub const fn generation(&self) -> u32 {
+    pub const fn generation(&self) -> u64 {
         self.generation
     }
 }
@@ -73,7 +73,7 @@ impl fmt::Display for EntryId {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct LocalId {
     index: u32,
-    generation: u32,
+    generation: u64,
 }
 
 /// A capability: the handle code holds to use a resource. Only a [`CapTable`] makes one
@@ -241,7 +241,7 @@ impl Entry {
 /// A slot: an entry or nothing, and the generation its next (or current) entry has.
 #[derive(Clone, Copy)]
 pub(crate) struct Slot {
-    pub(crate) generation: u32,
+    pub(crate) generation: u64,
     pub(crate) entry: Option<Entry>,
 }
 
@@ -280,7 +280,7 @@ impl Forfeit {
 struct ForfeitRecord {
     owner: OwnerId,
     index: u32,
-    generation: u32,
+    generation: u64,
 }
 
 impl ForfeitRecord {
@@ -295,8 +295,9 @@ impl ForfeitRecord {
 }
 
 /// A slot whose generation reached this is retired: never used again, so that a
-/// generation is never repeated for a slot.
-const RETIRED: u32 = u32::MAX;
+/// generation is never repeated for a slot. A guard only: reaching it takes 2^64 - 1
+/// entries made and gone in one slot, beyond any uptime.
+const RETIRED: u64 = u64::MAX;
 
 /// A bounded ring of repossession records; when full, the oldest goes and `dropped` counts.
 #[derive(Clone, Copy)]

@@ -875,13 +875,13 @@ fn generations_advance_and_the_last_one_retires_the_slot() {
     t.return_cap(APP, &second).expect("return");
     // Jump to the last generation: freeing it retires the slot instead of wrapping.
     t.slots[0] = Slot {
-        generation: u32::MAX - 1,
+        generation: u64::MAX - 1,
         entry: None,
     };
     let last = t
         .mint(&Kernel, APP, mem(0, 0x1000), RW)
         .expect("mint at the last generation");
-    assert_eq!(last.id().generation(), u32::MAX - 1);
+    assert_eq!(last.id().generation(), u64::MAX - 1);
     t.return_cap(APP, &last).expect("return");
     assert_eq!(
         t.mint(&Kernel, APP, mem(0, 0x1000), RW).map(|c| c.id()),
@@ -890,6 +890,45 @@ fn generations_advance_and_the_last_one_retires_the_slot() {
     assert_eq!(
         t.check(APP, &last, Rights::NONE).map(|_| ()),
         Err(CapError::Revoked)
+    );
+}
+
+#[test]
+fn a_slot_aged_past_two_to_the_32_keeps_minting_and_refuses_its_stale_handles() {
+    // Every slot near the old u32 limit, as after 2^32 - 2 entries made and gone in each
+    // (the kernel's 256 slots under one app's derive/return churn): every mint must still
+    // find a slot, and the slot go on past 2^32.
+    let mut t: CapTable<Kernel, 2, 2, 1> = CapTable::new();
+    for slot in &mut t.slots {
+        *slot = Slot {
+            generation: (u32::MAX - 1).into(),
+            entry: None,
+        };
+    }
+    // New entries take the lowest free slot: slot 0 goes on from u32::MAX - 1 past 2^32
+    // (with the old u32 generations it retired at once, then slot 1 did, then Full).
+    let mut stale = Vec::new();
+    for _ in 0..4 {
+        let cap = t
+            .mint(&Kernel, APP, mem(0, 0x1000), RW)
+            .expect("a free slot, however old");
+        t.return_cap(APP, &cap).expect("return");
+        stale.push(cap);
+    }
+    let fresh = t.mint(&Kernel, APP, mem(0, 0x1000), RW).expect("mint");
+    assert_eq!(fresh.id().index(), 0);
+    assert_eq!(fresh.id().generation(), (1 << 32) + 2);
+    let other = t.mint(&Kernel, APP, mem(0x1000, 0x1000), RW);
+    assert_eq!(other.map(|c| c.id().index()), Ok(1), "slot 1 is free too");
+    for cap in &stale {
+        assert_eq!(
+            t.check(APP, cap, Rights::NONE).map(|_| ()),
+            Err(CapError::Revoked)
+        );
+    }
+    assert_eq!(
+        t.check(APP, &fresh, Rights::READ).map(|e| e.id),
+        Ok(fresh.id())
     );
 }
 

@@ -62,7 +62,7 @@ struct MLog {
 struct Model {
     entries: Vec<MEntry>,
     logs: Vec<MLog>,
-    seen: HashSet<(u32, u32)>,
+    seen: HashSet<(u32, u64)>,
     /// Owners started and not released since.
     running: Vec<bool>,
     /// Per owner, whether one of its forfeits found `N` records kept and was not recorded.
