@@ -467,7 +467,7 @@ impl Outgoing<'_> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ConnId {
     index: u32,
-    generation: u32,
+    generation: u64,
 }
 
 /// A connection whose SYN arrived and whose SYN-ACK is unanswered.
@@ -524,7 +524,11 @@ impl Gone {
 
 /// A slot of the connection table.
 struct Slot {
-    generation: u32,
+    /// Moved on for each connection the slot takes. A `u64`, so that it never comes
+    /// round again: 2^64 connections through one slot take some 11 million years at
+    /// 50,000 a second, where a `u32` wrapped in a day and a handle the app kept matched
+    /// a stranger's connection in the slot.
+    generation: u64,
     conn: Option<Conn>,
 }
 

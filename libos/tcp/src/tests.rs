@@ -1573,6 +1573,34 @@ fn a_reset_connection_leaves_the_table_and_its_port_may_connect_again() {
 }
 
 #[test]
+fn a_kept_handle_never_reaches_a_stranger_in_its_slot_2_to_the_32_connections_later() {
+    let mut ep = server_with(|c| c.max_connections = 2);
+    let (kept, peer) = connect(&mut ep, 0, 5000, None, None, 1000);
+    ep.input(0, &peer.segment(RST, b""));
+    assert_eq!(ep.connections(), 0, "a record: the slot is free");
+    // As after u32::MAX more connections through the slot (the free list is a stack, so
+    // a lightly loaded server reuses it for almost every one): the next is the 2^32nd.
+    let slot = &mut ep.slots[kept.index as usize];
+    slot.generation = slot.generation.wrapping_add(u32::MAX.into());
+    let (stranger, mut other) = connect(&mut ep, MS, 6000, None, None, 1000);
+    assert_eq!(stranger.index, kept.index, "the same slot");
+    other.send(&mut ep, MS, b"private");
+    let mut buf = [0; 8];
+    assert_eq!(ep.recv(kept, &mut buf), Err(Error::Reset), "its own ending");
+    assert_eq!(ep.tuple(kept).map(|t| t.remote_port), Ok(5000));
+    assert_eq!(ep.recv(stranger, &mut buf), Ok(7));
+    assert_eq!(&buf[..7], b"private");
+    // The stranger's connection ends too: its record does not replace the kept one's.
+    ep.input(MS, &other.segment(RST, b""));
+    assert_eq!(ep.connections(), 0, "both recorded");
+    assert_eq!(ep.tuple(kept).map(|t| t.remote_port), Ok(5000));
+    assert_eq!(ep.tuple(stranger).map(|t| t.remote_port), Ok(6000));
+    ep.close(kept).unwrap();
+    assert_eq!(ep.recv(kept, &mut buf), Err(Error::BadId), "released");
+    assert_eq!(ep.recv(stranger, &mut buf), Err(Error::Reset));
+}
+
+#[test]
 fn a_reset_connection_holds_its_slot_until_its_bytes_are_read() {
     let mut ep = server_with(|c| c.max_connections = 1);
     let (old, mut peer) = connect(&mut ep, 0, 5000, None, None, 1000);
