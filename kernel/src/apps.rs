@@ -229,6 +229,7 @@ fn run_alone(
             app.name
         ),
     }
+    rexo_capi::forget_handles(owner);
     crate::devices::revoke_all_of(owner.0);
     crate::mem::heap::APP_GROWTH.clear(owner);
     result

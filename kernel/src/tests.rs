@@ -3,7 +3,7 @@
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use crate::arch::{cpu, paging, percpu};
 use crate::kernel_test;
@@ -1163,7 +1163,7 @@ kernel_test!(
 );
 
 /// Whether [`app_filling_past_its_quota`]'s `fill` was refused its 1 MiB.
-static FILL_REFUSED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+static FILL_REFUSED: AtomicBool = AtomicBool::new(false);
 
 /// Opens network interface 0, takes the heap its quota lets it grow ([`take_the_heap`]),
 /// then sends a frame whose `fill` (its own code in the device call) asks for 1 MiB more.
@@ -1432,6 +1432,50 @@ kernel_test!(
         assert!(
             steps.windows(2).any(|pair| pair[0] != pair[1]),
             "a counter: {draws:x?}"
+        );
+    }
+);
+
+/// Whether [`c_app_holding_handles`] panics (else it returns).
+static HOLDER_PANICS: AtomicBool = AtomicBool::new(false);
+
+/// A C app that takes two handles (memory and a core's timer), then returns or panics
+/// holding them ([`HOLDER_PANICS`]).
+fn c_app_holding_handles(kernel: &rexo_api::Kernel) -> Result<(), rexo_api::ApiError> {
+    rexo_capi::run_app(kernel, "holder", || {
+        let handles = [
+            rexo_capi::rexo_mem_alloc(8192),
+            rexo_capi::rexo_timer_arm(u64::MAX),
+        ];
+        assert!(handles.iter().all(|&h| h > 0), "handles {handles:?}");
+        assert!(
+            !HOLDER_PANICS.load(Ordering::Relaxed),
+            "the C app ends holding its handles"
+        );
+        0
+    })
+}
+
+kernel_test!(
+    fn a_c_app_ended_mid_way_leaves_no_handles_behind_its_run() {
+        // Its handles' records (and the objects they name) went only at its owner's next
+        // run: an owner that never ran again held them for good.
+        let app = crate::apps::App::new("holder", "takes handles", c_app_holding_handles);
+        let owner = crate::caps::tests::top_owner(3);
+        let cores = crate::apps::CoreSpan { first: 0, count: 1 };
+        let run = |panics| {
+            HOLDER_PANICS.store(panics, Ordering::Relaxed);
+            crate::apps::run_as(&app, owner, cores, Some(1 << 20))
+        };
+        // A warm-up: the table's, the panic path's and the timer's first allocations stay.
+        assert_eq!(run(true), Err(rexo_api::ApiError::Panicked));
+        assert_eq!(run(false), Ok(()));
+        let before = mem::heap::allocated_bytes();
+        assert_eq!(run(true), Err(rexo_api::ApiError::Panicked));
+        let after = mem::heap::allocated_bytes();
+        assert_eq!(
+            after, before,
+            "heap bytes after the run ended, against before it"
         );
     }
 );

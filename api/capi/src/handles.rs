@@ -204,10 +204,11 @@ pub(crate) fn asked_back(owner: OwnerId, requests: &[(EntryId, u64)]) -> Vec<(i6
     asked
 }
 
-/// Drops every handle of `owner` (its run ended; the kernel takes back what they name),
-/// once they are out of the table and its lock released: a device's end may wait for
-/// calls on other cores, which may be waiting for the table's lock.
-pub(crate) fn forget(owner: OwnerId) {
+/// Drops every handle of `owner` (its run ended, however it ended: the kernel calls this
+/// at the end of every run and takes back what they name), once they are out of the table
+/// and its lock released: a device's end may wait for calls on other cores, which may be
+/// waiting for the table's lock.
+pub fn forget_handles(owner: OwnerId) {
     let mut handles = HANDLES.lock();
     let forgotten: Vec<Handle> = handles.extract_if(.., |h| h.owner == owner).collect();
     drop(handles);
@@ -378,7 +379,7 @@ mod tests {
         );
         // A lease's end may wait for calls on other cores, one of which may be waiting
         // for the table's lock.
-        forget(owner);
+        forget_handles(owner);
         assert!(
             !locked.load(Ordering::Relaxed),
             "the disk was dropped with the table locked"
@@ -413,7 +414,7 @@ mod tests {
         drop(in_use);
         assert!(closing.join().unwrap(), "then takes the handle");
         assert_eq!(take(id, owner, |_| Ok(())).err(), Some(REXO_EBADF));
-        forget(owner);
+        forget_handles(owner);
     }
 
     /// Locks handle `id` as a call in a frame below the caller's would, and abandons that
@@ -454,7 +455,7 @@ mod tests {
         );
         assert!(take(id, owner, |_| Ok(())).is_ok(), "and can be closed");
         assert_eq!(given_up.load(Ordering::Relaxed), 1);
-        forget(owner);
+        forget_handles(owner);
     }
 
     #[test]
@@ -476,7 +477,7 @@ mod tests {
         );
         drop(outer);
         assert!(!object.object.is_locked());
-        forget(owner);
+        forget_handles(owner);
     }
 
     /// Capabilities over cores `0..count`, minted by a table of the test's own.
@@ -514,7 +515,7 @@ mod tests {
         let first = first.join().expect("the first call answers");
         assert_eq!(first.len(), 2);
         assert_eq!(second, first, "the other core lists every core handle");
-        forget(owner);
+        forget_handles(owner);
     }
 
     #[test]
@@ -537,8 +538,8 @@ mod tests {
         assert!(asked_back(owner, &requests).is_empty());
         assert!(take(kept, owner, |_| Ok(())).is_ok());
         assert!(take(disk, owner, |_| Ok(())).is_ok());
-        forget(owner);
-        forget(other);
+        forget_handles(owner);
+        forget_handles(other);
     }
 
     /// A core index no test thread gets ([`crate::tests::register_test_host`] numbers

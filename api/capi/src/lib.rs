@@ -132,23 +132,15 @@ mod views;
 pub use cores::*;
 pub use devices::*;
 use handles::{Object, insert, with_memory};
-pub use handles::{frame_mark, release_abandoned};
+pub use handles::{forget_handles, frame_mark, release_abandoned};
 pub use views::*;
 
 /// Runs a C app's `main` (called on its own run, the core acting for it); a non-zero
-/// return is the app's failure code ([`ApiError::AppFailed`]). Handles the owner kept
-/// from a run that was ended go first; the capabilities themselves go back when the
-/// kernel releases the owner.
+/// return is the app's failure code ([`ApiError::AppFailed`]). Its handles go when the
+/// run ends, however it ends ([`forget_handles`]); the capabilities themselves go back
+/// when the kernel releases the owner.
 pub fn run_app(kernel: &Kernel, name: &str, main: impl FnOnce() -> c_int) -> Result<(), ApiError> {
-    let owner = with_kernel(|_, owner| owner);
-    let forget = || {
-        if let Some(owner) = owner {
-            handles::forget(owner);
-        }
-    };
-    forget();
     let code = main();
-    forget();
     if code == REXO_OK {
         return Ok(());
     }
