@@ -411,14 +411,27 @@ pub(crate) mod tests {
             }
             CORE.with(|core| *core)
         }
-        /// The host's clock, from the first reading.
+        /// The host's clock, from the first reading (counted, [`clock_reads`]).
         fn now_ns(&self) -> u64 {
+            CLOCK_READS.with(|reads| reads.set(reads.get() + 1));
             static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
             START
                 .get_or_init(std::time::Instant::now)
                 .elapsed()
                 .as_nanos() as u64
         }
+    }
+
+    std::thread_local! {
+        /// The calling thread's reads of [`TableBinder::now_ns`].
+        static CLOCK_READS: core::cell::Cell<u64> = const { core::cell::Cell::new(0) };
+    }
+
+    /// How often this thread has read the test binder's clock: a call that read it never
+    /// waited for anything (every wait is bounded on that clock), whatever the host's
+    /// scheduler did meanwhile.
+    pub(crate) fn clock_reads() -> u64 {
+        CLOCK_READS.with(core::cell::Cell::get)
     }
 
     /// What [`TableBinder::end_aborted_app`] panics with.
