@@ -129,8 +129,9 @@ impl Drop for Held<'_> {
     }
 }
 
-/// The address of `local`, a variable of the caller's frame: a frame's mark for
-/// [`Slot::lock`] and [`release_abandoned`] (frames deeper in the stack lie below it).
+/// The address of `local`, a variable of the caller's frame: a frame's mark, which each
+/// call on a handle records as it locks the handle and which [`release_abandoned`] is given
+/// (frames deeper in the stack lie below it).
 pub fn frame_mark<T>(local: &T) -> usize {
     core::ptr::from_ref(local) as usize
 }

@@ -5,7 +5,7 @@
 //!
 //! Memory: an app's Rust allocations come from the kernel heap, which grows on demand
 //! from free frames, its growth for the app refused past the app's quota; kv holds
-//! itself to the memory it was given ([`memory_share`]: its run's quota, or the machine's free RAM when
+//! itself to the memory it was given (its run's quota, or the machine's free RAM when
 //! it has none, whichever is less): the cache's budget is a quarter of that
 //! ([`cache_budget`]) and the connections' buffers together are bounded by an eighth of
 //! it, leaving the rest to the TCP buffers and the stacks. `kv-small` ([`main_small`]) is
@@ -140,9 +140,9 @@ fn share_of(quota: Option<u64>, free: u64) -> usize {
     usize::try_from(bytes).unwrap_or(usize::MAX)
 }
 
-/// The cache's budget for an app given `memory` bytes ([`memory_share`]): a quarter,
-/// leaving the rest to the connections' buffers, the TCP buffers and the stacks, but no
-/// more than [`MAX_CACHE_BYTES`].
+/// The cache's budget for an app given `memory` bytes (the smaller of its run's quota and
+/// the machine's free RAM): a quarter, leaving the rest to the connections' buffers, the
+/// TCP buffers and the stacks, but no more than [`MAX_CACHE_BYTES`].
 pub fn cache_budget(memory: usize) -> usize {
     (memory / 4).min(MAX_CACHE_BYTES)
 }

@@ -265,9 +265,9 @@ fn next_word(text: &str) -> Result<Option<(&str, &str)>, String> {
 }
 
 /// Parses a command line; the error is the message to show. Words are split at blanks,
-/// except inside double quotes ([`QUOTING`]); `extents` and `fs` take the rest of the
-/// line as it is (`fs` splits it as the others are split, but `write`'s text:
-/// [`rexofs::refuse_extra_words`]).
+/// except inside double quotes ([`QUOTING`]); `extents` and `fs` take the rest of the line
+/// as it is (`fs` splits it as the others are split, and refuses a word past those its verb
+/// takes, but for `write`'s text).
 pub fn parse(line: &str) -> Result<Command<'_>, String> {
     let Some(first) = line.split_whitespace().next() else {
         return Ok(Command::Nothing);

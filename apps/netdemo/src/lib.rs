@@ -28,7 +28,7 @@ const DHCP_TIMEOUT_NS: u64 = 10_000_000_000;
 /// Connections half-open or waiting to be accepted.
 const BACKLOG: usize = 16;
 /// Connections echoed at once; more wait in the backlog until one ends. Each holds
-/// [`BUFFER`] bytes each way, as each of the backlog's sockets does.
+/// 256 KiB (`BUFFER`) each way, as each of the backlog's sockets does.
 pub const MAX_ECHOES: usize = 8;
 /// Connections ended in order whose sockets the stack may still hold (until their peer
 /// took the last echo and the FIN); past it the next connection to end is reset.

@@ -985,10 +985,10 @@ impl IdeDisk {
 }
 
 impl Drop for IdeDisk {
-    /// Stops a DMA still running into the buffers before they go back; a bus master
-    /// that still reads Active after the stop (this one or an earlier one on the
-    /// channel, of either drive: [`Channel::confirm_dma_stopped`]) may go on moving
-    /// data, so a DMA disk's data buffer and PRD table are then kept for good.
+    /// Stops a DMA still running into the buffers before they go back; a bus master that
+    /// still reads Active after the stop (this one or an earlier one on the channel, of
+    /// either drive, which then fails the channel for good) may go on moving data, so a DMA
+    /// disk's data buffer and PRD table are then kept for good.
     fn drop(&mut self) {
         if self.request.take().is_some() {
             self.channel.stop_dma_confirmed(self.drive);
@@ -1039,8 +1039,8 @@ impl BlockDevice for IdeDisk {
     /// The command in flight is drained as [`abandon_requests`](Self::abandon_requests)
     /// drains it, then the drive is told as [`crate::shutdown::tell`] says (FLUSH CACHE
     /// (EXT), then STANDBY IMMEDIATE at a power-off), each command within its
-    /// [`Operation::timeout_ms`] (60 s) once the channel is free (the other drive's
-    /// command waited for up to [`CHANNEL_WAIT_MS`], once: a channel that stays held
+    /// [`Operation::timeout_ms`] (60 s) once the channel is free (the other drive's command
+    /// waited for up to [`WRITE_OUT_TIMEOUT_MS`] (60 s), once: a channel that stays held
     /// through the flush's wait is not waited for again, the drive not told). A failed
     /// channel's drive is not told. The disk refuses everything after.
     fn shut_down(&mut self, leaving: Leaving) -> Result<(), DeviceError> {

@@ -1,7 +1,7 @@
-//! The drivers' device access: the only crate under `drivers/` with `unsafe` (in
-//! [`mmio`], [`port`], [`dma`], [`config`], [`line`] and [`platform`], each block with its
-//! `// SAFETY:` line). Drivers are
-//! `#![deny(unsafe_code)]` and reach hardware only through the values made here:
+//! The drivers' device access: the only crate under `drivers/` with `unsafe` (in [`mmio`],
+//! [`port`], [`dma`], [`config`], [`line`](mod@line) and [`platform`], each block with its
+//! `// SAFETY:` line). Drivers are `#![deny(unsafe_code)]` and reach hardware only through
+//! the values made here:
 //!
 //! - [`Mmio`]: a device's memory window, built from the exclusive slice the kernel's
 //!   claim hands out; volatile, bounds-checked register access.

@@ -4,7 +4,7 @@
 //! its frame in a buffer of the calling core's, [`ReceiveBuffers`], as BareMetal leaves it
 //! in its driver's). Each call holds its device only for its own duration (as the holder
 //! `baremetal`), so a device an app holds is refused to BareMetal code. Calls on one
-//! device from several cores take turns ([`Turn`]: a call waits up to 1 s for the others
+//! device from several cores take turns (`Turn`: a call waits up to 1 s for the others
 //! before it, as BareMetal's own wait for the interface's lock), rather than refusing
 //! each other as two holders would. BareMetal counts storage in 4096-byte sectors. And the bookkeeping of the jobs `smp_set` gives cores
 //! ([`Jobs`]), which a load of a new binary must not run under.
@@ -405,11 +405,11 @@ fn key_code(byte: u8) -> u8 {
     }
 }
 
-/// `b_input`'s keys, made of the console's bytes by [`key_code`], but for a `\n` read
-/// right after a `\r`, which is passed over: a terminal that sends CR LF for Return
-/// types one Enter, as on BareMetal (whose serial driver makes Enter of the CR and hands
-/// the LF on as 0x0A), where it typed two, an empty line after each. A lone `\n` is
-/// still Enter.
+/// `b_input`'s keys, made of the console's bytes as BareMetal's key codes (`\r` and `\n`
+/// Enter, 0x1C; DEL and BS Backspace, 0x0E; any other byte as it is), but for a `\n` read
+/// right after a `\r`, which is passed over: a terminal that sends CR LF for Return types
+/// one Enter, as on BareMetal (whose serial driver makes Enter of the CR and hands the LF
+/// on as 0x0A), where it typed two, an empty line after each. A lone `\n` is still Enter.
 pub struct Keys {
     /// Whether the last byte read was `\r`.
     after_return: AtomicBool,

@@ -35,7 +35,8 @@ pub struct Sweep {
 }
 
 /// The kernel's half of a lease: interrupt bindings, and the abort points under which a
-/// device call runs the app's own code ([`crate::appcode`]).
+/// device call runs the app's own code ([`Binder::run_app_code`]), and the kernel sections
+/// the registry's own code in an app's call runs as ([`Binder::kernel_section`]).
 pub trait Binder: Sync {
     /// The vector a driver routed an interrupt source to on the calling core since the
     /// last call (a wake message or a line), taken; `None` when it routed none.
@@ -57,12 +58,13 @@ pub trait Binder: Sync {
     /// Ends the app whose code [`Binder::run_app_code`] saw abort, at the app's own abort
     /// point, once the device call is done with the device.
     fn end_aborted_app(&self) -> !;
-    /// Runs `call`, registry code an app's call reached, as a kernel section: a panic or
-    /// a failed allocation in it is the kernel's, not the app's end with a lock held
-    /// ([`crate::appcode`]); the app's code inside it still runs under an abort point of
-    /// its own ([`Binder::run_app_code`]).
+    /// Runs `call`, registry code an app's call reached, as a kernel section: a panic or a
+    /// failed allocation in it is the kernel's, not the app's end with a lock held; the
+    /// app's code inside it still runs under an abort point of its own
+    /// ([`Binder::run_app_code`]).
     fn kernel_section(&self, call: &mut dyn FnMut());
-    /// The machine's index of the calling core ([`crate::reentry`]).
+    /// The machine's index of the calling core (a device's lock records the core inside a
+    /// call that holds it, to answer a call from that call's own closure).
     fn core_index(&self) -> usize;
     /// Nanoseconds since boot (monotonic): how long a BareMetal call has waited for its
     /// device ([`crate::baremetal`]).

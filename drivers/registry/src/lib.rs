@@ -306,11 +306,11 @@ impl Registry {
     }
 
     /// Every device, numbered within its kind. One whose lock the calling core holds, in
-    /// a call on it whose closure asks, shows [`IN_CALL`] (`"(inside a call on it on this
-    /// core)"`) as its holder, no interrupt bindings and its description from binding
-    /// ([`reentry`]); one whose lock another core holds in a call, whose closure may run
-    /// long, is not waited for: it shows the holder it published
-    /// ([`reentry::Members`]), no interrupt bindings and its description from binding.
+    /// a call on it whose closure asks, shows `"(inside a call on it on this core)"` as its
+    /// holder, no interrupt bindings and its description from binding; one whose lock
+    /// another core holds in a call, whose closure may run long, is not waited for: it
+    /// shows the holder the slot published at its last change (an open, a lease's end, a
+    /// binding made or ended), no interrupt bindings and its description from binding.
     pub fn devices(&self) -> Vec<DeviceInfo> {
         calling_app(self.binder, |_| {
             let core = self.binder.core_index();
@@ -366,9 +366,10 @@ impl Registry {
     }
 
     /// Opens device `index` of `kind` for `holder` alone. Asked while another core holds
-    /// its lock in a call, whose closure may run long, it answers
-    /// [`ApiError::DeviceBusy`] with the holder the slot published ([`reentry::Members`])
-    /// without waiting; from inside a call on it on the calling core, `Reentered`.
+    /// its lock in a call, whose closure may run long, it answers [`ApiError::DeviceBusy`]
+    /// with the holder the slot published at its last change (as [`Registry::devices`]
+    /// shows it) without waiting; from inside a call on it on the calling core,
+    /// `Reentered`.
     pub fn open(
         &'static self,
         kind: DeviceKind,
@@ -432,14 +433,13 @@ impl Registry {
     /// (`Kernel::return_interrupt`): its queue's source is disarmed and refuses to arm
     /// again under this lease. Anything but a live interrupt capability of `owner` is
     /// refused with nothing changed and given back; the refusal is the table's, for the
-    /// kernel to check against the abort protocol once no slot is locked. Returned from inside a call on
-    /// its device (whose lock, or one of whose queue pairs' gates, the calling core
-    /// holds, [`reentry`]), it is given back all the same, and its source stays armed
-    /// (and `devices()` lists the binding) until the device's next arm of the queue, the
-    /// lease's end or a sweep of the kernel's ([`Registry::disarm_revoked`], which the
-    /// kernel asks for only after a forced revocation), whichever comes first. A device
-    /// another core holds in a call is waited for only if `owner` holds it
-    /// ([`reentry::lock_for`]): a binding is its holder's.
+    /// kernel to check against the abort protocol once no slot is locked. Returned from
+    /// inside a call on its device (whose lock, or one of whose queue pairs' gates, the
+    /// calling core holds), it is given back all the same, and its source stays armed (and
+    /// `devices()` lists the binding) until the device's next arm of the queue, the lease's
+    /// end or a sweep of the kernel's ([`Registry::disarm_revoked`], which the kernel asks
+    /// for only after a forced revocation), whichever comes first. A device another core
+    /// holds in a call is waited for only if `owner` holds it: a binding is its holder's.
     pub fn return_interrupt(
         &self,
         owner: u16,
@@ -473,13 +473,12 @@ impl Registry {
     /// Disarms the source of every binding the kernel took by force (a missed revocation
     /// deadline, the kernel's root over the vectors revoked) and marks it unbound, without
     /// waiting for the holder's next arm. Returns the [`Sweep`]: how many were disarmed
-    /// (logged per device when any) and how many slots were passed by. It takes the
-    /// slots' locks and calls the drivers, so it must not run in an interrupt handler. A
-    /// slot whose lock another core holds in a call (whose closure may run long) is not
-    /// waited for: its disarm is handed to that call, which does it as it returns
-    /// ([`reentry::lock_or_hand_over`]), and the slot is not counted. A slot whose lock,
-    /// or one of whose queue pairs' gates, the calling core holds in a call
-    /// ([`reentry`]) is passed by and counted in [`Sweep::passed_by`], for the caller to
+    /// (logged per device when any) and how many slots were passed by. It takes the slots'
+    /// locks and calls the drivers, so it must not run in an interrupt handler. A slot
+    /// whose lock another core holds in a call (whose closure may run long) is not waited
+    /// for: its disarm is handed to that call, which does it as it returns, and the slot is
+    /// not counted. A slot whose lock, or one of whose queue pairs' gates, the calling core
+    /// holds in a call is passed by and counted in [`Sweep::passed_by`], for the caller to
     /// sweep again later (the kernel asks for the sweep again, which a core runs when its
     /// work runs dry, after that call has returned).
     pub fn disarm_revoked(&self) -> Sweep {
@@ -501,11 +500,11 @@ impl Registry {
 
     /// Takes back every device the app of owner number `owner` holds (it ended): its
     /// handles go dead, its filters go. Returns how many (logged when any). A slot whose
-    /// lock the calling core holds in a call ([`reentry`]: another app's, which ran this
-    /// one from inside its closure) is passed by: the app could not reach it. So is one
-    /// another core holds in a call, whose closure may run long, unless the app holds it
-    /// or is bound to it ([`reentry::lock_for`]): the call may be its own, which is waited
-    /// for, as is a drain of its own abandoned requests ([`away::lock_when_back`]).
+    /// lock the calling core holds in a call (another app's, which ran this one from inside
+    /// its closure) is passed by: the app could not reach it. So is one another core holds
+    /// in a call, whose closure may run long, unless the app holds it or is bound to it:
+    /// the call may be its own, which is waited for, as is a drain of its own abandoned
+    /// requests.
     pub fn revoke_all_of(&self, owner: u16) -> usize {
         let core = self.binder.core_index();
         let mut name = "";

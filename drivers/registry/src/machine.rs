@@ -71,7 +71,7 @@ impl Machine {
     /// Tells every disk the machine is `leaving` (powering off or rebooting:
     /// [`Registry::shut_down_disks`]); none when no driver was bound yet (this binds
     /// nothing). An app's `power_off` or `reboot` reaches it: it runs as a kernel section
-    /// ([`crate::appcode`]).
+    /// ([`Binder::kernel_section`](crate::Binder::kernel_section)).
     pub fn shut_down_disks(&self, leaving: Leaving) -> ShutDown {
         self.registry.get().map_or(ShutDown::default(), |registry| {
             calling_app(self.binder, |_| {
@@ -86,7 +86,8 @@ impl Machine {
     }
 
     /// The bound devices (binding them on the first call, which may be an app's: a
-    /// kernel section, [`crate::appcode`], so that no abort leaves the binding half done).
+    /// kernel section, [`Binder::kernel_section`](crate::Binder::kernel_section), so that
+    /// no abort leaves the binding half done).
     pub fn registry(&'static self) -> &'static Registry {
         let bind = || calling_app(self.binder, |_| Registry::bind(self.binder, &self.bus));
         self.registry.call_once(bind)

@@ -99,17 +99,17 @@ impl fmt::Display for NotTold {
 
 impl Registry {
     /// Tells every disk the machine is `leaving` (powering off or rebooting:
-    /// [`BlockDevice::shut_down`](rexo_api::BlockDevice::shut_down)), one after the
-    /// other, in binding order; `now_ns` is the clock. Each is logged: told of the
-    /// power-off (or reboot), or not told with why (a warning). Every disk is reached
-    /// first and held until it is told, and before any is told, the requests in flight
-    /// and the ordered writes queued on them are seen to their end, the ordered writes
-    /// sent logged and each not written counted in a warning (module documentation). A
-    /// disk another core holds is waited for up to [`REACH_WAIT_NS`], and once more as
-    /// long when its turn to be told comes, one the calling core holds in a call is
-    /// passed by at once (module documentation). Every disk whose driver was asked
-    /// refuses every later request ([`rexo_api::device::DISK_SHUT_DOWN`]), told or not.
-    /// Never runs the app's code; a driver's shutdown is bounded by its own timeouts.
+    /// [`BlockDevice::shut_down`](rexo_api::BlockDevice::shut_down)), one after the other,
+    /// in binding order; `now_ns` is the clock. Each is logged: told of the power-off (or
+    /// reboot), or not told with why (a warning). Every disk is reached first and held
+    /// until it is told, and before any is told, the requests in flight and the ordered
+    /// writes queued on them are seen to their end, the ordered writes sent logged and each
+    /// not written counted in a warning (module documentation). A disk another core holds
+    /// is waited for up to 1 s (`REACH_WAIT_NS`), and once more as long when its turn to be
+    /// told comes, one the calling core holds in a call is passed by at once (module
+    /// documentation). Every disk whose driver was asked refuses every later request
+    /// ([`rexo_api::device::DISK_SHUT_DOWN`]), told or not. Never runs the app's code; a
+    /// driver's shutdown is bounded by its own timeouts.
     pub fn shut_down_disks(&self, leaving: Leaving, now_ns: impl Fn() -> u64) -> ShutDown {
         let core = self.binder.core_index();
         let mut disks: Vec<Disk<'_>> = self

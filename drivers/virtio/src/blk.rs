@@ -871,10 +871,10 @@ impl BlockDevice for VirtioBlk {
         self.wakes.arm(queue, core)
     }
 
-    /// Takes back the requests the device was not yet shown, then drains the ones it
-    /// has: polls until each is returned (its completion dropped) or, held past
-    /// [`REQUEST_TIMEOUT_NS`], freed by a device reset (or the device is given up). So
-    /// none lands on the disk after the holder changed.
+    /// Takes back the requests the device was not yet shown, then drains the ones it has:
+    /// polls until each is returned (its completion dropped) or, held past 10 s
+    /// (`REQUEST_TIMEOUT_NS`), freed by a device reset (or the device is given up). So none
+    /// lands on the disk after the holder changed.
     fn abandon_requests(&mut self) {
         self.wakes.disarm_all();
         self.forget_requests();
@@ -884,15 +884,15 @@ impl BlockDevice for VirtioBlk {
         });
     }
 
-    /// The requests queued since the last poll are published (a poll of each queue,
-    /// its completions dropped), then drained as
-    /// [`abandon_requests`](Self::abandon_requests) drains them (each returned, or freed
-    /// by a device reset when held past [`REQUEST_TIMEOUT_NS`]); then, when
-    /// VIRTIO_BLK_F_FLUSH was negotiated, one FLUSH on queue 0 writes the device's cache
-    /// out (every write has completed by then, on whichever queue), waited for as any
-    /// request (a device that holds it past the timeout is reset, and the flush fails).
-    /// virtio-blk has no shutdown notification of its own: the same at a reboot as at a
-    /// power-off. A device given up is not told. The disk refuses everything after.
+    /// The requests queued since the last poll are published (a poll of each queue, its
+    /// completions dropped), then drained as [`abandon_requests`](Self::abandon_requests)
+    /// drains them (each returned, or freed by a device reset when held past 10 s,
+    /// `REQUEST_TIMEOUT_NS`); then, when VIRTIO_BLK_F_FLUSH was negotiated, one FLUSH on
+    /// queue 0 writes the device's cache out (every write has completed by then, on
+    /// whichever queue), waited for as any request (a device that holds it past the timeout
+    /// is reset, and the flush fails). virtio-blk has no shutdown notification of its own:
+    /// the same at a reboot as at a power-off. A device given up is not told. The disk
+    /// refuses everything after.
     fn shut_down(&mut self, _: Leaving) -> Result<(), DeviceError> {
         let told = self.usable().and_then(|()| {
             for queue in 0..self.queues.len() {

@@ -6,24 +6,23 @@
 //! TCP frames of up to 64 KiB that the device cuts into segments (spec 5.1.6.2).
 //!
 //! A device whose used index runs more than a ring ahead of the driver (a broken device:
-//! the queue cannot be read on) is reset as virtio-blk resets a stuck one
-//! ([`crate::recovery`]: status 0, the features again, every queue renewed; given up
-//! after 3 resets in a row with no frame received or sent in between). The receive
-//! buffers are posted again; frames in flight on transmit are lost (logged, and no
-//! longer counted by `transmit_pending`). The call that met the overrun then goes on on
-//! the renewed device. Only calls through the device reset it: a pair's own handle
-//! ([`NetDevice::split_queues`]) that meets an overrun tells the device, and it and
-//! every later call of the pair answer [`PAIR_BROKEN`] until the next receive, send or
-//! `transmit_pending` through the whole device, on any of its queues, resets it (which
-//! renews every pair).
+//! the queue cannot be read on) is reset as virtio-blk resets a stuck one (status 0, the
+//! features again, every queue renewed; given up after 3 resets in a row with no frame
+//! received or sent in between). The receive buffers are posted again; frames in flight on
+//! transmit are lost (logged, and no longer counted by `transmit_pending`). The call that
+//! met the overrun then goes on on the renewed device. Only calls through the device reset
+//! it: a pair's own handle ([`NetDevice::split_queues`]) that meets an overrun tells the
+//! device, and it and every later call of the pair answer [`PAIR_BROKEN`] until the next
+//! receive, send or `transmit_pending` through the whole device, on any of its queues,
+//! resets it (which renews every pair).
 //!
 //! A device that stops returning transmitted frames is reset the same way, its reason
-//! logged: one that set DEVICE_NEEDS_RESET (spec 2.1.2: it may stop processing) once
-//! its transmit queue has held frames with none returned for over
-//! [`STATUS_LOOK_MS`], and any other once that has lasted over
-//! [`TX_STALL_TIMEOUT_MS`] with the link up. A pair looks when `transmit_pending`
-//! finds frames in flight, or a send finds the transmit queue full, and counts from
-//! the first look that found it so (any frame returned starts the count again).
+//! logged: one that set DEVICE_NEEDS_RESET (spec 2.1.2: it may stop processing) once its
+//! transmit queue has held frames with none returned for over 100 ms (`STATUS_LOOK_MS`),
+//! and any other once that has lasted over 5 s (`TX_STALL_TIMEOUT_MS`) with the link up. A
+//! pair looks when `transmit_pending` finds frames in flight, or a send finds the transmit
+//! queue full, and counts from the first look that found it so (any frame returned starts
+//! the count again).
 
 use alloc::boxed::Box;
 use alloc::sync::Arc;

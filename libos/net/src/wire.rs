@@ -1,8 +1,9 @@
-//! A simulated Ethernet wire between two NICs, for host tests of the stack and of the
-//! apps built on it (httpd, kv, netdemo: [`Wire::joining`] makes their two stacks): each end is a `NetDevice` whose sent frames wait in
-//! its transmit ring until `Wire::carry` moves them to the other end's receive ring,
-//! deciding per frame whether it arrives (loss) and seeing every one. Host only: it uses
-//! the standard library's locks.
+//! A simulated Ethernet wire between two NICs, for host tests of the stack and of the apps
+//! built on it (httpd, kv, netdemo: [`Wire::joining`](crate::wire::Wire::joining) makes
+//! their two stacks): each end is a `NetDevice` whose sent frames wait in its transmit ring
+//! until `Wire::carry` moves them to the other end's receive ring, deciding per frame
+//! whether it arrives (loss) and seeing every one. Host only: it uses the standard
+//! library's locks.
 
 use std::boxed::Box;
 use std::collections::VecDeque;

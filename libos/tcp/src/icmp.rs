@@ -46,10 +46,10 @@ const PLATEAUS: [usize; 11] = [
 /// A destination-unreachable message about a TCP segment, read whole.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Unreachable {
-    /// Why the segment did not get through (RFC 792's codes; [`FRAGMENTATION_NEEDED`]...).
+    /// Why the segment did not get through (RFC 792's codes: 4 is fragmentation needed...).
     pub code: u8,
-    /// The MTU of the next hop, with [`FRAGMENTATION_NEEDED`] (0 from a router older than
-    /// RFC 1191).
+    /// The MTU of the next hop, with code 4, fragmentation needed (0 from a router older
+    /// than RFC 1191).
     pub next_hop_mtu: u16,
     /// Where the message was sent: the quoted segment's source, if it is genuine.
     pub to: [u8; 4],

@@ -251,12 +251,12 @@ pub fn holds_a_table(sectors: u64, sector_size: u64) -> bool {
         && sectors >= locator + count + COPIES as u64 * copy_sectors(sector_size)
 }
 
-/// The sectors of the locator on a disk of `sector_size`-byte sectors: its first and
-/// how many, ending at the disk's first MiB, never in sector 0. That is one copy's
-/// worth (4 KiB) where sectors are 2 KiB or less, its two copies in different sectors
-/// of it ([`locator_copies`]); where sectors are larger, two sectors, one per copy (a
-/// disk formatted before the second sector was added has both copies in the last one;
-/// its first copy is still read there).
+/// The sectors of the locator on a disk of `sector_size`-byte sectors: its first and how
+/// many, ending at the disk's first MiB, never in sector 0. That is one copy's worth (4
+/// KiB) where sectors are 2 KiB or less, its two copies in different sectors of it (at its
+/// start and 2 KiB in); where sectors are larger, two sectors, one per copy (a disk
+/// formatted before the second sector was added has both copies in the last one; its first
+/// copy is still read there).
 pub fn locator_area(sector_size: u64) -> (u64, u64) {
     let count = copy_sectors(sector_size).max(2);
     let end = LOCATOR_END.div_ceil(sector_size.max(1)).max(1 + count);
@@ -713,9 +713,9 @@ impl Table {
         })
     }
 
-    /// The locator as it goes on disk, the bytes of its sectors ([`locator_area`]):
-    /// twice, each copy in sectors of its own ([`locator_copies`]), its magic, the
-    /// sector count the table was made for, a CRC-32 of those 16 bytes; zeros around.
+    /// The locator as it goes on disk, the bytes of its sectors ([`locator_area`]): twice,
+    /// each copy in sectors of its own, its magic, the sector count the table was made for,
+    /// a CRC-32 of those 16 bytes; zeros around.
     pub fn locator(&self) -> Vec<u8> {
         let count = locator_area(self.sector_size).1;
         let mut bytes = alloc::vec![0u8; (count * self.sector_size) as usize];

@@ -188,11 +188,11 @@ pub struct Features {
     pub phys_bits: u8,
     /// Running under a hypervisor.
     pub hypervisor: bool,
-    /// RDSEED (CPUID.(EAX=7,ECX=0):EBX[18]).
+    /// RDSEED (`CPUID.(EAX=7,ECX=0):EBX[18]`).
     pub rdseed: bool,
-    /// RDRAND (CPUID.01H:ECX[30]).
+    /// RDRAND (`CPUID.01H:ECX[30]`).
     pub rdrand: bool,
-    /// The IA32_TSC_ADJUST MSR (CPUID.(EAX=7,ECX=0):EBX[1]).
+    /// The IA32_TSC_ADJUST MSR (`CPUID.(EAX=7,ECX=0):EBX[1]`).
     pub tsc_adjust: bool,
 }
 

@@ -1,9 +1,9 @@
 //! Starting the application processors: INIT-SIPI-SIPI through a trampoline copied to
-//! physical 0x8000, which goes from real mode to long mode on the boot page tables, takes
-//! a ticket (the core's index), loads that core's stack and calls [`ap_entry`] (a ticket
-//! past the planned cores parks instead). The boot core waits for each core's own sign
-//! of life (never a fixed sleep) and re-sends the start-up IPI to a core that has not
-//! answered.
+//! physical 0x8000, which goes from real mode to long mode on the boot page tables, takes a
+//! ticket (the core's index), loads that core's stack and calls
+//! [`ap_entry`](crate::ap_entry) (a ticket past the planned cores parks instead). The boot
+//! core waits for each core's own sign of life (never a fixed sleep) and re-sends the
+//! start-up IPI to a core that has not answered.
 
 #![allow(unsafe_code)] // copying and patching the trampoline in low memory
 
