@@ -29,7 +29,7 @@ const KERNEL_TEST_TIMEOUT_S: u64 = 120;
 /// Seconds the host tests (`cargo test`, building included) may take.
 const HOST_TEST_TIMEOUT_S: u64 = 20 * 60;
 /// Log lines shown under a failure.
-const TAIL: usize = 15;
+pub(crate) const TAIL: usize = 15;
 
 /// One test's result.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -96,7 +96,7 @@ enum Select {
 }
 
 /// The groups of test names that are not table cases.
-const GROUPS: &[&str] = &["host::", "kernel::", "linux::", "selftest::"];
+const GROUPS: &[&str] = &["host::", "kernel::", "linux::", "selftest::", "docs::"];
 
 /// Whether `filter` starts with a group prefix other than `prefix`: one of [`GROUPS`] or
 /// a table case's group (`boot::` of `boot::pvh-microvm`).
@@ -136,7 +136,8 @@ fn nothing_selected(filter: &str, outcomes: &[Outcome]) -> Option<String> {
         format!(
             "no test name contains `{filter}`; names look like `host::run::tests::defaults`, \
              `kernel::tests::heap_allocates_and_frees` (the kernel's own names without \
-             `kernel::`) and `boot::pvh-microvm` (the table in xtask/src/testcases.rs)"
+             `kernel::`), `boot::pvh-microvm` (the table in xtask/src/testcases.rs) and \
+             `docs::rustdoc`"
         )
     })
 }
@@ -167,6 +168,11 @@ pub fn command(words: Vec<String>) -> Result<u8> {
     let linux = match select("linux::", &filter, selects_cases) {
         Select::All => true,
         Select::Matching(part) => crate::linux::TEST_NAME.contains(&part),
+        Select::Nothing => false,
+    };
+    let docs = match select("docs::", &filter, selects_cases) {
+        Select::All => true,
+        Select::Matching(part) => crate::rustdoc::TEST_NAME.contains(&part),
         Select::Nothing => false,
     };
 
@@ -204,6 +210,16 @@ pub fn command(words: Vec<String>) -> Result<u8> {
             outcome.print();
             outcomes.push(outcome);
         }
+    }
+    if docs {
+        let started = Instant::now();
+        let name = crate::rustdoc::TEST_NAME;
+        let outcome = match crate::rustdoc::check(&logs.join("docs.log")) {
+            Ok(()) => Outcome::pass(name, started.elapsed()),
+            Err((reason, tail)) => Outcome::fail(name, reason, tail, started.elapsed()),
+        };
+        outcome.print();
+        outcomes.push(outcome);
     }
     if kernel != Select::Nothing || selects_cases {
         let started = Instant::now();
@@ -513,7 +529,7 @@ fn parse_cargo_test(output: &str) -> HostSummary {
 }
 
 /// The last `n` lines of `text` (all of them when it has fewer), for a failure's report.
-fn last_lines(text: &str, n: usize) -> Vec<String> {
+pub(crate) fn last_lines(text: &str, n: usize) -> Vec<String> {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..]
         .iter()
@@ -1636,6 +1652,11 @@ mod tests {
         );
         assert_eq!(select("kernel::", "boot::", true), Select::Nothing);
         assert_eq!(select("host::", "boot::cores", true), Select::Nothing);
+        assert_eq!(select("host::", "docs::", false), Select::Nothing);
+        assert_eq!(
+            select("docs::", "docs::rustdoc", false),
+            Select::Matching("rustdoc".into())
+        );
     }
 
     #[test]

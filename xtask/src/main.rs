@@ -38,6 +38,7 @@ mod pvh;
 mod qemu;
 mod queuepeer;
 mod run;
+mod rustdoc;
 mod staged;
 mod synflood;
 mod tapnet;
