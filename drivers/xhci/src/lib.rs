@@ -1,6 +1,7 @@
 //! xHCI USB host controllers (PCI class 0C.03.30) with HID boot-protocol keyboards.
 //!
-//! The controller is taken from the firmware (USB Legacy Support capability), halted,
+//! The controller is taken from the firmware (USB Legacy Support capability), has its
+//! ports switched over from EHCI where it shares them (Intel's, `routing`), is halted,
 //! reset and started with a command ring, one event ring segment on interrupter 0
 //! (polled: its interrupt stays off) and scratchpad buffers. Each controller is one
 //! [`KeyboardDevice`], returned at once, whether or not a device is connected; its
@@ -25,6 +26,7 @@ mod debounce;
 mod hid;
 mod restarts;
 mod ring;
+mod routing;
 mod spec;
 mod stray;
 mod usb;
@@ -101,12 +103,23 @@ pub fn matches(function: &Function) -> bool {
 
 /// Starts the controller on `function`: one keyboard device for all the boot
 /// keyboards on its root ports, attached by its polls once their connect debounce is
-/// over, those connected now and those plugged in later alike.
+/// over, those connected now and those plugged in later alike. An Intel controller that
+/// shares its ports with EHCI has them switched over before its reset (`routing`).
 pub fn probe(mut function: DeviceFunction) -> Result<Vec<Found>, DeviceError> {
     function.enable()?;
     let bar = function.mmio(0)?;
     let address = function.address();
-    let mut xhci = Xhci::start(bar, function.platform(), address)?;
+    let header = function.function().header;
+    let switch_ports = || {
+        let switched = routing::switch_ports(header.vendor(), header.device_id(), &function)?;
+        if let Some((usb2, superspeed)) = switched {
+            log::info!(
+                "{address} xhci: ports switched over from EHCI: USB 2 {usb2:#x}, SuperSpeed {superspeed:#x}"
+            );
+        }
+        Ok(())
+    };
+    let mut xhci = Xhci::start(bar, function.platform(), address, switch_ports)?;
     log::info!(
         "{address} xhci: {} ports, {} slots, {}-byte contexts, {} scratchpad pages",
         xhci.ports,
@@ -315,11 +328,13 @@ impl Xhci {
         }
     }
 
-    /// Takes, resets and starts the controller in `bar`.
+    /// Takes the controller in `bar` from the firmware, runs `before_reset` (the port
+    /// switch of a controller that shares its ports), resets and starts it.
     fn start(
         bar: Mmio,
         platform: &'static dyn Platform,
         address: Address,
+        before_reset: impl FnOnce() -> Result<(), DeviceError>,
     ) -> Result<Self, DeviceError> {
         let bad = |why| DeviceError::BadBar { index: 0, why };
         if bar.len() < 0x20 {
@@ -361,6 +376,7 @@ impl Xhci {
         };
 
         take_from_firmware(&bar, platform, address, ((cparams1 >> 16) as usize) * 4);
+        before_reset()?;
         let op = &registers.op;
         // Halt (xHCI 4.2: reset only a halted controller), then reset.
         op.write32(op::USBCMD, op.read32(op::USBCMD) & !op::CMD_RUN);
@@ -1956,7 +1972,7 @@ mod tests {
             let bar = capability_registers(cap_length);
             assert!(
                 matches!(
-                    Xhci::start(bar, HostPlatform::leaked(), address),
+                    Xhci::start(bar, HostPlatform::leaked(), address, || Ok(())),
                     Err(DeviceError::BadBar { index: 0, .. })
                 ),
                 "CAPLENGTH {cap_length:#x}"
