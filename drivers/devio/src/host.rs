@@ -2,7 +2,8 @@
 //! the test moves, and a machine of [`HostPlatform::CORES`] cores whose wake messages
 //! are the kernel's form, and the device's view of a DMA block
 //! ([`HostPlatform::device_view`]); [`registers`], plain memory standing for a device's
-//! registers when a test plays the device; [`FakePorts`], I/O ports of plain memory
+//! registers when a test plays the device, whose accesses a test may have recorded with
+//! their time ([`record_accesses`]); [`FakePorts`], I/O ports of plain memory
 //! when a test plays a device behind ports; and [`completions`], one poll of a disk.
 #![allow(unsafe_code)] // a `Platform` promises what its memory is; register windows are raw allocations
 
@@ -25,6 +26,84 @@ pub fn registers(len: usize) -> Mmio {
     // SAFETY: `base` is a fresh zeroed allocation of at least `len` bytes, never freed,
     // and this slice is the only reference made to it.
     Mmio::new(unsafe { core::slice::from_raw_parts_mut(base, len) })
+}
+
+/// One access to a register window whose accesses are recorded ([`record_accesses`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MmioAccess {
+    /// The register's offset in the window recorded.
+    pub offset: usize,
+    /// The value written, `None` for a read.
+    pub written: Option<u64>,
+    /// The recording platform's clock at the access ([`HostPlatform::clock`]).
+    pub at_ns: u64,
+}
+
+/// The accesses to one register window, as [`record_accesses`] asked.
+struct Recording {
+    /// The window's addresses.
+    window: core::ops::Range<u64>,
+    /// The clock the accesses are stamped with.
+    clock: &'static HostPlatform,
+    /// The accesses not yet taken, oldest first.
+    accesses: Vec<MmioAccess>,
+}
+
+/// The register windows whose accesses are recorded, in the whole test run (windows are
+/// fresh allocations, so tests running side by side never share one).
+static RECORDINGS: Mutex<Vec<Recording>> = Mutex::new(Vec::new());
+
+std::thread_local! {
+    /// This thread is running a test's clock hook: the device's own accesses, not the
+    /// driver's, and not recorded.
+    static IN_CLOCK_HOOK: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
+}
+
+/// Records every access the driver makes to `window` from now on, each stamped with
+/// `clock`'s time, for [`take_accesses`]: when a register was read or written, and what
+/// was written (a test checking that a driver leaves a device alone for a while).
+/// Accesses from a clock hook, the test playing the device, are not recorded.
+pub fn record_accesses(window: &Mmio, clock: &'static HostPlatform) {
+    let start = window.phys();
+    RECORDINGS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(Recording {
+            window: start..start + window.len() as u64,
+            clock,
+            accesses: Vec::new(),
+        });
+}
+
+/// The accesses to `window` (recorded by [`record_accesses`]) since the last call,
+/// oldest first.
+pub fn take_accesses(window: &Mmio) -> Vec<MmioAccess> {
+    let mut recordings = RECORDINGS.lock().unwrap_or_else(PoisonError::into_inner);
+    recordings
+        .iter_mut()
+        .find(|recording| recording.window.start == window.phys())
+        .map(|recording| core::mem::take(&mut recording.accesses))
+        .unwrap_or_default()
+}
+
+/// Notes an access to the register at `address` (`written`: a write's value) for the
+/// window recording it, if any ([`record_accesses`]).
+pub(crate) fn note_access(address: u64, written: Option<u64>) {
+    if IN_CLOCK_HOOK.with(core::cell::Cell::get) {
+        return;
+    }
+    let mut recordings = RECORDINGS.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(recording) = recordings
+        .iter_mut()
+        .find(|recording| recording.window.contains(&address))
+    {
+        let access = MmioAccess {
+            offset: (address - recording.window.start) as usize,
+            written,
+            at_ns: recording.clock.clock(),
+        };
+        recording.accesses.push(access);
+    }
 }
 
 /// A fresh zeroed allocation from the host heap of `len` bytes (at least one),
@@ -388,6 +467,12 @@ impl HostPlatform {
         self.clock_ns.fetch_add(ns, Ordering::Relaxed);
     }
 
+    /// The clock's next reading, without moving it or running the hook (a clock hook's
+    /// way to know the time).
+    pub fn clock(&self) -> u64 {
+        self.clock_ns.load(Ordering::Relaxed)
+    }
+
     /// The device's view of `dma`, memory from this platform: a window a test playing
     /// the device writes while the driver holds `dma` (a ring entry written from a
     /// clock hook, as a device writes while the driver waits). The memory is still
@@ -461,7 +546,9 @@ unsafe impl Platform for HostPlatform {
     /// ([`Self::on_clock_reading`]) first.
     fn now_ns(&self) -> u64 {
         if let Some(hook) = &*self.clock_hook.lock().unwrap() {
+            IN_CLOCK_HOOK.with(|in_hook| in_hook.set(true));
             hook();
+            IN_CLOCK_HOOK.with(|in_hook| in_hook.set(false));
         }
         self.clock_ns
             .fetch_add(Self::CLOCK_TICK_NS, Ordering::Relaxed)
@@ -589,6 +676,35 @@ mod tests {
         platform.on_clock_reading(move || device.write32(0, device.read32(0) << 1));
         assert_eq!((platform.now_ns(), window.read32(0)), (0, 2));
         assert_eq!((platform.now_ns(), window.read32(0)), (1_000, 4));
+    }
+
+    #[test]
+    fn a_recorded_window_gives_the_drivers_accesses_with_their_time_and_not_the_hooks() {
+        let platform = HostPlatform::leaked();
+        let window = registers(16);
+        let device = window.clone();
+        platform.on_clock_reading(move || device.write32(8, 1));
+        record_accesses(&window, platform);
+        window.write32(4, 7);
+        platform.advance_clock(5_000);
+        assert_eq!(window.read16(8), 0);
+        platform.now_ns();
+        assert_eq!(window.read32(8), 1, "the hook wrote it");
+        let access = |offset, written, at_ns| MmioAccess {
+            offset,
+            written,
+            at_ns,
+        };
+        assert_eq!(
+            take_accesses(&window),
+            [
+                access(4, Some(7), 0),
+                access(8, None, 5_000),
+                access(8, None, 6_000)
+            ]
+        );
+        assert_eq!(take_accesses(&window), [], "taken");
+        assert_eq!(take_accesses(&registers(4)), [], "never recorded");
     }
 
     #[test]

@@ -23,7 +23,8 @@
 //!   wake-up of a device without MSI; [`LineWaiters`], the kernel's half of it.
 //! - `host` (tests, and the `host` feature off the kernel target): `HostPlatform`, a
 //!   [`Platform`] of host heap pages and a clock the test moves, `registers`, a
-//!   page-aligned register window of plain memory, and `FakePorts`, a port window whose
+//!   page-aligned register window of plain memory (its accesses recorded with the
+//!   clock's time once a test asks: `record_accesses`), and `FakePorts`, a port window whose
 //!   reads the test answers and whose writes it takes (in these builds every
 //!   [`PortWindow`] access goes to the host's fake port space), for drivers' host tests.
 //! - [`pairs`]: one queue pair of a network interface handed out on its own

@@ -74,8 +74,10 @@ impl Mmio {
     /// the address, not the offset, is checked). Every register access is also a compiler
     /// barrier: LLVM may move ordinary loads and stores across volatile ones, so without
     /// it the stores filling a buffer could sink below the doorbell write that hands the
-    /// buffer over, whether or not the driver called [`crate::barrier`].
-    fn at(&self, offset: usize, width: usize) -> *mut u8 {
+    /// buffer over, whether or not the driver called [`crate::barrier`]. `written` is the
+    /// value of a write (`None` for a read), for host tests that record accesses
+    /// (`host::record_accesses`).
+    fn at(&self, offset: usize, width: usize, written: Option<u64>) -> *mut u8 {
         core::sync::atomic::compiler_fence(core::sync::atomic::Ordering::SeqCst);
         assert!(
             // Inside the window first: then the address cannot overflow (the window
@@ -86,6 +88,10 @@ impl Mmio {
             self.len,
             self.phys()
         );
+        #[cfg(any(test, all(feature = "host", not(target_os = "none"))))]
+        crate::host::note_access(self.phys() + offset as u64, written);
+        #[cfg(not(any(test, all(feature = "host", not(target_os = "none")))))]
+        let _ = written;
         // SAFETY: checked above: the access lies inside the window.
         unsafe { self.base.as_ptr().add(offset) }
     }
@@ -93,49 +99,61 @@ impl Mmio {
     /// Reads the 8-bit register at `offset`.
     pub fn read8(&self, offset: usize) -> u8 {
         // SAFETY: `at` checked the register lies in this device window (mapped, uncached).
-        unsafe { self.at(offset, 1).read_volatile() }
+        unsafe { self.at(offset, 1, None).read_volatile() }
     }
 
     /// Reads the 16-bit register at `offset`.
     pub fn read16(&self, offset: usize) -> u16 {
         // SAFETY: as for `read8`; `at` checked the alignment.
-        unsafe { self.at(offset, 2).cast::<u16>().read_volatile() }
+        unsafe { self.at(offset, 2, None).cast::<u16>().read_volatile() }
     }
 
     /// Reads the 32-bit register at `offset`.
     pub fn read32(&self, offset: usize) -> u32 {
         // SAFETY: as for `read16`.
-        unsafe { self.at(offset, 4).cast::<u32>().read_volatile() }
+        unsafe { self.at(offset, 4, None).cast::<u32>().read_volatile() }
     }
 
     /// Reads the 64-bit register at `offset`.
     pub fn read64(&self, offset: usize) -> u64 {
         // SAFETY: as for `read16`.
-        unsafe { self.at(offset, 8).cast::<u64>().read_volatile() }
+        unsafe { self.at(offset, 8, None).cast::<u64>().read_volatile() }
     }
 
     /// Writes the 8-bit register at `offset`.
     pub fn write8(&self, offset: usize, value: u8) {
         // SAFETY: as for `read8`; device registers are not Rust objects.
-        unsafe { self.at(offset, 1).write_volatile(value) }
+        unsafe { self.at(offset, 1, Some(value.into())).write_volatile(value) }
     }
 
     /// Writes the 16-bit register at `offset`.
     pub fn write16(&self, offset: usize, value: u16) {
         // SAFETY: as for `write8`, aligned.
-        unsafe { self.at(offset, 2).cast::<u16>().write_volatile(value) }
+        unsafe {
+            self.at(offset, 2, Some(value.into()))
+                .cast::<u16>()
+                .write_volatile(value)
+        }
     }
 
     /// Writes the 32-bit register at `offset`.
     pub fn write32(&self, offset: usize, value: u32) {
         // SAFETY: as for `write16`.
-        unsafe { self.at(offset, 4).cast::<u32>().write_volatile(value) }
+        unsafe {
+            self.at(offset, 4, Some(value.into()))
+                .cast::<u32>()
+                .write_volatile(value)
+        }
     }
 
     /// Writes the 64-bit register at `offset`.
     pub fn write64(&self, offset: usize, value: u64) {
         // SAFETY: as for `write16`.
-        unsafe { self.at(offset, 8).cast::<u64>().write_volatile(value) }
+        unsafe {
+            self.at(offset, 8, Some(value))
+                .cast::<u64>()
+                .write_volatile(value)
+        }
     }
 }
 

@@ -39,7 +39,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use rexo_api::{DeviceError, KeyboardDevice};
-use rexo_devio::{DeviceFunction, Dma, Found, Mmio, Platform, barrier, wait_until};
+use rexo_devio::{DeviceFunction, Dma, Found, Mmio, Platform, barrier, pause, wait_until};
 use rexo_pci::{Address, Function};
 
 use crate::debounce::Connections;
@@ -74,6 +74,14 @@ const CONTEXT_BYTES: usize = 33 * 64;
 const HANDOFF_TIMEOUT_MS: u64 = 1_000;
 /// How long halting, resetting and starting the controller may take.
 const STATE_TIMEOUT_MS: u64 = 1_000;
+/// How long the controller may take to be ready (USBSTS.CNR clear) when the driver first
+/// looks, before it writes any operational register (xHCI 1.2 4.2; Linux's handoff
+/// waits as long).
+const READY_TIMEOUT_MS: u64 = 5_000;
+/// How long the controller is left alone after HCRST is written: Intel's may hang on a
+/// register access within 1 ms of it (Linux's xhci_reset waits 1 ms for them,
+/// libpayload does on every x86 controller); waited on every controller, once a probe.
+const RESET_SETTLE_NS: u64 = 1_000_000;
 /// How long a command may take.
 const COMMAND_TIMEOUT_MS: u64 = 1_000;
 /// How long aborting a timed-out command may take, until CRCR.CRR clears and again
@@ -378,12 +386,20 @@ impl Xhci {
         take_from_firmware(&bar, platform, address, ((cparams1 >> 16) as usize) * 4);
         before_reset()?;
         let op = &registers.op;
+        // No operational register but HCRST may be written before CNR clears (xHCI 4.2).
+        wait_until(
+            platform,
+            "the controller to be ready",
+            READY_TIMEOUT_MS,
+            || op.read32(op::USBSTS) & op::STS_NOT_READY == 0,
+        )?;
         // Halt (xHCI 4.2: reset only a halted controller), then reset.
         op.write32(op::USBCMD, op.read32(op::USBCMD) & !op::CMD_RUN);
         wait_until(platform, "the controller to halt", STATE_TIMEOUT_MS, || {
             op.read32(op::USBSTS) & op::STS_HALTED != 0
         })?;
         op.write32(op::USBCMD, op::CMD_RESET);
+        pause(platform, RESET_SETTLE_NS);
         wait_until(platform, "the controller reset", STATE_TIMEOUT_MS, || {
             op.read32(op::USBCMD) & op::CMD_RESET == 0
                 && op.read32(op::USBSTS) & op::STS_NOT_READY == 0
@@ -1978,6 +1994,75 @@ mod tests {
                 "CAPLENGTH {cap_length:#x}"
             );
         }
+    }
+
+    #[test]
+    fn the_reset_waits_for_cnr_before_any_operational_write_and_1_ms_after_hcrst() {
+        use rexo_devio::NS_PER_MS;
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicU64, Ordering};
+        /// When the controller is first ready (CNR clears), and how long CNR stays set
+        /// again after HCRST.
+        const READY_AT_NS: u64 = 5_000_000;
+        const RESET_NOT_READY_NS: u64 = 2_000_000;
+        let platform = HostPlatform::leaked();
+        let bar = capability_registers(0x20);
+        bar.write32(cap::HCCPARAMS1, cap::AC64);
+        let op = bar.window(0x20, op::CONFIG + 4).unwrap();
+        op.write32(op::PAGESIZE, op::PAGESIZE_4K);
+        op.write32(op::USBSTS, op::STS_NOT_READY | op::STS_HALTED);
+        // The controller: CNR until READY_AT_NS and for a while after HCRST, which it
+        // clears after 1 ms; halted while R/S is clear.
+        let reset_at = Arc::new(AtomicU64::new(u64::MAX));
+        let (device, reset_seen) = (op.clone(), reset_at.clone());
+        platform.on_clock_reading(move || {
+            let now = platform.clock();
+            let command = device.read32(op::USBCMD);
+            if command & op::CMD_RESET != 0 && reset_seen.load(Ordering::Relaxed) == u64::MAX {
+                reset_seen.store(now, Ordering::Relaxed);
+            }
+            let reset = reset_seen.load(Ordering::Relaxed);
+            if command & op::CMD_RESET != 0 && now >= reset.saturating_add(NS_PER_MS) {
+                device.write32(op::USBCMD, command & !op::CMD_RESET);
+            }
+            let not_ready = now < READY_AT_NS
+                || (reset..reset.saturating_add(RESET_NOT_READY_NS)).contains(&now);
+            let halted = command & op::CMD_RUN == 0;
+            device.write32(
+                op::USBSTS,
+                if not_ready { op::STS_NOT_READY } else { 0 }
+                    | if halted { op::STS_HALTED } else { 0 },
+            );
+        });
+        rexo_devio::host::record_accesses(&op, platform);
+        let address = Address::new(0, 0, 3, 0).unwrap();
+        let xhci = Xhci::start(bar, platform, address, || Ok(())).unwrap();
+        let accesses = rexo_devio::host::take_accesses(&op);
+        let reset = reset_at.load(Ordering::Relaxed);
+        let reset_write = accesses
+            .iter()
+            .position(|access| {
+                access.offset == op::USBCMD
+                    && access
+                        .written
+                        .is_some_and(|value| value & u64::from(op::CMD_RESET) != 0)
+            })
+            .expect("HCRST written");
+        let after = accesses[reset_write + 1];
+        assert!(
+            after.at_ns >= accesses[reset_write].at_ns + NS_PER_MS,
+            "{after:?} within 1 ms of HCRST at {} ns",
+            accesses[reset_write].at_ns
+        );
+        for (index, access) in accesses.iter().enumerate() {
+            let not_ready = access.at_ns < READY_AT_NS
+                || (reset..reset + RESET_NOT_READY_NS).contains(&access.at_ns);
+            assert!(
+                access.written.is_none() || !not_ready || index == reset_write,
+                "{access:?} written while CNR was set"
+            );
+        }
+        drop(xhci);
     }
 
     /// A running controller in plain memory with `max_slots` slots, no device yet, and
