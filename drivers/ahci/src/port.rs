@@ -165,9 +165,15 @@ const IDENTIFY_TIMEOUT_MS: u64 = 1_000;
 const LOG_TIMEOUT_MS: u64 = 1_000;
 /// How long the command list or FIS engine may take to stop (AHCI 10.1.2: 500 ms).
 const STOP_TIMEOUT_MS: u64 = 500;
-/// How long the device may stay busy after the link is up or after a COMRESET (a
-/// spinning disk may still be spinning up; ATA allows far more, QEMU needs none).
+/// How long the device may stay busy after a COMRESET of a port in use (its disk spun up
+/// already; QEMU's needs none).
 const READY_TIMEOUT_MS: u64 = 5_000;
+/// How long a device whose link is up may stay busy (BSY or DRQ) when its port is first
+/// started: a 3.5" disk takes 7 to 15 s to spin up (once PxCMD.SUD starts it, or cold on
+/// a port the firmware never touched), and ATA allows up to 31 s for BSY to clear after
+/// power-on or a reset (ATA8-ACS; Linux waits ATA_TMOUT_BOOT, 30 s, at probe). A COMRESET
+/// meanwhile could start the spin-up over, so none is sent; QEMU's disks are ready at once.
+const SPIN_UP_TIMEOUT_MS: u64 = 31_000;
 /// How long COMRESET is held (AHCI 10.4.2: at least 1 ms).
 const COMRESET_HOLD_NS: u64 = 1_000_000;
 /// How long every port's link may take to come up after the HBA reset (the PHY's
@@ -353,10 +359,11 @@ impl AhciDisk {
         disk.registers.write32(PX_IE, 0);
         let command = disk.registers.read32(PX_CMD);
         disk.registers.write32(PX_CMD, command | CMD_FRE);
-        // The device's first D2H FIS (which also sets PxSIG) clears BSY.
-        if disk.wait_idle().is_err() {
-            disk.comreset()?;
-        }
+        // The device's first D2H FIS (which also sets PxSIG) clears BSY, once it spun up.
+        disk.wait_idle(
+            "the SATA device to spin up and be ready",
+            SPIN_UP_TIMEOUT_MS,
+        )?;
         let signature = disk.registers.read32(PX_SIG);
         if signature != SIG_ATA {
             let what = match signature {
@@ -497,14 +504,12 @@ impl AhciDisk {
         )
     }
 
-    /// Waits until the device is neither busy nor wanting data.
-    fn wait_idle(&self) -> Result<(), DeviceError> {
-        rexo_devio::wait_until(
-            self.platform,
-            "the SATA device to be ready",
-            READY_TIMEOUT_MS,
-            || self.registers.read32(PX_TFD) & u32::from(STATUS_BSY | STATUS_DRQ) == 0,
-        )
+    /// Waits up to `timeout_ms` until the device is neither busy nor wanting data (a
+    /// `Timeout` naming `what` past it).
+    fn wait_idle(&self, what: &'static str, timeout_ms: u64) -> Result<(), DeviceError> {
+        rexo_devio::wait_until(self.platform, what, timeout_ms, || {
+            self.registers.read32(PX_TFD) & u32::from(STATUS_BSY | STATUS_DRQ) == 0
+        })
     }
 
     /// Resets the link and the device (COMRESET, AHCI 10.4.2) and waits for it.
@@ -520,7 +525,7 @@ impl AhciDisk {
             || linked(&self.registers),
         )?;
         self.registers.write32(PX_SERR, u32::MAX);
-        self.wait_idle()
+        self.wait_idle("the SATA device to be ready", READY_TIMEOUT_MS)
     }
 
     /// Writes `command` into `slot`'s command table and header; `bytes` of data move
@@ -1177,7 +1182,7 @@ impl BlockDevice for AhciDisk {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use rexo_devio::host::HostPlatform;
 
@@ -1224,6 +1229,88 @@ mod tests {
         registers.write32(PX_CMD, CMD_ST | CMD_FRE);
         registers.write32(PX_SSTS, DET_ESTABLISHED);
         (disk, registers)
+    }
+
+    /// PxTFD of an idle disk: DRDY and DSC.
+    const TFD_READY: u32 = 0x50;
+
+    /// IDENTIFY DEVICE data of a 1024-sector disk with LBA (28-bit) and DMA.
+    fn identify_data() -> [u8; IDENTIFY_BYTES] {
+        let mut data = [0; IDENTIFY_BYTES];
+        data[49 * 2..49 * 2 + 2].copy_from_slice(&(3u16 << 8).to_le_bytes());
+        data[60 * 2..60 * 2 + 2].copy_from_slice(&1024u16.to_le_bytes());
+        data
+    }
+
+    /// A disk on the port whose registers are `registers`, linked, played at each clock
+    /// reading of `platform` (the clock moves 1 ms a reading; PxIS cleared): busy (PxTFD BSY) until
+    /// `busy_until_ns`, then ready with an ATA signature, answering IDENTIFY DEVICE in
+    /// slot 0 (its data and PRDBC written where the command list the driver gave leads).
+    pub(crate) fn play_disk(
+        platform: &'static HostPlatform,
+        registers: Mmio,
+        busy_until_ns: u64,
+    ) -> impl Fn() + Send + Sync + 'static {
+        registers.write32(PX_SSTS, DET_ESTABLISHED);
+        registers.write32(PX_SIG, SIG_ATA);
+        move || {
+            platform.advance_clock(NS_PER_MS);
+            // Write-1-to-clear, and nothing to report.
+            registers.write32(PX_IS, 0);
+            if platform.clock() < busy_until_ns {
+                registers.write32(PX_TFD, u32::from(STATUS_BSY));
+                return;
+            }
+            registers.write32(PX_TFD, TFD_READY);
+            let command = registers.read32(PX_CMD);
+            if registers.read32(PX_CI) & bit(0) == 0 || command & CMD_ST == 0 {
+                return;
+            }
+            let list =
+                u64::from(registers.read32(PX_CLB)) | u64::from(registers.read32(PX_CLBU)) << 32;
+            let headers = platform.device_view_at(list, HEADER_BYTES);
+            let table = headers.read64(HEADER_CTBA);
+            let prd = platform.device_view_at(table + TABLE_PRDT as u64, 16);
+            let buffer = platform.device_view_at(prd.read64(0), IDENTIFY_BYTES);
+            for (offset, byte) in identify_data().into_iter().enumerate() {
+                buffer.write8(offset, byte);
+            }
+            headers.write32(HEADER_PRDBC, IDENTIFY_BYTES as u32);
+            registers.write32(PX_CI, 0);
+        }
+    }
+
+    /// The values written to PxSCTL by `accesses` of a port's registers.
+    fn sctl_writes(accesses: &[rexo_devio::host::MmioAccess]) -> Vec<u64> {
+        accesses
+            .iter()
+            .filter(|access| access.offset == PX_SCTL)
+            .filter_map(|access| access.written)
+            .collect()
+    }
+
+    #[test]
+    fn a_disk_busy_spinning_up_is_waited_for_without_comreset_up_to_atas_31_s() {
+        for busy_s in [0, 12, 40] {
+            let platform = HostPlatform::leaked();
+            let registers = rexo_devio::host::registers(0x80);
+            let disk = play_disk(platform, registers.clone(), busy_s * 1_000 * NS_PER_MS);
+            platform.on_clock_reading(disk);
+            rexo_devio::host::record_accesses(&registers, platform);
+            let started = AhciDisk::start(registers.clone(), 0, CAP_S64A, 1, platform, None);
+            let sctl = sctl_writes(&rexo_devio::host::take_accesses(&registers));
+            assert_eq!(sctl, [], "no COMRESET, busy for {busy_s} s");
+            if busy_s < 31 {
+                let disk = started.unwrap().expect("the disk is found");
+                assert_eq!(disk.identity.sectors, 1024, "busy for {busy_s} s");
+            } else {
+                let timeout = DeviceError::Timeout {
+                    what: "the SATA device to spin up and be ready",
+                    ms: SPIN_UP_TIMEOUT_MS,
+                };
+                assert_eq!(started.err(), Some(timeout), "busy for {busy_s} s");
+            }
+        }
     }
 
     #[test]

@@ -416,8 +416,8 @@ type ClockHook = Box<dyn Fn() + Send + Sync>;
 /// [`CLOCK_TICK_NS`](Self::CLOCK_TICK_NS) on at each reading and as far as
 /// [`advance_clock`](Self::advance_clock) says.
 pub struct HostPlatform {
-    /// DMA allocations not given back.
-    live: Mutex<usize>,
+    /// DMA allocations not given back, as (address, bytes).
+    live: Mutex<Vec<(u64, usize)>>,
     /// The lines armed, as (IRQ, core).
     armed: Mutex<alloc::vec::Vec<(u8, usize)>>,
     /// The cores woken by [`Platform::wake_core`], in order.
@@ -443,7 +443,7 @@ impl HostPlatform {
     /// A platform for one test, living as long as the test's `Dma` and tables.
     pub fn leaked() -> &'static Self {
         Box::leak(Box::new(Self {
-            live: Mutex::new(0),
+            live: Mutex::new(Vec::new()),
             armed: Mutex::new(alloc::vec::Vec::new()),
             woken: Mutex::new(alloc::vec::Vec::new()),
             clock_ns: AtomicU64::new(0),
@@ -488,9 +488,35 @@ impl HostPlatform {
         Mmio::new(unsafe { core::slice::from_raw_parts_mut(dma.phys() as *mut u8, dma.len()) })
     }
 
+    /// The device's view of the `len` bytes at `phys`, inside DMA memory from this
+    /// platform that the driver holds: what a device reads and writes at an address the
+    /// driver gave it (a command list leads to its command tables and buffers), found
+    /// from inside a clock hook. The memory stays allocated for the rest of the test run,
+    /// as [`device_view`](Self::device_view)'s. Panics when the bytes are not inside one
+    /// live allocation.
+    pub fn device_view_at(&self, phys: u64, len: usize) -> Mmio {
+        let end = phys
+            .checked_add(len as u64)
+            .expect("a range inside the address space");
+        let holding = self
+            .live
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|&&(base, bytes)| base <= phys && end <= base + bytes as u64)
+            .copied();
+        let (base, _) =
+            holding.expect("the device was given an address inside memory the driver holds");
+        self.viewed.lock().unwrap().push(base);
+        // SAFETY: `[phys, end)` lies inside a live allocation from this platform, never
+        // deallocated from here on (`dma_free` skips viewed memory); the driver's `Dma`
+        // reaches it as with a device's view (see `device_view`).
+        Mmio::new(unsafe { core::slice::from_raw_parts_mut(phys as *mut u8, len) })
+    }
+
     /// DMA allocations not given back.
     pub fn live(&self) -> usize {
-        *self.live.lock().unwrap()
+        self.live.lock().unwrap().len()
     }
 
     /// The lines armed so far, as (IRQ, core).
@@ -525,11 +551,11 @@ impl HostPlatform {
 unsafe impl Platform for HostPlatform {
     unsafe fn dma_allocate(&self, bytes: usize) -> Option<u64> {
         let base = zeroed_pages(bytes)?;
-        *self.live.lock().unwrap() += 1;
+        self.live.lock().unwrap().push((base as u64, bytes));
         Some(base as u64)
     }
     unsafe fn dma_free(&self, phys: u64, bytes: usize) {
-        *self.live.lock().unwrap() -= 1;
+        self.live.lock().unwrap().retain(|&(base, _)| base != phys);
         if self.viewed.lock().unwrap().contains(&phys) {
             return;
         }
@@ -593,6 +619,13 @@ mod tests {
         assert_eq!(platform.live(), 0, "counted as given back");
         view.write32(8, 1);
         assert_eq!(view.read32(8), 1, "the memory is still there");
+        let dma = Dma::new(platform, 4096).unwrap();
+        let inside = platform.device_view_at(dma.phys() + 0x100, 8);
+        inside.write32(4, 0xABCD);
+        assert_eq!(dma.read32(0x104), 0xABCD);
+        let past_the_end = dma.phys() + 4092;
+        let outside = std::panic::catch_unwind(|| platform.device_view_at(past_the_end, 8));
+        assert!(outside.is_err(), "past the allocation's end");
     }
 
     #[test]
