@@ -1,7 +1,7 @@
 //! AHCI SATA controllers with native command queuing.
 //!
-//! The HBA (ABAR = BAR 5) is taken from the firmware (BIOS/OS handoff), reset, and put
-//! in AHCI mode; its one interrupt message (MSI-X if it has it, else MSI: ICH9's) is
+//! The HBA (ABAR = BAR 5) is taken from the firmware (BIOS/OS handoff), reset (its
+//! CAP, CAP2 and PI kept across it), and put in AHCI mode; its one interrupt message (MSI-X if it has it, else MSI: ICH9's) is
 //! pointed at a core only while a port is armed to wake it. Every implemented port with a linked ATA disk
 //! becomes its own block device (ATAPI, enclosure and port-multiplier signatures and
 //! empty ports are logged and skipped). A disk runs READ/WRITE FPDMA QUEUED with up to
@@ -45,6 +45,8 @@ const REG_PI: usize = 0x0C;
 const REG_VS: usize = 0x10;
 /// Extended capabilities (AHCI 3.1.10).
 const REG_CAP2: usize = 0x24;
+/// The first AHCI version (VS) with CAP2: 1.2.
+const VERSION_WITH_CAP2: u32 = 0x0001_0200;
 /// BIOS/OS handoff control and status (AHCI 3.1.11).
 const REG_BOHC: usize = 0x28;
 
@@ -91,10 +93,7 @@ pub fn probe(mut function: DeviceFunction) -> Result<Vec<Found>, DeviceError> {
     let abar = function.mmio(BAR_ABAR)?;
     let platform = function.platform();
     take_from_firmware(&abar, platform)?;
-    reset(&abar, platform)?;
-    let cap = abar.read32(REG_CAP);
-    let implemented = abar.read32(REG_PI);
-    let slots = ((cap >> CAP_NCS_SHIFT) & 0x1F) + 1;
+    let (cap, implemented) = reset(&abar, platform)?;
     let wake = match function.vectors() {
         Ok(vectors) => {
             log::info!(
@@ -121,6 +120,19 @@ pub fn probe(mut function: DeviceFunction) -> Result<Vec<Found>, DeviceError> {
             None
         }
     };
+    disks(&abar, cap, implemented, platform, wake)
+}
+
+/// The HBA `abar` (capabilities `cap`, ports `implemented`), reset and in AHCI mode, with
+/// its interrupt message `wake`: a block device per ATA disk on its ports.
+fn disks(
+    abar: &Mmio,
+    cap: u32,
+    implemented: u32,
+    platform: &'static dyn Platform,
+    wake: Option<Arc<Wake>>,
+) -> Result<Vec<Found>, DeviceError> {
+    let slots = ((cap >> CAP_NCS_SHIFT) & 0x1F) + 1;
     let version = abar.read32(REG_VS);
     log::info!(
         "ahci: version {}.{}, ports {implemented:#x}, {slots} slots, NCQ {}, 64-bit {}",
@@ -224,8 +236,15 @@ fn take_from_firmware(abar: &Mmio, platform: &dyn Platform) -> Result<(), Device
     )
 }
 
-/// Resets the HBA (GHC.HR) and enables AHCI mode with interrupts off (AHCI 10.4.3).
-fn reset(abar: &Mmio, platform: &dyn Platform) -> Result<(), DeviceError> {
+/// Resets the HBA (GHC.HR) and enables AHCI mode with interrupts off (AHCI 10.4.3);
+/// returns CAP and PI. CAP, CAP2 (AHCI 1.2 on) and PI are write-once registers the
+/// firmware fills in, and some HBAs return them to their defaults on a reset (PI 0: no
+/// port at all), so they are read before it and written back after (as Linux's libahci
+/// saves and restores them), PI read back.
+fn reset(abar: &Mmio, platform: &dyn Platform) -> Result<(u32, u32), DeviceError> {
+    let cap = abar.read32(REG_CAP);
+    let cap2 = (abar.read32(REG_VS) >= VERSION_WITH_CAP2).then(|| abar.read32(REG_CAP2));
+    let implemented = abar.read32(REG_PI);
     abar.write32(REG_GHC, GHC_AE);
     abar.write32(REG_GHC, GHC_AE | GHC_HR);
     rexo_devio::wait_until(platform, "the HBA reset", RESET_TIMEOUT_MS, || {
@@ -233,5 +252,45 @@ fn reset(abar: &Mmio, platform: &dyn Platform) -> Result<(), DeviceError> {
     })?;
     // The reset may clear AE; interrupts (GHC.IE) stay off: the driver polls.
     abar.write32(REG_GHC, GHC_AE);
-    Ok(())
+    abar.write32(REG_CAP, cap);
+    if let Some(cap2) = cap2 {
+        abar.write32(REG_CAP2, cap2);
+    }
+    abar.write32(REG_PI, implemented);
+    Ok((cap, abar.read32(REG_PI)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rexo_devio::host::HostPlatform;
+
+    #[test]
+    fn a_hba_whose_reset_clears_cap_and_pi_keeps_them_and_finds_its_disk() {
+        let platform = HostPlatform::leaked();
+        let abar = rexo_devio::host::registers(PORT_REGISTERS + PORT_STRIDE);
+        let cap = CAP_S64A | CAP_SNCQ | 31 << CAP_NCS_SHIFT;
+        abar.write32(REG_CAP, cap);
+        abar.write32(REG_VS, 0x0001_0300);
+        abar.write32(REG_CAP2, 1 << 2);
+        abar.write32(REG_PI, 1);
+        let port = abar.window(PORT_REGISTERS, PORT_STRIDE).unwrap();
+        let disk = port::tests::play_disk(platform, port, 0);
+        let hba = abar.clone();
+        platform.on_clock_reading(move || {
+            // The reset finishes at once and returns CAP, CAP2 and PI to 0.
+            if hba.read32(REG_GHC) & GHC_HR != 0 {
+                for register in [REG_GHC, REG_CAP, REG_CAP2, REG_PI] {
+                    hba.write32(register, 0);
+                }
+            }
+            disk();
+        });
+        let (kept_cap, implemented) = reset(&abar, platform).unwrap();
+        let found = disks(&abar, kept_cap, implemented, platform, None).unwrap();
+        assert_eq!(found.len(), 1, "the disk on port 0");
+        assert_eq!((kept_cap, implemented), (cap, 1));
+        let registers = [REG_CAP, REG_CAP2, REG_PI].map(|register| abar.read32(register));
+        assert_eq!(registers, [cap, 1 << 2, 1], "written back");
+    }
 }
