@@ -524,10 +524,10 @@ impl<'a> Server<'a> {
             }
             busy |= self.serve_datagrams(stack, &udp, now, &info, &|| kernel.now_ns())?;
             if !busy && can_nap {
-                // A wake is spent by the receive that takes a frame on the 8254x's and the
-                // RTL8139's lines: arm it again before each nap, as httpd does (a frame
-                // that came since the poll ends the nap at once: the arming raises the
-                // wake for a frame already in the ring).
+                // A wake is spent by the receive that takes a frame (virtio-net's, the
+                // 8254x's and the RTL8139's): arm it again before each nap, as httpd does
+                // (a frame that came since the poll ends the nap at once: the arming
+                // raises the wake for a frame already in the ring).
                 let _ = stack.wake_on_receive(Some(kernel.core_index()));
                 kernel.sleep_ns(IDLE_NAP_NS);
             }

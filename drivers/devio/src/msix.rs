@@ -84,7 +84,8 @@ impl MsixTable {
 /// [`arm`](Self::arm) to the next [`spent`](Self::spent), which the driver calls when a
 /// poll finds work on the queue. So a core that polls a busy queue is not interrupted
 /// by it; an arm with a message already pending wakes the core at once (callers look
-/// at the queue again after waking).
+/// at the queue again after waking). virtio-net arms its receive queues here but spends
+/// their wakes in the queues' rings (NO_INTERRUPT), where a pair's own handle reaches.
 pub struct QueueWakes {
     /// The table, when the device has MSI-X.
     table: Option<MsixTable>,

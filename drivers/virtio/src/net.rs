@@ -32,7 +32,7 @@ use core::sync::atomic::AtomicBool;
 
 use rexo_api::device::{ETHERNET_HEADER, ETHERNET_MAX_FRAME};
 use rexo_api::{DeviceError, MAX_SEGMENTS, NetDevice, NetInfo};
-use rexo_devio::pairs::{PairHealth, PairedDevice};
+use rexo_devio::pairs::{PairHealth, PairedDevice, pair_at};
 use rexo_devio::{
     DeviceFunction, Dma, Found, MsixTable, NS_PER_MS, Platform, QueuePair, QueueWakes, Stall,
 };
@@ -879,7 +879,9 @@ impl Pair {
 
     /// [`QueuePair::receive`] counting into `delivered`, which keeps the frames delivered
     /// before a failure part way through the batch (a broken used ring): the call after
-    /// the reset passes the same count and has the rest of `budget`.
+    /// the reset passes the same count and has the rest of `budget`. A receive that
+    /// takes a frame spends the queue's wake: the device is asked for no more
+    /// interrupts on it (NO_INTERRUPT) until the next `wake_on_receive`.
     fn receive_counted(
         &mut self,
         shape: Shape,
@@ -891,7 +893,13 @@ impl Pair {
             return Ok(());
         }
         let (chain, header_len) = (shape.chain, shape.header_len);
+        let returned = self.rx.returned();
         let taken = self.take_received(chain, header_len, budget, deliver, delivered);
+        // The core is polling: a frame per interrupt would cost it an interrupt entry,
+        // an EOI and its next nap (the kernel remembers the wake).
+        if self.rx.returned() != returned {
+            self.rx.stop_interrupts();
+        }
         // Every buffer handed back goes to the device with one doorbell.
         self.rx.publish();
         taken
@@ -1141,14 +1149,24 @@ impl NetDevice for VirtioNet {
         self.on_pair(queue, |pair, shape| pair.transmit_pending(shape))
     }
 
-    /// Receive queue `q` signals through MSI-X entry `q` all along (the avail ring never
-    /// sets NO_INTERRUPT); the entry stays masked, its messages pending, until a core
-    /// asks to be woken, and unmasked until `None` (receives do not spend it: apps such
-    /// as kv arm once and nap many times). Unmasking with one pending wakes the core at
-    /// once: callers re-check the ring after waking, as `sleep_ns` says.
+    /// Receive queue `q` signals through MSI-X entry `q`, masked (its messages pending)
+    /// until a core asks to be woken, and unmasked until `None`. A receive that takes a
+    /// frame spends the wake without touching the table: it sets NO_INTERRUPT in the
+    /// queue's available ring, a store to memory (no MMIO), so a core polling a busy
+    /// queue is not interrupted for every frame. Arming clears the flag, then looks at
+    /// the used ring (after a full fence): a frame that came while the flag was set
+    /// raised no message, so the driver wakes the core itself; one that comes after the
+    /// look finds the flag clear and sends the message. Unmasking with one pending
+    /// wakes the core at once too: callers re-check the ring after waking, as
+    /// `sleep_ns` says. The flag, not a masked entry, because a pair's own handle
+    /// ([`NetDevice::split_queues`]) receives without the device and its table.
     fn wake_on_receive(&mut self, queue: usize, core: Option<usize>) -> Result<(), DeviceError> {
         self.recovery.usable()?;
-        self.wakes.arm(queue, core)
+        self.wakes.arm(queue, core)?;
+        if core.is_some() && pair_at(&self.pairs, queue)?.lock().rx.resume_interrupts() {
+            self.wakes.wake_now(queue);
+        }
+        Ok(())
     }
 
     /// Each handle holds its pair (behind the pair's own lock, which only the core
@@ -1621,6 +1639,57 @@ mod tests {
         let mut frames = 0;
         assert_eq!(net.receive(0, 8, &mut |_| frames += 1), Ok(1));
         assert_eq!(frames, 1);
+    }
+
+    /// Plays the device receiving a 60-byte frame on `net`'s queue 0, into the next
+    /// buffer posted.
+    fn receive_a_frame_on(net: &VirtioNet, device_side: &mut crate::queue::DeviceSide) {
+        let mut pair = net.pairs[0].lock();
+        let buffer = device_side.take(&pair.rx).expect("a buffer posted");
+        let at = usize::from(buffer) * BUFFER_STRIDE + HEADER_MODERN;
+        pair.rx_buffers.bytes_mut(at, 60).fill(0x5A);
+        device_side.give_back(&mut pair.rx, u32::from(buffer), (HEADER_MODERN + 60) as u32);
+    }
+
+    /// An armed receive queue's MSI-X entry stayed unmasked and its available ring never
+    /// said NO_INTERRUPT, so a core that armed once and then polled a busy queue was
+    /// interrupted for every frame. A receive that takes a frame now sets the flag;
+    /// arming clears it, and wakes the core itself for a frame that came while it was
+    /// set (the device sent no message for it).
+    #[test]
+    fn a_receive_that_takes_a_frame_spends_the_wake_until_the_next_arm() {
+        let (mut net, _device, platform) = net_on_host();
+        let (table, entries) = platform.msix_table(1);
+        net.wakes = QueueWakes::new(Some(table), vec![Some(0)]);
+        let masked = || entries.read32(12) & 1 != 0;
+        let would_interrupt = |net: &VirtioNet, side: &crate::queue::DeviceSide| {
+            side.would_interrupt(&net.pairs[0].lock().rx)
+        };
+        let mut side = crate::queue::DeviceSide::default();
+        net.wake_on_receive(0, Some(1)).unwrap();
+        assert!(!masked() && would_interrupt(&net, &side));
+        assert_eq!(platform.take_woken(), [], "nothing waiting");
+        receive_a_frame_on(&net, &mut side);
+        assert_eq!(net.receive(0, 8, &mut |_| {}), Ok(1));
+        assert!(
+            !would_interrupt(&net, &side),
+            "the core polls: no interrupt per frame"
+        );
+        assert_eq!(net.receive(0, 8, &mut |_| {}), Ok(0));
+        // A frame that comes between the last poll and the arm raised nothing.
+        receive_a_frame_on(&net, &mut side);
+        net.wake_on_receive(0, Some(1)).unwrap();
+        assert_eq!(platform.take_woken(), [1], "woken for the frame waiting");
+        assert!(would_interrupt(&net, &side));
+        assert_eq!(net.receive(0, 8, &mut |_| {}), Ok(1));
+        // Armed with nothing waiting: the next frame's message wakes the core, and an
+        // empty poll spends nothing.
+        net.wake_on_receive(0, Some(1)).unwrap();
+        assert_eq!(platform.take_woken(), []);
+        assert_eq!(net.receive(0, 8, &mut |_| {}), Ok(0));
+        assert!(!masked() && would_interrupt(&net, &side));
+        net.wake_on_receive(0, None).unwrap();
+        assert!(masked());
     }
 
     #[test]

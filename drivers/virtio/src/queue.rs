@@ -18,6 +18,9 @@ pub const DESC_WRITE: u16 = 2;
 pub const USED_INDEX_OVERRUN: &str = "the used ring index ran past the ring (device fault)";
 /// Used ring flag: the device asks not to be notified (it is polling the ring).
 const USED_NO_NOTIFY: u16 = 1;
+/// Available ring flag (`VIRTQ_AVAIL_F_NO_INTERRUPT`): the driver asks the device not to
+/// interrupt it for used buffers (it is polling the ring; spec 2.7.7).
+const AVAIL_NO_INTERRUPT: u16 = 1;
 
 /// Bytes of one descriptor: `addr` u64, `len` u32, `flags` u16, `next` u16.
 const DESC_SIZE: usize = 16;
@@ -157,6 +160,9 @@ pub struct Virtqueue {
     unpublished: Vec<u16>,
     /// Used entries dropped for naming a head the device did not hold.
     stray_used: u64,
+    /// Whether the available ring asks the device for no interrupts
+    /// ([`stop_interrupts`](Self::stop_interrupts)).
+    interrupts_stopped: bool,
 }
 
 impl Virtqueue {
@@ -183,6 +189,7 @@ impl Virtqueue {
             held_from: vec![None; usize::from(size)],
             unpublished: Vec::with_capacity(usize::from(size)),
             stray_used: 0,
+            interrupts_stopped: false,
         })
     }
 
@@ -203,6 +210,7 @@ impl Virtqueue {
         self.used_seen = 0;
         self.held_from.fill(None);
         self.unpublished.clear();
+        self.interrupts_stopped = false;
     }
 
     /// Chains the device returned so far (used entries taken for a head it held; stray
@@ -309,6 +317,32 @@ impl Virtqueue {
         }
     }
 
+    /// Asks the device to send no interrupt for the chains it returns from here
+    /// (`VIRTQ_AVAIL_F_NO_INTERRUPT`, spec 2.7.7: the driver is polling the ring). A plain
+    /// store to the available ring, made only when the flag is not set already.
+    pub fn stop_interrupts(&mut self) {
+        if !self.interrupts_stopped {
+            self.ring.write16(self.layout.avail, AVAIL_NO_INTERRUPT);
+            self.interrupts_stopped = true;
+        }
+    }
+
+    /// Asks the device to interrupt again for each chain it returns, then looks at the
+    /// used ring: whether a chain is already there that was not taken. One the device
+    /// returned while interrupts were stopped raised none, and nothing will: the caller
+    /// wakes whoever waits itself. The flag's store comes before the used index's load
+    /// (a full fence, as the specification's example of receiving used buffers has it);
+    /// the device stores its used index before it loads the flags, so a chain the look
+    /// does not see finds the flag clear and interrupts.
+    pub fn resume_interrupts(&mut self) -> bool {
+        if self.interrupts_stopped {
+            self.ring.write16(self.layout.avail, 0);
+            self.interrupts_stopped = false;
+        }
+        barrier();
+        self.ring.read16(self.layout.used + RING_IDX) != self.used_next
+    }
+
     /// Takes the next finished chain from the used ring, if any: only a head the device
     /// holds (published, not returned; an entry written before the head was published
     /// cannot return it). An entry naming any other (a repeat, or a number outside the
@@ -405,6 +439,12 @@ impl DeviceSide {
         let entry = vq.layout.avail_entry(vq.slot(self.next_avail));
         self.next_avail = self.next_avail.wrapping_add(1);
         Some(vq.ring.read16(entry))
+    }
+
+    /// Whether the device would interrupt for a chain it returns on `vq` now (the
+    /// available ring's flags do not say `NO_INTERRUPT`).
+    pub(crate) fn would_interrupt(&self, vq: &Virtqueue) -> bool {
+        vq.ring.read16(vq.layout.avail) & AVAIL_NO_INTERRUPT == 0
     }
 
     /// Gives chain `id` back to `vq` with `len` bytes written into it.
