@@ -199,10 +199,10 @@ impl Wake {
     }
 
     /// Points the message at `core` for port `port`; refused (nothing changed) while
-    /// other ports are armed for another core. The message is written at every arm,
-    /// even one for the core it already names, as MSI-X drivers write their entry: the
-    /// write is what tells the kernel which vector the port's lease arms, so that it
-    /// binds the source to each lease that arms it.
+    /// other ports are armed for another core. The kernel is asked for the message at
+    /// every arm, even one for the core it already names, as every MSI-X arm asks: that
+    /// is what tells the kernel which vector the port's lease arms, so that it binds the
+    /// source to each lease that arms it.
     pub(crate) fn arm(&self, port: u8, core: usize) -> Result<(), DeviceError> {
         let mut armed = self.armed.lock();
         let others = armed.1 & !(1 << port);

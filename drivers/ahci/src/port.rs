@@ -1351,27 +1351,29 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn every_arm_writes_the_message_even_for_the_core_it_already_names() {
+    fn every_arm_asks_for_the_message_even_for_the_core_it_already_names() {
         let platform = HostPlatform::leaked();
         let (table, entries) = platform.msix_table(1);
         let hba = rexo_devio::host::registers(0x100);
         let wake = Arc::new(Wake::new(rexo_devio::Vectors::MsiX(table), hba));
         let (mut first, _) = fake_port(platform, 0, 1, Some(wake.clone()));
         let (mut second, _) = fake_port(platform, 1, 1, Some(wake));
-        let address_low = |entries: &Mmio| entries.read32(0);
         first.wake_on_completion(0, Some(1)).unwrap();
-        let message = address_low(&entries);
-        assert_ne!(message, 0, "the first arm points the message at core 1");
-        // Whatever the entry held since (the kernel learns the vector from the write
-        // itself), each later arm for core 1 writes it again: the same port's after a
-        // disarm (its lease ended), and another port's while the first waits.
+        assert_ne!(
+            entries.read32(0),
+            0,
+            "the first arm points the message at core 1"
+        );
+        assert_eq!(platform.take_messages_asked(), [1]);
+        // The kernel learns the vector an arm routes from the driver asking for its
+        // message: each later arm for core 1 asks again, the same port's after a disarm
+        // (its lease ended), and another port's while the first waits.
         for (disk, what) in [(&mut first, "armed again"), (&mut second, "another port")] {
             if what == "armed again" {
                 disk.wake_on_completion(0, None).unwrap();
             }
-            entries.write32(0, 0);
             disk.wake_on_completion(0, Some(1)).unwrap();
-            assert_eq!(address_low(&entries), message, "{what}");
+            assert_eq!(platform.take_messages_asked(), [1], "{what}");
         }
     }
 

@@ -422,6 +422,9 @@ pub struct HostPlatform {
     armed: Mutex<alloc::vec::Vec<(u8, usize)>>,
     /// The cores woken by [`Platform::wake_core`], in order.
     woken: Mutex<alloc::vec::Vec<usize>>,
+    /// The cores whose wake message was asked for ([`Platform::wake_message`]), in
+    /// order.
+    messages_asked: Mutex<alloc::vec::Vec<usize>>,
     /// The clock's next reading, in nanoseconds.
     clock_ns: AtomicU64,
     /// Run at each clock reading, when a test set it.
@@ -446,6 +449,7 @@ impl HostPlatform {
             live: Mutex::new(Vec::new()),
             armed: Mutex::new(alloc::vec::Vec::new()),
             woken: Mutex::new(alloc::vec::Vec::new()),
+            messages_asked: Mutex::new(alloc::vec::Vec::new()),
             clock_ns: AtomicU64::new(0),
             clock_hook: Mutex::new(None),
             viewed: Mutex::new(alloc::vec::Vec::new()),
@@ -529,6 +533,13 @@ impl HostPlatform {
         core::mem::take(&mut *self.woken.lock().unwrap())
     }
 
+    /// The cores whose wake message a driver asked for so far
+    /// ([`Platform::wake_message`]: how the kernel learns which vector an arm routes),
+    /// in order, taken.
+    pub fn take_messages_asked(&self) -> alloc::vec::Vec<usize> {
+        core::mem::take(&mut *self.messages_asked.lock().unwrap())
+    }
+
     /// ISA IRQ `irq` as the wake-up of a test's device driving it level-triggered
     /// (`level`) or edge-triggered, as [`DeviceFunction`](crate::DeviceFunction) makes it
     /// for a bound function's own line.
@@ -580,7 +591,9 @@ unsafe impl Platform for HostPlatform {
             .fetch_add(Self::CLOCK_TICK_NS, Ordering::Relaxed)
     }
     /// Core `core`'s local APIC is `core`, as the kernel names it in a message.
+    /// Recorded, for [`Self::take_messages_asked`].
     fn wake_message(&self, core: usize) -> Option<(u64, u32)> {
+        self.messages_asked.lock().unwrap().push(core);
         (core < Self::CORES).then_some((0xFEE0_0000 | (core as u64) << 12, Self::WAKE_VECTOR))
     }
     /// QEMU's MADT: IRQs 5, 9, 10 and 11 level-triggered, the others edge.
