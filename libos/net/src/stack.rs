@@ -1232,22 +1232,24 @@ impl Stack {
         self.reap_closed();
         if let Some(tso) = self.backlog.tso_mut() {
             let sockets = &self.sockets;
-            let count = sockets.iter().count();
-            tso.sweep(count, |flow| {
-                sockets.iter().any(|(_, socket)| {
-                    let smoltcp::socket::Socket::Tcp(tcp) = socket else {
-                        return false;
-                    };
-                    match (tcp.local_endpoint(), tcp.remote_endpoint()) {
-                        (Some(local), Some(remote)) => {
-                            local.port == flow.local_port
-                                && remote.port == flow.peer_port
-                                && remote.addr == IpAddress::Ipv4(Ipv4Addr::from(flow.peer))
+            tso.sweep(
+                || sockets.iter().count(),
+                |flow| {
+                    sockets.iter().any(|(_, socket)| {
+                        let smoltcp::socket::Socket::Tcp(tcp) = socket else {
+                            return false;
+                        };
+                        match (tcp.local_endpoint(), tcp.remote_endpoint()) {
+                            (Some(local), Some(remote)) => {
+                                local.port == flow.local_port
+                                    && remote.port == flow.peer_port
+                                    && remote.addr == IpAddress::Ipv4(Ipv4Addr::from(flow.peer))
+                            }
+                            _ => false,
                         }
-                        _ => false,
-                    }
-                })
-            });
+                    })
+                },
+            );
         }
         Ok(changed)
     }

@@ -305,9 +305,12 @@ impl Tso {
     }
 
     /// Forgets the connections `live` does not say are still there, once they are many
-    /// more than `sockets` (so the sweep's cost is spread over as many handshakes).
-    pub(crate) fn sweep(&mut self, sockets: usize, live: impl Fn(&Flow) -> bool) {
-        if self.peers.len() > 2 * sockets + 64 {
+    /// more than `sockets()` (so the sweep's cost is spread over as many handshakes).
+    /// `sockets` is called only past the 64 connections always kept, as counting the
+    /// sockets walks them all and this runs on every poll.
+    pub(crate) fn sweep(&mut self, sockets: impl FnOnce() -> usize, live: impl Fn(&Flow) -> bool) {
+        let raised = self.peers.len();
+        if raised > 64 && raised > 2 * sockets() + 64 {
             self.peers.retain(|flow, _| live(flow));
         }
     }
