@@ -73,7 +73,7 @@ pub struct Client {
     link: Link,
     /// Request bytes read and not yet answered, at most the site's
     /// [`buffer_bound`](rexo_http::Limits::buffer_bound).
-    inbox: Vec<u8>,
+    inbox: Inbox,
     /// How far the parse of the request at the front of `inbox` got, so that a request
     /// arriving in many reads is searched once, not from its start on every read.
     progress: ParseProgress,
@@ -106,6 +106,49 @@ pub struct Client {
     page_in_flight: bool,
 }
 
+/// A connection's request bytes: those read and not yet answered are
+/// [`pending`](Self::pending). An answered request's bytes are not removed at once
+/// (a `drain` per pipelined request moved every byte after it, quadratic in the
+/// pipeline's depth) but counted, and dropped before a read once they are at least as
+/// many as the bytes pending: each drop moves no more bytes than it drops, and the
+/// buffer never holds twice the read bound.
+#[derive(Default)]
+struct Inbox {
+    /// Answered bytes, then the pending ones.
+    bytes: Vec<u8>,
+    /// How many bytes at the front of `bytes` were answered.
+    answered: usize,
+}
+
+impl Inbox {
+    /// The bytes read and not yet answered: the request at the front, then any
+    /// pipelined after it.
+    fn pending(&self) -> &[u8] {
+        &self.bytes[self.answered..]
+    }
+
+    /// The first `consumed` pending bytes (at most all of them, as the parser
+    /// promises) were answered.
+    fn answered(&mut self, consumed: usize) {
+        self.answered += consumed;
+    }
+
+    /// Drops the answered bytes once they are at least as many as the pending ones.
+    fn compact(&mut self) {
+        if self.answered > 0 && self.answered >= self.bytes.len() - self.answered {
+            self.bytes.drain(..self.answered);
+            self.answered = 0;
+        }
+    }
+
+    /// Moves what `link` received into the buffer, up to `bound` bytes pending; how
+    /// many, or why none will come.
+    fn read(&mut self, tcp: &mut Transport, link: &Link, bound: usize) -> Result<usize, Gone> {
+        self.compact();
+        tcp.read(link, &mut self.bytes, self.answered + bound)
+    }
+}
+
 /// What a connection does: serve requests, or end after its last answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
@@ -135,7 +178,7 @@ impl Client {
     pub fn new(link: Link, now_ns: u64) -> Client {
         Client {
             link,
-            inbox: Vec::new(),
+            inbox: Inbox::default(),
             progress: ParseProgress::default(),
             sending: None,
             peer_closed: false,
@@ -158,7 +201,7 @@ impl Client {
     /// Request bytes waiting in the buffer.
     #[cfg(test)]
     pub fn buffered(&self) -> usize {
-        self.inbox.len()
+        self.inbox.pending().len()
     }
 
     /// Bytes at the front of the buffer already searched for line ends.
@@ -247,7 +290,7 @@ impl Client {
             let read = self.read(tcp, site.limits.buffer_bound());
             active |= read;
             moved |= read;
-            if self.inbox.is_empty() {
+            if self.inbox.pending().is_empty() {
                 self.request_started_ns = None;
             } else if self.request_started_ns.is_none() {
                 self.request_started_ns = Some(now_ns);
@@ -258,10 +301,10 @@ impl Client {
                 }
                 return Progress::Finished(Ending::Abort);
             }
-            if self.inbox.is_empty() && self.peer_closed {
+            if self.inbox.pending().is_empty() && self.peer_closed {
                 return self.close(tcp, now_ns, counters);
             }
-            if self.inbox.is_empty() {
+            if self.inbox.pending().is_empty() {
                 return self.open_or_idle(active, moved, now_ns, counters);
             }
             if self.page_in_flight {
@@ -279,7 +322,7 @@ impl Client {
                 rendered |= matches!(page, Page::Ready { .. });
                 page
             };
-            let step = site.serve_resumed(&self.inbox, &mut self.progress, &mut render);
+            let step = site.serve_resumed(self.inbox.pending(), &mut self.progress, &mut render);
             let (response, consumed, overdue) = match step {
                 Step::NeedMore | Step::Continue if self.peer_closed => {
                     // A request cut off by the peer's close: nothing can be answered.
@@ -292,9 +335,14 @@ impl Client {
                     // whole buffer this takes) is parsed from its start. A request or
                     // a refusal leaves the progress at its start already. A HEAD
                     // request's 408 has no content (RFC 9110 9.3.2).
-                    let head_only = self.progress.method(&self.inbox) == Some(Method::Head);
+                    let head_only =
+                        self.progress.method(self.inbox.pending()) == Some(Method::Head);
                     self.progress = ParseProgress::default();
-                    (Response::request_timeout(head_only), self.inbox.len(), true)
+                    (
+                        Response::request_timeout(head_only),
+                        self.inbox.pending().len(),
+                        true,
+                    )
                 }
                 Step::Continue if !self.continued => {
                     // The client waits for it before sending the body (curl: 1 s).
@@ -321,20 +369,20 @@ impl Client {
             };
             counters.head_bytes += response.head_len() as u64;
             counters.body_bytes += response.body().bytes().len() as u64;
-            self.inbox.drain(..consumed);
+            self.inbox.answered(consumed);
             // The next pipelined request's time starts now.
-            self.request_started_ns = (!self.inbox.is_empty()).then_some(now_ns);
+            self.request_started_ns = (!self.inbox.pending().is_empty()).then_some(now_ns);
             self.sending = Some(tcp.sending(response));
             moved = true;
         }
     }
 
-    /// Reads what the peer sent into `inbox`, up to `bound` bytes in all; whether any
-    /// byte came.
+    /// Reads what the peer sent into `inbox`, up to `bound` bytes not yet answered;
+    /// whether any byte came.
     fn read(&mut self, tcp: &mut Transport, bound: usize) -> bool {
         let mut moved = false;
-        while !self.peer_closed && self.inbox.len() < bound {
-            match tcp.read(&self.link, &mut self.inbox, bound) {
+        while !self.peer_closed && self.inbox.pending().len() < bound {
+            match self.inbox.read(tcp, &self.link, bound) {
                 Ok(0) => break,
                 Ok(_) => moved = true,
                 Err(Gone::Closed) => self.peer_closed = true,

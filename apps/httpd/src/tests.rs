@@ -251,6 +251,23 @@ fn pipelined_requests_are_answered_in_order_byte_exact(tcp: Tcp) {
     assert_eq!(counters.by_status.get(&404), Some(&1));
 }
 
+/// Many more pipelined requests than the buffer holds (600 small ones, some 20 KB
+/// against its 12 KiB), most answered in the step that read them: answered in order,
+/// byte exact, whether a request's bytes arrive whole or cut at the buffer's end.
+fn a_deep_pipeline_is_answered_in_order_byte_exact(tcp: Tcp) {
+    let mut world = World::new(tcp);
+    let connection = world.connect();
+    let paths = ["/empty.txt", "/nope", "/1k.txt"];
+    let requests: Vec<u8> = (0..600).flat_map(|i| get(paths[i % paths.len()])).collect();
+    assert!(requests.len() > world.site.limits.buffer_bound());
+    let expected = world.expected(&requests);
+    world.send(&connection, &requests);
+    assert_eq!(world.receive(&connection, Some(expected.len())), expected);
+    let counters = world.counters.lock();
+    assert_eq!(counters.by_status.get(&200), Some(&400));
+    assert_eq!(counters.by_status.get(&404), Some(&200));
+}
+
 fn a_peer_gone_mid_body_stops_only_its_own_connection(tcp: Tcp) {
     let mut world = World::new(tcp);
     let gone = world.connect();
@@ -753,6 +770,7 @@ macro_rules! on_both {
 
 on_both! {
     pipelined_requests_are_answered_in_order_byte_exact: pipelined_requests_are_answered_in_order_byte_exact_on_smoltcp, pipelined_requests_are_answered_in_order_byte_exact_on_rexo_tcp;
+    a_deep_pipeline_is_answered_in_order_byte_exact: a_deep_pipeline_is_answered_in_order_byte_exact_on_smoltcp, a_deep_pipeline_is_answered_in_order_byte_exact_on_rexo_tcp;
     a_peer_gone_mid_body_stops_only_its_own_connection: a_peer_gone_mid_body_stops_only_its_own_connection_on_smoltcp, a_peer_gone_mid_body_stops_only_its_own_connection_on_rexo_tcp;
     a_100_kb_head_is_answered_431_and_the_rest_discarded: a_100_kb_head_is_answered_431_and_the_rest_discarded_on_smoltcp, a_100_kb_head_is_answered_431_and_the_rest_discarded_on_rexo_tcp;
     idle_connections_are_closed: idle_connections_are_closed_on_smoltcp, idle_connections_are_closed_on_rexo_tcp;
