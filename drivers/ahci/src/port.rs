@@ -165,14 +165,15 @@ const IDENTIFY_TIMEOUT_MS: u64 = 1_000;
 const LOG_TIMEOUT_MS: u64 = 1_000;
 /// How long the command list or FIS engine may take to stop (AHCI 10.1.2: 500 ms).
 const STOP_TIMEOUT_MS: u64 = 500;
-/// How long the device may stay busy after a COMRESET of a port in use (its disk spun up
-/// already; QEMU's needs none).
+/// How long the device may stay busy after a COMRESET (of a port in use, its disk spun up
+/// already, or of one wedged busy past [`SPIN_UP_TIMEOUT_MS`]; QEMU's needs none).
 const READY_TIMEOUT_MS: u64 = 5_000;
 /// How long a device whose link is up may stay busy (BSY or DRQ) when its port is first
 /// started: a 3.5" disk takes 7 to 15 s to spin up (once PxCMD.SUD starts it, or cold on
 /// a port the firmware never touched), and ATA allows up to 31 s for BSY to clear after
 /// power-on or a reset (ATA8-ACS; Linux waits ATA_TMOUT_BOOT, 30 s, at probe). A COMRESET
-/// meanwhile could start the spin-up over, so none is sent; QEMU's disks are ready at once.
+/// meanwhile could start the spin-up over, so none is sent before it runs out (then one,
+/// for a device wedged busy); QEMU's disks are ready at once.
 const SPIN_UP_TIMEOUT_MS: u64 = 31_000;
 /// How long COMRESET is held (AHCI 10.4.2: at least 1 ms).
 const COMRESET_HOLD_NS: u64 = 1_000_000;
@@ -359,11 +360,13 @@ impl AhciDisk {
         disk.registers.write32(PX_IE, 0);
         let command = disk.registers.read32(PX_CMD);
         disk.registers.write32(PX_CMD, command | CMD_FRE);
-        // The device's first D2H FIS (which also sets PxSIG) clears BSY, once it spun up.
-        disk.wait_idle(
-            "the SATA device to spin up and be ready",
-            SPIN_UP_TIMEOUT_MS,
-        )?;
+        // The device's first D2H FIS (which also sets PxSIG) clears BSY, once it spun up;
+        // one still busy past ATA's bound is wedged (a command firmware left it in), and
+        // gets one COMRESET.
+        let ready = "the SATA device to spin up and be ready";
+        if disk.wait_idle(ready, SPIN_UP_TIMEOUT_MS).is_err() {
+            disk.comreset()?;
+        }
         let signature = disk.registers.read32(PX_SIG);
         if signature != SIG_ATA {
             let what = match signature {
@@ -1291,7 +1294,8 @@ pub(crate) mod tests {
 
     #[test]
     fn a_disk_busy_spinning_up_is_waited_for_without_comreset_up_to_atas_31_s() {
-        for busy_s in [0, 12, 40] {
+        // Past 31 s one COMRESET (held 1 ms), which a device still busy 5 s later fails.
+        for busy_s in [0, 12, 33, 40] {
             let platform = HostPlatform::leaked();
             let registers = rexo_devio::host::registers(0x80);
             let disk = play_disk(platform, registers.clone(), busy_s * 1_000 * NS_PER_MS);
@@ -1299,14 +1303,15 @@ pub(crate) mod tests {
             rexo_devio::host::record_accesses(&registers, platform);
             let started = AhciDisk::start(registers.clone(), 0, CAP_S64A, 1, platform, None);
             let sctl = sctl_writes(&rexo_devio::host::take_accesses(&registers));
-            assert_eq!(sctl, [], "no COMRESET, busy for {busy_s} s");
-            if busy_s < 31 {
+            let comreset: &[u64] = if busy_s < 31 { &[] } else { &[1, 0] };
+            assert_eq!(sctl, comreset, "COMRESET, busy for {busy_s} s");
+            if busy_s < 36 {
                 let disk = started.unwrap().expect("the disk is found");
                 assert_eq!(disk.identity.sectors, 1024, "busy for {busy_s} s");
             } else {
                 let timeout = DeviceError::Timeout {
-                    what: "the SATA device to spin up and be ready",
-                    ms: SPIN_UP_TIMEOUT_MS,
+                    what: "the SATA device to be ready",
+                    ms: READY_TIMEOUT_MS,
                 };
                 assert_eq!(started.err(), Some(timeout), "busy for {busy_s} s");
             }
