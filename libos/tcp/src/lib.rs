@@ -484,20 +484,6 @@ struct HalfOpen {
     out_of_window_acks: OutOfWindowAcks,
 }
 
-/// What is left of a connection in TIME-WAIT: enough to acknowledge a retransmitted
-/// FIN and to recognise a new SYN.
-struct TimeWait {
-    snd_nxt: Seq,
-    rcv_nxt: Seq,
-    /// The window field the connection offered as it left its slot (scaled as the
-    /// connection scaled it), which the entry's ACKs offer again: a window of 0 would
-    /// tell the peer to stop and probe.
-    window: u16,
-    /// The limit on its ACKs to out-of-window segments without data.
-    out_of_window_acks: OutOfWindowAcks,
-    until: u64,
-}
-
 /// What is left of a connection that left the table while the app held its handle
 /// (reset, timed out or closed by the peer, nothing left to read): what the handle
 /// answers until the app releases it.
@@ -629,7 +615,7 @@ pub struct Endpoint {
     /// generation): a new connection in the slot has another generation, so a stale
     /// handle reaches only this. At most [`Config::max_connections`] records.
     gone: BTreeMap<ConnId, Gone>,
-    time_wait: BTreeMap<Tuple, TimeWait>,
+    time_wait: time_wait::Table,
     /// RSTs and ACKs owed to segments without a connection, bounded, each with where
     /// it goes back to when that is its segment's own link-layer source.
     replies: VecDeque<(Header, Option<LinkAddress>)>,
@@ -699,7 +685,7 @@ impl Endpoint {
             released_order: VecDeque::new(),
             drained: VecDeque::new(),
             gone: BTreeMap::new(),
-            time_wait: BTreeMap::new(),
+            time_wait: time_wait::Table::default(),
             replies: VecDeque::new(),
             resume: None,
             clock: 0,
@@ -1113,7 +1099,7 @@ impl Endpoint {
             ended_time_wait = Some(old_snd_nxt);
             self.retire(tuple, now);
         }
-        if self.time_wait.contains_key(&tuple) {
+        if self.time_wait.contains(&tuple) {
             match self.input_time_wait(&tuple, &seg, now) {
                 Some(old_snd_nxt) => ended_time_wait = Some(old_snd_nxt),
                 None => return Sender::Unknown,
@@ -1277,21 +1263,20 @@ impl Endpoint {
     /// one (the last ACK again) is dropped; a RST is dropped too (RFC 1337).
     fn input_time_wait(&mut self, tuple: &Tuple, seg: &Segment<'_>, now: u64) -> Option<Seq> {
         let entry = self.time_wait.get_mut(tuple)?;
-        let sequence = (entry.snd_nxt, entry.rcv_nxt);
+        let (seq, ack, window) = (entry.snd_nxt, entry.rcv_nxt, entry.window);
         let acks = &mut entry.out_of_window_acks;
-        match time_wait::answer(seg, sequence, acks, now, &mut self.stats) {
+        match time_wait::answer(seg, (seq, ack), acks, now, &mut self.stats) {
             time_wait::Answer::Reopen => {
-                let old_snd_nxt = entry.snd_nxt;
                 self.time_wait.remove(tuple);
-                return Some(old_snd_nxt);
+                return Some(seq);
             }
             time_wait::Answer::Drop => return None,
             time_wait::Answer::FinAgain => {
-                entry.until = now.saturating_add(self.config.time_wait_ns);
+                let until = now.saturating_add(self.config.time_wait_ns);
+                self.time_wait.restart(tuple, until);
             }
             time_wait::Answer::Acknowledge => {}
         }
-        let (seq, ack, window) = (entry.snd_nxt, entry.rcv_nxt, entry.window);
         self.reply(tuple, seq, ack, ACK, window, None);
         None
     }
@@ -1459,8 +1444,7 @@ impl Endpoint {
             .values()
             .filter_map(|&i| self.slots[i].conn.as_ref()?.deadline(&self.config));
         let half = self.half_open.values().map(|h| h.resend_at);
-        let waits = self.time_wait.values().map(|w| w.until);
-        conns.chain(half).chain(waits).min()
+        conns.chain(half).chain(self.time_wait.next_expiry()).min()
     }
 
     /// Runs the timers due at `now` and hands every segment due to `emit` (which
@@ -1601,23 +1585,19 @@ impl Endpoint {
         if conn.state != State::TimeWait {
             return;
         }
-        if evict_oldest(&mut self.time_wait, self.config.time_wait_entries, |w| {
-            w.until
-        }) {
+        let until = conn.close_at.unwrap_or(now);
+        let entry = time_wait::Entry::new(
+            conn.sequence(),
+            conn.window_field(),
+            conn.out_of_window_acks,
+            until,
+        );
+        if self
+            .time_wait
+            .insert(tuple, entry, self.config.time_wait_entries)
+        {
             self.stats.time_wait_evicted += 1;
         }
-        let (snd_nxt, rcv_nxt) = conn.sequence();
-        let until = conn.close_at.unwrap_or(now);
-        self.time_wait.insert(
-            tuple,
-            TimeWait {
-                snd_nxt,
-                rcv_nxt,
-                window: conn.window_field(),
-                out_of_window_acks: conn.out_of_window_acks,
-                until,
-            },
-        );
     }
 
     /// Runs the timers due at `now`.
@@ -1652,7 +1632,7 @@ impl Endpoint {
                 }
             }
         }
-        self.time_wait.retain(|_, entry| entry.until > now);
+        self.time_wait.expire(now);
     }
 }
 

@@ -4,10 +4,29 @@ use super::*;
 use crate::wire::{FIN, MAX_HEADERS, write_headers};
 use alloc::sync::Arc;
 use alloc::vec;
+use core::cell::Cell;
 
 const SERVER: [u8; 4] = [10, 0, 0, 1];
 const CLIENT: [u8; 4] = [10, 0, 0, 2];
 const MS: u64 = 1_000_000;
+
+std::thread_local! {
+    /// TIME-WAIT entries and connections a poll or a retire looked at, on this test's
+    /// thread.
+    static VISITED: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Counts one TIME-WAIT entry or connection looked at.
+pub(crate) fn count_visited() {
+    VISITED.with(|visited| visited.set(visited.get() + 1));
+}
+
+/// The TIME-WAIT entries and connections looked at while `run` ran.
+fn visited_by(run: impl FnOnce()) -> usize {
+    let before = VISITED.with(Cell::get);
+    run();
+    VISITED.with(Cell::get) - before
+}
 
 /// A scripted peer: its port, next sequence number, what it acknowledges, its window.
 struct Peer {
@@ -1224,9 +1243,11 @@ fn time_wait_of_a_connection_the_app_holds_answers_as_the_compact_entry() {
 }
 
 /// A connection from `port` that sent `bytes` at `now` (all acknowledged) and closed
-/// first, left in the compact TIME-WAIT table; returns the peer, whose `ack` is the
-/// old connection's last sequence number sent.
+/// first, left in the compact TIME-WAIT table (evicting the oldest entry if it was
+/// full); returns the peer, whose `ack` is the old connection's last sequence number
+/// sent.
 fn in_time_wait_after(ep: &mut Endpoint, now: u64, port: u16, bytes: usize) -> Peer {
+    let entries = (ep.time_wait() + 1).min(ep.config.time_wait_entries);
     let (id, mut peer) = connect(ep, now, port, None, None, 0xffff);
     ep.send(id, Piece::shared(blob(bytes), 0, bytes).unwrap())
         .unwrap();
@@ -1243,7 +1264,7 @@ fn in_time_wait_after(ep: &mut Endpoint, now: u64, port: u16, bytes: usize) -> P
     ep.input(now, &peer.segment(ACK | FIN, b""));
     peer.seq = peer.seq.plus(1);
     poll(ep, now);
-    assert_eq!((ep.connections(), ep.time_wait()), (0, 1));
+    assert_eq!((ep.connections(), ep.time_wait()), (0, entries));
     peer
 }
 
@@ -1414,6 +1435,44 @@ fn time_wait_ends_by_itself_and_its_table_is_bounded() {
     assert_eq!((ep.time_wait(), ep.stats().time_wait_evicted), (2, 1));
     poll(&mut ep, 6005 * MS + Config::default().time_wait_ns);
     assert_eq!(ep.time_wait(), 0);
+}
+
+/// With the TIME-WAIT table full (1,024 entries), a poll with nothing due looks at one
+/// entry, the one that expires first, not all of them (a `retain` over the table on
+/// every poll before: 1,024 each), a close that evicts the oldest looks at it alone
+/// (a search of the whole table before), and expiry takes just the entries due.
+#[test]
+fn time_wait_expiry_and_eviction_look_only_at_the_entries_due() {
+    let mut ep = server(Config::default());
+    let full = Config::default().time_wait_entries;
+    for i in 0..full as u16 {
+        in_time_wait_after(&mut ep, u64::from(i) * MS, 10_000 + i, 10);
+    }
+    assert_eq!(ep.time_wait(), full);
+    let quiet = visited_by(|| assert!(poll(&mut ep, 1_500 * MS).is_empty()));
+    assert!(
+        quiet <= 1,
+        "{quiet} entries looked at by a poll with nothing due"
+    );
+    let close = visited_by(|| _ = in_time_wait_after(&mut ep, 1_600 * MS, 20_000, 10));
+    assert!(
+        close <= 12,
+        "{close} entries looked at by a close and its polls"
+    );
+    assert_eq!((ep.time_wait(), ep.stats().time_wait_evicted), (full, 1));
+    let tuple = |remote_port| Tuple {
+        local: SERVER,
+        local_port: 80,
+        remote: CLIENT,
+        remote_port,
+    };
+    assert!(!ep.time_wait.contains(&tuple(10_000)), "the oldest evicted");
+    assert!(ep.time_wait.contains(&tuple(10_001)) && ep.time_wait.contains(&tuple(20_000)));
+    // 10,001 and 10,002 expire (closed at 1 and 2 ms).
+    let wait = Config::default().time_wait_ns;
+    let expiry = visited_by(|| assert!(poll(&mut ep, 2 * MS + wait).is_empty()));
+    assert_eq!(ep.time_wait(), full - 2);
+    assert!(expiry <= 3, "{expiry} entries looked at to expire 2");
 }
 
 #[test]
