@@ -171,6 +171,10 @@ pub struct Conn {
     /// The limit on ACKs to out-of-window segments without data (in TIME-WAIT too, and
     /// kept by the TIME-WAIT entry the connection leaves).
     pub(crate) out_of_window_acks: OutOfWindowAcks,
+    /// The deadline the endpoint's timer order holds the connection under (`None`:
+    /// not in it), which [`Endpoint::follow`](crate::Endpoint) keeps equal to
+    /// [`deadline`](Conn::deadline) while the connection is in the table.
+    pub(crate) scheduled: Option<u64>,
 }
 
 impl Conn {
@@ -250,6 +254,7 @@ impl Conn {
             keepalive_now: false,
             challenges: ChallengeAcks::default(),
             out_of_window_acks: OutOfWindowAcks::default(),
+            scheduled: None,
         }
     }
 
@@ -974,6 +979,8 @@ impl Conn {
 
     /// The earliest time a timer of this connection is due.
     pub(crate) fn deadline(&self, config: &Config) -> Option<u64> {
+        #[cfg(test)]
+        crate::tests::count_visited();
         let keepalive = config
             .keepalive_ns
             .filter(|_| matches!(self.state, State::Established | State::CloseWait))

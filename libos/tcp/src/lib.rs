@@ -62,7 +62,7 @@ pub use piece::Piece;
 pub use seq::Seq;
 pub use wire::{ACK, FIN, Header, Malformed, PSH, RST, SYN, Segment, parse};
 
-use alloc::collections::{BTreeMap, VecDeque};
+use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::vec::Vec;
 use challenge::{ChallengeAcks, OutOfWindowAcks};
 use conn::{Conn, Output, Pace, Setup, Turn};
@@ -545,6 +545,32 @@ fn first_live(queue: &mut VecDeque<ConnId>, slots: &[Slot]) -> Option<usize> {
     None
 }
 
+/// Moves the connection in `slot` to its deadline in `timers` (the endpoint's timer
+/// order), or out of the order if it is not `in_table`.
+fn reschedule(
+    timers: &mut BTreeSet<(u64, Tuple)>,
+    config: &Config,
+    slot: &mut Slot,
+    in_table: bool,
+) {
+    let Some(conn) = slot.conn.as_mut() else {
+        return;
+    };
+    let deadline = match in_table {
+        true => conn.deadline(config),
+        false => None,
+    };
+    if deadline != conn.scheduled {
+        if let Some(at) = conn.scheduled {
+            timers.remove(&(at, conn.tuple));
+        }
+        if let Some(at) = deadline {
+            timers.insert((at, conn.tuple));
+        }
+        conn.scheduled = deadline;
+    }
+}
+
 /// Gives the connection in `slot` (`tuple`'s) its turn at `out`: `None` if `emit`
 /// refused a segment, else whether it has data left for another turn. A connection
 /// with nothing left that is finished joins `finished`.
@@ -616,6 +642,11 @@ pub struct Endpoint {
     /// handle reaches only this. At most [`Config::max_connections`] records.
     gone: BTreeMap<ConnId, Gone>,
     time_wait: time_wait::Table,
+    /// The connections in the table that have a timer, by their earliest deadline
+    /// ([`Conn::deadline`]), then tuple: a poll runs the timers of those due, and
+    /// [`next_deadline`](Endpoint::next_deadline) reads the first, without computing
+    /// every connection's deadline. [`follow`](Endpoint::follow) keeps it true.
+    timers: BTreeSet<(u64, Tuple)>,
     /// RSTs and ACKs owed to segments without a connection, bounded, each with where
     /// it goes back to when that is its segment's own link-layer source.
     replies: VecDeque<(Header, Option<LinkAddress>)>,
@@ -686,6 +717,7 @@ impl Endpoint {
             drained: VecDeque::new(),
             gone: BTreeMap::new(),
             time_wait: time_wait::Table::default(),
+            timers: BTreeSet::new(),
             replies: VecDeque::new(),
             resume: None,
             clock: 0,
@@ -842,7 +874,7 @@ impl Endpoint {
     pub fn send(&mut self, id: ConnId, piece: Piece) -> Result<(), Error> {
         let config = &self.config;
         let slot = self.slots.get_mut(id.index as usize).ok_or(Error::BadId)?;
-        match &mut slot.conn {
+        let sent = match &mut slot.conn {
             Some(conn) if slot.generation == id.generation && !conn.released => {
                 conn.send(piece, config)
             }
@@ -850,7 +882,9 @@ impl Endpoint {
                 Some(gone) => Err(gone.send_error()),
                 None => Err(Error::BadId),
             },
-        }
+        };
+        self.follow(id.index as usize);
+        sent
     }
 
     /// Copies received bytes into `buf`: `Ok(0)` when none are there yet,
@@ -863,6 +897,7 @@ impl Endpoint {
                 return Err(self.gone_of(id).map_or(error, Gone::recv_error));
             }
         };
+        self.follow(id.index as usize);
         self.bury_if_read(id.index as usize);
         read
     }
@@ -874,6 +909,7 @@ impl Endpoint {
             Ok(conn) => conn.shutdown(),
             Err(error) => _ = self.gone_of(id).ok_or(error)?,
         }
+        self.follow(id.index as usize);
         Ok(())
     }
 
@@ -929,6 +965,7 @@ impl Endpoint {
         }
         self.released += 1;
         let index = id.index as usize;
+        self.follow(index);
         // A connection not closed is in the table: no search on a close.
         if closed && self.by_tuple.get(&tuple) != Some(&index) {
             self.free_slot(index);
@@ -954,6 +991,7 @@ impl Endpoint {
             conn.reset(Error::Reset, true);
             self.finishing -= 1;
             self.stats.released_evicted += 1;
+            self.follow(index);
         }
     }
 
@@ -975,6 +1013,20 @@ impl Endpoint {
             };
             push_pruned(&mut self.drained, id, self.finishing, &self.slots);
         }
+    }
+
+    /// Keeps the endpoint's orders true for the connection in slot `index` after it
+    /// changed: its place in the timer order follows its deadline while it is in the
+    /// table, and it leaves the order once it left the table.
+    fn follow(&mut self, index: usize) {
+        let Some(slot) = self.slots.get_mut(index) else {
+            return;
+        };
+        let in_table = slot
+            .conn
+            .as_ref()
+            .is_some_and(|conn| self.by_tuple.get(&conn.tuple) == Some(&index));
+        reschedule(&mut self.timers, &self.config, slot, in_table);
     }
 
     /// Empties the slot `index`, which holds a connection (every caller checked), and
@@ -1083,6 +1135,7 @@ impl Endpoint {
                 };
                 let done = conn.state == State::Closed && conn.finished();
                 self.follow_released(index, before);
+                self.follow(index);
                 // Reset, or its FIN acknowledged in LAST-ACK: it leaves the table at
                 // once, so that the peer's next SYN for the tuple opens a new connection.
                 if done {
@@ -1094,6 +1147,7 @@ impl Endpoint {
             // as the compact entry does.
             let Some(old_snd_nxt) = conn.input_time_wait(&seg, now, &self.config, &mut self.stats)
             else {
+                self.follow(index);
                 return Sender::Unknown;
             };
             ended_time_wait = Some(old_snd_nxt);
@@ -1198,7 +1252,9 @@ impl Endpoint {
         if let Some(&index) = self.by_tuple.get(tuple)
             && let Some(conn) = self.slots[index].conn.as_mut()
         {
-            return conn.icmp_unreachable(message, now);
+            let outcome = conn.icmp_unreachable(message, now);
+            self.follow(index);
+            return outcome;
         }
         // A half-open connection has sent only its SYN-ACK; a hard error ends it (RFC
         // 1122, 4.2.3.9), a soft one must not, and no MTU refuses a SYN-ACK.
@@ -1434,17 +1490,19 @@ impl Endpoint {
             index: index as u32,
             generation: slot.generation,
         });
+        self.follow(index);
         Sender::Peer
     }
 
     /// The earliest time [`poll`](Endpoint::poll) has timers to run, if any.
     pub fn next_deadline(&self) -> Option<u64> {
-        let conns = self
-            .by_tuple
-            .values()
-            .filter_map(|&i| self.slots[i].conn.as_ref()?.deadline(&self.config));
+        let conns = self.timers.first().map(|&(at, _)| at);
         let half = self.half_open.values().map(|h| h.resend_at);
-        conns.chain(half).chain(self.time_wait.next_expiry()).min()
+        conns
+            .into_iter()
+            .chain(half)
+            .chain(self.time_wait.next_expiry())
+            .min()
     }
 
     /// Runs the timers due at `now` and hands every segment due to `emit` (which
@@ -1521,14 +1579,16 @@ impl Endpoint {
         let later = self.by_tuple.range((from, Bound::Unbounded));
         let earlier = self.by_tuple.range((Bound::Unbounded, to));
         for (tuple, &index) in later.chain(earlier) {
-            match take_turn(
+            let turn = take_turn(
                 &mut self.slots[index],
                 *tuple,
                 now,
                 &mut out,
                 pace,
                 finished,
-            ) {
+            );
+            reschedule(&mut self.timers, &self.config, &mut self.slots[index], true);
+            match turn {
                 None => {
                     self.resume = Some(*tuple);
                     return;
@@ -1542,7 +1602,9 @@ impl Endpoint {
             let mut kept = 0;
             for i in 0..more.len() {
                 let (tuple, index) = more[i];
-                match take_turn(&mut self.slots[index], tuple, now, &mut out, pace, finished) {
+                let turn = take_turn(&mut self.slots[index], tuple, now, &mut out, pace, finished);
+                reschedule(&mut self.timers, &self.config, &mut self.slots[index], true);
+                match turn {
                     None => {
                         self.resume = Some(tuple);
                         return;
@@ -1567,6 +1629,7 @@ impl Endpoint {
         let Some(index) = self.by_tuple.remove(&tuple) else {
             return;
         };
+        self.follow(index);
         let slot = &mut self.slots[index];
         let Some(conn) = slot.conn.as_ref() else {
             return;
@@ -1621,16 +1684,24 @@ impl Endpoint {
             ));
             true
         });
-        for &index in self.by_tuple.values() {
-            if let Some(conn) = self.slots[index].conn.as_mut()
-                && conn.deadline(config).is_some_and(|at| at <= now)
-            {
+        let due: Vec<Tuple> = self
+            .timers
+            .iter()
+            .take_while(|&&(at, _)| at <= now)
+            .map(|&(_, tuple)| tuple)
+            .collect();
+        for tuple in due {
+            let Some(&index) = self.by_tuple.get(&tuple) else {
+                continue;
+            };
+            if let Some(conn) = self.slots[index].conn.as_mut() {
                 let finishing = conn.finishing();
-                conn.on_timer(now, config, stats);
+                conn.on_timer(now, &self.config, &mut self.stats);
                 if finishing && !conn.finishing() {
                     self.finishing -= 1;
                 }
             }
+            self.follow(index);
         }
         self.time_wait.expire(now);
     }

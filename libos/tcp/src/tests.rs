@@ -1440,7 +1440,8 @@ fn time_wait_ends_by_itself_and_its_table_is_bounded() {
 /// With the TIME-WAIT table full (1,024 entries), a poll with nothing due looks at one
 /// entry, the one that expires first, not all of them (a `retain` over the table on
 /// every poll before: 1,024 each), a close that evicts the oldest looks at it alone
-/// (a search of the whole table before), and expiry takes just the entries due.
+/// and its connection (a search of the whole table before), and expiry takes just the
+/// entries due.
 #[test]
 fn time_wait_expiry_and_eviction_look_only_at_the_entries_due() {
     let mut ep = server(Config::default());
@@ -1455,10 +1456,7 @@ fn time_wait_expiry_and_eviction_look_only_at_the_entries_due() {
         "{quiet} entries looked at by a poll with nothing due"
     );
     let close = visited_by(|| _ = in_time_wait_after(&mut ep, 1_600 * MS, 20_000, 10));
-    assert!(
-        close <= 12,
-        "{close} entries looked at by a close and its polls"
-    );
+    assert!(close <= 32, "{close} looked at by a close and its polls");
     assert_eq!((ep.time_wait(), ep.stats().time_wait_evicted), (full, 1));
     let tuple = |remote_port| Tuple {
         local: SERVER,
@@ -1473,6 +1471,46 @@ fn time_wait_expiry_and_eviction_look_only_at_the_entries_due() {
     let expiry = visited_by(|| assert!(poll(&mut ep, 2 * MS + wait).is_empty()));
     assert_eq!(ep.time_wait(), full - 2);
     assert!(expiry <= 3, "{expiry} entries looked at to expire 2");
+}
+
+/// 256 idle connections with keep-alive timers (and 1,024 TIME-WAIT entries): the
+/// timers of a poll with nothing due and `next_deadline` compute no connection's
+/// deadline (before: all 256, each of seven timers, on every poll and every call), and
+/// a poll when one keep-alive is due computes that connection's alone.
+#[test]
+fn timers_look_only_at_the_connections_due() {
+    let keepalive = 60_000 * MS;
+    let mut ep = server_with(|c| c.keepalive_ns = Some(keepalive));
+    for i in 0..1024 {
+        in_time_wait_after(&mut ep, u64::from(i) * MS, 10_000 + i, 10);
+    }
+    let (first, _) = connect(&mut ep, 2_000 * MS, 30_000, None, None, 1000);
+    for i in 1..256 {
+        connect(&mut ep, 2_001 * MS, 30_000 + i, None, None, 1000);
+    }
+    assert_eq!(ep.connections(), 256);
+    let mut next = None;
+    assert_eq!(visited_by(|| next = ep.next_deadline()), 0);
+    assert_eq!(
+        next,
+        Some(Config::default().time_wait_ns),
+        "the first TIME-WAIT's end"
+    );
+    let quiet = visited_by(|| ep.run_timers(3_000 * MS));
+    assert!(quiet <= 1, "{quiet} looked at by timers with nothing due");
+    poll(&mut ep, 20_000 * MS);
+    assert_eq!(ep.time_wait(), 0);
+    assert_eq!(ep.next_deadline(), Some(2_000 * MS + keepalive));
+    let one = visited_by(|| ep.run_timers(2_000 * MS + keepalive));
+    assert!(one <= 2, "{one} looked at by timers with one due");
+    assert_eq!(ep.stats().keepalive_probes, 1);
+    let sent = poll(&mut ep, 2_000 * MS + keepalive);
+    assert_eq!(sent.len(), 1, "the probe");
+    assert_eq!(
+        view(&sent[0]).dst_port,
+        ep.tuple(first).unwrap().remote_port
+    );
+    assert_eq!(ep.next_deadline(), Some(2_001 * MS + keepalive));
 }
 
 #[test]
