@@ -175,6 +175,10 @@ pub struct Conn {
     /// not in it), which [`Endpoint::follow`](crate::Endpoint) keeps equal to
     /// [`deadline`](Conn::deadline) while the connection is in the table.
     pub(crate) scheduled: Option<u64>,
+    /// The time the endpoint's order of idle cuts holds the connection under (`None`:
+    /// not in it), which [`Endpoint::follow`](crate::Endpoint) keeps equal to
+    /// [`idle_cut_at`](Conn::idle_cut_at) while the connection is in the table.
+    pub(crate) idle_cut_scheduled: Option<u64>,
 }
 
 impl Conn {
@@ -255,6 +259,7 @@ impl Conn {
             challenges: ChallengeAcks::default(),
             out_of_window_acks: OutOfWindowAcks::default(),
             scheduled: None,
+            idle_cut_scheduled: None,
         }
     }
 
@@ -1000,6 +1005,17 @@ impl Conn {
         .min()
     }
 
+    /// When a turn of a poll cuts the congestion window to the initial window, the
+    /// connection having sent nothing for longer than the RTO with nothing outstanding
+    /// (RFC 5681, 4.1's restart window): `None` unless it is idle with a window above
+    /// the initial one.
+    pub(crate) fn idle_cut_at(&self) -> Option<u64> {
+        if self.snd_una != self.snd_max || self.cwnd <= initial_window(self.mss) {
+            return None;
+        }
+        self.last_data_sent.checked_add(self.rto)?.checked_add(1)
+    }
+
     /// The header of a segment from this connection at `seq` with `flags`.
     fn header(&self, seq: Seq, flags: u8) -> Header {
         Header {
@@ -1157,10 +1173,10 @@ impl Conn {
                 None => return Turn::Refused,
             }
         }
-        if self.snd_una == self.snd_max && now.saturating_sub(self.last_data_sent) > self.rto {
+        if self.idle_cut_at().is_some_and(|at| at <= now) {
             // Idle for longer than the RTO: what the window allowed may no longer be
             // what the path takes (RFC 5681, 4.1's restart window).
-            self.cwnd = self.cwnd.min(initial_window(self.mss));
+            self.cwnd = initial_window(self.mss);
         }
         let limit = pace
             .segmentation

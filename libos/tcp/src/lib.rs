@@ -545,30 +545,50 @@ fn first_live(queue: &mut VecDeque<ConnId>, slots: &[Slot]) -> Option<usize> {
     None
 }
 
-/// Moves the connection in `slot` to its deadline in `timers` (the endpoint's timer
-/// order), or out of the order if it is not `in_table`.
-fn reschedule(
-    timers: &mut BTreeSet<(u64, Tuple)>,
-    config: &Config,
-    slot: &mut Slot,
-    in_table: bool,
-) {
+/// The endpoint's orders of connections by time: their timers' deadlines and their
+/// idle cuts.
+struct Orders<'a> {
+    timers: &'a mut BTreeSet<(u64, Tuple)>,
+    idle_cuts: &'a mut BTreeSet<(u64, Tuple)>,
+}
+
+/// Moves the connection in `slot` to its deadline and its idle cut in `orders`, or out
+/// of them if it is not `in_table`.
+fn reschedule(orders: Orders<'_>, config: &Config, slot: &mut Slot, in_table: bool) {
     let Some(conn) = slot.conn.as_mut() else {
         return;
     };
-    let deadline = match in_table {
-        true => conn.deadline(config),
-        false => None,
+    let (deadline, idle_cut) = match in_table {
+        true => (conn.deadline(config), conn.idle_cut_at()),
+        false => (None, None),
     };
-    if deadline != conn.scheduled {
-        if let Some(at) = conn.scheduled {
-            timers.remove(&(at, conn.tuple));
-        }
-        if let Some(at) = deadline {
-            timers.insert((at, conn.tuple));
-        }
-        conn.scheduled = deadline;
+    let tuple = conn.tuple;
+    move_to(orders.timers, &mut conn.scheduled, deadline, tuple);
+    move_to(
+        orders.idle_cuts,
+        &mut conn.idle_cut_scheduled,
+        idle_cut,
+        tuple,
+    );
+}
+
+/// Moves `tuple`'s entry in `order` from `*at` to `to` (`None`: no entry).
+fn move_to(
+    order: &mut BTreeSet<(u64, Tuple)>,
+    at: &mut Option<u64>,
+    to: Option<u64>,
+    tuple: Tuple,
+) {
+    if *at == to {
+        return;
     }
+    if let Some(old) = *at {
+        order.remove(&(old, tuple));
+    }
+    if let Some(new) = to {
+        order.insert((new, tuple));
+    }
+    *at = to;
 }
 
 /// Gives the connection in `slot` (`tuple`'s) its turn at `out`: `None` if `emit`
@@ -582,6 +602,8 @@ fn take_turn(
     pace: Pace,
     finished: &mut Vec<Tuple>,
 ) -> Option<bool> {
+    #[cfg(test)]
+    crate::tests::count_visited();
     let Some(conn) = slot.conn.as_mut() else {
         return Some(false);
     };
@@ -647,6 +669,15 @@ pub struct Endpoint {
     /// [`next_deadline`](Endpoint::next_deadline) reads the first, without computing
     /// every connection's deadline. [`follow`](Endpoint::follow) keeps it true.
     timers: BTreeSet<(u64, Tuple)>,
+    /// The connections in the table that are idle with a congestion window a turn of
+    /// a poll will cut ([`Conn::idle_cut_at`]), by when, then tuple: they are owed a
+    /// turn then, as they would have had one on every poll.
+    idle_cuts: BTreeSet<(u64, Tuple)>,
+    /// The connections in the table owed a turn of a poll: every one that changed
+    /// since its last turn (a segment, a timer, the app, an eviction) or whose turn
+    /// was cut short ([`Turn::More`], a refusal), so a poll gives turns only to them
+    /// (a turn of any other would send nothing and change nothing).
+    owed: BTreeSet<Tuple>,
     /// RSTs and ACKs owed to segments without a connection, bounded, each with where
     /// it goes back to when that is its segment's own link-layer source.
     replies: VecDeque<(Header, Option<LinkAddress>)>,
@@ -718,6 +749,8 @@ impl Endpoint {
             gone: BTreeMap::new(),
             time_wait: time_wait::Table::default(),
             timers: BTreeSet::new(),
+            idle_cuts: BTreeSet::new(),
+            owed: BTreeSet::new(),
             replies: VecDeque::new(),
             resume: None,
             clock: 0,
@@ -1016,17 +1049,25 @@ impl Endpoint {
     }
 
     /// Keeps the endpoint's orders true for the connection in slot `index` after it
-    /// changed: its place in the timer order follows its deadline while it is in the
-    /// table, and it leaves the order once it left the table.
+    /// changed: while it is in the table it is owed a turn of the next poll and its
+    /// places in the orders of timers and idle cuts follow it; it leaves those orders
+    /// once it left the table ([`retire`](Endpoint::retire) takes it off `owed`).
     fn follow(&mut self, index: usize) {
         let Some(slot) = self.slots.get_mut(index) else {
             return;
         };
-        let in_table = slot
-            .conn
-            .as_ref()
-            .is_some_and(|conn| self.by_tuple.get(&conn.tuple) == Some(&index));
-        reschedule(&mut self.timers, &self.config, slot, in_table);
+        let Some(tuple) = slot.conn.as_ref().map(|conn| conn.tuple) else {
+            return;
+        };
+        let in_table = self.by_tuple.get(&tuple) == Some(&index);
+        let orders = Orders {
+            timers: &mut self.timers,
+            idle_cuts: &mut self.idle_cuts,
+        };
+        reschedule(orders, &self.config, slot, in_table);
+        if in_table {
+            self.owed.insert(tuple);
+        }
     }
 
     /// Empties the slot `index`, which holds a connection (every caller checked), and
@@ -1509,8 +1550,11 @@ impl Endpoint {
     /// returns `false` when it can take no more: the rest waits for the next call,
     /// which starts with the connection after the one refused). Connections take turns
     /// of at most [`Config::burst`] data segments each, round after round, until all
-    /// is sent or `emit` refuses. Connections done with the network whose turn came
-    /// leave the table (and their slots) either way, a refusal or not.
+    /// is sent or `emit` refuses; only those owed one take a turn: changed since their
+    /// last (a segment, a timer, a call of the app) or cut short there, or idle long
+    /// enough for their congestion window to be cut, as a turn of any other sends
+    /// nothing. Connections done with the network whose turn came leave the table (and
+    /// their slots) either way, a refusal or not.
     pub fn poll(&mut self, now: u64, emit: &mut dyn FnMut(&Outgoing<'_>) -> bool) {
         self.clock = self.clock.max(now);
         self.run_timers(now);
@@ -1576,24 +1620,33 @@ impl Endpoint {
             Some(start) => (Bound::Excluded(start), Bound::Included(start)),
             None => (Bound::Unbounded, Bound::Excluded(&Tuple::MIN)),
         };
-        let later = self.by_tuple.range((from, Bound::Unbounded));
-        let earlier = self.by_tuple.range((Bound::Unbounded, to));
-        for (tuple, &index) in later.chain(earlier) {
-            let turn = take_turn(
-                &mut self.slots[index],
-                *tuple,
-                now,
-                &mut out,
-                pace,
-                finished,
-            );
-            reschedule(&mut self.timers, &self.config, &mut self.slots[index], true);
-            match turn {
+        let later = self.owed.range((from, Bound::Unbounded));
+        let earlier = self.owed.range((Bound::Unbounded, to));
+        let turns: Vec<Tuple> = later.chain(earlier).copied().collect();
+        let config = &self.config;
+        let mut turn_of = |tuple: Tuple, index: usize, out: &mut Output<'_>| {
+            let slot = &mut self.slots[index];
+            let turn = take_turn(slot, tuple, now, out, pace, finished);
+            let orders = Orders {
+                timers: &mut self.timers,
+                idle_cuts: &mut self.idle_cuts,
+            };
+            reschedule(orders, config, slot, true);
+            if turn == Some(false) {
+                self.owed.remove(&tuple);
+            }
+            turn
+        };
+        for tuple in turns {
+            let Some(&index) = self.by_tuple.get(&tuple) else {
+                continue;
+            };
+            match turn_of(tuple, index, &mut out) {
                 None => {
-                    self.resume = Some(*tuple);
+                    self.resume = Some(tuple);
                     return;
                 }
-                Some(true) => more.push((*tuple, index)),
+                Some(true) => more.push((tuple, index)),
                 Some(false) => {}
             }
         }
@@ -1602,9 +1655,7 @@ impl Endpoint {
             let mut kept = 0;
             for i in 0..more.len() {
                 let (tuple, index) = more[i];
-                let turn = take_turn(&mut self.slots[index], tuple, now, &mut out, pace, finished);
-                reschedule(&mut self.timers, &self.config, &mut self.slots[index], true);
-                match turn {
+                match turn_of(tuple, index, &mut out) {
                     None => {
                         self.resume = Some(tuple);
                         return;
@@ -1629,6 +1680,7 @@ impl Endpoint {
         let Some(index) = self.by_tuple.remove(&tuple) else {
             return;
         };
+        self.owed.remove(&tuple);
         self.follow(index);
         let slot = &mut self.slots[index];
         let Some(conn) = slot.conn.as_ref() else {
@@ -1703,6 +1755,8 @@ impl Endpoint {
             }
             self.follow(index);
         }
+        let cuts_due = self.idle_cuts.iter().take_while(|&&(at, _)| at <= now);
+        self.owed.extend(cuts_due.map(|&(_, tuple)| tuple));
         self.time_wait.expire(now);
     }
 }

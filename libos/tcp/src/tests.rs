@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::wire::{FIN, MAX_HEADERS, write_headers};
+use alloc::collections::BTreeSet;
 use alloc::sync::Arc;
 use alloc::vec;
 use core::cell::Cell;
@@ -1473,13 +1474,10 @@ fn time_wait_expiry_and_eviction_look_only_at_the_entries_due() {
     assert!(expiry <= 3, "{expiry} entries looked at to expire 2");
 }
 
-/// 256 idle connections with keep-alive timers (and 1,024 TIME-WAIT entries): the
-/// timers of a poll with nothing due and `next_deadline` compute no connection's
-/// deadline (before: all 256, each of seven timers, on every poll and every call), and
-/// a poll when one keep-alive is due computes that connection's alone.
-#[test]
-fn timers_look_only_at_the_connections_due() {
-    let keepalive = 60_000 * MS;
+/// An endpoint with keep-alive every `keepalive` ns, its TIME-WAIT table full (1,024
+/// entries, closed at 0 to 1,023 ms) and 256 idle connections (the first opened at 2 s,
+/// returned, the others at 2.001 s).
+fn idle_beside_a_full_time_wait(keepalive: u64) -> (Endpoint, ConnId) {
     let mut ep = server_with(|c| c.keepalive_ns = Some(keepalive));
     for i in 0..1024 {
         in_time_wait_after(&mut ep, u64::from(i) * MS, 10_000 + i, 10);
@@ -1489,6 +1487,17 @@ fn timers_look_only_at_the_connections_due() {
         connect(&mut ep, 2_001 * MS, 30_000 + i, None, None, 1000);
     }
     assert_eq!(ep.connections(), 256);
+    (ep, first)
+}
+
+/// 256 idle connections with keep-alive timers (and 1,024 TIME-WAIT entries): the
+/// timers of a poll with nothing due and `next_deadline` compute no connection's
+/// deadline (before: all 256, each of seven timers, on every poll and every call), and
+/// a poll when one keep-alive is due computes that connection's alone.
+#[test]
+fn timers_look_only_at_the_connections_due() {
+    let keepalive = 60_000 * MS;
+    let (mut ep, first) = idle_beside_a_full_time_wait(keepalive);
     let mut next = None;
     assert_eq!(visited_by(|| next = ep.next_deadline()), 0);
     assert_eq!(
@@ -1511,6 +1520,27 @@ fn timers_look_only_at_the_connections_due() {
         ep.tuple(first).unwrap().remote_port
     );
     assert_eq!(ep.next_deadline(), Some(2_001 * MS + keepalive));
+}
+
+/// 256 idle connections (and 1,024 TIME-WAIT entries): a poll with nothing due gives
+/// no connection a turn (before: every one, each sending nothing), and a poll after
+/// one connection took data gives that one alone its turn, which sends the data.
+#[test]
+fn a_poll_gives_turns_only_to_the_connections_owed_one() {
+    let (mut ep, first) = idle_beside_a_full_time_wait(60_000 * MS);
+    // The last handshake's ACK came after the last poll: that connection's turn.
+    poll(&mut ep, 2_500 * MS);
+    let quiet = visited_by(|| assert!(poll(&mut ep, 3_000 * MS).is_empty()));
+    assert!(quiet <= 1, "{quiet} looked at by a poll with nothing due");
+    ep.send(first, Piece::owned(b"hello".to_vec())).unwrap();
+    let mut sent = Vec::new();
+    let one = visited_by(|| sent = poll(&mut ep, 3_001 * MS));
+    assert!(
+        one <= 4,
+        "{one} looked at by a poll with one connection owed a turn"
+    );
+    assert_eq!(sent.len(), 1);
+    assert_eq!(view(&sent[0]).payload, b"hello");
 }
 
 #[test]
@@ -3716,4 +3746,279 @@ fn ten_thousand_connections_ended_every_way_leave_nothing_behind() {
         now += Config::default().rto_max_ns;
     }
     assert_nothing_left(&ep);
+}
+
+/// A poll of `ep` at `now` as before the orders of timers, idle cuts and turns: every
+/// connection's deadline computed and its timers run if due, and every connection
+/// given a turn; the segments sent, the first `room` taken (`None`: all).
+fn poll_by_scan(ep: &mut Endpoint, now: u64, room: Option<usize>) -> Vec<Vec<u8>> {
+    let indices: Vec<usize> = ep.by_tuple.values().copied().collect();
+    for index in indices {
+        if let Some(conn) = ep.slots[index].conn.as_mut()
+            && conn.deadline(&ep.config).is_some_and(|at| at <= now)
+        {
+            let finishing = conn.finishing();
+            conn.on_timer(now, &ep.config, &mut ep.stats);
+            if finishing && !conn.finishing() {
+                ep.finishing -= 1;
+            }
+            ep.follow(index);
+        }
+    }
+    ep.owed.extend(ep.by_tuple.keys().copied());
+    poll_room(ep, now, room)
+}
+
+/// The segments `ep` sends at `now`, the first `room` taken (`None`: all).
+fn poll_room(ep: &mut Endpoint, now: u64, room: Option<usize>) -> Vec<Vec<u8>> {
+    let mut sent = Vec::new();
+    ep.poll(now, &mut |segment| {
+        if room.is_some_and(|room| sent.len() >= room) {
+            return false;
+        }
+        let mut packet = Vec::new();
+        segment.copy_to(&mut packet);
+        sent.push(packet);
+        true
+    });
+    sent
+}
+
+/// SplitMix64: a seeded pseudo-random generator, so that a failing round reproduces
+/// (docs/layout.md's app rules keep rexo-testkit out of a library OS's dependencies).
+struct SplitMix(u64);
+
+impl SplitMix {
+    /// A number in `0..n` (`n` > 0).
+    fn below(&mut self, n: usize) -> usize {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        ((z ^ (z >> 31)) % n as u64) as usize
+    }
+}
+
+/// `ep`'s orders checked against a scan of its connections: the timer order holds
+/// every connection in the table with a deadline, under it, the order of idle cuts
+/// likewise, and `next_deadline` is the least deadline of a connection, a half-open
+/// one and a TIME-WAIT entry.
+fn assert_orders_are_a_scan(ep: &Endpoint) {
+    let mut timers = BTreeSet::new();
+    let mut idle_cuts = BTreeSet::new();
+    for (tuple, &index) in &ep.by_tuple {
+        let conn = ep.slots[index].conn.as_ref().expect("a connection");
+        timers.extend(conn.deadline(&ep.config).map(|at| (at, *tuple)));
+        idle_cuts.extend(conn.idle_cut_at().map(|at| (at, *tuple)));
+    }
+    assert_eq!(ep.timers, timers, "the timer order");
+    assert_eq!(ep.idle_cuts, idle_cuts, "the order of idle cuts");
+    let conns = timers.iter().map(|&(at, _)| at);
+    let half = ep.half_open.values().map(|h| h.resend_at);
+    let scanned = conns.chain(half).chain(ep.time_wait.next_expiry()).min();
+    assert_eq!(ep.next_deadline(), scanned, "the next deadline");
+}
+
+/// The orders of timers, idle cuts and turns change nothing a poll does: two endpoints
+/// given the same random events (handshakes, data, ACKs opening and closing the
+/// window, FINs, RSTs, ICMP "fragmentation needed", the app's sends, reads,
+/// shutdowns, closes and aborts, the clock moving by up to 20 s, emitters that refuse
+/// after a few segments), one polled as it is and one polled by a scan of every
+/// connection's timers and a turn for every connection (`poll_by_scan`), send the same
+/// segments, count the same and give the same next deadline, and the first's orders
+/// hold what a scan finds (300 rounds of 300 events).
+#[test]
+fn the_orders_of_timers_and_turns_change_nothing_a_poll_does() {
+    let mut rng = SplitMix(0x7133_0a5e_d00d);
+    for round in 0..300 {
+        let config = Config {
+            keepalive_ns: [None, Some(3_000 * MS)][rng.below(2)],
+            time_wait_entries: 1 + rng.below(4),
+            max_released: 1 + rng.below(4),
+            backlog: 8,
+            max_connections: 8,
+            segmentation: [None, Some(8_000)][rng.below(2)],
+            burst: 1 + rng.below(3),
+            recv_buffer: [2_000, 64 * 1024][rng.below(2)],
+            ..Config::default()
+        };
+        let (mut a, mut b) = (server(config.clone()), server(config));
+        let mut peers: BTreeMap<u16, Peer> = BTreeMap::new();
+        let mut ids: Vec<ConnId> = Vec::new();
+        let mut last_sent: BTreeMap<u16, Vec<u8>> = BTreeMap::new();
+        let mut now = 0;
+        let body = blob(40_000);
+        for step in 0..300 {
+            let port = 5000 + rng.below(6) as u16;
+            let mut packet = None;
+            match rng.below(16) {
+                0 => {
+                    let syn = packet_with(port, SYN, Seq(1000 + step), Seq(0), 4000);
+                    peers.insert(
+                        port,
+                        Peer {
+                            port,
+                            seq: Seq(1001 + step),
+                            ack: Seq(0),
+                            window: 4000,
+                        },
+                    );
+                    packet = Some(syn);
+                }
+                1..=3 => {
+                    if let Some(peer) = peers.get_mut(&port) {
+                        peer.window = [0, 1000, 4000, 60_000][rng.below(4)];
+                        packet = Some(peer.segment(ACK, b""));
+                    }
+                }
+                4 | 5 => {
+                    if let Some(peer) = peers.get_mut(&port) {
+                        let data = vec![b'x'; 1 + rng.below(3000)];
+                        packet = Some(peer.segment(ACK, &data));
+                        peer.seq = peer.seq.plus(data.len());
+                    }
+                }
+                6 => {
+                    if let Some(peer) = peers.get_mut(&port) {
+                        packet = Some(peer.segment(ACK | FIN, b""));
+                        peer.seq = peer.seq.plus(1);
+                    }
+                }
+                7 => {
+                    if let Some(peer) = peers.remove(&port) {
+                        packet = Some(peer.segment(RST, b""));
+                    }
+                }
+                8 => {
+                    if let Some(sent) = last_sent.get(&port) {
+                        let quote = &sent[..28.min(sent.len())];
+                        let mtu = [576, 1000, 1400][rng.below(3)];
+                        let message =
+                            icmp::message_about(SERVER, quote, icmp::FRAGMENTATION_NEEDED, mtu);
+                        assert_eq!(a.input_icmp(now, &message), b.input_icmp(now, &message));
+                    }
+                }
+                9 | 10 => {
+                    while let (Some(id), Some(other)) = (a.accept(), b.accept()) {
+                        assert_eq!(id, other);
+                        ids.push(id);
+                    }
+                    if !ids.is_empty() {
+                        let id = ids[rng.below(ids.len())];
+                        let (start, len) = (rng.below(20_000), rng.below(20_000));
+                        let piece = || Piece::shared(body.clone(), start, start + len).unwrap();
+                        let mut buf = [0; 1500];
+                        let (x, y) = match rng.below(6) {
+                            0 | 1 => (a.send(id, piece()), b.send(id, piece())),
+                            2 => (
+                                a.recv(id, &mut buf).map(|_| ()),
+                                b.recv(id, &mut buf).map(|_| ()),
+                            ),
+                            3 => (a.shutdown(id), b.shutdown(id)),
+                            4 => (a.close(id), b.close(id)),
+                            _ => (a.abort(id), b.abort(id)),
+                        };
+                        assert_eq!(x, y);
+                    }
+                }
+                11 | 12 => {
+                    let steps = [
+                        MS,
+                        50 * MS,
+                        250 * MS,
+                        1_100 * MS,
+                        20_000 * MS,
+                        PMTU_RAISE_NS,
+                    ];
+                    now += steps[rng.below(steps.len())];
+                }
+                _ => {
+                    let room = [None, Some(0), Some(1), Some(3)][rng.below(4)];
+                    let sent = poll_room(&mut a, now, room);
+                    let scanned = poll_by_scan(&mut b, now, room);
+                    assert_eq!(sent, scanned, "round {round} step {step}: the segments");
+                    for segment in &sent {
+                        let seg = parse(segment, false).expect("a segment");
+                        last_sent.insert(seg.dst_port, segment.clone());
+                        if let Some(peer) = peers.get_mut(&seg.dst_port) {
+                            let end = seg.seq.plus(seg.seq_len());
+                            if seg.has(RST) {
+                                peers.remove(&seg.dst_port);
+                            } else if seg.has(SYN) {
+                                peer.ack = end;
+                                packet = Some(peer.segment(ACK, b""));
+                            } else if end > peer.ack && rng.below(2) == 0 {
+                                peer.ack = end;
+                            }
+                        }
+                    }
+                }
+            }
+            if let Some(packet) = packet {
+                assert_eq!(a.input(now, &packet), b.input(now, &packet));
+            }
+            assert_eq!(
+                a.stats(),
+                b.stats(),
+                "round {round} step {step}: the counters"
+            );
+            assert_eq!(a.next_deadline(), b.next_deadline());
+            assert_orders_are_a_scan(&a);
+        }
+    }
+}
+
+/// A packet from `port` to the server's port 80 without data or options.
+fn packet_with(port: u16, flags: u8, seq: Seq, ack: Seq, window: u16) -> Vec<u8> {
+    packet(port, flags, seq, ack, window, b"", None, None)
+}
+
+/// Polls `ep` at `now` and has `peer` acknowledge every segment as it comes, until all
+/// is acknowledged.
+fn acknowledge_all(ep: &mut Endpoint, peer: &mut Peer, now: u64) {
+    loop {
+        let sent = poll(ep, now);
+        if sent.is_empty() {
+            return;
+        }
+        for segment in &sent {
+            let seg = view(segment);
+            peer.ack = seg.seq.plus(seg.seq_len());
+            peer.send(ep, now, b"");
+        }
+    }
+}
+
+/// A connection idle for longer than the RTO has its congestion window cut to the
+/// initial window at the first poll after that, as when every poll gave every
+/// connection a turn, though nothing is owed it: so a lowered MSS raised later does
+/// not raise the cut (the initial window of the lowered MSS, 5,360 bytes, not that of
+/// the MSS raised again, 14,600): the order of idle cuts owes it that turn.
+#[test]
+fn an_idle_connection_is_given_its_turn_to_cut_its_window_when_the_rto_passed() {
+    let mut ep = server(Config::default());
+    let (id, mut peer) = connect(&mut ep, 0, 5000, Some(1460), None, 0xffff);
+    ep.send(id, Piece::shared(blob(200_000), 0, 200_000).unwrap())
+        .unwrap();
+    acknowledge_all(&mut ep, &mut peer, 0);
+    ep.send(id, Piece::shared(blob(20_000), 0, 20_000).unwrap())
+        .unwrap();
+    let sent = poll(&mut ep, MS);
+    assert!(ep.input_icmp(MS, &too_big(&sent[0], 576)));
+    assert_eq!(ep.mss(id), Ok(536));
+    acknowledge_all(&mut ep, &mut peer, MS);
+    assert_eq!(ep.unacknowledged(id), Ok(0));
+    // Idle past the RTO: this poll cuts the window to 10 x 536 bytes.
+    assert!(poll(&mut ep, 3_000 * MS).is_empty());
+    assert!(poll(&mut ep, MS + PMTU_RAISE_NS).is_empty());
+    assert_eq!(ep.mss(id), Ok(1460));
+    ep.send(id, Piece::shared(blob(50_000), 0, 50_000).unwrap())
+        .unwrap();
+    let flight: usize = poll(&mut ep, MS + PMTU_RAISE_NS)
+        .iter()
+        .map(|segment| view(segment).payload.len())
+        .sum();
+    // Three whole segments fit the cut window (the rest of it is held back as a runt);
+    // cut after the raise, ten would go.
+    assert_eq!(flight, 3 * 1460, "the initial window of the lowered MSS");
 }
