@@ -71,7 +71,9 @@ const UDP_WAIT: Duration = Duration::from_millis(500);
 /// Sends [`DATAGRAMS`] datagrams to `to` from `socket`, each waited for [`UDP_WAIT`],
 /// and returns how many came back. An echo that comes after its wait (a loaded host
 /// delays it) is one of an earlier datagram, counted for that one while the client
-/// waits for the next, not compared with the next: each datagram's bytes are its own.
+/// waits for the next, not compared with the next: each datagram's bytes are its own. A
+/// second echo of one datagram is an error: neither QEMU's user networking nor loopback
+/// duplicates datagrams, so it is the guest's (a used-ring entry taken twice).
 fn udp_echoes(socket: &UdpSocket, to: SocketAddr) -> Result<usize> {
     let mut sent: Vec<Vec<u8>> = Vec::with_capacity(DATAGRAMS);
     let mut echoed = [false; DATAGRAMS];
@@ -103,7 +105,9 @@ fn udp_echoes(socket: &UdpSocket, to: SocketAddr) -> Result<usize> {
                     "a {n}-byte UDP echo is none of the datagrams sent (waiting for datagram {i}, {len} bytes)"
                 ));
             };
-            echoed[of] = true;
+            if std::mem::replace(&mut echoed[of], true) {
+                return Err(format!("datagram {of}'s echo came twice"));
+            }
         }
     }
     Ok(echoed.iter().filter(|&&back| back).count())
@@ -164,6 +168,34 @@ mod tests {
         });
         let socket = UdpSocket::bind(("127.0.0.1", 0)).unwrap();
         assert_eq!(udp_echoes(&socket, to), Ok(DATAGRAMS));
+        echoer.join().unwrap();
+    }
+
+    #[test]
+    fn a_second_echo_of_one_datagram_is_an_error() {
+        // An echo server that echoes datagram 0 twice and every other once, until an
+        // empty datagram (the client sends none) ends it.
+        let server = UdpSocket::bind(("127.0.0.1", 0)).unwrap();
+        let to = server.local_addr().unwrap();
+        let echoer = std::thread::spawn(move || {
+            let mut buffer = [0u8; 2048];
+            for k in 0.. {
+                let (n, from) = server.recv_from(&mut buffer).unwrap();
+                if n == 0 {
+                    break;
+                }
+                server.send_to(&buffer[..n], from).unwrap();
+                if k == 0 {
+                    server.send_to(&buffer[..n], from).unwrap();
+                }
+            }
+        });
+        let socket = UdpSocket::bind(("127.0.0.1", 0)).unwrap();
+        assert_eq!(
+            udp_echoes(&socket, to),
+            Err("datagram 0's echo came twice".to_string())
+        );
+        socket.send_to(&[], to).unwrap();
         echoer.join().unwrap();
     }
 }
