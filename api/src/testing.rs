@@ -10,8 +10,7 @@
 //! failing sector range, a `poll` that fails) and reads what the disk counted.
 //!
 //! [`BlockDevice::shut_down`] drops the requests in flight (their writes landed when
-//! taken) and refuses every later request and poll with
-//! [`DISK_SHUT_DOWN`](crate::device::DISK_SHUT_DOWN).
+//! taken) and refuses every later request and poll with [`DISK_SHUT_DOWN`].
 //!
 //! A request past `max_sectors`, or past `depth` in flight, panics: those are the
 //! caller's bugs, which the test must catch. A write's `fill` gets a copy of the disk's
