@@ -1,9 +1,11 @@
 //! The harness test `docs::rustdoc`: the API reference builds without a warning. It runs
-//! `cargo doc --no-deps` with `RUSTDOCFLAGS="-D warnings"` twice, in the shared target
-//! directory: for the workspace on the host (the kernel apart: it builds only for its
-//! target) with `--keep-going`, so that every crate's errors are in the log, and for the
-//! kernel on `x86_64-unknown-none`. The output goes to `target/test-logs/docs.log`; a
-//! failure shows the first errors rustdoc reported.
+//! `cargo doc --no-deps` with `RUSTDOCFLAGS="-D warnings"` three times, in the shared
+//! target directory: for the crates whose host-test modules only a feature brings in
+//! (devio's and physmem's `host`, rexo-api's `testing`: dev-dependency features, which
+//! `cargo doc` never enables) with all their features; for the workspace on the host (the
+//! kernel apart: it builds only for its target) with `--keep-going`, so that every crate's
+//! errors are in the log; and for the kernel on `x86_64-unknown-none`. The output goes to
+//! `target/test-logs/docs.log`; a failure shows the first errors rustdoc reported.
 
 use crate::harness::{TAIL, last_lines};
 use crate::proctree;
@@ -15,11 +17,25 @@ use std::time::{Duration, Instant};
 /// The name of the harness test.
 pub const TEST_NAME: &str = "docs::rustdoc";
 
-/// The flags both runs give rustdoc: any warning fails the test.
+/// The flags every run gives rustdoc: any warning fails the test.
 const RUSTDOCFLAGS: &str = "-D warnings";
 
-/// The two runs' cargo arguments: the host's crates, then the kernel for its target.
-const RUNS: [&[&str]; 2] = [
+/// The runs' cargo arguments: the crates with host-test features, those features on; the
+/// host's crates (which writes those crates' pages again in their default form); the
+/// kernel for its target.
+const RUNS: [&[&str]; 3] = [
+    &[
+        "doc",
+        "--no-deps",
+        "-p",
+        "rexo-devio",
+        "-p",
+        "rexo-physmem",
+        "-p",
+        "rexo-api",
+        "--all-features",
+        "--keep-going",
+    ],
     &[
         "doc",
         "--no-deps",
@@ -38,7 +54,7 @@ const RUNS: [&[&str]; 2] = [
     ],
 ];
 
-/// Seconds the two runs may take together, the dependencies' metadata built from nothing
+/// Seconds the runs may take together, the dependencies' metadata built from nothing
 /// included (about 4 minutes on the 2-core host here, shared).
 const TIMEOUT_S: u64 = 15 * 60;
 
