@@ -180,6 +180,7 @@ pub fn command(words: Vec<String>) -> Result<u8> {
     let needs = tool_needs(
         host != Select::Nothing,
         boots_qemu,
+        docs,
         &cases,
         &self_tests,
         deps::is_root(),
@@ -191,14 +192,14 @@ pub fn command(words: Vec<String>) -> Result<u8> {
         || crate::baremetal::prepare(&root, &cases),
     );
     // Without the tools only the host tests run; the summary line still comes last.
-    let (kernel, linux, selects_cases, cases, self_tests) = match unready {
+    let (kernel, linux, docs, selects_cases, cases, self_tests) = match unready {
         Some((step, why)) => {
             let outcome = Outcome::fail(step, why, Vec::new(), started.elapsed());
             outcome.print();
             outcomes.push(outcome);
-            (Select::Nothing, false, false, Vec::new(), Vec::new())
+            (Select::Nothing, false, false, false, Vec::new(), Vec::new())
         }
-        None => (kernel, linux, selects_cases, cases, self_tests),
+        None => (kernel, linux, docs, selects_cases, cases, self_tests),
     };
     let (cases, skipped) = install_client_tools(cases);
 
@@ -281,12 +282,14 @@ fn setup_failure(
 /// The host tools the selected tests need: QEMU for the host tests (a few of xtask's
 /// boot tiny kernels, one holds an image open) and when QEMU tests run (`boots_qemu`),
 /// GRUB for the host tests (xtask's own make an ISO and install a boot disk) and the
-/// cases that boot through it, OVMF for those that boot through it, and `ip` for the
-/// tap cases when this process is `root` (without root they fail for that reason
-/// anyway).
+/// cases that boot through it, OVMF for those that boot through it, the C tools for
+/// `docs::rustdoc` (`docs`: documenting the kernel runs its build script, which
+/// compiles the C apps with gcc), and `ip` for the tap cases when this process is
+/// `root` (without root they fail for that reason anyway).
 fn tool_needs(
     host_tests: bool,
     boots_qemu: bool,
+    docs: bool,
     cases: &[&Case],
     self_tests: &[&SelfTest],
     root: bool,
@@ -300,6 +303,9 @@ fn tool_needs(
     }
     if cases.iter().any(|c| c.boot.uefi()) {
         needs.push(Need::Ovmf);
+    }
+    if docs {
+        needs.push(Need::CTools);
     }
     if root && cases.iter().any(|c| c.qemu.iter().any(Arg::on_tap)) {
         needs.push(Need::IpRoute);
@@ -1805,20 +1811,25 @@ error: 1 target failed:
     fn selected_tests_get_the_tools_they_run() {
         // Host tests alone: xtask's own tests start QEMU and run GRUB's tools.
         assert_eq!(
-            tool_needs(true, false, &[], &[], false),
+            tool_needs(true, false, false, &[], &[], false),
             [Need::Qemu, Need::Iso]
         );
-        assert_eq!(tool_needs(false, false, &[], &[], true), []);
+        assert_eq!(tool_needs(false, false, false, &[], &[], true), []);
+        // docs::rustdoc documents the kernel, whose build script runs gcc.
+        assert_eq!(
+            tool_needs(false, false, true, &[], &[], false),
+            [Need::CTools]
+        );
         let tap_case = CASES
             .iter()
             .find(|c| c.qemu.iter().any(|a| matches!(a, Arg::TapPairs(_))))
             .unwrap();
         assert_eq!(
-            tool_needs(false, true, &[tap_case], &[], true),
+            tool_needs(false, true, false, &[tap_case], &[], true),
             [Need::Qemu, Need::IpRoute]
         );
         assert_eq!(
-            tool_needs(false, true, &[tap_case], &[], false),
+            tool_needs(false, true, false, &[tap_case], &[], false),
             [Need::Qemu]
         );
     }
