@@ -59,41 +59,50 @@ const RUNS: [&[&str]; 3] = [
 const TIMEOUT_S: u64 = 15 * 60;
 
 /// Runs [`RUNS`] with [`RUSTDOCFLAGS`], their output in `log`. On failure: the reason
-/// (the run that failed, or the timeout) and the first errors of the log.
+/// (the runs that failed, and the timeout) and the first errors of the log.
 pub fn check(log: &Path) -> Result<(), (String, Vec<String>)> {
     let root = crate::root();
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let file = File::create(log)
         .map_err(|e| (format!("cannot create {}: {e}", log.display()), Vec::new()))?;
     let deadline = Instant::now() + Duration::from_secs(TIMEOUT_S);
+    run_all(log, |args| {
+        let out = file.try_clone().map_err(|e| e.to_string())?;
+        let err = file.try_clone().map_err(|e| e.to_string())?;
+        // Left in xtask's process group, where Ctrl-C reaches cargo and rustdoc too.
+        let mut child = Command::new(&cargo)
+            .args(args)
+            .env("RUSTDOCFLAGS", RUSTDOCFLAGS)
+            // Cargo would take this one over RUSTDOCFLAGS.
+            .env_remove("CARGO_ENCODED_RUSTDOCFLAGS")
+            .current_dir(&root)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .map_err(|e| format!("cannot run cargo doc: {e}"))?;
+        let left = deadline.saturating_duration_since(Instant::now());
+        proctree::wait_or_kill(&mut child, "cargo doc", left)
+    })
+}
+
+/// Runs each of [`RUNS`] through `run` (its exit status, `None` when it ran out of
+/// time), stopping at a timeout, and reports what failed from the output in `log`: every
+/// failed run and the timeout, with the log's first errors (or, without any, its last
+/// lines).
+fn run_all(
+    log: &Path,
+    mut run: impl FnMut(&[&str]) -> crate::Result<Option<i32>>,
+) -> Result<(), (String, Vec<String>)> {
     let mut failed = Vec::new();
     for args in RUNS {
         let command = format!("RUSTDOCFLAGS=\"{RUSTDOCFLAGS}\" cargo {}", args.join(" "));
-        let run = || -> crate::Result<Option<i32>> {
-            let out = file.try_clone().map_err(|e| e.to_string())?;
-            let err = file.try_clone().map_err(|e| e.to_string())?;
-            // Left in xtask's process group, where Ctrl-C reaches cargo and rustdoc too.
-            let mut child = Command::new(&cargo)
-                .args(args)
-                .env("RUSTDOCFLAGS", RUSTDOCFLAGS)
-                // Cargo would take this one over RUSTDOCFLAGS.
-                .env_remove("CARGO_ENCODED_RUSTDOCFLAGS")
-                .current_dir(&root)
-                .stdin(Stdio::null())
-                .stdout(out)
-                .stderr(err)
-                .spawn()
-                .map_err(|e| format!("cannot run cargo doc: {e}"))?;
-            let left = deadline.saturating_duration_since(Instant::now());
-            proctree::wait_or_kill(&mut child, "cargo doc", left)
-        };
-        match run() {
+        match run(args) {
             Ok(Some(0)) => {}
             Ok(Some(code)) => failed.push(format!("`{command}` failed (exit status {code})")),
             Ok(None) => {
-                let reason = format!("`{command}`: timed out after {TIMEOUT_S} s in all");
-                let output = std::fs::read_to_string(log).unwrap_or_default();
-                return Err((reason, last_lines(&output, TAIL)));
+                failed.push(format!("`{command}`: timed out after {TIMEOUT_S} s in all"));
+                break;
             }
             Err(e) => return Err((format!("`{command}`: {e}"), Vec::new())),
         }
@@ -159,6 +168,39 @@ mod tests {
                 "   --> api/capi/src/handles.rs:133:7",
                 "error: could not document `rexo-capi`",
                 "error: unresolved link to `ap_entry`",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_timeout_after_a_failed_run_keeps_that_runs_errors() {
+        // The first run fails with an error, the second runs out of time in a long build.
+        let log =
+            std::env::temp_dir().join(format!("rexo-docs-timeout-{}.log", std::process::id()));
+        std::fs::write(&log, "").unwrap();
+        let mut runs = 0;
+        let result = run_all(&log, |_| {
+            runs += 1;
+            let text = if runs == 1 {
+                "error: unresolved link to `ap_entry`\nerror: could not document `rexo-devio`\n"
+                    .to_string()
+            } else {
+                "    Checking rexo-api v0.1.0\n".repeat(2 * TAIL)
+            };
+            let mut file = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+            std::io::Write::write_all(&mut file, text.as_bytes()).unwrap();
+            Ok((runs == 1).then_some(101))
+        });
+        std::fs::remove_file(&log).unwrap();
+        assert_eq!(runs, 2, "no run after the timeout");
+        let (reason, tail) = result.unwrap_err();
+        assert!(reason.contains("failed (exit status 101)"), "{reason}");
+        assert!(reason.contains("timed out after 900 s in all"), "{reason}");
+        assert_eq!(
+            tail,
+            [
+                "error: unresolved link to `ap_entry`",
+                "error: could not document `rexo-devio`"
             ]
         );
     }
