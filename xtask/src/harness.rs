@@ -129,6 +129,16 @@ fn select(prefix: &str, filter: &str, selects_cases: bool) -> Select {
     }
 }
 
+/// Whether `selected`, what a filter selects of a group of one test, selects that test,
+/// named `name` in full (`docs::rustdoc`).
+fn selects_test(selected: Select, name: &str) -> bool {
+    match selected {
+        Select::All => true,
+        Select::Matching(part) => name.contains(&part),
+        Select::Nothing => false,
+    }
+}
+
 /// The error when a non-empty `filter` ran no test at all: it names the filter and
 /// shows how test names look.
 fn nothing_selected(filter: &str, outcomes: &[Outcome]) -> Option<String> {
@@ -165,16 +175,14 @@ pub fn command(words: Vec<String>) -> Result<u8> {
     let selects_cases = !cases.is_empty() || !self_tests.is_empty();
     let host = select("host::", &filter, selects_cases);
     let kernel = select("kernel::", &filter, selects_cases);
-    let linux = match select("linux::", &filter, selects_cases) {
-        Select::All => true,
-        Select::Matching(part) => crate::linux::TEST_NAME.contains(&part),
-        Select::Nothing => false,
-    };
-    let docs = match select("docs::", &filter, selects_cases) {
-        Select::All => true,
-        Select::Matching(part) => crate::rustdoc::TEST_NAME.contains(&part),
-        Select::Nothing => false,
-    };
+    let linux = selects_test(
+        select("linux::", &filter, selects_cases),
+        crate::linux::TEST_NAME,
+    );
+    let docs = selects_test(
+        select("docs::", &filter, selects_cases),
+        crate::rustdoc::TEST_NAME,
+    );
 
     let boots_qemu = kernel != Select::Nothing || selects_cases || linux;
     let needs = tool_needs(
