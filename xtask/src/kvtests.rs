@@ -85,8 +85,10 @@ pub const PYMEMCACHE: Client = Client {
     run: |ports| with_shutdown(ports, pymemcache),
 };
 
-/// The pymemcache checks, run with the virtual environment's Python (`HOST PORT`).
-const PYMEMCACHE_SCRIPT: &str = r#""""The kv::pymemcache case: pymemcache (PyPI) against Rexo's kv. Usage: HOST PORT.
+/// The pymemcache checks, run with the virtual environment's Python (`HOST PORT STALL_S
+/// STALL_RETRIES`: [`STALL`] in seconds and [`STALL_RETRIES`], so the script's expiry
+/// check cannot drift from [`set_and_get_expiring`]'s).
+const PYMEMCACHE_SCRIPT: &str = r#""""The kv::pymemcache case: pymemcache (PyPI) against Rexo's kv. Usage: HOST PORT STALL_S STALL_RETRIES.
 
 Run by xtask (xtask/src/kvtests.rs) with the Python of target/pyenv; prints one line
 per group of checks and exits non-zero with the first failure.
@@ -116,6 +118,7 @@ def binary(length, seed):
 
 def main():
     host, port = sys.argv[1], int(sys.argv[2])
+    stall_s, stall_retries = float(sys.argv[3]), int(sys.argv[4])
     c = Client((host, port), connect_timeout=10, timeout=60, default_noreply=False)
     check("flush_all", c.flush_all(), True)
 
@@ -173,9 +176,9 @@ def main():
     check("still served", c.get("bin1") == binary(1, 2), True)
     print(f"binary values of {sizes} bytes byte-exact; 1 MiB + 1 refused")
 
-    # kv's clock counts whole seconds: a 2 s item lives 1 to 2 s, so a get 0.5 s or more
-    # after its set (a stalled host) may rightly miss it; it is set again then (each miss
-    # counted in get_expired), as the Rust client does.
+    # kv's clock counts whole seconds: a 2 s item lives 1 to 2 s, so a get stall_s or
+    # more after its set (a stalled host) may rightly miss it; it is set again then (up
+    # to stall_retries times, each miss counted in get_expired), as the Rust client does.
     stalls = 0
     while True:
         sent = time.monotonic()
@@ -183,7 +186,7 @@ def main():
         got = c.get("short")
         if got == b"soon":
             break
-        if time.monotonic() - sent < 0.5 or stalls == 5:
+        if time.monotonic() - sent < stall_s or stalls == stall_retries:
             check("get before expiry", got, b"soon")
         stalls += 1
     time.sleep(3.2)
@@ -1348,6 +1351,8 @@ fn pymemcache(tcp: SocketAddr, _udp: SocketAddr) -> Result<Vec<String>> {
         script.display().to_string(),
         tcp.ip().to_string(),
         tcp.port().to_string(),
+        STALL.as_secs_f64().to_string(),
+        STALL_RETRIES.to_string(),
     ];
     let out = run_tool(
         &crate::deps::pymemcache_python(),
