@@ -76,7 +76,8 @@ const HANDOFF_TIMEOUT_MS: u64 = 1_000;
 const STATE_TIMEOUT_MS: u64 = 1_000;
 /// How long the controller may take to be ready (USBSTS.CNR clear) when the driver first
 /// looks, before it writes any operational register (xHCI 1.2 4.2; Linux's handoff
-/// waits as long).
+/// waits as long); past it the driver warns and halts and resets it all the same, as
+/// Linux does.
 const READY_TIMEOUT_MS: u64 = 5_000;
 /// How long the controller is left alone after HCRST is written: Intel's may hang on a
 /// register access within 1 ms of it (Linux's xhci_reset waits 1 ms for them,
@@ -387,12 +388,19 @@ impl Xhci {
         before_reset()?;
         let op = &registers.op;
         // No operational register but HCRST may be written before CNR clears (xHCI 4.2).
-        wait_until(
+        // One still not ready is halted and reset all the same, as Linux's handoff does:
+        // the wait after HCRST requires CNR clear.
+        let ready = wait_until(
             platform,
             "the controller to be ready",
             READY_TIMEOUT_MS,
             || op.read32(op::USBSTS) & op::STS_NOT_READY == 0,
-        )?;
+        );
+        if ready.is_err() {
+            log::warn!(
+                "{address} xhci: not ready (USBSTS.CNR) after {READY_TIMEOUT_MS} ms; resetting it anyway"
+            );
+        }
         // Halt (xHCI 4.2: reset only a halted controller), then reset.
         op.write32(op::USBCMD, op.read32(op::USBCMD) & !op::CMD_RUN);
         wait_until(platform, "the controller to halt", STATE_TIMEOUT_MS, || {
@@ -2062,6 +2070,62 @@ mod tests {
                 "{access:?} written while CNR was set"
             );
         }
+        drop(xhci);
+    }
+
+    #[test]
+    fn a_controller_not_ready_until_its_reset_is_reset_after_5_s_and_comes_up() {
+        use rexo_devio::NS_PER_MS;
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let platform = HostPlatform::leaked();
+        let bar = capability_registers(0x20);
+        bar.write32(cap::HCCPARAMS1, cap::AC64);
+        let op = bar.window(0x20, op::CONFIG + 4).unwrap();
+        op.write32(op::PAGESIZE, op::PAGESIZE_4K);
+        op.write32(op::USBSTS, op::STS_NOT_READY | op::STS_HALTED);
+        // The controller: CNR set until HCRST, which it clears, with CNR, 1 ms after the
+        // write; halted while R/S is clear. Before HCRST the clock moves a millisecond a
+        // reading, so the 5 s wait takes 5,000 readings.
+        let reset_at = Arc::new(AtomicU64::new(u64::MAX));
+        let (device, reset_seen) = (op.clone(), reset_at.clone());
+        platform.on_clock_reading(move || {
+            let now = platform.clock();
+            let command = device.read32(op::USBCMD);
+            if command & op::CMD_RESET != 0 && reset_seen.load(Ordering::Relaxed) == u64::MAX {
+                reset_seen.store(now, Ordering::Relaxed);
+            }
+            let reset = reset_seen.load(Ordering::Relaxed);
+            if reset == u64::MAX {
+                platform.advance_clock(NS_PER_MS);
+            }
+            let reset_done = now >= reset.saturating_add(NS_PER_MS);
+            if command & op::CMD_RESET != 0 && reset_done {
+                device.write32(op::USBCMD, command & !op::CMD_RESET);
+            }
+            let halted = command & op::CMD_RUN == 0;
+            device.write32(
+                op::USBSTS,
+                if reset_done { 0 } else { op::STS_NOT_READY }
+                    | if halted { op::STS_HALTED } else { 0 },
+            );
+        });
+        captured_log::take();
+        let address = Address::new(0, 0, 3, 0).unwrap();
+        let xhci = Xhci::start(bar, platform, address, || Ok(()))
+            .expect("a controller not ready before its reset comes up");
+        let reset = reset_at.load(Ordering::Relaxed);
+        assert!(
+            (READY_TIMEOUT_MS * NS_PER_MS..u64::MAX).contains(&reset),
+            "HCRST written at {reset} ns, before the 5 s wait ended"
+        );
+        assert_ne!(op.read32(op::USBCMD) & op::CMD_RUN, 0, "running");
+        assert_eq!(
+            captured_log::take(),
+            [format!(
+                "{address} xhci: not ready (USBSTS.CNR) after 5000 ms; resetting it anyway"
+            )]
+        );
         drop(xhci);
     }
 
