@@ -1160,10 +1160,20 @@ impl NetDevice for VirtioNet {
     /// wakes the core at once too: callers re-check the ring after waking, as
     /// `sleep_ns` says. The flag, not a masked entry, because a pair's own handle
     /// ([`NetDevice::split_queues`]) receives without the device and its table.
+    ///
+    /// Never waits for the pair's lock: a pair's own handle holds it through the app's
+    /// closures, and this runs with the device's registry slot locked. When the pair is
+    /// busy the core is woken at once instead (the wake spent, the flag left to the
+    /// receive in progress): it looks at the ring again and arms again before its next
+    /// sleep, which clears the flag, so no frame goes unseen.
     fn wake_on_receive(&mut self, queue: usize, core: Option<usize>) -> Result<(), DeviceError> {
         self.recovery.usable()?;
         self.wakes.arm(queue, core)?;
-        if core.is_some() && pair_at(&self.pairs, queue)?.lock().rx.resume_interrupts() {
+        if core.is_some()
+            && pair_at(&self.pairs, queue)?
+                .try_lock()
+                .is_none_or(|mut pair| pair.rx.resume_interrupts())
+        {
             self.wakes.wake_now(queue);
         }
         Ok(())
@@ -1690,6 +1700,43 @@ mod tests {
         assert!(!masked() && would_interrupt(&net, &side));
         net.wake_on_receive(0, None).unwrap();
         assert!(masked());
+    }
+
+    /// Arming waited for the pair's spin lock, which a pair's own handle holds through
+    /// the app's closures, with the device's registry slot locked meanwhile (and for
+    /// good when such a closure asks for the slot). An arm that finds the pair busy now
+    /// wakes the core at once, and the core's next look and arm miss no frame.
+    #[test]
+    fn an_arm_that_finds_the_pair_busy_wakes_the_core_at_once_without_waiting() {
+        let (mut net, _device, platform) = net_on_host();
+        let (table, entries) = platform.msix_table(1);
+        net.wakes = QueueWakes::new(Some(table), vec![Some(0)]);
+        let masked = || entries.read32(12) & 1 != 0;
+        let mut side = crate::queue::DeviceSide::default();
+        net.wake_on_receive(0, Some(1)).unwrap();
+        receive_a_frame_on(&net, &mut side);
+        assert_eq!(net.receive(0, 8, &mut |_| {}), Ok(1));
+        // A frame comes while another core's call holds the pair (its receive set
+        // NO_INTERRUPT: the device sends no message for it).
+        receive_a_frame_on(&net, &mut side);
+        let pair = net.pairs[0].clone();
+        let held = pair.lock();
+        let (answer, arm) = std::sync::mpsc::channel();
+        let waited = std::thread::scope(|scope| {
+            scope.spawn(|| answer.send(net.wake_on_receive(0, Some(1))).unwrap());
+            let waited = arm.recv_timeout(std::time::Duration::from_secs(2));
+            drop(held);
+            waited
+        });
+        assert_eq!(waited, Ok(Ok(())), "the arm waited for the pair's lock");
+        assert_eq!(platform.take_woken(), [1], "woken at once");
+        assert!(masked(), "the wake spent");
+        // The woken core looks again and finds the frame, then arms again.
+        assert_eq!(net.receive(0, 8, &mut |_| {}), Ok(1));
+        net.wake_on_receive(0, Some(1)).unwrap();
+        assert_eq!(platform.take_woken(), [], "nothing waiting");
+        assert!(!masked());
+        assert!(side.would_interrupt(&net.pairs[0].lock().rx));
     }
 
     #[test]
