@@ -155,11 +155,14 @@ fn disks(
         port::spin_up(&registers, cap & CAP_SSS != 0);
         ports.push((number, registers));
     }
-    // Links come up in parallel; one wait covers every port.
+    // Links come up and devices spin up in parallel; one wait covers every port, and one
+    // spin-up deadline too.
     port::wait_for_links(platform, &ports);
+    let spin_up_by = port::spin_up_deadline(platform);
     let mut found = Vec::new();
     for (number, registers) in ports {
-        match AhciDisk::start(registers, number, cap, slots, platform, wake.clone()) {
+        let wake = wake.clone();
+        match AhciDisk::start(registers, number, cap, slots, platform, wake, spin_up_by) {
             Ok(Some(disk)) => found.push(Found::Block(Box::new(disk))),
             Ok(None) => {}
             Err(error) => log::warn!("ahci: port {number}: not used: {error}"),
@@ -263,6 +266,7 @@ fn reset(abar: &Mmio, platform: &dyn Platform) -> Result<(u32, u32), DeviceError
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rexo_devio::NS_PER_MS;
     use rexo_devio::host::HostPlatform;
 
     #[test]
@@ -292,5 +296,33 @@ mod tests {
         assert_eq!((kept_cap, implemented), (cap, 1));
         let registers = [REG_CAP, REG_CAP2, REG_PI].map(|register| abar.read32(register));
         assert_eq!(registers, [cap, 1 << 2, 1], "written back");
+    }
+
+    /// Every port's device spins up at once, from the probe's SUD and POD, but each
+    /// port's start gave it the whole 31 s in turn: two devices wedged busy cost 72 s of
+    /// boot. One deadline now covers every port.
+    #[test]
+    fn ports_busy_past_the_spin_up_bound_cost_the_boot_it_once() {
+        let platform = HostPlatform::leaked();
+        let abar = rexo_devio::host::registers(PORT_REGISTERS + 2 * PORT_STRIDE);
+        abar.write32(REG_VS, 0x0001_0300);
+        // Both devices stay busy, the COMRESET notwithstanding.
+        let busy_for_good = u64::MAX;
+        let played: Vec<_> = (0..2)
+            .map(|number| {
+                let port = abar
+                    .window(PORT_REGISTERS + number * PORT_STRIDE, PORT_STRIDE)
+                    .unwrap();
+                port::tests::play_disk(platform, port, busy_for_good)
+            })
+            .collect();
+        platform.on_clock_reading(move || played.iter().for_each(|disk| disk()));
+        let found = disks(&abar, CAP_S64A, 0b11, platform, None).unwrap();
+        assert_eq!(found.len(), 0, "both ports given up");
+        let took_s = platform.clock() / (1_000 * NS_PER_MS);
+        assert!(
+            took_s <= 31 + 2 * 5 + 1,
+            "the probe took {took_s} s for two ports busy past the bound"
+        );
     }
 }

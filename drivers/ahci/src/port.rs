@@ -173,8 +173,13 @@ const READY_TIMEOUT_MS: u64 = 5_000;
 /// a port the firmware never touched), and ATA allows up to 31 s for BSY to clear after
 /// power-on or a reset (ATA8-ACS; Linux waits ATA_TMOUT_BOOT, 30 s, at probe). A COMRESET
 /// meanwhile could start the spin-up over, so none is sent before it runs out (then one,
-/// for a device wedged busy); QEMU's disks are ready at once.
+/// for a device wedged busy); QEMU's disks are ready at once. Every port's device spins
+/// up at the same time, so the bound is one for all of them ([`spin_up_deadline`]).
 const SPIN_UP_TIMEOUT_MS: u64 = 31_000;
+/// How long a port's device is waited for at least when the ports started before it
+/// used up the spin-up bound: it spun up alongside theirs, so it had the whole bound
+/// too, and gets a look rather than a wait.
+const LATE_SPIN_UP_WAIT_MS: u64 = 100;
 /// How long COMRESET is held (AHCI 10.4.2: at least 1 ms).
 const COMRESET_HOLD_NS: u64 = 1_000_000;
 /// How long every port's link may take to come up after the HBA reset (the PHY's
@@ -197,6 +202,13 @@ pub(crate) fn spin_up(registers: &Mmio, staggered: bool) {
         CMD_POD
     };
     registers.write32(PX_CMD, command | up);
+}
+
+/// When every port's device must have spun up ([`SPIN_UP_TIMEOUT_MS`] from now): taken
+/// once the links are up, since every port's device spins up at once (from
+/// [`spin_up`]), so that N ports busy past the bound cost it once, not N times.
+pub(crate) fn spin_up_deadline(platform: &dyn Platform) -> u64 {
+    platform.now_ns() + SPIN_UP_TIMEOUT_MS * NS_PER_MS
 }
 
 /// Whether a device is present with the link established.
@@ -329,9 +341,10 @@ pub struct AhciDisk {
 
 impl AhciDisk {
     /// Sets up port `number` (registers `registers`, HBA capabilities `cap`, `slots`
-    /// command slots, the HBA's interrupt message `wake`) and identifies its disk;
-    /// `None` (logged) when the port holds no ATA disk (AHCI 10.1.2 for the port
-    /// initialisation).
+    /// command slots, the HBA's interrupt message `wake`) and identifies its disk, whose
+    /// device is waited for until `spin_up_by_ns` ([`spin_up_deadline`]; at least
+    /// [`LATE_SPIN_UP_WAIT_MS`]); `None` (logged) when the port holds no ATA disk (AHCI
+    /// 10.1.2 for the port initialisation).
     pub(crate) fn start(
         registers: Mmio,
         number: u8,
@@ -339,6 +352,7 @@ impl AhciDisk {
         slots: u32,
         platform: &'static dyn Platform,
         wake: Option<Arc<Wake>>,
+        spin_up_by_ns: u64,
     ) -> Result<Option<Self>, DeviceError> {
         if !linked(&registers) {
             log::info!("ahci: port {number}: empty");
@@ -364,7 +378,11 @@ impl AhciDisk {
         // one still busy past ATA's bound is wedged (a command firmware left it in), and
         // gets one COMRESET.
         let ready = "the SATA device to spin up and be ready";
-        if disk.wait_idle(ready, SPIN_UP_TIMEOUT_MS).is_err() {
+        let left_ms = spin_up_by_ns.saturating_sub(platform.now_ns()) / NS_PER_MS;
+        if disk
+            .wait_idle(ready, left_ms.max(LATE_SPIN_UP_WAIT_MS))
+            .is_err()
+        {
             disk.comreset()?;
         }
         let signature = disk.registers.read32(PX_SIG);
@@ -1301,7 +1319,9 @@ pub(crate) mod tests {
             let disk = play_disk(platform, registers.clone(), busy_s * 1_000 * NS_PER_MS);
             platform.on_clock_reading(disk);
             rexo_devio::host::record_accesses(&registers, platform);
-            let started = AhciDisk::start(registers.clone(), 0, CAP_S64A, 1, platform, None);
+            let deadline = spin_up_deadline(platform);
+            let started =
+                AhciDisk::start(registers.clone(), 0, CAP_S64A, 1, platform, None, deadline);
             let sctl = sctl_writes(&rexo_devio::host::take_accesses(&registers));
             let comreset: &[u64] = if busy_s < 31 { &[] } else { &[1, 0] };
             assert_eq!(sctl, comreset, "COMRESET, busy for {busy_s} s");
