@@ -377,12 +377,8 @@ impl AhciDisk {
         // The device's first D2H FIS (which also sets PxSIG) clears BSY, once it spun up;
         // one still busy past ATA's bound is wedged (a command firmware left it in), and
         // gets one COMRESET.
-        let ready = "the SATA device to spin up and be ready";
         let left_ms = spin_up_by_ns.saturating_sub(platform.now_ns()) / NS_PER_MS;
-        if disk
-            .wait_idle(ready, left_ms.max(LATE_SPIN_UP_WAIT_MS))
-            .is_err()
-        {
+        if disk.wait_idle(left_ms.max(LATE_SPIN_UP_WAIT_MS)).is_err() {
             disk.comreset()?;
         }
         let signature = disk.registers.read32(PX_SIG);
@@ -526,8 +522,9 @@ impl AhciDisk {
     }
 
     /// Waits up to `timeout_ms` until the device is neither busy nor wanting data (a
-    /// `Timeout` naming `what` past it).
-    fn wait_idle(&self, what: &'static str, timeout_ms: u64) -> Result<(), DeviceError> {
+    /// `Timeout` naming "the SATA device to be ready" past it).
+    fn wait_idle(&self, timeout_ms: u64) -> Result<(), DeviceError> {
+        let what = "the SATA device to be ready";
         rexo_devio::wait_until(self.platform, what, timeout_ms, || {
             self.registers.read32(PX_TFD) & u32::from(STATUS_BSY | STATUS_DRQ) == 0
         })
@@ -546,7 +543,7 @@ impl AhciDisk {
             || linked(&self.registers),
         )?;
         self.registers.write32(PX_SERR, u32::MAX);
-        self.wait_idle("the SATA device to be ready", READY_TIMEOUT_MS)
+        self.wait_idle(READY_TIMEOUT_MS)
     }
 
     /// Writes `command` into `slot`'s command table and header; `bytes` of data move
