@@ -1,4 +1,5 @@
-//! The host tests' kernel: DMA pages from the host heap (counted), no devices, a clock
+//! The host tests' kernel: DMA pages from the host heap (counted; a free of pages not
+//! handed out, or freed twice, panics), no devices, a clock
 //! the test moves, and a machine of [`HostPlatform::CORES`] cores whose wake messages
 //! are the kernel's form, and the device's view of a DMA block
 //! ([`HostPlatform::device_view`]); [`registers`], plain memory standing for a device's
@@ -565,8 +566,19 @@ unsafe impl Platform for HostPlatform {
         self.live.lock().unwrap().push((base as u64, bytes));
         Some(base as u64)
     }
+    /// Panics, before anything reaches the host heap, on memory this platform did not
+    /// hand out or that was freed already.
     unsafe fn dma_free(&self, phys: u64, bytes: usize) {
-        self.live.lock().unwrap().retain(|&(base, _)| base != phys);
+        let removed = {
+            let mut live = self.live.lock().unwrap();
+            let before = live.len();
+            live.retain(|&(base, _)| base != phys);
+            before - live.len()
+        };
+        assert!(
+            removed == 1,
+            "DMA memory not allocated here, or freed twice"
+        );
         if self.viewed.lock().unwrap().contains(&phys) {
             return;
         }
@@ -639,6 +651,40 @@ mod tests {
         let past_the_end = dma.phys() + 4092;
         let outside = std::panic::catch_unwind(|| platform.device_view_at(past_the_end, 8));
         assert!(outside.is_err(), "past the allocation's end");
+    }
+
+    #[test]
+    fn a_free_of_memory_not_allocated_here_or_freed_twice_panics() {
+        let platform = HostPlatform::leaked();
+        let refused = "DMA memory not allocated here, or freed twice";
+        let message = |outcome: std::thread::Result<()>| {
+            let payload = outcome.expect_err("the free refused");
+            payload
+                .downcast_ref::<&str>()
+                .map(|message| message.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+        };
+        // A viewed block stays allocated once freed, so a second free reaches no heap.
+        let dma = Dma::new(platform, 4096).unwrap();
+        let _view = platform.device_view(&dma);
+        let phys = dma.phys();
+        drop(dma);
+        let twice = std::panic::catch_unwind(|| {
+            // SAFETY: the block is kept for its view, and the free is refused before the
+            // heap.
+            unsafe { platform.dma_free(phys, 4096) }
+        });
+        assert_eq!(message(twice).as_deref(), Some(refused), "freed twice");
+        // Another platform's block, never handed out by this one.
+        let elsewhere = Dma::new(HostPlatform::leaked(), 4096).unwrap();
+        let stranger_phys = elsewhere.phys();
+        let stranger = std::panic::catch_unwind(|| {
+            // SAFETY: the free is refused before the heap; `elsewhere` keeps its block.
+            unsafe { platform.dma_free(stranger_phys, 4096) }
+        });
+        assert_eq!(message(stranger).as_deref(), Some(refused), "not from here");
+        assert_eq!(platform.live(), 0);
+        drop(elsewhere);
     }
 
     #[test]
