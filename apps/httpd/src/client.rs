@@ -71,8 +71,9 @@ pub enum Progress {
 pub struct Client {
     /// The connection.
     link: Link,
-    /// Request bytes read and not yet answered, at most the site's
-    /// [`buffer_bound`](rexo_http::Limits::buffer_bound).
+    /// Request bytes read: those not yet answered, at most the site's
+    /// [`buffer_bound`](rexo_http::Limits::buffer_bound), after answered ones not yet
+    /// dropped, fewer than twice the bound in all ([`Inbox`]).
     inbox: Inbox,
     /// How far the parse of the request at the front of `inbox` got, so that a request
     /// arriving in many reads is searched once, not from its start on every read.
@@ -111,7 +112,10 @@ pub struct Client {
 /// (a `drain` per pipelined request moved every byte after it, quadratic in the
 /// pipeline's depth) but counted, and dropped before a read once they are at least as
 /// many as the bytes pending: each drop moves no more bytes than it drops, and the
-/// buffer never holds twice the read bound.
+/// buffer never holds twice the read bound (answered bytes, fewer than the pending ones
+/// and so than the bound, then at most the bound pending). The bound is not tightened to
+/// count the answered bytes: that would leave an unfinished request behind a few
+/// answered bytes too little room to arrive whole.
 #[derive(Default)]
 struct Inbox {
     /// Answered bytes, then the pending ones.
@@ -202,6 +206,12 @@ impl Client {
     #[cfg(test)]
     pub fn buffered(&self) -> usize {
         self.inbox.pending().len()
+    }
+
+    /// Bytes the buffer holds, answered ones not yet dropped included.
+    #[cfg(test)]
+    pub fn held(&self) -> usize {
+        self.inbox.bytes.len()
     }
 
     /// Bytes at the front of the buffer already searched for line ends.

@@ -71,17 +71,26 @@ pub const HTTP_PORT: u16 = 80;
 /// Connections half-open or waiting to be accepted.
 pub const BACKLOG: usize = 64;
 /// Connections served at once; more wait in the backlog until one ends. With
-/// [`BACKLOG`] and `TCP_OPTIONS` it bounds the buffers at about 11 MiB (60 KiB per client, 48 KiB per listening socket), beside
-/// the 10 MiB generated file, within the 32 MiB kernel heap of a 256 MiB machine.
+/// [`BACKLOG`] and `TCP_OPTIONS` it bounds the buffers at about 15 MiB: 96 KiB per
+/// client at worst (16 KiB to receive, 32 KiB to send, and a request buffer under
+/// 24 KiB long whose capacity, a `Vec` grown by doubling, stays under 48 KiB), 12 MiB in
+/// all, and 48 KiB per listening socket, 3 MiB. The request buffer may hold twice the
+/// site's 12 KiB read bound because answered request bytes are dropped only once they
+/// are as many as the unanswered ones (`client.rs`'s `Inbox`), which keeps the bytes
+/// moved linear in the bytes read; a buffer held to the bound would leave an unfinished
+/// request behind a few answered bytes too little room to arrive whole. With
+/// [`MAX_DRAINING`]'s 3 MiB and the 10 MiB generated file that is 28 MiB, within the
+/// 32 MiB quota of the smallest manifest that runs httpd (`httpd-test:0:32M`:
+/// `net::shared-nic`), against which its heap's growth counts.
 pub const MAX_CLIENTS: usize = 128;
 /// Connections draining their last answer, counted apart from [`MAX_CLIENTS`] so that
 /// clients slow to take a last answer cannot keep new ones out; past it a connection
 /// that would drain is reset instead. On `rexo-tcp` httpd drains them (the FIN queued,
 /// the connection kept until the client acknowledged the answer): each holds its
-/// request buffer (at most 12 KiB) and the engine's state, its answer being pieces of
-/// the file cache, about 1 MiB in all. On smoltcp they are sockets closed in order that
-/// the stack holds, with their 48 KiB of buffers, until the client took the answer
-/// (`Stack::close_bounded`): 3 MiB in all.
+/// request buffer (under 48 KiB, as [`MAX_CLIENTS`] says) and the engine's state, its
+/// answer being pieces of the file cache, some 3 MiB in all. On smoltcp they are
+/// sockets closed in order that the stack holds, with their 48 KiB of buffers, until the
+/// client took the answer (`Stack::close_bounded`): 3 MiB in all.
 pub const MAX_DRAINING: usize = 64;
 /// The test hook's path (only in `httpd-test`).
 pub const SHUTDOWN_PATH: &[u8] = b"/__shutdown";
