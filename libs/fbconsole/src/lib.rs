@@ -76,6 +76,40 @@ impl Geometry {
     pub fn cells(&self) -> usize {
         (self.width / GLYPH_WIDTH) as usize * (self.height / GLYPH_HEIGHT) as usize
     }
+
+    /// Checks that the console can draw on this screen over `surface_size` bytes of
+    /// video memory: a format of 16, 24 or 32 bpp with sane channels, a screen holding
+    /// at least one character, a pitch holding a line and `pitch * height` bytes within
+    /// `surface_size`. [`Console::new`] checks the same; a caller checks first to refuse
+    /// a screen before it allocates its [`cells`](Self::cells), whose count a nonsense
+    /// size makes nonsense too.
+    pub fn validate(&self, surface_size: usize) -> Result<(), ConsoleError> {
+        self.format.validate()?;
+        let Geometry {
+            width,
+            height,
+            pitch,
+            format,
+        } = *self;
+        if width < GLYPH_WIDTH || height < GLYPH_HEIGHT {
+            return Err(ConsoleError::TooSmall { width, height });
+        }
+        let line = u64::from(width) * u64::from(format.bytes_per_pixel);
+        if u64::from(pitch) < line {
+            return Err(ConsoleError::PitchTooSmall {
+                pitch,
+                needed: line,
+            });
+        }
+        let needed = u64::from(pitch) * u64::from(height);
+        if needed > surface_size as u64 {
+            return Err(ConsoleError::BufferTooSmall {
+                needed,
+                len: surface_size,
+            });
+        }
+        Ok(())
+    }
 }
 
 /// Video memory as the console uses it: written, never read.
@@ -126,7 +160,7 @@ pub enum Channel {
     Blue,
 }
 
-/// Why [`Console::new`] refused a framebuffer.
+/// Why [`Console::new`] or [`Geometry::validate`] refused a framebuffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConsoleError {
     /// Only 2, 3 and 4 bytes per pixel (16, 24, 32 bpp) are drawn.
@@ -329,42 +363,18 @@ impl<S: Surface + ?Sized> fmt::Debug for Console<'_, S> {
 
 impl<'a, S: Surface + ?Sized> Console<'a, S> {
     /// A console over `surface`, laid out as `geometry` says, keeping its text in
-    /// `cells` (at least [`Geometry::cells`] of them; the rest go unused). Checks that
-    /// the format is 16, 24 or 32 bpp with sane channels, that the screen holds at least
-    /// one character, that `pitch * height` bytes fit in `surface` and that the cells
-    /// do. Draws nothing: call [`clear`](Self::clear) to start from a blank screen.
-    /// Until a cell is drawn its pixels are unknown to the console (it never reads
-    /// them), and a scroll brings it up blank.
+    /// `cells` (at least [`Geometry::cells`] of them; the rest go unused). Checks the
+    /// geometry against the surface ([`Geometry::validate`]) and that the cells are
+    /// enough. Draws nothing: call [`clear`](Self::clear) to start from a blank screen.
+    /// The cells are taken as they are, each saying what its place on the screen shows:
+    /// give [`Cell::default`]s, cells whose pixels are unknown to the console (it never
+    /// reads them), which a scroll brings up blank until they are drawn.
     pub fn new(
         surface: &'a mut S,
         cells: &'a mut [Cell],
         geometry: Geometry,
     ) -> Result<Self, ConsoleError> {
-        let format = geometry.format;
-        format.validate()?;
-        let Geometry {
-            width,
-            height,
-            pitch,
-            ..
-        } = geometry;
-        if width < GLYPH_WIDTH || height < GLYPH_HEIGHT {
-            return Err(ConsoleError::TooSmall { width, height });
-        }
-        let line = u64::from(width) * u64::from(format.bytes_per_pixel);
-        if u64::from(pitch) < line {
-            return Err(ConsoleError::PitchTooSmall {
-                pitch,
-                needed: line,
-            });
-        }
-        let needed = u64::from(pitch) * u64::from(height);
-        if needed > surface.size() as u64 {
-            return Err(ConsoleError::BufferTooSmall {
-                needed,
-                len: surface.size(),
-            });
-        }
+        geometry.validate(surface.size())?;
         let len = cells.len();
         let Some(cells) = cells.get_mut(..geometry.cells()) else {
             return Err(ConsoleError::TooFewCells {
@@ -372,15 +382,15 @@ impl<'a, S: Surface + ?Sized> Console<'a, S> {
                 len,
             });
         };
-        cells.fill(Cell::default());
+        let format = geometry.format;
         Ok(Self {
             surface,
             cells,
             geometry,
             bpp: usize::from(format.bytes_per_pixel),
-            pitch: pitch as usize,
-            columns: width / GLYPH_WIDTH,
-            rows: height / GLYPH_HEIGHT,
+            pitch: geometry.pitch as usize,
+            columns: geometry.width / GLYPH_WIDTH,
+            rows: geometry.height / GLYPH_HEIGHT,
             col: 0,
             row: 0,
             fg: format.encode(DEFAULT_FG),

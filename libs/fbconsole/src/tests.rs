@@ -343,9 +343,35 @@ fn fmt_write_formats_into_the_console() {
 }
 
 #[test]
+fn an_unsupported_geometry_is_refused_before_any_cells_are_asked_for() {
+    // A nonsense width (its cells more than any heap holds) and a 40-bit pixel, as a
+    // loader could report them, over the pitch * height bytes it gives: refused by the
+    // geometry alone, for what is wrong with it, with no cell buffer made.
+    let wide = geometry(u32::MAX, 768, 4096, bgr32());
+    assert!(wide.cells() > 1 << 30);
+    assert_eq!(
+        wide.validate(4096 * 768),
+        Err(ConsoleError::PitchTooSmall {
+            pitch: 4096,
+            needed: u64::from(u32::MAX) * 4
+        })
+    );
+    let odd = geometry(1024, 768, 5 * 1024, format(5, (16, 8), (8, 8), (0, 8)));
+    assert_eq!(
+        odd.validate(5 * 1024 * 768),
+        Err(ConsoleError::UnsupportedBytesPerPixel(5))
+    );
+    let fine = geometry(1024, 768, 4096, bgr32());
+    assert_eq!(fine.validate(4096 * 768), Ok(()));
+}
+
+#[test]
 fn bad_geometry_is_refused() {
+    // Console::new and the check a caller makes before it has cells agree.
     let new = |g: Geometry, len: usize| {
-        Console::new(&mut vec![0; len][..], &mut [Cell::default(); 16], g).map(|_| ())
+        let made = Console::new(&mut vec![0; len][..], &mut [Cell::default(); 16], g).map(|_| ());
+        assert_eq!(g.validate(len), made, "Geometry::validate and Console::new");
+        made
     };
     let ok = geometry(64, 32, 256, bgr32());
     assert_eq!(new(ok, 256 * 32), Ok(()));
