@@ -641,3 +641,26 @@ fn a_scroll_brings_cells_never_drawn_up_blank() {
     con.write_str("A\n\n\n");
     assert!(buf == rendered(g, ""), "a blank screen");
 }
+
+#[test]
+fn a_scroll_redraws_a_cell_whose_character_stays_but_whose_colours_change() {
+    // "ab" in the default colours, then twice in others: the scroll moves the coloured
+    // "ab" onto the default one, the same characters in new colours, which must be
+    // drawn; the last row goes blank in the current colours.
+    let (mut buf, g) = screen(3, 3);
+    let mut con = Console::new(&mut buf[..], cells(&g), g).unwrap();
+    con.clear();
+    con.write_str("ab\n");
+    con.set_colors(FG, BG);
+    con.write_str("ab\nab\n");
+    let (fg, bg) = ([0x01, 0x80, 0xff, 0], [0x30, 0x20, 0x10, 0]);
+    let default_bg = [0, 0, 0, 0];
+    for row in 0..2 {
+        expect_cell(&buf, &g, 0, row, glyph('a'), &fg, &bg);
+        expect_cell(&buf, &g, 1, row, glyph('b'), &fg, &bg);
+        expect_cell(&buf, &g, 2, row, glyph(' '), &fg, &default_bg);
+    }
+    for col in 0..3 {
+        expect_cell(&buf, &g, col, 2, glyph(' '), &fg, &bg);
+    }
+}
