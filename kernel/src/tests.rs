@@ -1588,8 +1588,8 @@ kernel_test!(
             SOAK_RUN.store(number, Ordering::Relaxed);
             crate::apps::run_as(&app, owner, cores, Some(64 << 20))
         };
-        let mut heap_per_run = [0usize; 6];
-        for (way, bytes) in heap_per_run.iter_mut().enumerate() {
+        let mut heap_growth = [0isize; 6];
+        for (way, growth) in heap_growth.iter_mut().enumerate() {
             // A warm-up: the heap's and the drivers' first allocations stay.
             let _ = (run(way), run(way));
             let before = soak_counts();
@@ -1611,23 +1611,24 @@ kernel_test!(
                 }
             }
             let after = soak_counts();
-            *bytes = after.0.wrapping_sub(before.0) / 170;
+            *growth = after.0.cast_signed() - before.0.cast_signed();
             assert_eq!(
                 (after.1, after.2, after.3),
                 (before.1, before.2, before.3),
                 "way {way}: (free frames, capabilities, devices held)"
             );
         }
-        crate::kprintln!("tests: soak heap bytes per run by way {heap_per_run:?}");
+        let per_run = heap_growth.map(|growth| growth / 170);
+        crate::kprintln!("tests: soak heap bytes per run by way {per_run:?}");
         // An app ended mid-way leaks the heap blocks its frames held (`mem::heap`): its
         // device handles, where the machine has devices.
         let no_devices = crate::devices::machine().registry().devices().is_empty();
         let ended_mid_way = [false, false, true, true, true, false];
-        for (way, bytes) in heap_per_run.into_iter().enumerate() {
+        for (way, growth) in heap_growth.into_iter().enumerate() {
             let leaks = ended_mid_way[way] && !no_devices;
             assert!(
-                bytes == 0 || leaks,
-                "way {way}: {bytes} heap bytes a run not given back"
+                growth == 0 || leaks,
+                "way {way}: the heap's bytes in use changed by {growth} over 170 runs"
             );
         }
     }
