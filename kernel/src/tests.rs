@@ -1498,7 +1498,10 @@ static SOAK_RUN: AtomicUsize = AtomicUsize::new(0);
 /// itself), a core's timer and, on a machine with them, network interface 0 and disk 0,
 /// through the Rust API and the C ABI's handles, then ends one of six ways by its run's
 /// number, holding all of it (returns, fails, panics, overflows its stack, or panics in
-/// a device call), or returns having given its grant back and its devices up.
+/// a device call), or returns having given its grant back and its devices up. Every
+/// other run of each way but the device call's (whose panic needs a Rust handle to call
+/// into) takes the devices as C handles, which the kernel drops after it released the
+/// run's capabilities (`apps.rs`).
 fn soak_app(kernel: &rexo_api::Kernel) -> Result<(), rexo_api::ApiError> {
     rexo_capi::run_app(kernel, "soak", || {
         soak_takes_and_ends(kernel).map_or(1, |()| 0)
@@ -1507,7 +1510,7 @@ fn soak_app(kernel: &rexo_api::Kernel) -> Result<(), rexo_api::ApiError> {
 
 /// [`soak_app`]'s work, run as a C app's `main` (its C handles are the app's).
 fn soak_takes_and_ends(kernel: &rexo_api::Kernel) -> Result<(), rexo_api::ApiError> {
-    use rexo_api::{MemoryOp, Rights};
+    use rexo_api::{DeviceKind, MemoryOp, Rights};
     let run = SOAK_RUN.load(Ordering::Relaxed);
     let grant = kernel.allocate_memory(4 * 4096)?;
     let high = kernel.memory_op(&grant, MemoryOp::Split { offset: 8192 })?;
@@ -1535,13 +1538,30 @@ fn soak_takes_and_ends(kernel: &rexo_api::Kernel) -> Result<(), rexo_api::ApiErr
     // what it holds on the heap (`mem::heap`), which this test does not count.
     drop(kernel.received_memory());
     let timer = kernel.arm_timer(u64::MAX);
-    let nic = kernel.open_net(0);
-    let disk = kernel.open_block(0);
+    let devices_in_c = run % 6 != 4 && run / 6 % 2 == 1;
+    let nic = (!devices_in_c).then(|| kernel.open_net(0).ok()).flatten();
+    let disk = (!devices_in_c).then(|| kernel.open_block(0));
     let c_handles = [
         rexo_capi::rexo_mem_alloc(8192),
         rexo_capi::rexo_timer_arm(u64::MAX),
     ];
     assert!(c_handles[0] > 0, "rexo_mem_alloc gave {}", c_handles[0]);
+    // Negative (an error) where the machine has no such device.
+    let c_devices = if devices_in_c {
+        [rexo_capi::rexo_net_open(0), rexo_capi::rexo_block_open(0)]
+    } else {
+        [0, 0]
+    };
+    if devices_in_c {
+        let listed = kernel.devices();
+        for (kind, handle) in [DeviceKind::Net, DeviceKind::Block]
+            .into_iter()
+            .zip(c_devices)
+        {
+            let present = listed.iter().any(|d| d.kind == kind && d.index == 0);
+            assert!(handle > 0 || !present, "{kind:?} 0 as a C handle: {handle}");
+        }
+    }
     let held = (grant, child, timer);
     match run % 6 {
         0 => Ok(()),
@@ -1549,14 +1569,17 @@ fn soak_takes_and_ends(kernel: &rexo_api::Kernel) -> Result<(), rexo_api::ApiErr
         2 => panic!("the soak's app panics holding what it took"),
         3 => Err(rexo_api::ApiError::AppFailed(recurse_without_end(0) as i32)),
         4 => match nic {
-            Ok(mut nic) => {
+            Some(mut nic) => {
                 let sent = nic.transmit(0, 60, &mut |_| panic!("the soak's app panics in a call"));
                 Err(rexo_api::ApiError::AppFailed(sent.is_ok().into()))
             }
-            Err(_) => panic!("the soak's app panics with no interface open"),
+            None => panic!("the soak's app panics with no interface open"),
         },
         _ => {
             drop((nic, disk, held.1, held.2));
+            for device in c_devices.into_iter().filter(|&handle| handle > 0) {
+                assert_eq!(rexo_capi::rexo_dev_close(device), 0, "closing {device}");
+            }
             kernel.return_memory(held.0).map_err(|(error, _)| error)
         }
     }
@@ -1590,8 +1613,9 @@ kernel_test!(
         };
         let mut heap_growth = [0isize; 6];
         for (way, growth) in heap_growth.iter_mut().enumerate() {
-            // A warm-up: the heap's and the drivers' first allocations stay.
-            let _ = (run(way), run(way));
+            // A warm-up (devices through the Rust API, then as C handles): the heap's and
+            // the drivers' first allocations stay.
+            let _ = (run(way), run(way + 6));
             let before = soak_counts();
             for number in (0..170).map(|n| n * 6 + way) {
                 let result = run(number);
@@ -1621,7 +1645,7 @@ kernel_test!(
         let per_run = heap_growth.map(|growth| growth / 170);
         crate::kprintln!("tests: soak heap bytes per run by way {per_run:?}");
         // An app ended mid-way leaks the heap blocks its frames held (`mem::heap`): its
-        // device handles, where the machine has devices.
+        // Rust device handles, where the machine has devices.
         let no_devices = crate::devices::machine().registry().devices().is_empty();
         let ended_mid_way = [false, false, true, true, true, false];
         for (way, growth) in heap_growth.into_iter().enumerate() {
