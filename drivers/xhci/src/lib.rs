@@ -2004,24 +2004,22 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_reset_waits_for_cnr_before_any_operational_write_and_1_ms_after_hcrst() {
-        use rexo_devio::NS_PER_MS;
-        use std::sync::Arc;
+    /// A controller in plain memory that clears HCRST 1 ms after it is written and sets
+    /// USBSTS's CNR while `not_ready(now, reset)` (`reset`: when HCRST was first seen,
+    /// `u64::MAX` before), halted while R/S is clear; before HCRST the clock moves
+    /// `tick_ns` a reading. Its registers, its operational window and when HCRST came.
+    fn resetting_controller(
+        platform: &'static HostPlatform,
+        tick_ns: u64,
+        not_ready: impl Fn(u64, u64) -> bool + Send + Sync + 'static,
+    ) -> (Mmio, Mmio, std::sync::Arc<std::sync::atomic::AtomicU64>) {
         use std::sync::atomic::{AtomicU64, Ordering};
-        /// When the controller is first ready (CNR clears), and how long CNR stays set
-        /// again after HCRST.
-        const READY_AT_NS: u64 = 5_000_000;
-        const RESET_NOT_READY_NS: u64 = 2_000_000;
-        let platform = HostPlatform::leaked();
         let bar = capability_registers(0x20);
         bar.write32(cap::HCCPARAMS1, cap::AC64);
         let op = bar.window(0x20, op::CONFIG + 4).unwrap();
         op.write32(op::PAGESIZE, op::PAGESIZE_4K);
         op.write32(op::USBSTS, op::STS_NOT_READY | op::STS_HALTED);
-        // The controller: CNR until READY_AT_NS and for a while after HCRST, which it
-        // clears after 1 ms; halted while R/S is clear.
-        let reset_at = Arc::new(AtomicU64::new(u64::MAX));
+        let reset_at = std::sync::Arc::new(AtomicU64::new(u64::MAX));
         let (device, reset_seen) = (op.clone(), reset_at.clone());
         platform.on_clock_reading(move || {
             let now = platform.clock();
@@ -2030,17 +2028,37 @@ mod tests {
                 reset_seen.store(now, Ordering::Relaxed);
             }
             let reset = reset_seen.load(Ordering::Relaxed);
-            if command & op::CMD_RESET != 0 && now >= reset.saturating_add(NS_PER_MS) {
+            if reset == u64::MAX {
+                platform.advance_clock(tick_ns);
+            }
+            if command & op::CMD_RESET != 0 && now >= reset.saturating_add(rexo_devio::NS_PER_MS) {
                 device.write32(op::USBCMD, command & !op::CMD_RESET);
             }
-            let not_ready = now < READY_AT_NS
-                || (reset..reset.saturating_add(RESET_NOT_READY_NS)).contains(&now);
             let halted = command & op::CMD_RUN == 0;
             device.write32(
                 op::USBSTS,
-                if not_ready { op::STS_NOT_READY } else { 0 }
-                    | if halted { op::STS_HALTED } else { 0 },
+                if not_ready(now, reset) {
+                    op::STS_NOT_READY
+                } else {
+                    0
+                } | if halted { op::STS_HALTED } else { 0 },
             );
+        });
+        (bar, op, reset_at)
+    }
+
+    #[test]
+    fn the_reset_waits_for_cnr_before_any_operational_write_and_1_ms_after_hcrst() {
+        use rexo_devio::NS_PER_MS;
+        use std::sync::atomic::Ordering;
+        /// When the controller is first ready (CNR clears), and how long CNR stays set
+        /// again after HCRST.
+        const READY_AT_NS: u64 = 5_000_000;
+        const RESET_NOT_READY_NS: u64 = 2_000_000;
+        let platform = HostPlatform::leaked();
+        // CNR until READY_AT_NS and for a while after HCRST.
+        let (bar, op, reset_at) = resetting_controller(platform, 0, |now, reset| {
+            now < READY_AT_NS || (reset..reset.saturating_add(RESET_NOT_READY_NS)).contains(&now)
         });
         rexo_devio::host::record_accesses(&op, platform);
         let address = Address::new(0, 0, 3, 0).unwrap();
@@ -2076,39 +2094,12 @@ mod tests {
     #[test]
     fn a_controller_not_ready_until_its_reset_is_reset_after_5_s_and_comes_up() {
         use rexo_devio::NS_PER_MS;
-        use std::sync::Arc;
-        use std::sync::atomic::{AtomicU64, Ordering};
+        use std::sync::atomic::Ordering;
         let platform = HostPlatform::leaked();
-        let bar = capability_registers(0x20);
-        bar.write32(cap::HCCPARAMS1, cap::AC64);
-        let op = bar.window(0x20, op::CONFIG + 4).unwrap();
-        op.write32(op::PAGESIZE, op::PAGESIZE_4K);
-        op.write32(op::USBSTS, op::STS_NOT_READY | op::STS_HALTED);
-        // The controller: CNR set until HCRST, which it clears, with CNR, 1 ms after the
-        // write; halted while R/S is clear. Before HCRST the clock moves a millisecond a
-        // reading, so the 5 s wait takes 5,000 readings.
-        let reset_at = Arc::new(AtomicU64::new(u64::MAX));
-        let (device, reset_seen) = (op.clone(), reset_at.clone());
-        platform.on_clock_reading(move || {
-            let now = platform.clock();
-            let command = device.read32(op::USBCMD);
-            if command & op::CMD_RESET != 0 && reset_seen.load(Ordering::Relaxed) == u64::MAX {
-                reset_seen.store(now, Ordering::Relaxed);
-            }
-            let reset = reset_seen.load(Ordering::Relaxed);
-            if reset == u64::MAX {
-                platform.advance_clock(NS_PER_MS);
-            }
-            let reset_done = now >= reset.saturating_add(NS_PER_MS);
-            if command & op::CMD_RESET != 0 && reset_done {
-                device.write32(op::USBCMD, command & !op::CMD_RESET);
-            }
-            let halted = command & op::CMD_RUN == 0;
-            device.write32(
-                op::USBSTS,
-                if reset_done { 0 } else { op::STS_NOT_READY }
-                    | if halted { op::STS_HALTED } else { 0 },
-            );
+        // CNR set until HCRST clears it, 1 ms after the write. Before HCRST the clock
+        // moves a millisecond a reading, so the 5 s wait takes 5,000 readings.
+        let (bar, op, reset_at) = resetting_controller(platform, NS_PER_MS, |now, reset| {
+            now < reset.saturating_add(NS_PER_MS)
         });
         captured_log::take();
         let address = Address::new(0, 0, 3, 0).unwrap();
