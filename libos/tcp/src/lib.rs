@@ -916,7 +916,10 @@ impl Endpoint {
                 None => Err(Error::BadId),
             },
         };
-        self.follow(id.index as usize);
+        // A refused send changed nothing, and a stale handle's slot may hold a stranger.
+        if sent.is_ok() {
+            self.follow(id.index as usize);
+        }
         sent
     }
 
@@ -930,7 +933,11 @@ impl Endpoint {
                 return Err(self.gone_of(id).map_or(error, Gone::recv_error));
             }
         };
-        self.follow(id.index as usize);
+        // Nothing read changes nothing (an app reads every connection each loop: the
+        // idle ones are owed no turn for it); bytes read may owe a window update.
+        if matches!(read, Ok(n) if n > 0) {
+            self.follow(id.index as usize);
+        }
         self.bury_if_read(id.index as usize);
         read
     }
@@ -939,10 +946,12 @@ impl Endpoint {
     /// still receive.
     pub fn shutdown(&mut self, id: ConnId) -> Result<(), Error> {
         match self.conn_mut(id) {
-            Ok(conn) => conn.shutdown(),
+            Ok(conn) => {
+                conn.shutdown();
+                self.follow(id.index as usize);
+            }
             Err(error) => _ = self.gone_of(id).ok_or(error)?,
         }
-        self.follow(id.index as usize);
         Ok(())
     }
 

@@ -1530,6 +1530,8 @@ fn a_poll_gives_turns_only_to_the_connections_owed_one() {
     let (mut ep, first) = idle_beside_a_full_time_wait(60_000 * MS);
     // The last handshake's ACK came after the last poll: that connection's turn.
     poll(&mut ep, 2_500 * MS);
+    // An app reads every connection each loop; a read of nothing owes no turn.
+    assert_eq!(ep.recv(first, &mut [0; 8]), Ok(0));
     let quiet = visited_by(|| assert!(poll(&mut ep, 3_000 * MS).is_empty()));
     assert!(quiet <= 1, "{quiet} looked at by a poll with nothing due");
     ep.send(first, Piece::owned(b"hello".to_vec())).unwrap();
@@ -3646,6 +3648,10 @@ fn assert_nothing_left(ep: &Endpoint) {
     let most = ep.config.max_connections + ep.config.max_released;
     assert!(ep.slots.len() <= most, "{} slots", ep.slots.len());
     assert_eq!(ep.free.len(), ep.slots.len(), "every slot free");
+    assert!(
+        ep.timers.is_empty() && ep.idle_cuts.is_empty() && ep.owed.is_empty(),
+        "timer, idle-cut or turn orders"
+    );
 }
 
 /// Opens and accepts a connection from `port` while other connections may be sending
