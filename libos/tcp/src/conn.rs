@@ -1010,7 +1010,9 @@ impl Conn {
     /// (RFC 5681, 4.1's restart window): `None` unless it is idle with a window above
     /// the initial one.
     pub(crate) fn idle_cut_at(&self) -> Option<u64> {
-        if self.snd_una != self.snd_max || self.cwnd <= initial_window(self.mss) {
+        // A closed connection, or one in TIME-WAIT, sends no data again: no cut to owe.
+        let done = matches!(self.state, State::Closed | State::TimeWait);
+        if done || self.snd_una != self.snd_max || self.cwnd <= initial_window(self.mss) {
             return None;
         }
         self.last_data_sent.checked_add(self.rto)?.checked_add(1)
