@@ -567,16 +567,16 @@ unsafe impl Platform for HostPlatform {
         Some(base as u64)
     }
     /// Panics, before anything reaches the host heap, on memory this platform did not
-    /// hand out or that was freed already.
+    /// hand out (or not at that size: the free's layout would be wrong) or that was freed
+    /// already.
     unsafe fn dma_free(&self, phys: u64, bytes: usize) {
         let removed = {
             let mut live = self.live.lock().unwrap();
-            let before = live.len();
-            live.retain(|&(base, _)| base != phys);
-            before - live.len()
+            let found = live.iter().position(|&block| block == (phys, bytes));
+            found.map(|index| live.swap_remove(index))
         };
         assert!(
-            removed == 1,
+            removed.is_some(),
             "DMA memory not allocated here, or freed twice"
         );
         if self.viewed.lock().unwrap().contains(&phys) {
