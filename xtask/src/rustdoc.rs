@@ -106,7 +106,10 @@ fn run_all(
                 failed.push(format!("`{command}`: timed out after {TIMEOUT_S} s in all"));
                 break;
             }
-            Err(e) => return Err((format!("`{command}`: {e}"), Vec::new())),
+            Err(e) => {
+                failed.push(format!("`{command}`: {e}"));
+                break;
+            }
         }
     }
     if failed.is_empty() {
