@@ -30,12 +30,12 @@ pub fn init(fb: &Framebuffer) -> Result<(u32, u32), &'static str> {
     let bytes = u64::from(fb.pitch) * u64::from(fb.height);
     let unsupported = |_: ConsoleError| "framebuffer geometry not supported";
     geometry.validate(bytes as usize).map_err(unsupported)?;
-    let map = crate::mem::memory_map().ok_or("no memory map yet")?;
-    let memory = crate::mem::phys::claim_device(fb.addr, bytes, map)
-        .map_err(|_| "framebuffer memory cannot be claimed")?;
     let mut cells = alloc::vec::Vec::new();
     (cells.try_reserve_exact(geometry.cells())).map_err(|_| "no memory for its text cells")?;
     cells.resize(geometry.cells(), Cell::default());
+    let map = crate::mem::memory_map().ok_or("no memory map yet")?;
+    let memory = crate::mem::phys::claim_device(fb.addr, bytes, map)
+        .map_err(|_| "framebuffer memory cannot be claimed")?;
     let mut console = Console::new(memory, cells.leak(), geometry).map_err(unsupported)?;
     console.clear();
     let size = (console.columns(), console.rows());
