@@ -49,9 +49,13 @@ pub fn command(words: Vec<String>) -> Result<()> {
             _ => return Err(args.unknown(&word)),
         }
     }
+    // Every argument is checked before the kernel's build (minutes).
     check_modules(&modules)?;
+    let cmdline = iso_cmdline(&append);
+    check_append(&cmdline)?;
+    module_names(&modules)?;
     let kernel = crate::build::kernel()?;
-    build_iso(&kernel, &iso_cmdline(&append), &modules, &out)?;
+    build_iso(&kernel, &cmdline, &modules, &out)?;
     println!("{}", out.display());
     Ok(())
 }
