@@ -458,10 +458,9 @@ struct ApiRun {
 
 /// `cargo xtask bench api`.
 fn api_command(words: Vec<String>) -> Result<()> {
-    if let Some(word) = words.first() {
-        return Err(format!(
-            "`cargo xtask bench api` takes no flags; got `{word}`"
-        ));
+    let mut args = Args::new("bench api", &[], words);
+    if let Some(word) = args.next_word() {
+        return Err(args.unknown(&word));
     }
     deps::ensure(&[Need::Qemu])?;
     let root = crate::root();
