@@ -1,8 +1,8 @@
 //! What the kernel reads out of CPUID's registers, as functions of the registers' values
-//! (each rule tested on the host with real CPUs' numbers): the CPU's vendor, family and
-//! model ([`Signature`]) and whether starting a core waits after INIT
-//! ([`Signature::waits_after_init`]), and the TSC's rate where CPUID gives it exactly
-//! ([`TimingLeaves::exact_tsc_hz`]).
+//! (each rule tested on the host with real CPUs' numbers): the features it uses
+//! ([`Features`]), the CPU's vendor, family and model ([`Signature`]) and whether
+//! starting a core waits after INIT ([`Signature::waits_after_init`]), and the TSC's rate
+//! where CPUID gives it exactly ([`TimingLeaves::exact_tsc_hz`]).
 //!
 //! The TSC's rate (Intel SDM Vol. 2A, CPUID; Vol. 3B, "Determining the Processor Base
 //! Frequency"): leaf 15H gives the ratio of the TSC to the core crystal clock and, in ECX,
@@ -14,6 +14,10 @@
 //! ([`TimingLeaves::base_hz`]), a last resort when nothing measures the TSC.
 
 #![cfg_attr(target_os = "none", no_std)]
+
+mod features;
+
+pub use features::Features;
 
 /// The lowest TSC rate taken: what a leaf gives below 1 MHz is no rate (leaf 15H's ratio
 /// under 1 rounds it to 0), and the next source is tried.

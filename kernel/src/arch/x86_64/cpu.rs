@@ -6,6 +6,7 @@
 
 use core::arch::asm;
 use core::arch::x86_64::{__cpuid_count, _rdrand64_step, _rdseed64_step, CpuidResult};
+pub use rexo_cpuid::Features;
 
 /// Reads a byte from an I/O port.
 pub fn inb(port: u16) -> u8 {
@@ -173,56 +174,13 @@ pub fn signature() -> rexo_cpuid::Signature {
     rexo_cpuid::Signature::new(vendor, cpuid(1, 0).eax)
 }
 
-/// CPU features the kernel uses, read once through CPUID ([`features`]).
-#[derive(Clone, Copy, Debug)]
-pub struct Features {
-    /// 1 GiB pages (`pdpe1gb`).
-    pub huge_1g: bool,
-    /// x2APIC mode of the local APIC.
-    pub x2apic: bool,
-    /// TSC-deadline mode of the local APIC timer.
-    pub tsc_deadline: bool,
-    /// The TSC runs at a constant rate in every power state.
-    pub invariant_tsc: bool,
-    /// Physical address bits.
-    pub phys_bits: u8,
-    /// Running under a hypervisor.
-    pub hypervisor: bool,
-    /// RDSEED (`CPUID.(EAX=7,ECX=0):EBX[18]`).
-    pub rdseed: bool,
-    /// RDRAND (`CPUID.01H:ECX[30]`).
-    pub rdrand: bool,
-    /// The IA32_TSC_ADJUST MSR (`CPUID.(EAX=7,ECX=0):EBX[1]`).
-    pub tsc_adjust: bool,
-}
-
-impl Features {
-    /// Reads the features of the current CPU (a leaf past its range's highest reads as
-    /// none of them; 36 physical address bits without leaf 0x8000_0008).
-    fn read() -> Self {
-        let (max, max_ext) = (cpuid(0, 0).eax, cpuid(0x8000_0000, 0).eax);
-        let leaf = |n, highest| (highest >= n).then(|| cpuid(n, 0));
-        let (leaf1, leaf7_ebx) = (cpuid(1, 0), leaf(7, max).map_or(0, |l| l.ebx));
-        Self {
-            huge_1g: leaf(0x8000_0001, max_ext).is_some_and(|l| l.edx & (1 << 26) != 0),
-            x2apic: leaf1.ecx & (1 << 21) != 0,
-            tsc_deadline: leaf1.ecx & (1 << 24) != 0,
-            invariant_tsc: leaf(0x8000_0007, max_ext).is_some_and(|l| l.edx & (1 << 8) != 0),
-            phys_bits: leaf(0x8000_0008, max_ext).map_or(36, |l| l.eax as u8),
-            hypervisor: leaf1.ecx & (1 << 31) != 0,
-            rdseed: leaf7_ebx & (1 << 18) != 0,
-            rdrand: leaf1.ecx & (1 << 30) != 0,
-            tsc_adjust: leaf7_ebx & (1 << 1) != 0,
-        }
-    }
-}
-
 /// The CPU's features, read through CPUID on the first call (on the boot core, early in
 /// the boot; every core is taken to have the same) and kept: later calls (one per random
 /// number an app asks for) run no CPUID.
 pub fn features() -> &'static Features {
     static FEATURES: spin::Once<Features> = spin::Once::new();
-    FEATURES.call_once(Features::read)
+    let registers = |CpuidResult { eax, ebx, ecx, edx }| [eax, ebx, ecx, edx];
+    FEATURES.call_once(|| Features::from_leaves(|n| registers(cpuid(n, 0))))
 }
 
 /// Model-specific register numbers the kernel uses.
