@@ -249,9 +249,11 @@ extern "C" fn boot_core_on_its_stack() -> ! {
     cpu::enable_interrupts();
     log_boot_report(state);
     match framebuffer {
-        Some((fb, Ok((columns, rows)))) => {
+        Some((fb, Ok((columns, rows, caching)))) => {
             let (width, height, bpp) = (fb.width, fb.height, fb.bpp);
-            log::info!("console: framebuffer {width}x{height}x{bpp} ({columns}x{rows} text)");
+            log::info!(
+                "console: framebuffer {width}x{height}x{bpp} ({columns}x{rows} text, {caching:?})"
+            );
         }
         Some((_, Err(why))) => log::warn!("console: framebuffer not used: {why}"),
         None => {}

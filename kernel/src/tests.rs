@@ -179,6 +179,64 @@ kernel_test!(
 );
 
 kernel_test!(
+    /// Where the CPU has the PAT, every running core's IA32_PAT holds the kernel's table
+    /// (`rexo_cpuid::pat::PROGRAMMED`: the same on every core, as the SDM asks, with entry
+    /// 1 write-combining), and the framebuffer console's window, where there is one, is
+    /// mapped write-combining in every page (its entries' PWT alone: entry 1), the page
+    /// past it not. Without a framebuffer (PVH boots) it checks the table only
+    /// (`boot::framebuffer-write-combining-iso` fails on its line).
+    fn every_core_has_the_kernels_pat_and_the_framebuffer_is_write_combining() {
+        use paging::Caching::WriteCombining;
+        use rexo_cpuid::pat;
+        if !cpu::features().pat {
+            crate::kprintln!("tests: the CPU has no PAT");
+            return;
+        }
+        let cores = smp_cores();
+        let seen: &'static [AtomicU64] =
+            Box::leak((0..cores).map(|_| AtomicU64::new(0)).collect::<Box<[_]>>());
+        sched::run_on_cores(cores, move |core| {
+            seen[core].store(cpu::rdmsr(pat::MSR), Ordering::Relaxed)
+        })
+        .expect("mailboxes");
+        for (core, value) in seen.iter().enumerate() {
+            let value = value.load(Ordering::Relaxed);
+            assert_eq!(value, pat::PROGRAMMED, "core {core}'s IA32_PAT: {value:#x}");
+        }
+        let boot = &crate::BOOT_STATE.get().expect("set at boot").boot;
+        let in_use = || crate::console::framebuffer::CONSOLE.lock().is_some();
+        let Some(fb) = boot.framebuffer.as_ref().filter(|_| in_use()) else {
+            crate::kprintln!(
+                "tests: IA32_PAT {:#x} on {cores} cores; no framebuffer console",
+                pat::PROGRAMMED
+            );
+            return;
+        };
+        let window = fb.addr & !4095..fb.addr + u64::from(fb.pitch) * u64::from(fb.height);
+        for page in window.clone().step_by(4096) {
+            let mapping = paging::tests::mapping(page).expect("the framebuffer is mapped");
+            assert_eq!(
+                mapping.caching, WriteCombining,
+                "the framebuffer's page at {page:#x}"
+            );
+        }
+        let past = window.end.next_multiple_of(4096);
+        let after = paging::tests::mapping(past).map(|mapping| mapping.caching);
+        assert_ne!(
+            after,
+            Some(WriteCombining),
+            "the page past the framebuffer, {past:#x}"
+        );
+        let pages = window.end.div_ceil(4096) - window.start / 4096;
+        crate::kprintln!(
+            "tests: IA32_PAT {:#x} on {cores} cores; the framebuffer's {pages} pages at {:#x} are write-combining",
+            pat::PROGRAMMED,
+            window.start
+        );
+    }
+);
+
+kernel_test!(
     /// The I/O ports of ACPI's fixed hardware the FADT names are the kernel's once the bus
     /// is made: no driver is given the PM1a control block (a write there powers the
     /// machine off) nor any other of them. Without a PM1a control block (microvm's

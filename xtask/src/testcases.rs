@@ -410,6 +410,7 @@ pub const CASES: &[Case] = &[
         checks: &[
             Check::Has("(Multiboot2)"),
             Check::Has("console: framebuffer"),
+            Check::Has("text, WriteCombining)"),
             ready(2, 256),
         ],
         ..BASE
@@ -422,6 +423,7 @@ pub const CASES: &[Case] = &[
         checks: &[
             Check::Has("(Multiboot2)"),
             Check::Has("console: framebuffer"),
+            Check::Has("text, WriteCombining)"),
             ready(2, 256),
         ],
         ..BASE
@@ -673,6 +675,25 @@ pub const CASES: &[Case] = &[
         checks: &[
             Check::Has("pages without RAM in the 2 MiB at 0x0 are uncached"),
             Check::Has("test tests::device_space_in_a_2_mib_page_with_ram_is_uncached ... ok"),
+        ],
+        ..BASE
+    },
+    // GRUB's framebuffer under SeaBIOS is mapped write-combining, and every core's IA32_PAT
+    // holds the kernel's table (TCG keeps the MSR and the entries, though it ignores types).
+    Case {
+        name: "boot::framebuffer-write-combining-iso",
+        boot: Boot::IsoBios,
+        machine: Machine::Q35,
+        append: "test=tests::every_core_has_the_kernels_pat_and_the_framebuffer_is_write_combining",
+        timeout_s: 60,
+        exit: Some(33),
+        checks: &[
+            Check::Has("IA32_PAT 0x7040600070106 on 2 cores; the framebuffer's"),
+            Check::Has("pages at 0x"),
+            Check::Has("are write-combining"),
+            Check::Has(
+                "test tests::every_core_has_the_kernels_pat_and_the_framebuffer_is_write_combining ... ok",
+            ),
         ],
         ..BASE
     },

@@ -1,8 +1,11 @@
 //! The framebuffer text console: the boot loader's linear framebuffer, drawn by
 //! `rexo-fbconsole`. Absent when the loader gave no framebuffer (PVH, serial-only boots).
 //! Its text cells live on the heap (made before the console), so that it scrolls without
-//! reading video memory.
+//! reading video memory. Its window is mapped write-combining where the CPU has the PAT
+//! (`paging::write_combine`): its stores are gathered into bursts, and each write ends
+//! with a fence that drains them.
 
+use crate::arch::paging::{self, Caching};
 use rexo_bootinfo::Framebuffer;
 use rexo_fbconsole::{Cell, Console, ConsoleError, Geometry, PixelFormat};
 use spin::Mutex;
@@ -10,9 +13,9 @@ use spin::Mutex;
 /// The console, if there is one (`pub(crate)` for the kernel tests that hold it).
 pub(crate) static CONSOLE: Mutex<Option<Console<'static>>> = Mutex::new(None);
 
-/// Starts the console on the loader's framebuffer. Returns a description for the log,
-/// or why the framebuffer cannot be used.
-pub fn init(fb: &Framebuffer) -> Result<(u32, u32), &'static str> {
+/// Starts the console on the loader's framebuffer. Returns a description for the log (its
+/// columns, rows and how its window is mapped), or why the framebuffer cannot be used.
+pub fn init(fb: &Framebuffer) -> Result<(u32, u32, Caching), &'static str> {
     let geometry = Geometry {
         width: fb.width,
         height: fb.height,
@@ -36,9 +39,10 @@ pub fn init(fb: &Framebuffer) -> Result<(u32, u32), &'static str> {
     let map = crate::mem::memory_map().ok_or("no memory map yet")?;
     let memory = crate::mem::phys::claim_device(fb.addr, bytes, map)
         .map_err(|_| "framebuffer memory cannot be claimed")?;
+    let caching = paging::write_combine(fb.addr..fb.addr + bytes);
     let mut console = Console::new(memory, cells.leak(), geometry).map_err(unsupported)?;
     console.clear();
-    let size = (console.columns(), console.rows());
+    let size = (console.columns(), console.rows(), caching);
     *CONSOLE.lock() = Some(console);
     Ok(size)
 }
@@ -46,10 +50,13 @@ pub fn init(fb: &Framebuffer) -> Result<(u32, u32), &'static str> {
 /// Draws text on the framebuffer console, if there is one and it is free. Writers hold
 /// the console lock, so it is held only by a writer without that lock (a crash report,
 /// a line nested in this core's own) racing a core the crash stopped in here, or by this
-/// core's own interrupted line: that text is skipped, and serial alone gets it.
+/// core's own interrupted line: that text is skipped, and serial alone gets it. The text
+/// is on the screen when it returns: write-combined stores are drained (SFENCE), or the
+/// last line before a halt or an idle core's sleep could wait in the buffers.
 pub fn write_str(s: &str) {
     if let Some(Some(console)) = CONSOLE.try_lock().as_deref_mut() {
         console.write_str(s);
+        crate::arch::cpu::store_fence();
     }
 }
 
@@ -57,5 +64,6 @@ pub fn write_str(s: &str) {
 pub fn write_lossy(bytes: &[u8]) {
     if let Some(Some(console)) = CONSOLE.try_lock().as_deref_mut() {
         console.write_lossy(bytes);
+        crate::arch::cpu::store_fence();
     }
 }

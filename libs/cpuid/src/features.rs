@@ -21,6 +21,9 @@ pub struct Features {
     pub rdrand: bool,
     /// The IA32_TSC_ADJUST MSR (`CPUID.(EAX=7,ECX=0):EBX[1]`).
     pub tsc_adjust: bool,
+    /// The page attribute table, IA32_PAT (`CPUID.01H:EDX[16]`): where it is absent the
+    /// page-table bits PCD and PWT alone choose a page's caching ([`crate::pat`]).
+    pub pat: bool,
 }
 
 impl Features {
@@ -32,7 +35,7 @@ impl Features {
         let (max, max_ext) = (leaf(0)[0], leaf(0x8000_0000)[0]);
         let read = |n, highest| (highest >= n).then(|| leaf(n));
         let bit = |register: Option<u32>, n: u32| register.is_some_and(|r| r & (1 << n) != 0);
-        let [_, _, ecx_1, _] = leaf(1);
+        let [_, _, ecx_1, edx_1] = leaf(1);
         let ebx_7 = read(7, max).map(|l| l[1]);
         let edx_ext = |n| read(n, max_ext).map(|l| l[3]);
         Self {
@@ -45,6 +48,7 @@ impl Features {
             rdseed: bit(ebx_7, 18),
             rdrand: bit(Some(ecx_1), 30),
             tsc_adjust: bit(ebx_7, 1),
+            pat: bit(Some(edx_1), 16),
         }
     }
 }
@@ -81,8 +85,23 @@ mod tests {
             rdseed: true,
             rdrand: true,
             tsc_adjust: true,
+            pat: true,
         };
         assert_eq!(features, all);
+    }
+
+    #[test]
+    fn the_pat_is_leaf_1s_edx_bit_16() {
+        let without = |n| xeon(n).map(|r| if n == 1 { r & !(1 << 16) } else { r });
+        let features = Features::from_leaves(without);
+        assert!(!features.pat);
+        assert_eq!(
+            Features {
+                pat: true,
+                ..features
+            },
+            Features::from_leaves(xeon)
+        );
     }
 
     #[test]
@@ -101,6 +120,9 @@ mod tests {
             (false, false, 36)
         );
         assert_eq!((features.rdseed, features.tsc_adjust), (false, false));
-        assert!(features.x2apic && features.rdrand, "leaf 1 is read");
+        assert!(
+            features.x2apic && features.rdrand && features.pat,
+            "leaf 1 is read"
+        );
     }
 }

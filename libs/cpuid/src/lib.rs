@@ -2,7 +2,8 @@
 //! (each rule tested on the host with real CPUs' numbers): the features it uses
 //! ([`Features`]), the CPU's vendor, family and model ([`Signature`]) and whether
 //! starting a core waits after INIT ([`Signature::waits_after_init`]), and the TSC's rate
-//! where CPUID gives it exactly ([`TimingLeaves::exact_tsc_hz`]).
+//! where CPUID gives it exactly ([`TimingLeaves::exact_tsc_hz`]); and the page attribute
+//! table the kernel programs where CPUID says the CPU has one ([`pat`]).
 //!
 //! The TSC's rate (Intel SDM Vol. 2A, CPUID; Vol. 3B, "Determining the Processor Base
 //! Frequency"): leaf 15H gives the ratio of the TSC to the core crystal clock and, in ECX,
@@ -16,6 +17,7 @@
 #![cfg_attr(target_os = "none", no_std)]
 
 mod features;
+pub mod pat;
 
 pub use features::Features;
 

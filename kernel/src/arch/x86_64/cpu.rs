@@ -63,6 +63,13 @@ pub fn fence_before_wrmsr() {
     unsafe { asm!("mfence", "lfence", options(nostack, preserves_flags)) };
 }
 
+/// Waits until this core's earlier stores are globally visible, write-combined ones too
+/// (SFENCE drains the write-combining buffers): the framebuffer's pixels reach the screen.
+pub fn store_fence() {
+    // SAFETY: SFENCE only orders this core's stores.
+    unsafe { asm!("sfence", options(nostack, preserves_flags)) };
+}
+
 /// Executes CPUID for a leaf and sub-leaf.
 pub fn cpuid(leaf: u32, subleaf: u32) -> CpuidResult {
     __cpuid_count(leaf, subleaf)

@@ -18,7 +18,13 @@ pub mod smp;
 /// and its x87 unit and MXCSR in their initial states (`fninit`: control word 0x037F;
 /// MXCSR 0x1F80: every SIMD exception masked, round to nearest, no flush to zero or
 /// denormals as zero), whatever the loader or firmware left there: INIT, which starts
-/// the other cores, keeps the SSE state (SDM Vol. 1, 11.6.4).
+/// the other cores, keeps the SSE state (SDM Vol. 1, 11.6.4). Where the CPU has the PAT,
+/// its IA32_PAT gets the kernel's table (`rexo_cpuid::pat::PROGRAMMED`, the same on every
+/// core as the SDM asks: entry 1 write-combining, the others at their power-on types,
+/// whatever the firmware left), then its caches are written back and invalidated and its
+/// TLB flushed, as the SDM asks when an entry's type changes (a core starting while the
+/// framebuffer is mapped write-combining may have cached it under the old entry 1). The
+/// boot core's comes before any mapping uses entry 1.
 pub fn load_core_state(index: usize) {
     let core = percpu::core(index);
     // SAFETY: each core loads its own tables exactly once, at its start, after its
@@ -28,6 +34,14 @@ pub fn load_core_state(index: usize) {
         idt::build();
     }
     idt::load();
+    if cpu::features().pat {
+        cpu::wrmsr(rexo_cpuid::pat::MSR, rexo_cpuid::pat::PROGRAMMED);
+        // SAFETY: WBINVD writes dirty lines back before invalidating (nothing is lost);
+        // reloading CR3 with its own value only flushes the TLB.
+        unsafe {
+            core::arch::asm!("wbinvd", "mov {0}, cr3", "mov cr3, {0}", out(reg) _, options(nostack, preserves_flags))
+        };
+    }
     // SAFETY: both change only the x87 unit's and SSE's state, which the kernel (built
     // soft-float) never uses; CR0 (EM and TS clear) and CR4.OSFXSR allow them.
     unsafe { core::arch::asm!("fninit", "ldmxcsr [{}]", in(reg) &0x1F80_u32, options(nostack)) };

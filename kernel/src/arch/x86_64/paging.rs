@@ -38,6 +38,9 @@ pub enum Caching {
     WriteBack,
     /// Uncached: device registers.
     Uncached,
+    /// Write-combining: the framebuffer, where the CPU has the PAT (PWT alone selects
+    /// entry 1, which every core's IA32_PAT makes WC: `rexo_cpuid::pat`).
+    WriteCombining,
 }
 
 impl Caching {
@@ -45,6 +48,7 @@ impl Caching {
         match self {
             Caching::WriteBack => 0,
             Caching::Uncached => CACHE_DISABLE | WRITE_THROUGH,
+            Caching::WriteCombining => WRITE_THROUGH,
         }
     }
 }
@@ -270,14 +274,36 @@ fn unmap_page_locked(addr: u64) -> Result<(), PagingError> {
 /// ([`flush_every_core`] does the others). All or nothing: every split is made before any
 /// entry changes, so a lack of frames for a page table (`OutOfMemory`) changes no page.
 pub fn set_present(range: core::ops::Range<u64>, present: bool) -> Result<(), PagingError> {
+    let set = |entry: u64| (entry & !PRESENT) | (u64::from(present) * PRESENT);
+    change_4k(range, set)
+}
+
+/// Maps the device window `range`, in the identity map, write-combining in 4 KiB pages
+/// where the CPU has the PAT (the framebuffer: each store no longer its own bus
+/// transaction), and returns how it is mapped: uncached as before without the PAT (PWT
+/// alone would then mean write-through), or when no frame is left for a page table (all
+/// or nothing, as [`set_present`]). Only this core's TLB is flushed: another core's
+/// entry from before keeps it uncached there a while, which is no aliasing of a cached
+/// type (neither type is cached).
+pub fn write_combine(range: core::ops::Range<u64>) -> Caching {
+    let range = range.start & !(KIB4 - 1)..range.end.next_multiple_of(KIB4);
+    let wc = |entry: u64| entry & !Caching::Uncached.bits() | Caching::WriteCombining.bits();
+    if !cpu::features().pat || change_4k(range, wc).is_err() {
+        return Caching::Uncached;
+    }
+    Caching::WriteCombining
+}
+
+/// Gives each identity-map entry of the 4 KiB pages of `range` the value `change` makes of
+/// it, all or nothing as [`set_present`] says, flushing this core's TLB only.
+fn change_4k(range: core::ops::Range<u64>, change: impl Fn(u64) -> u64) -> Result<(), PagingError> {
     let _guard = LOCK.lock();
     for at in (range.start & !(MIB2 - 1)..range.end).step_by(MIB2 as usize) {
         entry_4k(at.max(range.start))?; // splits what a 2 MiB region's pages need; no change
     }
     for page in range.step_by(KIB4 as usize) {
         let entry = entry_4k(page & !(KIB4 - 1))?;
-        let absent = entry.load(Relaxed) & !PRESENT;
-        entry.store(if present { absent | PRESENT } else { absent }, Relaxed);
+        entry.store(change(entry.load(Relaxed)), Relaxed);
         flush(page);
     }
     Ok(())

@@ -20,21 +20,26 @@ pub fn page_bytes(addr: u64) -> Option<u64> {
 pub struct Mapping {
     /// The page may be written.
     pub writable: bool,
-    /// Write-back, or uncached (both cache-disable and write-through set).
+    /// Write-back, uncached or write-combining: the memory type that the PAT entry its
+    /// PWT, PCD and PAT bits select holds in the kernel's table
+    /// (`rexo_cpuid::pat::PROGRAMMED`).
     pub caching: Caching,
 }
 
 /// How `addr` is mapped in the installed tables (`None`: not mapped); the entry that maps
 /// it, at whichever level, decides.
 pub fn mapping(addr: u64) -> Option<Mapping> {
-    let (leaf, _) = super::leaf(addr)?;
-    let uncached = Caching::Uncached.bits();
+    use rexo_cpuid::pat::{self, MemoryType};
+    let (leaf, bytes) = super::leaf(addr)?;
+    let index = pat::entry_index(leaf, bytes == 4096);
+    let caching = match pat::memory_type(pat::PROGRAMMED, index) {
+        Some(MemoryType::WriteBack) => Caching::WriteBack,
+        Some(MemoryType::Uncacheable) => Caching::Uncached,
+        Some(MemoryType::WriteCombining) => Caching::WriteCombining,
+        other => panic!("the entry mapping {addr:#x} selects PAT entry {index}: {other:?}"),
+    };
     Some(Mapping {
         writable: leaf & WRITABLE != 0,
-        caching: if leaf & uncached == uncached {
-            Caching::Uncached
-        } else {
-            Caching::WriteBack
-        },
+        caching,
     })
 }
