@@ -3,9 +3,10 @@
 //!
 //! An app holds a `Cap` (unforgeable, not `Clone`); every use goes through the table,
 //! which checks the holder, the rights and the generation, so a returned or revoked
-//! capability answers an error and never touches the memory. Frames go back to the
-//! allocator when their root capability is returned or revoked, or when the app that
-//! holds them ends.
+//! capability answers an error and never touches the memory. A grant's frames go back to
+//! the allocator, frame by frame, once no live capability names them (returned, revoked,
+//! or held by an app that ended): a split-off part another app still holds keeps its own
+//! frames only.
 //!
 //! Memory is accounted per owner (`rexo-memledger`): the bytes of every grant count
 //! against the owner that was granted it (delegation does not move the charge) until its
@@ -35,18 +36,9 @@ use rexo_captable::{
     Cap, CapError, CapTable, EntryId, EntryInfo, OwnerId, Resource, ResourceKind, RevokeReason,
     Rights,
 };
-use rexo_memledger::{Frames, Ledger, LedgerError, Quota, Reclaim};
+use rexo_memledger::{Ledger, LedgerError, Quota, Reclaim};
 use rexo_memmap::FrameRange;
 use spin::Mutex;
-
-/// Frames behind grants, for the ledger.
-struct Granted(FrameRange);
-
-impl Frames for Granted {
-    fn range(&self) -> core::ops::Range<u64> {
-        self.0.start()..self.0.end()
-    }
-}
 
 /// The proof of kernel authority the table asks for; only this module can make one.
 pub struct Authority(());
@@ -71,7 +63,7 @@ type Table = CapTable<Authority, ENTRIES, OWNERS, LOG>;
 struct State {
     table: Box<Table>,
     /// Charges, quotas, grants, mappings and revoked regions.
-    ledger: Ledger<Granted>,
+    ledger: Ledger<FrameRange>,
     /// Pages were unmapped: flush every core's TLB once the lock is dropped.
     flush: bool,
     /// The earliest pending revocation deadline (`u64::MAX`: none), so that enforcing
@@ -311,7 +303,7 @@ fn grant(owner: OwnerId, bytes: u64, reserved: u64) -> Result<Cap, MemoryError> 
     };
     match state.table.grant(&AUTHORITY, owner, resource, rights) {
         Ok(cap) => {
-            state.ledger.record_grant(owner, Granted(frames), reserved);
+            state.ledger.record_grant(owner, frames, reserved);
             Ok(cap)
         }
         Err(error) => {
@@ -439,7 +431,7 @@ fn reclaim_frames(state: &mut State, forced: bool, ended: Option<OwnerId>) {
             log::error!("caps: could not change the mapping of {range:#x?}: {error}");
         }
     }
-    for Granted(frames) in free {
+    for frames in free {
         crate::mem::frames::free(frames);
     }
 }

@@ -316,6 +316,40 @@ kernel_test!(
     }
 );
 
+kernel_test!(
+    fn a_grant_returned_but_for_a_page_handed_away_gives_the_rest_back_at_once() {
+        const QUOTA_OWNER: OwnerId = top_owner(3);
+        let free = crate::mem::frames::free_bytes();
+        set_quota(QUOTA_OWNER, Some(64 * 1024)).expect("a quota");
+        start_owner(OTHER_OWNER, Quota::Fixed(None)).expect("the receiver runs");
+        let big = allocate_memory(QUOTA_OWNER, 64 * 1024).expect("the whole quota");
+        let split = rexo_api::MemoryOp::Split { offset: 60 * 1024 };
+        let page = memory_op(QUOTA_OWNER, &big, split)
+            .expect("split")
+            .expect("the last page");
+        delegate(QUOTA_OWNER, page, OTHER_OWNER)
+            .map_err(|(error, _)| error)
+            .expect("delegated");
+        let before = crate::mem::frames::free_bytes();
+        return_cap(QUOTA_OWNER, big, ResourceKind::Memory)
+            .map_err(|(error, _)| error)
+            .expect("returned");
+        assert_eq!(
+            crate::mem::frames::free_bytes() - before,
+            60 * 1024,
+            "all but the page handed away went back"
+        );
+        assert_eq!(held_bytes(QUOTA_OWNER), 4096, "charged for that page only");
+        let again = allocate_memory(QUOTA_OWNER, 60 * 1024);
+        assert!(again.is_ok(), "room again for all it gave back");
+        release_owner(OTHER_OWNER).expect("the receiver ends");
+        assert_eq!(held_bytes(QUOTA_OWNER), 60 * 1024, "the page went back");
+        release_owner(QUOTA_OWNER).expect("ends");
+        assert_eq!(held_bytes(QUOTA_OWNER), 0);
+        assert_eq!(crate::mem::frames::free_bytes(), free);
+    }
+);
+
 /// A run on another core whose app panics there: caught by that core's abort point.
 mod apps_on_other_cores {
     use super::*;

@@ -11,9 +11,11 @@
 //!   twice. When the run ends, the charges of its grants still alive (delegated to
 //!   another app, which keeps them) move to the lender, so that memory lent once is never
 //!   counted by nobody and the lender cannot take its quota again on top of it.
-//! - **Grants.** The frames behind memory capabilities. Frames go back to the allocator
-//!   once no live memory capability overlaps them (so a split half that is returned does
-//!   not free its sibling's frames).
+//! - **Grants.** The frames behind memory capabilities. A grant's frames go back to the
+//!   allocator, and come off its owner's charge, once no live memory capability and no
+//!   revoked region covers them, frame by frame: the grant is cut, and the parts still
+//!   named (a split half another app holds, a child lent away) stay, charged as before,
+//!   while the rest goes back at once.
 //! - **Mappings.** Capabilities whose holder mapped them for direct access (zero copy).
 //!   When such a capability is taken by force (a missed revocation deadline, the kernel's
 //!   own revocation), its range becomes a *revoked region*: the kernel unmaps it, and the
@@ -41,11 +43,26 @@ use core::fmt;
 use core::ops::Range;
 
 use rexo_captable::{EntryId, OwnerId};
+use rexo_memmap::FrameRange;
 
-/// Frames the ledger keeps for a grant: anything that knows its physical range.
-pub trait Frames {
+/// Frames the ledger keeps for a grant: anything that knows its physical range and can be
+/// cut in two, so that the part of a grant no capability names goes back alone.
+pub trait Frames: Sized {
     /// The physical bytes `start..end`.
     fn range(&self) -> Range<u64>;
+
+    /// The first `offset` bytes and the rest; `self` back if it cannot be cut there.
+    fn split_at(self, offset: u64) -> Result<(Self, Self), Self>;
+}
+
+impl Frames for FrameRange {
+    fn range(&self) -> Range<u64> {
+        self.start()..self.end()
+    }
+
+    fn split_at(self, offset: u64) -> Result<(Self, Self), Self> {
+        FrameRange::split_at(self, offset)
+    }
 }
 
 /// Why the ledger refused a charge or a quota.
@@ -105,7 +122,8 @@ pub struct Reclaim<F> {
     pub unmap: Vec<Range<u64>>,
     /// Revoked ranges whose holder ended: safe to map again.
     pub remap: Vec<Range<u64>>,
-    /// Frames no capability names any more and no revoked region covers.
+    /// Frames no capability names any more and no revoked region covers: whole grants, or
+    /// the parts of one cut from the parts still named.
     pub free: Vec<F>,
 }
 
@@ -123,6 +141,49 @@ pub struct Ledger<F> {
 
 fn overlaps(a: &Range<u64>, b: &Range<u64>) -> bool {
     a.start < b.end && b.start < a.end
+}
+
+/// The runs of `range` that the `named` ranges cover, widened to whole frames (never past
+/// `range`), joined where they touch or overlap, in order.
+fn covered(range: &Range<u64>, named: &[Range<u64>]) -> Vec<Range<u64>> {
+    let mut runs: Vec<Range<u64>> = named
+        .iter()
+        .filter(|r| overlaps(r, range))
+        .map(|r| {
+            let start = r.start.max(range.start);
+            let end = r.end.min(range.end);
+            let end = end.checked_next_multiple_of(FRAME).unwrap_or(range.end);
+            start - start % FRAME..end.min(range.end)
+        })
+        .collect();
+    runs.sort_unstable_by_key(|r| r.start);
+    let mut joined: Vec<Range<u64>> = Vec::new();
+    for run in runs {
+        match joined.last_mut() {
+            Some(last) if run.start <= last.end => last.end = last.end.max(run.end),
+            _ => joined.push(run),
+        }
+    }
+    joined
+}
+
+/// `frames` cut at the addresses `cuts` (ascending, strictly inside): the pieces in order.
+/// A cut the frames refuse leaves the two pieces around it joined.
+fn cut<F: Frames>(frames: F, cuts: impl Iterator<Item = u64>) -> Vec<F> {
+    let mut pieces = Vec::new();
+    let mut rest = frames;
+    for at in cuts {
+        let offset = at - rest.range().start;
+        rest = match rest.split_at(offset) {
+            Ok((piece, after)) => {
+                pieces.push(piece);
+                after
+            }
+            Err(whole) => whole,
+        };
+    }
+    pieces.push(rest);
+    pieces
 }
 
 impl<F: Frames> Ledger<F> {
@@ -307,7 +368,10 @@ impl<F: Frames> Ledger<F> {
 
     /// Brings the books up to date with the table's `live` memory entries after a change.
     /// `forced`: the entries that went were taken by force, so mapped ones become revoked
-    /// regions. `ended`: that owner has ended, so its revoked regions are lifted.
+    /// regions. `ended`: that owner has ended, so its revoked regions are lifted. Every
+    /// grant is cut where the ranges of live entries and revoked regions (widened to whole
+    /// frames) start and end: the pieces none of them covers are freed and come off their
+    /// owner's charge, the others stay grants charged to it.
     pub fn reclaim(
         &mut self,
         live: &[(EntryId, Range<u64>)],
@@ -334,18 +398,25 @@ impl<F: Frames> Ledger<F> {
             self.revoked = still;
             out.remap.extend(lifted.into_iter().map(|r| r.range));
         }
-        let named = |range: &Range<u64>| {
-            live.iter().any(|(_, r)| overlaps(r, range))
-                || self.revoked.iter().any(|r| overlaps(&r.range, range))
-        };
-        let (busy, unused): (Vec<_>, Vec<_>) = core::mem::take(&mut self.grants)
-            .into_iter()
-            .partition(|(frames, _)| named(&frames.range()));
-        self.grants = busy;
-        for (frames, owner) in unused {
+        let named: Vec<Range<u64>> = live
+            .iter()
+            .map(|(_, r)| r.clone())
+            .chain(self.revoked.iter().map(|r| r.range.clone()))
+            .collect();
+        for (frames, owner) in core::mem::take(&mut self.grants) {
             let range = frames.range();
-            self.uncharge(owner, range.end - range.start);
-            out.free.push(frames);
+            let runs = covered(&range, &named);
+            let cuts = runs.iter().flat_map(|run| [run.start, run.end]);
+            let inside = cuts.filter(|&at| range.start < at && at < range.end);
+            for piece in cut(frames, inside) {
+                let piece_range = piece.range();
+                if named.iter().any(|r| overlaps(r, &piece_range)) {
+                    self.grants.push((piece, owner));
+                } else {
+                    self.uncharge(owner, piece_range.end - piece_range.start);
+                    out.free.push(piece);
+                }
+            }
         }
         out
     }

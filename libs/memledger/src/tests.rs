@@ -13,6 +13,16 @@ impl Frames for Span {
     fn range(&self) -> Range<u64> {
         self.0.clone()
     }
+
+    /// Cut as `FrameRange` cuts: on a frame strictly inside.
+    fn split_at(self, offset: u64) -> Result<(Self, Self), Self> {
+        let Span(range) = &self;
+        if offset == 0 || offset >= range.end - range.start || !offset.is_multiple_of(FRAME) {
+            return Err(self);
+        }
+        let at = range.start + offset;
+        Ok((Span(range.start..at), Span(at..range.end)))
+    }
 }
 
 const APP: OwnerId = OwnerId(1);
@@ -129,16 +139,173 @@ fn an_unmapped_capability_taken_by_force_is_freed_at_once() {
 }
 
 #[test]
-fn a_split_half_returned_does_not_free_its_siblings_frames() {
+fn a_split_half_returned_frees_its_own_frames_and_not_its_siblings() {
     let mut table = Table::new();
     let mut ledger = Ledger::new(4);
     let low = mint(&mut table, APP, 0x40_0000, 0x2000);
     ledger.record_grant(APP, Span(0x40_0000..0x40_2000), 0x2000);
     let high = table.split(APP, &low, 0x1000).unwrap();
     table.return_cap(APP, &low).unwrap();
-    assert!(ledger.reclaim(&live(&table), false, None).free.is_empty());
+    let out = ledger.reclaim(&live(&table), false, None);
+    assert_eq!(out.free, [Span(0x40_0000..0x40_1000)], "the low half only");
+    assert_eq!(ledger.held(APP), 0x1000);
     table.return_cap(APP, &high).unwrap();
-    assert_eq!(ledger.reclaim(&live(&table), false, None).free.len(), 1);
+    let out = ledger.reclaim(&live(&table), false, None);
+    assert_eq!(out.free, [Span(0x40_1000..0x40_2000)]);
+    assert_eq!(ledger.held(APP), 0);
+    assert!(ledger.grants.is_empty());
+}
+
+const MIB: u64 = 1 << 20;
+
+/// The grant's pieces the books keep, with their owners.
+fn kept(ledger: &Ledger<Span>) -> Vec<(Range<u64>, OwnerId)> {
+    let grants = ledger.grants.iter();
+    grants.map(|(Span(r), owner)| (r.clone(), *owner)).collect()
+}
+
+#[test]
+fn a_grant_returned_but_for_a_page_handed_away_frees_the_rest_and_uncharges_it() {
+    let mut table = Table::new();
+    let mut ledger = Ledger::new(4);
+    ledger.start_run(APP, Quota::Fixed(Some(64 * MIB))).unwrap();
+    table.start_owner(&Kernel, OTHER).unwrap();
+    let base = 0x1000_0000;
+    let reserved = ledger.reserve_frames(APP, 64 * MIB).unwrap();
+    let big = mint(&mut table, APP, base, 64 * MIB);
+    ledger.record_grant(APP, Span(base..base + 64 * MIB), reserved);
+    let page = table.split(APP, &big, 64 * MIB - 0x1000).unwrap();
+    table.delegate(APP, &page, OTHER).unwrap();
+    table.return_cap(APP, &big).unwrap();
+    let out = ledger.reclaim(&live(&table), false, None);
+    assert_eq!(out.free, [Span(base..base + 64 * MIB - 0x1000)]);
+    assert_eq!(
+        ledger.held(APP),
+        0x1000,
+        "charged for the page it handed away"
+    );
+    assert_eq!(
+        kept(&ledger),
+        [(base + 64 * MIB - 0x1000..base + 64 * MIB, APP)]
+    );
+    assert_eq!(
+        ledger.reserve_frames(APP, 64 * MIB - 0x1000),
+        Ok(64 * MIB - 0x1000),
+        "the quota has room again for all it gave back"
+    );
+    ledger.uncharge(APP, 64 * MIB - 0x1000);
+    table.return_cap(OTHER, &page).unwrap();
+    let out = ledger.reclaim(&live(&table), false, None);
+    assert_eq!(out.free, [Span(base + 64 * MIB - 0x1000..base + 64 * MIB)]);
+    assert_eq!(ledger.held(APP), 0);
+}
+
+#[test]
+fn a_piece_returned_from_the_middle_of_a_grant_goes_back_between_the_others() {
+    let mut table = Table::new();
+    let mut ledger = Ledger::new(4);
+    let low = mint(&mut table, APP, 0x40_0000, 0x5000);
+    ledger.record_grant(APP, Span(0x40_0000..0x40_5000), 0x5000);
+    let middle = table.split(APP, &low, 0x1000).unwrap();
+    let high = table.split(APP, &middle, 0x2000).unwrap();
+    table.return_cap(APP, &middle).unwrap();
+    let out = ledger.reclaim(&live(&table), false, None);
+    assert_eq!(out.free, [Span(0x40_1000..0x40_3000)]);
+    assert_eq!(
+        kept(&ledger),
+        [(0x40_0000..0x40_1000, APP), (0x40_3000..0x40_5000, APP)]
+    );
+    assert_eq!(ledger.held(APP), 0x3000);
+    // Nothing changed: the pieces stay as they are.
+    assert!(ledger.reclaim(&live(&table), false, None).free.is_empty());
+    assert_eq!(kept(&ledger).len(), 2);
+    table.return_cap(APP, &high).unwrap();
+    table.return_cap(APP, &low).unwrap();
+    let out = ledger.reclaim(&live(&table), false, None);
+    assert_eq!(
+        out.free,
+        [Span(0x40_0000..0x40_1000), Span(0x40_3000..0x40_5000)]
+    );
+    assert_eq!(ledger.held(APP), 0);
+}
+
+#[test]
+fn pieces_still_live_keep_their_frames_each_and_touching_ones_stay_one_grant() {
+    let mut table = Table::new();
+    let mut ledger = Ledger::new(4);
+    let base = 0x80_0000;
+    let first = mint(&mut table, APP, base, 8 * FRAME);
+    ledger.record_grant(APP, Span(base..base + 8 * FRAME), 8 * FRAME);
+    // Eight pages; a child derived over pages 5 and 6 of two of them.
+    let mut pages = alloc::vec![first];
+    for _ in 1..8 {
+        let last = pages.last().unwrap();
+        let next = table.split(APP, last, FRAME).unwrap();
+        pages.push(next);
+    }
+    table
+        .derive(APP, &pages[6], base + 6 * FRAME, FRAME, Rights::READ)
+        .unwrap();
+    for gone in [1, 2, 4, 5, 7] {
+        table.return_cap(APP, &pages[gone]).unwrap();
+    }
+    let out = ledger.reclaim(&live(&table), false, None);
+    let page = |n: u64| base + n * FRAME;
+    assert_eq!(
+        out.free,
+        [
+            Span(page(1)..page(3)),
+            Span(page(4)..page(6)),
+            Span(page(7)..page(8))
+        ]
+    );
+    assert_eq!(
+        kept(&ledger),
+        [
+            (page(0)..page(1), APP),
+            (page(3)..page(4), APP),
+            (page(6)..page(7), APP)
+        ],
+        "page 6 and its child: one piece"
+    );
+    assert_eq!(ledger.held(APP), 3 * FRAME);
+}
+
+#[test]
+fn a_revoked_region_in_a_grant_keeps_its_frames_while_the_rest_goes_back() {
+    let mut table = Table::new();
+    let mut ledger = Ledger::new(4);
+    let cap = mint(&mut table, APP, 0x20_0000, 0x3000);
+    ledger.record_grant(APP, Span(0x20_0000..0x20_3000), 0x3000);
+    // A child over the middle page, lent and mapped by its holder, then taken by force.
+    let child = table
+        .derive(APP, &cap, 0x20_1000, 0x1000, Rights::ALL)
+        .unwrap();
+    ledger.record_mapping(child.id(), 0x20_1000..0x20_2000, OTHER);
+    table
+        .revoke(&Kernel, child.id(), rexo_captable::RevokeReason::Kernel)
+        .unwrap();
+    let out = ledger.reclaim(&live(&table), true, None);
+    assert_eq!(out.unmap, vec![0x20_1000..0x20_2000]);
+    assert!(out.free.is_empty(), "the grant's capability is live");
+    table.return_cap(APP, &cap).unwrap();
+    let out = ledger.reclaim(&live(&table), false, None);
+    assert_eq!(
+        out.free,
+        [Span(0x20_0000..0x20_1000), Span(0x20_2000..0x20_3000)]
+    );
+    assert_eq!(kept(&ledger), [(0x20_1000..0x20_2000, APP)]);
+    assert_eq!(
+        ledger.held(APP),
+        0x1000,
+        "still charged for the revoked page"
+    );
+    let out = ledger.reclaim(&live(&table), false, Some(APP));
+    assert!(out.free.is_empty(), "the region's holder has not ended");
+    let out = ledger.reclaim(&live(&table), false, Some(OTHER));
+    assert_eq!(out.remap, vec![0x20_1000..0x20_2000]);
+    assert_eq!(out.free, [Span(0x20_1000..0x20_2000)]);
+    assert_eq!(ledger.held(APP), 0);
 }
 
 #[test]
@@ -178,9 +345,10 @@ fn a_mapping_the_holder_forgot_or_mapped_again_is_revoked_as_it_is_now() {
     );
 }
 
-/// Random grants, maps, splits, returns, forced revocations and ends against a model:
-/// frames are freed exactly once, never while a live capability or a revoked region
-/// covers them, and every charge goes back.
+/// Random grants, maps, splits, derives, delegations, returns, forced revocations and
+/// ends against a model: frames are freed exactly once, never while a live capability or
+/// a revoked region covers them; after every step each owner is charged exactly the
+/// frames the books still keep for it; at the end every frame granted has gone back.
 #[test]
 fn random_operations_never_free_frames_in_use() {
     for seed in 1..=40u64 {
@@ -190,18 +358,23 @@ fn random_operations_never_free_frames_in_use() {
         let mut caps: Vec<(Cap, OwnerId)> = Vec::new();
         let mut unmapped: Vec<Range<u64>> = Vec::new();
         let mut freed: Vec<Range<u64>> = Vec::new();
+        let mut granted = 0;
         let mut next = 0x10_0000u64;
+        for owner in 1..4 {
+            table.start_owner(&Kernel, OwnerId(owner)).unwrap();
+        }
         for _ in 0..200 {
             let forced;
             let mut ended = None;
-            match rng.below(6) {
+            match rng.below(8) {
                 0 => {
                     let owner = OwnerId(1 + rng.below(3) as u16);
-                    let len = 0x1000 * (1 + rng.below(4) as u64);
+                    let len = FRAME * (1 + rng.below(6) as u64);
                     ledger.charge(owner, len).unwrap();
                     let cap = mint(&mut table, owner, next, len);
                     ledger.record_grant(owner, Span(next..next + len), len);
-                    next += len + 0x1000;
+                    granted += len;
+                    next += len + FRAME;
                     caps.push((cap, owner));
                     forced = false;
                 }
@@ -216,7 +389,8 @@ fn random_operations_never_free_frames_in_use() {
                 }
                 2 if !caps.is_empty() => {
                     let (cap, owner) = &caps[rng.below(caps.len())];
-                    if let Ok(half) = table.split(*owner, cap, 0x1000) {
+                    let offset = FRAME * (1 + rng.below(3) as u64);
+                    if let Ok(half) = table.split(*owner, cap, offset) {
                         caps.push((half, *owner));
                     }
                     forced = false;
@@ -232,9 +406,33 @@ fn random_operations_never_free_frames_in_use() {
                     let _ = table.revoke(&Kernel, cap.id(), reason);
                     forced = true;
                 }
+                5 if !caps.is_empty() => {
+                    let pick = rng.below(caps.len());
+                    let (cap, owner) = &mut caps[pick];
+                    let to = OwnerId(1 + rng.below(3) as u16);
+                    if table.delegate(*owner, cap, to).is_ok() {
+                        *owner = to;
+                    }
+                    forced = false;
+                }
+                6 if !caps.is_empty() => {
+                    let (cap, owner) = &caps[rng.below(caps.len())];
+                    if let Ok(info) = table.check(*owner, cap, Rights::READ) {
+                        let pages = info.resource.len() / FRAME;
+                        let first = rng.below(pages as usize) as u64;
+                        let len = FRAME * (1 + rng.below((pages - first) as usize) as u64);
+                        let start = info.resource.start() + first * FRAME;
+                        let rights = Rights::READ | Rights::DELEGATE;
+                        if let Ok(child) = table.derive(*owner, cap, start, len, rights) {
+                            caps.push((child, *owner));
+                        }
+                    }
+                    forced = false;
+                }
                 _ => {
                     let owner = OwnerId(1 + rng.below(3) as u16);
                     table.release_owner(&Kernel, owner, None).unwrap();
+                    table.start_owner(&Kernel, owner).unwrap();
                     caps.retain(|(_, o)| *o != owner);
                     ended = Some(owner);
                     forced = false;
@@ -258,6 +456,11 @@ fn random_operations_never_free_frames_in_use() {
                 );
                 freed.push(range);
             }
+            for owner in (1..4).map(OwnerId) {
+                let kept = ledger.grants.iter().filter(|(_, o)| *o == owner);
+                let bytes: u64 = kept.map(|(Span(r), _)| r.end - r.start).sum();
+                assert_eq!(ledger.held(owner), bytes, "charges (seed {seed})");
+            }
         }
         for owner in 1..4 {
             table.release_owner(&Kernel, OwnerId(owner), None).unwrap();
@@ -265,8 +468,10 @@ fn random_operations_never_free_frames_in_use() {
             freed.extend(out.free.into_iter().map(|Span(r)| r));
         }
         let total: u64 = freed.iter().map(|r| r.end - r.start).sum();
-        let granted: u64 = next - 0x10_0000;
-        assert!(total <= granted);
+        assert_eq!(
+            total, granted,
+            "every frame granted went back (seed {seed})"
+        );
         for owner in 1..4 {
             assert_eq!(ledger.held(OwnerId(owner)), 0, "seed {seed}");
         }
