@@ -223,12 +223,12 @@ pub fn tsc_at_ns(ns: u64) -> u64 {
 }
 
 /// The CMOS clock, read at the first [`unix_time_s`] (after a failed reading, again at the
-/// first call a minute later).
+/// first call a minute later), then every 10 minutes to correct the count's drift.
 static WALL_CLOCK: rexo_rtc::WallClock = rexo_rtc::WallClock::new();
 
-/// Seconds since 1970-01-01 UTC: the CMOS clock read once, plus the monotonic clock since
-/// (its second or the one before, [`rexo_rtc::WallClock`]); the reason when the machine
-/// has no readable clock.
+/// Seconds since 1970-01-01 UTC: the CMOS clock as read, plus the monotonic clock since
+/// (its second or the one before, give or take 10 minutes' drift, [`rexo_rtc::WallClock`]);
+/// the reason when the machine has no readable clock.
 pub fn unix_time_s() -> Result<u64, rexo_rtc::RtcError> {
     let century = crate::platform::acpi().and_then(|a| a.fadt.as_ref()?.century);
     let cmos = &mut |i| (outb(0x70, i), inb(0x71)).1;

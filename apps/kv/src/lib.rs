@@ -173,8 +173,9 @@ fn failed(kernel: &Kernel, error: NetError) -> ApiError {
 enum Clock {
     /// The kernel's wall clock, read at each tick: its Unix time (memcached's absolute
     /// exptimes, above 30 days, are Unix times), at least [`CLOCK_START_S`]. The kernel
-    /// keeps the first reading that succeeded and counts on from it, so every later call
-    /// answers too, a second that never goes back and turns when the Unix second does.
+    /// keeps the first reading that succeeded and counts on from it (corrected by a
+    /// reading every 10 minutes, never back), so every later call answers too, a second
+    /// that never goes back and turns when the Unix second does.
     Wall,
     /// [`CLOCK_START_S`] plus the whole seconds since boot, on a machine without a wall
     /// clock (absolute exptimes then count from boot, said in the log).
