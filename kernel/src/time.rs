@@ -8,6 +8,7 @@ use crate::arch::apic;
 use crate::arch::cpu::{self, inb, outb, rdtsc};
 use crate::arch::percpu::{self, MAX_CORES};
 use rexo_cpuid::{MIN_TSC_HZ, TimingLeaves, TscLeaf};
+use rexo_pit::counter::{CounterReading, CounterWindow};
 
 static TSC_HZ: AtomicU64 = AtomicU64::new(0);
 /// Nanoseconds per TSC tick, as a 32.32 fixed-point factor.
@@ -116,11 +117,7 @@ impl PitWindow {
 pub struct HpetWindow {
     /// The main counter's register.
     counter: u64,
-    period_fs: u64,
-    /// The counter's bits (a 32-bit counter's upper half does not count).
-    mask: u64,
-    count: u64,
-    tsc: u64,
+    window: CounterWindow,
 }
 
 impl HpetWindow {
@@ -137,29 +134,25 @@ impl HpetWindow {
             return None;
         }
         mmio_write64(config, mmio_read64(config).ok()? | 1).ok()?; // enable the counter
-        Some(Self {
-            counter,
-            period_fs,
-            // COUNT_SIZE_CAP (bit 13) clear: a 32-bit counter, which wraps within minutes.
-            mask: u64::MAX >> if capabilities & 1 << 13 != 0 { 0 } else { 32 },
-            count: mmio_read64(counter).ok()?,
-            tsc: rdtsc(),
-        })
+        // COUNT_SIZE_CAP (bit 13) clear: a 32-bit counter, which wraps within minutes.
+        let mask = u64::MAX >> if capabilities & 1 << 13 != 0 { 0 } else { 32 };
+        let first = CounterReading::take(rdtsc, || mmio_read64(counter).ok())?;
+        let window = CounterWindow::new(first, period_fs, mask);
+        Some(Self { counter, window })
     }
 
-    /// The TSC frequency over a window of at least `micros` (waiting only if the window
-    /// is still shorter). `None` if the counter does not move (or its register does not
-    /// answer): then the PIT is the reference.
+    /// The TSC frequency over a window of at least `micros` whose ends were read quickly
+    /// enough to time it to 1% ([`CounterWindow::tsc_hz`]; each reading of the counter
+    /// between two reads of the TSC), waiting only if the window is still shorter. `None`
+    /// if the counter does not move (or its register does not answer), or no reading was
+    /// quick enough: then the PIT is the reference.
     pub(crate) fn finish(self, micros: u64) -> Option<u64> {
-        use crate::mem::phys::mmio_read64;
-        let counts = micros * 1_000_000_000 / self.period_fs;
-        let counted = |count: u64| count.wrapping_sub(self.count) & self.mask;
-        let read = |_| (mmio_read64(self.counter).ok().map(counted), rdtsc());
-        let mut reads = (0..WINDOW_READS).map(read);
-        let (counted, t1) = reads.find(|&(counted, _)| counted.is_none_or(|c| c >= counts))?;
-        // The counts really elapsed (the last read overshoots the target), in femtoseconds.
-        let elapsed_fs = u128::from(counted?) * u128::from(self.period_fs);
-        Some((u128::from(t1 - self.tsc) * 1_000_000_000_000_000 / elapsed_fs) as u64)
+        let read = || crate::mem::phys::mmio_read64(self.counter).ok();
+        let rate = |_| match CounterReading::take(rdtsc, read) {
+            Some(reading) => self.window.tsc_hz(reading, micros).map(Some),
+            None => Some(None),
+        };
+        (0..WINDOW_READS).find_map(rate)?
     }
 }
 

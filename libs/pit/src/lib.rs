@@ -15,8 +15,13 @@
 //! rate, a window spans boot steps many turns long; when more than one fits (a long
 //! first gap, readings spread by a core held up between its TSC reads), or none (readings
 //! that cannot be), the window starts again at the new reading.
+//!
+//! A counter that does not turn within a window, of a known period (the HPET's main
+//! counter), is read the same way: [`counter`].
 
 #![cfg_attr(target_os = "none", no_std)]
+
+pub mod counter;
 
 /// The rate channel 0 counts at, in Hz.
 pub const PIT_HZ: u64 = 1_193_182;
