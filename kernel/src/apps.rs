@@ -412,7 +412,9 @@ impl KernelCalls for AppRun {
     }
 
     fn unix_time_s(&self) -> Result<u64, ApiError> {
-        crate::time::unix_time_s().map_err(|_| ApiError::NoWallClock)
+        // A kernel section: the first reading holds the wall clock's `Once` and lock.
+        let unix_s = crate::arch::abort::kernel_section(crate::time::unix_time_s);
+        unix_s.map_err(|_| ApiError::NoWallClock)
     }
 
     fn random_u64(&self) -> Result<u64, ApiError> {

@@ -1362,6 +1362,39 @@ kernel_test!(
     }
 );
 
+/// Takes 512-byte frames until less than `left` bytes of this core's stack lie below the
+/// last, then calls `call` there.
+fn with_stack_left(left: u64, call: &mut dyn FnMut()) {
+    let frame = core::hint::black_box([0u8; 512]);
+    let bottom = percpu::current().stack().bottom;
+    if (&raw const frame as u64).saturating_sub(bottom) < left {
+        call();
+    } else {
+        with_stack_left(left, call);
+    }
+    core::hint::black_box(&frame);
+}
+
+kernel_test!(
+    /// An app's wall-clock call is a kernel section (its first reading holds the clock's
+    /// `Once` and lock): with 12 KiB of stack left, under the room a section asks, the app
+    /// is ended as a stack overflow before the call, where it was served (its stack could
+    /// run out inside the `Once`, left running for good: every later call on every core
+    /// spinning).
+    fn an_app_short_of_stack_is_ended_before_its_wall_clock_call() {
+        let app = crate::apps::App::new("short-clock", "asks the time short of stack", |kernel| {
+            let mut answer = Ok(0);
+            with_stack_left(12 << 10, &mut || answer = kernel.unix_time_s());
+            answer.map(drop)
+        });
+        assert_eq!(
+            crate::apps::run(&app),
+            Err(rexo_api::ApiError::StackOverflow)
+        );
+        assert!(time::unix_time_s().is_ok(), "the wall clock still answers");
+    }
+);
+
 kernel_test!(
     fn an_interrupt_taken_with_the_stack_all_but_used_up_is_served_on_a_stack_of_its_own() {
         use crate::arch::{apic, idt};
