@@ -5,7 +5,7 @@
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use crate::arch::apic;
-use crate::arch::cpu::{self, inb, outb, rdtsc};
+use crate::arch::cpu::{self, inb, outb, rdtsc, rdtsc_ordered};
 use crate::arch::percpu::{self, MAX_CORES};
 use rexo_cpuid::{MIN_TSC_HZ, TimingLeaves, TscLeaf};
 use rexo_pit::counter::{CounterReading, CounterWindow};
@@ -184,9 +184,11 @@ pub fn tsc_hz() -> u64 {
     TSC_HZ.load(Ordering::Relaxed)
 }
 
-/// Nanoseconds since the kernel's first instruction: the monotonic clock.
+/// Nanoseconds since the kernel's first instruction: the monotonic clock, read after every
+/// earlier load ([`cpu::rdtsc_ordered`]), so never earlier than a time another core read
+/// before setting a flag this core has since read.
 pub fn now_ns() -> u64 {
-    ticks_to_ns(rdtsc().saturating_sub(crate::arch::entry::boot_tsc()))
+    ticks_to_ns(rdtsc_ordered().saturating_sub(crate::arch::entry::boot_tsc()))
 }
 
 /// Nanoseconds in `ticks` TSC ticks.

@@ -87,11 +87,29 @@ pub fn random_u64() -> Option<u64> {
     (0..20).find_map(|n| (has[n / 10] && unsafe { steps[n / 10](&mut out) } == 1).then_some(out))
 }
 
-/// Reads the time stamp counter.
+/// Reads the time stamp counter, unordered: for cycle counts and spin deadlines, where a
+/// read a few instructions early does not matter ([`rdtsc_ordered`] for the clock).
 #[inline(always)]
 pub fn rdtsc() -> u64 {
     // SAFETY: RDTSC is always available in ring 0 and has no memory effects.
     unsafe { core::arch::x86_64::_rdtsc() }
+}
+
+/// Reads the time stamp counter once every earlier instruction has executed and every
+/// earlier load is globally visible (LFENCE just before RDTSC, as the Intel SDM's RDTSC
+/// page says; Linux's `rdtsc_ordered`): a plain RDTSC may run before a load it follows,
+/// so a core that read another core's flag could read a time earlier than the one that
+/// core read before setting it. On AMD, LFENCE orders RDTSC so where CPUID 0x80000021
+/// EAX bit 2 says it always serializes (family 19h on), on families 0Fh and 11h, and on
+/// families 10h-17h where MSR C001_1029 bit 1 is set (by the firmware, or by Linux
+/// before a warm boot; Linux sets it, with MFENCE where it cannot): Rexo does not write
+/// that MSR, so on those parts with the bit clear the order is not guaranteed (a read
+/// tens of cycles early, at worst).
+#[inline(always)]
+pub fn rdtsc_ordered() -> u64 {
+    // SAFETY: LFENCE (SSE2, in every x86-64 CPU) waits for earlier instructions only.
+    unsafe { asm!("lfence", options(nostack, preserves_flags)) };
+    rdtsc()
 }
 
 /// Reads CR2 (the address of the last page fault).
