@@ -113,21 +113,15 @@ pub fn matches(function: &Function) -> bool {
 /// Starts the controller on `function`: one keyboard device for all the boot
 /// keyboards on its root ports, attached by its polls once their connect debounce is
 /// over, those connected now and those plugged in later alike. An Intel controller that
-/// shares its ports with EHCI has them switched over before its reset (`routing`).
+/// shares its ports with EHCI has them switched over before its reset (`routing`); a
+/// configuration-space error there is warned of and the controller started all the same.
 pub fn probe(mut function: DeviceFunction) -> Result<Vec<Found>, DeviceError> {
     function.enable()?;
     let bar = function.mmio(0)?;
     let address = function.address();
     let header = function.function().header;
-    let switch_ports = || {
-        let switched = routing::switch_ports(header.vendor(), header.device_id(), &function)?;
-        if let Some((usb2, superspeed)) = switched {
-            log::info!(
-                "{address} xhci: ports switched over from EHCI: USB 2 {usb2:#x}, SuperSpeed {superspeed:#x}"
-            );
-        }
-        Ok(())
-    };
+    let switch_ports =
+        || routing::switch_ports_or_warn(address, header.vendor(), header.device_id(), &function);
     let mut xhci = Xhci::start(bar, function.platform(), address, switch_ports)?;
     log::info!(
         "{address} xhci: {} ports, {} slots, {}-byte contexts, {} scratchpad pages",
@@ -338,12 +332,13 @@ impl Xhci {
     }
 
     /// Takes the controller in `bar` from the firmware, runs `before_reset` (the port
-    /// switch of a controller that shares its ports), resets and starts it.
+    /// switch of a controller that shares its ports, which cannot fail the start),
+    /// resets and starts it.
     fn start(
         bar: Mmio,
         platform: &'static dyn Platform,
         address: Address,
-        before_reset: impl FnOnce() -> Result<(), DeviceError>,
+        before_reset: impl FnOnce(),
     ) -> Result<Self, DeviceError> {
         let bad = |why| DeviceError::BadBar { index: 0, why };
         if bar.len() < 0x20 {
@@ -385,7 +380,7 @@ impl Xhci {
         };
 
         take_from_firmware(&bar, platform, address, ((cparams1 >> 16) as usize) * 4);
-        before_reset()?;
+        before_reset();
         let op = &registers.op;
         // No operational register but HCRST may be written before CNR clears (xHCI 4.2).
         // One still not ready is halted and reset all the same, as Linux's handoff does:
@@ -1996,7 +1991,7 @@ mod tests {
             let bar = capability_registers(cap_length);
             assert!(
                 matches!(
-                    Xhci::start(bar, HostPlatform::leaked(), address, || Ok(())),
+                    Xhci::start(bar, HostPlatform::leaked(), address, || {}),
                     Err(DeviceError::BadBar { index: 0, .. })
                 ),
                 "CAPLENGTH {cap_length:#x}"
@@ -2062,7 +2057,7 @@ mod tests {
         });
         rexo_devio::host::record_accesses(&op, platform);
         let address = Address::new(0, 0, 3, 0).unwrap();
-        let xhci = Xhci::start(bar, platform, address, || Ok(())).unwrap();
+        let xhci = Xhci::start(bar, platform, address, || {}).unwrap();
         let accesses = rexo_devio::host::take_accesses(&op);
         let reset = reset_at.load(Ordering::Relaxed);
         let reset_write = accesses
@@ -2103,7 +2098,7 @@ mod tests {
         });
         captured_log::take();
         let address = Address::new(0, 0, 3, 0).unwrap();
-        let xhci = Xhci::start(bar, platform, address, || Ok(()))
+        let xhci = Xhci::start(bar, platform, address, || {})
             .expect("a controller not ready before its reset comes up");
         let reset = reset_at.load(Ordering::Relaxed);
         assert!(
@@ -2118,6 +2113,34 @@ mod tests {
             )]
         );
         drop(xhci);
+    }
+
+    #[test]
+    fn a_config_space_error_in_the_port_switch_is_warned_of_and_the_controller_started() {
+        use routing::{USB2PRM, USB3_PSSEN, USB3PRM, XUSB2PR};
+        let address = Address::new(0, 0, 0x14, 0).unwrap();
+        for failing in [USB3PRM, USB3_PSSEN, USB2PRM, XUSB2PR] {
+            let platform = HostPlatform::leaked();
+            let (bar, op, _) = resetting_controller(platform, 0, |_, _| false);
+            let config = routing::tests::four_switchable_ports_failing_at(Some(failing));
+            captured_log::take();
+            let xhci = Xhci::start(bar, platform, address, || {
+                routing::switch_ports_or_warn(address, 0x8086, 0x1E31, &config)
+            });
+            assert!(
+                xhci.is_ok(),
+                "config {failing:#x} failing: the probe failed"
+            );
+            assert_ne!(op.read32(op::USBCMD) & op::CMD_RUN, 0, "running");
+            assert_eq!(
+                captured_log::take(),
+                [format!(
+                    "{address} xhci: ports not all switched over from EHCI (configuration space: \
+                     configuration access at {failing:#x} failed); starting it anyway: a keyboard \
+                     on a port left to EHCI is not seen"
+                )]
+            );
+        }
     }
 
     /// A running controller in plain memory with `max_slots` slots, no device yet, and

@@ -6,6 +6,7 @@
 //! Rexo has no EHCI driver, so an unswitched port shows nothing, keyboards included.
 
 use rexo_api::DeviceError;
+use rexo_pci::Address;
 
 /// Intel's PCI vendor ID.
 const INTEL: u16 = 0x8086;
@@ -60,29 +61,67 @@ pub(crate) fn switch_ports(
     Ok(Some((config.read(XUSB2PR)?, config.read(USB3_PSSEN)?)))
 }
 
+/// Switches the ports of the controller at `address` as [`switch_ports`] does and logs
+/// the ports routed. A configuration-space error is warned of and left at that: the
+/// switch only decides which ports the controller drives, so it is started all the same
+/// (a keyboard on a port left to EHCI is not seen).
+pub(crate) fn switch_ports_or_warn(
+    address: Address,
+    vendor: u16,
+    device: u16,
+    config: &impl Config,
+) {
+    match switch_ports(vendor, device, config) {
+        Ok(Some((usb2, superspeed))) => log::info!(
+            "{address} xhci: ports switched over from EHCI: USB 2 {usb2:#x}, SuperSpeed {superspeed:#x}"
+        ),
+        Ok(None) => {}
+        Err(error) => log::warn!(
+            "{address} xhci: ports not all switched over from EHCI ({error}); starting it \
+             anyway: a keyboard on a port left to EHCI is not seen"
+        ),
+    }
+}
+
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::cell::RefCell;
     use std::collections::BTreeMap;
     use std::vec::Vec;
 
     /// Configuration space in memory: registers read back what was written (0 if
-    /// never), and every write is kept.
+    /// never), and every write is kept; an access to the register `failing` fails.
     #[derive(Default)]
-    struct FakeConfig {
+    pub(crate) struct FakeConfig {
         /// The registers' values.
         registers: RefCell<BTreeMap<u16, u32>>,
         /// The writes made, as (offset, value), oldest first.
         writes: RefCell<Vec<(u16, u32)>>,
+        /// The register whose reads and writes fail (`PciError::Access` of its offset).
+        failing: Option<u16>,
+    }
+
+    impl FakeConfig {
+        /// The error of an access to the `failing` register at `offset`, if it is it.
+        fn fails(&self, offset: u16) -> Result<(), DeviceError> {
+            match self.failing {
+                Some(failing) if failing == offset => Err(DeviceError::Config(
+                    rexo_pci::PciError::Access(u64::from(offset)),
+                )),
+                _ => Ok(()),
+            }
+        }
     }
 
     impl Config for FakeConfig {
         fn read(&self, offset: u16) -> Result<u32, DeviceError> {
+            self.fails(offset)?;
             Ok(self.registers.borrow().get(&offset).copied().unwrap_or(0))
         }
 
         fn write(&self, offset: u16, value: u32) -> Result<(), DeviceError> {
+            self.fails(offset)?;
             self.writes.borrow_mut().push((offset, value));
             self.registers.borrow_mut().insert(offset, value);
             Ok(())
@@ -92,7 +131,15 @@ mod tests {
     /// A controller whose firmware lets the OS have ports 0 to 3, USB 2 and SuperSpeed
     /// alike, and routed none of them.
     fn four_switchable_ports() -> FakeConfig {
-        let config = FakeConfig::default();
+        four_switchable_ports_failing_at(None)
+    }
+
+    /// [`four_switchable_ports`] whose accesses to the register at `failing` fail.
+    pub(crate) fn four_switchable_ports_failing_at(failing: Option<u16>) -> FakeConfig {
+        let config = FakeConfig {
+            failing,
+            ..FakeConfig::default()
+        };
         config
             .registers
             .borrow_mut()
