@@ -29,6 +29,8 @@ pub enum Need {
     /// `ip` (iproute2): the network namespaces and tap devices of the tap cases and of the
     /// benchmark suite (xtask/src/tapnet.rs).
     IpRoute,
+    /// `python3`: xtask's host test of the pymemcache script runs its expiry check.
+    Python,
     /// Python's `pymemcache` from PyPI, in a virtual environment under `target/pyenv`
     /// ([`PYENV`]); needs Python's `venv` module.
     Pymemcache,
@@ -149,6 +151,10 @@ fn requirements(need: Need) -> Vec<Requirement> {
         Need::IpRoute => vec![Requirement {
             what: Probe::Program("ip"),
             package: "iproute2",
+        }],
+        Need::Python => vec![Requirement {
+            what: Probe::Program("python3"),
+            package: "python3",
         }],
         Need::Pymemcache => vec![Requirement {
             what: Probe::PythonModule("ensurepip"),
@@ -368,6 +374,7 @@ mod tests {
             Need::Wrk,
             Need::HttpClients,
             Need::IpRoute,
+            Need::Python,
             Need::Pymemcache,
         ] {
             assert!(requirements(need).iter().all(|r| !r.package.is_empty()));

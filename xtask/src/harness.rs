@@ -290,7 +290,8 @@ fn setup_failure(
 /// The host tools the selected tests need: QEMU for the host tests (a few of xtask's
 /// boot tiny kernels, one holds an image open) and when QEMU tests run (`boots_qemu`),
 /// GRUB for the host tests (xtask's own make an ISO and install a boot disk) and the
-/// cases that boot through it, OVMF for those that boot through it, the C tools for
+/// cases that boot through it, `python3` for the host tests (one runs the pymemcache
+/// script's expiry check), OVMF for the cases that boot through it, the C tools for
 /// `docs::rustdoc` (`docs`: documenting the kernel runs its build script, which
 /// compiles the C apps with gcc), and `ip` for the tap cases when this process is
 /// `root` (without root they fail for that reason anyway).
@@ -308,6 +309,9 @@ fn tool_needs(
     }
     if host_tests || cases.iter().any(|c| c.boot != Boot::Pvh) || self_tests.iter().any(|t| t.iso) {
         needs.push(Need::Iso);
+    }
+    if host_tests {
+        needs.push(Need::Python);
     }
     if cases.iter().any(|c| c.boot.uefi()) {
         needs.push(Need::Ovmf);
@@ -1817,10 +1821,10 @@ error: 1 target failed:
 
     #[test]
     fn selected_tests_get_the_tools_they_run() {
-        // Host tests alone: xtask's own tests start QEMU and run GRUB's tools.
+        // Host tests alone: xtask's own tests start QEMU, run GRUB's tools and Python.
         assert_eq!(
             tool_needs(true, false, false, &[], &[], false),
-            [Need::Qemu, Need::Iso]
+            [Need::Qemu, Need::Iso, Need::Python]
         );
         assert_eq!(tool_needs(false, false, false, &[], &[], true), []);
         // docs::rustdoc documents the kernel, whose build script runs gcc.

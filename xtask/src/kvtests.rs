@@ -97,9 +97,6 @@ per group of checks and exits non-zero with the first failure.
 import sys
 import time
 
-from pymemcache.client.base import Client
-from pymemcache.exceptions import MemcacheServerError
-
 
 def check(what, got, want):
     if got != want:
@@ -116,7 +113,33 @@ def binary(length, seed):
     return bytes(out)
 
 
+def set_and_get_expiring(c, stall_s, stall_retries):
+    """Sets `short` with a 2 s expiry and gets it back; returns the times it was set again.
+
+    kv's clock counts whole seconds: a 2 s item lives 1 to 2 s, so a get stall_s or more
+    after its set (a stalled host) may rightly miss it; it is set again then (up to
+    stall_retries times, each miss counted in get_expired), as the Rust client does. A
+    get of other bytes than were set is an error at once, stall or not.
+    """
+    stalls = 0
+    while True:
+        sent = time.monotonic()
+        check("set expiring", c.set("short", b"soon", expire=2), True)
+        got = c.get("short")
+        if got == b"soon":
+            return stalls
+        if got is not None:
+            sys.exit(f"get of key 'short': got {got!r}, expected {b'soon'!r} (the bytes set)")
+        if time.monotonic() - sent < stall_s or stalls == stall_retries:
+            check("get before expiry", got, b"soon")
+        stalls += 1
+
+
 def main():
+    # Imported here, so that a host test can run set_and_get_expiring without pymemcache.
+    from pymemcache.client.base import Client
+    from pymemcache.exceptions import MemcacheServerError
+
     host, port = sys.argv[1], int(sys.argv[2])
     stall_s, stall_retries = float(sys.argv[3]), int(sys.argv[4])
     c = Client((host, port), connect_timeout=10, timeout=60, default_noreply=False)
@@ -176,19 +199,7 @@ def main():
     check("still served", c.get("bin1") == binary(1, 2), True)
     print(f"binary values of {sizes} bytes byte-exact; 1 MiB + 1 refused")
 
-    # kv's clock counts whole seconds: a 2 s item lives 1 to 2 s, so a get stall_s or
-    # more after its set (a stalled host) may rightly miss it; it is set again then (up
-    # to stall_retries times, each miss counted in get_expired), as the Rust client does.
-    stalls = 0
-    while True:
-        sent = time.monotonic()
-        check("set expiring", c.set("short", b"soon", expire=2), True)
-        got = c.get("short")
-        if got == b"soon":
-            break
-        if time.monotonic() - sent < stall_s or stalls == stall_retries:
-            check("get before expiry", got, b"soon")
-        stalls += 1
+    stalls = set_and_get_expiring(c, stall_s, stall_retries)
     time.sleep(3.2)
     check("get after expiry", c.get("short"), None)
     print(f"expiry: a 2 s item gone after 3.2 s ({stalls} set again after a stall)")
@@ -204,7 +215,8 @@ def main():
     c.quit()
 
 
-main()
+if __name__ == "__main__":
+    main()
 "#;
 
 /// The `net::shared-nic` case: kv and httpd bound by filters to one interface; every kv
@@ -1408,6 +1420,55 @@ mod tests {
             }
         });
         addr
+    }
+
+    /// Runs the pymemcache script's `set_and_get_expiring` with `python3` (every miss
+    /// taken as after a stall, 5 tries) on a client whose gets of `short` answer `gets`
+    /// in turn ("miss", or the bytes): whether it passed, and what it printed.
+    fn script_set_and_get_expiring(gets: &[&str]) -> (bool, String) {
+        /// Loads the script without running its main, and runs the check on a client
+        /// that stores nothing and answers as told.
+        const DRIVER: &str = r#"
+import sys
+script = {"__name__": "kv_pymemcache"}
+exec(sys.argv[1], script)
+class Client:
+    def __init__(self, gets):
+        self.gets = gets
+    def set(self, key, value, expire):
+        assert (key, value, expire) == ("short", b"soon", 2), (key, value, expire)
+        return True
+    def get(self, key):
+        assert key == "short", key
+        return self.gets.pop(0)
+gets = [None if get == "miss" else get.encode() for get in sys.argv[2:]]
+print(script["set_and_get_expiring"](Client(gets), 0, 5))
+"#;
+        let output = std::process::Command::new("python3")
+            .args(["-c", DRIVER, PYMEMCACHE_SCRIPT])
+            .args(gets)
+            .output()
+            .expect("python3 runs");
+        let said = [output.stdout, output.stderr].concat();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&said).into_owned(),
+        )
+    }
+
+    #[test]
+    fn the_pymemcache_script_sets_again_after_a_miss_but_fails_at_once_on_other_bytes() {
+        assert_eq!(
+            script_set_and_get_expiring(&["miss", "soon"]),
+            (true, "1\n".to_string())
+        );
+        assert_eq!(
+            script_set_and_get_expiring(&["sooN", "soon"]),
+            (
+                false,
+                "get of key 'short': got b'sooN', expected b'soon' (the bytes set)\n".to_string()
+            )
+        );
     }
 
     #[test]
