@@ -1603,6 +1603,11 @@ kernel_test!(
 /// Which way the soak's app ends this run (its run's number, [`soak_app`]).
 static SOAK_RUN: AtomicUsize = AtomicUsize::new(0);
 
+/// The heap bytes of the Rust device handles the soak's app opened in its last run (their
+/// boxes, and a disk's copy of its model string): what that run leaves on the heap when
+/// it ends mid-way holding them (`mem::heap`).
+static SOAK_RUST_DEVICE_BYTES: AtomicUsize = AtomicUsize::new(0);
+
 /// The soak's app: takes memory (a grant, split, merged, derived, viewed, delegated to
 /// itself), a core's timer and, on a machine with them, network interface 0 and disk 0,
 /// through the Rust API and the C ABI's handles, then ends one of six ways by its run's
@@ -1650,6 +1655,12 @@ fn soak_takes_and_ends(kernel: &rexo_api::Kernel) -> Result<(), rexo_api::ApiErr
     let devices_in_c = run % 6 != 4 && run / 6 % 2 == 1;
     let nic = (!devices_in_c).then(|| kernel.open_net(0).ok()).flatten();
     let disk = (!devices_in_c).then(|| kernel.open_block(0));
+    let nic_bytes = nic.as_ref().map_or(0, |nic| size_of_val(&**nic));
+    let disk_bytes = disk.as_ref().and_then(|disk| disk.as_ref().ok());
+    // A disk's handle also keeps its own copy of the disk's model string (the lease's
+    // snapshot of `BlockInfo`, `drivers/registry/src/lease.rs`).
+    let disk_bytes = disk_bytes.map_or(0, |disk| size_of_val(&**disk) + disk.info().model.len());
+    SOAK_RUST_DEVICE_BYTES.store(nic_bytes + disk_bytes, Ordering::Relaxed);
     let c_handles = [
         rexo_capi::rexo_mem_alloc(8192),
         rexo_capi::rexo_timer_arm(u64::MAX),
@@ -1718,10 +1729,15 @@ kernel_test!(
         };
         let run = |number| {
             SOAK_RUN.store(number, Ordering::Relaxed);
+            SOAK_RUST_DEVICE_BYTES.store(0, Ordering::Relaxed);
             crate::apps::run_as(&app, owner, cores, Some(64 << 20))
         };
-        let mut heap_growth = [0isize; 6];
-        for (way, growth) in heap_growth.iter_mut().enumerate() {
+        // An app ended mid-way leaks the heap blocks its frames held (`mem::heap`): its
+        // Rust device handles' blocks, where the machine has devices; nothing else.
+        let ended_mid_way = [false, false, true, true, true, false];
+        // By way: the change in the heap's bytes in use, and the handles' bytes leaked.
+        let mut heap_change = [(0isize, 0usize); 6];
+        for (way, (growth, handle_bytes_leaked)) in heap_change.iter_mut().enumerate() {
             // A warm-up (devices through the Rust API, then as C handles): the heap's and
             // the drivers' first allocations stay.
             let _ = (run(way), run(way + 6));
@@ -1742,6 +1758,9 @@ kernel_test!(
                     ),
                     _ => assert_eq!(result, Err(rexo_api::ApiError::Panicked), "run {number}"),
                 }
+                if ended_mid_way[way] {
+                    *handle_bytes_leaked += SOAK_RUST_DEVICE_BYTES.load(Ordering::Relaxed);
+                }
             }
             let after = soak_counts();
             *growth = after.0.cast_signed() - before.0.cast_signed();
@@ -1751,17 +1770,16 @@ kernel_test!(
                 "way {way}: (free frames, capabilities, devices held)"
             );
         }
-        let per_run = heap_growth.map(|growth| growth / 170);
-        crate::kprintln!("tests: soak heap bytes per run by way {per_run:?}");
-        // An app ended mid-way leaks the heap blocks its frames held (`mem::heap`): its
-        // Rust device handles, where the machine has devices.
-        let no_devices = crate::devices::machine().registry().devices().is_empty();
-        let ended_mid_way = [false, false, true, true, true, false];
-        for (way, growth) in heap_growth.into_iter().enumerate() {
-            let leaks = ended_mid_way[way] && !no_devices;
-            assert!(
-                growth == 0 || leaks,
-                "way {way}: the heap's bytes in use changed by {growth} over 170 runs"
+        let per_run = heap_change.map(|(growth, handles)| (growth / 170, handles / 170));
+        crate::kprintln!(
+            "tests: soak heap bytes per run by way (change, device handles' bytes leaked) {per_run:?}"
+        );
+        for (way, (growth, handle_bytes_leaked)) in heap_change.into_iter().enumerate() {
+            assert_eq!(
+                growth,
+                handle_bytes_leaked.cast_signed(),
+                "way {way}: the heap's bytes in use changed over 170 runs by (left) where \
+                 the Rust device handles the runs ended mid-way held had (right)"
             );
         }
     }
