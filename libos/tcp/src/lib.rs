@@ -43,6 +43,7 @@ extern crate alloc;
 mod challenge;
 pub mod checksum;
 mod conn;
+mod half_open;
 mod icmp;
 mod piece;
 mod seq;
@@ -64,7 +65,6 @@ pub use wire::{ACK, FIN, Header, Malformed, PSH, RST, SYN, Segment, parse};
 
 use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::vec::Vec;
-use challenge::{ChallengeAcks, OutOfWindowAcks};
 use conn::{Conn, Output, Pace, Setup, Turn};
 use core::ops::Bound;
 
@@ -470,20 +470,6 @@ pub struct ConnId {
     generation: u64,
 }
 
-/// A connection whose SYN arrived and whose SYN-ACK is unanswered.
-struct HalfOpen {
-    iss: Seq,
-    irs: Seq,
-    peer_mss: Option<u16>,
-    peer_shift: Option<u8>,
-    created: u64,
-    resend_at: u64,
-    retries: u32,
-    send_now: bool,
-    challenges: ChallengeAcks,
-    out_of_window_acks: OutOfWindowAcks,
-}
-
 /// What is left of a connection that left the table while the app held its handle
 /// (reset, timed out or closed by the peer, nothing left to read): what the handle
 /// answers until the app releases it.
@@ -639,7 +625,8 @@ pub enum Sender {
 pub struct Endpoint {
     config: Config,
     listening: Vec<u16>,
-    half_open: BTreeMap<Tuple, HalfOpen>,
+    /// The half-open connections, kept in the order their SYN-ACKs go again.
+    half_open: half_open::Table,
     accept_queue: VecDeque<ConnId>,
     slots: Vec<Slot>,
     free: Vec<usize>,
@@ -698,19 +685,6 @@ fn backed_off(base: u64, times: u32, max: u64) -> u64 {
     base.saturating_mul(1 << times.min(32)).min(max)
 }
 
-/// Makes room for one more entry in `table` if it holds `limit` (at least 1) or more:
-/// removes the entry whose `age` is least. Returns whether it removed one.
-fn evict_oldest<T>(table: &mut BTreeMap<Tuple, T>, limit: usize, age: impl Fn(&T) -> u64) -> bool {
-    if table.len() < limit.max(1) {
-        return false;
-    }
-    let oldest = table
-        .iter()
-        .min_by_key(|(_, entry)| age(entry))
-        .map(|(t, _)| *t);
-    oldest.is_some_and(|tuple| table.remove(&tuple).is_some())
-}
-
 /// The most replies owed to connectionless segments; more are not answered.
 const MAX_REPLIES: usize = 256;
 
@@ -737,7 +711,7 @@ impl Endpoint {
         Ok(Endpoint {
             config,
             listening: Vec::new(),
-            half_open: BTreeMap::new(),
+            half_open: half_open::Table::default(),
             accept_queue: VecDeque::new(),
             slots: Vec::new(),
             free: Vec::new(),
@@ -827,8 +801,7 @@ impl Endpoint {
                 remote_port,
             };
             let range = tuple(0)..=tuple(u16::MAX);
-            self.by_tuple.range(range.clone()).next().is_some()
-                || self.half_open.range(range).next().is_some()
+            self.by_tuple.range(range.clone()).next().is_some() || self.half_open.any_in(range)
         })
     }
 
@@ -1209,7 +1182,7 @@ impl Endpoint {
                 None => return Sender::Unknown,
             }
         }
-        if self.half_open.contains_key(&tuple) {
+        if self.half_open.contains(&tuple) {
             return self.input_half_open(tuple, &seg, now, link);
         }
         if seg.has(RST) || seg.has(SYN | FIN) {
@@ -1277,7 +1250,7 @@ impl Endpoint {
     /// half-open.
     pub fn holds(&self, message: &Unreachable) -> bool {
         let tuple = &message.tuple;
-        self.by_tuple.contains_key(tuple) || self.half_open.contains_key(tuple)
+        self.by_tuple.contains_key(tuple) || self.half_open.contains(tuple)
     }
 
     /// Acts on `message` at `now` as [`input_icmp`](Endpoint::input_icmp) does on the
@@ -1312,7 +1285,7 @@ impl Endpoint {
             message.code,
             icmp::PROTOCOL_UNREACHABLE | icmp::PORT_UNREACHABLE
         );
-        match self.half_open.get(tuple) {
+        match self.half_open.get_mut(tuple) {
             Some(half) if hard && message.seq == half.iss => {
                 self.half_open.remove(tuple);
                 icmp::Outcome::Noted
@@ -1392,29 +1365,16 @@ impl Endpoint {
     /// `old_snd_nxt` starts above the old sequence space, whatever the clock says
     /// (RFC 1122, 4.2.2.13): past it by more than the largest unscaled window.
     fn open(&mut self, tuple: Tuple, seg: &Segment<'_>, now: u64, old_snd_nxt: Option<Seq>) {
-        if evict_oldest(&mut self.half_open, self.config.half_open, |h| h.created) {
-            self.stats.half_open_evicted += 1;
-        }
         self.stats.syns += 1;
         let iss = match old_snd_nxt {
             Some(old) => old.plus(0x1_0001),
             None => self.isn(&tuple, now),
         };
-        self.half_open.insert(
-            tuple,
-            HalfOpen {
-                iss,
-                irs: seg.seq,
-                peer_mss: seg.mss,
-                peer_shift: seg.window_scale.map(|s| s.min(14)),
-                created: now,
-                resend_at: now.saturating_add(self.config.rto_initial_ns),
-                retries: 0,
-                send_now: true,
-                challenges: ChallengeAcks::default(),
-                out_of_window_acks: OutOfWindowAcks::default(),
-            },
-        );
+        let peer = (seg.mss, seg.window_scale);
+        let entry = half_open::HalfOpen::new(iss, seg.seq, peer, now, self.config.rto_initial_ns);
+        if self.half_open.insert(tuple, entry, self.config.half_open) {
+            self.stats.half_open_evicted += 1;
+        }
     }
 
     /// Our window scale shift: the smallest that fits the receive buffer in 16 bits.
@@ -1484,7 +1444,7 @@ impl Endpoint {
         if seg.has(SYN) {
             if seg.seq == half.irs && !seg.has(ACK) {
                 // The peer's SYN again (our SYN-ACK was lost): answer it again.
-                half.send_now = true;
+                self.half_open.owe_syn_ack(tuple);
             } else if half.challenges.allow(now, &mut self.stats) {
                 self.reply(&tuple, snd_nxt, rcv_nxt, ACK, ack_window, None);
             }
@@ -1547,10 +1507,9 @@ impl Endpoint {
     /// The earliest time [`poll`](Endpoint::poll) has timers to run, if any.
     pub fn next_deadline(&self) -> Option<u64> {
         let conns = self.timers.first().map(|&(at, _)| at);
-        let half = self.half_open.values().map(|h| h.resend_at);
         conns
             .into_iter()
-            .chain(half)
+            .chain(self.half_open.next_deadline())
             .chain(self.time_wait.next_expiry())
             .min()
     }
@@ -1596,7 +1555,7 @@ impl Endpoint {
             }
             self.replies.pop_front();
         }
-        for (tuple, half) in self.half_open.iter_mut().filter(|(_, h)| h.send_now) {
+        while let Some((tuple, half)) = self.half_open.first_owed() {
             let header = Header {
                 src: tuple.local,
                 dst: tuple.remote,
@@ -1612,7 +1571,7 @@ impl Endpoint {
             if !out.send(&header, &[], 0, 0) {
                 return;
             }
-            half.send_now = false;
+            self.half_open.syn_ack_sent(&tuple);
         }
         let pace = Pace {
             segmentation: self
@@ -1726,25 +1685,8 @@ impl Endpoint {
 
     /// Runs the timers due at `now`.
     fn run_timers(&mut self, now: u64) {
-        let config = &self.config;
-        let stats = &mut self.stats;
-        self.half_open.retain(|_, half| {
-            if half.resend_at > now {
-                return true;
-            }
-            if half.retries >= config.syn_retries {
-                stats.half_open_expired += 1;
-                return false;
-            }
-            half.retries += 1;
-            half.send_now = true;
-            half.resend_at = now.saturating_add(backed_off(
-                config.rto_initial_ns,
-                half.retries,
-                config.rto_max_ns,
-            ));
-            true
-        });
+        self.half_open
+            .run_timers(now, &self.config, &mut self.stats);
         let due: Vec<Tuple> = self
             .timers
             .iter()

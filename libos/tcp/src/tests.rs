@@ -1545,6 +1545,37 @@ fn a_poll_gives_turns_only_to_the_connections_owed_one() {
     assert_eq!(view(&sent[0]).payload, b"hello");
 }
 
+/// With the half-open table full (256 entries, their SYN-ACKs sent), a poll with
+/// nothing due looks at one entry, the one whose SYN-ACK goes again first, and
+/// `next_deadline` at none (before: a retain over the whole table, a search of it for
+/// SYN-ACKs owed on every poll, and a scan of it for every deadline asked); a poll
+/// when one SYN-ACK is due again looks at that entry and the next.
+#[test]
+fn half_open_timers_look_only_at_the_entries_due() {
+    let mut ep = server(Config::default());
+    let full = Config::default().half_open;
+    for i in 0..full as u16 {
+        let syn = packet_with(10_000 + i, SYN, Seq(1000), Seq(0), 1000);
+        ep.input(u64::from(i) * MS, &syn);
+    }
+    assert_eq!(poll(&mut ep, 300 * MS).len(), full, "the SYN-ACKs");
+    let quiet = visited_by(|| assert!(poll(&mut ep, 500 * MS).is_empty()));
+    assert!(quiet <= 2, "{quiet} looked at by a poll with nothing due");
+    let mut next = None;
+    assert_eq!(visited_by(|| next = ep.next_deadline()), 0);
+    let rto = Config::default().rto_initial_ns;
+    assert_eq!(next, Some(rto), "the first SYN-ACK's retransmission");
+    let mut sent = Vec::new();
+    let one = visited_by(|| sent = poll(&mut ep, rto));
+    assert!(one <= 4, "{one} looked at by a poll with one SYN-ACK due");
+    assert_eq!(sent.len(), 1);
+    assert_eq!(
+        (view(&sent[0]).dst_port, view(&sent[0]).flags),
+        (10_000, SYN | ACK)
+    );
+    assert_eq!(ep.next_deadline(), Some(rto + MS));
+}
+
 #[test]
 fn passive_close_goes_through_close_wait_and_last_ack() {
     let (mut ep, id, mut peer) = established();
@@ -3755,9 +3786,15 @@ fn ten_thousand_connections_ended_every_way_leave_nothing_behind() {
 }
 
 /// A poll of `ep` at `now` as before the orders of timers, idle cuts and turns: every
-/// connection's deadline computed and its timers run if due, and every connection
-/// given a turn; the segments sent, the first `room` taken (`None`: all).
+/// half-open entry's and connection's deadline looked at and its timers run if due,
+/// and every connection given a turn; the segments sent, the first `room` taken
+/// (`None`: all).
 fn poll_by_scan(ep: &mut Endpoint, now: u64, room: Option<usize>) -> Vec<Vec<u8>> {
+    for (at, tuple) in ep.half_open.scan() {
+        if at <= now {
+            ep.half_open.time_out(tuple, now, &ep.config, &mut ep.stats);
+        }
+    }
     let indices: Vec<usize> = ep.by_tuple.values().copied().collect();
     for index in indices {
         if let Some(conn) = ep.slots[index].conn.as_mut()
@@ -3807,8 +3844,9 @@ impl SplitMix {
 
 /// `ep`'s orders checked against a scan of its connections: the timer order holds
 /// every connection in the table with a deadline, under it, the order of idle cuts
-/// likewise, and `next_deadline` is the least deadline of a connection, a half-open
-/// one and a TIME-WAIT entry.
+/// likewise, the half-open table's orders hold what a scan of its entries finds, and
+/// `next_deadline` is the least deadline of a connection, a half-open one and a
+/// TIME-WAIT entry.
 fn assert_orders_are_a_scan(ep: &Endpoint) {
     let mut timers = BTreeSet::new();
     let mut idle_cuts = BTreeSet::new();
@@ -3819,20 +3857,22 @@ fn assert_orders_are_a_scan(ep: &Endpoint) {
     }
     assert_eq!(ep.timers, timers, "the timer order");
     assert_eq!(ep.idle_cuts, idle_cuts, "the order of idle cuts");
+    assert!(ep.half_open.orders_hold(), "the half-open table's orders");
     let conns = timers.iter().map(|&(at, _)| at);
-    let half = ep.half_open.values().map(|h| h.resend_at);
+    let half = ep.half_open.scan().into_iter().map(|(at, _)| at);
     let scanned = conns.chain(half).chain(ep.time_wait.next_expiry()).min();
     assert_eq!(ep.next_deadline(), scanned, "the next deadline");
 }
 
-/// The orders of timers, idle cuts and turns change nothing a poll does: two endpoints
-/// given the same random events (handshakes, data, ACKs opening and closing the
-/// window, FINs, RSTs, ICMP "fragmentation needed", the app's sends, reads,
-/// shutdowns, closes and aborts, the clock moving by up to 20 s, emitters that refuse
-/// after a few segments), one polled as it is and one polled by a scan of every
-/// connection's timers and a turn for every connection (`poll_by_scan`), send the same
-/// segments, count the same and give the same next deadline, and the first's orders
-/// hold what a scan finds (300 rounds of 300 events).
+/// The orders of timers, idle cuts and turns, and the half-open table's, change
+/// nothing a poll does: two endpoints given the same random events (handshakes, some
+/// left half-open, SYNs again, a full half-open table evicting, data, ACKs opening and
+/// closing the window, FINs, RSTs, ICMP "fragmentation needed", the app's sends,
+/// reads, shutdowns, closes and aborts, the clock moving by up to 20 s, emitters that
+/// refuse after a few segments), one polled as it is and one polled by a scan of every
+/// half-open entry's and connection's timers and a turn for every connection
+/// (`poll_by_scan`), send the same segments, count the same and give the same next
+/// deadline, and the first's orders hold what a scan finds (300 rounds of 300 events).
 #[test]
 fn the_orders_of_timers_and_turns_change_nothing_a_poll_does() {
     let mut rng = SplitMix(0x7133_0a5e_d00d);
@@ -3840,6 +3880,7 @@ fn the_orders_of_timers_and_turns_change_nothing_a_poll_does() {
         let config = Config {
             keepalive_ns: [None, Some(3_000 * MS)][rng.below(2)],
             time_wait_entries: 1 + rng.below(4),
+            half_open: 1 + rng.below(4),
             max_released: 1 + rng.below(4),
             backlog: 8,
             max_connections: 8,
@@ -3858,6 +3899,13 @@ fn the_orders_of_timers_and_turns_change_nothing_a_poll_does() {
             let port = 5000 + rng.below(6) as u16;
             let mut packet = None;
             match rng.below(16) {
+                0 if rng.below(3) == 0 => {
+                    // The peer's SYN again (its SYN-ACK lost, or late).
+                    if let Some(peer) = peers.get(&port) {
+                        let irs = peer.seq.plus(usize::MAX);
+                        packet = Some(packet_with(port, SYN, irs, Seq(0), 4000));
+                    }
+                }
                 0 => {
                     let syn = packet_with(port, SYN, Seq(1000 + step), Seq(0), 4000);
                     peers.insert(
@@ -3951,8 +3999,12 @@ fn the_orders_of_timers_and_turns_change_nothing_a_poll_does() {
                             if seg.has(RST) {
                                 peers.remove(&seg.dst_port);
                             } else if seg.has(SYN) {
+                                // Some handshakes stay half-open: the SYN-ACK goes
+                                // again, a later ACK may end it, or it expires.
                                 peer.ack = end;
-                                packet = Some(peer.segment(ACK, b""));
+                                if rng.below(3) > 0 {
+                                    packet = Some(peer.segment(ACK, b""));
+                                }
                             } else if end > peer.ack && rng.below(2) == 0 {
                                 peer.ack = end;
                             }
