@@ -685,6 +685,13 @@ fn backed_off(base: u64, times: u32, max: u64) -> u64 {
     base.saturating_mul(1 << times.min(32)).min(max)
 }
 
+/// The slot of `tuple`'s connection in the table `by_tuple`, if it is there.
+fn slot_of(by_tuple: &BTreeMap<Tuple, usize>, tuple: &Tuple) -> Option<usize> {
+    #[cfg(test)]
+    crate::tests::count_looked_up();
+    by_tuple.get(tuple).copied()
+}
+
 /// The most replies owed to connectionless segments; more are not answered.
 const MAX_REPLIES: usize = 256;
 
@@ -891,7 +898,8 @@ impl Endpoint {
         };
         // A refused send changed nothing, and a stale handle's slot may hold a stranger.
         if sent.is_ok() {
-            self.follow(id.index as usize);
+            let index = id.index as usize;
+            self.follow(index, self.in_table(index));
         }
         sent
     }
@@ -909,7 +917,8 @@ impl Endpoint {
         // Nothing read changes nothing (an app reads every connection each loop: the
         // idle ones are owed no turn for it); bytes read may owe a window update.
         if matches!(read, Ok(n) if n > 0) {
-            self.follow(id.index as usize);
+            let index = id.index as usize;
+            self.follow(index, self.in_table(index));
         }
         self.bury_if_read(id.index as usize);
         read
@@ -921,7 +930,8 @@ impl Endpoint {
         match self.conn_mut(id) {
             Ok(conn) => {
                 conn.shutdown();
-                self.follow(id.index as usize);
+                let index = id.index as usize;
+                self.follow(index, self.in_table(index));
             }
             Err(error) => _ = self.gone_of(id).ok_or(error)?,
         }
@@ -969,7 +979,6 @@ impl Endpoint {
         };
         last(conn);
         conn.release(fin_wait2_end);
-        let (tuple, closed) = (conn.tuple, conn.state == State::Closed);
         let (finishing, fin_wait_2) = (conn.finishing(), conn.state == State::FinWait2);
         if finishing {
             self.finishing += 1;
@@ -980,9 +989,9 @@ impl Endpoint {
         }
         self.released += 1;
         let index = id.index as usize;
-        self.follow(index);
-        // A connection not closed is in the table: no search on a close.
-        if closed && self.by_tuple.get(&tuple) != Some(&index) {
+        let in_table = self.in_table(index);
+        self.follow(index, in_table);
+        if !in_table {
             self.free_slot(index);
         }
         self.reset_oldest_released();
@@ -1006,7 +1015,8 @@ impl Endpoint {
             conn.reset(Error::Reset, true);
             self.finishing -= 1;
             self.stats.released_evicted += 1;
-            self.follow(index);
+            // It was finishing, so not closed: in the table.
+            self.follow(index, true);
         }
     }
 
@@ -1034,14 +1044,15 @@ impl Endpoint {
     /// changed: while it is in the table it is owed a turn of the next poll and its
     /// places in the orders of timers and idle cuts follow it; it leaves those orders
     /// once it left the table ([`retire`](Endpoint::retire) takes it off `owed`).
-    fn follow(&mut self, index: usize) {
+    /// `in_table`: whether it is in the table, which the caller knows from the search
+    /// that found it (or [`in_table`](Endpoint::in_table) tells).
+    fn follow(&mut self, index: usize, in_table: bool) {
         let Some(slot) = self.slots.get_mut(index) else {
             return;
         };
         let Some(tuple) = slot.conn.as_ref().map(|conn| conn.tuple) else {
             return;
         };
-        let in_table = self.by_tuple.get(&tuple) == Some(&index);
         let orders = Orders {
             timers: &mut self.timers,
             idle_cuts: &mut self.idle_cuts,
@@ -1050,6 +1061,15 @@ impl Endpoint {
         if in_table {
             self.owed.insert(tuple);
         }
+    }
+
+    /// Whether the connection in slot `index` is in the table: one not closed always is
+    /// (no search), a closed one until the poll after it closed retires it.
+    fn in_table(&self, index: usize) -> bool {
+        let Some(conn) = self.slots.get(index).and_then(|slot| slot.conn.as_ref()) else {
+            return false;
+        };
+        conn.state != State::Closed || slot_of(&self.by_tuple, &conn.tuple) == Some(index)
     }
 
     /// Empties the slot `index`, which holds a connection (every caller checked), and
@@ -1079,7 +1099,7 @@ impl Endpoint {
         if conn.unread()
             || conn.state != State::Closed
             || self.gone.len() >= self.config.max_connections
-            || self.by_tuple.get(&conn.tuple) == Some(&index)
+            || slot_of(&self.by_tuple, &conn.tuple) == Some(index)
         {
             return;
         }
@@ -1146,7 +1166,7 @@ impl Endpoint {
             remote_port: seg.src_port,
         };
         let mut ended_time_wait = None;
-        if let Some(&index) = self.by_tuple.get(&tuple) {
+        if let Some(index) = slot_of(&self.by_tuple, &tuple) {
             let Some(conn) = self.slots[index].conn.as_mut() else {
                 return Sender::Unknown;
             };
@@ -1158,7 +1178,7 @@ impl Endpoint {
                 };
                 let done = conn.state == State::Closed && conn.finished();
                 self.follow_released(index, before);
-                self.follow(index);
+                self.follow(index, true);
                 // Reset, or its FIN acknowledged in LAST-ACK: it leaves the table at
                 // once, so that the peer's next SYN for the tuple opens a new connection.
                 if done {
@@ -1170,7 +1190,7 @@ impl Endpoint {
             // as the compact entry does.
             let Some(old_snd_nxt) = conn.input_time_wait(&seg, now, &self.config, &mut self.stats)
             else {
-                self.follow(index);
+                self.follow(index, true);
                 return Sender::Unknown;
             };
             ended_time_wait = Some(old_snd_nxt);
@@ -1272,11 +1292,11 @@ impl Endpoint {
         if message.to != tuple.local {
             return icmp::Outcome::Dropped;
         }
-        if let Some(&index) = self.by_tuple.get(tuple)
+        if let Some(index) = slot_of(&self.by_tuple, tuple)
             && let Some(conn) = self.slots[index].conn.as_mut()
         {
             let outcome = conn.icmp_unreachable(message, now);
-            self.follow(index);
+            self.follow(index, true);
             return outcome;
         }
         // A half-open connection has sent only its SYN-ACK; a hard error ends it (RFC
@@ -1500,7 +1520,7 @@ impl Endpoint {
             index: index as u32,
             generation: slot.generation,
         });
-        self.follow(index);
+        self.follow(index, true);
         Sender::Peer
     }
 
@@ -1606,7 +1626,7 @@ impl Endpoint {
             turn
         };
         for tuple in turns {
-            let Some(&index) = self.by_tuple.get(&tuple) else {
+            let Some(index) = slot_of(&self.by_tuple, &tuple) else {
                 continue;
             };
             match turn_of(tuple, index, &mut out) {
@@ -1649,7 +1669,7 @@ impl Endpoint {
             return;
         };
         self.owed.remove(&tuple);
-        self.follow(index);
+        self.follow(index, false);
         let slot = &mut self.slots[index];
         let Some(conn) = slot.conn.as_ref() else {
             return;
@@ -1694,7 +1714,7 @@ impl Endpoint {
             .map(|&(_, tuple)| tuple)
             .collect();
         for tuple in due {
-            let Some(&index) = self.by_tuple.get(&tuple) else {
+            let Some(index) = slot_of(&self.by_tuple, &tuple) else {
                 continue;
             };
             if let Some(conn) = self.slots[index].conn.as_mut() {
@@ -1704,7 +1724,7 @@ impl Endpoint {
                     self.finishing -= 1;
                 }
             }
-            self.follow(index);
+            self.follow(index, true);
         }
         let cuts_due = self.idle_cuts.iter().take_while(|&&(at, _)| at <= now);
         self.owed.extend(cuts_due.map(|&(_, tuple)| tuple));

@@ -15,6 +15,8 @@ std::thread_local! {
     /// TIME-WAIT entries and connections a poll or a retire looked at, on this test's
     /// thread.
     static VISITED: Cell<usize> = const { Cell::new(0) };
+    /// Searches of the connection table by tuple, on this test's thread.
+    static LOOKED_UP: Cell<usize> = const { Cell::new(0) };
 }
 
 /// Counts one TIME-WAIT entry or connection looked at.
@@ -27,6 +29,18 @@ fn visited_by(run: impl FnOnce()) -> usize {
     let before = VISITED.with(Cell::get);
     run();
     VISITED.with(Cell::get) - before
+}
+
+/// Counts one search of the connection table by tuple.
+pub(crate) fn count_looked_up() {
+    LOOKED_UP.with(|looked_up| looked_up.set(looked_up.get() + 1));
+}
+
+/// The searches of the connection table by tuple while `run` ran.
+fn looked_up_by(run: impl FnOnce()) -> usize {
+    let before = LOOKED_UP.with(Cell::get);
+    run();
+    LOOKED_UP.with(Cell::get) - before
 }
 
 /// A scripted peer: its port, next sequence number, what it acknowledges, its window.
@@ -1543,6 +1557,21 @@ fn a_poll_gives_turns_only_to_the_connections_owed_one() {
     );
     assert_eq!(sent.len(), 1);
     assert_eq!(view(&sent[0]).payload, b"hello");
+}
+
+/// A segment for a connection, and a timer due, search the connection table for it
+/// once (before: `follow` searched again for what the caller had just found), and a
+/// send of the app's none.
+#[test]
+fn a_segment_and_a_timer_look_their_connection_up_once() {
+    let (mut ep, id, mut peer) = established();
+    assert_eq!(looked_up_by(|| peer.send(&mut ep, 0, b"request")), 1);
+    let piece = Piece::owned(b"answer".to_vec());
+    assert_eq!(looked_up_by(|| ep.send(id, piece).unwrap()), 0);
+    assert_eq!(poll(&mut ep, 0).len(), 1, "the answer");
+    let rto = Config::default().rto_initial_ns;
+    assert_eq!(looked_up_by(|| ep.run_timers(rto)), 1);
+    assert_eq!(ep.stats().retransmits, 1);
 }
 
 /// With the half-open table full (256 entries, their SYN-ACKs sent), a poll with
@@ -3805,7 +3834,7 @@ fn poll_by_scan(ep: &mut Endpoint, now: u64, room: Option<usize>) -> Vec<Vec<u8>
             if finishing && !conn.finishing() {
                 ep.finishing -= 1;
             }
-            ep.follow(index);
+            ep.follow(index, true);
         }
     }
     ep.owed.extend(ep.by_tuple.keys().copied());
