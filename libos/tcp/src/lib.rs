@@ -1612,14 +1612,18 @@ impl Endpoint {
         let earlier = self.owed.range((Bound::Unbounded, to));
         let turns: Vec<Tuple> = later.chain(earlier).copied().collect();
         let config = &self.config;
+        // A connection's deadline and idle cut move once, after its last turn of the
+        // poll (those still in `more` when `emit` refuses, on the way out).
         let mut turn_of = |tuple: Tuple, index: usize, out: &mut Output<'_>| {
             let slot = &mut self.slots[index];
             let turn = take_turn(slot, tuple, now, out, pace, finished);
-            let orders = Orders {
-                timers: &mut self.timers,
-                idle_cuts: &mut self.idle_cuts,
-            };
-            reschedule(orders, config, slot, true);
+            if turn != Some(true) {
+                let orders = Orders {
+                    timers: &mut self.timers,
+                    idle_cuts: &mut self.idle_cuts,
+                };
+                reschedule(orders, config, slot, true);
+            }
             if turn == Some(false) {
                 self.owed.remove(&tuple);
             }
@@ -1632,7 +1636,7 @@ impl Endpoint {
             match turn_of(tuple, index, &mut out) {
                 None => {
                     self.resume = Some(tuple);
-                    return;
+                    return self.reschedule_each(&more);
                 }
                 Some(true) => more.push((tuple, index)),
                 Some(false) => {}
@@ -1646,7 +1650,8 @@ impl Endpoint {
                 match turn_of(tuple, index, &mut out) {
                     None => {
                         self.resume = Some(tuple);
-                        return;
+                        self.reschedule_each(&more[..kept]);
+                        return self.reschedule_each(&more[i + 1..]);
                     }
                     Some(true) => {
                         more[kept] = more[i];
@@ -1656,6 +1661,18 @@ impl Endpoint {
                 }
             }
             more.truncate(kept);
+        }
+    }
+
+    /// Moves each of the connections `turned` (tuples and slots, in the table) to its
+    /// deadline and idle cut in the orders, as after a turn.
+    fn reschedule_each(&mut self, turned: &[(Tuple, usize)]) {
+        for &(_, index) in turned {
+            let orders = Orders {
+                timers: &mut self.timers,
+                idle_cuts: &mut self.idle_cuts,
+            };
+            reschedule(orders, &self.config, &mut self.slots[index], true);
         }
     }
 

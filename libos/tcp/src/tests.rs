@@ -1559,6 +1559,40 @@ fn a_poll_gives_turns_only_to_the_connections_owed_one() {
     assert_eq!(view(&sent[0]).payload, b"hello");
 }
 
+/// A connection sending its window in turns of one segment (the default burst) has
+/// its deadline computed once in the poll, after its last turn (before: after each
+/// turn, so once a segment), and one left with data when the emitter refuses has it
+/// computed too, its retransmission timer in the order.
+#[test]
+fn a_sender_is_rescheduled_once_a_poll() {
+    let mut ep = server(Config::default());
+    let (id, _) = connect(&mut ep, 0, 5000, Some(1460), None, 0xffff);
+    ep.send(id, Piece::shared(blob(100_000), 0, 100_000).unwrap())
+        .unwrap();
+    let mut sent = Vec::new();
+    let looked_at = visited_by(|| sent = poll(&mut ep, MS));
+    assert_eq!(sent.len(), 10, "the initial window");
+    // A turn for each segment (the last finds the window full after its segment), one
+    // deadline, and the TIME-WAIT table looked at.
+    assert!(
+        looked_at <= sent.len() + 2,
+        "{looked_at} looked at by a poll sending {}",
+        sent.len()
+    );
+    // Two senders, the second refused in the second round: the first, left with data,
+    // is in the order of timers too.
+    let mut ep = server(Config::default());
+    let ids = [5000, 5001].map(|port| connect(&mut ep, 0, port, Some(1460), None, 0xffff).0);
+    for id in ids {
+        let piece = Piece::shared(blob(100_000), 0, 100_000).unwrap();
+        ep.send(id, piece).unwrap();
+    }
+    assert_eq!(poll_room(&mut ep, MS, Some(3)).len(), 3);
+    let rto = Config::default().rto_initial_ns;
+    let timers: Vec<u64> = ep.timers.iter().map(|&(at, _)| at).collect();
+    assert_eq!(timers, [MS + rto, MS + rto], "both retransmission timers");
+}
+
 /// A segment for a connection, and a timer due, search the connection table for it
 /// once (before: `follow` searched again for what the caller had just found), and a
 /// send of the app's none.
