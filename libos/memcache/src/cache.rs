@@ -4,6 +4,16 @@
 //! One `Cache` per core, used through `&mut self`: no locks, no atomics. Time is a
 //! parameter (`now`, in seconds on the Unix clock) so that callers pick the clock and
 //! tests control it.
+//!
+//! The slab grows by an eighth when full and is charged whole against the budget, free
+//! entries included. So that deletes give its room back, it is compacted once fewer
+//! than half its entries hold items: each removal then moves up to
+//! [`COMPACTION_STEPS`] items from the slab's end into free entries before its end
+//! (their index and LRU neighbours told), and once none is free the slab shrinks to the
+//! items it holds. It grows again only when full, so a cache at a steady size never
+//! compacts. The work is amortised O(1) per removal and bounded per call: the steps,
+//! and at the end one reallocation copying under half the slab, as a growth copies
+//! all of it.
 
 use crate::table::{SHRINK_BELOW, Table, hash};
 use alloc::boxed::Box;
@@ -24,7 +34,8 @@ pub const RELATIVE_EXPTIME_MAX: i64 = 60 * 60 * 24 * 30;
 /// Bytes an item costs beyond its key and value: its slab entry and its share of the
 /// index (at most eight 8-byte slots: the index halves below an eighth full). Slab
 /// entries no item holds (freed, or grown for the next ones) are charged too, so the
-/// budget bounds what the cache allocates.
+/// budget bounds what the cache allocates; the slab is compacted once fewer than half
+/// its entries hold items, which gives them back.
 pub const ITEM_OVERHEAD: usize = SLAB_ENTRY + SHRINK_BELOW * core::mem::size_of::<u64>();
 /// The bytes of one slab entry.
 pub(crate) const SLAB_ENTRY: usize = core::mem::size_of::<Item>();
@@ -36,8 +47,16 @@ const SLAB_GROWTH_DIVISOR: usize = 8;
 /// Slab entries an empty cache keeps rather than give back when its last item goes, so
 /// that a cache of an item or a few does not free and reallocate its slab on every
 /// replace, `incr` or delete and set (`flush_all` gives everything back, and so does an
-/// item that fills the budget alone).
-const KEPT_SLAB_ENTRIES: usize = 64;
+/// item that fills the budget alone); a compaction leaves at least these too.
+pub(crate) const KEPT_SLAB_ENTRIES: usize = 64;
+/// A slab of more than [`KEPT_SLAB_ENTRIES`] whose items fill less than 1 /
+/// `COMPACT_BELOW` of it is compacted: growth by an eighth when full leaves it at least
+/// 8/9 full, so only removals start a compaction.
+const COMPACT_BELOW: usize = 2;
+/// Items a removal moves, at most, while the slab is compacted: each step frees the
+/// slab's last entry, so a compaction ends after its free entries / (steps - 1) more
+/// removals at the latest.
+const COMPACTION_STEPS: usize = 4;
 /// How long before the cache's creation its epoch is, the second its items' times count
 /// from in 32 bits (memcached's `rel_time_t` counts from its start likewise): 68 years,
 /// half the range, so that those times hold the Unix seconds from 68 years before the
@@ -253,7 +272,8 @@ impl Stats {
     }
 }
 
-/// One slab entry: an item, or (with an empty `data`) a free slot chained by `next`.
+/// One slab entry: an item, or (with an empty `data`: an item's holds its key) a free
+/// slot, chained to the next free one by `older` and to the one before by `newer`.
 #[derive(Debug)]
 struct Item {
     /// The key followed by the value: one allocation per item.
@@ -263,7 +283,7 @@ struct Item {
     expires_at: u32,
     cas: u64,
     flags: u32,
-    /// Toward the most recently used item.
+    /// Toward the most recently used item (and the free slot before).
     newer: u32,
     /// Toward the least recently used item (and the next free slot).
     older: u32,
@@ -304,7 +324,7 @@ impl Item {
 /// A memcached-style cache, used by one core at a time (several share [`Shards`](crate::Shards) of them).
 pub struct Cache {
     items: Vec<Item>,
-    /// The first free slab slot, chained through `older`.
+    /// The first free slab slot, the list chained both ways (see [`Item`]).
     free: u32,
     table: Table,
     /// The most recently used item.
@@ -722,6 +742,39 @@ impl Cache {
         self.bytes
     }
 
+    /// The items' keys from the least recently used, once checked that the LRU list
+    /// runs the same both ways, that the index finds every item at its slot and that the
+    /// free list, chained both ways, holds every other slab entry.
+    #[cfg(test)]
+    pub(crate) fn keys_oldest_first(&self) -> Vec<Vec<u8>> {
+        let mut keys = Vec::new();
+        let (mut at, mut before) = (self.oldest, NIL);
+        while at != NIL {
+            let item = &self.items[at as usize];
+            assert_eq!(item.older, before, "the LRU list's links at {at}");
+            let key = Key::new(item.key()).expect("an item's key");
+            assert_eq!(
+                self.find(key, self.hash(key)),
+                Some(at),
+                "the index of {at}"
+            );
+            keys.push(item.key().to_vec());
+            (before, at) = (at, item.newer);
+        }
+        assert_eq!(before, self.newest, "the LRU list's newest");
+        assert_eq!(keys.len() as u64, self.curr_items, "the items' count");
+        let (mut free, mut at, mut before) = (0, self.free, NIL);
+        while at != NIL {
+            let entry = &self.items[at as usize];
+            assert!(entry.data.is_empty(), "an item in the free list at {at}");
+            assert_eq!(entry.newer, before, "the free list's links at {at}");
+            free += 1;
+            (before, at) = (at, entry.older);
+        }
+        assert_eq!(free + keys.len(), self.items.len(), "the free entries");
+        keys
+    }
+
     /// The Unix second the items' times count from: [`EPOCH_LEAD`] before the cache's
     /// creation (at the earliest the Unix epoch: 0 for a cache made before 2038 or on a
     /// clock counting from boot).
@@ -886,7 +939,7 @@ impl Cache {
             (self.items.len() - 1) as u32
         } else {
             let index = self.free;
-            self.free = self.items[index as usize].older;
+            self.take_free(index);
             self.items[index as usize] = item;
             index
         };
@@ -902,7 +955,9 @@ impl Cache {
         index
     }
 
-    /// Removes an item from the table and the LRU list and frees its slot.
+    /// Removes an item from the table and the LRU list and frees its slot, then takes
+    /// the compaction's next steps if it is due: other items may move, so no slab index
+    /// taken before this call is used after it.
     fn unlink(&mut self, index: u32, hash: u64) {
         self.detach(index);
         self.table.remove(hash, index);
@@ -910,12 +965,75 @@ impl Cache {
         self.bytes -= item.cost_beside_its_entry();
         self.curr_items -= 1;
         item.data = Box::default();
+        item.newer = NIL;
         item.older = self.free;
+        if self.free != NIL {
+            self.items[self.free as usize].newer = index;
+        }
         self.free = index;
         if self.curr_items == 0 && self.items.capacity() > KEPT_SLAB_ENTRIES {
             // The slab's free entries are charged: with no item left, give a large
             // slab back (a small one is kept for the next items).
             self.clear();
+        } else {
+            self.compact();
+        }
+    }
+
+    /// Takes the free slot `index` out of the free list.
+    fn take_free(&mut self, index: u32) {
+        let Item { newer, older, .. } = self.items[index as usize];
+        match newer {
+            NIL => self.free = older,
+            newer => self.items[newer as usize].older = older,
+        }
+        if older != NIL {
+            self.items[older as usize].newer = newer;
+        }
+    }
+
+    /// While fewer than 1 / [`COMPACT_BELOW`] of a slab larger than
+    /// [`KEPT_SLAB_ENTRIES`] holds items, frees its last entry up to
+    /// [`COMPACTION_STEPS`] times (a free one dropped, an item moved into a free entry
+    /// before it), and once no entry is free shrinks it to its items.
+    fn compact(&mut self) {
+        for _ in 0..COMPACTION_STEPS {
+            let capacity = self.items.capacity();
+            if capacity <= KEPT_SLAB_ENTRIES || self.curr_items as usize * COMPACT_BELOW >= capacity
+            {
+                return;
+            }
+            if self.free == NIL {
+                self.items
+                    .shrink_to(self.items.len().max(KEPT_SLAB_ENTRIES));
+                return;
+            }
+            let last = (self.items.len() - 1) as u32;
+            if self.items[last as usize].data.is_empty() {
+                self.take_free(last);
+            } else {
+                let hole = self.free;
+                self.take_free(hole);
+                self.items.swap(hole as usize, last as usize);
+                self.relocate(last, hole);
+            }
+            self.items.pop();
+        }
+    }
+
+    /// Tells the item moved from slab index `from` to `to` its index and LRU neighbours.
+    fn relocate(&mut self, from: u32, to: u32) {
+        let item = &self.items[to as usize];
+        let Item { newer, older, .. } = *item;
+        let hash = hash_of(self.config.hash_seed, item);
+        self.table.relocate(hash, from, to);
+        match newer {
+            NIL => self.newest = to,
+            newer => self.items[newer as usize].older = to,
+        }
+        match older {
+            NIL => self.oldest = to,
+            older => self.items[older as usize].newer = to,
         }
     }
 

@@ -126,6 +126,19 @@ impl Table {
         }
     }
 
+    /// Records that the entry stored under `hash` for slab index `from` moved to `to`.
+    pub(crate) fn relocate(&mut self, hash: u64, from: u32, to: u32) {
+        let tag = tag_of(hash) << 32;
+        let wanted = tag | (u64::from(from) + 1);
+        let mask = self.slots.len() - 1;
+        let mut at = home(tag_of(hash), mask);
+        while self.slots[at] != wanted {
+            debug_assert_ne!(self.slots[at], EMPTY, "moving an index not in the table");
+            at = (at + 1) & mask;
+        }
+        self.slots[at] = tag | (u64::from(to) + 1);
+    }
+
     /// Forgets everything, back to the initial size.
     pub(crate) fn clear(&mut self) {
         *self = Self::new();
