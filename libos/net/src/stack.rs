@@ -31,7 +31,7 @@ use crate::lease::{DhcpClient, DhcpLease, LeaseShare};
 use crate::owntcp::{OwnCounters, OwnTcp};
 use crate::ping::PingSockets;
 use crate::tso::Tso;
-use crate::udp::UdpSockets;
+use crate::udp::{UdpSockets, place_in_first_free};
 
 /// Frames taken from the NIC per `NetDevice::receive` call: enough to amortise the
 /// driver's doorbell, few enough that the replies staged meanwhile stay small; also the
@@ -426,7 +426,9 @@ impl Default for UdpOptions {
     }
 }
 
-/// A TCP port being listened on (a handle into its [`Stack`]).
+/// A TCP port being listened on (a handle into its [`Stack`]). It is given back only by
+/// [`Stack::unlisten`], which takes it, so its index always names a live listener: the
+/// slot it frees is taken by the next listener.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Listener(usize);
 
@@ -534,8 +536,9 @@ pub struct Stack {
     /// The resolver (`dns.rs`): its servers from [`Config::Static`] or the DHCP lease,
     /// its port block, its queries.
     resolver: Resolver,
-    /// Every listener made; an unlistened one stays, empty, so that handles stay valid.
-    listeners: Vec<ListenerState>,
+    /// The listeners, each in a slot its [`Listener`] names; an unlistened one's slot is
+    /// free (`None`) until the next listener takes it.
+    listeners: Vec<Option<ListenerState>>,
     /// The UDP sockets, each with its queue of datagrams to send (`udp.rs`).
     udp: UdpSockets,
     /// The ping sockets, each with its queue of requests to send (`ping.rs`).
@@ -1454,7 +1457,7 @@ impl Stack {
     /// Moves listening sockets that got a SYN to their listener's pending queue and
     /// listens again up to the backlog.
     fn refill_listeners(&mut self, now_ns: u64) {
-        for listener in &mut self.listeners {
+        for listener in self.listeners.iter_mut().flatten() {
             let sockets = &mut self.sockets;
             listener.listening.retain(|&handle| {
                 if sockets.get::<tcp::Socket>(handle).state() == tcp::State::Listen {
@@ -1531,11 +1534,15 @@ impl Stack {
         });
     }
 
+    /// The listeners' slots the stack holds, free ones included.
+    #[cfg(test)]
+    pub(crate) fn listener_slots(&self) -> usize {
+        self.listeners.len()
+    }
+
     /// Whether a listener of this stack, or our own TCP, uses TCP `port`.
     fn tcp_port_taken(&self, port: u16) -> bool {
-        self.listeners
-            .iter()
-            .any(|l| l.port == port && l.backlog > 0)
+        self.listeners.iter().flatten().any(|l| l.port == port)
             || self.own.as_ref().is_some_and(|own| own.serves(port))
     }
 
@@ -1605,20 +1612,21 @@ impl Stack {
         if self.tcp_port_taken(port) {
             return Err(NetError::PortInUse(port));
         }
-        self.listeners.push(ListenerState {
+        let listener = ListenerState {
             port,
             backlog: backlog.max(1),
             options,
             listening: Vec::new(),
             pending: VecDeque::new(),
-        });
+        };
+        let index = place_in_first_free(&mut self.listeners, listener);
         self.refill_listeners(self.now_ns);
-        Ok(Listener(self.listeners.len() - 1))
+        Ok(Listener(index))
     }
 
     /// The oldest connection of `listener` whose handshake finished, if any.
     pub fn accept(&mut self, listener: &Listener) -> Option<Connection> {
-        let state = self.listeners.get_mut(listener.0)?;
+        let state = self.listeners.get_mut(listener.0)?.as_mut()?;
         let sockets = &self.sockets;
         let ready = state.pending.iter().position(|&(handle, _)| {
             // Established, or already closed by the peer after sending: both are worth
@@ -1630,12 +1638,13 @@ impl Stack {
         Some(Connection(handle))
     }
 
-    /// Stops listening: connections not yet accepted are reset; accepted ones stay.
+    /// Stops listening: connections not yet accepted are reset (their sockets removed
+    /// once smoltcp is done with them, as a closed connection's); accepted ones stay. The
+    /// listener's slot is freed for the next one.
     pub fn unlisten(&mut self, listener: Listener) {
-        if let Some(state) = self.listeners.get_mut(listener.0) {
-            state.backlog = 0;
-            let pending = state.pending.drain(..).map(|(handle, _)| handle);
-            for handle in state.listening.drain(..).chain(pending) {
+        if let Some(state) = self.listeners.get_mut(listener.0).and_then(Option::take) {
+            let pending = state.pending.into_iter().map(|(handle, _)| handle);
+            for handle in state.listening.into_iter().chain(pending) {
                 self.sockets.get_mut::<tcp::Socket>(handle).abort();
                 self.closing.push(handle);
             }
@@ -2164,7 +2173,7 @@ fn reset_if_broken<T>(
 /// connection of the flow is opening, and when one whose handshake finished holds it (a
 /// SYN on it, forged or stray, opens nothing).
 fn receive_buffer(
-    listeners: &[ListenerState],
+    listeners: &[Option<ListenerState>],
     sockets: &SocketSet<'static>,
     flow: crate::tso::Flow,
 ) -> Option<usize> {
@@ -2190,7 +2199,8 @@ fn receive_buffer(
     }
     if let Some(listener) = listeners
         .iter()
-        .find(|l| l.port == flow.local_port && l.backlog > 0)
+        .flatten()
+        .find(|l| l.port == flow.local_port)
     {
         return Some(listener.options.receive_buffer);
     }
