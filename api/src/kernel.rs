@@ -62,6 +62,16 @@ impl AppRun {
             Err(crate::BinaryError::NotGranted(self.name))
         }
     }
+
+    /// `Ok` if the run may start `app` with [`Kernel::run_app`]: an app that may run
+    /// BareMetal code only from a run that may too, else why not.
+    pub fn may_start(&self, app: &crate::AppEntry) -> Result<(), ApiError> {
+        if app.may_run_baremetal && !self.may_run_baremetal {
+            Err(ApiError::NotGranted(self.name))
+        } else {
+            Ok(())
+        }
+    }
 }
 
 /// The kernel as an app sees it: a token that acts for one app run ([`AppRun`]). The
@@ -264,6 +274,9 @@ macro_rules! kernel_calls {
             /// Runs the app `name` on the calling core and returns when it does, within what
             /// is left of the caller's memory quota; what it allocated and delegated to
             /// another app stays charged to the caller after it ends, until the frames go back.
+            /// Refused ([`ApiError::NotGranted`]) when the app may run BareMetal code
+            /// ([`AppEntry::may_run_baremetal`](crate::AppEntry::may_run_baremetal)) and the
+            /// caller may not ([`AppRun::may_start`]).
             fn run_app(&self, name: &str) -> Result<(), ApiError>;
             /// Reboots the machine, every disk told first as at a power-off (each refuses
             /// every request from then on).

@@ -190,8 +190,10 @@ pub struct AppEntry {
     pub main: AppMain,
     /// Whether the app's runs may load and run BareMetal code
     /// ([`Kernel::load_baremetal`], [`Kernel::exec_baremetal`]), which runs in ring 0
-    /// with the kernel's rights: a privilege only the app table grants (the monitor's).
-    /// Other apps are refused ([`BinaryError::NotGranted`]).
+    /// with the kernel's rights: a privilege only the app table grants (the monitor's, and
+    /// the kernel's own `baremetal` app's). Other apps are refused
+    /// ([`BinaryError::NotGranted`]), and may not start an app that has it with
+    /// [`Kernel::run_app`] ([`ApiError::NotGranted`]).
     pub may_run_baremetal: bool,
 }
 
@@ -306,6 +308,11 @@ pub enum ApiError {
     /// Two runs of the app named are going (two entries of one app in a boot manifest):
     /// the name does not say which is meant, so nothing was handed over.
     AmbiguousApp,
+    /// The calling app (named) may not start that app with
+    /// [`Kernel::run_app`](crate::Kernel::run_app): the app runs BareMetal code (ring 0,
+    /// the kernel's rights), a right the caller's entry in the image's app table does not
+    /// grant ([`AppEntry::may_run_baremetal`]).
+    NotGranted(&'static str),
 }
 
 impl ApiError {
@@ -394,6 +401,10 @@ impl fmt::Display for ApiError {
             ApiError::AmbiguousApp => {
                 f.write_str("two runs of that app are going: the name does not say which")
             }
+            ApiError::NotGranted(app) => write!(
+                f,
+                "app '{app}' may not start an app that runs BareMetal code (ring 0, the kernel's rights): its entry in the image's app table does not grant it"
+            ),
         }
     }
 }
@@ -563,6 +574,34 @@ mod tests {
         assert_eq!(merge.entries_used(entry), [entry, sibling]);
         let split = MemoryOp::Split { offset: 0x1000 };
         assert_eq!(split.entries_used(entry), [entry, entry]);
+    }
+
+    #[test]
+    fn only_a_run_granted_baremetal_code_starts_an_app_granted_it() {
+        fn main(_: &Kernel) -> Result<(), ApiError> {
+            Ok(())
+        }
+        let run = |may_run_baremetal| AppRun {
+            owner: OwnerId(3),
+            core_holder: OwnerId(3),
+            name: "caller",
+            cores: CoreSpan { first: 0, count: 1 },
+            quota: None,
+            may_run_baremetal,
+        };
+        let plain = AppEntry::new("hello", "greets", main);
+        let granted = AppEntry {
+            may_run_baremetal: true,
+            ..AppEntry::new("baremetal", "runs ring 0 code", main)
+        };
+        assert_eq!(run(false).may_start(&plain), Ok(()));
+        assert_eq!(
+            run(false).may_start(&granted),
+            Err(ApiError::NotGranted("caller"))
+        );
+        assert_eq!(run(true).may_start(&granted), Ok(()));
+        let text = alloc::format!("{}", ApiError::NotGranted("caller"));
+        assert!(text.starts_with("app 'caller' may not start an app that runs BareMetal code"));
     }
 
     #[test]

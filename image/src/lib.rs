@@ -3,7 +3,8 @@
 //! kernel adds its own few (reboot, the BareMetal loader, the C examples) after these.
 //! Adding an app to the image is adding its crate to `Cargo.toml` and one entry here.
 //! An entry's `may_run_baremetal` lets the app load and run BareMetal code, in ring 0
-//! with the kernel's rights: the monitor alone has it.
+//! with the kernel's rights, and start an app that has it with `run_app`: the monitor
+//! alone has it here (the kernel's own `baremetal` app has it too).
 #![cfg_attr(target_os = "none", no_std)]
 #![forbid(unsafe_code)]
 

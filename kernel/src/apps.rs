@@ -34,12 +34,13 @@ const KERNEL_APPS: &[App] = &[
         "reboots the machine (ACPI reset register, keyboard controller, triple fault)",
         reboot,
     ),
-    // Loads and runs its binary itself, not through `load_baremetal`: no right needed.
-    App::new(
-        "baremetal",
-        "runs the BareMetal binary given as the first boot module (-initrd FILE)",
-        crate::baremetal::app,
-    ),
+    // Runs its module in ring 0 through `load_baremetal`: only apps granted that start it.
+    App {
+        name: "baremetal",
+        about: "runs the BareMetal binary given as the first boot module (-initrd FILE)",
+        main: crate::baremetal::app,
+        may_run_baremetal: true,
+    },
 ];
 
 /// How many apps [`all`] lists.
@@ -492,14 +493,10 @@ impl KernelCalls for AppRun {
         // The app runs on the caller's cores and within what is left of the caller's quota,
         // lent to it until it ends (the caller's tasks on other cores cannot take it too).
         let app = find(name).ok_or(ApiError::NoSuchApp)?;
+        self.may_start(app)?;
         let lent = Quota::LentBy(self.owner);
-        run_with(
-            app,
-            app_owner(app),
-            self.cores,
-            lent,
-            Some(self.core_holder),
-        )
+        let lender = Some(self.core_holder);
+        run_with(app, app_owner(app), self.cores, lent, lender)
     }
 
     fn reboot(&self) -> ! {

@@ -1617,6 +1617,25 @@ pub const CASES: &[Case] = &[
         ],
         ..BASE
     },
+    // The monitor's entry grants BareMetal code, so its `run` starts the kernel's
+    // `baremetal` app (which other apps may not); the app loads through load_baremetal,
+    // so the monitor's `exec` after it runs the module again, from the memory the first
+    // run left (the test program then fails its lock counter's check: its RAX is not 0).
+    Case {
+        name: "monitor::run-baremetal",
+        append: "app=monitor",
+        qemu_args: &["-initrd", "target/baremetal/test.bin"],
+        input: "run baremetal\r\r\rexec\r\r\rpoweroff\r",
+        exit: Some(0),
+        timeout_s: 30,
+        checks: &[
+            Check::Has("the app returned rax=0x0"),
+            Check::Has("baremetal: done"),
+            Check::Lacks("exec: nothing is loaded"),
+            Check::Has("exec: returned rax="),
+        ],
+        ..BASE
+    },
     Case {
         name: "badinput::monitor-exec-without-load",
         append: "app=monitor",

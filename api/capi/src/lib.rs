@@ -182,6 +182,7 @@ fn error_code(error: ApiError) -> c_int {
         | ApiError::Repossessed
         | ApiError::Extents(_)
         | ApiError::AmbiguousApp
+        | ApiError::NotGranted(_)
         | ApiError::NoAddress
         | ApiError::CoreNotHeld(_) => REXO_EPERM,
     }

@@ -85,8 +85,10 @@
 //! virtual 0xFFFF_8000_0000_0000.. is mapped onto it with 2 MiB pages (PML4 entry 256,
 //! shared by every core). `Kernel::load_baremetal` and `exec_baremetal` serve only apps
 //! whose app-table entry grants BareMetal code (`AppEntry::may_run_baremetal`: the
-//! monitor's `load` and `exec`), since the code runs with the kernel's rights; others get
-//! `BinaryError::NotGranted`. A load is refused while cores still run the loaded binary (`exec`) or jobs it gave them with
+//! monitor's `load` and `exec`, and the built-in app `baremetal`, which loads and runs
+//! its module through them), since the code runs with the kernel's rights; others get
+//! `BinaryError::NotGranted`, and `run_app` starts the app `baremetal` only for an app
+//! granted it too (`ApiError::NotGranted`; `app=baremetal` is the operator's). A load is refused while cores still run the loaded binary (`exec`) or jobs it gave them with
 //! `smp_set` (`BinaryError::JobsRunning`): they would go on in the new binary's code and
 //! data; an `exec` while a load runs is refused (`BinaryError::Loading`). A load whose
 //! source is taken from the app mid-copy (memory revoked by force: a page fault) releases
@@ -244,13 +246,15 @@ pub fn load(binary: Option<&[u8]>, mut record: impl FnMut(Option<u64>)) -> Resul
     Ok(size)
 }
 
-/// The built-in app `baremetal`: loads the boot module, installs the call table, runs the
-/// binary on this core and reports its RAX. A refused module stops the boot with a
-/// message (exit status "failure").
-pub fn app(_kernel: &rexo_api::Kernel) -> Result<(), rexo_api::ApiError> {
-    let size = load(None, |_| ()).unwrap_or_else(|e| crate::fatal(format_args!("baremetal: {e}")));
-    log::info!("baremetal: running a {size}-byte binary at {APP_BASE:#x}");
-    let rax = run_loaded().unwrap_or_else(|e| crate::fatal(format_args!("baremetal: {e}")));
+/// The built-in app `baremetal`: loads the boot module and runs it on this core with the
+/// call table (`Kernel::load_baremetal` and `exec_baremetal`, which its app-table entry
+/// grants it) and reports its RAX. A refused module stops the boot with a message (exit
+/// status "failure").
+pub fn app(kernel: &rexo_api::Kernel) -> Result<(), rexo_api::ApiError> {
+    let rax = kernel
+        .load_baremetal(None)
+        .and_then(|_| kernel.exec_baremetal());
+    let rax = rax.unwrap_or_else(|e| crate::fatal(format_args!("baremetal: {e}")));
     log::info!("baremetal: the app returned rax={rax:#x}");
     Ok(())
 }

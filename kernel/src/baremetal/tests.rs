@@ -413,6 +413,29 @@ kernel_test!(
     }
 );
 
+/// An app whose entry does not grant BareMetal code: asks to start the kernel's
+/// `baremetal` app, which would load the first boot module and run it in ring 0.
+fn starts_the_baremetal_app(kernel: &rexo_api::Kernel) -> Result<(), rexo_api::ApiError> {
+    let refused = Err(rexo_api::ApiError::NotGranted("bm-starter"));
+    assert_eq!(kernel.run_app("baremetal"), refused);
+    Ok(())
+}
+
+kernel_test!(
+    fn an_app_not_granted_baremetal_code_cannot_start_the_baremetal_app() {
+        // Without the check the machine has no module here, and the app's load ends the
+        // whole run (a fatal error).
+        let app = crate::apps::App::new(
+            "bm-starter",
+            "asks to run the baremetal app",
+            starts_the_baremetal_app,
+        );
+        let owner = crate::caps::tests::top_owner(1);
+        let cores = crate::apps::CoreSpan { first: 0, count: 1 };
+        assert_eq!(crate::apps::run_as(&app, owner, cores, None), Ok(()));
+    }
+);
+
 /// The receive buffers of [`a_receive_by_a_program_with_no_heap_left_allocates_its_buffer`],
 /// and the address its app's receive returned.
 static BUFFERS: rexo_drivers::baremetal::ReceiveBuffers<{ crate::arch::percpu::MAX_CORES }> =
