@@ -439,6 +439,27 @@ fn the_handshakes_last_ack_must_be_in_the_window() {
     assert!(ep.accept().is_some());
 }
 
+/// The peer's SYN again (our SYN-ACK lost) is answered with the same SYN-ACK, once,
+/// at the next poll, not before its retransmission timer.
+#[test]
+fn the_peers_syn_again_gets_its_syn_ack_again_once() {
+    let mut ep = server(Config::default());
+    let iss = half_open_from_5000(&mut ep);
+    ep.input(
+        MS,
+        &packet(5000, SYN, Seq(1000), Seq(0), 1000, b"", None, None),
+    );
+    let sent = poll(&mut ep, MS);
+    assert_eq!(sent.len(), 1, "one SYN-ACK again");
+    let synack = view(&sent[0]);
+    assert_eq!(
+        (synack.flags, synack.seq, synack.ack),
+        (SYN | ACK, iss, Seq(1001))
+    );
+    assert!(poll(&mut ep, 2 * MS).is_empty(), "owed once");
+    assert_eq!(ep.half_open(), 1);
+}
+
 #[test]
 fn a_half_open_connection_challenges_an_inexact_reset_and_a_new_syn() {
     let mut ep = server(Config::default());
