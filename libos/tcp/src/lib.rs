@@ -916,11 +916,12 @@ impl Endpoint {
         };
         // Nothing read changes nothing (an app reads every connection each loop: the
         // idle ones are owed no turn for it); bytes read may owe a window update.
+        let index = id.index as usize;
+        let in_table = self.in_table(index);
         if matches!(read, Ok(n) if n > 0) {
-            let index = id.index as usize;
-            self.follow(index, self.in_table(index));
+            self.follow(index, in_table);
         }
-        self.bury_if_read(id.index as usize);
+        self.bury_if_read(index, in_table);
         read
     }
 
@@ -1086,20 +1087,20 @@ impl Endpoint {
         conn
     }
 
-    /// Frees the slot `index` of a connection that left the table once the app has read
-    /// all it received, leaving what its handle still answers in the `gone` records;
-    /// while those hold [`Config::max_connections`] records, the connection keeps its
-    /// slot instead, so that handles the app never releases are bounded too.
-    fn bury_if_read(&mut self, index: usize) {
+    /// Frees the slot `index` of a connection that left the table (`in_table` is
+    /// false: the caller knows, so the table is not searched again) once the app has
+    /// read all it received, leaving what its handle still answers in the `gone`
+    /// records; while those hold [`Config::max_connections`] records, the connection
+    /// keeps its slot instead, so that handles the app never releases are bounded too.
+    fn bury_if_read(&mut self, index: usize, in_table: bool) {
         let slot = &mut self.slots[index];
         let Some(conn) = slot.conn.as_ref() else {
             return;
         };
-        // A connection not closed is in the table: no search on the receive path.
-        if conn.unread()
+        if in_table
+            || conn.unread()
             || conn.state != State::Closed
             || self.gone.len() >= self.config.max_connections
-            || slot_of(&self.by_tuple, &conn.tuple) == Some(index)
         {
             return;
         }
@@ -1697,7 +1698,7 @@ impl Endpoint {
                 generation: slot.generation,
             };
             let Some(queued) = self.accept_queue.iter().position(|&q| q == id) else {
-                return self.bury_if_read(index);
+                return self.bury_if_read(index, false);
             };
             self.accept_queue.remove(queued);
         }

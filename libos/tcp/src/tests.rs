@@ -1615,8 +1615,9 @@ fn a_sender_is_rescheduled_once_a_poll() {
 }
 
 /// A segment for a connection, and a timer due, search the connection table for it
-/// once (before: `follow` searched again for what the caller had just found), and a
-/// send of the app's none.
+/// once (before: `follow` searched again for what the caller had just found), a send
+/// of the app's none, and a read from a closed connection once (before: `recv` and
+/// `bury_if_read` searched each).
 #[test]
 fn a_segment_and_a_timer_look_their_connection_up_once() {
     let (mut ep, id, mut peer) = established();
@@ -1627,6 +1628,12 @@ fn a_segment_and_a_timer_look_their_connection_up_once() {
     let rto = Config::default().rto_initial_ns;
     assert_eq!(looked_up_by(|| ep.run_timers(rto)), 1);
     assert_eq!(ep.stats().retransmits, 1);
+    // Reset with the request unread: the connection left the table, kept for the read.
+    ep.input(rto, &peer.segment(RST, b""));
+    assert_eq!(ep.state(id), Ok(State::Closed));
+    let mut buf = [0; 16];
+    assert_eq!(looked_up_by(|| assert_eq!(ep.recv(id, &mut buf), Ok(7))), 1);
+    assert_eq!(ep.recv(id, &mut buf), Err(Error::Reset), "buried once read");
 }
 
 /// With the half-open table full (256 entries, their SYN-ACKs sent), a poll with
