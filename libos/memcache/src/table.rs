@@ -96,16 +96,8 @@ impl Table {
 
     /// Forgets `index`, stored under `hash`.
     pub(crate) fn remove(&mut self, hash: u64, index: u32) {
-        let wanted = (tag_of(hash) << 32) | (u64::from(index) + 1);
         let mask = self.slots.len() - 1;
-        let mut hole = home(tag_of(hash), mask);
-        while self.slots[hole] != wanted {
-            debug_assert_ne!(
-                self.slots[hole], EMPTY,
-                "removing an index not in the table"
-            );
-            hole = (hole + 1) & mask;
-        }
+        let mut hole = self.slot_holding(hash, index);
         // Backward shift: later slots of the same run move into the hole when their home
         // is not between the hole and themselves, so every run stays unbroken.
         let mut next = (hole + 1) & mask;
@@ -128,15 +120,21 @@ impl Table {
 
     /// Records that the entry stored under `hash` for slab index `from` moved to `to`.
     pub(crate) fn relocate(&mut self, hash: u64, from: u32, to: u32) {
-        let tag = tag_of(hash) << 32;
-        let wanted = tag | (u64::from(from) + 1);
+        let at = self.slot_holding(hash, from);
+        self.slots[at] = (tag_of(hash) << 32) | (u64::from(to) + 1);
+    }
+
+    /// The slot holding slab index `index`, stored under `hash` (it must be in the
+    /// table): probed for from its home.
+    fn slot_holding(&self, hash: u64, index: u32) -> usize {
+        let wanted = (tag_of(hash) << 32) | (u64::from(index) + 1);
         let mask = self.slots.len() - 1;
         let mut at = home(tag_of(hash), mask);
         while self.slots[at] != wanted {
-            debug_assert_ne!(self.slots[at], EMPTY, "moving an index not in the table");
+            debug_assert_ne!(self.slots[at], EMPTY, "an index not in the table");
             at = (at + 1) & mask;
         }
-        self.slots[at] = tag | (u64::from(to) + 1);
+        at
     }
 
     /// Forgets everything, back to the initial size.
