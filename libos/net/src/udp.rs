@@ -94,8 +94,9 @@ impl<D: Copy> Lending<D> {
     }
 }
 
-/// Puts `slot` in the first free place of `slots` (one a closed socket left), else after
-/// the last; its index. Shared by `udp.rs` and `ping.rs`.
+/// Puts `slot` in the first free place of `slots` (one a closed socket or an unlistened
+/// listener left), else after the last; its index. Shared by the UDP and ping sockets
+/// and the stack's listeners.
 pub(crate) fn place_in_first_free<T>(slots: &mut Vec<Option<T>>, slot: T) -> usize {
     match slots.iter().position(Option::is_none) {
         Some(free) => {
