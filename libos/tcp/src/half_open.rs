@@ -83,12 +83,13 @@ impl Table {
         self.entries.get_mut(tuple)
     }
 
-    /// Adds `entry` for `tuple`, owed its SYN-ACK, first evicting the oldest entry (the
-    /// least tuple among those as old) if `limit` (at least 1) are held; returns
-    /// whether one was evicted.
+    /// Adds `entry` for `tuple`, which is not half-open (a SYN for a half-open tuple
+    /// goes to its entry), owed its SYN-ACK, first evicting the oldest entry (the least
+    /// tuple among those as old) if `limit` (at least 1) are held; returns whether one
+    /// was evicted.
     pub fn insert(&mut self, tuple: Tuple, entry: HalfOpen, limit: usize) -> bool {
+        debug_assert!(!self.contains(&tuple), "{tuple:?} is half-open already");
         let evicted = self.entries.len() >= limit.max(1) && self.evict_oldest();
-        self.remove(&tuple);
         self.by_deadline.insert((entry.resend_at, tuple));
         self.owed.insert(tuple);
         self.entries.insert(tuple, entry);
