@@ -1,6 +1,8 @@
 //! The half-open connections (SYN received, SYN-ACK unanswered): a bounded table kept
-//! in the order their SYN-ACKs go again beside the lookup by addresses and ports, with
-//! the set of those owed a SYN-ACK now, so that a poll looks only at the entries due.
+//! in the order their SYN-ACKs go again and in the order their SYNs came beside the
+//! lookup by addresses and ports, with the set of those owed a SYN-ACK now, so that a
+//! poll looks only at the entries due and a SYN to a full table finds the oldest at
+//! once.
 
 use crate::challenge::{ChallengeAcks, OutOfWindowAcks};
 use crate::seq::Seq;
@@ -57,6 +59,9 @@ pub struct Table {
     /// Every entry's SYN-ACK retransmission time and tuple, earliest first (ties by
     /// tuple).
     by_deadline: BTreeSet<(u64, Tuple)>,
+    /// Every entry's SYN arrival time and tuple, oldest first (ties by tuple): the
+    /// first is evicted from a full table.
+    by_age: BTreeSet<(u64, Tuple)>,
     /// The entries owed a SYN-ACK at the next poll (a new SYN, the peer's SYN again, a
     /// retransmission due), in tuple order.
     owed: BTreeSet<Tuple>,
@@ -91,26 +96,28 @@ impl Table {
         debug_assert!(!self.contains(&tuple), "{tuple:?} is half-open already");
         let evicted = self.entries.len() >= limit.max(1) && self.evict_oldest();
         self.by_deadline.insert((entry.resend_at, tuple));
+        self.by_age.insert((entry.created, tuple));
         self.owed.insert(tuple);
         self.entries.insert(tuple, entry);
         evicted
     }
 
-    /// Drops the entry whose SYN came first (the least tuple among those as old);
-    /// returns whether there was one.
+    /// Drops the entry whose SYN came first (the least tuple among those as old), the
+    /// first of the order by age; returns whether there was one.
     fn evict_oldest(&mut self) -> bool {
-        let oldest = self
-            .entries
-            .iter()
-            .min_by_key(|(_, entry)| entry.created)
-            .map(|(tuple, _)| *tuple);
-        oldest.is_some_and(|tuple| self.remove(&tuple).is_some())
+        let Some(&(_, oldest)) = self.by_age.first() else {
+            return false;
+        };
+        #[cfg(test)]
+        crate::tests::count_visited();
+        self.remove(&oldest).is_some()
     }
 
     /// Drops `tuple`'s entry; returns it if there was one.
     pub fn remove(&mut self, tuple: &Tuple) -> Option<HalfOpen> {
         let entry = self.entries.remove(tuple)?;
         self.by_deadline.remove(&(entry.resend_at, *tuple));
+        self.by_age.remove(&(entry.created, *tuple));
         self.owed.remove(tuple);
         Some(entry)
     }
@@ -186,10 +193,14 @@ impl Table {
     }
 
     /// Whether the orders hold what a scan finds: every entry under its deadline and
-    /// nothing else, and every entry owed a SYN-ACK half-open.
+    /// under its SYN's arrival time and nothing else, and every entry owed a SYN-ACK
+    /// half-open.
     #[cfg(test)]
     pub fn orders_hold(&self) -> bool {
         let deadlines: BTreeSet<(u64, Tuple)> = self.scan().into_iter().collect();
-        self.by_deadline == deadlines && self.owed.iter().all(|t| self.entries.contains_key(t))
+        let ages = self.entries.iter().map(|(t, entry)| (entry.created, *t));
+        self.by_deadline == deadlines
+            && self.by_age == ages.collect()
+            && self.owed.iter().all(|t| self.entries.contains_key(t))
     }
 }

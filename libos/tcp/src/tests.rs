@@ -12,19 +12,19 @@ const CLIENT: [u8; 4] = [10, 0, 0, 2];
 const MS: u64 = 1_000_000;
 
 std::thread_local! {
-    /// TIME-WAIT entries and connections a poll or a retire looked at, on this test's
-    /// thread.
+    /// TIME-WAIT entries, half-open entries and connections a poll, a retire or an
+    /// eviction looked at, on this test's thread.
     static VISITED: Cell<usize> = const { Cell::new(0) };
     /// Searches of the connection table by tuple, on this test's thread.
     static LOOKED_UP: Cell<usize> = const { Cell::new(0) };
 }
 
-/// Counts one TIME-WAIT entry or connection looked at.
+/// Counts one TIME-WAIT entry, half-open entry or connection looked at.
 pub(crate) fn count_visited() {
     VISITED.with(|visited| visited.set(visited.get() + 1));
 }
 
-/// The TIME-WAIT entries and connections looked at while `run` ran.
+/// The TIME-WAIT entries, half-open entries and connections looked at while `run` ran.
 fn visited_by(run: impl FnOnce()) -> usize {
     let before = VISITED.with(Cell::get);
     run();
@@ -1665,6 +1665,39 @@ fn half_open_timers_look_only_at_the_entries_due() {
         (10_000, SYN | ACK)
     );
     assert_eq!(ep.next_deadline(), Some(rto + MS));
+}
+
+/// A SYN to a full half-open table (256 entries, their SYNs come out of tuple order)
+/// evicts the entry whose SYN came first, and finds it at the front of the order by
+/// age, looking at one entry (before: a scan of the whole table on every such SYN, the
+/// path a SYN flood takes on every packet).
+#[test]
+fn a_syn_to_a_full_half_open_table_looks_only_at_the_oldest_entry() {
+    let mut ep = server(Config::default());
+    let full = Config::default().half_open;
+    let port_of = |i: usize| 10_000 + ((i * 97 + 13) % full) as u16;
+    for i in 0..full {
+        let syn = packet_with(port_of(i), SYN, Seq(1000), Seq(0), 1000);
+        ep.input(i as u64 * MS, &syn);
+    }
+    let tuple = |remote_port| Tuple {
+        local: SERVER,
+        local_port: 80,
+        remote: CLIENT,
+        remote_port,
+    };
+    for (i, port) in [20_000, 20_001].into_iter().enumerate() {
+        let oldest = tuple(port_of(i));
+        assert!(ep.half_open.contains(&oldest));
+        let syn = packet_with(port, SYN, Seq(1000), Seq(0), 1000);
+        let looked_at = visited_by(|| _ = ep.input(300 * MS, &syn));
+        assert!(looked_at <= 1, "{looked_at} looked at by a SYN evicting");
+        assert!(!ep.half_open.contains(&oldest), "the oldest evicted");
+        assert!(ep.half_open.contains(&tuple(port)));
+        assert_eq!(ep.half_open(), full);
+    }
+    assert_eq!(ep.stats().half_open_evicted, 2);
+    assert_orders_are_a_scan(&ep);
 }
 
 #[test]
