@@ -619,17 +619,19 @@ impl Report {
     }
 }
 
-/// "under the budget" or "OVER the budget", with the margin.
+/// "under the budget" or "NOT under the budget", with the margin: under 5,000 lines means
+/// at most 4,999, so 4,999 has none to spare and 5,000 is one over.
 fn verdict(lines: usize) -> String {
-    if lines < KERNEL_BUDGET {
+    let most = KERNEL_BUDGET - 1;
+    if lines <= most {
         format!(
-            "under the {KERNEL_BUDGET}-line budget of issue 4 ({} to spare)",
-            KERNEL_BUDGET - lines
+            "under the {KERNEL_BUDGET}-line budget of issue 4 (at most {most}: {} to spare)",
+            most - lines
         )
     } else {
         format!(
-            "NOT under the {KERNEL_BUDGET}-line budget of issue 4 ({} over)",
-            lines - KERNEL_BUDGET
+            "NOT under the {KERNEL_BUDGET}-line budget of issue 4 (at most {most}: {} over)",
+            lines - most
         )
     }
 }
@@ -818,11 +820,15 @@ mod tests {
         assert!(text.contains("kernel/src/main.rs"));
         assert_eq!(
             verdict(KERNEL_BUDGET),
-            "NOT under the 5000-line budget of issue 4 (0 over)"
+            "NOT under the 5000-line budget of issue 4 (at most 4999: 1 over)"
         );
         assert_eq!(
             verdict(4999),
-            "under the 5000-line budget of issue 4 (1 to spare)"
+            "under the 5000-line budget of issue 4 (at most 4999: 0 to spare)"
+        );
+        assert_eq!(
+            verdict(4997),
+            "under the 5000-line budget of issue 4 (at most 4999: 2 to spare)"
         );
     }
 
