@@ -78,7 +78,7 @@ const COMMAND_USAGES: &[(&str, &str)] = &[
         "run",
         "  run [OPTIONS] [-- QEMU ARGS]   build and boot in QEMU, serial on this terminal
       --cores N  --mem SIZE  --boot pvh|bios|uefi  --machine microvm|q35|pc
-      --accel auto|kvm|tcg  --app NAME  --append \"WORDS\"  --module FILE  --gdb
+      --accel auto|kvm|tcg  --app NAME  --append \"WORDS\"  [--module FILE]...  --gdb
 ",
     ),
     (
@@ -299,6 +299,14 @@ mod tests {
         for name in ["build", "loc"] {
             assert!(
                 command_usage(name).unwrap().contains("(takes no flags)"),
+                "{name}"
+            );
+        }
+        // `--module` may be given again for each file: both commands say so, as
+        // docs/testing.md does.
+        for name in ["run", "image"] {
+            assert!(
+                command_usage(name).unwrap().contains("[--module FILE]..."),
                 "{name}"
             );
         }
