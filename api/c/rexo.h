@@ -74,9 +74,11 @@ extern "C" {
  * REXO_MAX_APP_NET_BINDINGS of the calling app's, until one ends, or whose filters,
  * merged with the new one, would cost a frame more than 32 field tests (rexo_net_bind). */
 #define REXO_ENOMEM (-5)
-/* Busy: the kernel's work queue is full (nothing was run); the device is held by
- * another app or its queue is full (call again); the memory is mapped (its handle is
- * busy until rexo_unmap_memory). */
+/* Busy: a core's work queue was full (rexo_run_on_every_core: `fn` did not run there
+ * nor on the cores after it, but may have run on those before it); the device is held
+ * by another app or its queue is full (call again), or a filter overlaps another app's
+ * (rexo_net_bind); the memory is mapped (its handle is busy until rexo_unmap_memory);
+ * the core's timer is held (rexo_timer_arm). */
 #define REXO_EBUSY (-6)
 /* The kernel refused the request (for example a capability revoked by the kernel or
  * lacking the needed right). */

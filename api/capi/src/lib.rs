@@ -41,7 +41,9 @@ pub const REXO_ERANGE: c_int = -4;
 /// `REXO_ENOMEM`: no memory (or capability-table entry, or binding on a shared
 /// interface, in all or for the app, or field test a frame may cost its filters) left.
 pub const REXO_ENOMEM: c_int = -5;
-/// `REXO_EBUSY`: the work queue is full.
+/// `REXO_EBUSY`: a core's work queue was full (`rexo_run_on_every_core` may have run its
+/// function on the cores before that one), a device or filter another app holds, a ring
+/// full, the memory mapped, or the core's timer held.
 pub const REXO_EBUSY: c_int = -6;
 /// `REXO_EPERM`: the kernel refused the request.
 pub const REXO_EPERM: c_int = -7;
