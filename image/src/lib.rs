@@ -1,7 +1,9 @@
 //! The apps linked into Rexo's image, in the order `apps` lists them: the kernel runs
 //! them by name (`app=NAME`, the boot manifest `apps=...`, the monitor's `run`). The
-//! kernel adds its own few (reboot, the BareMetal loader, the C examples) after these.
-//! Adding an app to the image is adding its crate to `Cargo.toml` and one entry here.
+//! kernel adds its own few (reboot, the BareMetal loader) after these, then the C apps
+//! of [`c_apps!`]. Adding a Rust app to the image is adding its crate to this crate's
+//! `Cargo.toml` and one entry in [`APPS`] (docs/api.md, "Writing an app"); adding a C
+//! app is adding its file `api/c/examples/NAME.c` and one line in [`c_apps!`].
 //! An entry's `may_run_baremetal` lets the app load and run BareMetal code, in ring 0
 //! with the kernel's rights, and start an app that has it with `run_app`: the monitor
 //! alone has it here (the kernel's own `baremetal` app has it too).
@@ -121,3 +123,58 @@ pub const APPS: &[App] = &[
         may_run_baremetal: false,
     },
 ];
+
+/// The C apps linked into the image: `api/c/examples/NAME.c` (`build.rs` compiles every
+/// C file there), each defining `int NAME_main(void)` (`-` in NAME written `_`), as
+/// lines `"NAME", NAME_main, "what it does";` handed to the macro `$entries`. The
+/// kernel's `c_app_entries` declares each function and makes it an app-table entry: the
+/// call into C is `unsafe`, which this crate forbids and the kernel alone may write.
+#[macro_export]
+macro_rules! c_apps {
+    ($entries:ident) => {
+        $entries! {
+            "c-hello", c_hello_main, "the C hello world on rexo.h (api/c/examples/c-hello.c)";
+            "c-cores", c_cores_main,
+                "a C app on every core, with a memory capability (api/c/examples/c-cores.c)";
+            "c-devices", c_devices_main, "devices and memory views from C (api/c/examples/c-devices.c)";
+            "c-timers", c_timers_main,
+                "core and timer capabilities from C, with bad handles and deadlines (api/c/examples/c-timers.c)";
+        }
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    /// The C apps' lines of [`c_apps!`], as (name, function, description).
+    macro_rules! listed {
+        ($($name:literal, $main:ident, $about:literal;)*) => {
+            [$(($name, stringify!($main), $about)),*]
+        };
+    }
+
+    /// Every C file `build.rs` compiles is listed once, under its own name and function,
+    /// and every listed app has its file: a file left out would be compiled and never
+    /// run, a name without its file a link error naming only the function.
+    #[test]
+    fn the_c_apps_listed_are_the_files_compiled() {
+        let apps = c_apps!(listed);
+        let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/../api/c/examples");
+        let mut files: Vec<String> = std::fs::read_dir(examples)
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .filter(|path| path.extension().is_some_and(|e| e == "c"))
+            .map(|path| path.file_stem().unwrap().to_string_lossy().into_owned())
+            .collect();
+        files.sort();
+        let mut names: Vec<&str> = apps.iter().map(|(name, _, _)| *name).collect();
+        names.sort();
+        assert_eq!(names, files);
+        for (name, main, about) in apps {
+            assert_eq!(main, format!("{}_main", name.replace('-', "_")));
+            assert!(
+                about.contains(&format!("api/c/examples/{name}.c")),
+                "{about}"
+            );
+        }
+    }
+}

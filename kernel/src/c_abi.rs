@@ -1,5 +1,5 @@
 //! The kernel's side of the C ABI (`rexo-capi`, `api/c/rexo.h`): its registration, and the
-//! C apps linked into the image (compiled by build.rs) as app-table entries.
+//! C apps linked into the image (`rexo_image::c_apps!`) as app-table entries.
 
 #![allow(unsafe_code)] // calls into C, and copies for a C buffer rexo-capi checked
 
@@ -8,34 +8,27 @@ use core::ffi::c_int;
 use crate::apps::App;
 
 /// Declares the C apps' `NAME_main` functions and lists each as an app-table entry
-/// ([`APPS`]) that runs it through `rexo_capi::run_app`.
-macro_rules! c_apps {
+/// ([`APPS`]) that runs it through `rexo_capi::run_app`; `rexo_image::c_apps!` lists them.
+macro_rules! c_app_entries {
     ($($name:literal, $main:ident, $about:literal;)*) => {
         unsafe extern "C" {
             $(
-                /// `int NAME_main(void)` of the C app, compiled by build.rs.
+                /// `int NAME_main(void)` of the C app, compiled by rexo-image's build.rs.
                 fn $main() -> c_int;
             )*
         }
 
         /// The C apps linked into the image (api/c/examples/NAME.c), as app-table entries.
         pub const APPS: &[App] = &[$(App::new($name, $about, |kernel| {
-            // SAFETY: build.rs compiles the C app, which defines `int NAME_main(void)`,
-            // into the image; it reaches the kernel only through the checked `rexo_*`
-            // functions.
+            // SAFETY: rexo-image's build.rs compiles the C app, which defines
+            // `int NAME_main(void)`, into the image; it reaches the kernel only through
+            // the checked `rexo_*` functions.
             rexo_capi::run_app(kernel, $name, || unsafe { $main() })
         })),*];
     };
 }
 
-c_apps! {
-    "c-hello", c_hello_main, "the C hello world on rexo.h (api/c/examples/c-hello.c)";
-    "c-cores", c_cores_main,
-        "a C app on every core, with a memory capability (api/c/examples/c-cores.c)";
-    "c-devices", c_devices_main, "devices and memory views from C (api/c/examples/c-devices.c)";
-    "c-timers", c_timers_main,
-        "core and timer capabilities from C, with bad handles and deadlines (api/c/examples/c-timers.c)";
-}
+rexo_image::c_apps!(c_app_entries);
 
 /// Registers the kernel with the C ABI: the app run each core acts for, and the memory map.
 pub fn register() {

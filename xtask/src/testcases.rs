@@ -1268,7 +1268,7 @@ pub const CASES: &[Case] = &[
         checks: &[Check::Has("baremetal: needs a boot module")],
         ..BASE
     },
-    // The C ABI: apps written in C against api/c/rexo.h, compiled by kernel/build.rs.
+    // The C ABI: apps written in C against api/c/rexo.h, compiled by image/build.rs.
     Case {
         name: "capi::hello",
         append: "app=c-hello",

@@ -1,0 +1,97 @@
+//! Compiles the C apps (every `api/c/examples/*.c`, against `api/c/rexo.h`) with the
+//! host's `gcc` into a static library linked into the kernel, when building for the
+//! kernel's target (`target_os = "none"`); host builds of this crate need no C compiler.
+//! `c_apps!` in src/lib.rs lists which of them the kernel's app table runs.
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Freestanding C11 for the kernel's address space: no libc, static addresses as signed
+/// 32 bits (`-mcmodel=kernel`, which reaches the low 2 GiB the kernel is linked in), no red
+/// zone (interrupts share the stack), no SIMD or x87 state (the kernel does not save it),
+/// no unwind tables. Frame pointers are kept so crash reports walk through C frames.
+const CFLAGS: &[&str] = &[
+    "-std=c11",
+    "-ffreestanding",
+    "-nostdlib",
+    "-fno-pic",
+    "-fno-pie",
+    "-mcmodel=kernel",
+    "-mno-red-zone",
+    "-mno-sse",
+    "-mno-mmx",
+    "-mno-80387",
+    "-fno-stack-protector",
+    "-fno-asynchronous-unwind-tables",
+    "-fno-omit-frame-pointer",
+    "-O2",
+    "-Wall",
+    "-Wextra",
+    "-Werror",
+];
+
+/// The static library's name (`librexo_c_apps.a` in `OUT_DIR`).
+const LIBRARY: &str = "rexo_c_apps";
+
+fn main() {
+    let dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let examples = Path::new(&dir).join("../api/c/examples");
+    println!("cargo:rerun-if-changed={}", examples.display());
+    println!("cargo:rerun-if-changed={}/../rexo.h", examples.display());
+    if std::env::var("CARGO_CFG_TARGET_OS").as_deref() != Ok("none") {
+        return;
+    }
+    let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
+    let mut sources: Vec<PathBuf> = std::fs::read_dir(&examples)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", examples.display()))
+        .map(|entry| entry.expect("a folder entry").path())
+        .filter(|path| path.extension().is_some_and(|e| e == "c"))
+        .collect();
+    sources.sort();
+    let mut objects = Vec::new();
+    for source in &sources {
+        let stem = source.file_stem().expect("a .c file has a stem");
+        let object = out.join(stem).with_extension("o");
+        compile(source, &examples.join(".."), &object);
+        objects.push(object);
+    }
+    let archive = out.join(format!("lib{LIBRARY}.a"));
+    let _ = std::fs::remove_file(&archive);
+    let archived = Command::new("ar")
+        .arg("crs")
+        .arg(&archive)
+        .args(&objects)
+        .status();
+    match archived {
+        Ok(status) if status.success() => {}
+        Ok(status) => panic!("ar could not archive the C apps ({status}); its messages are above"),
+        Err(error) => panic!("cannot run ar (Debian package `binutils`): {error}"),
+    }
+    println!("cargo:rustc-link-search=native={}", out.display());
+    println!("cargo:rustc-link-lib=static={LIBRARY}");
+}
+
+/// Compiles one C app; stops the build with gcc's messages, or with the package to
+/// install when there is no `gcc`.
+fn compile(source: &Path, include: &Path, object: &Path) {
+    let result = Command::new("gcc")
+        .args(CFLAGS)
+        .arg("-I")
+        .arg(include)
+        .arg("-c")
+        .arg(source)
+        .arg("-o")
+        .arg(object)
+        .status();
+    match result {
+        Ok(status) if status.success() => {}
+        Ok(status) => panic!(
+            "gcc could not compile the C app {} ({status}); its messages are above",
+            source.display()
+        ),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => panic!(
+            "the C apps (api/c/examples) need a C compiler: `gcc` was not found; \
+             install the Debian package `gcc` (apt-get install gcc)"
+        ),
+        Err(error) => panic!("cannot run gcc for {}: {error}", source.display()),
+    }
+}
