@@ -348,4 +348,38 @@ mod tests {
             after_comment = false;
         }
     }
+
+    /// docs/testing.md says the host tests run every crate under `apps/`, `libs/`,
+    /// `libos/` and `drivers/`: `cargo test` at the root runs the default members, so
+    /// each crate folder there must be one, and so must a crate added later
+    /// (`apps/myapp`), with no step in the manifest that a new user would miss.
+    #[test]
+    fn every_crate_of_the_open_layers_is_a_default_member() {
+        let root = super::root();
+        let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+        let line = manifest
+            .lines()
+            .find_map(|line| line.strip_prefix("default-members = "))
+            .expect("a default-members line");
+        let members: Vec<&str> = line
+            .trim_matches(['[', ']'])
+            .split(',')
+            .map(|word| word.trim().trim_matches('"'))
+            .collect();
+        let covered = |folder: &str| {
+            let (layer, _) = folder.split_once('/').unwrap();
+            members.contains(&folder) || members.contains(&format!("{layer}/*").as_str())
+        };
+        for layer in ["apps", "libs", "libos", "drivers"] {
+            let new_crate = format!("{layer}/a-crate-added-later");
+            assert!(covered(&new_crate), "{new_crate} in {members:?}");
+            for entry in std::fs::read_dir(root.join(layer)).unwrap() {
+                let path = entry.unwrap().path();
+                if path.join("Cargo.toml").is_file() {
+                    let folder = path.strip_prefix(&root).unwrap().to_str().unwrap();
+                    assert!(covered(folder), "{folder} in {members:?}");
+                }
+            }
+        }
+    }
 }
