@@ -8,6 +8,32 @@
 //! Beside cores, time, logging and the work queue, the kernel hands out capabilities:
 //! memory, cores, timers and interrupts, devices (NICs, disks, keyboards), packet-filter
 //! bindings, disk extents, and BareMetal binaries to load; docs/api.md lists every call.
+//!
+//! # An app's `main`
+//!
+//! This one takes 8 KiB of memory, writes to it, reads it back and gives it back. The
+//! host tests build it, and docs/api.md ("Writing an app") quotes it, a host test
+//! checking the quote:
+//!
+//! ```no_run
+//! # mod app {
+//! use rexo_api::{ApiError, Kernel};
+//!
+//! /// The app's entry point: 8 KiB of memory taken, used and given back.
+//! pub fn main(kernel: &Kernel) -> Result<(), ApiError> {
+//!     let memory = kernel.allocate_memory(8192)?;
+//!     kernel.write_memory(&memory, 4096, b"hello")?;
+//!     let mut back = [0; 5];
+//!     kernel.read_memory(&memory, 4096, &mut back)?;
+//!     kernel.log(format_args!("read back {:?}", core::str::from_utf8(&back)));
+//!     // A refused return hands the capability back after the reason, as the pair
+//!     // (ApiError, MemoryCap); this app gives up and reports the reason (what it
+//!     // still holds is released when it ends).
+//!     kernel.return_memory(memory).map_err(|(error, _memory)| error)
+//! }
+//! # }
+//! # fn main() {}
+//! ```
 #![cfg_attr(target_os = "none", no_std)]
 #![deny(unsafe_code)]
 
@@ -520,6 +546,38 @@ impl fmt::Display for BinaryError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The example app of the crate docs, its lines as the reader sees them (hidden
+    /// `# ` lines left out).
+    fn example_app() -> String {
+        let docs = include_str!("lib.rs");
+        let block = docs.split("//! ```no_run\n").nth(1).unwrap();
+        let block = block.split("//! ```\n").next().unwrap();
+        block
+            .lines()
+            .map(|line| {
+                line.strip_prefix("//!")
+                    .unwrap()
+                    .strip_prefix(' ')
+                    .unwrap_or("")
+            })
+            .filter(|line| !line.starts_with("# "))
+            .map(|line| format!("{line}\n"))
+            .collect()
+    }
+
+    /// docs/api.md's "Writing an app" quotes the crate docs' example, which the doctests
+    /// build: so the guide's code builds too.
+    #[test]
+    fn the_guide_quotes_the_example_app_the_doctests_build() {
+        let guide = include_str!("../../docs/api.md");
+        let app = example_app();
+        assert!(app.contains("pub fn main(kernel: &Kernel)"), "{app}");
+        assert!(
+            guide.contains(&format!("```rust\n{app}```\n")),
+            "docs/api.md does not quote the example app:\n{app}"
+        );
+    }
 
     #[test]
     fn an_owner_that_is_not_running_is_no_such_app() {
