@@ -10,6 +10,52 @@
 //! [`UdpSocket`]s. Every buffer is sized by the app when it listens or binds, so memory
 //! stays bounded whatever the peers send.
 //!
+//! # An app's use
+//!
+//! A UDP echo server on port 7 for ten seconds, netdemo's UDP part cut to its core. The
+//! host tests build it, and docs/network.md ("An app on the network") quotes it, a host
+//! test checking the quote:
+//!
+//! ```no_run
+//! # mod app {
+//! use rexo_api::{ApiError, Kernel};
+//! use rexo_net::{NetError, Stack, UdpOptions, attach};
+//!
+//! /// The app's entry point: UDP echo on port 7 of interface 0 for 10 s.
+//! pub fn main(kernel: &Kernel) -> Result<(), ApiError> {
+//!     echo(kernel).map_err(NetError::exit_error)
+//! }
+//!
+//! fn echo(kernel: &Kernel) -> Result<(), NetError> {
+//!     // With `ip=` the app is bound to the frames the filter takes, on an interface
+//!     // shared with other apps; without it, it holds the interface and asks DHCP.
+//!     let (nic, config) = attach(kernel, 0, &["udp dport 7"], 10_000_000_000)?;
+//!     let mut stack = Stack::new(kernel, nic, 0, config)?;
+//!     let socket = stack.udp_bind(7, UdpOptions::default())?;
+//!     let mut datagram = [0u8; 1472];
+//!     let start = kernel.now_ns();
+//!     while kernel.now_ns() - start < 10_000_000_000 {
+//!         let changed = stack.poll(kernel.now_ns())?;
+//!         while let Some((len, from)) = stack.recv_from(&socket, &mut datagram) {
+//!             // A full send buffer drops the echo, as a busy UDP server would.
+//!             if let Err(error @ (NetError::Device(_) | NetError::NoAddress)) =
+//!                 stack.send_to(&socket, &datagram[..len], from)
+//!             {
+//!                 return Err(error);
+//!             }
+//!         }
+//!         // Nothing came: nap until a frame or 1 ms (a bound interface cannot wake
+//!         // the core, so it polls on).
+//!         if !changed && stack.wake_on_receive(Some(kernel.core_index())).is_ok() {
+//!             kernel.sleep_ns(1_000_000);
+//!         }
+//!     }
+//!     Ok(())
+//! }
+//! # }
+//! # fn main() {}
+//! ```
+//!
 //! # Why smoltcp
 //!
 //! The protocols are smoltcp's (0.13, `no_std`, with `alloc` and only Ethernet, IPv4,
