@@ -28,7 +28,6 @@
 
 #![allow(unsafe_code)] // copying between an app's buffer and the frames it holds
 
-use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, Ordering};
 
@@ -45,8 +44,7 @@ pub struct Authority(());
 
 const AUTHORITY: Authority = Authority(());
 
-/// Entries in the machine's table. The table is built by value before it moves to the
-/// heap, so its size is bounded by what a kernel stack holds (about 45 KiB here). A quarter
+/// Entries in the machine's table (its storage is on the heap, `rexo-captable`). A quarter
 /// of them (`rexo_api::MAX_APP_ENTRIES`, 64) is the most one owner's requests (memory
 /// grants, derives, splits) may have made at a time, and another quarter is kept for the
 /// kernel's own mints (cores, timers, interrupt bindings): `CapTable::with_limits`, set in
@@ -61,7 +59,7 @@ const LOG: usize = 8;
 type Table = CapTable<Authority, ENTRIES, OWNERS, LOG>;
 
 struct State {
-    table: Box<Table>,
+    table: Table,
     /// Charges, quotas, grants, mappings and revoked regions.
     ledger: Ledger<FrameRange>,
     /// Pages were unmapped: flush every core's TLB once the lock is dropped.
@@ -84,12 +82,10 @@ fn locked<T>(f: impl FnOnce(&mut State) -> T) -> Option<T> {
     crate::arch::abort::kernel_section(|| STATE.lock().as_mut().map(f))
 }
 
-/// Creates the table (once, at boot, after the heap). Never inlined: the table is built
-/// by value (about 45 KiB) before the Box takes it, and inlined into the boot core's first
-/// frame, which lives under every app it runs, it took 90 KiB of that 128 KiB stack.
-#[inline(never)]
+/// Creates the table (once, at boot, after the heap, where its storage goes directly: the
+/// boot core's first frame, under every app it runs, holds none of it).
 pub fn init() {
-    let mut table = Box::new(Table::with_limits(rexo_api::MAX_APP_ENTRIES, ENTRIES / 4));
+    let mut table = Table::with_limits(rexo_api::MAX_APP_ENTRIES, ENTRIES / 4);
     let vectors = Resource::new(ResourceKind::InterruptVector, 32, 224).and_then(|all| {
         table
             .mint(&AUTHORITY, OwnerId(0), all, Rights::READ)

@@ -85,8 +85,10 @@
 //! answer [`Forfeit::RecordsLost`] (which the protocol presumes forfeited), never a
 //! wrong [`Forfeit::NotForfeited`].
 //!
-//! The table needs no heap: `N` slots, `N` forfeit records and `OWNERS` logs are arrays.
-//! Operations are `O(N)`, a revocation `O(N × depth)`. Nothing panics on any input; a
+//! The table's storage (`N` slots, `N` forfeit records and `OWNERS` logs) is allocated on
+//! the heap when the table is made, at its full size, and never grows: by value a table is
+//! a few pointers whatever its capacity, so one of thousands of entries is never built on
+//! a stack. Operations are `O(N)`, a revocation `O(N × depth)`. Nothing panics on any input; a
 //! refused operation returns a [`CapError`] and changes nothing.
 //!
 //! # Example
@@ -165,6 +167,8 @@
 //! }
 //! ```
 #![cfg_attr(target_os = "none", no_std)]
+
+extern crate alloc;
 
 mod error;
 mod resource;

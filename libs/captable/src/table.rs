@@ -1,5 +1,7 @@
 //! [`CapTable`]: the fixed-capacity table of secure bindings and its operations.
 
+use alloc::boxed::Box;
+use alloc::vec;
 use core::fmt;
 use core::marker::PhantomData;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -245,6 +247,12 @@ pub(crate) struct Slot {
     pub(crate) entry: Option<Entry>,
 }
 
+/// A slot never used: no entry, generation 0.
+const EMPTY_SLOT: Slot = Slot {
+    generation: 0,
+    entry: None,
+};
+
 impl Slot {
     /// Whether a new entry may take it: empty and not retired.
     fn is_free(&self) -> bool {
@@ -338,23 +346,27 @@ impl<const LOG: usize> Log<LOG> {
 static NEXT_TABLE_ID: AtomicU64 = AtomicU64::new(1);
 
 /// The table of secure bindings: at most `N` entries, owners `0..OWNERS`, and a
-/// repossession log of `LOG` records per owner. `A` is the authority type: operations
+/// repossession log of `LOG` records per owner, all allocated on the heap at once when the
+/// table is made. `A` is the authority type: operations
 /// only the kernel may perform take a `&A`, and only the kernel can make an `A`. See the
 /// crate documentation for the model.
 pub struct CapTable<A, const N: usize, const OWNERS: usize, const LOG: usize> {
     id: u64,
-    pub(crate) slots: [Slot; N],
-    logs: [Log<LOG>; OWNERS],
+    /// `N` slots, on the heap (as every array here), so that the table is a few pointers
+    /// by value, whatever its capacity.
+    pub(crate) slots: Box<[Slot]>,
+    /// `OWNERS` repossession logs.
+    logs: Box<[Log<LOG>]>,
     /// What owners forfeited, until each is released: `N` places, apart from the slots,
     /// so that a slot is used again whatever its last entry's fate and forfeits never
     /// fill the table.
-    forfeits: [Option<ForfeitRecord>; N],
+    forfeits: Box<[Option<ForfeitRecord>]>,
     /// Per owner, whether it gave up a record of `forfeits` (or a new one was not kept)
     /// when a forfeit found no free place, until the owner is released.
-    forfeits_lost: [bool; OWNERS],
+    forfeits_lost: Box<[bool]>,
     /// Per owner, whether it runs: from [`start_owner`](Self::start_owner) to
     /// [`release_owner`](Self::release_owner).
-    running: [bool; OWNERS],
+    running: Box<[bool]>,
     /// The most entries one app's requests may have made and not yet gone
     /// ([`with_limits`](Self::with_limits)).
     owner_limit: usize,
@@ -396,14 +408,11 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
         };
         CapTable {
             id: NEXT_TABLE_ID.fetch_add(1, Ordering::Relaxed),
-            slots: [Slot {
-                generation: 0,
-                entry: None,
-            }; N],
-            logs: [Log::EMPTY; OWNERS],
-            forfeits: [None; N],
-            forfeits_lost: [false; OWNERS],
-            running: [false; OWNERS],
+            slots: vec![EMPTY_SLOT; N].into_boxed_slice(),
+            logs: vec![Log::EMPTY; OWNERS].into_boxed_slice(),
+            forfeits: vec![None; N].into_boxed_slice(),
+            forfeits_lost: vec![false; OWNERS].into_boxed_slice(),
+            running: vec![false; OWNERS].into_boxed_slice(),
             owner_limit,
             reserve,
             authority: PhantomData,

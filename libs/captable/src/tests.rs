@@ -1442,3 +1442,24 @@ fn can_grant_answers_as_the_grant_would_without_making_anything() {
         "the kernel takes the reserve"
     );
 }
+
+// ---- storage ----
+
+#[test]
+fn a_table_of_thousands_of_entries_is_a_few_pointers_by_value_and_builds_on_a_small_stack() {
+    type Large = CapTable<Kernel, 4096, 64, 8>;
+    let by_value = core::mem::size_of::<Large>();
+    assert!(by_value <= 128, "the table is {by_value} bytes by value");
+    // Its storage goes straight to the heap: no array of it passes through this stack.
+    let built = std::thread::Builder::new()
+        .stack_size(32 << 10)
+        .spawn(|| {
+            let mut t = Large::with_limits(64, 100);
+            let cap = t.mint(&Kernel, APP, mem(0, 0x1000), RW).expect("mint");
+            (t.capacity(), t.live(), cap.id().index())
+        })
+        .expect("a thread")
+        .join()
+        .expect("built within 32 KiB of stack");
+    assert_eq!(built, (4096, 1, 0));
+}
