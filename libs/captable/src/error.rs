@@ -29,8 +29,9 @@ pub enum CapError {
     BadRange,
     /// The capability is for another kind of resource.
     WrongKind,
-    /// No free entry is left (for a request of an owner: none outside the reserve kept
-    /// for the kernel's own mints, [`CapTable::with_limits`](crate::CapTable::with_limits)).
+    /// No free entry is left (for a request of an owner: none outside the part of the
+    /// reserve for the kernel's own mints that it does not hold,
+    /// [`CapTable::with_limits`](crate::CapTable::with_limits)).
     Full,
     /// The owner's requests already made `max` live entries, its limit
     /// ([`CapTable::with_limits`](crate::CapTable::with_limits)); one must go first.

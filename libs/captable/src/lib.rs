@@ -30,8 +30,8 @@
 //!   [`with_limits`](CapTable::with_limits) charges each entry made at an owner's request
 //!   ([`grant`](CapTable::grant), [`derive`](CapTable::derive), [`split`](CapTable::split))
 //!   to that owner until it goes, wherever it was delegated: past its limit such requests
-//!   answer [`CapError::TooManyEntries`], and they never take the last free entries, kept
-//!   for the kernel's own mints ([`CapError::Full`]).
+//!   answer [`CapError::TooManyEntries`], and they never take the kernel's reserve for
+//!   its own mints, of which what the kernel holds counts ([`CapError::Full`]).
 //! - **Handles.** A [`Cap`] is `(table id, index, generation)`, minted only by the table:
 //!   its field is private, it has no constructor, and it is neither `Clone` nor `Copy`.
 //!   Every table takes a fresh id from a global counter, so a handle used on another table

@@ -370,7 +370,8 @@ pub struct CapTable<A, const N: usize, const OWNERS: usize, const LOG: usize> {
     /// The most entries one app's requests may have made and not yet gone
     /// ([`with_limits`](Self::with_limits)).
     owner_limit: usize,
-    /// Free entries that only the kernel's own mints may take.
+    /// Entries kept for the kernel's own mints: those it holds count, and apps' requests
+    /// never take the rest while it is free.
     reserve: usize,
     authority: PhantomData<fn() -> A>,
 }
@@ -394,10 +395,14 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
     /// ([`grant`](Self::grant), [`derive`](Self::derive), [`split`](Self::split)) are
     /// limited: at most `owner_limit` of one app's at a time, counted until each entry
     /// goes whoever holds it then (delegated or parked; [`CapError::TooManyEntries`]
-    /// past it), and never the last `reserve` free entries, which are kept for the
-    /// kernel's own mints ([`mint`](Self::mint), [`mint_child`](Self::mint_child);
-    /// [`CapError::Full`]). So no app fills the table for the others or the kernel.
-    /// Requests of the kernel itself ([`OwnerId::KERNEL`]) have no limit.
+    /// past it), and never the kernel's reserve: `reserve` entries kept for its own mints
+    /// ([`mint`](Self::mint), [`mint_child`](Self::mint_child)), of which the entries the
+    /// kernel's mints and requests made and that are still live count, so that apps'
+    /// requests leave free the part it has not taken ([`CapError::Full`]). So no app fills
+    /// the table for the others or the kernel, and a table of `reserve` plus `owner_limit`
+    /// times the owners that make entries has room for each to reach its limit while the
+    /// kernel holds up to `reserve`. Requests of the kernel itself ([`OwnerId::KERNEL`])
+    /// have no limit.
     pub fn with_limits(owner_limit: usize, reserve: usize) -> Self {
         // Entry ids hold the slot index in a `u32`.
         const {
@@ -458,8 +463,8 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
     /// Errors: [`BadOwner`](CapError::BadOwner), [`Overlaps`](CapError::Overlaps) if a
     /// live root of the same kind shares a unit with it,
     /// [`TooManyEntries`](CapError::TooManyEntries) past `owner`'s entry limit,
-    /// [`Full`](CapError::Full) when only the reserve is left
-    /// ([`with_limits`](Self::with_limits)).
+    /// [`Full`](CapError::Full) when only the part of the reserve the kernel does not
+    /// hold is left ([`with_limits`](Self::with_limits)).
     pub fn grant(
         &mut self,
         _authority: &A,
@@ -1098,8 +1103,9 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
     }
 
     /// Whether a new entry made at `maker`'s request finds room: one made at an app's
-    /// request must stay within that app's limit and leave the reserve free; the kernel's
-    /// own ([`OwnerId::KERNEL`]) may take the last free slot.
+    /// request must stay within that app's limit and leave free the part of the reserve the
+    /// kernel does not hold; the kernel's own ([`OwnerId::KERNEL`]) may take the last free
+    /// slot.
     fn room_for(&self, maker: OwnerId) -> Result<(), CapError> {
         let kept_free = if maker == OwnerId::KERNEL {
             0
@@ -1107,7 +1113,7 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
             let max = self.owner_limit;
             return Err(CapError::TooManyEntries { max });
         } else {
-            self.reserve
+            self.reserve.saturating_sub(self.made_by(OwnerId::KERNEL))
         };
         if self.slots.iter().filter(|s| s.is_free()).count() <= kept_free {
             return Err(CapError::Full);

@@ -1463,3 +1463,34 @@ fn a_table_of_thousands_of_entries_is_a_few_pointers_by_value_and_builds_on_a_sm
         .expect("built within 32 KiB of stack");
     assert_eq!(built, (4096, 1, 0));
 }
+
+#[test]
+fn what_the_kernel_holds_counts_in_its_reserve_so_every_app_still_reaches_its_limit() {
+    // 16 entries: the kernel's reserve of 6, and 4 for each of the apps 1, 2 and 3 (10
+    // outside the reserve, as in the_reserve_is_left_to_the_kernels_own_mints).
+    let mut t = limited();
+    let third = OwnerId(3);
+    t.start_owner(&Kernel, third).expect("start");
+    for index in 0..3 {
+        t.mint(&Kernel, APP, core(index), Rights::EXECUTE)
+            .expect("the kernel's mint");
+    }
+    for (i, (owner, derives)) in [(APP, 3), (OTHER, 3), (third, 1)].into_iter().enumerate() {
+        let base = i as u64 * 0x10_0000;
+        let cap = t
+            .grant(&Kernel, owner, mem(base, 0x4000), RW)
+            .expect("grant beside the kernel's 3");
+        for _ in 0..derives {
+            t.derive(owner, &cap, base, 0x1000, Rights::READ)
+                .expect("derive beside the kernel's 3");
+        }
+    }
+    // The 3 the kernel holds and the 3 free are its reserve.
+    assert_eq!(t.live(), 13);
+    assert_eq!(t.can_grant(third), Err(CapError::Full));
+    for index in 3..6 {
+        t.mint(&Kernel, OTHER, core(index), Rights::EXECUTE)
+            .expect("the rest of the reserve");
+    }
+    assert_eq!(t.live(), t.capacity());
+}
