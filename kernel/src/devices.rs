@@ -56,7 +56,7 @@ pub fn disarm_revoked() {
 static BINDER: rexo_drivers::BinderFns = rexo_drivers::BinderFns {
     take_routed: || crate::mem::phys::ROUTED.take(crate::arch::percpu::core_index()),
     bind: |owner, vector| crate::caps::bind_interrupt(OwnerId(owner), vector),
-    live: |entry| crate::caps::holds(|e| e.id == entry),
+    live: crate::caps::is_live,
     give_back: |owner, cap| crate::caps::return_cap(OwnerId(owner), cap, InterruptVector),
     take_back: |entry| crate::caps::revoke(entry).unwrap_or(()),
     run_app_code,

@@ -401,7 +401,7 @@ fn reclaim_frames(state: &mut State, forced: bool, ended: Option<OwnerId>) {
     }
     let table = &state.table;
     state.timers.retain(|&(id, core, deadline)| {
-        let live = table.entries().any(|e| e.id == id);
+        let live = table.is_live(id);
         if !live {
             crate::time::cancel_app_timer(core, deadline);
         }
@@ -612,7 +612,7 @@ pub fn bind_interrupt(owner: OwnerId, vector: u8) -> Result<EntryId, CapError> {
 
 /// Whether `owner` holds a live capability over core `core`.
 pub fn holds_core(owner: OwnerId, core: usize) -> bool {
-    holds(|entry| is_core_cap(entry, owner, core))
+    with_state(|state| Ok(core_held(state, owner, core))).unwrap_or(false)
 }
 
 /// Whether `owner` holds a live capability over core `core`, in `state`.
@@ -625,9 +625,9 @@ fn is_core_cap(entry: &EntryInfo, owner: OwnerId, core: usize) -> bool {
     entry.owner == owner && Ok(entry.resource) == Resource::new(ResourceKind::Core, core as u64, 1)
 }
 
-/// Whether a live entry is `which`.
-pub fn holds(which: impl Fn(&EntryInfo) -> bool) -> bool {
-    with_state(|state| Ok(state.table.entries().any(|e| which(&e)))).unwrap_or(false)
+/// Whether `entry` is live: one slot read (the registry asks at every arm of a wake-up).
+pub fn is_live(entry: EntryId) -> bool {
+    with_state(|state| Ok(state.table.is_live(entry))).unwrap_or(false)
 }
 
 /// Arms this core's timer for `owner` at `deadline_ns`, if `holder` (the owner or the

@@ -174,7 +174,7 @@ kernel_test!(
         let entry = bind_interrupt(TEST_OWNER, 33).expect("a binding of the wake vector");
         let before = queued();
         revoke(entry).expect("the kernel revokes");
-        assert!(!holds(|e| e.id == entry), "taken");
+        assert!(!is_live(entry), "taken");
         assert!(
             queued() > before,
             "the sweep (devices::disarm_revoked) was queued"

@@ -88,7 +88,11 @@
 //! The table's storage (`N` slots, `N` forfeit records and `OWNERS` logs) is allocated on
 //! the heap when the table is made, at its full size, and never grows: by value a table is
 //! a few pointers whatever its capacity, so one of thousands of entries is never built on
-//! a stack. Operations are `O(N)`, a revocation `O(N × depth)`. Nothing panics on any input; a
+//! a stack. A handle's checks ([`check`](CapTable::check),
+//! [`check_access`](CapTable::check_access), [`is_live`](CapTable::is_live)) read one
+//! slot; the other operations scan only the occupied slots, up to the highest one holding
+//! an entry (new entries take the lowest free slot, so that is near the number of live
+//! entries, whatever `N` is), a revocation `O(occupied × depth)`. Nothing panics on any input; a
 //! refused operation returns a [`CapError`] and changes nothing.
 //!
 //! # Example

@@ -355,6 +355,14 @@ pub struct CapTable<A, const N: usize, const OWNERS: usize, const LOG: usize> {
     /// `N` slots, on the heap (as every array here), so that the table is a few pointers
     /// by value, whatever its capacity.
     pub(crate) slots: Box<[Slot]>,
+    /// One past the highest slot that holds an entry: the scans stop there. New entries
+    /// take the lowest free slot, so this stays near the number of live entries whatever
+    /// `N` is.
+    occupied: usize,
+    /// Live entries.
+    live: usize,
+    /// Slots retired at their last generation.
+    retired: usize,
     /// `OWNERS` repossession logs.
     logs: Box<[Log<LOG>]>,
     /// What owners forfeited, until each is released: `N` places, apart from the slots,
@@ -414,6 +422,9 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
         CapTable {
             id: NEXT_TABLE_ID.fetch_add(1, Ordering::Relaxed),
             slots: vec![EMPTY_SLOT; N].into_boxed_slice(),
+            occupied: 0,
+            live: 0,
+            retired: 0,
             logs: vec![Log::EMPTY; OWNERS].into_boxed_slice(),
             forfeits: vec![None; N].into_boxed_slice(),
             forfeits_lost: vec![false; OWNERS].into_boxed_slice(),
@@ -436,7 +447,12 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
 
     /// The number of live entries.
     pub fn live(&self) -> usize {
-        self.slots.iter().filter(|s| s.entry.is_some()).count()
+        self.live
+    }
+
+    /// Whether the entry `id` is live (in this table, at its generation): one slot read.
+    pub fn is_live(&self, id: EntryId) -> bool {
+        self.find(id).is_ok()
     }
 
     // ---- kernel operations (need `&A`) ----
@@ -529,7 +545,7 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
         deadline_ns: u64,
     ) -> Result<(), CapError> {
         let reach = self.reach(target)?;
-        for (i, slot) in self.slots.iter_mut().enumerate() {
+        for (i, slot) in self.used_mut().iter_mut().enumerate() {
             if let Some(e) = slot.entry.as_mut().filter(|e| reach.takes(i, e)) {
                 e.state = EntryState::RevokeRequested { deadline_ns };
             }
@@ -549,7 +565,7 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
         reason: RevokeReason,
     ) -> Result<Revocation, CapError> {
         let reach = self.reach(target)?;
-        let mut pieces = (self.slots.iter().enumerate())
+        let mut pieces = (self.used().iter().enumerate())
             .filter_map(|(i, s)| s.entry.filter(|e| reach.takes(i, e)))
             .map(|e| e.resource);
         let first = pieces.next().ok_or(CapError::Revoked)?;
@@ -557,7 +573,7 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
             (start.min(r.start()), end.max(r.end()))
         });
         let resource = Resource::new(first.kind(), start, end - start)?;
-        for (i, slot) in self.slots.iter_mut().enumerate() {
+        for (i, slot) in self.used_mut().iter_mut().enumerate() {
             if let Some(e) = slot.entry.as_mut().filter(|e| reach.takes(i, e)) {
                 e.dying = true;
             }
@@ -573,7 +589,7 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
     /// who missed nothing, get [`RevokeReason::AncestorTaken`]. So a holder's reasons do
     /// not depend on the order expired entries are taken in (their slots').
     pub fn revoke_next_expired(&mut self, _authority: &A, now_ns: u64) -> Option<Revocation> {
-        let root = (self.slots.iter().enumerate()).find_map(|(i, s)| {
+        let root = (self.used().iter().enumerate()).find_map(|(i, s)| {
             s.entry
                 .filter(|e| e.expired_by(now_ns))
                 .map(|e| (i, e.resource))
@@ -617,7 +633,7 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
     ) -> Result<usize, CapError> {
         self.valid_owner(owner)?;
         let mut count = 0;
-        while let Some(root) = self.slots.iter().enumerate().find_map(|(i, s)| {
+        while let Some(root) = self.used().iter().enumerate().find_map(|(i, s)| {
             s.entry
                 .filter(|e| e.owner == owner)
                 .map(|e| (i, e.resource))
@@ -641,7 +657,7 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
             }
         }
         if let Some(heir) = heir {
-            let made = self.slots.iter_mut().filter_map(|s| s.entry.as_mut());
+            let made = self.used_mut().iter_mut().filter_map(|s| s.entry.as_mut());
             made.filter(|e| e.maker == owner)
                 .for_each(|e| e.maker = heir);
         }
@@ -665,7 +681,7 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
     /// `None` when none is left. The handle is the one [`park`](Self::park) took: it
     /// leaves the inbox, so there is never more than one.
     pub fn pick_up(&mut self, _authority: &A, owner: OwnerId, kind: ResourceKind) -> Option<Cap> {
-        let i = self.slots.iter().position(|s| {
+        let i = self.used().iter().position(|s| {
             s.entry
                 .is_some_and(|e| e.parked && e.owner == owner && e.resource.kind() == kind)
         })?;
@@ -679,7 +695,7 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
     #[cfg(test)]
     pub(crate) fn parked(&self, owner: OwnerId) -> usize {
         let parked = |e: &&Entry| e.parked && e.owner == owner;
-        self.slots
+        self.used()
             .iter()
             .filter_map(|s| s.entry.as_ref())
             .filter(parked)
@@ -922,7 +938,7 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
 
     /// Every live entry, in slot order (the monitor's `caps`).
     pub fn entries(&self) -> impl Iterator<Item = EntryInfo> + '_ {
-        self.slots
+        self.used()
             .iter()
             .enumerate()
             .filter_map(|(i, s)| s.entry.as_ref().map(|e| self.info(i, e)))
@@ -1065,7 +1081,7 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
     }
 
     fn has_children(&self, id: EntryId) -> bool {
-        self.slots
+        self.used()
             .iter()
             .filter_map(|s| s.entry.as_ref())
             .any(|e| e.parent == Some(id.local()))
@@ -1082,7 +1098,7 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
     ) -> Result<Cap, CapError> {
         self.valid_owner(owner)?;
         let overlaps = self
-            .slots
+            .used()
             .iter()
             .filter_map(|s| s.entry.as_ref())
             .any(|e| e.parent.is_none() && e.resource.overlaps(&resource));
@@ -1095,7 +1111,7 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
     /// How many live entries `owner`'s requests made ([`with_limits`](Self::with_limits)).
     pub(crate) fn made_by(&self, owner: OwnerId) -> usize {
         let made = |e: &&Entry| e.maker == owner;
-        self.slots
+        self.used()
             .iter()
             .filter_map(|s| s.entry.as_ref())
             .filter(made)
@@ -1115,7 +1131,7 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
         } else {
             self.reserve.saturating_sub(self.made_by(OwnerId::KERNEL))
         };
-        if self.slots.iter().filter(|s| s.is_free()).count() <= kept_free {
+        if N - self.live - self.retired <= kept_free {
             return Err(CapError::Full);
         }
         Ok(())
@@ -1140,6 +1156,8 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
             .position(Slot::is_free)
             .ok_or(CapError::Full)?;
         let id = self.id_of(i);
+        self.occupied = self.occupied.max(i + 1);
+        self.live += 1;
         self.slots[i].entry = Some(Entry {
             owner,
             resource,
@@ -1192,12 +1210,29 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
         Some(place)
     }
 
-    /// Empties slot `i` and moves its generation on (retiring it at the last one).
+    /// Empties slot `i` and moves its generation on (retiring it at the last one); the
+    /// occupied slots end below the highest entry left.
     fn free(&mut self, i: usize) {
-        if let Some(slot) = self.slots.get_mut(i) {
-            slot.entry = None;
-            slot.generation = slot.generation.saturating_add(1);
+        let Some(slot) = self.slots.get_mut(i).filter(|s| s.entry.is_some()) else {
+            return;
+        };
+        slot.entry = None;
+        slot.generation = slot.generation.saturating_add(1);
+        self.live -= 1;
+        self.retired += usize::from(slot.generation == RETIRED);
+        while self.occupied > 0 && self.slots[self.occupied - 1].entry.is_none() {
+            self.occupied -= 1;
         }
+    }
+
+    /// The slots below [`occupied`](Self::occupied): every entry is in one of them.
+    fn used(&self) -> &[Slot] {
+        &self.slots[..self.occupied]
+    }
+
+    /// [`used`](Self::used), to change entries in place.
+    fn used_mut(&mut self) -> &mut [Slot] {
+        &mut self.slots[..self.occupied]
     }
 
     /// Whether the holder of the dying entry in slot `i` missed a deadline of its own by
@@ -1231,7 +1266,7 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
             Ok((_, e)) => Ok(Reach::Mint(e.origin)),
             Err(CapError::Revoked) => {
                 let mint = Reach::Mint(target.local());
-                let mut slots = self.slots.iter().enumerate();
+                let mut slots = self.used().iter().enumerate();
                 let pieces_left = slots.any(|(i, s)| s.entry.is_some_and(|e| mint.takes(i, &e)));
                 pieces_left.then_some(mint).ok_or(CapError::Revoked)
             }
@@ -1264,7 +1299,7 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
         // Mark descendants level by level: a pass marks every entry whose parent is marked.
         loop {
             let mut changed = false;
-            for i in 0..N {
+            for i in 0..self.occupied {
                 let Some(e) = self.slots[i].entry else {
                     continue;
                 };
@@ -1285,7 +1320,7 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
             }
         }
         // Every record is made before any entry goes: a reason looks at ancestors.
-        for i in 0..N {
+        for i in 0..self.occupied {
             let Some(e) = self.slots[i]
                 .entry
                 .filter(|e| e.dying && quiet != Some(e.owner))
@@ -1313,7 +1348,8 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
             }
         }
         let mut entries = 0;
-        for i in 0..N {
+        // The range is taken once: `free` lowers `occupied` only past empty slots.
+        for i in 0..self.occupied {
             if self.slots[i].entry.is_some_and(|e| e.dying) {
                 self.free(i);
                 entries += 1;

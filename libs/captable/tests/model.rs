@@ -697,6 +697,8 @@ fn compare(t: &Table, m: &Model) {
     live.sort_by_key(|e| e.cap.id().index());
     let listed: Vec<EntryInfo> = t.entries().collect();
     assert_eq!(listed.len(), live.len(), "live entries");
+    assert_eq!(t.live(), live.len(), "the count of live entries");
+    assert!(live.iter().all(|e| t.is_live(e.cap.id())));
     for (info, e) in listed.iter().zip(&live) {
         let state = match e.deadline {
             None => EntryState::Live,
@@ -728,6 +730,7 @@ fn compare(t: &Table, m: &Model) {
         }
     }
     for e in m.entries.iter().filter(|e| !e.alive) {
+        assert!(!t.is_live(e.cap.id()));
         for who in 0..OWNERS as u16 {
             assert_eq!(
                 t.check(OwnerId(who), &e.cap, Rights::NONE).map(|_| ()),
