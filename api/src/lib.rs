@@ -69,9 +69,30 @@ pub use rexo_captable::{Cap, CapError, EntryInfo as CapInfo, EntryState};
 /// The most capability-table entries one app's requests (memory grants, derives, splits)
 /// may have made and still live, wherever they were delegated or parked: past it
 /// [`Kernel::allocate_memory`] and [`Kernel::memory_op`] answer
-/// [`CapError::TooManyEntries`] with this `max`, until one of them goes. A quarter of the
-/// kernel's table of 256 entries; another quarter is kept for the kernel's own mints.
+/// [`CapError::TooManyEntries`] with this `max`, until one of them goes. The kernel's
+/// table has room for every owner at this limit at once ([`cap_table_entries`]).
 pub const MAX_APP_ENTRIES: usize = 64;
+
+/// The interrupt bindings (shares of the kernel's root over the vectors, one per device
+/// queue an app's lease armed) the kernel's capability table keeps room for: one per
+/// vector of device interrupts (32..256). Bindings are not bounded by vectors (every
+/// MSI-X wake-up shares one) but by the devices' queues, at most 8 a device (virtio-net's
+/// receive queues): this is 28 such devices at once.
+pub const MAX_INTERRUPT_BINDINGS: usize = 224;
+
+/// The most capability-table entries the kernel's own mints hold at once, and so the
+/// reserve its table keeps for them: its root over the vectors, a capability over each
+/// core and a timer armed on each ([`rexo_cmdline::MAX_CORES`] of each: one root per
+/// core or timer at a time), and [`MAX_INTERRUPT_BINDINGS`] bindings.
+pub const KERNEL_CAP_ENTRIES: usize = 1 + 2 * rexo_cmdline::MAX_CORES + MAX_INTERRUPT_BINDINGS;
+
+/// The entries of the kernel's capability table with `owners` owners (the kernel, 0, and
+/// the apps' runs, `rexo_cmdline::owners_needed`): [`KERNEL_CAP_ENTRIES`] and
+/// [`MAX_APP_ENTRIES`] for each app's owner, so that every app can reach its limit while
+/// the kernel holds its most. (The kernel's own requests count in its reserve.)
+pub const fn cap_table_entries(owners: usize) -> usize {
+    KERNEL_CAP_ENTRIES + owners.saturating_sub(1) * MAX_APP_ENTRIES
+}
 
 /// A typed wrapper over a [`Cap`] of one resource kind.
 macro_rules! cap_type {
@@ -614,6 +635,83 @@ mod tests {
         ];
         assert_eq!(running_app(two_runs, "kv"), Err(ApiError::AmbiguousApp));
         assert_eq!(running_app(two_runs, "monitor"), Ok(OwnerId(1)));
+    }
+
+    /// The kernel's authority in the sizing tests.
+    struct Kernel;
+
+    /// Fills `t` as the worst case the kernel sizes its table for: the kernel's root over
+    /// the vectors, a capability over every core and a timer on each, every binding it
+    /// keeps room for, and every app's owner (1..OWNERS, started) at its limit of grants;
+    /// the kernel's mints first or last. The live entries, or the first refusal.
+    fn worst_case<const N: usize, const OWNERS: usize>(
+        t: &mut rexo_captable::CapTable<Kernel, N, OWNERS, 8>,
+        kernel_first: bool,
+    ) -> Result<usize, CapError> {
+        use rexo_captable::{OwnerId, Resource, ResourceKind};
+        use rexo_cmdline::MAX_CORES;
+        let apps = (1..OWNERS).map(|owner| OwnerId(owner as u16));
+        for owner in apps.clone() {
+            t.start_owner(&Kernel, owner)?;
+        }
+        let mint_all = |t: &mut rexo_captable::CapTable<Kernel, N, OWNERS, 8>| {
+            let vectors = Resource::new(ResourceKind::InterruptVector, 32, 224)?;
+            let root = t
+                .mint(&Kernel, OwnerId::KERNEL, vectors, Rights::READ)?
+                .id();
+            for core in 0..MAX_CORES as u64 {
+                let owner = OwnerId(1 + (core % (OWNERS as u64 - 1)) as u16);
+                for kind in [ResourceKind::Core, ResourceKind::Timer] {
+                    t.mint(&Kernel, owner, Resource::new(kind, core, 1)?, Rights::READ)?;
+                }
+            }
+            let wake = Resource::new(ResourceKind::InterruptVector, 0x21, 1)?;
+            for binding in 0..MAX_INTERRUPT_BINDINGS {
+                let owner = OwnerId(1 + (binding % (OWNERS - 1)) as u16);
+                t.mint_child(&Kernel, root, owner, wake, Rights::READ)?;
+            }
+            Ok::<(), CapError>(())
+        };
+        if kernel_first {
+            mint_all(t)?;
+        }
+        let mut page = 0;
+        for owner in apps {
+            for _ in 0..MAX_APP_ENTRIES {
+                let frame = Resource::new(ResourceKind::Memory, page << 12, 0x1000)?;
+                t.grant(&Kernel, owner, frame, Rights::READ)?;
+                page += 1;
+            }
+        }
+        if !kernel_first {
+            mint_all(t)?;
+        }
+        Ok(t.live())
+    }
+
+    #[test]
+    fn the_kernels_table_holds_every_core_timer_and_binding_and_every_app_at_its_limit() {
+        // The kernel's owners today (24 apps: the image's 18, the kernel's 2, the C apps'
+        // 4), and with many more apps linked in.
+        const TODAY: usize = rexo_cmdline::owners_needed(24);
+        const MANY: usize = rexo_cmdline::owners_needed(100);
+        type Today = rexo_captable::CapTable<Kernel, { cap_table_entries(TODAY) }, TODAY, 8>;
+        type Many = rexo_captable::CapTable<Kernel, { cap_table_entries(MANY) }, MANY, 8>;
+        assert_eq!(cap_table_entries(TODAY), 2_401);
+        for kernel_first in [true, false] {
+            let mut today = Today::with_limits(MAX_APP_ENTRIES, KERNEL_CAP_ENTRIES);
+            let full = Ok(cap_table_entries(TODAY));
+            assert_eq!(worst_case(&mut today, kernel_first), full, "{TODAY} owners");
+            let mut many = Many::with_limits(MAX_APP_ENTRIES, KERNEL_CAP_ENTRIES);
+            let full = Ok(cap_table_entries(MANY));
+            assert_eq!(worst_case(&mut many, kernel_first), full, "{MANY} owners");
+        }
+        // The table of 256 entries with 64 kept for the kernel ran out before either did.
+        for kernel_first in [true, false] {
+            let mut old: rexo_captable::CapTable<Kernel, 256, TODAY, 8> =
+                rexo_captable::CapTable::with_limits(MAX_APP_ENTRIES, 64);
+            assert_eq!(worst_case(&mut old, kernel_first), Err(CapError::Full));
+        }
     }
 
     #[test]

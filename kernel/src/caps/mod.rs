@@ -44,12 +44,11 @@ pub struct Authority(());
 
 const AUTHORITY: Authority = Authority(());
 
-/// Entries in the machine's table (its storage is on the heap, `rexo-captable`). A quarter
-/// of them (`rexo_api::MAX_APP_ENTRIES`, 64) is the most one owner's requests (memory
-/// grants, derives, splits) may have made at a time, and another quarter is kept for the
-/// kernel's own mints (cores, timers, interrupt bindings): `CapTable::with_limits`, set in
-/// [`init`].
-const ENTRIES: usize = 256;
+/// Entries in the machine's table (on the heap, `rexo-captable`): room for every app's
+/// owner at its limit (`rexo_api::MAX_APP_ENTRIES`) while the kernel's own mints (cores,
+/// timers, bindings) hold their most, `rexo_api::KERNEL_CAP_ENTRIES`, kept as its reserve
+/// ([`init`]; `rexo_api::cap_table_entries`).
+const ENTRIES: usize = rexo_api::cap_table_entries(OWNERS);
 /// Owners: the kernel (0), one per app of the image (its index + 1) and one per run of the
 /// largest boot manifest (`rexo_cmdline::MAX_MANIFEST_APPS`): [`rexo_cmdline::owners_needed`].
 pub(crate) const OWNERS: usize = rexo_cmdline::owners_needed(crate::apps::APP_COUNT);
@@ -85,7 +84,7 @@ fn locked<T>(f: impl FnOnce(&mut State) -> T) -> Option<T> {
 /// Creates the table (once, at boot, after the heap, where its storage goes directly: the
 /// boot core's first frame, under every app it runs, holds none of it).
 pub fn init() {
-    let mut table = Table::with_limits(rexo_api::MAX_APP_ENTRIES, ENTRIES / 4);
+    let mut table = Table::with_limits(rexo_api::MAX_APP_ENTRIES, rexo_api::KERNEL_CAP_ENTRIES);
     let vectors = Resource::new(ResourceKind::InterruptVector, 32, 224).and_then(|all| {
         table
             .mint(&AUTHORITY, OwnerId(0), all, Rights::READ)
