@@ -52,6 +52,14 @@ pub const MAX_RUNNING_BLOCKS: usize = 1024;
 /// flush that ordering them first takes.
 pub const MIN_IN_PLACE_BLOCKS: usize = 16;
 
+/// The blocks committed to the journal but not yet written home that a mount keeps in
+/// memory unless told otherwise (8 MiB; [`FileSystem::set_max_pending_blocks`]): past
+/// them a commit checkpoints, so the memory a mount holds does not grow with the
+/// journal (64 MiB on a disk of 4 GiB or more). A disk of up to 512 MiB, whose journal
+/// is at most this size, checkpoints as often as before; on a larger one a checkpoint's
+/// two flushes and header write are still spread over 2048 blocks written.
+pub const DEFAULT_MAX_PENDING_BLOCKS: usize = 2048;
+
 /// A mounted Rexo file system on a disk `D`.
 ///
 /// Every operation that changes something is all or nothing, and goes to the journal
@@ -89,6 +97,8 @@ pub struct FileSystem<D: BlockStore> {
     /// Set while repair builds a salvaged tree ([`FileSystem::for_rebuild`]): a commit
     /// writes the running transaction home in place, but block 0, which stays in it.
     rebuilding: bool,
+    /// The most pending blocks (committed, not yet home) kept before a checkpoint.
+    max_pending: usize,
 }
 
 impl<D: BlockStore> FileSystem<D> {
@@ -166,6 +176,7 @@ impl<D: BlockStore> FileSystem<D> {
             mount: next_mount(),
             version: 0,
             rebuilding: false,
+            max_pending: DEFAULT_MAX_PENDING_BLOCKS,
         }
     }
 
@@ -349,6 +360,22 @@ impl<D: BlockStore> FileSystem<D> {
     /// [`DEFAULT_CACHE_BLOCKS`](crate::DEFAULT_CACHE_BLOCKS)); 0 turns it off and drops what it holds.
     pub fn set_cache_blocks(&mut self, blocks: usize) {
         self.store.cache.set_capacity(blocks);
+    }
+
+    /// Sets how many blocks committed to the journal but not yet written home this mount
+    /// keeps in memory (from [`DEFAULT_MAX_PENDING_BLOCKS`]; 0 checkpoints after every
+    /// commit): a commit that would take them past it checkpoints first, and one that
+    /// leaves more (a transaction larger than it alone) checkpoints after. Applies
+    /// from the next commit; a lower bound means more checkpoints, a higher one more
+    /// memory (at most the journal's size).
+    pub fn set_max_pending_blocks(&mut self, blocks: usize) {
+        self.max_pending = blocks;
+    }
+
+    /// The most blocks committed but not yet written home this mount keeps in memory
+    /// ([`FileSystem::set_max_pending_blocks`]).
+    pub fn max_pending_blocks(&self) -> usize {
+        self.max_pending
     }
 
     /// Empties the read cache: the next reads go to the disk (a cold start for a
@@ -843,8 +870,10 @@ impl<D: BlockStore> FileSystem<D> {
     }
 
     /// Writes the running transaction to the journal as one transaction and flushes
-    /// (checkpointing first if the journal has no room left for it); its blocks become
-    /// pending (written home at the next checkpoint).
+    /// (checkpointing first if the journal has no room left for it, or if its blocks
+    /// would take the pending ones past [`FileSystem::set_max_pending_blocks`]'s bound;
+    /// after, if they alone do); its blocks become pending (written home at the next
+    /// checkpoint).
     fn commit_running(&mut self) -> Result<(), FsError> {
         if self.store.running.is_empty() {
             return Ok(());
@@ -867,7 +896,7 @@ impl<D: BlockStore> FileSystem<D> {
             return Ok(());
         }
         let length = transaction_length(self.store.running.len() as u64);
-        if !self.journal.has_room_for(length) {
+        if !self.journal.has_room_for(length) || self.pending_with_running() > self.max_pending {
             self.write_home()?;
         }
         let (position, sequence) = (self.journal.position, self.journal.next_sequence);
@@ -881,10 +910,28 @@ impl<D: BlockStore> FileSystem<D> {
         self.stop_on_error(result)?;
         let running = core::mem::take(&mut self.store.running);
         self.store.pending.extend(running);
+        #[cfg(test)]
+        crate::tests::pending_watch::saw(self.store.pending.len());
         self.journal.position += length;
         self.journal.next_sequence += 1;
         self.journal.transactions += 1;
+        if self.store.pending.len() > self.max_pending {
+            // A transaction larger than the bound alone: home now, not held until the
+            // next commit.
+            self.write_home()?;
+        }
         Ok(())
+    }
+
+    /// Pending blocks once the running transaction's have joined them (a block in both
+    /// counted once).
+    fn pending_with_running(&self) -> usize {
+        let pending = &self.store.pending;
+        let running = self.store.running.keys();
+        pending.len()
+            + running
+                .filter(|number| !pending.contains_key(number))
+                .count()
     }
 
     /// Ordered writes: when at least [`MIN_IN_PLACE_BLOCKS`] blocks of the running

@@ -27,7 +27,8 @@
 //!   returns, so a completed operation is durable and atomic; with
 //!   [`CommitPolicy::OnCommit`] operations are grouped until [`FileSystem::commit`]
 //!   (or the journal or [`MAX_RUNNING_BLOCKS`] says so). Home locations are written at
-//!   a checkpoint ([`FileSystem::sync`], or when the journal is full). Mount replays
+//!   a checkpoint ([`FileSystem::sync`], or when the journal is full or the committed
+//!   blocks waiting for it pass [`DEFAULT_MAX_PENDING_BLOCKS`]). Mount replays
 //!   every committed transaction and ignores a torn tail, so a crash at any write
 //!   leaves the tree as it was after some operation (at or after the last commit),
 //!   also where it tears a block's write at the boundaries of 512-byte sectors.
@@ -88,7 +89,9 @@ pub use disk::{BLOCK_SIZE, BlockStore, MemoryDisk};
 pub use error::FsError;
 pub use file::File;
 pub use format::{FileKind, MAX_NAME, MIN_DISK_BLOCKS};
-pub use fs::{CommitPolicy, FileSystem, MAX_RUNNING_BLOCKS, MIN_IN_PLACE_BLOCKS};
+pub use fs::{
+    CommitPolicy, DEFAULT_MAX_PENDING_BLOCKS, FileSystem, MAX_RUNNING_BLOCKS, MIN_IN_PLACE_BLOCKS,
+};
 pub use fsck::FsckReport;
 pub use repair::{MAX_COPIED_BLOCKS, RepairReport};
 pub use store::{DEFAULT_CACHE_BLOCKS, DEFAULT_READ_TOGETHER};

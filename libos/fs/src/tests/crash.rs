@@ -17,7 +17,7 @@ use super::property::{Mix, Op, random_op, step};
 use super::{Node, Rng, Snapshot, snapshot};
 use crate::disk::BlockStore;
 use crate::fs::FileSystem;
-use crate::{BLOCK_SIZE, CommitPolicy, FsError, MemoryDisk};
+use crate::{BLOCK_SIZE, CommitPolicy, DEFAULT_MAX_PENDING_BLOCKS, FsError, MemoryDisk};
 
 /// What reached the disk.
 #[derive(Clone, Debug)]
@@ -217,18 +217,22 @@ struct Checked {
     torn_superblocks: usize,
     /// Writes of the journal header torn (with `tears`).
     torn_headers: usize,
+    /// Writes of the journal header: the format's and every checkpoint's.
+    header_writes: usize,
 }
 
 /// One recorded run of `operations` random operations under `mix` (and its commit
 /// policy). A crash image must hold the tree after some operation from the last one
 /// known durable by the cut (each completed one with `EachOperation`; the last
 /// completed `commit`, `sync` or remount with `OnCommit`) to the one in progress. With
-/// `tears`, the write at each cut is also torn (see [`for_each_crash`]).
-fn crash_run(seed: u64, operations: usize, mix: Mix, tears: bool) -> Checked {
+/// `tears`, the write at each cut is also torn (see [`for_each_crash`]). Every mount
+/// keeps at most `max_pending` blocks pending before it checkpoints.
+fn crash_run(seed: u64, operations: usize, mix: Mix, tears: bool, max_pending: usize) -> Checked {
     let mut rng = Rng::new(seed);
     let base = super::ops::fresh(256).into_disk();
     let mut mounted = FileSystem::mount(Recorder::new(base.clone())).unwrap();
     mounted.set_commit_policy(mix.policy).unwrap();
+    mounted.set_max_pending_blocks(max_pending);
     let mut fs = Some(mounted);
     let mut model = Model::new();
     let mut states = vec![model.snapshot()];
@@ -256,7 +260,10 @@ fn crash_run(seed: u64, operations: usize, mix: Mix, tears: bool) -> Checked {
             .filter(|event| matches!(event, Event::Write(block, _) if *block == number))
             .count()
     };
-    let mut checked = Checked::default();
+    let mut checked = Checked {
+        header_writes: written(1),
+        ..Checked::default()
+    };
     if tears {
         checked.torn_superblocks = written(0);
         checked.torn_headers = written(1);
@@ -330,7 +337,7 @@ fn a_crash_at_any_write_leaves_the_tree_of_an_operation_boundary() {
     let mix = each_operation();
     let (mut checked, mut recoveries) = (0, 0);
     for seed in 0..24 * super::property::long_factor() {
-        let run = crash_run(100 + seed, 40, mix, false);
+        let run = crash_run(100 + seed, 40, mix, false, DEFAULT_MAX_PENDING_BLOCKS);
         checked += run.images;
         recoveries += run.recoveries;
         assert_eq!(run.older, 0, "seed {seed}: a completed operation was lost");
@@ -344,7 +351,7 @@ fn a_crash_with_batched_commits_leaves_the_tree_after_the_last_commit_or_later()
     let mix = batched();
     let (mut checked, mut recoveries, mut older) = (0, 0, 0);
     for seed in 0..24 * super::property::long_factor() {
-        let run = crash_run(500 + seed, 80, mix, false);
+        let run = crash_run(500 + seed, 80, mix, false, DEFAULT_MAX_PENDING_BLOCKS);
         checked += run.images;
         recoveries += run.recoveries;
         older += run.older;
@@ -368,7 +375,13 @@ fn a_crash_tearing_a_write_at_sector_boundaries_leaves_the_tree_of_an_operation_
     let (mut superblocks, mut headers) = (0, 0);
     for seed in 0..8 * super::property::long_factor() {
         for (first, operations, mix) in [(900, 40, each_operation()), (950, 80, batched())] {
-            let run = crash_run(first + seed, operations, mix, true);
+            let run = crash_run(
+                first + seed,
+                operations,
+                mix,
+                true,
+                DEFAULT_MAX_PENDING_BLOCKS,
+            );
             checked += run.images;
             recoveries += run.recoveries;
             superblocks += run.torn_superblocks;
@@ -383,6 +396,31 @@ fn a_crash_tearing_a_write_at_sector_boundaries_leaves_the_tree_of_an_operation_
     assert!(
         superblocks >= 20 && headers >= 20,
         "only {superblocks} superblock and {headers} journal header writes torn"
+    );
+}
+
+/// The same around checkpoints forced by the memory bound rather than a full journal:
+/// with at most 2 blocks pending, most commits checkpoint before or after their
+/// transaction. Every write of each run is also torn, under both policies.
+#[test]
+fn a_crash_around_checkpoints_forced_by_the_pending_bound_leaves_the_tree_of_an_operation_boundary()
+{
+    let (mut checked, mut header_writes) = (0, 0);
+    for seed in 0..4 * super::property::long_factor() {
+        for (first, operations, mix) in [(1300, 40, each_operation()), (1350, 80, batched())] {
+            let run = crash_run(first + seed, operations, mix, true, 2);
+            checked += run.images;
+            header_writes += run.header_writes;
+            if mix.policy == CommitPolicy::EachOperation {
+                assert_eq!(run.older, 0, "seed {seed}: a completed operation was lost");
+            }
+        }
+    }
+    assert!(checked >= 2000, "only {checked} crash images checked");
+    // 25 with the default bound (syncs, remounts and full journals alone).
+    assert!(
+        header_writes >= 50,
+        "only {header_writes} checkpoints: is the bound forcing any?"
     );
 }
 

@@ -44,6 +44,27 @@ pub(crate) mod app_memory {
     }
 }
 
+/// The most blocks a mount held pending (committed, not yet home) on one test's
+/// thread: noted by every commit as its blocks join them.
+pub(crate) mod pending_watch {
+    use core::cell::Cell;
+
+    std::thread_local! {
+        /// The most seen since the last [`take_peak`].
+        static PEAK: Cell<usize> = const { Cell::new(0) };
+    }
+
+    /// Notes that a mount holds `pending` blocks pending.
+    pub(crate) fn saw(pending: usize) {
+        PEAK.set(PEAK.get().max(pending));
+    }
+
+    /// The most noted since the last call, and starts again from 0.
+    pub(crate) fn take_peak() -> usize {
+        PEAK.replace(0)
+    }
+}
+
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;

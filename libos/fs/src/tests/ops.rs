@@ -233,6 +233,51 @@ fn reading_and_writing_refuse_what_is_not_a_file() {
     fs.check().unwrap();
 }
 
+/// `size` bytes of a pattern that differs with `seed`.
+fn pattern(size: usize, seed: u8) -> Vec<u8> {
+    (0..size).map(|i| (i % 251) as u8 ^ seed).collect()
+}
+
+/// Overwriting a file in place journals every block written, so the blocks committed
+/// but not yet home grow until a checkpoint. On a 4 GiB disk (sparse in memory), whose
+/// journal is 64 MiB, they stay under the 8 MiB bound: a commit that would take them
+/// past it checkpoints first, and one transaction larger than it alone is written home
+/// right after its commit. Then the file reads back after a remount.
+#[test]
+fn overwriting_in_place_keeps_the_pending_blocks_under_the_bound() {
+    let mut fs = fresh(1 << 20);
+    assert_eq!(fs.layout.journal_blocks, 16384);
+    fs.set_cache_blocks(0);
+    let bound = DEFAULT_MAX_PENDING_BLOCKS;
+    let size = 3 * bound * BLOCK_SIZE / 2;
+    let mib = 1 << 20;
+    fs.create("/f").unwrap();
+    fs.write("/f", 0, &pattern(size, 0)).unwrap();
+    fs.sync().unwrap();
+    super::pending_watch::take_peak();
+    let megabytes = pattern(size, 1);
+    for (index, chunk) in megabytes.chunks(mib).enumerate() {
+        fs.write("/f", (index * mib) as u64, chunk).unwrap();
+    }
+    let peak = super::pending_watch::take_peak();
+    assert!(
+        peak <= bound && peak >= bound / 2,
+        "{peak} blocks pending at most, 1 MiB at a time"
+    );
+    let whole = pattern(size, 2);
+    fs.write("/f", 0, &whole).unwrap();
+    let peak = super::pending_watch::take_peak();
+    assert!(peak > size / BLOCK_SIZE, "one transaction: {peak} blocks");
+    assert_eq!(
+        fs.store.pending.len(),
+        0,
+        "a transaction past the bound goes home at once"
+    );
+    let mut fs = remount(fs);
+    FileSystem::fsck(&mut fs.store.disk).unwrap();
+    assert!(fs.read_all("/f").unwrap() == whole, "the file reads back");
+}
+
 /// A file too large to hold in memory (here sparse, 2^60 bytes) is refused by
 /// `read_all` as `NoMemory`, not `FileTooLarge`, whose doc means past `MAX_FILE_SIZE`.
 #[test]

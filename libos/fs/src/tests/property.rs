@@ -245,10 +245,12 @@ pub(crate) fn apply_fs<D: BlockStore>(
         Op::Commit => done(mounted.commit()),
         Op::Remount => {
             let policy = mounted.commit_policy();
+            let max_pending = mounted.max_pending_blocks();
             mounted.commit()?;
             let disk = fs.take().map(FileSystem::into_disk);
             let mut remounted = FileSystem::mount(disk.unwrap())?;
             remounted.set_commit_policy(policy)?;
+            remounted.set_max_pending_blocks(max_pending);
             *fs = Some(remounted);
             Ok(Outcome::Done)
         }
