@@ -12,7 +12,7 @@ use crate::file::next_mount;
 use crate::format::{
     BITMAP_MAGIC, BITS_PER_BITMAP_BLOCK, Block, EXTENTS_PER_OVERFLOW_BLOCK, Extent, FileKind,
     INLINE_EXTENTS, Inode, Layout, SUPERBLOCK_MAGIC, Superblock, bit_is_set, bitmap_position,
-    check_header_as, seal, seal_checksum, set_bit, try_zeroed, zeroed,
+    check_header_as, seal, seal_checksum, set_bit, try_block, try_zeroed, zeroed,
 };
 use crate::fsck::{FsckReport, check};
 use crate::journal::{Journal, Replay, encode_header, scan, transaction_length, write_transaction};
@@ -445,7 +445,9 @@ impl<D: BlockStore> FileSystem<D> {
     /// overflow extent blocks its extents can take, first (before committing any, so
     /// for a write of one piece once that piece has been halved) rehearses all of their
     /// allocations, piece by piece as they will be cut (halved pieces too), and
-    /// forgets them.
+    /// forgets them. A piece whose new block images the app cannot get (up to the
+    /// journal's size: 64 MiB on a disk of 4 GiB or more) returns `NoMemory` with
+    /// nothing of it committed (in a write of several, the pieces before it are).
     pub fn write(&mut self, path: &str, offset: u64, data: &[u8]) -> Result<(), FsError> {
         self.writable()?;
         let names = parse(path)?;
@@ -1207,11 +1209,17 @@ impl<D: BlockStore> FileSystem<D> {
     }
 
     /// One transaction of a write: maps the blocks of `offset..offset + data.len()`
-    /// ([`FileSystem::map_piece`]), writes them and grows the size.
+    /// ([`FileSystem::map_piece`]), writes them and grows the size. `NoMemory` when the
+    /// app cannot get the new images of its data blocks (up to the journal's size):
+    /// the transaction then fails whole, nothing of it committed.
     fn write_piece(&mut self, names: &[&str], offset: u64, data: &[u8]) -> Result<(), FsError> {
         let end = offset + data.len() as u64;
         let (before, extents, old_size) = self.map_piece(names, offset, end)?;
         let (first, last_end) = (offset / BLOCK, end.div_ceil(BLOCK));
+        let no_memory = || FsError::NoMemory {
+            what: alloc::format!("writing {} ({} blocks)", join(names), last_end - first),
+            bytes: (last_end - first) * BLOCK,
+        };
         for logical in first..last_end {
             let Some(physical) = physical_of(&extents, logical) else {
                 return Err(FsError::corrupt(0, "a block just mapped is missing"));
@@ -1219,16 +1227,20 @@ impl<D: BlockStore> FileSystem<D> {
             let block_start = logical * BLOCK;
             let from = offset.max(block_start);
             let to = end.min(block_start + BLOCK);
-            let mut image: Block = if to - from == BLOCK || physical_of(&before, logical).is_none()
-            {
-                zeroed()
+            let source = data
+                .get((from - offset) as usize..(to - offset) as usize)
+                .unwrap_or_default();
+            if to - from == BLOCK {
+                let image = try_block(source).ok_or_else(no_memory)?;
+                self.store.stage(physical, image);
+                continue;
+            }
+            let mut image = if physical_of(&before, logical).is_none() {
+                try_block(&ZEROS).ok_or_else(no_memory)?
             } else {
                 let small = self.is_small(old_size);
                 self.store.read_data(physical, small)?
             };
-            let source = data
-                .get((from - offset) as usize..(to - offset) as usize)
-                .unwrap_or_default();
             if let Some(target) =
                 image.get_mut((from - block_start) as usize..(to - block_start) as usize)
             {

@@ -278,6 +278,49 @@ fn overwriting_in_place_keeps_the_pending_blocks_under_the_bound() {
     assert!(fs.read_all("/f").unwrap() == whole, "the file reads back");
 }
 
+/// A write whose new block images the app cannot get (a test's thread gives
+/// `try_block` only so many) is `NoMemory` before anything is committed: nothing
+/// written to the disk, the old bytes and size intact, the file system clean, mounted
+/// and after a remount; with the memory there, the same write goes through. The write
+/// covers 21 blocks: a partial old one, 19 whole, a partial new one (zeros first).
+#[test]
+fn a_write_refused_its_memory_is_no_memory_and_changes_nothing() {
+    let mut fs = FileSystem::format(super::CountingDisk::new(MemoryDisk::new(1024))).unwrap();
+    fs.create("/f").unwrap();
+    let old = pattern(20 * BLOCK_SIZE, 0);
+    fs.write("/f", 0, &old).unwrap();
+    fs.sync().unwrap();
+    let new = pattern(20 * BLOCK_SIZE, 3);
+    let no_memory = FsError::NoMemory {
+        what: "writing /f (21 blocks)".into(),
+        bytes: 21 * BLOCK_SIZE as u64,
+    };
+    for left in [0, 10, 19] {
+        let writes = fs.store.disk.counts.writes;
+        let refused = super::app_memory::with_blocks_left(left, || fs.write("/f", 100, &new));
+        assert_eq!(refused, Err(no_memory.clone()), "{left} blocks left");
+        assert_eq!(
+            fs.store.disk.counts.writes, writes,
+            "{left}: nothing written"
+        );
+        fs.check().unwrap();
+        assert!(fs.read_all("/f").unwrap() == old, "{left}: the old bytes");
+    }
+    let mut fs = FileSystem::mount(fs.into_disk()).unwrap();
+    FileSystem::fsck(&mut fs.store.disk).unwrap();
+    assert!(
+        fs.read_all("/f").unwrap() == old,
+        "the old bytes, remounted"
+    );
+    fs.write("/f", 100, &new).unwrap();
+    let mut expected = old[..100].to_vec();
+    expected.extend_from_slice(&new);
+    assert!(
+        fs.read_all("/f").unwrap() == expected,
+        "the write, with memory"
+    );
+}
+
 /// A file too large to hold in memory (here sparse, 2^60 bytes) is refused by
 /// `read_all` as `NoMemory`, not `FileTooLarge`, whose doc means past `MAX_FILE_SIZE`.
 #[test]
