@@ -290,17 +290,11 @@ fn setup_failure(
 /// The host tools the selected tests need: QEMU for the host tests (a few of xtask's
 /// boot tiny kernels, one holds an image open) and when QEMU tests run (`boots_qemu`),
 /// GRUB for the host tests (xtask's own make an ISO and install a boot disk) and the
-<<<<<<< HEAD
 /// cases that boot through it, `python3` for the host tests (one runs the pymemcache
 /// script's expiry check), OVMF for the cases that boot through it, the C tools for
-/// `docs::rustdoc` (`docs`: documenting the kernel runs its build script, which
-/// compiles the C apps with gcc), and `ip` for the tap cases when this process is
-=======
-/// cases that boot through it, OVMF for those that boot through it, the C tools for
 /// `docs::rustdoc` (`docs`: documenting the kernel runs rexo-image's build script, which
-/// compiles the C apps with gcc for the kernel's target), and `ip` for the tap cases when this process is
->>>>>>> 271e106f (rexo-image, c_abi: the C apps' list is rexo-image's c_apps! beside the Rust apps' APPS, and image/build.rs compiles them (every api/c/examples/*.c, for the kernel's target only, into the static library rexo_c_apps), so adding a C app is its file and one line in image/src/lib.rs and touches no kernel file (new user's report: the line in c_apps! of kernel/src/c_abi.rs and the name in kernel/build.rs's C_APPS counted against the kernel's line budget). The kernel keeps the unsafe part, which rexo-image forbids: c_app_entries (the old macro, renamed) declares each NAME_main and makes the app-table entry, and rexo_image::c_apps!(c_app_entries) hands it the list; kernel/build.rs keeps only the linker script. Same apps, names, descriptions, flags and order. Host test the_c_apps_listed_are_the_files_compiled (rexo-image): every C file listed once under its name and NAME_main, every listed app with its file; with c-hello's line taken out it fails (left [c-cores, c-devices, c-timers]). cargo xtask test capi:: 7 passed; clippy for the kernel target clean. docs/api.md (adding a C app), docs/layout.md, docs/testing.md and tool_needs' doc (rexo-image's build script runs gcc) say so. Kernel lines 4,997 -> 4,930)
-/// `root` (without root they fail for that reason anyway).
+/// compiles the C apps with gcc for the kernel's target), and `ip` for the tap cases when
+/// this process is `root` (without root they fail for that reason anyway).
 fn tool_needs(
     host_tests: bool,
     boots_qemu: bool,
