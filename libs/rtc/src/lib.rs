@@ -1,7 +1,8 @@
 //! The CMOS real-time clock (the MC146818 and its successors in every PC chipset) read as
 //! seconds since 1970-01-01 00:00:00 UTC ([`WallClock`]: read at the first call and
 //! counted on the monotonic clock since, read again every 10 minutes to correct that
-//! count's drift), and such seconds as a date and time
+//! count's drift, a step no drift explains taken for the clock set and warned of), and
+//! such seconds as a date and time
 //! again ([`DateTime`]). The kernel passes the register reads (index to port 0x70, data
 //! from 0x71) and its monotonic clock; the rest is here, where the host tests reach it.
 //!
@@ -46,6 +47,13 @@ const RETRY_AFTER_NS: u64 = 60 * NS_PER_S;
 /// measured at boot (to 0.1% against the PIT, 0.04% against the HPET, where CPUID does
 /// not give it exactly): 0.1% off, the count drifts 0.6 s in 10 minutes, 86 s a day.
 const CHECK_AFTER_NS: u64 = 600 * NS_PER_S;
+/// The most a later reading may move the count, per nanosecond since the last reading
+/// placed, before it is taken for the CMOS clock set rather than the count's drift:
+/// 1/500 (0.2%, twice the PIT's measuring error).
+const DRIFT_PER_NS: u64 = 500;
+/// The most a later reading may move the count beyond its drift: 2 s, the whole seconds
+/// of a reading placed at its second's start and of the answers.
+const SET_SLACK_NS: u64 = 2 * NS_PER_S;
 
 /// Why the clock gave no time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -140,7 +148,14 @@ impl WallClock {
     /// last second given until the clock passes it. So at 0.1% off, the answer stays
     /// within 0.6 s of the CMOS clock's second or the one before (one second either
     /// side at worst). A check that fails goes to `warn`, the count going on uncorrected
-    /// until the next.
+    /// until the next. So does a reading that would move the count by more than 2 s plus
+    /// 0.2% of the time since the last reading placed (twice the PIT's measuring error),
+    /// which no drift explains: the CMOS clock was set (by a BMC, another system, a dead
+    /// battery's reset to 2000), and the count goes on, the wall clock staying the first
+    /// reading plus the time since; later readings are taken less that step, so the
+    /// drift is still corrected (the answer then up to a second further off: the step
+    /// taken holds the drift since the last reading placed and that reading's part of a
+    /// second).
     pub fn unix_time_s(
         &self,
         cmos: &mut dyn FnMut(u8) -> u8,
@@ -170,6 +185,7 @@ impl WallClock {
                 ));
             }
             let check_at_ns = now_ns().saturating_add(CHECK_AFTER_NS);
+            (self.correction.placed_at_ns).store(now_ns(), Ordering::Relaxed);
             self.check_at_ns.store(check_at_ns, Ordering::Relaxed);
             Ok(boot)
         })?;
@@ -182,7 +198,19 @@ impl WallClock {
         };
         if now_ns() >= check_at_ns && claimed(check_at_ns).is_ok() {
             match unix_time(cmos, century, now_ns) {
-                Ok((unix_s, _)) => self.correction.place(boot, unix_s, now_ns),
+                Ok((unix_s, _)) => {
+                    if let Err(step_ns) = self.correction.place(boot, unix_s, now_ns) {
+                        let (way, by_s) = (
+                            if step_ns < 0 { "back" } else { "ahead" },
+                            step_ns.unsigned_abs() / u128::from(NS_PER_S),
+                        );
+                        warn(format_args!(
+                            "the CMOS clock was set {way} by about {by_s} s, more than the \
+                             count can drift: the wall clock keeps its count (the CMOS \
+                             clock read again at a call 10 minutes or more later)"
+                        ));
+                    }
+                }
                 Err(why) => warn(format_args!(
                     "the wall clock goes on uncorrected: {why} (read again at a call 10 \
                      minutes or more later)"
@@ -206,6 +234,12 @@ struct Correction {
     /// The least second answered: the last one given before a reading put the clock
     /// back.
     floor_s: AtomicU64,
+    /// The monotonic time of the last reading placed (or taken for a set of the CMOS
+    /// clock); the reading core's alone.
+    placed_at_ns: AtomicU64,
+    /// How far the CMOS clock was set since the first reading, in all: later readings are
+    /// taken less this; the reading core's alone.
+    set_ns: AtomicI64,
 }
 
 impl Correction {
@@ -214,6 +248,8 @@ impl Correction {
             version: AtomicU64::new(0),
             shift_ns: AtomicI64::new(0),
             floor_s: AtomicU64::new(0),
+            placed_at_ns: AtomicU64::new(0),
+            set_ns: AtomicI64::new(0),
         }
     }
 
@@ -237,9 +273,27 @@ impl Correction {
     }
 
     /// Places a reading of `unix_s`, taken just before `now_ns()`, at the start of its
-    /// second, holding the answers at the last second given until it passes that.
-    fn place(&self, boot: BootTime, unix_s: u64, now_ns: &dyn Fn() -> u64) {
+    /// second, holding the answers at the last second given until it passes that; or,
+    /// when (less the sets seen before) it would move the count by more than its drift
+    /// since the last reading placed can explain ([`DRIFT_PER_NS`], [`SET_SLACK_NS`]),
+    /// takes it for the CMOS clock set, leaves the count as it is and returns by how
+    /// many nanoseconds the clock was set (negative: back).
+    fn place(&self, boot: BootTime, unix_s: u64, now_ns: &dyn Fn() -> u64) -> Result<(), i128> {
         let read_at_ns = now_ns();
+        let since_ns = read_at_ns.saturating_sub(self.placed_at_ns.load(Ordering::Relaxed));
+        self.placed_at_ns.store(read_at_ns, Ordering::Relaxed);
+        let set_ns = i128::from(self.set_ns.load(Ordering::Relaxed));
+        let shift_ns = (i128::from(unix_s) - i128::from(boot.seconds)) * i128::from(NS_PER_S)
+            - i128::from(boot.subsec_ns)
+            - i128::from(read_at_ns)
+            - set_ns;
+        let step_ns = shift_ns - i128::from(self.shift_ns.load(Ordering::Relaxed));
+        if step_ns.unsigned_abs() > u128::from(since_ns / DRIFT_PER_NS + SET_SLACK_NS) {
+            let set_ns = (set_ns + step_ns).clamp(i128::from(i64::MIN), i128::from(i64::MAX));
+            // Clamped to i64's range, so the cast keeps every bit.
+            self.set_ns.store(set_ns as i64, Ordering::Relaxed);
+            return Err(step_ns);
+        }
         let version = self.version.load(Ordering::Relaxed);
         self.version.store(version + 1, Ordering::Relaxed);
         fence(Ordering::Release);
@@ -248,9 +302,6 @@ impl Correction {
         let given_s = boot
             .unix_time_s(now_ns().saturating_add_signed(old_shift_ns))
             .max(self.floor_s.load(Ordering::Relaxed));
-        let shift_ns = (i128::from(unix_s) - i128::from(boot.seconds)) * i128::from(NS_PER_S)
-            - i128::from(boot.subsec_ns)
-            - i128::from(read_at_ns);
         let shift_ns = shift_ns.clamp(i128::from(i64::MIN), i128::from(i64::MAX));
         self.shift_ns.store(
             i64::try_from(shift_ns).unwrap_or_default(),
@@ -258,6 +309,7 @@ impl Correction {
         );
         self.floor_s.store(given_s, Ordering::Relaxed);
         self.version.store(version + 2, Ordering::Release);
+        Ok(())
     }
 }
 

@@ -275,9 +275,11 @@ fn the_farthest_moments_are_dated_at_once() {
 /// moves on by `READ_NS`; status A says "update in progress" in the 244 us before each
 /// second.
 /// While `stuck_in_update`, status A says "update in progress".
-/// While `absent`, every register reads 0xFF.
+/// While `absent`, every register reads 0xFF. Its registers show `set_ns` more (set
+/// ahead; negative: back).
 struct RunningClock {
     wall_at_boot_ns: u64,
+    set_ns: Cell<i64>,
     now_ns: Cell<u64>,
     reads: Cell<u64>,
     absent: Cell<bool>,
@@ -292,6 +294,7 @@ impl RunningClock {
     fn new(wall_at_boot_ns: u64) -> Self {
         Self {
             wall_at_boot_ns,
+            set_ns: Cell::new(0),
             now_ns: Cell::new(0),
             reads: Cell::new(0),
             absent: Cell::new(false),
@@ -304,7 +307,8 @@ impl RunningClock {
     fn wall_ns(&self, now_ns: u64) -> u64 {
         let since_boot_ns =
             i128::from(now_ns) * 1_000_000 / (1_000_000 + i128::from(self.monotonic_ppm));
-        self.wall_at_boot_ns + u64::try_from(since_boot_ns).unwrap()
+        let wall_ns = i128::from(self.wall_at_boot_ns) + since_boot_ns;
+        u64::try_from(wall_ns + i128::from(self.set_ns.get())).unwrap()
     }
 
     /// The CMOS clock's second at monotonic time `now_ns`.
@@ -529,7 +533,7 @@ fn a_reading_that_puts_the_clock_back_holds_the_last_second_given() {
     let now_ns = || now.get();
     assert_eq!(correction.unix_time_s(boot, &now_ns), WHEN + 600);
     // The CMOS clock shows a second less there: the count ran 0.5 s or more fast.
-    correction.place(boot, WHEN + 599, &now_ns);
+    correction.place(boot, WHEN + 599, &now_ns).unwrap();
     for (at_ns, answer) in [
         (600_500_000_000, WHEN + 600),
         (602_499_999_999, WHEN + 600),
@@ -542,6 +546,55 @@ fn a_reading_that_puts_the_clock_back_holds_the_last_second_given() {
             "at {at_ns} ns"
         );
     }
-    correction.place(boot, WHEN + 700, &now_ns);
-    assert_eq!(correction.unix_time_s(boot, &now_ns), WHEN + 700);
+    correction.place(boot, WHEN + 603, &now_ns).unwrap();
+    assert_eq!(correction.unix_time_s(boot, &now_ns), WHEN + 603);
+}
+
+/// A CMOS clock set back or ahead an hour (by a BMC, another system; a dead battery's
+/// reset to 2000) is no drift of the count: the check at minute 10 warns of it once and
+/// the answers count on from the first reading, the later checks still correcting the
+/// count's drift (0.1% either way here) against the clock as set, the answer within a
+/// second more of it than without a set (the step taken holds the drift before it and
+/// its reading's part of a second). Before, a clock set
+/// back held every answer at one second for the hour (or for the decades back to
+/// 2000), and one set ahead moved the answers on by the hour.
+#[test]
+fn a_cmos_clock_set_back_or_ahead_is_warned_of_and_the_count_goes_on() {
+    const HOUR_NS: i64 = 3_600_000_000_000;
+    const TO_2000_NS: i64 = -((WHEN - 946_684_800) * NS_PER_S).cast_signed();
+    for (set_ns, monotonic_ppm) in [HOUR_NS, -HOUR_NS, TO_2000_NS]
+        .into_iter()
+        .flat_map(|set_ns| [(set_ns, 0), (set_ns, 1000), (set_ns, -1000)])
+    {
+        let mut clock = RunningClock::new(WHEN * NS_PER_S + 300_000_000);
+        clock.monotonic_ppm = monotonic_ppm;
+        let wall = WallClock::new();
+        let (mut last_s, mut warned) = (0, Vec::new());
+        for now_ns in (0..2_400 * NS_PER_S).step_by(100_000_007) {
+            if now_ns >= 570 * NS_PER_S {
+                clock.set_ns.set(set_ns);
+            }
+            let (unix_s, warnings) = clock.unix_time_s(&wall, now_ns);
+            warned.extend(warnings);
+            let (unix_s, now_ns) = (unix_s.unwrap(), clock.now_ns.get());
+            // The clock's second as it would show unset.
+            let unset_ns = clock
+                .wall_ns(now_ns)
+                .checked_add_signed(-clock.set_ns.get());
+            let unset_s = unset_ns.unwrap() / NS_PER_S;
+            let case = format!("set by {set_ns} ns, {monotonic_ppm} ppm");
+            assert!(
+                unix_s + 2 >= unset_s && unix_s <= unset_s + 2,
+                "{case}: {unix_s} s where the clock unset shows {unset_s} s at {now_ns} ns"
+            );
+            assert!(unix_s >= last_s, "{case}: {unix_s} s after {last_s} s");
+            last_s = unix_s;
+        }
+        let way = if set_ns < 0 { "back" } else { "ahead" };
+        assert_eq!(warned.len(), 1, "set by {set_ns} ns: {warned:?}");
+        assert!(
+            warned[0].starts_with(&format!("the CMOS clock was set {way} by about ")),
+            "{warned:?}"
+        );
+    }
 }
