@@ -186,15 +186,17 @@ impl WallClock {
             }
             let check_at_ns = now_ns().saturating_add(CHECK_AFTER_NS);
             (self.correction.placed_at_ns).store(now_ns(), Ordering::Relaxed);
-            self.check_at_ns.store(check_at_ns, Ordering::Relaxed);
+            self.check_at_ns.store(check_at_ns, Ordering::Release);
             Ok(boot)
         })?;
         let check_at_ns = self.check_at_ns.load(Ordering::Relaxed);
-        // One core reads the clock: the one that swaps the time for `u64::MAX`.
+        // One core reads the clock: the one that swaps the time for `u64::MAX`. Its swap
+        // acquires what the last reader stored before releasing the time (`version`,
+        // `shift_ns`, `floor_s`, `placed_at_ns`, `set_ns`), so it starts from them.
         let claimed = |at_ns| {
-            let claim = Ordering::Relaxed;
+            let (claim, lost) = (Ordering::Acquire, Ordering::Relaxed);
             self.check_at_ns
-                .compare_exchange(at_ns, u64::MAX, claim, claim)
+                .compare_exchange(at_ns, u64::MAX, claim, lost)
         };
         if now_ns() >= check_at_ns && claimed(check_at_ns).is_ok() {
             match unix_time(cmos, century, now_ns) {
@@ -217,7 +219,7 @@ impl WallClock {
                 )),
             }
             let check_at_ns = now_ns().saturating_add(CHECK_AFTER_NS);
-            self.check_at_ns.store(check_at_ns, Ordering::Relaxed);
+            self.check_at_ns.store(check_at_ns, Ordering::Release);
         }
         Ok(self.correction.unix_time_s(boot, now_ns))
     }

@@ -598,3 +598,66 @@ fn a_cmos_clock_set_back_or_ahead_is_warned_of_and_the_count_goes_on() {
         );
     }
 }
+
+/// The sequence lock under two threads on one monotonic clock: one moves it on 10
+/// minutes and asks the time, and so reads the CMOS clock again at nearly every call (the
+/// CMOS clock 0.1% slower, so each reading puts the count back some 0.6 s and the floor
+/// holds the answers); the other moves it on 1 us at a time and asks the time meanwhile
+/// (reading the CMOS clock itself when it finds a check due first; the first thread
+/// waits for that reading to end before it moves the clock on again). Neither thread's
+/// answers ever go back (an answer made of one correction's shift and an earlier one's
+/// floor, a torn read, would), and each lies between the CMOS clock's second, or the two
+/// before it, at the call's start and the one after its second at the end.
+#[test]
+fn the_wall_clock_read_while_another_thread_reads_the_cmos_clock_never_goes_back() {
+    use std::sync::atomic::AtomicBool;
+    const WALL_AT_BOOT_NS: u64 = WHEN * NS_PER_S + 300_000_000;
+    const REREADS: u32 = 20_000;
+    let monotonic_ns = AtomicU64::new(0);
+    let rereading = AtomicBool::new(true);
+    let wall = WallClock::new();
+    // The CMOS clock's second at monotonic time `now_ns` (0.1% slower).
+    let cmos_s = |now_ns: u64| (WALL_AT_BOOT_NS + now_ns - now_ns / 1000) / NS_PER_S;
+    let now = || monotonic_ns.load(Ordering::Relaxed);
+    let calls = |advance_ns: u64, rounds: Option<u32>| {
+        let mut cmos = |index: u8| {
+            let time = DateTime::from_unix(cmos_s(now()));
+            match index {
+                0x00 => time.second,
+                0x02 => time.minute,
+                0x04 => time.hour,
+                0x07 => time.day,
+                0x08 => time.month,
+                0x09 => (time.year % 100) as u8,
+                0x0B => BINARY | HOURS_24,
+                _ => 0,
+            }
+        };
+        let (mut last_s, mut round) = (0, 0);
+        while rounds.map_or(rereading.load(Ordering::Relaxed), |rounds| round < rounds) {
+            // The other thread's reading of the CMOS clock ends before the clock moves 10
+            // minutes (it would take its second for the clock set).
+            while rounds.is_some() && wall.check_at_ns.load(Ordering::Relaxed) == u64::MAX {
+                std::hint::spin_loop();
+            }
+            let before_ns = monotonic_ns.fetch_add(advance_ns, Ordering::Relaxed) + advance_ns;
+            let mut warn = |why: fmt::Arguments| panic!("warned: {why}");
+            let unix_s = wall.unix_time_s(&mut cmos, None, &now, &mut warn).unwrap();
+            let (least_s, most_s) = (cmos_s(before_ns), cmos_s(now()) + 1);
+            assert!(unix_s >= last_s, "{unix_s} s after {last_s} s");
+            assert!(
+                unix_s + 2 >= least_s && unix_s <= most_s,
+                "{unix_s} s where the clock showed {least_s} s to {most_s} s"
+            );
+            (last_s, round) = (unix_s, round + 1);
+        }
+        round
+    };
+    let reads = std::thread::scope(|scope| {
+        let reader = scope.spawn(|| calls(1_000, None));
+        calls(CHECK_AFTER_NS, Some(REREADS));
+        rereading.store(false, Ordering::Relaxed);
+        reader.join().unwrap()
+    });
+    assert!(reads > 0, "no reads");
+}
