@@ -189,6 +189,8 @@ impl WallClock {
             self.check_at_ns.store(check_at_ns, Ordering::Release);
             Ok(boot)
         })?;
+        // The monotonic clock read once a call (an LFENCE and RDTSC in the kernel).
+        let now = now_ns();
         let check_at_ns = self.check_at_ns.load(Ordering::Relaxed);
         // One core reads the clock: the one that swaps the time for `u64::MAX`. Its swap
         // acquires what the last reader stored before releasing the time (`version`,
@@ -198,7 +200,7 @@ impl WallClock {
             self.check_at_ns
                 .compare_exchange(at_ns, u64::MAX, claim, lost)
         };
-        if now_ns() >= check_at_ns && claimed(check_at_ns).is_ok() {
+        if now >= check_at_ns && claimed(check_at_ns).is_ok() {
             match unix_time(cmos, century, now_ns) {
                 Ok((unix_s, _)) => {
                     if let Err(step_ns) = self.correction.place(boot, unix_s, now_ns) {
@@ -221,7 +223,7 @@ impl WallClock {
             let check_at_ns = now_ns().saturating_add(CHECK_AFTER_NS);
             self.check_at_ns.store(check_at_ns, Ordering::Release);
         }
-        Ok(self.correction.unix_time_s(boot, now_ns))
+        Ok(self.correction.unix_time_s(boot, now))
     }
 }
 
@@ -255,15 +257,15 @@ impl Correction {
         }
     }
 
-    /// Seconds since 1970 at `now_ns()`, from `boot` as corrected.
-    fn unix_time_s(&self, boot: BootTime, now_ns: &dyn Fn() -> u64) -> u64 {
+    /// Seconds since 1970 at `now_ns` (the monotonic clock, read before this call: an
+    /// answer from a correction a writer then replaces comes from a time read before it
+    /// began, before the time whose answer its floor holds; one from the new correction
+    /// is at least that floor), from `boot` as corrected.
+    fn unix_time_s(&self, boot: BootTime, now_ns: u64) -> u64 {
         loop {
             let version = self.version.load(Ordering::Acquire);
             let shift_ns = self.shift_ns.load(Ordering::Relaxed);
             let floor_s = self.floor_s.load(Ordering::Relaxed);
-            // Read inside: an answer from the old correction comes from a time before
-            // the writer's, which its floor covers.
-            let now_ns = now_ns();
             fence(Ordering::Acquire);
             if version.is_multiple_of(2) && self.version.load(Ordering::Relaxed) == version {
                 return boot
@@ -305,10 +307,8 @@ impl Correction {
             .unix_time_s(now_ns().saturating_add_signed(old_shift_ns))
             .max(self.floor_s.load(Ordering::Relaxed));
         let shift_ns = shift_ns.clamp(i128::from(i64::MIN), i128::from(i64::MAX));
-        self.shift_ns.store(
-            i64::try_from(shift_ns).unwrap_or_default(),
-            Ordering::Relaxed,
-        );
+        // Clamped to i64's range, so the cast keeps every bit.
+        self.shift_ns.store(shift_ns as i64, Ordering::Relaxed);
         self.floor_s.store(given_s, Ordering::Relaxed);
         self.version.store(version + 2, Ordering::Release);
         Ok(())
