@@ -143,16 +143,14 @@ impl HpetWindow {
 
     /// The TSC frequency over a window of at least `micros` whose ends were read quickly
     /// enough to time it to 1% ([`CounterWindow::tsc_hz`]; each reading of the counter
-    /// between two reads of the TSC), waiting only if the window is still shorter. `None`
-    /// if the counter does not move (or its register does not answer), or no reading was
-    /// quick enough: then the PIT is the reference.
-    pub(crate) fn finish(self, micros: u64) -> Option<u64> {
+    /// between two reads of the TSC; the window started again at a quick reading when its
+    /// first was slow), waiting only if the window is still shorter. `None` if the
+    /// counter does not move (or its register does not answer), or no reading was quick
+    /// enough: then the PIT is the reference.
+    pub(crate) fn finish(mut self, micros: u64) -> Option<u64> {
         let read = || crate::mem::phys::mmio_read64(self.counter).ok();
-        let rate = |_| match CounterReading::take(rdtsc, read) {
-            Some(reading) => self.window.tsc_hz(reading, micros).map(Some),
-            None => Some(None),
-        };
-        (0..WINDOW_READS).find_map(rate)?
+        let mut readings = (0..WINDOW_READS).map_while(|_| CounterReading::take(rdtsc, read));
+        readings.find_map(|reading| self.window.tsc_hz(reading, micros))
     }
 }
 
