@@ -59,15 +59,17 @@ pub fn cpuid_timing(hypervisor: bool) -> TimingLeaves {
 }
 
 /// The PIT's channel 0 count, latched and read between two reads of the TSC (works
-/// without the port-0x61 gate, which `microvm` lacks).
+/// without the port-0x61 gate, which `microvm` lacks). Both are ordered reads
+/// ([`cpu::rdtsc_ordered`]), as the HPET's are: a plain RDTSC after the count's read
+/// could run before that read completes, and the bracket would not hold the count.
 pub(crate) fn pit_reading() -> rexo_pit::Reading {
-    let tsc_before = rdtsc();
+    let tsc_before = rdtsc_ordered();
     outb(0x43, 0x00); // latch channel 0
     let count = u16::from_le_bytes([inb(0x40), inb(0x40)]);
     rexo_pit::Reading {
         tsc_before,
         count,
-        tsc_after: rdtsc(),
+        tsc_after: rdtsc_ordered(),
     }
 }
 
@@ -136,7 +138,7 @@ impl HpetWindow {
         mmio_write64(config, mmio_read64(config).ok()? | 1).ok()?; // enable the counter
         // COUNT_SIZE_CAP (bit 13) clear: a 32-bit counter, which wraps within minutes.
         let mask = u64::MAX >> if capabilities & 1 << 13 != 0 { 0 } else { 32 };
-        let first = CounterReading::take(rdtsc, || mmio_read64(counter).ok())?;
+        let first = CounterReading::take(rdtsc_ordered, || mmio_read64(counter).ok())?;
         let window = CounterWindow::new(first, period_fs, mask);
         Some(Self { counter, window })
     }
@@ -148,9 +150,9 @@ impl HpetWindow {
     /// counter does not move (or its register does not answer), or no reading was quick
     /// enough: then the PIT is the reference.
     pub(crate) fn finish(mut self, micros: u64) -> Option<u64> {
-        let read = || crate::mem::phys::mmio_read64(self.counter).ok();
-        let mut readings = (0..WINDOW_READS).map_while(|_| CounterReading::take(rdtsc, read));
-        readings.find_map(|reading| self.window.tsc_hz(reading, micros))
+        let count = || crate::mem::phys::mmio_read64(self.counter).ok();
+        let mut taken = (0..WINDOW_READS).map_while(|_| CounterReading::take(rdtsc_ordered, count));
+        taken.find_map(|reading| self.window.tsc_hz(reading, micros))
     }
 }
 

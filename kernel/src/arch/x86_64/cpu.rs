@@ -88,7 +88,8 @@ pub fn random_u64() -> Option<u64> {
 }
 
 /// Reads the time stamp counter, unordered: for cycle counts and spin deadlines, where a
-/// read a few instructions early does not matter ([`rdtsc_ordered`] for the clock).
+/// read a few instructions early does not matter ([`rdtsc_ordered`] for the clock and
+/// for the TSC reads around a reference timer's read, which must follow it).
 #[inline(always)]
 pub fn rdtsc() -> u64 {
     // SAFETY: RDTSC is always available in ring 0 and has no memory effects.
