@@ -98,6 +98,29 @@ pub(crate) fn hold_frames_leaving(free: u64) -> Vec<rexo_memmap::FrameRange> {
 }
 
 kernel_test!(
+    /// `paging::write_combine` changes only the pages mapped uncached: a page of RAM in
+    /// its window (the page a framebuffer's first or last byte shares with RAM, the
+    /// window being rounded out to whole pages) stays write-back, where it became
+    /// write-combining, an alias of cached memory the SDM forbids.
+    fn write_combining_leaves_a_write_back_page_write_back() {
+        use paging::Caching::{WriteBack, WriteCombining};
+        if !cpu::features().pat {
+            crate::kprintln!("tests: the CPU has no PAT");
+            return;
+        }
+        // Two pages of RAM, and a window of the last byte of one and the first of the next.
+        let frames = mem::frames::allocate(8192, 4096).expect("memory for the test");
+        let start = frames.start();
+        let caching = paging::write_combine(start + 4095..start + 4097);
+        let pages =
+            [start, start + 4096].map(|page| paging::tests::mapping(page).map(|m| m.caching));
+        mem::frames::free(frames);
+        assert_eq!(caching, WriteCombining);
+        assert_eq!(pages, [Some(WriteBack); 2], "RAM at {start:#x}");
+    }
+);
+
+kernel_test!(
     fn a_change_of_mapping_without_frames_for_its_page_tables_changes_no_page() {
         // A 2 MiB page still whole, and the 2 MiB below it split into 4 KiB pages (setting
         // a present page present again splits it and changes nothing else).

@@ -282,12 +282,15 @@ pub fn set_present(range: core::ops::Range<u64>, present: bool) -> Result<(), Pa
 /// where the CPU has the PAT (the framebuffer: each store no longer its own bus
 /// transaction), and returns how it is mapped: uncached as before without the PAT (PWT
 /// alone would then mean write-through), or when no frame is left for a page table (all
-/// or nothing, as [`set_present`]). Only this core's TLB is flushed: another core's
-/// entry from before keeps it uncached there a while, which is no aliasing of a cached
-/// type (neither type is cached).
+/// or nothing, as [`set_present`]). Only the pages mapped uncached change: a page the
+/// window's first or last byte shares with RAM mapped write-back (the window is rounded
+/// out to whole pages) stays write-back, never a write-combining alias of cached memory.
+/// Only this core's TLB is flushed: another core's entry from before keeps it uncached
+/// there a while, which is no aliasing of a cached type (neither type is cached).
 pub fn write_combine(range: core::ops::Range<u64>) -> Caching {
     let range = range.start & !(KIB4 - 1)..range.end.next_multiple_of(KIB4);
-    let wc = |entry: u64| entry & !Caching::Uncached.bits() | Caching::WriteCombining.bits();
+    // Uncached (PCD and PWT) becomes PWT alone (PAT entry 1); write-back (neither) stays.
+    let wc = |entry: u64| entry & !(u64::from(entry & WRITE_THROUGH != 0) * CACHE_DISABLE);
     if !cpu::features().pat || change_4k(range, wc).is_err() {
         return Caching::Uncached;
     }
