@@ -234,6 +234,12 @@ extern "C" fn boot_core_on_its_stack() -> ! {
     let framebuffer =
         (state.boot.framebuffer.as_ref()).map(|fb| (fb, console::framebuffer::init(fb)));
     let cores = await_other_cores(state.starting.as_ref());
+    // A core that started before the framebuffer's pages were split may still hold the
+    // large uncached translation (the LAPIC's 1 GiB device page, touched at every EOI)
+    // beside the new 4 KiB write-combining ones: each core flushes its TLB once.
+    if let Some((_, Ok((.., paging::Caching::WriteCombining)))) = framebuffer {
+        paging::flush_every_core();
+    }
     let ready = rexo_readyline::Ready {
         cores: cores as u32,
         mem_mib: state.usable_bytes >> 20,

@@ -285,8 +285,10 @@ pub fn set_present(range: core::ops::Range<u64>, present: bool) -> Result<(), Pa
 /// or nothing, as [`set_present`]). Only the pages mapped uncached change: a page the
 /// window's first or last byte shares with RAM mapped write-back (the window is rounded
 /// out to whole pages) stays write-back, never a write-combining alias of cached memory.
-/// Only this core's TLB is flushed: another core's entry from before keeps it uncached
-/// there a while, which is no aliasing of a cached type (neither type is cached).
+/// Only this core's TLB is flushed: the boot flushes every core's once the other cores
+/// are up ([`flush_every_core`]), since one that started before may keep the large
+/// uncached translation beside the 4 KiB write-combining ones (the SDM asks for a flush
+/// when a page's size and type change).
 pub fn write_combine(range: core::ops::Range<u64>) -> Caching {
     let range = range.start & !(KIB4 - 1)..range.end.next_multiple_of(KIB4);
     // Uncached (PCD and PWT) becomes PWT alone (PAT entry 1); write-back (neither) stays.
