@@ -21,10 +21,10 @@ pub mod smp;
 /// the other cores, keeps the SSE state (SDM Vol. 1, 11.6.4). Where the CPU has the PAT,
 /// its IA32_PAT gets the kernel's table (`rexo_cpuid::pat::PROGRAMMED`, the same on every
 /// core as the SDM asks: entry 1 write-combining, the others at their power-on types,
-/// whatever the firmware left), then its caches are written back and invalidated and its
-/// TLB flushed, as the SDM asks when an entry's type changes (a core starting while the
-/// framebuffer is mapped write-combining may have cached it under the old entry 1). The
-/// boot core's comes before any mapping uses entry 1.
+/// whatever the firmware left), then, on each other core, its caches are written back
+/// and invalidated and its TLB flushed, as the SDM asks when an entry's type changes (a
+/// core starting while the framebuffer is mapped write-combining may have cached it
+/// under the old entry 1, write-through at power-on).
 pub fn load_core_state(index: usize) {
     let core = percpu::core(index);
     // SAFETY: each core loads its own tables exactly once, at its start, after its
@@ -36,11 +36,18 @@ pub fn load_core_state(index: usize) {
     idt::load();
     if cpu::features().pat {
         cpu::wrmsr(rexo_cpuid::pat::MSR, rexo_cpuid::pat::PROGRAMMED);
-        // SAFETY: WBINVD writes dirty lines back before invalidating (nothing is lost);
-        // reloading CR3 with its own value only flushes the TLB.
-        unsafe {
-            core::arch::asm!("wbinvd", "mov {0}, cr3", "mov cr3, {0}", out(reg) _, options(nostack, preserves_flags))
-        };
+        // Not on the boot core: its write comes before any mapping selects entry 1, and
+        // entries 0 and 3, which the identity map uses, keep their types (WB and UC at
+        // power-on, as firmware and Linux leave them), so nothing is cached under a type
+        // that changed; a WBINVD there is a whole cache written back on the boot path (under
+        // KVM with an assigned device, on every physical CPU) for nothing.
+        if index != 0 {
+            // SAFETY: WBINVD writes dirty lines back before invalidating (nothing is
+            // lost); reloading CR3 with its own value only flushes the TLB.
+            unsafe {
+                core::arch::asm!("wbinvd", "mov {0}, cr3", "mov cr3, {0}", out(reg) _, options(nostack, preserves_flags))
+            };
+        }
     }
     // SAFETY: both change only the x87 unit's and SSE's state, which the kernel (built
     // soft-float) never uses; CR0 (EM and TS clear) and CR4.OSFXSR allow them.
