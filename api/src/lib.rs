@@ -638,37 +638,42 @@ mod tests {
     }
 
     /// The kernel's authority in the sizing tests.
-    struct Kernel;
+    struct Authority;
 
     /// Fills `t` as the worst case the kernel sizes its table for: the kernel's root over
     /// the vectors, a capability over every core and a timer on each, every binding it
     /// keeps room for, and every app's owner (1..OWNERS, started) at its limit of grants;
     /// the kernel's mints first or last. The live entries, or the first refusal.
     fn worst_case<const N: usize, const OWNERS: usize>(
-        t: &mut rexo_captable::CapTable<Kernel, N, OWNERS, 8>,
+        t: &mut rexo_captable::CapTable<Authority, N, OWNERS, 8>,
         kernel_first: bool,
     ) -> Result<usize, CapError> {
         use rexo_captable::{OwnerId, Resource, ResourceKind};
         use rexo_cmdline::MAX_CORES;
         let apps = (1..OWNERS).map(|owner| OwnerId(owner as u16));
         for owner in apps.clone() {
-            t.start_owner(&Kernel, owner)?;
+            t.start_owner(&Authority, owner)?;
         }
-        let mint_all = |t: &mut rexo_captable::CapTable<Kernel, N, OWNERS, 8>| {
+        let mint_all = |t: &mut rexo_captable::CapTable<Authority, N, OWNERS, 8>| {
             let vectors = Resource::new(ResourceKind::InterruptVector, 32, 224)?;
             let root = t
-                .mint(&Kernel, OwnerId::KERNEL, vectors, Rights::READ)?
+                .mint(&Authority, OwnerId::KERNEL, vectors, Rights::READ)?
                 .id();
             for core in 0..MAX_CORES as u64 {
                 let owner = OwnerId(1 + (core % (OWNERS as u64 - 1)) as u16);
                 for kind in [ResourceKind::Core, ResourceKind::Timer] {
-                    t.mint(&Kernel, owner, Resource::new(kind, core, 1)?, Rights::READ)?;
+                    t.mint(
+                        &Authority,
+                        owner,
+                        Resource::new(kind, core, 1)?,
+                        Rights::READ,
+                    )?;
                 }
             }
             let wake = Resource::new(ResourceKind::InterruptVector, 0x21, 1)?;
             for binding in 0..MAX_INTERRUPT_BINDINGS {
                 let owner = OwnerId(1 + (binding % (OWNERS - 1)) as u16);
-                t.mint_child(&Kernel, root, owner, wake, Rights::READ)?;
+                t.mint_child(&Authority, root, owner, wake, Rights::READ)?;
             }
             Ok::<(), CapError>(())
         };
@@ -679,7 +684,7 @@ mod tests {
         for owner in apps {
             for _ in 0..MAX_APP_ENTRIES {
                 let frame = Resource::new(ResourceKind::Memory, page << 12, 0x1000)?;
-                t.grant(&Kernel, owner, frame, Rights::READ)?;
+                t.grant(&Authority, owner, frame, Rights::READ)?;
                 page += 1;
             }
         }
@@ -695,8 +700,8 @@ mod tests {
         // 4), and with many more apps linked in.
         const TODAY: usize = rexo_cmdline::owners_needed(24);
         const MANY: usize = rexo_cmdline::owners_needed(100);
-        type Today = rexo_captable::CapTable<Kernel, { cap_table_entries(TODAY) }, TODAY, 8>;
-        type Many = rexo_captable::CapTable<Kernel, { cap_table_entries(MANY) }, MANY, 8>;
+        type Today = rexo_captable::CapTable<Authority, { cap_table_entries(TODAY) }, TODAY, 8>;
+        type Many = rexo_captable::CapTable<Authority, { cap_table_entries(MANY) }, MANY, 8>;
         assert_eq!(cap_table_entries(TODAY), 2_401);
         for kernel_first in [true, false] {
             let mut today = Today::with_limits(MAX_APP_ENTRIES, KERNEL_CAP_ENTRIES);
@@ -708,7 +713,7 @@ mod tests {
         }
         // The table of 256 entries with 64 kept for the kernel ran out before either did.
         for kernel_first in [true, false] {
-            let mut old: rexo_captable::CapTable<Kernel, 256, TODAY, 8> =
+            let mut old: rexo_captable::CapTable<Authority, 256, TODAY, 8> =
                 rexo_captable::CapTable::with_limits(MAX_APP_ENTRIES, 64);
             assert_eq!(worst_case(&mut old, kernel_first), Err(CapError::Full));
         }
