@@ -32,13 +32,12 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 use arch::smp;
 use arch::{apic, cpu, gdt, paging, percpu};
 use rexo_cmdline::Options;
+use rexo_memmap::MIN_USABLE_MIB;
 
 /// Bytes of each core's kernel stack.
 const STACK_BYTES: u64 = 128 * 1024;
 /// Bytes of each interrupt (IST) stack.
 const IST_BYTES: u64 = 16 * 1024;
-/// Usable RAM below which Rexo refuses to boot.
-const MIN_MEMORY_MIB: u64 = 8;
 /// How long the boot core waits for the other cores' signs of life.
 const CORE_START_TIMEOUT_US: u64 = 2_000_000;
 
@@ -134,9 +133,9 @@ extern "C" fn kernel_main(protocol: u32, info: u32, magic: u32) -> ! {
         log::debug!("memory: [{:#014x}, {:#014x}) {:?}", r.start, r.end, r.kind);
     }
     let usable = map.usable_bytes();
-    if usable < MIN_MEMORY_MIB << 20 {
+    if usable < MIN_USABLE_MIB << 20 {
         fatal(format_args!(
-            "Rexo needs at least {MIN_MEMORY_MIB} MiB of RAM; this machine has {} KiB usable",
+            "Rexo needs at least {MIN_USABLE_MIB} MiB of usable RAM; this machine has {} KiB usable",
             usable >> 10
         ));
     }

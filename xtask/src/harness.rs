@@ -2004,8 +2004,7 @@ error: 1 target failed:
         assert!(!passes("badinput::too-many-cores", &[other, max]));
         assert!(!passes("badinput::too-many-cores", &[off, max]));
 
-        let tiny =
-            "rexo: error: Rexo needs at least 8 MiB of RAM; this machine has 5759 KiB usable";
+        let tiny = "rexo: error: Rexo needs at least 8 MiB of usable RAM; this machine has 5759 KiB usable";
         assert!(passes("badinput::tiny-memory", &[tiny]));
         let other = "rexo: error: Rexo needs more memory for its heap (512 KiB): full";
         assert!(!passes("badinput::tiny-memory", &[other]));

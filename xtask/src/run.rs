@@ -56,6 +56,14 @@ const FORWARDS: &[(&str, &[Forward])] = &[
 const MICROVM_HAS_NO_NIC: &str = "microvm has no PCI bus for the virtio-net NIC \
      (QEMU adds one only with pcie=on, and without an MCFG table Rexo would not find it)";
 
+/// The least `--mem` `run` gives a machine, in MiB: the usable RAM the kernel checks for at
+/// boot (`rexo_memmap::MIN_USABLE_MIB`) plus the first MiB, which the firmware keeps much
+/// of (the hole from 640 KiB, its own data): a q35 of 8 MiB reports 7,675 KiB usable. The
+/// kernel image, loaded at 2 MiB and ending near 5 MiB, lies inside it; a machine below
+/// it never boots (QEMU cannot place the image under 6 MiB and exits 0 at once, and 1 MiB
+/// hangs).
+pub const MIN_MEM_MIB: u64 = rexo_memmap::MIN_USABLE_MIB + 1;
+
 /// The host port on 127.0.0.1 that reaches httpd's port 80 (the default run's status page
 /// is `http://127.0.0.1:8080/`).
 pub const HTTP_HOST_PORT: u16 = 8080;
@@ -130,7 +138,17 @@ fn parse(words: Vec<String>) -> Result<Options> {
                     return Err("`--cores 0`: a machine needs at least one core".into());
                 }
             }
-            "--mem" => o.mem_mib = parse_size_mib(&args.value("--mem")?)?,
+            "--mem" => {
+                let text = args.value("--mem")?;
+                o.mem_mib = parse_size_mib(&text)?;
+                if o.mem_mib < MIN_MEM_MIB {
+                    return Err(format!(
+                        "`--mem {text}`: Rexo boots with {MIN_MEM_MIB} MiB at least (it needs \
+                         {} MiB of usable RAM, and the firmware keeps part of the first MiB)",
+                        rexo_memmap::MIN_USABLE_MIB
+                    ));
+                }
+            }
             "--boot" => {
                 o.boot = match args.choice("--boot", &["pvh", "bios", "uefi"])?.as_str() {
                     "pvh" => Boot::Pvh,
@@ -635,6 +653,21 @@ mod tests {
         let (args, say) = gdb_stub(port, elf).unwrap();
         assert_eq!(args, ["-gdb", &format!("tcp::{port}"), "-S"]);
         assert!(say.ends_with(&format!("gdb target/rexo.elf -ex 'target remote :{port}'")));
+    }
+
+    /// A `--mem` below what boots is refused before the build, naming the least that
+    /// does: `--mem 1` hung, `--mem 4M` exited 0 at once, and `--mem 8M` booted to the
+    /// kernel's refusal of its 7,675 KiB of usable RAM.
+    #[test]
+    fn a_machine_too_small_to_boot_is_refused_naming_the_least() {
+        for small in ["1", "4M", "8M", "8192K"] {
+            let err = parse(words(&["--mem", small])).unwrap_err();
+            assert!(
+                err.contains(&format!("`--mem {small}`")) && err.contains("9 MiB at least"),
+                "{small}: {err}"
+            );
+        }
+        assert_eq!(parse(words(&["--mem", "9M"])).unwrap().mem_mib, MIN_MEM_MIB);
     }
 
     #[test]

@@ -1146,9 +1146,9 @@ pub const CASES: &[Case] = &[
         // Room for the kernel image (loaded at 2 MiB), not for the kernel's needs.
         mem_mib: 6,
         exit: Some(35),
-        // The kernel's MIN_MEMORY_MIB (kernel/src/main.rs) is 8.
+        // rexo_memmap::MIN_USABLE_MIB, which the kernel checks, is 8.
         checks: &[Check::Has(
-            "rexo: error: Rexo needs at least 8 MiB of RAM; this machine has ",
+            "rexo: error: Rexo needs at least 8 MiB of usable RAM; this machine has ",
         )],
         ..BASE
     },

@@ -24,6 +24,10 @@ pub use reserved::{ReservedProblem, ReservedRanges};
 /// The size of one physical frame (and of the smallest page), in bytes.
 pub const FRAME_SIZE: u64 = 4096;
 
+/// Usable RAM ([`MemoryMap::usable_bytes`]) below which the kernel refuses to boot, in
+/// MiB; `cargo xtask run` refuses a `--mem` below it plus the first MiB's firmware areas.
+pub const MIN_USABLE_MIB: u64 = 8;
+
 /// `addr` rounded down to a multiple of `align` (a power of two).
 const fn align_down(addr: u64, align: u64) -> u64 {
     addr & !(align - 1)
