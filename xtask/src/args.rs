@@ -75,6 +75,19 @@ impl Args {
     }
 }
 
+/// The error for a `disk` or `fs` line that stops short: `shape` is the whole line as its
+/// usage writes it (`["disk", "create", "IMAGE", "SIZE"]`), of which the words from
+/// `given` on were not given; it names them, as [`Args::value`] names a flag's value.
+pub fn missing(shape: &[&str], given: usize) -> String {
+    let lacking = &shape[given.min(shape.len())..];
+    let named = match lacking {
+        [] => return format!("`cargo xtask {}`: nothing is missing", shape.join(" ")),
+        [one] => format!("{one} is"),
+        [first @ .., last] => format!("{} and {last} are", first.join(", ")),
+    };
+    format!("`cargo xtask {}`: {named} missing", shape.join(" "))
+}
+
 /// Parses a memory size (`256M`, `1G`, `6GiB`, `4096K`, or a plain number of MiB)
 /// into MiB.
 pub fn parse_size_mib(text: &str) -> Result<u64> {
@@ -152,6 +165,22 @@ mod tests {
             build.unknown("--frob"),
             "`cargo xtask build` takes no flags, got `--frob`"
         );
+    }
+
+    /// A line that stops short names the words it lacks.
+    #[test]
+    fn missing_words_are_named() {
+        let shape = ["disk", "create", "IMAGE", "SIZE"];
+        assert_eq!(
+            missing(&shape, 3),
+            "`cargo xtask disk create IMAGE SIZE`: SIZE is missing"
+        );
+        assert_eq!(
+            missing(&shape, 2),
+            "`cargo xtask disk create IMAGE SIZE`: IMAGE and SIZE are missing"
+        );
+        let get = ["fs", "IMAGE", "get", "PATH", "OUT"];
+        assert!(missing(&get, 2).ends_with(": get, PATH and OUT are missing"));
     }
 
     #[test]

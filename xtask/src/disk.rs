@@ -32,8 +32,38 @@ pub const USAGE: &str =
   disk check IMAGE               check the directory (exit 0 when it is sound)
 ";
 
-/// The error for a line `disk` does not take: what it is, then [`USAGE`].
-fn usage_error() -> String {
+/// Each `disk` command and the words it cannot do without, as [`USAGE`] writes them.
+const NEEDED: &[(&str, &[&str])] = &[
+    ("create", &["IMAGE", "SIZE"]),
+    ("partition", &["IMAGE", "SIZE", "BMFS"]),
+    ("ls", &["IMAGE"]),
+    ("put", &["IMAGE", "FILE"]),
+    ("get", &["IMAGE", "NAME", "OUT"]),
+    ("rm", &["IMAGE", "NAME"]),
+    ("check", &["IMAGE"]),
+];
+
+/// The error for the line `words` (after `disk`), which `disk` does not take: the words a
+/// known command lacks ([`crate::args::missing`]), an `--append` without the `--boot` it
+/// belongs to, or else that it is no `disk` line, then [`USAGE`].
+fn usage_error(words: &[&str]) -> String {
+    let needed = words
+        .first()
+        .and_then(|command| NEEDED.iter().find(|(name, _)| name == command));
+    if let Some((command, needs)) = needed
+        && words.len() <= needs.len()
+    {
+        let shape: Vec<&str> = ["disk", command].iter().chain(*needs).copied().collect();
+        return crate::args::missing(&shape, words.len() + 1);
+    }
+    if words.first() == Some(&"partition")
+        && words.contains(&"--append")
+        && !words.contains(&"--boot")
+    {
+        return "`disk partition`: `--append` gives the boot partition's command line, so it \
+                needs `--boot` before it: `disk partition IMAGE SIZE BMFS --boot --append WORDS`"
+            .into();
+    }
     format!("not a `cargo xtask disk` command line; its commands:\n{USAGE}")
 }
 
@@ -392,7 +422,7 @@ pub fn command(args: Vec<String>) -> Result<()> {
             let append = match rest {
                 [] => "",
                 ["--append", words] => words,
-                _ => return Err(usage_error()),
+                _ => return Err(usage_error(&words)),
             };
             // Everything the arguments decide is checked before the kernel is built: the
             // sizes with the smallest boot partition, and the command line.
@@ -444,7 +474,7 @@ pub fn command(args: Vec<String>) -> Result<()> {
             println!("{image}: sound, {} files", volume.files().count());
             Ok(())
         }
-        _ => Err(usage_error()),
+        _ => Err(usage_error(&words)),
     }
 }
 
@@ -455,7 +485,10 @@ fn put(image: &str, file: &str, rest: &[&str]) -> Result<String> {
         ["--blocks", n] => (None, Some(n)),
         [name] => (Some(*name), None),
         [name, "--blocks", n] => (Some(*name), Some(n)),
-        _ => return Err(usage_error()),
+        _ => {
+            let line: Vec<&str> = ["put", image, file].iter().chain(rest).copied().collect();
+            return Err(usage_error(&line));
+        }
     };
     let blocks = match blocks {
         Some(n) => Some(
@@ -572,6 +605,39 @@ fn write_source<D: Disk>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A line that stops short names what it lacks, and an `--append` without `--boot`
+    /// says it needs it: each gave "not a `cargo xtask disk` command line".
+    #[test]
+    fn a_short_line_names_what_it_lacks() {
+        let error = |line: &[&str]| command(line.iter().map(|w| w.to_string()).collect());
+        for (line, said) in [
+            (
+                &["create", "IMG"][..],
+                "`cargo xtask disk create IMAGE SIZE`: SIZE is missing",
+            ),
+            (
+                &["create"],
+                "`cargo xtask disk create IMAGE SIZE`: IMAGE and SIZE are missing",
+            ),
+            (
+                &["get", "IMG", "NAME"],
+                "`cargo xtask disk get IMAGE NAME OUT`: OUT is missing",
+            ),
+            (
+                &["partition", "IMG", "64M", "6M", "--append", "app=httpd"],
+                "needs `--boot` before it",
+            ),
+        ] {
+            let err = error(line).unwrap_err();
+            assert!(err.contains(said), "{line:?}: {err}");
+        }
+        let err = error(&["frob"]).unwrap_err();
+        assert!(
+            err.starts_with("not a `cargo xtask disk` command line"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn sizes_parse_with_units() {

@@ -162,11 +162,38 @@ fn listing_line(entry: &rexo_fs::DirEntry) -> String {
 /// control characters escaped ([`shown`]), but for the usage's lines.
 pub fn command(argv: &[String]) -> Result<()> {
     let args: Vec<&str> = argv.iter().map(String::as_str).collect();
-    run(&args).map_err(|e| if e == usage() { e } else { shown(&e) })
+    run(&args).map_err(|e| if e.ends_with(USAGE) { e } else { shown(&e) })
 }
 
-/// The error of a line `fs` does not take: what it is, then [`USAGE`].
-fn usage() -> String {
+/// Each `fs IMAGE` command and the words it cannot do without, as [`USAGE`] writes them.
+const NEEDED: &[(&str, &[&str])] = &[
+    ("create", &["SIZE"]),
+    ("mkdir", &["DIR"]),
+    ("put", &["FILE", "PATH"]),
+    ("get", &["PATH", "OUT"]),
+    ("rm", &["PATH"]),
+];
+
+/// The error of a line `fs` does not take (`args`, after `fs`): the image or the command
+/// it lacks (then [`USAGE`]) or the words its command lacks ([`crate::args::missing`]),
+/// else that it is no `fs` line, then [`USAGE`]. It holds none of the line's words.
+fn usage(args: &[&str]) -> String {
+    if args.len() < 2 {
+        let shape = ["fs", "IMAGE", "COMMAND"];
+        let missing = crate::args::missing(&shape, args.len() + 1);
+        return format!("{missing}; its commands:\n{USAGE}");
+    }
+    let needed = NEEDED.iter().find(|(name, _)| *name == args[1]);
+    if let Some((command, needs)) = needed
+        && args.len() < needs.len() + 2
+    {
+        let shape: Vec<&str> = ["fs", "IMAGE", command]
+            .iter()
+            .chain(*needs)
+            .copied()
+            .collect();
+        return crate::args::missing(&shape, args.len() + 1);
+    }
     format!("not a `cargo xtask fs` command line; its commands:\n{USAGE}")
 }
 
@@ -223,7 +250,7 @@ fn run(args: &[&str]) -> Result<()> {
             Ok(())
         }
         [image, "repair"] => repair(Path::new(image)),
-        _ => Err(usage()),
+        _ => Err(usage(args)),
     }
 }
 
@@ -800,6 +827,39 @@ mod tests {
             "{usage}"
         );
         std::fs::remove_file(&path).unwrap();
+    }
+
+    /// A line that stops short names what it lacks: each gave "not a `cargo xtask fs`
+    /// command line".
+    #[test]
+    fn a_short_line_names_what_it_lacks() {
+        let error =
+            |line: &[&str]| command(&line.iter().map(|w| w.to_string()).collect::<Vec<_>>());
+        for (line, said) in [
+            (
+                &[][..],
+                "`cargo xtask fs IMAGE COMMAND`: IMAGE and COMMAND are missing",
+            ),
+            (
+                &["IMG"],
+                "`cargo xtask fs IMAGE COMMAND`: COMMAND is missing",
+            ),
+            (
+                &["IMG", "create"],
+                "`cargo xtask fs IMAGE create SIZE`: SIZE is missing",
+            ),
+            (
+                &["IMG", "get", "/a"],
+                "`cargo xtask fs IMAGE get PATH OUT`: OUT is missing",
+            ),
+        ] {
+            let err = error(line).unwrap_err();
+            assert!(err.starts_with(said), "{line:?}: {err}");
+        }
+        assert!(
+            error(&["IMG"]).unwrap_err().ends_with(USAGE),
+            "the commands are listed"
+        );
     }
 
     #[test]
