@@ -123,10 +123,8 @@ pub fn site_files() -> Vec<(&'static str, Vec<u8>)> {
 pub fn image_of_site(path: &Path) -> Result<()> {
     let mut volume = new_volume(path, 16 << 20)?;
     for (name, data) in site_files() {
-        volume.create(name, 1).map_err(|e| format!("{name}: {e}"))?;
-        volume
-            .write(name, &data)
-            .map_err(|e| format!("{name}: {e}"))?;
+        volume.create(name, 1).map_err(|e| about(name, e))?;
+        volume.write(name, &data).map_err(|e| about(name, e))?;
     }
     Ok(())
 }
@@ -151,23 +149,30 @@ pub fn image_of_programs(path: &Path, programs: &Path) -> Result<()> {
             continue;
         }
         let name = format!("{stem}.app");
-        volume
-            .create(&name, 1)
-            .map_err(|e| format!("{name}: {e}"))?;
-        volume
-            .write(&name, &data)
-            .map_err(|e| format!("{name}: {e}"))?;
+        volume.create(&name, 1).map_err(|e| about(&name, e))?;
+        volume.write(&name, &data).map_err(|e| about(&name, e))?;
     }
     write_notes(&mut volume)
+}
+
+/// The error `e` about the file `name`, naming it once: most of BMFS's errors name the
+/// file they are about ("'a': exists already"), others are prefixed with it.
+fn about(name: &str, e: BmfsError) -> String {
+    let said = e.to_string();
+    if said.contains(&format!("'{name}'")) {
+        said
+    } else {
+        format!("{name}: {said}")
+    }
 }
 
 /// Puts [`NOTES`] on `volume`.
 fn write_notes(volume: &mut Volume<FileDisk>) -> Result<()> {
     let (name, text) = NOTES;
-    volume.create(name, 1).map_err(|e| format!("{name}: {e}"))?;
+    volume.create(name, 1).map_err(|e| about(name, e))?;
     volume
         .write(name, text.as_bytes())
-        .map_err(|e| format!("{name}: {e}"))
+        .map_err(|e| about(name, e))
 }
 
 /// Puts [`NOTES`] on the BMFS of the image at `path` (its partition, if partitioned).
@@ -182,7 +187,7 @@ pub fn files_of(path: &Path) -> Result<Vec<String>> {
 
 /// The bytes of file `name` of the BMFS image at `path`.
 pub fn read_file(path: &Path, name: &str) -> Result<Vec<u8>> {
-    open(path)?.read(name).map_err(|e| format!("{name}: {e}"))
+    open(path)?.read(name).map_err(|e| about(name, e))
 }
 
 /// A new image of `bytes` at `path` holding an empty BMFS, replacing any file there once
@@ -534,7 +539,7 @@ fn put_on<D: Disk>(
         }
         write_source(volume, name, source, capacity).map_err(|e| match e {
             BmfsError::Source(_) => format!("{name}: {e}; {name} is left empty"),
-            e => format!("{name}: {e}"),
+            e => about(name, e),
         })?;
     } else {
         let blocks = blocks.unwrap_or(needed).max(1);
@@ -547,10 +552,9 @@ fn put_on<D: Disk>(
         }
         let capacity = volume
             .create(name, blocks)
-            .map_err(|e| format!("{name}: {e}"))?
+            .map_err(|e| about(name, e))?
             .capacity();
-        let written =
-            write_source(volume, name, source, capacity).map_err(|e| format!("{name}: {e}"));
+        let written = write_source(volume, name, source, capacity).map_err(|e| about(name, e));
         if let Err(error) = written {
             return Err(match volume.delete(name) {
                 Ok(()) => format!("{error} (the new file {name} is removed)"),
@@ -900,6 +904,19 @@ mod tests {
         fn flush(&mut self) -> std::result::Result<(), String> {
             Ok(())
         }
+    }
+
+    /// A name BMFS refuses is named once: it was "aaaa…: 'aaaa…': names are 1 to 31
+    /// printable ASCII bytes".
+    #[test]
+    fn a_refused_name_is_named_once() {
+        let mut volume = Volume::format(vec![0u8; 8 << 20]).unwrap();
+        let long = "a".repeat(40);
+        let err = put_on(&mut volume, &long, None, &&b"data"[..]).unwrap_err();
+        assert_eq!(
+            err,
+            format!("'{long}': names are 1 to 31 printable ASCII bytes")
+        );
     }
 
     /// A new file whose data cannot be written is removed again: it was left, empty.

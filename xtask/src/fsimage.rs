@@ -149,6 +149,17 @@ fn shown(text: &str) -> String {
         })
 }
 
+/// The error `e` about `path`, naming `path` once: most of the file system's errors name
+/// the path they are about ("/a: not found"), others are prefixed with it.
+fn about(path: &str, e: rexo_fs::FsError) -> String {
+    let said = e.to_string();
+    if said.contains(path) {
+        said
+    } else {
+        format!("{path}: {said}")
+    }
+}
+
 /// The line `fs IMAGE ls` prints for `entry`, its name [`shown`].
 fn listing_line(entry: &rexo_fs::DirEntry) -> String {
     let name = shown(&entry.name);
@@ -593,7 +604,7 @@ fn put_file<D: BlockStore>(
     source: &dyn PutSource,
     after: Option<&str>,
 ) -> Result<u64> {
-    let fail = |e: rexo_fs::FsError| format!("{path}: {e}");
+    let fail = |e: rexo_fs::FsError| about(path, e);
     let (len, needed, most) = (source.len(), data_blocks(source)?, room_for(fs, path));
     if needed > most {
         return Err(format!(
@@ -661,7 +672,7 @@ fn data_blocks(source: &dyn PutSource) -> Result<u64> {
 /// Copies `from` (a file, or a directory with everything under it) out to the host's
 /// `to`; the files and bytes copied. A file is copied a MiB at a time ([`get_file`]).
 pub fn get_tree(fs: &mut FileSystem<FileStore>, from: &str, to: &Path) -> Result<(u64, u64)> {
-    let fail = |e: rexo_fs::FsError| format!("{from}: {e}");
+    let fail = |e: rexo_fs::FsError| about(from, e);
     if fs.stat(from).map_err(fail)?.kind == FileKind::File {
         return Ok((1, get_file(fs, from, to)?));
     }
@@ -679,7 +690,7 @@ pub fn get_tree(fs: &mut FileSystem<FileStore>, from: &str, to: &Path) -> Result
 /// as large as the disk is never held whole; a 4 KiB block of zeros (a hole, or zeros written)
 /// is left a hole in `to`. Returns the bytes copied.
 fn get_file(fs: &mut FileSystem<FileStore>, from: &str, to: &Path) -> Result<u64> {
-    let fail = |e: rexo_fs::FsError| format!("{from}: {e}");
+    let fail = |e: rexo_fs::FsError| about(from, e);
     let host = |e: std::io::Error| format!("{}: {e}", to.display());
     let mut file = fs.open(from).map_err(fail)?;
     let out = File::create(to).map_err(host)?;
@@ -821,6 +832,18 @@ mod tests {
         let img = path.display().to_string();
         let err = command(&[img.clone(), "ls".into(), "/a\x1bc".into()]).unwrap_err();
         assert_eq!(err, "/a\\u{1b}c: not found");
+        let out = std::env::temp_dir().join(format!("rexo-fs-names-{}.out", std::process::id()));
+        let get = [
+            img.clone(),
+            "get".into(),
+            "/nothing".into(),
+            out.display().to_string(),
+        ];
+        assert_eq!(
+            command(&get).unwrap_err(),
+            "/nothing: not found",
+            "the path once: it was `/nothing: /nothing: not found`"
+        );
         let usage = command(&[img, "frob".into()]).unwrap_err();
         assert!(
             usage.ends_with(&format!("its commands:\n{USAGE}")),
