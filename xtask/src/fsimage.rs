@@ -137,7 +137,7 @@ pub fn mount(path: &Path) -> Result<FileSystem<FileStore>> {
 /// `text` for the terminal, each control character escaped (`\u{1b}` for ESC, `\n` for
 /// a line end): a name in the file system holds any character but `/` and NUL, and
 /// printed as it is one could reset the terminal or fake a line of the listing.
-fn shown(text: &str) -> String {
+pub fn shown(text: &str) -> String {
     text.chars()
         .fold(String::with_capacity(text.len()), |mut shown, c| {
             if c.is_control() {

@@ -150,7 +150,7 @@ pub fn check_append(append: &str) -> Result<()> {
         return Err(format!(
             "--append `{}`: {refused:?} is not allowed in the GRUB command line (quotes, \
              backslashes and control characters such as line breaks)",
-            append.escape_debug()
+            crate::fsimage::shown(append)
         ));
     }
     Ok(())
@@ -267,6 +267,12 @@ mod tests {
             let err = check_append(append).unwrap_err();
             assert!(err.contains(refused), "{append:?}: {err}");
         }
+        // The words are shown as given, control characters alone escaped: `log="x"` was
+        // shown Debug-escaped, `log=\"x\"`.
+        let err = check_append("log=\"x\"").unwrap_err();
+        assert!(err.starts_with("--append `log=\"x\"`: '\"'"), "{err}");
+        let err = check_append("a\nb").unwrap_err();
+        assert!(err.starts_with("--append `a\\nb`"), "{err}");
         let err = module_names(&[PathBuf::from("/m/it's")]).unwrap_err();
         assert!(err.contains("rename it"), "{err}");
     }
