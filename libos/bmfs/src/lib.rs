@@ -339,15 +339,20 @@ impl<D: Disk> Volume<D> {
         Self::open(disk)
     }
 
-    /// Opens the BMFS on `disk`, checking its directory.
+    /// Opens the BMFS on `disk`, checking its directory: a disk without the marker (or too
+    /// small to hold it) is [`BmfsError::NotBmfs`], and one with the marker but under
+    /// [`MIN_BLOCKS`] blocks (cut short) [`BmfsError::TooSmall`].
     pub fn open(mut disk: D) -> Result<Self, BmfsError> {
-        if disk.size() < MIN_BLOCKS * BLOCK {
-            return Err(BmfsError::TooSmall(disk.size()));
-        }
         let mut marker = [0u8; 4];
+        if disk.size() < MARKER_AT + marker.len() as u64 {
+            return Err(BmfsError::NotBmfs);
+        }
         disk.read(MARKER_AT, &mut marker).map_err(BmfsError::Disk)?;
         if &marker != MARKER {
             return Err(BmfsError::NotBmfs);
+        }
+        if disk.size() < MIN_BLOCKS * BLOCK {
+            return Err(BmfsError::TooSmall(disk.size()));
         }
         let mut raw = vec![0u8; RECORDS * RECORD];
         disk.read(DIRECTORY_AT, &mut raw).map_err(BmfsError::Disk)?;

@@ -118,6 +118,24 @@ fn bad_requests_say_why_and_change_nothing() {
     assert_eq!(Volume::open(disk(8)).err(), Some(BmfsError::NotBmfs));
 }
 
+/// A small file that is no BMFS (the README, 16,840 bytes) is "not a BMFS disk", not a
+/// disk "too small for BMFS": the size was checked before the marker. A BMFS cut short
+/// keeps its marker and is too small.
+#[test]
+fn a_small_file_without_the_marker_is_not_bmfs() {
+    for bytes in [0, 1000, 16_840] {
+        let text = vec![b'#'; bytes];
+        assert_eq!(
+            Volume::open(text).err(),
+            Some(BmfsError::NotBmfs),
+            "{bytes}"
+        );
+    }
+    let mut cut = Volume::format(disk(6)).unwrap().into_disk();
+    cut.truncate(3 << 20);
+    assert_eq!(Volume::open(cut).err(), Some(BmfsError::TooSmall(3 << 20)));
+}
+
 #[test]
 fn the_last_block_is_the_file_systems_own() {
     // BMFS keeps the first and the last block (BareMetal's copy of block 0): on the
