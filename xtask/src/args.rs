@@ -88,29 +88,43 @@ pub fn missing(shape: &[&str], given: usize) -> String {
     format!("`cargo xtask {}`: {named} missing", shape.join(" "))
 }
 
-/// Parses a memory size (`256M`, `1G`, `6GiB`, `4096K`, or a plain number of MiB)
-/// into MiB.
-pub fn parse_size_mib(text: &str) -> Result<u64> {
-    let bad = || format!("`{text}` is not a memory size; use e.g. 64M, 256M, 1G or 6G");
+/// Parses a size, the one parser of every command's sizes: digits, then a unit K, M, G
+/// or T (powers of 1024; lower case, and `KiB` or `MB` and the like, too), or none for
+/// `bare` (bytes for the disk tools, MiB for `--mem`); in bytes.
+pub fn parse_bytes(text: &str, bare: u64) -> Result<u64> {
     let trimmed = text.trim();
     let digits_end = trimmed
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(trimmed.len());
     let (digits, unit) = trimmed.split_at(digits_end);
-    let number: u64 = digits.parse().map_err(|_| bad())?;
-    let unit = unit.trim_end_matches("iB").trim_end_matches('B');
-    let mib = match unit {
-        "" | "M" | "m" => Some(number),
-        "G" | "g" => number.checked_mul(1024),
-        "T" | "t" => number.checked_mul(1024 * 1024),
-        "K" | "k" if number.is_multiple_of(1024) => Some(number / 1024),
-        _ => None,
+    let number: u64 = digits
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size; use e.g. 64M, 256M, 1G or 6G"))?;
+    let unit = unit.to_ascii_uppercase();
+    let scale = match unit.trim_end_matches("IB").trim_end_matches('B') {
+        "" => bare,
+        "K" => 1 << 10,
+        "M" => 1 << 20,
+        "G" => 1 << 30,
+        "T" => 1 << 40,
+        _ => return Err(format!("`{text}`: the unit is K, M, G or T (64M, 1G)")),
     };
-    match mib {
-        Some(0) => Err(format!("memory size `{text}` is zero")),
-        Some(mib) => Ok(mib),
-        None => Err(bad()),
+    number
+        .checked_mul(scale)
+        .ok_or_else(|| format!("`{text}` is too large"))
+}
+
+/// Parses a memory size (`256M`, `1G`, `6GiB`, `4096K`, or a plain number of MiB)
+/// into MiB ([`parse_bytes`], in whole MiB).
+pub fn parse_size_mib(text: &str) -> Result<u64> {
+    let bytes = parse_bytes(text, 1 << 20)?;
+    if bytes == 0 {
+        return Err(format!("memory size `{text}` is zero"));
     }
+    if !bytes.is_multiple_of(1 << 20) {
+        return Err(format!("memory size `{text}` is not a whole number of MiB"));
+    }
+    Ok(bytes >> 20)
 }
 
 #[cfg(test)]
@@ -132,6 +146,24 @@ mod tests {
         assert_eq!(parse_size_mib("1G"), Ok(1024));
         assert_eq!(parse_size_mib("6GiB"), Ok(6144));
         assert_eq!(parse_size_mib("8192K"), Ok(8));
+        assert_eq!(parse_size_mib("1t"), Ok(1 << 20));
+    }
+
+    /// The disk tools and `--mem` read sizes with one parser: the disk tools refused the
+    /// T that `--mem` took ("the unit is K, M or G"), and `--mem` the `MiB` spelled
+    /// `mib`.
+    #[test]
+    fn every_size_takes_the_same_units() {
+        assert_eq!(parse_bytes("1T", 1), Ok(1 << 40));
+        assert_eq!(parse_bytes("2tib", 1), Ok(2 << 40));
+        assert_eq!(parse_bytes("4096", 1), Ok(4096));
+        assert_eq!(parse_bytes("64MiB", 1), Ok(64 << 20));
+        assert!(parse_bytes("12X", 1).unwrap_err().contains("K, M, G or T"));
+        assert!(
+            parse_bytes("99999999T", 1)
+                .unwrap_err()
+                .contains("too large")
+        );
     }
 
     #[test]

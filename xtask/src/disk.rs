@@ -384,26 +384,9 @@ fn open(image: &Path) -> Result<Volume<FileDisk>> {
     Volume::open(open_disk(image)?).map_err(|e| format!("{}: {e}", image.display()))
 }
 
-/// `64M`, `1G`, `4096`: bytes.
+/// `64M`, `1G`, `1T`, `4096`: bytes ([`crate::args::parse_bytes`], a bare number in bytes).
 pub fn parse_size(text: &str) -> Result<u64> {
-    let (digits, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
-        Some((at, _)) => text.split_at(at),
-        None => (text, ""),
-    };
-    let number: u64 = digits
-        .parse()
-        .map_err(|_| format!("`{text}` is not a size (64M, 1G)"))?;
-    let shift = match unit {
-        "" => 0,
-        "K" | "k" => 10,
-        "M" | "m" => 20,
-        "G" | "g" => 30,
-        _ => return Err(format!("`{text}`: the unit is K, M or G")),
-    };
-    number
-        .checked_shl(shift)
-        .filter(|n| n >> shift == number)
-        .ok_or_else(|| format!("`{text}` is too large"))
+    crate::args::parse_bytes(text, 1)
 }
 
 /// Runs `cargo xtask disk ARGS`.
@@ -648,6 +631,8 @@ mod tests {
         assert_eq!(parse_size("64M"), Ok(64 << 20));
         assert_eq!(parse_size("1G"), Ok(1 << 30));
         assert_eq!(parse_size("4096"), Ok(4096));
+        // One parser for every size: T, which --mem took, was "the unit is K, M or G".
+        assert_eq!(parse_size("1T"), Ok(1 << 40));
         assert!(parse_size("12X").unwrap_err().contains("unit"));
         assert!(parse_size("M").is_err());
         assert!(
