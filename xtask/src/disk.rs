@@ -12,9 +12,11 @@ use crate::fsimage::{CHUNK, HostFile, PutSource};
 use crate::staged::Staged;
 
 /// The usage of `disk`.
-pub const USAGE: &str =
-    "  disk create IMAGE SIZE         a new image of SIZE (e.g. 64M, 1G) holding an empty BMFS
-  disk partition IMAGE SIZE BMFS a new image of SIZE with a partition table: BMFS of
+pub const USAGE: &str = "  disk create IMAGE SIZE [--force]
+                                 a new image of SIZE (e.g. 64M, 1G) holding an empty BMFS
+                                 (--force: replace a file IMAGE that holds anything)
+  disk partition IMAGE SIZE BMFS [--force]
+                                 a new image of SIZE with a partition table: BMFS of
                                  BMFS bytes, then the Rexo file system (`cargo xtask fs`)
                                  in the rest; the other commands find their partition
   disk partition IMAGE SIZE BMFS --boot [--append WORDS]
@@ -389,12 +391,31 @@ pub fn parse_size(text: &str) -> Result<u64> {
     crate::args::parse_bytes(text, 1)
 }
 
+/// `words` without the `--force` that lets `create` and `partition` replace a file
+/// holding anything ([`Staged::may_replace`]), and whether it was there; other commands'
+/// words are kept whole (a `--force` among them is refused with the line), as is the
+/// value of `--append`.
+fn take_force<'a>(words: &[&'a str]) -> (Vec<&'a str>, bool) {
+    let mut kept = words.to_vec();
+    if !matches!(words.first(), Some(&"create" | &"partition")) {
+        return (kept, false);
+    }
+    let flag = (1..words.len()).find(|&at| words[at] == "--force" && words[at - 1] != "--append");
+    if let Some(at) = flag {
+        kept.remove(at);
+    }
+    (kept, flag.is_some())
+}
+
 /// Runs `cargo xtask disk ARGS`.
 pub fn command(args: Vec<String>) -> Result<()> {
-    let words: Vec<&str> = args.iter().map(String::as_str).collect();
+    let given: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (words, force) = take_force(&given);
     match words.as_slice() {
         ["create", image, size] => {
-            let volume = new_volume(Path::new(image), parse_size(size)?)?;
+            let size = parse_size(size)?;
+            Staged::may_replace(Path::new(image), force)?;
+            let volume = new_volume(Path::new(image), size)?;
             println!(
                 "{image}: BMFS, {} blocks of 2 MiB for files",
                 volume.file_blocks()
@@ -402,7 +423,9 @@ pub fn command(args: Vec<String>) -> Result<()> {
             Ok(())
         }
         ["partition", image, size, bmfs] => {
-            partitioned(Path::new(image), parse_size(size)?, parse_size(bmfs)?, None)?;
+            let (size, bmfs) = (parse_size(size)?, parse_size(bmfs)?);
+            Staged::may_replace(Path::new(image), force)?;
+            partitioned(Path::new(image), size, bmfs, None)?;
             println!("{image}: partition 1 BMFS, partition 2 the Rexo file system");
             Ok(())
         }
@@ -418,6 +441,7 @@ pub fn command(args: Vec<String>) -> Result<()> {
             let smallest_boot = crate::bootdisk::partition_bytes(0);
             partition_layout(Path::new(image), size, bmfs, smallest_boot)?;
             crate::image::check_append(append)?;
+            Staged::may_replace(Path::new(image), force)?;
             crate::deps::ensure(&[crate::deps::Need::Iso])?;
             let elf = crate::build::kernel()?;
             let boot = BootKernel { elf: &elf, append };
@@ -672,6 +696,62 @@ mod tests {
         }
     }
 
+    /// `create` and `partition` refuse a file that holds anything unless `--force` is
+    /// given, naming it: `disk create README.md 64M` replaced the source file. An empty
+    /// file is made over freely; `--force` anywhere after the command word counts, but as
+    /// `--append`'s value.
+    #[test]
+    fn a_file_that_holds_anything_is_replaced_only_with_force() {
+        let dir = std::env::temp_dir().join(format!("rexo-disk-force-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let source = dir.join("README.md");
+        std::fs::write(&source, b"# a source file\n").unwrap();
+        let src = source.to_str().unwrap();
+        let run = |line: &[&str]| command(line.iter().map(|w| w.to_string()).collect());
+        for line in [&["create", src, "8M"][..], &["partition", src, "64M", "6M"]] {
+            let err = run(line).unwrap_err();
+            assert!(
+                err.contains("is there already (16 bytes); give --force"),
+                "{line:?}: {err}"
+            );
+            assert_eq!(std::fs::read(&source).unwrap(), b"# a source file\n");
+        }
+        run(&["create", src, "--force", "8M"]).unwrap();
+        assert!(files_of(&source).unwrap().is_empty());
+        run(&["partition", src, "64M", "6M", "--force"]).unwrap();
+        let empty = dir.join("empty.img");
+        std::fs::write(&empty, b"").unwrap();
+        run(&["create", empty.to_str().unwrap(), "8M"]).unwrap();
+        assert_eq!(
+            take_force(&[
+                "partition",
+                "i",
+                "64M",
+                "6M",
+                "--boot",
+                "--append",
+                "--force"
+            ]),
+            (
+                vec![
+                    "partition",
+                    "i",
+                    "64M",
+                    "6M",
+                    "--boot",
+                    "--append",
+                    "--force"
+                ],
+                false
+            )
+        );
+        assert_eq!(
+            take_force(&["ls", "--force"]),
+            (vec!["ls", "--force"], false)
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     /// A BMFS size near 2^64 bytes is refused with an error, before the image is made:
     /// rounding it up to whole MiB, or adding the first MiB before it, used to overflow
     /// (a panic).
@@ -717,7 +797,8 @@ mod tests {
         let before = std::fs::read(&image).unwrap();
         let s = image.to_str().unwrap().to_string();
         for size in ["5M".to_string(), u64::MAX.to_string()] {
-            let err = command(vec!["create".into(), s.clone(), size.clone()]).unwrap_err();
+            let words = vec!["create".into(), s.clone(), size.clone(), "--force".into()];
+            let err = command(words).unwrap_err();
             assert!(
                 err.contains("too small") || err.contains("could ever store"),
                 "{err}"
@@ -944,14 +1025,24 @@ mod tests {
         let img = image.to_str().unwrap();
         for (words, refusal) in [
             (
-                &["partition", img, "64M", "6M", "--boot", "--append", "a\"b"][..],
+                &[
+                    "partition",
+                    img,
+                    "64M",
+                    "6M",
+                    "--force",
+                    "--boot",
+                    "--append",
+                    "a\"b",
+                ][..],
                 "not allowed",
             ),
             (
-                &["partition", img, "64M", "4M", "--boot"],
+                &["partition", img, "64M", "4M", "--boot", "--force"],
                 "too small for BMFS",
             ),
             (&["partition", img, "12M", "6M", "--boot"], "leave no room"),
+            (&["partition", img, "64M", "6M", "--boot"], "give --force"),
         ] {
             let err = command(words.iter().map(|w| w.to_string()).collect()).unwrap_err();
             assert!(err.contains(refusal), "{words:?}: {err}");

@@ -11,7 +11,8 @@ use crate::Result;
 use crate::staged::Staged;
 
 /// The usage of `fs`.
-pub const USAGE: &str = "  fs IMAGE create SIZE           a new image of SIZE (e.g. 64M, 1G) holding an empty file system
+pub const USAGE: &str = "  fs IMAGE create SIZE [--force]  a new image of SIZE (e.g. 64M, 1G) holding an empty file system
+                                 (--force: replace a file IMAGE that holds anything)
   fs IMAGE ls [DIR]              the entries of DIR (default /)
   fs IMAGE mkdir DIR             make a directory
   fs IMAGE put FILE PATH         copy the host's FILE in as PATH (replacing a file there);
@@ -212,8 +213,9 @@ fn usage(args: &[&str]) -> String {
 fn run(args: &[&str]) -> Result<()> {
     let fail = |e: rexo_fs::FsError| e.to_string();
     match args {
-        [image, "create", size] => {
+        [image, "create", size] | [image, "create", size, "--force"] => {
             let bytes = crate::disk::parse_size(size)?;
+            Staged::may_replace(Path::new(image), args.len() == 4)?;
             let fs = format_new(Path::new(image), bytes)?;
             let s = fs.statfs();
             println!("{image}: {} data blocks of 4 KiB", s.total_blocks);
@@ -984,8 +986,11 @@ mod tests {
         let image = base.join("keep.img");
         image_for_monitor(&image).unwrap();
         let before = std::fs::read(&image).unwrap();
+        let img = image.display().to_string();
         let create =
-            |size: &str| command(&[image.display().to_string(), "create".into(), size.into()]);
+            |size: &str| command(&[img.clone(), "create".into(), size.into(), "--force".into()]);
+        let err = command(&[img.clone(), "create".into(), "8M".into()]).unwrap_err();
+        assert!(err.contains("give --force to replace it"), "{err}");
         let err = create("1K").unwrap_err();
         assert!(err.contains("392 KiB at least"), "{err}");
         assert!(

@@ -130,7 +130,7 @@ mod tests {
         let qemu = Qemu::with(&bmfs);
         let first = refusal_once_locked(&|| disk(&["check", &s(&bmfs)]));
         let put = disk(&["put", &s(&bmfs), &s(&host_file)]);
-        let create = disk(&["create", &s(&bmfs), "8M"]);
+        let create = disk(&["create", &s(&bmfs), "8M", "--force"]);
         drop(qemu);
         for refusal in [Err(first), put, create] {
             let err = refusal.unwrap_err();
@@ -149,7 +149,7 @@ mod tests {
             Err(first),
             fs(&[&s(&rexofs), "put", &s(&host_file), "/host.txt"]),
             fs(&[&s(&rexofs), "repair"]),
-            fs(&[&s(&rexofs), "create", "8M"]),
+            fs(&[&s(&rexofs), "create", "8M", "--force"]),
         ];
         drop(qemu);
         for refusal in refusals {

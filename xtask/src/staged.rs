@@ -78,6 +78,21 @@ impl Staged {
         Ok(staged)
     }
 
+    /// Refuses to make a new image at `destination` over a file that holds anything,
+    /// unless `force` (the tools' `--force`): `disk create README.md 64M` replaced the
+    /// source file. A path with nothing there, or an empty file, is made freely.
+    pub fn may_replace(destination: &Path, force: bool) -> Result<()> {
+        match std::fs::metadata(destination) {
+            Ok(meta) if meta.len() > 0 && !force => Err(format!(
+                "{} is there already ({} bytes); give --force to replace it, or choose \
+                 another path",
+                destination.display(),
+                meta.len()
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// [`Staged::create`] for a new image of `bytes` bytes, made that long (sparse: its
     /// holes take no room yet). A size past what the host's file system holding it
     /// could ever store (its whole size: such an image could never be filled, and the
