@@ -441,6 +441,7 @@ pub fn command(args: Vec<String>) -> Result<()> {
             let smallest_boot = crate::bootdisk::partition_bytes(0);
             partition_layout(Path::new(image), size, bmfs, smallest_boot)?;
             crate::image::check_append(append)?;
+            crate::image::check_apps(append)?;
             Staged::may_replace(Path::new(image), force)?;
             crate::deps::ensure(&[crate::deps::Need::Iso])?;
             let elf = crate::build::kernel()?;
@@ -1043,6 +1044,19 @@ mod tests {
             ),
             (&["partition", img, "12M", "6M", "--boot"], "leave no room"),
             (&["partition", img, "64M", "6M", "--boot"], "give --force"),
+            (
+                &[
+                    "partition",
+                    img,
+                    "64M",
+                    "6M",
+                    "--boot",
+                    "--force",
+                    "--append",
+                    "app=nosuchapp",
+                ],
+                "no app called 'nosuchapp'",
+            ),
         ] {
             let err = command(words.iter().map(|w| w.to_string()).collect()).unwrap_err();
             assert!(err.contains(refusal), "{words:?}: {err}");

@@ -26,6 +26,94 @@ pub fn apps_word(append: &str) -> Option<&str> {
         .find(|word| word.starts_with("app=") || word.starts_with("apps="))
 }
 
+/// The apps a kernel command line `append` chooses, in their order: `app=NAME`'s, or each
+/// entry's of a boot manifest `apps=NAME:CORES:MEM,...`; none without either.
+pub fn chosen_apps(append: &str) -> Vec<&str> {
+    match apps_word(append).and_then(|word| word.split_once('=')) {
+        Some(("app", name)) => vec![name],
+        Some((_, manifest)) => manifest
+            .split(',')
+            .map(|entry| entry.split(':').next().unwrap_or(entry))
+            .collect(),
+        None => Vec::new(),
+    }
+}
+
+/// The block of `source` from the line holding `start` to the first line after it that
+/// is `end`, or an error naming `file` (its table moved: the reader must follow it).
+fn table_in<'a>(source: &'a str, file: &str, start: &str, end: &str) -> Result<&'a str> {
+    let from = source
+        .find(start)
+        .ok_or_else(|| format!("{file}: no `{start}` to read the app names from"))?;
+    let block = &source[from..];
+    let to = block
+        .find(end)
+        .ok_or_else(|| format!("{file}: `{start}` has no end (`{end}`)"))?;
+    Ok(&block[..to])
+}
+
+/// The first string literal in `text` (no escapes: app names have none).
+fn first_literal(text: &str) -> Option<&str> {
+    let (_, rest) = text.split_once('"')?;
+    rest.split_once('"').map(|(literal, _)| literal)
+}
+
+/// The names of the apps linked into the image, read from the source of the tables that
+/// list them, so that no second list can drift from them: the image's
+/// (`image/src/lib.rs`, `APPS`: each entry's `name: "..."`), then the kernel's own
+/// (`kernel/src/apps.rs`, `KERNEL_APPS`: each `App::new("...", ...)`), then the C apps
+/// (`kernel/src/c_abi.rs`, `c_apps!`: each entry's first literal, before its `_main`);
+/// the kernel's `apps::all` lists them in that order.
+pub fn app_names(root: &Path) -> Result<Vec<String>> {
+    let read =
+        |file: &str| std::fs::read_to_string(root.join(file)).map_err(|e| format!("{file}: {e}"));
+    let mut names = Vec::new();
+    let image = read("image/src/lib.rs")?;
+    let table = table_in(
+        &image,
+        "image/src/lib.rs",
+        "pub const APPS: &[App] = &[",
+        "\n];",
+    )?;
+    let named = table.lines().map(str::trim);
+    names.extend(named.filter_map(|line| first_literal(line.strip_prefix("name: ")?)));
+    let kernel = read("kernel/src/apps.rs")?;
+    let table = table_in(&kernel, "kernel/src/apps.rs", "const KERNEL_APPS", "\n];")?;
+    names.extend(table.split("App::new(").skip(1).filter_map(first_literal));
+    let c_abi = read("kernel/src/c_abi.rs")?;
+    let table = table_in(&c_abi, "kernel/src/c_abi.rs", "c_apps! {", "\n}")?;
+    let entries = table.lines().map(str::trim).filter(|line| {
+        line.starts_with('"')
+            && line
+                .split(',')
+                .nth(1)
+                .is_some_and(|f| f.trim().ends_with("_main"))
+    });
+    names.extend(entries.filter_map(first_literal));
+    Ok(names.into_iter().map(String::from).collect())
+}
+
+/// Refuses a kernel command line `append` that chooses an app the image does not have
+/// ([`chosen_apps`], [`app_names`]), naming it and the apps there are, before anything
+/// is built: the kernel refused it only at boot, after a build of minutes.
+pub fn check_apps(append: &str) -> Result<()> {
+    let chosen = chosen_apps(append);
+    if chosen.is_empty() {
+        return Ok(());
+    }
+    let names = app_names(&crate::root())?;
+    match chosen
+        .iter()
+        .find(|name| !names.iter().any(|known| known == *name))
+    {
+        Some(unknown) => Err(format!(
+            "no app called '{unknown}' in this image; the apps are: {}",
+            names.join(", ")
+        )),
+        None => Ok(()),
+    }
+}
+
 /// The command line `image` gives the ISO: `append`, after [`ISO_APP`] unless it chooses
 /// the apps itself.
 fn iso_cmdline(append: &str) -> String {
@@ -53,6 +141,7 @@ pub fn command(words: Vec<String>) -> Result<()> {
     check_modules(&modules)?;
     let cmdline = iso_cmdline(&append);
     check_append(&cmdline)?;
+    check_apps(&cmdline)?;
     module_names(&modules)?;
     let kernel = crate::build::kernel()?;
     build_iso(&kernel, &cmdline, &modules, &out)?;
@@ -250,6 +339,62 @@ mod tests {
         let modules = [PathBuf::from("/m/#a{b}")];
         let names = module_names(&modules).unwrap();
         assert!(grub_cfg("", &names).contains("    module2 '/boot/modules/#a{b}' '#a{b}'\n"));
+    }
+
+    /// The reader finds every app of the three tables: as many names as each table has
+    /// entries (`App {`, `App::new(`, the C apps' `_main`s), the first and last of each
+    /// among them, and no name twice.
+    #[test]
+    fn the_app_names_are_read_from_every_table() {
+        let root = crate::root();
+        let names = app_names(&root).unwrap();
+        let read = |file: &str| std::fs::read_to_string(root.join(file)).unwrap();
+        let image = read("image/src/lib.rs");
+        let image_apps = table_in(&image, "", "pub const APPS: &[App] = &[", "\n];").unwrap();
+        let kernel = read("kernel/src/apps.rs");
+        let kernel_apps = table_in(&kernel, "", "const KERNEL_APPS", "\n];").unwrap();
+        let c_abi = read("kernel/src/c_abi.rs");
+        let c_apps = table_in(&c_abi, "", "c_apps! {", "\n}").unwrap();
+        let entries = image_apps.matches("App {").count()
+            + kernel_apps.matches("App::new(").count()
+            + c_apps.matches("_main,").count();
+        assert_eq!(names.len(), entries, "{names:?}");
+        for name in [
+            "hello",
+            "monitor",
+            "httpd-test-smoltcp",
+            "kv-small",
+            "memdemo-revocable",
+            "reboot",
+            "baremetal",
+            "c-hello",
+            "c-timers",
+        ] {
+            assert!(names.iter().any(|n| n == name), "{name} missing: {names:?}");
+        }
+        let mut unique = names.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), names.len(), "{names:?}");
+    }
+
+    /// An app the image does not have is refused before the build, naming it: `image
+    /// --append app=nosuchapp` made an ISO that failed at boot.
+    #[test]
+    fn an_unknown_app_is_refused_before_the_build() {
+        for append in [
+            "app=nosuchapp log=debug",
+            "apps=monitor:0:64M,nosuchapp:1:8M",
+        ] {
+            let err = check_apps(append).unwrap_err();
+            assert!(
+                err.starts_with("no app called 'nosuchapp' in this image; the apps are: hello,"),
+                "{append}: {err}"
+            );
+        }
+        check_apps("app=httpd-smoltcp").unwrap();
+        check_apps("apps=monitor:0:64M,c-cores:1:8M").unwrap();
+        check_apps("log=debug").unwrap();
     }
 
     /// What single quotes cannot carry is refused, naming it: a quote ended them (`x='y`

@@ -256,14 +256,7 @@ impl Options {
         if let Some(app) = &self.app {
             return vec![app];
         }
-        match self.apps_word().and_then(|word| word.split_once('=')) {
-            Some(("app", name)) => vec![name],
-            Some((_, manifest)) => manifest
-                .split(',')
-                .map(|entry| entry.split(':').next().unwrap_or(entry))
-                .collect(),
-            None => Vec::new(),
-        }
+        crate::image::chosen_apps(&self.append)
     }
 
     /// The app whose ports are forwarded (the default run's httpd, else the first chosen
@@ -307,6 +300,7 @@ fn gdb_stub(port: u16, elf: &Path) -> Result<(Vec<String>, String)> {
 pub fn command(words: Vec<String>) -> Result<u8> {
     let o = parse(words)?;
     crate::image::check_modules(&o.modules)?;
+    crate::image::check_apps(&o.cmdline())?;
     // The host ports are checked before anything is built: a port in use stops at once.
     let mut extra = o.qemu_args.clone();
     if let Err(why) = o.default_run() {
@@ -668,6 +662,22 @@ mod tests {
             );
         }
         assert_eq!(parse(words(&["--mem", "9M"])).unwrap().mem_mib, MIN_MEM_MIB);
+    }
+
+    /// The app `--app` or a manifest in `--append` names is checked against the image's
+    /// apps before the build: `run --app nosuch` failed only after a build and a boot.
+    #[test]
+    fn an_unknown_app_is_refused_before_the_build() {
+        for given in [&["--app", "nosuch"][..], &["--append", "apps=nosuch:0:8M"]] {
+            let o = parse(words(given)).unwrap();
+            let err = crate::image::check_apps(&o.cmdline()).unwrap_err();
+            assert!(
+                err.starts_with("no app called 'nosuch'"),
+                "{given:?}: {err}"
+            );
+        }
+        let default = parse(vec![]).unwrap();
+        crate::image::check_apps(&default.cmdline()).unwrap();
     }
 
     #[test]
