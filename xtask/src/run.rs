@@ -22,33 +22,48 @@ const FLAGS: &[&str] = &[
     "--",
 ];
 
-/// Apps that serve the network, and the ports `run` forwards to them from the host's
-/// 127.0.0.1 through QEMU user networking and a virtio-net NIC.
-const FORWARDS: &[(&str, &[Forward])] = &[
-    (
-        "kv",
-        &[
-            Forward {
-                udp: false,
-                host: 11211,
-                guest: 11211,
-            },
-            Forward {
-                udp: true,
-                host: 11211,
-                guest: 11211,
-            },
-        ],
-    ),
-    (
-        "httpd",
-        &[Forward {
-            udp: false,
-            host: HTTP_HOST_PORT,
-            guest: 80,
-        }],
-    ),
+/// kv's ports (TCP and UDP 11211), forwarded from the same on the host.
+const KV_PORTS: &[Forward] = &[
+    Forward {
+        udp: false,
+        host: 11211,
+        guest: 11211,
+    },
+    Forward {
+        udp: true,
+        host: 11211,
+        guest: 11211,
+    },
 ];
+
+/// httpd's port 80, forwarded from [`HTTP_HOST_PORT`].
+const HTTPD_PORTS: &[Forward] = &[Forward {
+    udp: false,
+    host: HTTP_HOST_PORT,
+    guest: 80,
+}];
+
+/// Apps that serve the network, and the ports `run` forwards to them from the host's
+/// 127.0.0.1 through QEMU user networking and a virtio-net NIC: every variant of httpd
+/// and kv in the image (the others get none, and `run` says so).
+const FORWARDS: &[(&str, &[Forward])] = &[
+    ("kv", KV_PORTS),
+    ("kv-small", KV_PORTS),
+    ("httpd", HTTPD_PORTS),
+    ("httpd-test", HTTPD_PORTS),
+    ("httpd-smoltcp", HTTPD_PORTS),
+    ("httpd-test-smoltcp", HTTPD_PORTS),
+];
+
+/// What `run` says when the apps chosen get no forwarded port: which apps do.
+fn no_forwards_note() -> String {
+    let served: Vec<&str> = FORWARDS.iter().map(|(app, _)| *app).collect();
+    format!(
+        "xtask: no host port is forwarded to these apps; run forwards ports to {} \
+         (docs/testing.md)",
+        served.join(", ")
+    )
+}
 
 /// Why `run` gives a `microvm` no network: QEMU gives that machine a PCI bus only with
 /// `pcie=on`, whose configuration space ACPI describes in the DSDT alone (no MCFG table,
@@ -331,13 +346,15 @@ pub fn command(words: Vec<String>) -> Result<u8> {
             .0
             .iter()
             .find(|f| f.guest == 80)
-            .filter(|_| app == "httpd");
+            .filter(|_| app.starts_with("httpd"));
         if let Some(page) = page {
             eprintln!(
-                "xtask: httpd's status page: http://127.0.0.1:{}/",
+                "xtask: {app}'s status page: http://127.0.0.1:{}/",
                 page.host
             );
         }
+    } else if !o.chosen_apps().is_empty() && !o.own_network() {
+        eprintln!("{}", no_forwards_note());
     }
     let gdb = o
         .gdb
@@ -523,6 +540,29 @@ mod tests {
         assert_eq!(serving_nothing.forwards(), None);
         let own = parse(words(&["--app", "kv", "--", "-nic", "none"])).unwrap();
         assert_eq!(own.forwards(), None, "the user's network wins");
+        // Every variant of httpd and kv gets its ports: these three got none and no word.
+        for (app, host_args) in [
+            ("httpd-smoltcp", "hostfwd=tcp:127.0.0.1:8080-:80"),
+            ("httpd-test", "hostfwd=tcp:127.0.0.1:8080-:80"),
+            ("httpd-test-smoltcp", "hostfwd=tcp:127.0.0.1:8080-:80"),
+            (
+                "kv-small",
+                "hostfwd=tcp:127.0.0.1:11211-:11211,hostfwd=udp:",
+            ),
+        ] {
+            let o = parse(words(&["--app", app])).unwrap();
+            let (served, forwards) = o.forwards().unwrap();
+            assert_eq!(served, app);
+            assert!(
+                forwards.qemu_args(0, "virtio-net-pci")[1].contains(host_args),
+                "{app}"
+            );
+        }
+        let note = no_forwards_note();
+        assert!(
+            note.contains("to kv, kv-small, httpd, httpd-test,"),
+            "{note}"
+        );
     }
 
     #[test]
