@@ -222,7 +222,7 @@ fn run_alone(
     match crate::caps::release_owner(owner) {
         Ok(0) => {}
         Ok(taken) => log::info!(
-            "app '{}' ended holding {taken} capabilities: returned to the kernel",
+            "app '{}' ended; the kernel took back the {taken} capabilities it still had (its cores' among them)",
             app.name
         ),
         Err(error) => log::error!(

@@ -89,8 +89,9 @@ fn fatal(what: core::fmt::Arguments<'_>) -> ! {
 /// the apps it has.
 fn no_such_app(context: core::fmt::Arguments<'_>, name: &str) -> ! {
     kprintln!("rexo: error: {context}no app called '{name}' in this image; the apps are:");
+    let width = apps::all().map(|app| app.name.len()).max().unwrap_or(0);
     for app in apps::all() {
-        kprintln!("  {:<8} {}", app.name, app.about);
+        kprintln!("  {:<width$} {}", app.name, app.about);
     }
     power::exit_failure()
 }

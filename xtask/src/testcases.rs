@@ -860,7 +860,9 @@ pub const CASES: &[Case] = &[
             Check::Lacks("unknown command 'memx"),
             // The monitor holds a capability over each of its 4 cores.
             Check::Has(": core 3..4 rights"),
-            Check::Has("greets from every core"),
+            // `apps` pads each name to the longest (httpd-test-smoltcp's 18 characters).
+            Check::Has("  hello              greets from every core"),
+            Check::Has("  netqueues          frames out on every transmit queue"),
             Check::Has("s since boot"),
             Check::Has(" UTC (the CMOS clock)"),
             Check::Has("unknown command 'frob'"),
@@ -1029,7 +1031,13 @@ pub const CASES: &[Case] = &[
         name: "badinput::unknown-app",
         append: "app=nope",
         exit: Some(35),
-        checks: &[Check::Has("no app called 'nope'"), Check::Has("hello")],
+        // Each name is padded to the longest (httpd-test-smoltcp's 18 characters): the
+        // list had 8, and longer names pushed their descriptions out of line.
+        checks: &[
+            Check::Has("no app called 'nope'"),
+            Check::Has("  hello              greets from every core"),
+            Check::Has("  netqueues          frames out on every transmit queue"),
+        ],
         ..BASE
     },
     Case {

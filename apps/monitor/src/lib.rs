@@ -635,6 +635,21 @@ fn take_ctrl_c(typed: impl Iterator<Item = u8>, ahead: &mut VecDeque<u8>) -> boo
     false
 }
 
+/// `count` and the noun it counts, `one` for 1, else `many` ("1 core", "2 cores").
+fn counted(count: usize, one: &str, many: &str) -> String {
+    format!("{count} {}", if count == 1 { one } else { many })
+}
+
+/// The `apps` command's listing: a line per app, its name padded to the longest one's so
+/// that every description starts in one column (a fixed 10 left names longer than 10,
+/// `httpd-test-smoltcp`'s, out of line).
+fn app_listing(apps: &[rexo_api::AppInfo]) -> String {
+    let width = apps.iter().map(|app| app.name.len()).max().unwrap_or(0);
+    apps.iter()
+        .map(|app| format!("  {:<width$} {}\r\n", app.name, app.about))
+        .collect()
+}
+
 /// Runs one command, writing its output through `kernel`; a command that runs until
 /// stopped (`ping`) or may run long (`resolve`, `cat`, `fs cat`) watches `input` for
 /// Ctrl-C.
@@ -659,7 +674,8 @@ pub fn execute(kernel: &Kernel, command: Command<'_>, input: &mut Input<'_>) {
             let micros = (kernel.now_ns() - start) / 1000;
             match result {
                 Ok(()) => say(&format!(
-                    "{cores} cores; one task on each answered ({} of {cores}) in {micros} us\r\n",
+                    "{}; one task on each answered ({} of {cores}) in {micros} us\r\n",
+                    counted(cores, "core", "cores"),
                     answered.load(Ordering::Relaxed)
                 )),
                 Err(error) => say(&format!("cores: {error}\r\n")),
@@ -704,11 +720,7 @@ pub fn execute(kernel: &Kernel, command: Command<'_>, input: &mut Input<'_>) {
                 ));
             }
         }
-        Command::Apps => {
-            for app in kernel.apps() {
-                say(&format!("  {:<10} {}\r\n", app.name, app.about));
-            }
-        }
+        Command::Apps => say(&app_listing(&kernel.apps())),
         Command::Run(name) => match kernel.run_app(name) {
             Ok(()) => say(&format!("{name}: done\r\n")),
             Err(error) => say(&format!("{name}: {error}\r\n")),
@@ -867,6 +879,28 @@ pub fn main(kernel: &Kernel) -> Result<(), ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `apps` pads every name to the longest, so the descriptions line up past 10
+    /// characters; `cores` says "1 core" (it said "1 cores").
+    #[test]
+    fn listings_line_up_and_counts_agree_with_their_nouns() {
+        let apps = [
+            rexo_api::AppInfo {
+                name: "kv",
+                about: "the cache",
+            },
+            rexo_api::AppInfo {
+                name: "httpd-test-smoltcp",
+                about: "a test server",
+            },
+        ];
+        assert_eq!(
+            app_listing(&apps),
+            "  kv                 the cache\r\n  httpd-test-smoltcp a test server\r\n"
+        );
+        assert_eq!(counted(1, "core", "cores"), "1 core");
+        assert_eq!(counted(4, "core", "cores"), "4 cores");
+    }
 
     #[test]
     fn parses_every_command() {
