@@ -58,11 +58,19 @@ fn first_literal(text: &str) -> Option<&str> {
     rest.split_once('"').map(|(literal, _)| literal)
 }
 
+/// The names of a table of `App` entries, each written as `App::new("NAME", ...)` or as
+/// `App { name: "NAME", ... }`.
+fn entry_names(table: &str) -> impl Iterator<Item = &str> {
+    let built = table.split("App::new(").skip(1).filter_map(first_literal);
+    let named = table.lines().map(str::trim);
+    built.chain(named.filter_map(|line| first_literal(line.strip_prefix("name: ")?)))
+}
+
 /// The names of the apps linked into the image, read from the source of the tables that
 /// list them, so that no second list can drift from them: the image's
-/// (`image/src/lib.rs`, `APPS`: each entry's `name: "..."`), then the kernel's own
-/// (`kernel/src/apps.rs`, `KERNEL_APPS`: each `App::new("...", ...)`), then the C apps
-/// (`kernel/src/c_abi.rs`, `c_apps!`: each entry's first literal, before its `_main`);
+/// (`image/src/lib.rs`, `APPS`), then the kernel's own (`kernel/src/apps.rs`,
+/// `KERNEL_APPS`), each entry written either way ([`entry_names`]), then the C apps
+/// (`image/src/lib.rs`, `c_apps!`: each entry's first literal, before its `_main`);
 /// the kernel's `apps::all` lists them in that order.
 pub fn app_names(root: &Path) -> Result<Vec<String>> {
     let read =
@@ -75,13 +83,11 @@ pub fn app_names(root: &Path) -> Result<Vec<String>> {
         "pub const APPS: &[App] = &[",
         "\n];",
     )?;
-    let named = table.lines().map(str::trim);
-    names.extend(named.filter_map(|line| first_literal(line.strip_prefix("name: ")?)));
+    names.extend(entry_names(table));
     let kernel = read("kernel/src/apps.rs")?;
     let table = table_in(&kernel, "kernel/src/apps.rs", "const KERNEL_APPS", "\n];")?;
-    names.extend(table.split("App::new(").skip(1).filter_map(first_literal));
-    let c_abi = read("kernel/src/c_abi.rs")?;
-    let table = table_in(&c_abi, "kernel/src/c_abi.rs", "c_apps! {", "\n}")?;
+    names.extend(entry_names(table));
+    let table = table_in(&image, "image/src/lib.rs", "macro_rules! c_apps {", "\n}")?;
     let entries = table.lines().map(str::trim).filter(|line| {
         line.starts_with('"')
             && line
@@ -353,10 +359,10 @@ mod tests {
         let image_apps = table_in(&image, "", "pub const APPS: &[App] = &[", "\n];").unwrap();
         let kernel = read("kernel/src/apps.rs");
         let kernel_apps = table_in(&kernel, "", "const KERNEL_APPS", "\n];").unwrap();
-        let c_abi = read("kernel/src/c_abi.rs");
-        let c_apps = table_in(&c_abi, "", "c_apps! {", "\n}").unwrap();
+        let c_apps = table_in(&image, "", "macro_rules! c_apps {", "\n}").unwrap();
         let entries = image_apps.matches("App {").count()
             + kernel_apps.matches("App::new(").count()
+            + kernel_apps.matches("App {").count()
             + c_apps.matches("_main,").count();
         assert_eq!(names.len(), entries, "{names:?}");
         for name in [
