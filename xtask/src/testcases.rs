@@ -2267,7 +2267,7 @@ pub const CASES: &[Case] = &[
     },
     // The MIT exokernel's packet filters: with `ip=` the kernel owns the address and
     // httpd and kv bind to their ports on one interface; every kv and httpd check passes
-    // through it, the kernel answers QEMU's ARP requests, and each app's counters and
+    // through it, the kernel answers QEMU's ARP requests (when QEMU asks), and each app's counters and
     // the kernel's are logged as the bindings end. kv sizes its cache by its quota: 64 MiB
     // give it 16 MiB, room for the protocol client's values. httpd-test's 32 MiB hold its
     // heap's growth (an app's heap growth counts against its quota), the 10 MiB generated
@@ -2292,8 +2292,13 @@ pub const CASES: &[Case] = &[
             Check::Has(
                 "net: unbound httpd-test (12:2=0x800 & 14:1=0x45 & 20:2/0x1fff=0x0 & 23:1=0x6 & 36:2=0x50): received ",
             ),
+            // QEMU learns the guest's MAC address from the first ARP it sees: its own
+            // request, which the kernel answers, or an app's request for the gateway,
+            // whose reply the kernel gives the apps. Which comes first is a race (a loaded
+            // host once gave "answered 0 ARP requests ... gave 1 ARP replies"), so the
+            // counts are not checked here; the registry's host test
+            // the_kernel_answers_arp_and_ping_and_shares_arp_replies checks the answers.
             Check::Has("net: sharing ended: the kernel answered "),
-            Check::Lacks("answered 0 ARP requests"),
             Check::Count(", refused 0", 2),
             Check::Has("httpd: done"),
             Check::Has("kv: shutdown after"),
