@@ -89,8 +89,8 @@ pub fn missing(shape: &[&str], given: usize) -> String {
 }
 
 /// Parses a size, the one parser of every command's sizes: digits, then a unit K, M, G
-/// or T (powers of 1024; lower case, and `KiB` or `MB` and the like, too), or none for
-/// `bare` (bytes for the disk tools, MiB for `--mem`); in bytes.
+/// or T (powers of 1024; lower case, and `KiB` or `MB` and the like, too), `B` for
+/// bytes, or none for `bare` (bytes for the disk tools, MiB for `--mem`); in bytes.
 pub fn parse_bytes(text: &str, bare: u64) -> Result<u64> {
     let trimmed = text.trim();
     let digits_end = trimmed
@@ -101,8 +101,13 @@ pub fn parse_bytes(text: &str, bare: u64) -> Result<u64> {
         .parse()
         .map_err(|_| format!("`{text}` is not a size; use e.g. 64M, 256M, 1G or 6G"))?;
     let unit = unit.to_ascii_uppercase();
-    let scale = match unit.trim_end_matches("IB").trim_end_matches('B') {
-        "" => bare,
+    let prefix = unit
+        .strip_suffix("IB")
+        .or_else(|| unit.strip_suffix('B'))
+        .unwrap_or(&unit);
+    let scale = match prefix {
+        "" if unit.is_empty() => bare,
+        "" if unit == "B" => 1,
         "K" => 1 << 10,
         "M" => 1 << 20,
         "G" => 1 << 30,
@@ -159,6 +164,20 @@ mod tests {
         assert_eq!(parse_bytes("4096", 1), Ok(4096));
         assert_eq!(parse_bytes("64MiB", 1), Ok(64 << 20));
         assert!(parse_bytes("12X", 1).unwrap_err().contains("K, M, G or T"));
+        assert_eq!(parse_bytes("512B", 1 << 20), Ok(512));
+        assert!(
+            parse_size_mib("512B")
+                .unwrap_err()
+                .contains("not a whole number of MiB")
+        );
+        for doubled in ["64MBB", "1GIBIB", "64IB", "8BB"] {
+            assert!(
+                parse_bytes(doubled, 1)
+                    .unwrap_err()
+                    .contains("K, M, G or T"),
+                "{doubled} was taken"
+            );
+        }
         assert!(
             parse_bytes("99999999T", 1)
                 .unwrap_err()
