@@ -213,7 +213,9 @@ fn usage(args: &[&str]) -> String {
 fn run(args: &[&str]) -> Result<()> {
     let fail = |e: rexo_fs::FsError| e.to_string();
     match args {
-        [image, "create", size] | [image, "create", size, "--force"] => {
+        [image, "create", size]
+        | [image, "create", size, "--force"]
+        | [image, "create", "--force", size] => {
             let bytes = crate::disk::parse_size(size)?;
             Staged::may_replace(Path::new(image), args.len() == 4)?;
             let fs = format_new(Path::new(image), bytes)?;
@@ -1009,6 +1011,9 @@ mod tests {
         );
         create("392K").unwrap();
         assert!(mount(&image).unwrap().list("/").unwrap().is_empty());
+        // --force may come before the size too, as docs/storage.md says.
+        command(&[img.clone(), "create".into(), "--force".into(), "1M".into()]).unwrap();
+        assert_eq!(std::fs::metadata(&image).unwrap().len(), 1 << 20);
         std::fs::remove_dir_all(&base).unwrap();
     }
 
