@@ -825,6 +825,9 @@ impl<D: BlockStore> FileSystem<D> {
             self.store.drop_staged();
             self.free_blocks = free_before;
             self.commit_running()?;
+            // The commit stands, but a checkpoint after it may have stopped the file
+            // system: then this operation is refused, not run on it.
+            self.usable()?;
         }
     }
 
@@ -886,7 +889,8 @@ impl<D: BlockStore> FileSystem<D> {
 
     /// [`FileSystem::commit_running`] with the fresh blocks of the running transaction
     /// (see [`FileSystem::fresh_blocks`]) found already: fails only on a write or flush
-    /// error, which stops the file system.
+    /// error before the commit, which stops the file system. A checkpoint after the
+    /// commit that fails stops it too, but the transaction is committed: `Ok`.
     fn commit_running_with(&mut self, fresh: Vec<u64>) -> Result<(), FsError> {
         // Never empty here: commit_running checked, join_running has just absorbed.
         self.store.seal_running();
@@ -919,8 +923,9 @@ impl<D: BlockStore> FileSystem<D> {
         self.journal.transactions += 1;
         if self.store.pending.len() > self.max_pending {
             // A transaction larger than the bound alone: home now, not held until the
-            // next commit.
-            self.write_home()?;
+            // next commit. It is committed whatever the checkpoint meets: a failure
+            // has stopped the file system (stop_on_error), refusing what comes next.
+            let _stopped_on_failure = self.write_home();
         }
         Ok(())
     }
@@ -1031,8 +1036,9 @@ impl<D: BlockStore> FileSystem<D> {
     }
 
     /// The checkpoint: writes every pending block home, flushes, records the journal
-    /// as empty and flushes again.
+    /// as empty and flushes again. Refused once the file system has stopped.
     fn write_home(&mut self) -> Result<(), FsError> {
+        self.usable()?;
         if self.journal.is_empty() && self.journal.transactions == 0 {
             return Ok(());
         }

@@ -1038,7 +1038,7 @@ fn a_full_journal_is_checkpointed_on_the_way() {
 
 /// Appends blocks to `/fill/filler` until the running transaction has no room for one
 /// more block.
-fn fill_running(fs: &mut FileSystem<MemoryDisk>) {
+fn fill_running<D: BlockStore>(fs: &mut FileSystem<D>) {
     let capacity = fs.journal.capacity();
     while crate::journal::transaction_length(fs.store.running.len() as u64 + 1) <= capacity {
         let size = fs.stat("/fill/filler").unwrap().size;
@@ -1196,6 +1196,94 @@ fn a_disk_error_stops_the_file_system_and_a_remount_recovers() {
         assert!(contents == b"old" || contents == b"new", "{contents:?}");
         fs.check().unwrap();
     }
+}
+
+/// A commit that alone takes the pending blocks past the bound is checkpointed at once;
+/// when that checkpoint's first write fails, the operation is still committed (in the
+/// journal, flushed), so it reports `Ok`, and the failed checkpoint has stopped the
+/// file system, which refuses the next operation; after a remount the data is there.
+/// (The operation reported the checkpoint's error, and dropped what it had staged.)
+#[test]
+fn a_failed_checkpoint_after_its_commit_leaves_the_operation_done() {
+    let mut fs = fresh(512);
+    fs.create("/f").unwrap();
+    fs.sync().unwrap();
+    let synced = fs.into_disk();
+    let failing = |writes_left| FailingDisk {
+        inner: synced.clone(),
+        writes_left,
+        fail_flush: false,
+    };
+    // The writes of the operation's commit, none of a checkpoint (under the bound).
+    let mut measured = FileSystem::mount(failing(u64::MAX)).unwrap();
+    measured.write("/f", 0, b"committed").unwrap();
+    assert!(
+        !measured.store.pending.is_empty(),
+        "committed, not yet home"
+    );
+    let commit_writes = u64::MAX - measured.into_disk().writes_left;
+    let mut fs = FileSystem::mount(failing(commit_writes)).unwrap();
+    fs.set_max_pending_blocks(0);
+    fs.write("/f", 0, b"committed").unwrap();
+    let refused = fs.create("/g").unwrap_err();
+    assert!(
+        alloc::format!("{refused}").contains("stopped after an earlier disk error"),
+        "{refused}"
+    );
+    assert!(
+        fs.sync().is_err(),
+        "nothing is written home on a stopped mount"
+    );
+    let mut fs = FileSystem::mount(fs.into_disk().inner).unwrap();
+    assert_eq!(fs.read_all("/f").unwrap(), b"committed");
+    assert!(fs.lookup(&["g"]).is_err());
+    fs.check().unwrap();
+}
+
+/// An operation that first commits the full running transaction
+/// ([`CommitPolicy::OnCommit`]), whose checkpoint then fails: the commit stands (the
+/// waiting operations are there after a remount) and the operation itself is refused,
+/// not run again on the stopped file system (where it joined a running transaction
+/// that no commit could make durable, and answered `Ok`).
+#[test]
+fn an_operation_whose_first_commit_stops_the_mount_is_refused() {
+    let mut fs = fresh(1024);
+    fs.mkdir("/fill").unwrap();
+    fs.create("/fill/filler").unwrap();
+    fs.mkdir("/d").unwrap();
+    fs.sync().unwrap();
+    let synced = fs.into_disk();
+    let filled = |writes_left| {
+        let failing = FailingDisk {
+            inner: synced.clone(),
+            writes_left,
+            fail_flush: false,
+        };
+        let mut fs = FileSystem::mount(failing).unwrap();
+        fs.set_commit_policy(CommitPolicy::OnCommit).unwrap();
+        fill_running(&mut fs);
+        fs
+    };
+    // The writes of the full running transaction's commit (the create joins the next).
+    let mut measured = filled(u64::MAX);
+    let before = measured.store.disk.writes_left;
+    let full = measured.journal.next_sequence;
+    measured.create("/d/new").unwrap();
+    assert_eq!(measured.journal.next_sequence, full + 1, "committed first");
+    let commit_writes = before - measured.store.disk.writes_left;
+    let mut fs = filled(u64::MAX);
+    let size = fs.stat("/fill/filler").unwrap().size;
+    fs.set_max_pending_blocks(0);
+    fs.store.disk.writes_left = commit_writes;
+    let refused = fs.create("/d/new").unwrap_err();
+    assert!(
+        alloc::format!("{refused}").contains("stopped after an earlier disk error"),
+        "{refused}"
+    );
+    let mut fs = FileSystem::mount(fs.into_disk().inner).unwrap();
+    assert_eq!(fs.stat("/fill/filler").unwrap().size, size);
+    assert!(fs.lookup(&["d", "new"]).is_err());
+    fs.check().unwrap();
 }
 
 /// A disk whose every read of one block (the second field) fails.
