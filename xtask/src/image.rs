@@ -58,12 +58,32 @@ fn first_literal(text: &str) -> Option<&str> {
     rest.split_once('"').map(|(literal, _)| literal)
 }
 
-/// The names of a table of `App` entries, each written as `App::new("NAME", ...)` or as
-/// `App { name: "NAME", ... }`.
-fn entry_names(table: &str) -> impl Iterator<Item = &str> {
-    let built = table.split("App::new(").skip(1).filter_map(first_literal);
-    let named = table.lines().map(str::trim);
-    built.chain(named.filter_map(|line| first_literal(line.strip_prefix("name: ")?)))
+/// The names of a table of `App` entries in source order, each written as
+/// `App::new("NAME", ...)` (the name on its line or a later one) or as
+/// `App { name: "NAME", ... }` (on one line or over several).
+fn entry_names(table: &str) -> Vec<&str> {
+    let mut names = Vec::new();
+    let mut awaiting_built_name = false;
+    for line in table.lines().map(str::trim) {
+        let rest = match line.split_once("App::new(") {
+            Some((_, arguments)) => {
+                awaiting_built_name = true;
+                arguments
+            }
+            None => line,
+        };
+        let name = if awaiting_built_name {
+            first_literal(rest)
+        } else {
+            let fields = line.strip_prefix("App { ").unwrap_or(line);
+            fields.strip_prefix("name: ").and_then(first_literal)
+        };
+        if let Some(name) = name {
+            names.push(name);
+            awaiting_built_name = false;
+        }
+    }
+    names
 }
 
 /// The names of the apps linked into the image, read from the source of the tables that
@@ -382,6 +402,26 @@ mod tests {
         unique.sort();
         unique.dedup();
         assert_eq!(unique.len(), names.len(), "{names:?}");
+    }
+
+    /// A table mixing both forms of entry is read in source order, as `apps::all` lists
+    /// it: every `App::new` name came first.
+    #[test]
+    fn entry_names_keep_the_source_order() {
+        let table = "const T: &[App] = &[
+    App { name: \"first\", about: \"a\", main: a, may_run_baremetal: false },
+    App::new(
+        \"second\",
+        \"b\",
+        b,
+    ),
+    App {
+        name: \"third\",
+        about: \"c\",
+    },
+    App::new(\"fourth\", \"d\", d),
+";
+        assert_eq!(entry_names(table), ["first", "second", "third", "fourth"]);
     }
 
     /// An app the image does not have is refused before the build, naming it: `image
