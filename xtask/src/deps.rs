@@ -14,9 +14,9 @@ pub enum Need {
     Iso,
     /// The OVMF UEFI firmware.
     Ovmf,
-    /// The host C toolchain: `gcc` for the C apps linked into the kernel, GNU `as`, `ld`
-    /// and `objcopy` for the BareMetal test programs (`objcopy` also strips the kernel
-    /// ELF that boots).
+    /// The host C toolchain: `gcc` and `ar` for the C apps linked into the kernel (built
+    /// and archived by `rexo-image`'s build script), GNU `as`, `ld` and `objcopy` for the
+    /// BareMetal test programs (`objcopy` also strips the kernel ELF that boots).
     CTools,
     /// memcached's client tools from libmemcached (`memccapable`, the protocol
     /// conformance checker, and `memcaslap`, the load generator), for the `kv::` cases.
@@ -121,6 +121,10 @@ fn requirements(need: Need) -> Vec<Requirement> {
             },
             Requirement {
                 what: Probe::Program("objcopy"),
+                package: "binutils",
+            },
+            Requirement {
+                what: Probe::Program("ar"),
                 package: "binutils",
             },
         ],
@@ -361,6 +365,30 @@ mod tests {
     fn finds_programs_on_path() {
         assert!(find_program("sh").is_some());
         assert!(find_program("no-such-program-rexo").is_none());
+    }
+
+    /// Every program `rexo-image`'s build script runs (`gcc`, and `ar` to archive the C
+    /// apps) is one [`Need::CTools`] checks for: a host without `ar` failed in the
+    /// build script instead of being told to install binutils.
+    #[test]
+    fn the_c_tools_are_every_program_the_image_build_runs() {
+        let script = std::fs::read_to_string(crate::root().join("image/build.rs")).unwrap();
+        let probed: Vec<&str> = requirements(Need::CTools)
+            .iter()
+            .filter_map(|r| match r.what {
+                Probe::Program(program) => Some(program),
+                _ => None,
+            })
+            .collect();
+        let run: Vec<&str> = script
+            .split("Command::new(\"")
+            .skip(1)
+            .filter_map(|rest| rest.split_once('"').map(|(program, _)| program))
+            .collect();
+        assert!(run.len() >= 2, "{run:?}");
+        for program in run {
+            assert!(probed.contains(&program), "{program} is not probed");
+        }
     }
 
     #[test]
