@@ -1155,6 +1155,8 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
             .iter()
             .position(Slot::is_free)
             .ok_or(CapError::Full)?;
+        #[cfg(test)]
+        crate::tests::slot_watch::scanned(i + 1);
         let id = self.id_of(i);
         self.occupied = self.occupied.max(i + 1);
         self.live += 1;
@@ -1225,14 +1227,24 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
         }
     }
 
-    /// The slots below [`occupied`](Self::occupied): every entry is in one of them.
+    /// The indices below [`occupied`](Self::occupied), every scan's range: every entry
+    /// is in one of their slots. Tests count the slots each scan is given.
+    fn scan(&self) -> core::ops::Range<usize> {
+        let range = 0..self.occupied;
+        #[cfg(test)]
+        crate::tests::slot_watch::scanned(range.len());
+        range
+    }
+
+    /// The slots of [`scan`](Self::scan).
     fn used(&self) -> &[Slot] {
-        &self.slots[..self.occupied]
+        &self.slots[self.scan()]
     }
 
     /// [`used`](Self::used), to change entries in place.
     fn used_mut(&mut self) -> &mut [Slot] {
-        &mut self.slots[..self.occupied]
+        let range = self.scan();
+        &mut self.slots[range]
     }
 
     /// Whether the holder of the dying entry in slot `i` missed a deadline of its own by
@@ -1299,7 +1311,7 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
         // Mark descendants level by level: a pass marks every entry whose parent is marked.
         loop {
             let mut changed = false;
-            for i in 0..self.occupied {
+            for i in self.scan() {
                 let Some(e) = self.slots[i].entry else {
                     continue;
                 };
@@ -1320,7 +1332,7 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
             }
         }
         // Every record is made before any entry goes: a reason looks at ancestors.
-        for i in 0..self.occupied {
+        for i in self.scan() {
             let Some(e) = self.slots[i]
                 .entry
                 .filter(|e| e.dying && quiet != Some(e.owner))
@@ -1349,7 +1361,7 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
         }
         let mut entries = 0;
         // The range is taken once: `free` lowers `occupied` only past empty slots.
-        for i in 0..self.occupied {
+        for i in self.scan() {
             if self.slots[i].entry.is_some_and(|e| e.dying) {
                 self.free(i);
                 entries += 1;
