@@ -625,6 +625,10 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
     /// on against `heir`'s entry limit when there is one (the lender of a lent run, as the
     /// memory ledger moves its charges), else still against `owner`, whose next run
     /// starts with them ([`with_limits`](Self::with_limits)). Returns how many entries went.
+    /// The heir is never [`OwnerId::KERNEL`] (a lender is an app, the caller of
+    /// `run_app`): the kernel's entries may take the reserve the apps' must leave free
+    /// ([`with_limits`](Self::with_limits)), so apps' entries counted as its own would let
+    /// apps take it.
     pub fn release_owner(
         &mut self,
         _authority: &A,
@@ -657,6 +661,11 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
             }
         }
         if let Some(heir) = heir {
+            debug_assert_ne!(
+                heir,
+                OwnerId::KERNEL,
+                "an app's entries inherited by the kernel"
+            );
             let made = self.used_mut().iter_mut().filter_map(|s| s.entry.as_mut());
             made.filter(|e| e.maker == owner)
                 .for_each(|e| e.maker = heir);

@@ -1391,6 +1391,16 @@ fn the_reserve_is_left_to_the_kernels_own_mints() {
     assert_eq!(t.live(), t.capacity());
 }
 
+/// The kernel is no heir: an app's entries counted as the kernel's would let apps take
+/// the reserve kept for the kernel (debug builds stop there).
+#[cfg(debug_assertions)]
+#[test]
+#[should_panic(expected = "an app's entries inherited by the kernel")]
+fn the_kernel_inherits_no_apps_entries() {
+    let (mut t, _) = setup(RW);
+    _ = t.release_owner(&Kernel, APP, Some(OwnerId::KERNEL));
+}
+
 #[test]
 fn an_ended_runs_entries_that_live_on_count_against_its_heir_or_its_next_run() {
     let mut t = limited();
