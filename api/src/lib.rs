@@ -568,31 +568,12 @@ impl fmt::Display for BinaryError {
 mod tests {
     use super::*;
 
-    /// The example app of the crate docs, its lines as the reader sees them (hidden
-    /// `# ` lines left out).
-    fn example_app() -> String {
-        let docs = include_str!("lib.rs");
-        let block = docs.split("//! ```no_run\n").nth(1).unwrap();
-        let block = block.split("//! ```\n").next().unwrap();
-        block
-            .lines()
-            .map(|line| {
-                line.strip_prefix("//!")
-                    .unwrap()
-                    .strip_prefix(' ')
-                    .unwrap_or("")
-            })
-            .filter(|line| !line.starts_with("# "))
-            .map(|line| format!("{line}\n"))
-            .collect()
-    }
-
     /// docs/api.md's "Writing an app" quotes the crate docs' example, which the doctests
     /// build: so the guide's code builds too.
     #[test]
     fn the_guide_quotes_the_example_app_the_doctests_build() {
         let guide = include_str!("../../docs/api.md");
-        let app = example_app();
+        let app = rexo_testkit::crate_docs_example(include_str!("lib.rs"));
         assert!(app.contains("pub fn main(kernel: &Kernel)"), "{app}");
         assert!(
             guide.contains(&format!("```rust\n{app}```\n")),

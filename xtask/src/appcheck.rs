@@ -55,6 +55,10 @@ pub const SHARED: &[(&str, &str)] = &[
         "libs/rtc",
         "rexo-rtc: the kernel's wall clock and its calendar (Unix time to date and time), which the monitor shows; arithmetic on the CMOS clock's registers the kernel reads, and spin's Once and Mutex to share the reading (or a failed one's error) between cores",
     ),
+    (
+        "libs/testkit",
+        "rexo-testkit: helpers of host tests only (a dev-dependency: a seeded generator, the crate docs' example as the reader sees it); plain code on integers and strings, no dependencies, never linked into an image",
+    ),
 ];
 
 /// The folders whose crates follow the rules, and what messages call their crates.

@@ -5906,31 +5906,12 @@ fn an_upload_completes_when_the_window_update_after_a_zero_window_is_lost() {
     assert!(received == payload);
 }
 
-/// The example app of the crate docs, its lines as the reader sees them (hidden `# `
-/// lines left out).
-fn example_app() -> String {
-    let docs = include_str!("lib.rs");
-    let block = docs.split("//! ```no_run\n").nth(1).unwrap();
-    let block = block.split("//! ```\n").next().unwrap();
-    block
-        .lines()
-        .map(|line| {
-            line.strip_prefix("//!")
-                .unwrap()
-                .strip_prefix(' ')
-                .unwrap_or("")
-        })
-        .filter(|line| !line.starts_with("# "))
-        .map(|line| format!("{line}\n"))
-        .collect()
-}
-
 /// docs/network.md's "An app on the network" quotes the crate docs' example, which the
 /// doctests build: so the page's code builds too.
 #[test]
 fn the_network_guide_quotes_the_example_app_the_doctests_build() {
     let guide = include_str!("../../../docs/network.md");
-    let app = example_app();
+    let app = rexo_testkit::crate_docs_example(include_str!("lib.rs"));
     assert!(app.contains("stack.udp_bind(7"), "{app}");
     assert!(
         guide.contains(&format!("```rust\n{app}```\n")),

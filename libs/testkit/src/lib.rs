@@ -1,5 +1,10 @@
 //! Helpers shared by the host tests of the library crates (a dev-dependency only).
 #![cfg_attr(target_os = "none", no_std)]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+use alloc::string::String;
 
 /// xorshift64*: a small, deterministic pseudo-random generator for fuzz-style tests, so
 /// that a failing case reproduces from its seed.
@@ -20,9 +25,47 @@ impl Rng {
     }
 }
 
+/// The `no_run` example of a crate's docs as the reader sees it: `lib_rs` is the text of
+/// the crate's `lib.rs`, whose first ```` ```no_run ```` block of `//!` lines is taken,
+/// each line without its `//! ` and ending in a line break, the hidden `# ` lines left
+/// out. Panics when the docs hold no such block (a test's helper: the test then fails).
+pub fn crate_docs_example(lib_rs: &str) -> String {
+    let block = lib_rs
+        .split("//! ```no_run\n")
+        .nth(1)
+        .expect("the crate docs hold a ```no_run example");
+    let block = block
+        .split("//! ```\n")
+        .next()
+        .expect("split yields at least one part");
+    block
+        .lines()
+        .map(|line| {
+            line.strip_prefix("//!")
+                .expect("the example's lines are crate docs (//!)")
+                .strip_prefix(' ')
+                .unwrap_or("")
+        })
+        .filter(|line| !line.starts_with("# "))
+        .fold(String::new(), |mut example, line| {
+            example.push_str(line);
+            example.push('\n');
+            example
+        })
+}
+
 #[cfg(test)]
 mod tests {
-    use super::Rng;
+    use super::{Rng, crate_docs_example};
+
+    #[test]
+    fn the_example_is_the_no_run_block_without_its_hidden_lines() {
+        let lib_rs = "//! A crate.\n//!\n//! ```\n//! other();\n//! ```\n//!\n//! ```no_run\n//! # use hidden::Thing;\n//! fn main() {\n//!\n//!     seen();\n//! }\n//! ```\n//! After.\n";
+        assert_eq!(
+            crate_docs_example(lib_rs),
+            "fn main() {\n\n    seen();\n}\n"
+        );
+    }
 
     #[test]
     fn is_deterministic_and_moves() {
