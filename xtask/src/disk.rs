@@ -19,7 +19,7 @@ pub const USAGE: &str = "  disk create IMAGE SIZE [--force]
                                  a new image of SIZE with a partition table: BMFS of
                                  BMFS bytes, then the Rexo file system (`cargo xtask fs`)
                                  in the rest; the other commands find their partition
-  disk partition IMAGE SIZE BMFS --boot [--append WORDS]
+  disk partition IMAGE SIZE BMFS --boot [--append WORDS] [--force]
                                  the same after a boot partition: GRUB for BIOS and UEFI
                                  and the kernel (`cargo xtask build`'s), started with the
                                  command line WORDS (e.g. app=httpd); boots from any disk
@@ -723,28 +723,18 @@ mod tests {
         let empty = dir.join("empty.img");
         std::fs::write(&empty, b"").unwrap();
         run(&["create", empty.to_str().unwrap(), "8M"]).unwrap();
+        let taken_as_append_words = [
+            "partition",
+            "i",
+            "64M",
+            "6M",
+            "--boot",
+            "--append",
+            "--force",
+        ];
         assert_eq!(
-            take_force(&[
-                "partition",
-                "i",
-                "64M",
-                "6M",
-                "--boot",
-                "--append",
-                "--force"
-            ]),
-            (
-                vec![
-                    "partition",
-                    "i",
-                    "64M",
-                    "6M",
-                    "--boot",
-                    "--append",
-                    "--force"
-                ],
-                false
-            )
+            take_force(&taken_as_append_words),
+            (taken_as_append_words.to_vec(), false)
         );
         assert_eq!(
             take_force(&["ls", "--force"]),

@@ -342,11 +342,7 @@ pub fn command(words: Vec<String>) -> Result<u8> {
                 forward.host, forward.guest
             );
         }
-        let page = forwards
-            .0
-            .iter()
-            .find(|f| f.guest == 80)
-            .filter(|_| app.starts_with("httpd"));
+        let page = forwards.0.iter().find(|f| f.guest == 80);
         if let Some(page) = page {
             eprintln!(
                 "xtask: {app}'s status page: http://127.0.0.1:{}/",
