@@ -1362,22 +1362,29 @@ fn delegated_and_parked_entries_still_count_against_the_owner_that_made_them() {
         .expect("room once one went");
 }
 
+/// Fills the 10 entries a [`limited`] table leaves outside its reserve with the apps'
+/// requests: a grant and 3 derives each for `APP` and `OTHER`, a grant and a derive for
+/// `third`.
+fn fill_the_apps_room(t: &mut Table, third: OwnerId) {
+    for (i, (owner, derives)) in [(APP, 3), (OTHER, 3), (third, 1)].into_iter().enumerate() {
+        let base = i as u64 * 0x10_0000;
+        let cap = t
+            .grant(&Kernel, owner, mem(base, 0x4000), RW)
+            .expect("an app's grant outside the reserve");
+        for _ in 0..derives {
+            t.derive(owner, &cap, base, 0x1000, Rights::READ)
+                .expect("an app's derive outside the reserve");
+        }
+    }
+}
+
 #[test]
 fn the_reserve_is_left_to_the_kernels_own_mints() {
     let mut t = limited();
     let third = OwnerId(3);
     t.start_owner(&Kernel, third).expect("start");
     // 16 entries less 6 reserved: 10 for the apps' requests.
-    for (i, (owner, derives)) in [(APP, 3), (OTHER, 3), (third, 1)].into_iter().enumerate() {
-        let base = i as u64 * 0x10_0000;
-        let cap = t
-            .grant(&Kernel, owner, mem(base, 0x4000), RW)
-            .expect("grant");
-        for _ in 0..derives {
-            t.derive(owner, &cap, base, 0x1000, Rights::READ)
-                .expect("derive");
-        }
-    }
+    fill_the_apps_room(&mut t, third);
     assert_eq!(t.live(), 10);
     let refused = t.grant(&Kernel, third, mem(0x80_0000, 0x1000), RW);
     assert_eq!(refused.map(|c| c.id()), Err(CapError::Full));
@@ -1507,16 +1514,7 @@ fn what_the_kernel_holds_counts_in_its_reserve_so_every_app_still_reaches_its_li
         t.mint(&Kernel, APP, core(index), Rights::EXECUTE)
             .expect("the kernel's mint");
     }
-    for (i, (owner, derives)) in [(APP, 3), (OTHER, 3), (third, 1)].into_iter().enumerate() {
-        let base = i as u64 * 0x10_0000;
-        let cap = t
-            .grant(&Kernel, owner, mem(base, 0x4000), RW)
-            .expect("grant beside the kernel's 3");
-        for _ in 0..derives {
-            t.derive(owner, &cap, base, 0x1000, Rights::READ)
-                .expect("derive beside the kernel's 3");
-        }
-    }
+    fill_the_apps_room(&mut t, third);
     // The 3 the kernel holds and the 3 free are its reserve.
     assert_eq!(t.live(), 13);
     assert_eq!(t.can_grant(third), Err(CapError::Full));

@@ -91,7 +91,7 @@ impl fmt::Display for LedgerError {
 }
 
 /// The bytes of a frame: grants are made, and charged, in whole frames.
-const FRAME: u64 = 4096;
+const FRAME: u64 = rexo_memmap::FRAME_SIZE;
 
 /// Where the quota of a run ([`Ledger::start_run`]) comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
