@@ -11,6 +11,7 @@ use crate::testcases::{
     LEFT_X87_CONTROL_WORD,
 };
 use std::collections::VecDeque;
+use std::ffi::OsStr;
 use std::io::Write;
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
@@ -26,7 +27,11 @@ use selftests::{SELF_TESTS, SelfTest};
 const PARALLEL: usize = 2;
 /// Seconds one kernel-test boot may take.
 const KERNEL_TEST_TIMEOUT_S: u64 = 120;
-/// Seconds the host tests (`cargo test`, building included) may take.
+/// Seconds building the host tests (`cargo test --no-run`) may take: a first build of
+/// the workspace on a fresh machine with the host's 2 cores shared took over 20 minutes
+/// (2026-11-27, load 14), and a build that is slow is not a hung test.
+const HOST_BUILD_TIMEOUT_S: u64 = 90 * 60;
+/// Seconds the host tests may take once built (`cargo test`: a hung test is ended).
 const HOST_TEST_TIMEOUT_S: u64 = 20 * 60;
 /// Log lines shown under a failure.
 pub(crate) const TAIL: usize = 15;
@@ -215,7 +220,8 @@ pub fn command(words: Vec<String>) -> Result<u8> {
         println!("skipped {}: {}", skip.name, skip.why);
     }
     if host != Select::Nothing {
-        for outcome in host_tests(&root, &host, &logs.join("host.log")) {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        for outcome in host_tests(&cargo, &root, &host, &logs.join("host.log")) {
             outcome.print();
             outcomes.push(outcome);
         }
@@ -565,17 +571,11 @@ fn cargo_test_args(select: &Select) -> Vec<String> {
     args
 }
 
-/// `cargo test` on the default members (libs and xtask); one outcome for the passes
-/// and one per failing test.
-fn host_tests(root: &Path, select: &Select, log: &Path) -> Vec<Outcome> {
+/// `cargo test` on the default members (libs and xtask) by the program `cargo`, built
+/// first and then run, each step with its own time limit; one outcome for the passes and
+/// one per failing test.
+fn host_tests(cargo: &OsStr, root: &Path, select: &Select, log: &Path) -> Vec<Outcome> {
     let started = Instant::now();
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    // Left in xtask's process group, where Ctrl-C reaches cargo and its test binaries
-    // too; a timeout ends them by their parent links (`proctree::kill_tree`).
-    let mut cmd = Command::new(cargo);
-    cmd.args(cargo_test_args(select))
-        .current_dir(root)
-        .stdin(Stdio::null());
     let file = match std::fs::File::create(log) {
         Ok(file) => file,
         Err(e) => {
@@ -583,22 +583,50 @@ fn host_tests(root: &Path, select: &Select, log: &Path) -> Vec<Outcome> {
             return vec![Outcome::fail("host", reason, Vec::new(), started.elapsed())];
         }
     };
-    let status = file.try_clone().map_err(|e| e.to_string()).and_then(|out| {
-        let mut child = cmd
-            .stdout(out)
-            .stderr(file)
-            .spawn()
-            .map_err(|e| format!("cannot run cargo test: {e}"))?;
-        let timeout = Duration::from_secs(HOST_TEST_TIMEOUT_S);
-        // A hung or lost run is ended with its test binaries.
-        proctree::wait_or_kill(&mut child, "cargo test", timeout)
-    });
+    let build = ["test".to_string(), "--no-run".to_string()];
+    let built = run_cargo(cargo, root, &build, &file, HOST_BUILD_TIMEOUT_S);
+    let status = match built {
+        Ok(Some(0)) => {
+            let args = cargo_test_args(select);
+            run_cargo(cargo, root, &args, &file, HOST_TEST_TIMEOUT_S)
+        }
+        Ok(None) => Err(format!(
+            "building the host tests timed out after {HOST_BUILD_TIMEOUT_S} s"
+        )),
+        // A build error: cargo's exit status with no test run, reported below.
+        other => other,
+    };
     let output = std::fs::read_to_string(log).unwrap_or_default();
     let time = started.elapsed();
     match status {
-        Err(e) => vec![Outcome::fail("host", e, Vec::new(), time)],
+        Err(e) => vec![Outcome::fail("host", e, last_lines(&output, TAIL), time)],
         Ok(code) => host_outcomes(&output, code, log, time),
     }
+}
+
+/// Runs `cargo` with `args` in `root`, its output appended to `log`, for at most
+/// `timeout_s` seconds: its exit status, or `None` when it ran past that and was ended
+/// with every process it started.
+fn run_cargo(
+    cargo: &OsStr,
+    root: &Path,
+    args: &[String],
+    log: &std::fs::File,
+    timeout_s: u64,
+) -> Result<Option<i32>> {
+    let out = log.try_clone().map_err(|e| e.to_string())?;
+    let err = log.try_clone().map_err(|e| e.to_string())?;
+    // Left in xtask's process group, where Ctrl-C reaches cargo and its test binaries
+    // too; a timeout ends them by their parent links (`proctree::kill_tree`).
+    let mut child = Command::new(cargo)
+        .args(args)
+        .current_dir(root)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .map_err(|e| format!("cannot run cargo {}: {e}", args.join(" ")))?;
+    proctree::wait_or_kill(&mut child, "cargo test", Duration::from_secs(timeout_s))
 }
 
 /// The outcomes of a `cargo test` that printed `output` (also in `log`) and exited
@@ -1796,6 +1824,51 @@ error: 1 target failed:
         let timeout = killed.last().unwrap();
         assert_eq!(timeout.reason, "timed out after 1200 s");
         assert!(timeout.tail.last().unwrap().contains("target failed"));
+    }
+
+    /// A stand-in for cargo that logs its arguments to `calls` and fails the build
+    /// when `build_fails`, else passes one test.
+    fn fake_cargo(dir: &Path, build_fails: bool) -> std::path::PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let script = dir.join("cargo");
+        let build_status = if build_fails { 101 } else { 0 };
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\necho \"$*\" >> {calls}\n\
+                 case \"$*\" in *--no-run*) exit {build_status};; esac\n\
+                 echo 'test result: ok. 1 passed; 0 failed'\n",
+                calls = dir.join("calls").display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        script
+    }
+
+    #[test]
+    fn host_tests_are_built_before_the_timed_run() {
+        let dir = std::env::temp_dir().join(format!("rexo-host-steps-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("host.log");
+        let select = Select::Matching("run::".into());
+        let cargo = fake_cargo(&dir, false);
+        let outcomes = host_tests(cargo.as_os_str(), &dir, &select, &log);
+        assert_eq!(results(&outcomes), [("host (1 tests)", true, "")]);
+        let calls = std::fs::read_to_string(dir.join("calls")).unwrap();
+        assert_eq!(calls, "test --no-run\ntest --no-fail-fast -- run::\n");
+        // A build that fails runs no test and says so.
+        std::fs::remove_file(dir.join("calls")).unwrap();
+        let cargo = fake_cargo(&dir, true);
+        let outcomes = host_tests(cargo.as_os_str(), &dir, &select, &log);
+        assert_eq!(outcomes.len(), 1);
+        assert!(
+            outcomes[0].reason.contains("exit status 101"),
+            "{outcomes:?}"
+        );
+        let calls = std::fs::read_to_string(dir.join("calls")).unwrap();
+        assert_eq!(calls, "test --no-run\n");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
