@@ -67,6 +67,7 @@ use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::vec::Vec;
 use conn::{Conn, Output, Pace, Setup, Turn};
 use core::ops::Bound;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 /// The knobs of an [`Endpoint`]; [`Config::default`] suits a web server. Durations are
 /// in nanoseconds, and timers saturate: `u64::MAX` means never.
@@ -241,6 +242,9 @@ impl core::fmt::Display for ConfigError {
 pub enum Error {
     /// No such connection (never was, or released).
     BadId,
+    /// The handle was made by another endpoint: it names none of this one's
+    /// connections (use it on the endpoint that accepted it).
+    ForeignId,
     /// The port is already listening.
     PortInUse,
     /// The send queue holds [`Config::max_send_pieces`] pieces.
@@ -463,9 +467,13 @@ impl Outgoing<'_> {
     }
 }
 
-/// A connection handle; stale once the connection is released.
+/// A connection handle; stale once the connection is released. It names the endpoint
+/// that made it: another endpoint (an app with one per core) refuses it with
+/// [`Error::ForeignId`] instead of reaching its own connection in the same slot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ConnId {
+    /// The identity of the endpoint that made it.
+    endpoint: u64,
     index: u32,
     generation: u64,
 }
@@ -623,6 +631,9 @@ pub enum Sender {
 /// The TCP engine of one address space: listening ports, connections, and the
 /// segments between them and the network.
 pub struct Endpoint {
+    /// This endpoint's identity, which its [`ConnId`]s carry: unique among the
+    /// endpoints made since boot ([`NEXT_ENDPOINT`]).
+    id: u64,
     config: Config,
     listening: Vec<u16>,
     /// The half-open connections, kept in the order their SYN-ACKs go again.
@@ -692,6 +703,9 @@ fn slot_of(by_tuple: &BTreeMap<Tuple, usize>, tuple: &Tuple) -> Option<usize> {
     by_tuple.get(tuple).copied()
 }
 
+/// The identity of the next endpoint made: a `u64`, so that it never comes round again.
+static NEXT_ENDPOINT: AtomicU64 = AtomicU64::new(0);
+
 /// The most replies owed to connectionless segments; more are not answered.
 const MAX_REPLIES: usize = 256;
 
@@ -716,6 +730,7 @@ impl Endpoint {
             return Err(ConfigError::RecvBuffer(config.recv_buffer));
         }
         Ok(Endpoint {
+            id: NEXT_ENDPOINT.fetch_add(1, Ordering::Relaxed),
             config,
             listening: Vec::new(),
             half_open: half_open::Table::default(),
@@ -817,7 +832,17 @@ impl Endpoint {
         self.time_wait.len()
     }
 
+    /// [`Error::ForeignId`] for a handle another endpoint made.
+    fn check(&self, id: ConnId) -> Result<(), Error> {
+        if id.endpoint == self.id {
+            Ok(())
+        } else {
+            Err(Error::ForeignId)
+        }
+    }
+
     fn conn(&self, id: ConnId) -> Result<&Conn, Error> {
+        self.check(id)?;
         let slot = self.slots.get(id.index as usize).ok_or(Error::BadId)?;
         match &slot.conn {
             Some(conn) if slot.generation == id.generation && !conn.released => Ok(conn),
@@ -844,6 +869,7 @@ impl Endpoint {
     }
 
     fn conn_mut(&mut self, id: ConnId) -> Result<&mut Conn, Error> {
+        self.check(id)?;
         let slot = self.slots.get_mut(id.index as usize).ok_or(Error::BadId)?;
         match &mut slot.conn {
             Some(conn) if slot.generation == id.generation && !conn.released => Ok(conn),
@@ -885,6 +911,7 @@ impl Endpoint {
 
     /// Queues `piece` for sending; it is kept, not copied, until acknowledged.
     pub fn send(&mut self, id: ConnId, piece: Piece) -> Result<(), Error> {
+        self.check(id)?;
         let config = &self.config;
         let slot = self.slots.get_mut(id.index as usize).ok_or(Error::BadId)?;
         let sent = match &mut slot.conn {
@@ -1034,6 +1061,7 @@ impl Endpoint {
             self.finishing -= 1;
         } else if was != State::FinWait2 && conn.state == State::FinWait2 {
             let id = ConnId {
+                endpoint: self.id,
                 index: index as u32,
                 generation: slot.generation,
             };
@@ -1111,6 +1139,7 @@ impl Endpoint {
             error: conn.error,
         };
         let id = ConnId {
+            endpoint: self.id,
             index: index as u32,
             generation: slot.generation,
         };
@@ -1518,6 +1547,7 @@ impl Endpoint {
         slot.conn = Some(conn);
         self.by_tuple.insert(tuple, index);
         self.accept_queue.push_back(ConnId {
+            endpoint: self.id,
             index: index as u32,
             generation: slot.generation,
         });
@@ -1694,6 +1724,7 @@ impl Endpoint {
         };
         if !conn.released {
             let id = ConnId {
+                endpoint: self.id,
                 index: index as u32,
                 generation: slot.generation,
             };

@@ -1701,6 +1701,31 @@ fn a_syn_to_a_full_half_open_table_looks_only_at_the_oldest_entry() {
 }
 
 #[test]
+fn a_handle_of_another_endpoint_is_refused_and_reaches_nothing_there() {
+    // One endpoint per core (httpd): each's first connection has the same slot and
+    // generation, so without the endpoint's identity in the handle one core's handle
+    // read, wrote and closed the other's connection.
+    let (mut a, id_a, _) = established();
+    let (mut b, id_b, _) = established();
+    let mut buf = [0; 4];
+    assert_eq!(b.state(id_a), Err(Error::ForeignId));
+    assert_eq!(b.tuple(id_a), Err(Error::ForeignId));
+    assert_eq!(b.unacknowledged(id_a), Err(Error::ForeignId));
+    assert_eq!(b.recv(id_a, &mut buf), Err(Error::ForeignId));
+    assert_eq!(
+        b.send(id_a, Piece::owned(b"x".to_vec())),
+        Err(Error::ForeignId)
+    );
+    assert_eq!(b.shutdown(id_a), Err(Error::ForeignId));
+    assert_eq!(b.close(id_a), Err(Error::ForeignId));
+    assert_eq!(b.abort(id_a), Err(Error::ForeignId));
+    assert_eq!(b.state(id_b), Ok(State::Established), "b's own left alone");
+    assert_eq!(b.unacknowledged(id_b), Ok(0), "nothing queued on it");
+    assert_eq!(a.state(id_a), Ok(State::Established));
+    assert_eq!(a.close(id_a), Ok(()), "its own endpoint takes it");
+}
+
+#[test]
 fn passive_close_goes_through_close_wait_and_last_ack() {
     let (mut ep, id, mut peer) = established();
     ep.input(0, &peer.segment(ACK | FIN, b"end"));
@@ -4015,7 +4040,9 @@ fn the_orders_of_timers_and_turns_change_nothing_a_poll_does() {
         };
         let (mut a, mut b) = (server(config.clone()), server(config));
         let mut peers: BTreeMap<u16, Peer> = BTreeMap::new();
-        let mut ids: Vec<ConnId> = Vec::new();
+        // Each connection's handle on a and on b: the same slot and generation, each
+        // naming its own endpoint.
+        let mut ids: Vec<(ConnId, ConnId)> = Vec::new();
         let mut last_sent: BTreeMap<u16, Vec<u8>> = BTreeMap::new();
         let mut now = 0;
         let body = blob(40_000);
@@ -4078,23 +4105,23 @@ fn the_orders_of_timers_and_turns_change_nothing_a_poll_does() {
                 }
                 9 | 10 => {
                     while let (Some(id), Some(other)) = (a.accept(), b.accept()) {
-                        assert_eq!(id, other);
-                        ids.push(id);
+                        assert_eq!((id.index, id.generation), (other.index, other.generation));
+                        ids.push((id, other));
                     }
                     if !ids.is_empty() {
-                        let id = ids[rng.below(ids.len())];
+                        let (id, other) = ids[rng.below(ids.len())];
                         let (start, len) = (rng.below(20_000), rng.below(20_000));
                         let piece = || Piece::shared(body.clone(), start, start + len).unwrap();
                         let mut buf = [0; 1500];
                         let (x, y) = match rng.below(6) {
-                            0 | 1 => (a.send(id, piece()), b.send(id, piece())),
+                            0 | 1 => (a.send(id, piece()), b.send(other, piece())),
                             2 => (
                                 a.recv(id, &mut buf).map(|_| ()),
-                                b.recv(id, &mut buf).map(|_| ()),
+                                b.recv(other, &mut buf).map(|_| ()),
                             ),
-                            3 => (a.shutdown(id), b.shutdown(id)),
-                            4 => (a.close(id), b.close(id)),
-                            _ => (a.abort(id), b.abort(id)),
+                            3 => (a.shutdown(id), b.shutdown(other)),
+                            4 => (a.close(id), b.close(other)),
+                            _ => (a.abort(id), b.abort(other)),
                         };
                         assert_eq!(x, y);
                     }
