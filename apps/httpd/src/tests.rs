@@ -137,7 +137,7 @@ impl World {
         };
         let connection = self.peer.connect(server, options).unwrap();
         for _ in 0..100 {
-            if self.peer.is_established(&connection) {
+            if self.peer.is_established(&connection).unwrap() {
                 return connection;
             }
             self.round();
@@ -280,7 +280,7 @@ fn a_peer_gone_mid_body_stops_only_its_own_connection(tcp: Tcp) {
     world.send(&gone, &get("/10m.bin"));
     let part = world.receive(&gone, Some(200_000));
     assert!(part.len() >= 200_000);
-    world.peer.abort(gone);
+    world.peer.abort(gone).unwrap();
     let other = world.connect();
     let request = get("/100k.txt");
     let expected = world.expected(&request);
@@ -666,7 +666,7 @@ fn mutated_request_streams_get_well_formed_answers_and_bounded_buffers(tcp: Tcp)
         let connection = world.connect();
         world.send(&connection, &stream);
         let answers = world.receive_for(&connection, 2_000);
-        world.peer.abort(connection);
+        world.peer.abort(connection).unwrap();
         assert!(
             answers.is_empty() || answers.starts_with(b"HTTP/1.1 "),
             "case {case}: {:?}",

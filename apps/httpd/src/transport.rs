@@ -141,7 +141,11 @@ impl Transport {
     /// The next connection whose handshake finished.
     pub fn accept(&mut self) -> Option<Link> {
         match &self.listener {
-            Some(listener) => self.stack.accept(listener).map(Link::Smoltcp),
+            Some(listener) => self
+                .stack
+                .accept(listener)
+                .expect(OWN_STACK)
+                .map(Link::Smoltcp),
             None => self.stack.own_tcp()?.accept().map(Link::Rexo),
         }
     }
@@ -187,7 +191,7 @@ impl Transport {
     /// The bytes queued on the connection that wait for the peer's acknowledgment.
     pub fn unacknowledged(&mut self, link: &Link) -> usize {
         match link {
-            Link::Smoltcp(connection) => self.stack.unacknowledged(connection),
+            Link::Smoltcp(connection) => self.stack.unacknowledged(connection).expect(OWN_STACK),
             Link::Rexo(id) => self
                 .own()
                 .map_or(0, |own| own.unacknowledged(*id).unwrap_or(0)),
@@ -283,12 +287,12 @@ impl Transport {
     /// Whether it was reset for that.
     pub fn finish(&mut self, link: Link, abort: bool) -> bool {
         match (link, abort) {
-            (Link::Smoltcp(connection), false) => {
-                self.stack
-                    .close_bounded(connection, false, self.max_closing)
-            }
+            (Link::Smoltcp(connection), false) => self
+                .stack
+                .close_bounded(connection, false, self.max_closing)
+                .expect(OWN_STACK),
             (Link::Smoltcp(connection), true) => {
-                self.stack.abort(connection);
+                self.stack.abort(connection).expect(OWN_STACK);
                 false
             }
             (Link::Rexo(id), abort) => {
@@ -306,6 +310,10 @@ impl Transport {
         self.stack.own_tcp().ok_or(())
     }
 }
+
+/// Why a handle given to the transport's stack is that stack's: the transport made its
+/// listener and every connection of its links on its one stack.
+const OWN_STACK: &str = "the transport's listener and links are its own stack's";
 
 /// What a `rexo-tcp` receive error says of the connection.
 fn gone(error: rexo_tcp::Error) -> Gone {

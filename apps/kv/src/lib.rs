@@ -53,6 +53,9 @@ const BACKLOG: usize = 64;
 pub const MAX_CONNECTIONS: usize = 64;
 /// memcached's answer to a connection over the limit.
 const TOO_MANY_CONNECTIONS: &[u8] = b"ERROR Too many open connections\r\n";
+/// Why a handle a core's server gives its stack is that stack's: each core's server
+/// listens, binds and accepts on its one stack only.
+const OWN_STACK: &str = "a core's listener, socket and connections are its own stack's";
 /// Connections kv closed in order whose sockets the stack may still hold, per core
 /// (each keeps its buffers, about 48 KiB, until its peer has taken what was sent and the
 /// FIN): past it, a connection kv ends is reset instead, so that peers that never read
@@ -543,11 +546,11 @@ impl<'a> Server<'a> {
     /// reads cannot keep its socket. True if any was accepted.
     fn accept_clients(&mut self, stack: &mut Stack, listener: &Listener, now: u64) -> bool {
         for connection in self.turned_away.drain(..) {
-            stack.abort(connection);
+            stack.abort(connection).expect(OWN_STACK);
         }
         let shared = self.shared;
         let mut accepted = false;
-        while let Some(connection) = stack.accept(listener) {
+        while let Some(connection) = stack.accept(listener).expect(OWN_STACK) {
             accepted = true;
             shared.total_connections.fetch_add(1, Ordering::Relaxed);
             if self.clients.len() >= MAX_CONNECTIONS {
@@ -617,7 +620,9 @@ impl<'a> Server<'a> {
         self.tcp_requests += client.requests();
         self.shared.curr_connections.fetch_sub(1, Ordering::Relaxed);
         let timed_out = client.timed_out();
-        stack.close_bounded(client.into_connection(), timed_out, MAX_CLOSING);
+        stack
+            .close_bounded(client.into_connection(), timed_out, MAX_CLOSING)
+            .expect(OWN_STACK);
     }
 
     /// Answers the datagrams waiting on `udp`, [`UDP_DATAGRAMS`] at most (`info`: this
@@ -635,7 +640,7 @@ impl<'a> Server<'a> {
         let mut request = [0u8; UDP_MAX_REQUEST];
         let mut store = &self.shared.store;
         while served < UDP_DATAGRAMS
-            && let Some((len, from)) = stack.recv_from(udp, &mut request)
+            && let Some((len, from)) = stack.recv_from(udp, &mut request)?
         {
             served += 1;
             let answer =
@@ -677,7 +682,7 @@ impl<'a> Server<'a> {
     /// connections left at once (each counted out) and is the error.
     fn shut_down(&mut self, kernel: &Kernel, stack: &mut Stack) -> Result<(), NetError> {
         for connection in self.turned_away.drain(..) {
-            stack.abort(connection);
+            stack.abort(connection).expect(OWN_STACK);
         }
         let mut clients = core::mem::take(&mut self.clients);
         let started = kernel.now_ns();

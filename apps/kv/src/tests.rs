@@ -349,6 +349,7 @@ fn serve_over_the_wire(rng: &mut Rng, stream: &[u8], expected_len: usize, leader
         if kv.is_none() {
             kv = server
                 .accept(&listener)
+                .unwrap()
                 .map(|connection| Client::new(connection, CLOCK_START_S, IDLE_TIMEOUT_S));
         }
         if let Some(kv) = &mut kv {
@@ -450,7 +451,7 @@ fn answers_stay_within_the_buffer_budget() {
     };
     for _ in 0..20_000 {
         poll(&mut server, &mut client, &mut now_ns);
-        while let Some(connection) = server.accept(&listener) {
+        while let Some(connection) = server.accept(&listener).unwrap() {
             clients.push(Client::new(connection, CLOCK_START_S, IDLE_TIMEOUT_S));
         }
         step_all(&mut server, &mut clients, &mut cache, budget);
@@ -531,6 +532,7 @@ fn serve_in_pieces(
         if kv.is_none() {
             kv = server
                 .accept(&listener)
+                .unwrap()
                 .map(|connection| Client::new(connection, CLOCK_START_S, IDLE_TIMEOUT_S));
         }
         if let Some(kv) = &mut kv
@@ -624,7 +626,7 @@ fn accept_one(
 ) -> rexo_net::Connection {
     for _ in 0..100 {
         exchange(wire, server, client, now_ns);
-        if let Some(accepted) = server.accept(listener) {
+        if let Some(accepted) = server.accept(listener).unwrap() {
             return accepted;
         }
     }
@@ -748,7 +750,7 @@ fn shut_down_with_an_answer_queued() -> ShutDownWithAnswerQueued {
     let mut ended = None;
     for _ in 0..20_000 {
         exchange(&wire, &mut server, &mut client, &mut now_ns);
-        while let Some(connection) = server.accept(&listener) {
+        while let Some(connection) = server.accept(&listener).unwrap() {
             clients.push(Client::new(connection, CLOCK_START_S, IDLE_TIMEOUT_S));
         }
         if asked < request.len() {
@@ -803,7 +805,7 @@ fn shutdown_lets_the_other_connections_answers_go_out() {
     for _ in 0..20_000 {
         exchange(&wire, &mut server, &mut client, &mut now_ns);
         for kv in take_handed_over(&mut server, &mut clients, false) {
-            server.close(kv.into_connection());
+            server.close(kv.into_connection()).unwrap();
         }
         let mut buffer = [0u8; 8192];
         match client.read(&reader, &mut buffer) {
@@ -1027,7 +1029,7 @@ fn the_lead_follows_its_client_when_another_ends() {
                 kv.step_clients(&mut server, CLOCK_START_S, &info);
             }
             client.write(&other, &data).unwrap();
-            client.close(leader);
+            client.close(leader).unwrap();
         } else {
             // The other client quits; more of the leader's data waits.
             client.write(&other, b"quit\r\n").unwrap();

@@ -332,7 +332,9 @@ pub fn ping(
         input,
     };
     let tally = echo_requests(&mut link, count, say)?;
-    stack.ping_close(socket);
+    stack
+        .ping_close(socket)
+        .map_err(|error| format!("{error}"))?;
     say(&ping_summary(to, &tally));
     Ok(())
 }

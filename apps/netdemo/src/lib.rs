@@ -165,7 +165,7 @@ fn ping_gateway(kernel: &Kernel, stack: &mut Stack) -> Result<(), NetError> {
             }
         }
     }
-    stack.ping_close(ping);
+    stack.ping_close(ping)?;
     kernel.log(format_args!(
         "netdemo: ping {GATEWAY}: {answered} of {PINGS} answered"
     ));
@@ -185,15 +185,15 @@ fn serve(kernel: &Kernel, stack: &mut Stack) -> Result<(), NetError> {
     let mut datagram = vec![0u8; 65536];
     while echoes.served < CONNECTIONS && kernel.now_ns() - start < RUN_NS {
         stack.poll(kernel.now_ns())?;
-        echoes.accept(stack, kernel.now_ns());
+        echoes.accept(stack, kernel.now_ns())?;
         echoes.step(stack, kernel.now_ns(), &mut |bytes, ns| {
             kernel.log(format_args!(
                 "netdemo: echoed {bytes} bytes in {} ms ({} KiB/s each way)",
                 ns / 1_000_000,
                 bytes * 1_000_000_000 / 1024 / ns
             ));
-        });
-        while let Some((len, from)) = stack.recv_from(&udp, &mut datagram) {
+        })?;
+        while let Some((len, from)) = stack.recv_from(&udp, &mut datagram)? {
             datagrams += 1;
             // A full send buffer drops the echo, as a busy UDP server would.
             if let Err(error @ (NetError::Device(_) | NetError::NoAddress)) =
@@ -249,10 +249,11 @@ impl Echoes {
         })
     }
 
-    /// Accepts the connections waiting while fewer than [`MAX_ECHOES`] are echoed.
-    fn accept(&mut self, stack: &mut Stack, now_ns: u64) {
+    /// Accepts the connections waiting while fewer than [`MAX_ECHOES`] are echoed
+    /// ([`NetError::ForeignHandle`] if `stack` is not the one it listens on).
+    fn accept(&mut self, stack: &mut Stack, now_ns: u64) -> Result<(), NetError> {
         while self.echoes.len() < MAX_ECHOES {
-            let Some(connection) = stack.accept(&self.listener) else {
+            let Some(connection) = stack.accept(&self.listener)? else {
                 break;
             };
             self.echoes.push(Echo {
@@ -264,21 +265,28 @@ impl Echoes {
                 moved_ns: now_ns,
             });
         }
+        Ok(())
     }
 
     /// Echoes what every connection's peer sent; ends those whose peer closed (once all
     /// was echoed), that broke, or through which no byte moved (read, written back or
     /// acknowledged) for [`IDLE_TIMEOUT_NS`], each with `Stack::close_bounded` (an idle
     /// one with echoed bytes its peer has not taken is reset). `transfer` is told the bytes and nanoseconds of each one
-    /// ended that echoed 1 MiB or more.
-    fn step(&mut self, stack: &mut Stack, now_ns: u64, transfer: &mut dyn FnMut(u64, u64)) {
+    /// ended that echoed 1 MiB or more. [`NetError::ForeignHandle`] if `stack` is not the
+    /// one it accepted on.
+    fn step(
+        &mut self,
+        stack: &mut Stack,
+        now_ns: u64,
+        transfer: &mut dyn FnMut(u64, u64),
+    ) -> Result<(), NetError> {
         let mut index = 0;
         while index < self.echoes.len() {
             let echo = &mut self.echoes[index];
-            let acknowledged = stack.unacknowledged(&echo.connection) < echo.unacknowledged;
+            let acknowledged = stack.unacknowledged(&echo.connection)? < echo.unacknowledged;
             let before = (echo.bytes, echo.unsent.len());
             let finished = echo_bytes(stack, echo);
-            echo.unacknowledged = stack.unacknowledged(&echo.connection);
+            echo.unacknowledged = stack.unacknowledged(&echo.connection)?;
             if acknowledged || (echo.bytes, echo.unsent.len()) != before {
                 echo.moved_ns = now_ns;
             }
@@ -293,10 +301,11 @@ impl Echoes {
             if done.bytes >= 1 << 20 {
                 transfer(done.bytes, now_ns.saturating_sub(done.started_ns).max(1));
             }
-            if stack.close_bounded(done.connection, idle, MAX_CLOSING) {
+            if stack.close_bounded(done.connection, idle, MAX_CLOSING)? {
                 self.reset += 1;
             }
         }
+        Ok(())
     }
 }
 

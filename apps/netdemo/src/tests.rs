@@ -43,9 +43,10 @@ impl World {
         self.peer.poll(self.now_ns).unwrap();
         self.wire.carry(|_| true);
         self.server.poll(self.now_ns).unwrap();
-        self.echoes.accept(&mut self.server, self.now_ns);
+        self.echoes.accept(&mut self.server, self.now_ns).unwrap();
         self.echoes
-            .step(&mut self.server, self.now_ns, &mut |_, _| {});
+            .step(&mut self.server, self.now_ns, &mut |_, _| {})
+            .unwrap();
         self.wire.carry(|_| true);
         self.now_ns += ROUND_NS;
     }
@@ -58,7 +59,7 @@ impl World {
         };
         let connection = self.peer.connect(server, options).unwrap();
         for _ in 0..100 {
-            if self.peer.is_established(&connection) {
+            if self.peer.is_established(&connection).unwrap() {
                 return connection;
             }
             self.round();
@@ -128,7 +129,7 @@ fn peers_that_never_read_hold_a_bounded_number_of_sockets() {
         for _ in 0..MAX_ECHOES {
             let connection = world.connect(never_reads);
             assert_eq!(world.peer.write(&connection, &[7; 2000]).unwrap(), 2000);
-            world.peer.close(connection);
+            world.peer.close(connection).unwrap();
         }
         for _ in 0..200 {
             world.round();

@@ -36,7 +36,7 @@
 //!     let start = kernel.now_ns();
 //!     while kernel.now_ns() - start < 10_000_000_000 {
 //!         let changed = stack.poll(kernel.now_ns())?;
-//!         while let Some((len, from)) = stack.recv_from(&socket, &mut datagram) {
+//!         while let Some((len, from)) = stack.recv_from(&socket, &mut datagram)? {
 //!             // A full send buffer drops the echo, as a busy UDP server would.
 //!             if let Err(error @ (NetError::Device(_) | NetError::NoAddress)) =
 //!                 stack.send_to(&socket, &datagram[..len], from)
@@ -133,8 +133,8 @@ pub use owntcp::{NEIGHBOURS, OwnCounters};
 /// Our own TCP, for the ports [`Stack::serve_own`] serves with it.
 pub use rexo_tcp;
 pub use stack::{
-    Config, Connection, EchoReply, Endpoint, HALF_OPEN_GRACE_NS, Listener, NetError, PING_MAX_DATA,
-    PingSocket, Replies, Stack, TcpOptions, UdpOptions, UdpSocket, attach,
+    Config, Connection, EchoReply, Endpoint, ForeignHandle, HALF_OPEN_GRACE_NS, Listener, NetError,
+    PING_MAX_DATA, PingSocket, Replies, Stack, TcpOptions, UdpOptions, UdpSocket, attach,
 };
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use alloc::vec::Vec;
 use core::fmt;
 use core::net::Ipv4Addr;
 use core::ops::RangeInclusive;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use rexo_api::device::PAIR_BROKEN;
 use rexo_api::{ApiError, DeviceError, Filter, Ipv4Config, Kernel, NetDevice, ReceiveSteering};
@@ -243,6 +244,11 @@ pub enum NetError {
     NoFreePort,
     /// The socket's send buffer is full; poll and try again.
     WouldBlock,
+    /// The handle (a [`Listener`], [`Connection`], [`UdpSocket`] or [`PingSocket`]) was
+    /// made by another stack of the app (each of [`crate::attach_cores`]'s is one): it
+    /// names nothing of this one, whose own listener or socket in the same slot it
+    /// leaves alone. Use it on its own stack.
+    ForeignHandle,
 }
 
 impl fmt::Display for NetError {
@@ -302,6 +308,7 @@ impl fmt::Display for NetError {
                  replies on another pair",
             ),
             Self::WouldBlock => f.write_str("the send buffer is full"),
+            Self::ForeignHandle => f.write_str("the handle belongs to another stack"),
         }
     }
 }
@@ -333,6 +340,41 @@ impl From<udp::SendError> for NetError {
             udp::SendError::Unaddressable => Self::Unreachable,
         }
     }
+}
+
+/// A handle given to a stack that did not make it, refused and given back whole in
+/// `.0` (nothing of it is lost), to be given to its own stack: what the calls that take
+/// a handle over ([`Stack::close`], [`Stack::unlisten`], ...) answer instead of
+/// [`NetError::ForeignHandle`], which it turns into with `?`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ForeignHandle<H>(pub H);
+
+impl<H> From<ForeignHandle<H>> for NetError {
+    fn from(_: ForeignHandle<H>) -> Self {
+        Self::ForeignHandle
+    }
+}
+
+impl<H> fmt::Display for ForeignHandle<H> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&NetError::ForeignHandle, f)
+    }
+}
+
+/// The identity of a stack, which its handles carry: unique among the stacks built
+/// since boot ([`NEXT_STACK`]), so a handle given to another stack of the app is
+/// refused ([`NetError::ForeignHandle`]) instead of reaching that stack's listener or
+/// socket in the same slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct StackId(u64);
+
+/// The identity of the next stack built: a `u64`, so that it never comes round again.
+static NEXT_STACK: AtomicU64 = AtomicU64::new(0);
+
+/// A handle a [`Stack`] made: it says which.
+trait Handle {
+    /// The stack that made it.
+    fn stack(&self) -> StackId;
 }
 
 /// An IPv4 address and port.
@@ -426,30 +468,75 @@ impl Default for UdpOptions {
     }
 }
 
-/// A TCP port being listened on (a handle into its [`Stack`]). It is given back only by
+/// A TCP port being listened on (a handle into its [`Stack`], which alone takes it:
+/// another answers [`NetError::ForeignHandle`]). It is given back only by
 /// [`Stack::unlisten`], which takes it, so its index always names a live listener: the
 /// slot it frees is taken by the next listener.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Listener(usize);
+pub struct Listener {
+    /// The stack that made it.
+    stack: StackId,
+    /// Its slot among the stack's listeners.
+    index: usize,
+}
 
-/// A TCP connection (a handle into its [`Stack`]). Give it back with [`Stack::close`]
-/// or [`Stack::abort`]: one merely dropped keeps its socket and buffers until the
-/// stack is dropped.
+/// A TCP connection (a handle into its [`Stack`], which alone takes it: another
+/// answers [`NetError::ForeignHandle`]). Give it back with [`Stack::close`] or
+/// [`Stack::abort`]: one merely dropped keeps its socket and buffers until the stack
+/// is dropped.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Connection(SocketHandle);
+pub struct Connection {
+    /// The stack that made it.
+    stack: StackId,
+    /// Its socket among the stack's.
+    handle: SocketHandle,
+}
 
-/// A bound UDP socket (a handle into its [`Stack`]).
+/// A bound UDP socket (a handle into its [`Stack`], which alone takes it: another
+/// answers [`NetError::ForeignHandle`]).
 #[derive(Debug, PartialEq, Eq)]
-pub struct UdpSocket(usize);
+pub struct UdpSocket {
+    /// The stack that made it.
+    stack: StackId,
+    /// Its index among the stack's UDP sockets (`udp.rs`).
+    index: usize,
+}
 
 /// An ICMP echo (ping) socket: sends echo requests with its identifier and receives
-/// the replies carrying it (a handle into its [`Stack`]).
+/// the replies carrying it (a handle into its [`Stack`], which alone takes it: another
+/// answers [`NetError::ForeignHandle`]).
 #[derive(Debug, PartialEq, Eq)]
 pub struct PingSocket {
+    /// The stack that made it.
+    stack: StackId,
     /// The socket's index among the stack's (`ping.rs`).
     index: usize,
     /// The echo identifier its requests carry.
     ident: u16,
+}
+
+impl Handle for Listener {
+    fn stack(&self) -> StackId {
+        self.stack
+    }
+}
+
+impl Handle for Connection {
+    fn stack(&self) -> StackId {
+        self.stack
+    }
+}
+
+impl Handle for UdpSocket {
+    fn stack(&self) -> StackId {
+        self.stack
+    }
+}
+
+impl Handle for PingSocket {
+    fn stack(&self) -> StackId {
+        self.stack
+    }
 }
 
 /// An echo reply.
@@ -498,6 +585,8 @@ struct ListenerState {
 /// A TCP/IP interface over one NIC: it sends on one transmit queue and receives from
 /// every receive queue (the device, not the stack, picks each flow's: RSS, a tap's hash).
 pub struct Stack {
+    /// This stack's identity, which its handles carry.
+    id: StackId,
     /// The NIC, held for the stack's life.
     nic: Box<dyn NetDevice>,
     /// The clock at the last poll (or the start), in nanoseconds.
@@ -716,6 +805,7 @@ impl Stack {
         let iface = Box::new(Interface::new(config, &mut tx, instant(now_ns)));
         let sockets = SocketSet::new(Vec::new());
         Self {
+            id: StackId(NEXT_STACK.fetch_add(1, Ordering::Relaxed)),
             nic,
             now_ns,
             queue,
@@ -1534,6 +1624,24 @@ impl Stack {
         });
     }
 
+    /// [`NetError::ForeignHandle`] for a handle another stack made.
+    fn check(&self, handle: &impl Handle) -> Result<(), NetError> {
+        if handle.stack() == self.id {
+            Ok(())
+        } else {
+            Err(NetError::ForeignHandle)
+        }
+    }
+
+    /// `handle` if this stack made it, else given back in a [`ForeignHandle`].
+    fn own<H: Handle>(&self, handle: H) -> Result<H, ForeignHandle<H>> {
+        if handle.stack() == self.id {
+            Ok(handle)
+        } else {
+            Err(ForeignHandle(handle))
+        }
+    }
+
     /// The listeners' slots the stack holds, free ones included.
     #[cfg(test)]
     pub(crate) fn listener_slots(&self) -> usize {
@@ -1621,42 +1729,79 @@ impl Stack {
         };
         let index = place_in_first_free(&mut self.listeners, listener);
         self.refill_listeners(self.now_ns);
-        Ok(Listener(index))
+        Ok(Listener {
+            stack: self.id,
+            index,
+        })
     }
 
-    /// The oldest connection of `listener` whose handshake finished, if any.
-    pub fn accept(&mut self, listener: &Listener) -> Option<Connection> {
-        let state = self.listeners.get_mut(listener.0)?.as_mut()?;
+    /// The oldest connection of `listener` whose handshake finished, if any;
+    /// [`NetError::ForeignHandle`] for another stack's listener.
+    pub fn accept(&mut self, listener: &Listener) -> Result<Option<Connection>, NetError> {
+        self.check(listener)?;
+        let Some(state) = self
+            .listeners
+            .get_mut(listener.index)
+            .and_then(Option::as_mut)
+        else {
+            return Ok(None);
+        };
         let sockets = &self.sockets;
         let ready = state.pending.iter().position(|&(handle, _)| {
             // Established, or already closed by the peer after sending: both are worth
             // handing over (the data is still to be read). Not a handshake the peer
             // reset: smoltcp puts that socket back in `Listen`.
             is_synchronized(sockets.get::<tcp::Socket>(handle).state())
-        })?;
-        let (handle, _) = state.pending.remove(ready)?;
-        Some(Connection(handle))
+        });
+        let handle = ready.and_then(|ready| state.pending.remove(ready));
+        Ok(handle.map(|(handle, _)| Connection {
+            stack: self.id,
+            handle,
+        }))
     }
 
     /// Stops listening: connections not yet accepted are reset (their sockets removed
     /// once smoltcp is done with them, as a closed connection's); accepted ones stay. The
-    /// listener's slot is freed for the next one.
-    pub fn unlisten(&mut self, listener: Listener) {
-        if let Some(state) = self.listeners.get_mut(listener.0).and_then(Option::take) {
+    /// listener's slot is freed for the next one. Another stack's listener is given
+    /// back, its own stack still listening.
+    pub fn unlisten(&mut self, listener: Listener) -> Result<(), ForeignHandle<Listener>> {
+        let listener = self.own(listener)?;
+        if let Some(state) = self
+            .listeners
+            .get_mut(listener.index)
+            .and_then(Option::take)
+        {
             let pending = state.pending.into_iter().map(|(handle, _)| handle);
             for handle in state.listening.into_iter().chain(pending) {
                 self.sockets.get_mut::<tcp::Socket>(handle).abort();
                 self.closing.push(handle);
             }
         }
+        Ok(())
     }
 
-    /// The peer of `connection`.
-    pub fn peer(&self, connection: &Connection) -> Option<Endpoint> {
-        self.sockets
-            .get::<tcp::Socket>(connection.0)
-            .remote_endpoint()
-            .map(Endpoint::from_smoltcp)
+    /// The socket of `connection`, or [`NetError::ForeignHandle`] for another stack's.
+    fn tcp_socket(&self, connection: &Connection) -> Result<&tcp::Socket<'static>, NetError> {
+        self.check(connection)?;
+        Ok(self.sockets.get::<tcp::Socket>(connection.handle))
+    }
+
+    /// The socket of `connection` to change, or [`NetError::ForeignHandle`] for another
+    /// stack's.
+    fn tcp_socket_mut(
+        &mut self,
+        connection: &Connection,
+    ) -> Result<&mut tcp::Socket<'static>, NetError> {
+        self.check(connection)?;
+        Ok(self.sockets.get_mut::<tcp::Socket>(connection.handle))
+    }
+
+    /// The peer of `connection` (`None` before a connection has one);
+    /// [`NetError::ForeignHandle`] for another stack's connection, as for every call
+    /// below that takes a handle.
+    pub fn peer(&self, connection: &Connection) -> Result<Option<Endpoint>, NetError> {
+        let socket = self.tcp_socket(connection)?;
+        Ok(socket.remote_endpoint().map(Endpoint::from_smoltcp))
     }
 
     /// Copies received bytes into `buffer`; `Ok(0)` when none are waiting yet,
@@ -1677,7 +1822,7 @@ impl Stack {
         connection: &Connection,
         consume: impl FnOnce(&[u8]) -> usize,
     ) -> Result<usize, NetError> {
-        let socket = self.sockets.get_mut::<tcp::Socket>(connection.0);
+        let socket = self.tcp_socket_mut(connection)?;
         if socket.can_recv() {
             socket
                 .recv(|data| {
@@ -1711,7 +1856,7 @@ impl Stack {
         connection: &Connection,
         produce: impl FnOnce(&mut [u8]) -> usize,
     ) -> Result<usize, NetError> {
-        let socket = self.sockets.get_mut::<tcp::Socket>(connection.0);
+        let socket = self.tcp_socket_mut(connection)?;
         if is_opening(socket) {
             return Ok(0);
         }
@@ -1727,27 +1872,37 @@ impl Stack {
     }
 
     /// Bytes written and not yet acknowledged by the peer.
-    pub fn unacknowledged(&self, connection: &Connection) -> usize {
-        self.sockets.get::<tcp::Socket>(connection.0).send_queue()
+    pub fn unacknowledged(&self, connection: &Connection) -> Result<usize, NetError> {
+        Ok(self.tcp_socket(connection)?.send_queue())
     }
 
     /// Whether the connection has finished: the peer closed it and everything was read,
     /// or it was reset.
-    pub fn is_finished(&self, connection: &Connection) -> bool {
-        let socket = self.sockets.get::<tcp::Socket>(connection.0);
-        !socket.may_recv() && !socket.can_recv() && !is_opening(socket)
+    pub fn is_finished(&self, connection: &Connection) -> Result<bool, NetError> {
+        let socket = self.tcp_socket(connection)?;
+        Ok(!socket.may_recv() && !socket.can_recv() && !is_opening(socket))
     }
 
     /// Closes the connection in order: what was written is still sent, then a FIN.
-    pub fn close(&mut self, connection: Connection) {
-        self.sockets.get_mut::<tcp::Socket>(connection.0).close();
-        self.closing.push(connection.0);
+    /// Another stack's connection is given back, untouched.
+    pub fn close(&mut self, connection: Connection) -> Result<(), ForeignHandle<Connection>> {
+        let connection = self.own(connection)?;
+        self.sockets
+            .get_mut::<tcp::Socket>(connection.handle)
+            .close();
+        self.closing.push(connection.handle);
+        Ok(())
     }
 
-    /// Resets the connection at once (abortive close); unsent data is dropped.
-    pub fn abort(&mut self, connection: Connection) {
-        self.sockets.get_mut::<tcp::Socket>(connection.0).abort();
-        self.closing.push(connection.0);
+    /// Resets the connection at once (abortive close); unsent data is dropped. Another
+    /// stack's connection is given back, untouched.
+    pub fn abort(&mut self, connection: Connection) -> Result<(), ForeignHandle<Connection>> {
+        let connection = self.own(connection)?;
+        self.sockets
+            .get_mut::<tcp::Socket>(connection.handle)
+            .abort();
+        self.closing.push(connection.handle);
+        Ok(())
     }
 
     /// Ends the connection in order ([`close`](Self::close)) unless that could hold its
@@ -1756,21 +1911,24 @@ impl Stack {
     /// ([`closing_sockets`](Self::closing_sockets)), or when it is `stalled` (its peer
     /// moved nothing for the app's idle timeout) with bytes written that wait for the
     /// peer's acknowledgment, which a peer that does not read would hold, and the socket
-    /// with them, as long as it answers. Whether it was reset.
+    /// with them, as long as it answers. Whether it was reset; another stack's
+    /// connection is given back, untouched.
     pub fn close_bounded(
         &mut self,
         connection: Connection,
         stalled: bool,
         max_closing: usize,
-    ) -> bool {
-        let reset = (stalled && self.unacknowledged(&connection) > 0)
-            || self.closing_sockets() >= max_closing;
+    ) -> Result<bool, ForeignHandle<Connection>> {
+        let Ok(unacknowledged) = self.unacknowledged(&connection) else {
+            return Err(ForeignHandle(connection));
+        };
+        let reset = (stalled && unacknowledged > 0) || self.closing_sockets() >= max_closing;
         if reset {
-            self.abort(connection);
+            self.abort(connection)?;
         } else {
-            self.close(connection);
+            self.close(connection)?;
         }
-        reset
+        Ok(reset)
     }
 
     /// Opens a connection to `remote` from a free local port; it can be read and
@@ -1806,7 +1964,7 @@ impl Stack {
             };
             let opened = self.connect_from(self.resolver.port_range(), server, options);
             self.resolver
-                .tcp_opened(slot, opened.map(|connection| connection.0));
+                .tcp_opened(slot, opened.map(|connection| connection.handle));
         }
     }
 
@@ -1837,7 +1995,10 @@ impl Stack {
                 port,
             )
             .map_err(|_| NetError::Unreachable)?;
-        Ok(Connection(self.sockets.add(socket)))
+        Ok(Connection {
+            stack: self.id,
+            handle: self.sockets.add(socket),
+        })
     }
 
     /// A local port of `ports` (the dynamic range, or the resolver's DNS port block) for
@@ -1928,8 +2089,8 @@ impl Stack {
     }
 
     /// Whether the connection's handshake is done and it can carry data both ways.
-    pub fn is_established(&self, connection: &Connection) -> bool {
-        self.sockets.get::<tcp::Socket>(connection.0).state() == tcp::State::Established
+    pub fn is_established(&self, connection: &Connection) -> Result<bool, NetError> {
+        Ok(self.tcp_socket(connection)?.state() == tcp::State::Established)
     }
 
     /// Sockets of connections closed ([`close`](Self::close)) or reset
@@ -1951,6 +2112,7 @@ impl Stack {
     /// Opens a ping socket whose requests carry the echo identifier `ident`.
     pub fn ping_open(&mut self, ident: u16) -> PingSocket {
         PingSocket {
+            stack: self.id,
             index: self.pings.open(&mut self.sockets, ident),
             ident,
         }
@@ -1976,6 +2138,7 @@ impl Stack {
         seq: u16,
         data: &[u8],
     ) -> Result<(), NetError> {
+        self.check(socket)?;
         let max_data = self.max_frame.saturating_sub(14 + 20 + 8);
         if data.len() > PING_MAX_DATA || data.len() > max_data {
             return Err(NetError::TooLarge);
@@ -2012,6 +2175,7 @@ impl Stack {
         socket: &PingSocket,
         sent: &[u8],
     ) -> Result<Option<EchoReply>, NetError> {
+        self.check(socket)?;
         self.pings
             .recv(socket.index, &mut self.sockets, |packet, from| {
                 let packet = Icmpv4Packet::new_checked(packet).ok()?;
@@ -2031,9 +2195,12 @@ impl Stack {
             })
     }
 
-    /// Closes a ping socket, dropping the requests it holds unsent.
-    pub fn ping_close(&mut self, socket: PingSocket) {
+    /// Closes a ping socket, dropping the requests it holds unsent. Another stack's
+    /// socket is given back, untouched.
+    pub fn ping_close(&mut self, socket: PingSocket) -> Result<(), ForeignHandle<PingSocket>> {
+        let socket = self.own(socket)?;
         self.pings.close(socket.index, &mut self.sockets);
+        Ok(())
     }
 
     /// Binds a UDP socket to `port` with `options`' buffers ([`NetError::PortInUse`]
@@ -2046,7 +2213,10 @@ impl Stack {
             return Err(NetError::PortInUse(port));
         }
         let index = self.udp.bind(&mut self.sockets, port, options)?;
-        Ok(UdpSocket(index))
+        Ok(UdpSocket {
+            stack: self.id,
+            index,
+        })
     }
 
     /// Takes the oldest received datagram: copies as much as fits in `buffer` (the rest
@@ -2055,8 +2225,9 @@ impl Stack {
         &mut self,
         socket: &UdpSocket,
         buffer: &mut [u8],
-    ) -> Option<(usize, Endpoint)> {
-        self.udp.recv(socket.0, &mut self.sockets, buffer)
+    ) -> Result<Option<(usize, Endpoint)>, NetError> {
+        self.check(socket)?;
+        Ok(self.udp.recv(socket.index, &mut self.sockets, buffer))
     }
 
     /// Queues `data` as one datagram to `to`, sent on this stack's transmit queue
@@ -2082,19 +2253,21 @@ impl Stack {
         data: &[u8],
         to: Endpoint,
     ) -> Result<Replies, NetError> {
+        self.check(socket)?;
         let Some(local) = self.address() else {
             return Err(NetError::NoAddress);
         };
         // IP fragmentation is not compiled in, so a datagram must fit in one frame
         // (smoltcp would drop a larger one silently).
-        if data.len() > self.udp.send_capacity(socket.0) || data.len() > self.udp.max_payload() {
+        if data.len() > self.udp.send_capacity(socket.index) || data.len() > self.udp.max_payload()
+        {
             return Err(NetError::TooLarge);
         }
         if to.port == 0 {
             return Err(NetError::Unreachable);
         }
         self.check_destination(local, to.address)?;
-        self.udp.send(socket.0, data, to, self.now_ns)?;
+        self.udp.send(socket.index, data, to, self.now_ns)?;
         Ok(self.replies_to(Some(local), to.address, None))
     }
 
@@ -2124,9 +2297,12 @@ impl Stack {
         Ok(())
     }
 
-    /// Closes a UDP socket and frees its port.
-    pub fn udp_close(&mut self, socket: UdpSocket) {
-        self.udp.close(socket.0, &mut self.sockets);
+    /// Closes a UDP socket and frees its port. Another stack's socket is given back,
+    /// untouched.
+    pub fn udp_close(&mut self, socket: UdpSocket) -> Result<(), ForeignHandle<UdpSocket>> {
+        let socket = self.own(socket)?;
+        self.udp.close(socket.index, &mut self.sockets);
+        Ok(())
     }
 }
 
