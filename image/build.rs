@@ -8,7 +8,10 @@ use std::process::Command;
 /// Freestanding C11 for the kernel's address space: no libc, static addresses as signed
 /// 32 bits (`-mcmodel=kernel`, which reaches the low 2 GiB the kernel is linked in), no red
 /// zone (interrupts share the stack), no SIMD or x87 state (the kernel does not save it),
-/// no unwind tables. Frame pointers are kept so crash reports walk through C frames.
+/// no unwind tables. Frame pointers are kept so crash reports walk through C frames. A
+/// frame larger than a page probes each page as it grows (`-fstack-clash-protection`, as
+/// rustc's stack probes do for Rust), so that one outgrowing the core's stack touches its
+/// guard page, which ends the app alone, instead of reaching past it into the memory below.
 const CFLAGS: &[&str] = &[
     "-std=c11",
     "-ffreestanding",
@@ -21,6 +24,7 @@ const CFLAGS: &[&str] = &[
     "-mno-mmx",
     "-mno-80387",
     "-fno-stack-protector",
+    "-fstack-clash-protection",
     "-fno-asynchronous-unwind-tables",
     "-fno-omit-frame-pointer",
     "-O2",

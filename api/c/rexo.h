@@ -16,6 +16,16 @@
  * rexo_core_index() (the cores of two manifest entries never overlap), and set afresh
  * by each run.
  *
+ * A C app runs on its core's kernel stack: 128 KiB, the kernel's frames below NAME_main
+ * (or below the function rexo_run_on_every_core runs) among them. Keep large buffers in
+ * memory the run allocates, not in local arrays. Running out of stack ends the app (or,
+ * for a function rexo_run_on_every_core runs, the task on that core: REXO_EPERM), never
+ * the kernel: below the stack lies an unmapped guard page, and the C apps are compiled
+ * with -fstack-clash-protection, so a frame larger than that page touches it as it
+ * grows instead of reaching past it into the memory below (another core's stack, say).
+ * A rexo_ call that takes a kernel lock (memory, cores, timers, devices) with less than
+ * 16 KiB of the stack left ends the app the same way.
+ *
  * Every call checks its arguments: a NULL pointer with a non-zero length, a buffer
  * outside RAM, an unknown handle or an out-of-range offset gives a negative error code
  * and changes nothing; it never crashes the kernel. Argument errors are reported before
@@ -152,9 +162,9 @@ typedef void (*rexo_core_fn)(void *arg, unsigned core);
  * the cores before it, so calling again runs it twice on those) or REXO_EPERM (the app
  * gave one of its cores back with rexo_core_return: nothing run; or the kernel ended
  * the task of a core for using what it took back by force, a touch through a view of
- * such memory or a call on such a handle: the other cores ran theirs). A fault in C
- * code (a NULL dereference in `fn`) is not caught: C apps run trusted, and it is a
- * crash report of the kernel. */
+ * such memory or a call on such a handle, or for running out of stack (above): the
+ * other cores ran theirs). A fault in C code (a NULL dereference in `fn`) is not
+ * caught: C apps run trusted, and it is a crash report of the kernel. */
 int rexo_run_on_every_core(rexo_core_fn fn, void *arg);
 
 /* The next byte of console input (serial line or PS/2 keyboard), 0..255, without

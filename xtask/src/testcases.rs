@@ -1287,6 +1287,8 @@ pub const CASES: &[Case] = &[
         ],
         ..BASE
     },
+    // A C app on every core; one core's task outgrows its stack (a 160 KiB frame) and ends
+    // alone, caught by the guard page that -fstack-clash-protection makes it touch.
     Case {
         name: "capi::cores",
         cores: Cores::N(4),
@@ -1296,6 +1298,8 @@ pub const CASES: &[Case] = &[
         checks: &[
             ready(4, 256),
             Check::Has("c-cores: cores=4 counter=4"),
+            Check::Has("the app overflowed its stack"),
+            Check::Has("c-cores: a task whose frame outgrew its stack ended alone"),
             Check::Has("c-cores: ok"),
         ],
         ..BASE

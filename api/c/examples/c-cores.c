@@ -1,6 +1,6 @@
 /* c-cores: a C app that uses every core and a memory capability, lists the kernel's
- * revocation requests (none), and checks that bad arguments give the documented error
- * codes. Prints "c-cores: ok" and returns 0, or
+ * revocation requests (none), checks that a task outgrowing its stack ends alone, and
+ * checks that bad arguments give the documented error codes. Prints "c-cores: ok" and returns 0, or
  * prints what failed and returns a negative code. */
 #define APP "c-cores"
 #include "check.h"
@@ -35,6 +35,36 @@ static int check_cores(void)
     line_text(&line, " counter=");
     line_number(&line, tally.count);
     line_end(&line);
+    return REXO_OK;
+}
+
+/* A frame larger than the whole stack, as a function with a big local array has: built
+ * with -fstack-clash-protection (image/build.rs), it touches the stack's guard page as it
+ * grows, which ends the task; without it, it would reach past the guard page into the
+ * memory below (it only reads that memory, should it get there). */
+__attribute__((noinline)) static int outgrow_the_stack(void)
+{
+    volatile unsigned char frame[160 * 1024];
+    __asm__ volatile("" : : "r"(frame) : "memory");
+    return frame[0];
+}
+
+/* Run on every core: the app's last core outgrows its stack. */
+static void outgrow_on_the_last_core(void *arg, unsigned core)
+{
+    (void)arg;
+    if (core + 1 == rexo_cores())
+        outgrow_the_stack();
+}
+
+static int check_stack(void)
+{
+    EXPECT("rexo_run_on_every_core, a task outgrowing its stack",
+           rexo_run_on_every_core(outgrow_on_the_last_core, NULL), REXO_EPERM);
+    struct tally tally = {0, 0};
+    EXPECT("rexo_run_on_every_core after it", rexo_run_on_every_core(count_core, &tally), REXO_OK);
+    EXPECT("the counter after it", __atomic_load_n(&tally.count, __ATOMIC_SEQ_CST), rexo_cores());
+    say("c-cores: a task whose frame outgrew its stack ended alone\n");
     return REXO_OK;
 }
 
@@ -103,6 +133,8 @@ static int check_capability(void)
 int c_cores_main(void)
 {
     int rc = check_cores();
+    if (rc == REXO_OK)
+        rc = check_stack();
     if (rc == REXO_OK)
         rc = check_time_and_memory();
     if (rc == REXO_OK)
