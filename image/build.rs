@@ -1,37 +1,13 @@
 //! Compiles the C apps (every `api/c/examples/*.c`, against `api/c/rexo.h`) with the
 //! host's `gcc` into a static library linked into the kernel, when building for the
 //! kernel's target (`target_os = "none"`); host builds of this crate need no C compiler.
-//! `c_apps!` in src/lib.rs lists which of them the kernel's app table runs.
+//! `c_apps!` in src/lib.rs lists which of them the kernel's app table runs. An app whose
+//! object defines a global symbol other than its `NAME_main` stops the build (capps.rs).
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Freestanding C11 for the kernel's address space: no libc, static addresses as signed
-/// 32 bits (`-mcmodel=kernel`, which reaches the low 2 GiB the kernel is linked in), no red
-/// zone (interrupts share the stack), no SIMD or x87 state (the kernel does not save it),
-/// no unwind tables. Frame pointers are kept so crash reports walk through C frames. A
-/// frame larger than a page probes each page as it grows (`-fstack-clash-protection`, as
-/// rustc's stack probes do for Rust), so that one outgrowing the core's stack touches its
-/// guard page, which ends the app alone, instead of reaching past it into the memory below.
-const CFLAGS: &[&str] = &[
-    "-std=c11",
-    "-ffreestanding",
-    "-nostdlib",
-    "-fno-pic",
-    "-fno-pie",
-    "-mcmodel=kernel",
-    "-mno-red-zone",
-    "-mno-sse",
-    "-mno-mmx",
-    "-mno-80387",
-    "-fno-stack-protector",
-    "-fstack-clash-protection",
-    "-fno-asynchronous-unwind-tables",
-    "-fno-omit-frame-pointer",
-    "-O2",
-    "-Wall",
-    "-Wextra",
-    "-Werror",
-];
+mod capps;
+use capps::{CFLAGS, check_exports};
 
 /// The static library's name (`librexo_c_apps.a` in `OUT_DIR`).
 const LIBRARY: &str = "rexo_c_apps";
@@ -56,6 +32,9 @@ fn main() {
         let stem = source.file_stem().expect("a .c file has a stem");
         let object = out.join(stem).with_extension("o");
         compile(source, &examples.join(".."), &object);
+        if let Err(refused) = check_exports(source, &object) {
+            panic!("{refused}");
+        }
         objects.push(object);
     }
     let archive = out.join(format!("lib{LIBRARY}.a"));

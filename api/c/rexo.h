@@ -4,7 +4,11 @@
  * and compiled with `gcc -ffreestanding` into the kernel image (see docs/api.md, "The C
  * ABI"). A C app is one function, `int NAME_main(void)`, listed in the kernel's app
  * table; it returns 0 on success, or one of the negative REXO_E* codes below to end
- * with that error.
+ * with that error. NAME_main is the one global symbol the file may define: make every
+ * other function and variable `static`. The app's object is linked into the kernel, and
+ * the build stops at one defining another global (an app's own `memset` would replace
+ * the kernel's, for the whole kernel). There is no C library: memcpy, memmove, memset
+ * and memcmp are the kernel's, there to call.
  *
  * A C app is one object file linked into the kernel, so its global and static variables
  * are one copy shared by every run of it: two runs at once (two boot manifest entries

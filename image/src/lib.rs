@@ -144,7 +144,15 @@ macro_rules! c_apps {
 }
 
 #[cfg(test)]
+#[path = "../capps.rs"]
+mod capps;
+
+#[cfg(test)]
 mod tests {
+    use std::path::{Path, PathBuf};
+
+    use super::capps;
+
     /// The C apps' lines of [`c_apps!`], as (name, function, description).
     macro_rules! listed {
         ($($name:literal, $main:ident, $about:literal;)*) => {
@@ -176,5 +184,71 @@ mod tests {
                 "{about}"
             );
         }
+    }
+
+    /// Compiles the C file `source` with build.rs's flags and the `include` folder into an
+    /// object in `dir`, whose path it returns.
+    fn compile(source: &Path, dir: &Path, include: &Path) -> PathBuf {
+        let object = dir.join(source.file_stem().unwrap()).with_extension("o");
+        let compiled = std::process::Command::new("gcc")
+            .args(capps::CFLAGS)
+            .arg("-I")
+            .arg(include)
+            .arg("-c")
+            .arg(source)
+            .arg("-o")
+            .arg(&object)
+            .status()
+            .expect("the C apps need gcc (Debian package `gcc`)");
+        assert!(
+            compiled.success(),
+            "gcc could not compile {}",
+            source.display()
+        );
+        object
+    }
+
+    /// A C app is linked into the kernel, whose `memset`, `memcpy`, `memmove` and `memcmp`
+    /// are weak: an app's own `memset` took the kernel's place (10 calls of it during boot,
+    /// before the app ran). build.rs refuses an object defining any global but its
+    /// `NAME_main`, and takes one whose helpers are `static`, as every example's are.
+    #[test]
+    fn a_c_app_defining_a_global_symbol_but_its_main_is_refused() {
+        let dir = std::env::temp_dir().join(format!("rexo-image-capps-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let include = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../api/c"));
+        let app = |name: &str, text: &str| {
+            let source = dir.join(format!("{name}.c"));
+            std::fs::write(&source, text).unwrap();
+            let object = compile(&source, &dir, include);
+            capps::check_exports(&source, &object)
+        };
+        let own_memset = "#include <stddef.h>\n\
+            void *memset(void *to, int byte, size_t n);\n\
+            void *memset(void *to, int byte, size_t n)\n\
+            { unsigned char *p = to; while (n--) *p++ = (unsigned char)byte; return to; }\n\
+            int counter;\n\
+            int c_own_memset_main(void);\n\
+            int c_own_memset_main(void) { return counter; }\n";
+        let refused = app("c-own-memset", own_memset).unwrap_err();
+        assert!(
+            refused.contains("the global symbol(s) `counter`, `memset`"),
+            "{refused}"
+        );
+        assert!(
+            refused.contains("make everything but c_own_memset_main `static`"),
+            "{refused}"
+        );
+        let helpers = "static int counter;\n\
+            static int helper(void) { return counter; }\n\
+            int c_static_main(void);\n\
+            int c_static_main(void) { return helper(); }\n";
+        assert_eq!(app("c-static", helpers), Ok(()));
+        for (name, _, _) in c_apps!(listed) {
+            let source = include.join(format!("examples/{name}.c"));
+            let object = compile(&source, &dir, include);
+            assert_eq!(capps::check_exports(&source, &object), Ok(()), "{name}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
