@@ -8,7 +8,10 @@
  * other function and variable `static`. The app's object is linked into the kernel, and
  * the build stops at one defining another global (an app's own `memset` would replace
  * the kernel's, for the whole kernel). There is no C library: memcpy, memmove, memset
- * and memcmp are the kernel's, there to call.
+ * and memcmp are the kernel's, there to call. There is no floating point either: the
+ * kernel saves no x87 or SSE state, so the apps are built with -mno-sse -mno-80387, and
+ * a `float` or `double` is a compile error ("SSE register return with SSE disabled");
+ * compute in integers (fixed point: nanoseconds, thousandths).
  *
  * A C app is one object file linked into the kernel, so its global and static variables
  * are one copy shared by every run of it: two runs at once (two boot manifest entries
