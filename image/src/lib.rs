@@ -251,4 +251,23 @@ mod tests {
         }
         std::fs::remove_dir_all(&dir).unwrap();
     }
+
+    /// An app may take from the examples' check.h only what it needs: its helpers are
+    /// `static inline`, as a plain `static` function left unused is an error under
+    /// `-Wall -Werror`.
+    #[test]
+    fn an_app_may_use_a_few_of_the_examples_helpers() {
+        let dir = std::env::temp_dir().join(format!("rexo-image-helpers-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let include = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../api/c"));
+        let source = dir.join("c-one-helper.c");
+        let text = "#define APP \"c-one-helper\"\n\
+            #include \"examples/check.h\"\n\
+            int c_one_helper_main(void);\n\
+            int c_one_helper_main(void) { say(\"hello\\n\"); return 0; }\n";
+        std::fs::write(&source, text).unwrap();
+        let object = compile(&source, &dir, include);
+        assert_eq!(capps::check_exports(&source, &object), Ok(()));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

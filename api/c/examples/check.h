@@ -1,12 +1,14 @@
 /* check.h: what the example C apps share: writing lines of text and numbers to the console,
  * and EXPECT, which reports a failed check as "APP: FAILED what: got N, expected M"
- * and returns from the calling function. Define APP ("c-cores") before including it. */
+ * and returns from the calling function. Define APP ("c-cores") before including it.
+ * Its functions are `static inline`, so an app that uses a few of them compiles under
+ * -Wall -Werror (an unused plain `static` function is an error there). */
 #ifndef CHECK_H
 #define CHECK_H
 
 #include "rexo.h"
 
-static size_t length(const char *text)
+static inline size_t length(const char *text)
 {
     size_t n = 0;
     while (text[n] != '\0')
@@ -15,7 +17,7 @@ static size_t length(const char *text)
 }
 
 /* Writes `text`, whole lines of it, with one rexo_write. */
-static void say(const char *text)
+static inline void say(const char *text)
 {
     rexo_write(text, length(text));
 }
@@ -29,14 +31,14 @@ struct line {
 };
 
 /* Adds `text` to `line`. */
-static void line_text(struct line *line, const char *text)
+static inline void line_text(struct line *line, const char *text)
 {
     for (size_t i = 0; text[i] != '\0' && line->length < sizeof line->text - 1; i++)
         line->text[line->length++] = text[i];
 }
 
 /* Adds `value` in decimal to `line`. */
-static void line_number(struct line *line, int64_t value)
+static inline void line_number(struct line *line, int64_t value)
 {
     char digits[24];
     size_t at = sizeof digits - 1;
@@ -52,7 +54,7 @@ static void line_number(struct line *line, int64_t value)
 }
 
 /* Ends `line` with a newline, writes it and empties it for the next line. */
-static void line_end(struct line *line)
+static inline void line_end(struct line *line)
 {
     line->text[line->length++] = '\n';
     rexo_write(line->text, line->length);
@@ -60,7 +62,7 @@ static void line_end(struct line *line)
 }
 
 /* Reports a failed check: what, what came back and what was expected. */
-static int fail(const char *what, int64_t got, int64_t expected)
+static inline int fail(const char *what, int64_t got, int64_t expected)
 {
     struct line line = {.length = 0};
     line_text(&line, APP ": FAILED ");
