@@ -347,17 +347,23 @@ fn start_other_cores(bsp_apic_id: u32, limit: Option<usize>) -> Option<smp::Star
     if planned == 1 {
         return None; // no other core to start: no trampoline, nothing to wait for
     }
-    let mut stack_tops = [0u64; percpu::MAX_CORES];
-    for (index, top) in (1..planned).zip(&mut stack_tops[1..]) {
-        let stack = mem::stacks::allocate(STACK_BYTES)
+    // Every kernel stack first, then the interrupt stacks: before the ready line a starting
+    // core writes only the top of its kernel stack, so the interrupt stacks (written at a
+    // core's first interrupt) take the highest frames, and the boot writes no 2 MiB region
+    // of guest RAM past those the loader wrote, each a host page fault under QEMU (with 8
+    // cores, the last core's stack top was at 0x604000, past 6 MiB: docs/boot.md).
+    let mut stacks = [percpu::StackBounds::default(); percpu::MAX_CORES];
+    for (index, stack) in (1..planned).zip(&mut stacks[1..]) {
+        *stack = mem::stacks::allocate(STACK_BYTES)
             .unwrap_or_else(|e| fatal(format_args!("core {index} stack: {e}")));
+    }
+    for (index, &stack) in stacks.iter().enumerate().take(planned).skip(1) {
         let ist = mem::stacks::allocate_many::<{ gdt::IST_STACKS }>(IST_BYTES)
             .unwrap_or_else(|e| fatal(format_args!("core {index} interrupt stacks: {e}")));
         percpu::core(index).set_stacks(stack, &ist);
-        *top = stack.top;
     }
     PLANNED_CORES.store(planned, Ordering::Release);
-    smp::prepare(&stack_tops[..planned], ap_entry);
+    smp::prepare(&stacks.map(|s| s.top)[..planned], ap_entry);
     Some(smp::start_cores(
         &targets[1..planned],
         CORE_START_TIMEOUT_US,

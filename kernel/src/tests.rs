@@ -47,6 +47,27 @@ kernel_test!(
 );
 
 kernel_test!(
+    /// The other cores' kernel stacks lie below all their interrupt stacks, the boot's
+    /// order (docs/boot.md): a starting core writes only its kernel stack's top before the
+    /// ready line, so the frames it writes come first. `boot::stacks-first-8` boots it with
+    /// 8 cores, where the interrupt stacks had been interleaved with the kernel stacks.
+    fn the_other_cores_kernel_stacks_lie_below_their_interrupt_stacks() {
+        let others = || (1..smp_cores()).map(percpu::core);
+        let highest_top = others().map(|c| c.stack().top).max().unwrap_or(0);
+        let interrupt = others().flat_map(|c| c.interrupt_stacks());
+        let lowest_bottom = interrupt.map(|s| s.bottom).min().unwrap_or(u64::MAX);
+        assert!(
+            highest_top < lowest_bottom,
+            "a kernel stack ends at {highest_top:#x}, above an interrupt stack at {lowest_bottom:#x}"
+        );
+        crate::kprintln!(
+            "tests: {} cores' kernel stacks end by {highest_top:#x}",
+            smp_cores()
+        );
+    }
+);
+
+kernel_test!(
     fn null_page_and_stack_guards_are_unmapped() {
         assert!(!paging::tests::is_mapped(0), "page 0 must fault");
         assert!(paging::tests::is_mapped(4096));

@@ -593,6 +593,21 @@ pub const CASES: &[Case] = &[
         checks: &[ready(8, 256)],
         ..BASE
     },
+    // The other cores' kernel stacks come before their interrupt stacks in memory, so that
+    // with 8 cores the boot writes no 2 MiB region of guest RAM past 6 MiB (docs/boot.md).
+    Case {
+        name: "boot::stacks-first-8",
+        cores: Cores::N(8),
+        append: "test=tests::the_other_cores_kernel_stacks_lie_below_their_interrupt_stacks",
+        exit: Some(33),
+        checks: &[
+            Check::Has(
+                "test tests::the_other_cores_kernel_stacks_lie_below_their_interrupt_stacks ... ok",
+            ),
+            Check::Has("tests: 8 cores' kernel stacks end by"),
+        ],
+        ..BASE
+    },
     // Memory sizes (microvm).
     Case {
         name: "boot::mem-64m",
