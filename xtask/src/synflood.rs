@@ -247,15 +247,19 @@ impl Host<'_> {
             let tried = Instant::now();
             while tried.elapsed() < Duration::from_secs(2) {
                 self.poll()?;
-                if self.stack.is_established(&connection) {
+                // The connection is this stack's own: no error but ForeignHandle.
+                let own = |e| format!("connection state: {e}");
+                if self.stack.is_established(&connection).map_err(own)? {
                     return Ok(connection);
                 }
-                if self.stack.is_finished(&connection) {
+                if self.stack.is_finished(&connection).map_err(own)? {
                     break;
                 }
                 std::thread::sleep(Duration::from_micros(200));
             }
-            self.stack.abort(connection);
+            self.stack
+                .abort(connection)
+                .map_err(|e| format!("abort: {e}"))?;
             std::thread::sleep(Duration::from_millis(100));
         }
         Err(format!("no connection to {GUEST}:80 within {limit:?}"))
