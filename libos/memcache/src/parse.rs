@@ -6,7 +6,7 @@
 //! number of tokens is `ERROR`; a bad number or key is `CLIENT_ERROR bad command line
 //! format`; a data block not ended by `\r\n` is `CLIENT_ERROR bad data chunk`. An
 //! exptime must fit in 32 bits, as memcached parses it: one outside is a bad number
-//! (`CLIENT_ERROR invalid exptime argument` for `touch`, `gat` and `gats`), never
+//! (`CLIENT_ERROR invalid exptime argument` for `touch`, `gat`, `gats` and `flush_all`), never
 //! taken as a later time. A `CLIENT_ERROR` for a line ending in `noreply` is not sent,
 //! for every command that takes `noreply`. Two deliberate differences keep the stream
 //! in sync where memcached would lose it: a storage command refused for its key, flags
@@ -205,7 +205,7 @@ pub enum ProtocolError {
     DeleteUsage,
     /// `incr`/`decr` amount not a 64-bit number.
     BadDelta,
-    /// `touch`/`gat` exptime not a number.
+    /// `touch`/`gat`/`flush_all` exptime not a number.
     BadExptime,
     /// A meta command's flag that is none of memcached's, or a flag without a token
     /// followed by other bytes: `CLIENT_ERROR invalid flag`.
@@ -460,11 +460,15 @@ fn get(arguments: &[u8], with_cas: bool) -> Result<Command<'_>, Refusal> {
     Ok(Command::Get { keys, with_cas })
 }
 
-/// `gat`/`gats` EXPTIME KEY...
+/// `gat`/`gats` EXPTIME [KEY...]: the exptime is judged first, and one without keys is
+/// answered `END` alone, as memcached's `process_get_command` does.
 fn get_and_touch(arguments: &[u8], with_cas: bool) -> Result<Command<'_>, Refusal> {
     let (exptime, rest) = next_token(arguments).ok_or(ProtocolError::UnknownCommand)?;
-    let keys = keys(rest)?;
     let exptime = parse_exptime(exptime).ok_or(ProtocolError::BadExptime)?;
+    let keys = match next_token(rest) {
+        Some(_) => keys(rest)?,
+        None => Keys(rest),
+    };
     Ok(Command::GetAndTouch {
         exptime,
         keys,
@@ -638,7 +642,7 @@ fn flush_all(arguments: &[u8]) -> Result<Command<'_>, Refusal> {
     let delay = match (count, noreply) {
         (0, _) | (1, true) => 0,
         _ => parse_exptime(first).ok_or(Refusal {
-            error: ProtocolError::BadFormat,
+            error: ProtocolError::BadExptime,
             noreply,
         })?,
     };

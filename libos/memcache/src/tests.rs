@@ -768,10 +768,37 @@ fn malformed_lines_get_the_protocol_errors() {
         "CLIENT_ERROR bad data chunk\r\nERROR\r\n"
     );
     assert_eq!(server.say("get a\r\n"), "END\r\n");
+    // memcached 1.6 judges flush_all's delay as an exptime (process_flush_all_command).
     assert_eq!(
         server.say("flush_all x\r\n"),
+        "CLIENT_ERROR invalid exptime argument\r\n"
+    );
+}
+
+/// `gat` and `gats` judge their exptime before their keys, and answer `END` alone when
+/// no key follows it, as memcached's `process_get_command` does (checked against
+/// memcached 1.6.18).
+#[test]
+fn gat_judges_its_exptime_first_and_may_name_no_key() {
+    let mut server = Server::new();
+    server.say("set k 1 0 2\r\nhi\r\n");
+    assert_eq!(
+        server.say("gat k\r\n"),
+        "CLIENT_ERROR invalid exptime argument\r\n"
+    );
+    assert_eq!(
+        server.say("gats x k\r\n"),
+        "CLIENT_ERROR invalid exptime argument\r\n"
+    );
+    assert_eq!(server.say("gat 100\r\ngats 100 \r\n"), "END\r\nEND\r\n");
+    assert_eq!(server.say("gat\r\ngats\r\n"), "ERROR\r\nERROR\r\n");
+    let long_key = "k".repeat(251);
+    assert_eq!(
+        server.say(&std::format!("gat 100 {long_key}\r\n")),
         "CLIENT_ERROR bad command line format\r\n"
     );
+    let stats = server.cache.stats(server.now);
+    assert_eq!(stats.cmd_touch, 0, "no key was touched");
 }
 
 #[test]
@@ -962,7 +989,7 @@ fn exptimes_outside_32_bits_are_refused() {
         );
         assert_eq!(
             server.say(&std::format!("flush_all {exptime}\r\n")),
-            "CLIENT_ERROR bad command line format\r\n"
+            "CLIENT_ERROR invalid exptime argument\r\n"
         );
     }
     assert_eq!(server.say("get k\r\n"), "VALUE k 0 1\r\nv\r\nEND\r\n");
