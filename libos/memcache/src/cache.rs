@@ -15,6 +15,7 @@
 //! and at the end one reallocation copying under half the slab, as a growth copies
 //! all of it.
 
+use crate::parse::c_unsigned;
 use crate::table::{SHRINK_BELOW, Table, hash};
 use alloc::boxed::Box;
 use alloc::vec::Vec;
@@ -650,7 +651,7 @@ impl Cache {
         now: u64,
     ) -> Option<(u64, u32)> {
         let old = &self.items[index as usize];
-        let number = parse_counter(old.value())?;
+        let number = c_unsigned(old.value())?;
         let number = if decrement {
             self.stats.decr_hits += 1;
             number.saturating_sub(delta)
@@ -1134,50 +1135,6 @@ fn join(pieces: &[&[u8]]) -> Box<[u8]> {
         data.extend_from_slice(piece);
     }
     data.into_boxed_slice()
-}
-
-/// A value as `incr`/`decr` read it, as memcached's `safe_strtoull` (C's `strtoull` on
-/// the value as a C string, so up to its first NUL) does: leading whitespace skipped, an
-/// optional sign, decimal digits fitting in 64 bits, then the end or whitespace (after
-/// which anything may follow, as in `5 abc`). A `-` negates modulo 2^64; a number with
-/// the top bit set is refused when the value holds a `-` (`-0` is 0, `-5` is not a
-/// number).
-fn parse_counter(value: &[u8]) -> Option<u64> {
-    let value = &value[..value
-        .iter()
-        .position(|&byte| byte == 0)
-        .unwrap_or(value.len())];
-    let start = value
-        .iter()
-        .position(|&byte| !is_c_space(byte))
-        .unwrap_or(value.len());
-    let mut rest = &value[start..];
-    let negative = rest.first() == Some(&b'-');
-    if let Some((b'+' | b'-', after)) = rest.split_first() {
-        rest = after;
-    }
-    let digits_end = rest
-        .iter()
-        .position(|byte| !byte.is_ascii_digit())
-        .unwrap_or(rest.len());
-    let (digits, after) = rest.split_at(digits_end);
-    if digits.is_empty() || after.first().is_some_and(|&byte| !is_c_space(byte)) {
-        return None;
-    }
-    let magnitude = digits.iter().try_fold(0u64, |number, &digit| {
-        number.checked_mul(10)?.checked_add(u64::from(digit - b'0'))
-    })?;
-    let number = if negative {
-        magnitude.wrapping_neg()
-    } else {
-        magnitude
-    };
-    (number >> 63 == 0 || !value.contains(&b'-')).then_some(number)
-}
-
-/// C's `isspace` in the C locale: space, `\t`, `\n`, `\v`, `\f`, `\r`.
-fn is_c_space(byte: u8) -> bool {
-    matches!(byte, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
 }
 
 /// `number` in decimal, written into `buffer`.

@@ -61,7 +61,7 @@ use crate::cache::{
     MetaStore, Retime, StoreMode, StoreOutcome, decimal,
 };
 use crate::parse::{
-    Command, Parsed, ProtocolError, data_block, invalid, next_token, parse_exptime, unsigned,
+    Command, Parsed, ProtocolError, c_unsigned, data_block, invalid, next_token, parse_exptime,
 };
 use crate::reply::{Output, Reply, Sink};
 use crate::store::Store;
@@ -401,15 +401,15 @@ fn options(verb: Verb, flags: &[u8]) -> Result<(Options, bool), ProtocolError> {
             b'T' => options.touch = Some(retime()?),
             b'R' => options.recache = Some(retime()?),
             b'C' => {
-                let unique = unsigned(argument).ok_or(refuse(ProtocolError::MetaBadToken))?;
+                let unique = c_unsigned(argument).ok_or(refuse(ProtocolError::MetaBadToken))?;
                 options.compare_cas = Some(unique);
             }
             b'E' => {
-                let unique = unsigned(argument).ok_or(refuse(ProtocolError::MetaBadToken))?;
+                let unique = c_unsigned(argument).ok_or(refuse(ProtocolError::MetaBadToken))?;
                 options.new_cas = Some(unique);
             }
             b'F' => {
-                let client_flags = unsigned(argument).and_then(|flags| u32::try_from(flags).ok());
+                let client_flags = c_unsigned(argument).and_then(|flags| u32::try_from(flags).ok());
                 options.client_flags = client_flags.ok_or(refuse(ProtocolError::BadFormat))?;
             }
             b'M' => match argument {
@@ -417,10 +417,11 @@ fn options(verb: Verb, flags: &[u8]) -> Result<(Options, bool), ProtocolError> {
                 _ => return Err(refuse(ProtocolError::MetaModeLength)),
             },
             b'J' => {
-                options.initial = unsigned(argument).ok_or(refuse(ProtocolError::MetaBadInitial))?
+                options.initial =
+                    c_unsigned(argument).ok_or(refuse(ProtocolError::MetaBadInitial))?
             }
             b'D' => {
-                options.delta = unsigned(argument).ok_or(refuse(ProtocolError::MetaBadDelta))?
+                options.delta = c_unsigned(argument).ok_or(refuse(ProtocolError::MetaBadDelta))?
             }
             b'O' if token.len() > MAX_OPAQUE => return Err(ProtocolError::MetaOpaqueTooLong),
             b'O' => {}

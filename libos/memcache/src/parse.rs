@@ -4,7 +4,9 @@
 //!
 //! The answers follow memcached 1.6's `proto_text.c`: an unknown command or a wrong
 //! number of tokens is `ERROR`; a bad number or key is `CLIENT_ERROR bad command line
-//! format`; a data block not ended by `\r\n` is `CLIENT_ERROR bad data chunk`. An
+//! format`; a data block not ended by `\r\n` is `CLIENT_ERROR bad data chunk`. A
+//! number is read as memcached reads it, with C's `strtoul`/`strtol` ([`c_unsigned`]:
+//! a `+` sign, `-0`, a tab around the digits are fine; other bytes after them are not). An
 //! exptime must fit in 32 bits, as memcached parses it: one outside is a bad number
 //! (`CLIENT_ERROR invalid exptime argument` for `touch`, `gat`, `gats` and `flush_all`), never
 //! taken as a later time. A `CLIENT_ERROR` for a line ending in `noreply` is not sent,
@@ -495,7 +497,7 @@ fn keys(text: &[u8]) -> Result<Keys<'_>, ProtocolError> {
 /// line announces, its `\r\n` included; `None` for a count that is not a number up to
 /// [`MAX_BYTE_COUNT`] (the line is `BadFormat`).
 pub(crate) fn data_block(bytes: &[u8]) -> Option<u64> {
-    unsigned(bytes)
+    c_unsigned(bytes)
         .filter(|&bytes| bytes <= MAX_BYTE_COUNT)
         .map(|bytes| bytes + 2)
 }
@@ -526,7 +528,7 @@ fn store<'a>(
     };
     let line = (
         Key::new(key),
-        unsigned(flags).and_then(|flags| u32::try_from(flags).ok()),
+        c_unsigned(flags).and_then(|flags| u32::try_from(flags).ok()),
         parse_exptime(exptime),
     );
     let (Some(key), Some(flags), Some(exptime)) = line else {
@@ -536,7 +538,7 @@ fn store<'a>(
         });
     };
     let mode = match mode {
-        StoreMode::Cas(_) => match unsigned(unique) {
+        StoreMode::Cas(_) => match c_unsigned(unique) {
             Some(unique) => StoreMode::Cas(unique),
             None => {
                 return refuse(Command::Invalid {
@@ -606,7 +608,7 @@ fn delta(arguments: &[u8], decrement: bool) -> Result<Command<'_>, Refusal> {
     let noreply = ends_with_noreply(arguments);
     let refuse = |error| Refusal { error, noreply };
     let key = Key::new(key).ok_or(refuse(ProtocolError::BadFormat))?;
-    let delta = unsigned(delta).ok_or(refuse(ProtocolError::BadDelta))?;
+    let delta = c_unsigned(delta).ok_or(refuse(ProtocolError::BadDelta))?;
     Ok(Command::Delta {
         key,
         delta,
@@ -670,30 +672,78 @@ fn verbosity(arguments: &[u8]) -> Result<Command<'_>, Refusal> {
     // memcached takes `noreply` from the last token, so `verbosity noreply` is silent
     // (memcapable checks it): its level is refused, and the refusal not sent.
     let noreply = ends_with_noreply(arguments);
-    unsigned(level).ok_or(Refusal {
+    c_unsigned(level).ok_or(Refusal {
         error: ProtocolError::BadFormat,
         noreply,
     })?;
     Ok(Command::Verbosity { noreply })
 }
 
-/// A decimal number without sign, fitting in 64 bits.
-pub(crate) fn unsigned(token: &[u8]) -> Option<u64> {
-    if token.is_empty() {
-        return None;
-    }
-    token.iter().try_fold(0u64, |number, &byte| {
-        let digit = byte.checked_sub(b'0').filter(|&digit| digit <= 9)?;
-        number.checked_mul(10)?.checked_add(u64::from(digit))
-    })
+/// A number as memcached reads a token (and `incr`/`decr` a value) with C's `strtoull` in
+/// its `safe_strtoull`, on the text as a C string (so up to its first NUL): leading
+/// whitespace skipped, an optional sign, decimal digits fitting in 64 bits, then the
+/// end or whitespace (after which anything may follow, as in `5 abc`). A `-` negates
+/// modulo 2^64; a number with the top bit set is refused when the text holds a `-`
+/// (`-0` is 0, `-5` is not a number).
+pub(crate) fn c_unsigned(text: &[u8]) -> Option<u64> {
+    let text = up_to_nul(text);
+    let (negative, magnitude) = c_number(text)?;
+    let number = if negative {
+        magnitude.wrapping_neg()
+    } else {
+        magnitude
+    };
+    (number >> 63 == 0 || !text.contains(&b'-')).then_some(number)
 }
 
-/// An exptime: a decimal number with an optional `-` that fits in 32 bits, as memcached
-/// parses it (`int32_t`); one outside is refused rather than taken as another time.
+/// An exptime: a number as C's `strtol` reads it (as [`c_unsigned`], a `-` now a
+/// sign) that fits in 32 bits, as memcached parses it (`safe_strtol` into an
+/// `int32_t`); one outside is refused rather than taken as another time.
 pub(crate) fn parse_exptime(token: &[u8]) -> Option<i64> {
-    let value = match token.strip_prefix(b"-") {
-        Some(digits) => 0i64.checked_sub_unsigned(unsigned(digits)?)?,
-        None => i64::try_from(unsigned(token)?).ok()?,
+    let (negative, magnitude) = c_number(up_to_nul(token))?;
+    let value = if negative {
+        0i64.checked_sub_unsigned(magnitude)?
+    } else {
+        i64::try_from(magnitude).ok()?
     };
     i32::try_from(value).ok().map(i64::from)
+}
+
+/// `text` up to its first NUL, as C reads it.
+fn up_to_nul(text: &[u8]) -> &[u8] {
+    &text[..text
+        .iter()
+        .position(|&byte| byte == 0)
+        .unwrap_or(text.len())]
+}
+
+/// C's `strtoull`'s reading, strictly: leading whitespace, an optional sign (whether it
+/// is `-`), decimal digits whose magnitude fits in 64 bits, then the end or whitespace.
+fn c_number(text: &[u8]) -> Option<(bool, u64)> {
+    let start = text
+        .iter()
+        .position(|&byte| !is_c_space(byte))
+        .unwrap_or(text.len());
+    let mut rest = &text[start..];
+    let negative = rest.first() == Some(&b'-');
+    if let Some((b'+' | b'-', after)) = rest.split_first() {
+        rest = after;
+    }
+    let digits_end = rest
+        .iter()
+        .position(|byte| !byte.is_ascii_digit())
+        .unwrap_or(rest.len());
+    let (digits, after) = rest.split_at(digits_end);
+    if digits.is_empty() || after.first().is_some_and(|&byte| !is_c_space(byte)) {
+        return None;
+    }
+    let magnitude = digits.iter().try_fold(0u64, |number, &digit| {
+        number.checked_mul(10)?.checked_add(u64::from(digit - b'0'))
+    })?;
+    Some((negative, magnitude))
+}
+
+/// C's `isspace` in the C locale: space, `\t`, `\n`, `\v`, `\f`, `\r`.
+fn is_c_space(byte: u8) -> bool {
+    matches!(byte, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
 }

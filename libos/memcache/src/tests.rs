@@ -801,6 +801,63 @@ fn gat_judges_its_exptime_first_and_may_name_no_key() {
     assert_eq!(stats.cmd_touch, 0, "no key was touched");
 }
 
+/// The numbers of a command line are read as memcached reads them, with C's `strtoul`
+/// and `strtol`: a `+` sign, `-0`, whitespace other than spaces around the digits (a
+/// tab), and after a NUL nothing (answers checked byte for byte against memcached
+/// 1.6.18).
+#[test]
+fn numbers_on_command_lines_are_read_as_memcached_reads_them() {
+    let mut server = Server::new();
+    assert_eq!(
+        server.say(
+            "set a +1 +0 +1\r\nA\r\nget a\r\ntouch a +10\r\ngat +10 a\r\nflush_all +0\r\n\
+             verbosity +1\r\ncas a 0 0 1 +1\r\nB\r\n"
+        ),
+        "STORED\r\nVALUE a 1 1\r\nA\r\nEND\r\nTOUCHED\r\nVALUE a 1 1\r\nA\r\nEND\r\nOK\r\nOK\r\n\
+         NOT_FOUND\r\n"
+    );
+    // A new cache, where the first item's cas unique is 1.
+    let mut server = Server::new();
+    assert_eq!(
+        server.say(
+            "ms a +1 T+100 F+3\r\nA\r\nmg a v f t\r\nms n 1\r\n5\r\nma n D+2 v\r\n\
+             ma n J+1 N+0 v\r\nms a 1 C+1\r\nB\r\n"
+        ),
+        "HD\r\nVA 1 f3 t100\r\nA\r\nHD\r\nVA 1\r\n7\r\nVA 1\r\n8\r\nHD\r\n"
+    );
+    assert_eq!(
+        server.say("set b 0 0 -0\r\n\r\nset c -0 -0 1\r\nC\r\nget c\r\nincr c -0\r\n"),
+        "STORED\r\nSTORED\r\nVALUE c 0 1\r\nC\r\nEND\r\n\
+         CLIENT_ERROR cannot increment or decrement non-numeric value\r\n"
+    );
+    assert_eq!(
+        server.say("set a \t1 0 1\t\r\nA\r\nget a\r\nset n 0 0 1\r\n1\r\nincr n \t5\r\n"),
+        "STORED\r\nVALUE a 1 1\r\nA\r\nEND\r\nSTORED\r\n6\r\n"
+    );
+    assert_eq!(
+        server.send(b"incr n 5\tx\r\nincr n 5\0x\r\ntouch n 10\t\r\n"),
+        b"11\r\n16\r\nTOUCHED\r\n"
+    );
+    // Still refused: other bytes after the digits, a negative number, one past 64 bits.
+    for line in [
+        "incr n 5x",
+        "incr n -5",
+        "incr n 18446744073709551616",
+        "incr n +",
+        "incr n +-5",
+    ] {
+        assert_eq!(
+            server.say(&std::format!("{line}\r\n")),
+            "CLIENT_ERROR invalid numeric delta argument\r\n",
+            "{line}"
+        );
+    }
+    assert_eq!(
+        server.say("touch n 1x\r\ntouch n -+1\r\n"),
+        "CLIENT_ERROR invalid exptime argument\r\nCLIENT_ERROR invalid exptime argument\r\n"
+    );
+}
+
 #[test]
 fn long_lines_close_the_connection() {
     let mut server = Server::new();
