@@ -122,6 +122,19 @@ _start:
     mov ecx, (1 << 20) + OFFSET m_big_len
     call qword ptr [B_OUTPUT]
 
+    # b_user, the table's eighth entry: BareMetal's stub for a user function, which
+    # returns at once; every register kept.
+    SET_REGS
+    lea rsi, [rip + m_regs]
+    mov ecx, 0xC0
+    call qword ptr [B_USER]
+    CHECK_REGS
+    lea rbx, [rip + m_regs]
+    cmp rsi, rbx
+    CHECK e, e_clobbered
+    cmp rcx, 0xC0
+    CHECK e, e_clobbered
+
     # b_input: a byte or 0 in AL; nothing else changes.
     SET_REGS
     call qword ptr [B_INPUT]

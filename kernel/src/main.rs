@@ -143,10 +143,10 @@ extern "C" fn kernel_main(protocol: u32, info: u32, magic: u32) -> ! {
     let mut reserved = rexo_memmap::ReservedRanges::new();
     reserved.push(0..1 << 20); // real-mode memory: BIOS data, AP trampoline
     // The kernel writes these: no boot data or module may lie there (GRUB under SeaBIOS
-    // puts its information at 0x100050, just past BareMetal's 7 pointers at 0x100010).
+    // puts its information at 0x100050, just past BareMetal's 8 pointers at 0x100010).
     // Reserved ranges are widened to whole frames: the call table's page is kept too.
     reserved.push_written(smp::TRAMPOLINE..smp::TRAMPOLINE + 4096);
-    reserved.push_written(baremetal::TABLE..baremetal::TABLE + 7 * 8);
+    reserved.push_written(baremetal::TABLE..baremetal::TABLE + 8 * baremetal::ENTRIES);
     reserved.push(mem::phys::kernel_image());
     boot.info_ranges()
         .iter()

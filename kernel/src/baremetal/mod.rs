@@ -3,8 +3,10 @@
 //!
 //! # The call table
 //!
-//! Seven 8-byte code pointers at physical (= virtual) 0x100010..0x100048: `b_input`,
-//! `b_output`, `b_net_tx`, `b_net_rx`, `b_nvs_read`, `b_nvs_write`, `b_system`. Each
+//! Eight 8-byte code pointers at physical (= virtual) 0x100010..0x100050: `b_input`,
+//! `b_output`, `b_net_tx`, `b_net_rx`, `b_nvs_read`, `b_nvs_write`, `b_system`, and
+//! `b_user`, BareMetal's stub for a user function, a bare `ret` as there (every register
+//! and flag kept). Each of the seven calls
 //! points at an assembly stub that saves every general register, calls Rust and reloads
 //! them, so every register is preserved except the call's outputs (the direction flag
 //! comes back clear and ZF set exactly when AL is 0, as BareMetal's `b_input` leaves it
@@ -121,7 +123,7 @@ use crate::mem::phys::IdentityMemory;
 use rexo_api::BAREMETAL_AREA_MAX as AREA_MAX;
 use rexo_physmem::PhysMemory;
 
-pub use raw::{TABLE, TABLE_PAGE};
+pub use raw::{ENTRIES, TABLE, TABLE_PAGE};
 
 /// Where BareMetal apps are linked and run.
 pub const APP_BASE: u64 = 0xFFFF_8000_0000_0000;

@@ -11,6 +11,8 @@ use crate::arch::paging;
 
 /// Physical address of the first pointer of the call table (`b_input`).
 pub const TABLE: u64 = 0x10_0010;
+/// Pointers in the call table: BareMetal's seven calls and `b_user` at 0x100048.
+pub const ENTRIES: u64 = 8;
 /// The page holding the call table, kept from the frame allocator.
 pub const TABLE_PAGE: core::ops::Range<u64> = 0x10_0000..0x10_1000;
 /// The largest buffer a call reads or dumps at once (storage calls go in pieces of it).
@@ -40,7 +42,8 @@ pub struct Regs {
     pub call: u64,
 }
 
-// Each stub pushes its call number and joins the common path, which saves all fifteen
+// Each stub but `b_user`'s (a bare `ret`, as BareMetal's stub for a user function)
+// pushes its call number and joins the common path, which saves all fifteen
 // general registers as a `Regs`, aligns the stack for Rust, calls `dispatch_from_stub`
 // and reloads every register (changed or not) before returning to the app, ZF set when
 // AL is 0 (BareMetal's `b_input` returns so, and its programs `jz` on it).
@@ -67,6 +70,8 @@ global_asm!(
     ".balign 16",
     "rexo_bm_system: push 6",
     "jmp rexo_bm_common",
+    ".balign 16",
+    "rexo_bm_user: ret",
     ".balign 16",
     "rexo_bm_common:",
     "push r15",
@@ -120,6 +125,7 @@ unsafe extern "C" {
     fn rexo_bm_nvs_read();
     fn rexo_bm_nvs_write();
     fn rexo_bm_system();
+    fn rexo_bm_user();
 }
 
 extern "C" fn dispatch_from_stub(regs: *mut Regs) {
@@ -129,9 +135,9 @@ extern "C" fn dispatch_from_stub(regs: *mut Regs) {
     super::calls::dispatch(regs);
 }
 
-/// Writes the seven code pointers of the call table at [`TABLE`].
+/// Writes the [`ENTRIES`] code pointers of the call table at [`TABLE`].
 pub fn install_table() {
-    let stubs: [unsafe extern "C" fn(); 7] = [
+    let stubs: [unsafe extern "C" fn(); ENTRIES as usize] = [
         rexo_bm_input,
         rexo_bm_output,
         rexo_bm_net_tx,
@@ -139,6 +145,7 @@ pub fn install_table() {
         rexo_bm_nvs_read,
         rexo_bm_nvs_write,
         rexo_bm_system,
+        rexo_bm_user,
     ];
     for (i, stub) in stubs.iter().enumerate() {
         let slot = (TABLE + 8 * i as u64) as *mut u64;
@@ -150,7 +157,7 @@ pub fn install_table() {
 
 /// The pointer in slot `index` of the call table (0 = `b_input`).
 pub fn table_entry(index: u64) -> u64 {
-    let slot = (TABLE + 8 * index.min(6)) as *const u64;
+    let slot = (TABLE + 8 * index.min(ENTRIES - 1)) as *const u64;
     // SAFETY: as in `install_table`; reading the page has no side effects.
     unsafe { slot.read_volatile() }
 }

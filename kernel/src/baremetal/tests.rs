@@ -134,7 +134,8 @@ kernel_test!(
     fn call_table_points_into_the_kernel() {
         super::raw::install_table();
         let kernel = crate::mem::phys::kernel_image();
-        let entries: alloc::vec::Vec<u64> = (0..7).map(super::raw::table_entry).collect();
+        let entries: alloc::vec::Vec<u64> =
+            (0..super::ENTRIES).map(super::raw::table_entry).collect();
         for (i, entry) in entries.iter().enumerate() {
             assert!(kernel.contains(entry), "slot {i} points outside the kernel");
             assert!(!entries[..i].contains(entry), "slot {i} repeats a stub");

@@ -147,10 +147,10 @@ mod tests {
         let mut ranges = ReservedRanges::new();
         ranges.push(0..1 << 20);
         ranges.push_written(0x8000..0x9000);
-        ranges.push_written(0x10_0010..0x10_0048);
+        ranges.push_written(0x10_0010..0x10_0050);
         ranges.push(0x9000..0xA000); // touching is not overlapping
         ranges.push(0x10_0050..0x10_07C8); // GRUB's information under SeaBIOS
-        ranges.push(0x10_0048..0x10_0048);
+        ranges.push(0x10_0050..0x10_0050);
         assert_eq!(ranges.problem(), None);
         assert_eq!(
             ranges.as_slice().len(),
@@ -164,7 +164,7 @@ mod tests {
             ranges.problem(),
             Some(ReservedProblem::OverWritten {
                 range: 0x10_0000..0x10_0800,
-                written: 0x10_0010..0x10_0048
+                written: 0x10_0010..0x10_0050
             }),
             "the first one"
         );
