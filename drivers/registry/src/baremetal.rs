@@ -442,6 +442,51 @@ impl Keys {
     }
 }
 
+/// The `b_system` functions the kernel does not provide (it answers them all ones), each
+/// warned of the first time a program calls it in a boot: BareMetal answers them with a
+/// bare `ret` (RAX kept), so a program would otherwise go on with a wrong answer unseen.
+/// Functions 0x80 and up, which BareMetal's table does not reach, count as one.
+pub struct Unprovided {
+    /// A bit per function 0x00..=0x7F, then one for all the rest.
+    warned: [AtomicU64; 3],
+}
+
+impl Default for Unprovided {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Unprovided {
+    /// No function warned of yet.
+    pub const fn new() -> Self {
+        Self {
+            warned: [const { AtomicU64::new(0) }; 3],
+        }
+    }
+
+    /// Logs a warning naming `function` (and BareMetal's name for it where BareMetal
+    /// documents it) unless one was logged before; whether it logged.
+    pub fn warn(&self, function: u64) -> bool {
+        let bit = function.min(0x80);
+        let mask = 1 << (bit % 64);
+        let first = self.warned[(bit / 64) as usize].fetch_or(mask, Ordering::Relaxed) & mask == 0;
+        if first {
+            let name = match function {
+                0x02 => " (BareMetal's GET_MOUSE: no mouse here)",
+                0x52 => " (BareMetal's STDOUT_SET: the output routine stays the kernel's)",
+                0x53 => " (BareMetal's STDOUT_GET)",
+                0x63 => " (BareMetal's CALLBACK_MOUSE: no mouse here)",
+                _ => "",
+            };
+            log::warn!(
+                "baremetal: b_system function {function:#x}{name} is not provided: RAX = all ones"
+            );
+        }
+        first
+    }
+}
+
 /// A line of a `b_system` 0x70 memory dump: each byte as two upper-case hex digits,
 /// separated by spaces.
 pub struct HexBytes<'a>(pub &'a [u8]);
@@ -728,6 +773,32 @@ mod tests {
         );
         assert!(!registry.baremetal_transmit(9, &[0; 60]));
         assert!(logged("baremetal: interface 9: "), "{:?}", LOGGED.lock());
+    }
+
+    #[test]
+    fn an_unprovided_function_is_warned_of_once() {
+        record_logs();
+        let unprovided = Unprovided::new();
+        assert!(unprovided.warn(0x99));
+        assert!(logged("baremetal: b_system function 0x99 is not provided"));
+        assert!(
+            !unprovided.warn(0x99),
+            "the second call is not logged again"
+        );
+        assert!(unprovided.warn(0x52));
+        assert!(logged(
+            "baremetal: b_system function 0x52 (BareMetal's STDOUT_SET: the output"
+        ));
+        assert!(
+            unprovided.warn(0x7F),
+            "the last of BareMetal's table has its own bit"
+        );
+        assert!(
+            !unprovided.warn(0x80),
+            "0x80 and up count as one: 0x99 was warned of"
+        );
+        assert!(!unprovided.warn(u64::MAX));
+        assert!(unprovided.warn(0x40), "others are still to warn of");
     }
 
     #[test]

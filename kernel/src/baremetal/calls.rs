@@ -6,7 +6,8 @@ use core::sync::atomic::Ordering;
 use super::raw::{self, Regs};
 use crate::arch::cpu;
 use crate::arch::percpu::{self, MAX_CORES};
-use rexo_drivers::baremetal::{HexBytes, Jobs, Keys, ReceiveBuffers, Transfer, pci_address};
+use rexo_drivers::baremetal::{FRAME_BYTES, HexBytes, Jobs, Keys, ReceiveBuffers, Transfer};
+use rexo_drivers::baremetal::{Unprovided, pci_address};
 
 /// What `b_system` returns for an unknown function or a bad argument: all ones.
 pub const ERROR: u64 = u64::MAX;
@@ -20,6 +21,8 @@ pub static JOBS: Jobs<MAX_CORES> = Jobs::new();
 static RECEIVED: ReceiveBuffers<MAX_CORES> = ReceiveBuffers::new();
 /// The keys `b_input` makes of the console's bytes (one Enter for a CR LF).
 static KEYS: Keys = Keys::new();
+/// The `b_system` functions not provided that a program called (each warned of once).
+static UNPROVIDED: Unprovided = Unprovided::new();
 /// The period of the timer interrupt of a core that runs BareMetal code: its `hlt`
 /// returns within it.
 const TICK_NS: u64 = 5_000_000;
@@ -30,6 +33,10 @@ pub fn dispatch(regs: &mut Regs) {
         0 => regs.rax = regs.rax & !0xFF | u64::from(KEYS.next(crate::console::read_byte)),
         1 => output(regs.rsi, regs.rcx),
         2 => match raw::app_bytes(regs.rsi, regs.rcx) {
+            _ if regs.rcx > FRAME_BYTES as u64 => log::warn!(
+                "baremetal: b_net_tx: a {}-byte frame is longer than BareMetal's {FRAME_BYTES}, nothing sent",
+                regs.rcx
+            ),
             Some(frame) => _ = registry().baremetal_transmit(regs.rdx, frame),
             None => log::warn!("baremetal: b_net_tx: frame buffer not mapped, nothing sent"),
         },
@@ -56,12 +63,16 @@ fn storage(regs: &Regs) -> u64 {
 
 /// `b_output`: `count` bytes at `text` to the consoles, in pieces of at most
 /// [`raw::MAX_ACCESS`] (unchanged on the serial line but `\n` sent as `\r\n`, invalid UTF-8 as U+FFFD on the
-/// framebuffer); an unmapped piece ends it.
+/// framebuffer); an unmapped piece ends it, with a warning.
 fn output(text: u64, count: u64) {
     let mut done = 0;
     while done < count {
         let piece = (count - done).min(raw::MAX_ACCESS);
         let Some(bytes) = raw::app_bytes(text.wrapping_add(done), piece) else {
+            let first = text.wrapping_add(done);
+            log::warn!(
+                "baremetal: b_output: {count} bytes at {text:#x}: {done} printed, not mapped from {first:#x}"
+            );
             return;
         };
         crate::console::write_bytes(bytes);
@@ -118,7 +129,10 @@ pub fn system(function: u64, rax: u64, rdx: u64) -> u64 {
             log::warn!("baremetal: cannot power off ({why})");
             ERROR
         }
-        _ => ERROR,
+        _ => {
+            UNPROVIDED.warn(function);
+            ERROR
+        }
     }
 }
 

@@ -23,7 +23,7 @@
 //!   line).
 //! - `b_output`: RCX bytes at RSI to the consoles, unchanged on the serial line but `\n` sent as `\r\n` (as text on
 //!   the framebuffer, invalid UTF-8 as U+FFFD), in pieces of 1 MiB; an unmapped piece
-//!   ends it (an unmapped buffer prints nothing).
+//!   ends it, with a warning (an unmapped buffer prints nothing).
 //! - `b_net_tx` (RSI frame, RCX length, RDX interface: its low 8 bits, as BareMetal
 //!   reads it, here and in 0x30) and `b_net_rx` (RDX interface; RDI = the frame, in a
 //!   buffer of the calling core's that the kernel keeps and that core's next `b_net_rx`
@@ -33,7 +33,8 @@
 //!   (logged: an unmapped buffer, no such disk, a device error); a request crossing the
 //!   disk's end does the sectors before it and counts them (refused whole if it starts
 //!   beyond).
-//!   `b_net_tx` logs a frame it could not send (an unmapped buffer before any device); `b_net_rx`, which programs poll in tight
+//!   `b_net_tx` logs a frame it could not send (one longer than BareMetal's 1522 bytes,
+//!   then an unmapped buffer, before any device); `b_net_rx`, which programs poll in tight
 //!   loops, is silent for a missing interface. Each call holds its device only while it
 //!   runs (`rexo_drivers::baremetal`), so a device an app holds is refused; calls on one
 //!   device from several cores take turns, each waiting up to 1 s for the others (as
@@ -41,7 +42,11 @@
 //!
 //! # `b_system` (RCX = function, RAX and RDX = arguments, RAX = result)
 //!
-//! Unknown functions and bad arguments return [`calls::ERROR`] (all ones).
+//! Unknown functions and bad arguments return [`calls::ERROR`] (all ones), where
+//! BareMetal keeps RAX (a bare `ret`); a function not provided is warned of the first time
+//! a program calls it in a boot (0x80 and up as one), with BareMetal's name for it where
+//! BareMetal documents it (`rexo_drivers::baremetal::Unprovided`). docs/api.md, "BareMetal binary
+//! compatibility", lists what differs from BareMetal and why.
 //!
 //! | function | result |
 //! |---|---|
@@ -65,8 +70,9 @@
 //! | 0x7E | reboot |
 //! | 0x7F | power off (returns ERROR only if that failed) |
 //!
-//! 0x52/0x53 (replace the output routine) are not provided and return ERROR, as does
-//! 0x31, which BareMetal leaves empty.
+//! 0x02 (the mouse), 0x52/0x53 (replace the output routine) and 0x63 (the mouse callback)
+//! are not provided and return ERROR, with the warning, as does 0x31, which BareMetal
+//! leaves empty.
 //!
 //! Other divergences from BareMetal: 0x7D returns, where BareMetal's resets every core,
 //! the caller's too, and never returns (Rexo's other apps and cores go on); `b_net_tx`
