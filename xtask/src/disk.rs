@@ -472,11 +472,11 @@ pub fn command(args: Vec<String>) -> Result<()> {
             Ok(())
         }
         ["get", image, name, out] => {
-            let data = open(Path::new(image))?
-                .read(name)
-                .map_err(|e| e.to_string())?;
-            std::fs::write(out, &data).map_err(|e| format!("{out}: {e}"))?;
-            println!("{name}: {} bytes to {out}", data.len());
+            let mut volume = open(Path::new(image))?;
+            volume.find(name).map_err(|e| about(name, e))?;
+            let mut file = File::create(out).map_err(|e| format!("{out}: {e}"))?;
+            let bytes = get_to(&mut volume, name, &mut file, out)?;
+            println!("{name}: {bytes} bytes to {out}");
             Ok(())
         }
         ["rm", image, name] => open(Path::new(image))?
@@ -574,6 +574,28 @@ fn put_on<D: Disk>(
     }
     said.push_str(&format!("{name}: {size} bytes"));
     Ok(said)
+}
+
+/// Writes the file `name` of `volume` to `out` (the host's file `out_name`), read
+/// [`CHUNK`] bytes at a time so that a file as large as the disk is never held whole;
+/// returns its bytes.
+fn get_to<D: Disk>(
+    volume: &mut Volume<D>,
+    name: &str,
+    out: &mut dyn std::io::Write,
+    out_name: &str,
+) -> Result<u64> {
+    let size = volume.find(name).map_err(|e| about(name, e))?.size;
+    let mut buffer = vec![0u8; size.min(CHUNK as u64) as usize];
+    let mut at = 0;
+    while at < size {
+        let read = (volume.read_at(name, at, &mut buffer)).map_err(|e| about(name, e))?;
+        out.write_all(&buffer[..read])
+            .map_err(|e| format!("{out_name}: {e}"))?;
+        at += read as u64;
+    }
+    out.flush().map_err(|e| format!("{out_name}: {e}"))?;
+    Ok(size)
 }
 
 /// The size of the host's file `path`, which must be a regular file: a directory, a
@@ -940,6 +962,57 @@ mod tests {
             "{err}"
         );
         assert_eq!(volume.find("new").unwrap().size, 0);
+    }
+
+    /// A BMFS disk in memory that notes the largest piece read of it.
+    struct ReadWatched {
+        disk: Vec<u8>,
+        largest_read: usize,
+    }
+
+    impl Disk for ReadWatched {
+        fn size(&self) -> u64 {
+            self.disk.size()
+        }
+        fn read(&mut self, offset: u64, buffer: &mut [u8]) -> std::result::Result<(), String> {
+            self.largest_read = self.largest_read.max(buffer.len());
+            self.disk.read(offset, buffer)
+        }
+        fn write(&mut self, offset: u64, data: &[u8]) -> std::result::Result<(), String> {
+            self.disk.write(offset, data)
+        }
+        fn flush(&mut self) -> std::result::Result<(), String> {
+            Ok(())
+        }
+    }
+
+    /// `disk get` copies a file out a MiB at a time, never holding it whole: it read the
+    /// file whole into memory, so a multi-GiB file took that much of the host's (and a
+    /// directory claiming a size up to the disk's asked for all of it). A file of three
+    /// and a half MiB comes out byte for byte, read in pieces of `CHUNK` bytes at most.
+    #[test]
+    fn a_get_streams_a_file_larger_than_a_chunk() {
+        let mut volume = Volume::format(vec![0u8; 16 << 20]).unwrap();
+        let data: Vec<u8> = (0..(7 << 19) + 3).map(|i: u32| (i % 251) as u8).collect();
+        put_on(&mut volume, "big", None, &&data[..]).unwrap();
+        put_on(&mut volume, "empty", None, &&b""[..]).unwrap();
+        let disk = ReadWatched {
+            disk: volume.into_disk(),
+            largest_read: 0,
+        };
+        let mut volume = Volume::open(disk).unwrap();
+        let mut out = Vec::new();
+        assert_eq!(
+            get_to(&mut volume, "big", &mut out, "out").unwrap(),
+            data.len() as u64
+        );
+        assert!(out == data, "the copy differs");
+        let mut out = Vec::new();
+        assert_eq!(get_to(&mut volume, "empty", &mut out, "out").unwrap(), 0);
+        assert!(out.is_empty());
+        let err = get_to(&mut volume, "none", &mut out, "out").unwrap_err();
+        assert_eq!(err, "no file 'none'");
+        assert_eq!(volume.into_disk().largest_read, CHUNK);
     }
 
     /// A BMFS disk in memory whose file data cannot be written (its directory can).
