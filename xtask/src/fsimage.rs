@@ -3,7 +3,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use rexo_fs::{BLOCK_SIZE, BlockStore, FileKind, FileSystem};
 
@@ -474,51 +474,94 @@ impl PutSource for HostFile {
 }
 
 /// Copies the host's `from` (a file, or a directory with everything under it) in as
-/// `to`; the files and bytes copied. Directories are made first, then the files are
-/// written in [`put_grouped`]'s order.
+/// `to`; the files and bytes copied. The host's tree is listed whole first
+/// ([`host_tree`]: one it refuses changes nothing), then the directories are made, then
+/// the files are written in [`put_grouped`]'s order.
 pub fn put_tree<D: BlockStore>(
     fs: &mut FileSystem<D>,
     from: &Path,
     to: &str,
 ) -> Result<(u64, u64)> {
-    let mut files = Vec::new();
-    list_tree(fs, from, to, &mut files)?;
-    let paths: Vec<String> = files.iter().map(|(path, _)| path.clone()).collect();
+    let tree = host_tree(from, to)?;
+    make_directories(fs, &tree.directories)?;
+    let paths: Vec<String> = tree.files.iter().map(|(path, _)| path.clone()).collect();
     put_grouped(fs, &paths, &|index| {
-        Ok(Box::new(HostFile::open(&files[index].1)?))
+        Ok(Box::new(HostFile::open(&tree.files[index].1)?))
     })
 }
 
-/// Makes the directories of the host's tree `from` under `to` and lists its files
-/// (path in the file system, path on the host), in name order.
-fn list_tree<D: BlockStore>(
-    fs: &mut FileSystem<D>,
+/// A host tree as [`put_tree`] puts it.
+struct HostTree {
+    /// The directories to make, each after its parent.
+    directories: Vec<String>,
+    /// The files: path in the file system, path on the host; in name order.
+    files: Vec<(String, PathBuf)>,
+}
+
+/// The host's `from` (a file, or a directory with everything under it, symbolic links
+/// followed) as it is to be put under `to`. A directory met again below itself (a
+/// symbolic link to it or to a directory above it), whose walk would never end, is
+/// refused, naming the link.
+fn host_tree(from: &Path, to: &str) -> Result<HostTree> {
+    let mut tree = HostTree {
+        directories: Vec::new(),
+        files: Vec::new(),
+    };
+    walk_host_tree(from, to, &mut Vec::new(), &mut tree)?;
+    Ok(tree)
+}
+
+/// [`host_tree`]'s walk of `from`, below the host directories `above` (device and
+/// inode, and path).
+fn walk_host_tree(
     from: &Path,
     to: &str,
-    files: &mut Vec<(String, std::path::PathBuf)>,
+    above: &mut Vec<((u64, u64), PathBuf)>,
+    tree: &mut HostTree,
 ) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
     let meta = std::fs::metadata(from).map_err(|e| format!("{}: {e}", from.display()))?;
     if !meta.is_dir() {
         crate::disk::host_file_size(from)?;
-        files.push((to.to_string(), from.to_path_buf()));
+        tree.files.push((to.to_string(), from.to_path_buf()));
         return Ok(());
     }
-    match fs.mkdir(to) {
-        Ok(()) | Err(rexo_fs::FsError::Exists(_)) => {}
-        Err(e) => return Err(format!("{to}: {e}")),
+    let id = (meta.dev(), meta.ino());
+    if let Some((_, first)) = above.iter().find(|(seen, _)| *seen == id) {
+        return Err(format!(
+            "{} leads back to {} above it (a loop of symbolic links, never ending); \
+             nothing was put",
+            from.display(),
+            first.display()
+        ));
     }
+    tree.directories.push(to.to_string());
     let mut entries: Vec<_> = std::fs::read_dir(from)
         .map_err(|e| format!("{}: {e}", from.display()))?
         .collect::<std::result::Result<_, _>>()
         .map_err(|e| format!("{}: {e}", from.display()))?;
     entries.sort_by_key(|e| e.file_name());
+    above.push((id, from.to_path_buf()));
     for entry in entries {
         let name = entry.file_name();
         let name = name
             .to_str()
             .ok_or_else(|| format!("{}: a name that is not UTF-8", entry.path().display()))?;
         let path = format!("{}/{name}", to.trim_end_matches('/'));
-        list_tree(fs, &entry.path(), &path, files)?;
+        walk_host_tree(&entry.path(), &path, above, tree)?;
+    }
+    above.pop();
+    Ok(())
+}
+
+/// Makes the `directories` of a host tree, each after its parent; one there already is
+/// kept.
+fn make_directories<D: BlockStore>(fs: &mut FileSystem<D>, directories: &[String]) -> Result<()> {
+    for to in directories {
+        match fs.mkdir(to) {
+            Ok(()) | Err(rexo_fs::FsError::Exists(_)) => {}
+            Err(e) => return Err(format!("{to}: {e}")),
+        }
     }
     Ok(())
 }
@@ -1266,9 +1309,9 @@ mod tests {
         });
         // The same files written one by one in name order, each next to its directory.
         let plain = cold_reads(&site, |fs| {
-            let mut files = Vec::new();
-            list_tree(fs, &base, "/", &mut files).unwrap();
-            for (path, host) in files {
+            let tree = host_tree(&base, "/").unwrap();
+            make_directories(fs, &tree.directories).unwrap();
+            for (path, host) in tree.files {
                 fs.replace(&path, &std::fs::read(host).unwrap()).unwrap();
             }
         });
@@ -1422,6 +1465,45 @@ mod tests {
         let mut fs = mount(&image).unwrap();
         assert_eq!(fs.statfs().free_blocks, free);
         assert!(fs.stat("/second").is_err());
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    /// A host tree holding a symbolic link to a directory above it is refused before
+    /// anything is put, naming the link: it was walked through the link again and again,
+    /// a directory made in the image at each turn, until the host refused the path 40
+    /// links deep ("Too many levels of symbolic links"; two such links double the walk
+    /// at every turn).
+    #[test]
+    fn a_host_tree_with_a_link_loop_is_refused_before_anything_is_put() {
+        let base = std::env::temp_dir().join(format!("rexo-fs-loop-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let source = base.join("in");
+        std::fs::create_dir_all(source.join("sub")).unwrap();
+        std::fs::write(source.join("top.txt"), b"top\n").unwrap();
+        std::os::unix::fs::symlink("..", source.join("sub/up")).unwrap();
+        let image = base.join("fs.img");
+        let mut fs = format_new(&image, 4 << 20).unwrap();
+        let free = fs.statfs().free_blocks;
+        let err = put_tree(&mut fs, &source, "/site").unwrap_err();
+        let link = source.join("sub/up");
+        assert_eq!(
+            err,
+            format!(
+                "{} leads back to {} above it (a loop of symbolic links, never ending); \
+                 nothing was put",
+                link.display(),
+                source.display()
+            )
+        );
+        assert!(fs.stat("/site").is_err(), "a directory was made");
+        assert_eq!(fs.statfs().free_blocks, free);
+        // A link to a directory beside it, not above, is followed.
+        std::fs::remove_file(&link).unwrap();
+        std::fs::create_dir(source.join("other")).unwrap();
+        std::fs::write(source.join("other/o.txt"), b"o").unwrap();
+        std::os::unix::fs::symlink("../other", source.join("sub/side")).unwrap();
+        assert_eq!(put_tree(&mut fs, &source, "/site").unwrap(), (3, 6));
+        assert_eq!(fs.read_all("/site/sub/side/o.txt").unwrap(), b"o");
         std::fs::remove_dir_all(&base).unwrap();
     }
 
