@@ -1336,11 +1336,15 @@ pub(crate) fn layout_and_journal<D: BlockStore>(disk: &mut D) -> Result<(Layout,
 /// disk's error reading block 0, whose layout is then the disk size's (a sound
 /// superblock's must equal it). Fails if block 0 holds no superblock, a damaged one not
 /// torn, or if the disk is too small for a layout (with the torn superblock's error, or
-/// the disk's).
+/// the disk's); a disk of no block at all (an empty image, one under 4 KiB) is
+/// `TooSmall` before block 0 is asked for.
 pub(crate) fn home_superblock<D: BlockStore>(
     disk: &mut D,
 ) -> Result<(Layout, Result<Superblock, FsError>), FsError> {
     let blocks = disk.blocks();
+    if blocks == 0 {
+        return Err(FsError::TooSmall(0));
+    }
     let home = match read_disk(disk, 0) {
         Ok(home) => home,
         Err(unreadable) => {

@@ -73,6 +73,15 @@ fn formatting_needs_room_and_mounting_needs_a_file_system() {
         FsError::TooSmall(97)
     );
     assert!(FileSystem::format(MemoryDisk::new(98)).is_ok());
+    // A disk of no block (an empty image) is too small, not a disk error reading block 0.
+    assert_eq!(
+        FileSystem::mount(MemoryDisk::new(0)).unwrap_err(),
+        FsError::TooSmall(0)
+    );
+    assert_eq!(
+        FileSystem::fsck(&mut MemoryDisk::new(0)).unwrap_err(),
+        FsError::TooSmall(0)
+    );
     assert_eq!(
         FileSystem::mount(MemoryDisk::new(1024)).unwrap_err(),
         FsError::NotFormatted
