@@ -236,9 +236,13 @@ fn open_disk(image: &Path) -> Result<FileDisk> {
 /// file system whole: sector 0 holds no partition table, or one without a used entry (a
 /// boot sector's). A table that is refused (overlapping partitions, a GPT with both
 /// copies bad, ...) or that holds no partition of that type is an error naming it: the
-/// whole image is not what it describes.
+/// whole image is not what it describes. An image shorter than a sector (an empty one)
+/// holds no table either: its file system says what is wrong with it.
 pub fn partition_of(file: &File, size: u64, kind: u8, what: &str) -> Result<Option<(u64, u64)>> {
     const SECTOR: u64 = rexo_mbr::SECTOR as u64;
+    if size < SECTOR {
+        return Ok(None);
+    }
     let read = rexo_mbr::read_table(SECTOR as u32, size / SECTOR, &mut |lba, sectors| {
         let mut bytes = vec![0; sectors as usize * rexo_mbr::SECTOR];
         file.read_exact_at(&mut bytes, lba * SECTOR)
@@ -962,6 +966,36 @@ mod tests {
             "{err}"
         );
         assert_eq!(volume.find("new").unwrap().size, 0);
+    }
+
+    /// An image shorter than a sector (an empty one) is said to be no BMFS, or too
+    /// small for the Rexo file system, and left as it is: each command said "partition
+    /// table unreadable: failed to fill whole buffer", as if a read had failed.
+    #[test]
+    fn an_image_shorter_than_a_sector_is_named_for_what_it_lacks() {
+        let dir = std::env::temp_dir().join(format!("rexo-disk-short-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for bytes in [0, 1, 511] {
+            let image = dir.join(format!("short-{bytes}.img"));
+            std::fs::write(&image, vec![0x55; bytes]).unwrap();
+            let img = image.to_str().unwrap().to_string();
+            let err = command(vec!["ls".into(), img.clone()]).unwrap_err();
+            assert_eq!(
+                err,
+                format!("{img}: not a BMFS disk (no BMFS marker at byte 1024)")
+            );
+            for words in [["ls"], ["check"]] {
+                let line: Vec<String> = [img.as_str()]
+                    .iter()
+                    .chain(&words)
+                    .map(|w| w.to_string())
+                    .collect();
+                let err = crate::fsimage::command(&line).unwrap_err();
+                assert_eq!(err, format!("{img}: a disk of 0 blocks is too small"));
+            }
+            assert_eq!(std::fs::read(&image).unwrap(), vec![0x55; bytes]);
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     /// A BMFS disk in memory that notes the largest piece read of it.
