@@ -998,6 +998,70 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// A partitioned image cut short at every boundary of its layout (the table, BMFS's
+    /// marker and directory, the Rexo file system's superblock, journal, bitmap and
+    /// directories, each partition's ends) and with random bits of those flipped: every
+    /// `disk` and `fs` command that reads it answers, an error naming the image, and
+    /// leaves it as it was.
+    #[test]
+    fn damaged_partitioned_images_are_refused_by_name_and_left_as_they_were() {
+        const MIB: usize = 1 << 20;
+        let dir = std::env::temp_dir().join(format!("rexo-disk-damage-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let image = dir.join("damaged.img");
+        partitioned(&image, 8 << 20, 6 << 20, None).unwrap();
+        put_notes(&image).unwrap();
+        let mut fs = crate::fsimage::mount(&image).unwrap();
+        fs.mkdir("/d").unwrap();
+        fs.replace("/d/x", b"hello").unwrap();
+        fs.sync().unwrap();
+        drop(fs);
+        let whole = std::fs::read(&image).unwrap();
+        let (img, out) = (image.to_str().unwrap(), dir.join("out"));
+        let check_all = |what: &str| {
+            let before = std::fs::read(&image).unwrap();
+            let out = out.to_str().unwrap();
+            for result in [
+                command(["ls", img].map(String::from).to_vec()),
+                command(["check", img].map(String::from).to_vec()),
+                crate::fsimage::command(&[img, "ls"].map(String::from)),
+                crate::fsimage::command(&[img, "check"].map(String::from)),
+                crate::fsimage::command(&[img, "get", "/", out].map(String::from)),
+            ] {
+                if let Err(error) = result {
+                    assert!(error.starts_with(&format!("{img}: ")), "{what}: {error}");
+                }
+            }
+            let _ = std::fs::remove_dir_all(out);
+            assert!(std::fs::read(&image).unwrap() == before, "{what}: changed");
+        };
+        let (bmfs, rexo_fs) = (MIB, 7 * MIB);
+        let mut cuts = vec![0, 1, 511, 512, 513, MIB - 1, MIB];
+        cuts.extend([1027, 1028, 4096, 4096 + 64, 8192, 3 * MIB].map(|at| bmfs + at));
+        cuts.extend([0, 100, 1, 2, 65, 66, 67, 68].map(|block| rexo_fs + block * 4096));
+        cuts.extend([8 * MIB - 4096, 8 * MIB - 1]);
+        for cut in cuts {
+            std::fs::write(&image, &whole[..cut]).unwrap();
+            check_all(&format!("cut at {cut}"));
+        }
+        let mut rng = rexo_testkit::Rng(0x1234_5678_9ABC_DEF1);
+        let regions = [
+            (0, 512),
+            (bmfs, bmfs + 8192),
+            (rexo_fs, rexo_fs + 70 * 4096),
+        ];
+        for round in 0..60 {
+            let mut bytes = whole.clone();
+            for _ in 0..3 {
+                let (low, high) = regions[rng.below(regions.len())];
+                bytes[low + rng.below(high - low)] ^= 1 << rng.below(8);
+            }
+            std::fs::write(&image, &bytes).unwrap();
+            check_all(&format!("flips of round {round}"));
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     /// A BMFS disk in memory that notes the largest piece read of it.
     struct ReadWatched {
         disk: Vec<u8>,
