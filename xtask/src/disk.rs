@@ -478,6 +478,7 @@ pub fn command(args: Vec<String>) -> Result<()> {
         ["get", image, name, out] => {
             let mut volume = open(Path::new(image))?;
             volume.find(name).map_err(|e| about(name, e))?;
+            crate::fsimage::refuse_the_image(Path::new(out), Path::new(image))?;
             let mut file = File::create(out).map_err(|e| format!("{out}: {e}"))?;
             let bytes = get_to(&mut volume, name, &mut file, out)?;
             println!("{name}: {bytes} bytes to {out}");
@@ -1058,6 +1059,37 @@ mod tests {
             }
             std::fs::write(&image, &bytes).unwrap();
             check_all(&format!("flips of round {round}"));
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// `disk get` and `fs IMAGE get` refuse an OUT that is the image itself, under any
+    /// name, and leave the image whole: OUT was created (emptied) before the file was
+    /// read, so the image was lost and the read failed past its new end.
+    #[test]
+    fn a_get_onto_the_image_itself_is_refused() {
+        let dir = std::env::temp_dir().join(format!("rexo-disk-onto-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let image = dir.join("both.img");
+        crate::fsimage::partitioned_for_monitor(&image).unwrap();
+        let whole = std::fs::read(&image).unwrap();
+        let img = image.to_str().unwrap();
+        let other_name = format!("{}/./both.img", dir.display());
+        for out in [img, other_name.as_str()] {
+            let bmfs = command(["get", img, NOTES.0, out].map(String::from).to_vec());
+            let fs = crate::fsimage::command(
+                &[img, "get", crate::fsimage::HELLO.0, out].map(String::from),
+            );
+            for err in [bmfs.unwrap_err(), fs.unwrap_err()] {
+                assert_eq!(
+                    err,
+                    format!(
+                        "{out} is the image {img} itself: writing the file out there would \
+                         empty the image; nothing was written"
+                    )
+                );
+            }
+            assert!(std::fs::read(&image).unwrap() == whole, "the image changed");
         }
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -243,7 +243,8 @@ fn run(args: &[&str]) -> Result<()> {
             Ok(())
         }
         [image, "get", path, out] => {
-            let (files, bytes) = get_tree(&mut mount(Path::new(image))?, path, Path::new(out))?;
+            let mut fs = mount(Path::new(image))?;
+            let (files, bytes) = get_tree(&mut fs, path, Path::new(out), Path::new(image))?;
             println!("{path}: {files} files, {bytes} bytes to {out}");
             Ok(())
         }
@@ -718,16 +719,21 @@ fn data_blocks(source: &dyn PutSource) -> Result<u64> {
 
 /// Copies `from` (a file, or a directory with everything under it) out to the host's
 /// `to`; the files and bytes copied. A file is copied a MiB at a time ([`get_file`]).
-pub fn get_tree(fs: &mut FileSystem<FileStore>, from: &str, to: &Path) -> Result<(u64, u64)> {
+pub fn get_tree(
+    fs: &mut FileSystem<FileStore>,
+    from: &str,
+    to: &Path,
+    image: &Path,
+) -> Result<(u64, u64)> {
     let fail = |e: rexo_fs::FsError| about(from, e);
     if fs.stat(from).map_err(fail)?.kind == FileKind::File {
-        return Ok((1, get_file(fs, from, to)?));
+        return Ok((1, get_file(fs, from, to, image)?));
     }
     std::fs::create_dir_all(to).map_err(|e| format!("{}: {e}", to.display()))?;
     let mut total = (0, 0);
     for entry in fs.list(from).map_err(fail)? {
         let path = format!("{}/{}", from.trim_end_matches('/'), entry.name);
-        let (files, bytes) = get_tree(fs, &path, &to.join(&entry.name))?;
+        let (files, bytes) = get_tree(fs, &path, &to.join(&entry.name), image)?;
         total = (total.0 + files, total.1 + bytes);
     }
     Ok(total)
@@ -736,10 +742,11 @@ pub fn get_tree(fs: &mut FileSystem<FileStore>, from: &str, to: &Path) -> Result
 /// Copies the file `from` out to the host's new file `to` a MiB at a time, so that a file
 /// as large as the disk is never held whole; a 4 KiB block of zeros (a hole, or zeros written)
 /// is left a hole in `to`. Returns the bytes copied.
-fn get_file(fs: &mut FileSystem<FileStore>, from: &str, to: &Path) -> Result<u64> {
+fn get_file(fs: &mut FileSystem<FileStore>, from: &str, to: &Path, image: &Path) -> Result<u64> {
     let fail = |e: rexo_fs::FsError| about(from, e);
     let host = |e: std::io::Error| format!("{}: {e}", to.display());
     let mut file = fs.open(from).map_err(fail)?;
+    refuse_the_image(to, image)?;
     let out = File::create(to).map_err(host)?;
     let mut buffer = vec![0u8; CHUNK];
     let mut at = 0;
@@ -753,6 +760,23 @@ fn get_file(fs: &mut FileSystem<FileStore>, from: &str, to: &Path) -> Result<u64
     }
     out.set_len(at).map_err(host)?;
     Ok(at)
+}
+
+/// Refuses `out`, a host file a command is about to write what it reads from `image`
+/// to, when it is the image itself under any name (same device and inode): creating it
+/// would empty the image before its file was read.
+pub fn refuse_the_image(out: &Path, image: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let id = |path: &Path| std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()));
+    match (id(out), id(image)) {
+        (Some(out_id), Some(image_id)) if out_id == image_id => Err(format!(
+            "{} is the image {} itself: writing the file out there would empty the \
+             image; nothing was written",
+            out.display(),
+            image.display()
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// A nested page of the `net::httpd-rexofs` case's image, beside the site files.
@@ -1358,7 +1382,10 @@ mod tests {
         fs.write("/sparse", 5, b"start").unwrap();
         fs.write("/sparse", (256 << 20) - 3, b"end").unwrap();
         let out = base.join("sparse.out");
-        assert_eq!(get_tree(&mut fs, "/sparse", &out).unwrap(), (1, 256 << 20));
+        assert_eq!(
+            get_tree(&mut fs, "/sparse", &out, &image).unwrap(),
+            (1, 256 << 20)
+        );
         let meta = std::fs::metadata(&out).unwrap();
         assert_eq!(meta.len(), 256 << 20);
         let held = meta.blocks() * 512;
@@ -1522,7 +1549,10 @@ mod tests {
         drop(fs);
         let mut fs = mount(&image).unwrap();
         let out = base.join("out");
-        assert_eq!(get_tree(&mut fs, "/site", &out).unwrap(), (2, 70_004));
+        assert_eq!(
+            get_tree(&mut fs, "/site", &out, &image).unwrap(),
+            (2, 70_004)
+        );
         assert_eq!(std::fs::read(out.join("top.txt")).unwrap(), b"top\n");
         assert_eq!(
             std::fs::read(out.join("a/b/deep.bin")).unwrap(),
