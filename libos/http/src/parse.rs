@@ -723,6 +723,18 @@ fn target_path(target: &[u8]) -> Result<Option<&[u8]>, Status> {
             .iter()
             .position(|&b| b == b'/' || b == b'?' || b == b'#')
             .unwrap_or(after_scheme.len());
+        let authority = &after_scheme[..authority_end];
+        // RFC 9110 4.2.1: an http(s) URI with an empty host is invalid and must be
+        // refused; 4.2.4: userinfo (`user@`) should be treated as an error, and `@` is
+        // no host byte. The port, after the last colon outside an IPv6 literal's
+        // brackets, may be empty; its form is not checked further, as for `Host`.
+        let host = match authority.iter().rposition(|&b| b == b':') {
+            Some(colon) if !authority[colon..].contains(&b']') => &authority[..colon],
+            _ => authority,
+        };
+        if host.is_empty() || !authority.iter().all(|&b| is_host_byte(b)) {
+            return Err(Status::BadRequest);
+        }
         match after_scheme[authority_end..] {
             [b'/', ..] => &after_scheme[authority_end..],
             _ => return Ok(None),

@@ -1552,6 +1552,44 @@ fn the_path_of_an_absolute_target_starts_after_the_authority_not_in_its_query() 
     );
 }
 
+/// An absolute-form target must name a host (RFC 9110 4.2.1: an http URI with an empty
+/// one is refused) and no userinfo (4.2.4); a host with a port, an IPv6 literal and an
+/// empty port are served.
+#[test]
+fn an_absolute_target_without_a_host_or_with_userinfo_is_refused() {
+    for target in [
+        "http:///digits.txt",
+        "http://:80/digits.txt",
+        "https://?x",
+        "http://user@x/digits.txt",
+        "http://user:secret@x/digits.txt",
+        "http://x\\y/digits.txt",
+    ] {
+        let (out, closed) = converse(
+            &site(),
+            format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
+        );
+        assert!(
+            out.starts_with("HTTP/1.1 400 Bad Request\r\n") && closed,
+            "{target}: {out}"
+        );
+    }
+    for target in [
+        "http://x/digits.txt",
+        "http://x:8080/digits.txt",
+        "http://x:/digits.txt",
+        "http://[::1]/digits.txt",
+        "http://[::1]:80/digits.txt",
+        "http://10.0.2.15/digits.txt",
+    ] {
+        let out = answer(&format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n"));
+        assert!(
+            out.starts_with("HTTP/1.1 200 OK\r\n") && out.ends_with("0123456789"),
+            "{target}: {out}"
+        );
+    }
+}
+
 #[test]
 fn dot_segments_are_resolved_before_the_lookup() {
     for path in [
