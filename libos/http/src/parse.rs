@@ -431,7 +431,10 @@ impl ParseProgress {
                     .map_or(coding, trim_whitespace);
                 if !name.is_empty() {
                     codings.listed += 1;
-                    codings.chunked_last = name.eq_ignore_ascii_case(b"chunked");
+                    // RFC 9112 7 defines `chunked` without parameters: `chunked;x=1`
+                    // is no coding the server knows, and a proxy before it may not
+                    // take it as chunked either (a way to smuggle a request).
+                    codings.chunked_last = coding.eq_ignore_ascii_case(b"chunked");
                 }
             }
         } else if name.eq_ignore_ascii_case(b"expect") {

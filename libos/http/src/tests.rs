@@ -1143,6 +1143,18 @@ fn chunked_request_bodies_are_read_and_discarded() {
         ("1.1", "Transfer-Encoding: gzip\r\n".into(), "", "400"),
         (
             "1.1",
+            "Transfer-Encoding: chunked;q=1\r\n".into(),
+            "0\r\n\r\n",
+            "400",
+        ),
+        (
+            "1.1",
+            "Transfer-Encoding: chunked ;\r\n".into(),
+            "0\r\n\r\n",
+            "400",
+        ),
+        (
+            "1.1",
             "Transfer-Encoding: gzip, chunked\r\n".into(),
             "",
             "501",
