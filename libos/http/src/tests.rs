@@ -1602,6 +1602,55 @@ fn an_absolute_target_without_a_host_or_with_userinfo_is_refused() {
     }
 }
 
+/// Escapes that could reach past the served names do not: a decoded NUL names no file
+/// (404, byte-exact, the connection kept), a `%2f` decodes to a `/` before the dot
+/// segments are resolved, so `..%2f` climbs no higher than a `../` would (above the
+/// root a 400), and a raw NUL or control byte in the target is a bad request.
+#[test]
+fn nul_and_encoded_slashes_stay_within_the_served_names() {
+    let not_found = "HTTP/1.1 404 Not Found\r\nServer: Rexo\r\n\
+                     Content-Type: text/plain; charset=utf-8\r\nContent-Length: 14\r\n\r\n\
+                     404 Not Found\n";
+    for path in [
+        "/%00",
+        "/digits.txt%00",
+        "/digits.txt%00.html",
+        "/%2e%2e%00/digits.txt",
+    ] {
+        let (out, closed) = converse(
+            &site(),
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
+        );
+        assert_eq!((out.as_str(), closed), (not_found, false), "{path}");
+    }
+    let out = answer("GET /x%2f..%2fdigits.txt HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(out.ends_with("\r\n\r\n0123456789"), "{out}");
+    for target in [
+        "/x%2f..%2f..%2fdigits.txt",
+        "/%2e%2e%2fdigits.txt",
+        "/..%2f",
+    ] {
+        let (out, closed) = converse(
+            &site(),
+            format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
+        );
+        assert!(
+            out.starts_with("HTTP/1.1 400 Bad Request\r\n") && closed,
+            "{target}: {out}"
+        );
+    }
+    for target in ["/digits.txt\x00", "/\x01", "/a\tb"] {
+        let (out, closed) = converse(
+            &site(),
+            format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
+        );
+        assert!(
+            out.starts_with("HTTP/1.1 400 Bad Request\r\n") && closed,
+            "{target:?}: {out}"
+        );
+    }
+}
+
 #[test]
 fn dot_segments_are_resolved_before_the_lookup() {
     for path in [
