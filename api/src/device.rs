@@ -127,6 +127,15 @@ pub enum DeviceError {
     /// source no longer wakes this lease's cores, and arming it again is refused for the
     /// rest of the lease. The device still works by polling.
     Unbound,
+    /// Arming the queue's wake-up would bind its interrupt source past the kernel's
+    /// budget of bindings at once, `max` ([`MAX_INTERRUPT_BINDINGS`](crate::MAX_INTERRUPT_BINDINGS),
+    /// counted over every app's leases): nothing was armed or bound. The device still
+    /// works by polling; arming again may succeed once other bindings have gone
+    /// (returned, or their leases ended).
+    TooManyInterruptBindings {
+        /// The most bindings the kernel holds at once.
+        max: usize,
+    },
     /// Called from inside the app's own closure (a `deliver`, `fill` or `done`) of a
     /// device call on the same device, whose lock that call holds on this core: waiting
     /// for it would never end. Nothing was done; make the call after the closure
@@ -422,6 +431,10 @@ impl fmt::Display for DeviceError {
             ),
             Self::Unbound => f.write_str(
                 "the queue's interrupt binding was returned or revoked: poll it, it wakes no core",
+            ),
+            Self::TooManyInterruptBindings { max } => write!(
+                f,
+                "the kernel holds its most interrupt bindings ({max}): nothing armed, poll the queue"
             ),
             Self::Reentered => f.write_str(
                 "called from inside a closure of a call on the same device, which holds it",

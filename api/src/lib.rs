@@ -77,7 +77,8 @@ pub const MAX_APP_ENTRIES: usize = 64;
 /// queue an app's lease armed) the kernel's capability table keeps room for: one per
 /// vector of device interrupts (32..256). Bindings are not bounded by vectors (every
 /// MSI-X wake-up shares one) but by the devices' queues, at most 8 a device (virtio-net's
-/// receive queues): this is 28 such devices at once.
+/// receive queues): this is 28 such devices at once. The kernel binds no more: past it a
+/// queue's arm answers [`DeviceError::TooManyInterruptBindings`].
 pub const MAX_INTERRUPT_BINDINGS: usize = 224;
 
 /// The most capability-table entries the kernel's own mints hold at once, and so the
@@ -654,7 +655,14 @@ mod tests {
             let wake = Resource::new(ResourceKind::InterruptVector, 0x21, 1)?;
             for binding in 0..MAX_INTERRUPT_BINDINGS {
                 let owner = OwnerId(1 + (binding % (OWNERS - 1)) as u16);
-                t.mint_child(&Authority, root, owner, wake, Rights::READ)?;
+                t.mint_child(
+                    &Authority,
+                    root,
+                    owner,
+                    wake,
+                    Rights::READ,
+                    MAX_INTERRUPT_BINDINGS,
+                )?;
             }
             Ok::<(), CapError>(())
         };

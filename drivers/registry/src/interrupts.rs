@@ -202,7 +202,8 @@ impl Bindings {
 /// module: an unbound queue is refused with nothing armed; a binding the kernel revoked
 /// is found here, its source disarmed and refused; the first arm binds the vector it
 /// routes (if it routes none, or the kernel cannot bind it, the source is disarmed again
-/// and [`DeviceError::Unsupported`] given).
+/// and [`DeviceError::Unsupported`] given, or [`DeviceError::TooManyInterruptBindings`]
+/// when the kernel holds its most bindings).
 pub(crate) fn arm(
     (bindings, device): (&mut Bindings, &mut Found),
     (binder, owner, generation): (&dyn Binder, u16, u64),
@@ -248,11 +249,14 @@ pub(crate) fn arm(
             });
             Ok(())
         }
-        Err(_) => {
+        Err(error) => {
             let _ = driver_arm(device, queue, None);
-            Err(DeviceError::Unsupported(
-                "an interrupt binding (the kernel's capability table is full)",
-            ))
+            Err(match error {
+                CapError::TooManyShares { max } => DeviceError::TooManyInterruptBindings { max },
+                _ => DeviceError::Unsupported(
+                    "an interrupt binding (the kernel's capability table is full)",
+                ),
+            })
         }
     }
 }
@@ -297,7 +301,7 @@ pub(crate) mod tests {
     use crate::{Registry, Slot};
     use alloc::boxed::Box;
     use alloc::sync::Arc;
-    use core::sync::atomic::{AtomicU8, Ordering};
+    use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
     use rexo_api::{ApiError, DeviceKind, OpenDevice};
     use rexo_captable::{CapTable, OwnerId, Resource, ResourceKind, RevokeReason, Rights};
     use rexo_pci::Address;
@@ -312,6 +316,8 @@ pub(crate) mod tests {
         table: spin::Mutex<(CapTable<Authority, 32, 4, 4>, Cap, Vec<Cap>)>,
         /// What the last driver call routed (0: nothing).
         pub(crate) routed: AtomicU8,
+        /// The most bindings at once (the kernel's `MAX_INTERRUPT_BINDINGS`).
+        most: AtomicUsize,
     }
 
     impl TableBinder {
@@ -323,6 +329,7 @@ pub(crate) mod tests {
             Box::leak(Box::new(Self {
                 table: spin::Mutex::new((table, root.unwrap(), Vec::new())),
                 routed: AtomicU8::new(0),
+                most: AtomicUsize::new(rexo_api::MAX_INTERRUPT_BINDINGS),
             }))
         }
 
@@ -358,13 +365,10 @@ pub(crate) mod tests {
         fn bind(&self, owner: u16, vector: u8) -> Result<EntryId, CapError> {
             let resource = Resource::new(ResourceKind::InterruptVector, u64::from(vector), 1)?;
             let (table, root, inbox) = &mut *self.table.lock();
-            let cap = table.mint_child(
-                &Authority,
-                root.id(),
-                OwnerId(owner),
-                resource,
-                Rights::READ,
-            )?;
+            let most = self.most.load(Ordering::Relaxed);
+            let owner = OwnerId(owner);
+            let cap =
+                table.mint_child(&Authority, root.id(), owner, resource, Rights::READ, most)?;
             let id = cap.id();
             inbox.push(cap);
             Ok(id)
@@ -506,6 +510,29 @@ pub(crate) mod tests {
         a.wake_on_receive(0, Some(0)).unwrap();
         b.wake_on_receive(0, Some(1)).unwrap();
         (registry, binder, armed, [a, b], binder.take_minted())
+    }
+
+    #[test]
+    fn a_binding_past_the_kernels_most_is_refused_with_its_source_disarmed() {
+        let (registry, binder, armed) = two_on_a_line();
+        binder.most.store(1, Ordering::Relaxed);
+        let (mut a, mut b) = (open(registry, 0, 1).unwrap(), open(registry, 1, 2).unwrap());
+        a.wake_on_receive(0, Some(0)).unwrap();
+        assert_eq!(
+            b.wake_on_receive(0, Some(1)),
+            Err(DeviceError::TooManyInterruptBindings { max: 1 })
+        );
+        assert_eq!(
+            *armed[1].lock(),
+            None,
+            "armed by the driver, disarmed again"
+        );
+        assert!(registry.devices()[1].interrupts.is_empty());
+        // The first binding gone with its lease, the second app's arm binds.
+        drop(a);
+        assert_eq!(binder.take_minted().len(), 1);
+        b.wake_on_receive(0, Some(1)).unwrap();
+        assert_eq!(*armed[1].lock(), Some(1));
     }
 
     #[test]

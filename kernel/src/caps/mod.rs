@@ -598,11 +598,14 @@ pub fn grant_cores(owner: OwnerId, cores: core::ops::Range<usize>) -> Result<(),
 /// Mints for `owner` a share of the kernel's root over the vectors: the binding of an
 /// interrupt source of a device it leases, routed to `vector` (its `interrupt_caps`
 /// hands it out). Shares of one vector may coexist: the source is what is exclusive.
+/// Past `rexo_api::MAX_INTERRUPT_BINDINGS` at once, `CapError::TooManyShares`: the
+/// kernel's reserve counts no more, and the apps' room is theirs.
 pub fn bind_interrupt(owner: OwnerId, vector: u8) -> Result<EntryId, CapError> {
     with_state(|state| {
         let (kind, root) = (ResourceKind::InterruptVector, state.vectors?);
         let one = Resource::new(kind, u64::from(vector), 1)?;
-        let cap = (state.table).mint_child(&AUTHORITY, root, owner, one, Rights::READ)?;
+        let most = rexo_api::MAX_INTERRUPT_BINDINGS;
+        let cap = (state.table).mint_child(&AUTHORITY, root, owner, one, Rights::READ, most)?;
         let id = cap.id();
         state.table.park(&AUTHORITY, cap);
         Ok(id)

@@ -184,6 +184,34 @@ kernel_test!(
 );
 
 kernel_test!(
+    fn a_binding_past_the_kernels_budget_is_refused() {
+        let root = locked(|state| state.vectors).and_then(Result::ok);
+        let root = root.expect("the kernel's root over the vectors");
+        let bound = || entries().iter().filter(|e| e.parent == Some(root)).count();
+        let max = rexo_api::MAX_INTERRUPT_BINDINGS;
+        for _ in bound()..max {
+            bind_interrupt(TEST_OWNER, 33).expect("a binding within the budget");
+        }
+        let refused = bind_interrupt(TEST_OWNER, 33);
+        assert_eq!(refused, Err(CapError::TooManyShares { max }));
+        assert_eq!(
+            bound(),
+            max,
+            "the kernel's reserve holds them, the apps' room is theirs"
+        );
+        let return_all = || {
+            for cap in take_delegated(TEST_OWNER, ResourceKind::InterruptVector) {
+                let returned = return_cap(TEST_OWNER, cap, ResourceKind::InterruptVector);
+                assert!(returned.is_ok(), "returned");
+            }
+        };
+        return_all();
+        bind_interrupt(TEST_OWNER, 33).expect("room again, once bindings went");
+        return_all();
+    }
+);
+
+kernel_test!(
     fn delegating_or_returning_a_binding_forfeited_at_a_deadline_ends_the_task() {
         use crate::arch::abort::{Aborted, run_abortable};
         let api = crate::apps::api_as(TEST_OWNER);

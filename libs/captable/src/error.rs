@@ -11,8 +11,9 @@ use crate::{OwnerId, Rights};
 /// where a split or merge asks ([`Lent`](CapError::Lent)), the kind where one
 /// is asked for ([`WrongKind`](CapError::WrongKind)), the rights, the range, the owner
 /// handed to ([`BadOwner`](CapError::BadOwner), then [`NotRunning`](CapError::NotRunning)),
-/// and last the owner's entry limit ([`TooManyEntries`](CapError::TooManyEntries)) and the
-/// table's room ([`Full`](CapError::Full)); a refused operation changes nothing.
+/// and last the owner's entry limit ([`TooManyEntries`](CapError::TooManyEntries)) or the
+/// parent's shares ([`TooManyShares`](CapError::TooManyShares)) and the table's room
+/// ([`Full`](CapError::Full)); a refused operation changes nothing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CapError {
     /// The handle's entry was revoked, returned, merged away or never existed in this
@@ -36,6 +37,13 @@ pub enum CapError {
     /// The owner's requests already made `max` live entries, its limit
     /// ([`CapTable::with_limits`](crate::CapTable::with_limits)); one must go first.
     TooManyEntries {
+        /// The limit.
+        max: usize,
+    },
+    /// The parent already has `max` shares, the most
+    /// [`CapTable::mint_child`](crate::CapTable::mint_child) was told to make of it: one
+    /// must go first.
+    TooManyShares {
         /// The limit.
         max: usize,
     },
@@ -87,6 +95,9 @@ impl fmt::Display for CapError {
                     f,
                     "the owner's limit of {max} capability entries is reached"
                 )
+            }
+            CapError::TooManyShares { max } => {
+                write!(f, "the limit of {max} shares of the capability is reached")
             }
             CapError::NotSiblings => f.write_str("capabilities are not siblings"),
             CapError::NotAdjacent => f.write_str("capabilities are not adjacent"),

@@ -48,7 +48,8 @@
 //!
 //! Kernel: [`mint`](CapTable::mint) (roots may not overlap), [`grant`](CapTable::grant)
 //! (a root an owner asked for, within its limit),
-//! [`mint_child`](CapTable::mint_child) (a share of a root, for one holder),
+//! [`mint_child`](CapTable::mint_child) (a share of a root, for one holder, up to a
+//! number of shares the kernel gives),
 //! [`request_revocation`](CapTable::request_revocation),
 //! [`revoke`](CapTable::revoke), [`revoke_next_expired`](CapTable::revoke_next_expired),
 //! [`release_owner`](CapTable::release_owner), [`park`](CapTable::park) and

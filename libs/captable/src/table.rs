@@ -506,11 +506,16 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
     /// usually a root the kernel keeps): `resource` inside the parent's, `rights` a subset
     /// of its rights. Unlike roots, such children may overlap: this is how the kernel
     /// shares one resource (an interrupt vector several sources use) among holders, each
-    /// share revocable alone or all at once with the parent.
+    /// share revocable alone or all at once with the parent. At most `most` children of
+    /// the parent are in the table at once (a returned or revoked one goes): the shares
+    /// the kernel counts in its reserve ([`with_limits`](Self::with_limits)) stay within
+    /// it, and never take the apps' room.
     ///
     /// Errors: [`BadOwner`](CapError::BadOwner), [`Revoked`](CapError::Revoked) or
     /// [`WrongTable`](CapError::WrongTable) for the parent, [`NoRight`](CapError::NoRight),
-    /// [`OutOfRange`](CapError::OutOfRange) (also for another kind), [`Full`](CapError::Full).
+    /// [`OutOfRange`](CapError::OutOfRange) (also for another kind),
+    /// [`TooManyShares`](CapError::TooManyShares) when the parent has `most` children
+    /// already, [`Full`](CapError::Full).
     pub fn mint_child(
         &mut self,
         _authority: &A,
@@ -518,6 +523,7 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
         owner: OwnerId,
         resource: Resource,
         rights: Rights,
+        most: usize,
     ) -> Result<Cap, CapError> {
         self.valid_owner(owner)?;
         let (_, p) = self.find(parent)?;
@@ -527,6 +533,9 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
         }
         if !p.resource.contains(&resource) {
             return Err(CapError::OutOfRange);
+        }
+        if self.children(parent) >= most {
+            return Err(CapError::TooManyShares { max: most });
         }
         let (parent, origin) = (Some(parent.local()), Some(p.origin));
         self.insert(owner, resource, rights, parent, origin, OwnerId::KERNEL)
@@ -1094,6 +1103,16 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
             .iter()
             .filter_map(|s| s.entry.as_ref())
             .any(|e| e.parent == Some(id.local()))
+    }
+
+    /// How many entries in the table were derived from `id` directly.
+    fn children(&self, id: EntryId) -> usize {
+        let child = |e: &&Entry| e.parent == Some(id.local());
+        self.used()
+            .iter()
+            .filter_map(|s| s.entry.as_ref())
+            .filter(child)
+            .count()
     }
 
     /// A root held by `owner`, unless it overlaps a live root of its kind; `maker` as

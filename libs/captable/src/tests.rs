@@ -9,6 +9,8 @@ type Table = CapTable<Kernel, 16, 4, 3>;
 const APP: OwnerId = OwnerId(1);
 const OTHER: OwnerId = OwnerId(2);
 const RW: Rights = Rights::READ.union(Rights::WRITE);
+/// The most shares of one root the tests' `mint_child` makes, past what they make.
+const SHARES: usize = 8;
 
 fn mem(start: u64, len: u64) -> Resource {
     Resource::new(ResourceKind::Memory, start, len).expect("valid range")
@@ -136,8 +138,8 @@ fn mint_child_shares_a_kernel_root_among_holders() {
         .mint(&Kernel, OwnerId(0), all, Rights::READ | Rights::REVOKE)
         .expect("root");
     // Two holders share vector 219 (a shared line): children may overlap.
-    let a = t.mint_child(&Kernel, root.id(), APP, vector(219), Rights::READ);
-    let b = t.mint_child(&Kernel, root.id(), OTHER, vector(219), Rights::READ);
+    let a = t.mint_child(&Kernel, root.id(), APP, vector(219), Rights::READ, SHARES);
+    let b = t.mint_child(&Kernel, root.id(), OTHER, vector(219), Rights::READ, SHARES);
     let (a, b) = (a.expect("first share"), b.expect("second share"));
     assert_eq!(
         t.check(APP, &a, Rights::READ).map(|e| e.parent),
@@ -147,20 +149,34 @@ fn mint_child_shares_a_kernel_root_among_holders() {
     // Refusals change nothing.
     let live = t.live();
     assert_eq!(
-        t.mint_child(&Kernel, root.id(), APP, vector(219), Rights::WRITE),
+        t.mint_child(&Kernel, root.id(), APP, vector(219), Rights::WRITE, SHARES),
         Err(CapError::NoRight(Rights::WRITE))
     );
     assert_eq!(
-        t.mint_child(&Kernel, root.id(), APP, vector(16), Rights::READ),
+        t.mint_child(&Kernel, root.id(), APP, vector(16), Rights::READ, SHARES),
         Err(CapError::OutOfRange)
     );
     assert_eq!(
-        t.mint_child(&Kernel, root.id(), APP, mem(0, 0x1000), Rights::READ),
+        t.mint_child(
+            &Kernel,
+            root.id(),
+            APP,
+            mem(0, 0x1000),
+            Rights::READ,
+            SHARES
+        ),
         Err(CapError::OutOfRange),
         "another kind is outside the parent"
     );
     assert_eq!(
-        t.mint_child(&Kernel, root.id(), OwnerId(9), vector(33), Rights::READ),
+        t.mint_child(
+            &Kernel,
+            root.id(),
+            OwnerId(9),
+            vector(33),
+            Rights::READ,
+            SHARES
+        ),
         Err(CapError::BadOwner(OwnerId(9)))
     );
     assert_eq!(t.live(), live);
@@ -171,7 +187,7 @@ fn mint_child_shares_a_kernel_root_among_holders() {
     assert_eq!(t.return_cap(OwnerId(0), &root), Ok(2));
     assert_eq!(t.check(OTHER, &b, Rights::READ), Err(CapError::Revoked));
     assert_eq!(
-        t.mint_child(&Kernel, root.id(), APP, vector(33), Rights::READ),
+        t.mint_child(&Kernel, root.id(), APP, vector(33), Rights::READ, SHARES),
         Err(CapError::Revoked)
     );
 }
@@ -1396,6 +1412,38 @@ fn the_reserve_is_left_to_the_kernels_own_mints() {
     let kernel = t.grant(&Kernel, OwnerId::KERNEL, mem(0x90_0000, 0x1000), RW);
     kernel.expect("the kernel's last entry");
     assert_eq!(t.live(), t.capacity());
+}
+
+#[test]
+fn shares_stop_at_their_limit_and_leave_the_apps_room() {
+    let mut t = limited();
+    let third = OwnerId(3);
+    t.start_owner(&Kernel, third).expect("start");
+    let all = Resource::new(ResourceKind::InterruptVector, 32, 224).expect("vectors");
+    let root = t.mint(&Kernel, OwnerId::KERNEL, all, Rights::READ);
+    let root = root.expect("root").id();
+    let wake = Resource::new(ResourceKind::InterruptVector, 33, 1).expect("vector");
+    // The reserve of 6: the root and 5 shares, the kernel's most.
+    let share = |t: &mut Table| t.mint_child(&Kernel, root, third, wake, Rights::READ, 5);
+    let first = share(&mut t).expect("a share");
+    for _ in 1..5 {
+        share(&mut t).expect("a share");
+    }
+    let live = t.live();
+    assert_eq!(
+        share(&mut t).map(|c| c.id()),
+        Err(CapError::TooManyShares { max: 5 })
+    );
+    assert_eq!(t.live(), live, "a refusal changes nothing");
+    fill_the_apps_room(&mut t, third);
+    assert_eq!(
+        t.live(),
+        t.capacity(),
+        "the apps' 10 entries were all theirs"
+    );
+    // A share that goes makes room for the next.
+    assert_eq!(t.return_cap(third, &first), Ok(1));
+    share(&mut t).expect("the returned share's place");
 }
 
 /// The kernel is no heir: an app's entries counted as the kernel's would let apps take
