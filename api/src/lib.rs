@@ -361,6 +361,11 @@ pub enum ApiError {
     /// the kernel's rights), a right the caller's entry in the image's app table does not
     /// grant ([`AppEntry::may_run_baremetal`]).
     NotGranted(&'static str),
+    /// The app could not load or run its BareMetal program (why): the kernel's app
+    /// `baremetal` answers it for a boot module that is missing or refused, so the app
+    /// that started it ([`Kernel::run_app`]) goes on, and `app=baremetal` ends the boot as
+    /// failed.
+    Binary(BinaryError),
 }
 
 impl ApiError {
@@ -453,6 +458,7 @@ impl fmt::Display for ApiError {
                 f,
                 "app '{app}' may not start an app that runs BareMetal code (ring 0, the kernel's rights): its entry in the image's app table does not grant it"
             ),
+            ApiError::Binary(why) => write!(f, "cannot run the BareMetal program: {why}"),
         }
     }
 }

@@ -1274,7 +1274,9 @@ pub const CASES: &[Case] = &[
         append: "app=baremetal",
         qemu_args: &["-initrd", "target/baremetal/empty.bin"],
         exit: Some(35),
-        checks: &[Check::Has("baremetal: needs a boot module")],
+        checks: &[Check::Has(
+            "app 'baremetal' failed: cannot run the BareMetal program: needs a boot module",
+        )],
         ..BASE
     },
     Case {
@@ -1283,7 +1285,9 @@ pub const CASES: &[Case] = &[
         append: "app=baremetal",
         qemu_args: &["-initrd", "target/baremetal/too-large.bin"],
         exit: Some(35),
-        checks: &[Check::Has("baremetal: the boot module is too large")],
+        checks: &[Check::Has(
+            "app 'baremetal' failed: cannot run the BareMetal program: the boot module is too large",
+        )],
         ..BASE
     },
     Case {
@@ -1291,14 +1295,18 @@ pub const CASES: &[Case] = &[
         append: "app=baremetal",
         qemu_args: &["-initrd", "target/x86_64-unknown-none/release/rexo"],
         exit: Some(35),
-        checks: &[Check::Has("baremetal: not a flat binary: ELF")],
+        checks: &[Check::Has(
+            "app 'baremetal' failed: cannot run the BareMetal program: not a flat binary: ELF",
+        )],
         ..BASE
     },
     Case {
         name: "badinput::baremetal-no-module",
         append: "app=baremetal",
         exit: Some(35),
-        checks: &[Check::Has("baremetal: needs a boot module")],
+        checks: &[Check::Has(
+            "app 'baremetal' failed: cannot run the BareMetal program: needs a boot module",
+        )],
         ..BASE
     },
     // The C ABI: apps written in C against api/c/rexo.h, compiled by image/build.rs.
@@ -1651,6 +1659,20 @@ pub const CASES: &[Case] = &[
             Check::Has("bytes at 0xffff800000000000"),
             Check::Has("baremetal-test: ok"),
             Check::Has("exec: returned rax=0x0"),
+        ],
+        ..BASE
+    },
+    // Without a boot module the kernel's `baremetal` app cannot run: `run` answers why
+    // and the monitor goes on (it stopped the machine, exit 35, before).
+    Case {
+        name: "badinput::monitor-run-baremetal-no-module",
+        append: "app=monitor",
+        input: "run baremetal\rtime\rpoweroff\r",
+        exit: Some(0),
+        checks: &[
+            Check::Has("baremetal: cannot run the BareMetal program: needs a boot module"),
+            Check::Has("s since boot"),
+            Check::Lacks("rexo: error"),
         ],
         ..BASE
     },

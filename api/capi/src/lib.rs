@@ -179,6 +179,7 @@ fn error_code(error: ApiError) -> c_int {
         | ApiError::NoSuchApp
         | ApiError::PowerOffFailed(_)
         | ApiError::AppFailed(_)
+        | ApiError::Binary(_)
         | ApiError::Panicked
         | ApiError::StackOverflow
         | ApiError::Repossessed

@@ -108,7 +108,10 @@
 //! `exec` (a panic in a call, memory taken from it by force) leaves nothing behind: the
 //! run stops being counted and the devices its abandoned calls held are released
 //! ([`run_loaded`]). The app is called at 0xFFFF_8000_0000_0000 on the boot core;
-//! when it returns its RAX is logged and the machine powers off like after any app.
+//! when it returns its RAX is logged and the machine powers off like after any app. A
+//! module missing or refused ends the app `baremetal` with `ApiError::Binary` (why): as
+//! the boot's app that stops the boot as failed, started by another app (the monitor's
+//! `run baremetal`) it is that app's answer and the caller goes on.
 //! While BareMetal code runs on a core (the entry, a job), that core's timer interrupts
 //! it every 5 ms ([`calls::run_code`]), so that a `hlt` waiting for input returns, as
 //! BareMetal's timer and devices interrupt it (Rexo polls the serial line and the PS/2
@@ -256,13 +259,14 @@ pub fn load(binary: Option<&[u8]>, mut record: impl FnMut(Option<u64>)) -> Resul
 
 /// The built-in app `baremetal`: loads the boot module and runs it on this core with the
 /// call table (`Kernel::load_baremetal` and `exec_baremetal`, which its app-table entry
-/// grants it) and reports its RAX. A refused module stops the boot with a message (exit
-/// status "failure").
+/// grants it) and reports its RAX. A missing or refused module is its error,
+/// `ApiError::Binary`: the app that started it goes on (the monitor's `run` prints it),
+/// and as the boot's app (`app=baremetal`) it stops the boot (exit status "failure").
 pub fn app(kernel: &rexo_api::Kernel) -> Result<(), rexo_api::ApiError> {
     let rax = kernel
         .load_baremetal(None)
         .and_then(|_| kernel.exec_baremetal());
-    let rax = rax.unwrap_or_else(|e| crate::fatal(format_args!("baremetal: {e}")));
+    let rax = rax.map_err(rexo_api::ApiError::Binary)?;
     log::info!("baremetal: the app returned rax={rax:#x}");
     Ok(())
 }
