@@ -1644,6 +1644,54 @@ kernel_test!(
     }
 );
 
+/// A C app whose memory the kernel takes by force (a revocation deadline of now), and
+/// which then writes to it: `rexo_mem_write` breaks the abort protocol and ends the app
+/// inside the call, its handle locked.
+fn c_app_repossessed_in_a_call(kernel: &rexo_api::Kernel) -> Result<(), rexo_api::ApiError> {
+    rexo_capi::run_app(kernel, "repossessed", || {
+        let handle = rexo_capi::rexo_mem_alloc(4096);
+        assert!(handle > 0, "rexo_mem_alloc gave {handle}");
+        let memory = rexo_captable::ResourceKind::Memory;
+        // The app's own heap blocks are dropped before it ends: an app ended mid-way
+        // leaks what its frames hold on the heap (`mem::heap`), which is not counted here.
+        let caps = kernel.capabilities();
+        let entry = caps.iter().find(|e| e.resource.kind() == memory);
+        let entry = entry.expect("the handle's capability").id;
+        drop(caps);
+        crate::caps::request_revocation(entry, time::now_ns()).expect("asked back");
+        let data = [7u8; 8];
+        rexo_capi::rexo_mem_write(handle, 0, data.as_ptr().cast(), data.len())
+    })
+}
+
+kernel_test!(
+    fn a_c_app_ended_inside_a_call_leaves_nothing_on_the_heap() {
+        // The call's share of the handle's object stayed in its abandoned frame, so
+        // dropping the app's handles freed nothing of it: 96 bytes lost every run.
+        let app = crate::apps::App::new(
+            "repossessed",
+            "ended in a call",
+            c_app_repossessed_in_a_call,
+        );
+        let owner = crate::caps::tests::top_owner(3);
+        let cores = crate::apps::CoreSpan { first: 0, count: 1 };
+        let run = || crate::apps::run_as(&app, owner, cores, Some(1 << 20));
+        // A warm-up: the first allocations of the table, the log and the abort path stay.
+        for _ in 0..2 {
+            assert_eq!(run(), Err(rexo_api::ApiError::Repossessed));
+        }
+        let before = mem::heap::allocated_bytes();
+        for _ in 0..100 {
+            assert_eq!(run(), Err(rexo_api::ApiError::Repossessed));
+        }
+        let after = mem::heap::allocated_bytes();
+        assert_eq!(
+            after, before,
+            "heap bytes after 100 runs ended inside a call, against before them"
+        );
+    }
+);
+
 /// Which way the soak's app ends this run (its run's number, [`soak_app`]).
 static SOAK_RUN: AtomicUsize = AtomicUsize::new(0);
 

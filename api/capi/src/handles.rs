@@ -141,8 +141,12 @@ pub fn frame_mark<T>(local: &T) -> usize {
 /// kernel calls this at an app's abort point after abandoning the frames below it, so that
 /// a call it ended mid-way (memory taken by force during the call, a device call's app
 /// code aborted) leaves no handle locked. A disk's requests still in flight for such a
-/// call are given up at the handle's next call. Called with interrupts on: the table's
-/// holder on another core may be waiting for this one (a TLB shootdown from its timer).
+/// call are given up at the handle's next call. Each such call also held its own share of
+/// the handle's object (the `Arc` its frame locked it through, never dropped): that share
+/// is given up here, so that the object (a device handle's boxes among it) is freed with
+/// the handle rather than left on the heap for good. Called with interrupts on: the
+/// table's holder on another core may be waiting for this one (a TLB shootdown from its
+/// timer).
 pub fn release_abandoned(core: usize, mark: usize) {
     for handle in HANDLES.lock().iter() {
         let slot = &handle.object;
@@ -151,6 +155,12 @@ pub fn release_abandoned(core: usize, mark: usize) {
         {
             slot.holder_core.store(NO_CORE, Ordering::Relaxed);
             slot.abandoned.store(true, Ordering::Relaxed);
+            // SAFETY: a call locks a slot only through a share of its own (`take_as`,
+            // `with_object`: the `Arc` whose address is the frame's mark), kept in the frame
+            // that holds the lock; that frame was abandoned, so the share is never dropped.
+            // The table's share (`handle.object`, alive while the table is locked) keeps
+            // the count above zero, so this frees nothing under anyone.
+            unsafe { Arc::decrement_strong_count(Arc::as_ptr(slot)) };
             // SAFETY: this core's call that locked the slot had its frames abandoned at an
             // abort point (the caller's promise): the guard in them is never used or
             // dropped, so nothing else releases the lock or touches the object through it.
@@ -419,12 +429,29 @@ mod tests {
     }
 
     /// Locks handle `id` as a call in a frame below the caller's would, and abandons that
-    /// call (its frames never run again, so its lock is never dropped): what the kernel's
-    /// abort point leaves.
+    /// call (its frames never run again, so neither its lock nor its share of the object
+    /// is ever dropped): what the kernel's abort point leaves.
     #[inline(never)]
     fn abandon_a_call(id: i64, owner: OwnerId) {
         let object = object_of(id, owner).expect("inserted");
         core::mem::forget(object.lock(frame_mark(&object)));
+        core::mem::forget(object);
+    }
+
+    #[test]
+    fn an_abandoned_calls_share_of_a_handle_goes_with_the_handle() {
+        crate::tests::register_test_host();
+        let owner = OwnerId(83);
+        let id = insert(owner, Object::Block(Box::<Idle>::default()));
+        let object = Arc::downgrade(&object_of(id, owner).expect("inserted"));
+        let abort_point = 0u8;
+        abandon_a_call(id, owner);
+        release_abandoned((host().core_index)(), frame_mark(&abort_point));
+        forget_handles(owner);
+        assert!(
+            object.upgrade().is_none(),
+            "the handle's object (the disk's handle) is freed with the app's handles"
+        );
     }
 
     #[test]
