@@ -348,9 +348,12 @@ fn ethertype(frame: &[u8]) -> Option<[u8; 2]> {
 }
 
 /// Whether the IPv4 frame `frame` (at least 22 bytes) is a later fragment of its
-/// datagram: its fragment offset is not 0 (the atom the filters' port words use).
+/// datagram: its fragment offset is not 0 (the field of the atom the filters' port
+/// words use, read here whatever the total length says: a datagram too short to hold
+/// the field is malformed, not a fragment, and no port filter takes it).
 fn is_later_fragment(frame: &[u8]) -> bool {
-    !rexo_pktfilter::FIRST_FRAGMENT.matches(frame)
+    let rexo_pktfilter::Atom { mask, .. } = rexo_pktfilter::FIRST_FRAGMENT;
+    u32::from(u16::from_be_bytes([frame[20], frame[21]])) & mask != 0
 }
 
 /// ARP's request and reply operations (RFC 826: a 16-bit field).
@@ -1870,6 +1873,27 @@ pub(crate) mod tests {
         frame.extend_from_slice(options);
         frame.extend_from_slice(payload);
         frame
+    }
+
+    #[test]
+    fn ethernet_padding_is_no_payload_tag_either_way() {
+        let (registry, wire) = shared();
+        let mut first = bind(registry, 1, "first", &["tcp dport 5000 & 54:1=0"]).unwrap();
+        let mut second = bind(registry, 2, "second", &["tcp dport 5000 & 54:1=2"]).unwrap();
+        // The peer's bare ACK to the second app's connection, padded to 60 bytes.
+        let mut bare_ack = tcp_with_options(incoming(6, 5000), &[], &[]);
+        bare_ack.resize(60, 0);
+        wire.lock().incoming.push_back(bare_ack);
+        assert_eq!(poll(first.as_mut()), Vec::<Vec<u8>>::new(), "not a 0 tag");
+        assert_eq!(poll(second.as_mut()), Vec::<Vec<u8>>::new());
+        let sharing = registry.net_sharing(0).unwrap().unwrap();
+        assert_eq!(sharing.unmatched, 1, "a segment without payload has no tag");
+        // The second app's RST to any peer of the port, its tag in the padding.
+        let mut reset = tcp_with_options(outgoing(6, 5000), &[], &[]);
+        reset[47] = 0x04;
+        reset.resize(60, 2);
+        let own = tcp_with_options(outgoing(6, 5000), &[], &[2]);
+        sends_only(second.as_mut(), &wire, &own, &reset, "a tag in the padding");
     }
 
     #[test]

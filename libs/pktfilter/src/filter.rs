@@ -4,7 +4,8 @@ use alloc::vec::Vec;
 use core::fmt;
 
 /// One masked compare: the `width`-byte big-endian field at `offset`, masked with `mask`,
-/// equals `value`. A frame too short to hold the field does not match.
+/// equals `value`. A frame too short to hold the field does not match, nor an IPv4 frame
+/// whose datagram (by its total length) ends before the field does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Atom {
     /// Byte offset from the start of the Ethernet frame; from [`TCP_PAYLOAD`] on, in a
@@ -26,7 +27,9 @@ pub struct Atom {
 /// segment) would otherwise stand where a filter reads payload, and an app could slip
 /// another app's payload tag past its transmit rule behind options of its own. A TCP
 /// frame whose data offset is under 5 words has no payload byte to read (no atom there
-/// matches it), and no atom reads a TCP option byte.
+/// matches it), and no atom reads a TCP option byte. In an IPv4 frame no atom reads
+/// past the datagram's end (14 bytes and its total length): Ethernet padding is no
+/// payload.
 pub const TCP_PAYLOAD: u16 = 54;
 
 /// The TCP data offset field (the TCP header's length in 32-bit words, high nibble).
@@ -42,8 +45,9 @@ pub(crate) struct FrameView<'a> {
 }
 
 impl<'a> FrameView<'a> {
-    /// `frame` as atoms read it.
+    /// `frame` as atoms read it: an IPv4 frame up to its datagram's end.
     pub(crate) fn of(frame: &'a [u8]) -> Self {
+        let frame = &frame[..datagram_end(frame)];
         let tcp = TCP_FRAME
             .iter()
             .all(|atom| atom.raw(frame) == Some(atom.value));
@@ -67,13 +71,31 @@ impl<'a> FrameView<'a> {
     }
 }
 
+/// Where the bytes atoms read in `frame` end: for IPv4 (EtherType 0x0800, version 4) at
+/// the datagram's end, 14 bytes and its total length, where the frame is that long; for
+/// anything else at the frame's end. Past an IPv4 datagram is Ethernet padding (a
+/// sender pads every frame to 60 bytes: a bare TCP ACK, 54 bytes, carries 6 zeros that
+/// are no payload) or nothing the datagram holds, so no atom reads it, and a datagram
+/// whose total length ends before its headers do has no such header bytes: before, a
+/// padded bare ACK matched `tcp dport 5000 & 54:1=0`, taking another app's segments
+/// that carry no tag, and a padded ACK or RST with its tag in the padding passed the
+/// transmit rule of `54:1=1` onto another app's connections.
+fn datagram_end(frame: &[u8]) -> usize {
+    let ipv4 = frame.get(12..14) == Some(&IPV4_ETHERTYPE.to_be_bytes())
+        && frame.get(14).is_some_and(|b| b >> 4 == 4);
+    match frame.get(16..18) {
+        Some(&[high, low]) if ipv4 => frame
+            .len()
+            .min(14 + usize::from(u16::from_be_bytes([high, low]))),
+        _ => frame.len(),
+    }
+}
+
 impl Atom {
     /// The field of `frame` this atom reads, masked; `None` when the frame is too short
-    /// (or, for a TCP payload byte, has no such byte: [`TCP_PAYLOAD`]).
+    /// (or, for a TCP payload byte, has no such byte: [`TCP_PAYLOAD`]; or the byte lies
+    /// past an IPv4 datagram's end).
     pub fn field(&self, frame: &[u8]) -> Option<u32> {
-        if usize::from(self.offset) + usize::from(self.width) <= usize::from(TCP_PAYLOAD) {
-            return self.raw(frame);
-        }
         self.read(&FrameView::of(frame))
     }
 
@@ -641,6 +663,7 @@ mod tests {
         let mut frame = alloc::vec![0u8; 60];
         frame[12..14].copy_from_slice(&[0x08, 0x00]);
         frame[14] = 0x45;
+        frame[16..18].copy_from_slice(&46u16.to_be_bytes());
         frame[23] = 17;
         frame[30..34].copy_from_slice(&[10, 0, 2, 15]);
         frame[36..38].copy_from_slice(&dport.to_be_bytes());
@@ -843,7 +866,55 @@ mod tests {
         frame[46] = ((5 + options.len() / 4) as u8) << 4;
         frame.extend_from_slice(options);
         frame.extend_from_slice(payload);
+        let total = frame.len() as u16 - 14;
+        frame[16..18].copy_from_slice(&total.to_be_bytes());
         frame
+    }
+
+    #[test]
+    fn no_atom_reads_past_an_ipv4_datagram() {
+        // A bare ACK padded to Ethernet's 60 bytes: six bytes past the datagram's 40.
+        let mut bare_ack = tcp_frame(5000, &[], &[]);
+        bare_ack.resize(60, 0);
+        let zero_tag = Filter::parse("tcp dport 5000 & 54:1=0").unwrap();
+        assert!(!zero_tag.matches(&bare_ack), "padding is no payload");
+        let mut filters = crate::Filters::new();
+        filters.insert(zero_tag.clone(), 0).unwrap();
+        assert_eq!(filters.classify(&bare_ack), None);
+        assert!(zero_tag.matches(&tcp_frame(5000, &[], &[0])), "a real 0");
+        // Nor does a tag in the padding pass the transmit rule: an ACK or RST with no
+        // payload would go onto another app's connections on the port.
+        let send = Filter::parse("tcp sport 5000 & 54:1=1").unwrap();
+        let mut ack = tcp_frame(40000, &[], &[]);
+        ack[34..36].copy_from_slice(&5000u16.to_be_bytes());
+        ack.resize(60, 1);
+        assert!(!send.matches(&ack));
+        // UDP: an empty datagram padded; a datagram whose total length ends in its
+        // own header has no ports.
+        let mut empty = udp_frame(5000);
+        empty[16..18].copy_from_slice(&28u16.to_be_bytes());
+        assert!(
+            !Filter::parse("udp dport 5000 & 42:1=0")
+                .unwrap()
+                .matches(&empty)
+        );
+        assert!(Filter::parse("udp dport 5000").unwrap().matches(&empty));
+        let mut headless = udp_frame(5000);
+        headless[16..18].copy_from_slice(&20u16.to_be_bytes());
+        assert!(!Filter::parse("udp dport 5000").unwrap().matches(&headless));
+        assert!(Filter::parse("udp").unwrap().matches(&headless));
+        // A frame shorter than its total length (cut) is read to its end; a frame of
+        // another EtherType to its end, whatever bytes 16..18 hold.
+        assert!(
+            Filter::parse("udp dport 5000")
+                .unwrap()
+                .matches(&udp_frame(5000)[..38])
+        );
+        let mut raw = alloc::vec![0u8; 60];
+        raw[12..14].copy_from_slice(&[0x88, 0xb5]);
+        raw[14] = 0x45;
+        raw[59] = 7;
+        assert!(Filter::parse("12:2=0x88b5 & 59:1=7").unwrap().matches(&raw));
     }
 
     #[test]

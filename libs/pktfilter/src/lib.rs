@@ -1,7 +1,8 @@
 //! Packet filters in the manner of the MIT exokernel's DPF: an app binds to incoming
 //! traffic with a declarative filter, a conjunction of *atoms* (`offset`, `width`, `mask`,
 //! `value`: "the 2 bytes at 12, masked with 0xFFFF, equal 0x0800"; from byte 54 on, a
-//! TCP frame's payload bytes wherever its TCP options end, [`TCP_PAYLOAD`]). Because filters are
+//! TCP frame's payload bytes wherever its TCP options end, [`TCP_PAYLOAD`]; in an IPv4 frame
+//! nothing past the datagram's total length, such as Ethernet padding). Because filters are
 //! data, not code, the kernel can do what it could not with code:
 //!
 //! - check a new filter against the installed ones and refuse one that overlaps (some

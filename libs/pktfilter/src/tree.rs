@@ -658,6 +658,7 @@ mod tests {
         let mut frame = alloc::vec![0u8; 64];
         frame[12..14].copy_from_slice(&ethertype.to_be_bytes());
         frame[14] = 0x45;
+        frame[16..18].copy_from_slice(&50u16.to_be_bytes());
         frame[23] = protocol;
         frame[36..38].copy_from_slice(&dport.to_be_bytes());
         frame
