@@ -698,6 +698,58 @@ mod tests {
         assert_eq!(filters.classify(&frame(0x0800, 17, 11211)), Some("greedy"));
     }
 
+    /// A hostile app's filters against kv's port and a tagged TCP port: every shape that
+    /// some frame of theirs would match too is refused, naming the owner; a shape
+    /// disjoint from them by one bit goes in.
+    #[test]
+    fn every_shape_that_would_take_another_apps_frames_is_refused() {
+        let mut filters = Filters::new();
+        let installed = [
+            ("udp dport 11211", "kv"),
+            ("tcp dport 5000 & 54:1=1", "tagged"),
+        ];
+        for (text, owner) in installed {
+            filters.insert(Filter::parse(text).unwrap(), owner).unwrap();
+        }
+        for (hostile, owner) in [
+            ("udp dport 11211", "kv"),                               // the same port
+            ("udp dport 11211 & 42:1=7", "kv"),                      // narrower: a payload byte
+            ("udp", "kv"),                                           // wider: the protocol
+            ("12:2=0x0800 & 36:2=11211", "kv"),                      // fewer fields
+            ("36:2=11211", "kv"),                                    // no protocol at all
+            ("udp & 36:2/0xfffe=11210", "kv"),                       // a mask over 11210-11211
+            ("udp & 37:1=0xcb", "kv"),                               // one byte of the port
+            ("udp & 34:4/0xffff=11211", "kv"),                       // a wider atom over it
+            ("12:1/0x08=0x08", "kv"),                                // one bit of the EtherType
+            ("0:1/0x01=0", "kv"),                                    // every unicast frame
+            ("tcp dport 5000", "tagged"),                            // the port without a tag
+            ("12:2=0x0800 & 14:1=0x45 & 23:1=6 & 58:1=0", "tagged"), // payload, unnamed port
+            ("tcp & 52:4/0xff=1", "tagged"),                         // an atom into the payload
+        ] {
+            let refused = filters.insert(Filter::parse(hostile).unwrap(), "hostile");
+            assert!(
+                matches!(refused, Err(InsertError::Overlaps { owner: o, .. }) if o == owner),
+                "{hostile}: {refused:?}"
+            );
+        }
+        assert_eq!(
+            filters.installed().len(),
+            2,
+            "nothing of the hostile's went in"
+        );
+        for disjoint in [
+            "udp dport 11212",
+            "udp & 36:2/0xfffe=11208",
+            "tcp dport 11211",
+            "tcp dport 5000 & 54:1=2",
+            "12:2=0x86dd",
+        ] {
+            let filter = Filter::parse(disjoint).unwrap();
+            filters.insert(filter, "hostile").unwrap();
+        }
+        assert_eq!(filters.classify(&frame(0x0800, 17, 11211)), Some("kv"));
+    }
+
     fn parsed(text: &[&str]) -> Vec<Filter> {
         text.iter().map(|t| Filter::parse(t).unwrap()).collect()
     }
