@@ -60,7 +60,8 @@ pub enum FsError {
     /// The app cannot get the memory this needs (a check or repair of a large disk
     /// needs one bit per disk block, a journal replay the images of a transaction,
     /// [`crate::FileSystem::read_all`] the whole file, [`crate::FileSystem::write`]
-    /// the new images of a piece's blocks):
+    /// the new images of a piece's blocks, the blocks it reads to change and its
+    /// commit's journal blocks; nothing is committed then, and the mount goes on):
     /// what for, and how many bytes.
     NoMemory {
         /// What the memory was for.

@@ -20,6 +20,9 @@ use crate::error::FsError;
 /// One block's bytes.
 pub(crate) type Block = Box<[u8; BLOCK_SIZE]>;
 
+/// What a hole in a file reads as, and the bytes of a new block of zeros.
+pub(crate) static ZEROS: [u8; BLOCK_SIZE] = [0; BLOCK_SIZE];
+
 /// A block of zeros.
 pub(crate) fn zeroed() -> Block {
     Box::new([0; BLOCK_SIZE])
@@ -37,6 +40,21 @@ pub(crate) fn try_block(bytes: &[u8]) -> Option<Block> {
     block.try_reserve_exact(BLOCK_SIZE).ok()?;
     block.extend_from_slice(bytes);
     block.into_boxed_slice().try_into().ok()
+}
+
+/// An empty buffer with room for `blocks` blocks, or `None` when the app cannot get
+/// the memory: a run of blocks read or written in one request. Counted as `blocks`
+/// blocks against a test's budget (`tests::app_memory`).
+pub(crate) fn try_run_buffer(blocks: usize) -> Option<Vec<u8>> {
+    #[cfg(test)]
+    if !crate::tests::app_memory::take_blocks(blocks as u64) {
+        return None;
+    }
+    let mut buffer = Vec::new();
+    buffer
+        .try_reserve_exact(blocks.checked_mul(BLOCK_SIZE)?)
+        .ok()?;
+    Some(buffer)
 }
 
 /// `len` items of their default (zeros), or `None` when the app cannot get the memory

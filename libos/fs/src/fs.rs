@@ -11,8 +11,8 @@ use crate::extents::{cut, mapped_blocks, physical_of, unmapped_runs};
 use crate::file::next_mount;
 use crate::format::{
     BITMAP_MAGIC, BITS_PER_BITMAP_BLOCK, Block, EXTENTS_PER_OVERFLOW_BLOCK, Extent, FileKind,
-    INLINE_EXTENTS, Inode, Layout, SUPERBLOCK_MAGIC, Superblock, bit_is_set, bitmap_position,
-    check_header_as, seal, seal_checksum, set_bit, try_block, try_zeroed, zeroed,
+    INLINE_EXTENTS, Inode, Layout, SUPERBLOCK_MAGIC, Superblock, ZEROS, bit_is_set,
+    bitmap_position, check_header_as, seal, seal_checksum, set_bit, try_block, try_zeroed, zeroed,
 };
 use crate::fsck::{FsckReport, check};
 use crate::journal::{Journal, Replay, encode_header, scan, transaction_length, write_transaction};
@@ -24,8 +24,6 @@ use crate::{DirEntry, MAX_FILE_SIZE, Metadata, StatFs};
 
 /// Bytes per block, as a u64 for offset arithmetic.
 const BLOCK: u64 = BLOCK_SIZE as u64;
-/// What a hole in a file reads as.
-static ZEROS: [u8; BLOCK_SIZE] = [0; BLOCK_SIZE];
 
 /// When completed operations are committed to the journal (see
 /// [`FileSystem::set_commit_policy`]).
@@ -400,6 +398,8 @@ impl<D: BlockStore> FileSystem<D> {
     /// Makes every completed operation durable ("fsync"): writes the running
     /// transaction to the journal as one transaction and flushes. Nothing is written
     /// home (that is [`FileSystem::sync`]); with nothing running it does nothing.
+    /// `NoMemory` when the commit cannot get its memory: nothing committed, the
+    /// operations stay in the running transaction and the file system usable.
     pub fn commit(&mut self) -> Result<(), FsError> {
         self.writable()?;
         self.commit_running()
@@ -445,9 +445,11 @@ impl<D: BlockStore> FileSystem<D> {
     /// overflow extent blocks its extents can take, first (before committing any, so
     /// for a write of one piece once that piece has been halved) rehearses all of their
     /// allocations, piece by piece as they will be cut (halved pieces too), and
-    /// forgets them. A piece whose new block images the app cannot get (up to the
-    /// journal's size: 64 MiB on a disk of 4 GiB or more) returns `NoMemory` with
-    /// nothing of it committed (in a write of several, the pieces before it are).
+    /// forgets them. A piece that cannot get the memory it needs (its new block
+    /// images, up to the journal's size: 64 MiB on a disk of 4 GiB or more; the blocks
+    /// it reads to change; its commit's journal blocks and buffer) returns `NoMemory`
+    /// with nothing of it committed (in a write of several, the pieces before it are)
+    /// and the file system usable.
     pub fn write(&mut self, path: &str, offset: u64, data: &[u8]) -> Result<(), FsError> {
         self.writable()?;
         let names = parse(path)?;
@@ -855,23 +857,30 @@ impl<D: BlockStore> FileSystem<D> {
     /// bitmap, to find the fresh blocks) is read before the blocks move, so that once
     /// they have moved only a write or flush error, which stops the file system, can
     /// fail it: an operation refused otherwise is left out whole.
+    ///
+    /// A commit that cannot get its memory (`NoMemory`, nothing committed) puts the
+    /// running transaction back as it was before the blocks moved: the operation is
+    /// left out whole and the file system stays usable.
     fn join_running(&mut self, joined: usize) -> Result<(), FsError> {
         if self.store.staged.is_empty() {
             return Ok(());
         }
         self.journal.check_sequence_room()?;
         let commit = self.policy == CommitPolicy::EachOperation || joined >= MAX_RUNNING_BLOCKS;
-        let fresh = if commit {
-            Some(self.fresh_blocks(true)?)
-        } else {
-            None
-        };
-        self.store.absorb_staged();
-        self.version += 1;
-        match fresh {
-            Some(fresh) => self.commit_running_with(fresh),
-            None => Ok(()),
+        if !commit {
+            self.store.absorb_staged();
+            self.version += 1;
+            return Ok(());
         }
+        let fresh = self.fresh_blocks(true)?;
+        let mut displaced = Displaced::new();
+        self.store.absorb_staged_noting(&mut displaced);
+        self.version += 1;
+        let result = self.commit_running_with(fresh);
+        if let Err(FsError::NoMemory { .. }) = result {
+            self.store.restore_running(displaced);
+        }
+        result
     }
 
     /// Writes the running transaction to the journal as one transaction and flushes
@@ -889,8 +898,12 @@ impl<D: BlockStore> FileSystem<D> {
 
     /// [`FileSystem::commit_running`] with the fresh blocks of the running transaction
     /// (see [`FileSystem::fresh_blocks`]) found already: fails only on a write or flush
-    /// error before the commit, which stops the file system. A checkpoint after the
-    /// commit that fails stops it too, but the transaction is committed: `Ok`.
+    /// error before the commit, which stops the file system, or when a step cannot get
+    /// its memory (`NoMemory`, had before that step writes anything): then nothing is
+    /// committed, the running transaction holds what it held but its fresh blocks
+    /// already written home, and the file system goes on. A checkpoint after the
+    /// commit that fails stops it too (but for `NoMemory`), but the transaction is
+    /// committed: `Ok`.
     fn commit_running_with(&mut self, fresh: Vec<u64>) -> Result<(), FsError> {
         // Never empty here: commit_running checked, join_running has just absorbed.
         self.store.seal_running();
@@ -924,7 +937,8 @@ impl<D: BlockStore> FileSystem<D> {
         if self.store.pending.len() > self.max_pending {
             // A transaction larger than the bound alone: home now, not held until the
             // next commit. It is committed whatever the checkpoint meets: a failure
-            // has stopped the file system (stop_on_error), refusing what comes next.
+            // has stopped the file system (stop_on_error), refusing what comes next,
+            // but for NoMemory, which wrote nothing and leaves it pending till the next.
             let _stopped_on_failure = self.write_home();
         }
         Ok(())
@@ -954,6 +968,7 @@ impl<D: BlockStore> FileSystem<D> {
         let running = &self.store.running;
         let result = write_sorted(
             &mut self.store.disk,
+            fresh.len(),
             fresh
                 .iter()
                 .filter_map(|number| running.get(number).map(|block| (*number, block))),
@@ -975,14 +990,19 @@ impl<D: BlockStore> FileSystem<D> {
     /// them is a block the old tree uses (nor its superblock), so a crash leaves it as
     /// it was.
     fn write_rebuilt_in_place(&mut self) -> Result<(), FsError> {
-        let superblock = self.store.running.remove(&0);
-        let running = core::mem::take(&mut self.store.running);
         let result = write_sorted(
             &mut self.store.disk,
-            running.iter().map(|(number, block)| (*number, block)),
+            self.store.running.len(),
+            self.store
+                .running
+                .iter()
+                .filter(|(number, _)| **number != 0)
+                .map(|(number, block)| (*number, block)),
         )
         .and_then(|()| flush_disk(&mut self.store.disk));
         self.stop_on_error(result)?;
+        let superblock = self.store.running.remove(&0);
+        let running = core::mem::take(&mut self.store.running);
         for (number, block) in running {
             self.store.cache.insert_written(number, block);
         }
@@ -1017,20 +1037,23 @@ impl<D: BlockStore> FileSystem<D> {
             candidates.dedup();
         }
         let mut fresh = Vec::new();
-        let mut held: Option<(u64, Block)> = None;
-        for number in candidates {
-            let (bitmap, byte, bit) = bitmap_position(&self.layout, number);
-            let contents = match held.take() {
-                Some((at, contents)) if at == bitmap => contents,
-                _ => self.store.with_committed_metadata(bitmap, |block, trust| {
-                    check_header_as(block, BITMAP_MAGIC, bitmap, "bitmap block", trust)?;
-                    Ok(block.clone())
-                })?,
+        let layout = &self.layout;
+        // The candidates of one bitmap block together, read once (in place, no copy).
+        for group in candidates
+            .chunk_by(|a, b| bitmap_position(layout, *a).0 == bitmap_position(layout, *b).0)
+        {
+            let Some(&first) = group.first() else {
+                continue;
             };
-            if !bit_is_set(&contents, byte, bit) {
-                fresh.push(number);
-            }
-            held = Some((bitmap, contents));
+            let bitmap = bitmap_position(layout, first).0;
+            self.store.with_committed_metadata(bitmap, |block, trust| {
+                check_header_as(block, BITMAP_MAGIC, bitmap, "bitmap block", trust)?;
+                fresh.extend(group.iter().copied().filter(|&number| {
+                    let (_, byte, bit) = bitmap_position(layout, number);
+                    !bit_is_set(block, byte, bit)
+                }));
+                Ok(())
+            })?;
         }
         Ok(fresh)
     }
@@ -1055,6 +1078,7 @@ impl<D: BlockStore> FileSystem<D> {
     fn write_pending_home(&mut self) -> Result<(), FsError> {
         write_sorted(
             &mut self.store.disk,
+            self.store.pending.len(),
             self.store
                 .pending
                 .iter()
@@ -1066,9 +1090,12 @@ impl<D: BlockStore> FileSystem<D> {
         flush_disk(&mut self.store.disk)
     }
 
-    /// Remembers a failed write or flush.
+    /// Remembers a failed write or flush. `NoMemory` stops nothing: every step that
+    /// returns it has had its memory before writing anything, so the disk is as it was.
     fn stop_on_error(&mut self, result: Result<(), FsError>) -> Result<(), FsError> {
-        if let Err(error) = &result {
+        if let Err(error) = &result
+            && !matches!(error, FsError::NoMemory { .. })
+        {
             self.failed = Some(alloc::format!("{error}"));
             self.store.cache.clear();
         }
@@ -1245,7 +1272,12 @@ impl<D: BlockStore> FileSystem<D> {
                 try_block(&ZEROS).ok_or_else(no_memory)?
             } else {
                 let small = self.is_small(old_size);
-                self.store.read_data(physical, small)?
+                self.store
+                    .read_data(physical, small)
+                    .map_err(|error| match error {
+                        FsError::NoMemory { .. } => no_memory(),
+                        error => error,
+                    })?
             };
             if let Some(target) =
                 image.get_mut((from - block_start) as usize..(to - block_start) as usize)

@@ -40,8 +40,8 @@ use crate::disk::{BLOCK_SIZE, BlockStore};
 use crate::error::FsError;
 use crate::format::{
     BODY_AT, Block, COMMIT_MAGIC, CRC_AT, DESCRIPTOR_MAGIC, JOURNAL_HEADER_MAGIC, Layout,
-    SECTOR_CRC_AT, check_header, check_in_first_sector, check_zero, get_u32, get_u64, put, seal,
-    seal_in_first_sector, try_block, zeroed,
+    SECTOR_CRC_AT, ZEROS, check_header, check_in_first_sector, check_zero, get_u32, get_u64, put,
+    seal, seal_in_first_sector, try_block, zeroed,
 };
 use crate::store::{RUN_BLOCKS, read_disk, read_disk_run, write_sorted};
 
@@ -195,6 +195,8 @@ pub(crate) fn sequence_past_journal<D: BlockStore>(
 
 /// Writes the transaction `staged` (home block number to new image) as number
 /// `sequence` at `position`; the caller flushes. Returns the journal blocks written.
+/// Every block it writes (descriptors, escaped images, commit block, the run's buffer)
+/// is had before the first write: `NoMemory` without them, nothing written.
 pub(crate) fn write_transaction<D: BlockStore>(
     disk: &mut D,
     position: u64,
@@ -202,11 +204,22 @@ pub(crate) fn write_transaction<D: BlockStore>(
     staged: &BTreeMap<u64, Block>,
 ) -> Result<u64, FsError> {
     let total = staged.len() as u64;
+    let descriptors = total.div_ceil(TARGETS_PER_DESCRIPTOR) as usize;
+    let no_memory = || FsError::NoMemory {
+        what: format!("committing journal transaction {sequence} ({total} blocks)"),
+        bytes: transaction_length(total) * BLOCK_SIZE as u64,
+    };
     let mut targets: Vec<u64> = Vec::new();
     let mut images: Vec<Cow<'_, Block>> = Vec::new();
+    let mut blocks: Vec<Block> = Vec::new();
+    targets
+        .try_reserve_exact(staged.len())
+        .and_then(|()| images.try_reserve_exact(staged.len()))
+        .and_then(|()| blocks.try_reserve_exact(descriptors))
+        .map_err(|_| no_memory())?;
     for (&target, image) in staged {
         if image.starts_with(JOURNAL_MAGIC_PREFIX) {
-            let mut escaped = image.clone();
+            let mut escaped = try_block(&image[..]).ok_or_else(no_memory)?;
             escaped[..JOURNAL_MAGIC_PREFIX.len()].fill(0);
             images.push(Cow::Owned(escaped));
             targets.push(target | ESCAPED);
@@ -216,9 +229,8 @@ pub(crate) fn write_transaction<D: BlockStore>(
         }
     }
     let mut crc = Crc32::castagnoli();
-    let mut blocks: Vec<Block> = Vec::new();
     for (index, chunk) in targets.chunks(TARGETS_PER_DESCRIPTOR as usize).enumerate() {
-        let mut descriptor = zeroed();
+        let mut descriptor = try_block(&ZEROS).ok_or_else(no_memory)?;
         put(&mut descriptor[..], SEQUENCE_AT, &sequence.to_le_bytes());
         put(&mut descriptor[..], TOTAL_AT, &(total as u32).to_le_bytes());
         put(&mut descriptor[..], INDEX_AT, &(index as u32).to_le_bytes());
@@ -237,7 +249,7 @@ pub(crate) fn write_transaction<D: BlockStore>(
         crc.update(&image[..]);
     }
     let at = position + blocks.len() as u64 + total;
-    let mut commit = zeroed();
+    let mut commit = try_block(&ZEROS).ok_or_else(no_memory)?;
     put(&mut commit[..], SEQUENCE_AT, &sequence.to_le_bytes());
     put(&mut commit[..], TOTAL_AT, &(total as u32).to_le_bytes());
     put(&mut commit[..], COMMIT_CRC_AT, &crc.finish().to_le_bytes());
@@ -247,7 +259,12 @@ pub(crate) fn write_transaction<D: BlockStore>(
         .iter()
         .chain(images.iter().map(|image| &**image))
         .chain(core::iter::once(&commit));
-    write_sorted(disk, (position..).zip(all))?;
+    write_sorted(disk, (at + 1 - position) as usize, (position..).zip(all)).map_err(|error| {
+        match error {
+            FsError::NoMemory { .. } => no_memory(),
+            error => error,
+        }
+    })?;
     Ok(at + 1 - position)
 }
 

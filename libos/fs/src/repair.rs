@@ -207,6 +207,7 @@ impl<D: BlockStore> FileSystem<D> {
         let mut disk = store.disk;
         write_sorted(
             &mut disk,
+            store.pending.len(),
             store.pending.iter().map(|(number, block)| (*number, block)),
         )?;
         flush_disk(&mut disk)?;

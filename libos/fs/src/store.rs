@@ -10,7 +10,9 @@ use core::ops::Range;
 use crate::cache::Cache;
 use crate::disk::{BLOCK_SIZE, BlockStore};
 use crate::error::FsError;
-use crate::format::{Block, Layout, Trust, seal_checksum, zeroed};
+use crate::format::{
+    Block, Layout, Trust, ZEROS, seal_checksum, try_block, try_run_buffer, zeroed,
+};
 
 /// The disk, the read cache and the three layers of changes above it.
 #[derive(Debug)]
@@ -112,7 +114,11 @@ impl<D: BlockStore> Store<D> {
             self.cache.verified(number);
             return Ok(parsed);
         }
-        let block = self.dropping_cache_on_error(|disk| read_disk(disk, number))?;
+        let mut block = try_block(&ZEROS).ok_or_else(|| FsError::NoMemory {
+            what: alloc::format!("reading block {number}"),
+            bytes: BLOCK_SIZE as u64,
+        })?;
+        self.dropping_cache_on_error(|disk| read_disk_into(disk, number, &mut block[..]))?;
         let parsed = decode(&block, Trust::Verify)?;
         self.cache.insert(number, block);
         self.cache.verified(number);
@@ -134,14 +140,20 @@ impl<D: BlockStore> Store<D> {
     /// this block's);
     /// otherwise (a large file's data) a miss reads the block alone and keeps nothing.
     pub(crate) fn read_data(&mut self, number: u64, together: bool) -> Result<Block, FsError> {
+        let no_memory = |blocks: u64| FsError::NoMemory {
+            what: alloc::format!("reading block {number}"),
+            bytes: blocks * BLOCK_SIZE as u64,
+        };
         if let Some(block) = self.changed(number) {
-            return Ok(block.clone());
+            return try_block(&block[..]).ok_or_else(|| no_memory(1));
         }
         if let Some(block) = self.cache.get(number) {
-            return Ok(block.clone());
+            return try_block(&block[..]).ok_or_else(|| no_memory(1));
         }
         if !together || self.cache.capacity() == 0 {
-            return self.dropping_cache_on_error(|disk| read_disk(disk, number));
+            let mut block = try_block(&ZEROS).ok_or_else(|| no_memory(1))?;
+            self.dropping_cache_on_error(|disk| read_disk_into(disk, number, &mut block[..]))?;
+            return Ok(block);
         }
         let mut end = number + 1;
         if self.data.contains(&number) {
@@ -150,23 +162,34 @@ impl<D: BlockStore> Store<D> {
                 end += 1;
             }
         }
-        let mut run = alloc::vec![0; (end - number) as usize * BLOCK_SIZE];
+        // Every block this needs is had before the disk is read: the run's buffer, a
+        // block for each block of it the cache keeps, and the one returned.
+        let count = (end - number) as usize;
+        let needed = 2 * count as u64 + 1;
+        let mut run = try_run_buffer(count).ok_or_else(|| no_memory(needed))?;
+        run.resize(count * BLOCK_SIZE, 0);
+        let mut blocks: Vec<Block> = Vec::new();
+        blocks
+            .try_reserve_exact(count)
+            .map_err(|_| no_memory(needed))?;
+        for _ in 0..count {
+            blocks.push(try_block(&ZEROS).ok_or_else(|| no_memory(needed))?);
+        }
+        let mut wanted = try_block(&ZEROS).ok_or_else(|| no_memory(needed))?;
         if end > number + 1 && read_disk_run(&mut self.disk, number, &mut run).is_err() {
             // A neighbour may be what is unreadable: the block alone decides.
             end = number + 1;
             run.truncate(BLOCK_SIZE);
+            blocks.truncate(1);
         }
         if end == number + 1 {
-            let block = self.dropping_cache_on_error(|disk| read_disk(disk, number))?;
-            run.copy_from_slice(&block[..]);
+            self.dropping_cache_on_error(|disk| read_disk_into(disk, number, &mut run))?;
         }
-        let mut wanted = zeroed();
         // The wanted block last, so it is the most recently used.
-        for (index, chunk) in run.chunks(BLOCK_SIZE).enumerate().rev() {
-            let mut block = zeroed();
+        for (index, (chunk, mut block)) in run.chunks(BLOCK_SIZE).zip(blocks).enumerate().rev() {
             block.copy_from_slice(chunk);
             if index == 0 {
-                wanted.clone_from(&block);
+                wanted.copy_from_slice(chunk);
             }
             self.cache.insert(number + index as u64, block);
         }
@@ -231,6 +254,11 @@ impl<D: BlockStore> Store<D> {
     }
 
     /// Makes `block` the new contents of block `number` in the operation in progress.
+    ///
+    /// The block maps (`staged`, `running`, `pending`) grow infallibly: stable Rust has
+    /// no fallible `BTreeMap` insert. Their nodes are small (a few hundred bytes, each
+    /// holding up to eleven entries) against the 4 KiB blocks they index, whose
+    /// images are all had fallibly before they are inserted.
     pub(crate) fn stage(&mut self, number: u64, block: Block) {
         self.staged_metadata.remove(&number);
         self.staged.insert(number, block);
@@ -262,15 +290,22 @@ impl<D: BlockStore> Store<D> {
         self.running.extend(staged);
     }
 
-    /// [`Store::absorb_staged`] for a rehearsal: notes in `displaced` what each staged
-    /// block replaces in the running transaction (the first time only), so that
-    /// [`Store::restore_running`] can put it back as it was.
+    /// [`Store::absorb_staged`] for a rehearsal or a commit that may fail: moves into
+    /// `displaced` what each staged block replaces in the running transaction (the
+    /// first time only; no copy), so that [`Store::restore_running`] can put it back
+    /// as it was.
     pub(crate) fn absorb_staged_noting(&mut self, displaced: &mut Displaced) {
-        for number in self.staged.keys() {
-            displaced.entry(*number).or_insert_with(|| {
-                let block = self.running.get(number)?;
-                Some((block.clone(), self.running_metadata.contains(number)))
-            });
+        let Self {
+            staged,
+            running,
+            running_metadata,
+            ..
+        } = self;
+        for number in staged.keys() {
+            if let alloc::collections::btree_map::Entry::Vacant(entry) = displaced.entry(*number) {
+                let metadata = running_metadata.contains(number);
+                entry.insert(running.remove(number).map(|block| (block, metadata)));
+            }
         }
         self.absorb_staged();
     }
@@ -310,9 +345,14 @@ impl<D: BlockStore> Store<D> {
 /// Reads block `number` straight from the disk.
 pub(crate) fn read_disk<D: BlockStore>(disk: &mut D, number: u64) -> Result<Block, FsError> {
     let mut block = zeroed();
-    disk.read(number, &mut block[..])
-        .map_err(|message| FsError::Disk(alloc::format!("reading block {number}: {message}")))?;
+    read_disk_into(disk, number, &mut block[..])?;
     Ok(block)
+}
+
+/// Reads block `number` straight from the disk into `buf` (one block).
+fn read_disk_into<D: BlockStore>(disk: &mut D, number: u64, buf: &mut [u8]) -> Result<(), FsError> {
+    disk.read(number, buf)
+        .map_err(|message| FsError::Disk(alloc::format!("reading block {number}: {message}")))
 }
 
 /// Writes block `number` straight to the disk.
@@ -353,23 +393,32 @@ pub(crate) fn write_disk_run<D: BlockStore>(
     })
 }
 
-/// Writes `blocks` (block number and image, in increasing order) to their places,
-/// each run of consecutive numbers as one `write_run` of at most [`RUN_BLOCKS`].
+/// Writes `blocks` (block number and image, in increasing order, at most `most` of
+/// them) to their places, each run of consecutive numbers as one `write_run` of at
+/// most [`RUN_BLOCKS`]. The run's buffer (up to [`RUN_BLOCKS`] blocks, fewer when
+/// `most` is less) is had before anything is written: `NoMemory` without it, nothing
+/// written.
 pub(crate) fn write_sorted<'a, D: BlockStore>(
     disk: &mut D,
+    most: usize,
     blocks: impl Iterator<Item = (u64, &'a Block)>,
 ) -> Result<(), FsError> {
-    let mut run: Vec<u8> = Vec::new();
+    let room = most.min(RUN_BLOCKS);
+    let mut run = try_run_buffer(room).ok_or_else(|| FsError::NoMemory {
+        what: alloc::format!("writing a run of {room} blocks"),
+        bytes: (room * BLOCK_SIZE) as u64,
+    })?;
     let mut first = 0;
     for (number, block) in blocks {
         let length = (run.len() / BLOCK_SIZE) as u64;
-        if !run.is_empty() && (number != first + length || length == RUN_BLOCKS as u64) {
+        if !run.is_empty() && (number != first + length || length == room as u64) {
             write_disk_run(disk, first, &run)?;
             run.clear();
         }
         if run.is_empty() {
             first = number;
         }
+        // Within the room reserved: `most` bounds the blocks, `room` a run.
         run.extend_from_slice(&block[..]);
     }
     if run.is_empty() {

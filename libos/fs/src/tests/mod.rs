@@ -33,11 +33,17 @@ pub(crate) mod app_memory {
 
     /// Whether `try_block` may give one more block; counts it when it may.
     pub(crate) fn take_block() -> bool {
+        take_blocks(1)
+    }
+
+    /// Whether `blocks` more blocks may be given (a run's buffer); counts them when
+    /// they may.
+    pub(crate) fn take_blocks(blocks: u64) -> bool {
         match BLOCKS_LEFT.get() {
             None => true,
-            Some(0) => false,
+            Some(left) if left < blocks => false,
             Some(left) => {
-                BLOCKS_LEFT.set(Some(left - 1));
+                BLOCKS_LEFT.set(Some(left - blocks));
                 true
             }
         }

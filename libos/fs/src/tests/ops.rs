@@ -292,6 +292,7 @@ fn overwriting_in_place_keeps_the_pending_blocks_under_the_bound() {
 /// written to the disk, the old bytes and size intact, the file system clean, mounted
 /// and after a remount; with the memory there, the same write goes through. The write
 /// covers 21 blocks: a partial old one, 19 whole, a partial new one (zeros first).
+/// With no block at all, what fails first is the read of a block it changes.
 #[test]
 fn a_write_refused_its_memory_is_no_memory_and_changes_nothing() {
     let mut fs = FileSystem::format(super::CountingDisk::new(MemoryDisk::new(1024))).unwrap();
@@ -307,7 +308,14 @@ fn a_write_refused_its_memory_is_no_memory_and_changes_nothing() {
     for left in [0, 10, 19] {
         let writes = fs.store.disk.counts.writes;
         let refused = super::app_memory::with_blocks_left(left, || fs.write("/f", 100, &new));
-        assert_eq!(refused, Err(no_memory.clone()), "{left} blocks left");
+        if left == 0 {
+            assert!(
+                matches!(&refused, Err(FsError::NoMemory { what, .. }) if what.starts_with("reading block")),
+                "{refused:?}"
+            );
+        } else {
+            assert_eq!(refused, Err(no_memory.clone()), "{left} blocks left");
+        }
         assert_eq!(
             fs.store.disk.counts.writes, writes,
             "{left}: nothing written"
@@ -328,6 +336,103 @@ fn a_write_refused_its_memory_is_no_memory_and_changes_nothing() {
         fs.read_all("/f").unwrap() == expected,
         "the write, with memory"
     );
+}
+
+/// Runs `write` on `fs` with 0, 1, 2... blocks of memory until it succeeds: each
+/// refusal must be `NoMemory` and leave `/f` holding `old` and the file system clean
+/// and usable (an unrelated write to `/g` goes through and is committed; no part of
+/// the refused write may be committed with it). Returns the last refusal's `what` and the blocks
+/// the write took.
+fn least_memory(
+    fs: &mut FileSystem<super::CountingDisk>,
+    old: &[u8],
+    write: &mut dyn FnMut(&mut FileSystem<super::CountingDisk>) -> Result<(), FsError>,
+) -> (String, u64) {
+    let mut last = String::new();
+    for left in 0.. {
+        let writes = fs.store.disk.counts.writes;
+        match super::app_memory::with_blocks_left(left, || write(fs)) {
+            Ok(()) => return (last, left),
+            Err(FsError::NoMemory { what, .. }) => last = what,
+            Err(other) => panic!("{left} blocks left: {other:?}"),
+        }
+        let fresh_written = fs.store.disk.counts.writes - writes;
+        fs.check().unwrap();
+        assert!(fs.read_all("/f").unwrap() == old, "{left}: the old bytes");
+        let writes = fs.store.disk.counts.writes;
+        fs.write("/g", 0, &left.to_le_bytes()).unwrap();
+        fs.commit().unwrap();
+        assert!(
+            fs.store.disk.counts.writes > writes,
+            "{left}: /g is written"
+        );
+        assert!(
+            fs.read_all("/f").unwrap() == old,
+            "{left}: the old bytes after /g's commit ({fresh_written} fresh blocks written)"
+        );
+    }
+    unreachable!()
+}
+
+/// A write that cannot get the blocks to read what it changes (a partial block of the
+/// file, the directory block holding its inode) is `NoMemory`, nothing changed, the
+/// file system usable, here with the running transaction not committed by the write
+/// (`OnCommit`). Blocks read by a write were copied out of the cache infallibly, so
+/// the write went through with no memory at all.
+#[test]
+fn a_write_refused_the_memory_to_read_what_it_changes_changes_nothing() {
+    let mut fs = FileSystem::format(super::CountingDisk::new(MemoryDisk::new(1024))).unwrap();
+    fs.create("/f").unwrap();
+    fs.create("/g").unwrap();
+    let old = pattern(2 * BLOCK_SIZE, 0);
+    fs.write("/f", 0, &old).unwrap();
+    fs.sync().unwrap();
+    fs.set_commit_policy(CommitPolicy::OnCommit).unwrap();
+    let (last, least) = least_memory(&mut fs, &old, &mut |fs| fs.write("/f", 100, b"changed"));
+    assert!(least > 0, "the write read its blocks without memory");
+    assert!(last.starts_with("reading block"), "{last}");
+    fs.commit().unwrap();
+    let mut expected = old.clone();
+    expected[100..107].copy_from_slice(b"changed");
+    let mut fs = FileSystem::mount(fs.into_disk()).unwrap();
+    FileSystem::fsck(&mut fs.store.disk).unwrap();
+    assert!(
+        fs.read_all("/f").unwrap() == expected,
+        "the write, remounted"
+    );
+}
+
+/// A write whose commit cannot get its memory (its descriptor and commit blocks, the
+/// run's buffer) is `NoMemory` with nothing committed: the running transaction is put
+/// back as before the write (the next commit does not carry it), the file system goes
+/// on (not stopped), clean, and takes the write when the memory is there. Both for a
+/// write in place (no fresh blocks) and for 20 new blocks, written home before the
+/// journal's blocks are wanted. Before, the commit allocated infallibly (it never
+/// refused), and a refusal there stopped the file system.
+#[test]
+fn a_write_whose_commit_is_refused_its_memory_commits_nothing() {
+    let mut fs = FileSystem::format(super::CountingDisk::new(MemoryDisk::new(1024))).unwrap();
+    fs.create("/f").unwrap();
+    fs.create("/g").unwrap();
+    let mut old = pattern(2 * BLOCK_SIZE, 0);
+    fs.write("/f", 0, &old).unwrap();
+    fs.sync().unwrap();
+    let appended = pattern(20 * BLOCK_SIZE, 5);
+    let writes: [(u64, &[u8]); 2] = [(100, b"changed"), (old.len() as u64, &appended)];
+    for (offset, data) in writes {
+        let (last, _) = least_memory(&mut fs, &old, &mut |fs| fs.write("/f", offset, data));
+        assert!(
+            last.starts_with("committing journal transaction"),
+            "the last refusal is the commit's: {last}"
+        );
+        let at = offset as usize;
+        old.resize(old.len().max(at + data.len()), 0);
+        old[at..at + data.len()].copy_from_slice(data);
+        assert!(fs.read_all("/f").unwrap() == old, "the write at {offset}");
+    }
+    let mut fs = FileSystem::mount(fs.into_disk()).unwrap();
+    FileSystem::fsck(&mut fs.store.disk).unwrap();
+    assert!(fs.read_all("/f").unwrap() == old, "both writes, remounted");
 }
 
 /// A file too large to hold in memory (here sparse, 2^60 bytes) is refused by
