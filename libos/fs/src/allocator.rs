@@ -16,7 +16,7 @@ use crate::disk::BlockStore;
 use crate::error::FsError;
 use crate::format::{
     BITMAP_MAGIC, BITS_PER_BITMAP_BLOCK, BODY_AT, Block, CRC_AT, bit_is_set, bitmap_position,
-    check_header_as, set_bit, stamp,
+    check_header_as, copy_to_change, set_bit, stamp,
 };
 
 /// The bitmap block last read, so that scans read each bitmap block once.
@@ -53,7 +53,7 @@ impl<D: BlockStore> FileSystem<D> {
     fn read_bitmap(&mut self, number: u64) -> Result<Block, FsError> {
         self.read_sealed(number, |block, trust| {
             check_header_as(block, BITMAP_MAGIC, number, "bitmap block", trust)?;
-            Ok(block.clone())
+            copy_to_change(&block[..], number)
         })
     }
 

@@ -13,7 +13,9 @@ use crate::FileSystem;
 use crate::disk::{BLOCK_SIZE, BlockStore};
 use crate::error::FsError;
 use crate::extents;
-use crate::format::{Block, DirectoryBlock, Entry, FileKind, Inode, Superblock, Trust};
+use crate::format::{
+    Block, DirectoryBlock, Entry, FileKind, Inode, Superblock, Trust, copy_to_change,
+};
 use crate::path::join;
 
 /// Where an inode is stored.
@@ -199,11 +201,11 @@ impl<D: BlockStore> FileSystem<D> {
             Location::Root => {
                 let mut superblock = self.superblock()?;
                 superblock.root = inode;
-                self.store.stage_metadata(0, superblock.encode());
+                self.store.stage_metadata(0, superblock.encode()?);
             }
             Location::Entry { block, index } => {
                 let image = self.edit_directory_block(block, |image| {
-                    let mut image = image.clone();
+                    let mut image = copy_to_change(&image[..], block)?;
                     DirectoryBlock::replace_inode(&mut image, block, index, &inode)?;
                     Ok(image)
                 })?;
@@ -246,7 +248,7 @@ impl<D: BlockStore> FileSystem<D> {
         let fresh = DirectoryBlock {
             entries: alloc::vec![entry],
         };
-        self.store.stage_metadata(block, fresh.encode(block));
+        self.store.stage_metadata(block, fresh.encode(block)?);
         let mut grown = directory.inode.clone();
         let (mut list, _) = self.load_extents(&grown)?;
         extents::map(&mut list, blocks.len() as u64, block, 1);
@@ -299,7 +301,7 @@ impl<D: BlockStore> FileSystem<D> {
         };
         if emptied != last {
             let moved = self.read_directory_block(last, path)?;
-            self.store.stage_metadata(emptied, moved.encode(emptied));
+            self.store.stage_metadata(emptied, moved.encode(emptied)?);
         }
         let mut shrunk = directory.inode.clone();
         let (mut list, _) = self.load_extents(&shrunk)?;

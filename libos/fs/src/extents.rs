@@ -208,7 +208,7 @@ impl<D: BlockStore> FileSystem<D> {
                 next: chain.get(index + 1).copied().unwrap_or(0),
                 extents: piece.to_vec(),
             };
-            let image = overflow.encode(number);
+            let image = overflow.encode(number)?;
             // A block of the chain, verified when it was loaded, is left as it is when
             // only its CRC (which a staged image gets at commit) could differ; a block
             // just allocated holds whatever was left there (a write a crash tore, say).

@@ -42,6 +42,16 @@ pub(crate) fn try_block(bytes: &[u8]) -> Option<Block> {
     block.into_boxed_slice().try_into().ok()
 }
 
+/// A copy of `bytes` (a block's worth) to become the new image of block `number`,
+/// or `NoMemory` when the app cannot get the memory: every metadata block an
+/// operation changes is made so.
+pub(crate) fn copy_to_change(bytes: &[u8], number: u64) -> Result<Block, FsError> {
+    try_block(bytes).ok_or_else(|| FsError::NoMemory {
+        what: format!("changing block {number}"),
+        bytes: BLOCK_SIZE as u64,
+    })
+}
+
 /// An empty buffer with room for `blocks` blocks, or `None` when the app cannot get
 /// the memory: a run of blocks read or written in one request. Counted as `blocks`
 /// blocks against a test's budget (`tests::app_memory`).
@@ -610,8 +620,9 @@ impl Superblock {
     }
 
     /// The superblock's bytes, stamped; the CRC is left for `seal_checksum` (at commit).
-    pub(crate) fn encode(&self) -> Block {
-        let mut block = zeroed();
+    /// `NoMemory` when the app cannot get the block.
+    pub(crate) fn encode(&self) -> Result<Block, FsError> {
+        let mut block = copy_to_change(&ZEROS, 0)?;
         put(&mut block[..], VERSION_AT, &VERSION.to_le_bytes());
         let layout = &self.layout;
         let fields = [
@@ -627,7 +638,7 @@ impl Superblock {
         }
         self.root.encode(&mut block[..], ROOT_INODE_AT);
         stamp(&mut block, SUPERBLOCK_MAGIC, 0);
-        block
+        Ok(block)
     }
 }
 
@@ -750,9 +761,9 @@ impl DirectoryBlock {
     }
 
     /// The block's bytes, stamped as block `number`; the CRC is left for
-    /// `seal_checksum` (at commit).
-    pub(crate) fn encode(&self, number: u64) -> Block {
-        let mut block = zeroed();
+    /// `seal_checksum` (at commit). `NoMemory` when the app cannot get the block.
+    pub(crate) fn encode(&self, number: u64) -> Result<Block, FsError> {
+        let mut block = copy_to_change(&ZEROS, number)?;
         put(
             &mut block[..],
             ENTRY_COUNT_AT,
@@ -763,7 +774,7 @@ impl DirectoryBlock {
             at += entry.encode_at(&mut block, at);
         }
         stamp(&mut block, DIRECTORY_MAGIC, number);
-        block
+        Ok(block)
     }
 
     /// The index and inode of the entry named `name` in directory block `number`,
@@ -860,7 +871,7 @@ impl DirectoryBlock {
         if at - ENTRIES_AT + size > DIRECTORY_CAPACITY {
             return Ok(None);
         }
-        let mut appended = block.clone();
+        let mut appended = copy_to_change(&block[..], number)?;
         put(
             &mut appended[..],
             ENTRY_COUNT_AT,
@@ -890,7 +901,7 @@ impl DirectoryBlock {
         }
         let end = Self::skip_entries(block, number, at, index, count)?;
         let size = Entry::size_on_disk(name);
-        let mut rest = block.clone();
+        let mut rest = copy_to_change(&block[..], number)?;
         rest.copy_within(at + size..end, at);
         rest[end - size..end].fill(0);
         put(
@@ -1025,9 +1036,9 @@ impl OverflowBlock {
     }
 
     /// The block's bytes, stamped as block `number`; the CRC is left for
-    /// `seal_checksum` (at commit).
-    pub(crate) fn encode(&self, number: u64) -> Block {
-        let mut block = zeroed();
+    /// `seal_checksum` (at commit). `NoMemory` when the app cannot get the block.
+    pub(crate) fn encode(&self, number: u64) -> Result<Block, FsError> {
+        let mut block = copy_to_change(&ZEROS, number)?;
         let count = self.extents.len().min(EXTENTS_PER_OVERFLOW_BLOCK);
         put(
             &mut block[..],
@@ -1039,7 +1050,7 @@ impl OverflowBlock {
             extent.encode(&mut block[..], OVERFLOW_EXTENTS_AT + index * EXTENT_SIZE);
         }
         stamp(&mut block, EXTENTS_MAGIC, number);
-        block
+        Ok(block)
     }
 }
 
@@ -1110,7 +1121,7 @@ mod tests {
                 })
                 .collect(),
         };
-        let mut block = directory.encode(70);
+        let mut block = directory.encode(70).unwrap();
         seal_checksum(&mut block);
         (directory, block)
     }
@@ -1133,7 +1144,7 @@ mod tests {
             .unwrap()
             .expect("room for a sixth entry");
         directory.entries.push(entry);
-        let expected = directory.encode(70);
+        let expected = directory.encode(70).unwrap();
         assert_eq!(appended[..CRC_AT], expected[..CRC_AT]);
         seal_checksum(&mut appended);
         assert_eq!(DirectoryBlock::decode(&appended, 70).unwrap(), directory);
@@ -1196,7 +1207,11 @@ mod tests {
             let index = expected.find(name).unwrap();
             assert_eq!(inode, expected.entries.remove(index).inode);
             let mut rest = rest.expect("entries are left");
-            assert_eq!(rest[..CRC_AT], expected.encode(70)[..CRC_AT], "{name}");
+            assert_eq!(
+                rest[..CRC_AT],
+                expected.encode(70).unwrap()[..CRC_AT],
+                "{name}"
+            );
             seal_checksum(&mut rest);
             assert_eq!(DirectoryBlock::decode(&rest, 70).unwrap(), expected);
         }
@@ -1229,7 +1244,7 @@ mod tests {
                 count: 1,
             }],
         };
-        let mut other_kind = overflow.encode(70);
+        let mut other_kind = overflow.encode(70).unwrap();
         seal_checksum(&mut other_kind);
         let (_, elsewhere) = sealed_directory(3);
         let entry = Entry {
@@ -1268,7 +1283,7 @@ mod tests {
             name: "b".into(),
             inode: Inode::new(FileKind::Directory, 1),
         });
-        let mut block = directory.encode(70);
+        let mut block = directory.encode(70).unwrap();
         seal_checksum(&mut block);
         assert_eq!(DirectoryBlock::decode(&block, 70).unwrap(), directory);
         assert!(matches!(

@@ -113,7 +113,7 @@ impl<D: BlockStore> FileSystem<D> {
     /// the last write.
     pub fn format(mut disk: D) -> Result<Self, FsError> {
         let layout = Layout::for_disk(disk.blocks())?;
-        let mut sealed = Superblock::empty(layout).encode();
+        let mut sealed = Superblock::empty(layout).encode()?;
         seal_checksum(&mut sealed);
         let mut unmarked = sealed.clone();
         unmarked[..SUPERBLOCK_MAGIC.len()].fill(0);
@@ -211,7 +211,7 @@ impl<D: BlockStore> FileSystem<D> {
         fs.policy = CommitPolicy::OnCommit;
         fs.rebuilding = true;
         fs.store
-            .stage_metadata(0, Superblock::empty(layout).encode());
+            .stage_metadata(0, Superblock::empty(layout).encode()?);
         for number in layout.bitmap_start..layout.bitmap_start + layout.bitmap_blocks {
             fs.store.stage(number, initial_bitmap(&layout, number));
         }

@@ -84,7 +84,7 @@ pub(super) fn edit_entry(
     let mut entries = DirectoryBlock::decode(&raw(disk, block), block).unwrap();
     let index = entries.find(name).unwrap();
     edit(&mut entries.entries[index].inode);
-    let mut image = entries.encode(block);
+    let mut image = entries.encode(block).unwrap();
     crate::format::seal_checksum(&mut image);
     put_raw(disk, block, &image);
 }
