@@ -423,7 +423,9 @@ macro_rules! kernel_calls {
             /// [`ApiError::TooManyAtoms`] for a filter of more atoms than a filter may have
             /// (a transmit rule may), [`ApiError::TooManyFilterTests`] when its filters,
             /// merged with those bound, would cost a frame more field tests than the
-            /// kernel allows, [`ApiError::TooManyBindings`] while the caller holds
+            /// kernel allows, [`ApiError::FilterTestShare`] when the caller's filters on
+            /// the interface would cost more than its share of them,
+            /// [`ApiError::TooManyBindings`] while the caller holds
             /// [`MAX_APP_BINDINGS`](crate::MAX_APP_BINDINGS) bindings on the interface or
             /// the interface holds [`MAX_INTERFACE_BINDINGS`](crate::MAX_INTERFACE_BINDINGS)
             /// in all. A refused binding installs none of its filters.

@@ -327,6 +327,14 @@ pub enum ApiError {
         /// The most field tests one frame may cost.
         max: usize,
     },
+    /// The calling app's filters on the shared network interface, this binding's with
+    /// those of its other bindings, would cost some frame more than its `share` of the
+    /// field tests (`rexo_pktfilter::APP_FRAME_TESTS`, 8 of 32: so 4 apps can always
+    /// bind, whatever the others bound), their tree built alone; nothing was installed.
+    FilterTestShare {
+        /// The most field tests one app's filters may cost a frame.
+        share: usize,
+    },
     /// The binding would make more than `max` bindings on the shared network interface:
     /// for the calling app ([`MAX_APP_BINDINGS`], until one of its own ends) or in all
     /// ([`MAX_INTERFACE_BINDINGS`], until any ends); nothing was installed.
@@ -433,6 +441,10 @@ impl fmt::Display for ApiError {
             ApiError::TooManyFilterTests { max } => write!(
                 f,
                 "the filters would cost a frame more than {max} field tests: they share too few fields with each other and those bound"
+            ),
+            ApiError::FilterTestShare { share } => write!(
+                f,
+                "the app's filters would cost a frame more than its share of {share} field tests: they share too few fields with each other"
             ),
             ApiError::TooManyBindings { max } => write!(
                 f,

@@ -171,7 +171,8 @@ fn error_code(error: ApiError) -> c_int {
         | ApiError::QuotaExceeded
         | ApiError::Refused(CapError::Full | CapError::TooManyEntries { .. })
         | ApiError::TooManyBindings { .. }
-        | ApiError::TooManyFilterTests { .. } => REXO_ENOMEM,
+        | ApiError::TooManyFilterTests { .. }
+        | ApiError::FilterTestShare { .. } => REXO_ENOMEM,
         ApiError::Refused(CapError::OutOfRange) => REXO_ERANGE,
         ApiError::NoSuchDevice | ApiError::NoWallClock | ApiError::NoRandom => REXO_ENODEV,
         ApiError::Device(error) => devices::device_code(error),

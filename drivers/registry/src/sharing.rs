@@ -125,7 +125,8 @@ impl Endpoint {
 
 /// The demultiplexing state of a shared interface, in its slot.
 pub(crate) struct Sharing {
-    /// Every bound app's filters, merged; the owner is the binding's number.
+    /// Every bound app's filters, merged; the owner is the binding's number, the app
+    /// its holder's.
     filters: Filters<u64>,
     /// The bound apps.
     endpoints: Vec<Endpoint>,
@@ -509,7 +510,7 @@ pub(crate) fn bind(
     });
     state.generation += 1;
     let id = state.generation;
-    if let Err(refused) = sharing.filters.insert_all(filters, id) {
+    if let Err(refused) = sharing.filters.insert_all(filters, id, u64::from(holder.0)) {
         let error = match refused {
             // An overlap among its own filters names the app itself.
             InsertError::Overlaps { owner, .. } => ApiError::FilterOverlap(
@@ -520,6 +521,7 @@ pub(crate) fn bind(
                     .map_or(holder.1, |e| e.holder.1),
             ),
             InsertError::TooManyTests { max } => ApiError::TooManyFilterTests { max },
+            InsertError::OverShare { share } => ApiError::FilterTestShare { share },
         };
         if sharing.endpoints.is_empty() {
             state.sharing = None;
@@ -1319,7 +1321,10 @@ pub(crate) mod tests {
         assert_eq!(binding.err(), Some(too_many_atoms));
         assert_eq!(registry.net_sharing(0), Ok(None), "nothing installed");
         assert!(too_many_atoms.to_string().contains("at most 16 atoms"));
-        assert!(registry.bind_net(0, (1, "sly"), &[wide], config()).is_ok());
+        // The filter itself is within the atom limit; its 16 tests pass the app's share.
+        let share = rexo_pktfilter::APP_FRAME_TESTS;
+        let binding = registry.bind_net(0, (1, "sly"), &[wide], config());
+        assert_eq!(binding.err(), Some(ApiError::FilterTestShare { share }));
     }
 
     #[test]
@@ -1340,10 +1345,17 @@ pub(crate) mod tests {
                 Filter::parse(&text).unwrap()
             })
             .collect();
+        let share = rexo_pktfilter::APP_FRAME_TESTS;
+        let over_share = ApiError::FilterTestShare { share };
+        let binding = registry.bind_net(0, (2, "greedy"), &masked, config());
+        assert_eq!(binding.err(), Some(over_share));
+        assert!(
+            over_share
+                .to_string()
+                .contains("its share of 8 field tests")
+        );
         let max = rexo_pktfilter::MAX_FRAME_TESTS;
         let too_many_tests = ApiError::TooManyFilterTests { max };
-        let binding = registry.bind_net(0, (2, "greedy"), &masked, config());
-        assert_eq!(binding.err(), Some(too_many_tests));
         assert!(
             too_many_tests
                 .to_string()
@@ -1356,6 +1368,50 @@ pub(crate) mod tests {
         assert_eq!(poll(kv.as_mut()), [cache], "kv's binding still works");
         let few = registry.bind_net(0, (2, "greedy"), &masked[..8], config());
         assert!(few.is_ok(), "a few of them share enough of their masks");
+    }
+
+    /// One app binds filters on an EtherType nobody uses, one byte of it (`12:1`, where
+    /// the others test `12:2`), and four bytes under masks with no bit common to all, a
+    /// binding of 56 and then a binding per filter: before, the 56 went in and the next
+    /// app's `tcp dport 80` was refused (`TooManyFilterTests`, seen); now bindings past
+    /// its share are refused, and the three other apps of the 4 bind and get their frames.
+    #[test]
+    fn one_app_cannot_keep_the_others_from_binding() {
+        let (registry, wire) = shared();
+        let masked: Vec<Filter> = (0..56u32)
+            .map(|k| {
+                let left_out = [k % 32, (7 * k + 3) % 32, (13 * k + 11) % 32];
+                let mask = left_out
+                    .iter()
+                    .fold(u32::MAX, |mask, bit| mask & !(1 << bit));
+                let value = k.wrapping_mul(0x9E37_79B9) & mask;
+                Filter::parse(&format!("12:1=0x88 & 42:4/{mask:#x}={value:#x}")).unwrap()
+            })
+            .collect();
+        let share = rexo_pktfilter::APP_FRAME_TESTS;
+        let mut held = Vec::new();
+        let mut refused = Vec::new();
+        let at_once = core::slice::from_ref(&masked);
+        let one_by_one = masked.chunks(1).take(MAX_APP_BINDINGS);
+        for filters in at_once.iter().map(Vec::as_slice).chain(one_by_one) {
+            match registry.bind_net(0, (1, "greedy"), filters, config()) {
+                Ok(nic) => held.push(nic),
+                Err(error) => refused.push(error),
+            }
+        }
+        let mut httpd = bind(registry, 2, "httpd", &["tcp dport 80"]).unwrap();
+        let mut kv = bind(registry, 3, "kv", &["udp dport 11211", "tcp dport 11211"]).unwrap();
+        let mut dns = bind(registry, 4, "dns", &["udp dport 53"]).unwrap();
+        assert_eq!(refused[0], ApiError::FilterTestShare { share });
+        assert_eq!(refused.last(), Some(&ApiError::FilterTestShare { share }));
+        assert!(!held.is_empty());
+        let (web, cache, name) = (incoming(6, 80), incoming(17, 11211), incoming(17, 53));
+        wire.lock()
+            .incoming
+            .extend([web.clone(), cache.clone(), name.clone()]);
+        assert_eq!(poll(httpd.as_mut()), [web]);
+        assert_eq!(poll(kv.as_mut()), [cache]);
+        assert_eq!(poll(dns.as_mut()), [name]);
     }
 
     #[test]
@@ -2132,7 +2188,9 @@ pub(crate) mod tests {
             })
             .collect();
         let tails: Vec<&str> = tails.iter().map(String::as_str).collect();
-        let mut snooper = bind(registry, 2, "snooper", &tails).unwrap();
+        // Two apps, as one app's 13 would pass its share of the tests.
+        let mut snooper = bind(registry, 2, "snooper", &tails[..6]).unwrap();
+        let mut other_snooper = bind(registry, 4, "snooper2", &tails[6..]).unwrap();
         let options = "12:2=0x0800 & 14:1=0x46 & 20:2/0x1fff=0";
         let mut optioned_snooper = bind(registry, 3, "options", &[options]).unwrap();
         // kv's large request: its first fragment (More Fragments set), a later one
@@ -2147,6 +2205,7 @@ pub(crate) mod tests {
             .incoming
             .extend([tail.clone(), optioned, first.clone(), tail]);
         assert_eq!(poll(snooper.as_mut()), Vec::<Vec<u8>>::new());
+        assert_eq!(poll(other_snooper.as_mut()), Vec::<Vec<u8>>::new());
         assert_eq!(poll(optioned_snooper.as_mut()), Vec::<Vec<u8>>::new());
         assert_eq!(poll(kv.as_mut()), [first], "the first fragment is kv's");
         let sharing = registry.net_sharing(0).unwrap().unwrap();

@@ -14,7 +14,8 @@
 //!   filters; a node's filters that test unrelated fields are tried a test at a time
 //!   ([`Filters::classify`]), and a set of filters whose tree would cost some frame more
 //!   than [`MAX_FRAME_TESTS`] tests is refused ([`InsertError::TooManyTests`]), so no
-//!   owner's filters make every frame slow.
+//!   owner's filters make every frame slow; an app's filters are held to its share
+//!   ([`APP_FRAME_TESTS`], [`InsertError::OverShare`]), so [`SHARING_APPS`] apps always fit.
 //!
 //! Filters are written in a small language ([`Filter::parse`]): atoms `OFFSET:WIDTH=VALUE`
 //! or `OFFSET:WIDTH/MASK=VALUE` joined by `&`, and words for the common headers (`ipv4`,
@@ -28,7 +29,7 @@ mod filter;
 mod tree;
 
 pub use filter::{Atom, FIRST_FRAGMENT, Filter, MAX_ATOMS, ParseError, TCP_PAYLOAD};
-pub use tree::{Filters, InsertError, MAX_FRAME_TESTS};
+pub use tree::{APP_FRAME_TESTS, Filters, InsertError, MAX_FRAME_TESTS, SHARING_APPS};
 
 /// The internet checksum (RFC 1071) of `bytes`: what the kernel puts in the answers it
 /// makes for a shared interface, and what a frame's IPv4, ICMP or TCP checksum field

@@ -40,6 +40,17 @@ use crate::{Atom, Filter};
 /// frame, and building a tree stops as soon as it would pass it.
 pub const MAX_FRAME_TESTS: usize = 32;
 
+/// The apps that can always install filters side by side, each within its share
+/// ([`APP_FRAME_TESTS`]), whatever the others installed.
+pub const SHARING_APPS: usize = 4;
+
+/// An app's share of [`MAX_FRAME_TESTS`]: the most tests the tree of all of one app's
+/// filters, built alone, may cost a frame ([`InsertError::OverShare`]). When the filters
+/// merged cost more than [`MAX_FRAME_TESTS`], the tree is each app's own tree tried in
+/// turn, which costs a frame the sum of the apps' costs: so [`SHARING_APPS`] apps within
+/// their shares always fit, however few fields their filters share.
+pub const APP_FRAME_TESTS: usize = MAX_FRAME_TESTS / SHARING_APPS;
+
 /// Why a filter was not installed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum InsertError<T> {
@@ -57,6 +68,12 @@ pub enum InsertError<T> {
         /// The most tests one frame may cost.
         max: usize,
     },
+    /// The tree of the app's filters, these with those it installed, would cost some
+    /// frame more than its `share` of the tests ([`APP_FRAME_TESTS`]), built alone.
+    OverShare {
+        /// The most tests one app's filters may cost a frame.
+        share: usize,
+    },
 }
 
 impl<T: fmt::Display> fmt::Display for InsertError<T> {
@@ -71,6 +88,10 @@ impl<T: fmt::Display> fmt::Display for InsertError<T> {
             Self::TooManyTests { max } => write!(
                 f,
                 "the filters would cost a frame more than {max} field tests: they share too few fields"
+            ),
+            Self::OverShare { share } => write!(
+                f,
+                "the app's filters would cost a frame more than its share of {share} field tests: they share too few fields"
             ),
         }
     }
@@ -380,6 +401,8 @@ pub struct Filters<T> {
     installed: Vec<(Filter, T)>,
     /// The serial of each of `installed`, at the same index (rising).
     serials: Vec<u64>,
+    /// The app of each of `installed`, at the same index, named as owners are.
+    apps: Vec<T>,
     /// The serial the next filter installed gets.
     next_serial: u64,
     /// The decision tree over `installed`.
@@ -398,6 +421,7 @@ impl<T: Copy + PartialEq> Filters<T> {
         Self {
             installed: Vec::new(),
             serials: Vec::new(),
+            apps: Vec::new(),
             next_serial: 0,
             tree: Node {
                 matched: None,
@@ -406,12 +430,10 @@ impl<T: Copy + PartialEq> Filters<T> {
         }
     }
 
-    /// Installs `filter` for `owner`, unless it overlaps an installed filter
-    /// ([`InsertError::Overlaps`]) or the tree with it would cost some frame more than
-    /// [`MAX_FRAME_TESTS`] tests ([`InsertError::TooManyTests`]). A refusal leaves the
-    /// installed filters and the tree as they were.
+    /// Installs `filter` for `owner`, an app of its own, as [`insert_all`](Self::insert_all)
+    /// does.
     pub fn insert(&mut self, filter: Filter, owner: T) -> Result<(), InsertError<T>> {
-        self.insert_all(core::slice::from_ref(&filter), owner)
+        self.insert_all(core::slice::from_ref(&filter), owner, owner)
     }
 
     /// Installs all of `filters` for `owner`, or none of them: each is checked against
@@ -421,9 +443,16 @@ impl<T: Copy + PartialEq> Filters<T> {
     /// [`insert`](Self::insert) one by one would (the first installed it overlaps, or
     /// `owner` itself for an overlap within `filters`), but the tree is rebuilt once,
     /// not once per filter; then the tree with all of them must cost no frame more than
-    /// [`MAX_FRAME_TESTS`] tests ([`InsertError::TooManyTests`]). A refusal leaves the
+    /// [`MAX_FRAME_TESTS`] tests ([`InsertError::TooManyTests`]), and the tree of all the
+    /// filters of `owner`'s `app` (other owners may be of it too), built alone, no frame
+    /// more than [`APP_FRAME_TESTS`] ([`InsertError::OverShare`]). A refusal leaves the
     /// installed filters and the tree as they were.
-    pub fn insert_all(&mut self, filters: &[Filter], owner: T) -> Result<(), InsertError<T>> {
+    pub fn insert_all(
+        &mut self,
+        filters: &[Filter],
+        owner: T,
+        app: T,
+    ) -> Result<(), InsertError<T>> {
         for (at, filter) in filters.iter().enumerate() {
             if let Some(refused) = self.first_overlap(filter, &filters[..at], owner) {
                 return Err(refused);
@@ -438,12 +467,24 @@ impl<T: Copy + PartialEq> Filters<T> {
         let first_serial = self.next_serial;
         self.serials
             .extend((0..filters.len() as u64).map(|i| first_serial + i));
-        let Some(tree) = self.build() else {
-            self.installed.truncate(before);
-            self.serials.truncate(before);
-            return Err(InsertError::TooManyTests {
+        self.apps.extend(filters.iter().map(|_| app));
+        let built = if self.cost_of(app, APP_FRAME_TESTS).is_none() {
+            Err(InsertError::OverShare {
+                share: APP_FRAME_TESTS,
+            })
+        } else {
+            self.build().ok_or(InsertError::TooManyTests {
                 max: MAX_FRAME_TESTS,
-            });
+            })
+        };
+        let tree = match built {
+            Ok(tree) => tree,
+            Err(refused) => {
+                self.installed.truncate(before);
+                self.serials.truncate(before);
+                self.apps.truncate(before);
+                return Err(refused);
+            }
         };
         self.next_serial = first_serial + filters.len() as u64;
         self.tree = tree;
@@ -505,6 +546,11 @@ impl<T: Copy + PartialEq> Filters<T> {
             .iter()
             .map(|(_, holder)| !owners.contains(holder));
         self.serials.retain(|_| kept.next() == Some(true));
+        let mut kept = self
+            .installed
+            .iter()
+            .map(|(_, holder)| !owners.contains(holder));
+        self.apps.retain(|_| kept.next() == Some(true));
         self.installed
             .retain(|(_, holder)| !owners.contains(holder));
         let removed = before - self.installed.len();
@@ -534,13 +580,49 @@ impl<T: Copy + PartialEq> Filters<T> {
     }
 
     /// The installed filters merged into a tree, or `None` when it would cost some frame
-    /// more than [`MAX_FRAME_TESTS`] tests (given up as soon as it would).
+    /// more than [`MAX_FRAME_TESTS`] tests (given up as soon as it would). When the
+    /// filters of all apps merged would, the tree is each app's own tree tried in turn
+    /// (their root tests one after another: filters never overlap, so a frame matches in
+    /// at most one), which costs a frame the sum of the apps' costs.
     fn build(&self) -> Option<Node<Entry<T>>> {
-        let filters = self
-            .installed
+        if let Some((tree, _)) = Node::build(self.pending(|_| true), MAX_FRAME_TESTS) {
+            return Some(tree);
+        }
+        let mut apps: Vec<T> = Vec::new();
+        for app in &self.apps {
+            if !apps.contains(app) {
+                apps.push(*app);
+            }
+        }
+        let mut tree = Node {
+            matched: None,
+            tests: Vec::new(),
+        };
+        let mut left = MAX_FRAME_TESTS;
+        for app in apps {
+            let (own, tests) = Node::build(self.pending(|of| of == app), left)?;
+            left -= tests;
+            tree.matched = tree.matched.or(own.matched);
+            tree.tests.extend(own.tests);
+        }
+        Some(tree)
+    }
+
+    /// The most tests the tree of `app`'s filters alone costs a frame, or `None` when it
+    /// would pass `budget`.
+    fn cost_of(&self, app: T, budget: usize) -> Option<usize> {
+        Node::build(self.pending(|of| of == app), budget).map(|(_, tests)| tests)
+    }
+
+    /// The installed filters of the apps `wanted` takes, each with all its atoms still
+    /// to test.
+    fn pending(&self, wanted: impl Fn(T) -> bool) -> Pending<Entry<T>> {
+        self.installed
             .iter()
             .zip(&self.serials)
-            .map(|((f, owner), &serial)| {
+            .zip(&self.apps)
+            .filter(|(_, app)| wanted(**app))
+            .map(|(((f, owner), &serial), _)| {
                 let parts = f.atoms().iter().map(|&atom| Part { atom, whole: true });
                 let entry = Entry {
                     owner: *owner,
@@ -548,8 +630,7 @@ impl<T: Copy + PartialEq> Filters<T> {
                 };
                 (parts.collect(), entry)
             })
-            .collect();
-        Node::build(filters, MAX_FRAME_TESTS).map(|(tree, _)| tree)
+            .collect()
     }
 }
 
@@ -589,13 +670,13 @@ mod tests {
                 .map(|i| alloc::format!("udp dport {}", 1000 + owner * 64 + i))
                 .collect();
             let ports: Vec<&str> = ports.iter().map(String::as_str).collect();
-            filters.insert_all(&parsed(&ports), owner).unwrap();
+            filters.insert_all(&parsed(&ports), owner, owner).unwrap();
         }
         assert_eq!(filters.installed().len(), 4096);
         let batch: Vec<Filter> = (0..64)
             .map(|i| Filter::parse(&alloc::format!("udp dport {}", 9000 + i)).unwrap())
             .collect();
-        let compared = compared_by(|| filters.insert_all(&batch, 64).unwrap());
+        let compared = compared_by(|| filters.insert_all(&batch, 64, 64).unwrap());
         // 2,016 of them are the batch's own filters checked against each other.
         assert!(compared <= 64 * 64, "{compared} comparisons");
         // Still refused: a port taken, and a filter over all of them, naming the first.
@@ -761,7 +842,11 @@ mod tests {
             .insert(Filter::parse("udp dport 11211").unwrap(), "kv")
             .unwrap();
         let within = filters
-            .insert_all(&parsed(&["tcp dport 80", "tcp dport 8080", "tcp"]), "httpd")
+            .insert_all(
+                &parsed(&["tcp dport 80", "tcp dport 8080", "tcp"]),
+                "httpd",
+                "httpd",
+            )
             .unwrap_err();
         assert_eq!(
             within,
@@ -772,7 +857,7 @@ mod tests {
             "an overlap within the batch names the batch's owner and its earlier filter"
         );
         let with_installed = filters
-            .insert_all(&parsed(&["tcp dport 80", "udp"]), "greedy")
+            .insert_all(&parsed(&["tcp dport 80", "udp"]), "greedy", "greedy")
             .unwrap_err();
         assert!(matches!(
             with_installed,
@@ -782,12 +867,16 @@ mod tests {
         assert_eq!(filters.classify(&frame(0x0800, 6, 80)), None);
         assert_eq!(filters.classify(&frame(0x0800, 17, 11211)), Some("kv"));
         filters
-            .insert_all(&parsed(&["tcp dport 80", "tcp dport 8080"]), "httpd")
+            .insert_all(
+                &parsed(&["tcp dport 80", "tcp dport 8080"]),
+                "httpd",
+                "httpd",
+            )
             .unwrap();
         assert_eq!(filters.classify(&frame(0x0800, 6, 80)), Some("httpd"));
         assert_eq!(filters.classify(&frame(0x0800, 6, 8080)), Some("httpd"));
         assert_eq!(filters.classify(&frame(0x0800, 17, 11211)), Some("kv"));
-        filters.insert_all(&[], "nobody").unwrap();
+        filters.insert_all(&[], "nobody", "nobody").unwrap();
         assert_eq!(filters.installed().len(), 3);
     }
 
@@ -807,7 +896,11 @@ mod tests {
                 if single.is_err() {
                     one_by_one.remove_owner(owner);
                 }
-                assert_eq!(batched.insert_all(&batch, owner), single, "round {round}");
+                assert_eq!(
+                    batched.insert_all(&batch, owner, owner),
+                    single,
+                    "round {round}"
+                );
                 assert_eq!(batched.installed(), one_by_one.installed(), "round {round}");
             }
             for _ in 0..50 {
@@ -1146,7 +1239,7 @@ mod tests {
                     let installed = scan.iter().map(|(other, _)| other);
                     installed.chain(earlier).any(|other| other.overlaps(filter))
                 });
-                match filters.insert_all(&batch, owner) {
+                match filters.insert_all(&batch, owner, owner) {
                     Ok(()) => {
                         assert!(!overlaps, "round {round}: {batch:?} went in");
                         scan.extend(batch.into_iter().map(|filter| (filter, owner)));
@@ -1155,7 +1248,9 @@ mod tests {
                         assert!(overlaps, "round {round}: {batch:?} refused");
                         refused += 1;
                     }
-                    Err(InsertError::TooManyTests { .. }) => assert!(!overlaps),
+                    Err(InsertError::TooManyTests { .. } | InsertError::OverShare { .. }) => {
+                        assert!(!overlaps)
+                    }
                 }
             }
             assert_eq!(filters.installed(), scan, "round {round}");
@@ -1207,7 +1302,7 @@ mod tests {
                         Filter::parse(&alloc::format!("100:4/{mask:#x}={:#x}", k << 16)).unwrap()
                     })
                     .collect();
-                filters.insert_all(&batch, 7u32).unwrap();
+                filters.insert_all(&batch, 7u32, 7u32).unwrap();
                 let mut frame = alloc::vec![0u8; 128];
                 let mut owners = Vec::new();
                 for (k, field) in [(5u32, 5u32 << 16), (1023, 1023 << 16), (5, (5 << 16) | 4)] {
@@ -1226,6 +1321,78 @@ mod tests {
             [(5, Some(7)), (1023, Some(7)), (5, None), (2000, None)],
             "filter 5's mask (0xffff0006) holds bit 2, which must be 0"
         );
+    }
+
+    /// One app binds filters on an EtherType nobody uses (`12:1=0x88`, one byte of the
+    /// EtherType where the others test both) and four bytes under masks with no bit
+    /// common to all, a binding per filter: before, its 52 filters left no room, and
+    /// every later app's `tcp dport 80` was refused (`TooManyTests`, seen). Now the app is refused past its share, and three other
+    /// apps bind beside what it holds, each frame still costing at most 32 tests.
+    #[test]
+    fn one_app_cannot_keep_the_others_from_binding() {
+        let mut rng = Rng(0x88B5_A77A);
+        let mut filters = Filters::new();
+        let mut attack = Vec::new();
+        let mut refused = None;
+        for binding in 100..164u32 {
+            let mask = (0..3).fold(u32::MAX, |mask, _| mask & !(1 << rng.below(32)));
+            let value = rng.next_u64() as u32 & mask;
+            let text = alloc::format!("12:1=0x88 & 42:4/{mask:#x}={value:#x}");
+            let filter = Filter::parse(&text).unwrap();
+            match filters.insert_all(core::slice::from_ref(&filter), binding, 0) {
+                Ok(()) => attack.push(filter),
+                Err(refusal) => refused = Some(refusal),
+            }
+        }
+        let others: [(u32, &[&str]); 3] = [
+            (1, &["tcp dport 80"]),
+            (2, &["udp dport 53", "udp dport 11211", "tcp dport 11211"]),
+            (
+                3,
+                &[
+                    "icmp dst 10.0.2.15",
+                    "udp sport 53 dst 10.0.2.15 & 36:2/0xffc0=0xc000",
+                    "tcp sport 53 dst 10.0.2.15 & 36:2/0xffc0=0xc000",
+                ],
+            ),
+        ];
+        for (app, texts) in others {
+            let bound = filters.insert_all(&parsed(texts), app, app);
+            assert_eq!(bound, Ok(()), "{texts:?} beside {} filters", attack.len());
+        }
+        assert_eq!(
+            refused,
+            Some(InsertError::OverShare {
+                share: APP_FRAME_TESTS
+            })
+        );
+        let refusal = InsertError::<u32>::OverShare { share: 8 }.to_string();
+        assert!(refusal.contains("its share of 8 field tests"), "{refusal}");
+        assert!(!attack.is_empty());
+        // Every frame still finds its owner, within the limit.
+        for (protocol, dport, owner) in [(6, 80, 1), (17, 53, 2), (6, 11211, 2), (17, 7, 0)] {
+            let frame = frame(0x0800, protocol, dport);
+            let expected = (owner != 0).then_some(owner);
+            let (found, tests) = filters.classify_counting(&frame);
+            assert_eq!(found, expected, "{dport}");
+            assert!(tests <= MAX_FRAME_TESTS, "{tests} tests");
+        }
+        let mut masked = alloc::vec![0u8; 64];
+        masked[12] = 0x88;
+        for filter in &attack {
+            let field = filter.atoms()[1];
+            let noise = rng.next_u64() as u32 & !field.mask;
+            masked[42..46].copy_from_slice(&(field.value | noise).to_be_bytes());
+            let (found, tests) = filters.classify_counting(&masked);
+            assert!(found.is_some_and(|binding| binding >= 100), "{filter}");
+            assert!(tests <= MAX_FRAME_TESTS, "{filter}: {tests} tests");
+        }
+        for _ in 0..10_000 {
+            masked[12..14].copy_from_slice(&[[0x88, 0xb5], [0x08, 0x00]][rng.below(2)]);
+            masked[42..46].copy_from_slice(&(rng.next_u64() as u32).to_be_bytes());
+            let (_, tests) = filters.classify_counting(&masked);
+            assert!(tests <= MAX_FRAME_TESTS, "{masked:?}: {tests} tests");
+        }
     }
 
     #[test]
@@ -1274,7 +1441,7 @@ mod tests {
         assert!(refusal.to_string().contains("more than 32 field tests"));
         // Filters that share their fields still go in beside them.
         let raw = parsed(&["12:2=0x88b5 & 14:1=1", "12:2=0x88b5 & 14:1=2"]);
-        filters.insert_all(&raw, 5000).unwrap();
+        filters.insert_all(&raw, 5000, 5000).unwrap();
         let mut tagged = frame(0x88b5, 0, 0);
         tagged[14] = 2;
         assert_eq!(filters.classify(&tagged), Some(5000));
