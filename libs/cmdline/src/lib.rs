@@ -343,12 +343,20 @@ pub enum CmdlineError<'a> {
         /// The second word giving the key.
         word: &'a str,
     },
-    /// The word cannot stand with an earlier one (`app=` and `apps=`).
+    /// The word cannot stand with an earlier one (`app=` and `apps=`; two of `test`,
+    /// `bench=` and `crash=`).
     Conflict {
         /// The later word.
         word: &'a str,
         /// The earlier word it conflicts with.
         earlier: &'a str,
+        /// Why the two exclude each other.
+        why: &'static str,
+    },
+    /// `test.after=` without `test`: it would be ignored, the app run instead.
+    AfterWithoutTest {
+        /// The `test.after=` word.
+        word: &'a str,
     },
     /// An entry of the boot manifest (`apps=`) is refused.
     Manifest {
@@ -587,9 +595,13 @@ impl fmt::Display for CmdlineError<'_> {
             Self::Duplicate { word } => {
                 write!(f, "command line: `{word}` repeats a key given earlier")
             }
-            Self::Conflict { word, earlier } => write!(
+            Self::Conflict { word, earlier, why } => write!(
                 f,
-                "command line: `{word}` cannot stand with `{earlier}` (app= runs one app, apps= several)"
+                "command line: `{word}` cannot stand with `{earlier}` ({why})"
+            ),
+            Self::AfterWithoutTest { word } => write!(
+                f,
+                "command line: `{word}` needs `test` (it resumes the kernel tests after a test)"
             ),
             Self::Manifest {
                 word,
@@ -619,6 +631,8 @@ const STALL_VALUES: &str = "a core index from 1 to 63";
 const CRASH_VALUES: &str =
     "one of pagefault, divide, panic, nested-panic, stackoverflow, panic-other-core";
 const BENCH_VALUES: &str = "api";
+const APP_CONFLICT: &str = "app= runs one app, apps= several";
+const MODE_CONFLICT: &str = "test, bench= and crash= each run instead of the apps: one at a time";
 const IP_VALUES: &str = "ADDRESS/PREFIX[,ROUTER[,DNS]]: a host address (not in 0/8, 127/8 or 240/4), a prefix of 1 to 32 bits, a router on that network, a DNS server (10.0.2.15/24,10.0.2.2,10.0.2.3)";
 
 /// Parses a kernel command line. An empty (or all-whitespace) line gives the defaults.
@@ -626,7 +640,9 @@ const IP_VALUES: &str = "ADDRESS/PREFIX[,ROUTER[,DNS]]: a host address (not in 0
 /// Words are separated by any amount of whitespace; each is `key` or `key=value` (the value
 /// is everything after the first `=`). `log`, `app`, `apps`, `cores`, `ip`, `crash`, `bench`,
 /// `smp.stall` and `test.after` need a value; `test` may stand alone (every test) or carry a
-/// filter. A key may appear only once, and `app` and `apps` not together. Whether the
+/// filter. A key may appear only once, `app` and `apps` not together, only one of `test`,
+/// `bench` and `crash` (each runs instead of the apps), and `test.after` only with `test`.
+/// Whether the
 /// manifest's apps exist and its cores run is for the kernel to check
 /// ([`Manifest::check_cores`]).
 pub fn parse(cmdline: &str) -> Result<Options<'_>, CmdlineError<'_>> {
@@ -635,6 +651,9 @@ pub fn parse(cmdline: &str) -> Result<Options<'_>, CmdlineError<'_>> {
     let mut seen = [false; KEYS.len()];
     // The `app=` or `apps=` word given so far (they exclude each other).
     let mut app_word: Option<&str> = None;
+    // The `test`, `bench=` or `crash=` word given so far (each runs instead of the apps).
+    let mut mode_word: Option<&str> = None;
+    let mut test_after_word: Option<&str> = None;
     for word in cmdline.split_whitespace() {
         // The key runs to the first `=` (an ASCII byte, so a character boundary).
         let (key, value) = match word.bytes().position(|b| b == b'=') {
@@ -657,11 +676,16 @@ pub fn parse(cmdline: &str) -> Result<Options<'_>, CmdlineError<'_>> {
             parse_core_number(need(expected)?, most)
                 .ok_or(CmdlineError::BadValue { word, expected })
         };
-        if matches!(key, Key::App | Key::Apps) {
-            if let Some(earlier) = app_word {
-                return Err(CmdlineError::Conflict { word, earlier });
+        let exclusive = match key {
+            Key::App | Key::Apps => Some((&mut app_word, APP_CONFLICT)),
+            Key::Test | Key::Bench | Key::Crash => Some((&mut mode_word, MODE_CONFLICT)),
+            _ => None,
+        };
+        if let Some((given, why)) = exclusive {
+            if let Some(earlier) = *given {
+                return Err(CmdlineError::Conflict { word, earlier, why });
             }
-            app_word = Some(word);
+            *given = Some(word);
         }
         match key {
             Key::Log => {
@@ -691,7 +715,10 @@ pub fn parse(cmdline: &str) -> Result<Options<'_>, CmdlineError<'_>> {
                 })?);
             }
             Key::Test => options.test = Some(value.unwrap_or("")),
-            Key::TestAfter => options.test_after = Some(need(TEST_AFTER_VALUES)?),
+            Key::TestAfter => {
+                options.test_after = Some(need(TEST_AFTER_VALUES)?);
+                test_after_word = Some(word);
+            }
             Key::Crash => {
                 let value = need(CRASH_VALUES)?;
                 options.crash = Some(Crash::from_name(value).ok_or(CmdlineError::BadValue {
@@ -709,7 +736,10 @@ pub fn parse(cmdline: &str) -> Result<Options<'_>, CmdlineError<'_>> {
             }
         }
     }
-    Ok(options)
+    match test_after_word {
+        Some(word) if options.test.is_none() => Err(CmdlineError::AfterWithoutTest { word }),
+        _ => Ok(options),
+    }
 }
 
 /// A key of the command line; its value is its index in [`KEYS`].
@@ -807,7 +837,7 @@ mod tests {
     #[test]
     fn every_key() {
         let options =
-            parse("log=trace app=web-server_2 cores=4 ip=10.1.2.3/16 test=net test.after=net::arp crash=divide bench=api smp.stall=3")
+            parse("log=trace app=web-server_2 cores=4 ip=10.1.2.3/16 test=net test.after=net::arp smp.stall=3")
                 .unwrap();
         assert_eq!(
             options,
@@ -824,11 +854,13 @@ mod tests {
                 }),
                 test: Some("net"),
                 test_after: Some("net::arp"),
-                crash: Some(Crash::Divide),
-                bench: Some(Bench::Api),
+                crash: None,
+                bench: None,
                 smp_stall: Some(3),
             }
         );
+        assert_eq!(parse("crash=divide").unwrap().crash, Some(Crash::Divide));
+        assert_eq!(parse("bench=api").unwrap().bench, Some(Bench::Api));
     }
 
     #[test]
@@ -1404,14 +1436,16 @@ mod tests {
             parse("app=hello apps=hello:0:8M"),
             Err(CmdlineError::Conflict {
                 word: "apps=hello:0:8M",
-                earlier: "app=hello"
+                earlier: "app=hello",
+                why: APP_CONFLICT,
             })
         );
         assert_eq!(
             parse("apps=hello:0:8M log=info app=monitor"),
             Err(CmdlineError::Conflict {
                 word: "app=monitor",
-                earlier: "apps=hello:0:8M"
+                earlier: "apps=hello:0:8M",
+                why: APP_CONFLICT,
             })
         );
         assert_eq!(
@@ -1425,5 +1459,49 @@ mod tests {
             message.contains("`apps=hello:0:8M`") && message.contains("`app=hello`"),
             "{message}"
         );
+    }
+
+    /// `test`, `bench=` and `crash=` each replace the apps' run, and the kernel takes
+    /// only the first of them it looks at: a second one would be ignored without a word.
+    #[test]
+    fn test_bench_and_crash_exclude_each_other() {
+        for (line, word, earlier) in [
+            ("test bench=api", "bench=api", "test"),
+            ("crash=panic log=info test=net", "test=net", "crash=panic"),
+            ("bench=api crash=divide", "crash=divide", "bench=api"),
+        ] {
+            assert_eq!(
+                parse(line),
+                Err(CmdlineError::Conflict {
+                    word,
+                    earlier,
+                    why: MODE_CONFLICT,
+                }),
+                "{line}"
+            );
+        }
+        let message = parse("test=heap crash=panic").unwrap_err().to_string();
+        assert!(
+            message.contains("`crash=panic`") && message.contains("`test=heap`"),
+            "{message}"
+        );
+        assert!(parse("app=hello crash=panic smp.stall=2").is_ok());
+    }
+
+    /// `test.after=` alone would be ignored and the app run instead of the tests.
+    #[test]
+    fn test_after_needs_test() {
+        assert_eq!(
+            parse("test.after=heap::grows app=hello"),
+            Err(CmdlineError::AfterWithoutTest {
+                word: "test.after=heap::grows"
+            })
+        );
+        let message = parse("test.after=x").unwrap_err().to_string();
+        assert!(
+            message.contains("`test.after=x`") && message.contains("needs `test`"),
+            "{message}"
+        );
+        assert_eq!(parse("test.after=x test").unwrap().test_after, Some("x"));
     }
 }
