@@ -1038,7 +1038,7 @@ pub const CASES: &[Case] = &[
         append: "app=hello ip=10.0.2.15/33",
         exit: Some(35),
         checks: &[Check::Has(
-            "bad value in `ip=10.0.2.15/33`; expected ADDRESS/PREFIX[,ROUTER[,DNS]]",
+            "bad value in `ip=10.0.2.15/33`: the prefix is not 1 to 32 bits; expected ADDRESS/PREFIX[,ROUTER[,DNS]]",
         )],
         ..BASE
     },

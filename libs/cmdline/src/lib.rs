@@ -180,8 +180,16 @@ pub struct Ipv4Config {
     pub dns: Option<Ipv4Addr>,
 }
 
-/// Parses `ADDRESS/PREFIX[,ROUTER[,DNS]]` (`10.0.2.15/24,10.0.2.2`).
-fn parse_ipv4_config(value: &str) -> Option<Ipv4Config> {
+/// Parses `ADDRESS/PREFIX[,ROUTER[,DNS]]` (`10.0.2.15/24,10.0.2.2`): `Err(None)` when it
+/// is not of that form, `Err(Some(why))` when [`Ipv4Config::check`] refuses it.
+fn parse_ipv4_config(value: &str) -> Result<Ipv4Config, Option<&'static str>> {
+    let config = ipv4_fields(value).ok_or(None)?;
+    config.check().map_err(Some)?;
+    Ok(config)
+}
+
+/// The fields of `ADDRESS/PREFIX[,ROUTER[,DNS]]`, unchecked (`None`: not of that form).
+fn ipv4_fields(value: &str) -> Option<Ipv4Config> {
     let mut parts = value.split(',');
     let network = parts.next()?;
     let mut next_address = || parts.next().map(|a| a.parse::<Ipv4Addr>().ok());
@@ -191,13 +199,12 @@ fn parse_ipv4_config(value: &str) -> Option<Ipv4Config> {
         return None;
     }
     let (address, prefix) = network.split_once('/')?;
-    let config = Ipv4Config {
+    Some(Ipv4Config {
         address: address.parse().ok()?,
         prefix: u8::try_from(parse_decimal(prefix)?).ok()?,
         router,
         dns,
-    };
-    config.check().is_ok().then_some(config)
+    })
 }
 
 impl Ipv4Config {
@@ -351,6 +358,13 @@ pub enum CmdlineError<'a> {
         /// The earlier word it conflicts with.
         earlier: &'a str,
         /// Why the two exclude each other.
+        why: &'static str,
+    },
+    /// An `ip=` of the right form that [`Ipv4Config::check`] refuses.
+    BadAddress {
+        /// The offending word.
+        word: &'a str,
+        /// What is wrong with it ([`Ipv4Config::check`]'s reason).
         why: &'static str,
     },
     /// `test.after=` without `test`: it would be ignored, the app run instead.
@@ -599,6 +613,10 @@ impl fmt::Display for CmdlineError<'_> {
                 f,
                 "command line: `{word}` cannot stand with `{earlier}` ({why})"
             ),
+            Self::BadAddress { word, why } => write!(
+                f,
+                "command line: bad value in `{word}`: {why}; expected {IP_VALUES}"
+            ),
             Self::AfterWithoutTest { word } => write!(
                 f,
                 "command line: `{word}` needs `test` (it resumes the kernel tests after a test)"
@@ -709,9 +727,12 @@ pub fn parse(cmdline: &str) -> Result<Options<'_>, CmdlineError<'_>> {
             Key::Cores => options.cores = Some(core_number(CORES_VALUES, MAX_CORES)?),
             Key::Ip => {
                 let value = need(IP_VALUES)?;
-                options.ip = Some(parse_ipv4_config(value).ok_or(CmdlineError::BadValue {
-                    word,
-                    expected: IP_VALUES,
+                options.ip = Some(parse_ipv4_config(value).map_err(|why| match why {
+                    Some(why) => CmdlineError::BadAddress { word, why },
+                    None => CmdlineError::BadValue {
+                        word,
+                        expected: IP_VALUES,
+                    },
                 })?);
             }
             Key::Test => options.test = Some(value.unwrap_or("")),
@@ -909,6 +930,12 @@ mod tests {
         }
     }
 
+    const NO_HOST_ADDRESS: &str =
+        "the address is in 0/8, 127/8 (loopback) or 240/4, no host's address";
+    const NO_HOST_DNS: &str =
+        "the DNS server is in 0/8, 127/8 (loopback) or 240/4, no host's address";
+    const NETWORK_DNS: &str = "the DNS server is the address's network's own or broadcast address";
+
     #[test]
     fn ip_values() {
         assert_eq!(
@@ -951,35 +978,13 @@ mod tests {
         for word in [
             "ip=10.0.2.15",
             "ip=10.0.2.15/",
-            "ip=10.0.2.15/33",
-            "ip=10.0.2.15/0",
             "ip=10.0.2.15/+8",
             "ip=10.0.2.256/24",
-            "ip=0.0.0.0/24",
-            "ip=255.255.255.255/24",
-            "ip=224.0.0.1/4",
             "ip=10.0.2.15/24,",
             "ip=10.0.2.15/24,router",
             "ip=10.0.2.15/24,10.0.2.2,10.0.2.3,10.0.2.4",
             "ip=10.0.2.15/24,10.0.2.2,dns",
-            "ip=10.0.2.15/24,10.0.2.2,0.0.0.0",
             "ip=dhcp",
-            // The router is off the network, or the address itself.
-            "ip=10.0.2.15/24,10.0.3.1",
-            "ip=10.0.2.15/24,10.0.2.15",
-            // The network's own first and last addresses are not a host's.
-            "ip=10.0.2.0/24",
-            "ip=10.0.2.255/24,10.0.2.2",
-            "ip=10.0.2.15/24,10.0.2.255",
-            // Loopback, "this network" and reserved addresses are no host's.
-            "ip=127.0.0.1/8",
-            "ip=0.0.0.1/8",
-            "ip=240.0.0.1/8",
-            "ip=10.0.2.15/24,10.0.2.2,127.0.0.53",
-            // The DNS server is the network's own or (directed) broadcast address.
-            "ip=10.0.2.15/24,10.0.2.2,10.0.2.255",
-            "ip=10.0.2.15/24,10.0.2.2,10.0.2.0",
-            "ip=10.0.2.15/16,10.0.2.2,10.0.255.255",
         ] {
             assert_eq!(
                 parse(word),
@@ -990,6 +995,67 @@ mod tests {
                 "{word}"
             );
         }
+        // Of the right form, refused by `Ipv4Config::check`, whose reason the message gives.
+        for (word, why) in [
+            ("ip=10.0.2.15/0", "the prefix is not 1 to 32 bits"),
+            ("ip=10.0.2.15/33", "the prefix is not 1 to 32 bits"),
+            ("ip=0.0.0.0/24", "the address is not a unicast host address"),
+            (
+                "ip=255.255.255.255/24",
+                "the address is not a unicast host address",
+            ),
+            (
+                "ip=224.0.0.1/4",
+                "the address is not a unicast host address",
+            ),
+            (
+                "ip=10.0.2.15/24,10.0.2.2,0.0.0.0",
+                "the DNS server is not a unicast host address",
+            ),
+            // The router is off the network, or the address itself.
+            (
+                "ip=10.0.2.15/24,10.0.3.1",
+                "the router is not a host of the address's network",
+            ),
+            (
+                "ip=10.0.2.15/24,10.0.2.15",
+                "the router is the address itself",
+            ),
+            // The network's own first and last addresses are not a host's.
+            (
+                "ip=10.0.2.0/24",
+                "the address is its network's own or broadcast address",
+            ),
+            (
+                "ip=10.0.2.255/24,10.0.2.2",
+                "the address is its network's own or broadcast address",
+            ),
+            (
+                "ip=10.0.2.15/24,10.0.2.255",
+                "the router is not a host of the address's network",
+            ),
+            // Loopback, "this network" and reserved addresses are no host's.
+            ("ip=127.0.0.1/8", NO_HOST_ADDRESS),
+            ("ip=0.0.0.1/8", NO_HOST_ADDRESS),
+            ("ip=240.0.0.1/8", NO_HOST_ADDRESS),
+            ("ip=10.0.2.15/24,10.0.2.2,127.0.0.53", NO_HOST_DNS),
+            // The DNS server is the network's own or (directed) broadcast address.
+            ("ip=10.0.2.15/24,10.0.2.2,10.0.2.255", NETWORK_DNS),
+            ("ip=10.0.2.15/24,10.0.2.2,10.0.2.0", NETWORK_DNS),
+            ("ip=10.0.2.15/16,10.0.2.2,10.0.255.255", NETWORK_DNS),
+        ] {
+            assert_eq!(
+                parse(word),
+                Err(CmdlineError::BadAddress { word, why }),
+                "{word}"
+            );
+        }
+        let message = parse("ip=10.0.2.0/24").unwrap_err().to_string();
+        assert!(
+            message.contains("`ip=10.0.2.0/24`: the address is its network's own")
+                && message.contains(IP_VALUES),
+            "{message}"
+        );
         assert!(matches!(
             parse("ip"),
             Err(CmdlineError::MissingValue { .. })
