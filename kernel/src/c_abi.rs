@@ -58,6 +58,7 @@ pub fn register() {
             copied.map_err(|error| crate::apps::refusal_of(owner, &[cap.cap().id()], error))
         },
         core_index: crate::arch::percpu::core_index,
+        kernel_section: |f| crate::arch::abort::kernel_section(f),
     });
 }
 

@@ -1440,6 +1440,32 @@ kernel_test!(
 );
 
 kernel_test!(
+    /// A C app's `rexo_core_caps` holds the C ABI's hand-out lock across its kernel call:
+    /// with 12 KiB of stack left the app is ended as a stack overflow at that call's
+    /// kernel section, and the lock must not stay held (the next app's `rexo_core_caps`,
+    /// on any core, spun for good).
+    fn a_c_app_ended_short_of_stack_in_rexo_core_caps_leaves_the_hand_out_free() {
+        let short = crate::apps::App::new("short-cores", "lists its cores short of stack", |_| {
+            let list = &mut || _ = rexo_capi::rexo_core_caps(core::ptr::null_mut(), 0);
+            with_stack_left(12 << 10, list);
+            Ok(())
+        });
+        assert_eq!(
+            crate::apps::run(&short),
+            Err(rexo_api::ApiError::StackOverflow)
+        );
+        let next = crate::apps::App::new("cores", "lists its cores", |_| {
+            let listed = rexo_capi::rexo_core_caps(core::ptr::null_mut(), 0);
+            assert!(listed >= 0, "rexo_core_caps gave {listed}");
+            Ok(())
+        });
+        returns_on_another_core("the next app's rexo_core_caps", move || {
+            assert_eq!(crate::apps::run(&next), Ok(()));
+        });
+    }
+);
+
+kernel_test!(
     fn an_interrupt_taken_with_the_stack_all_but_used_up_is_served_on_a_stack_of_its_own() {
         use crate::arch::{apic, idt};
         // The wake vector's bit of the in-service register (ISR bits 32-63 are at 0x110).

@@ -181,19 +181,35 @@ static NEXT_HANDLE: AtomicI64 = AtomicI64::new(1);
 /// A call's answer: a non-negative value, or a negative code (the same `c_int` space).
 pub(crate) type Outcome = Result<c_int, c_int>;
 
+/// Runs `f` as a kernel section ([`Host::kernel_section`](crate::Host)): what takes the
+/// table's lock ([`HANDLES`]) or [`HANDING_OUT_CORES`] and allocates or calls the kernel
+/// under it runs in one, so that no abort of the app there (its quota refusing the table's
+/// growth, a kernel call short of stack) leaves the lock held, every C call on every core
+/// then spinning for good.
+fn kernel_section<R>(f: impl FnOnce() -> R) -> R {
+    let (mut f, mut result) = (Some(f), None);
+    (host().kernel_section)(&mut || {
+        if let Some(f) = f.take() {
+            result = Some(f());
+        }
+    });
+    result.expect("Host::kernel_section calls its function once")
+}
+
 /// Gives `object` to `owner` as a new handle.
 pub(crate) fn insert(owner: OwnerId, object: Object) -> i64 {
     let id = NEXT_HANDLE.fetch_add(1, Ordering::Relaxed);
     let core = matches!(object, Object::Core(_));
     let entry = object.entry();
     let object = Arc::new(Slot::new(object));
-    HANDLES.lock().push(Handle {
+    let handle = Handle {
         id,
         owner,
         core,
         entry,
         object,
-    });
+    };
+    kernel_section(|| HANDLES.lock().push(handle));
     id
 }
 
@@ -201,6 +217,11 @@ pub(crate) fn insert(owner: OwnerId, object: Object) -> i64 {
 /// deadline), each with its deadline, in the order they were given (read without any
 /// object's lock, as [`hand_out_cores`]).
 pub(crate) fn asked_back(owner: OwnerId, requests: &[(EntryId, u64)]) -> Vec<(i64, u64)> {
+    kernel_section(|| asked_back_locked(owner, requests))
+}
+
+/// [`asked_back`], in its kernel section.
+fn asked_back_locked(owner: OwnerId, requests: &[(EntryId, u64)]) -> Vec<(i64, u64)> {
     let handles = HANDLES.lock();
     let mut asked: Vec<(i64, u64)> = handles
         .iter()
@@ -233,6 +254,11 @@ pub fn forget_handles(owner: OwnerId) {
 /// ([`HANDING_OUT_CORES`]): a call on another core meanwhile, to which the kernel hands
 /// out nothing, lists them all once this one has inserted them.
 pub(crate) fn hand_out_cores(owner: OwnerId, take: impl FnOnce() -> Vec<CoreCap>) -> Vec<i64> {
+    kernel_section(|| hand_out_cores_locked(owner, take))
+}
+
+/// [`hand_out_cores`], in its kernel section.
+fn hand_out_cores_locked(owner: OwnerId, take: impl FnOnce() -> Vec<CoreCap>) -> Vec<i64> {
     let _handing_out = HANDING_OUT_CORES.lock();
     for cap in take() {
         insert(owner, Object::Core(cap));

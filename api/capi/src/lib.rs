@@ -89,6 +89,12 @@ pub struct Host {
     /// The index of the core running the caller (a handle's lock records it: see
     /// [`release_abandoned`]).
     pub core_index: fn() -> usize,
+    /// Calls `f` once as kernel code no abort of the app ends half done (the kernel's
+    /// kernel section): an app short of stack is ended before `f` starts, and `f`'s
+    /// allocations are the kernel's, never refused by the app's quota. The handle
+    /// table's locks are held only inside one ([`release_abandoned`] frees only a
+    /// handle's own lock).
+    pub kernel_section: fn(f: &mut dyn FnMut()),
 }
 
 /// The kernel's registration.
@@ -612,6 +618,7 @@ mod tests {
                     NEXT.fetch_add(1, core::sync::atomic::Ordering::Relaxed));
                 CORE.with(|core| *core)
             },
+            kernel_section: |f| f(),
         });
     }
 
