@@ -408,7 +408,8 @@ int64_t rexo_net_open(unsigned index);
  * interface whole), REXO_ENOMEM (the app holds REXO_MAX_APP_NET_BINDINGS bindings on
  * the interface, or the interface REXO_MAX_NET_BINDINGS in all, until one ends, or the
  * filter shares too few fields with those bound: merged, they would cost a frame more
- * than 32 field tests),
+ * than 32 field tests, or the app's filters on the interface would cost a frame more
+ * than its share, 8 of those tests: a filter of more than 8 atoms always does),
  * REXO_EPERM (no ip= address), REXO_ENOAPP or REXO_EIO. */
 int64_t rexo_net_bind(unsigned index, const struct rexo_atom *atoms, size_t count);
 
