@@ -1085,7 +1085,7 @@ mod tests {
                     err,
                     format!(
                         "{out} is the image {img} itself: writing the file out there would \
-                         empty the image; nothing was written"
+                         empty the image; the image is left as it was"
                     )
                 );
             }

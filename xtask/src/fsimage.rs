@@ -771,7 +771,7 @@ pub fn refuse_the_image(out: &Path, image: &Path) -> Result<()> {
     match (id(out), id(image)) {
         (Some(out_id), Some(image_id)) if out_id == image_id => Err(format!(
             "{} is the image {} itself: writing the file out there would empty the \
-             image; nothing was written",
+             image; the image is left as it was",
             out.display(),
             image.display()
         )),

@@ -616,6 +616,7 @@ fn run_cargo(
 ) -> Result<Option<i32>> {
     let out = log.try_clone().map_err(|e| e.to_string())?;
     let err = log.try_clone().map_err(|e| e.to_string())?;
+    let program = format!("cargo {}", args.join(" "));
     // Left in xtask's process group, where Ctrl-C reaches cargo and its test binaries
     // too; a timeout ends them by their parent links (`proctree::kill_tree`).
     let mut child = Command::new(cargo)
@@ -625,8 +626,8 @@ fn run_cargo(
         .stdout(out)
         .stderr(err)
         .spawn()
-        .map_err(|e| format!("cannot run cargo {}: {e}", args.join(" ")))?;
-    proctree::wait_or_kill(&mut child, "cargo test", Duration::from_secs(timeout_s))
+        .map_err(|e| format!("cannot run {program}: {e}"))?;
+    proctree::wait_or_kill(&mut child, &program, Duration::from_secs(timeout_s))
 }
 
 /// The outcomes of a `cargo test` that printed `output` (also in `log`) and exited
