@@ -549,6 +549,7 @@ mod tests {
 
     #[test]
     fn a_core_list_asked_while_another_core_hands_out_the_cores_names_them_all() {
+        crate::tests::register_test_host();
         let owner = OwnerId(80);
         let caps = core_caps(2);
         let (taken, was_taken) = std::sync::mpsc::channel();
@@ -574,6 +575,7 @@ mod tests {
 
     #[test]
     fn the_handles_asked_back_are_the_owners_own_with_their_deadlines() {
+        crate::tests::register_test_host();
         let (owner, other) = (OwnerId(81), OwnerId(82));
         let mut caps = core_caps(3).into_iter();
         let mut next = || caps.next().expect("minted");
