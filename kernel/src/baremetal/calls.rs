@@ -32,11 +32,11 @@ pub fn dispatch(regs: &mut Regs) {
     match regs.call {
         0 => regs.rax = regs.rax & !0xFF | u64::from(KEYS.next(crate::console::read_byte)),
         1 => output(regs.rsi, regs.rcx),
+        2 if regs.rcx > FRAME_BYTES as u64 => log::warn!(
+            "baremetal: b_net_tx: a {}-byte frame is longer than BareMetal's {FRAME_BYTES}, nothing sent",
+            regs.rcx
+        ),
         2 => match raw::app_bytes(regs.rsi, regs.rcx) {
-            _ if regs.rcx > FRAME_BYTES as u64 => log::warn!(
-                "baremetal: b_net_tx: a {}-byte frame is longer than BareMetal's {FRAME_BYTES}, nothing sent",
-                regs.rcx
-            ),
             Some(frame) => _ = registry().baremetal_transmit(regs.rdx, frame),
             None => log::warn!("baremetal: b_net_tx: frame buffer not mapped, nothing sent"),
         },
