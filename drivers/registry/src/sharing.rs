@@ -353,8 +353,10 @@ fn ethertype(frame: &[u8]) -> Option<[u8; 2]> {
 /// words use, read here whatever the total length says: a datagram too short to hold
 /// the field is malformed, not a fragment, and no port filter takes it).
 fn is_later_fragment(frame: &[u8]) -> bool {
-    let rexo_pktfilter::Atom { mask, .. } = rexo_pktfilter::FIRST_FRAGMENT;
-    u32::from(u16::from_be_bytes([frame[20], frame[21]])) & mask != 0
+    // The atom's field is 2 bytes wide (its offset and mask from the one definition).
+    let rexo_pktfilter::Atom { offset, mask, .. } = rexo_pktfilter::FIRST_FRAGMENT;
+    let at = usize::from(offset);
+    u32::from(u16::from_be_bytes([frame[at], frame[at + 1]])) & mask != 0
 }
 
 /// ARP's request and reply operations (RFC 826: a 16-bit field).
