@@ -640,7 +640,7 @@ impl<'a> Server<'a> {
         let mut request = [0u8; UDP_MAX_REQUEST];
         let mut store = &self.shared.store;
         while served < UDP_DATAGRAMS
-            && let Some((len, from)) = stack.recv_from(udp, &mut request)?
+            && let Some((len, from)) = stack.recv_from(udp, &mut request).expect(OWN_STACK)
         {
             served += 1;
             let answer =
