@@ -224,9 +224,9 @@ _start:
     cmp r12, 0x25
     jb 1b
     # An unknown function gives the error value (the test case looks for the warning,
-    # given once for the two calls), and so do the functions BareMetal has that Rexo does not provide: 0x02 the mouse,
-    # 0x52 and 0x53 the output routine (b_output stays the kernel's), 0x63 the mouse
-    # callback.
+    # given once for the two calls), and so do the functions BareMetal has that Rexo
+    # does not provide: 0x02 the mouse, 0x52 and 0x53 the output routine (b_output
+    # stays the kernel's), 0x63 the mouse callback.
     SYS 0x99
     cmp rax, -1
     CHECK e, e_unknown
