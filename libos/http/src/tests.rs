@@ -89,6 +89,18 @@ fn answer(request: &str) -> String {
     out
 }
 
+/// Asserts that `GET target` is refused 400 and the connection closed.
+fn assert_get_refused(target: &str) {
+    let (out, closed) = converse(
+        &site(),
+        format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
+    );
+    assert!(
+        out.starts_with("HTTP/1.1 400 Bad Request\r\n") && closed,
+        "{target:?}: {out}"
+    );
+}
+
 fn etag(site: &Site, path: &str) -> String {
     String::from_utf8(site.files.get(path.as_bytes()).unwrap().etag().to_vec()).unwrap()
 }
@@ -1577,14 +1589,7 @@ fn an_absolute_target_without_a_host_or_with_userinfo_is_refused() {
         "http://user:secret@x/digits.txt",
         "http://x\\y/digits.txt",
     ] {
-        let (out, closed) = converse(
-            &site(),
-            format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
-        );
-        assert!(
-            out.starts_with("HTTP/1.1 400 Bad Request\r\n") && closed,
-            "{target}: {out}"
-        );
+        assert_get_refused(target);
     }
     for target in [
         "http://x/digits.txt",
@@ -1630,24 +1635,10 @@ fn nul_and_encoded_slashes_stay_within_the_served_names() {
         "/%2e%2e%2fdigits.txt",
         "/..%2f",
     ] {
-        let (out, closed) = converse(
-            &site(),
-            format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
-        );
-        assert!(
-            out.starts_with("HTTP/1.1 400 Bad Request\r\n") && closed,
-            "{target}: {out}"
-        );
+        assert_get_refused(target);
     }
     for target in ["/digits.txt\x00", "/\x01", "/a\tb"] {
-        let (out, closed) = converse(
-            &site(),
-            format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
-        );
-        assert!(
-            out.starts_with("HTTP/1.1 400 Bad Request\r\n") && closed,
-            "{target:?}: {out}"
-        );
+        assert_get_refused(target);
     }
 }
 
@@ -1671,14 +1662,7 @@ fn dot_segments_are_resolved_before_the_lookup() {
     assert!(out.ends_with("<h1>Rexo</h1>\n"), "{out}");
     // Above the root names nothing: refused, encoded or not.
     for path in ["/../app.js", "/%2e%2e/app.js", "/x/../../app.js", "/.."] {
-        let (out, closed) = converse(
-            &site(),
-            format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
-        );
-        assert!(
-            out.starts_with("HTTP/1.1 400 Bad Request\r\n") && closed,
-            "{path}: {out}"
-        );
+        assert_get_refused(path);
     }
     // Dots within a name are no segments.
     assert!(answer("GET /..app.js HTTP/1.1\r\nHost: x\r\n\r\n").starts_with("HTTP/1.1 404"));
