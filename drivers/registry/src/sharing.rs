@@ -1329,6 +1329,21 @@ pub(crate) mod tests {
         assert_eq!(binding.err(), Some(ApiError::FilterTestShare { share }));
     }
 
+    /// `count` filters `PREFIX & 42:4/MASK=VALUE`, each mask leaving out three bits:
+    /// no two overlap, but no bit is in every mask, so they share no test of bytes 42..46.
+    fn masked_filters(count: u32, prefix: &str) -> Vec<Filter> {
+        (0..count)
+            .map(|k| {
+                let left_out = [k % 32, (7 * k + 3) % 32, (13 * k + 11) % 32];
+                let mask = left_out
+                    .iter()
+                    .fold(u32::MAX, |mask, bit| mask & !(1 << bit));
+                let value = k.wrapping_mul(0x9E37_79B9) & mask;
+                Filter::parse(&format!("{prefix} & 42:4/{mask:#x}={value:#x}")).unwrap()
+            })
+            .collect()
+    }
+
     #[test]
     fn filters_that_would_cost_every_frame_too_many_tests_are_refused_and_install_nothing() {
         let (registry, wire) = shared();
@@ -1336,17 +1351,7 @@ pub(crate) mod tests {
         // Bytes 42..46 of TCP frames under 64 masks that each leave out three bits: no
         // two overlap, but no bit is in every mask, so they share no test and each would
         // cost every frame on the interface a test of its own.
-        let masked: Vec<Filter> = (0..64u32)
-            .map(|k| {
-                let left_out = [k % 32, (7 * k + 3) % 32, (13 * k + 11) % 32];
-                let mask = left_out
-                    .iter()
-                    .fold(u32::MAX, |mask, bit| mask & !(1 << bit));
-                let value = k.wrapping_mul(0x9E37_79B9) & mask;
-                let text = format!("ipv4 & 23:1=6 & 42:4/{mask:#x}={value:#x}");
-                Filter::parse(&text).unwrap()
-            })
-            .collect();
+        let masked = masked_filters(64, "ipv4 & 23:1=6");
         let share = rexo_pktfilter::APP_FRAME_TESTS;
         let over_share = ApiError::FilterTestShare { share };
         let binding = registry.bind_net(0, (2, "greedy"), &masked, config());
@@ -1380,16 +1385,7 @@ pub(crate) mod tests {
     #[test]
     fn one_app_cannot_keep_the_others_from_binding() {
         let (registry, wire) = shared();
-        let masked: Vec<Filter> = (0..56u32)
-            .map(|k| {
-                let left_out = [k % 32, (7 * k + 3) % 32, (13 * k + 11) % 32];
-                let mask = left_out
-                    .iter()
-                    .fold(u32::MAX, |mask, bit| mask & !(1 << bit));
-                let value = k.wrapping_mul(0x9E37_79B9) & mask;
-                Filter::parse(&format!("12:1=0x88 & 42:4/{mask:#x}={value:#x}")).unwrap()
-            })
-            .collect();
+        let masked = masked_filters(56, "12:1=0x88");
         let share = rexo_pktfilter::APP_FRAME_TESTS;
         let mut held = Vec::new();
         let mut refused = Vec::new();
