@@ -395,14 +395,22 @@ fn fixed_bits(wanted: &[(u16, u8, u8)], offset: u16, width: u8) -> (u32, u32) {
     })
 }
 
+/// An installed filter, with who installed it, its serial and its app.
+struct Installed<T> {
+    /// The filter.
+    filter: Filter,
+    /// Who installed it.
+    owner: T,
+    /// Its serial, as its [`Entry`] in the tree has it.
+    serial: u64,
+    /// The app it is of, named as owners are.
+    app: T,
+}
+
 /// The installed filters, each with its owner, and the tree merged from them.
 pub struct Filters<T> {
-    /// What was installed, in order.
-    installed: Vec<(Filter, T)>,
-    /// The serial of each of `installed`, at the same index (rising).
-    serials: Vec<u64>,
-    /// The app of each of `installed`, at the same index, named as owners are.
-    apps: Vec<T>,
+    /// What was installed, in order (so by rising serial).
+    installed: Vec<Installed<T>>,
     /// The serial the next filter installed gets.
     next_serial: u64,
     /// The decision tree over `installed`.
@@ -420,8 +428,6 @@ impl<T: Copy + PartialEq> Filters<T> {
     pub fn new() -> Self {
         Self {
             installed: Vec::new(),
-            serials: Vec::new(),
-            apps: Vec::new(),
             next_serial: 0,
             tree: Node {
                 matched: None,
@@ -462,12 +468,17 @@ impl<T: Copy + PartialEq> Filters<T> {
             return Ok(());
         }
         let before = self.installed.len();
-        self.installed
-            .extend(filters.iter().map(|filter| (filter.clone(), owner)));
         let first_serial = self.next_serial;
-        self.serials
-            .extend((0..filters.len() as u64).map(|i| first_serial + i));
-        self.apps.extend(filters.iter().map(|_| app));
+        self.installed.extend(
+            (first_serial..)
+                .zip(filters)
+                .map(|(serial, filter)| Installed {
+                    filter: filter.clone(),
+                    owner,
+                    serial,
+                    app,
+                }),
+        );
         let built = if self.cost_of(app, APP_FRAME_TESTS).is_none() {
             Err(InsertError::OverShare {
                 share: APP_FRAME_TESTS,
@@ -481,8 +492,6 @@ impl<T: Copy + PartialEq> Filters<T> {
             Ok(tree) => tree,
             Err(refused) => {
                 self.installed.truncate(before);
-                self.serials.truncate(before);
-                self.apps.truncate(before);
                 return Err(refused);
             }
         };
@@ -506,11 +515,11 @@ impl<T: Copy + PartialEq> Filters<T> {
         self.tree.lower_to_overlapping(&wanted, &mut first);
         let installed = first.map(|serial| {
             let at = self
-                .serials
-                .binary_search(&serial)
+                .installed
+                .binary_search_by_key(&serial, |installed| installed.serial)
                 .expect("the tree holds installed filters only");
-            let (other, holder) = &self.installed[at];
-            (other, *holder)
+            let installed = &self.installed[at];
+            (&installed.filter, installed.owner)
         });
         let pending = || {
             earlier
@@ -541,18 +550,8 @@ impl<T: Copy + PartialEq> Filters<T> {
     /// from fewer filters might).
     pub fn remove_owners(&mut self, owners: &[T]) -> usize {
         let before = self.installed.len();
-        let mut kept = self
-            .installed
-            .iter()
-            .map(|(_, holder)| !owners.contains(holder));
-        self.serials.retain(|_| kept.next() == Some(true));
-        let mut kept = self
-            .installed
-            .iter()
-            .map(|(_, holder)| !owners.contains(holder));
-        self.apps.retain(|_| kept.next() == Some(true));
         self.installed
-            .retain(|(_, holder)| !owners.contains(holder));
+            .retain(|installed| !owners.contains(&installed.owner));
         let removed = before - self.installed.len();
         if removed > 0 {
             self.tree.prune(owners);
@@ -560,9 +559,11 @@ impl<T: Copy + PartialEq> Filters<T> {
         removed
     }
 
-    /// The installed filters with their owners.
-    pub fn installed(&self) -> &[(Filter, T)] {
-        &self.installed
+    /// The installed filters with their owners, in the order installed.
+    pub fn installed(&self) -> impl ExactSizeIterator<Item = (&Filter, T)> + '_ {
+        self.installed
+            .iter()
+            .map(|installed| (&installed.filter, installed.owner))
     }
 
     /// The owner of the one filter `frame` matches, if any.
@@ -589,9 +590,9 @@ impl<T: Copy + PartialEq> Filters<T> {
             return Some(tree);
         }
         let mut apps: Vec<T> = Vec::new();
-        for app in &self.apps {
-            if !apps.contains(app) {
-                apps.push(*app);
+        for installed in &self.installed {
+            if !apps.contains(&installed.app) {
+                apps.push(installed.app);
             }
         }
         let mut tree = Node {
@@ -619,14 +620,13 @@ impl<T: Copy + PartialEq> Filters<T> {
     fn pending(&self, wanted: impl Fn(T) -> bool) -> Pending<Entry<T>> {
         self.installed
             .iter()
-            .zip(&self.serials)
-            .zip(&self.apps)
-            .filter(|(_, app)| wanted(**app))
-            .map(|(((f, owner), &serial), _)| {
-                let parts = f.atoms().iter().map(|&atom| Part { atom, whole: true });
+            .filter(|installed| wanted(installed.app))
+            .map(|installed| {
+                let atoms = installed.filter.atoms().iter();
+                let parts = atoms.map(|&atom| Part { atom, whole: true });
                 let entry = Entry {
-                    owner: *owner,
-                    serial,
+                    owner: installed.owner,
+                    serial: installed.serial,
                 };
                 (parts.collect(), entry)
             })
@@ -656,6 +656,14 @@ mod tests {
         let before = COMPARED.with(Cell::get);
         run();
         COMPARED.with(Cell::get) - before
+    }
+
+    /// What `filters` installed, with the owners, copied out to compare and show.
+    fn listed<T: Copy + PartialEq>(filters: &Filters<T>) -> Vec<(Filter, T)> {
+        let installed = filters.installed();
+        installed
+            .map(|(filter, owner)| (filter.clone(), owner))
+            .collect()
     }
 
     /// Binding 64 port filters beside 4,096 compares each with a few tree values per
@@ -716,8 +724,7 @@ mod tests {
                 let Some(filter) = random_filter(&mut rng) else {
                     continue;
                 };
-                let first = filters
-                    .installed()
+                let first = listed(&filters)
                     .iter()
                     .find(|(other, _)| other.overlaps(&filter))
                     .map(|(other, holder)| InsertError::Overlaps {
@@ -863,7 +870,7 @@ mod tests {
             with_installed,
             InsertError::Overlaps { owner: "kv", .. }
         ));
-        assert_eq!(filters.installed().len(), 1, "{:?}", filters.installed());
+        assert_eq!(filters.installed().len(), 1, "{:?}", listed(&filters));
         assert_eq!(filters.classify(&frame(0x0800, 6, 80)), None);
         assert_eq!(filters.classify(&frame(0x0800, 17, 11211)), Some("kv"));
         filters
@@ -901,7 +908,7 @@ mod tests {
                     single,
                     "round {round}"
                 );
-                assert_eq!(batched.installed(), one_by_one.installed(), "round {round}");
+                assert_eq!(listed(&batched), listed(&one_by_one), "round {round}");
             }
             for _ in 0..50 {
                 let frame: Vec<u8> = (0..40).map(|_| rng.below(4) as u8).collect();
@@ -927,17 +934,17 @@ mod tests {
             }
             let mut one_by_one = Filters::new();
             for (filter, owner) in at_once.installed() {
-                one_by_one.insert(filter.clone(), *owner).unwrap();
+                one_by_one.insert(filter.clone(), owner).unwrap();
             }
             // Some owners twice, some never installed.
             let ended: Vec<usize> = (0..rng.below(6)).map(|_| rng.below(12)).collect();
             let removed: usize = ended.iter().map(|o| one_by_one.remove_owner(*o)).sum();
             assert_eq!(at_once.remove_owners(&ended), removed, "round {round}");
-            assert_eq!(at_once.installed(), one_by_one.installed(), "round {round}");
+            assert_eq!(listed(&at_once), listed(&one_by_one), "round {round}");
             // Pruned trees classify as a tree built from what is left.
             let mut rebuilt = Filters::new();
             for (filter, owner) in at_once.installed() {
-                rebuilt.insert(filter.clone(), *owner).unwrap();
+                rebuilt.insert(filter.clone(), owner).unwrap();
             }
             for _ in 0..50 {
                 let frame: Vec<u8> = (0..40).map(|_| rng.below(4) as u8).collect();
@@ -1253,7 +1260,7 @@ mod tests {
                     }
                 }
             }
-            assert_eq!(filters.installed(), scan, "round {round}");
+            assert_eq!(listed(&filters), scan, "round {round}");
             for _ in 0..100 {
                 let frame = built_frame(&mut rng);
                 let owner = scanned(&scan, &frame);
@@ -1274,7 +1281,7 @@ mod tests {
             for (filter, owner) in &scan {
                 rebuilt.insert(filter.clone(), *owner).unwrap();
             }
-            assert_eq!(filters.installed(), rebuilt.installed(), "round {round}");
+            assert_eq!(listed(&filters), listed(&rebuilt), "round {round}");
             for _ in 0..100 {
                 let frame = built_frame(&mut rng);
                 let owner = scanned(&scan, &frame);
@@ -1417,7 +1424,7 @@ mod tests {
                 Err(overlap) => panic!("{text}: {overlap:?}"),
             }
         }
-        let installed = filters.installed().to_vec();
+        let installed = listed(&filters);
         assert!(refused > 900, "{} installed", installed.len());
         // Each installed filter's frames still find it, and no frame costs more tests.
         let mut masked = alloc::vec![0u8; 64];
