@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 mod capps;
-use capps::{CFLAGS, check_exports};
+use capps::{check_exports, compile};
 
 /// The static library's name (`librexo_c_apps.a` in `OUT_DIR`).
 const LIBRARY: &str = "rexo_c_apps";
@@ -29,9 +29,10 @@ fn main() {
     sources.sort();
     let mut objects = Vec::new();
     for source in &sources {
-        let stem = source.file_stem().expect("a .c file has a stem");
-        let object = out.join(stem).with_extension("o");
-        compile(source, &examples.join(".."), &object);
+        let object = match compile(source, &examples.join(".."), &out) {
+            Ok(object) => object,
+            Err(failed) => panic!("{failed}"),
+        };
         if let Err(refused) = check_exports(source, &object) {
             panic!("{refused}");
         }
@@ -51,30 +52,4 @@ fn main() {
     }
     println!("cargo:rustc-link-search=native={}", out.display());
     println!("cargo:rustc-link-lib=static={LIBRARY}");
-}
-
-/// Compiles one C app; stops the build with gcc's messages, or with the package to
-/// install when there is no `gcc`.
-fn compile(source: &Path, include: &Path, object: &Path) {
-    let result = Command::new("gcc")
-        .args(CFLAGS)
-        .arg("-I")
-        .arg(include)
-        .arg("-c")
-        .arg(source)
-        .arg("-o")
-        .arg(object)
-        .status();
-    match result {
-        Ok(status) if status.success() => {}
-        Ok(status) => panic!(
-            "gcc could not compile the C app {} ({status}); its messages are above",
-            source.display()
-        ),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => panic!(
-            "the C apps (api/c/examples) need a C compiler: `gcc` was not found; \
-             install the Debian package `gcc` (apt-get install gcc)"
-        ),
-        Err(error) => panic!("cannot run gcc for {}: {error}", source.display()),
-    }
 }

@@ -1,10 +1,10 @@
-//! What `build.rs` does to each C app that its host test checks too: the compiler flags,
-//! and the one rule on the app's object, that it defines no global symbol but its
+//! What `build.rs` does to each C app that its host test does too: the compile, with its
+//! flags, and the one rule on the app's object, that it defines no global symbol but its
 //! `NAME_main`. The object is linked into the kernel, where the kernel's `memset`,
 //! `memcpy`, `memmove` and `memcmp` are weak definitions: a C app's own `memset` would
 //! take their place for the whole kernel (every frame the kernel zeroes would go through
 //! it), and another global could clash with another app's.
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Freestanding C11 for the kernel's address space: no libc, static addresses as signed
@@ -34,6 +34,37 @@ pub const CFLAGS: &[&str] = &[
     "-Wextra",
     "-Werror",
 ];
+
+/// Compiles the C app `source` with [`CFLAGS`] and the `include` folder into `STEM.o` in
+/// `dir`, whose path it returns. The error says that gcc failed (its messages, on the
+/// build's standard error, come before it), or which package to install when there is no
+/// `gcc`.
+pub fn compile(source: &Path, include: &Path, dir: &Path) -> Result<PathBuf, String> {
+    let stem = source.file_stem().expect("a .c file has a stem");
+    let object = dir.join(stem).with_extension("o");
+    let result = Command::new("gcc")
+        .args(CFLAGS)
+        .arg("-I")
+        .arg(include)
+        .arg("-c")
+        .arg(source)
+        .arg("-o")
+        .arg(&object)
+        .status();
+    match result {
+        Ok(status) if status.success() => Ok(object),
+        Ok(status) => Err(format!(
+            "gcc could not compile the C app {} ({status}); its messages are above",
+            source.display()
+        )),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Err(
+            "the C apps (api/c/examples) need a C compiler: `gcc` was not found; \
+             install the Debian package `gcc` (apt-get install gcc)"
+                .to_string(),
+        ),
+        Err(error) => Err(format!("cannot run gcc for {}: {error}", source.display())),
+    }
+}
 
 /// `NAME_main`, the one function the C app `source` (`api/c/examples/NAME.c`) defines for
 /// the kernel (`-` in NAME written `_`).

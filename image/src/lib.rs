@@ -149,7 +149,7 @@ mod capps;
 
 #[cfg(test)]
 mod tests {
-    use std::path::{Path, PathBuf};
+    use std::path::Path;
 
     use super::capps;
 
@@ -186,28 +186,6 @@ mod tests {
         }
     }
 
-    /// Compiles the C file `source` with build.rs's flags and the `include` folder into an
-    /// object in `dir`, whose path it returns.
-    fn compile(source: &Path, dir: &Path, include: &Path) -> PathBuf {
-        let object = dir.join(source.file_stem().unwrap()).with_extension("o");
-        let compiled = std::process::Command::new("gcc")
-            .args(capps::CFLAGS)
-            .arg("-I")
-            .arg(include)
-            .arg("-c")
-            .arg(source)
-            .arg("-o")
-            .arg(&object)
-            .status()
-            .expect("the C apps need gcc (Debian package `gcc`)");
-        assert!(
-            compiled.success(),
-            "gcc could not compile {}",
-            source.display()
-        );
-        object
-    }
-
     /// A C app is linked into the kernel, whose `memset`, `memcpy`, `memmove` and `memcmp`
     /// are weak: an app's own `memset` took the kernel's place (10 calls of it during boot,
     /// before the app ran). build.rs refuses an object defining any global but its
@@ -220,7 +198,7 @@ mod tests {
         let app = |name: &str, text: &str| {
             let source = dir.join(format!("{name}.c"));
             std::fs::write(&source, text).unwrap();
-            let object = compile(&source, &dir, include);
+            let object = capps::compile(&source, include, &dir).unwrap();
             capps::check_exports(&source, &object)
         };
         let own_memset = "#include <stddef.h>\n\
@@ -246,7 +224,7 @@ mod tests {
         assert_eq!(app("c-static", helpers), Ok(()));
         for (name, _, _) in c_apps!(listed) {
             let source = include.join(format!("examples/{name}.c"));
-            let object = compile(&source, &dir, include);
+            let object = capps::compile(&source, include, &dir).unwrap();
             assert_eq!(capps::check_exports(&source, &object), Ok(()), "{name}");
         }
         std::fs::remove_dir_all(&dir).unwrap();
@@ -266,7 +244,7 @@ mod tests {
             int c_one_helper_main(void);\n\
             int c_one_helper_main(void) { say(\"hello\\n\"); return 0; }\n";
         std::fs::write(&source, text).unwrap();
-        let object = compile(&source, &dir, include);
+        let object = capps::compile(&source, include, &dir).unwrap();
         assert_eq!(capps::check_exports(&source, &object), Ok(()));
         std::fs::remove_dir_all(&dir).unwrap();
     }
