@@ -19,41 +19,18 @@ use crate::format::{
     check_header_as, copy_to_change, set_bit, stamp,
 };
 
-/// The bitmap block last read, so that scans read each bitmap block once.
-struct BitmapCursor {
-    /// The bitmap block held, and its contents.
-    held: Option<(u64, Block)>,
-}
-
-impl BitmapCursor {
-    fn new() -> Self {
-        Self { held: None }
-    }
-
-    /// Whether `block` is free.
-    fn is_free<D: BlockStore>(
-        &mut self,
-        fs: &mut FileSystem<D>,
-        block: u64,
-    ) -> Result<bool, FsError> {
-        let (number, byte, bit) = bitmap_position(&fs.layout, block);
-        let current = match self.held.take() {
-            Some((held, contents)) if held == number => contents,
-            _ => fs.read_bitmap(number)?,
-        };
-        let free = !bit_is_set(&current, byte, bit);
-        self.held = Some((number, current));
-        Ok(free)
-    }
-}
-
 impl<D: BlockStore> FileSystem<D> {
-    /// Reads and checks bitmap block `number` (the CRC only if it was not checked or
-    /// sealed before: see `Store::with_metadata`).
-    fn read_bitmap(&mut self, number: u64) -> Result<Block, FsError> {
+    /// What `read` makes of bitmap block `number`, read in place (no copy) and checked
+    /// first (the CRC only if it was not checked or sealed before: see
+    /// `Store::with_metadata`).
+    fn read_bitmap<T>(
+        &mut self,
+        number: u64,
+        read: impl FnOnce(&Block) -> Result<T, FsError>,
+    ) -> Result<T, FsError> {
         self.read_sealed(number, |block, trust| {
             check_header_as(block, BITMAP_MAGIC, number, "bitmap block", trust)?;
-            copy_to_change(&block[..], number)
+            read(block)
         })
     }
 
@@ -61,14 +38,8 @@ impl<D: BlockStore> FileSystem<D> {
     /// and length, or `NoSpace`.
     pub(crate) fn allocate_run(&mut self, goal: u64, max: u64) -> Result<(u64, u64), FsError> {
         let start = self.find_free(goal)?;
-        let mut cursor = BitmapCursor::new();
-        let mut count = 1;
-        while count < max
-            && start + count < self.layout.blocks
-            && cursor.is_free(self, start + count)?
-        {
-            count += 1;
-        }
+        let end = self.layout.blocks.min(start.saturating_add(max));
+        let count = 1 + self.free_from(start + 1, end)?;
         self.claim_run(start, count)?;
         Ok((start, count))
     }
@@ -127,15 +98,39 @@ impl<D: BlockStore> FileSystem<D> {
             let group_start = block / BITS_PER_BITMAP_BLOCK * BITS_PER_BITMAP_BLOCK;
             let group_end = to.min(group_start + BITS_PER_BITMAP_BLOCK);
             let (number, _, _) = bitmap_position(&self.layout, block);
-            let contents = self.read_bitmap(number)?;
-            let bits = contents.get(BODY_AT..CRC_AT).unwrap_or_default();
             let within = |block: u64| (block - group_start) as usize;
-            if let Some(bit) = first_clear_bit(bits, within(block), within(group_end)) {
+            let clear = self.read_bitmap(number, |contents| {
+                let bits = contents.get(BODY_AT..CRC_AT).unwrap_or_default();
+                Ok(first_clear_bit(bits, within(block), within(group_end)))
+            })?;
+            if let Some(bit) = clear {
                 return Ok(Some(group_start + bit as u64));
             }
             block = group_end;
         }
         Ok(None)
+    }
+
+    /// How many blocks from `from` on, before `to`, are free before the first used
+    /// one: a bitmap block at a time, each read once, in place.
+    fn free_from(&mut self, from: u64, to: u64) -> Result<u64, FsError> {
+        let layout = self.layout;
+        let mut block = from;
+        while block < to {
+            let group_end = to.min((block / BITS_PER_BITMAP_BLOCK + 1) * BITS_PER_BITMAP_BLOCK);
+            let (number, _, _) = bitmap_position(&layout, block);
+            let used = self.read_bitmap(number, |contents| {
+                Ok((block..group_end).find(|&at| {
+                    let (_, byte, bit) = bitmap_position(&layout, at);
+                    bit_is_set(contents, byte, bit)
+                }))
+            })?;
+            if let Some(used) = used {
+                return Ok(used - from);
+            }
+            block = group_end;
+        }
+        Ok(block - from)
     }
 
     /// Marks `count` blocks from `start` used or free; marking a block that already is
@@ -145,7 +140,8 @@ impl<D: BlockStore> FileSystem<D> {
         let end = start + count;
         while block < end {
             let (number, _, _) = bitmap_position(&self.layout, block);
-            let mut contents = self.read_bitmap(number)?;
+            let mut contents =
+                self.read_bitmap(number, |contents| copy_to_change(&contents[..], number))?;
             let group_end = end.min((block / BITS_PER_BITMAP_BLOCK + 1) * BITS_PER_BITMAP_BLOCK);
             while block < group_end {
                 let (_, byte, bit) = bitmap_position(&self.layout, block);
@@ -201,6 +197,8 @@ fn first_clear_bit(bits: &[u8], from: usize, to: usize) -> Option<usize> {
 mod tests {
     use super::*;
     use crate::MemoryDisk;
+    use crate::disk::BLOCK_SIZE;
+    use crate::tests::app_memory::with_blocks_left;
 
     std::thread_local! {
         /// Steps [`first_clear_bit`] took on this thread (a word, a byte or a bit looked at).
@@ -238,5 +236,32 @@ mod tests {
         // 70,000 blocks over 3 bitmap blocks: a word of 64 at a time, and a few bits
         // and bytes at each bitmap block's end.
         assert!(looks < 70_000 / 64 + 100, "{looks} steps");
+    }
+
+    /// An allocation copies only the bitmap block it changes: the scans for a free
+    /// block and for the run after it read the bitmap in place. They copied every
+    /// bitmap block they looked at, a 4 KiB copy per block scanned on every allocation,
+    /// and under memory pressure refused it as "changing block N" though a scan changes
+    /// nothing.
+    #[test]
+    fn allocating_copies_only_the_bitmap_block_it_changes() {
+        let mut fs = FileSystem::format(MemoryDisk::new(1024)).unwrap();
+        let bitmap = fs.layout.bitmap_start;
+        // The bitmap block read (into the cache) with memory.
+        let first = fs.find_free(fs.layout.data_start).unwrap();
+        assert_eq!(with_blocks_left(0, || fs.find_free(first)), Ok(first));
+        let no_memory = FsError::NoMemory {
+            what: format!("changing block {bitmap}"),
+            bytes: BLOCK_SIZE as u64,
+        };
+        assert_eq!(
+            with_blocks_left(0, || fs.allocate_run(first, 8)),
+            Err(no_memory)
+        );
+        assert_eq!(
+            with_blocks_left(1, || fs.allocate_run(first, 8)),
+            Ok((first, 8))
+        );
+        assert_eq!(fs.find_free(first), Ok(first + 8));
     }
 }
