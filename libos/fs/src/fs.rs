@@ -141,7 +141,7 @@ impl<D: BlockStore> FileSystem<D> {
         write_disk(
             &mut disk,
             layout.journal_start,
-            &encode_header(layout.journal_start, 1),
+            &encode_header(layout.journal_start, 1)?,
         )?;
         // The whole log, not just its first block: the journal restarts at sequence 1,
         // and an earlier file system's transactions 2, 3, ... left further on would
@@ -199,7 +199,7 @@ impl<D: BlockStore> FileSystem<D> {
         flush_disk(&mut disk)?;
         zero_blocks(&mut disk, log + 1, layout.journal_end())?;
         flush_disk(&mut disk)?;
-        let header = encode_header(layout.journal_start, next_sequence);
+        let header = encode_header(layout.journal_start, next_sequence)?;
         write_disk(&mut disk, layout.journal_start, &header)?;
         flush_disk(&mut disk)?;
         let mut fs = Self::with_store(
@@ -1075,7 +1075,11 @@ impl<D: BlockStore> FileSystem<D> {
         Ok(())
     }
 
+    /// [`FileSystem::write_home`]'s writes and flushes. Has the header's block before
+    /// it writes anything: `NoMemory` without it (as without the run's buffer of
+    /// `write_sorted`), nothing written.
     fn write_pending_home(&mut self) -> Result<(), FsError> {
+        let header = encode_header(self.journal.start, self.journal.next_sequence)?;
         write_sorted(
             &mut self.store.disk,
             self.store.pending.len(),
@@ -1085,7 +1089,6 @@ impl<D: BlockStore> FileSystem<D> {
                 .map(|(number, block)| (*number, block)),
         )?;
         flush_disk(&mut self.store.disk)?;
-        let header = encode_header(self.journal.start, self.journal.next_sequence);
         write_disk(&mut self.store.disk, self.journal.start, &header)?;
         flush_disk(&mut self.store.disk)
     }

@@ -40,8 +40,8 @@ use crate::disk::{BLOCK_SIZE, BlockStore};
 use crate::error::FsError;
 use crate::format::{
     BODY_AT, Block, COMMIT_MAGIC, CRC_AT, DESCRIPTOR_MAGIC, JOURNAL_HEADER_MAGIC, Layout,
-    SECTOR_CRC_AT, ZEROS, check_header, check_in_first_sector, check_zero, get_u32, get_u64, put,
-    seal, seal_in_first_sector, try_block, zeroed,
+    SECTOR_CRC_AT, ZEROS, check_header, check_in_first_sector, check_zero, copy_to_change, get_u32,
+    get_u64, put, seal, seal_in_first_sector, try_block, zeroed,
 };
 use crate::store::{RUN_BLOCKS, read_disk, read_disk_run, write_sorted};
 
@@ -125,11 +125,13 @@ impl Journal {
 /// its first 512-byte sector ([`seal_in_first_sector`]): a checkpoint rewrites it in
 /// place, and a crash tearing that write on a disk of 512-byte sectors leaves the old
 /// header (the journal replayed again, its blocks already home) or the new one.
-pub(crate) fn encode_header(start: u64, sequence: u64) -> Block {
-    let mut block = zeroed();
+/// `NoMemory` when the app cannot get the block: a checkpoint has it before it writes
+/// anything.
+pub(crate) fn encode_header(start: u64, sequence: u64) -> Result<Block, FsError> {
+    let mut block = copy_to_change(&ZEROS, start)?;
     put(&mut block[..], SEQUENCE_AT, &sequence.to_le_bytes());
     seal_in_first_sector(&mut block, JOURNAL_HEADER_MAGIC, start);
-    block
+    Ok(block)
 }
 
 /// Sequence numbers stay below this (2^63: a transaction a nanosecond for 292 years),
@@ -482,7 +484,7 @@ mod tests {
     fn a_stale_sealed_image_breaks_the_commit() {
         let layout = Layout::for_disk(256).unwrap();
         let mut disk = MemoryDisk::new(256);
-        write_disk(&mut disk, 1, &encode_header(1, 7)).unwrap();
+        write_disk(&mut disk, 1, &encode_header(1, 7).unwrap()).unwrap();
         let mut staged = BTreeMap::new();
         staged.insert(100, sealed(DIRECTORY_MAGIC, 100, 1));
         staged.insert(101, sealed(EXTENTS_MAGIC, 101, 2));
@@ -506,7 +508,7 @@ mod tests {
                 "every magic the scan accepts"
             );
             let mut disk = MemoryDisk::new(256);
-            write_disk(&mut disk, 1, &encode_header(1, 7)).unwrap();
+            write_disk(&mut disk, 1, &encode_header(1, 7).unwrap()).unwrap();
             // Block 100's image is written at journal block 3, as that block sealed: the
             // descriptor, header or commit the scan would take there.
             let mut staged = BTreeMap::new();
@@ -527,7 +529,7 @@ mod tests {
     fn an_escaped_image_that_does_not_begin_with_zeros_is_corrupt() {
         let layout = Layout::for_disk(256).unwrap();
         let mut disk = MemoryDisk::new(256);
-        write_disk(&mut disk, 1, &encode_header(1, 7)).unwrap();
+        write_disk(&mut disk, 1, &encode_header(1, 7).unwrap()).unwrap();
         let staged = BTreeMap::from([(100, sealed(EXTENTS_MAGIC, 100, 1))]);
         write_transaction(&mut disk, 2, 7, &staged).unwrap();
         // The descriptor says block 100's image is escaped, and the CRC-32C agrees.
@@ -556,7 +558,7 @@ mod tests {
     fn transactions_follow_in_sequence_and_a_stale_one_ends_the_log() {
         let layout = Layout::for_disk(256).unwrap();
         let mut disk = MemoryDisk::new(256);
-        write_disk(&mut disk, 1, &encode_header(1, 3)).unwrap();
+        write_disk(&mut disk, 1, &encode_header(1, 3).unwrap()).unwrap();
         let one = BTreeMap::from([(70, sealed(DIRECTORY_MAGIC, 70, 1))]);
         let twenty: BTreeMap<u64, Block> = (100..120)
             .map(|n| (n, sealed(EXTENTS_MAGIC, n, 3)))
@@ -582,7 +584,7 @@ mod tests {
         let layout = Layout::for_disk(64 * 600).unwrap();
         assert_eq!(layout.journal_blocks, 600);
         let mut disk = MemoryDisk::new(64 * 600);
-        write_disk(&mut disk, 1, &encode_header(1, 1)).unwrap();
+        write_disk(&mut disk, 1, &encode_header(1, 1).unwrap()).unwrap();
         let staged: BTreeMap<u64, Block> = (1000..1590)
             .map(|n| (n, sealed(DIRECTORY_MAGIC, n, n as u8)))
             .collect();
@@ -602,7 +604,7 @@ mod tests {
     fn a_committed_transaction_larger_than_the_app_can_hold_is_no_memory() {
         let layout = Layout::for_disk(256).unwrap();
         let mut disk = MemoryDisk::new(256);
-        write_disk(&mut disk, 1, &encode_header(1, 4)).unwrap();
+        write_disk(&mut disk, 1, &encode_header(1, 4).unwrap()).unwrap();
         let twenty: BTreeMap<u64, Block> = (100..120)
             .map(|n| (n, sealed(EXTENTS_MAGIC, n, 3)))
             .collect();
@@ -631,7 +633,7 @@ mod tests {
         assert_eq!(layout.journal_end(), 65);
         for total in [62, 1 << 20, u32::MAX] {
             let mut disk = MemoryDisk::new(256);
-            write_disk(&mut disk, 1, &encode_header(1, 4)).unwrap();
+            write_disk(&mut disk, 1, &encode_header(1, 4).unwrap()).unwrap();
             let mut descriptor = zeroed();
             put(&mut descriptor[..], SEQUENCE_AT, &4u64.to_le_bytes());
             put(&mut descriptor[..], TOTAL_AT, &total.to_le_bytes());
@@ -649,7 +651,7 @@ mod tests {
     fn a_sequence_number_near_the_end_of_the_range_is_refused() {
         let layout = Layout::for_disk(256).unwrap();
         let mut disk = MemoryDisk::new(256);
-        write_disk(&mut disk, 1, &encode_header(1, u64::MAX)).unwrap();
+        write_disk(&mut disk, 1, &encode_header(1, u64::MAX).unwrap()).unwrap();
         assert!(matches!(
             scan(&mut disk, &layout),
             Err(FsError::Corrupt { block: 1, .. })

@@ -553,7 +553,11 @@ fn journal_damage_is_refused_and_a_torn_tail_ignored() {
 fn the_last_journal_sequence_numbers_are_never_committed() {
     let bound = 1u64 << 63;
     let mut disk = sample();
-    put_raw(&mut disk, 1, &crate::journal::encode_header(1, bound - 1));
+    put_raw(
+        &mut disk,
+        1,
+        &crate::journal::encode_header(1, bound - 1).unwrap(),
+    );
     let mut fs = FileSystem::mount(disk).unwrap();
     let before = contents(&mut fs.store.disk);
     let error = fs.create("/new").unwrap_err();
@@ -568,7 +572,11 @@ fn the_last_journal_sequence_numbers_are_never_committed() {
     fs.check().unwrap();
 
     let mut disk = sample();
-    put_raw(&mut disk, 1, &crate::journal::encode_header(1, bound - 2));
+    put_raw(
+        &mut disk,
+        1,
+        &crate::journal::encode_header(1, bound - 2).unwrap(),
+    );
     let mut fs = FileSystem::mount(disk).unwrap();
     fs.create("/new").unwrap();
     assert!(matches!(
@@ -581,7 +589,11 @@ fn the_last_journal_sequence_numbers_are_never_committed() {
 
     // A transaction numbered 2^63 - 1 (crafted: no commit takes it) stays in the log.
     let mut disk = sample();
-    put_raw(&mut disk, 1, &crate::journal::encode_header(1, bound - 1));
+    put_raw(
+        &mut disk,
+        1,
+        &crate::journal::encode_header(1, bound - 1).unwrap(),
+    );
     let mut staged = alloc::collections::BTreeMap::new();
     staged.insert(3, raw(&mut disk, 3));
     write_transaction(&mut disk, 2, bound - 1, &staged).unwrap();

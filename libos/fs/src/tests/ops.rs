@@ -436,6 +436,46 @@ fn a_write_whose_commit_is_refused_its_memory_commits_nothing() {
     assert!(fs.read_all("/f").unwrap() == old, "both writes, remounted");
 }
 
+/// A checkpoint that cannot get its memory (the journal header's block, the run's
+/// buffer) is `NoMemory` with nothing written: its blocks stay pending, the file
+/// system goes on, and with the memory the same checkpoint goes through. Before, the
+/// header's block was made infallibly after the pending blocks were written home:
+/// under memory pressure the app ended in Rust's allocation failure, and here the
+/// checkpoint went through with a block less than it takes.
+#[test]
+fn a_checkpoint_refused_its_memory_writes_nothing() {
+    let mut fs = FileSystem::format(super::CountingDisk::new(MemoryDisk::new(1024))).unwrap();
+    fs.create("/f").unwrap();
+    let data = pattern(3 * BLOCK_SIZE, 0);
+    fs.write("/f", 0, &data).unwrap();
+    let pending = fs.store.pending.len() as u64;
+    assert!(pending > 0, "the write is committed, not yet home");
+    // The header's block and a run's buffer of one block per pending block.
+    for left in 0..=pending {
+        let writes = fs.store.disk.counts.writes;
+        let refused = super::app_memory::with_blocks_left(left, || fs.sync());
+        assert!(
+            matches!(&refused, Err(FsError::NoMemory { .. })),
+            "{left} blocks left: {refused:?}"
+        );
+        assert_eq!(
+            fs.store.disk.counts.writes, writes,
+            "{left}: nothing written"
+        );
+        assert_eq!(
+            fs.store.pending.len() as u64,
+            pending,
+            "{left}: still pending"
+        );
+        fs.check().unwrap();
+    }
+    super::app_memory::with_blocks_left(pending + 1, || fs.sync()).unwrap();
+    assert_eq!(fs.store.pending.len(), 0, "home");
+    let mut fs = FileSystem::mount(fs.into_disk()).unwrap();
+    FileSystem::fsck(&mut fs.store.disk).unwrap();
+    assert!(fs.read_all("/f").unwrap() == data, "the file, remounted");
+}
+
 /// Operations that change metadata (create, mkdir, rename, unlink, a one-byte write
 /// adding a sixth extent to a file, in its overflow block) cannot get the blocks for
 /// their new metadata images (directory blocks, the superblock, a bitmap block, an

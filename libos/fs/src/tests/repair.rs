@@ -761,7 +761,11 @@ fn a_repair_over_a_journal_header_near_the_bound_leaves_a_disk_that_mounts() {
         (bound - journal - 2, bound - 2),
     ] {
         let mut disk = sample();
-        put_raw(&mut disk, 1, &crate::journal::encode_header(1, header));
+        put_raw(
+            &mut disk,
+            1,
+            &crate::journal::encode_header(1, header).unwrap(),
+        );
         damage_directory_a(&mut disk);
         let (fs, _) = FileSystem::repair(disk).unwrap();
         let mut fs = FileSystem::mount(fs.into_disk())
@@ -777,7 +781,11 @@ fn a_repair_over_a_journal_header_near_the_bound_leaves_a_disk_that_mounts() {
 fn a_stamp_with_no_room_past_it_is_passed_over() {
     let layout = crate::format::Layout::for_disk(1024).unwrap();
     let mut disk = sample();
-    put_raw(&mut disk, 1, &crate::journal::encode_header(1, 500));
+    put_raw(
+        &mut disk,
+        1,
+        &crate::journal::encode_header(1, 500).unwrap(),
+    );
     let past =
         |disk: &mut _, stamp| crate::journal::sequence_past_journal(disk, &layout, stamp).unwrap();
     for stamp in [u64::MAX, (1 << 63) - 2] {
