@@ -1042,10 +1042,8 @@ impl<D: BlockStore> FileSystem<D> {
         for group in candidates
             .chunk_by(|a, b| bitmap_position(layout, *a).0 == bitmap_position(layout, *b).0)
         {
-            let Some(&first) = group.first() else {
-                continue;
-            };
-            let bitmap = bitmap_position(layout, first).0;
+            // chunk_by never yields an empty group.
+            let bitmap = bitmap_position(layout, group[0]).0;
             self.store.with_committed_metadata(bitmap, |block, trust| {
                 check_header_as(block, BITMAP_MAGIC, bitmap, "bitmap block", trust)?;
                 fresh.extend(group.iter().copied().filter(|&number| {
