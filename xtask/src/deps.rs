@@ -127,6 +127,10 @@ fn requirements(need: Need) -> Vec<Requirement> {
                 what: Probe::Program("ar"),
                 package: "binutils",
             },
+            Requirement {
+                what: Probe::Program("nm"),
+                package: "binutils",
+            },
         ],
         Need::MemcachedTools => vec![
             Requirement {
@@ -367,12 +371,14 @@ mod tests {
         assert!(find_program("no-such-program-rexo").is_none());
     }
 
-    /// Every program `rexo-image`'s build script runs (`gcc`, and `ar` to archive the C
-    /// apps) is one [`Need::CTools`] checks for: a host without `ar` failed in the
-    /// build script instead of being told to install binutils.
+    /// Every program `rexo-image`'s build script runs (`ar` to archive the C apps; and
+    /// from capps.rs, which it includes, `gcc` and `nm` for the apps' symbols) is one
+    /// [`Need::CTools`] checks for: a host without `ar` failed in the build script
+    /// instead of being told to install binutils.
     #[test]
     fn the_c_tools_are_every_program_the_image_build_runs() {
-        let script = std::fs::read_to_string(crate::root().join("image/build.rs")).unwrap();
+        let read = |file: &str| std::fs::read_to_string(crate::root().join(file)).unwrap();
+        let script = read("image/build.rs") + &read("image/capps.rs");
         let probed: Vec<&str> = requirements(Need::CTools)
             .iter()
             .filter_map(|r| match r.what {
