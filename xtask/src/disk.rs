@@ -516,6 +516,7 @@ fn put(image: &str, file: &str, rest: &[&str]) -> Result<String> {
         None => None,
     };
     let host = Path::new(file);
+    crate::fsimage::refuse_putting_the_image(host, Path::new(image))?;
     let source = HostFile::open(host)?;
     let name = name.unwrap_or_else(|| host.file_name().and_then(|n| n.to_str()).unwrap_or(file));
     put_on(&mut open(Path::new(image))?, name, blocks, &source)
@@ -1091,6 +1092,30 @@ mod tests {
             }
             assert!(std::fs::read(&image).unwrap() == whole, "the image changed");
         }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// `disk put IMAGE IMAGE` and `fs IMAGE put DIR PATH` with the image under DIR are
+    /// refused before anything is written: the copy would read the image as it changes.
+    #[test]
+    fn a_put_of_the_image_into_itself_is_refused() {
+        let dir = std::env::temp_dir().join(format!("rexo-disk-into-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let image = dir.join("both.img");
+        crate::fsimage::partitioned_for_monitor(&image).unwrap();
+        let whole = std::fs::read(&image).unwrap();
+        let (img, folder) = (image.to_str().unwrap(), dir.to_str().unwrap());
+        let bmfs = command(["put", img, img, "self"].map(String::from).to_vec());
+        let fs = crate::fsimage::command(&[img, "put", folder, "/copy"].map(String::from));
+        for err in [bmfs.unwrap_err(), fs.unwrap_err()] {
+            assert_eq!(
+                err,
+                format!(
+                    "{img} is the image {img} itself: it cannot be put into itself; nothing was put"
+                )
+            );
+        }
+        assert!(std::fs::read(&image).unwrap() == whole, "the image changed");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -232,6 +232,7 @@ fn run(args: &[&str]) -> Result<()> {
         }
         [image, "mkdir", dir] => mount(Path::new(image))?.mkdir(dir).map_err(fail),
         [image, "put", file, path] => {
+            refuse_putting_the_image(Path::new(file), Path::new(image))?;
             let mut fs = mount(Path::new(image))?;
             // One image, all or nothing per file: group the copies into few journal
             // transactions, made durable and written home by the sync at the end.
@@ -766,9 +767,7 @@ fn get_file(fs: &mut FileSystem<FileStore>, from: &str, to: &Path, image: &Path)
 /// to, when it is the image itself under any name (same device and inode): creating it
 /// would empty the image before its file was read.
 pub fn refuse_the_image(out: &Path, image: &Path) -> Result<()> {
-    use std::os::unix::fs::MetadataExt;
-    let id = |path: &Path| std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()));
-    match (id(out), id(image)) {
+    match (file_id(out), file_id(image)) {
         (Some(out_id), Some(image_id)) if out_id == image_id => Err(format!(
             "{} is the image {} itself: writing the file out there would empty the \
              image; the image is left as it was",
@@ -776,6 +775,34 @@ pub fn refuse_the_image(out: &Path, image: &Path) -> Result<()> {
             image.display()
         )),
         _ => Ok(()),
+    }
+}
+
+/// The device and inode of the file at `path` (links followed), if it can be read.
+fn file_id(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// Refuses to put the host's `from` (a file, or a tree, as [`put_tree`] walks it) into
+/// `image` when it is, or holds, the image itself under any name: the copy would read the
+/// image while it changes, a file of whatever the image held part-way.
+pub fn refuse_putting_the_image(from: &Path, image: &Path) -> Result<()> {
+    let Some(image_id) = file_id(image) else {
+        return Ok(());
+    };
+    let tree = host_tree(from, "/")?;
+    match tree
+        .files
+        .iter()
+        .find(|(_, host)| file_id(host) == Some(image_id))
+    {
+        Some((_, host)) => Err(format!(
+            "{} is the image {} itself: it cannot be put into itself; nothing was put",
+            host.display(),
+            image.display()
+        )),
+        None => Ok(()),
     }
 }
 
