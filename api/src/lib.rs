@@ -594,10 +594,7 @@ mod tests {
         let guide = include_str!("../../docs/api.md");
         let app = rexo_testkit::crate_docs_example(include_str!("lib.rs"));
         assert!(app.contains("pub fn main(kernel: &Kernel)"), "{app}");
-        assert!(
-            guide.contains(&format!("```rust\n{app}```\n")),
-            "docs/api.md does not quote the example app:\n{app}"
-        );
+        rexo_testkit::assert_guide_quotes("docs/api.md", guide, &app);
     }
 
     #[test]

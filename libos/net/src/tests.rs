@@ -6001,8 +6001,5 @@ fn the_network_guide_quotes_the_example_app_the_doctests_build() {
     let guide = include_str!("../../../docs/network.md");
     let app = rexo_testkit::crate_docs_example(include_str!("lib.rs"));
     assert!(app.contains("stack.udp_bind(7"), "{app}");
-    assert!(
-        guide.contains(&format!("```rust\n{app}```\n")),
-        "docs/network.md does not quote the example app:\n{app}"
-    );
+    rexo_testkit::assert_guide_quotes("docs/network.md", guide, &app);
 }

@@ -54,9 +54,26 @@ pub fn crate_docs_example(lib_rs: &str) -> String {
         })
 }
 
+/// Panics unless the guide `page` (named `page_name` in the message) quotes `app`, a
+/// crate's docs example ([`crate_docs_example`]), whole as a ```` ```rust ```` block: the
+/// doctests build the example, so the guide's code builds too.
+pub fn assert_guide_quotes(page_name: &str, page: &str, app: &str) {
+    assert!(
+        page.contains(&alloc::format!("```rust\n{app}```\n")),
+        "{page_name} does not quote the example app:\n{app}"
+    );
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{Rng, crate_docs_example};
+    use super::{Rng, assert_guide_quotes, crate_docs_example};
+
+    #[test]
+    #[should_panic(expected = "guide.md does not quote the example app")]
+    fn a_guide_without_the_example_whole_fails() {
+        assert_guide_quotes("guide.md", "```rust\nfn main() {}\n```\n", "fn main() {}\n");
+        assert_guide_quotes("guide.md", "```rust\nfn main() {\n```\n", "fn main() {}\n");
+    }
 
     #[test]
     fn the_example_is_the_no_run_block_without_its_hidden_lines() {
