@@ -232,13 +232,17 @@ fn run(args: &[&str]) -> Result<()> {
         }
         [image, "mkdir", dir] => mount(Path::new(image))?.mkdir(dir).map_err(fail),
         [image, "put", file, path] => {
-            refuse_putting_the_image(Path::new(file), Path::new(image))?;
+            // Listed whole first: a tree it refuses, or one holding the image, changes nothing.
+            let tree = host_tree(Path::new(file), path)?;
+            for (_, host) in &tree.files {
+                refuse_putting_the_image(host, Path::new(image))?;
+            }
             let mut fs = mount(Path::new(image))?;
             // One image, all or nothing per file: group the copies into few journal
             // transactions, made durable and written home by the sync at the end.
             fs.set_commit_policy(rexo_fs::CommitPolicy::OnCommit)
                 .map_err(fail)?;
-            let (files, bytes) = put_tree(&mut fs, Path::new(file), path)?;
+            let (files, bytes) = put_host_tree(&mut fs, &tree)?;
             fs.sync().map_err(fail)?;
             println!("{path}: {files} files, {bytes} bytes");
             Ok(())
@@ -484,7 +488,11 @@ pub fn put_tree<D: BlockStore>(
     from: &Path,
     to: &str,
 ) -> Result<(u64, u64)> {
-    let tree = host_tree(from, to)?;
+    put_host_tree(fs, &host_tree(from, to)?)
+}
+
+/// [`put_tree`] of a host tree already listed.
+fn put_host_tree<D: BlockStore>(fs: &mut FileSystem<D>, tree: &HostTree) -> Result<(u64, u64)> {
     make_directories(fs, &tree.directories)?;
     let paths: Vec<String> = tree.files.iter().map(|(path, _)| path.clone()).collect();
     put_grouped(fs, &paths, &|index| {
@@ -784,25 +792,17 @@ fn file_id(path: &Path) -> Option<(u64, u64)> {
     std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
-/// Refuses to put the host's `from` (a file, or a tree, as [`put_tree`] walks it) into
-/// `image` when it is, or holds, the image itself under any name: the copy would read the
-/// image while it changes, a file of whatever the image held part-way.
-pub fn refuse_putting_the_image(from: &Path, image: &Path) -> Result<()> {
-    let Some(image_id) = file_id(image) else {
-        return Ok(());
-    };
-    let tree = host_tree(from, "/")?;
-    match tree
-        .files
-        .iter()
-        .find(|(_, host)| file_id(host) == Some(image_id))
-    {
-        Some((_, host)) => Err(format!(
+/// Refuses to put the host's file `host` into `image` when it is the image itself under
+/// any name (same device and inode): the copy would read the image while it changes, a
+/// file of whatever the image held part-way.
+pub fn refuse_putting_the_image(host: &Path, image: &Path) -> Result<()> {
+    match (file_id(host), file_id(image)) {
+        (Some(host_id), Some(image_id)) if host_id == image_id => Err(format!(
             "{} is the image {} itself: it cannot be put into itself; nothing was put",
             host.display(),
             image.display()
         )),
-        None => Ok(()),
+        _ => Ok(()),
     }
 }
 
